@@ -1,0 +1,136 @@
+"""The bundle: a directory holding ``model.onnx``, ``tokenizer.json`` and ``manifest.json``.
+
+The manifest is the contract between export (which writes it) and runtime (which reads it). It is
+plain JSON; nothing in a bundle is pickled or executed. Every other file of the bundle is listed in
+``files`` with its sha256, which ``load_manifest`` checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import BundleError
+from ._types import Pooling, Precision, parse
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MODEL_NAME = "model.onnx"
+TOKENIZER_NAME = "tokenizer.json"
+
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass
+class DenseSpec:
+    in_features: int
+    out_features: int
+    bias: bool
+    activation: str  # a name from embedrt.export's activation table, e.g. "tanh", "identity"
+    residual: bool = False
+
+
+@dataclass
+class Manifest:
+    """What a bundle is. Written by ``embedrt.export``, read by ``embedrt.Embedder``."""
+
+    source: dict[str, Any]  # path, kind ("sentence-transformers" / "transformers"), architecture
+    pooling: list[Pooling]
+    dimension: int
+    hidden_size: int
+    max_seq_length: int
+    inputs: list[str]
+    dense: list[DenseSpec] = field(default_factory=list)
+    normalize: bool = False
+    do_lower_case: bool = False
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    precision: Precision = Precision.FP32
+    optimizations: dict[str, Any] = field(default_factory=dict)
+    opset: int = 17
+    outputs: list[str] = field(default_factory=lambda: ["sentence_embedding", "token_embeddings"])
+    pad_token_id: int = 0
+    tools: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+    parity: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pooling"] = [p.value for p in self.pooling]
+        d["precision"] = self.precision.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        d = dict(d)
+        d["pooling"] = [parse(Pooling, p, "pooling mode") for p in d["pooling"]]
+        d["precision"] = parse(Precision, d.get("precision", "fp32"), "precision")
+        d["dense"] = [DenseSpec(**x) for x in d.get("dense", [])]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(bundle: Path, manifest: Manifest) -> Path:
+    """Hash every file in ``bundle`` (but the manifest) into ``manifest.files`` and write it."""
+    manifest.files = {
+        p.name: sha256_file(p)
+        for p in sorted(bundle.iterdir())
+        if p.is_file() and p.name != MANIFEST_NAME
+    }
+    path = bundle / MANIFEST_NAME
+    path.write_text(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_manifest(bundle: str | Path, verify: bool = True) -> Manifest:
+    """Read and check a bundle's manifest; with ``verify``, check every file's sha256 too."""
+    root = Path(bundle)
+    if not root.is_dir():
+        raise BundleError(f"bundle {str(root)!r} is not a directory: pass the folder written by `embedrt export`")
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(
+            f"bundle {str(root)!r} has no {MANIFEST_NAME}: it was not written by `embedrt export`, "
+            "or the file was removed; export the model again"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{path} is not valid JSON ({e}); export the model again") from e
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if not isinstance(version, int):
+        raise BundleError(f"{path} has no integer schema_version; export the model again")
+    if version > SCHEMA_VERSION:
+        raise BundleError(
+            f"{path} has schema_version {version}, newer than this embedrt understands ({SCHEMA_VERSION}): "
+            "upgrade embedrt (pip install -U embedrt)"
+        )
+    try:
+        manifest = Manifest.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{path} is malformed ({e}); export the model again") from e
+    for required in (MODEL_NAME, TOKENIZER_NAME):
+        if required not in manifest.files:
+            raise BundleError(f"{path} does not list {required}; export the model again")
+    for name, expected in manifest.files.items():
+        file = root / name
+        if not file.is_file():
+            raise BundleError(f"bundle {str(root)!r} is missing {name}; copy the whole bundle folder or export again")
+        if verify and sha256_file(file) != expected:
+            raise BundleError(
+                f"{file} was altered after export (sha256 differs from {MANIFEST_NAME}); "
+                "export the model again, or pass verify=False if the change is intended"
+            )
+    return manifest

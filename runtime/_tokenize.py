@@ -1,0 +1,69 @@
+"""Tokenization for the runtime: one batch call, no padding (batches are padded to their own longest)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """Token ids of a list of texts, unpadded, truncated to the model's max_seq_length."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]]
+    lengths: np.ndarray  # int64 [n], tokens per text after truncation
+    truncated: np.ndarray  # bool [n], True where the text had more tokens than max_seq_length
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def select(self, indices: Sequence[int]) -> Tokenized:
+        return Tokenized(
+            ids=[self.ids[i] for i in indices],
+            type_ids=[self.type_ids[i] for i in indices],
+            lengths=self.lengths[list(indices)],
+            truncated=self.truncated[list(indices)],
+        )
+
+
+def load_tokenizer(path: Path, max_seq_length: int) -> Tokenizer:
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_seq_length)
+    return tok
+
+
+def tokenize(tokenizer: Tokenizer, texts: list[str]) -> Tokenized:
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
+    ids = [e.ids for e in encodings]
+    return Tokenized(
+        ids=ids,
+        type_ids=[e.type_ids for e in encodings],
+        lengths=np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)),
+        truncated=np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(ids)),
+    )
+
+
+def pad_batch(
+    tok: Tokenized, rows: np.ndarray, pad_id: int, with_type_ids: bool
+) -> dict[str, np.ndarray]:
+    """Inputs for the rows ``rows`` of ``tok``, right-padded to the longest of them."""
+    lengths = tok.lengths[rows]
+    width = max(int(lengths.max()), 1)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    types = np.zeros((len(rows), width), dtype=np.int64) if with_type_ids else None
+    for r, i in enumerate(rows):
+        n = lengths[r]
+        ids[r, :n] = tok.ids[i]
+        if types is not None:
+            types[r, :n] = tok.type_ids[i]
+    mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+    feed = {"input_ids": ids, "attention_mask": mask}
+    if types is not None:
+        feed["token_type_ids"] = types
+    return feed

@@ -1,0 +1,48 @@
+"""Closed sets of embedrt, as enums. User strings become enums at the boundary via ``parse``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypeVar
+
+E = TypeVar("E", bound=Enum)
+
+
+class Pooling(str, Enum):
+    """Pooling modes, named and computed as sentence-transformers does."""
+
+    CLS = "cls"
+    MAX = "max"
+    MEAN = "mean"
+    MEAN_SQRT_LEN = "mean_sqrt_len_tokens"
+    WEIGHTED_MEAN = "weightedmean"
+    LAST_TOKEN = "lasttoken"
+
+
+class Precision(str, Enum):
+    """Numeric precision of a bundle's graph (its inputs and outputs stay int64 / float32)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+
+class Device(str, Enum):
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class OutputValue(str, Enum):
+    SENTENCE_EMBEDDING = "sentence_embedding"
+    TOKEN_EMBEDDINGS = "token_embeddings"
+
+
+def parse(enum_cls: type[E], value: object, what: str) -> E:
+    """Turn ``value`` into a member of ``enum_cls``; a bad value gets an error listing the valid ones."""
+    if isinstance(value, enum_cls):
+        return value
+    for member in enum_cls:
+        if value == member.value or (isinstance(value, str) and value.lower() == member.value):
+            return member
+    valid = ", ".join(repr(m.value) for m in enum_cls)
+    raise ValueError(f"invalid {what} {value!r}: expected one of {valid}")
