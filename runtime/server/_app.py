@@ -1,0 +1,312 @@
+"""The Starlette app: routes, auth, limits, and the glue between HTTP and the batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import __version__
+from .._embedder import Embedder
+from .._tokenize import Tokenized
+from ._batcher import Batcher, QueueFullError, ShuttingDownError
+from ._config import ServerConfig
+from ._metrics import CONTENT_TYPE, Metrics
+from ._protocol import (
+    ApiError,
+    EmbedRequest,
+    openai_body,
+    parse_json_body,
+    parse_openai,
+    parse_tei,
+    postprocess,
+)
+
+log = logging.getLogger("embedrt.server")
+
+Handler = Callable[[Request], Awaitable[Response]]
+_BIG_TEXT_CHARS = 20_000  # tokenize bigger requests off the event loop
+_BIG_RESPONSE_FLOATS = 200_000  # serialize bigger responses off the event loop
+_WARMUP_TEXTS = ["warm up", "a longer sentence to warm up the model with a second, padded row"]
+
+
+class ServerState:
+    """The model, its batcher and the server's readiness; one per app, at ``app.state.embedrt``."""
+
+    def __init__(self, embedder: Embedder, config: ServerConfig) -> None:
+        self.embedder = embedder
+        self.config = config
+        self.metrics = Metrics()
+        self.batcher = Batcher(
+            self._encode,
+            self.metrics,
+            batching=config.batching,
+            max_batch_tokens=config.max_batch_tokens,
+            max_wait_s=config.max_wait_ms / 1000,
+            max_queue=config.max_queue,
+        )
+        self.ready = False
+        self.draining = False
+
+    def _encode(self, tok: Tokenized) -> np.ndarray:
+        out = self.embedder.encode_tokenized(tok, batch_size=self.config.batch_size, normalize=False)
+        assert isinstance(out, np.ndarray)
+        return out
+
+    def begin_drain(self) -> None:
+        """Refuse new requests from now on; those already in flight finish."""
+        self.draining = True
+        self.metrics.ready.set(0)
+
+    async def start(self) -> None:
+        self.batcher.start()
+        if self.config.warmup:
+            await self.batcher.run_in_model_thread(lambda: self.embedder.encode(_WARMUP_TEXTS))
+        self.ready = True
+        self.metrics.ready.set(1)
+        log.info("embedrt server ready: %r", self.embedder)
+
+    async def stop(self) -> None:
+        self.begin_drain()
+        self.ready = False
+        await self.batcher.stop()
+
+    async def embed(self, req: EmbedRequest) -> tuple[np.ndarray, int]:
+        """The vectors of ``req`` (post-processed) and its token count."""
+        tok = await self._tokenize(req)
+        if not req.truncate and tok.truncated.any():
+            first = int(np.flatnonzero(tok.truncated)[0])
+            raise ApiError(
+                413,
+                f"input {first} is longer than the model's maximum of {self.embedder.max_seq_length} tokens: "
+                'shorten it, or send "truncate": true to cut it',
+                code="input_too_long",
+            )
+        tokens = int(tok.lengths.sum())
+        m = self.metrics
+        m.inputs.inc(len(tok))
+        m.tokens.inc(tokens)
+        m.truncated.inc(int(tok.truncated.sum()))
+        try:
+            raw = await asyncio.wait_for(self.batcher.submit(tok), self.config.request_timeout_s)
+        except QueueFullError as e:
+            raise ApiError(
+                503,
+                f"{e}: retry shortly",
+                kind="server_error",
+                code="overloaded",
+                headers={"Retry-After": "1"},
+            ) from e
+        except ShuttingDownError as e:
+            raise ApiError(503, str(e), kind="server_error", code="shutting_down") from e
+        except asyncio.TimeoutError as e:
+            raise ApiError(
+                504,
+                f"the request did not finish within {self.config.request_timeout_s:g} s",
+                kind="server_error",
+                code="timeout",
+            ) from e
+        return postprocess(raw, req, self.embedder.manifest.normalize), tokens
+
+    async def _tokenize(self, req: EmbedRequest) -> Tokenized:
+        def run() -> Tokenized:
+            return self.embedder.tokenize(req.texts, prompt_name=req.prompt_name)
+
+        try:
+            if sum(len(t) for t in req.texts) > _BIG_TEXT_CHARS:
+                return await asyncio.to_thread(run)
+            return run()
+        except ValueError as e:  # an unknown prompt_name
+            raise ApiError(400, str(e), param="prompt_name") from e
+
+    def info(self) -> dict[str, Any]:
+        e, m = self.embedder, self.embedder.manifest
+        return {
+            "model": self.config.model_name,
+            "model_id": self.config.model_name,
+            "version": __version__,
+            "architecture": m.source.get("architecture"),
+            "dimension": e.dimension,
+            "max_input_length": e.max_seq_length,
+            "pooling": [p.value for p in m.pooling],
+            "normalize": m.normalize,
+            "precision": m.precision.value,
+            "device": e.device.value,
+            "providers": e.providers,
+            "threads": e.threads,
+            "prompts": e.prompts,
+            "max_client_batch_size": self.config.max_inputs,
+            "limits": self.config.limits(),
+        }
+
+
+def create_app(embedder: Embedder, config: ServerConfig | None = None) -> Starlette:
+    """The HTTP app serving ``embedder``. Run it with any ASGI server (``embedrt serve`` uses uvicorn)."""
+    config = config or ServerConfig()
+    state = ServerState(embedder, config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    async def embeddings(request: Request) -> Response:
+        data = parse_json_body(await _read_body(request, config.max_body_bytes))
+        req = parse_openai(
+            data,
+            dimension=embedder.dimension,
+            max_inputs=config.max_inputs,
+            auto_truncate=config.auto_truncate,
+        )
+        vectors, tokens = await state.embed(req)
+        return await _json(openai_body(vectors, req.base64, config.model_name, tokens), vectors.size)
+
+    async def embed(request: Request) -> Response:
+        data = parse_json_body(await _read_body(request, config.max_body_bytes))
+        req = parse_tei(
+            data,
+            dimension=embedder.dimension,
+            max_inputs=config.max_inputs,
+            auto_truncate=config.auto_truncate,
+        )
+        vectors, _ = await state.embed(req)
+        return await _json(vectors.tolist(), vectors.size)
+
+    async def health(request: Request) -> Response:
+        if state.ready and not state.draining and state.batcher.running:
+            return _plain_json({"status": "ok"})
+        status = "draining" if state.draining else "starting"
+        return _plain_json({"status": status}, 503)
+
+    async def info(request: Request) -> Response:
+        return _plain_json(state.info())
+
+    async def models(request: Request) -> Response:
+        model = {"id": config.model_name, "object": "model", "created": 0, "owned_by": "embedrt"}
+        return _plain_json({"object": "list", "data": [model]})
+
+    async def metrics(request: Request) -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    tei = {"embed"}
+    public = {"health"}
+    routes = [
+        Route(
+            path,
+            _guarded(state, name, fn, tei=name in tei, public=name in public),
+            methods=[method],
+            name=name,
+        )
+        for path, method, name, fn in [
+            ("/v1/embeddings", "POST", "embeddings", embeddings),
+            ("/embeddings", "POST", "embeddings", embeddings),
+            ("/embed", "POST", "embed", embed),
+            ("/health", "GET", "health", health),
+            ("/info", "GET", "info", info),
+            ("/v1/models", "GET", "models", models),
+            ("/metrics", "GET", "metrics", metrics),
+        ]
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        err = ApiError(
+            exc.status_code,
+            f"{request.method} {request.url.path}: {exc.detail}",
+            code="not_found" if exc.status_code == 404 else None,
+        )
+        return _plain_json(err.openai_body(), exc.status_code, err.headers)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.state.embedrt = state
+    return app
+
+
+def _guarded(state: ServerState, name: str, fn: Handler, *, tei: bool, public: bool) -> Handler:
+    """``fn`` behind the API key and the drain switch, with errors in the API's shape and metrics."""
+    m = state.metrics
+    key = state.config.api_key.encode() if state.config.api_key else None
+
+    async def handle(request: Request) -> Response:
+        start = time.perf_counter()
+        m.in_flight.inc()
+        try:
+            if key is not None and not public:
+                _check_key(request, key)
+            if state.draining and not public:
+                raise ApiError(503, "the server is shutting down", kind="server_error", code="shutting_down")
+            response = await fn(request)
+        except ApiError as e:
+            response = _plain_json(e.tei_body() if tei else e.openai_body(), e.status, e.headers)
+            m.errors.labels(name, e.code or e.kind).inc()
+        except Exception:
+            log.exception("%s %s failed", request.method, request.url.path)
+            err = ApiError(500, "internal error while embedding; see the server log", kind="server_error")
+            response = _plain_json(err.tei_body() if tei else err.openai_body(), 500)
+            m.errors.labels(name, "internal").inc()
+        finally:
+            m.in_flight.dec()
+        m.requests.labels(name, str(response.status_code)).inc()
+        m.latency.labels(name).observe(time.perf_counter() - start)
+        return response
+
+    return handle
+
+
+def _check_key(request: Request, key: bytes) -> None:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key):
+        raise ApiError(
+            401,
+            "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_big = ApiError(
+        413, f"the request body is larger than this server's limit of {limit} bytes", code="body_too_large"
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise too_big
+        except ValueError as e:
+            raise ApiError(400, f"bad Content-Length header {declared!r:.40}") from e
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_big
+    return bytes(body)
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def _plain_json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_dumps(body), status, headers=headers, media_type="application/json")
+
+
+async def _json(body: Any, floats: int) -> Response:
+    if floats > _BIG_RESPONSE_FLOATS:
+        return Response(await asyncio.to_thread(_dumps, body), media_type="application/json")
+    return _plain_json(body)

@@ -1,0 +1,194 @@
+"""Cross-request batching: requests waiting together become one model call.
+
+One asyncio task collects jobs from a bounded queue and runs the model on a single worker thread,
+so the event loop never blocks on inference. While a batch runs, new requests queue up; they are
+merged into the next batch as long as their tokens fit in the budget. An idle server waits at most
+``max_wait_s`` after the first request for others to join. Each job gets exactly its own rows back.
+
+    request A ─┐                          ┌─► A's rows
+    request B ─┼─► queue ─► merge ─► model ┼─► B's rows
+    request C ─┘   (bounded)   (token budget) └─► C's rows
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._tokenize import Tokenized
+from ._metrics import Metrics
+
+log = logging.getLogger("embedrt.server")
+
+EncodeFn = Callable[[Tokenized], np.ndarray]
+
+
+class QueueFullError(Exception):
+    """The queue holds ``max_queue`` requests already."""
+
+
+class ShuttingDownError(Exception):
+    """The batcher is stopping and takes no new work."""
+
+
+@dataclass
+class _Job:
+    tok: Tokenized
+    future: asyncio.Future[np.ndarray]
+    tokens: int
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+def merge(toks: list[Tokenized]) -> Tokenized:
+    """The rows of ``toks`` one after the other, as one ``Tokenized``."""
+    if len(toks) == 1:
+        return toks[0]
+    return Tokenized(
+        ids=[row for t in toks for row in t.ids],
+        type_ids=[row for t in toks for row in t.type_ids],
+        lengths=np.concatenate([t.lengths for t in toks]),
+        truncated=np.concatenate([t.truncated for t in toks]),
+    )
+
+
+class Batcher:
+    """Merges concurrent ``submit`` calls into model batches under a token budget."""
+
+    def __init__(
+        self,
+        encode: EncodeFn,
+        metrics: Metrics,
+        *,
+        batching: bool = True,
+        max_batch_tokens: int = 16384,
+        max_wait_s: float = 0.002,
+        max_queue: int = 256,
+    ) -> None:
+        self._encode = encode
+        self._metrics = metrics
+        self._batching = batching
+        self._max_tokens = max_batch_tokens
+        self._max_wait = max_wait_s
+        self._max_queue = max_queue
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        # One thread: the model runs one batch at a time on its own intra-op pool.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedrt-model")
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def run_in_model_thread(self, fn: Callable[[], object]) -> object:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="embedrt-batcher")
+
+    async def stop(self) -> None:
+        """Finish every queued job, then stop."""
+        self._closing = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, tok: Tokenized) -> np.ndarray:
+        """The model's rows for ``tok``, float32 ``(len(tok), dim)``, in order."""
+        if self._closing or self._wakeup is None:
+            raise ShuttingDownError("the server is shutting down")
+        if len(self._queue) >= self._max_queue:
+            self._metrics.rejected.inc()
+            raise QueueFullError(f"the queue is full ({self._max_queue} requests waiting)")
+        job = _Job(tok, asyncio.get_running_loop().create_future(), int(tok.lengths.sum()))
+        self._queue.append(job)
+        self._metrics.queue_depth.set(len(self._queue))
+        self._wakeup.set()
+        return await job.future
+
+    async def _loop(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = await self._collect()
+            if batch:
+                await self._run(batch)
+
+    async def _collect(self) -> list[_Job]:
+        """Jobs for one model call: the first live one, then whoever fits while we wait."""
+        assert self._wakeup is not None
+        batch: list[_Job] = []
+        tokens = 0
+        deadline = time.perf_counter() + self._max_wait
+        while True:
+            while self._queue:
+                job = self._queue[0]
+                if job.future.done():  # timed out or client gone before its turn
+                    self._queue.popleft()
+                    continue
+                if batch and (not self._batching or tokens + job.tokens > self._max_tokens):
+                    return self._taken(batch)
+                self._queue.popleft()
+                batch.append(job)
+                tokens += job.tokens
+            if not batch:
+                return self._taken(batch)
+            left = deadline - time.perf_counter()
+            if not self._batching or tokens >= self._max_tokens or left <= 0 or self._closing:
+                return self._taken(batch)
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except asyncio.TimeoutError:
+                return self._taken(batch)
+
+    def _taken(self, batch: list[_Job]) -> list[_Job]:
+        self._metrics.queue_depth.set(len(self._queue))
+        return batch
+
+    async def _run(self, batch: list[_Job]) -> None:
+        m = self._metrics
+        start = time.perf_counter()
+        for job in batch:
+            m.queue_wait.observe(start - job.enqueued)
+        tok = merge([job.tok for job in batch])
+        m.batch_requests.observe(len(batch))
+        m.batch_inputs.observe(len(tok))
+        m.batch_tokens.observe(sum(job.tokens for job in batch))
+        loop = asyncio.get_running_loop()
+        try:
+            out = await loop.run_in_executor(self._executor, self._encode, tok)
+        except Exception as e:  # the model failed: every job of this batch gets the error, others go on
+            log.exception("model batch of %d requests failed", len(batch))
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(e)
+            return
+        finally:
+            m.inference.observe(time.perf_counter() - start)
+        offset = 0
+        for job in batch:
+            n = len(job.tok)
+            if not job.future.done():
+                job.future.set_result(out[offset : offset + n])
+            offset += n

@@ -1,0 +1,228 @@
+"""Request parsing and response shapes of the two APIs: OpenAI's /v1/embeddings and TEI's /embed.
+
+Everything a client can get wrong becomes an ``ApiError`` with a status and a message naming the
+bad value; nothing here touches the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class ApiError(Exception):
+    """An error answered to the client. ``kind`` is OpenAI's error ``type``; ``code`` its ``code``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def openai_body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+    def tei_body(self) -> dict[str, Any]:
+        # TEI's shape: {"error": "...", "error_type": "Validation" | "Overloaded" | "Backend" | ...}
+        tei_type = {400: "Validation", 413: "Validation", 422: "Validation", 503: "Overloaded"}
+        return {"error": self.message, "error_type": tei_type.get(self.status, self.code or self.kind)}
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """What both APIs ask for, once validated."""
+
+    texts: list[str]
+    truncate: bool
+    normalize: bool | None  # None: as the model gives it
+    dimensions: int | None
+    base64: bool
+    prompt_name: str | None
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ApiError(
+            400, f"the request body is not valid UTF-8 (byte {e.start}): send JSON encoded as UTF-8"
+        ) from e
+    if not text.strip():
+        raise ApiError(400, "the request body is empty: send a JSON object")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ApiError(400, f"the request body is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise ApiError(400, "the request body is nested too deeply") from e
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the request body must be a JSON object, got {_json_type(data)}")
+    return data
+
+
+def parse_openai(
+    data: dict[str, Any], *, dimension: int, max_inputs: int, auto_truncate: bool
+) -> EmbedRequest:
+    if "input" not in data:
+        raise ApiError(400, "'input' is required: a string or a list of strings", param="input")
+    texts = _texts(data["input"], "input", max_inputs)
+    model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ApiError(400, f"'model' must be a string, got {_json_type(model)}", param="model")
+    fmt = data.get("encoding_format")
+    if fmt is None:
+        fmt = "float"
+    if fmt not in ("float", "base64"):
+        raise ApiError(
+            400, f"'encoding_format' must be 'float' or 'base64', got {fmt!r:.80}", param="encoding_format"
+        )
+    user = data.get("user")
+    if user is not None and not isinstance(user, str):
+        raise ApiError(400, f"'user' must be a string, got {_json_type(user)}", param="user")
+    return EmbedRequest(
+        texts=texts,
+        truncate=_bool(data, "truncate", auto_truncate),
+        normalize=None,
+        dimensions=_dimensions(data.get("dimensions"), dimension),
+        base64=fmt == "base64",
+        prompt_name=_prompt_name(data.get("prompt_name")),
+    )
+
+
+def parse_tei(data: dict[str, Any], *, dimension: int, max_inputs: int, auto_truncate: bool) -> EmbedRequest:
+    if "inputs" not in data:
+        raise ApiError(422, "'inputs' is required: a string or a list of strings", param="inputs")
+    return EmbedRequest(
+        texts=_texts(data["inputs"], "inputs", max_inputs),
+        truncate=_bool(data, "truncate", auto_truncate),
+        normalize=_bool(data, "normalize", True),
+        dimensions=_dimensions(data.get("dimensions"), dimension),
+        base64=False,
+        prompt_name=_prompt_name(data.get("prompt_name")),
+    )
+
+
+def _texts(value: object, name: str, max_inputs: int) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise ApiError(
+            400, f"'{name}' must be a string or a list of strings, got {_json_type(value)}", param=name
+        )
+    if not value:
+        raise ApiError(400, f"'{name}' is an empty list: send at least one string", param=name)
+    if len(value) > max_inputs:
+        raise ApiError(
+            413,
+            f"'{name}' has {len(value)} items, more than this server's limit of {max_inputs} per request: "
+            "split it into several requests",
+            param=name,
+            code="too_many_inputs",
+        )
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            continue
+        if _is_token_ids(item) or (i == 0 and _is_token_ids(value)):
+            raise ApiError(
+                400,
+                f"'{name}' holds token ids: this server takes text only, send strings",
+                param=name,
+                code="token_ids_not_supported",
+            )
+        raise ApiError(400, f"'{name}[{i}]' must be a string, got {_json_type(item)}", param=name)
+    return value
+
+
+def _is_token_ids(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    )
+
+
+def _bool(data: dict[str, Any], name: str, default: bool) -> bool:
+    value = data.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ApiError(400, f"'{name}' must be true or false, got {_json_type(value)}", param=name)
+    return value
+
+
+def _dimensions(value: object, dimension: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= dimension:
+        raise ApiError(
+            400,
+            f"'dimensions' must be an integer from 1 to {dimension} (this model's dimension), got {value!r:.80}",
+            param="dimensions",
+        )
+    return value
+
+
+def _prompt_name(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, f"'prompt_name' must be a string, got {_json_type(value)}", param="prompt_name")
+    return value
+
+
+def _json_type(value: object) -> str:
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def postprocess(vectors: np.ndarray, req: EmbedRequest, model_normalizes: bool) -> np.ndarray:
+    """Cut to ``dimensions`` and L2-normalize where asked (Matryoshka: cut, then re-normalize)."""
+    out = vectors
+    if req.dimensions is not None and req.dimensions < out.shape[1]:
+        out = out[:, : req.dimensions]
+        renorm = model_normalizes or req.normalize is not False
+    else:
+        renorm = bool(req.normalize) and not model_normalizes
+    if renorm:
+        out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def openai_body(vectors: np.ndarray, as_base64: bool, model: str, tokens: int) -> dict[str, Any]:
+    if as_base64:
+        little = vectors.astype("<f4", copy=False)
+        rows: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+    else:
+        rows = vectors.tolist()
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
