@@ -1,0 +1,207 @@
+"""``export_model``: a model folder becomes a validated bundle."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from embedrt import Embedder, __version__
+from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
+from embedrt._errors import ExportError, UnsupportedModelError
+from embedrt._types import Pooling, Precision, parse
+
+from ._model import EmbeddingModel, accepts_type_ids, load_encoder
+from ._source import SourceSpec, read_source
+from ._texts import validation_texts
+from ._tokenizer import bundle_tokenizer, load_hf_tokenizer, write_tokenizer
+from ._validate import validate
+
+DEFAULT_OPSET = 17
+EXPORTERS = ("torchscript", "dynamo")
+
+Log = Callable[[str], None]
+
+
+def export_model(
+    source: str | Path,
+    out_dir: str | Path,
+    *,
+    pooling: list[str] | str | None = None,
+    precision: str | Precision = Precision.FP32,
+    optimize: bool = False,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+    validate_texts: list[str] | None = None,
+    overwrite: bool = False,
+    log: Log | None = None,
+) -> Path:
+    """Export ``source`` (a sentence-transformers or Hugging Face folder) into the bundle ``out_dir``.
+
+    The bundle is validated against PyTorch before it is moved into place; a failed validation
+    raises ``ParityError`` naming the worst input and leaves ``out_dir`` untouched.
+    """
+    say = log or (lambda _msg: None)
+    prec = parse(Precision, precision, "precision")
+    if exporter not in EXPORTERS:
+        raise ValueError(f"invalid exporter {exporter!r}: expected one of {EXPORTERS}")
+    modes = _parse_pooling(pooling)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (--overwrite)")
+
+    spec = read_source(source, modes)
+    say(f"source: {spec.kind} folder, architecture {spec.model_type!r}, pooling "
+        f"{[p.value for p in spec.pooling]}, max_seq_length {spec.max_seq_length}")
+    encoder = load_encoder(spec)
+    hf_tok = load_hf_tokenizer(spec)
+    with_type_ids = accepts_type_ids(encoder, list(hf_tok.model_input_names))
+    model = EmbeddingModel(encoder, spec, with_type_ids).eval()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        work = Path(tmp)
+        bundle = work / "bundle"
+        bundle.mkdir()
+        fp32_dir = work / "fp32" if (prec is not Precision.FP32 or optimize) else bundle
+        fp32_dir.mkdir(exist_ok=True)
+        inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if with_type_ids else [])
+        say(f"exporting with torch.onnx ({exporter}, opset {opset}), inputs {inputs}")
+        _onnx_export(model, hf_tok, inputs, fp32_dir / MODEL_NAME, opset, exporter, spec)
+        optimizations: dict[str, Any] = {}
+        if fp32_dir is not bundle:
+            from ._variants import apply_variant  # owned by the variants work (issue 3)
+
+            say(f"making the {prec.value} variant" + (" with graph fusion" if optimize else ""))
+            optimizations = apply_variant(fp32_dir / MODEL_NAME, bundle / MODEL_NAME, prec, optimize, {"spec": spec})
+        tok, pad_id = bundle_tokenizer(hf_tok, spec)
+        write_tokenizer(tok, bundle)
+        manifest = _manifest(spec, model, inputs, prec, optimizations, opset, pad_id, exporter)
+        write_manifest(bundle, manifest)
+
+        say("validating against PyTorch")
+        embedder = Embedder(bundle)
+        report = validate(embedder, model, hf_tok, validate_texts or validation_texts())
+        manifest.parity = report
+        write_manifest(bundle, manifest)
+        say(f"parity: min cosine {report['min_cosine']:.7f}, max abs diff {report['max_abs_diff']:.2e} "
+            f"over {report['texts']} texts")
+        del embedder
+        if out.exists():
+            shutil.rmtree(out)
+        bundle.rename(out)
+    return out
+
+
+def _parse_pooling(pooling: list[str] | str | None) -> list[Pooling] | None:
+    if pooling is None:
+        return None
+    items = pooling.split(",") if isinstance(pooling, str) else list(pooling)
+    modes = [parse(Pooling, p.strip() if isinstance(p, str) else p, "pooling mode") for p in items]
+    if not modes:
+        raise ValueError("pooling must name at least one mode")
+    return modes
+
+
+@contextmanager
+def _quiet() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _onnx_export(
+    model: EmbeddingModel, hf_tok: Any, inputs: list[str], path: Path, opset: int, exporter: str, spec: SourceSpec
+) -> None:
+    sample = hf_tok(["a short text", "a somewhat longer text to pad the batch"], padding=True, return_tensors="pt")
+    args = tuple(sample[name] for name in inputs)
+    outputs = ["sentence_embedding", "token_embeddings"]
+    try:
+        with _quiet(), torch.inference_mode(False), torch.no_grad():
+            if exporter == "dynamo":
+                batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+                torch.onnx.export(
+                    model, args, str(path), input_names=inputs, output_names=outputs, opset_version=max(opset, 18),
+                    dynamo=True, dynamic_shapes={n: {0: batch, 1: seq} for n in inputs}, verbose=False,
+                )
+            else:
+                axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in [*inputs, "token_embeddings"]}
+                axes["sentence_embedding"] = {0: "batch"}
+                torch.onnx.export(
+                    model, args, str(path), input_names=inputs, output_names=outputs, opset_version=opset,
+                    dynamo=False, dynamic_axes=axes, do_constant_folding=True,
+                )
+    except Exception as e:  # torch.onnx raises many types; all mean the same to the user
+        raise UnsupportedModelError(
+            f"torch.onnx.export ({exporter}) failed for architecture {spec.model_type!r} "
+            f"({type(model.encoder).__name__}): {type(e).__name__}: {str(e)[:500]}"
+        ) from e
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as e:
+        raise UnsupportedModelError(
+            f"the graph exported for architecture {spec.model_type!r} is not valid ONNX: {str(e)[:500]}"
+        ) from e
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"embedrt": __version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "onnxscript"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def _manifest(
+    spec: SourceSpec,
+    model: EmbeddingModel,
+    inputs: list[str],
+    precision: Precision,
+    optimizations: dict[str, Any],
+    opset: int,
+    pad_id: int,
+    exporter: str,
+) -> Manifest:
+    from embedrt._bundle import DenseSpec
+
+    hidden = int(spec.config.get("hidden_size") or spec.config.get("dim") or spec.config.get("d_model") or 0)
+    dim = spec.dense[-1].out_features if spec.dense else hidden * len(spec.pooling)
+    return Manifest(
+        source={
+            "path": str(spec.path.resolve()),
+            "name": spec.config.get("_name_or_path") or spec.path.resolve().name,
+            "kind": spec.kind,
+            "architecture": spec.model_type,
+            "model_class": type(model.encoder).__name__,
+            "exporter": exporter,
+        },
+        pooling=list(spec.pooling),
+        dimension=dim,
+        hidden_size=hidden,
+        max_seq_length=spec.max_seq_length,
+        inputs=inputs,
+        dense=[
+            DenseSpec(d.in_features, d.out_features, d.bias, d.activation, d.residual) for d in spec.dense
+        ],
+        normalize=spec.normalize,
+        do_lower_case=spec.do_lower_case,
+        prompts=spec.prompts,
+        default_prompt_name=spec.default_prompt_name,
+        precision=precision,
+        optimizations=optimizations,
+        opset=opset if exporter == "torchscript" else max(opset, 18),
+        pad_token_id=pad_id,
+        tools=_tool_versions(),
+    )

@@ -1,0 +1,131 @@
+"""Parity of a bundle against the PyTorch model it came from.
+
+The reference is the PyTorch module (transformers encoder + pooling + Dense + Normalize) fed by the
+transformers tokenizer in the source's original order, batched so that inputs of mixed lengths are
+padded together; the candidate is the bundle run by ``embedrt.Embedder`` (its own tokenizer.json,
+length-sorted batches). Every text's cosine and norm are compared, and token ids too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from embedrt import Embedder
+from embedrt._errors import ParityError
+from embedrt._types import Precision
+
+from ._model import EmbeddingModel
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    min_cosine: float
+    mean_cosine: float
+    max_norm_rel_diff: float
+
+
+# The small grid's tolerances. The variants' measured quality gate (mean/min cosine, top-10
+# agreement on >= 1000 texts) is stricter where it matters and lives in _gate.py.
+TOLERANCES: dict[Precision, Tolerance] = {
+    Precision.FP32: Tolerance(min_cosine=0.99999, mean_cosine=0.99999, max_norm_rel_diff=1e-4),
+    Precision.FP16: Tolerance(min_cosine=0.999, mean_cosine=0.9999, max_norm_rel_diff=1e-2),
+    Precision.INT8: Tolerance(min_cosine=0.95, mean_cosine=0.99, max_norm_rel_diff=0.1),
+}
+
+
+def reference_embeddings(
+    model: EmbeddingModel, hf_tokenizer: Any, texts: list[str], max_seq_length: int, batch_size: int = 8
+) -> tuple[np.ndarray, list[list[int]]]:
+    """PyTorch fp32 sentence embeddings in the given order, and the token ids transformers gives."""
+    out: list[np.ndarray] = []
+    ids: list[list[int]] = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            enc = hf_tokenizer(
+                chunk, padding=True, truncation="longest_first", max_length=max_seq_length, return_tensors="pt"
+            )
+            sentence, _ = model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+            out.append(sentence.float().numpy())
+            for row, mask in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), strict=True):
+                ids.append([t for t, m in zip(row, mask, strict=True) if m])
+    return np.concatenate(out), ids
+
+
+def compare(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    texts: list[str],
+    precision: Precision,
+    ref_ids: list[list[int]] | None = None,
+    cand_ids: list[list[int]] | None = None,
+) -> dict[str, Any]:
+    """Per-text cosine and norm agreement; the report names the worst input."""
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    rn = np.linalg.norm(ref, axis=1)
+    cn = np.linalg.norm(cand, axis=1)
+    cos = (ref * cand).sum(axis=1) / np.maximum(rn * cn, 1e-30)
+    norm_rel = np.abs(cn - rn) / np.maximum(rn, 1e-30)
+    finite = np.isfinite(cand).all(axis=1)
+    cos = np.where(finite, cos, -1.0)
+    worst = int(np.argmin(cos))
+    mismatched = []
+    if ref_ids is not None and cand_ids is not None:
+        mismatched = [i for i, (a, b) in enumerate(zip(ref_ids, cand_ids, strict=True)) if a != b]
+    tol = TOLERANCES[precision]
+    failures = []
+    if cos.min() < tol.min_cosine:
+        failures.append(f"min cosine {cos.min():.7f} < {tol.min_cosine}")
+    if cos.mean() < tol.mean_cosine:
+        failures.append(f"mean cosine {cos.mean():.7f} < {tol.mean_cosine}")
+    if norm_rel.max() > tol.max_norm_rel_diff:
+        failures.append(f"max relative norm difference {norm_rel.max():.2e} > {tol.max_norm_rel_diff}")
+    if not finite.all():
+        failures.append(f"{int((~finite).sum())} embedding(s) contain NaN or inf")
+    if mismatched:
+        failures.append(f"{len(mismatched)} text(s) tokenized differently, first: {texts[mismatched[0]][:60]!r}")
+    return {
+        "reference": "PyTorch fp32 (transformers encoder + embedrt pooling, transformers tokenizer)",
+        "texts": len(texts),
+        "precision": precision.value,
+        "max_abs_diff": float(np.abs(ref - cand).max()) if len(ref) else 0.0,
+        "mean_cosine": float(cos.mean()) if len(cos) else 1.0,
+        "min_cosine": float(cos.min()) if len(cos) else 1.0,
+        "max_norm_rel_diff": float(norm_rel.max()) if len(norm_rel) else 0.0,
+        "worst": {"index": worst, "text": texts[worst][:120], "cosine": float(cos[worst])} if len(cos) else None,
+        "token_id_mismatches": len(mismatched),
+        "tolerance": tol.__dict__,
+        "failures": failures,
+        "passed": not failures,
+    }
+
+
+def validate(
+    embedder: Embedder,
+    model: EmbeddingModel,
+    hf_tokenizer: Any,
+    texts: list[str],
+    raise_on_failure: bool = True,
+) -> dict[str, Any]:
+    """Run both sides on ``texts`` and compare; raise ``ParityError`` naming the worst input on failure."""
+    t0 = time.perf_counter()
+    ref, ref_ids = reference_embeddings(model, hf_tokenizer, texts, embedder.max_seq_length)
+    tok = embedder.tokenize(texts)
+    cand = embedder.encode_tokenized(tok, batch_size=8)
+    assert isinstance(cand, np.ndarray)
+    report = compare(ref, cand, texts, embedder.manifest.precision, ref_ids, tok.ids)
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    if raise_on_failure and not report["passed"]:
+        w = report["worst"]
+        raise ParityError(
+            f"the exported graph disagrees with PyTorch ({'; '.join(report['failures'])}); "
+            f"worst input #{w['index']} {w['text']!r} (cosine {w['cosine']:.7f})",
+            report,
+        )
+    return report
