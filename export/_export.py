@@ -181,7 +181,8 @@ def _manifest(
     return Manifest(
         source={
             "path": str(spec.path.resolve()),
-            "name": spec.config.get("_name_or_path") or spec.path.resolve().name,
+            "name": spec.path.resolve().name,
+            "base_model": spec.config.get("_name_or_path"),
             "kind": spec.kind,
             "architecture": spec.model_type,
             "model_class": type(model.encoder).__name__,

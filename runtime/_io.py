@@ -1,0 +1,38 @@
+"""Writing embeddings to files: .npy, .parquet, .jsonl. Never pickle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = (".npy", ".parquet", ".jsonl")
+
+
+def check_output_path(path: Path) -> Path:
+    """Refuse an unknown format before any work is done."""
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"output {str(path)!r} has extension {path.suffix!r}; expected one of {FORMATS}")
+    return path
+
+
+def write_embeddings(path: Path, texts: list[str], vectors: np.ndarray) -> None:
+    suffix = check_output_path(path).suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".npy":
+        np.save(path, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+    elif suffix == ".jsonl":
+        with path.open("w", encoding="utf-8") as f:
+            for text, vec in zip(texts, vectors, strict=True):
+                f.write(json.dumps({"text": text, "embedding": vec.tolist()}, ensure_ascii=False) + "\n")
+    else:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as e:
+            raise ImportError('writing .parquet needs pyarrow: pip install "embedrt[parquet]"') from e
+        dim = vectors.shape[1]
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+        table = pa.table({"text": pa.array(texts, pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
+        pq.write_table(table, path)

@@ -1,0 +1,227 @@
+"""The ``embedrt`` command line.
+
+    embedrt export SOURCE -o BUNDLE        a model folder becomes a validated ONNX bundle
+    embedrt validate BUNDLE --against SRC  re-check a bundle against PyTorch, on your own texts
+    embedrt encode BUNDLE [FILE|-] -o OUT  embed one text per line into .npy, .parquet or .jsonl
+    embedrt info BUNDLE                    what a bundle is: model, pooling, precision, parity
+    embedrt serve BUNDLE                   an OpenAI- and TEI-compatible HTTP server
+    embedrt bench BUNDLE                   latency and throughput of a bundle on this machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._errors import EmbedrtError
+from ._types import Pooling, Precision
+
+_EPILOG = """examples:
+  embedrt export path/to/all-MiniLM-L6-v2 -o bundles/minilm
+  embedrt encode bundles/minilm texts.txt -o vectors.npy
+  echo "hello world" | embedrt encode bundles/minilm - -o out.jsonl
+  embedrt validate bundles/minilm --against path/to/all-MiniLM-L6-v2 --texts my_texts.txt
+  embedrt info bundles/minilm
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (EmbedrtError, ValueError, TypeError, ImportError, OSError) as e:
+        print(f"embedrt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="embedrt",
+        description="Sentence-embedding models as one ONNX graph, run by ONNX Runtime without PyTorch.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_export(sub)
+    _add_validate(sub)
+    _add_encode(sub)
+    _add_info(sub)
+    _add_optional(sub, "embedrt.server._cli", "add_serve_parser", "serve", "run an HTTP embedding server")
+    _add_optional(sub, "embedrt._bench", "add_bench_parser", "bench", "benchmark a bundle on this machine")
+    return parser
+
+
+def _add_optional(sub: Any, module: str, adder: str, name: str, help_text: str) -> None:
+    """Subcommands whose code lives elsewhere; their heavy imports stay lazy inside them."""
+    import importlib
+
+    try:
+        getattr(importlib.import_module(module), adder)(sub)
+    except (ImportError, AttributeError) as e:
+        p = sub.add_parser(name, help=f"{help_text} (unavailable: {e})")
+        p.set_defaults(run=lambda _a: _unavailable(name, e))
+
+
+def _unavailable(name: str, e: Exception) -> int:
+    print(f"embedrt {name} is unavailable: {e}", file=sys.stderr)
+    return 2
+
+
+def _log(msg: str) -> None:
+    print(f"[embedrt] {msg}", file=sys.stderr, flush=True)
+
+
+# -- export / validate -----------------------------------------------------------------------------
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a model folder to a bundle",
+        description="Export a sentence-transformers folder or a Hugging Face encoder folder into one ONNX "
+        "graph with pooling, Dense and Normalize inside, then validate it against PyTorch. "
+        "Needs the export extra: pip install torch==2.13.0 'embedrt[export]'.",
+    )
+    p.add_argument("source", help="local model folder (sentence-transformers or transformers)")
+    p.add_argument("-o", "--output", required=True, help="bundle folder to write")
+    p.add_argument(
+        "--pooling",
+        help="for plain encoder folders: comma-separated modes, in order, from "
+        f"{[m.value for m in Pooling]} (default: mean)",
+    )
+    p.add_argument("--precision", default="fp32", choices=[m.value for m in Precision], help="graph precision")
+    p.add_argument("--optimize", action="store_true", help="fuse attention/layer-norm/gelu (onnxruntime optimizer)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"], help="torch.onnx path")
+    p.add_argument("--texts", help="validate on these texts too (one per line) instead of the built-in grid")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export_model  # lazy: torch
+
+    texts = _read_lines(args.texts, keep_blank=False) if args.texts else None
+    out = export_model(
+        args.source, args.output, pooling=args.pooling, precision=args.precision, optimize=args.optimize,
+        opset=args.opset, exporter=args.exporter, validate_texts=texts, overwrite=args.overwrite, log=_log,
+    )
+    print(out)
+    return 0
+
+
+def _add_validate(sub: Any) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="compare a bundle with its PyTorch source",
+        description="Re-run the parity check of a bundle against the PyTorch model it came from: per-text "
+        "cosine, norms and token ids. Exit code 1 when it fails.",
+    )
+    p.add_argument("bundle")
+    p.add_argument("--against", required=True, metavar="SOURCE", help="the model folder the bundle came from")
+    p.add_argument("--texts", help="one text per line (default: the built-in grid)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.set_defaults(run=_run_validate)
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from .export import validate_bundle  # lazy: torch
+
+    texts = _read_lines(args.texts, keep_blank=False) if args.texts else None
+    report = validate_bundle(args.bundle, args.against, texts, raise_on_failure=False)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        w = report["worst"] or {}
+        print(f"texts {report['texts']}  mean cosine {report['mean_cosine']:.7f}  min cosine {report['min_cosine']:.7f}"
+              f"  max abs diff {report['max_abs_diff']:.2e}  token-id mismatches {report['token_id_mismatches']}")
+        print(f"worst: #{w.get('index')} {w.get('text')!r}")
+        print("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"]))
+    return 0 if report["passed"] else 1
+
+
+# -- encode ------------------------------------------------------------------------------------------
+
+
+def _add_encode(sub: Any) -> None:
+    p = sub.add_parser(
+        "encode",
+        help="embed texts (one per line) to .npy, .parquet or .jsonl",
+        description="Embed one text per line from FILE (or - for stdin). The output format follows the "
+        "extension of -o: .npy (float32 [n, dim]), .parquet (columns text, embedding) or .jsonl.",
+    )
+    p.add_argument("bundle")
+    p.add_argument("input", nargs="?", default="-", help="text file, one text per line; - reads stdin")
+    p.add_argument("-o", "--output", required=True, help="OUT.npy, OUT.parquet or OUT.jsonl")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: available CPUs)")
+    p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
+    p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_encode)
+
+
+
+def _run_encode(args: argparse.Namespace) -> int:
+    from ._embedder import Embedder
+    from ._io import write_embeddings
+
+    from ._io import check_output_path
+
+    out = check_output_path(Path(args.output))
+    texts = _read_lines(args.input, keep_blank=True)
+    model = Embedder(args.bundle, device=args.device, threads=args.threads)
+    vectors = model.encode(
+        texts, batch_size=args.batch_size, normalize=args.normalize or None, prompt_name=args.prompt_name,
+        show_progress_bar=not args.no_progress and len(texts) > args.batch_size,
+    )
+    write_embeddings(out, texts, vectors)
+    _log(f"wrote {len(texts)} embeddings of dimension {model.dimension} to {out}")
+    return 0
+
+
+def _read_lines(path: str, keep_blank: bool) -> list[str]:
+    raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    lines = raw.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line.rstrip("\r") for line in lines]
+    return lines if keep_blank else [line for line in lines if line.strip()]
+
+
+# -- info ----------------------------------------------------------------------------------------------
+
+
+def _add_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="describe a bundle", description="What a bundle is, from its manifest.")
+    p.add_argument("bundle")
+    p.add_argument("--json", action="store_true", help="print the whole manifest")
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the bundle's files")
+    p.set_defaults(run=_run_info)
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from ._bundle import load_manifest
+    from ._info import describe
+
+    manifest = load_manifest(args.bundle, verify=not args.no_verify)
+    if args.json:
+        print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    rows = describe(manifest, Path(args.bundle))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

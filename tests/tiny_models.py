@@ -1,0 +1,187 @@
+"""Tiny random models of several architectures, with tokenizers trained here; nothing downloads.
+
+``make_encoder(arch, folder)`` writes a plain Hugging Face encoder folder; ``make_st_folder`` wraps
+one into a sentence-transformers folder, saved either by the installed sentence-transformers (new
+layout) or written by hand the way sentence-transformers 2.x did (old layout: boolean pooling
+flags, ``sentence_transformers.models.*`` types, ``pytorch_model.bin`` Dense weights, and
+``max_seq_length`` only as ``model_max_length`` in tokenizer_config.json).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+CORPUS = [
+    line.strip()
+    for obj in (str, dict, list, Path, json, inspect)
+    for line in (inspect.getdoc(obj) or "").splitlines()
+    if line.strip()
+] + [
+    "대한민국은 민주공화국이다. 모든 국민은 인간으로서의 존엄과 가치를 가진다.",
+    "東京は日本の首都です。机器学习是人工智能的一个分支。",
+    "Привет, как дела? القط يجلس على السجادة. Ça coûte 12,50 €.",
+    "🙂🚀🔥 emoji 👍🏽 1234567890 https://example.com/a?b=c",
+]
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    config: Callable[[int], object]  # vocab size -> transformers config
+    tokenizer: str  # "wordpiece" | "bpe" | "unigram"
+    type_ids: bool
+
+
+def _cfg(cls_name: str, **kw: object) -> Callable[[int], object]:
+    def build(vocab: int) -> object:
+        import transformers
+
+        cls = getattr(transformers, cls_name)
+        return cls(vocab_size=vocab, **kw)
+
+    return build
+
+
+_SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+ARCHS: dict[str, Arch] = {
+    a.name: a
+    for a in [
+        Arch("bert", _cfg("BertConfig", max_position_embeddings=128, **_SMALL), "wordpiece", True),
+        Arch("roberta", _cfg("RobertaConfig", max_position_embeddings=130, pad_token_id=1, bos_token_id=0,
+                             eos_token_id=2, **_SMALL), "bpe", False),
+        Arch("xlm-roberta", _cfg("XLMRobertaConfig", max_position_embeddings=130, pad_token_id=1, bos_token_id=0,
+                                 eos_token_id=2, **_SMALL), "unigram", False),
+        Arch("distilbert", _cfg("DistilBertConfig", dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                max_position_embeddings=128), "wordpiece", False),
+        Arch("mpnet", _cfg("MPNetConfig", max_position_embeddings=130, pad_token_id=1, bos_token_id=0,
+                           eos_token_id=2, **_SMALL), "mpnet", False),
+        Arch("electra", _cfg("ElectraConfig", embedding_size=32, max_position_embeddings=128, **_SMALL),
+             "wordpiece", True),
+    ]
+}
+
+
+def _train_tokenizer(kind: str) -> tuple[Tokenizer, dict[str, str]]:
+    if kind in ("wordpiece", "mpnet"):
+        specials = (
+            {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+            if kind == "wordpiece"
+            else {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "[UNK]", "mask": "<mask>"}
+        )
+        tok = Tokenizer(models.WordPiece(unk_token=specials["unk"]))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=list(specials.values()))
+        tok.decoder = decoders.WordPiece()
+    elif kind == "bpe":
+        specials = {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}
+        tok = Tokenizer(models.BPE(unk_token=None))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(specials.values()),
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:
+        specials = {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=400, special_tokens=list(specials.values()), unk_token="<unk>")
+    tok.train_from_iterator(CORPUS, trainer)
+    cls, sep = specials["cls"], specials["sep"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
+    )
+    return tok, specials
+
+
+def make_encoder(arch: str, folder: Path, seed: int = 0) -> Path:
+    """A random tiny ``arch`` encoder with its trained fast tokenizer, saved in ``folder``."""
+    from transformers import AutoModel, PreTrainedTokenizerFast
+
+    spec = ARCHS[arch]
+    tok, specials = _train_tokenizer(spec.tokenizer)
+    torch.manual_seed(seed)
+    config = spec.config(tok.get_vocab_size())
+    model = AutoModel.from_config(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    names = ["input_ids", "token_type_ids", "attention_mask"] if spec.type_ids else ["input_ids", "attention_mask"]
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, model_input_names=names, model_max_length=128,
+        **{f"{k}_token": v for k, v in specials.items()},
+    )
+    fast.save_pretrained(folder)
+    return folder
+
+
+def make_st_folder(
+    arch: str,
+    folder: Path,
+    pooling: tuple[str, ...] = ("mean",),
+    dense: list[tuple[int, str]] | None = None,
+    normalize: bool = True,
+    max_seq_length: int = 48,
+    layout: str = "new",
+    prompts: dict[str, str] | None = None,
+) -> Path:
+    """A sentence-transformers folder around a tiny ``arch`` encoder. ``dense``: (out_features, activation)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+
+    enc = make_encoder(arch, folder / "_encoder")
+    transformer = Transformer(str(enc), max_seq_length=max_seq_length)
+    dim = transformer.get_embedding_dimension()
+    modules: list[torch.nn.Module] = [transformer, Pooling(dim, pooling_mode=pooling if len(pooling) > 1 else pooling[0])]
+    width = dim * len(pooling)
+    torch.manual_seed(1)
+    for out, act in dense or []:
+        modules.append(Dense(width, out, activation_function=getattr(torch.nn, act)()))
+        width = out
+    if normalize:
+        modules.append(Normalize())
+    model = SentenceTransformer(modules=modules, device="cpu", prompts=prompts or {})
+    target = folder / "st"
+    model.save(str(target))
+    if layout == "old":
+        _to_old_layout(target, pooling, max_seq_length)
+    return target
+
+
+def _to_old_layout(root: Path, pooling: tuple[str, ...], max_seq_length: int) -> None:
+    """Rewrite a freshly saved folder the way sentence-transformers 2.x saved it."""
+    legacy = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens",
+              "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+              "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
+    modules = json.loads((root / "modules.json").read_text())
+    for m in modules:
+        kind = m["type"].rsplit(".", 1)[-1]
+        m["type"] = f"sentence_transformers.models.{kind}"
+        path = root / m["path"]
+        if kind == "Pooling":
+            cfg = json.loads((path / "config.json").read_text())
+            old = {"word_embedding_dimension": cfg.get("embedding_dimension", cfg.get("word_embedding_dimension"))}
+            old.update({flag: mode in pooling for mode, flag in legacy.items()})
+            (path / "config.json").write_text(json.dumps(old))
+        elif kind == "Dense":
+            from safetensors.torch import load_file
+
+            st = path / "model.safetensors"
+            torch.save(load_file(str(st)), path / "pytorch_model.bin")
+            st.unlink()
+        elif kind == "Transformer":
+            (path / "sentence_bert_config.json").write_text(json.dumps({"do_lower_case": False}))
+            tc = path / "tokenizer_config.json"
+            cfg = json.loads(tc.read_text())
+            cfg["model_max_length"] = max_seq_length
+            tc.write_text(json.dumps(cfg))
+    (root / "modules.json").write_text(json.dumps(modules, indent=2))
