@@ -1,0 +1,101 @@
+"""The cross-request batcher alone, with a fake model: merging, budget, order, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("prometheus_client")
+
+from embedrt import Tokenized
+from embedrt.server._batcher import Batcher, QueueFullError
+from embedrt.server._metrics import Metrics
+
+
+def _tok(*lengths: int) -> Tokenized:
+    ids = [[n] * n for n in lengths]
+    return Tokenized(
+        ids, [[0] * n for n in lengths], np.array(lengths, np.int64), np.zeros(len(lengths), bool)
+    )
+
+
+class FakeModel:
+    """Each row's vector is its first token id; records the batch sizes it saw."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.calls: list[int] = []
+        self.fail_on = fail_on
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, tok: Tokenized) -> np.ndarray:
+        self.gate.wait(10)
+        self.calls.append(len(tok))
+        if self.fail_on is not None and self.fail_on in tok.lengths:
+            raise RuntimeError("model failed")
+        return np.array([[row[0]] for row in tok.ids], np.float32)
+
+
+def _run(batcher: Batcher, jobs: list[Tokenized]) -> list[object]:
+    async def main() -> list[object]:
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(t) for t in jobs), return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+    return asyncio.run(main())
+
+
+def test_each_request_gets_its_own_rows_in_order() -> None:
+    model = FakeModel()
+    jobs = [_tok(3, 1, 2), _tok(5), _tok(4, 4, 7, 1)]
+    out = _run(Batcher(model, Metrics(), max_wait_s=0.05), jobs)
+    for job, got in zip(jobs, out, strict=True):
+        assert isinstance(got, np.ndarray)
+        assert got[:, 0].tolist() == job.lengths.tolist()
+    assert model.calls == [8]  # all three merged into one model call
+
+
+def test_token_budget_splits_batches() -> None:
+    model = FakeModel()
+    _run(
+        Batcher(model, Metrics(), max_batch_tokens=10, max_wait_s=0.05), [_tok(4), _tok(4), _tok(4), _tok(20)]
+    )
+    assert model.calls == [2, 1, 1]  # 4+4 fit, the third 4 waits, 20 runs alone
+
+
+def test_batching_off_runs_one_request_per_call() -> None:
+    model = FakeModel()
+    _run(Batcher(model, Metrics(), batching=False), [_tok(1, 2), _tok(3), _tok(4)])
+    assert model.calls == [2, 1, 1]
+
+
+def test_a_failing_batch_fails_only_its_requests() -> None:
+    model = FakeModel(fail_on=9)
+    out = _run(Batcher(model, Metrics(), max_batch_tokens=10, max_wait_s=0.05), [_tok(9), _tok(3), _tok(4)])
+    assert isinstance(out[0], RuntimeError)
+    assert [np.asarray(x)[:, 0].tolist() for x in out[1:]] == [[3], [4]]
+
+
+def test_full_queue_refuses() -> None:
+    model = FakeModel()
+    model.gate.clear()
+
+    async def main() -> None:
+        batcher = Batcher(model, Metrics(), max_queue=1)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(_tok(1)))
+        await asyncio.sleep(0.05)  # the first one is in the model now
+        queued = asyncio.ensure_future(batcher.submit(_tok(2)))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError):
+            await batcher.submit(_tok(3))
+        model.gate.set()
+        assert (await running)[0, 0] == 1 and (await queued)[0, 0] == 2
+        await batcher.stop()
+
+    asyncio.run(main())
