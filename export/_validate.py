@@ -119,6 +119,12 @@ def validate(
     tok = embedder.tokenize(texts)
     cand = embedder.encode_tokenized(tok, batch_size=8)
     assert isinstance(cand, np.ndarray)
+    if cand.shape != ref.shape:
+        raise ParityError(
+            f"the bundle gives embeddings of dimension {cand.shape[1]}, the PyTorch model {ref.shape[1]}: "
+            "is this the source the bundle was exported from?",
+            {"passed": False, "failures": ["dimension mismatch"]},
+        )
     report = compare(ref, cand, texts, embedder.manifest.precision, ref_ids, tok.ids)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     if raise_on_failure and not report["passed"]:

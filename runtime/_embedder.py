@@ -10,6 +10,7 @@ from typing import Any, overload
 import numpy as np
 
 from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
+from ._errors import BundleError, EmbedrtError
 from ._session import available_cpus, create_session
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, tokenize
 from ._types import Device, OutputValue, parse
@@ -45,7 +46,14 @@ class Embedder:
         self.threads = threads or available_cpus()
         self.manifest: Manifest = load_manifest(self.path, verify=verify)
         self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
-        self.session = create_session(self.path / MODEL_NAME, self.device, self.threads, provider_options)
+        try:
+            self.session = create_session(self.path / MODEL_NAME, self.device, self.threads, provider_options)
+        except EmbedrtError:
+            raise
+        except Exception as e:  # onnxruntime's own exception types are not importable in a stable way
+            raise BundleError(
+                f"{self.path / MODEL_NAME} cannot be loaded by onnxruntime ({e}); export the model again"
+            ) from e
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self._with_type_ids = "token_type_ids" in graph_inputs
         self._run_lock = threading.Lock()

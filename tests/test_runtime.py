@@ -1,0 +1,157 @@
+"""The runtime's contract: shapes, order, batching, bad input, damaged bundles, providers, threads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedrt import BundleError, Embedder, ProviderError, available_cpus
+
+TEXTS = ["short", "a much longer sentence with many more tokens in it than the others", "", "mid length text",
+         "대한민국은 민주공화국이다.", "🙂🚀"] * 5
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bert_bundle: Path) -> Embedder:
+    return Embedder(tiny_bert_bundle)
+
+
+def test_shapes_and_dtype(model: Embedder) -> None:
+    assert model.encode("one text").shape == (model.dimension,)
+    out = model.encode(TEXTS)
+    assert out.shape == (len(TEXTS), model.dimension) and out.dtype == np.float32
+    assert model.encode([]).shape == (0, model.dimension)
+
+
+def test_order_and_padding_do_not_change_results(model: Embedder) -> None:
+    alone = np.stack([model.encode(t) for t in TEXTS])
+    for batch_size in (1, 3, 32):
+        np.testing.assert_allclose(model.encode(TEXTS, batch_size=batch_size), alone, atol=1e-5)
+
+
+def test_token_embeddings_unpadded(model: Embedder) -> None:
+    out = model.encode(TEXTS[:3], output_value="token_embeddings")
+    lengths = model.tokenize(TEXTS[:3]).lengths
+    assert [t.shape for t in out] == [(n, model.manifest.hidden_size) for n in lengths]
+    assert all(t.dtype == np.float32 for t in out)
+
+
+def test_normalize_flag(tiny_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from embedrt.export import export_model
+
+    m = Embedder(export_model(tiny_factory("bert", normalize=False), tmp_path / "b"))
+    raw = m.encode(TEXTS)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    np.testing.assert_allclose(np.linalg.norm(m.encode(TEXTS, normalize=True), axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("texts", "match"),
+    [
+        (["ok", 3], r"texts\[1\] must be a str, got int"),
+        (["ok", None, "x"], r"texts\[1\] must be a str, got NoneType"),
+        (b"bytes", "texts must be a str or a sequence of str, got bytes"),
+        (42, "got int"),
+    ],
+)
+def test_bad_texts(model: Embedder, texts: object, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        model.encode(texts)  # type: ignore[arg-type]
+    assert model.encode("still works").shape == (model.dimension,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+        ({"output_value": "pooled"}, "invalid output_value 'pooled': expected one of"),
+    ],
+)
+def test_bad_arguments(model: Embedder, kwargs: dict, match: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=match):
+        model.encode(["x"], **kwargs)
+
+
+def test_bad_device_and_missing_provider(tiny_bert_bundle: Path) -> None:
+    with pytest.raises(ValueError, match="invalid device 'tpu': expected one of 'cpu', 'cuda'"):
+        Embedder(tiny_bert_bundle, device="tpu")
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ProviderError, match=r"needs CUDAExecutionProvider.*available: \[.*'CPUExecutionProvider'.*embedrt\[gpu\]"):
+            Embedder(tiny_bert_bundle, device="cuda")
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "copy"
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+def test_missing_file(tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    b = _copy(tiny_bert_bundle, tmp_path)
+    (b / "tokenizer.json").unlink()
+    with pytest.raises(BundleError, match="missing tokenizer.json"):
+        Embedder(b)
+
+
+def test_altered_file(tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    b = _copy(tiny_bert_bundle, tmp_path)
+    with (b / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="model.onnx was altered after export"):
+        Embedder(b)
+    with pytest.raises(BundleError, match="model.onnx cannot be loaded by onnxruntime"):
+        Embedder(b, verify=False)  # opting out of the check still gives a clear error
+
+
+def test_newer_schema(tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    b = _copy(tiny_bert_bundle, tmp_path)
+    m = json.loads((b / "manifest.json").read_text())
+    m["schema_version"] = 99
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="schema_version 99, newer than this embedrt understands"):
+        Embedder(b)
+
+
+def test_not_a_bundle(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="is not a directory"):
+        Embedder(tmp_path / "nothing")
+    with pytest.raises(BundleError, match="has no manifest.json"):
+        Embedder(tmp_path)
+
+
+def test_threads(tiny_bert_bundle: Path) -> None:
+    assert 1 <= available_cpus()
+    assert Embedder(tiny_bert_bundle).threads == available_cpus()
+    assert Embedder(tiny_bert_bundle, threads=1).threads == 1
+    with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
+        Embedder(tiny_bert_bundle, threads=0)
+
+
+def test_concurrent_encode_from_threads(model: Embedder) -> None:
+    expected = model.encode(TEXTS)
+    results: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            order = np.random.default_rng(seed).permutation(len(TEXTS))
+            got = model.encode([TEXTS[i] for i in order], batch_size=4)
+            results.append(got[np.argsort(order)])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        np.testing.assert_allclose(r, expected, atol=1e-5)
