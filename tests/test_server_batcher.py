@@ -99,3 +99,13 @@ def test_full_queue_refuses() -> None:
         await batcher.stop()
 
     asyncio.run(main())
+
+
+def test_runs_are_length_sorted_and_capped_by_padded_tokens() -> None:
+    from embedrt.server._batcher import plan_runs
+
+    lengths = np.array([10, 142, 12, 9, 60, 11], np.int64)
+    runs = plan_runs(lengths, max_rows=4, max_padded_tokens=128)
+    assert [r.tolist() for r in runs] == [[1], [4, 2], [5, 0, 3]]  # 142 alone (over the cap), 2x60, 3x12
+    assert sorted(np.concatenate(runs).tolist()) == list(range(len(lengths)))
+    assert [len(r) for r in plan_runs(np.full(10, 5), max_rows=4, max_padded_tokens=1000)] == [4, 4, 2]

@@ -33,7 +33,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         "GET /health, /info, /metrics. Requests arriving together are batched into one model call.",
     )
     add_serve_arguments(p)
-    p.set_defaults(func=run_serve)
+    p.set_defaults(run=run_serve, func=run_serve)  # `embedrt` dispatches on `run`
     return p
 
 
@@ -64,7 +64,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=d.batch_size,
-        help="rows per ONNX Runtime run (default: %(default)s)",
+        help="most rows per ONNX Runtime run (default: %(default)s)",
+    )
+    g.add_argument(
+        "--max-run-tokens",
+        type=int,
+        default=d.max_run_tokens,
+        help="padded tokens (rows x longest) per ONNX Runtime run (default: %(default)s)",
     )
     g.add_argument(
         "--max-wait-ms",
@@ -109,6 +115,7 @@ def config_from_args(args: argparse.Namespace, source: dict[str, Any]) -> Server
         batching=args.batching,
         max_batch_tokens=args.max_batch_tokens,
         batch_size=args.batch_size,
+        max_run_tokens=args.max_run_tokens,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
         max_inputs=args.max_inputs,

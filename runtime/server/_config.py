@@ -15,24 +15,34 @@ class ServerConfig:
 
     Batching: requests waiting together are merged into one model call while their tokens fit in
     ``max_batch_tokens``; an idle server waits at most ``max_wait_ms`` for company before running.
-    ``batching=False`` runs one request per model call (for comparison).
+    ``batching=False`` runs one request per model call (for comparison). Inside a merged batch the
+    texts are sorted by length and run in pieces of at most ``batch_size`` rows and ``max_run_tokens``
+    padded tokens.
     """
 
     model_name: str = "embedrt"
     batching: bool = True
-    max_batch_tokens: int = 16384
-    batch_size: int = 32  # rows per ONNX Runtime run inside a merged batch
+    max_batch_tokens: int = 8192  # tokens of all requests merged into one batch
+    batch_size: int = 32  # most rows per ONNX Runtime run inside a merged batch
+    max_run_tokens: int = 2048  # most padded tokens (rows x longest) per ONNX Runtime run
     max_wait_ms: float = 2.0
     max_queue: int = 256  # requests waiting for the model; more get 503 + Retry-After
     max_inputs: int = 512  # texts per request
     max_body_bytes: int = 4 * 1024 * 1024
-    request_timeout_s: float = 30.0
+    request_timeout_s: float = 60.0
     auto_truncate: bool = True  # default of `truncate`; `truncate: false` turns long inputs into 413
     api_key: str | None = None
     warmup: bool = True
 
     def __post_init__(self) -> None:
-        positive_ints = ("max_batch_tokens", "batch_size", "max_queue", "max_inputs", "max_body_bytes")
+        positive_ints = (
+            "max_batch_tokens",
+            "batch_size",
+            "max_run_tokens",
+            "max_queue",
+            "max_inputs",
+            "max_body_bytes",
+        )
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -52,12 +62,16 @@ class ServerConfig:
 
 
 def default_model_name(source: dict[str, Any], bundle: Path) -> str:
-    """A model id for the API: the source's id where the manifest has one, else the bundle folder's name."""
-    for key in ("model_id", "name", "id"):
-        value = source.get(key)
+    """A model id for the API: the source folder's name, else the bundle folder's name.
+
+    Generic folder names (a package that ships its weights in ``model/``) are skipped. The config's
+    ``_name_or_path`` is not used: it often names the base model the embedding model was tuned from.
+    """
+    generic = {"", ".", "model", "models", "bundle", "snapshot"}
+    candidates = [source.get("name"), source.get("path")]
+    for value in candidates:
         if isinstance(value, str) and value:
-            return value
-    path = source.get("path")
-    if isinstance(path, str) and Path(path).name not in ("", "model", "."):
-        return Path(path).name
+            name = Path(value).name
+            if name.lower() not in generic:
+                return name
     return bundle.resolve().name

@@ -1,0 +1,185 @@
+"""Load benchmark of ``embedrt serve``: requests/s and p50/p99 latency, batching on and off.
+
+Starts the server as its own process (``python -m embedrt.server BUNDLE``) on 127.0.0.1, then drives
+it from this process with C closed-loop clients (each sends its next request when the last one is
+answered) for a fixed time. Requests carry 1 to 4 real sentences from ``benchmarks.corpus``.
+
+    python -m benchmarks.load.bench_load BUNDLE --duration 15 --concurrency 1 8 32 \\
+        --out benchmarks/results/server_load.json
+
+The server and this load generator share the machine: numbers are end-to-end through HTTP and JSON,
+on whatever CPUs the machine has (recorded with the results, with its load average).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.corpus import load_sentences
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "embedrt.server", str(bundle), "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen([*cmd, *extra])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(1200):  # bounded: 120 s
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("server did not become healthy in 120 s")
+
+
+def _batch_stats(url: str) -> tuple[float, float]:
+    """(requests merged into batches, batches) so far, from /metrics."""
+    values = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(("embedrt_batch_requests_sum ", "embedrt_batch_requests_count ")):
+            name, value = line.split()
+            values[name] = float(value)
+    return values.get("embedrt_batch_requests_sum", 0.0), values.get("embedrt_batch_requests_count", 0.0)
+
+
+async def drive(url: str, requests: list[list[str]], concurrency: int, duration: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    texts = 0
+    stop_at = time.perf_counter() + duration
+
+    async def client(k: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors, texts
+        i = k
+        while time.perf_counter() < stop_at:
+            body = requests[i % len(requests)]
+            i += concurrency
+            start = time.perf_counter()
+            r = await http.post("/v1/embeddings", json={"input": body, "encoding_format": "base64"})
+            latencies.append(time.perf_counter() - start)
+            if r.status_code != 200:
+                errors += 1
+            else:
+                texts += len(body)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
+        begin = time.perf_counter()
+        await asyncio.gather(*(client(k, http) for k in range(concurrency)))
+        elapsed = time.perf_counter() - begin
+    lat = np.array(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "texts_per_s": round(texts / elapsed, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+    }
+
+
+def run_mode(
+    bundle: Path, batching: bool, args: argparse.Namespace, requests: list[list[str]]
+) -> list[dict[str, Any]]:
+    port = _free_port()
+    extra = [] if batching else ["--no-batching"]
+    if args.threads:
+        extra += ["--threads", str(args.threads)]
+    proc = start_server(bundle, port, extra)
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        asyncio.run(drive(url, requests, 4, 2.0))  # warm-up, not recorded
+        for c in args.concurrency:
+            merged0, batches0 = _batch_stats(url)
+            row = asyncio.run(drive(url, requests, c, args.duration))
+            merged1, batches1 = _batch_stats(url)
+            row["batching"] = batching
+            row["requests_per_model_batch"] = round((merged1 - merged0) / max(batches1 - batches0, 1), 2)
+            row["load_avg_1m"] = round(os.getloadavg()[0], 2)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
+    p.add_argument("--threads", type=int, default=None, help="server's ONNX Runtime threads")
+    p.add_argument("--max-texts", type=int, default=4, help="texts per request: 1..N")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+
+    rng = random.Random(0)
+    sentences = load_sentences(2000, seed=0)
+    requests = [rng.sample(sentences, rng.randint(1, args.max_texts)) for _ in range(2000)]
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load_before = os.getloadavg()[0]
+    rows = run_mode(args.bundle, True, args, requests) + run_mode(args.bundle, False, args, requests)
+    print_table(rows)
+    if args.out:
+        manifest = json.loads((args.bundle / "manifest.json").read_text())
+        result = {
+            "benchmark": "embedrt serve load (closed-loop clients, POST /v1/embeddings, base64)",
+            "command": "python -m benchmarks.load.bench_load "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "started_utc": started,
+            "model": manifest["source"].get("name"),
+            "precision": manifest["precision"],
+            "texts_per_request": f"1..{args.max_texts} sentences from benchmarks.corpus.load_sentences(2000, seed=0)",
+            "machine": {
+                "cpus": os.cpu_count(),
+                "affinity": len(os.sched_getaffinity(0)),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "load_avg_1m_before": round(load_before, 2),
+            },
+            "results": rows,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print("| batching | clients | req/s | texts/s | p50 ms | p99 ms | req/batch | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {'on' if r['batching'] else 'off'} | {r['concurrency']} | {r['requests_per_s']} | {r['texts_per_s']} "
+            f"| {r['p50_ms']} | {r['p99_ms']} | {r['requests_per_model_batch']} | {r['errors']} |"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
