@@ -155,6 +155,7 @@ BAD = [
     ("malformed-json", b'{"input": ["a", ', 400, "not valid JSON"),
     ("not-utf8", b'{"input": "\xff\xfe"}', 400, "UTF-8"),
     ("empty-body", b"", 400, "empty"),
+    ("lone-surrogate", b'{"input": ["ok", "\\ud800"]}', 400, "input 1 is not valid Unicode"),
     ("not-an-object", b'["a"]', 400, "JSON object"),
     ("missing-input", b'{"model": "m"}', 400, "'input' is required"),
     ("input-number", b'{"input": 5}', 400, "string or a list of strings"),

@@ -101,11 +101,16 @@ def test_full_queue_refuses() -> None:
     asyncio.run(main())
 
 
-def test_runs_are_length_sorted_and_capped_by_padded_tokens() -> None:
+def test_runs_partition_rows_longest_first_under_the_caps() -> None:
     from embedrt.server._batcher import plan_runs
 
-    lengths = np.array([10, 142, 12, 9, 60, 11], np.int64)
+    lengths = np.array([10, 142, 12, 9, 60, 11, 13, 12], np.int64)
     runs = plan_runs(lengths, max_rows=4, max_padded_tokens=128)
-    assert [r.tolist() for r in runs] == [[1], [4, 2], [5, 0, 3]]  # 142 alone (over the cap), 2x60, 3x12
     assert sorted(np.concatenate(runs).tolist()) == list(range(len(lengths)))
-    assert [len(r) for r in plan_runs(np.full(10, 5), max_rows=4, max_padded_tokens=1000)] == [4, 4, 2]
+    assert runs[0].tolist() == [1]  # 142 alone: over the cap with anything else
+    assert runs[1].tolist() == [4]  # 60 with a 13 would pad 13 to 60: dearer than a run of its own
+    for run in runs:
+        assert len(run) <= 4 and (len(run) == 1 or len(run) * lengths[run].max() <= 128)
+    flat = lengths[np.concatenate(runs)]
+    assert (np.diff(flat) <= 0).all()
+    assert sorted(len(r) for r in plan_runs(np.full(10, 5), max_rows=4, max_padded_tokens=1000)) == [2, 4, 4]

@@ -2,7 +2,8 @@
 
 Starts the server as its own process (``python -m embedrt.server BUNDLE``) on 127.0.0.1, then drives
 it from this process with C closed-loop clients (each sends its next request when the last one is
-answered) for a fixed time. Requests carry 1 to 4 real sentences from ``benchmarks.corpus``.
+answered) for a fixed time. Two workloads of real sentences from ``benchmarks.corpus``: ``single``
+(one sentence per request, the usual online case) and ``mixed`` (1 to 4 sentences per request).
 
     python -m benchmarks.load.bench_load BUNDLE --duration 15 --concurrency 1 8 32 \\
         --out benchmarks/results/server_load.json
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -104,7 +106,7 @@ async def drive(url: str, requests: list[list[str]], concurrency: int, duration:
 
 
 def run_mode(
-    bundle: Path, batching: bool, args: argparse.Namespace, requests: list[list[str]]
+    bundle: Path, batching: bool, args: argparse.Namespace, workloads: dict[str, list[list[str]]]
 ) -> list[dict[str, Any]]:
     port = _free_port()
     extra = [] if batching else ["--no-batching"]
@@ -114,10 +116,10 @@ def run_mode(
     url = f"http://127.0.0.1:{port}"
     rows = []
     try:
-        asyncio.run(drive(url, requests, 4, 2.0))  # warm-up, not recorded
-        for c in args.concurrency:
+        asyncio.run(drive(url, workloads["mixed"], 4, 2.0))  # warm-up, not recorded
+        for (name, requests), c in itertools.product(workloads.items(), args.concurrency):
             merged0, batches0 = _batch_stats(url)
-            row = asyncio.run(drive(url, requests, c, args.duration))
+            row = {"workload": name, **asyncio.run(drive(url, requests, c, args.duration))}
             merged1, batches1 = _batch_stats(url)
             row["batching"] = batching
             row["requests_per_model_batch"] = round((merged1 - merged0) / max(batches1 - batches0, 1), 2)
@@ -142,10 +144,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = random.Random(0)
     sentences = load_sentences(2000, seed=0)
-    requests = [rng.sample(sentences, rng.randint(1, args.max_texts)) for _ in range(2000)]
+    workloads = {
+        "single": [[s] for s in sentences],
+        "mixed": [rng.sample(sentences, rng.randint(1, args.max_texts)) for _ in range(2000)],
+    }
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = os.getloadavg()[0]
-    rows = run_mode(args.bundle, True, args, requests) + run_mode(args.bundle, False, args, requests)
+    rows = run_mode(args.bundle, True, args, workloads) + run_mode(args.bundle, False, args, workloads)
     print_table(rows)
     if args.out:
         manifest = json.loads((args.bundle / "manifest.json").read_text())
@@ -156,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             "started_utc": started,
             "model": manifest["source"].get("name"),
             "precision": manifest["precision"],
-            "texts_per_request": f"1..{args.max_texts} sentences from benchmarks.corpus.load_sentences(2000, seed=0)",
+            "workloads": {
+                "single": "1 sentence per request, benchmarks.corpus.load_sentences(2000, seed=0)",
+                "mixed": f"1..{args.max_texts} sentences per request, same sentences",
+            },
             "machine": {
                 "cpus": os.cpu_count(),
                 "affinity": len(os.sched_getaffinity(0)),
@@ -172,11 +180,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print("| batching | clients | req/s | texts/s | p50 ms | p99 ms | req/batch | errors |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    print("| workload | batching | clients | req/s | texts/s | p50 ms | p99 ms | req/batch | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["workload"], r["concurrency"], not r["batching"])):
         print(
-            f"| {'on' if r['batching'] else 'off'} | {r['concurrency']} | {r['requests_per_s']} | {r['texts_per_s']} "
+            f"| {r['workload']} | {'on' if r['batching'] else 'off'} | {r['concurrency']} | {r['requests_per_s']} "
+            f"| {r['texts_per_s']} "
             f"| {r['p50_ms']} | {r['p99_ms']} | {r['requests_per_model_batch']} | {r['errors']} |"
         )
 

@@ -134,6 +134,16 @@ class ServerState:
             return run()
         except ValueError as e:  # an unknown prompt_name
             raise ApiError(400, str(e), param="prompt_name") from e
+        except (
+            TypeError,
+            UnicodeError,
+        ) as e:  # JSON can carry lone surrogates ("\ud800") the tokenizer refuses
+            bad = next((i for i, t in enumerate(req.texts) if not _encodable(t)), None)
+            if bad is None:
+                raise
+            raise ApiError(
+                400, f"input {bad} is not valid Unicode (it holds a lone surrogate): send real text"
+            ) from e
 
     def info(self) -> dict[str, Any]:
         e, m = self.embedder, self.embedder.manifest
@@ -300,6 +310,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise too_big
     return bytes(body)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _dumps(body: Any) -> bytes:

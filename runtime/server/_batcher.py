@@ -58,22 +58,39 @@ def merge(toks: list[Tokenized]) -> Tokenized:
     )
 
 
-def plan_runs(lengths: np.ndarray, max_rows: int, max_padded_tokens: int) -> list[np.ndarray]:
-    """Split rows into model runs, longest first, each padded to its own longest row.
+RUN_OVERHEAD_TOKENS = (
+    32  # one ONNX Runtime run costs about as much as this many tokens more (measured, MiniLM CPU)
+)
 
-    A run takes rows while ``rows * longest <= max_padded_tokens`` and ``rows <= max_rows``: a fixed
-    row count would pad twenty short texts to the one long text among them (5x the work, measured).
+
+def plan_runs(lengths: np.ndarray, max_rows: int, max_padded_tokens: int) -> list[np.ndarray]:
+    """Split rows into model runs that waste the least work on padding and on per-run overhead.
+
+    Rows are sorted longest first and cut into consecutive runs, each padded to its own longest row;
+    the cut minimizes ``sum(RUN_OVERHEAD_TOKENS + rows * longest)`` (dynamic programming), with at most
+    ``max_rows`` rows and ``max_padded_tokens`` padded tokens per run. Padding twenty short texts to
+    the one long text among them made a batch 3x slower than running them apart (measured).
     """
     order = np.argsort(-lengths, kind="stable")
+    sorted_len = np.maximum(lengths[order], 1).tolist()
+    n = len(sorted_len)
+    best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j rows
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j - 1, max(-1, j - 1 - max_rows), -1):
+            rows = j - i
+            padded = rows * sorted_len[i]
+            if rows > 1 and padded > max_padded_tokens:
+                break  # longer runs only pad more
+            cost = best[i] + RUN_OVERHEAD_TOKENS + padded
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
     runs: list[np.ndarray] = []
-    start = 0
-    n = len(order)
-    while start < n:
-        longest = max(int(lengths[order[start]]), 1)
-        rows = max(1, min(max_rows, max_padded_tokens // longest, n - start))
-        runs.append(order[start : start + rows])
-        start += rows
-    return runs
+    j = n
+    while j > 0:
+        runs.append(order[cut[j] : j])
+        j = cut[j]
+    return runs[::-1]
 
 
 class Batcher:
