@@ -97,10 +97,9 @@ def _paragraphs(doc: str) -> list[str]:
     paras = []
     for block in re.split(r"\n\s*\n", doc):
         lines = block.splitlines()
-        if not lines or any(ln.startswith((" ", "\t")) for ln in lines[1:] if ln.strip()) and len(lines) > 1:
-            # indented continuation: argument lists, code, tables
-            if any(ln.lstrip().startswith((">>>", "-", "*", ":")) for ln in lines):
-                continue
+        indented = len(lines) > 1 and any(ln.startswith((" ", "\t")) for ln in lines[1:] if ln.strip())
+        if indented and any(ln.lstrip().startswith((">>>", "-", "*", ":")) for ln in lines):
+            continue  # argument lists, code, tables
         text = " ".join(ln.strip() for ln in lines)
         if text:
             paras.append(re.sub(r"\s+", " ", text))

