@@ -138,6 +138,20 @@ def test_tei_embed(live, embedder: Embedder) -> None:
     assert np.linalg.norm(r.json()[0]) == pytest.approx(1.0, abs=1e-5) and len(r.json()[0]) == 16
 
 
+def test_huggingface_hub_inference_client(live, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TEI client most people use: it posts {"inputs": ...} to the server's root."""
+    hub = pytest.importorskip("huggingface_hub")
+    # conftest sets HF_HUB_OFFLINE, which blocks every URL, loopback too; this one is our own server
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    client = hub.InferenceClient(model=live.url, timeout=60)
+    got = client.feature_extraction(["first text", "second one"], normalize=True, truncate=True)
+    np.testing.assert_allclose(np.asarray(got), embedder.encode(["first text", "second one"]), atol=ATOL)
+    with pytest.raises(Exception, match="truncation_direction"):
+        client.feature_extraction("x", truncation_direction="left")
+
+
 def test_too_long_input_truncates_by_default_and_413_when_told_not_to(live, embedder: Embedder) -> None:
     long = "word " * 2000
     r = httpx.post(f"{live.url}/embed", json={"inputs": [long]})

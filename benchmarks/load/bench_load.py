@@ -1,11 +1,11 @@
 """Load benchmark of ``embedrt serve``: requests/s and p50/p99 latency, batching on and off.
 
-Starts the server as its own process (``python -m embedrt.server BUNDLE``) on 127.0.0.1, then drives
-it from this process with C closed-loop clients (each sends its next request when the last one is
-answered) for a fixed time. Two workloads of real sentences from ``benchmarks.corpus``: ``single``
+Starts two servers as their own processes (``python -m embedrt.server BUNDLE``, one with
+``--no-batching``) on 127.0.0.1, then drives them, alternately, from this process with C closed-loop
+clients (each sends its next request when the last one is answered) for a fixed time. Two workloads of real sentences from ``benchmarks.corpus``: ``single``
 (one sentence per request, the usual online case) and ``mixed`` (1 to 4 sentences per request).
 
-    python -m benchmarks.load.bench_load BUNDLE --duration 15 --concurrency 1 8 32 \\
+    python -m benchmarks.load.bench_load BUNDLE --duration 5 --repeats 3 --concurrency 1 8 32 \\
         --out benchmarks/results/server_load.json
 
 The server and this load generator share the machine: numbers are end-to-end through HTTP and JSON,
@@ -105,30 +105,35 @@ async def drive(url: str, requests: list[list[str]], concurrency: int, duration:
     }
 
 
-def run_mode(
-    bundle: Path, batching: bool, args: argparse.Namespace, workloads: dict[str, list[list[str]]]
+def measure(
+    urls: dict[bool, str], args: argparse.Namespace, workloads: dict[str, list[list[str]]]
 ) -> list[dict[str, Any]]:
-    port = _free_port()
-    extra = [] if batching else ["--no-batching"]
-    if args.threads:
-        extra += ["--threads", str(args.threads)]
-    proc = start_server(bundle, port, extra)
-    url = f"http://127.0.0.1:{port}"
+    """Every cell, batching on and off alternately (A/B/B/A...), ``--repeats`` times; medians kept.
+
+    The machine is shared: alternating short runs spreads other processes' load over both modes
+    instead of handing it to whichever mode happened to run while it peaked.
+    """
     rows = []
-    try:
-        asyncio.run(drive(url, workloads["mixed"], 4, 2.0))  # warm-up, not recorded
-        for (name, requests), c in itertools.product(workloads.items(), args.concurrency):
-            merged0, batches0 = _batch_stats(url)
-            row = {"workload": name, **asyncio.run(drive(url, requests, c, args.duration))}
-            merged1, batches1 = _batch_stats(url)
-            row["batching"] = batching
-            row["requests_per_model_batch"] = round((merged1 - merged0) / max(batches1 - batches0, 1), 2)
-            row["load_avg_1m"] = round(os.getloadavg()[0], 2)
-            print(json.dumps(row), flush=True)
+    for (name, requests), c in itertools.product(workloads.items(), args.concurrency):
+        reps: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        for rep in range(args.repeats):
+            for batching in (True, False) if rep % 2 == 0 else (False, True):
+                merged0, batches0 = _batch_stats(urls[batching])
+                run = asyncio.run(drive(urls[batching], requests, c, args.duration))
+                merged1, batches1 = _batch_stats(urls[batching])
+                run["requests_per_model_batch"] = round((merged1 - merged0) / max(batches1 - batches0, 1), 2)
+                run["load_avg_1m"] = round(os.getloadavg()[0], 2)
+                reps[batching].append(run)
+        for batching in (True, False):
+            runs = reps[batching]
+            row: dict[str, Any] = {"workload": name, "concurrency": c, "batching": batching}
+            for key in ("requests_per_s", "texts_per_s", "p50_ms", "p99_ms", "requests_per_model_batch"):
+                row[key] = round(float(np.median([r[key] for r in runs])), 2)
+            row["errors"] = sum(r["errors"] for r in runs)
+            row["requests"] = sum(r["requests"] for r in runs)
+            row["runs"] = runs
+            print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
             rows.append(row)
-    finally:
-        proc.terminate()
-        proc.wait(60)
     return rows
 
 
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    p.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    p.add_argument("--repeats", type=int, default=3, help="runs per cell and mode, alternating (median kept)")
     p.add_argument("--threads", type=int, default=None, help="server's ONNX Runtime threads")
     p.add_argument("--max-texts", type=int, default=4, help="texts per request: 1..N")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -150,7 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = os.getloadavg()[0]
-    rows = run_mode(args.bundle, True, args, workloads) + run_mode(args.bundle, False, args, workloads)
+    extra = ["--threads", str(args.threads)] if args.threads else []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        urls = {}
+        for batching in (True, False):
+            port = _free_port()
+            procs.append(start_server(args.bundle, port, extra + ([] if batching else ["--no-batching"])))
+            urls[batching] = f"http://127.0.0.1:{port}"
+            asyncio.run(drive(urls[batching], workloads["mixed"], 4, 2.0))  # warm-up, not recorded
+        rows = measure(urls, args, workloads)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(60)
     print_table(rows)
     if args.out:
         manifest = json.loads((args.bundle / "manifest.json").read_text())

@@ -204,7 +204,7 @@ def create_app(embedder: Embedder, config: ServerConfig | None = None) -> Starle
     async def health(request: Request) -> Response:
         if state.ready and not state.draining and state.batcher.running:
             return _plain_json({"status": "ok"})
-        status = "draining" if state.draining else "starting"
+        status = "draining" if state.draining else "failed" if state.ready else "starting"
         return _plain_json({"status": status}, 503)
 
     async def info(request: Request) -> Response:
@@ -230,6 +230,12 @@ def create_app(embedder: Embedder, config: ServerConfig | None = None) -> Starle
             ("/v1/embeddings", "POST", "embeddings", embeddings),
             ("/embeddings", "POST", "embeddings", embeddings),
             ("/embed", "POST", "embed", embed),
+            (
+                "/",
+                "POST",
+                "embed",
+                embed,
+            ),  # TEI answers POST / too; huggingface_hub's InferenceClient uses it
             ("/health", "GET", "health", health),
             ("/info", "GET", "info", info),
             ("/v1/models", "GET", "models", models),

@@ -108,6 +108,14 @@ def parse_openai(
 def parse_tei(data: dict[str, Any], *, dimension: int, max_inputs: int, auto_truncate: bool) -> EmbedRequest:
     if "inputs" not in data:
         raise ApiError(422, "'inputs' is required: a string or a list of strings", param="inputs")
+    direction = data.get("truncation_direction")
+    if direction is not None and (not isinstance(direction, str) or direction.lower() != "right"):
+        raise ApiError(
+            400,
+            f"'truncation_direction' {direction!r:.40} is not supported: this server cuts long inputs "
+            "on the right (send 'Right' or leave it out)",
+            param="truncation_direction",
+        )
     return EmbedRequest(
         texts=_texts(data["inputs"], "inputs", max_inputs),
         truncate=_bool(data, "truncate", auto_truncate),
