@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Tokenizer, normalizers
-
 from embedrt._errors import UnsupportedModelError
+from tokenizers import Tokenizer, normalizers
 
 from ._source import SourceSpec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
@@ -92,11 +92,6 @@ class Embedder:
     def tokenize(self, texts: Sequence[str], prompt_name: str | None = None, prompt: str | None = None) -> Tokenized:
         """Token ids of ``texts`` (prompt prepended), truncated to ``max_seq_length``, unpadded."""
         return tokenize(self.tokenizer, self._with_prompt(_check_texts(texts), prompt_name, prompt))
-
-    @overload
-    def encode(self, texts: str, batch_size: int = ..., **kw: Any) -> np.ndarray: ...
-    @overload
-    def encode(self, texts: Sequence[str], batch_size: int = ..., **kw: Any) -> np.ndarray | list[np.ndarray]: ...
 
     def encode(
         self,

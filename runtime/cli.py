@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +64,13 @@ def _add_optional(sub: Any, module: str, adder: str, name: str, help_text: str) 
     try:
         getattr(importlib.import_module(module), adder)(sub)
     except (ImportError, AttributeError) as e:
-        p = sub.add_parser(name, help=f"{help_text} (unavailable: {e})")
-        p.set_defaults(run=lambda _a: _unavailable(name, e))
+        reason = str(e)
+        p = sub.add_parser(name, help=f"{help_text} (unavailable: {reason})")
+        p.set_defaults(run=lambda _a: _unavailable(name, reason))
 
 
-def _unavailable(name: str, e: Exception) -> int:
-    print(f"embedrt {name} is unavailable: {e}", file=sys.stderr)
+def _unavailable(name: str, reason: str) -> int:
+    print(f"embedrt {name} is unavailable: {reason}", file=sys.stderr)
     return 2
 
 
@@ -171,10 +171,10 @@ def _add_encode(sub: Any) -> None:
 
 
 def _run_encode(args: argparse.Namespace) -> int:
-    from ._embedder import Embedder
-    from ._io import write_embeddings
+    import numpy as np
 
-    from ._io import check_output_path
+    from ._embedder import Embedder
+    from ._io import check_output_path, write_embeddings
 
     out = check_output_path(Path(args.output))
     texts = _read_lines(args.input, keep_blank=True)
@@ -183,6 +183,7 @@ def _run_encode(args: argparse.Namespace) -> int:
         texts, batch_size=args.batch_size, normalize=args.normalize or None, prompt_name=args.prompt_name,
         show_progress_bar=not args.no_progress and len(texts) > args.batch_size,
     )
+    assert isinstance(vectors, np.ndarray)
     write_embeddings(out, texts, vectors)
     _log(f"wrote {len(texts)} embeddings of dimension {model.dimension} to {out}")
     return 0

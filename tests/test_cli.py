@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from embedrt import Embedder
 from embedrt.cli import main
 

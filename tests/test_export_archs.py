@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from embedrt import Embedder, Pooling, UnsupportedModelError
 from embedrt.export import export_model
 from embedrt.export._texts import validation_texts

