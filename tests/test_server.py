@@ -214,6 +214,18 @@ def test_bad_requests_get_4xx_in_tei_shape(live, body: bytes, status: int) -> No
     assert r.status_code == status and r.json()["error"] and r.json()["error_type"] == "Validation"
 
 
+def test_chunked_body_over_the_limit_is_413(live) -> None:
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        yield b'{"input": "'
+        for _ in range(30):
+            yield b"a" * 10_000
+        yield b'"}'
+
+    r = httpx.post(f"{live.url}/v1/embeddings", content=chunks())
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    assert httpx.get(f"{live.url}/health").status_code == 200
+
+
 def test_unknown_route_and_method(live) -> None:
     assert httpx.get(f"{live.url}/nope").json()["error"]["code"] == "not_found"
     assert httpx.get(f"{live.url}/v1/embeddings").status_code == 405

@@ -41,7 +41,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     d = ServerConfig()
     p.add_argument("bundle", type=Path, help="folder written by `embedrt export`")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument(
         "--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: CPUs available)"
