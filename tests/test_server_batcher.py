@@ -114,3 +114,30 @@ def test_runs_partition_rows_longest_first_under_the_caps() -> None:
     flat = lengths[np.concatenate(runs)]
     assert (np.diff(flat) <= 0).all()
     assert sorted(len(r) for r in plan_runs(np.full(10, 5), max_rows=4, max_padded_tokens=1000)) == [2, 4, 4]
+
+
+def test_waits_for_company_only_while_requests_are_arriving() -> None:
+    async def main(expect_more: bool) -> list[int]:
+        model = FakeModel()
+        batcher = Batcher(model, Metrics(), max_wait_s=0.5)
+        batcher.start()
+
+        async def late() -> np.ndarray:
+            with batcher.arriving():  # "reading its body" for 50 ms
+                await asyncio.sleep(0.05)
+            return await batcher.submit(_tok(2))
+
+        first = asyncio.ensure_future(batcher.submit(_tok(1)))
+        second = asyncio.ensure_future(late() if expect_more else asyncio.sleep(0.05, None))
+        await asyncio.sleep(0)
+        await first
+        if expect_more:
+            await second
+        else:
+            await second
+            await batcher.submit(_tok(2))
+        await batcher.stop()
+        return model.calls
+
+    assert asyncio.run(main(expect_more=True)) == [2]  # the first waited for the arriving one
+    assert asyncio.run(main(expect_more=False)) == [1, 1]  # nobody arriving: no wait

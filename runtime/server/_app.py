@@ -87,8 +87,8 @@ class ServerState:
         self.ready = False
         await self.batcher.stop()
 
-    async def embed(self, req: EmbedRequest) -> tuple[np.ndarray, int]:
-        """The vectors of ``req`` (post-processed) and its token count."""
+    async def prepare(self, req: EmbedRequest) -> Tokenized:
+        """Tokenize ``req`` once: the token-limit check, the usage count and the model input."""
         tok = await self._tokenize(req)
         if not req.truncate and tok.truncated.any():
             first = int(np.flatnonzero(tok.truncated)[0])
@@ -98,11 +98,14 @@ class ServerState:
                 'shorten it, or send "truncate": true to cut it',
                 code="input_too_long",
             )
-        tokens = int(tok.lengths.sum())
         m = self.metrics
         m.inputs.inc(len(tok))
-        m.tokens.inc(tokens)
+        m.tokens.inc(int(tok.lengths.sum()))
         m.truncated.inc(int(tok.truncated.sum()))
+        return tok
+
+    async def run(self, req: EmbedRequest, tok: Tokenized) -> np.ndarray:
+        """The vectors of ``req``, through the batcher, post-processed (dimensions, normalize)."""
         try:
             raw = await asyncio.wait_for(self.batcher.submit(tok), self.config.request_timeout_s)
         except QueueFullError as e:
@@ -122,7 +125,7 @@ class ServerState:
                 kind="server_error",
                 code="timeout",
             ) from e
-        return postprocess(raw, req, self.embedder.manifest.normalize), tokens
+        return postprocess(raw, req, self.embedder.manifest.normalize)
 
     async def _tokenize(self, req: EmbedRequest) -> Tokenized:
         def run() -> Tokenized:
@@ -170,6 +173,11 @@ def create_app(embedder: Embedder, config: ServerConfig | None = None) -> Starle
     """The HTTP app serving ``embedder``. Run it with any ASGI server (``embedrt serve`` uses uvicorn)."""
     config = config or ServerConfig()
     state = ServerState(embedder, config)
+    limits: dict[str, Any] = {
+        "dimension": embedder.dimension,
+        "max_inputs": config.max_inputs,
+        "auto_truncate": config.auto_truncate,
+    }
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -180,25 +188,20 @@ def create_app(embedder: Embedder, config: ServerConfig | None = None) -> Starle
             await state.stop()
 
     async def embeddings(request: Request) -> Response:
-        data = parse_json_body(await _read_body(request, config.max_body_bytes))
-        req = parse_openai(
-            data,
-            dimension=embedder.dimension,
-            max_inputs=config.max_inputs,
-            auto_truncate=config.auto_truncate,
-        )
-        vectors, tokens = await state.embed(req)
-        return await _json(openai_body(vectors, req.base64, config.model_name, tokens), vectors.size)
+        with state.batcher.arriving():  # a batch forming now waits for this request
+            data = parse_json_body(await _read_body(request, config.max_body_bytes))
+            req = parse_openai(data, **limits)
+            tok = await state.prepare(req)
+        vectors = await state.run(req, tok)
+        body = openai_body(vectors, req.base64, config.model_name, int(tok.lengths.sum()))
+        return await _json(body, vectors.size)
 
     async def embed(request: Request) -> Response:
-        data = parse_json_body(await _read_body(request, config.max_body_bytes))
-        req = parse_tei(
-            data,
-            dimension=embedder.dimension,
-            max_inputs=config.max_inputs,
-            auto_truncate=config.auto_truncate,
-        )
-        vectors, _ = await state.embed(req)
+        with state.batcher.arriving():
+            data = parse_json_body(await _read_body(request, config.max_body_bytes))
+            req = parse_tei(data, **limits)
+            tok = await state.prepare(req)
+        vectors = await state.run(req, tok)
         return await _json(vectors.tolist(), vectors.size)
 
     async def health(request: Request) -> Response:

@@ -3,7 +3,9 @@
 One asyncio task collects jobs from a bounded queue and runs the model on a single worker thread,
 so the event loop never blocks on inference. While a batch runs, new requests queue up; they are
 merged into the next batch as long as their tokens fit in the budget. An idle server waits at most
-``max_wait_s`` after the first request for others to join. Each job gets exactly its own rows back.
+``max_wait_s`` after the first request for others to join, and only while other requests are on
+their way in (being read or tokenized, see ``arriving``): a lone client pays no wait. Each job gets
+exactly its own rows back.
 
     request A ─┐                          ┌─► A's rows
     request B ─┼─► queue ─► merge ─► model ┼─► B's rows
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -116,12 +119,22 @@ class Batcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._arriving = 0
         # One thread: the model runs one batch at a time on its own intra-op pool.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedrt-model")
 
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request as on its way to ``submit`` (body being read, tokenized), so a batch waits for it."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
 
     @property
     def running(self) -> bool:
@@ -189,7 +202,8 @@ class Batcher:
             if not batch:
                 return self._taken(batch)
             left = deadline - time.perf_counter()
-            if not self._batching or tokens >= self._max_tokens or left <= 0 or self._closing:
+            done = not self._batching or tokens >= self._max_tokens or self._closing
+            if done or left <= 0 or not self._arriving:
                 return self._taken(batch)
             self._wakeup.clear()
             try:
