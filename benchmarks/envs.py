@@ -143,6 +143,29 @@ def system_specs(
     problem = env_problem("embedrt-ov") or _ov_provider_problem()
     if problem:
         notes["embedrt-ov-bf16"] = problem
+    # Until embedrt offers the provider, the same graph and batching in a session made by the suite.
+    specs.append(
+        {
+            "name": "ortgraph-ov-ep-bf16",
+            "label": "embedrt fp32 graph, ORT OpenVINO provider bf16 (session made by the suite)",
+            "runner": "ort-graph",
+            "python": str(python_of("embedrt-ov")),
+            "precision": "bf16",
+            "params": {
+                "onnx": str(ov_bundle) + "/model.onnx",
+                "provider": "OpenVINOExecutionProvider",
+                "provider_options": {
+                    "device_type": "CPU",
+                    "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}),
+                },
+            },
+        }
+    )
+    problem = env_problem("embedrt-ov")
+    if problem or ov_bundle is None:
+        notes["ortgraph-ov-ep-bf16"] = problem or note
+    elif "embedrt-ov-bf16" not in notes:
+        notes["ortgraph-ov-ep-bf16"] = "embedrt-ov-bf16 runs this setting through embedrt itself"
     enc = prepare.encoder_onnx(src)
     for sort in (False, True):
         name = "fastembed-sorted" if sort else "fastembed"

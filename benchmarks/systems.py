@@ -240,6 +240,38 @@ class OpenVINORunner(_SortedEncoder):
         return _normalize(out)
 
 
+class OrtGraphRunner(_SortedEncoder):
+    """An embedrt bundle's graph in an onnxruntime session made here, for a provider that
+    ``embedrt.Embedder`` does not offer yet (params: ``onnx``, ``provider``, ``provider_options``).
+    Same batching as embedrt: one tokenize call, length-sorted batches padded to their longest."""
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        self._load_tokenizer()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        provider = self.params["provider"]
+        self.session = ort.InferenceSession(
+            str(self.params["onnx"]), so, providers=[(provider, self.params.get("provider_options", {}))]
+        )
+        if self.session.get_providers()[0] != provider:
+            raise RuntimeError(f"{provider} requested, session uses {self.session.get_providers()}")
+        self.with_types = "token_type_ids" in {i.name for i in self.session.get_inputs()}
+        self.info = {"onnxruntime": ort.__version__, "providers": self.session.get_providers()}
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        out = np.empty((len(texts), 384), dtype=np.float32)
+        for rows, ids, mask in self._batches(texts, batch_size):
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if self.with_types:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            out[rows] = self.session.run(["sentence_embedding"], feed)[0]
+        return _normalize(out)
+
+
 class CTranslate2Runner(_SortedEncoder):
     """CTranslate2 ``Encoder`` on a converted model (params: ``ct2_dir``, ``compute_type``)."""
 
@@ -313,6 +345,7 @@ RUNNERS: dict[str, type[Runner]] = {
     "embedrt": EmbedrtRunner,
     "openvino": OpenVINORunner,
     "ctranslate2": CTranslate2Runner,
+    "ort-graph": OrtGraphRunner,
     "fastembed": FastembedRunner,
 }
 
