@@ -72,7 +72,8 @@ class Worker:
         self._length(cmd.get("max_length"))
         texts = self.inputs[cmd["set"]]
         batch = cmd["batch"]
-        self.runner.encode(texts[: batch * cmd.get("warmup_batches", 1)], batch)  # warm-up
+        # Warm-up: first-call set-up (thread pools, kernels, shape caches), a few texts of the same length.
+        self.runner.encode(texts[: min(batch, cmd.get("warmup_texts", 4))], batch)
         times: list[float] = []
         t_end = time.perf_counter() + cmd.get("min_time", 1.0)
         while len(times) < cmd.get("min_reps", 1) or time.perf_counter() < t_end:
