@@ -24,18 +24,20 @@ def load_hf_tokenizer(spec: SourceSpec) -> Any:
             f"the tokenizer of {spec.transformer_path} ({type(tok).__name__}) has no fast (Rust) version; "
             "embedrt needs a tokenizer.json"
         )
+    backend = tok.backend_tokenizer
+    if spec.do_lower_case and not _lowercases(backend.normalizer):
+        # As sentence-transformers does for do_lower_case: a Lowercase normalizer in front. Done on the
+        # transformers tokenizer itself, so the PyTorch reference and the bundle tokenize alike.
+        parts = [normalizers.Lowercase()]
+        if backend.normalizer is not None:
+            parts.append(backend.normalizer)
+        backend.normalizer = normalizers.Sequence(parts)
     return tok
 
 
 def bundle_tokenizer(hf_tokenizer: Any, spec: SourceSpec) -> tuple[Tokenizer, int]:
     """A standalone copy of the fast tokenizer, set up for the bundle; returns it and the pad id."""
     tok = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
-    if spec.do_lower_case and not _lowercases(tok.normalizer):
-        # As sentence-transformers does for do_lower_case: a Lowercase normalizer in front.
-        parts = [normalizers.Lowercase()]
-        if tok.normalizer is not None:
-            parts.append(tok.normalizer)
-        tok.normalizer = normalizers.Sequence(parts)
     pad_id = hf_tokenizer.pad_token_id
     if pad_id is None:
         pad_id = hf_tokenizer.eos_token_id if hf_tokenizer.eos_token_id is not None else 0

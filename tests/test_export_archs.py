@@ -89,6 +89,20 @@ def test_prompts_from_config(tiny_factory: Callable[..., Path], tmp_path: Path) 
         model.encode(["x"], prompt_name="nope")
 
 
+def test_do_lower_case(tiny_factory: Callable[..., Path], tmp_path: Path) -> None:
+    import shutil
+
+    source = tmp_path / "st"
+    shutil.copytree(tiny_factory("roberta"), source)  # byte-level BPE: case-sensitive
+    cfg = source / "sentence_bert_config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "do_lower_case": True}))
+    bundle = export_model(source, tmp_path / "b")
+    texts = ["Hello WORLD", "hello world", "ÉCOLE Straße"]
+    _assert_matches_st(source, bundle, texts)
+    got = Embedder(bundle).encode(texts)
+    np.testing.assert_allclose(got[0], got[1], atol=1e-6)
+
+
 def test_unknown_architecture_is_named(tmp_path: Path) -> None:
     src = tmp_path / "weird"
     src.mkdir()
