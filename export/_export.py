@@ -153,6 +153,14 @@ def _onnx_export(
         ) from e
 
 
+def _output_dims(model: EmbeddingModel) -> tuple[int, int]:
+    """Sentence and token embedding widths, from a forward pass (config keys differ by architecture)."""
+    ids = torch.ones((1, 3), dtype=torch.long)
+    with torch.inference_mode():
+        sentence, hidden = model(ids, torch.ones_like(ids), torch.zeros_like(ids) if model.with_type_ids else None)
+    return int(sentence.shape[-1]), int(hidden.shape[-1])
+
+
 def _tool_versions() -> dict[str, str]:
     versions = {"embedrt": __version__, "python": platform.python_version()}
     for name in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "onnxscript"):
@@ -175,8 +183,7 @@ def _manifest(
 ) -> Manifest:
     from embedrt._bundle import DenseSpec
 
-    hidden = int(spec.config.get("hidden_size") or spec.config.get("dim") or spec.config.get("d_model") or 0)
-    dim = spec.dense[-1].out_features if spec.dense else hidden * len(spec.pooling)
+    dim, hidden = _output_dims(model)
     return Manifest(
         source={
             "path": str(spec.path.resolve()),
