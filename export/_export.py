@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from embedrt import Embedder, __version__
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
 from embedrt._errors import ExportError, UnsupportedModelError

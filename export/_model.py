@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from embedrt._errors import UnsupportedModelError
 from embedrt._types import Pooling
-from torch import Tensor, nn
 
 from ._source import DenseLayer, SourceSpec
 

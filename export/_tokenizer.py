@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from embedrt._errors import UnsupportedModelError
 from tokenizers import Tokenizer, normalizers
+
+from embedrt._errors import UnsupportedModelError
 
 from ._source import SourceSpec
 

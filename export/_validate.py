@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from embedrt import Embedder
 from embedrt._errors import ParityError
 from embedrt._types import Precision

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from embedrt import Embedder
 from embedrt.cli import main
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import ARCHS, make_encoder
+
 from embedrt import Embedder, Pooling, UnsupportedModelError
 from embedrt.export import export_model
 from embedrt.export._texts import validation_texts
-from tiny_models import ARCHS, make_encoder
 
 TEXTS = validation_texts()
 

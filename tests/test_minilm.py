@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from embedrt import Embedder
 from embedrt.export import validate_bundle
 
@@ -61,6 +62,7 @@ def test_validate_against_wrong_source_fails(
     minilm_bundle: Path, tiny_bert_bundle: Path, tiny_factory  # type: ignore[no-untyped-def]
 ) -> None:
     import pytest
+
     from embedrt import ParityError
 
     with pytest.raises(ParityError, match="dimension 384, the PyTorch model 32"):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from embedrt import BundleError, Embedder, ProviderError, available_cpus
 
 TEXTS = ["short", "a much longer sentence with many more tokens in it than the others", "", "mid length text",
