@@ -57,6 +57,12 @@ def start_server(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[
     raise RuntimeError("server did not become healthy in 120 s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): less disturbed by a busy machine than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _batch_stats(url: str) -> tuple[float, float]:
     """(requests merged into batches, batches) so far, from /metrics."""
     values = {}
@@ -106,7 +112,10 @@ async def drive(url: str, requests: list[list[str]], concurrency: int, duration:
 
 
 def measure(
-    urls: dict[bool, str], args: argparse.Namespace, workloads: dict[str, list[list[str]]]
+    urls: dict[bool, str],
+    pids: dict[bool, int],
+    args: argparse.Namespace,
+    workloads: dict[str, list[list[str]]],
 ) -> list[dict[str, Any]]:
     """Every cell, batching on and off alternately (A/B/B/A...), ``--repeats`` times; medians kept.
 
@@ -119,15 +128,19 @@ def measure(
         for rep in range(args.repeats):
             for batching in (True, False) if rep % 2 == 0 else (False, True):
                 merged0, batches0 = _batch_stats(urls[batching])
+                cpu0 = _cpu_seconds(pids[batching])
                 run = asyncio.run(drive(urls[batching], requests, c, args.duration))
+                cpu1 = _cpu_seconds(pids[batching])
                 merged1, batches1 = _batch_stats(urls[batching])
+                run["server_cpu_ms_per_request"] = round((cpu1 - cpu0) * 1000 / max(run["requests"], 1), 1)
                 run["requests_per_model_batch"] = round((merged1 - merged0) / max(batches1 - batches0, 1), 2)
                 run["load_avg_1m"] = round(os.getloadavg()[0], 2)
                 reps[batching].append(run)
         for batching in (True, False):
             runs = reps[batching]
             row: dict[str, Any] = {"workload": name, "concurrency": c, "batching": batching}
-            for key in ("requests_per_s", "texts_per_s", "p50_ms", "p99_ms", "requests_per_model_batch"):
+            keys = ("requests_per_s", "texts_per_s", "p50_ms", "p99_ms", "requests_per_model_batch")
+            for key in (*keys, "server_cpu_ms_per_request"):
                 row[key] = round(float(np.median([r[key] for r in runs])), 2)
             row["errors"] = sum(r["errors"] for r in runs)
             row["requests"] = sum(r["requests"] for r in runs)
@@ -159,13 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["--threads", str(args.threads)] if args.threads else []
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        urls = {}
+        urls, pids = {}, {}
         for batching in (True, False):
             port = _free_port()
             procs.append(start_server(args.bundle, port, extra + ([] if batching else ["--no-batching"])))
             urls[batching] = f"http://127.0.0.1:{port}"
+            pids[batching] = procs[-1].pid
             asyncio.run(drive(urls[batching], workloads["mixed"], 4, 2.0))  # warm-up, not recorded
-        rows = measure(urls, args, workloads)
+        rows = measure(urls, pids, args, workloads)
     finally:
         for proc in procs:
             proc.terminate()
@@ -178,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python -m benchmarks.load.bench_load "
             + " ".join(sys.argv[1:] if argv is None else argv),
             "started_utc": started,
-            "model": manifest["source"].get("name"),
+            "model": manifest["source"].get("path"),
             "precision": manifest["precision"],
             "workloads": {
                 "single": "1 sentence per request, benchmarks.corpus.load_sentences(2000, seed=0)",
@@ -195,7 +209,59 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(markdown(result))
     return 0
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The results as a page: setup, the table, and the on/off ratios."""
+    rows = sorted(
+        result["results"], key=lambda x: (x["workload"] != "single", x["concurrency"], not x["batching"])
+    )
+    by = {(x["workload"], x["concurrency"], x["batching"]): x for x in rows}
+    loads = [run["load_avg_1m"] for x in rows for run in x["runs"]]
+    m = result["machine"]
+    out = [
+        "# `embedrt serve` under load: cross-request batching on and off",
+        "",
+        f"Command: `{result['command']}` (started {result['started_utc']}; model {result['model']}, "
+        f"{result['precision']}).",
+        "",
+        "Two servers (`python -m embedrt.server BUNDLE`, one with `--no-batching`, defaults otherwise) on 127.0.0.1,",
+        "driven from one process by closed-loop clients posting to `/v1/embeddings` (base64). Each cell: runs of",
+        "the two modes alternating, median shown. Workloads: "
+        + "; ".join(f"`{k}`: {v}" for k, v in result["workloads"].items())
+        + ".",
+        "",
+        f"Machine: {m['cpus']} CPUs, {m['platform']}, Python {m['python']}; 1-minute load average during the runs "
+        f"{min(loads):.1f} to {max(loads):.1f}.",
+        "",
+        "| workload | clients | batching | req/s | texts/s | p50 ms | p99 ms | requests per model batch "
+        "| server CPU ms per request | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for x in rows:
+        out.append(
+            f"| {x['workload']} | {x['concurrency']} | {'on' if x['batching'] else 'off'} | {x['requests_per_s']} "
+            f"| {x['texts_per_s']} | {x['p50_ms']} | {x['p99_ms']} | {x['requests_per_model_batch']} "
+            f"| {x['server_cpu_ms_per_request']} | {x['errors']} |"
+        )
+    out += [
+        "",
+        "Batching on / off (server CPU per request: lower is better, and the least disturbed by other load):",
+        "",
+        "| workload | clients | req/s | p50 | p99 | server CPU per request |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (w, c, batching), on in by.items():
+        if batching:
+            off = by[(w, c, False)]
+            out.append(
+                f"| {w} | {c} | {on['requests_per_s'] / off['requests_per_s']:.2f}x "
+                f"| {on['p50_ms'] / off['p50_ms']:.2f}x | {on['p99_ms'] / off['p99_ms']:.2f}x "
+                f"| {on['server_cpu_ms_per_request'] / max(off['server_cpu_ms_per_request'], 1e-9):.2f}x |"
+            )
+    return "\n".join(out) + "\n"
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
