@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import uvicorn
+
 from embedrt import Embedder, Tokenized
 from embedrt.server import ServerConfig, create_app
 from embedrt.server._app import ServerState

@@ -26,7 +26,7 @@ class ServerConfig:
     batch_size: int = 32  # most rows per ONNX Runtime run inside a merged batch
     max_run_tokens: int = 2048  # most padded tokens (rows x longest) per ONNX Runtime run
     max_wait_ms: float = 2.0
-    max_queue: int = 256  # requests waiting for the model; more get 503 + Retry-After
+    max_queue: int = 1024  # requests waiting for the model; more get 503 + Retry-After
     max_inputs: int = 512  # texts per request
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout_s: float = 60.0
