@@ -52,7 +52,9 @@ def gate_key(precision: Precision | str, provider: str | None = None, hint: str 
 
 
 def thresholds_for(
-    precision: Precision | str, provider: str | None = None, overrides: Mapping[str, float] | None = None,
+    precision: Precision | str,
+    provider: str | None = None,
+    overrides: Mapping[str, float] | None = None,
     hint: str | None = None,
 ) -> dict[str, float]:
     key = gate_key(precision, provider, hint)
@@ -76,7 +78,9 @@ def query_indices(n: int, n_queries: int = MIN_QUERIES) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, num=min(n, n_queries)).round().astype(np.int64))
 
 
-def topk_agreement(reference: np.ndarray, candidate: np.ndarray, queries: np.ndarray, k: int = TOP_K) -> np.ndarray:
+def topk_agreement(
+    reference: np.ndarray, candidate: np.ndarray, queries: np.ndarray, k: int = TOP_K
+) -> np.ndarray:
     """Per query, the share of the reference's k nearest neighbours the candidate also ranks in its k."""
     ref, cand = _unit(reference), _unit(candidate)
     out = np.empty(len(queries))
@@ -89,14 +93,21 @@ def topk_agreement(reference: np.ndarray, candidate: np.ndarray, queries: np.nda
     return out
 
 
-def gate_metrics(reference: np.ndarray, candidate: np.ndarray, n_queries: int = MIN_QUERIES) -> dict[str, Any]:
+def gate_metrics(
+    reference: np.ndarray, candidate: np.ndarray, n_queries: int = MIN_QUERIES
+) -> dict[str, Any]:
     """Cosine per text (mean, min, worst row) and top-10 neighbour agreement. No thresholds."""
     if reference.shape != candidate.shape:
         raise ValueError(f"reference shape {reference.shape} != candidate shape {candidate.shape}")
     if not np.all(np.isfinite(candidate)):
         bad = int(np.flatnonzero(~np.isfinite(candidate).all(axis=1))[0])
-        return {"n_texts": len(reference), "nonfinite_row": bad, "mean_cos": float("nan"),
-                "min_cos": float("nan"), "topk": float("nan")}
+        return {
+            "n_texts": len(reference),
+            "nonfinite_row": bad,
+            "mean_cos": float("nan"),
+            "min_cos": float("nan"),
+            "topk": float("nan"),
+        }
     cos = np.sum(_unit(reference) * _unit(candidate), axis=1)
     queries = query_indices(len(reference), n_queries)
     agree = topk_agreement(reference, candidate, queries)
@@ -140,7 +151,9 @@ def run_gate(
     if "nonfinite_row" in report:
         row = report["nonfinite_row"]
         where = f" (text {texts[row][:80]!r})" if texts else ""
-        raise GateError(f"{report['precision']} on {provider}: non-finite embedding at row {row}{where}", report)
+        raise GateError(
+            f"{report['precision']} on {provider}: non-finite embedding at row {row}{where}", report
+        )
     misses = [f"{k} {report[k]:.5f} < {v}" for k, v in limits.items() if not report[k] >= v]
     report["passed"] = not misses
     if misses:
@@ -189,7 +202,9 @@ def _docstrings() -> list[str]:
                 docs.append(inspect.getdoc(obj) or "")
                 if inspect.isclass(obj):  # methods' own docstrings, not inherited ones
                     docs.extend(
-                        m.__doc__ or "" for k, m in sorted(vars(obj).items()) if not k.startswith("_") and callable(m)
+                        m.__doc__ or ""
+                        for k, m in sorted(vars(obj).items())
+                        if not k.startswith("_") and callable(m)
                     )
     return docs
 

@@ -1,0 +1,144 @@
+"""Variants (``--optimize``, int8, fp16) on tiny models of several architectures, and the gates on
+the real all-MiniLM-L6-v2. fp16 is checked structurally and numerically on CPU; CUDA runs are
+marked ``gpu``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+
+from embedrt import Embedder, UnsupportedModelError
+from embedrt._bundle import MODEL_NAME, load_manifest
+from embedrt.export import export_model
+from embedrt.export._fp16 import check_fp16_graph
+from embedrt.export._quantize import find_sites
+from embedrt.export._variants import apply_variant
+
+ARCHS = ["bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra"]
+TEXTS = [
+    "a short one",
+    "The quick brown fox jumps over the lazy dog, twice, and then sleeps.",
+    "대한민국은 민주공화국이다.",
+    "x " * 300,  # truncated at max_seq_length
+]
+
+
+def _ops(path: Path) -> Counter[str]:
+    return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+
+@pytest.fixture(scope="module")
+def fp32_bundles(
+    tiny_factory: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    return {a: export_model(tiny_factory(a), tmp_path_factory.mktemp(f"fp32-{a}") / "b") for a in ARCHS}
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_optimize_fuses_tiny_bert(tiny_factory: Callable[..., Path], tmp_path: Path) -> None:
+    bundle = export_model(tiny_factory("bert"), tmp_path / "b", optimize=True)
+    opt = load_manifest(bundle).optimizations
+    # 2 layers: one Attention each, two skip-layer-norms each, one BiasGelu each; one embedding LN.
+    assert opt["fused_ops"] == {
+        "Attention": 2,
+        "EmbedLayerNormalization": 1,
+        "SkipLayerNormalization": 4,
+        "BiasGelu": 2,
+    }
+    assert opt["fusion"]["not_fused"] == []
+    ops = _ops(bundle / MODEL_NAME)
+    assert ops["Attention"] == 2 and ops["ReduceSum"] >= 1  # pooling survived the optimizer
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_optimize_each_arch_fuses_or_says_so(
+    arch: str, tiny_factory: Callable[..., Path], fp32_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    try:
+        bundle = export_model(tiny_factory(arch), tmp_path / "b", optimize=True)
+    except UnsupportedModelError as e:
+        assert "fused nothing" in str(e) and arch in str(e)
+        return
+    opt = load_manifest(bundle).optimizations
+    assert opt["fused_ops"], f"{arch}: --optimize recorded no fused operators"
+    ref = Embedder(fp32_bundles[arch]).encode(TEXTS)
+    assert _cos(Embedder(bundle).encode(TEXTS), ref).min() > 0.99999
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_int8_each_arch(
+    arch: str, tiny_factory: Callable[..., Path], fp32_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    bundle = export_model(tiny_factory(arch), tmp_path / "b", precision="int8")
+    m = load_manifest(bundle)
+    q = m.optimizations["quantization"]
+    assert m.precision.value == "int8" and q["method"] == "nbits" and q["quantized_nodes"] >= 4
+    assert _ops(bundle / MODEL_NAME)["MatMulNBits"] == q["quantized_nodes"]
+    got = Embedder(bundle).encode(TEXTS)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    assert _cos(got, Embedder(fp32_bundles[arch]).encode(TEXTS)).min() > 0.99
+
+
+def test_int8_dynamic_on_fused_graph_needs_no_type_hints(
+    fp32_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """The dynamic recipe on a fused graph (contrib ops, no ONNX type inference) quantizes QKV too."""
+    from embedrt.export._quantize import DYNAMIC_RECIPE
+
+    out = tmp_path / "q.onnx"
+    cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}}
+    rec = apply_variant(fp32_bundles["bert"] / MODEL_NAME, out, "int8", True, cfg, int8_recipe=DYNAMIC_RECIPE)
+    assert rec["quantization"]["method"] == "dynamic" and rec["fused_ops"]["SkipLayerNormalization"] == 4
+    assert _ops(out)["QAttention"] == 2
+
+
+def test_sites_are_classified_from_shapes(fp32_bundles: dict[str, Path]) -> None:
+    sites = find_sites(onnx.load(str(fp32_bundles["bert"] / MODEL_NAME)))
+    kinds = Counter((s.kind, s.layer) for s in sites)
+    for layer in (0, 1):
+        assert kinds[("attn_proj", layer)] == 4  # q, k, v, output
+        assert kinds[("ffn_in", layer)] == 1 and kinds[("ffn_out", layer)] == 1
+
+
+@pytest.mark.parametrize("optimize", [False, True], ids=["plain", "fused"])
+def test_fp16_structure_and_numerics_on_cpu(
+    optimize: bool, tiny_factory: Callable[..., Path], fp32_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    bundle = export_model(tiny_factory("bert"), tmp_path / "b", precision="fp16", optimize=optimize)
+    model = onnx.load(str(bundle / MODEL_NAME))
+    report = check_fp16_graph(model)
+    assert report["fp16_initializers"] > 0
+    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+    assert types["input_ids"] == TensorProto.INT64 and types["sentence_embedding"] == TensorProto.FLOAT
+    init16 = {t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT16}
+    for node in model.graph.node:
+        if node.op_type in (
+            "LayerNormalization",
+            "SkipLayerNormalization",
+            "Softmax",
+            "ReduceSum",
+            "ReduceL2",
+        ):
+            assert not set(node.input) & init16, f"{node.op_type} {node.name} takes fp16 weights"
+    got = Embedder(bundle).encode([*TEXTS, "long " * 2000])
+    assert np.isfinite(got).all()
+    assert _cos(got[: len(TEXTS)], Embedder(fp32_bundles["bert"]).encode(TEXTS)).mean() > 0.9999
+
+
+@pytest.mark.gpu
+def test_fp16_on_cuda(tiny_factory: Callable[..., Path], tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDA provider in this onnxruntime build")
+    bundle = export_model(tiny_factory("bert"), tmp_path / "b", precision="fp16", optimize=True)
+    got = Embedder(bundle, device="cuda").encode([*TEXTS, "long " * 2000])
+    assert np.isfinite(got).all()
