@@ -141,3 +141,27 @@ def test_waits_for_company_only_while_requests_are_arriving() -> None:
 
     assert asyncio.run(main(expect_more=True)) == [2]  # the first waited for the arriving one
     assert asyncio.run(main(expect_more=False)) == [1, 1]  # nobody arriving: no wait
+
+
+def test_small_requests_merged_with_a_big_one_are_answered_first() -> None:
+    model = FakeModel()
+    release = threading.Event()
+
+    def stalls_after_the_first_run(tok: Tokenized) -> np.ndarray:
+        if model.calls:
+            release.wait(10)
+        return model(tok)
+
+    async def main() -> None:
+        batcher = Batcher(stalls_after_the_first_run, Metrics(), max_wait_s=0.05, max_run_tokens=128)
+        batcher.start()
+        big = asyncio.ensure_future(batcher.submit(_tok(100, 100, 100)))
+        small = asyncio.ensure_future(batcher.submit(_tok(2)))
+        done, _ = await asyncio.wait([small, big], return_when=asyncio.FIRST_COMPLETED)
+        assert done == {small} and not big.done()
+        release.set()
+        assert (await big)[:, 0].tolist() == [100, 100, 100] and (await small)[0, 0] == 2
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert model.calls == [1, 1, 1, 1]  # 2 alone, then each 100 alone (the 128-token cap)

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from .. import __version__
 from .._embedder import Embedder
 from .._tokenize import Tokenized
-from ._batcher import Batcher, QueueFullError, ShuttingDownError, plan_runs
+from ._batcher import Batcher, QueueFullError, ShuttingDownError
 from ._config import ServerConfig
 from ._metrics import CONTENT_TYPE, Metrics
 from ._protocol import (
@@ -56,17 +56,16 @@ class ServerState:
             max_batch_tokens=config.max_batch_tokens,
             max_wait_s=config.max_wait_ms / 1000,
             max_queue=config.max_queue,
+            max_rows=config.batch_size,
+            max_run_tokens=config.max_run_tokens,
         )
         self.ready = False
         self.draining = False
 
     def _encode(self, tok: Tokenized) -> np.ndarray:
-        """The model's rows for a merged batch, run in length-sorted pieces under the padded-token cap."""
-        out = np.empty((len(tok), self.embedder.dimension), dtype=np.float32)
-        for rows in plan_runs(tok.lengths, self.config.batch_size, self.config.max_run_tokens):
-            out[rows] = self.embedder.encode_tokenized(
-                tok.select(rows.tolist()), batch_size=len(rows), normalize=False
-            )
+        """One model run (the batcher cut it to rows of similar length)."""
+        out = self.embedder.encode_tokenized(tok, batch_size=len(tok), normalize=False)
+        assert isinstance(out, np.ndarray)
         return out
 
     def begin_drain(self) -> None:

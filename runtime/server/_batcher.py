@@ -97,7 +97,11 @@ def plan_runs(lengths: np.ndarray, max_rows: int, max_padded_tokens: int) -> lis
 
 
 class Batcher:
-    """Merges concurrent ``submit`` calls into model batches under a token budget."""
+    """Merges concurrent ``submit`` calls into model batches under a token budget.
+
+    ``encode`` embeds one model run (rows of similar length, see ``plan_runs``); it runs on the
+    batcher's single model thread.
+    """
 
     def __init__(
         self,
@@ -108,8 +112,12 @@ class Batcher:
         max_batch_tokens: int = 16384,
         max_wait_s: float = 0.002,
         max_queue: int = 256,
+        max_rows: int = 32,
+        max_run_tokens: int = 2048,
     ) -> None:
         self._encode = encode
+        self._max_rows = max_rows
+        self._max_run_tokens = max_run_tokens
         self._metrics = metrics
         self._batching = batching
         self._max_tokens = max_batch_tokens
@@ -216,6 +224,11 @@ class Batcher:
         return batch
 
     async def _run(self, batch: list[_Job]) -> None:
+        """Run a merged batch in length-sorted pieces, shortest first; answer each job once its rows are in.
+
+        Shortest first, so that small requests merged with a big one are answered early, and their
+        clients' next requests overlap with the model's remaining runs.
+        """
         m = self._metrics
         start = time.perf_counter()
         for job in batch:
@@ -224,20 +237,28 @@ class Batcher:
         m.batch_requests.observe(len(batch))
         m.batch_inputs.observe(len(tok))
         m.batch_tokens.observe(sum(job.tokens for job in batch))
+        sizes = [len(job.tok) for job in batch]
+        owner = np.repeat(np.arange(len(batch)), sizes)
+        ends = np.cumsum(sizes)
+        missing = list(sizes)
+        out: np.ndarray | None = None
         loop = asyncio.get_running_loop()
         try:
-            out = await loop.run_in_executor(self._executor, self._encode, tok)
-        except Exception as e:  # the model failed: every job of this batch gets the error, others go on
+            for rows in plan_runs(tok.lengths, self._max_rows, self._max_run_tokens)[::-1]:
+                piece = tok.select(rows.tolist())
+                vectors = await loop.run_in_executor(self._executor, self._encode, piece)
+                if out is None:
+                    out = np.empty((len(tok), vectors.shape[1]), dtype=vectors.dtype)
+                out[rows] = vectors
+                jobs, counts = np.unique(owner[rows], return_counts=True)
+                for j, count in zip(jobs.tolist(), counts.tolist(), strict=True):
+                    missing[j] -= count
+                    if missing[j] == 0 and not batch[j].future.done():
+                        batch[j].future.set_result(out[ends[j] - sizes[j] : ends[j]].copy())
+        except Exception as e:  # the model failed: this batch's unanswered jobs get the error, others go on
             log.exception("model batch of %d requests failed", len(batch))
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(e)
-            return
         finally:
             m.inference.observe(time.perf_counter() - start)
-        offset = 0
-        for job in batch:
-            n = len(job.tok)
-            if not job.future.done():
-                job.future.set_result(out[offset : offset + n])
-            offset += n
