@@ -71,6 +71,7 @@ BUNDLE_SETTINGS: dict[str, dict[str, Any]] = {
     "fp32": {},
     "fp32-opt": {"optimize": True},
     "int8": {"precision": "int8"},
+    "int8-opt": {"precision": "int8", "optimize": True},
 }
 
 
