@@ -6,20 +6,37 @@ made, and against what the session actually uses after: a silent fallback to CPU
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
 
 from ._errors import ProviderError
-from ._types import Device
+from ._types import Device, InferencePrecision, parse
 
 _PROVIDERS: dict[Device, str] = {
     Device.CPU: "CPUExecutionProvider",
     Device.CUDA: "CUDAExecutionProvider",
+    Device.OPENVINO: "OpenVINOExecutionProvider",
 }
+
+# The onnxruntime builds all install the module `onnxruntime`: only one may be installed at a time.
+# distribution -> (embedrt extra, devices it offers)
+BUILDS: dict[str, tuple[str, tuple[Device, ...]]] = {
+    "onnxruntime": ("(default)", (Device.CPU,)),
+    "onnxruntime-gpu": ("gpu", (Device.CUDA, Device.CPU)),
+    "onnxruntime-openvino": ("openvino", (Device.OPENVINO, Device.CPU)),
+}
+_INSTALL = {
+    Device.CUDA: 'pip uninstall -y onnxruntime onnxruntime-openvino && pip install "embedrt[gpu]"',
+    Device.OPENVINO: 'pip uninstall -y onnxruntime onnxruntime-gpu && pip install "embedrt[openvino]"',
+}
+# OpenVINO's names for its CPU plugin's INFERENCE_PRECISION_HINT.
+_OV_HINTS = {InferencePrecision.FP32: "f32", InferencePrecision.BF16: "bf16", InferencePrecision.FP16: "f16"}
 
 
 def available_cpus() -> int:
@@ -51,20 +68,82 @@ def _cgroup_cpu_quota() -> float | None:
 
 
 def onnxruntime_build() -> dict[str, Any]:
-    """Which onnxruntime build is installed, and the providers it offers."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover
-        return {"version": ort.__version__, "providers": ort.get_available_providers()}
-    dist = "unknown"
-    for name in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
+    """Which onnxruntime build is installed, the devices it offers, and conflicts between builds.
+
+    ``installed`` lists every onnxruntime distribution pip knows of; more than one means they
+    overwrote each other's files and the module is whichever was installed last.
+    """
+    installed = {}
+    for name in (*BUILDS, "onnxruntime-directml"):
         try:
-            version(name)
+            installed[name] = version(name)
         except PackageNotFoundError:
             continue
-        dist = name
-        break
-    return {"package": dist, "version": ort.__version__, "providers": ort.get_available_providers()}
+    providers = ort.get_available_providers()
+    offers = [d.value for d, p in _PROVIDERS.items() if p in providers]
+    package = next(iter(installed), "unknown")
+    if Device.OPENVINO.value in offers:
+        package = "onnxruntime-openvino"
+    elif Device.CUDA.value in offers:
+        package = "onnxruntime-gpu"
+    out: dict[str, Any] = {
+        "package": package,
+        "version": ort.__version__,
+        "providers": providers,
+        "devices": offers,
+        "installed": installed,
+    }
+    if Device.OPENVINO.value in offers:
+        out["openvino_precision_hints"] = [p.value for p in cpu_precision_hints()]
+    if len(installed) > 1:
+        out["conflict"] = (
+            f"several onnxruntime builds are installed ({', '.join(installed)}); they share the module "
+            f"name and overwrite each other: uninstall all of them, then install one"
+        )
+    return out
+
+
+def cpu_precision_hints() -> list[InferencePrecision]:
+    """Inference precisions this CPU runs natively (bf16 needs AVX512_BF16 or AMX)."""
+    hints = [InferencePrecision.FP32]
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return hints
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        hints.append(InferencePrecision.BF16)
+    if "avx512_fp16" in flags or "amx_fp16" in flags:
+        hints.append(InferencePrecision.FP16)
+    return hints
+
+
+def check_precision_hint(device: Device, hint: str | InferencePrecision | None) -> InferencePrecision | None:
+    """``hint`` as an enum; a ``ValueError`` for a bad value or a device that takes no hint."""
+    if hint is None:
+        return None
+    parsed = parse(InferencePrecision, hint, "precision_hint")
+    if device is not Device.OPENVINO:
+        raise ValueError(f"precision_hint {parsed.value!r} is an OpenVINO option; device is {device.value!r}")
+    return parsed
+
+
+def _provider_options(
+    device: Device, threads: int, user: dict[str, Any] | None, precision_hint: InferencePrecision | None
+) -> dict[str, Any]:
+    options = dict(user or {})
+    if device is Device.OPENVINO:
+        options.setdefault("device_type", "CPU")
+        options.setdefault("num_of_threads", str(threads))
+        if precision_hint is not None:
+            if precision_hint not in cpu_precision_hints():
+                raise ProviderError(
+                    f"precision_hint {precision_hint.value!r}: this CPU has no native "
+                    f"{precision_hint.value} (OpenVINO would silently run fp32); "
+                    f"available: {[p.value for p in cpu_precision_hints()]}"
+                )
+            config = {"CPU": {"INFERENCE_PRECISION_HINT": _OV_HINTS[precision_hint]}}
+            options["load_config"] = json.dumps(config)
+    return options
 
 
 def create_session(
@@ -72,22 +151,32 @@ def create_session(
     device: Device,
     threads: int,
     provider_options: dict[str, Any] | None = None,
+    *,
+    precision_hint: str | InferencePrecision | None = None,
 ) -> ort.InferenceSession:
-    """The one place sessions are made. Raises ``ProviderError`` if ``device`` cannot be honoured."""
+    """The one place sessions are made. Raises ``ProviderError`` if ``device`` cannot be honoured.
+
+    ``precision_hint`` (OpenVINO only): the compute precision for the graph, e.g. ``"bf16"`` on a
+    CPU with AVX512_BF16/AMX; refused where the CPU cannot run it natively.
+    """
+    device = parse(Device, device, "device")
+    hint = check_precision_hint(device, precision_hint)
     provider = _PROVIDERS[device]
     available = ort.get_available_providers()
     if provider not in available:
-        hint = (
-            ' Install the CUDA build: pip uninstall -y onnxruntime && pip install "embedrt[gpu]".'
-            if device is Device.CUDA
-            else ""
-        )
+        install = f" Install its build: {_INSTALL[device]}." if device in _INSTALL else ""
         raise ProviderError(
             f"device {device.value!r} needs {provider}, which this onnxruntime build "
-            f"({onnxruntime_build()['package']} {ort.__version__}) does not offer; available: {available}.{hint}"
+            f"({onnxruntime_build()['package']} {ort.__version__}) does not offer; available: {available}.{install}"
         )
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # OpenVINO compiles the graph itself; onnxruntime's own fusions would hand it contrib ops it
+    # cannot take, splitting the graph between OpenVINO and the CPU provider.
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if device is Device.OPENVINO
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -95,7 +184,7 @@ def create_session(
     # shapes that ratchets RSS up. Measured in benchmarks/results/memory-*.json.
     so.enable_cpu_mem_arena = False
     so.log_severity_level = 3
-    providers: list[Any] = [(provider, provider_options or {})]
+    providers: list[Any] = [(provider, _provider_options(device, threads, provider_options, hint))]
     if device is not Device.CPU:
         providers.append("CPUExecutionProvider")  # for the few nodes an accelerator lacks
     session = ort.InferenceSession(str(model_path), sess_options=so, providers=providers)

@@ -28,8 +28,19 @@ class Precision(str, Enum):
 
 
 class Device(str, Enum):
+    """Where a graph runs: an ONNX Runtime execution provider (each needs its onnxruntime build)."""
+
     CPU = "cpu"
     CUDA = "cuda"
+    OPENVINO = "openvino"
+
+
+class InferencePrecision(str, Enum):
+    """A provider's own compute precision for an fp32 graph (OpenVINO's INFERENCE_PRECISION_HINT)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
 
 
 class OutputValue(str, Enum):

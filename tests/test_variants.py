@@ -142,3 +142,25 @@ def test_fp16_on_cuda(tiny_factory: Callable[..., Path], tmp_path: Path) -> None
     bundle = export_model(tiny_factory("bert"), tmp_path / "b", precision="fp16", optimize=True)
     got = Embedder(bundle, device="cuda").encode([*TEXTS, "long " * 2000])
     assert np.isfinite(got).all()
+
+
+def test_describe_variant_rows(tiny_factory: Callable[..., Path], tmp_path: Path) -> None:
+    from embedrt._describe import describe_variant
+
+    bundle = export_model(tiny_factory("bert"), tmp_path / "b", precision="int8", optimize=True)
+    rows = dict(describe_variant(load_manifest(bundle), bundle))
+    assert rows["precision"] == "int8" and rows["optimize (fusion)"] == "yes"
+    assert "Attention 2" in rows["fused ops"] and "MatMulNBits" in rows["quantization"]
+    assert rows["size"].endswith("files)")
+
+
+def test_build_report_and_openvino_refusal_on_cpu_build(tiny_bert_bundle: Path) -> None:
+    from embedrt import ProviderError, onnxruntime_build
+
+    build = onnxruntime_build()
+    assert build["devices"] and build["version"]
+    if "openvino" not in build["devices"]:
+        with pytest.raises(ProviderError, match=r"embedrt\[openvino\]"):
+            Embedder(tiny_bert_bundle, device="openvino")
+    with pytest.raises(ValueError, match="OpenVINO option"):
+        Embedder(tiny_bert_bundle, device="cpu", precision_hint="bf16")

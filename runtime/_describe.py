@@ -1,0 +1,83 @@
+"""What a bundle's variant is, as rows for ``embedrt info``: precision, provider, optimizations,
+fused-operator counts, size and the quality-gate numbers. Reads the manifest only (and file sizes
+when the bundle folder is given); no export code, no onnxruntime session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._bundle import Manifest
+
+
+def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> list[tuple[str, str]]:
+    """``(label, value)`` rows describing ``manifest``'s graph variant, in display order."""
+    opt: dict[str, Any] = manifest.optimizations or {}
+    rows: list[tuple[str, str]] = [("precision", manifest.precision.value)]
+    rows.append(("provider", _provider(manifest.precision.value)))
+    rows.append(("optimize (fusion)", "yes" if opt.get("optimize") else "no"))
+    fused = opt.get("fused_ops") or {}
+    if fused:
+        rows.append(("fused ops", ", ".join(f"{op} {n}" for op, n in sorted(fused.items()))))
+    not_fused = (opt.get("fusion") or {}).get("not_fused")
+    if not_fused:
+        rows.append(("not fused", ", ".join(not_fused)))
+    q = opt.get("quantization")
+    if q:
+        rows.append(("quantization", f"{q.get('method')} ({q.get('operator')}): weights {q.get('weights')}"))
+        rows.append(("activations", str(q.get("activations"))))
+        rows.append(
+            ("quantized nodes", f"{q.get('quantized_nodes')} ({len(q.get('excluded_nodes', []))} kept fp32)")
+        )
+    f16 = opt.get("fp16")
+    if f16:
+        rows.append(
+            ("fp16", f"{f16.get('fp16_initializers')} fp16 weights, {f16.get('fp32_nodes')} nodes kept fp32")
+        )
+    if bundle is not None:
+        rows.append(("size", _size(Path(bundle), manifest)))
+    for label, gate in _gates(manifest):
+        rows.append((label, _gate_row(gate)))
+    return rows
+
+
+def _provider(precision: str) -> str:
+    return {
+        "int8": "cpu (MatMulNBits / int8 kernels of the CPU provider)",
+        "fp16": "cuda (fp16 runs slowly or not at all on CPU)",
+    }.get(precision, "cpu, cuda, openvino (fp32 graph; openvino may compute in bf16)")
+
+
+def _size(root: Path, manifest: Manifest) -> str:
+    total = sum((root / name).stat().st_size for name in manifest.files if (root / name).is_file())
+    return f"{total / 1e6:.1f} MB ({len(manifest.files)} files)"
+
+
+def _gates(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:
+    """Gate reports found in the manifest: ``parity["gate"]`` (one) or ``parity["gates"]`` (by setting)."""
+    parity = manifest.parity or {}
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(parity.get("gate"), dict):
+        out.append(("quality gate", parity["gate"]))
+    for name, gate in (parity.get("gates") or {}).items():
+        if isinstance(gate, dict):
+            out.append((f"quality gate ({name})", gate))
+    if not out and parity:
+        out.append(("parity (grid)", parity))
+    return out
+
+
+def _gate_row(g: dict[str, Any]) -> str:
+    parts = []
+    for key, label in (("mean_cos", "mean cos"), ("mean_cosine", "mean cos"), ("min_cos", "min cos"),
+                       ("min_cosine", "min cos"), ("topk", "top-10 kept")):  # fmt: skip
+        if isinstance(g.get(key), int | float):
+            parts.append(f"{label} {g[key]:.5f}")
+    if "n_texts" in g:
+        parts.append(f"{g['n_texts']} texts / {g.get('n_queries', '?')} queries")
+    if "passed" in g:
+        parts.append("passed" if g["passed"] else "FAILED")
+    if g.get("thresholds"):
+        lim = ", ".join(f"{k} >= {v}" for k, v in g["thresholds"].items())
+        parts.append(f"gate {lim}" + ("" if g.get("thresholds_default", True) else " (lowered by user)"))
+    return "; ".join(parts) or "-"
