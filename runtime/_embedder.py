@@ -11,7 +11,7 @@ import numpy as np
 
 from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
 from ._errors import BundleError, EmbedrtError
-from ._session import available_cpus, create_session
+from ._session import available_cpus, check_precision_hint, create_session
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, tokenize
 from ._types import Device, OutputValue, parse
 
@@ -25,6 +25,8 @@ class Embedder:
         threads: intra-op threads; default: the CPUs this process may use (affinity, cgroup quota).
         verify: check the sha256 of every bundle file against the manifest.
         provider_options: passed to the execution provider.
+        precision_hint: ``"bf16"`` / ``"fp32"``: the compute precision OpenVINO uses for the graph
+            (``device="openvino"`` only; needs ``embedrt[openvino]``).
 
     ``encode`` may be called from several threads at once: tokenization runs in parallel, and the
     model runs one batch at a time on its own thread pool, so threads are never oversubscribed.
@@ -38,6 +40,7 @@ class Embedder:
         threads: int | None = None,
         verify: bool = True,
         provider_options: dict[str, Any] | None = None,
+        precision_hint: str | None = None,
     ) -> None:
         self.path = Path(bundle)
         self.device = parse(Device, device, "device")
@@ -46,8 +49,11 @@ class Embedder:
         self.threads = threads or available_cpus()
         self.manifest: Manifest = load_manifest(self.path, verify=verify)
         self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
+        self.precision_hint = check_precision_hint(self.device, precision_hint)
         try:
-            self.session = create_session(self.path / MODEL_NAME, self.device, self.threads, provider_options)
+            self.session = create_session(
+                self.path / MODEL_NAME, self.device, self.threads, provider_options, precision_hint=precision_hint
+            )
         except EmbedrtError:
             raise
         except Exception as e:  # onnxruntime's own exception types are not importable in a stable way
