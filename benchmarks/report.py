@@ -53,6 +53,17 @@ def derive(data: dict[str, Any]) -> None:
             sys_["latency"]["ratio_p50"] = ref["latency"]["p50"] / sys_["latency"]["p50"]
 
 
+def regenerate(json_path: Path) -> None:
+    """Remake the Markdown and the plots of a results JSON (``python -m benchmarks.report FILE``)."""
+    import json
+
+    data = json.loads(json_path.read_text())
+    derive(data)
+    stem = json_path.stem
+    json_path.with_suffix(".md").write_text(markdown(data, stem))
+    plots(data, json_path.parent, stem)
+
+
 def _f(x: Any, fmt: str = "{:.0f}") -> str:
     return "–" if x is None else fmt.format(x)
 
@@ -228,8 +239,9 @@ def plots(data: dict[str, Any], out_dir: Path, stem: str) -> None:
         scen = [x for x in data["scenarios"] if x["group"] == group]
         if not scen:
             continue
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for s in data["systems"]:
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        colors = plt.get_cmap("tab20").colors
+        for i, s in enumerate(data["systems"]):
             pts = [
                 (x[key], s["rows"][x["id"]]["tokens_s" if group == "length" else "texts_s"])
                 for x in scen
@@ -240,7 +252,8 @@ def plots(data: dict[str, Any], out_dir: Path, stem: str) -> None:
                 ax.plot(
                     *zip(*pts, strict=True),
                     style,
-                    marker="o",
+                    color=colors[(2 * i) % 20 + (i // 10) % 2],
+                    marker="os^vD<>px*h"[i % 11],
                     label=s["name"],
                     lw=2.2 if s["name"].startswith("embedrt") else 1.2,
                 )
@@ -254,3 +267,10 @@ def plots(data: dict[str, Any], out_dir: Path, stem: str) -> None:
         fig.tight_layout()
         fig.savefig(out_dir / f"{stem}-{fname}.png", dpi=110)
         plt.close(fig)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:]:
+        regenerate(Path(arg))
