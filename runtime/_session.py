@@ -165,6 +165,8 @@ def create_session(
     available = ort.get_available_providers()
     if provider not in available:
         install = f" Install its build: {_INSTALL[device]}." if device in _INSTALL else ""
+        conflict = onnxruntime_build().get("conflict")
+        install += f" Note: {conflict}." if conflict else ""
         raise ProviderError(
             f"device {device.value!r} needs {provider}, which this onnxruntime build "
             f"({onnxruntime_build()['package']} {ort.__version__}) does not offer; available: {available}.{install}"
