@@ -136,7 +136,7 @@ def system_specs(
             "params": {
                 "bundle": str(ov_bundle),
                 "device": "openvino",
-                "provider_options": {"device_type": "CPU", "precision": "BF16"},
+                "precision_hint": "bf16",
             },
         }
     )

@@ -118,7 +118,8 @@ class TransformersRunner(Runner):
 
 
 class EmbedrtRunner(Runner):
-    """An embedrt bundle through ``embedrt.Embedder`` (params: ``bundle``, ``device``, ``provider_options``)."""
+    """An embedrt bundle through ``embedrt.Embedder`` (params: ``bundle``, ``device``, ``provider_options``,
+    ``precision_hint``)."""
 
     def load(self) -> None:
         import embedrt
@@ -126,6 +127,8 @@ class EmbedrtRunner(Runner):
         kw: dict[str, Any] = {"threads": self.threads}
         if self.params.get("provider_options"):
             kw["provider_options"] = self.params["provider_options"]
+        if self.params.get("precision_hint"):
+            kw["precision_hint"] = self.params["precision_hint"]
         self.model = embedrt.Embedder(self.params["bundle"], self.params.get("device", "cpu"), **kw)
         m = self.model.manifest
         self.info = {
