@@ -64,6 +64,22 @@ def regenerate(json_path: Path) -> None:
     plots(data, json_path.parent, stem)
 
 
+def _optimizations(opt: dict[str, Any] | None) -> str:
+    """A manifest's optimizations in a table cell: fused operators and the quantization scheme."""
+    if not opt:
+        return "–"
+    parts = []
+    fused = (opt.get("fusion") or {}).get("fused_ops") or opt.get("fused_ops")
+    if fused:
+        parts.append("fused " + ", ".join(f"{k}×{v}" for k, v in fused.items()))
+    q = opt.get("quantization")
+    if q:
+        parts.append(
+            f"{q.get('operator', q.get('method'))}: {q.get('weights', '')}; {q.get('activations', '')}"
+        )
+    return "; ".join(parts) or "–"
+
+
 def _f(x: Any, fmt: str = "{:.0f}") -> str:
     return "–" if x is None else fmt.format(x)
 
@@ -152,7 +168,7 @@ def markdown(data: dict[str, Any], stem: str) -> str:
                 continue
             par = rep.get("parity") or {}
             out.append(
-                f"| {name} | {rep.get('precision')} | {rep.get('optimizations') or '–'} | {_f(par.get('min_cosine'), '{:.6f}')} | "
+                f"| {name} | {rep.get('precision')} | {_optimizations(rep.get('optimizations'))} | {_f(par.get('min_cosine'), '{:.6f}')} | "
                 f"{_f(par.get('max_abs_diff'), '{:.1e}')} | {par.get('texts', '–')} | {_f(fid[name].get('mean_cosine'), '{:.6f}')} | "
                 f"{_f(fid[name].get('min_cosine'), '{:.6f}')} |"
             )
