@@ -129,6 +129,18 @@ def test_fp16_structure_and_numerics_on_cpu(
             "ReduceL2",
         ):
             assert not set(node.input) & init16, f"{node.op_type} {node.name} takes fp16 weights"
+    if not optimize:  # plain ONNX ops: shape inference gives every tensor's type
+        inferred = onnx.shape_inference.infer_shapes(model)
+        elem = {
+            v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.input]
+        }
+        elem.update({t.name: t.data_type for t in model.graph.initializer})
+        produced_by = {o: n for n in model.graph.node for o in n.output}
+        for node in model.graph.node:
+            if node.op_type == "LayerNormalization":
+                residual = produced_by[node.input[0]]
+                assert residual.op_type == "Add"
+                assert all(elem.get(i) == TensorProto.FLOAT for i in residual.input), residual.name
     got = Embedder(bundle).encode([*TEXTS, "long " * 2000])
     assert np.isfinite(got).all()
     assert _cos(got[: len(TEXTS)], Embedder(fp32_bundles["bert"]).encode(TEXTS)).mean() > 0.9999
