@@ -31,9 +31,12 @@ BUILDS: dict[str, tuple[str, tuple[Device, ...]]] = {
     "onnxruntime-gpu": ("gpu", (Device.CUDA, Device.CPU)),
     "onnxruntime-openvino": ("openvino", (Device.OPENVINO, Device.CPU)),
 }
+# The base install brings the CPU build; an extra adds another build of the same module, whose files
+# must then be laid over the CPU build's (pip gives no order between the two). Measured: after
+# `pip install onnxruntime onnxruntime-openvino` the module was the CPU build; the force-reinstall fixes it.
 _INSTALL = {
-    Device.CUDA: 'pip uninstall -y onnxruntime onnxruntime-openvino && pip install "embedrt[gpu]"',
-    Device.OPENVINO: 'pip uninstall -y onnxruntime onnxruntime-gpu && pip install "embedrt[openvino]"',
+    Device.CUDA: 'pip install "embedrt[gpu]" && pip install --force-reinstall --no-deps onnxruntime-gpu',
+    Device.OPENVINO: 'pip install "embedrt[openvino]" && pip install --force-reinstall --no-deps onnxruntime-openvino',
 }
 # OpenVINO's names for its CPU plugin's INFERENCE_PRECISION_HINT.
 _OV_HINTS = {InferencePrecision.FP32: "f32", InferencePrecision.BF16: "bf16", InferencePrecision.FP16: "f16"}
@@ -98,7 +101,8 @@ def onnxruntime_build() -> dict[str, Any]:
     if len(installed) > 1:
         out["conflict"] = (
             f"several onnxruntime builds are installed ({', '.join(installed)}); they share the module "
-            f"name and overwrite each other: uninstall all of them, then install one"
+            f"`onnxruntime`, whose files are now those of {package}: to use another, lay its files over "
+            f"with `pip install --force-reinstall --no-deps <that build>`"
         )
     return out
 
