@@ -19,11 +19,12 @@ from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
 from embedrt._errors import ExportError, UnsupportedModelError
 from embedrt._types import Pooling, Precision, parse
 
+from ._gate import gate_texts as default_gate_texts
 from ._model import EmbeddingModel, accepts_type_ids, load_encoder
 from ._source import SourceSpec, read_source
 from ._texts import validation_texts
 from ._tokenizer import bundle_tokenizer, load_hf_tokenizer, write_tokenizer
-from ._validate import validate
+from ._validate import quality_gate, validate
 
 DEFAULT_OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
@@ -41,13 +42,18 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     exporter: str = "torchscript",
     validate_texts: list[str] | None = None,
+    gate_texts: list[str] | None = None,
+    gate_thresholds: dict[str, float] | None = None,
     overwrite: bool = False,
     log: Log | None = None,
 ) -> Path:
     """Export ``source`` (a sentence-transformers or Hugging Face folder) into the bundle ``out_dir``.
 
-    The bundle is validated against PyTorch before it is moved into place; a failed validation
-    raises ``ParityError`` naming the worst input and leaves ``out_dir`` untouched.
+    The bundle is validated against PyTorch before it is moved into place: parity on a grid of
+    hard texts (``validate_texts``), then the quality gate of its precision on >= 1000 texts
+    (``gate_texts``, default: the built-in set; ``gate_thresholds`` lowers a gate explicitly). A
+    failure raises ``ParityError`` (``GateError`` for the gate) with the numbers and the worst
+    input, and leaves ``out_dir`` untouched.
     """
     say = log or (lambda _msg: None)
     prec = parse(Precision, precision, "precision")
@@ -90,10 +96,15 @@ def export_model(
         say("validating against PyTorch")
         embedder = Embedder(bundle)
         report = validate(embedder, model, hf_tok, validate_texts or validation_texts())
-        manifest.parity = report
-        write_manifest(bundle, manifest)
         say(f"parity: min cosine {report['min_cosine']:.7f}, max abs diff {report['max_abs_diff']:.2e} "
             f"over {report['texts']} texts")
+        texts = gate_texts or default_gate_texts()
+        say(f"quality gate ({prec.value}) on {len(texts)} texts")
+        report["gate"] = gate = quality_gate(embedder, model, hf_tok, texts, gate_thresholds)
+        say(f"gate: mean cosine {gate['mean_cos']:.6f}, min {gate['min_cos']:.6f}, "
+            f"top-10 agreement {gate['topk']:.4f}: passed")
+        manifest.parity = report
+        write_manifest(bundle, manifest)
         del embedder
         if out.exists():
             shutil.rmtree(out)

@@ -19,6 +19,7 @@ from embedrt import Embedder
 from embedrt._errors import ParityError
 from embedrt._types import Precision
 
+from ._gate import run_gate
 from ._model import EmbeddingModel
 
 
@@ -134,4 +135,24 @@ def validate(
             f"worst input #{w['index']} {w['text']!r} (cosine {w['cosine']:.7f})",
             report,
         )
+    return report
+
+
+def quality_gate(
+    embedder: Embedder,
+    model: EmbeddingModel,
+    hf_tokenizer: Any,
+    texts: list[str],
+    thresholds: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The measured gate (>= 1000 texts): mean/min cosine and top-10 neighbour agreement against
+    PyTorch fp32, with the thresholds of the bundle's precision or of the provider's precision hint."""
+    t0 = time.perf_counter()
+    ref, _ = reference_embeddings(model, hf_tokenizer, texts, embedder.max_seq_length, batch_size=32)
+    cand = embedder.encode(texts, batch_size=32)
+    hint = embedder.precision_hint.value if embedder.precision_hint is not None else None
+    report = run_gate(
+        ref, cand, embedder.manifest.precision, embedder.device.value, thresholds, hint=hint, texts=texts
+    )
+    report["seconds"] = round(time.perf_counter() - t0, 2)
     return report

@@ -1,4 +1,5 @@
-"""``validate_bundle``: re-run the PyTorch parity check of an existing bundle, on the user's texts."""
+"""``validate_bundle``: re-run the PyTorch checks of an existing bundle, on the user's texts and on
+the provider setting the user will deploy (e.g. OpenVINO computing in bf16)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,56 @@ from pathlib import Path
 from typing import Any
 
 from embedrt import Embedder
+from embedrt._bundle import write_manifest
+from embedrt._errors import ParityError
 
+from ._gate import gate_texts as default_gate_texts
 from ._model import EmbeddingModel, accepts_type_ids, load_encoder
 from ._source import read_source
 from ._texts import validation_texts
 from ._tokenizer import load_hf_tokenizer
-from ._validate import validate
+from ._validate import quality_gate, validate
 
 
 def validate_bundle(
-    bundle: str | Path, source: str | Path, texts: list[str] | None = None, raise_on_failure: bool = True
+    bundle: str | Path,
+    source: str | Path,
+    texts: list[str] | None = None,
+    raise_on_failure: bool = True,
+    *,
+    device: str = "cpu",
+    precision_hint: str | None = None,
+    gate: bool = True,
+    gate_texts: list[str] | None = None,
+    gate_thresholds: dict[str, float] | None = None,
+    record: bool = False,
 ) -> dict[str, Any]:
-    """Compare ``bundle`` with the PyTorch model in ``source`` on ``texts`` (default: the export grid)."""
-    embedder = Embedder(bundle)
+    """Compare ``bundle``, run on ``device`` (and ``precision_hint``), with the PyTorch model in ``source``.
+
+    Parity on ``texts`` (default: the export grid); then, with ``gate``, the quality gate on
+    ``gate_texts`` (>= 1000; default: the built-in set). With ``record``, the gate report is written
+    into the bundle's manifest under ``parity.gates["<device>-<precision>"]``.
+    """
+    embedder = Embedder(bundle, device=device, precision_hint=precision_hint)
     m = embedder.manifest
     spec = read_source(source, None if (Path(source) / "modules.json").is_file() else m.pooling)
-    if spec.max_seq_length != m.max_seq_length or spec.pooling != m.pooling:
-        spec.max_seq_length = m.max_seq_length
+    spec.max_seq_length = m.max_seq_length  # compare what the bundle does, at its own limit
     encoder = load_encoder(spec)
     hf_tok = load_hf_tokenizer(spec)
     model = EmbeddingModel(encoder, spec, accepts_type_ids(encoder, list(hf_tok.model_input_names))).eval()
-    return validate(embedder, model, hf_tok, texts or validation_texts(), raise_on_failure=raise_on_failure)
+    report = validate(embedder, model, hf_tok, texts or validation_texts(), raise_on_failure=raise_on_failure)
+    if not gate:
+        return report
+    try:
+        report["gate"] = quality_gate(embedder, model, hf_tok, gate_texts or default_gate_texts(), gate_thresholds)
+    except ParityError as e:
+        if raise_on_failure:
+            raise
+        report["gate"] = e.report
+        report["passed"] = False
+        report.setdefault("failures", []).append(str(e))
+    if record:
+        setting = f"{embedder.device.value}-{(embedder.precision_hint or m.precision).value}"
+        m.parity.setdefault("gates", {})[setting] = report["gate"]
+        write_manifest(Path(bundle), m)
+    return report

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._bundle import Manifest
+from ._describe import describe_variant
 
 
 def describe(manifest: Manifest, bundle: Path) -> list[tuple[str, str]]:
     m = manifest
-    size = sum(f.stat().st_size for f in bundle.iterdir() if f.is_file())
     rows = [
-        ("source", f"{m.source.get('name')} ({m.source.get('kind')}, {m.source.get('architecture')}, "
+        ("source", f"{m.source.get('path')} ({m.source.get('kind')}, {m.source.get('architecture')}, "
                    f"{m.source.get('model_class')})"),
         ("dimension", str(m.dimension)),
         ("pooling", ", ".join(p.value for p in m.pooling)),
@@ -20,19 +20,12 @@ def describe(manifest: Manifest, bundle: Path) -> list[tuple[str, str]]:
         ("max_seq_length", str(m.max_seq_length)),
         ("inputs", ", ".join(m.inputs)),
         ("prompts", ", ".join(f"{k}={v!r}" for k, v in m.prompts.items()) or "none"),
-        ("precision", m.precision.value),
         ("opset", str(m.opset)),
-        ("size", f"{size / 1e6:.1f} MB"),
     ]
-    try:
-        from ._describe import describe_variant  # variant details (fusions, quantization, gate)
-    except ImportError:
-        rows.append(("optimizations", ", ".join(sorted(m.optimizations)) or "none"))
-    else:
-        rows.extend(describe_variant(m))
+    rows.extend(describe_variant(m, bundle))  # precision, provider, fusions, quantization, size, gates
     p = m.parity
     if p:
-        rows.append(("parity", f"{p.get('texts')} texts vs PyTorch fp32: min cosine {p.get('min_cosine', 0):.7f}, "
+        rows.append(("parity (grid)", f"{p.get('texts')} texts vs PyTorch fp32: min cosine {p.get('min_cosine', 0):.7f}, "
                                f"mean {p.get('mean_cosine', 0):.7f}, max abs diff {p.get('max_abs_diff', 0):.2e}, "
                                f"{'passed' if p.get('passed') else 'FAILED'}"))
     rows.append(("exported with", ", ".join(f"{k} {v}" for k, v in m.tools.items())))

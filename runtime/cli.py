@@ -100,18 +100,47 @@ def _add_export(sub: Any) -> None:
     p.add_argument("--optimize", action="store_true", help="fuse attention/layer-norm/gelu (onnxruntime optimizer)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"], help="torch.onnx path")
-    p.add_argument("--texts", help="validate on these texts too (one per line) instead of the built-in grid")
+    p.add_argument("--texts", help="validate on these texts (one per line) instead of the built-in grid")
+    _add_gate_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.set_defaults(run=_run_export)
+
+
+def _add_gate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--gate-texts", metavar="FILE",
+        help="the quality gate's texts, one per line, at least 1000 (default: a built-in set of 1000)",
+    )
+    p.add_argument(
+        "--gate", action="append", default=[], metavar="KEY=VALUE",
+        help="lower (or raise) a gate threshold explicitly: mean_cos, min_cos or topk; repeatable. Defaults: "
+        "fp32 min_cos 0.99999; fp16/bf16 mean_cos 0.9999; int8 mean_cos 0.995 and topk 0.93",
+    )
+
+
+def _gate_args(args: argparse.Namespace) -> tuple[list[str] | None, dict[str, float] | None]:
+    texts = _read_lines(args.gate_texts, keep_blank=False) if args.gate_texts else None
+    thresholds: dict[str, float] = {}
+    for item in args.gate:
+        key, sep, value = item.partition("=")
+        try:
+            thresholds[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--gate {item!r}: expected KEY=NUMBER, e.g. --gate mean_cos=0.99")
+    return texts, thresholds or None
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from .export import export_model  # lazy: torch
 
     texts = _read_lines(args.texts, keep_blank=False) if args.texts else None
+    gate_texts, thresholds = _gate_args(args)
     out = export_model(
         args.source, args.output, pooling=args.pooling, precision=args.precision, optimize=args.optimize,
-        opset=args.opset, exporter=args.exporter, validate_texts=texts, overwrite=args.overwrite, log=_log,
+        opset=args.opset, exporter=args.exporter, validate_texts=texts, gate_texts=gate_texts,
+        gate_thresholds=thresholds, overwrite=args.overwrite, log=_log,
     )
     print(out)
     return 0
@@ -121,12 +150,18 @@ def _add_validate(sub: Any) -> None:
     p = sub.add_parser(
         "validate",
         help="compare a bundle with its PyTorch source",
-        description="Re-run the parity check of a bundle against the PyTorch model it came from: per-text "
-        "cosine, norms and token ids. Exit code 1 when it fails.",
+        description="Re-run the checks of a bundle against the PyTorch model it came from: parity per text "
+        "(cosine, norms, token ids) and the quality gate (mean/min cosine, top-10 neighbour agreement on "
+        ">= 1000 texts), on the device and precision you deploy. Exit code 1 when a check fails.",
     )
     p.add_argument("bundle")
     p.add_argument("--against", required=True, metavar="SOURCE", help="the model folder the bundle came from")
-    p.add_argument("--texts", help="one text per line (default: the built-in grid)")
+    p.add_argument("--texts", help="parity texts, one per line (default: the built-in grid)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "openvino"])
+    p.add_argument("--precision-hint", choices=["fp32", "bf16", "fp16"], help="OpenVINO's compute precision")
+    _add_gate_options(p)
+    p.add_argument("--no-gate", action="store_true", help="parity only (quick)")
+    p.add_argument("--record", action="store_true", help="write the gate result into the bundle's manifest")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(run=_run_validate)
 
@@ -135,7 +170,12 @@ def _run_validate(args: argparse.Namespace) -> int:
     from .export import validate_bundle  # lazy: torch
 
     texts = _read_lines(args.texts, keep_blank=False) if args.texts else None
-    report = validate_bundle(args.bundle, args.against, texts, raise_on_failure=False)
+    gate_texts, thresholds = _gate_args(args)
+    report = validate_bundle(
+        args.bundle, args.against, texts, raise_on_failure=False, device=args.device,
+        precision_hint=args.precision_hint, gate=not args.no_gate, gate_texts=gate_texts,
+        gate_thresholds=thresholds, record=args.record,
+    )
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -143,6 +183,11 @@ def _run_validate(args: argparse.Namespace) -> int:
         print(f"texts {report['texts']}  mean cosine {report['mean_cosine']:.7f}  min cosine {report['min_cosine']:.7f}"
               f"  max abs diff {report['max_abs_diff']:.2e}  token-id mismatches {report['token_id_mismatches']}")
         print(f"worst: #{w.get('index')} {w.get('text')!r}")
+        g = report.get("gate")
+        if g and "mean_cos" in g:
+            print(f"gate ({g.get('precision')} on {g.get('provider')}): mean cosine {g['mean_cos']:.6f}  min cosine "
+                  f"{g['min_cos']:.6f}  top-10 agreement {g['topk']:.4f} over {g.get('n_queries')} queries on "
+                  f"{g.get('n_texts')} texts; thresholds {g.get('thresholds')}")
         print("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"]))
     return 0 if report["passed"] else 1
 

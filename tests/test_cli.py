@@ -47,8 +47,12 @@ def test_export_encode_info_validate(tiny_factory, tmp_path: Path, capsys) -> No
     assert main(["info", str(bundle)]) == 0
     info = capsys.readouterr().out
     assert "distilbert" in info and "parity" in info and "passed" in info
-    assert main(["validate", str(bundle), "--against", str(source)]) == 0
-    assert "PASSED" in capsys.readouterr().out
+    assert main(["validate", str(bundle), "--against", str(source), "--record"]) == 0
+    out = capsys.readouterr().out
+    assert "PASSED" in out and "gate (fp32 on cpu)" in out and "top-10 agreement" in out
+    assert "cpu-fp32" in json.loads((bundle / "manifest.json").read_text())["parity"]["gates"]
+    assert main(["validate", str(bundle), "--against", str(source), "--no-gate", "--gate", "topk"]) == 2
+    assert "expected KEY=NUMBER" in capsys.readouterr().err
 
 
 def test_errors_are_messages_not_tracebacks(tiny_bert_bundle: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -54,8 +54,15 @@ def test_manifest(minilm_bundle: Path) -> None:
 
 
 def test_validate_on_user_texts(minilm_bundle: Path, minilm_path: Path) -> None:
-    report = validate_bundle(minilm_bundle, minilm_path, TEXTS)
+    report = validate_bundle(minilm_bundle, minilm_path, TEXTS, gate=False)
     assert report["passed"] and report["texts"] == len(TEXTS) and report["token_id_mismatches"] == 0
+    assert "gate" not in report
+
+
+def test_export_recorded_the_fp32_gate(minilm_bundle: Path) -> None:
+    gate = json.loads((minilm_bundle / "manifest.json").read_text())["parity"]["gate"]
+    assert gate["passed"] and gate["n_texts"] >= 1000 and gate["n_queries"] >= 100
+    assert gate["thresholds"] == {"min_cos": 0.99999} and gate["min_cos"] >= 0.99999
 
 
 def test_validate_against_wrong_source_fails(
