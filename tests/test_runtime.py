@@ -134,6 +134,13 @@ def test_threads(tiny_bert_bundle: Path) -> None:
         Embedder(tiny_bert_bundle, threads=0)
 
 
+def test_memory_arena_off_unless_asked(tiny_bert_bundle: Path) -> None:
+    assert not Embedder(tiny_bert_bundle).session.get_session_options().enable_cpu_mem_arena
+    on = Embedder(tiny_bert_bundle, memory_arena=True)
+    assert on.session.get_session_options().enable_cpu_mem_arena
+    np.testing.assert_allclose(on.encode(TEXTS), Embedder(tiny_bert_bundle).encode(TEXTS), atol=1e-6)
+
+
 def test_concurrent_encode_from_threads(model: Embedder) -> None:
     expected = model.encode(TEXTS)
     results: list[np.ndarray] = []
