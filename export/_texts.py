@@ -70,12 +70,3 @@ def validation_texts() -> list[str]:
     ]
     return _ENGLISH + _OTHER_LANGUAGES + _ODD + long_texts
 
-
-def read_texts_file(path: str) -> list[str]:
-    """One text per line (UTF-8); blank lines are kept out."""
-    with open(path, encoding="utf-8") as f:
-        texts = [line.rstrip("\n") for line in f]
-    texts = [t for t in texts if t.strip()]
-    if not texts:
-        raise ValueError(f"{path} has no texts: expected one text per line")
-    return texts
