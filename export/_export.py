@@ -20,10 +20,10 @@ from embedrt._errors import ExportError, UnsupportedModelError
 from embedrt._types import Pooling, Precision, parse
 
 from ._gate import gate_texts as default_gate_texts
-from ._model import EmbeddingModel, accepts_type_ids, load_encoder
+from ._model import EmbeddingModel, load_reference
 from ._source import SourceSpec, read_source
 from ._texts import validation_texts
-from ._tokenizer import bundle_tokenizer, load_hf_tokenizer, write_tokenizer
+from ._tokenizer import bundle_tokenizer, write_tokenizer
 from ._validate import quality_gate, validate
 
 DEFAULT_OPSET = 17
@@ -67,10 +67,7 @@ def export_model(
     spec = read_source(source, modes)
     say(f"source: {spec.kind} folder, architecture {spec.model_type!r}, pooling "
         f"{[p.value for p in spec.pooling]}, max_seq_length {spec.max_seq_length}")
-    encoder = load_encoder(spec)
-    hf_tok = load_hf_tokenizer(spec)
-    with_type_ids = accepts_type_ids(encoder, list(hf_tok.model_input_names))
-    model = EmbeddingModel(encoder, spec, with_type_ids).eval()
+    model, hf_tok = load_reference(spec)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
@@ -79,7 +76,7 @@ def export_model(
         bundle.mkdir()
         fp32_dir = work / "fp32" if (prec is not Precision.FP32 or optimize) else bundle
         fp32_dir.mkdir(exist_ok=True)
-        inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if with_type_ids else [])
+        inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.with_type_ids else [])
         say(f"exporting with torch.onnx ({exporter}, opset {opset}), inputs {inputs}")
         _onnx_export(model, hf_tok, inputs, fp32_dir / MODEL_NAME, opset, exporter, spec)
         optimizations: dict[str, Any] = {}

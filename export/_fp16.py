@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from ._quantize import _downstream_of, _needs_external
+from ._graph import POOLING_OPS, downstream_of, needs_external
 
 FP32_OPS = [
     "LayerNormalization",
@@ -39,7 +39,6 @@ FP32_OPS = [
     "Sqrt",
     "Pow",
 ]
-_POOLING_OPS = {"ReduceSum", "ReduceMax", "ReduceMean", "ReduceL2"}
 _NORM_OPS = {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization"}
 
 
@@ -51,7 +50,7 @@ def convert_fp16(src_path: Path, out_path: Path) -> dict[str, Any]:
     for i, node in enumerate(model.graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{i}"
-    keep = sorted(_downstream_of(model, _POOLING_OPS) | _residual_adds(model))
+    keep = sorted(downstream_of(model, POOLING_OPS) | _residual_adds(model))
     # OnnxModel's converter runs symbolic shape inference, which knows onnxruntime's contrib ops
     # (fused graphs): plain onnx shape inference leaves their outputs untyped and casts go missing.
     wrapper = OnnxModel(model)
@@ -60,7 +59,7 @@ def convert_fp16(src_path: Path, out_path: Path) -> dict[str, Any]:
     )
     converted = wrapper.model
     _drop_duplicate_casts(converted)
-    onnx.save(converted, str(out_path), save_as_external_data=_needs_external(converted))
+    onnx.save(converted, str(out_path), save_as_external_data=needs_external(converted))
     report = check_fp16_graph(converted)
     return {
         "converter": "onnxruntime.transformers.float16",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -140,6 +141,16 @@ def load_encoder(spec: SourceSpec) -> nn.Module:
             f"transformers.AutoModel: {e}"
         ) from e
     return model.eval()
+
+
+def load_reference(spec: SourceSpec) -> tuple[EmbeddingModel, Any]:
+    """The PyTorch model of ``spec`` (eval mode) and the transformers tokenizer that feeds it."""
+    from ._tokenizer import load_hf_tokenizer
+
+    encoder = load_encoder(spec)
+    hf_tok = load_hf_tokenizer(spec)
+    with_type_ids = accepts_type_ids(encoder, list(hf_tok.model_input_names))
+    return EmbeddingModel(encoder, spec, with_type_ids).eval(), hf_tok
 
 
 def accepts_type_ids(encoder: nn.Module, tokenizer_input_names: list[str]) -> bool:

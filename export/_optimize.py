@@ -19,6 +19,8 @@ import onnx
 
 from embedrt._errors import UnsupportedModelError
 
+from ._graph import needs_external
+
 # transformers model_type -> onnxruntime optimizer model_type. BERT-style encoders share "bert".
 OPTIMIZER_TYPES: dict[str, str] = {
     "bert": "bert",
@@ -91,7 +93,7 @@ def optimize_graph(fp32_path: Path, out_path: Path, config: dict[str, Any]) -> d
     not_fused = [
         op for op in ("Attention", "SkipLayerNormalization", "EmbedLayerNormalization") if not counts.get(op)
     ]
-    optimized.save_model_to_file(str(out_path), use_external_data_format=_needs_external(model))
+    optimized.save_model_to_file(str(out_path), use_external_data_format=needs_external(model))
     return {
         "optimizer": "onnxruntime.transformers",
         "optimizer_model_type": opt_type,
@@ -116,7 +118,3 @@ def _check_outputs(model: onnx.ModelProto, fp32_path: Path) -> None:
     got = [o.name for o in model.graph.output]
     if got != want:
         raise UnsupportedModelError(f"--optimize changed the graph's outputs from {want} to {got}")
-
-
-def _needs_external(model: onnx.ModelProto) -> bool:
-    return model.ByteSize() > 1_800_000_000

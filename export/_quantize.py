@@ -32,8 +32,9 @@ from onnx import numpy_helper
 
 from embedrt._errors import UnsupportedModelError
 
+from ._graph import POOLING_OPS, downstream_of, needs_external
+
 # Pooling and what follows it (Dense, Normalize) stay fp32: few FLOPs, all of the output's precision.
-_POOLING_OPS = {"ReduceSum", "ReduceMax", "ReduceMean", "ReduceL2"}
 _QUANTIZABLE = ("MatMul", "Attention")
 
 
@@ -78,7 +79,7 @@ METHODS = ("nbits", "dynamic")
 def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
     """Every quantizable node with a constant weight, classified, in topological order."""
     weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    after_pooling = _downstream_of(model, _POOLING_OPS)
+    after_pooling = downstream_of(model, POOLING_OPS)
     sites: list[MatMulSite] = []
     layer = 0
     for node in model.graph.node:
@@ -99,17 +100,6 @@ def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
         if kind == "ffn_out":
             layer += 1  # an FFN output projection closes a transformer layer
     return sites
-
-
-def _downstream_of(model: onnx.ModelProto, op_types: set[str]) -> set[str]:
-    """Names of nodes fed (transitively) by any node of ``op_types``."""
-    tainted: set[str] = set()
-    names: set[str] = set()
-    for node in model.graph.node:  # ONNX graphs are topologically sorted
-        if node.op_type in op_types or any(i in tainted for i in node.input):
-            tainted.update(node.output)
-            names.add(node.name)
-    return names
 
 
 def quantize_int8(
@@ -168,7 +158,7 @@ def _nbits(
     )  # fmt: skip
     quantizer.process()
     quantizer.model.save_model_to_file(
-        str(out_path), use_external_data_format=_needs_external(quantizer.model.model)
+        str(out_path), use_external_data_format=needs_external(quantizer.model.model)
     )
     return {
         "method": "nbits",
@@ -191,13 +181,13 @@ def _dynamic(
         # quantizer can use: it must be told their outputs are float.
         extra["DefaultTensorType"] = onnx.TensorProto.FLOAT
     tmp = out_path.with_name(out_path.stem + ".named.onnx")
-    onnx.save(model, str(tmp), save_as_external_data=_needs_external(model))
+    onnx.save(model, str(tmp), save_as_external_data=needs_external(model))
     try:
         quantize_dynamic(
             tmp, out_path, op_types_to_quantize=list(_QUANTIZABLE), per_channel=recipe.per_channel,
             reduce_range=recipe.reduce_range, weight_type=QuantType.QInt8 if recipe.signed_weights else QuantType.QUInt8,
             nodes_to_quantize=[s.name for s in quantized], nodes_to_exclude=[s.name for s in excluded],
-            extra_options=extra, use_external_data_format=_needs_external(model),
+            extra_options=extra, use_external_data_format=needs_external(model),
         )  # fmt: skip
     finally:
         tmp.unlink(missing_ok=True)
@@ -209,10 +199,6 @@ def _dynamic(
         + (" per-channel" if recipe.per_channel else " per-tensor"),
         "activations": "uint8, dynamic per tensor",
     }
-
-
-def _needs_external(model: onnx.ModelProto) -> bool:
-    return sum(t.ByteSize() for t in model.graph.initializer) > 1_800_000_000
 
 
 def _count(items: Iterable[str]) -> dict[str, int]:

@@ -11,10 +11,9 @@ from embedrt._bundle import write_manifest
 from embedrt._errors import ParityError
 
 from ._gate import gate_texts as default_gate_texts
-from ._model import EmbeddingModel, accepts_type_ids, load_encoder
+from ._model import load_reference
 from ._source import read_source
 from ._texts import validation_texts
-from ._tokenizer import load_hf_tokenizer
 from ._validate import quality_gate, validate
 
 
@@ -41,9 +40,7 @@ def validate_bundle(
     m = embedder.manifest
     spec = read_source(source, None if (Path(source) / "modules.json").is_file() else m.pooling)
     spec.max_seq_length = m.max_seq_length  # compare what the bundle does, at its own limit
-    encoder = load_encoder(spec)
-    hf_tok = load_hf_tokenizer(spec)
-    model = EmbeddingModel(encoder, spec, accepts_type_ids(encoder, list(hf_tok.model_input_names))).eval()
+    model, hf_tok = load_reference(spec)
     report = validate(embedder, model, hf_tok, texts or validation_texts(), raise_on_failure=raise_on_failure)
     if not gate:
         return report

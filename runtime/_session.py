@@ -170,11 +170,11 @@ def create_session(
     available = ort.get_available_providers()
     if provider not in available:
         install = f" Install its build: {_INSTALL[device]}." if device in _INSTALL else ""
-        conflict = onnxruntime_build().get("conflict")
-        install += f" Note: {conflict}." if conflict else ""
+        build = onnxruntime_build()
+        install += f" Note: {build['conflict']}." if "conflict" in build else ""
         raise ProviderError(
             f"device {device.value!r} needs {provider}, which this onnxruntime build "
-            f"({onnxruntime_build()['package']} {ort.__version__}) does not offer; available: {available}.{install}"
+            f"({build['package']} {ort.__version__}) does not offer; available: {available}.{install}"
         )
     so = ort.SessionOptions()
     # OpenVINO compiles the graph itself; onnxruntime's own fusions would hand it contrib ops it
