@@ -72,13 +72,16 @@ BUNDLE_SETTINGS: dict[str, dict[str, Any]] = {
     "fp32-opt": {"optimize": True},
     "int8": {"precision": "int8"},
     "int8-opt": {"precision": "int8", "optimize": True},
+    "int8-nbits": {"precision": "int8", "int8_method": "nbits"},
 }
 
 
 def bundle(src: Path, setting: str) -> tuple[Path | None, str]:
     """(bundle path, note). The path is None when this checkout cannot make that setting."""
     out = ARTIFACTS / f"bundle-{setting}"
-    if (out / "manifest.json").exists():
+    stamp = ARTIFACTS / f"bundle-{setting}.stamp"
+    key = _exporter_key(BUNDLE_SETTINGS[setting])
+    if (out / "manifest.json").exists() and stamp.exists() and stamp.read_text() == key:
         return out, "cached"
     try:
         from embedrt.export import export_model
@@ -92,10 +95,24 @@ def bundle(src: Path, setting: str) -> tuple[Path | None, str]:
     if missing:
         return None, f"export_model has no {missing} argument yet (issue 3)"
     try:
-        return Path(export_model(str(src), str(out), **kwargs)), "exported"
+        made = Path(export_model(str(src), str(out), overwrite=True, **kwargs))
+        stamp.write_text(key)
+        return made, "exported"
     except Exception as e:  # an exporter that cannot make this setting: skip the row, say why
         shutil.rmtree(out, ignore_errors=True)
         return None, f"export failed: {type(e).__name__}: {str(e)[:300]}"
+
+
+def _exporter_key(kwargs: dict[str, Any]) -> str:
+    """What a cached bundle was made from: its settings and the exporter's source (a changed
+    exporter re-exports rather than benchmark a stale bundle)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode())
+    for path in sorted((HERE.parent / "export").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 if __name__ == "__main__":

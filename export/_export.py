@@ -16,11 +16,12 @@ import torch
 
 from embedrt import Embedder, __version__
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
-from embedrt._errors import ExportError, UnsupportedModelError
+from embedrt._errors import ExportError, ParityError, UnsupportedModelError
 from embedrt._types import Pooling, Precision, parse
 
 from ._gate import gate_texts as default_gate_texts
 from ._model import EmbeddingModel, load_reference
+from ._quantize import FALLBACK, METHODS, RECIPE, Int8Recipe
 from ._source import SourceSpec, read_source
 from ._texts import validation_texts
 from ._tokenizer import bundle_tokenizer, write_tokenizer
@@ -45,6 +46,7 @@ def export_model(
     gate_texts: list[str] | None = None,
     gate_thresholds: dict[str, float] | None = None,
     overwrite: bool = False,
+    int8_method: str = "auto",
     log: Log | None = None,
 ) -> Path:
     """Export ``source`` (a sentence-transformers or Hugging Face folder) into the bundle ``out_dir``.
@@ -54,9 +56,14 @@ def export_model(
     (``gate_texts``, default: the built-in set; ``gate_thresholds`` lowers a gate explicitly). A
     failure raises ``ParityError`` (``GateError`` for the gate) with the numbers and the worst
     input, and leaves ``out_dir`` untouched.
+
+    ``int8_method`` (precision int8 only): ``"smooth"``, ``"nbits"`` or ``"dynamic"`` (see
+    ``_quantize``); ``"auto"`` tries ``smooth`` (fastest) and falls back to ``nbits`` when its
+    graph misses the checks, recording the miss in the manifest.
     """
     say = log or (lambda _msg: None)
     prec = parse(Precision, precision, "precision")
+    _int8_recipes(int8_method)  # a bad method fails before the model is loaded
     if exporter not in EXPORTERS:
         raise ValueError(f"invalid exporter {exporter!r}: expected one of {EXPORTERS}")
     modes = _parse_pooling(pooling)
@@ -79,25 +86,55 @@ def export_model(
         inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.with_type_ids else [])
         say(f"exporting with torch.onnx ({exporter}, opset {opset}), inputs {inputs}")
         _onnx_export(model, hf_tok, inputs, fp32_dir / MODEL_NAME, opset, exporter, spec)
-        optimizations: dict[str, Any] = {}
-        if fp32_dir is not bundle:
-            from ._variants import apply_variant  # owned by the variants work (issue 3)
+        recipes = _int8_recipes(int8_method) if prec is Precision.INT8 else [None]
+        calibration = None
+        if prec is Precision.INT8 and any(r is not None and r.method == "smooth" for r in recipes):
+            from ._smooth import calibration_feeds
 
-            say(f"making the {prec.value} variant" + (" with graph fusion" if optimize else ""))
-            optimizations = apply_variant(fp32_dir / MODEL_NAME, bundle / MODEL_NAME, prec, optimize, {"spec": spec})
+            calibration = calibration_feeds(hf_tok, calibration_texts(), inputs, spec.max_seq_length)
         tok, pad_id = bundle_tokenizer(hf_tok, spec)
-        write_tokenizer(tok, bundle)
-        manifest = _manifest(spec, model, inputs, prec, optimizations, opset, pad_id, exporter)
-        write_manifest(bundle, manifest)
+        attempts: list[dict[str, Any]] = []
+        for i, recipe in enumerate(recipes):
+            optimizations: dict[str, Any] = {}
+            if fp32_dir is not bundle:
+                from ._variants import apply_variant  # owned by the variants work (issue 3)
 
-        say("validating against PyTorch")
-        embedder = Embedder(bundle)
-        report = validate(embedder, model, hf_tok, validate_texts or validation_texts())
-        say(f"parity: min cosine {report['min_cosine']:.7f}, max abs diff {report['max_abs_diff']:.2e} "
-            f"over {report['texts']} texts")
-        texts = gate_texts or default_gate_texts()
-        say(f"quality gate ({prec.value}) on {len(texts)} texts")
-        report["gate"] = gate = quality_gate(embedder, model, hf_tok, texts, gate_thresholds)
+                say(f"making the {prec.value} variant" + (" with graph fusion" if optimize else "")
+                    + (f" (int8 method {recipe.method})" if recipe is not None else ""))
+                optimizations = apply_variant(
+                    fp32_dir / MODEL_NAME, bundle / MODEL_NAME, prec, optimize, {"spec": spec},
+                    int8_recipe=recipe, calibration=calibration,
+                )  # fmt: skip
+                if attempts:
+                    optimizations["fallback_from"] = attempts
+            write_tokenizer(tok, bundle)
+            manifest = _manifest(spec, model, inputs, prec, optimizations, opset, pad_id, exporter)
+            write_manifest(bundle, manifest)
+
+            say("validating against PyTorch")
+            embedder = Embedder(bundle)
+            try:
+                report = validate(embedder, model, hf_tok, validate_texts or validation_texts())
+                say(f"parity: min cosine {report['min_cosine']:.7f}, max abs diff {report['max_abs_diff']:.2e} "
+                    f"over {report['texts']} texts")
+                texts = gate_texts or default_gate_texts()
+                say(f"quality gate ({prec.value}) on {len(texts)} texts")
+                report["gate"] = gate = quality_gate(embedder, model, hf_tok, texts, gate_thresholds)
+            except ParityError as e:
+                del embedder
+                if i + 1 == len(recipes):
+                    raise
+                assert recipe is not None
+                gate_report = getattr(e, "report", {}) or {}
+                attempts.append({"method": recipe.method, "failed": str(e).splitlines()[0][:300],
+                                 **{k: gate_report[k] for k in ("mean_cos", "min_cos", "topk") if k in gate_report}})
+                following = recipes[i + 1]
+                say(f"int8 method {recipe.method} missed the checks ({str(e).splitlines()[0][:200]}); "
+                    f"falling back to {following.method if following is not None else 'the next'}")
+                for f in bundle.iterdir():
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+                continue
+            break
         say(f"gate: mean cosine {gate['mean_cos']:.6f}, min {gate['min_cos']:.6f}, "
             f"top-10 agreement {gate['topk']:.4f}: passed")
         manifest.parity = report
@@ -107,6 +144,27 @@ def export_model(
             shutil.rmtree(out)
         bundle.rename(out)
     return out
+
+
+def _int8_recipes(method: str) -> list[Int8Recipe | None]:
+    if method == "auto":
+        chain: list[Int8Recipe | None] = [RECIPE]
+        while chain[-1] is not None and chain[-1].method in FALLBACK:
+            chain.append(FALLBACK[chain[-1].method])
+        return chain
+    if method not in METHODS:
+        raise ValueError(f"invalid int8 method {method!r}: expected 'auto' or one of {METHODS}")
+    from dataclasses import replace
+
+    from ._quantize import DYNAMIC_RECIPE
+
+    return [DYNAMIC_RECIPE if method == "dynamic" else replace(RECIPE, method=method)]
+
+
+def calibration_texts(n: int = 256) -> list[str]:
+    """Texts the int8 smoothing is calibrated on: the validation grid (many scripts and lengths) and
+    ``n`` built-in English texts that follow the quality gate's 1000 (so the gate stays unseen)."""
+    return validation_texts() + default_gate_texts(1000 + n)[1000:]
 
 
 def _parse_pooling(pooling: list[str] | str | None) -> list[Pooling] | None:

@@ -18,6 +18,7 @@ from embedrt._types import Precision, parse
 from ._fp16 import convert_fp16
 from ._optimize import fused_counts, optimize_graph
 from ._quantize import RECIPE, Int8Recipe, quantize_int8
+from ._smooth import Feeds
 
 
 def apply_variant(
@@ -27,12 +28,14 @@ def apply_variant(
     optimize: bool,
     info: dict[str, Any],
     *,
-    int8_recipe: Int8Recipe = RECIPE,
+    int8_recipe: Int8Recipe | None = None,
+    calibration: list[Feeds] | None = None,
 ) -> dict[str, Any]:
     """Write the ``precision`` (and, with ``optimize``, fused) graph of ``fp32_path`` to ``out_path``.
 
     ``info`` carries ``spec`` (the ``SourceSpec``, whose ``config`` names heads and hidden size) or
-    a plain ``config`` dict. Returns ``{"precision", "optimize", "fused_ops", "quantization" | "fp16"}``.
+    a plain ``config`` dict. ``int8_recipe`` defaults to ``_quantize.RECIPE``; ``calibration``
+    (batches of graph inputs) is what its ``smooth`` method calibrates on. Returns ``{"precision", "optimize", "fused_ops", "quantization" | "fp16"}``.
     """
     prec = parse(Precision, precision, "precision")
     config = _config(info)
@@ -44,7 +47,9 @@ def apply_variant(
             record["fusion"] = optimize_graph(src, fused, config)
             src = fused
         if prec is Precision.INT8:
-            record["quantization"] = quantize_int8(src, out_path, int8_recipe, fused=optimize)
+            record["quantization"] = quantize_int8(
+                src, out_path, int8_recipe or RECIPE, fused=optimize, calibration=calibration
+            )
         elif prec is Precision.FP16:
             record["fp16"] = convert_fp16(src, out_path)
         else:

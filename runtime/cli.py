@@ -98,6 +98,12 @@ def _add_export(sub: Any) -> None:
     )
     p.add_argument("--precision", default="fp32", choices=[m.value for m in Precision], help="graph precision")
     p.add_argument("--optimize", action="store_true", help="fuse attention/layer-norm/gelu (onnxruntime optimizer)")
+    p.add_argument(
+        "--int8-method", default="auto", choices=["auto", "smooth", "nbits", "dynamic"],
+        help="with --precision int8: smooth (calibrated channel balancing + onnxruntime's u8s8 GEMM, fastest), "
+        "nbits (MatMulNBits, per-block activations: closest to fp32, slower), dynamic (plain per-tensor, "
+        "FFN outputs kept fp32); auto = smooth, falling back to nbits if it misses the quality gate",
+    )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"], help="torch.onnx path")
     p.add_argument("--texts", help="validate on these texts (one per line) instead of the built-in grid")
@@ -140,7 +146,7 @@ def _run_export(args: argparse.Namespace) -> int:
     out = export_model(
         args.source, args.output, pooling=args.pooling, precision=args.precision, optimize=args.optimize,
         opset=args.opset, exporter=args.exporter, validate_texts=texts, gate_texts=gate_texts,
-        gate_thresholds=thresholds, overwrite=args.overwrite, log=_log,
+        gate_thresholds=thresholds, overwrite=args.overwrite, int8_method=args.int8_method, log=_log,
     )
     print(out)
     return 0

@@ -74,6 +74,12 @@ def test_optimize_each_arch_fuses_or_says_so(
     assert _cos(Embedder(bundle).encode(TEXTS), ref).min() > 0.99999
 
 
+def _fp32_weight_matmuls(path: Path) -> int:
+    """MatMuls left with a constant weight before pooling (the int8 passes must leave none)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return sum(1 for s in find_sites(model) if s.kind != "head")
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_int8_each_arch(
     arch: str, tiny_factory: Callable[..., Path], fp32_bundles: dict[str, Path], tmp_path: Path
@@ -81,11 +87,79 @@ def test_int8_each_arch(
     bundle = export_model(tiny_factory(arch), tmp_path / "b", precision="int8")
     m = load_manifest(bundle)
     q = m.optimizations["quantization"]
-    assert m.precision.value == "int8" and q["method"] == "nbits" and q["quantized_nodes"] >= 4
-    assert _ops(bundle / MODEL_NAME)["MatMulNBits"] == q["quantized_nodes"]
+    assert m.precision.value == "int8" and q["quantized_nodes"] >= 4
+    ops = _ops(bundle / MODEL_NAME)
+    if q["method"] == "smooth":  # the default; the groups it smoothed carry a Mul by 1/s
+        smoothed = [g for g in q["smoothing"]["groups"] if g["alpha"] is not None]
+        assert sum(1 for n in onnx.load(str(bundle / MODEL_NAME)).graph.node if n.name.startswith("EmbedrtSmooth_")) == len(smoothed)
+        assert all(g["rel_err"] <= g["rel_err_unsmoothed"] for g in q["smoothing"]["groups"])
+        assert ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] == q["quantized_nodes"]
+    else:  # smooth missed the gate on this model: the fallback says why
+        assert q["method"] == "nbits" and m.optimizations["fallback_from"][0]["method"] == "smooth"
+        assert ops["MatMulNBits"] == q["quantized_nodes"]
+    assert _fp32_weight_matmuls(bundle / MODEL_NAME) == 0
     got = Embedder(bundle).encode(TEXTS)
     assert got.dtype == np.float32 and np.isfinite(got).all()
     assert _cos(got, Embedder(fp32_bundles[arch]).encode(TEXTS)).min() > 0.99
+
+
+def test_smoothing_alone_changes_nothing_in_fp32(
+    tiny_factory: Callable[..., Path], fp32_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """Dividing activations by s and multiplying weight rows by s is exact up to rounding."""
+    from transformers import AutoTokenizer
+
+    from embedrt.export._export import calibration_texts
+    from embedrt.export._smooth import calibration_feeds, smooth_model
+
+    src = fp32_bundles["bert"] / MODEL_NAME
+    model = onnx.load(str(src))
+    tok = AutoTokenizer.from_pretrained(str(tiny_factory("bert")))
+    feeds = calibration_feeds(tok, calibration_texts(64), ["input_ids", "attention_mask", "token_type_ids"], 128)
+    names = [s.name for s in find_sites(model) if s.kind != "head"]
+    record = smooth_model(model, names, feeds)
+    assert len(record["groups"]) == 2 * 4  # per layer: QKV input, attention output, FFN in, FFN out
+    assert any(g["alpha"] is not None for g in record["groups"])
+    out = tmp_path / "smoothed.onnx"
+    onnx.save(model, str(out))
+    import onnxruntime as ort
+
+    before = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for feed in feeds[:3]:
+        a, b = (s.run(["sentence_embedding"], feed)[0] for s in (before, after))
+        assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+
+
+def test_int8_falls_back_to_nbits_when_smooth_misses_the_gate(
+    tiny_factory: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import embedrt.export._quantize as quantize
+
+    real = quantize.smooth_model
+
+    def broken(model: onnx.ModelProto, names: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, object]:
+        record = real(model, names, feeds)
+        for t in model.graph.initializer:  # wreck one smoothing scale: the smoothed graph must fail
+            if t.name.startswith("embedrt_smooth_inv_"):
+                t.CopyFrom(onnx.numpy_helper.from_array(-7 * onnx.numpy_helper.to_array(t), t.name))
+                break
+        return record
+
+    monkeypatch.setattr(quantize, "smooth_model", broken)
+    bundle = export_model(tiny_factory("bert"), tmp_path / "b", precision="int8")
+    opt = load_manifest(bundle).optimizations
+    assert opt["quantization"]["method"] == "nbits"
+    (miss,) = opt["fallback_from"]
+    assert miss["method"] == "smooth" and "failed" in miss
+    with pytest.raises(Exception, match="gate|parity|cosine"):  # asked for explicitly: no fallback
+        export_model(tiny_factory("bert"), tmp_path / "c", precision="int8", int8_method="smooth")
+    assert not (tmp_path / "c").exists()
+
+
+def test_int8_method_is_checked_before_loading(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'fast'.*expected 'auto' or one of"):
+        export_model(tmp_path / "no-such-model", tmp_path / "b", precision="int8", int8_method="fast")
 
 
 def test_int8_dynamic_on_fused_graph_needs_no_type_hints(
