@@ -86,6 +86,8 @@ def export_model(
         inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.with_type_ids else [])
         say(f"exporting with torch.onnx ({exporter}, opset {opset}), inputs {inputs}")
         _onnx_export(model, hf_tok, inputs, fp32_dir / MODEL_NAME, opset, exporter, spec)
+        if (n := _static_reshapes(fp32_dir / MODEL_NAME)) > 0:
+            say(f"{n} Reshapes given constant target shapes (their shape subgraphs dropped)")
         recipes = _int8_recipes(int8_method) if prec is Precision.INT8 else [None]
         calibration = None
         if prec is Precision.INT8 and any(r is not None and r.method == "smooth" for r in recipes):
@@ -218,6 +220,20 @@ def _onnx_export(
         raise UnsupportedModelError(
             f"the graph exported for architecture {spec.model_type!r} is not valid ONNX: {str(e)[:500]}"
         ) from e
+
+
+def _static_reshapes(path: Path) -> int:
+    import onnx
+
+    from ._graph import static_reshapes
+
+    model = onnx.load(str(path), load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return 0  # a graph past 2 GiB keeps torch.onnx's own layout of weight files
+    n = static_reshapes(model)
+    if n:
+        onnx.save(model, str(path))
+    return n
 
 
 def _output_dims(model: EmbeddingModel) -> tuple[int, int]:

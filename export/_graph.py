@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import onnx
 
 # The reductions that pool token embeddings into a sentence embedding: the graph after them (pooling,
@@ -26,3 +29,85 @@ def downstream_of(model: onnx.ModelProto, op_types: set[str]) -> set[str]:
 def needs_external(model: onnx.ModelProto) -> bool:
     """Whether ``model`` must be saved with external data (its weights near protobuf's limit)."""
     return sum(t.ByteSize() for t in model.graph.initializer) > _EXTERNAL_DATA_BYTES
+
+
+def static_reshapes(model: onnx.ModelProto) -> int:
+    """Give Reshapes a constant target shape where the exporter computed it at run time.
+
+    torch.onnx writes ``x.view(b, l, heads, -1)`` as ``Reshape(x, Concat(Unsqueeze(Gather(Shape(y),
+    i)), ..., [-1], [32]))``: five to eight tiny nodes per Reshape, ~100 per MiniLM run, which cost
+    more than the matrix products at batch 1. Where shape inference proves that dim ``i`` of ``y``
+    is the same symbolic dim as dim ``i`` of ``x`` (``batch`` / ``sequence`` from the graph's
+    inputs), that piece becomes ``0`` (Reshape's "copy this dim"), and a fully constant target shape
+    replaces the subgraph. Returns how many Reshapes were rewritten; the dead nodes are dropped.
+    """
+    from onnx import numpy_helper, shape_inference
+
+    inferred = shape_inference.infer_shapes(model)
+    dims: dict[str, list[str | int | None]] = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            dims[vi.name] = [
+                d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
+                for d in t.shape.dim
+            ]
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consts: dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+
+    def piece(name: str, position: int, x_dims: list[str | int | None]) -> int | None:
+        if name in consts:
+            v = consts[name].reshape(-1)
+            return int(v[0]) if v.size == 1 else None
+        un = producer.get(name)
+        if un is None or un.op_type != "Unsqueeze":
+            return None
+        ga = producer.get(un.input[0])
+        if ga is None or ga.op_type != "Gather" or ga.input[1] not in consts:
+            return None
+        sh = producer.get(ga.input[0])
+        if sh is None or sh.op_type != "Shape" or len(sh.attribute) > 0:
+            return None
+        idx = int(consts[ga.input[1]].reshape(-1)[0])
+        y_dims = dims.get(sh.input[0])
+        if idx != position or y_dims is None or position >= len(x_dims) or idx >= len(y_dims):
+            return None
+        same = x_dims[position] is not None and x_dims[position] == y_dims[idx]
+        return 0 if same else None
+
+    rewritten = 0
+    for n in model.graph.node:
+        if n.op_type != "Reshape" or any(a.name == "allowzero" and a.i for a in n.attribute):
+            continue
+        cat = producer.get(n.input[1])
+        x_dims = dims.get(n.input[0])
+        if cat is None or cat.op_type != "Concat" or x_dims is None:
+            continue
+        values = [piece(i, pos, x_dims) for pos, i in enumerate(cat.input)]
+        if any(v is None for v in values):
+            continue
+        name = f"{n.name or n.output[0]}_static_shape"
+        model.graph.initializer.append(numpy_helper.from_array(np.array(values, dtype=np.int64), name))
+        n.input[1] = name
+        rewritten += 1
+    has_subgraphs = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute)
+    if rewritten and not has_subgraphs:  # names used inside subgraphs are not tracked here
+        _drop_dead(model)
+    return rewritten
+
+
+def _drop_dead(model: onnx.ModelProto) -> None:
+    live = {o.name for o in model.graph.output}
+    keep: list[onnx.NodeProto] = []
+    for node in reversed(model.graph.node):
+        if any(o in live for o in node.output):
+            keep.append(node)
+            live.update(node.input)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(keep))
+    kept = [t for t in model.graph.initializer if t.name in live]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)

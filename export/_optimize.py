@@ -38,6 +38,7 @@ OPTIMIZER_TYPES: dict[str, str] = {
 # The operators the optimizer can produce for an encoder, counted in the manifest.
 FUSED_OPS = (
     "Attention",
+    "QAttention",  # a fused Attention after int8 quantization (its QKV projection in int8)
     "MultiHeadAttention",
     "EmbedLayerNormalization",
     "SkipLayerNormalization",

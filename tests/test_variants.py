@@ -236,7 +236,8 @@ def test_describe_variant_rows(tiny_factory: Callable[..., Path], tmp_path: Path
     bundle = export_model(tiny_factory("bert"), tmp_path / "b", precision="int8", optimize=True)
     rows = dict(describe_variant(load_manifest(bundle), bundle))
     assert rows["precision"] == "int8" and rows["optimize (fusion)"] == "yes"
-    assert "Attention 2" in rows["fused ops"] and "MatMulNBits" in rows["quantization"]
+    # int8 quantizes the fused Attention's QKV too (QAttention), with the smoothed u8s8 kernels
+    assert "QAttention 2" in rows["fused ops"] and rows["quantization"].startswith("smooth (DynamicQuantizeMatMul")
     assert rows["size"].endswith("files)")
 
 
