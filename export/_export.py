@@ -156,11 +156,9 @@ def _int8_recipes(method: str) -> list[Int8Recipe | None]:
         return chain
     if method not in METHODS:
         raise ValueError(f"invalid int8 method {method!r}: expected 'auto' or one of {METHODS}")
-    from dataclasses import replace
+    from ._quantize import DYNAMIC_RECIPE, NBITS_RECIPE
 
-    from ._quantize import DYNAMIC_RECIPE
-
-    return [DYNAMIC_RECIPE if method == "dynamic" else replace(RECIPE, method=method)]
+    return [{"smooth": RECIPE, "nbits": NBITS_RECIPE, "dynamic": DYNAMIC_RECIPE}[method]]
 
 
 def calibration_texts(n: int = 256) -> list[str]:
