@@ -21,7 +21,7 @@ from embedrt._types import Pooling, Precision, parse
 
 from ._gate import gate_texts as default_gate_texts
 from ._model import EmbeddingModel, load_reference
-from ._quantize import FALLBACK, METHODS, RECIPE, Int8Recipe
+from ._quantize import AUTO, METHODS, RECIPES, Int8Recipe
 from ._source import SourceSpec, read_source
 from ._texts import validation_texts
 from ._tokenizer import bundle_tokenizer, write_tokenizer
@@ -150,15 +150,10 @@ def export_model(
 
 def _int8_recipes(method: str) -> list[Int8Recipe | None]:
     if method == "auto":
-        chain: list[Int8Recipe | None] = [RECIPE]
-        while chain[-1] is not None and chain[-1].method in FALLBACK:
-            chain.append(FALLBACK[chain[-1].method])
-        return chain
-    if method not in METHODS:
+        return list(AUTO)
+    if method not in RECIPES:
         raise ValueError(f"invalid int8 method {method!r}: expected 'auto' or one of {METHODS}")
-    from ._quantize import DYNAMIC_RECIPE, NBITS_RECIPE
-
-    return [{"smooth": RECIPE, "nbits": NBITS_RECIPE, "dynamic": DYNAMIC_RECIPE}[method]]
+    return [RECIPES[method]]
 
 
 def calibration_texts(n: int = 256) -> list[str]:

@@ -86,9 +86,10 @@ class Int8Recipe:
 RECIPE = Int8Recipe(exclude=(("ffn_out", 0),))
 NBITS_RECIPE = Int8Recipe(method="nbits")
 DYNAMIC_RECIPE = Int8Recipe(method="dynamic", exclude=(("ffn_out", -1),))
-METHODS = ("smooth", "nbits", "dynamic")
+RECIPES = {"smooth": RECIPE, "nbits": NBITS_RECIPE, "dynamic": DYNAMIC_RECIPE}
+METHODS = tuple(RECIPES)
 # What the exporter tries, in order, when no method is asked for: the first that passes the gate.
-FALLBACK = {"smooth": NBITS_RECIPE}
+AUTO = (RECIPE, NBITS_RECIPE)
 
 
 def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:

@@ -37,7 +37,7 @@ def calibration_feeds(
     tokenizer: Any, texts: Sequence[str], input_names: Sequence[str], max_length: int, batch_size: int = 32
 ) -> list[Feeds]:
     """Length-sorted, padded batches of ``texts`` as the graph's inputs (as the runtime feeds them)."""
-    lengths = [len(tokenizer(t, truncation=True, max_length=max_length)["input_ids"]) for t in texts]
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
     order = np.argsort(lengths, kind="stable")
     feeds: list[Feeds] = []
     for i in range(0, len(order), batch_size):
