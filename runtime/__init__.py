@@ -13,13 +13,14 @@ from ._embedder import Embedder
 from ._errors import BundleError, EmbedrtError, ExportError, ParityError, ProviderError, UnsupportedModelError
 from ._session import available_cpus, onnxruntime_build
 from ._tokenize import Tokenized
-from ._types import Device, Pooling, Precision
+from ._types import BundleKind, Device, Pooling, Precision
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION",
     "BundleError",
+    "BundleKind",
     "Device",
     "Embedder",
     "EmbedrtError",

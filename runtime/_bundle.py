@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import BundleError
-from ._types import Pooling, Precision, parse
+from ._types import BundleKind, Pooling, Precision, parse
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -56,12 +56,14 @@ class Manifest:
     tools: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256
     parity: dict[str, Any] = field(default_factory=dict)
+    kind: BundleKind = BundleKind.EMBEDDING  # bundles written before kinds existed are embeddings
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["pooling"] = [p.value for p in self.pooling]
         d["precision"] = self.precision.value
+        d["kind"] = self.kind.value
         return d
 
     @classmethod
@@ -69,6 +71,7 @@ class Manifest:
         d = dict(d)
         d["pooling"] = [parse(Pooling, p, "pooling mode") for p in d["pooling"]]
         d["precision"] = parse(Precision, d.get("precision", "fp32"), "precision")
+        d["kind"] = parse(BundleKind, d.get("kind", "embedding"), "bundle kind")
         d["dense"] = [DenseSpec(**x) for x in d.get("dense", [])]
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})

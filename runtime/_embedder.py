@@ -13,7 +13,9 @@ from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
 from ._errors import BundleError, EmbedrtError
 from ._session import available_cpus, check_precision_hint, create_session
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, tokenize
-from ._types import Device, OutputValue, parse
+from ._types import BundleKind, Device, OutputValue, parse
+
+_KINDS = (BundleKind.EMBEDDING, BundleKind.STATIC)
 
 
 class Embedder:
@@ -51,6 +53,11 @@ class Embedder:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.threads = threads or available_cpus()
         self.manifest: Manifest = load_manifest(self.path, verify=verify)
+        if self.manifest.kind not in _KINDS:
+            raise BundleError(
+                f"bundle {str(self.path)!r} is a {self.manifest.kind.value} bundle; Embedder serves "
+                f"{', '.join(k.value for k in _KINDS)} bundles"
+            )
         self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
         self.precision_hint = check_precision_hint(self.device, precision_hint)
         try:

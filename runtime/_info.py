@@ -11,6 +11,7 @@ from ._describe import describe_variant
 def describe(manifest: Manifest, bundle: Path) -> list[tuple[str, str]]:
     m = manifest
     rows = [
+        ("kind", m.kind.value),
         ("source", f"{m.source.get('path')} ({m.source.get('kind')}, {m.source.get('architecture')}, "
                    f"{m.source.get('model_class')})"),
         ("dimension", str(m.dimension)),

@@ -19,6 +19,15 @@ class Pooling(str, Enum):
     LAST_TOKEN = "lasttoken"
 
 
+class BundleKind(str, Enum):
+    """What a bundle's graph computes; it decides the class that serves it and the server's routes."""
+
+    EMBEDDING = "embedding"  # a transformer, pooling inside: one dense vector per text
+    STATIC = "static"  # a token-embedding lookup and a pooling, no transformer: one dense vector per text
+    RERANKER = "reranker"  # a cross-encoder: one score per (query, document) pair
+    SPARSE = "sparse"  # vocabulary-sized weights per text (SPLADE-style)
+
+
 class Precision(str, Enum):
     """Numeric precision of a bundle's graph (its inputs and outputs stay int64 / float32)."""
 

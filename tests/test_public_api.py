@@ -5,7 +5,7 @@ import embedrt
 
 def test_exported_names() -> None:
     assert set(embedrt.__all__) == {
-        "SCHEMA_VERSION", "BundleError", "Device", "Embedder", "EmbedrtError", "ExportError", "Manifest",
+        "SCHEMA_VERSION", "BundleError", "BundleKind", "Device", "Embedder", "EmbedrtError", "ExportError", "Manifest",
         "ParityError", "Pooling", "Precision", "ProviderError", "Tokenized", "UnsupportedModelError",
         "__version__", "available_cpus", "load_manifest", "onnxruntime_build",
     }
