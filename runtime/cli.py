@@ -6,6 +6,7 @@
     embedrt info BUNDLE                    what a bundle is: model, pooling, precision, parity
     embedrt serve BUNDLE                   an OpenAI- and TEI-compatible HTTP server
     embedrt bench BUNDLE                   latency and throughput of a bundle on this machine
+    embedrt embed-dataset IN OUT -m BUNDLE a whole corpus to a Parquet dataset, streaming, resumable
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_optional(sub, "embedrt.server._cli", "add_serve_parser", "serve", "run an HTTP embedding server")
     _add_optional(sub, "embedrt._bench", "add_bench_parser", "bench", "benchmark a bundle on this machine")
+    _add_optional(
+        sub, "embedrt.dataset._cli", "add_embed_dataset_parser", "embed-dataset",
+        "embed a whole corpus into a Parquet dataset, resumable",
+    )
     return parser
 
 

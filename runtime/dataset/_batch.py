@@ -1,0 +1,181 @@
+"""The batch function: an Arrow table of texts in, the same rows with an ``embedding`` column out.
+
+One callable serves every backend: the local job calls ``prepare`` (checks and tokenization, on a
+reader thread) and ``run`` (the model) separately so that the two overlap; Ray Data actors call it
+as ``table -> table``. The model is built once per instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .._embedder import Embedder
+from .._errors import EmbedrtError
+from .._tokenize import Tokenized
+from .._types import parse
+from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT
+
+
+class OnError(str, Enum):
+    """What a job does with a bad row (null, not a string, undecodable, missing its column)."""
+
+    FAIL = "fail"  # stop, naming the row; finished parts are kept for a resume
+    SKIP = "skip"  # leave the row out of the output
+    NULL = "null"  # keep the row, with a null embedding
+
+
+@dataclass(frozen=True)
+class BadRow:
+    id: Any
+    reason: str
+    file: str | None = None
+    line: int | None = None
+    position: str = "line"  # "line" (1-based line of a text file) or "row" (0-based row of a Parquet file)
+
+    def describe(self) -> str:
+        where = f"{self.file} {self.position} {self.line}" if self.file else "row"
+        return f"{where} (id {self.id!r}): {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "file": self.file, self.position: self.line, "reason": self.reason}
+
+
+class BadRowError(EmbedrtError, ValueError):
+    """A bad row met with ``on_error="fail"``; ``row`` says which and why."""
+
+    def __init__(self, row: BadRow) -> None:
+        super().__init__(
+            f"bad row in {row.describe()}. Fix the input and run the same command again (finished parts "
+            "are kept), or choose on_error='skip' / 'null' (--on-error skip|null)"
+        )
+        self.row = row
+
+
+@dataclass
+class Prepared:
+    table: pa.Table  # the input rows, internal columns dropped
+    rows: np.ndarray  # indices into ``table`` of the rows to embed
+    tokens: Tokenized
+    bad: list[BadRow]
+    keep: np.ndarray  # indices into ``table`` of the output rows (skip: the good ones; else all)
+
+
+@dataclass
+class BatchResult:
+    table: pa.Table
+    bad: list[BadRow] = field(default_factory=list)
+    tokens: int = 0
+
+
+class EmbedBatch:
+    """``table -> table`` with an embedding column, as Ray Data's ``map_batches`` takes it.
+
+    Args:
+        model: an ``Embedder`` or a bundle folder (then built here, with ``device``/``threads``).
+        text_column: the column holding the texts.
+        id_column: the column naming rows in error messages and bad-row records (row index if none).
+        on_error: ``"fail"``, ``"skip"`` or ``"null"``.
+        output_column: name of the embedding column (a fixed-size list of float32).
+    """
+
+    def __init__(
+        self,
+        model: Embedder | str | Path,
+        *,
+        text_column: str = "text",
+        id_column: str | None = None,
+        on_error: str | OnError = OnError.FAIL,
+        batch_size: int = 32,
+        normalize: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        output_column: str = "embedding",
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        self.model = model if isinstance(model, Embedder) else Embedder(model, device=device, threads=threads)
+        self.text_column = text_column
+        self.id_column = id_column
+        self.on_error = parse(OnError, on_error, "on_error")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.prompt_name, self.prompt = prompt_name, prompt
+        self.model.tokenize([], prompt_name, prompt)  # a bad prompt name fails here, not mid-job
+        self.output_column = output_column
+        self.type = pa.list_(pa.float32(), self.model.dimension)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        return self.run(self.prepare(table)).table
+
+    def prepare(self, table: pa.Table) -> Prepared:
+        """Check every row and tokenize the good ones (raises ``BadRowError`` under ``fail``)."""
+        if self.text_column not in table.column_names:
+            raise ValueError(f"the batch has no column {self.text_column!r}; its columns are {table.column_names}")
+        if self.output_column in table.column_names:
+            raise ValueError(f"the batch already has a column {self.output_column!r}; choose another output_column")
+        texts, reasons = _texts(table, self.text_column)
+        bad_idx = [i for i, r in enumerate(reasons) if r is not None]
+        bad = [self._bad_row(table, i, reasons[i]) for i in bad_idx]  # type: ignore[arg-type]
+        if bad and self.on_error is OnError.FAIL:
+            raise BadRowError(bad[0])
+        good = np.array([i for i, r in enumerate(reasons) if r is None], dtype=np.int64)
+        tokens = self.model.tokenize([texts[i] for i in good], self.prompt_name, self.prompt)  # type: ignore[misc]
+        keep = good if self.on_error is OnError.SKIP else np.arange(len(texts), dtype=np.int64)
+        public = table.drop_columns([c for c in INTERNAL if c in table.column_names])
+        return Prepared(public, good, tokens, bad, keep)
+
+    def run(self, prep: Prepared) -> BatchResult:
+        """Embed the prepared rows; the output keeps the input's row order."""
+        dim = self.model.dimension
+        vectors = self.model.encode_tokenized(prep.tokens, self.batch_size, self.normalize or None)
+        assert isinstance(vectors, np.ndarray)  # sentence embeddings, by construction
+        n = len(prep.keep)
+        if n == len(prep.rows):  # every output row has a vector
+            flat, mask = vectors.reshape(-1), None
+        else:
+            full = np.zeros((n, dim), np.float32)
+            full[prep.rows] = vectors
+            flat = full.reshape(-1)
+            mask = np.ones(n, bool)
+            mask[prep.rows] = False
+            mask = pa.array(mask)
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim, mask=mask)
+        table = prep.table if n == prep.table.num_rows else prep.table.take(pa.array(prep.keep))
+        return BatchResult(table.append_column(self.output_column, emb), prep.bad, int(prep.tokens.lengths.sum()))
+
+    def _bad_row(self, table: pa.Table, i: int, reason: str) -> BadRow:
+        meta = table.schema.metadata or {}
+        file = meta.get(FILE_KEY, b"").decode() or None
+        position = meta.get(POSITION_KEY, b"line").decode()
+        line = table.column(LINE)[i].as_py() if LINE in table.column_names else None
+        id_col = self.id_column or ("id" if BAD in table.column_names else None)
+        ident = table.column(id_col)[i].as_py() if id_col and id_col in table.column_names else i
+        if file is None:
+            position, line = "row", i
+        return BadRow(ident, reason, file, line, position)
+
+
+def _texts(table: pa.Table, column: str) -> tuple[list[Any], list[str | None]]:
+    """The texts and, per row, why it cannot be embedded (None where it can)."""
+    col = table.column(column)
+    if BAD in table.column_names:  # read by embedrt's readers: problems are already named
+        return col.to_pylist(), table.column(BAD).to_pylist()
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col, t = col.cast(t.value_type), t.value_type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        nulls = col.is_null().to_pylist()
+        return [None] * len(col), ["text is null" if z else f"text is {t}, expected a string" for z in nulls]
+    texts = col.to_pylist()
+    return texts, ["text is null" if v is None else None for v in texts]
+
+
+TEXT_COLUMN = TEXT  # the column embedrt's readers put texts in

@@ -1,0 +1,80 @@
+"""``embedrt embed-dataset``: the corpus job on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ._batch import OnError
+from ._job import Backend, RayOptions, embed_dataset
+
+_EXAMPLES = """examples:
+  embedrt embed-dataset corpus.jsonl vectors/ --model bundles/minilm --id-column doc_id
+  embedrt embed-dataset 'shards/*.parquet' vectors/ --model bundles/minilm --keep-columns title,url
+  embedrt embed-dataset corpus.txt vectors/ --model bundles/minilm --on-error skip
+  embedrt embed-dataset corpus/ vectors/ --model bundles/minilm --backend ray --num-actors 8
+
+Run the same command again after a crash, a kill or a bad row (once fixed): finished parts are kept
+and the job continues where it stopped. Read the result with pyarrow.parquet.read_table(OUTPUT).
+"""
+
+
+def add_embed_dataset_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "embed-dataset",
+        help="embed a whole corpus (txt/jsonl/csv/parquet) into a Parquet dataset, resumable",
+        description="Embed every row of INPUT into the Parquet dataset folder OUTPUT (columns id, the kept "
+        "columns, embedding), streaming with bounded memory, one part file per --rows-per-part rows, each "
+        "written whole. Re-running the same command continues a killed job.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet file, a folder of them, or a quoted glob")
+    p.add_argument("output", help="the output folder (Parquet parts, _manifest.json)")
+    p.add_argument("-m", "--model", required=True, metavar="BUNDLE", help="a bundle folder written by embedrt export")
+    p.add_argument("--text-column", default="text", help="column holding the texts (default: text; not for .txt)")
+    p.add_argument("--id-column", help="column whose values name the rows (default: the row number from 0)")
+    p.add_argument("--keep-columns", default="", metavar="A,B", help="comma-separated columns copied to the output")
+    p.add_argument("--on-error", default="fail", choices=[m.value for m in OnError],
+                   help="bad rows (null, not a string, undecodable, missing column): fail (default) names the "
+                   "row and stops; skip leaves it out; null keeps it with a null embedding")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--rows-per-part", type=int, default=10_000, help="rows per output file (default 10000)")
+    p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
+    p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
+    p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, help="onnxruntime threads (local backend; default: available CPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("Ray backend (pip install 'embedrt[ray]')")
+    g.add_argument("--backend", default="local", choices=[b.value for b in Backend])
+    g.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    g.add_argument("--num-actors", type=int, help="model replicas (default: cluster CPUs less one, per actor)")
+    g.add_argument("--cpus-per-actor", type=int, default=1, help="CPUs (onnxruntime threads) per actor")
+    g.add_argument("--num-gpus-per-actor", type=float, default=0.0, help="GPUs per actor (CUDA bundles)")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
+    ray = RayOptions(args.address, args.num_actors, args.cpus_per_actor, args.num_gpus_per_actor)
+    try:
+        summary = embed_dataset(
+            args.input, args.output, args.model, text_column=args.text_column, id_column=args.id_column,
+            keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
+            normalize=args.normalize, prompt_name=args.prompt_name, overwrite=args.overwrite, device=args.device,
+            threads=args.threads, backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        _log(f"interrupted: the parts finished so far are kept in {args.output}; run the same command to continue")
+        return 130
+    print(summary)
+    if summary.bad_rows:
+        _log(f"{summary.bad_rows} bad row(s) ({args.on_error}), listed in {args.output}/_bad_rows.jsonl; first: "
+             f"{summary.bad_examples[0]}")  # fmt: skip
+    return 0
+
+
+def _log(msg: str) -> None:
+    print(f"[embedrt] {msg}", file=sys.stderr, flush=True)

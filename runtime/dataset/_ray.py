@@ -1,0 +1,184 @@
+"""The Ray Data backend, and ``embed_ray_dataset`` for pipelines that already hold a Ray dataset.
+
+The job's unit of work stays the part (a fixed row range of one input file): Ray Data hands part
+numbers to a pool of actors; each actor builds the model once, reads its part straight from the
+input, runs the same batch function as the local backend and writes the part whole into OUTPUT;
+the driver appends each finished part to the journal. So the output, its resume and its vectors are
+the local backend's, and the pitfalls of a plain read -> map_batches -> write_parquet pipeline do not
+arise: no block is one whole Parquet file (parts are row ranges), row order needs no care (each part
+is written in input order), nothing is appended to a half-written folder (each part is renamed into
+place), and bad rows are handled in the batch function, never by dropping blocks.
+
+On a cluster, INPUT, OUTPUT and the bundle must be paths every node can read (and OUTPUT write):
+a shared file system. Every node needs ``embedrt[ray]`` installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .._embedder import Embedder
+from .._types import parse
+from ._batch import BadRow, BadRowError, EmbedBatch, OnError
+from ._output import write_atomic
+from ._readers import read_part
+from ._sources import PartSpec, Plan
+
+_INSTALL = 'the Ray backend needs Ray Data: pip install "embedrt[ray]"'
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError as e:
+        raise ImportError(_INSTALL) from e
+    return ray
+
+
+def _connect(ray: Any, address: str | None, say: Callable[[str], None]) -> bool:
+    """Join the cluster at ``address`` (or RAY_ADDRESS, or the one this process already joined), else
+    start a local one. Returns True when this call started Ray (and so should stop it)."""
+    if ray.is_initialized():
+        return False
+    ray.init(address=address, log_to_driver=False, configure_logging=False, include_dashboard=False)
+    resources = ray.cluster_resources()
+    say(f"Ray: {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs "
+        f"({'cluster at ' + address if address else 'local or RAY_ADDRESS'})")
+    return True
+
+
+def _pool(ray: Any, num_actors: int | None, cpus_per_actor: float) -> int:
+    """Actors to start: by default the cluster's CPUs less one (left for Ray's own tasks), per actor."""
+    if num_actors is not None:
+        if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
+            raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
+        return num_actors
+    cpus = ray.cluster_resources().get("CPU", 1)
+    return max(1, int((cpus - 1) // cpus_per_actor))
+
+
+def _check_cpus(cpus_per_actor: float) -> int:
+    if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, int | float) or cpus_per_actor <= 0:
+        raise ValueError(f"cpus_per_actor must be a positive number, got {cpus_per_actor!r}")
+    return max(1, int(cpus_per_actor))  # onnxruntime's intra-op threads (it ignores OMP_NUM_THREADS)
+
+
+class _PartWorker:
+    """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``."""
+
+    def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, settings: dict[str, Any],
+                 device: str, threads: int) -> None:  # fmt: skip
+        from ._job import _batch_kwargs
+
+        self.plan, self.output, self.schema, self.settings = plan, Path(output), schema, settings
+        self.batch = EmbedBatch(Embedder(bundle, device=device, threads=threads), **_batch_kwargs(settings))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ._job import _write_parquet
+
+        entries = []
+        s = self.settings
+        for index in batch["part"].tolist():
+            part: PartSpec = self.plan.parts[index]
+            try:
+                raw = read_part(self.plan, part, s["text_column"], s["id_column"], tuple(s["keep_columns"]))
+                result = self.batch.run(self.batch.prepare(raw))
+            except BadRowError as e:
+                entries.append(json.dumps({"part": index, "bad_row": e.row.to_dict() | {"position": e.row.position}},
+                                          default=str))  # fmt: skip
+                continue
+            table = result.table.cast(self.schema)
+            path = self.output / part.name
+            write_atomic(path, functools.partial(_write_parquet, table))
+            entries.append(json.dumps({
+                "part": index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
+                "bad": [b.to_dict() for b in result.bad], "file": part.name, "bytes": path.stat().st_size,
+            }, default=str))  # fmt: skip
+        return {"entry": np.array(entries, dtype=object)}
+
+
+def run_ray(
+    plan: Plan, todo: list[PartSpec], bundle: Path, output: Path, schema: pa.Schema, settings: dict[str, Any],
+    options: Any, device: str, record: Callable[[dict[str, Any]], None], say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Embed the parts ``todo`` on Ray actors; ``record`` each finished part (driver side)."""
+    ray = _ray()
+    threads = _check_cpus(options.cpus_per_actor)
+    started = _connect(ray, options.address, say)
+    try:
+        if not todo:
+            return
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        actors = min(_pool(ray, options.num_actors, options.cpus_per_actor), len(todo))
+        say(f"Ray: {actors} actor(s) x {options.cpus_per_actor} CPU, {options.num_gpus_per_actor} GPU each")
+        ds = ray.data.from_items([{"part": p.index} for p in todo], override_num_blocks=len(todo))
+        out = ds.map_batches(
+            _PartWorker,
+            fn_constructor_kwargs={"plan": plan, "bundle": str(bundle.resolve()), "output": str(output.resolve()),
+                                   "schema": schema, "settings": settings, "device": device, "threads": threads},
+            batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=options.cpus_per_actor, num_gpus=options.num_gpus_per_actor or None,
+        )  # fmt: skip
+        for row in out.iter_rows():
+            entry = json.loads(row["entry"])
+            if "bad_row" in entry:
+                b = entry["bad_row"]
+                position = b.pop("position")
+                raise BadRowError(BadRow(b["id"], b["reason"], b["file"], b.get(position), position))
+            record(entry)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def embed_ray_dataset(
+    ds: Any,
+    model: str | Path,
+    *,
+    text_column: str = "text",
+    id_column: str | None = None,
+    on_error: str | OnError = OnError.FAIL,
+    batch_size: int = 32,
+    rows_per_batch: int = 4096,
+    normalize: bool = False,
+    prompt_name: str | None = None,
+    prompt: str | None = None,
+    output_column: str = "embedding",
+    num_actors: int = 1,
+    cpus_per_actor: int = 1,
+    num_gpus_per_actor: float = 0.0,
+    device: str = "cpu",
+) -> Any:
+    """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors added.
+
+    Lazy, as Ray datasets are: nothing runs until you consume or write the result. Each of
+    ``num_actors`` actors builds the model once (onnxruntime threads = ``cpus_per_actor``) and embeds
+    batches of ``rows_per_batch`` rows, sorted by length inside each batch. Ray does not keep row
+    order: carry an id column. Bad rows follow ``on_error`` (``skip`` drops them from the result,
+    ``null`` keeps them with a null vector) inside the batch function, so no block is ever dropped
+    whole. The bundle path must be readable on every node.
+    """
+    ray = _ray()
+    threads = _check_cpus(cpus_per_actor)
+    parse_on_error = parse(OnError, on_error, "on_error")
+    if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
+        raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
+    Embedder(model, verify=True).tokenize([], prompt_name, prompt)  # a bad bundle or prompt fails here, not on a worker
+    return ds.map_batches(
+        EmbedBatch,
+        fn_constructor_kwargs={"model": str(Path(model).resolve()), "text_column": text_column, "id_column": id_column,
+                               "on_error": parse_on_error, "batch_size": batch_size, "normalize": normalize,
+                               "prompt_name": prompt_name, "prompt": prompt, "output_column": output_column,
+                               "device": device, "threads": threads},
+        batch_size=rows_per_batch, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_actors),
+        num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None,
+    )  # fmt: skip

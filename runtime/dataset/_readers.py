@@ -1,0 +1,254 @@
+"""Reading one part of the input into an Arrow table, whatever the format.
+
+The table has the columns ``id``, the kept columns, and three internal ones: ``__text`` (the text,
+null where the row is bad), ``__bad`` (why a row is bad, null where it is fine) and ``__line``
+(the 1-based line of the row in its file; for Parquet the 0-based row). Problems found while
+reading (undecodable bytes, a line that is not a JSON object, a missing field, a null or a
+non-string text) become ``__bad`` reasons here; what to do with them is the batch function's job.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines
+
+TEXT, BAD, LINE = "__text", "__bad", "__line"
+INTERNAL = (TEXT, BAD, LINE)
+FILE_KEY = b"embedrt.file"
+POSITION_KEY = b"embedrt.position"  # "line" (1-based, text formats) or "row" (0-based, Parquet)
+
+_ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(), "string": pa.string(), "json": pa.string()}
+
+
+class _Rows:
+    """Columns of a part being read, row by row."""
+
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        self.text: list[str | None] = []
+        self.bad: list[str | None] = []
+        self.line: list[int] = []
+        self.cols: dict[str, list[Any]] = {c: [] for c in columns}
+
+    def add(self, line: int, text: str | None, bad: str | None, values: dict[str, Any]) -> None:
+        self.line.append(line)
+        self.text.append(None if bad else text)
+        self.bad.append(bad)
+        for c, col in self.cols.items():
+            col.append(values.get(c))
+
+
+def read_part(
+    plan: Plan, part: PartSpec, text_column: str, id_column: str | None, keep_columns: tuple[str, ...]
+) -> pa.Table:
+    shard = plan.shards[part.shard]
+    columns = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
+    if plan.format is InputFormat.PARQUET:
+        table = _read_parquet(shard, part, text_column, columns)
+        position = b"row"
+    else:
+        if plan.format is InputFormat.TXT:
+            rows = _read_txt(shard, part)
+        elif plan.format is InputFormat.JSONL:
+            rows = _read_jsonl(shard, part, text_column, columns)
+        else:
+            rows = _read_csv(shard, part, text_column, columns, "\t" if plan.format is InputFormat.TSV else ",")
+        arrays = {c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()}
+        table = _assemble(arrays, rows.text, rows.bad, rows.line)
+        position = b"line"
+    ids = table.column(id_column) if id_column else pa.array(
+        range(shard.first_row + part.start, shard.first_row + part.stop), pa.int64()
+    )
+    out = {"id": ids, **{c: table.column(c) for c in keep_columns}, **{c: table.column(c) for c in INTERNAL}}
+    return pa.table(out).replace_schema_metadata({FILE_KEY: shard.path.encode(), POSITION_KEY: position})
+
+
+def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str | None], line: list[int]) -> pa.Table:
+    return pa.table({
+        **arrays,
+        TEXT: pa.array(text, pa.string()), BAD: pa.array(bad, pa.string()), LINE: pa.array(line, pa.int64()),
+    })  # fmt: skip
+
+
+def _to_arrow(values: list[Any], kind: str) -> pa.Array:
+    if kind == "json":
+        values = [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
+    elif kind == "float64":
+        values = [None if v is None else float(v) for v in values]
+    return pa.array(values, _ARROW[kind])
+
+
+def _lines(shard: Shard, part: PartSpec, skip_empty: bool) -> Any:
+    """(line number, raw bytes without the line ending) for the part's rows."""
+    with Path(shard.path).open("rb") as f:
+        f.seek(part.byte_offset)
+        line, left = part.first_line, part.rows
+        for raw in f:
+            if not left:
+                return
+            body = raw.rstrip(b"\n")
+            body = body[:-1] if body.endswith(b"\r") else body
+            if skip_empty and not body:
+                line += 1
+                continue
+            yield line, body
+            line += 1
+            left -= 1
+
+
+def _decode(raw: bytes) -> tuple[str | None, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return None, f"undecodable bytes: invalid UTF-8 at byte {e.start} ({raw[e.start:e.start + 4]!r})"
+
+
+def _read_txt(shard: Shard, part: PartSpec) -> _Rows:
+    rows = _Rows(())
+    for line, raw in _lines(shard, part, skip_empty=False):
+        text, bad = _decode(raw)
+        rows.add(line, text, bad, {})
+    return rows
+
+
+def _read_jsonl(shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...]) -> _Rows:
+    rows = _Rows(columns)
+    for line, raw in _lines(shard, part, skip_empty=True):
+        obj: Any = None
+        try:
+            obj = json.loads(raw)
+            bad = None if isinstance(obj, dict) else f"expected a JSON object, got {_json_name(obj)}"
+        except UnicodeDecodeError as e:
+            bad = f"undecodable bytes: invalid UTF-8 at byte {e.start} ({raw[e.start:e.start + 4]!r})"
+            obj = _salvage(raw)
+        except ValueError as e:
+            bad = f"not valid JSON ({e})"
+        values = {c: obj.get(c) for c in columns} if isinstance(obj, dict) else {}
+        broken = [c for c, v in values.items() if isinstance(v, str) and _has_surrogate(v)]
+        for c in broken:
+            values[c] = None  # Arrow strings are UTF-8: a lone surrogate cannot be stored
+        if bad:
+            rows.add(line, None, bad, values)
+        elif broken or (isinstance(obj.get(text_column), str) and _has_surrogate(obj[text_column])):
+            c = broken[0] if broken else text_column
+            s = obj[c]
+            at = next(i for i, ch in enumerate(s) if "\ud800" <= ch <= "\udfff")
+            rows.add(line, None, f"{'text' if c == text_column else c} holds a lone surrogate {s[at]!r} at "
+                     f"character {at}", values)  # fmt: skip
+        elif text_column not in obj:
+            rows.add(line, None, f"missing column {text_column!r} (keys: {sorted(obj)[:8]})", values)
+        else:
+            rows.add(line, *_text_value(obj[text_column]), values)
+    return rows
+
+
+def _salvage(raw: bytes) -> Any:
+    """The row's other fields (its id above all) when only some bytes are not UTF-8."""
+    try:
+        return json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+
+
+def _json_name(v: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number"
+    )
+
+
+def _text_value(v: object) -> tuple[str | None, str | None]:
+    if v is None:
+        return None, "text is null"
+    if not isinstance(v, str):
+        return None, f"text is {type(v).__name__} ({v!r:.40}), expected a string"
+    return v, None
+
+
+def _read_csv(
+    shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...], delimiter: str
+) -> _Rows:
+    rows = _Rows(columns)
+    header = shard.columns
+    where = {c: header.index(c) for c in (text_column, *columns)}
+    with Path(shard.path).open("rb") as f:
+        f.seek(part.byte_offset)
+        lines = _TrackedLines(f)
+        reader = csv.reader(lines, delimiter=delimiter)
+        for _ in range(part.rows):
+            line = part.first_line + lines.line
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                rows.add(line, None, f"not valid CSV ({e})", {})
+                continue
+            if len(record) != len(header):
+                rows.add(line, None, f"has {len(record)} fields, the header has {len(header)}", {})
+                continue
+            values = {c: record[where[c]] for c in columns}
+            bad_field = next((c for c, v in values.items() if _has_surrogate(v)), None)
+            text = record[where[text_column]]
+            if _has_surrogate(text) or bad_field:
+                raw = (text if bad_field is None else values[bad_field]).encode("utf-8", "surrogateescape")
+                rows.add(line, None, _decode(raw)[1], {} if bad_field else values)
+            else:
+                rows.add(line, text, None, values)
+    return rows
+
+
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _read_parquet(shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...]) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(shard.path)
+    wanted = list(dict.fromkeys((text_column, *columns)))
+    pieces, first = [], 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        lo, hi = max(part.start, first), min(part.stop, first + n)
+        if lo < hi:
+            pieces.append(pf.read_row_group(g, columns=wanted).slice(lo - first, hi - lo))
+        first += n
+        if first >= part.stop:
+            break
+    table = pa.concat_tables(pieces) if pieces else pf.schema_arrow.empty_table().select(wanted)
+    text, bad = _parquet_texts(table.column(text_column))
+    lines = list(range(part.start, part.stop))
+    return _assemble({c: table.column(c) for c in columns}, text, bad, lines)
+
+
+def _parquet_texts(col: pa.ChunkedArray) -> tuple[list[str | None], list[str | None]]:
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col, t = col.cast(t.value_type), t.value_type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        try:
+            values = col.to_pylist()
+        except UnicodeDecodeError:  # a writer stored bytes that are not UTF-8 in a string column
+            col = col.cast(pa.binary() if pa.types.is_string(t) else pa.large_binary())
+            t = col.type
+        else:
+            return values, ["text is null" if v is None else None for v in values]
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        texts: list[str | None] = []
+        bad: list[str | None] = []
+        for raw in col.to_pylist():
+            text, why = (None, "text is null") if raw is None else _decode(raw)
+            texts.append(text)
+            bad.append(why)
+        return texts, bad
+    nulls = col.is_null().to_pylist()
+    return [None] * len(col), ["text is null" if n else f"text is {t}, expected a string" for n in nulls]

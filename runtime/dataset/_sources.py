@@ -1,0 +1,365 @@
+"""The input of a corpus job: which files, in which format, cut into parts of a fixed number of rows.
+
+Planning reads every text file once (counting rows, noting the byte offset where each part starts,
+hashing the content) and only the footer of Parquet files. The plan is deterministic: the same input
+and ``rows_per_part`` always give the same parts, which is what lets a killed job resume and lets
+several machines share the work.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import EmbedrtError
+
+_BLOCK = 8 << 20
+
+
+class InputFormat(str, Enum):
+    TXT = "txt"  # one text a line; an empty line is an empty text
+    JSONL = "jsonl"  # one JSON object a line; empty lines are skipped
+    CSV = "csv"  # a header line, then one record a row (quoted newlines allowed)
+    TSV = "tsv"
+    PARQUET = "parquet"
+
+
+SUFFIXES = {
+    ".txt": InputFormat.TXT, ".text": InputFormat.TXT, ".jsonl": InputFormat.JSONL,
+    ".ndjson": InputFormat.JSONL, ".csv": InputFormat.CSV, ".tsv": InputFormat.TSV,
+    ".parquet": InputFormat.PARQUET, ".pq": InputFormat.PARQUET,
+}  # fmt: skip
+_REFUSED = {".gz": "compressed", ".bz2": "compressed", ".zst": "compressed", ".xz": "compressed",
+            ".json": "a JSON document (one object a line is .jsonl)"}  # fmt: skip
+
+
+class InputError(EmbedrtError, ValueError):
+    """The input cannot be read as a corpus (no files, unknown format, missing column)."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One input file."""
+
+    path: str
+    rows: int
+    first_row: int  # global row number of its first row (files in sorted order)
+    size: int
+    sha256: str  # of the content (text formats) or of size + footer (Parquet)
+    columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """Rows ``[start, stop)`` of one shard: the unit of work, written as one output file."""
+
+    index: int
+    shard: int
+    start: int
+    stop: int
+    byte_offset: int = 0  # text formats: where row ``start`` begins
+    first_line: int = 1  # text formats: the 1-based line number of row ``start``
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def name(self) -> str:
+        return f"part-{self.index:06d}.parquet"
+
+
+@dataclass
+class Plan:
+    format: InputFormat
+    shards: list[Shard]
+    parts: list[PartSpec]
+    rows_per_part: int
+    json_types: dict[str, str] = field(default_factory=dict)  # jsonl: column -> inferred arrow type name
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for s in self.shards:
+            h.update(f"{Path(s.path).name}\0{s.rows}\0{s.sha256}\n".encode())
+        return h.hexdigest()
+
+
+def find_inputs(spec: str | Path | list[str | Path]) -> tuple[InputFormat, list[Path]]:
+    """The files of ``spec`` (a file, a folder searched recursively, a glob, or a list of them), sorted."""
+    specs = spec if isinstance(spec, list) else [spec]
+    files: list[Path] = []
+    for s in specs:
+        files.extend(_expand(str(s)))
+    if not files:
+        raise InputError(f"no input files found at {specs!r}: expected files ending in {sorted(SUFFIXES)}")
+    formats = {_format_of(f) for f in files}
+    if len(formats) > 1:
+        raise InputError(
+            f"input mixes formats {sorted(f.value for f in formats)}; a job reads one format (convert the rest, "
+            "or run one job per format into separate outputs)"
+        )
+    return formats.pop(), sorted(set(files))
+
+
+def _expand(s: str) -> list[Path]:
+    p = Path(s)
+    if p.is_dir():
+        found = [f for f in p.rglob("*") if f.is_file() and not _hidden(f.relative_to(p))]
+        known = [f for f in found if f.suffix.lower() in SUFFIXES]
+        if not known and found:
+            raise InputError(f"folder {s!r} holds no file ending in {sorted(SUFFIXES)}")
+        return known
+    if p.is_file():
+        _format_of(p)
+        return [p]
+    if glob.has_magic(s):
+        return [Path(f) for f in sorted(glob.glob(s, recursive=True)) if Path(f).is_file()]
+    raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith((".", "_")) for part in rel.parts)
+
+
+def _format_of(path: Path) -> InputFormat:
+    suffix = path.suffix.lower()
+    if suffix in SUFFIXES:
+        return SUFFIXES[suffix]
+    why = _REFUSED.get(suffix)
+    hint = f" ({why}: decompress it or convert it to Parquet)" if why else ""
+    raise InputError(f"input file {str(path)!r} has extension {suffix!r}{hint}; expected one of {sorted(SUFFIXES)}")
+
+
+def plan_input(
+    spec: str | Path | list[str | Path],
+    rows_per_part: int,
+    *,
+    text_column: str,
+    id_column: str | None,
+    keep_columns: tuple[str, ...],
+    log: Any = None,
+) -> Plan:
+    """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files)."""
+    if isinstance(rows_per_part, bool) or not isinstance(rows_per_part, int) or rows_per_part < 1:
+        raise ValueError(f"rows_per_part must be a positive integer, got {rows_per_part!r}")
+    fmt, files = find_inputs(spec)
+    if fmt is InputFormat.TXT and (id_column or keep_columns):
+        raise InputError(".txt input has no columns: --id-column and --keep-columns need .jsonl, .csv or .parquet")
+    wanted = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
+    shards: list[Shard] = []
+    parts: list[PartSpec] = []
+    kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
+    first_row = 0
+    for path in files:
+        if log is not None:
+            log(f"scanning {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        if fmt is InputFormat.PARQUET:
+            shard, starts = _scan_parquet(path, first_row, rows_per_part)
+        elif fmt in (InputFormat.CSV, InputFormat.TSV):
+            shard, starts = _scan_csv(path, first_row, rows_per_part, "\t" if fmt is InputFormat.TSV else ",")
+        else:
+            shard, starts = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL, kinds=kinds)
+        _check_columns(shard, fmt, text_column, wanted)
+        for start, offset, line in starts:
+            stop = min(start + rows_per_part, shard.rows)
+            parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line))
+        shards.append(shard)
+        first_row += shard.rows
+    plan = Plan(fmt, shards, parts, rows_per_part)
+    if fmt is InputFormat.JSONL:
+        plan.json_types = {c: _json_type(k) for c, k in kinds.items()}
+    return plan
+
+
+def _check_columns(shard: Shard, fmt: InputFormat, text_column: str, wanted: tuple[str, ...]) -> None:
+    if fmt in (InputFormat.TXT, InputFormat.JSONL):
+        return  # txt has none; a jsonl row without a column is a bad row, not a bad file
+    missing = [c for c in (text_column, *wanted) if c not in shard.columns]
+    if missing:
+        raise InputError(
+            f"{shard.path} has no column {missing[0]!r}; its columns are {list(shard.columns)} "
+            "(set --text-column / --id-column / --keep-columns)"
+        )
+
+
+# -- text formats ------------------------------------------------------------------------------------
+
+
+def _scan_lines(
+    path: Path, first_row: int, rows_per_part: int, *, skip_empty: bool, kinds: dict[str, set[str]]
+) -> tuple[Shard, list[tuple[int, int, int]]]:
+    """Rows = lines (jsonl: non-empty lines). Returns the shard and (row, byte offset, line) per part start."""
+    h = hashlib.sha256()
+    starts: list[tuple[int, int, int]] = []
+    rows = lines = 0
+    carry, base = b"", 0  # the unfinished last line of the previous block, and its offset
+    with path.open("rb") as f:
+        while True:
+            block = f.read(_BLOCK)
+            h.update(block)
+            data = carry + block if carry else block
+            if not block:
+                if data and (not skip_empty or data.strip(b"\r")):  # a last line without a newline
+                    _mark_starts(starts, np.array([base]), np.array([lines + 1]), rows, rows_per_part)
+                    if kinds:
+                        _sample_kinds(data, np.array([0]), np.array([len(data)]), kinds)
+                    rows += 1
+                break
+            arr = np.frombuffer(data, np.uint8)
+            ends = np.flatnonzero(arr == 10)
+            if not len(ends):
+                carry = data
+                continue
+            begins = np.concatenate(([0], ends[:-1] + 1))
+            is_row = np.ones(len(ends), bool)
+            if skip_empty:
+                length = ends - begins
+                cr = np.zeros(len(ends), np.int64)
+                cr[length > 0] = arr[ends[length > 0] - 1] == 13
+                is_row = length - cr > 0
+            _mark_starts(starts, base + begins[is_row], lines + 1 + np.flatnonzero(is_row), rows, rows_per_part)
+            if kinds:
+                _sample_kinds(data, begins[is_row], ends[is_row], kinds)
+            rows += int(is_row.sum())
+            lines += len(ends)
+            cut = int(ends[-1]) + 1
+            carry, base = data[cut:], base + cut
+    return Shard(str(path), rows, first_row, path.stat().st_size, h.hexdigest()), starts
+
+
+def _mark_starts(
+    starts: list[tuple[int, int, int]], begins: np.ndarray, lines: np.ndarray, rows_before: int, per: int
+) -> None:
+    """Append (row, offset, line) for rows among these that open a part."""
+    idx = np.arange(rows_before, rows_before + len(begins))
+    for k in np.flatnonzero(idx % per == 0):
+        starts.append((int(idx[k]), int(begins[k]), int(lines[k])))
+
+
+def _sample_kinds(data: bytes, begins: np.ndarray, ends: np.ndarray, kinds: dict[str, set[str]]) -> None:
+    """The JSON kinds of the id/kept columns over every row, so the output schema is fixed up front."""
+    for b, e in zip(begins.tolist(), ends.tolist(), strict=True):
+        try:
+            obj = json.loads(data[b:e])
+        except ValueError:
+            continue  # a bad row; the reader reports it
+        if isinstance(obj, dict):
+            for c, k in kinds.items():
+                k.add(_kind(obj.get(c)))
+
+
+def _kind(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int" if -(1 << 63) <= v < (1 << 63) else "json"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    return "json"
+
+
+def _json_type(kinds: set[str]) -> str:
+    """Arrow type for a jsonl column: int64, float64, bool, string; anything else is its JSON text."""
+    k = kinds - {"null"}
+    if not k:
+        return "string"
+    if k == {"int"}:
+        return "int64"
+    if k <= {"int", "float"}:
+        return "float64"
+    if k == {"bool"}:
+        return "bool"
+    if k == {"str"}:
+        return "string"
+    return "json"
+
+
+def _scan_csv(path: Path, first_row: int, rows_per_part: int, delimiter: str) -> tuple[Shard, list[tuple[int, int, int]]]:
+    h = hashlib.sha256()
+    starts: list[tuple[int, int, int]] = []
+    with path.open("rb") as f:
+        lines = _TrackedLines(f, h)
+        reader = csv.reader(lines, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            header = []
+        rows = 0
+        offset, line = lines.offset, lines.line + 1
+        for _ in reader:
+            if rows % rows_per_part == 0:
+                starts.append((rows, offset, line))
+            rows += 1
+            offset, line = lines.offset, lines.line + 1
+        lines.drain()
+    cols = tuple(c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(header))
+    return Shard(str(path), rows, first_row, path.stat().st_size, h.hexdigest(), cols), starts
+
+
+class _TrackedLines:
+    """Lines of a binary file, decoded for ``csv`` (undecodable bytes kept as surrogates), with the
+    byte offset and line count of what has been handed out, so record boundaries are exact."""
+
+    def __init__(self, f: io.BufferedReader, h: Any = None) -> None:
+        self._f, self._h = f, h
+        self.offset = f.tell()
+        self.line = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = self._f.readline()
+        if not raw:
+            raise StopIteration
+        if self._h is not None:
+            self._h.update(raw)
+        self.offset += len(raw)
+        self.line += 1
+        return raw.decode("utf-8", "surrogateescape")
+
+    def drain(self) -> None:
+        for _ in self:
+            pass
+
+
+# -- parquet ------------------------------------------------------------------------------------------
+
+
+def _scan_parquet(path: Path, first_row: int, rows_per_part: int) -> tuple[Shard, list[tuple[int, int, int]]]:
+    import pyarrow.parquet as pq
+
+    size = path.stat().st_size
+    try:
+        meta = pq.ParquetFile(path).metadata
+        schema = meta.schema.to_arrow_schema()
+    except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...: name the file either way
+        raise InputError(f"{path} is not a readable Parquet file ({e})") from e
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:  # the footer holds every row group's offsets, sizes and statistics
+        f.seek(max(0, size - 8))
+        tail = f.read(8)
+        footer_len = int.from_bytes(tail[:4], "little") if len(tail) == 8 else 0
+        f.seek(max(0, size - 8 - footer_len))
+        h.update(f.read(footer_len + 8))
+    rows = meta.num_rows
+    starts = [(r, 0, 0) for r in range(0, rows, rows_per_part)]
+    return Shard(str(path), rows, first_row, size, h.hexdigest(), tuple(schema.names)), starts

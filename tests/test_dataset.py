@@ -1,0 +1,255 @@
+"""The corpus job: every input format, ids and kept columns, bad rows, kill and resume, refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from embedrt import Embedder  # noqa: E402
+from embedrt.dataset import BadRowError, InputError, OutputError, embed_dataset  # noqa: E402
+
+TEXTS = [f"row {i}: " + " ".join(["word", "longer words", "한국어 문장", "🙂"][: i % 4 + 1]) * (i % 5 + 1)
+         for i in range(230)] + ["", "   "]  # fmt: skip
+
+
+def _read(out: Path) -> pa.Table:
+    return pq.read_table(out).sort_by("id")
+
+
+def _vectors(table: pa.Table) -> np.ndarray:
+    return np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bert_bundle: Path) -> Embedder:
+    return Embedder(tiny_bert_bundle)
+
+
+@pytest.fixture(scope="module")
+def expected(model: Embedder) -> np.ndarray:
+    return model.encode(TEXTS)  # type: ignore[return-value]
+
+
+def _write(path: Path, fmt: str, rows: list[dict[str, object]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "txt":
+        path.write_text("".join(f"{r['text']}\n" for r in rows), encoding="utf-8")
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    elif fmt == "csv":
+        with path.open("w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=37)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet"])
+def test_every_format_gives_the_in_memory_vectors(fmt: str, tmp_path: Path, tiny_bert_bundle: Path,
+                                                  expected: np.ndarray) -> None:  # fmt: skip
+    rows = [{"doc": f"d{i}", "text": t, "n": i} for i, t in enumerate(TEXTS)]
+    if fmt == "txt":
+        rows = [{"text": t.strip() or t} for t in TEXTS[:-1]]  # a line may not hold a newline; "   " stays
+    src = _write(tmp_path / f"in.{fmt}", fmt, rows)
+    cols = {} if fmt == "txt" else {"id_column": "doc", "keep_columns": ["n"]}
+    summary = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=50, progress=False, **cols)
+    assert summary.written == summary.rows == len(rows) and summary.bad_rows == 0
+    table = pq.read_table(tmp_path / "out")
+    n = len(rows)
+    if fmt == "txt":
+        assert table.column("id").to_pylist() == list(range(n))
+        texts = [r["text"] for r in rows]
+    else:
+        assert table.column_names == ["id", "n", "embedding"]
+        assert table.column("id").to_pylist() == [f"d{i}" for i in range(n)]
+        assert table.column("n").to_pylist() == (list(range(n)) if fmt != "csv" else [str(i) for i in range(n)])
+        texts = TEXTS
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32)
+    want = Embedder(tiny_bert_bundle).encode(texts)
+    np.testing.assert_allclose(_vectors(table), want, atol=2e-6)
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["complete"] and manifest["rows"] == n and manifest["dimension"] == 32
+    assert manifest["identity"]["format"] == fmt and len(manifest["parts"]) == -(-n // 50)
+
+
+def test_folder_and_glob_of_shards_number_rows_across_files(tmp_path: Path, tiny_bert_bundle: Path,
+                                                            expected: np.ndarray) -> None:  # fmt: skip
+    for k, lo in enumerate(range(0, 230, 80)):
+        _write(tmp_path / "in" / f"shard-{k}.jsonl", "jsonl", [{"text": t} for t in TEXTS[:230][lo : lo + 80]])
+    (tmp_path / "in" / "_SUCCESS").write_text("")  # hidden and underscore files are not input
+    a = embed_dataset(tmp_path / "in", tmp_path / "a", tiny_bert_bundle, rows_per_part=64, progress=False)
+    b = embed_dataset(str(tmp_path / "in" / "*.jsonl"), tmp_path / "b", tiny_bert_bundle, rows_per_part=64,
+                      progress=False)  # fmt: skip
+    assert a.rows == b.rows == 230 and a.parts == 6  # parts never span files: 80 = 64 + 16, 70 = 64 + 6
+    ta, tb = _read(tmp_path / "a"), _read(tmp_path / "b")
+    assert ta.column("id").to_pylist() == list(range(230))
+    np.testing.assert_array_equal(_vectors(ta), _vectors(tb))
+    np.testing.assert_allclose(_vectors(ta), expected[:230], atol=2e-6)
+
+
+def test_text_file_edges(tmp_path: Path, tiny_bert_bundle: Path, model: Embedder) -> None:
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"first\r\n\r\nthird\nlast without newline")  # CRLF, an empty text, no final newline
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, progress=False)
+    table = _read(tmp_path / "out")
+    np.testing.assert_allclose(_vectors(table), model.encode(["first", "", "third", "last without newline"]),
+                               atol=2e-6)  # fmt: skip
+
+
+def _bad_corpus(path: Path) -> Path:
+    lines = [json.dumps({"id": f"ok{i}", "text": t}) for i, t in enumerate(TEXTS[:100])]
+    lines[10] = json.dumps({"id": "null", "text": None})
+    lines[40] = json.dumps({"id": "number", "text": 3})
+    lines[55] = json.dumps({"id": "missing", "body": "no text key"})
+    lines[70] = '{"id": "surrogate", "text": "bad \\udcff"}'
+    raw = "\n".join(lines).encode() + b"\n"
+    raw = raw.replace(json.dumps(TEXTS[80]).encode(), b'"caf\xe9 undecodable"')  # row ok80: latin-1 bytes
+    raw += b"\n"  # an empty line is not a row
+    path.write_bytes(raw)
+    return path
+
+
+def test_bad_rows_fail_names_the_row_and_keeps_finished_parts(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _bad_corpus(tmp_path / "in.jsonl")
+    with pytest.raises(BadRowError) as e:
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="id", rows_per_part=8, progress=False)
+    assert "in.jsonl line 11 (id 'null'): text is null" in str(e.value)
+    assert sorted(p.name for p in (tmp_path / "out").glob("part-*")) == ["part-000000.parquet"]
+    # the input fixed, the same call continues: part 0 is kept, not recomputed
+    src.write_text("".join(json.dumps({"id": f"ok{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:100])))
+    with pytest.raises(OutputError, match="input"):  # the input changed: refused without overwrite
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="id", rows_per_part=8, progress=False)
+
+
+@pytest.mark.parametrize("policy", ["skip", "null"])
+def test_bad_rows_skip_or_null_are_recorded(policy: str, tmp_path: Path, tiny_bert_bundle: Path,
+                                            model: Embedder) -> None:  # fmt: skip
+    src = _bad_corpus(tmp_path / "in.jsonl")
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="id", rows_per_part=16,
+                      on_error=policy, progress=False)  # fmt: skip
+    bad_ids = ["null", "number", "missing", "surrogate", "ok80"]
+    assert s.rows == 100 and s.bad_rows == 5 and s.written == (95 if policy == "skip" else 100)
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["bad_rows"]["ids"] == bad_ids and manifest["bad_rows"]["count"] == 5
+    records = [json.loads(x) for x in (tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines()]
+    reasons = {r["id"]: r["reason"] for r in records}
+    assert reasons["number"].startswith("text is int") and "missing column 'text'" in reasons["missing"]
+    assert "lone surrogate" in reasons["surrogate"] and "invalid UTF-8" in reasons["ok80"]
+    assert [r["line"] for r in records] == [11, 41, 56, 71, 81]
+    table = pq.read_table(tmp_path / "out")
+    ids = table.column("id").to_pylist()
+    emb = table.column("embedding")
+    if policy == "skip":
+        assert not set(bad_ids) & set(ids) and emb.null_count == 0
+    else:
+        assert ids == [json.loads(x)["id"] for x in src.read_text(errors="replace").splitlines() if x.strip()]
+        assert [ids[i] for i in range(len(ids)) if not emb[i].is_valid] == bad_ids
+    good = [i for i in range(100) if f"ok{i}" in ids and emb[ids.index(f"ok{i}")].is_valid]
+    got = np.stack([emb[ids.index(f"ok{i}")].values.to_numpy() for i in good])
+    np.testing.assert_allclose(got, model.encode([TEXTS[i] for i in good]), atol=2e-6)
+
+
+def test_bad_rows_in_csv_and_parquet(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    c = tmp_path / "in.csv"
+    c.write_bytes(b'id,text\na,"fine, quoted\nover two lines"\nb,caf\xe9\nc,short,extra\nd,ok\n')
+    s = embed_dataset(c, tmp_path / "c", tiny_bert_bundle, id_column="id", on_error="skip", progress=False)
+    assert _read(tmp_path / "c").column("id").to_pylist() == ["a", "d"]
+    assert [(b["id"], b["line"]) for b in s.bad_examples] == [("b", 4), (None, 5)]
+    p = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "text": pa.array([b"ok", None, b"\xff\xfe"], pa.binary())}), p)
+    s = embed_dataset(p, tmp_path / "p", tiny_bert_bundle, id_column="id", on_error="null", progress=False)
+    assert [(b["id"], b["row"], b["reason"][:12]) for b in s.bad_examples] == [(2, 1, "text is null"),
+                                                                                (3, 2, "undecodable ")]  # fmt: skip
+    with pytest.raises(InputError, match="has no column 'body'"):
+        embed_dataset(p, tmp_path / "q", tiny_bert_bundle, text_column="body", progress=False)
+
+
+def test_output_of_another_job_is_refused(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS[:20]])
+    out = tmp_path / "out"
+    embed_dataset(src, out, tiny_bert_bundle, progress=False)
+    with pytest.raises(OutputError, match="normalize"):
+        embed_dataset(src, out, tiny_bert_bundle, normalize=True, progress=False)
+    other = _write(tmp_path / "other.jsonl", "jsonl", [{"text": t} for t in TEXTS[20:40]])
+    with pytest.raises(OutputError, match="input"):
+        embed_dataset(other, out, tiny_bert_bundle, progress=False)
+    s = embed_dataset(other, out, tiny_bert_bundle, overwrite=True, progress=False)
+    assert s.parts_resumed == 0 and s.written == 20
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="did not write"):
+        embed_dataset(other, out, tiny_bert_bundle, overwrite=True, progress=False)
+
+
+def test_bad_arguments_are_named(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _write(tmp_path / "in.txt", "txt", [{"text": "a"}])
+    with pytest.raises(ValueError, match="on_error 'drop'"):
+        embed_dataset(src, tmp_path / "o", tiny_bert_bundle, on_error="drop")
+    with pytest.raises(InputError, match="no columns"):
+        embed_dataset(src, tmp_path / "o", tiny_bert_bundle, id_column="id")
+    with pytest.raises(InputError, match="does not exist"):
+        embed_dataset(tmp_path / "nope.jsonl", tmp_path / "o", tiny_bert_bundle)
+    (tmp_path / "x.json.gz").write_bytes(b"")
+    with pytest.raises(InputError, match="compressed"):
+        embed_dataset(tmp_path / "x.json.gz", tmp_path / "o", tiny_bert_bundle)
+    with pytest.raises(ValueError, match="keep_columns may not hold 'embedding'"):
+        embed_dataset(src, tmp_path / "o", tiny_bert_bundle, keep_columns=["embedding"])
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "embedrt.cli", "embed-dataset", *args]
+
+
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    rows = [{"id": f"doc-{i}", "text": TEXTS[i % len(TEXTS)] + f" #{i}"} for i in range(12_000)]
+    src = _write(tmp_path / "in.jsonl", "jsonl", rows)
+    args = [str(src), "", "-m", str(tiny_bert_bundle), "--id-column", "id", "--rows-per-part", "400", "--no-progress",
+            "--threads", "1"]
+    env = dict(os.environ)
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    subprocess.run(_cli(*[str(ref) if a == "" else a for a in args]), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(_cli(*[str(out) if a == "" else a for a in args]), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("part-*.parquet"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = sorted(out.glob("part-*.parquet"))
+    assert 3 <= len(finished) < 30, "the kill should land mid-run"
+    mtimes = {p.name: p.stat().st_mtime_ns for p in finished}
+    resumed = subprocess.run(_cli(*[str(out) if a == "" else a for a in args]), env=env, capture_output=True,
+                             text=True, check=True)  # fmt: skip
+    assert "finished by an earlier run" in resumed.stderr
+    for name, mtime in mtimes.items():  # no finished part was recomputed
+        if name in {json.loads(x)["file"] for x in (out / "_parts.jsonl").read_text().splitlines()[:3]}:
+            assert (out / name).stat().st_mtime_ns == mtime
+    a, b = _read(ref), _read(out)
+    assert b.column("id").to_pylist() == a.column("id").to_pylist() and b.num_rows == 12_000
+    assert len(set(b.column("id").to_pylist())) == 12_000
+    np.testing.assert_array_equal(_vectors(a), _vectors(b))
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_cli_summary_and_progress(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _write(tmp_path / "in.csv", "csv", [{"key": f"k{i}", "text": t} for i, t in enumerate(TEXTS[:50])])
+    r = subprocess.run(_cli(str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle), "--id-column", "key"),
+                       capture_output=True, text=True, check=True)  # fmt: skip
+    assert "50 rows written" in r.stdout and "texts/s" in r.stdout and "tokens/s" in r.stdout
+    assert "embed-dataset" in r.stderr and "row" in r.stderr  # the progress bar
+    r = subprocess.run(_cli(str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle)), capture_output=True,
+                       text=True)  # fmt: skip
+    assert r.returncode == 2 and "option 'id_column'" in r.stderr
