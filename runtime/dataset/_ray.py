@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,10 @@ def _ray() -> Any:
 def _connect(ray: Any, address: str | None, say: Callable[[str], None]) -> bool:
     """Join the cluster at ``address`` (or RAY_ADDRESS, or the one this process already joined), else
     start a local one. Returns True when this call started Ray (and so should stop it)."""
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # our progress bar and log lines say what it would
     if ray.is_initialized():
         return False
-    ray.init(address=address, log_to_driver=False, configure_logging=False, include_dashboard=False)
+    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
     resources = ray.cluster_resources()
     say(f"Ray: {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs "
         f"({'cluster at ' + address if address else 'local or RAY_ADDRESS'})")

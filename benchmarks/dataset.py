@@ -1,0 +1,163 @@
+"""The corpus job measured: throughput against in-memory ``Embedder.encode``, peak RSS as the corpus
+grows, and the Ray backend with 1 and 2 actors.
+
+    python -m benchmarks.dataset BUNDLE --machine NAME                     # everything below
+    python -m benchmarks.dataset BUNDLE --only throughput --compare-rows 20000 --rounds 2
+    python -m benchmarks.dataset BUNDLE --only rss --rss-rows 100000,1000000
+
+- Corpus: ``--rows`` texts generated deterministically from the frozen benchmark sentences
+  (``benchmarks/corpus.py``: English docstrings and Korean statutes, mean ~38 tokens), each made
+  unique by a numbered suffix, written as JSONL with a string id, once per size (cached under
+  ``benchmarks/.cache``).
+- Every measurement runs in its own process (a fresh interpreter: peak RSS is that process's
+  ``ru_maxrss``), with the same bundle, threads and batch size.
+- throughput: the job (``embed_dataset``, reading the JSONL, writing Parquet, end to end) and
+  ``Embedder.encode`` on the same texts already in memory (only the encode call is timed),
+  alternating, ``--rounds`` times each; the ratio is job / encode.
+- rss: the job at each size of ``--rss-rows``, and in-memory encode at the smallest (reading every
+  text, tokenizing, holding every vector, as ``embedrt encode`` does).
+- ray: the job with ``--backend ray`` and 1 and 2 actors of 1 CPU (a local Ray), on the throughput
+  corpus. Ray's actors are other processes: their RSS is not in these numbers.
+
+Writes ``benchmarks/results/dataset-<machine>-<date>.json`` with the CPU flags and load averages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache" / "dataset"
+
+
+def generate(rows: int) -> Path:
+    """``rows`` unique texts as JSONL (``{"id": "doc-N", "text": ...}``), made once and cached."""
+    path = CACHE / f"corpus-{rows}.jsonl"
+    if path.is_file():
+        return path
+    from benchmarks.corpus import load_sentences
+
+    sentences = load_sentences(2000, seed=0)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for i in range(rows):
+            text = f"{sentences[(i * 7919) % len(sentences)]} (#{i})"
+            f.write(json.dumps({"id": f"doc-{i}", "text": text}, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, actors: int) -> dict[str, Any]:
+    """One measurement, in this (fresh) process."""
+    out = CACHE / f"out-{kind}-{os.getpid()}"
+    shutil.rmtree(out, ignore_errors=True)
+    result: dict[str, Any] = {"kind": kind}
+    if kind == "encode":
+        from embedrt import Embedder
+
+        model = Embedder(bundle, threads=threads)
+        with open(corpus, encoding="utf-8") as f:
+            texts = [json.loads(line)["text"] for line in f]
+        t0 = time.perf_counter()
+        vectors = model.encode(texts, batch_size=batch_size)
+        result["seconds"] = time.perf_counter() - t0
+        result["rows"] = len(vectors)
+        result["tokens"] = int(model.tokenize(texts).lengths.sum())
+    else:
+        from embedrt.dataset import RayOptions, embed_dataset
+
+        backend = "ray" if kind == "ray" else "local"
+        ray = RayOptions(num_actors=actors, cpus_per_actor=1) if backend == "ray" else None
+        t0 = time.perf_counter()
+        s = embed_dataset(corpus, out, bundle, id_column="id", batch_size=batch_size, threads=threads,
+                          backend=backend, ray=ray, progress=False)  # fmt: skip
+        result["seconds"] = time.perf_counter() - t0
+        result["rows"], result["tokens"] = s.written, s.tokens
+        shutil.rmtree(out, ignore_errors=True)
+    result["texts_per_s"] = result["rows"] / result["seconds"]
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def measure(kind: str, bundle: str, corpus: Path, threads: int, batch_size: int, actors: int = 0) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.dataset", "_child", kind, bundle, str(corpus), str(threads),
+           str(batch_size), str(actors)]  # fmt: skip
+    load = os.getloadavg()[0]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{r.stderr[-3000:]}")
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result["load_before"] = round(load, 2)
+    result["corpus_rows"] = sum(1 for _ in corpus.open("rb"))
+    print(f"  {kind:>7} {result['corpus_rows']:>8} rows: {result['texts_per_s']:8.1f} texts/s, "
+          f"peak RSS {result['peak_rss_mb']:7.0f} MB (load {load:.1f})", flush=True)
+    return result
+
+
+def cpu_flags() -> list[str]:
+    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
+    return sorted(f for f in flags if f.startswith(("avx", "amx")) or "vnni" in f)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_child":
+        print(json.dumps(_child(argv[1], argv[2], argv[3], *(int(a) for a in argv[4:7]))))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle")
+    p.add_argument("--machine", default=platform.node())
+    p.add_argument("--only", nargs="*", default=["throughput", "rss", "ray"], choices=["throughput", "rss", "ray"])
+    p.add_argument("--compare-rows", type=int, default=20_000)
+    p.add_argument("--rss-rows", default="100000,1000000")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    args = p.parse_args(argv)
+    report: dict[str, Any] = {
+        "machine": args.machine, "date": time.strftime("%Y-%m-%d %H:%M"), "bundle": args.bundle,
+        "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+        "threads": args.threads, "batch_size": args.batch_size, "command": "python -m benchmarks.dataset " + " ".join(argv),
+    }  # fmt: skip
+    bundle = str(Path(args.bundle).resolve())
+    if "throughput" in args.only:
+        corpus = generate(args.compare_rows)
+        print(f"throughput, {args.compare_rows} texts, alternating:", flush=True)
+        runs = [measure(k, bundle, corpus, args.threads, args.batch_size)
+                for _ in range(args.rounds) for k in ("job", "encode")]  # fmt: skip
+        report["throughput"] = {"runs": runs, **_ratio(runs)}
+        print(f"  job / encode: {report['throughput']['ratio']:.3f}", flush=True)
+    if "rss" in args.only:
+        sizes = sorted(int(x) for x in args.rss_rows.split(","))
+        print("peak RSS:", flush=True)
+        report["rss"] = {"encode": measure("encode", bundle, generate(sizes[0]), args.threads, args.batch_size),
+                         "job": [measure("job", bundle, generate(n), args.threads, args.batch_size) for n in sizes]}
+    if "ray" in args.only:
+        corpus = generate(args.compare_rows)
+        print(f"Ray backend, {args.compare_rows} texts:", flush=True)
+        report["ray"] = [measure("ray", bundle, corpus, args.threads, args.batch_size, actors=a) for a in (1, 2)]
+    out = HERE / "results" / f"dataset-{args.machine}-{time.strftime('%Y%m%d')}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def _ratio(runs: list[dict[str, Any]]) -> dict[str, float]:
+    job = [r["texts_per_s"] for r in runs if r["kind"] == "job"]
+    enc = [r["texts_per_s"] for r in runs if r["kind"] == "encode"]
+    return {"job_texts_per_s": max(job), "encode_texts_per_s": max(enc), "ratio": max(job) / max(enc)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The corpus job on Ray Data (a local Ray, 2 actors): the local backend's output, vector for vector."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from embedrt import Embedder  # noqa: E402
+from embedrt.dataset import BadRowError, RayOptions, embed_dataset, embed_ray_dataset  # noqa: E402
+
+TEXTS = [f"text {i} " + "word " * (i % 13) + ("한국어" if i % 3 else "") for i in range(900)]
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    # 3 logical CPUs on this 2-core machine: 2 one-CPU actors and one left for Ray's own tasks.
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _vectors(table: pa.Table) -> np.ndarray:
+    return np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+
+
+def test_ray_backend_equals_local_backend(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"key": f"k{i}", "text": t, "n": i}) + "\n" for i, t in enumerate(TEXTS)))
+    common = {"id_column": "key", "keep_columns": ["n"], "rows_per_part": 100, "progress": False}
+    local = embed_dataset(src, tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    rayed = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray",
+                          ray=RayOptions(num_actors=2), **common)  # type: ignore[arg-type]  # fmt: skip
+    assert rayed.written == local.written == 900 and rayed.parts == 9
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    assert a.schema == b.schema
+    assert b.column("id").to_pylist() == [f"k{i}" for i in range(900)]  # parts are written in input order
+    np.testing.assert_array_equal(_vectors(a), _vectors(b))
+    # the Ray run resumes like the local one: every part is found finished
+    again = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=2),
+                          **common)  # type: ignore[arg-type]  # fmt: skip
+    assert again.parts_resumed == 9 and again.rows_embedded == 0
+
+
+def test_ray_backend_names_a_bad_row(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    lines = [json.dumps({"text": t}) for t in TEXTS[:300]]
+    lines[250] = json.dumps({"text": None})
+    src.write_text("\n".join(lines) + "\n")
+    with pytest.raises(BadRowError, match=r"in.jsonl line 251 \(id 250\): text is null"):
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=100, backend="ray",
+                      ray=RayOptions(num_actors=2), progress=False)  # fmt: skip
+    assert (tmp_path / "out" / "part-000000.parquet").is_file()
+
+
+def test_embed_ray_dataset_adds_a_column(local_ray: None, tiny_bert_bundle: Path) -> None:
+    rows = [{"id": i, "text": t} for i, t in enumerate(TEXTS[:200])] + [{"id": 200, "text": None}]
+    ds = ray.data.from_items(rows, override_num_blocks=4)
+    out = embed_ray_dataset(ds, tiny_bert_bundle, id_column="id", on_error="skip", num_actors=2, rows_per_batch=64)
+    table = pa.concat_tables([pa.Table.from_pandas(b) for b in out.iter_batches(batch_format="pandas")])
+    table = table.sort_by("id")
+    assert table.column_names == ["id", "text", "embedding"] and table.num_rows == 200
+    want = Embedder(tiny_bert_bundle).encode(TEXTS[:200])
+    np.testing.assert_allclose(_vectors(table), want, atol=2e-6)
+    with pytest.raises(ValueError, match="on_error 'ignore'"):
+        embed_ray_dataset(ds, tiny_bert_bundle, on_error="ignore")
