@@ -228,15 +228,13 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path,
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = sorted(out.glob("part-*.parquet"))
-    assert 3 <= len(finished) < 30, "the kill should land mid-run"
-    mtimes = {p.name: p.stat().st_mtime_ns for p in finished}
+    journaled = [json.loads(x)["file"] for x in (out / "_parts.jsonl").read_text().splitlines() if x.endswith("}")]
+    assert 3 <= len(journaled) < 30, "the kill should land mid-run"
+    mtimes = {name: (out / name).stat().st_mtime_ns for name in journaled}
     resumed = subprocess.run(_cli(*[str(out) if a == "" else a for a in args]), env=env, capture_output=True,
                              text=True, check=True)  # fmt: skip
-    assert "finished by an earlier run" in resumed.stderr
-    for name, mtime in mtimes.items():  # no finished part was recomputed
-        if name in {json.loads(x)["file"] for x in (out / "_parts.jsonl").read_text().splitlines()[:3]}:
-            assert (out / name).stat().st_mtime_ns == mtime
+    assert f"{len(journaled)} finished by an earlier run" in resumed.stderr
+    assert {name: (out / name).stat().st_mtime_ns for name in journaled} == mtimes  # none recomputed
     a, b = _read(ref), _read(out)
     assert b.column("id").to_pylist() == a.column("id").to_pylist() and b.num_rows == 12_000
     assert len(set(b.column("id").to_pylist())) == 12_000
@@ -253,3 +251,18 @@ def test_cli_summary_and_progress(tmp_path: Path, tiny_bert_bundle: Path) -> Non
     r = subprocess.run(_cli(str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle)), capture_output=True,
                        text=True)  # fmt: skip
     assert r.returncode == 2 and "option 'id_column'" in r.stderr
+
+
+def test_resume_after_a_torn_journal_line_and_a_stale_temporary(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS])
+    out = tmp_path / "out"
+    embed_dataset(src, out, tiny_bert_bundle, rows_per_part=40, progress=False)
+    ref = _vectors(_read(out))
+    lines = (out / "_parts.jsonl").read_text().splitlines()
+    (out / "_parts.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:17])  # killed mid-append
+    (out / ".part-000004.parquet.tmp-123").write_bytes(b"PAR1 half")  # killed mid-write
+    (out / "part-000005.parquet").unlink()
+    s = embed_dataset(src, out, tiny_bert_bundle, rows_per_part=40, progress=False)
+    assert s.parts_resumed == 3 and s.rows_embedded == len(TEXTS) - 3 * 40
+    np.testing.assert_array_equal(_vectors(_read(out)), ref)
+    assert not list(out.glob(".*")) and len((out / "_parts.jsonl").read_text().splitlines()) == s.parts

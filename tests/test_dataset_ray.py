@@ -64,8 +64,8 @@ def test_embed_ray_dataset_adds_a_column(local_ray: None, tiny_bert_bundle: Path
     rows = [{"id": i, "text": t} for i, t in enumerate(TEXTS[:200])] + [{"id": 200, "text": None}]
     ds = ray.data.from_items(rows, override_num_blocks=4)
     out = embed_ray_dataset(ds, tiny_bert_bundle, id_column="id", on_error="skip", num_actors=2, rows_per_batch=64)
-    table = pa.concat_tables([pa.Table.from_pandas(b) for b in out.iter_batches(batch_format="pandas")])
-    table = table.sort_by("id")
+    table = pa.concat_tables(list(out.iter_batches(batch_format="pyarrow"))).sort_by("id")
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32)
     assert table.column_names == ["id", "text", "embedding"] and table.num_rows == 200
     want = Embedder(tiny_bert_bundle).encode(TEXTS[:200])
     np.testing.assert_allclose(_vectors(table), want, atol=2e-6)

@@ -83,6 +83,8 @@ class OutputFolder:
                 f"output folder {str(self.path)!r} holds files embedrt did not write ({', '.join(foreign[:5])}); "
                 "choose an empty or new folder"
             )
+        for stale in self.path.glob(".*.tmp-*"):  # left by a run killed while writing a file
+            stale.unlink()
         old = self._read_manifest()
         if old is not None and not overwrite:
             mismatch = _mismatch(old.get("identity", {}), identity)
@@ -127,7 +129,7 @@ class OutputFolder:
         path = self.path / JOURNAL
         if not path.is_file():
             return done
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 entry = json.loads(line)
                 file = self.path / entry["file"]
@@ -135,6 +137,9 @@ class OutputFolder:
                     done[int(entry["part"])] = entry
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a kill
+        # Rewrite it with the good lines only, so the next append does not land on a torn one.
+        data = "".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for _, e in sorted(done.items())).encode()
+        write_atomic(path, lambda f: f.write(data))
         return done
 
     def write_part(self, name: str, write: Callable[[IO[bytes]], Any], entry: dict[str, Any]) -> dict[str, Any]:
