@@ -43,6 +43,7 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--rows-per-part", type=int, default=10_000, help="rows per output file (default 10000)")
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
+    p.add_argument("--prompt", help="a prompt of your own, prepended to each text")
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, help="onnxruntime threads (local backend; default: available CPUs)")
@@ -63,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = embed_dataset(
             args.input, args.output, args.model, text_column=args.text_column, id_column=args.id_column,
             keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
-            normalize=args.normalize, prompt_name=args.prompt_name, overwrite=args.overwrite, device=args.device,
+            normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite, device=args.device,
             threads=args.threads, backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,
         )  # fmt: skip
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -74,7 +75,7 @@ class DatasetSummary:
 def embed_dataset(
     input: str | Path | list[str | Path],
     output: str | Path,
-    model: str | Path,
+    model: str | Path | Embedder,
     *,
     text_column: str = "text",
     id_column: str | None = None,
@@ -95,6 +96,7 @@ def embed_dataset(
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
+    ``model``: a bundle folder, or an ``Embedder`` already loaded (local backend).
     ``input``: a ``.txt`` (one text a line), ``.jsonl``, ``.csv``/``.tsv`` or ``.parquet`` file, a
     folder of them, or a glob. Rows are cut into parts of ``rows_per_part``; each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
@@ -109,78 +111,98 @@ def embed_dataset(
     """
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
-    keep = tuple(keep_columns)
-    _check_columns(id_column, keep)
-    policy = parse(OnError, on_error, "on_error")
+    job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
+                              prompt_name, prompt)  # fmt: skip
     which = parse(Backend, backend, "backend")
-    embedder = Embedder(model, device=device, threads=threads) if which is Backend.LOCAL else None
-    bundle_hash, dim = _bundle_identity(Path(model))
-    plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column, keep_columns=keep, log=say)
-    schema = output_schema(plan, id_column, keep, dim)
-    identity = {
-        "bundle": bundle_hash, "input": plan.fingerprint(), "format": plan.format.value, "rows_per_part": rows_per_part,
-        "text_column": text_column, "id_column": id_column, "keep_columns": list(keep), "on_error": policy.value,
-        "normalize": bool(normalize), "prompt_name": prompt_name, "prompt": prompt,
-    }  # fmt: skip
+    if which is Backend.RAY:
+        from ._ray import ray_module
+
+        ray_module()  # a missing extra fails before the input is scanned
+    bundle = model.path if isinstance(model, Embedder) else Path(model)
+    bundle_hash, dim = _bundle_identity(bundle, prompt_name, prompt)
+    embedder = None
+    if which is Backend.LOCAL:
+        embedder = model if isinstance(model, Embedder) else Embedder(bundle, device=device, threads=threads)
+    plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column, keep_columns=job.keep_columns,
+                      log=say)  # fmt: skip
+    schema = output_schema(plan, id_column, job.keep_columns, dim)
     folder = OutputFolder(output)
-    done = folder.open(identity, overwrite)
+    done = folder.open(job.identity(bundle_hash, plan), overwrite)
     todo = [p for p in plan.parts if p.index not in done]
     say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of up to {rows_per_part} rows; "
         f"{len(done)} finished by an earlier run, {len(todo)} to do")
-    stats = _Stats(done)
-    bar = _progress(plan.rows, sum(plan.parts[i].rows for i in done), progress)
-
-    def write(part: PartSpec, result: BatchResult) -> None:
-        table = result.table.cast(schema)
-        entry = {"part": part.index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
-                 "bad": [b.to_dict() for b in result.bad]}  # fmt: skip
-        stats.add(folder.write_part(part.name, lambda f: _write_parquet(table, f), entry))
-        if bar is not None:
-            bar.update(part.rows)
-            bar.set_postfix(tokens_per_s=f"{stats.tokens / max(time.perf_counter() - t0, 1e-9):.0f}", refresh=False)
-
-    settings = {"text_column": text_column, "id_column": id_column, "keep_columns": keep, "on_error": policy,
-                "batch_size": batch_size, "normalize": normalize, "prompt_name": prompt_name, "prompt": prompt}  # fmt: skip
-    try:
-        if which is Backend.LOCAL:
+    with _Tracker(plan, done, folder, progress, t0) as tracker:
+        if embedder is not None:
             from ._local import run_local
 
-            assert embedder is not None
-            batch = EmbedBatch(embedder, **_batch_kwargs(settings))
-            run_local(todo, lambda p: read_part(plan, p, text_column, id_column, keep), batch, write)
+            batch = EmbedBatch(embedder, **job.batch_kwargs())
+            run_local(todo, lambda p: job.read(plan, p), batch, lambda p, r: tracker.write(p, r.table.cast(schema), r))
         else:
             from ._ray import run_ray
 
-            run_ray(plan, todo, Path(model), Path(output), schema, settings, ray or RayOptions(), device,
-                    stats.add_ray(folder, bar), say)
-    finally:
-        if bar is not None:
-            bar.close()
-    summary = stats.summary(str(output), plan, time.perf_counter() - t0)
-    folder.finish(_final_manifest(plan, summary, schema, stats, batch_size), stats.bad_rows())
+            run_ray(plan, todo, bundle, Path(output), schema, job, ray or RayOptions(), device, tracker.record, say)
+    summary = tracker.summary(str(output), time.perf_counter() - t0)
+    folder.finish(_final_manifest(plan, summary, schema, tracker, batch_size), tracker.bad_rows())
     return summary
 
 
-def _check_columns(id_column: str | None, keep: tuple[str, ...]) -> None:
-    for c in keep:
-        if c in ("id", "embedding"):
-            raise ValueError(f"keep_columns may not hold {c!r}: the output has its own {c!r} column")
-    if id_column is not None and id_column in keep:
-        raise ValueError(f"id_column {id_column!r} is also in keep_columns; it is written as 'id' already")
+@dataclass(frozen=True)
+class JobSettings:
+    """What decides a job's output, checked once; the same on every backend and every actor."""
+
+    text_column: str
+    id_column: str | None
+    keep_columns: tuple[str, ...]
+    on_error: OnError
+    batch_size: int
+    rows_per_part: int
+    normalize: bool
+    prompt_name: str | None
+    prompt: str | None
+
+    @classmethod
+    def checked(cls, text_column: str, id_column: str | None, keep_columns: Any, on_error: str | OnError,
+                batch_size: int, rows_per_part: int, normalize: bool, prompt_name: str | None,
+                prompt: str | None) -> JobSettings:  # fmt: skip
+        keep = tuple(keep_columns)
+        for c in keep:
+            if c in ("id", "embedding"):
+                raise ValueError(f"keep_columns may not hold {c!r}: the output has its own {c!r} column")
+        if id_column is not None and id_column in keep:
+            raise ValueError(f"id_column {id_column!r} is also in keep_columns; it is written as 'id' already")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        policy = parse(OnError, on_error, "on_error")
+        return cls(text_column, id_column, keep, policy, batch_size, rows_per_part, bool(normalize), prompt_name, prompt)
+
+    def identity(self, bundle_hash: str, plan: Plan) -> dict[str, Any]:
+        """What must match for a run to continue an OUTPUT (batch size, threads, backend may change)."""
+        return {
+            "bundle": bundle_hash, "input": plan.fingerprint(), "format": plan.format.value,
+            "rows_per_part": self.rows_per_part, "text_column": self.text_column, "id_column": self.id_column,
+            "keep_columns": list(self.keep_columns), "on_error": self.on_error.value, "normalize": self.normalize,
+            "prompt_name": self.prompt_name, "prompt": self.prompt,
+        }  # fmt: skip
+
+    def batch_kwargs(self) -> dict[str, Any]:
+        from ._readers import TEXT
+
+        return {"text_column": TEXT, "id_column": "id", "on_error": self.on_error, "batch_size": self.batch_size,
+                "normalize": self.normalize, "prompt_name": self.prompt_name, "prompt": self.prompt}  # fmt: skip
+
+    def read(self, plan: Plan, part: PartSpec) -> pa.Table:
+        return read_part(plan, part, self.text_column, self.id_column, self.keep_columns)
 
 
-def _batch_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
-    from ._readers import TEXT
-
-    return {"text_column": TEXT, "id_column": "id", "on_error": settings["on_error"],
-            "batch_size": settings["batch_size"], "normalize": settings["normalize"],
-            "prompt_name": settings["prompt_name"], "prompt": settings["prompt"]}  # fmt: skip
-
-
-def _bundle_identity(bundle: Path) -> tuple[str, int]:
+def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) -> tuple[str, int]:
+    """The bundle's hash and dimension; a bad prompt fails here, before any work (or any Ray actor)."""
     from .._bundle import load_manifest
 
     manifest = load_manifest(bundle, verify=False)  # the Embedder verified it (local) or the actors will
+    if prompt_name is not None and prompt is not None:
+        raise ValueError("give prompt_name or prompt, not both")
+    if prompt_name is not None and prompt_name not in manifest.prompts:
+        raise ValueError(f"prompt_name {prompt_name!r} is not in this bundle's prompts {sorted(manifest.prompts)}")
     return hashlib.sha256((bundle / MANIFEST_NAME).read_bytes()).hexdigest(), manifest.dimension
 
 
@@ -209,39 +231,57 @@ def _write_parquet(table: pa.Table, f: IO[bytes]) -> None:  # (table, file) for 
     pq.write_table(table, f, row_group_size=max(table.num_rows, 1))
 
 
-class _Stats:
-    def __init__(self, done: dict[int, dict[str, Any]]) -> None:
+class _Tracker:
+    """Finished parts: journals them, counts them, shows progress."""
+
+    def __init__(self, plan: Plan, done: dict[int, dict[str, Any]], folder: OutputFolder, progress: bool,
+                 t0: float) -> None:  # fmt: skip
+        self.plan, self.folder, self.t0 = plan, folder, t0
         self.entries = dict(done)
         self.resumed = len(done)
         self.rows = self.tokens = 0
+        self.bar = _progress(plan.rows, sum(plan.parts[i].rows for i in done), progress)
 
-    def add(self, entry: dict[str, Any]) -> None:
+    def __enter__(self) -> _Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def write(self, part: PartSpec, table: pa.Table, result: BatchResult) -> None:
+        """Local backend: write the part whole, then journal it."""
+        entry = {"part": part.index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
+                 "bad": [b.to_dict() for b in result.bad]}  # fmt: skip
+        self._count(self.folder.write_part(part.name, functools.partial(_write_parquet, table), entry))
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Ray backend: an actor wrote the part; journal it."""
+        self._count(self.folder.record(entry))
+
+    def _count(self, entry: dict[str, Any]) -> None:
         self.entries[int(entry["part"])] = entry
         self.rows += int(entry["input_rows"])
         self.tokens += int(entry["tokens"])
-
-    def add_ray(self, folder: OutputFolder, bar: Any) -> Callable[[dict[str, Any]], None]:
-        def record(entry: dict[str, Any]) -> None:
-            self.add(folder.record(entry))
-            if bar is not None:
-                bar.update(int(entry["input_rows"]))
-
-        return record
+        if self.bar is not None:
+            self.bar.update(int(entry["input_rows"]))
+            rate = self.tokens / max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.set_postfix(tokens_per_s=f"{rate:.0f}", refresh=False)
 
     def bad_rows(self) -> list[dict[str, Any]]:
         return [b for i in sorted(self.entries) for b in self.entries[i].get("bad", [])]
 
-    def summary(self, output: str, plan: Plan, seconds: float) -> DatasetSummary:
+    def summary(self, output: str, seconds: float) -> DatasetSummary:
         bad = self.bad_rows()
         return DatasetSummary(
-            output=output, rows=plan.rows, written=sum(int(e["rows"]) for e in self.entries.values()),
-            bad_rows=len(bad), parts=len(plan.parts), parts_resumed=self.resumed, seconds=seconds,
+            output=output, rows=self.plan.rows, written=sum(int(e["rows"]) for e in self.entries.values()),
+            bad_rows=len(bad), parts=len(self.plan.parts), parts_resumed=self.resumed, seconds=seconds,
             rows_embedded=self.rows, tokens=self.tokens, bad_examples=bad[:20],
         )  # fmt: skip
 
 
 def _final_manifest(
-    plan: Plan, summary: DatasetSummary, schema: pa.Schema, stats: _Stats, batch_size: int
+    plan: Plan, summary: DatasetSummary, schema: pa.Schema, stats: _Tracker, batch_size: int
 ) -> dict[str, Any]:
     bad = stats.bad_rows()
     return {

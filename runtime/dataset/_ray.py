@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,13 +29,15 @@ from .._embedder import Embedder
 from .._types import parse
 from ._batch import BadRow, BadRowError, EmbedBatch, OnError
 from ._output import write_atomic
-from ._readers import read_part
 from ._sources import PartSpec, Plan
+
+if TYPE_CHECKING:
+    from ._job import JobSettings, RayOptions
 
 _INSTALL = 'the Ray backend needs Ray Data: pip install "embedrt[ray]"'
 
 
-def _ray() -> Any:
+def ray_module() -> Any:
     try:
         import ray
         import ray.data
@@ -76,23 +78,19 @@ def _check_cpus(cpus_per_actor: float) -> int:
 class _PartWorker:
     """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``."""
 
-    def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, settings: dict[str, Any],
-                 device: str, threads: int) -> None:  # fmt: skip
-        from ._job import _batch_kwargs
-
-        self.plan, self.output, self.schema, self.settings = plan, Path(output), schema, settings
-        self.batch = EmbedBatch(Embedder(bundle, device=device, threads=threads), **_batch_kwargs(settings))
+    def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings, device: str,
+                 threads: int) -> None:  # fmt: skip
+        self.plan, self.output, self.schema, self.job = plan, Path(output), schema, job
+        self.batch = EmbedBatch(Embedder(bundle, device=device, threads=threads), **job.batch_kwargs())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ._job import _write_parquet
 
         entries = []
-        s = self.settings
         for index in batch["part"].tolist():
             part: PartSpec = self.plan.parts[index]
             try:
-                raw = read_part(self.plan, part, s["text_column"], s["id_column"], tuple(s["keep_columns"]))
-                result = self.batch.run(self.batch.prepare(raw))
+                result = self.batch.run(self.batch.prepare(self.job.read(self.plan, part)))
             except BadRowError as e:
                 entries.append(json.dumps({"part": index, "bad_row": e.row.to_dict() | {"position": e.row.position}},
                                           default=str))  # fmt: skip
@@ -108,11 +106,11 @@ class _PartWorker:
 
 
 def run_ray(
-    plan: Plan, todo: list[PartSpec], bundle: Path, output: Path, schema: pa.Schema, settings: dict[str, Any],
-    options: Any, device: str, record: Callable[[dict[str, Any]], None], say: Callable[[str], None],
+    plan: Plan, todo: list[PartSpec], bundle: Path, output: Path, schema: pa.Schema, job: JobSettings,
+    options: RayOptions, device: str, record: Callable[[dict[str, Any]], None], say: Callable[[str], None],
 ) -> None:  # fmt: skip
     """Embed the parts ``todo`` on Ray actors; ``record`` each finished part (driver side)."""
-    ray = _ray()
+    ray = ray_module()
     threads = _check_cpus(options.cpus_per_actor)
     started = _connect(ray, options.address, say)
     try:
@@ -126,7 +124,7 @@ def run_ray(
         out = ds.map_batches(
             _PartWorker,
             fn_constructor_kwargs={"plan": plan, "bundle": str(bundle.resolve()), "output": str(output.resolve()),
-                                   "schema": schema, "settings": settings, "device": device, "threads": threads},
+                                   "schema": schema, "job": job, "device": device, "threads": threads},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=options.cpus_per_actor, num_gpus=options.num_gpus_per_actor or None,
         )  # fmt: skip
@@ -169,7 +167,7 @@ def embed_ray_dataset(
     ``null`` keeps them with a null vector) inside the batch function, so no block is ever dropped
     whole. The bundle path must be readable on every node.
     """
-    ray = _ray()
+    ray = ray_module()
     threads = _check_cpus(cpus_per_actor)
     parse_on_error = parse(OnError, on_error, "on_error")
     if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
