@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines
+from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit
 
 TEXT, BAD, LINE = "__text", "__bad", "__line"
 INTERNAL = (TEXT, BAD, LINE)
@@ -175,7 +175,7 @@ def _read_csv(
     rows = _Rows(columns)
     header = shard.columns
     where = {c: header.index(c) for c in (text_column, *columns)}
-    with Path(shard.path).open("rb") as f:
+    with Path(shard.path).open("rb") as f, csv_field_limit():
         f.seek(part.byte_offset)
         lines = _TrackedLines(f)
         reader = csv.reader(lines, delimiter=delimiter)

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -295,7 +296,7 @@ def _json_type(kinds: set[str]) -> str:
 def _scan_csv(path: Path, first_row: int, rows_per_part: int, delimiter: str) -> tuple[Shard, list[tuple[int, int, int]]]:
     h = hashlib.sha256()
     starts: list[tuple[int, int, int]] = []
-    with path.open("rb") as f:
+    with path.open("rb") as f, csv_field_limit():
         lines = _TrackedLines(f, h)
         reader = csv.reader(lines, delimiter=delimiter)
         try:
@@ -304,14 +305,27 @@ def _scan_csv(path: Path, first_row: int, rows_per_part: int, delimiter: str) ->
             header = []
         rows = 0
         offset, line = lines.offset, lines.line + 1
-        for _ in reader:
-            if rows % rows_per_part == 0:
-                starts.append((rows, offset, line))
-            rows += 1
-            offset, line = lines.offset, lines.line + 1
+        try:
+            for _ in reader:
+                if rows % rows_per_part == 0:
+                    starts.append((rows, offset, line))
+                rows += 1
+                offset, line = lines.offset, lines.line + 1
+        except csv.Error as e:
+            raise InputError(f"{path} line {line}: not valid CSV ({e}); fix the file or convert it to Parquet") from e
         lines.drain()
     cols = tuple(c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(header))
     return Shard(str(path), rows, first_row, path.stat().st_size, h.hexdigest(), cols), starts
+
+
+@contextmanager
+def csv_field_limit() -> Iterator[None]:
+    """Long documents are long CSV fields: lift ``csv``'s 128 KiB limit while reading, then restore it."""
+    old = csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 class _TrackedLines:
