@@ -224,7 +224,8 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path,
     proc = subprocess.Popen(_cli(*[str(out) if a == "" else a for a in args]), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(out.glob("part-*.parquet"))) < 3:
+    journal = out / "_parts.jsonl"
+    while time.monotonic() < deadline and (not journal.is_file() or journal.read_text().count("\n") < 3):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
