@@ -267,3 +267,15 @@ def test_resume_after_a_torn_journal_line_and_a_stale_temporary(tmp_path: Path, 
     assert s.parts_resumed == 3 and s.rows_embedded == len(TEXTS) - 3 * 40
     np.testing.assert_array_equal(_vectors(_read(out)), ref)
     assert not list(out.glob(".*")) and len((out / "_parts.jsonl").read_text().splitlines()) == s.parts
+
+
+def test_output_inside_the_input_folder_and_mismatched_parquet_types(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    _write(tmp_path / "data" / "a.parquet", "parquet", [{"k": i, "text": t} for i, t in enumerate(TEXTS[:30])])
+    out = tmp_path / "data" / "vectors"
+    embed_dataset(tmp_path / "data", out, tiny_bert_bundle, id_column="k", progress=False)
+    again = embed_dataset(tmp_path / "data", out, tiny_bert_bundle, id_column="k", progress=False)  # its own parts
+    assert again.parts_resumed == 1 and again.rows == 30  # are not read as input
+    _write(tmp_path / "data" / "b.parquet", "parquet", [{"k": f"x{i}", "text": t} for i, t in enumerate(TEXTS[:5])])
+    with pytest.raises(InputError, match="b.parquet: its columns"):
+        embed_dataset(str(tmp_path / "data" / "*.parquet"), tmp_path / "o2", tiny_bert_bundle, id_column="k",
+                      progress=False)  # fmt: skip

@@ -20,7 +20,7 @@ from .._types import parse
 from ._batch import BatchResult, EmbedBatch, OnError
 from ._output import OutputFolder
 from ._readers import read_part
-from ._sources import InputFormat, PartSpec, Plan, plan_input
+from ._sources import InputError, InputFormat, PartSpec, Plan, plan_input
 
 Log = Callable[[str], None]
 
@@ -124,7 +124,7 @@ def embed_dataset(
     if which is Backend.LOCAL:
         embedder = model if isinstance(model, Embedder) else Embedder(bundle, device=device, threads=threads)
     plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column, keep_columns=job.keep_columns,
-                      log=say)  # fmt: skip
+                      log=say, exclude=Path(output))  # fmt: skip
     schema = output_schema(plan, id_column, job.keep_columns, dim)
     folder = OutputFolder(output)
     done = folder.open(job.identity(bundle_hash, plan), overwrite)
@@ -136,7 +136,8 @@ def embed_dataset(
             from ._local import run_local
 
             batch = EmbedBatch(embedder, **job.batch_kwargs())
-            run_local(todo, lambda p: job.read(plan, p), batch, lambda p, r: tracker.write(p, r.table.cast(schema), r))
+            run_local(todo, lambda p: job.read(plan, p), batch,
+                      lambda p, r: tracker.write(p, conform(r.table, schema, plan, p), r))
         else:
             from ._ray import run_ray
 
@@ -223,6 +224,17 @@ def output_schema(plan: Plan, id_column: str | None, keep: tuple[str, ...], dim:
     fields += [pa.field(c, column_type(c)) for c in keep]
     fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
     return pa.schema(fields)
+
+
+def conform(table: pa.Table, schema: pa.Schema, plan: Plan, part: PartSpec) -> pa.Table:
+    """``table`` in the job's output schema; a file whose columns have other types is named."""
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        raise InputError(
+            f"{plan.shards[part.shard].path}: its columns {table.schema.remove_metadata()} do not match the output's "
+            f"{schema} (taken from the first input file): {e}"
+        ) from e
 
 
 def _write_parquet(table: pa.Table, f: IO[bytes]) -> None:  # (table, file) for functools.partial

@@ -84,7 +84,7 @@ class _PartWorker:
         self.batch = EmbedBatch(Embedder(bundle, device=device, threads=threads), **job.batch_kwargs())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ._job import _write_parquet
+        from ._job import _write_parquet, conform
 
         entries = []
         for index in batch["part"].tolist():
@@ -95,7 +95,7 @@ class _PartWorker:
                 entries.append(json.dumps({"part": index, "bad_row": e.row.to_dict() | {"position": e.row.position}},
                                           default=str))  # fmt: skip
                 continue
-            table = result.table.cast(self.schema)
+            table = conform(result.table, self.schema, self.plan, part)
             path = self.output / part.name
             write_atomic(path, functools.partial(_write_parquet, table))
             entries.append(json.dumps({

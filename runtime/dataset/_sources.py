@@ -99,12 +99,16 @@ class Plan:
         return h.hexdigest()
 
 
-def find_inputs(spec: str | Path | list[str | Path]) -> tuple[InputFormat, list[Path]]:
-    """The files of ``spec`` (a file, a folder searched recursively, a glob, or a list of them), sorted."""
+def find_inputs(spec: str | Path | list[str | Path], exclude: Path | None = None) -> tuple[InputFormat, list[Path]]:
+    """The files of ``spec`` (a file, a folder searched recursively, a glob, or a list of them), sorted;
+    none under ``exclude`` (the job's own output, which may sit inside an input folder)."""
     specs = spec if isinstance(spec, list) else [spec]
     files: list[Path] = []
     for s in specs:
         files.extend(_expand(str(s)))
+    if exclude is not None:
+        out = exclude.resolve()
+        files = [f for f in files if out not in f.resolve().parents]
     if not files:
         raise InputError(f"no input files found at {specs!r}: expected files ending in {sorted(SUFFIXES)}")
     formats = {_format_of(f) for f in files}
@@ -153,11 +157,12 @@ def plan_input(
     id_column: str | None,
     keep_columns: tuple[str, ...],
     log: Any = None,
+    exclude: Path | None = None,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files)."""
     if isinstance(rows_per_part, bool) or not isinstance(rows_per_part, int) or rows_per_part < 1:
         raise ValueError(f"rows_per_part must be a positive integer, got {rows_per_part!r}")
-    fmt, files = find_inputs(spec)
+    fmt, files = find_inputs(spec, exclude)
     if fmt is InputFormat.TXT and (id_column or keep_columns):
         raise InputError(".txt input has no columns: --id-column and --keep-columns need .jsonl, .csv or .parquet")
     wanted = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
