@@ -105,6 +105,13 @@ def measure(kind: str, bundle: str, corpus: Path, threads: int, batch_size: int,
     return result
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def cpu_flags() -> list[str]:
     flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
     return sorted(f for f in flags if f.startswith(("avx", "amx")) or "vnni" in f)
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     report: dict[str, Any] = {
         "machine": args.machine, "date": time.strftime("%Y-%m-%d %H:%M"), "bundle": args.bundle,
-        "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+        "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
         "threads": args.threads, "batch_size": args.batch_size, "command": "python -m benchmarks.dataset " + " ".join(argv),
     }  # fmt: skip
     bundle = str(Path(args.bundle).resolve())
