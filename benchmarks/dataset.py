@@ -10,7 +10,7 @@ grows, and the Ray backend with 1 and 2 actors.
   unique by a numbered suffix, written as JSONL with a string id, once per size (cached under
   ``benchmarks/.cache``).
 - Every measurement runs in its own process (a fresh interpreter: peak RSS is that process's
-  ``ru_maxrss``), with the same bundle, threads and batch size.
+  ``VmHWM``), with the same bundle, threads and batch size.
 - throughput: the job (``embed_dataset``, reading the JSONL, writing Parquet, end to end) and
   ``Embedder.encode`` on the same texts already in memory (only the encode call is timed),
   alternating, ``--rounds`` times each; the ratio is job / encode.
@@ -86,8 +86,16 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
         result["rows"], result["tokens"] = s.written, s.tokens
         shutil.rmtree(out, ignore_errors=True)
     result["texts_per_s"] = result["rows"] / result["seconds"]
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = _peak_rss_mb()
     return result
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM; ru_maxrss may carry a forking parent's peak across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(kind: str, bundle: str, corpus: Path, threads: int, batch_size: int, actors: int = 0) -> dict[str, Any]:
