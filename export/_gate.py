@@ -68,6 +68,22 @@ def thresholds_for(
     return out
 
 
+# A reference vector this short is "zero" (e.g. a text of one padding-id token whose embedding row
+# is zero): two zero vectors have no direction, so such rows are compared by norm alone.
+ZERO_NORM = 1e-6
+
+
+def cosines(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Cosine per row; a zero reference row scores 1 if the candidate is zero too, else 0."""
+    ref = ref.astype(np.float64)
+    cand = cand.astype(np.float64)
+    rn = np.linalg.norm(ref, axis=1)
+    cn = np.linalg.norm(cand, axis=1)
+    cos = (ref * cand).sum(axis=1) / np.maximum(rn * cn, 1e-30)
+    zero = rn <= ZERO_NORM
+    return np.where(zero, (cn <= 10 * ZERO_NORM).astype(np.float64), cos)
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -108,7 +124,7 @@ def gate_metrics(
             "min_cos": float("nan"),
             "topk": float("nan"),
         }
-    cos = np.sum(_unit(reference) * _unit(candidate), axis=1)
+    cos = cosines(reference, candidate)
     queries = query_indices(len(reference), n_queries)
     agree = topk_agreement(reference, candidate, queries)
     return {

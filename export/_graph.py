@@ -12,23 +12,42 @@ import onnx
 POOLING_OPS = {"ReduceSum", "ReduceMax", "ReduceMean", "ReduceL2"}
 
 # protobuf refuses messages of 2 GiB; beyond this the weights go to a .data file next to the graph.
-_EXTERNAL_DATA_BYTES = 1_800_000_000
+EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
 def downstream_of(model: onnx.ModelProto, op_types: set[str]) -> set[str]:
-    """Names of nodes fed (transitively) by any node of ``op_types``."""
+    """Names of nodes fed (transitively) by any node of ``op_types`` that is not part of the encoder.
+
+    The encoder is what ``token_embeddings`` depends on: its own reductions (RMSNorm's ReduceMean in
+    T5, Qwen, Gemma, Llama layers) are not pooling, so they start nothing here.
+    """
+    encoder = _ancestors(model, "token_embeddings")
     tainted: set[str] = set()
     names: set[str] = set()
     for node in model.graph.node:  # ONNX graphs are topologically sorted
-        if node.op_type in op_types or any(i in tainted for i in node.input):
+        seed = node.op_type in op_types and node.name not in encoder
+        if seed or any(i in tainted for i in node.input):
             tainted.update(node.output)
             names.add(node.name)
     return names
 
 
-def needs_external(model: onnx.ModelProto) -> bool:
+def _ancestors(model: onnx.ModelProto, output: str) -> set[str]:
+    """Names of the nodes ``output`` depends on (none if the graph has no such output)."""
+    if output not in {o.name for o in model.graph.output}:
+        return set()
+    needed = {output}
+    names: set[str] = set()
+    for node in reversed(model.graph.node):
+        if any(o in needed for o in node.output):
+            names.add(node.name)
+            needed.update(node.input)
+    return names
+
+
+def needs_external(model: onnx.ModelProto, threshold: int = EXTERNAL_DATA_BYTES) -> bool:
     """Whether ``model`` must be saved with external data (its weights near protobuf's limit)."""
-    return sum(t.ByteSize() for t in model.graph.initializer) > _EXTERNAL_DATA_BYTES
+    return sum(t.ByteSize() for t in model.graph.initializer) > threshold
 
 
 def static_reshapes(model: onnx.ModelProto) -> int:

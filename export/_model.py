@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from embedrt._errors import UnsupportedModelError
 from embedrt._types import Pooling
 
+from ._archs import spec_for
 from ._source import DenseLayer, SourceSpec
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -118,8 +119,13 @@ class EmbeddingModel(nn.Module):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self.with_type_ids and token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**kwargs).last_hidden_state
-        pooled = torch.cat([pool(m, hidden, attention_mask) for m in self.modes], dim=-1)
+        out = self.encoder(**kwargs)
+        hidden = out.last_hidden_state
+        pooled = torch.cat(
+            [out.pooler_output.to(torch.float32) if m is Pooling.POOLER else pool(m, hidden, attention_mask)
+             for m in self.modes],
+            dim=-1,
+        )
         for block in self.dense:
             pooled = block(pooled)
         if self.normalize:
@@ -128,26 +134,65 @@ class EmbeddingModel(nn.Module):
 
 
 def load_encoder(spec: SourceSpec) -> nn.Module:
-    """The transformers encoder of ``spec``, fp32, eval mode, eager attention (traces into plain ops)."""
-    from transformers import AutoModel
+    """The transformers encoder of ``spec``, fp32, eval mode, eager attention (traces into plain ops).
 
+    Encoder-decoder checkpoints load their encoder alone (``ArchSpec.encoder_class``), as
+    sentence-transformers does; code shipped in the folder runs only with ``spec.trust_remote_code``.
+    """
+    import transformers
+
+    arch = spec_for(spec.model_type)
+    loader: Any = getattr(transformers, arch.encoder_class) if arch.encoder_class else transformers.AutoModel
+    kwargs: dict[str, Any] = {"attn_implementation": "eager", "dtype": torch.float32}
+    if spec.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    if "use_cache" in spec.config:
+        kwargs["use_cache"] = False  # decoders: no key/value cache outputs in the graph
     try:
-        model = AutoModel.from_pretrained(
-            str(spec.transformer_path), attn_implementation="eager", dtype=torch.float32
-        )
-    except (ValueError, KeyError, OSError) as e:
+        model, info = loader.from_pretrained(str(spec.transformer_path), output_loading_info=True, **kwargs)
+    except (ValueError, KeyError, OSError, ImportError, AttributeError) as e:
         raise UnsupportedModelError(
             f"architecture {spec.model_type!r} at {spec.transformer_path} cannot be loaded by "
-            f"transformers.AutoModel: {e}"
+            f"transformers.{getattr(loader, '__name__', loader)}: {type(e).__name__}: {str(e)[:500]}"
         ) from e
+    if Pooling.POOLER in spec.pooling:
+        _check_pooler(model, info, spec.model_type)
     return model.eval()
 
 
-def load_reference(spec: SourceSpec) -> tuple[EmbeddingModel, Any]:
+def _check_pooler(model: nn.Module, info: dict[str, Any], model_type: str) -> None:
+    """``pooler`` pooling needs a pooler that the checkpoint trained (not one transformers made up)."""
+    if getattr(model, "pooler", None) is None:
+        raise UnsupportedModelError(
+            f"--pooling pooler: architecture {model_type!r} ({type(model).__name__}) has no pooler layer "
+            f"(no pooler_output); use --pooling cls for the first token's hidden state, or mean"
+        )
+    missing = [k for k in info.get("missing_keys", []) if "pooler" in k]
+    if missing:
+        raise UnsupportedModelError(
+            f"--pooling pooler: the checkpoint has no trained pooler weights ({sorted(missing)[:4]}); "
+            "transformers would initialize them at random. Use --pooling cls or mean"
+        )
+
+
+def load_reference(spec: SourceSpec, log: Callable[[str], None] | None = None) -> tuple[EmbeddingModel, Any]:
     """The PyTorch model of ``spec`` (eval mode) and the transformers tokenizer that feeds it."""
+    import time
+
     from ._tokenizer import load_hf_tokenizer
 
+    say = log or (lambda _m: None)
+    size = sum(f.stat().st_size for f in spec.transformer_path.glob("*.safetensors")) or sum(
+        f.stat().st_size for f in spec.transformer_path.glob("*.bin")
+    )
+    say(f"loading the PyTorch model ({size / 1e6:.1f} MB of weights)")
+    t0 = time.perf_counter()
     encoder = load_encoder(spec)
+    say(f"loaded {type(encoder).__name__} in {time.perf_counter() - t0:.1f} s")
+    if Pooling.CLS in spec.pooling and spec.kind == "transformers" and getattr(encoder, "pooler", None) is not None:
+        say("note: cls pooling is the first token's last hidden state, as sentence-transformers' cls pooling; "
+            f"it is not {type(encoder).__name__}'s pooler_output (dense + tanh over that state). "
+            "For pooler_output, export with --pooling pooler")
     hf_tok = load_hf_tokenizer(spec)
     with_type_ids = accepts_type_ids(encoder, list(hf_tok.model_input_names))
     return EmbeddingModel(encoder, spec, with_type_ids).eval(), hf_tok

@@ -56,6 +56,7 @@ class SourceSpec:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False  # run modeling code shipped in the folder (config.json auto_map)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -68,8 +69,34 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_source(source: str | Path, pooling: list[Pooling] | None = None) -> SourceSpec:
-    """Describe the model folder ``source``. ``pooling`` is for plain encoder folders (default mean)."""
+def read_source(
+    source: str | Path, pooling: list[Pooling] | None = None, trust_remote_code: bool = False
+) -> SourceSpec:
+    """Describe the model folder ``source``. ``pooling`` is for plain encoder folders (default mean).
+
+    A model whose config maps its classes to Python files in the folder (``auto_map``) is refused
+    unless ``trust_remote_code``: that code runs on the exporting machine.
+    """
+    spec = _read_folder(source, pooling)
+    _check_remote_code(spec, trust_remote_code)
+    spec.trust_remote_code = trust_remote_code
+    return spec
+
+
+def _check_remote_code(spec: SourceSpec, trust: bool) -> None:
+    auto_map = spec.config.get("auto_map") or {}
+    if trust or not isinstance(auto_map, dict) or not any(k in auto_map for k in ("AutoModel", "AutoConfig")):
+        return
+    where = spec.transformer_path / "config.json"
+    raise UnsupportedModelError(
+        f"architecture {spec.model_type!r} ships its own modeling code ({where} auto_map: "
+        f"{ {k: v for k, v in auto_map.items() if k in ('AutoConfig', 'AutoModel')} }), which embedrt runs only "
+        "when asked: read that code, then pass --trust-remote-code (export_model(..., trust_remote_code=True)). "
+        "The exported graph needs no Python code at run time."
+    )
+
+
+def _read_folder(source: str | Path, pooling: list[Pooling] | None) -> SourceSpec:
     root = Path(source)
     if not root.is_dir():
         raise UnsupportedModelError(

@@ -17,7 +17,10 @@ def load_hf_tokenizer(spec: SourceSpec) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(str(spec.transformer_path), model_max_length=spec.max_seq_length)
+        tok = AutoTokenizer.from_pretrained(
+            str(spec.transformer_path), model_max_length=spec.max_seq_length,
+            **({"trust_remote_code": True} if spec.trust_remote_code else {}),
+        )  # fmt: skip
     except (ValueError, OSError) as e:
         raise UnsupportedModelError(f"cannot load the tokenizer of {spec.transformer_path}: {e}") from e
     if not getattr(tok, "is_fast", False):
@@ -44,7 +47,8 @@ def bundle_tokenizer(hf_tokenizer: Any, spec: SourceSpec) -> tuple[Tokenizer, in
         pad_id = hf_tokenizer.eos_token_id if hf_tokenizer.eos_token_id is not None else 0
     pad_token = hf_tokenizer.pad_token or hf_tokenizer.eos_token or tok.id_to_token(pad_id) or "[PAD]"
     tok.enable_truncation(max_length=spec.max_seq_length, strategy="longest_first", direction="right")
-    tok.enable_padding(direction="right", pad_id=int(pad_id), pad_token=str(pad_token))
+    side = "left" if getattr(hf_tokenizer, "padding_side", "right") == "left" else "right"
+    tok.enable_padding(direction=side, pad_id=int(pad_id), pad_token=str(pad_token))
     return tok, int(pad_id)
 
 

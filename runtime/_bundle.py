@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import BundleError
-from ._types import BundleKind, Pooling, Precision, parse
+from ._types import BundleKind, PaddingSide, Pooling, Precision, parse
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -57,6 +57,8 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256
     parity: dict[str, Any] = field(default_factory=dict)
     kind: BundleKind = BundleKind.EMBEDDING  # bundles written before kinds existed are embeddings
+    padding_side: PaddingSide = PaddingSide.RIGHT  # the side the source's tokenizer pads batches on
+    max_chars: int | None = None  # texts are cut to this many characters before tokenizing (model2vec does)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +66,7 @@ class Manifest:
         d["pooling"] = [p.value for p in self.pooling]
         d["precision"] = self.precision.value
         d["kind"] = self.kind.value
+        d["padding_side"] = self.padding_side.value
         return d
 
     @classmethod
@@ -72,6 +75,7 @@ class Manifest:
         d["pooling"] = [parse(Pooling, p, "pooling mode") for p in d["pooling"]]
         d["precision"] = parse(Precision, d.get("precision", "fp32"), "precision")
         d["kind"] = parse(BundleKind, d.get("kind", "embedding"), "bundle kind")
+        d["padding_side"] = parse(PaddingSide, d.get("padding_side", "right"), "padding side")
         d["dense"] = [DenseSpec(**x) for x in d.get("dense", [])]
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})

@@ -12,10 +12,13 @@ import numpy as np
 from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
 from ._errors import BundleError, EmbedrtError
 from ._session import available_cpus, check_precision_hint, create_session
-from ._tokenize import Tokenized, load_tokenizer, pad_batch, tokenize
-from ._types import BundleKind, Device, OutputValue, parse
+from ._tokenize import Tokenized, flat_batches, flat_ids, load_tokenizer, pad_batch, token_batches, tokenize
+from ._types import BundleKind, Device, OutputValue, PaddingSide, parse
 
 _KINDS = (BundleKind.EMBEDDING, BundleKind.STATIC)
+# Padded tokens per model run (rows x the batch's longest row). 32 texts of 512 tokens fit; a
+# document of several thousand tokens runs with few others, so one long input cannot blow memory.
+DEFAULT_MAX_BATCH_TOKENS = 16384
 
 
 class Embedder:
@@ -31,6 +34,8 @@ class Embedder:
             (``device="openvino"`` only; needs ``embedrt[openvino]``).
         memory_arena: keep onnxruntime's CPU memory arena. Off by default: it keeps the largest
             batch's memory for good (RSS 1240 vs 508 MB measured); on, long inputs run ~5-18% faster.
+        max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on
+            top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
 
     ``encode`` may be called from several threads at once: tokenization runs in parallel, and the
     model runs one batch at a time on its own thread pool, so threads are never oversubscribed.
@@ -46,8 +51,14 @@ class Embedder:
         provider_options: dict[str, Any] | None = None,
         precision_hint: str | None = None,
         memory_arena: bool = False,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
     ) -> None:
         self.path = Path(bundle)
+        if max_batch_tokens is not None and (
+            isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1
+        ):
+            raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
+        self.max_batch_tokens = max_batch_tokens
         self.device = parse(Device, device, "device")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
@@ -73,6 +84,8 @@ class Embedder:
             ) from e
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self._with_type_ids = "token_type_ids" in graph_inputs
+        self._left = self.manifest.padding_side is PaddingSide.LEFT
+        self._static = self.manifest.kind is BundleKind.STATIC
         self._run_lock = threading.Lock()
 
     # -- properties in sentence-transformers' shape ------------------------------------------------
@@ -108,7 +121,12 @@ class Embedder:
 
     def tokenize(self, texts: Sequence[str], prompt_name: str | None = None, prompt: str | None = None) -> Tokenized:
         """Token ids of ``texts`` (prompt prepended), truncated to ``max_seq_length``, unpadded."""
-        return tokenize(self.tokenizer, self._with_prompt(_check_texts(texts), prompt_name, prompt))
+        return tokenize(self.tokenizer, self._prepare(texts, prompt_name, prompt))
+
+    def _prepare(self, texts: Sequence[str], prompt_name: str | None, prompt: str | None) -> list[str]:
+        out = self._with_prompt(_check_texts(texts), prompt_name, prompt)
+        limit = self.manifest.max_chars
+        return [t[:limit] for t in out] if limit is not None else out
 
     def encode(
         self,
@@ -129,8 +147,14 @@ class Embedder:
         sentence-transformers). ``prompt_name`` picks a prompt from the manifest; ``prompt`` gives one.
         """
         single = isinstance(texts, str)
-        tok = self.tokenize([texts] if single else texts, prompt_name, prompt)  # type: ignore[list-item]
-        out = self.encode_tokenized(tok, batch_size, normalize, output_value, show_progress_bar)
+        batch: Sequence[str] = [texts] if single else texts  # type: ignore[list-item]
+        if self._static and parse(OutputValue, output_value, "output_value") is OutputValue.SENTENCE_EMBEDDING:
+            _check_batch_size(batch_size)
+            flat, lengths = flat_ids(self.tokenizer, self._prepare(batch, prompt_name, prompt))
+            out: np.ndarray | list[np.ndarray] = self._encode_flat(flat, lengths, batch_size, normalize, show_progress_bar)
+        else:
+            tok = self.tokenize(batch, prompt_name, prompt)
+            out = self.encode_tokenized(tok, batch_size, normalize, output_value, show_progress_bar)
         return out[0] if single else out
 
     def encode_tokenized(
@@ -142,34 +166,55 @@ class Embedder:
         show_progress_bar: bool = False,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed already tokenized texts (see ``tokenize``)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        _check_batch_size(batch_size)
         what = parse(OutputValue, output_value, "output_value")
+        if self._static:
+            if what is not OutputValue.SENTENCE_EMBEDDING:
+                raise ValueError("a static-embedding bundle gives sentence_embedding only (its graph has no token states)")
+            flat = np.fromiter((t for ids in tok.ids for t in ids), dtype=np.int64, count=int(tok.lengths.sum()))
+            return self._encode_flat(flat, tok.lengths, batch_size, normalize, show_progress_bar)
         n = len(tok)
         sentences = np.empty((n, self.dimension), dtype=np.float32)
         tokens: list[np.ndarray] = [np.empty((0, self.manifest.hidden_size), np.float32)] * n
         # Longest first: padding only to each batch's longest input, and the biggest memory need up front.
         order = np.argsort(-tok.lengths, kind="stable")
         bar = _progress(n, show_progress_bar)
-        for start in range(0, n, batch_size):
-            rows = order[start : start + batch_size]
-            feed = pad_batch(tok, rows, self.manifest.pad_token_id, self._with_type_ids)
+        for piece in token_batches(tok.lengths[order], batch_size, self.max_batch_tokens):
+            rows = order[piece]
+            feed = pad_batch(tok, rows, self.manifest.pad_token_id, self._with_type_ids, self._left)
             if what is OutputValue.SENTENCE_EMBEDDING:
                 (sentences[rows],) = self._run(["sentence_embedding"], feed)
             else:
                 (hidden,) = self._run(["token_embeddings"], feed)
+                width = hidden.shape[1]
                 for r, i in enumerate(rows):
-                    tokens[i] = hidden[r, : tok.lengths[i]].copy()
+                    n_i = int(tok.lengths[i])
+                    tokens[i] = (hidden[r, width - n_i :] if self._left else hidden[r, :n_i]).copy()
             if bar is not None:
                 bar.update(len(rows))
         if bar is not None:
             bar.close()
         if what is OutputValue.TOKEN_EMBEDDINGS:
             return tokens
-        if normalize:
-            norms = np.linalg.norm(sentences, axis=1, keepdims=True)
-            sentences /= np.maximum(norms, 1e-12)
-        return sentences
+        return _normalized(sentences) if normalize else sentences
+
+    def _encode_flat(
+        self, flat: np.ndarray, lengths: np.ndarray, batch_size: int, normalize: bool | None, show_progress_bar: bool
+    ) -> np.ndarray:
+        """Static bundles: each batch is a slice of the flat token array plus its offsets, in the
+        caller's order (no sort, no padding)."""
+        sentences = np.empty((len(lengths), self.dimension), dtype=np.float32)
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        bar = _progress(len(lengths), show_progress_bar)
+        for piece in flat_batches(lengths, batch_size, self.max_batch_tokens):
+            first = starts[piece.start]
+            feed = {"input_ids": flat[first : starts[piece.stop]], "offsets": starts[piece] - first}
+            (sentences[piece],) = self._run(["sentence_embedding"], feed)
+            if bar is not None:
+                bar.update(piece.stop - piece.start)
+        if bar is not None:
+            bar.close()
+        return _normalized(sentences) if normalize else sentences
 
     def _run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self._run_lock:
@@ -189,6 +234,16 @@ class Embedder:
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
         return [prompt + t for t in texts] if prompt else texts
+
+
+def _check_batch_size(batch_size: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _normalized(x: np.ndarray) -> np.ndarray:
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
 
 
 def _check_texts(texts: object) -> list[str]:

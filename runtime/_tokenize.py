@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,48 @@ def load_tokenizer(path: Path, max_seq_length: int) -> Tokenizer:
     return tok
 
 
+def token_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None) -> list[slice]:
+    """Cut rows sorted longest first into batches of at most ``batch_size`` rows and, with
+    ``max_tokens``, at most that many padded tokens (rows x the batch's first, longest row); a
+    single row longer than the budget runs alone."""
+    out: list[slice] = []
+    start, n = 0, len(lengths)
+    while start < n:
+        rows = batch_size
+        if max_tokens is not None:
+            rows = min(rows, max(1, max_tokens // max(int(lengths[start]), 1)))
+        out.append(slice(start, min(start + rows, n)))
+        start += rows
+    return out
+
+
+def flat_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None) -> list[slice]:
+    """Cut rows kept in their order into batches of at most ``batch_size`` rows and ``max_tokens``
+    tokens in all (no padding: a flat batch holds exactly its rows' tokens)."""
+    out: list[slice] = []
+    ends = np.cumsum(lengths)
+    start, n = 0, len(lengths)
+    while start < n:
+        stop = min(start + batch_size, n)
+        if max_tokens is not None:
+            before = int(ends[start - 1]) if start else 0
+            fit = int(np.searchsorted(ends, before + max_tokens, side="right"))
+            stop = max(start + 1, min(stop, fit))
+        out.append(slice(start, stop))
+        start = stop
+    return out
+
+
+def flat_ids(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """All texts' token ids in one int64 array, and the tokens per text (for static-embedding bundles:
+    no Encoding kept, no padding, no per-batch work)."""
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # fast: no character offsets
+    ids = [e.ids for e in encode(texts, add_special_tokens=True)]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    return flat, lengths
+
+
 def tokenize(tokenizer: Tokenizer, texts: list[str]) -> Tokenized:
     encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
     ids = [e.ids for e in encodings]
@@ -50,19 +93,22 @@ def tokenize(tokenizer: Tokenizer, texts: list[str]) -> Tokenized:
 
 
 def pad_batch(
-    tok: Tokenized, rows: np.ndarray, pad_id: int, with_type_ids: bool
+    tok: Tokenized, rows: np.ndarray, pad_id: int, with_type_ids: bool, left: bool = False
 ) -> dict[str, np.ndarray]:
-    """Inputs for the rows ``rows`` of ``tok``, right-padded to the longest of them."""
+    """Inputs for the rows ``rows`` of ``tok``, padded to the longest of them (on the left with ``left``)."""
     lengths = tok.lengths[rows]
     width = max(int(lengths.max()), 1)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     types = np.zeros((len(rows), width), dtype=np.int64) if with_type_ids else None
     for r, i in enumerate(rows):
-        n = lengths[r]
-        ids[r, :n] = tok.ids[i]
+        n = int(lengths[r])
+        cols = slice(width - n, width) if left else slice(0, n)
+        ids[r, cols] = tok.ids[i]
         if types is not None:
-            types[r, :n] = tok.type_ids[i]
-    mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+            types[r, cols] = tok.type_ids[i]
+    positions = np.arange(width)[None, :]
+    real = positions >= (width - lengths)[:, None] if left else positions < lengths[:, None]
+    mask = real.astype(np.int64)
     feed = {"input_ids": ids, "attention_mask": mask}
     if types is not None:
         feed["token_type_ids"] = types

@@ -17,6 +17,14 @@ class Pooling(str, Enum):
     MEAN_SQRT_LEN = "mean_sqrt_len_tokens"
     WEIGHTED_MEAN = "weightedmean"
     LAST_TOKEN = "lasttoken"
+    POOLER = "pooler"  # the model's own pooler (BERT: dense + tanh over the first token), pooler_output
+
+
+class PaddingSide(str, Enum):
+    """Where a batch's shorter inputs get their padding: the side the model's tokenizer pads."""
+
+    RIGHT = "right"
+    LEFT = "left"
 
 
 class BundleKind(str, Enum):

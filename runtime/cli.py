@@ -99,7 +99,8 @@ def _add_export(sub: Any) -> None:
     p.add_argument(
         "--pooling",
         help="for plain encoder folders: comma-separated modes, in order, from "
-        f"{[m.value for m in Pooling]} (default: mean)",
+        f"{[m.value for m in Pooling]} (default: mean); pooler = the model's own pooler_output "
+        "(BERT: dense + tanh over the first token), cls = the first token's hidden state",
     )
     p.add_argument("--precision", default="fp32", choices=[m.value for m in Precision], help="graph precision")
     p.add_argument("--optimize", action="store_true", help="fuse attention/layer-norm/gelu (onnxruntime optimizer)")
@@ -110,11 +111,23 @@ def _add_export(sub: Any) -> None:
         "FFN outputs kept fp32); auto = smooth, falling back to nbits if it misses the quality gate",
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"], help="torch.onnx path")
+    p.add_argument(
+        "--exporter", default="auto", choices=["auto", "torchscript", "dynamo"],
+        help="torch.onnx path; auto (default) takes the architecture's first choice and tries the other if it fails",
+    )
+    _add_trust_remote_code(p)
     p.add_argument("--texts", help="validate on these texts (one per line) instead of the built-in grid")
     _add_gate_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.set_defaults(run=_run_export)
+
+
+def _add_trust_remote_code(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="run the modeling code a model folder ships (config.json auto_map), as transformers names it; "
+        "read that code first. Never on by default",
+    )
 
 
 def _add_gate_options(p: argparse.ArgumentParser) -> None:
@@ -151,7 +164,8 @@ def _run_export(args: argparse.Namespace) -> int:
     out = export_model(
         args.source, args.output, pooling=args.pooling, precision=args.precision, optimize=args.optimize,
         opset=args.opset, exporter=args.exporter, validate_texts=texts, gate_texts=gate_texts,
-        gate_thresholds=thresholds, overwrite=args.overwrite, int8_method=args.int8_method, log=_log,
+        gate_thresholds=thresholds, overwrite=args.overwrite, int8_method=args.int8_method,
+        trust_remote_code=args.trust_remote_code, log=_log,
     )
     print(out)
     return 0
@@ -174,6 +188,7 @@ def _add_validate(sub: Any) -> None:
     p.add_argument("--no-gate", action="store_true", help="parity only (quick)")
     p.add_argument("--record", action="store_true", help="write the gate result into the bundle's manifest")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    _add_trust_remote_code(p)
     p.set_defaults(run=_run_validate)
 
 
@@ -185,7 +200,7 @@ def _run_validate(args: argparse.Namespace) -> int:
     report = validate_bundle(
         args.bundle, args.against, texts, raise_on_failure=False, device=args.device,
         precision_hint=args.precision_hint, gate=not args.no_gate, gate_texts=gate_texts,
-        gate_thresholds=thresholds, record=args.record,
+        gate_thresholds=thresholds, record=args.record, trust_remote_code=args.trust_remote_code, log=_log,
     )
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
@@ -217,6 +232,10 @@ def _add_encode(sub: Any) -> None:
     p.add_argument("input", nargs="?", default="-", help="text file, one text per line; - reads stdin")
     p.add_argument("-o", "--output", required=True, help="OUT.npy, OUT.parquet or OUT.jsonl")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--max-batch-tokens", type=int, default=16384,
+        help="most padded tokens per model run (rows x longest row), so long documents run in small batches",
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: available CPUs)")
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
@@ -234,7 +253,7 @@ def _run_encode(args: argparse.Namespace) -> int:
 
     out = check_output_path(Path(args.output))
     texts = _read_lines(args.input, keep_blank=True)
-    model = Embedder(args.bundle, device=args.device, threads=args.threads)
+    model = Embedder(args.bundle, device=args.device, threads=args.threads, max_batch_tokens=args.max_batch_tokens)
     vectors = model.encode(
         texts, batch_size=args.batch_size, normalize=args.normalize or None, prompt_name=args.prompt_name,
         show_progress_bar=not args.no_progress and len(texts) > args.batch_size,

@@ -1,0 +1,38 @@
+"""Progress with an estimate, for the slow steps of export and validation (loading, the PyTorch
+reference, the gate's texts): a line every few seconds through the caller's ``log``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+Log = Callable[[str], None]
+
+
+def quiet(_msg: str) -> None:
+    return None
+
+
+class Progress:
+    """``update(n)`` after each piece of work; logs ``what: done/total unit, elapsed, ~left`` at most
+    every ``every`` seconds, and a last line from ``close()`` when the work took longer than that."""
+
+    def __init__(self, log: Log, what: str, total: int, unit: str = "texts", every: float = 5.0) -> None:
+        self.log, self.what, self.total, self.unit, self.every = log, what, total, unit, every
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every and self.done < self.total:
+            self.last = now
+            elapsed = now - self.start
+            left = elapsed / self.done * (self.total - self.done)
+            self.log(f"{self.what}: {self.done}/{self.total} {self.unit}, {elapsed:.0f} s, ~{left:.0f} s left")
+
+    def close(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        if elapsed >= self.every:
+            self.log(f"{self.what}: {self.total} {self.unit} in {elapsed:.0f} s")
+        return elapsed

@@ -1,0 +1,209 @@
+"""The pooler output, static embeddings (model2vec and sentence-transformers StaticEmbedding),
+weights as ONNX external data, token-budget batching, exporter choice and progress lines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_models import make_encoder
+
+from embedrt import BundleError, BundleKind, Embedder, UnsupportedModelError
+from embedrt._tokenize import flat_batches, token_batches
+from embedrt.export import export_model
+from embedrt.export._texts import validation_texts
+
+TEXTS = validation_texts()
+
+
+# -- pooler_output ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_encoder("bert", tmp_path_factory.mktemp("plain-bert") / "enc")
+
+
+def test_pooler_matches_transformers_pooler_output(plain_bert: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    bundle = export_model(plain_bert, tmp_path / "b", pooling="pooler")
+    model, tok = AutoModel.from_pretrained(str(plain_bert)).eval(), AutoTokenizer.from_pretrained(str(plain_bert))
+    with torch.inference_mode():
+        expected = model(**tok(TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")).pooler_output
+    got = Embedder(bundle).encode(TEXTS)
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+    assert [p.value for p in Embedder(bundle).manifest.pooling] == ["pooler"]
+
+
+def test_cls_on_a_plain_bert_says_it_is_not_the_pooler(plain_bert: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    export_model(plain_bert, tmp_path / "b", pooling="cls", log=lines.append)
+    note = [line for line in lines if "pooler_output" in line]
+    assert note and "--pooling pooler" in note[0]
+
+
+def test_pooler_refused_without_a_pooler(tmp_path: Path) -> None:
+    enc = make_encoder("distilbert", tmp_path / "enc")
+    with pytest.raises(UnsupportedModelError, match="'distilbert'.*has no pooler layer"):
+        export_model(enc, tmp_path / "b", pooling="pooler")
+
+
+def test_pooler_refused_when_its_weights_are_missing(plain_bert: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    src = tmp_path / "nopooler"
+    shutil.copytree(plain_bert, src)
+    weights = {k: v for k, v in load_file(str(src / "model.safetensors")).items() if "pooler" not in k}
+    save_file(weights, str(src / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(UnsupportedModelError, match="no trained pooler weights"):
+        export_model(src, tmp_path / "b", pooling="pooler")
+
+
+# -- static embeddings -----------------------------------------------------------------------------------
+
+
+def _tokenizer(plain_bert: Path):  # type: ignore[no-untyped-def]
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(plain_bert / "tokenizer.json"))
+
+
+@pytest.fixture(scope="module")
+def model2vec_folders(plain_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A model2vec folder as ``StaticModel.save_pretrained`` writes it, plain and vocabulary-quantized."""
+    from model2vec import StaticModel
+
+    tok = _tokenizer(plain_bert)
+    vocab = tok.get_vocab_size()
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("m2v")
+    config = {"model_type": "model2vec", "architectures": ["StaticModel"]}
+    plain = StaticModel(rng.normal(size=(vocab, 24)).astype(np.float32), tok, config=config, normalize=True, max_length=16)
+    plain.save_pretrained(root / "plain")
+    quantized = StaticModel(
+        rng.normal(size=(50, 24)).astype(np.float32), tok, config=config, normalize=False, max_length=None,
+        token_mapping=rng.integers(0, 50, size=vocab), weights=rng.uniform(0.5, 2, size=vocab).astype(np.float32),
+    )  # fmt: skip
+    quantized.save_pretrained(root / "quantized")
+    return {"plain": root / "plain", "quantized": root / "quantized"}
+
+
+@pytest.mark.parametrize("which", ["plain", "quantized"])
+def test_model2vec_folder_matches_model2vec(which: str, model2vec_folders: dict[str, Path], tmp_path: Path) -> None:
+    from model2vec import StaticModel
+
+    source = model2vec_folders[which]
+    bundle = export_model(source, tmp_path / "b")
+    model = Embedder(bundle)
+    texts = [*TEXTS, "[UNK] unknown ⟁⟁⟁ glyphs", "word " * 500]
+    np.testing.assert_allclose(model.encode(texts), StaticModel.from_pretrained(str(source)).encode(texts), atol=1e-6)
+    m = model.manifest
+    assert m.kind is BundleKind.STATIC and m.inputs == ["input_ids", "offsets"]
+    assert m.parity["reference"] == "model2vec StaticModel.encode"
+    assert not any(n.startswith("token_type") for n in m.inputs)
+
+
+def test_sentence_transformers_static_embedding_matches(plain_bert: Path, tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, StaticEmbedding
+
+    st = SentenceTransformer(modules=[StaticEmbedding(_tokenizer(plain_bert), embedding_dim=20), Normalize()],
+                             prompts={"query": "query: "})  # fmt: skip
+    st.save(str(tmp_path / "st"))
+    bundle = export_model(tmp_path / "st", tmp_path / "b")
+    model = Embedder(bundle)
+    np.testing.assert_allclose(model.encode(TEXTS, batch_size=4), st.encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(model.encode(TEXTS[:5], prompt_name="query"),
+                               st.encode(TEXTS[:5], prompt_name="query"), atol=1e-6)  # fmt: skip
+    # the path the server takes: tokenize, then encode the tokens
+    np.testing.assert_allclose(model.encode_tokenized(model.tokenize(TEXTS)), st.encode(TEXTS), atol=1e-6)
+    with pytest.raises(ValueError, match="sentence_embedding only"):
+        model.encode(TEXTS, output_value="token_embeddings")
+    with pytest.raises(UnsupportedModelError, match="fp32 only"):
+        export_model(tmp_path / "st", tmp_path / "b8", precision="int8")
+
+
+# -- external data ---------------------------------------------------------------------------------------
+
+
+def test_external_data_forced_on_a_small_model(tiny_factory: Callable[..., Path], tiny_bert_bundle: Path,
+                                               tmp_path: Path) -> None:  # fmt: skip
+    lines: list[str] = []
+    bundle = export_model(tiny_factory("bert"), tmp_path / "b", external_data_bytes=0, log=lines.append)
+    m = Embedder(bundle).manifest
+    assert (bundle / "model.onnx.data").is_file() and "model.onnx.data" in m.files
+    assert m.optimizations["external_data"] is True and any("external data" in line for line in lines)
+    np.testing.assert_allclose(Embedder(bundle).encode(TEXTS), Embedder(tiny_bert_bundle).encode(TEXTS), atol=1e-6)
+    data = bundle / "model.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match=r"model\.onnx\.data was altered"):
+        Embedder(bundle)
+
+
+# -- batching by a token budget --------------------------------------------------------------------------
+
+
+def test_token_batches_bound_padded_tokens() -> None:
+    lengths = np.array([8000, 3000, 600, 500, 40, 30, 20, 10])
+    pieces = token_batches(lengths, batch_size=4, max_tokens=2048)
+    assert [(p.start, p.stop) for p in pieces] == [(0, 1), (1, 2), (2, 5), (5, 8)]
+    assert all((p.stop - p.start) * max(lengths[p.start], 1) <= 2048 or p.stop - p.start == 1 for p in pieces)
+    assert [(p.start, p.stop) for p in token_batches(lengths, 3, None)] == [(0, 3), (3, 6), (6, 8)]
+    flat = flat_batches(np.array([5, 0, 9, 3, 3]), batch_size=10, max_tokens=8)
+    assert [(p.start, p.stop) for p in flat] == [(0, 2), (2, 3), (3, 5)]
+
+
+def test_budget_does_not_change_vectors(tiny_bert_bundle: Path) -> None:
+    texts = TEXTS * 3
+    free = Embedder(tiny_bert_bundle, max_batch_tokens=None).encode(texts, batch_size=64)
+    tight = Embedder(tiny_bert_bundle, max_batch_tokens=64).encode(texts, batch_size=64)
+    np.testing.assert_allclose(tight, free, atol=1e-5)
+    with pytest.raises(ValueError, match="max_batch_tokens must be a positive integer or None, got 0"):
+        Embedder(tiny_bert_bundle, max_batch_tokens=0)
+
+
+def test_left_padding_in_the_runtime() -> None:
+    from embedrt._tokenize import Tokenized, pad_batch
+
+    tok = Tokenized(ids=[[5, 6, 7], [8]], type_ids=[[0, 0, 0], [0]], lengths=np.array([3, 1]),
+                    truncated=np.array([False, False]))  # fmt: skip
+    feed = pad_batch(tok, np.array([0, 1]), pad_id=0, with_type_ids=False, left=True)
+    assert feed["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert feed["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+# -- exporter choice, opset and progress -----------------------------------------------------------------
+
+
+def test_dynamo_logs_the_opset_it_writes(tiny_factory: Callable[..., Path], tmp_path: Path) -> None:
+    lines: list[str] = []
+    bundle = export_model(tiny_factory("bert"), tmp_path / "b", exporter="dynamo", opset=17, log=lines.append)
+    assert Embedder(bundle).manifest.opset == 18
+    assert any("wrote opset 18 with the dynamo exporter" in line for line in lines)
+    with pytest.raises(ValueError, match="invalid exporter 'tvm'"):
+        export_model(tiny_factory("bert"), tmp_path / "c", exporter="tvm")
+
+
+def test_progress_reports_an_estimate() -> None:
+    from embedrt.export._progress import Progress
+
+    lines: list[str] = []
+    p = Progress(lines.append, "PyTorch reference", 100, every=0.0)
+    p.update(25)
+    p.update(75)
+    p.close()
+    assert lines[0].startswith("PyTorch reference: 25/100 texts") and "left" in lines[0]
+    assert lines[-1].startswith("PyTorch reference: 100 texts in")
+
+
+def test_manifest_records_padding_side(tiny_bert_bundle: Path) -> None:
+    manifest = json.loads((tiny_bert_bundle / "manifest.json").read_text())
+    assert manifest["padding_side"] == "right" and manifest["max_chars"] is None
