@@ -42,7 +42,9 @@ def pool(mode: Pooling, hidden: Tensor, mask: Tensor) -> Tensor:
     m = mask.to(acc).unsqueeze(-1)  # [b, s, 1]
     if mode is Pooling.CLS:
         first = mask.to(acc).argmax(dim=1)  # first real token (left padding safe)
-        return torch.gather(h, 1, first.view(-1, 1, 1).expand(-1, 1, h.shape[-1])).squeeze(1)
+        # select(1, 0), not squeeze(1): torch.onnx writes a squeeze of a dim it cannot prove is 1 as an
+        # If subgraph, which the fp16 converter leaves half-converted (the graph then fails to load).
+        return torch.gather(h, 1, first.view(-1, 1, 1).expand(-1, 1, h.shape[-1])).select(1, 0)
     if mode is Pooling.MAX:
         floor = torch.finfo(h.dtype).min
         return torch.where(m > 0, h, torch.full_like(h, floor)).amax(dim=1)
@@ -62,7 +64,7 @@ def pool(mode: Pooling, hidden: Tensor, mask: Tensor) -> Tensor:
         from_end = torch.where(values == 0, torch.full_like(from_end, seq - 1), from_end)
         last = (seq - 1) - from_end
         picked = torch.gather(h * m, 1, last.view(-1, 1, 1).expand(-1, 1, h.shape[-1]))
-        return picked.squeeze(1)
+        return picked.select(1, 0)
     raise ValueError(f"unknown pooling mode {mode!r}")  # pragma: no cover
 
 

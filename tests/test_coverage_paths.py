@@ -25,7 +25,10 @@ TEXTS = validation_texts()
 
 @pytest.fixture(scope="module")
 def plain_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_encoder("bert", tmp_path_factory.mktemp("plain-bert") / "enc")
+    enc = make_encoder("bert", tmp_path_factory.mktemp("plain-bert") / "enc")
+    config = enc / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_max_length": 48}))  # a quick gate
+    return enc
 
 
 def test_pooler_matches_transformers_pooler_output(plain_bert: Path, tmp_path: Path) -> None:
@@ -35,17 +38,24 @@ def test_pooler_matches_transformers_pooler_output(plain_bert: Path, tmp_path: P
     bundle = export_model(plain_bert, tmp_path / "b", pooling="pooler")
     model, tok = AutoModel.from_pretrained(str(plain_bert)).eval(), AutoTokenizer.from_pretrained(str(plain_bert))
     with torch.inference_mode():
-        expected = model(**tok(TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")).pooler_output
+        expected = model(**tok(TEXTS, padding=True, truncation=True, max_length=48, return_tensors="pt")).pooler_output
     got = Embedder(bundle).encode(TEXTS)
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
     assert [p.value for p in Embedder(bundle).manifest.pooling] == ["pooler"]
 
 
-def test_cls_on_a_plain_bert_says_it_is_not_the_pooler(plain_bert: Path, tmp_path: Path) -> None:
+def test_cls_on_a_plain_bert_says_it_is_not_the_pooler(plain_bert: Path) -> None:
+    from embedrt import Pooling
+    from embedrt.export._model import load_reference
+    from embedrt.export._source import read_source
+
     lines: list[str] = []
-    export_model(plain_bert, tmp_path / "b", pooling="cls", log=lines.append)
+    load_reference(read_source(plain_bert, [Pooling.CLS]), lines.append)
     note = [line for line in lines if "pooler_output" in line]
-    assert note and "--pooling pooler" in note[0]
+    assert note and "--pooling pooler" in note[0] and "BertModel" in note[0]
+    lines.clear()
+    load_reference(read_source(plain_bert, [Pooling.MEAN]), lines.append)
+    assert not any("pooler_output" in line for line in lines)
 
 
 def test_pooler_refused_without_a_pooler(tmp_path: Path) -> None:
@@ -102,7 +112,8 @@ def test_model2vec_folder_matches_model2vec(which: str, model2vec_folders: dict[
     bundle = export_model(source, tmp_path / "b")
     model = Embedder(bundle)
     texts = [*TEXTS, "[UNK] unknown ⟁⟁⟁ glyphs", "word " * 500]
-    np.testing.assert_allclose(model.encode(texts), StaticModel.from_pretrained(str(source)).encode(texts), atol=1e-6)
+    expected = StaticModel.from_pretrained(str(source)).encode(texts)  # float32 sums; the graph sums in float64
+    np.testing.assert_allclose(model.encode(texts), expected, rtol=1e-4, atol=1e-5)
     m = model.manifest
     assert m.kind is BundleKind.STATIC and m.inputs == ["input_ids", "offsets"]
     assert m.parity["reference"] == "model2vec StaticModel.encode"
@@ -183,13 +194,10 @@ def test_left_padding_in_the_runtime() -> None:
 # -- exporter choice, opset and progress -----------------------------------------------------------------
 
 
-def test_dynamo_logs_the_opset_it_writes(tiny_factory: Callable[..., Path], tmp_path: Path) -> None:
-    lines: list[str] = []
-    bundle = export_model(tiny_factory("bert"), tmp_path / "b", exporter="dynamo", opset=17, log=lines.append)
-    assert Embedder(bundle).manifest.opset == 18
-    assert any("wrote opset 18 with the dynamo exporter" in line for line in lines)
-    with pytest.raises(ValueError, match="invalid exporter 'tvm'"):
-        export_model(tiny_factory("bert"), tmp_path / "c", exporter="tvm")
+def test_bad_exporter_is_named(tmp_path: Path) -> None:
+    # The opset a dynamo export really writes is logged and recorded: see the Gemma3 test (test_families).
+    with pytest.raises(ValueError, match="invalid exporter 'tvm': expected one of 'auto', 'torchscript', 'dynamo'"):
+        export_model(tmp_path, tmp_path / "c", exporter="tvm")
 
 
 def test_progress_reports_an_estimate() -> None:
