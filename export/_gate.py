@@ -14,6 +14,7 @@ explicitly (``thresholds=``), never silently. A miss raises ``GateError`` naming
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import re
@@ -202,7 +203,8 @@ _MODULES = (
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
-def _docstrings() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _docstrings() -> tuple[str, ...]:
     docs: list[str] = []
     for name in _MODULES:
         try:
@@ -222,7 +224,7 @@ def _docstrings() -> list[str]:
                         for k, m in sorted(vars(obj).items())
                         if not k.startswith("_") and callable(m)
                     )
-    return docs
+    return tuple(docs)
 
 
 def gate_texts(n: int = MIN_TEXTS) -> list[str]:
