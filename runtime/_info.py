@@ -26,7 +26,8 @@ def describe(manifest: Manifest, bundle: Path) -> list[tuple[str, str]]:
     rows.extend(describe_variant(m, bundle))  # precision, provider, fusions, quantization, size, gates
     p = m.parity
     if p:
-        rows.append(("parity (grid)", f"{p.get('texts')} texts vs PyTorch fp32: min cosine {p.get('min_cosine', 0):.7f}, "
+        against = "PyTorch fp32" if str(p.get("reference", "PyTorch")).startswith("PyTorch") else p["reference"]
+        rows.append(("parity (grid)", f"{p.get('texts')} texts vs {against}: min cosine {p.get('min_cosine', 0):.7f}, "
                                f"mean {p.get('mean_cosine', 0):.7f}, max abs diff {p.get('max_abs_diff', 0):.2e}, "
                                f"{'passed' if p.get('passed') else 'FAILED'}"))
     rows.append(("exported with", ", ".join(f"{k} {v}" for k, v in m.tools.items())))
