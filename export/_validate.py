@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from embedrt import Embedder
+from embedrt._embedder import DEFAULT_MAX_BATCH_TOKENS
 from embedrt._errors import ParityError
+from embedrt._tokenize import token_batches
 from embedrt._types import Precision
 
 from ._gate import ZERO_NORM, cosines, run_gate
@@ -48,15 +50,22 @@ def reference_embeddings(
     """PyTorch fp32 sentence embeddings in the given order, and the token ids transformers gives.
 
     Batches follow the given order (inputs of mixed lengths padded together), or with ``by_length``
-    hold texts of similar length (less padding: the gate's 1000 texts run several times faster).
+    hold texts of similar length, longest first, under the runtime's token budget (less padding, and
+    a long-window model's reference never holds 32 full-window rows at once).
     """
-    order = np.argsort([-len(t) for t in texts], kind="stable") if by_length else np.arange(len(texts))
+    if by_length:  # longest first, each batch bounded by a token budget as the runtime's are
+        lengths = np.array([len(x) for x in hf_tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"]])
+        order = np.argsort(-lengths, kind="stable")
+        pieces = token_batches(lengths[order], batch_size, DEFAULT_MAX_BATCH_TOKENS)
+    else:
+        order = np.arange(len(texts))
+        pieces = [slice(i, i + batch_size) for i in range(0, len(texts), batch_size)]
     out: list[np.ndarray] = []
     ids: list[list[int]] = []
     progress = Progress(log or quiet, "PyTorch reference", len(texts))
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            chunk = [texts[i] for i in order[start : start + batch_size]]
+        for piece in pieces:
+            chunk = [texts[i] for i in order[piece]]
             enc = hf_tokenizer(
                 chunk, padding=True, truncation="longest_first", max_length=max_seq_length, return_tensors="pt"
             )
