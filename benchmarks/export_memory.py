@@ -3,7 +3,7 @@
 A random BERT (``--hidden``, ``--layers``; a 400-token vocabulary so that the layers hold the weights)
 is saved, loaded as ``embedrt export`` loads it, and written by ``export_graph`` (torch.onnx, then one
 save into the bundle: inline, or as ``model.onnx.data`` with ``--external``), each in a fresh process.
-The process reports its peak RSS before and after the export step (``ru_maxrss``).
+The process reports its peak RSS (VmHWM) after loading and after the export step.
 
     python -m benchmarks.export_memory --out benchmarks/results/export-memory.json [--hidden 768 --layers 12]
 """
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
 from pathlib import Path
 import torch
 from embedrt import Pooling
@@ -27,7 +27,8 @@ from embedrt.export._archs import Exporter, spec_for
 from embedrt.export._model import load_reference
 from embedrt.export._onnx import export_graph
 from embedrt.export._source import read_source
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM (this process's peak RSS), not ru_maxrss, which Linux carries across exec from the parent
+peak = lambda: next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 base = peak()
 spec = read_source(sys.argv[1], [Pooling.MEAN])
 model, tok = load_reference(spec)

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -114,7 +115,7 @@ def main() -> None:
         got = static.encode(texts)
         ref = m2v.encode(texts)
         result = {
-            "command": "python -m benchmarks.static_speed --out " + args.out,
+            "command": "python -m benchmarks.static_speed " + " ".join(sys.argv[1:]),
             "machine": {"cpu_flags": sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f.startswith("avx")}),
                         "cpus": os.cpu_count(), "python": platform.python_version(),
                         "load_average": os.getloadavg()},
