@@ -1,17 +1,18 @@
 """The ONNX graph of a static-embedding model: a table lookup and a mean per text, EmbeddingBag-style.
 
 Inputs are flat, as ``torch.nn.EmbeddingBag`` takes them: ``input_ids`` [tokens] (every text's ids
-one after the other) and ``offsets`` [batch] (where each text starts). No padding, no mask. A text's
-sum is the difference of a running sum (in float64, so long batches lose nothing) at its end and at
-its start::
+one after the other) and ``offsets`` [batch] (where each text starts). No padding, no mask. The sums
+are one matrix product with the batch's 0/1 membership matrix (text b owns tokens offsets[b] to
+offsets[b+1])::
 
-    input_ids ─► Gather(table) ─► Cast(f64) ─► CumSum ─► [0; running] ─┬─ Gather(ends) ─┐
-    offsets ──────────────────────────────────────────────────────────┴─ Gather(starts) ┴─► Sub ─► / count ─► (L2)
+    input_ids ─► Gather(table) ───────────────────────────────────► rows [tokens, dim] ─┐
+    offsets, tokens ─► member [batch, tokens] = start <= t < end (and t not dropped) ─► MatMul ─► / count ─► (L2)
 
-Deterministic whatever the thread count (a ScatterND with ``reduction="add"`` is not: onnxruntime
-adds duplicate indices from several threads at once). An empty text has no tokens: its sum and
-count are 0 and its vector is zero (as EmbeddingBag's mean and model2vec give). ``drop_id``
-(model2vec drops its unknown token) is left out of sums and counts.
+Deterministic, unlike a ScatterND with ``reduction="add"`` (onnxruntime adds duplicate indices from
+several threads at once: results changed from run to run), and fast while a run holds a few thousand
+tokens (the membership matrix grows with texts x tokens; the runtime keeps static runs that small).
+An empty text owns no token: its sum and count are 0 and its vector is zero (as EmbeddingBag's mean
+and model2vec give). ``drop_id`` (model2vec drops its unknown token) belongs to no text.
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ def static_graph(table: np.ndarray, normalize: bool, drop_id: int | None = None)
     inits = [
         numpy_helper.from_array(np.ascontiguousarray(table, dtype=np.float32), "table"),
         numpy_helper.from_array(np.array([1], np.int64), "one"),
-        numpy_helper.from_array(np.array([0], np.int64), "zero"),
         numpy_helper.from_array(np.array([np.iinfo(np.int64).max], np.int64), "end"),
-        numpy_helper.from_array(np.zeros((1, dim), np.float64), "zero_row"),
-        numpy_helper.from_array(np.zeros((1,), np.float64), "zero_count"),
-        numpy_helper.from_array(np.array(1.0, np.float64), "one_d"),
+        numpy_helper.from_array(np.array(0, np.int64), "zero_s"),
+        numpy_helper.from_array(np.array(1, np.int64), "one_s"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one_f"),
         numpy_helper.from_array(np.array(1e-12, np.float32), "eps"),
     ]
 
@@ -46,25 +46,24 @@ def static_graph(table: np.ndarray, normalize: bool, drop_id: int | None = None)
         nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
         return out
 
-    rows = node("Cast", [node("Gather", ["table", "input_ids"], "rows32", axis=0)], "rows", to=TensorProto.DOUBLE)
+    rows = node("Gather", ["table", "input_ids"], "rows", axis=0)
+    n_tok = node("Shape", ["input_ids"], "n_tok")
+    position = node("Unsqueeze", [node("Range", ["zero_s", node("Squeeze", [n_tok], "n_tok_s"), "one_s"], "pos"),
+                                  "zero_s"], "position")  # [1, tokens]
+    ends = node("Concat", [node("Slice", ["offsets", "one", "end"], "next_starts"), n_tok], "ends", axis=0)
+    starts_col = node("Unsqueeze", ["offsets", "one"], "starts_col")  # [batch, 1]
+    ends_col = node("Unsqueeze", [ends, "one"], "ends_col")
+    member = node("And", [node("GreaterOrEqual", [position, starts_col], "after_start"),
+                          node("Less", [position, ends_col], "before_end")], "member_b")
     if drop_id is not None:
         inits.append(numpy_helper.from_array(np.array(drop_id, np.int64), "drop_id"))
-        keep = node("Cast", [node("Not", [node("Equal", ["input_ids", "drop_id"], "is_drop")], "kept")], "keep",
-                    to=TensorProto.DOUBLE)
-        rows = node("Mul", [rows, node("Unsqueeze", [keep, "one"], "keep_col")], "rows_kept")
-    else:
-        keep = node("ConstantOfShape", [node("Shape", ["input_ids"], "n_tokens")], "keep",
-                    value=helper.make_tensor("o", TensorProto.DOUBLE, [1], [1.0]))
-    running = node("Concat", ["zero_row", node("CumSum", [rows, "zero"], "cumsum")], "running", axis=0)
-    counted = node("Concat", ["zero_count", node("CumSum", [keep, "zero"], "cumcount")], "counted", axis=0)
-    n_tok = node("Shape", ["input_ids"], "n_tok")
-    ends = node("Concat", [node("Slice", ["offsets", "one", "end"], "next_starts"), n_tok], "ends", axis=0)
-    sums = node("Sub", [node("Gather", [running, ends], "at_end", axis=0),
-                        node("Gather", [running, "offsets"], "at_start", axis=0)], "sums")
-    counts = node("Sub", [node("Gather", [counted, ends], "count_end", axis=0),
-                          node("Gather", [counted, "offsets"], "count_start", axis=0)], "counts")
-    denom = node("Unsqueeze", [node("Max", [counts, "one_d"], "counts_1"), "one"], "denom")
-    out = node("Cast", [node("Div", [sums, denom], "mean64")], "mean" if normalize else OUTPUT, to=TensorProto.FLOAT)
+        kept = node("Unsqueeze", [node("Not", [node("Equal", ["input_ids", "drop_id"], "is_drop")], "kept_t"),
+                                  "zero_s"], "kept")
+        member = node("And", [member, kept], "member_kept")
+    weights = node("Cast", [member], "member", to=TensorProto.FLOAT)  # [batch, tokens]
+    sums = node("MatMul", [weights, rows], "sums")
+    counts = node("ReduceSum", [weights, "one"], "counts", keepdims=1)
+    out = node("Div", [sums, node("Max", [counts, "one_f"], "denom")], "mean" if normalize else OUTPUT)
     if normalize:  # torch.nn.functional.normalize: x / max(||x||, 1e-12)
         norm = node("ReduceL2", [out, "one"], "norm", keepdims=1)
         node("Div", [out, node("Max", [norm, "eps"], "norm_eps")], OUTPUT)

@@ -112,7 +112,7 @@ def test_model2vec_folder_matches_model2vec(which: str, model2vec_folders: dict[
     bundle = export_model(source, tmp_path / "b")
     model = Embedder(bundle)
     texts = [*TEXTS, "[UNK] unknown ⟁⟁⟁ glyphs", "word " * 500]
-    expected = StaticModel.from_pretrained(str(source)).encode(texts)  # float32 sums; the graph sums in float64
+    expected = StaticModel.from_pretrained(str(source)).encode(texts)  # float32 sums in another order
     np.testing.assert_allclose(model.encode(texts), expected, rtol=1e-4, atol=1e-5)
     m = model.manifest
     assert m.kind is BundleKind.STATIC and m.inputs == ["input_ids", "offsets"]
@@ -129,11 +129,12 @@ def test_sentence_transformers_static_embedding_matches(plain_bert: Path, tmp_pa
     st.save(str(tmp_path / "st"))
     bundle = export_model(tmp_path / "st", tmp_path / "b")
     model = Embedder(bundle)
-    np.testing.assert_allclose(model.encode(TEXTS, batch_size=4), st.encode(TEXTS), atol=1e-6)
+    # float32 sums in another order: ~1e-6 apart on the 1000-token text (no truncation here)
+    np.testing.assert_allclose(model.encode(TEXTS, batch_size=4), st.encode(TEXTS), atol=1e-5)
     np.testing.assert_allclose(model.encode(TEXTS[:5], prompt_name="query"),
-                               st.encode(TEXTS[:5], prompt_name="query"), atol=1e-6)  # fmt: skip
+                               st.encode(TEXTS[:5], prompt_name="query"), atol=1e-5)  # fmt: skip
     # the path the server takes: tokenize, then encode the tokens
-    np.testing.assert_allclose(model.encode_tokenized(model.tokenize(TEXTS)), st.encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(model.encode_tokenized(model.tokenize(TEXTS)), st.encode(TEXTS), atol=1e-5)
     with pytest.raises(ValueError, match="sentence_embedding only"):
         model.encode(TEXTS, output_value="token_embeddings")
     with pytest.raises(UnsupportedModelError, match="fp32 only"):
