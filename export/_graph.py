@@ -62,7 +62,7 @@ def static_reshapes(model: onnx.ModelProto) -> int:
     """
     from onnx import numpy_helper, shape_inference
 
-    inferred = shape_inference.infer_shapes(model)
+    inferred = shape_inference.infer_shapes(_skeleton(model))
     dims: dict[str, list[str | int | None]] = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         t = vi.type.tensor_type
@@ -116,6 +116,21 @@ def static_reshapes(model: onnx.ModelProto) -> int:
     if rewritten and not has_subgraphs:  # names used inside subgraphs are not tracked here
         _drop_dead(model)
     return rewritten
+
+
+def _skeleton(model: onnx.ModelProto, small: int = 4096) -> onnx.ModelProto:
+    """``model`` for shape inference only: initializers over ``small`` bytes become typed graph
+    inputs without data. Shapes come out the same (inference reads the values of small tensors
+    only), and the weights are not copied (``infer_shapes`` would serialize and parse them twice)."""
+    graph = model.graph
+    big = [t for t in graph.initializer if t.ByteSize() > small]
+    kept = [t for t in graph.initializer if t.ByteSize() <= small]
+    declared = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in big]
+    skeleton = onnx.helper.make_graph(
+        list(graph.node), graph.name, [*graph.input, *declared], list(graph.output), initializer=kept,
+        value_info=list(graph.value_info),
+    )  # fmt: skip
+    return onnx.helper.make_model(skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version)
 
 
 def _drop_dead(model: onnx.ModelProto) -> None:
