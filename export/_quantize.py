@@ -40,6 +40,7 @@ from onnx import numpy_helper
 from embedrt._errors import UnsupportedModelError
 
 from ._graph import POOLING_OPS, downstream_of, needs_external
+from ._int8_weights import PAIR_LIMIT, WeightRange, max_pair_sum, quantize_columns
 from ._smooth import Feeds, smooth_model
 
 # Pooling and what follows it (Dense, Normalize) stay fp32: few FLOPs, all of the output's precision.
@@ -61,17 +62,15 @@ class Int8Recipe:
     """How to quantize. ``exclude``: (kind, layer) pairs kept fp32; layer ``-1`` means every layer.
 
     ``method="nbits"`` uses ``bits``, ``block_size``, ``accuracy_level``; ``"dynamic"`` and
-    ``"smooth"`` (dynamic after calibrated channel balancing) use ``per_channel``,
-    ``signed_weights``, ``reduce_range``.
+    ``"smooth"`` (dynamic after calibrated channel balancing) use ``weight_range``
+    (``_int8_weights.WeightRange``: ``pairs`` is exact on every x86 CPU, ``full`` only with VNNI).
     """
 
     method: str = "smooth"
     bits: int = 8
     block_size: int = 128
     accuracy_level: int = 4
-    per_channel: bool = True
-    signed_weights: bool = True
-    reduce_range: bool = False
+    weight_range: str = WeightRange.PAIRS.value
     exclude: tuple[tuple[str, int], ...] = ()
 
     def excludes(self, site: MatMulSite) -> bool:
@@ -132,6 +131,7 @@ def quantize_int8(
     """
     if recipe.method not in METHODS:
         raise ValueError(f"invalid int8 method {recipe.method!r}: expected one of {METHODS}")
+    WeightRange(recipe.weight_range)  # a bad value fails before any work
     model = onnx.load(str(fp32_path))
     _name_unnamed(model)
     sites = find_sites(model)
@@ -147,11 +147,11 @@ def quantize_int8(
     elif recipe.method == "smooth":
         if not calibration:
             raise ValueError("int8 method 'smooth' needs calibration batches (calibration=...)")
-        smoothing = smooth_model(model, [s.name for s in quantized], calibration)
-        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused)
-        settings.update(method="smooth", smoothing=smoothing)
+        smoothing = smooth_model(model, [s.name for s in quantized], calibration, recipe.weight_range)
+        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights)
+        settings.update(method="smooth", smoothing=smoothing.record)
     else:
-        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused)
+        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, {})
     return {
         **settings,
         "recipe": asdict(recipe),
@@ -201,7 +201,7 @@ def _nbits(
 
 def _dynamic(
     model: onnx.ModelProto, out_path: Path, recipe: Int8Recipe, quantized: list[MatMulSite],
-    excluded: list[MatMulSite], fused: bool,
+    excluded: list[MatMulSite], fused: bool, chosen: dict[str, tuple[Any, Any]],
 ) -> dict[str, Any]:  # fmt: skip
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -214,21 +214,71 @@ def _dynamic(
     onnx.save(model, str(tmp), save_as_external_data=needs_external(model))
     try:
         quantize_dynamic(
-            tmp, out_path, op_types_to_quantize=list(_QUANTIZABLE), per_channel=recipe.per_channel,
-            reduce_range=recipe.reduce_range, weight_type=QuantType.QInt8 if recipe.signed_weights else QuantType.QUInt8,
+            tmp, out_path, op_types_to_quantize=list(_QUANTIZABLE), per_channel=True,
+            reduce_range=False, weight_type=QuantType.QInt8,
             nodes_to_quantize=[s.name for s in quantized], nodes_to_exclude=[s.name for s in excluded],
             extra_options=extra, use_external_data_format=needs_external(model),
         )  # fmt: skip
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)
+    pair_max = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen)
     return {
         "method": "dynamic",
         "operator": "DynamicQuantizeMatMul / QAttention",
-        "weights": ("int8" if recipe.signed_weights else "uint8")
-        + (" per-channel" if recipe.per_channel else " per-tensor"),
+        "weights": f"int8 per-channel, {_RANGE_TEXT[WeightRange(recipe.weight_range)]}",
+        "weight_range": recipe.weight_range,
+        # The largest |w_2j| + |w_2j+1| of any int8 weight: <= PAIR_LIMIT means no u8s8 kernel
+        # saturates (the runtime checks this against the CPU it runs on).
+        "u8s8_max_pair_sum": pair_max,
         "activations": "uint8, dynamic per tensor",
     }
+
+
+_RANGE_TEXT = {
+    WeightRange.PAIRS: f"levels of each pair of rows within {PAIR_LIMIT} (exact on every x86 CPU)",
+    WeightRange.SEVEN_BIT: "7-bit levels (exact on every x86 CPU)",
+    WeightRange.FULL: "full 8-bit levels (exact only on CPUs with VNNI or AMX)",
+}
+# quantize_dynamic's int8 ops and the positions of their weight and weight scale
+_INT8_WEIGHTS = {"MatMulInteger": (1, None), "QAttention": (1, 4)}
+
+
+def _write_weights(
+    fp32: onnx.ModelProto, out_path: Path, weight_range: WeightRange, chosen: dict[str, tuple[Any, Any]]
+) -> int:
+    """Lay out every int8 weight of ``out_path`` as ``weight_range`` says; return the largest pair sum.
+
+    ``chosen``: node name -> (q, scale) already fitted (by the smoothing, with activation
+    statistics); the other weights are fitted here from their fp32 values in ``fp32``.
+    """
+    floats = {t.name: t for t in fp32.graph.initializer}
+    by_weight = {n.input[1]: chosen[n.name] for n in fp32.graph.node if n.name in chosen}
+    model = onnx.load(str(out_path))
+    inits = {t.name: t for t in model.graph.initializer}
+    pair_max = 0
+    for node in model.graph.node:
+        if node.op_type not in _INT8_WEIGHTS:
+            continue
+        w_pos, s_pos = _INT8_WEIGHTS[node.op_type]
+        qname = node.input[w_pos]
+        base = qname.removesuffix("_quantized")
+        sname = node.input[s_pos] if s_pos is not None else f"{base}_scale"
+        if qname == base or base not in floats or sname not in inits:
+            raise UnsupportedModelError(
+                f"int8: cannot find the fp32 weight and scale of {node.op_type} {node.name!r} "
+                f"(weight {qname!r}); the quantizer's naming changed"
+            )
+        if base in by_weight:
+            q, scale = by_weight[base]
+        else:
+            q, scale = quantize_columns(numpy_helper.to_array(floats[base]), weight_range)
+        inits[qname].CopyFrom(numpy_helper.from_array(q.astype("int8"), qname))
+        inits[sname].CopyFrom(numpy_helper.from_array(scale.astype("float32").reshape(
+            numpy_helper.to_array(inits[sname]).shape), sname))  # fmt: skip
+        pair_max = max(pair_max, max_pair_sum(q))
+    onnx.save(model, str(out_path), save_as_external_data=needs_external(model))
+    return pair_max
 
 
 def _count(items: Iterable[str]) -> dict[str, int]:

@@ -20,17 +20,29 @@ division is a ``Mul`` by ``1 / s`` in front of the group; the weights are rescal
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ._int8_weights import WeightRange, quantize_columns
+
 # None = leave the group unsmoothed; always a candidate, so smoothing never makes a group worse.
 ALPHAS: tuple[float | None, ...] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 ROWS_PER_BATCH = 256  # token rows per calibration batch on which the output error is measured
 
 Feeds = dict[str, np.ndarray]
+
+
+@dataclass
+class Smoothing:
+    """What ``smooth_model`` did: ``record`` for the manifest, and per node the int8 weight
+    (``q`` [K, N], ``scale`` [N]) that its error was simulated with, for the quantizer to write."""
+
+    record: dict[str, Any]
+    weights: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def calibration_feeds(
@@ -50,11 +62,18 @@ def calibration_feeds(
     return feeds
 
 
-def smooth_model(model: onnx.ModelProto, node_names: Sequence[str], feeds: list[Feeds]) -> dict[str, Any]:
+def smooth_model(
+    model: onnx.ModelProto,
+    node_names: Sequence[str],
+    feeds: list[Feeds],
+    weight_range: WeightRange | str = WeightRange.PAIRS,
+) -> Smoothing:
     """Balance the inputs of the MatMul-like nodes ``node_names`` (weight = input 1) in place.
 
-    ``feeds`` are calibration batches for ``model``. Returns the record for the manifest: per group,
-    the chosen ``alpha`` and the simulated relative output error with and without smoothing.
+    ``feeds`` are calibration batches for ``model``; ``weight_range`` is how the int8 weights will
+    be laid out (``_int8_weights``), simulated as such. Returns the record for the manifest (per
+    group, the chosen ``alpha`` and the simulated relative output error with and without
+    smoothing) and the int8 weights of every smoothed group's nodes.
     """
     if not feeds:
         raise ValueError("smoothing needs calibration batches; got none")
@@ -72,11 +91,17 @@ def smooth_model(model: onnx.ModelProto, node_names: Sequence[str], feeds: list[
     stats = _activation_stats(model, list(groups), feeds)
 
     record: list[dict[str, Any]] = []
+    chosen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     order = {id(n): i for i, n in enumerate(model.graph.node)}
     for k, (tensor, group) in enumerate(groups.items()):
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
         w = np.concatenate([m.reshape(m.shape[0], -1) for m in mats], axis=1)
-        alpha, scale, err, err_plain = _choose(w, stats[tensor])
+        alpha, scale, err, err_plain, (q, qscale) = _choose(w, stats[tensor], WeightRange(weight_range))
+        start = 0
+        for node, mat in zip(group, mats, strict=True):
+            width = int(np.prod(mat.shape[1:]))
+            chosen[node.name] = (q[:, start : start + width], qscale[start : start + width])
+            start += width
         record.append({
             "nodes": [n.name for n in group], "alpha": alpha,
             "rel_err": round(err, 5), "rel_err_unsmoothed": round(err_plain, 5),
@@ -92,13 +117,17 @@ def smooth_model(model: onnx.ModelProto, node_names: Sequence[str], feeds: list[
         first = min(order[id(n)] for n in group)
         model.graph.node.insert(first, helper.make_node("Mul", [tensor, inv_name], [smoothed], name=f"EmbedrtSmooth_{k}"))
         order = {id(n): i for i, n in enumerate(model.graph.node)}
-    return {
-        "method": "smoothquant, alpha per group by simulated output error",
-        "alpha_grid": [a for a in ALPHAS if a is not None],
-        "calibration_batches": len(feeds),
-        "calibration_texts": int(sum(f["input_ids"].shape[0] for f in feeds)),
-        "groups": record,
-    }
+    return Smoothing(
+        {
+            "method": "smoothquant, alpha per group by simulated output error",
+            "alpha_grid": [a for a in ALPHAS if a is not None],
+            "weight_range": WeightRange(weight_range).value,
+            "calibration_batches": len(feeds),
+            "calibration_texts": int(sum(f["input_ids"].shape[0] for f in feeds)),
+            "groups": record,
+        },
+        chosen,
+    )
 
 
 class _Stats:
@@ -144,16 +173,23 @@ def _activation_stats(model: onnx.ModelProto, tensors: list[str], feeds: list[Fe
     return stats
 
 
-def _choose(w: np.ndarray, st: _Stats) -> tuple[float | None, np.ndarray, float, float]:
+Quantized = tuple[np.ndarray, np.ndarray]
+
+
+def _choose(
+    w: np.ndarray, st: _Stats, weight_range: WeightRange
+) -> tuple[float | None, np.ndarray, float, float, Quantized]:
     amax = np.maximum(st.absmax, 1e-5)
     wmax = np.maximum(np.abs(w).max(axis=1), 1e-5)
     refs = [x @ w for x in st.rows]
     den = sum(float(np.square(r).sum()) for r in refs) or 1.0
-    best: tuple[float, float | None, np.ndarray] | None = None
+    meansq = np.mean(np.concatenate([np.square(x) for x in st.rows]), axis=0)
+    best: tuple[float, float | None, np.ndarray, Quantized] | None = None
     plain = float("nan")
     for alpha in ALPHAS:
         s = np.ones_like(amax) if alpha is None else np.clip(amax**alpha / wmax ** (1 - alpha), 1e-4, 1e4)
-        wq = _quant_weight(w * s[:, None])
+        q, qscale = quantize_columns(w * s[:, None], weight_range, row_weight=meansq / np.square(s))
+        wq = q.astype(np.float32) * qscale
         num = 0.0
         for x, lo, hi, ref in zip(st.rows, st.cmin, st.cmax, refs, strict=True):
             got = _quant_act(x / s, float(np.min(lo / s)), float(np.max(hi / s))) @ wq
@@ -162,9 +198,9 @@ def _choose(w: np.ndarray, st: _Stats) -> tuple[float | None, np.ndarray, float,
         if alpha is None:
             plain = err
         if best is None or err < best[0]:
-            best = (err, alpha, s)
+            best = (err, alpha, s, (q, qscale))
     assert best is not None
-    return best[1], best[2].astype(np.float32), best[0], plain
+    return best[1], best[2].astype(np.float32), best[0], plain, best[3]
 
 
 def _quant_act(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -173,10 +209,3 @@ def _quant_act(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     scale = (hi - lo) / 255.0 or 1.0
     zero = float(np.clip(np.round(-lo / scale), 0, 255))
     return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
-
-
-def _quant_weight(w: np.ndarray) -> np.ndarray:
-    """Symmetric int8 per output channel (quantize_dynamic's per_channel QInt8), dequantized."""
-    scale = np.abs(w).max(axis=0) / 127.0
-    scale[scale == 0] = 1.0
-    return np.round(w / scale) * scale

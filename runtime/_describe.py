@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._bundle import Manifest
+from ._int8_cpu import detect_cpu, plan_int8
 
 
 def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> list[tuple[str, str]]:
@@ -29,6 +30,7 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
         rows.append(
             ("quantized nodes", f"{q.get('quantized_nodes')} ({len(q.get('excluded_nodes', []))} kept fp32)")
         )
+        rows.append(("int8 on this CPU", plan_int8(q, detect_cpu()).text))
     f16 = opt.get("fp16")
     if f16:
         rows.append(
@@ -43,7 +45,7 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
 
 def _provider(precision: str) -> str:
     return {
-        "int8": "cpu (MatMulNBits / int8 kernels of the CPU provider)",
+        "int8": "cpu (int8 kernels of the CPU provider)",
         "fp16": "cuda (fp16 runs slowly or not at all on CPU)",
     }.get(precision, "cpu, cuda, openvino (fp32 graph; openvino may compute in bf16)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ import numpy as np
 
 from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
 from ._errors import BundleError, EmbedrtError
+from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
 from ._session import available_cpus, check_precision_hint, create_session
 from ._tokenize import Tokenized, flat_batches, flat_ids, load_tokenizer, pad_batch, token_batches, tokenize
-from ._types import BundleKind, Device, OutputValue, PaddingSide, parse
+from ._types import BundleKind, Device, OutputValue, PaddingSide, Precision, parse
 
 _KINDS = (BundleKind.EMBEDDING, BundleKind.STATIC)
 # Padded tokens per model run (rows x the batch's longest row). 32 texts of 512 tokens fit; a
@@ -74,10 +76,11 @@ class Embedder:
             )
         self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
         self.precision_hint = check_precision_hint(self.device, precision_hint)
+        self.int8_plan: Int8Plan | None = self._int8_plan()
         try:
             self.session = create_session(
                 self.path / MODEL_NAME, self.device, self.threads, provider_options, precision_hint=precision_hint,
-                memory_arena=memory_arena,
+                memory_arena=memory_arena, session_config=self.int8_plan.session_config() if self.int8_plan else None,
             )
         except EmbedrtError:
             raise
@@ -90,6 +93,15 @@ class Embedder:
         self._left = self.manifest.padding_side is PaddingSide.LEFT
         self._static = self.manifest.kind is BundleKind.STATIC
         self._run_lock = threading.Lock()
+
+    def _int8_plan(self) -> Int8Plan | None:
+        """How an int8 bundle must run on this CPU (``_int8_cpu``); None for other bundles."""
+        if self.manifest.precision is not Precision.INT8 or self.device is not Device.CPU:
+            return None
+        plan = plan_int8(self.manifest.optimizations.get("quantization") or {}, detect_cpu())
+        if plan.precise:
+            warnings.warn(f"{self.path}: {plan.text}", RuntimeWarning, stacklevel=3)
+        return plan
 
     # -- properties in sentence-transformers' shape ------------------------------------------------
 

@@ -158,11 +158,13 @@ def create_session(
     *,
     precision_hint: str | InferencePrecision | None = None,
     memory_arena: bool = False,
+    session_config: dict[str, str] | None = None,
 ) -> ort.InferenceSession:
     """The one place sessions are made. Raises ``ProviderError`` if ``device`` cannot be honoured.
 
     ``precision_hint`` (OpenVINO only): the compute precision for the graph, e.g. ``"bf16"`` on a
-    CPU with AVX512_BF16/AMX; refused where the CPU cannot run it natively.
+    CPU with AVX512_BF16/AMX; refused where the CPU cannot run it natively. ``session_config``:
+    onnxruntime session config entries (e.g. the exact int8 path, ``_int8_cpu``).
     """
     device = parse(Device, device, "device")
     hint = check_precision_hint(device, precision_hint)
@@ -193,6 +195,8 @@ def create_session(
     # batch job with steady shapes may opt in.
     so.enable_cpu_mem_arena = memory_arena
     so.log_severity_level = 3
+    for key, value in (session_config or {}).items():
+        so.add_session_config_entry(key, value)
     providers: list[Any] = [(provider, _provider_options(device, threads, provider_options, hint))]
     if device is not Device.CPU:
         providers.append("CPUExecutionProvider")  # for the few nodes an accelerator lacks

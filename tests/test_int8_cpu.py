@@ -1,0 +1,197 @@
+"""int8 that is right on every CPU: the weight layout no u8s8 kernel saturates, the CPU check at load
+time (simulated flag sets), and both checked against this machine's real onnxruntime kernels."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import embedrt._embedder as embedder_module
+from embedrt import Embedder, Precision
+from embedrt._bundle import MODEL_NAME, load_manifest, write_manifest
+from embedrt._int8_cpu import PRECISION_OPTION, CpuInt8, Int8Arithmetic, detect_cpu, plan_int8
+from embedrt.export._int8_weights import PAIR_LIMIT, max_pair_sum, quantize_columns
+
+AVX2 = {"sse4_2", "avx", "avx2", "fma"}
+AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "expected"),
+    [
+        ("x86_64", AVX2, Int8Arithmetic.SATURATING),  # EPYC Zen 2/3, Haswell..Coffee Lake
+        ("x86_64", AVX512, Int8Arithmetic.SATURATING),  # Skylake-SP: AVX-512 without VNNI
+        ("x86_64", AVX512 | {"avx512_vnni"}, Int8Arithmetic.EXACT),  # Cascade Lake, Zen 4
+        ("x86_64", AVX2 | {"avx512_vnni"}, Int8Arithmetic.SATURATING),  # no AVX512BW: kernel not taken
+        ("x86_64", AVX2 | {"avx_vnni"}, Int8Arithmetic.EXACT),  # Alder Lake
+        ("x86_64", AVX512 | {"avx512_vnni", "amx_int8"}, Int8Arithmetic.EXACT),  # Sapphire Rapids
+        ("AMD64", AVX2, Int8Arithmetic.SATURATING),  # Windows' spelling
+        ("x86_64", None, Int8Arithmetic.UNKNOWN),
+        ("aarch64", None, Int8Arithmetic.EXACT),
+        ("arm64", set(), Int8Arithmetic.EXACT),
+    ],
+    ids=[
+        "avx2", "avx512-no-vnni", "avx512-vnni", "vnni-flag-no-bw", "avx-vnni", "amx", "windows", "unknown",
+        "aarch64", "arm64",
+    ],
+)
+def test_cpu_arithmetic_from_flags(machine: str, flags: set[str] | None, expected: Int8Arithmetic,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import embedrt._int8_cpu as cpu
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: (None, "no flags in this test"))
+    got = detect_cpu(flags, machine)
+    assert got.arithmetic is expected and got.evidence
+
+
+SAT = CpuInt8(Int8Arithmetic.SATURATING, "x86_64 with avx2")
+UNKNOWN = CpuInt8(Int8Arithmetic.UNKNOWN, "x86_64, flags unreadable")
+EXACT = CpuInt8(Int8Arithmetic.EXACT, "x86_64 with avx512_vnni")
+
+
+@pytest.mark.parametrize(
+    ("quantization", "cpu", "precise"),
+    [
+        ({"method": "smooth", "u8s8_max_pair_sum": PAIR_LIMIT}, SAT, False),  # exact everywhere
+        ({"method": "smooth", "u8s8_max_pair_sum": 254}, SAT, True),  # would saturate: exact path
+        ({"method": "smooth", "u8s8_max_pair_sum": 254}, UNKNOWN, True),  # cannot tell: exact path
+        ({"method": "smooth", "u8s8_max_pair_sum": 254}, EXACT, False),  # VNNI: fast and exact
+        ({"method": "smooth"}, SAT, True),  # made before the pair sum was recorded
+        ({"method": "nbits"}, SAT, False),  # no u8s8 GEMM
+    ],
+    ids=["pairs", "full-avx2", "full-unknown", "full-vnni", "unrecorded", "nbits"],
+)
+def test_plan_per_bundle_and_cpu(quantization: dict[str, object], cpu: CpuInt8, precise: bool) -> None:
+    plan = plan_int8(quantization, cpu)
+    assert plan.precise is precise
+    assert plan.session_config() == ({PRECISION_OPTION: "1"} if precise else {})
+    if precise:
+        assert "slower" in plan.text and cpu.evidence in plan.text
+
+
+def test_pair_layout_keeps_pairs_within_the_limit_and_most_of_the_precision() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((385, 96)).astype(np.float32)  # odd K: the last row pairs with a zero
+    w[7] *= 20  # an outlier row, as SmoothQuant makes them
+    errors = {}
+    for layout in ("full", "7bit", "pairs"):
+        q, scale = quantize_columns(w, layout)
+        assert q.dtype == np.int8 and scale.shape == (96,) and np.abs(q).max() <= 127
+        errors[layout] = float(np.square(w - q * scale).sum())
+    assert max_pair_sum(quantize_columns(w, "pairs")[0]) <= PAIR_LIMIT
+    assert max_pair_sum(quantize_columns(w, "7bit")[0]) <= PAIR_LIMIT
+    assert max_pair_sum(quantize_columns(w, "full")[0]) > PAIR_LIMIT
+    assert errors["full"] <= errors["pairs"] < errors["7bit"]
+
+
+def _matmul_integer(w: np.ndarray, a: np.ndarray, config: dict[str, str]) -> np.ndarray:
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "W"], ["Y"])], "g",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, w.shape[0]])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, w.shape[1]])],
+        [numpy_helper.from_array(w, "W")],
+    )  # fmt: skip
+    so = ort.SessionOptions()
+    for k, v in config.items():
+        so.add_session_config_entry(k, v)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return session.run(None, {"A": a})[0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("rows", [1, 24], ids=["gemv", "gemm"])
+def test_this_cpus_kernels_agree_with_the_check(rows: int) -> None:
+    """On the CPU running the tests: pair-limited weights are exact; full-range weights are wrong
+    exactly where ``detect_cpu`` says the kernel saturates, and the exact path fixes them."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((384, 64)).astype(np.float32)
+    a = rng.integers(192, 256, size=(rows, 384), dtype=np.uint8)  # large activations: worst case
+    for layout in ("pairs", "full"):
+        q, _ = quantize_columns(w, layout)
+        exact = a.astype(np.int64) @ q.astype(np.int64)
+        wrong = int((_matmul_integer(q, a, {}) != exact).sum())
+        if layout == "pairs" or detect_cpu().arithmetic is Int8Arithmetic.EXACT:
+            assert wrong == 0, f"{layout} weights computed wrong on {detect_cpu().evidence}"
+        elif detect_cpu().arithmetic is Int8Arithmetic.SATURATING:
+            assert wrong > 0, f"full-range weights were exact on {detect_cpu().evidence}: the check is too strict"
+        fixed = _matmul_integer(q, a, {PRECISION_OPTION: "1"})
+        assert (fixed == exact).all()
+
+
+def _precise(model: Embedder) -> bool:
+    try:
+        return model.session.get_session_options().get_session_config_entry(PRECISION_OPTION) == "1"
+    except RuntimeError:  # onnxruntime raises for an entry never set
+        return False
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tiny_bert_bundle: Path, tiny_factory, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """The tiny BERT's int8 graph (default recipe) in a bundle, without the export's gate."""
+    from transformers import AutoTokenizer
+
+    from embedrt.export._export import calibration_texts
+    from embedrt.export._smooth import calibration_feeds
+    from embedrt.export._variants import apply_variant
+
+    out = tmp_path_factory.mktemp("int8") / "bundle"
+    shutil.copytree(tiny_bert_bundle, out)
+    tok = AutoTokenizer.from_pretrained(str(tiny_factory("bert")))
+    feeds = calibration_feeds(tok, calibration_texts(32), ["input_ids", "attention_mask", "token_type_ids"], 64)
+    cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}}
+    record = apply_variant(tiny_bert_bundle / MODEL_NAME, out / MODEL_NAME, "int8", False, cfg, calibration=feeds)
+    manifest = load_manifest(out, verify=False)
+    manifest.precision, manifest.optimizations = Precision.INT8, record
+    write_manifest(out, manifest)
+    return out
+
+
+def test_default_int8_bundle_runs_the_fast_kernel_everywhere(int8_bundle: Path) -> None:
+    q = load_manifest(int8_bundle).optimizations["quantization"]
+    assert q["weight_range"] == "pairs" and q["u8s8_max_pair_sum"] <= PAIR_LIMIT
+    weights = [numpy_helper.to_array(t) for t in onnx.load(str(int8_bundle / MODEL_NAME)).graph.initializer]
+    assert max(max_pair_sum(w) for w in weights if w.dtype == np.int8 and w.ndim == 2) == q["u8s8_max_pair_sum"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = Embedder(int8_bundle)
+    assert model.int8_plan is not None and not model.int8_plan.precise
+    assert _precise(model) is False
+
+
+@pytest.mark.parametrize("cpu", [SAT, EXACT], ids=["avx2", "vnni"])
+def test_bundle_without_recorded_pairs_takes_the_exact_path_where_needed(
+    cpu: CpuInt8, int8_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(int8_bundle, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["optimizations"]["quantization"]["u8s8_max_pair_sum"]  # as bundles of older embedrt
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(embedder_module, "detect_cpu", lambda: cpu)
+    texts = ["a short one", "대한민국은 민주공화국이다."]
+    if cpu is SAT:
+        with pytest.warns(RuntimeWarning, match="saturate.*x64quantprecision"):
+            model = Embedder(old)
+        assert model.int8_plan is not None and model.int8_plan.precise
+        assert _precise(model) is True
+    else:
+        model = Embedder(old)
+        assert model.int8_plan is not None and not model.int8_plan.precise
+    got, ref = model.encode(texts), Embedder(int8_bundle).encode(texts)
+    np.testing.assert_allclose(got, ref, atol=1e-5)  # pair-limited weights: every path is exact
+
+
+def test_info_says_how_int8_runs_here(int8_bundle: Path) -> None:
+    from embedrt._describe import describe_variant
+
+    rows = dict(describe_variant(load_manifest(int8_bundle), int8_bundle))
+    assert "exact on every CPU" in rows["int8 on this CPU"]
+    assert "within 128" in rows["quantization"]
