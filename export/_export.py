@@ -282,6 +282,7 @@ def _manifest(
         do_lower_case=spec.do_lower_case,
         prompts=spec.prompts,
         default_prompt_name=spec.default_prompt_name,
+        similarity_fn_name=spec.similarity_fn_name,
         precision=precision,
         optimizations=optimizations,
         opset=opset if exporter == "torchscript" else max(opset, 18),

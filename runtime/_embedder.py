@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
-from ._errors import BundleError, EmbedrtError
-from ._session import available_cpus, check_precision_hint, create_session
-from ._tokenize import Tokenized, load_tokenizer, pad_batch, tokenize
-from ._types import BundleKind, Device, OutputValue, parse
-
-_KINDS = (BundleKind.EMBEDDING, BundleKind.STATIC)
+from ._base import DOCUMENT_PROMPTS, QUERY_PROMPTS, BundleModel, check_texts, task_prompt
+from ._quantization import quantize_embeddings
+from ._similarity import similarity, similarity_pairwise
+from ._tokenize import Tokenized, tokenize
+from ._types import BundleKind, Device, EmbeddingPrecision, OutputValue, SimilarityFunction, parse
 
 
-class Embedder:
+class Embedder(BundleModel):
     """Sentence embeddings from an embedrt bundle, through ONNX Runtime, without PyTorch.
 
     Args:
@@ -31,10 +28,16 @@ class Embedder:
             (``device="openvino"`` only; needs ``embedrt[openvino]``).
         memory_arena: keep onnxruntime's CPU memory arena. Off by default: it keeps the largest
             batch's memory for good (RSS 1240 vs 508 MB measured); on, long inputs run ~5-18% faster.
+        truncate_dim: keep only the first ``truncate_dim`` dimensions of every embedding
+            (Matryoshka models); ``encode(truncate_dim=...)`` overrides it per call.
+        similarity_fn_name: ``"cosine"``, ``"dot"``, ``"euclidean"`` or ``"manhattan"`` for
+            ``similarity``; default: the model's own (from its sentence-transformers config), else cosine.
 
     ``encode`` may be called from several threads at once: tokenization runs in parallel, and the
     model runs one batch at a time on its own thread pool, so threads are never oversubscribed.
     """
+
+    KINDS = (BundleKind.EMBEDDING, BundleKind.STATIC)
 
     def __init__(
         self,
@@ -46,60 +49,31 @@ class Embedder:
         provider_options: dict[str, Any] | None = None,
         precision_hint: str | None = None,
         memory_arena: bool = False,
+        truncate_dim: int | None = None,
+        similarity_fn_name: str | SimilarityFunction | None = None,
     ) -> None:
-        self.path = Path(bundle)
-        self.device = parse(Device, device, "device")
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.threads = threads or available_cpus()
-        self.manifest: Manifest = load_manifest(self.path, verify=verify)
-        if self.manifest.kind not in _KINDS:
-            raise BundleError(
-                f"bundle {str(self.path)!r} is a {self.manifest.kind.value} bundle; Embedder serves "
-                f"{', '.join(k.value for k in _KINDS)} bundles"
-            )
-        self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
-        self.precision_hint = check_precision_hint(self.device, precision_hint)
-        try:
-            self.session = create_session(
-                self.path / MODEL_NAME, self.device, self.threads, provider_options, precision_hint=precision_hint,
-                memory_arena=memory_arena,
-            )
-        except EmbedrtError:
-            raise
-        except Exception as e:  # onnxruntime's own exception types are not importable in a stable way
-            raise BundleError(
-                f"{self.path / MODEL_NAME} cannot be loaded by onnxruntime ({e}); export the model again"
-            ) from e
-        graph_inputs = {i.name for i in self.session.get_inputs()}
-        self._with_type_ids = "token_type_ids" in graph_inputs
-        self._run_lock = threading.Lock()
+        super().__init__(
+            bundle, device, threads=threads, verify=verify, provider_options=provider_options,
+            precision_hint=precision_hint, memory_arena=memory_arena,
+        )
+        self.truncate_dim = self._check_truncate_dim(truncate_dim)
+        fn = similarity_fn_name or self.manifest.similarity_fn_name or SimilarityFunction.COSINE
+        self.similarity_fn_name = parse(SimilarityFunction, fn, "similarity_fn_name")
 
     # -- properties in sentence-transformers' shape ------------------------------------------------
 
     @property
     def dimension(self) -> int:
-        return self.manifest.dimension
+        """The width of ``encode``'s vectors: ``truncate_dim`` if set, else the model's."""
+        return self.truncate_dim or self.manifest.dimension
 
     def get_sentence_embedding_dimension(self) -> int:
-        return self.manifest.dimension
-
-    @property
-    def max_seq_length(self) -> int:
-        return self.manifest.max_seq_length
-
-    @property
-    def prompts(self) -> dict[str, str]:
-        return dict(self.manifest.prompts)
-
-    @property
-    def providers(self) -> list[str]:
-        return list(self.session.get_providers())
+        return self.dimension
 
     def __repr__(self) -> str:
         m = self.manifest
         return (
-            f"Embedder({str(self.path)!r}, architecture={m.source.get('architecture')!r}, dim={m.dimension}, "
+            f"Embedder({str(self.path)!r}, architecture={m.source.get('architecture')!r}, dim={self.dimension}, "
             f"pooling={[p.value for p in m.pooling]}, precision={m.precision.value!r}, "
             f"providers={self.providers}, threads={self.threads})"
         )
@@ -108,7 +82,7 @@ class Embedder:
 
     def tokenize(self, texts: Sequence[str], prompt_name: str | None = None, prompt: str | None = None) -> Tokenized:
         """Token ids of ``texts`` (prompt prepended), truncated to ``max_seq_length``, unpadded."""
-        return tokenize(self.tokenizer, self._with_prompt(_check_texts(texts), prompt_name, prompt))
+        return tokenize(self.tokenizer, self._with_prompt(check_texts(texts), prompt_name, prompt))
 
     def encode(
         self,
@@ -119,6 +93,10 @@ class Embedder:
         show_progress_bar: bool = False,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        *,
+        precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
+        truncate_dim: int | None = None,
+        ranges: np.ndarray | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed ``texts``.
 
@@ -127,11 +105,31 @@ class Embedder:
         ``normalize=True`` L2-normalizes on top of what the model does; ``None``/``False`` leave the
         model's output as it is (a model with a Normalize module is always normalized, as in
         sentence-transformers). ``prompt_name`` picks a prompt from the manifest; ``prompt`` gives one.
+
+        ``truncate_dim`` keeps the first dimensions (before ``normalize``, as sentence-transformers
+        does); ``precision`` (``float32``, ``int8``, ``uint8``, ``binary``, ``ubinary``) quantizes the
+        result as ``embedrt.quantize_embeddings`` does, int8/uint8 with ``ranges`` (shape
+        ``(2, dim)``) or, without them, ranges from these embeddings.
         """
+        prec = parse(EmbeddingPrecision, precision, "precision")
+        what = parse(OutputValue, output_value, "output_value")
+        if what is OutputValue.TOKEN_EMBEDDINGS and prec is not EmbeddingPrecision.FLOAT32:
+            raise ValueError(f"precision {prec.value!r} applies to sentence embeddings, not token_embeddings")
         single = isinstance(texts, str)
         tok = self.tokenize([texts] if single else texts, prompt_name, prompt)  # type: ignore[list-item]
-        out = self.encode_tokenized(tok, batch_size, normalize, output_value, show_progress_bar)
+        out = self.encode_tokenized(tok, batch_size, normalize, what.value, show_progress_bar, truncate_dim)
+        if prec is not EmbeddingPrecision.FLOAT32 and len(tok):
+            assert isinstance(out, np.ndarray)
+            out = quantize_embeddings(out, prec, ranges=ranges)
         return out[0] if single else out
+
+    def encode_query(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+        """``encode`` with the bundle's ``query`` prompt (none if it has none); takes ``encode``'s arguments."""
+        return self.encode(texts, **task_prompt(self.manifest.prompts, QUERY_PROMPTS, kwargs))
+
+    def encode_document(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+        """``encode`` with the bundle's ``document`` prompt, else ``passage``, else ``corpus`` (else none)."""
+        return self.encode(texts, **task_prompt(self.manifest.prompts, DOCUMENT_PROMPTS, kwargs))
 
     def encode_tokenized(
         self,
@@ -140,70 +138,46 @@ class Embedder:
         normalize: bool | None = None,
         output_value: str = "sentence_embedding",
         show_progress_bar: bool = False,
+        truncate_dim: int | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed already tokenized texts (see ``tokenize``)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         what = parse(OutputValue, output_value, "output_value")
+        dim = self._check_truncate_dim(truncate_dim) or self.dimension
         n = len(tok)
-        sentences = np.empty((n, self.dimension), dtype=np.float32)
+        sentences = np.empty((n, self.manifest.dimension), dtype=np.float32)
         tokens: list[np.ndarray] = [np.empty((0, self.manifest.hidden_size), np.float32)] * n
-        # Longest first: padding only to each batch's longest input, and the biggest memory need up front.
-        order = np.argsort(-tok.lengths, kind="stable")
-        bar = _progress(n, show_progress_bar)
-        for start in range(0, n, batch_size):
-            rows = order[start : start + batch_size]
-            feed = pad_batch(tok, rows, self.manifest.pad_token_id, self._with_type_ids)
+        for rows, feed in self._batches(tok, batch_size, show_progress_bar):
             if what is OutputValue.SENTENCE_EMBEDDING:
                 (sentences[rows],) = self._run(["sentence_embedding"], feed)
             else:
                 (hidden,) = self._run(["token_embeddings"], feed)
                 for r, i in enumerate(rows):
                     tokens[i] = hidden[r, : tok.lengths[i]].copy()
-            if bar is not None:
-                bar.update(len(rows))
-        if bar is not None:
-            bar.close()
         if what is OutputValue.TOKEN_EMBEDDINGS:
             return tokens
+        if dim < sentences.shape[1]:
+            sentences = np.ascontiguousarray(sentences[:, :dim])
         if normalize:
             norms = np.linalg.norm(sentences, axis=1, keepdims=True)
             sentences /= np.maximum(norms, 1e-12)
         return sentences
 
-    def _run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with self._run_lock:
-            return self.session.run(outputs, feed)  # type: ignore[no-any-return]
+    # -- similarity ----------------------------------------------------------------------------------
 
-    def _with_prompt(self, texts: list[str], prompt_name: str | None, prompt: str | None) -> list[str]:
-        if prompt_name is not None and prompt is not None:
-            raise ValueError("give prompt_name or prompt, not both")
-        if prompt_name is not None:
-            if prompt_name not in self.manifest.prompts:
-                raise ValueError(
-                    f"prompt_name {prompt_name!r} is not in this bundle's prompts {sorted(self.manifest.prompts)}"
-                )
-            prompt = self.manifest.prompts[prompt_name]
-        elif prompt is None and self.manifest.default_prompt_name:
-            prompt = self.manifest.prompts.get(self.manifest.default_prompt_name)
-        if prompt is not None and not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        return [prompt + t for t in texts] if prompt else texts
+    def similarity(self, embeddings1: object, embeddings2: object) -> np.ndarray:
+        """The ``(n, m)`` similarity matrix under ``similarity_fn_name`` (float32 numpy)."""
+        return similarity(embeddings1, embeddings2, self.similarity_fn_name)
 
+    def similarity_pairwise(self, embeddings1: object, embeddings2: object) -> np.ndarray:
+        """The ``(n,)`` similarity of row ``i`` with row ``i`` under ``similarity_fn_name``."""
+        return similarity_pairwise(embeddings1, embeddings2, self.similarity_fn_name)
 
-def _check_texts(texts: object) -> list[str]:
-    if isinstance(texts, str | bytes) or not isinstance(texts, Sequence | np.ndarray):
-        raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}: {t!r:.80}")
-    return out
+    # -- helpers -------------------------------------------------------------------------------------
 
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="encode", unit="text")
+    def _check_truncate_dim(self, value: int | None) -> int | None:
+        if value is None:
+            return None
+        full = self.manifest.dimension
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= full:
+            raise ValueError(f"truncate_dim must be an integer from 1 to {full} (the model's dimension), got {value!r}")
+        return value

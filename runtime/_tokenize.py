@@ -38,8 +38,10 @@ def load_tokenizer(path: Path, max_seq_length: int) -> Tokenizer:
     return tok
 
 
-def tokenize(tokenizer: Tokenizer, texts: list[str]) -> Tokenized:
-    encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
+def tokenize(tokenizer: Tokenizer, texts: Sequence[str] | Sequence[tuple[str, str]]) -> Tokenized:
+    """Texts, or (first, second) pairs encoded together as the model's pair template says (for
+    rerankers), truncated longest-first to the tokenizer's max length, as transformers does."""
+    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
     ids = [e.ids for e in encodings]
     return Tokenized(
         ids=ids,

@@ -133,6 +133,8 @@ def make_st_folder(
     max_seq_length: int = 48,
     layout: str = "new",
     prompts: dict[str, str] | None = None,
+    default_prompt_name: str | None = None,
+    similarity_fn_name: str | None = None,
 ) -> Path:
     """A sentence-transformers folder around a tiny ``arch`` encoder. ``dense``: (out_features, activation)."""
     from sentence_transformers import SentenceTransformer
@@ -149,7 +151,10 @@ def make_st_folder(
         width = out
     if normalize:
         modules.append(Normalize())
-    model = SentenceTransformer(modules=modules, device="cpu", prompts=prompts or {})
+    model = SentenceTransformer(
+        modules=modules, device="cpu", prompts=prompts or {}, default_prompt_name=default_prompt_name,
+        similarity_fn_name=similarity_fn_name,
+    )
     target = folder / "st"
     model.save(str(target))
     if layout == "old":
