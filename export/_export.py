@@ -17,9 +17,10 @@ import torch
 from embedrt import Embedder, __version__
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
 from embedrt._errors import ExportError, ParityError, UnsupportedModelError
-from embedrt._types import Pooling, Precision, parse
+from embedrt._types import BundleKind, Pooling, Precision, parse
 
 from ._gate import gate_texts as default_gate_texts
+from ._kinds import check_head_options, detect_kind
 from ._model import EmbeddingModel, load_reference
 from ._quantize import AUTO, METHODS, RECIPES, Int8Recipe
 from ._source import SourceSpec, read_source
@@ -47,6 +48,7 @@ def export_model(
     gate_thresholds: dict[str, float] | None = None,
     overwrite: bool = False,
     int8_method: str = "auto",
+    kind: str | None = None,
     log: Log | None = None,
 ) -> Path:
     """Export ``source`` (a sentence-transformers or Hugging Face folder) into the bundle ``out_dir``.
@@ -60,6 +62,10 @@ def export_model(
     ``int8_method`` (precision int8 only): ``"smooth"``, ``"nbits"`` or ``"dynamic"`` (see
     ``_quantize``); ``"auto"`` tries ``smooth`` (fastest) and falls back to ``nbits`` when its
     graph misses the checks, recording the miss in the manifest.
+
+    ``kind`` (``"embedding"``, ``"reranker"``, ``"sparse"``) forces the bundle kind; by default the
+    folder decides (``_kinds.detect_kind``): CrossEncoder folders become rerankers, SPLADE
+    SparseEncoder folders sparse bundles.
     """
     say = log or (lambda _msg: None)
     prec = parse(Precision, precision, "precision")
@@ -70,6 +76,13 @@ def export_model(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (--overwrite)")
+    bundle_kind = detect_kind(source, kind)
+    if bundle_kind is not BundleKind.EMBEDDING:
+        check_head_options(bundle_kind, prec, optimize, pooling)
+        from ._export_head import export_head
+
+        return export_head(source, out, bundle_kind, opset=opset, exporter=exporter, validate_texts=validate_texts,
+                           log=say)  # fmt: skip
 
     spec = read_source(source, modes)
     say(f"source: {spec.kind} folder, architecture {spec.model_type!r}, pooling "
