@@ -58,8 +58,8 @@ class BundleModel:
         self.manifest: Manifest = load_manifest(self.path, verify=verify)
         if self.manifest.kind not in self.KINDS:
             raise BundleError(
-                f"bundle {str(self.path)!r} is a {self.manifest.kind.value} bundle; {type(self).__name__} serves "
-                f"{', '.join(k.value for k in self.KINDS)} bundles ({kind_hint(self.manifest.kind)})"
+                f"bundle {str(self.path)!r} is of kind {self.manifest.kind.value!r}; {type(self).__name__} serves "
+                f"kinds {', '.join(repr(k.value) for k in self.KINDS)} ({kind_hint(self.manifest.kind)})"
             )
         self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
         self.precision_hint = check_precision_hint(self.device, precision_hint)

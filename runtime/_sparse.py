@@ -149,7 +149,7 @@ def as_sparse(x: object, name: str) -> SparseEmbeddings:
 def sparse_dot(a: SparseEmbeddings, b: SparseEmbeddings) -> np.ndarray:
     """``(len(a), len(b))`` dot products: ``a`` is made dense ``_DENSE_ROWS`` rows at a time and
     gathered at ``b``'s stored indices."""
-    out = np.zeros((len(a), len(b)), np.float32)
+    out = np.zeros((len(a), len(b)), np.float64)  # float64: euclidean subtracts these from squared norms
     if b.nnz == 0:
         return out
     b_rows = b.rows()
@@ -157,7 +157,7 @@ def sparse_dot(a: SparseEmbeddings, b: SparseEmbeddings) -> np.ndarray:
         chunk = SparseEmbeddings(a.indptr[start : start + _DENSE_ROWS + 1] - a.indptr[start],
                                  a.indices[a.indptr[start] : a.indptr[min(start + _DENSE_ROWS, len(a))]],
                                  a.values[a.indptr[start] : a.indptr[min(start + _DENSE_ROWS, len(a))]], a.dim)  # fmt: skip
-        products = chunk.to_dense()[:, b.indices] * b.values  # [rows, nnz_b]
+        products = chunk.to_dense()[:, b.indices].astype(np.float64) * b.values  # [rows, nnz_b]
         block = np.zeros((len(chunk), len(b)), np.float64)
         np.add.at(block.T, b_rows, products.T)
         out[start : start + len(chunk)] = block
@@ -172,7 +172,7 @@ def sparse_similarity(a: object, b: object, fn: str | SimilarityFunction) -> np.
         raise ValueError(f"sparse vectors of different widths cannot be compared: {x.dim} and {y.dim}")
     if name is SimilarityFunction.MANHATTAN:
         return dense_similarity(x.to_dense(), y.to_dense(), name)
-    dot = sparse_dot(x, y).astype(np.float64)
+    dot = sparse_dot(x, y)
     nx, ny = _squared_norms(x), _squared_norms(y)
     if name is SimilarityFunction.DOT:
         return dot.astype(np.float32)
