@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from embedrt import Embedder
-from embedrt._bundle import write_manifest
+from embedrt._bundle import load_manifest, write_manifest
 from embedrt._errors import ParityError
+from embedrt._types import BundleKind
 
 from ._gate import gate_texts as default_gate_texts
 from ._model import load_reference
@@ -36,6 +37,10 @@ def validate_bundle(
     ``gate_texts`` (>= 1000; default: the built-in set). With ``record``, the gate report is written
     into the bundle's manifest under ``parity.gates["<device>-<precision>"]``.
     """
+    if load_manifest(bundle, verify=False).kind in (BundleKind.RERANKER, BundleKind.SPARSE):
+        from ._validate_heads import validate_head_bundle
+
+        return validate_head_bundle(bundle, source, texts, raise_on_failure, device)
     embedder = Embedder(bundle, device=device, precision_hint=precision_hint)
     m = embedder.manifest
     spec = read_source(source, None if (Path(source) / "modules.json").is_file() else m.pooling)

@@ -10,6 +10,7 @@ ids must match exactly. Sparse: the bundle's sparse vectors against SPLADE pooli
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,8 @@ from embedrt._errors import ParityError
 from embedrt._reranker import Reranker
 from embedrt._sparse_encoder import SparseEncoder
 
-from ._heads import ScoreModel, SpladeModel
+from ._heads import ScoreModel, SpladeModel, load_head_reference
+from ._kinds import read_head_source
 from ._texts import validation_texts
 
 # fp32: differences are float rounding; scaled by the largest reference value (at least 1)
@@ -145,3 +147,27 @@ def _finish(report: dict[str, Any], t0: float, raise_on_failure: bool) -> dict[s
             report,
         )
     return report
+
+
+def validate_head_bundle(
+    bundle: str | Path, source: str | Path, texts: list[str] | None, raise_on_failure: bool, device: str
+) -> dict[str, Any]:
+    """``embedrt validate`` for a reranker or sparse bundle: parity against ``source`` on ``device``.
+
+    For a reranker, ``texts`` (if given) are paired with each other: every text as a query against
+    every other text as a document."""
+    from embedrt._bundle import load_manifest
+    from embedrt._types import BundleKind
+
+    kind = load_manifest(bundle, verify=False).kind
+    model = Reranker(bundle, device=device) if kind is BundleKind.RERANKER else SparseEncoder(bundle, device=device)
+    head = read_head_source(source, model.kind)
+    head.spec.max_seq_length = model.max_seq_length  # compare what the bundle does, at its own limit
+    reference, hf_tok = load_head_reference(head)
+    if isinstance(model, Reranker):
+        assert isinstance(reference, ScoreModel)
+        pairs = [(a, b) for a in texts for b in texts if a is not b] if texts else None
+        return validate_reranker(model, reference, hf_tok, pairs, raise_on_failure)
+    assert isinstance(reference, SpladeModel)
+    return validate_sparse(model, reference, hf_tok, texts, raise_on_failure)
+
