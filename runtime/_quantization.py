@@ -96,9 +96,15 @@ def quantization_ranges(
     return np.vstack((np.min(source, axis=0), np.max(source, axis=0)))
 
 
-def _empty(dim: int, prec: EmbeddingPrecision) -> np.ndarray:
+def quantized_shape(dim: int, precision: str | EmbeddingPrecision) -> tuple[int, type[np.generic]]:
+    """The width and numpy type of ``dim``-dimensional vectors in ``precision``."""
+    prec = parse(EmbeddingPrecision, precision, "precision")
     if prec is EmbeddingPrecision.FLOAT32:
-        return np.zeros((0, dim), np.float32)
+        return dim, np.float32
     width = (dim + 7) // 8 if prec in (EmbeddingPrecision.BINARY, EmbeddingPrecision.UBINARY) else dim
-    signed = prec in (EmbeddingPrecision.INT8, EmbeddingPrecision.BINARY)
-    return np.zeros((0, width), np.int8 if signed else np.uint8)
+    return width, np.int8 if prec in (EmbeddingPrecision.INT8, EmbeddingPrecision.BINARY) else np.uint8
+
+
+def _empty(dim: int, prec: EmbeddingPrecision) -> np.ndarray:
+    width, dtype = quantized_shape(dim, prec)
+    return np.zeros((0, width), dtype)
