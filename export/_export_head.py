@@ -32,7 +32,7 @@ from embedrt._types import BundleKind, Precision
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import HeadSource, read_head_source
 from ._tokenizer import bundle_tokenizer, write_tokenizer
-from ._validate_heads import validate_reranker, validate_sparse
+from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
 
 Log = Callable[[str], None]
 
@@ -65,7 +65,8 @@ def export_head(
         write_manifest(bundle, manifest)
         log("validating against PyTorch")
         if isinstance(model, ScoreModel):
-            report = validate_reranker(Reranker(bundle), model, hf_tok)
+            pairs = pairs_from_texts(validate_texts) if validate_texts else None
+            report = validate_reranker(Reranker(bundle), model, hf_tok, pairs)
             log(f"parity: max abs logit diff {report['max_abs_diff']:.2e} over {report['pairs']} pairs "
                 f"({report['truncated_pairs']} cut at max length)")
         else:

@@ -40,6 +40,11 @@ def validation_pairs() -> list[tuple[str, str]]:
     return pairs
 
 
+def pairs_from_texts(texts: list[str]) -> list[tuple[str, str]]:
+    """Pairs made of the user's texts: each with the next (a long one meets a short one) and with itself."""
+    return list(zip(texts, texts[1:] + texts[:1], strict=True)) + [(t, t) for t in texts]
+
+
 def _reference_ids(enc: Any) -> list[list[int]]:
     return [
         [t for t, m in zip(row, mask, strict=True) if m]
@@ -154,8 +159,7 @@ def validate_head_bundle(
 ) -> dict[str, Any]:
     """``embedrt validate`` for a reranker or sparse bundle: parity against ``source`` on ``device``.
 
-    For a reranker, ``texts`` (if given) are paired with each other: every text as a query against
-    every other text as a document."""
+    For a reranker, ``texts`` (if given) are paired (``pairs_from_texts``)."""
     from embedrt._bundle import load_manifest
     from embedrt._types import BundleKind
 
@@ -166,7 +170,7 @@ def validate_head_bundle(
     reference, hf_tok = load_head_reference(head)
     if isinstance(model, Reranker):
         assert isinstance(reference, ScoreModel)
-        pairs = [(a, b) for a in texts for b in texts if a is not b] if texts else None
+        pairs = pairs_from_texts(texts) if texts else None
         return validate_reranker(model, reference, hf_tok, pairs, raise_on_failure)
     assert isinstance(reference, SpladeModel)
     return validate_sparse(model, reference, hf_tok, texts, raise_on_failure)
