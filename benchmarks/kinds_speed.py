@@ -130,7 +130,8 @@ def main() -> int:
     rr.predict(pairs[:32])
     st_sp.encode(texts[:32])
     sp.encode(texts[:32])
-    report = {
+    load_before = os.getloadavg()
+    report: dict[str, Any] = {
         "machine": {"cpu_flags": sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f.startswith("avx")}),
                     "threads": 2, "python": platform.python_version()},
         "rerank_pairs": _alternate({"CrossEncoder.predict (PyTorch)": lambda: ce.predict(pairs, batch_size=32),
@@ -143,6 +144,7 @@ def main() -> int:
         "pair_tokens_mean": float(rr.tokenize_pairs(pairs).lengths.mean()),
         "text_tokens_mean": float(sp.tokenize(texts).lengths.mean()),
     }
+    report["machine"]["load_average_1m"] = {"before": load_before[0], "after": os.getloadavg()[0]}
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
