@@ -5,6 +5,9 @@
     >>> model.encode(["a sentence", "another"]).shape
     (2, 384)
 
+Reranker bundles load as ``Reranker`` (``predict``, ``rank``), sparse ones as ``SparseEncoder``
+(``encode`` to indices and values); ``load_model`` picks the class from the bundle's kind.
+
 Exporting (``embedrt.export``) needs the ``export`` extra; this package itself never imports torch.
 """
 
