@@ -11,11 +11,12 @@ from typing import Any
 from embedrt import Embedder
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
 from embedrt._errors import BundleError, ExportError, ParityError, UnsupportedModelError
-from embedrt._types import Pooling, Precision, parse
+from embedrt._types import BundleKind, Pooling, Precision, parse
 
 from ._archs import ArchSpec, Exporter, Variant, spec_for
 from ._gate import gate_texts as default_gate_texts
 from ._graph import EXTERNAL_DATA_BYTES
+from ._kinds import check_head_options, detect_kind
 from ._manifest import build_manifest
 from ._model import EmbeddingModel, load_reference
 from ._onnx import Written, export_graph
@@ -48,6 +49,7 @@ def export_model(
     int8_method: str = "auto",
     trust_remote_code: bool = False,
     external_data_bytes: int = EXTERNAL_DATA_BYTES,
+    kind: str | None = None,
     log: Log | None = None,
 ) -> Path:
     """Export ``source`` (a sentence-transformers, Hugging Face or model2vec folder) into the bundle ``out_dir``.
@@ -64,6 +66,10 @@ def export_model(
     ``nbits`` when its graph misses the checks, recording the miss in the manifest.
     ``trust_remote_code`` runs modeling code shipped in the folder (config.json ``auto_map``).
     Weights of graphs over ``external_data_bytes`` go to ``model.onnx.data``.
+
+    ``kind`` (``"embedding"``, ``"reranker"``, ``"sparse"``) forces the bundle kind; by default the
+    folder decides (``_kinds.detect_kind``): CrossEncoder folders become rerankers, SPLADE
+    SparseEncoder folders sparse bundles.
     """
     say = log or quiet
     prec = parse(Precision, precision, "precision")
@@ -73,6 +79,14 @@ def export_model(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (--overwrite)")
+    bundle_kind = detect_kind(source, kind)
+    if bundle_kind is not BundleKind.EMBEDDING:
+        check_head_options(bundle_kind, prec, optimize, pooling)
+        from ._export_head import export_head
+
+        head_exporter = "dynamo" if how is Exporter.DYNAMO else "torchscript"
+        return export_head(source, out, bundle_kind, opset=opset, exporter=head_exporter,
+                           validate_texts=validate_texts, log=say)  # fmt: skip
 
     from ._static import export_static, is_static_folder
 
@@ -214,4 +228,3 @@ def _parse_pooling(pooling: list[str] | str | None) -> list[Pooling] | None:
     if not modes:
         raise ValueError("pooling must name at least one mode")
     return modes
-

@@ -70,6 +70,7 @@ def build_manifest(
         do_lower_case=spec.do_lower_case,
         prompts=spec.prompts,
         default_prompt_name=spec.default_prompt_name,
+        similarity_fn_name=spec.similarity_fn_name,
         precision=precision,
         optimizations={**optimizations, "external_data": written.external_data},
         opset=written.opset,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from embedrt._errors import UnsupportedModelError
-from embedrt._types import Pooling, parse
+from embedrt._types import Pooling, SimilarityFunction, parse
 
 # sentence-transformers' legacy boolean pooling flags, in the order it concatenates them.
 _LEGACY_POOLING_FLAGS: dict[str, Pooling] = {
@@ -55,6 +55,7 @@ class SourceSpec:
     normalize: bool = False
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
+    similarity_fn_name: SimilarityFunction | None = None
     config: dict[str, Any] = field(default_factory=dict)
     trust_remote_code: bool = False  # run modeling code shipped in the folder (config.json auto_map)
 
@@ -172,9 +173,25 @@ def _read_sentence_transformers(root: Path) -> SourceSpec:
     prompts_file = root / "config_sentence_transformers.json"
     if prompts_file.is_file():
         cst = _read_json(prompts_file)
-        spec.prompts = {str(k): str(v) for k, v in (cst.get("prompts") or {}).items()}
-        spec.default_prompt_name = cst.get("default_prompt_name") or None
+        spec.prompts, spec.default_prompt_name, spec.similarity_fn_name = read_model_config(cst, prompts_file)
     return spec
+
+
+def read_model_config(
+    cst: dict[str, Any], path: Path
+) -> tuple[dict[str, str], str | None, SimilarityFunction | None]:
+    """Prompts, default prompt name and similarity function from config_sentence_transformers.json.
+
+    A prompt saved as null means "not set" (sentence-transformers fills it at load time): left out.
+    """
+    prompts = {str(k): str(v) for k, v in (cst.get("prompts") or {}).items() if v is not None}
+    fn = cst.get("similarity_fn_name")
+    if fn is not None and fn not in [f.value for f in SimilarityFunction]:
+        raise UnsupportedModelError(
+            f"{path}: similarity_fn_name {fn!r} is not supported; supported: {[f.value for f in SimilarityFunction]}"
+        )
+    similarity = parse(SimilarityFunction, fn, "similarity_fn_name") if fn is not None else None
+    return prompts, cst.get("default_prompt_name") or None, similarity
 
 
 def _find_st_config(root: Path, tpath: Path) -> dict[str, Any]:

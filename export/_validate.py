@@ -142,7 +142,7 @@ def validate(
     """Run both sides on ``texts`` and compare; raise ``ParityError`` naming the worst input on failure."""
     t0 = time.perf_counter()
     ref, ref_ids = reference_embeddings(model, hf_tokenizer, texts, embedder.max_seq_length, log=log)
-    tok = embedder.tokenize(texts)
+    tok = embedder.tokenize(texts, prompt="")  # the reference sees no prompt either
     cand = embedder.encode_tokenized(tok, batch_size=8)
     assert isinstance(cand, np.ndarray)
     if cand.shape != ref.shape:
@@ -177,7 +177,7 @@ def quality_gate(
     ref, _ = reference_embeddings(
         model, hf_tokenizer, texts, embedder.max_seq_length, batch_size=32, log=log, by_length=True
     )
-    cand = embedder.encode(texts, batch_size=32)
+    cand = embedder.encode(texts, batch_size=32, prompt="")
     hint = embedder.precision_hint.value if embedder.precision_hint is not None else None
     report = run_gate(
         ref, cand, embedder.manifest.precision, embedder.device.value, thresholds, hint=hint, texts=texts

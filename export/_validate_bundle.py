@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from embedrt import Embedder
-from embedrt._bundle import write_manifest
+from embedrt._bundle import load_manifest, write_manifest
 from embedrt._errors import ParityError
 from embedrt._types import BundleKind
 
@@ -43,6 +43,10 @@ def validate_bundle(
     lines (loading, the PyTorch reference, the gate) with an estimate of the time left.
     """
     say = log or quiet
+    if load_manifest(bundle, verify=False).kind in (BundleKind.RERANKER, BundleKind.SPARSE):
+        from ._validate_heads import validate_head_bundle
+
+        return validate_head_bundle(bundle, source, texts, raise_on_failure, device)
     embedder = Embedder(bundle, device=device, precision_hint=precision_hint)
     m = embedder.manifest
     if m.kind is BundleKind.STATIC:

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import BundleError
-from ._types import BundleKind, PaddingSide, Pooling, Precision, parse
+from ._types import (
+    BundleKind,
+    PaddingSide,
+    Pooling,
+    Precision,
+    ScoreActivation,
+    SimilarityFunction,
+    SpladeActivation,
+    SpladePooling,
+    parse,
+)
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -31,6 +41,24 @@ class DenseSpec:
     bias: bool
     activation: str  # a name from embedrt.export's activation table, e.g. "tanh", "identity"
     residual: bool = False
+
+
+@dataclass
+class RerankerSpec:
+    """A reranker's head: the graph outputs ``logits`` [batch, num_labels] and ``scores`` (activated)."""
+
+    num_labels: int
+    activation: ScoreActivation
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SparseSpec:
+    """A SPLADE head: the graph pools log(1 + relu(MLM logits)) over tokens into vocabulary weights."""
+
+    pooling: SpladePooling
+    activation: SpladeActivation
+    vocab_size: int
 
 
 @dataclass
@@ -59,6 +87,9 @@ class Manifest:
     kind: BundleKind = BundleKind.EMBEDDING  # bundles written before kinds existed are embeddings
     padding_side: PaddingSide = PaddingSide.RIGHT  # the side the source's tokenizer pads batches on
     max_chars: int | None = None  # texts are cut to this many characters before tokenizing (model2vec does)
+    similarity_fn_name: SimilarityFunction | None = None  # None: the kind's default (cosine; dot for sparse)
+    reranker: RerankerSpec | None = None  # kind reranker only
+    sparse: SparseSpec | None = None  # kind sparse only
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,6 +98,11 @@ class Manifest:
         d["precision"] = self.precision.value
         d["kind"] = self.kind.value
         d["padding_side"] = self.padding_side.value
+        d["similarity_fn_name"] = self.similarity_fn_name.value if self.similarity_fn_name else None
+        if self.reranker is not None:
+            d["reranker"]["activation"] = self.reranker.activation.value
+        if self.sparse is not None:
+            d["sparse"].update(pooling=self.sparse.pooling.value, activation=self.sparse.activation.value)
         return d
 
     @classmethod
@@ -77,6 +113,17 @@ class Manifest:
         d["kind"] = parse(BundleKind, d.get("kind", "embedding"), "bundle kind")
         d["padding_side"] = parse(PaddingSide, d.get("padding_side", "right"), "padding side")
         d["dense"] = [DenseSpec(**x) for x in d.get("dense", [])]
+        if d.get("similarity_fn_name") is not None:
+            d["similarity_fn_name"] = parse(SimilarityFunction, d["similarity_fn_name"], "similarity_fn_name")
+        if d.get("reranker") is not None:
+            r = dict(d["reranker"])
+            r["activation"] = parse(ScoreActivation, r["activation"], "reranker activation")
+            d["reranker"] = RerankerSpec(**r)
+        if d.get("sparse") is not None:
+            sp = dict(d["sparse"])
+            sp["pooling"] = parse(SpladePooling, sp["pooling"], "sparse pooling")
+            sp["activation"] = parse(SpladeActivation, sp["activation"], "sparse activation")
+            d["sparse"] = SparseSpec(**sp)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 

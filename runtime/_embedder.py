@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
-from ._errors import BundleError, EmbedrtError
-from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
-from ._session import available_cpus, check_precision_hint, create_session
-from ._tokenize import Tokenized, flat_batches, flat_ids, load_tokenizer, pad_batch, token_batches, tokenize
-from ._types import BundleKind, Device, OutputValue, PaddingSide, Precision, parse
+from ._base import (
+    DEFAULT_MAX_BATCH_TOKENS,
+    DOCUMENT_PROMPTS,
+    QUERY_PROMPTS,
+    BundleModel,
+    check_batch_size,
+    check_texts,
+    task_prompt,
+)
+from ._quantization import quantize_embeddings
+from ._similarity import similarity, similarity_pairwise
+from ._tokenize import Tokenized, flat_batches, flat_ids, tokenize
+from ._types import BundleKind, Device, EmbeddingPrecision, OutputValue, SimilarityFunction, parse
 
-_KINDS = (BundleKind.EMBEDDING, BundleKind.STATIC)
-# Padded tokens per model run (rows x the batch's longest row). 32 texts of 512 tokens fit; a
-# document of several thousand tokens runs with few others, so one long input cannot blow memory.
-DEFAULT_MAX_BATCH_TOKENS = 16384
 # Tokens per run of a static bundle: its graph sums with a [texts, tokens] membership matrix, whose
 # cost grows with both; 1024 measured fastest (2000 sentences: 0.35 s at 1024, 1.8 s at 16384).
 STATIC_RUN_TOKENS = 1024
 
 
-class Embedder:
+class Embedder(BundleModel):
     """Sentence embeddings from an embedrt bundle, through ONNX Runtime, without PyTorch.
 
     Args:
@@ -41,10 +42,16 @@ class Embedder:
             batch's memory for good (RSS 1240 vs 508 MB measured); on, long inputs run ~5-18% faster.
         max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on
             top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
+        truncate_dim: keep only the first ``truncate_dim`` dimensions of every embedding
+            (Matryoshka models); ``encode(truncate_dim=...)`` overrides it per call.
+        similarity_fn_name: ``"cosine"``, ``"dot"``, ``"euclidean"`` or ``"manhattan"`` for
+            ``similarity``; default: the model's own (from its sentence-transformers config), else cosine.
 
     ``encode`` may be called from several threads at once: tokenization runs in parallel, and the
     model runs one batch at a time on its own thread pool, so threads are never oversubscribed.
     """
+
+    KINDS = (BundleKind.EMBEDDING, BundleKind.STATIC)
 
     def __init__(
         self,
@@ -57,77 +64,32 @@ class Embedder:
         precision_hint: str | None = None,
         memory_arena: bool = False,
         max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+        truncate_dim: int | None = None,
+        similarity_fn_name: str | SimilarityFunction | None = None,
     ) -> None:
-        self.path = Path(bundle)
-        if max_batch_tokens is not None and (
-            isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1
-        ):
-            raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
-        self.max_batch_tokens = max_batch_tokens
-        self.device = parse(Device, device, "device")
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.threads = threads or available_cpus()
-        self.manifest: Manifest = load_manifest(self.path, verify=verify)
-        if self.manifest.kind not in _KINDS:
-            raise BundleError(
-                f"bundle {str(self.path)!r} is a {self.manifest.kind.value} bundle; Embedder serves "
-                f"{', '.join(k.value for k in _KINDS)} bundles"
-            )
-        self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
-        self.precision_hint = check_precision_hint(self.device, precision_hint)
-        self.int8_plan: Int8Plan | None = self._int8_plan()
-        try:
-            self.session = create_session(
-                self.path / MODEL_NAME, self.device, self.threads, provider_options, precision_hint=precision_hint,
-                memory_arena=memory_arena, session_config=self.int8_plan.session_config() if self.int8_plan else None,
-            )
-        except EmbedrtError:
-            raise
-        except Exception as e:  # onnxruntime's own exception types are not importable in a stable way
-            raise BundleError(
-                f"{self.path / MODEL_NAME} cannot be loaded by onnxruntime ({e}); export the model again"
-            ) from e
-        graph_inputs = {i.name for i in self.session.get_inputs()}
-        self._with_type_ids = "token_type_ids" in graph_inputs
-        self._left = self.manifest.padding_side is PaddingSide.LEFT
+        super().__init__(
+            bundle, device, threads=threads, verify=verify, provider_options=provider_options,
+            precision_hint=precision_hint, memory_arena=memory_arena, max_batch_tokens=max_batch_tokens,
+        )
         self._static = self.manifest.kind is BundleKind.STATIC
-        self._run_lock = threading.Lock()
-
-    def _int8_plan(self) -> Int8Plan | None:
-        """How an int8 bundle must run on this CPU (``_int8_cpu``); None for other bundles."""
-        if self.manifest.precision is not Precision.INT8 or self.device is not Device.CPU:
-            return None
-        plan = plan_int8(self.manifest.optimizations.get("quantization") or {}, detect_cpu())
-        if plan.precise:
-            warnings.warn(f"{self.path}: {plan.text}", RuntimeWarning, stacklevel=3)
-        return plan
+        self.truncate_dim = self._check_truncate_dim(truncate_dim)
+        fn = similarity_fn_name or self.manifest.similarity_fn_name or SimilarityFunction.COSINE
+        self.similarity_fn_name = parse(SimilarityFunction, fn, "similarity_fn_name")
 
     # -- properties in sentence-transformers' shape ------------------------------------------------
 
     @property
     def dimension(self) -> int:
-        return self.manifest.dimension
+        """The width of ``encode``'s vectors: ``truncate_dim`` if set, else the model's."""
+        return self.truncate_dim or self.manifest.dimension
 
     def get_sentence_embedding_dimension(self) -> int:
-        return self.manifest.dimension
-
-    @property
-    def max_seq_length(self) -> int:
-        return self.manifest.max_seq_length
-
-    @property
-    def prompts(self) -> dict[str, str]:
-        return dict(self.manifest.prompts)
-
-    @property
-    def providers(self) -> list[str]:
-        return list(self.session.get_providers())
+        return self.dimension
 
     def __repr__(self) -> str:
         m = self.manifest
         return (
-            f"Embedder({str(self.path)!r}, architecture={m.source.get('architecture')!r}, dim={m.dimension}, "
+            f"Embedder({str(self.path)!r}, architecture={m.source.get('architecture')!r}, dim={self.dimension}, "
             f"pooling={[p.value for p in m.pooling]}, precision={m.precision.value!r}, "
             f"providers={self.providers}, threads={self.threads})"
         )
@@ -139,7 +101,7 @@ class Embedder:
         return tokenize(self.tokenizer, self._prepare(texts, prompt_name, prompt))
 
     def _prepare(self, texts: Sequence[str], prompt_name: str | None, prompt: str | None) -> list[str]:
-        out = self._with_prompt(_check_texts(texts), prompt_name, prompt)
+        out = self._with_prompt(check_texts(texts), prompt_name, prompt)
         limit = self.manifest.max_chars
         return [t[:limit] for t in out] if limit is not None else out
 
@@ -152,6 +114,10 @@ class Embedder:
         show_progress_bar: bool = False,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        *,
+        precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
+        truncate_dim: int | None = None,
+        ranges: np.ndarray | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed ``texts``.
 
@@ -160,17 +126,38 @@ class Embedder:
         ``normalize=True`` L2-normalizes on top of what the model does; ``None``/``False`` leave the
         model's output as it is (a model with a Normalize module is always normalized, as in
         sentence-transformers). ``prompt_name`` picks a prompt from the manifest; ``prompt`` gives one.
+
+        ``truncate_dim`` keeps the first dimensions (before ``normalize``, as sentence-transformers
+        does); ``precision`` (``float32``, ``int8``, ``uint8``, ``binary``, ``ubinary``) quantizes the
+        result as ``embedrt.quantize_embeddings`` does, int8/uint8 with ``ranges`` (shape
+        ``(2, dim)``) or, without them, ranges from these embeddings.
         """
+        prec = parse(EmbeddingPrecision, precision, "precision")
+        what = parse(OutputValue, output_value, "output_value")
+        if what is OutputValue.TOKEN_EMBEDDINGS and prec is not EmbeddingPrecision.FLOAT32:
+            raise ValueError(f"precision {prec.value!r} applies to sentence embeddings, not token_embeddings")
         single = isinstance(texts, str)
         batch: Sequence[str] = [texts] if single else texts  # type: ignore[list-item]
-        if self._static and parse(OutputValue, output_value, "output_value") is OutputValue.SENTENCE_EMBEDDING:
-            _check_batch_size(batch_size)
+        out: np.ndarray | list[np.ndarray]
+        if self._static and what is OutputValue.SENTENCE_EMBEDDING:
+            check_batch_size(batch_size)
             flat, lengths = flat_ids(self.tokenizer, self._prepare(batch, prompt_name, prompt))
-            out: np.ndarray | list[np.ndarray] = self._encode_flat(flat, lengths, batch_size, normalize, show_progress_bar)
+            out = self._encode_flat(flat, lengths, batch_size, normalize, show_progress_bar, truncate_dim)
         else:
             tok = self.tokenize(batch, prompt_name, prompt)
-            out = self.encode_tokenized(tok, batch_size, normalize, output_value, show_progress_bar)
+            out = self.encode_tokenized(tok, batch_size, normalize, what.value, show_progress_bar, truncate_dim)
+        if prec is not EmbeddingPrecision.FLOAT32 and len(out):
+            assert isinstance(out, np.ndarray)
+            out = quantize_embeddings(out, prec, ranges=ranges)
         return out[0] if single else out
+
+    def encode_query(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+        """``encode`` with the bundle's ``query`` prompt (none if it has none); takes ``encode``'s arguments."""
+        return self.encode(texts, **task_prompt(self.manifest.prompts, QUERY_PROMPTS, kwargs))
+
+    def encode_document(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+        """``encode`` with the bundle's ``document`` prompt, else ``passage``, else ``corpus`` (else none)."""
+        return self.encode(texts, **task_prompt(self.manifest.prompts, DOCUMENT_PROMPTS, kwargs))
 
     def encode_tokenized(
         self,
@@ -179,24 +166,21 @@ class Embedder:
         normalize: bool | None = None,
         output_value: str = "sentence_embedding",
         show_progress_bar: bool = False,
+        truncate_dim: int | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed already tokenized texts (see ``tokenize``)."""
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         what = parse(OutputValue, output_value, "output_value")
         if self._static:
             if what is not OutputValue.SENTENCE_EMBEDDING:
                 raise ValueError("a static-embedding bundle gives sentence_embedding only (its graph has no token states)")
             flat = np.fromiter((t for ids in tok.ids for t in ids), dtype=np.int64, count=int(tok.lengths.sum()))
-            return self._encode_flat(flat, tok.lengths, batch_size, normalize, show_progress_bar)
+            return self._encode_flat(flat, tok.lengths, batch_size, normalize, show_progress_bar, truncate_dim)
+        dim = self._check_truncate_dim(truncate_dim) or self.dimension
         n = len(tok)
-        sentences = np.empty((n, self.dimension), dtype=np.float32)
+        sentences = np.empty((n, self.manifest.dimension), dtype=np.float32)
         tokens: list[np.ndarray] = [np.empty((0, self.manifest.hidden_size), np.float32)] * n
-        # Longest first: padding only to each batch's longest input, and the biggest memory need up front.
-        order = np.argsort(-tok.lengths, kind="stable")
-        bar = _progress(n, show_progress_bar)
-        for piece in token_batches(tok.lengths[order], batch_size, self.max_batch_tokens):
-            rows = order[piece]
-            feed = pad_batch(tok, rows, self.manifest.pad_token_id, self._with_type_ids, self._left)
+        for rows, feed in self._batches(tok, batch_size, show_progress_bar):
             if what is OutputValue.SENTENCE_EMBEDDING:
                 (sentences[rows],) = self._run(["sentence_embedding"], feed)
             else:
@@ -205,20 +189,18 @@ class Embedder:
                 for r, i in enumerate(rows):
                     n_i = int(tok.lengths[i])
                     tokens[i] = (hidden[r, width - n_i :] if self._left else hidden[r, :n_i]).copy()
-            if bar is not None:
-                bar.update(len(rows))
-        if bar is not None:
-            bar.close()
         if what is OutputValue.TOKEN_EMBEDDINGS:
             return tokens
-        return _normalized(sentences) if normalize else sentences
+        return _finish(sentences, dim, normalize)
 
     def _encode_flat(
-        self, flat: np.ndarray, lengths: np.ndarray, batch_size: int, normalize: bool | None, show_progress_bar: bool
-    ) -> np.ndarray:
+        self, flat: np.ndarray, lengths: np.ndarray, batch_size: int, normalize: bool | None,
+        show_progress_bar: bool, truncate_dim: int | None,
+    ) -> np.ndarray:  # fmt: skip
         """Static bundles: each batch is a slice of the flat token array plus its offsets, in the
         caller's order (no sort, no padding)."""
-        sentences = np.empty((len(lengths), self.dimension), dtype=np.float32)
+        dim = self._check_truncate_dim(truncate_dim) or self.dimension
+        sentences = np.empty((len(lengths), self.manifest.dimension), dtype=np.float32)
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         bar = _progress(len(lengths), show_progress_bar)
         budget = min(self.max_batch_tokens or STATIC_RUN_TOKENS, STATIC_RUN_TOKENS)
@@ -230,46 +212,36 @@ class Embedder:
                 bar.update(piece.stop - piece.start)
         if bar is not None:
             bar.close()
-        return _normalized(sentences) if normalize else sentences
+        return _finish(sentences, dim, normalize)
 
-    def _run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with self._run_lock:
-            return self.session.run(outputs, feed)  # type: ignore[no-any-return]
+    # -- similarity ----------------------------------------------------------------------------------
 
-    def _with_prompt(self, texts: list[str], prompt_name: str | None, prompt: str | None) -> list[str]:
-        if prompt_name is not None and prompt is not None:
-            raise ValueError("give prompt_name or prompt, not both")
-        if prompt_name is not None:
-            if prompt_name not in self.manifest.prompts:
-                raise ValueError(
-                    f"prompt_name {prompt_name!r} is not in this bundle's prompts {sorted(self.manifest.prompts)}"
-                )
-            prompt = self.manifest.prompts[prompt_name]
-        elif prompt is None and self.manifest.default_prompt_name:
-            prompt = self.manifest.prompts.get(self.manifest.default_prompt_name)
-        if prompt is not None and not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        return [prompt + t for t in texts] if prompt else texts
+    def similarity(self, embeddings1: object, embeddings2: object) -> np.ndarray:
+        """The ``(n, m)`` similarity matrix under ``similarity_fn_name`` (float32 numpy)."""
+        return similarity(embeddings1, embeddings2, self.similarity_fn_name)
 
+    def similarity_pairwise(self, embeddings1: object, embeddings2: object) -> np.ndarray:
+        """The ``(n,)`` similarity of row ``i`` with row ``i`` under ``similarity_fn_name``."""
+        return similarity_pairwise(embeddings1, embeddings2, self.similarity_fn_name)
 
-def _check_batch_size(batch_size: object) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _check_truncate_dim(self, value: int | None) -> int | None:
+        if value is None:
+            return None
+        full = self.manifest.dimension
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= full:
+            raise ValueError(f"truncate_dim must be an integer from 1 to {full} (the model's dimension), got {value!r}")
+        return value
 
 
-def _normalized(x: np.ndarray) -> np.ndarray:
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x
-
-
-def _check_texts(texts: object) -> list[str]:
-    if isinstance(texts, str | bytes) or not isinstance(texts, Sequence | np.ndarray):
-        raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}: {t!r:.80}")
-    return out
+def _finish(sentences: np.ndarray, dim: int, normalize: bool | None) -> np.ndarray:
+    """The first ``dim`` columns (Matryoshka), then L2-normalized when asked (as sentence-transformers orders them)."""
+    if dim < sentences.shape[1]:
+        sentences = np.ascontiguousarray(sentences[:, :dim])
+    if normalize:
+        sentences /= np.maximum(np.linalg.norm(sentences, axis=1, keepdims=True), 1e-12)
+    return sentences
 
 
 def _progress(total: int, enabled: bool) -> Any:

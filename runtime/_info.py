@@ -23,6 +23,14 @@ def describe(manifest: Manifest, bundle: Path) -> list[tuple[str, str]]:
         ("prompts", ", ".join(f"{k}={v!r}" for k, v in m.prompts.items()) or "none"),
         ("opset", str(m.opset)),
     ]
+    if m.reranker is not None:
+        r = m.reranker
+        rows.append(("reranker", f"{r.num_labels} label(s) {r.labels}, activation {r.activation.value}"))
+    if m.sparse is not None:
+        rows.append(("sparse", f"SPLADE {m.sparse.pooling.value} pooling, {m.sparse.activation.value}, "
+                               f"vocabulary {m.sparse.vocab_size}"))
+    if m.similarity_fn_name is not None:
+        rows.append(("similarity", m.similarity_fn_name.value))
     rows.extend(describe_variant(m, bundle))  # precision, provider, fusions, quantization, size, gates
     p = m.parity
     if p:

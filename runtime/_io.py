@@ -1,11 +1,18 @@
-"""Writing embeddings to files: .npy, .parquet, .jsonl. Never pickle."""
+"""Writing embeddings to files: .npy, .parquet, .jsonl. Never pickle; every file is written whole
+(a temporary name in the same folder, then renamed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from ._sparse import SparseEmbeddings
 
 FORMATS = (".npy", ".parquet", ".jsonl")
 
@@ -17,22 +24,49 @@ def check_output_path(path: Path) -> Path:
     return path
 
 
-def write_embeddings(path: Path, texts: list[str], vectors: np.ndarray) -> None:
-    suffix = check_output_path(path).suffix.lower()
+@contextlib.contextmanager
+def _whole(path: Path) -> Iterator[Path]:
+    """A temporary path next to ``path``, renamed to it once the block has written it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".npy":
-        np.save(path, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-    elif suffix == ".jsonl":
-        with path.open("w", encoding="utf-8") as f:
-            for text, vec in zip(texts, vectors, strict=True):
-                f.write(json.dumps({"text": text, "embedding": vec.tolist()}, ensure_ascii=False) + "\n")
-    else:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as e:
-            raise ImportError('writing .parquet needs pyarrow: pip install "embedrt[parquet]"') from e
-        dim = vectors.shape[1]
-        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
-        table = pa.table({"text": pa.array(texts, pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
-        pq.write_table(table, path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_embeddings(path: Path, texts: list[str], vectors: np.ndarray) -> None:
+    """Float vectors as float32; quantized ones (int8, uint8, packed bits) keep their integer type."""
+    suffix = check_output_path(path).suffix.lower()
+    dtype = vectors.dtype if vectors.dtype in (np.int8, np.uint8) else np.float32
+    vectors = np.ascontiguousarray(vectors, dtype=dtype)
+    with _whole(path) as tmp:
+        if suffix == ".npy":
+            with tmp.open("wb") as f:
+                np.save(f, vectors, allow_pickle=False)
+        elif suffix == ".jsonl":
+            with tmp.open("w", encoding="utf-8") as f:
+                for text, vec in zip(texts, vectors, strict=True):
+                    f.write(json.dumps({"text": text, "embedding": vec.tolist()}, ensure_ascii=False) + "\n")
+        else:
+            try:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+            except ImportError as e:
+                raise ImportError('writing .parquet needs pyarrow: pip install "embedrt[parquet]"') from e
+            flat = pa.array(vectors.reshape(-1))
+            embedding = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+            pq.write_table(pa.table({"text": pa.array(texts, pa.string()), "embedding": embedding}), tmp)
+
+
+def write_sparse(path: Path, texts: list[str], vectors: SparseEmbeddings) -> None:
+    """Sparse vectors as .jsonl: ``{"text", "indices", "values"}`` per line (other formats are dense)."""
+    if check_output_path(path).suffix.lower() != ".jsonl":
+        raise ValueError(f"sparse vectors are written as .jsonl (text, indices, values); got {str(path)!r}")
+    with _whole(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for text, vec in zip(texts, vectors, strict=True):
+            row = {"text": text, "indices": vec.indices.tolist(), "values": vec.values.tolist()}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")

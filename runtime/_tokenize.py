@@ -81,8 +81,10 @@ def flat_ids(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.nda
     return flat, lengths
 
 
-def tokenize(tokenizer: Tokenizer, texts: list[str]) -> Tokenized:
-    encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
+def tokenize(tokenizer: Tokenizer, texts: Sequence[str] | Sequence[tuple[str, str]]) -> Tokenized:
+    """Texts, or (first, second) pairs encoded together as the model's pair template says (for
+    rerankers), truncated longest-first to the tokenizer's max length, as transformers does."""
+    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
     ids = [e.ids for e in encodings]
     return Tokenized(
         ids=ids,

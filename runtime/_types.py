@@ -60,6 +60,48 @@ class InferencePrecision(str, Enum):
     FP16 = "fp16"
 
 
+class SimilarityFunction(str, Enum):
+    """How two embeddings are compared, as sentence-transformers names it (``similarity_fn_name``)."""
+
+    COSINE = "cosine"
+    DOT = "dot"
+    EUCLIDEAN = "euclidean"  # negative L2 distance: larger is more similar
+    MANHATTAN = "manhattan"  # negative L1 distance
+
+
+class EmbeddingPrecision(str, Enum):
+    """Output precision of embeddings, as sentence-transformers' ``quantize_embeddings`` names it."""
+
+    FLOAT32 = "float32"
+    INT8 = "int8"  # per-dimension calibration ranges, 256 buckets, shifted to -128..127
+    UINT8 = "uint8"  # the same buckets, 0..255
+    BINARY = "binary"  # one bit per dimension (> 0), packed into bytes, shifted to int8
+    UBINARY = "ubinary"  # the same bits, packed into uint8
+
+
+class ScoreActivation(str, Enum):
+    """What a reranker applies to its logits (sentence-transformers' CrossEncoder ``activation_fn``)."""
+
+    SIGMOID = "sigmoid"
+    IDENTITY = "identity"
+    TANH = "tanh"
+    SOFTMAX = "softmax"  # over the labels
+
+
+class SpladePooling(str, Enum):
+    """How a sparse (SPLADE) encoder pools its per-token vocabulary weights."""
+
+    MAX = "max"
+    SUM = "sum"
+
+
+class SpladeActivation(str, Enum):
+    """The transform of MLM logits before pooling: log(1 + relu(x)), or that applied twice."""
+
+    RELU = "relu"
+    LOG1P_RELU = "log1p_relu"
+
+
 class OutputValue(str, Enum):
     SENTENCE_EMBEDDING = "sentence_embedding"
     TOKEN_EMBEDDINGS = "token_embeddings"

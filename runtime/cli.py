@@ -3,6 +3,7 @@
     embedrt export SOURCE -o BUNDLE        a model folder becomes a validated ONNX bundle
     embedrt validate BUNDLE --against SRC  re-check a bundle against PyTorch, on your own texts
     embedrt encode BUNDLE [FILE|-] -o OUT  embed one text per line into .npy, .parquet or .jsonl
+    embedrt rerank BUNDLE QUERY [FILE|-]   rank documents (one per line) with a reranker bundle
     embedrt info BUNDLE                    what a bundle is: model, pooling, precision, parity
     embedrt serve BUNDLE                   an OpenAI- and TEI-compatible HTTP server
     embedrt bench BUNDLE                   latency and throughput of a bundle on this machine
@@ -18,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import EmbedrtError
-from ._types import Pooling, Precision
+from ._types import BundleKind, EmbeddingPrecision, Pooling, Precision
 
 _EPILOG = """examples:
   embedrt export path/to/all-MiniLM-L6-v2 -o bundles/minilm
   embedrt encode bundles/minilm texts.txt -o vectors.npy
+  embedrt encode bundles/minilm texts.txt -o bits.npy --precision ubinary --truncate-dim 256
+  embedrt rerank bundles/reranker "what is a cat?" documents.txt --top-k 5
   echo "hello world" | embedrt encode bundles/minilm - -o out.jsonl
   embedrt validate bundles/minilm --against path/to/all-MiniLM-L6-v2 --texts my_texts.txt
   embedrt info bundles/minilm
@@ -55,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_optional(sub, "embedrt.server._cli", "add_serve_parser", "serve", "run an HTTP embedding server")
     _add_optional(sub, "embedrt._bench", "add_bench_parser", "bench", "benchmark a bundle on this machine")
+    _add_optional(sub, "embedrt._rerank_cli", "add_rerank_parser", "rerank", "rank documents with a reranker bundle")
     _add_optional(
         sub, "embedrt.dataset._cli", "add_embed_dataset_parser", "embed-dataset",
         "embed a whole corpus into a Parquet dataset, resumable",
@@ -101,6 +105,11 @@ def _add_export(sub: Any) -> None:
         help="for plain encoder folders: comma-separated modes, in order, from "
         f"{[m.value for m in Pooling]} (default: mean); pooler = the model's own pooler_output "
         "(BERT: dense + tanh over the first token), cls = the first token's hidden state",
+    )
+    p.add_argument(
+        "--kind", choices=[k.value for k in BundleKind if k is not BundleKind.STATIC],
+        help="the bundle kind (default: from the folder: CrossEncoder -> reranker, SPLADE SparseEncoder -> sparse, "
+        "else embedding); sparse for a plain *ForMaskedLM folder, embedding for a classifier's encoder",
     )
     p.add_argument("--precision", default="fp32", choices=[m.value for m in Precision], help="graph precision")
     p.add_argument("--optimize", action="store_true", help="fuse attention/layer-norm/gelu (onnxruntime optimizer)")
@@ -164,7 +173,7 @@ def _run_export(args: argparse.Namespace) -> int:
     out = export_model(
         args.source, args.output, pooling=args.pooling, precision=args.precision, optimize=args.optimize,
         opset=args.opset, exporter=args.exporter, validate_texts=texts, gate_texts=gate_texts,
-        gate_thresholds=thresholds, overwrite=args.overwrite, int8_method=args.int8_method,
+        gate_thresholds=thresholds, overwrite=args.overwrite, int8_method=args.int8_method, kind=args.kind,
         trust_remote_code=args.trust_remote_code, log=_log,
     )
     print(out)
@@ -204,6 +213,10 @@ def _run_validate(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
+    elif "mean_cosine" not in report:  # a reranker or sparse bundle: raw scores / weights compared
+        print(f"{report.get('pairs', report.get('texts'))} inputs  max abs diff {report['max_abs_diff']:.2e}  "
+              f"token-id mismatches {report['token_id_mismatches']}  worst: {report['worst']['input']}")
+        print("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"]))
     else:
         w = report["worst"] or {}
         print(f"texts {report['texts']}  mean cosine {report['mean_cosine']:.7f}  min cosine {report['min_cosine']:.7f}"
@@ -226,7 +239,8 @@ def _add_encode(sub: Any) -> None:
         "encode",
         help="embed texts (one per line) to .npy, .parquet or .jsonl",
         description="Embed one text per line from FILE (or - for stdin). The output format follows the "
-        "extension of -o: .npy (float32 [n, dim]), .parquet (columns text, embedding) or .jsonl.",
+        "extension of -o: .npy ([n, dim]), .parquet (columns text, embedding) or .jsonl. Sparse bundles write "
+        ".jsonl rows of text, indices, values.",
     )
     p.add_argument("bundle")
     p.add_argument("input", nargs="?", default="-", help="text file, one text per line; - reads stdin")
@@ -241,26 +255,64 @@ def _add_encode(sub: Any) -> None:
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_output_precision(p)
     p.set_defaults(run=_run_encode)
+
+
+def _add_output_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision", default="float32", choices=[m.value for m in EmbeddingPrecision],
+        help="output precision, as sentence-transformers' quantize_embeddings: int8/uint8 (256 buckets per "
+        "dimension between the --ranges, default: this input's min/max), binary/ubinary (1 bit per dimension, packed)",
+    )
+    p.add_argument("--truncate-dim", type=int, default=None, help="keep the first N dimensions (Matryoshka models)")
+    p.add_argument(
+        "--ranges", metavar="FILE.npy",
+        help="int8/uint8 calibration ranges, shape (2, dim): mins and maxes (embedrt.quantization_ranges)",
+    )
 
 
 
 def _run_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ._bundle import load_manifest
     from ._embedder import Embedder
     from ._io import check_output_path, write_embeddings
 
     out = check_output_path(Path(args.output))
     texts = _read_lines(args.input, keep_blank=True)
-    model = Embedder(args.bundle, device=args.device, threads=args.threads, max_batch_tokens=args.max_batch_tokens)
+    if load_manifest(args.bundle, verify=False).kind is BundleKind.SPARSE:
+        return _encode_sparse(args, out, texts)
+    model = Embedder(
+        args.bundle, device=args.device, threads=args.threads, truncate_dim=args.truncate_dim,
+        max_batch_tokens=args.max_batch_tokens,
+    )  # fmt: skip
+    ranges = np.load(args.ranges, allow_pickle=False) if args.ranges else None
     vectors = model.encode(
         texts, batch_size=args.batch_size, normalize=args.normalize or None, prompt_name=args.prompt_name,
-        show_progress_bar=not args.no_progress and len(texts) > args.batch_size,
+        show_progress_bar=not args.no_progress and len(texts) > args.batch_size, precision=args.precision,
+        ranges=ranges,
     )
     assert isinstance(vectors, np.ndarray)
     write_embeddings(out, texts, vectors)
-    _log(f"wrote {len(texts)} embeddings of dimension {model.dimension} to {out}")
+    _log(f"wrote {len(texts)} embeddings of dimension {model.dimension} ({args.precision}) to {out}")
+    return 0
+
+
+def _encode_sparse(args: argparse.Namespace, out: Path, texts: list[str]) -> int:
+    from ._io import write_sparse
+    from ._sparse import SparseVector
+    from ._sparse_encoder import SparseEncoder
+
+    if args.precision != "float32" or args.truncate_dim or args.normalize:
+        raise ValueError("--precision, --truncate-dim and --normalize apply to dense embeddings, not sparse bundles")
+    model = SparseEncoder(args.bundle, device=args.device, threads=args.threads)
+    vectors = model.encode(texts, batch_size=args.batch_size, prompt_name=args.prompt_name,
+                           show_progress_bar=not args.no_progress and len(texts) > args.batch_size)  # fmt: skip
+    assert not isinstance(vectors, SparseVector)
+    write_sparse(out, texts, vectors)
+    _log(f"wrote {len(texts)} sparse vectors ({vectors.nnz / max(len(texts), 1):.0f} active dimensions each) to {out}")
     return 0
 
 

@@ -56,3 +56,27 @@ def tiny_bert_bundle(tiny_factory: Callable[..., Path], tmp_path_factory: pytest
     from embedrt.export import export_model
 
     return export_model(tiny_factory("bert"), tmp_path_factory.mktemp("tiny-bert") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(CrossEncoder folder, reranker bundle): a tiny BERT with one label, max length 40, exported once."""
+    from tiny_models import make_cross_encoder
+
+    from embedrt.export import export_model
+
+    root = tmp_path_factory.mktemp("reranker")
+    source = make_cross_encoder("bert", root)
+    return source, export_model(source, root / "bundle")
+
+
+@pytest.fixture(scope="session")
+def tiny_sparse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(SparseEncoder folder, sparse bundle): a tiny BERT MLM with SPLADE max pooling, exported once."""
+    from tiny_models import make_sparse_encoder
+
+    from embedrt.export import export_model
+
+    root = tmp_path_factory.mktemp("sparse")
+    source = make_sparse_encoder("bert", root, prompts={"query": "query: ", "document": "doc: "})
+    return source, export_model(source, root / "bundle")

@@ -8,6 +8,8 @@ def test_exported_names() -> None:
         "SCHEMA_VERSION", "BundleError", "BundleKind", "Device", "Embedder", "EmbedrtError", "ExportError", "Manifest",
         "ParityError", "Pooling", "Precision", "ProviderError", "Tokenized", "UnsupportedModelError",
         "__version__", "available_cpus", "load_manifest", "onnxruntime_build",
+        "EmbeddingPrecision", "SimilarityFunction", "quantization_ranges", "quantize_embeddings",
+        "Reranker", "SparseEncoder", "SparseEmbeddings", "SparseVector", "load_model",
     }
     for name in embedrt.__all__:
         assert hasattr(embedrt, name), name

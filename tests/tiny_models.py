@@ -64,6 +64,9 @@ ARCHS: dict[str, Arch] = {
                            eos_token_id=2, **_SMALL), "mpnet", False),
         Arch("electra", _cfg("ElectraConfig", embedding_size=32, max_position_embeddings=128, **_SMALL),
              "wordpiece", True),
+        Arch("modernbert", _cfg("ModernBertConfig", max_position_embeddings=128, pad_token_id=1, bos_token_id=0,
+                                eos_token_id=2, cls_token_id=0, sep_token_id=2, local_attention=16, **_SMALL),
+             "bpe", False),
     ]
 }
 
@@ -104,15 +107,25 @@ def _train_tokenizer(kind: str) -> tuple[Tokenizer, dict[str, str]]:
     return tok, specials
 
 
-def make_encoder(arch: str, folder: Path, seed: int = 0) -> Path:
-    """A random tiny ``arch`` encoder with its trained fast tokenizer, saved in ``folder``."""
-    from transformers import AutoModel, PreTrainedTokenizerFast
+def make_encoder(arch: str, folder: Path, seed: int = 0, head: str | None = None, num_labels: int = 1) -> Path:
+    """A random tiny ``arch`` encoder with its trained fast tokenizer, saved in ``folder``.
+
+    ``head``: ``"classification"`` (``*ForSequenceClassification`` with ``num_labels``) or ``"mlm"``
+    (``*ForMaskedLM``); default the bare encoder.
+    """
+    import transformers
+    from transformers import PreTrainedTokenizerFast
 
     spec = ARCHS[arch]
     tok, specials = _train_tokenizer(spec.tokenizer)
     torch.manual_seed(seed)
     config = spec.config(tok.get_vocab_size())
-    model = AutoModel.from_config(config)
+    auto = {None: "AutoModel", "classification": "AutoModelForSequenceClassification", "mlm": "AutoModelForMaskedLM"}
+    if head == "classification":
+        config.num_labels = num_labels  # type: ignore[attr-defined]
+    if head is not None:  # wider random weights: scores that differ by more than float noise
+        config.initializer_range = 0.3  # type: ignore[attr-defined]
+    model = getattr(transformers, auto[head]).from_config(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     names = ["input_ids", "token_type_ids", "attention_mask"] if spec.type_ids else ["input_ids", "attention_mask"]
@@ -133,6 +146,8 @@ def make_st_folder(
     max_seq_length: int = 48,
     layout: str = "new",
     prompts: dict[str, str] | None = None,
+    default_prompt_name: str | None = None,
+    similarity_fn_name: str | None = None,
 ) -> Path:
     """A sentence-transformers folder around a tiny ``arch`` encoder. ``dense``: (out_features, activation)."""
     from sentence_transformers import SentenceTransformer
@@ -149,7 +164,10 @@ def make_st_folder(
         width = out
     if normalize:
         modules.append(Normalize())
-    model = SentenceTransformer(modules=modules, device="cpu", prompts=prompts or {})
+    model = SentenceTransformer(
+        modules=modules, device="cpu", prompts=prompts or {}, default_prompt_name=default_prompt_name,
+        similarity_fn_name=similarity_fn_name,
+    )
     target = folder / "st"
     model.save(str(target))
     if layout == "old":
@@ -185,3 +203,48 @@ def _to_old_layout(root: Path, pooling: tuple[str, ...], max_seq_length: int) ->
             cfg["model_max_length"] = max_seq_length
             tc.write_text(json.dumps(cfg))
     (root / "modules.json").write_text(json.dumps(modules, indent=2))
+
+
+def make_cross_encoder(
+    arch: str, folder: Path, num_labels: int = 1, max_length: int = 40, activation: str | None = None,
+    layout: str = "new",
+) -> Path:
+    """A CrossEncoder folder around a tiny random ``arch`` sequence classifier.
+
+    ``layout="new"``: saved by the installed sentence-transformers (modules.json, activation in
+    config_sentence_transformers.json); ``"plain"``: a Hugging Face folder as sentence-transformers
+    < 4 left it (activation as ``sbert_ce_default_activation_function`` in config.json).
+    ``activation``: a torch.nn class name, e.g. ``"Tanh"``; default: the CrossEncoder's own.
+    """
+    from sentence_transformers import CrossEncoder
+
+    enc = make_encoder(arch, folder / "_classifier", head="classification", num_labels=num_labels)
+    target = folder / "ce"
+    act = getattr(torch.nn, activation)() if activation else None
+    model = CrossEncoder(str(enc), max_length=max_length, activation_fn=act, device="cpu")
+    if layout == "plain":
+        model.model.config.sbert_ce_default_activation_function = (
+            f"torch.nn.modules.{'linear' if activation == 'Identity' else 'activation'}.{activation}" if activation else None
+        )
+        model.model.save_pretrained(target)
+        model.tokenizer.save_pretrained(target)
+        return target
+    model.save(str(target))
+    return target
+
+
+def make_sparse_encoder(
+    arch: str, folder: Path, pooling: str = "max", activation: str = "relu", max_seq_length: int = 48,
+    prompts: dict[str, str] | None = None,
+) -> Path:
+    """A SPLADE SparseEncoder folder (MLM Transformer + SpladePooling) around a tiny random ``arch``."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
+
+    enc = make_encoder(arch, folder / "_mlm", head="mlm")
+    transformer = Transformer(str(enc), transformer_task="fill-mask", max_seq_length=max_seq_length)
+    splade = SpladePooling(pooling_strategy=pooling, activation_function=activation)
+    model = SparseEncoder(modules=[transformer, splade], device="cpu", prompts=prompts or {})
+    target = folder / "sparse"
+    model.save(str(target))
+    return target

@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from .._embedder import Embedder
 from .._errors import EmbedrtError
+from .._quantization import quantization_ranges, quantize_embeddings, quantized_shape
 from .._tokenize import Tokenized
-from .._types import parse
+from .._types import EmbeddingPrecision, parse
 from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT
 
 
@@ -81,7 +82,12 @@ class EmbedBatch:
         text_column: the column holding the texts.
         id_column: the column naming rows in error messages and bad-row records (row index if none).
         on_error: ``"fail"``, ``"skip"`` or ``"null"``.
-        output_column: name of the embedding column (a fixed-size list of float32).
+        output_column: name of the embedding column (a fixed-size list of float32, or of the
+            ``precision``'s integers).
+        precision: ``float32``, ``int8``, ``uint8``, ``binary`` or ``ubinary``, as
+            ``embedrt.quantize_embeddings``; int8/uint8 need ``ranges`` (shape ``(2, dim)``), the same
+            for every batch of a corpus (``embedrt.quantization_ranges`` on a sample).
+        truncate_dim: keep the first dimensions of every vector (Matryoshka models).
     """
 
     def __init__(
@@ -98,6 +104,9 @@ class EmbedBatch:
         output_column: str = "embedding",
         device: str = "cpu",
         threads: int | None = None,
+        precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
+        truncate_dim: int | None = None,
+        ranges: np.ndarray | None = None,
     ) -> None:
         self.model = model if isinstance(model, Embedder) else Embedder(model, device=device, threads=threads)
         self.text_column = text_column
@@ -110,7 +119,9 @@ class EmbedBatch:
         self.prompt_name, self.prompt = prompt_name, prompt
         self.model.tokenize([], prompt_name, prompt)  # a bad prompt name fails here, not mid-job
         self.output_column = output_column
-        self.type = pa.list_(pa.float32(), self.model.dimension)
+        self.precision, self.truncate_dim, self.ranges, self.type = output_settings(
+            self.model.dimension, precision, truncate_dim, ranges
+        )
 
     def __call__(self, table: pa.Table) -> pa.Table:
         return self.run(self.prepare(table)).table
@@ -134,20 +145,24 @@ class EmbedBatch:
 
     def run(self, prep: Prepared) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order."""
-        dim = self.model.dimension
-        vectors = self.model.encode_tokenized(prep.tokens, self.batch_size, self.normalize or None)
+        dim = self.type.list_size
+        vectors = self.model.encode_tokenized(
+            prep.tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim
+        )
         assert isinstance(vectors, np.ndarray)  # sentence embeddings, by construction
+        if self.precision is not EmbeddingPrecision.FLOAT32:
+            vectors = quantize_embeddings(vectors, self.precision, ranges=self.ranges)
         n = len(prep.keep)
         if n == len(prep.rows):  # every output row has a vector
             flat, mask = vectors.reshape(-1), None
         else:
-            full = np.zeros((n, dim), np.float32)
+            full = np.zeros((n, dim), vectors.dtype)
             full[prep.rows] = vectors
             flat = full.reshape(-1)
             mask = np.ones(n, bool)
             mask[prep.rows] = False
             mask = pa.array(mask)
-        emb = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim, mask=mask)
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(flat, self.type.value_type), dim, mask=mask)
         table = prep.table if n == prep.table.num_rows else prep.table.take(pa.array(prep.keep))
         return BatchResult(table.append_column(self.output_column, emb), prep.bad, int(prep.tokens.lengths.sum()))
 
@@ -161,6 +176,29 @@ class EmbedBatch:
         if file is None:
             position, line = "row", i
         return BadRow(ident, reason, file, line, position)
+
+
+def output_settings(
+    dim: int, precision: str | EmbeddingPrecision, truncate_dim: int | None, ranges: np.ndarray | None
+) -> tuple[EmbeddingPrecision, int | None, np.ndarray | None, pa.DataType]:
+    """The output settings for ``dim``-wide model vectors, checked, and the embedding column's type.
+
+    One scale for the whole corpus: int8/uint8 need ``ranges``."""
+    prec = parse(EmbeddingPrecision, precision, "precision")
+    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
+                                     or not 1 <= truncate_dim <= dim):  # fmt: skip
+        raise ValueError(f"truncate_dim must be an integer from 1 to {dim} (the model's dimension), got {truncate_dim!r}")
+    if prec in (EmbeddingPrecision.INT8, EmbeddingPrecision.UINT8):
+        if ranges is None:
+            raise ValueError(
+                f"precision {prec.value!r} over a corpus needs fixed calibration ranges, the same for every batch: "
+                "compute them on a sample with embedrt.quantization_ranges(vectors) and pass ranges= (--ranges FILE.npy)"
+            )
+        ranges = quantization_ranges(np.zeros((2, truncate_dim or dim), np.float32), prec, ranges=ranges)
+    elif ranges is not None:
+        raise ValueError(f"ranges apply to int8/uint8 output, not to precision {prec.value!r}")
+    width, dtype = quantized_shape(truncate_dim or dim, prec)
+    return prec, truncate_dim, ranges, pa.list_(pa.from_numpy_dtype(dtype), width)
 
 
 def _texts(table: pa.Table, column: str) -> tuple[list[Any], list[str | None]]:

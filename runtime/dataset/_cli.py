@@ -44,6 +44,12 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
     p.add_argument("--prompt", help="a prompt of your own, prepended to each text")
+    p.add_argument("--precision", default="float32", choices=["float32", "int8", "uint8", "binary", "ubinary"],
+                   help="the embedding column's precision, as sentence-transformers' quantize_embeddings: int8/uint8 "
+                   "need --ranges; binary/ubinary pack one bit per dimension")  # fmt: skip
+    p.add_argument("--truncate-dim", type=int, help="keep the first N dimensions (Matryoshka models)")
+    p.add_argument("--ranges", metavar="FILE.npy", help="int8/uint8 calibration ranges, shape (2, dim): mins, maxes "
+                   "(embedrt.quantization_ranges on a sample), the same for the whole corpus")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, help="onnxruntime threads (local backend; default: available CPUs)")
@@ -58,7 +64,10 @@ def add_embed_dataset_parser(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
+    ranges = np.load(args.ranges, allow_pickle=False) if args.ranges else None
     ray = RayOptions(args.address, args.num_actors, args.cpus_per_actor, args.num_gpus_per_actor)
     try:
         summary = embed_dataset(
@@ -66,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
             keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
             normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite, device=args.device,
             threads=args.threads, backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,
+            precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges,
         )  # fmt: skip
     except KeyboardInterrupt:
         _log(f"interrupted: the parts finished so far are kept in {args.output}; run the same command to continue")

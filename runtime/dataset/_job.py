@@ -11,13 +11,14 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 
 from .. import __version__
 from .._bundle import MANIFEST_NAME
 from .._embedder import Embedder
-from .._types import parse
-from ._batch import BatchResult, EmbedBatch, OnError
+from .._types import EmbeddingPrecision, parse
+from ._batch import BatchResult, EmbedBatch, OnError, output_settings
 from ._output import OutputFolder
 from ._readers import read_part
 from ._sources import InputError, InputFormat, PartSpec, Plan, plan_input
@@ -93,6 +94,9 @@ def embed_dataset(
     ray: RayOptions | None = None,
     progress: bool = True,
     log: Log | None = None,
+    precision: str = "float32",
+    truncate_dim: int | None = None,
+    ranges: np.ndarray | None = None,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -108,11 +112,16 @@ def embed_dataset(
     files in sorted order, from 0). ``on_error``: ``"fail"`` (stop at the first bad row, naming it),
     ``"skip"`` (leave it out) or ``"null"`` (keep it with a null embedding); bad rows are listed in
     ``output/_bad_rows.jsonl`` and counted in ``output/_manifest.json``.
+
+    ``precision`` (``float32``, ``int8``, ``uint8``, ``binary``, ``ubinary``) and ``truncate_dim``
+    shape the ``embedding`` column as ``embedrt.quantize_embeddings`` does; int8/uint8 need
+    ``ranges`` (shape ``(2, dim)``, from ``embedrt.quantization_ranges`` on a sample), so that every
+    part is on one scale.
     """
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
-                              prompt_name, prompt)  # fmt: skip
+                              prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges)  # fmt: skip
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
         from ._ray import ray_module
@@ -123,9 +132,11 @@ def embed_dataset(
     embedder = None
     if which is Backend.LOCAL:
         embedder = model if isinstance(model, Embedder) else Embedder(bundle, device=device, threads=threads)
+    dim = embedder.dimension if embedder is not None else dim
+    embedding = output_settings(dim, job.precision, job.truncate_dim, job.ranges)[3]  # bad settings fail here
     plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column, keep_columns=job.keep_columns,
                       log=say, exclude=Path(output))  # fmt: skip
-    schema = output_schema(plan, id_column, job.keep_columns, dim)
+    schema = output_schema(plan, id_column, job.keep_columns, dim, embedding)
     folder = OutputFolder(output)
     done = folder.open(job.identity(bundle_hash, plan), overwrite)
     todo = [p for p in plan.parts if p.index not in done]
@@ -160,11 +171,15 @@ class JobSettings:
     normalize: bool
     prompt_name: str | None
     prompt: str | None
+    precision: EmbeddingPrecision = EmbeddingPrecision.FLOAT32
+    truncate_dim: int | None = None
+    ranges: np.ndarray | None = None  # int8/uint8: (2, dim) mins and maxes, one scale for the corpus
 
     @classmethod
     def checked(cls, text_column: str, id_column: str | None, keep_columns: Any, on_error: str | OnError,
                 batch_size: int, rows_per_part: int, normalize: bool, prompt_name: str | None,
-                prompt: str | None) -> JobSettings:  # fmt: skip
+                prompt: str | None, *, precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
+                truncate_dim: int | None = None, ranges: np.ndarray | None = None) -> JobSettings:  # fmt: skip
         keep = tuple(keep_columns)
         for c in keep:
             if c in ("id", "embedding"):
@@ -174,7 +189,9 @@ class JobSettings:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         policy = parse(OnError, on_error, "on_error")
-        return cls(text_column, id_column, keep, policy, batch_size, rows_per_part, bool(normalize), prompt_name, prompt)
+        return cls(text_column, id_column, keep, policy, batch_size, rows_per_part, bool(normalize), prompt_name, prompt,
+                   parse(EmbeddingPrecision, precision, "precision"), truncate_dim,
+                   None if ranges is None else np.asarray(ranges, dtype=np.float32))  # fmt: skip
 
     def identity(self, bundle_hash: str, plan: Plan) -> dict[str, Any]:
         """What must match for a run to continue an OUTPUT (batch size, threads, backend may change)."""
@@ -182,14 +199,26 @@ class JobSettings:
             "bundle": bundle_hash, "input": plan.fingerprint(), "format": plan.format.value,
             "rows_per_part": self.rows_per_part, "text_column": self.text_column, "id_column": self.id_column,
             "keep_columns": list(self.keep_columns), "on_error": self.on_error.value, "normalize": self.normalize,
-            "prompt_name": self.prompt_name, "prompt": self.prompt,
+            "prompt_name": self.prompt_name, "prompt": self.prompt, **self._output_identity(),
         }  # fmt: skip
+
+    def _output_identity(self) -> dict[str, Any]:
+        """The output precision, only where it differs from plain float32 (older OUTPUTs stay valid)."""
+        out: dict[str, Any] = {}
+        if self.precision is not EmbeddingPrecision.FLOAT32:
+            out["precision"] = self.precision.value
+        if self.truncate_dim is not None:
+            out["truncate_dim"] = self.truncate_dim
+        if self.ranges is not None:
+            out["ranges_sha256"] = hashlib.sha256(np.ascontiguousarray(self.ranges).tobytes()).hexdigest()
+        return out
 
     def batch_kwargs(self) -> dict[str, Any]:
         from ._readers import TEXT
 
         return {"text_column": TEXT, "id_column": "id", "on_error": self.on_error, "batch_size": self.batch_size,
-                "normalize": self.normalize, "prompt_name": self.prompt_name, "prompt": self.prompt}  # fmt: skip
+                "normalize": self.normalize, "prompt_name": self.prompt_name, "prompt": self.prompt,
+                "precision": self.precision, "truncate_dim": self.truncate_dim, "ranges": self.ranges}  # fmt: skip
 
     def read(self, plan: Plan, part: PartSpec) -> pa.Table:
         return read_part(plan, part, self.text_column, self.id_column, self.keep_columns)
@@ -207,7 +236,9 @@ def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) 
     return hashlib.sha256((bundle / MANIFEST_NAME).read_bytes()).hexdigest(), manifest.dimension
 
 
-def output_schema(plan: Plan, id_column: str | None, keep: tuple[str, ...], dim: int) -> pa.Schema:
+def output_schema(
+    plan: Plan, id_column: str | None, keep: tuple[str, ...], dim: int, embedding: pa.DataType | None = None
+) -> pa.Schema:
     """The output's columns and types, fixed before any row is read."""
     from ._readers import _ARROW
 
@@ -222,7 +253,7 @@ def output_schema(plan: Plan, id_column: str | None, keep: tuple[str, ...], dim:
 
     fields = [pa.field("id", column_type(id_column) if id_column else pa.int64())]
     fields += [pa.field(c, column_type(c)) for c in keep]
-    fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
+    fields.append(pa.field("embedding", embedding or pa.list_(pa.float32(), dim)))
     return pa.schema(fields)
 
 

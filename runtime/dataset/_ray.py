@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from .._embedder import Embedder
 from .._types import parse
-from ._batch import BadRow, BadRowError, EmbedBatch, OnError
+from ._batch import BadRow, BadRowError, EmbedBatch, OnError, output_settings
 from ._output import write_atomic
 from ._sources import PartSpec, Plan
 
@@ -153,6 +153,9 @@ def embed_ray_dataset(
     prompt_name: str | None = None,
     prompt: str | None = None,
     output_column: str = "embedding",
+    precision: str = "float32",
+    truncate_dim: int | None = None,
+    ranges: np.ndarray | None = None,
     num_actors: int = 1,
     cpus_per_actor: int = 1,
     num_gpus_per_actor: float = 0.0,
@@ -165,20 +168,24 @@ def embed_ray_dataset(
     batches of ``rows_per_batch`` rows, sorted by length inside each batch. Ray does not keep row
     order: carry an id column. Bad rows follow ``on_error`` (``skip`` drops them from the result,
     ``null`` keeps them with a null vector) inside the batch function, so no block is ever dropped
-    whole. The bundle path must be readable on every node.
+    whole. The bundle path must be readable on every node. ``precision``, ``truncate_dim`` and
+    ``ranges``: as ``EmbedBatch`` takes them.
     """
     ray = ray_module()
     threads = _check_cpus(cpus_per_actor)
     parse_on_error = parse(OnError, on_error, "on_error")
     if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
         raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
-    Embedder(model, verify=True).tokenize([], prompt_name, prompt)  # a bad bundle or prompt fails here, not on a worker
+    checking = Embedder(model, verify=True)
+    checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
+    output_settings(checking.dimension, precision, truncate_dim, ranges)
     return ds.map_batches(
         EmbedBatch,
         fn_constructor_kwargs={"model": str(Path(model).resolve()), "text_column": text_column, "id_column": id_column,
                                "on_error": parse_on_error, "batch_size": batch_size, "normalize": normalize,
                                "prompt_name": prompt_name, "prompt": prompt, "output_column": output_column,
-                               "device": device, "threads": threads},
+                               "device": device, "threads": threads, "precision": precision,
+                               "truncate_dim": truncate_dim, "ranges": ranges},
         batch_size=rows_per_batch, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None,
     )  # fmt: skip

@@ -1,5 +1,6 @@
-"""embedrt's HTTP server (extra ``embedrt[server]``): OpenAI ``/v1/embeddings`` and TEI ``/embed``
-with cross-request batching, limits, API key, health and Prometheus metrics.
+"""embedrt's HTTP server (extra ``embedrt[server]``): OpenAI ``/v1/embeddings``, TEI ``/embed``,
+``/similarity``, ``/rerank``, ``/embed_sparse``, ``/tokenize`` and Cohere-style ``/v1/rerank``, as
+the bundle's kind allows, with cross-request batching, limits, API key, health and Prometheus metrics.
 
     >>> from embedrt import Embedder
     >>> from embedrt.server import ServerConfig, create_app

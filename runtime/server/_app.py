@@ -20,6 +20,8 @@ from starlette.routing import Route
 
 from .. import __version__
 from .._embedder import Embedder
+from .._reranker import Reranker
+from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized
 from ._batcher import Batcher, QueueFullError, ShuttingDownError
 from ._config import ServerConfig
@@ -33,8 +35,11 @@ from ._protocol import (
     parse_tei,
     postprocess,
 )
+from ._routes import KIND_ROUTES, kind_handlers, kind_info, model_call, warm_up, wrong_kind
 
 log = logging.getLogger("embedrt.server")
+
+Model = Embedder | Reranker | SparseEncoder
 
 Handler = Callable[[Request], Awaitable[Response]]
 _BIG_TEXT_CHARS = 20_000  # tokenize bigger requests off the event loop
@@ -43,10 +48,14 @@ _WARMUP_TEXTS = ["warm up", "a longer sentence to warm up the model with a secon
 
 
 class ServerState:
-    """The model, its batcher and the server's readiness; one per app, at ``app.state.embedrt``."""
+    """The model, its batcher and the server's readiness; one per app, at ``app.state.embedrt``.
 
-    def __init__(self, embedder: Embedder, config: ServerConfig) -> None:
-        self.embedder = embedder
+    The model is an ``Embedder``, a ``Reranker`` or a ``SparseEncoder``; its kind decides what one
+    batcher run computes (``_routes.model_call``) and which routes the app serves.
+    """
+
+    def __init__(self, model: Model, config: ServerConfig) -> None:
+        self.model = model
         self.config = config
         self.metrics = Metrics()
         self.batcher = Batcher(
@@ -64,9 +73,7 @@ class ServerState:
 
     def _encode(self, tok: Tokenized) -> np.ndarray:
         """One model run (the batcher cut it to rows of similar length)."""
-        out = self.embedder.encode_tokenized(tok, batch_size=len(tok), normalize=False)
-        assert isinstance(out, np.ndarray)
-        return out
+        return model_call(self.model, tok)
 
     def begin_drain(self) -> None:
         """Refuse new requests from now on; those already in flight finish."""
@@ -76,24 +83,29 @@ class ServerState:
     async def start(self) -> None:
         self.batcher.start()
         if self.config.warmup:
-            await self.batcher.run_in_model_thread(lambda: self.embedder.encode(_WARMUP_TEXTS))
+            await self.batcher.run_in_model_thread(lambda: warm_up(self.model, _WARMUP_TEXTS))
         self.ready = True
         self.metrics.ready.set(1)
-        log.info("embedrt server ready: %r", self.embedder)
+        log.info("embedrt server ready: %r", self.model)
 
     async def stop(self) -> None:
         self.begin_drain()
         self.ready = False
         await self.batcher.stop()
 
-    async def prepare(self, req: EmbedRequest) -> Tokenized:
-        """Tokenize ``req`` once: the token-limit check, the usage count and the model input."""
-        tok = await self._tokenize(req)
+    async def prepare(
+        self, req: EmbedRequest | Any, tokenize: Callable[[], Tokenized] | None = None, what: str = "input"
+    ) -> Tokenized:
+        """Tokenize ``req`` once: the token-limit check, the usage count and the model input.
+
+        ``tokenize`` replaces the model's ``tokenize(req.texts, prompt_name=...)`` (rerankers tokenize pairs).
+        """
+        tok = await self._tokenize(req, tokenize)
         if not req.truncate and tok.truncated.any():
             first = int(np.flatnonzero(tok.truncated)[0])
             raise ApiError(
                 413,
-                f"input {first} is longer than the model's maximum of {self.embedder.max_seq_length} tokens: "
+                f"{what} {first} is longer than the model's maximum of {self.model.max_seq_length} tokens: "
                 'shorten it, or send "truncate": true to cut it',
                 code="input_too_long",
             )
@@ -105,6 +117,11 @@ class ServerState:
 
     async def run(self, req: EmbedRequest, tok: Tokenized) -> np.ndarray:
         """The vectors of ``req``, through the batcher, post-processed (dimensions, normalize)."""
+        assert isinstance(self.model, Embedder)
+        return postprocess(await self.run_model(tok), req, self.model.manifest.normalize)
+
+    async def run_model(self, tok: Tokenized) -> np.ndarray:
+        """The model's rows for ``tok`` (see ``_routes.model_call``), through the batcher."""
         try:
             raw = await asyncio.wait_for(self.batcher.submit(tok), self.config.request_timeout_s)
         except QueueFullError as e:
@@ -124,11 +141,13 @@ class ServerState:
                 kind="server_error",
                 code="timeout",
             ) from e
-        return postprocess(raw, req, self.embedder.manifest.normalize)
+        return raw
 
-    async def _tokenize(self, req: EmbedRequest) -> Tokenized:
+    async def _tokenize(self, req: EmbedRequest | Any, tokenize: Callable[[], Tokenized] | None) -> Tokenized:
         def run() -> Tokenized:
-            return self.embedder.tokenize(req.texts, prompt_name=req.prompt_name)
+            if tokenize is not None:
+                return tokenize()
+            return self.model.tokenize(req.texts, prompt_name=req.prompt_name)  # type: ignore[union-attr]
 
         try:
             if sum(len(t) for t in req.texts) > _BIG_TEXT_CHARS:
@@ -148,16 +167,15 @@ class ServerState:
             ) from e
 
     def info(self) -> dict[str, Any]:
-        e, m = self.embedder, self.embedder.manifest
+        e, m = self.model, self.model.manifest
         return {
             "model": self.config.model_name,
             "model_id": self.config.model_name,
             "version": __version__,
+            "kind": m.kind.value,
             "architecture": m.source.get("architecture"),
-            "dimension": e.dimension,
+            **kind_info(e),
             "max_input_length": e.max_seq_length,
-            "pooling": [p.value for p in m.pooling],
-            "normalize": m.normalize,
             "precision": m.precision.value,
             "device": e.device.value,
             "providers": e.providers,
@@ -168,12 +186,13 @@ class ServerState:
         }
 
 
-def create_app(embedder: Embedder, config: ServerConfig | None = None) -> Starlette:
-    """The HTTP app serving ``embedder``. Run it with any ASGI server (``embedrt serve`` uses uvicorn)."""
+def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
+    """The HTTP app serving ``model`` (an ``Embedder``, ``Reranker`` or ``SparseEncoder``: its kind
+    decides the routes, see ``_routes``). Run it with any ASGI server (``embedrt serve`` uses uvicorn)."""
     config = config or ServerConfig()
-    state = ServerState(embedder, config)
+    state = ServerState(model, config)
     limits: dict[str, Any] = {
-        "dimension": embedder.dimension,
+        "dimension": model.dimension if isinstance(model, Embedder) else 0,
         "max_inputs": config.max_inputs,
         "auto_truncate": config.auto_truncate,
     }
@@ -186,19 +205,20 @@ def create_app(embedder: Embedder, config: ServerConfig | None = None) -> Starle
         finally:
             await state.stop()
 
+    async def read_json(request: Request) -> dict[str, Any]:
+        return parse_json_body(await _read_body(request, config.max_body_bytes))
+
     async def embeddings(request: Request) -> Response:
         with state.batcher.arriving():  # a batch forming now waits for this request
-            data = parse_json_body(await _read_body(request, config.max_body_bytes))
-            req = parse_openai(data, **limits)
+            req = parse_openai(await read_json(request), **limits)
             tok = await state.prepare(req)
         vectors = await state.run(req, tok)
-        body = openai_body(vectors, req.base64, config.model_name, int(tok.lengths.sum()))
+        body = openai_body(vectors, req.base64, config.model_name, int(tok.lengths.sum()), req.packed)
         return await _json(body, vectors.size)
 
     async def embed(request: Request) -> Response:
         with state.batcher.arriving():
-            data = parse_json_body(await _read_body(request, config.max_body_bytes))
-            req = parse_tei(data, **limits)
+            req = parse_tei(await read_json(request), **limits)
             tok = await state.prepare(req)
         vectors = await state.run(req, tok)
         return await _json(vectors.tolist(), vectors.size)
@@ -219,30 +239,22 @@ def create_app(embedder: Embedder, config: ServerConfig | None = None) -> Starle
     async def metrics(request: Request) -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
-    tei = {"embed"}
+    handlers = {"embeddings": embeddings, "embed": embed, **kind_handlers(state, read_json, _json)}
+    table = [
+        (path, method, name, handlers[name] if model.kind in kinds else wrong_kind(model.kind, path, kinds), tei)
+        for path, method, name, kinds, tei in KIND_ROUTES
+    ]
+    table += [
+        ("/tokenize", "POST", "tokenize", handlers["tokenize"], True),
+        ("/health", "GET", "health", health, False),
+        ("/info", "GET", "info", info, False),
+        ("/v1/models", "GET", "models", models, False),
+        ("/metrics", "GET", "metrics", metrics, False),
+    ]
     public = {"health"}
     routes = [
-        Route(
-            path,
-            _guarded(state, name, fn, tei=name in tei, public=name in public),
-            methods=[method],
-            name=name,
-        )
-        for path, method, name, fn in [
-            ("/v1/embeddings", "POST", "embeddings", embeddings),
-            ("/embeddings", "POST", "embeddings", embeddings),
-            ("/embed", "POST", "embed", embed),
-            (
-                "/",
-                "POST",
-                "embed",
-                embed,
-            ),  # TEI answers POST / too; huggingface_hub's InferenceClient uses it
-            ("/health", "GET", "health", health),
-            ("/info", "GET", "info", info),
-            ("/v1/models", "GET", "models", models),
-            ("/metrics", "GET", "metrics", metrics),
-        ]
+        Route(path, _guarded(state, name, fn, tei=tei, public=name in public), methods=[method], name=name)
+        for path, method, name, fn, tei in table
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -28,9 +28,11 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to an argparse ``subparsers`` object; its ``func`` is ``run_serve``."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "serve",
-        help="serve a bundle over HTTP (OpenAI /v1/embeddings, TEI /embed)",
-        description="Serve a bundle over HTTP: OpenAI-compatible POST /v1/embeddings, TEI-compatible POST /embed, "
-        "GET /health, /info, /metrics. Requests arriving together are batched into one model call.",
+        help="serve a bundle over HTTP (OpenAI /v1/embeddings, TEI /embed, /rerank, /embed_sparse)",
+        description="Serve a bundle over HTTP. Embedding bundles: OpenAI-compatible POST /v1/embeddings, "
+        "TEI-compatible POST /embed and /similarity; reranker bundles: TEI POST /rerank and Cohere/Jina-style "
+        "POST /v1/rerank; sparse bundles: TEI POST /embed_sparse; every kind: POST /tokenize, GET /health, "
+        "/info, /metrics. Requests arriving together are batched into one model call.",
     )
     add_serve_arguments(p)
     p.set_defaults(run=run_serve, func=run_serve)  # `embedrt` dispatches on `run`
@@ -131,20 +133,20 @@ def run_serve(args: argparse.Namespace) -> int:
     require_server_extra()
     import uvicorn
 
-    from .._embedder import Embedder
+    from .._load import load_model
     from ._app import create_app
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     log = logging.getLogger("embedrt.server")
-    embedder = Embedder(args.bundle, device=args.device, threads=args.threads)
-    config = config_from_args(args, embedder.manifest.source)
+    model = load_model(args.bundle, device=args.device, threads=args.threads)  # the bundle's kind picks the class
+    config = config_from_args(args, model.manifest.source)
     if not _is_loopback(args.host) and config.api_key is None:
         log.warning(
             "binding %s without an API key: anyone who can reach this address can use the server", args.host
         )
-    app = create_app(embedder, config)
+    app = create_app(model, config)
     state = app.state.embedrt
 
     class _Server(uvicorn.Server):

@@ -13,6 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from .._types import EmbeddingPrecision
+
+# encoding_format: OpenAI's "float" and "base64", and sentence-transformers' packed-bit precisions
+ENCODING_FORMATS = ("float", "base64", "binary", "ubinary")
+
 
 class ApiError(Exception):
     """An error answered to the client. ``kind`` is OpenAI's error ``type``; ``code`` its ``code``."""
@@ -54,6 +59,7 @@ class EmbedRequest:
     dimensions: int | None
     base64: bool
     prompt_name: str | None
+    packed: EmbeddingPrecision | None = None  # OpenAI encoding_format "binary" / "ubinary": bits, 8 per byte
 
 
 def parse_json_body(body: bytes) -> dict[str, Any]:
@@ -88,9 +94,18 @@ def parse_openai(
     fmt = data.get("encoding_format")
     if fmt is None:
         fmt = "float"
-    if fmt not in ("float", "base64"):
+    if fmt in ("int8", "uint8"):
         raise ApiError(
-            400, f"'encoding_format' must be 'float' or 'base64', got {fmt!r:.80}", param="encoding_format"
+            400,
+            f"'encoding_format' {fmt!r} needs calibration ranges (per-dimension min/max over your corpus), which "
+            "one request does not give: ask for 'binary' or 'ubinary', or for 'float' and quantize with "
+            "embedrt.quantize_embeddings(vectors, 'int8', ranges=...)",
+            param="encoding_format",
+        )
+    if fmt not in ENCODING_FORMATS:
+        raise ApiError(
+            400, f"'encoding_format' must be one of {', '.join(map(repr, ENCODING_FORMATS))}, got {fmt!r:.80}",
+            param="encoding_format",
         )
     user = data.get("user")
     if user is not None and not isinstance(user, str):
@@ -102,6 +117,7 @@ def parse_openai(
         dimensions=_dimensions(data.get("dimensions"), dimension),
         base64=fmt == "base64",
         prompt_name=_prompt_name(data.get("prompt_name")),
+        packed=EmbeddingPrecision(fmt) if fmt in ("binary", "ubinary") else None,
     )
 
 
@@ -222,10 +238,18 @@ def postprocess(vectors: np.ndarray, req: EmbedRequest, model_normalizes: bool) 
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def openai_body(vectors: np.ndarray, as_base64: bool, model: str, tokens: int) -> dict[str, Any]:
-    if as_base64:
+def openai_body(
+    vectors: np.ndarray, as_base64: bool, model: str, tokens: int, packed: EmbeddingPrecision | None = None
+) -> dict[str, Any]:
+    """OpenAI's response; with ``packed`` (binary / ubinary), each embedding is its packed bytes as
+    integers, ``ceil(dim / 8)`` of them, as sentence-transformers' ``quantize_embeddings`` gives them."""
+    if packed is not None:
+        from .._quantization import quantize_embeddings
+
+        rows: list[Any] = quantize_embeddings(vectors, packed).tolist()
+    elif as_base64:
         little = vectors.astype("<f4", copy=False)
-        rows: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+        rows = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
     else:
         rows = vectors.tolist()
     return {

@@ -1,0 +1,196 @@
+"""Export of reranker and sparse bundles: the same bundle format and checks as embedding bundles.
+
+    reranker: inputs input_ids, attention_mask[, token_type_ids]
+              outputs logits [batch, num_labels], scores [batch, num_labels] (the CrossEncoder's activation)
+    sparse:   inputs input_ids, attention_mask[, token_type_ids], max_active_dims [1] int64
+              outputs sparse_embedding [batch, vocab] (SPLADE weights),
+                      sparse_indices [batch, k] int64, sparse_values [batch, k] float32
+
+For sparse graphs ``k`` is computed in the graph: the batch's largest number of non-zero weights,
+capped by ``max_active_dims``; rows with fewer have zero values at the end. The bundle is validated
+against PyTorch (``_validate_heads``) before it is moved into place.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from onnx import TensorProto, helper
+
+from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
+from embedrt._errors import UnsupportedModelError
+from embedrt._reranker import Reranker
+from embedrt._sparse_encoder import MAX_ACTIVE_INPUT, SparseEncoder
+from embedrt._types import BundleKind, Precision
+
+from ._graph import static_reshapes
+from ._heads import ScoreModel, SpladeModel, load_head_reference
+from ._kinds import HeadSource, read_head_source
+from ._manifest import tool_versions
+from ._tokenizer import bundle_tokenizer, write_tokenizer
+from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
+
+Log = Callable[[str], None]
+
+
+def export_head(
+    source: str | Path,
+    out: Path,
+    kind: BundleKind,
+    *,
+    opset: int,
+    exporter: str,
+    validate_texts: list[str] | None,
+    log: Log,
+) -> Path:
+    """Write the reranker or sparse bundle of ``source`` to ``out`` (which must be absent or empty)."""
+    head = read_head_source(source, kind)
+    log(f"source: {head.spec.kind} {kind.value} folder, {head.architecture}, max_seq_length {head.spec.max_seq_length}")
+    model, hf_tok = load_head_reference(head)
+    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.with_type_ids else [])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        bundle = Path(tmp) / "bundle"
+        bundle.mkdir()
+        log(f"exporting with torch.onnx ({exporter}, opset {opset}), inputs {inputs}")
+        outputs = _export_graph(model, hf_tok, inputs, bundle / MODEL_NAME, opset, exporter, head)
+        tok, pad_id = bundle_tokenizer(hf_tok, head.spec)
+        write_tokenizer(tok, bundle)
+        graph_inputs = [*inputs, MAX_ACTIVE_INPUT] if isinstance(model, SpladeModel) else inputs
+        manifest = _manifest(head, model, graph_inputs, outputs, opset, exporter, pad_id)
+        write_manifest(bundle, manifest)
+        log("validating against PyTorch")
+        if isinstance(model, ScoreModel):
+            pairs = pairs_from_texts(validate_texts) if validate_texts else None
+            report = validate_reranker(Reranker(bundle), model, hf_tok, pairs)
+            log(f"parity: max abs logit diff {report['max_abs_diff']:.2e} over {report['pairs']} pairs "
+                f"({report['truncated_pairs']} cut at max length)")
+        else:
+            report = validate_sparse(SparseEncoder(bundle), model, hf_tok, validate_texts)
+            log(f"parity: max abs diff {report['max_abs_diff']:.2e}, min cosine {report['min_cosine']:.7f} "
+                f"over {report['texts']} texts")
+        manifest.parity = report
+        write_manifest(bundle, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        bundle.rename(out)
+    return out
+
+
+def _export_graph(
+    model: ScoreModel | SpladeModel, hf_tok: Any, inputs: list[str], path: Path, opset: int, exporter: str,
+    head: HeadSource,
+) -> list[str]:
+    if isinstance(model, ScoreModel):
+        sample = hf_tok(["a short query", "a somewhat longer query to pad"], ["a document", "another document"],
+                        padding=True, return_tensors="pt")  # fmt: skip
+        outputs = ["logits", "scores"]
+    else:
+        sample = hf_tok(["a short text", "a somewhat longer text to pad the batch"], padding=True, return_tensors="pt")
+        outputs = ["sparse_embedding"]
+    args = tuple(sample[name] for name in inputs)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+                torch.onnx.export(model, args, str(path), input_names=inputs, output_names=outputs,
+                                  opset_version=max(opset, 18), dynamo=True,
+                                  dynamic_shapes={n: {0: batch, 1: seq} for n in inputs}, verbose=False)  # fmt: skip
+            else:
+                axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in inputs}
+                axes.update({o: {0: "batch"} for o in outputs})
+                torch.onnx.export(model, args, str(path), input_names=inputs, output_names=outputs,
+                                  opset_version=opset, dynamo=False, dynamic_axes=axes, do_constant_folding=True)  # fmt: skip
+    except Exception as e:  # torch.onnx raises many types; all mean the same to the user
+        raise UnsupportedModelError(
+            f"torch.onnx.export ({exporter}) failed for {head.architecture} ({head.kind.value}): "
+            f"{type(e).__name__}: {str(e)[:500]}"
+        ) from e
+    if isinstance(model, SpladeModel):
+        _append_top_k(path)
+        outputs = ["sparse_embedding", "sparse_indices", "sparse_values"]
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as e:
+        raise UnsupportedModelError(f"the graph exported for {head.architecture} is not valid ONNX: {str(e)[:500]}") from e
+    graph = onnx.load(str(path))
+    if static_reshapes(graph):
+        onnx.save(graph, str(path))
+    return outputs
+
+
+def _append_top_k(path: Path) -> None:
+    """Add the top-k extraction after ``sparse_embedding``::
+
+        sparse_embedding ─► Greater(0) ─► Cast ─► ReduceSum(axis 1) ─► ReduceMax ─┐
+        max_active_dims ─────────────────────────────────────────────────────► Min ─► Max(1) = k
+        sparse_embedding ─► TopK(k, axis 1) ─► sparse_values, sparse_indices
+    """
+    model = onnx.load(str(path))
+    g = model.graph
+    g.input.append(helper.make_tensor_value_info(MAX_ACTIVE_INPUT, TensorProto.INT64, [1]))
+    g.initializer.extend([
+        helper.make_tensor("topk_zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("topk_one", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("topk_axis", TensorProto.INT64, [1], [1]),
+    ])  # fmt: skip
+    g.node.extend([
+        helper.make_node("Greater", ["sparse_embedding", "topk_zero"], ["topk_active"]),
+        helper.make_node("Cast", ["topk_active"], ["topk_active_i64"], to=TensorProto.INT64),
+        helper.make_node("ReduceSum", ["topk_active_i64", "topk_axis"], ["topk_counts"], keepdims=0),
+        helper.make_node("ReduceMax", ["topk_counts"], ["topk_most"], keepdims=1),
+        helper.make_node("Min", ["topk_most", MAX_ACTIVE_INPUT], ["topk_capped"]),
+        helper.make_node("Max", ["topk_capped", "topk_one"], ["topk_k"]),
+        helper.make_node("TopK", ["sparse_embedding", "topk_k"], ["sparse_values", "sparse_indices"],
+                         axis=1, largest=1, sorted=1),
+    ])  # fmt: skip
+    g.output.extend([
+        helper.make_tensor_value_info("sparse_indices", TensorProto.INT64, ["batch", "k"]),
+        helper.make_tensor_value_info("sparse_values", TensorProto.FLOAT, ["batch", "k"]),
+    ])  # fmt: skip
+    onnx.save(model, str(path))
+
+
+def _manifest(
+    head: HeadSource, model: ScoreModel | SpladeModel, inputs: list[str], outputs: list[str], opset: int,
+    exporter: str, pad_id: int,
+) -> Manifest:
+    spec = head.spec
+    ids = torch.ones((1, 3), dtype=torch.long)
+    with torch.inference_mode():
+        first = model(ids, torch.ones_like(ids), torch.zeros_like(ids) if model.with_type_ids else None)
+    width = int((first[0] if isinstance(first, tuple) else first).shape[-1])
+    if head.sparse is not None:
+        head.sparse.vocab_size = width
+    return Manifest(
+        source={
+            "path": str(spec.path.resolve()), "name": spec.path.resolve().name,
+            "base_model": spec.config.get("_name_or_path"), "kind": spec.kind, "architecture": spec.model_type,
+            "model_class": head.architecture, "exporter": exporter,
+        },
+        pooling=[],
+        dimension=width,
+        hidden_size=int(spec.config.get("hidden_size") or spec.config.get("dim") or 0),
+        max_seq_length=spec.max_seq_length,
+        inputs=inputs,
+        do_lower_case=spec.do_lower_case,
+        prompts=spec.prompts,
+        default_prompt_name=spec.default_prompt_name,
+        similarity_fn_name=spec.similarity_fn_name,
+        precision=Precision.FP32,
+        opset=opset if exporter == "torchscript" else max(opset, 18),
+        outputs=outputs,
+        pad_token_id=pad_id,
+        tools=tool_versions(),
+        kind=head.kind,
+        reranker=head.reranker,
+        sparse=head.sparse,
+    )

@@ -1,0 +1,218 @@
+"""What every bundle kind shares: one loader, one hash check, one session factory, one locked run.
+
+``BundleModel`` reads and verifies the manifest, loads the tokenizer with the model's truncation,
+makes the ONNX Runtime session (``_session.create_session``) and runs it one batch at a time. The
+classes on top (``Embedder``, ``Reranker``, ``SparseEncoder``) name the kinds they serve and add
+only what their kind computes.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
+from ._errors import BundleError, EmbedrtError
+from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
+from ._session import available_cpus, check_precision_hint, create_session
+from ._tokenize import Tokenized, load_tokenizer, pad_batch, token_batches
+from ._types import BundleKind, Device, PaddingSide, Precision, parse
+
+# Padded tokens per model run (rows x the batch's longest row). 32 texts of 512 tokens fit; a
+# document of several thousand tokens runs with few others, so one long input cannot blow memory.
+DEFAULT_MAX_BATCH_TOKENS = 16384
+
+
+class BundleModel:
+    """A loaded bundle: manifest, tokenizer and session. Subclasses set ``KINDS`` (the kinds they serve).
+
+    Args:
+        bundle: folder written by ``embedrt export``.
+        device: ``"cpu"``, ``"cuda"`` (needs onnxruntime-gpu and a GPU) or ``"openvino"``.
+        threads: intra-op threads; default: the CPUs this process may use (affinity, cgroup quota).
+        verify: check the sha256 of every bundle file against the manifest.
+        provider_options: passed to the execution provider.
+        precision_hint: ``"bf16"`` / ``"fp32"``: the compute precision OpenVINO uses for the graph
+            (``device="openvino"`` only; needs ``embedrt[openvino]``).
+        memory_arena: keep onnxruntime's CPU memory arena. Off by default: it keeps the largest
+            batch's memory for good (RSS 1240 vs 508 MB measured); on, long inputs run ~5-18% faster.
+        max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on
+            top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
+    """
+
+    KINDS: ClassVar[tuple[BundleKind, ...]] = ()
+
+    def __init__(
+        self,
+        bundle: str | Path,
+        device: str | Device = "cpu",
+        *,
+        threads: int | None = None,
+        verify: bool = True,
+        provider_options: dict[str, Any] | None = None,
+        precision_hint: str | None = None,
+        memory_arena: bool = False,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+    ) -> None:
+        self.path = Path(bundle)
+        if max_batch_tokens is not None and (
+            isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1
+        ):
+            raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
+        self.max_batch_tokens = max_batch_tokens
+        self.device = parse(Device, device, "device")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        self.threads = threads or available_cpus()
+        self.manifest: Manifest = load_manifest(self.path, verify=verify)
+        if self.manifest.kind not in self.KINDS:
+            raise BundleError(
+                f"bundle {str(self.path)!r} is of kind {self.manifest.kind.value!r}; {type(self).__name__} serves "
+                f"kinds {', '.join(repr(k.value) for k in self.KINDS)} ({kind_hint(self.manifest.kind)})"
+            )
+        self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
+        self.precision_hint = check_precision_hint(self.device, precision_hint)
+        self.int8_plan: Int8Plan | None = self._int8_plan()
+        try:
+            self.session = create_session(
+                self.path / MODEL_NAME, self.device, self.threads, provider_options, precision_hint=precision_hint,
+                memory_arena=memory_arena, session_config=self.int8_plan.session_config() if self.int8_plan else None,
+            )
+        except EmbedrtError:
+            raise
+        except Exception as e:  # onnxruntime's own exception types are not importable in a stable way
+            raise BundleError(
+                f"{self.path / MODEL_NAME} cannot be loaded by onnxruntime ({e}); export the model again"
+            ) from e
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        self._with_type_ids = "token_type_ids" in graph_inputs
+        self._left = self.manifest.padding_side is PaddingSide.LEFT
+        self._run_lock = threading.Lock()
+
+    def _int8_plan(self) -> Int8Plan | None:
+        """How an int8 bundle must run on this CPU (``_int8_cpu``); None for other bundles."""
+        if self.manifest.precision is not Precision.INT8 or self.device is not Device.CPU:
+            return None
+        plan = plan_int8(self.manifest.optimizations.get("quantization") or {}, detect_cpu())
+        if plan.precise:
+            warnings.warn(f"{self.path}: {plan.text}", RuntimeWarning, stacklevel=4)
+        return plan
+
+    @property
+    def kind(self) -> BundleKind:
+        return self.manifest.kind
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.manifest.max_seq_length
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return dict(self.manifest.prompts)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def _run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self._run_lock:
+            return self.session.run(outputs, feed)  # type: ignore[no-any-return]
+
+    def _batches(
+        self, tok: Tokenized, batch_size: int, show_progress_bar: bool = False, desc: str = "encode"
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """``(rows, feed)`` per batch, longest first, each padded only to its own longest row, of at
+        most ``batch_size`` rows and ``max_batch_tokens`` padded tokens.
+
+        Longest first: padding only to each batch's longest input, and the biggest memory need up front.
+        """
+        check_batch_size(batch_size)
+        n = len(tok)
+        order = np.argsort(-tok.lengths, kind="stable")
+        bar = _progress(n, show_progress_bar, desc)
+        try:
+            for piece in token_batches(tok.lengths[order], batch_size, self.max_batch_tokens):
+                rows = order[piece]
+                yield rows, pad_batch(tok, rows, self.manifest.pad_token_id, self._with_type_ids, self._left)
+                if bar is not None:
+                    bar.update(len(rows))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _prompt(self, prompt_name: str | None, prompt: str | None) -> str | None:
+        """The prompt text to prepend: ``prompt``, the one named, or the bundle's default prompt."""
+        if prompt_name is not None and prompt is not None:
+            raise ValueError("give prompt_name or prompt, not both")
+        if prompt_name is not None:
+            if prompt_name not in self.manifest.prompts:
+                raise ValueError(
+                    f"prompt_name {prompt_name!r} is not in this bundle's prompts {sorted(self.manifest.prompts)}"
+                )
+            prompt = self.manifest.prompts[prompt_name]
+        elif prompt is None and self.manifest.default_prompt_name:
+            prompt = self.manifest.prompts.get(self.manifest.default_prompt_name)
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        return prompt or None
+
+    def _with_prompt(self, texts: list[str], prompt_name: str | None, prompt: str | None) -> list[str]:
+        text = self._prompt(prompt_name, prompt)
+        return [text + t for t in texts] if text else texts
+
+
+# encode_document's prompt: the first of these the bundle has (sentence-transformers' documented order)
+DOCUMENT_PROMPTS = ("document", "passage", "corpus")
+QUERY_PROMPTS = ("query",)
+
+
+def task_prompt(prompts: dict[str, str], names: tuple[str, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the first of ``names`` found in ``prompts`` as the prompt, unless one is given.
+
+    No such prompt means an empty one, which also keeps the bundle's default prompt from applying, as
+    sentence-transformers' encode_query / encode_document do (their "query" and "document" prompts
+    exist, empty, unless the model sets them).
+    """
+    if kwargs.get("prompt_name") is not None or kwargs.get("prompt") is not None:
+        return kwargs
+    name = next((n for n in names if n in prompts), None)
+    return {**kwargs, "prompt": prompts[name] if name else ""}
+
+
+def kind_hint(kind: BundleKind) -> str:
+    """Which class serves ``kind``, for error messages."""
+    return {
+        BundleKind.EMBEDDING: "load it with embedrt.Embedder",
+        BundleKind.STATIC: "load it with embedrt.Embedder",
+        BundleKind.RERANKER: "load it with embedrt.Reranker",
+        BundleKind.SPARSE: "load it with embedrt.SparseEncoder",
+    }[kind]
+
+
+def check_batch_size(batch_size: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def check_texts(texts: object, what: str = "texts") -> list[str]:
+    """``texts`` as a list of str; a ``TypeError`` naming the first item that is not one."""
+    if isinstance(texts, str | bytes) or not isinstance(texts, Sequence | np.ndarray):
+        raise TypeError(f"{what} must be a str or a sequence of str, got {type(texts).__name__}")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise TypeError(f"{what}[{i}] must be a str, got {type(t).__name__}: {t!r:.80}")
+    return out
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="text")

@@ -1,0 +1,148 @@
+"""Reranker bundles against sentence-transformers' CrossEncoder: export of each folder layout,
+predict and rank on pairs that cross the max length, activations, label counts, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedrt import BundleError, Embedder, Reranker, load_model
+
+st = pytest.importorskip("sentence_transformers")
+torch = pytest.importorskip("torch")
+
+LONG = "The history of computing is longer than the history of computing hardware. " * 12
+QUERIES = ["How many people live in Berlin?", "", "대한민국의 수도는 어디인가?", LONG]
+DOCUMENTS = [
+    "Berlin had a population of 3,520,031 registered inhabitants.", "Berlin is well known for its museums.",
+    "", "서울은 대한민국의 수도이다.", LONG, "🙂🚀 emoji", "a",
+]
+PAIRS = [(q, d) for q in QUERIES for d in DOCUMENTS]
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Reranker]:
+    """XLM-R with 3 labels, saved as a plain Hugging Face folder (sentence-transformers < 4 layout)."""
+    from tiny_models import make_cross_encoder
+
+    from embedrt.export import export_model
+
+    root = tmp_path_factory.mktemp("reranker-multi")
+    source = make_cross_encoder("xlm-roberta", root, num_labels=3, layout="plain")
+    return source, Reranker(export_model(source, root / "bundle"))
+
+
+@pytest.fixture(scope="module")
+def modern(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Reranker]:
+    """ModernBERT, one label, a Tanh activation saved in the folder."""
+    from tiny_models import make_cross_encoder
+
+    from embedrt.export import export_model
+
+    root = tmp_path_factory.mktemp("reranker-modernbert")
+    source = make_cross_encoder("modernbert", root, activation="Tanh", max_length=32)
+    return source, Reranker(export_model(source, root / "bundle"))
+
+
+def test_predict_and_rank_match_cross_encoder(tiny_reranker: tuple[Path, Path]) -> None:
+    source, bundle = tiny_reranker
+    ours, theirs = Reranker(bundle), st.CrossEncoder(str(source), device="cpu")
+    assert ours.max_seq_length == theirs.max_seq_length == 40
+    assert ours.num_labels == 1 and ours.activation.value == "sigmoid"
+    tok = ours.tokenize_pairs(PAIRS)
+    assert tok.truncated.sum() >= 8  # the grid crosses the max length on either side
+    features = theirs.preprocess([list(p) for p in PAIRS])  # what CrossEncoder feeds its model
+    for ids, row, mask in zip(tok.ids, features["input_ids"].tolist(), features["attention_mask"].tolist(), strict=True):
+        assert ids == row[: sum(mask)]
+    np.testing.assert_allclose(ours.predict(PAIRS, batch_size=5), theirs.predict(PAIRS, batch_size=5), atol=1e-6)
+    raw = ours.predict(PAIRS, activation_fn="identity")
+    np.testing.assert_allclose(raw, theirs.predict(PAIRS, activation_fn=torch.nn.Identity()), atol=1e-5)
+    assert np.ptp(raw) > 0.1  # scores that differ by more than float noise
+    single = ours.predict(PAIRS[0])
+    assert np.ndim(single) == 0 and single == pytest.approx(float(theirs.predict(PAIRS[0])), abs=1e-6)
+    for query in QUERIES:
+        want = theirs.rank(query, DOCUMENTS, top_k=4, return_documents=True)
+        got = ours.rank(query, DOCUMENTS, top_k=4, return_documents=True)
+        assert [r["corpus_id"] for r in got] == [r["corpus_id"] for r in want]
+        assert [r["text"] for r in got] == [r["text"] for r in want]
+        np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-6)
+    assert ours.rank("q", []) == theirs.rank("q", []) == []
+
+
+def test_several_labels_plain_folder(multi: tuple[Path, Reranker]) -> None:
+    source, ours = multi
+    theirs = st.CrossEncoder(str(source), device="cpu")
+    assert ours.num_labels == 3 and ours.activation.value == "identity" and ours.head.labels == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    assert ours.manifest.source["kind"] == "transformers" and ours.max_seq_length == theirs.max_seq_length
+    got = ours.predict(PAIRS)
+    assert got.shape == (len(PAIRS), 3)
+    np.testing.assert_allclose(got, theirs.predict(PAIRS), atol=1e-5)
+    np.testing.assert_allclose(ours.predict(PAIRS, apply_softmax=True), theirs.predict(PAIRS, apply_softmax=True), atol=1e-6)
+    assert ours.predict(PAIRS[0]).shape == (3,)
+    with pytest.raises(ValueError, match=r"rank needs a reranker with one label; this model has 3"):
+        ours.rank("q", ["d"])
+
+
+def test_modernbert_with_tanh(modern: tuple[Path, Reranker]) -> None:
+    source, ours = modern
+    theirs = st.CrossEncoder(str(source), device="cpu")
+    assert ours.activation.value == "tanh" and ours.max_seq_length == theirs.max_seq_length == 32
+    np.testing.assert_allclose(ours.predict(PAIRS), theirs.predict(PAIRS), atol=1e-5)
+    np.testing.assert_allclose(ours.predict(PAIRS, activation_fn=np.exp),
+                               theirs.predict(PAIRS, activation_fn=torch.exp), rtol=1e-4)
+
+
+def test_manifest_and_graph(tiny_reranker: tuple[Path, Path]) -> None:
+    import onnxruntime as ort
+
+    _, bundle = tiny_reranker
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert m["kind"] == "reranker" and m["reranker"] == {"num_labels": 1, "activation": "sigmoid", "labels": ["LABEL_0"]}
+    assert m["outputs"] == ["logits", "scores"] and m["parity"]["passed"] and m["parity"]["truncated_pairs"] > 0
+    session = ort.InferenceSession(str(bundle / "model.onnx"))
+    assert [o.name for o in session.get_outputs()] == ["logits", "scores"]
+
+
+def test_bad_input(tiny_reranker: tuple[Path, Path]) -> None:
+    ours = Reranker(tiny_reranker[1])
+    assert ours.predict([]).shape == (0,)
+    with pytest.raises(TypeError, match=r"pairs\[1\] must be a pair of two str \(query, document\), got \('only',\)"):
+        ours.predict([("q", "d"), ("only",)])
+    with pytest.raises(TypeError, match=r"pairs\[0\] must hold two str, got a int"):
+        ours.predict([("q", 3)])
+    with pytest.raises(TypeError, match="documents must be a sequence of str, got a str"):
+        ours.rank("q", "one document")
+    with pytest.raises(ValueError, match="top_k must be a positive integer or None, got 0"):
+        ours.rank("q", ["d"], top_k=0)
+    with pytest.raises(ValueError, match="invalid activation_fn 'relu': expected one of 'sigmoid'"):
+        ours.predict([("q", "d")], activation_fn="relu")
+    assert ours.predict([("still", "works")]).shape == (1,)
+
+
+def test_kinds_are_served_by_their_class(tiny_reranker: tuple[Path, Path], tiny_bert_bundle: Path) -> None:
+    _, bundle = tiny_reranker
+    with pytest.raises(BundleError, match=r"is of kind 'reranker'; Embedder serves kinds 'embedding', 'static' \(load it with embedrt.Reranker\)"):
+        Embedder(bundle)
+    with pytest.raises(BundleError, match=r"is of kind 'embedding'; Reranker serves kinds 'reranker' \(load it with embedrt.Embedder\)"):
+        Reranker(tiny_bert_bundle)
+    assert isinstance(load_model(bundle), Reranker) and isinstance(load_model(tiny_bert_bundle), Embedder)
+
+
+def test_export_options_and_folders(tiny_reranker: tuple[Path, Path], tiny_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from embedrt import UnsupportedModelError
+    from embedrt.export import export_model
+    from embedrt.export._kinds import detect_kind
+
+    source, _ = tiny_reranker
+    with pytest.raises(ValueError, match="a reranker bundle is exported in fp32 without --optimize for now"):
+        export_model(source, tmp_path / "x", precision="int8")
+    with pytest.raises(UnsupportedModelError, match=r"has modules \['Transformer', 'Pooling', 'Normalize'\]; a reranker bundle is exported from \['Transformer'\]"):
+        export_model(tiny_factory("bert"), tmp_path / "y", kind="reranker")
+    with pytest.raises(UnsupportedModelError, match=r"a reranker needs a \*ForSequenceClassification model, found 'BertModel'"):
+        export_model(tiny_factory("bert").parent / "_encoder", tmp_path / "y", kind="reranker")
+    assert detect_kind(tiny_factory("bert")).value == "embedding"
+    assert detect_kind(source).value == "reranker"
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
