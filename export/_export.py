@@ -16,13 +16,13 @@ import torch
 
 from embedrt import Embedder, __version__
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
-from embedrt._errors import ExportError, ParityError, UnsupportedModelError
-from embedrt._types import Pooling, Precision, parse
+from embedrt._errors import ExportError, ParityError, ProviderWarning, UnsupportedModelError
+from embedrt._types import MADE_FOR, Device, Pooling, Precision, parse
 
 from ._gate import gate_texts as default_gate_texts
 from ._model import EmbeddingModel, load_reference
 from ._quantize import AUTO, METHODS, RECIPES, Int8Recipe
-from ._source import SourceSpec, read_source
+from ._source import SourceSpec, position_limit, read_source
 from ._texts import validation_texts
 from ._tokenizer import bundle_tokenizer, write_tokenizer
 from ._validate import quality_gate, validate
@@ -114,7 +114,7 @@ def export_model(
             write_manifest(bundle, manifest)
 
             say("validating against PyTorch")
-            embedder = Embedder(bundle)
+            embedder = _validation_embedder(bundle, prec, say)
             try:
                 report = validate(embedder, model, hf_tok, validate_texts or validation_texts())
                 say(f"parity: min cosine {report['min_cosine']:.7f}, max abs diff {report['max_abs_diff']:.2e} "
@@ -146,6 +146,17 @@ def export_model(
             shutil.rmtree(out)
         bundle.rename(out)
     return out
+
+
+def _validation_embedder(bundle: Path, precision: Precision, say: Log) -> Embedder:
+    """The bundle on CPU, where export validates; a variant made for another provider is said so once
+    here (the numbers record where they were measured), not warned about at every load."""
+    if Device.CPU not in MADE_FOR[precision]:
+        say(f"{precision.value} is made for {'/'.join(d.value for d in MADE_FOR[precision])}: validating on cpu, "
+            "and the manifest records that the numbers were measured there")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProviderWarning)
+        return Embedder(bundle)
 
 
 def _int8_recipes(method: str) -> list[Int8Recipe | None]:
@@ -274,6 +285,7 @@ def _manifest(
         dimension=dim,
         hidden_size=hidden,
         max_seq_length=spec.max_seq_length,
+        max_positions=position_limit(spec.config),
         inputs=inputs,
         dense=[
             DenseSpec(d.in_features, d.out_features, d.bias, d.activation, d.residual) for d in spec.dense

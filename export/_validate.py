@@ -127,6 +127,8 @@ def validate(
             {"passed": False, "failures": ["dimension mismatch"]},
         )
     report = compare(ref, cand, texts, embedder.manifest.precision, ref_ids, tok.ids)
+    hint = embedder.precision_hint
+    report["provider"] = embedder.device.value + (f" ({hint.value})" if hint is not None else "")
     report["seconds"] = round(time.perf_counter() - t0, 2)
     if raise_on_failure and not report["passed"]:
         w = report["worst"]

@@ -10,7 +10,15 @@ Exporting (``embedrt.export``) needs the ``export`` extra; this package itself n
 
 from ._bundle import SCHEMA_VERSION, Manifest, load_manifest
 from ._embedder import Embedder
-from ._errors import BundleError, EmbedrtError, ExportError, ParityError, ProviderError, UnsupportedModelError
+from ._errors import (
+    BundleError,
+    EmbedrtError,
+    ExportError,
+    ParityError,
+    ProviderError,
+    ProviderWarning,
+    UnsupportedModelError,
+)
 from ._session import available_cpus, onnxruntime_build
 from ._tokenize import Tokenized
 from ._types import BundleKind, Device, Pooling, Precision
@@ -30,6 +38,7 @@ __all__ = [
     "Pooling",
     "Precision",
     "ProviderError",
+    "ProviderWarning",
     "Tokenized",
     "UnsupportedModelError",
     "__version__",

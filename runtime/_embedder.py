@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
-from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
-from ._errors import BundleError, EmbedrtError
+from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, check_graph, load_manifest
+from ._errors import BundleError, EmbedrtError, ProviderWarning
+from ._progress import EncodeProgress, batch_tokens
 from ._session import available_cpus, check_precision_hint, create_session
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, tokenize
-from ._types import BundleKind, Device, OutputValue, parse
+from ._types import MADE_FOR, BundleKind, Device, OutputValue, parse
 
 _KINDS = (BundleKind.EMBEDDING, BundleKind.STATIC)
 
@@ -71,9 +74,13 @@ class Embedder:
             raise BundleError(
                 f"{self.path / MODEL_NAME} cannot be loaded by onnxruntime ({e}); export the model again"
             ) from e
+        check_graph(self.path, self.manifest, self.session.get_inputs(), self.session.get_outputs())
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self._with_type_ids = "token_type_ids" in graph_inputs
         self._run_lock = threading.Lock()
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = 4  # a failed run raises with onnxruntime's message; no second copy on stderr
+        _warn_if_not_made_for(self.path, self.manifest, self.device)
 
     # -- properties in sentence-transformers' shape ------------------------------------------------
 
@@ -150,7 +157,7 @@ class Embedder:
         tokens: list[np.ndarray] = [np.empty((0, self.manifest.hidden_size), np.float32)] * n
         # Longest first: padding only to each batch's longest input, and the biggest memory need up front.
         order = np.argsort(-tok.lengths, kind="stable")
-        bar = _progress(n, show_progress_bar)
+        bar = EncodeProgress(int(batch_tokens(tok.lengths[order], batch_size).sum()), n, show_progress_bar)
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
             feed = pad_batch(tok, rows, self.manifest.pad_token_id, self._with_type_ids)
@@ -160,10 +167,8 @@ class Embedder:
                 (hidden,) = self._run(["token_embeddings"], feed)
                 for r, i in enumerate(rows):
                     tokens[i] = hidden[r, : tok.lengths[i]].copy()
-            if bar is not None:
-                bar.update(len(rows))
-        if bar is not None:
-            bar.close()
+            bar.update(len(rows), feed["input_ids"].size)
+        bar.close()
         if what is OutputValue.TOKEN_EMBEDDINGS:
             return tokens
         if normalize:
@@ -172,8 +177,31 @@ class Embedder:
         return sentences
 
     def _run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with self._run_lock:
-            return self.session.run(outputs, feed)  # type: ignore[no-any-return]
+        try:
+            with self._run_lock:
+                return self.session.run(outputs, feed, self._run_options)  # type: ignore[no-any-return]
+        except Exception as e:  # onnxruntime's exception types (Fail, InvalidArgument, ...) derive from Exception
+            raise BundleError(self._run_failure(feed, e)) from e
+
+    def _run_failure(self, feed: dict[str, np.ndarray], error: Exception) -> str:
+        """What failed, on which batch, and the likely cause, for an onnxruntime run error."""
+        rows, width = feed["input_ids"].shape
+        m = self.manifest
+        detail = " ".join(str(error).split())[:400]
+        if m.max_positions is not None and width > m.max_positions:
+            cause = (f"the batch is longer than the {m.max_positions} tokens the graph's position embeddings "
+                     f"cover: manifest.json's max_seq_length ({m.max_seq_length}) is too large")
+        elif "alloc" in detail.lower() or "memory" in detail.lower():
+            cause = "out of memory: use a smaller batch_size or shorter inputs"
+        elif width >= m.max_seq_length:
+            cause = (f"the batch is as long as manifest.json's max_seq_length ({m.max_seq_length}): the graph "
+                     f"may not take inputs this long (was max_seq_length raised by hand?)")
+        else:
+            cause = (f"the graph does not accept this batch: was manifest.json (max_seq_length "
+                     f"{m.max_seq_length}, inputs {m.inputs}) edited, or model.onnx replaced?")
+        return (f"onnxruntime failed to run bundle {str(self.path)!r} on a batch of {rows} x {width} tokens "
+                f"({self.providers[0]}): {cause}. Export the model again if the bundle was changed. "
+                f"onnxruntime said: {detail}")
 
     def _with_prompt(self, texts: list[str], prompt_name: str | None, prompt: str | None) -> list[str]:
         if prompt_name is not None and prompt is not None:
@@ -201,9 +229,15 @@ def _check_texts(texts: object) -> list[str]:
     return out
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="encode", unit="text")
+def _warn_if_not_made_for(bundle: Path, m: Manifest, device: Device) -> None:
+    made_for = MADE_FOR.get(m.precision, tuple(Device))
+    if device in made_for:
+        return
+    fits = " or ".join(p.value for p, devices in MADE_FOR.items() if device in devices)
+    warnings.warn(
+        f"bundle {str(bundle)!r} is {m.precision.value}, made for the {'/'.join(d.value for d in made_for)} "
+        f"provider, and runs here on {device.value}: expect it to be slow (`embedrt info` shows on which "
+        f"provider its quality numbers were measured); for {device.value}, export a {fits} bundle",
+        ProviderWarning,
+        stacklevel=3,
+    )

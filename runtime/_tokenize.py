@@ -31,6 +31,16 @@ class Tokenized:
         )
 
 
+def concat(parts: Sequence[Tokenized]) -> Tokenized:
+    """One ``Tokenized`` of several, in order."""
+    return Tokenized(
+        ids=[ids for p in parts for ids in p.ids],
+        type_ids=[t for p in parts for t in p.type_ids],
+        lengths=np.concatenate([p.lengths for p in parts]) if parts else np.zeros(0, np.int64),
+        truncated=np.concatenate([p.truncated for p in parts]) if parts else np.zeros(0, bool),
+    )
+
+
 def load_tokenizer(path: Path, max_seq_length: int) -> Tokenizer:
     tok = Tokenizer.from_file(str(path))
     tok.no_padding()
@@ -39,7 +49,13 @@ def load_tokenizer(path: Path, max_seq_length: int) -> Tokenizer:
 
 
 def tokenize(tokenizer: Tokenizer, texts: list[str]) -> Tokenized:
-    encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
+    try:
+        encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
+    except TypeError as e:  # tokenizers' error for a str it cannot take names no text
+        bad = first_unencodable(texts)
+        if bad is None:
+            raise
+        raise ValueError(unencodable_message(texts, bad, "texts")) from e
     ids = [e.ids for e in encodings]
     return Tokenized(
         ids=ids,
@@ -67,3 +83,23 @@ def pad_batch(
     if types is not None:
         feed["token_type_ids"] = types
     return feed
+
+
+def first_unencodable(texts: Sequence[str]) -> int | None:
+    """Index of the first text that is not valid Unicode (a lone surrogate such as ``'\\udcff'``)."""
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return i
+    return None
+
+
+def unencodable_message(texts: Sequence[str], index: int, name: str) -> str:
+    text = texts[index]
+    pos = next(j for j, ch in enumerate(text) if 0xD800 <= ord(ch) <= 0xDFFF)
+    return (
+        f"{name}[{index}] is not valid Unicode: it holds a lone surrogate {text[pos]!r} at character {pos} "
+        f"(as bytes decoded with errors='surrogateescape' give); decode the bytes with errors='replace' "
+        f"or fix the text"
+    )

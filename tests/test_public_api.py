@@ -6,7 +6,7 @@ import embedrt
 def test_exported_names() -> None:
     assert set(embedrt.__all__) == {
         "SCHEMA_VERSION", "BundleError", "BundleKind", "Device", "Embedder", "EmbedrtError", "ExportError", "Manifest",
-        "ParityError", "Pooling", "Precision", "ProviderError", "Tokenized", "UnsupportedModelError",
+        "ParityError", "Pooling", "Precision", "ProviderError", "ProviderWarning", "Tokenized", "UnsupportedModelError",
         "__version__", "available_cpus", "load_manifest", "onnxruntime_build",
     }
     for name in embedrt.__all__:
@@ -18,3 +18,7 @@ def test_error_tree() -> None:
         assert issubclass(cls, embedrt.EmbedrtError)
     assert issubclass(embedrt.ParityError, embedrt.ExportError)
     assert issubclass(embedrt.UnsupportedModelError, embedrt.ExportError)
+
+
+def test_provider_warning_is_a_user_warning() -> None:
+    assert issubclass(embedrt.ProviderWarning, UserWarning)
