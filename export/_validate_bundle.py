@@ -3,6 +3,7 @@ the provider setting the user will deploy (e.g. OpenVINO computing in bf16)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +30,31 @@ def validate_bundle(
     gate_texts: list[str] | None = None,
     gate_thresholds: dict[str, float] | None = None,
     record: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Compare ``bundle``, run on ``device`` (and ``precision_hint``), with the PyTorch model in ``source``.
 
     Parity on ``texts`` (default: the export grid); then, with ``gate``, the quality gate on
     ``gate_texts`` (>= 1000; default: the built-in set). With ``record``, the gate report is written
-    into the bundle's manifest under ``parity.gates["<device>-<precision>"]``.
+    into the bundle's manifest under ``parity.gates["<device>-<precision>"]``. ``log`` hears each step.
     """
+    say = log or (lambda _msg: None)
     embedder = Embedder(bundle, device=device, precision_hint=precision_hint)
     m = embedder.manifest
     spec = read_source(source, None if (Path(source) / "modules.json").is_file() else m.pooling)
     spec.max_seq_length = m.max_seq_length  # compare what the bundle does, at its own limit
+    say(f"loading the PyTorch reference from {source}")
     model, hf_tok = load_reference(spec)
-    report = validate(embedder, model, hf_tok, texts or validation_texts(), raise_on_failure=raise_on_failure)
+    texts = texts or validation_texts()
+    say(f"parity on {len(texts)} texts: PyTorch fp32 and the bundle on {embedder.device.value} embed each")
+    report = validate(embedder, model, hf_tok, texts, raise_on_failure=raise_on_failure)
     if not gate:
         return report
+    gate_texts = gate_texts or default_gate_texts()
+    say(f"quality gate on {len(gate_texts)} texts (both sides embed them all: minutes on a small CPU; "
+        "--no-gate skips it)")
     try:
-        report["gate"] = quality_gate(embedder, model, hf_tok, gate_texts or default_gate_texts(), gate_thresholds)
+        report["gate"] = quality_gate(embedder, model, hf_tok, gate_texts, gate_thresholds)
     except ParityError as e:
         if raise_on_failure:
             raise

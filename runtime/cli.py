@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ._errors import EmbedrtError
+from . import __version__
+from ._encode_cmd import add_encode_parser
+from ._errors import EmbedrtError, ProviderWarning
+from ._lines import read_lines
+from ._report import format_validation
 from ._types import Pooling, Precision
 
 _EPILOG = """examples:
@@ -33,12 +39,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
+            return int(args.run(args))
     except (EmbedrtError, ValueError, TypeError, ImportError, OSError) as e:
         print(f"embedrt {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f"embedrt {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _warning_printer(command: str, default: Any) -> Any:
+    """embedrt's own warnings as one line on stderr; other libraries' as Python prints them."""
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:  # fmt: skip
+        if issubclass(category, ProviderWarning):
+            print(f"embedrt {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
+def _version() -> str:
+    import onnxruntime
+
+    return f"embedrt {__version__} (onnxruntime {onnxruntime.__version__}, Python {platform.python_version()})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_export(sub)
     _add_validate(sub)
-    _add_encode(sub)
+    add_encode_parser(sub)
     _add_info(sub)
     _add_optional(sub, "embedrt.server._cli", "add_serve_parser", "serve", "run an HTTP embedding server")
     _add_optional(sub, "embedrt._bench", "add_bench_parser", "bench", "benchmark a bundle on this machine")
@@ -130,7 +159,7 @@ def _add_gate_options(p: argparse.ArgumentParser) -> None:
 
 
 def _gate_args(args: argparse.Namespace) -> tuple[list[str] | None, dict[str, float] | None]:
-    texts = _read_lines(args.gate_texts, keep_blank=False) if args.gate_texts else None
+    texts = read_lines(args.gate_texts, keep_blank=False) if args.gate_texts else None
     thresholds: dict[str, float] = {}
     for item in args.gate:
         key, sep, value = item.partition("=")
@@ -146,7 +175,7 @@ def _gate_args(args: argparse.Namespace) -> tuple[list[str] | None, dict[str, fl
 def _run_export(args: argparse.Namespace) -> int:
     from .export import export_model  # lazy: torch
 
-    texts = _read_lines(args.texts, keep_blank=False) if args.texts else None
+    texts = read_lines(args.texts, keep_blank=False) if args.texts else None
     gate_texts, thresholds = _gate_args(args)
     out = export_model(
         args.source, args.output, pooling=args.pooling, precision=args.precision, optimize=args.optimize,
@@ -180,78 +209,18 @@ def _add_validate(sub: Any) -> None:
 def _run_validate(args: argparse.Namespace) -> int:
     from .export import validate_bundle  # lazy: torch
 
-    texts = _read_lines(args.texts, keep_blank=False) if args.texts else None
+    texts = read_lines(args.texts, keep_blank=False) if args.texts else None
     gate_texts, thresholds = _gate_args(args)
     report = validate_bundle(
         args.bundle, args.against, texts, raise_on_failure=False, device=args.device,
         precision_hint=args.precision_hint, gate=not args.no_gate, gate_texts=gate_texts,
-        gate_thresholds=thresholds, record=args.record,
+        gate_thresholds=thresholds, record=args.record, log=_log,
     )
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        w = report["worst"] or {}
-        print(f"texts {report['texts']}  mean cosine {report['mean_cosine']:.7f}  min cosine {report['min_cosine']:.7f}"
-              f"  max abs diff {report['max_abs_diff']:.2e}  token-id mismatches {report['token_id_mismatches']}")
-        print(f"worst: #{w.get('index')} {w.get('text')!r}")
-        g = report.get("gate")
-        if g and "mean_cos" in g:
-            print(f"gate ({g.get('precision')} on {g.get('provider')}): mean cosine {g['mean_cos']:.6f}  min cosine "
-                  f"{g['min_cos']:.6f}  top-10 agreement {g['topk']:.4f} over {g.get('n_queries')} queries on "
-                  f"{g.get('n_texts')} texts; thresholds {g.get('thresholds')}")
-        print("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"]))
+        print(format_validation(report))
     return 0 if report["passed"] else 1
-
-
-# -- encode ------------------------------------------------------------------------------------------
-
-
-def _add_encode(sub: Any) -> None:
-    p = sub.add_parser(
-        "encode",
-        help="embed texts (one per line) to .npy, .parquet or .jsonl",
-        description="Embed one text per line from FILE (or - for stdin). The output format follows the "
-        "extension of -o: .npy (float32 [n, dim]), .parquet (columns text, embedding) or .jsonl.",
-    )
-    p.add_argument("bundle")
-    p.add_argument("input", nargs="?", default="-", help="text file, one text per line; - reads stdin")
-    p.add_argument("-o", "--output", required=True, help="OUT.npy, OUT.parquet or OUT.jsonl")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: available CPUs)")
-    p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
-    p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=_run_encode)
-
-
-
-def _run_encode(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ._embedder import Embedder
-    from ._io import check_output_path, write_embeddings
-
-    out = check_output_path(Path(args.output))
-    texts = _read_lines(args.input, keep_blank=True)
-    model = Embedder(args.bundle, device=args.device, threads=args.threads)
-    vectors = model.encode(
-        texts, batch_size=args.batch_size, normalize=args.normalize or None, prompt_name=args.prompt_name,
-        show_progress_bar=not args.no_progress and len(texts) > args.batch_size,
-    )
-    assert isinstance(vectors, np.ndarray)
-    write_embeddings(out, texts, vectors)
-    _log(f"wrote {len(texts)} embeddings of dimension {model.dimension} to {out}")
-    return 0
-
-
-def _read_lines(path: str, keep_blank: bool) -> list[str]:
-    raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    lines = raw.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    lines = [line.rstrip("\r") for line in lines]
-    return lines if keep_blank else [line for line in lines if line.strip()]
 
 
 # -- info ----------------------------------------------------------------------------------------------
