@@ -107,14 +107,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "providers": model.providers,
         "threads": model.threads,
         "onnxruntime": onnxruntime_build(),
-        "machine": {
-            "cpu": _cpu_name(),
-            "cores": os.cpu_count(),
-            "cpu_flags": cpu_flags(),
-            # 1/5/15-minute load averages: a figure taken on a loaded machine is not a regression
-            "load_average": {"before": load_before, "after": _load_average()},
-            "python": platform.python_version(),
-        },
+        "machine": _machine(load_before),
         "load_s": load_s,
         "peak_rss_mb": _peak_rss_mb(),
         "real_texts": {
@@ -269,6 +262,17 @@ def format_table(result: dict[str, Any]) -> str:
         f"load average (1/5/15 min) before {_fmt_load(load['before'])}, after {_fmt_load(load['after'])}"
     )
     return "\n".join(lines)
+
+
+def _machine(load_before: list[float] | None) -> dict[str, Any]:
+    return {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        # 1/5/15-minute load averages: a figure taken on a loaded machine is not a regression
+        "load_average": {"before": load_before, "after": _load_average()},
+        "python": platform.python_version(),
+    }
 
 
 def _fmt_load(load: list[float] | None) -> str:
