@@ -121,7 +121,9 @@ def export_model(
                     f"over {report['texts']} texts")
                 texts = gate_texts or default_gate_texts()
                 say(f"quality gate ({prec.value}) on {len(texts)} texts")
-                report["gate"] = gate = quality_gate(embedder, model, hf_tok, texts, gate_thresholds)
+                report["gate"] = gate = quality_gate(
+                    embedder, model, hf_tok, texts, gate_thresholds, progress=log is not None
+                )
             except ParityError as e:
                 del embedder
                 if i + 1 == len(recipes):

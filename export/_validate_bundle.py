@@ -54,7 +54,7 @@ def validate_bundle(
     say(f"quality gate on {len(gate_texts)} texts (both sides embed them all: minutes on a small CPU; "
         "--no-gate skips it)")
     try:
-        report["gate"] = quality_gate(embedder, model, hf_tok, gate_texts, gate_thresholds)
+        report["gate"] = quality_gate(embedder, model, hf_tok, gate_texts, gate_thresholds, progress=log is not None)
     except ParityError as e:
         if raise_on_failure:
             raise

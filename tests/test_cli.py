@@ -24,6 +24,8 @@ def test_export_encode_info_validate(tiny_factory, tmp_path: Path, capsys) -> No
     source = tiny_factory("distilbert")
     bundle = tmp_path / "b"
     assert main(["export", str(source), "-o", str(bundle)]) == 0
+    err = capsys.readouterr().err  # the gate's minutes show progress, side by side
+    assert "quality gate (fp32) on 1000 texts" in err and "PyTorch reference" in err and "tok/s" in err
     texts = ["hello world", "", "대한민국", "🙂"]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     expected = Embedder(bundle).encode(texts)
