@@ -188,10 +188,7 @@ class Embedder:
         rows, width = feed["input_ids"].shape
         m = self.manifest
         detail = " ".join(str(error).split())[:400]
-        if m.max_positions is not None and width > m.max_positions:
-            cause = (f"the batch is longer than the {m.max_positions} tokens the graph's position embeddings "
-                     f"cover: manifest.json's max_seq_length ({m.max_seq_length}) is too large")
-        elif "alloc" in detail.lower() or "memory" in detail.lower():
+        if "alloc" in detail.lower() or "memory" in detail.lower():
             cause = "out of memory: use a smaller batch_size or shorter inputs"
         elif width >= m.max_seq_length:
             cause = (f"the batch is as long as manifest.json's max_seq_length ({m.max_seq_length}): the graph "
