@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from embedrt import Embedder
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
-from embedrt._errors import BundleError, ExportError, ParityError, UnsupportedModelError
-from embedrt._types import BundleKind, Pooling, Precision, parse
+from embedrt._errors import BundleError, ExportError, ParityError, ProviderWarning, UnsupportedModelError
+from embedrt._types import MADE_FOR, BundleKind, Device, Pooling, Precision, parse
 
 from ._archs import ArchSpec, Exporter, Variant, spec_for
 from ._gate import gate_texts as default_gate_texts
@@ -189,7 +190,7 @@ class _Job:
     def _check(self, bundle: Path) -> dict[str, Any]:
         self.say("validating against PyTorch")
         try:
-            embedder = Embedder(bundle)
+            embedder = _validation_embedder(bundle, self.prec, self.say)
         except BundleError as e:  # a variant pass wrote a graph onnxruntime refuses
             raise UnsupportedModelError(
                 f"the {self.prec.value}{' fused' if self.optimize else ''} graph of architecture "
@@ -204,6 +205,17 @@ class _Job:
         self.say(f"gate: mean cosine {gate['mean_cos']:.6f}, min {gate['min_cos']:.6f}, "
                  f"top-10 agreement {gate['topk']:.4f}: passed")
         return report
+
+
+def _validation_embedder(bundle: Path, precision: Precision, say: Log) -> Embedder:
+    """The bundle on CPU, where export validates; a variant made for another provider is said so once
+    here (the numbers record where they were measured), not warned about at every load."""
+    if Device.CPU not in MADE_FOR[precision]:
+        say(f"{precision.value} is made for {'/'.join(d.value for d in MADE_FOR[precision])}: validating on cpu, "
+            "and the manifest records that the numbers were measured there")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProviderWarning)
+        return Embedder(bundle)
 
 
 def _int8_recipes(method: str) -> list[Int8Recipe | None]:

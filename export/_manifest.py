@@ -14,7 +14,7 @@ from embedrt._types import PaddingSide, Precision, parse
 
 from ._model import EmbeddingModel
 from ._onnx import Written
-from ._source import SourceSpec
+from ._source import SourceSpec, position_limit
 
 
 def output_dims(model: EmbeddingModel) -> tuple[int, int]:
@@ -64,6 +64,7 @@ def build_manifest(
         dimension=dim,
         hidden_size=hidden,
         max_seq_length=spec.max_seq_length,
+        max_positions=position_limit(spec.config),
         inputs=inputs,
         dense=[DenseSpec(d.in_features, d.out_features, d.bias, d.activation, d.residual) for d in spec.dense],
         normalize=spec.normalize,

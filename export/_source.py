@@ -248,3 +248,19 @@ def _read_dense(folder: Path) -> DenseLayer:
         activation=activation,
         residual=bool(cfg.get("use_residual", False)),
     )
+
+
+# Architectures whose positions are a learned table: an input longer than the table fails in the graph.
+_ABSOLUTE_POSITIONS = ("bert", "roberta", "xlm-roberta", "camembert", "longformer", "distilbert", "electra", "mpnet")
+_PADDING_OFFSET = ("roberta", "xlm-roberta", "camembert", "longformer", "mpnet")  # positions start at pad + 1
+
+
+def position_limit(config: dict[str, Any]) -> int | None:
+    """Tokens the position table of an absolute-position architecture covers; None for the others."""
+    model_type = config.get("model_type")
+    size = config.get("max_position_embeddings")
+    if model_type not in _ABSOLUTE_POSITIONS or not isinstance(size, int) or size < 1:
+        return None
+    if model_type in _PADDING_OFFSET:
+        size -= int(config.get("pad_token_id") or 1) + 1
+    return size

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from embedrt import Embedder
-from embedrt._embedder import DEFAULT_MAX_BATCH_TOKENS
+from embedrt._base import DEFAULT_MAX_BATCH_TOKENS
 from embedrt._errors import ParityError
 from embedrt._tokenize import token_batches
 from embedrt._types import Precision
@@ -152,6 +152,8 @@ def validate(
             {"passed": False, "failures": ["dimension mismatch"]},
         )
     report = compare(ref, cand, texts, embedder.manifest.precision, ref_ids, tok.ids)
+    hint = embedder.precision_hint
+    report["provider"] = embedder.device.value + (f" ({hint.value})" if hint is not None else "")
     report["seconds"] = round(time.perf_counter() - t0, 2)
     if raise_on_failure and not report["passed"]:
         w = report["worst"]
@@ -163,6 +165,9 @@ def validate(
     return report
 
 
+_GATE_CHUNK = 256  # texts per encode call of the gate, so that its progress can be told
+
+
 def quality_gate(
     embedder: Embedder,
     model: EmbeddingModel,
@@ -172,12 +177,20 @@ def quality_gate(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The measured gate (>= 1000 texts): mean/min cosine and top-10 neighbour agreement against
-    PyTorch fp32, with the thresholds of the bundle's precision or of the provider's precision hint."""
+    PyTorch fp32, with the thresholds of the bundle's precision or of the provider's precision hint.
+    ``log`` hears the progress of each side (minutes on a small CPU)."""
     t0 = time.perf_counter()
     ref, _ = reference_embeddings(
         model, hf_tokenizer, texts, embedder.max_seq_length, batch_size=32, log=log, by_length=True
     )
-    cand = embedder.encode(texts, batch_size=32, prompt="")
+    progress = Progress(log or quiet, f"bundle ({embedder.manifest.precision.value} on {embedder.device.value})",
+                        len(texts))  # fmt: skip
+    parts = []
+    for start in range(0, len(texts), _GATE_CHUNK):
+        parts.append(embedder.encode(texts[start : start + _GATE_CHUNK], batch_size=32, prompt=""))
+        progress.update(len(parts[-1]))
+    progress.close()
+    cand = np.concatenate(parts) if parts else np.empty((0, embedder.dimension), np.float32)
     hint = embedder.precision_hint.value if embedder.precision_hint is not None else None
     report = run_gate(
         ref, cand, embedder.manifest.precision, embedder.device.value, thresholds, hint=hint, texts=texts

@@ -60,6 +60,9 @@ def validate_bundle(
     report = validate(embedder, model, hf_tok, texts or validation_texts(), raise_on_failure=raise_on_failure, log=say)
     if not gate:
         return report
+    gate_texts = gate_texts or default_gate_texts()
+    say(f"quality gate on {len(gate_texts)} texts (both sides embed them all: minutes on a small CPU; "
+        "--no-gate skips it)")
     try:
         many = gate_texts or default_gate_texts()
         say(f"quality gate on {len(many)} texts")

@@ -8,8 +8,11 @@ its own module: ``_optimize`` (onnxruntime's transformer fusions), ``_quantize``
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +50,37 @@ def apply_variant(
             record["fusion"] = optimize_graph(src, fused, config)
             src = fused
         if prec is Precision.INT8:
-            record["quantization"] = quantize_int8(
-                src, out_path, int8_recipe or RECIPE, fused=optimize, calibration=calibration
-            )
+            with without_preprocess_notice():
+                record["quantization"] = quantize_int8(
+                    src, out_path, int8_recipe or RECIPE, fused=optimize, calibration=calibration
+                )
         elif prec is Precision.FP16:
             record["fp16"] = convert_fp16(src, out_path)
         else:
             _copy_graph(src, out_path)
     record["fused_ops"] = fused_counts(out_path) if optimize else {}
     return record
+
+
+class _DropPreprocessNotice(logging.Filter):
+    """onnxruntime's quantizer logs "Please consider to run pre-processing before quantization" on
+    the root logger for every graph it is given. It says nothing about this graph: what tells whether
+    the int8 graph is good is the quality gate the export runs on it next."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextmanager
+def without_preprocess_notice() -> Iterator[None]:
+    """That one notice dropped from the root logger; every other message passes."""
+    root = logging.getLogger()
+    notice = _DropPreprocessNotice()
+    root.addFilter(notice)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice)
 
 
 def _config(info: dict[str, Any]) -> dict[str, Any]:

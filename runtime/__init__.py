@@ -13,7 +13,15 @@ Exporting (``embedrt.export``) needs the ``export`` extra; this package itself n
 
 from ._bundle import SCHEMA_VERSION, Manifest, load_manifest
 from ._embedder import Embedder
-from ._errors import BundleError, EmbedrtError, ExportError, ParityError, ProviderError, UnsupportedModelError
+from ._errors import (
+    BundleError,
+    EmbedrtError,
+    ExportError,
+    ParityError,
+    ProviderError,
+    ProviderWarning,
+    UnsupportedModelError,
+)
 from ._load import load_model
 from ._quantization import quantization_ranges, quantize_embeddings
 from ._reranker import Reranker
@@ -39,6 +47,7 @@ __all__ = [
     "Pooling",
     "Precision",
     "ProviderError",
+    "ProviderWarning",
     "Reranker",
     "SimilarityFunction",
     "SparseEmbeddings",

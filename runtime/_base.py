@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import onnxruntime as ort
 
-from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, load_manifest
-from ._errors import BundleError, EmbedrtError
+from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, check_graph, load_manifest
+from ._errors import BundleError, EmbedrtError, ProviderWarning
 from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
+from ._progress import EncodeProgress
 from ._session import available_cpus, check_precision_hint, create_session
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, token_batches
-from ._types import BundleKind, Device, PaddingSide, Precision, parse
+from ._types import MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
 
 # Padded tokens per model run (rows x the batch's longest row). 32 texts of 512 tokens fit; a
 # document of several thousand tokens runs with few others, so one long input cannot blow memory.
@@ -89,10 +91,14 @@ class BundleModel:
             raise BundleError(
                 f"{self.path / MODEL_NAME} cannot be loaded by onnxruntime ({e}); export the model again"
             ) from e
+        check_graph(self.path, self.manifest, self.session.get_inputs(), self.session.get_outputs())
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self._with_type_ids = "token_type_ids" in graph_inputs
         self._left = self.manifest.padding_side is PaddingSide.LEFT
         self._run_lock = threading.Lock()
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = 4  # a failed run raises with onnxruntime's message; no second copy on stderr
+        _warn_if_not_made_for(self.path, self.manifest, self.device)
 
     def _int8_plan(self) -> Int8Plan | None:
         """How an int8 bundle must run on this CPU (``_int8_cpu``); None for other bundles."""
@@ -120,8 +126,30 @@ class BundleModel:
         return list(self.session.get_providers())
 
     def _run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with self._run_lock:
-            return self.session.run(outputs, feed)  # type: ignore[no-any-return]
+        try:
+            with self._run_lock:
+                return self.session.run(outputs, feed, self._run_options)  # type: ignore[no-any-return]
+        except Exception as e:  # onnxruntime's exception types (Fail, InvalidArgument, ...) derive from Exception
+            raise BundleError(self._run_failure(feed, e)) from e
+
+    def _run_failure(self, feed: dict[str, np.ndarray], error: Exception) -> str:
+        """What failed, on which batch, and the likely cause, for an onnxruntime run error."""
+        shape = feed["input_ids"].shape
+        width = shape[-1]
+        m = self.manifest
+        detail = " ".join(str(error).split())[:400]
+        if "alloc" in detail.lower() or "memory" in detail.lower():
+            cause = "out of memory: use a smaller batch_size or shorter inputs"
+        elif len(shape) == 2 and width >= m.max_seq_length:
+            cause = (f"the batch is as long as manifest.json's max_seq_length ({m.max_seq_length}): the graph "
+                     f"may not take inputs this long (was max_seq_length raised by hand?)")
+        else:
+            cause = (f"the graph does not accept this batch: was manifest.json (max_seq_length "
+                     f"{m.max_seq_length}, inputs {m.inputs}) edited, or model.onnx replaced?")
+        batch = " x ".join(str(d) for d in shape)
+        return (f"onnxruntime failed to run bundle {str(self.path)!r} on a batch of {batch} tokens "
+                f"({self.providers[0]}): {cause}. Export the model again if the bundle was changed. "
+                f"onnxruntime said: {detail}")
 
     def _batches(
         self, tok: Tokenized, batch_size: int, show_progress_bar: bool = False, desc: str = "encode"
@@ -132,18 +160,19 @@ class BundleModel:
         Longest first: padding only to each batch's longest input, and the biggest memory need up front.
         """
         check_batch_size(batch_size)
-        n = len(tok)
         order = np.argsort(-tok.lengths, kind="stable")
-        bar = _progress(n, show_progress_bar, desc)
+        lengths = tok.lengths[order]
+        pieces = token_batches(lengths, batch_size, self.max_batch_tokens)
+        padded = sum(max(int(lengths[p.start]), 1) * (p.stop - p.start) for p in pieces)
+        bar = EncodeProgress(padded, len(tok), show_progress_bar, desc)  # in padded tokens: an honest ETA
         try:
-            for piece in token_batches(tok.lengths[order], batch_size, self.max_batch_tokens):
+            for piece in pieces:
                 rows = order[piece]
-                yield rows, pad_batch(tok, rows, self.manifest.pad_token_id, self._with_type_ids, self._left)
-                if bar is not None:
-                    bar.update(len(rows))
+                feed = pad_batch(tok, rows, self.manifest.pad_token_id, self._with_type_ids, self._left)
+                yield rows, feed
+                bar.update(len(rows), feed["input_ids"].size)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
 
     def _prompt(self, prompt_name: str | None, prompt: str | None) -> str | None:
         """The prompt text to prepend: ``prompt``, the one named, or the bundle's default prompt."""
@@ -210,9 +239,15 @@ def check_texts(texts: object, what: str = "texts") -> list[str]:
     return out
 
 
-def _progress(total: int, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="text")
+def _warn_if_not_made_for(bundle: Path, m: Manifest, device: Device) -> None:
+    made_for = MADE_FOR.get(m.precision, tuple(Device))
+    if device in made_for:
+        return
+    fits = " or ".join(p.value for p, devices in MADE_FOR.items() if device in devices)
+    warnings.warn(
+        f"bundle {str(bundle)!r} is {m.precision.value}, made for the {'/'.join(d.value for d in made_for)} "
+        f"provider, and runs here on {device.value}: expect it to be slow (`embedrt info` shows on which "
+        f"provider its quality numbers were measured); for {device.value}, export a {fits} bundle",
+        ProviderWarning,
+        stacklevel=4,
+    )

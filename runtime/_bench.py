@@ -55,6 +55,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per measurement (default: 1)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the bundle's files")
     p.set_defaults(run=run_bench)
     return p  # type: ignore[no-any-return]
 
@@ -68,8 +69,9 @@ def run_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    load_before = _load_average()
     t0 = time.perf_counter()
-    model = Embedder(args.bundle, args.device, threads=args.threads)
+    model = Embedder(args.bundle, args.device, threads=args.threads, verify=not args.no_verify)
     load_s = time.perf_counter() - t0
     max_len = model.max_seq_length
     lengths = sorted({min(n, max_len) for n in (args.lengths or DEFAULT_LENGTHS) if n >= 3})
@@ -105,7 +107,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "providers": model.providers,
         "threads": model.threads,
         "onnxruntime": onnxruntime_build(),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": _machine(load_before),
         "load_s": load_s,
         "peak_rss_mb": _peak_rss_mb(),
         "real_texts": {
@@ -253,7 +255,50 @@ def format_table(result: dict[str, Any]) -> str:
         )
     rt = result["real_texts"]
     lines.append(f"real text: {rt['n']} texts from {rt['source']}, mean {rt['mean_tokens']:.1f} tokens")
+    m = result["machine"]
+    load = m["load_average"]
+    lines.append(
+        f"machine: {m['cpu']}, {m['cores']} cores, flags {' '.join(m['cpu_flags']) or 'none of avx2/avx512/vnni/amx'}; "
+        f"load average (1/5/15 min) before {_fmt_load(load['before'])}, after {_fmt_load(load['after'])}"
+    )
     return "\n".join(lines)
+
+
+def _machine(load_before: list[float] | None) -> dict[str, Any]:
+    return {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        # 1/5/15-minute load averages: a figure taken on a loaded machine is not a regression
+        "load_average": {"before": load_before, "after": _load_average()},
+        "python": platform.python_version(),
+    }
+
+
+def _fmt_load(load: list[float] | None) -> str:
+    return "/".join(f"{x:.2f}" for x in load) if load else "unknown"
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not available on this platform
+        return None
+
+
+_FLAG = re.compile(r"^(avx2|avx512\w*|avx_vnni\w*|\w*vnni\w*|amx\w*)$")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's flags that decide kernel speed: avx2, avx512*, *vnni*, amx* (from /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return sorted({f for f in line.split(":", 1)[1].split() if _FLAG.match(f)})
+    return []
 
 
 def _bar(total: int, enabled: bool) -> Any:

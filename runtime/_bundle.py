@@ -2,13 +2,16 @@
 
 The manifest is the contract between export (which writes it) and runtime (which reads it). It is
 plain JSON; nothing in a bundle is pickled or executed. Every other file of the bundle is listed in
-``files`` with its sha256, which ``load_manifest`` checks.
+``files`` with its sha256, and the manifest carries the sha256 of its own content
+(``manifest_sha256``, over the canonical JSON of every other key), which ``load_manifest`` checks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.onnx"
 TOKENIZER_NAME = "tokenizer.json"
+SELF_HASH_KEY = "manifest_sha256"  # the sha256 of the manifest's other keys, as canonical JSON
+_VERIFY_HINT = "pass verify=False (Python) or --no-verify (CLI) if the change is intended"
 
 _HASH_CHUNK = 1 << 20
 
@@ -90,6 +95,8 @@ class Manifest:
     similarity_fn_name: SimilarityFunction | None = None  # None: the kind's default (cosine; dot for sparse)
     reranker: RerankerSpec | None = None  # kind reranker only
     sparse: SparseSpec | None = None  # kind sparse only
+    # Tokens the graph's absolute position embeddings cover (None: no such limit, or not recorded).
+    max_positions: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,15 +143,32 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def content_sha256(d: dict[str, Any]) -> str:
+    """sha256 of a manifest's keys but ``manifest_sha256``, as canonical JSON (sorted keys, no spaces)."""
+    body = {k: v for k, v in d.items() if k != SELF_HASH_KEY}
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def write_manifest(bundle: Path, manifest: Manifest) -> Path:
-    """Hash every file in ``bundle`` (but the manifest) into ``manifest.files`` and write it."""
+    """Hash every file in ``bundle`` (but the manifest) into ``manifest.files`` and write it, whole,
+    with the sha256 of its own content."""
     manifest.files = {
         p.name: sha256_file(p)
         for p in sorted(bundle.iterdir())
-        if p.is_file() and p.name != MANIFEST_NAME
+        if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(f".{MANIFEST_NAME}.")
     }
+    d = json.loads(json.dumps(manifest.to_dict()))  # as a reader will see it (tuples become lists)
+    d[SELF_HASH_KEY] = content_sha256(d)
     path = bundle / MANIFEST_NAME
-    path.write_text(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    fd, tmp = tempfile.mkstemp(dir=bundle, prefix=f".{MANIFEST_NAME}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -171,10 +195,13 @@ def load_manifest(bundle: str | Path, verify: bool = True) -> Manifest:
             f"{path} has schema_version {version}, newer than this embedrt understands ({SCHEMA_VERSION}): "
             "upgrade embedrt (pip install -U embedrt)"
         )
+    if verify:
+        _check_self_hash(path, raw)
     try:
         manifest = Manifest.from_dict(raw)
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(f"{path} is malformed ({e}); export the model again") from e
+    _check_consistent(path, manifest)
     for required in (MODEL_NAME, TOKENIZER_NAME):
         if required not in manifest.files:
             raise BundleError(f"{path} does not list {required}; export the model again")
@@ -185,6 +212,62 @@ def load_manifest(bundle: str | Path, verify: bool = True) -> Manifest:
         if verify and sha256_file(file) != expected:
             raise BundleError(
                 f"{file} was altered after export (sha256 differs from {MANIFEST_NAME}); "
-                "export the model again, or pass verify=False if the change is intended"
+                f"export the model again, or {_VERIFY_HINT}"
             )
     return manifest
+
+
+def _check_self_hash(path: Path, raw: dict[str, Any]) -> None:
+    """A manifest edited by hand (say max_seq_length 256 -> 512) no longer matches its own hash.
+    Manifests written before the self-hash existed have none and are checked against the graph only."""
+    claimed = raw.get(SELF_HASH_KEY)
+    if claimed is None:
+        return
+    if claimed != content_sha256(raw):
+        raise BundleError(
+            f"{path} was edited after export (its content no longer matches its {SELF_HASH_KEY}): "
+            f"the runtime reads max_seq_length, inputs, pooling and the rest from it; export the model "
+            f"again, or {_VERIFY_HINT}"
+        )
+
+
+def _check_consistent(path: Path, m: Manifest) -> None:
+    """What the manifest says that the graph cannot do, checked even without ``verify``."""
+    if isinstance(m.max_seq_length, bool) or not isinstance(m.max_seq_length, int) or m.max_seq_length < 1:
+        raise BundleError(f"{path}: max_seq_length must be a positive integer, got {m.max_seq_length!r}")
+    if m.max_positions is not None and m.max_seq_length > m.max_positions:
+        raise BundleError(
+            f"{path}: max_seq_length {m.max_seq_length} is more than the {m.max_positions} tokens the "
+            f"graph's position embeddings cover; set it to at most {m.max_positions} or export the model again"
+        )
+    if isinstance(m.dimension, bool) or not isinstance(m.dimension, int) or m.dimension < 1:
+        raise BundleError(f"{path}: dimension must be a positive integer, got {m.dimension!r}")
+
+
+def check_graph(bundle: Path, m: Manifest, inputs: list[Any], outputs: list[Any]) -> None:
+    """The manifest against the graph onnxruntime loaded (``session.get_inputs()`` / ``get_outputs()``):
+    input names, output names and the static sizes of the outputs."""
+    path = bundle / MANIFEST_NAME
+    graph_inputs = [i.name for i in inputs]
+    if sorted(graph_inputs) != sorted(m.inputs):
+        raise BundleError(
+            f"{path} lists inputs {m.inputs}, but {MODEL_NAME} takes {graph_inputs}; export the model again"
+        )
+    shapes = {o.name: list(o.shape) for o in outputs}
+    missing = [name for name in m.outputs if name not in shapes]
+    if missing:
+        raise BundleError(
+            f"{path} lists outputs {m.outputs}, but {MODEL_NAME} has no {missing} (it has {sorted(shapes)}); "
+            "export the model again"
+        )
+    for name, field_name, expected in (
+        ("sentence_embedding", "dimension", m.dimension),
+        ("token_embeddings", "hidden_size", m.hidden_size),
+    ):
+        shape = shapes.get(name)
+        last = shape[-1] if shape else None
+        if isinstance(last, int) and last > 0 and last != expected:
+            raise BundleError(
+                f"{path} says {field_name} {expected}, but {MODEL_NAME}'s output {name} has {last}; "
+                "export the model again"
+            )

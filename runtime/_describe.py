@@ -9,6 +9,7 @@ from typing import Any
 
 from ._bundle import Manifest
 from ._int8_cpu import detect_cpu, plan_int8
+from ._types import MADE_FOR, Device
 
 
 def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> list[tuple[str, str]]:
@@ -23,6 +24,8 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
     not_fused = (opt.get("fusion") or {}).get("not_fused")
     if not_fused:
         rows.append(("not fused", ", ".join(not_fused)))
+    for attempt in opt.get("fallback_from") or []:
+        rows.append(("int8 fallback", _fallback_row(attempt, q=opt.get("quantization"))))
     q = opt.get("quantization")
     if q:
         rows.append(("quantization", f"{q.get('method')} ({q.get('operator')}): weights {q.get('weights')}"))
@@ -38,9 +41,19 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
         )
     if bundle is not None:
         rows.append(("size", _size(Path(bundle), manifest)))
+    made_for = MADE_FOR.get(manifest.precision, ())
     for label, gate in _gates(manifest):
-        rows.append((label, _gate_row(gate)))
+        rows.append((label, _gate_row(gate, made_for)))
     return rows
+
+
+def _fallback_row(attempt: dict[str, Any], q: dict[str, Any] | None) -> str:
+    """An int8 method the export tried first and dropped, why, and what it used instead."""
+    numbers = ", ".join(f"{k} {attempt[k]:.5f}" for k in ("mean_cos", "min_cos", "topk")
+                        if isinstance(attempt.get(k), int | float))  # fmt: skip
+    used = (q or {}).get("method", "the next method")
+    why = attempt.get("failed") or "missed the checks"
+    return f"{attempt.get('method')} missed the checks ({why}{'; ' + numbers if numbers else ''}); used {used} instead"
 
 
 def _provider(precision: str) -> str:
@@ -69,7 +82,18 @@ def _gates(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _gate_row(g: dict[str, Any]) -> str:
+def measured_on(g: dict[str, Any], made_for: tuple[Device, ...] = ()) -> str:
+    """Where a gate or parity report was measured, and whether that is where the bundle is made to run."""
+    provider = g.get("provider")
+    if not provider:
+        return "provider not recorded"
+    text = f"measured on {provider}"
+    if made_for and str(provider).split()[0] not in {d.value for d in made_for}:
+        text += f", not on {'/'.join(d.value for d in made_for)} which this bundle is made for"
+    return text
+
+
+def _gate_row(g: dict[str, Any], made_for: tuple[Device, ...] = ()) -> str:
     parts = []
     for key, label in (("mean_cos", "mean cos"), ("mean_cosine", "mean cos"), ("min_cos", "min cos"),
                        ("min_cosine", "min cos"), ("topk", "top-10 kept")):  # fmt: skip
@@ -82,4 +106,6 @@ def _gate_row(g: dict[str, Any]) -> str:
     if g.get("thresholds"):
         lim = ", ".join(f"{k} >= {v}" for k, v in g["thresholds"].items())
         parts.append(f"gate {lim}" + ("" if g.get("thresholds_default", True) else " (lowered by user)"))
+    if parts:
+        parts.append(measured_on(g, made_for))
     return "; ".join(parts) or "-"

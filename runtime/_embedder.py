@@ -17,6 +17,7 @@ from ._base import (
     check_texts,
     task_prompt,
 )
+from ._progress import EncodeProgress
 from ._quantization import quantize_embeddings
 from ._similarity import similarity, similarity_pairwise
 from ._tokenize import Tokenized, flat_batches, flat_ids, tokenize
@@ -202,16 +203,14 @@ class Embedder(BundleModel):
         dim = self._check_truncate_dim(truncate_dim) or self.dimension
         sentences = np.empty((len(lengths), self.manifest.dimension), dtype=np.float32)
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        bar = _progress(len(lengths), show_progress_bar)
+        bar = EncodeProgress(int(lengths.sum()), len(lengths), show_progress_bar)
         budget = min(self.max_batch_tokens or STATIC_RUN_TOKENS, STATIC_RUN_TOKENS)
         for piece in flat_batches(lengths, batch_size, budget):
             first = starts[piece.start]
             feed = {"input_ids": flat[first : starts[piece.stop]], "offsets": starts[piece] - first}
             (sentences[piece],) = self._run(["sentence_embedding"], feed)
-            if bar is not None:
-                bar.update(piece.stop - piece.start)
-        if bar is not None:
-            bar.close()
+            bar.update(piece.stop - piece.start, int(starts[piece.stop] - first))
+        bar.close()
         return _finish(sentences, dim, normalize)
 
     # -- similarity ----------------------------------------------------------------------------------
@@ -242,11 +241,3 @@ def _finish(sentences: np.ndarray, dim: int, normalize: bool | None) -> np.ndarr
     if normalize:
         sentences /= np.maximum(np.linalg.norm(sentences, axis=1, keepdims=True), 1e-12)
     return sentences
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="encode", unit="text")

@@ -8,6 +8,9 @@
         └── ParityError             the exported graph disagrees with PyTorch beyond the tolerance
 
 Bad argument values raise the built-in ``ValueError`` / ``TypeError`` naming the value.
+
+``ProviderWarning`` (a ``UserWarning``) says a bundle runs on a provider it was not made for, e.g.
+an fp16 bundle (made for CUDA) on the CPU provider.
 """
 
 from __future__ import annotations
@@ -44,3 +47,7 @@ class ParityError(ExportError):
     def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
         self.report = report
+
+
+class ProviderWarning(UserWarning):
+    """A bundle runs on an execution provider it was not made for (slow, or not what was measured)."""

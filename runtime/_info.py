@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._bundle import Manifest
-from ._describe import describe_variant
+from ._describe import describe_variant, measured_on
+from ._types import MADE_FOR
 
 
 def describe(manifest: Manifest, bundle: Path) -> list[tuple[str, str]]:
@@ -18,7 +19,7 @@ def describe(manifest: Manifest, bundle: Path) -> list[tuple[str, str]]:
         ("pooling", ", ".join(p.value for p in m.pooling)),
         ("dense", ", ".join(f"{d.in_features}->{d.out_features} {d.activation}" for d in m.dense) or "none"),
         ("normalize", "yes" if m.normalize else "no"),
-        ("max_seq_length", str(m.max_seq_length)),
+        ("max_seq_length", str(m.max_seq_length) + (f" (position table: {m.max_positions})" if m.max_positions else "")),
         ("inputs", ", ".join(m.inputs)),
         ("prompts", ", ".join(f"{k}={v!r}" for k, v in m.prompts.items()) or "none"),
         ("opset", str(m.opset)),
@@ -37,6 +38,7 @@ def describe(manifest: Manifest, bundle: Path) -> list[tuple[str, str]]:
         against = "PyTorch fp32" if str(p.get("reference", "PyTorch")).startswith("PyTorch") else p["reference"]
         rows.append(("parity (grid)", f"{p.get('texts')} texts vs {against}: min cosine {p.get('min_cosine', 0):.7f}, "
                                f"mean {p.get('mean_cosine', 0):.7f}, max abs diff {p.get('max_abs_diff', 0):.2e}, "
-                               f"{'passed' if p.get('passed') else 'FAILED'}"))
+                               f"{'passed' if p.get('passed') else 'FAILED'}; "
+                               f"{measured_on(p, MADE_FOR.get(m.precision, ()))}"))
     rows.append(("exported with", ", ".join(f"{k} {v}" for k, v in m.tools.items())))
     return rows

@@ -32,6 +32,16 @@ class Tokenized:
         )
 
 
+def concat(parts: Sequence[Tokenized]) -> Tokenized:
+    """One ``Tokenized`` of several, in order."""
+    return Tokenized(
+        ids=[ids for p in parts for ids in p.ids],
+        type_ids=[t for p in parts for t in p.type_ids],
+        lengths=np.concatenate([p.lengths for p in parts]) if parts else np.zeros(0, np.int64),
+        truncated=np.concatenate([p.truncated for p in parts]) if parts else np.zeros(0, bool),
+    )
+
+
 def load_tokenizer(path: Path, max_seq_length: int) -> Tokenizer:
     tok = Tokenizer.from_file(str(path))
     tok.no_padding()
@@ -84,7 +94,13 @@ def flat_ids(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.nda
 def tokenize(tokenizer: Tokenizer, texts: Sequence[str] | Sequence[tuple[str, str]]) -> Tokenized:
     """Texts, or (first, second) pairs encoded together as the model's pair template says (for
     rerankers), truncated longest-first to the tokenizer's max length, as transformers does."""
-    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
+    try:
+        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
+    except TypeError as e:  # tokenizers' error for a str it cannot take names no text
+        bad = first_unencodable(texts)
+        if bad is None:
+            raise
+        raise ValueError(unencodable_message(texts, bad, "texts")) from e
     ids = [e.ids for e in encodings]
     return Tokenized(
         ids=ids,
@@ -115,3 +131,25 @@ def pad_batch(
     if types is not None:
         feed["token_type_ids"] = types
     return feed
+
+
+def first_unencodable(texts: Sequence[str] | Sequence[tuple[str, str]]) -> int | None:
+    """Index of the first text (or pair) that is not valid Unicode (a lone surrogate such as ``'\\udcff'``)."""
+    for i, text in enumerate(texts):
+        try:
+            for part in text if isinstance(text, tuple) else (text,):
+                part.encode("utf-8")
+        except UnicodeEncodeError:
+            return i
+    return None
+
+
+def unencodable_message(texts: Sequence[str] | Sequence[tuple[str, str]], index: int, name: str) -> str:
+    item = texts[index]
+    text = "".join(item) if isinstance(item, tuple) else item
+    pos = next(j for j, ch in enumerate(text) if 0xD800 <= ord(ch) <= 0xDFFF)
+    return (
+        f"{name}[{index}] is not valid Unicode: it holds a lone surrogate {text[pos]!r} at character {pos} "
+        f"(as bytes decoded with errors='surrogateescape' give); decode the bytes with errors='replace' "
+        f"or fix the text"
+    )

@@ -52,6 +52,15 @@ class Device(str, Enum):
     OPENVINO = "openvino"
 
 
+# The providers each graph precision is made for: fp16 kernels are CUDA's (the CPU provider runs
+# them slowly, converting around each op), int8 ones (DynamicQuantizeMatMul, MatMulNBits) the CPU's.
+MADE_FOR: dict[Precision, tuple[Device, ...]] = {
+    Precision.FP32: (Device.CPU, Device.CUDA, Device.OPENVINO),
+    Precision.FP16: (Device.CUDA,),
+    Precision.INT8: (Device.CPU,),
+}
+
+
 class InferencePrecision(str, Enum):
     """A provider's own compute precision for an fp32 graph (OpenVINO's INFERENCE_PRECISION_HINT)."""
 

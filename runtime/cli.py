@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ._errors import EmbedrtError
-from ._types import BundleKind, EmbeddingPrecision, Pooling, Precision
+from . import __version__
+from ._encode_cmd import add_encode_parser
+from ._errors import EmbedrtError, ProviderWarning
+from ._lines import read_lines
+from ._report import format_validation
+from ._types import BundleKind, Pooling, Precision
 
 _EPILOG = """examples:
   embedrt export path/to/all-MiniLM-L6-v2 -o bundles/minilm
@@ -36,12 +42,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
+            return int(args.run(args))
     except (EmbedrtError, ValueError, TypeError, ImportError, OSError) as e:
         print(f"embedrt {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f"embedrt {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _warning_printer(command: str, default: Any) -> Any:
+    """embedrt's own warnings as one line on stderr; other libraries' as Python prints them."""
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:  # fmt: skip
+        if issubclass(category, ProviderWarning):
+            print(f"embedrt {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
+def _version() -> str:
+    import onnxruntime
+
+    return f"embedrt {__version__} (onnxruntime {onnxruntime.__version__}, Python {platform.python_version()})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,10 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_export(sub)
     _add_validate(sub)
-    _add_encode(sub)
+    add_encode_parser(sub)
     _add_info(sub)
     _add_optional(sub, "embedrt.server._cli", "add_serve_parser", "serve", "run an HTTP embedding server")
     _add_optional(sub, "embedrt._bench", "add_bench_parser", "bench", "benchmark a bundle on this machine")
@@ -152,7 +181,7 @@ def _add_gate_options(p: argparse.ArgumentParser) -> None:
 
 
 def _gate_args(args: argparse.Namespace) -> tuple[list[str] | None, dict[str, float] | None]:
-    texts = _read_lines(args.gate_texts, keep_blank=False) if args.gate_texts else None
+    texts = read_lines(args.gate_texts, keep_blank=False) if args.gate_texts else None
     thresholds: dict[str, float] = {}
     for item in args.gate:
         key, sep, value = item.partition("=")
@@ -168,7 +197,7 @@ def _gate_args(args: argparse.Namespace) -> tuple[list[str] | None, dict[str, fl
 def _run_export(args: argparse.Namespace) -> int:
     from .export import export_model  # lazy: torch
 
-    texts = _read_lines(args.texts, keep_blank=False) if args.texts else None
+    texts = read_lines(args.texts, keep_blank=False) if args.texts else None
     gate_texts, thresholds = _gate_args(args)
     out = export_model(
         args.source, args.output, pooling=args.pooling, precision=args.precision, optimize=args.optimize,
@@ -204,7 +233,7 @@ def _add_validate(sub: Any) -> None:
 def _run_validate(args: argparse.Namespace) -> int:
     from .export import validate_bundle  # lazy: torch
 
-    texts = _read_lines(args.texts, keep_blank=False) if args.texts else None
+    texts = read_lines(args.texts, keep_blank=False) if args.texts else None
     gate_texts, thresholds = _gate_args(args)
     report = validate_bundle(
         args.bundle, args.against, texts, raise_on_failure=False, device=args.device,
@@ -218,111 +247,8 @@ def _run_validate(args: argparse.Namespace) -> int:
               f"token-id mismatches {report['token_id_mismatches']}  worst: {report['worst']['input']}")
         print("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"]))
     else:
-        w = report["worst"] or {}
-        print(f"texts {report['texts']}  mean cosine {report['mean_cosine']:.7f}  min cosine {report['min_cosine']:.7f}"
-              f"  max abs diff {report['max_abs_diff']:.2e}  token-id mismatches {report['token_id_mismatches']}")
-        print(f"worst: #{w.get('index')} {w.get('text')!r}")
-        g = report.get("gate")
-        if g and "mean_cos" in g:
-            print(f"gate ({g.get('precision')} on {g.get('provider')}): mean cosine {g['mean_cos']:.6f}  min cosine "
-                  f"{g['min_cos']:.6f}  top-10 agreement {g['topk']:.4f} over {g.get('n_queries')} queries on "
-                  f"{g.get('n_texts')} texts; thresholds {g.get('thresholds')}")
-        print("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"]))
+        print(format_validation(report))
     return 0 if report["passed"] else 1
-
-
-# -- encode ------------------------------------------------------------------------------------------
-
-
-def _add_encode(sub: Any) -> None:
-    p = sub.add_parser(
-        "encode",
-        help="embed texts (one per line) to .npy, .parquet or .jsonl",
-        description="Embed one text per line from FILE (or - for stdin). The output format follows the "
-        "extension of -o: .npy ([n, dim]), .parquet (columns text, embedding) or .jsonl. Sparse bundles write "
-        ".jsonl rows of text, indices, values.",
-    )
-    p.add_argument("bundle")
-    p.add_argument("input", nargs="?", default="-", help="text file, one text per line; - reads stdin")
-    p.add_argument("-o", "--output", required=True, help="OUT.npy, OUT.parquet or OUT.jsonl")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument(
-        "--max-batch-tokens", type=int, default=16384,
-        help="most padded tokens per model run (rows x longest row), so long documents run in small batches",
-    )
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: available CPUs)")
-    p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
-    p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_output_precision(p)
-    p.set_defaults(run=_run_encode)
-
-
-def _add_output_precision(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--precision", default="float32", choices=[m.value for m in EmbeddingPrecision],
-        help="output precision, as sentence-transformers' quantize_embeddings: int8/uint8 (256 buckets per "
-        "dimension between the --ranges, default: this input's min/max), binary/ubinary (1 bit per dimension, packed)",
-    )
-    p.add_argument("--truncate-dim", type=int, default=None, help="keep the first N dimensions (Matryoshka models)")
-    p.add_argument(
-        "--ranges", metavar="FILE.npy",
-        help="int8/uint8 calibration ranges, shape (2, dim): mins and maxes (embedrt.quantization_ranges)",
-    )
-
-
-
-def _run_encode(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ._bundle import load_manifest
-    from ._embedder import Embedder
-    from ._io import check_output_path, write_embeddings
-
-    out = check_output_path(Path(args.output))
-    texts = _read_lines(args.input, keep_blank=True)
-    if load_manifest(args.bundle, verify=False).kind is BundleKind.SPARSE:
-        return _encode_sparse(args, out, texts)
-    model = Embedder(
-        args.bundle, device=args.device, threads=args.threads, truncate_dim=args.truncate_dim,
-        max_batch_tokens=args.max_batch_tokens,
-    )  # fmt: skip
-    ranges = np.load(args.ranges, allow_pickle=False) if args.ranges else None
-    vectors = model.encode(
-        texts, batch_size=args.batch_size, normalize=args.normalize or None, prompt_name=args.prompt_name,
-        show_progress_bar=not args.no_progress and len(texts) > args.batch_size, precision=args.precision,
-        ranges=ranges,
-    )
-    assert isinstance(vectors, np.ndarray)
-    write_embeddings(out, texts, vectors)
-    _log(f"wrote {len(texts)} embeddings of dimension {model.dimension} ({args.precision}) to {out}")
-    return 0
-
-
-def _encode_sparse(args: argparse.Namespace, out: Path, texts: list[str]) -> int:
-    from ._io import write_sparse
-    from ._sparse import SparseVector
-    from ._sparse_encoder import SparseEncoder
-
-    if args.precision != "float32" or args.truncate_dim or args.normalize:
-        raise ValueError("--precision, --truncate-dim and --normalize apply to dense embeddings, not sparse bundles")
-    model = SparseEncoder(args.bundle, device=args.device, threads=args.threads)
-    vectors = model.encode(texts, batch_size=args.batch_size, prompt_name=args.prompt_name,
-                           show_progress_bar=not args.no_progress and len(texts) > args.batch_size)  # fmt: skip
-    assert not isinstance(vectors, SparseVector)
-    write_sparse(out, texts, vectors)
-    _log(f"wrote {len(texts)} sparse vectors ({vectors.nnz / max(len(texts), 1):.0f} active dimensions each) to {out}")
-    return 0
-
-
-def _read_lines(path: str, keep_blank: bool) -> list[str]:
-    raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    lines = raw.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    lines = [line.rstrip("\r") for line in lines]
-    return lines if keep_blank else [line for line in lines if line.strip()]
 
 
 # -- info ----------------------------------------------------------------------------------------------

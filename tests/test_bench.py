@@ -54,6 +54,22 @@ def test_bench_writes_table_and_json(
         rows[("64 tokens", "batch 4")]["texts_s"] * 64
     )
     assert result["real_texts"]["n"] == 24 and result["load_s"] > 0
+    machine = result["machine"]
+    for when in ("before", "after"):  # a figure from a loaded machine must say so
+        assert len(machine["load_average"][when]) == 3 and min(machine["load_average"][when]) >= 0
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert ("avx2" in machine["cpu_flags"]) == (" avx2 " in cpuinfo.replace("\n", " "))
+    assert all(f.startswith(("avx2", "avx512", "avx_vnni", "amx")) or "vnni" in f for f in machine["cpu_flags"])
+    assert "load average (1/5/15 min) before" in table and "flags" in table
+
+
+def test_cpu_flags_keep_only_the_ones_that_decide_kernel_speed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags\t\t: fpu sse4_2 avx avx2 avx512f avx512_vnni avx512_bf16 avx_vnni "
+                       "amx_tile amx_int8 fma\n")
+    real = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: real(cpuinfo if str(self) == "/proc/cpuinfo" else self, *a, **k))
+    assert _bench.cpu_flags() == ["amx_int8", "amx_tile", "avx2", "avx512_bf16", "avx512_vnni", "avx512f", "avx_vnni"]
 
 
 def test_fixed_length_inputs_have_the_exact_length(minilm_bundle: Path) -> None:

@@ -24,6 +24,8 @@ def test_export_encode_info_validate(tiny_factory, tmp_path: Path, capsys) -> No
     source = tiny_factory("distilbert")
     bundle = tmp_path / "b"
     assert main(["export", str(source), "-o", str(bundle)]) == 0
+    err = capsys.readouterr().err  # the gate's minutes show progress, side by side
+    assert "quality gate (fp32) on 1000 texts" in err and "PyTorch reference" in err
     texts = ["hello world", "", "대한민국", "🙂"]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     expected = Embedder(bundle).encode(texts)
@@ -50,6 +52,7 @@ def test_export_encode_info_validate(tiny_factory, tmp_path: Path, capsys) -> No
     assert main(["validate", str(bundle), "--against", str(source), "--record"]) == 0
     out = capsys.readouterr().out
     assert "PASSED" in out and "gate (fp32 on cpu)" in out and "top-10 agreement" in out
+    assert "worst: #" not in out and ("every text agrees" in out or "lowest cosine" in out)
     assert "cpu-fp32" in json.loads((bundle / "manifest.json").read_text())["parity"]["gates"]
     assert main(["validate", str(bundle), "--against", str(source), "--no-gate", "--gate", "topk"]) == 2
     assert "expected KEY=NUMBER" in capsys.readouterr().err
@@ -63,3 +66,212 @@ def test_errors_are_messages_not_tracebacks(tiny_bert_bundle: Path, tmp_path: Pa
     assert "is not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "x", "-o", "y", "--precision", "int4"])
+
+
+# -- what a new user runs into ---------------------------------------------------------------------------
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "embedrt.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("embedrt 0.") and "onnxruntime" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["in.jsonl", "in.JSON", "in.csv", "in.tsv", "in.parquet", "in.ndjson"])
+def test_encode_refuses_files_with_columns(tiny_bert_bundle: Path, tmp_path: Path, capsys, name: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / name).write_text('{"text": "A man is eating food."}\n', encoding="utf-8")
+    out = tmp_path / "o.npy"
+    assert main(["encode", str(tiny_bert_bundle), str(tmp_path / name), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "one text per line" in err and not out.exists()
+
+
+def test_encode_reads_txt_and_other_extensions_line_by_line(tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    texts = ['{"text": "kept as it is"}', "id,text", "plain"]
+    expected = Embedder(tiny_bert_bundle).encode(texts)
+    for name in ("in.txt", "in.md", "in"):
+        (tmp_path / name).write_text("\n".join(texts) + "\n", encoding="utf-8")
+        out = tmp_path / f"{name}.npy"
+        assert main(["encode", str(tiny_bert_bundle), str(tmp_path / name), "-o", str(out), "--no-progress"]) == 0
+        np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
+
+
+def test_encode_invalid_utf8_names_the_file_and_line(tiny_bert_bundle: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "in.txt").write_bytes(b"good line\nanother\nbad \xd2 byte\n")
+    out = tmp_path / "o.jsonl"
+    argv = ["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", str(out), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "in.txt line 3, column 5: byte 0xd2 is not valid UTF-8" in err and "--errors replace" in err
+    assert not out.exists()
+    assert main([*argv, "--errors", "replace"]) == 0
+    assert "replaced with U+FFFD on 1 line(s)" in capsys.readouterr().err
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == ["good line", "another", "bad \ufffd byte"]
+    assert main([*argv, "--errors", "ignore"]) == 0
+    assert json.loads(out.read_text(encoding="utf-8").splitlines()[2])["text"] == "bad  byte"
+
+
+def test_encode_invalid_utf8_on_stdin(tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "embedrt.cli", "encode", str(tiny_bert_bundle), "-", "-o", str(tmp_path / "o.npy")]
+    r = subprocess.run(cmd, input=b"ok\nbad \xff\n", capture_output=True)
+    assert r.returncode == 2 and b"stdin line 2, column 5: byte 0xff is not valid UTF-8" in r.stderr
+    r = subprocess.run([*cmd, "--errors", "replace"], input=b"ok\nbad \xff\n", capture_output=True)
+    assert r.returncode == 0 and np.load(tmp_path / "o.npy").shape[0] == 2
+
+
+def test_encode_shows_progress_from_the_start_in_tokens(tiny_bert_bundle: Path, tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from embedrt import _encode_cmd
+
+    monkeypatch.setattr(_encode_cmd, "_TOKENIZE_CHUNK", 16)
+    texts = [("word " * (i % 37)).strip() or "x" for i in range(50)]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out = tmp_path / "o.npy"
+    assert main(["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", str(out), "--batch-size", "8"]) == 0
+    err = capsys.readouterr().err
+    steps = ["[embedrt] reading", "read 50 texts", "tokenize:", "tokenized:", "tok/s", "50/50 texts", "wrote 50"]
+    positions = [err.find(s) for s in steps]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), err
+    np.testing.assert_allclose(np.load(out), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
+
+
+def test_progress_counts_padded_tokens_so_the_eta_holds() -> None:
+    from embedrt._progress import EncodeProgress, batch_tokens
+
+    lengths = np.array([100] + [5] * 99)  # sorted longest first, as batches run
+    cost = batch_tokens(lengths, 10)
+    assert list(cost) == [1000] + [50] * 9
+    bar = EncodeProgress(int(cost.sum()), 100, enabled=False)
+    bar.update(10, int(cost[0]))
+    assert bar.texts_done == 10  # 10% of the texts, but 69% of the work: that is what the bar shows
+
+
+def test_encode_interrupted_says_what_was_written(tiny_bert_bundle: Path, tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    (tmp_path / "in.txt").write_text("\n".join(f"text {i}" for i in range(40)) + "\n", encoding="utf-8")
+    real = Embedder.encode_tokenized
+    calls = []
+
+    def interrupted_third_batch(self, *a, **kw):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Embedder, "encode_tokenized", interrupted_third_batch)
+    out = tmp_path / "o.npy"
+    argv = ["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", str(out), "--batch-size", "8"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after embedding 16 of 40 texts; nothing was written to" in err and not out.exists()
+    np.save(out, np.zeros(3))
+    calls.clear()
+    assert main(argv) == 130
+    assert f"{out} was left as it was" in capsys.readouterr().err
+    assert np.load(out).shape == (3,)
+
+
+def test_encode_ctrl_c_exits_130_with_a_message(tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "o.npy"
+    cmd = [sys.executable, "-m", "embedrt.cli", "encode", str(tiny_bert_bundle), "-", "-o", str(out), "--batch-size", "1"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write(b"a sentence to embed\n" * 20_000)  # 20,000 batches of one: seconds, not milliseconds
+    proc.stdin.close()
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"tokenized:" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        seen += proc.stderr.read1(4096)  # type: ignore[attr-defined]
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(60) == 130
+    assert b"[embedrt] interrupted after embedding" in rest and b"nothing was written" in rest
+    assert not out.exists()
+
+
+def test_encode_and_info_take_no_verify(tiny_bert_bundle: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bert_bundle, b)
+    with (b / "tokenizer.json").open("a") as f:
+        f.write("\n")  # a change that keeps the file usable
+    (tmp_path / "in.txt").write_text("x\n")
+    argv = ["encode", str(b), str(tmp_path / "in.txt"), "-o", str(tmp_path / "o.npy"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "altered after export" in err and "verify=False (Python) or --no-verify (CLI)" in err
+    assert main([*argv, "--no-verify"]) == 0
+    assert main(["info", str(b), "--no-verify"]) == 0
+
+
+def test_validate_report_names_a_worst_text_only_when_it_tells_something() -> None:
+    from embedrt._report import format_validation
+
+    report = {"texts": 10, "precision": "fp32", "provider": "cpu", "mean_cosine": 1.0, "min_cosine": 0.99999999,
+              "max_abs_diff": 1e-7, "token_id_mismatches": 0, "passed": True, "failures": [],
+              "worst": {"index": 9, "text": "the last one", "cosine": 0.99999999}}
+    text = format_validation(report)
+    assert "#9" not in text and "every text agrees with PyTorch to 7 decimals" in text
+    assert "parity (fp32 on cpu)" in text and "quality gate not run (--no-gate)" in text
+    report["worst"] = {"index": 9, "text": "the last one", "cosine": 0.9999871}
+    assert "lowest cosine 0.9999871: text #9 'the last one'" in format_validation(report)
+    report |= {"passed": False, "failures": ["min cosine 0.5 < 0.99999"],
+               "worst": {"index": 3, "text": "t", "cosine": 0.5}}
+    assert "lowest cosine 0.5000000: text #3" in format_validation(report) and "FAILED" in format_validation(report)
+
+
+def test_info_shows_int8_fallback_and_where_gates_were_measured(tiny_bert_bundle: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from embedrt._bundle import load_manifest, write_manifest
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bert_bundle, b)
+    m = load_manifest(b)
+    m.optimizations = {
+        "quantization": {"method": "nbits", "operator": "MatMulNBits", "weights": "int8"},
+        "fallback_from": [{"method": "smooth", "failed": "int8 on cpu missed its quality gate: mean_cos 0.99100 < 0.995",
+                           "mean_cos": 0.991, "topk": 0.9}],
+    }
+    write_manifest(b, m)
+    assert main(["info", str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "int8 fallback" in out and "smooth missed the checks (int8 on cpu missed its quality gate" in out
+    assert "used nbits instead" in out and "measured on cpu" in out
+    m.precision = m.precision.__class__("fp16")
+    write_manifest(b, m)
+    assert main(["info", str(b)]) == 0
+    assert "measured on cpu, not on cuda which this bundle is made for" in capsys.readouterr().out
+
+
+def test_cli_says_when_a_bundle_runs_where_it_was_not_made_for(tiny_bert_bundle: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from embedrt import Precision
+    from embedrt._bundle import load_manifest, write_manifest
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bert_bundle, b)
+    m = load_manifest(b)
+    m.precision = Precision.FP16  # the manifest of a bundle made for CUDA (the graph stays fp32 here)
+    write_manifest(b, m)
+    (tmp_path / "in.txt").write_text("x\n")
+    assert main(["encode", str(b), str(tmp_path / "in.txt"), "-o", str(tmp_path / "o.npy"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "embedrt encode: warning: bundle" in err and "is fp16, made for the cuda provider" in err
+
+
+def test_output_is_written_whole(tmp_path: Path) -> None:
+    from embedrt._io import write_embeddings
+
+    out = tmp_path / "o.jsonl"
+    out.write_text("earlier\n")
+    with pytest.raises(ValueError):  # fails halfway: 2 texts, 3 vectors
+        write_embeddings(out, ["a", "b"], np.zeros((3, 4), np.float32))
+    assert out.read_text() == "earlier\n" and [p.name for p in tmp_path.iterdir()] == ["o.jsonl"]
+    write_embeddings(tmp_path / "v.npy", ["a"], np.ones((1, 4), np.float32))
+    assert np.load(tmp_path / "v.npy").shape == (1, 4)

@@ -6,7 +6,7 @@ import embedrt
 def test_exported_names() -> None:
     assert set(embedrt.__all__) == {
         "SCHEMA_VERSION", "BundleError", "BundleKind", "Device", "Embedder", "EmbedrtError", "ExportError", "Manifest",
-        "ParityError", "Pooling", "Precision", "ProviderError", "Tokenized", "UnsupportedModelError",
+        "ParityError", "Pooling", "Precision", "ProviderError", "ProviderWarning", "Tokenized", "UnsupportedModelError",
         "__version__", "available_cpus", "load_manifest", "onnxruntime_build",
         "EmbeddingPrecision", "SimilarityFunction", "quantization_ranges", "quantize_embeddings",
         "Reranker", "SparseEncoder", "SparseEmbeddings", "SparseVector", "load_model",
@@ -20,3 +20,7 @@ def test_error_tree() -> None:
         assert issubclass(cls, embedrt.EmbedrtError)
     assert issubclass(embedrt.ParityError, embedrt.ExportError)
     assert issubclass(embedrt.UnsupportedModelError, embedrt.ExportError)
+
+
+def test_provider_warning_is_a_user_warning() -> None:
+    assert issubclass(embedrt.ProviderWarning, UserWarning)

@@ -162,3 +162,87 @@ def test_concurrent_encode_from_threads(model: Embedder) -> None:
     assert not errors
     for r in results:
         np.testing.assert_allclose(r, expected, atol=1e-5)
+
+
+# -- what a new user runs into ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["encode", "tokenize"])
+def test_lone_surrogate_is_named_by_index(model: Embedder, call: str) -> None:
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode: it holds a lone surrogate '\\udcff' at character 4"):
+        getattr(model, call)(["fine", "bad \udcff", "also fine"])
+    assert model.encode("still works").shape == (model.dimension,)
+
+
+def _edit_manifest(bundle: Path, **changes: object) -> None:
+    m = json.loads((bundle / "manifest.json").read_text())
+    m.update(changes)
+    (bundle / "manifest.json").write_text(json.dumps(m, indent=2))
+
+
+def test_edited_manifest_is_refused(tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    b = _copy(tiny_bert_bundle, tmp_path)
+    m = json.loads((b / "manifest.json").read_text())
+    assert m["max_positions"] == 128 and m["max_seq_length"] == 48 and len(m["manifest_sha256"]) == 64
+    _edit_manifest(b, max_seq_length=64)  # within the graph's reach: only the manifest's own hash tells
+    with pytest.raises(BundleError, match=r"manifest.json was edited after export .*--no-verify"):
+        Embedder(b)
+    assert Embedder(b, verify=False).max_seq_length == 64  # the user's explicit choice
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"max_seq_length": 2000}, "max_seq_length 2000 is more than the 128 tokens the graph's position"),
+        ({"dimension": 64}, "says dimension 64, but model.onnx's output sentence_embedding has 32"),
+        ({"hidden_size": 7}, "says hidden_size 7, but model.onnx's output token_embeddings has 32"),
+        ({"inputs": ["input_ids", "attention_mask"]}, r"lists inputs \['input_ids', 'attention_mask'\], but model.onnx takes"),
+        ({"max_seq_length": "256"}, "max_seq_length must be a positive integer, got '256'"),
+    ],
+    ids=["past-positions", "dimension", "hidden", "inputs", "string-length"],
+)
+def test_manifest_is_checked_against_the_graph(tiny_bert_bundle: Path, tmp_path: Path, changes: dict, match: str) -> None:  # type: ignore[type-arg]
+    b = _copy(tiny_bert_bundle, tmp_path)
+    _edit_manifest(b, **changes)
+    with pytest.raises(BundleError, match=match):
+        Embedder(b, verify=False)  # checked even when the hashes are not
+
+
+def test_run_errors_name_the_bundle_the_batch_and_the_cause(tiny_bert_bundle: Path, tmp_path: Path, capfd) -> None:  # type: ignore[no-untyped-def]
+    b = _copy(tiny_bert_bundle, tmp_path)
+    _edit_manifest(b, max_seq_length=200, max_positions=None)  # as a manifest written before max_positions
+    model = Embedder(b, verify=False)
+    capfd.readouterr()
+    with pytest.raises(BundleError) as e:
+        model.encode(["word " * 300, "short"])
+    msg = str(e.value)
+    assert f"bundle {str(b)!r} on a batch of 2 x 200 tokens" in msg
+    assert "as long as manifest.json's max_seq_length (200)" in msg and "onnxruntime said:" in msg
+    assert "Non-zero status code" not in capfd.readouterr().err  # said once, in the error, not logged too
+    assert model.encode("short").shape == (model.dimension,)
+
+
+def test_bundle_on_a_provider_it_was_not_made_for_warns(tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    import warnings
+
+    from embedrt import Precision, ProviderWarning
+    from embedrt._bundle import load_manifest, write_manifest
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProviderWarning)
+        Embedder(tiny_bert_bundle)  # fp32 on cpu: nothing to say
+    b = _copy(tiny_bert_bundle, tmp_path)
+    m = load_manifest(b)
+    m.precision = Precision.FP16
+    write_manifest(b, m)
+    with pytest.warns(ProviderWarning, match=r"is fp16, made for the cuda provider, and runs here on cpu"):
+        Embedder(b)
+
+
+def test_manifest_is_written_whole(tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    from embedrt._bundle import load_manifest, write_manifest
+
+    b = _copy(tiny_bert_bundle, tmp_path)
+    write_manifest(b, load_manifest(b))
+    assert sorted(p.name for p in b.iterdir()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+    assert set(load_manifest(b).files) == {"model.onnx", "tokenizer.json"}

@@ -109,11 +109,11 @@ def test_openai_client_matches_encode(live, embedder: Embedder, encoding_format:
 
 def test_openai_single_string_and_dimensions(live, embedder: Embedder) -> None:
     client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
-    r = client.embeddings.create(input="one sentence", model="any-name-is-accepted")
+    r = client.embeddings.create(input="one sentence", model="test-model")
     assert len(r.data) == 1
     np.testing.assert_allclose(r.data[0].embedding, embedder.encode("one sentence"), atol=ATOL)
     r = client.embeddings.create(
-        input=["one sentence", "two"], model="m", dimensions=64, encoding_format="float"
+        input=["one sentence", "two"], model="test-model", dimensions=64, encoding_format="float"
     )
     full = embedder.encode(["one sentence", "two"])[:, :64]
     want = full / np.linalg.norm(full, axis=1, keepdims=True)
@@ -178,7 +178,10 @@ BAD = [
     ("input-object", b'{"input": {"a": 1}}', 400, "string or a list of strings"),
     ("empty-list", b'{"input": []}', 400, "empty list"),
     ("mixed-types", b'{"input": ["a", 1.5]}', 400, "input[1]"),
-    ("null-item", b'{"input": ["a", null]}', 400, "input[1]"),
+    ("null-item", b'{"input": ["a", null]}', 400, "'input[1]' must be a string, got null"),
+    ("stray-number", b'{"input": ["a", 3]}', 400, "'input[1]' must be a string, got a number"),
+    ("number-first", b'{"input": [3, "a"]}', 400, "'input[0]' must be a string, got a number"),
+    ("tei-field", b'{"inputs": ["a"]}', 400, "this body has 'inputs', the TEI field"),
     ("token-ids", b'{"input": [1, 2, 3]}', 400, "token ids"),
     ("token-id-lists", b'{"input": [[1, 2], [3]]}', 400, "token ids"),
     ("bad-format", b'{"input": "a", "encoding_format": "int8"}', 400, "encoding_format"),
@@ -207,13 +210,47 @@ def test_bad_requests_get_4xx_in_openai_shape(live, body: bytes, status: int, wo
     [
         (b"{", 400),
         (b'{"inputs": []}', 400),
-        (b'{"input": "a"}', 422),
+        (b'{"input": "a"}', 400),
         (b'{"inputs": "a", "normalize": 1}', 400),
+        (b'{"inputs": ["a", 3]}', 400),
+        (b'{"inputs": "a", "dimensions": "8"}', 400),
     ],
 )
 def test_bad_requests_get_4xx_in_tei_shape(live, body: bytes, status: int) -> None:
+    """One rule on both APIs: a request the server cannot use is a 400 (TEI itself says 422 for a body
+    that does not match its schema); the limits are 413."""
     r = httpx.post(f"{live.url}/embed", content=body)
     assert r.status_code == status and r.json()["error"] and r.json()["error_type"] == "Validation"
+
+
+def test_tei_body_sent_with_the_openai_field_says_so(live) -> None:
+    r = httpx.post(f"{live.url}/embed", json={"input": ["a"]})
+    assert r.status_code == 400 and "this body has 'input', the OpenAI field" in r.json()["error"]
+
+
+def test_unknown_model_is_404_model_not_found_as_openai_answers(live) -> None:
+    client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as e:
+        client.embeddings.create(input=["x"], model="text-embedding-3-small")
+    assert e.value.status_code == 404 and e.value.code == "model_not_found"
+    body = httpx.post(f"{live.url}/v1/embeddings", json={"input": "x", "model": "nope"}).json()
+    assert body["error"]["code"] == "model_not_found" and body["error"]["type"] == "invalid_request_error"
+    assert "'nope' is not served here" in body["error"]["message"] and "test-model" in body["error"]["message"]
+    assert httpx.post(f"{live.url}/v1/embeddings", json={"input": "x"}).status_code == 200  # 'model' left out
+    assert httpx.post(f"{live.url}/embed", json={"inputs": "x", "model": "nope"}).status_code == 200  # TEI has none
+
+
+def test_served_model_names_are_accepted_and_listed(embedder: Embedder) -> None:
+    config = ServerConfig(model_name="minilm", aliases=("text-embedding-3-small", "minilm"))
+    with live_server(embedder, config) as s:
+        client = openai.OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0)
+        for name in ("minilm", "text-embedding-3-small"):
+            r = client.embeddings.create(input=["x"], model=name)
+            assert r.model == "minilm" and len(r.data) == 1
+        assert [m.id for m in client.models.list().data] == ["minilm", "text-embedding-3-small"]
+        assert httpx.get(f"{s.url}/info").json()["served_model_names"] == ["minilm", "text-embedding-3-small"]
+        with pytest.raises(openai.NotFoundError):
+            client.embeddings.create(input=["x"], model="other")
 
 
 def test_chunked_body_over_the_limit_is_413(live) -> None:
@@ -398,7 +435,7 @@ def test_api_key_guards_everything_but_health(embedder: Embedder) -> None:
                 input="x", model="m"
             )
         client = openai.OpenAI(base_url=f"{s.url}/v1", api_key="s3cret", max_retries=0)
-        assert len(client.embeddings.create(input=["x", "y"], model="m").data) == 2
+        assert len(client.embeddings.create(input=["x", "y"], model="embedrt").data) == 2
 
 
 # -- the command, as a user runs it ---------------------------------------------------------------------
@@ -466,3 +503,7 @@ def test_serve_parser_defaults_to_loopback() -> None:
     config = config_from_args(args, {"name": "model", "path": "/x/model"})
     assert (config.batching, config.max_run_tokens, config.auto_truncate) == (False, 512, False)
     assert config.model_name == "b"  # generic source folder names fall back to the bundle's
+    assert not args.no_verify
+    args = parser.parse_args(["serve", "b", "--served-model-name", "x", "--served-model-name", "y", "--no-verify"])
+    config = config_from_args(args, {"name": "minilm"})
+    assert config.served_names == ("minilm", "x", "y") and args.no_verify

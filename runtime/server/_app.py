@@ -153,24 +153,23 @@ class ServerState:
             if sum(len(t) for t in req.texts) > _BIG_TEXT_CHARS:
                 return await asyncio.to_thread(run)
             return run()
-        except ValueError as e:  # an unknown prompt_name
-            raise ApiError(400, str(e), param="prompt_name") from e
-        except (
-            TypeError,
-            UnicodeError,
-        ) as e:  # JSON can carry lone surrogates ("\ud800") the tokenizer refuses
+        except (TypeError, ValueError) as e:
+            # JSON can carry lone surrogates ("\ud800") the tokenizer refuses; else an unknown prompt_name
             bad = next((i for i, t in enumerate(req.texts) if not _encodable(t)), None)
-            if bad is None:
+            if bad is not None:
+                raise ApiError(
+                    400, f"input {bad} is not valid Unicode (it holds a lone surrogate): send real text"
+                ) from e
+            if isinstance(e, TypeError):
                 raise
-            raise ApiError(
-                400, f"input {bad} is not valid Unicode (it holds a lone surrogate): send real text"
-            ) from e
+            raise ApiError(400, str(e), param="prompt_name") from e
 
     def info(self) -> dict[str, Any]:
         e, m = self.model, self.model.manifest
         return {
             "model": self.config.model_name,
             "model_id": self.config.model_name,
+            "served_model_names": list(self.config.served_names),
             "version": __version__,
             "kind": m.kind.value,
             "architecture": m.source.get("architecture"),
@@ -210,7 +209,7 @@ def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
 
     async def embeddings(request: Request) -> Response:
         with state.batcher.arriving():  # a batch forming now waits for this request
-            req = parse_openai(await read_json(request), **limits)
+            req = parse_openai(await read_json(request), **limits, model_names=config.served_names)
             tok = await state.prepare(req)
         vectors = await state.run(req, tok)
         body = openai_body(vectors, req.base64, config.model_name, int(tok.lengths.sum()), req.packed)
@@ -233,8 +232,8 @@ def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
         return _plain_json(state.info())
 
     async def models(request: Request) -> Response:
-        model = {"id": config.model_name, "object": "model", "created": 0, "owned_by": "embedrt"}
-        return _plain_json({"object": "list", "data": [model]})
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "embedrt"} for name in config.served_names]
+        return _plain_json({"object": "list", "data": data})
 
     async def metrics(request: Request) -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)

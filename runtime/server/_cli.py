@@ -50,6 +50,18 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model-name", default=None, help="model id the API reports (default: from the bundle)")
     p.add_argument(
+        "--served-model-name",
+        dest="aliases",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name OpenAI requests may give as 'model' (repeatable); any other name gets 404 "
+        "model_not_found, as OpenAI answers",
+    )
+    p.add_argument(
+        "--no-verify", action="store_true", help="skip the sha256 check of the bundle's files and manifest"
+    )
+    p.add_argument(
         "--api-key",
         default=None,
         help=f"require 'Authorization: Bearer KEY' on every endpoint but /health (default: ${API_KEY_ENV})",
@@ -114,6 +126,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace, source: dict[str, Any]) -> ServerConfig:
     return ServerConfig(
         model_name=args.model_name or default_model_name(source, Path(args.bundle)),
+        aliases=tuple(args.aliases),
         batching=args.batching,
         max_batch_tokens=args.max_batch_tokens,
         batch_size=args.batch_size,
@@ -140,7 +153,7 @@ def run_serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     log = logging.getLogger("embedrt.server")
-    model = load_model(args.bundle, device=args.device, threads=args.threads)  # the bundle's kind picks the class
+    model = load_model(args.bundle, device=args.device, threads=args.threads, verify=not args.no_verify)  # the bundle's kind picks the class
     config = config_from_args(args, model.manifest.source)
     if not _is_loopback(args.host) and config.api_key is None:
         log.warning(

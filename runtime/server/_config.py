@@ -21,6 +21,7 @@ class ServerConfig:
     """
 
     model_name: str = "embedrt"
+    aliases: tuple[str, ...] = ()  # more names OpenAI requests may give as `model` (--served-model-name)
     batching: bool = True
     max_batch_tokens: int = 8192  # tokens of all requests merged into one batch
     batch_size: int = 32  # most rows per ONNX Runtime run inside a merged batch
@@ -53,11 +54,18 @@ class ServerConfig:
             raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s!r}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must be a non-empty string or None")
+        if not all(isinstance(a, str) and a for a in self.aliases):
+            raise ValueError(f"aliases must be non-empty strings, got {self.aliases!r}")
+
+    @property
+    def served_names(self) -> tuple[str, ...]:
+        """The names an OpenAI request's ``model`` may take: the model's own, then its aliases."""
+        return tuple(dict.fromkeys((self.model_name, *self.aliases)))
 
     def limits(self) -> dict[str, Any]:
         """What /info shows: every setting but the key."""
         return {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("api_key", "model_name")
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("api_key", "model_name", "aliases")
         }
 
 

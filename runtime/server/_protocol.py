@@ -83,14 +83,29 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
 
 
 def parse_openai(
-    data: dict[str, Any], *, dimension: int, max_inputs: int, auto_truncate: bool
+    data: dict[str, Any],
+    *,
+    dimension: int,
+    max_inputs: int,
+    auto_truncate: bool,
+    model_names: tuple[str, ...] = (),
 ) -> EmbedRequest:
+    """``model_names``: the names ``model`` may take (the served model's and its aliases); empty: any."""
     if "input" not in data:
-        raise ApiError(400, "'input' is required: a string or a list of strings", param="input")
-    texts = _texts(data["input"], "input", max_inputs)
+        hint = " (this body has 'inputs', the TEI field: send it to /embed, or rename it)" if "inputs" in data else ""
+        raise ApiError(400, f"'input' is required: a string or a list of strings{hint}", param="input")
     model = data.get("model")
     if model is not None and not isinstance(model, str):
         raise ApiError(400, f"'model' must be a string, got {_json_type(model)}", param="model")
+    if model is not None and model_names and model not in model_names:
+        raise ApiError(
+            404,
+            f"the model {model!r:.100} is not served here: this server serves {list(model_names)} "
+            "(send one of those names, or leave 'model' out)",
+            param="model",
+            code="model_not_found",
+        )
+    texts = _texts(data["input"], "input", max_inputs)
     fmt = data.get("encoding_format")
     if fmt is None:
         fmt = "float"
@@ -123,7 +138,8 @@ def parse_openai(
 
 def parse_tei(data: dict[str, Any], *, dimension: int, max_inputs: int, auto_truncate: bool) -> EmbedRequest:
     if "inputs" not in data:
-        raise ApiError(422, "'inputs' is required: a string or a list of strings", param="inputs")
+        hint = " (this body has 'input', the OpenAI field: send it to /v1/embeddings, or rename it)" if "input" in data else ""
+        raise ApiError(400, f"'inputs' is required: a string or a list of strings{hint}", param="inputs")
     direction = data.get("truncation_direction")
     if direction is not None and (not isinstance(direction, str) or direction.lower() != "right"):
         raise ApiError(
@@ -159,25 +175,22 @@ def _texts(value: object, name: str, max_inputs: int) -> list[str]:
             param=name,
             code="too_many_inputs",
         )
-    for i, item in enumerate(value):
-        if isinstance(item, str):
-            continue
-        if _is_token_ids(item) or (i == 0 and _is_token_ids(value)):
-            raise ApiError(
-                400,
-                f"'{name}' holds token ids: this server takes text only, send strings",
-                param=name,
-                code="token_ids_not_supported",
-            )
-        raise ApiError(400, f"'{name}[{i}]' must be a string, got {_json_type(item)}", param=name)
-    return value
+    bad = next((i for i, item in enumerate(value) if not isinstance(item, str)), None)
+    if bad is None:
+        return value
+    # OpenAI's token-id forms: one list of ints, or a list of such lists. A list of strings with a
+    # stray number is a mistake in one item, and its message names that item.
+    if _is_token_ids(value) or all(_is_token_ids(item) for item in value):
+        raise ApiError(
+            400,
+            f"'{name}' holds token ids: this server takes text only, send strings",
+            param=name,
+            code="token_ids_not_supported",
+        )
+    raise ApiError(400, f"'{name}[{bad}]' must be a string, got {_json_type(value[bad])}", param=name)
 
 
 def _is_token_ids(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
     return (
         isinstance(value, list)
         and bool(value)
