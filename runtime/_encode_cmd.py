@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._lines import DECODE_ERRORS, STDIN, read_lines, refuse_structured
+from ._lines import DECODE_ERRORS, STDIN, STRUCTURED, read_lines
 
 _TOKENIZE_CHUNK = 8192  # texts per tokenizer call when progress is shown (each call is parallel inside)
 
@@ -25,14 +25,19 @@ def add_encode_parser(sub: Any) -> None:
     p = sub.add_parser(
         "encode",
         help="embed texts (one per line) to .npy, .parquet or .jsonl",
-        description="Embed one text per line from FILE (or - for stdin), read as UTF-8. The output format "
+        description="Embed one text per line from FILE (or - for stdin), read as UTF-8, or the --text-column "
+        "of a .jsonl, .csv, .tsv or .parquet file (needs embedrt[dataset]). The output format "
         "follows the extension of -o: .npy (float32 [n, dim]), .parquet (columns text, embedding) or "
-        ".jsonl; sparse bundles write .jsonl rows of text, indices, values. Files with columns (.jsonl, .json, .csv, .tsv, .parquet) are refused: extract the text "
-        "column to one text per line first.",
+        ".jsonl; sparse bundles write .jsonl rows of text, indices, values. For a whole corpus (ids, "
+        "resumable, bounded memory) use embed-dataset.",
     )
     p.add_argument("bundle")
     p.add_argument("input", nargs="?", default=STDIN, help="text file, one text per line; - reads stdin")
     p.add_argument("-o", "--output", required=True, help="OUT.npy, OUT.parquet or OUT.jsonl")
+    p.add_argument(
+        "--text-column", default="text",
+        help="the column holding the texts in .jsonl, .csv, .tsv and .parquet inputs (default: text)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--max-batch-tokens", type=int, default=16384,
@@ -95,7 +100,11 @@ def run_encode(args: argparse.Namespace) -> int:
     from ._io import check_output_path
 
     out = check_output_path(Path(args.output))
-    refuse_structured(args.input)
+    if _structured(args.input) and args.errors != "strict":
+        raise ValueError(
+            f"--errors {args.errors} applies to plain-text input; in {args.input} a row whose bytes are not "
+            "UTF-8 is named as a bad row (embed-dataset --on-error skip|null passes over such rows)"
+        )
     if isinstance(args.batch_size, bool) or args.batch_size < 1:
         raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size!r}")
     run = _Run(out)
@@ -118,7 +127,10 @@ def _encode(args: argparse.Namespace, run: _Run) -> None:
     name = "stdin" if args.input == STDIN else args.input
     say(f"reading {name}")
     t0 = time.perf_counter()
-    texts = read_lines(args.input, keep_blank=True, errors=args.errors, log=_log)
+    if _structured(args.input):
+        texts = _read_column(args.input, args.text_column)
+    else:
+        texts = read_lines(args.input, keep_blank=True, errors=args.errors, log=_log)
     run.total = len(texts)
     say(f"read {len(texts)} texts in {time.perf_counter() - t0:.1f} s; loading {args.bundle}")
     run.stage = "loading the bundle"
@@ -161,6 +173,21 @@ def _encode_sparse(args: argparse.Namespace, run: _Run, texts: list[str]) -> Non
     write_sparse(run.out, texts, vectors)
     _log(f"wrote {len(texts)} sparse vectors ({vectors.nnz / max(len(texts), 1):.0f} active dimensions each) "
          f"to {run.out}")
+
+
+def _structured(path: str) -> bool:
+    return path != STDIN and Path(path).suffix.lower() in STRUCTURED
+
+
+def _read_column(path: str, column: str) -> list[str]:
+    """The texts of a file with columns, read by the corpus job's readers (pyarrow)."""
+    try:
+        from .dataset._texts import read_texts
+    except ImportError as e:
+        raise ImportError(
+            f'reading {path} needs pyarrow: pip install "embedrt[dataset]" (from a clone: pip install ".[dataset]")'
+        ) from e
+    return read_texts(path, column)
 
 
 def _tokenize(model: Any, texts: list[str], prompt_name: str | None, run: _Run, show: bool) -> Any:

@@ -2,8 +2,8 @@
 
 Undecodable bytes are an error naming the file (or stdin), the line and the column, unless the user
 chose ``errors="replace"`` (U+FFFD) or ``"ignore"`` (dropped), as Python's codecs name them; then
-the lines touched are counted and reported. Files in structured formats are refused by extension:
-read line by line they would embed raw JSON, CSV rows or Parquet bytes as texts.
+the lines touched are counted and reported. Files in formats with columns (``STRUCTURED``) are never
+read here: line by line they would embed raw JSON, CSV rows or Parquet bytes as texts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 DECODE_ERRORS = ("strict", "replace", "ignore")
 STDIN = "-"
 
-# Extensions of formats that hold texts in a column: never read as one text per line.
+# Extensions of formats that hold texts in a column: read by column (the corpus job's readers), never by line.
 STRUCTURED = {
     ".jsonl": "JSON Lines",
     ".ndjson": "JSON Lines",
@@ -25,19 +25,6 @@ STRUCTURED = {
     ".tsv": "TSV",
     ".parquet": "Parquet",
 }
-
-
-def refuse_structured(path: str) -> None:
-    """``ValueError`` for an input file whose extension names a format with columns."""
-    if path == STDIN:
-        return
-    kind = STRUCTURED.get(Path(path).suffix.lower())
-    if kind is not None:
-        raise ValueError(
-            f"{path} is a {kind} file, and `embedrt encode` reads plain text, one text per line (.txt or "
-            f"stdin): it would embed each raw line or byte as a text. Write the text column to a .txt file, "
-            f"one text per line, and encode that (for JSON Lines: jq -r .text {path} > texts.txt)"
-        )
 
 
 def read_lines(

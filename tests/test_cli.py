@@ -76,13 +76,45 @@ def test_version() -> None:
     assert out.returncode == 0 and out.stdout.startswith("embedrt 0.") and "onnxruntime" in out.stdout
 
 
-@pytest.mark.parametrize("name", ["in.jsonl", "in.JSON", "in.csv", "in.tsv", "in.parquet", "in.ndjson"])
-def test_encode_refuses_files_with_columns(tiny_bert_bundle: Path, tmp_path: Path, capsys, name: str) -> None:  # type: ignore[no-untyped-def]
-    (tmp_path / name).write_text('{"text": "A man is eating food."}\n', encoding="utf-8")
+def _write_table(path: Path, rows: list[dict]) -> None:  # type: ignore[type-arg]
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.suffix in (".jsonl", ".ndjson"):
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    elif path.suffix in (".csv", ".tsv"):
+        with path.open("w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t" if path.suffix == ".tsv" else ",")
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+@pytest.mark.parametrize("name", ["in.jsonl", "in.ndjson", "in.csv", "in.tsv", "in.parquet"])
+def test_encode_reads_the_text_column_of_files_with_columns(tiny_bert_bundle: Path, tmp_path: Path, name: str) -> None:
+    texts = ["A man is eating food.", "", "a, \"quoted\"\nline", "대한민국"]
+    _write_table(tmp_path / name, [{"id": i, "body": t} for i, t in enumerate(texts)])
     out = tmp_path / "o.npy"
-    assert main(["encode", str(tiny_bert_bundle), str(tmp_path / name), "-o", str(out)]) == 2
+    args = ["encode", str(tiny_bert_bundle), str(tmp_path / name), "-o", str(out), "--text-column", "body"]
+    assert main([*args, "--no-progress"]) == 0
+    np.testing.assert_allclose(np.load(out), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
+
+
+def test_encode_of_files_with_columns_names_bad_rows(tiny_bert_bundle: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "fine"}\n{"text": null}\n', encoding="utf-8")
+    out = tmp_path / "o.npy"
+    assert main(["encode", str(tiny_bert_bundle), str(src), "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert name in err and "one text per line" in err and not out.exists()
+    assert f"{src} line 2" in err and "null" in err and "--on-error" in err and not out.exists()
+    assert main(["encode", str(tiny_bert_bundle), str(src), "-o", str(out), "--text-column", "body"]) == 2
+    assert "body" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "in.json").write_text('[{"text": "a"}]', encoding="utf-8")
+    assert main(["encode", str(tiny_bert_bundle), str(tmp_path / "in.json"), "-o", str(out)]) == 2
+    assert ".jsonl" in capsys.readouterr().err and not out.exists()
 
 
 def test_encode_reads_txt_and_other_extensions_line_by_line(tiny_bert_bundle: Path, tmp_path: Path) -> None:

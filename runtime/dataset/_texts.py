@@ -1,0 +1,33 @@
+"""Every text of a file with columns, in file order, for ``embedrt encode`` (all of it in memory:
+for corpora use ``embed_dataset``). The same readers as the corpus job: a bad row is an error
+naming its file, line (or Parquet row) and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._readers import BAD, FILE_KEY, LINE, POSITION_KEY, TEXT, read_part
+from ._sources import InputError, InputFormat, plan_input
+
+_ROWS_PER_PART = 65536
+
+
+def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
+    """The ``text_column`` of a .jsonl / .csv / .tsv / .parquet file (or .txt lines), every row, in order."""
+    plan = plan_input(path, _ROWS_PER_PART, text_column=text_column, id_column=None, keep_columns=())
+    texts: list[str] = []
+    for part in plan.parts:
+        table = read_part(plan, part, text_column, None, ())
+        reasons = table.column(BAD).to_pylist()
+        bad = next((i for i, r in enumerate(reasons) if r is not None), None)
+        if bad is not None:
+            meta = table.schema.metadata or {}
+            where = f"{meta.get(FILE_KEY, b'').decode()} {meta.get(POSITION_KEY, b'line').decode()} "
+            where += str(table.column(LINE)[bad].as_py())
+            column = "" if plan.format is InputFormat.TXT else f" (text column {text_column!r})"
+            raise InputError(
+                f"bad row in {where}{column}: {reasons[bad]}. Fix the input, or embed it with "
+                f"`embedrt embed-dataset`, whose --on-error skip|null passes over such rows and records them"
+            )
+        texts.extend(table.column(TEXT).to_pylist())
+    return texts
