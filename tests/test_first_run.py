@@ -85,7 +85,7 @@ def test_quickstart_is_quick_and_installs_what_its_next_steps_use() -> None:
     text = (REPO / "examples/quickstart.sh").read_text()
     validate = next(line for line in text.splitlines() if line.startswith("embedrt validate"))
     assert "--no-gate" in validate  # export ran the 1000-text gate already
-    assert '".[export,parquet,server]"' in text and "embedrt serve" in text
+    assert '".[export,dataset,parquet,server]"' in text and "embedrt serve" in text and "embed-dataset" in text
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
@@ -97,7 +97,7 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 
 def test_readme_install_table_shows_the_from_a_clone_form() -> None:
     table = README.split("## Installing")[1].split("\n\n")[1]
-    for extra in ("export", "server", "parquet"):
+    for extra in ("export", "server", "parquet", "dataset", "ray"):
         assert f'pip install "embedrt[{extra}]"' in table and f'pip install ".[{extra}]"' in table
 
 
