@@ -118,6 +118,7 @@ def export_model(
         say(f"wrote opset {written.opset} with the {written.exporter.value} exporter"
             + (", weights in model.onnx.data (external data)" if written.external_data else "")
             + (f"; {written.static_reshapes} Reshapes given constant target shapes" if written.static_reshapes else ""))
+        inputs = _used_inputs(fp32_dir / MODEL_NAME, inputs, say)
         job = _Job(spec, model, hf_tok, inputs, prec, optimize, written, validate_texts, gate_texts, gate_thresholds, say)
         manifest = job.run(fp32_dir, bundle, _int8_recipes(int8_method) if prec is Precision.INT8 else [None])
         write_manifest(bundle, manifest)
@@ -205,6 +206,18 @@ class _Job:
         self.say(f"gate: mean cosine {gate['mean_cos']:.6f}, min {gate['min_cos']:.6f}, "
                  f"top-10 agreement {gate['topk']:.4f}: passed")
         return report
+
+
+def _used_inputs(path: Path, inputs: list[str], say: Log) -> list[str]:
+    """``inputs`` less those the exporter dropped from the graph (DeBERTa without token types takes no
+    ``token_type_ids``): the manifest lists what the graph takes."""
+    import onnx
+
+    taken = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
+    dropped = [n for n in inputs if n not in taken]
+    if dropped:
+        say(f"the model does not use {dropped}: the graph takes {[n for n in inputs if n in taken]}")
+    return [n for n in inputs if n in taken]
 
 
 def _validation_embedder(bundle: Path, precision: Precision, say: Log) -> Embedder:
