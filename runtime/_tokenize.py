@@ -114,6 +114,13 @@ def pad_batch(
     tok: Tokenized, rows: np.ndarray, pad_id: int, with_type_ids: bool, left: bool = False
 ) -> dict[str, np.ndarray]:
     """Inputs for the rows ``rows`` of ``tok``, padded to the longest of them (on the left with ``left``)."""
+    if len(rows) == 1 and tok.lengths[rows[0]] > 0:  # one text (batch-1 latency): nothing to pad
+        i = int(rows[0])
+        ids = np.asarray(tok.ids[i], dtype=np.int64).reshape(1, -1)
+        one = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        if with_type_ids:
+            one["token_type_ids"] = np.asarray(tok.type_ids[i], dtype=np.int64).reshape(1, -1)
+        return one
     lengths = tok.lengths[rows]
     width = max(int(lengths.max()), 1)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
