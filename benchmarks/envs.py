@@ -125,7 +125,7 @@ def system_specs(
         )
         if path is None:
             notes[name] = note
-    ov_bundle, note = prepare.bundle(src, "fp32")
+    ov_bundle, note = prepare.bundle(src, prepare.PLAIN)
     specs.append(
         {
             "name": "embedrt-ov-bf16",

@@ -43,7 +43,7 @@ def encoder_onnx(src: Path, out: Path = ARTIFACTS / "encoder") -> Path:
         return out
     import onnx.utils
 
-    fp32, note = bundle(src, "fp32")
+    fp32, note = bundle(src, PLAIN)
     if fp32 is None:
         raise RuntimeError(f"no fp32 bundle to cut the encoder from: {note}")
     inputs = [i.name for i in onnx.load(str(fp32 / "model.onnx"), load_external_data=False).graph.input]
@@ -68,12 +68,15 @@ def ct2_model(src: Path, python: Path, out: Path = ARTIFACTS / "ct2-int8") -> Pa
 
 # Settings of embedrt that the suite benchmarks: name -> keyword arguments for export_model.
 BUNDLE_SETTINGS: dict[str, dict[str, Any]] = {
-    "fp32": {},
-    "fp32-opt": {"optimize": True},
-    "int8": {"precision": "int8"},
-    "int8-opt": {"precision": "int8", "optimize": True},
+    "fp32": {},  # the default: attention fused into the flash-attention graph
+    "fp32-unfused": {"optimize": False},
+    "int8": {"precision": "int8"},  # the default: smoothed u8s8, pair-limited weights, flash attention
+    "int8-unfused": {"precision": "int8", "optimize": False},
     "int8-nbits": {"precision": "int8", "int8_method": "nbits"},
 }
+# Graphs for other runtimes (OpenVINO, fastembed) and the OpenVINO provider: plain ONNX ops, no
+# onnxruntime contrib ops.
+PLAIN = "fp32-unfused"
 
 
 def bundle(src: Path, setting: str) -> tuple[Path | None, str]:

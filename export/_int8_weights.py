@@ -37,7 +37,10 @@ class WeightRange(str, Enum):
 
 
 def quantize_columns(
-    w: np.ndarray, weight_range: WeightRange | str, row_weight: np.ndarray | None = None, per_tensor: bool = False
+    w: np.ndarray,
+    weight_range: WeightRange | str,
+    row_weight: np.ndarray | None = None,
+    per_tensor: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(q, scale)``: int8 ``q`` [K, N] and float32 ``scale`` [N] (or [1] with ``per_tensor``), ``w ≈ q * scale``.
 

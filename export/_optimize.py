@@ -60,10 +60,22 @@ _LAYER_FUSIONS = (
 )
 
 
-def optimize_graph(fp32_path: Path, out_path: Path, config: dict[str, Any]) -> dict[str, Any]:
+# What ``attention_only`` leaves out: on the CPU provider these fused kernels were slower than the
+# plain ops they replace (fp32, AVX2, one thread, CPU time: SkipLayerNormalization 0.96x at 16 and
+# 128 tokens; BiasGelu is made by onnxruntime's own session fusions anyway). benchmarks/results/NOTES.md
+_NOT_ATTENTION = (
+    "enable_skip_layer_norm", "enable_bias_skip_layer_norm", "enable_embed_layer_norm", "enable_bias_gelu",
+    "enable_gelu",
+)  # fmt: skip
+
+
+def optimize_graph(
+    fp32_path: Path, out_path: Path, config: dict[str, Any], *, attention_only: bool = False
+) -> dict[str, Any]:
     """Fuse ``fp32_path`` into ``out_path``; return the manifest's record (counts per fused op).
 
     ``config`` is the Hugging Face config (``model_type``, ``num_attention_heads``, ``hidden_size``).
+    ``attention_only``: fuse attention, leave layer norms and GELU as they are.
     Raises ``UnsupportedModelError`` when nothing in the transformer layers fuses.
     """
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -76,6 +88,8 @@ def optimize_graph(fp32_path: Path, out_path: Path, config: dict[str, Any]) -> d
     options = FusionOptions(opt_type)
     # The mask is consumed by the folded pooling too: keep it as the 0/1 tensor the graph was given.
     options.use_raw_attention_mask(True)
+    for name in _NOT_ATTENTION if attention_only else ():
+        setattr(options, name, False)
     before = Counter(n.op_type for n in onnx.load(str(fp32_path), load_external_data=False).graph.node)
     optimized = optimize_model(
         str(fp32_path), model_type=opt_type, num_heads=heads, hidden_size=hidden,
@@ -91,9 +105,8 @@ def optimize_graph(fp32_path: Path, out_path: Path, config: dict[str, Any]) -> d
             f"--optimize: onnxruntime's optimizer fused nothing in the transformer layers of this "
             f"{model_type!r} graph (as {opt_type!r}; fused: {counts or 'none'}). Export without --optimize."
         )
-    not_fused = [
-        op for op in ("Attention", "SkipLayerNormalization", "EmbedLayerNormalization") if not counts.get(op)
-    ]
+    wanted = ("Attention",) if attention_only else ("Attention", "SkipLayerNormalization", "EmbedLayerNormalization")
+    not_fused = [op for op in wanted if not counts.get(op)]
     optimized.save_model_to_file(str(out_path), use_external_data_format=needs_external(model))
     return {
         "optimizer": "onnxruntime.transformers",
@@ -101,6 +114,7 @@ def optimize_graph(fp32_path: Path, out_path: Path, config: dict[str, Any]) -> d
         "num_heads": heads,
         "hidden_size": hidden,
         "fused_ops": counts,
+        "attention_only": attention_only,
         "not_fused": not_fused,
         "nodes_before": sum(before.values()),
         "nodes_after": sum(after.values()),

@@ -95,6 +95,7 @@ def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
     """Every quantizable node with a constant weight, classified, in topological order."""
     weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
     after_pooling = downstream_of(model, POOLING_OPS)
+    attention_inputs = _attention_inputs(model)
     sites: list[MatMulSite] = []
     layer = 0
     for node in model.graph.node:
@@ -105,6 +106,8 @@ def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
             kind = "head"
         elif node.op_type == "Attention":
             kind = "attn_qkv"
+        elif node.output[0] in attention_inputs:
+            kind = "attn_proj"  # Q/K/V of a MultiHeadAttention (Q and K one column wider per head)
         elif len(shape) == 2 and shape[0] < shape[1]:
             kind = "ffn_in"
         elif len(shape) == 2 and shape[0] > shape[1]:
@@ -117,6 +120,22 @@ def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
     return sites
 
 
+def _attention_inputs(model: onnx.ModelProto) -> set[str]:
+    """Tensors that reach a MultiHeadAttention's query, key or value through Adds only."""
+    produced = {o: n for n in model.graph.node for o in n.output}
+    out: set[str] = set()
+    todo = [i for n in model.graph.node if n.op_type == "MultiHeadAttention" for i in n.input[:3] if i]
+    while todo:
+        t = todo.pop()
+        if t in out:
+            continue
+        out.add(t)
+        node = produced.get(t)
+        if node is not None and node.op_type == "Add":
+            todo.extend(node.input)
+    return out
+
+
 def quantize_int8(
     fp32_path: Path,
     out_path: Path,
@@ -127,12 +146,15 @@ def quantize_int8(
 ) -> dict[str, Any]:
     """Write the int8 graph of ``fp32_path`` to ``out_path``; return what the manifest records.
 
-    ``calibration`` (batches of graph inputs) is needed by ``method="smooth"`` only.
+    ``calibration`` (batches of graph inputs) is needed by ``method="smooth"`` only. ``fused``: the
+    graph holds onnxruntime contrib operators (no ONNX type inference through them); found out from
+    the graph when not said.
     """
     if recipe.method not in METHODS:
         raise ValueError(f"invalid int8 method {recipe.method!r}: expected one of {METHODS}")
     WeightRange(recipe.weight_range)  # a bad value fails before any work
     model = onnx.load(str(fp32_path))
+    fused = fused or any(n.domain == "com.microsoft" for n in model.graph.node)
     _name_unnamed(model)
     sites = find_sites(model)
     if not any(s.kind in ("ffn_in", "ffn_out") for s in sites):

@@ -108,11 +108,16 @@ def smooth_model(
         })  # fmt: skip
         if alpha is None:
             continue
-        inv_name, smoothed = f"embedrt_smooth_inv_{k}", f"{tensor}_embedrt_smoothed"
-        model.graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inv_name))
         for node, mat in zip(group, mats, strict=True):
             rescaled = (scale.reshape((-1,) + (1,) * (mat.ndim - 1)) * mat).astype(np.float32)
             weights[node.input[1]].CopyFrom(numpy_helper.from_array(rescaled, node.input[1]))
+        if _fold_into_value(model, tensor, scale, len(group), uses, weights, chosen):
+            record[-1]["divided_in"] = "value projection"
+            continue
+        record[-1]["divided_in"] = "Mul"
+        inv_name, smoothed = f"embedrt_smooth_inv_{k}", f"{tensor}_embedrt_smoothed"
+        model.graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inv_name))
+        for node in group:
             node.input[0] = smoothed
         first = min(order[id(n)] for n in group)
         model.graph.node.insert(first, helper.make_node("Mul", [tensor, inv_name], [smoothed], name=f"EmbedrtSmooth_{k}"))
@@ -128,6 +133,48 @@ def smooth_model(
         },
         chosen,
     )
+
+
+def _producer(model: onnx.ModelProto, tensor: str) -> onnx.NodeProto | None:
+    return next((n for n in model.graph.node if tensor in n.output), None)
+
+
+def _fold_into_value(
+    model: onnx.ModelProto, tensor: str, scale: np.ndarray, consumers: int, uses: dict[str, int],
+    weights: dict[str, onnx.TensorProto], chosen: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> bool:  # fmt: skip
+    """Divide by ``scale`` inside the value projection instead of with a ``Mul``, where exact.
+
+    An attention output is ``softmax(q.k) . v`` per head, linear in ``v``: dividing its channel ``j``
+    by ``s_j`` is dividing column ``j`` of the value projection (and its bias). Done when ``tensor``
+    is a ``MultiHeadAttention`` output read only by the group, and its value is ``x @ W (+ b)`` with
+    constants used nowhere else. Post-LN encoders give the layer-norm outputs a second reader (the
+    residual), so the other groups keep their ``Mul``. Returns whether it folded.
+    """
+    mha = _producer(model, tensor)
+    if mha is None or mha.op_type != "MultiHeadAttention" or len(mha.input) < 3 or uses.get(tensor) != consumers:
+        return False
+    value, bias = mha.input[2], None
+    node = _producer(model, value)
+    if node is not None and node.op_type == "Add" and uses.get(value) == 1:
+        consts = [i for i in node.input if i in weights]
+        rest = [i for i in node.input if i not in weights]
+        if len(consts) != 1 or len(rest) != 1 or uses.get(consts[0]) != 1 or uses.get(rest[0]) != 1:
+            return False
+        bias, node = consts[0], _producer(model, rest[0])
+    if node is None or node.op_type != "MatMul" or node.input[1] not in weights or uses.get(node.input[1]) != 1:
+        return False
+    w = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
+    if w.shape[-1] != scale.size:
+        return False
+    weights[node.input[1]].CopyFrom(numpy_helper.from_array((w / scale).astype(np.float32), node.input[1]))
+    if bias is not None:
+        b = numpy_helper.to_array(weights[bias]).astype(np.float32)
+        weights[bias].CopyFrom(numpy_helper.from_array((b / scale).astype(np.float32), bias))
+    if node.name in chosen:  # per-column int8 levels do not change when a column is scaled: only its scale
+        q, qscale = chosen[node.name]
+        chosen[node.name] = (q, (qscale / scale).astype(np.float32))
+    return True
 
 
 class _Stats:

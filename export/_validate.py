@@ -175,14 +175,18 @@ def quality_gate(
     texts: list[str],
     thresholds: dict[str, float] | None = None,
     log: Callable[[str], None] | None = None,
+    reference: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The measured gate (>= 1000 texts): mean/min cosine and top-10 neighbour agreement against
     PyTorch fp32, with the thresholds of the bundle's precision or of the provider's precision hint.
-    ``log`` hears the progress of each side (minutes on a small CPU)."""
+    ``log`` hears the progress of each side (minutes on a small CPU). ``reference``: the PyTorch
+    embeddings of ``texts`` when already computed (an export gating several variants computes them once)."""
     t0 = time.perf_counter()
-    ref, _ = reference_embeddings(
-        model, hf_tokenizer, texts, embedder.max_seq_length, batch_size=32, log=log, by_length=True
-    )
+    if reference is None:
+        reference, _ = reference_embeddings(
+            model, hf_tokenizer, texts, embedder.max_seq_length, batch_size=32, log=log, by_length=True
+        )
+    ref = reference
     progress = Progress(log or quiet, f"bundle ({embedder.manifest.precision.value} on {embedder.device.value})",
                         len(texts))  # fmt: skip
     parts = []

@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from embedrt._errors import UnsupportedModelError
 from embedrt._types import Precision, parse
 
+from ._flash import flash_attention
 from ._fp16 import convert_fp16
 from ._optimize import fused_counts, optimize_graph
 from ._quantize import RECIPE, Int8Recipe, quantize_int8
@@ -28,7 +30,7 @@ def apply_variant(
     fp32_path: Path,
     out_path: Path,
     precision: Precision | str,
-    optimize: bool,
+    optimize: bool | None,
     info: dict[str, Any],
     *,
     int8_recipe: Int8Recipe | None = None,
@@ -37,28 +39,59 @@ def apply_variant(
     """Write the ``precision`` (and, with ``optimize``, fused) graph of ``fp32_path`` to ``out_path``.
 
     ``info`` carries ``spec`` (the ``SourceSpec``, whose ``config`` names heads and hidden size) or
-    a plain ``config`` dict. ``int8_recipe`` defaults to ``_quantize.RECIPE``; ``calibration``
+    a plain ``config`` dict, and may carry ``fusion`` (the architecture's optimizer type; ``None``:
+    onnxruntime's optimizer has no patterns for it). ``optimize=None`` fuses attention where the
+    architecture fuses (CPU precisions; fp16 stays unfused) and records why not where it does not;
+    ``True`` applies every onnxruntime fusion and fails where nothing fuses. On the CPU precisions
+    fused attention is rewritten for the flash kernel (``_flash``).
+    ``int8_recipe`` defaults to ``_quantize.RECIPE``; ``calibration``
     (batches of graph inputs) is what its ``smooth`` method calibrates on. Returns ``{"precision", "optimize", "fused_ops", "quantization" | "fp16"}``.
     """
     prec = parse(Precision, precision, "precision")
     config = _config(info)
-    record: dict[str, Any] = {"precision": prec.value, "optimize": bool(optimize)}
+    cpu = prec is not Precision.FP16  # fp16 is for CUDA, whose fused kernels are all worth having
+    fuse = optimize if optimize is not None else cpu
+    record: dict[str, Any] = {"precision": prec.value, "optimize": fuse}
+    if optimize is None and fuse and "fusion" in info and info["fusion"] is None:
+        fuse = False
+        record.update(optimize=False, fusion={"skipped": f"architecture {config.get('model_type')!r}: "
+                                              "onnxruntime's optimizer has no fusion patterns for its layers"})  # fmt: skip
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".variant.") as tmp:
         src = Path(fp32_path)
-        if optimize:
+        if fuse:
             fused = Path(tmp) / "fused.onnx"
-            record["fusion"] = optimize_graph(src, fused, config)
-            src = fused
+            try:
+                record["fusion"] = optimize_graph(src, fused, config, attention_only=optimize is None)
+            except UnsupportedModelError as e:
+                if optimize:  # asked for explicitly: no silent pass-through
+                    raise
+                record.update(optimize=False, fusion={"skipped": str(e)})
+            else:
+                if cpu:
+                    record["attention"] = _flash(fused)
+                src = fused
         if prec is Precision.INT8:
             with without_preprocess_notice():
                 record["quantization"] = quantize_int8(
-                    src, out_path, int8_recipe or RECIPE, fused=optimize, calibration=calibration
+                    src, out_path, int8_recipe or RECIPE, fused=bool(record["optimize"]), calibration=calibration
                 )
         elif prec is Precision.FP16:
             record["fp16"] = convert_fp16(src, out_path)
         else:
             _copy_graph(src, out_path)
-    record["fused_ops"] = fused_counts(out_path) if optimize else {}
+    record["fused_ops"] = fused_counts(out_path) if record["optimize"] else {}
+    return record
+
+
+def _flash(path: Path) -> dict[str, Any]:
+    import onnx
+
+    from ._graph import needs_external
+    from ._onnx import save_model
+
+    model = onnx.load(str(path))
+    record = flash_attention(model)
+    save_model(model, path, needs_external(model))
     return record
 
 

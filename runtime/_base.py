@@ -21,13 +21,17 @@ from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, check_graph, load_man
 from ._errors import BundleError, EmbedrtError, ProviderWarning
 from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
 from ._progress import EncodeProgress
-from ._session import available_cpus, check_precision_hint, create_session
+from ._session import available_cpus, check_precision_hint, create_session, provider_available
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, token_batches
 from ._types import MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
 
 # Padded tokens per model run (rows x the batch's longest row). 32 texts of 512 tokens fit; a
 # document of several thousand tokens runs with few others, so one long input cannot blow memory.
 DEFAULT_MAX_BATCH_TOKENS = 16384
+# onnxruntime's own session fusion of Add + LayerNormalization into SkipLayerNormalization made int8
+# graphs slower on the CPU provider (all-MiniLM-L6-v2, AVX2, one thread, CPU time: 1.07-1.31x
+# faster without it at 16-256 tokens; fp32 within noise): int8 sessions keep the two ops.
+INT8_UNFUSED = ["SkipLayerNormFusion"]
 
 
 class BundleModel:
@@ -79,11 +83,18 @@ class BundleModel:
             )
         self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
         self.precision_hint = check_precision_hint(self.device, precision_hint)
+        if self.device is Device.OPENVINO and self.manifest.optimizations.get("optimize") and provider_available(self.device):
+            # fused graphs hold onnxruntime contrib ops OpenVINO lacks: the graph would be split
+            raise BundleError(
+                f"bundle {str(self.path)!r} is fused (onnxruntime contrib operators, which OpenVINO cannot run); "
+                "for device 'openvino' export it with --no-optimize (optimize=False)"
+            )
         self.int8_plan: Int8Plan | None = self._int8_plan()
         try:
             self.session = create_session(
                 self.path / MODEL_NAME, self.device, self.threads, provider_options, precision_hint=precision_hint,
                 memory_arena=memory_arena, session_config=self.int8_plan.session_config() if self.int8_plan else None,
+                disabled_optimizers=INT8_UNFUSED if self.int8_plan else None,
             )
         except EmbedrtError:
             raise

@@ -24,8 +24,18 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
     not_fused = (opt.get("fusion") or {}).get("not_fused")
     if not_fused:
         rows.append(("not fused", ", ".join(not_fused)))
+    skipped = (opt.get("fusion") or {}).get("skipped")
+    if skipped:
+        rows.append(("fusion skipped", str(skipped)[:200]))
+    attention = opt.get("attention")
+    if attention:
+        kept = attention.get("kept_packed") or []
+        rows.append(("flash attention", f"{attention.get('flash_attention')} layers" + (f", {len(kept)} kept packed" if kept else "")))
     for attempt in opt.get("fallback_from") or []:
-        rows.append(("int8 fallback", _fallback_row(attempt, q=opt.get("quantization"))))
+        rows.append(("fallback" if attempt.get("setting") else "int8 fallback", _fallback_row(attempt, q=opt.get("quantization"))))
+    auto = opt.get("auto")
+    if auto:
+        rows.append(("chosen by auto", f"{auto.get('chosen')}: {auto.get('why')}"))
     q = opt.get("quantization")
     if q:
         rows.append(("quantization", f"{q.get('method')} ({q.get('operator')}): weights {q.get('weights')}"))
@@ -48,12 +58,12 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
 
 
 def _fallback_row(attempt: dict[str, Any], q: dict[str, Any] | None) -> str:
-    """An int8 method the export tried first and dropped, why, and what it used instead."""
+    """A setting (int8 method, fusion) the export tried first and dropped, why, and what it used instead."""
     numbers = ", ".join(f"{k} {attempt[k]:.5f}" for k in ("mean_cos", "min_cos", "topk")
                         if isinstance(attempt.get(k), int | float))  # fmt: skip
-    used = (q or {}).get("method", "the next method")
+    used = (q or {}).get("method", "the next setting")
     why = attempt.get("failed") or "missed the checks"
-    return f"{attempt.get('method')} missed the checks ({why}{'; ' + numbers if numbers else ''}); used {used} instead"
+    return f"{attempt.get('setting') or attempt.get('method')} missed the checks ({why}{'; ' + numbers if numbers else ''}); used {used} instead"
 
 
 def _provider(precision: str) -> str:

@@ -84,7 +84,9 @@ def detect_cpu(flags: set[str] | None = None, machine: str | None = None, source
     """This CPU's u8s8 arithmetic. ``flags`` and ``machine`` default to this machine's (tests pass their own)."""
     machine = (machine if machine is not None else platform.machine()).lower()
     if machine not in _X86:
-        return CpuInt8(Int8Arithmetic.EXACT, f"{machine or 'unknown architecture'}: not x86, no int16 pair sums")
+        return CpuInt8(
+            Int8Arithmetic.EXACT, f"{machine or 'unknown architecture'}: not x86, no int16 pair sums"
+        )
     if flags is None:
         flags, source = cpu_flags()
     if flags is None:
@@ -105,10 +107,15 @@ def plan_int8(quantization: dict[str, Any], cpu: CpuInt8) -> Int8Plan:
         return Int8Plan(False, "MatMulNBits kernels (no u8s8 GEMM)")
     pair_max = quantization.get("u8s8_max_pair_sum")
     if isinstance(pair_max, int) and pair_max <= PAIR_LIMIT:
-        return Int8Plan(False, f"u8s8 GEMM, exact on every CPU (weight pairs within {pair_max} levels); {cpu.evidence}")
+        return Int8Plan(
+            False, f"u8s8 GEMM, exact on every CPU (weight pairs within {pair_max} levels); {cpu.evidence}"
+        )
     weights = "full 8-bit weights" if isinstance(pair_max, int) else "weights of unrecorded range"
     if cpu.arithmetic is Int8Arithmetic.EXACT:
-        return Int8Plan(False, f"u8s8 GEMM, exact on this CPU ({cpu.evidence}); {weights} would not be on x86 without VNNI")
+        return Int8Plan(
+            False,
+            f"u8s8 GEMM, exact on this CPU ({cpu.evidence}); {weights} would not be on x86 without VNNI",
+        )
     return Int8Plan(
         True,
         f"{weights} would saturate this CPU's u8s8 kernel ({cpu.evidence}): running onnxruntime's exact "

@@ -70,6 +70,10 @@ def _cgroup_cpu_quota() -> float | None:
         return None
 
 
+def provider_available(device: Device) -> bool:
+    return _PROVIDERS[device] in ort.get_available_providers()
+
+
 def onnxruntime_build() -> dict[str, Any]:
     """Which onnxruntime build is installed, the devices it offers, and conflicts between builds.
 
@@ -159,12 +163,14 @@ def create_session(
     precision_hint: str | InferencePrecision | None = None,
     memory_arena: bool = False,
     session_config: dict[str, str] | None = None,
+    disabled_optimizers: list[str] | None = None,
 ) -> ort.InferenceSession:
     """The one place sessions are made. Raises ``ProviderError`` if ``device`` cannot be honoured.
 
     ``precision_hint`` (OpenVINO only): the compute precision for the graph, e.g. ``"bf16"`` on a
     CPU with AVX512_BF16/AMX; refused where the CPU cannot run it natively. ``session_config``:
-    onnxruntime session config entries (e.g. the exact int8 path, ``_int8_cpu``).
+    onnxruntime session config entries (e.g. the exact int8 path, ``_int8_cpu``);
+    ``disabled_optimizers``: onnxruntime graph optimizers not to run (by name).
     """
     device = parse(Device, device, "device")
     hint = check_precision_hint(device, precision_hint)
@@ -200,7 +206,9 @@ def create_session(
     providers: list[Any] = [(provider, _provider_options(device, threads, provider_options, hint))]
     if device is not Device.CPU:
         providers.append("CPUExecutionProvider")  # for the few nodes an accelerator lacks
-    session = ort.InferenceSession(str(model_path), sess_options=so, providers=providers)
+    session = ort.InferenceSession(
+        str(model_path), sess_options=so, providers=providers, disabled_optimizers=disabled_optimizers or []
+    )
     used = session.get_providers()
     if provider not in used:
         raise ProviderError(f"{provider} was requested but the session fell back to {used}")

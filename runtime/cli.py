@@ -140,8 +140,16 @@ def _add_export(sub: Any) -> None:
         help="the bundle kind (default: from the folder: CrossEncoder -> reranker, SPLADE SparseEncoder -> sparse, "
         "else embedding); sparse for a plain *ForMaskedLM folder, embedding for a classifier's encoder",
     )
-    p.add_argument("--precision", default="fp32", choices=[m.value for m in Precision], help="graph precision")
-    p.add_argument("--optimize", action="store_true", help="fuse attention/layer-norm/gelu (onnxruntime optimizer)")
+    p.add_argument(
+        "--precision", default="fp32", choices=[*(m.value for m in Precision), "auto"],
+        help="graph precision; auto: int8 and fp32, fused and not, gated and timed here, the fastest that passes",
+    )  # fmt: skip
+    p.add_argument(
+        "--optimize", action=argparse.BooleanOptionalAction, default=None,
+        help="fusion (default: attention fused into the flash-attention graph wherever the architecture fuses, "
+        "for fp32 and int8, the plain graph where it does not fuse; fp16 unfused); --optimize: every onnxruntime "
+        "fusion, an error where nothing fuses; --no-optimize: the plain graph",
+    )  # fmt: skip
     p.add_argument(
         "--int8-method", default="auto", choices=["auto", "smooth", "nbits", "dynamic"],
         help="with --precision int8: smooth (calibrated channel balancing + onnxruntime's u8s8 GEMM, fastest), "

@@ -39,8 +39,16 @@ AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
         ("arm64", set(), Int8Arithmetic.EXACT),
     ],
     ids=[
-        "avx2", "avx512-no-vnni", "avx512-vnni", "vnni-flag-no-bw", "avx-vnni", "amx", "windows", "unknown",
-        "aarch64", "arm64",
+        "avx2",
+        "avx512-no-vnni",
+        "avx512-vnni",
+        "vnni-flag-no-bw",
+        "avx-vnni",
+        "amx",
+        "windows",
+        "unknown",
+        "aarch64",
+        "arm64",
     ],
 )
 def test_cpu_arithmetic_from_flags(machine: str, flags: set[str] | None, expected: Int8Arithmetic,
@@ -121,7 +129,9 @@ def test_this_cpus_kernels_agree_with_the_check(rows: int) -> None:
         if layout == "pairs" or detect_cpu().arithmetic is Int8Arithmetic.EXACT:
             assert wrong == 0, f"{layout} weights computed wrong on {detect_cpu().evidence}"
         elif detect_cpu().arithmetic is Int8Arithmetic.SATURATING:
-            assert wrong > 0, f"full-range weights were exact on {detect_cpu().evidence}: the check is too strict"
+            assert wrong > 0, (
+                f"full-range weights were exact on {detect_cpu().evidence}: the check is too strict"
+            )
         fixed = _matmul_integer(q, a, {PRECISION_OPTION: "1"})
         assert (fixed == exact).all()
 
@@ -134,20 +144,24 @@ def _precise(model: Embedder) -> bool:
 
 
 @pytest.fixture(scope="module")
-def int8_bundle(tiny_bert_bundle: Path, tiny_factory, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
-    """The tiny BERT's int8 graph (default recipe) in a bundle, without the export's gate."""
+def int8_bundle(tiny_factory, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """The tiny BERT's default int8 graph (smooth recipe, flash attention) in a bundle, without the export's gate."""
     from transformers import AutoTokenizer
 
+    from embedrt.export import export_model
     from embedrt.export._export import calibration_texts
     from embedrt.export._smooth import calibration_feeds
     from embedrt.export._variants import apply_variant
 
-    out = tmp_path_factory.mktemp("int8") / "bundle"
-    shutil.copytree(tiny_bert_bundle, out)
+    root = tmp_path_factory.mktemp("int8")
+    plain = export_model(tiny_factory("bert"), root / "plain", optimize=False)
+    out = root / "bundle"
+    shutil.copytree(plain, out)
     tok = AutoTokenizer.from_pretrained(str(tiny_factory("bert")))
     feeds = calibration_feeds(tok, calibration_texts(32), ["input_ids", "attention_mask", "token_type_ids"], 64)
-    cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}}
-    record = apply_variant(tiny_bert_bundle / MODEL_NAME, out / MODEL_NAME, "int8", False, cfg, calibration=feeds)
+    cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}, "fusion": "bert"}
+    record = apply_variant(plain / MODEL_NAME, out / MODEL_NAME, "int8", None, cfg, calibration=feeds)
+    assert record["attention"]["flash_attention"] == 2
     manifest = load_manifest(out, verify=False)
     manifest.precision, manifest.optimizations = Precision.INT8, record
     write_manifest(out, manifest)
@@ -158,12 +172,30 @@ def test_default_int8_bundle_runs_the_fast_kernel_everywhere(int8_bundle: Path) 
     q = load_manifest(int8_bundle).optimizations["quantization"]
     assert q["weight_range"] == "pairs" and q["u8s8_max_pair_sum"] <= PAIR_LIMIT
     weights = [numpy_helper.to_array(t) for t in onnx.load(str(int8_bundle / MODEL_NAME)).graph.initializer]
-    assert max(max_pair_sum(w) for w in weights if w.dtype == np.int8 and w.ndim == 2) == q["u8s8_max_pair_sum"]
+    assert (
+        max(max_pair_sum(w) for w in weights if w.dtype == np.int8 and w.ndim == 2) == q["u8s8_max_pair_sum"]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = Embedder(int8_bundle)
     assert model.int8_plan is not None and not model.int8_plan.precise
     assert _precise(model) is False
+
+
+def test_int8_vectors_do_not_depend_on_the_cpus_kernel(int8_bundle: Path) -> None:
+    """The default int8 bundle through this CPU's u8s8 kernel (AVX2, AVX-512 VNNI or AMX alike)
+    gives the vectors of onnxruntime's exact u8u8 path: no pair of products saturates anywhere."""
+    from embedrt._base import INT8_UNFUSED
+    from embedrt._session import create_session
+    from embedrt.export._texts import validation_texts
+
+    texts = validation_texts()  # Korean, emoji, empty and over-long texts included
+    fast = Embedder(int8_bundle)
+    exact = Embedder(int8_bundle)
+    exact.session = create_session(int8_bundle / MODEL_NAME, "cpu", exact.threads, session_config={PRECISION_OPTION: "1"},
+                                   disabled_optimizers=INT8_UNFUSED)  # fmt: skip
+    assert not _precise(fast) and _precise(exact)
+    np.testing.assert_allclose(fast.encode(texts), exact.encode(texts), atol=2e-6)
 
 
 @pytest.mark.parametrize("cpu", [SAT, EXACT], ids=["avx2", "vnni"])

@@ -51,6 +51,8 @@ def test_manifest(minilm_bundle: Path) -> None:
     assert set(m["files"]) == {"model.onnx", "tokenizer.json"}
     assert {"torch", "transformers", "onnx", "onnxruntime", "tokenizers"} <= set(m["tools"])
     assert m["parity"]["passed"] and m["parity"]["min_cosine"] >= 0.99999 and m["parity"]["texts"] >= 30
+    # the default fp32 graph: every layer's attention rewritten for onnxruntime's flash kernel
+    assert m["optimizations"]["optimize"] is True and m["optimizations"]["attention"]["flash_attention"] == 6
 
 
 def test_validate_on_user_texts(minilm_bundle: Path, minilm_path: Path) -> None:

@@ -37,7 +37,8 @@ def _ops(path: Path) -> Counter[str]:
 def fp32_bundles(
     tiny_factory: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    return {a: export_model(tiny_factory(a), tmp_path_factory.mktemp(f"fp32-{a}") / "b") for a in ARCHS}
+    """The plain (unfused) fp32 graph of each architecture: what the variants start from and are compared with."""
+    return {a: export_model(tiny_factory(a), tmp_path_factory.mktemp(f"fp32-{a}") / "b", optimize=False) for a in ARCHS}
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -47,16 +48,20 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_optimize_fuses_tiny_bert(tiny_factory: Callable[..., Path], tmp_path: Path) -> None:
     bundle = export_model(tiny_factory("bert"), tmp_path / "b", optimize=True)
     opt = load_manifest(bundle).optimizations
-    # 2 layers: one Attention each, two skip-layer-norms each, one BiasGelu each; one embedding LN.
+    # every onnxruntime fusion (2 layers: two skip-layer-norms and one BiasGelu each, one embedding LN),
+    # the attention rewritten for the flash kernel (one MultiHeadAttention per layer)
     assert opt["fused_ops"] == {
-        "Attention": 2,
-        "EmbedLayerNormalization": 1,
-        "SkipLayerNormalization": 4,
-        "BiasGelu": 2,
-    }
-    assert opt["fusion"]["not_fused"] == []
+        "MultiHeadAttention": 2, "EmbedLayerNormalization": 1, "SkipLayerNormalization": 4, "BiasGelu": 2,
+    }  # fmt: skip
+    assert opt["fusion"]["not_fused"] == [] and opt["attention"] == {"flash_attention": 2, "kept_packed": []}
     ops = _ops(bundle / MODEL_NAME)
-    assert ops["Attention"] == 2 and ops["ReduceSum"] >= 1  # pooling survived the optimizer
+    assert ops["Attention"] == 0 and ops["ReduceSum"] >= 1  # pooling survived the optimizer
+
+
+def test_default_fuses_attention_alone(tiny_bert_bundle: Path) -> None:
+    opt = load_manifest(tiny_bert_bundle).optimizations
+    assert opt["optimize"] is True and opt["fusion"]["attention_only"] is True
+    assert opt["fused_ops"] == {"MultiHeadAttention": 2} and opt["attention"]["flash_attention"] == 2
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -70,8 +75,26 @@ def test_optimize_each_arch_fuses_or_says_so(
         return
     opt = load_manifest(bundle).optimizations
     assert opt["fused_ops"], f"{arch}: --optimize recorded no fused operators"
+    # on the CPU every fused attention is rewritten for the flash kernel (MPNet's attention does not fuse)
+    assert opt["attention"]["flash_attention"] == opt["fused_ops"].get("MultiHeadAttention", 0)
+    assert ("Attention" in opt["fusion"]["not_fused"]) == (opt["attention"]["flash_attention"] == 0)
     ref = Embedder(fp32_bundles[arch]).encode(TEXTS)
     assert _cos(Embedder(bundle).encode(TEXTS), ref).min() > 0.99999
+
+
+def test_default_fusion_records_why_an_architecture_did_not_fuse(
+    tiny_factory: Callable[..., Path], fp32_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    import json
+
+    config = json.loads((tiny_factory("mpnet") / "config.json").read_text())
+    out = tmp_path / "m.onnx"
+    rec = apply_variant(fp32_bundles["mpnet"] / MODEL_NAME, out, "fp32", None, {"config": config})
+    assert rec["optimize"] is False and "fused nothing" in rec["fusion"]["skipped"]
+    assert _ops(out) == _ops(fp32_bundles["mpnet"] / MODEL_NAME)  # the plain graph, unchanged
+    # an architecture onnxruntime's optimizer has no patterns for is not handed to it at all
+    rec = apply_variant(fp32_bundles["mpnet"] / MODEL_NAME, out, "fp32", None, {"config": config, "fusion": None})
+    assert rec["optimize"] is False and "no fusion patterns" in rec["fusion"]["skipped"]
 
 
 def _fp32_weight_matmuls(path: Path) -> int:
@@ -91,7 +114,10 @@ def test_int8_each_arch(
     ops = _ops(bundle / MODEL_NAME)
     if q["method"] == "smooth":  # the default; the groups it smoothed carry a Mul by 1/s
         smoothed = [g for g in q["smoothing"]["groups"] if g["alpha"] is not None]
-        assert sum(1 for n in onnx.load(str(bundle / MODEL_NAME)).graph.node if n.name.startswith("EmbedrtSmooth_")) == len(smoothed)
+        muls = [g for g in smoothed if g["divided_in"] == "Mul"]  # the others: inside the value projection
+        assert sum(1 for n in onnx.load(str(bundle / MODEL_NAME)).graph.node if n.name.startswith("EmbedrtSmooth_")) == len(muls)
+        if m.optimizations.get("attention", {}).get("flash_attention"):
+            assert len(smoothed) - len(muls) >= 1
         assert all(g["rel_err"] <= g["rel_err_unsmoothed"] for g in q["smoothing"]["groups"])
         assert ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] == q["quantized_nodes"]
         assert q["u8s8_max_pair_sum"] <= 128  # exact on every CPU
@@ -167,14 +193,15 @@ def test_int8_method_is_checked_before_loading(tmp_path: Path) -> None:
 def test_int8_dynamic_on_fused_graph_needs_no_type_hints(
     fp32_bundles: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The dynamic recipe on a fused graph (contrib ops, no ONNX type inference) quantizes QKV too."""
+    """The dynamic recipe on a fused graph (contrib ops, no ONNX type inference) quantizes Q, K, V too."""
     from embedrt.export._quantize import DYNAMIC_RECIPE
 
     out = tmp_path / "q.onnx"
     cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}}
     rec = apply_variant(fp32_bundles["bert"] / MODEL_NAME, out, "int8", True, cfg, int8_recipe=DYNAMIC_RECIPE)
-    assert rec["quantization"]["method"] == "dynamic" and rec["fused_ops"]["SkipLayerNormalization"] == 4
-    assert _ops(out)["QAttention"] == 2
+    assert rec["quantization"]["method"] == "dynamic" and rec["fused_ops"]["MultiHeadAttention"] == 2
+    assert rec["quantization"]["quantized_kinds"] == {"attn_proj": 8, "ffn_in": 2}  # ffn_out excluded
+    assert _ops(out)["MatMulInteger"] == 10
 
 
 def test_sites_are_classified_from_shapes(fp32_bundles: dict[str, Path]) -> None:
@@ -238,8 +265,8 @@ def test_describe_variant_rows(tiny_factory: Callable[..., Path], tmp_path: Path
     bundle = export_model(tiny_factory("bert"), tmp_path / "b", precision="int8", optimize=True)
     rows = dict(describe_variant(load_manifest(bundle), bundle))
     assert rows["precision"] == "int8" and rows["optimize (fusion)"] == "yes"
-    # int8 quantizes the fused Attention's QKV too (QAttention), with the smoothed u8s8 kernels
-    assert "QAttention 2" in rows["fused ops"] and rows["quantization"].startswith("smooth (DynamicQuantizeMatMul")
+    # int8 of the flash-attention graph: Q, K, V projections in the smoothed u8s8 kernels
+    assert "MultiHeadAttention 2" in rows["fused ops"] and rows["quantization"].startswith("smooth (DynamicQuantizeMatMul")
     assert rows["size"].endswith("files)")
 
 

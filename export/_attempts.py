@@ -1,0 +1,242 @@
+"""Which variants an export builds and gates, and which one becomes the bundle.
+
+A *setting* is a precision, a fusion choice and (int8) a recipe. ``export_model`` asks for one
+precision or for ``auto``:
+
+- one precision: its settings are tried in order and the first that passes its checks (parity grid
+  and quality gate) is the bundle; a miss is recorded in the next one's manifest
+  (``fallback_from``), e.g. int8 ``smooth`` then ``nbits``. A setting fused by default (``optimize``
+  ``None``) is tried again unfused where onnxruntime refuses its graph, or where it misses a check
+  and no other setting is left.
+- ``auto``: int8 (smooth) and fp32, each fused and unfused, are all built and gated, then timed on
+  this machine, alternating, and the fastest that passed is the bundle. Its manifest records every
+  candidate's gate and speed and why it won (``optimizations["auto"]``).
+
+The PyTorch reference of the gate texts is computed once per export, whatever the number of
+settings (the gate's costliest part on a CPU).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedrt import Embedder
+from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
+from embedrt._errors import BundleError, ParityError, ProviderWarning, UnsupportedModelError
+from embedrt._types import MADE_FOR, Device, Precision
+
+from ._archs import ArchSpec, Variant
+from ._onnx import save_model
+from ._quantize import RECIPE, Int8Recipe
+from ._tokenizer import write_tokenizer
+from ._validate import quality_gate, reference_embeddings, validate
+
+SPEED_TEXTS = 256  # gate texts timed per candidate (mixed lengths, batch 32)
+SPEED_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Setting:
+    precision: Precision
+    optimize: bool | None  # None: fuse where the architecture fuses (CPU precisions)
+    recipe: Int8Recipe | None = None
+
+    @property
+    def label(self) -> str:
+        fusion = {None: "fused where it fuses", True: "fused", False: "unfused"}[self.optimize]
+        method = f" {self.recipe.method}" if self.recipe is not None else ""
+        return f"{self.precision.value}{method}, {fusion}"
+
+
+@dataclass
+class Job:
+    """What every attempt of one export shares."""
+
+    spec: Any
+    model: Any  # the PyTorch reference (EmbeddingModel)
+    hf_tok: Any
+    fp32: Path  # the exported fp32 graph every variant starts from
+    work: Path
+    arch: ArchSpec
+    external: bool  # the exported graph's weights are in model.onnx.data: so are every variant's
+    manifest: Callable[[Precision, dict[str, Any]], Manifest]
+    tokenizer: Any
+    validate_texts: list[str]
+    gate_texts: list[str]
+    thresholds: dict[str, float] | None
+    say: Callable[[str], None]
+    calibrate: Callable[[], Any]  # the int8 calibration batches, made on first use
+    _reference: np.ndarray | None = field(default=None, init=False)
+    _calibration: Any = field(default=None, init=False)
+
+    def reference(self) -> np.ndarray:
+        if self._reference is None:
+            self._reference, _ = reference_embeddings(
+                self.model, self.hf_tok, self.gate_texts, self.spec.max_seq_length, batch_size=32,
+                log=self.say, by_length=True,
+            )
+        return self._reference
+
+    def calibration(self) -> Any:
+        if self._calibration is None:
+            self._calibration = self.calibrate()
+        return self._calibration
+
+
+def auto_settings(optimize: bool | None, arch: ArchSpec) -> list[Setting]:
+    """``auto``'s candidates: int8 (smooth) and fp32, fused where the architecture fuses and unfused;
+    int8 left out where the architecture refuses it."""
+    fusions = [optimize] if optimize is not None else ([None, False] if arch.fusion is not None else [False])
+    precisions = [p for p in (Precision.INT8, Precision.FP32)
+                  if p is Precision.FP32 or Variant.INT8 not in arch.refused]  # fmt: skip
+    return [Setting(p, f, RECIPE if p is Precision.INT8 else None) for p in precisions for f in fusions]
+
+
+def run_settings(job: Job, settings: list[Setting], pick_fastest: bool) -> Path:
+    """Build and check ``settings``; return the folder of the bundle that wins (see module doc)."""
+    passed: dict[str, tuple[Path, dict[str, Any]]] = {}
+    misses: list[dict[str, Any]] = []
+    last_error: Exception | None = None
+    todo, i = list(settings), 0
+    while i < len(todo):
+        setting = todo[i]
+        bundle = job.work / f"bundle-{i}"
+        bundle.mkdir()
+        try:
+            passed[setting.label] = (bundle, _attempt(job, setting, bundle, [] if pick_fastest else misses))
+        except (ParityError, UnsupportedModelError) as e:
+            fused_by_default = setting.optimize is None and not pick_fastest  # auto has the unfused one
+            if isinstance(e, UnsupportedModelError) and not (fused_by_default or pick_fastest):
+                raise  # the graph asked for cannot run: no quiet substitute
+            # unfused next where onnxruntime refused the fused graph, or where no other recipe is left
+            # (an int8 miss is the quantization's more often than the fusion's: the next recipe first)
+            retry = fused_by_default and (isinstance(e, UnsupportedModelError) or i + 1 == len(todo))
+            if retry:
+                todo.insert(i + 1, Setting(setting.precision, False, setting.recipe))
+            last_error = e
+            report = getattr(e, "report", {}) or {}
+            misses.append({"setting": setting.label, "method": setting.recipe.method if setting.recipe else None,
+                           "failed": str(e).splitlines()[0][:300],
+                           **{k: report[k] for k in ("mean_cos", "min_cos", "topk") if k in report}})  # fmt: skip
+            job.say(f"{setting.label} missed the checks ({str(e).splitlines()[0][:200]})"
+                    + ("; trying it unfused" if retry else ""))  # fmt: skip
+            shutil.rmtree(bundle)
+            i += 1
+            continue
+        if not pick_fastest:
+            return bundle
+        i += 1
+    if last_error is not None and not passed:
+        raise last_error
+    if not passed:
+        raise ValueError("no settings to try")
+    return _fastest(job, passed, misses)
+
+
+def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, Any]]) -> dict[str, Any]:
+    from ._variants import apply_variant
+
+    job.say(f"making {setting.label}")
+    calibration = (
+        job.calibration() if setting.recipe is not None and setting.recipe.method == "smooth" else None
+    )
+    optimizations = apply_variant(
+        job.fp32, bundle / MODEL_NAME, setting.precision, setting.optimize,
+        {"spec": job.spec, "fusion": job.arch.fusion}, int8_recipe=setting.recipe, calibration=calibration,
+    )  # fmt: skip
+    if job.external and not (bundle / (MODEL_NAME + ".data")).exists():
+        import onnx
+
+        save_model(onnx.load(str(bundle / MODEL_NAME)), bundle / MODEL_NAME, True)
+    if misses:
+        optimizations["fallback_from"] = list(misses)
+    write_tokenizer(job.tokenizer, bundle)
+    manifest = job.manifest(setting.precision, optimizations)
+    write_manifest(bundle, manifest)
+    job.say("validating against PyTorch")
+    try:
+        embedder = _validation_embedder(bundle, setting.precision, job.say)
+    except BundleError as e:  # a variant pass wrote a graph onnxruntime refuses
+        raise UnsupportedModelError(
+            f"the {setting.label} graph of architecture {job.spec.model_type!r} cannot be run by onnxruntime "
+            f"({str(e)[:400]}); export it in fp32"
+        ) from e
+    report = validate(embedder, job.model, job.hf_tok, job.validate_texts, log=job.say)
+    job.say(f"parity: min cosine {report['min_cosine']:.7f}, max abs diff {report['max_abs_diff']:.2e} "
+            f"over {report['texts']} texts")  # fmt: skip
+    job.say(f"quality gate ({setting.precision.value}) on {len(job.gate_texts)} texts")
+    report["gate"] = gate = quality_gate(embedder, job.model, job.hf_tok, job.gate_texts, job.thresholds,
+                                         log=job.say, reference=job.reference())  # fmt: skip
+    job.say(f"gate: mean cosine {gate['mean_cos']:.6f}, min {gate['min_cos']:.6f}, "
+            f"top-10 agreement {gate['topk']:.4f}: passed")  # fmt: skip
+    manifest.parity = report
+    write_manifest(bundle, manifest)
+    del embedder
+    return report
+
+
+def _validation_embedder(bundle: Path, precision: Precision, say: Callable[[str], None]) -> Embedder:
+    """The bundle on CPU, where export validates; a variant made for another provider is said so once
+    here (the numbers record where they were measured), not warned about at every load."""
+    if Device.CPU not in MADE_FOR[precision]:
+        say(f"{precision.value} is made for {'/'.join(d.value for d in MADE_FOR[precision])}: validating on cpu, "
+            "and the manifest records that the numbers were measured there")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProviderWarning)
+        return Embedder(bundle)
+
+
+def _fastest(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]], misses: list[dict[str, Any]]) -> Path:
+    speed = measure_speed({k: b for k, (b, _) in passed.items()}, job.gate_texts[:SPEED_TEXTS])
+    winner = max(speed, key=lambda k: speed[k])
+    job.say("speed (texts per CPU-second, one thread): " + ", ".join(f"{k} {v:.1f}" for k, v in speed.items())
+            + f" -> {winner}")  # fmt: skip
+    candidates = [
+        {"setting": k, "passed": True, "texts_per_cpu_second": round(speed[k], 2),
+         **{m: r["gate"][m] for m in ("mean_cos", "min_cos", "topk")}}
+        for k, (_, r) in passed.items()
+    ] + [{**m, "passed": False} for m in misses]  # fmt: skip
+    runner_up = sorted(speed.values())[-2] if len(speed) > 1 else None
+    why = (f"fastest of the settings that passed their gates on this machine ({speed[winner]:.1f} texts per "
+           f"CPU-second" + (f", next {runner_up:.1f}" if runner_up else "") + ")")  # fmt: skip
+    bundle, _ = passed[winner]
+    _record_auto(bundle, {"chosen": winner, "why": why, "candidates": candidates, "measured": _how()})
+    return bundle
+
+
+def _how() -> str:
+    return (
+        f"{SPEED_TEXTS} gate texts at batch 32, one intra-op thread, process CPU time, best of "
+        f"{SPEED_ROUNDS} rounds alternating between candidates (CPU time is what a loaded machine least disturbs)"
+    )
+
+
+def _record_auto(bundle: Path, record: dict[str, Any]) -> None:
+    from embedrt._bundle import load_manifest
+
+    manifest = load_manifest(bundle, verify=False)
+    manifest.optimizations["auto"] = record
+    write_manifest(bundle, manifest)
+
+
+def measure_speed(bundles: dict[str, Path], texts: list[str], rounds: int = SPEED_ROUNDS) -> dict[str, float]:
+    """Texts per CPU-second of each bundle on ``texts`` (one thread, best of ``rounds``, alternating)."""
+    models = {k: Embedder(b, threads=1, verify=False) for k, b in bundles.items()}
+    best = dict.fromkeys(models, float("inf"))
+    for model in models.values():
+        model.encode(texts[:32], batch_size=32)  # warm-up
+    for r in range(rounds):
+        order = list(models)[r % len(models) :] + list(models)[: r % len(models)]
+        for k in order:
+            t0 = time.process_time()
+            models[k].encode(texts, batch_size=32)
+            best[k] = min(best[k], time.process_time() - t0)
+    return {k: len(texts) / max(v, 1e-9) for k, v in best.items()}
