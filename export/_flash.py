@@ -20,7 +20,7 @@ masked score the packed ``Attention`` computes (``scale * q.k + mask_filter_valu
 ``Wq'``/``Wk'`` are ``[D, heads * (head_size + 1)]``: each head's columns, then a zero column (whose
 bias is 1 for queries, 0 for keys). The value path keeps its width. The query and key products cost
 ``(head_size + 1) / head_size`` of what they did; the ``[seq, seq]`` scores are never written out.
-Measured: benchmarks/results/NOTES.md ("attention").
+Measured: benchmarks/results/NOTES.md ("levers").
 """
 
 from __future__ import annotations

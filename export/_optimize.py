@@ -60,9 +60,9 @@ _LAYER_FUSIONS = (
 )
 
 
-# What ``attention_only`` leaves out: on the CPU provider these fused kernels were slower than the
-# plain ops they replace (fp32, AVX2, one thread, CPU time: SkipLayerNormalization 0.96x at 16 and
-# 128 tokens; BiasGelu is made by onnxruntime's own session fusions anyway). benchmarks/results/NOTES.md
+# What ``attention_only`` leaves out: on the CPU provider these fused kernels were no faster than the
+# plain ops they replace in a one-thread probe on AVX2, and BiasGelu is made by onnxruntime's own
+# session fusions anyway (benchmarks/results/NOTES.md, "levers").
 _NOT_ATTENTION = (
     "enable_skip_layer_norm", "enable_bias_skip_layer_norm", "enable_embed_layer_norm", "enable_bias_gelu",
     "enable_gelu",

@@ -28,9 +28,9 @@ from ._types import MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
 # Padded tokens per model run (rows x the batch's longest row). 32 texts of 512 tokens fit; a
 # document of several thousand tokens runs with few others, so one long input cannot blow memory.
 DEFAULT_MAX_BATCH_TOKENS = 16384
-# onnxruntime's own session fusion of Add + LayerNormalization into SkipLayerNormalization made int8
-# graphs slower on the CPU provider (all-MiniLM-L6-v2, AVX2, one thread, CPU time: 1.07-1.31x
-# faster without it at 16-256 tokens; fp32 within noise): int8 sessions keep the two ops.
+# onnxruntime's own session fusion of Add + LayerNormalization into SkipLayerNormalization: int8
+# sessions keep the two ops, which a one-thread probe on AVX2 found faster in int8 graphs
+# (benchmarks/results/NOTES.md, "levers").
 INT8_UNFUSED = ["SkipLayerNormFusion"]
 
 
