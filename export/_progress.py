@@ -14,13 +14,15 @@ def quiet(_msg: str) -> None:
 
 
 class Progress:
-    """``update(n)`` after each piece of work; logs ``what: done/total unit, elapsed, ~left`` at most
-    every ``every`` seconds, and a last line from ``close()`` when the work took longer than that."""
+    """Logs ``what: total unit`` at the start; ``update(n)`` after each piece of work logs ``what:
+    done/total unit, elapsed, ~left`` at most every ``every`` seconds, and ``close()`` a last line when
+    the work took longer than that."""
 
     def __init__(self, log: Log, what: str, total: int, unit: str = "texts", every: float = 5.0) -> None:
         self.log, self.what, self.total, self.unit, self.every = log, what, total, unit, every
         self.done = 0
         self.start = self.last = time.perf_counter()
+        log(f"{what}: {total} {unit}")  # what runs now, before the first estimate
 
     def update(self, n: int) -> None:
         self.done += n
