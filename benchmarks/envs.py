@@ -75,7 +75,7 @@ def _ov_provider_problem() -> str | None:
         [str(py), "-c", "import embedrt; embedrt.Device('openvino')"], capture_output=True, text=True
     )
     if r.returncode:
-        return "embedrt has no 'openvino' device yet (issue 3)"
+        return "this embedrt has no 'openvino' device"
     return None
 
 

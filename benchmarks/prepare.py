@@ -96,7 +96,7 @@ def bundle(src: Path, setting: str) -> tuple[Path | None, str]:
         k for k in kwargs if k not in accepted and not any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     ]
     if missing:
-        return None, f"export_model has no {missing} argument yet (issue 3)"
+        return None, f"this export_model has no {missing} argument"
     try:
         made = Path(export_model(str(src), str(out), overwrite=True, **kwargs))
         stamp.write_text(key)

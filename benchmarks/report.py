@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 REFERENCE = "st-torch-fp32"
-# The matrix-product peaks of this CPU measured on a quiet machine (issue 4): 2 cores, AMX for bf16.
+# The matrix-product peaks measured on a quiet 2-core Xeon with AMX (bf16), where the speed targets were set.
 QUIET_PEAKS = {"fp32": 400e9, "bf16": 2.9e12}
 
 
@@ -95,7 +95,7 @@ def markdown(data: dict[str, Any], stem: str) -> str:
         f"corpus {m['corpus']}. Command: `{m['command']}`. Ratios are to {REFERENCE} (sentence-transformers, "
         f"PyTorch fp32). Measured matrix-product peaks: fp32 {pk['fp32'] / 1e9:.0f}, bf16 {pk['bf16'] / 1e9:.0f}"
         + (f", int8 {pk['int8'] / 1e9:.0f}" if "int8" in pk else "")
-        + " GFLOP/s in this run (quiet machine, issue 4: fp32 400, bf16 2900); '% peak' is useful FLOP/s "
+        + " GFLOP/s in this run (quiet AMX Xeon: fp32 400, bf16 2900); '% peak' is useful FLOP/s "
         "(no padding) over this run's measured peak of the row's precision, '% quiet peak' over the quiet one.",
         "",
         f"## Real text: {data['sets']['sentences']['n_texts']} sentences (EN+KO, mean "
@@ -194,7 +194,7 @@ def markdown(data: dict[str, Any], stem: str) -> str:
     return "\n".join(out)
 
 
-# Issue 4's targets: texts/s on real sentences at batch 32 and batch-1 p50, measured on a quiet 2-core
+# The speed targets: texts/s on real sentences at batch 32 and batch-1 p50, measured on a quiet 2-core
 # Xeon with AMX before embedrt existed. embedrt's fp32/int8 rows are set against sentence-transformers'
 # ONNX backend (fp32 ~200, int8 ~370), its OpenVINO-provider rows against ORT + OpenVINO EP bf16.
 TARGETS: dict[str, dict[str, float]] = {
@@ -214,7 +214,7 @@ TARGETS: dict[str, dict[str, float]] = {
 
 
 def _targets(data: dict[str, Any]) -> list[str]:
-    """Measured against issue 4's targets, absolute and as a ratio to the reference (the ratio is what
+    """Measured against the speed targets, absolute and as a ratio to the reference (the ratio is what
     survives a busy or different machine)."""
     ref_t = TARGETS[REFERENCE]["texts_s"]
     rows = []
@@ -234,7 +234,7 @@ def _targets(data: dict[str, Any]) -> list[str]:
         return []
     return [
         "",
-        "## Against issue 4's targets (quiet 2-core Xeon with AMX; real sentences, batch 32)",
+        "## Against the speed targets (quiet 2-core Xeon with AMX; real sentences, batch 32)",
         "",
         "| system | target texts/s | measured | measured / target | target × ref | measured × ref | target p50 ms | p50 ms | target cos | mean cos |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

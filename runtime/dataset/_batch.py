@@ -134,7 +134,7 @@ class EmbedBatch:
             raise ValueError(f"the batch already has a column {self.output_column!r}; choose another output_column")
         texts, reasons = _texts(table, self.text_column)
         bad_idx = [i for i, r in enumerate(reasons) if r is not None]
-        bad = [self._bad_row(table, i, reasons[i]) for i in bad_idx]  # type: ignore[arg-type]
+        bad = [bad_row(table, i, reasons[i], self.id_column) for i in bad_idx]  # type: ignore[arg-type]
         if bad and self.on_error is OnError.FAIL:
             raise BadRowError(bad[0])
         good = np.array([i for i, r in enumerate(reasons) if r is None], dtype=np.int64)
@@ -166,16 +166,18 @@ class EmbedBatch:
         table = prep.table if n == prep.table.num_rows else prep.table.take(pa.array(prep.keep))
         return BatchResult(table.append_column(self.output_column, emb), prep.bad, int(prep.tokens.lengths.sum()))
 
-    def _bad_row(self, table: pa.Table, i: int, reason: str) -> BadRow:
-        meta = table.schema.metadata or {}
-        file = meta.get(FILE_KEY, b"").decode() or None
-        position = meta.get(POSITION_KEY, b"line").decode()
-        line = table.column(LINE)[i].as_py() if LINE in table.column_names else None
-        id_col = self.id_column or ("id" if BAD in table.column_names else None)
-        ident = table.column(id_col)[i].as_py() if id_col and id_col in table.column_names else i
-        if file is None:
-            position, line = "row", i
-        return BadRow(ident, reason, file, line, position)
+
+def bad_row(table: pa.Table, i: int, reason: str, id_column: str | None) -> BadRow:
+    """Row ``i`` of ``table`` as a ``BadRow``: its file and line from the readers' metadata, its id."""
+    meta = table.schema.metadata or {}
+    file = meta.get(FILE_KEY, b"").decode() or None
+    position = meta.get(POSITION_KEY, b"line").decode()
+    line = table.column(LINE)[i].as_py() if LINE in table.column_names else None
+    id_col = id_column or ("id" if BAD in table.column_names else None)
+    ident = table.column(id_col)[i].as_py() if id_col and id_col in table.column_names else i
+    if file is None:
+        position, line = "row", i
+    return BadRow(ident, reason, file, line, position)
 
 
 def output_settings(

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._readers import BAD, FILE_KEY, LINE, POSITION_KEY, TEXT, read_part
+from ._batch import bad_row
+from ._readers import BAD, TEXT, read_part
 from ._sources import InputError, InputFormat, plan_input
 
 _ROWS_PER_PART = 65536
@@ -21,13 +22,11 @@ def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
         reasons = table.column(BAD).to_pylist()
         bad = next((i for i, r in enumerate(reasons) if r is not None), None)
         if bad is not None:
-            meta = table.schema.metadata or {}
-            where = f"{meta.get(FILE_KEY, b'').decode()} {meta.get(POSITION_KEY, b'line').decode()} "
-            where += str(table.column(LINE)[bad].as_py())
             column = "" if plan.format is InputFormat.TXT else f" (text column {text_column!r})"
             raise InputError(
-                f"bad row in {where}{column}: {reasons[bad]}. Fix the input, or embed it with "
-                f"`embedrt embed-dataset`, whose --on-error skip|null passes over such rows and records them"
+                f"bad row in {bad_row(table, bad, reasons[bad], None).describe()}{column}. Fix the input, or "
+                f"embed it with `embedrt embed-dataset`, whose --on-error skip|null passes over such rows and "
+                f"records them"
             )
         texts.extend(table.column(TEXT).to_pylist())
     return texts
