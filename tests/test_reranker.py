@@ -57,18 +57,18 @@ def test_predict_and_rank_match_cross_encoder(tiny_reranker: tuple[Path, Path]) 
     features = theirs.preprocess([list(p) for p in PAIRS])  # what CrossEncoder feeds its model
     for ids, row, mask in zip(tok.ids, features["input_ids"].tolist(), features["attention_mask"].tolist(), strict=True):
         assert ids == row[: sum(mask)]
-    np.testing.assert_allclose(ours.predict(PAIRS, batch_size=5), theirs.predict(PAIRS, batch_size=5), atol=1e-6)
+    np.testing.assert_allclose(ours.predict(PAIRS, batch_size=5), theirs.predict(PAIRS, batch_size=5), atol=1e-5)
     raw = ours.predict(PAIRS, activation_fn="identity")
     np.testing.assert_allclose(raw, theirs.predict(PAIRS, activation_fn=torch.nn.Identity()), atol=1e-5)
     assert np.ptp(raw) > 0.1  # scores that differ by more than float noise
     single = ours.predict(PAIRS[0])
-    assert np.ndim(single) == 0 and single == pytest.approx(float(theirs.predict(PAIRS[0])), abs=1e-6)
+    assert np.ndim(single) == 0 and single == pytest.approx(float(theirs.predict(PAIRS[0])), abs=1e-5)
     for query in QUERIES:
         want = theirs.rank(query, DOCUMENTS, top_k=4, return_documents=True)
         got = ours.rank(query, DOCUMENTS, top_k=4, return_documents=True)
         assert [r["corpus_id"] for r in got] == [r["corpus_id"] for r in want]
         assert [r["text"] for r in got] == [r["text"] for r in want]
-        np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-6)
+        np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-5)
     assert ours.rank("q", []) == theirs.rank("q", []) == []
 
 
@@ -80,7 +80,7 @@ def test_several_labels_plain_folder(multi: tuple[Path, Reranker]) -> None:
     got = ours.predict(PAIRS)
     assert got.shape == (len(PAIRS), 3)
     np.testing.assert_allclose(got, theirs.predict(PAIRS), atol=1e-5)
-    np.testing.assert_allclose(ours.predict(PAIRS, apply_softmax=True), theirs.predict(PAIRS, apply_softmax=True), atol=1e-6)
+    np.testing.assert_allclose(ours.predict(PAIRS, apply_softmax=True), theirs.predict(PAIRS, apply_softmax=True), atol=1e-5)
     assert ours.predict(PAIRS[0]).shape == (3,)
     with pytest.raises(ValueError, match=r"rank needs a reranker with one label; this model has 3"):
         ours.rank("q", ["d"])

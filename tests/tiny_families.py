@@ -235,6 +235,10 @@ def make_remote_code(folder: Path) -> Path:
     })
     (backbone / "config.json").write_text(json.dumps(cfg))
     model = SentenceTransformer(str(backbone), device="cpu", trust_remote_code=True)
+    # the backbone's checkpoint has no gate, and transformers leaves a parameter it cannot initialize
+    # as whatever memory it got (NaN on some machines): give it values, saved with the folder
+    with torch.no_grad():
+        model[0].auto_model.gate.copy_(torch.linspace(-1.0, 1.0, cfg["hidden_size"]))
     model.max_seq_length = 48
     target = folder / "st"
     model.save(str(target))
