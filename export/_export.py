@@ -123,7 +123,7 @@ def export_model(
         say(f"wrote opset {written.opset} with the {written.exporter.value} exporter"
             + (", weights in model.onnx.data (external data)" if written.external_data else "")
             + (f"; {written.static_reshapes} Reshapes given constant target shapes" if written.static_reshapes else ""))
-        inputs = _used_inputs(fp32, inputs, say)
+        inputs = _used_inputs(written.inputs, inputs, say)
         tok, pad_id = bundle_tokenizer(hf_tok, spec)
         padding_side = str(hf_tok.padding_side)
         job = Job(
@@ -156,12 +156,9 @@ def _settings(prec: Precision, optimize: bool | None, recipes: list[Int8Recipe])
     return [Setting(prec, fuse)]
 
 
-def _used_inputs(path: Path, inputs: list[str], say: Log) -> list[str]:
+def _used_inputs(taken: tuple[str, ...], inputs: list[str], say: Log) -> list[str]:
     """``inputs`` less those the exporter dropped from the graph (DeBERTa without token types takes no
     ``token_type_ids``): the manifest lists what the graph takes."""
-    import onnx
-
-    taken = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
     dropped = [n for n in inputs if n not in taken]
     if dropped:
         say(f"the model does not use {dropped}: the graph takes {[n for n in inputs if n in taken]}")

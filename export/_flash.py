@@ -67,6 +67,7 @@ def flash_attention(model: onnx.ModelProto) -> dict[str, Any]:
             converted += 1
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
+    inits.clear()
     _drop_unused(model)
     _ensure_opset(model)
     return {"flash_attention": converted, "kept_packed": kept}
@@ -181,9 +182,9 @@ def _rewrite(
 
 def _drop_unused(model: onnx.ModelProto) -> None:
     used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    keep = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
+    gone = [i for i, t in enumerate(model.graph.initializer) if t.name not in used]
+    for i in reversed(gone):  # in place: rebuilding the list would copy every weight that stays
+        del model.graph.initializer[i]
 
 
 def _ensure_opset(model: onnx.ModelProto) -> None:

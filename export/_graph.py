@@ -72,7 +72,9 @@ def static_reshapes(model: onnx.ModelProto) -> int:
                 for d in t.shape.dim
             ]
     producer = {o: n for n in model.graph.node for o in n.output}
-    consts: dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    consts: dict[str, Any] = {  # shape pieces are small: the weights are neither read nor copied
+        t.name: numpy_helper.to_array(t) for t in model.graph.initializer if _small_inline(t, 64 * 8)
+    }
     for n in model.graph.node:
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
             consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
@@ -118,13 +120,18 @@ def static_reshapes(model: onnx.ModelProto) -> int:
     return rewritten
 
 
+def _small_inline(t: onnx.TensorProto, small: int) -> bool:
+    """Whether ``t`` holds its data in the graph and is at most ``small`` bytes."""
+    return t.data_location != onnx.TensorProto.EXTERNAL and t.ByteSize() <= small
+
+
 def _skeleton(model: onnx.ModelProto, small: int = 4096) -> onnx.ModelProto:
     """``model`` for shape inference only: initializers over ``small`` bytes become typed graph
     inputs without data. Shapes come out the same (inference reads the values of small tensors
     only), and the weights are not copied (``infer_shapes`` would serialize and parse them twice)."""
     graph = model.graph
-    big = [t for t in graph.initializer if t.ByteSize() > small]
-    kept = [t for t in graph.initializer if t.ByteSize() <= small]
+    big = [t for t in graph.initializer if not _small_inline(t, small)]
+    kept = [t for t in graph.initializer if _small_inline(t, small)]
     declared = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in big]
     skeleton = onnx.helper.make_graph(
         list(graph.node), graph.name, [*graph.input, *declared], list(graph.output), initializer=kept,

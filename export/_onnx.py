@@ -4,17 +4,25 @@ The exporter is chosen per architecture (``ArchSpec.exporter``); with ``Exporter
 the first path is logged and the other path is tried, so a model is refused only when both fail.
 The graph is written to a scratch folder first, then saved once into the bundle: weights inline
 below ``external_data_bytes``, else in one ``model.onnx.data`` file next to the graph (protobuf
-cannot hold a message of 2 GiB). Only one ONNX copy of the weights is in memory at a time.
+cannot hold a message of 2 GiB).
+
+Memory: both exporters write the weights to a data file beside the scratch graph, straight from the
+module's own tensors (the TorchScript exporter would otherwise build the whole model in a protobuf,
+serialize it and hand the bytes to Python: four copies of the weights at once). The bundle's graph
+then takes them inline (one protobuf copy plus its serialization) or keeps the data file, moved into
+place without reading it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -22,7 +30,7 @@ import torch
 from embedrt._errors import UnsupportedModelError
 
 from ._archs import ArchSpec, Exporter
-from ._graph import EXTERNAL_DATA_BYTES, static_reshapes
+from ._graph import EXTERNAL_DATA_BYTES, needs_external, static_reshapes
 
 Log = Callable[[str], None]
 DATA_SUFFIX = ".data"
@@ -36,6 +44,7 @@ class Written:
     external_data: bool
     static_reshapes: int
     fallback_from: str | None = None  # why the first exporter failed, when AUTO fell back
+    inputs: tuple[str, ...] = ()  # what the graph takes (an exporter drops inputs the model ignores)
 
 
 def export_graph(
@@ -69,11 +78,11 @@ def export_graph(
                 if used is not order[-1]:
                     say(f"{used.value} export failed ({str(e)[:160]}...); trying the {order[-1].value} exporter")
                 continue
-            written_opset, external, n = _finalize(raw_path, path, external_data_bytes)
+            written_opset, external, n, taken = _finalize(raw_path, path, external_data_bytes)
         note = failures[0][:300] if failures else None
         if note:
             say(f"exported with {used.value} after {order[0].value} failed; the manifest records why")
-        return Written(used, written_opset, external, n, note)
+        return Written(used, written_opset, external, n, note, taken)
     raise UnsupportedModelError(" / ".join(failures))
 
 
@@ -94,10 +103,12 @@ def _torch_export(
             else:
                 axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in [*inputs, "token_embeddings"]}
                 axes["sentence_embedding"] = {0: "batch"}
-                torch.onnx.export(
-                    model, args, str(path), input_names=inputs, output_names=_OUTPUTS, opset_version=opset,
-                    dynamo=False, dynamic_axes=axes, do_constant_folding=True,
-                )  # fmt: skip
+                with _weights_beside(path) as written:
+                    torch.onnx.export(
+                        model, args, str(path), input_names=inputs, output_names=_OUTPUTS, opset_version=opset,
+                        dynamo=False, dynamic_axes=axes, do_constant_folding=True,
+                    )  # fmt: skip
+                written()
     except Exception as e:  # torch.onnx raises many types; all mean the same to the user
         encoder = getattr(model, "encoder", model)
         raise UnsupportedModelError(
@@ -112,18 +123,150 @@ def _torch_export(
         ) from e
 
 
-def _finalize(raw: Path, path: Path, external_data_bytes: int) -> tuple[int, bool, int]:
+def _finalize(raw: Path, path: Path, external_data_bytes: int) -> tuple[int, bool, int, tuple[str, ...]]:
     """Save ``raw`` (and whatever weight files the exporter wrote) as ``path`` (+ one data file).
 
-    Returns the graph's opset, whether its weights are external, and how many Reshapes got static shapes.
+    Returns the graph's opset, whether its weights are external, how many Reshapes got static shapes,
+    and the graph's input names.
     """
-    model = onnx.load(str(raw))  # loads external weight files too
+    model = onnx.load(str(raw), load_external_data=False)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    weights = sum(t.ByteSize() for t in model.graph.initializer)
+    outside = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    weights = sum(t.ByteSize() for t in model.graph.initializer) + sum(_external_length(t, raw.parent) for t in outside)
     external = weights > external_data_bytes
-    n = 0 if external else static_reshapes(model)  # shape inference needs a graph under protobuf's limit
-    save_model(model, path, external)
-    return opset, external, n
+    n = static_reshapes(model)  # reads the small tensors only (shape constants), inline in every raw graph
+    data = path.with_name(path.name + DATA_SUFFIX)
+    files = {_external_field(t, "location") for t in outside}
+    if external and files == {data.name} and not needs_external(model, _INLINE_LIMIT):
+        # the exporter's data file already holds every weight: move it, do not read it
+        shutil.move(str(raw.with_name(data.name)), str(data))
+        onnx.save_model(model, str(path))
+    elif external:
+        onnx.external_data_helper.load_external_data_for_model(model, str(raw.parent))
+        save_model(model, path, True)
+    else:
+        _save_inline(model, path, raw.parent)
+    return opset, external, n, tuple(i.name for i in model.graph.input)
+
+
+def _save_inline(model: onnx.ModelProto, path: Path, folder: Path | None = None) -> None:
+    """Write ``model`` with every weight inline (external tensors read from ``folder`` one at a time).
+
+    ``onnx.save_model`` serializes the whole model into one bytes object first: a second copy of the
+    weights. Protobuf merges concatenated messages (repeated fields append), so the file here is the
+    model without its initializers followed by one single-initializer model per tensor: readers parse
+    the whole model, and no more than one tensor is copied at a time. ``model`` is left as it was.
+    """
+    head = onnx.ModelProto()
+    _copy_fields(model, head, skip="graph")
+    _copy_fields(model.graph, head.graph, skip="initializer")
+    with open(path, "wb") as f:
+        f.write(head.SerializeToString())
+        for t in model.graph.initializer:
+            piece = onnx.ModelProto()  # its own arena, freed after each tensor (the graph's would keep the bytes)
+            inline = piece.graph.initializer.add()
+            inline.CopyFrom(t)
+            if t.data_location == onnx.TensorProto.EXTERNAL and folder is not None:
+                del inline.external_data[:]
+                inline.data_location = onnx.TensorProto.DEFAULT
+                with open(folder / _external_field(t, "location"), "rb") as data:
+                    data.seek(int(_external_field(t, "offset") or 0))
+                    inline.raw_data = data.read(_external_length(t, folder))
+            f.write(piece.SerializeToString())
+
+
+def _copy_fields(src: Any, dst: Any, skip: str) -> None:
+    for field, value in src.ListFields():
+        if field.name == skip:
+            continue
+        if field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED:
+            getattr(dst, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(dst, field.name).CopyFrom(value)
+        else:
+            setattr(dst, field.name, value)
+
+
+def _external_field(t: onnx.TensorProto, key: str) -> str:
+    return next((e.value for e in t.external_data if e.key == key), "")
+
+
+def _external_length(t: onnx.TensorProto, folder: Path) -> int:
+    length = _external_field(t, "length")
+    return int(length) if length else (folder / _external_field(t, "location")).stat().st_size
+
+
+_SMALL_TENSOR = 1024  # bytes: shape constants and the like stay inline in the graph
+_INLINE_LIMIT = 64 << 20  # bytes of inline tensors a graph with a data file may keep
+_ONNX_TYPES = {
+    torch.float32: onnx.TensorProto.FLOAT, torch.float16: onnx.TensorProto.FLOAT16,
+    torch.bfloat16: onnx.TensorProto.BFLOAT16, torch.float64: onnx.TensorProto.DOUBLE,
+    torch.int64: onnx.TensorProto.INT64, torch.int32: onnx.TensorProto.INT32, torch.int16: onnx.TensorProto.INT16,
+    torch.int8: onnx.TensorProto.INT8, torch.uint8: onnx.TensorProto.UINT8, torch.bool: onnx.TensorProto.BOOL,
+}  # fmt: skip
+
+
+@contextlib.contextmanager
+def _weights_beside(path: Path) -> Iterator[Callable[[], None]]:
+    """Let the TorchScript exporter write ``path`` without its weights, then add them from the tensors.
+
+    The exporter hands its initializers to ``Graph._export_onnx``, which copies them into a protobuf
+    and serializes it. Here that call gets none (they stay graph inputs); the function yielded, called
+    after the export, writes each tensor to ``path.name + '.data'`` (small ones inline) and turns those
+    inputs into initializers. Where this torch has no such hook, the export keeps its own way.
+    """
+    captured: dict[str, torch.Tensor] = {}
+    graph_type = getattr(torch._C, "Graph", None)
+    original = getattr(graph_type, "_export_onnx", None)
+
+    def without_weights(self: Any, params: dict[str, torch.Tensor], *rest: Any) -> Any:
+        captured.update(params)
+        return original(self, {}, *rest)  # type: ignore[misc]
+
+    hooked = False
+    if original is not None:
+        try:
+            graph_type._export_onnx = without_weights  # type: ignore[union-attr]
+            hooked = True
+        except (AttributeError, TypeError):
+            pass
+    try:
+        yield lambda: _add_weights(path, captured) if hooked else None
+    finally:
+        if hooked:
+            graph_type._export_onnx = original  # type: ignore[union-attr]
+
+
+def _add_weights(path: Path, params: dict[str, torch.Tensor]) -> None:
+    model = onnx.load(str(path), load_external_data=False)
+    names = {i.name for i in model.graph.input}
+    missing = [n for n in params if n in names and params[n].dtype not in _ONNX_TYPES]
+    if missing:
+        raise UnsupportedModelError(f"weights of a type ONNX cannot hold: {missing[:5]}")
+    data = path.with_name(path.name + DATA_SUFFIX)
+    offset = 0
+    with open(data, "wb") as f:
+        for name, tensor in params.items():
+            if name not in names:
+                continue
+            t = tensor.detach().cpu().contiguous()
+            proto = onnx.TensorProto(name=name, dims=list(t.shape), data_type=_ONNX_TYPES[t.dtype])
+            raw = t.reshape(-1).view(torch.uint8).numpy()  # the tensor's own bytes, not a copy
+            if raw.nbytes <= _SMALL_TENSOR:
+                proto.raw_data = raw.tobytes()
+            else:
+                offset += -offset % 64
+                f.seek(offset)
+                f.write(raw.data)
+                proto.data_location = onnx.TensorProto.EXTERNAL
+                for key, value in (("location", data.name), ("offset", offset), ("length", raw.nbytes)):
+                    proto.external_data.add(key=key, value=str(value))
+                offset += raw.nbytes
+            model.graph.initializer.append(proto)
+    kept = [i for i in model.graph.input if i.name not in params]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    onnx.save_model(model, str(path))
 
 
 def save_model(model: onnx.ModelProto, path: Path, external: bool) -> None:
@@ -137,7 +280,7 @@ def save_model(model: onnx.ModelProto, path: Path, external: bool) -> None:
             size_threshold=0,
         )  # fmt: skip
     else:
-        onnx.save_model(model, str(path))
+        _save_inline(model, path)
 
 
 def copy_graph(src: Path, dst: Path) -> None:

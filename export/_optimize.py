@@ -11,7 +11,9 @@ and ``token_embeddings`` must still be there with their names.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import onnx
 from embedrt._errors import UnsupportedModelError
 
 from ._graph import needs_external
+from ._onnx import save_model
 
 # transformers model_type -> onnxruntime optimizer model_type. BERT-style encoders share "bert".
 OPTIMIZER_TYPES: dict[str, str] = {
@@ -70,12 +73,15 @@ _NOT_ATTENTION = (
 
 
 def optimize_graph(
-    fp32_path: Path, out_path: Path, config: dict[str, Any], *, attention_only: bool = False
-) -> dict[str, Any]:
+    fp32_path: Path, out_path: Path, config: dict[str, Any], *, attention_only: bool = False,
+    rewrite: Callable[[onnx.ModelProto], dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Fuse ``fp32_path`` into ``out_path``; return the manifest's record (counts per fused op).
 
     ``config`` is the Hugging Face config (``model_type``, ``num_attention_heads``, ``hidden_size``).
     ``attention_only``: fuse attention, leave layer norms and GELU as they are.
+    ``rewrite`` changes the fused graph in place before it is saved (its record under ``"rewrite"``):
+    the graph is loaded and written once.
     Raises ``UnsupportedModelError`` when nothing in the transformer layers fuses.
     """
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -92,10 +98,11 @@ def optimize_graph(
         setattr(options, name, False)
     before = Counter(n.op_type for n in onnx.load(str(fp32_path), load_external_data=False).graph.node)
     optimized = optimize_model(
-        str(fp32_path), model_type=opt_type, num_heads=heads, hidden_size=hidden,
+        onnx.load(str(fp32_path)), model_type=opt_type, num_heads=heads, hidden_size=hidden,
         optimization_options=options, opt_level=0, use_gpu=False,
     )  # fmt: skip
     model = optimized.model
+    gc.collect()  # the optimizer's fusion objects hold copies of the graph in reference cycles
     after = Counter(n.op_type for n in model.graph.node)
     counts = {op: after[op] - (before[op] if op == "LayerNormalization" else 0) for op in FUSED_OPS}
     counts = {op: n for op, n in counts.items() if n > 0}
@@ -107,8 +114,10 @@ def optimize_graph(
         )
     wanted = ("Attention",) if attention_only else ("Attention", "SkipLayerNormalization", "EmbedLayerNormalization")
     not_fused = [op for op in wanted if not counts.get(op)]
-    optimized.save_model_to_file(str(out_path), use_external_data_format=needs_external(model))
+    rewritten = rewrite(model) if rewrite is not None else None
+    save_model(model, out_path, needs_external(model))
     return {
+        **({"rewrite": rewritten} if rewritten is not None else {}),
         "optimizer": "onnxruntime.transformers",
         "optimizer_model_type": opt_type,
         "num_heads": heads,

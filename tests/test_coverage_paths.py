@@ -160,6 +160,40 @@ def test_external_data_forced_on_a_small_model(tiny_factory: Callable[..., Path]
         Embedder(bundle)
 
 
+@pytest.mark.parametrize("threshold", [0, 1_800_000_000], ids=["external", "inline"])
+def test_weights_written_from_the_tensors_match_torchs_own_graph(tiny_factory: Callable[..., Path], tmp_path: Path,
+                                                                 threshold: int) -> None:  # fmt: skip
+    """The export writes the weights itself (not through torch's protobuf): the same tensors, the same graph."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from embedrt.export._archs import Exporter, spec_for
+    from embedrt.export._model import load_reference
+    from embedrt.export._onnx import export_graph
+    from embedrt.export._source import read_source
+
+    model, tok = load_reference(read_source(tiny_factory("bert"), None))
+    sample = tok(["a short text", "a longer text to pad the batch"], padding=True, return_tensors="pt")
+    inputs = ["input_ids", "attention_mask", "token_type_ids"]
+    args = tuple(sample[n] for n in inputs)
+    w = export_graph(model, args, inputs, tmp_path / "model.onnx", opset=17, exporter=Exporter.TORCHSCRIPT,
+                     arch=spec_for("bert"), say=lambda m: None, external_data_bytes=threshold)  # fmt: skip
+    assert w.external_data is (threshold == 0) and (tmp_path / "model.onnx.data").exists() is (threshold == 0)
+    assert sorted(tmp_path.iterdir()) == sorted([tmp_path / "model.onnx", *[tmp_path / "model.onnx.data"] * (threshold == 0)])
+    ours = onnx.load(str(tmp_path / "model.onnx"))
+    onnx.checker.check_model(ours)
+    torch.onnx.export(model, args, str(tmp_path / "torch.onnx"), input_names=inputs, opset_version=17, dynamo=False,
+                      do_constant_folding=True, dynamic_axes={n: {0: "b", 1: "s"} for n in inputs})  # fmt: skip
+    theirs = onnx.load(str(tmp_path / "torch.onnx"))
+    big = {t.name: numpy_helper.to_array(t) for t in theirs.graph.initializer if t.ByteSize() > 1024}
+    got = {t.name: numpy_helper.to_array(t) for t in ours.graph.initializer}
+    assert len(big) >= 10 and set(big) <= set(got)
+    for name, value in big.items():
+        assert got[name].dtype == value.dtype and np.array_equal(got[name], value), name
+    assert [i.name for i in ours.graph.input] == inputs
+
+
 # -- batching by a token budget --------------------------------------------------------------------------
 
 
