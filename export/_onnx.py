@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -215,6 +216,15 @@ def _weights_beside(path: Path) -> Iterator[Callable[[], None]]:
     after the export, writes each tensor to ``path.name + '.data'`` (small ones inline) and turns those
     inputs into initializers. Where this torch has no such hook, the export keeps its own way.
     """
+    with _HOOK_LOCK, _hooked(path) as written:  # the hook is on the class: one export at a time
+        yield written
+
+
+_HOOK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _hooked(path: Path) -> Iterator[Callable[[], None]]:
     captured: dict[str, torch.Tensor] = {}
     graph_type = getattr(torch._C, "Graph", None)
     original = getattr(graph_type, "_export_onnx", None)
