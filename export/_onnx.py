@@ -27,6 +27,7 @@ from typing import Any
 
 import onnx
 import torch
+from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_tensor
 
 from embedrt._errors import UnsupportedModelError
 
@@ -137,7 +138,7 @@ def _finalize(raw: Path, path: Path, external_data_bytes: int) -> tuple[int, boo
     external = weights > external_data_bytes
     n = static_reshapes(model)  # reads the small tensors only (shape constants), inline in every raw graph
     data = path.with_name(path.name + DATA_SUFFIX)
-    files = {_external_field(t, "location") for t in outside}
+    files = {ExternalDataInfo(t).location for t in outside}
     if external and files == {data.name} and not needs_external(model, _INLINE_LIMIT):
         # the exporter's data file already holds every weight: move it, do not read it
         shutil.move(str(raw.with_name(data.name)), str(data))
@@ -168,11 +169,9 @@ def _save_inline(model: onnx.ModelProto, path: Path, folder: Path | None = None)
             inline = piece.graph.initializer.add()
             inline.CopyFrom(t)
             if t.data_location == onnx.TensorProto.EXTERNAL and folder is not None:
+                load_external_data_for_tensor(inline, str(folder))
                 del inline.external_data[:]
                 inline.data_location = onnx.TensorProto.DEFAULT
-                with open(folder / _external_field(t, "location"), "rb") as data:
-                    data.seek(int(_external_field(t, "offset") or 0))
-                    inline.raw_data = data.read(_external_length(t, folder))
             f.write(piece.SerializeToString())
 
 
@@ -188,13 +187,9 @@ def _copy_fields(src: Any, dst: Any, skip: str) -> None:
             setattr(dst, field.name, value)
 
 
-def _external_field(t: onnx.TensorProto, key: str) -> str:
-    return next((e.value for e in t.external_data if e.key == key), "")
-
-
 def _external_length(t: onnx.TensorProto, folder: Path) -> int:
-    length = _external_field(t, "length")
-    return int(length) if length else (folder / _external_field(t, "location")).stat().st_size
+    info = ExternalDataInfo(t)
+    return int(info.length) if info.length else (folder / info.location).stat().st_size
 
 
 _SMALL_TENSOR = 1024  # bytes: shape constants and the like stay inline in the graph

@@ -96,9 +96,11 @@ def optimize_graph(
     options.use_raw_attention_mask(True)
     for name in _NOT_ATTENTION if attention_only else ():
         setattr(options, name, False)
-    before = Counter(n.op_type for n in onnx.load(str(fp32_path), load_external_data=False).graph.node)
+    source = onnx.load(str(fp32_path))  # the optimizer fuses it in place
+    before = Counter(n.op_type for n in source.graph.node)
+    outputs = [o.name for o in source.graph.output]
     optimized = optimize_model(
-        onnx.load(str(fp32_path)), model_type=opt_type, num_heads=heads, hidden_size=hidden,
+        source, model_type=opt_type, num_heads=heads, hidden_size=hidden,
         optimization_options=options, opt_level=0, use_gpu=False,
     )  # fmt: skip
     model = optimized.model
@@ -106,7 +108,7 @@ def optimize_graph(
     after = Counter(n.op_type for n in model.graph.node)
     counts = {op: after[op] - (before[op] if op == "LayerNormalization" else 0) for op in FUSED_OPS}
     counts = {op: n for op, n in counts.items() if n > 0}
-    _check_outputs(model, fp32_path)
+    _check_outputs(model, outputs)
     if not any(counts.get(op) for op in _LAYER_FUSIONS):
         raise UnsupportedModelError(
             f"--optimize: onnxruntime's optimizer fused nothing in the transformer layers of this "
@@ -137,8 +139,7 @@ def fused_counts(path: Path) -> dict[str, int]:
     return {op: ops[op] for op in FUSED_OPS if ops[op] and op != "LayerNormalization"}
 
 
-def _check_outputs(model: onnx.ModelProto, fp32_path: Path) -> None:
-    want = [o.name for o in onnx.load(str(fp32_path), load_external_data=False).graph.output]
+def _check_outputs(model: onnx.ModelProto, want: list[str]) -> None:
     got = [o.name for o in model.graph.output]
     if got != want:
         raise UnsupportedModelError(f"--optimize changed the graph's outputs from {want} to {got}")

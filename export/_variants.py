@@ -8,11 +8,12 @@ its own module: ``_optimize`` (onnxruntime's transformer fusions), ``_quantize``
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,24 +83,8 @@ def apply_variant(
         else:
             _copy_graph(src, out_path)
     record["fused_ops"] = fused_counts(out_path) if record["optimize"] else {}
-    release_freed_memory()
+    gc.collect()  # onnxruntime's optimizer leaves graphs in reference cycles: free them before validation
     return record
-
-
-def release_freed_memory() -> None:
-    """Free the graphs the rewrites left behind and hand the heap back to the OS before validation.
-
-    onnxruntime's optimizer leaves its model in reference cycles (only the cycle collector frees it),
-    and glibc keeps freed heap; either would put a copy of the weights under the validation's peak.
-    """
-    import ctypes
-    import ctypes.util
-    import gc
-
-    gc.collect()
-
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 class _DropPreprocessNotice(logging.Filter):
