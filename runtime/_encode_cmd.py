@@ -19,6 +19,19 @@ import numpy as np
 from ._lines import DECODE_ERRORS, STDIN, STRUCTURED, read_lines
 
 _TOKENIZE_CHUNK = 8192  # texts per tokenizer call when progress is shown (each call is parallel inside)
+AUTO = "auto"  # the model's own token budget per run (``BundleModel``'s ``max_batch_tokens``)
+
+
+def _run_tokens(value: str) -> int | str:
+    if value == AUTO:
+        return AUTO
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
+    return n
 
 
 def add_encode_parser(sub: Any) -> None:
@@ -40,8 +53,9 @@ def add_encode_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
-        "--max-batch-tokens", type=int, default=16384,
-        help="most padded tokens per model run (rows x longest row), so long documents run in small batches",
+        "--max-batch-tokens", type=_run_tokens, default=AUTO,
+        help="most padded tokens per model run (rows x longest row), so long documents run in small batches "
+        "(default: auto, 1024 on the CPU, the fastest there; 16384 on a GPU)",
     )  # fmt: skip
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: available CPUs)")

@@ -66,6 +66,9 @@ def test_errors_are_messages_not_tracebacks(tiny_bert_bundle: Path, tmp_path: Pa
     assert "is not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "x", "-o", "y", "--precision", "int4"])
+    with pytest.raises(SystemExit):
+        main(["encode", str(tiny_bert_bundle), "-", "-o", "o.npy", "--max-batch-tokens", "0"])
+    assert "expected a positive integer or 'auto', got '0'" in capsys.readouterr().err
 
 
 # -- what a new user runs into ---------------------------------------------------------------------------

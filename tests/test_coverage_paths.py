@@ -212,8 +212,19 @@ def test_budget_does_not_change_vectors(tiny_bert_bundle: Path) -> None:
     free = Embedder(tiny_bert_bundle, max_batch_tokens=None).encode(texts, batch_size=64)
     tight = Embedder(tiny_bert_bundle, max_batch_tokens=64).encode(texts, batch_size=64)
     np.testing.assert_allclose(tight, free, atol=1e-5)
-    with pytest.raises(ValueError, match="max_batch_tokens must be a positive integer or None, got 0"):
+    with pytest.raises(ValueError, match="max_batch_tokens must be a positive integer, None or 'auto', got 0"):
         Embedder(tiny_bert_bundle, max_batch_tokens=0)
+    with pytest.raises(ValueError, match="got 'fast'"):
+        Embedder(tiny_bert_bundle, max_batch_tokens="fast")
+
+
+def test_the_default_budget_follows_the_device(tiny_bert_bundle: Path) -> None:
+    from embedrt._base import CPU_RUN_TOKENS, DEFAULT_MAX_BATCH_TOKENS, run_tokens
+    from embedrt._types import Device
+
+    assert Embedder(tiny_bert_bundle).max_batch_tokens == CPU_RUN_TOKENS == 1024
+    assert run_tokens("auto", Device.CUDA) == run_tokens("auto", Device.OPENVINO) == DEFAULT_MAX_BATCH_TOKENS
+    assert run_tokens(None, Device.CPU) is None and run_tokens(300, Device.CUDA) == 300
 
 
 def test_left_padding_in_the_runtime() -> None:

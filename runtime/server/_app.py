@@ -66,7 +66,7 @@ class ServerState:
             max_wait_s=config.max_wait_ms / 1000,
             max_queue=config.max_queue,
             max_rows=config.batch_size,
-            max_run_tokens=config.max_run_tokens,
+            max_run_tokens=config.max_run_tokens or model.max_batch_tokens or config.max_batch_tokens,
         )
         self.ready = False
         self.draining = False

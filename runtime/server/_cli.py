@@ -84,7 +84,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "--max-run-tokens",
         type=int,
         default=d.max_run_tokens,
-        help="padded tokens (rows x longest) per ONNX Runtime run (default: %(default)s)",
+        help="padded tokens (rows x longest) per ONNX Runtime run (default: the model's, 1024 on the CPU, "
+        "the fastest there; 16384 on a GPU)",
     )
     g.add_argument(
         "--max-wait-ms",
@@ -153,7 +154,10 @@ def run_serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     log = logging.getLogger("embedrt.server")
-    model = load_model(args.bundle, device=args.device, threads=args.threads, verify=not args.no_verify)  # the bundle's kind picks the class
+    model = load_model(  # the bundle's kind picks the class
+        args.bundle, device=args.device, threads=args.threads, verify=not args.no_verify,
+        max_batch_tokens=args.max_run_tokens or "auto",
+    )  # fmt: skip
     config = config_from_args(args, model.manifest.source)
     if not _is_loopback(args.host) and config.api_key is None:
         log.warning(

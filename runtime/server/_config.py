@@ -17,7 +17,7 @@ class ServerConfig:
     ``max_batch_tokens``; an idle server waits at most ``max_wait_ms`` for company before running.
     ``batching=False`` runs one request per model call (for comparison). Inside a merged batch the
     texts are sorted by length and run in pieces of at most ``batch_size`` rows and ``max_run_tokens``
-    padded tokens.
+    padded tokens (``None``: the model's own ``max_batch_tokens``, 1024 on the CPU provider).
     """
 
     model_name: str = "embedrt"
@@ -25,7 +25,7 @@ class ServerConfig:
     batching: bool = True
     max_batch_tokens: int = 8192  # tokens of all requests merged into one batch
     batch_size: int = 32  # most rows per ONNX Runtime run inside a merged batch
-    max_run_tokens: int = 2048  # most padded tokens (rows x longest) per ONNX Runtime run
+    max_run_tokens: int | None = None  # most padded tokens (rows x longest) per ONNX Runtime run
     max_wait_ms: float = 2.0
     max_queue: int = 1024  # requests waiting for the model; more get 503 + Retry-After
     max_inputs: int = 512  # texts per request
@@ -46,6 +46,8 @@ class ServerConfig:
         )
         for name in positive_ints:
             value = getattr(self, name)
+            if name == "max_run_tokens" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not self.max_wait_ms >= 0:

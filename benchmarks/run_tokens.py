@@ -1,0 +1,71 @@
+"""Tokens per model run on the CPU: 32 texts of one length through ``Embedder.encode`` with several
+``max_batch_tokens`` budgets, alternating in one process (best of ``--rounds``), per bundle.
+
+    python -m benchmarks.run_tokens --bundle fp32=benchmarks/.cache/artifacts/bundle-fp32 \\
+        --bundle int8=benchmarks/.cache/artifacts/bundle-int8 --out benchmarks/results/run-tokens-X.json
+
+A budget of B tokens runs the 32 texts of L tokens in runs of max(1, B // L) rows; ``none`` runs
+them in one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dataset import cpu_flags, cpu_model
+
+LENGTHS = (16, 64, 128, 256, 512)
+BUDGETS: tuple[int | None, ...] = (None, 4096, 2048, 1024, 512)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", action="append", required=True, help="NAME=PATH, repeatable")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    from benchmarks import corpus
+    from benchmarks.run import fixed_length_texts
+    from embedrt import Embedder
+
+    bundles = dict(b.split("=", 1) for b in args.bundle)
+    words = [w for p in corpus.load_corpus()["en_passages"] for w in p.split()]
+    out: dict[str, Any] = {
+        "command": "python -m benchmarks.run_tokens " + " ".join(f"--bundle {b}" for b in args.bundle)
+        + f" --rounds {args.rounds} --threads {args.threads} --out {args.out}",
+        "cpu": {"model": cpu_model(), "flags": cpu_flags(), "load_average": os.getloadavg()},
+        "threads": args.threads,
+        "unit": "tokens/s, best of the rounds; 32 texts per length",
+        "results": {},
+    }
+    for name, path in bundles.items():
+        models = {b: Embedder(path, threads=args.threads, max_batch_tokens=b) for b in BUDGETS}
+        for m in models.values():
+            m.tokenizer.enable_truncation(max_length=max(LENGTHS))
+        texts = {n: fixed_length_texts(next(iter(models.values())).tokenizer, words, n, 32) for n in LENGTHS}
+        rates: dict[str, dict[str, list[float]]] = {str(n): {str(b): [] for b in BUDGETS} for n in LENGTHS}
+        for n in LENGTHS:
+            for m in models.values():
+                m.encode(texts[n], batch_size=32)  # warm-up
+            for _ in range(args.rounds):
+                for b, m in models.items():
+                    t = time.perf_counter()
+                    m.encode(texts[n], batch_size=32)
+                    rates[str(n)][str(b)].append(32 * n / (time.perf_counter() - t))
+            best = {b: max(r) for b, r in rates[str(n)].items()}
+            print(name, n, " ".join(f"{b}:{v:.0f}" for b, v in best.items()), flush=True)
+        out["results"][name] = {
+            n: {b: {"best": round(max(r)), "all": [round(x) for x in r]} for b, r in per.items()}
+            for n, per in rates.items()
+        }
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
