@@ -27,10 +27,10 @@ from ._types import MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
 
 # Padded tokens per model run (rows x the batch's longest row), so one long input cannot blow memory:
 # a document of several thousand tokens runs alone. On the CPU provider, runs of ~1024 tokens are
-# also the fastest: their activations stay in the caches (MiniLM, 2 threads, AVX2 EPYC, 32 texts cut
-# into runs of 1024 tokens against one run: 1.14x at 64 tokens, 1.21x at 128, 1.40x at 256, 1.27x at
-# 512 in fp32; 1.26x at 128 in int8; benchmarks/results/run-tokens-*.json). Other devices (a GPU
-# wants big runs) keep 16384: 32 texts of 512 tokens.
+# also the fastest: their activations stay in the caches (MiniLM through Embedder.encode, 2 threads,
+# AVX2 EPYC, 32 texts in runs of 1024 tokens against one run: fp32 1.13x at 128 tokens, 1.34x at
+# 256, 1.29x at 512; int8 1.14x, 1.15x, 1.10x; at 16-64 tokens within the noise;
+# benchmarks/results/run-tokens-*.json). Other devices (a GPU wants big runs) keep 16384.
 CPU_RUN_TOKENS = 1024
 DEFAULT_MAX_BATCH_TOKENS = 16384
 AUTO = "auto"
