@@ -45,6 +45,8 @@ def run_tokens(max_batch_tokens: int | str | None, device: Device) -> int | None
     ):
         raise ValueError(f"max_batch_tokens must be a positive integer, None or 'auto', got {max_batch_tokens!r}")
     return max_batch_tokens
+
+
 # onnxruntime's own session fusion of Add + LayerNormalization into SkipLayerNormalization: int8
 # sessions keep the two ops, which a one-thread probe on AVX2 found faster in int8 graphs
 # (benchmarks/results/NOTES.md, "levers").
