@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.dataset import cpu_flags, cpu_model
+from benchmarks.int8_cpu import cpu_info
 
 TEXT = "A man is playing a guitar on the street while people walk past him."  # 17 tokens, the median
 SHAPES = ((384, 1152), (384, 384), (384, 1536), (1536, 384))
@@ -102,7 +101,7 @@ def main() -> None:
     result = {
         "command": f"python -m benchmarks.batch1_floor --fp32 {args.fp32} --int8 {args.int8} --rounds {args.rounds} "
         f"--threads {args.threads} --out {args.out}",
-        "cpu": {"model": cpu_model(), "flags": cpu_flags(), "load_average": os.getloadavg()},
+        "cpu": cpu_info(),
         "threads": args.threads,
         "text": TEXT,
         "tokens": tokens,

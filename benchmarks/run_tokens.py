@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataset import cpu_flags, cpu_model
+from benchmarks.int8_cpu import cpu_info
 
 LENGTHS = (16, 64, 128, 256, 512)
 BUDGETS: tuple[int | None, ...] = (None, 4096, 2048, 1024, 512)
@@ -39,7 +38,7 @@ def main() -> None:
     out: dict[str, Any] = {
         "command": "python -m benchmarks.run_tokens " + " ".join(f"--bundle {b}" for b in args.bundle)
         + f" --rounds {args.rounds} --threads {args.threads} --out {args.out}",
-        "cpu": {"model": cpu_model(), "flags": cpu_flags(), "load_average": os.getloadavg()},
+        "cpu": cpu_info(),
         "threads": args.threads,
         "unit": "tokens/s, best of the rounds; 32 texts per length",
         "results": {},

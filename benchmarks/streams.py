@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataset import cpu_flags, cpu_model
+from benchmarks.int8_cpu import cpu_info
 
 
 def main() -> None:
@@ -32,7 +31,7 @@ def main() -> None:
     out: dict[str, Any] = {
         "command": "python -m benchmarks.streams " + " ".join(f"--bundle {b}" for b in args.bundle)
         + f" --rounds {args.rounds} --threads {args.threads} --out {args.out}",
-        "cpu": {"model": cpu_model(), "flags": cpu_flags(), "load_average": os.getloadavg()},
+        "cpu": cpu_info(),
         "unit": "texts/s per round",
         "results": {},
     }

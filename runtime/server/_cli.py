@@ -147,6 +147,7 @@ def run_serve(args: argparse.Namespace) -> int:
     require_server_extra()
     import uvicorn
 
+    from .._base import AUTO
     from .._load import load_model
     from ._app import create_app
 
@@ -156,7 +157,7 @@ def run_serve(args: argparse.Namespace) -> int:
     log = logging.getLogger("embedrt.server")
     model = load_model(  # the bundle's kind picks the class
         args.bundle, device=args.device, threads=args.threads, verify=not args.no_verify,
-        max_batch_tokens=args.max_run_tokens or "auto",
+        max_batch_tokens=args.max_run_tokens or AUTO,
     )  # fmt: skip
     config = config_from_args(args, model.manifest.source)
     if not _is_loopback(args.host) and config.api_key is None:
