@@ -332,13 +332,15 @@ BUILDS: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {
 
 
 def build(
-    work: Path, src: Path, names: tuple[str, ...] = ("default", "rowaware")
+    work: Path, src: Path, names: tuple[str, ...] = ("default", "rowaware"), rounding: str = "nearest"
 ) -> dict[str, tuple[Path, dict[str, np.ndarray]]]:
     """The ``smooth`` int8 bundle once per name of ``BUILDS``, from one fp32 graph and calibration:
     ``default`` (alpha chosen by simulating per-tensor activations, as embedrt does), ``rowaware``
     (alpha chosen by simulating per-row activations), ``rowaware-ffnout`` (per-row simulated on the
     FFN output projections only), ``rowaware-noexclude`` (as ``rowaware``, layer 0's FFN output
-    projection quantized too). Each comes with the smoothed fp32 weights it was made from."""
+    projection quantized too). Each comes with the smoothed fp32 weights it was made from.
+    ``rounding``: how the int8 weights are rounded (``Int8Recipe.rounding``; this study's results
+    were measured with ``"nearest"``, the rounding embedrt had then)."""
     from onnx import numpy_helper as nh
     from transformers import AutoTokenizer
 
@@ -375,7 +377,7 @@ def build(
             path = work / f"int8-{name}"
             shutil.copytree(plain, path)
             rec = apply_variant(plain / "model.onnx", path / "model.onnx", "int8", None, {"config": config},
-                                int8_recipe=Int8Recipe(exclude=exclude), calibration=feeds)  # fmt: skip
+                                int8_recipe=Int8Recipe(exclude=exclude, rounding=rounding), calibration=feeds)  # fmt: skip
             _as_int8_bundle(path, rec)
             out[name] = (path, dict(captured))
             alphas = [g["alpha"] for g in rec["quantization"]["smoothing"]["groups"]]

@@ -117,3 +117,64 @@ def _fit_pairs(q: np.ndarray, rw: np.ndarray) -> np.ndarray:
     out[0::2] = np.sign(a) * (np.abs(a) - cut_a)
     out[1::2] = np.sign(b) * (np.abs(b) - cut_b)
     return out.astype(np.int8)
+
+
+def feedback_factor(gram: np.ndarray, damp: float = 0.01) -> np.ndarray:
+    """The upper Cholesky factor ``U`` of ``(gram + damp * diag(gram))^-1`` that ``round_with_feedback``
+    spreads rounding errors with; ``gram`` [K, K] is ``x.T @ x`` over the inputs ``x`` [rows, K].
+
+    The damping is relative to each diagonal entry, so the factor of inputs scaled per channel
+    (``x / s``) is this one with its column ``j`` times ``s_j``: one factorisation serves every
+    smoothing scale tried.
+    """
+    h = np.asarray(gram, np.float64).copy()
+    diag = np.diag(h).copy()
+    dead = diag <= 0
+    diag[dead] = 1.0
+    h[dead, :] = 0.0
+    h[:, dead] = 0.0
+    h[np.diag_indices_from(h)] = diag * (1.0 + damp)
+    return np.linalg.cholesky(np.linalg.inv(h)).T  # type: ignore[no-any-return]
+
+
+def round_with_feedback(
+    w: np.ndarray,
+    scale: np.ndarray,
+    factor: np.ndarray,
+    weight_range: WeightRange | str,
+    start: np.ndarray | None = None,
+) -> np.ndarray:
+    """int8 levels for ``w`` [K, N] at the column scales ``scale`` [N] that keep ``x @ w`` close on
+    the inputs ``x``, rather than each weight close on its own; ``factor`` is
+    ``feedback_factor(x.T @ x)``.
+
+    The rows of K are rounded in order; each row's rounding error is spread over the rows not yet
+    rounded through the inverse of ``x.T @ x`` (GPTQ, Frantar et al., 2023: optimal brain
+    quantization, one row at a time). The layout's limits hold as each row is rounded: ``pairs``
+    caps an odd row's levels at ``PAIR_LIMIT`` minus its even partner's, so the error of the cap is
+    fed forward too; an even row is capped at ``PAIR_LIMIT`` minus its partner's levels in
+    ``start`` (the plain rounding, e.g. ``quantize_columns``'), which left the pair its share.
+    """
+    wr = WeightRange(weight_range)
+    k, n = w.shape
+    top = 64 if wr is WeightRange.SEVEN_BIT else 127
+    u = factor
+    work = np.asarray(w, np.float64) / scale.astype(np.float64)  # in levels
+    q = np.zeros((k, n), np.int32)
+    block = 128
+    for first in range(0, k, block):
+        end = min(first + block, k)
+        err = np.zeros((end - first, n))
+        for i in range(first, end):
+            limit = np.full(n, top)
+            if wr is WeightRange.PAIRS and i % 2 == 1:
+                limit = np.minimum(limit, PAIR_LIMIT - np.abs(q[i - 1]))
+            elif wr is WeightRange.PAIRS and start is not None and i + 1 < k:
+                limit = np.minimum(limit, PAIR_LIMIT - np.abs(start[i + 1].astype(np.int32)))
+            qi = np.clip(np.round(work[i]), -limit, limit)
+            q[i] = qi
+            e = (work[i] - qi) / u[i, i]
+            work[i + 1 : end] -= np.outer(u[i, i + 1 : end], e)
+            err[i - first] = e
+        work[end:] -= u[first:end, end:].T @ err
+    return q.astype(np.int8)

