@@ -16,7 +16,9 @@ fp32; speed side by side with fp32 on 2 threads of an AVX-512 VNNI Xeon, alterna
   but layer 0's FFN output projection, after SmoothQuant channel balancing calibrated per MatMul
   group (``_smooth``): ~1.8x fp32 on real sentences where ``nbits`` gives 1.3x (onnxruntime's u8s8
   VNNI GEMM runs these shapes at ~3.5x fp32, MatMulNBits at ~1.4x), mean cosine 0.998 on English
-  and 0.997 on Korean sentences.
+  and 0.997 on Korean sentences. Its weights are rounded with error feedback (GPTQ, ``_smooth``):
+  on the AVX2 EPYC, Korean 0.9976 and English 0.9987 against 0.9959 / 0.9984 rounded to nearest
+  (benchmarks/results/int8-feedback-epyc-avx2-20261130.json).
 
 So ``smooth`` is the default method, on every MatMul with a constant weight in the transformer
 layers; the embedding lookup, layer norm, softmax, pooling, Dense and Normalize stay fp32. The

@@ -48,8 +48,9 @@ def run_tokens(max_batch_tokens: int | str | None, device: Device) -> int | None
 
 
 # onnxruntime's own session fusion of Add + LayerNormalization into SkipLayerNormalization: int8
-# sessions keep the two ops, which a one-thread probe on AVX2 found faster in int8 graphs
-# (benchmarks/results/NOTES.md, "levers").
+# sessions keep the two ops, 1.06-1.08x faster on the AVX2 EPYC (best of 3 rounds, sentences and
+# passages; fp32 within the noise either way): python -m benchmarks.session_fusions, results in
+# benchmarks/results/session-fusions-epyc-avx2-20261130.json.
 INT8_UNFUSED = ["SkipLayerNormFusion"]
 
 

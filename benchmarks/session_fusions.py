@@ -1,0 +1,88 @@
+"""onnxruntime's session-time fusions, one at a time, on embedrt bundles: which to leave off.
+
+    python -m benchmarks.session_fusions --bundle fp32=BUNDLE --bundle int8=BUNDLE --out benchmarks/results/session-fusions-X.json
+
+Each bundle is loaded as ``Embedder`` loads it (the int8 plan's session config included), then its
+session is rebuilt once per set of disabled onnxruntime optimizers; the same length-sorted batches
+of 32 run through each in turn, alternating, ``--rounds`` times: 2000 real sentences and 256
+passages. Reported: texts/s per round, and the best round of each set against the set embedrt uses
+today for that bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.int8_cpu import cpu_info
+
+# name -> onnxruntime optimizers disabled in the session
+SETS: dict[str, list[str]] = {
+    "all fusions": [],
+    "no SkipLayerNormFusion": ["SkipLayerNormFusion"],
+    "no BiasGeluFusion": ["BiasGeluFusion"],
+    "no SkipLayerNormFusion, no BiasGeluFusion": ["SkipLayerNormFusion", "BiasGeluFusion"],
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", action="append", required=True, help="NAME=PATH, repeatable")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    from benchmarks.corpus import load_passages, load_sentences
+    from embedrt import Embedder
+    from embedrt._base import INT8_UNFUSED
+    from embedrt._bundle import MODEL_NAME
+    from embedrt._session import create_session
+
+    sets = {"sentences": load_sentences(2000, seed=0), "passages": load_passages(256, seed=0)}
+    out: dict[str, Any] = {
+        "command": "python -m benchmarks.session_fusions " + " ".join(f"--bundle {b}" for b in args.bundle)
+        + f" --rounds {args.rounds} --threads {args.threads} --out {args.out}",
+        "cpu": cpu_info(),
+        "unit": "texts/s per round",
+        "embedrt_disables": {"int8": INT8_UNFUSED, "other": []},
+        "results": {},
+    }
+    for name, path in (b.split("=", 1) for b in args.bundle):
+        model = Embedder(path, threads=args.threads)
+        plan = model.int8_plan
+        today = INT8_UNFUSED if plan else []
+        sessions = {
+            label: create_session(
+                Path(path) / MODEL_NAME, model.device, args.threads,
+                session_config=plan.session_config() if plan else None, disabled_optimizers=disabled,
+            )
+            for label, disabled in SETS.items()
+        }  # fmt: skip
+        result: dict[str, Any] = {}
+        for set_name, texts in sets.items():
+            feeds = [feed for _, feed in model._batches(model.tokenize(texts), 32)]
+            rates: dict[str, list[float]] = {k: [] for k in sessions}
+            for session in sessions.values():  # warm-up
+                for feed in feeds[:4]:
+                    session.run(["sentence_embedding"], feed)
+            for _ in range(args.rounds):
+                for label, session in sessions.items():
+                    t = time.perf_counter()
+                    for feed in feeds:
+                        session.run(["sentence_embedding"], feed)
+                    rates[label].append(round(len(texts) / (time.perf_counter() - t), 1))
+            base = max(rates[next(k for k, v in SETS.items() if v == today)])
+            result[set_name] = {
+                "rates": rates,
+                "best_vs_embedrt_today": {k: round(max(v) / base, 3) for k, v in rates.items()},
+            }
+            print(name, set_name, json.dumps(result[set_name]), flush=True)
+        out["results"][name] = result
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
