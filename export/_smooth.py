@@ -40,6 +40,10 @@ from ._int8_weights import WeightRange, feedback_factor, quantize_columns, round
 # None = leave the group unsmoothed; always a candidate, so smoothing never makes a group worse.
 ALPHAS: tuple[float | None, ...] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 ROWS_PER_BATCH = 256  # token rows per calibration batch on which the output error is measured
+# Memory for the calibration inputs' x.T @ x (float32, K x K per group input) that the feedback
+# rounding needs: MiniLM's 23 take 58 MB, a 24-layer model of width 1024 / 4096 ~1.9 GB. Groups past
+# the budget (the widest first) are rounded to nearest, and the record says how many were.
+GRAM_BUDGET_BYTES = 4 << 30
 
 Feeds = dict[str, np.ndarray]
 
@@ -99,7 +103,7 @@ def smooth_model(
         node = nodes[name]
         if uses.get(node.input[1], 0) == 1:  # a weight shared with another node cannot be rescaled
             groups.setdefault(node.input[0], []).append(node)
-    stats = _activation_stats(model, list(groups), feeds)
+    stats = _activation_stats(model, list(groups), feeds, feedback)
 
     record: list[dict[str, Any]] = []
     chosen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -139,6 +143,7 @@ def smooth_model(
             "alpha_grid": [a for a in ALPHAS if a is not None],
             "weight_range": WeightRange(weight_range).value,
             "rounding": "error feedback over the calibration inputs (GPTQ)" if feedback else "nearest",
+            "feedback_groups": sum(1 for t in groups if stats[t].gram is not None),
             "calibration_batches": len(feeds),
             "calibration_texts": int(sum(f["input_ids"].shape[0] for f in feeds)),
             "groups": record,
@@ -197,14 +202,18 @@ class _Stats:
         self.cmin: list[np.ndarray] = []
         self.cmax: list[np.ndarray] = []
         self.rows: list[np.ndarray] = []
-        self.gram: np.ndarray | None = None  # sum of x.T @ x over every real-token row
+        self.gram: np.ndarray | None = None  # sum of x.T @ x over every real-token row (float32)
 
     @property
     def absmax(self) -> np.ndarray:
         return np.max([np.maximum(-lo, hi) for lo, hi in zip(self.cmin, self.cmax, strict=True)], axis=0)
 
 
-def _activation_stats(model: onnx.ModelProto, tensors: list[str], feeds: list[Feeds]) -> dict[str, _Stats]:
+def _activation_stats(
+    model: onnx.ModelProto, tensors: list[str], feeds: list[Feeds], grams: bool = True
+) -> dict[str, _Stats]:
+    """Calibration statistics per tensor; with ``grams``, ``x.T @ x`` too for the tensors whose
+    grams fit ``GRAM_BUDGET_BYTES`` together (narrowest first)."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -218,18 +227,25 @@ def _activation_stats(model: onnx.ModelProto, tensors: list[str], feeds: list[Fe
     session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     stats = {t: _Stats() for t in tensors}
+    with_gram: set[str] | None = None if grams else set()
     for feed in feeds:
         outs = session.run(tensors, feed)
         real = feed["attention_mask"].reshape(-1).astype(bool)
+        if with_gram is None:
+            with_gram, used = set(), 0
+            for t, value in sorted(zip(tensors, outs, strict=True), key=lambda tv: tv[1].shape[-1]):
+                used += 4 * value.shape[-1] ** 2
+                if used <= GRAM_BUDGET_BYTES:
+                    with_gram.add(t)
         for t, value in zip(tensors, outs, strict=True):
             x = value.reshape(-1, value.shape[-1])
             st = stats[t]
             st.cmin.append(x.min(axis=0))
             st.cmax.append(x.max(axis=0))
             idx = np.flatnonzero(real) if x.shape[0] == real.size else np.arange(x.shape[0])
-            xr = x[idx].astype(np.float32)
-            gram = (xr.T @ xr).astype(np.float64)
-            st.gram = gram if st.gram is None else st.gram + gram
+            if t in with_gram:
+                xr = x[idx].astype(np.float32)
+                st.gram = xr.T @ xr if st.gram is None else st.gram + xr.T @ xr
             if idx.size > ROWS_PER_BATCH:
                 idx = np.sort(rng.choice(idx, ROWS_PER_BATCH, replace=False))
             st.rows.append(x[idx].astype(np.float32))

@@ -132,11 +132,12 @@ def test_int8_each_arch(
 
 
 def test_smoothing_alone_changes_nothing_in_fp32(
-    tiny_factory: Callable[..., Path], fp32_bundles: dict[str, Path], tmp_path: Path
+    tiny_factory: Callable[..., Path], fp32_bundles: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Dividing activations by s and multiplying weight rows by s is exact up to rounding."""
     from transformers import AutoTokenizer
 
+    import embedrt.export._smooth as smooth_module
     from embedrt.export._export import calibration_texts
     from embedrt.export._smooth import calibration_feeds, smooth_model
 
@@ -148,6 +149,10 @@ def test_smoothing_alone_changes_nothing_in_fp32(
     record = smooth_model(model, names, feeds).record
     assert len(record["groups"]) == 2 * 4  # per layer: QKV input, attention output, FFN in, FFN out
     assert any(g["alpha"] is not None for g in record["groups"])
+    assert record["feedback_groups"] == 8 and "GPTQ" in record["rounding"]
+    # past the memory budget for x.T @ x, groups are rounded to nearest, and the record says so
+    monkeypatch.setattr(smooth_module, "GRAM_BUDGET_BYTES", 4 * 32 * 32)  # one hidden-size gram
+    assert smooth_model(onnx.load(str(src)), names, feeds).record["feedback_groups"] == 1
     out = tmp_path / "smoothed.onnx"
     onnx.save(model, str(out))
     import onnxruntime as ort
