@@ -40,6 +40,9 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
     if q:
         rows.append(("quantization", f"{q.get('method')} ({q.get('operator')}): weights {q.get('weights')}"))
         rows.append(("activations", str(q.get("activations"))))
+        smoothing = q.get("smoothing")
+        if smoothing:
+            rows.append(("smoothing", _smoothing_row(smoothing)))
         rows.append(
             ("quantized nodes", f"{q.get('quantized_nodes')} ({len(q.get('excluded_nodes', []))} kept fp32)")
         )
@@ -55,6 +58,20 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
     for label, gate in _gates(manifest):
         rows.append((label, _gate_row(gate, made_for)))
     return rows
+
+
+def _smoothing_row(smoothing: dict[str, Any]) -> str:
+    """SmoothQuant's groups and alphas, and how the int8 weights were rounded."""
+    groups = smoothing.get("groups") or []
+    alphas = sorted({g["alpha"] for g in groups if g.get("alpha") is not None})
+    text = f"{len(groups)} MatMul groups, {sum(1 for g in groups if g.get('alpha') is not None)} smoothed"
+    if alphas:
+        text += f" (alpha {alphas[0]}-{alphas[-1]})" if len(alphas) > 1 else f" (alpha {alphas[0]})"
+    rounding = smoothing.get("rounding", "nearest")
+    fed = smoothing.get("feedback_groups")
+    if fed is not None and fed < len(groups) and rounding != "nearest":
+        rounding += f" on {fed} of them, the rest to nearest (memory budget)"
+    return f"{text}; weights rounded: {rounding}"
 
 
 def _fallback_row(attempt: dict[str, Any], q: dict[str, Any] | None) -> str:

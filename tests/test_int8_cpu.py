@@ -259,3 +259,4 @@ def test_info_says_how_int8_runs_here(int8_bundle: Path) -> None:
     rows = dict(describe_variant(load_manifest(int8_bundle), int8_bundle))
     assert "exact on every CPU" in rows["int8 on this CPU"]
     assert "within 128" in rows["quantization"]
+    assert "smoothed" in rows["smoothing"] and "error feedback" in rows["smoothing"]
