@@ -10,36 +10,27 @@ them in one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.int8_cpu import cpu_info
+from benchmarks import bundle_args
 
 LENGTHS = (16, 64, 128, 256, 512)
 BUDGETS: tuple[int | None, ...] = (None, 4096, 2048, 1024, 512)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", action="append", required=True, help="NAME=PATH, repeatable")
-    p.add_argument("--out", required=True)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
+    args, header = bundle_args.parse(__doc__, "run_tokens")
     from benchmarks import corpus
     from benchmarks.run import fixed_length_texts
     from embedrt import Embedder
 
-    bundles = dict(b.split("=", 1) for b in args.bundle)
+    bundles = args.bundles
     words = [w for p in corpus.load_corpus()["en_passages"] for w in p.split()]
     out: dict[str, Any] = {
-        "command": "python -m benchmarks.run_tokens " + " ".join(f"--bundle {b}" for b in args.bundle)
-        + f" --rounds {args.rounds} --threads {args.threads} --out {args.out}",
-        "cpu": cpu_info(),
-        "threads": args.threads,
+        **header,
         "unit": "tokens/s, best of the rounds; 32 texts per length",
         "results": {},
     }

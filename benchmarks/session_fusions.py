@@ -11,13 +11,12 @@ today for that bundle.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.int8_cpu import cpu_info
+from benchmarks import bundle_args
 
 # name -> onnxruntime optimizers disabled in the session
 SETS: dict[str, list[str]] = {
@@ -29,12 +28,7 @@ SETS: dict[str, list[str]] = {
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", action="append", required=True, help="NAME=PATH, repeatable")
-    p.add_argument("--out", required=True)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
+    args, header = bundle_args.parse(__doc__, "session_fusions")
     from benchmarks.corpus import load_passages, load_sentences
     from embedrt import Embedder
     from embedrt._base import INT8_UNFUSED
@@ -43,14 +37,12 @@ def main() -> None:
 
     sets = {"sentences": load_sentences(2000, seed=0), "passages": load_passages(256, seed=0)}
     out: dict[str, Any] = {
-        "command": "python -m benchmarks.session_fusions " + " ".join(f"--bundle {b}" for b in args.bundle)
-        + f" --rounds {args.rounds} --threads {args.threads} --out {args.out}",
-        "cpu": cpu_info(),
+        **header,
         "unit": "texts/s per round",
         "embedrt_disables": {"int8": INT8_UNFUSED, "other": []},
         "results": {},
     }
-    for name, path in (b.split("=", 1) for b in args.bundle):
+    for name, path in args.bundles.items():
         model = Embedder(path, threads=args.threads)
         plan = model.int8_plan
         today = INT8_UNFUSED if plan else []
@@ -63,7 +55,7 @@ def main() -> None:
         }  # fmt: skip
         result: dict[str, Any] = {}
         for set_name, texts in sets.items():
-            feeds = [feed for _, feed in model._batches(model.tokenize(texts), 32)]
+            feeds = bundle_args.feeds(model, texts, 32)
             rates: dict[str, list[float]] = {k: [] for k in sessions}
             for session in sessions.values():  # warm-up
                 for feed in feeds[:4]:

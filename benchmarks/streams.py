@@ -7,38 +7,30 @@ sentences, batch 32, the same length-sorted batches, alternating, texts/s per ro
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.int8_cpu import cpu_info
+from benchmarks import bundle_args
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", action="append", required=True, help="NAME=PATH, repeatable")
-    p.add_argument("--out", required=True)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
+    args, header = bundle_args.parse(__doc__, "streams")
     from benchmarks.corpus import load_sentences
     from embedrt import Embedder
 
     texts = load_sentences(2000, seed=0)
     out: dict[str, Any] = {
-        "command": "python -m benchmarks.streams " + " ".join(f"--bundle {b}" for b in args.bundle)
-        + f" --rounds {args.rounds} --threads {args.threads} --out {args.out}",
-        "cpu": cpu_info(),
+        **header,
         "unit": "texts/s per round",
         "results": {},
     }
-    for name, path in (b.split("=", 1) for b in args.bundle):
+    for name, path in args.bundles.items():
         whole = Embedder(path, threads=args.threads)
         streams = [Embedder(path, threads=1) for _ in range(args.threads)]
-        feeds = [feed for _, feed in whole._batches(whole.tokenize(texts), 32)]
+        feeds = bundle_args.feeds(whole, texts, 32)
 
         def one_session(model: Any = whole, feeds: list[Any] = feeds) -> None:
             for feed in feeds:

@@ -158,7 +158,7 @@ def round_with_feedback(
     wr = WeightRange(weight_range)
     k, n = w.shape
     top = 64 if wr is WeightRange.SEVEN_BIT else 127
-    u = factor
+    u = factor  # row i: how row i's error moves the rows after it
     work = np.asarray(w, np.float64) / scale.astype(np.float64)  # in levels
     q = np.zeros((k, n), np.int32)
     block = 128

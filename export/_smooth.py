@@ -103,7 +103,8 @@ def smooth_model(
         node = nodes[name]
         if uses.get(node.input[1], 0) == 1:  # a weight shared with another node cannot be rescaled
             groups.setdefault(node.input[0], []).append(node)
-    stats = _activation_stats(model, list(groups), feeds, feedback)
+    widths = {tensor: int(weights[group[0].input[1]].dims[0]) for tensor, group in groups.items()}
+    stats = _activation_stats(model, list(groups), feeds, _within_budget(widths) if feedback else set())
 
     record: list[dict[str, Any]] = []
     chosen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -209,11 +210,22 @@ class _Stats:
         return np.max([np.maximum(-lo, hi) for lo, hi in zip(self.cmin, self.cmax, strict=True)], axis=0)
 
 
+def _within_budget(widths: dict[str, int]) -> set[str]:
+    """The tensors (name -> K) whose float32 ``x.T @ x`` fit ``GRAM_BUDGET_BYTES`` together, narrowest first."""
+    kept: set[str] = set()
+    used = 0
+    for tensor, k in sorted(widths.items(), key=lambda tk: tk[1]):
+        used += 4 * k * k
+        if used > GRAM_BUDGET_BYTES:
+            break
+        kept.add(tensor)
+    return kept
+
+
 def _activation_stats(
-    model: onnx.ModelProto, tensors: list[str], feeds: list[Feeds], grams: bool = True
+    model: onnx.ModelProto, tensors: list[str], feeds: list[Feeds], with_gram: set[str]
 ) -> dict[str, _Stats]:
-    """Calibration statistics per tensor; with ``grams``, ``x.T @ x`` too for the tensors whose
-    grams fit ``GRAM_BUDGET_BYTES`` together (narrowest first)."""
+    """Calibration statistics per tensor, and ``x.T @ x`` for the tensors in ``with_gram``."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -227,16 +239,9 @@ def _activation_stats(
     session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     stats = {t: _Stats() for t in tensors}
-    with_gram: set[str] | None = None if grams else set()
     for feed in feeds:
         outs = session.run(tensors, feed)
         real = feed["attention_mask"].reshape(-1).astype(bool)
-        if with_gram is None:
-            with_gram, used = set(), 0
-            for t, value in sorted(zip(tensors, outs, strict=True), key=lambda tv: tv[1].shape[-1]):
-                used += 4 * value.shape[-1] ** 2
-                if used <= GRAM_BUDGET_BYTES:
-                    with_gram.add(t)
         for t, value in zip(tensors, outs, strict=True):
             x = value.reshape(-1, value.shape[-1])
             st = stats[t]

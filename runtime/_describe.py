@@ -63,8 +63,9 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
 def _smoothing_row(smoothing: dict[str, Any]) -> str:
     """SmoothQuant's groups and alphas, and how the int8 weights were rounded."""
     groups = smoothing.get("groups") or []
-    alphas = sorted({g["alpha"] for g in groups if g.get("alpha") is not None})
-    text = f"{len(groups)} MatMul groups, {sum(1 for g in groups if g.get('alpha') is not None)} smoothed"
+    smoothed = [g["alpha"] for g in groups if g.get("alpha") is not None]
+    alphas = sorted(set(smoothed))
+    text = f"{len(groups)} MatMul groups, {len(smoothed)} smoothed"
     if alphas:
         text += f" (alpha {alphas[0]}-{alphas[-1]})" if len(alphas) > 1 else f" (alpha {alphas[0]})"
     rounding = smoothing.get("rounding", "nearest")

@@ -1,0 +1,31 @@
+"""The command line the single-purpose bundle benchmarks share: ``--bundle NAME=PATH`` (repeatable),
+``--out``, ``--rounds``, ``--threads``, and the header every result of theirs starts with."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from benchmarks.int8_cpu import cpu_info
+
+
+def parse(doc: str | None, module: str) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """``(args, header)``: ``args.bundles`` maps each name to its path; ``header`` holds the command
+    that reproduces the run, the CPU and the thread count."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", action="append", required=True, help="NAME=PATH, repeatable")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    args.bundles = dict(b.split("=", 1) for b in args.bundle)
+    command = (
+        f"python -m benchmarks.{module} " + " ".join(f"--bundle {b}" for b in args.bundle)
+        + f" --rounds {args.rounds} --threads {args.threads} --out {args.out}"
+    )  # fmt: skip
+    return args, {"command": command, "cpu": cpu_info(), "threads": args.threads}
+
+
+def feeds(model: Any, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
+    """The graph inputs ``model`` (an ``Embedder``) runs for ``texts``: length-sorted batches."""
+    return [feed for _, feed in model._batches(model.tokenize(texts), batch_size)]
