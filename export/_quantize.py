@@ -43,6 +43,7 @@ from embedrt._errors import UnsupportedModelError
 
 from ._graph import POOLING_OPS, downstream_of, needs_external
 from ._int8_weights import PAIR_LIMIT, WeightRange, max_pair_sum, quantize_columns
+from ._row_activations import ZERO_POINT, per_row_activations
 from ._smooth import Feeds, smooth_model
 
 # Pooling and what follows it (Dense, Normalize) stay fp32: few FLOPs, all of the output's precision.
@@ -67,7 +68,9 @@ class Int8Recipe:
     ``"smooth"`` (dynamic after calibrated channel balancing) use ``weight_range``
     (``_int8_weights.WeightRange``: ``pairs`` is exact on every x86 CPU, ``full`` only with VNNI);
     ``"smooth"`` rounds its weights with ``rounding``: ``"feedback"`` (GPTQ over the calibration
-    inputs, ``_smooth``) or ``"nearest"``.
+    inputs, ``_smooth``) or ``"nearest"``. ``activations`` (``"dynamic"``, ``"smooth"``): quantized
+    with one dynamic scale per ``"tensor"`` (fastest) or per token ``"row"`` (``_row_activations``:
+    closer to fp32, and a text's vector no longer depends on its batch).
     """
 
     method: str = "smooth"
@@ -77,6 +80,7 @@ class Int8Recipe:
     weight_range: str = WeightRange.PAIRS.value
     exclude: tuple[tuple[str, int], ...] = ()
     rounding: str = "feedback"
+    activations: str = "tensor"
 
     def excludes(self, site: MatMulSite) -> bool:
         if site.kind == "head":
@@ -89,10 +93,15 @@ class Int8Recipe:
 # alone takes the mean cosine from 0.9967 to 0.9895 (benchmarks/results/int8-smooth-minilm.json).
 RECIPE = Int8Recipe(exclude=(("ffn_out", 0),))
 ROUNDINGS = ("feedback", "nearest")
+ACTIVATIONS = ("tensor", "row")
+# The smoothing re-chosen for, and run with, one activation scale per token row: closer to fp32 on
+# every text set measured, for more CPU time (benchmarks/results/int8-rows-*.json).
+ROWS_RECIPE = Int8Recipe(exclude=(("ffn_out", 0),), activations="row")
 NBITS_RECIPE = Int8Recipe(method="nbits")
 DYNAMIC_RECIPE = Int8Recipe(method="dynamic", exclude=(("ffn_out", -1),))
-RECIPES = {"smooth": RECIPE, "nbits": NBITS_RECIPE, "dynamic": DYNAMIC_RECIPE}
+RECIPES = {"smooth": RECIPE, "smooth-rows": ROWS_RECIPE, "nbits": NBITS_RECIPE, "dynamic": DYNAMIC_RECIPE}
 METHODS = tuple(RECIPES)
+_KINDS = ("smooth", "nbits", "dynamic")  # Int8Recipe.method
 # What the exporter tries, in order, when no method is asked for: the first that passes the gate.
 AUTO = (RECIPE, NBITS_RECIPE)
 
@@ -156,11 +165,15 @@ def quantize_int8(
     graph holds onnxruntime contrib operators (no ONNX type inference through them); found out from
     the graph when not said.
     """
-    if recipe.method not in METHODS:
-        raise ValueError(f"invalid int8 method {recipe.method!r}: expected one of {METHODS}")
+    if recipe.method not in _KINDS:
+        raise ValueError(f"invalid int8 method {recipe.method!r}: expected one of {_KINDS}")
     WeightRange(recipe.weight_range)  # a bad value fails before any work
     if recipe.rounding not in ROUNDINGS:
         raise ValueError(f"invalid int8 rounding {recipe.rounding!r}: expected one of {ROUNDINGS}")
+    if recipe.activations not in ACTIVATIONS:
+        raise ValueError(f"invalid int8 activations {recipe.activations!r}: expected one of {ACTIVATIONS}")
+    if recipe.activations == "row" and recipe.method == "nbits":
+        raise ValueError("int8 activations per 'row' apply to methods 'smooth' and 'dynamic'; 'nbits' quantizes per block")
     model = onnx.load(str(fp32_path))
     fused = fused or any(n.domain == "com.microsoft" for n in model.graph.node)
     _name_unnamed(model)
@@ -178,8 +191,9 @@ def quantize_int8(
         if not calibration:
             raise ValueError("int8 method 'smooth' needs calibration batches (calibration=...)")
         smoothing = smooth_model(
-            model, [s.name for s in quantized], calibration, recipe.weight_range, feedback=recipe.rounding == "feedback"
-        )
+            model, [s.name for s in quantized], calibration, recipe.weight_range,
+            feedback=recipe.rounding == "feedback", per_row=recipe.activations == "row",
+        )  # fmt: skip
         settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights)
         settings.update(method="smooth", smoothing=smoothing.record)
     else:
@@ -254,7 +268,8 @@ def _dynamic(
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)
-    pair_max = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen)
+    per_row = recipe.activations == "row"
+    pair_max, rows = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen, per_row)
     return {
         "method": "dynamic",
         "operator": "DynamicQuantizeMatMul / QAttention",
@@ -263,7 +278,9 @@ def _dynamic(
         # The largest |w_2j| + |w_2j+1| of any int8 weight: <= PAIR_LIMIT means no u8s8 kernel
         # saturates (the runtime checks this against the CPU it runs on).
         "u8s8_max_pair_sum": pair_max,
-        "activations": "uint8, dynamic per tensor",
+        "activations": f"uint8, dynamic per token row (zero point {ZERO_POINT}), {rows} tensors"
+        if per_row
+        else "uint8, dynamic per tensor",
     }
 
 
@@ -277,9 +294,11 @@ _INT8_WEIGHTS = {"MatMulInteger": (1, None), "QAttention": (1, 4)}
 
 
 def _write_weights(
-    fp32: onnx.ModelProto, out_path: Path, weight_range: WeightRange, chosen: dict[str, tuple[Any, Any]]
-) -> int:
-    """Lay out every int8 weight of ``out_path`` as ``weight_range`` says; return the largest pair sum.
+    fp32: onnx.ModelProto, out_path: Path, weight_range: WeightRange, chosen: dict[str, tuple[Any, Any]],
+    per_row: bool = False,
+) -> tuple[int, int]:  # fmt: skip
+    """Lay out every int8 weight of ``out_path`` as ``weight_range`` says, and with ``per_row`` its
+    activations per token row; return the largest pair sum and how many activations are per row.
 
     ``chosen``: node name -> (q, scale) already fitted (by the smoothing, with activation
     statistics); the other weights are fitted here from their fp32 values in ``fp32``.
@@ -309,8 +328,9 @@ def _write_weights(
         inits[sname].CopyFrom(numpy_helper.from_array(scale.astype("float32").reshape(
             numpy_helper.to_array(inits[sname]).shape), sname))  # fmt: skip
         pair_max = max(pair_max, max_pair_sum(q))
+    rows = per_row_activations(model) if per_row else 0
     onnx.save(model, str(out_path), save_as_external_data=needs_external(model))
-    return pair_max
+    return pair_max, rows
 
 
 def _count(items: Iterable[str]) -> dict[str, int]:

@@ -81,12 +81,14 @@ def smooth_model(
     weight_range: WeightRange | str = WeightRange.PAIRS,
     *,
     feedback: bool = True,
+    per_row: bool = False,
 ) -> Smoothing:
     """Balance the inputs of the MatMul-like nodes ``node_names`` (weight = input 1) in place.
 
     ``feeds`` are calibration batches for ``model``; ``weight_range`` is how the int8 weights will
     be laid out (``_int8_weights``), simulated as such; ``feedback``: round them with error
-    feedback (``round_with_feedback``) rather than to nearest. Returns the record for the manifest (per
+    feedback (``round_with_feedback``) rather than to nearest; ``per_row``: the activations will be
+    quantized with one scale per token row (``_row_activations``), so the search simulates that. Returns the record for the manifest (per
     group, the chosen ``alpha`` and the simulated relative output error with and without
     smoothing) and the int8 weights of every smoothed group's nodes.
     """
@@ -112,7 +114,9 @@ def smooth_model(
     for k, (tensor, group) in enumerate(groups.items()):
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
         w = np.concatenate([m.reshape(m.shape[0], -1) for m in mats], axis=1)
-        alpha, scale, err, err_plain, (q, qscale) = _choose(w, stats[tensor], WeightRange(weight_range), feedback)
+        alpha, scale, err, err_plain, (q, qscale) = _choose(
+            w, stats[tensor], WeightRange(weight_range), feedback, per_row
+        )
         start = 0
         for node, mat in zip(group, mats, strict=True):
             width = int(np.prod(mat.shape[1:]))
@@ -144,6 +148,7 @@ def smooth_model(
             "alpha_grid": [a for a in ALPHAS if a is not None],
             "weight_range": WeightRange(weight_range).value,
             "rounding": "error feedback over the calibration inputs (GPTQ)" if feedback else "nearest",
+            "activations_simulated": "per token row" if per_row else "per tensor",
             "feedback_groups": sum(1 for t in groups if stats[t].gram is not None),
             "calibration_batches": len(feeds),
             "calibration_texts": int(sum(f["input_ids"].shape[0] for f in feeds)),
@@ -261,7 +266,7 @@ Quantized = tuple[np.ndarray, np.ndarray]
 
 
 def _choose(
-    w: np.ndarray, st: _Stats, weight_range: WeightRange, feedback: bool
+    w: np.ndarray, st: _Stats, weight_range: WeightRange, feedback: bool, per_row: bool = False
 ) -> tuple[float | None, np.ndarray, float, float, Quantized]:
     amax = np.maximum(st.absmax, 1e-5)
     wmax = np.maximum(np.abs(w).max(axis=1), 1e-5)
@@ -279,7 +284,8 @@ def _choose(
         wq = q.astype(np.float32) * qscale
         num = 0.0
         for x, lo, hi, ref in zip(st.rows, st.cmin, st.cmax, refs, strict=True):
-            got = _quant_act(x / s, float(np.min(lo / s)), float(np.max(hi / s))) @ wq
+            xs = x / s
+            got = (_quant_rows(xs) if per_row else _quant_act(xs, float(np.min(lo / s)), float(np.max(hi / s)))) @ wq
             num += float(np.square(ref - got).sum())
         err = (num / den) ** 0.5
         if alpha is None:
@@ -296,3 +302,9 @@ def _quant_act(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     scale = (hi - lo) / 255.0 or 1.0
     zero = float(np.clip(np.round(-lo / scale), 0, 255))
     return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
+
+
+def _quant_rows(x: np.ndarray) -> np.ndarray:
+    """``_row_activations``' per-row quantization (symmetric, zero point 128), dequantized."""
+    s = np.maximum(np.maximum(x.max(axis=1, keepdims=True) / 127.0, -x.min(axis=1, keepdims=True) / 128.0), 1e-8)
+    return np.clip(np.round(x / s), -128, 127) * s

