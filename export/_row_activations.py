@@ -44,7 +44,7 @@ def per_row_activations(model: onnx.ModelProto) -> int:
     if inner:
         raise UnsupportedModelError(
             f"int8 activations per token row: the graph has {', '.join(inner)}, which quantizes its input per "
-            "tensor inside the kernel; export without --optimize (the default graph) for per-row activations"
+            "tensor inside the kernel (attention kept packed); use --int8-method smooth for this graph"
         )
     consumers: dict[str, list[onnx.NodeProto]] = {}
     producer: dict[str, onnx.NodeProto] = {}

@@ -88,9 +88,9 @@ def smooth_model(
     ``feeds`` are calibration batches for ``model``; ``weight_range`` is how the int8 weights will
     be laid out (``_int8_weights``), simulated as such; ``feedback``: round them with error
     feedback (``round_with_feedback``) rather than to nearest; ``per_row``: the activations will be
-    quantized with one scale per token row (``_row_activations``), so the search simulates that. Returns the record for the manifest (per
-    group, the chosen ``alpha`` and the simulated relative output error with and without
-    smoothing) and the int8 weights of every smoothed group's nodes.
+    quantized with one scale per token row (``_row_activations``), and the search simulates that.
+    Returns the record for the manifest (per group, the chosen ``alpha`` and the simulated relative
+    output error with and without smoothing) and the int8 weights of every smoothed group's nodes.
     """
     if not feeds:
         raise ValueError("smoothing needs calibration batches; got none")

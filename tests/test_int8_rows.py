@@ -174,7 +174,7 @@ def test_fused_attention_graph_is_refused_by_name(tmp_path: Path) -> None:
     leave part of the graph per tensor behind a manifest that says per row."""
     model = onnx.ModelProto()
     model.graph.node.append(helper.make_node("QAttention", ["x"], ["y"], domain="com.microsoft", name="qa"))
-    with pytest.raises(UnsupportedModelError, match="QAttention.*without --optimize"):
+    with pytest.raises(UnsupportedModelError, match="QAttention.*--int8-method smooth"):
         per_row_activations(model)
 
 
@@ -200,3 +200,15 @@ def test_rows_gate_on_minilm(minilm_path: Path, minilm_st, tmp_path: Path) -> No
     assert q["method"] == "smooth" and q["recipe"]["activations"] == "row" and q["u8s8_max_pair_sum"] <= 128
     # closer than the per-tensor graph's 0.9986 measured on these texts (int8-feedback-*.json)
     assert report["mean_cos"] > 0.9988 and report["topk"] >= 0.95
+
+
+def test_cli_offers_every_int8_method() -> None:
+    """The CLI (torch-free, so it cannot import the exporter's table) lists the same methods."""
+    from embedrt.cli import build_parser
+    from embedrt.export._quantize import METHODS
+
+    args = build_parser().parse_args(["export", "SRC", "-o", "OUT", "--precision", "int8", "--int8-method", "smooth-rows"])
+    assert args.int8_method == "smooth-rows"
+    export = next(a for a in build_parser()._subparsers._group_actions[0].choices["export"]._actions  # type: ignore[union-attr]
+                  if a.dest == "int8_method")  # fmt: skip
+    assert list(export.choices) == ["auto", *METHODS]
