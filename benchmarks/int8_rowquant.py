@@ -115,6 +115,8 @@ def rewrite(
     an int zero point -> per-row scales with that constant zero point; ``"fp32"`` -> no quantization,
     its MatMuls in fp32 on the weights ``fp32_weights`` gives (by the fp32 weight's name: the
     smoothed fp32 weights the int8 ones were made from) or else on the dequantized int8 weights."""
+    from embedrt.export._row_activations import raise_opset
+
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = Graph(m)
@@ -195,29 +197,8 @@ def rewrite(
         drop.clear()
         g.refresh()
     m.graph.initializer.extend(new_inits)
-    _axes_as_inputs(m)
-    for op in m.opset_import:
-        if op.domain in ("", "ai.onnx"):
-            op.version = max(op.version, 21)
-    m.ir_version = max(m.ir_version, 10)
+    raise_opset(m, 21)  # blocked QuantizeLinear
     return m
-
-
-def _axes_as_inputs(m: onnx.ModelProto) -> None:
-    """Opset 18 moved the Reduce ops' ``axes`` from an attribute to an input (blocked
-    QuantizeLinear needs opset 21)."""
-    for n in m.graph.node:
-        if not n.op_type.startswith("Reduce"):
-            continue
-        axes = next((a for a in n.attribute if a.name == "axes"), None)
-        if axes is None:
-            continue
-        name = f"{n.name}_axes"
-        m.graph.initializer.append(numpy_helper.from_array(np.array(list(axes.ints), np.int64), name))
-        n.attribute.remove(axes)
-        while len(n.input) < 2:
-            n.input.append("")
-        n.input[1] = name
 
 
 # -------------------------------------------------------------------------------------- measuring

@@ -106,7 +106,7 @@ NBITS_RECIPE = Int8Recipe(method="nbits")
 DYNAMIC_RECIPE = Int8Recipe(method="dynamic", exclude=(("ffn_out", -1),))
 RECIPES = {"smooth": RECIPE, "smooth-rows": ROWS_RECIPE, "nbits": NBITS_RECIPE, "dynamic": DYNAMIC_RECIPE}
 METHODS = tuple(RECIPES)
-_KINDS = ("smooth", "nbits", "dynamic")  # Int8Recipe.method
+_KINDS = tuple(dict.fromkeys(r.method for r in RECIPES.values()))  # Int8Recipe.method values
 # What the exporter tries, in order, when no method is asked for: the first that passes the gate.
 AUTO = (RECIPE, NBITS_RECIPE)
 
@@ -274,7 +274,9 @@ def _dynamic(
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)
     per_row = recipe.activations == "row"
-    pair_max, rows = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen, per_row)
+    written, pair_max = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen)
+    rows = per_row_activations(written) if per_row else 0
+    onnx.save(written, str(out_path), save_as_external_data=needs_external(written))
     return {
         "method": "dynamic",
         "operator": "QuantizeLinear per row + MatMulIntegerToFloat" if per_row else "DynamicQuantizeMatMul / QAttention",
@@ -299,11 +301,10 @@ _INT8_WEIGHTS = {"MatMulInteger": (1, None), "QAttention": (1, 4)}
 
 
 def _write_weights(
-    fp32: onnx.ModelProto, out_path: Path, weight_range: WeightRange, chosen: dict[str, tuple[Any, Any]],
-    per_row: bool = False,
-) -> tuple[int, int]:  # fmt: skip
-    """Lay out every int8 weight of ``out_path`` as ``weight_range`` says, and with ``per_row`` its
-    activations per token row; return the largest pair sum and how many activations are per row.
+    fp32: onnx.ModelProto, out_path: Path, weight_range: WeightRange, chosen: dict[str, tuple[Any, Any]]
+) -> tuple[onnx.ModelProto, int]:
+    """The int8 graph at ``out_path`` with every int8 weight laid out as ``weight_range`` says (not
+    saved: the caller may rewrite it further), and the largest pair sum.
 
     ``chosen``: node name -> (q, scale) already fitted (by the smoothing, with activation
     statistics); the other weights are fitted here from their fp32 values in ``fp32``.
@@ -333,9 +334,7 @@ def _write_weights(
         inits[sname].CopyFrom(numpy_helper.from_array(scale.astype("float32").reshape(
             numpy_helper.to_array(inits[sname]).shape), sname))  # fmt: skip
         pair_max = max(pair_max, max_pair_sum(q))
-    rows = per_row_activations(model) if per_row else 0
-    onnx.save(model, str(out_path), save_as_external_data=needs_external(model))
-    return pair_max, rows
+    return model, pair_max
 
 
 def _count(items: Iterable[str]) -> dict[str, int]:
