@@ -6,9 +6,12 @@ made, and against what the session actually uses after: a silent fallback to CPU
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,20 @@ def _cgroup_cpu_quota() -> float | None:
         return q / p if q > 0 and p > 0 else None
     except (OSError, ValueError):
         return None
+
+
+@functools.cache
+def _load_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries onnxruntime-gpu links to from the ``nvidia-*`` pip packages
+    beside it, as onnxruntime advises (``onnxruntime.preload_dlls``): without PyTorch imported, nothing
+    else puts them on the loader's path and the CUDA provider would fail to load. Libraries installed
+    system-wide are found either way. onnxruntime prints what it could not load: to stderr here, so
+    that nothing lands in an ``embedrt encode`` written to stdout."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:  # onnxruntime < 1.21
+        return
+    with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(Exception):
+        preload(cuda=True, cudnn=True, msvc=False)
 
 
 def provider_available(device: Device) -> bool:
@@ -184,6 +201,8 @@ def create_session(
             f"device {device.value!r} needs {provider}, which this onnxruntime build "
             f"({build['package']} {ort.__version__}) does not offer; available: {available}.{install}"
         )
+    if device is Device.CUDA:
+        _load_cuda_libraries()
     so = ort.SessionOptions()
     # OpenVINO compiles the graph itself; onnxruntime's own fusions would hand it contrib ops it
     # cannot take, splitting the graph between OpenVINO and the CPU provider.

@@ -87,6 +87,38 @@ def test_bad_device_and_missing_provider(tiny_bert_bundle: Path) -> None:
             Embedder(tiny_bert_bundle, device="cuda")
 
 
+def test_cuda_loads_the_pip_cuda_libraries_quietly(tiny_bert_bundle: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """On device cuda the session first has onnxruntime load the CUDA libraries of the nvidia-* pip
+    packages (nothing else puts them on the loader's path without PyTorch), once per process; what
+    onnxruntime prints about them goes to stderr, never into an `encode` written to stdout."""
+    import onnxruntime as ort
+
+    from embedrt import _session
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a CUDA build: the session would not fall back (benchmarks.gpu checks the loading there)")
+    calls = []
+
+    def fake_preload(**kwargs: bool) -> None:
+        calls.append(kwargs)
+        print("Failed to load libcublasLt.so.13")
+        raise RuntimeError("no nvidia site packages")
+
+    providers = [*ort.get_available_providers(), "CUDAExecutionProvider"]
+    monkeypatch.setattr(_session.ort, "get_available_providers", lambda: providers)
+    monkeypatch.setattr(_session.ort, "preload_dlls", fake_preload, raising=False)
+    _session._load_cuda_libraries.cache_clear()
+    try:
+        for _ in range(2):  # the real CPU build cannot give the CUDA provider: refused, not a CPU session
+            with pytest.raises(ProviderError, match="CUDAExecutionProvider was requested but the session fell back"):
+                Embedder(tiny_bert_bundle, device="cuda")
+    finally:
+        _session._load_cuda_libraries.cache_clear()
+    assert calls == [{"cuda": True, "cudnn": True, "msvc": False}]
+    out, err = capsys.readouterr()
+    assert "libcublasLt" not in out and "libcublasLt" in err
+
+
 def _copy(bundle: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "copy"
     shutil.copytree(bundle, dst)
