@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from benchmarks.int8_cpu import cpu_info
@@ -29,3 +30,21 @@ def parse(doc: str | None, module: str) -> tuple[argparse.Namespace, dict[str, A
 def feeds(model: Any, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
     """The graph inputs ``model`` (an ``Embedder``) runs for ``texts``: length-sorted batches."""
     return [feed for _, feed in model._batches(model.tokenize(texts), batch_size)]
+
+
+def alternating_rates(
+    sessions: dict[str, Any], feeds: list[dict[str, Any]], n_texts: int, rounds: int
+) -> dict[str, list[float]]:
+    """texts/s per round of each session over the same ``feeds`` (``n_texts`` texts), the sessions
+    taking turns within each round, after a warm-up of four batches each."""
+    for session in sessions.values():
+        for feed in feeds[:4]:
+            session.run(["sentence_embedding"], feed)
+    rates: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for label, session in sessions.items():
+            t = time.perf_counter()
+            for feed in feeds:
+                session.run(["sentence_embedding"], feed)
+            rates[label].append(round(n_texts / (time.perf_counter() - t), 1))
+    return rates

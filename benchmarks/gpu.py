@@ -59,7 +59,8 @@ class Run:
         self.out = out
         self.doc: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "stages": {}}
 
-    def stage(self, name: str, fn: Callable[[], Any]) -> Any:
+    def stage(self, name: str, fn: Callable[[], Any], record: Callable[[Any], Any] = lambda r: r) -> Any:
+        """``fn()``, kept in the document as ``record(fn())``; None if it raised."""
         _say(f"stage {name}")
         t0 = time.perf_counter()
         try:
@@ -67,7 +68,7 @@ class Run:
             self.doc["stages"][name] = {
                 "ok": True,
                 "seconds": round(time.perf_counter() - t0, 1),
-                "result": result,
+                "result": record(result),
             }
         except Exception as e:  # one stage's failure must not cost the others
             traceback.print_exc()
@@ -107,7 +108,7 @@ def env() -> dict[str, Any]:
     return out
 
 
-def export_all(source: Path, work: Path, quick: bool) -> dict[str, Any]:
+def export_all(source: Path, work: Path) -> dict[str, Any]:
     """The bundles, exported in parallel processes (a few threads each)."""
     procs = {}
     threads = max(1, (os.cpu_count() or 4) // len(BUNDLES))
@@ -115,7 +116,6 @@ def export_all(source: Path, work: Path, quick: bool) -> dict[str, Any]:
         out = work / name
         if (out / "manifest.json").is_file():
             continue
-        log = (work / f"export-{name}.log").open("w")
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         cmd = [
             sys.executable,
@@ -128,10 +128,11 @@ def export_all(source: Path, work: Path, quick: bool) -> dict[str, Any]:
             "--overwrite",
             *extra,
         ]
-        procs[name] = (
-            subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
-            time.perf_counter(),
-        )
+        with (work / f"export-{name}.log").open("w") as log:  # the child keeps its own copy of the handle
+            procs[name] = (
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                time.perf_counter(),
+            )
     result: dict[str, Any] = {}
     for name, (p, t0) in procs.items():
         rc = p.wait()
@@ -174,15 +175,9 @@ def gates(source: Path, work: Path, device: str, quick: bool) -> dict[str, Any]:
             continue
         t0 = time.perf_counter()
         rep = validate_bundle(work / name, source, device=device, raise_on_failure=False, gate=not quick)
-        out[name] = {"seconds": round(time.perf_counter() - t0, 1), "report": _slim(rep)}
+        out[name] = {"seconds": round(time.perf_counter() - t0, 1), "report": rep}
         _say(f"  gate {name}: passed={rep.get('passed')}")
     return out
-
-
-def _slim(rep: dict[str, Any]) -> dict[str, Any]:
-    """A report without its per-text lists."""
-    drop = {"per_text", "cosines", "texts", "rows"}
-    return {k: (_slim(v) if isinstance(v, dict) else v) for k, v in rep.items() if k not in drop}
 
 
 # -- timing ----------------------------------------------------------------------------------------
@@ -408,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     if "env" in st:
         run.stage("env", env)
     if "export" in st:
-        run.stage("export", lambda: export_all(args.source, args.work, args.quick))
+        run.stage("export", lambda: export_all(args.source, args.work))
     if "torch_free" in st:
         run.stage("torch_free", lambda: torch_free(args.work, args.device))
     if "gate" in st:
@@ -425,14 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         tok.no_truncation()
         words = [w for p_ in corpus.load_corpus()["en_passages"] for w in p_.split()]
         texts_by_len = {n: fixed_length_texts(tok, words, n, 32) for n in lengths}
-        loaded: list[Systems] = []
-
-        def load() -> dict[str, Any]:
-            loaded.append(Systems(args.source, args.work, args.device))
-            return loaded[0].summary()
-
-        run.stage("load", load)
-        systems = loaded[0] if loaded else None
+        systems = run.stage(
+            "load", lambda: Systems(args.source, args.work, args.device), record=Systems.summary
+        )
         if systems is not None:
             if "sweep" in st:
                 run.stage("sweep", lambda: sweep(systems, texts_by_len, batches, args.rounds, args.seconds))

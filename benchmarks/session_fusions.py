@@ -12,7 +12,6 @@ today for that bundle.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +55,7 @@ def main() -> None:
         result: dict[str, Any] = {}
         for set_name, texts in sets.items():
             feeds = bundle_args.feeds(model, texts, 32)
-            rates: dict[str, list[float]] = {k: [] for k in sessions}
-            for session in sessions.values():  # warm-up
-                for feed in feeds[:4]:
-                    session.run(["sentence_embedding"], feed)
-            for _ in range(args.rounds):
-                for label, session in sessions.items():
-                    t = time.perf_counter()
-                    for feed in feeds:
-                        session.run(["sentence_embedding"], feed)
-                    rates[label].append(round(len(texts) / (time.perf_counter() - t), 1))
+            rates = bundle_args.alternating_rates(sessions, feeds, len(texts), args.rounds)
             base = max(rates[next(k for k, v in SETS.items() if v == today)])
             result[set_name] = {
                 "rates": rates,
