@@ -178,6 +178,38 @@ def test_bad_rows_in_csv_and_parquet(tmp_path: Path, tiny_bert_bundle: Path) -> 
         embed_dataset(p, tmp_path / "q", tiny_bert_bundle, text_column="body", progress=False)
 
 
+def _string_layouts() -> dict[str, object]:
+    """Every Arrow layout that holds strings, and UTF-8 bytes."""
+    layouts: dict[str, object] = {"string": pa.string(), "large_string": pa.large_string(),
+                                  "dictionary": "dictionary", "binary": pa.binary()}  # fmt: skip
+    if hasattr(pa, "string_view"):  # pyarrow >= 16
+        layouts["string_view"] = pa.string_view()
+    return layouts
+
+
+@pytest.mark.parametrize("layout", list(_string_layouts()))
+def test_every_arrow_string_layout_is_text(layout: str, tmp_path: Path, tiny_bert_bundle: Path, model: Embedder,
+                                           expected: np.ndarray) -> None:  # fmt: skip
+    from embedrt.dataset import EmbedBatch
+
+    kind = _string_layouts()[layout]
+    texts = TEXTS[:40]
+    if kind == "dictionary":
+        column = pa.array(texts).dictionary_encode()
+    elif kind == pa.binary():
+        column = pa.array([t.encode() for t in texts], pa.binary())
+    else:
+        column = pa.array(texts, kind)
+    table = pa.table({"id": list(range(40)), "text": column})
+    pq.write_table(table, tmp_path / "in.parquet")
+    s = embed_dataset(tmp_path / "in.parquet", tmp_path / "out", tiny_bert_bundle, id_column="id", progress=False)
+    assert s.written == 40 and s.bad_rows == 0
+    np.testing.assert_allclose(_vectors(_read(tmp_path / "out")), expected[:40], atol=2e-6)
+    batch = EmbedBatch(model, id_column="id")(table)  # the Ray Data batch function takes the same layouts
+    np.testing.assert_allclose(np.stack(batch.column("embedding").to_numpy(zero_copy_only=False)),
+                               expected[:40], atol=2e-6)  # fmt: skip
+
+
 def test_output_of_another_job_is_refused(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS[:20]])
     out = tmp_path / "out"

@@ -20,7 +20,7 @@ from .._errors import EmbedrtError
 from .._quantization import quantization_ranges, quantize_embeddings, quantized_shape
 from .._tokenize import Tokenized
 from .._types import EmbeddingPrecision, parse
-from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT
+from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT, arrow_texts
 
 
 class OnError(str, Enum):
@@ -208,14 +208,7 @@ def _texts(table: pa.Table, column: str) -> tuple[list[Any], list[str | None]]:
     col = table.column(column)
     if BAD in table.column_names:  # read by embedrt's readers: problems are already named
         return col.to_pylist(), table.column(BAD).to_pylist()
-    t = col.type
-    if pa.types.is_dictionary(t):
-        col, t = col.cast(t.value_type), t.value_type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-        nulls = col.is_null().to_pylist()
-        return [None] * len(col), ["text is null" if z else f"text is {t}, expected a string" for z in nulls]
-    texts = col.to_pylist()
-    return texts, ["text is null" if v is None else None for v in texts]
+    return arrow_texts(col)
 
 
 TEXT_COLUMN = TEXT  # the column embedrt's readers put texts in

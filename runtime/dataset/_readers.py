@@ -225,15 +225,28 @@ def _read_parquet(shard: Shard, part: PartSpec, text_column: str, columns: tuple
         if first >= part.stop:
             break
     table = pa.concat_tables(pieces) if pieces else pf.schema_arrow.empty_table().select(wanted)
-    text, bad = _parquet_texts(table.column(text_column))
+    text, bad = arrow_texts(table.column(text_column))
     lines = list(range(part.start, part.stop))
     return _assemble({c: table.column(c) for c in columns}, text, bad, lines)
 
 
-def _parquet_texts(col: pa.ChunkedArray) -> tuple[list[str | None], list[str | None]]:
+def _is_view(t: pa.DataType, name: str) -> bool:
+    check = getattr(pa.types, f"is_{name}_view", None)  # pyarrow >= 16
+    return bool(check and check(t))
+
+
+def arrow_texts(col: pa.ChunkedArray) -> tuple[list[str | None], list[str | None]]:
+    """The texts of an Arrow column and, per row, why it cannot be embedded (None where it can).
+
+    Strings in any Arrow layout (plain, large, dictionary-encoded, view) are texts; binary columns
+    are decoded as UTF-8, a row that is not UTF-8 being bad; any other type is a bad row."""
     t = col.type
     if pa.types.is_dictionary(t):
         col, t = col.cast(t.value_type), t.value_type
+    if _is_view(t, "string"):
+        col, t = col.cast(pa.large_string()), pa.large_string()
+    elif _is_view(t, "binary"):
+        col, t = col.cast(pa.large_binary()), pa.large_binary()
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         try:
             values = col.to_pylist()
