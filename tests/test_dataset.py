@@ -108,6 +108,12 @@ def test_text_file_edges(tmp_path: Path, tiny_bert_bundle: Path, model: Embedder
     table = _read(tmp_path / "out")
     np.testing.assert_allclose(_vectors(table), model.encode(["first", "", "third", "last without newline"]),
                                atol=2e-6)  # fmt: skip
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    for _ in range(2):  # and again: the finished empty job is kept
+        s = embed_dataset(empty, tmp_path / "none", tiny_bert_bundle, progress=False)
+        table = pq.read_table(tmp_path / "none")  # a reader finds the columns even with no rows
+        assert s.rows == 0 and table.num_rows == 0 and table.column_names == ["id", "embedding"]
 
 
 def _bad_corpus(path: Path) -> Path:

@@ -19,7 +19,7 @@ from .._bundle import MANIFEST_NAME
 from .._embedder import Embedder
 from .._types import EmbeddingPrecision, parse
 from ._batch import BatchResult, EmbedBatch, OnError, output_settings
-from ._output import OutputFolder
+from ._output import OutputFolder, write_atomic
 from ._readers import read_part
 from ._sources import InputError, InputFormat, PartSpec, Plan, plan_input
 
@@ -153,6 +153,8 @@ def embed_dataset(
             from ._ray import run_ray
 
             run_ray(plan, todo, bundle, Path(output), schema, job, ray or RayOptions(), device, tracker.record, say)
+    if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
+        write_atomic(Path(output) / "part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
     summary = tracker.summary(str(output), time.perf_counter() - t0)
     folder.finish(_final_manifest(plan, summary, schema, tracker, batch_size), tracker.bad_rows())
     return summary
