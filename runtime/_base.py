@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -257,10 +257,21 @@ def check_batch_size(batch_size: object) -> None:
 
 
 def check_texts(texts: object, what: str = "texts") -> list[str]:
-    """``texts`` as a list of str; a ``TypeError`` naming the first item that is not one."""
-    if isinstance(texts, str | bytes) or not isinstance(texts, Sequence | np.ndarray):
-        raise TypeError(f"{what} must be a str or a sequence of str, got {type(texts).__name__}")
-    out = list(texts)
+    """``texts`` as a list of str; a ``TypeError`` naming the first item that is not one.
+
+    Any ordered column of strings is taken: a list or tuple, a NumPy array, a pandas or polars
+    Series, a pyarrow array. Sets, mappings and iterators are refused (no order, or no length)."""
+    if (
+        isinstance(texts, str | bytes | Set | Mapping)
+        or not isinstance(texts, Iterable)
+        or not hasattr(texts, "__len__")
+    ):
+        raise TypeError(
+            f"{what} must be a str or a sequence of str (a list, tuple, NumPy array or pandas Series), "
+            f"got {type(texts).__name__}"
+        )
+    to_list = getattr(texts, "to_pylist", None)  # pyarrow: iterating gives scalars, not str
+    out = list(to_list() if callable(to_list) else texts)
     for i, t in enumerate(out):
         if not isinstance(t, str):
             raise TypeError(f"{what}[{i}] must be a str, got {type(t).__name__}: {t!r:.80}")

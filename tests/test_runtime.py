@@ -55,14 +55,37 @@ def test_normalize_flag(tiny_factory, tmp_path: Path) -> None:  # type: ignore[n
     [
         (["ok", 3], r"texts\[1\] must be a str, got int"),
         (["ok", None, "x"], r"texts\[1\] must be a str, got NoneType"),
-        (b"bytes", "texts must be a str or a sequence of str, got bytes"),
+        (b"bytes", r"texts must be a str or a sequence of str \(a list, .*\), got bytes"),
         (42, "got int"),
+        ({"b", "a"}, "got set"),  # no order: the rows would not match the texts
+        ({"a": 1}, "got dict"),
+        ((t for t in ["a"]), "got generator"),
     ],
 )
 def test_bad_texts(model: Embedder, texts: object, match: str) -> None:
     with pytest.raises(TypeError, match=match):
         model.encode(texts)  # type: ignore[arg-type]
     assert model.encode("still works").shape == (model.dimension,)
+
+
+def test_columns_of_strings_are_texts(model: Embedder) -> None:
+    want = model.encode(["one text", "another"])
+    columns: list[object] = [("one text", "another"), np.array(["one text", "another"])]
+    for module, make in (("pandas", "Series"), ("pyarrow", "array"), ("polars", "Series")):
+        lib = pytest.importorskip(module) if module == "pyarrow" else _optional(module)
+        if lib is not None:
+            columns.append(getattr(lib, make)(["one text", "another"]))
+    for column in columns:
+        np.testing.assert_array_equal(model.encode(column), want)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str, got NoneType"):
+        model.encode(np.array(["a", None], dtype=object))  # type: ignore[arg-type]
+
+
+def _optional(module: str) -> object:
+    try:
+        return __import__(module)
+    except ImportError:
+        return None
 
 
 @pytest.mark.parametrize(
