@@ -40,7 +40,14 @@ METHODS = ("smooth", "smooth-rows")
 def _study_recipes() -> dict[str, Any]:
     from embedrt.export._quantize import Int8Recipe
 
-    return {"rows-all": Int8Recipe(activations="row")}
+    return {"rows-all": Int8Recipe(activations="row"),
+            # the two recipes as they were before outlier channels were split out
+            "smooth-nosplit": Int8Recipe(exclude=(("ffn_out", 0),)),
+            "rows-nosplit": Int8Recipe(activations="row", exclude=(("ffn_out", 0),)),
+            "split": Int8Recipe(split_outliers=4),  # outlier channels in fp32, every FFN output projection int8
+            "split-l0fp32": Int8Recipe(split_outliers=4, exclude=(("ffn_out", 0),)),
+            "split-r3": Int8Recipe(split_outliers=32, outlier_ratio=3.0),
+            "rows-split": Int8Recipe(activations="row", split_outliers=4, exclude=(("ffn_out", 0),))}  # fmt: skip
 
 
 def batch_independence(embedder: Any, texts: list[str]) -> dict[str, float]:

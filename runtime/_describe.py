@@ -46,6 +46,11 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
         rows.append(
             ("quantized nodes", f"{q.get('quantized_nodes')} ({len(q.get('excluded_nodes', []))} kept fp32)")
         )
+        outliers = (q.get("outlier_channels") or {}).get("in_fp32_beside_the_int8_product")
+        if outliers:
+            channels = sum(len(o["channels"]) for o in outliers)
+            rows.append(("outlier channels", f"{channels} in {len(outliers)} FFN output projections computed fp32, "
+                                             "beside their int8 products"))  # fmt: skip
         rows.append(("int8 on this CPU", plan_int8(q, detect_cpu()).text))
     f16 = opt.get("fp16")
     if f16:
