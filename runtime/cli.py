@@ -154,7 +154,7 @@ def _add_export(sub: Any) -> None:
         "--int8-method", default="auto", choices=["auto", "smooth", "smooth-rows", "nbits", "dynamic"],
         help="with --precision int8: smooth (calibrated channel balancing + onnxruntime's u8s8 GEMM, fastest), "
         "smooth-rows (smooth with one activation scale per token row: closer to fp32, vectors independent of "
-        "the batch; 9-16%% more CPU time on an AVX2 EPYC), nbits (MatMulNBits, per-block activations: closest to fp32, slower), dynamic (plain per-tensor, "
+        "the batch; 12-17%% more CPU time on an AVX2 EPYC), nbits (MatMulNBits, per-block activations: closest to fp32, slower), dynamic (plain per-tensor, "
         "FFN outputs kept fp32); auto = smooth, falling back to nbits if it misses the quality gate",
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
