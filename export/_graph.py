@@ -15,6 +15,17 @@ POOLING_OPS = {"ReduceSum", "ReduceMax", "ReduceMean", "ReduceL2"}
 EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
+def index_graph(
+    model: onnx.ModelProto,
+) -> tuple[dict[str, onnx.NodeProto], dict[str, onnx.TensorProto], dict[str, int]]:
+    """(nodes by name, initializers by name, how many node inputs read each tensor)."""
+    uses: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    return {n.name: n for n in model.graph.node}, {t.name: t for t in model.graph.initializer}, uses
+
+
 def downstream_of(model: onnx.ModelProto, op_types: set[str]) -> set[str]:
     """Names of nodes fed (transitively) by any node of ``op_types`` that is not part of the encoder.
 

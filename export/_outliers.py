@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ._graph import index_graph
 from ._smooth import Feeds, _activation_stats
 
 # A channel is an outlier when its calibration peak is this many times the median channel's peak.
@@ -32,12 +33,7 @@ def split_outliers(
 ) -> list[dict[str, Any]]:
     """Split out up to ``most`` outlier input channels of each MatMul in ``node_names`` (weight =
     input 1, 2-D, used by that node alone), in place; returns per split node its channels and peaks."""
-    nodes = {n.name: n for n in model.graph.node}
-    weights = {t.name: t for t in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
+    nodes, weights, uses = index_graph(model)
     candidates = [
         nodes[name] for name in node_names
         if nodes[name].op_type == "MatMul" and uses.get(nodes[name].input[1], 0) == 1

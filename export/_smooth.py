@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ._graph import index_graph
 from ._int8_weights import WeightRange, feedback_factor, quantize_columns, round_with_feedback
 
 # None = leave the group unsmoothed; always a candidate, so smoothing never makes a group worse.
@@ -94,12 +95,7 @@ def smooth_model(
     """
     if not feeds:
         raise ValueError("smoothing needs calibration batches; got none")
-    nodes = {n.name: n for n in model.graph.node}
-    weights = {t.name: t for t in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
+    nodes, weights, uses = index_graph(model)
     groups: dict[str, list[onnx.NodeProto]] = {}
     for name in node_names:
         node = nodes[name]
