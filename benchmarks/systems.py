@@ -119,7 +119,7 @@ class TransformersRunner(Runner):
 
 class EmbedrtRunner(Runner):
     """An embedrt bundle through ``embedrt.Embedder`` (params: ``bundle``, ``device``, ``provider_options``,
-    ``precision_hint``)."""
+    ``precision_hint``, ``streams``)."""
 
     def load(self) -> None:
         import embedrt
@@ -129,6 +129,8 @@ class EmbedrtRunner(Runner):
             kw["provider_options"] = self.params["provider_options"]
         if self.params.get("precision_hint"):
             kw["precision_hint"] = self.params["precision_hint"]
+        if self.params.get("streams"):
+            kw["streams"] = self.params["streams"]
         self.model = embedrt.Embedder(self.params["bundle"], self.params.get("device", "cpu"), **kw)
         m = self.model.manifest
         self.info = {

@@ -1,7 +1,8 @@
-"""What every bundle kind shares: one loader, one hash check, one session factory, one locked run.
+"""What every bundle kind shares: one loader, one hash check, one session factory, one guarded run.
 
 ``BundleModel`` reads and verifies the manifest, loads the tokenizer with the model's truncation,
-makes the ONNX Runtime session (``_session.create_session``) and runs it one batch at a time. The
+makes the ONNX Runtime session (``_session.create_session``) and runs it one batch at a time (or
+``streams`` batches at a time in OpenVINO's throughput mode). The
 classes on top (``Embedder``, ``Reranker``, ``SparseEncoder``) name the kinds they serve and add
 only what their kind computes.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Set
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +24,7 @@ from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, check_graph, load_man
 from ._errors import BundleError, EmbedrtError, ProviderWarning
 from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
 from ._progress import EncodeProgress
-from ._session import available_cpus, check_precision_hint, create_session, provider_available
+from ._session import available_cpus, check_precision_hint, check_streams, create_session, provider_available
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, token_batches
 from ._types import MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
 
@@ -70,6 +73,9 @@ class BundleModel:
         max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on
             top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
             ``"auto"``: 1024 on the CPU provider (the fastest there), 16384 on other devices.
+        streams: batches run at once (``device="openvino"`` only): OpenVINO's throughput mode splits
+            ``threads`` into this many infer requests, and ``encode`` keeps each busy with its own
+            batch. Pays for large ``encode`` calls (corpus jobs); one small batch gains nothing.
     """
 
     KINDS: ClassVar[tuple[BundleKind, ...]] = ()
@@ -85,9 +91,11 @@ class BundleModel:
         precision_hint: str | None = None,
         memory_arena: bool = False,
         max_batch_tokens: int | str | None = AUTO,
+        streams: int = 1,
     ) -> None:
         self.path = Path(bundle)
         self.device = parse(Device, device, "device")
+        self.streams = check_streams(self.device, streams)
         self.max_batch_tokens = run_tokens(max_batch_tokens, self.device)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
@@ -111,7 +119,7 @@ class BundleModel:
             self.session = create_session(
                 self.path / MODEL_NAME, self.device, self.threads, provider_options, precision_hint=precision_hint,
                 memory_arena=memory_arena, session_config=self.int8_plan.session_config() if self.int8_plan else None,
-                disabled_optimizers=INT8_UNFUSED if self.int8_plan else None,
+                disabled_optimizers=INT8_UNFUSED if self.int8_plan else None, streams=self.streams,
             )
         except EmbedrtError:
             raise
@@ -123,7 +131,7 @@ class BundleModel:
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self._with_type_ids = "token_type_ids" in graph_inputs
         self._left = self.manifest.padding_side is PaddingSide.LEFT
-        self._run_lock = threading.Lock()
+        self._run_lock = threading.Semaphore(self.streams)  # at most ``streams`` runs in the session at once
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = 4  # a failed run raises with onnxruntime's message; no second copy on stderr
         _warn_if_not_made_for(self.path, self.manifest, self.device)
@@ -159,6 +167,30 @@ class BundleModel:
                 return self.session.run(outputs, feed, self._run_options)  # type: ignore[no-any-return]
         except Exception as e:  # onnxruntime's exception types (Fail, InvalidArgument, ...) derive from Exception
             raise BundleError(self._run_failure(feed, e)) from e
+
+    def _run_batches(
+        self, outputs: list[str], batches: Iterable[tuple[np.ndarray, dict[str, np.ndarray]]]
+    ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """``(rows, outputs)`` for each ``(rows, feed)`` of ``batches``, in their order. With ``streams``
+        above 1 the batches run on that many threads at once, at most two per stream queued ahead."""
+        if self.streams == 1:
+            for rows, feed in batches:
+                yield rows, self._run(outputs, feed)
+            return
+        pending: deque[tuple[np.ndarray, Future[list[np.ndarray]]]] = deque()
+        with ThreadPoolExecutor(self.streams, thread_name_prefix="embedrt-stream") as pool:
+            try:
+                for rows, feed in batches:
+                    pending.append((rows, pool.submit(self._run, outputs, feed)))
+                    if len(pending) >= 2 * self.streams:
+                        done_rows, future = pending.popleft()
+                        yield done_rows, future.result()
+                while pending:
+                    done_rows, future = pending.popleft()
+                    yield done_rows, future.result()
+            finally:  # a failed batch or an abandoned loop: queued batches do not run
+                for _, future in pending:
+                    future.cancel()
 
     def _run_failure(self, feed: dict[str, np.ndarray], error: Exception) -> str:
         """What failed, on which batch, and the likely cause, for an onnxruntime run error."""

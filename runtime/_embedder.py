@@ -68,10 +68,12 @@ class Embedder(BundleModel):
         max_batch_tokens: int | str | None = AUTO,
         truncate_dim: int | None = None,
         similarity_fn_name: str | SimilarityFunction | None = None,
+        streams: int = 1,
     ) -> None:
         super().__init__(
             bundle, device, threads=threads, verify=verify, provider_options=provider_options,
             precision_hint=precision_hint, memory_arena=memory_arena, max_batch_tokens=max_batch_tokens,
+            streams=streams,
         )
         self._static = self.manifest.kind is BundleKind.STATIC
         self.truncate_dim = self._check_truncate_dim(truncate_dim)
@@ -182,11 +184,11 @@ class Embedder(BundleModel):
         n = len(tok)
         sentences = np.empty((n, self.manifest.dimension), dtype=np.float32)
         tokens: list[np.ndarray] = [np.empty((0, self.manifest.hidden_size), np.float32)] * n
-        for rows, feed in self._batches(tok, batch_size, show_progress_bar):
+        for rows, (out,) in self._run_batches([what.value], self._batches(tok, batch_size, show_progress_bar)):
             if what is OutputValue.SENTENCE_EMBEDDING:
-                (sentences[rows],) = self._run(["sentence_embedding"], feed)
+                sentences[rows] = out
             else:
-                (hidden,) = self._run(["token_embeddings"], feed)
+                hidden = out
                 width = hidden.shape[1]
                 for r, i in enumerate(rows):
                     n_i = int(tok.lengths[i])

@@ -102,8 +102,8 @@ class Reranker(BundleModel):
     def predict_tokenized(self, tok: Tokenized, batch_size: int = 32, show_progress_bar: bool = False) -> np.ndarray:
         """Raw logits ``(n, num_labels)`` float32 of already tokenized pairs (see ``tokenize_pairs``)."""
         logits = np.empty((len(tok), self.num_labels), dtype=np.float32)
-        for rows, feed in self._batches(tok, batch_size, show_progress_bar, desc="rerank"):
-            (logits[rows],) = self._run(["logits"], feed)
+        for rows, (out,) in self._run_batches(["logits"], self._batches(tok, batch_size, show_progress_bar, desc="rerank")):
+            logits[rows] = out
         return logits
 
     def scores(self, logits: np.ndarray, activation_fn: ActivationArg = None) -> np.ndarray:

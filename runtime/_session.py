@@ -152,13 +152,27 @@ def check_precision_hint(device: Device, hint: str | InferencePrecision | None) 
     return parsed
 
 
+def check_streams(device: Device, streams: object) -> int:
+    """``streams`` checked: a positive integer, above 1 only where the provider runs requests concurrently."""
+    if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
+        raise ValueError(f"streams must be a positive integer, got {streams!r}")
+    if streams > 1 and device is not Device.OPENVINO:
+        raise ValueError(
+            f"streams={streams} runs batches concurrently in OpenVINO's throughput mode (device 'openvino'); "
+            f"device {device.value!r} runs one batch at a time on every thread: use streams=1"
+        )
+    return streams
+
+
 def _provider_options(
-    device: Device, threads: int, user: dict[str, Any] | None, precision_hint: InferencePrecision | None
+    device: Device, threads: int, user: dict[str, Any] | None, precision_hint: InferencePrecision | None,
+    streams: int = 1,
 ) -> dict[str, Any]:
     options = dict(user or {})
     if device is Device.OPENVINO:
         options.setdefault("device_type", "CPU")
         options.setdefault("num_of_threads", str(threads))
+        config: dict[str, str] = {}
         if precision_hint is not None:
             if precision_hint not in cpu_precision_hints():
                 raise ProviderError(
@@ -166,8 +180,13 @@ def _provider_options(
                     f"{precision_hint.value} (OpenVINO would silently run fp32); "
                     f"available: {[p.value for p in cpu_precision_hints()]}"
                 )
-            config = {"CPU": {"INFERENCE_PRECISION_HINT": _OV_HINTS[precision_hint]}}
-            options["load_config"] = json.dumps(config)
+            config["INFERENCE_PRECISION_HINT"] = _OV_HINTS[precision_hint]
+        if streams > 1:
+            # OpenVINO's throughput mode: the threads split into ``streams`` infer requests, each
+            # taking one of the batches that run concurrently (BundleModel.run_batches)
+            config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(streams))
+        if config:
+            options["load_config"] = json.dumps({"CPU": config})
     return options
 
 
@@ -181,13 +200,15 @@ def create_session(
     memory_arena: bool = False,
     session_config: dict[str, str] | None = None,
     disabled_optimizers: list[str] | None = None,
+    streams: int = 1,
 ) -> ort.InferenceSession:
     """The one place sessions are made. Raises ``ProviderError`` if ``device`` cannot be honoured.
 
     ``precision_hint`` (OpenVINO only): the compute precision for the graph, e.g. ``"bf16"`` on a
     CPU with AVX512_BF16/AMX; refused where the CPU cannot run it natively. ``session_config``:
     onnxruntime session config entries (e.g. the exact int8 path, ``_int8_cpu``);
-    ``disabled_optimizers``: onnxruntime graph optimizers not to run (by name).
+    ``disabled_optimizers``: onnxruntime graph optimizers not to run (by name). ``streams`` (OpenVINO
+    only): concurrent infer requests in OpenVINO's throughput mode.
     """
     device = parse(Device, device, "device")
     hint = check_precision_hint(device, precision_hint)
@@ -222,7 +243,7 @@ def create_session(
     so.log_severity_level = 3
     for key, value in (session_config or {}).items():
         so.add_session_config_entry(key, value)
-    providers: list[Any] = [(provider, _provider_options(device, threads, provider_options, hint))]
+    providers: list[Any] = [(provider, _provider_options(device, threads, provider_options, hint, streams))]
     if device is not Device.CPU:
         providers.append("CPUExecutionProvider")  # for the few nodes an accelerator lacks
     session = ort.InferenceSession(

@@ -110,8 +110,8 @@ class SparseEncoder(BundleModel):
         cap = _check_max_active(max_active_dims) or self.max_active_dims or self.dimension
         limit = np.array([cap], dtype=np.int64)
         pieces = []
-        for rows, feed in self._batches(tok, batch_size, show_progress_bar):
-            indices, values = self._run(OUTPUTS, {**feed, MAX_ACTIVE_INPUT: limit})
+        feeds = ((rows, {**feed, MAX_ACTIVE_INPUT: limit}) for rows, feed in self._batches(tok, batch_size, show_progress_bar))
+        for rows, (indices, values) in self._run_batches(OUTPUTS, feeds):
             pieces.append((rows, *batch_rows(indices, values, self.dimension)))
         return assemble(pieces, len(tok), self.dimension)
 

@@ -189,6 +189,54 @@ def test_threads(tiny_bert_bundle: Path) -> None:
         Embedder(tiny_bert_bundle, threads=0)
 
 
+def test_streams_are_checked(tiny_bert_bundle: Path) -> None:
+    assert Embedder(tiny_bert_bundle).streams == 1
+    with pytest.raises(ValueError, match=r"streams=2 runs batches concurrently in OpenVINO's throughput mode"):
+        Embedder(tiny_bert_bundle, streams=2)
+    for bad in (0, -1, "2", True, 1.5, None):
+        with pytest.raises(ValueError, match=f"streams must be a positive integer, got {bad!r}"):
+            Embedder(tiny_bert_bundle, streams=bad)  # type: ignore[arg-type]
+
+
+def test_concurrent_batches_keep_rows_and_order(tiny_bert_bundle: Path) -> None:
+    """The concurrent path (what streams > 1 runs; onnxruntime's Run is thread-safe on the CPU
+    provider too): every row lands in its place, token states included, on several threads."""
+    texts = [f"{t} {i} " * (1 + i % 7) for i, t in enumerate(TEXTS * 12)]
+    serial = Embedder(tiny_bert_bundle)
+    m = Embedder(tiny_bert_bundle)
+    m.streams, m._run_lock = 3, threading.Semaphore(3)
+    seen: set[str] = set()
+    run = m._run
+
+    def spy(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        seen.add(threading.current_thread().name)
+        return run(outputs, feed)
+
+    m._run = spy  # type: ignore[method-assign]
+    np.testing.assert_allclose(m.encode(texts, batch_size=4), serial.encode(texts, batch_size=4), atol=1e-6)
+    assert len(seen) > 1 and all(name.startswith("embedrt-stream") for name in seen)
+    for a, b in zip(m.encode(texts, batch_size=4, output_value="token_embeddings"),
+                    serial.encode(texts, batch_size=4, output_value="token_embeddings"), strict=True):  # fmt: skip
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_failed_concurrent_batch_stops_the_rest(tiny_bert_bundle: Path) -> None:
+    m = Embedder(tiny_bert_bundle)
+    m.streams, m._run_lock = 2, threading.Semaphore(2)
+    calls = []
+
+    def failing(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        calls.append(feed["input_ids"].shape)
+        raise BundleError("batch failed")
+
+    m._run = failing  # type: ignore[method-assign]
+    with pytest.raises(BundleError, match="batch failed"):
+        m.encode(TEXTS * 40, batch_size=2)
+    assert len(calls) <= 4  # at most two per stream had been queued: the rest never ran
+    m._run = Embedder._run.__get__(m)  # type: ignore[method-assign]
+    np.testing.assert_allclose(m.encode(TEXTS), Embedder(tiny_bert_bundle).encode(TEXTS), atol=1e-6)
+
+
 def test_memory_arena_off_unless_asked(tiny_bert_bundle: Path) -> None:
     assert not Embedder(tiny_bert_bundle).session.get_session_options().enable_cpu_mem_arena
     on = Embedder(tiny_bert_bundle, memory_arena=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -76,6 +77,23 @@ def test_tiny_bert_fp32_matches_cpu_provider() -> None:
     ov = Embedder(bundle, device="openvino", precision_hint="fp32")
     assert ov.providers[0] == "OpenVINOExecutionProvider"
     np.testing.assert_allclose(ov.encode(TEXTS), Embedder(bundle).encode(TEXTS), atol=1e-5)
+
+
+def test_streams_run_batches_concurrently_with_the_same_vectors() -> None:
+    bundle = _data("tiny-bert")
+    texts = [f"{t} {i} " * (1 + i % 5) for i, t in enumerate(TEXTS * 10)]
+    one = Embedder(bundle, device="openvino", precision_hint="fp32")
+    two = Embedder(bundle, device="openvino", precision_hint="fp32", streams=2)
+    seen: set[str] = set()
+    run = two._run
+
+    def spy(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        seen.add(threading.current_thread().name)
+        return run(outputs, feed)
+
+    two._run = spy  # type: ignore[method-assign]
+    np.testing.assert_allclose(two.encode(texts, batch_size=4), one.encode(texts, batch_size=4), atol=1e-5)
+    assert len(seen) == 2 and all(name.startswith("embedrt-stream") for name in seen)
 
 
 @pytest.mark.skipif(not HAS_BF16, reason="this CPU has no native bf16 (AVX512_BF16 / AMX)")
