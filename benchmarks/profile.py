@@ -1,4 +1,10 @@
-"""Where an embedrt bundle spends its time: onnxruntime's profiler, summed per operator type."""
+"""Where an embedrt bundle spends its time: onnxruntime's profiler, summed per operator type.
+
+    python -m benchmarks.profile BUNDLE [BUNDLE ...] --lengths 32 128 --out benchmarks/results/profile-X.json
+
+Each bundle runs in a session made as ``Embedder`` makes it (the int8 sessions without onnxruntime's
+``SkipLayerNormFusion``, no memory arena), on 32 texts of real words at each fixed length.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from embedrt._base import INT8_UNFUSED
 
 
 def op_shares(
@@ -33,7 +41,12 @@ def op_shares(
         so.profile_file_prefix = str(Path(tmp) / "p")
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(Path(bundle) / "model.onnx"), so, providers=["CPUExecutionProvider"])
+        so.enable_cpu_mem_arena = False  # as Embedder's sessions
+        int8 = json.loads((Path(bundle) / "manifest.json").read_text())["precision"] == "int8"
+        sess = ort.InferenceSession(
+            str(Path(bundle) / "model.onnx"), so, providers=["CPUExecutionProvider"],
+            disabled_optimizers=INT8_UNFUSED if int8 else [],
+        )  # fmt: skip
         names = {i.name for i in sess.get_inputs()}
         if "token_type_ids" in names:
             feed["token_type_ids"] = np.zeros_like(ids)
@@ -68,3 +81,44 @@ def profile_bundles(
         except Exception as e:  # the profile is a diagnosis: a failure is recorded, not fatal
             out[s["name"]] = f"profile failed: {type(e).__name__}: {e}"[:300]
     return out
+
+
+def main() -> None:
+    import argparse
+    import time
+
+    from tokenizers import Tokenizer
+
+    from benchmarks import corpus
+    from benchmarks.int8_cpu import cpu_info
+    from benchmarks.run import fixed_length_texts
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bundles", nargs="+")
+    ap.add_argument("--lengths", type=int, nargs="+", default=[32, 128])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    tok = Tokenizer.from_file(str(Path(args.bundles[0]) / "tokenizer.json"))
+    tok.no_padding()
+    words = [w for p in corpus.load_corpus()["en_passages"] for w in p.split()]
+    result: dict[str, Any] = {
+        "command": "python -m benchmarks.profile " + " ".join(args.bundles) + " --lengths "
+        + " ".join(map(str, args.lengths)) + f" --threads {args.threads} --out {args.out}",
+        "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_info(), "texts": 32,
+        "unit": "share of onnxruntime node time per operator type", "bundles": {},
+    }  # fmt: skip
+    for bundle in args.bundles:
+        shares = {}
+        for n in args.lengths:
+            texts = fixed_length_texts(tok, words, n, 32)
+            shares[str(n)] = {op: round(x, 4) for op, x in op_shares(bundle, texts, args.threads, 512, reps=10)}
+            print(Path(bundle).name, n, list(shares[str(n)].items())[:8], flush=True)
+        result["bundles"][bundle] = shares
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
