@@ -245,6 +245,16 @@ def test_bad_arguments_are_named(tmp_path: Path, tiny_bert_bundle: Path) -> None
         embed_dataset(tmp_path / "x.json.gz", tmp_path / "o", tiny_bert_bundle)
     with pytest.raises(ValueError, match="keep_columns may not hold 'embedding'"):
         embed_dataset(src, tmp_path / "o", tiny_bert_bundle, keep_columns=["embedding"])
+    # model options fail before the input is read, on either backend
+    for backend in ("local", "ray"):
+        with pytest.raises(ValueError, match="streams=2 runs batches concurrently in OpenVINO's throughput mode"):
+            embed_dataset(tmp_path / "nope.jsonl", tmp_path / "o", tiny_bert_bundle, streams=2, backend=backend)
+        with pytest.raises(ValueError, match="precision_hint 'bf16' is an OpenVINO option"):
+            embed_dataset(tmp_path / "nope.jsonl", tmp_path / "o", tiny_bert_bundle, precision_hint="bf16",
+                          backend=backend)  # fmt: skip
+        with pytest.raises(ValueError, match="device 'tpu'"):
+            embed_dataset(tmp_path / "nope.jsonl", tmp_path / "o", tiny_bert_bundle, device="tpu", backend=backend)
+    assert not (tmp_path / "o").exists()
 
 
 def _cli(*args: str) -> list[str]:
@@ -290,6 +300,9 @@ def test_cli_summary_and_progress(tmp_path: Path, tiny_bert_bundle: Path) -> Non
     r = subprocess.run(_cli(str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle)), capture_output=True,
                        text=True)  # fmt: skip
     assert r.returncode == 2 and "option 'id_column'" in r.stderr
+    r = subprocess.run(_cli(str(src), str(tmp_path / "o2"), "-m", str(tiny_bert_bundle), "--streams", "2"),
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "streams=2" in r.stderr and "device 'cpu'" in r.stderr
 
 
 def test_resume_after_a_torn_journal_line_and_a_stale_temporary(tmp_path: Path, tiny_bert_bundle: Path) -> None:

@@ -17,7 +17,8 @@ import pyarrow as pa
 from .. import __version__
 from .._bundle import MANIFEST_NAME
 from .._embedder import Embedder
-from .._types import EmbeddingPrecision, parse
+from .._session import check_precision_hint, check_streams
+from .._types import Device, EmbeddingPrecision, parse
 from ._batch import BatchResult, EmbedBatch, OnError, output_settings
 from ._output import OutputFolder, write_atomic
 from ._readers import read_part
@@ -73,6 +74,10 @@ class DatasetSummary:
         )
 
 
+def check_device(device: object) -> Device:
+    return parse(Device, device, "device")
+
+
 def embed_dataset(
     input: str | Path | list[str | Path],
     output: str | Path,
@@ -90,6 +95,8 @@ def embed_dataset(
     overwrite: bool = False,
     device: str = "cpu",
     threads: int | None = None,
+    precision_hint: str | None = None,
+    streams: int = 1,
     backend: str | Backend = Backend.LOCAL,
     ray: RayOptions | None = None,
     progress: bool = True,
@@ -117,6 +124,11 @@ def embed_dataset(
     shape the ``embedding`` column as ``embedrt.quantize_embeddings`` does; int8/uint8 need
     ``ranges`` (shape ``(2, dim)``, from ``embedrt.quantization_ranges`` on a sample), so that every
     part is on one scale.
+
+    ``device``, ``threads``, ``precision_hint`` and ``streams`` load the model as ``Embedder`` takes
+    them (per actor on Ray), e.g. ``device="openvino", precision_hint="bf16", streams=2`` for OpenVINO's
+    bf16 in its throughput mode. A ``precision_hint`` is part of what a continued run must match (it
+    changes the vectors); the others may change between runs.
     """
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
@@ -127,18 +139,28 @@ def embed_dataset(
         from ._ray import ray_module
 
         ray_module()  # a missing extra fails before the input is scanned
+    if isinstance(model, Embedder):
+        hint = model.precision_hint
+    else:  # bad model options fail before the input is scanned, on either backend
+        check_streams(check_device(device), streams)
+        hint = check_precision_hint(check_device(device), precision_hint)
     bundle = model.path if isinstance(model, Embedder) else Path(model)
     bundle_hash, dim = _bundle_identity(bundle, prompt_name, prompt)
     embedder = None
     if which is Backend.LOCAL:
-        embedder = model if isinstance(model, Embedder) else Embedder(bundle, device=device, threads=threads)
+        embedder = model if isinstance(model, Embedder) else Embedder(
+            bundle, device=device, threads=threads, precision_hint=precision_hint, streams=streams
+        )
     dim = embedder.dimension if embedder is not None else dim
     embedding = output_settings(dim, job.precision, job.truncate_dim, job.ranges)[3]  # bad settings fail here
     plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column, keep_columns=job.keep_columns,
                       log=say, exclude=Path(output))  # fmt: skip
     schema = output_schema(plan, id_column, job.keep_columns, dim, embedding)
     folder = OutputFolder(output)
-    done = folder.open(job.identity(bundle_hash, plan), overwrite)
+    identity = job.identity(bundle_hash, plan)
+    if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
+        identity["precision_hint"] = hint.value
+    done = folder.open(identity, overwrite)
     todo = [p for p in plan.parts if p.index not in done]
     say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of up to {rows_per_part} rows; "
         f"{len(done)} finished by an earlier run, {len(todo)} to do")
@@ -152,7 +174,8 @@ def embed_dataset(
         else:
             from ._ray import run_ray
 
-            run_ray(plan, todo, bundle, Path(output), schema, job, ray or RayOptions(), device, tracker.record, say)
+            options = {"device": device, "precision_hint": precision_hint, "streams": streams}
+            run_ray(plan, todo, bundle, Path(output), schema, job, ray or RayOptions(), options, tracker.record, say)
     if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
         write_atomic(Path(output) / "part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
     summary = tracker.summary(str(output), time.perf_counter() - t0)

@@ -78,10 +78,10 @@ def _check_cpus(cpus_per_actor: float) -> int:
 class _PartWorker:
     """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``."""
 
-    def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings, device: str,
-                 threads: int) -> None:  # fmt: skip
+    def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings,
+                 model_options: dict[str, Any], threads: int) -> None:  # fmt: skip
         self.plan, self.output, self.schema, self.job = plan, Path(output), schema, job
-        self.batch = EmbedBatch(Embedder(bundle, device=device, threads=threads), **job.batch_kwargs())
+        self.batch = EmbedBatch(Embedder(bundle, threads=threads, **model_options), **job.batch_kwargs())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ._job import _write_parquet, conform
@@ -107,9 +107,11 @@ class _PartWorker:
 
 def run_ray(
     plan: Plan, todo: list[PartSpec], bundle: Path, output: Path, schema: pa.Schema, job: JobSettings,
-    options: RayOptions, device: str, record: Callable[[dict[str, Any]], None], say: Callable[[str], None],
+    options: RayOptions, model_options: dict[str, Any], record: Callable[[dict[str, Any]], None],
+    say: Callable[[str], None],
 ) -> None:  # fmt: skip
-    """Embed the parts ``todo`` on Ray actors; ``record`` each finished part (driver side)."""
+    """Embed the parts ``todo`` on Ray actors, each loading ``Embedder(bundle, **model_options)``;
+    ``record`` each finished part (driver side)."""
     ray = ray_module()
     threads = _check_cpus(options.cpus_per_actor)
     started = _connect(ray, options.address, say)
@@ -124,7 +126,7 @@ def run_ray(
         out = ds.map_batches(
             _PartWorker,
             fn_constructor_kwargs={"plan": plan, "bundle": str(bundle.resolve()), "output": str(output.resolve()),
-                                   "schema": schema, "job": job, "device": device, "threads": threads},
+                                   "schema": schema, "job": job, "model_options": model_options, "threads": threads},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=options.cpus_per_actor, num_gpus=options.num_gpus_per_actor or None,
         )  # fmt: skip

@@ -17,6 +17,8 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "$venv/bin/pip" install -q "onnxruntime-openvino==1.24.1" tokenizers numpy tqdm pytest
     "$venv/bin/pip" install -q --no-deps -e "$repo"
 fi
+# the corpus job on the OpenVINO provider (embedrt[parquet]); also into a venv made before it was needed
+"$venv/bin/python" -c "import pyarrow" 2>/dev/null || "$venv/bin/pip" install -q pyarrow
 if "$venv/bin/python" -c "import torch" 2>/dev/null; then
     echo "warning: torch is importable in $venv; the OpenVINO tests are meant to run without it" >&2
 fi

@@ -96,6 +96,30 @@ def test_streams_run_batches_concurrently_with_the_same_vectors() -> None:
     assert len(seen) == 2 and all(name.startswith("embedrt-stream") for name in seen)
 
 
+def test_corpus_job_on_openvino_streams(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from embedrt.dataset import OutputError, embed_dataset
+
+    bundle = _data("tiny-bert")
+    texts = [f"{t} {i} " * (1 + i % 5) for i, t in enumerate(TEXTS * 25)]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n", encoding="utf-8")
+    summary = embed_dataset(src, tmp_path / "out", bundle, device="openvino", precision_hint="fp32", streams=2,
+                            batch_size=8, rows_per_part=40, progress=False)  # fmt: skip
+    assert summary.written == len(texts)
+    table = pq.read_table(tmp_path / "out")
+    got = np.stack(table.sort_by("id").column("embedding").to_numpy(zero_copy_only=False))
+    want = Embedder(bundle).encode([line for line in src.read_text(encoding="utf-8").splitlines()])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # the same job again: finished, whatever the streams; without the hint it is another job
+    again = embed_dataset(src, tmp_path / "out", bundle, device="openvino", precision_hint="fp32", progress=False,
+                          batch_size=8, rows_per_part=40)  # fmt: skip
+    assert again.rows_embedded == 0 and again.written == len(texts)
+    with pytest.raises(OutputError, match="precision_hint"):
+        embed_dataset(src, tmp_path / "out", bundle, batch_size=8, rows_per_part=40, progress=False)
+
+
 @pytest.mark.skipif(not HAS_BF16, reason="this CPU has no native bf16 (AVX512_BF16 / AMX)")
 @pytest.mark.parametrize("hint", ["fp32", "bf16"])
 def test_minilm_gate_and_speed(hint: str) -> None:
