@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._lines import DECODE_ERRORS, STDIN, STRUCTURED, read_lines
+from ._model_args import add_model_arguments, model_options
 
 _TOKENIZE_CHUNK = 8192  # texts per tokenizer call when progress is shown (each call is parallel inside)
 AUTO = "auto"  # the model's own token budget per run (``BundleModel``'s ``max_batch_tokens``)
@@ -57,8 +58,7 @@ def add_encode_parser(sub: Any) -> None:
         help="most padded tokens per model run (rows x longest row), so long documents run in small batches "
         "(default: auto, 1024 on the CPU, the fastest there; 16384 on a GPU)",
     )  # fmt: skip
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: available CPUs)")
+    add_model_arguments(p)
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
     p.add_argument(
@@ -152,8 +152,7 @@ def _encode(args: argparse.Namespace, run: _Run) -> None:
         _encode_sparse(args, run, texts)
         return
     model = Embedder(
-        args.bundle, device=args.device, threads=args.threads, verify=not args.no_verify,
-        truncate_dim=args.truncate_dim, max_batch_tokens=args.max_batch_tokens,
+        args.bundle, **model_options(args), verify=not args.no_verify, truncate_dim=args.truncate_dim, max_batch_tokens=args.max_batch_tokens,
     )  # fmt: skip
     ranges = np.load(args.ranges, allow_pickle=False) if args.ranges else None
     show = not args.no_progress and len(texts) > args.batch_size
@@ -178,7 +177,7 @@ def _encode_sparse(args: argparse.Namespace, run: _Run, texts: list[str]) -> Non
 
     if args.precision != "float32" or args.truncate_dim or args.normalize:
         raise ValueError("--precision, --truncate-dim and --normalize apply to dense embeddings, not sparse bundles")
-    model = SparseEncoder(args.bundle, device=args.device, threads=args.threads, verify=not args.no_verify)
+    model = SparseEncoder(args.bundle, **model_options(args), verify=not args.no_verify)
     run.stage, run.done = "embedding", 0
     vectors = model.encode(texts, batch_size=args.batch_size, prompt_name=args.prompt_name,
                            show_progress_bar=not args.no_progress and len(texts) > args.batch_size)  # fmt: skip

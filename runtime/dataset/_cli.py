@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from .._model_args import add_model_arguments, model_options
 from ._batch import OnError
 from ._job import Backend, RayOptions, embed_dataset
 
@@ -51,12 +52,7 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--ranges", metavar="FILE.npy", help="int8/uint8 calibration ranges, shape (2, dim): mins, maxes "
                    "(embedrt.quantization_ranges on a sample), the same for the whole corpus")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "openvino"])
-    p.add_argument("--precision-hint", choices=["fp32", "bf16", "fp16"],
-                   help="OpenVINO's compute precision (--device openvino; bf16 needs AVX512_BF16 or AMX)")
-    p.add_argument("--streams", type=int, default=1,
-                   help="OpenVINO's throughput mode: batches run at once (--device openvino; default 1)")
-    p.add_argument("--threads", type=int, help="onnxruntime threads (local backend; default: available CPUs)")
+    add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("Ray backend (pip install 'embedrt[ray]')")
     g.add_argument("--backend", default="local", choices=[b.value for b in Backend])
@@ -77,8 +73,8 @@ def _run(args: argparse.Namespace) -> int:
         summary = embed_dataset(
             args.input, args.output, args.model, text_column=args.text_column, id_column=args.id_column,
             keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
-            normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite, device=args.device,
-            threads=args.threads, precision_hint=args.precision_hint, streams=args.streams, backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,
+            normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite,
+            **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,
             precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges,
         )  # fmt: skip
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._model_args import add_model_arguments, model_options
 from ._config import API_KEY_ENV, ServerConfig, default_model_name
 
 _MISSING_EXTRA = 'the HTTP server needs the "server" extra: pip install "embedrt[server]"'
@@ -44,10 +45,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", type=Path, help="folder written by `embedrt export`")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument(
-        "--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: CPUs available)"
-    )
+    add_model_arguments(p, "ONNX Runtime intra-op threads (default: CPUs available)")
     p.add_argument("--model-name", default=None, help="model id the API reports (default: from the bundle)")
     p.add_argument(
         "--served-model-name",
@@ -156,8 +154,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     log = logging.getLogger("embedrt.server")
     model = load_model(  # the bundle's kind picks the class
-        args.bundle, device=args.device, threads=args.threads, verify=not args.no_verify,
-        max_batch_tokens=args.max_run_tokens or AUTO,
+        args.bundle, **model_options(args), verify=not args.no_verify, max_batch_tokens=args.max_run_tokens or AUTO,
     )  # fmt: skip
     config = config_from_args(args, model.manifest.source)
     if not _is_loopback(args.host) and config.api_key is None:

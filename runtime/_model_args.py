@@ -1,0 +1,24 @@
+"""The model options of every command that loads a bundle: ``--device``, ``--threads``,
+``--precision-hint`` and ``--streams``, passed to the model class as its keyword arguments."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._types import Device, InferencePrecision
+
+
+def add_model_arguments(p: argparse.ArgumentParser | Any, threads_help: str = "intra-op threads (default: available CPUs)") -> None:
+    p.add_argument("--device", default="cpu", choices=[d.value for d in Device])
+    p.add_argument("--threads", type=int, default=None, help=threads_help)
+    p.add_argument("--precision-hint", choices=[h.value for h in InferencePrecision],
+                   help="OpenVINO's compute precision (--device openvino; bf16 needs AVX512_BF16 or AMX)")  # fmt: skip
+    p.add_argument("--streams", type=int, default=1,
+                   help="batches run at once in OpenVINO's throughput mode (--device openvino; default 1)")  # fmt: skip
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The model class's keyword arguments for the options ``add_model_arguments`` added."""
+    return {"device": args.device, "threads": args.threads, "precision_hint": args.precision_hint,
+            "streams": args.streams}  # fmt: skip
