@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from run_threads import record_run_threads
 
 from embedrt import BundleError, Embedder, ProviderError, available_cpus
 
@@ -205,14 +206,7 @@ def test_concurrent_batches_keep_rows_and_order(tiny_bert_bundle: Path) -> None:
     serial = Embedder(tiny_bert_bundle)
     m = Embedder(tiny_bert_bundle)
     m.streams, m._run_lock = 3, threading.Semaphore(3)
-    seen: set[str] = set()
-    run = m._run
-
-    def spy(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        seen.add(threading.current_thread().name)
-        return run(outputs, feed)
-
-    m._run = spy  # type: ignore[method-assign]
+    seen = record_run_threads(m)
     np.testing.assert_allclose(m.encode(texts, batch_size=4), serial.encode(texts, batch_size=4), atol=1e-6)
     assert len(seen) > 1 and all(name.startswith("embedrt-stream") for name in seen)
     for a, b in zip(m.encode(texts, batch_size=4, output_value="token_embeddings"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +21,8 @@ if "OpenVINOExecutionProvider" not in ort.get_available_providers():
     pytest.skip(
         "this onnxruntime build has no OpenVINO provider (see tests/openvino/run.sh)", allow_module_level=True
     )
+
+from run_threads import record_run_threads  # noqa: E402
 
 from embedrt import Embedder, ProviderError, onnxruntime_build  # noqa: E402
 from embedrt._session import cpu_precision_hints  # noqa: E402
@@ -84,14 +85,7 @@ def test_streams_run_batches_concurrently_with_the_same_vectors() -> None:
     texts = [f"{t} {i} " * (1 + i % 5) for i, t in enumerate(TEXTS * 10)]
     one = Embedder(bundle, device="openvino", precision_hint="fp32")
     two = Embedder(bundle, device="openvino", precision_hint="fp32", streams=2)
-    seen: set[str] = set()
-    run = two._run
-
-    def spy(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        seen.add(threading.current_thread().name)
-        return run(outputs, feed)
-
-    two._run = spy  # type: ignore[method-assign]
+    seen = record_run_threads(two)
     np.testing.assert_allclose(two.encode(texts, batch_size=4), one.encode(texts, batch_size=4), atol=1e-5)
     assert len(seen) == 2 and all(name.startswith("embedrt-stream") for name in seen)
 
