@@ -2,8 +2,8 @@
 
     python -m benchmarks.profile BUNDLE [BUNDLE ...] --lengths 32 128 --out benchmarks/results/profile-X.json
 
-Each bundle runs in a session made as ``Embedder`` makes it (the int8 sessions without onnxruntime's
-``SkipLayerNormFusion``, no memory arena), on 32 texts of real words at each fixed length.
+Each bundle runs in a session made as ``Embedder`` makes it (its int8 plan for this CPU: session
+config and onnxruntime's ``SkipLayerNormFusion`` left off; no memory arena), on 32 texts of real words at each fixed length.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from embedrt import Embedder
 from embedrt._base import INT8_UNFUSED
 
 
@@ -42,10 +43,12 @@ def op_shares(
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.enable_cpu_mem_arena = False  # as Embedder's sessions
-        int8 = json.loads((Path(bundle) / "manifest.json").read_text())["precision"] == "int8"
+        plan = Embedder(bundle, threads=threads).int8_plan  # how Embedder runs this bundle on this CPU
+        for key, value in (plan.session_config() if plan else {}).items():
+            so.add_session_config_entry(key, value)
         sess = ort.InferenceSession(
             str(Path(bundle) / "model.onnx"), so, providers=["CPUExecutionProvider"],
-            disabled_optimizers=INT8_UNFUSED if int8 else [],
+            disabled_optimizers=INT8_UNFUSED if plan else [],
         )  # fmt: skip
         names = {i.name for i in sess.get_inputs()}
         if "token_type_ids" in names:

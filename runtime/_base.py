@@ -131,7 +131,8 @@ class BundleModel:
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self._with_type_ids = "token_type_ids" in graph_inputs
         self._left = self.manifest.padding_side is PaddingSide.LEFT
-        self._run_lock = threading.Semaphore(self.streams)  # at most ``streams`` runs in the session at once
+        # at most ``streams`` runs in the session at once (a plain lock for one: the cheaper guard per batch)
+        self._run_lock = threading.Lock() if self.streams == 1 else threading.Semaphore(self.streams)
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = 4  # a failed run raises with onnxruntime's message; no second copy on stderr
         _warn_if_not_made_for(self.path, self.manifest, self.device)

@@ -183,7 +183,7 @@ def _provider_options(
             config["INFERENCE_PRECISION_HINT"] = _OV_HINTS[precision_hint]
         if streams > 1:
             # OpenVINO's throughput mode: the threads split into ``streams`` infer requests, each
-            # taking one of the batches that run concurrently (BundleModel.run_batches)
+            # taking one of the batches that run concurrently (BundleModel._run_batches)
             config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(streams))
         if config:
             options["load_config"] = json.dumps({"CPU": config})

@@ -74,10 +74,6 @@ class DatasetSummary:
         )
 
 
-def check_device(device: object) -> Device:
-    return parse(Device, device, "device")
-
-
 def embed_dataset(
     input: str | Path | list[str | Path],
     output: str | Path,
@@ -140,11 +136,11 @@ def embed_dataset(
 
         ray_module()  # a missing extra fails before the input is scanned
     if isinstance(model, Embedder):
-        hint = model.precision_hint
+        bundle, hint = model.path, model.precision_hint
     else:  # bad model options fail before the input is scanned, on either backend
-        check_streams(check_device(device), streams)
-        hint = check_precision_hint(check_device(device), precision_hint)
-    bundle = model.path if isinstance(model, Embedder) else Path(model)
+        where = parse(Device, device, "device")
+        check_streams(where, streams)
+        bundle, hint = Path(model), check_precision_hint(where, precision_hint)
     bundle_hash, dim = _bundle_identity(bundle, prompt_name, prompt)
     embedder = None
     if which is Backend.LOCAL:
