@@ -9,8 +9,10 @@ streams driven from two threads would take turns).
 
 from __future__ import annotations
 
+import importlib.util
 import queue
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,14 @@ class GraphIO:
 
 
 def openvino_version() -> str | None:
-    """The installed OpenVINO runtime's version, or None if the ``openvino`` package does not import."""
-    try:
-        import openvino
-    except ImportError:
+    """The installed OpenVINO runtime's version, or None where the ``openvino`` package is missing
+    (found without importing it: ``embedrt --version`` stays quick)."""
+    if importlib.util.find_spec("openvino") is None:
         return None
-    return str(openvino.__version__).split("-")[0]
+    try:
+        return version("openvino")
+    except PackageNotFoundError:  # importable but not pip-installed (a source build on the path)
+        return "unknown"
 
 
 class OpenVINOSession:
@@ -54,7 +58,6 @@ class OpenVINOSession:
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for _ in range(streams):
             self._requests.put(self._compiled.create_infer_request())
-        self.version = str(ov.__version__).split("-")[0]
 
     @staticmethod
     def _io(ports: Any) -> list[GraphIO]:

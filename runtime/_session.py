@@ -19,7 +19,6 @@ from typing import Any
 import onnxruntime as ort
 
 from ._errors import ProviderError
-from ._openvino import INSTALL as OPENVINO_INSTALL
 from ._openvino import OpenVINOSession, openvino_version
 from ._types import Device, InferencePrecision, parse
 
@@ -220,11 +219,7 @@ def create_session(
     device = parse(Device, device, "device")
     hint = check_precision_hint(device, precision_hint)
     if device is Device.OPENVINO:
-        config = openvino_config(threads, provider_options, hint, streams)
-        if openvino_version() is None:
-            raise ProviderError(f"device 'openvino' needs OpenVINO's runtime (the openvino package). Install it: "
-                                f"{OPENVINO_INSTALL}")  # fmt: skip
-        return OpenVINOSession(model_path, config, streams)
+        return OpenVINOSession(model_path, openvino_config(threads, provider_options, hint, streams), streams)
     provider = _PROVIDERS[device]
     available = ort.get_available_providers()
     if provider not in available:

@@ -4,6 +4,7 @@ marked ``gpu``."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -286,7 +287,9 @@ def test_build_report_and_openvino_refusal_without_openvino(
 
     build = onnxruntime_build()
     assert build["devices"] and build["version"]
-    monkeypatch.setattr(_session, "openvino_version", lambda: None)  # as where the openvino package is missing
+    # as where the openvino package is missing: not found, and `import openvino` fails
+    monkeypatch.setattr(_session, "openvino_version", lambda: None)
+    monkeypatch.setitem(sys.modules, "openvino", None)
     assert "openvino" not in onnxruntime_build()["devices"]
     with pytest.raises(ProviderError, match=r"pip install \"embedrt\[openvino\]\""):
         Embedder(tiny_bert_bundle, device="openvino")
