@@ -71,3 +71,20 @@ def test_embed_ray_dataset_adds_a_column(local_ray: None, tiny_bert_bundle: Path
     np.testing.assert_allclose(_vectors(table), want, atol=2e-6)
     with pytest.raises(ValueError, match="on_error 'ignore'"):
         embed_ray_dataset(ds, tiny_bert_bundle, on_error="ignore")
+
+
+def test_ray_actors_on_openvino_equal_the_cpu_provider(
+    local_ray: None, tmp_path: Path, tiny_factory, tmp_path_factory: pytest.TempPathFactory  # type: ignore[no-untyped-def]
+) -> None:
+    pytest.importorskip("openvino")
+    from embedrt.export import export_model
+
+    plain = export_model(tiny_factory("bert"), tmp_path_factory.mktemp("ray-ov") / "bundle", optimize=False)
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS[:300]) + "\n", encoding="utf-8")
+    summary = embed_dataset(src, tmp_path / "out", plain, backend="ray", ray=RayOptions(num_actors=2),
+                            device="openvino", precision_hint="fp32", streams=2, rows_per_part=100,
+                            progress=False)  # fmt: skip
+    assert summary.written == 300
+    got = _vectors(pq.read_table(tmp_path / "out").sort_by("id"))
+    np.testing.assert_allclose(got, Embedder(plain).encode(TEXTS[:300]), atol=1e-5)

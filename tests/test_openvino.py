@@ -150,3 +150,25 @@ def test_minilm_gate_and_speed(minilm_gate, hint: str) -> None:  # type: ignore[
     report["texts_s"] = {"openvino": len(texts) / (t1 - t0), "cpu_fp32": len(texts) / (t2 - t1)}
     print(json.dumps(report))
     assert report["passed"]
+
+
+TORCH_FREE = r"""
+import sys
+for name in ("torch", "transformers", "sentence_transformers"):
+    sys.modules[name] = None
+from embedrt import Embedder
+model = Embedder(sys.argv[1], device="openvino", streams=2)
+vec = model.encode(["torch-free", "안녕하세요"] * 20, batch_size=4)
+assert vec.shape == (40, model.dimension), vec.shape
+assert "torch" not in sys.modules or sys.modules["torch"] is None
+print("ok", model.providers)
+"""
+
+
+def test_openvino_device_needs_no_torch(plain_bert: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", TORCH_FREE, str(plain_bert)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok ['OpenVINO']")
