@@ -9,6 +9,7 @@ only what their kind computes.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import warnings
 from collections import deque
@@ -176,10 +177,15 @@ class BundleModel:
     ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
         """``(rows, outputs)`` for each ``(rows, feed)`` of ``batches``, in their order. With ``streams``
         above 1 the batches run on that many threads at once, at most two per stream queued ahead."""
-        if self.streams == 1:
-            for rows, feed in batches:
+        head: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+        if self.streams > 1:
+            batches = iter(batches)
+            head = list(itertools.islice(batches, 2))
+        if self.streams == 1 or len(head) < 2:  # one stream, or one batch (a server's run): this thread
+            for rows, feed in itertools.chain(head, batches):
                 yield rows, self._run(outputs, feed)
             return
+        batches = itertools.chain(head, batches)
         pending: deque[tuple[np.ndarray, Future[list[np.ndarray]]]] = deque()
         with ThreadPoolExecutor(self.streams, thread_name_prefix="embedrt-stream") as pool:
             try:

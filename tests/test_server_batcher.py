@@ -165,3 +165,43 @@ def test_small_requests_merged_with_a_big_one_are_answered_first() -> None:
 
     asyncio.run(main())
     assert model.calls == [1, 1, 1, 1]  # 2 alone, then each 100 alone (the 128-token cap)
+
+
+class MeetingModel(FakeModel):
+    """Each call waits until ``parties`` calls are inside at once (or 2 s), and records whether they met."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties)
+        self.met: list[bool] = []
+
+    def __call__(self, tok: Tokenized) -> np.ndarray:
+        try:
+            self.barrier.wait(2)
+            self.met.append(True)
+        except threading.BrokenBarrierError:
+            self.met.append(False)
+        return super().__call__(tok)
+
+
+def test_streams_run_that_many_batches_at_once() -> None:
+    model = MeetingModel(2)
+
+    async def main() -> list[np.ndarray]:
+        batcher = Batcher(model, Metrics(), batching=False, streams=2)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(_tok(n)) for n in (3, 5, 7, 9)))
+        finally:
+            await batcher.stop()
+
+    out = asyncio.run(main())
+    assert [o[:, 0].tolist() for o in out] == [[3], [5], [7], [9]]  # each request its own rows
+    assert model.met == [True] * 4  # two calls were inside the model together, twice
+
+
+def test_one_stream_runs_one_batch_at_a_time() -> None:
+    model = MeetingModel(2)
+    out = _run(Batcher(model, Metrics(), batching=False), [_tok(3), _tok(5)])
+    assert [np.asarray(o)[:, 0].tolist() for o in out] == [[3], [5]]
+    assert model.met == [False, False]  # never two inside at once

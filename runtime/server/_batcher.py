@@ -1,8 +1,10 @@
 """Cross-request batching: requests waiting together become one model call.
 
-One asyncio task collects jobs from a bounded queue and runs the model on a single worker thread,
-so the event loop never blocks on inference. While a batch runs, new requests queue up; they are
-merged into the next batch as long as their tokens fit in the budget. An idle server waits at most
+One asyncio task collects jobs from a bounded queue and runs the model on a worker thread, so the
+event loop never blocks on inference. While a batch runs, new requests queue up; they are merged
+into the next batch as long as their tokens fit in the budget. A model with ``streams`` above 1
+(OpenVINO's throughput mode) gets that many worker threads: a batch is collected whenever one of
+them is free, so up to ``streams`` merged batches run at once. An idle server waits at most
 ``max_wait_s`` after the first request for others to join, and only while other requests are on
 their way in (being read or tokenized, see ``arriving``): a lone client pays no wait. Each job gets
 exactly its own rows back.
@@ -99,8 +101,8 @@ def plan_runs(lengths: np.ndarray, max_rows: int, max_padded_tokens: int) -> lis
 class Batcher:
     """Merges concurrent ``submit`` calls into model batches under a token budget.
 
-    ``encode`` embeds one model run (rows of similar length, see ``plan_runs``); it runs on the
-    batcher's single model thread.
+    ``encode`` embeds one model run (rows of similar length, see ``plan_runs``); it runs on one of
+    the batcher's ``streams`` model threads (one unless the model runs batches concurrently).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class Batcher:
         max_queue: int = 256,
         max_rows: int = 32,
         max_run_tokens: int = 2048,
+        streams: int = 1,
     ) -> None:
         self._encode = encode
         self._max_rows = max_rows
@@ -128,8 +131,11 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._arriving = 0
-        # One thread: the model runs one batch at a time on its own intra-op pool.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedrt-model")
+        # One thread per stream: each runs one batch at a time on the model's intra-op threads.
+        self._streams = streams
+        self._executor = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="embedrt-model")
+        self._free: asyncio.Semaphore | None = None  # model threads without a batch
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def depth(self) -> int:
@@ -153,6 +159,7 @@ class Batcher:
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
+        self._free = asyncio.Semaphore(self._streams)
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="embedrt-batcher")
 
     async def stop(self) -> None:
@@ -178,17 +185,31 @@ class Batcher:
         return await job.future
 
     async def _loop(self) -> None:
-        assert self._wakeup is not None
+        assert self._wakeup is not None and self._free is not None
         while True:
             if not self._queue:
                 if self._closing:
+                    await asyncio.gather(*self._running)
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            # collect only once a model thread is free: what queues meanwhile joins this batch
+            await self._free.acquire()
             batch = await self._collect()
-            if batch:
-                await self._run(batch)
+            if not batch:
+                self._free.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._run_on_free_thread(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run_on_free_thread(self, batch: list[_Job]) -> None:
+        assert self._free is not None
+        try:
+            await self._run(batch)
+        finally:
+            self._free.release()
 
     async def _collect(self) -> list[_Job]:
         """Jobs for one model call: the first live one, then whoever fits while we wait."""

@@ -1,0 +1,104 @@
+"""``embedrt serve`` under load with one and with N model streams (OpenVINO's throughput mode).
+
+Starts two servers as their own processes (``python -m embedrt.server BUNDLE --device openvino
+--precision-hint HINT``, one with ``--streams 1``, one with ``--streams N``) on 127.0.0.1, then drives
+them, alternately, with closed-loop clients (``bench_load.drive``) on the same real-sentence
+workloads as ``bench_load``; medians of ``--repeats`` runs per cell.
+
+    python -m benchmarks.load.streams_load BUNDLE-PLAIN --streams 2 --concurrency 8 32 \\
+        --out benchmarks/results/server-streams-X.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.corpus import load_sentences
+from benchmarks.int8_cpu import cpu_info
+from benchmarks.load.bench_load import _free_port, drive, start_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", type=Path, help="a plain (--no-optimize) bundle")
+    p.add_argument("--streams", type=int, default=2)
+    p.add_argument("--precision-hint", default="bf16")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--max-texts", type=int, default=4, help="texts per request in the mixed workload: 1..N")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+
+    rng = random.Random(0)
+    sentences = load_sentences(2000, seed=0)
+    workloads = {
+        "single": [[s] for s in sentences],
+        "mixed": [rng.sample(sentences, rng.randint(1, args.max_texts)) for _ in range(2000)],
+    }
+    base = ["--device", "openvino", "--precision-hint", args.precision_hint]
+    configs = {s: [*base, "--streams", str(s)] for s in (1, args.streams)}
+    procs: list[subprocess.Popen[bytes]] = []
+    rows: list[dict[str, Any]] = []
+    try:
+        urls = {}
+        for streams, extra in configs.items():
+            port = _free_port()
+            procs.append(start_server(args.bundle, port, extra))
+            urls[streams] = f"http://127.0.0.1:{port}"
+            asyncio.run(drive(urls[streams], workloads["mixed"], 4, 2.0))  # warm-up, not recorded
+        for (name, requests), c in itertools.product(workloads.items(), args.concurrency):
+            runs: dict[int, list[dict[str, Any]]] = {s: [] for s in configs}
+            order = list(configs)
+            for rep in range(args.repeats):
+                for streams in order if rep % 2 == 0 else order[::-1]:
+                    run = asyncio.run(drive(urls[streams], requests, c, args.duration))
+                    run["load_avg_1m"] = round(os.getloadavg()[0], 2)
+                    runs[streams].append(run)
+            for streams, rs in runs.items():
+                row = {"workload": name, "concurrency": c, "streams": streams}
+                for key in ("requests_per_s", "texts_per_s", "p50_ms", "p99_ms"):
+                    row[key] = round(float(np.median([r[key] for r in rs])), 1)
+                row["errors"] = sum(r["errors"] for r in rs)
+                row["runs"] = rs
+                print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
+                rows.append(row)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(60)
+    ratios = {
+        f"{w} x{c}": round(
+            next(r["texts_per_s"] for r in rows if (r["workload"], r["concurrency"], r["streams"]) == (w, c, args.streams))
+            / next(r["texts_per_s"] for r in rows if (r["workload"], r["concurrency"], r["streams"]) == (w, c, 1)),
+            2,
+        )
+        for w, c in itertools.product(workloads, args.concurrency)
+    }  # fmt: skip
+    out = {
+        "benchmark": "embedrt serve --device openvino, streams 1 against N (closed-loop clients, /v1/embeddings)",
+        "command": "python -m benchmarks.load.streams_load " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu": cpu_info(),
+        "texts_per_s_ratio_streams_over_one": ratios,
+        "results": rows,
+    }
+    args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(ratios))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
