@@ -184,20 +184,13 @@ class MeetingModel(FakeModel):
         return super().__call__(tok)
 
 
-def test_streams_run_that_many_batches_at_once() -> None:
+def test_streams_share_each_batch() -> None:
     model = MeetingModel(2)
-
-    async def main() -> list[np.ndarray]:
-        batcher = Batcher(model, Metrics(), batching=False, streams=2)
-        batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit(_tok(n)) for n in (3, 5, 7, 9)))
-        finally:
-            await batcher.stop()
-
-    out = asyncio.run(main())
-    assert [o[:, 0].tolist() for o in out] == [[3], [5], [7], [9]]  # each request its own rows
-    assert model.met == [True] * 4  # two calls were inside the model together, twice
+    jobs = [_tok(4, 4), _tok(4), _tok(4)]
+    out = _run(Batcher(model, Metrics(), max_wait_s=0.05, streams=2), jobs)
+    assert [np.asarray(o)[:, 0].tolist() for o in out] == [[4, 4], [4], [4]]  # each request its own rows
+    # 4 rows merged, cut into two pieces of half the tokens each, both in the model at once
+    assert model.calls == [2, 2] and model.met == [True, True]
 
 
 def test_one_stream_runs_one_batch_at_a_time() -> None:

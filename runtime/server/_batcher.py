@@ -3,8 +3,8 @@
 One asyncio task collects jobs from a bounded queue and runs the model on a worker thread, so the
 event loop never blocks on inference. While a batch runs, new requests queue up; they are merged
 into the next batch as long as their tokens fit in the budget. A model with ``streams`` above 1
-(OpenVINO's throughput mode) gets that many worker threads: a batch is collected whenever one of
-them is free, so up to ``streams`` merged batches run at once. An idle server waits at most
+(OpenVINO's throughput mode) gets that many worker threads, and each merged batch is cut into
+pieces of about equal work, that many at once. An idle server waits at most
 ``max_wait_s`` after the first request for others to join, and only while other requests are on
 their way in (being read or tokenized, see ``arriving``): a lone client pays no wait. Each job gets
 exactly its own rows back.
@@ -131,11 +131,9 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._arriving = 0
-        # One thread per stream: each runs one batch at a time on the model's intra-op threads.
+        # One thread per stream: each runs one piece at a time on the model's intra-op threads.
         self._streams = streams
         self._executor = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="embedrt-model")
-        self._free: asyncio.Semaphore | None = None  # model threads without a batch
-        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def depth(self) -> int:
@@ -159,7 +157,6 @@ class Batcher:
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._free = asyncio.Semaphore(self._streams)
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="embedrt-batcher")
 
     async def stop(self) -> None:
@@ -185,31 +182,17 @@ class Batcher:
         return await job.future
 
     async def _loop(self) -> None:
-        assert self._wakeup is not None and self._free is not None
+        assert self._wakeup is not None
         while True:
             if not self._queue:
                 if self._closing:
-                    await asyncio.gather(*self._running)
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            # collect only once a model thread is free: what queues meanwhile joins this batch
-            await self._free.acquire()
             batch = await self._collect()
-            if not batch:
-                self._free.release()
-                continue
-            task = asyncio.get_running_loop().create_task(self._run_on_free_thread(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    async def _run_on_free_thread(self, batch: list[_Job]) -> None:
-        assert self._free is not None
-        try:
-            await self._run(batch)
-        finally:
-            self._free.release()
+            if batch:
+                await self._run(batch)
 
     async def _collect(self) -> list[_Job]:
         """Jobs for one model call: the first live one, then whoever fits while we wait."""
@@ -248,7 +231,9 @@ class Batcher:
         """Run a merged batch in length-sorted pieces, shortest first; answer each job once its rows are in.
 
         Shortest first, so that small requests merged with a big one are answered early, and their
-        clients' next requests overlap with the model's remaining runs.
+        clients' next requests overlap with the model's remaining runs. With ``streams`` above 1 the
+        pieces hold at most 1/``streams`` of the batch's tokens each (one long row excepted), and
+        ``streams`` of them are in the model at once: the streams share each batch evenly.
         """
         m = self._metrics
         start = time.perf_counter()
@@ -264,22 +249,34 @@ class Batcher:
         missing = list(sizes)
         out: np.ndarray | None = None
         loop = asyncio.get_running_loop()
+        run_tokens = self._max_run_tokens
+        if self._streams > 1:  # pieces of about equal work, so that no stream waits on another's long one
+            run_tokens = min(run_tokens, max(int(tok.lengths.max()), -(-int(tok.lengths.sum()) // self._streams)))
+        pieces = plan_runs(tok.lengths, self._max_rows, run_tokens)[::-1]
+        running: dict[asyncio.Future[np.ndarray], np.ndarray] = {}
         try:
-            for rows in plan_runs(tok.lengths, self._max_rows, self._max_run_tokens)[::-1]:
-                piece = tok.select(rows.tolist())
-                vectors = await loop.run_in_executor(self._executor, self._encode, piece)
-                if out is None:
-                    out = np.empty((len(tok), vectors.shape[1]), dtype=vectors.dtype)
-                out[rows] = vectors
-                jobs, counts = np.unique(owner[rows], return_counts=True)
-                for j, count in zip(jobs.tolist(), counts.tolist(), strict=True):
-                    missing[j] -= count
-                    if missing[j] == 0 and not batch[j].future.done():
-                        batch[j].future.set_result(out[ends[j] - sizes[j] : ends[j]].copy())
+            while pieces or running:
+                while pieces and len(running) < self._streams:
+                    rows = pieces.pop(0)
+                    running[loop.run_in_executor(self._executor, self._encode, tok.select(rows.tolist()))] = rows
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    rows = running.pop(future)
+                    vectors = future.result()
+                    if out is None:
+                        out = np.empty((len(tok), vectors.shape[1]), dtype=vectors.dtype)
+                    out[rows] = vectors
+                    jobs, counts = np.unique(owner[rows], return_counts=True)
+                    for j, count in zip(jobs.tolist(), counts.tolist(), strict=True):
+                        missing[j] -= count
+                        if missing[j] == 0 and not batch[j].future.done():
+                            batch[j].future.set_result(out[ends[j] - sizes[j] : ends[j]].copy())
         except Exception as e:  # the model failed: this batch's unanswered jobs get the error, others go on
             log.exception("model batch of %d requests failed", len(batch))
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(e)
+            if running:  # pieces already in the model finish before the next batch starts
+                await asyncio.wait(running)
         finally:
             m.inference.observe(time.perf_counter() - start)
