@@ -9,6 +9,7 @@ only what their kind computes.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import warnings
@@ -134,8 +135,10 @@ class BundleModel:
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self._with_type_ids = "token_type_ids" in graph_inputs
         self._left = self.manifest.padding_side is PaddingSide.LEFT
-        # at most ``streams`` runs in the session at once (a plain lock for one: the cheaper guard per batch)
-        self._run_lock = threading.Lock() if self.streams == 1 else threading.Semaphore(self.streams)
+        # one run at a time; with streams (OpenVINO only) the session's own pool of infer requests bounds them
+        self._run_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.streams == 1 else contextlib.nullcontext()
+        )
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = 4  # a failed run raises with onnxruntime's message; no second copy on stderr
         _warn_if_not_made_for(self.path, self.manifest, self.device)
@@ -177,15 +180,13 @@ class BundleModel:
     ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
         """``(rows, outputs)`` for each ``(rows, feed)`` of ``batches``, in their order. With ``streams``
         above 1 the batches run on that many threads at once, at most two per stream queued ahead."""
-        head: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
-        if self.streams > 1:
-            batches = iter(batches)
-            head = list(itertools.islice(batches, 2))
-        if self.streams == 1 or len(head) < 2:  # one stream, or one batch (a server's run): this thread
-            for rows, feed in itertools.chain(head, batches):
+        rest = iter(batches)
+        head = list(itertools.islice(rest, 2 if self.streams > 1 else 0))
+        batches = itertools.chain(head, rest)
+        if len(head) < 2:  # one stream, or one batch (a server's piece): on this thread, no pool
+            for rows, feed in batches:
                 yield rows, self._run(outputs, feed)
             return
-        batches = itertools.chain(head, batches)
         pending: deque[tuple[np.ndarray, Future[list[np.ndarray]]]] = deque()
         with ThreadPoolExecutor(self.streams, thread_name_prefix="embedrt-stream") as pool:
             try:
