@@ -176,7 +176,11 @@ def openvino_config(
 ) -> dict[str, Any]:
     """OpenVINO CPU-plugin properties for a session: ``user`` (``provider_options``, OpenVINO's own
     property names) over embedrt's threads, precision hint and performance mode."""
-    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads}
+    # OpenVINO pins its threads to cores unless told not to, each process choosing alone: two
+    # one-thread processes (Ray actors, server workers) then share one core. On 2 CPUs, two processes
+    # x 1 thread: 66 texts/s pinned, 131 unpinned; one process with both CPUs: unpinned 1.02x / 1.10x
+    # (1 / 2 streams). benchmarks/results/openvino-pinning-*.json; ENABLE_CPU_PINNING turns it back on.
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False}
     if precision_hint is not None:
         if precision_hint not in cpu_precision_hints():
             raise ProviderError(

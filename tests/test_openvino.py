@@ -18,7 +18,7 @@ pytest.importorskip("openvino")
 from run_threads import record_run_threads
 
 from embedrt import BundleError, Embedder, onnxruntime_build
-from embedrt._session import cpu_precision_hints
+from embedrt._session import available_cpus, cpu_precision_hints
 from embedrt._types import InferencePrecision
 
 TEXTS = [
@@ -70,6 +70,15 @@ def test_openvino_properties_pass_through_and_bad_ones_are_named(plain_bert: Pat
     assert ov.session.get_property("INFERENCE_NUM_THREADS") == 1
     with pytest.raises(BundleError, match="OpenVINO"):
         Embedder(plain_bert, device="openvino", provider_options={"NO_SUCH_PROPERTY": "1"})
+
+
+def test_threads_are_not_pinned_unless_asked(plain_bert: Path) -> None:
+    # OpenVINO picks cores per process: two one-thread processes pinned would share one core
+    for threads, streams in ((1, 1), (available_cpus(), 2)):
+        ov = Embedder(plain_bert, device="openvino", threads=threads, streams=streams)
+        assert ov.session.get_property("ENABLE_CPU_PINNING") is False
+    asked = Embedder(plain_bert, device="openvino", provider_options={"ENABLE_CPU_PINNING": True})
+    assert asked.session.get_property("ENABLE_CPU_PINNING") is True
 
 
 def test_fused_bundle_is_refused_with_the_fix(tiny_bert_bundle: Path) -> None:
