@@ -20,10 +20,11 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from ._batch import BadRow, BadRowError, EmbedBatch, OnError
 from ._job import Backend, DatasetSummary, RayOptions, embed_dataset
 from ._output import OutputError
-from ._ray import embed_ray_dataset
+from ._ray import ActorLostError, embed_ray_dataset
 from ._sources import InputError, InputFormat
 
 __all__ = [
+    "ActorLostError",
     "Backend",
     "BadRow",
     "BadRowError",

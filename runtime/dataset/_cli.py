@@ -60,6 +60,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
     g.add_argument("--num-actors", type=int, help="model replicas (default: cluster CPUs less one, per actor)")
     g.add_argument("--cpus-per-actor", type=int, default=1, help="CPUs (onnxruntime threads) per actor")
     g.add_argument("--num-gpus-per-actor", type=float, default=0.0, help="GPUs per actor (CUDA bundles)")
+    g.add_argument("--max-actor-restarts", type=int, default=3, help="restarts of an actor whose process "
+                   "died (its part runs again); a part that kills its actor more often fails the job")  # fmt: skip
     p.set_defaults(run=_run)
 
 
@@ -68,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     ranges = np.load(args.ranges, allow_pickle=False) if args.ranges else None
-    ray = RayOptions(args.address, args.num_actors, args.cpus_per_actor, args.num_gpus_per_actor)
+    ray = RayOptions(args.address, args.num_actors, args.cpus_per_actor, args.num_gpus_per_actor, args.max_actor_restarts)
     try:
         summary = embed_dataset(
             args.input, args.output, args.model, text_column=args.text_column, id_column=args.id_column,

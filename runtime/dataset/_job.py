@@ -40,6 +40,9 @@ class RayOptions:
     num_actors: int | None = None  # default: the cluster's CPUs, less one, over cpus_per_actor
     cpus_per_actor: int = 1
     num_gpus_per_actor: float = 0.0
+    # restarts of each actor after its process dies (out of memory, a crash, a lost node); the part it
+    # held runs again. A part that kills its actor every time fails the job after this many.
+    max_restarts: int = 3
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._embedder import Embedder
+from .._errors import EmbedrtError
 from .._types import parse
 from ._batch import BadRow, BadRowError, EmbedBatch, OnError, output_settings
 from ._output import write_atomic
@@ -67,6 +68,16 @@ def _pool(ray: Any, num_actors: int | None, cpus_per_actor: float) -> int:
         return num_actors
     cpus = ray.cluster_resources().get("CPU", 1)
     return max(1, int((cpus - 1) // cpus_per_actor))
+
+
+def _check_restarts(max_restarts: int) -> int:
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise ValueError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
+    return max_restarts
+
+
+class ActorLostError(EmbedrtError, RuntimeError):
+    """A Ray actor's process died more often than its restarts allow; the finished parts are kept."""
 
 
 def _check_cpus(cpus_per_actor: float) -> int:
@@ -114,7 +125,9 @@ def run_ray(
     ``record`` each finished part (driver side)."""
     ray = ray_module()
     threads = _check_cpus(options.cpus_per_actor)
+    restarts = _check_restarts(options.max_restarts)
     started = _connect(ray, options.address, say)
+    finished: set[int] = set()
     try:
         if not todo:
             return
@@ -129,17 +142,40 @@ def run_ray(
                                    "schema": schema, "job": job, "model_options": model_options, "threads": threads},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=options.cpus_per_actor, num_gpus=options.num_gpus_per_actor or None,
+            max_restarts=restarts,  # Ray's default (no limit) retries a part that kills its actor forever
         )  # fmt: skip
-        for row in out.iter_rows():
-            entry = json.loads(row["entry"])
-            if "bad_row" in entry:
-                b = entry["bad_row"]
-                position = b.pop("position")
-                raise BadRowError(BadRow(b["id"], b["reason"], b["file"], b.get(position), position))
-            record(entry)
+        try:
+            for row in out.iter_rows():
+                entry = json.loads(row["entry"])
+                if "bad_row" in entry:
+                    b = entry["bad_row"]
+                    position = b.pop("position")
+                    raise BadRowError(BadRow(b["id"], b["reason"], b["file"], b.get(position), position))
+                record(entry)
+                finished.add(entry["part"])
+        except ray.exceptions.RayActorError as e:
+            left = [p.index for p in todo if p.index not in finished]
+            raise ActorLostError(
+                f"a Ray actor's process died {restarts + 1} time(s), more than max_restarts={restarts} allows, "
+                f"with parts {_ranges(left)} of 0-{len(plan.parts) - 1} not done: out of memory (lower --batch-size "
+                f"or raise the actors' memory), a crash in the runtime, or a lost node. The {len(finished)} "
+                f"part(s) this run finished are kept in {output}: run the same command to resume. "
+                f"Ray said: {' '.join(str(e).split())[:300]}"
+            ) from e
     finally:
         if started:
             ray.shutdown()
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def embed_ray_dataset(
@@ -162,6 +198,7 @@ def embed_ray_dataset(
     cpus_per_actor: int = 1,
     num_gpus_per_actor: float = 0.0,
     device: str = "cpu",
+    max_restarts: int = 3,
 ) -> Any:
     """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors added.
 
@@ -171,10 +208,13 @@ def embed_ray_dataset(
     order: carry an id column. Bad rows follow ``on_error`` (``skip`` drops them from the result,
     ``null`` keeps them with a null vector) inside the batch function, so no block is ever dropped
     whole. The bundle path must be readable on every node. ``precision``, ``truncate_dim`` and
-    ``ranges``: as ``EmbedBatch`` takes them.
+    ``ranges``: as ``EmbedBatch`` takes them. An actor whose process dies is restarted up to
+    ``max_restarts`` times and its batch runs again; past that the dataset fails with Ray's
+    ``ActorDiedError`` (Ray's own default, no limit, would retry a batch that kills it forever).
     """
     ray = ray_module()
     threads = _check_cpus(cpus_per_actor)
+    restarts = _check_restarts(max_restarts)
     parse_on_error = parse(OnError, on_error, "on_error")
     if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
         raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
@@ -189,5 +229,5 @@ def embed_ray_dataset(
                                "device": device, "threads": threads, "precision": precision,
                                "truncate_dim": truncate_dim, "ranges": ranges},
         batch_size=rows_per_batch, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_actors),
-        num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None,
+        num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None, max_restarts=restarts,
     )  # fmt: skip
