@@ -22,7 +22,9 @@ TEXTS = [f"text {i} " + "word " * (i % 13) + ("한국어" if i % 3 else "") for 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     # 3 logical CPUs on this 2-core machine: 2 one-CPU actors and one left for Ray's own tasks.
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    # actors' output reaches the test's captured output, with a Python traceback if one crashes
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=True,
+             runtime_env={"env_vars": {"PYTHONFAULTHANDLER": "1"}})  # fmt: skip
     # a stuck run fails in minutes here (Ray Data's own limit is 30 minutes)
     ray.data.DataContext.get_current().execution_no_progress_timeout_s = 300
     yield

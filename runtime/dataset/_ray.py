@@ -160,7 +160,7 @@ def run_ray(
                 f"with parts {_ranges(left)} of 0-{len(plan.parts) - 1} not done: out of memory (lower --batch-size "
                 f"or raise the actors' memory), a crash in the runtime, or a lost node. The {len(finished)} "
                 f"part(s) this run finished are kept in {output}: run the same command to resume. "
-                f"Ray said: {' '.join(str(e).split())[:300]}"
+                f"Ray said: {' '.join(str(e).split())[:800]}"
             ) from e
     finally:
         if started:
