@@ -103,6 +103,12 @@ def test_a_part_that_kills_its_actor_every_time_fails_the_job_and_the_rest_is_ke
     assert again.parts_resumed == kept and again.written == 300  # type: ignore[attr-defined]
 
 
-def test_max_restarts_is_checked(corpus: Path, tmp_path: Path, tiny_bert_bundle: Path) -> None:
-    with pytest.raises(ValueError, match="max_restarts must be an integer >= 0, got -1"):
-        _job(corpus, tmp_path / "out", tiny_bert_bundle, max_restarts=-1)
+def test_max_restarts_is_checked(
+    corpus: Path, tmp_path: Path, tiny_bert_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from embedrt.cli import main
+
+    assert main(["embed-dataset", str(corpus), str(tmp_path / "out"), "--model", str(tiny_bert_bundle),
+                 "--backend", "ray", "--max-actor-restarts", "-1", "--no-progress"]) != 0  # fmt: skip
+    assert "max_restarts must be an integer >= 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything was written

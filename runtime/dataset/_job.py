@@ -135,9 +135,10 @@ def embed_dataset(
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges)  # fmt: skip
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
-        from ._ray import ray_module
+        from ._ray import check_options, ray_module
 
-        ray_module()  # a missing extra fails before the input is scanned
+        ray_module()  # a missing extra or a bad option fails before the input is scanned
+        check_options(ray or RayOptions())
     if isinstance(model, Embedder):
         bundle, hint = model.path, model.precision_hint
     else:  # bad model options fail before the input is scanned, on either backend

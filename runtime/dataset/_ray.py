@@ -76,6 +76,14 @@ def _check_restarts(max_restarts: int) -> int:
     return max_restarts
 
 
+def check_options(options: RayOptions) -> None:
+    """Raise ``ValueError`` naming the first bad value of ``options``."""
+    _check_cpus(options.cpus_per_actor)
+    _check_restarts(options.max_restarts)
+    if options.num_actors is not None:
+        _pool(None, options.num_actors, options.cpus_per_actor)
+
+
 class ActorLostError(EmbedrtError, RuntimeError):
     """A Ray actor's process died more often than its restarts allow; the finished parts are kept."""
 
