@@ -189,10 +189,12 @@ def openvino_config(
                 f"available: {[p.value for p in cpu_precision_hints()]}"
             )
         config["INFERENCE_PRECISION_HINT"] = _OV_HINTS[precision_hint]
-    if streams > 1:
+    if min(streams, threads) > 1:
         # OpenVINO's throughput mode: the threads split into ``streams`` infer requests, each
-        # taking one of the batches that run concurrently (BundleModel._run_batches)
-        config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(streams))
+        # taking one of the batches that run concurrently (BundleModel._run_batches). A stream
+        # needs a thread of its own: with fewer threads than streams (a one-CPU Ray actor) the
+        # requests take turns on one stream, rather than leaving OpenVINO to divide one thread.
+        config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(min(streams, threads)))
     else:
         config["PERFORMANCE_HINT"] = "LATENCY"
     config.update(user or {})

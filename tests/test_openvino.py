@@ -18,7 +18,7 @@ pytest.importorskip("openvino")
 from run_threads import record_run_threads
 
 from embedrt import BundleError, Embedder, onnxruntime_build
-from embedrt._session import available_cpus, cpu_precision_hints
+from embedrt._session import available_cpus, cpu_precision_hints, openvino_config
 from embedrt._types import InferencePrecision
 
 TEXTS = [
@@ -79,6 +79,16 @@ def test_threads_are_not_pinned_unless_asked(plain_bert: Path) -> None:
         assert ov.session.get_property("ENABLE_CPU_PINNING") is False
     asked = Embedder(plain_bert, device="openvino", provider_options={"ENABLE_CPU_PINNING": True})
     assert asked.session.get_property("ENABLE_CPU_PINNING") is True
+
+
+def test_streams_never_outnumber_threads(plain_bert: Path) -> None:
+    assert "NUM_STREAMS" not in openvino_config(1, None, None, streams=2)
+    assert openvino_config(2, None, None, streams=4)["NUM_STREAMS"] == "2"
+    one = Embedder(plain_bert, device="openvino", precision_hint="fp32", threads=1, streams=2)
+    assert one.session.get_property("NUM_STREAMS") == 1 and one.streams == 2  # two requests, one stream
+    texts = [f"{t} {i}" for i, t in enumerate(TEXTS * 8)]
+    np.testing.assert_allclose(one.encode(texts, batch_size=4), Embedder(plain_bert).encode(texts, batch_size=4),
+                               atol=1e-5)  # fmt: skip
 
 
 def test_fused_bundle_is_refused_with_the_fix(tiny_bert_bundle: Path) -> None:
