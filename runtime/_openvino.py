@@ -55,6 +55,12 @@ class OpenVINOSession:
                 f"device 'openvino' needs OpenVINO's runtime, which is not installed ({e}). Install it: {INSTALL}"
             ) from e
         self._compiled = ov.Core().compile_model(str(model_path), "CPU", config)
+        # OpenVINO's Python binding builds its table of numpy dtypes on first use, in a function-local
+        # static whose initialiser takes the GIL: two threads' first runs at once deadlock on it (one
+        # holds the static's guard and waits for the GIL, the other holds the GIL and waits for the
+        # guard; 5 of 40 fresh processes hung so). Build it here, on one thread, before any run.
+        for port in (*self._compiled.inputs, *self._compiled.outputs):
+            port.get_element_type().to_dtype()
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for _ in range(streams):
             self._requests.put(self._compiled.create_infer_request())
