@@ -80,6 +80,7 @@ class BundleModel:
         streams: batches run at once (``device="openvino"`` only): OpenVINO's throughput mode splits
             ``threads`` into this many infer requests, and ``encode`` keeps each busy with its own
             batch. Pays for large ``encode`` calls (corpus jobs); one small batch gains nothing.
+            At most ``threads``: the model's ``streams`` is the number it runs.
     """
 
     KINDS: ClassVar[tuple[BundleKind, ...]] = ()
@@ -104,6 +105,9 @@ class BundleModel:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.threads = threads or available_cpus()
+        # a stream needs a thread of its own; with fewer threads (a one-CPU Ray actor) the runs would only
+        # take turns, so they run one at a time on this thread
+        self.streams = min(self.streams, self.threads)
         self.manifest: Manifest = load_manifest(self.path, verify=verify)
         if self.manifest.kind not in self.KINDS:
             raise BundleError(

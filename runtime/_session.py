@@ -192,8 +192,7 @@ def openvino_config(
     if min(streams, threads) > 1:
         # OpenVINO's throughput mode: the threads split into ``streams`` infer requests, each
         # taking one of the batches that run concurrently (BundleModel._run_batches). A stream
-        # needs a thread of its own: with fewer threads than streams (a one-CPU Ray actor) the
-        # requests take turns on one stream, rather than leaving OpenVINO to divide one thread.
+        # needs a thread of its own (BundleModel caps its streams at its threads too).
         config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(min(streams, threads)))
     else:
         config["PERFORMANCE_HINT"] = "LATENCY"

@@ -63,11 +63,15 @@ def _connect(ray: Any, address: str | None, say: Callable[[str], None]) -> bool:
 def _pool(ray: Any, num_actors: int | None, cpus_per_actor: float) -> int:
     """Actors to start: by default the cluster's CPUs less one (left for Ray's own tasks), per actor."""
     if num_actors is not None:
-        if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
-            raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
-        return num_actors
+        return _check_actors(num_actors)
     cpus = ray.cluster_resources().get("CPU", 1)
     return max(1, int((cpus - 1) // cpus_per_actor))
+
+
+def _check_actors(num_actors: int) -> int:
+    if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
+        raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
+    return num_actors
 
 
 def _check_restarts(max_restarts: int) -> int:
@@ -81,7 +85,7 @@ def check_options(options: RayOptions) -> None:
     _check_cpus(options.cpus_per_actor)
     _check_restarts(options.max_restarts)
     if options.num_actors is not None:
-        _pool(None, options.num_actors, options.cpus_per_actor)
+        _check_actors(options.num_actors)
 
 
 class ActorLostError(EmbedrtError, RuntimeError):
@@ -224,8 +228,7 @@ def embed_ray_dataset(
     threads = _check_cpus(cpus_per_actor)
     restarts = _check_restarts(max_restarts)
     parse_on_error = parse(OnError, on_error, "on_error")
-    if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
-        raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
+    _check_actors(num_actors)
     checking = Embedder(model, verify=True)
     checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
     output_settings(checking.dimension, precision, truncate_dim, ranges)
