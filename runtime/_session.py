@@ -189,11 +189,11 @@ def openvino_config(
                 f"available: {[p.value for p in cpu_precision_hints()]}"
             )
         config["INFERENCE_PRECISION_HINT"] = _OV_HINTS[precision_hint]
-    if min(streams, threads) > 1:
+    streams = min(streams, threads)  # a stream needs a thread of its own (BundleModel caps its streams so too)
+    if streams > 1:
         # OpenVINO's throughput mode: the threads split into ``streams`` infer requests, each
-        # taking one of the batches that run concurrently (BundleModel._run_batches). A stream
-        # needs a thread of its own (BundleModel caps its streams at its threads too).
-        config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(min(streams, threads)))
+        # taking one of the batches that run concurrently (BundleModel._run_batches)
+        config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(streams))
     else:
         config["PERFORMANCE_HINT"] = "LATENCY"
     config.update(user or {})

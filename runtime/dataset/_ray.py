@@ -136,8 +136,8 @@ def run_ray(
     """Embed the parts ``todo`` on Ray actors, each loading ``Embedder(bundle, **model_options)``;
     ``record`` each finished part (driver side)."""
     ray = ray_module()
-    threads = _check_cpus(options.cpus_per_actor)
-    restarts = _check_restarts(options.max_restarts)
+    threads = _check_cpus(options.cpus_per_actor)  # the options were checked by embed_dataset: this converts
+    restarts = options.max_restarts
     started = _connect(ray, options.address, say)
     finished: set[int] = set()
     try:
