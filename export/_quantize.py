@@ -20,10 +20,13 @@ fp32; speed side by side with fp32 on 2 threads of an AVX-512 VNNI Xeon, alterna
   on the AVX2 EPYC, Korean 0.9976 and English 0.9987 against 0.9959 / 0.9984 rounded to nearest
   (benchmarks/results/int8-feedback-epyc-avx2-20261130.json).
 
-- ``smooth-rows``: ``smooth`` with one activation scale per token row (``_row_activations``) and
-  the alphas chosen for it: closer to fp32 on every text set (gate 0.9993, Korean 0.9988 mean
-  cosine), a text's vector independent of its batch, 9-16% more CPU time
+- ``smooth-rows``: ``smooth`` with one activation scale per token row (``_row_activations``) for
+  every input and the alphas chosen for it: closer to fp32 on every text set (gate 0.9993, Korean
+  0.9988 mean cosine), a text's vector independent of its batch, 9-16% more CPU time
   (benchmarks/results/int8-rows-epyc-avx2-20261130.json). Asked for, never picked by itself.
+  ``smooth`` itself takes per-row scales for the inputs that no layer norm makes, where rows differ
+  most in range (the attention context, the FFN activation): most of the gain for little of the cost
+  (benchmarks/results/int8-rows-unnorm-*.json).
 
 So ``smooth`` is the default method, on every MatMul with a constant weight in the transformer
 layers; the embedding lookup, layer norm, softmax, pooling, Dense and Normalize stay fp32. The
@@ -76,7 +79,10 @@ class Int8Recipe:
     ``"smooth"`` rounds its weights with ``rounding``: ``"feedback"`` (GPTQ over the calibration
     inputs, ``_smooth``) or ``"nearest"``. ``activations`` (``"dynamic"``, ``"smooth"``): quantized
     with one dynamic scale per ``"tensor"`` (fastest) or per token ``"row"`` (``_row_activations``:
-    closer to fp32, and a text's vector no longer depends on its batch).
+    closer to fp32, and a text's vector no longer depends on its batch). ``row_inputs`` says which
+    inputs get per-row scales: ``"all"``; ``"unnormalized"``: those no layer norm makes (the
+    attention context and the FFN activation, whose rows differ in range); or the inputs of the
+    MatMul kinds named, joined by ``+`` (``"attn_proj+ffn_out"``); the others per tensor.
     """
 
     method: str = "smooth"
@@ -87,6 +93,7 @@ class Int8Recipe:
     exclude: tuple[tuple[str, int], ...] = ()
     rounding: str = "feedback"
     activations: str = "tensor"
+    row_inputs: str = "all"  # with activations "row": "all", "unnormalized", or kinds joined by "+"
     split_outliers: int = 0  # "smooth": up to this many outlier channels per FFN output projection in fp32
     outlier_ratio: float = OUTLIER_RATIO  # a channel whose calibration peak is this many times the median's
 
@@ -100,10 +107,18 @@ class Int8Recipe:
 # products. With them out, layer 0's FFN output projection, which had to stay fp32 (it alone took the
 # mean cosine on Korean sentences from 0.9967 to 0.9895, benchmarks/results/int8-smooth-minilm.json),
 # runs in int8 too: less CPU time, and closer to fp32 on average than with it kept fp32 and no split
-# (benchmarks/results/int8-split-*.json).
-RECIPE = Int8Recipe(split_outliers=4)
+# (benchmarks/results/int8-split-*.json). The inputs no layer norm makes (attention context, FFN
+# activation) are quantized per token row, the layer norms' outputs per tensor: on all-MiniLM-L6-v2
+# 1 - cosine to fp32 falls by ~40% on every text set (parity min 0.9929 -> 0.9977) for 0-5% more
+# time (benchmarks/results/int8-rows-unnorm-*.json).
+RECIPE = Int8Recipe(split_outliers=4, activations="row", row_inputs="unnormalized")
 ROUNDINGS = ("feedback", "nearest")
 ACTIVATIONS = ("tensor", "row")
+ROW_INPUTS = ("all", "unnormalized")
+_KINDS_OF_SITES = ("attn_proj", "attn_qkv", "ffn_in", "ffn_out")
+# Ops whose outputs have every token row normalized: one scale per tensor serves their rows alike.
+_NORMS = ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+          "SkipSimplifiedLayerNormalization", "RMSNormalization")  # fmt: skip
 # The smoothing re-chosen for, and run with, one activation scale per token row: closer to fp32 on
 # every text set measured, for more CPU time (benchmarks/results/int8-rows-*.json). Outlier channels
 # split out as in ``RECIPE`` and layer 0's FFN output projection kept fp32: the closest int8 measured
@@ -184,6 +199,11 @@ def quantize_int8(
         raise ValueError(f"invalid int8 rounding {recipe.rounding!r}: expected one of {ROUNDINGS}")
     if recipe.activations not in ACTIVATIONS:
         raise ValueError(f"invalid int8 activations {recipe.activations!r}: expected one of {ACTIVATIONS}")
+    if recipe.row_inputs not in ROW_INPUTS and not set(recipe.row_inputs.split("+")) <= set(_KINDS_OF_SITES):
+        raise ValueError(
+            f"invalid int8 row_inputs {recipe.row_inputs!r}: expected one of {ROW_INPUTS} "
+            f"or MatMul kinds joined by '+' ({', '.join(_KINDS_OF_SITES)})"
+        )
     if recipe.activations == "row" and recipe.method == "nbits":
         raise ValueError("int8 activations per 'row' apply to methods 'smooth' and 'dynamic'; 'nbits' quantizes per block")
     if recipe.split_outliers and recipe.method != "smooth":
@@ -199,6 +219,7 @@ def quantize_int8(
         )
     excluded = [s for s in sites if recipe.excludes(s)]
     quantized = [s for s in sites if not recipe.excludes(s)]
+    rows = _row_sites(model, recipe, quantized)
     if recipe.method == "nbits":
         settings = _nbits(model, out_path, recipe, quantized, excluded)
     elif recipe.method == "smooth":
@@ -210,16 +231,16 @@ def quantize_int8(
         )
         smoothing = smooth_model(
             model, [s.name for s in quantized], calibration, recipe.weight_range,
-            feedback=recipe.rounding == "feedback", per_row=recipe.activations == "row",
+            feedback=recipe.rounding == "feedback", per_row=rows,
         )  # fmt: skip
         fold_masks(model)
-        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights)
+        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights, rows)
         settings.update(method="smooth", smoothing=smoothing.record)
         if outliers:
             settings["outlier_channels"] = {"in_fp32_beside_the_int8_product": outliers,
                                             "peak_over_median_at_least": recipe.outlier_ratio}  # fmt: skip
     else:
-        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, {})
+        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, {}, rows)
     return {
         **settings,
         "recipe": asdict(recipe),
@@ -228,6 +249,20 @@ def quantize_int8(
         "excluded_nodes": sorted(s.name for s in excluded),
         "kept_fp32": ["embedding lookup", "layer norm", "softmax", "pooling", "dense", "normalize"],
     }
+
+
+def _row_sites(model: onnx.ModelProto, recipe: Int8Recipe, quantized: list[MatMulSite]) -> set[str]:
+    """Names of the quantized nodes whose inputs get one scale per token row."""
+    if recipe.activations != "row":
+        return set()
+    if recipe.row_inputs == "all":
+        return {s.name for s in quantized}
+    if recipe.row_inputs != "unnormalized":
+        kinds = set(recipe.row_inputs.split("+"))
+        return {s.name for s in quantized if s.kind in kinds}
+    nodes = {n.name: n for n in model.graph.node}
+    produced = {o: n.op_type for n in model.graph.node for o in n.output}
+    return {s.name for s in quantized if produced.get(nodes[s.name].input[0]) not in _NORMS}
 
 
 def _nbits(
@@ -269,7 +304,7 @@ def _nbits(
 
 def _dynamic(
     model: onnx.ModelProto, out_path: Path, recipe: Int8Recipe, quantized: list[MatMulSite],
-    excluded: list[MatMulSite], fused: bool, chosen: dict[str, tuple[Any, Any]],
+    excluded: list[MatMulSite], fused: bool, chosen: dict[str, tuple[Any, Any]], rows: set[str],
 ) -> dict[str, Any]:  # fmt: skip
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -290,19 +325,24 @@ def _dynamic(
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)
-    per_row = recipe.activations == "row"
+    per_row = bool(rows)
+    row_inputs = {n.input[0] for n in model.graph.node if n.name in rows}
     written, pair_max = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen)
-    rows = per_row_activations(written) if per_row else 0
+    count = per_row_activations(written, row_inputs) if per_row else 0
+    tensors = sum(1 for n in written.graph.node if n.op_type == "DynamicQuantizeLinear")
     onnx.save(written, str(out_path), save_as_external_data=needs_external(written))
     return {
         "method": "dynamic",
-        "operator": "QuantizeLinear per row + MatMulIntegerToFloat" if per_row else "DynamicQuantizeMatMul / QAttention",
+        "operator": ("DynamicQuantizeMatMul per tensor, " if tensors else "") + "QuantizeLinear per row + MatMulIntegerToFloat"
+        if per_row
+        else "DynamicQuantizeMatMul / QAttention",
         "weights": f"int8 per-channel, {_RANGE_TEXT[WeightRange(recipe.weight_range)]}",
         "weight_range": recipe.weight_range,
         # The largest |w_2j| + |w_2j+1| of any int8 weight: <= PAIR_LIMIT means no u8s8 kernel
         # saturates (the runtime checks this against the CPU it runs on).
         "u8s8_max_pair_sum": pair_max,
-        "activations": f"uint8, dynamic per token row (zero point {ZERO_POINT}), {rows} tensors"
+        "activations": f"uint8, dynamic per token row (zero point {ZERO_POINT}), {count} tensors"
+        + (f"; per tensor, {tensors} tensors" if tensors else "")
         if per_row
         else "uint8, dynamic per tensor",
     }

@@ -21,6 +21,8 @@ row scale ``Mul``, the bias ``Add`` no longer fused into the GEMM).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -35,12 +37,15 @@ _AXES_AS_INPUT = ("ReduceMax", "ReduceMin", "ReduceMean", "ReduceProd", "ReduceL
                   "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")  # fmt: skip
 
 
-def per_row_activations(model: onnx.ModelProto) -> int:
+def per_row_activations(model: onnx.ModelProto, inputs: Collection[str] | None = None) -> int:
     """Rewrite every ``DynamicQuantizeLinear`` of ``model`` (in place) to per-row scales; return how many.
 
+    ``inputs``: only those quantizing these tensors (the others stay per tensor); ``None``: all.
+
     Raises ``UnsupportedModelError`` for a graph whose int8 nodes quantize their input themselves
-    (``QAttention``, ``DynamicQuantizeMatMul``: per tensor inside the kernel)."""
-    inner = sorted({n.op_type for n in model.graph.node if n.op_type in ("QAttention", "DynamicQuantizeMatMul")})
+    (``QAttention``, ``DynamicQuantizeMatMul``: per tensor inside the kernel), of ``inputs`` if given."""
+    inner = sorted({n.op_type for n in model.graph.node if n.op_type in ("QAttention", "DynamicQuantizeMatMul")
+                    and (inputs is None or n.input[0] in inputs)})  # fmt: skip
     if inner:
         raise UnsupportedModelError(
             f"int8 activations per token row: the graph has {', '.join(inner)}, which quantizes its input per "
@@ -66,6 +71,8 @@ def per_row_activations(model: onnx.ModelProto) -> int:
     ]
     count = 0
     for dql in [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]:
+        if inputs is not None and dql.input[0] not in inputs:
+            continue
         x, xq, xs, xz = dql.input[0], dql.output[0], dql.output[1], dql.output[2]
         mms = consumers.get(xq, [])
         if not mms or any(m.op_type != "MatMulInteger" or m.input[1] not in inits for m in mms):

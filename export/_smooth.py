@@ -27,7 +27,7 @@ the quality gate's texts from 0.9981 to 0.9986.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,14 +82,15 @@ def smooth_model(
     weight_range: WeightRange | str = WeightRange.PAIRS,
     *,
     feedback: bool = True,
-    per_row: bool = False,
+    per_row: bool | Collection[str] = False,
 ) -> Smoothing:
     """Balance the inputs of the MatMul-like nodes ``node_names`` (weight = input 1) in place.
 
     ``feeds`` are calibration batches for ``model``; ``weight_range`` is how the int8 weights will
     be laid out (``_int8_weights``), simulated as such; ``feedback``: round them with error
     feedback (``round_with_feedback``) rather than to nearest; ``per_row``: the activations will be
-    quantized with one scale per token row (``_row_activations``), and the search simulates that.
+    quantized with one scale per token row (``_row_activations``), and the search simulates that;
+    ``True`` for every node, or the names of the nodes whose inputs will be (the others per tensor).
     Returns the record for the manifest (per group, the chosen ``alpha`` and the simulated relative
     output error with and without smoothing) and the int8 weights of every smoothed group's nodes.
     """
@@ -107,11 +108,13 @@ def smooth_model(
     record: list[dict[str, Any]] = []
     chosen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     order = {id(n): i for i, n in enumerate(model.graph.node)}
+    row_nodes = set(node_names) if per_row is True else set(per_row or ())
     for k, (tensor, group) in enumerate(groups.items()):
+        rows = any(n.name in row_nodes for n in group)
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
         w = np.concatenate([m.reshape(m.shape[0], -1) for m in mats], axis=1)
         alpha, scale, err, err_plain, (q, qscale) = _choose(
-            w, stats[tensor], WeightRange(weight_range), feedback, per_row
+            w, stats[tensor], WeightRange(weight_range), feedback, rows
         )
         start = 0
         for node, mat in zip(group, mats, strict=True):
@@ -144,7 +147,7 @@ def smooth_model(
             "alpha_grid": [a for a in ALPHAS if a is not None],
             "weight_range": WeightRange(weight_range).value,
             "rounding": "error feedback over the calibration inputs (GPTQ)" if feedback else "nearest",
-            "activations_simulated": "per token row" if per_row else "per tensor",
+            "activations_simulated": _simulated(len(row_nodes), len(node_names)),
             "feedback_groups": sum(1 for t in groups if stats[t].gram is not None),
             "calibration_batches": len(feeds),
             "calibration_texts": int(sum(f["input_ids"].shape[0] for f in feeds)),
@@ -152,6 +155,12 @@ def smooth_model(
         },
         chosen,
     )
+
+
+def _simulated(rows: int, nodes: int) -> str:
+    if not rows:
+        return "per tensor"
+    return "per token row" if rows >= nodes else f"per token row for {rows} of {nodes} nodes, per tensor for the rest"
 
 
 def _producer(model: onnx.ModelProto, tensor: str) -> onnx.NodeProto | None:

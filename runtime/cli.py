@@ -152,8 +152,9 @@ def _add_export(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument(
         "--int8-method", default="auto", choices=["auto", "smooth", "smooth-rows", "nbits", "dynamic"],
-        help="with --precision int8: smooth (calibrated channel balancing + onnxruntime's u8s8 GEMM, fastest), "
-        "smooth-rows (smooth with one activation scale per token row: closer to fp32, vectors independent of "
+        help="with --precision int8: smooth (calibrated channel balancing + onnxruntime's u8s8 GEMM, fastest; "
+        "one activation scale per token row where no layer norm made the input, per tensor elsewhere), "
+        "smooth-rows (one scale per token row for every input: closer to fp32, vectors independent of "
         "the batch; 12-17%% more CPU time on an AVX2 EPYC), nbits (MatMulNBits, per-block activations: closest to fp32, slower), dynamic (plain per-tensor, "
         "FFN outputs kept fp32); auto = smooth, falling back to nbits if it misses the quality gate",
     )

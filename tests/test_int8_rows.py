@@ -50,8 +50,9 @@ def bundles(tiny_factory, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}, "fusion": "bert"}
     out: dict[str, Path] = {}
     # the two differ in their activations only (the default also quantizes layer 0's FFN output projection)
-    tensor = dataclasses.replace(ROWS_RECIPE, activations=RECIPE.activations)
-    for name, recipe in (("tensor", tensor), ("row", ROWS_RECIPE)):
+    tensor = dataclasses.replace(ROWS_RECIPE, activations="tensor")
+    mixed = dataclasses.replace(ROWS_RECIPE, row_inputs=RECIPE.row_inputs)  # the default's activations
+    for name, recipe in (("tensor", tensor), ("row", ROWS_RECIPE), ("mixed", mixed)):
         path = root / name
         shutil.copytree(plain, path)
         record = apply_variant(plain / MODEL_NAME, path / MODEL_NAME, "int8", None, cfg, int8_recipe=recipe,
@@ -76,6 +77,57 @@ def test_row_graph_quantizes_every_activation_per_row(bundles: dict[str, Path]) 
     assert q["activations"].startswith("uint8, dynamic per token row")
     assert q["recipe"]["activations"] == "row" and q["smoothing"]["activations_simulated"] == "per token row"
     assert q["u8s8_max_pair_sum"] <= 128
+
+
+def _origin(tensor: str, producer: dict[str, onnx.NodeProto]) -> str:
+    """The op that makes ``tensor``, looking through the smoothing ``Mul`` by a constant."""
+    node = producer.get(tensor)
+    while node is not None and node.op_type == "Mul" and node.name.startswith("EmbedrtSmooth"):
+        node = producer.get(node.input[0])
+    return node.op_type if node is not None else "input"
+
+
+def test_mixed_graph_takes_rows_where_no_layer_norm_made_the_input(bundles: dict[str, Path]) -> None:
+    """``row_inputs="unnormalized"``: the attention context and the FFN activation per row, the
+    layer norms' outputs per tensor, each MatMul exactly once, and the manifest saying both."""
+    model = onnx.load(str(bundles["mixed"] / MODEL_NAME))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    per_row = [_origin(n.input[0], producer) for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    per_tensor = [_origin(n.input[0], producer) for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
+    assert per_row and per_tensor
+    assert set(per_tensor) == {"LayerNormalization"}, per_tensor
+    assert "LayerNormalization" not in per_row, per_row
+    default_ops = [n.op_type for n in onnx.load(str(bundles["tensor"] / MODEL_NAME)).graph.node]
+    assert len(per_row) + len(per_tensor) == default_ops.count("DynamicQuantizeLinear")
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMulIntegerToFloat") + ops.count("MatMulInteger") == default_ops.count("MatMulInteger")
+    onnx.checker.check_model(model)
+    q = load_manifest(bundles["mixed"]).optimizations["quantization"]
+    assert q["activations"] == (f"uint8, dynamic per token row (zero point 128), {len(per_row)} tensors; "
+                                f"per tensor, {len(per_tensor)} tensors")  # fmt: skip
+    assert q["smoothing"]["activations_simulated"].startswith("per token row for ")
+    assert q["recipe"]["row_inputs"] == "unnormalized" and q["u8s8_max_pair_sum"] <= 128
+
+
+def test_mixed_vectors_lie_between_the_two(bundles: dict[str, Path]) -> None:
+    """Embedded alone or batched: the per-tensor inputs still move a text's vector with its
+    neighbours, less than when every input is per tensor; and the graph is exact through onnxruntime's
+    u8u8 path as well."""
+    from embedrt._base import INT8_UNFUSED
+    from embedrt._session import create_session
+    from embedrt.export._texts import validation_texts
+
+    diffs = {}
+    for name in ("tensor", "mixed"):
+        model = Embedder(bundles[name])
+        alone = np.stack([model.encode([t])[0] for t in TEXTS])
+        diffs[name] = float(np.abs(alone - model.encode(TEXTS, batch_size=len(TEXTS))).max())
+    assert 1e-6 < diffs["mixed"] < diffs["tensor"], diffs
+    fast = Embedder(bundles["mixed"])
+    exact = Embedder(bundles["mixed"])
+    exact.session = create_session(bundles["mixed"] / MODEL_NAME, "cpu", exact.threads,
+                                   session_config={PRECISION_OPTION: "1"}, disabled_optimizers=INT8_UNFUSED)  # fmt: skip
+    np.testing.assert_allclose(fast.encode(validation_texts()), exact.encode(validation_texts()), atol=2e-6)
 
 
 def test_row_vectors_do_not_depend_on_the_batch(bundles: dict[str, Path]) -> None:
@@ -168,6 +220,8 @@ def test_bad_row_recipes_are_refused(tmp_path: Path) -> None:
     fp32, _, _ = _one_matmul(tmp_path)
     with pytest.raises(ValueError, match="invalid int8 activations 'column': expected one of"):
         quantize_int8(fp32, tmp_path / "o.onnx", Int8Recipe(activations="column"))
+    with pytest.raises(ValueError, match="invalid int8 row_inputs 'some': expected one of"):
+        quantize_int8(fp32, tmp_path / "o.onnx", Int8Recipe(activations="row", row_inputs="some"))
     with pytest.raises(ValueError, match="'nbits' quantizes per block"):
         quantize_int8(fp32, tmp_path / "o.onnx", Int8Recipe(method="nbits", activations="row"))
 

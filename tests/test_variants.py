@@ -117,10 +117,12 @@ def test_int8_each_arch(
         smoothed = [g for g in q["smoothing"]["groups"] if g["alpha"] is not None]
         muls = [g for g in smoothed if g["divided_in"] == "Mul"]  # the others: inside the value projection
         assert sum(1 for n in onnx.load(str(bundle / MODEL_NAME)).graph.node if n.name.startswith("EmbedrtSmooth_")) == len(muls)
-        if m.optimizations.get("attention", {}).get("flash_attention"):
-            assert len(smoothed) - len(muls) >= 1
+        # the others are divided inside the value projection (flash attention; with per-row scales on
+        # the attention context a tiny random model may leave that group unsmoothed: MiniLM's test checks it)
+        assert {g["divided_in"] for g in smoothed} <= {"Mul", "value projection"}
         assert all(g["rel_err"] <= g["rel_err_unsmoothed"] for g in q["smoothing"]["groups"])
-        assert ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] == q["quantized_nodes"]
+        assert ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] + ops["MatMulIntegerToFloat"] == q["quantized_nodes"]
+        assert ops["QuantizeLinear"] >= 1  # per token row where no layer norm made the input
         assert q["u8s8_max_pair_sum"] <= 128  # exact on every CPU
     else:  # smooth missed the gate on this model: the fallback says why
         assert q["method"] == "nbits" and m.optimizations["fallback_from"][0]["method"] == "smooth"
