@@ -19,7 +19,9 @@ would (each export validated and gated), once per method, and measures on the sa
 ``rows-all`` (``smooth-rows`` with layer 0's FFN output projection in int8 too: every MatMul int8),
 ``rows-unnorm`` (per row only for the inputs no layer norm makes: the attention context and the FFN
 activation; per tensor after the layer norms), ``rows-unnorm-all`` / ``rows-split-all`` (those with
-every MatMul int8), ``rows-noffnin-all`` (every input per row but the FFN input projection's).
+every MatMul int8), ``rows-noffnin-all`` (every input per row but the FFN input projection's),
+``smooth-tensor`` (every input per tensor; ``smooth`` in the result files written before per-row
+inputs became the default, where ``rows-unnorm-all`` is today's ``smooth``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def _study_recipes() -> dict[str, Any]:
                                       exclude=(("ffn_out", 0),)),
             "rows-unnorm-all": Int8Recipe(activations="row", row_inputs="unnormalized", split_outliers=4),
             "rows-split-all": Int8Recipe(activations="row", split_outliers=4),
+            "smooth-tensor": Int8Recipe(split_outliers=4),  # every input per tensor: the default before per-row inputs
             "rows-noffnin-all": Int8Recipe(activations="row", row_inputs="attn_proj+ffn_out", split_outliers=4)}  # fmt: skip
 
 
