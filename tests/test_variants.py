@@ -279,6 +279,9 @@ def test_describe_variant_rows(tiny_factory: Callable[..., Path], tmp_path: Path
     assert rows["precision"] == "int8" and rows["optimize (fusion)"] == "yes"
     # int8 of the flash-attention graph: Q, K, V projections in the smoothed u8s8 kernels
     assert "MultiHeadAttention 2" in rows["fused ops"] and rows["quantization"].startswith("smooth (DynamicQuantizeMatMul")
+    # per row: each layer's attention context and FFN activation; per tensor: what the fused layer
+    # norms make (EmbedLayerNormalization's output into layer 0 included)
+    assert rows["activations"] == "uint8, dynamic per token row (zero point 128), 4 tensors; per tensor, 4 tensors"
     assert rows["size"].endswith("files)")
 
 
