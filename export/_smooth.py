@@ -82,15 +82,15 @@ def smooth_model(
     weight_range: WeightRange | str = WeightRange.PAIRS,
     *,
     feedback: bool = True,
-    per_row: bool | Collection[str] = False,
+    per_row: Collection[str] = (),
 ) -> Smoothing:
     """Balance the inputs of the MatMul-like nodes ``node_names`` (weight = input 1) in place.
 
     ``feeds`` are calibration batches for ``model``; ``weight_range`` is how the int8 weights will
     be laid out (``_int8_weights``), simulated as such; ``feedback``: round them with error
-    feedback (``round_with_feedback``) rather than to nearest; ``per_row``: the activations will be
-    quantized with one scale per token row (``_row_activations``), and the search simulates that;
-    ``True`` for every node, or the names of the nodes whose inputs will be (the others per tensor).
+    feedback (``round_with_feedback``) rather than to nearest; ``per_row``: the nodes whose inputs
+    will be quantized with one scale per token row (``_row_activations``; the others per tensor),
+    which the search simulates.
     Returns the record for the manifest (per group, the chosen ``alpha`` and the simulated relative
     output error with and without smoothing) and the int8 weights of every smoothed group's nodes.
     """
@@ -108,7 +108,7 @@ def smooth_model(
     record: list[dict[str, Any]] = []
     chosen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     order = {id(n): i for i, n in enumerate(model.graph.node)}
-    row_nodes = set(node_names) if per_row is True else set(per_row or ())
+    row_nodes = set(per_row)
     for k, (tensor, group) in enumerate(groups.items()):
         rows = any(n.name in row_nodes for n in group)
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
