@@ -109,9 +109,9 @@ class Int8Recipe:
 # runs in int8 too: less CPU time, and closer to fp32 on average than with it kept fp32 and no split
 # (benchmarks/results/int8-split-*.json). The inputs no layer norm makes (attention context, FFN
 # activation) are quantized per token row, the layer norms' outputs per tensor: on all-MiniLM-L6-v2
-# 1 - cosine to fp32 falls by 30-42% on every text set (parity min 0.9929 -> 0.9977) for 1-10% more
-# CPU time on one thread and 0-10% fewer texts/s on two, as noisy as the machine measured
-# (benchmarks/results/int8-rows-unnorm-*.json).
+# 1 - cosine to fp32 falls by 30-42% on every text set (parity min 0.9929 -> 0.9977) for -2 to +17%
+# CPU time on one thread (median +4% over 3 shapes x 3 runs) and 0-10% fewer texts/s on two, as
+# noisy as the machine measured (benchmarks/results/int8-rows-unnorm-*.json).
 RECIPE = Int8Recipe(split_outliers=4, activations="row", row_inputs="unnormalized")
 ROUNDINGS = ("feedback", "nearest")
 ACTIVATIONS = ("tensor", "row")
