@@ -24,7 +24,9 @@ every MatMul int8), ``rows-noffnin-all`` (every input per row but the FFN input 
 ``smooth-tensor`` (every input per tensor; ``smooth`` in the result files written before per-row
 inputs became the default, where ``rows-unnorm-all`` is today's ``smooth``), ``smooth-encal`` /
 ``rows-encal`` (``smooth`` / ``smooth-rows`` calibrated as before the calibration took sentences in
-Korean and other languages: the validation grid and English texts only).
+Korean and other languages: the validation grid and English texts only), ``smooth-full`` (``smooth``
+with int8 weights over the full range instead of pair-limited: on a CPU without VNNI it runs on the
+exact u8u8 path, so it measures what the pair limit costs).
 """
 
 from __future__ import annotations
@@ -64,7 +66,11 @@ def _study_recipes() -> dict[str, Any]:
             "rows-unnorm-all": Int8Recipe(activations="row", row_inputs="unnormalized", split_outliers=4),
             "rows-split-all": Int8Recipe(activations="row", split_outliers=4),
             "smooth-tensor": Int8Recipe(split_outliers=4),  # every input per tensor: the default before per-row inputs
-            "rows-noffnin-all": Int8Recipe(activations="row", row_inputs="attn_proj+ffn_out", split_outliers=4)}  # fmt: skip
+            "rows-noffnin-all": Int8Recipe(activations="row", row_inputs="attn_proj+ffn_out", split_outliers=4),
+            # the default with int8 weights over the full range (no pair limit): on a CPU without VNNI
+            # the runtime takes the exact u8u8 path for it, so this is what VNNI/AMX would compute
+            "smooth-full": Int8Recipe(split_outliers=4, activations="row", row_inputs="unnormalized",
+                                      weight_range="full")}  # fmt: skip
 
 
 @contextlib.contextmanager

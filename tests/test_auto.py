@@ -35,9 +35,20 @@ def test_auto_gates_every_candidate_once_and_keeps_the_fastest(
     assert labels == {"int8 smooth, fused where it fuses", "int8 smooth, unfused",
                       "fp32, fused where it fuses", "fp32, unfused"}  # fmt: skip
     speeds = {c["setting"]: c["texts_per_cpu_second"] for c in auto["candidates"] if c["passed"]}
-    assert auto["chosen"] == max(speeds, key=lambda k: speeds[k]) and "fastest" in auto["why"]
+    assert auto["chosen"] == attempts.pick_fastest(speeds)[0] and "fastest" in auto["why"]
+    assert speeds[auto["chosen"]] >= max(speeds.values()) * (1 - attempts.SPEED_TIE)
     assert auto["chosen"].startswith(opt["precision"]) and "CPU time" in auto["measured"]
     assert Embedder(bundle).encode(["a text"]).shape == (1, 32)
+
+
+def test_auto_keeps_the_preferred_setting_in_a_tie_and_the_fastest_otherwise() -> None:
+    from embedrt.export._attempts import pick_fastest
+
+    order = {"int8 fused": 49.8, "int8 unfused": 50.5, "fp32 fused": 38.4, "fp32 unfused": 36.3}
+    assert pick_fastest(order) == ("int8 fused", ["int8 unfused"])  # 1.4% apart: a tie
+    assert pick_fastest({**order, "int8 unfused": 56.0}) == ("int8 unfused", [])  # 12% apart: faster
+    assert pick_fastest({"a": 10.0, "b": 9.6, "c": 9.4}, tie=0.05) == ("a", ["b"])
+    assert pick_fastest({"a": 9.4, "b": 10.0}, tie=0.05) == ("b", [])  # 6% slower than the fastest: out
 
 
 def test_auto_is_a_precision_the_cli_offers() -> None:
