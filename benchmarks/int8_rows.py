@@ -8,7 +8,8 @@ would (each export validated and gated), once per method, and measures on the sa
 
 - fidelity against sentence-transformers fp32 on ``benchmarks.int8_rowquant``'s sets (gate 1000,
   parity 216, Korean 400, English 400, the corpus's other Korean sentences 214 and Korean passages
-  171: mean cosine / min cosine / top-10 over the gate's 100 queries / top-10 over every text);
+  171: mean cosine / min cosine / top-10 with every text a query; result files written while the
+  gate asked 100 queries have that figure as ``topk`` and the every-text one as ``topk_all``);
 - batch independence: 64 parity sentences embedded alone and inside batches of 32 of mixed lengths
   (largest absolute difference, smallest cosine between the two);
 - speed: process CPU time of one intra-op thread per batch (best of 9, alternating, as the study

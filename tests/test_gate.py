@@ -31,7 +31,20 @@ def test_identical_embeddings_pass_every_gate() -> None:
             ref, ref.copy(), "fp32" if key == "bf16" else key, hint="bf16" if key == "bf16" else None
         )
         assert report["passed"] and report["mean_cos"] > 0.99999 and report["topk"] == 1.0
-        assert report["n_queries"] >= 100 and report["thresholds_default"]
+        assert report["n_queries"] == len(ref) and report["thresholds_default"]
+
+
+def test_topk_asks_every_text_not_a_sample() -> None:
+    from embedrt.export._gate import QUERIES, query_indices, topk_agreement
+
+    ref = _emb(1000)
+    cand = ref + 0.05 * np.random.default_rng(1).standard_normal(ref.shape)
+    every = topk_agreement(ref, cand, np.arange(len(ref)))
+    sample = topk_agreement(ref, cand, np.linspace(0, 999, 100).round().astype(int))
+    report = gate_metrics(ref, cand)
+    assert report["n_queries"] == 1000 and report["topk"] == pytest.approx(every.mean())
+    assert every.mean() != pytest.approx(sample.mean(), abs=1e-6)  # the sample measured something else
+    assert len(query_indices(5000)) == QUERIES == 2000  # past 2000 texts, 2000 evenly spread queries
 
 
 def test_noisy_int8_fails_with_its_numbers() -> None:
