@@ -209,9 +209,9 @@ def _fastest(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]], misses: l
         for k, (_, r) in passed.items()
     ] + [{**m, "passed": False} for m in misses]  # fmt: skip
     if tied:
-        why = (f"fastest of the settings that passed their gates on this machine, within {SPEED_TIE:.0%} of "
-               f"{', '.join(tied)} (a tie: the first in the export's order of preference; "
-               f"{speed[winner]:.1f} texts per CPU-second, fastest {max(speed.values()):.1f})")  # fmt: skip
+        why = (f"within {SPEED_TIE:.0%} of the fastest of the settings that passed their gates on this machine, "
+               f"tied with {', '.join(tied)}: the first in the export's order of preference wins "
+               f"({speed[winner]:.1f} texts per CPU-second, fastest {max(speed.values()):.1f})")  # fmt: skip
     else:
         runner_up = sorted(speed.values())[-2] if len(speed) > 1 else None
         why = (f"fastest of the settings that passed their gates on this machine ({speed[winner]:.1f} texts "
