@@ -78,15 +78,13 @@ def _study_recipes() -> dict[str, Any]:
 def _english_calibration() -> Iterator[None]:
     """Exports inside calibrate on the validation grid and English texts only (no extra languages)."""
     from embedrt.export import _export
-    from embedrt.export._gate import gate_texts
-    from embedrt.export._texts import validation_texts
 
-    kept = _export.calibration_texts
-    _export.calibration_texts = lambda n=256: validation_texts() + gate_texts(1000 + n)[1000:]
+    kept = _export.calibration_extra
+    _export.calibration_extra = list
     try:
         yield
     finally:
-        _export.calibration_texts = kept
+        _export.calibration_extra = kept
 
 
 def batch_independence(embedder: Any, texts: list[str]) -> dict[str, float]:
