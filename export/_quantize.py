@@ -235,7 +235,8 @@ def quantize_int8(
             feedback=recipe.rounding == "feedback", per_row=rows,
         )  # fmt: skip
         fold_masks(model)
-        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights, rows)
+        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights, rows,
+                            smoothing.zero_points)  # fmt: skip
         settings.update(method="smooth", smoothing=smoothing.record)
         if outliers:
             settings["outlier_channels"] = {"in_fp32_beside_the_int8_product": outliers,
@@ -308,7 +309,10 @@ def _nbits(
 def _dynamic(
     model: onnx.ModelProto, out_path: Path, recipe: Int8Recipe, quantized: list[MatMulSite],
     excluded: list[MatMulSite], fused: bool, chosen: dict[str, tuple[Any, Any]], rows: set[str],
+    zero_points: dict[str, int] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """``zero_points``: per node quantized per token row, its input's zero point (``ZERO_POINT``
+    where not given)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra: dict[str, Any] = {"MatMulConstBOnly": True}
@@ -329,9 +333,11 @@ def _dynamic(
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)
     per_row = bool(rows)
-    row_inputs = {n.input[0] for n in model.graph.node if n.name in rows}
+    row_nodes = [n for n in model.graph.node if n.name in rows]
+    row_inputs = {n.input[0] for n in row_nodes}
+    zeros = {n.input[0]: (zero_points or {}).get(n.name, ZERO_POINT) for n in row_nodes}
     written, pair_max = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen)
-    count = per_row_activations(written, row_inputs) if per_row else 0
+    count = per_row_activations(written, row_inputs, zeros) if per_row else 0
     tensors = sum(1 for n in written.graph.node if n.op_type == "DynamicQuantizeLinear")
     onnx.save(written, str(out_path), save_as_external_data=needs_external(written))
     return {
@@ -344,11 +350,19 @@ def _dynamic(
         # The largest |w_2j| + |w_2j+1| of any int8 weight: <= PAIR_LIMIT means no u8s8 kernel
         # saturates (the runtime checks this against the CPU it runs on).
         "u8s8_max_pair_sum": pair_max,
-        "activations": f"uint8, dynamic per token row (zero point {ZERO_POINT}), {count} tensors"
+        "activations": f"uint8, dynamic per token row ({_zero_points_text(zeros)}), {count} tensors"
         + (f"; per tensor, {tensors} tensors" if tensors else "")
         if per_row
         else "uint8, dynamic per tensor",
     }
+
+
+def _zero_points_text(zeros: dict[str, int]) -> str:
+    """``zero point 128`` when every input has it, else how many inputs have each one."""
+    counts = _count(str(z) for z in zeros.values())
+    if len(counts) <= 1:
+        return f"zero point {next(iter(zeros.values()), ZERO_POINT)}"
+    return "zero points " + ", ".join(f"{z} x{counts[z]}" for z in sorted(counts, key=int, reverse=True))
 
 
 _RANGE_TEXT = {

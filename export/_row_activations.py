@@ -4,15 +4,19 @@
 zero point for the whole ``[batch, tokens, K]`` tensor) feeding ``MatMulInteger -> Cast -> Mul(by
 activation scale x weight scale)`` per MatMul. One scale per tensor means a token with large values
 anywhere in the batch coarsens every other token's levels, and a text's vector depends on the texts
-it is batched with. ``per_row_activations`` replaces each such tensor's quantization by one
-symmetric scale per token row::
+it is batched with. ``per_row_activations`` replaces each such tensor's quantization by one scale per token row, with
+a fixed zero point ``z`` per tensor (128 unless given: symmetric)::
 
-    s = max(max(x_row) / 127, -min(x_row) / 128)      (ReduceMax, ReduceMin over K)
-    q = QuantizeLinear(x, s, 128)                      (blocked: one block = one row of K)
-    y = MatMulIntegerToFloat(q, W, 1, w_scale, 128) * s
+    s = max(max(x_row) / (255 - z), -min(x_row) / z)    (ReduceMax, ReduceMin over K)
+    q = QuantizeLinear(x, s, z)                          (blocked: one block = one row of K)
+    y = MatMulIntegerToFloat(q, W, 1, w_scale, z) * s
 
-The uint8 levels (zero point 128) go through the same u8s8 GEMM as before, so the weights' pair
-limit keeps it exact on every x86 CPU. Blocked ``QuantizeLinear`` needs opset 21: the graph's
+Every row's whole range is kept (no level clips); ``z`` only shares the 255 levels between the two
+signs. An input that is mostly positive, such as the GELU activation feeding an FFN output
+projection, loses up to half its levels to an unused negative side at ``z = 128``: the smoothing
+(``_smooth``) picks each input's ``z`` by the simulated output error on the calibration batches.
+The uint8 levels go through the same u8s8 GEMM as before, so the weights' pair limit keeps it
+exact on every x86 CPU. Blocked ``QuantizeLinear`` needs opset 21: the graph's
 default-domain opset is raised, moving the attributes that became inputs on the way (the Reduce
 ops' ``axes``, ``Split``'s output count). Measured on all-MiniLM-L6-v2 (benchmarks/results/
 int8-rows-*.json): closer to fp32 on every text set, for more CPU time (the row reductions, the
@@ -21,7 +25,7 @@ row scale ``Mul``, the bias ``Add`` no longer fused into the GEMM).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import onnx
@@ -30,17 +34,20 @@ from onnx import helper, numpy_helper
 from embedrt._errors import UnsupportedModelError
 
 OPSET = 21  # blocked QuantizeLinear
-ZERO_POINT = 128  # uint8 levels 0..255 for x / s in [-128, 127]
+ZERO_POINT = 128  # symmetric: uint8 levels 0..255 for x / s in [-128, 127]
 _EPS = 1e-8  # scale of an all-zero row (padding): its levels are all the zero point
 # Reduce ops whose ``axes`` moved from an attribute to an input at opset 18 (ReduceSum at 13).
 _AXES_AS_INPUT = ("ReduceMax", "ReduceMin", "ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2",
                   "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")  # fmt: skip
 
 
-def per_row_activations(model: onnx.ModelProto, inputs: Collection[str] | None = None) -> int:
+def per_row_activations(
+    model: onnx.ModelProto, inputs: Collection[str] | None = None, zero_points: Mapping[str, int] | None = None
+) -> int:
     """Rewrite every ``DynamicQuantizeLinear`` of ``model`` (in place) to per-row scales; return how many.
 
     ``inputs``: only those quantizing these tensors (the others stay per tensor); ``None``: all.
+    ``zero_points``: the uint8 zero point per input tensor (1..254; ``ZERO_POINT`` for the others).
 
     Raises ``UnsupportedModelError`` for a graph whose int8 nodes quantize their input themselves
     (``QAttention``, ``DynamicQuantizeMatMul``: per tensor inside the kernel), of ``inputs`` if given."""
@@ -61,14 +68,16 @@ def per_row_activations(model: onnx.ModelProto, inputs: Collection[str] | None =
     inits = {t.name: t for t in model.graph.initializer}
     replace: dict[int, list[onnx.NodeProto]] = {}
     drop: set[int] = set()
+    zero_points = dict(zero_points or {})
+    bad = {t: z for t, z in zero_points.items() if not 0 < int(z) < 255}
+    if bad:
+        raise ValueError(f"int8 activations per token row: zero points {bad} out of range; expected 1..254")
     new_inits = [
         numpy_helper.from_array(np.array([-1], np.int64), "embedrt_rowq_axes"),
         numpy_helper.from_array(np.array(1.0, np.float32), "embedrt_rowq_one"),
-        numpy_helper.from_array(np.array(1.0 / 127, np.float32), "embedrt_rowq_hi"),
-        numpy_helper.from_array(np.array(-1.0 / ZERO_POINT, np.float32), "embedrt_rowq_lo"),
         numpy_helper.from_array(np.array(_EPS, np.float32), "embedrt_rowq_eps"),
-        numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), "embedrt_rowq_zero"),
     ]
+    levels: set[int] = set()  # zero points with their constants written
     count = 0
     for dql in [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]:
         if inputs is not None and dql.input[0] not in inputs:
@@ -82,15 +91,23 @@ def per_row_activations(model: onnx.ModelProto, inputs: Collection[str] | None =
             )
         k = int(inits[mms[0].input[1]].dims[0])
         p = f"embedrt_rowq_{count}"
+        z = int(zero_points.get(x, ZERO_POINT))
+        if z not in levels:
+            levels.add(z)
+            new_inits += [
+                numpy_helper.from_array(np.array(1.0 / (255 - z), np.float32), f"embedrt_rowq_hi_{z}"),
+                numpy_helper.from_array(np.array(-1.0 / z, np.float32), f"embedrt_rowq_lo_{z}"),
+                numpy_helper.from_array(np.array(z, np.uint8), f"embedrt_rowq_zero_{z}"),
+            ]
         pre = [
             helper.make_node("ReduceMax", [x, "embedrt_rowq_axes"], [f"{p}_max"], keepdims=1, name=f"{p}_max"),
             helper.make_node("ReduceMin", [x, "embedrt_rowq_axes"], [f"{p}_min"], keepdims=1, name=f"{p}_min"),
-            helper.make_node("Mul", [f"{p}_max", "embedrt_rowq_hi"], [f"{p}_hi"], name=f"{p}_hi"),
-            helper.make_node("Mul", [f"{p}_min", "embedrt_rowq_lo"], [f"{p}_lo"], name=f"{p}_lo"),
+            helper.make_node("Mul", [f"{p}_max", f"embedrt_rowq_hi_{z}"], [f"{p}_hi"], name=f"{p}_hi"),
+            helper.make_node("Mul", [f"{p}_min", f"embedrt_rowq_lo_{z}"], [f"{p}_lo"], name=f"{p}_lo"),
             helper.make_node("Max", [f"{p}_hi", f"{p}_lo", "embedrt_rowq_eps"], [f"{p}_scale"], name=f"{p}_scale"),
             helper.make_node("Shape", [f"{p}_scale"], [f"{p}_shape"], name=f"{p}_shape"),
             helper.make_node("ConstantOfShape", [f"{p}_shape"], [f"{p}_zero"], name=f"{p}_zero",
-                             value=numpy_helper.from_array(np.array([ZERO_POINT], np.uint8))),
+                             value=numpy_helper.from_array(np.array([z], np.uint8))),
             helper.make_node("QuantizeLinear", [x, f"{p}_scale", f"{p}_zero"], [f"{p}_q"], axis=-1,
                              block_size=k, name=f"{p}_quantize"),
         ]  # fmt: skip
@@ -101,7 +118,7 @@ def per_row_activations(model: onnx.ModelProto, inputs: Collection[str] | None =
             rows = f"{mm.name}_rowq"
             replace[id(mm)] = [
                 helper.make_node("MatMulIntegerToFloat",
-                                 [f"{p}_q", mm.input[1], "embedrt_rowq_one", w_scale, "embedrt_rowq_zero",
+                                 [f"{p}_q", mm.input[1], "embedrt_rowq_one", w_scale, f"embedrt_rowq_zero_{z}",
                                   mm.input[3] if len(mm.input) > 3 else ""],
                                  [rows], domain="com.microsoft", name=rows),
                 helper.make_node("Mul", [rows, f"{p}_scale"], [mul.output[0]], name=f"{mm.name}_rowscale"),
@@ -125,6 +142,8 @@ def per_row_activations(model: onnx.ModelProto, inputs: Collection[str] | None =
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     model.graph.initializer.extend(new_inits)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):  # MatMulIntegerToFloat's
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     raise_opset(model, OPSET)
     return count
 

@@ -14,7 +14,10 @@ output channel and absorb them better::
 Here ``alpha`` is chosen per group of MatMuls sharing one input (Q, K and V share the attention
 input) by simulating the exact quantization onnxruntime does on calibration activations and
 keeping the ``alpha`` (or no smoothing at all) with the smallest relative output error. The
-division is a ``Mul`` by ``1 / s`` in front of the group; the weights are rescaled in place.
+division is a ``Mul`` by ``1 / s`` in front of the group; the weights are rescaled in place. For an
+input quantized per token row (``_row_activations``) the search also picks the row quantization's
+zero point: the GELU activation feeding an FFN output projection is mostly positive, and a
+symmetric zero point leaves it little more than 7 bits.
 
 Each candidate's int8 weights are rounded with error feedback (GPTQ, ``round_with_feedback``): the
 rows of a weight are rounded in order and each row's rounding error is moved onto the rows not yet
@@ -37,9 +40,12 @@ from onnx import helper, numpy_helper
 
 from ._graph import index_graph
 from ._int8_weights import WeightRange, feedback_factor, quantize_columns, round_with_feedback
+from ._row_activations import ZERO_POINT
 
 # None = leave the group unsmoothed; always a candidate, so smoothing never makes a group worse.
 ALPHAS: tuple[float | None, ...] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+# Zero points tried for an input quantized per token row: symmetric first, so a tie keeps it.
+ROW_ZERO_POINTS = (ZERO_POINT, 112, 96, 80, 64, 48)
 ROWS_PER_BATCH = 256  # token rows per calibration batch on which the output error is measured
 # Memory for the calibration inputs' x.T @ x (float32, K x K per group input) that the feedback
 # rounding needs: MiniLM's 23 take 58 MB, a 24-layer model of width 1024 / 4096 ~1.9 GB. Groups past
@@ -51,11 +57,13 @@ Feeds = dict[str, np.ndarray]
 
 @dataclass
 class Smoothing:
-    """What ``smooth_model`` did: ``record`` for the manifest, and per node the int8 weight
-    (``q`` [K, N], ``scale`` [N]) that its error was simulated with, for the quantizer to write."""
+    """What ``smooth_model`` did: ``record`` for the manifest, per node the int8 weight (``q``
+    [K, N], ``scale`` [N]) that its error was simulated with, for the quantizer to write, and per
+    node quantized per token row the zero point chosen for its input."""
 
     record: dict[str, Any]
     weights: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    zero_points: dict[str, int] = field(default_factory=dict)
 
 
 def calibration_feeds(
@@ -107,13 +115,14 @@ def smooth_model(
 
     record: list[dict[str, Any]] = []
     chosen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    zero_points: dict[str, int] = {}
     order = {id(n): i for i, n in enumerate(model.graph.node)}
     row_nodes = set(per_row)
     for k, (tensor, group) in enumerate(groups.items()):
         rows = any(n.name in row_nodes for n in group)
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
         w = np.concatenate([m.reshape(m.shape[0], -1) for m in mats], axis=1)
-        alpha, scale, err, err_plain, (q, qscale) = _choose(
+        alpha, zero, scale, err, err_plain, (q, qscale) = _choose(
             w, stats[tensor], WeightRange(weight_range), feedback, rows
         )
         start = 0
@@ -125,6 +134,9 @@ def smooth_model(
             "nodes": [n.name for n in group], "alpha": alpha,
             "rel_err": round(err, 5), "rel_err_unsmoothed": round(err_plain, 5),
         })  # fmt: skip
+        if rows:
+            record[-1]["row_zero_point"] = zero
+            zero_points.update({n.name: zero for n in group})
         if alpha is None:
             continue
         for node, mat in zip(group, mats, strict=True):
@@ -148,12 +160,14 @@ def smooth_model(
             "weight_range": WeightRange(weight_range).value,
             "rounding": "error feedback over the calibration inputs (GPTQ)" if feedback else "nearest",
             "activations_simulated": _simulated(len(row_nodes), len(node_names)),
+            "row_zero_points": list(ROW_ZERO_POINTS) if row_nodes else [],
             "feedback_groups": sum(1 for t in groups if stats[t].gram is not None),
             "calibration_batches": len(feeds),
             "calibration_texts": int(sum(f["input_ids"].shape[0] for f in feeds)),
             "groups": record,
         },
         chosen,
+        zero_points,
     )
 
 
@@ -272,33 +286,36 @@ Quantized = tuple[np.ndarray, np.ndarray]
 
 def _choose(
     w: np.ndarray, st: _Stats, weight_range: WeightRange, feedback: bool, per_row: bool = False
-) -> tuple[float | None, np.ndarray, float, float, Quantized]:
+) -> tuple[float | None, int, np.ndarray, float, float, Quantized]:
+    """The smoothing (``alpha``, ``None`` for none) and, per row, the zero point with the smallest
+    simulated output error: ``(alpha, zero point, s, error, error unsmoothed, int8 weights)``."""
     amax = np.maximum(st.absmax, 1e-5)
     wmax = np.maximum(np.abs(w).max(axis=1), 1e-5)
     refs = [x @ w for x in st.rows]
     den = sum(float(np.square(r).sum()) for r in refs) or 1.0
     meansq = np.mean(np.concatenate([np.square(x) for x in st.rows]), axis=0)
     factor = feedback_factor(st.gram) if feedback and st.gram is not None else None
-    best: tuple[float, float | None, np.ndarray, Quantized] | None = None
-    plain = float("nan")
+    best: tuple[float, float | None, int, np.ndarray, Quantized] | None = None
+    plain = float("inf")
     for alpha in ALPHAS:
         s = np.ones_like(amax) if alpha is None else np.clip(amax**alpha / wmax ** (1 - alpha), 1e-4, 1e4)
         q, qscale = quantize_columns(w * s[:, None], weight_range, row_weight=meansq / np.square(s))
         if factor is not None:  # the factor of the smoothed inputs x / s
             q = round_with_feedback(w * s[:, None], qscale, factor * s[None, :], weight_range, start=q)
         wq = q.astype(np.float32) * qscale
-        num = 0.0
-        for x, lo, hi, ref in zip(st.rows, st.cmin, st.cmax, refs, strict=True):
-            xs = x / s
-            got = (_quant_rows(xs) if per_row else _quant_act(xs, float(np.min(lo / s)), float(np.max(hi / s)))) @ wq
-            num += float(np.square(ref - got).sum())
-        err = (num / den) ** 0.5
-        if alpha is None:
-            plain = err
-        if best is None or err < best[0]:
-            best = (err, alpha, s, (q, qscale))
+        for zero in ROW_ZERO_POINTS if per_row else (ZERO_POINT,):
+            num = 0.0
+            for x, lo, hi, ref in zip(st.rows, st.cmin, st.cmax, refs, strict=True):
+                xs = x / s
+                got = (_quant_rows(xs, zero) if per_row else _quant_act(xs, float(np.min(lo / s)), float(np.max(hi / s)))) @ wq
+                num += float(np.square(ref - got).sum())
+            err = (num / den) ** 0.5
+            if alpha is None:
+                plain = min(plain, err)
+            if best is None or err < best[0]:
+                best = (err, alpha, zero, s, (q, qscale))
     assert best is not None
-    return best[1], best[2].astype(np.float32), best[0], plain, best[3]
+    return best[1], best[2], best[3].astype(np.float32), best[0], plain, best[4]
 
 
 def _quant_act(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -309,7 +326,8 @@ def _quant_act(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
 
 
-def _quant_rows(x: np.ndarray) -> np.ndarray:
-    """``_row_activations``' per-row quantization (symmetric, zero point 128), dequantized."""
-    s = np.maximum(np.maximum(x.max(axis=1, keepdims=True) / 127.0, -x.min(axis=1, keepdims=True) / 128.0), 1e-8)
-    return np.clip(np.round(x / s), -128, 127) * s
+def _quant_rows(x: np.ndarray, zero: int = ZERO_POINT) -> np.ndarray:
+    """``_row_activations``' per-row quantization with uint8 zero point ``zero``, dequantized."""
+    top, bottom = x.max(axis=1, keepdims=True) / (255.0 - zero), -x.min(axis=1, keepdims=True) / zero
+    s = np.maximum(np.maximum(top, bottom), 1e-8)
+    return np.clip(np.round(x / s), -zero, 255 - zero) * s

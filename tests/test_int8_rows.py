@@ -5,6 +5,7 @@ clear errors where it does not apply, and the gate on the real MiniLM."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 
@@ -103,8 +104,8 @@ def test_mixed_graph_takes_rows_where_no_layer_norm_made_the_input(bundles: dict
     assert ops.count("MatMulIntegerToFloat") + ops.count("MatMulInteger") == default_ops.count("MatMulInteger")
     onnx.checker.check_model(model)
     q = load_manifest(bundles["mixed"]).optimizations["quantization"]
-    assert q["activations"] == (f"uint8, dynamic per token row (zero point 128), {len(per_row)} tensors; "
-                                f"per tensor, {len(per_tensor)} tensors")  # fmt: skip
+    assert re.fullmatch(rf"uint8, dynamic per token row \(zero points? [0-9x, ]+\), {len(per_row)} tensors; "
+                        rf"per tensor, {len(per_tensor)} tensors", q["activations"]), q["activations"]  # fmt: skip
     assert q["smoothing"]["activations_simulated"].startswith("per token row for ")
     assert q["recipe"]["row_inputs"] == "unnormalized" and q["u8s8_max_pair_sum"] <= 128
 
@@ -193,6 +194,65 @@ def test_rewrite_computes_per_row_quantization(tmp_path: Path) -> None:
     rel = {p: np.abs(y - exact).max(axis=1) / np.maximum(np.abs(x @ w).max(axis=1), 1e-12) for p, y in run.items()}
     assert rel["row"][0] < 0.05 and rel["tensor"][0] > 0.5  # the smallest row: kept per row, lost per tensor
     np.testing.assert_allclose(run["row"][5], b, atol=1e-6)
+
+
+def test_rewrite_with_a_zero_point_gives_a_mostly_positive_input_more_levels(tmp_path: Path) -> None:
+    """A zero point below 128 is what numpy's model of it says (``_quant_rows(x, z)``), keeps every
+    row's whole range (a row that is mostly negative included), and on a GELU-like input (down to
+    -0.17, up to a few units) leaves less error than the symmetric one."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32, w, b = _one_matmul(tmp_path)
+    quantize_dynamic(fp32, tmp_path / "tensor.onnx", per_channel=True, weight_type=QuantType.QInt8)
+    base = onnx.load(str(tmp_path / "tensor.onnx"))
+    q, scale = quantize_columns(w, "pairs")
+    for t in base.graph.initializer:
+        if t.name in ("w_quantized", "w_scale"):
+            t.CopyFrom(numpy_helper.from_array(q if t.name == "w_quantized" else scale, t.name))
+    wq = q.astype(np.float32) * scale
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((64, 64)).astype(np.float32) * 2
+    gelu = (0.5 * z * (1 + np.tanh(0.7978845608 * (z + 0.044715 * z**3)))).astype(np.float32)
+    gelu[3] = -np.abs(gelu[3]) - 0.01  # one row all negative: its range must still be kept whole
+    dql = next(n for n in base.graph.node if n.op_type == "DynamicQuantizeLinear")
+    run = {}
+    for zero in (128, 64):
+        model = onnx.ModelProto()
+        model.CopyFrom(base)
+        assert per_row_activations(model, zero_points={dql.input[0]: zero}) == 1
+        onnx.checker.check_model(model)
+        run[zero] = ort.InferenceSession(model.SerializeToString()).run(None, {"x": gelu})[0]
+        np.testing.assert_allclose(run[zero], _quant_rows(gelu, zero) @ wq + b, rtol=1e-5, atol=1e-5)
+    exact = gelu @ wq + b
+    np.testing.assert_allclose(run[64][3], exact[3], atol=0.05 * np.abs(exact[3]).max())
+    err = {zero: float(np.square(y - exact).mean()) for zero, y in run.items()}
+    assert err[64] < 0.6 * err[128], err
+    with pytest.raises(ValueError, match=r"zero points \{'x': 0\} out of range; expected 1..254"):
+        per_row_activations(base, zero_points={"x": 0})
+
+
+def test_manifest_zero_points_are_the_graphs(bundles: dict[str, Path]) -> None:
+    """The zero point the smoothing chose for each per-row input is the one the graph quantizes
+    with, and the manifest's count of them matches; a GELU activation takes one below 128."""
+    model = onnx.load(str(bundles["row"] / MODEL_NAME))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    by_input = {}
+    for n in model.graph.node:
+        if n.op_type == "MatMulIntegerToFloat":
+            by_input[n.input[0]] = int(inits[n.input[4]])
+    zeros = {}
+    for n in model.graph.node:
+        if n.op_type == "ConstantOfShape" and n.name.startswith("embedrt_rowq_"):
+            zeros[n.name.removesuffix("_zero")] = int(numpy_helper.to_array(n.attribute[0].t)[0])
+    assert zeros and all(by_input[f"{p}_q"] == z for p, z in zeros.items())
+    q = load_manifest(bundles["row"]).optimizations["quantization"]
+    chosen = [g["row_zero_point"] for g in q["smoothing"]["groups"]]
+    assert sorted(chosen) == sorted(zeros.values())  # one group per input, every input smoothed
+    assert all(0 < z < 255 for z in zeros.values())
+    assert q["smoothing"]["row_zero_points"][0] == 128
+    ffn_out = [g["row_zero_point"] for g in q["smoothing"]["groups"] if "output/dense" in g["nodes"][0]
+               and "attention" not in g["nodes"][0]]  # fmt: skip
+    assert ffn_out and min(ffn_out) < 128, q["smoothing"]["groups"]
 
 
 def test_raise_opset_moves_what_became_inputs(tmp_path: Path) -> None:
