@@ -29,7 +29,9 @@ Korean and other languages: the validation grid and English texts only), ``smoot
 with int8 weights over the full range instead of pair-limited: on a CPU without VNNI it runs on the
 exact u8u8 path, so it measures what the pair limit costs), ``smooth-sym`` / ``rows-sym`` (``smooth`` /
 ``smooth-rows`` with every per-row input at the symmetric zero point 128, as before the smoothing
-chose one per input).
+chose one per input), ``smooth-index`` / ``rows-index`` (the weights' rows rounded in index order
+only, as before the heaviest-input-first order was tried), ``smooth-before`` / ``rows-before``
+(both: the recipes as they were before either).
 """
 
 from __future__ import annotations
@@ -102,9 +104,30 @@ def _symmetric_rows() -> Iterator[None]:
         _smooth.ROW_ZERO_POINTS = kept
 
 
+@contextlib.contextmanager
+def _index_order() -> Iterator[None]:
+    """Exports inside round every weight's rows in index order (no heaviest-input-first pass)."""
+    from embedrt.export import _smooth
+
+    kept = _smooth.ACT_ORDER
+    _smooth.ACT_ORDER = False
+    try:
+        yield
+    finally:
+        _smooth.ACT_ORDER = kept
+
+
+@contextlib.contextmanager
+def _before_both() -> Iterator[None]:
+    with _symmetric_rows(), _index_order():
+        yield
+
+
 # study variants that are an exporter method exported the way it was before: (method, context)
 _BEFORE = {"smooth-encal": ("smooth", _english_calibration), "rows-encal": ("smooth-rows", _english_calibration),
-           "smooth-sym": ("smooth", _symmetric_rows), "rows-sym": ("smooth-rows", _symmetric_rows)}  # fmt: skip
+           "smooth-sym": ("smooth", _symmetric_rows), "rows-sym": ("smooth-rows", _symmetric_rows),
+           "smooth-index": ("smooth", _index_order), "rows-index": ("smooth-rows", _index_order),
+           "smooth-before": ("smooth", _before_both), "rows-before": ("smooth-rows", _before_both)}  # fmt: skip
 
 
 def batch_independence(embedder: Any, texts: list[str]) -> dict[str, float]:

@@ -31,7 +31,7 @@ the quality gate's texts from 0.9981 to 0.9986.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,9 @@ from ._row_activations import ZERO_POINT
 ALPHAS: tuple[float | None, ...] = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 # Zero points tried for an input quantized per token row: symmetric first, so a tie keeps it.
 ROW_ZERO_POINTS = (ZERO_POINT, 112, 96, 80, 64, 48)
+# Also round the chosen smoothing's weights with the rows in order of their inputs' weight (GPTQ's
+# act-order), kept where that simulates closer than index order.
+ACT_ORDER = True
 ROWS_PER_BATCH = 256  # token rows per calibration batch on which the output error is measured
 # Memory for the calibration inputs' x.T @ x (float32, K x K per group input) that the feedback
 # rounding needs: MiniLM's 23 take 58 MB, a 24-layer model of width 1024 / 4096 ~1.9 GB. Groups past
@@ -122,9 +125,8 @@ def smooth_model(
         rows = any(n.name in row_nodes for n in group)
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
         w = np.concatenate([m.reshape(m.shape[0], -1) for m in mats], axis=1)
-        alpha, zero, scale, err, err_plain, (q, qscale) = _choose(
-            w, stats[tensor], WeightRange(weight_range), feedback, rows
-        )
+        choice, err_plain = _choose(w, stats[tensor], WeightRange(weight_range), feedback, rows)
+        alpha, scale, (q, qscale) = choice.alpha, choice.s, choice.q
         start = 0
         for node, mat in zip(group, mats, strict=True):
             width = int(np.prod(mat.shape[1:]))
@@ -132,11 +134,13 @@ def smooth_model(
             start += width
         record.append({
             "nodes": [n.name for n in group], "alpha": alpha,
-            "rel_err": round(err, 5), "rel_err_unsmoothed": round(err_plain, 5),
+            "rel_err": round(choice.err, 5), "rel_err_unsmoothed": round(err_plain, 5),
         })  # fmt: skip
+        if feedback and stats[tensor].gram is not None:
+            record[-1]["rows_rounded"] = "heaviest input first" if choice.in_pair_order else "in index order"
         if rows:
-            record[-1]["row_zero_point"] = zero
-            zero_points.update({n.name: zero for n in group})
+            record[-1]["row_zero_point"] = choice.zero
+            zero_points.update({n.name: choice.zero for n in group})
         if alpha is None:
             continue
         for node, mat in zip(group, mats, strict=True):
@@ -284,38 +288,80 @@ def _activation_stats(
 Quantized = tuple[np.ndarray, np.ndarray]
 
 
+@dataclass
+class _Choice:
+    """One group's smoothing as ``_choose`` picked it."""
+
+    err: float  # simulated relative output error
+    alpha: float | None  # None: unsmoothed
+    zero: int  # the per-row zero point (ZERO_POINT for inputs quantized per tensor)
+    s: np.ndarray  # the smoothing scales [K]
+    q: Quantized  # int8 levels [K, N] and column scales [N]
+    nearest: np.ndarray  # the levels rounded to nearest (the feedback rounding's start)
+    in_pair_order: bool = False  # rows rounded heaviest input first (``_round_in_pair_order``)
+
+
 def _choose(
     w: np.ndarray, st: _Stats, weight_range: WeightRange, feedback: bool, per_row: bool = False
-) -> tuple[float | None, int, np.ndarray, float, float, Quantized]:
+) -> tuple[_Choice, float]:
     """The smoothing (``alpha``, ``None`` for none) and, per row, the zero point with the smallest
-    simulated output error: ``(alpha, zero point, s, error, error unsmoothed, int8 weights)``."""
+    simulated output error, and the error unsmoothed. With ``ACT_ORDER`` the winner's weights are
+    rounded again with the rows in order of their inputs' weight, kept if that simulates closer."""
     amax = np.maximum(st.absmax, 1e-5)
     wmax = np.maximum(np.abs(w).max(axis=1), 1e-5)
     refs = [x @ w for x in st.rows]
     den = sum(float(np.square(r).sum()) for r in refs) or 1.0
     meansq = np.mean(np.concatenate([np.square(x) for x in st.rows]), axis=0)
     factor = feedback_factor(st.gram) if feedback and st.gram is not None else None
-    best: tuple[float, float | None, int, np.ndarray, Quantized] | None = None
+
+    def error(s: np.ndarray, wq: np.ndarray, zero: int) -> float:
+        num = 0.0
+        for x, lo, hi, ref in zip(st.rows, st.cmin, st.cmax, refs, strict=True):
+            xs = x / s
+            got = (_quant_rows(xs, zero) if per_row else _quant_act(xs, float(np.min(lo / s)), float(np.max(hi / s)))) @ wq
+            num += float(np.square(ref - got).sum())
+        return (num / den) ** 0.5
+
+    best: _Choice | None = None
     plain = float("inf")
     for alpha in ALPHAS:
         s = np.ones_like(amax) if alpha is None else np.clip(amax**alpha / wmax ** (1 - alpha), 1e-4, 1e4)
-        q, qscale = quantize_columns(w * s[:, None], weight_range, row_weight=meansq / np.square(s))
+        nearest, qscale = quantize_columns(w * s[:, None], weight_range, row_weight=meansq / np.square(s))
+        q = nearest
         if factor is not None:  # the factor of the smoothed inputs x / s
-            q = round_with_feedback(w * s[:, None], qscale, factor * s[None, :], weight_range, start=q)
+            q = round_with_feedback(w * s[:, None], qscale, factor * s[None, :], weight_range, start=nearest)
         wq = q.astype(np.float32) * qscale
         for zero in ROW_ZERO_POINTS if per_row else (ZERO_POINT,):
-            num = 0.0
-            for x, lo, hi, ref in zip(st.rows, st.cmin, st.cmax, refs, strict=True):
-                xs = x / s
-                got = (_quant_rows(xs, zero) if per_row else _quant_act(xs, float(np.min(lo / s)), float(np.max(hi / s)))) @ wq
-                num += float(np.square(ref - got).sum())
-            err = (num / den) ** 0.5
+            err = error(s, wq, zero)
             if alpha is None:
                 plain = min(plain, err)
-            if best is None or err < best[0]:
-                best = (err, alpha, zero, s, (q, qscale))
+            if best is None or err < best.err:
+                best = _Choice(err, alpha, zero, s, (q, qscale), nearest)
     assert best is not None
-    return best[1], best[2], best[3].astype(np.float32), best[0], plain, best[4]
+    if ACT_ORDER and factor is not None and st.gram is not None and w.shape[0] % 2 == 0:
+        s, qscale = best.s, best.q[1]
+        q = _round_in_pair_order(w * s[:, None], qscale, st.gram / np.outer(s, s), weight_range, best.nearest)
+        err = error(s, q.astype(np.float32) * qscale, best.zero)
+        if err < best.err:
+            best = replace(best, err=err, q=(q, qscale), in_pair_order=True)
+    best.s = best.s.astype(np.float32)
+    return best, plain
+
+
+def _round_in_pair_order(
+    w: np.ndarray, scale: np.ndarray, gram: np.ndarray, weight_range: WeightRange, start: np.ndarray
+) -> np.ndarray:
+    """``round_with_feedback`` with the rows taken in order of how much their inputs weigh (the
+    diagonal of ``gram``, the smoothed inputs' ``x.T @ x``), largest first, so the rows that matter
+    most are rounded while the most rows are left to take up their error (GPTQ's act-order). Rows
+    go by pairs (``2j``, ``2j + 1``), the unit of the u8s8 pair limit, so the limit holds as before."""
+    d = np.diag(gram)
+    pairs = np.argsort(-(d[0::2] + d[1::2]), kind="stable")
+    perm = np.stack([2 * pairs, 2 * pairs + 1], axis=1).reshape(-1)
+    qp = round_with_feedback(w[perm], scale, feedback_factor(gram[np.ix_(perm, perm)]), weight_range, start=start[perm])
+    q = np.empty_like(qp)
+    q[perm] = qp
+    return q
 
 
 def _quant_act(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
