@@ -79,55 +79,32 @@ def _study_recipes() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _english_calibration() -> Iterator[None]:
-    """Exports inside calibrate on the validation grid and English texts only (no extra languages)."""
-    from embedrt.export import _export
+def _patched(*changes: tuple[str, str, Any]) -> Iterator[None]:
+    """Exports inside run with each ``(module, attribute, value)`` set, restored afterwards."""
+    import importlib
 
-    kept = _export.calibration_extra
-    _export.calibration_extra = list
+    kept = []
+    for module, name, value in changes:
+        mod = importlib.import_module(module)
+        kept.append((mod, name, getattr(mod, name)))
+        setattr(mod, name, value)
     try:
         yield
     finally:
-        _export.calibration_extra = kept
+        for mod, name, value in reversed(kept):
+            setattr(mod, name, value)
 
 
-@contextlib.contextmanager
-def _symmetric_rows() -> Iterator[None]:
-    """Exports inside quantize every per-row input with the symmetric zero point (no choice)."""
-    from embedrt.export import _smooth
-
-    kept = _smooth.ROW_ZERO_POINTS
-    _smooth.ROW_ZERO_POINTS = (_smooth.ZERO_POINT,)
-    try:
-        yield
-    finally:
-        _smooth.ROW_ZERO_POINTS = kept
-
-
-@contextlib.contextmanager
-def _index_order() -> Iterator[None]:
-    """Exports inside round every weight's rows in index order (no heaviest-input-first pass)."""
-    from embedrt.export import _smooth
-
-    kept = _smooth.ACT_ORDER
-    _smooth.ACT_ORDER = False
-    try:
-        yield
-    finally:
-        _smooth.ACT_ORDER = kept
-
-
-@contextlib.contextmanager
-def _before_both() -> Iterator[None]:
-    with _symmetric_rows(), _index_order():
-        yield
-
-
-# study variants that are an exporter method exported the way it was before: (method, context)
-_BEFORE = {"smooth-encal": ("smooth", _english_calibration), "rows-encal": ("smooth-rows", _english_calibration),
-           "smooth-sym": ("smooth", _symmetric_rows), "rows-sym": ("smooth-rows", _symmetric_rows),
-           "smooth-index": ("smooth", _index_order), "rows-index": ("smooth-rows", _index_order),
-           "smooth-before": ("smooth", _before_both), "rows-before": ("smooth-rows", _before_both)}  # fmt: skip
+# How the exporter worked before, one change at a time:
+_ENGLISH_CALIBRATION = ("embedrt.export._export", "calibration_extra", list)  # no extra languages
+_SYMMETRIC_ROWS = ("embedrt.export._smooth", "ROW_ZERO_POINTS", (128,))  # no zero point chosen
+_INDEX_ORDER = ("embedrt.export._smooth", "ACT_ORDER", False)  # no heaviest-input-first pass
+# study variants that are an exporter method exported the way it was before: (method, changes)
+_BEFORE = {"smooth-encal": ("smooth", [_ENGLISH_CALIBRATION]), "rows-encal": ("smooth-rows", [_ENGLISH_CALIBRATION]),
+           "smooth-sym": ("smooth", [_SYMMETRIC_ROWS]), "rows-sym": ("smooth-rows", [_SYMMETRIC_ROWS]),
+           "smooth-index": ("smooth", [_INDEX_ORDER]), "rows-index": ("smooth-rows", [_INDEX_ORDER]),
+           "smooth-before": ("smooth", [_SYMMETRIC_ROWS, _INDEX_ORDER]),
+           "rows-before": ("smooth-rows", [_SYMMETRIC_ROWS, _INDEX_ORDER])}  # fmt: skip
 
 
 def batch_independence(embedder: Any, texts: list[str]) -> dict[str, float]:
@@ -167,8 +144,8 @@ def main() -> int:
         for method in args.methods:
             t0 = time.perf_counter()
             if method in _BEFORE:
-                base, context = _BEFORE[method]
-                with context():
+                base, changes = _BEFORE[method]
+                with _patched(*changes):
                     paths[method] = export_model(src, Path(tmp) / method, precision="int8", int8_method=base)
             else:
                 paths[method] = export_model(src, Path(tmp) / method, precision="int8", int8_method=method)
