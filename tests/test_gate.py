@@ -124,13 +124,15 @@ def test_gates_on_minilm(
         opt = Embedder(bundle).manifest.optimizations
         assert opt["quantization"]["method"] == "smooth" and opt["quantization"]["u8s8_max_pair_sum"] <= 128
         assert opt["attention"]["flash_attention"] == 6 and "fallback_from" not in opt
-        assert report["mean_cos"] > 0.9990 and report["topk"] >= 0.96  # measured on AVX2: 0.99928 / 0.971
+        assert report["mean_cos"] > 0.9990 and report["topk"] >= 0.96  # measured on AVX2: 0.99936 / 0.973
         # per token row where no layer norm made the input (attention context, FFN activation): 12 of 24
         assert re.search(r"per token row \(zero points? [0-9x, ]+\), 12 tensors; per tensor, 12 tensors$",
                          opt["quantization"]["activations"]), opt["quantization"]["activations"]  # fmt: skip
-        # the attention context's smoothing divided inside each layer's value projection, no Mul
+        # the attention context's smoothing divided inside each layer's value projection, no Mul (a
+        # group left unsmoothed, alpha None, has nothing to divide)
         groups = opt["quantization"]["smoothing"]["groups"]
-        assert sum(g["divided_in"] == "value projection" for g in groups) == 6
+        assert sum(g.get("divided_in") == "value projection" for g in groups) == 6
+        assert all(("divided_in" in g) == (g["alpha"] is not None) for g in groups)
         # every FFN output projection in int8, its outlier channels in fp32 beside it, and `info` says so
         q = opt["quantization"]
         split = q["outlier_channels"]["in_fp32_beside_the_int8_product"]
