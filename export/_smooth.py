@@ -314,10 +314,10 @@ def _choose(
     meansq = np.mean(np.concatenate([np.square(x) for x in st.rows]), axis=0)
     factor = feedback_factor(st.gram) if feedback and st.gram is not None else None
 
-    def error(s: np.ndarray, wq: np.ndarray, zero: int) -> float:
+    def error(s: np.ndarray, smoothed: list[np.ndarray], wq: np.ndarray, zero: int) -> float:
+        """Simulated relative output error; ``smoothed``: the calibration rows divided by ``s``."""
         num = 0.0
-        for x, lo, hi, ref in zip(st.rows, st.cmin, st.cmax, refs, strict=True):
-            xs = x / s
+        for xs, lo, hi, ref in zip(smoothed, st.cmin, st.cmax, refs, strict=True):
             got = (_quant_rows(xs, zero) if per_row else _quant_act(xs, float(np.min(lo / s)), float(np.max(hi / s)))) @ wq
             num += float(np.square(ref - got).sum())
         return (num / den) ** 0.5
@@ -331,8 +331,9 @@ def _choose(
         if factor is not None:  # the factor of the smoothed inputs x / s
             q = round_with_feedback(w * s[:, None], qscale, factor * s[None, :], weight_range, start=nearest)
         wq = q.astype(np.float32) * qscale
+        smoothed = [x / s for x in st.rows]  # once per alpha, for every zero point tried
         for zero in ROW_ZERO_POINTS if per_row else (ZERO_POINT,):
-            err = error(s, wq, zero)
+            err = error(s, smoothed, wq, zero)
             if alpha is None:
                 plain = min(plain, err)
             if best is None or err < best.err:
@@ -341,7 +342,7 @@ def _choose(
     if ACT_ORDER and factor is not None and st.gram is not None and w.shape[0] % 2 == 0:
         s, qscale = best.s, best.q[1]
         q = _round_in_pair_order(w * s[:, None], qscale, st.gram / np.outer(s, s), weight_range, best.nearest)
-        err = error(s, q.astype(np.float32) * qscale, best.zero)
+        err = error(s, [x / s for x in st.rows], q.astype(np.float32) * qscale, best.zero)
         if err < best.err:
             best = replace(best, err=err, q=(q, qscale), in_pair_order=True)
     best.s = best.s.astype(np.float32)
