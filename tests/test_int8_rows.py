@@ -255,6 +255,54 @@ def test_manifest_zero_points_are_the_graphs(bundles: dict[str, Path]) -> None:
     assert ffn_out and min(ffn_out) < 128, q["smoothing"]["groups"]
 
 
+def test_stand_in_computes_the_int8_graphs_vectors(tiny_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The float stand-in that the int8 error study takes apart (``benchmarks.int8_parts``) computes,
+    with every part int8, the vectors of the int8 graph that the export writes (flash attention, the
+    value projection's fold, inputs per tensor and per row, the outlier split), and with every part
+    exact those of the fp32 graph."""
+    from transformers import AutoTokenizer
+
+    from benchmarks.int8_parts import captured, stand_in
+    from embedrt.export import export_model
+    from embedrt.export._export import calibration_texts
+    from embedrt.export._smooth import calibration_feeds
+    from embedrt.export._variants import apply_variant
+
+    src = tiny_factory("bert")
+    plain = export_model(src, tmp_path / "plain", optimize=False)
+    tok = AutoTokenizer.from_pretrained(str(src))
+    feeds = calibration_feeds(tok, calibration_texts(32), ["input_ids", "attention_mask", "token_type_ids"], 64)
+    cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}, "fusion": "bert"}
+    int8 = tmp_path / "int8.onnx"
+    recipe = dataclasses.replace(RECIPE, outlier_ratio=1.5)  # the tiny model's peaks are even: split some
+    with captured() as seen:
+        record = apply_variant(plain / MODEL_NAME, int8, "int8", None, cfg, int8_recipe=recipe, calibration=feeds)
+    groups = record["quantization"]["smoothing"]["groups"]
+    assert any(g.get("divided_in") == "value projection" for g in groups)
+    assert {"row_zero_point" in g for g in groups} == {True, False}  # inputs per row and per tensor
+    assert record["quantization"]["outlier_channels"]["in_fp32_beside_the_int8_product"]
+    names = [g["nodes"] for g in groups]
+    every = [n for g in names for n in g]
+    sm = seen["smoothing"]
+
+    def session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
+        data = str(model) if isinstance(model, Path) else model.SerializeToString()
+        return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+    like_int8 = session(stand_in(seen["model"], names, sm.weights, seen["rows"], sm.zero_points))
+    like_fp32 = session(stand_in(seen["model"], names, sm.weights, seen["rows"], sm.zero_points,
+                                 exact_weights=every, exact_inputs=every))  # fmt: skip
+    graph_int8, graph_fp32 = session(int8), session(plain / MODEL_NAME)
+    out = graph_int8.get_outputs()[0].name
+    # float sums in another order may move a rare value across a rounding boundary: compare norms
+    for feed in feeds[:4]:
+        want, ref = graph_int8.run([out], feed)[0], graph_fp32.run([out], feed)[0]
+        gap = float(np.linalg.norm(want - ref))
+        assert gap > 1e-5  # int8 differs from fp32 ...
+        assert np.linalg.norm(like_int8.run([out], feed)[0] - want) < gap / 20  # ... the stand-in is int8
+        assert np.linalg.norm(like_fp32.run([out], feed)[0] - ref) < gap / 20  # ... or fp32
+
+
 def test_raise_opset_moves_what_became_inputs(tmp_path: Path) -> None:
     g = helper.make_graph(
         [helper.make_node("ReduceMean", ["x"], ["m"], axes=[-1], keepdims=1, name="mean"),
