@@ -259,10 +259,13 @@ def test_stand_in_computes_the_int8_graphs_vectors(tiny_factory, tmp_path: Path)
     """The float stand-in that the int8 error study takes apart (``benchmarks.int8_parts``) computes,
     with every part int8, the vectors of the int8 graph that the export writes (flash attention, the
     value projection's fold, inputs per tensor and per row, the outlier split), and with every part
-    exact those of the fp32 graph."""
+    exact those of the fp32 graph. The int8 graph with a second pass over every input's rounding
+    residual (``benchmarks.int8_residual``) computes nearly the stand-in with int8 weights and exact
+    inputs."""
     from transformers import AutoTokenizer
 
-    from benchmarks.int8_parts import captured, stand_in
+    from benchmarks.int8_parts import KINDS, captured, stand_in
+    from benchmarks.int8_residual import with_residual
     from embedrt.export import export_model
     from embedrt.export._export import calibration_texts
     from embedrt.export._smooth import calibration_feeds
@@ -292,6 +295,8 @@ def test_stand_in_computes_the_int8_graphs_vectors(tiny_factory, tmp_path: Path)
     like_int8 = session(stand_in(seen["model"], names, sm.weights, seen["rows"], sm.zero_points))
     like_fp32 = session(stand_in(seen["model"], names, sm.weights, seen["rows"], sm.zero_points,
                                  exact_weights=every, exact_inputs=every))  # fmt: skip
+    like_weights = session(stand_in(seen["model"], names, sm.weights, seen["rows"], sm.zero_points,
+                                    exact_inputs=every))  # fmt: skip
     graph_int8, graph_fp32 = session(int8), session(plain / MODEL_NAME)
     out = graph_int8.get_outputs()[0].name
     # float sums in another order may move a rare value across a rounding boundary: compare norms
@@ -301,6 +306,15 @@ def test_stand_in_computes_the_int8_graphs_vectors(tiny_factory, tmp_path: Path)
         assert gap > 1e-5  # int8 differs from fp32 ...
         assert np.linalg.norm(like_int8.run([out], feed)[0] - want) < gap / 20  # ... the stand-in is int8
         assert np.linalg.norm(like_fp32.run([out], feed)[0] - ref) < gap / 20  # ... or fp32
+    # the second pass over every input's rounding residual (benchmarks.int8_residual) leaves little
+    # of that gap: the weights' share
+    twice, count = with_residual(onnx.load(str(int8)), KINDS)
+    assert count == len(groups)
+    graph_twice = session(twice)
+    for feed in feeds[:4]:
+        want, ref = graph_twice.run([out], feed)[0], graph_fp32.run([out], feed)[0]
+        weights_only = like_weights.run([out], feed)[0]
+        assert np.linalg.norm(want - weights_only) < np.linalg.norm(graph_int8.run([out], feed)[0] - ref) / 10
 
 
 def test_raise_opset_moves_what_became_inputs(tmp_path: Path) -> None:
