@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import time
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
@@ -38,7 +37,6 @@ import onnx
 from onnx import helper, numpy_helper
 
 KINDS = ("qkv", "attn_out", "ffn_in", "ffn_out")
-_ROW_EPS = 1e-8  # as ``_row_activations``: the scale of an all-zero row
 
 
 def stand_in(
@@ -58,7 +56,7 @@ def stand_in(
     ``per_row``: the nodes whose input is quantized per token row, at ``zero_points[node]``; the
     others' per tensor. Nodes in ``exact_weights`` keep their float weight; groups with a node in
     ``exact_inputs`` keep their input unrounded."""
-    from embedrt.export._row_activations import ZERO_POINT, raise_opset
+    from embedrt.export._row_activations import _EPS, ZERO_POINT, raise_opset
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -67,7 +65,7 @@ def stand_in(
     inits = {t.name: t for t in probe.graph.initializer}
     probe.graph.initializer.extend([
         numpy_helper.from_array(np.array([-1], np.int64), "int8parts_axes"),
-        numpy_helper.from_array(np.array(_ROW_EPS, np.float32), "int8parts_eps"),
+        numpy_helper.from_array(np.array(_EPS, np.float32), "int8parts_eps"),
     ])  # fmt: skip
     inserted: list[tuple[str, list[onnx.NodeProto]]] = []  # (first reader, nodes to put before it)
     for g, group in enumerate(groups):
@@ -139,23 +137,20 @@ def captured() -> Iterator[dict[str, Any]]:
         _quantize.smooth_model = original
 
 
-def kind_of(name: str) -> str:
-    """The MatMul kind of a BERT encoder's node by its name (the flash rewrite names Q, K and V
-    ``Attention_<layer>_*``)."""
-    if name.startswith("Attention_") or "/attention/self/" in name:
-        return "qkv"
-    if "/attention/output/" in name:
-        return "attn_out"
-    if "/intermediate/" in name:
-        return "ffn_in"
-    return "ffn_out"
+def sites_of(model: onnx.ModelProto) -> dict[str, tuple[str, int]]:
+    """Per MatMul of ``model`` (a graph before quantization), its kind in ``KINDS`` and its layer, as
+    the quantizer reads them from the graph (``find_sites``): an attention projection feeding the
+    attention's query, key or value is ``qkv``, the other one ``attn_out``."""
+    from embedrt.export._quantize import _attention_inputs, find_sites
 
-
-def layer_of(name: str) -> int:
-    m = re.search(r"layer\.(\d+)/", name) or re.match(r"Attention_(\d+)_", name)
-    if m is None:
-        raise ValueError(f"no layer number in node name {name!r}")
-    return int(m.group(1))
+    feeding = _attention_inputs(model)
+    outputs = {n.name: n.output[0] for n in model.graph.node}
+    kinds = {"attn_qkv": "qkv", "ffn_in": "ffn_in", "ffn_out": "ffn_out"}
+    return {
+        s.name: ("qkv" if outputs[s.name] in feeding else "attn_out", s.layer) if s.kind == "attn_proj"
+        else (kinds[s.kind], s.layer)
+        for s in find_sites(model) if s.kind != "head"
+    }  # fmt: skip
 
 
 def main() -> int:
@@ -200,12 +195,13 @@ def main() -> int:
         measure("every part int8 (stand-in)")
         measure("weights int8, inputs exact", exact_inputs=every)
         measure("inputs int8, weights exact", exact_weights=every)
+        sites = sites_of(model)
         for kind in KINDS:
-            nodes = {n for n in every if kind_of(n) == kind}
+            nodes = {n for n in every if sites[n][0] == kind}
             measure(f"{kind}: inputs exact", exact_inputs=nodes)
             measure(f"{kind}: fp32", exact_inputs=nodes, exact_weights=nodes)
-        for layer in sorted({layer_of(n) for n in every}):
-            nodes = {n for n in every if layer_of(n) == layer}
+        for layer in sorted({sites[n][1] for n in every}):
+            nodes = {n for n in every if sites[n][1] == layer}
             measure(f"layer {layer}: fp32", exact_inputs=nodes, exact_weights=nodes)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return 0

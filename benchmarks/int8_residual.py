@@ -29,7 +29,21 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from benchmarks.int8_parts import KINDS, kind_of
+from benchmarks.int8_parts import KINDS
+
+
+def kind_of(name: str) -> str:
+    """The kind (``KINDS``) of an int8 graph's MatMul, from its name: the quantizer names its nodes
+    after the fp32 graph's, and the graph no longer says (the int8 products' outputs go through
+    ``Cast`` and ``Mul`` to the attention). For BERT encoders as embedrt exports them: the flash
+    rewrite names Q, K and V ``Attention_<layer>_*``."""
+    if name.startswith("Attention_") or "/attention/self/" in name:
+        return "qkv"
+    if "/attention/output/" in name:
+        return "attn_out"
+    if "/intermediate/" in name:
+        return "ffn_in"
+    return "ffn_out"
 
 
 def with_residual(model: onnx.ModelProto, sites: Collection[str]) -> tuple[onnx.ModelProto, int]:
@@ -45,13 +59,12 @@ def with_residual(model: onnx.ModelProto, sites: Collection[str]) -> tuple[onnx.
             readers.setdefault(i, []).append(n)
         for o in n.output:
             producer[o] = n
-    inits = {t.name: t for t in g.initializer}
     g.initializer.extend([
         numpy_helper.from_array(np.array(1.0 / 254.0, np.float32), "int8res_step"),
         numpy_helper.from_array(np.array(128, np.uint8), "int8res_zero"),
         numpy_helper.from_array(np.array(1.0, np.float32), "int8res_one"),
     ])  # fmt: skip
-    after: dict[str, list[onnx.NodeProto]] = {}  # node name -> nodes to insert right after it
+    new: list[onnx.NodeProto] = []  # added nodes, put in place by ``_ordered``
     count = 0
     for node in list(g.node):
         mms = readers.get(node.output[0], []) if node.op_type in ("DynamicQuantizeLinear", "QuantizeLinear") else []
@@ -59,7 +72,6 @@ def with_residual(model: onnx.ModelProto, sites: Collection[str]) -> tuple[onnx.
         if not mms or kind_of(mms[0].name) not in sites:
             continue
         p, x = f"int8res_{count}", node.input[0]
-        new: list[onnx.NodeProto] = []
         if node.op_type == "DynamicQuantizeLinear":
             new += [
                 helper.make_node("DequantizeLinear", list(node.output), [f"{p}_x1"]),
@@ -78,7 +90,7 @@ def with_residual(model: onnx.ModelProto, sites: Collection[str]) -> tuple[onnx.
                     helper.make_node("Mul", [f"{p}_s", w_scale], [f"{q}_scales"]),
                     helper.make_node("Mul", [f"{q}_f", f"{q}_scales"], [f"{q}_r"]),
                 ]
-                _add_after(g, readers, mul.output[0], f"{q}_r", f"{q}_sum", after, mul.name)
+                new.append(_add_to(g, readers, mul.output[0], f"{q}_r", f"{q}_sum"))
         else:  # per token row: QuantizeLinear(x, row scale, zero point), blocked over the row
             scale, zero = node.input[1], node.input[2]
             k = next(a.i for a in node.attribute if a.name == "block_size")
@@ -100,31 +112,24 @@ def with_residual(model: onnx.ModelProto, sites: Collection[str]) -> tuple[onnx.
                                      [f"{q}_f"], domain="com.microsoft"),
                     helper.make_node("Mul", [f"{q}_f", f"{p}_s"], [f"{q}_r"]),
                 ]  # fmt: skip
-                _add_after(g, readers, rowscale.output[0], f"{q}_r", f"{q}_sum", after, rowscale.name)
-        after.setdefault(node.name, [])[:0] = new
+                new.append(_add_to(g, readers, rowscale.output[0], f"{q}_r", f"{q}_sum"))
         count += 1
-    assert all(n.name for n in g.node), "every node of the int8 graph is named"
-    nodes: list[onnx.NodeProto] = []
-    pending = dict(after)
-    for n in g.node:
-        nodes.append(n)
-        nodes.extend(pending.pop(n.name, []))
+    nodes = list(g.node) + new
     del g.node[:]
-    g.node.extend(_ordered(nodes, {i.name for i in g.input} | set(inits) | {"int8res_step", "int8res_zero", "int8res_one"}))
+    g.node.extend(_ordered(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
     return out, count
 
 
-def _add_after(g: onnx.GraphProto, readers: dict[str, list[onnx.NodeProto]], total: str, extra: str, new: str,
-               after: dict[str, list[onnx.NodeProto]], at: str) -> None:  # fmt: skip
-    """Readers of ``total`` read ``total + extra`` (named ``new``) instead."""
+def _add_to(g: onnx.GraphProto, readers: dict[str, list[onnx.NodeProto]], total: str, extra: str,
+            new: str) -> onnx.NodeProto:  # fmt: skip
+    """The ``Add`` of ``total`` and ``extra`` (named ``new``), which the readers of ``total`` now read."""
+    if any(o.name == total for o in g.output):
+        raise ValueError(f"{total} is a graph output")
     for r in readers.get(total, []):
         for i, name in enumerate(r.input):
             if name == total:
                 r.input[i] = new
-    for o in g.output:
-        if o.name == total:
-            raise ValueError(f"{total} is a graph output")
-    after.setdefault(at, []).append(helper.make_node("Add", [total, extra], [new]))
+    return helper.make_node("Add", [total, extra], [new])
 
 
 def _ordered(nodes: list[onnx.NodeProto], known: set[str]) -> list[onnx.NodeProto]:

@@ -292,11 +292,10 @@ def test_stand_in_computes_the_int8_graphs_vectors(tiny_factory, tmp_path: Path)
         data = str(model) if isinstance(model, Path) else model.SerializeToString()
         return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
 
-    like_int8 = session(stand_in(seen["model"], names, sm.weights, seen["rows"], sm.zero_points))
-    like_fp32 = session(stand_in(seen["model"], names, sm.weights, seen["rows"], sm.zero_points,
-                                 exact_weights=every, exact_inputs=every))  # fmt: skip
-    like_weights = session(stand_in(seen["model"], names, sm.weights, seen["rows"], sm.zero_points,
-                                    exact_inputs=every))  # fmt: skip
+    def like(**exact: list[str]) -> ort.InferenceSession:
+        return session(stand_in(seen["model"], names, sm.weights, seen["rows"], sm.zero_points, **exact))
+
+    like_int8, like_fp32, like_weights = like(), like(exact_weights=every, exact_inputs=every), like(exact_inputs=every)
     graph_int8, graph_fp32 = session(int8), session(plain / MODEL_NAME)
     out = graph_int8.get_outputs()[0].name
     # float sums in another order may move a rare value across a rounding boundary: compare norms
@@ -312,9 +311,8 @@ def test_stand_in_computes_the_int8_graphs_vectors(tiny_factory, tmp_path: Path)
     assert count == len(groups)
     graph_twice = session(twice)
     for feed in feeds[:4]:
-        want, ref = graph_twice.run([out], feed)[0], graph_fp32.run([out], feed)[0]
-        weights_only = like_weights.run([out], feed)[0]
-        assert np.linalg.norm(want - weights_only) < np.linalg.norm(graph_int8.run([out], feed)[0] - ref) / 10
+        gap = float(np.linalg.norm(graph_int8.run([out], feed)[0] - graph_fp32.run([out], feed)[0]))
+        assert np.linalg.norm(graph_twice.run([out], feed)[0] - like_weights.run([out], feed)[0]) < gap / 10
 
 
 def test_raise_opset_moves_what_became_inputs(tmp_path: Path) -> None:
