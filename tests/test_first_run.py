@@ -38,7 +38,8 @@ def _setup(root: Path, fake: Path) -> subprocess.CompletedProcess[str]:
         f"set -euo pipefail; source {REPO / 'scripts/venv.sh'}; embedrt_venv {root}; "
         "command -v python; python -m pip --version"
     )
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    # the setup must find the fake python3 on PATH, whatever Python the caller chose for its own venv
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "EMBEDRT_PYTHON")}
     env["PATH"] = f"{fake.parent}:/usr/bin:/bin"
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=300)
 
