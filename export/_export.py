@@ -67,7 +67,9 @@ def export_model(
     exports the plain graph.
     ``exporter``: ``"auto"`` (the architecture's first choice, then the other path if it fails),
     ``"torchscript"`` or ``"dynamo"``. ``int8_method`` (precision int8 only): ``"smooth"``,
-    ``"smooth-rows"`` (activations per token row: closer to fp32, slower), ``"nbits"`` or
+    ``"smooth-rows"`` (activations per token row: closer to fp32, slower), ``"smooth-residual"``
+    (the Q/K/V and FFN input projections' inputs quantized twice, the second time over the rounding
+    residual: closest to fp32, slower still), ``"nbits"`` or
     ``"dynamic"`` (see ``_quantize``); ``"auto"`` tries ``smooth`` and falls back to
     ``nbits`` when its graph misses the checks, recording the miss in the manifest.
     ``trust_remote_code`` runs modeling code shipped in the folder (config.json ``auto_map``).

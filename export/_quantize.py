@@ -28,6 +28,15 @@ fp32; speed side by side with fp32 on 2 threads of an AVX-512 VNNI Xeon, alterna
   most in range (the attention context, the FFN activation): most of the gain for little of the cost
   (benchmarks/results/int8-rows-unnorm-*.json).
 
+- ``smooth-residual``: ``smooth`` with the inputs of the Q/K/V and FFN input projections (the layer
+  norms' outputs) in two uint8 passes, the second over the first's
+  rounding residual (``_residual``), the smoothing chosen for that. The 8-bit activations are two
+  thirds of ``smooth``'s error (benchmarks/results/int8-parts-*.json); this takes most of it back
+  (Korean sentences: mean cosine 0.9991 -> 0.9996, top-10 kept 0.934 -> 0.957) for a second
+  product at those inputs: 1.4-1.6x ``smooth``'s CPU time, as slow as fp32 on an AVX2-only CPU
+  (benchmarks/results/int8-residual-recipe-*.json); meant for CPUs with VNNI or AMX, where the int8
+  products are cheaper beside fp32's. Asked for, never picked by itself.
+
 So ``smooth`` is the default method, on every MatMul with a constant weight in the transformer
 layers; the embedding lookup, layer norm, softmax, pooling, Dense and Normalize stay fp32. The
 export falls back to ``nbits`` (better fidelity, slower) when a model's smoothed graph misses the
@@ -40,7 +49,7 @@ projection, ``[h, h]`` an attention projection; layers are counted in topologica
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +61,7 @@ from embedrt._errors import UnsupportedModelError
 from ._graph import POOLING_OPS, downstream_of, needs_external
 from ._int8_weights import PAIR_LIMIT, WeightRange, max_pair_sum, quantize_columns
 from ._outliers import OUTLIER_RATIO, fold_masks, split_outliers
+from ._residual import second_pass
 from ._row_activations import ZERO_POINT, per_row_activations
 from ._smooth import Feeds, smooth_model
 
@@ -83,6 +93,11 @@ class Int8Recipe:
     inputs get per-row scales: ``"all"``; ``"unnormalized"``: those no layer norm makes (the
     attention context and the FFN activation, whose rows differ in range); or the inputs of the
     MatMul kinds named, joined by ``+`` (``"attn_proj+ffn_out"``); the others per tensor.
+    ``residual_inputs`` (``"dynamic"``, ``"smooth"``): which inputs are quantized in two uint8 passes,
+    the second over the first's rounding residual (``_residual``: about 16 bits, a second product):
+    ``"none"``, ``"block_inputs"`` (the inputs a transformer layer's attention and FFN blocks read,
+    the layer norms' outputs: those shared by several products, as Q/K/V's, or feeding a widening
+    one, the FFN input projection; per tensor or per row as ``activations`` says) or ``"all"``.
     """
 
     method: str = "smooth"
@@ -96,6 +111,7 @@ class Int8Recipe:
     row_inputs: str = "all"  # with activations "row": "all", "unnormalized", or kinds joined by "+"
     split_outliers: int = 0  # "smooth": up to this many outlier channels per FFN output projection in fp32
     outlier_ratio: float = OUTLIER_RATIO  # a channel whose calibration peak is this many times the median's
+    residual_inputs: str = "none"  # "none", "block_inputs" or "all": inputs quantized twice (``_residual``)
 
     def excludes(self, site: MatMulSite) -> bool:
         if site.kind == "head":
@@ -116,6 +132,7 @@ RECIPE = Int8Recipe(split_outliers=4, activations="row", row_inputs="unnormalize
 ROUNDINGS = ("feedback", "nearest")
 ACTIVATIONS = ("tensor", "row")
 ROW_INPUTS = ("all", "unnormalized")
+RESIDUAL_INPUTS = ("none", "block_inputs", "all")
 _KINDS_OF_SITES = ("attn_proj", "attn_qkv", "ffn_in", "ffn_out")
 # Ops whose outputs have every token row normalized: one scale per tensor serves their rows alike.
 _NORMS = ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
@@ -125,9 +142,14 @@ _NORMS = ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormal
 # split out as in ``RECIPE`` and layer 0's FFN output projection kept fp32: the closest int8 measured
 # (benchmarks/results/int8-split-rows-*.json).
 ROWS_RECIPE = Int8Recipe(exclude=(("ffn_out", 0),), activations="row", split_outliers=4)
+# ``RECIPE`` with the inputs of the Q/K/V and FFN input projections (the layer norms' outputs) in two
+# uint8 passes, the smoothing chosen for that: the int8 recipe closest to fp32 measured, for a
+# second product at those inputs (benchmarks/results/int8-residual-*.json).
+RESIDUAL_RECIPE = replace(RECIPE, residual_inputs="block_inputs")
 NBITS_RECIPE = Int8Recipe(method="nbits")
 DYNAMIC_RECIPE = Int8Recipe(method="dynamic", exclude=(("ffn_out", -1),))
-RECIPES = {"smooth": RECIPE, "smooth-rows": ROWS_RECIPE, "nbits": NBITS_RECIPE, "dynamic": DYNAMIC_RECIPE}
+RECIPES = {"smooth": RECIPE, "smooth-rows": ROWS_RECIPE, "smooth-residual": RESIDUAL_RECIPE, "nbits": NBITS_RECIPE,
+           "dynamic": DYNAMIC_RECIPE}  # fmt: skip
 METHODS = tuple(RECIPES)
 _KINDS = tuple(dict.fromkeys(r.method for r in RECIPES.values()))  # Int8Recipe.method values
 # What the exporter tries, in order, when no method is asked for: the first that passes the gate.
@@ -207,6 +229,17 @@ def quantize_int8(
         )
     if recipe.activations == "row" and recipe.method == "nbits":
         raise ValueError("int8 activations per 'row' apply to methods 'smooth' and 'dynamic'; 'nbits' quantizes per block")
+    if recipe.residual_inputs not in RESIDUAL_INPUTS:
+        raise ValueError(f"invalid int8 residual_inputs {recipe.residual_inputs!r}: expected one of {RESIDUAL_INPUTS}")
+    if recipe.residual_inputs != "none" and recipe.method == "nbits":
+        raise ValueError("a second pass over the residual applies to methods 'smooth' and 'dynamic'; 'nbits' quantizes per block")
+    if recipe.residual_inputs != "none" and WeightRange(recipe.weight_range) is WeightRange.FULL:
+        # the exact u8u8 path that full-range weights need without VNNI converts each int8 weight for
+        # its product, and fails on a weight that two products share
+        raise ValueError(
+            "a second pass over the residual needs int8 weights exact on every x86 kernel: weight_range "
+            f"'{WeightRange.PAIRS.value}' or '{WeightRange.SEVEN_BIT.value}', not weight_range 'full'"
+        )
     if recipe.split_outliers and recipe.method != "smooth":
         raise ValueError("split_outliers applies to int8 method 'smooth' (it needs the calibration batches)")
     model = onnx.load(str(fp32_path))
@@ -221,6 +254,7 @@ def quantize_int8(
     excluded = [s for s in sites if recipe.excludes(s)]
     quantized = [s for s in sites if not recipe.excludes(s)]
     rows = _row_sites(model, recipe, quantized)
+    twice = _residual_sites(model, recipe, quantized)
     if recipe.method == "nbits":
         settings = _nbits(model, out_path, recipe, quantized, excluded)
     elif recipe.method == "smooth":
@@ -232,17 +266,17 @@ def quantize_int8(
         )
         smoothing = smooth_model(
             model, [s.name for s in quantized], calibration, recipe.weight_range,
-            feedback=recipe.rounding == "feedback", per_row=rows,
+            feedback=recipe.rounding == "feedback", per_row=rows, two_pass=twice,
         )  # fmt: skip
         fold_masks(model)
         settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights, rows,
-                            smoothing.zero_points)  # fmt: skip
+                            smoothing.zero_points, twice)  # fmt: skip
         settings.update(method="smooth", smoothing=smoothing.record)
         if outliers:
             settings["outlier_channels"] = {"in_fp32_beside_the_int8_product": outliers,
                                             "peak_over_median_at_least": recipe.outlier_ratio}  # fmt: skip
     else:
-        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, {}, rows)
+        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, {}, rows, None, twice)
     return {
         **settings,
         "recipe": asdict(recipe),
@@ -267,6 +301,20 @@ def _row_sites(model: onnx.ModelProto, recipe: Int8Recipe, quantized: list[MatMu
     # a packed Attention (QAttention once quantized) quantizes its input inside the kernel, per tensor
     return {s.name for s in quantized
             if s.kind != "attn_qkv" and produced.get(nodes[s.name].input[0]) not in _NORMS}  # fmt: skip
+
+
+def _residual_sites(model: onnx.ModelProto, recipe: Int8Recipe, quantized: list[MatMulSite]) -> set[str]:
+    """Names of the quantized nodes whose inputs get a second pass over their rounding residual. A
+    packed Attention (QAttention once quantized) quantizes its input inside the kernel: never."""
+    if recipe.residual_inputs == "none":
+        return set()
+    sites = [s for s in quantized if s.kind != "attn_qkv"]
+    if recipe.residual_inputs == "all":
+        return {s.name for s in sites}
+    names = {s.name for s in sites}
+    inputs = {n.name: n.input[0] for n in model.graph.node if n.name in names}
+    readers = _count(inputs[s.name] for s in sites)
+    return {s.name for s in sites if s.kind == "ffn_in" or readers[inputs[s.name]] > 1}
 
 
 def _nbits(
@@ -309,10 +357,10 @@ def _nbits(
 def _dynamic(
     model: onnx.ModelProto, out_path: Path, recipe: Int8Recipe, quantized: list[MatMulSite],
     excluded: list[MatMulSite], fused: bool, chosen: dict[str, tuple[Any, Any]], rows: set[str],
-    zero_points: dict[str, int] | None = None,
+    zero_points: dict[str, int] | None = None, twice: set[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """``zero_points``: per node quantized per token row, its input's zero point (``ZERO_POINT``
-    where not given)."""
+    where not given); ``twice``: the nodes whose inputs get a second pass (``_residual``)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra: dict[str, Any] = {"MatMulConstBOnly": True}
@@ -339,6 +387,10 @@ def _dynamic(
     written, pair_max = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen)
     count = per_row_activations(written, row_inputs, zeros) if per_row else 0
     tensors = sum(1 for n in written.graph.node if n.op_type == "DynamicQuantizeLinear")
+    second = 0
+    if twice:
+        inputs = {n.input[0] for n in model.graph.node if n.name in twice}
+        written, second = second_pass(written, lambda q, _: q.input[0] in inputs)
     onnx.save(written, str(out_path), save_as_external_data=needs_external(written))
     return {
         "method": "dynamic",
@@ -352,9 +404,15 @@ def _dynamic(
         "u8s8_max_pair_sum": pair_max,
         "activations": f"uint8, dynamic per token row ({_zero_points_text(zeros)}), {count} tensors"
         + (f"; per tensor, {tensors} tensors" if tensors else "")
+        + _second_text(second)
         if per_row
-        else "uint8, dynamic per tensor",
+        else "uint8, dynamic per tensor" + _second_text(second),
+        "residual_pass_inputs": second,
     }
+
+
+def _second_text(count: int) -> str:
+    return f"; {count} inputs in two passes (the second over the rounding residual)" if count else ""
 
 
 def _zero_points_text(zeros: dict[str, int]) -> str:

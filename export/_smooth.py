@@ -40,6 +40,7 @@ from onnx import helper, numpy_helper
 
 from ._graph import index_graph
 from ._int8_weights import WeightRange, feedback_factor, quantize_columns, round_with_feedback
+from ._residual import RESIDUAL_STEP, RESIDUAL_ZERO_POINT
 from ._row_activations import ZERO_POINT
 
 # None = leave the group unsmoothed; always a candidate, so smoothing never makes a group worse.
@@ -94,6 +95,7 @@ def smooth_model(
     *,
     feedback: bool = True,
     per_row: Collection[str] = (),
+    two_pass: Collection[str] = (),
 ) -> Smoothing:
     """Balance the inputs of the MatMul-like nodes ``node_names`` (weight = input 1) in place.
 
@@ -101,7 +103,8 @@ def smooth_model(
     be laid out (``_int8_weights``), simulated as such; ``feedback``: round them with error
     feedback (``round_with_feedback``) rather than to nearest; ``per_row``: the nodes whose inputs
     will be quantized with one scale per token row (``_row_activations``; the others per tensor),
-    which the search simulates.
+    which the search simulates; ``two_pass``: the nodes whose inputs will be quantized twice, the
+    second time over the first's rounding residual (``_residual``), simulated so.
     Returns the record for the manifest (per group, the chosen ``alpha`` and the simulated relative
     output error with and without smoothing) and the int8 weights of every smoothed group's nodes.
     """
@@ -120,12 +123,13 @@ def smooth_model(
     chosen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     zero_points: dict[str, int] = {}
     order = {id(n): i for i, n in enumerate(model.graph.node)}
-    row_nodes = set(per_row)
+    row_nodes, twice = set(per_row), set(two_pass)
     for k, (tensor, group) in enumerate(groups.items()):
         rows = any(n.name in row_nodes for n in group)
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
         w = np.concatenate([m.reshape(m.shape[0], -1) for m in mats], axis=1)
-        choice, err_plain = _choose(w, stats[tensor], WeightRange(weight_range), feedback, rows)
+        passes = 2 if any(n.name in twice for n in group) else 1
+        choice, err_plain = _choose(w, stats[tensor], WeightRange(weight_range), feedback, rows, passes)
         alpha, scale, (q, qscale) = choice.alpha, choice.s, choice.q
         start = 0
         for node, mat in zip(group, mats, strict=True):
@@ -163,7 +167,8 @@ def smooth_model(
             "alpha_grid": [a for a in ALPHAS if a is not None],
             "weight_range": WeightRange(weight_range).value,
             "rounding": "error feedback over the calibration inputs (GPTQ)" if feedback else "nearest",
-            "activations_simulated": _simulated(len(row_nodes), len(node_names)),
+            "activations_simulated": _simulated(len(row_nodes), len(node_names))
+            + (f"; two uint8 passes (the second over the residual) for {len(twice)} nodes" if twice else ""),
             "row_zero_points": list(ROW_ZERO_POINTS) if row_nodes else [],
             "feedback_groups": sum(1 for t in groups if stats[t].gram is not None),
             "calibration_batches": len(feeds),
@@ -302,11 +307,12 @@ class _Choice:
 
 
 def _choose(
-    w: np.ndarray, st: _Stats, weight_range: WeightRange, feedback: bool, per_row: bool = False
+    w: np.ndarray, st: _Stats, weight_range: WeightRange, feedback: bool, per_row: bool = False, passes: int = 1
 ) -> tuple[_Choice, float]:
     """The smoothing (``alpha``, ``None`` for none) and, per row, the zero point with the smallest
     simulated output error, and the error unsmoothed. With ``ACT_ORDER`` the winner's weights are
-    rounded again with the rows in order of their inputs' weight, kept if that simulates closer."""
+    rounded again with the rows in order of their inputs' weight, kept if that simulates closer.
+    ``passes``: 2 when the input is quantized a second time over its rounding residual."""
     amax = np.maximum(st.absmax, 1e-5)
     wmax = np.maximum(np.abs(w).max(axis=1), 1e-5)
     refs = [x @ w for x in st.rows]
@@ -318,7 +324,14 @@ def _choose(
         """Simulated relative output error; ``smoothed``: the calibration rows divided by ``s``."""
         num = 0.0
         for xs, lo, hi, ref in zip(smoothed, st.cmin, st.cmax, refs, strict=True):
-            got = (_quant_rows(xs, zero) if per_row else _quant_act(xs, float(np.min(lo / s)), float(np.max(hi / s)))) @ wq
+            if per_row:
+                got = _quant_rows(xs, zero, passes)
+            else:
+                got = _quant_act(xs, float(np.min(lo / s)), float(np.max(hi / s)))
+                if passes == 2:  # the residual over its own dynamic range (here: the sample rows')
+                    e = xs - got
+                    got = got + _quant_act(e, float(e.min()), float(e.max()))
+            got = got @ wq
             num += float(np.square(ref - got).sum())
         return (num / den) ** 0.5
 
@@ -373,8 +386,13 @@ def _quant_act(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
 
 
-def _quant_rows(x: np.ndarray, zero: int = ZERO_POINT) -> np.ndarray:
-    """``_row_activations``' per-row quantization with uint8 zero point ``zero``, dequantized."""
+def _quant_rows(x: np.ndarray, zero: int = ZERO_POINT, passes: int = 1) -> np.ndarray:
+    """``_row_activations``' per-row quantization with uint8 zero point ``zero``, dequantized; with
+    ``passes=2`` plus ``_residual``'s second pass over the rounding residual."""
     top, bottom = x.max(axis=1, keepdims=True) / (255.0 - zero), -x.min(axis=1, keepdims=True) / zero
     s = np.maximum(np.maximum(top, bottom), 1e-8)
-    return np.clip(np.round(x / s), -zero, 255 - zero) * s
+    got = np.clip(np.round(x / s), -zero, 255 - zero) * s
+    if passes == 2:
+        step = s * np.float32(RESIDUAL_STEP)
+        got = got + np.clip(np.round((x - got) / step), -RESIDUAL_ZERO_POINT, 255 - RESIDUAL_ZERO_POINT) * step
+    return got

@@ -151,11 +151,13 @@ def _add_export(sub: Any) -> None:
         "fusion, an error where nothing fuses; --no-optimize: the plain graph",
     )  # fmt: skip
     p.add_argument(
-        "--int8-method", default="auto", choices=["auto", "smooth", "smooth-rows", "nbits", "dynamic"],
+        "--int8-method", default="auto", choices=["auto", "smooth", "smooth-rows", "smooth-residual", "nbits", "dynamic"],
         help="with --precision int8: smooth (calibrated channel balancing + onnxruntime's u8s8 GEMM, fastest; "
         "one activation scale per token row where no layer norm made the input, per tensor elsewhere), "
         "smooth-rows (one scale per token row for every input: closer to fp32, vectors independent of "
-        "the batch; 12-17%% more CPU time on an AVX2 EPYC), nbits (MatMulNBits, per-block activations: closest to fp32, slower), dynamic (plain per-tensor, "
+        "the batch; 12-17%% more CPU time on an AVX2 EPYC), smooth-residual (the inputs of the Q/K/V and FFN input "
+        "projections in two uint8 passes, the second over the rounding residual: the closest int8 to fp32, for a "
+        "second product there; on an AVX2 EPYC as slow as fp32, meant for CPUs with VNNI), nbits (MatMulNBits, per-block activations: closest to fp32, slower), dynamic (plain per-tensor, "
         "FFN outputs kept fp32); auto = smooth, falling back to nbits if it misses the quality gate",
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
