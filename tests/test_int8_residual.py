@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from int8_bundles import int8_bundles, one_matmul
+from onnx import helper, numpy_helper
 
-from embedrt import Embedder, Precision
-from embedrt._bundle import MODEL_NAME, load_manifest, write_manifest
+from embedrt import Embedder
+from embedrt._bundle import MODEL_NAME, load_manifest
 from embedrt._errors import UnsupportedModelError
 from embedrt.export._int8_weights import quantize_columns
 from embedrt.export._quantize import RECIPE, RECIPES, RESIDUAL_RECIPE, Int8Recipe, quantize_int8
@@ -26,21 +26,12 @@ from embedrt.export._row_activations import per_row_activations
 from embedrt.export._smooth import _quant_act, _quant_rows
 
 
-def _one_int8_matmul(tmp_path: Path, k: int = 64, n: int = 48) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray, np.ndarray]:
+def _one_int8_matmul(tmp_path: Path) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray, np.ndarray]:
     """``x @ w + b`` quantized as the exporter writes it (pair-limited weights); with ``w``, its int8
     value and ``b``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    rng = np.random.default_rng(3)
-    w = rng.standard_normal((k, n)).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32)
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["xw"], name="mm"), helper.make_node("Add", ["xw", "b"], ["y"], name="add")],
-        "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", n])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
-    )  # fmt: skip
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "fp32.onnx"))
+    _, w, b = one_matmul(tmp_path)
     quantize_dynamic(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", per_channel=True, weight_type=QuantType.QInt8)
     model = onnx.load(str(tmp_path / "int8.onnx"))
     q, scale = quantize_columns(w, "pairs")
@@ -122,29 +113,8 @@ def test_bad_residual_recipes_are_refused(tmp_path: Path) -> None:
 def bundles(tiny_factory, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:  # type: ignore[no-untyped-def]
     """The tiny BERT's fp32 graph, and its int8 graph (flash attention) by the default recipe and by
     ``smooth-residual``, in bundles, without the export's gate."""
-    from transformers import AutoTokenizer
-
-    from embedrt.export import export_model
-    from embedrt.export._export import calibration_texts
-    from embedrt.export._smooth import calibration_feeds
-    from embedrt.export._variants import apply_variant
-
-    root = tmp_path_factory.mktemp("int8-residual")
-    plain = export_model(tiny_factory("bert"), root / "plain", optimize=False)
-    tok = AutoTokenizer.from_pretrained(str(tiny_factory("bert")))
-    feeds = calibration_feeds(tok, calibration_texts(32), ["input_ids", "attention_mask", "token_type_ids"], 64)
-    cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}, "fusion": "bert"}
-    out: dict[str, Path] = {"fp32": plain}
-    for name, recipe in (("smooth", RECIPE), ("residual", RESIDUAL_RECIPE)):
-        path = root / name
-        shutil.copytree(plain, path)
-        record = apply_variant(plain / MODEL_NAME, path / MODEL_NAME, "int8", None, cfg, int8_recipe=recipe,
-                               calibration=feeds)  # fmt: skip
-        manifest = load_manifest(path, verify=False)
-        manifest.precision, manifest.optimizations = Precision.INT8, record
-        write_manifest(path, manifest)
-        out[name] = path
-    return out
+    return int8_bundles(tiny_factory("bert"), tmp_path_factory.mktemp("int8-residual"),
+                        {"smooth": RECIPE, "residual": RESIDUAL_RECIPE})  # fmt: skip
 
 
 def test_residual_recipe_takes_the_block_inputs_twice(bundles: dict[str, Path]) -> None:

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from int8_bundles import int8_bundles, one_matmul
 from onnx import TensorProto, helper, numpy_helper
 
-from embedrt import Embedder, Precision
-from embedrt._bundle import MODEL_NAME, load_manifest, write_manifest
+from embedrt import Embedder
+from embedrt._bundle import MODEL_NAME, load_manifest
 from embedrt._errors import UnsupportedModelError
 from embedrt._int8_cpu import PRECISION_OPTION
 from embedrt.export._int8_weights import quantize_columns
@@ -37,32 +37,11 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def bundles(tiny_factory, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:  # type: ignore[no-untyped-def]
     """The tiny BERT's int8 graph (flash attention) per recipe, in bundles, without the export's gate."""
-    from transformers import AutoTokenizer
-
-    from embedrt.export import export_model
-    from embedrt.export._export import calibration_texts
-    from embedrt.export._smooth import calibration_feeds
-    from embedrt.export._variants import apply_variant
-
-    root = tmp_path_factory.mktemp("int8-rows")
-    plain = export_model(tiny_factory("bert"), root / "plain", optimize=False)
-    tok = AutoTokenizer.from_pretrained(str(tiny_factory("bert")))
-    feeds = calibration_feeds(tok, calibration_texts(32), ["input_ids", "attention_mask", "token_type_ids"], 64)
-    cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}, "fusion": "bert"}
-    out: dict[str, Path] = {}
     # the two differ in their activations only (the default also quantizes layer 0's FFN output projection)
     tensor = dataclasses.replace(ROWS_RECIPE, activations="tensor")
     mixed = dataclasses.replace(ROWS_RECIPE, row_inputs=RECIPE.row_inputs)  # the default's activations
-    for name, recipe in (("tensor", tensor), ("row", ROWS_RECIPE), ("mixed", mixed)):
-        path = root / name
-        shutil.copytree(plain, path)
-        record = apply_variant(plain / MODEL_NAME, path / MODEL_NAME, "int8", None, cfg, int8_recipe=recipe,
-                               calibration=feeds)  # fmt: skip
-        manifest = load_manifest(path, verify=False)
-        manifest.precision, manifest.optimizations = Precision.INT8, record
-        write_manifest(path, manifest)
-        out[name] = path
-    return out
+    return int8_bundles(tiny_factory("bert"), tmp_path_factory.mktemp("int8-rows"),
+                        {"tensor": tensor, "row": ROWS_RECIPE, "mixed": mixed})  # fmt: skip
 
 
 def test_row_graph_quantizes_every_activation_per_row(bundles: dict[str, Path]) -> None:
@@ -154,27 +133,12 @@ def test_row_vectors_are_exact_through_every_kernel(bundles: dict[str, Path]) ->
     np.testing.assert_allclose(fast.encode(validation_texts()), exact.encode(validation_texts()), atol=2e-6)
 
 
-def _one_matmul(tmp_path: Path, k: int = 64, n: int = 48) -> tuple[Path, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(3)
-    w = rng.standard_normal((k, n)).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32)
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["xw"], name="mm"), helper.make_node("Add", ["xw", "b"], ["y"], name="add")],
-        "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", n])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
-    )  # fmt: skip
-    path = tmp_path / "fp32.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path, w, b
-
-
 def test_rewrite_computes_per_row_quantization(tmp_path: Path) -> None:
     """The rewritten graph is numpy's per-row model of it (``_quant_rows``) times the int8 weights,
     and rows 1000x apart in magnitude keep their precision, which one scale per tensor cannot."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    fp32, w, b = _one_matmul(tmp_path)
+    fp32, w, b = one_matmul(tmp_path)
     quantize_dynamic(fp32, tmp_path / "tensor.onnx", per_channel=True, weight_type=QuantType.QInt8)
     model = onnx.load(str(tmp_path / "tensor.onnx"))
     q, scale = quantize_columns(w, "pairs")  # as the exporter lays them out: exact on AVX2 as well
@@ -202,7 +166,7 @@ def test_rewrite_with_a_zero_point_gives_a_mostly_positive_input_more_levels(tmp
     -0.17, up to a few units) leaves less error than the symmetric one."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    fp32, w, b = _one_matmul(tmp_path)
+    fp32, w, b = one_matmul(tmp_path)
     quantize_dynamic(fp32, tmp_path / "tensor.onnx", per_channel=True, weight_type=QuantType.QInt8)
     base = onnx.load(str(tmp_path / "tensor.onnx"))
     q, scale = quantize_columns(w, "pairs")
@@ -332,7 +296,7 @@ def test_raise_opset_moves_what_became_inputs(tmp_path: Path) -> None:
 
 
 def test_bad_row_recipes_are_refused(tmp_path: Path) -> None:
-    fp32, _, _ = _one_matmul(tmp_path)
+    fp32, _, _ = one_matmul(tmp_path)
     with pytest.raises(ValueError, match="invalid int8 activations 'column': expected one of"):
         quantize_int8(fp32, tmp_path / "o.onnx", Int8Recipe(activations="column"))
     with pytest.raises(ValueError, match="invalid int8 row_inputs 'some': expected one of"):
