@@ -50,7 +50,9 @@ def kind_of(name: str) -> str:
 def with_residual(model: onnx.ModelProto, sites: Collection[str]) -> tuple[onnx.ModelProto, int]:
     """A copy of the int8 ``model`` whose quantized inputs feeding MatMuls of the kinds ``sites`` get
     the second pass (``embedrt.export._residual``); returns it and how many inputs were rewritten."""
-    return second_pass(model, lambda _, products: kind_of(products[0].name) in sites)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out, second_pass(out, lambda _, products: kind_of(products[0].name) in sites)
 
 
 def main() -> int:

@@ -390,7 +390,7 @@ def _dynamic(
     second = 0
     if twice:
         inputs = {n.input[0] for n in model.graph.node if n.name in twice}
-        written, second = second_pass(written, lambda q, _: q.input[0] in inputs)
+        second = second_pass(written, lambda q, _: q.input[0] in inputs)
     onnx.save(written, str(out_path), save_as_external_data=needs_external(written))
     return {
         "method": "dynamic",

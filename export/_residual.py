@@ -41,16 +41,15 @@ _PRODUCTS = ("MatMulInteger", "MatMulIntegerToFloat")
 Select = Callable[[onnx.NodeProto, list[onnx.NodeProto]], bool]
 
 
-def second_pass(model: onnx.ModelProto, select: Select) -> tuple[onnx.ModelProto, int]:
-    """A copy of the int8 ``model`` in which every quantized input ``select`` accepts feeds its
-    products a second time, through its rounding residual; returns it and how many inputs.
+def second_pass(model: onnx.ModelProto, select: Select) -> int:
+    """Rewrite the int8 ``model`` in place so that every quantized input ``select`` accepts feeds its
+    products a second time, through its rounding residual; return how many inputs.
 
     Reads the graphs ``quantize_dynamic`` writes (``DynamicQuantizeLinear -> MatMulInteger -> Cast ->
     Mul``) and the per-row rewrite's (``QuantizeLinear -> MatMulIntegerToFloat -> Mul``); raises
-    ``UnsupportedModelError`` for a selected input whose products are laid out otherwise."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    g = out.graph
+    ``UnsupportedModelError`` for a selected input whose products are laid out otherwise (checked
+    before anything is changed)."""
+    g = model.graph
     readers: dict[str, list[onnx.NodeProto]] = {}
     producer: dict[str, onnx.NodeProto] = {}
     for n in g.node:
@@ -59,6 +58,7 @@ def second_pass(model: onnx.ModelProto, select: Select) -> tuple[onnx.ModelProto
         for o in n.output:
             producer[o] = n
     new: list[onnx.NodeProto] = []
+    renames: list[tuple[str, str]] = []  # (a product's output, the sum its readers read instead)
     count = 0
     for node in list(g.node):
         if node.op_type not in _QUANTIZERS:
@@ -68,11 +68,14 @@ def second_pass(model: onnx.ModelProto, select: Select) -> tuple[onnx.ModelProto
             continue
         p = f"embedrt_res_{count}"
         if node.op_type == "DynamicQuantizeLinear":
-            new += _per_tensor(g, node, products, readers, producer, p)
+            new += _per_tensor(g, node, products, readers, producer, p, renames)
         else:
-            new += _per_row(g, node, products, readers, p)
+            new += _per_row(g, node, products, readers, p, renames)
         count += 1
     if count:
+        for total, summed in renames:
+            for r in readers.get(total, []):
+                r.input[:] = [summed if name == total else name for name in r.input]
         g.initializer.extend([
             numpy_helper.from_array(np.array(RESIDUAL_STEP, np.float32), "embedrt_res_step"),
             numpy_helper.from_array(np.array(RESIDUAL_ZERO_POINT, np.uint8), "embedrt_res_zero"),
@@ -81,12 +84,13 @@ def second_pass(model: onnx.ModelProto, select: Select) -> tuple[onnx.ModelProto
         nodes = list(g.node) + new
         del g.node[:]
         g.node.extend(_ordered(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
-    return out, count
+    return count
 
 
 def _per_tensor(
     g: onnx.GraphProto, node: onnx.NodeProto, products: list[onnx.NodeProto],
     readers: dict[str, list[onnx.NodeProto]], producer: dict[str, onnx.NodeProto], p: str,
+    renames: list[tuple[str, str]],
 ) -> list[onnx.NodeProto]:  # fmt: skip
     x = node.input[0]
     new = [
@@ -107,14 +111,14 @@ def _per_tensor(
             helper.make_node("Cast", [f"{q}_int"], [f"{q}_f"], to=onnx.TensorProto.FLOAT, name=f"{q}_cast"),
             helper.make_node("Mul", [f"{p}_s", w_scale], [f"{q}_scales"], name=f"{q}_scales"),
             helper.make_node("Mul", [f"{q}_f", f"{q}_scales"], [f"{q}_r"], name=f"{q}_scale"),
-            _add_to(g, readers, mul.output[0], f"{q}_r", f"{q}_sum"),
+            _add_to(g, renames, mul.output[0], f"{q}_r", f"{q}_sum"),
         ]  # fmt: skip
     return new
 
 
 def _per_row(
     g: onnx.GraphProto, node: onnx.NodeProto, products: list[onnx.NodeProto],
-    readers: dict[str, list[onnx.NodeProto]], p: str,
+    readers: dict[str, list[onnx.NodeProto]], p: str, renames: list[tuple[str, str]],
 ) -> list[onnx.NodeProto]:  # fmt: skip
     x, scale, zero = node.input[0], node.input[1], node.input[2]
     block = next((a.i for a in node.attribute if a.name == "block_size"), 0)
@@ -141,7 +145,7 @@ def _per_row(
                              [f"{p}_q", mm.input[1], "embedrt_res_one", mm.input[3], "embedrt_res_zero", mm.input[5]],
                              [f"{q}_f"], domain="com.microsoft", name=f"{q}_product"),
             helper.make_node("Mul", [f"{q}_f", f"{p}_s"], [f"{q}_r"], name=f"{q}_scale"),
-            _add_to(g, readers, rowscale.output[0], f"{q}_r", f"{q}_sum"),
+            _add_to(g, renames, rowscale.output[0], f"{q}_r", f"{q}_sum"),
         ]  # fmt: skip
     return new
 
@@ -156,15 +160,12 @@ def _only_reader(readers: dict[str, list[onnx.NodeProto]], node: onnx.NodeProto,
     return found[0]
 
 
-def _add_to(g: onnx.GraphProto, readers: dict[str, list[onnx.NodeProto]], total: str, extra: str,
-            new: str) -> onnx.NodeProto:  # fmt: skip
-    """The ``Add`` of ``total`` and ``extra`` (named ``new``), which the readers of ``total`` now read."""
+def _add_to(g: onnx.GraphProto, renames: list[tuple[str, str]], total: str, extra: str, new: str) -> onnx.NodeProto:
+    """The ``Add`` of ``total`` and ``extra`` (named ``new``); the readers of ``total`` are to read
+    ``new`` instead (``renames``, applied once every input has been checked)."""
     if any(o.name == total for o in g.output):
         raise UnsupportedModelError(f"int8 second pass: {total!r} is a graph output")
-    for r in readers.get(total, []):
-        for i, name in enumerate(r.input):
-            if name == total:
-                r.input[i] = new
+    renames.append((total, new))
     return helper.make_node("Add", [total, extra], [new], name=f"{new}_add")
 
 
