@@ -26,6 +26,18 @@ def index_graph(
     return {n.name: n for n in model.graph.node}, {t.name: t for t in model.graph.initializer}, uses
 
 
+def links(model: onnx.ModelProto) -> tuple[dict[str, list[onnx.NodeProto]], dict[str, onnx.NodeProto]]:
+    """(the nodes reading each tensor, the node making each tensor)."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    producer: dict[str, onnx.NodeProto] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+        for o in n.output:
+            producer[o] = n
+    return readers, producer
+
+
 def downstream_of(model: onnx.ModelProto, op_types: set[str]) -> set[str]:
     """Names of nodes fed (transitively) by any node of ``op_types`` that is not part of the encoder.
 

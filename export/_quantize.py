@@ -276,7 +276,7 @@ def quantize_int8(
             settings["outlier_channels"] = {"in_fp32_beside_the_int8_product": outliers,
                                             "peak_over_median_at_least": recipe.outlier_ratio}  # fmt: skip
     else:
-        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, {}, rows, None, twice)
+        settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, {}, rows, twice=twice)
     return {
         **settings,
         "recipe": asdict(recipe),

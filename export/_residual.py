@@ -32,8 +32,12 @@ from onnx import helper, numpy_helper
 
 from embedrt._errors import UnsupportedModelError
 
+from ._graph import links
+from ._row_activations import dequantize_chain, only_reader
+
 RESIDUAL_ZERO_POINT = 128  # per row: the residual is symmetric, within half a first-pass level
 RESIDUAL_STEP = 1.0 / 254.0  # per row: the residual's scale over the row's (128 levels = half a level)
+_WHAT = "int8 second pass"  # how errors name this rewrite
 _QUANTIZERS = ("DynamicQuantizeLinear", "QuantizeLinear")
 _PRODUCTS = ("MatMulInteger", "MatMulIntegerToFloat")
 
@@ -50,13 +54,7 @@ def second_pass(model: onnx.ModelProto, select: Select) -> int:
     ``UnsupportedModelError`` for a selected input whose products are laid out otherwise (checked
     before anything is changed)."""
     g = model.graph
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    producer: dict[str, onnx.NodeProto] = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
-        for o in n.output:
-            producer[o] = n
+    readers, producer = links(model)
     new: list[onnx.NodeProto] = []
     renames: list[tuple[str, str]] = []  # (a product's output, the sum its readers read instead)
     count = 0
@@ -99,12 +97,8 @@ def _per_tensor(
         helper.make_node("DynamicQuantizeLinear", [f"{p}_e"], [f"{p}_q", f"{p}_s", f"{p}_z"], name=f"{p}_quantize"),
     ]
     for j, mm in enumerate(products):
-        cast = _only_reader(readers, mm, "Cast")
-        mul = _only_reader(readers, cast, "Mul")
-        scales = producer.get(next((i for i in mul.input if i != cast.output[0]), ""))
-        w_scale = next((i for i in scales.input if i != node.output[1]), None) if scales is not None else None
-        if scales is None or scales.op_type != "Mul" or w_scale is None:
-            raise UnsupportedModelError(f"int8 second pass: the output scale of {mm.name!r} is not activation x weight scale")
+        _, mul, scales = dequantize_chain(mm, readers, producer, node.output[1], _WHAT)
+        w_scale = next(i for i in scales.input if i != node.output[1])
         q = f"{p}_{j}"
         new += [
             helper.make_node("MatMulInteger", [f"{p}_q", mm.input[1], f"{p}_z", *mm.input[3:]], [f"{q}_int"], name=f"{q}_product"),
@@ -123,7 +117,7 @@ def _per_row(
     x, scale, zero = node.input[0], node.input[1], node.input[2]
     block = next((a.i for a in node.attribute if a.name == "block_size"), 0)
     if not block:
-        raise UnsupportedModelError(f"int8 second pass: {node.name!r} is not a per-row (blocked) QuantizeLinear")
+        raise UnsupportedModelError(f"{_WHAT}: {node.name!r} is not a per-row (blocked) QuantizeLinear")
     new = [
         helper.make_node("DequantizeLinear", [node.output[0], scale, zero], [f"{p}_x1"], axis=-1, block_size=block,
                          name=f"{p}_dequantize"),
@@ -137,8 +131,8 @@ def _per_row(
     ]  # fmt: skip
     for j, mm in enumerate(products):
         if mm.op_type != "MatMulIntegerToFloat" or len(mm.input) < 6:
-            raise UnsupportedModelError(f"int8 second pass: {mm.name!r} is not the per-row rewrite's product")
-        rowscale = _only_reader(readers, mm, "Mul")
+            raise UnsupportedModelError(f"{_WHAT}: {mm.name!r} is not the per-row rewrite's product")
+        rowscale = only_reader(readers, mm, "Mul", _WHAT)
         q = f"{p}_{j}"
         new += [
             helper.make_node("MatMulIntegerToFloat",
@@ -150,21 +144,11 @@ def _per_row(
     return new
 
 
-def _only_reader(readers: dict[str, list[onnx.NodeProto]], node: onnx.NodeProto, op: str) -> onnx.NodeProto:
-    found = readers.get(node.output[0], [])
-    if len(found) != 1 or found[0].op_type != op:
-        raise UnsupportedModelError(
-            f"int8 second pass: {node.op_type} {node.name!r} should feed one {op}, feeds "
-            f"{[r.op_type for r in found]}"
-        )
-    return found[0]
-
-
 def _add_to(g: onnx.GraphProto, renames: list[tuple[str, str]], total: str, extra: str, new: str) -> onnx.NodeProto:
     """The ``Add`` of ``total`` and ``extra`` (named ``new``); the readers of ``total`` are to read
     ``new`` instead (``renames``, applied once every input has been checked)."""
     if any(o.name == total for o in g.output):
-        raise UnsupportedModelError(f"int8 second pass: {total!r} is a graph output")
+        raise UnsupportedModelError(f"{_WHAT}: {total!r} is a graph output")
     renames.append((total, new))
     return helper.make_node("Add", [total, extra], [new], name=f"{new}_add")
 

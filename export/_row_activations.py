@@ -33,6 +33,8 @@ from onnx import helper, numpy_helper
 
 from embedrt._errors import UnsupportedModelError
 
+from ._graph import links
+
 OPSET = 21  # blocked QuantizeLinear
 ZERO_POINT = 128  # symmetric: uint8 levels 0..255 for x / s in [-128, 127]
 _EPS = 1e-8  # scale of an all-zero row (padding): its levels are all the zero point
@@ -58,13 +60,7 @@ def per_row_activations(
             f"int8 activations per token row: the graph has {', '.join(inner)}, which quantizes its input per "
             "tensor inside the kernel (attention kept packed); use --int8-method smooth for this graph"
         )
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    producer: dict[str, onnx.NodeProto] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-        for o in n.output:
-            producer[o] = n
+    consumers, producer = links(model)
     inits = {t.name: t for t in model.graph.initializer}
     replace: dict[int, list[onnx.NodeProto]] = {}
     drop: set[int] = set()
@@ -113,7 +109,7 @@ def per_row_activations(
         ]  # fmt: skip
         replace[id(dql)] = pre
         for mm in mms:
-            cast, mul, scales = _dequantize_chain(mm, consumers, producer, xs)
+            cast, mul, scales = dequantize_chain(mm, consumers, producer, xs, "int8 activations per token row")
             w_scale = next(i for i in scales.input if i != xs)
             rows = f"{mm.name}_rowq"
             replace[id(mm)] = [
@@ -148,28 +144,29 @@ def per_row_activations(
     return count
 
 
-def _dequantize_chain(
-    mm: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]], producer: dict[str, onnx.NodeProto], xs: str
-) -> tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]:
+def dequantize_chain(
+    mm: onnx.NodeProto, readers: dict[str, list[onnx.NodeProto]], producer: dict[str, onnx.NodeProto], xs: str,
+    what: str,
+) -> tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]:  # fmt: skip
     """``MatMulInteger -> Cast -> Mul(by scales)`` with ``scales = Mul(xs, weight scale)``, as
-    ``quantize_dynamic`` writes it: (Cast, Mul, the scales' Mul)."""
-    cast = _only(consumers, mm.output[0], "Cast", mm.name)
-    mul = _only(consumers, cast.output[0], "Mul", mm.name)
+    ``quantize_dynamic`` writes it: (Cast, Mul, the scales' Mul). ``what`` names the rewrite in errors."""
+    cast = only_reader(readers, mm, "Cast", what)
+    mul = only_reader(readers, cast, "Mul", what)
     scales = producer.get(next((i for i in mul.input if i != cast.output[0]), ""))
     if scales is None or scales.op_type != "Mul" or xs not in scales.input or len(set(scales.input)) != 2:
         raise UnsupportedModelError(
-            f"int8 activations per token row: the output scale of {mm.name!r} is not "
-            "activation scale x weight scale; the quantizer's graph changed"
+            f"{what}: the output scale of {mm.name!r} is not activation scale x weight scale; the quantizer's graph changed"
         )
     return cast, mul, scales
 
 
-def _only(consumers: dict[str, list[onnx.NodeProto]], tensor: str, op: str, where: str) -> onnx.NodeProto:
-    users = consumers.get(tensor, [])
+def only_reader(readers: dict[str, list[onnx.NodeProto]], node: onnx.NodeProto, op: str, what: str) -> onnx.NodeProto:
+    """The one node reading ``node``'s output, which must be an ``op``."""
+    users = readers.get(node.output[0], [])
     if len(users) != 1 or users[0].op_type != op:
         raise UnsupportedModelError(
-            f"int8 activations per token row: {where!r} is followed by {[u.op_type for u in users]}, "
-            f"expected one {op}; the quantizer's graph changed"
+            f"{what}: {node.op_type} {node.name!r} should feed one {op}, feeds {[u.op_type for u in users]}; "
+            "the quantizer's graph changed"
         )
     return users[0]
 
