@@ -2,7 +2,7 @@
 
     python -m benchmarks.run                 # full run (~15 min on 2 cores)
     python -m benchmarks.run --quick         # smoke test at small sizes
-    bash benchmarks/run.sh                   # the same, creating the peers' environments first
+    bash benchmarks/run.sh                   # the same from a fresh clone: installs into .venv, makes the peers' environments
 
 Each system runs in a worker process in its own environment (``benchmarks/envs.py``), all loaded
 at once; every scenario is measured system by system in an order rotated per scenario and round, so
