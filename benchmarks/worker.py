@@ -22,16 +22,25 @@ from typing import Any
 import numpy as np
 
 
-def _rss_mb() -> float:
+def _status_mb(key: str) -> float:
+    """A size from /proc/self/status (``VmRSS``, ``VmHWM``) in MB; NaN where there is none."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def _rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This worker's own peak RSS: VmHWM. Not ``ru_maxrss``, which Linux carries across exec from the
+    process that forked the worker (the orchestrator, holding the inputs and PyTorch's reference
+    outputs): every worker smaller than that reported the orchestrator's size."""
+    peak = _status_mb("VmHWM")
+    return peak if peak == peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Worker:
