@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import resource
 import sys
@@ -38,9 +39,9 @@ def _rss_mb() -> float:
 def _peak_rss_mb() -> float:
     """This worker's own peak RSS: VmHWM. Not ``ru_maxrss``, which Linux carries across exec from the
     process that forked the worker (the orchestrator, holding the inputs and PyTorch's reference
-    outputs): every worker smaller than that reported the orchestrator's size."""
+    outputs), so a worker smaller than the orchestrator would report the orchestrator's size."""
     peak = _status_mb("VmHWM")
-    return peak if peak == peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if math.isnan(peak) else peak
 
 
 class Worker:
