@@ -28,13 +28,14 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.worker import peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache" / "dataset"
@@ -86,16 +87,8 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
         result["rows"], result["tokens"] = s.written, s.tokens
         shutil.rmtree(out, ignore_errors=True)
     result["texts_per_s"] = result["rows"] / result["seconds"]
-    result["peak_rss_mb"] = _peak_rss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM; ru_maxrss may carry a forking parent's peak across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(kind: str, bundle: str, corpus: Path, threads: int, batch_size: int, actors: int = 0) -> dict[str, Any]:

@@ -11,7 +11,8 @@ passes through ``W``: comparing the two rounding errors measures what the rotati
 that product (weights aside).
 
 For every input an int8 bundle quantizes per tensor (``DynamicQuantizeLinear``: the layer norms'
-outputs, smoothed), on batches of 32 real texts as the runtime makes them (padding rows included),
+outputs, smoothed), on batches of 32 real texts in the corpus's order, padded as the runtime pads
+them (padding rows included),
 this records (max - min) / RMS, and the RMS rounding error of onnxruntime's uint8 quantization
 (range including 0, zero point rounded) over the RMS of the input, for the input as it is and
 rotated by a block-diagonal Hadamard matrix of 32, 64 and 128 channels (an online rotation; a
@@ -64,6 +65,7 @@ def measure(bundle: Path, sets: dict[str, list[str]], batch: int) -> dict[str, A
     import onnxruntime as ort
 
     from embedrt import Embedder
+    from embedrt._tokenize import pad_batch
 
     model = onnx.load(str(bundle / "model.onnx"))
     sites = [n.input[0] for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
@@ -79,15 +81,7 @@ def measure(bundle: Path, sets: dict[str, list[str]], batch: int) -> dict[str, A
         per_site: dict[str, dict[str, list[float]]] = {s: {} for s in sites}
         for i in range(0, len(texts), batch):
             tok = emb.tokenize(texts[i : i + batch])
-            width = max(len(ids) for ids in tok.ids)
-            ids = np.zeros((len(tok.ids), width), np.int64)
-            mask = np.zeros_like(ids)
-            for r, row in enumerate(tok.ids):
-                ids[r, : len(row)] = row
-                mask[r, : len(row)] = 1
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in names:
-                feed["token_type_ids"] = np.zeros_like(ids)
+            feed = pad_batch(tok, np.arange(len(tok)), emb.manifest.pad_token_id, "token_type_ids" in names)
             for s, x in zip(sites, sess.run(sites, feed), strict=True):
                 x2 = x.reshape(-1, x.shape[-1]).astype(np.float64)
                 for block in BLOCKS:

@@ -36,10 +36,10 @@ def _rss_mb() -> float:
     return _status_mb("VmRSS")
 
 
-def _peak_rss_mb() -> float:
-    """This worker's own peak RSS: VmHWM. Not ``ru_maxrss``, which Linux carries across exec from the
-    process that forked the worker (the orchestrator, holding the inputs and PyTorch's reference
-    outputs), so a worker smaller than the orchestrator would report the orchestrator's size."""
+def peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM. Not ``ru_maxrss``, which Linux carries across exec from the
+    process that forked it (for a suite worker, the orchestrator, holding the inputs and PyTorch's
+    reference outputs), so a worker smaller than the orchestrator would report the orchestrator's size."""
     peak = _status_mb("VmHWM")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if math.isnan(peak) else peak
 
@@ -109,7 +109,7 @@ class Worker:
 
     def rss(self, cmd: dict[str, Any]) -> dict[str, Any]:
         gc.collect()
-        return {"rss_mb": _rss_mb(), "peak_rss_mb": _peak_rss_mb()}
+        return {"rss_mb": _rss_mb(), "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> int:

@@ -97,8 +97,7 @@ def _per_tensor(
         helper.make_node("DynamicQuantizeLinear", [f"{p}_e"], [f"{p}_q", f"{p}_s", f"{p}_z"], name=f"{p}_quantize"),
     ]
     for j, mm in enumerate(products):
-        _, mul, scales = dequantize_chain(mm, readers, producer, node.output[1], _WHAT)
-        w_scale = next(i for i in scales.input if i != node.output[1])
+        _, mul, _, w_scale = dequantize_chain(mm, readers, producer, node.output[1], _WHAT)
         q = f"{p}_{j}"
         new += [
             helper.make_node("MatMulInteger", [f"{p}_q", mm.input[1], f"{p}_z", *mm.input[3:]], [f"{q}_int"], name=f"{q}_product"),

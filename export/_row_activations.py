@@ -109,8 +109,7 @@ def per_row_activations(
         ]  # fmt: skip
         replace[id(dql)] = pre
         for mm in mms:
-            cast, mul, scales = dequantize_chain(mm, consumers, producer, xs, "int8 activations per token row")
-            w_scale = next(i for i in scales.input if i != xs)
+            cast, mul, scales, w_scale = dequantize_chain(mm, consumers, producer, xs, "int8 activations per token row")
             rows = f"{mm.name}_rowq"
             replace[id(mm)] = [
                 helper.make_node("MatMulIntegerToFloat",
@@ -147,9 +146,10 @@ def per_row_activations(
 def dequantize_chain(
     mm: onnx.NodeProto, readers: dict[str, list[onnx.NodeProto]], producer: dict[str, onnx.NodeProto], xs: str,
     what: str,
-) -> tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]:  # fmt: skip
+) -> tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto, str]:  # fmt: skip
     """``MatMulInteger -> Cast -> Mul(by scales)`` with ``scales = Mul(xs, weight scale)``, as
-    ``quantize_dynamic`` writes it: (Cast, Mul, the scales' Mul). ``what`` names the rewrite in errors."""
+    ``quantize_dynamic`` writes it: (Cast, Mul, the scales' Mul, the weight scale's name). ``what``
+    names the rewrite in errors."""
     cast = only_reader(readers, mm, "Cast", what)
     mul = only_reader(readers, cast, "Mul", what)
     scales = producer.get(next((i for i in mul.input if i != cast.output[0]), ""))
@@ -157,7 +157,7 @@ def dequantize_chain(
         raise UnsupportedModelError(
             f"{what}: the output scale of {mm.name!r} is not activation scale x weight scale; the quantizer's graph changed"
         )
-    return cast, mul, scales
+    return cast, mul, scales, next(i for i in scales.input if i != xs)
 
 
 def only_reader(readers: dict[str, list[onnx.NodeProto]], node: onnx.NodeProto, op: str, what: str) -> onnx.NodeProto:
