@@ -118,6 +118,22 @@ def system_specs(
         )
         if path is None:
             notes[name] = note
+    # the int8 bundle in the CPU provider's throughput mode: two onnxruntime sessions of one thread each,
+    # two batches at once (as OpenVINO's throughput mode runs its streams)
+    if not only or "embedrt-int8-tput" in only:
+        path, note = prepare.bundle(src, "int8")
+        specs.append(
+            {
+                "name": "embedrt-int8-tput",
+                "label": "embedrt int8, 2 streams (one onnxruntime session each)",
+                "runner": "embedrt",
+                "python": main_py,
+                "precision": "int8",
+                "params": {"bundle": str(path or art / "bundle-int8"), "streams": 2},
+            }
+        )
+        if path is None:
+            notes["embedrt-int8-tput"] = note
     ov_bundle, note = prepare.bundle(src, prepare.PLAIN)
     specs.append(
         {

@@ -2,7 +2,7 @@
 
 ``BundleModel`` reads and verifies the manifest, loads the tokenizer with the model's truncation,
 makes the ONNX Runtime session (``_session.create_session``) and runs it one batch at a time (or
-``streams`` batches at a time in OpenVINO's throughput mode). The
+``streams`` batches at a time, each on its share of the threads). The
 classes on top (``Embedder``, ``Reranker``, ``SparseEncoder``) name the kinds they serve and add
 only what their kind computes.
 """
@@ -77,10 +77,12 @@ class BundleModel:
         max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on
             top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
             ``"auto"``: 1024 on the CPU provider (the fastest there), 16384 on other devices.
-        streams: batches run at once (``device="openvino"`` only): OpenVINO's throughput mode splits
-            ``threads`` into this many infer requests, and ``encode`` keeps each busy with its own
-            batch. Pays for large ``encode`` calls (corpus jobs); one small batch gains nothing.
-            At most ``threads``: the model's ``streams`` is the number it runs.
+        streams: batches run at once, each on its share of ``threads`` (``device="cpu"``: one
+            onnxruntime session per stream, each holding its own copy of the weights;
+            ``device="openvino"``: OpenVINO's throughput mode), and ``encode`` keeps each busy with its
+            own batch. Pays for large ``encode`` calls (corpus jobs, a busy server); one batch runs on
+            one stream's threads, so a single small call is slower. At most ``threads``: the model's
+            ``streams`` is the number it runs.
     """
 
     KINDS: ClassVar[tuple[BundleKind, ...]] = ()
@@ -139,7 +141,7 @@ class BundleModel:
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self._with_type_ids = "token_type_ids" in graph_inputs
         self._left = self.manifest.padding_side is PaddingSide.LEFT
-        # one run at a time; with streams (OpenVINO only) the session's own pool of infer requests bounds them
+        # one run at a time; with streams the session's own pool (sessions, infer requests) bounds them
         self._run_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.streams == 1 else contextlib.nullcontext()
         )

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import math
 import os
+import queue
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,6 +28,9 @@ _PROVIDERS: dict[Device, str] = {
     Device.CPU: "CPUExecutionProvider",
     Device.CUDA: "CUDAExecutionProvider",
 }
+# Devices whose ``streams`` run batches concurrently, each on its share of the threads: the CPU
+# provider with one session per stream (SessionStreams), OpenVINO in its throughput mode.
+STREAM_DEVICES = (Device.CPU, Device.OPENVINO)
 
 # The onnxruntime builds all install the module `onnxruntime`: only one may be installed at a time.
 # distribution -> (embedrt extra, devices it offers through onnxruntime)
@@ -160,15 +164,59 @@ def check_precision_hint(device: Device, hint: str | InferencePrecision | None) 
 
 
 def check_streams(device: Device, streams: object) -> int:
-    """``streams`` checked: a positive integer, above 1 only where the provider runs requests concurrently."""
+    """``streams`` checked: a positive integer, above 1 only where batches can run concurrently (the CPU)."""
     if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
         raise ValueError(f"streams must be a positive integer, got {streams!r}")
-    if streams > 1 and device is not Device.OPENVINO:
+    if streams > 1 and device not in STREAM_DEVICES:
         raise ValueError(
-            f"streams={streams} runs batches concurrently in OpenVINO's throughput mode (device 'openvino'); "
-            f"device {device.value!r} runs one batch at a time on every thread: use streams=1"
+            f"streams={streams} runs batches concurrently on the CPU (device 'cpu': one onnxruntime session per "
+            f"stream; device 'openvino': OpenVINO's throughput mode); device {device.value!r} runs one batch at a "
+            f"time: use streams=1"
         )
     return streams
+
+
+def split_threads(threads: int, streams: int) -> list[int]:
+    """``threads`` shared out between ``streams`` sessions (at most ``threads`` of them), as evenly as
+    they divide: 5 threads and 2 streams are ``[3, 2]``."""
+    n = max(1, min(streams, threads))
+    return [threads // n + (1 if i < threads % n else 0) for i in range(n)]
+
+
+class SessionStreams:
+    """One graph in several onnxruntime sessions, each with its own share of the threads: the CPU
+    provider's throughput mode (as OpenVINO's streams). A run takes a free session and waits for it
+    outside the GIL (onnxruntime releases it), so ``BundleModel._run_batches`` keeps every session busy
+    with a batch of its own. Offers what ``BundleModel`` uses of one session.
+
+    Each session holds its own copy of the weights (and onnxruntime's packed int8 weights): memory for
+    the weights grows with the streams.
+    """
+
+    def __init__(self, sessions: list[ort.InferenceSession]) -> None:
+        self.sessions = sessions
+        self._free: queue.SimpleQueue[ort.InferenceSession] = queue.SimpleQueue()
+        for s in sessions:
+            self._free.put(s)
+
+    def get_inputs(self) -> Any:
+        return self.sessions[0].get_inputs()
+
+    def get_outputs(self) -> Any:
+        return self.sessions[0].get_outputs()
+
+    def get_providers(self) -> list[str]:
+        return self.sessions[0].get_providers()  # type: ignore[no-any-return]
+
+    def get_session_options(self) -> ort.SessionOptions:
+        return self.sessions[0].get_session_options()
+
+    def run(self, outputs: list[str], feed: dict[str, Any], run_options: Any = None) -> list[Any]:
+        session = self._free.get()
+        try:
+            return session.run(outputs, feed, run_options)  # type: ignore[no-any-return]
+        finally:
+            self._free.put(session)
 
 
 def openvino_config(
@@ -211,15 +259,17 @@ def create_session(
     session_config: dict[str, str] | None = None,
     disabled_optimizers: list[str] | None = None,
     streams: int = 1,
-) -> ort.InferenceSession | OpenVINOSession:
+) -> ort.InferenceSession | SessionStreams | OpenVINOSession:
     """The one place sessions are made. Raises ``ProviderError`` if ``device`` cannot be honoured.
 
     ``precision_hint`` (OpenVINO only): the compute precision for the graph, e.g. ``"bf16"`` on a
     CPU with AVX512_BF16/AMX; refused where the CPU cannot run it natively. ``session_config``:
     onnxruntime session config entries (e.g. the exact int8 path, ``_int8_cpu``);
-    ``disabled_optimizers``: onnxruntime graph optimizers not to run (by name). ``streams`` (OpenVINO
-    only): concurrent infer requests in OpenVINO's throughput mode. ``provider_options``: the
-    provider's options, or for OpenVINO properties of its CPU plugin (e.g. ``{"NUM_STREAMS": "4"}``).
+    ``disabled_optimizers``: onnxruntime graph optimizers not to run (by name). ``streams`` (CPU and
+    OpenVINO): batches that can run at once, each on its share of ``threads``: on the CPU provider
+    one session per stream (``SessionStreams``), on OpenVINO its throughput mode.
+    ``provider_options``: the provider's options, or for OpenVINO properties of its CPU plugin (e.g.
+    ``{"NUM_STREAMS": "4"}``).
     """
     device = parse(Device, device, "device")
     hint = check_precision_hint(device, precision_hint)
@@ -237,6 +287,24 @@ def create_session(
         )
     if device is Device.CUDA:
         _load_cuda_libraries()
+    shares = split_threads(threads, check_streams(device, streams))
+    sessions = [
+        _ort_session(model_path, device, n, provider_options, memory_arena, session_config, disabled_optimizers)
+        for n in shares
+    ]
+    return sessions[0] if len(sessions) == 1 else SessionStreams(sessions)
+
+
+def _ort_session(
+    model_path: Path,
+    device: Device,
+    threads: int,
+    provider_options: dict[str, Any] | None,
+    memory_arena: bool,
+    session_config: dict[str, str] | None,
+    disabled_optimizers: list[str] | None,
+) -> ort.InferenceSession:
+    provider = _PROVIDERS[device]
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads

@@ -129,6 +129,18 @@ def _bad_corpus(path: Path) -> Path:
     return path
 
 
+def test_cpu_streams_give_the_same_parts(tmp_path: Path, tiny_bert_bundle: Path, expected: np.ndarray) -> None:
+    """Two onnxruntime sessions taking every other batch write the vectors one session writes; the
+    streams may change when the job is continued."""
+    src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS])
+    summary = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, threads=2, streams=2, batch_size=4,
+                            rows_per_part=50, progress=False)  # fmt: skip
+    assert summary.written == len(TEXTS)
+    np.testing.assert_allclose(_vectors(pq.read_table(tmp_path / "out")), expected, atol=2e-6)
+    again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=50, progress=False)
+    assert again.rows_embedded == 0 and again.written == len(TEXTS)
+
+
 def test_bad_rows_fail_names_the_row_and_keeps_finished_parts(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     src = _bad_corpus(tmp_path / "in.jsonl")
     with pytest.raises(BadRowError) as e:
@@ -247,8 +259,9 @@ def test_bad_arguments_are_named(tmp_path: Path, tiny_bert_bundle: Path) -> None
         embed_dataset(src, tmp_path / "o", tiny_bert_bundle, keep_columns=["embedding"])
     # model options fail before the input is read, on either backend
     for backend in ("local", "ray"):
-        with pytest.raises(ValueError, match="streams=2 runs batches concurrently in OpenVINO's throughput mode"):
-            embed_dataset(tmp_path / "nope.jsonl", tmp_path / "o", tiny_bert_bundle, streams=2, backend=backend)
+        with pytest.raises(ValueError, match="streams=2 runs batches concurrently on the CPU"):
+            embed_dataset(tmp_path / "nope.jsonl", tmp_path / "o", tiny_bert_bundle, device="cuda", streams=2,
+                          backend=backend)  # fmt: skip
         with pytest.raises(ValueError, match="precision_hint 'bf16' is an OpenVINO option"):
             embed_dataset(tmp_path / "nope.jsonl", tmp_path / "o", tiny_bert_bundle, precision_hint="bf16",
                           backend=backend)  # fmt: skip
@@ -300,9 +313,9 @@ def test_cli_summary_and_progress(tmp_path: Path, tiny_bert_bundle: Path) -> Non
     r = subprocess.run(_cli(str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle)), capture_output=True,
                        text=True)  # fmt: skip
     assert r.returncode == 2 and "option 'id_column'" in r.stderr
-    r = subprocess.run(_cli(str(src), str(tmp_path / "o2"), "-m", str(tiny_bert_bundle), "--streams", "2"),
-                       capture_output=True, text=True)  # fmt: skip
-    assert r.returncode == 2 and "streams=2" in r.stderr and "device 'cpu'" in r.stderr
+    r = subprocess.run(_cli(str(src), str(tmp_path / "o2"), "-m", str(tiny_bert_bundle), "--device", "cuda",
+                            "--streams", "2"), capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "streams=2" in r.stderr and "device 'cuda'" in r.stderr
 
 
 def test_resume_after_a_torn_journal_line_and_a_stale_temporary(tmp_path: Path, tiny_bert_bundle: Path) -> None:

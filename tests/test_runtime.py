@@ -12,6 +12,7 @@ import pytest
 from run_threads import record_run_threads
 
 from embedrt import BundleError, Embedder, ProviderError, available_cpus
+from embedrt._session import SessionStreams, split_threads
 
 TEXTS = ["short", "a much longer sentence with many more tokens in it than the others", "", "mid length text",
          "대한민국은 민주공화국이다.", "🙂🚀"] * 5
@@ -192,20 +193,35 @@ def test_threads(tiny_bert_bundle: Path) -> None:
 
 def test_streams_are_checked(tiny_bert_bundle: Path) -> None:
     assert Embedder(tiny_bert_bundle).streams == 1
-    with pytest.raises(ValueError, match=r"streams=2 runs batches concurrently in OpenVINO's throughput mode"):
-        Embedder(tiny_bert_bundle, streams=2)
+    with pytest.raises(ValueError, match=r"streams=2 runs batches concurrently on the CPU .* device 'cuda'"):
+        Embedder(tiny_bert_bundle, device="cuda", streams=2)
     for bad in (0, -1, "2", True, 1.5, None):
         with pytest.raises(ValueError, match=f"streams must be a positive integer, got {bad!r}"):
             Embedder(tiny_bert_bundle, streams=bad)  # type: ignore[arg-type]
 
 
+def test_split_threads() -> None:
+    assert split_threads(2, 2) == [1, 1]
+    assert split_threads(5, 2) == [3, 2]
+    assert split_threads(1, 2) == [1]
+    assert split_threads(4, 1) == [4]
+
+
+def test_cpu_streams_are_sessions_with_a_share_of_the_threads(tiny_bert_bundle: Path) -> None:
+    m = Embedder(tiny_bert_bundle, threads=5, streams=2)
+    assert isinstance(m.session, SessionStreams) and m.streams == 2
+    assert [s.get_session_options().intra_op_num_threads for s in m.session.sessions] == [3, 2]
+    assert m.providers == ["CPUExecutionProvider"]
+    one = Embedder(tiny_bert_bundle, threads=1, streams=2)  # a stream needs a thread: one session
+    assert one.streams == 1 and not isinstance(one.session, SessionStreams)
+
+
 def test_concurrent_batches_keep_rows_and_order(tiny_bert_bundle: Path) -> None:
-    """The concurrent path (what streams > 1 runs; onnxruntime's Run is thread-safe on the CPU
-    provider too): every row lands in its place, token states included, on several threads."""
+    """The concurrent path (streams > 1: one onnxruntime session per stream): every row lands in its
+    place, token states included, on several threads."""
     texts = [f"{t} {i} " * (1 + i % 7) for i, t in enumerate(TEXTS * 12)]
     serial = Embedder(tiny_bert_bundle)
-    m = Embedder(tiny_bert_bundle)
-    m.streams, m._run_lock = 3, threading.Semaphore(3)
+    m = Embedder(tiny_bert_bundle, threads=3, streams=3)
     seen = record_run_threads(m)
     np.testing.assert_allclose(m.encode(texts, batch_size=4), serial.encode(texts, batch_size=4), atol=1e-6)
     assert len(seen) > 1 and all(name.startswith("embedrt-stream") for name in seen)
@@ -215,8 +231,7 @@ def test_concurrent_batches_keep_rows_and_order(tiny_bert_bundle: Path) -> None:
 
 
 def test_a_failed_concurrent_batch_stops_the_rest(tiny_bert_bundle: Path) -> None:
-    m = Embedder(tiny_bert_bundle)
-    m.streams, m._run_lock = 2, threading.Semaphore(2)
+    m = Embedder(tiny_bert_bundle, threads=2, streams=2)
     calls = []
 
     def failing(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -67,7 +67,7 @@ class ServerState:
             max_queue=config.max_queue,
             max_rows=config.batch_size,
             max_run_tokens=config.max_run_tokens or model.max_batch_tokens or config.max_batch_tokens,
-            streams=model.streams,  # OpenVINO's throughput mode: each batch's pieces, that many at once
+            streams=model.streams,  # the model's concurrent runs: each batch's pieces, that many at once
         )
         self.ready = False
         self.draining = False
