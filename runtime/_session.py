@@ -184,13 +184,15 @@ def split_threads(threads: int, streams: int) -> list[int]:
 
 
 class SessionStreams:
-    """One graph in several onnxruntime sessions, each with its own share of the threads: the CPU
-    provider's throughput mode (as OpenVINO's streams). A run takes a free session and waits for it
-    outside the GIL (onnxruntime releases it), so ``BundleModel._run_batches`` keeps every session busy
-    with a batch of its own. Offers what ``BundleModel`` uses of one session.
+    """The CPU provider's throughput mode (as OpenVINO's streams): ``sessions`` holds one entry per
+    stream, and a run takes a free one and waits for it outside the GIL (onnxruntime releases it), so
+    ``BundleModel._run_batches`` keeps every stream busy with a batch of its own. Offers what
+    ``BundleModel`` uses of one session.
 
-    Each session holds its own copy of the weights (and onnxruntime's packed int8 weights): memory for
-    the weights grows with the streams.
+    Streams of one thread each are one session listed once per stream: onnxruntime's ``Run`` is
+    thread-safe, a session of one thread runs on its caller's thread, and the weights (with
+    onnxruntime's packed int8 copy) are held once. Streams of several threads are a session each, with
+    its own thread pool and its own copy of the weights.
     """
 
     def __init__(self, sessions: list[ort.InferenceSession]) -> None:
@@ -288,10 +290,10 @@ def create_session(
     if device is Device.CUDA:
         _load_cuda_libraries()
     shares = split_threads(threads, check_streams(device, streams))
-    sessions = [
-        _ort_session(model_path, device, n, provider_options, memory_arena, session_config, disabled_optimizers)
-        for n in shares
-    ]
+    options = (provider_options, memory_arena, session_config, disabled_optimizers)
+    if len(shares) > 1 and max(shares) == 1:  # one single-thread session serves every stream (SessionStreams)
+        return SessionStreams([_ort_session(model_path, device, 1, *options)] * len(shares))
+    sessions = [_ort_session(model_path, device, n, *options) for n in shares]
     return sessions[0] if len(sessions) == 1 else SessionStreams(sessions)
 
 

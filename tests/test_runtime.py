@@ -212,6 +212,9 @@ def test_cpu_streams_are_sessions_with_a_share_of_the_threads(tiny_bert_bundle: 
     assert isinstance(m.session, SessionStreams) and m.streams == 2
     assert [s.get_session_options().intra_op_num_threads for s in m.session.sessions] == [3, 2]
     assert m.providers == ["CPUExecutionProvider"]
+    shared = Embedder(tiny_bert_bundle, threads=2, streams=2)  # one thread each: one session, weights held once
+    assert shared.session.sessions[0] is shared.session.sessions[1]
+    assert shared.session.get_session_options().intra_op_num_threads == 1
     one = Embedder(tiny_bert_bundle, threads=1, streams=2)  # a stream needs a thread: one session
     assert one.streams == 1 and not isinstance(one.session, SessionStreams)
 

@@ -1,12 +1,15 @@
-"""``embedrt serve`` under load with one and with N model streams (OpenVINO's throughput mode).
+"""``embedrt serve`` under load with one and with N model streams (OpenVINO's throughput mode, or
+one onnxruntime session per stream with ``--device cpu``).
 
 Starts two servers as their own processes (``python -m embedrt.server BUNDLE --device openvino
---precision-hint HINT``, one with ``--streams 1``, one with ``--streams N``) on 127.0.0.1, then drives
+--precision-hint HINT``, or ``--device cpu``, one with ``--streams 1``, one with ``--streams N``) on 127.0.0.1, then drives
 them, alternately, with closed-loop clients (``bench_load.drive``) on the same real-sentence
 workloads as ``bench_load``; medians of ``--repeats`` runs per cell.
 
     python -m benchmarks.load.streams_load BUNDLE-PLAIN --streams 2 --concurrency 8 32 \\
         --out benchmarks/results/server-streams-X.json
+    python -m benchmarks.load.streams_load BUNDLE-INT8 --device cpu --streams 2 --concurrency 8 32 \\
+        --out benchmarks/results/server-streams-int8-X.json
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from benchmarks.load.bench_load import _free_port, drive, start_server
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", type=Path, help="a plain (--no-optimize) bundle")
+    p.add_argument("bundle", type=Path, help="a plain (--no-optimize) bundle for openvino; any for cpu")
+    p.add_argument("--device", choices=["openvino", "cpu"], default="openvino")
     p.add_argument("--streams", type=int, default=2)
-    p.add_argument("--precision-hint", default="bf16")
+    p.add_argument("--precision-hint", default="bf16", help="OpenVINO's (--device openvino)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     p.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     p.add_argument("--repeats", type=int, default=3)
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         "single": [[s] for s in sentences],
         "mixed": [rng.sample(sentences, rng.randint(1, args.max_texts)) for _ in range(2000)],
     }
-    base = ["--device", "openvino", "--precision-hint", args.precision_hint]
+    base = ["--device", args.device, *(["--precision-hint", args.precision_hint] if args.device == "openvino" else [])]
     configs = {s: [*base, "--streams", str(s)] for s in (1, args.streams)}
     procs: list[subprocess.Popen[bytes]] = []
     rows: list[dict[str, Any]] = []
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for w, c in itertools.product(workloads, args.concurrency)
     }  # fmt: skip
     out = {
-        "benchmark": "embedrt serve --device openvino, streams 1 against N (closed-loop clients, /v1/embeddings)",
+        "benchmark": f"embedrt serve --device {args.device}, streams 1 against N (closed-loop clients, /v1/embeddings)",
         "command": "python -m benchmarks.load.streams_load " + " ".join(sys.argv[1:] if argv is None else argv),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpu": cpu_info(),
