@@ -78,11 +78,11 @@ class BundleModel:
             top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
             ``"auto"``: 1024 on the CPU provider (the fastest there), 16384 on other devices.
         streams: batches run at once, each on its share of ``threads`` (``device="cpu"``: one
-            onnxruntime session per stream, or one session for all where each stream has one thread;
+            onnxruntime session shared by streams of one thread each, else a session per stream;
             ``device="openvino"``: OpenVINO's throughput mode), and ``encode`` keeps each busy with its
-            own batch. Pays for large ``encode`` calls (corpus jobs, a busy server); one batch runs on
-            one stream's threads, so a single small call is slower. At most ``threads``: the model's
-            ``streams`` is the number it runs.
+            own batch. Pays for a busy server and large ``encode`` calls (corpus jobs); one batch
+            runs on one stream's threads, so a single batch of many rows is slower. At most
+            ``threads``: the model's ``streams`` is the number it runs.
     """
 
     KINDS: ClassVar[tuple[BundleKind, ...]] = ()

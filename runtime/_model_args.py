@@ -15,8 +15,8 @@ def add_model_arguments(p: argparse.ArgumentParser | Any, threads_help: str = "i
     p.add_argument("--precision-hint", choices=[h.value for h in InferencePrecision],
                    help="OpenVINO's compute precision (--device openvino; bf16 needs AVX512_BF16 or AMX)")  # fmt: skip
     p.add_argument("--streams", type=int, default=1,
-                   help="batches run at once, each on its share of --threads (cpu: one onnxruntime session "
-                        "per stream; openvino: its throughput mode); for large jobs; default 1")  # fmt: skip
+                   help="batches run at once, each on its share of --threads (cpu or openvino; OpenVINO's "
+                        "throughput mode); for busy servers and large jobs; default 1")  # fmt: skip
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -29,7 +29,7 @@ _PROVIDERS: dict[Device, str] = {
     Device.CUDA: "CUDAExecutionProvider",
 }
 # Devices whose ``streams`` run batches concurrently, each on its share of the threads: the CPU
-# provider with one session per stream (SessionStreams), OpenVINO in its throughput mode.
+# provider (SessionStreams), OpenVINO in its throughput mode.
 STREAM_DEVICES = (Device.CPU, Device.OPENVINO)
 
 # The onnxruntime builds all install the module `onnxruntime`: only one may be installed at a time.
@@ -169,9 +169,9 @@ def check_streams(device: Device, streams: object) -> int:
         raise ValueError(f"streams must be a positive integer, got {streams!r}")
     if streams > 1 and device not in STREAM_DEVICES:
         raise ValueError(
-            f"streams={streams} runs batches concurrently on the CPU (device 'cpu': one onnxruntime session per "
-            f"stream; device 'openvino': OpenVINO's throughput mode); device {device.value!r} runs one batch at a "
-            f"time: use streams=1"
+            f"streams={streams} runs batches concurrently on the CPU (device 'cpu': onnxruntime's CPU provider; "
+            f"device 'openvino': OpenVINO's throughput mode); device {device.value!r} runs one batch at a time: "
+            f"use streams=1"
         )
     return streams
 
@@ -269,7 +269,7 @@ def create_session(
     onnxruntime session config entries (e.g. the exact int8 path, ``_int8_cpu``);
     ``disabled_optimizers``: onnxruntime graph optimizers not to run (by name). ``streams`` (CPU and
     OpenVINO): batches that can run at once, each on its share of ``threads``: on the CPU provider
-    one session per stream (``SessionStreams``), on OpenVINO its throughput mode.
+    a ``SessionStreams``, on OpenVINO its throughput mode.
     ``provider_options``: the provider's options, or for OpenVINO properties of its CPU plugin (e.g.
     ``{"NUM_STREAMS": "4"}``).
     """

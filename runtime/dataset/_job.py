@@ -125,9 +125,10 @@ def embed_dataset(
     part is on one scale.
 
     ``device``, ``threads``, ``precision_hint`` and ``streams`` load the model as ``Embedder`` takes
-    them (per actor on Ray), e.g. ``streams=2`` for two onnxruntime sessions on one thread each, or
-    ``device="openvino", precision_hint="bf16", streams=2`` for OpenVINO's bf16 in its throughput mode. A ``precision_hint`` is part of what a continued run must match (it
-    changes the vectors); the others may change between runs.
+    them (per actor on Ray), e.g. ``streams=2`` for two batches at once on one thread each, or
+    ``device="openvino", precision_hint="bf16", streams=2`` for OpenVINO's bf16 in its throughput
+    mode. A ``precision_hint`` is part of what a continued run must match (it changes the vectors);
+    the others may change between runs.
     """
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
