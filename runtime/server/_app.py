@@ -180,6 +180,7 @@ class ServerState:
             "device": e.device.value,
             "providers": e.providers,
             "threads": e.threads,
+            "streams": e.streams,
             "prompts": e.prompts,
             "max_client_batch_size": self.config.max_inputs,
             "limits": self.config.limits(),
