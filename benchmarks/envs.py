@@ -101,39 +101,28 @@ def system_specs(
             "precision": "fp32",
         },
     ]
-    for setting in prepare.BUNDLE_SETTINGS:
-        name = f"embedrt-{setting}"
+    # every export setting's bundle, then the int8 one again in the CPU provider's throughput mode (two
+    # streams of one thread sharing one session, two batches at once, as OpenVINO's streams run)
+    rows: list[tuple[str, str, str, dict[str, Any]]] = [
+        (f"embedrt-{setting}", setting, f"embedrt {setting}", {}) for setting in prepare.BUNDLE_SETTINGS
+    ]
+    rows.append(("embedrt-int8-tput", "int8", "embedrt int8, 2 streams (CPU provider)", {"streams": 2}))
+    for name, setting, label, extra in rows:
         if only and name not in only:  # an export with its gate takes minutes: only the rows asked for
             continue
         path, note = prepare.bundle(src, setting)
         specs.append(
             {
                 "name": name,
-                "label": f"embedrt {setting}",
+                "label": label,
                 "runner": "embedrt",
                 "python": main_py,
                 "precision": "int8" if "int8" in setting else "fp32",
-                "params": {"bundle": str(path or art / f"bundle-{setting}")},
+                "params": {"bundle": str(path or art / f"bundle-{setting}"), **extra},
             }
         )
         if path is None:
             notes[name] = note
-    # the int8 bundle in the CPU provider's throughput mode: two onnxruntime sessions of one thread each,
-    # two batches at once (as OpenVINO's throughput mode runs its streams)
-    if not only or "embedrt-int8-tput" in only:
-        path, note = prepare.bundle(src, "int8")
-        specs.append(
-            {
-                "name": "embedrt-int8-tput",
-                "label": "embedrt int8, 2 streams (one onnxruntime session each)",
-                "runner": "embedrt",
-                "python": main_py,
-                "precision": "int8",
-                "params": {"bundle": str(path or art / "bundle-int8"), "streams": 2},
-            }
-        )
-        if path is None:
-            notes["embedrt-int8-tput"] = note
     ov_bundle, note = prepare.bundle(src, prepare.PLAIN)
     specs.append(
         {

@@ -289,7 +289,7 @@ def create_session(
         )
     if device is Device.CUDA:
         _load_cuda_libraries()
-    shares = split_threads(threads, check_streams(device, streams))
+    shares = split_threads(threads, streams)  # streams checked by the caller (BundleModel, the corpus job)
     options = (provider_options, memory_arena, session_config, disabled_optimizers)
     if len(shares) > 1 and max(shares) == 1:  # one single-thread session serves every stream (SessionStreams)
         return SessionStreams([_ort_session(model_path, device, 1, *options)] * len(shares))

@@ -1,8 +1,10 @@
-"""Which threads a model's runs happen on (the concurrent ``streams`` path), for the tests of both venvs."""
+"""Which threads a model's runs happen on, and how many run at once (the concurrent ``streams`` path),
+for the tests of both venvs."""
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -19,3 +21,25 @@ def record_run_threads(model: Any) -> set[str]:
 
     model._run = spy
     return seen
+
+
+def count_concurrent_runs(model: Any, delay: float = 0.05) -> list[int]:
+    """Wrap ``model._run`` so that each run lasts ``delay`` seconds longer (long enough for the next
+    batch to start beside it); the returned one-item list holds the most runs seen at once."""
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    run = model._run
+
+    def slow_run(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(delay)
+            return run(outputs, feed)  # type: ignore[no-any-return]
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    model._run = slow_run
+    return most

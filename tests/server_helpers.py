@@ -64,3 +64,19 @@ def gate_model(state: ServerState) -> tuple[threading.Event, threading.Event]:
 
     state.batcher._encode = gated
     return entered, release
+
+
+def post_concurrently(url: str, batches: list[list[str]], clients: int = 8) -> list[np.ndarray]:
+    """Each of ``batches`` posted to ``url``'s ``/v1/embeddings`` (model ``m``) by ``clients``
+    threads at once; the vectors of each, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    def post(batch: list[str]) -> np.ndarray:
+        r = httpx.post(f"{url}/v1/embeddings", json={"model": "m", "input": batch}, timeout=60)
+        r.raise_for_status()
+        return np.array([d["embedding"] for d in r.json()["data"]], np.float32)
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(post, batches))

@@ -130,8 +130,8 @@ def _bad_corpus(path: Path) -> Path:
 
 
 def test_cpu_streams_give_the_same_parts(tmp_path: Path, tiny_bert_bundle: Path, expected: np.ndarray) -> None:
-    """Two onnxruntime sessions taking every other batch write the vectors one session writes; the
-    streams may change when the job is continued."""
+    """Two CPU streams (two batches at once) write the vectors one stream writes; the streams may
+    change when the job is continued."""
     src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS])
     summary = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, threads=2, streams=2, batch_size=4,
                             rows_per_part=50, progress=False)  # fmt: skip

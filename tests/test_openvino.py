@@ -5,7 +5,6 @@ the test install), against the onnxruntime CPU provider and sentence-transformer
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from run_threads import record_run_threads
+from run_threads import count_concurrent_runs, record_run_threads
 
 from embedrt import BundleError, Embedder, onnxruntime_build
 from embedrt._session import available_cpus, cpu_precision_hints, openvino_config
@@ -234,42 +233,17 @@ def test_openvino_device_needs_no_torch(plain_bert: Path) -> None:
 
 def test_server_on_openvino_streams_answers_concurrent_requests(plain_bert: Path) -> None:
     pytest.importorskip("uvicorn")
-    from concurrent.futures import ThreadPoolExecutor
-
-    import httpx
-    from server_helpers import live_server
+    from server_helpers import live_server, post_concurrently
 
     from embedrt.server import ServerConfig
 
     model = Embedder(plain_bert, device="openvino", precision_hint="fp32", streams=2)
     ref = Embedder(plain_bert)
     texts = [[f"{t} {i}", f"request {i} " * (1 + i % 4)] for i, t in enumerate(TEXTS * 6)]
-    inside, most = [0], [0]
-    lock = threading.Lock()
-    run = model._run
-
-    def slow_run(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
-        try:
-            time.sleep(0.05)  # long enough for the next request's batch to start beside it
-            return run(outputs, feed)
-        finally:
-            with lock:
-                inside[0] -= 1
-
-    model._run = slow_run  # type: ignore[method-assign]
+    most = count_concurrent_runs(model)
     with live_server(model, ServerConfig(model_name="m", max_wait_ms=0)) as live:
         assert live.state.batcher._streams == 2
-
-        def post(batch: list[str]) -> np.ndarray:
-            r = httpx.post(f"{live.url}/v1/embeddings", json={"model": "m", "input": batch}, timeout=60)
-            r.raise_for_status()
-            return np.array([d["embedding"] for d in r.json()["data"]], np.float32)
-
-        with ThreadPoolExecutor(8) as pool:
-            got = list(pool.map(post, texts))
+        got = post_concurrently(live.url, texts)
     for batch, vectors in zip(texts, got, strict=True):
         np.testing.assert_allclose(vectors, ref.encode(batch), atol=1e-5)
     assert most[0] == 2  # two merged batches were in the model at once, never more

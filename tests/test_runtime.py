@@ -220,8 +220,8 @@ def test_cpu_streams_are_sessions_with_a_share_of_the_threads(tiny_bert_bundle: 
 
 
 def test_concurrent_batches_keep_rows_and_order(tiny_bert_bundle: Path) -> None:
-    """The concurrent path (streams > 1: one onnxruntime session per stream): every row lands in its
-    place, token states included, on several threads."""
+    """The concurrent path (streams > 1 on the CPU provider: one shared single-thread session here):
+    every row lands in its place, token states included, on several threads."""
     texts = [f"{t} {i} " * (1 + i % 7) for i, t in enumerate(TEXTS * 12)]
     serial = Embedder(tiny_bert_bundle)
     m = Embedder(tiny_bert_bundle, threads=3, streams=3)

@@ -21,7 +21,8 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
-from server_helpers import gate_model, live_server  # noqa: E402
+from run_threads import count_concurrent_runs  # noqa: E402
+from server_helpers import gate_model, live_server, post_concurrently  # noqa: E402
 
 from embedrt import Embedder  # noqa: E402
 from embedrt.server import ServerConfig  # noqa: E402
@@ -285,36 +286,12 @@ def test_info_and_models(live, embedder: Embedder) -> None:
 def test_cpu_streams_answer_concurrent_requests_with_the_same_vectors(server_bundle: Path, embedder: Embedder) -> None:
     """Two CPU streams (one shared onnxruntime session, two runs at once): every request gets its own
     vectors, and two pieces of merged batches are in the model at once, never more."""
-    from concurrent.futures import ThreadPoolExecutor
-
     model = Embedder(server_bundle, threads=2, streams=2)
     texts = [[f"{t} {i}", f"request {i} " * (1 + i % 4)] for i, t in enumerate(_texts(48, seed=9, max_words=12))]
-    inside, most = [0], [0]
-    lock = threading.Lock()
-    run = model._run
-
-    def slow_run(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
-        try:
-            time.sleep(0.05)  # long enough for the next request's batch to start beside it
-            return run(outputs, feed)
-        finally:
-            with lock:
-                inside[0] -= 1
-
-    model._run = slow_run  # type: ignore[method-assign]
+    most = count_concurrent_runs(model)
     with live_server(model, ServerConfig(model_name="m", max_wait_ms=0)) as s:
         assert s.state.batcher._streams == 2 and httpx.get(f"{s.url}/info").json()["streams"] == 2
-
-        def post(batch: list[str]) -> np.ndarray:
-            r = httpx.post(f"{s.url}/v1/embeddings", json={"model": "m", "input": batch}, timeout=60)
-            r.raise_for_status()
-            return np.array([d["embedding"] for d in r.json()["data"]], np.float32)
-
-        with ThreadPoolExecutor(8) as pool:
-            got = list(pool.map(post, texts))
+        got = post_concurrently(s.url, texts)
     for batch, vectors in zip(texts, got, strict=True):
         np.testing.assert_allclose(vectors, embedder.encode(batch), atol=ATOL)
     assert most[0] == 2

@@ -1,10 +1,10 @@
 """``embedrt serve`` under load with one and with N model streams (OpenVINO's throughput mode, or
-one onnxruntime session per stream with ``--device cpu``).
+the CPU provider's streams with ``--device cpu``).
 
 Starts two servers as their own processes (``python -m embedrt.server BUNDLE --device openvino
---precision-hint HINT``, or ``--device cpu``, one with ``--streams 1``, one with ``--streams N``) on 127.0.0.1, then drives
-them, alternately, with closed-loop clients (``bench_load.drive``) on the same real-sentence
-workloads as ``bench_load``; medians of ``--repeats`` runs per cell.
+--precision-hint HINT``, or ``--device cpu``; one with ``--streams 1``, one with ``--streams N``) on
+127.0.0.1, then drives them, alternately, with closed-loop clients (``bench_load.drive``) on the same
+real-sentence workloads as ``bench_load``; medians of ``--repeats`` runs per cell.
 
     python -m benchmarks.load.streams_load BUNDLE-PLAIN --streams 2 --concurrency 8 32 \\
         --out benchmarks/results/server-streams-X.json
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         "single": [[s] for s in sentences],
         "mixed": [rng.sample(sentences, rng.randint(1, args.max_texts)) for _ in range(2000)],
     }
-    base = ["--device", args.device, *(["--precision-hint", args.precision_hint] if args.device == "openvino" else [])]
+    hint = ["--precision-hint", args.precision_hint] if args.device == "openvino" else []
+    base = ["--device", args.device, *hint]
     configs = {s: [*base, "--streams", str(s)] for s in (1, args.streams)}
     procs: list[subprocess.Popen[bytes]] = []
     rows: list[dict[str, Any]] = []
