@@ -4,6 +4,7 @@ grows, and the Ray backend with 1 and 2 actors.
     python -m benchmarks.dataset BUNDLE --machine NAME                     # everything below
     python -m benchmarks.dataset BUNDLE --only throughput --compare-rows 20000 --rounds 2
     python -m benchmarks.dataset BUNDLE --only rss --rss-rows 100000,1000000
+    python -m benchmarks.dataset BUNDLE --only throughput rss --streams 1 2 --rss-rows 20000,100000
 
 - Corpus: ``--rows`` texts generated deterministically from the frozen benchmark sentences
   (``benchmarks/corpus.py``: English docstrings and Korean statutes, mean ~38 tokens), each made
@@ -11,11 +12,12 @@ grows, and the Ray backend with 1 and 2 actors.
   ``benchmarks/.cache``).
 - Every measurement runs in its own process (a fresh interpreter: peak RSS is that process's
   ``VmHWM``), with the same bundle, threads and batch size.
-- throughput: the job (``embed_dataset``, reading the JSONL, writing Parquet, end to end) and
-  ``Embedder.encode`` on the same texts already in memory (only the encode call is timed),
-  alternating, ``--rounds`` times each; the ratio is job / encode.
-- rss: the job at each size of ``--rss-rows``, and in-memory encode at the smallest (reading every
-  text, tokenizing, holding every vector, as ``embedrt encode`` does).
+- throughput: the job (``embed_dataset``, reading the JSONL, writing Parquet, end to end) with each
+  of ``--streams`` (default 1) and ``Embedder.encode`` on the same texts already in memory (only the
+  encode call is timed), alternating, ``--rounds`` times each; the ratio is job / encode (one stream
+  each), and with several ``--streams`` each count's best against the first's.
+- rss: the job at each size of ``--rss-rows`` and each of ``--streams``, and in-memory encode at the
+  smallest (reading every text, tokenizing, holding every vector, as ``embedrt encode`` does).
 - ray: the job with ``--backend ray`` and 1 and 2 actors of 1 CPU (a local Ray), on the throughput
   corpus. Ray's actors are other processes: their RSS is not in these numbers.
 
@@ -59,15 +61,15 @@ def generate(rows: int) -> Path:
     return path
 
 
-def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, actors: int) -> dict[str, Any]:
+def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, actors: int, streams: int) -> dict[str, Any]:
     """One measurement, in this (fresh) process."""
     out = CACHE / f"out-{kind}-{os.getpid()}"
     shutil.rmtree(out, ignore_errors=True)
-    result: dict[str, Any] = {"kind": kind}
+    result: dict[str, Any] = {"kind": kind, "streams": streams}
     if kind == "encode":
         from embedrt import Embedder
 
-        model = Embedder(bundle, threads=threads)
+        model = Embedder(bundle, threads=threads, streams=streams)
         with open(corpus, encoding="utf-8") as f:
             texts = [json.loads(line)["text"] for line in f]
         t0 = time.perf_counter()
@@ -82,7 +84,7 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
         ray = RayOptions(num_actors=actors, cpus_per_actor=1) if backend == "ray" else None
         t0 = time.perf_counter()
         s = embed_dataset(corpus, out, bundle, id_column="id", batch_size=batch_size, threads=threads,
-                          backend=backend, ray=ray, progress=False)  # fmt: skip
+                          streams=streams, backend=backend, ray=ray, progress=False)  # fmt: skip
         result["seconds"] = time.perf_counter() - t0
         result["rows"], result["tokens"] = s.written, s.tokens
         shutil.rmtree(out, ignore_errors=True)
@@ -91,9 +93,11 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
     return result
 
 
-def measure(kind: str, bundle: str, corpus: Path, threads: int, batch_size: int, actors: int = 0) -> dict[str, Any]:
+def measure(
+    kind: str, bundle: str, corpus: Path, threads: int, batch_size: int, actors: int = 0, streams: int = 1
+) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.dataset", "_child", kind, bundle, str(corpus), str(threads),
-           str(batch_size), str(actors)]  # fmt: skip
+           str(batch_size), str(actors), str(streams)]  # fmt: skip
     load = os.getloadavg()[0]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent, check=False)
     if r.returncode != 0:
@@ -101,7 +105,7 @@ def measure(kind: str, bundle: str, corpus: Path, threads: int, batch_size: int,
     result = json.loads(r.stdout.strip().splitlines()[-1])
     result["load_before"] = round(load, 2)
     result["corpus_rows"] = sum(1 for _ in corpus.open("rb"))
-    print(f"  {kind:>7} {result['corpus_rows']:>8} rows: {result['texts_per_s']:8.1f} texts/s, "
+    print(f"  {kind:>7} x{streams} {result['corpus_rows']:>8} rows: {result['texts_per_s']:8.1f} texts/s, "
           f"peak RSS {result['peak_rss_mb']:7.0f} MB (load {load:.1f})", flush=True)
     return result
 
@@ -121,7 +125,7 @@ def cpu_flags() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
-        print(json.dumps(_child(argv[1], argv[2], argv[3], *(int(a) for a in argv[4:7]))))
+        print(json.dumps(_child(argv[1], argv[2], argv[3], *(int(a) for a in argv[4:8]))))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--streams", type=int, nargs="+", default=[1],
+                   help="the job with each of these stream counts (throughput, rss; encode keeps 1)")  # fmt: skip
     args = p.parse_args(argv)
     report: dict[str, Any] = {
         "machine": args.machine, "date": time.strftime("%Y-%m-%d %H:%M"), "bundle": args.bundle,
@@ -142,15 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     if "throughput" in args.only:
         corpus = generate(args.compare_rows)
         print(f"throughput, {args.compare_rows} texts, alternating:", flush=True)
-        runs = [measure(k, bundle, corpus, args.threads, args.batch_size)
-                for _ in range(args.rounds) for k in ("job", "encode")]  # fmt: skip
+        kinds = [("job", s) for s in args.streams] + [("encode", 1)]
+        runs = [measure(k, bundle, corpus, args.threads, args.batch_size, streams=s)
+                for r in range(args.rounds) for k, s in (kinds if r % 2 == 0 else kinds[::-1])]  # fmt: skip
         report["throughput"] = {"runs": runs, **_ratio(runs)}
         print(f"  job / encode: {report['throughput']['ratio']:.3f}", flush=True)
+        if len(args.streams) > 1:
+            report["throughput"]["streams"] = _streams(runs, args.streams)
+            for s, v in report["throughput"]["streams"].items():
+                print(f"  job with {s} streams / 1 stream: {v['ratio_to_1']:.3f} (best {v['texts_per_s']:.1f} texts/s, "
+                      f"peak RSS {v['peak_rss_mb']:.0f} MB)", flush=True)
     if "rss" in args.only:
         sizes = sorted(int(x) for x in args.rss_rows.split(","))
         print("peak RSS:", flush=True)
         report["rss"] = {"encode": measure("encode", bundle, generate(sizes[0]), args.threads, args.batch_size),
-                         "job": [measure("job", bundle, generate(n), args.threads, args.batch_size) for n in sizes]}
+                         "job": [measure("job", bundle, generate(n), args.threads, args.batch_size, streams=s)
+                                 for n in sizes for s in args.streams]}  # fmt: skip
     if "ray" in args.only:
         corpus = generate(args.compare_rows)
         print(f"Ray backend, {args.compare_rows} texts:", flush=True)
@@ -161,8 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _streams(runs: list[dict[str, Any]], streams: list[int]) -> dict[str, dict[str, float]]:
+    """Per stream count: the job's best rate, its ratio to the first count's best, the largest peak RSS."""
+    jobs = {s: [r for r in runs if r["kind"] == "job" and r["streams"] == s] for s in streams}
+    base = max(r["texts_per_s"] for r in jobs[streams[0]])
+    return {str(s): {"texts_per_s": max(r["texts_per_s"] for r in rs), "ratio_to_1": max(r["texts_per_s"] for r in rs) / base,
+                     "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)} for s, rs in jobs.items()}  # fmt: skip
+
+
 def _ratio(runs: list[dict[str, Any]]) -> dict[str, float]:
-    job = [r["texts_per_s"] for r in runs if r["kind"] == "job"]
+    job = [r["texts_per_s"] for r in runs if r["kind"] == "job" and r["streams"] == 1]
     enc = [r["texts_per_s"] for r in runs if r["kind"] == "encode"]
     return {"job_texts_per_s": max(job), "encode_texts_per_s": max(enc), "ratio": max(job) / max(enc)}
 

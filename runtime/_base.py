@@ -26,7 +26,14 @@ from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, check_graph, load_man
 from ._errors import BundleError, EmbedrtError, ProviderWarning
 from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
 from ._progress import EncodeProgress
-from ._session import available_cpus, check_precision_hint, check_streams, create_session, provider_available
+from ._session import (
+    available_cpus,
+    check_precision_hint,
+    check_streams,
+    create_session,
+    provider_available,
+    resolve_streams,
+)
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, token_batches
 from ._types import MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
 
@@ -82,7 +89,8 @@ class BundleModel:
             ``device="openvino"``: OpenVINO's throughput mode), and ``encode`` keeps each busy with its
             own batch. Pays for a busy server and large ``encode`` calls (corpus jobs); one batch
             runs on one stream's threads, so a single batch of many rows is slower. At most
-            ``threads``: the model's ``streams`` is the number it runs.
+            ``threads``: the model's ``streams`` is the number it runs. ``"auto"``: one stream per
+            thread on ``device="cpu"``, one elsewhere (the corpus job's default).
     """
 
     KINDS: ClassVar[tuple[BundleKind, ...]] = ()
@@ -98,18 +106,16 @@ class BundleModel:
         precision_hint: str | None = None,
         memory_arena: bool = False,
         max_batch_tokens: int | str | None = AUTO,
-        streams: int = 1,
+        streams: int | str = 1,
     ) -> None:
         self.path = Path(bundle)
         self.device = parse(Device, device, "device")
-        self.streams = check_streams(self.device, streams)
+        asked = check_streams(self.device, streams)
         self.max_batch_tokens = run_tokens(max_batch_tokens, self.device)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.threads = threads or available_cpus()
-        # a stream needs a thread of its own; with fewer threads (a one-CPU Ray actor) the runs would only
-        # take turns, so they run one at a time on this thread
-        self.streams = min(self.streams, self.threads)
+        self.streams = resolve_streams(self.device, asked, self.threads)
         self.manifest: Manifest = load_manifest(self.path, verify=verify)
         if self.manifest.kind not in self.KINDS:
             raise BundleError(

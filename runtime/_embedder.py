@@ -68,7 +68,7 @@ class Embedder(BundleModel):
         max_batch_tokens: int | str | None = AUTO,
         truncate_dim: int | None = None,
         similarity_fn_name: str | SimilarityFunction | None = None,
-        streams: int = 1,
+        streams: int | str = 1,
     ) -> None:
         super().__init__(
             bundle, device, threads=threads, verify=verify, provider_options=provider_options,

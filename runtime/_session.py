@@ -163,10 +163,16 @@ def check_precision_hint(device: Device, hint: str | InferencePrecision | None) 
     return parsed
 
 
-def check_streams(device: Device, streams: object) -> int:
-    """``streams`` checked: a positive integer, above 1 only where batches can run concurrently (the CPU)."""
+AUTO_STREAMS = "auto"
+
+
+def check_streams(device: Device, streams: object) -> int | str:
+    """``streams`` checked: a positive integer, above 1 only where batches can run concurrently (the CPU),
+    or ``"auto"`` (``resolve_streams`` makes it a number once the threads are known)."""
+    if streams == AUTO_STREAMS:
+        return AUTO_STREAMS
     if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
-        raise ValueError(f"streams must be a positive integer, got {streams!r}")
+        raise ValueError(f"streams must be a positive integer or 'auto', got {streams!r}")
     if streams > 1 and device not in STREAM_DEVICES:
         raise ValueError(
             f"streams={streams} runs batches concurrently on the CPU (device 'cpu': onnxruntime's CPU provider; "
@@ -174,6 +180,17 @@ def check_streams(device: Device, streams: object) -> int:
             f"use streams=1"
         )
     return streams
+
+
+def resolve_streams(device: Device, streams: int | str, threads: int) -> int:
+    """The streams a model runs: ``"auto"`` is one stream per thread on the CPU provider (one
+    single-thread session shared by all: measured never slower on the CPUs tried, faster on the
+    VNNI ones, for work that queues) and one elsewhere; a number is capped at ``threads``, since a
+    stream needs a thread of its own (with fewer, the runs would only take turns)."""
+    if streams == AUTO_STREAMS:
+        return threads if device is Device.CPU else 1
+    assert isinstance(streams, int)
+    return min(streams, threads)
 
 
 def split_threads(threads: int, streams: int) -> list[int]:

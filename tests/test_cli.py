@@ -68,6 +68,11 @@ def test_errors_are_messages_not_tracebacks(tiny_bert_bundle: Path, tmp_path: Pa
     assert main(["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", out, "--device", "cuda",
                  "--streams", "2"]) == 2  # fmt: skip
     assert "streams=2 runs batches concurrently on the CPU" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", out, "--streams", "many"])
+    assert "argument --streams: expected a positive integer or 'auto', got 'many'" in capsys.readouterr().err
+    assert main(["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", out, "--streams", "auto"]) == 0
+    assert np.load(out).shape[0] == 1
     assert main(["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", out, "--precision-hint", "bf16"]) == 2
     assert "precision_hint 'bf16' is an OpenVINO option; device is 'cpu'" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
+
+from run_threads import count_concurrent_runs  # noqa: E402
 
 from embedrt import Embedder  # noqa: E402
 from embedrt.dataset import BadRowError, InputError, OutputError, embed_dataset  # noqa: E402
@@ -129,16 +132,31 @@ def _bad_corpus(path: Path) -> Path:
     return path
 
 
-def test_cpu_streams_give_the_same_parts(tmp_path: Path, tiny_bert_bundle: Path, expected: np.ndarray) -> None:
-    """Two CPU streams (two batches at once) write the vectors one stream writes; the streams may
-    change when the job is continued."""
+def test_cpu_streams_give_the_same_parts(tmp_path: Path, tiny_bert_bundle: Path, expected: np.ndarray,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """By default a job runs one batch per thread at once (CPU streams of one thread each); its parts
+    hold the vectors one stream writes, and the streams may change when the job is continued."""
+    from embedrt.dataset import _job
+
+    made: list[tuple[Embedder, list[int]]] = []
+
+    class Watched(Embedder):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append((self, count_concurrent_runs(self, delay=0.01)))
+
+    monkeypatch.setattr(_job, "Embedder", Watched)
     src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS])
-    summary = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, threads=2, streams=2, batch_size=4,
-                            rows_per_part=50, progress=False)  # fmt: skip
+    summary = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, threads=2, batch_size=4, rows_per_part=50,
+                            progress=False)  # fmt: skip
+    (model, most), = made
+    assert model.streams == 2 and most[0] == 2  # two batches in the model at once
     assert summary.written == len(TEXTS)
     np.testing.assert_allclose(_vectors(pq.read_table(tmp_path / "out")), expected, atol=2e-6)
-    again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=50, progress=False)
-    assert again.rows_embedded == 0 and again.written == len(TEXTS)
+    again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, threads=1, rows_per_part=50, progress=False)
+    assert again.rows_embedded == 0 and again.written == len(TEXTS) and made[1][0].streams == 1
+    embed_dataset(src, tmp_path / "one", tiny_bert_bundle, threads=2, streams=1, batch_size=4, progress=False)
+    assert made[2][0].streams == 1 and made[2][1][0] == 1  # streams=1: each batch on both threads, one at a time
 
 
 def test_bad_rows_fail_names_the_row_and_keeps_finished_parts(tmp_path: Path, tiny_bert_bundle: Path) -> None:

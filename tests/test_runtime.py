@@ -12,7 +12,8 @@ import pytest
 from run_threads import record_run_threads
 
 from embedrt import BundleError, Embedder, ProviderError, available_cpus
-from embedrt._session import SessionStreams, split_threads
+from embedrt._session import SessionStreams, check_streams, resolve_streams, split_threads
+from embedrt._types import Device
 
 TEXTS = ["short", "a much longer sentence with many more tokens in it than the others", "", "mid length text",
          "대한민국은 민주공화국이다.", "🙂🚀"] * 5
@@ -195,9 +196,21 @@ def test_streams_are_checked(tiny_bert_bundle: Path) -> None:
     assert Embedder(tiny_bert_bundle).streams == 1
     with pytest.raises(ValueError, match=r"streams=2 runs batches concurrently on the CPU .* device 'cuda'"):
         Embedder(tiny_bert_bundle, device="cuda", streams=2)
-    for bad in (0, -1, "2", True, 1.5, None):
-        with pytest.raises(ValueError, match=f"streams must be a positive integer, got {bad!r}"):
+    for bad in (0, -1, "2", "Auto", True, 1.5, None):
+        with pytest.raises(ValueError, match=f"streams must be a positive integer or 'auto', got {bad!r}"):
             Embedder(tiny_bert_bundle, streams=bad)  # type: ignore[arg-type]
+
+
+def test_auto_streams_are_one_per_thread_on_the_cpu_only(tiny_bert_bundle: Path) -> None:
+    m = Embedder(tiny_bert_bundle, threads=3, streams="auto")
+    assert m.streams == 3 and isinstance(m.session, SessionStreams)
+    assert m.session.get_session_options().intra_op_num_threads == 1  # one shared single-thread session
+    assert Embedder(tiny_bert_bundle, threads=1, streams="auto").streams == 1
+    assert resolve_streams(Device.CPU, "auto", 4) == 4
+    assert resolve_streams(Device.CUDA, "auto", 4) == 1  # one batch at a time there: no refusal
+    assert resolve_streams(Device.OPENVINO, "auto", 4) == 1
+    assert resolve_streams(Device.CPU, 3, 2) == 2  # a stream needs a thread of its own
+    assert check_streams(Device.CUDA, "auto") == "auto"
 
 
 def test_split_threads() -> None:

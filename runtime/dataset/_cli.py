@@ -52,7 +52,7 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--ranges", metavar="FILE.npy", help="int8/uint8 calibration ranges, shape (2, dim): mins, maxes "
                    "(embedrt.quantization_ranges on a sample), the same for the whole corpus")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
-    add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)")
+    add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)", streams_default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("Ray backend (pip install 'embedrt[ray]')")
     g.add_argument("--backend", default="local", choices=[b.value for b in Backend])

@@ -95,7 +95,7 @@ def embed_dataset(
     device: str = "cpu",
     threads: int | None = None,
     precision_hint: str | None = None,
-    streams: int = 1,
+    streams: int | str = "auto",
     backend: str | Backend = Backend.LOCAL,
     ray: RayOptions | None = None,
     progress: bool = True,
@@ -125,9 +125,10 @@ def embed_dataset(
     part is on one scale.
 
     ``device``, ``threads``, ``precision_hint`` and ``streams`` load the model as ``Embedder`` takes
-    them (per actor on Ray), e.g. ``streams=2`` for two batches at once on one thread each, or
-    ``device="openvino", precision_hint="bf16", streams=2`` for OpenVINO's bf16 in its throughput
-    mode. A ``precision_hint`` is part of what a continued run must match (it changes the vectors);
+    them (per actor on Ray). ``streams="auto"`` (the default) runs one batch per thread at once on
+    the CPU provider, each on one thread (a job's batches always queue), and one batch elsewhere;
+    ``streams=1`` runs each batch on every thread; ``device="openvino", precision_hint="bf16",
+    streams=2`` runs OpenVINO's bf16 in its throughput mode. A ``precision_hint`` is part of what a continued run must match (it changes the vectors);
     the others may change between runs.
     """
     say = log or (lambda _m: None)
