@@ -58,7 +58,7 @@ def add_encode_parser(sub: Any) -> None:
         help="most padded tokens per model run (rows x longest row), so long documents run in small batches "
         "(default: auto, 1024 on the CPU, the fastest there; 16384 on a GPU)",
     )  # fmt: skip
-    add_model_arguments(p)
+    add_model_arguments(p, streams_default="auto")  # a batch job: its batches queue
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
     p.add_argument(

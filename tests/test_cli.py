@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from embedrt import Embedder
-from embedrt.cli import main
+from embedrt.cli import build_parser, main
 
 
 def test_help_lists_commands() -> None:
@@ -80,6 +80,14 @@ def test_errors_are_messages_not_tracebacks(tiny_bert_bundle: Path, tmp_path: Pa
     with pytest.raises(SystemExit):
         main(["encode", str(tiny_bert_bundle), "-", "-o", "o.npy", "--max-batch-tokens", "0"])
     assert "expected a positive integer or 'auto', got '0'" in capsys.readouterr().err
+
+
+def test_batch_commands_default_to_auto_streams_and_the_server_to_one() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["encode", "b", "in.txt", "-o", "o.npy"]).streams == "auto"
+    assert parser.parse_args(["embed-dataset", "in.txt", "out", "-m", "b"]).streams == "auto"
+    assert parser.parse_args(["serve", "b"]).streams == 1
+    assert parser.parse_args(["encode", "b", "in.txt", "-o", "o.npy", "--streams", "3"]).streams == 3
 
 
 # -- what a new user runs into ---------------------------------------------------------------------------
