@@ -25,7 +25,7 @@ import onnxruntime as ort
 from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, check_graph, load_manifest
 from ._errors import BundleError, EmbedrtError, ProviderWarning
 from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
-from ._progress import EncodeProgress
+from ._progress import EncodeProgress, batch_tokens
 from ._session import (
     available_cpus,
     check_precision_hint,
@@ -249,8 +249,7 @@ class BundleModel:
         order = np.argsort(-tok.lengths, kind="stable")
         lengths = tok.lengths[order]
         pieces = token_batches(lengths, batch_size, self.max_batch_tokens)
-        padded = sum(max(int(lengths[p.start]), 1) * (p.stop - p.start) for p in pieces)
-        bar = EncodeProgress(padded, len(tok), show_progress_bar, desc)  # in padded tokens: an honest ETA
+        bar = EncodeProgress(sum(batch_tokens(lengths, pieces)), len(tok), show_progress_bar, desc)  # in padded tokens: an honest ETA
         try:
             for piece in pieces:
                 rows = order[piece]

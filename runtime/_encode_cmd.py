@@ -221,19 +221,25 @@ def _tokenize(model: Any, texts: list[str], prompt_name: str | None, run: _Run, 
 
 
 def _embed(model: Any, tok: Any, batch_size: int, normalize: bool | None, run: _Run, show: bool) -> np.ndarray:
-    """``model.encode_tokenized`` batch by batch, longest first (as it does itself), counting progress."""
+    """``model.encode_tokenized`` on runs of its own batches (longest first, cut as it cuts them for the
+    whole input, so the vectors are those of one ``encode`` call), counting progress in padded tokens
+    after each. One batch per call with one stream; with several, ``8 x streams`` batches per call, so
+    that every stream has a batch of its own until near the call's end."""
     from ._progress import EncodeProgress, batch_tokens
+    from ._tokenize import token_batches
 
-    n = len(tok)
     order = np.argsort(-tok.lengths, kind="stable")
-    cost = batch_tokens(tok.lengths[order], batch_size)
-    out = np.empty((n, model.dimension), dtype=np.float32)
-    bar = EncodeProgress(int(cost.sum()), n, show)
+    lengths = tok.lengths[order]
+    pieces = token_batches(lengths, batch_size, model.max_batch_tokens)
+    cost = batch_tokens(lengths, pieces)
+    per_call = 1 if model.streams == 1 else 8 * model.streams
+    out = np.empty((len(tok), model.dimension), dtype=np.float32)
+    bar = EncodeProgress(sum(cost), len(tok), show)
     try:
-        for b, start in enumerate(range(0, n, batch_size)):
-            rows = order[start : start + batch_size]
-            out[rows] = model.encode_tokenized(tok.select(rows), batch_size=len(rows), normalize=normalize)
-            bar.update(len(rows), int(cost[b]))
+        for b in range(0, len(pieces), per_call):
+            rows = order[pieces[b].start : pieces[min(b + per_call, len(pieces)) - 1].stop]
+            out[rows] = model.encode_tokenized(tok.select(rows), batch_size=batch_size, normalize=normalize)
+            bar.update(len(rows), sum(cost[b : b + per_call]))
             run.done = bar.texts_done
     finally:
         bar.close()

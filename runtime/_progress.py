@@ -13,13 +13,10 @@ from typing import Any
 import numpy as np
 
 
-def batch_tokens(sorted_lengths: np.ndarray, batch_size: int) -> np.ndarray:
-    """Padded tokens (rows x longest) of each batch of ``sorted_lengths``, which run longest first."""
-    n = len(sorted_lengths)
-    starts = np.arange(0, n, batch_size)
-    widths = np.maximum(np.asarray(sorted_lengths, dtype=np.int64)[starts], 1)
-    rows = np.minimum(batch_size, n - starts)
-    return widths * rows  # type: ignore[no-any-return]
+def batch_tokens(sorted_lengths: np.ndarray, pieces: list[slice]) -> list[int]:
+    """Padded tokens (rows x longest, at least one) of each batch ``pieces`` cuts from ``sorted_lengths``,
+    which run longest first."""
+    return [max(int(sorted_lengths[p.start]), 1) * (p.stop - p.start) for p in pieces]
 
 
 class EncodeProgress:

@@ -191,11 +191,13 @@ def test_encode_shows_progress_from_the_start_in_tokens(tiny_bert_bundle: Path, 
 
 def test_progress_counts_padded_tokens_so_the_eta_holds() -> None:
     from embedrt._progress import EncodeProgress, batch_tokens
+    from embedrt._tokenize import token_batches
 
     lengths = np.array([100] + [5] * 99)  # sorted longest first, as batches run
-    cost = batch_tokens(lengths, 10)
-    assert list(cost) == [1000] + [50] * 9
-    bar = EncodeProgress(int(cost.sum()), 100, enabled=False)
+    cost = batch_tokens(lengths, token_batches(lengths, 10, None))
+    assert cost == [1000] + [50] * 9
+    assert batch_tokens(lengths, token_batches(lengths, 10, 99)) == [100] + [50] * 9 + [45]  # the long row alone
+    bar = EncodeProgress(sum(cost), 100, enabled=False)
     bar.update(10, int(cost[0]))
     assert bar.texts_done == 10  # 10% of the texts, but 69% of the work: that is what the bar shows
 
@@ -214,7 +216,8 @@ def test_encode_interrupted_says_what_was_written(tiny_bert_bundle: Path, tmp_pa
 
     monkeypatch.setattr(Embedder, "encode_tokenized", interrupted_third_batch)
     out = tmp_path / "o.npy"
-    argv = ["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", str(out), "--batch-size", "8"]
+    argv = ["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", str(out), "--batch-size", "8",
+            "--streams", "1"]  # fmt: skip
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert "interrupted after embedding 16 of 40 texts; nothing was written to" in err and not out.exists()
@@ -223,6 +226,31 @@ def test_encode_interrupted_says_what_was_written(tiny_bert_bundle: Path, tmp_pa
     assert main(argv) == 130
     assert f"{out} was left as it was" in capsys.readouterr().err
     assert np.load(out).shape == (3,)
+
+
+def test_encode_with_streams_hands_each_call_a_run_of_batches(tiny_bert_bundle: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """One batch per call would run on one stream's thread while the others wait: with streams, each
+    call takes 8 batches per stream; the vectors are the same either way."""
+    texts = [("word " * (i % 23)).strip() or "x" for i in range(60)]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    real = Embedder.encode_tokenized
+    rows: list[int] = []
+
+    def counted(self, tok, *a, **kw):  # type: ignore[no-untyped-def]
+        rows.append(len(tok))
+        return real(self, tok, *a, **kw)
+
+    monkeypatch.setattr(Embedder, "encode_tokenized", counted)
+    expected = Embedder(tiny_bert_bundle).encode(texts)
+    for streams, calls in (("2", [32, 28]), ("1", [2] * 30)):
+        rows.clear()
+        out = tmp_path / f"o{streams}.npy"
+        argv = ["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", str(out), "--batch-size", "2",
+                "--threads", "2", "--streams", streams, "--no-progress"]  # fmt: skip
+        assert main(argv) == 0
+        assert rows == calls
+        np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
 
 
 def test_encode_ctrl_c_exits_130_with_a_message(tiny_bert_bundle: Path, tmp_path: Path) -> None:
