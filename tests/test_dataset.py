@@ -159,6 +159,13 @@ def test_cpu_streams_give_the_same_parts(tmp_path: Path, tiny_bert_bundle: Path,
     assert made[2][0].streams == 1 and made[2][1][0] == 1  # streams=1: each batch on both threads, one at a time
 
 
+def test_the_batch_function_runs_streams_by_default(tiny_bert_bundle: Path) -> None:
+    from embedrt.dataset import EmbedBatch
+
+    assert EmbedBatch(tiny_bert_bundle, threads=2).model.streams == 2  # as a Ray Data actor builds it
+    assert EmbedBatch(tiny_bert_bundle, threads=2, streams=1).model.streams == 1
+
+
 def test_bad_rows_fail_names_the_row_and_keeps_finished_parts(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     src = _bad_corpus(tmp_path / "in.jsonl")
     with pytest.raises(BadRowError) as e:

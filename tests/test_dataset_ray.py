@@ -75,6 +75,8 @@ def test_embed_ray_dataset_adds_a_column(local_ray: None, tiny_bert_bundle: Path
     np.testing.assert_allclose(_vectors(table), want, atol=2e-6)
     with pytest.raises(ValueError, match="on_error 'ignore'"):
         embed_ray_dataset(ds, tiny_bert_bundle, on_error="ignore")
+    with pytest.raises(ValueError, match="streams must be a positive integer or 'auto', got 0"):
+        embed_ray_dataset(ds, tiny_bert_bundle, streams=0)
 
 
 def test_ray_actors_on_openvino_equal_the_cpu_provider(

@@ -78,7 +78,8 @@ class EmbedBatch:
     """``table -> table`` with an embedding column, as Ray Data's ``map_batches`` takes it.
 
     Args:
-        model: an ``Embedder`` or a bundle folder (then built here, with ``device``/``threads``).
+        model: an ``Embedder`` or a bundle folder (then built here, with ``device``/``threads``/
+            ``streams``; ``streams="auto"``: one batch per thread at once on the CPU provider).
         text_column: the column holding the texts.
         id_column: the column naming rows in error messages and bad-row records (row index if none).
         on_error: ``"fail"``, ``"skip"`` or ``"null"``.
@@ -107,8 +108,11 @@ class EmbedBatch:
         precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
         truncate_dim: int | None = None,
         ranges: np.ndarray | None = None,
+        streams: int | str = "auto",
     ) -> None:
-        self.model = model if isinstance(model, Embedder) else Embedder(model, device=device, threads=threads)
+        self.model = (
+            model if isinstance(model, Embedder) else Embedder(model, device=device, threads=threads, streams=streams)
+        )
         self.text_column = text_column
         self.id_column = id_column
         self.on_error = parse(OnError, on_error, "on_error")

@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from .._embedder import Embedder
 from .._errors import EmbedrtError
-from .._types import parse
+from .._session import check_streams
+from .._types import Device, parse
 from ._batch import BadRow, BadRowError, EmbedBatch, OnError, output_settings
 from ._output import write_atomic
 from ._sources import PartSpec, Plan
@@ -211,6 +212,7 @@ def embed_ray_dataset(
     num_gpus_per_actor: float = 0.0,
     device: str = "cpu",
     max_restarts: int = 3,
+    streams: int | str = "auto",
 ) -> Any:
     """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors added.
 
@@ -223,12 +225,15 @@ def embed_ray_dataset(
     ``ranges``: as ``EmbedBatch`` takes them. An actor whose process dies is restarted up to
     ``max_restarts`` times and its batch runs again; past that the dataset fails with Ray's
     ``ActorDiedError`` (Ray's own default, no limit, would retry a batch that kills it forever).
+    ``streams``: batches an actor runs at once, each on its share of its threads (``"auto"``: one
+    per thread on the CPU provider, as the corpus job does).
     """
     ray = ray_module()
     threads = _check_cpus(cpus_per_actor)
     restarts = _check_restarts(max_restarts)
     parse_on_error = parse(OnError, on_error, "on_error")
     _check_actors(num_actors)
+    check_streams(parse(Device, device, "device"), streams)
     checking = Embedder(model, verify=True)
     checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
     output_settings(checking.dimension, precision, truncate_dim, ranges)
@@ -238,7 +243,7 @@ def embed_ray_dataset(
                                "on_error": parse_on_error, "batch_size": batch_size, "normalize": normalize,
                                "prompt_name": prompt_name, "prompt": prompt, "output_column": output_column,
                                "device": device, "threads": threads, "precision": precision,
-                               "truncate_dim": truncate_dim, "ranges": ranges},
+                               "truncate_dim": truncate_dim, "ranges": ranges, "streams": streams},
         batch_size=rows_per_batch, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None, max_restarts=restarts,
     )  # fmt: skip
