@@ -249,7 +249,8 @@ class BundleModel:
         order = np.argsort(-tok.lengths, kind="stable")
         lengths = tok.lengths[order]
         pieces = token_batches(lengths, batch_size, self.max_batch_tokens)
-        bar = EncodeProgress(sum(batch_tokens(lengths, pieces)), len(tok), show_progress_bar, desc)  # in padded tokens: an honest ETA
+        padded = sum(batch_tokens(lengths, pieces))  # the bar counts padded tokens: an honest ETA
+        bar = EncodeProgress(padded, len(tok), show_progress_bar, desc)
         try:
             for piece in pieces:
                 rows = order[piece]

@@ -184,8 +184,8 @@ def check_streams(device: Device, streams: object) -> int | str:
 
 def resolve_streams(device: Device, streams: int | str, threads: int) -> int:
     """The streams a model runs: ``"auto"`` is one stream per thread on the CPU provider (one
-    single-thread session shared by all: measured never slower on the CPUs tried, faster on the
-    VNNI ones, for work that queues) and one elsewhere; a number is capped at ``threads``, since a
+    single-thread session shared by all; for work that queues, measured level on an AVX2 CPU and
+    faster on the VNNI ones) and one elsewhere; a number is capped at ``threads``, since a
     stream needs a thread of its own (with fewer, the runs would only take turns)."""
     if streams == AUTO_STREAMS:
         return threads if device is Device.CPU else 1
