@@ -35,7 +35,7 @@ from ._session import (
     resolve_streams,
 )
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, token_batches
-from ._types import MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
+from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
 
 # Padded tokens per model run (rows x the batch's longest row), so one long input cannot blow memory:
 # a document of several thousand tokens runs alone. On the CPU provider, runs of ~1024 tokens are
@@ -45,7 +45,6 @@ from ._types import MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
 # benchmarks/results/run-tokens-*.json). Other devices (a GPU wants big runs) keep 16384.
 CPU_RUN_TOKENS = 1024
 DEFAULT_MAX_BATCH_TOKENS = 16384
-AUTO = "auto"
 
 
 def run_tokens(max_batch_tokens: int | str | None, device: Device) -> int | None:

@@ -17,22 +17,10 @@ from typing import Any
 import numpy as np
 
 from ._lines import DECODE_ERRORS, STDIN, STRUCTURED, read_lines
-from ._model_args import add_model_arguments, model_options
+from ._model_args import add_model_arguments, model_options, positive_or_auto
+from ._types import AUTO
 
 _TOKENIZE_CHUNK = 8192  # texts per tokenizer call when progress is shown (each call is parallel inside)
-AUTO = "auto"  # the model's own token budget per run (``BundleModel``'s ``max_batch_tokens``)
-
-
-def _run_tokens(value: str) -> int | str:
-    if value == AUTO:
-        return AUTO
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
-    return n
 
 
 def add_encode_parser(sub: Any) -> None:
@@ -54,7 +42,7 @@ def add_encode_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
-        "--max-batch-tokens", type=_run_tokens, default=AUTO,
+        "--max-batch-tokens", type=positive_or_auto, default=AUTO,
         help="most padded tokens per model run (rows x longest row), so long documents run in small batches "
         "(default: auto, 1024 on the CPU, the fastest there; 16384 on a GPU)",
     )  # fmt: skip
@@ -237,7 +225,8 @@ def _embed(model: Any, tok: Any, batch_size: int, normalize: bool | None, run: _
     bar = EncodeProgress(sum(cost), len(tok), show)
     try:
         for b in range(0, len(pieces), per_call):
-            rows = order[pieces[b].start : pieces[min(b + per_call, len(pieces)) - 1].stop]
+            run_pieces = pieces[b : b + per_call]
+            rows = order[run_pieces[0].start : run_pieces[-1].stop]
             out[rows] = model.encode_tokenized(tok.select(rows), batch_size=batch_size, normalize=normalize)
             bar.update(len(rows), sum(cost[b : b + per_call]))
             run.done = bar.texts_done

@@ -6,17 +6,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._types import Device, InferencePrecision
+from ._types import AUTO, Device, InferencePrecision
 
 
-def streams_value(text: str) -> int | str:
-    """``--streams``: a number, or ``auto`` (one stream per thread on the CPU provider, one elsewhere)."""
-    if text == "auto":
-        return text
+def positive_or_auto(text: str) -> int | str:
+    """An option's value: a positive integer, or ``auto`` (the model resolves it for its device)."""
+    if text == AUTO:
+        return AUTO
     try:
-        return int(text)
+        n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return n
 
 
 def add_model_arguments(
@@ -28,7 +31,7 @@ def add_model_arguments(
     p.add_argument("--threads", type=int, default=None, help=threads_help)
     p.add_argument("--precision-hint", choices=[h.value for h in InferencePrecision],
                    help="OpenVINO's compute precision (--device openvino; bf16 needs AVX512_BF16 or AMX)")  # fmt: skip
-    p.add_argument("--streams", type=streams_value, default=streams_default,
+    p.add_argument("--streams", type=positive_or_auto, default=streams_default,
                    help="batches run at once, each on its share of --threads (cpu or openvino; OpenVINO's "
                         "throughput mode); for busy servers and large jobs; 'auto': one per thread on cpu, "
                         f"one elsewhere; default {streams_default}")  # fmt: skip

@@ -21,7 +21,7 @@ import onnxruntime as ort
 
 from ._errors import ProviderError
 from ._openvino import OpenVINOSession, openvino_version
-from ._types import Device, InferencePrecision, parse
+from ._types import AUTO, Device, InferencePrecision, parse
 
 # onnxruntime's providers; device "openvino" runs on OpenVINO's own runtime instead (``_openvino``)
 _PROVIDERS: dict[Device, str] = {
@@ -163,14 +163,11 @@ def check_precision_hint(device: Device, hint: str | InferencePrecision | None) 
     return parsed
 
 
-AUTO_STREAMS = "auto"
-
-
 def check_streams(device: Device, streams: object) -> int | str:
     """``streams`` checked: a positive integer, above 1 only where batches can run concurrently (the CPU),
     or ``"auto"`` (``resolve_streams`` makes it a number once the threads are known)."""
-    if streams == AUTO_STREAMS:
-        return AUTO_STREAMS
+    if streams == AUTO:
+        return AUTO
     if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
         raise ValueError(f"streams must be a positive integer or 'auto', got {streams!r}")
     if streams > 1 and device not in STREAM_DEVICES:
@@ -187,7 +184,7 @@ def resolve_streams(device: Device, streams: int | str, threads: int) -> int:
     single-thread session shared by all; for work that queues, measured level on an AVX2 CPU and
     faster on the VNNI ones) and one elsewhere; a number is capped at ``threads``, since a
     stream needs a thread of its own (with fewer, the runs would only take turns)."""
-    if streams == AUTO_STREAMS:
+    if streams == AUTO:
         return threads if device is Device.CPU else 1
     assert isinstance(streams, int)
     return min(streams, threads)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import TypeVar
 
+# the value of the options a model resolves for its device and threads (max_batch_tokens, streams)
+AUTO = "auto"
+
 E = TypeVar("E", bound=Enum)
 
 
