@@ -5,24 +5,36 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.int8_cpu import cpu_info
 
 
-def parse(doc: str | None, module: str) -> tuple[argparse.Namespace, dict[str, Any]]:
+def parse(
+    doc: str | None, module: str, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> tuple[argparse.Namespace, dict[str, Any]]:
     """``(args, header)``: ``args.bundles`` maps each name to its path; ``header`` holds the command
-    that reproduces the run, the CPU and the thread count."""
+    that reproduces the run, the CPU and the thread count. ``extra`` adds a benchmark's own options
+    (written into the command when given)."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", action="append", required=True, help="NAME=PATH, repeatable")
     p.add_argument("--out", required=True)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    shared = len(p._actions)
+    if extra is not None:
+        extra(p)
     args = p.parse_args()
     args.bundles = dict(b.split("=", 1) for b in args.bundle)
+    own = ""
+    for action in p._actions[shared:]:
+        value = getattr(args, action.dest)
+        if value != action.default:
+            own += f" {action.option_strings[0]} " + " ".join(map(str, value if isinstance(value, list) else [value]))
     command = (
         f"python -m benchmarks.{module} " + " ".join(f"--bundle {b}" for b in args.bundle)
-        + f" --rounds {args.rounds} --threads {args.threads} --out {args.out}"
+        + f" --rounds {args.rounds} --threads {args.threads}{own} --out {args.out}"
     )  # fmt: skip
     return args, {"command": command, "cpu": cpu_info(), "threads": args.threads}
 

@@ -33,6 +33,7 @@ from ._session import (
     create_session,
     provider_available,
     resolve_streams,
+    split_threads,
 )
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, token_batches
 from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
@@ -42,15 +43,22 @@ from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, 
 # also the fastest: their activations stay in the caches (MiniLM through Embedder.encode, 2 threads,
 # AVX2 EPYC, 32 texts in runs of 1024 tokens against one run: fp32 1.13x at 128 tokens, 1.34x at
 # 256, 1.29x at 512; int8 1.14x, 1.15x, 1.10x; at 16-64 tokens within the noise;
-# benchmarks/results/run-tokens-*.json). Other devices (a GPU wants big runs) keep 16384.
+# benchmarks/results/run-tokens-*.json). A run on one thread (streams of one thread each, or a
+# one-thread model) has one core's cache: half that is its best (Zen 5 EPYC, 2 streams, runs of 512
+# tokens against 1024, paired medians of 5 rounds: int8 1.06x sentences, 1.08x passages; fp32 1.04x,
+# 0.99x; benchmarks/results/streams-run-tokens-*.json). Other devices (a GPU wants big runs) keep 16384.
 CPU_RUN_TOKENS = 1024
+CPU_THREAD_RUN_TOKENS = 512  # a run on one thread
 DEFAULT_MAX_BATCH_TOKENS = 16384
 
 
-def run_tokens(max_batch_tokens: int | str | None, device: Device) -> int | None:
-    """The token budget per model run: ``max_batch_tokens`` checked, ``"auto"`` resolved for ``device``."""
+def run_tokens(max_batch_tokens: int | str | None, device: Device, run_threads: int) -> int | None:
+    """The token budget per model run: ``max_batch_tokens`` checked, ``"auto"`` resolved for ``device``
+    and the threads each run has (``run_threads``)."""
     if max_batch_tokens == AUTO:
-        return CPU_RUN_TOKENS if device is Device.CPU else DEFAULT_MAX_BATCH_TOKENS
+        if device is not Device.CPU:
+            return DEFAULT_MAX_BATCH_TOKENS
+        return CPU_THREAD_RUN_TOKENS if run_threads == 1 else CPU_RUN_TOKENS
     if max_batch_tokens is not None and (
         isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1
     ):
@@ -82,7 +90,8 @@ class BundleModel:
             batch's memory for good (RSS 1240 vs 508 MB measured); on, long inputs run ~5-18% faster.
         max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on
             top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
-            ``"auto"``: 1024 on the CPU provider (the fastest there), 16384 on other devices.
+            ``"auto"``: 1024 on the CPU provider (the fastest there), 512 where each run has one
+            thread (streams of one thread, ``threads=1``), 16384 on other devices.
         streams: batches run at once, each on its share of ``threads`` (``device="cpu"``: one
             onnxruntime session shared by streams of one thread each, else a session per stream;
             ``device="openvino"``: OpenVINO's throughput mode), and ``encode`` keeps each busy with its
@@ -110,11 +119,11 @@ class BundleModel:
         self.path = Path(bundle)
         self.device = parse(Device, device, "device")
         asked = check_streams(self.device, streams)
-        self.max_batch_tokens = run_tokens(max_batch_tokens, self.device)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.threads = threads or available_cpus()
         self.streams = resolve_streams(self.device, asked, self.threads)
+        self.max_batch_tokens = run_tokens(max_batch_tokens, self.device, max(split_threads(self.threads, self.streams)))
         self.manifest: Manifest = load_manifest(self.path, verify=verify)
         if self.manifest.kind not in self.KINDS:
             raise BundleError(

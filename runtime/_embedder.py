@@ -43,7 +43,8 @@ class Embedder(BundleModel):
             batch's memory for good (RSS 1240 vs 508 MB measured); on, long inputs run ~5-18% faster.
         max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on
             top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
-            ``"auto"``: 1024 on the CPU provider (the fastest there), 16384 on other devices.
+            ``"auto"``: 1024 on the CPU provider (the fastest there), 512 where each run has one
+            thread (streams of one thread, ``threads=1``), 16384 on other devices.
         truncate_dim: keep only the first ``truncate_dim`` dimensions of every embedding
             (Matryoshka models); ``encode(truncate_dim=...)`` overrides it per call.
         similarity_fn_name: ``"cosine"``, ``"dot"``, ``"euclidean"`` or ``"manhattan"`` for

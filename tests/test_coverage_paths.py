@@ -218,13 +218,20 @@ def test_budget_does_not_change_vectors(tiny_bert_bundle: Path) -> None:
         Embedder(tiny_bert_bundle, max_batch_tokens="fast")
 
 
-def test_the_default_budget_follows_the_device(tiny_bert_bundle: Path) -> None:
-    from embedrt._base import CPU_RUN_TOKENS, DEFAULT_MAX_BATCH_TOKENS, run_tokens
+def test_the_default_budget_follows_the_device_and_the_threads_per_run(tiny_bert_bundle: Path) -> None:
+    """On the CPU a run on one thread (streams of one thread each, or one thread) gets half the tokens
+    of a run on several: one core's caches."""
+    from embedrt._base import CPU_RUN_TOKENS, CPU_THREAD_RUN_TOKENS, DEFAULT_MAX_BATCH_TOKENS, run_tokens
     from embedrt._types import Device
 
-    assert Embedder(tiny_bert_bundle).max_batch_tokens == CPU_RUN_TOKENS == 1024
-    assert run_tokens("auto", Device.CUDA) == run_tokens("auto", Device.OPENVINO) == DEFAULT_MAX_BATCH_TOKENS
-    assert run_tokens(None, Device.CPU) is None and run_tokens(300, Device.CUDA) == 300
+    assert Embedder(tiny_bert_bundle, threads=2).max_batch_tokens == CPU_RUN_TOKENS == 1024
+    assert Embedder(tiny_bert_bundle, threads=2, streams=2).max_batch_tokens == CPU_THREAD_RUN_TOKENS == 512
+    assert Embedder(tiny_bert_bundle, threads=2, streams="auto").max_batch_tokens == 512
+    assert Embedder(tiny_bert_bundle, threads=1).max_batch_tokens == 512
+    assert Embedder(tiny_bert_bundle, threads=4, streams=2).max_batch_tokens == 1024  # two threads per run
+    assert Embedder(tiny_bert_bundle, threads=2, streams=2, max_batch_tokens=2048).max_batch_tokens == 2048
+    assert run_tokens("auto", Device.CUDA, 1) == run_tokens("auto", Device.OPENVINO, 1) == DEFAULT_MAX_BATCH_TOKENS
+    assert run_tokens(None, Device.CPU, 1) is None and run_tokens(300, Device.CUDA, 2) == 300
 
 
 def test_left_padding_in_the_runtime() -> None:
