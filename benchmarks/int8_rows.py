@@ -23,7 +23,8 @@ would (each export validated and gated), once per method, and measures on the sa
 ``rows-unnorm`` (per row only for the inputs no layer norm makes: the attention context and the FFN
 activation; per tensor after the layer norms), ``rows-unnorm-all`` / ``rows-split-all`` (those with
 every MatMul int8), ``rows-noffnin-all`` (every input per row but the FFN input projection's),
-``smooth-tensor`` (every input per tensor; ``smooth`` in the result files written before per-row
+``rows-ffnout`` (per row only for the FFN activation, the attention context per tensor as onnxruntime
+fuses it), ``smooth-tensor`` (every input per tensor; ``smooth`` in the result files written before per-row
 inputs became the default, where ``rows-unnorm-all`` is today's ``smooth``), ``smooth-encal`` /
 ``rows-encal`` (``smooth`` / ``smooth-rows`` calibrated as before the calibration took sentences in
 Korean and other languages: the validation grid and English texts only), ``smooth-full`` (``smooth``
@@ -73,6 +74,8 @@ def _study_recipes() -> dict[str, Any]:
             "rows-split-all": Int8Recipe(activations="row", split_outliers=4),
             "smooth-tensor": Int8Recipe(split_outliers=4),  # every input per tensor: the default before per-row inputs
             "rows-noffnin-all": Int8Recipe(activations="row", row_inputs="attn_proj+ffn_out", split_outliers=4),
+            # per row only for the FFN activation; the attention context per tensor (fused by onnxruntime)
+            "rows-ffnout": Int8Recipe(activations="row", row_inputs="ffn_out", split_outliers=4),
             # the default with int8 weights over the full range (no pair limit): on a CPU without VNNI
             # the runtime takes the exact u8u8 path for it, so this is what VNNI/AMX would compute
             "smooth-full": Int8Recipe(split_outliers=4, activations="row", row_inputs="unnormalized",
