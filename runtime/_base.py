@@ -44,9 +44,10 @@ from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, 
 # AVX2 EPYC, 32 texts in runs of 1024 tokens against one run: fp32 1.13x at 128 tokens, 1.34x at
 # 256, 1.29x at 512; int8 1.14x, 1.15x, 1.10x; at 16-64 tokens within the noise;
 # benchmarks/results/run-tokens-*.json). A run on one thread (streams of one thread each, or a
-# one-thread model) has one core's cache: half that is its best (Zen 5 EPYC, 2 streams, runs of 512
-# tokens against 1024, paired medians of 5 rounds: int8 1.06x sentences, 1.08x passages; fp32 1.04x,
-# 0.99x; benchmarks/results/streams-run-tokens-*.json). Other devices (a GPU wants big runs) keep 16384.
+# one-thread model) has one core's caches: runs of half as many tokens are its fastest (Zen 5 EPYC,
+# 2 streams, runs of 512 tokens against 1024, paired medians of 5 rounds: int8 1.06x sentences,
+# 1.08x passages; fp32 1.04x, 0.99x; benchmarks/results/streams-run-tokens-*.json). Other devices
+# (a GPU wants big runs) keep 16384.
 CPU_RUN_TOKENS = 1024
 CPU_THREAD_RUN_TOKENS = 512  # a run on one thread
 DEFAULT_MAX_BATCH_TOKENS = 16384
