@@ -124,7 +124,8 @@ class BundleModel:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.threads = threads or available_cpus()
         self.streams = resolve_streams(self.device, asked, self.threads)
-        self.max_batch_tokens = run_tokens(max_batch_tokens, self.device, max(split_threads(self.threads, self.streams)))
+        run_threads = max(split_threads(self.threads, self.streams))
+        self.max_batch_tokens = run_tokens(max_batch_tokens, self.device, run_threads)
         self.manifest: Manifest = load_manifest(self.path, verify=verify)
         if self.manifest.kind not in self.KINDS:
             raise BundleError(

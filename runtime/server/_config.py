@@ -17,7 +17,8 @@ class ServerConfig:
     ``max_batch_tokens``; an idle server waits at most ``max_wait_ms`` for company before running.
     ``batching=False`` runs one request per model call (for comparison). Inside a merged batch the
     texts are sorted by length and run in pieces of at most ``batch_size`` rows and ``max_run_tokens``
-    padded tokens (``None``: the model's own ``max_batch_tokens``, 1024 on the CPU provider, 512 with one thread per run).
+    padded tokens (``None``: the model's own ``max_batch_tokens``, 1024 on the CPU provider, 512 with one
+    thread per run).
     """
 
     model_name: str = "embedrt"
