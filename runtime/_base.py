@@ -10,6 +10,7 @@ only what their kind computes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import threading
 import warnings
@@ -96,10 +97,12 @@ class BundleModel:
         streams: batches run at once, each on its share of ``threads`` (``device="cpu"``: one
             onnxruntime session shared by streams of one thread each, else a session per stream;
             ``device="openvino"``: OpenVINO's throughput mode), and ``encode`` keeps each busy with its
-            own batch. Pays for a busy server and large ``encode`` calls (corpus jobs); one batch
-            runs on one stream's threads, so a single batch of many rows is slower. At most
-            ``threads``: the model's ``streams`` is the number it runs. ``"auto"``: one stream per
-            thread on ``device="cpu"``, one elsewhere (the corpus job's default).
+            own batch. Pays for a busy server and large ``encode`` calls (corpus jobs). On
+            ``device="cpu"`` a call of one batch runs on all the threads, in a second session made
+            on its first use (a second copy of the weights; ``stream_runs`` keeps a caller to the
+            streams); on OpenVINO it runs on one stream's threads. At most ``threads``: the model's
+            ``streams`` is the number it runs. ``"auto"``: one stream per thread on
+            ``device="cpu"``, one elsewhere (the corpus job's default).
     """
 
     KINDS: ClassVar[tuple[BundleKind, ...]] = ()
@@ -141,18 +144,13 @@ class BundleModel:
                 "for device 'openvino' export it with --no-optimize (optimize=False)"
             )
         self.int8_plan: Int8Plan | None = self._int8_plan()
-        try:
-            self.session = create_session(
-                self.path / MODEL_NAME, self.device, self.threads, provider_options, precision_hint=precision_hint,
-                memory_arena=memory_arena, session_config=self.int8_plan.session_config() if self.int8_plan else None,
-                disabled_optimizers=INT8_UNFUSED if self.int8_plan else None, streams=self.streams,
-            )
-        except EmbedrtError:
-            raise
-        except Exception as e:  # onnxruntime's own exception types are not importable in a stable way
-            raise BundleError(
-                f"{self.path / MODEL_NAME} cannot be loaded by {self._engine} ({e}); export the model again"
-            ) from e
+        self._new_session = functools.partial(
+            create_session, self.path / MODEL_NAME, self.device, self.threads, provider_options,
+            precision_hint=precision_hint, memory_arena=memory_arena,
+            session_config=self.int8_plan.session_config() if self.int8_plan else None,
+            disabled_optimizers=INT8_UNFUSED if self.int8_plan else None,
+        )  # fmt: skip
+        self.session = self._load(self.streams)
         check_graph(self.path, self.manifest, self.session.get_inputs(), self.session.get_outputs())
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self._with_type_ids = "token_type_ids" in graph_inputs
@@ -161,9 +159,38 @@ class BundleModel:
         self._run_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.streams == 1 else contextlib.nullcontext()
         )
+        # CPU streams: a run with nothing beside it takes a session of all the threads (made on first use)
+        self._solo: Any = None
+        self._solo_lock = threading.Lock()
+        self._solo_runs = self.device is Device.CPU and self.streams > 1
+        self._stream_runs = threading.local()
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = 4  # a failed run raises with onnxruntime's message; no second copy on stderr
         _warn_if_not_made_for(self.path, self.manifest, self.device)
+
+    def _load(self, streams: int) -> Any:
+        """The session (``create_session``) for ``streams``; a ``BundleError`` if the graph cannot load."""
+        try:
+            return self._new_session(streams=streams)
+        except EmbedrtError:
+            raise
+        except Exception as e:  # onnxruntime's own exception types are not importable in a stable way
+            raise BundleError(
+                f"{self.path / MODEL_NAME} cannot be loaded by {self._engine} ({e}); export the model again"
+            ) from e
+
+    @contextlib.contextmanager
+    def stream_runs(self) -> Iterator[None]:
+        """Runs started on this thread inside the block take one stream's threads, even the run of a
+        call of one batch, which would otherwise take a session of all the threads when no other run
+        holds it. For callers that run several calls at once (a server's pieces of one batch) and
+        batch jobs that should not load that session's second copy of the weights."""
+        before = getattr(self._stream_runs, "on", False)
+        self._stream_runs.on = True
+        try:
+            yield
+        finally:
+            self._stream_runs.on = before
 
     def _int8_plan(self) -> Int8Plan | None:
         """How an int8 bundle must run on this CPU (``_int8_cpu``); None for other bundles."""
@@ -190,10 +217,22 @@ class BundleModel:
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
-    def _run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _run(self, outputs: list[str], feed: dict[str, np.ndarray], alone: bool = False) -> list[np.ndarray]:
+        """One model run. ``alone`` (the caller's only run, CPU streams): on all the threads at once, in
+        a second session made on first use, unless another lone run holds it or ``stream_runs`` is on."""
         try:
+            solo = alone and self._solo_runs and not getattr(self._stream_runs, "on", False)
+            if solo and self._solo_lock.acquire(blocking=False):
+                try:
+                    if self._solo is None:
+                        self._solo = self._load(1)
+                    return self._solo.run(outputs, feed, self._run_options)  # type: ignore[no-any-return]
+                finally:
+                    self._solo_lock.release()
             with self._run_lock:
                 return self.session.run(outputs, feed, self._run_options)  # type: ignore[no-any-return]
+        except EmbedrtError:
+            raise
         except Exception as e:  # onnxruntime's exception types (Fail, InvalidArgument, ...) derive from Exception
             raise BundleError(self._run_failure(feed, e)) from e
 
@@ -207,7 +246,7 @@ class BundleModel:
         batches = itertools.chain(head, rest)
         if len(head) < 2:  # one stream, or one batch (a server's piece): on this thread, no pool
             for rows, feed in batches:
-                yield rows, self._run(outputs, feed)
+                yield rows, self._run(outputs, feed, alone=True)
             return
         pending: deque[tuple[np.ndarray, Future[list[np.ndarray]]]] = deque()
         with ThreadPoolExecutor(self.streams, thread_name_prefix="embedrt-stream") as pool:

@@ -15,9 +15,9 @@ def record_run_threads(model: Any) -> set[str]:
     seen: set[str] = set()
     run = model._run
 
-    def spy(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def spy(outputs: list[str], feed: dict[str, np.ndarray], alone: bool = False) -> list[np.ndarray]:
         seen.add(threading.current_thread().name)
-        return run(outputs, feed)  # type: ignore[no-any-return]
+        return run(outputs, feed, alone)  # type: ignore[no-any-return]
 
     model._run = spy
     return seen
@@ -30,13 +30,13 @@ def count_concurrent_runs(model: Any, delay: float = 0.05) -> list[int]:
     lock = threading.Lock()
     run = model._run
 
-    def slow_run(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def slow_run(outputs: list[str], feed: dict[str, np.ndarray], alone: bool = False) -> list[np.ndarray]:
         with lock:
             inside[0] += 1
             most[0] = max(most[0], inside[0])
         try:
             time.sleep(delay)
-            return run(outputs, feed)  # type: ignore[no-any-return]
+            return run(outputs, feed, alone)  # type: ignore[no-any-return]
         finally:
             with lock:
                 inside[0] -= 1

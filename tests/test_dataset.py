@@ -162,7 +162,10 @@ def test_cpu_streams_give_the_same_parts(tmp_path: Path, tiny_bert_bundle: Path,
 def test_the_batch_function_runs_streams_by_default(tiny_bert_bundle: Path) -> None:
     from embedrt.dataset import EmbedBatch
 
-    assert EmbedBatch(tiny_bert_bundle, threads=2).model.streams == 2  # as a Ray Data actor builds it
+    batch = EmbedBatch(tiny_bert_bundle, threads=2)  # as a Ray Data actor builds it
+    assert batch.model.streams == 2
+    assert batch(pa.table({"text": TEXTS[:3]})).num_rows == 3  # one batch: still on the streams
+    assert batch.model._solo is None  # a job never loads the all-threads session's copy of the weights
     assert EmbedBatch(tiny_bert_bundle, threads=2, streams=1).model.streams == 1
 
 

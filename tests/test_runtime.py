@@ -232,6 +232,24 @@ def test_cpu_streams_are_sessions_with_a_share_of_the_threads(tiny_bert_bundle: 
     assert one.streams == 1 and not isinstance(one.session, SessionStreams)
 
 
+def test_cpu_streams_run_a_lone_batch_on_all_threads(tiny_bert_bundle: Path) -> None:
+    """A call of one batch runs on a session of all the threads, made on its first use; several
+    batches, ``stream_runs`` or a lone run already holding that session keep to the streams."""
+    serial = Embedder(tiny_bert_bundle, threads=2)
+    m = Embedder(tiny_bert_bundle, threads=2, streams=2)
+    np.testing.assert_allclose(m.encode(TEXTS * 12, batch_size=4), serial.encode(TEXTS * 12, batch_size=4), atol=1e-6)
+    assert m._solo is None  # many batches: the streams, no second session
+    with m.stream_runs():
+        m.encode(TEXTS[:3])
+    assert m._solo is None
+    with m._solo_lock:  # another lone run holds it: this one takes a stream, without waiting
+        np.testing.assert_allclose(m.encode(TEXTS[:3]), serial.encode(TEXTS[:3]), atol=1e-6)
+    assert m._solo is None
+    np.testing.assert_allclose(m.encode(TEXTS[:3]), serial.encode(TEXTS[:3]), atol=1e-6)
+    assert m._solo.get_session_options().intra_op_num_threads == 2
+    assert Embedder(tiny_bert_bundle, threads=2)._solo_runs is False  # one stream: its session has every thread
+
+
 def test_concurrent_batches_keep_rows_and_order(tiny_bert_bundle: Path) -> None:
     """The concurrent path (streams > 1 on the CPU provider: one shared single-thread session here):
     every row lands in its place, token states included, on several threads."""
@@ -250,7 +268,7 @@ def test_a_failed_concurrent_batch_stops_the_rest(tiny_bert_bundle: Path) -> Non
     m = Embedder(tiny_bert_bundle, threads=2, streams=2)
     calls = []
 
-    def failing(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def failing(outputs: list[str], feed: dict[str, np.ndarray], alone: bool = False) -> list[np.ndarray]:
         calls.append(feed["input_ids"].shape)
         raise BundleError("batch failed")
 

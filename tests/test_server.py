@@ -292,9 +292,12 @@ def test_cpu_streams_answer_concurrent_requests_with_the_same_vectors(server_bun
     with live_server(model, ServerConfig(model_name="m", max_wait_ms=0)) as s:
         assert s.state.batcher._streams == 2 and httpx.get(f"{s.url}/info").json()["streams"] == 2
         got = post_concurrently(s.url, texts)
+        lone = httpx.post(f"{s.url}/v1/embeddings", json={"input": texts[0]}).json()["data"]
     for batch, vectors in zip(texts, got, strict=True):
         np.testing.assert_allclose(vectors, embedder.encode(batch), atol=ATOL)
+    np.testing.assert_allclose([d["embedding"] for d in lone], embedder.encode(texts[0]), atol=ATOL)
     assert most[0] == 2
+    assert model._solo is not None  # a lone request ran on the session of both threads
 
 
 def test_health_is_not_ready_before_warmup(embedder: Embedder) -> None:

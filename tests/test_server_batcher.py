@@ -27,13 +27,15 @@ class FakeModel:
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.calls: list[int] = []
+        self.alone: list[bool] = []
         self.fail_on = fail_on
         self.gate = threading.Event()
         self.gate.set()
 
-    def __call__(self, tok: Tokenized) -> np.ndarray:
+    def __call__(self, tok: Tokenized, alone: bool = True) -> np.ndarray:
         self.gate.wait(10)
         self.calls.append(len(tok))
+        self.alone.append(alone)
         if self.fail_on is not None and self.fail_on in tok.lengths:
             raise RuntimeError("model failed")
         return np.array([[row[0]] for row in tok.ids], np.float32)
@@ -147,10 +149,10 @@ def test_small_requests_merged_with_a_big_one_are_answered_first() -> None:
     model = FakeModel()
     release = threading.Event()
 
-    def stalls_after_the_first_run(tok: Tokenized) -> np.ndarray:
+    def stalls_after_the_first_run(tok: Tokenized, alone: bool) -> np.ndarray:
         if model.calls:
             release.wait(10)
-        return model(tok)
+        return model(tok, alone)
 
     async def main() -> None:
         batcher = Batcher(stalls_after_the_first_run, Metrics(), max_wait_s=0.05, max_run_tokens=128)
@@ -175,13 +177,13 @@ class MeetingModel(FakeModel):
         self.barrier = threading.Barrier(parties)
         self.met: list[bool] = []
 
-    def __call__(self, tok: Tokenized) -> np.ndarray:
+    def __call__(self, tok: Tokenized, alone: bool = True) -> np.ndarray:
         try:
             self.barrier.wait(2)
             self.met.append(True)
         except threading.BrokenBarrierError:
             self.met.append(False)
-        return super().__call__(tok)
+        return super().__call__(tok, alone)
 
 
 def test_streams_share_each_batch() -> None:
@@ -190,7 +192,19 @@ def test_streams_share_each_batch() -> None:
     out = _run(Batcher(model, Metrics(), max_wait_s=0.05, streams=2), jobs)
     assert [np.asarray(o)[:, 0].tolist() for o in out] == [[4, 4], [4], [4]]  # each request its own rows
     # 4 rows merged, cut into two pieces of half the tokens each, both in the model at once
-    assert model.calls == [2, 2] and model.met == [True, True]
+    assert model.calls == [2, 2] and model.met == [True, True] and model.alone == [False, False]
+
+
+def test_streams_run_a_lone_small_request_on_all_threads() -> None:
+    """A request alone in its batch, of at most one run's tokens, runs its pieces one after another,
+    each marked alone (the model runs it on all its threads); a bigger one is shared out."""
+    model = MeetingModel(2)
+    out = _run(Batcher(model, Metrics(), streams=2, max_run_tokens=64), [_tok(30, 2, 2)])
+    assert np.asarray(out[0])[:, 0].tolist() == [30, 2, 2]
+    assert model.calls == [2, 1] and model.met == [False, False] and model.alone == [True, True]
+    model = MeetingModel(2)
+    out = _run(Batcher(model, Metrics(), streams=2, max_run_tokens=64), [_tok(40, 40)])
+    assert model.calls == [1, 1] and model.met == [True, True] and model.alone == [False, False]
 
 
 def test_one_stream_runs_one_batch_at_a_time() -> None:

@@ -72,9 +72,11 @@ class ServerState:
         self.ready = False
         self.draining = False
 
-    def _encode(self, tok: Tokenized) -> np.ndarray:
-        """One model run (the batcher cut it to rows of similar length)."""
-        return model_call(self.model, tok)
+    def _encode(self, tok: Tokenized, alone: bool) -> np.ndarray:
+        """One model run (the batcher cut it to rows of similar length). With CPU streams a batch's only
+        piece runs on all the threads, and pieces that run together on one stream's threads each."""
+        with contextlib.nullcontext() if alone else self.model.stream_runs():
+            return model_call(self.model, tok)
 
     def begin_drain(self) -> None:
         """Refuse new requests from now on; those already in flight finish."""

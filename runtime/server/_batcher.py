@@ -3,8 +3,9 @@
 One asyncio task collects jobs from a bounded queue and runs the model on a worker thread, so the
 event loop never blocks on inference. While a batch runs, new requests queue up; they are merged
 into the next batch as long as their tokens fit in the budget. A model with ``streams`` above 1
-(OpenVINO's throughput mode) gets that many worker threads, and each merged batch is cut into
-pieces of about equal work, that many at once. An idle server waits at most
+(CPU streams, OpenVINO's throughput mode) gets that many worker threads, and each merged batch is
+cut into pieces of about equal work, that many at once; a lone request of at most one run's
+tokens runs alone, on all the model's threads where it has them. An idle server waits at most
 ``max_wait_s`` after the first request for others to join, and only while other requests are on
 their way in (being read or tokenized, see ``arriving``): a lone client pays no wait. Each job gets
 exactly its own rows back.
@@ -32,7 +33,7 @@ from ._metrics import Metrics
 
 log = logging.getLogger("embedrt.server")
 
-EncodeFn = Callable[[Tokenized], np.ndarray]
+EncodeFn = Callable[[Tokenized, bool], np.ndarray]  # (rows, alone: the batch's only piece)
 
 
 class QueueFullError(Exception):
@@ -102,7 +103,8 @@ class Batcher:
     """Merges concurrent ``submit`` calls into model batches under a token budget.
 
     ``encode`` embeds one model run (rows of similar length, see ``plan_runs``); it runs on one of
-    the batcher's ``streams`` model threads (one unless the model runs batches concurrently).
+    the batcher's ``streams`` model threads (one unless the model runs batches concurrently). Its
+    second argument says whether the run is its batch's only piece (nothing runs beside it).
     """
 
     def __init__(
@@ -249,16 +251,22 @@ class Batcher:
         missing = list(sizes)
         out: np.ndarray | None = None
         loop = asyncio.get_running_loop()
-        run_tokens = self._max_run_tokens
-        if self._streams > 1:  # pieces of about equal work, so that no stream waits on another's long one
-            run_tokens = min(run_tokens, max(int(tok.lengths.max()), -(-int(tok.lengths.sum()) // self._streams)))
-        pieces = plan_runs(tok.lengths, self._max_rows, run_tokens)[::-1]
+        # A lone request of at most one run's tokens runs its pieces one after another, each on all
+        # the model's threads; more work is shared between the streams, in pieces of about equal
+        # work, so that no stream waits on another's long one.
+        pieces = plan_runs(tok.lengths, self._max_rows, self._max_run_tokens)[::-1]
+        shared = self._streams > 1 and (len(batch) > 1 or int(tok.lengths.sum()) > self._max_run_tokens)
+        if shared:
+            share = max(int(tok.lengths.max()), -(-int(tok.lengths.sum()) // self._streams))
+            pieces = plan_runs(tok.lengths, self._max_rows, min(self._max_run_tokens, share))[::-1]
+        at_once = self._streams if shared else 1
         running: dict[asyncio.Future[np.ndarray], np.ndarray] = {}
         try:
             while pieces or running:
-                while pieces and len(running) < self._streams:
+                while pieces and len(running) < at_once:
                     rows = pieces.pop(0)
-                    running[loop.run_in_executor(self._executor, self._encode, tok.select(rows.tolist()))] = rows
+                    piece = tok.select(rows.tolist())
+                    running[loop.run_in_executor(self._executor, self._encode, piece, not shared)] = rows
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
                     rows = running.pop(future)
