@@ -97,12 +97,12 @@ class BundleModel:
         streams: batches run at once, each on its share of ``threads`` (``device="cpu"``: one
             onnxruntime session shared by streams of one thread each, else a session per stream;
             ``device="openvino"``: OpenVINO's throughput mode), and ``encode`` keeps each busy with its
-            own batch. Pays for a busy server and large ``encode`` calls (corpus jobs). On
-            ``device="cpu"`` a call of one batch runs on all the threads, in a second session made
-            on its first use (a second copy of the weights; ``stream_runs`` keeps a caller to the
-            streams); on OpenVINO it runs on one stream's threads. At most ``threads``: the model's
-            ``streams`` is the number it runs. ``"auto"``: one stream per thread on
-            ``device="cpu"``, one elsewhere (the corpus job's default).
+            own batch. Pays for a busy server and large ``encode`` calls (corpus jobs); a call of
+            one batch runs on one stream's threads, so a single batch of many rows is slower
+            (on ``device="cpu"``, ``all_threads`` runs it on all of them, at the cost of a second
+            copy of the weights). At most ``threads``: the model's ``streams`` is the number it
+            runs. ``"auto"``: one stream per thread on ``device="cpu"``, one elsewhere (the corpus
+            job's default).
     """
 
     KINDS: ClassVar[tuple[BundleKind, ...]] = ()
@@ -159,11 +159,11 @@ class BundleModel:
         self._run_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.streams == 1 else contextlib.nullcontext()
         )
-        # CPU streams: a run with nothing beside it takes a session of all the threads (made on first use)
+        # CPU streams: in ``all_threads``, a run with nothing beside it takes a session of all the threads
         self._solo: Any = None
         self._solo_lock = threading.Lock()
         self._solo_runs = self.device is Device.CPU and self.streams > 1
-        self._stream_runs = threading.local()
+        self._lone_runs = threading.local()
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = 4  # a failed run raises with onnxruntime's message; no second copy on stderr
         _warn_if_not_made_for(self.path, self.manifest, self.device)
@@ -180,17 +180,18 @@ class BundleModel:
             ) from e
 
     @contextlib.contextmanager
-    def stream_runs(self) -> Iterator[None]:
-        """Runs started on this thread inside the block take one stream's threads, even the run of a
-        call of one batch, which would otherwise take a session of all the threads when no other run
-        holds it. For callers that run several calls at once (a server's pieces of one batch) and
-        batch jobs that should not load that session's second copy of the weights."""
-        before = getattr(self._stream_runs, "on", False)
-        self._stream_runs.on = True
+    def all_threads(self) -> Iterator[None]:
+        """With CPU streams, a call of one batch started on this thread inside the block runs on all
+        the threads at once, in a second session of all of them (made on its first use: a second
+        copy of the weights), unless another such run holds it; outside, it runs on one stream's
+        threads. For a lone request's latency where requests may also come together (the server
+        runs its lone requests so). No effect on one stream, or on OpenVINO's streams."""
+        before = getattr(self._lone_runs, "all_threads", False)
+        self._lone_runs.all_threads = True
         try:
             yield
         finally:
-            self._stream_runs.on = before
+            self._lone_runs.all_threads = before
 
     def _int8_plan(self) -> Int8Plan | None:
         """How an int8 bundle must run on this CPU (``_int8_cpu``); None for other bundles."""
@@ -218,10 +219,10 @@ class BundleModel:
         return list(self.session.get_providers())
 
     def _run(self, outputs: list[str], feed: dict[str, np.ndarray], alone: bool = False) -> list[np.ndarray]:
-        """One model run. ``alone`` (the caller's only run, CPU streams): on all the threads at once, in
-        a second session made on first use, unless another lone run holds it or ``stream_runs`` is on."""
+        """One model run. ``alone`` (the call's only run) inside ``all_threads`` with CPU streams: on all
+        the threads at once, in a second session made on first use, unless another lone run holds it."""
         try:
-            solo = alone and self._solo_runs and not getattr(self._stream_runs, "on", False)
+            solo = alone and self._solo_runs and getattr(self._lone_runs, "all_threads", False)
             if solo and self._solo_lock.acquire(blocking=False):
                 try:
                     if self._solo is None:

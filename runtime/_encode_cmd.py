@@ -225,13 +225,12 @@ def _embed(model: Any, tok: Any, batch_size: int, normalize: bool | None, run: _
     out = np.empty((len(tok), model.dimension), dtype=np.float32)
     bar = EncodeProgress(sum(cost), len(tok), show)
     try:
-        with model.stream_runs():  # a short last call stays on the streams: no second session
-            for b in range(0, len(pieces), per_call):
-                run_pieces = pieces[b : b + per_call]
-                rows = order[run_pieces[0].start : run_pieces[-1].stop]
-                out[rows] = model.encode_tokenized(tok.select(rows), batch_size=batch_size, normalize=normalize)
-                bar.update(len(rows), sum(cost[b : b + per_call]))
-                run.done = bar.texts_done
+        for b in range(0, len(pieces), per_call):
+            run_pieces = pieces[b : b + per_call]
+            rows = order[run_pieces[0].start : run_pieces[-1].stop]
+            out[rows] = model.encode_tokenized(tok.select(rows), batch_size=batch_size, normalize=normalize)
+            bar.update(len(rows), sum(cost[b : b + per_call]))
+            run.done = bar.texts_done
     finally:
         bar.close()
     return out

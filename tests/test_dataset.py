@@ -164,8 +164,8 @@ def test_the_batch_function_runs_streams_by_default(tiny_bert_bundle: Path) -> N
 
     batch = EmbedBatch(tiny_bert_bundle, threads=2)  # as a Ray Data actor builds it
     assert batch.model.streams == 2
-    assert batch(pa.table({"text": TEXTS[:3]})).num_rows == 3  # one batch: still on the streams
-    assert batch.model._solo is None  # a job never loads the all-threads session's copy of the weights
+    assert batch(pa.table({"text": TEXTS[:3]})).num_rows == 3
+    assert batch.model._solo is None  # a job never loads a second copy of the weights
     assert EmbedBatch(tiny_bert_bundle, threads=2, streams=1).model.streams == 1
 
 

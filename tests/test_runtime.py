@@ -232,20 +232,21 @@ def test_cpu_streams_are_sessions_with_a_share_of_the_threads(tiny_bert_bundle: 
     assert one.streams == 1 and not isinstance(one.session, SessionStreams)
 
 
-def test_cpu_streams_run_a_lone_batch_on_all_threads(tiny_bert_bundle: Path) -> None:
-    """A call of one batch runs on a session of all the threads, made on its first use; several
-    batches, ``stream_runs`` or a lone run already holding that session keep to the streams."""
+def test_cpu_streams_run_a_lone_batch_on_all_threads_when_asked(tiny_bert_bundle: Path) -> None:
+    """In ``all_threads`` a call of one batch runs on a session of all the threads, made on its first
+    use; outside it, several batches, or a lone run already holding that session keep to the streams."""
     serial = Embedder(tiny_bert_bundle, threads=2)
     m = Embedder(tiny_bert_bundle, threads=2, streams=2)
-    np.testing.assert_allclose(m.encode(TEXTS * 12, batch_size=4), serial.encode(TEXTS * 12, batch_size=4), atol=1e-6)
-    assert m._solo is None  # many batches: the streams, no second session
-    with m.stream_runs():
-        m.encode(TEXTS[:3])
-    assert m._solo is None
-    with m._solo_lock:  # another lone run holds it: this one takes a stream, without waiting
+    m.encode(TEXTS[:3])
+    assert m._solo is None  # not asked: one stream's thread, no second copy of the weights
+    with m.all_threads():
+        np.testing.assert_allclose(m.encode(TEXTS * 12, batch_size=4), serial.encode(TEXTS * 12, batch_size=4),
+                                   atol=1e-6)  # fmt: skip
+        assert m._solo is None  # many batches: the streams
+        with m._solo_lock:  # another lone run holds it: this one takes a stream, without waiting
+            np.testing.assert_allclose(m.encode(TEXTS[:3]), serial.encode(TEXTS[:3]), atol=1e-6)
+        assert m._solo is None
         np.testing.assert_allclose(m.encode(TEXTS[:3]), serial.encode(TEXTS[:3]), atol=1e-6)
-    assert m._solo is None
-    np.testing.assert_allclose(m.encode(TEXTS[:3]), serial.encode(TEXTS[:3]), atol=1e-6)
     assert m._solo.get_session_options().intra_op_num_threads == 2
     assert Embedder(tiny_bert_bundle, threads=2)._solo_runs is False  # one stream: its session has every thread
 

@@ -150,10 +150,9 @@ class EmbedBatch:
     def run(self, prep: Prepared) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order."""
         dim = self.type.list_size
-        with self.model.stream_runs():  # a short last part stays on the streams: no second session
-            vectors = self.model.encode_tokenized(
-                prep.tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim
-            )
+        vectors = self.model.encode_tokenized(
+            prep.tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim
+        )
         assert isinstance(vectors, np.ndarray)  # sentence embeddings, by construction
         if self.precision is not EmbeddingPrecision.FLOAT32:
             vectors = quantize_embeddings(vectors, self.precision, ranges=self.ranges)

@@ -75,7 +75,7 @@ class ServerState:
     def _encode(self, tok: Tokenized, alone: bool) -> np.ndarray:
         """One model run (the batcher cut it to rows of similar length). With CPU streams a batch's only
         piece runs on all the threads, and pieces that run together on one stream's threads each."""
-        with contextlib.nullcontext() if alone else self.model.stream_runs():
+        with self.model.all_threads() if alone else contextlib.nullcontext():
             return model_call(self.model, tok)
 
     def begin_drain(self) -> None:
