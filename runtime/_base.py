@@ -193,6 +193,11 @@ class BundleModel:
         finally:
             self._lone_runs.all_threads = before
 
+    @property
+    def lone_runs_take_all_threads(self) -> bool:
+        """Whether ``all_threads`` has an effect: a model with CPU streams."""
+        return self._solo_runs
+
     def _int8_plan(self) -> Int8Plan | None:
         """How an int8 bundle must run on this CPU (``_int8_cpu``); None for other bundles."""
         if self.manifest.precision is not Precision.INT8 or self.device is not Device.CPU:

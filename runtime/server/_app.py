@@ -68,13 +68,14 @@ class ServerState:
             max_rows=config.batch_size,
             max_run_tokens=config.max_run_tokens or model.max_batch_tokens or config.max_batch_tokens,
             streams=model.streams,  # the model's concurrent runs: each batch's pieces, that many at once
+            solo=model.lone_runs_take_all_threads,  # CPU streams: a lone request on all the threads
         )
         self.ready = False
         self.draining = False
 
     def _encode(self, tok: Tokenized, alone: bool) -> np.ndarray:
-        """One model run (the batcher cut it to rows of similar length). With CPU streams a batch's only
-        piece runs on all the threads, and pieces that run together on one stream's threads each."""
+        """One model run (the batcher cut it to rows of similar length). With CPU streams a lone
+        request's pieces run on all the threads, and pieces that run together on one stream's each."""
         with self.model.all_threads() if alone else contextlib.nullcontext():
             return model_call(self.model, tok)
 

@@ -4,8 +4,8 @@ One asyncio task collects jobs from a bounded queue and runs the model on a work
 event loop never blocks on inference. While a batch runs, new requests queue up; they are merged
 into the next batch as long as their tokens fit in the budget. A model with ``streams`` above 1
 (CPU streams, OpenVINO's throughput mode) gets that many worker threads, and each merged batch is
-cut into pieces of about equal work, that many at once; a lone request of at most one run's
-tokens runs alone, on all the model's threads where it has them. An idle server waits at most
+cut into pieces of about equal work, that many at once; with CPU streams a lone request of at most
+one run's tokens runs alone, on all the model's threads. An idle server waits at most
 ``max_wait_s`` after the first request for others to join, and only while other requests are on
 their way in (being read or tokenized, see ``arriving``): a lone client pays no wait. Each job gets
 exactly its own rows back.
@@ -33,7 +33,7 @@ from ._metrics import Metrics
 
 log = logging.getLogger("embedrt.server")
 
-EncodeFn = Callable[[Tokenized, bool], np.ndarray]  # (rows, alone: the batch's only piece)
+EncodeFn = Callable[[Tokenized, bool], np.ndarray]  # (rows, alone: nothing runs beside it)
 
 
 class QueueFullError(Exception):
@@ -104,7 +104,9 @@ class Batcher:
 
     ``encode`` embeds one model run (rows of similar length, see ``plan_runs``); it runs on one of
     the batcher's ``streams`` model threads (one unless the model runs batches concurrently). Its
-    second argument says whether the run is its batch's only piece (nothing runs beside it).
+    second argument says whether nothing runs beside it. ``solo``: the model runs such a run on all
+    its threads (CPU streams, ``all_threads``), so a lone request of at most one run's tokens
+    runs its pieces one after another instead of sharing them between the streams.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class Batcher:
         max_rows: int = 32,
         max_run_tokens: int = 2048,
         streams: int = 1,
+        solo: bool = False,
     ) -> None:
         self._encode = encode
         self._max_rows = max_rows
@@ -135,6 +138,7 @@ class Batcher:
         self._arriving = 0
         # One thread per stream: each runs one piece at a time on the model's intra-op threads.
         self._streams = streams
+        self._solo = solo
         self._executor = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="embedrt-model")
 
     @property
@@ -251,11 +255,12 @@ class Batcher:
         missing = list(sizes)
         out: np.ndarray | None = None
         loop = asyncio.get_running_loop()
-        # A lone request of at most one run's tokens runs its pieces one after another, each on all
-        # the model's threads; more work is shared between the streams, in pieces of about equal
-        # work, so that no stream waits on another's long one.
+        # With ``solo``, a lone request of at most one run's tokens runs its pieces one after another,
+        # each on all the model's threads; other work is shared between the streams, in pieces of
+        # about equal work, so that no stream waits on another's long one.
         pieces = plan_runs(tok.lengths, self._max_rows, self._max_run_tokens)[::-1]
-        shared = self._streams > 1 and (len(batch) > 1 or int(tok.lengths.sum()) > self._max_run_tokens)
+        lone = self._solo and len(batch) == 1 and int(tok.lengths.sum()) <= self._max_run_tokens
+        shared = self._streams > 1 and not lone
         if shared:
             share = max(int(tok.lengths.max()), -(-int(tok.lengths.sum()) // self._streams))
             pieces = plan_runs(tok.lengths, self._max_rows, min(self._max_run_tokens, share))[::-1]
