@@ -55,12 +55,12 @@ def live_server(embedder: Embedder, config: ServerConfig | None = None) -> Itera
 def gate_model(state: ServerState) -> tuple[threading.Event, threading.Event]:
     """Make the model wait for ``release`` before each batch; ``entered`` is set when one is waiting."""
     entered, release = threading.Event(), threading.Event()
-    real: Callable[[Tokenized], np.ndarray] = state.batcher._encode
+    real: Callable[[Tokenized, bool], np.ndarray] = state.batcher._encode
 
-    def gated(tok: Tokenized) -> Any:
+    def gated(tok: Tokenized, alone: bool) -> Any:
         entered.set()
         release.wait(timeout=60)
-        return real(tok)
+        return real(tok, alone)
 
     state.batcher._encode = gated
     return entered, release
