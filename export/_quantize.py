@@ -64,6 +64,7 @@ from ._outliers import OUTLIER_RATIO, fold_masks, split_outliers
 from ._residual import second_pass
 from ._row_activations import ZERO_POINT, per_row_activations
 from ._smooth import Feeds, smooth_model
+from ._static_scales import static_tensor_scales
 
 # Pooling and what follows it (Dense, Normalize) stay fp32: few FLOPs, all of the output's precision.
 _QUANTIZABLE = ("MatMul", "Attention")
@@ -98,6 +99,9 @@ class Int8Recipe:
     ``"none"``, ``"block_inputs"`` (the inputs a transformer layer's attention and FFN blocks read,
     the layer norms' outputs: those shared by several products, as Q/K/V's, or feeding a widening
     one, the FFN input projection; per tensor or per row as ``activations`` says) or ``"all"``.
+    ``tensor_scales`` (``"smooth"``): the inputs quantized per tensor take their scale at run time
+    from each batch (``"dynamic"``) or fixed at export from the calibration batches (``"static"``,
+    ``_static_scales``: a text's vector no longer depends on its batch mates; not with a residual pass).
     """
 
     method: str = "smooth"
@@ -112,6 +116,7 @@ class Int8Recipe:
     split_outliers: int = 0  # "smooth": up to this many outlier channels per FFN output projection in fp32
     outlier_ratio: float = OUTLIER_RATIO  # a channel whose calibration peak is this many times the median's
     residual_inputs: str = "none"  # "none", "block_inputs" or "all": inputs quantized twice (``_residual``)
+    tensor_scales: str = "dynamic"  # "smooth": "dynamic" or "static" scales for the inputs quantized per tensor
 
     def excludes(self, site: MatMulSite) -> bool:
         if site.kind == "head":
@@ -127,12 +132,15 @@ class Int8Recipe:
 # activation) are quantized per token row, the layer norms' outputs per tensor: on all-MiniLM-L6-v2
 # 1 - cosine to fp32 falls by 30-42% on every text set (parity min 0.9929 -> 0.9977) for -2 to +17%
 # CPU time on one thread (median +4% over 3 shapes x 3 runs) and 0-10% fewer texts/s on two, as
-# noisy as the machine measured (benchmarks/results/int8-rows-unnorm-*.json).
-RECIPE = Int8Recipe(split_outliers=4, activations="row", row_inputs="unnormalized")
+# noisy as the machine measured (benchmarks/results/int8-rows-unnorm-*.json). The layer norms'
+# outputs take scales fixed at export: fidelity level with run-time scales on every text set, a
+# text's vector the same in any batch, 1-2% less CPU time (benchmarks/results/int8-static-*.json).
+RECIPE = Int8Recipe(split_outliers=4, activations="row", row_inputs="unnormalized", tensor_scales="static")
 ROUNDINGS = ("feedback", "nearest")
 ACTIVATIONS = ("tensor", "row")
 ROW_INPUTS = ("all", "unnormalized")
 RESIDUAL_INPUTS = ("none", "block_inputs", "all")
+TENSOR_SCALES = ("dynamic", "static")
 _KINDS_OF_SITES = ("attn_proj", "attn_qkv", "ffn_in", "ffn_out")
 # Ops whose outputs have every token row normalized: one scale per tensor serves their rows alike.
 _NORMS = ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
@@ -145,15 +153,16 @@ ROWS_RECIPE = Int8Recipe(exclude=(("ffn_out", 0),), activations="row", split_out
 # ``RECIPE`` with the inputs of the Q/K/V and FFN input projections (the layer norms' outputs) in two
 # uint8 passes, the smoothing chosen for that: the int8 recipe closest to fp32 measured, for a
 # second product at those inputs (benchmarks/results/int8-residual-*.json).
-RESIDUAL_RECIPE = replace(RECIPE, residual_inputs="block_inputs")
+RESIDUAL_RECIPE = replace(RECIPE, residual_inputs="block_inputs", tensor_scales="dynamic")
 NBITS_RECIPE = Int8Recipe(method="nbits")
 DYNAMIC_RECIPE = Int8Recipe(method="dynamic", exclude=(("ffn_out", -1),))
 RECIPES = {"smooth": RECIPE, "smooth-rows": ROWS_RECIPE, "smooth-residual": RESIDUAL_RECIPE, "nbits": NBITS_RECIPE,
            "dynamic": DYNAMIC_RECIPE}  # fmt: skip
 METHODS = tuple(RECIPES)
 _KINDS = tuple(dict.fromkeys(r.method for r in RECIPES.values()))  # Int8Recipe.method values
-# What the exporter tries, in order, when no method is asked for: the first that passes the gate.
-AUTO = (RECIPE, NBITS_RECIPE)
+# What the exporter tries, in order, when no method is asked for: the first that passes the gate
+# (the default with run-time scales where a model's fixed ones miss it, then ``nbits``).
+AUTO = (RECIPE, replace(RECIPE, tensor_scales="dynamic"), NBITS_RECIPE)
 
 
 def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
@@ -240,6 +249,13 @@ def quantize_int8(
             "a second pass over the residual needs int8 weights exact on every x86 kernel: weight_range "
             f"'{WeightRange.PAIRS.value}' or '{WeightRange.SEVEN_BIT.value}', not weight_range 'full'"
         )
+    if recipe.tensor_scales not in TENSOR_SCALES:
+        raise ValueError(f"invalid int8 tensor_scales {recipe.tensor_scales!r}: expected one of {TENSOR_SCALES}")
+    if recipe.tensor_scales == "static" and recipe.method != "smooth":
+        raise ValueError("static tensor_scales apply to int8 method 'smooth' (they need the calibration batches)")
+    if recipe.tensor_scales == "static" and recipe.residual_inputs != "none":
+        raise ValueError("static tensor_scales and a second pass over the residual do not combine: "
+                         "tensor_scales 'dynamic' with residual_inputs")
     if recipe.split_outliers and recipe.method != "smooth":
         raise ValueError("split_outliers applies to int8 method 'smooth' (it needs the calibration batches)")
     model = onnx.load(str(fp32_path))
@@ -269,8 +285,9 @@ def quantize_int8(
             feedback=recipe.rounding == "feedback", per_row=rows, two_pass=twice,
         )  # fmt: skip
         fold_masks(model)
+        static = calibration if recipe.tensor_scales == "static" else None
         settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights, rows,
-                            smoothing.zero_points, twice)  # fmt: skip
+                            smoothing.zero_points, twice, static)  # fmt: skip
         settings.update(method="smooth", smoothing=smoothing.record)
         if outliers:
             settings["outlier_channels"] = {"in_fp32_beside_the_int8_product": outliers,
@@ -358,9 +375,11 @@ def _dynamic(
     model: onnx.ModelProto, out_path: Path, recipe: Int8Recipe, quantized: list[MatMulSite],
     excluded: list[MatMulSite], fused: bool, chosen: dict[str, tuple[Any, Any]], rows: set[str],
     zero_points: dict[str, int] | None = None, twice: set[str] | None = None,
+    static: list[Feeds] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """``zero_points``: per node quantized per token row, its input's zero point (``ZERO_POINT``
-    where not given); ``twice``: the nodes whose inputs get a second pass (``_residual``)."""
+    where not given); ``twice``: the nodes whose inputs get a second pass (``_residual``);
+    ``static``: calibration batches that fix the per-tensor inputs' scales (``_static_scales``)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra: dict[str, Any] = {"MatMulConstBOnly": True}
@@ -386,29 +405,39 @@ def _dynamic(
     zeros = {n.input[0]: (zero_points or {}).get(n.name, ZERO_POINT) for n in row_nodes}
     written, pair_max = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen)
     count = per_row_activations(written, row_inputs, zeros) if per_row else 0
+    fixed = static_tensor_scales(written, static) if static else 0
     tensors = sum(1 for n in written.graph.node if n.op_type == "DynamicQuantizeLinear")
     second = 0
     if twice:
         inputs = {n.input[0] for n in model.graph.node if n.name in twice}
         second = second_pass(written, lambda q, _: q.input[0] in inputs)
     onnx.save(written, str(out_path), save_as_external_data=needs_external(written))
+    quantizers = (["DynamicQuantizeMatMul per tensor"] if tensors else []) + (
+        ["QuantizeLinear static per tensor"] if fixed else []) + (["QuantizeLinear per row"] if count else [])
     return {
         "method": "dynamic",
-        "operator": ("DynamicQuantizeMatMul per tensor, " if tensors else "") + "QuantizeLinear per row + MatMulIntegerToFloat"
-        if per_row
+        "operator": ", ".join(quantizers) + " + MatMulIntegerToFloat" if per_row or fixed
         else "DynamicQuantizeMatMul / QAttention",
         "weights": f"int8 per-channel, {_RANGE_TEXT[WeightRange(recipe.weight_range)]}",
         "weight_range": recipe.weight_range,
         # The largest |w_2j| + |w_2j+1| of any int8 weight: <= PAIR_LIMIT means no u8s8 kernel
         # saturates (the runtime checks this against the CPU it runs on).
         "u8s8_max_pair_sum": pair_max,
-        "activations": f"uint8, dynamic per token row ({_zero_points_text(zeros)}), {count} tensors"
-        + (f"; per tensor, {tensors} tensors" if tensors else "")
-        + _second_text(second)
-        if per_row
-        else "uint8, dynamic per tensor" + _second_text(second),
+        "activations": _activations_text(zeros if per_row else None, count, fixed, tensors) + _second_text(second),
         "residual_pass_inputs": second,
+        "static_scale_inputs": fixed,
     }
+
+
+def _activations_text(zeros: dict[str, int] | None, rows: int, fixed: int, dynamic: int) -> str:
+    """How the inputs are quantized: per token row (``zeros``: their zero points; None: none per
+    row), per tensor on static scales, per tensor on dynamic ones."""
+    parts = [f"dynamic per token row ({_zero_points_text(zeros)}), {rows} tensors"] if zeros is not None else []
+    if fixed:
+        parts.append(f"static per tensor (scales fixed at export), {fixed} tensors")
+    if parts and dynamic:
+        parts.append(f"{'dynamic ' if fixed else ''}per tensor, {dynamic} tensors")
+    return "uint8, " + ("; ".join(parts) or "dynamic per tensor")
 
 
 def _second_text(count: int) -> str:

@@ -110,15 +110,19 @@ def test_bad_residual_recipes_are_refused(tmp_path: Path) -> None:
         quantize_int8(fp32, tmp_path / "o.onnx", Int8Recipe(residual_inputs="some"))
     with pytest.raises(ValueError, match="'nbits' quantizes per block"):
         quantize_int8(fp32, tmp_path / "o.onnx", Int8Recipe(method="nbits", residual_inputs="block_inputs"))
-    assert RECIPES["smooth-residual"] == dataclasses.replace(RECIPE, residual_inputs="block_inputs") == RESIDUAL_RECIPE
+    assert RECIPES["smooth-residual"] == dataclasses.replace(
+        RECIPE, residual_inputs="block_inputs", tensor_scales="dynamic"
+    ) == RESIDUAL_RECIPE
 
 
 @pytest.fixture(scope="module")
 def bundles(tiny_factory, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:  # type: ignore[no-untyped-def]
-    """The tiny BERT's fp32 graph, and its int8 graph (flash attention) by the default recipe and by
-    ``smooth-residual``, in bundles, without the export's gate."""
+    """The tiny BERT's fp32 graph, and its int8 graph (flash attention) by the default recipe with
+    run-time scales (what ``smooth-residual`` adds a pass to) and by ``smooth-residual``, in bundles,
+    without the export's gate."""
     return int8_bundles(tiny_factory("bert"), tmp_path_factory.mktemp("int8-residual"),
-                        {"smooth": RECIPE, "residual": RESIDUAL_RECIPE})  # fmt: skip
+                        {"smooth": dataclasses.replace(RECIPE, tensor_scales="dynamic"),
+                         "residual": RESIDUAL_RECIPE})  # fmt: skip
 
 
 def test_residual_recipe_takes_the_block_inputs_twice(bundles: dict[str, Path]) -> None:
