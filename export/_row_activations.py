@@ -128,6 +128,17 @@ def per_row_activations(
         count += 1
     if not count:
         return 0
+    splice(model, replace, drop, new_inits)
+    raise_opset(model, OPSET)
+    return count
+
+
+def splice(
+    model: onnx.ModelProto, replace: Mapping[int, list[onnx.NodeProto]], drop: Collection[int],
+    initializers: list[onnx.TensorProto],
+) -> None:  # fmt: skip
+    """Put ``replace[id(node)]`` where each such node was, leave out the nodes in ``drop`` (ids), add
+    ``initializers``, and declare the ``com.microsoft`` opset (``MatMulIntegerToFloat``'s)."""
     nodes: list[onnx.NodeProto] = []
     for n in model.graph.node:
         if id(n) in replace:
@@ -136,11 +147,9 @@ def per_row_activations(
             nodes.append(n)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    model.graph.initializer.extend(new_inits)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):  # MatMulIntegerToFloat's
+    model.graph.initializer.extend(initializers)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    raise_opset(model, OPSET)
-    return count
 
 
 def dequantize_chain(

@@ -255,10 +255,8 @@ def _within_budget(widths: dict[str, int]) -> set[str]:
     return kept
 
 
-def _activation_stats(
-    model: onnx.ModelProto, tensors: list[str], feeds: list[Feeds], with_gram: set[str]
-) -> dict[str, _Stats]:
-    """Calibration statistics per tensor, and ``x.T @ x`` for the tensors in ``with_gram``."""
+def probe_session(model: onnx.ModelProto, tensors: list[str]) -> Any:
+    """An onnxruntime CPU session of a copy of ``model`` that also outputs ``tensors`` (float)."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -269,7 +267,14 @@ def _activation_stats(
             probe.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _activation_stats(
+    model: onnx.ModelProto, tensors: list[str], feeds: list[Feeds], with_gram: set[str]
+) -> dict[str, _Stats]:
+    """Calibration statistics per tensor, and ``x.T @ x`` for the tensors in ``with_gram``."""
+    session = probe_session(model, tensors)
     rng = np.random.default_rng(0)
     stats = {t: _Stats() for t in tensors}
     for feed in feeds:

@@ -27,9 +27,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ._graph import links
-from ._row_activations import dequantize_chain
+from ._row_activations import dequantize_chain, splice
+from ._smooth import Feeds, probe_session
 
-Feeds = dict[str, np.ndarray]
 # (MatMulInteger, Cast, Mul by the scales, the scales' Mul, the bias Add or None)
 _Chain = tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto, onnx.NodeProto, onnx.NodeProto | None]
 _EPS = 1e-8  # the scale of an input that was zero on every calibration token
@@ -50,7 +50,7 @@ def static_tensor_scales(model: onnx.ModelProto, calibration: Sequence[Feeds]) -
         return 0
     ranges = _ranges(model, [q.input[0] for q, _ in plans], calibration)
     drop: set[int] = set()
-    put: dict[int, onnx.NodeProto] = {}  # a dropped node -> the node that takes its place
+    put: dict[int, list[onnx.NodeProto]] = {}  # a replaced node -> the node that takes its place
     new_inits: list[onnx.TensorProto] = []
     for q, chains in plans:
         x, xq = q.input[0], q.output[0]
@@ -58,7 +58,7 @@ def static_tensor_scales(model: onnx.ModelProto, calibration: Sequence[Feeds]) -
         s_name, z_name = f"{q.name}_static_scale", f"{q.name}_static_zero"
         new_inits += [numpy_helper.from_array(np.array(scale, np.float32), s_name),
                       numpy_helper.from_array(np.array(zero, np.uint8), z_name)]  # fmt: skip
-        put[id(q)] = helper.make_node("QuantizeLinear", [x, s_name, z_name], [xq], name=f"{q.name}_static")
+        put[id(q)] = [helper.make_node("QuantizeLinear", [x, s_name, z_name], [xq], name=f"{q.name}_static")]
         for mm, cast, mul, scales, bias_add in chains:
             w_scale = next(i for i in scales.input if i != q.output[1])
             w_zero = mm.input[3] if len(mm.input) > 3 else ""
@@ -68,20 +68,10 @@ def static_tensor_scales(model: onnx.ModelProto, calibration: Sequence[Feeds]) -
                 inputs.append(next(i for i in bias_add.input if i != out))
                 out = bias_add.output[0]
                 drop.add(id(bias_add))
-            put[id(mm)] = helper.make_node("MatMulIntegerToFloat", inputs, [out], domain="com.microsoft",
-                                           name=f"{mm.name}_static")  # fmt: skip
+            put[id(mm)] = [helper.make_node("MatMulIntegerToFloat", inputs, [out], domain="com.microsoft",
+                                            name=f"{mm.name}_static")]  # fmt: skip
             drop.update({id(cast), id(mul), id(scales)})
-    nodes: list[onnx.NodeProto] = []
-    for n in model.graph.node:
-        if id(n) in put:
-            nodes.append(put[id(n)])
-        elif id(n) not in drop:
-            nodes.append(n)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    model.graph.initializer.extend(new_inits)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):  # MatMulIntegerToFloat's
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    splice(model, put, drop, new_inits)
     return len(plans)
 
 
@@ -121,17 +111,7 @@ def _bias_add(out: str, readers: dict[str, list[onnx.NodeProto]], inits: set[str
 
 def _ranges(model: onnx.ModelProto, tensors: list[str], calibration: Sequence[Feeds]) -> dict[str, tuple[float, float]]:
     """(min, max) of each tensor over the real tokens of the calibration batches."""
-    import onnxruntime as ort
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for t in tensors:
-        if t not in known:
-            probe.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    session = probe_session(model, tensors)
     lo = dict.fromkeys(tensors, np.inf)
     hi = dict.fromkeys(tensors, -np.inf)
     for feed in calibration:
