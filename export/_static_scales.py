@@ -32,7 +32,6 @@ from ._smooth import Feeds, probe_session
 
 # (MatMulInteger, Cast, Mul by the scales, the scales' Mul, the bias Add or None)
 _Chain = tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto, onnx.NodeProto, onnx.NodeProto | None]
-_EPS = 1e-8  # the scale of an input that was zero on every calibration token
 
 
 def static_tensor_scales(model: onnx.ModelProto, calibration: Sequence[Feeds]) -> int:
@@ -40,7 +39,7 @@ def static_tensor_scales(model: onnx.ModelProto, calibration: Sequence[Feeds]) -
     ``MatMulInteger -> Cast -> Mul`` chains to static scales from ``calibration``; return how many.
     Other ``DynamicQuantizeLinear`` nodes (another reader of their scale, a residual pass) stay."""
     readers, producer = links(model)
-    inits = {t.name for t in model.graph.initializer}
+    inits = {t.name: t for t in model.graph.initializer}
     plans: list[tuple[onnx.NodeProto, list[_Chain]]] = []
     for q in [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]:
         chains = _chains(q, readers, producer, inits)
@@ -77,7 +76,7 @@ def static_tensor_scales(model: onnx.ModelProto, calibration: Sequence[Feeds]) -
 
 def _chains(
     q: onnx.NodeProto, readers: dict[str, list[onnx.NodeProto]], producer: dict[str, onnx.NodeProto],
-    inits: set[str],
+    inits: dict[str, onnx.TensorProto],
 ) -> list[_Chain] | None:  # fmt: skip
     """``(MatMulInteger, Cast, Mul, scales Mul, bias Add or None)`` per reader of ``q``'s levels, or
     None where ``q`` feeds anything else (then it stays dynamic)."""
@@ -93,20 +92,24 @@ def _chains(
             cast, mul, scales, _ = dequantize_chain(mm, readers, producer, xs, "static int8 scales")
         except UnsupportedModelError:
             return None
-        chains.append((mm, cast, mul, scales, _bias_add(mul.output[0], readers, inits)))
+        width = int(inits[mm.input[1]].dims[-1])
+        chains.append((mm, cast, mul, scales, _bias_add(mul.output[0], width, readers, inits)))
     own = {id(c[3]) for c in chains} | {id(c[0]) for c in chains}
     if any(id(r) not in own for r in readers.get(xs, []) + readers.get(xz, [])):
         return None
     return chains
 
 
-def _bias_add(out: str, readers: dict[str, list[onnx.NodeProto]], inits: set[str]) -> onnx.NodeProto | None:
-    """The ``Add`` of a constant that is ``out``'s only reader (the projection's bias), if any."""
+def _bias_add(
+    out: str, width: int, readers: dict[str, list[onnx.NodeProto]], inits: dict[str, onnx.TensorProto]
+) -> onnx.NodeProto | None:
+    """The ``Add`` of a constant ``[width]`` vector that is ``out``'s only reader (the projection's
+    bias, which ``MatMulIntegerToFloat`` takes), if any."""
     users = readers.get(out, [])
     if len(users) != 1 or users[0].op_type != "Add" or len(users[0].input) != 2:
         return None
-    other = next((i for i in users[0].input if i != out), None)
-    return users[0] if other in inits else None
+    other = inits.get(next((i for i in users[0].input if i != out), ""))
+    return users[0] if other is not None and list(other.dims) == [width] else None
 
 
 def _ranges(model: onnx.ModelProto, tensors: list[str], calibration: Sequence[Feeds]) -> dict[str, tuple[float, float]]:
@@ -132,5 +135,5 @@ def _uint8(lo: float, hi: float) -> tuple[float, int]:
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     scale = (hi - lo) / 255.0
     if scale <= 0:
-        return 1.0, 0  # every level 0: the input was zero throughout
-    return max(scale, _EPS), int(np.clip(np.round(-lo / scale), 0, 255))
+        return 1.0, 0  # zero on every calibration token: any scale, zero point 0
+    return scale, int(np.clip(np.round(-lo / scale), 0, 255))

@@ -174,3 +174,18 @@ def test_static_scales_recipe_checks(tmp_path: Path) -> None:
         quantize_int8(fp32, tmp_path / "o.onnx", dataclasses.replace(RECIPE, residual_inputs="block_inputs"))
     assert RESIDUAL_RECIPE.tensor_scales == "dynamic" and RECIPE.tensor_scales == "static"
     assert [(r.method, r.tensor_scales) for r in AUTO] == [("smooth", "static"), ("smooth", "dynamic"), ("nbits", "dynamic")]
+
+
+def test_an_added_constant_that_is_not_a_bias_vector_stays_an_add(tmp_path: Path) -> None:
+    """``MatMulIntegerToFloat`` takes a ``[N]`` bias only: a constant of another shape is added after it."""
+    model, wq, b = _dynamic_matmul(tmp_path)
+    for t in model.graph.initializer:
+        if t.name == "b":
+            t.CopyFrom(numpy_helper.from_array(b.reshape(1, 1, N), "b"))
+    x = np.random.default_rng(1).standard_normal((2, 3, K)).astype(np.float32)
+    feed = {"x": x, "attention_mask": np.ones((2, 3), np.int64)}
+    assert static_tensor_scales(model, [feed]) == 1
+    assert [n.op_type for n in model.graph.node] == ["QuantizeLinear", "MatMulIntegerToFloat", "Add"]
+    assert len(model.graph.node[1].input) == 6
+    y = ort.InferenceSession(model.SerializeToString()).run(None, feed)[0]
+    np.testing.assert_allclose(y, x @ wq + b, atol=0.05 * float(np.abs(x @ wq).max()))
