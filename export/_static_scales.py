@@ -20,7 +20,7 @@ range is the calibration's own, and the export's quality gate checks the result 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -38,19 +38,17 @@ def static_tensor_scales(model: onnx.ModelProto, calibration: Sequence[Feeds]) -
     """Rewrite (in place) every ``DynamicQuantizeLinear`` of ``model`` that feeds only
     ``MatMulInteger -> Cast -> Mul`` chains to static scales from ``calibration``; return how many.
     Other ``DynamicQuantizeLinear`` nodes (another reader of their scale, a residual pass) stay."""
-    readers, producer = links(model)
-    inits = {t.name: t for t in model.graph.initializer}
-    plans: list[tuple[onnx.NodeProto, list[_Chain]]] = []
-    for q in [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]:
-        chains = _chains(q, readers, producer, inits)
-        if chains is not None:
-            plans.append((q, chains))
-    if not plans:
-        return 0
-    ranges = _ranges(model, [q.input[0] for q, _ in plans], calibration)
+    inputs = [q.input[0] for q, _ in _plans(model)]
+    return fix_scales(model, _ranges(model, inputs, calibration)) if inputs else 0
+
+
+def fix_scales(model: onnx.ModelProto, ranges: Mapping[str, tuple[float, float]]) -> int:
+    """``static_tensor_scales`` with the ranges given: each rewritable input named in ``ranges``
+    takes the scale and zero point of its ``(min, max)``; return how many."""
     drop: set[int] = set()
     put: dict[int, list[onnx.NodeProto]] = {}  # a replaced node -> the node that takes its place
     new_inits: list[onnx.TensorProto] = []
+    plans = [(q, chains) for q, chains in _plans(model) if q.input[0] in ranges]
     for q, chains in plans:
         x, xq = q.input[0], q.output[0]
         scale, zero = _uint8(*ranges[x])
@@ -70,8 +68,21 @@ def static_tensor_scales(model: onnx.ModelProto, calibration: Sequence[Feeds]) -
             put[id(mm)] = [helper.make_node("MatMulIntegerToFloat", inputs, [out], domain="com.microsoft",
                                             name=f"{mm.name}_static")]  # fmt: skip
             drop.update({id(cast), id(mul), id(scales)})
-    splice(model, put, drop, new_inits)
+    if plans:
+        splice(model, put, drop, new_inits)
     return len(plans)
+
+
+def _plans(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, list[_Chain]]]:
+    """Each ``DynamicQuantizeLinear`` that can take a static scale, with the chains it feeds."""
+    readers, producer = links(model)
+    inits = {t.name: t for t in model.graph.initializer}
+    plans = []
+    for q in [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]:
+        chains = _chains(q, readers, producer, inits)
+        if chains is not None:
+            plans.append((q, chains))
+    return plans
 
 
 def _chains(

@@ -58,3 +58,51 @@ def one_matmul(tmp_path: Path, k: int = 64, n: int = 48) -> tuple[Path, np.ndarr
     path = tmp_path / "fp32.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path, w, b
+
+
+def pair_limited(model: onnx.ModelProto, w: np.ndarray) -> np.ndarray:
+    """Give ``quantize_dynamic``'s graph of ``one_matmul`` the exporter's pair-limited int8 weights
+    (in place); return their dequantized value."""
+    from embedrt.export._int8_weights import quantize_columns
+
+    q, scale = quantize_columns(w, "pairs")
+    for t in model.graph.initializer:
+        if t.name in ("w_quantized", "w_scale"):
+            t.CopyFrom(numpy_helper.from_array(q if t.name == "w_quantized" else scale, t.name))
+    return q.astype(np.float32) * scale
+
+
+def assert_exact_on_every_kernel(bundle: Path) -> None:
+    """This CPU's u8s8 kernel and onnxruntime's exact u8u8 path give ``bundle`` the same vectors."""
+    from embedrt import Embedder
+    from embedrt._base import INT8_UNFUSED
+    from embedrt._int8_cpu import PRECISION_OPTION
+    from embedrt._session import create_session
+    from embedrt.export._texts import validation_texts
+
+    fast = Embedder(bundle)
+    exact = Embedder(bundle)
+    exact.session = create_session(bundle / MODEL_NAME, "cpu", exact.threads,
+                                   session_config={PRECISION_OPTION: "1"}, disabled_optimizers=INT8_UNFUSED)  # fmt: skip
+    np.testing.assert_allclose(fast.encode(validation_texts()), exact.encode(validation_texts()), atol=2e-6)
+
+
+# Texts of every length and kind, batched together: the long and loud ones move a short one's
+# int8 vector where a scale depends on the batch.
+MIXED_TEXTS = [
+    "a short one",
+    "대한민국은 민주공화국이다.",
+    "A MUCH LONGER SENTENCE, WITH PUNCTUATION!!! AND NUMBERS 1234567890 TO STRETCH THE BATCH OUT",
+    "",
+    "🙂🚀 emoji",
+    "the quick brown fox jumps over the lazy dog " * 6,
+]
+
+
+def batch_gap(bundle: Path) -> float:
+    """The largest difference between ``MIXED_TEXTS`` embedded one by one and all in one batch."""
+    from embedrt import Embedder
+
+    model = Embedder(bundle)
+    alone = np.stack([model.encode([t])[0] for t in MIXED_TEXTS])
+    return float(np.abs(alone - model.encode(MIXED_TEXTS, batch_size=len(MIXED_TEXTS))).max())

@@ -13,13 +13,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from int8_bundles import int8_bundles, one_matmul
-from onnx import helper, numpy_helper
+from int8_bundles import int8_bundles, one_matmul, pair_limited
+from onnx import helper
 
 from embedrt import Embedder
 from embedrt._bundle import MODEL_NAME, load_manifest
 from embedrt._errors import UnsupportedModelError
-from embedrt.export._int8_weights import quantize_columns
 from embedrt.export._quantize import RECIPE, RECIPES, RESIDUAL_RECIPE, Int8Recipe, quantize_int8
 from embedrt.export._residual import second_pass
 from embedrt.export._row_activations import per_row_activations
@@ -34,11 +33,7 @@ def _one_int8_matmul(tmp_path: Path) -> tuple[onnx.ModelProto, np.ndarray, np.nd
     _, w, b = one_matmul(tmp_path)
     quantize_dynamic(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", per_channel=True, weight_type=QuantType.QInt8)
     model = onnx.load(str(tmp_path / "int8.onnx"))
-    q, scale = quantize_columns(w, "pairs")
-    for t in model.graph.initializer:
-        if t.name in ("w_quantized", "w_scale"):
-            t.CopyFrom(numpy_helper.from_array(q if t.name == "w_quantized" else scale, t.name))
-    return model, w, q.astype(np.float32) * scale, b
+    return model, w, pair_limited(model, w), b
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

@@ -12,26 +12,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from int8_bundles import int8_bundles, one_matmul
+from int8_bundles import assert_exact_on_every_kernel, batch_gap, int8_bundles, one_matmul, pair_limited
 from onnx import TensorProto, helper, numpy_helper
 
 from embedrt import Embedder
 from embedrt._bundle import MODEL_NAME, load_manifest
 from embedrt._errors import UnsupportedModelError
-from embedrt._int8_cpu import PRECISION_OPTION
-from embedrt.export._int8_weights import quantize_columns
 from embedrt.export._quantize import RECIPE, ROWS_RECIPE, Int8Recipe, quantize_int8
 from embedrt.export._row_activations import per_row_activations, raise_opset
 from embedrt.export._smooth import _quant_rows
-
-TEXTS = [
-    "a short one",
-    "대한민국은 민주공화국이다.",
-    "A MUCH LONGER SENTENCE, WITH PUNCTUATION!!! AND NUMBERS 1234567890 TO STRETCH THE BATCH OUT",
-    "",
-    "🙂🚀 emoji",
-    "the quick brown fox jumps over the lazy dog " * 6,
-]
 
 
 @pytest.fixture(scope="module")
@@ -91,30 +80,17 @@ def test_mixed_graph_takes_rows_where_no_layer_norm_made_the_input(bundles: dict
 
 def test_mixed_vectors_are_exact_through_every_kernel_and_still_batch_dependent(bundles: dict[str, Path]) -> None:
     """The per-row and per-tensor halves together are exact through onnxruntime's u8u8 path as well;
-    the per-tensor inputs still move a text's vector with its neighbours (what README says of the
-    default: less than with every input per tensor on MiniLM, not a property of every random model)."""
-    from embedrt._base import INT8_UNFUSED
-    from embedrt._session import create_session
-    from embedrt.export._texts import validation_texts
-
-    model = Embedder(bundles["mixed"])
-    alone = np.stack([model.encode([t])[0] for t in TEXTS])
-    assert float(np.abs(alone - model.encode(TEXTS, batch_size=len(TEXTS))).max()) > 1e-6
-    fast = model
-    exact = Embedder(bundles["mixed"])
-    exact.session = create_session(bundles["mixed"] / MODEL_NAME, "cpu", exact.threads,
-                                   session_config={PRECISION_OPTION: "1"}, disabled_optimizers=INT8_UNFUSED)  # fmt: skip
-    np.testing.assert_allclose(fast.encode(validation_texts()), exact.encode(validation_texts()), atol=2e-6)
+    the per-tensor inputs on run-time scales still move a text's vector with its neighbours (what
+    README says of such bundles: less than with every input per tensor on MiniLM, not a property of
+    every random model)."""
+    assert batch_gap(bundles["mixed"]) > 1e-6
+    assert_exact_on_every_kernel(bundles["mixed"])
 
 
 def test_row_vectors_do_not_depend_on_the_batch(bundles: dict[str, Path]) -> None:
     """Embedded alone or batched with longer and louder texts: the same vector with per-row scales;
     with one scale per tensor the neighbours move it (which is what this test would miss if broken)."""
-    diffs = {}
-    for name, path in bundles.items():
-        model = Embedder(path)
-        alone = np.stack([model.encode([t])[0] for t in TEXTS])
-        diffs[name] = float(np.abs(alone - model.encode(TEXTS, batch_size=len(TEXTS))).max())
+    diffs = {name: batch_gap(path) for name, path in bundles.items()}
     assert diffs["row"] < 1e-6, diffs
     assert diffs["tensor"] > 20 * max(diffs["row"], 1e-7), diffs
 
@@ -122,15 +98,7 @@ def test_row_vectors_do_not_depend_on_the_batch(bundles: dict[str, Path]) -> Non
 def test_row_vectors_are_exact_through_every_kernel(bundles: dict[str, Path]) -> None:
     """This CPU's u8s8 kernel and onnxruntime's exact u8u8 path agree: zero point 128 keeps the
     levels within 0..255 and the weights' pairs within the limit."""
-    from embedrt._base import INT8_UNFUSED
-    from embedrt._session import create_session
-    from embedrt.export._texts import validation_texts
-
-    fast = Embedder(bundles["row"])
-    exact = Embedder(bundles["row"])
-    exact.session = create_session(bundles["row"] / MODEL_NAME, "cpu", exact.threads,
-                                   session_config={PRECISION_OPTION: "1"}, disabled_optimizers=INT8_UNFUSED)  # fmt: skip
-    np.testing.assert_allclose(fast.encode(validation_texts()), exact.encode(validation_texts()), atol=2e-6)
+    assert_exact_on_every_kernel(bundles["row"])
 
 
 def test_rewrite_computes_per_row_quantization(tmp_path: Path) -> None:
@@ -141,14 +109,10 @@ def test_rewrite_computes_per_row_quantization(tmp_path: Path) -> None:
     fp32, w, b = one_matmul(tmp_path)
     quantize_dynamic(fp32, tmp_path / "tensor.onnx", per_channel=True, weight_type=QuantType.QInt8)
     model = onnx.load(str(tmp_path / "tensor.onnx"))
-    q, scale = quantize_columns(w, "pairs")  # as the exporter lays them out: exact on AVX2 as well
-    for t in model.graph.initializer:
-        if t.name in ("w_quantized", "w_scale"):
-            t.CopyFrom(numpy_helper.from_array(q if t.name == "w_quantized" else scale, t.name))
+    wq = pair_limited(model, w)  # as the exporter lays them out: exact on AVX2 as well
     onnx.save(model, str(tmp_path / "tensor.onnx"))
     assert per_row_activations(model) == 1
     onnx.save(model, str(tmp_path / "row.onnx"))
-    wq = q.astype(np.float32) * scale
     rng = np.random.default_rng(4)
     x = (rng.standard_normal((8, 64)) * np.logspace(-3, 0, 8)[:, None]).astype(np.float32)
     x[5] = 0.0  # an all-zero (padding-like) row
@@ -169,11 +133,7 @@ def test_rewrite_with_a_zero_point_gives_a_mostly_positive_input_more_levels(tmp
     fp32, w, b = one_matmul(tmp_path)
     quantize_dynamic(fp32, tmp_path / "tensor.onnx", per_channel=True, weight_type=QuantType.QInt8)
     base = onnx.load(str(tmp_path / "tensor.onnx"))
-    q, scale = quantize_columns(w, "pairs")
-    for t in base.graph.initializer:
-        if t.name in ("w_quantized", "w_scale"):
-            t.CopyFrom(numpy_helper.from_array(q if t.name == "w_quantized" else scale, t.name))
-    wq = q.astype(np.float32) * scale
+    wq = pair_limited(base, w)
     rng = np.random.default_rng(5)
     z = rng.standard_normal((64, 64)).astype(np.float32) * 2
     gelu = (0.5 * z * (1 + np.tanh(0.7978845608 * (z + 0.044715 * z**3)))).astype(np.float32)

@@ -11,24 +11,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from int8_bundles import int8_bundles
+from int8_bundles import assert_exact_on_every_kernel, batch_gap, int8_bundles, pair_limited
 from onnx import TensorProto, helper, numpy_helper
 
-from embedrt import Embedder
 from embedrt._bundle import MODEL_NAME, load_manifest
-from embedrt._int8_cpu import PRECISION_OPTION
-from embedrt.export._int8_weights import quantize_columns
 from embedrt.export._quantize import AUTO, RECIPE, RESIDUAL_RECIPE, Int8Recipe, quantize_int8
 from embedrt.export._static_scales import static_tensor_scales
 
-TEXTS = [
-    "a short one",
-    "대한민국은 민주공화국이다.",
-    "A MUCH LONGER SENTENCE, WITH PUNCTUATION!!! AND NUMBERS 1234567890 TO STRETCH THE BATCH OUT",
-    "",
-    "🙂🚀 emoji",
-    "the quick brown fox jumps over the lazy dog " * 6,
-]
 K, N = 64, 48
 
 
@@ -51,11 +40,7 @@ def _dynamic_matmul(tmp_path: Path) -> tuple[onnx.ModelProto, np.ndarray, np.nda
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "fp32.onnx"))
     quantize_dynamic(tmp_path / "fp32.onnx", tmp_path / "q.onnx", per_channel=True, weight_type=QuantType.QInt8)
     model = onnx.load(str(tmp_path / "q.onnx"))
-    q, scale = quantize_columns(w, "pairs")
-    for t in model.graph.initializer:
-        if t.name in ("w_quantized", "w_scale"):
-            t.CopyFrom(numpy_helper.from_array(q if t.name == "w_quantized" else scale, t.name))
-    return model, q.astype(np.float32) * scale, b
+    return model, pair_limited(model, w), b
 
 
 def test_static_scales_cover_the_real_tokens_and_compute_what_numpy_says(tmp_path: Path) -> None:
@@ -139,26 +124,14 @@ def test_default_graph_fixes_the_layer_norm_inputs(bundles: dict[str, Path]) -> 
 def test_default_vectors_do_not_depend_on_the_batch(bundles: dict[str, Path]) -> None:
     """Embedded alone or batched with longer and louder texts: the same vector with static scales;
     with run-time scales per tensor the neighbours move it (which this test would miss if broken)."""
-    diffs = {}
-    for name in ("static", "dynamic"):
-        model = Embedder(bundles[name])
-        alone = np.stack([model.encode([t])[0] for t in TEXTS])
-        diffs[name] = float(np.abs(alone - model.encode(TEXTS, batch_size=len(TEXTS))).max())
+    diffs = {name: batch_gap(bundles[name]) for name in ("static", "dynamic")}
     assert diffs["static"] < 1e-6, diffs
     assert diffs["dynamic"] > 20 * max(diffs["static"], 1e-7), diffs
 
 
 def test_default_vectors_are_exact_through_every_kernel(bundles: dict[str, Path]) -> None:
     """This CPU's u8s8 kernel and onnxruntime's exact u8u8 path agree on the static graph."""
-    from embedrt._base import INT8_UNFUSED
-    from embedrt._session import create_session
-    from embedrt.export._texts import validation_texts
-
-    fast = Embedder(bundles["static"])
-    exact = Embedder(bundles["static"])
-    exact.session = create_session(bundles["static"] / MODEL_NAME, "cpu", exact.threads,
-                                   session_config={PRECISION_OPTION: "1"}, disabled_optimizers=INT8_UNFUSED)  # fmt: skip
-    np.testing.assert_allclose(fast.encode(validation_texts()), exact.encode(validation_texts()), atol=2e-6)
+    assert_exact_on_every_kernel(bundles["static"])
 
 
 def test_static_scales_recipe_checks(tmp_path: Path) -> None:
