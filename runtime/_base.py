@@ -36,7 +36,7 @@ from ._session import (
     resolve_streams,
     split_threads,
 )
-from ._tokenize import Tokenized, load_tokenizer, pad_batch, token_batches
+from ._tokenize import Tokenized, load_tokenizer, pad_batch, share_batches, token_batches
 from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
 
 # Padded tokens per model run (rows x the batch's longest row), so one long input cannot blow memory:
@@ -98,9 +98,10 @@ class BundleModel:
             onnxruntime session shared by streams of one thread each, else a session per stream;
             ``device="openvino"``: OpenVINO's throughput mode), and ``encode`` keeps each busy with its
             own batch. Pays for a busy server and large ``encode`` calls (corpus jobs); a call of
-            one batch runs on one stream's threads, so a single batch of many rows is slower
-            (on ``device="cpu"``, ``all_threads`` runs it on all of them, at the cost of a second
-            copy of the weights). At most ``threads``: the model's ``streams`` is the number it
+            fewer batches than streams is cut into a piece per stream (``batches_as_cut`` keeps
+            its batches whole), and one row runs on one stream's threads (on ``device="cpu"``,
+            ``all_threads`` runs a lone batch on all of them, at the cost of a second copy of the
+            weights). At most ``threads``: the model's ``streams`` is the number it
             runs. ``"auto"``: one stream per thread on ``device="cpu"``, one elsewhere (the corpus
             job's default).
     """
@@ -192,6 +193,27 @@ class BundleModel:
             yield
         finally:
             self._lone_runs.all_threads = before
+
+    @contextlib.contextmanager
+    def batches_as_cut(self) -> Iterator[None]:
+        """Calls started on this thread inside the block run their batches as ``batch_size`` and
+        ``max_batch_tokens`` cut them. Outside, with streams, a call of fewer batches than streams is
+        cut further, into a piece per stream, so that no stream idles while another runs it all; a
+        caller that shares its work between the streams itself (the server's batcher) runs inside."""
+        before = getattr(self._lone_runs, "as_cut", False)
+        self._lone_runs.as_cut = True
+        try:
+            yield
+        finally:
+            self._lone_runs.as_cut = before
+
+    def _shares_small_calls(self) -> bool:
+        """Whether this thread's call cuts a call of fewer batches than streams into a piece per stream:
+        with streams, unless in ``batches_as_cut``, or in ``all_threads`` where it takes all the threads."""
+        local = self._lone_runs
+        if self.streams == 1 or getattr(local, "as_cut", False):
+            return False
+        return not (self._solo_runs and getattr(local, "all_threads", False))
 
     @property
     def lone_runs_take_all_threads(self) -> bool:
@@ -296,7 +318,8 @@ class BundleModel:
         self, tok: Tokenized, batch_size: int, show_progress_bar: bool = False, desc: str = "encode"
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """``(rows, feed)`` per batch, longest first, each padded only to its own longest row, of at
-        most ``batch_size`` rows and ``max_batch_tokens`` padded tokens.
+        most ``batch_size`` rows and ``max_batch_tokens`` padded tokens; with streams, at least a
+        batch per stream where the rows allow (``batches_as_cut``).
 
         Longest first: padding only to each batch's longest input, and the biggest memory need up front.
         """
@@ -304,6 +327,8 @@ class BundleModel:
         order = np.argsort(-tok.lengths, kind="stable")
         lengths = tok.lengths[order]
         pieces = token_batches(lengths, batch_size, self.max_batch_tokens)
+        if self._shares_small_calls():
+            pieces = share_batches(lengths, pieces, self.streams)
         padded = sum(batch_tokens(lengths, pieces))  # the bar counts padded tokens: an honest ETA
         bar = EncodeProgress(padded, len(tok), show_progress_bar, desc)
         try:

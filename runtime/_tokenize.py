@@ -64,6 +64,24 @@ def token_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None) 
     return out
 
 
+def share_batches(lengths: np.ndarray, pieces: list[slice], parts: int) -> list[slice]:
+    """``pieces`` of rows sorted longest first (``token_batches``), cut further until there are
+    ``parts`` of them or each holds one row: the piece of most padded tokens is cut in two where its
+    halves' padded tokens are closest. For concurrent runs (streams), so that a call of fewer batches
+    than streams still keeps every stream busy."""
+    out = list(pieces)
+    while len(out) < parts:
+        cuttable = [i for i, s in enumerate(out) if s.stop - s.start > 1]
+        if not cuttable:
+            break
+        i = max(cuttable, key=lambda k: (out[k].stop - out[k].start) * int(lengths[out[k].start]))
+        s = out[i]
+        cut = min(range(s.start + 1, s.stop),
+                  key=lambda a: max((a - s.start) * int(lengths[s.start]), (s.stop - a) * int(lengths[a])))  # fmt: skip
+        out[i : i + 1] = [slice(s.start, cut), slice(cut, s.stop)]
+    return out
+
+
 def flat_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None) -> list[slice]:
     """Cut rows kept in their order into batches of at most ``batch_size`` rows and ``max_tokens``
     tokens in all (no padding: a flat batch holds exactly its rows' tokens)."""

@@ -13,7 +13,7 @@ import pytest
 from tiny_models import make_encoder
 
 from embedrt import BundleError, BundleKind, Embedder, UnsupportedModelError
-from embedrt._tokenize import flat_batches, token_batches
+from embedrt._tokenize import flat_batches, share_batches, token_batches
 from embedrt.export import export_model
 from embedrt.export._texts import validation_texts
 
@@ -205,6 +205,17 @@ def test_token_batches_bound_padded_tokens() -> None:
     assert [(p.start, p.stop) for p in token_batches(lengths, 3, None)] == [(0, 3), (3, 6), (6, 8)]
     flat = flat_batches(np.array([5, 0, 9, 3, 3]), batch_size=10, max_tokens=8)
     assert [(p.start, p.stop) for p in flat] == [(0, 2), (2, 3), (3, 5)]
+
+
+def test_share_batches_cuts_the_costliest_piece_where_its_halves_balance() -> None:
+    lengths = np.array([10, 8, 8, 3, 3, 3, 3, 3])  # sorted longest first, as token_batches takes them
+    spans = lambda pieces: [(p.start, p.stop) for p in pieces]  # noqa: E731
+    one = [slice(0, 8)]
+    assert spans(share_batches(lengths, one, 2)) == [(0, 3), (3, 8)]  # padded tokens 30 and 15 (cut at 4: 40, 12)
+    assert spans(share_batches(lengths, one, 4)) == [(0, 1), (1, 2), (2, 3), (3, 8)]
+    assert spans(share_batches(lengths, [slice(0, 2), slice(2, 8)], 2)) == [(0, 2), (2, 8)]  # enough pieces: kept
+    assert spans(share_batches(np.array([7, 5]), [slice(0, 1), slice(1, 2)], 4)) == [(0, 1), (1, 2)]  # one row each
+    assert spans(share_batches(np.array([7]), [slice(0, 1)], 2)) == [(0, 1)]
 
 
 def test_budget_does_not_change_vectors(tiny_bert_bundle: Path) -> None:

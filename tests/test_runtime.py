@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from run_threads import record_run_threads
+from run_threads import count_concurrent_runs, record_run_threads
 
 from embedrt import BundleError, Embedder, ProviderError, available_cpus
 from embedrt._session import SessionStreams, check_streams, resolve_streams, split_threads
@@ -249,6 +249,39 @@ def test_cpu_streams_run_a_lone_batch_on_all_threads_when_asked(tiny_bert_bundle
         np.testing.assert_allclose(m.encode(TEXTS[:3]), serial.encode(TEXTS[:3]), atol=1e-6)
     assert m._solo.get_session_options().intra_op_num_threads == 2
     assert Embedder(tiny_bert_bundle, threads=2)._solo_runs is False  # one stream: its session has every thread
+
+
+def test_cpu_streams_share_a_call_of_fewer_batches_than_streams(tiny_bert_bundle: Path) -> None:
+    """A call of one batch is cut into a piece per stream, run at once (else one stream's thread would
+    run it all while the other idles); in ``all_threads`` it stays one batch, for the session of all
+    the threads, and in ``batches_as_cut`` too; a call of enough batches is cut as before."""
+    serial = Embedder(tiny_bert_bundle)
+    m = Embedder(tiny_bert_bundle, threads=2, streams=2)
+    rows: list[int] = []
+    run = m._run
+
+    def spy(outputs: list[str], feed: dict[str, np.ndarray], alone: bool = False) -> list[np.ndarray]:
+        rows.append(feed["input_ids"].shape[0])
+        return run(outputs, feed, alone)  # type: ignore[no-any-return]
+
+    m._run = spy  # type: ignore[method-assign]
+    most = count_concurrent_runs(m)
+    np.testing.assert_allclose(m.encode(TEXTS[:3]), serial.encode(TEXTS[:3]), atol=1e-6)
+    assert sorted(rows) == [1, 2] and most == [2]  # the long text alone, the two short ones together
+    rows.clear()
+    np.testing.assert_allclose(m.encode(TEXTS[:1]), serial.encode(TEXTS[:1]), atol=1e-6)
+    assert rows == [1]  # one row: nothing to share
+    rows.clear()
+    with m.all_threads():
+        np.testing.assert_allclose(m.encode(TEXTS[:3]), serial.encode(TEXTS[:3]), atol=1e-6)
+    assert rows == [3]
+    rows.clear()
+    with m.batches_as_cut():  # the caller shares the work between the streams itself
+        m.encode(TEXTS[:3])
+    assert rows == [3]
+    rows.clear()
+    m.encode(TEXTS * 4, batch_size=4)
+    assert rows == [4] * 30
 
 
 def test_concurrent_batches_keep_rows_and_order(tiny_bert_bundle: Path) -> None:

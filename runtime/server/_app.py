@@ -75,8 +75,9 @@ class ServerState:
 
     def _encode(self, tok: Tokenized, alone: bool) -> np.ndarray:
         """One model run (the batcher cut it to rows of similar length). With CPU streams a lone
-        request's pieces run on all the threads, and pieces that run together on one stream's each."""
-        with self.model.all_threads() if alone else contextlib.nullcontext():
+        request's pieces run on all the threads, and pieces that run together on one stream's each,
+        as the batcher cut them."""
+        with self.model.all_threads() if alone else self.model.batches_as_cut():
             return model_call(self.model, tok)
 
     def begin_drain(self) -> None:
