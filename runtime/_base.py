@@ -187,12 +187,8 @@ class BundleModel:
         copy of the weights), unless another such run holds it; outside, it runs on one stream's
         threads. For a lone request's latency where requests may also come together (the server
         runs its lone requests so). No effect on one stream, or on OpenVINO's streams."""
-        before = getattr(self._lone_runs, "all_threads", False)
-        self._lone_runs.all_threads = True
-        try:
+        with self._on_this_thread("all_threads"):
             yield
-        finally:
-            self._lone_runs.all_threads = before
 
     @contextlib.contextmanager
     def batches_as_cut(self) -> Iterator[None]:
@@ -200,12 +196,18 @@ class BundleModel:
         ``max_batch_tokens`` cut them. Outside, with streams, a call of fewer batches than streams is
         cut further, into a piece per stream, so that no stream idles while another runs it all; a
         caller that shares its work between the streams itself (the server's batcher) runs inside."""
-        before = getattr(self._lone_runs, "as_cut", False)
-        self._lone_runs.as_cut = True
+        with self._on_this_thread("as_cut"):
+            yield
+
+    @contextlib.contextmanager
+    def _on_this_thread(self, flag: str) -> Iterator[None]:
+        """``flag`` set for the calls this thread starts inside the block (nested blocks restore it)."""
+        before = getattr(self._lone_runs, flag, False)
+        setattr(self._lone_runs, flag, True)
         try:
             yield
         finally:
-            self._lone_runs.as_cut = before
+            setattr(self._lone_runs, flag, before)
 
     def _shares_small_calls(self) -> bool:
         """Whether this thread's call cuts a call of fewer batches than streams into a piece per stream:
