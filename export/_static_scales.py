@@ -26,6 +26,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from embedrt._errors import UnsupportedModelError
+
 from ._graph import links
 from ._row_activations import dequantize_chain, splice
 from ._smooth import Feeds, probe_session
@@ -38,17 +40,26 @@ def static_tensor_scales(model: onnx.ModelProto, calibration: Sequence[Feeds]) -
     """Rewrite (in place) every ``DynamicQuantizeLinear`` of ``model`` that feeds only
     ``MatMulInteger -> Cast -> Mul`` chains to static scales from ``calibration``; return how many.
     Other ``DynamicQuantizeLinear`` nodes (another reader of their scale, a residual pass) stay."""
-    inputs = [q.input[0] for q, _ in _plans(model)]
-    return fix_scales(model, _ranges(model, inputs, calibration)) if inputs else 0
+    plans = _plans(model)
+    if not plans:
+        return 0
+    return _rewrite(model, plans, _ranges(model, [q.input[0] for q, _ in plans], calibration))
 
 
 def fix_scales(model: onnx.ModelProto, ranges: Mapping[str, tuple[float, float]]) -> int:
     """``static_tensor_scales`` with the ranges given: each rewritable input named in ``ranges``
     takes the scale and zero point of its ``(min, max)``; return how many."""
+    return _rewrite(model, [(q, chains) for q, chains in _plans(model) if q.input[0] in ranges], ranges)
+
+
+def _rewrite(
+    model: onnx.ModelProto, plans: list[tuple[onnx.NodeProto, list[_Chain]]],
+    ranges: Mapping[str, tuple[float, float]],
+) -> int:  # fmt: skip
+    """Each of ``plans`` (``_plans``) on the constant scale and zero point of its input's range."""
     drop: set[int] = set()
     put: dict[int, list[onnx.NodeProto]] = {}  # a replaced node -> the node that takes its place
     new_inits: list[onnx.TensorProto] = []
-    plans = [(q, chains) for q, chains in _plans(model) if q.input[0] in ranges]
     for q, chains in plans:
         x, xq = q.input[0], q.output[0]
         scale, zero = _uint8(*ranges[x])
@@ -91,8 +102,6 @@ def _chains(
 ) -> list[_Chain] | None:  # fmt: skip
     """``(MatMulInteger, Cast, Mul, scales Mul, bias Add or None)`` per reader of ``q``'s levels, or
     None where ``q`` feeds anything else (then it stays dynamic)."""
-    from embedrt._errors import UnsupportedModelError
-
     xq, xs, xz = q.output[0], q.output[1], q.output[2]
     mms = readers.get(xq, [])
     if not mms or any(m.op_type != "MatMulInteger" or m.input[1] not in inits or m.input[2] != xz for m in mms):

@@ -164,7 +164,7 @@ class BundleModel:
         self._solo: Any = None
         self._solo_lock = threading.Lock()
         self._solo_runs = self.device is Device.CPU and self.streams > 1
-        self._lone_runs = threading.local()
+        self._call_flags = threading.local()  # per calling thread: all_threads, as_cut
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = 4  # a failed run raises with onnxruntime's message; no second copy on stderr
         _warn_if_not_made_for(self.path, self.manifest, self.device)
@@ -202,17 +202,17 @@ class BundleModel:
     @contextlib.contextmanager
     def _on_this_thread(self, flag: str) -> Iterator[None]:
         """``flag`` set for the calls this thread starts inside the block (nested blocks restore it)."""
-        before = getattr(self._lone_runs, flag, False)
-        setattr(self._lone_runs, flag, True)
+        before = getattr(self._call_flags, flag, False)
+        setattr(self._call_flags, flag, True)
         try:
             yield
         finally:
-            setattr(self._lone_runs, flag, before)
+            setattr(self._call_flags, flag, before)
 
     def _shares_small_calls(self) -> bool:
         """Whether this thread's call cuts a call of fewer batches than streams into a piece per stream:
         with streams, unless in ``batches_as_cut``, or in ``all_threads`` where it takes all the threads."""
-        local = self._lone_runs
+        local = self._call_flags
         if self.streams == 1 or getattr(local, "as_cut", False):
             return False
         return not (self._solo_runs and getattr(local, "all_threads", False))
@@ -251,7 +251,7 @@ class BundleModel:
         """One model run. ``alone`` (the call's only run) inside ``all_threads`` with CPU streams: on all
         the threads at once, in a second session made on first use, unless another lone run holds it."""
         try:
-            solo = alone and self._solo_runs and getattr(self._lone_runs, "all_threads", False)
+            solo = alone and self._solo_runs and getattr(self._call_flags, "all_threads", False)
             if solo and self._solo_lock.acquire(blocking=False):
                 try:
                     if self._solo is None:
