@@ -40,6 +40,7 @@ AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
         ("x86_64", AVX2 | {"avx512_vnni"}, Int8Arithmetic.SATURATING),  # no AVX512BW: kernel not taken
         ("x86_64", AVX2 | {"avx_vnni"}, Int8Arithmetic.EXACT),  # Alder Lake
         ("x86_64", AVX512 | {"avx512_vnni", "amx_int8"}, Int8Arithmetic.EXACT),  # Sapphire Rapids
+        ("x86_64", {"sse4_2", "avx"}, Int8Arithmetic.EXACT),  # Sandy Bridge: SSE kernels widen first
         ("AMD64", AVX2, Int8Arithmetic.SATURATING),  # Windows' spelling
         ("x86_64", None, Int8Arithmetic.UNKNOWN),
         ("aarch64", None, Int8Arithmetic.EXACT),
@@ -52,6 +53,7 @@ AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
         "vnni-flag-no-bw",
         "avx-vnni",
         "amx",
+        "avx-no-avx2",
         "windows",
         "unknown",
         "aarch64",
@@ -65,6 +67,55 @@ def test_cpu_arithmetic_from_flags(machine: str, flags: set[str] | None, expecte
     monkeypatch.setattr(cpu, "cpu_flags", lambda: (None, "no flags in this test"))
     got = detect_cpu(flags, machine)
     assert got.arithmetic is expected and got.evidence
+
+
+@pytest.mark.parametrize(
+    ("measured", "expected"),
+    [(True, Int8Arithmetic.EXACT), (False, Int8Arithmetic.SATURATING), (None, Int8Arithmetic.EXACT)],
+    ids=["measured-exact", "measured-saturating", "probe-failed"],
+)
+def test_this_machine_is_measured_and_the_flags_explain_it(
+    measured: bool | None, expected: Int8Arithmetic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measurement decides; flags that disagree are named; without one the flags stand in."""
+    import embedrt._int8_cpu as cpu
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: (AVX512 | {"avx512_vnni"}, "/proc/cpuinfo"))
+    monkeypatch.setattr(cpu, "measure_u8s8", lambda: measured)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    got = detect_cpu()
+    assert got.arithmetic is expected
+    assert ("measured here" in got.evidence) is (measured is not None)
+    assert ("the flags say otherwise" in got.evidence) is (measured is False)
+    assert "avx512_vnni" in got.evidence
+
+
+def test_the_probe_is_a_valid_graph_whose_exact_sum_no_saturating_kernel_reaches() -> None:
+    from embedrt._int8_cpu import _PROBE_K, _probe_model, measure_u8s8
+
+    model = onnx.load_from_string(_probe_model())
+    onnx.checker.check_model(model, full_check=True)
+    (node,) = model.graph.node
+    w = numpy_helper.to_array(model.graph.initializer[0])
+    assert node.op_type == "MatMulInteger" and w.shape == (_PROBE_K, 16) and (w == 127).all()
+    assert max_pair_sum(w) > PAIR_LIMIT
+    a = np.full((3, _PROBE_K), 255, dtype=np.uint8)
+    exact = a.astype(np.int64) @ w.astype(np.int64)
+    saturated = np.full_like(exact, 32767 * (_PROBE_K // 2))  # what int16 pair sums give
+    assert (saturated != exact).all()
+    assert (_matmul_integer(w, a, {PRECISION_OPTION: "1"}) == exact).all()  # the exact path: always
+    assert measure_u8s8() is bool((_matmul_integer(w, a, {}) == exact).all())
+
+
+def test_the_measurement_agrees_with_the_flags_on_this_cpu() -> None:
+    """On real hardware the flags predict onnxruntime's kernel; a change in its dispatch shows here."""
+    from embedrt._int8_cpu import cpu_flags, measure_u8s8
+
+    flags, source = cpu_flags()
+    if flags is None or source != "/proc/cpuinfo":
+        pytest.skip(f"no /proc/cpuinfo flags to compare ({source})")
+    by_flags = detect_cpu(flags, None, source)
+    assert measure_u8s8() is (by_flags.arithmetic is Int8Arithmetic.EXACT), by_flags.evidence
 
 
 SAT = CpuInt8(Int8Arithmetic.SATURATING, "x86_64 with avx2")
@@ -288,3 +339,83 @@ def test_info_says_how_int8_runs_here(int8_bundle: Path) -> None:
     assert "exact on every CPU" in rows["int8 on this CPU"]
     assert "within 128" in rows["quantization"]
     assert "smoothed" in rows["smoothing"] and "error feedback" in rows["smoothing"]
+
+
+_EMULATED = r"""
+import json, sys, warnings
+import numpy as np
+from embedrt import Embedder
+from embedrt._int8_cpu import PRECISION_OPTION, detect_cpu, measure_u8s8
+from embedrt.export._int8_weights import quantize_columns
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+def matmul_integer(w, a, config):
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "W"], ["Y"])], "g",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, w.shape[0]])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, w.shape[1]])],
+        [numpy_helper.from_array(w, "W")])
+    so = ort.SessionOptions()
+    for k, v in config.items():
+        so.add_session_config_entry(k, v)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"A": a})[0]
+
+rng = np.random.default_rng(1)
+w = rng.standard_normal((384, 64)).astype(np.float32)
+a = rng.integers(192, 256, size=(24, 384), dtype=np.uint8)
+wrong = {}
+for layout in ("pairs", "full"):
+    q, _ = quantize_columns(w, layout)
+    exact = a.astype(np.int64) @ q.astype(np.int64)
+    wrong[layout] = int((matmul_integer(q, a, {}) != exact).sum())
+    wrong[layout + "+exact-path"] = int((matmul_integer(q, a, {PRECISION_OPTION: "1"}) != exact).sum())
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    old = Embedder(sys.argv[2])
+texts = ["a short one", "대한민국은 민주공화국이다."]
+json.dump({"measured": measure_u8s8(), "arithmetic": detect_cpu().arithmetic.value, "wrong": wrong,
+           "precise": bool(old.int8_plan.precise), "warned": [str(w.message) for w in caught],
+           "old": old.encode(texts).tolist(), "default": Embedder(sys.argv[1]).encode(texts).tolist()},
+          sys.stdout)
+"""
+
+
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs QEMU's user-mode emulator (qemu-user)")
+@pytest.mark.parametrize(("model", "exact"), [("Haswell-v4", False), ("SandyBridge", True)],
+                         ids=["avx2", "avx-no-avx2"])  # fmt: skip
+def test_emulated_cpus_get_the_arithmetic_the_check_measures(
+    model: str, exact: bool, int8_bundle: Path, tmp_path: Path
+) -> None:
+    """This process under QEMU as a CPU without VNNI: the probe sees what the kernels do even though
+    /proc/cpuinfo is the host's; a bundle of unrecorded weight range then takes the exact path where
+    the kernel saturates, and every bundle gives the host's vectors."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("emulates x86 CPUs on an x86 host")
+    old = tmp_path / "old"
+    shutil.copytree(int8_bundle, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["optimizations"]["quantization"]["u8s8_max_pair_sum"]
+    manifest.pop("manifest_sha256", None)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    done = subprocess.run(
+        ["qemu-x86_64", "-cpu", model, sys.executable, "-c", _EMULATED, str(int8_bundle), str(old)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout)
+    assert got["measured"] is exact
+    assert got["arithmetic"] == ("exact" if exact else "saturating")
+    assert got["wrong"]["pairs"] == 0 and got["wrong"]["pairs+exact-path"] == 0
+    assert got["wrong"]["full+exact-path"] == 0
+    assert (got["wrong"]["full"] == 0) is exact
+    assert got["precise"] is not exact
+    assert any("x64quantprecision" in w for w in got["warned"]) is not exact
+    host = Embedder(int8_bundle).encode(["a short one", "대한민국은 민주공화국이다."])
+    np.testing.assert_allclose(np.array(got["default"]), host, atol=1e-5)
+    np.testing.assert_allclose(np.array(got["old"]), host, atol=1e-5)
