@@ -344,23 +344,11 @@ def test_info_says_how_int8_runs_here(int8_bundle: Path) -> None:
 _EMULATED = r"""
 import json, sys, warnings
 import numpy as np
+sys.path.insert(0, sys.argv[3])
+from test_int8_cpu import _matmul_integer as matmul_integer
 from embedrt import Embedder
 from embedrt._int8_cpu import PRECISION_OPTION, detect_cpu, measure_u8s8
 from embedrt.export._int8_weights import quantize_columns
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
-
-def matmul_integer(w, a, config):
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["A", "W"], ["Y"])], "g",
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, w.shape[0]])],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, w.shape[1]])],
-        [numpy_helper.from_array(w, "W")])
-    so = ort.SessionOptions()
-    for k, v in config.items():
-        so.add_session_config_entry(k, v)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"A": a})[0]
 
 rng = np.random.default_rng(1)
 w = rng.standard_normal((384, 64)).astype(np.float32)
@@ -404,7 +392,8 @@ def test_emulated_cpus_get_the_arithmetic_the_check_measures(
     manifest.pop("manifest_sha256", None)
     (old / "manifest.json").write_text(json.dumps(manifest))
     done = subprocess.run(
-        ["qemu-x86_64", "-cpu", model, sys.executable, "-c", _EMULATED, str(int8_bundle), str(old)],
+        ["qemu-x86_64", "-cpu", model, sys.executable, "-c", _EMULATED, str(int8_bundle), str(old),
+         str(Path(__file__).parent)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
