@@ -135,7 +135,7 @@ def plan_int8(quantization: dict[str, Any], cpu: CpuInt8) -> Int8Plan:
     pair_max = quantization.get("u8s8_max_pair_sum")
     if isinstance(pair_max, int) and pair_max <= PAIR_LIMIT:
         return Int8Plan(
-            False, f"u8s8 GEMM, exact on every CPU (weight pairs within {pair_max} levels); {cpu.evidence}"
+            False, f"u8s8 GEMM, exact on every CPU (weight pairs within {pair_max} levels: no int16 pair sum clips them); {cpu.evidence}"
         )
     weights = "full 8-bit weights" if isinstance(pair_max, int) else "weights of unrecorded range"
     if cpu.arithmetic is Int8Arithmetic.EXACT:
