@@ -332,6 +332,15 @@ def test_bundle_without_recorded_pairs_takes_the_exact_path_where_needed(
     np.testing.assert_allclose(got, ref, atol=1e-5)  # pair-limited weights: every path is exact
 
 
+def test_server_info_says_how_int8_runs_here(int8_bundle: Path) -> None:
+    from embedrt.server import ServerConfig
+    from embedrt.server._app import ServerState
+
+    info = ServerState(Embedder(int8_bundle), ServerConfig()).info()
+    assert info["precision"] == "int8"
+    assert "exact on every CPU" in info["int8_on_this_cpu"] and "measured here" in info["int8_on_this_cpu"]
+
+
 def test_info_says_how_int8_runs_here(int8_bundle: Path) -> None:
     from embedrt._describe import describe_variant
 

@@ -181,6 +181,7 @@ class ServerState:
             **kind_info(e),
             "max_input_length": e.max_seq_length,
             "precision": m.precision.value,
+            "int8_on_this_cpu": e.int8_plan.text if e.int8_plan else None,  # how the u8s8 products run here
             "device": e.device.value,
             "providers": e.providers,
             "threads": e.threads,
