@@ -57,8 +57,10 @@ def child(bundle: Path, texts_file: Path, out: Path, exact_path: bool = False) -
     start = time.perf_counter()
     model = Embedder(bundle)
     if exact_path:
-        model.session = create_session(bundle / MODEL_NAME, model.device, model.threads,
-                                       session_config={PRECISION_OPTION: "1"}, disabled_optimizers=INT8_UNFUSED)  # fmt: skip
+        with tempfile.TemporaryDirectory() as scratch:
+            graph = _unshared(bundle / MODEL_NAME, Path(scratch))
+            model.session = create_session(graph, model.device, model.threads, session_config={PRECISION_OPTION: "1"},
+                                           disabled_optimizers=INT8_UNFUSED)  # fmt: skip
     vectors = {k: model.encode(v, batch_size=32) for k, v in texts.items()}
     flags, source = cpu_flags()
     info = {
@@ -76,6 +78,32 @@ def child(bundle: Path, texts_file: Path, out: Path, exact_path: bool = False) -
     tmp.replace(out)
     print(json.dumps(info))
     return 0
+
+
+def _unshared(model_path: Path, scratch: Path) -> Path:
+    """The graph with a copy of each int8 weight per product that reads it. onnxruntime's exact u8u8
+    path (``session.x64quantprecision``) fails to load a graph whose int8 weight feeds two products
+    ("Attempt to replace the existing tensor"), as the two-pass recipe's do; the exporter refuses
+    that recipe with weights that would need the path, so only this study meets it."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    int8 = {t.name: t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    seen: set[str] = set()
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name not in int8:
+                continue
+            if name in seen:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(int8[name])
+                copy.name = f"{name}__{node.name or i}"
+                model.graph.initializer.append(copy)
+                node.input[i] = copy.name
+            seen.add(name)
+    out = scratch / model_path.name
+    onnx.save(model, str(out))
+    return out
 
 
 def _run(cpu: str | None, bundle: Path, texts_file: Path, out: Path, exact_path: bool = False) -> dict[str, Any]:
