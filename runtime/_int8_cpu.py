@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import importlib
 import platform
-import struct
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -207,7 +206,7 @@ def _probe_model() -> bytes:
     uint8, int8, int32 = 2, 3, 6  # TensorProto.DataType
     weights = (
         field(1, _PROBE_K) + field(1, 16) + field(2, int8) + field(8, "b")
-        + field(9, struct.pack(f"{_PROBE_K * 16}b", *([127] * (_PROBE_K * 16))))
+        + field(9, bytes([127]) * (_PROBE_K * 16))  # raw int8 data
     )  # fmt: skip
     node = field(1, "a") + field(1, "b") + field(2, "y") + field(4, "MatMulInteger")
     graph = (
