@@ -46,7 +46,6 @@ def child(bundle: Path, texts_file: Path, out: Path, exact_path: bool = False) -
     from embedrt._base import INT8_UNFUSED
     from embedrt._bundle import MODEL_NAME
     from embedrt._int8_cpu import PRECISION_OPTION, cpu_flags, detect_cpu, measure_u8s8
-    from embedrt._int8_cpu import _from_flags as from_flags
     from embedrt._session import create_session
 
     try:
@@ -63,12 +62,13 @@ def child(bundle: Path, texts_file: Path, out: Path, exact_path: bool = False) -
                                            disabled_optimizers=INT8_UNFUSED)  # fmt: skip
     vectors = {k: model.encode(v, batch_size=32) for k, v in texts.items()}
     flags, source = cpu_flags()
+    cpu = detect_cpu()
     info = {
         "cpuid_seen_by_numpy": sorted(k for k in ("AVX", "AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VNNI") if feats.get(k)),
         "measured_u8s8_exact": measure_u8s8(),
-        "int8_arithmetic": detect_cpu().arithmetic.value,
-        "evidence": detect_cpu().evidence,
-        "flags_alone_say": from_flags(flags, platform.machine().lower(), source).arithmetic.value,
+        "int8_arithmetic": cpu.arithmetic.value,
+        "evidence": cpu.evidence,
+        "flags_alone_say": detect_cpu(flags, platform.machine(), source).arithmetic.value,
         "int8_plan": model.int8_plan.text if model.int8_plan else None,
         "exact_u8u8_path": exact_path,
         "seconds": round(time.perf_counter() - start, 1),
@@ -166,36 +166,22 @@ def main() -> int:
         texts_file.write_text(json.dumps(texts, ensure_ascii=False))
         for label, path in bundles.items():
             exact_paths = [False, True] if args.exact_path and _is_int8(Path(path)) else [False]
+            cpus = [c for c in args.cpus if args.only is None or f"{label}@{c}" in args.only]
             runs: dict[str, Any] = {}
-            host: dict[str, dict[str, np.ndarray]] = {}
-            for exact in exact_paths:
-                name = "host" + (" exact-path" if exact else "")
-                out = Path(scratch) / f"{label}-{name}.npz"
-                runs[name] = _run(None, Path(path), texts_file, out, exact)
-                host[name] = dict(np.load(out))
-                runs[name]["fidelity"] = {k: _metrics(gate_metrics(refs[k], host[name][k])) for k in SETS}
-                if exact:
-                    runs[name]["against_host"] = {k: _against(host[name][k], host["host"][k]) for k in SETS}
-                print(label, name, json.dumps(runs[name], ensure_ascii=False), flush=True)
-            for cpu in args.cpus:
-                if args.only is not None and f"{label}@{cpu}" not in args.only:
-                    continue
+            vectors: dict[str, dict[str, np.ndarray]] = {}
+            for cpu in [None, *cpus]:
                 for exact in exact_paths:
-                    name = cpu + (" exact-path" if exact else "")
+                    name = (cpu or "host") + (" exact-path" if exact else "")
                     out = Path(scratch) / f"{label}-{name}.npz"
                     run = _run(cpu, Path(path), texts_file, out, exact)
-                    got = dict(np.load(out))
+                    got = vectors[name] = dict(np.load(out))
                     run["fidelity"] = {k: _metrics(gate_metrics(refs[k], got[k])) for k in SETS}
-                    run["against_host"] = {k: _against(got[k], host["host"][k]) for k in SETS}
-                    if exact:  # the same CPU's u8s8 kernels against its exact u8u8 ones
-                        run["against_its_u8s8_run"] = {k: _against(got[k], runs[cpu]["_vectors"][k]) for k in SETS}
-                    else:
-                        run["_vectors"] = got
+                    if name != "host":
+                        run["against_host"] = {k: _against(got[k], vectors["host"][k]) for k in SETS}
+                    if exact and cpu:  # the same CPU's u8s8 kernels against its exact u8u8 ones
+                        run["against_its_u8s8_run"] = {k: _against(got[k], vectors[cpu][k]) for k in SETS}
                     runs[name] = run
-                    print(label, name, json.dumps({k: v for k, v in run.items() if k != "_vectors"}, ensure_ascii=False),
-                          flush=True)  # fmt: skip
-            for run in runs.values():
-                run.pop("_vectors", None)
+                    print(label, name, json.dumps(run, ensure_ascii=False), flush=True)
             result["runs"][label] = runs
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")

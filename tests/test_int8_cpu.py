@@ -308,16 +308,21 @@ def test_int8_vectors_do_not_depend_on_the_cpus_kernel(int8_bundle: Path) -> Non
     np.testing.assert_allclose(fast.encode(texts), exact.encode(texts), atol=2e-6)
 
 
+def _without_pair_record(bundle: Path, old: Path) -> Path:
+    """A copy of ``bundle`` as older embedrt wrote it: no weight pair sum recorded, no manifest hash."""
+    shutil.copytree(bundle, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["optimizations"]["quantization"]["u8s8_max_pair_sum"]
+    manifest.pop("manifest_sha256", None)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    return old
+
+
 @pytest.mark.parametrize("cpu", [SAT, EXACT], ids=["avx2", "vnni"])
 def test_bundle_without_recorded_pairs_takes_the_exact_path_where_needed(
     cpu: CpuInt8, int8_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old = tmp_path / "old"
-    shutil.copytree(int8_bundle, old)
-    manifest = json.loads((old / "manifest.json").read_text())
-    del manifest["optimizations"]["quantization"]["u8s8_max_pair_sum"]  # as bundles of older embedrt
-    manifest.pop("manifest_sha256", None)  # ... which carried no hash of their own manifest
-    (old / "manifest.json").write_text(json.dumps(manifest))
+    old = _without_pair_record(int8_bundle, tmp_path / "old")
     monkeypatch.setattr(base_module, "detect_cpu", lambda: cpu)
     texts = ["a short one", "대한민국은 민주공화국이다."]
     if cpu is SAT:
@@ -394,12 +399,7 @@ def test_emulated_cpus_get_the_arithmetic_the_check_measures(
 
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("emulates x86 CPUs on an x86 host")
-    old = tmp_path / "old"
-    shutil.copytree(int8_bundle, old)
-    manifest = json.loads((old / "manifest.json").read_text())
-    del manifest["optimizations"]["quantization"]["u8s8_max_pair_sum"]
-    manifest.pop("manifest_sha256", None)
-    (old / "manifest.json").write_text(json.dumps(manifest))
+    old = _without_pair_record(int8_bundle, tmp_path / "old")
     done = subprocess.run(
         ["qemu-x86_64", "-cpu", model, sys.executable, "-c", _EMULATED, str(int8_bundle), str(old),
          str(Path(__file__).parent)],
