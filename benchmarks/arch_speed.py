@@ -1,0 +1,182 @@
+"""embedrt against sentence-transformers (PyTorch) on base-size models of other architectures.
+
+    python -m benchmarks.arch_speed --out benchmarks/results/arch-speed-MACHINE.json
+    python -m benchmarks.arch_speed --archs mpnet modernbert --rounds 5 --out ...
+
+The comparative suite measures all-MiniLM-L6-v2. Users bring other models: all-mpnet-base-v2 (MPNet,
+whose attention onnxruntime's optimizer does not fuse), gte/nomic-style ModernBERT (rotary, local
+and global attention), bge/e5-base (BERT, fused), Qwen3-Embedding (a decoder: grouped-query
+attention, rotary, last-token pooling). No real weights can be downloaded here, so each model is
+built at its real checkpoint's width, heads and feed-forward size with random weights and a tokenizer
+trained locally (``tests/tiny_families.py``); its speed is that of the real model. The Qwen3 model
+keeps Qwen3-Embedding-0.6B's layer shape with 8 of its 28 layers (the ratio per layer is what is
+measured; the export stays under a minute of tracing).
+
+Each is exported once with ``export``'s defaults (fp32; cached in ``--work``), then embedrt
+(``Embedder``, ``--threads``) and sentence-transformers (``SentenceTransformer.encode``, the same
+threads) alternate on the same texts of exactly 16, 128 and 512 tokens, ``--rounds`` times. Reported:
+the median time of each and the median of the per-round ratios (PyTorch time / embedrt time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
+SHAPES = ("32x16", "32x128", "8x512")  # batch x tokens
+
+
+def families() -> dict[str, Any]:
+    """The base-size families, as ``tests/tiny_families.Family`` records."""
+    from tiny_families import FAMILIES, Family, _special
+
+    return {
+        # bge-base / e5-base: BERT, whose attention onnxruntime fuses
+        "bert": Family("bert", "BertConfig", {**BASE, "max_position_embeddings": 512}, "wordpiece",
+                       ("[CLS]", "[SEP]"), _special(cls="[CLS]", sep="[SEP]", pad="[PAD]", unk="[UNK]", mask="[MASK]"),
+                       max_seq_length=512, type_ids=True),
+        # all-mpnet-base-v2: relative position bias; no fusion
+        "mpnet": Family("mpnet", "MPNetConfig",
+                        {**BASE, "max_position_embeddings": 514, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2},
+                        "wordpiece", ("<s>", "</s>"),
+                        _special(cls="<s>", pad="<pad>", sep="</s>", unk="[UNK]", mask="<mask>"), max_seq_length=512),
+        # ModernBERT-base: 22 layers, GLU of 1152, a 128-token local window, global every third layer
+        "modernbert": replace(FAMILIES["modernbert"], max_seq_length=512, config_kw={
+            "hidden_size": 768, "num_hidden_layers": 22, "num_attention_heads": 12, "intermediate_size": 1152,
+            "max_position_embeddings": 8192, "local_attention": 128, "global_attn_every_n_layers": 3}),
+        # Qwen3-Embedding-0.6B's layer (1024 wide, 16 query and 8 key/value heads of 128, FFN 3072), 8 layers
+        "qwen3": replace(FAMILIES["qwen3"], max_seq_length=512, config_kw={
+            "hidden_size": 1024, "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 8,
+            "head_dim": 128, "intermediate_size": 3072, "max_position_embeddings": 32768}),
+    }  # fmt: skip
+
+
+def exact_texts(tokenizer: Any, words: list[str], length: int, n: int) -> list[str]:
+    """``n`` texts of real words that tokenize to exactly ``length`` tokens, special tokens included."""
+    special = len(tokenizer.encode("").ids)
+    out: list[str] = []
+    pos = 0
+    while len(out) < n:
+        text = " ".join(words[pos : pos + 2 * length])
+        pos += 37
+        enc = tokenizer.encode(text, add_special_tokens=False)
+        if len(enc.ids) < length:
+            continue
+        cut = text[: enc.offsets[length - special - 1][1]]
+        if len(tokenizer.encode(cut).ids) == length:  # a cut inside a merge can retokenize differently
+            out.append(cut)
+        if pos > 100 * len(words):
+            raise RuntimeError(f"no text of exactly {length} tokens found")
+    return out
+
+
+def prepare(name: str, family: Any, work: Path) -> tuple[Path, Path, float | None]:
+    """(sentence-transformers folder, embedrt bundle, export seconds or None when cached)."""
+    import tiny_families
+
+    from embedrt.export import export_model
+
+    root = work / name
+    source = root / "st"
+    if not (source / "modules.json").exists():
+        tiny_families.FAMILIES[name] = family
+        source = tiny_families.make_family(name, root)
+    bundle = root / "bundle"
+    seconds = None
+    if not (bundle / "manifest.json").exists():
+        t0 = time.perf_counter()
+        export_model(source, bundle)
+        seconds = round(time.perf_counter() - t0, 1)
+    return source, bundle, seconds
+
+
+def measure(source: Path, bundle: Path, shapes: list[str], rounds: int, threads: int) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+    from benchmarks import corpus
+    from embedrt import Embedder
+
+    torch.set_num_threads(threads)
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    words = [w for p in corpus.load_corpus()["en_passages"] for w in p.split()]
+    ours = Embedder(str(bundle), threads=threads)
+    theirs = SentenceTransformer(str(source), device="cpu")
+    rows: dict[str, Any] = {}
+    for shape in shapes:
+        batch, length = (int(x) for x in shape.split("x"))
+        texts = exact_texts(tok, words, length, batch)
+        a, b = ours.encode(texts, batch_size=batch), theirs.encode(texts, batch_size=batch)
+        cos = float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+        ts_ours, ts_theirs = [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            ours.encode(texts, batch_size=batch)
+            ts_ours.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            theirs.encode(texts, batch_size=batch)
+            ts_theirs.append(time.perf_counter() - t0)
+        ratios = [t / o for o, t in zip(ts_ours, ts_theirs, strict=True)]
+        rows[shape] = {
+            "embedrt_s": round(statistics.median(ts_ours), 4),
+            "pytorch_s": round(statistics.median(ts_theirs), 4),
+            "ratio": round(statistics.median(ratios), 2),
+            "ratios": [round(r, 2) for r in ratios],
+            "min_cosine": round(cos, 6),
+        }
+        print(f"  {shape}: embedrt {rows[shape]['embedrt_s']:.3f} s, PyTorch {rows[shape]['pytorch_s']:.3f} s, "
+              f"x{rows[shape]['ratio']:.2f} (rounds {rows[shape]['ratios']})", flush=True)  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    from embedrt._bench import _machine
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--archs", nargs="+", default=["bert", "mpnet", "modernbert", "qwen3"])
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), help="batch x tokens")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", type=Path, default=HERE / ".cache" / "arch-speed")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    fams = families()
+    unknown = [a for a in args.archs if a not in fams]
+    if unknown:
+        p.error(f"unknown architecture(s) {unknown}; expected some of {sorted(fams)}")
+    result: dict[str, Any] = {"machine": _machine(None), "threads": args.threads, "rounds": args.rounds, "models": {}}
+    for name in args.archs:
+        print(f"{name}: building and exporting (cached in {args.work / name})", flush=True)
+        source, bundle, seconds = prepare(name, fams[name], args.work)
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        opt = manifest["optimizations"]
+        result["models"][name] = {
+            "config": fams[name].config_kw,
+            "export_seconds": seconds,
+            "fused": opt.get("fused_ops") or {},
+            "fusion": opt.get("fusion"),
+            "shapes": measure(source, bundle, args.shapes, args.rounds, args.threads),
+        }
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    main()
