@@ -79,8 +79,8 @@ def exact_texts(tokenizer: Any, words: list[str], length: int, n: int) -> list[s
     return out
 
 
-def prepare(name: str, family: Any, work: Path) -> tuple[Path, Path, float | None]:
-    """(sentence-transformers folder, embedrt bundle, export seconds or None when cached)."""
+def prepare(name: str, family: Any, work: Path, precisions: list[str]) -> tuple[Path, dict[str, Path], dict[str, float | None]]:
+    """(sentence-transformers folder, bundle per precision, export seconds per precision: None if cached)."""
     import tiny_families
 
     from embedrt.export import export_model
@@ -90,16 +90,21 @@ def prepare(name: str, family: Any, work: Path) -> tuple[Path, Path, float | Non
     if not (source / "modules.json").exists():
         tiny_families.FAMILIES[name] = family
         source = tiny_families.make_family(name, root)
-    bundle = root / "bundle"
-    seconds = None
-    if not (bundle / "manifest.json").exists():
-        t0 = time.perf_counter()
-        export_model(source, bundle)
-        seconds = round(time.perf_counter() - t0, 1)
-    return source, bundle, seconds
+    bundles: dict[str, Path] = {}
+    seconds: dict[str, float | None] = {}
+    for precision in precisions:
+        bundle = root / ("bundle" if precision == "fp32" else f"bundle-{precision}")
+        seconds[precision] = None
+        if not (bundle / "manifest.json").exists():
+            t0 = time.perf_counter()
+            export_model(source, bundle, precision=precision)
+            seconds[precision] = round(time.perf_counter() - t0, 1)
+        bundles[precision] = bundle
+    return source, bundles, seconds
 
 
-def measure(source: Path, bundle: Path, shapes: list[str], rounds: int, threads: int) -> dict[str, Any]:
+def measure(source: Path, bundles: dict[str, Path], shapes: list[str], rounds: int, threads: int) -> dict[str, Any]:
+    """Per shape: PyTorch's median time, and per precision embedrt's, the ratio and the least cosine."""
     import numpy as np
     import torch
     from sentence_transformers import SentenceTransformer
@@ -109,36 +114,43 @@ def measure(source: Path, bundle: Path, shapes: list[str], rounds: int, threads:
     from embedrt import Embedder
 
     torch.set_num_threads(threads)
-    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(next(iter(bundles.values())) / "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
     words = [w for p in corpus.load_corpus()["en_passages"] for w in p.split()]
-    ours = Embedder(str(bundle), threads=threads)
+    ours = {precision: Embedder(str(b), threads=threads) for precision, b in bundles.items()}
     theirs = SentenceTransformer(str(source), device="cpu")
     rows: dict[str, Any] = {}
     for shape in shapes:
         batch, length = (int(x) for x in shape.split("x"))
         texts = exact_texts(tok, words, length, batch)
-        a, b = ours.encode(texts, batch_size=batch), theirs.encode(texts, batch_size=batch)
-        cos = float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
-        ts_ours, ts_theirs = [], []
+        ref = theirs.encode(texts, batch_size=batch)
+        cos = {}
+        for precision, emb in ours.items():
+            a = emb.encode(texts, batch_size=batch)
+            cos[precision] = float(((a * ref).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(ref, axis=1))).min())
+        times: dict[str, list[float]] = {"pytorch": [], **{p: [] for p in ours}}
         for _ in range(rounds):
-            t0 = time.perf_counter()
-            ours.encode(texts, batch_size=batch)
-            ts_ours.append(time.perf_counter() - t0)
+            for precision, emb in ours.items():
+                t0 = time.perf_counter()
+                emb.encode(texts, batch_size=batch)
+                times[precision].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             theirs.encode(texts, batch_size=batch)
-            ts_theirs.append(time.perf_counter() - t0)
-        ratios = [t / o for o, t in zip(ts_ours, ts_theirs, strict=True)]
-        rows[shape] = {
-            "embedrt_s": round(statistics.median(ts_ours), 4),
-            "pytorch_s": round(statistics.median(ts_theirs), 4),
-            "ratio": round(statistics.median(ratios), 2),
-            "ratios": [round(r, 2) for r in ratios],
-            "min_cosine": round(cos, 6),
-        }
-        print(f"  {shape}: embedrt {rows[shape]['embedrt_s']:.3f} s, PyTorch {rows[shape]['pytorch_s']:.3f} s, "
-              f"x{rows[shape]['ratio']:.2f} (rounds {rows[shape]['ratios']})", flush=True)  # fmt: skip
+            times["pytorch"].append(time.perf_counter() - t0)
+        row: dict[str, Any] = {"pytorch_s": round(statistics.median(times["pytorch"]), 4)}
+        for precision in ours:
+            ratios = [t / o for o, t in zip(times[precision], times["pytorch"], strict=True)]
+            row[precision] = {
+                "embedrt_s": round(statistics.median(times[precision]), 4),
+                "ratio": round(statistics.median(ratios), 2),
+                "ratios": [round(r, 2) for r in ratios],
+                "min_cosine": round(cos[precision], 6),
+            }
+            print(f"  {shape} {precision}: embedrt {row[precision]['embedrt_s']:.3f} s, PyTorch {row['pytorch_s']:.3f} s, "
+                  f"x{row[precision]['ratio']:.2f} (rounds {row[precision]['ratios']}), min cosine {cos[precision]:.5f}",
+                  flush=True)  # fmt: skip
+        rows[shape] = row
     return rows
 
 
@@ -148,6 +160,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", nargs="+", default=["bert", "mpnet", "modernbert", "qwen3"])
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), help="batch x tokens")
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "int8"])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=HERE / ".cache" / "arch-speed")
@@ -160,15 +173,15 @@ def main() -> None:
     result: dict[str, Any] = {"machine": _machine(None), "threads": args.threads, "rounds": args.rounds, "models": {}}
     for name in args.archs:
         print(f"{name}: building and exporting (cached in {args.work / name})", flush=True)
-        source, bundle, seconds = prepare(name, fams[name], args.work)
-        manifest = json.loads((bundle / "manifest.json").read_text())
-        opt = manifest["optimizations"]
+        source, bundles, seconds = prepare(name, fams[name], args.work, args.precisions)
+        manifests = {p: json.loads((b / "manifest.json").read_text()) for p, b in bundles.items()}
         result["models"][name] = {
             "config": fams[name].config_kw,
             "export_seconds": seconds,
-            "fused": opt.get("fused_ops") or {},
-            "fusion": opt.get("fusion"),
-            "shapes": measure(source, bundle, args.shapes, args.rounds, args.threads),
+            "optimizations": {p: m["optimizations"] for p, m in manifests.items()},
+            "gate": {p: {k: m["parity"]["gate"].get(k) for k in ("mean_cos", "min_cos", "topk")}
+                     for p, m in manifests.items() if m["parity"].get("gate")},
+            "shapes": measure(source, bundles, args.shapes, args.rounds, args.threads),
         }
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
