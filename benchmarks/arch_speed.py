@@ -10,10 +10,11 @@ attention, rotary, last-token pooling). No real weights can be downloaded here, 
 built at its real checkpoint's width, heads and feed-forward size with random weights and a tokenizer
 trained locally (``tests/tiny_families.py``); its speed is that of the real model. The Qwen3 model
 keeps Qwen3-Embedding-0.6B's layer shape with 8 of its 28 layers (the ratio per layer is what is
-measured; the export stays under a minute of tracing).
+measured; fewer layers keep the export's time and memory small).
 
-Each is exported once with ``export``'s defaults (fp32; cached in ``--work``), then embedrt
-(``Embedder``, ``--threads``) and sentence-transformers (``SentenceTransformer.encode``, the same
+Each is exported once per ``--precisions`` entry with ``export``'s defaults otherwise (fp32, and
+int8 with its default recipe; cached in ``--work``), then each embedrt bundle (``Embedder``,
+``--threads``) and sentence-transformers fp32 (``SentenceTransformer.encode``, the same
 threads) alternate on the same texts of exactly 16, 128 and 512 tokens, ``--rounds`` times. Reported:
 the median time of each and the median of the per-round ratios (PyTorch time / embedrt time).
 """
@@ -66,6 +67,8 @@ def exact_texts(tokenizer: Any, words: list[str], length: int, n: int) -> list[s
     out: list[str] = []
     pos = 0
     while len(out) < n:
+        if pos >= len(words):
+            raise RuntimeError(f"only {len(out)} texts of exactly {length} tokens found, wanted {n}")
         text = " ".join(words[pos : pos + 2 * length])
         pos += 37
         enc = tokenizer.encode(text, add_special_tokens=False)
@@ -74,8 +77,6 @@ def exact_texts(tokenizer: Any, words: list[str], length: int, n: int) -> list[s
         cut = text[: enc.offsets[length - special - 1][1]]
         if len(tokenizer.encode(cut).ids) == length:  # a cut inside a merge can retokenize differently
             out.append(cut)
-        if pos > 100 * len(words):
-            raise RuntimeError(f"no text of exactly {length} tokens found")
     return out
 
 
