@@ -62,7 +62,10 @@ def families() -> dict[str, Any]:
 
 
 def exact_texts(tokenizer: Any, words: list[str], length: int, n: int) -> list[str]:
-    """``n`` texts of real words that tokenize to exactly ``length`` tokens, special tokens included."""
+    """``n`` texts of real words that tokenize to exactly ``length`` tokens, special tokens included.
+
+    Cut at a token's end offset, not filled with one-token words as the suite's ``fixed_length_texts``
+    does: a byte-level BPE tokenizer trained here has no such word (" a" merges differently)."""
     special = len(tokenizer.encode("").ids)
     out: list[str] = []
     pos = 0
@@ -82,15 +85,14 @@ def exact_texts(tokenizer: Any, words: list[str], length: int, n: int) -> list[s
 
 def prepare(name: str, family: Any, work: Path, precisions: list[str]) -> tuple[Path, dict[str, Path], dict[str, float | None]]:
     """(sentence-transformers folder, bundle per precision, export seconds per precision: None if cached)."""
-    import tiny_families
+    from tiny_families import make_family
 
     from embedrt.export import export_model
 
     root = work / name
     source = root / "st"
     if not (source / "modules.json").exists():
-        tiny_families.FAMILIES[name] = family
-        source = tiny_families.make_family(name, root)
+        source = make_family(family, root)
     bundles: dict[str, Path] = {}
     seconds: dict[str, float | None] = {}
     for precision in precisions:

@@ -161,14 +161,15 @@ def _randomize_norms(model: torch.nn.Module) -> None:
                 p.copy_(1.0 + 0.2 * torch.randn_like(p) if name.endswith("weight") else 0.1 * torch.randn_like(p))
 
 
-def make_family(name: str, folder: Path, **changes: Any) -> Path:
-    """A sentence-transformers folder for the tiny ``name`` family (``changes`` override its fields)."""
+def make_family(name: str | Family, folder: Path, **changes: Any) -> Path:
+    """A sentence-transformers folder for the tiny ``name`` family, or for a ``Family`` given whole
+    (``changes`` override its fields)."""
     from dataclasses import replace
 
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
 
-    family = replace(FAMILIES[name], **changes)
+    family = replace(FAMILIES[name] if isinstance(name, str) else name, **changes)
     enc = make_encoder(family, folder / "_backbone")
     transformer = Transformer(str(enc), max_seq_length=family.max_seq_length)
     dim = transformer.get_embedding_dimension()
