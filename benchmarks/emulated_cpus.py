@@ -123,7 +123,7 @@ def main() -> int:
     ap.add_argument("--bundle", action="append", default=[], metavar="LABEL=PATH", help="a bundle of all-MiniLM-L6-v2")
     ap.add_argument("--cpus", nargs="+", default=["Haswell-v4", "SandyBridge"], help="QEMU CPU models")
     ap.add_argument("--only", nargs="*", default=None, metavar="LABEL@CPU",
-                    help="run just these bundle/CPU pairs under emulation (default: every pair)")
+                    help="run just these bundle/CPU pairs under emulation (default: every pair; none: the host alone)")
     ap.add_argument("--n", type=int, default=100, help="sentences per language")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--exact-path", action="store_true",
@@ -155,7 +155,7 @@ def main() -> int:
     refs = {k: st.encode(v, batch_size=32) for k, v in texts.items()}
     result: dict[str, Any] = {
         "command": "python -m benchmarks.emulated_cpus " + " ".join(f"--bundle {b}" for b in args.bundle)
-        + f" --cpus {' '.join(args.cpus)}" + (f" --only {' '.join(args.only)}" if args.only else "")
+        + f" --cpus {' '.join(args.cpus)}" + (f" --only {' '.join(args.only)}".rstrip() if args.only is not None else "")
         + f" --n {args.n}" + (" --exact-path" if args.exact_path else "") + f" --out {args.out}",
         "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": onnxruntime.__version__, "host": cpu_info(),
         "qemu": subprocess.run(["qemu-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
