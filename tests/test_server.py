@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -125,6 +126,39 @@ def test_openai_base64_is_little_endian_float32(live, embedder: Embedder) -> Non
     body = httpx.post(f"{live.url}/v1/embeddings", json={"input": ["x"], "encoding_format": "base64"}).json()
     vec = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
     np.testing.assert_allclose(vec, embedder.encode("x"), atol=ATOL)
+
+
+def test_float_json_reads_back_to_the_exact_float32_vectors(live) -> None:
+    """Float JSON carries each float32 value exactly, in its shortest decimals (not float64's 17 digits)."""
+    texts = _texts(6, seed=3)
+    exact = np.array(
+        [_vector(d["embedding"]) for d in httpx.post(f"{live.url}/v1/embeddings", json={
+            "input": texts, "encoding_format": "base64"}).json()["data"]]
+    )  # fmt: skip
+    r = httpx.post(f"{live.url}/v1/embeddings", json={"input": texts, "encoding_format": "float"})
+    np.testing.assert_array_equal(np.array([d["embedding"] for d in r.json()["data"]], np.float32), exact)
+    tei = httpx.post(f"{live.url}/embed", json={"inputs": texts})
+    np.testing.assert_array_equal(np.array(tei.json(), np.float32), exact)
+    numbers = re.findall(rb"-?\d[\d.e+-]*", tei.content)
+    assert max(len(n.lstrip(b"-").split(b"e")[0].replace(b".", b"").lstrip(b"0")) for n in numbers) <= 9
+
+
+def test_non_finite_model_output_is_a_500_and_the_server_goes_on(embedder: Embedder) -> None:
+    with live_server(embedder, ServerConfig(warmup=False)) as s:
+        real = s.state.batcher._encode
+
+        def broken(tok, alone):  # type: ignore[no-untyped-def]
+            out = real(tok, alone)
+            out[:, 0] = np.nan
+            return out
+
+        s.state.batcher._encode = broken
+        r = httpx.post(f"{s.url}/v1/embeddings", json={"input": "x"}, timeout=30)
+        assert r.status_code == 500 and r.json()["error"]["code"] == "non_finite_output", r.text
+        r = httpx.post(f"{s.url}/embed", json={"inputs": ["x"]}, timeout=30)
+        assert r.status_code == 500 and "NaN" in r.json()["error"], r.text
+        s.state.batcher._encode = real
+        assert httpx.post(f"{s.url}/v1/embeddings", json={"input": "x"}, timeout=30).status_code == 200
 
 
 # -- TEI ------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "embedrt.server", str(bundle), "--port", str(port), "--log-level", "warning"]
+def start_server(bundle: Path, port: int, extra: list[str], python: str | None = None) -> subprocess.Popen[bytes]:
+    """``embedrt serve`` as its own process (``python``: another environment's interpreter), once healthy."""
+    cmd = [python or sys.executable, "-m", "embedrt.server", str(bundle), "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen([*cmd, *extra])
     url = f"http://127.0.0.1:{port}"
     for _ in range(1200):  # bounded: 120 s
@@ -73,7 +75,15 @@ def _batch_stats(url: str) -> tuple[float, float]:
     return values.get("embedrt_batch_requests_sum", 0.0), values.get("embedrt_batch_requests_count", 0.0)
 
 
-async def drive(url: str, requests: list[list[str]], concurrency: int, duration: float) -> dict[str, Any]:
+async def drive(
+    url: str,
+    requests: list[list[str]],
+    concurrency: int,
+    duration: float,
+    path: str = "/v1/embeddings",
+    payload: Callable[[list[str]], dict[str, Any]] = lambda texts: {"input": texts, "encoding_format": "base64"},
+) -> dict[str, Any]:
+    """``concurrency`` closed-loop clients posting ``payload(texts)`` to ``path`` for ``duration`` seconds."""
     latencies: list[float] = []
     errors = 0
     texts = 0
@@ -86,7 +96,7 @@ async def drive(url: str, requests: list[list[str]], concurrency: int, duration:
             body = requests[i % len(requests)]
             i += concurrency
             start = time.perf_counter()
-            r = await http.post("/v1/embeddings", json={"input": body, "encoding_format": "base64"})
+            r = await http.post(path, json=payload(body))
             latencies.append(time.perf_counter() - start)
             if r.status_code != 200:
                 errors += 1

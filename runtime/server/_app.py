@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -146,6 +146,14 @@ class ServerState:
                 kind="server_error",
                 code="timeout",
             ) from e
+        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+            log.error("the model returned NaN or infinite values for a batch of %d inputs", len(tok))
+            raise ApiError(
+                500,
+                "the model returned NaN or infinite values for this input; see the server log",
+                kind="server_error",
+                code="non_finite_output",
+            )
         return raw
 
     async def _tokenize(self, req: EmbedRequest | Any, tokenize: Callable[[], Tokenized] | None) -> Tokenized:
@@ -227,7 +235,7 @@ def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
             req = parse_tei(await read_json(request), **limits)
             tok = await state.prepare(req)
         vectors = await state.run(req, tok)
-        return await _json(vectors.tolist(), vectors.size)
+        return await _json(vectors, vectors.size)
 
     async def health(request: Request) -> Response:
         if state.ready and not state.draining and state.batcher.running:
@@ -347,7 +355,9 @@ def _encodable(text: str) -> bool:
 
 
 def _dumps(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON; numpy float32 arrays are written as the shortest decimals that read back to
+    the same float32 values (as TEI's serde does), ~15x faster than ``json`` over ``tolist()``."""
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _plain_json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

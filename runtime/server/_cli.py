@@ -16,8 +16,10 @@ _MISSING_EXTRA = 'the HTTP server needs the "server" extra: pip install "embedrt
 
 
 def require_server_extra() -> None:
-    """Raise ``ImportError`` naming the pip command when starlette, uvicorn or prometheus-client is missing."""
+    """Raise ``ImportError`` naming the pip command when starlette, uvicorn, prometheus-client or orjson
+    is missing (uvloop and httptools make uvicorn faster, and it runs without them)."""
     try:
+        import orjson  # noqa: F401
         import prometheus_client  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401

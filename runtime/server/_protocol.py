@@ -264,7 +264,7 @@ def openai_body(
         little = vectors.astype("<f4", copy=False)
         rows = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
     else:
-        rows = vectors.tolist()
+        rows = list(vectors)  # float32 rows: the JSON encoder writes them from numpy
     return {
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],

@@ -1,0 +1,111 @@
+"""Two builds of ``embedrt serve`` side by side: the same bundle served from two Python
+environments (e.g. the previous commit's checkout in its own venv, and this one), driven alternately
+by closed-loop clients on real sentences; per cell the medians of ``--repeats`` runs of texts/s, p50
+latency and the server's own CPU time per request (user + system, from /proc: less disturbed by a
+busy machine than wall time). Responses as float JSON (OpenAI ``/v1/embeddings`` and TEI ``/embed``)
+and as base64.
+
+    git worktree add /tmp/base HEAD~1 && python -m venv /tmp/venv-base \\
+        && /tmp/venv-base/bin/pip install -e "/tmp/base[server]" httpx
+    python -m benchmarks.load.server_ab BUNDLE --python-a /tmp/venv-base/bin/python --label-a before \\
+        --label-b after --out benchmarks/results/server-ab-X.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.corpus import load_sentences
+from benchmarks.int8_cpu import cpu_info
+from benchmarks.load.bench_load import _cpu_seconds, _free_port, drive, start_server
+
+Payload = Callable[[list[str]], dict[str, Any]]
+CELLS: dict[str, tuple[int, str, Payload]] = {  # name: (texts per request, path, body)
+    "1 text, float": (1, "/v1/embeddings", lambda t: {"input": t, "encoding_format": "float"}),
+    "32 texts, float": (32, "/v1/embeddings", lambda t: {"input": t, "encoding_format": "float"}),
+    "32 texts, TEI /embed": (32, "/embed", lambda t: {"inputs": t}),
+    "32 texts, base64": (32, "/v1/embeddings", lambda t: {"input": t, "encoding_format": "base64"}),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--python-a", required=True, help="interpreter of the first environment")
+    p.add_argument("--python-b", default=sys.executable, help="interpreter of the second (default: this one)")
+    p.add_argument("--label-a", default="a")
+    p.add_argument("--label-b", default="b")
+    p.add_argument("--server-args", nargs="*", default=["--device", "cpu"], help="passed to both servers")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    p.add_argument("--repeats", type=int, default=4)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+
+    sentences = load_sentences(2000, seed=0)
+    sides = {args.label_a: args.python_a, args.label_b: args.python_b}
+    procs, urls = {}, {}
+    try:
+        for label, python in sides.items():
+            port = _free_port()
+            procs[label] = start_server(args.bundle, port, args.server_args, python)
+            urls[label] = f"http://127.0.0.1:{port}"
+        rows = []
+        for name, (size, path, payload) in CELLS.items():
+            requests = [sentences[i : i + size] for i in range(0, len(sentences) - size + 1, size)]
+            for c in args.concurrency:
+                runs: dict[str, list[dict[str, Any]]] = {label: [] for label in sides}
+                for rep in range(args.repeats):
+                    order = list(sides) if rep % 2 == 0 else list(sides)[::-1]
+                    for label in order:
+                        cpu0 = _cpu_seconds(procs[label].pid)
+                        run = asyncio.run(drive(urls[label], requests, c, args.duration, path, payload))
+                        run["server_cpu_ms_per_request"] = round(
+                            (_cpu_seconds(procs[label].pid) - cpu0) * 1000 / max(run["requests"], 1), 2
+                        )
+                        assert run["errors"] == 0, (label, name, run)
+                        runs[label].append(run)
+                row: dict[str, Any] = {"cell": name, "concurrency": c}
+                for label, rs in runs.items():
+                    row[label] = {
+                        k: statistics.median(r[k] for r in rs)
+                        for k in ("texts_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
+                    }
+                    row[label]["runs"] = rs
+                a, b = row[args.label_a], row[args.label_b]
+                row["texts_per_s_b_over_a"] = round(b["texts_per_s"] / a["texts_per_s"], 3)
+                row["server_cpu_b_over_a"] = round(
+                    b["server_cpu_ms_per_request"] / a["server_cpu_ms_per_request"], 3
+                )
+                rows.append(row)
+                print(json.dumps({k: v for k, v in row.items() if k not in sides}),
+                      {label: {k: v for k, v in row[label].items() if k != "runs"} for label in sides}, flush=True)  # fmt: skip
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(30)
+    out = {
+        "benchmark": "server_ab",
+        "command": "python -m benchmarks.load.server_ab " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu": cpu_info(),
+        "sides": sides,
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    tmp.replace(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
