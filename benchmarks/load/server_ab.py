@@ -71,23 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                         run["server_cpu_ms_per_request"] = round(
                             (_cpu_seconds(procs[label].pid) - cpu0) * 1000 / max(run["requests"], 1), 2
                         )
-                        assert run["errors"] == 0, (label, name, run)
+                        if run["errors"]:
+                            raise RuntimeError(f"{label}: {run['errors']} failed requests in {name!r}: {run}")
                         runs[label].append(run)
-                row: dict[str, Any] = {"cell": name, "concurrency": c}
-                for label, rs in runs.items():
-                    row[label] = {
-                        k: statistics.median(r[k] for r in rs)
-                        for k in ("texts_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
-                    }
-                    row[label]["runs"] = rs
-                a, b = row[args.label_a], row[args.label_b]
-                row["texts_per_s_b_over_a"] = round(b["texts_per_s"] / a["texts_per_s"], 3)
-                row["server_cpu_b_over_a"] = round(
-                    b["server_cpu_ms_per_request"] / a["server_cpu_ms_per_request"], 3
-                )
+                row = _row(name, c, runs, args.label_a, args.label_b)
                 rows.append(row)
-                print(json.dumps({k: v for k, v in row.items() if k not in sides}),
-                      {label: {k: v for k, v in row[label].items() if k != "runs"} for label in sides}, flush=True)  # fmt: skip
+                print(json.dumps({k: ({m: v for m, v in x.items() if m != "runs"} if k in sides else x)
+                                  for k, x in row.items()}), flush=True)  # fmt: skip
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -105,6 +95,21 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(out, indent=1))
     tmp.replace(args.out)
     return 0
+
+
+STATS = ("texts_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
+
+
+def _row(cell: str, concurrency: int, runs: dict[str, list[dict[str, Any]]], a: str, b: str) -> dict[str, Any]:
+    """One cell: each side's medians over its runs (the runs kept), and b's over a's."""
+    med = {label: {k: statistics.median(r[k] for r in rs) for k in STATS} for label, rs in runs.items()}
+    return {
+        "cell": cell,
+        "concurrency": concurrency,
+        **{label: {**med[label], "runs": rs} for label, rs in runs.items()},
+        "texts_per_s_b_over_a": round(med[b]["texts_per_s"] / med[a]["texts_per_s"], 3),
+        "server_cpu_b_over_a": round(med[b]["server_cpu_ms_per_request"] / med[a]["server_cpu_ms_per_request"], 3),
+    }
 
 
 if __name__ == "__main__":
