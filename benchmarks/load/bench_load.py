@@ -59,6 +59,24 @@ def start_server(bundle: Path, port: int, extra: list[str], python: str | None =
     raise RuntimeError("server did not become healthy in 120 s")
 
 
+def write_result(out: Path, module: str, argv: list[str] | None, benchmark: str, **fields: Any) -> None:
+    """``out`` written whole (temporary name, then rename): ``benchmark``, the command that reproduces
+    the run (``python -m benchmarks.load.MODULE`` and its arguments), when, the CPU, then ``fields``."""
+    from benchmarks.int8_cpu import cpu_info
+
+    result = {
+        "benchmark": benchmark,
+        "command": f"python -m benchmarks.load.{module} " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu": cpu_info(),
+        **fields,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(out)
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc): less disturbed by a busy machine than wall time."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

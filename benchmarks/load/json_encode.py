@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.int8_cpu import cpu_info
+from benchmarks.load.bench_load import write_result
 from embedrt.server._app import _dumps
 from embedrt.server._protocol import openai_body
 
@@ -63,16 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         row["bytes_saved"] = round(1 - row["server_bytes"] / row["json_tolist_bytes"], 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = {
-        "benchmark": "json_encode",
-        "command": "python -m benchmarks.load.json_encode " + " ".join(sys.argv[1:] if argv is None else argv),
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cpu": cpu_info(),
-        "results": rows,
-    }
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(args.out)
+    write_result(args.out, "json_encode", argv, "json_encode", results=rows)
     return 0
 
 

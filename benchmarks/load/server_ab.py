@@ -18,14 +18,12 @@ import asyncio
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.corpus import load_sentences
-from benchmarks.int8_cpu import cpu_info
-from benchmarks.load.bench_load import _cpu_seconds, _free_port, drive, start_server
+from benchmarks.load.bench_load import _cpu_seconds, _free_port, drive, start_server, write_result
 
 Payload = Callable[[list[str]], dict[str, Any]]
 CELLS: dict[str, tuple[int, str, Payload]] = {  # name: (texts per request, path, body)
@@ -82,18 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         for proc in procs.values():
             proc.terminate()
             proc.wait(30)
-    out = {
-        "benchmark": "server_ab",
-        "command": "python -m benchmarks.load.server_ab " + " ".join(sys.argv[1:] if argv is None else argv),
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cpu": cpu_info(),
-        "sides": sides,
-        "results": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(args.out)
+    write_result(args.out, "server_ab", argv, "server_ab", sides=sides, results=rows)
     return 0
 
 

@@ -21,16 +21,13 @@ import json
 import os
 import random
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.corpus import load_sentences
-from benchmarks.int8_cpu import cpu_info
-from benchmarks.load.bench_load import _free_port, drive, start_server
+from benchmarks.load.bench_load import _free_port, drive, start_server, write_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,15 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         for w, c in itertools.product(workloads, args.concurrency)
     }  # fmt: skip
-    out = {
-        "benchmark": f"embedrt serve --device {args.device}, streams 1 against N (closed-loop clients, /v1/embeddings)",
-        "command": "python -m benchmarks.load.streams_load " + " ".join(sys.argv[1:] if argv is None else argv),
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cpu": cpu_info(),
-        "texts_per_s_ratio_streams_over_one": ratios,
-        "results": rows,
-    }
-    args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    write_result(
+        args.out,
+        "streams_load",
+        argv,
+        f"embedrt serve --device {args.device}, streams 1 against N (closed-loop clients, /v1/embeddings)",
+        texts_per_s_ratio_streams_over_one=ratios,
+        results=rows,
+    )
     print(json.dumps(ratios))
     return 0
 
