@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import write_text_whole
 from ._tokenize import Tokenized
 
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
@@ -119,8 +120,7 @@ def run_bench(args: argparse.Namespace) -> int:
     }
     print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        write_text_whole(args.json, json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 

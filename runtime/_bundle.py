@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._errors import BundleError
+from ._files import write_text_whole
 from ._types import (
     BundleKind,
     PaddingSide,
@@ -161,14 +160,7 @@ def write_manifest(bundle: Path, manifest: Manifest) -> Path:
     d = json.loads(json.dumps(manifest.to_dict()))  # as a reader will see it (tuples become lists)
     d[SELF_HASH_KEY] = content_sha256(d)
     path = bundle / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(dir=bundle, prefix=f".{MANIFEST_NAME}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_whole(path, json.dumps(d, indent=2, ensure_ascii=False) + "\n")
     return path
 
 

@@ -1,17 +1,14 @@
 """Writing embeddings to files: .npy, .parquet, .jsonl. Never pickle; every file is written whole
-(a temporary name in the same folder, then renamed)."""
+(``_files.written_whole``)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from ._files import written_whole
 from ._sparse import SparseEmbeddings
 
 FORMATS = (".npy", ".parquet", ".jsonl")
@@ -24,26 +21,12 @@ def check_output_path(path: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _whole(path: Path) -> Iterator[Path]:
-    """A temporary path next to ``path``, renamed to it once the block has written it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_embeddings(path: Path, texts: list[str], vectors: np.ndarray) -> None:
     """Float vectors as float32; quantized ones (int8, uint8, packed bits) keep their integer type."""
     suffix = check_output_path(path).suffix.lower()
     dtype = vectors.dtype if vectors.dtype in (np.int8, np.uint8) else np.float32
     vectors = np.ascontiguousarray(vectors, dtype=dtype)
-    with _whole(path) as tmp:
+    with written_whole(path) as tmp:
         if suffix == ".npy":
             with tmp.open("wb") as f:
                 np.save(f, vectors, allow_pickle=False)
@@ -66,7 +49,7 @@ def write_sparse(path: Path, texts: list[str], vectors: SparseEmbeddings) -> Non
     """Sparse vectors as .jsonl: ``{"text", "indices", "values"}`` per line (other formats are dense)."""
     if check_output_path(path).suffix.lower() != ".jsonl":
         raise ValueError(f"sparse vectors are written as .jsonl (text, indices, values); got {str(path)!r}")
-    with _whole(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+    with written_whole(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for text, vec in zip(texts, vectors, strict=True):
             row = {"text": text, "indices": vec.indices.tolist(), "values": vec.values.tolist()}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

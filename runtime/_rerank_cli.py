@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ._files import write_text_whole
 
 
 def add_rerank_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -52,19 +52,8 @@ def run_rerank(args: argparse.Namespace) -> int:
     )
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ranked)
     if args.output:
-        _write_whole(Path(args.output), lines)
+        write_text_whole(Path(args.output), lines)
     else:
         sys.stdout.write(lines)
     return 0
 
-
-def _write_whole(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

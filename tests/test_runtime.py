@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import threading
 from pathlib import Path
 
@@ -423,6 +425,29 @@ def test_manifest_is_written_whole(tiny_bert_bundle: Path, tmp_path: Path) -> No
     from embedrt._bundle import load_manifest, write_manifest
 
     b = _copy(tiny_bert_bundle, tmp_path)
-    write_manifest(b, load_manifest(b))
+    umask = os.umask(0o022)
+    try:
+        write_manifest(b, load_manifest(b))
+    finally:
+        os.umask(umask)
     assert sorted(p.name for p in b.iterdir()) == ["manifest.json", "model.onnx", "tokenizer.json"]
     assert set(load_manifest(b).files) == {"model.onnx", "tokenizer.json"}
+    assert stat.S_IMODE((b / "manifest.json").stat().st_mode) == 0o644  # readable by a server run as another user
+
+
+def test_a_file_written_whole_keeps_the_old_one_on_failure_and_gets_open_s_modes(tmp_path: Path) -> None:
+    from embedrt._files import write_text_whole, written_whole
+
+    umask = os.umask(0o027)
+    try:
+        write_text_whole(tmp_path / "a.json", "{}\n")
+        with pytest.raises(RuntimeError, match="killed"), written_whole(tmp_path / "a.json") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+        with written_whole(tmp_path / "sub" / "b.bin", durable=True) as tmp:
+            tmp.write_bytes(b"whole")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.json").read_text() == "{}\n" and (tmp_path / "sub" / "b.bin").read_bytes() == b"whole"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["a.json", "sub", "sub/b.bin"]
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640

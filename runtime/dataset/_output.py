@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._errors import EmbedrtError
+from .._files import TMP_GLOB, written_whole
 
 MANIFEST = "_manifest.json"
 JOURNAL = "_parts.jsonl"
 BAD_ROWS = "_bad_rows.jsonl"
 FORMAT = "embedrt-dataset"
 VERSION = 1
-_OURS = re.compile(r"^(part-\d{6}\.parquet|_manifest\.json|_parts\.jsonl|_bad_rows\.jsonl|\..*\.tmp-\d+)$")
+_OURS = re.compile(r"^(part-\d{6}\.parquet|_manifest\.json|_parts\.jsonl|_bad_rows\.jsonl|\..*\.tmp-\w+)$")
 
 
 class OutputError(EmbedrtError, ValueError):
@@ -37,28 +38,9 @@ class OutputError(EmbedrtError, ValueError):
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` whole: a temporary name in the same folder, fsync, rename, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not every platform opens folders
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write ``path`` whole and durably: ``write`` fills a temporary file, fsynced, renamed, folder fsynced."""
+    with written_whole(path, durable=True) as tmp, tmp.open("wb") as f:
+        write(f)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -83,7 +65,7 @@ class OutputFolder:
                 f"output folder {str(self.path)!r} holds files embedrt did not write ({', '.join(foreign[:5])}); "
                 "choose an empty or new folder"
             )
-        for stale in self.path.glob(".*.tmp-*"):  # left by a run killed while writing a file
+        for stale in self.path.glob(TMP_GLOB):  # left by a run killed while writing a file
             stale.unlink()
         old = self._read_manifest()
         if old is not None and not overwrite:
