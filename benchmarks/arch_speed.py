@@ -31,6 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_file import write_json
+
 HERE = Path(__file__).resolve().parent
 BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
 SHAPES = ("32x16", "32x128", "8x512")  # batch x tokens
@@ -186,9 +188,7 @@ def main() -> None:
                      for p, m in manifests.items() if m["parity"].get("gate")},
             "shapes": measure(source, bundles, args.shapes, args.rounds, args.threads),
         }
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
-        tmp.replace(args.out)
+        write_json(args.out, result, default=str)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,15 @@ text, alternating in one process, best of ``--rounds`` medians.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.int8_cpu import cpu_info
+from benchmarks.results_file import write_json
 
 TEXT = "A man is playing a guitar on the street while people walk past him."  # 17 tokens, the median
 SHAPES = ((384, 1152), (384, 384), (384, 1536), (1536, 384))
@@ -111,7 +110,7 @@ def main() -> None:
     }
     for k, v in result["p50_ms"].items():
         print(f"{k:28s} {v['best']:.2f} ms")
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ and ``session.run`` alone are timed beside them for scale. Medians per round, ``
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from benchmarks import corpus
 from benchmarks.int8_cpu import cpu_info
+from benchmarks.results_file import write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_ms_per_round": rounds,
         "saved_ms_per_round": [round(r["encode_batch([text])"] - r["encode(text)"], 4) for r in rounds],
     }
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
     return 0
 
 

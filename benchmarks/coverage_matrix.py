@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_file import write_json
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "fp32": {},
     "fused": {"optimize": True},
@@ -85,7 +87,7 @@ def main() -> None:
                 row = run_one(source, variant, Path(tmp) / f"{name}-{variant}")
                 results.setdefault(name, {})[variant] = row
                 print(name, variant, row["status"], row.get("reason", "")[:200] or row.get("gate"), flush=True)
-                out.write_text(json.dumps(results, indent=1) + "\n")
+                write_json(out, results)
 
 
 if __name__ == "__main__":

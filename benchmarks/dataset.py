@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_file import write_json
 from benchmarks.worker import peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Ray backend, {args.compare_rows} texts:", flush=True)
         report["ray"] = [measure("ray", bundle, corpus, args.threads, args.batch_size, actors=a) for a in (1, 2)]
     out = HERE / "results" / f"dataset-{args.machine}-{time.strftime('%Y%m%d')}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out, report, indent=2)
     print(f"wrote {out}")
     return 0
 

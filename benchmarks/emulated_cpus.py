@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.results_file import write_json
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -183,9 +185,7 @@ def main() -> int:
                     runs[name] = run
                     print(label, name, json.dumps(run, ensure_ascii=False), flush=True)
             result["runs"][label] = runs
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, result, ensure_ascii=False)
     return 0
 
 

@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.results_file import write_json
+
 CHILD = r"""
 import json, sys
 from pathlib import Path
@@ -117,7 +119,7 @@ def main() -> None:
         "runs": rows,
         "export_model_fp32_default": whole,
     }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.results_file import write_json
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -262,7 +264,7 @@ def main() -> int:
         result["fidelity"] = fidelity(bundles, src)
         result["speed"] = speed(bundles, src, args.rounds, args.n)
     result["cpu"]["load_average_end"] = os.getloadavg()
-    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(args.out, result, ensure_ascii=False)
     return 0
 
 

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_file import write_json
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -96,7 +98,7 @@ def main() -> int:
             print(label, json.dumps(fid[label]), flush=True)
         result["fidelity"] = fid
     result["cpu"]["load_average_end"] = os.getloadavg()
-    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(args.out, result, ensure_ascii=False)
     return 0
 
 
@@ -121,7 +123,7 @@ def layer0(out: Path) -> int:
             print(name, json.dumps(result["fidelity"][name]), flush=True)
         result["cpu_time_1_thread"] = study.cpu_time({n: p for n, (p, _) in built.items()}, reps=9)
     result["cpu"]["load_average_end"] = os.getloadavg()
-    out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(out, result, ensure_ascii=False)
     return 0
 
 
@@ -150,7 +152,7 @@ def sixteen(out: Path) -> int:
             row[k] = {x: round(m[x], 5) for x in ("mean_cos", "min_cos", "topk")}
         result["fidelity"][label] = row
         print(label, json.dumps(row), flush=True)
-    out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(out, result, ensure_ascii=False)
     return 0
 
 

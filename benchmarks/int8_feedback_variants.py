@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.results_file import write_json
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -100,7 +102,7 @@ def main() -> int:
             bench = study.Bench(path, Path(tmp) / f"{name}-variants")
             result["fidelity"][name] = bench.fidelity(path, study.references(bench.sets, src))
             print(name, json.dumps(result["fidelity"][name]), flush=True)
-    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(args.out, result, ensure_ascii=False)
     return 0
 
 

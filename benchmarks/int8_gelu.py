@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bundle_args
+from benchmarks.results_file import write_json
 
 
 def _optimized(bundle: Path, out: Path, fast_gelu: bool) -> int:
@@ -90,7 +91,7 @@ def main() -> None:
             result["fidelity"] = {label: bench.fidelity(g, refs) for label, g in graphs.items()}
             print(name, "fidelity", json.dumps(result["fidelity"]), flush=True)
         out["results"][name] = result
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

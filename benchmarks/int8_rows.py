@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.results_file import write_json
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -180,7 +182,7 @@ def main() -> int:
             result[f"{set_name}_per_s_2_threads_rounds"] = rates
             print(set_name, "texts/s", rates, flush=True)
     result["cpu"]["load_average_end"] = os.getloadavg()
-    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_json(args.out, result, ensure_ascii=False)
     return 0
 
 

@@ -44,6 +44,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import onnx
 from onnx import helper, numpy_helper
 
+from benchmarks.results_file import write_json
+
 VARIANTS = ("static-ln", "static-rows", "static-all")
 TEXT = "A man is playing a guitar on the street while people walk past him."  # 17 tokens, the median
 
@@ -255,10 +257,7 @@ def main() -> int:
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out)
+    write_json(out, result)
     print("wrote", out)
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.results_file import write_json
+
 
 def _build(work: Path) -> tuple[Path, Path]:
     """(CrossEncoder folder, SparseEncoder folder) around all-MiniLM-L6-v2's encoder, random heads."""
@@ -148,7 +150,7 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report, indent=2)
     return 0
 
 

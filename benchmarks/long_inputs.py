@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.results_file import write_json
+
 CHILD = r"""
 import json, sys, time
 from embedrt import Embedder
@@ -71,7 +73,7 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "max_batch_tokens": rows,
     }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ each, alternating, ``--rounds`` times. Fidelity: cosine against the fp32 graph's
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.int8_cpu import cpu_info
+from benchmarks.results_file import write_json
 
 
 def int8_weights_copy(model_path: Path, out: Path) -> int:
@@ -142,7 +142,7 @@ def main() -> None:
         "unit": "texts/s per round, 32-text length-sorted batches of real sentences",
         "results": results,
     }
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    write_json(args.out, out)
     for name, r in results.items():
         print(f"{name}: best {r['best_texts_s']} texts/s, cos mean {r['cos_vs_fp32']['mean']} min {r['cos_vs_fp32']['min']}")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.int8_cpu import cpu_info
+from benchmarks.results_file import write_json
 
 
 def pinned_threads() -> list[str]:
@@ -109,9 +110,7 @@ def main() -> None:
         "unit": "texts/s summed over the layout's processes, real sentences at batch 32, fp32",
         "results": results,
     }  # fmt: skip
-    tmp = Path(args.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(args.out)
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_file import write_json
 from embedrt import Embedder
 from embedrt._base import INT8_UNFUSED
 
@@ -156,9 +157,7 @@ def main() -> None:
                       f"{shares[str(n)]['ms_total'][str(t)]} ms; "
                       + ", ".join(f"{op} {x}" for op, x in list(shares[str(n)]["speedup"][str(t)].items())[:10]), flush=True)
         result["bundles"][bundle] = shares
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.out)
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

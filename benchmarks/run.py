@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import corpus, envs, flops, prepare
+from benchmarks.results_file import write_json
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -431,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"{args.machine}-{data['meta']['date'][:8]}" + ("-quick" if args.quick else "")
     report.derive(data)
     json_path = args.out / f"{stem}.json"
-    json_path.write_text(json.dumps(data, indent=1, default=float))
+    write_json(json_path, data, default=float)
     md = report.markdown(data, stem)
     (args.out / f"{stem}.md").write_text(md)
     report.plots(data, args.out, stem)

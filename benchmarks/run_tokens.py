@@ -10,12 +10,11 @@ them in one.
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks import bundle_args
+from benchmarks.results_file import write_json
 
 LENGTHS = (16, 64, 128, 256, 512)
 BUDGETS: tuple[int | None, ...] = (None, 4096, 2048, 1024, 512)
@@ -54,7 +53,7 @@ def main() -> None:
             n: {b: {"best": round(max(r)), "all": [round(x) for x in r]} for b, r in per.items()}
             for n, per in rates.items()
         }
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bundle_args
+from benchmarks.results_file import write_json
 
 # name -> onnxruntime optimizers disabled in the session
 SETS: dict[str, list[str]] = {
@@ -63,7 +64,7 @@ def main() -> None:
             }
             print(name, set_name, json.dumps(result[set_name]), flush=True)
         out["results"][name] = result
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

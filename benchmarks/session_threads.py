@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bundle_args
+from benchmarks.results_file import write_json
 
 # name -> onnxruntime session config entries added to what embedrt sets
 SETS: dict[str, dict[str, str]] = {
@@ -76,7 +77,7 @@ def main() -> None:
         }
         print(name, "batch 1", json.dumps(result["batch1_p50_ms"]), flush=True)
         out["results"][name] = result
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ import contextlib
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks import bundle_args
+from benchmarks.results_file import write_json
 
 
 def _options(p: Any) -> None:
@@ -72,7 +72,7 @@ def main() -> None:
             }  # fmt: skip
             print(name, case, json.dumps(results[case]), flush=True)
         out["results"][name] = results
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.results_file import write_json
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,7 +62,7 @@ def main() -> None:
         "tokenize_seconds": best(lambda: flat_ids(src.tokenizer, texts)),
         "graph_seconds_by_tokens_per_run": {b: best(lambda b=b: run(b)) for b in (256, 1024, 4096, 16384)},
     }  # fmt: skip
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
     print(json.dumps(result, indent=1))
 
 

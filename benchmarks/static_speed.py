@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.results_file import write_json
+
 
 def _best(fn: Callable[[], Any], rounds: int) -> float:
     times = []
@@ -126,7 +128,7 @@ def main() -> None:
             "static_phases_seconds": {k: round(v, 5) for k, v in phases(static, texts, args.rounds).items()},
             "max_abs_diff_vs_model2vec": float(np.abs(got - ref).max()),
         }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
     print(json.dumps(result, indent=1))
 
 

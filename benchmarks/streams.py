@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks import bundle_args
+from benchmarks.results_file import write_json
 
 
 def _options(p: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def main() -> None:
                     rates[set_name][label].append(round(len(texts) / (time.perf_counter() - t), 1))
         out["results"][name] = rates
         print(name, json.dumps(rates), flush=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 
 from benchmarks.corpus import load_sentences
+from benchmarks.results_file import write_json
 
 
 def _free_port() -> int:
@@ -71,10 +72,7 @@ def write_result(out: Path, module: str, argv: list[str] | None, benchmark: str,
         "cpu": cpu_info(),
         **fields,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_json(out, result)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -236,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": rows,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result, indent=2)
         args.out.with_suffix(".md").write_text(markdown(result))
     return 0
 
