@@ -173,6 +173,8 @@ def test_tei_embed(live, embedder: Embedder) -> None:
     assert np.array(r.json()).shape == (1, embedder.dimension)
     r = httpx.post(f"{live.url}/embed", json={"inputs": ["x"], "dimensions": 16})
     assert np.linalg.norm(r.json()[0]) == pytest.approx(1.0, abs=1e-5) and len(r.json()[0]) == 16
+    r = httpx.post(f"{live.url}/embed", json={"inputs": ["x"], "dimensions": 16, "normalize": False})
+    np.testing.assert_allclose(r.json()[0], embedder.encode("x")[:16], atol=ATOL)  # cut, as asked: not re-normalized
 
 
 def test_huggingface_hub_inference_client(live, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -228,6 +230,7 @@ BAD = [
     ("unknown-prompt", b'{"input": "a", "prompt_name": "nope"}', 400, "prompt"),
     ("too-many-inputs", b'{"input": [' + b",".join([b'"a"'] * 65) + b"]}", 413, "65 items"),
     ("body-too-large", b'{"input": "' + b"a" * 300_000 + b'"}', 413, "larger than"),
+    ("huge-integer", b'{"input": "a", "dimensions": ' + b"9" * 5000 + b"}", 400, "number JSON cannot carry"),
 ]
 
 
@@ -302,7 +305,8 @@ def test_chunked_body_over_the_limit_is_413(live) -> None:
 
 def test_unknown_route_and_method(live) -> None:
     assert httpx.get(f"{live.url}/nope").json()["error"]["code"] == "not_found"
-    assert httpx.get(f"{live.url}/v1/embeddings").status_code == 405
+    r = httpx.get(f"{live.url}/v1/embeddings")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
 
 
 # -- health, info, metrics ---------------------------------------------------------------------------
@@ -449,6 +453,47 @@ def test_request_timeout_answers_504_and_the_server_recovers(embedder: Embedder)
         assert r.status_code == 200
 
 
+def test_a_client_that_leaves_is_not_run_nor_counted_as_a_server_error(embedder: Embedder) -> None:
+    """A client gone while its request waits for the model: its texts are not run. A client gone while
+    sending its body: no 500, no traceback. Both count as 499 (client closed request)."""
+    import socket
+
+    with live_server(embedder, ServerConfig(warmup=False)) as s:
+        entered, release = gate_model(s.state)
+        calls: list[int] = []
+        gated = s.state.batcher._encode
+        s.state.batcher._encode = lambda tok, alone: (calls.append(len(tok)), gated(tok, alone))[1]
+        first: list[httpx.Response] = []
+        t = threading.Thread(target=lambda: first.append(httpx.post(f"{s.url}/embed", json={"inputs": "a"}, timeout=60)))
+        t.start()
+        assert entered.wait(30)
+        host, port = s.url.removeprefix("http://").split(":")
+        body = b'{"inputs": ["left", "before", "its turn"]}'
+        with socket.create_connection((host, int(port))) as c:
+            c.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+            for _ in range(3000):  # bounded: 30 s on a busy machine
+                if s.state.batcher.depth == 1:
+                    break
+                time.sleep(0.01)
+            assert s.state.batcher.depth == 1
+        with socket.create_connection((host, int(port))) as c:  # gone halfway through its body
+            c.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inputs\": ")
+            time.sleep(0.2)
+        for _ in range(3000):
+            if _metric(s.url, 'embedrt_requests_total{endpoint="embed",status="499"}') == 2:
+                break
+            time.sleep(0.01)
+        release.set()
+        t.join(60)
+        assert first[0].status_code == 200
+        assert httpx.post(f"{s.url}/embed", json={"inputs": "next"}, timeout=60).status_code == 200
+        assert calls == [1, 1]  # the first request, then the next: the three texts of the one gone never ran
+        assert _metric(s.url, "embedrt_abandoned_inputs_total") == 3
+        assert _metric(s.url, 'embedrt_requests_total{endpoint="embed",status="499"}') == 2
+        assert _metric(s.url, 'embedrt_request_errors_total{endpoint="embed",kind="internal"}') == 0
+
+
 def test_graceful_shutdown_finishes_in_flight_and_refuses_new(embedder: Embedder) -> None:
     with live_server(embedder, ServerConfig(warmup=False)) as s:
         entered, release = gate_model(s.state)
@@ -490,6 +535,9 @@ def test_api_key_guards_everything_but_health(embedder: Embedder) -> None:
             )
         client = openai.OpenAI(base_url=f"{s.url}/v1", api_key="s3cret", max_retries=0)
         assert len(client.embeddings.create(input=["x", "y"], model="embedrt").data) == 2
+    with live_server(embedder, ServerConfig(api_key="clé-ü", warmup=False)) as s:  # sent as UTF-8 bytes, as curl does
+        assert httpx.get(f"{s.url}/info", headers={"Authorization": "Bearer clé-ü".encode()}).status_code == 200
+        assert httpx.get(f"{s.url}/info", headers={"Authorization": "Bearer cle-u"}).status_code == 401
 
 
 # -- the command, as a user runs it ---------------------------------------------------------------------

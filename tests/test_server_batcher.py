@@ -103,6 +103,58 @@ def test_full_queue_refuses() -> None:
     asyncio.run(main())
 
 
+def _abandoned(metrics: Metrics) -> float | None:
+    return metrics.registry.get_sample_value("embedrt_abandoned_inputs_total")
+
+
+def test_rows_of_a_request_given_up_on_are_not_run() -> None:
+    """A request cancelled (its client left, or it timed out) while its batch runs: its pieces not yet
+    started are skipped, and the next request runs next."""
+    model = FakeModel()
+    model.gate.clear()
+    metrics = Metrics()
+
+    async def main() -> np.ndarray:
+        batcher = Batcher(model, metrics, max_rows=1)
+        batcher.start()
+        job = asyncio.ensure_future(batcher.submit(_tok(3, 3, 3)))
+        await asyncio.sleep(0.05)  # its first row is in the model
+        job.cancel()
+        model.gate.set()
+        try:
+            return await batcher.submit(_tok(2))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main())[0, 0] == 2
+    assert model.calls == [1, 1] and _abandoned(metrics) == 2  # one row of three, then the next request
+
+
+def test_a_full_queue_first_drops_requests_given_up_on() -> None:
+    model = FakeModel()
+    model.gate.clear()
+    metrics = Metrics()
+
+    async def main() -> list[float]:
+        batcher = Batcher(model, metrics, max_queue=1)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(_tok(1)))
+        await asyncio.sleep(0.05)  # in the model now
+        queued = asyncio.ensure_future(batcher.submit(_tok(2)))
+        await asyncio.sleep(0)
+        queued.cancel()
+        await asyncio.sleep(0)
+        third = asyncio.ensure_future(batcher.submit(_tok(3)))  # the queue holds only a cancelled job
+        model.gate.set()
+        try:
+            return [float((await running)[0, 0]), float((await third)[0, 0])]
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()) == [1, 3]
+    assert model.calls == [1, 1] and _abandoned(metrics) == 1
+
+
 def test_runs_partition_rows_longest_first_under_the_caps() -> None:
     from embedrt.server._batcher import plan_runs
 

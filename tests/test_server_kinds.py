@@ -140,6 +140,8 @@ def test_embedding_server_similarity_tokenize_and_packed_formats(tiny_bert_bundl
         assert [t["id"] for t in tokens[0]] == model.tokenizer.encode("a cat").ids
         assert tokens[0][0]["special"] and tokens[0][0]["start"] is None and tokens[0][1]["text"] == "a"
         assert len(tokens[1]) > model.max_seq_length  # /tokenize shows every token
+        big = _post(f"{s.url}/tokenize", {"inputs": [LONG * 4] * 8}).json()  # tokenized off the event loop
+        assert len(big) == 8 and len(big[7]) == 4 * len(tokens[1]) - 6
         plain = _post(f"{s.url}/tokenize", {"inputs": "a cat", "add_special_tokens": False}).json()
         assert not any(t["special"] for t in plain[0])
         texts = ["a cat", "two dogs", LONG]

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -27,6 +27,7 @@ from ._batcher import Batcher, QueueFullError, ShuttingDownError
 from ._config import ServerConfig
 from ._metrics import CONTENT_TYPE, Metrics
 from ._protocol import (
+    BIG_TEXT_CHARS,
     ApiError,
     EmbedRequest,
     openai_body,
@@ -42,7 +43,6 @@ log = logging.getLogger("embedrt.server")
 Model = Embedder | Reranker | SparseEncoder
 
 Handler = Callable[[Request], Awaitable[Response]]
-_BIG_TEXT_CHARS = 20_000  # tokenize bigger requests off the event loop
 _BIG_RESPONSE_FLOATS = 200_000  # serialize bigger responses off the event loop
 _WARMUP_TEXTS = ["warm up", "a longer sentence to warm up the model with a second, padded row"]
 
@@ -120,15 +120,18 @@ class ServerState:
         m.truncated.inc(int(tok.truncated.sum()))
         return tok
 
-    async def run(self, req: EmbedRequest, tok: Tokenized) -> np.ndarray:
+    async def run(self, req: EmbedRequest, tok: Tokenized, request: Request) -> np.ndarray:
         """The vectors of ``req``, through the batcher, post-processed (dimensions, normalize)."""
         assert isinstance(self.model, Embedder)
-        return postprocess(await self.run_model(tok), req, self.model.manifest.normalize)
+        return postprocess(await self.run_model(tok, request), req, self.model.manifest.normalize)
 
-    async def run_model(self, tok: Tokenized) -> np.ndarray:
-        """The model's rows for ``tok`` (see ``_routes.model_call``), through the batcher."""
+    async def run_model(self, tok: Tokenized, request: Request | None) -> np.ndarray:
+        """The model's rows for ``tok`` (see ``_routes.model_call``), through the batcher. If the
+        client of ``request`` disconnects first, its rows are not run (nobody would read them)."""
         try:
-            raw = await asyncio.wait_for(self.batcher.submit(tok), self.config.request_timeout_s)
+            raw = await asyncio.wait_for(self._submit(tok, request), self.config.request_timeout_s)
+        except ClientGoneError as e:
+            raise ApiError(499, str(e), code="client_closed_request") from e
         except QueueFullError as e:
             raise ApiError(
                 503,
@@ -156,6 +159,21 @@ class ServerState:
             )
         return raw
 
+    async def _submit(self, tok: Tokenized, request: Request | None) -> np.ndarray:
+        if request is None:
+            return await self.batcher.submit(tok)
+        job = asyncio.ensure_future(self.batcher.submit(tok))
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            done, _ = await asyncio.wait((job, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not job.done():  # the client left, or the timeout: the batcher skips a cancelled job
+                job.cancel()
+        if job not in done:
+            raise ClientGoneError("the client closed the connection before its response was ready")
+        return job.result()
+
     async def _tokenize(self, req: EmbedRequest | Any, tokenize: Callable[[], Tokenized] | None) -> Tokenized:
         def run() -> Tokenized:
             if tokenize is not None:
@@ -163,7 +181,7 @@ class ServerState:
             return self.model.tokenize(req.texts, prompt_name=req.prompt_name)  # type: ignore[union-attr]
 
         try:
-            if sum(len(t) for t in req.texts) > _BIG_TEXT_CHARS:
+            if sum(len(t) for t in req.texts) > BIG_TEXT_CHARS:
                 return await asyncio.to_thread(run)
             return run()
         except (TypeError, ValueError) as e:
@@ -226,7 +244,7 @@ def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
         with state.batcher.arriving():  # a batch forming now waits for this request
             req = parse_openai(await read_json(request), **limits, model_names=config.served_names)
             tok = await state.prepare(req)
-        vectors = await state.run(req, tok)
+        vectors = await state.run(req, tok, request)
         body = openai_body(vectors, req.base64, config.model_name, int(tok.lengths.sum()), req.packed)
         return await _json(body, vectors.size)
 
@@ -234,7 +252,7 @@ def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
         with state.batcher.arriving():
             req = parse_tei(await read_json(request), **limits)
             tok = await state.prepare(req)
-        vectors = await state.run(req, tok)
+        vectors = await state.run(req, tok, request)
         return await _json(vectors, vectors.size)
 
     async def health(request: Request) -> Response:
@@ -278,7 +296,7 @@ def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
             f"{request.method} {request.url.path}: {exc.detail}",
             code="not_found" if exc.status_code == 404 else None,
         )
-        return _plain_json(err.openai_body(), exc.status_code, err.headers)
+        return _plain_json(err.openai_body(), exc.status_code, {**(exc.headers or {}), **err.headers})  # 405: Allow
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.embedrt = state
@@ -288,7 +306,7 @@ def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
 def _guarded(state: ServerState, name: str, fn: Handler, *, tei: bool, public: bool) -> Handler:
     """``fn`` behind the API key and the drain switch, with errors in the API's shape and metrics."""
     m = state.metrics
-    key = state.config.api_key.encode() if state.config.api_key else None
+    key = state.config.api_key.encode("utf-8") if state.config.api_key else None
 
     async def handle(request: Request) -> Response:
         start = time.perf_counter()
@@ -318,7 +336,8 @@ def _guarded(state: ServerState, name: str, fn: Handler, *, tei: bool, public: b
 
 def _check_key(request: Request, key: bytes) -> None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key):
+    # headers arrive decoded as latin-1: back to the bytes sent, which a client sends as UTF-8
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("latin-1"), key):
         raise ApiError(
             401,
             "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
@@ -339,11 +358,27 @@ async def _read_body(request: Request, limit: int) -> bytes:
         except ValueError as e:
             raise ApiError(400, f"bad Content-Length header {declared!r:.40}") from e
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_big
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_big
+    except ClientDisconnect as e:
+        raise ApiError(
+            499, "the client closed the connection while sending its body", code="client_closed_request"
+        ) from e
     return bytes(body)
+
+
+class ClientGoneError(Exception):
+    """The client disconnected while its request waited for the model."""
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has disconnected (the body was read already, so the next ASGI message
+    is ``http.disconnect``, which the server sends when the connection closes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _encodable(text: str) -> bool:

@@ -178,6 +178,10 @@ class Batcher:
         """The model's rows for ``tok``, float32 ``(len(tok), dim)``, in order."""
         if self._closing or self._wakeup is None:
             raise ShuttingDownError("the server is shutting down")
+        if len(self._queue) >= self._max_queue:  # requests given up on (timed out, client gone) leave first
+            for gone in [j for j in self._queue if j.future.done()]:
+                self._queue.remove(gone)
+                self._metrics.abandoned.inc(len(gone.tok))
         if len(self._queue) >= self._max_queue:
             self._metrics.rejected.inc()
             raise QueueFullError(f"the queue is full ({self._max_queue} requests waiting)")
@@ -211,6 +215,7 @@ class Batcher:
                 job = self._queue[0]
                 if job.future.done():  # timed out or client gone before its turn
                     self._queue.popleft()
+                    self._metrics.abandoned.inc(len(job.tok))
                     continue
                 if batch and (not self._batching or tokens + job.tokens > self._max_tokens):
                     return self._taken(batch)
@@ -270,8 +275,13 @@ class Batcher:
             while pieces or running:
                 while pieces and len(running) < at_once:
                     rows = pieces.pop(0)
+                    if all(batch[j].future.done() for j in np.unique(owner[rows]).tolist()):
+                        m.abandoned.inc(len(rows))  # its requests timed out or their clients left
+                        continue
                     piece = tok.select(rows.tolist())
                     running[loop.run_in_executor(self._executor, self._encode, piece, not shared)] = rows
+                if not running:
+                    break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
                     rows = running.pop(future)

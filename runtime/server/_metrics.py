@@ -36,8 +36,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.inputs = Counter("embedrt_inputs", "Texts embedded", registry=r)
-        self.tokens = Counter("embedrt_tokens", "Tokens embedded (after truncation)", registry=r)
+        # counted once tokenized: a request refused afterwards (queue full, timeout) is included
+        self.inputs = Counter("embedrt_inputs", "Texts accepted and tokenized", registry=r)
+        self.tokens = Counter("embedrt_tokens", "Tokens accepted (after truncation)", registry=r)
+        self.abandoned = Counter(
+            "embedrt_abandoned_inputs",
+            "Texts not run because their request timed out or its client left before their turn",
+            registry=r,
+        )
         self.truncated = Counter(
             "embedrt_truncated_inputs", "Texts cut to the model's max_seq_length", registry=r
         )

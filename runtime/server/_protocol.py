@@ -17,6 +17,7 @@ from .._types import EmbeddingPrecision
 
 # encoding_format: OpenAI's "float" and "base64", and sentence-transformers' packed-bit precisions
 ENCODING_FORMATS = ("float", "base64", "binary", "ubinary")
+BIG_TEXT_CHARS = 20_000  # a request's texts of more characters are tokenized off the event loop
 
 
 class ApiError(Exception):
@@ -77,6 +78,8 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
         raise ApiError(400, f"the request body is not valid JSON: {e}") from e
     except RecursionError as e:
         raise ApiError(400, "the request body is nested too deeply") from e
+    except ValueError as e:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise ApiError(400, f"the request body holds a number JSON cannot carry here: {e}") from e
     if not isinstance(data, dict):
         raise ApiError(400, f"the request body must be a JSON object, got {_json_type(data)}")
     return data
@@ -243,7 +246,7 @@ def postprocess(vectors: np.ndarray, req: EmbedRequest, model_normalizes: bool) 
     out = vectors
     if req.dimensions is not None and req.dimensions < out.shape[1]:
         out = out[:, : req.dimensions]
-        renorm = model_normalizes or req.normalize is not False
+        renorm = req.normalize is not False  # Matryoshka: cut, then re-normalize, unless told not to
     else:
         renorm = bool(req.normalize) and not model_normalizes
     if renorm:

@@ -11,6 +11,7 @@ text-embeddings-inference answers a model of the wrong type.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from .._reranker import Reranker
 from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized
 from .._types import BundleKind
-from ._protocol import ApiError
+from ._protocol import BIG_TEXT_CHARS, ApiError
 from ._protocol_kinds import (
     RerankRequest,
     TextsRequest,
@@ -125,7 +126,7 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
             tok = await state.prepare(
                 req, lambda: model.tokenize_pairs([(req.query, d) for d in req.documents]), what="text"
             )
-        logits = await state.run_model(tok)
+        logits = await state.run_model(tok, request)
         scores = logits[:, 0] if req.raw_scores else model.scores(logits)
         return req, scores, int(tok.lengths.sum())
 
@@ -141,7 +142,7 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
         with state.batcher.arriving():
             req = parse_embed_sparse(await read_json(request), **limits)
             tok = await state.prepare(req)
-        rows = (await state.run_model(tok))[:, 0]
+        rows = (await state.run_model(tok, request))[:, 0]
         return await respond(sparse_body([(v.indices, v.values) for v in rows]), sum(v.nnz for v in rows))
 
     async def similarity(request: Request) -> Response:
@@ -149,7 +150,7 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
         with state.batcher.arriving():
             req = parse_similarity(await read_json(request), **limits)
             tok = await state.prepare(req)
-        vectors = await state.run_model(tok)
+        vectors = await state.run_model(tok, request)
         return await respond(model.similarity(vectors[:1], vectors[1:])[0].tolist(), len(vectors))
 
     async def tokenize(request: Request) -> Response:
@@ -161,8 +162,13 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
         bad = next((i for i, t in enumerate(texts) if not _encodable(t)), None)
         if bad is not None:
             raise ApiError(400, f"input {bad} is not valid Unicode (it holds a lone surrogate): send real text")
-        encodings = untruncated.encode_batch(texts, add_special_tokens=req.add_special_tokens)
-        return await respond(tokenize_body(texts, encodings), sum(len(e.ids) for e in encodings))
+        def body() -> tuple[Any, int]:
+            encodings = untruncated.encode_batch(texts, add_special_tokens=req.add_special_tokens)
+            return tokenize_body(texts, encodings), sum(len(e.ids) for e in encodings)
+
+        # a big request's tokens (and, in respond, their JSON) are made off the event loop
+        out, tokens = await asyncio.to_thread(body) if sum(map(len, texts)) > BIG_TEXT_CHARS else body()
+        return await respond(out, tokens)
 
     return {"rerank": rerank, "rerank_v1": rerank_v1, "embed_sparse": embed_sparse, "similarity": similarity,
             "tokenize": tokenize}  # fmt: skip
