@@ -37,7 +37,7 @@ from ._session import (
     split_threads,
 )
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, share_batches, token_batches
-from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, parse
+from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, check_int, parse
 
 # Padded tokens per model run (rows x the batch's longest row), so one long input cannot blow memory:
 # a document of several thousand tokens runs alone. On the CPU provider, runs of ~1024 tokens are
@@ -61,11 +61,9 @@ def run_tokens(max_batch_tokens: int | str | None, device: Device, run_threads: 
         if device is not Device.CPU:
             return DEFAULT_MAX_BATCH_TOKENS
         return CPU_THREAD_RUN_TOKENS if run_threads == 1 else CPU_RUN_TOKENS
-    if max_batch_tokens is not None and (
-        isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1
-    ):
-        raise ValueError(f"max_batch_tokens must be a positive integer, None or 'auto', got {max_batch_tokens!r}")
-    return max_batch_tokens
+    if max_batch_tokens is None:
+        return None
+    return check_int(max_batch_tokens, "max_batch_tokens", also=", None or 'auto'")
 
 
 # onnxruntime's own session fusion of Add + LayerNormalization into SkipLayerNormalization: int8
@@ -124,9 +122,7 @@ class BundleModel:
         self.path = Path(bundle)
         self.device = parse(Device, device, "device")
         asked = check_streams(self.device, streams)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.threads = threads or available_cpus()
+        self.threads = available_cpus() if threads is None else check_int(threads, "threads")
         self.streams = resolve_streams(self.device, asked, self.threads)
         run_threads = max(split_threads(self.threads, self.streams))
         self.max_batch_tokens = run_tokens(max_batch_tokens, self.device, run_threads)
@@ -392,8 +388,7 @@ def kind_hint(kind: BundleKind) -> str:
 
 
 def check_batch_size(batch_size: object) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int(batch_size, "batch_size")
 
 
 def check_texts(texts: object, what: str = "texts") -> list[str]:

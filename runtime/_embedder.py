@@ -21,7 +21,7 @@ from ._progress import EncodeProgress
 from ._quantization import quantize_embeddings
 from ._similarity import similarity, similarity_pairwise
 from ._tokenize import Tokenized, flat_batches, flat_ids, tokenize
-from ._types import BundleKind, Device, EmbeddingPrecision, OutputValue, SimilarityFunction, parse
+from ._types import BundleKind, Device, EmbeddingPrecision, OutputValue, SimilarityFunction, check_int, parse
 
 # Tokens per run of a static bundle: its graph sums with a [texts, tokens] membership matrix, whose
 # cost grows with both; 1024 measured fastest (2000 sentences: 0.35 s at 1024, 1.8 s at 16384).
@@ -103,7 +103,7 @@ class Embedder(BundleModel):
 
     def tokenize(self, texts: Sequence[str], prompt_name: str | None = None, prompt: str | None = None) -> Tokenized:
         """Token ids of ``texts`` (prompt prepended), truncated to ``max_seq_length``, unpadded."""
-        return tokenize(self.tokenizer, self._prepare(texts, prompt_name, prompt))
+        return tokenize(self.tokenizer, self._prepare(texts, prompt_name, prompt), texts)
 
     def _prepare(self, texts: Sequence[str], prompt_name: str | None, prompt: str | None) -> list[str]:
         out = self._with_prompt(check_texts(texts), prompt_name, prompt)
@@ -123,6 +123,9 @@ class Embedder(BundleModel):
         precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
         truncate_dim: int | None = None,
         ranges: np.ndarray | None = None,
+        normalize_embeddings: bool | None = None,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed ``texts``.
 
@@ -136,7 +139,19 @@ class Embedder(BundleModel):
         does); ``precision`` (``float32``, ``int8``, ``uint8``, ``binary``, ``ubinary``) quantizes the
         result as ``embedrt.quantize_embeddings`` does, int8/uint8 with ``ranges`` (shape
         ``(2, dim)``) or, without them, ranges from these embeddings.
+
+        sentence-transformers' names work too: ``normalize_embeddings`` is ``normalize``;
+        ``convert_to_numpy=False`` gives a list of 1-D arrays; ``convert_to_tensor=True`` is refused
+        (no torch here: ``torch.from_numpy`` the result).
         """
+        if normalize_embeddings is not None:
+            if normalize is not None and bool(normalize) != bool(normalize_embeddings):
+                raise ValueError(f"normalize={normalize!r} and normalize_embeddings={normalize_embeddings!r} "
+                                 "disagree: give one of them")  # fmt: skip
+            normalize = normalize_embeddings
+        if convert_to_tensor:
+            raise ValueError("convert_to_tensor=True needs torch, which embedrt does not use: take the numpy array "
+                             "(torch.from_numpy(vectors) makes a tensor of it without a copy)")  # fmt: skip
         prec = parse(EmbeddingPrecision, precision, "precision")
         what = parse(OutputValue, output_value, "output_value")
         if what is OutputValue.TOKEN_EMBEDDINGS and prec is not EmbeddingPrecision.FLOAT32:
@@ -146,15 +161,17 @@ class Embedder(BundleModel):
         out: np.ndarray | list[np.ndarray]
         if self._static and what is OutputValue.SENTENCE_EMBEDDING:
             check_batch_size(batch_size)
-            flat, lengths = flat_ids(self.tokenizer, self._prepare(batch, prompt_name, prompt))
+            flat, lengths = flat_ids(self.tokenizer, self._prepare(batch, prompt_name, prompt), batch)
             out = self._encode_flat(flat, lengths, batch_size, normalize, show_progress_bar, truncate_dim)
         else:
             tok = self.tokenize(batch, prompt_name, prompt)
             out = self.encode_tokenized(tok, batch_size, normalize, what.value, show_progress_bar, truncate_dim)
-        if prec is not EmbeddingPrecision.FLOAT32 and len(out):
+        if prec is not EmbeddingPrecision.FLOAT32:  # an empty list too: (0, columns) of the precision's type
             assert isinstance(out, np.ndarray)
             out = quantize_embeddings(out, prec, ranges=ranges)
-        return out[0] if single else out
+        if single:
+            return out[0]
+        return list(out) if not convert_to_numpy and isinstance(out, np.ndarray) else out
 
     def encode_query(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
         """``encode`` with the bundle's ``query`` prompt (none if it has none); takes ``encode``'s arguments."""
@@ -232,10 +249,7 @@ class Embedder(BundleModel):
     def _check_truncate_dim(self, value: int | None) -> int | None:
         if value is None:
             return None
-        full = self.manifest.dimension
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= full:
-            raise ValueError(f"truncate_dim must be an integer from 1 to {full} (the model's dimension), got {value!r}")
-        return value
+        return check_int(value, "truncate_dim", 1, self.manifest.dimension, why=" (the model's dimension)")
 
 
 def _finish(sentences: np.ndarray, dim: int, normalize: bool | None) -> np.ndarray:

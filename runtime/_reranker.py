@@ -13,7 +13,7 @@ from ._base import BundleModel
 from ._bundle import RerankerSpec
 from ._errors import BundleError
 from ._tokenize import Tokenized, tokenize
-from ._types import BundleKind, Device, ScoreActivation, parse
+from ._types import BundleKind, Device, ScoreActivation, check_int, parse
 
 Pair = tuple[str, str]
 ActivationArg = str | ScoreActivation | Callable[[np.ndarray], np.ndarray] | None
@@ -138,8 +138,8 @@ class Reranker(BundleModel):
             )
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+        if top_k is not None:
+            top_k = check_int(top_k, "top_k", also=" or None")
         docs = list(documents) if not isinstance(documents, str) else documents
         if isinstance(docs, str):
             raise TypeError("documents must be a sequence of str, got a str: wrap a single document in a list")

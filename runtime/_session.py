@@ -21,7 +21,7 @@ import onnxruntime as ort
 
 from ._errors import ProviderError
 from ._openvino import OpenVINOSession, openvino_version
-from ._types import AUTO, Device, InferencePrecision, parse
+from ._types import AUTO, Device, InferencePrecision, check_int, parse
 
 # onnxruntime's providers; device "openvino" runs on OpenVINO's own runtime instead (``_openvino``)
 _PROVIDERS: dict[Device, str] = {
@@ -168,8 +168,7 @@ def check_streams(device: Device, streams: object) -> int | str:
     or ``"auto"`` (``resolve_streams`` makes it a number once the threads are known)."""
     if streams == AUTO:
         return AUTO
-    if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
-        raise ValueError(f"streams must be a positive integer or 'auto', got {streams!r}")
+    streams = check_int(streams, "streams", also=" or 'auto'")
     if streams > 1 and device not in STREAM_DEVICES:
         raise ValueError(
             f"streams={streams} runs batches concurrently on the CPU (device 'cpu': onnxruntime's CPU provider; "

@@ -27,7 +27,7 @@ from ._sparse import (
     sparse_similarity_pairwise,
 )
 from ._tokenize import Tokenized, tokenize
-from ._types import BundleKind, Device, SimilarityFunction, parse
+from ._types import BundleKind, Device, SimilarityFunction, check_int, parse
 
 MAX_ACTIVE_INPUT = "max_active_dims"  # the graph input that caps the active dimensions per row
 OUTPUTS = ["sparse_indices", "sparse_values"]
@@ -77,7 +77,8 @@ class SparseEncoder(BundleModel):
         )
 
     def tokenize(self, texts: Sequence[str], prompt_name: str | None = None, prompt: str | None = None) -> Tokenized:
-        return tokenize(self.tokenizer, self._with_prompt(check_texts(texts), prompt_name, prompt))
+        checked = check_texts(texts)
+        return tokenize(self.tokenizer, self._with_prompt(checked, prompt_name, prompt), checked)
 
     def encode(
         self,
@@ -119,8 +120,8 @@ class SparseEncoder(BundleModel):
         self, embeddings: SparseVector | SparseEmbeddings, top_k: int | None = None
     ) -> list[tuple[str, float]] | list[list[tuple[str, float]]]:
         """``(token, weight)`` pairs, heaviest first: a list for a ``SparseVector``, a list of lists otherwise."""
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+        if top_k is not None:
+            top_k = check_int(top_k, "top_k", also=" or None")
         if isinstance(embeddings, SparseVector):
             return self._decode_one(embeddings, top_k)
         if not isinstance(embeddings, SparseEmbeddings):
@@ -145,6 +146,4 @@ class SparseEncoder(BundleModel):
 
 
 def _check_max_active(value: int | None) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"max_active_dims must be a positive integer or None, got {value!r}")
-    return value
+    return None if value is None else check_int(value, "max_active_dims", also=" or None")

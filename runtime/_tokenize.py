@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -99,26 +100,23 @@ def flat_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None) -
     return out
 
 
-def flat_ids(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def flat_ids(tokenizer: Tokenizer, texts: list[str], given: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All texts' token ids in one int64 array, and the tokens per text (for static-embedding bundles:
-    no Encoding kept, no padding, no per-batch work)."""
+    no Encoding kept, no padding, no per-batch work). ``given``: see ``tokenize``."""
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # fast: no character offsets
-    ids = [e.ids for e in encode(texts, add_special_tokens=True)]
+    ids = [e.ids for e in _encoded(encode, texts, given)]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
     return flat, lengths
 
 
-def tokenize(tokenizer: Tokenizer, texts: Sequence[str] | Sequence[tuple[str, str]]) -> Tokenized:
+def tokenize(
+    tokenizer: Tokenizer, texts: Sequence[str] | Sequence[tuple[str, str]], given: Sequence[str] | None = None
+) -> Tokenized:
     """Texts, or (first, second) pairs encoded together as the model's pair template says (for
-    rerankers), truncated longest-first to the tokenizer's max length, as transformers does."""
-    try:
-        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
-    except TypeError as e:  # tokenizers' error for a str it cannot take names no text
-        bad = first_unencodable(texts)
-        if bad is None:
-            raise
-        raise ValueError(unencodable_message(texts, bad, "texts")) from e
+    rerankers), truncated longest-first to the tokenizer's max length, as transformers does.
+    ``given``: the caller's texts, before a prompt was put in front, which an error names."""
+    encodings = _encoded(tokenizer.encode_batch, texts, given)
     ids = [e.ids for e in encodings]
     return Tokenized(
         ids=ids,
@@ -158,6 +156,16 @@ def pad_batch(
     return feed
 
 
+def _encoded(encode: Any, texts: Sequence[str] | Sequence[tuple[str, str]], given: Sequence[str] | None) -> Any:
+    try:
+        return encode(list(texts), add_special_tokens=True)
+    except TypeError as e:  # tokenizers' error for a str it cannot take names no text
+        bad = first_unencodable(texts)
+        if bad is None:
+            raise
+        raise ValueError(unencodable_message(texts if given is None else given, bad, "texts")) from e
+
+
 def first_unencodable(texts: Sequence[str] | Sequence[tuple[str, str]]) -> int | None:
     """Index of the first text (or pair) that is not valid Unicode (a lone surrogate such as ``'\\udcff'``)."""
     for i, text in enumerate(texts):
@@ -172,7 +180,9 @@ def first_unencodable(texts: Sequence[str] | Sequence[tuple[str, str]]) -> int |
 def unencodable_message(texts: Sequence[str] | Sequence[tuple[str, str]], index: int, name: str) -> str:
     item = texts[index]
     text = "".join(item) if isinstance(item, tuple) else item
-    pos = next(j for j, ch in enumerate(text) if 0xD800 <= ord(ch) <= 0xDFFF)
+    pos = next((j for j, ch in enumerate(text) if 0xD800 <= ord(ch) <= 0xDFFF), None)
+    if pos is None:
+        return "the prompt is not valid Unicode: it holds a lone surrogate; fix the prompt"
     return (
         f"{name}[{index}] is not valid Unicode: it holds a lone surrogate {text[pos]!r} at character {pos} "
         f"(as bytes decoded with errors='surrogateescape' give); decode the bytes with errors='replace' "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from enum import Enum
 from typing import TypeVar
 
@@ -128,3 +129,16 @@ def parse(enum_cls: type[E], value: object, what: str) -> E:
             return member
     valid = ", ".join(repr(m.value) for m in enum_cls)
     raise ValueError(f"invalid {what} {value!r}: expected one of {valid}")
+
+
+def check_int(value: object, what: str, low: int = 1, high: int | None = None, *, also: str = "", why: str = "") -> int:
+    """``value`` as an ``int`` from ``low`` (to ``high``): Python and numpy integers, not bools; else a
+    ``ValueError`` naming ``what``, what it must be (``also``: the other values it may take) and the value."""
+    n = int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+    if n is None or n < low or (high is not None and n > high):
+        if high is not None:
+            expected = f"an integer from {low} to {high}{why}"
+        else:
+            expected = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{what} must be {expected}{also}, got {value!r}")
+    return n

@@ -137,6 +137,8 @@ def test_sentence_transformers_static_embedding_matches(plain_bert: Path, tmp_pa
     np.testing.assert_allclose(model.encode_tokenized(model.tokenize(TEXTS)), st.encode(TEXTS), atol=1e-5)
     with pytest.raises(ValueError, match="sentence_embedding only"):
         model.encode(TEXTS, output_value="token_embeddings")
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode: it holds a lone surrogate '\\udcff' at character 2"):
+        model.encode(["ok", "ab\udcff"], prompt_name="query")
     with pytest.raises(UnsupportedModelError, match="fp32 only"):
         export_model(tmp_path / "st", tmp_path / "b8", precision="int8")
 

@@ -159,3 +159,26 @@ def test_query_document_prompts_and_similarity_fn(prompted: tuple[Embedder, obje
     q = model.encode_query("q")
     assert q.shape == (model.dimension,)
     np.testing.assert_allclose(q, model.encode("query: q", prompt=""), atol=1e-6)
+
+
+def test_sentence_transformers_call_shapes(prompted: tuple[Embedder, object]) -> None:
+    """What a sentence-transformers user writes works, or is refused saying why."""
+    model, reference = prompted
+    theirs = reference.encode(TEXTS, normalize_embeddings=True, batch_size=np.int64(4))  # type: ignore[attr-defined]
+    np.testing.assert_allclose(model.encode(TEXTS, normalize_embeddings=True, batch_size=np.int64(4)), theirs, atol=2e-6)
+    np.testing.assert_allclose(model.encode(TEXTS, truncate_dim=np.int32(8)), model.encode(TEXTS)[:, :8], atol=0)
+    rows = model.encode(TEXTS[:2], convert_to_numpy=False)
+    assert isinstance(rows, list) and len(rows) == 2 and rows[0].shape == (model.dimension,)
+    with pytest.raises(ValueError, match="convert_to_tensor=True needs torch"):
+        model.encode(TEXTS, convert_to_tensor=True)
+    with pytest.raises(ValueError, match="disagree"):
+        model.encode(TEXTS, normalize=False, normalize_embeddings=True)
+    with pytest.raises(ValueError, match=r"batch_size must be a positive integer, got np.int64\(0\)"):
+        model.encode(TEXTS, batch_size=np.int64(0))
+    # an empty list comes back in the asked precision, as a non-empty one does
+    for precision, dtype, columns in [("int8", np.int8, 32), ("ubinary", np.uint8, 4), ("binary", np.int8, 4)]:
+        empty = model.encode([], precision=precision)
+        assert empty.dtype == dtype and empty.shape == (0, columns), (precision, empty.dtype, empty.shape)
+    # a lone surrogate is named where the caller put it, not counting the prompt in front of it
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode: it holds a lone surrogate '\\udcff' at character 1"):
+        model.encode(["fine", "a\udcff"], prompt_name="query")

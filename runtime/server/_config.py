@@ -6,6 +6,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .._types import check_int
+
 API_KEY_ENV = "EMBEDRT_API_KEY"
 
 
@@ -49,8 +51,7 @@ class ServerConfig:
             value = getattr(self, name)
             if name == "max_run_tokens" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(value, name)
         if not self.max_wait_ms >= 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
         if not self.request_timeout_s > 0:
