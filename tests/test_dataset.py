@@ -175,10 +175,25 @@ def test_bad_rows_fail_names_the_row_and_keeps_finished_parts(tmp_path: Path, ti
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="id", rows_per_part=8, progress=False)
     assert "in.jsonl line 11 (id 'null'): text is null" in str(e.value)
     assert sorted(p.name for p in (tmp_path / "out").glob("part-*")) == ["part-000000.parquet"]
-    # the input fixed, the same call continues: part 0 is kept, not recomputed
-    src.write_text("".join(json.dumps({"id": f"ok{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:100])))
-    with pytest.raises(OutputError, match="input"):  # the input changed: refused without overwrite
-        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="id", rows_per_part=8, progress=False)
+    # the bad line fixed in place, the same call goes on: part 0 is kept, not recomputed
+    lines = src.read_text(encoding="utf-8", errors="surrogateescape").split("\n")
+    lines[10] = json.dumps({"id": "null", "text": "fixed"})
+    src.write_text("\n".join(lines), encoding="utf-8", errors="surrogateescape")
+    kw = {"id_column": "id", "rows_per_part": 8, "on_error": "null", "progress": False}
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    assert s.parts_resumed == 1 and s.rows_embedded == 92 and s.bad_rows == 4
+    clean = embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, **kw)
+    assert _read(tmp_path / "out").equals(_read(tmp_path / "clean"))
+    # a later edit recomputes the parts whose rows changed, and only those; a line removed moves every row after it
+    lines[20] = json.dumps({"id": "ok20", "text": "edited"})
+    src.write_text("\n".join(lines[:60] + lines[61:]), encoding="utf-8", errors="surrogateescape")
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    assert s.parts_resumed == 6 and s.rows_embedded == 8 + 43 and s.rows == 99  # parts 0-1, 3-6 kept
+    clean = embed_dataset(src, tmp_path / "clean2", tiny_bert_bundle, **kw)
+    assert _read(tmp_path / "out").equals(_read(tmp_path / "clean2"))
+    src.write_text("".join(json.dumps({"id": f"x{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:100])))
+    with pytest.raises(OutputError, match="another input"):  # no finished part matches: another corpus
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
 
 
 @pytest.mark.parametrize("policy", ["skip", "null"])
@@ -222,6 +237,16 @@ def test_bad_rows_in_csv_and_parquet(tmp_path: Path, tiny_bert_bundle: Path) -> 
                                                                                 (3, 2, "undecodable ")]  # fmt: skip
     with pytest.raises(InputError, match="has no column 'body'"):
         embed_dataset(p, tmp_path / "q", tiny_bert_bundle, text_column="body", progress=False)
+
+
+def test_csv_blank_lines_are_no_rows_and_an_unclosed_quote_is_refused(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    c = tmp_path / "in.csv"
+    c.write_text('id,text\n1,a\n\n2,"b, quoted"\n\n')
+    s = embed_dataset(c, tmp_path / "c", tiny_bert_bundle, id_column="id", rows_per_part=1, progress=False)
+    assert s.rows == 2 and s.bad_rows == 0 and _read(tmp_path / "c").column("id").to_pylist() == ["1", "2"]
+    c.write_text('id,text\n1,ok\n2,"hello\n3,world\n4,foo\n')  # would swallow rows 3 and 4 into row 2
+    with pytest.raises(InputError, match="line 3: a quote opened in this row is never closed"):
+        embed_dataset(c, tmp_path / "d", tiny_bert_bundle, id_column="id", progress=False)
 
 
 def _string_layouts() -> dict[str, object]:
@@ -285,6 +310,18 @@ def test_bad_arguments_are_named(tmp_path: Path, tiny_bert_bundle: Path) -> None
         embed_dataset(tmp_path / "x.json.gz", tmp_path / "o", tiny_bert_bundle)
     with pytest.raises(ValueError, match="keep_columns may not hold 'embedding'"):
         embed_dataset(src, tmp_path / "o", tiny_bert_bundle, keep_columns=["embedding"])
+    folder = tmp_path / "folder"  # a compressed data file in a folder is refused, not left out
+    _write(folder / "a.jsonl", "jsonl", [{"doc_id": 1, "text": "a"}, {"text": "b"}])
+    (folder / "b.jsonl.gz").write_bytes(b"")
+    with pytest.raises(InputError, match=r"b.jsonl.gz' has extension '.gz' \(compressed"):
+        embed_dataset(folder, tmp_path / "o", tiny_bert_bundle)
+    (folder / "b.jsonl.gz").unlink()
+    (folder / "meta.json").write_text("{}")  # metadata beside the data is left out, as before
+    for option in ({"id_column": "doc_idd"}, {"keep_columns": ["titel"]}):  # in no row at all: misspelled
+        with pytest.raises(InputError, match=r"no row of the input has the key '(doc_idd|titel)'.*\['doc_id', 'text'\]"):
+            embed_dataset(folder, tmp_path / "o", tiny_bert_bundle, **option)
+    s = embed_dataset(folder, tmp_path / "j", tiny_bert_bundle, id_column="doc_id", progress=False)
+    assert s.rows == 2 and pq.read_table(tmp_path / "j").column("id").to_pylist() == [1, None]  # missing in one row
     # model options fail before the input is read, on either backend
     for backend in ("local", "ray"):
         with pytest.raises(ValueError, match="streams=2 runs batches concurrently on the CPU"):

@@ -41,6 +41,8 @@ def test_packed_bits_and_truncation(corpus: Path, tiny_bert_bundle: Path, tmp_pa
     by_id = dict(zip(sorted(f"d{i}" for i in range(60)), values[1:], strict=True))
     got = np.array([by_id[f"d{i}"] for i in range(60)])
     np.testing.assert_array_equal(got, quantize_embeddings(floats[:, :16], "ubinary"))
+    manifest = json.loads((tmp_path / "bits" / "_manifest.json").read_text())
+    assert manifest["dimension"] == 16 and manifest["schema"]["embedding"] == "fixed_size_list<item: uint8>[2]"
 
 
 def test_int8_with_ranges_and_refusals(corpus: Path, tiny_bert_bundle: Path, tmp_path: Path) -> None:

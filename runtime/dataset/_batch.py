@@ -19,7 +19,7 @@ from .._embedder import Embedder
 from .._errors import EmbedrtError
 from .._quantization import quantization_ranges, quantize_embeddings, quantized_shape
 from .._tokenize import Tokenized
-from .._types import EmbeddingPrecision, parse
+from .._types import EmbeddingPrecision, check_int, parse
 from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT, arrow_texts
 
 
@@ -116,9 +116,7 @@ class EmbedBatch:
         self.text_column = text_column
         self.id_column = id_column
         self.on_error = parse(OnError, on_error, "on_error")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = check_int(batch_size, "batch_size")
         self.normalize = normalize
         self.prompt_name, self.prompt = prompt_name, prompt
         self.model.tokenize([], prompt_name, prompt)  # a bad prompt name fails here, not mid-job
@@ -191,9 +189,8 @@ def output_settings(
 
     One scale for the whole corpus: int8/uint8 need ``ranges``."""
     prec = parse(EmbeddingPrecision, precision, "precision")
-    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
-                                     or not 1 <= truncate_dim <= dim):  # fmt: skip
-        raise ValueError(f"truncate_dim must be an integer from 1 to {dim} (the model's dimension), got {truncate_dim!r}")
+    if truncate_dim is not None:
+        truncate_dim = check_int(truncate_dim, "truncate_dim", 1, dim, why=" (the model's dimension)")
     if prec in (EmbeddingPrecision.INT8, EmbeddingPrecision.UINT8):
         if ranges is None:
             raise ValueError(

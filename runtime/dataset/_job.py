@@ -18,7 +18,7 @@ from .. import __version__
 from .._bundle import MANIFEST_NAME
 from .._embedder import Embedder
 from .._session import check_precision_hint, check_streams
-from .._types import Device, EmbeddingPrecision, parse
+from .._types import Device, EmbeddingPrecision, check_int, parse
 from ._batch import BatchResult, EmbedBatch, OnError, output_settings
 from ._output import OutputFolder, write_atomic
 from ._readers import read_part
@@ -163,8 +163,12 @@ def embed_dataset(
     identity = job.identity(bundle_hash, plan)
     if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
         identity["precision_hint"] = hint.value
-    done = folder.open(identity, overwrite)
+    done = folder.open(identity, overwrite, lambda i, entry: i < len(plan.parts) and entry.get("input_sha256")
+                       == plan.part_key(plan.parts[i]))  # fmt: skip
     todo = [p for p in plan.parts if p.index not in done]
+    if folder.changed:
+        say(f"the input changed since the last run: {folder.changed} finished part(s) made from rows that changed "
+            "(or moved) are computed again")
     say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of up to {rows_per_part} rows; "
         f"{len(done)} finished by an earlier run, {len(todo)} to do")
     with _Tracker(plan, done, folder, progress, t0) as tracker:
@@ -182,7 +186,8 @@ def embed_dataset(
     if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
         write_atomic(Path(output) / "part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
     summary = tracker.summary(str(output), time.perf_counter() - t0)
-    folder.finish(_final_manifest(plan, summary, schema, tracker, batch_size), tracker.bad_rows())
+    folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
+                  tracker.bad_rows())  # fmt: skip
     return summary
 
 
@@ -214,8 +219,7 @@ class JobSettings:
                 raise ValueError(f"keep_columns may not hold {c!r}: the output has its own {c!r} column")
         if id_column is not None and id_column in keep:
             raise ValueError(f"id_column {id_column!r} is also in keep_columns; it is written as 'id' already")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = check_int(batch_size, "batch_size")
         policy = parse(OnError, on_error, "on_error")
         return cls(text_column, id_column, keep, policy, batch_size, rows_per_part, bool(normalize), prompt_name, prompt,
                    parse(EmbeddingPrecision, precision, "precision"), truncate_dim,
@@ -323,11 +327,12 @@ class _Tracker:
     def write(self, part: PartSpec, table: pa.Table, result: BatchResult) -> None:
         """Local backend: write the part whole, then journal it."""
         entry = {"part": part.index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
-                 "bad": [b.to_dict() for b in result.bad]}  # fmt: skip
+                 "bad": [b.to_dict() for b in result.bad], "input_sha256": self.plan.part_key(part)}  # fmt: skip
         self._count(self.folder.write_part(part.name, functools.partial(_write_parquet, table), entry))
 
     def record(self, entry: dict[str, Any]) -> None:
         """Ray backend: an actor wrote the part; journal it."""
+        entry["input_sha256"] = self.plan.part_key(self.plan.parts[int(entry["part"])])
         self._count(self.folder.record(entry))
 
     def _count(self, entry: dict[str, Any]) -> None:
@@ -352,15 +357,16 @@ class _Tracker:
 
 
 def _final_manifest(
-    plan: Plan, summary: DatasetSummary, schema: pa.Schema, stats: _Tracker, batch_size: int
+    plan: Plan, summary: DatasetSummary, schema: pa.Schema, dimension: int, stats: _Tracker, batch_size: int
 ) -> dict[str, Any]:
+    """``dimension``: of the vectors (after ``truncate_dim``); packed bits hold it in ``ceil(dimension / 8)`` bytes."""
     bad = stats.bad_rows()
     return {
         "created_by": f"embedrt {__version__}",
         "rows": summary.written,
         "input": {"format": plan.format.value, "rows": plan.rows, "fingerprint": plan.fingerprint(),
                   "files": [{"path": s.path, "rows": s.rows, "sha256": s.sha256} for s in plan.shards]},
-        "dimension": schema.field("embedding").type.list_size,
+        "dimension": dimension,
         "schema": {f.name: str(f.type) for f in schema},
         "parts": [{"file": stats.entries[i]["file"], "rows": stats.entries[i]["rows"]} for i in sorted(stats.entries)],
         "bad_rows": {"count": len(bad), "ids": [b.get("id") for b in bad[:1000]],

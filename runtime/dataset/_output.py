@@ -54,8 +54,13 @@ class OutputFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def open(self, identity: dict[str, Any], overwrite: bool) -> dict[int, dict[str, Any]]:
-        """Prepare the folder; returns the finished parts ({index: journal entry}) a resume may keep."""
+    def open(
+        self, identity: dict[str, Any], overwrite: bool, still_valid: Callable[[int, dict[str, Any]], bool]
+    ) -> dict[int, dict[str, Any]]:
+        """Prepare the folder; returns the finished parts ({index: journal entry}) a resume may keep.
+
+        If only the input changed (an edited file), the finished parts for which ``still_valid`` holds
+        are kept and the others deleted; if none holds, the folder is another input's and is refused."""
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"output {str(self.path)!r} is a file; expected a folder for the Parquet parts")
         self.path.mkdir(parents=True, exist_ok=True)
@@ -68,14 +73,23 @@ class OutputFolder:
         for stale in self.path.glob(TMP_GLOB):  # left by a run killed while writing a file
             stale.unlink()
         old = self._read_manifest()
+        self.changed = 0
         if old is not None and not overwrite:
             mismatch = _mismatch(old.get("identity", {}), identity)
+            done = self._finished_parts() if mismatch in (None, "input") else {}
+            if mismatch == "input":
+                kept = {i: e for i, e in done.items() if still_valid(i, e)}
+                if kept or not done:
+                    self.changed = len(done) - len(kept)
+                    for i in sorted(set(done) - set(kept)):
+                        (self.path / done[i]["file"]).unlink(missing_ok=True)
+                    self._rewrite_journal(kept)
+                    done, mismatch = kept, None
             if mismatch:
                 raise OutputError(
-                    f"output folder {str(self.path)!r} was made from another {mismatch}; pass overwrite=True "
-                    "(--overwrite) to replace it, or choose another folder"
+                    f"output folder {str(self.path)!r} was made from another {_LABELS.get(mismatch, mismatch)}; "
+                    "pass overwrite=True (--overwrite) to replace it, or choose another folder"
                 )
-            done = self._finished_parts()
         elif old is None and any(self.path.iterdir()) and not overwrite:
             raise OutputError(
                 f"output folder {str(self.path)!r} holds parts but no {MANIFEST}; pass overwrite=True "
@@ -119,10 +133,12 @@ class OutputFolder:
                     done[int(entry["part"])] = entry
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a kill
-        # Rewrite it with the good lines only, so the next append does not land on a torn one.
-        data = "".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for _, e in sorted(done.items())).encode()
-        write_atomic(path, lambda f: f.write(data))
+        self._rewrite_journal(done)  # the good lines only, so the next append does not land on a torn one
         return done
+
+    def _rewrite_journal(self, done: dict[int, dict[str, Any]]) -> None:
+        data = "".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for _, e in sorted(done.items())).encode()
+        write_atomic(self.path / JOURNAL, lambda f: f.write(data))
 
     def write_part(self, name: str, write: Callable[[IO[bytes]], Any], entry: dict[str, Any]) -> dict[str, Any]:
         """Write one part whole, then record it in the journal (fsynced)."""
@@ -148,15 +164,16 @@ class OutputFolder:
         write_json(self.path / MANIFEST, {**old, **manifest_update, "complete": True})
 
 
+_LABELS = {"bundle": "model bundle", "input": "input (none of its finished parts matches this input)"}
+
+
 def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The first identity field that differs, described for the user (None if the job is the same)."""
-    labels = {"bundle": "model bundle", "input": "input (its files or their content changed)"}
-    for key in sorted(set(old) | set(new)):
+    """The first identity field that differs, described for the user (None if the job is the same):
+    "bundle" or "input" (see ``_LABELS``), else the option with both values. Options come first: an
+    edited input may resume, another option may not."""
+    for key in sorted(set(old) | set(new), key=lambda k: (k in _LABELS, k)):
         if key == "on_error" and old.get(key) == "fail":
             continue  # a run that stopped at a bad row wrote no bad rows: any policy may go on from it
         if old.get(key) != new.get(key):
-            label = labels.get(key, f"option {key!r}")
-            if key not in labels:
-                label += f" ({old.get(key)!r} there, {new.get(key)!r} now)"
-            return label
+            return key if key in _LABELS else f"option {key!r} ({old.get(key)!r} there, {new.get(key)!r} now)"
     return None

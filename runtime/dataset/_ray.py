@@ -28,7 +28,7 @@ import pyarrow as pa
 from .._embedder import Embedder
 from .._errors import EmbedrtError
 from .._session import check_streams
-from .._types import Device, parse
+from .._types import Device, check_int, parse
 from ._batch import BadRow, BadRowError, EmbedBatch, OnError, output_settings
 from ._output import write_atomic
 from ._sources import PartSpec, Plan
@@ -70,15 +70,11 @@ def _pool(ray: Any, num_actors: int | None, cpus_per_actor: float) -> int:
 
 
 def _check_actors(num_actors: int) -> int:
-    if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
-        raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}")
-    return num_actors
+    return check_int(num_actors, "num_actors")
 
 
 def _check_restarts(max_restarts: int) -> int:
-    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-        raise ValueError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
-    return max_restarts
+    return check_int(max_restarts, "max_restarts", 0)
 
 
 def check_options(options: RayOptions) -> None:

@@ -179,15 +179,20 @@ def _read_csv(
         f.seek(part.byte_offset)
         lines = _TrackedLines(f)
         reader = csv.reader(lines, delimiter=delimiter)
-        for _ in range(part.rows):
+        taken = 0
+        while taken < part.rows:
             line = part.first_line + lines.line
             try:
                 record = next(reader)
             except StopIteration:
                 break
             except csv.Error as e:
+                taken += 1
                 rows.add(line, None, f"not valid CSV ({e})", {})
                 continue
+            if not record:  # a blank line is no row (the plan skipped it too)
+                continue
+            taken += 1
             if len(record) != len(header):
                 rows.add(line, None, f"has {len(record)} fields, the header has {len(header)}", {})
                 continue

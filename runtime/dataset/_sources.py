@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import EmbedrtError
+from .._types import check_int
 
 _BLOCK = 8 << 20
 
@@ -98,6 +99,28 @@ class Plan:
             h.update(f"{Path(s.path).name}\0{s.rows}\0{s.sha256}\n".encode())
         return h.hexdigest()
 
+    def part_key(self, part: PartSpec) -> str:
+        """What a finished part was made from: its place (file name, rows, first line) and its input
+        (text formats: the bytes of its rows; Parquet: its file's fingerprint). A resume after an edit
+        of the input keeps a part only if this is unchanged."""
+        shard = self.shards[part.shard]
+        h = hashlib.sha256(f"{Path(shard.path).name}\0{shard.first_row + part.start}\0{part.rows}\0{part.first_line}\n".encode())
+        if self.format is InputFormat.PARQUET:
+            h.update(shard.sha256.encode())
+            return h.hexdigest()
+        nxt = self.parts[part.index + 1] if part.index + 1 < len(self.parts) else None
+        end = nxt.byte_offset if nxt is not None and nxt.shard == part.shard else shard.size
+        with open(shard.path, "rb") as f:
+            f.seek(part.byte_offset)
+            left = end - part.byte_offset
+            while left > 0:
+                block = f.read(min(left, _BLOCK))
+                if not block:
+                    break
+                h.update(block)
+                left -= len(block)
+        return h.hexdigest()
+
 
 def find_inputs(spec: str | Path | list[str | Path], exclude: Path | None = None) -> tuple[InputFormat, list[Path]]:
     """The files of ``spec`` (a file, a folder searched recursively, a glob, or a list of them), sorted;
@@ -124,6 +147,9 @@ def _expand(s: str) -> list[Path]:
     p = Path(s)
     if p.is_dir():
         found = [f for f in p.rglob("*") if f.is_file() and not _hidden(f.relative_to(p))]
+        for f in found:  # a compressed data file (a.jsonl.gz) would be silently left out: refuse it
+            if _REFUSED.get(f.suffix.lower()) == "compressed" and Path(f.stem).suffix.lower() in SUFFIXES:
+                _format_of(f)
         known = [f for f in found if f.suffix.lower() in SUFFIXES]
         if not known and found:
             raise InputError(f"folder {s!r} holds no file ending in {sorted(SUFFIXES)}")
@@ -160,8 +186,7 @@ def plan_input(
     exclude: Path | None = None,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files)."""
-    if isinstance(rows_per_part, bool) or not isinstance(rows_per_part, int) or rows_per_part < 1:
-        raise ValueError(f"rows_per_part must be a positive integer, got {rows_per_part!r}")
+    rows_per_part = check_int(rows_per_part, "rows_per_part")
     fmt, files = find_inputs(spec, exclude)
     if fmt is InputFormat.TXT and (id_column or keep_columns):
         raise InputError(".txt input has no columns: --id-column and --keep-columns need .jsonl, .csv or .parquet")
@@ -186,9 +211,28 @@ def plan_input(
         shards.append(shard)
         first_row += shard.rows
     plan = Plan(fmt, shards, parts, rows_per_part)
+    absent = [c for c, k in kinds.items() if k == {"missing"}]
+    if absent:  # in no row at all: a misspelled name, not rows without a value
+        raise InputError(
+            f"no row of the input has the key {absent[0]!r} (--id-column / --keep-columns); the first row's keys "
+            f"are {_first_keys(files)}"
+        )
     if fmt is InputFormat.JSONL:
         plan.json_types = {c: _json_type(k) for c, k in kinds.items()}
     return plan
+
+
+def _first_keys(files: list[Path]) -> list[str]:
+    for path in files:
+        with path.open("rb") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        return []
+                    return list(obj) if isinstance(obj, dict) else []
+    return []
 
 
 def _check_columns(shard: Shard, fmt: InputFormat, text_column: str, wanted: tuple[str, ...]) -> None:
@@ -265,7 +309,7 @@ def _sample_kinds(data: bytes, begins: np.ndarray, ends: np.ndarray, kinds: dict
             continue  # a bad row; the reader reports it
         if isinstance(obj, dict):
             for c, k in kinds.items():
-                k.add(_kind(obj.get(c)))
+                k.add(_kind(obj[c]) if c in obj else "missing")
 
 
 def _kind(v: object) -> str:
@@ -284,7 +328,7 @@ def _kind(v: object) -> str:
 
 def _json_type(kinds: set[str]) -> str:
     """Arrow type for a jsonl column: int64, float64, bool, string; anything else is its JSON text."""
-    k = kinds - {"null"}
+    k = kinds - {"null", "missing"}
     if not k:
         return "string"
     if k == {"int"}:
@@ -310,17 +354,36 @@ def _scan_csv(path: Path, first_row: int, rows_per_part: int, delimiter: str) ->
             header = []
         rows = 0
         offset, line = lines.offset, lines.line + 1
+        last = offset, line
         try:
-            for _ in reader:
-                if rows % rows_per_part == 0:
-                    starts.append((rows, offset, line))
-                rows += 1
+            for record in reader:
+                if record:  # a blank line is no row (as pandas reads it)
+                    if rows % rows_per_part == 0:
+                        starts.append((rows, offset, line))
+                    rows += 1
+                    last = offset, line
                 offset, line = lines.offset, lines.line + 1
         except csv.Error as e:
             raise InputError(f"{path} line {line}: not valid CSV ({e}); fix the file or convert it to Parquet") from e
         lines.drain()
+        if rows:
+            _check_last_record(f, *last, delimiter, path)
     cols = tuple(c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(header))
     return Shard(str(path), rows, first_row, path.stat().st_size, h.hexdigest(), cols), starts
+
+
+def _check_last_record(f: io.BufferedReader, offset: int, line: int, delimiter: str, path: Path) -> None:
+    """Refuse a quote opened in the last record and never closed: the reader would take the rest of
+    the file, rows and all, as one field."""
+    f.seek(offset)
+    try:
+        list(csv.reader(_TrackedLines(f), delimiter=delimiter, strict=True))
+    except csv.Error as e:
+        if "unexpected end of data" in str(e):
+            raise InputError(
+                f"{path} line {line}: a quote opened in this row is never closed, so every line after it would be "
+                "read as one field; fix the quoting (a quote inside a field is doubled: \"\") or convert it to Parquet"
+            ) from e
 
 
 @contextmanager
