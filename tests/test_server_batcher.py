@@ -155,6 +155,33 @@ def test_a_full_queue_first_drops_requests_given_up_on() -> None:
     assert model.calls == [1, 1] and _abandoned(metrics) == 1
 
 
+def test_a_big_request_goes_in_turns_behind_later_small_ones_and_finishes_through_a_drain() -> None:
+    """A request of more tokens than a batch holds runs a batch's worth at a time, each turn queued
+    behind the requests that came meanwhile; once admitted, it finishes even while the batcher stops."""
+    model = FakeModel()
+    model.gate.clear()
+
+    async def main() -> tuple[np.ndarray, np.ndarray, bool]:
+        batcher = Batcher(model, Metrics(), max_batch_tokens=8, max_wait_s=0)
+        batcher.start()
+        big = asyncio.ensure_future(batcher.submit(_tok(4, 4, 4, 4, 5)))  # turns of 8, 8 and 5 tokens
+        await asyncio.sleep(0.05)  # its first turn is in the model
+        small = asyncio.ensure_future(batcher.submit(_tok(3)))
+        await asyncio.sleep(0)
+        stopping = asyncio.ensure_future(batcher.stop())  # a drain: no new requests, admitted ones finish
+        await asyncio.sleep(0)
+        model.gate.set()
+        first_small = await small
+        big_waits = not big.done()
+        out = await big
+        await stopping
+        return out, first_small, big_waits
+
+    big, small, big_waits = asyncio.run(main())
+    assert big[:, 0].tolist() == [4, 4, 4, 4, 5] and small[0, 0] == 3 and big_waits
+    assert model.calls == [2, 1, 2, 1]  # the big one's first turn, the small one, then its two other turns
+
+
 def test_runs_partition_rows_longest_first_under_the_caps() -> None:
     from embedrt.server._batcher import plan_runs
 

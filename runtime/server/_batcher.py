@@ -64,6 +64,19 @@ def merge(toks: list[Tokenized]) -> Tokenized:
     )
 
 
+def _turns(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
+    """Consecutive rows of at most ``budget`` tokens together (a longer row alone)."""
+    turns: list[np.ndarray] = []
+    start, total = 0, 0
+    for i, n in enumerate(lengths.tolist()):
+        if i > start and total + n > budget:
+            turns.append(np.arange(start, i))
+            start, total = i, 0
+        total += n
+    turns.append(np.arange(start, len(lengths)))
+    return turns
+
+
 RUN_OVERHEAD_TOKENS = (
     32  # one ONNX Runtime run costs about as much as this many tokens more (measured, MiniLM CPU)
 )
@@ -136,6 +149,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._arriving = 0
+        self._in_turns = 0  # requests between two of their turns (see ``submit``)
         # One thread per stream: each runs one piece at a time on the model's intra-op threads.
         self._streams = streams
         self._solo = solo
@@ -175,14 +189,31 @@ class Batcher:
         self._executor.shutdown(wait=True)
 
     async def submit(self, tok: Tokenized) -> np.ndarray:
-        """The model's rows for ``tok``, float32 ``(len(tok), dim)``, in order."""
-        if self._closing or self._wakeup is None:
+        """The model's rows for ``tok``, float32 ``(len(tok), dim)``, in order.
+
+        A request of more tokens than one batch holds goes in turns: a batch's worth of its rows at a
+        time, each turn queued behind the requests that came in meanwhile, so that one big request
+        delays the others by one batch, not by all of its rows."""
+        turns = _turns(tok.lengths, self._max_tokens) if self._batching else [np.arange(len(tok))]
+        if len(turns) == 1:
+            return await self._submit(tok, admitted=False)
+        self._in_turns += 1  # once admitted, its later turns run even while the server drains
+        try:
+            out = [await self._submit(tok.select(rows.tolist()), admitted=i > 0) for i, rows in enumerate(turns)]
+        finally:
+            self._in_turns -= 1
+            if self._wakeup is not None:
+                self._wakeup.set()  # a draining loop may stop now
+        return np.concatenate(out)
+
+    async def _submit(self, tok: Tokenized, *, admitted: bool) -> np.ndarray:
+        if (self._closing and not admitted) or self._wakeup is None:
             raise ShuttingDownError("the server is shutting down")
-        if len(self._queue) >= self._max_queue:  # requests given up on (timed out, client gone) leave first
+        if len(self._queue) >= self._max_queue and not admitted:  # requests given up on (timed out, client gone) leave first
             for gone in [j for j in self._queue if j.future.done()]:
                 self._queue.remove(gone)
                 self._metrics.abandoned.inc(len(gone.tok))
-        if len(self._queue) >= self._max_queue:
+        if len(self._queue) >= self._max_queue and not admitted:  # a request's later turns are never refused
             self._metrics.rejected.inc()
             raise QueueFullError(f"the queue is full ({self._max_queue} requests waiting)")
         job = _Job(tok, asyncio.get_running_loop().create_future(), int(tok.lengths.sum()))
@@ -195,7 +226,7 @@ class Batcher:
         assert self._wakeup is not None
         while True:
             if not self._queue:
-                if self._closing:
+                if self._closing and not self._in_turns:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
