@@ -182,14 +182,14 @@ def test_bad_rows_fail_names_the_row_and_keeps_finished_parts(tmp_path: Path, ti
     kw = {"id_column": "id", "rows_per_part": 8, "on_error": "null", "progress": False}
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
     assert s.parts_resumed == 1 and s.rows_embedded == 92 and s.bad_rows == 4
-    clean = embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, **kw)
+    embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, **kw)
     assert _read(tmp_path / "out").equals(_read(tmp_path / "clean"))
     # a later edit recomputes the parts whose rows changed, and only those; a line removed moves every row after it
     lines[20] = json.dumps({"id": "ok20", "text": "edited"})
     src.write_text("\n".join(lines[:60] + lines[61:]), encoding="utf-8", errors="surrogateescape")
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
     assert s.parts_resumed == 6 and s.rows_embedded == 8 + 43 and s.rows == 99  # parts 0-1, 3-6 kept
-    clean = embed_dataset(src, tmp_path / "clean2", tiny_bert_bundle, **kw)
+    embed_dataset(src, tmp_path / "clean2", tiny_bert_bundle, **kw)
     assert _read(tmp_path / "out").equals(_read(tmp_path / "clean2"))
     src.write_text("".join(json.dumps({"id": f"x{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:100])))
     with pytest.raises(OutputError, match="another input"):  # no finished part matches: another corpus
