@@ -237,6 +237,10 @@ def test_bad_rows_in_csv_and_parquet(tmp_path: Path, tiny_bert_bundle: Path) -> 
                                                                                 (3, 2, "undecodable ")]  # fmt: skip
     with pytest.raises(InputError, match="has no column 'body'"):
         embed_dataset(p, tmp_path / "q", tiny_bert_bundle, text_column="body", progress=False)
+    j = tmp_path / "in.jsonl"  # the id of a row that is not UTF-8 is kept, and its type counts for the column
+    j.write_bytes(b'{"id": 1, "text": "a"}\n{"id": "abc", "text": "bad \xff"}\n{"id": 3, "text": "c"}\n')
+    s = embed_dataset(j, tmp_path / "j", tiny_bert_bundle, id_column="id", on_error="null", progress=False)
+    assert s.bad_rows == 1 and pq.read_table(tmp_path / "j").column("id").to_pylist() == ["1", "abc", "3"]
 
 
 def test_csv_blank_lines_are_no_rows_and_an_unclosed_quote_is_refused(tmp_path: Path, tiny_bert_bundle: Path) -> None:

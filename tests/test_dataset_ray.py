@@ -14,7 +14,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 from embedrt import Embedder  # noqa: E402
-from embedrt.dataset import BadRowError, RayOptions, embed_dataset, embed_ray_dataset  # noqa: E402
+from embedrt.dataset import BadRowError, PartFailedError, RayOptions, embed_dataset, embed_ray_dataset  # noqa: E402
 
 TEXTS = [f"text {i} " + "word " * (i % 13) + ("한국어" if i % 3 else "") for i in range(900)]
 
@@ -62,6 +62,12 @@ def test_ray_backend_names_a_bad_row(local_ray: None, tmp_path: Path, tiny_bert_
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=100, backend="ray",
                       ray=RayOptions(num_actors=2), progress=False)  # fmt: skip
     assert (tmp_path / "out" / "part-000000.parquet").is_file()
+    (tmp_path / "mixed").mkdir()  # an error raised on an actor reaches the caller as one error, not a Ray traceback
+    for name, ids in (("a", [1, 2]), ("b", ["x", "y"])):
+        pq.write_table(pa.table({"id": ids, "text": ["one", "two"]}), tmp_path / "mixed" / f"{name}.parquet")
+    with pytest.raises(PartFailedError, match=r"part 1 failed on a Ray actor: .*b.parquet: its columns do not match .*\(id: string there, int64 in the output\).*InputError"):
+        embed_dataset(tmp_path / "mixed", tmp_path / "o2", tiny_bert_bundle, id_column="id", backend="ray",
+                      ray=RayOptions(num_actors=1), progress=False)  # fmt: skip
 
 
 def test_embed_ray_dataset_adds_a_column(local_ray: None, tiny_bert_bundle: Path) -> None:

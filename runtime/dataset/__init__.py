@@ -20,7 +20,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from ._batch import BadRow, BadRowError, EmbedBatch, OnError
 from ._job import Backend, DatasetSummary, RayOptions, embed_dataset
 from ._output import OutputError
-from ._ray import ActorLostError, embed_ray_dataset
+from ._ray import ActorLostError, PartFailedError, embed_ray_dataset
 from ._sources import InputError, InputFormat
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "InputFormat",
     "OnError",
     "OutputError",
+    "PartFailedError",
     "RayOptions",
     "embed_dataset",
     "embed_ray_dataset",

@@ -294,9 +294,11 @@ def conform(table: pa.Table, schema: pa.Schema, plan: Plan, part: PartSpec) -> p
     try:
         return table.cast(schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        differ = [f"{f.name}: {f.type} there, {schema.field(f.name).type} in the output"
+                  for f in table.schema if f.name in schema.names and f.type != schema.field(f.name).type]  # fmt: skip
         raise InputError(
-            f"{plan.shards[part.shard].path}: its columns {table.schema.remove_metadata()} do not match the output's "
-            f"{schema} (taken from the first input file): {e}"
+            f"{plan.shards[part.shard].path}: its columns do not match the output's, whose types come from the "
+            f"first input file ({'; '.join(differ) or table.schema.remove_metadata()}): {e}"
         ) from e
 
 

@@ -89,6 +89,11 @@ class ActorLostError(EmbedrtError, RuntimeError):
     """A Ray actor's process died more often than its restarts allow; the finished parts are kept."""
 
 
+class PartFailedError(EmbedrtError, ValueError):
+    """A part failed on a Ray actor (a file whose columns do not fit, one changed since the plan, a
+    full disk): the actor's error, as the local backend would have raised it, and the part."""
+
+
 def _check_cpus(cpus_per_actor: float) -> int:
     if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, int | float) or cpus_per_actor <= 0:
         raise ValueError(f"cpus_per_actor must be a positive number, got {cpus_per_actor!r}")
@@ -111,13 +116,16 @@ class _PartWorker:
             part: PartSpec = self.plan.parts[index]
             try:
                 result = self.batch.run(self.batch.prepare(self.job.read(self.plan, part)))
+                table = conform(result.table, self.schema, self.plan, part)
+                path = self.output / part.name
+                write_atomic(path, functools.partial(_write_parquet, table))
             except BadRowError as e:
                 entries.append(json.dumps({"part": index, "bad_row": e.row.to_dict() | {"position": e.row.position}},
                                           default=str))  # fmt: skip
                 continue
-            table = conform(result.table, self.schema, self.plan, part)
-            path = self.output / part.name
-            write_atomic(path, functools.partial(_write_parquet, table))
+            except (EmbedrtError, ValueError, TypeError, OSError) as e:  # told to the driver, not as a Ray traceback
+                entries.append(json.dumps({"part": index, "error": f"{e} ({type(e).__name__})"}))
+                continue
             entries.append(json.dumps({
                 "part": index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
                 "bad": [b.to_dict() for b in result.bad], "file": part.name, "bytes": path.stat().st_size,
@@ -156,6 +164,8 @@ def run_ray(
         try:
             for row in out.iter_rows():
                 entry = json.loads(row["entry"])
+                if "error" in entry:
+                    raise PartFailedError(f"part {entry['part']} failed on a Ray actor: {entry['error']}")
                 if "bad_row" in entry:
                     b = entry["bad_row"]
                     position = b.pop("position")

@@ -305,6 +305,11 @@ def _sample_kinds(data: bytes, begins: np.ndarray, ends: np.ndarray, kinds: dict
     for b, e in zip(begins.tolist(), ends.tolist(), strict=True):
         try:
             obj = json.loads(data[b:e])
+        except UnicodeDecodeError:  # a bad row, whose other fields the reader keeps: they count too
+            try:
+                obj = json.loads(data[b:e].decode("utf-8", "replace"))
+            except ValueError:
+                continue
         except ValueError:
             continue  # a bad row; the reader reports it
         if isinstance(obj, dict):
