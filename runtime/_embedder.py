@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,20 +189,28 @@ class Embedder(BundleModel):
         output_value: str = "sentence_embedding",
         show_progress_bar: bool = False,
         truncate_dim: int | None = None,
+        *,
+        on_rows: Callable[[int], None] | None = None,
     ) -> np.ndarray | list[np.ndarray]:
-        """Embed already tokenized texts (see ``tokenize``)."""
+        """Embed already tokenized texts (see ``tokenize``). ``on_rows(n)``: called as each batch of
+        ``n`` texts is done (a caller's own progress)."""
         check_batch_size(batch_size)
         what = parse(OutputValue, output_value, "output_value")
         if self._static:
             if what is not OutputValue.SENTENCE_EMBEDDING:
                 raise ValueError("a static-embedding bundle gives sentence_embedding only (its graph has no token states)")
             flat = np.fromiter((t for ids in tok.ids for t in ids), dtype=np.int64, count=int(tok.lengths.sum()))
-            return self._encode_flat(flat, tok.lengths, batch_size, normalize, show_progress_bar, truncate_dim)
+            vectors = self._encode_flat(flat, tok.lengths, batch_size, normalize, show_progress_bar, truncate_dim)
+            if on_rows is not None:
+                on_rows(len(tok))
+            return vectors
         dim = self._check_truncate_dim(truncate_dim) or self.dimension
         n = len(tok)
         sentences = np.empty((n, self.manifest.dimension), dtype=np.float32)
         tokens: list[np.ndarray] = [np.empty((0, self.manifest.hidden_size), np.float32)] * n
         for rows, (out,) in self._run_batches([what.value], self._batches(tok, batch_size, show_progress_bar)):
+            if on_rows is not None:
+                on_rows(len(rows))
             if what is OutputValue.SENTENCE_EMBEDDING:
                 sentences[rows] = out
             else:

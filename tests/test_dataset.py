@@ -169,6 +169,33 @@ def test_the_batch_function_runs_streams_by_default(tiny_bert_bundle: Path) -> N
     assert EmbedBatch(tiny_bert_bundle, threads=2, streams=1).model.streams == 1
 
 
+def test_the_progress_bar_moves_within_a_part_and_counts_every_row(tmp_path: Path, tiny_bert_bundle: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import embedrt.dataset._job as job
+
+    class Bar:
+        def __init__(self, total: int, initial: int, enabled: bool) -> None:
+            self.total, self.updates = total, [initial]
+
+        def update(self, n: int) -> None:
+            self.updates.append(n)
+
+        def set_postfix(self, **kw: object) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    bars: list[Bar] = []
+    monkeypatch.setattr(job, "_progress", lambda *a: bars.append(Bar(*a)) or bars[-1])
+    src = _bad_corpus(tmp_path / "in.jsonl")  # 100 rows, 5 bad
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=40, batch_size=8, on_error="skip",
+                  streams=1, progress=True)  # fmt: skip
+    (bar,) = bars
+    assert sum(bar.updates) == bar.total == 100  # every row once, bad rows included
+    assert len([n for n in bar.updates if n]) > 3 * 3  # batches of 8 within each of the 3 parts, not 3 steps
+
+
 def test_bad_rows_fail_names_the_row_and_keeps_finished_parts(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     src = _bad_corpus(tmp_path / "in.jsonl")
     with pytest.raises(BadRowError) as e:

@@ -7,6 +7,7 @@ as ``table -> table``. The model is built once per instance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -145,11 +146,12 @@ class EmbedBatch:
         public = table.drop_columns([c for c in INTERNAL if c in table.column_names])
         return Prepared(public, good, tokens, bad, keep)
 
-    def run(self, prep: Prepared) -> BatchResult:
-        """Embed the prepared rows; the output keeps the input's row order."""
+    def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
+        """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
+        model batch of ``n`` rows is done."""
         dim = self.type.list_size
         vectors = self.model.encode_tokenized(
-            prep.tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim
+            prep.tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim, on_rows=on_rows
         )
         assert isinstance(vectors, np.ndarray)  # sentence embeddings, by construction
         if self.precision is not EmbeddingPrecision.FLOAT32:

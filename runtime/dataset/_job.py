@@ -177,7 +177,7 @@ def embed_dataset(
 
             batch = EmbedBatch(embedder, **job.batch_kwargs())
             run_local(todo, lambda p: job.read(plan, p), batch,
-                      lambda p, r: tracker.write(p, conform(r.table, schema, plan, p), r))
+                      lambda p, r: tracker.write(p, conform(r.table, schema, plan, p), r), tracker.embedded)
         else:
             from ._ray import run_ray
 
@@ -318,6 +318,7 @@ class _Tracker:
         self.resumed = len(done)
         self.rows = self.tokens = 0
         self.bar = _progress(plan.rows, sum(plan.parts[i].rows for i in done), progress)
+        self._shown: dict[int, int] = {}  # rows of a part not yet journaled the bar already shows
 
     def __enter__(self) -> _Tracker:
         return self
@@ -337,12 +338,18 @@ class _Tracker:
         entry["input_sha256"] = self.plan.part_key(self.plan.parts[int(entry["part"])])
         self._count(self.folder.record(entry))
 
+    def embedded(self, part: PartSpec, rows: int) -> None:
+        """Local backend: a model batch of ``rows`` of ``part`` is done (the bar moves within a part)."""
+        if self.bar is not None:
+            self._shown[part.index] = self._shown.get(part.index, 0) + rows
+            self.bar.update(rows)
+
     def _count(self, entry: dict[str, Any]) -> None:
         self.entries[int(entry["part"])] = entry
         self.rows += int(entry["input_rows"])
         self.tokens += int(entry["tokens"])
-        if self.bar is not None:
-            self.bar.update(int(entry["input_rows"]))
+        if self.bar is not None:  # the part's rows the batches did not show: its bad rows, or all (Ray)
+            self.bar.update(int(entry["input_rows"]) - self._shown.pop(int(entry["part"]), 0))
             rate = self.tokens / max(time.perf_counter() - self.t0, 1e-9)
             self.bar.set_postfix(tokens_per_s=f"{rate:.0f}", refresh=False)
 

@@ -3,6 +3,7 @@ third, with at most two parts waiting at each hand-over, so memory does not grow
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -60,8 +61,10 @@ def run_local(
     read: Callable[[PartSpec], Any],
     batch: EmbedBatch,
     write: Callable[[PartSpec, BatchResult], None],
+    on_rows: Callable[[PartSpec, int], None] | None = None,
 ) -> None:
-    """Embed ``parts`` in order: read+prepare ahead on one thread, write behind on another."""
+    """Embed ``parts`` in order: read+prepare ahead on one thread, write behind on another;
+    ``on_rows(part, n)`` as each model batch of ``n`` of its rows is done."""
 
     def produce(put: Callable[[Any], bool]) -> None:
         for part in parts:
@@ -85,7 +88,7 @@ def run_local(
     writer.start()
     try:
         for part, prepared in _checked(reader.items(), write_error):
-            result = batch.run(prepared)
+            result = batch.run(prepared, None if on_rows is None else functools.partial(on_rows, part))
             written.put((part, result))
     finally:
         reader.stop.set()
