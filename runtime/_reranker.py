@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import BundleModel
+from ._base import BundleModel, check_texts
 from ._bundle import RerankerSpec
 from ._errors import BundleError
 from ._tokenize import Tokenized, tokenize
@@ -140,9 +140,9 @@ class Reranker(BundleModel):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         if top_k is not None:
             top_k = check_int(top_k, "top_k", also=" or None")
-        docs = list(documents) if not isinstance(documents, str) else documents
-        if isinstance(docs, str):
+        if isinstance(documents, str):
             raise TypeError("documents must be a sequence of str, got a str: wrap a single document in a list")
+        docs = [str(d) for d in check_texts(documents, "documents")]  # named by index; numpy's str_ as str
         scores = self.predict([(query, d) for d in docs], batch_size, show_progress_bar, activation_fn,
                               prompt_name=prompt_name, prompt=prompt) if docs else np.zeros(0, np.float32)  # fmt: skip
         order = np.argsort(-scores, kind="stable")[:top_k]

@@ -117,6 +117,10 @@ def test_bad_input(tiny_reranker: tuple[Path, Path]) -> None:
         ours.rank("q", "one document")
     with pytest.raises(ValueError, match="top_k must be a positive integer or None, got 0"):
         ours.rank("q", ["d"], top_k=0)
+    with pytest.raises(TypeError, match=r"documents\[1\] must be a str, got NoneType"):
+        ours.rank("q", ["d", None])
+    ranked = ours.rank("q", np.array(["a", "b"]), top_k=np.int64(1), return_documents=True)
+    assert len(ranked) == 1 and type(ranked[0]["text"]) is str
     with pytest.raises(ValueError, match="invalid activation_fn 'relu': expected one of 'sigmoid'"):
         ours.predict([("q", "d")], activation_fn="relu")
     assert ours.predict([("still", "works")]).shape == (1,)

@@ -306,7 +306,9 @@ def test_chunked_body_over_the_limit_is_413(live) -> None:
 def test_unknown_route_and_method(live) -> None:
     assert httpx.get(f"{live.url}/nope").json()["error"]["code"] == "not_found"
     r = httpx.get(f"{live.url}/v1/embeddings")
-    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and r.json()["error"]["type"]
+    r = httpx.get(f"{live.url}/embed")  # a TEI route answers in TEI's shape
+    assert r.status_code == 405 and r.json()["error_type"] and "GET /embed" in r.json()["error"]
 
 
 # -- health, info, metrics ---------------------------------------------------------------------------

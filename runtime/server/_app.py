@@ -284,6 +284,7 @@ def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
         ("/metrics", "GET", "metrics", metrics, False),
     ]
     public = {"health"}
+    tei_paths = {path for path, _, _, _, tei in table if tei}
     routes = [
         Route(path, _guarded(state, name, fn, tei=tei, public=name in public), methods=[method], name=name)
         for path, method, name, fn, tei in table
@@ -296,7 +297,8 @@ def create_app(model: Model, config: ServerConfig | None = None) -> Starlette:
             f"{request.method} {request.url.path}: {exc.detail}",
             code="not_found" if exc.status_code == 404 else None,
         )
-        return _plain_json(err.openai_body(), exc.status_code, {**(exc.headers or {}), **err.headers})  # 405: Allow
+        body = err.tei_body() if request.url.path in tei_paths else err.openai_body()  # GET /embed: TEI's shape
+        return _plain_json(body, exc.status_code, {**(exc.headers or {}), **err.headers})  # 405: Allow
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.embedrt = state
