@@ -13,18 +13,16 @@ round's median and max), how many were answered while the big one ran, and the b
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from benchmarks.corpus import load_passages, load_sentences
-from benchmarks.load.bench_load import _free_port, start_server, write_result
+from benchmarks.load.bench_load import write_result
+from benchmarks.load.server_ab import ab_parser, both_servers
 
 
 def one_round(url: str, passages: list[str], sentences: list[str], delay: float) -> dict[str, Any]:
@@ -53,38 +51,22 @@ def one_round(url: str, passages: list[str], sentences: list[str], delay: float)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", type=Path)
-    p.add_argument("--python-a", required=True, help="interpreter of the first environment")
-    p.add_argument("--python-b", default=sys.executable, help="interpreter of the second (default: this one)")
-    p.add_argument("--label-a", default="a")
-    p.add_argument("--label-b", default="b")
-    p.add_argument("--server-args", nargs="*", default=["--device", "cpu"], help="passed to both servers")
+    p = ab_parser(__doc__)
     p.add_argument("--big", type=int, default=256, help="passages in the big request")
     p.add_argument("--delay", type=float, default=0.3, help="seconds before the small requests start")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
     passages = (load_passages(64, seed=0) * (args.big // 64 + 1))[: args.big]
     sentences = load_sentences(200, seed=1)
-    sides = {args.label_a: args.python_a, args.label_b: args.python_b}
-    procs, urls = {}, {}
-    rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in sides}
-    try:
-        for label, python in sides.items():
-            port = _free_port()
-            procs[label] = start_server(args.bundle, port, [*args.server_args, "--max-inputs", str(args.big)], python)
-            urls[label] = f"http://127.0.0.1:{port}"
+    labels = [args.label_a, args.label_b]
+    rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    with both_servers(args, ["--max-inputs", str(args.big)]) as (_, urls):
         for r in range(args.rounds):
-            for label in sides if r % 2 == 0 else list(sides)[::-1]:
+            for label in labels if r % 2 == 0 else labels[::-1]:
                 row = one_round(urls[label], passages, sentences, args.delay)
                 rounds[label].append(row)
                 print(label, r, row, flush=True)
-    finally:
-        for proc in procs.values():
-            proc.terminate()
-            proc.wait(30)
     summary = {
         label: {"small_p50_ms": statistics.median(x["small_p50_ms"] for x in rows if x["small_p50_ms"] is not None),
                 "small_max_ms": statistics.median(x["small_max_ms"] for x in rows if x["small_max_ms"] is not None),

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,28 +35,47 @@ CELLS: dict[str, tuple[int, str, Payload]] = {  # name: (texts per request, path
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def ab_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options of a two-build benchmark: the bundle, each side's interpreter and label, the
+    servers' arguments, ``--out``."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
     p.add_argument("--python-a", required=True, help="interpreter of the first environment")
     p.add_argument("--python-b", default=sys.executable, help="interpreter of the second (default: this one)")
     p.add_argument("--label-a", default="a")
     p.add_argument("--label-b", default="b")
     p.add_argument("--server-args", nargs="*", default=["--device", "cpu"], help="passed to both servers")
+    p.add_argument("--out", type=Path, required=True)
+    return p
+
+
+@contextlib.contextmanager
+def both_servers(args: argparse.Namespace, extra: list[str]) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """``embedrt serve`` from each side's environment: ``({label: process}, {label: url})``, stopped after."""
+    procs: dict[str, Any] = {}
+    urls: dict[str, str] = {}
+    try:
+        for label, python in ((args.label_a, args.python_a), (args.label_b, args.python_b)):
+            port = _free_port()
+            procs[label] = start_server(args.bundle, port, [*args.server_args, *extra], python)
+            urls[label] = f"http://127.0.0.1:{port}"
+        yield procs, urls
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = ab_parser(__doc__)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     p.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     p.add_argument("--repeats", type=int, default=4)
-    p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
     sentences = load_sentences(2000, seed=0)
     sides = {args.label_a: args.python_a, args.label_b: args.python_b}
-    procs, urls = {}, {}
-    try:
-        for label, python in sides.items():
-            port = _free_port()
-            procs[label] = start_server(args.bundle, port, args.server_args, python)
-            urls[label] = f"http://127.0.0.1:{port}"
+    with both_servers(args, []) as (procs, urls):
         rows = []
         for name, (size, path, payload) in CELLS.items():
             requests = [sentences[i : i + size] for i in range(0, len(sentences) - size + 1, size)]
@@ -76,10 +96,6 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps({k: ({m: v for m, v in x.items() if m != "runs"} if k in sides else x)
                                   for k, x in row.items()}), flush=True)  # fmt: skip
-    finally:
-        for proc in procs.values():
-            proc.terminate()
-            proc.wait(30)
     write_result(args.out, "server_ab", argv, "server_ab", sides=sides, results=rows)
     return 0
 
