@@ -127,7 +127,8 @@ class ServerState:
 
     async def run_model(self, tok: Tokenized, request: Request | None) -> np.ndarray:
         """The model's rows for ``tok`` (see ``_routes.model_call``), through the batcher. If the
-        client of ``request`` disconnects first, its rows are not run (nobody would read them)."""
+        client of ``request`` disconnects while it waits, its rows are not run (nobody would read
+        them); a small request to an idle server runs at once, unwatched."""
         try:
             raw = await asyncio.wait_for(self._submit(tok, request), self.config.request_timeout_s)
         except ClientGoneError as e:
@@ -160,7 +161,7 @@ class ServerState:
         return raw
 
     async def _submit(self, tok: Tokenized, request: Request | None) -> np.ndarray:
-        if request is None:
+        if request is None or not self.batcher.would_wait(tok):  # idle and small: no watcher task to pay for
             return await self.batcher.submit(tok)
         job = asyncio.ensure_future(self.batcher.submit(tok))
         gone = asyncio.ensure_future(_disconnected(request))

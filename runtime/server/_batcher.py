@@ -150,6 +150,7 @@ class Batcher:
         self._closing = False
         self._arriving = 0
         self._in_turns = 0  # requests between two of their turns (see ``submit``)
+        self._in_run = False  # a merged batch is in the model
         # One thread per stream: each runs one piece at a time on the model's intra-op threads.
         self._streams = streams
         self._solo = solo
@@ -158,6 +159,11 @@ class Batcher:
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    def would_wait(self, tok: Tokenized) -> bool:
+        """Whether ``tok`` would wait for others or take more than one run: a request that would not
+        is answered in about one run, and a server need not watch its client meanwhile."""
+        return bool(self._queue) or self._in_run or int(tok.lengths.sum()) > self._max_run_tokens
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[None]:
@@ -233,7 +239,11 @@ class Batcher:
                 continue
             batch = await self._collect()
             if batch:
-                await self._run(batch)
+                self._in_run = True
+                try:
+                    await self._run(batch)
+                finally:
+                    self._in_run = False
 
     async def _collect(self) -> list[_Job]:
         """Jobs for one model call: the first live one, then whoever fits while we wait."""
