@@ -7,8 +7,8 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -27,7 +27,6 @@ from ._batcher import Batcher, QueueFullError, ShuttingDownError
 from ._config import ServerConfig
 from ._metrics import CONTENT_TYPE, Metrics
 from ._protocol import (
-    BIG_TEXT_CHARS,
     ApiError,
     EmbedRequest,
     openai_body,
@@ -43,6 +42,8 @@ log = logging.getLogger("embedrt.server")
 Model = Embedder | Reranker | SparseEncoder
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
+_BIG_TEXT_CHARS = 20_000  # tokenize bigger requests off the event loop
 _BIG_RESPONSE_FLOATS = 200_000  # serialize bigger responses off the event loop
 _WARMUP_TEXTS = ["warm up", "a longer sentence to warm up the model with a second, padded row"]
 
@@ -131,8 +132,6 @@ class ServerState:
         them); a small request to an idle server runs at once, unwatched."""
         try:
             raw = await asyncio.wait_for(self._submit(tok, request), self.config.request_timeout_s)
-        except ClientGoneError as e:
-            raise ApiError(499, str(e), code="client_closed_request") from e
         except QueueFullError as e:
             raise ApiError(
                 503,
@@ -172,8 +171,15 @@ class ServerState:
             if not job.done():  # the client left, or the timeout: the batcher skips a cancelled job
                 job.cancel()
         if job not in done:
-            raise ClientGoneError("the client closed the connection before its response was ready")
+            raise _client_gone("before its response was ready")
         return job.result()
+
+    @staticmethod
+    async def sized(texts: Sequence[str], fn: Callable[[], T]) -> T:
+        """``fn()`` (tokenizing ``texts``), on a thread when they are big enough to stall the event loop."""
+        if sum(map(len, texts)) > _BIG_TEXT_CHARS:
+            return await asyncio.to_thread(fn)
+        return fn()
 
     async def _tokenize(self, req: EmbedRequest | Any, tokenize: Callable[[], Tokenized] | None) -> Tokenized:
         def run() -> Tokenized:
@@ -182,9 +188,7 @@ class ServerState:
             return self.model.tokenize(req.texts, prompt_name=req.prompt_name)  # type: ignore[union-attr]
 
         try:
-            if sum(len(t) for t in req.texts) > BIG_TEXT_CHARS:
-                return await asyncio.to_thread(run)
-            return run()
+            return await self.sized(req.texts, run)
         except (TypeError, ValueError) as e:
             # JSON can carry lone surrogates ("\ud800") the tokenizer refuses; else an unknown prompt_name
             bad = next((i for i, t in enumerate(req.texts) if not _encodable(t)), None)
@@ -367,14 +371,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
             if len(body) > limit:
                 raise too_big
     except ClientDisconnect as e:
-        raise ApiError(
-            499, "the client closed the connection while sending its body", code="client_closed_request"
-        ) from e
+        raise _client_gone("while sending its body") from e
     return bytes(body)
 
 
-class ClientGoneError(Exception):
-    """The client disconnected while its request waited for the model."""
+def _client_gone(when: str) -> ApiError:
+    """What a request whose client left is logged as (nobody reads it): 499, as nginx logs it."""
+    return ApiError(499, f"the client closed the connection {when}", code="client_closed_request")
 
 
 async def _disconnected(request: Request) -> None:

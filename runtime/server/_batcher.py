@@ -215,13 +215,13 @@ class Batcher:
     async def _submit(self, tok: Tokenized, *, admitted: bool) -> np.ndarray:
         if (self._closing and not admitted) or self._wakeup is None:
             raise ShuttingDownError("the server is shutting down")
-        if len(self._queue) >= self._max_queue and not admitted:  # requests given up on (timed out, client gone) leave first
-            for gone in [j for j in self._queue if j.future.done()]:
+        if not admitted and len(self._queue) >= self._max_queue:  # a request's later turns are never refused
+            for gone in [j for j in self._queue if j.future.done()]:  # requests given up on leave first
                 self._queue.remove(gone)
                 self._metrics.abandoned.inc(len(gone.tok))
-        if len(self._queue) >= self._max_queue and not admitted:  # a request's later turns are never refused
-            self._metrics.rejected.inc()
-            raise QueueFullError(f"the queue is full ({self._max_queue} requests waiting)")
+            if len(self._queue) >= self._max_queue:
+                self._metrics.rejected.inc()
+                raise QueueFullError(f"the queue is full ({self._max_queue} requests waiting)")
         job = _Job(tok, asyncio.get_running_loop().create_future(), int(tok.lengths.sum()))
         self._queue.append(job)
         self._metrics.queue_depth.set(len(self._queue))

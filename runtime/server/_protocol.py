@@ -17,7 +17,6 @@ from .._types import EmbeddingPrecision
 
 # encoding_format: OpenAI's "float" and "base64", and sentence-transformers' packed-bit precisions
 ENCODING_FORMATS = ("float", "base64", "binary", "ubinary")
-BIG_TEXT_CHARS = 20_000  # a request's texts of more characters are tokenized off the event loop
 
 
 class ApiError(Exception):

@@ -11,7 +11,6 @@ text-embeddings-inference answers a model of the wrong type.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from .._reranker import Reranker
 from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized
 from .._types import BundleKind
-from ._protocol import BIG_TEXT_CHARS, ApiError
+from ._protocol import ApiError
 from ._protocol_kinds import (
     RerankRequest,
     TextsRequest,
@@ -166,8 +165,7 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
             encodings = untruncated.encode_batch(texts, add_special_tokens=req.add_special_tokens)
             return tokenize_body(texts, encodings), sum(len(e.ids) for e in encodings)
 
-        # a big request's tokens (and, in respond, their JSON) are made off the event loop
-        out, tokens = await asyncio.to_thread(body) if sum(map(len, texts)) > BIG_TEXT_CHARS else body()
+        out, tokens = await state.sized(texts, body)  # respond writes a big body's JSON off the loop too
         return await respond(out, tokens)
 
     return {"rerank": rerank, "rerank_v1": rerank_v1, "embed_sparse": embed_sparse, "similarity": similarity,
