@@ -71,13 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     p.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     p.add_argument("--repeats", type=int, default=4)
+    p.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS), help="which cells to run")
     args = p.parse_args(argv)
 
     sentences = load_sentences(2000, seed=0)
     sides = {args.label_a: args.python_a, args.label_b: args.python_b}
     with both_servers(args, []) as (procs, urls):
         rows = []
-        for name, (size, path, payload) in CELLS.items():
+        for name in args.cells:
+            size, path, payload = CELLS[name]
             requests = [sentences[i : i + size] for i in range(0, len(sentences) - size + 1, size)]
             for c in args.concurrency:
                 runs: dict[str, list[dict[str, Any]]] = {label: [] for label in sides}

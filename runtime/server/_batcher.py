@@ -200,9 +200,9 @@ class Batcher:
         A request of more tokens than one batch holds goes in turns: a batch's worth of its rows at a
         time, each turn queued behind the requests that came in meanwhile, so that one big request
         delays the others by one batch, not by all of its rows."""
-        turns = _turns(tok.lengths, self._max_tokens) if self._batching else [np.arange(len(tok))]
-        if len(turns) == 1:
+        if not self._batching or int(tok.lengths.sum()) <= self._max_tokens:  # one turn
             return await self._submit(tok, admitted=False)
+        turns = _turns(tok.lengths, self._max_tokens)
         self._in_turns += 1  # once admitted, its later turns run even while the server drains
         try:
             out = [await self._submit(tok.select(rows.tolist()), admitted=i > 0) for i, rows in enumerate(turns)]
@@ -316,7 +316,8 @@ class Batcher:
             while pieces or running:
                 while pieces and len(running) < at_once:
                     rows = pieces.pop(0)
-                    if all(batch[j].future.done() for j in np.unique(owner[rows]).tolist()):
+                    owners = [0] if len(batch) == 1 else np.unique(owner[rows]).tolist()
+                    if all(batch[j].future.done() for j in owners):
                         m.abandoned.inc(len(rows))  # its requests timed out or their clients left
                         continue
                     piece = tok.select(rows.tolist())
