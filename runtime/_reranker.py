@@ -129,7 +129,8 @@ class Reranker(BundleModel):
     ) -> list[dict[str, Any]]:
         """``documents`` sorted by their score for ``query``, best first: ``{"corpus_id", "score"[, "text"]}``.
 
-        ``top_k`` keeps the best ``top_k``. Needs a one-label model, as ``CrossEncoder.rank`` does.
+        ``top_k`` keeps the best ``top_k`` (0: none, and nothing is run). Needs a one-label model, as
+        ``CrossEncoder.rank`` does.
         """
         if self.num_labels != 1:
             raise ValueError(
@@ -139,12 +140,14 @@ class Reranker(BundleModel):
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         if top_k is not None:
-            top_k = check_int(top_k, "top_k", also=" or None")
+            top_k = check_int(top_k, "top_k", 0, also=" or None")
         if isinstance(documents, str):
             raise TypeError("documents must be a sequence of str, got a str: wrap a single document in a list")
         docs = [str(d) for d in check_texts(documents, "documents")]  # named by index; numpy's str_ as str
+        if not docs or top_k == 0:
+            return []
         scores = self.predict([(query, d) for d in docs], batch_size, show_progress_bar, activation_fn,
-                              prompt_name=prompt_name, prompt=prompt) if docs else np.zeros(0, np.float32)  # fmt: skip
+                              prompt_name=prompt_name, prompt=prompt)  # fmt: skip
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [
             {"corpus_id": int(i), "score": float(scores[i]), **({"text": docs[i]} if return_documents else {})}

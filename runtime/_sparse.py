@@ -7,9 +7,10 @@ materialises a vocabulary-sized array per text unless asked (``to_dense``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import numbers
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -60,13 +61,33 @@ class SparseEmbeddings:
     def nnz(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> SparseVector:
+    @overload
+    def __getitem__(self, key: int) -> SparseVector: ...
+    @overload
+    def __getitem__(self, key: slice | Sequence[int] | np.ndarray) -> SparseEmbeddings: ...
+
+    def __getitem__(self, key: int | slice | Sequence[int] | np.ndarray) -> SparseVector | SparseEmbeddings:
+        """An integer gives one ``SparseVector``; a slice, integers or a boolean mask give the rows
+        they select as ``SparseEmbeddings``, as numpy indexes rows."""
         n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} sparse vectors")
-        i %= n
-        lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
-        return SparseVector(self.indices[lo:hi], self.values[lo:hi], self.dim)
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+            i = int(key)
+            if not -n <= i < n:
+                raise IndexError(f"index {i} out of range for {n} sparse vectors")
+            i %= n
+            lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
+            return SparseVector(self.indices[lo:hi], self.values[lo:hi], self.dim)
+        try:
+            rows = np.arange(n)[key if isinstance(key, slice) else np.asarray(key)]
+        except IndexError as e:
+            raise IndexError(f"{e} (indexing {n} sparse vectors)") from e
+        if rows.ndim != 1:
+            raise IndexError(f"sparse vectors are indexed by row: got a key of {rows.ndim} dimensions")
+        starts, counts = self.indptr[rows], np.diff(self.indptr)[rows]
+        indptr = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        take = np.arange(indptr[-1]) + np.repeat(starts - indptr[:-1], counts)
+        return SparseEmbeddings(indptr, self.indices[take], self.values[take], self.dim)
 
     def __iter__(self) -> Iterator[SparseVector]:
         return (self[i] for i in range(len(self)))
@@ -141,9 +162,16 @@ def as_sparse(x: object, name: str) -> SparseEmbeddings:
         return x
     if isinstance(x, SparseVector):
         return SparseEmbeddings.stack([x], x.dim)
+    if isinstance(x, list | tuple) and x and all(isinstance(v, SparseVector) for v in x):
+        dims = {v.dim for v in x}
+        if len(dims) > 1:
+            raise ValueError(f"{name}: sparse vectors of different widths in one list: {sorted(dims)}")
+        return SparseEmbeddings.stack(list(x), x[0].dim)
     if isinstance(x, np.ndarray | list):
         return SparseEmbeddings.from_dense(np.asarray(x))
-    raise TypeError(f"{name} must be SparseEmbeddings, a SparseVector or a dense array, got {type(x).__name__}")
+    raise TypeError(
+        f"{name} must be SparseEmbeddings, a SparseVector, a list of them or a dense array, got {type(x).__name__}"
+    )
 
 
 def sparse_dot(a: SparseEmbeddings, b: SparseEmbeddings) -> np.ndarray:

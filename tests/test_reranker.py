@@ -115,8 +115,11 @@ def test_bad_input(tiny_reranker: tuple[Path, Path]) -> None:
         ours.predict([("q", 3)])
     with pytest.raises(TypeError, match="documents must be a sequence of str, got a str"):
         ours.rank("q", "one document")
-    with pytest.raises(ValueError, match="top_k must be a positive integer or None, got 0"):
-        ours.rank("q", ["d"], top_k=0)
+    with pytest.raises(ValueError, match="top_k must be an integer >= 0 or None, got -1"):
+        ours.rank("q", ["d"], top_k=-1)
+    assert ours.rank("q", ["d"], top_k=0) == []  # as CrossEncoder.rank's results[:0]
+    with pytest.raises(TypeError, match=r"documents\[0\] must be a str"):
+        ours.rank("q", [1], top_k=0)  # the documents are checked all the same
     with pytest.raises(TypeError, match=r"documents\[1\] must be a str, got NoneType"):
         ours.rank("q", ["d", None])
     ranked = ours.rank("q", np.array(["a", "b"]), top_k=np.int64(1), return_documents=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from embedrt import Embedder, SparseEmbeddings, SparseEncoder, SparseVector
+from embedrt._sparse import sparse_similarity
 
 st = pytest.importorskip("sentence_transformers")
 torch = pytest.importorskip("torch")
@@ -84,8 +85,8 @@ def test_similarity_matches_sparse_encoder(tiny_sparse: tuple[Path, Path], pair,
     got = ours.similarity(a, b)
     assert got.shape == (len(TEXTS), 5) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
-    pa = SparseEmbeddings.stack([a[i] for i in range(5)], a.dim)
-    np.testing.assert_allclose(ours.similarity_pairwise(pa, b), want_pairs, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(ours.similarity_pairwise(a[:5], b), want_pairs, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(ours.similarity(list(a), list(b)), got, rtol=1e-6)  # lists of SparseVector
     np.testing.assert_allclose(ours.similarity(a.to_dense(), b), got, rtol=1e-5, atol=1e-4)  # dense rows accepted
 
 
@@ -100,6 +101,16 @@ def test_container() -> None:
     assert isinstance(s.to_scipy(), scipy.csr_matrix) and (s.to_scipy().toarray() == dense).all()
     with pytest.raises(IndexError, match="index 3 out of range for 3 sparse vectors"):
         s[3]
+    for key in (slice(None, None, -1), slice(1, 1), [2, 0, 2], np.array([2, 0]), np.int64(-1), [True, False, True]):
+        want = dense[key]
+        got = s[key]
+        np.testing.assert_array_equal(got.to_dense(), want)
+        if want.ndim == 2:  # rows come back as SparseEmbeddings, a row as a SparseVector
+            assert isinstance(got, SparseEmbeddings) and got.shape == want.shape and len(got.indptr) == len(want) + 1
+    with pytest.raises(IndexError, match=r"index 5 is out of bounds .*\(indexing 3 sparse vectors\)"):
+        s[[0, 5]]
+    with pytest.raises(ValueError, match=r"embeddings1: sparse vectors of different widths in one list: \[4, 5\]"):
+        sparse_similarity([s[0], SparseEmbeddings.from_dense(np.ones((1, 5)))[0]], s, "dot")
 
 
 def test_manifest_graph_and_bad_input(tiny_sparse: tuple[Path, Path], pair) -> None:  # type: ignore[no-untyped-def]
