@@ -223,6 +223,26 @@ def test_bad_rows_fail_names_the_row_and_keeps_finished_parts(tmp_path: Path, ti
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
 
 
+def test_parquet_edited_in_place_is_recomputed(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """A Parquet file changed in place, same length and footer, is not taken for the one embedded."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        table = pa.table({"id": [f"f{i}-{r}" for r in range(12)], "text": [f"file {i} cat {r:02d}" for r in range(12)]})
+        pq.write_table(table, src / f"{i}.parquet", compression="none", write_statistics=False)
+    kw: dict[str, Any] = {"id_column": "id", "rows_per_part": 8, "progress": False}
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    second = src / "1.parquet"
+    before = second.read_bytes()
+    after = before.replace(b"file 1 cat 05", b"file 1 dog 05")
+    assert len(after) == len(before) and after[-200:] == before[-200:] and after != before
+    second.write_bytes(after)
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    assert s.parts_resumed == 2 and s.rows_embedded == 12  # the first file's parts kept, the second's again
+    embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, **kw)
+    assert _read(tmp_path / "out").equals(_read(tmp_path / "clean"))
+
+
 @pytest.mark.parametrize("policy", ["skip", "null"])
 def test_bad_rows_skip_or_null_are_recorded(policy: str, tmp_path: Path, tiny_bert_bundle: Path,
                                             model: Embedder) -> None:  # fmt: skip

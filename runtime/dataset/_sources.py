@@ -1,7 +1,8 @@
 """The input of a corpus job: which files, in which format, cut into parts of a fixed number of rows.
 
-Planning reads every text file once (counting rows, noting the byte offset where each part starts,
-hashing the content) and only the footer of Parquet files. The plan is deterministic: the same input
+Planning reads every file once: text files to count rows, note the byte offset where each part
+starts and hash the content; Parquet files to hash the content (their rows are counted from the
+footer). The plan is deterministic: the same input
 and ``rows_per_part`` always give the same parts, which is what lets a killed job resume and lets
 several machines share the work.
 """
@@ -57,7 +58,7 @@ class Shard:
     rows: int
     first_row: int  # global row number of its first row (files in sorted order)
     size: int
-    sha256: str  # of the content (text formats) or of size + footer (Parquet)
+    sha256: str  # of the content
     columns: tuple[str, ...] = ()
 
 
@@ -101,7 +102,7 @@ class Plan:
 
     def part_key(self, part: PartSpec) -> str:
         """What a finished part was made from: its place (file name, rows, first line) and its input
-        (text formats: the bytes of its rows; Parquet: its file's fingerprint). A resume after an edit
+        (text formats: the bytes of its rows; Parquet: its file's content). A resume after an edit
         of the input keeps a part only if this is unchanged."""
         shard = self.shards[part.shard]
         h = hashlib.sha256(f"{Path(shard.path).name}\0{shard.first_row + part.start}\0{part.rows}\0{part.first_line}\n".encode())
@@ -440,13 +441,10 @@ def _scan_parquet(path: Path, first_row: int, rows_per_part: int) -> tuple[Shard
         schema = meta.schema.to_arrow_schema()
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...: name the file either way
         raise InputError(f"{path} is not a readable Parquet file ({e})") from e
-    h = hashlib.sha256(str(size).encode())
-    with path.open("rb") as f:  # the footer holds every row group's offsets, sizes and statistics
-        f.seek(max(0, size - 8))
-        tail = f.read(8)
-        footer_len = int.from_bytes(tail[:4], "little") if len(tail) == 8 else 0
-        f.seek(max(0, size - 8 - footer_len))
-        h.update(f.read(footer_len + 8))
+    h = hashlib.sha256()
+    with path.open("rb") as f:  # every byte: an edit in place keeps the size and may keep the footer
+        while block := f.read(_BLOCK):
+            h.update(block)
     rows = meta.num_rows
     starts = [(r, 0, 0) for r in range(0, rows, rows_per_part)]
     return Shard(str(path), rows, first_row, size, h.hexdigest(), tuple(schema.names)), starts
