@@ -53,6 +53,36 @@ def test_ray_backend_equals_local_backend(local_ray: None, tmp_path: Path, tiny_
     assert again.parts_resumed == 9 and again.rows_embedded == 0
 
 
+def test_ray_progress_moves_within_a_part_and_counts_every_row(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import embedrt.dataset._job as job
+    import embedrt.dataset._ray as ray_backend
+
+    updates: list[int] = []
+
+    class Bar:
+        def __init__(self, total: int, initial: int, enabled: bool) -> None:
+            self.total = total
+
+        def update(self, n: int) -> None:
+            updates.append(n)
+
+        def set_postfix(self, **kw: object) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(job, "_progress", Bar)
+    monkeypatch.setattr(ray_backend, "_POLL_S", 0.01)
+    src = tmp_path / "in.txt"
+    src.write_text("".join(t + "\n" for t in TEXTS))
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=1),
+                  rows_per_part=450, batch_size=2, progress=True)  # fmt: skip
+    assert sum(updates) == len(TEXTS) and min(updates) >= 0  # every row once: none counted twice
+    assert len([n for n in updates if n]) > 2 * 2  # within each of the 2 parts, not once per part
+
+
 def test_ray_backend_names_a_bad_row(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
     src = tmp_path / "in.jsonl"
     lines = [json.dumps({"text": t}) for t in TEXTS[:300]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -182,7 +183,8 @@ def embed_dataset(
             from ._ray import run_ray
 
             options = {"device": device, "precision_hint": precision_hint, "streams": streams}
-            run_ray(plan, todo, bundle, Path(output), schema, job, ray or RayOptions(), options, tracker.record, say)
+            run_ray(plan, todo, bundle, Path(output), schema, job, ray or RayOptions(), options, tracker.record, say,
+                    tracker.embedded if tracker.bar is not None else None)
     if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
         write_atomic(Path(output) / "part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
     summary = tracker.summary(str(output), time.perf_counter() - t0)
@@ -319,6 +321,7 @@ class _Tracker:
         self.rows = self.tokens = 0
         self.bar = _progress(plan.rows, sum(plan.parts[i].rows for i in done), progress)
         self._shown: dict[int, int] = {}  # rows of a part not yet journaled the bar already shows
+        self._lock = threading.Lock()  # the model's (or Ray's progress) thread and the writer's
 
     def __enter__(self) -> _Tracker:
         return self
@@ -339,19 +342,26 @@ class _Tracker:
         self._count(self.folder.record(entry))
 
     def embedded(self, part: PartSpec, rows: int) -> None:
-        """Local backend: a model batch of ``rows`` of ``part`` is done (the bar moves within a part)."""
-        if self.bar is not None:
-            self._shown[part.index] = self._shown.get(part.index, 0) + rows
-            self.bar.update(rows)
+        """A model batch of ``rows`` of ``part`` is done (the bar moves within a part). On Ray this may
+        come after the part was journaled, or twice for a part run again: the bar shows each row once."""
+        if self.bar is None:
+            return
+        with self._lock:
+            if part.index in self.entries:
+                return
+            shown = self._shown.get(part.index, 0)
+            self._shown[part.index] = min(part.rows, shown + rows)
+            self.bar.update(self._shown[part.index] - shown)
 
     def _count(self, entry: dict[str, Any]) -> None:
-        self.entries[int(entry["part"])] = entry
-        self.rows += int(entry["input_rows"])
-        self.tokens += int(entry["tokens"])
-        if self.bar is not None:  # the part's rows the batches did not show: its bad rows, or all (Ray)
-            self.bar.update(int(entry["input_rows"]) - self._shown.pop(int(entry["part"]), 0))
-            rate = self.tokens / max(time.perf_counter() - self.t0, 1e-9)
-            self.bar.set_postfix(tokens_per_s=f"{rate:.0f}", refresh=False)
+        with self._lock:
+            self.entries[int(entry["part"])] = entry
+            self.rows += int(entry["input_rows"])
+            self.tokens += int(entry["tokens"])
+            if self.bar is not None:  # the part's rows the batches did not show: its bad rows, or more
+                self.bar.update(int(entry["input_rows"]) - self._shown.pop(int(entry["part"]), 0))
+                rate = self.tokens / max(time.perf_counter() - self.t0, 1e-9)
+                self.bar.set_postfix(tokens_per_s=f"{rate:.0f}", refresh=False)
 
     def bad_rows(self) -> list[dict[str, Any]]:
         return [b for i in sorted(self.entries) for b in self.entries[i].get("bad", [])]

@@ -15,10 +15,12 @@ a shared file system. Every node needs ``embedrt[ray]`` installed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +38,9 @@ from ._sources import PartSpec, Plan
 if TYPE_CHECKING:
     from ._job import JobSettings, RayOptions
 
+log = logging.getLogger("embedrt.dataset")
 _INSTALL = 'the Ray backend needs Ray Data: pip install "embedrt[ray]"'
+_POLL_S = 0.5  # how often the driver asks for the rows the actors' model batches have done
 
 
 def ray_module() -> Any:
@@ -100,13 +104,29 @@ def _check_cpus(cpus_per_actor: float) -> int:
     return max(1, int(cpus_per_actor))  # onnxruntime's intra-op threads (it ignores OMP_NUM_THREADS)
 
 
+class _RowCounter:
+    """A Ray actor: the rows of each part the actors' model batches have done, until the driver takes
+    them (its progress bar moves within a part, as the local backend's does)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, int] = {}
+
+    def add(self, part: int, rows: int) -> None:
+        self.rows[part] = self.rows.get(part, 0) + rows
+
+    def take(self) -> dict[int, int]:
+        out, self.rows = self.rows, {}
+        return out
+
+
 class _PartWorker:
     """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``."""
 
     def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings,
-                 model_options: dict[str, Any], threads: int) -> None:  # fmt: skip
+                 model_options: dict[str, Any], threads: int, counter: Any = None) -> None:  # fmt: skip
         self.plan, self.output, self.schema, self.job = plan, Path(output), schema, job
         self.batch = EmbedBatch(Embedder(bundle, threads=threads, **model_options), **job.batch_kwargs())
+        self.counter = counter  # a _RowCounter actor, or None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ._job import _write_parquet, conform
@@ -115,7 +135,8 @@ class _PartWorker:
         for index in batch["part"].tolist():
             part: PartSpec = self.plan.parts[index]
             try:
-                result = self.batch.run(self.batch.prepare(self.job.read(self.plan, part)))
+                on_rows = None if self.counter is None else functools.partial(self.counter.add.remote, index)
+                result = self.batch.run(self.batch.prepare(self.job.read(self.plan, part)), on_rows)
                 table = conform(result.table, self.schema, self.plan, part)
                 path = self.output / part.name
                 write_atomic(path, functools.partial(_write_parquet, table))
@@ -136,10 +157,11 @@ class _PartWorker:
 def run_ray(
     plan: Plan, todo: list[PartSpec], bundle: Path, output: Path, schema: pa.Schema, job: JobSettings,
     options: RayOptions, model_options: dict[str, Any], record: Callable[[dict[str, Any]], None],
-    say: Callable[[str], None],
+    say: Callable[[str], None], on_rows: Callable[[PartSpec, int], None] | None = None,
 ) -> None:  # fmt: skip
     """Embed the parts ``todo`` on Ray actors, each loading ``Embedder(bundle, **model_options)``;
-    ``record`` each finished part (driver side)."""
+    ``record`` each finished part (driver side); ``on_rows(part, n)`` (from another thread of the
+    driver) as the actors' model batches finish rows of a part, reported every ``_POLL_S`` seconds."""
     ray = ray_module()
     threads = _check_cpus(options.cpus_per_actor)  # the options were checked by embed_dataset: this converts
     restarts = options.max_restarts
@@ -152,26 +174,29 @@ def run_ray(
         ctx.enable_progress_bars = False
         actors = min(_pool(ray, options.num_actors, options.cpus_per_actor), len(todo))
         say(f"Ray: {actors} actor(s) x {options.cpus_per_actor} CPU, {options.num_gpus_per_actor} GPU each")
+        counter = None if on_rows is None else ray.remote(num_cpus=0)(_RowCounter).remote()
         ds = ray.data.from_items([{"part": p.index} for p in todo], override_num_blocks=len(todo))
         out = ds.map_batches(
             _PartWorker,
             fn_constructor_kwargs={"plan": plan, "bundle": str(bundle.resolve()), "output": str(output.resolve()),
-                                   "schema": schema, "job": job, "model_options": model_options, "threads": threads},
+                                   "schema": schema, "job": job, "model_options": model_options, "threads": threads,
+                                   "counter": counter},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=options.cpus_per_actor, num_gpus=options.num_gpus_per_actor or None,
             max_restarts=restarts,  # Ray's default (no limit) retries a part that kills its actor forever
         )  # fmt: skip
         try:
-            for row in out.iter_rows():
-                entry = json.loads(row["entry"])
-                if "error" in entry:
-                    raise PartFailedError(f"part {entry['part']} failed on a Ray actor: {entry['error']}")
-                if "bad_row" in entry:
-                    b = entry["bad_row"]
-                    position = b.pop("position")
-                    raise BadRowError(BadRow(b["id"], b["reason"], b["file"], b.get(position), position))
-                record(entry)
-                finished.add(entry["part"])
+            with _polling(ray, counter, plan, on_rows):
+                for row in out.iter_rows():
+                    entry = json.loads(row["entry"])
+                    if "error" in entry:
+                        raise PartFailedError(f"part {entry['part']} failed on a Ray actor: {entry['error']}")
+                    if "bad_row" in entry:
+                        b = entry["bad_row"]
+                        position = b.pop("position")
+                        raise BadRowError(BadRow(b["id"], b["reason"], b["file"], b.get(position), position))
+                    record(entry)
+                    finished.add(entry["part"])
         except ray.exceptions.RayActorError as e:
             left = [p.index for p in todo if p.index not in finished]
             raise ActorLostError(
@@ -184,6 +209,33 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _polling(ray: Any, counter: Any, plan: Plan, on_rows: Callable[[PartSpec, int], None] | None) -> Iterator[None]:
+    """While the body runs, a driver thread hands ``on_rows`` what ``counter`` gathered, every ``_POLL_S``."""
+    if counter is None or on_rows is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(_POLL_S):
+            try:
+                rows = ray.get(counter.take.remote(), timeout=30)
+            except Exception:  # the bar is a view: a lost counter must not fail the job (parts still count)
+                log.debug("progress counter not reachable", exc_info=True)
+                return
+            for part, n in rows.items():
+                on_rows(plan.parts[part], n)
+
+    thread = threading.Thread(target=poll, name="embedrt-ray-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _ranges(indices: list[int]) -> str:
