@@ -16,11 +16,13 @@ grows, and the Ray backend with 1 and 2 actors.
   of ``--streams`` (default 1) and ``Embedder.encode`` on the same texts already in memory (only the
   encode call is timed), alternating, ``--rounds`` times each; the ratio is the job with the first
   of ``--streams`` against encode on one stream, and with several ``--streams`` each count's best
-  against the first's.
+  against the first's. With ``--sentence-transformers MODEL_DIR`` also sentence-transformers'
+  ``encode`` (PyTorch, ``--threads`` threads) of the same texts in memory, in the same alternation:
+  the job end to end against the PyTorch call alone.
 - rss: the job at each size of ``--rss-rows`` and each of ``--streams``, and in-memory encode at the
   smallest (reading every text, tokenizing, holding every vector, as ``embedrt encode`` does).
 - ray: the job with ``--backend ray`` and 1 and 2 actors of 1 CPU (a local Ray), on the throughput
-  corpus. Ray's actors are other processes: their RSS is not in these numbers.
+  corpus cut into parts of a tenth of it (so that there is a part for every actor). Ray's actors are other processes: their RSS is not in these numbers.
 
 Writes ``benchmarks/results/dataset-<machine>-<date>.json`` with the CPU flags and load averages.
 """
@@ -68,7 +70,21 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
     out = CACHE / f"out-{kind}-{os.getpid()}"
     shutil.rmtree(out, ignore_errors=True)
     result: dict[str, Any] = {"kind": kind, "streams": streams}
-    if kind == "encode":
+    if kind == "st":
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
+        st = SentenceTransformer(bundle, device="cpu")
+        with open(corpus, encoding="utf-8") as f:
+            texts = [json.loads(line)["text"] for line in f]
+        t0 = time.perf_counter()
+        vectors = st.encode(texts, batch_size=batch_size)
+        result["seconds"] = time.perf_counter() - t0
+        result["rows"] = len(vectors)
+        ids = st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"]
+        result["tokens"] = int(sum(map(len, ids)))
+    elif kind == "encode":
         from embedrt import Embedder
 
         model = Embedder(bundle, threads=threads, streams=streams)
@@ -83,10 +99,14 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
         from embedrt.dataset import RayOptions, embed_dataset
 
         backend = "ray" if kind == "ray" else "local"
-        ray = RayOptions(num_actors=actors, cpus_per_actor=1) if backend == "ray" else None
+        more: dict[str, Any] = {}
+        if backend == "ray":  # parts for every actor (by default a part holds 10,000 rows)
+            with open(corpus, "rb") as f:
+                more["rows_per_part"] = max(1, sum(1 for _ in f) // 10)
+            more["ray"] = RayOptions(num_actors=actors, cpus_per_actor=1)
         t0 = time.perf_counter()
         s = embed_dataset(corpus, out, bundle, id_column="id", batch_size=batch_size, threads=threads,
-                          streams=streams, backend=backend, ray=ray, progress=False)  # fmt: skip
+                          streams=streams, backend=backend, progress=False, **more)  # fmt: skip
         result["seconds"] = time.perf_counter() - t0
         result["rows"], result["tokens"] = s.written, s.tokens
         shutil.rmtree(out, ignore_errors=True)
@@ -138,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sentence-transformers", type=Path, metavar="MODEL_DIR",
+                   help="also time sentence-transformers' encode of this model in the throughput runs")  # fmt: skip
     p.add_argument("--streams", type=int, nargs="+", default=[1],
                    help="the job with each of these stream counts (throughput, rss; encode keeps 1)")  # fmt: skip
     args = p.parse_args(argv)
@@ -151,10 +173,19 @@ def main(argv: list[str] | None = None) -> int:
         corpus = generate(args.compare_rows)
         print(f"throughput, {args.compare_rows} texts, alternating:", flush=True)
         kinds = [("job", s) for s in args.streams] + [("encode", 1)]
-        runs = [measure(k, bundle, corpus, args.threads, args.batch_size, streams=s)
+        if args.sentence_transformers:
+            kinds.append(("st", 1))
+        model_of = {"st": str(args.sentence_transformers)}
+        runs = [measure(k, model_of.get(k, bundle), corpus, args.threads, args.batch_size, streams=s)
                 for r in range(args.rounds) for k, s in (kinds if r % 2 == 0 else kinds[::-1])]  # fmt: skip
         report["throughput"] = {"runs": runs, **_ratio(runs, args.streams[0])}
         print(f"  job / encode: {report['throughput']['ratio']:.3f}", flush=True)
+        if args.sentence_transformers:
+            job_best = max(v["texts_per_s"] for v in _streams(runs, args.streams).values())
+            st_best = max(r["texts_per_s"] for r in runs if r["kind"] == "st")
+            report["throughput"]["sentence_transformers"] = {
+                "model": str(args.sentence_transformers), "texts_per_s": st_best, "job_over_st": job_best / st_best}
+            print(f"  job (best stream count) / sentence-transformers encode: {job_best / st_best:.3f}", flush=True)
         if len(args.streams) > 1:
             report["throughput"]["streams"] = _streams(runs, args.streams)
             for s, v in report["throughput"]["streams"].items():
