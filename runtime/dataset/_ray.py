@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,14 +120,30 @@ class _RowCounter:
         return out
 
 
+class _Reporter:
+    """An actor's ``on_rows`` for one part: sends the counter what its batches did at most every
+    ``every`` seconds (one call per model batch would cost the actor a remote call each)."""
+
+    def __init__(self, counter: Any, part: int, every: float) -> None:
+        self.counter, self.part, self.every = counter, part, every
+        self.pending, self.sent = 0, time.monotonic()
+
+    def __call__(self, rows: int) -> None:
+        self.pending += rows
+        if time.monotonic() - self.sent >= self.every:
+            self.counter.add.remote(self.part, self.pending)
+            self.pending, self.sent = 0, time.monotonic()
+
+
 class _PartWorker:
     """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``."""
 
     def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings,
-                 model_options: dict[str, Any], threads: int, counter: Any = None) -> None:  # fmt: skip
+                 model_options: dict[str, Any], threads: int, counter: Any = None,
+                 report_s: float = _POLL_S) -> None:  # fmt: skip
         self.plan, self.output, self.schema, self.job = plan, Path(output), schema, job
         self.batch = EmbedBatch(Embedder(bundle, threads=threads, **model_options), **job.batch_kwargs())
-        self.counter = counter  # a _RowCounter actor, or None
+        self.counter, self.report_s = counter, report_s  # a _RowCounter actor, or None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ._job import _write_parquet, conform
@@ -135,7 +152,7 @@ class _PartWorker:
         for index in batch["part"].tolist():
             part: PartSpec = self.plan.parts[index]
             try:
-                on_rows = None if self.counter is None else functools.partial(self.counter.add.remote, index)
+                on_rows = None if self.counter is None else _Reporter(self.counter, index, self.report_s)
                 result = self.batch.run(self.batch.prepare(self.job.read(self.plan, part)), on_rows)
                 table = conform(result.table, self.schema, self.plan, part)
                 path = self.output / part.name
@@ -180,7 +197,7 @@ def run_ray(
             _PartWorker,
             fn_constructor_kwargs={"plan": plan, "bundle": str(bundle.resolve()), "output": str(output.resolve()),
                                    "schema": schema, "job": job, "model_options": model_options, "threads": threads,
-                                   "counter": counter},
+                                   "counter": counter, "report_s": _POLL_S},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=options.cpus_per_actor, num_gpus=options.num_gpus_per_actor or None,
             max_restarts=restarts,  # Ray's default (no limit) retries a part that kills its actor forever
