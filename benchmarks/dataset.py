@@ -70,31 +70,14 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
     out = CACHE / f"out-{kind}-{os.getpid()}"
     shutil.rmtree(out, ignore_errors=True)
     result: dict[str, Any] = {"kind": kind, "streams": streams}
-    if kind == "st":
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        torch.set_num_threads(threads)
-        st = SentenceTransformer(bundle, device="cpu")
+    if kind in ("st", "encode"):  # in memory: only the encode call is timed
         with open(corpus, encoding="utf-8") as f:
             texts = [json.loads(line)["text"] for line in f]
+        encode, result["tokens"] = _in_memory(kind, bundle, threads, streams, texts)
         t0 = time.perf_counter()
-        vectors = st.encode(texts, batch_size=batch_size)
+        vectors = encode(texts, batch_size=batch_size)
         result["seconds"] = time.perf_counter() - t0
         result["rows"] = len(vectors)
-        ids = st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"]
-        result["tokens"] = int(sum(map(len, ids)))
-    elif kind == "encode":
-        from embedrt import Embedder
-
-        model = Embedder(bundle, threads=threads, streams=streams)
-        with open(corpus, encoding="utf-8") as f:
-            texts = [json.loads(line)["text"] for line in f]
-        t0 = time.perf_counter()
-        vectors = model.encode(texts, batch_size=batch_size)
-        result["seconds"] = time.perf_counter() - t0
-        result["rows"] = len(vectors)
-        result["tokens"] = int(model.tokenize(texts).lengths.sum())
     else:
         from embedrt.dataset import RayOptions, embed_dataset
 
@@ -113,6 +96,22 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
     result["texts_per_s"] = result["rows"] / result["seconds"]
     result["peak_rss_mb"] = peak_rss_mb()
     return result
+
+
+def _in_memory(kind: str, model_dir: str, threads: int, streams: int, texts: list[str]) -> tuple[Any, int]:
+    """``(encode, tokens of texts)``: sentence-transformers' (``st``, PyTorch) or ``Embedder``'s."""
+    if kind == "st":
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
+        st = SentenceTransformer(model_dir, device="cpu")
+        ids = st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"]
+        return st.encode, int(sum(map(len, ids)))
+    from embedrt import Embedder
+
+    model = Embedder(model_dir, threads=threads, streams=streams)
+    return model.encode, int(model.tokenize(texts).lengths.sum())
 
 
 def measure(
