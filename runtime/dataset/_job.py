@@ -173,18 +173,19 @@ def embed_dataset(
     say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of up to {rows_per_part} rows; "
         f"{len(done)} finished by an earlier run, {len(todo)} to do")
     with _Tracker(plan, done, folder, progress, t0) as tracker:
+        on_rows = tracker.embedded if tracker.bar is not None else None  # the bar's only use of the batches
         if embedder is not None:
             from ._local import run_local
 
             batch = EmbedBatch(embedder, **job.batch_kwargs())
             run_local(todo, lambda p: job.read(plan, p), batch,
-                      lambda p, r: tracker.write(p, conform(r.table, schema, plan, p), r), tracker.embedded)
+                      lambda p, r: tracker.write(p, conform(r.table, schema, plan, p), r), on_rows)
         else:
             from ._ray import run_ray
 
             options = {"device": device, "precision_hint": precision_hint, "streams": streams}
             run_ray(plan, todo, bundle, Path(output), schema, job, ray or RayOptions(), options, tracker.record, say,
-                    tracker.embedded if tracker.bar is not None else None)
+                    on_rows)
     if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
         write_atomic(Path(output) / "part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
     summary = tracker.summary(str(output), time.perf_counter() - t0)
@@ -344,8 +345,7 @@ class _Tracker:
     def embedded(self, part: PartSpec, rows: int) -> None:
         """A model batch of ``rows`` of ``part`` is done (the bar moves within a part). On Ray this may
         come after the part was journaled, or twice for a part run again: the bar shows each row once."""
-        if self.bar is None:
-            return
+        assert self.bar is not None  # given to the backends only with a bar
         with self._lock:
             if part.index in self.entries:
                 return

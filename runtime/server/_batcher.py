@@ -64,16 +64,16 @@ def merge(toks: list[Tokenized]) -> Tokenized:
     )
 
 
-def _turns(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
+def _turns(lengths: np.ndarray, budget: int) -> list[range]:
     """Consecutive rows of at most ``budget`` tokens together (a longer row alone)."""
-    turns: list[np.ndarray] = []
+    turns: list[range] = []
     start, total = 0, 0
     for i, n in enumerate(lengths.tolist()):
         if i > start and total + n > budget:
-            turns.append(np.arange(start, i))
+            turns.append(range(start, i))
             start, total = i, 0
         total += n
-    turns.append(np.arange(start, len(lengths)))
+    turns.append(range(start, len(lengths)))
     return turns
 
 
@@ -200,19 +200,23 @@ class Batcher:
         A request of more tokens than one batch holds goes in turns: a batch's worth of its rows at a
         time, each turn queued behind the requests that came in meanwhile, so that one big request
         delays the others by one batch, not by all of its rows."""
-        if not self._batching or int(tok.lengths.sum()) <= self._max_tokens:  # one turn
-            return await self._submit(tok, admitted=False)
+        tokens = int(tok.lengths.sum())
+        if not self._batching or tokens <= self._max_tokens:  # one turn
+            return await self._submit(tok, tokens, admitted=False)
         turns = _turns(tok.lengths, self._max_tokens)
         self._in_turns += 1  # once admitted, its later turns run even while the server drains
         try:
-            out = [await self._submit(tok.select(rows.tolist()), admitted=i > 0) for i, rows in enumerate(turns)]
+            out = []
+            for i, rows in enumerate(turns):
+                turn = tok.select(rows)
+                out.append(await self._submit(turn, int(turn.lengths.sum()), admitted=i > 0))
         finally:
             self._in_turns -= 1
             if self._wakeup is not None:
                 self._wakeup.set()  # a draining loop may stop now
         return np.concatenate(out)
 
-    async def _submit(self, tok: Tokenized, *, admitted: bool) -> np.ndarray:
+    async def _submit(self, tok: Tokenized, tokens: int, *, admitted: bool) -> np.ndarray:
         if (self._closing and not admitted) or self._wakeup is None:
             raise ShuttingDownError("the server is shutting down")
         if not admitted and len(self._queue) >= self._max_queue:  # a request's later turns are never refused
@@ -222,7 +226,7 @@ class Batcher:
             if len(self._queue) >= self._max_queue:
                 self._metrics.rejected.inc()
                 raise QueueFullError(f"the queue is full ({self._max_queue} requests waiting)")
-        job = _Job(tok, asyncio.get_running_loop().create_future(), int(tok.lengths.sum()))
+        job = _Job(tok, asyncio.get_running_loop().create_future(), tokens)
         self._queue.append(job)
         self._metrics.queue_depth.set(len(self._queue))
         self._wakeup.set()
