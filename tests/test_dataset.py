@@ -449,6 +449,22 @@ def test_resume_after_a_torn_journal_line_and_a_stale_temporary(tmp_path: Path, 
     assert not list(out.glob(".*")) and len((out / "_parts.jsonl").read_text().splitlines()) == s.parts
 
 
+def test_a_part_written_but_not_journaled_is_not_left_behind_by_a_shorter_input(tmp_path: Path,
+                                                                            tiny_bert_bundle: Path) -> None:  # fmt: skip
+    """Killed between writing a part and journaling it, then the input loses rows: that part is not in
+    the new plan, and its file must not stay in OUTPUT for readers to find."""
+    src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS[:120]])
+    out = tmp_path / "out"
+    embed_dataset(src, out, tiny_bert_bundle, rows_per_part=40, progress=False)
+    lines = (out / "_parts.jsonl").read_text().splitlines()
+    (out / "_parts.jsonl").write_text("\n".join(lines[:2]) + "\n")  # part 2 written, its journal line not
+    _write(src, "jsonl", [{"text": t} for t in TEXTS[:70]])
+    s = embed_dataset(src, out, tiny_bert_bundle, rows_per_part=40, progress=False)
+    assert s.parts_resumed == 1 and s.written == 70
+    assert sorted(p.name for p in out.glob("part-*")) == ["part-000000.parquet", "part-000001.parquet"]
+    assert _read(out).num_rows == 70
+
+
 def test_output_inside_the_input_folder_and_mismatched_parquet_types(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     _write(tmp_path / "data" / "a.parquet", "parquet", [{"k": i, "text": t} for i, t in enumerate(TEXTS[:30])])
     out = tmp_path / "data" / "vectors"

@@ -13,6 +13,8 @@ ray = pytest.importorskip("ray")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from s3_store import put, put_folder, s3_server  # noqa: E402
+
 from embedrt import Embedder  # noqa: E402
 from embedrt.dataset import BadRowError, PartFailedError, RayOptions, embed_dataset, embed_ray_dataset  # noqa: E402
 
@@ -20,11 +22,22 @@ TEXTS = [f"text {i} " + "word " * (i % 13) + ("한국어" if i % 3 else "") for 
 
 
 @pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
+def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """An S3 endpoint on localhost; bundle caches for this process and, apart, for the actors (their
+    environment is Ray's), so that the actors fetch a bundle themselves."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EMBEDRT_CACHE", str(tmp_path_factory.mktemp("driver-cache")))
+    with s3_server("ray-corpus", "ray-vectors", "ray-bundles") as env:
+        yield {**env, "EMBEDRT_CACHE": str(tmp_path_factory.mktemp("actors-cache"))}
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def local_ray(s3_env: dict[str, str]) -> Iterator[None]:
     # 3 logical CPUs on this 2-core machine: 2 one-CPU actors and one left for Ray's own tasks.
     # actors' output reaches the test's captured output, with a Python traceback if one crashes
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=True,
-             runtime_env={"env_vars": {"PYTHONFAULTHANDLER": "1"}})  # fmt: skip
+             runtime_env={"env_vars": {"PYTHONFAULTHANDLER": "1", **s3_env}})  # fmt: skip
     # a stuck run fails in minutes here (Ray Data's own limit is 30 minutes)
     ray.data.DataContext.get_current().execution_no_progress_timeout_s = 300
     yield
@@ -51,6 +64,28 @@ def test_ray_backend_equals_local_backend(local_ray: None, tmp_path: Path, tiny_
     again = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=2),
                           **common)  # type: ignore[arg-type]  # fmt: skip
     assert again.parts_resumed == 9 and again.rows_embedded == 0
+
+
+def test_ray_backend_on_s3_equals_local_backend(local_ray: None, s3_env: dict[str, str], tmp_path: Path,
+                                                tiny_bert_bundle: Path) -> None:  # fmt: skip
+    """Input, output and bundle on an object store: each actor reads its part, fetches the bundle into
+    its machine's cache and writes its part there; the driver journals. A cluster needs no shared disk."""
+    rows = "".join(json.dumps({"key": f"k{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:300]))
+    put("s3://ray-corpus/in.jsonl", rows.encode())
+    put_folder(tiny_bert_bundle, "s3://ray-bundles/tiny")
+    (tmp_path / "in.jsonl").write_text(rows)
+    common = {"id_column": "key", "rows_per_part": 50, "progress": False}
+    rayed = embed_dataset("s3://ray-corpus/in.jsonl", "s3://ray-vectors/out", "s3://ray-bundles/tiny", backend="ray",
+                          ray=RayOptions(num_actors=2), **common)  # type: ignore[arg-type]  # fmt: skip
+    local = embed_dataset(tmp_path / "in.jsonl", tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    assert rayed.written == local.written == 300 and rayed.parts == 6
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table("s3://ray-vectors/out")
+    assert b.column("id").to_pylist() == [f"k{i}" for i in range(300)]
+    np.testing.assert_array_equal(_vectors(a), _vectors(b))
+    assert len(list((Path(s3_env["EMBEDRT_CACHE"]) / "bundles").iterdir())) == 1  # the actors' one copy
+    again = embed_dataset("s3://ray-corpus/in.jsonl", "s3://ray-vectors/out", "s3://ray-bundles/tiny", backend="ray",
+                          ray=RayOptions(num_actors=2), **common)  # type: ignore[arg-type]  # fmt: skip
+    assert again.parts_resumed == 6 and again.rows_embedded == 0
 
 
 def test_ray_progress_moves_within_a_part_and_counts_every_row(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path,

@@ -15,6 +15,10 @@ _EXAMPLES = """examples:
   embedrt embed-dataset 'shards/*.parquet' vectors/ --model bundles/minilm --keep-columns title,url
   embedrt embed-dataset corpus.txt vectors/ --model bundles/minilm --on-error skip
   embedrt embed-dataset corpus/ vectors/ --model bundles/minilm --backend ray --num-actors 8
+  embedrt embed-dataset s3://bucket/docs/ s3://bucket/vectors/ --model s3://bucket/bundles/minilm
+
+INPUT, OUTPUT and BUNDLE may be s3:// or gs:// URIs (credentials, region and endpoint from the
+environment: AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS, ...).
 
 Run the same command again after a crash, a kill or a bad row (once fixed): finished parts are kept
 and the job continues where it stopped. Read the result with pyarrow.parquet.read_table(OUTPUT).
@@ -31,9 +35,10 @@ def add_embed_dataset_parser(sub: Any) -> None:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet file, a folder of them, or a quoted glob")
-    p.add_argument("output", help="the output folder (Parquet parts, _manifest.json)")
-    p.add_argument("-m", "--model", required=True, metavar="BUNDLE", help="a bundle folder written by embedrt export")
+    p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet file, a folder of them, or a quoted glob; "
+                   "local, or an s3:// or gs:// URI")  # fmt: skip
+    p.add_argument("output", help="the output folder (Parquet parts, _manifest.json); local, or an s3:// or gs:// URI")
+    p.add_argument("-m", "--model", required=True, metavar="BUNDLE", help="a bundle folder written by embedrt export (an s3:// or gs:// URI is fetched into a local cache)")
     p.add_argument("--text-column", default="text", help="column holding the texts (default: text; not for .txt)")
     p.add_argument("--id-column", help="column whose values name the rows (default: the row number from 0)")
     p.add_argument("--keep-columns", default="", metavar="A,B", help="comma-separated columns copied to the output")

@@ -20,8 +20,9 @@ from .._bundle import MANIFEST_NAME
 from .._embedder import Embedder
 from .._session import check_precision_hint, check_streams
 from .._types import Device, EmbeddingPrecision, check_int, parse
+from . import _storage as storage
 from ._batch import BatchResult, EmbedBatch, OnError, output_settings
-from ._output import OutputFolder, write_atomic
+from ._output import OutputFolder
 from ._readers import read_part
 from ._sources import InputError, InputFormat, PartSpec, Plan, plan_input
 
@@ -148,7 +149,7 @@ def embed_dataset(
     else:  # bad model options fail before the input is scanned, on either backend
         where = parse(Device, device, "device")
         check_streams(where, streams)
-        bundle, hint = Path(model), check_precision_hint(where, precision_hint)
+        bundle, hint = storage.local_bundle(model), check_precision_hint(where, precision_hint)
     bundle_hash, dim = _bundle_identity(bundle, prompt_name, prompt)
     embedder = None
     if which is Backend.LOCAL:
@@ -158,7 +159,7 @@ def embed_dataset(
     dim = embedder.dimension if embedder is not None else dim
     embedding = output_settings(dim, job.precision, job.truncate_dim, job.ranges)[3]  # bad settings fail here
     plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column, keep_columns=job.keep_columns,
-                      log=say, exclude=Path(output))  # fmt: skip
+                      log=say, exclude=str(output))  # fmt: skip
     schema = output_schema(plan, id_column, job.keep_columns, dim, embedding)
     folder = OutputFolder(output)
     identity = job.identity(bundle_hash, plan)
@@ -184,10 +185,11 @@ def embed_dataset(
             from ._ray import run_ray
 
             options = {"device": device, "precision_hint": precision_hint, "streams": streams}
-            run_ray(plan, todo, bundle, Path(output), schema, job, ray or RayOptions(), options, tracker.record, say,
+            shared = model if isinstance(model, str) and storage.is_uri(model) else bundle  # a URI: each node fetches it
+            run_ray(plan, todo, shared, storage.absolute(output), schema, job, ray or RayOptions(), options, tracker.record, say,
                     on_rows)
     if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
-        write_atomic(Path(output) / "part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
+        folder.write_file("part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
     summary = tracker.summary(str(output), time.perf_counter() - t0)
     folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                   tracker.bad_rows())  # fmt: skip
@@ -279,9 +281,8 @@ def output_schema(
 
     def column_type(name: str) -> pa.DataType:
         if plan.format is InputFormat.PARQUET:
-            import pyarrow.parquet as pq
-
-            return pq.read_schema(plan.shards[0].path).field(name).type
+            with storage.parquet_file(plan.shards[0].path) as pf:
+                return pf.schema_arrow.field(name).type
         if plan.format is InputFormat.JSONL:
             return _ARROW[plan.json_types.get(name, "string")]
         return pa.string()  # csv / tsv: text as written

@@ -9,6 +9,9 @@
                               resume trusts; a torn last line is ignored
       _bad_rows.jsonl         every bad row (skip / null), written at the end
 
+On an object store (``s3://``, ``gs://``) the journal is ``_journal/part-000001.json``, ... (one
+object per finished part) and each file is moved into place whole (see ``_storage``).
+
 Parquet readers (pyarrow.dataset, DuckDB, Spark, pandas) skip names starting with ``_`` or ``.``,
 so ``pyarrow.parquet.read_table(OUTPUT)`` reads the parts alone.
 """
@@ -16,43 +19,42 @@ so ``pyarrow.parquet.read_table(OUTPUT)`` reads the parts alone.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from .._errors import EmbedrtError
-from .._files import TMP_GLOB, written_whole
+from ._storage import JOURNAL_DIR, entry_line, output_folder
 
 MANIFEST = "_manifest.json"
 JOURNAL = "_parts.jsonl"
 BAD_ROWS = "_bad_rows.jsonl"
 FORMAT = "embedrt-dataset"
 VERSION = 1
-_OURS = re.compile(r"^(part-\d{6}\.parquet|_manifest\.json|_parts\.jsonl|_bad_rows\.jsonl|\..*\.tmp-\w+)$")
+_OURS = re.compile(
+    rf"^(part-\d{{6}}\.parquet|_manifest\.json|_parts\.jsonl|_bad_rows\.jsonl|{JOURNAL_DIR}|\..*\.tmp-\w+)$"
+)
+
+
+_PART = re.compile(r"^part-\d{6}\.parquet$")
 
 
 class OutputError(EmbedrtError, ValueError):
     """OUTPUT cannot be written: it holds another job's output, or files embedrt did not write."""
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` whole and durably: ``write`` fills a temporary file, fsynced, renamed, folder fsynced."""
-    with written_whole(path, durable=True) as tmp, tmp.open("wb") as f:
-        write(f)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    data = (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode()
-    write_atomic(path, lambda f: f.write(data))
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode()
 
 
 class OutputFolder:
-    """Opens OUTPUT for a job with ``identity``; knows which parts a previous run finished."""
+    """Opens OUTPUT (a local folder or an object-store URI) for a job with ``identity``; knows which
+    parts a previous run finished."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, where: str | Path) -> None:
+        self.where = str(where)
+        self.store = output_folder(self.where)
 
     def open(
         self, identity: dict[str, Any], overwrite: bool, still_valid: Callable[[int, dict[str, Any]], bool]
@@ -61,17 +63,16 @@ class OutputFolder:
 
         If only the input changed (an edited file), the finished parts for which ``still_valid`` holds
         are kept and the others deleted; if none holds, the folder is another input's and is refused."""
-        if self.path.exists() and not self.path.is_dir():
-            raise OutputError(f"output {str(self.path)!r} is a file; expected a folder for the Parquet parts")
-        self.path.mkdir(parents=True, exist_ok=True)
-        foreign = sorted(p.name for p in self.path.iterdir() if not _OURS.match(p.name))
+        if self.store.kind() == "file":
+            raise OutputError(f"output {self.where!r} is a file; expected a folder for the Parquet parts")
+        self.store.make()
+        foreign = sorted(n for n in self.store.names() if not _OURS.match(n))
         if foreign:
             raise OutputError(
-                f"output folder {str(self.path)!r} holds files embedrt did not write ({', '.join(foreign[:5])}); "
+                f"output folder {self.where!r} holds files embedrt did not write ({', '.join(foreign[:5])}); "
                 "choose an empty or new folder"
             )
-        for stale in self.path.glob(TMP_GLOB):  # left by a run killed while writing a file
-            stale.unlink()
+        self.store.clean_temporaries()
         old = self._read_manifest()
         self.changed = 0
         if old is not None and not overwrite:
@@ -82,54 +83,60 @@ class OutputFolder:
                 if kept or not done:
                     self.changed = len(done) - len(kept)
                     for i in sorted(set(done) - set(kept)):
-                        (self.path / done[i]["file"]).unlink(missing_ok=True)
+                        self.store.delete(done[i]["file"])
                     self._rewrite_journal(kept)
                     done, mismatch = kept, None
             if mismatch:
                 raise OutputError(
-                    f"output folder {str(self.path)!r} was made from another {_LABELS.get(mismatch, mismatch)}; "
+                    f"output folder {self.where!r} was made from another {_LABELS.get(mismatch, mismatch)}; "
                     "pass overwrite=True (--overwrite) to replace it, or choose another folder"
                 )
-        elif old is None and any(self.path.iterdir()) and not overwrite:
+            journaled = {e["file"] for e in done.values()}
+            for name in self.store.names():  # written by a run killed before its journal entry: its part may
+                if _PART.match(name) and name not in journaled:  # be gone from this plan, readers would find it
+                    self.store.delete(name)
+        elif old is None and self.store.names() and not overwrite:
             raise OutputError(
-                f"output folder {str(self.path)!r} holds parts but no {MANIFEST}; pass overwrite=True "
+                f"output folder {self.where!r} holds parts but no {MANIFEST}; pass overwrite=True "
                 "(--overwrite) to replace them"
             )
         else:
-            for p in self.path.iterdir():
-                p.unlink()
+            for name in self.store.names():
+                self.store.delete(name)
             done = {}
         manifest = {"format": FORMAT, "version": VERSION, "complete": False, "identity": identity}
         if old is not None and not overwrite:
             manifest = {**old, "identity": identity, "complete": False}
-        write_json(self.path / MANIFEST, manifest)
+        self._write_manifest(manifest)
         return done
 
     def _read_manifest(self) -> dict[str, Any] | None:
-        path = self.path / MANIFEST
-        if not path.is_file():
+        raw = self.store.read(MANIFEST)
+        if raw is None:
             return None
+        where = f"{self.where.rstrip('/')}/{MANIFEST}"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
-            raise OutputError(f"{path} is not valid JSON ({e}); pass --overwrite to start over") from e
+            raise OutputError(f"{where} is not valid JSON ({e}); pass --overwrite to start over") from e
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise OutputError(f"{path} was not written by embedrt embed-dataset; choose another folder")
+            raise OutputError(f"{where} was not written by embedrt embed-dataset; choose another folder")
         if data.get("version", 0) > VERSION:
-            raise OutputError(f"{path} was written by a newer embedrt (version {data.get('version')}); upgrade embedrt")
+            raise OutputError(f"{where} was written by a newer embedrt (version {data.get('version')}); upgrade embedrt")
         return data
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        data = _json_bytes(manifest)
+        self.store.write(MANIFEST, lambda f: f.write(data))
 
     def _finished_parts(self) -> dict[int, dict[str, Any]]:
         """Journal entries whose part file is present with the recorded size (the journal is the truth)."""
         done: dict[int, dict[str, Any]] = {}
-        path = self.path / JOURNAL
-        if not path.is_file():
-            return done
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        sizes = self.store.names()
+        for line in self.store.journal(JOURNAL):
             try:
                 entry = json.loads(line)
-                file = self.path / entry["file"]
-                if file.is_file() and file.stat().st_size == entry["bytes"]:
+                if sizes.get(entry["file"]) == entry["bytes"]:
                     done[int(entry["part"])] = entry
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a kill
@@ -137,31 +144,29 @@ class OutputFolder:
         return done
 
     def _rewrite_journal(self, done: dict[int, dict[str, Any]]) -> None:
-        data = "".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for _, e in sorted(done.items())).encode()
-        write_atomic(self.path / JOURNAL, lambda f: f.write(data))
+        self.store.rewrite(JOURNAL, {i: entry_line(e) for i, e in done.items()})
+
+    def write_file(self, name: str, write: Callable[[IO[bytes]], Any]) -> int:
+        """Write ``name`` whole (``write`` fills it); its size in bytes."""
+        return self.store.write(name, write)
 
     def write_part(self, name: str, write: Callable[[IO[bytes]], Any], entry: dict[str, Any]) -> dict[str, Any]:
-        """Write one part whole, then record it in the journal (fsynced)."""
-        path = self.path / name
-        write_atomic(path, write)
-        return self.record({**entry, "file": name, "bytes": path.stat().st_size})
+        """Write one part whole, then record it in the journal."""
+        return self.record({**entry, "file": name, "bytes": self.write_file(name, write)})
 
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """Append a finished part (already written whole) to the journal."""
-        with (self.path / JOURNAL).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """Record a finished part (already written whole) in the journal, durably."""
+        self.store.append(JOURNAL, entry_line(entry), int(entry["part"]))
         return entry
 
     def finish(self, manifest_update: dict[str, Any], bad_rows: list[dict[str, Any]]) -> None:
         if bad_rows:
-            data = "".join(json.dumps(b, ensure_ascii=False, default=str) + "\n" for b in bad_rows).encode()
-            write_atomic(self.path / BAD_ROWS, lambda f: f.write(data))
+            data = "".join(entry_line(b) + "\n" for b in bad_rows).encode()
+            self.store.write(BAD_ROWS, lambda f: f.write(data))
         else:
-            (self.path / BAD_ROWS).unlink(missing_ok=True)
+            self.store.delete(BAD_ROWS)
         old = self._read_manifest() or {}
-        write_json(self.path / MANIFEST, {**old, **manifest_update, "complete": True})
+        self._write_manifest({**old, **manifest_update, "complete": True})
 
 
 _LABELS = {"bundle": "model bundle", "input": "input (none of its finished parts matches this input)"}

@@ -33,8 +33,9 @@ from .._errors import EmbedrtError
 from .._session import check_streams
 from .._types import Device, check_int, parse
 from ._batch import BadRow, BadRowError, EmbedBatch, OnError, output_settings
-from ._output import write_atomic
+from ._output import OutputFolder
 from ._sources import PartSpec, Plan
+from ._storage import absolute, local_bundle
 
 if TYPE_CHECKING:
     from ._job import JobSettings, RayOptions
@@ -141,8 +142,8 @@ class _PartWorker:
     def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings,
                  model_options: dict[str, Any], threads: int, counter: Any = None,
                  report_s: float = _POLL_S) -> None:  # fmt: skip
-        self.plan, self.output, self.schema, self.job = plan, Path(output), schema, job
-        self.batch = EmbedBatch(Embedder(bundle, threads=threads, **model_options), **job.batch_kwargs())
+        self.plan, self.output, self.schema, self.job = plan, OutputFolder(output), schema, job
+        self.batch = EmbedBatch(Embedder(local_bundle(bundle), threads=threads, **model_options), **job.batch_kwargs())
         self.counter, self.report_s = counter, report_s  # a _RowCounter actor, or None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -155,8 +156,7 @@ class _PartWorker:
                 on_rows = None if self.counter is None else _Reporter(self.counter, index, self.report_s)
                 result = self.batch.run(self.batch.prepare(self.job.read(self.plan, part)), on_rows)
                 table = conform(result.table, self.schema, self.plan, part)
-                path = self.output / part.name
-                write_atomic(path, functools.partial(_write_parquet, table))
+                size = self.output.write_file(part.name, functools.partial(_write_parquet, table))
             except BadRowError as e:
                 entries.append(json.dumps({"part": index, "bad_row": e.row.to_dict() | {"position": e.row.position}},
                                           default=str))  # fmt: skip
@@ -166,13 +166,13 @@ class _PartWorker:
                 continue
             entries.append(json.dumps({
                 "part": index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
-                "bad": [b.to_dict() for b in result.bad], "file": part.name, "bytes": path.stat().st_size,
+                "bad": [b.to_dict() for b in result.bad], "file": part.name, "bytes": size,
             }, default=str))  # fmt: skip
         return {"entry": np.array(entries, dtype=object)}
 
 
 def run_ray(
-    plan: Plan, todo: list[PartSpec], bundle: Path, output: Path, schema: pa.Schema, job: JobSettings,
+    plan: Plan, todo: list[PartSpec], bundle: str | Path, output: str, schema: pa.Schema, job: JobSettings,
     options: RayOptions, model_options: dict[str, Any], record: Callable[[dict[str, Any]], None],
     say: Callable[[str], None], on_rows: Callable[[PartSpec, int], None] | None = None,
 ) -> None:  # fmt: skip
@@ -195,7 +195,7 @@ def run_ray(
         ds = ray.data.from_items([{"part": p.index} for p in todo], override_num_blocks=len(todo))
         out = ds.map_batches(
             _PartWorker,
-            fn_constructor_kwargs={"plan": plan, "bundle": str(bundle.resolve()), "output": str(output.resolve()),
+            fn_constructor_kwargs={"plan": plan, "bundle": absolute(bundle), "output": output,
                                    "schema": schema, "job": job, "model_options": model_options, "threads": threads,
                                    "counter": counter, "report_s": _POLL_S},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
@@ -314,7 +314,7 @@ def embed_ray_dataset(
     output_settings(checking.dimension, precision, truncate_dim, ranges)
     return ds.map_batches(
         EmbedBatch,
-        fn_constructor_kwargs={"model": str(Path(model).resolve()), "text_column": text_column, "id_column": id_column,
+        fn_constructor_kwargs={"model": absolute(model), "text_column": text_column, "id_column": id_column,
                                "on_error": parse_on_error, "batch_size": batch_size, "normalize": normalize,
                                "prompt_name": prompt_name, "prompt": prompt, "output_column": output_column,
                                "device": device, "threads": threads, "precision": precision,

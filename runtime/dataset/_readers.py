@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from . import _storage as storage
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit
 
 TEXT, BAD, LINE = "__text", "__bad", "__line"
@@ -85,7 +85,7 @@ def _to_arrow(values: list[Any], kind: str) -> pa.Array:
 
 def _lines(shard: Shard, part: PartSpec, skip_empty: bool) -> Any:
     """(line number, raw bytes without the line ending) for the part's rows."""
-    with Path(shard.path).open("rb") as f:
+    with storage.open_input(shard.path) as f:
         f.seek(part.byte_offset)
         line, left = part.first_line, part.rows
         for raw in f:
@@ -175,7 +175,7 @@ def _read_csv(
     rows = _Rows(columns)
     header = shard.columns
     where = {c: header.index(c) for c in (text_column, *columns)}
-    with Path(shard.path).open("rb") as f, csv_field_limit():
+    with storage.open_input(shard.path) as f, csv_field_limit():
         f.seek(part.byte_offset)
         lines = _TrackedLines(f)
         reader = csv.reader(lines, delimiter=delimiter)
@@ -216,20 +216,18 @@ def _has_surrogate(s: str) -> bool:
 
 
 def _read_parquet(shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...]) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(shard.path)
     wanted = list(dict.fromkeys((text_column, *columns)))
     pieces, first = [], 0
-    for g in range(pf.metadata.num_row_groups):
-        n = pf.metadata.row_group(g).num_rows
-        lo, hi = max(part.start, first), min(part.stop, first + n)
-        if lo < hi:
-            pieces.append(pf.read_row_group(g, columns=wanted).slice(lo - first, hi - lo))
-        first += n
-        if first >= part.stop:
-            break
-    table = pa.concat_tables(pieces) if pieces else pf.schema_arrow.empty_table().select(wanted)
+    with storage.parquet_file(shard.path) as pf:
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            lo, hi = max(part.start, first), min(part.stop, first + n)
+            if lo < hi:
+                pieces.append(pf.read_row_group(g, columns=wanted).slice(lo - first, hi - lo))
+            first += n
+            if first >= part.stop:
+                break
+        table = pa.concat_tables(pieces) if pieces else pf.schema_arrow.empty_table().select(wanted)
     text, bad = arrow_texts(table.column(text_column))
     lines = list(range(part.start, part.stop))
     return _assemble({c: table.column(c) for c in columns}, text, bad, lines)

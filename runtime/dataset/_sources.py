@@ -12,19 +12,19 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from .._errors import EmbedrtError
 from .._types import check_int
+from . import _storage as storage
 
 _BLOCK = 8 << 20
 
@@ -97,7 +97,7 @@ class Plan:
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for s in self.shards:
-            h.update(f"{Path(s.path).name}\0{s.rows}\0{s.sha256}\n".encode())
+            h.update(f"{_name(s.path)}\0{s.rows}\0{s.sha256}\n".encode())
         return h.hexdigest()
 
     def part_key(self, part: PartSpec) -> str:
@@ -105,13 +105,13 @@ class Plan:
         (text formats: the bytes of its rows; Parquet: its file's content). A resume after an edit
         of the input keeps a part only if this is unchanged."""
         shard = self.shards[part.shard]
-        h = hashlib.sha256(f"{Path(shard.path).name}\0{shard.first_row + part.start}\0{part.rows}\0{part.first_line}\n".encode())
+        h = hashlib.sha256(f"{_name(shard.path)}\0{shard.first_row + part.start}\0{part.rows}\0{part.first_line}\n".encode())
         if self.format is InputFormat.PARQUET:
             h.update(shard.sha256.encode())
             return h.hexdigest()
         nxt = self.parts[part.index + 1] if part.index + 1 < len(self.parts) else None
         end = nxt.byte_offset if nxt is not None and nxt.shard == part.shard else shard.size
-        with open(shard.path, "rb") as f:
+        with storage.open_input(shard.path) as f:
             f.seek(part.byte_offset)
             left = end - part.byte_offset
             while left > 0:
@@ -123,16 +123,18 @@ class Plan:
         return h.hexdigest()
 
 
-def find_inputs(spec: str | Path | list[str | Path], exclude: Path | None = None) -> tuple[InputFormat, list[Path]]:
-    """The files of ``spec`` (a file, a folder searched recursively, a glob, or a list of them), sorted;
-    none under ``exclude`` (the job's own output, which may sit inside an input folder)."""
+def find_inputs(
+    spec: str | Path | list[str | Path], exclude: str | None = None
+) -> tuple[InputFormat, list[str]]:
+    """The files of ``spec`` (a file, a folder searched recursively, a glob, or a list of them; local
+    or on an object store), sorted; none under ``exclude`` (the job's own output, which may sit inside
+    an input folder)."""
     specs = spec if isinstance(spec, list) else [spec]
-    files: list[Path] = []
+    files: list[str] = []
     for s in specs:
         files.extend(_expand(str(s)))
     if exclude is not None:
-        out = exclude.resolve()
-        files = [f for f in files if out not in f.resolve().parents]
+        files = [f for f in files if not storage.inside(f, exclude)]
     if not files:
         raise InputError(f"no input files found at {specs!r}: expected files ending in {sorted(SUFFIXES)}")
     formats = {_format_of(f) for f in files}
@@ -141,39 +143,45 @@ def find_inputs(spec: str | Path | list[str | Path], exclude: Path | None = None
             f"input mixes formats {sorted(f.value for f in formats)}; a job reads one format (convert the rest, "
             "or run one job per format into separate outputs)"
         )
-    return formats.pop(), sorted(set(files))
+    return formats.pop(), sorted(set(files), key=lambda f: PurePath(f).parts)
 
 
-def _expand(s: str) -> list[Path]:
-    p = Path(s)
-    if p.is_dir():
-        found = [f for f in p.rglob("*") if f.is_file() and not _hidden(f.relative_to(p))]
+def _expand(s: str) -> list[str]:
+    what = storage.kind(s)
+    if what == "dir":
+        found = [f for f, rel in storage.walk(s) if not _hidden(PurePosixPath(rel))]
         for f in found:  # a compressed data file (a.jsonl.gz) would be silently left out: refuse it
-            if _REFUSED.get(f.suffix.lower()) == "compressed" and Path(f.stem).suffix.lower() in SUFFIXES:
+            name = PurePosixPath(_name(f))
+            if _REFUSED.get(name.suffix.lower()) == "compressed" and PurePosixPath(name.stem).suffix.lower() in SUFFIXES:
                 _format_of(f)
-        known = [f for f in found if f.suffix.lower() in SUFFIXES]
+        known = [f for f in found if PurePosixPath(_name(f)).suffix.lower() in SUFFIXES]
         if not known and found:
             raise InputError(f"folder {s!r} holds no file ending in {sorted(SUFFIXES)}")
         return known
-    if p.is_file():
-        _format_of(p)
-        return [p]
+    if what == "file":
+        _format_of(s)
+        return [s if storage.is_uri(s) else str(Path(s))]
     if glob.has_magic(s):
-        return [Path(f) for f in sorted(glob.glob(s, recursive=True)) if Path(f).is_file()]
+        return storage.glob_files(s)
     raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
 
 
-def _hidden(rel: Path) -> bool:
+def _name(path: str) -> str:
+    """A file's name (its last path component), local or URI."""
+    return PurePath(path).name
+
+
+def _hidden(rel: PurePath) -> bool:
     return any(part.startswith((".", "_")) for part in rel.parts)
 
 
-def _format_of(path: Path) -> InputFormat:
-    suffix = path.suffix.lower()
+def _format_of(path: str) -> InputFormat:
+    suffix = PurePosixPath(_name(path)).suffix.lower()
     if suffix in SUFFIXES:
         return SUFFIXES[suffix]
     why = _REFUSED.get(suffix)
     hint = f" ({why}: decompress it or convert it to Parquet)" if why else ""
-    raise InputError(f"input file {str(path)!r} has extension {suffix!r}{hint}; expected one of {sorted(SUFFIXES)}")
+    raise InputError(f"input file {path!r} has extension {suffix!r}{hint}; expected one of {sorted(SUFFIXES)}")
 
 
 def plan_input(
@@ -184,7 +192,7 @@ def plan_input(
     id_column: str | None,
     keep_columns: tuple[str, ...],
     log: Any = None,
-    exclude: Path | None = None,
+    exclude: str | None = None,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files)."""
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -198,7 +206,7 @@ def plan_input(
     first_row = 0
     for path in files:
         if log is not None:
-            log(f"scanning {path} ({path.stat().st_size / 1e6:.1f} MB)")
+            log(f"scanning {path} ({storage.size(path) / 1e6:.1f} MB)")
         if fmt is InputFormat.PARQUET:
             shard, starts = _scan_parquet(path, first_row, rows_per_part)
         elif fmt in (InputFormat.CSV, InputFormat.TSV):
@@ -223,9 +231,9 @@ def plan_input(
     return plan
 
 
-def _first_keys(files: list[Path]) -> list[str]:
+def _first_keys(files: list[str]) -> list[str]:
     for path in files:
-        with path.open("rb") as f:
+        with storage.open_input(path) as f:
             for line in f:
                 if line.strip():
                     try:
@@ -251,14 +259,14 @@ def _check_columns(shard: Shard, fmt: InputFormat, text_column: str, wanted: tup
 
 
 def _scan_lines(
-    path: Path, first_row: int, rows_per_part: int, *, skip_empty: bool, kinds: dict[str, set[str]]
+    path: str, first_row: int, rows_per_part: int, *, skip_empty: bool, kinds: dict[str, set[str]]
 ) -> tuple[Shard, list[tuple[int, int, int]]]:
     """Rows = lines (jsonl: non-empty lines). Returns the shard and (row, byte offset, line) per part start."""
     h = hashlib.sha256()
     starts: list[tuple[int, int, int]] = []
     rows = lines = 0
     carry, base = b"", 0  # the unfinished last line of the previous block, and its offset
-    with path.open("rb") as f:
+    with storage.open_input(path) as f:
         while True:
             block = f.read(_BLOCK)
             h.update(block)
@@ -289,7 +297,7 @@ def _scan_lines(
             lines += len(ends)
             cut = int(ends[-1]) + 1
             carry, base = data[cut:], base + cut
-    return Shard(str(path), rows, first_row, path.stat().st_size, h.hexdigest()), starts
+    return Shard(path, rows, first_row, base + len(carry), h.hexdigest()), starts
 
 
 def _mark_starts(
@@ -348,10 +356,10 @@ def _json_type(kinds: set[str]) -> str:
     return "json"
 
 
-def _scan_csv(path: Path, first_row: int, rows_per_part: int, delimiter: str) -> tuple[Shard, list[tuple[int, int, int]]]:
+def _scan_csv(path: str, first_row: int, rows_per_part: int, delimiter: str) -> tuple[Shard, list[tuple[int, int, int]]]:
     h = hashlib.sha256()
     starts: list[tuple[int, int, int]] = []
-    with path.open("rb") as f, csv_field_limit():
+    with storage.open_input(path) as f, csv_field_limit():
         lines = _TrackedLines(f, h)
         reader = csv.reader(lines, delimiter=delimiter)
         try:
@@ -375,10 +383,10 @@ def _scan_csv(path: Path, first_row: int, rows_per_part: int, delimiter: str) ->
         if rows:
             _check_last_record(f, *last, delimiter, path)
     cols = tuple(c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(header))
-    return Shard(str(path), rows, first_row, path.stat().st_size, h.hexdigest(), cols), starts
+    return Shard(path, rows, first_row, lines.offset, h.hexdigest(), cols), starts
 
 
-def _check_last_record(f: io.BufferedReader, offset: int, line: int, delimiter: str, path: Path) -> None:
+def _check_last_record(f: Any, offset: int, line: int, delimiter: str, path: str) -> None:
     """Refuse a quote opened in the last record and never closed: the reader would take the rest of
     the file, rows and all, as one field."""
     f.seek(offset)
@@ -406,7 +414,7 @@ class _TrackedLines:
     """Lines of a binary file, decoded for ``csv`` (undecodable bytes kept as surrogates), with the
     byte offset and line count of what has been handed out, so record boundaries are exact."""
 
-    def __init__(self, f: io.BufferedReader, h: Any = None) -> None:
+    def __init__(self, f: Any, h: Any = None) -> None:
         self._f, self._h = f, h
         self.offset = f.tell()
         self.line = 0
@@ -432,19 +440,19 @@ class _TrackedLines:
 # -- parquet ------------------------------------------------------------------------------------------
 
 
-def _scan_parquet(path: Path, first_row: int, rows_per_part: int) -> tuple[Shard, list[tuple[int, int, int]]]:
-    import pyarrow.parquet as pq
-
-    size = path.stat().st_size
+def _scan_parquet(path: str, first_row: int, rows_per_part: int) -> tuple[Shard, list[tuple[int, int, int]]]:
     try:
-        meta = pq.ParquetFile(path).metadata
-        schema = meta.schema.to_arrow_schema()
+        with storage.parquet_file(path) as pf:
+            meta = pf.metadata
+            schema = meta.schema.to_arrow_schema()
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...: name the file either way
         raise InputError(f"{path} is not a readable Parquet file ({e})") from e
     h = hashlib.sha256()
-    with path.open("rb") as f:  # every byte: an edit in place keeps the size and may keep the footer
+    size = 0
+    with storage.open_input(path) as f:  # every byte: an edit in place keeps the size and may keep the footer
         while block := f.read(_BLOCK):
             h.update(block)
+            size += len(block)
     rows = meta.num_rows
     starts = [(r, 0, 0) for r in range(0, rows, rows_per_part)]
-    return Shard(str(path), rows, first_row, size, h.hexdigest(), tuple(schema.names)), starts
+    return Shard(path, rows, first_row, size, h.hexdigest(), tuple(schema.names)), starts

@@ -1,0 +1,375 @@
+"""Where a corpus job reads its input and writes its output: local paths, or object storage.
+
+``s3://bucket/key`` and ``gs://bucket/key`` (``gcs://``) are read and written through ``pyarrow.fs``
+(its S3 and GCS file systems). Credentials, region and endpoint come from the environment, as the
+cloud's own tools take them (``AWS_ACCESS_KEY_ID`` ..., ``AWS_REGION``, ``AWS_ENDPOINT_URL`` for an
+S3-compatible store such as MinIO; ``GOOGLE_APPLICATION_CREDENTIALS``), so every Ray actor finds them
+the same way; options inside the URI are refused, since the URI is written into the manifest and logs.
+Anything else is a local path.
+
+An object store renames nothing and appends nothing, so an output folder there differs from a local
+one in two ways. A file is written under a hidden temporary name and then moved into place: the object
+under the real name appears whole or not at all (an upload that fails part way is still completed by
+pyarrow when its stream closes, so writing the real name straight away could leave half a file that
+looks complete). The journal of finished parts is one small object per part under ``_journal/``,
+instead of lines appended to ``_parts.jsonl``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from .._errors import EmbedrtError
+from .._files import TMP_GLOB, written_whole
+
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCHEMES = {"s3": "s3", "gs": "gs", "gcs": "gs"}  # pyarrow.fs's name for each
+BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per line
+JOURNAL_DIR = "_journal"
+
+
+class StorageError(EmbedrtError, ValueError):
+    """A location that cannot be used: an unknown scheme, options in a URI, a bucket that is not there."""
+
+
+def is_uri(where: object) -> bool:
+    return isinstance(where, str) and bool(_URI.match(where))
+
+
+def split_uri(uri: str) -> tuple[Any, str]:
+    """(pyarrow file system, path inside it: ``bucket/key``) for an object-store URI."""
+    scheme = _URI.match(uri).group(1).lower()  # type: ignore[union-attr]
+    if scheme not in _SCHEMES:
+        raise StorageError(
+            f"{uri!r}: unknown storage scheme {scheme!r}; expected a local path or one of "
+            f"{sorted(s + '://' for s in _SCHEMES)} (mount other file systems and give their local path)"
+        )
+    parts = urlsplit(uri)
+    if parts.query or parts.fragment:
+        raise StorageError(
+            f"{uri!r}: options in the URI ({parts.query or parts.fragment!r}) are not taken; set them in the "
+            "environment instead (AWS_REGION, AWS_ENDPOINT_URL, credentials), where every Ray actor finds them too"
+        )
+    if not parts.netloc:
+        raise StorageError(f"{uri!r} names no bucket; expected {scheme}://BUCKET/PATH")
+    return _filesystem(_SCHEMES[scheme], parts.netloc), f"{parts.netloc}{parts.path}".rstrip("/")
+
+
+@functools.cache
+def _filesystem(scheme: str, bucket: str) -> Any:
+    import pyarrow.fs
+
+    try:  # pyarrow resolves an S3 bucket's region here (one request): once per bucket and process
+        return pyarrow.fs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
+    except (OSError, ValueError) as e:
+        raise StorageError(f"cannot open {scheme}://{bucket}: {e}") from e
+
+
+def _uri(like: str, path: str) -> str:
+    """The URI of ``path`` (``bucket/key``) in the scheme ``like`` was written with."""
+    return f"{_URI.match(like).group(1)}://{path}"  # type: ignore[union-attr]
+
+
+def absolute(where: str | Path) -> str:
+    """``where`` as every process (and every Ray node) should name it."""
+    return str(where) if is_uri(str(where)) else str(Path(where).resolve())
+
+
+def inside(path: str, folder: str) -> bool:
+    """Whether the file ``path`` lies under ``folder`` (a job's own output inside its input folder)."""
+    if is_uri(path) != is_uri(folder):
+        return False
+    if is_uri(path):
+        return path.startswith(folder.rstrip("/") + "/")
+    return Path(folder).resolve() in Path(path).resolve().parents
+
+
+# -- reading the input -------------------------------------------------------------------------------
+
+
+def kind(where: str) -> str | None:
+    """``"file"``, ``"dir"`` or None (nothing there)."""
+    if not is_uri(where):
+        p = Path(where)
+        return "dir" if p.is_dir() else "file" if p.is_file() else None
+    import pyarrow.fs
+
+    fs, path = split_uri(where)
+    t = fs.get_file_info(path).type
+    return {pyarrow.fs.FileType.File: "file", pyarrow.fs.FileType.Directory: "dir"}.get(t)
+
+
+def walk(folder: str) -> list[tuple[str, str]]:
+    """Every file under ``folder``: (name to open, path relative to ``folder``)."""
+    if not is_uri(folder):
+        root = Path(folder)
+        return [(str(f), f.relative_to(root).as_posix()) for f in root.rglob("*") if f.is_file()]
+    import pyarrow.fs
+
+    fs, path = split_uri(folder)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True))
+    return [(_uri(folder, i.path), i.path[len(path) + 1:]) for i in infos if i.type == pyarrow.fs.FileType.File]
+
+
+def glob_files(pattern: str) -> list[str]:
+    """Files matching ``pattern``: ``*`` and ``?`` within one path component, ``**`` across any number."""
+    if not is_uri(pattern):
+        return [str(Path(f)) for f in sorted(glob.glob(pattern, recursive=True)) if Path(f).is_file()]
+    import pyarrow.fs
+
+    fs, path = split_uri(pattern)
+    parts = path.split("/")
+    fixed = next(i for i, p in enumerate(parts) if glob.has_magic(p))
+    base = "/".join(parts[:fixed])
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
+    return [_uri(pattern, i.path) for i in infos
+            if i.type == pyarrow.fs.FileType.File and _matches(parts[fixed:], i.path.split("/")[fixed:])]  # fmt: skip
+
+
+def _matches(pattern: list[str], parts: list[str]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches(pattern[1:], parts[i:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(pattern[1:], parts[1:])
+
+
+def size(where: str) -> int:
+    if not is_uri(where):
+        return Path(where).stat().st_size
+    fs, path = split_uri(where)
+    return int(fs.get_file_info(path).size)
+
+
+def open_input(where: str) -> IO[bytes]:
+    """A buffered, seekable binary reader (on an object store: ranged reads of ``BUFFER`` bytes)."""
+    if not is_uri(where):
+        return open(where, "rb")
+    fs, path = split_uri(where)
+    return io.BufferedReader(fs.open_input_file(path), BUFFER)  # type: ignore[arg-type]
+
+
+def parquet_file(where: str) -> Any:
+    """``pyarrow.parquet.ParquetFile`` of a local or object-store file (close it when done)."""
+    import pyarrow.parquet as pq
+
+    if not is_uri(where):
+        return pq.ParquetFile(where)
+    fs, path = split_uri(where)
+    return pq.ParquetFile(fs.open_input_file(path))
+
+
+def local_bundle(where: str | Path) -> Path:
+    """A bundle folder on this machine: ``where`` itself, or for an object-store URI a copy of it in
+    ``$EMBEDRT_CACHE/bundles`` (default ``~/.cache/embedrt``), named by its manifest's hash, so it is
+    fetched once per machine and again only when the bundle changed (``Embedder`` then checks every
+    file against that manifest). Several processes may fetch at once: each copies into a temporary
+    folder, and the first rename wins."""
+    if not is_uri(str(where)):
+        return Path(where)
+    import pyarrow.fs
+
+    from .._bundle import MANIFEST_NAME
+
+    uri = str(where).rstrip("/")
+    fs, path = split_uri(uri)
+    try:
+        with fs.open_input_stream(f"{path}/{MANIFEST_NAME}") as f:
+            manifest = bytes(f.read())
+    except FileNotFoundError as e:
+        raise StorageError(f"{uri!r} holds no {MANIFEST_NAME}; expected a bundle folder made by embedrt export") from e
+    root = Path(os.environ.get("EMBEDRT_CACHE") or Path.home() / ".cache" / "embedrt") / "bundles"
+    dest = root / f"{PurePosixPath(path).name}-{hashlib.sha256(manifest).hexdigest()[:16]}"
+    if (dest / MANIFEST_NAME).is_file():
+        return dest
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=root))
+    try:
+        pyarrow.fs.copy_files(path, str(tmp), source_filesystem=fs,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())  # fmt: skip
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the bundle from other users of the cache
+        os.rename(tmp, dest)
+    except OSError:
+        if not (dest / MANIFEST_NAME).is_file():  # not another process's copy that won the rename
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+# -- the output folder -------------------------------------------------------------------------------
+
+
+class LocalFolder:
+    """An output folder on the local (or a shared, mounted) file system; the journal is one file."""
+
+    def __init__(self, where: str) -> None:
+        self.where, self.path = where, Path(where)
+
+    def kind(self) -> str | None:
+        return kind(self.where)
+
+    def make(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def names(self) -> dict[str, int | None]:
+        """Its entries: name -> size (None for a folder)."""
+        return {p.name: (p.stat().st_size if p.is_file() else None) for p in self.path.iterdir()}
+
+    def read(self, name: str) -> bytes | None:
+        p = self.path / name
+        return p.read_bytes() if p.is_file() else None
+
+    def write(self, name: str, write: Callable[[IO[bytes]], Any]) -> int:
+        """Write ``name`` whole and durably (temporary file, fsync, rename, folder fsync); its size."""
+        path = self.path / name
+        with written_whole(path, durable=True) as tmp, tmp.open("wb") as f:
+            write(f)
+        return path.stat().st_size
+
+    def delete(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
+
+    def clean_temporaries(self) -> None:
+        for stale in self.path.glob(TMP_GLOB):  # left by a run killed while writing a file
+            stale.unlink()
+
+    def journal(self, name: str) -> list[str]:
+        p = self.path / name
+        return p.read_text(encoding="utf-8", errors="replace").splitlines() if p.is_file() else []
+
+    def append(self, name: str, line: str, part: int) -> None:
+        import os
+
+        with (self.path / name).open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def rewrite(self, name: str, lines: dict[int, str]) -> None:
+        data = "".join(line + "\n" for _, line in sorted(lines.items())).encode()
+        self.write(name, lambda f: f.write(data))
+
+
+class ObjectFolder:
+    """An output folder on an object store (S3, GCS): files moved into place whole, a journal object per part."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where.rstrip("/")
+        self.fs, self.path = split_uri(self.where)
+
+    def kind(self) -> str | None:
+        import pyarrow.fs
+
+        bucket = self.path.split("/")[0]
+        if self.fs.get_file_info(bucket).type == pyarrow.fs.FileType.NotFound:
+            raise StorageError(f"bucket {_uri(self.where, bucket)!r} does not exist (or these credentials cannot see it)")
+        return kind(self.where)
+
+    def make(self) -> None:
+        pass  # an object store has no folders: writing a name makes it
+
+    def names(self) -> dict[str, int | None]:
+        import pyarrow.fs
+
+        infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.path, allow_not_found=True))
+        return {PurePosixPath(i.path).name: (i.size if i.type == pyarrow.fs.FileType.File else None) for i in infos}
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            with self.fs.open_input_stream(f"{self.path}/{name}") as f:
+                return bytes(f.read())
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, write: Callable[[IO[bytes]], Any]) -> int:
+        """Write ``name`` under a hidden temporary name, then move it into place; its size."""
+        final = f"{self.path}/{name}"
+        head, _, base = final.rpartition("/")
+        tmp = f"{head}/.{base}.tmp-{secrets.token_hex(4)}"
+        try:
+            with self.fs.open_output_stream(tmp) as f:
+                write(f)
+                written = f.tell()
+            self.fs.move(tmp, final)
+        except BaseException:
+            self._delete(tmp)
+            raise
+        return int(written)
+
+    def delete(self, name: str) -> None:
+        self._delete(f"{self.path}/{name}")
+
+    def _delete(self, path: str) -> None:
+        import pyarrow.fs
+
+        t = self.fs.get_file_info(path).type
+        if t == pyarrow.fs.FileType.Directory:
+            self.fs.delete_dir(path)
+        elif t == pyarrow.fs.FileType.File:
+            self.fs.delete_file(path)
+
+    def clean_temporaries(self) -> None:
+        for folder in (self.path, f"{self.path}/{JOURNAL_DIR}"):
+            for name in _names(self.fs, folder):
+                if fnmatch.fnmatchcase(name, TMP_GLOB):
+                    self.fs.delete_file(f"{folder}/{name}")
+
+    def journal(self, name: str) -> list[str]:
+        """The journal's entries, one object each, read a few at a time."""
+        folder = f"{self.path}/{JOURNAL_DIR}"
+        names = [n for n in _names(self.fs, folder) if not n.startswith(".")]
+
+        def read(n: str) -> str:
+            with self.fs.open_input_stream(f"{folder}/{n}") as f:
+                return bytes(f.read()).decode("utf-8", "replace")
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(read, sorted(names)))
+
+    def append(self, name: str, line: str, part: int) -> None:
+        data = line.encode()
+        self.write(f"{JOURNAL_DIR}/{_entry_name(part)}", lambda f: f.write(data))
+
+    def rewrite(self, name: str, lines: dict[int, str]) -> None:
+        """Keep the entries of ``lines``' parts, delete the others (each kept entry is already stored)."""
+        keep = {_entry_name(p) for p in lines}
+        folder = f"{self.path}/{JOURNAL_DIR}"
+        for n in _names(self.fs, folder):
+            if n not in keep:
+                self.fs.delete_file(f"{folder}/{n}")
+
+
+def _entry_name(part: int) -> str:
+    return f"part-{part:06d}.json"
+
+
+def _names(fs: Any, folder: str) -> Iterable[str]:
+    import pyarrow.fs
+
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    return [PurePosixPath(i.path).name for i in infos if i.type == pyarrow.fs.FileType.File]
+
+
+def output_folder(where: str | Path) -> LocalFolder | ObjectFolder:
+    where = str(where)
+    return ObjectFolder(where) if is_uri(where) else LocalFolder(where)
+
+
+def entry_line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, ensure_ascii=False, default=str)

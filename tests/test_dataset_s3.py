@@ -1,0 +1,211 @@
+"""The corpus job on object storage (S3 through moto's server): input and output as s3:// URIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("moto.server")
+
+from s3_store import listing, put, put_folder, s3_server  # noqa: E402
+
+from embedrt import Embedder  # noqa: E402
+from embedrt.dataset import BadRowError, InputError, OutputError, embed_dataset  # noqa: E402
+from embedrt.dataset._storage import ObjectFolder, StorageError  # noqa: E402
+
+TEXTS = [f"row {i}: " + "word " * (i % 7) + ("한국어 문장" if i % 3 else "") for i in range(60)]
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[None]:
+    with s3_server("corpus", "vectors", "bundles"):
+        yield
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+
+
+def _read(uri: str) -> pa.Table:
+    return pq.read_table(uri).sort_by("id")
+
+
+def test_s3_input_and_output_equal_a_local_run_and_resume(s3: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    rows = [{"id": f"d{i}", "text": t, "n": i} for i, t in enumerate(TEXTS)]
+    put("s3://corpus/a/part-1.jsonl", _jsonl(rows[:25]))
+    put("s3://corpus/a/sub/part-2.jsonl", _jsonl(rows[25:]))
+    put("s3://corpus/a/_SUCCESS", b"")  # hidden, as in a folder Spark wrote
+    local = tmp_path / "in"
+    (local / "sub").mkdir(parents=True)
+    (local / "part-1.jsonl").write_bytes(_jsonl(rows[:25]))
+    (local / "sub" / "part-2.jsonl").write_bytes(_jsonl(rows[25:]))
+    kw: dict[str, Any] = {"id_column": "id", "keep_columns": ["n"], "rows_per_part": 8, "progress": False}
+    s = embed_dataset("s3://corpus/a/", "s3://vectors/run1", tiny_bert_bundle, **kw)
+    assert s.rows == s.written == 60 and s.parts == 9  # 25 + 35 rows: parts of 8, 8, 8, 1 and 8, 8, 8, 8, 3
+    embed_dataset(local, tmp_path / "out", tiny_bert_bundle, **kw)
+    got, want = _read("s3://vectors/run1"), _read(str(tmp_path / "out"))
+    assert got.equals(want)
+    np.testing.assert_allclose(np.stack(got.column("embedding").to_numpy(zero_copy_only=False)),
+                               Embedder(tiny_bert_bundle).encode([r["text"] for r in sorted(rows, key=lambda r: r["id"])]),
+                               atol=1e-5)  # fmt: skip
+    objects = listing("s3://vectors/run1")
+    assert sorted(n for n in objects if n.startswith("part-")) == [f"part-{i:06d}.parquet" for i in range(9)]
+    assert sorted(n for n in objects if n.startswith("_journal/")) == [f"_journal/part-{i:06d}.json" for i in range(9)]
+    assert not [n for n in objects if ".tmp-" in n]
+    manifest = json.loads(_get("s3://vectors/run1/_manifest.json"))
+    assert manifest["complete"] and manifest["rows"] == 60
+    assert [f["path"] for f in manifest["input"]["files"]] == ["s3://corpus/a/part-1.jsonl",
+                                                               "s3://corpus/a/sub/part-2.jsonl"]  # fmt: skip
+    # run again: every part is kept from the journal objects, nothing is computed
+    s = embed_dataset("s3://corpus/a/", "s3://vectors/run1", tiny_bert_bundle, **kw)
+    assert s.parts_resumed == 9 and s.rows_embedded == 0
+    assert _read("s3://vectors/run1").equals(want)
+
+
+def _get(uri: str) -> bytes:
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    with fs.open_input_stream(path) as f:
+        return bytes(f.read())
+
+
+def test_s3_bad_row_then_resume_keeps_finished_parts(s3: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """A run stopped by a bad row keeps its parts on S3; the fixed input goes on from them."""
+    rows: list[dict[str, Any]] = [{"id": f"d{i}", "text": t} for i, t in enumerate(TEXTS[:30])]
+    rows[20]["text"] = None
+    put("s3://corpus/b/in.jsonl", _jsonl(rows))
+    kw: dict[str, Any] = {"id_column": "id", "rows_per_part": 8, "progress": False}
+    with pytest.raises(BadRowError, match=r"s3://corpus/b/in.jsonl line 21 \(id 'd20'\): text is null"):
+        embed_dataset("s3://corpus/b/in.jsonl", "s3://vectors/b", tiny_bert_bundle, **kw)
+    assert sorted(n for n in listing("s3://vectors/b") if n.startswith("part-")) == ["part-000000.parquet",
+                                                                                    "part-000001.parquet"]  # fmt: skip
+    # a run killed while writing leaves a temporary object behind; a resume deletes it
+    put("s3://vectors/b/.part-000002.parquet.tmp-0badc0de", b"PAR1 half")
+    put("s3://vectors/b/_journal/.part-000002.json.tmp-0badc0de", b"{")
+    rows[20]["text"] = "fixed"
+    put("s3://corpus/b/in.jsonl", _jsonl(rows))
+    s = embed_dataset("s3://corpus/b/in.jsonl", "s3://vectors/b", tiny_bert_bundle, **kw)
+    assert s.parts_resumed == 2 and s.rows_embedded == 14
+    assert not [n for n in listing("s3://vectors/b") if ".tmp-" in n]
+    (tmp_path / "in.jsonl").write_bytes(_jsonl(rows))
+    embed_dataset(tmp_path / "in.jsonl", tmp_path / "clean", tiny_bert_bundle, **kw)
+    assert _read("s3://vectors/b").equals(_read(str(tmp_path / "clean")))
+    # an OUTPUT made with other options is refused, as on a local disk
+    with pytest.raises(OutputError, match="option 'rows_per_part'"):
+        embed_dataset("s3://corpus/b/in.jsonl", "s3://vectors/b", tiny_bert_bundle, **{**kw, "rows_per_part": 9})
+
+
+def test_s3_parquet_glob_and_csv(s3: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    for i in range(3):
+        t = pa.table({"key": [f"f{i}-{r}" for r in range(11)], "text": TEXTS[i * 11:(i + 1) * 11]})
+        sink = pa.BufferOutputStream()
+        pq.write_table(t, sink, row_group_size=4)
+        put(f"s3://corpus/c/year={2020 + i}/data.parquet", sink.getvalue().to_pybytes())
+    put("s3://corpus/c/notes.txt", b"not matched by the glob\n")
+    kw: dict[str, Any] = {"id_column": "key", "rows_per_part": 5, "progress": False}
+    s = embed_dataset("s3://corpus/c/**/*.parquet", "s3://vectors/c", tiny_bert_bundle, **kw)
+    assert s.rows == 33 and s.parts == 9  # 3 files, 11 rows each: parts of 5, 5, 1
+    got = _read("s3://vectors/c")
+    assert got.column("id").to_pylist() == sorted(f"f{i}-{r}" for i in range(3) for r in range(11))
+    csv = "key,text\n" + "".join(f'k{i},"{t}"\n' for i, t in enumerate(TEXTS[:12]))
+    put("s3://corpus/d/in.csv", csv.encode())
+    s = embed_dataset("s3://corpus/d/in.csv", tmp_path / "local-out", tiny_bert_bundle, **kw)
+    assert s.rows == 12 and pq.read_table(tmp_path / "local-out").num_rows == 12  # S3 in, local out
+
+
+def test_a_failed_upload_leaves_no_object_under_the_real_name(s3: None) -> None:
+    folder = ObjectFolder("s3://vectors/e")
+
+    def half(f: Any) -> None:
+        f.write(b"PAR1" + b"x" * 1000)
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        folder.write("part-000000.parquet", half)
+    assert listing("s3://vectors/e") == {}  # neither the part nor its temporary
+    assert folder.write("part-000000.parquet", lambda f: f.write(b"whole")) == 5
+    assert listing("s3://vectors/e") == {"part-000000.parquet": 5}
+
+
+def test_s3_locations_that_cannot_be_used_are_named(s3: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    put("s3://corpus/f/in.txt", b"one\ntwo\n")
+    with pytest.raises(StorageError, match="bucket 's3://no-such-bucket' does not exist"):
+        embed_dataset("s3://corpus/f/in.txt", "s3://no-such-bucket/out", tiny_bert_bundle, progress=False)
+    with pytest.raises(StorageError, match="options in the URI"):
+        embed_dataset("s3://corpus/f/in.txt?endpoint_override=x", tmp_path / "o", tiny_bert_bundle, progress=False)
+    with pytest.raises(StorageError, match="unknown storage scheme 'ftp'"):
+        embed_dataset("ftp://host/in.txt", tmp_path / "o", tiny_bert_bundle, progress=False)
+    with pytest.raises(InputError, match="'s3://corpus/f/missing.txt' does not exist"):
+        embed_dataset("s3://corpus/f/missing.txt", tmp_path / "o", tiny_bert_bundle, progress=False)
+    put("s3://vectors/g/notes.md", b"mine")
+    with pytest.raises(OutputError, match=r"holds files embedrt did not write \(notes.md\)"):
+        embed_dataset("s3://corpus/f/in.txt", "s3://vectors/g", tiny_bert_bundle, progress=False)
+    put("s3://vectors/h", b"a file")
+    with pytest.raises(OutputError, match="is a file"):
+        embed_dataset("s3://corpus/f/in.txt", "s3://vectors/h", tiny_bert_bundle, progress=False)
+
+
+def test_a_bundle_on_s3_is_fetched_once_per_machine(s3: None, tmp_path: Path, tiny_bert_bundle: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("EMBEDRT_CACHE", str(tmp_path / "cache"))
+    put_folder(tiny_bert_bundle, "s3://bundles/tiny")
+    put("s3://corpus/i/in.txt", "".join(t + "\n" for t in TEXTS[:20]).encode())
+    kw: dict[str, Any] = {"rows_per_part": 8, "progress": False}
+    embed_dataset("s3://corpus/i/in.txt", tmp_path / "a", "s3://bundles/tiny", **kw)
+    embed_dataset("s3://corpus/i/in.txt", tmp_path / "b", tiny_bert_bundle, **kw)
+    assert _read(str(tmp_path / "a")).equals(_read(str(tmp_path / "b")))
+    (copy,) = (tmp_path / "cache" / "bundles").iterdir()
+    assert copy.name.startswith("tiny-") and (copy / "manifest.json").read_bytes() == (
+        tiny_bert_bundle / "manifest.json").read_bytes()  # fmt: skip
+    stamp = (copy / "manifest.json").stat().st_mtime_ns
+    s = embed_dataset("s3://corpus/i/in.txt", tmp_path / "a", "s3://bundles/tiny", **kw)
+    assert s.parts_resumed == 3  # the same bundle: its identity is the manifest's, wherever it was read
+    assert (copy / "manifest.json").stat().st_mtime_ns == stamp  # not fetched again
+    with pytest.raises(StorageError, match="'s3://bundles/none' holds no manifest.json"):
+        embed_dataset("s3://corpus/i/in.txt", tmp_path / "c", "s3://bundles/none", **kw)
+
+
+def test_cli_killed_mid_run_on_s3_then_resumed(s3: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """SIGKILL while parts are being uploaded: the same command goes on from the journal objects, keeps
+    every journaled part, deletes what the kill left, and equals a clean run."""
+    rows = [{"id": f"doc-{i}", "text": TEXTS[i % len(TEXTS)] + f" #{i}"} for i in range(4_000)]
+    put("s3://corpus/k/in.jsonl", _jsonl(rows))
+    (tmp_path / "in.jsonl").write_bytes(_jsonl(rows))
+
+    def cli(src: str, out: str) -> list[str]:
+        return [sys.executable, "-m", "embedrt.cli", "embed-dataset", src, out, "-m", str(tiny_bert_bundle),
+                "--id-column", "id", "--rows-per-part", "200", "--no-progress", "--threads", "1"]  # fmt: skip
+
+    env = dict(os.environ)  # the server's endpoint and credentials, as a user's shell would hold them
+    proc = subprocess.Popen(cli("s3://corpus/k/in.jsonl", "s3://vectors/k"), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len([n for n in listing("s3://vectors/k") if n.startswith("_journal/p")]) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    journaled = [n for n in listing("s3://vectors/k") if n.startswith("_journal/part-")]
+    assert 3 <= len(journaled) < 20, "the kill should land mid-run"
+    resumed = subprocess.run(cli("s3://corpus/k/in.jsonl", "s3://vectors/k"), env=env, capture_output=True,
+                             text=True, check=True)  # fmt: skip
+    kept = int(resumed.stderr.split(" finished by an earlier run")[0].rsplit(" ", 1)[1])
+    assert kept == len(journaled) and "4000 rows written to s3://vectors/k" in resumed.stdout
+    subprocess.run(cli(str(tmp_path / "in.jsonl"), str(tmp_path / "ref")), env=env, check=True, capture_output=True)
+    a, b = _read(str(tmp_path / "ref")), _read("s3://vectors/k")
+    assert b.num_rows == 4_000 and b.column("id").to_pylist() == a.column("id").to_pylist()
+    np.testing.assert_array_equal(np.stack(a.column("embedding").to_numpy(zero_copy_only=False)),
+                                  np.stack(b.column("embedding").to_numpy(zero_copy_only=False)))  # fmt: skip
+    assert not [n for n in listing("s3://vectors/k") if ".tmp-" in n]
