@@ -21,6 +21,10 @@ grows, and the Ray backend with 1 and 2 actors.
   the job end to end against the PyTorch call alone.
 - rss: the job at each size of ``--rss-rows`` and each of ``--streams``, and in-memory encode at the
   smallest (reading every text, tokenizing, holding every vector, as ``embedrt encode`` does).
+- s3: the job reading its JSONL from and writing its parts to S3 (moto's server, started here as a
+  process of its own on localhost, sharing the CPUs) against the same job on the local disk,
+  alternating; the upload of the corpus is not timed. What it shows is the cost of the object-store
+  code paths (ranged reads, uploads moved into place, journal objects), not a real bucket's speed.
 - ray: the job with ``--backend ray`` and 1 and 2 actors of 1 CPU (a local Ray), on the throughput
   corpus cut into parts of a tenth of it (so that there is a part for every actor). Ray's actors are other processes: their RSS is not in these numbers.
 
@@ -83,6 +87,8 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
 
         backend = "ray" if kind == "ray" else "local"
         more: dict[str, Any] = {}
+        if kind == "s3":  # the corpus uploaded (not timed); input and output are URIs
+            corpus, out = _upload(corpus), f"s3://{_BUCKET}/out-{os.getpid()}"  # type: ignore[assignment]
         if backend == "ray":  # parts for every actor (by default a part holds 10,000 rows)
             with open(corpus, "rb") as f:
                 more["rows_per_part"] = max(1, sum(1 for _ in f) // 10)
@@ -92,10 +98,58 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
                           streams=streams, backend=backend, progress=False, **more)  # fmt: skip
         result["seconds"] = time.perf_counter() - t0
         result["rows"], result["tokens"] = s.written, s.tokens
-        shutil.rmtree(out, ignore_errors=True)
+        if kind == "s3":
+            import pyarrow.fs
+
+            fs = pyarrow.fs.FileSystem.from_uri(f"s3://{_BUCKET}")[0]
+            fs.delete_dir(f"{_BUCKET}/out-{os.getpid()}")
+            fs.delete_file(corpus[len("s3://"):])
+        else:
+            shutil.rmtree(out, ignore_errors=True)
     result["texts_per_s"] = result["rows"] / result["seconds"]
     result["peak_rss_mb"] = peak_rss_mb()
     return result
+
+
+_BUCKET = "embedrt-bench"
+
+
+def _upload(corpus: str) -> str:
+    import pyarrow.fs
+
+    fs = pyarrow.fs.FileSystem.from_uri(f"s3://{_BUCKET}")[0]
+    key = f"{_BUCKET}/corpus-{os.getpid()}.jsonl"
+    with open(corpus, "rb") as src, fs.open_output_stream(key) as dst:
+        shutil.copyfileobj(src, dst, 8 << 20)
+    return f"s3://{key}"
+
+
+def s3_endpoint() -> subprocess.Popen[bytes]:
+    """moto's S3 server on a free localhost port, in its own process; this process's environment (and
+    so every measurement's) points the AWS SDK at it, and the benchmark's bucket is made."""
+    import socket
+
+    import pyarrow.fs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
+                       "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.2)
+    pyarrow.fs.FileSystem.from_uri(f"s3://{_BUCKET}?allow_bucket_creation=true")[0].create_dir(_BUCKET)
+    return server
 
 
 def _in_memory(kind: str, model_dir: str, threads: int, streams: int, texts: list[str]) -> tuple[Any, int]:
@@ -151,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
     p.add_argument("--machine", default=platform.node())
-    p.add_argument("--only", nargs="*", default=["throughput", "rss", "ray"], choices=["throughput", "rss", "ray"])
+    p.add_argument("--only", nargs="*", default=["throughput", "rss", "ray"],
+                   choices=["throughput", "rss", "ray", "s3"])  # fmt: skip
     p.add_argument("--compare-rows", type=int, default=20_000)
     p.add_argument("--rss-rows", default="100000,1000000")
     p.add_argument("--rounds", type=int, default=2)
@@ -196,6 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         report["rss"] = {"encode": measure("encode", bundle, generate(sizes[0]), args.threads, args.batch_size),
                          "job": [measure("job", bundle, generate(n), args.threads, args.batch_size, streams=s)
                                  for n in sizes for s in args.streams]}  # fmt: skip
+    if "s3" in args.only:
+        corpus = generate(args.compare_rows)
+        print(f"S3 (moto on localhost) against the local disk, {args.compare_rows} texts, alternating:", flush=True)
+        server = s3_endpoint()
+        try:
+            kinds = [("job", args.streams[0]), ("s3", args.streams[0])]
+            runs = [measure(k, bundle, corpus, args.threads, args.batch_size, streams=s)
+                    for r in range(args.rounds) for k, s in (kinds if r % 2 == 0 else kinds[::-1])]  # fmt: skip
+        finally:
+            server.kill()
+        best = {k: max(r["texts_per_s"] for r in runs if r["kind"] == k) for k in ("job", "s3")}
+        report["s3"] = {"runs": runs, "best": best, "s3_over_local": best["s3"] / best["job"]}
+        print(f"  S3 / local disk: {best['s3'] / best['job']:.3f}", flush=True)
     if "ray" in args.only:
         corpus = generate(args.compare_rows)
         print(f"Ray backend, {args.compare_rows} texts:", flush=True)

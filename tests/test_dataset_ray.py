@@ -86,6 +86,13 @@ def test_ray_backend_on_s3_equals_local_backend(local_ray: None, s3_env: dict[st
     again = embed_dataset("s3://ray-corpus/in.jsonl", "s3://ray-vectors/out", "s3://ray-bundles/tiny", backend="ray",
                           ray=RayOptions(num_actors=2), **common)  # type: ignore[arg-type]  # fmt: skip
     assert again.parts_resumed == 6 and again.rows_embedded == 0
+    mapped = embed_ray_dataset(ray.data.read_parquet("s3://ray-vectors/out").select_columns(["id"]).add_column(
+        "text", lambda t: pa.array([f"id {i}" for i in t["id"].to_pylist()]), batch_format="pyarrow"),
+        "s3://ray-bundles/tiny")  # the job's output read back by Ray from S3, embedded with the bundle on S3
+    got = sorted(mapped.take_all(), key=lambda r: r["id"])
+    assert len(got) == 300
+    np.testing.assert_allclose(np.stack([r["embedding"] for r in got[:5]]),
+                               Embedder(tiny_bert_bundle).encode([f"id {r['id']}" for r in got[:5]]), atol=1e-5)  # fmt: skip
 
 
 def test_ray_progress_moves_within_a_part_and_counts_every_row(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path,

@@ -10,7 +10,8 @@ is written in input order), nothing is appended to a half-written folder (each p
 place), and bad rows are handled in the batch function, never by dropping blocks.
 
 On a cluster, INPUT, OUTPUT and the bundle must be paths every node can read (and OUTPUT write):
-a shared file system. Every node needs ``embedrt[ray]`` installed.
+a shared file system, or ``s3://`` / ``gs://`` URIs (each actor reads its part, writes it and fetches
+the bundle itself; see ``_storage``). Every node needs ``embedrt[ray]`` installed.
 """
 
 from __future__ import annotations
@@ -296,7 +297,8 @@ def embed_ray_dataset(
     batches of ``rows_per_batch`` rows, sorted by length inside each batch. Ray does not keep row
     order: carry an id column. Bad rows follow ``on_error`` (``skip`` drops them from the result,
     ``null`` keeps them with a null vector) inside the batch function, so no block is ever dropped
-    whole. The bundle path must be readable on every node. ``precision``, ``truncate_dim`` and
+    whole. The bundle must be a path every node can read, or an ``s3://`` / ``gs://`` URI (each
+    machine fetches it once into its cache). ``precision``, ``truncate_dim`` and
     ``ranges``: as ``EmbedBatch`` takes them. An actor whose process dies is restarted up to
     ``max_restarts`` times and its batch runs again; past that the dataset fails with Ray's
     ``ActorDiedError`` (Ray's own default, no limit, would retry a batch that kills it forever).
@@ -309,7 +311,7 @@ def embed_ray_dataset(
     parse_on_error = parse(OnError, on_error, "on_error")
     _check_actors(num_actors)
     check_streams(parse(Device, device, "device"), streams)
-    checking = Embedder(model, verify=True)
+    checking = Embedder(local_bundle(model), verify=True)
     checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
     output_settings(checking.dimension, precision, truncate_dim, ranges)
     return ds.map_batches(
