@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -463,6 +464,50 @@ def test_a_part_written_but_not_journaled_is_not_left_behind_by_a_shorter_input(
     assert s.parts_resumed == 1 and s.written == 70
     assert sorted(p.name for p in out.glob("part-*")) == ["part-000000.parquet", "part-000001.parquet"]
     assert _read(out).num_rows == 70
+
+
+@pytest.mark.parametrize("block", [7, 64, 8 << 20])
+def test_the_planning_scan_hashes_each_part_s_bytes(block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part's hash is of its bytes, from its start to the next part's (or the file's end), however
+    the file's blocks fall: lines cut by a block, blank lines, a quoted newline, no final newline."""
+    from embedrt.dataset import _sources
+
+    monkeypatch.setattr(_sources, "_BLOCK", block)
+    jsonl = "".join(f'{{"text": "t{i}"}}\n' + ("\n" if i % 3 == 0 else "") for i in range(23)) + '{"text": "last"}'
+    csv_text = "text,k\n" + "".join(f'"line {i}\nmore",{i}\r\n' + ("\r\n" if i % 4 == 0 else "") for i in range(23))
+    txt = "".join(f"text {i} " + "x" * (i * 5) + "\n" for i in range(23))
+    for name, body, kw in [("a.jsonl", jsonl, {}), ("a.csv", csv_text, {}), ("a.txt", txt, {})]:
+        path = tmp_path / name
+        path.write_bytes(body.encode())
+        plan = _sources.plan_input(str(path), 5, text_column="text", id_column=None, keep_columns=(), **kw)
+        data = path.read_bytes()
+        bounds = [p.byte_offset for p in plan.parts] + [len(data)]
+        assert [p.sha256 for p in plan.parts] == [
+            hashlib.sha256(data[bounds[i]:bounds[i + 1]]).hexdigest() for i in range(len(plan.parts))], name
+        assert len(plan.parts) == 5  # 24 / 23 / 23 rows in parts of 5
+
+
+def test_a_journal_from_before_part_hashes_still_resumes_an_edited_input(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """Entries holding ``input_sha256`` (the key journaled before the planning scan hashed each part)
+    are still checked, by reading the parts' bytes again."""
+    from embedrt.dataset._sources import plan_input
+
+    src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS[:100]])
+    out = tmp_path / "out"
+    embed_dataset(src, out, tiny_bert_bundle, rows_per_part=25, progress=False)
+    plan = plan_input(str(src), 25, text_column="text", id_column=None, keep_columns=())
+    entries = [json.loads(x) for x in (out / "_parts.jsonl").read_text().splitlines()]
+    for e in entries:
+        assert e.pop("part_key") == plan.part_key(plan.parts[e["part"]])
+        e["input_sha256"] = plan._first_part_key(plan.parts[e["part"]])
+    (out / "_parts.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    lines = src.read_text().splitlines()
+    lines[60] = json.dumps({"text": "an edit in the third part"})
+    src.write_text("\n".join(lines) + "\n")
+    s = embed_dataset(src, out, tiny_bert_bundle, rows_per_part=25, progress=False)
+    assert s.parts_resumed == 3 and s.rows_embedded == 25
+    embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, rows_per_part=25, progress=False)
+    assert _read(out).equals(_read(tmp_path / "clean"))
 
 
 def test_output_inside_the_input_folder_and_mismatched_parquet_types(tmp_path: Path, tiny_bert_bundle: Path) -> None:

@@ -209,3 +209,28 @@ def test_cli_killed_mid_run_on_s3_then_resumed(s3: None, tmp_path: Path, tiny_be
     np.testing.assert_array_equal(np.stack(a.column("embedding").to_numpy(zero_copy_only=False)),
                                   np.stack(b.column("embedding").to_numpy(zero_copy_only=False)))  # fmt: skip
     assert not [n for n in listing("s3://vectors/k") if ".tmp-" in n]
+
+
+def test_s3_parquet_is_fingerprinted_by_its_object_not_its_bytes(s3: None, tiny_bert_bundle: Path) -> None:
+    """An object is never edited in place: its size, time stamp and footer name it, and planning does not
+    download it; a new upload (same size, other text) has another time stamp, and its parts are computed again."""
+
+    def upload(name: str, word: str) -> None:
+        t = pa.table({"key": [f"{name}{r:02d}" for r in range(12)], "text": [f"{word} {r:02d}" for r in range(12)]})
+        sink = pa.BufferOutputStream()
+        pq.write_table(t, sink, compression="none", write_statistics=False)
+        put(f"s3://corpus/p/{name}.parquet", sink.getvalue().to_pybytes())
+
+    upload("a", "cat")
+    upload("b", "cat")
+    kw: dict[str, Any] = {"id_column": "key", "rows_per_part": 5, "progress": False}
+    embed_dataset("s3://corpus/p/", "s3://vectors/p", tiny_bert_bundle, **kw)
+    assert embed_dataset("s3://corpus/p/", "s3://vectors/p", tiny_bert_bundle, **kw).parts_resumed == 6
+    time.sleep(1.1)  # S3 time stamps are whole seconds
+    upload("b", "dog")  # the same size
+    s = embed_dataset("s3://corpus/p/", "s3://vectors/p", tiny_bert_bundle, **kw)
+    assert s.parts_resumed == 3 and s.rows_embedded == 12  # a's parts kept, b's computed again
+    got = _read("s3://vectors/p")
+    assert got.num_rows == 24
+    np.testing.assert_allclose(np.stack(got.column("embedding").to_numpy(zero_copy_only=False))[12:],
+                               Embedder(tiny_bert_bundle).encode([f"dog {r:02d}" for r in range(12)]), atol=1e-5)

@@ -165,8 +165,7 @@ def embed_dataset(
     identity = job.identity(bundle_hash, plan)
     if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
         identity["precision_hint"] = hint.value
-    done = folder.open(identity, overwrite, lambda i, entry: i < len(plan.parts) and entry.get("input_sha256")
-                       == plan.part_key(plan.parts[i]))  # fmt: skip
+    done = folder.open(identity, overwrite, plan.still_valid)
     todo = [p for p in plan.parts if p.index not in done]
     if folder.changed:
         say(f"the input changed since the last run: {folder.changed} finished part(s) made from rows that changed "
@@ -335,12 +334,12 @@ class _Tracker:
     def write(self, part: PartSpec, table: pa.Table, result: BatchResult) -> None:
         """Local backend: write the part whole, then journal it."""
         entry = {"part": part.index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
-                 "bad": [b.to_dict() for b in result.bad], "input_sha256": self.plan.part_key(part)}  # fmt: skip
+                 "bad": [b.to_dict() for b in result.bad], "part_key": self.plan.part_key(part)}  # fmt: skip
         self._count(self.folder.write_part(part.name, functools.partial(_write_parquet, table), entry))
 
     def record(self, entry: dict[str, Any]) -> None:
         """Ray backend: an actor wrote the part; journal it."""
-        entry["input_sha256"] = self.plan.part_key(self.plan.parts[int(entry["part"])])
+        entry["part_key"] = self.plan.part_key(self.plan.parts[int(entry["part"])])
         self._count(self.folder.record(entry))
 
     def embedded(self, part: PartSpec, rows: int) -> None:

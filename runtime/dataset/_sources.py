@@ -72,6 +72,7 @@ class PartSpec:
     stop: int
     byte_offset: int = 0  # text formats: where row ``start`` begins
     first_line: int = 1  # text formats: the 1-based line number of row ``start``
+    sha256: str = ""  # text formats: of its bytes, up to the next part's start (or the file's end)
 
     @property
     def rows(self) -> int:
@@ -102,10 +103,29 @@ class Plan:
 
     def part_key(self, part: PartSpec) -> str:
         """What a finished part was made from: its place (file name, rows, first line) and its input
-        (text formats: the bytes of its rows; Parquet: its file's content). A resume after an edit
-        of the input keeps a part only if this is unchanged."""
+        (text formats: the bytes of its rows, hashed by the planning scan; Parquet: its file's
+        fingerprint). A resume after an edit of the input keeps a part only if this is unchanged."""
+        h = hashlib.sha256(self._place(part))
+        h.update((part.sha256 if self.format is not InputFormat.PARQUET else self.shards[part.shard].sha256).encode())
+        return h.hexdigest()
+
+    def still_valid(self, index: int, entry: dict[str, Any]) -> bool:
+        """Whether a journal entry's part may be kept by a run over this (edited) input."""
+        if index >= len(self.parts):
+            return False
+        if "part_key" in entry:
+            return bool(entry["part_key"] == self.part_key(self.parts[index]))
+        return entry.get("input_sha256") == self._first_part_key(self.parts[index])
+
+    def _place(self, part: PartSpec) -> bytes:
         shard = self.shards[part.shard]
-        h = hashlib.sha256(f"{_name(shard.path)}\0{shard.first_row + part.start}\0{part.rows}\0{part.first_line}\n".encode())
+        return f"{_name(shard.path)}\0{shard.first_row + part.start}\0{part.rows}\0{part.first_line}\n".encode()
+
+    def _first_part_key(self, part: PartSpec) -> str:
+        """The key of journals written before the planning scan hashed each part (``input_sha256``):
+        the place, then the part's bytes themselves, read again here."""
+        h = hashlib.sha256(self._place(part))
+        shard = self.shards[part.shard]
         if self.format is InputFormat.PARQUET:
             h.update(shard.sha256.encode())
             return h.hexdigest()
@@ -121,6 +141,49 @@ class Plan:
                 h.update(block)
                 left -= len(block)
         return h.hexdigest()
+
+
+class _PartHashes:
+    """The sha256 of each part's bytes, from its start to the next part's start (or the end of the
+    file), while a scan reads the file once: the scan feeds every byte in order and tells each part's
+    start when it finds it, which may be after those bytes were fed (a line is known whole only once
+    its end is read), and says which bytes are ``settled`` (no part starts among them untold)."""
+
+    def __init__(self) -> None:
+        self.hashes: list[str] = []
+        self._h: Any = None  # the open part's hasher (none before the first part: a header, blank lines)
+        self._pos = 0  # the file offset of _pending[0]
+        self._pending = bytearray()
+
+    def update(self, data: bytes) -> None:  # fed like a hashlib object
+        self._pending += data
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def start(self, offset: int) -> None:
+        self.settled(offset)
+        if self._h is not None:
+            self.hashes.append(self._h.hexdigest())
+        self._h = hashlib.sha256()
+
+    def settled(self, offset: int) -> None:
+        n = offset - self._pos
+        if n <= 0:
+            return
+        if self._h is not None:
+            with memoryview(self._pending) as m:
+                self._h.update(m[:n])
+        del self._pending[:n]
+        self._pos = offset
+
+    def finish(self) -> list[str]:
+        self.settled(self._pos + len(self._pending))
+        if self._h is not None:
+            self.hashes.append(self._h.hexdigest())
+            self._h = None
+        return self.hashes
 
 
 def find_inputs(
@@ -208,15 +271,15 @@ def plan_input(
         if log is not None:
             log(f"scanning {path} ({storage.size(path) / 1e6:.1f} MB)")
         if fmt is InputFormat.PARQUET:
-            shard, starts = _scan_parquet(path, first_row, rows_per_part)
+            shard, starts, hashes = _scan_parquet(path, first_row, rows_per_part)
         elif fmt in (InputFormat.CSV, InputFormat.TSV):
-            shard, starts = _scan_csv(path, first_row, rows_per_part, "\t" if fmt is InputFormat.TSV else ",")
+            shard, starts, hashes = _scan_csv(path, first_row, rows_per_part, "\t" if fmt is InputFormat.TSV else ",")
         else:
-            shard, starts = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL, kinds=kinds)
+            shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL, kinds=kinds)
         _check_columns(shard, fmt, text_column, wanted)
-        for start, offset, line in starts:
+        for k, (start, offset, line) in enumerate(starts):
             stop = min(start + rows_per_part, shard.rows)
-            parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line))
+            parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line, hashes[k] if hashes else ""))
         shards.append(shard)
         first_row += shard.rows
     plan = Plan(fmt, shards, parts, rows_per_part)
@@ -260,9 +323,11 @@ def _check_columns(shard: Shard, fmt: InputFormat, text_column: str, wanted: tup
 
 def _scan_lines(
     path: str, first_row: int, rows_per_part: int, *, skip_empty: bool, kinds: dict[str, set[str]]
-) -> tuple[Shard, list[tuple[int, int, int]]]:
-    """Rows = lines (jsonl: non-empty lines). Returns the shard and (row, byte offset, line) per part start."""
+) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
+    """Rows = lines (jsonl: non-empty lines). Returns the shard, (row, byte offset, line) per part
+    start, and each part's sha256."""
     h = hashlib.sha256()
+    ph = _PartHashes()
     starts: list[tuple[int, int, int]] = []
     rows = lines = 0
     carry, base = b"", 0  # the unfinished last line of the previous block, and its offset
@@ -270,10 +335,11 @@ def _scan_lines(
         while True:
             block = f.read(_BLOCK)
             h.update(block)
+            ph.update(block)
             data = carry + block if carry else block
             if not block:
                 if data and (not skip_empty or data.strip(b"\r")):  # a last line without a newline
-                    _mark_starts(starts, np.array([base]), np.array([lines + 1]), rows, rows_per_part)
+                    _mark_starts(starts, np.array([base]), np.array([lines + 1]), rows, rows_per_part, ph)
                     if kinds:
                         _sample_kinds(data, np.array([0]), np.array([len(data)]), kinds)
                     rows += 1
@@ -290,23 +356,26 @@ def _scan_lines(
                 cr = np.zeros(len(ends), np.int64)
                 cr[length > 0] = arr[ends[length > 0] - 1] == 13
                 is_row = length - cr > 0
-            _mark_starts(starts, base + begins[is_row], lines + 1 + np.flatnonzero(is_row), rows, rows_per_part)
+            _mark_starts(starts, base + begins[is_row], lines + 1 + np.flatnonzero(is_row), rows, rows_per_part, ph)
             if kinds:
                 _sample_kinds(data, begins[is_row], ends[is_row], kinds)
             rows += int(is_row.sum())
             lines += len(ends)
             cut = int(ends[-1]) + 1
             carry, base = data[cut:], base + cut
-    return Shard(path, rows, first_row, base + len(carry), h.hexdigest()), starts
+            ph.settled(base)  # every part starting before the unfinished last line is known
+    return Shard(path, rows, first_row, base + len(carry), h.hexdigest()), starts, ph.finish()
 
 
 def _mark_starts(
-    starts: list[tuple[int, int, int]], begins: np.ndarray, lines: np.ndarray, rows_before: int, per: int
+    starts: list[tuple[int, int, int]], begins: np.ndarray, lines: np.ndarray, rows_before: int, per: int,
+    hashes: _PartHashes,
 ) -> None:
     """Append (row, offset, line) for rows among these that open a part."""
     idx = np.arange(rows_before, rows_before + len(begins))
     for k in np.flatnonzero(idx % per == 0):
         starts.append((int(idx[k]), int(begins[k]), int(lines[k])))
+        hashes.start(int(begins[k]))
 
 
 def _sample_kinds(data: bytes, begins: np.ndarray, ends: np.ndarray, kinds: dict[str, set[str]]) -> None:
@@ -356,11 +425,14 @@ def _json_type(kinds: set[str]) -> str:
     return "json"
 
 
-def _scan_csv(path: str, first_row: int, rows_per_part: int, delimiter: str) -> tuple[Shard, list[tuple[int, int, int]]]:
+def _scan_csv(
+    path: str, first_row: int, rows_per_part: int, delimiter: str
+) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     h = hashlib.sha256()
+    ph = _PartHashes()
     starts: list[tuple[int, int, int]] = []
     with storage.open_input(path) as f, csv_field_limit():
-        lines = _TrackedLines(f, h)
+        lines = _TrackedLines(f, h, ph)
         reader = csv.reader(lines, delimiter=delimiter)
         try:
             header = next(reader)
@@ -374,16 +446,19 @@ def _scan_csv(path: str, first_row: int, rows_per_part: int, delimiter: str) -> 
                 if record:  # a blank line is no row (as pandas reads it)
                     if rows % rows_per_part == 0:
                         starts.append((rows, offset, line))
+                        ph.start(offset)
                     rows += 1
                     last = offset, line
                 offset, line = lines.offset, lines.line + 1
+                if ph.pending > _BLOCK:
+                    ph.settled(offset)  # every part starting before this record is known
         except csv.Error as e:
             raise InputError(f"{path} line {line}: not valid CSV ({e}); fix the file or convert it to Parquet") from e
         lines.drain()
         if rows:
             _check_last_record(f, *last, delimiter, path)
     cols = tuple(c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(header))
-    return Shard(path, rows, first_row, lines.offset, h.hexdigest(), cols), starts
+    return Shard(path, rows, first_row, lines.offset, h.hexdigest(), cols), starts, ph.finish()
 
 
 def _check_last_record(f: Any, offset: int, line: int, delimiter: str, path: str) -> None:
@@ -414,8 +489,8 @@ class _TrackedLines:
     """Lines of a binary file, decoded for ``csv`` (undecodable bytes kept as surrogates), with the
     byte offset and line count of what has been handed out, so record boundaries are exact."""
 
-    def __init__(self, f: Any, h: Any = None) -> None:
-        self._f, self._h = f, h
+    def __init__(self, f: Any, *sinks: Any) -> None:
+        self._f, self._sinks = f, sinks
         self.offset = f.tell()
         self.line = 0
 
@@ -426,8 +501,8 @@ class _TrackedLines:
         raw = self._f.readline()
         if not raw:
             raise StopIteration
-        if self._h is not None:
-            self._h.update(raw)
+        for sink in self._sinks:
+            sink.update(raw)
         self.offset += len(raw)
         self.line += 1
         return raw.decode("utf-8", "surrogateescape")
@@ -440,7 +515,7 @@ class _TrackedLines:
 # -- parquet ------------------------------------------------------------------------------------------
 
 
-def _scan_parquet(path: str, first_row: int, rows_per_part: int) -> tuple[Shard, list[tuple[int, int, int]]]:
+def _scan_parquet(path: str, first_row: int, rows_per_part: int) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     try:
         with storage.parquet_file(path) as pf:
             meta = pf.metadata
@@ -448,11 +523,15 @@ def _scan_parquet(path: str, first_row: int, rows_per_part: int) -> tuple[Shard,
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...: name the file either way
         raise InputError(f"{path} is not a readable Parquet file ({e})") from e
     h = hashlib.sha256()
-    size = 0
-    with storage.open_input(path) as f:  # every byte: an edit in place keeps the size and may keep the footer
-        while block := f.read(_BLOCK):
-            h.update(block)
-            size += len(block)
+    if storage.is_uri(path):  # an object is never changed in place: a new one has another time stamp
+        size, stamp = storage.size_and_mtime(path)
+        h.update(f"{size}\0{stamp}\0{meta.num_rows}\0{meta.serialized_size}\0{meta.to_dict()}".encode())
+    else:  # every byte: an edit in place keeps the size and may keep the footer
+        size = 0
+        with storage.open_input(path) as f:
+            while block := f.read(_BLOCK):
+                h.update(block)
+                size += len(block)
     rows = meta.num_rows
     starts = [(r, 0, 0) for r in range(0, rows, rows_per_part)]
-    return Shard(path, rows, first_row, size, h.hexdigest(), tuple(schema.names)), starts
+    return Shard(path, rows, first_row, size, h.hexdigest(), tuple(schema.names)), starts, []

@@ -156,6 +156,13 @@ def size(where: str) -> int:
     return int(fs.get_file_info(path).size)
 
 
+def size_and_mtime(uri: str) -> tuple[int, int]:
+    """An object's size and last-modified time (ns): a new upload under the same name changes the time."""
+    fs, path = split_uri(uri)
+    info = fs.get_file_info(path)
+    return int(info.size), int(info.mtime_ns or 0)
+
+
 def open_input(where: str) -> IO[bytes]:
     """A buffered, seekable binary reader (on an object store: ranged reads of ``BUFFER`` bytes)."""
     if not is_uri(where):
