@@ -26,6 +26,7 @@ import onnxruntime as ort
 from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, check_graph, load_manifest
 from ._errors import BundleError, EmbedrtError, ProviderWarning
 from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
+from ._objects import local_bundle
 from ._progress import EncodeProgress, batch_tokens
 from ._session import (
     available_cpus,
@@ -119,7 +120,7 @@ class BundleModel:
         max_batch_tokens: int | str | None = AUTO,
         streams: int | str = 1,
     ) -> None:
-        self.path = Path(bundle)
+        self.path = local_bundle(bundle)  # an s3:// or gs:// bundle: its copy in the local cache
         self.device = parse(Device, device, "device")
         asked = check_streams(self.device, streams)
         self.threads = available_cpus() if threads is None else check_int(threads, "threads")

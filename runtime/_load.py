@@ -7,6 +7,7 @@ from typing import Any
 
 from ._bundle import load_manifest
 from ._embedder import Embedder
+from ._objects import local_bundle
 from ._reranker import Reranker
 from ._sparse_encoder import SparseEncoder
 from ._types import BundleKind, Device
@@ -24,5 +25,6 @@ def load_model(bundle: str | Path, device: str | Device = "cpu", **kwargs: Any) 
 
     ``kwargs`` go to that class (``threads``, ``verify``, ...).
     """
+    bundle = local_bundle(bundle)  # an s3:// or gs:// bundle: its copy in the local cache
     kind = load_manifest(bundle, verify=False).kind  # the class checks every hash once, below
     return CLASSES[kind](bundle, device, **kwargs)

@@ -24,6 +24,7 @@ from . import __version__
 from ._encode_cmd import add_encode_parser
 from ._errors import EmbedrtError, ProviderWarning
 from ._lines import read_lines
+from ._objects import is_uri, local_bundle
 from ._report import format_validation
 from ._types import BundleKind, Pooling, Precision
 
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if is_uri(getattr(args, "bundle", None)):  # every command that takes a bundle: its local copy
+            args.bundle = str(local_bundle(args.bundle))
         with warnings.catch_warnings():
             warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
             return int(args.run(args))

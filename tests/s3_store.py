@@ -20,7 +20,7 @@ def s3_server(*buckets: str) -> Iterator[dict[str, str]]:
     server_mod = pytest.importorskip("moto.server")
     import pyarrow.fs
 
-    from embedrt.dataset import _storage
+    from embedrt import _objects
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -29,7 +29,7 @@ def s3_server(*buckets: str) -> Iterator[dict[str, str]]:
     env = {**ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    _storage._filesystem.cache_clear()  # file systems made before this point know another endpoint
+    _objects._filesystem.cache_clear()  # file systems made before this point know another endpoint
     try:
         for b in buckets:
             pyarrow.fs.FileSystem.from_uri(f"s3://{b}?allow_bucket_creation=true")[0].create_dir(b)
@@ -40,7 +40,7 @@ def s3_server(*buckets: str) -> Iterator[dict[str, str]]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        _storage._filesystem.cache_clear()
+        _objects._filesystem.cache_clear()
         server.stop()
 
 

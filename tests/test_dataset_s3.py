@@ -167,15 +167,21 @@ def test_a_bundle_on_s3_is_fetched_once_per_machine(s3: None, tmp_path: Path, ti
     embed_dataset("s3://corpus/i/in.txt", tmp_path / "a", "s3://bundles/tiny", **kw)
     embed_dataset("s3://corpus/i/in.txt", tmp_path / "b", tiny_bert_bundle, **kw)
     assert _read(str(tmp_path / "a")).equals(_read(str(tmp_path / "b")))
-    (copy,) = (tmp_path / "cache" / "bundles").iterdir()
-    assert copy.name.startswith("tiny-") and (copy / "manifest.json").read_bytes() == (
-        tiny_bert_bundle / "manifest.json").read_bytes()  # fmt: skip
+    (home,) = (tmp_path / "cache" / "bundles").iterdir()  # one copy, named by the manifest's hash
+    copy = home / "tiny"  # under the bundle's own folder name
+    assert (copy / "manifest.json").read_bytes() == (tiny_bert_bundle / "manifest.json").read_bytes()
     stamp = (copy / "manifest.json").stat().st_mtime_ns
     s = embed_dataset("s3://corpus/i/in.txt", tmp_path / "a", "s3://bundles/tiny", **kw)
     assert s.parts_resumed == 3  # the same bundle: its identity is the manifest's, wherever it was read
     assert (copy / "manifest.json").stat().st_mtime_ns == stamp  # not fetched again
     with pytest.raises(StorageError, match="'s3://bundles/none' holds no manifest.json"):
         embed_dataset("s3://corpus/i/in.txt", tmp_path / "c", "s3://bundles/none", **kw)
+    # the runtime takes the URI too: Embedder, and every command that takes a bundle
+    np.testing.assert_array_equal(Embedder("s3://bundles/tiny").encode(TEXTS[:4]), Embedder(tiny_bert_bundle).encode(TEXTS[:4]))
+    r = subprocess.run([sys.executable, "-m", "embedrt.cli", "info", "s3://bundles/tiny"], capture_output=True, text=True,
+                       env=dict(os.environ))  # fmt: skip
+    assert r.returncode == 0 and "embedding" in r.stdout, r.stderr
+    assert len(list((tmp_path / "cache" / "bundles").iterdir())) == 1
 
 
 def test_cli_killed_mid_run_on_s3_then_resumed(s3: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:

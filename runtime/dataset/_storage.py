@@ -1,11 +1,5 @@
-"""Where a corpus job reads its input and writes its output: local paths, or object storage.
-
-``s3://bucket/key`` and ``gs://bucket/key`` (``gcs://``) are read and written through ``pyarrow.fs``
-(its S3 and GCS file systems). Credentials, region and endpoint come from the environment, as the
-cloud's own tools take them (``AWS_ACCESS_KEY_ID`` ..., ``AWS_REGION``, ``AWS_ENDPOINT_URL`` for an
-S3-compatible store such as MinIO; ``GOOGLE_APPLICATION_CREDENTIALS``), so every Ray actor finds them
-the same way; options inside the URI are refused, since the URI is written into the manifest and logs.
-Anything else is a local path.
+"""Where a corpus job reads its input and writes its output: local paths, or object storage
+(``s3://``, ``gs://``: see ``embedrt._objects``).
 
 An object store renames nothing and appends nothing, so an output folder there differs from a local
 one in two ways. A file is written under a hidden temporary name and then moved into place: the object
@@ -18,66 +12,23 @@ instead of lines appended to ``_parts.jsonl``.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import glob
-import hashlib
 import io
 import json
 import os
-import re
 import secrets
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
-from urllib.parse import urlsplit
 
-from .._errors import EmbedrtError
 from .._files import TMP_GLOB, written_whole
+from .._objects import _URI, StorageError, is_uri, local_bundle, split_uri
 
-_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_SCHEMES = {"s3": "s3", "gs": "gs", "gcs": "gs"}  # pyarrow.fs's name for each
+__all__ = ["StorageError", "is_uri", "local_bundle", "split_uri"]  # the job's modules take them from here
+
 BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per line
 JOURNAL_DIR = "_journal"
-
-
-class StorageError(EmbedrtError, ValueError):
-    """A location that cannot be used: an unknown scheme, options in a URI, a bucket that is not there."""
-
-
-def is_uri(where: object) -> bool:
-    return isinstance(where, str) and bool(_URI.match(where))
-
-
-def split_uri(uri: str) -> tuple[Any, str]:
-    """(pyarrow file system, path inside it: ``bucket/key``) for an object-store URI."""
-    scheme = _URI.match(uri).group(1).lower()  # type: ignore[union-attr]
-    if scheme not in _SCHEMES:
-        raise StorageError(
-            f"{uri!r}: unknown storage scheme {scheme!r}; expected a local path or one of "
-            f"{sorted(s + '://' for s in _SCHEMES)} (mount other file systems and give their local path)"
-        )
-    parts = urlsplit(uri)
-    if parts.query or parts.fragment:
-        raise StorageError(
-            f"{uri!r}: options in the URI ({parts.query or parts.fragment!r}) are not taken; set them in the "
-            "environment instead (AWS_REGION, AWS_ENDPOINT_URL, credentials), where every Ray actor finds them too"
-        )
-    if not parts.netloc:
-        raise StorageError(f"{uri!r} names no bucket; expected {scheme}://BUCKET/PATH")
-    return _filesystem(_SCHEMES[scheme], parts.netloc), f"{parts.netloc}{parts.path}".rstrip("/")
-
-
-@functools.cache
-def _filesystem(scheme: str, bucket: str) -> Any:
-    import pyarrow.fs
-
-    try:  # pyarrow resolves an S3 bucket's region here (one request): once per bucket and process
-        return pyarrow.fs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
-    except (OSError, ValueError) as e:
-        raise StorageError(f"cannot open {scheme}://{bucket}: {e}") from e
 
 
 def _uri(like: str, path: str) -> str:
@@ -181,44 +132,6 @@ def parquet_file(where: str) -> Any:
     return pq.ParquetFile(fs.open_input_file(path))
 
 
-def local_bundle(where: str | Path) -> Path:
-    """A bundle folder on this machine: ``where`` itself, or for an object-store URI a copy of it in
-    ``$EMBEDRT_CACHE/bundles`` (default ``~/.cache/embedrt``), named by its manifest's hash, so it is
-    fetched once per machine and again only when the bundle changed (``Embedder`` then checks every
-    file against that manifest). Several processes may fetch at once: each copies into a temporary
-    folder, and the first rename wins."""
-    if not is_uri(str(where)):
-        return Path(where)
-    import pyarrow.fs
-
-    from .._bundle import MANIFEST_NAME
-
-    uri = str(where).rstrip("/")
-    fs, path = split_uri(uri)
-    try:
-        with fs.open_input_stream(f"{path}/{MANIFEST_NAME}") as f:
-            manifest = bytes(f.read())
-    except FileNotFoundError as e:
-        raise StorageError(f"{uri!r} holds no {MANIFEST_NAME}; expected a bundle folder made by embedrt export") from e
-    root = Path(os.environ.get("EMBEDRT_CACHE") or Path.home() / ".cache" / "embedrt") / "bundles"
-    dest = root / f"{PurePosixPath(path).name}-{hashlib.sha256(manifest).hexdigest()[:16]}"
-    if (dest / MANIFEST_NAME).is_file():
-        return dest
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=root))
-    try:
-        pyarrow.fs.copy_files(path, str(tmp), source_filesystem=fs,
-                              destination_filesystem=pyarrow.fs.LocalFileSystem())  # fmt: skip
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the bundle from other users of the cache
-        os.rename(tmp, dest)
-    except OSError:
-        if not (dest / MANIFEST_NAME).is_file():  # not another process's copy that won the rename
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
 # -- the output folder -------------------------------------------------------------------------------
 
 
@@ -261,7 +174,6 @@ class LocalFolder:
         return p.read_text(encoding="utf-8", errors="replace").splitlines() if p.is_file() else []
 
     def append(self, name: str, line: str, part: int) -> None:
-        import os
 
         with (self.path / name).open("a", encoding="utf-8") as f:
             f.write(line + "\n")
