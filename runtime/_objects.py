@@ -19,7 +19,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from ._errors import EmbedrtError
@@ -32,7 +32,7 @@ class StorageError(EmbedrtError, ValueError):
     """A location that cannot be used: an unknown scheme, options in a URI, a bucket that is not there."""
 
 
-def is_uri(where: object) -> bool:
+def is_uri(where: object) -> TypeGuard[str]:
     return isinstance(where, str) and bool(_URI.match(where))
 
 

@@ -22,8 +22,8 @@ pytest.importorskip("moto.server")
 from s3_store import listing, put, put_folder, s3_server  # noqa: E402
 
 from embedrt import Embedder  # noqa: E402
-from embedrt.dataset import BadRowError, InputError, OutputError, embed_dataset  # noqa: E402
-from embedrt.dataset._storage import ObjectFolder, StorageError  # noqa: E402
+from embedrt.dataset import BadRowError, InputError, OutputError, StorageError, embed_dataset  # noqa: E402
+from embedrt.dataset._storage import ObjectFolder  # noqa: E402
 
 TEXTS = [f"row {i}: " + "word " * (i % 7) + ("한국어 문장" if i % 3 else "") for i in range(60)]
 

@@ -22,6 +22,7 @@ from ._job import Backend, DatasetSummary, RayOptions, embed_dataset
 from ._output import OutputError
 from ._ray import ActorLostError, PartFailedError, embed_ray_dataset
 from ._sources import InputError, InputFormat
+from ._storage import StorageError
 
 __all__ = [
     "ActorLostError",
@@ -36,6 +37,7 @@ __all__ = [
     "OutputError",
     "PartFailedError",
     "RayOptions",
+    "StorageError",
     "embed_dataset",
     "embed_ray_dataset",
 ]

@@ -22,7 +22,6 @@ from .._quantization import quantization_ranges, quantize_embeddings, quantized_
 from .._tokenize import Tokenized
 from .._types import EmbeddingPrecision, check_int, parse
 from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT, arrow_texts
-from ._storage import local_bundle
 
 
 class OnError(str, Enum):
@@ -113,8 +112,7 @@ class EmbedBatch:
         streams: int | str = "auto",
     ) -> None:
         self.model = (
-            model if isinstance(model, Embedder)
-            else Embedder(local_bundle(model), device=device, threads=threads, streams=streams)
+            model if isinstance(model, Embedder) else Embedder(model, device=device, threads=threads, streams=streams)
         )
         self.text_column = text_column
         self.id_column = id_column

@@ -18,6 +18,7 @@ import pyarrow as pa
 from .. import __version__
 from .._bundle import MANIFEST_NAME
 from .._embedder import Embedder
+from .._objects import is_uri, local_bundle
 from .._session import check_precision_hint, check_streams
 from .._types import Device, EmbeddingPrecision, check_int, parse
 from . import _storage as storage
@@ -149,7 +150,7 @@ def embed_dataset(
     else:  # bad model options fail before the input is scanned, on either backend
         where = parse(Device, device, "device")
         check_streams(where, streams)
-        bundle, hint = storage.local_bundle(model), check_precision_hint(where, precision_hint)
+        bundle, hint = local_bundle(model), check_precision_hint(where, precision_hint)
     bundle_hash, dim = _bundle_identity(bundle, prompt_name, prompt)
     embedder = None
     if which is Backend.LOCAL:
@@ -184,7 +185,7 @@ def embed_dataset(
             from ._ray import run_ray
 
             options = {"device": device, "precision_hint": precision_hint, "streams": streams}
-            shared = model if isinstance(model, str) and storage.is_uri(model) else bundle  # a URI: each node fetches it
+            shared = model if is_uri(model) else bundle  # a URI: each node fetches it
             run_ray(plan, todo, shared, storage.absolute(output), schema, job, ray or RayOptions(), options, tracker.record, say,
                     on_rows)
     if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need

@@ -36,7 +36,7 @@ from .._types import Device, check_int, parse
 from ._batch import BadRow, BadRowError, EmbedBatch, OnError, output_settings
 from ._output import OutputFolder
 from ._sources import PartSpec, Plan
-from ._storage import absolute, local_bundle
+from ._storage import absolute
 
 if TYPE_CHECKING:
     from ._job import JobSettings, RayOptions
@@ -144,7 +144,7 @@ class _PartWorker:
                  model_options: dict[str, Any], threads: int, counter: Any = None,
                  report_s: float = _POLL_S) -> None:  # fmt: skip
         self.plan, self.output, self.schema, self.job = plan, OutputFolder(output), schema, job
-        self.batch = EmbedBatch(Embedder(local_bundle(bundle), threads=threads, **model_options), **job.batch_kwargs())
+        self.batch = EmbedBatch(Embedder(bundle, threads=threads, **model_options), **job.batch_kwargs())
         self.counter, self.report_s = counter, report_s  # a _RowCounter actor, or None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -311,7 +311,7 @@ def embed_ray_dataset(
     parse_on_error = parse(OnError, on_error, "on_error")
     _check_actors(num_actors)
     check_streams(parse(Device, device, "device"), streams)
-    checking = Embedder(local_bundle(model), verify=True)
+    checking = Embedder(model, verify=True)
     checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
     output_settings(checking.dimension, precision, truncate_dim, ranges)
     return ds.map_batches(

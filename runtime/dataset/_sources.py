@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import EmbedrtError
+from .._objects import is_uri
 from .._types import check_int
 from . import _storage as storage
 
@@ -223,7 +224,7 @@ def _expand(s: str) -> list[str]:
         return known
     if what == "file":
         _format_of(s)
-        return [s if storage.is_uri(s) else str(Path(s))]
+        return [s if is_uri(s) else str(Path(s))]
     if glob.has_magic(s):
         return storage.glob_files(s)
     raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
@@ -523,7 +524,7 @@ def _scan_parquet(path: str, first_row: int, rows_per_part: int) -> tuple[Shard,
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...: name the file either way
         raise InputError(f"{path} is not a readable Parquet file ({e})") from e
     h = hashlib.sha256()
-    if storage.is_uri(path):  # an object is never changed in place: a new one has another time stamp
+    if is_uri(path):  # an object is never changed in place: a new one has another time stamp
         size, stamp = storage.size_and_mtime(path)
         h.update(f"{size}\0{stamp}\0{meta.num_rows}\0{meta.serialized_size}\0{meta.to_dict()}".encode())
     else:  # every byte: an edit in place keeps the size and may keep the footer

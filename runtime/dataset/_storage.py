@@ -23,9 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from .._files import TMP_GLOB, written_whole
-from .._objects import _URI, StorageError, is_uri, local_bundle, split_uri
-
-__all__ = ["StorageError", "is_uri", "local_bundle", "split_uri"]  # the job's modules take them from here
+from .._objects import _URI, StorageError, is_uri, split_uri
 
 BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per line
 JOURNAL_DIR = "_journal"
