@@ -119,7 +119,7 @@ def _upload(corpus: str) -> str:
 
     fs = pyarrow.fs.FileSystem.from_uri(f"s3://{_BUCKET}")[0]
     key = f"{_BUCKET}/corpus-{os.getpid()}.jsonl"
-    with open(corpus, "rb") as src, fs.open_output_stream(key) as dst:
+    with open(corpus, "rb") as src, fs.open_output_stream(key, compression=None) as dst:
         shutil.copyfileobj(src, dst, 8 << 20)
     return f"s3://{key}"
 

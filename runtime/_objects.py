@@ -83,7 +83,7 @@ def local_bundle(where: str | Path) -> Path:
     import pyarrow.fs
 
     try:
-        with fs.open_input_stream(f"{path}/{MANIFEST_NAME}") as f:
+        with fs.open_input_stream(f"{path}/{MANIFEST_NAME}", compression=None) as f:
             manifest = bytes(f.read())
     except FileNotFoundError as e:
         raise StorageError(f"{uri!r} holds no {MANIFEST_NAME}; expected a bundle folder made by embedrt export") from e

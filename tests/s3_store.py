@@ -48,7 +48,7 @@ def put(uri: str, data: bytes) -> None:
     import pyarrow.fs
 
     fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-    with fs.open_output_stream(path) as f:
+    with fs.open_output_stream(path, compression=None) as f:  # pyarrow would gzip a .gz name again
         f.write(data)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import signal
 import subprocess
@@ -358,16 +361,16 @@ def test_bad_arguments_are_named(tmp_path: Path, tiny_bert_bundle: Path) -> None
     with pytest.raises(InputError, match="does not exist"):
         embed_dataset(tmp_path / "nope.jsonl", tmp_path / "o", tiny_bert_bundle)
     (tmp_path / "x.json.gz").write_bytes(b"")
-    with pytest.raises(InputError, match="compressed"):
+    with pytest.raises(InputError, match=r"extension '.json' \(a JSON document"):
         embed_dataset(tmp_path / "x.json.gz", tmp_path / "o", tiny_bert_bundle)
     with pytest.raises(ValueError, match="keep_columns may not hold 'embedding'"):
         embed_dataset(src, tmp_path / "o", tiny_bert_bundle, keep_columns=["embedding"])
-    folder = tmp_path / "folder"  # a compressed data file in a folder is refused, not left out
+    folder = tmp_path / "folder"  # a compressed Parquet file in a folder is refused, not left out
     _write(folder / "a.jsonl", "jsonl", [{"doc_id": 1, "text": "a"}, {"text": "b"}])
-    (folder / "b.jsonl.gz").write_bytes(b"")
-    with pytest.raises(InputError, match=r"b.jsonl.gz' has extension '.gz' \(compressed"):
+    (folder / "b.parquet.gz").write_bytes(b"")
+    with pytest.raises(InputError, match=r"b.parquet.gz' is a compressed Parquet file"):
         embed_dataset(folder, tmp_path / "o", tiny_bert_bundle)
-    (folder / "b.jsonl.gz").unlink()
+    (folder / "b.parquet.gz").unlink()
     (folder / "meta.json").write_text("{}")  # metadata beside the data is left out, as before
     for option in ({"id_column": "doc_idd"}, {"keep_columns": ["titel"]}):  # in no row at all: misspelled
         with pytest.raises(InputError, match=r"no row of the input has the key '(doc_idd|titel)'.*\['doc_id', 'text'\]"):
@@ -508,6 +511,53 @@ def test_a_journal_from_before_part_hashes_still_resumes_an_edited_input(tmp_pat
     assert s.parts_resumed == 3 and s.rows_embedded == 25
     embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, rows_per_part=25, progress=False)
     assert _read(out).equals(_read(tmp_path / "clean"))
+
+
+_CODECS = {".gz": lambda b: gzip.compress(b[: len(b) // 2]) + gzip.compress(b[len(b) // 2:]),  # two members
+           ".bz2": bz2.compress, ".xz": lzma.compress}  # fmt: skip
+
+
+def _compress(data: bytes, codec: str) -> bytes:
+    if codec == ".zst":
+        zstd = pytest.importorskip("zstandard").ZstdCompressor()
+        return zstd.compress(data[:1000]) + zstd.compress(data[1000:])  # two frames
+    return _CODECS[codec](data)
+
+
+@pytest.mark.parametrize(("codec", "fmt"), [(".gz", "jsonl"), (".bz2", "jsonl"), (".xz", "jsonl"), (".zst", "jsonl"),
+                                            (".gz", "csv"), (".zst", "txt")])  # fmt: skip
+def test_compressed_text_inputs_equal_the_plain_files(codec: str, fmt: str, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(TEXTS)]
+    plain = _write(tmp_path / f"in.{fmt}", fmt, rows)
+    packed = tmp_path / "packed" / f"in.{fmt}{codec}"
+    packed.parent.mkdir()
+    packed.write_bytes(_compress(plain.read_bytes(), codec))
+    kw: dict[str, Any] = {"rows_per_part": 40, "progress": False, **({} if fmt == "txt" else {"id_column": "id"})}
+    embed_dataset(plain, tmp_path / "a", tiny_bert_bundle, **kw)
+    s = embed_dataset(packed.parent, tmp_path / "b", tiny_bert_bundle, **kw)  # found in a folder too
+    assert s.rows == len(TEXTS) and s.parts == 6
+    assert _read(tmp_path / "b").equals(_read(tmp_path / "a"))
+    lines = (tmp_path / "b" / "_parts.jsonl").read_text().splitlines()  # killed after two parts: resume
+    (tmp_path / "b" / "_parts.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    s = embed_dataset(packed.parent, tmp_path / "b", tiny_bert_bundle, **kw)
+    assert s.parts_resumed == 2 and _read(tmp_path / "b").equals(_read(tmp_path / "a"))
+
+
+@pytest.mark.parametrize("codec", [".gz", ".bz2", ".xz", ".zst"])
+def test_a_compressed_input_seeks_both_ways(codec: str, tmp_path: Path) -> None:
+    """Parts are read from where their rows begin, in any order (Ray actors): offsets are the
+    decompressed bytes', a seek back starts the stream again."""
+    from embedrt.dataset._storage import open_input
+
+    data = b"".join(f"line {i} ".encode() * (i % 7 + 1) + b"\n" for i in range(3000))
+    path = tmp_path / f"x.txt{codec}"
+    path.write_bytes(_compress(data, codec))
+    with open_input(str(path)) as f:
+        for offset in (len(data) - 100, 5, 40_000, 39_999, 0, len(data)):
+            f.seek(offset)
+            assert f.tell() == offset and f.read(300) == data[offset:offset + 300]
+        f.seek(1234)
+        assert f.readline() == data[1234:data.index(b"\n", 1234) + 1]
 
 
 def test_output_inside_the_input_folder_and_mismatched_parquet_types(tmp_path: Path, tiny_bert_bundle: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +94,22 @@ def test_ray_backend_on_s3_equals_local_backend(local_ray: None, s3_env: dict[st
     assert len(got) == 300
     np.testing.assert_allclose(np.stack([r["embedding"] for r in got[:5]]),
                                Embedder(tiny_bert_bundle).encode([f"id {r['id']}" for r in got[:5]]), atol=1e-5)  # fmt: skip
+
+
+def test_ray_backend_reads_a_compressed_input(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """Each actor reads its parts of one gzip file from where their rows begin."""
+    rows = "".join(json.dumps({"key": f"k{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:400]))
+    (tmp_path / "in.jsonl").write_text(rows)
+    (tmp_path / "gz").mkdir()
+    (tmp_path / "gz" / "in.jsonl.gz").write_bytes(gzip.compress(rows.encode()))
+    common = {"id_column": "key", "rows_per_part": 50, "progress": False}
+    rayed = embed_dataset(tmp_path / "gz", tmp_path / "ray", tiny_bert_bundle, backend="ray",
+                          ray=RayOptions(num_actors=2), **common)  # type: ignore[arg-type]  # fmt: skip
+    embed_dataset(tmp_path / "in.jsonl", tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    assert rayed.written == 400 and rayed.parts == 8
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    assert b.column("id").to_pylist() == a.column("id").to_pylist()
+    np.testing.assert_array_equal(_vectors(a), _vectors(b))
 
 
 def test_ray_progress_moves_within_a_part_and_counts_every_row(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path,

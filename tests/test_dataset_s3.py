@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -124,6 +125,9 @@ def test_s3_parquet_glob_and_csv(s3: None, tmp_path: Path, tiny_bert_bundle: Pat
     put("s3://corpus/d/in.csv", csv.encode())
     s = embed_dataset("s3://corpus/d/in.csv", tmp_path / "local-out", tiny_bert_bundle, **kw)
     assert s.rows == 12 and pq.read_table(tmp_path / "local-out").num_rows == 12  # S3 in, local out
+    put("s3://corpus/d2/in.csv.gz", gzip.compress(csv.encode()))  # compressed on S3: read as one stream
+    s = embed_dataset("s3://corpus/d2/in.csv.gz", tmp_path / "gz-out", tiny_bert_bundle, **kw)
+    assert pq.read_table(tmp_path / "gz-out").equals(pq.read_table(tmp_path / "local-out"))
 
 
 def test_a_failed_upload_leaves_no_object_under_the_real_name(s3: None) -> None:

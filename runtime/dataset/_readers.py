@@ -85,7 +85,7 @@ def _to_arrow(values: list[Any], kind: str) -> pa.Array:
 
 def _lines(shard: Shard, part: PartSpec, skip_empty: bool) -> Any:
     """(line number, raw bytes without the line ending) for the part's rows."""
-    with storage.open_input(shard.path) as f:
+    with storage.reading(shard.path) as f:
         f.seek(part.byte_offset)
         line, left = part.first_line, part.rows
         for raw in f:
@@ -175,7 +175,7 @@ def _read_csv(
     rows = _Rows(columns)
     header = shard.columns
     where = {c: header.index(c) for c in (text_column, *columns)}
-    with storage.open_input(shard.path) as f, csv_field_limit():
+    with storage.reading(shard.path) as f, csv_field_limit():
         f.seek(part.byte_offset)
         lines = _TrackedLines(f)
         reader = csv.reader(lines, delimiter=delimiter)

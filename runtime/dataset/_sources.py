@@ -43,8 +43,7 @@ SUFFIXES = {
     ".ndjson": InputFormat.JSONL, ".csv": InputFormat.CSV, ".tsv": InputFormat.TSV,
     ".parquet": InputFormat.PARQUET, ".pq": InputFormat.PARQUET,
 }  # fmt: skip
-_REFUSED = {".gz": "compressed", ".bz2": "compressed", ".zst": "compressed", ".xz": "compressed",
-            ".json": "a JSON document (one object a line is .jsonl)"}  # fmt: skip
+_REFUSED = {".json": "a JSON document (one object a line is .jsonl)"}
 
 
 class InputError(EmbedrtError, ValueError):
@@ -214,11 +213,11 @@ def _expand(s: str) -> list[str]:
     what = storage.kind(s)
     if what == "dir":
         found = [f for f, rel in storage.walk(s) if not _hidden(PurePosixPath(rel))]
-        for f in found:  # a compressed data file (a.jsonl.gz) would be silently left out: refuse it
-            name = PurePosixPath(_name(f))
-            if _REFUSED.get(name.suffix.lower()) == "compressed" and PurePosixPath(name.stem).suffix.lower() in SUFFIXES:
-                _format_of(f)
-        known = [f for f in found if PurePosixPath(_name(f)).suffix.lower() in SUFFIXES]
+        known = []
+        for f in found:
+            if _suffixes(f)[0] in SUFFIXES:
+                _format_of(f)  # a compressed Parquet file is refused, not left out
+                known.append(f)
         if not known and found:
             raise InputError(f"folder {s!r} holds no file ending in {sorted(SUFFIXES)}")
         return known
@@ -239,13 +238,28 @@ def _hidden(rel: PurePath) -> bool:
     return any(part.startswith((".", "_")) for part in rel.parts)
 
 
+def _suffixes(path: str) -> tuple[str, str | None]:
+    """(the format's suffix, the compression's suffix or None): ``a.jsonl.gz`` -> (".jsonl", ".gz")."""
+    name = PurePosixPath(_name(path))
+    suffix = name.suffix.lower()
+    if suffix in storage.CODECS:
+        return PurePosixPath(name.stem).suffix.lower(), suffix
+    return suffix, None
+
+
 def _format_of(path: str) -> InputFormat:
-    suffix = PurePosixPath(_name(path)).suffix.lower()
+    suffix, codec = _suffixes(path)
     if suffix in SUFFIXES:
+        if codec is not None and SUFFIXES[suffix] is InputFormat.PARQUET:
+            raise InputError(f"input file {path!r} is a compressed Parquet file; Parquet compresses its own "
+                             "columns: decompress it (its pages stay compressed)")  # fmt: skip
         return SUFFIXES[suffix]
     why = _REFUSED.get(suffix)
-    hint = f" ({why}: decompress it or convert it to Parquet)" if why else ""
-    raise InputError(f"input file {path!r} has extension {suffix!r}{hint}; expected one of {sorted(SUFFIXES)}")
+    hint = f" ({why})" if why else ""
+    raise InputError(
+        f"input file {path!r} has extension {suffix!r}{hint}; expected one of {sorted(SUFFIXES)}, text formats "
+        f"also compressed ({', '.join(sorted(storage.CODECS))})"
+    )
 
 
 def plan_input(

@@ -11,13 +11,18 @@ instead of lines appended to ``_parts.jsonl``.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import fnmatch
 import glob
+import gzip
 import io
 import json
+import lzma
 import os
 import secrets
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -113,11 +118,107 @@ def size_and_mtime(uri: str) -> tuple[int, int]:
 
 
 def open_input(where: str) -> IO[bytes]:
-    """A buffered, seekable binary reader (on an object store: ranged reads of ``BUFFER`` bytes)."""
-    if not is_uri(where):
-        return open(where, "rb")
-    fs, path = split_uri(where)
-    return io.BufferedReader(fs.open_input_file(path), BUFFER)  # type: ignore[arg-type]
+    """A buffered, seekable binary reader (on an object store: ranged reads of ``BUFFER`` bytes); a
+    compressed file (``CODECS``) is read decompressed, its offsets those of the decompressed bytes."""
+    if is_uri(where):
+        fs, path = split_uri(where)
+        raw: Any = io.BufferedReader(fs.open_input_file(path), BUFFER)
+    else:
+        raw = open(where, "rb")  # noqa: SIM115 (the caller closes what this returns)
+    codec = CODECS.get(PurePosixPath(where).suffix.lower())
+    if codec is None:
+        return raw  # type: ignore[no-any-return]
+    return io.BufferedReader(_Decompressed(raw, codec), BUFFER)  # type: ignore[return-value]
+
+
+_kept = threading.local()  # per thread: (path, reader) of the compressed file it read last
+
+
+@contextlib.contextmanager
+def reading(where: str) -> Iterator[IO[bytes]]:
+    """``open_input`` for a part's reader. A compressed file's reader is kept open for this thread's
+    next part of the same file: parts are read in order (locally) or in rising order (each Ray actor),
+    so the next seek goes forward from where this one stopped instead of decompressing from the start."""
+    if PurePosixPath(where).suffix.lower() not in CODECS:
+        with open_input(where) as f:
+            yield f
+        return
+    kept = getattr(_kept, "file", None)
+    if kept is None or kept[0] != where:
+        if kept is not None:
+            kept[1].close()
+        kept = _kept.file = (where, open_input(where))
+    try:
+        yield kept[1]
+    except BaseException:
+        kept[1].close()  # its position is unknown now
+        _kept.file = None
+        raise
+
+
+def _zstd(f: Any) -> Any:
+    try:
+        import zstandard
+    except ImportError as e:
+        raise ImportError('reading .zst files needs zstandard: pip install "embedrt[dataset]"') from e
+    return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=False)
+
+
+CODECS: dict[str, Callable[[Any], Any]] = {
+    ".gz": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
+    ".bz2": lambda f: bz2.BZ2File(f, mode="rb"),
+    ".xz": lambda f: lzma.LZMAFile(f, mode="rb"),  # noqa: SIM115 (closed by _Decompressed)
+    ".zst": _zstd,
+}  # a text input compressed whole: read as one stream (several gzip members or zstd frames are one file)
+
+
+class _Decompressed(io.RawIOBase):
+    """A compressed file's decompressed bytes, seekable: forward by reading on, backward by starting
+    again from the file's first byte (a part's reader seeks to where its rows begin)."""
+
+    def __init__(self, raw: Any, codec: Callable[[Any], Any]) -> None:
+        self._raw, self._codec = raw, codec
+        self._restart()
+
+    def _restart(self) -> None:
+        self._raw.seek(0)
+        self._stream = self._codec(self._raw)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self._stream.readinto(b)
+        self._pos += n
+        return int(n)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("a compressed input is not seeked from its end")
+        if offset < self._pos:
+            self._stream.close()
+            self._restart()
+        scratch = bytearray(min(BUFFER, max(offset - self._pos, 1)))
+        while self._pos < offset:
+            with memoryview(scratch) as m:
+                if not self.readinto(m[: offset - self._pos]):
+                    break
+        return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+            self._raw.close()
+        super().close()
 
 
 def parquet_file(where: str) -> Any:
@@ -209,7 +310,7 @@ class ObjectFolder:
 
     def read(self, name: str) -> bytes | None:
         try:
-            with self.fs.open_input_stream(f"{self.path}/{name}") as f:
+            with self.fs.open_input_stream(f"{self.path}/{name}", compression=None) as f:
                 return bytes(f.read())
         except FileNotFoundError:
             return None
@@ -220,7 +321,7 @@ class ObjectFolder:
         head, _, base = final.rpartition("/")
         tmp = f"{head}/.{base}.tmp-{secrets.token_hex(4)}"
         try:
-            with self.fs.open_output_stream(tmp) as f:
+            with self.fs.open_output_stream(tmp, compression=None) as f:  # never compressed by its name
                 write(f)
                 written = f.tell()
             self.fs.move(tmp, final)
@@ -253,7 +354,7 @@ class ObjectFolder:
         names = [n for n in _names(self.fs, folder) if not n.startswith(".")]
 
         def read(n: str) -> str:
-            with self.fs.open_input_stream(f"{folder}/{n}") as f:
+            with self.fs.open_input_stream(f"{folder}/{n}", compression=None) as f:
                 return bytes(f.read()).decode("utf-8", "replace")
 
         with ThreadPoolExecutor(8) as pool:
