@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._lines import DECODE_ERRORS, STDIN, STRUCTURED, read_lines
+from ._lines import COMPRESSED, DECODE_ERRORS, STDIN, STRUCTURED, read_lines
 from ._model_args import add_model_arguments, model_options, positive_or_auto
 from ._types import AUTO
 
@@ -28,7 +28,8 @@ def add_encode_parser(sub: Any) -> None:
         "encode",
         help="embed texts (one per line) to .npy, .parquet or .jsonl",
         description="Embed one text per line from FILE (or - for stdin), read as UTF-8, or the --text-column "
-        "of a .jsonl, .csv, .tsv or .parquet file (needs embedrt[dataset]). The output format "
+        "of a .jsonl, .csv, .tsv or .parquet file (needs embedrt[dataset]; text files also .gz, .bz2, .xz, .zst). "
+        "The output format "
         "follows the extension of -o: .npy (float32 [n, dim]), .parquet (columns text, embedding) or "
         ".jsonl; sparse bundles write .jsonl rows of text, indices, values. For a whole corpus (ids, "
         "resumable, bounded memory) use embed-dataset.",
@@ -178,7 +179,7 @@ def _encode_sparse(args: argparse.Namespace, run: _Run, texts: list[str]) -> Non
 
 
 def _structured(path: str) -> bool:
-    return path != STDIN and Path(path).suffix.lower() in STRUCTURED
+    return path != STDIN and Path(path).suffix.lower() in (*STRUCTURED, *COMPRESSED)
 
 
 def _read_column(path: str, column: str) -> list[str]:

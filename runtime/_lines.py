@@ -25,6 +25,8 @@ STRUCTURED = {
     ".tsv": "TSV",
     ".parquet": "Parquet",
 }
+# Compressed files: read by the corpus job's readers too, decompressed (``.txt.gz`` as lines).
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 
 
 def read_lines(

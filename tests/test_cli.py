@@ -125,6 +125,27 @@ def test_encode_reads_the_text_column_of_files_with_columns(tiny_bert_bundle: Pa
     np.testing.assert_allclose(np.load(out), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["in.jsonl.gz", "in.txt.xz"])
+def test_encode_reads_compressed_files(tiny_bert_bundle: Path, tmp_path: Path, name: str) -> None:
+    import gzip
+    import lzma
+
+    from embedrt._lines import COMPRESSED
+    from embedrt.dataset._storage import CODECS
+
+    assert set(COMPRESSED) == set(CODECS)  # every compression the readers take is routed to them
+    texts = ["A man is eating food.", "", "대한민국", "last"]
+    if name.startswith("in.jsonl"):
+        data = "".join(json.dumps({"body": t}, ensure_ascii=False) + "\n" for t in texts).encode()
+        (tmp_path / name).write_bytes(gzip.compress(data))
+    else:
+        (tmp_path / name).write_bytes(lzma.compress("".join(t + "\n" for t in texts).encode()))
+    out = tmp_path / "o.npy"
+    args = ["encode", str(tiny_bert_bundle), str(tmp_path / name), "-o", str(out), "--no-progress"]
+    assert main([*args, *(["--text-column", "body"] if "jsonl" in name else [])]) == 0
+    np.testing.assert_allclose(np.load(out), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
+
+
 def test_encode_of_files_with_columns_names_bad_rows(tiny_bert_bundle: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "fine"}\n{"text": null}\n', encoding="utf-8")

@@ -156,6 +156,13 @@ def reading(where: str) -> Iterator[IO[bytes]]:
         raise
 
 
+def release() -> None:
+    """Close the compressed reader this thread keeps (the end of a read that is not a thread's last)."""
+    kept, _kept.file = getattr(_kept, "file", None), None
+    if kept is not None:
+        kept[1].close()
+
+
 def _zstd(f: Any) -> Any:
     try:
         import zstandard

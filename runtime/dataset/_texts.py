@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ._batch import bad_row
 from ._readers import BAD, TEXT, read_part
-from ._sources import InputError, InputFormat, plan_input
+from ._sources import InputError, InputFormat, Plan, plan_input
+from ._storage import release
 
 _ROWS_PER_PART = 65536
 
@@ -16,6 +17,13 @@ _ROWS_PER_PART = 65536
 def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
     """The ``text_column`` of a .jsonl / .csv / .tsv / .parquet file (or .txt lines), every row, in order."""
     plan = plan_input(path, _ROWS_PER_PART, text_column=text_column, id_column=None, keep_columns=())
+    try:
+        return _texts(plan, text_column)
+    finally:
+        release()  # a compressed file's reader, kept between parts
+
+
+def _texts(plan: Plan, text_column: str) -> list[str]:
     texts: list[str] = []
     for part in plan.parts:
         table = read_part(plan, part, text_column, None, ())
