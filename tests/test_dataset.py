@@ -200,6 +200,20 @@ def test_the_progress_bar_moves_within_a_part_and_counts_every_row(tmp_path: Pat
     assert len([n for n in bar.updates if n]) > 3 * 3  # batches of 8 within each of the 3 parts, not 3 steps
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_the_planning_scan_shows_the_rows_it_finds(fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedrt.dataset import _sources
+
+    monkeypatch.setattr(_sources, "_BLOCK", 64)  # many blocks (text formats), so the count moves as it goes
+    for i in range(2):
+        _write(tmp_path / "in" / f"{i}.{fmt}", fmt, [{"text": t} for t in TEXTS[:150]])
+    found: list[int] = []
+    plan = _sources.plan_input(str(tmp_path / "in"), 40, text_column="text", id_column=None, keep_columns=(),
+                               scanned=found.append)  # fmt: skip
+    assert sum(found) == plan.rows == 300
+    assert len([n for n in found if n]) >= (2 if fmt == "parquet" else 10)
+
+
 def test_bad_rows_fail_names_the_row_and_keeps_finished_parts(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     src = _bad_corpus(tmp_path / "in.jsonl")
     with pytest.raises(BadRowError) as e:
@@ -430,6 +444,7 @@ def test_cli_summary_and_progress(tmp_path: Path, tiny_bert_bundle: Path) -> Non
                        capture_output=True, text=True, check=True)  # fmt: skip
     assert "50 rows written" in r.stdout and "texts/s" in r.stdout and "tokens/s" in r.stdout
     assert "embed-dataset" in r.stderr and "row" in r.stderr  # the progress bar
+    assert "planning" in r.stderr  # and the planning scan's, before it
     r = subprocess.run(_cli(str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle)), capture_output=True,
                        text=True)  # fmt: skip
     assert r.returncode == 2 and "option 'id_column'" in r.stderr

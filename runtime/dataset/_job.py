@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -159,8 +160,9 @@ def embed_dataset(
         )
     dim = embedder.dimension if embedder is not None else dim
     embedding = output_settings(dim, job.precision, job.truncate_dim, job.ranges)[3]  # bad settings fail here
-    plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column, keep_columns=job.keep_columns,
-                      log=say, exclude=str(output))  # fmt: skip
+    with _scan_progress(progress) as scanned:
+        plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column,
+                          keep_columns=job.keep_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
     schema = output_schema(plan, id_column, job.keep_columns, dim, embedding)
     folder = OutputFolder(output)
     identity = job.identity(bundle_hash, plan)
@@ -393,6 +395,18 @@ def _final_manifest(
                      "file": "_bad_rows.jsonl" if bad else None},
         "last_run": {**asdict(summary), "batch_size": batch_size, "bad_examples": None},
     }  # fmt: skip
+
+
+@contextlib.contextmanager
+def _scan_progress(enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A bar of the rows the planning scan found (a corpus of many GB takes minutes to scan)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(desc="planning", unit="row", unit_scale=True, leave=False) as bar:
+        yield bar.update
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:

@@ -13,7 +13,7 @@ import csv
 import glob
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -271,8 +271,11 @@ def plan_input(
     keep_columns: tuple[str, ...],
     log: Any = None,
     exclude: str | None = None,
+    scanned: Callable[[int], None] | None = None,
 ) -> Plan:
-    """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files)."""
+    """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
+    ``scanned(n)``: n more rows found (a progress bar for a long scan)."""
+    tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     fmt, files = find_inputs(spec, exclude)
     if fmt is InputFormat.TXT and (id_column or keep_columns):
@@ -287,10 +290,13 @@ def plan_input(
             log(f"scanning {path} ({storage.size(path) / 1e6:.1f} MB)")
         if fmt is InputFormat.PARQUET:
             shard, starts, hashes = _scan_parquet(path, first_row, rows_per_part)
+            tell(shard.rows)
         elif fmt in (InputFormat.CSV, InputFormat.TSV):
-            shard, starts, hashes = _scan_csv(path, first_row, rows_per_part, "\t" if fmt is InputFormat.TSV else ",")
+            shard, starts, hashes = _scan_csv(path, first_row, rows_per_part, "\t" if fmt is InputFormat.TSV else ",",
+                                              tell)  # fmt: skip
         else:
-            shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL, kinds=kinds)
+            shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL,
+                                                kinds=kinds, tell=tell)  # fmt: skip
         _check_columns(shard, fmt, text_column, wanted)
         for k, (start, offset, line) in enumerate(starts):
             stop = min(start + rows_per_part, shard.rows)
@@ -337,7 +343,8 @@ def _check_columns(shard: Shard, fmt: InputFormat, text_column: str, wanted: tup
 
 
 def _scan_lines(
-    path: str, first_row: int, rows_per_part: int, *, skip_empty: bool, kinds: dict[str, set[str]]
+    path: str, first_row: int, rows_per_part: int, *, skip_empty: bool, kinds: dict[str, set[str]],
+    tell: Callable[[int], None],
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     """Rows = lines (jsonl: non-empty lines). Returns the shard, (row, byte offset, line) per part
     start, and each part's sha256."""
@@ -358,6 +365,7 @@ def _scan_lines(
                     if kinds:
                         _sample_kinds(data, np.array([0]), np.array([len(data)]), kinds)
                     rows += 1
+                    tell(1)
                 break
             arr = np.frombuffer(data, np.uint8)
             ends = np.flatnonzero(arr == 10)
@@ -375,6 +383,7 @@ def _scan_lines(
             if kinds:
                 _sample_kinds(data, begins[is_row], ends[is_row], kinds)
             rows += int(is_row.sum())
+            tell(int(is_row.sum()))
             lines += len(ends)
             cut = int(ends[-1]) + 1
             carry, base = data[cut:], base + cut
@@ -441,7 +450,7 @@ def _json_type(kinds: set[str]) -> str:
 
 
 def _scan_csv(
-    path: str, first_row: int, rows_per_part: int, delimiter: str
+    path: str, first_row: int, rows_per_part: int, delimiter: str, tell: Callable[[int], None]
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     h = hashlib.sha256()
     ph = _PartHashes()
@@ -453,7 +462,7 @@ def _scan_csv(
             header = next(reader)
         except StopIteration:
             header = []
-        rows = 0
+        rows = told = 0
         offset, line = lines.offset, lines.line + 1
         last = offset, line
         try:
@@ -467,9 +476,12 @@ def _scan_csv(
                 offset, line = lines.offset, lines.line + 1
                 if ph.pending > _BLOCK:
                     ph.settled(offset)  # every part starting before this record is known
+                    tell(rows - told)
+                    told = rows
         except csv.Error as e:
             raise InputError(f"{path} line {line}: not valid CSV ({e}); fix the file or convert it to Parquet") from e
         lines.drain()
+        tell(rows - told)
         if rows:
             _check_last_record(f, *last, delimiter, path)
     cols = tuple(c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(header))
