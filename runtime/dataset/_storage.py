@@ -104,10 +104,7 @@ def _matches(pattern: list[str], parts: list[str]) -> bool:
 
 
 def size(where: str) -> int:
-    if not is_uri(where):
-        return Path(where).stat().st_size
-    fs, path = split_uri(where)
-    return int(fs.get_file_info(path).size)
+    return Path(where).stat().st_size if not is_uri(where) else size_and_mtime(where)[0]
 
 
 def size_and_mtime(uri: str) -> tuple[int, int]:
@@ -280,7 +277,6 @@ class LocalFolder:
         return p.read_text(encoding="utf-8", errors="replace").splitlines() if p.is_file() else []
 
     def append(self, name: str, line: str, part: int) -> None:
-
         with (self.path / name).open("a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
