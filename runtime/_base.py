@@ -341,19 +341,7 @@ class BundleModel:
 
     def _prompt(self, prompt_name: str | None, prompt: str | None) -> str | None:
         """The prompt text to prepend: ``prompt``, the one named, or the bundle's default prompt."""
-        if prompt_name is not None and prompt is not None:
-            raise ValueError("give prompt_name or prompt, not both")
-        if prompt_name is not None:
-            if prompt_name not in self.manifest.prompts:
-                raise ValueError(
-                    f"prompt_name {prompt_name!r} is not in this bundle's prompts {sorted(self.manifest.prompts)}"
-                )
-            prompt = self.manifest.prompts[prompt_name]
-        elif prompt is None and self.manifest.default_prompt_name:
-            prompt = self.manifest.prompts.get(self.manifest.default_prompt_name)
-        if prompt is not None and not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        return prompt or None
+        return prompt_text(self.manifest, prompt_name, prompt)
 
     def _with_prompt(self, texts: list[str], prompt_name: str | None, prompt: str | None) -> list[str]:
         text = self._prompt(prompt_name, prompt)
@@ -363,6 +351,21 @@ class BundleModel:
 # encode_document's prompt: the first of these the bundle has (sentence-transformers' documented order)
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 QUERY_PROMPTS = ("query",)
+
+
+def prompt_text(m: Manifest, prompt_name: str | None, prompt: str | None) -> str | None:
+    """The prompt to put before each text: ``prompt``, the one named, or the bundle's default prompt."""
+    if prompt_name is not None and prompt is not None:
+        raise ValueError("give prompt_name or prompt, not both")
+    if prompt_name is not None:
+        if prompt_name not in m.prompts:
+            raise ValueError(f"prompt_name {prompt_name!r} is not in this bundle's prompts {sorted(m.prompts)}")
+        prompt = m.prompts[prompt_name]
+    elif prompt is None and m.default_prompt_name:
+        prompt = m.prompts.get(m.default_prompt_name)
+    if prompt is not None and not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    return prompt or None
 
 
 def task_prompt(prompts: dict[str, str], names: tuple[str, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

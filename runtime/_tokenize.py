@@ -104,7 +104,7 @@ def flat_ids(tokenizer: Tokenizer, texts: list[str], given: Sequence[str] | None
     """All texts' token ids in one int64 array, and the tokens per text (for static-embedding bundles:
     no Encoding kept, no padding, no per-batch work). ``given``: see ``tokenize``."""
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # fast: no character offsets
-    ids = [e.ids for e in _encoded(encode, texts, given)]
+    ids = [e.ids for e in encoded(encode, texts, given)]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
     return flat, lengths
@@ -116,7 +116,7 @@ def tokenize(
     """Texts, or (first, second) pairs encoded together as the model's pair template says (for
     rerankers), truncated longest-first to the tokenizer's max length, as transformers does.
     ``given``: the caller's texts, before a prompt was put in front, which an error names."""
-    encodings = _encoded(tokenizer.encode_batch, texts, given)
+    encodings = encoded(tokenizer.encode_batch, texts, given)
     ids = [e.ids for e in encodings]
     return Tokenized(
         ids=ids,
@@ -156,9 +156,13 @@ def pad_batch(
     return feed
 
 
-def _encoded(encode: Any, texts: Sequence[str] | Sequence[tuple[str, str]], given: Sequence[str] | None) -> Any:
+def encoded(
+    encode: Any, texts: Sequence[str] | Sequence[tuple[str, str]], given: Sequence[str] | None, special: bool = True
+) -> Any:
+    """``encode(texts)`` (a tokenizer's batch call), a text it cannot take named (``given``: the
+    caller's texts, before a prompt was put in front); ``special``: with the special tokens."""
     try:
-        return encode(list(texts), add_special_tokens=True)
+        return encode(list(texts), add_special_tokens=special)
     except TypeError as e:  # tokenizers' error for a str it cannot take names no text
         bad = first_unencodable(texts)
         if bad is None:

@@ -1,0 +1,147 @@
+"""Texts longer than a model's window, cut into windows of tokens instead of truncated.
+
+Each text is tokenized once, whole (the prompt in front, as ``tokenize`` does it), and its tokens
+are cut into windows of at most ``tokens`` model inputs: the tokenizer's special tokens and the
+prompt's tokens in every window, the text's tokens in between, consecutive windows sharing
+``overlap`` of them. A window ends at a word's first token where one lies in its second half (so a
+word is not cut in two unless it is longer than that), and the next one starts at a word too. A
+text that fits one window gives the very input ids that ``tokenize`` gives it, so its vector is the
+one a plain run computes. Each window records the characters of the text it covers
+(``text[start:end]``, the prompt not counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ._tokenize import Tokenized, encoded
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """The windows of a list of texts, in text order and then window order."""
+
+    tokens: Tokenized  # one entry per window, ready for ``encode_tokenized``
+    text: np.ndarray  # int64 [windows], the text each window is from
+    index: np.ndarray  # int32 [windows], the window's place within its text, from 0
+    start: np.ndarray  # int64 [windows], first character of the text the window covers
+    end: np.ndarray  # int64 [windows], one past its last character
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class Chunker:
+    """Cuts texts into windows of at most ``tokens`` model inputs (special tokens and the prompt
+    included; at most the model's ``max_seq_length``), ``overlap`` text tokens shared by neighbours."""
+
+    def __init__(self, tokenizer: Tokenizer, max_seq_length: int, tokens: int, overlap: int = 0,
+                 prompt: str | None = None) -> None:  # fmt: skip
+        from ._types import check_int
+
+        self.tokens = check_int(tokens, "chunk_tokens", 1, max_seq_length, why=" (the model's max_seq_length)")
+        self.overlap = check_int(overlap, "chunk_overlap", 0)
+        self.prompt = prompt or ""
+        tok = Tokenizer.from_str(tokenizer.to_str())  # a copy: whole texts, never truncated or padded
+        tok.no_truncation()
+        tok.no_padding()
+        self._tok = tok
+        self._prefix, self._suffix, self._prefix_types, self._suffix_types, self._type = _template(tok)
+        # the text's room in one window, the prompt's tokens taken out (as tokenized alone: in front of
+        # a text they may differ by a token, which ``split`` checks for each text)
+        alone = len(tok.encode(self.prompt, add_special_tokens=False).ids) if self.prompt else 0
+        room = self.tokens - len(self._prefix) - len(self._suffix) - alone
+        if room <= self.overlap:
+            held = f"the special tokens take {len(self._prefix) + len(self._suffix)}"
+            held += f" and the prompt {alone}" if alone else ""
+            raise ValueError(f"chunk_tokens={self.tokens} leaves {room} tokens of text per chunk ({held}), which must "
+                             f"be more than chunk_overlap={self.overlap}: raise chunk_tokens or lower chunk_overlap")  # fmt: skip
+
+    def split(self, texts: Sequence[str]) -> Chunks:
+        """The windows of every text (at least one each: an empty text gives one window of no text)."""
+        full = [self.prompt + t for t in texts] if self.prompt else list(texts)
+        encodings = encoded(self._tok.encode_batch, full, texts, special=False)
+        ids: list[list[int]] = []
+        types: list[list[int]] = []
+        text_of: list[int] = []
+        index: list[int] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        skip = len(self.prompt)
+        for i, e in enumerate(encodings):
+            offsets, words, all_ids = e.offsets, e.word_ids, e.ids
+            p = 0
+            if skip:  # the prompt's tokens: those that end within it
+                while p < len(all_ids) and offsets[p][1] <= skip:
+                    p += 1
+            head = self._prefix + all_ids[:p]
+            room = self.tokens - len(head) - len(self._suffix)
+            if room <= self.overlap:
+                raise ValueError(f"texts[{i}]: chunk_tokens={self.tokens} leaves {room} tokens for the text after "
+                                 f"the special tokens and the prompt's {p}, not more than chunk_overlap={self.overlap}")  # fmt: skip
+            head_types = self._prefix_types + [self._type] * p
+            for k, (a, b) in enumerate(self._windows(words, p, len(all_ids), room)):
+                ids.append(head + all_ids[a:b] + self._suffix)
+                types.append(head_types + [self._type] * (b - a) + self._suffix_types)
+                text_of.append(i)
+                index.append(k)
+                starts.append(max(offsets[a][0] - skip, 0) if b > a else 0)
+                ends.append(max(offsets[b - 1][1] - skip, 0) if b > a else 0)
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        return Chunks(
+            tokens=Tokenized(ids, types, lengths, np.zeros(len(ids), dtype=bool)),
+            text=np.asarray(text_of, dtype=np.int64),
+            index=np.asarray(index, dtype=np.int32),
+            start=np.asarray(starts, dtype=np.int64),
+            end=np.asarray(ends, dtype=np.int64),
+        )
+
+    def _windows(self, words: list[int | None], first: int, n: int, room: int) -> list[tuple[int, int]]:
+        """Token ranges ``[a, b)`` over ``first..n`` of at most ``room`` tokens, ``overlap`` shared."""
+
+        def word_starts(j: int) -> bool:
+            return j >= n or words[j] is None or words[j] != words[j - 1]
+
+        out: list[tuple[int, int]] = []
+        s = first
+        while True:
+            e = s + room
+            if e >= n:
+                out.append((s, n))
+                return out
+            floor = s + max(self.overlap, room // 2)  # a window keeps at least half its room
+            cut = e
+            while cut > floor and not word_starts(cut):
+                cut -= 1
+            if cut <= floor:  # one word fills the second half: cut inside it
+                cut = e
+            out.append((s, cut))
+            s = cut - self.overlap
+            while s < cut and s > first and not word_starts(s):
+                s += 1
+
+
+def _template(tok: Tokenizer) -> tuple[list[int], list[int], list[int], list[int], int]:
+    """The special tokens the tokenizer puts before and after a single text (ids and type ids), and
+    the text's type id; a tokenizer that does anything else to a text cannot be chunked."""
+    found = None
+    for probe in ("hello world", "x"):
+        bare = tok.encode(probe, add_special_tokens=False)
+        full = tok.encode(probe)
+        n, m = len(bare.ids), len(full.ids)
+        k = next((k for k in range(m - n + 1) if full.ids[k : k + n] == bare.ids), None)
+        if n == 0 or k is None:
+            break
+        parts = (full.ids[:k], full.ids[k + n :], full.type_ids[:k], full.type_ids[k + n :], full.type_ids[k])
+        if found is not None and parts != found:
+            found = None
+            break
+        found = parts
+    if found is None:
+        raise ValueError("this bundle's tokenizer does not wrap a text in fixed special tokens, so its windows "
+                         "cannot be built from the text's tokens: chunking is not available for it")  # fmt: skip
+    return found

@@ -1,0 +1,132 @@
+"""Texts cut into windows of tokens: the windows' ids against the tokenizer's own, for WordPiece,
+byte-level BPE and Unigram tokenizers, with and without overlap and prompts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from tiny_models import CORPUS, _train_tokenizer
+from tokenizers import Tokenizer, processors
+
+from embedrt._chunking import Chunker
+
+KINDS = ["wordpiece", "bpe", "unigram"]
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def tokenizer(request: pytest.FixtureRequest) -> Tokenizer:
+    return _train_tokenizer(request.param)[0]
+
+
+def _texts(n: int = 40, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    words = " ".join(CORPUS).split()
+    return [" ".join(rng.choice(words) for _ in range(rng.choice([0, 1, 3, 12, 40, 120]))) for _ in range(n)]
+
+
+def _whole(tok: Tokenizer, text: str, special: bool = False) -> list[int]:
+    t = Tokenizer.from_str(tok.to_str())
+    t.no_truncation()
+    return t.encode(text, add_special_tokens=special).ids
+
+
+def _place(seq: list[int], part: list[int], low: int, high: int) -> int:
+    """The last place from ``low`` to ``high`` where ``part`` lies in ``seq`` (fails if none)."""
+    places = [i for i in range(low, high + 1) if seq[i : i + len(part)] == part]
+    assert places, f"the window's tokens are not where its neighbour ends ({low}..{high})"
+    return places[-1]
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(16, 0), (16, 5), (9, 3), (48, 0)])
+def test_windows_cover_every_token_within_the_size(tokenizer: Tokenizer, size: int, overlap: int) -> None:
+    texts = _texts()
+    chunks = Chunker(tokenizer, 48, size, overlap).split(texts)
+    first = _whole(tokenizer, "x", special=True)[0]
+    last = _whole(tokenizer, "x", special=True)[-1]
+    for t, text in enumerate(texts):
+        rows = [k for k in range(len(chunks)) if chunks.text[k] == t]
+        assert [int(chunks.index[k]) for k in rows] == list(range(len(rows))) and rows
+        whole = _whole(tokenizer, text)
+        at, covered = 0, 0
+        for k in rows:
+            ids = chunks.tokens.ids[k]
+            assert len(ids) <= size and ids[0] == first and ids[-1] == last
+            assert len(chunks.tokens.type_ids[k]) == len(ids) == chunks.tokens.lengths[k]
+            body = ids[1:-1]
+            if not body:
+                assert whole == [] and len(rows) == 1
+                continue
+            # it goes on from the last window, sharing at most ``overlap`` tokens with it, skipping none
+            at = _place(whole, body, max(covered - overlap, 0), covered)
+            covered = at + len(body)
+            start, end = int(chunks.start[k]), int(chunks.end[k])
+            assert 0 <= start < end <= len(text)
+        assert covered == len(whole)
+        if len(whole) <= size - 2:  # fits: the very ids tokenize gives
+            assert chunks.tokens.ids[rows[0]] == _whole(tokenizer, text, special=True)
+
+
+def test_no_overlap_gives_the_text_tokens_once_and_windows_end_at_words(tokenizer: Tokenizer) -> None:
+    texts = [t for t in _texts(60, seed=1) if t]
+    room = 10
+    chunks = Chunker(tokenizer, 48, room + 2).split(texts)
+    probe = Tokenizer.from_str(tokenizer.to_str())
+    probe.no_truncation()
+    for t, text in enumerate(texts):
+        rows = [k for k in range(len(chunks)) if chunks.text[k] == t]
+        enc = probe.encode(text, add_special_tokens=False)
+        assert [i for k in rows for i in chunks.tokens.ids[k][1:-1]] == enc.ids
+        at = 0
+        for k in rows[:-1]:
+            at += len(chunks.tokens.ids[k]) - 2
+            words = enc.word_ids
+            if words[at] == words[at - 1]:  # cut inside a word: only one that fills the window's second half
+                assert words.count(words[at]) >= room - room // 2
+            else:
+                assert int(chunks.end[k]) <= int(chunks.start[k + 1])
+
+
+def test_every_window_holds_the_prompt(tokenizer: Tokenizer) -> None:
+    prompt = "query: "
+    texts = _texts(20, seed=2)
+    chunks = Chunker(tokenizer, 48, 20, 2, prompt=prompt).split(texts)
+    probe = Tokenizer.from_str(tokenizer.to_str())
+    probe.no_truncation()
+    for k in range(len(chunks)):
+        text = texts[int(chunks.text[k])]
+        full = probe.encode(prompt + text)
+        bare = probe.encode(prompt + text, add_special_tokens=False)
+        ids, start, end = chunks.tokens.ids[k], int(chunks.start[k]), int(chunks.end[k])
+        if len(full.ids) <= 20:
+            assert ids == full.ids and start == 0 and end == len(text)
+            continue
+        n_prompt = sum(1 for _a, b in bare.offsets if b <= len(prompt))
+        assert n_prompt >= 2 and ids[: 1 + n_prompt] == full.ids[: 1 + n_prompt]  # the special token, the prompt
+        assert len(ids) <= 20 and 0 <= start < end <= len(text)
+
+
+def test_a_template_with_a_suffix_only(tokenizer: Tokenizer) -> None:
+    tok = Tokenizer.from_str(tokenizer.to_str())
+    eos_token = "</s>" if tok.token_to_id("</s>") is not None else "[SEP]"
+    eos = tok.token_to_id(eos_token)
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {eos_token}", special_tokens=[(eos_token, eos)])
+    text = " ".join(" ".join(CORPUS).split()[:60])
+    chunks = Chunker(tok, 30, 10).split([text])
+    assert len(chunks) > 1
+    body = [i for ids in chunks.tokens.ids for i in ids[:-1]]
+    assert body == _whole(tok, text)
+    for ids in chunks.tokens.ids:
+        assert ids[-1] == eos and len(ids) <= 10
+
+
+def test_bad_settings_are_named() -> None:
+    tok = _train_tokenizer("wordpiece")[0]
+    with pytest.raises(ValueError, match=r"chunk_tokens must be an integer from 1 to 48 \(the model's max_seq_length\), got 49"):
+        Chunker(tok, 48, 49)
+    with pytest.raises(ValueError, match=r"chunk_tokens=8 leaves 6 tokens of text per chunk .* chunk_overlap=6"):
+        Chunker(tok, 48, 8, 6)
+    with pytest.raises(ValueError, match="the prompt"):
+        Chunker(tok, 48, 8, 2, prompt="a long prompt with many words in it")
+    with pytest.raises(ValueError, match="chunk_overlap must be an integer >= 0, got -1"):
+        Chunker(tok, 48, 8, -1)
