@@ -67,6 +67,30 @@ def test_ray_backend_equals_local_backend(local_ray: None, tmp_path: Path, tiny_
     assert again.parts_resumed == 9 and again.rows_embedded == 0
 
 
+def test_ray_backend_chunks_as_the_local_backend(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    long = [t * (i % 5 + 1) for i, t in enumerate(TEXTS[:200])]
+    src.write_text("".join(json.dumps({"key": f"k{i}", "text": t}) + "\n" for i, t in enumerate(long)))
+    common = {"id_column": "key", "rows_per_part": 50, "progress": False, "chunk_tokens": 20, "chunk_overlap": 4}
+    local = embed_dataset(src, tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    rayed = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray",
+                          ray=RayOptions(num_actors=2), **common)  # type: ignore[arg-type]  # fmt: skip
+    assert rayed.written == local.written > 300 and rayed.chunked
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    assert a.drop_columns(["embedding"]).equals(b.drop_columns(["embedding"]))
+    np.testing.assert_array_equal(_vectors(a), _vectors(b))
+    ds = ray.data.from_items([{"key": f"k{i}", "text": t} for i, t in enumerate(long)], override_num_blocks=2)
+    out = embed_ray_dataset(ds, tiny_bert_bundle, num_actors=2, chunk_tokens=20, chunk_overlap=4)
+    mine = pa.concat_tables(list(out.iter_batches(batch_format="pyarrow")))
+    assert mine.column_names == ["key", "text", "chunk", "chunk_start", "chunk_end", "embedding"]
+    mine = mine.sort_by([("key", "ascending"), ("chunk", "ascending")])
+    ordered = a.sort_by([("id", "ascending"), ("chunk", "ascending")])
+    assert mine.column("chunk_end").equals(ordered.column("chunk_end"))
+    np.testing.assert_allclose(_vectors(mine), _vectors(ordered), atol=2e-6)
+    with pytest.raises(ValueError, match="chunk_overlap and chunk_text apply to chunking"):
+        embed_ray_dataset(ds, tiny_bert_bundle, chunk_overlap=3)
+
+
 def test_ray_backend_on_s3_equals_local_backend(local_ray: None, s3_env: dict[str, str], tmp_path: Path,
                                                 tiny_bert_bundle: Path) -> None:  # fmt: skip
     """Input, output and bundle on an object store: each actor reads its part, fetches the bundle into

@@ -16,11 +16,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .._base import prompt_text
+from .._bundle import TOKENIZER_NAME, load_manifest
+from .._chunking import Chunker, Chunks
 from .._embedder import Embedder
 from .._errors import EmbedrtError
 from .._quantization import quantization_ranges, quantize_embeddings, quantized_shape
-from .._tokenize import Tokenized
-from .._types import EmbeddingPrecision, check_int, parse
+from .._tokenize import Tokenized, load_tokenizer
+from .._types import BundleKind, EmbeddingPrecision, check_int, parse
 from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT, arrow_texts
 
 
@@ -66,6 +69,13 @@ class Prepared:
     tokens: Tokenized
     bad: list[BadRow]
     keep: np.ndarray  # indices into ``table`` of the output rows (skip: the good ones; else all)
+    chunks: Chunks | None = None  # with chunking: the windows of ``rows``, whose tokens ``tokens`` are
+    chunk_texts: list[str] | None = None  # each window's text, where asked for
+
+
+# the columns a chunked output adds (before the embedding), and the one with each chunk's text
+CHUNK_COLUMNS = {"chunk": pa.int32(), "chunk_start": pa.int64(), "chunk_end": pa.int64()}
+CHUNK_TEXT = "chunk_text"
 
 
 @dataclass
@@ -73,6 +83,7 @@ class BatchResult:
     table: pa.Table
     bad: list[BadRow] = field(default_factory=list)
     tokens: int = 0
+    truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
 
 
 class EmbedBatch:
@@ -90,6 +101,12 @@ class EmbedBatch:
             ``embedrt.quantize_embeddings``; int8/uint8 need ``ranges`` (shape ``(2, dim)``), the same
             for every batch of a corpus (``embedrt.quantization_ranges`` on a sample).
         truncate_dim: keep the first dimensions of every vector (Matryoshka models).
+        chunk_tokens: cut each text longer than this many model inputs (special tokens and the prompt
+            included; at most the model's ``max_seq_length``, ``"max"`` for it) into windows and embed each one, instead
+            of truncating it: one output row per window, with ``chunk`` (its place in the text, from
+            0), ``chunk_start`` and ``chunk_end`` (``text[chunk_start:chunk_end]`` is what it covers)
+            and, with ``chunk_text``, that text. Windows end at a word where one lies in their second
+            half; consecutive windows share ``chunk_overlap`` tokens. See ``embedrt._chunking``.
     """
 
     def __init__(
@@ -110,6 +127,9 @@ class EmbedBatch:
         truncate_dim: int | None = None,
         ranges: np.ndarray | None = None,
         streams: int | str = "auto",
+        chunk_tokens: int | str | None = None,
+        chunk_overlap: int = 0,
+        chunk_text: bool = False,
     ) -> None:
         self.model = (
             model if isinstance(model, Embedder) else Embedder(model, device=device, threads=threads, streams=streams)
@@ -125,6 +145,8 @@ class EmbedBatch:
         self.precision, self.truncate_dim, self.ranges, self.type = output_settings(
             self.model.dimension, precision, truncate_dim, ranges
         )
+        self.chunker = chunker(self.model, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
+        self.chunk_text = bool(chunk_text)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         return self.run(self.prepare(table)).table
@@ -135,40 +157,121 @@ class EmbedBatch:
             raise ValueError(f"the batch has no column {self.text_column!r}; its columns are {table.column_names}")
         if self.output_column in table.column_names:
             raise ValueError(f"the batch already has a column {self.output_column!r}; choose another output_column")
+        if self.chunker is not None:
+            taken = [c for c in (*CHUNK_COLUMNS, *((CHUNK_TEXT,) if self.chunk_text else ())) if c in table.column_names]
+            if taken:
+                raise ValueError(f"the batch already has the column(s) {taken} that chunking adds; rename them")
         texts, reasons = _texts(table, self.text_column)
         bad_idx = [i for i, r in enumerate(reasons) if r is not None]
         bad = [bad_row(table, i, reasons[i], self.id_column) for i in bad_idx]  # type: ignore[arg-type]
         if bad and self.on_error is OnError.FAIL:
             raise BadRowError(bad[0])
         good = np.array([i for i, r in enumerate(reasons) if r is None], dtype=np.int64)
-        tokens = self.model.tokenize([texts[i] for i in good], self.prompt_name, self.prompt)  # type: ignore[misc]
         keep = good if self.on_error is OnError.SKIP else np.arange(len(texts), dtype=np.int64)
         public = table.drop_columns([c for c in INTERNAL if c in table.column_names])
-        return Prepared(public, good, tokens, bad, keep)
+        good_texts: list[str] = [texts[i] for i in good]
+        if self.chunker is None:
+            return Prepared(public, good, self.model.tokenize(good_texts, self.prompt_name, self.prompt), bad, keep)
+        chunks = self.chunker.split(good_texts)
+        pieces = None
+        if self.chunk_text:
+            spans = zip(chunks.text.tolist(), chunks.start.tolist(), chunks.end.tolist(), strict=True)
+            pieces = [good_texts[t][a:b] for t, a, b in spans]
+        return Prepared(public, good, chunks.tokens, bad, keep, chunks, pieces)
 
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` rows is done."""
         dim = self.type.list_size
+        if prep.chunks is not None and on_rows is not None:  # the caller counts input rows, not windows
+            on_rows = _RowsOfChunks(len(prep.rows), len(prep.chunks), on_rows)
         vectors = self.model.encode_tokenized(
             prep.tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim, on_rows=on_rows
         )
         assert isinstance(vectors, np.ndarray)  # sentence embeddings, by construction
         if self.precision is not EmbeddingPrecision.FLOAT32:
             vectors = quantize_embeddings(vectors, self.precision, ranges=self.ranges)
-        n = len(prep.keep)
-        if n == len(prep.rows):  # every output row has a vector
+        tokens = int(prep.tokens.lengths.sum())
+        take = prep.keep  # rows of ``prep.table``, one per output row
+        has_vector = None  # output rows with a vector (None: all)
+        if prep.chunks is not None:  # a row per window; a bad row kept (null) stays one row
+            counts = np.ones(len(prep.keep), np.int64)
+            good = np.searchsorted(prep.keep, prep.rows)  # the good rows' places among the output rows
+            counts[good] = np.bincount(prep.chunks.text, minlength=len(prep.rows))
+            is_good = np.zeros(len(prep.keep), bool)
+            is_good[good] = True
+            take, has_vector = np.repeat(prep.keep, counts), np.repeat(is_good, counts)
+        elif len(prep.keep) != len(prep.rows):
+            has_vector = np.zeros(len(prep.keep), bool)
+            has_vector[prep.rows] = True
+        n = len(take)
+        if has_vector is None:  # every output row has a vector
             flat, mask = vectors.reshape(-1), None
         else:
             full = np.zeros((n, dim), vectors.dtype)
-            full[prep.rows] = vectors
-            flat = full.reshape(-1)
-            mask = np.ones(n, bool)
-            mask[prep.rows] = False
-            mask = pa.array(mask)
+            full[has_vector] = vectors
+            flat, mask = full.reshape(-1), pa.array(~has_vector)
         emb = pa.FixedSizeListArray.from_arrays(pa.array(flat, self.type.value_type), dim, mask=mask)
-        table = prep.table if n == prep.table.num_rows else prep.table.take(pa.array(prep.keep))
-        return BatchResult(table.append_column(self.output_column, emb), prep.bad, int(prep.tokens.lengths.sum()))
+        table = prep.table if n == prep.table.num_rows and prep.chunks is None else prep.table.take(pa.array(take))
+        if prep.chunks is not None:
+            assert has_vector is not None
+            table = _with_chunk_columns(table, prep, has_vector)
+        truncated = 0 if prep.chunks is not None else int(prep.tokens.truncated.sum())
+        return BatchResult(table.append_column(self.output_column, emb), prep.bad, tokens, truncated)
+
+
+def chunker(model: Embedder | Path, tokens: int | str | None, overlap: int, text: bool, prompt_name: str | None,
+            prompt: str | None) -> Chunker | None:  # fmt: skip
+    """The chunker for ``chunk_tokens=tokens`` (None: texts are truncated, as sentence-transformers
+    does); ``model``: an ``Embedder``, or a bundle folder (its manifest and tokenizer alone are read)."""
+    if tokens is None:
+        if overlap or text:
+            raise ValueError("chunk_overlap and chunk_text apply to chunking: give chunk_tokens too (--chunk-tokens)")
+        return None
+    if isinstance(model, Embedder):
+        manifest, tokenizer = model.manifest, model.tokenizer
+    else:
+        manifest = load_manifest(model, verify=False)
+        tokenizer = load_tokenizer(model / TOKENIZER_NAME, manifest.max_seq_length)
+    if manifest.kind is BundleKind.STATIC:
+        raise ValueError("chunk_tokens: a static-embedding bundle has no token window (every text is embedded whole); "
+                         "leave chunking off")  # fmt: skip
+    window = manifest.max_seq_length
+    size = window if tokens == "max" else tokens
+    return Chunker(tokenizer, window, size, overlap, prompt_text(manifest, prompt_name, prompt))  # type: ignore[arg-type]
+
+
+class _RowsOfChunks:
+    """``on_rows`` in input rows for a caller that counts rows while the model runs windows: the rows'
+    share of the windows done so far (batches run longest first, so rows finish in no set order)."""
+
+    def __init__(self, rows: int, windows: int, on_rows: Callable[[int], None]) -> None:
+        self.rows, self.windows, self.on_rows = rows, max(windows, 1), on_rows
+        self.done = self.told = 0
+
+    def __call__(self, windows: int) -> None:
+        self.done += windows
+        rows = self.rows * self.done // self.windows
+        if rows > self.told:
+            self.on_rows(rows - self.told)
+            self.told = rows
+
+
+def _with_chunk_columns(table: pa.Table, prep: Prepared, has_vector: np.ndarray) -> pa.Table:
+    """``table`` (a row per window) with each window's place in its text and the characters it covers."""
+    assert prep.chunks is not None
+    n, mask = len(has_vector), ~has_vector if not has_vector.all() else None
+    columns = {"chunk": prep.chunks.index, "chunk_start": prep.chunks.start, "chunk_end": prep.chunks.end}
+    for name, values in columns.items():
+        full = np.zeros(n, values.dtype)
+        full[has_vector] = values
+        table = table.append_column(name, pa.array(full, CHUNK_COLUMNS[name], mask=mask if name != "chunk" else None))
+    if prep.chunk_texts is not None:
+        pieces: list[str | None] = [None] * n
+        for k, at in enumerate(np.flatnonzero(has_vector).tolist()):
+            pieces[at] = prep.chunk_texts[k]
+        table = table.append_column(CHUNK_TEXT, pa.array(pieces, pa.string()))
+    return table
 
 
 def bad_row(table: pa.Table, i: int, reason: str, id_column: str | None) -> BadRow:

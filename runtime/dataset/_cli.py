@@ -56,6 +56,12 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--truncate-dim", type=int, help="keep the first N dimensions (Matryoshka models)")
     p.add_argument("--ranges", metavar="FILE.npy", help="int8/uint8 calibration ranges, shape (2, dim): mins, maxes "
                    "(embedrt.quantization_ranges on a sample), the same for the whole corpus")  # fmt: skip
+    p.add_argument("--chunk-tokens", type=_tokens, metavar="N|max",
+                   help="cut texts longer than N model tokens (special tokens and prompt included; 'max': the "
+                   "model's max_seq_length) into windows and write a row per window (columns chunk, chunk_start, "
+                   "chunk_end), instead of truncating them")  # fmt: skip
+    p.add_argument("--chunk-overlap", type=int, default=0, metavar="N", help="tokens shared by consecutive windows (default 0)")
+    p.add_argument("--chunk-text", action="store_true", help="also write each window's text (column chunk_text)")
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
     add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)", streams_default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -82,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
             keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
             normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite,
             **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,
-            precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges,
+            precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
+            chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text,
         )  # fmt: skip
     except KeyboardInterrupt:
         _log(f"interrupted: the parts finished so far are kept in {args.output}; run the same command to continue")
@@ -91,7 +98,14 @@ def _run(args: argparse.Namespace) -> int:
     if summary.bad_rows:
         _log(f"{summary.bad_rows} bad row(s) ({args.on_error}), listed in {args.output}/_bad_rows.jsonl; first: "
              f"{summary.bad_examples[0]}")  # fmt: skip
+    if summary.truncated:
+        _log(f"{summary.truncated} text(s) had more tokens than the model's window and were cut to it (counted in "
+             f"{args.output}/_manifest.json); --chunk-tokens max embeds them whole, a row per window")  # fmt: skip
     return 0
+
+
+def _tokens(value: str) -> int | str:
+    return value if value == "max" else int(value)
 
 
 def _log(msg: str) -> None:

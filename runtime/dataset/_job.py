@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import threading
@@ -23,7 +24,7 @@ from .._objects import is_uri, local_bundle
 from .._session import check_precision_hint, check_streams
 from .._types import Device, EmbeddingPrecision, check_int, parse
 from . import _storage as storage
-from ._batch import BatchResult, EmbedBatch, OnError, output_settings
+from ._batch import CHUNK_COLUMNS, CHUNK_TEXT, BatchResult, EmbedBatch, OnError, chunker, output_settings
 from ._output import OutputFolder
 from ._readers import read_part
 from ._sources import InputError, InputFormat, PartSpec, Plan, plan_input
@@ -55,7 +56,7 @@ class DatasetSummary:
 
     output: str
     rows: int  # input rows
-    written: int  # rows in the output (rows less skipped bad rows)
+    written: int  # rows in the output (rows less skipped bad rows; with chunking, a row per window)
     bad_rows: int
     parts: int
     parts_resumed: int  # finished by an earlier run, kept
@@ -63,6 +64,8 @@ class DatasetSummary:
     rows_embedded: int  # by this run
     tokens: int  # by this run
     bad_examples: list[dict[str, Any]] = field(default_factory=list)
+    truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
+    chunked: bool = False  # a row per window of each text (chunk_tokens)
 
     @property
     def texts_per_second(self) -> float:
@@ -74,8 +77,10 @@ class DatasetSummary:
 
     def __str__(self) -> str:
         resumed = f" ({self.parts_resumed} of {self.parts} parts kept from an earlier run)" if self.parts_resumed else ""
+        written = f"{self.written} chunks of {self.rows} rows" if self.chunked else f"{self.written} rows"
+        cut = f"; {self.truncated} texts longer than the model's window cut to it" if self.truncated else ""
         return (
-            f"{self.written} rows written to {self.output}{resumed}; bad rows {self.bad_rows}; "
+            f"{written} written to {self.output}{resumed}; bad rows {self.bad_rows}{cut}; "
             f"this run: {self.rows_embedded} texts in {self.seconds:.1f} s, "
             f"{self.texts_per_second:.1f} texts/s, {self.tokens_per_second:.0f} tokens/s"
         )
@@ -107,6 +112,9 @@ def embed_dataset(
     precision: str = "float32",
     truncate_dim: int | None = None,
     ranges: np.ndarray | None = None,
+    chunk_tokens: int | str | None = None,
+    chunk_overlap: int = 0,
+    chunk_text: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -128,6 +136,14 @@ def embed_dataset(
     ``ranges`` (shape ``(2, dim)``, from ``embedrt.quantization_ranges`` on a sample), so that every
     part is on one scale.
 
+    Texts longer than the model's window are cut to it, as sentence-transformers does (the summary
+    and the manifest count them). ``chunk_tokens`` (an integer up to the model's ``max_seq_length``,
+    or ``"max"`` for it) embeds them whole instead: each text is cut into windows of at most that
+    many model inputs (special tokens and prompt included), consecutive windows sharing
+    ``chunk_overlap`` tokens and ending at a word where they can, and the output holds a row per
+    window with ``chunk`` (its place in the text, from 0), ``chunk_start`` and ``chunk_end``
+    (``text[chunk_start:chunk_end]`` is what it covers) and, with ``chunk_text``, that text.
+
     ``device``, ``threads``, ``precision_hint`` and ``streams`` load the model as ``Embedder`` takes
     them (per actor on Ray). ``streams="auto"`` (the default) runs one batch per thread at once on
     the CPU provider, each on one thread (a job's batches always queue; each holds its own run's
@@ -139,7 +155,8 @@ def embed_dataset(
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
-                              prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges)  # fmt: skip
+                              prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
+                              chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text)  # fmt: skip
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
         from ._ray import check_options, ray_module
@@ -152,7 +169,8 @@ def embed_dataset(
         where = parse(Device, device, "device")
         check_streams(where, streams)
         bundle, hint = local_bundle(model), check_precision_hint(where, precision_hint)
-    bundle_hash, dim = _bundle_identity(bundle, prompt_name, prompt)
+    bundle_hash, dim, window = _bundle_identity(bundle, prompt_name, prompt)
+    job = job.with_window(window)
     embedder = None
     if which is Backend.LOCAL:
         embedder = model if isinstance(model, Embedder) else Embedder(
@@ -160,10 +178,14 @@ def embed_dataset(
         )
     dim = embedder.dimension if embedder is not None else dim
     embedding = output_settings(dim, job.precision, job.truncate_dim, job.ranges)[3]  # bad settings fail here
+    if embedder is not None:
+        batch = EmbedBatch(embedder, **job.batch_kwargs())  # bad chunking options fail here, before the scan
+    else:
+        chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
     with _scan_progress(progress) as scanned:
         plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column,
                           keep_columns=job.keep_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
-    schema = output_schema(plan, id_column, job.keep_columns, dim, embedding)
+    schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns())
     folder = OutputFolder(output)
     identity = job.identity(bundle_hash, plan)
     if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
@@ -180,7 +202,6 @@ def embed_dataset(
         if embedder is not None:
             from ._local import run_local
 
-            batch = EmbedBatch(embedder, **job.batch_kwargs())
             run_local(todo, lambda p: job.read(plan, p), batch,
                       lambda p, r: tracker.write(p, conform(r.table, schema, plan, p), r), on_rows)
         else:
@@ -192,7 +213,7 @@ def embed_dataset(
                     on_rows)
     if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
         folder.write_file("part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
-    summary = tracker.summary(str(output), time.perf_counter() - t0)
+    summary = tracker.summary(str(output), time.perf_counter() - t0, job.chunk_tokens is not None)
     folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                   tracker.bad_rows())  # fmt: skip
     return summary
@@ -214,15 +235,25 @@ class JobSettings:
     precision: EmbeddingPrecision = EmbeddingPrecision.FLOAT32
     truncate_dim: int | None = None
     ranges: np.ndarray | None = None  # int8/uint8: (2, dim) mins and maxes, one scale for the corpus
+    chunk_tokens: int | str | None = None  # None: texts truncated; "max": the model's window (``with_window``)
+    chunk_overlap: int = 0
+    chunk_text: bool = False
 
     @classmethod
     def checked(cls, text_column: str, id_column: str | None, keep_columns: Any, on_error: str | OnError,
                 batch_size: int, rows_per_part: int, normalize: bool, prompt_name: str | None,
                 prompt: str | None, *, precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
-                truncate_dim: int | None = None, ranges: np.ndarray | None = None) -> JobSettings:  # fmt: skip
+                truncate_dim: int | None = None, ranges: np.ndarray | None = None,
+                chunk_tokens: int | str | None = None, chunk_overlap: int = 0,
+                chunk_text: bool = False) -> JobSettings:  # fmt: skip
         keep = tuple(keep_columns)
+        if chunk_tokens is None and (chunk_overlap or chunk_text):
+            raise ValueError("chunk_overlap and chunk_text apply to chunking: give chunk_tokens too (--chunk-tokens)")
+        if chunk_tokens is not None and chunk_tokens != "max":
+            chunk_tokens = check_int(chunk_tokens, "chunk_tokens", also=" or 'max'")
+        ours = ("id", "embedding", *(CHUNK_COLUMNS if chunk_tokens is not None else ()), *((CHUNK_TEXT,) if chunk_text else ()))
         for c in keep:
-            if c in ("id", "embedding"):
+            if c in ours:
                 raise ValueError(f"keep_columns may not hold {c!r}: the output has its own {c!r} column")
         if id_column is not None and id_column in keep:
             raise ValueError(f"id_column {id_column!r} is also in keep_columns; it is written as 'id' already")
@@ -230,7 +261,20 @@ class JobSettings:
         policy = parse(OnError, on_error, "on_error")
         return cls(text_column, id_column, keep, policy, batch_size, rows_per_part, bool(normalize), prompt_name, prompt,
                    parse(EmbeddingPrecision, precision, "precision"), truncate_dim,
-                   None if ranges is None else np.asarray(ranges, dtype=np.float32))  # fmt: skip
+                   None if ranges is None else np.asarray(ranges, dtype=np.float32), chunk_tokens,
+                   check_int(chunk_overlap, "chunk_overlap", 0), bool(chunk_text))  # fmt: skip
+
+    def with_window(self, max_seq_length: int) -> JobSettings:
+        """``chunk_tokens="max"`` as the model's window (so that the job's identity holds the number)."""
+        if self.chunk_tokens != "max":
+            return self
+        return dataclasses.replace(self, chunk_tokens=max_seq_length)
+
+    def chunk_columns(self) -> dict[str, pa.DataType]:
+        """The columns chunking adds to the output, before the embedding (none without it)."""
+        if self.chunk_tokens is None:
+            return {}
+        return {**CHUNK_COLUMNS, **({CHUNK_TEXT: pa.string()} if self.chunk_text else {})}
 
     def identity(self, bundle_hash: str, plan: Plan) -> dict[str, Any]:
         """What must match for a run to continue an OUTPUT (batch size, threads, backend may change)."""
@@ -250,6 +294,8 @@ class JobSettings:
             out["truncate_dim"] = self.truncate_dim
         if self.ranges is not None:
             out["ranges_sha256"] = hashlib.sha256(np.ascontiguousarray(self.ranges).tobytes()).hexdigest()
+        if self.chunk_tokens is not None:
+            out["chunks"] = {"tokens": self.chunk_tokens, "overlap": self.chunk_overlap, "text": self.chunk_text}
         return out
 
     def batch_kwargs(self) -> dict[str, Any]:
@@ -257,26 +303,26 @@ class JobSettings:
 
         return {"text_column": TEXT, "id_column": "id", "on_error": self.on_error, "batch_size": self.batch_size,
                 "normalize": self.normalize, "prompt_name": self.prompt_name, "prompt": self.prompt,
-                "precision": self.precision, "truncate_dim": self.truncate_dim, "ranges": self.ranges}  # fmt: skip
+                "precision": self.precision, "truncate_dim": self.truncate_dim, "ranges": self.ranges,
+                "chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap, "chunk_text": self.chunk_text}  # fmt: skip
 
     def read(self, plan: Plan, part: PartSpec) -> pa.Table:
         return read_part(plan, part, self.text_column, self.id_column, self.keep_columns)
 
 
-def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) -> tuple[str, int]:
-    """The bundle's hash and dimension; a bad prompt fails here, before any work (or any Ray actor)."""
+def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) -> tuple[str, int, int]:
+    """The bundle's hash, dimension and max_seq_length; a bad prompt fails here, before any work (or any Ray actor)."""
+    from .._base import prompt_text
     from .._bundle import load_manifest
 
     manifest = load_manifest(bundle, verify=False)  # the Embedder verified it (local) or the actors will
-    if prompt_name is not None and prompt is not None:
-        raise ValueError("give prompt_name or prompt, not both")
-    if prompt_name is not None and prompt_name not in manifest.prompts:
-        raise ValueError(f"prompt_name {prompt_name!r} is not in this bundle's prompts {sorted(manifest.prompts)}")
-    return hashlib.sha256((bundle / MANIFEST_NAME).read_bytes()).hexdigest(), manifest.dimension
+    prompt_text(manifest, prompt_name, prompt)
+    return hashlib.sha256((bundle / MANIFEST_NAME).read_bytes()).hexdigest(), manifest.dimension, manifest.max_seq_length
 
 
 def output_schema(
-    plan: Plan, id_column: str | None, keep: tuple[str, ...], dim: int, embedding: pa.DataType | None = None
+    plan: Plan, id_column: str | None, keep: tuple[str, ...], dim: int, embedding: pa.DataType | None = None,
+    chunks: dict[str, pa.DataType] | None = None,
 ) -> pa.Schema:
     """The output's columns and types, fixed before any row is read."""
     from ._readers import _ARROW
@@ -291,6 +337,7 @@ def output_schema(
 
     fields = [pa.field("id", column_type(id_column) if id_column else pa.int64())]
     fields += [pa.field(c, column_type(c)) for c in keep]
+    fields += [pa.field(name, kind) for name, kind in (chunks or {}).items()]
     fields.append(pa.field("embedding", embedding or pa.list_(pa.float32(), dim)))
     return pa.schema(fields)
 
@@ -336,8 +383,7 @@ class _Tracker:
 
     def write(self, part: PartSpec, table: pa.Table, result: BatchResult) -> None:
         """Local backend: write the part whole, then journal it."""
-        entry = {"part": part.index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
-                 "bad": [b.to_dict() for b in result.bad], "part_key": self.plan.part_key(part)}  # fmt: skip
+        entry = {**journal_entry(part, table, result), "part_key": self.plan.part_key(part)}
         self._count(self.folder.write_part(part.name, functools.partial(_write_parquet, table), entry))
 
     def record(self, entry: dict[str, Any]) -> None:
@@ -369,13 +415,20 @@ class _Tracker:
     def bad_rows(self) -> list[dict[str, Any]]:
         return [b for i in sorted(self.entries) for b in self.entries[i].get("bad", [])]
 
-    def summary(self, output: str, seconds: float) -> DatasetSummary:
+    def summary(self, output: str, seconds: float, chunked: bool) -> DatasetSummary:
         bad = self.bad_rows()
         return DatasetSummary(
             output=output, rows=self.plan.rows, written=sum(int(e["rows"]) for e in self.entries.values()),
             bad_rows=len(bad), parts=len(self.plan.parts), parts_resumed=self.resumed, seconds=seconds,
             rows_embedded=self.rows, tokens=self.tokens, bad_examples=bad[:20],
+            truncated=sum(int(e.get("truncated", 0)) for e in self.entries.values()), chunked=chunked,
         )  # fmt: skip
+
+
+def journal_entry(part: PartSpec, table: pa.Table, result: BatchResult) -> dict[str, Any]:
+    """What the journal records of a finished part (each backend adds where it went)."""
+    return {"part": part.index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
+            "truncated": result.truncated, "bad": [b.to_dict() for b in result.bad]}  # fmt: skip
 
 
 def _final_manifest(
@@ -393,6 +446,7 @@ def _final_manifest(
         "parts": [{"file": stats.entries[i]["file"], "rows": stats.entries[i]["rows"]} for i in sorted(stats.entries)],
         "bad_rows": {"count": len(bad), "ids": [b.get("id") for b in bad[:1000]],
                      "file": "_bad_rows.jsonl" if bad else None},
+        "truncated_rows": summary.truncated,
         "last_run": {**asdict(summary), "batch_size": batch_size, "bad_examples": None},
     }  # fmt: skip
 

@@ -33,7 +33,7 @@ from .._embedder import Embedder
 from .._errors import EmbedrtError
 from .._session import check_streams
 from .._types import Device, check_int, parse
-from ._batch import BadRow, BadRowError, EmbedBatch, OnError, output_settings
+from ._batch import BadRow, BadRowError, EmbedBatch, OnError, chunker, output_settings
 from ._output import OutputFolder
 from ._sources import PartSpec, Plan
 from ._storage import absolute
@@ -148,7 +148,7 @@ class _PartWorker:
         self.counter, self.report_s = counter, report_s  # a _RowCounter actor, or None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ._job import _write_parquet, conform
+        from ._job import _write_parquet, conform, journal_entry
 
         entries = []
         for index in batch["part"].tolist():
@@ -165,10 +165,8 @@ class _PartWorker:
             except (EmbedrtError, ValueError, TypeError, OSError) as e:  # told to the driver, not as a Ray traceback
                 entries.append(json.dumps({"part": index, "error": f"{e} ({type(e).__name__})"}))
                 continue
-            entries.append(json.dumps({
-                "part": index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
-                "bad": [b.to_dict() for b in result.bad], "file": part.name, "bytes": size,
-            }, default=str))  # fmt: skip
+            entries.append(json.dumps({**journal_entry(part, table, result), "file": part.name, "bytes": size},
+                                      default=str))  # fmt: skip
         return {"entry": np.array(entries, dtype=object)}
 
 
@@ -289,6 +287,9 @@ def embed_ray_dataset(
     device: str = "cpu",
     max_restarts: int = 3,
     streams: int | str = "auto",
+    chunk_tokens: int | str | None = None,
+    chunk_overlap: int = 0,
+    chunk_text: bool = False,
 ) -> Any:
     """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors added.
 
@@ -303,7 +304,8 @@ def embed_ray_dataset(
     ``max_restarts`` times and its batch runs again; past that the dataset fails with Ray's
     ``ActorDiedError`` (Ray's own default, no limit, would retry a batch that kills it forever).
     ``streams``: batches an actor runs at once, each on its share of its threads (``"auto"``: one
-    per thread on the CPU provider, as the corpus job does).
+    per thread on the CPU provider, as the corpus job does). ``chunk_tokens``, ``chunk_overlap``,
+    ``chunk_text``: a row per window of each text instead of truncating it, as ``EmbedBatch`` takes them.
     """
     ray = ray_module()
     threads = _check_cpus(cpus_per_actor)
@@ -314,13 +316,15 @@ def embed_ray_dataset(
     checking = Embedder(model, verify=True)
     checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
     output_settings(checking.dimension, precision, truncate_dim, ranges)
+    chunker(checking, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
     return ds.map_batches(
         EmbedBatch,
         fn_constructor_kwargs={"model": absolute(model), "text_column": text_column, "id_column": id_column,
                                "on_error": parse_on_error, "batch_size": batch_size, "normalize": normalize,
                                "prompt_name": prompt_name, "prompt": prompt, "output_column": output_column,
                                "device": device, "threads": threads, "precision": precision,
-                               "truncate_dim": truncate_dim, "ranges": ranges, "streams": streams},
+                               "truncate_dim": truncate_dim, "ranges": ranges, "streams": streams,
+                               "chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap, "chunk_text": chunk_text},
         batch_size=rows_per_batch, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None, max_restarts=restarts,
     )  # fmt: skip
