@@ -7,6 +7,10 @@ every text embedded whole in windows (``--chunk-tokens max --chunk-overlap N``).
   written once into ``benchmarks/.cache``. Real English prose and code names, 50 to 20,000 tokens.
 - Each run is ``embed_dataset`` in a fresh process (its peak RSS from ``ru_maxrss``), alternating
   the two settings per round; the job's own numbers (seconds, tokens embedded) come from its summary.
+- With ``--sentence-transformers MODEL_DIR``, a third setting in the same alternation:
+  sentence-transformers' ``encode`` (PyTorch, fp32, 2 threads, batch 32) of the windows' texts
+  (``text[chunk_start:chunk_end]`` of the same windows) already in memory, in a fresh process: what
+  embedding the same windows costs without embedrt (its tokens/s counts the windows' tokens).
 - Also timed, in this process on one thread: ``Chunker.split`` of every document (the windows'
   cost on the reader thread, which runs beside the model).
 
@@ -64,6 +68,34 @@ def documents(n: int) -> Path:
     return out
 
 
+_ST = """
+import json, resource, sys, time
+import torch
+torch.set_num_threads(2)
+from sentence_transformers import SentenceTransformer
+from embedrt import Embedder
+from embedrt._chunking import Chunker
+texts = [json.loads(line)["text"] for line in open(sys.argv[1], encoding="utf-8")]
+model = Embedder(sys.argv[2], threads=1)
+chunks = Chunker(model.tokenizer, model.max_seq_length, model.max_seq_length, int(sys.argv[4])).split(texts)
+pieces = [texts[t][a:b] for t, a, b in zip(chunks.text.tolist(), chunks.start.tolist(), chunks.end.tolist())]
+st = SentenceTransformer(sys.argv[3], device="cpu")
+t0 = time.perf_counter()
+st.encode(pieces, batch_size=32)
+seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "rows": len(texts), "written": len(pieces),
+                  "tokens": int(chunks.tokens.lengths.sum()), "truncated": 0,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run_st(bundle: str, src: Path, model_dir: str, overlap: int) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", _ST, str(src), bundle, model_dir, str(overlap)],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def run(bundle: str, src: Path, options: dict[str, Any], work: Path) -> dict[str, Any]:
     out = work / f"out-{time.monotonic_ns()}"
     done = subprocess.run([sys.executable, "-c", _RUN, str(src), str(out), bundle, json.dumps(options)],
@@ -96,19 +128,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows-per-part", type=int, default=50)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--machine", default=platform.node())
+    p.add_argument("--sentence-transformers", metavar="MODEL_DIR",
+                   help="also time sentence-transformers' encode of the same windows' texts")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     src = documents(args.docs)
-    settings = {
+    settings: dict[str, dict[str, Any]] = {
         "truncated": {"rows_per_part": args.rows_per_part},
         "chunked": {"rows_per_part": args.rows_per_part, "chunk_tokens": "max", "chunk_overlap": args.overlap},
     }
+    if args.sentence_transformers:
+        settings["sentence-transformers"] = {}
     work = CACHE / "dataset-chunks"
     work.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in settings}
     for r in range(args.rounds):
         for name in list(settings) if r % 2 == 0 else list(settings)[::-1]:
-            m = run(args.bundle, src, settings[name], work)
+            if name == "sentence-transformers":
+                m = run_st(args.bundle, src, args.sentence_transformers, args.overlap)
+            else:
+                m = run(args.bundle, src, settings[name], work)
             m["tokens_per_s"] = m["tokens"] / m["seconds"]
             runs[name].append(m)
             print(f"  {name:>9}: {m['rows']} docs -> {m['written']} rows, {m['tokens']} tokens in {m['seconds']:.1f} s "
@@ -122,10 +161,18 @@ def main(argv: list[str] | None = None) -> int:
         "best": best, "runs": runs, "split_one_thread": split,
         "chunked_over_truncated_tokens_per_s": best["chunked"]["tokens_per_s"] / best["truncated"]["tokens_per_s"],
     }  # fmt: skip
+    if "sentence-transformers" in best:
+        report["chunked_over_sentence_transformers"] = (
+            best["chunked"]["tokens_per_s"] / best["sentence-transformers"]["tokens_per_s"]
+        )
     out = HERE / "results" / f"dataset-chunks-{args.machine}-{time.strftime('%Y%m%d')}.json"
     write_json(out, report, indent=2)
     print(f"split: {split['windows']} windows, {split['tokens']} tokens in {split['seconds']:.2f} s on one thread")
-    print(f"tokens/s chunked / truncated: {report['chunked_over_truncated_tokens_per_s']:.2f}; wrote {out}")
+    print(f"tokens/s chunked / truncated: {report['chunked_over_truncated_tokens_per_s']:.2f}")
+    if "chunked_over_sentence_transformers" in report:
+        print(f"tokens/s the chunked job / sentence-transformers on its windows: "
+              f"{report['chunked_over_sentence_transformers']:.2f}")  # fmt: skip
+    print(f"wrote {out}")
     return 0
 
 

@@ -8,7 +8,7 @@ The graph pools the MLM logits into vocabulary weights and keeps, per row, the l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +105,18 @@ class SparseEncoder(BundleModel):
         return self.encode(texts, **task_prompt(self.manifest.prompts, DOCUMENT_PROMPTS, kwargs))
 
     def encode_tokenized(
-        self, tok: Tokenized, batch_size: int = 32, show_progress_bar: bool = False, max_active_dims: int | None = None
-    ) -> SparseEmbeddings:
-        """Sparse vectors of already tokenized texts (see ``tokenize``)."""
+        self, tok: Tokenized, batch_size: int = 32, show_progress_bar: bool = False, max_active_dims: int | None = None,
+        *, on_rows: Callable[[int], None] | None = None,
+    ) -> SparseEmbeddings:  # fmt: skip
+        """Sparse vectors of already tokenized texts (see ``tokenize``). ``on_rows(n)``: called as
+        each batch of ``n`` texts is done (a caller's own progress)."""
         cap = _check_max_active(max_active_dims) or self.max_active_dims or self.dimension
         limit = np.array([cap], dtype=np.int64)
         pieces = []
         feeds = ((rows, {**feed, MAX_ACTIVE_INPUT: limit}) for rows, feed in self._batches(tok, batch_size, show_progress_bar))
         for rows, (indices, values) in self._run_batches(OUTPUTS, feeds):
+            if on_rows is not None:
+                on_rows(len(rows))
             pieces.append((rows, *batch_rows(indices, values, self.dimension)))
         return assemble(pieces, len(tok), self.dimension)
 

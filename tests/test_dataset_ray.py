@@ -91,6 +91,25 @@ def test_ray_backend_chunks_as_the_local_backend(local_ray: None, tmp_path: Path
         embed_ray_dataset(ds, tiny_bert_bundle, chunk_overlap=3)
 
 
+def test_ray_backend_with_a_sparse_bundle(local_ray: None, tmp_path: Path, tiny_sparse: tuple[Path, Path]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"key": f"k{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:200])))
+    common = {"id_column": "key", "rows_per_part": 50, "progress": False, "max_active_dims": 16}
+    embed_dataset(src, tmp_path / "local", tiny_sparse[1], **common)  # type: ignore[arg-type]
+    embed_dataset(src, tmp_path / "ray", tiny_sparse[1], backend="ray", ray=RayOptions(num_actors=2),
+                  **common)  # type: ignore[arg-type]  # fmt: skip
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    assert a.equals(b) and a.num_rows == 200
+    ds = ray.data.from_items([{"key": f"k{i}", "text": t} for i, t in enumerate(TEXTS[:200])], override_num_blocks=2)
+    mine = pa.concat_tables(list(embed_ray_dataset(ds, tiny_sparse[1], max_active_dims=16).iter_batches(
+        batch_format="pyarrow"))).sort_by("key")  # fmt: skip
+    ordered = a.sort_by("id")
+    got = [e["indices"] for e in mine.column("embedding").to_pylist()]
+    assert got == [e["indices"] for e in ordered.column("embedding").to_pylist()]
+    with pytest.raises(ValueError, match="normalize applies to dense vectors"):
+        embed_ray_dataset(ds, tiny_sparse[1], normalize=True)
+
+
 def test_ray_backend_on_s3_equals_local_backend(local_ray: None, s3_env: dict[str, str], tmp_path: Path,
                                                 tiny_bert_bundle: Path) -> None:  # fmt: skip
     """Input, output and bundle on an object store: each actor reads its part, fetches the bundle into

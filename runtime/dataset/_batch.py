@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .._base import prompt_text
+from .._base import BundleModel, prompt_text
 from .._bundle import TOKENIZER_NAME, load_manifest
 from .._chunking import Chunker, Chunks
 from .._embedder import Embedder
-from .._errors import EmbedrtError
+from .._errors import BundleError, EmbedrtError
 from .._quantization import quantization_ranges, quantize_embeddings, quantized_shape
+from .._sparse import SparseEmbeddings
+from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized, load_tokenizer
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
 from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT, arrow_texts
@@ -86,12 +88,31 @@ class BatchResult:
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
 
 
+# a sparse bundle's embedding column: each row's dimensions (token ids, ascending) and their weights
+SPARSE_TYPE = pa.struct([("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float32()))])
+Model = Embedder | SparseEncoder
+
+
+def load_embedding_model(bundle: str | Path, **options: Any) -> Model:
+    """The model of an embedding, static or sparse bundle (``options`` as ``Embedder`` takes them)."""
+    from .._load import load_model
+
+    model = load_model(bundle, **options)
+    if not isinstance(model, Embedder | SparseEncoder):
+        raise BundleError(f"bundle {str(bundle)!r} is a {model.kind.value} (it scores text pairs); a corpus job "
+                          "embeds texts: give an embedding or sparse bundle")  # fmt: skip
+    return model
+
+
 class EmbedBatch:
     """``table -> table`` with an embedding column, as Ray Data's ``map_batches`` takes it.
 
     Args:
-        model: an ``Embedder`` or a bundle folder (then built here, with ``device``/``threads``/
-            ``streams``; ``streams="auto"``: one batch per thread at once on the CPU provider).
+        model: an ``Embedder``, a ``SparseEncoder`` or a bundle folder (then built here, with
+            ``device``/``threads``/``streams``; ``streams="auto"``: one batch per thread at once on
+            the CPU provider). A sparse (SPLADE) bundle's column is a struct of ``indices`` (token
+            ids, ascending) and their ``values``, as ``SparseEncoder.encode`` gives them;
+            ``max_active_dims`` keeps each vector's largest weights only.
         text_column: the column holding the texts.
         id_column: the column naming rows in error messages and bad-row records (row index if none).
         on_error: ``"fail"``, ``"skip"`` or ``"null"``.
@@ -111,7 +132,7 @@ class EmbedBatch:
 
     def __init__(
         self,
-        model: Embedder | str | Path,
+        model: Model | str | Path,
         *,
         text_column: str = "text",
         id_column: str | None = None,
@@ -130,10 +151,12 @@ class EmbedBatch:
         chunk_tokens: int | str | None = None,
         chunk_overlap: int = 0,
         chunk_text: bool = False,
+        max_active_dims: int | None = None,
     ) -> None:
         self.model = (
-            model if isinstance(model, Embedder) else Embedder(model, device=device, threads=threads, streams=streams)
-        )
+            model if isinstance(model, Embedder | SparseEncoder)
+            else load_embedding_model(model, device=device, threads=threads, streams=streams)
+        )  # fmt: skip
         self.text_column = text_column
         self.id_column = id_column
         self.on_error = parse(OnError, on_error, "on_error")
@@ -142,8 +165,10 @@ class EmbedBatch:
         self.prompt_name, self.prompt = prompt_name, prompt
         self.model.tokenize([], prompt_name, prompt)  # a bad prompt name fails here, not mid-job
         self.output_column = output_column
+        self.sparse = isinstance(self.model, SparseEncoder)
+        self.max_active_dims = sparse_settings(self.sparse, normalize, precision, truncate_dim, ranges, max_active_dims)
         self.precision, self.truncate_dim, self.ranges, self.type = output_settings(
-            self.model.dimension, precision, truncate_dim, ranges
+            self.model.dimension, precision, truncate_dim, ranges, self.sparse
         )
         self.chunker = chunker(self.model, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
         self.chunk_text = bool(chunk_text)
@@ -182,15 +207,20 @@ class EmbedBatch:
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` rows is done."""
-        dim = self.type.list_size
+        dim = 0 if self.sparse else self.type.list_size
         if prep.chunks is not None and on_rows is not None:  # the caller counts input rows, not windows
             on_rows = _RowsOfChunks(len(prep.rows), len(prep.chunks), on_rows)
-        vectors = self.model.encode_tokenized(
-            prep.tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim, on_rows=on_rows
-        )
-        assert isinstance(vectors, np.ndarray)  # sentence embeddings, by construction
-        if self.precision is not EmbeddingPrecision.FLOAT32:
-            vectors = quantize_embeddings(vectors, self.precision, ranges=self.ranges)
+        vectors: np.ndarray | SparseEmbeddings
+        if isinstance(self.model, SparseEncoder):
+            vectors = self.model.encode_tokenized(prep.tokens, self.batch_size, max_active_dims=self.max_active_dims,
+                                                  on_rows=on_rows)  # fmt: skip
+        else:
+            vectors = self.model.encode_tokenized(  # type: ignore[assignment]
+                prep.tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim, on_rows=on_rows
+            )
+            assert isinstance(vectors, np.ndarray)  # sentence embeddings, by construction
+            if self.precision is not EmbeddingPrecision.FLOAT32:
+                vectors = quantize_embeddings(vectors, self.precision, ranges=self.ranges)
         tokens = int(prep.tokens.lengths.sum())
         take = prep.keep  # rows of ``prep.table``, one per output row
         has_vector = None  # output rows with a vector (None: all)
@@ -205,13 +235,15 @@ class EmbedBatch:
             has_vector = np.zeros(len(prep.keep), bool)
             has_vector[prep.rows] = True
         n = len(take)
-        if has_vector is None:  # every output row has a vector
-            flat, mask = vectors.reshape(-1), None
+        if isinstance(vectors, SparseEmbeddings):
+            emb = _sparse_column(vectors, has_vector, n)
+        elif has_vector is None:  # every output row has a vector
+            emb = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), self.type.value_type), dim)
         else:
             full = np.zeros((n, dim), vectors.dtype)
             full[has_vector] = vectors
-            flat, mask = full.reshape(-1), pa.array(~has_vector)
-        emb = pa.FixedSizeListArray.from_arrays(pa.array(flat, self.type.value_type), dim, mask=mask)
+            emb = pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1), self.type.value_type), dim,
+                                                    mask=pa.array(~has_vector))  # fmt: skip
         table = prep.table if n == prep.table.num_rows and prep.chunks is None else prep.table.take(pa.array(take))
         if prep.chunks is not None:
             assert has_vector is not None
@@ -220,7 +252,37 @@ class EmbedBatch:
         return BatchResult(table.append_column(self.output_column, emb), prep.bad, tokens, truncated)
 
 
-def chunker(model: Embedder | Path, tokens: int | str | None, overlap: int, text: bool, prompt_name: str | None,
+def _sparse_column(vectors: SparseEmbeddings, has_vector: np.ndarray | None, n: int) -> pa.StructArray:
+    """The rows of ``vectors`` as ``SPARSE_TYPE``, at the output rows ``has_vector`` marks (the others null)."""
+    counts = np.diff(vectors.indptr)
+    if has_vector is not None:
+        full = np.zeros(n, np.int64)
+        full[has_vector] = counts
+        counts = full
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    indices = pa.ListArray.from_arrays(offsets, pa.array(vectors.indices.astype(np.int32)))
+    values = pa.ListArray.from_arrays(offsets, pa.array(vectors.values, pa.float32()))
+    mask = None if has_vector is None else pa.array(~has_vector)
+    return pa.StructArray.from_arrays([indices, values], fields=list(SPARSE_TYPE), mask=mask)
+
+
+def sparse_settings(sparse: bool, normalize: bool, precision: str | EmbeddingPrecision, truncate_dim: int | None,
+                    ranges: np.ndarray | None, max_active_dims: int | None) -> int | None:  # fmt: skip
+    """``max_active_dims``, checked; the dense-only options refused for a sparse bundle (and it for a dense one)."""
+    if not sparse:
+        if max_active_dims is not None:
+            raise ValueError("max_active_dims applies to sparse (SPLADE) bundles; this bundle gives dense vectors")
+        return None
+    given = {"normalize": normalize or None, "truncate_dim": truncate_dim, "ranges": ranges,
+             "precision": None if parse(EmbeddingPrecision, precision, "precision") is EmbeddingPrecision.FLOAT32 else precision}  # fmt: skip
+    for name, value in given.items():
+        if value is not None:
+            raise ValueError(f"{name} applies to dense vectors; a sparse (SPLADE) bundle's are token weights "
+                             "(max_active_dims keeps the largest of them)")  # fmt: skip
+    return None if max_active_dims is None else check_int(max_active_dims, "max_active_dims")
+
+
+def chunker(model: BundleModel | Path, tokens: int | str | None, overlap: int, text: bool, prompt_name: str | None,
             prompt: str | None) -> Chunker | None:  # fmt: skip
     """The chunker for ``chunk_tokens=tokens`` (None: texts are truncated, as sentence-transformers
     does); ``model``: an ``Embedder``, or a bundle folder (its manifest and tokenizer alone are read)."""
@@ -228,7 +290,7 @@ def chunker(model: Embedder | Path, tokens: int | str | None, overlap: int, text
         if overlap or text:
             raise ValueError("chunk_overlap and chunk_text apply to chunking: give chunk_tokens too (--chunk-tokens)")
         return None
-    if isinstance(model, Embedder):
+    if isinstance(model, BundleModel):
         manifest, tokenizer = model.manifest, model.tokenizer
     else:
         manifest = load_manifest(model, verify=False)
@@ -288,12 +350,16 @@ def bad_row(table: pa.Table, i: int, reason: str, id_column: str | None) -> BadR
 
 
 def output_settings(
-    dim: int, precision: str | EmbeddingPrecision, truncate_dim: int | None, ranges: np.ndarray | None
+    dim: int, precision: str | EmbeddingPrecision, truncate_dim: int | None, ranges: np.ndarray | None,
+    sparse: bool = False,
 ) -> tuple[EmbeddingPrecision, int | None, np.ndarray | None, pa.DataType]:
     """The output settings for ``dim``-wide model vectors, checked, and the embedding column's type.
 
-    One scale for the whole corpus: int8/uint8 need ``ranges``."""
+    One scale for the whole corpus: int8/uint8 need ``ranges``. ``sparse``: a sparse bundle's
+    vectors (see ``sparse_settings``)."""
     prec = parse(EmbeddingPrecision, precision, "precision")
+    if sparse:
+        return prec, None, None, SPARSE_TYPE
     if truncate_dim is not None:
         truncate_dim = check_int(truncate_dim, "truncate_dim", 1, dim, why=" (the model's dimension)")
     if prec in (EmbeddingPrecision.INT8, EmbeddingPrecision.UINT8):

@@ -62,6 +62,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "chunk_end), instead of truncating them")  # fmt: skip
     p.add_argument("--chunk-overlap", type=int, default=0, metavar="N", help="tokens shared by consecutive windows (default 0)")
     p.add_argument("--chunk-text", action="store_true", help="also write each window's text (column chunk_text)")
+    p.add_argument("--max-active-dims", type=int, metavar="N",
+                   help="sparse (SPLADE) bundles: keep each vector's N largest weights")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
     add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)", streams_default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -89,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
             normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite,
             **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,
             precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
-            chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text,
+            chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
         )  # fmt: skip
     except KeyboardInterrupt:
         _log(f"interrupted: the parts finished so far are kept in {args.output}; run the same command to continue")

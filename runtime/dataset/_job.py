@@ -20,11 +20,23 @@ import pyarrow as pa
 from .. import __version__
 from .._bundle import MANIFEST_NAME
 from .._embedder import Embedder
+from .._errors import BundleError
 from .._objects import is_uri, local_bundle
 from .._session import check_precision_hint, check_streams
-from .._types import Device, EmbeddingPrecision, check_int, parse
+from .._sparse_encoder import SparseEncoder
+from .._types import BundleKind, Device, EmbeddingPrecision, check_int, parse
 from . import _storage as storage
-from ._batch import CHUNK_COLUMNS, CHUNK_TEXT, BatchResult, EmbedBatch, OnError, chunker, output_settings
+from ._batch import (
+    CHUNK_COLUMNS,
+    CHUNK_TEXT,
+    BatchResult,
+    EmbedBatch,
+    Model,
+    OnError,
+    chunker,
+    output_settings,
+    sparse_settings,
+)
 from ._output import OutputFolder
 from ._readers import read_part
 from ._sources import InputError, InputFormat, PartSpec, Plan, plan_input
@@ -89,7 +101,7 @@ class DatasetSummary:
 def embed_dataset(
     input: str | Path | list[str | Path],
     output: str | Path,
-    model: str | Path | Embedder,
+    model: str | Path | Model,
     *,
     text_column: str = "text",
     id_column: str | None = None,
@@ -115,10 +127,15 @@ def embed_dataset(
     chunk_tokens: int | str | None = None,
     chunk_overlap: int = 0,
     chunk_text: bool = False,
+    max_active_dims: int | None = None,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
-    ``model``: a bundle folder, or an ``Embedder`` already loaded (local backend).
+    ``model``: a bundle folder, or an ``Embedder`` or ``SparseEncoder`` already loaded (local
+    backend). A sparse (SPLADE) bundle's ``embedding`` column is a struct of ``indices`` (token ids,
+    ascending) and ``values`` (their weights); ``max_active_dims`` keeps each vector's largest
+    weights only, and the dense vectors' options (``normalize``, ``precision``, ``truncate_dim``)
+    are refused.
     ``input``: a ``.txt`` (one text a line), ``.jsonl``, ``.csv``/``.tsv`` or ``.parquet`` file, a
     folder of them, or a glob. Rows are cut into parts of ``rows_per_part``; each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
@@ -156,28 +173,30 @@ def embed_dataset(
     t0 = time.perf_counter()
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
-                              chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text)  # fmt: skip
+                              chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
+                              max_active_dims=max_active_dims)  # fmt: skip
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
         from ._ray import check_options, ray_module
 
         ray_module()  # a missing extra or a bad option fails before the input is scanned
         check_options(ray or RayOptions())
-    if isinstance(model, Embedder):
+    if isinstance(model, Embedder | SparseEncoder):
         bundle, hint = model.path, model.precision_hint
     else:  # bad model options fail before the input is scanned, on either backend
         where = parse(Device, device, "device")
         check_streams(where, streams)
         bundle, hint = local_bundle(model), check_precision_hint(where, precision_hint)
-    bundle_hash, dim, window = _bundle_identity(bundle, prompt_name, prompt)
+    bundle_hash, dim, window, sparse = _bundle_identity(bundle, prompt_name, prompt)
     job = job.with_window(window)
+    sparse_settings(sparse, job.normalize, job.precision, job.truncate_dim, job.ranges, job.max_active_dims)
     embedder = None
     if which is Backend.LOCAL:
-        embedder = model if isinstance(model, Embedder) else Embedder(
+        embedder = model if isinstance(model, Embedder | SparseEncoder) else (SparseEncoder if sparse else Embedder)(
             bundle, device=device, threads=threads, precision_hint=precision_hint, streams=streams
         )
     dim = embedder.dimension if embedder is not None else dim
-    embedding = output_settings(dim, job.precision, job.truncate_dim, job.ranges)[3]  # bad settings fail here
+    embedding = output_settings(dim, job.precision, job.truncate_dim, job.ranges, sparse)[3]  # bad settings fail here
     if embedder is not None:
         batch = EmbedBatch(embedder, **job.batch_kwargs())  # bad chunking options fail here, before the scan
     else:
@@ -238,6 +257,7 @@ class JobSettings:
     chunk_tokens: int | str | None = None  # None: texts truncated; "max": the model's window (``with_window``)
     chunk_overlap: int = 0
     chunk_text: bool = False
+    max_active_dims: int | None = None  # sparse bundles: the largest weights kept per vector
 
     @classmethod
     def checked(cls, text_column: str, id_column: str | None, keep_columns: Any, on_error: str | OnError,
@@ -245,7 +265,7 @@ class JobSettings:
                 prompt: str | None, *, precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
                 truncate_dim: int | None = None, ranges: np.ndarray | None = None,
                 chunk_tokens: int | str | None = None, chunk_overlap: int = 0,
-                chunk_text: bool = False) -> JobSettings:  # fmt: skip
+                chunk_text: bool = False, max_active_dims: int | None = None) -> JobSettings:  # fmt: skip
         keep = tuple(keep_columns)
         if chunk_tokens is None and (chunk_overlap or chunk_text):
             raise ValueError("chunk_overlap and chunk_text apply to chunking: give chunk_tokens too (--chunk-tokens)")
@@ -262,7 +282,8 @@ class JobSettings:
         return cls(text_column, id_column, keep, policy, batch_size, rows_per_part, bool(normalize), prompt_name, prompt,
                    parse(EmbeddingPrecision, precision, "precision"), truncate_dim,
                    None if ranges is None else np.asarray(ranges, dtype=np.float32), chunk_tokens,
-                   check_int(chunk_overlap, "chunk_overlap", 0), bool(chunk_text))  # fmt: skip
+                   check_int(chunk_overlap, "chunk_overlap", 0), bool(chunk_text),
+                   None if max_active_dims is None else check_int(max_active_dims, "max_active_dims"))  # fmt: skip
 
     def with_window(self, max_seq_length: int) -> JobSettings:
         """``chunk_tokens="max"`` as the model's window (so that the job's identity holds the number)."""
@@ -296,6 +317,8 @@ class JobSettings:
             out["ranges_sha256"] = hashlib.sha256(np.ascontiguousarray(self.ranges).tobytes()).hexdigest()
         if self.chunk_tokens is not None:
             out["chunks"] = {"tokens": self.chunk_tokens, "overlap": self.chunk_overlap, "text": self.chunk_text}
+        if self.max_active_dims is not None:
+            out["max_active_dims"] = self.max_active_dims
         return out
 
     def batch_kwargs(self) -> dict[str, Any]:
@@ -304,20 +327,26 @@ class JobSettings:
         return {"text_column": TEXT, "id_column": "id", "on_error": self.on_error, "batch_size": self.batch_size,
                 "normalize": self.normalize, "prompt_name": self.prompt_name, "prompt": self.prompt,
                 "precision": self.precision, "truncate_dim": self.truncate_dim, "ranges": self.ranges,
-                "chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap, "chunk_text": self.chunk_text}  # fmt: skip
+                "chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap, "chunk_text": self.chunk_text,
+                "max_active_dims": self.max_active_dims}  # fmt: skip
 
     def read(self, plan: Plan, part: PartSpec) -> pa.Table:
         return read_part(plan, part, self.text_column, self.id_column, self.keep_columns)
 
 
-def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) -> tuple[str, int, int]:
-    """The bundle's hash, dimension and max_seq_length; a bad prompt fails here, before any work (or any Ray actor)."""
+def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) -> tuple[str, int, int, bool]:
+    """The bundle's hash, dimension, max_seq_length and whether it is sparse; a bad prompt or a
+    bundle of another kind fails here, before any work (or any Ray actor)."""
     from .._base import prompt_text
     from .._bundle import load_manifest
 
     manifest = load_manifest(bundle, verify=False)  # the Embedder verified it (local) or the actors will
     prompt_text(manifest, prompt_name, prompt)
-    return hashlib.sha256((bundle / MANIFEST_NAME).read_bytes()).hexdigest(), manifest.dimension, manifest.max_seq_length
+    if manifest.kind not in (BundleKind.EMBEDDING, BundleKind.STATIC, BundleKind.SPARSE):
+        raise BundleError(f"bundle {str(bundle)!r} is a {manifest.kind.value} (it scores text pairs); a corpus job "
+                          "embeds texts: give an embedding or sparse bundle")  # fmt: skip
+    digest = hashlib.sha256((bundle / MANIFEST_NAME).read_bytes()).hexdigest()
+    return digest, manifest.dimension, manifest.max_seq_length, manifest.kind is BundleKind.SPARSE
 
 
 def output_schema(

@@ -29,11 +29,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .._embedder import Embedder
 from .._errors import EmbedrtError
 from .._session import check_streams
+from .._sparse_encoder import SparseEncoder
 from .._types import Device, check_int, parse
-from ._batch import BadRow, BadRowError, EmbedBatch, OnError, chunker, output_settings
+from ._batch import (
+    BadRow,
+    BadRowError,
+    EmbedBatch,
+    OnError,
+    chunker,
+    load_embedding_model,
+    output_settings,
+    sparse_settings,
+)
 from ._output import OutputFolder
 from ._sources import PartSpec, Plan
 from ._storage import absolute
@@ -144,7 +153,7 @@ class _PartWorker:
                  model_options: dict[str, Any], threads: int, counter: Any = None,
                  report_s: float = _POLL_S) -> None:  # fmt: skip
         self.plan, self.output, self.schema, self.job = plan, OutputFolder(output), schema, job
-        self.batch = EmbedBatch(Embedder(bundle, threads=threads, **model_options), **job.batch_kwargs())
+        self.batch = EmbedBatch(load_embedding_model(bundle, threads=threads, **model_options), **job.batch_kwargs())
         self.counter, self.report_s = counter, report_s  # a _RowCounter actor, or None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -175,7 +184,7 @@ def run_ray(
     options: RayOptions, model_options: dict[str, Any], record: Callable[[dict[str, Any]], None],
     say: Callable[[str], None], on_rows: Callable[[PartSpec, int], None] | None = None,
 ) -> None:  # fmt: skip
-    """Embed the parts ``todo`` on Ray actors, each loading ``Embedder(bundle, **model_options)``;
+    """Embed the parts ``todo`` on Ray actors, each loading the bundle's model with ``model_options``;
     ``record`` each finished part (driver side); ``on_rows(part, n)`` (from another thread of the
     driver) as the actors' model batches finish rows of a part, reported every ``_POLL_S`` seconds."""
     ray = ray_module()
@@ -290,6 +299,7 @@ def embed_ray_dataset(
     chunk_tokens: int | str | None = None,
     chunk_overlap: int = 0,
     chunk_text: bool = False,
+    max_active_dims: int | None = None,
 ) -> Any:
     """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors added.
 
@@ -306,6 +316,8 @@ def embed_ray_dataset(
     ``streams``: batches an actor runs at once, each on its share of its threads (``"auto"``: one
     per thread on the CPU provider, as the corpus job does). ``chunk_tokens``, ``chunk_overlap``,
     ``chunk_text``: a row per window of each text instead of truncating it, as ``EmbedBatch`` takes them.
+    A sparse (SPLADE) bundle gives a struct of ``indices`` and ``values`` (``max_active_dims``: the
+    largest weights kept per vector).
     """
     ray = ray_module()
     threads = _check_cpus(cpus_per_actor)
@@ -313,9 +325,11 @@ def embed_ray_dataset(
     parse_on_error = parse(OnError, on_error, "on_error")
     _check_actors(num_actors)
     check_streams(parse(Device, device, "device"), streams)
-    checking = Embedder(model, verify=True)
+    checking = load_embedding_model(model, verify=True)
     checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
-    output_settings(checking.dimension, precision, truncate_dim, ranges)
+    sparse = isinstance(checking, SparseEncoder)
+    sparse_settings(sparse, normalize, precision, truncate_dim, ranges, max_active_dims)
+    output_settings(checking.dimension, precision, truncate_dim, ranges, sparse)
     chunker(checking, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
     return ds.map_batches(
         EmbedBatch,
@@ -324,7 +338,8 @@ def embed_ray_dataset(
                                "prompt_name": prompt_name, "prompt": prompt, "output_column": output_column,
                                "device": device, "threads": threads, "precision": precision,
                                "truncate_dim": truncate_dim, "ranges": ranges, "streams": streams,
-                               "chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap, "chunk_text": chunk_text},
+                               "chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap, "chunk_text": chunk_text,
+                               "max_active_dims": max_active_dims},
         batch_size=rows_per_batch, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None, max_restarts=restarts,
     )  # fmt: skip
