@@ -13,7 +13,8 @@ grows, and the Ray backend with 1 and 2 actors.
 - Every measurement runs in its own process (a fresh interpreter: peak RSS is that process's
   ``VmHWM``), with the same bundle, threads and batch size.
 - throughput: the job (``embed_dataset``, reading the JSONL, writing Parquet, end to end) with each
-  of ``--streams`` (default 1) and ``Embedder.encode`` on the same texts already in memory (only the
+  of ``--streams`` (default 1) and ``Embedder.encode`` (a sparse bundle: ``SparseEncoder.encode``;
+  sentence-transformers' too) on the same texts already in memory (only the
   encode call is timed), alternating, ``--rounds`` times each; the ratio is the job with the first
   of ``--streams`` against encode on one stream, and with several ``--streams`` each count's best
   against the first's. With ``--sentence-transformers MODEL_DIR`` also sentence-transformers'
@@ -156,16 +157,18 @@ def _in_memory(kind: str, model_dir: str, threads: int, streams: int, texts: lis
     """``(encode, tokens of texts)``: sentence-transformers' (``st``, PyTorch) or ``Embedder``'s."""
     if kind == "st":
         import torch
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer, SparseEncoder
 
         torch.set_num_threads(threads)
-        st = SentenceTransformer(model_dir, device="cpu")
+        config = Path(model_dir) / "config_sentence_transformers.json"
+        sparse = config.is_file() and json.loads(config.read_text()).get("model_type") == "SparseEncoder"
+        st = (SparseEncoder if sparse else SentenceTransformer)(model_dir, device="cpu")
         ids = st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"]
         return st.encode, int(sum(map(len, ids)))
-    from embedrt import Embedder
+    from embedrt import load_model
 
-    model = Embedder(model_dir, threads=threads, streams=streams)
-    return model.encode, int(model.tokenize(texts).lengths.sum())
+    model = load_model(model_dir, threads=threads, streams=streams)  # an embedding or a sparse bundle
+    return model.encode, int(model.tokenize(texts).lengths.sum())  # type: ignore[union-attr]
 
 
 def measure(

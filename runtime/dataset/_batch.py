@@ -207,49 +207,62 @@ class EmbedBatch:
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` rows is done."""
-        dim = 0 if self.sparse else self.type.list_size
         if prep.chunks is not None and on_rows is not None:  # the caller counts input rows, not windows
             on_rows = _RowsOfChunks(len(prep.rows), len(prep.chunks), on_rows)
-        vectors: np.ndarray | SparseEmbeddings
-        if isinstance(self.model, SparseEncoder):
-            vectors = self.model.encode_tokenized(prep.tokens, self.batch_size, max_active_dims=self.max_active_dims,
-                                                  on_rows=on_rows)  # fmt: skip
-        else:
-            vectors = self.model.encode_tokenized(  # type: ignore[assignment]
-                prep.tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim, on_rows=on_rows
-            )
-            assert isinstance(vectors, np.ndarray)  # sentence embeddings, by construction
-            if self.precision is not EmbeddingPrecision.FLOAT32:
-                vectors = quantize_embeddings(vectors, self.precision, ranges=self.ranges)
-        tokens = int(prep.tokens.lengths.sum())
-        take = prep.keep  # rows of ``prep.table``, one per output row
-        has_vector = None  # output rows with a vector (None: all)
-        if prep.chunks is not None:  # a row per window; a bad row kept (null) stays one row
-            counts = np.ones(len(prep.keep), np.int64)
-            good = np.searchsorted(prep.keep, prep.rows)  # the good rows' places among the output rows
-            counts[good] = np.bincount(prep.chunks.text, minlength=len(prep.rows))
-            is_good = np.zeros(len(prep.keep), bool)
-            is_good[good] = True
-            take, has_vector = np.repeat(prep.keep, counts), np.repeat(is_good, counts)
-        elif len(prep.keep) != len(prep.rows):
-            has_vector = np.zeros(len(prep.keep), bool)
-            has_vector[prep.rows] = True
-        n = len(take)
-        if isinstance(vectors, SparseEmbeddings):
-            emb = _sparse_column(vectors, has_vector, n)
-        elif has_vector is None:  # every output row has a vector
-            emb = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), self.type.value_type), dim)
-        else:
-            full = np.zeros((n, dim), vectors.dtype)
-            full[has_vector] = vectors
-            emb = pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1), self.type.value_type), dim,
-                                                    mask=pa.array(~has_vector))  # fmt: skip
-        table = prep.table if n == prep.table.num_rows and prep.chunks is None else prep.table.take(pa.array(take))
+        vectors = self._vectors(prep.tokens, on_rows)
+        take, has_vector = _output_rows(prep)
+        table = prep.table if take is None else prep.table.take(pa.array(take))
         if prep.chunks is not None:
             assert has_vector is not None
             table = _with_chunk_columns(table, prep, has_vector)
+        emb = self._column(vectors, has_vector, table.num_rows)
         truncated = 0 if prep.chunks is not None else int(prep.tokens.truncated.sum())
-        return BatchResult(table.append_column(self.output_column, emb), prep.bad, tokens, truncated)
+        return BatchResult(table.append_column(self.output_column, emb), prep.bad, int(prep.tokens.lengths.sum()),
+                           truncated)  # fmt: skip
+
+    def _vectors(self, tokens: Tokenized, on_rows: Callable[[int], None] | None) -> np.ndarray | SparseEmbeddings:
+        """The model's vectors of ``tokens``, in the output's precision."""
+        if isinstance(self.model, SparseEncoder):
+            return self.model.encode_tokenized(tokens, self.batch_size, max_active_dims=self.max_active_dims,
+                                               on_rows=on_rows)  # fmt: skip
+        vectors = self.model.encode_tokenized(
+            tokens, self.batch_size, self.normalize or None, truncate_dim=self.truncate_dim, on_rows=on_rows
+        )
+        assert isinstance(vectors, np.ndarray)  # sentence embeddings, by construction
+        if self.precision is not EmbeddingPrecision.FLOAT32:
+            vectors = quantize_embeddings(vectors, self.precision, ranges=self.ranges)
+        return vectors
+
+    def _column(self, vectors: np.ndarray | SparseEmbeddings, has_vector: np.ndarray | None, n: int) -> pa.Array:
+        """The embedding column of ``n`` output rows: ``vectors`` at the rows ``has_vector`` marks, the others null."""
+        if isinstance(vectors, SparseEmbeddings):
+            return _sparse_column(vectors, has_vector, n)
+        dim = self.type.list_size
+        if has_vector is None:  # every output row has a vector
+            return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), self.type.value_type), dim)
+        full = np.zeros((n, dim), vectors.dtype)
+        full[has_vector] = vectors
+        return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1), self.type.value_type), dim,
+                                                 mask=pa.array(~has_vector))  # fmt: skip
+
+
+def _output_rows(prep: Prepared) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The rows of ``prep.table`` in the output, one per output row (None: all of them, once), and
+    which output rows get a vector (None: all). With chunking a good row gives a row per window; a
+    bad row kept (``null``) stays one row."""
+    if prep.chunks is not None:
+        counts = np.ones(len(prep.keep), np.int64)
+        good = np.searchsorted(prep.keep, prep.rows)  # the good rows' places among the output rows
+        counts[good] = np.bincount(prep.chunks.text, minlength=len(prep.rows))
+        is_good = np.zeros(len(prep.keep), bool)
+        is_good[good] = True
+        return np.repeat(prep.keep, counts), np.repeat(is_good, counts)
+    take = None if len(prep.keep) == prep.table.num_rows else prep.keep
+    if len(prep.keep) == len(prep.rows):
+        return take, None
+    has_vector = np.zeros(len(prep.keep), bool)
+    has_vector[prep.rows] = True
+    return take, has_vector
 
 
 def _sparse_column(vectors: SparseEmbeddings, has_vector: np.ndarray | None, n: int) -> pa.StructArray:
