@@ -34,6 +34,17 @@ class Chunks:
     def __len__(self) -> int:
         return len(self.index)
 
+    def of_texts(self, texts: np.ndarray) -> tuple[Chunks, np.ndarray]:
+        """The windows of texts ``texts`` (indices into the texts split), in that order, and each
+        one's place among these windows: for texts that repeat, split once."""
+        first = np.searchsorted(self.text, np.arange(int(texts.max(initial=-1)) + 1))
+        counts = np.bincount(self.text, minlength=len(first))[texts]
+        ends = np.cumsum(counts)
+        sel = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - counts, counts) + np.repeat(first[texts], counts)
+        picked = Chunks(self.tokens.select(sel.tolist()), np.repeat(np.arange(len(texts)), counts), self.index[sel],
+                        self.start[sel], self.end[sel])  # fmt: skip
+        return picked, sel
+
 
 class Chunker:
     """Cuts texts into windows of at most ``tokens`` model inputs (special tokens and the prompt

@@ -1,4 +1,5 @@
-"""The corpus job with long texts: truncation counted, or each text cut into windows (a row each)."""
+"""The corpus job with long texts (truncation counted, or each text cut into windows, a row each)
+and with texts repeated within a part (embedded once)."""
 
 from __future__ import annotations
 
@@ -155,3 +156,40 @@ def test_cli_chunks_and_says_what_was_cut(tmp_path: Path, corpus: tuple[Path, li
     assert "cut to it" not in chunked.stderr and f"chunks of {len(texts) + 1} rows written" in chunked.stdout
     table = pq.read_table(tmp_path / "chunked")
     assert table.num_rows > len(texts) and "chunk_text" in table.column_names
+
+
+def test_repeated_texts_are_embedded_once(tmp_path: Path, tiny_bert_bundle: Path, model: Embedder) -> None:
+    texts = _corpus(60, seed=3)
+    rows = [{"doc": f"d{i}", "text": texts[i % 20]} for i in range(60)]  # every text three times
+    rows.append({"doc": "bad", "text": None})
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    distinct = list(dict.fromkeys(texts[:20]))
+    summary = embed_dataset(path, tmp_path / "out", tiny_bert_bundle, id_column="doc", on_error="null",
+                            rows_per_part=30, progress=False)  # fmt: skip
+    # parts of 30 rows: each holds the 20 texts once and 10 of them again
+    assert summary.repeats == 60 - 2 * len(distinct) and summary.written == 61
+    assert f"; {summary.repeats} repeated texts embedded once" in str(summary)
+    assert summary.tokens == 2 * sum(min(n, model.max_seq_length) for n in _lengths(tiny_bert_bundle, distinct))
+    table = pq.read_table(tmp_path / "out")
+    got = {r["id"]: r["embedding"] for r in table.to_pylist()}
+    want = model.encode([r["text"] for r in rows[:60]])
+    np.testing.assert_allclose(np.array([got[f"d{i}"] for i in range(60)], np.float32), want, atol=1e-5)
+    assert got["bad"] is None
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["repeated_rows"] == summary.repeats
+    # windows too: a repeated text gets the same windows, cut once
+    chunked = embed_dataset(path, tmp_path / "chunked", tiny_bert_bundle, id_column="doc", on_error="skip",
+                            rows_per_part=30, progress=False, chunk_tokens=16, chunk_text=True)  # fmt: skip
+    assert chunked.repeats == summary.repeats
+    windows = pq.read_table(tmp_path / "chunked").to_pylist()
+    of: dict[str, list[tuple[object, ...]]] = {}
+    for r in windows:
+        of.setdefault(str(r["id"]), []).append((r["chunk"], r["chunk_start"], r["chunk_end"], r["chunk_text"],
+                                                 tuple(r["embedding"])))  # fmt: skip
+    for i in range(20, 60):
+        a, b = of[f"d{i}"], of[f"d{i % 20}"]
+        assert [w[:4] for w in a] == [w[:4] for w in b]
+        np.testing.assert_allclose(np.array([w[4] for w in a]), np.array([w[4] for w in b]), atol=1e-5)
+    for w in windows:  # each row's windows are of its own text
+        assert texts[int(str(w["id"])[1:]) % 20][w["chunk_start"] : w["chunk_end"]] == w["chunk_text"]

@@ -25,6 +25,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sparse-corpus") / "in.jsonl"
     rows = [{"doc": f"d{i}", "text": t} for i, t in enumerate(TEXTS)]
     rows.insert(5, {"doc": "bad", "text": 12})
+    rows.insert(9, {"doc": "again", "text": TEXTS[3]})  # embedded once with d3
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -40,12 +41,12 @@ def test_sparse_vectors_are_the_encoders(tmp_path: Path, corpus: Path, tiny_spar
     _source, bundle = tiny_sparse
     summary = embed_dataset(corpus, tmp_path / "out", bundle, id_column="doc", on_error="null", rows_per_part=40,
                             progress=False, max_active_dims=max_active_dims)  # fmt: skip
-    assert summary.written == len(TEXTS) + 1 and summary.bad_rows == 1
+    assert summary.written == len(TEXTS) + 2 and summary.bad_rows == 1 and summary.repeats == 1
     table = pq.read_table(tmp_path / "out")
     assert table.schema.field("embedding").type == pa.struct([("indices", pa.list_(pa.int32())),
                                                               ("values", pa.list_(pa.float32()))])  # fmt: skip
     got = _rows(table)
-    assert got["bad"] is None
+    assert got["bad"] is None and got["again"] == got["d3"]
     want = SparseEncoder(bundle).encode(TEXTS, max_active_dims=max_active_dims)
     for i, v in enumerate(want):
         row = got[f"d{i}"]
@@ -98,5 +99,5 @@ def test_cli_sparse(tmp_path: Path, corpus: Path, tiny_sparse: tuple[Path, Path]
                            "--no-progress", "--threads", "1"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     table = pq.read_table(tmp_path / "out")
-    assert table.num_rows == len(TEXTS)
+    assert table.num_rows == len(TEXTS) + 1
     assert max(len(e["indices"]) for e in table.column("embedding").to_pylist()) == 3

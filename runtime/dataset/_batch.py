@@ -68,11 +68,13 @@ class BadRowError(EmbedrtError, ValueError):
 class Prepared:
     table: pa.Table  # the input rows, internal columns dropped
     rows: np.ndarray  # indices into ``table`` of the rows to embed
-    tokens: Tokenized
+    tokens: Tokenized  # what the model embeds: each distinct text (or window of one) once
     bad: list[BadRow]
     keep: np.ndarray  # indices into ``table`` of the output rows (skip: the good ones; else all)
-    chunks: Chunks | None = None  # with chunking: the windows of ``rows``, whose tokens ``tokens`` are
+    chunks: Chunks | None = None  # with chunking: the windows of ``rows``, a text's in order, texts in order
     chunk_texts: list[str] | None = None  # each window's text, where asked for
+    vector_of: np.ndarray | None = None  # the vector (of ``tokens``) of each row (window); None: one each
+    repeats: int = 0  # good rows whose text an earlier row had (embedded once for both)
 
 
 # the columns a chunked output adds (before the embedding), and the one with each chunk's text
@@ -86,6 +88,7 @@ class BatchResult:
     bad: list[BadRow] = field(default_factory=list)
     tokens: int = 0
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
+    repeats: int = 0  # rows whose text an earlier row of the batch had, embedded once
 
 
 # a sparse bundle's embedding column: each row's dimensions (token ids, ascending) and their weights
@@ -194,31 +197,37 @@ class EmbedBatch:
         good = np.array([i for i, r in enumerate(reasons) if r is None], dtype=np.int64)
         keep = good if self.on_error is OnError.SKIP else np.arange(len(texts), dtype=np.int64)
         public = table.drop_columns([c for c in INTERNAL if c in table.column_names])
-        good_texts: list[str] = [texts[i] for i in good]
+        distinct, of = _distinct([texts[i] for i in good])  # a text repeated in the batch is embedded once
         if self.chunker is None:
-            return Prepared(public, good, self.model.tokenize(good_texts, self.prompt_name, self.prompt), bad, keep)
-        chunks = self.chunker.split(good_texts)
+            tokens = self.model.tokenize(distinct, self.prompt_name, self.prompt)
+            return Prepared(public, good, tokens, bad, keep, vector_of=of, repeats=len(good) - len(distinct))
+        windows = self.chunker.split(distinct)
+        chunks, vector_of = (windows, None) if of is None else windows.of_texts(of)
         pieces = None
         if self.chunk_text:
-            spans = zip(chunks.text.tolist(), chunks.start.tolist(), chunks.end.tolist(), strict=True)
-            pieces = [good_texts[t][a:b] for t, a, b in spans]
-        return Prepared(public, good, chunks.tokens, bad, keep, chunks, pieces)
+            spans = zip(windows.text.tolist(), windows.start.tolist(), windows.end.tolist(), strict=True)
+            pieces = [distinct[t][a:b] for t, a, b in spans]
+            pieces = pieces if vector_of is None else [pieces[k] for k in vector_of.tolist()]
+        return Prepared(public, good, windows.tokens, bad, keep, chunks, pieces, vector_of, len(good) - len(distinct))
 
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` rows is done."""
-        if prep.chunks is not None and on_rows is not None:  # the caller counts input rows, not windows
-            on_rows = _RowsOfChunks(len(prep.rows), len(prep.chunks), on_rows)
+        if on_rows is not None and len(prep.tokens) != len(prep.rows):  # the caller counts rows, not windows
+            on_rows = _RowsDone(len(prep.rows), len(prep.tokens), on_rows)
         vectors = self._vectors(prep.tokens, on_rows)
+        if prep.vector_of is not None:
+            vectors = vectors[prep.vector_of]
         take, has_vector = _output_rows(prep)
         table = prep.table if take is None else prep.table.take(pa.array(take))
         if prep.chunks is not None:
             assert has_vector is not None
             table = _with_chunk_columns(table, prep, has_vector)
         emb = self._column(vectors, has_vector, table.num_rows)
-        truncated = 0 if prep.chunks is not None else int(prep.tokens.truncated.sum())
+        cut = prep.tokens.truncated if prep.vector_of is None else prep.tokens.truncated[prep.vector_of]
+        truncated = 0 if prep.chunks is not None else int(cut.sum())
         return BatchResult(table.append_column(self.output_column, emb), prep.bad, int(prep.tokens.lengths.sum()),
-                           truncated)  # fmt: skip
+                           truncated, prep.repeats)  # fmt: skip
 
     def _vectors(self, tokens: Tokenized, on_rows: Callable[[int], None] | None) -> np.ndarray | SparseEmbeddings:
         """The model's vectors of ``tokens``, in the output's precision."""
@@ -316,9 +325,20 @@ def chunker(model: BundleModel | Path, tokens: int | str | None, overlap: int, t
     return Chunker(tokenizer, window, size, overlap, prompt_text(manifest, prompt_name, prompt))  # type: ignore[arg-type]
 
 
-class _RowsOfChunks:
-    """``on_rows`` in input rows for a caller that counts rows while the model runs windows: the rows'
-    share of the windows done so far (batches run longest first, so rows finish in no set order)."""
+def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray | None]:
+    """The distinct texts in order of first appearance, and each text's place among them (None if
+    every text is distinct)."""
+    place: dict[str, int] = {}
+    of = np.fromiter((place.setdefault(t, len(place)) for t in texts), dtype=np.int64, count=len(texts))
+    if len(place) == len(texts):
+        return texts, None
+    return list(place), of
+
+
+class _RowsDone:
+    """``on_rows`` in input rows for a caller that counts rows while the model runs something else
+    (windows; distinct texts): the rows' share of the model's work done so far (batches run longest
+    first, so rows finish in no set order)."""
 
     def __init__(self, rows: int, windows: int, on_rows: Callable[[int], None]) -> None:
         self.rows, self.windows, self.on_rows = rows, max(windows, 1), on_rows

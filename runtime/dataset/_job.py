@@ -78,6 +78,7 @@ class DatasetSummary:
     bad_examples: list[dict[str, Any]] = field(default_factory=list)
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
     chunked: bool = False  # a row per window of each text (chunk_tokens)
+    repeats: int = 0  # rows whose text an earlier row of their part had: embedded once
 
     @property
     def texts_per_second(self) -> float:
@@ -91,6 +92,7 @@ class DatasetSummary:
         resumed = f" ({self.parts_resumed} of {self.parts} parts kept from an earlier run)" if self.parts_resumed else ""
         written = f"{self.written} chunks of {self.rows} rows" if self.chunked else f"{self.written} rows"
         cut = f"; {self.truncated} texts longer than the model's window cut to it" if self.truncated else ""
+        cut += f"; {self.repeats} repeated texts embedded once" if self.repeats else ""
         return (
             f"{written} written to {self.output}{resumed}; bad rows {self.bad_rows}{cut}; "
             f"this run: {self.rows_embedded} texts in {self.seconds:.1f} s, "
@@ -451,13 +453,14 @@ class _Tracker:
             bad_rows=len(bad), parts=len(self.plan.parts), parts_resumed=self.resumed, seconds=seconds,
             rows_embedded=self.rows, tokens=self.tokens, bad_examples=bad[:20],
             truncated=sum(int(e.get("truncated", 0)) for e in self.entries.values()), chunked=chunked,
+            repeats=sum(int(e.get("repeats", 0)) for e in self.entries.values()),
         )  # fmt: skip
 
 
 def journal_entry(part: PartSpec, table: pa.Table, result: BatchResult) -> dict[str, Any]:
     """What the journal records of a finished part (each backend adds where it went)."""
     return {"part": part.index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
-            "truncated": result.truncated, "bad": [b.to_dict() for b in result.bad]}  # fmt: skip
+            "truncated": result.truncated, "repeats": result.repeats, "bad": [b.to_dict() for b in result.bad]}  # fmt: skip
 
 
 def _final_manifest(
@@ -476,6 +479,7 @@ def _final_manifest(
         "bad_rows": {"count": len(bad), "ids": [b.get("id") for b in bad[:1000]],
                      "file": "_bad_rows.jsonl" if bad else None},
         "truncated_rows": summary.truncated,
+        "repeated_rows": summary.repeats,
         "last_run": {**asdict(summary), "batch_size": batch_size, "bad_examples": None},
     }  # fmt: skip
 
