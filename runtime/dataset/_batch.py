@@ -101,10 +101,16 @@ def load_embedding_model(bundle: str | Path, **options: Any) -> Model:
     from .._load import load_model
 
     model = load_model(bundle, **options)
-    if not isinstance(model, Embedder | SparseEncoder):
-        raise BundleError(f"bundle {str(bundle)!r} is a {model.kind.value} (it scores text pairs); a corpus job "
-                          "embeds texts: give an embedding or sparse bundle")  # fmt: skip
+    check_embeds_texts(bundle, model.kind)
+    assert isinstance(model, Embedder | SparseEncoder)
     return model
+
+
+def check_embeds_texts(bundle: str | Path, kind: BundleKind) -> None:
+    """A bundle of a kind that does not embed single texts (a reranker) is refused, naming it."""
+    if kind not in (BundleKind.EMBEDDING, BundleKind.STATIC, BundleKind.SPARSE):
+        raise BundleError(f"bundle {str(bundle)!r} is a {kind.value} (it scores text pairs); a corpus job "
+                          "embeds texts: give an embedding or sparse bundle")  # fmt: skip
 
 
 class EmbedBatch:

@@ -20,7 +20,6 @@ import pyarrow as pa
 from .. import __version__
 from .._bundle import MANIFEST_NAME
 from .._embedder import Embedder
-from .._errors import BundleError
 from .._objects import is_uri, local_bundle
 from .._session import check_precision_hint, check_streams
 from .._sparse_encoder import SparseEncoder
@@ -33,6 +32,7 @@ from ._batch import (
     EmbedBatch,
     Model,
     OnError,
+    check_embeds_texts,
     chunker,
     output_settings,
     sparse_settings,
@@ -269,8 +269,6 @@ class JobSettings:
                 chunk_tokens: int | str | None = None, chunk_overlap: int = 0,
                 chunk_text: bool = False, max_active_dims: int | None = None) -> JobSettings:  # fmt: skip
         keep = tuple(keep_columns)
-        if chunk_tokens is None and (chunk_overlap or chunk_text):
-            raise ValueError("chunk_overlap and chunk_text apply to chunking: give chunk_tokens too (--chunk-tokens)")
         if chunk_tokens is not None and chunk_tokens != "max":
             chunk_tokens = check_int(chunk_tokens, "chunk_tokens", also=" or 'max'")
         ours = ("id", "embedding", *(CHUNK_COLUMNS if chunk_tokens is not None else ()), *((CHUNK_TEXT,) if chunk_text else ()))
@@ -344,9 +342,7 @@ def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) 
 
     manifest = load_manifest(bundle, verify=False)  # the Embedder verified it (local) or the actors will
     prompt_text(manifest, prompt_name, prompt)
-    if manifest.kind not in (BundleKind.EMBEDDING, BundleKind.STATIC, BundleKind.SPARSE):
-        raise BundleError(f"bundle {str(bundle)!r} is a {manifest.kind.value} (it scores text pairs); a corpus job "
-                          "embeds texts: give an embedding or sparse bundle")  # fmt: skip
+    check_embeds_texts(bundle, manifest.kind)
     digest = hashlib.sha256((bundle / MANIFEST_NAME).read_bytes()).hexdigest()
     return digest, manifest.dimension, manifest.max_seq_length, manifest.kind is BundleKind.SPARSE
 
