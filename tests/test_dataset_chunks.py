@@ -156,6 +156,9 @@ def test_cli_chunks_and_says_what_was_cut(tmp_path: Path, corpus: tuple[Path, li
     assert "cut to it" not in chunked.stderr and f"chunks of {len(texts) + 1} rows written" in chunked.stdout
     table = pq.read_table(tmp_path / "chunked")
     assert table.num_rows > len(texts) and "chunk_text" in table.column_names
+    bad = subprocess.run([*base, str(tmp_path / "other"), *opts, "--chunk-tokens", "all"], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "--chunk-tokens: expected a number of tokens or 'max', got 'all'" in bad.stderr
 
 
 def test_repeated_texts_are_embedded_once(tmp_path: Path, tiny_bert_bundle: Path, model: Embedder) -> None:

@@ -107,7 +107,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _tokens(value: str) -> int | str:
-    return value if value == "max" else int(value)
+    if value == "max" or value.isdigit():
+        return value if value == "max" else int(value)
+    raise argparse.ArgumentTypeError(f"expected a number of tokens or 'max', got {value!r}")
 
 
 def _log(msg: str) -> None:
