@@ -12,7 +12,7 @@ one a plain run computes. Each window records the characters of the text it cove
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,49 +73,58 @@ class Chunker:
                              f"be more than chunk_overlap={self.overlap}: raise chunk_tokens or lower chunk_overlap")  # fmt: skip
 
     def split(self, texts: Sequence[str]) -> Chunks:
-        """The windows of every text (at least one each: an empty text gives one window of no text)."""
-        full = [self.prompt + t for t in texts] if self.prompt else list(texts)
-        encodings = encoded(self._tok.encode_batch, full, texts, special=False)
-        ids: list[list[int]] = []
-        types: list[list[int]] = []
+        """The windows of every text (at least one each: an empty text gives one window of no text).
+
+        Texts are tokenized a group at a time (the tokenizer's encodings take tens of bytes a token)
+        and each window's ids are kept as a small array, so memory follows the windows' tokens."""
+        ids: list[np.ndarray] = []
+        types: list[np.ndarray] = []
         text_of: list[int] = []
         index: list[int] = []
         starts: list[int] = []
         ends: list[int] = []
         skip = len(self.prompt)
-        for i, e in enumerate(encodings):
-            offsets, words, all_ids = e.offsets, e.word_ids, e.ids
-            p = 0
-            if skip:  # the prompt's tokens: those that end within it
-                while p < len(all_ids) and offsets[p][1] <= skip:
-                    p += 1
-            head = self._prefix + all_ids[:p]
-            room = self.tokens - len(head) - len(self._suffix)
-            if room <= self.overlap:
-                raise ValueError(f"texts[{i}]: chunk_tokens={self.tokens} leaves {room} tokens for the text after "
-                                 f"the special tokens and the prompt's {p}, not more than chunk_overlap={self.overlap}")  # fmt: skip
-            head_types = self._prefix_types + [self._type] * p
-            for k, (a, b) in enumerate(self._windows(words, p, len(all_ids), room)):
-                ids.append(head + all_ids[a:b] + self._suffix)
-                types.append(head_types + [self._type] * (b - a) + self._suffix_types)
-                text_of.append(i)
-                index.append(k)
-                starts.append(max(offsets[a][0] - skip, 0) if b > a else 0)
-                ends.append(max(offsets[b - 1][1] - skip, 0) if b > a else 0)
+        prefix, suffix = np.asarray(self._prefix, np.int32), np.asarray(self._suffix, np.int32)
+        for first, group in _groups(texts):
+            full = [self.prompt + t for t in group] if self.prompt else list(group)
+            for i, e in enumerate(encoded(self._tok.encode_batch, full, group, special=False), start=first):
+                all_ids = np.asarray(e.ids, dtype=np.int32)
+                p = 0
+                if skip:  # the prompt's tokens: those that end within it
+                    while p < len(all_ids) and e.token_to_chars(p)[1] <= skip:
+                        p += 1
+                room = self.tokens - len(prefix) - p - len(suffix)
+                if room <= self.overlap:
+                    raise ValueError(f"texts[{i}]: chunk_tokens={self.tokens} leaves {room} tokens for the text after "
+                                     f"the special tokens and the prompt's {p}, not more than chunk_overlap={self.overlap}")  # fmt: skip
+                head = np.concatenate([prefix, all_ids[:p]])
+                for k, (a, b) in enumerate(self._windows(e.token_to_word, p, len(all_ids), room)):
+                    window = np.concatenate([head, all_ids[a:b], suffix])
+                    kinds = np.full(len(window), self._type, dtype=np.int8)
+                    kinds[: len(prefix)] = self._prefix_types
+                    kinds[len(window) - len(suffix) :] = self._suffix_types
+                    ids.append(window)
+                    types.append(kinds)
+                    text_of.append(i)
+                    index.append(k)
+                    starts.append(max(e.token_to_chars(a)[0] - skip, 0) if b > a else 0)
+                    ends.append(max(e.token_to_chars(b - 1)[1] - skip, 0) if b > a else 0)
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         return Chunks(
-            tokens=Tokenized(ids, types, lengths, np.zeros(len(ids), dtype=bool)),
+            # each window an int32 array (a tenth of a list's memory), which the padding takes as it takes lists
+            tokens=Tokenized(ids, types, lengths, np.zeros(len(ids), dtype=bool)),  # type: ignore[arg-type]
             text=np.asarray(text_of, dtype=np.int64),
             index=np.asarray(index, dtype=np.int32),
             start=np.asarray(starts, dtype=np.int64),
             end=np.asarray(ends, dtype=np.int64),
         )
 
-    def _windows(self, words: list[int | None], first: int, n: int, room: int) -> list[tuple[int, int]]:
-        """Token ranges ``[a, b)`` over ``first..n`` of at most ``room`` tokens, ``overlap`` shared."""
+    def _windows(self, word: Callable[[int], int | None], first: int, n: int, room: int) -> list[tuple[int, int]]:
+        """Token ranges ``[a, b)`` over ``first..n`` of at most ``room`` tokens, ``overlap`` shared;
+        ``word(j)``: the word of token ``j``."""
 
         def word_starts(j: int) -> bool:
-            return j >= n or words[j] is None or words[j] != words[j - 1]
+            return j >= n or word(j) is None or word(j) != word(j - 1)
 
         out: list[tuple[int, int]] = []
         s = first
@@ -134,6 +143,19 @@ class Chunker:
             s = cut - self.overlap
             while s < cut and s > first and not word_starts(s):
                 s += 1
+
+
+def _groups(texts: Sequence[str], chars: int = 1 << 21) -> Iterator[tuple[int, Sequence[str]]]:
+    """``texts`` in consecutive groups of about ``chars`` characters (a longer text alone), with the
+    index of each group's first text."""
+    start, size = 0, 0
+    for i, t in enumerate(texts):
+        if size and size + len(t) > chars:
+            yield start, texts[start:i]
+            start, size = i, 0
+        size += len(t)
+    if start < len(texts) or not texts:
+        yield start, texts[start:]
 
 
 def _template(tok: Tokenizer) -> tuple[list[int], list[int], list[int], list[int], int]:

@@ -3,8 +3,10 @@ byte-level BPE and Unigram tokenizers, with and without overlap and prompts."""
 
 from __future__ import annotations
 
+import functools
 import random
 
+import numpy as np
 import pytest
 from tiny_models import CORPUS, _train_tokenizer
 from tokenizers import Tokenizer, processors
@@ -50,7 +52,7 @@ def test_windows_cover_every_token_within_the_size(tokenizer: Tokenizer, size: i
         whole = _whole(tokenizer, text)
         at, covered = 0, 0
         for k in rows:
-            ids = chunks.tokens.ids[k]
+            ids = chunks.tokens.ids[k].tolist()
             assert len(ids) <= size and ids[0] == first and ids[-1] == last
             assert len(chunks.tokens.type_ids[k]) == len(ids) == chunks.tokens.lengths[k]
             body = ids[1:-1]
@@ -64,7 +66,7 @@ def test_windows_cover_every_token_within_the_size(tokenizer: Tokenizer, size: i
             assert 0 <= start < end <= len(text)
         assert covered == len(whole)
         if len(whole) <= size - 2:  # fits: the very ids tokenize gives
-            assert chunks.tokens.ids[rows[0]] == _whole(tokenizer, text, special=True)
+            assert chunks.tokens.ids[rows[0]].tolist() == _whole(tokenizer, text, special=True)
 
 
 def test_no_overlap_gives_the_text_tokens_once_and_windows_end_at_words(tokenizer: Tokenizer) -> None:
@@ -76,7 +78,7 @@ def test_no_overlap_gives_the_text_tokens_once_and_windows_end_at_words(tokenize
     for t, text in enumerate(texts):
         rows = [k for k in range(len(chunks)) if chunks.text[k] == t]
         enc = probe.encode(text, add_special_tokens=False)
-        assert [i for k in rows for i in chunks.tokens.ids[k][1:-1]] == enc.ids
+        assert [i for k in rows for i in chunks.tokens.ids[k][1:-1].tolist()] == enc.ids
         at = 0
         for k in rows[:-1]:
             at += len(chunks.tokens.ids[k]) - 2
@@ -97,7 +99,7 @@ def test_every_window_holds_the_prompt(tokenizer: Tokenizer) -> None:
         text = texts[int(chunks.text[k])]
         full = probe.encode(prompt + text)
         bare = probe.encode(prompt + text, add_special_tokens=False)
-        ids, start, end = chunks.tokens.ids[k], int(chunks.start[k]), int(chunks.end[k])
+        ids, start, end = chunks.tokens.ids[k].tolist(), int(chunks.start[k]), int(chunks.end[k])
         if len(full.ids) <= 20:
             assert ids == full.ids and start == 0 and end == len(text)
             continue
@@ -114,10 +116,10 @@ def test_a_template_with_a_suffix_only(tokenizer: Tokenizer) -> None:
     text = " ".join(" ".join(CORPUS).split()[:60])
     chunks = Chunker(tok, 30, 10).split([text])
     assert len(chunks) > 1
-    body = [i for ids in chunks.tokens.ids for i in ids[:-1]]
+    body = [i for ids in chunks.tokens.ids for i in ids[:-1].tolist()]
     assert body == _whole(tok, text)
     for ids in chunks.tokens.ids:
-        assert ids[-1] == eos and len(ids) <= 10
+        assert ids[-1] == eos and len(ids) <= 10 and ids.dtype == np.int32
 
 
 def test_bad_settings_are_named() -> None:
@@ -130,3 +132,17 @@ def test_bad_settings_are_named() -> None:
         Chunker(tok, 48, 8, 2, prompt="a long prompt with many words in it")
     with pytest.raises(ValueError, match="chunk_overlap must be an integer >= 0, got -1"):
         Chunker(tok, 48, 8, -1)
+
+
+def test_texts_are_tokenized_a_group_at_a_time(tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedrt import _chunking
+
+    assert list(_chunking._groups(["aa", "bbb", "c"], chars=4)) == [(0, ["aa"]), (1, ["bbb", "c"])]
+    assert list(_chunking._groups([], chars=4)) == [(0, [])]
+    texts = _texts(30, seed=4)
+    whole = Chunker(tokenizer, 48, 16, 3, prompt="q: ").split(texts)
+    monkeypatch.setattr(_chunking, "_groups", functools.partial(_chunking._groups, chars=50))
+    grouped = Chunker(tokenizer, 48, 16, 3, prompt="q: ").split(texts)
+    assert [a.tolist() for a in grouped.tokens.ids] == [a.tolist() for a in whole.tokens.ids]
+    for name in ("text", "index", "start", "end"):
+        np.testing.assert_array_equal(getattr(grouped, name), getattr(whole, name))
