@@ -13,6 +13,10 @@ every text embedded whole in windows (``--chunk-tokens max --chunk-overlap N``).
   embedding the same windows costs without embedrt (its tokens/s counts the windows' tokens).
 - Also timed, in this process on one thread: ``Chunker.split`` of every document (the windows'
   cost on the reader thread, which runs beside the model).
+- With ``--prepare-docs N``: the memory of preparing one part of N long documents (4,000 words
+  each, drawn from the standard library's ``typing.py``) for windows of the model's length, 32
+  shared: ``EmbedBatch.prepare`` in a fresh process, its peak RSS and time (the part's texts,
+  their windows' ids, the tokenizer's work).
 
 Writes ``benchmarks/results/dataset-chunks-<machine>-<date>.json`` with the CPU flags.
 """
@@ -105,6 +109,32 @@ def run(bundle: str, src: Path, options: dict[str, Any], work: Path) -> dict[str
     return result
 
 
+_PREPARE = """
+import json, random, resource, sys, sysconfig, time
+from pathlib import Path
+import pyarrow as pa
+from embedrt.dataset import EmbedBatch
+words = " ".join((Path(sysconfig.get_paths()["stdlib"]) / "typing.py").read_text().split()).split()
+rng = random.Random(0)
+docs = [" ".join(rng.choice(words) for _ in range(4000)) for _ in range(int(sys.argv[2]))]
+batch = EmbedBatch(sys.argv[1], threads=1, chunk_tokens="max", chunk_overlap=32)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0 = time.perf_counter()
+prep = batch.prepare(pa.table({"text": docs}))
+print(json.dumps({"docs": len(docs), "chars": sum(map(len, docs)), "windows": len(prep.tokens),
+                  "tokens": int(prep.tokens.lengths.sum()), "seconds": time.perf_counter() - t0,
+                  "peak_rss_mb_before": before,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def prepare_memory(bundle: str, docs: int) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", _PREPARE, bundle, str(docs)], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def split_time(bundle: str, src: Path, overlap: int) -> dict[str, Any]:
     from embedrt import Embedder
     from embedrt._chunking import Chunker
@@ -128,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows-per-part", type=int, default=50)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--machine", default=platform.node())
+    p.add_argument("--prepare-docs", type=int, metavar="N", help="also measure preparing one part of N long documents")
     p.add_argument("--sentence-transformers", metavar="MODEL_DIR",
                    help="also time sentence-transformers' encode of the same windows' texts")
     argv = sys.argv[1:] if argv is None else argv
@@ -155,10 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)  # fmt: skip
     best = {k: max(ms, key=lambda m: m["tokens_per_s"]) for k, ms in runs.items()}
     split = split_time(args.bundle, src, args.overlap)
+    prepare = prepare_memory(args.bundle, args.prepare_docs) if args.prepare_docs else None
     report = {
         "machine": args.machine, "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "cpu_flags": cpu_flags(),
         "command": "python -m benchmarks.dataset_chunks " + " ".join(argv), "documents": str(src),
-        "best": best, "runs": runs, "split_one_thread": split,
+        "best": best, "runs": runs, "split_one_thread": split, "prepare_one_part": prepare,
         "chunked_over_truncated_tokens_per_s": best["chunked"]["tokens_per_s"] / best["truncated"]["tokens_per_s"],
     }  # fmt: skip
     if "sentence-transformers" in best:
@@ -168,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     out = HERE / "results" / f"dataset-chunks-{args.machine}-{time.strftime('%Y%m%d')}.json"
     write_json(out, report, indent=2)
     print(f"split: {split['windows']} windows, {split['tokens']} tokens in {split['seconds']:.2f} s on one thread")
+    if prepare:
+        print(f"prepare one part: {prepare['docs']} documents, {prepare['windows']} windows, {prepare['tokens']} tokens "
+              f"in {prepare['seconds']:.1f} s, peak RSS {prepare['peak_rss_mb']:.0f} MB")  # fmt: skip
     print(f"tokens/s chunked / truncated: {report['chunked_over_truncated_tokens_per_s']:.2f}")
     if "chunked_over_sentence_transformers" in report:
         print(f"tokens/s the chunked job / sentence-transformers on its windows: "
