@@ -3,22 +3,34 @@
 Each text is tokenized once, whole (the prompt in front, as ``tokenize`` does it), and its tokens
 are cut into windows of at most ``tokens`` model inputs: the tokenizer's special tokens and the
 prompt's tokens in every window, the text's tokens in between, consecutive windows sharing
-``overlap`` of them. A window ends at a word's first token where one lies in its second half (so a
-word is not cut in two unless it is longer than that), and the next one starts at a word too. A
-text that fits one window gives the very input ids that ``tokenize`` gives it, so its vector is the
-one a plain run computes. Each window records the characters of the text it covers
+``overlap`` of them. A window ends at the last paragraph break in its second half; without one, at
+the last sentence end there, then the last line break, then the last word start (so a word is not
+cut in two unless it is longer than half a window), as text splitters cut by paragraphs, sentences,
+lines and words in that order. The next window starts at a word. A text that fits one window gives
+the very input ids that ``tokenize`` gives it, so its vector is the one a plain run computes. Each window records the characters of the text it covers
 (``text[start:end]``, the prompt not counted).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from ._tokenize import Tokenized, encoded
+
+# Where a window may end, best first: the first character after a blank line, after a sentence's end
+# (its mark, closing quotes or brackets, then a space; no space after CJK marks), after a line break.
+BREAKS = (
+    re.compile(r"\n[^\S\n]*\n\s*(?=\S)"),
+    re.compile(r"[.!?\u2026][\"'\u2019\u201d)\]]*\s+(?=\S)|[\u3002\uff01\uff1f][\u300d\u300f\u201d\uff09]*\s*(?=\S)"),
+    re.compile(r"\n\s*(?=\S)"),
+)
+# a cut rule's name, part of a corpus job's identity: other rules give other windows
+CUTS = "paragraph, sentence, line, word"
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,8 @@ class Chunker:
                     raise ValueError(f"texts[{i}]: chunk_tokens={self.tokens} leaves {room} tokens for the text after "
                                      f"the special tokens and the prompt's {p}, not more than chunk_overlap={self.overlap}")  # fmt: skip
                 head = np.concatenate([prefix, all_ids[:p]])
-                for k, (a, b) in enumerate(self._windows(e.token_to_word, p, len(all_ids), room)):
+                breaks = _breaks(full[i - first], skip, e)
+                for k, (a, b) in enumerate(self._windows(e.token_to_word, p, len(all_ids), room, breaks)):
                     window = np.concatenate([head, all_ids[a:b], suffix])
                     kinds = np.full(len(window), self._type, dtype=np.int8)
                     kinds[: len(prefix)] = self._prefix_types
@@ -119,9 +132,12 @@ class Chunker:
             end=np.asarray(ends, dtype=np.int64),
         )
 
-    def _windows(self, word: Callable[[int], int | None], first: int, n: int, room: int) -> list[tuple[int, int]]:
+    def _windows(
+        self, word: Callable[[int], int | None], first: int, n: int, room: int, breaks: Sequence[np.ndarray] = (),
+    ) -> list[tuple[int, int]]:  # fmt: skip
         """Token ranges ``[a, b)`` over ``first..n`` of at most ``room`` tokens, ``overlap`` shared;
-        ``word(j)``: the word of token ``j``."""
+        ``word(j)``: the word of token ``j``; ``breaks``: ascending tokens that begin a paragraph, a
+        sentence, a line (``_breaks``), where a window ends in preference to any other word start."""
 
         def word_starts(j: int) -> bool:
             return j >= n or word(j) is None or word(j) != word(j - 1)
@@ -134,15 +150,38 @@ class Chunker:
                 out.append((s, n))
                 return out
             floor = s + max(self.overlap, room // 2)  # a window keeps at least half its room
-            cut = e
-            while cut > floor and not word_starts(cut):
-                cut -= 1
-            if cut <= floor:  # one word fills the second half: cut inside it
+            cut = next((int(b[j]) for b in breaks if (j := int(np.searchsorted(b, e, "right")) - 1) >= 0
+                        and b[j] > floor), None)  # fmt: skip
+            if cut is None:  # no break: the last word start
                 cut = e
+                while cut > floor and not word_starts(cut):
+                    cut -= 1
+                if cut <= floor:  # one word fills the second half: cut inside it
+                    cut = e
             out.append((s, cut))
             s = cut - self.overlap
             while s < cut and s > first and not word_starts(s):
                 s += 1
+
+
+def _breaks(text: str, skip: int, enc: Encoding) -> list[np.ndarray]:
+    """For each of ``BREAKS``, the ascending tokens of ``text`` (encoded as ``enc``, the text's own
+    characters from ``skip`` on: after the prompt) that begin a paragraph, a sentence, a line: the
+    first token that starts after the last character before the break (a space or line break that
+    the tokenizer keeps goes with what follows); none where one token spans the break."""
+    out = []
+    for rule in BREAKS:
+        found = []
+        for m in rule.finditer(text, skip):
+            after = m.start() + len(m.group().rstrip())  # past the sentence's mark and closers
+            for c in range(after, m.end() + 1):
+                t = enc.char_to_token(c)
+                if t is not None:
+                    if (enc.token_to_chars(t) or (-1, -1))[0] >= after:
+                        found.append(t)
+                    break
+        out.append(np.unique(np.asarray(found, dtype=np.int64)))
+    return out
 
 
 def _groups(texts: Sequence[str], chars: int = 1 << 21) -> Iterator[tuple[int, Sequence[str]]]:

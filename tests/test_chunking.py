@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 
 import numpy as np
 import pytest
@@ -146,3 +147,73 @@ def test_texts_are_tokenized_a_group_at_a_time(tokenizer: Tokenizer, monkeypatch
     assert [a.tolist() for a in grouped.tokens.ids] == [a.tolist() for a in whole.tokens.ids]
     for name in ("text", "index", "start", "end"):
         np.testing.assert_array_equal(getattr(grouped, name), getattr(whole, name))
+
+
+def test_the_breaks_are_paragraphs_sentences_and_lines() -> None:
+    from embedrt._chunking import _breaks
+
+    tok = _train_tokenizer("bpe")[0]
+    text = 'One two. Three "four." Five\nsix\n\n  Seven? 八九。十一！ x'
+    enc = Tokenizer.from_str(tok.to_str()).encode(text, add_special_tokens=False)
+    para, sentence, line = (b.tolist() for b in _breaks(text, 0, enc))
+
+    def after(tokens: list[int]) -> list[str]:  # what follows each break: its token's first character, spaces skipped
+        return [text[enc.offsets[t][0] :].lstrip()[:1] for t in tokens]
+
+    assert after(para) == ["S"]
+    assert after(sentence) == ["T", "F", "八", "十", "x"]
+    assert after(line) == ["s", "S"]
+    assert all(enc.offsets[t - 1][1] <= text.index(w) for t, w in zip(line, ["six", "Seven"], strict=True))
+    assert after(_breaks(text, text.index("Five"), enc)[1].tolist()) == ["八", "十", "x"]
+
+
+def _begins(text: str, c: int) -> int:
+    """What begins at character ``c`` (spaces skipped): 3 a paragraph, 2 a sentence, 1 a line, 0 else."""
+    while c < len(text) and text[c].isspace():
+        c += 1
+    before = text[:c]
+    for level, rule in ((3, r"\n[^\S\n]*\n\s*$"), (2, r"[.!?][\"')\]]*\s+$"), (1, r"\n\s*$")):
+        if re.search(rule, before):
+            return level
+    return 0
+
+
+def _first_after_break(text: str, offsets: list[tuple[int, int]], j: int) -> bool:
+    """Whether token ``j`` is the first to start after the text before it (spaces at its front skipped)."""
+    p = offsets[j][0]
+    while p > 0 and text[p - 1].isspace():
+        p -= 1
+    return offsets[j - 1][0] < p
+
+
+def test_windows_end_at_the_best_break_in_their_second_half(tokenizer: Tokenizer) -> None:
+    rng = random.Random(5)
+    words = [w for w in " ".join(CORPUS).split() if w.isalpha()]
+
+    def sentence() -> str:
+        return " ".join(rng.choice(words) for _ in range(rng.choice([2, 4, 7, 11]))) + rng.choice([".", "?", "", ""])
+
+    def paragraph() -> str:
+        return rng.choice([" ", "\n"]).join(sentence() for _ in range(rng.choice([1, 2, 5])))
+
+    texts = ["\n\n".join(paragraph() for _ in range(rng.choice([1, 3, 6]))) for _ in range(30)]
+    size = 24
+    room = size - 2
+    chunks = Chunker(tokenizer, 48, size).split(texts)
+    probe = Tokenizer.from_str(tokenizer.to_str())
+    probe.no_truncation()
+    seen = [0, 0, 0, 0]
+    for t, text in enumerate(texts):
+        enc = probe.encode(text, add_special_tokens=False)
+        rows = [k for k in range(len(chunks)) if chunks.text[k] == t]
+        a = 0
+        for k in rows[:-1]:
+            b = a + len(chunks.tokens.ids[k]) - 2
+            levels = {j: _begins(text, enc.offsets[j][0]) for j in range(a + room // 2 + 1, min(a + room, len(enc.ids) - 1) + 1)
+                      if _first_after_break(text, enc.offsets, j)}  # fmt: skip
+            best = max(levels.values(), default=0)
+            seen[best] += 1
+            if best:
+                assert b == max(j for j, level in levels.items() if level == best), (text, k)
+            a = b
+    assert all(seen[1:]), seen  # every kind of break decided some window

@@ -108,16 +108,22 @@ def test_a_resume_keeps_the_windows_and_other_chunking_is_refused(tmp_path: Path
     first = embed_dataset(path, out, tiny_bert_bundle, **kw)  # type: ignore[arg-type]
     before = pq.read_table(out)
     manifest = json.loads((out / "_manifest.json").read_text())
-    assert manifest["identity"]["chunks"] == {"tokens": 48, "overlap": 0, "text": False}  # "max": the window
+    cuts = "paragraph, sentence, line, word"
+    assert manifest["identity"]["chunks"] == {"tokens": 48, "overlap": 0, "text": False, "cuts": cuts}  # "max": the window
     (out / "part-000001.parquet").unlink()
     again = embed_dataset(path, out, tiny_bert_bundle, **kw)  # type: ignore[arg-type]
     assert again.parts_resumed == first.parts - 1 and again.written == first.written
     assert pq.read_table(out).equals(before)
-    with pytest.raises(OutputError, match=r"option 'chunks' \(\{'tokens': 48, 'overlap': 0, 'text': False\} there, "
-                       r"\{'tokens': 48, 'overlap': 8, 'text': False\} now\)"):  # fmt: skip
+    with pytest.raises(OutputError, match=rf"option 'chunks' \(\{{'tokens': 48, 'overlap': 0, 'text': False, 'cuts': '{cuts}'\}} "
+                       rf"there, \{{'tokens': 48, 'overlap': 8, 'text': False, 'cuts': '{cuts}'\}} now\)"):  # fmt: skip
         embed_dataset(path, out, tiny_bert_bundle, **{**kw, "chunk_overlap": 8})  # type: ignore[arg-type]
     with pytest.raises(OutputError, match="option 'chunks'"):
         embed_dataset(path, out, tiny_bert_bundle, **{**kw, "chunk_tokens": None})  # type: ignore[arg-type]
+    # a job whose windows were cut by another rule (its identity names none) is not mixed with these
+    manifest["identity"]["chunks"].pop("cuts")
+    (out / "_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(OutputError, match=rf"option 'chunks' .*'text': False\}} there, .*'cuts': '{cuts}'\}} now"):
+        embed_dataset(path, out, tiny_bert_bundle, **kw)  # type: ignore[arg-type]
 
 
 def test_bad_chunking_settings_fail_before_any_work(tmp_path: Path, corpus: tuple[Path, list[str]],

@@ -135,8 +135,9 @@ class EmbedBatch:
             included; at most the model's ``max_seq_length``, ``"max"`` for it) into windows and embed each one, instead
             of truncating it: one output row per window, with ``chunk`` (its place in the text, from
             0), ``chunk_start`` and ``chunk_end`` (``text[chunk_start:chunk_end]`` is what it covers)
-            and, with ``chunk_text``, that text. Windows end at a word where one lies in their second
-            half; consecutive windows share ``chunk_overlap`` tokens. See ``embedrt._chunking``.
+            and, with ``chunk_text``, that text. A window ends at the best break in its second half (a
+            paragraph, else a sentence's end, a line break, a word start); consecutive windows share
+            ``chunk_overlap`` tokens. See ``embedrt._chunking``.
     """
 
     def __init__(

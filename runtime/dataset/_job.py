@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from .. import __version__
 from .._bundle import MANIFEST_NAME
+from .._chunking import CUTS
 from .._embedder import Embedder
 from .._objects import is_uri, local_bundle
 from .._session import check_precision_hint, check_streams
@@ -159,7 +160,8 @@ def embed_dataset(
     and the manifest count them). ``chunk_tokens`` (an integer up to the model's ``max_seq_length``,
     or ``"max"`` for it) embeds them whole instead: each text is cut into windows of at most that
     many model inputs (special tokens and prompt included), consecutive windows sharing
-    ``chunk_overlap`` tokens and ending at a word where they can, and the output holds a row per
+    ``chunk_overlap`` tokens and ending at a paragraph, a sentence, a line or a word where they can
+    (the best break in their second half), and the output holds a row per
     window with ``chunk`` (its place in the text, from 0), ``chunk_start`` and ``chunk_end``
     (``text[chunk_start:chunk_end]`` is what it covers) and, with ``chunk_text``, that text.
 
@@ -316,7 +318,8 @@ class JobSettings:
         if self.ranges is not None:
             out["ranges_sha256"] = hashlib.sha256(np.ascontiguousarray(self.ranges).tobytes()).hexdigest()
         if self.chunk_tokens is not None:
-            out["chunks"] = {"tokens": self.chunk_tokens, "overlap": self.chunk_overlap, "text": self.chunk_text}
+            out["chunks"] = {"tokens": self.chunk_tokens, "overlap": self.chunk_overlap, "text": self.chunk_text,
+                             "cuts": CUTS}
         if self.max_active_dims is not None:
             out["max_active_dims"] = self.max_active_dims
         return out
