@@ -12,6 +12,7 @@ Exporting (``embedrt.export``) needs the ``export`` extra; this package itself n
 """
 
 from ._bundle import SCHEMA_VERSION, Manifest, load_manifest
+from ._chunking import EmbeddedChunks
 from ._embedder import Embedder
 from ._errors import (
     BundleError,
@@ -38,6 +39,7 @@ __all__ = [
     "BundleError",
     "BundleKind",
     "Device",
+    "EmbeddedChunks",
     "Embedder",
     "EmbeddingPrecision",
     "EmbedrtError",

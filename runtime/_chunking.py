@@ -20,7 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
+from ._base import prompt_text
+from ._bundle import Manifest
 from ._tokenize import Tokenized, encoded
+from ._types import BundleKind, check_int
 
 # Where a window may end, best first: the first character after a blank line, after a sentence's end
 # (its mark, closing quotes or brackets, then a space; no space after CJK marks), after a line break.
@@ -58,14 +61,49 @@ class Chunks:
         return picked, sel
 
 
+@dataclass(frozen=True)
+class EmbeddedChunks:
+    """``Embedder.encode_chunks``' result: a row per window, in the texts' order and then the windows'."""
+
+    embeddings: np.ndarray  # [windows, dimension], in the precision asked for
+    text: np.ndarray  # int64 [windows], the input text each window is from
+    chunk: np.ndarray  # int32 [windows], the window's place within its text, from 0
+    start: np.ndarray  # int64 [windows], first character of the text the window covers
+    end: np.ndarray  # int64 [windows], one past its last character (``text[start:end]``, the prompt not counted)
+
+    def __len__(self) -> int:
+        return len(self.chunk)
+
+    def of(self, i: int) -> slice:
+        """The rows of text ``i``'s windows: ``embeddings[chunks.of(i)]``."""
+        lo, hi = np.searchsorted(self.text, [i, i + 1])
+        return slice(int(lo), int(hi))
+
+    def texts(self, texts: str | Sequence[str]) -> list[str]:
+        """Each window's text, cut from ``texts`` (the texts that were embedded)."""
+        batch = [texts] if isinstance(texts, str) else texts
+        return [batch[t][a:b] for t, a, b in zip(self.text.tolist(), self.start.tolist(), self.end.tolist(), strict=True)]
+
+
+def window_chunker(manifest: Manifest, tokenizer: Tokenizer, tokens: int | str, overlap: int,
+                   prompt_name: str | None, prompt: str | None) -> Chunker:  # fmt: skip
+    """The ``Chunker`` for windows of ``tokens`` model inputs (``"max"``: the model's
+    ``max_seq_length``) of a bundle with ``manifest``, with the prompt ``encode`` would put in front."""
+    if manifest.kind is BundleKind.STATIC:
+        raise ValueError("chunk_tokens: a static-embedding bundle has no token window (every text is embedded whole); "
+                         "leave chunking off")  # fmt: skip
+    window = manifest.max_seq_length
+    size = window if tokens == "max" else check_int(tokens, "chunk_tokens", 1, window, also=" or 'max'",
+                                                    why=" (the model's max_seq_length)")  # fmt: skip
+    return Chunker(tokenizer, window, size, overlap, prompt_text(manifest, prompt_name, prompt))
+
+
 class Chunker:
     """Cuts texts into windows of at most ``tokens`` model inputs (special tokens and the prompt
     included; at most the model's ``max_seq_length``), ``overlap`` text tokens shared by neighbours."""
 
     def __init__(self, tokenizer: Tokenizer, max_seq_length: int, tokens: int, overlap: int = 0,
                  prompt: str | None = None) -> None:  # fmt: skip
-        from ._types import check_int
-
         self.tokens = check_int(tokens, "chunk_tokens", 1, max_seq_length, why=" (the model's max_seq_length)")
         self.overlap = check_int(overlap, "chunk_overlap", 0)
         self.prompt = prompt or ""

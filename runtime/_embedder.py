@@ -17,6 +17,7 @@ from ._base import (
     check_texts,
     task_prompt,
 )
+from ._chunking import EmbeddedChunks, window_chunker
 from ._progress import EncodeProgress
 from ._quantization import quantize_embeddings
 from ._similarity import similarity, similarity_pairwise
@@ -172,6 +173,47 @@ class Embedder(BundleModel):
         if single:
             return out[0]
         return list(out) if not convert_to_numpy and isinstance(out, np.ndarray) else out
+
+    def encode_chunks(
+        self,
+        texts: str | Sequence[str],
+        chunk_tokens: int | str = "max",
+        chunk_overlap: int = 0,
+        batch_size: int = 32,
+        normalize: bool | None = None,
+        show_progress_bar: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        *,
+        precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
+        truncate_dim: int | None = None,
+        ranges: np.ndarray | None = None,
+    ) -> EmbeddedChunks:
+        """Embed ``texts`` whole: each is cut into windows of at most ``chunk_tokens`` model inputs
+        (special tokens and the prompt included; ``"max"``: the model's ``max_seq_length``), and
+        every window gets a vector, where ``encode`` would cut the text to its first window.
+
+        Each text is tokenized once; consecutive windows share ``chunk_overlap`` tokens; a window
+        ends at the best break in its second half (a paragraph, else a sentence's end, a line break,
+        a word start), as the corpus job's ``--chunk-tokens`` does (``embedrt._chunking``). A text
+        that fits one window gets one, with the vector ``encode`` gives it. The other arguments are
+        ``encode``'s. Returns an ``EmbeddedChunks``: ``embeddings`` a row per window, in the texts'
+        order, with each window's text (``text``), place in it (``chunk``) and characters
+        (``start``, ``end``); ``of(i)`` the rows of text ``i``, ``texts(texts)`` the windows' texts.
+        """
+        prec = parse(EmbeddingPrecision, precision, "precision")
+        if self._static:
+            raise ValueError("encode_chunks: a static-embedding bundle has no token window (every text is embedded "
+                             "whole): use encode")  # fmt: skip
+        chunker = window_chunker(self.manifest, self.tokenizer, chunk_tokens, chunk_overlap, prompt_name, prompt)
+        batch = check_texts([texts] if isinstance(texts, str) else texts)
+        windows = chunker.split(batch)
+        vectors = self.encode_tokenized(windows.tokens, batch_size, normalize, show_progress_bar=show_progress_bar,
+                                        truncate_dim=truncate_dim)  # fmt: skip
+        assert isinstance(vectors, np.ndarray)  # sentence embeddings
+        if prec is not EmbeddingPrecision.FLOAT32:
+            vectors = quantize_embeddings(vectors, prec, ranges=ranges)
+        return EmbeddedChunks(vectors, windows.text, windows.index, windows.start, windows.end)
 
     def encode_query(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
         """``encode`` with the bundle's ``query`` prompt (none if it has none); takes ``encode``'s arguments."""

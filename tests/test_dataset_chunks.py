@@ -132,7 +132,7 @@ def test_bad_chunking_settings_fail_before_any_work(tmp_path: Path, corpus: tupl
     cases = [
         ({"chunk_overlap": 4}, "chunk_overlap and chunk_text apply to chunking: give chunk_tokens too"),
         ({"chunk_text": True}, "chunk_overlap and chunk_text apply to chunking"),
-        ({"chunk_tokens": 49}, r"chunk_tokens must be an integer from 1 to 48 \(the model's max_seq_length\), got 49"),
+        ({"chunk_tokens": 49}, r"chunk_tokens must be an integer from 1 to 48 \(the model's max_seq_length\) or .max., got 49"),
         ({"chunk_tokens": "all"}, "chunk_tokens must be a positive integer or 'max', got 'all'"),
         ({"chunk_tokens": 10, "chunk_overlap": 8}, "chunk_tokens=10 leaves 8 tokens of text per chunk"),
         ({"chunk_tokens": 10, "keep_columns": ["chunk"]}, "keep_columns may not hold 'chunk'"),

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .._base import BundleModel, prompt_text
+from .._base import BundleModel
 from .._bundle import TOKENIZER_NAME, load_manifest
-from .._chunking import Chunker, Chunks
+from .._chunking import Chunker, Chunks, window_chunker
 from .._embedder import Embedder
 from .._errors import BundleError, EmbedrtError
 from .._quantization import quantization_ranges, quantize_embeddings, quantized_shape
@@ -324,12 +324,7 @@ def chunker(model: BundleModel | Path, tokens: int | str | None, overlap: int, t
     else:
         manifest = load_manifest(model, verify=False)
         tokenizer = load_tokenizer(model / TOKENIZER_NAME, manifest.max_seq_length)
-    if manifest.kind is BundleKind.STATIC:
-        raise ValueError("chunk_tokens: a static-embedding bundle has no token window (every text is embedded whole); "
-                         "leave chunking off")  # fmt: skip
-    window = manifest.max_seq_length
-    size = window if tokens == "max" else tokens
-    return Chunker(tokenizer, window, size, overlap, prompt_text(manifest, prompt_name, prompt))  # type: ignore[arg-type]
+    return window_chunker(manifest, tokenizer, tokens, overlap, prompt_name, prompt)
 
 
 def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray | None]:
