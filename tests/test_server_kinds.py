@@ -157,3 +157,39 @@ def test_embedding_server_similarity_tokenize_and_packed_formats(tiny_bert_bundl
         r = _post(f"{s.url}/rerank", {"query": "q", "texts": ["d"]})
         assert r.status_code == 424 and "serves a 'embedding' bundle" in r.json()["error"]
         assert _post(f"{s.url}/embed", {"inputs": "still serving"}).status_code == 200
+
+
+def test_embed_chunks(tiny_bert_bundle: Path) -> None:
+    model = Embedder(tiny_bert_bundle)
+    texts = [LONG, "a cat", "One sentence here. Another one there.\n\nA new paragraph " + LONG]
+    with live_server(model, CONFIG) as s:
+        r = _post(f"{s.url}/embed_chunks", {"inputs": texts, "chunk_tokens": 16, "chunk_overlap": 2, "return_text": True})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        want = model.encode_chunks(texts, chunk_tokens=16, chunk_overlap=2, normalize=True)
+        assert [len(windows) for windows in body] == [want.of(i).stop - want.of(i).start for i in range(3)]
+        flat = [w for windows in body for w in windows]
+        assert [(w["start"], w["end"]) for w in flat] == list(zip(want.start.tolist(), want.end.tolist(), strict=True))
+        assert [w["text"] for w in flat] == want.texts(texts) and len(body[1]) == 1
+        np.testing.assert_allclose([w["embedding"] for w in flat], want.embeddings, atol=1e-5)
+        r = _post(f"{s.url}/embed_chunks", {"inputs": LONG, "dimensions": 8})  # the model's window, cut vectors
+        got = np.array([w["embedding"] for w in r.json()[0]])
+        assert got.shape == (len(model.encode_chunks(LONG)), 8) and "text" not in r.json()[0][0]
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+        window = model.max_seq_length
+        for body, status, words in [
+            ({"chunk_tokens": 16}, 422, "'inputs' is required"),
+            ({"inputs": "a", "chunk_tokens": 0}, 400, f"chunk_tokens must be an integer from 1 to {window} (the "
+                                                      f"model's max_seq_length) or 'max', got 0"),
+            ({"inputs": "a", "chunk_tokens": "all"}, 400, "or 'max', got 'all'"),
+            ({"inputs": "a", "chunk_tokens": True}, 400, "or 'max', got True"),
+            ({"inputs": "a", "chunk_overlap": -1}, 400, "chunk_overlap must be an integer >= 0, got -1"),
+            ({"inputs": "a", "chunk_tokens": 6, "chunk_overlap": 4}, 400, "chunk_tokens=6 leaves 4 tokens"),
+            ({"inputs": "a", "prompt_name": "nope"}, 400, "prompt_name 'nope' is not in this bundle's prompts"),
+            (b'{"inputs": ["a", "\\ud800"]}', 400, "input 1 is not valid Unicode"),  # JSON may escape a lone surrogate
+            ({"inputs": "a", "return_text": "yes"}, 400, "'return_text' must be true or false"),
+        ]:  # fmt: skip
+            r = (httpx.post(f"{s.url}/embed_chunks", content=body, headers={"content-type": "application/json"})
+                 if isinstance(body, bytes) else _post(f"{s.url}/embed_chunks", body))  # fmt: skip
+            assert r.status_code == status and words in r.json()["error"], (body, r.text)
+        assert _post(f"{s.url}/embed", {"inputs": "still serving"}).status_code == 200

@@ -6,6 +6,9 @@
   ``top_n``, ``return_documents`` -> ``{"id", "model", "results": [{"index", "relevance_score"[,
   "document": {"text"}]}], "usage"}``.
 - ``POST /embed_sparse`` (TEI): ``inputs`` -> ``[[{"index", "value"}]]``.
+- ``POST /embed_chunks`` (embedrt): ``inputs``, ``chunk_tokens`` (an integer or ``"max"``, the
+  default), ``chunk_overlap``, ``normalize``, ``dimensions``, ``prompt_name``, ``return_text`` ->
+  ``[[{"start", "end", "embedding"[, "text"]}]]``: each input's windows (``Embedder.encode_chunks``).
 - ``POST /similarity`` (TEI): ``inputs: {source_sentence, sentences}``, ``parameters`` -> ``[score]``.
 - ``POST /tokenize`` (TEI): ``inputs``, ``add_special_tokens`` -> ``[[{"id", "text", "special",
   "start", "stop"}]]``.
@@ -21,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._protocol import ApiError, _bool, _json_type, _prompt_name, _texts
+from ._protocol import ApiError, EmbedRequest, _bool, _dimensions, _json_type, _prompt_name, _texts
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,41 @@ def parse_similarity(data: dict[str, Any], *, max_inputs: int, auto_truncate: bo
     _right_truncation(params)
     return TextsRequest([source, *sentences], _bool(params, "truncate", auto_truncate),
                         _prompt_name(params.get("prompt_name")))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ChunksRequest:
+    embed: EmbedRequest  # the texts and what is done to each window's vector (never truncated: windows fit)
+    chunk_tokens: object  # an integer or "max", checked where the windows are made
+    chunk_overlap: object
+    return_text: bool
+
+
+def parse_embed_chunks(data: dict[str, Any], *, dimension: int, max_inputs: int, auto_truncate: bool) -> ChunksRequest:
+    if "inputs" not in data:
+        raise ApiError(422, "'inputs' is required: a string or a list of strings, each cut into windows", param="inputs")
+    embed = EmbedRequest(
+        texts=_texts(data["inputs"], "inputs", max_inputs),
+        truncate=True,
+        normalize=_bool(data, "normalize", True),
+        dimensions=_dimensions(data.get("dimensions"), dimension),
+        base64=False,
+        prompt_name=_prompt_name(data.get("prompt_name")),
+    )
+    return ChunksRequest(embed, data.get("chunk_tokens", "max"), data.get("chunk_overlap", 0),
+                         _bool(data, "return_text", False))  # fmt: skip
+
+
+def chunks_body(texts: list[str], text: np.ndarray, start: np.ndarray, end: np.ndarray, vectors: np.ndarray,
+                return_text: bool) -> list[list[dict[str, Any]]]:  # fmt: skip
+    """Each input's windows, in order: their characters (``text[start:end]``) and vectors."""
+    out: list[list[dict[str, Any]]] = [[] for _ in texts]
+    for k, (t, a, b) in enumerate(zip(text.tolist(), start.tolist(), end.tolist(), strict=True)):
+        item: dict[str, Any] = {"start": a, "end": b, "embedding": vectors[k].tolist()}
+        if return_text:
+            item["text"] = texts[t][a:b]
+        out[t].append(item)
+    return out
 
 
 def sparse_body(rows: list[tuple[np.ndarray, np.ndarray]]) -> list[list[dict[str, Any]]]:

@@ -1,7 +1,8 @@
 """Which routes a bundle's kind serves, and the handlers of those beyond /v1/embeddings and /embed.
 
     kind                 routes (besides /health, /info, /metrics, /v1/models, /tokenize)
-    embedding, static    /v1/embeddings, /embeddings, /embed, POST /, /similarity
+    embedding, static    /v1/embeddings, /embeddings, /embed, POST /, /similarity; /embed_chunks (not static:
+                         a static bundle has no window)
     reranker             /rerank (TEI), /v1/rerank and /v2/rerank (Cohere / Jina)
     sparse               /embed_sparse (TEI)
 
@@ -19,17 +20,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tokenizers import Tokenizer
 
+from .._chunking import Chunker, window_chunker
 from .._embedder import Embedder
 from .._reranker import Reranker
 from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized
 from .._types import BundleKind
-from ._protocol import ApiError
+from ._protocol import ApiError, postprocess
 from ._protocol_kinds import (
     RerankRequest,
     TextsRequest,
+    chunks_body,
     cohere_rerank_body,
     parse_cohere_rerank,
+    parse_embed_chunks,
     parse_embed_sparse,
     parse_similarity,
     parse_tei_rerank,
@@ -54,6 +58,7 @@ KIND_ROUTES: list[tuple[str, str, str, tuple[BundleKind, ...], bool]] = [
     ("/embed", "POST", "embed", EMBEDDING_KINDS, True),
     ("/", "POST", "embed", EMBEDDING_KINDS, True),  # TEI answers POST / too; huggingface_hub's InferenceClient uses it
     ("/similarity", "POST", "similarity", EMBEDDING_KINDS, True),
+    ("/embed_chunks", "POST", "embed_chunks", (BundleKind.EMBEDDING,), True),
     ("/rerank", "POST", "rerank", (BundleKind.RERANKER,), True),
     ("/v1/rerank", "POST", "rerank_v1", (BundleKind.RERANKER,), False),
     ("/v2/rerank", "POST", "rerank_v1", (BundleKind.RERANKER,), False),
@@ -109,7 +114,7 @@ def kind_info(model: Embedder | Reranker | SparseEncoder) -> dict[str, Any]:
 
 
 def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> dict[str, Handler]:
-    """The handlers of /rerank, /v1/rerank, /embed_sparse, /similarity and /tokenize."""
+    """The handlers of /rerank, /v1/rerank, /embed_sparse, /similarity, /embed_chunks and /tokenize."""
     model, config = state.model, state.config
     limits: dict[str, Any] = {"max_inputs": config.max_inputs, "auto_truncate": config.auto_truncate}
     untruncated = Tokenizer.from_str(model.tokenizer.to_str())  # /tokenize shows every token
@@ -152,6 +157,41 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
         vectors = await state.run_model(tok, request)
         return await respond(model.similarity(vectors[:1], vectors[1:])[0].tolist(), len(vectors))
 
+    chunkers: dict[tuple[str, str, str | None], Chunker] = {}
+
+    def chunker(tokens: object, overlap: object, prompt_name: str | None) -> Chunker:
+        """The chunker of these settings (made once: it holds a copy of the tokenizer)."""
+        key = (repr(tokens), repr(overlap), prompt_name)
+        if key not in chunkers:
+            try:
+                made = window_chunker(model.manifest, model.tokenizer, tokens, overlap, prompt_name, None)  # type: ignore[arg-type]
+            except ValueError as e:
+                words = str(e)
+                param = next((p for p in ("prompt_name", "chunk_overlap") if words.startswith(p)), "chunk_tokens")
+                raise ApiError(400, words, param=param) from e
+            if len(chunkers) >= 64:
+                chunkers.clear()
+            chunkers[key] = made
+        return chunkers[key]
+
+    async def embed_chunks(request: Request) -> Response:
+        assert isinstance(model, Embedder)
+        with state.batcher.arriving():
+            req = parse_embed_chunks(await read_json(request), dimension=model.dimension, **limits)
+            texts = req.embed.texts
+            cut = chunker(req.chunk_tokens, req.chunk_overlap, req.embed.prompt_name)
+            bad = next((i for i, t in enumerate(texts) if not _encodable(t)), None)
+            if bad is not None:
+                raise ApiError(400, f"input {bad} is not valid Unicode (it holds a lone surrogate): send real text")
+            try:
+                windows = await state.sized(texts, lambda: cut.split(texts))
+            except ValueError as e:  # a prompt that leaves a text no room
+                raise ApiError(400, str(e), param="chunk_tokens") from e
+            tok = await state.prepare(req.embed, lambda: windows.tokens)
+        vectors = postprocess(await state.run_model(tok, request), req.embed, model.manifest.normalize)
+        body = chunks_body(texts, windows.text, windows.start, windows.end, vectors, req.return_text)
+        return await respond(body, vectors.size)
+
     async def tokenize(request: Request) -> Response:
         req: TextsRequest = parse_tokenize(await read_json(request), max_inputs=config.max_inputs)
         try:
@@ -169,7 +209,7 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
         return await respond(out, tokens)
 
     return {"rerank": rerank, "rerank_v1": rerank_v1, "embed_sparse": embed_sparse, "similarity": similarity,
-            "tokenize": tokenize}  # fmt: skip
+            "embed_chunks": embed_chunks, "tokenize": tokenize}  # fmt: skip
 
 
 def _encodable(text: str) -> bool:
