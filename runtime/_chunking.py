@@ -7,8 +7,8 @@ prompt's tokens in every window, the text's tokens in between, consecutive windo
 the last sentence end there, then the last line break, then the last word start (so a word is not
 cut in two unless it is longer than half a window), as text splitters cut by paragraphs, sentences,
 lines and words in that order. The next window starts at a word. A text that fits one window gives
-the very input ids that ``tokenize`` gives it, so its vector is the one a plain run computes. Each window records the characters of the text it covers
-(``text[start:end]``, the prompt not counted).
+the very input ids that ``tokenize`` gives it, so its vector is the one a plain run computes. Each
+window records the characters of the text it covers (``text[start:end]``, the prompt not counted).
 """
 
 from __future__ import annotations
