@@ -9,7 +9,7 @@ def test_exported_names() -> None:
         "ParityError", "Pooling", "Precision", "ProviderError", "ProviderWarning", "Tokenized", "UnsupportedModelError",
         "__version__", "available_cpus", "load_manifest", "onnxruntime_build",
         "EmbeddingPrecision", "SimilarityFunction", "quantization_ranges", "quantize_embeddings",
-        "Reranker", "SparseEncoder", "SparseEmbeddings", "SparseVector", "load_model",
+        "Reranker", "SparseEncoder", "SparseEmbeddings", "SparseVector", "load_model", "EmbeddedChunks",
     }
     for name in embedrt.__all__:
         assert hasattr(embedrt, name), name
