@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -34,6 +35,7 @@ BREAKS = (
 )
 # a cut rule's name, part of a corpus job's identity: other rules give other windows
 CUTS = "paragraph, sentence, line, word"
+V = TypeVar("V")  # the vectors: a numpy array (``Embedder``) or ``SparseEmbeddings`` (``SparseEncoder``)
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,11 @@ class Chunks:
 
 
 @dataclass(frozen=True)
-class EmbeddedChunks:
-    """``Embedder.encode_chunks``' result: a row per window, in the texts' order and then the windows'."""
+class EmbeddedChunks(Generic[V]):
+    """``encode_chunks``' result (``Embedder``, ``SparseEncoder``): a row per window, in the texts'
+    order and then the windows'."""
 
-    embeddings: np.ndarray  # [windows, dimension], in the precision asked for
+    embeddings: V  # [windows, dimension]: in the precision asked for, or sparse
     text: np.ndarray  # int64 [windows], the input text each window is from
     chunk: np.ndarray  # int32 [windows], the window's place within its text, from 0
     start: np.ndarray  # int64 [windows], first character of the text the window covers

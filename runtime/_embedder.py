@@ -188,7 +188,7 @@ class Embedder(BundleModel):
         precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
         truncate_dim: int | None = None,
         ranges: np.ndarray | None = None,
-    ) -> EmbeddedChunks:
+    ) -> EmbeddedChunks[np.ndarray]:
         """Embed ``texts`` whole: each is cut into windows of at most ``chunk_tokens`` model inputs
         (special tokens and the prompt included; ``"max"``: the model's ``max_seq_length``), and
         every window gets a vector, where ``encode`` would cut the text to its first window.

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._base import DOCUMENT_PROMPTS, QUERY_PROMPTS, BundleModel, check_texts, task_prompt
 from ._bundle import SparseSpec
+from ._chunking import EmbeddedChunks, window_chunker
 from ._errors import BundleError
 from ._sparse import (
     SparseEmbeddings,
@@ -95,6 +96,25 @@ class SparseEncoder(BundleModel):
         tok = self.tokenize([texts] if single else texts, prompt_name, prompt)  # type: ignore[list-item]
         out = self.encode_tokenized(tok, batch_size, show_progress_bar, max_active_dims)
         return out[0] if single else out
+
+    def encode_chunks(
+        self,
+        texts: str | Sequence[str],
+        chunk_tokens: int | str = "max",
+        chunk_overlap: int = 0,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        max_active_dims: int | None = None,
+    ) -> EmbeddedChunks[SparseEmbeddings]:
+        """Sparse vectors of ``texts`` embedded whole, a vector per window of at most ``chunk_tokens``
+        model inputs (``"max"``: the model's window), neighbours sharing ``chunk_overlap`` tokens: the
+        windows of ``Embedder.encode_chunks`` and the corpus job. The other arguments are ``encode``'s."""
+        chunker = window_chunker(self.manifest, self.tokenizer, chunk_tokens, chunk_overlap, prompt_name, prompt)
+        windows = chunker.split(check_texts([texts] if isinstance(texts, str) else texts))
+        vectors = self.encode_tokenized(windows.tokens, batch_size, show_progress_bar, max_active_dims)
+        return EmbeddedChunks(vectors, windows.text, windows.index, windows.start, windows.end)
 
     def encode_query(self, texts: str | Sequence[str], **kwargs: Any) -> SparseEmbeddings | SparseVector:
         """``encode`` with the bundle's ``query`` prompt (none if it has none)."""

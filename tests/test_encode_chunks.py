@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tiny_models import CORPUS
 
-from embedrt import EmbeddedChunks, Embedder
+from embedrt import EmbeddedChunks, Embedder, SparseEmbeddings, SparseEncoder
 from embedrt._chunking import window_chunker
 from embedrt._types import BundleKind
 
@@ -104,3 +104,18 @@ def test_bad_settings_are_named(model: Embedder, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(model, "_static", True)
     with pytest.raises(ValueError, match="encode_chunks: a static-embedding bundle .* use encode"):
         model.encode_chunks(["a"])
+
+
+def test_sparse_windows(tiny_sparse: tuple[Path, Path]) -> None:
+    encoder = SparseEncoder(tiny_sparse[1])
+    texts = [t for t in _texts(16, seed=7) if t]
+    for kw in ({"max_active_dims": 5}, {"prompt_name": "query"}):
+        chunks = encoder.encode_chunks(texts, chunk_tokens=16, chunk_overlap=2, **kw)  # type: ignore[arg-type]
+        assert isinstance(chunks.embeddings, SparseEmbeddings) and len(chunks.embeddings) == len(chunks) > len(texts)
+        want = encoder.encode(chunks.texts(texts), **kw)  # type: ignore[arg-type]
+        assert isinstance(want, SparseEmbeddings)
+        np.testing.assert_array_equal(chunks.embeddings.indptr, want.indptr)
+        np.testing.assert_array_equal(chunks.embeddings.indices, want.indices)
+        np.testing.assert_allclose(chunks.embeddings.values, want.values, atol=1e-5)
+        rows = chunks.of(1)
+        assert len(chunks.embeddings[rows]) == rows.stop - rows.start > 0
