@@ -151,7 +151,7 @@ class Chunker:
                     raise ValueError(f"texts[{i}]: chunk_tokens={self.tokens} leaves {room} tokens for the text after "
                                      f"the special tokens and the prompt's {p}, not more than chunk_overlap={self.overlap}")  # fmt: skip
                 head = np.concatenate([prefix, all_ids[:p]])
-                breaks = _breaks(full[i - first], skip, e)
+                breaks = _breaks(full[i - first], skip, e) if len(all_ids) - p > room else ()  # only to cut it
                 for k, (a, b) in enumerate(self._windows(e.token_to_word, p, len(all_ids), room, breaks)):
                     window = np.concatenate([head, all_ids[a:b], suffix])
                     kinds = np.full(len(window), self._type, dtype=np.int8)
