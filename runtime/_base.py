@@ -15,10 +15,10 @@ import itertools
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Set
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -39,6 +39,9 @@ from ._session import (
 )
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, share_batches, token_batches
 from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, check_int, parse
+
+if TYPE_CHECKING:
+    from ._chunking import Chunker, Chunks
 
 # Padded tokens per model run (rows x the batch's longest row), so one long input cannot blow memory:
 # a document of several thousand tokens runs alone. On the CPU provider, runs of ~1024 tokens are
@@ -164,7 +167,27 @@ class BundleModel:
         self._call_flags = threading.local()  # per calling thread: all_threads, as_cut
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = 4  # a failed run raises with onnxruntime's message; no second copy on stderr
+        self._chunkers: dict[tuple[str, str, str | None, str | None], Chunker] = {}
         _warn_if_not_made_for(self.path, self.manifest, self.device)
+
+    def _chunker(self, tokens: object, overlap: object, prompt_name: str | None, prompt: str | None) -> Chunker:
+        """The ``Chunker`` of these window settings for this bundle, made once (each holds its own copy
+        of the tokenizer, which takes milliseconds to make); a ``ValueError`` for bad settings."""
+        from ._chunking import window_chunker  # _chunking imports this module
+
+        key = (repr(tokens), repr(overlap), prompt_name, prompt)
+        made = self._chunkers.get(key)
+        if made is None:
+            made = window_chunker(self.manifest, self.tokenizer, tokens, overlap, prompt_name, prompt)  # type: ignore[arg-type]
+            if len(self._chunkers) >= 16:
+                self._chunkers.clear()
+            self._chunkers[key] = made
+        return made
+
+    def _split_windows(self, texts: str | Sequence[str], tokens: object, overlap: object, prompt_name: str | None,
+                       prompt: str | None) -> Chunks:  # fmt: skip
+        """``texts`` (checked) cut into the windows of these settings (``encode_chunks``)."""
+        return self._chunker(tokens, overlap, prompt_name, prompt).split(check_texts([texts] if isinstance(texts, str) else texts))
 
     def _load(self, streams: int) -> Any:
         """The session (``create_session``) for ``streams``; a ``BundleError`` if the graph cannot load."""

@@ -174,7 +174,7 @@ class Chunker:
         )
 
     def _windows(
-        self, word: Callable[[int], int | None], first: int, n: int, room: int, breaks: Sequence[np.ndarray] = (),
+        self, word: Callable[[int], int | None], first: int, n: int, room: int, breaks: Sequence[np.ndarray],
     ) -> list[tuple[int, int]]:  # fmt: skip
         """Token ranges ``[a, b)`` over ``first..n`` of at most ``room`` tokens, ``overlap`` shared;
         ``word(j)``: the word of token ``j``; ``breaks``: ascending tokens that begin a paragraph, a

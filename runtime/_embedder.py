@@ -17,7 +17,7 @@ from ._base import (
     check_texts,
     task_prompt,
 )
-from ._chunking import EmbeddedChunks, window_chunker
+from ._chunking import EmbeddedChunks
 from ._progress import EncodeProgress
 from ._quantization import quantize_embeddings
 from ._similarity import similarity, similarity_pairwise
@@ -205,9 +205,7 @@ class Embedder(BundleModel):
         if self._static:
             raise ValueError("encode_chunks: a static-embedding bundle has no token window (every text is embedded "
                              "whole): use encode")  # fmt: skip
-        chunker = window_chunker(self.manifest, self.tokenizer, chunk_tokens, chunk_overlap, prompt_name, prompt)
-        batch = check_texts([texts] if isinstance(texts, str) else texts)
-        windows = chunker.split(batch)
+        windows = self._split_windows(texts, chunk_tokens, chunk_overlap, prompt_name, prompt)
         vectors = self.encode_tokenized(windows.tokens, batch_size, normalize, show_progress_bar=show_progress_bar,
                                         truncate_dim=truncate_dim)  # fmt: skip
         assert isinstance(vectors, np.ndarray)  # sentence embeddings

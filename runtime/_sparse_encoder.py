@@ -16,7 +16,7 @@ import numpy as np
 
 from ._base import DOCUMENT_PROMPTS, QUERY_PROMPTS, BundleModel, check_texts, task_prompt
 from ._bundle import SparseSpec
-from ._chunking import EmbeddedChunks, window_chunker
+from ._chunking import EmbeddedChunks
 from ._errors import BundleError
 from ._sparse import (
     SparseEmbeddings,
@@ -111,8 +111,7 @@ class SparseEncoder(BundleModel):
         """Sparse vectors of ``texts`` embedded whole, a vector per window of at most ``chunk_tokens``
         model inputs (``"max"``: the model's window), neighbours sharing ``chunk_overlap`` tokens: the
         windows of ``Embedder.encode_chunks`` and the corpus job. The other arguments are ``encode``'s."""
-        chunker = window_chunker(self.manifest, self.tokenizer, chunk_tokens, chunk_overlap, prompt_name, prompt)
-        windows = chunker.split(check_texts([texts] if isinstance(texts, str) else texts))
+        windows = self._split_windows(texts, chunk_tokens, chunk_overlap, prompt_name, prompt)
         vectors = self.encode_tokenized(windows.tokens, batch_size, show_progress_bar, max_active_dims)
         return EmbeddedChunks(vectors, windows.text, windows.index, windows.start, windows.end)
 

@@ -320,11 +320,10 @@ def chunker(model: BundleModel | Path, tokens: int | str | None, overlap: int, t
             raise ValueError("chunk_overlap and chunk_text apply to chunking: give chunk_tokens too (--chunk-tokens)")
         return None
     if isinstance(model, BundleModel):
-        manifest, tokenizer = model.manifest, model.tokenizer
-    else:
-        manifest = load_manifest(model, verify=False)
-        tokenizer = load_tokenizer(model / TOKENIZER_NAME, manifest.max_seq_length)
-    return window_chunker(manifest, tokenizer, tokens, overlap, prompt_name, prompt)
+        return model._chunker(tokens, overlap, prompt_name, prompt)
+    manifest = load_manifest(model, verify=False)
+    return window_chunker(manifest, load_tokenizer(model / TOKENIZER_NAME, manifest.max_seq_length), tokens, overlap,
+                          prompt_name, prompt)  # fmt: skip
 
 
 def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray | None]:

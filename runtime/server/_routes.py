@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tokenizers import Tokenizer
 
-from .._chunking import Chunker, window_chunker
+from .._chunking import Chunker
 from .._embedder import Embedder
 from .._reranker import Reranker
 from .._sparse_encoder import SparseEncoder
@@ -157,22 +157,14 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
         vectors = await state.run_model(tok, request)
         return await respond(model.similarity(vectors[:1], vectors[1:])[0].tolist(), len(vectors))
 
-    chunkers: dict[tuple[str, str, str | None], Chunker] = {}
-
     def chunker(tokens: object, overlap: object, prompt_name: str | None) -> Chunker:
-        """The chunker of these settings (made once: it holds a copy of the tokenizer)."""
-        key = (repr(tokens), repr(overlap), prompt_name)
-        if key not in chunkers:
-            try:
-                made = window_chunker(model.manifest, model.tokenizer, tokens, overlap, prompt_name, None)  # type: ignore[arg-type]
-            except ValueError as e:
-                words = str(e)
-                param = next((p for p in ("prompt_name", "chunk_overlap") if words.startswith(p)), "chunk_tokens")
-                raise ApiError(400, words, param=param) from e
-            if len(chunkers) >= 64:
-                chunkers.clear()
-            chunkers[key] = made
-        return chunkers[key]
+        """The model's chunker of these settings; bad ones a 400 naming the field."""
+        try:
+            return model._chunker(tokens, overlap, prompt_name, None)
+        except ValueError as e:
+            words = str(e)
+            param = next((p for p in ("prompt_name", "chunk_overlap") if words.startswith(p)), "chunk_tokens")
+            raise ApiError(400, words, param=param) from e
 
     async def embed_chunks(request: Request) -> Response:
         assert isinstance(model, Embedder)
