@@ -104,7 +104,7 @@ def flat_ids(tokenizer: Tokenizer, texts: list[str], given: Sequence[str] | None
     """All texts' token ids in one int64 array, and the tokens per text (for static-embedding bundles:
     no Encoding kept, no padding, no per-batch work). ``given``: see ``tokenize``."""
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # fast: no character offsets
-    ids = [e.ids for e in encoded(encode, texts, given)]
+    ids = [e.ids for e in truncated_encodings(tokenizer, encode, texts, given)]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
     return flat, lengths
@@ -116,7 +116,7 @@ def tokenize(
     """Texts, or (first, second) pairs encoded together as the model's pair template says (for
     rerankers), truncated longest-first to the tokenizer's max length, as transformers does.
     ``given``: the caller's texts, before a prompt was put in front, which an error names."""
-    encodings = encoded(tokenizer.encode_batch, texts, given)
+    encodings = truncated_encodings(tokenizer, tokenizer.encode_batch, texts, given)
     ids = [e.ids for e in encodings]
     return Tokenized(
         ids=ids,
@@ -154,6 +154,56 @@ def pad_batch(
     if types is not None:
         feed["token_type_ids"] = types
     return feed
+
+
+# A text longer than this many characters per token of the window is tokenized from a prefix first.
+PREFIX_CHARS_PER_TOKEN = 16
+
+
+def truncated_encodings(
+    tokenizer: Tokenizer, encode: Any, texts: Sequence[str] | Sequence[tuple[str, str]], given: Sequence[str] | None
+) -> list[Any]:
+    """``encoded(encode, texts, given)`` under the tokenizer's truncation, without tokenizing the whole
+    of a long text: such a text is tokenized from its prefix up to the last space before
+    ``PREFIX_CHARS_PER_TOKEN`` characters per token of the window, after a character that is not a
+    space. Pre-tokenizers split at a space, so the prefix's tokens are the text's first tokens; where
+    the prefix already fills the window (it overflows), the window is the text's. A text whose
+    prefix does not (tokens of many characters), or that has no such space in the prefix's second
+    half, is tokenized whole. A 100,000-character document costs what its window costs, not 25,000
+    tokens' encodings. Pairs (rerankers) are tokenized whole."""
+    limit = _prefix_chars(tokenizer)
+    long = [] if limit is None else [i for i, t in enumerate(texts) if isinstance(t, str) and len(t) > limit]
+    if not long:
+        return list(encoded(encode, texts, given))
+    assert limit is not None
+    cut: list[Any] = list(texts)
+    for i in long:
+        cut[i] = _prefix(cut[i], limit)
+    out = list(encoded(encode, cut, given))
+    redo = [i for i in long if cut[i] is not texts[i] and not out[i].overflowing]
+    if redo:
+        again: list[Any] = [texts[i] for i in redo]
+        whole = encoded(encode, again, None if given is None else [given[i] for i in redo])
+        for i, e in zip(redo, whole, strict=True):
+            out[i] = e
+    return out
+
+
+def _prefix_chars(tokenizer: Tokenizer) -> int | None:
+    """The length past which a text is tokenized from a prefix (None: no right truncation to go by)."""
+    t = tokenizer.truncation
+    if not t or t.get("direction", "right") != "right" or not t.get("max_length"):
+        return None
+    return int(t["max_length"]) * PREFIX_CHARS_PER_TOKEN
+
+
+def _prefix(text: str, limit: int) -> str:
+    """``text`` up to its last space in ``[limit / 2, limit]`` that follows a character that is not
+    whitespace; ``text`` itself where there is none."""
+    at = text.rfind(" ", limit // 2, limit + 1)
+    while at > limit // 2 and text[at - 1].isspace():
+        at = text.rfind(" ", limit // 2, at)
+    return text[:at] if at > limit // 2 else text
 
 
 def encoded(

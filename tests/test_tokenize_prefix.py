@@ -1,0 +1,111 @@
+"""Long texts under truncation are tokenized from a prefix: the windows must be exactly those of the
+whole text, for every kind of tokenizer, and the prefix must really be what is tokenized."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from tiny_models import CORPUS, _train_tokenizer
+from tokenizers import Regex, Tokenizer, pre_tokenizers
+
+from embedrt._tokenize import PREFIX_CHARS_PER_TOKEN, flat_ids, tokenize, truncated_encodings
+
+WINDOW = 24
+LIMIT = WINDOW * PREFIX_CHARS_PER_TOKEN
+# the split of GPT-4's and Qwen's tokenizers, ahead of a byte-level step without its own regex
+_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+          r"\s+(?!\S)|\s+")  # fmt: skip
+
+
+def _kind(name: str) -> Tokenizer:
+    if name == "split-bytelevel":
+        tok = _train_tokenizer("bpe")[0]
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated"), pre_tokenizers.ByteLevel(use_regex=False),
+        ])  # fmt: skip
+    elif name == "metaspace-unsplit":
+        tok = _train_tokenizer("unigram")[0]
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(split=False)
+    else:
+        tok = _train_tokenizer(name)[0]
+    tok.enable_truncation(max_length=WINDOW)
+    return tok
+
+
+@pytest.fixture(scope="module", params=["wordpiece", "bpe", "unigram", "split-bytelevel", "metaspace-unsplit"])
+def tokenizer(request: pytest.FixtureRequest) -> Tokenizer:
+    return _kind(request.param)
+
+
+def _texts(seed: int = 0) -> list[str]:
+    """Texts around the prefix's length: words joined by single and repeated spaces, tabs and line
+    breaks, CJK runs without spaces, words longer than many tokens, one long word alone."""
+    rng = random.Random(seed)
+    words = [*" ".join(CORPUS).split(), "東京は日本の首都です", "대한민국은", "🙂🚀", "x" * 90, "1234567890"]
+    seps = [" ", " ", " ", "  ", "\n", "\t", " \n ", "\n\n"]
+    out = []
+    for _ in range(60):
+        n = rng.choice([LIMIT // 20, LIMIT // 6, LIMIT // 3, LIMIT])
+        out.append("".join(rng.choice(words) + rng.choice(seps) for _ in range(n)))
+    out += ["日本語" * LIMIT, "y" * (3 * LIMIT), ("z" * 200 + " ") * (LIMIT // 50), "a" * (LIMIT - 1) + " b " * LIMIT]
+    return out
+
+
+def _whole(tok: Tokenizer, texts: list[str]) -> list[tuple[list[int], list[int], bool]]:
+    return [(e.ids, e.type_ids, bool(e.overflowing)) for e in tok.encode_batch(texts)]
+
+
+def test_the_windows_are_the_whole_texts(tokenizer: Tokenizer) -> None:
+    texts = _texts()
+    assert sum(len(t) > LIMIT for t in texts) > 30  # the prefix path is what this tests
+    tok = tokenize(tokenizer, texts)
+    assert list(zip(tok.ids, tok.type_ids, tok.truncated.tolist(), strict=True)) == _whole(tokenizer, texts)
+    flat, lengths = flat_ids(tokenizer, texts)
+    assert flat.tolist() == [i for ids in tok.ids for i in ids] and lengths.tolist() == tok.lengths.tolist()
+
+
+def test_a_long_text_is_tokenized_from_its_prefix(tokenizer: Tokenizer) -> None:
+    seen: list[str] = []
+
+    def encode(texts: list[str], add_special_tokens: bool) -> list:  # type: ignore[type-arg]
+        seen.extend(texts)
+        return tokenizer.encode_batch(texts, add_special_tokens=add_special_tokens)
+
+    text = "word " * LIMIT  # 5 characters a token: the prefix fills the window
+    spaceless = "y" * (3 * LIMIT)  # no space to cut at: tokenized whole
+    out = truncated_encodings(tokenizer, encode, [text, "short", spaceless], None)
+    assert seen[0] == text[: len(seen[0])] and LIMIT // 2 < len(seen[0]) <= LIMIT and seen[0].endswith("word")
+    assert seen[1:] == ["short", spaceless]
+    assert [e.ids for e in out] == [e.ids for e in tokenizer.encode_batch([text, "short", spaceless])]
+
+
+def test_a_prefix_short_of_the_window_is_tokenized_again_whole() -> None:
+    tok = _kind("wordpiece")  # a word of over 100 characters is one [UNK] token
+    seen: list[str] = []
+
+    def encode(texts: list[str], add_special_tokens: bool) -> list:  # type: ignore[type-arg]
+        seen.extend(texts)
+        return tok.encode_batch(texts, add_special_tokens=add_special_tokens)
+
+    few = ("z" * 200 + " ") * (LIMIT // 50) + "word " * LIMIT  # the prefix: a few [UNK]s, short of the window
+    out = truncated_encodings(tok, encode, [few], None)
+    assert len(seen) == 2 and len(seen[0]) <= LIMIT and seen[1] == few
+    assert not tok.encode(seen[0]).overflowing and out[0].overflowing
+    assert out[0].ids == tok.encode(few).ids
+
+
+def test_no_truncation_or_left_truncation_tokenizes_whole() -> None:
+    tok = _kind("wordpiece")
+    text = "word " * (2 * LIMIT)
+    seen: list[str] = []
+
+    def encode(texts: list[str], add_special_tokens: bool) -> list:  # type: ignore[type-arg]
+        seen.extend(texts)
+        return tok.encode_batch(texts, add_special_tokens=add_special_tokens)
+
+    for setup in (tok.no_truncation, lambda: tok.enable_truncation(max_length=WINDOW, direction="left")):
+        setup()
+        seen.clear()
+        truncated_encodings(tok, encode, [text], None)
+        assert seen == [text]
