@@ -8,7 +8,7 @@ import functools
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -25,6 +25,7 @@ from .._objects import is_uri, local_bundle
 from .._session import check_precision_hint, check_streams
 from .._sparse_encoder import SparseEncoder
 from .._types import BundleKind, Device, EmbeddingPrecision, check_int, parse
+from . import _readers
 from . import _storage as storage
 from ._batch import (
     CHUNK_COLUMNS,
@@ -39,7 +40,6 @@ from ._batch import (
     sparse_settings,
 )
 from ._output import OutputFolder
-from ._readers import read_part
 from ._sources import InputError, InputFormat, PartSpec, Plan, plan_input
 
 Log = Callable[[str], None]
@@ -79,7 +79,7 @@ class DatasetSummary:
     bad_examples: list[dict[str, Any]] = field(default_factory=list)
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
     chunked: bool = False  # a row per window of each text (chunk_tokens)
-    repeats: int = 0  # rows whose text an earlier row of their part had: embedded once
+    repeats: int = 0  # rows whose text an earlier row of their slice of a part had: embedded once
 
     @property
     def texts_per_second(self) -> float:
@@ -142,7 +142,8 @@ def embed_dataset(
     ``input``: a ``.txt`` (one text a line), ``.jsonl``, ``.csv``/``.tsv`` or ``.parquet`` file, a
     folder of them, or a glob. Rows are cut into parts of ``rows_per_part``; each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
-    written whole. Running the same call again after a crash or a kill continues where it stopped:
+    written whole. A part is read, embedded and written a slice of about 4 million characters at a
+    time (most parts: one slice), so memory grows neither with the corpus nor with its texts' length. Running the same call again after a crash or a kill continues where it stopped:
     finished parts are kept, and the result equals an uninterrupted run. An ``output`` made from
     another input, model or options is refused unless ``overwrite``.
 
@@ -225,8 +226,8 @@ def embed_dataset(
         if embedder is not None:
             from ._local import run_local
 
-            run_local(todo, lambda p: job.read(plan, p), batch,
-                      lambda p, r: tracker.write(p, conform(r.table, schema, plan, p), r), on_rows)
+            run_local(todo, lambda p: job.slices(plan, p), batch,
+                      lambda p, results: tracker.write(p, schema, results), on_rows)
         else:
             from ._ray import run_ray
 
@@ -262,6 +263,9 @@ class JobSettings:
     chunk_overlap: int = 0
     chunk_text: bool = False
     max_active_dims: int | None = None  # sparse bundles: the largest weights kept per vector
+    # characters of text a part is read, embedded and written in at a time (not part of the
+    # identity: slices change how a part is made, not what it holds)
+    slice_chars: int = field(default_factory=lambda: _readers.SLICE_CHARS)
 
     @classmethod
     def checked(cls, text_column: str, id_column: str | None, keep_columns: Any, on_error: str | OnError,
@@ -333,8 +337,10 @@ class JobSettings:
                 "chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap, "chunk_text": self.chunk_text,
                 "max_active_dims": self.max_active_dims}  # fmt: skip
 
-    def read(self, plan: Plan, part: PartSpec) -> pa.Table:
-        return read_part(plan, part, self.text_column, self.id_column, self.keep_columns)
+    def slices(self, plan: Plan, part: PartSpec) -> Iterator[pa.Table]:
+        """The part's rows, in tables of about ``SLICE_CHARS`` characters of text each (one for most
+        parts: a slice bounds the memory of a part of long documents)."""
+        return _readers.read_slices(plan, part, self.text_column, self.id_column, self.keep_columns, self.slice_chars)
 
 
 def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) -> tuple[str, int, int, bool]:
@@ -391,6 +397,40 @@ def _write_parquet(table: pa.Table, f: IO[bytes]) -> None:  # (table, file) for 
     pq.write_table(table, f, row_group_size=max(table.num_rows, 1))
 
 
+# a part's output rows are written as a row group once they hold this many bytes (most parts: one)
+ROW_GROUP_BYTES = 64 << 20
+
+
+def write_part(
+    f: IO[bytes], results: Iterable[BatchResult], schema: pa.Schema, plan: Plan, part: PartSpec
+) -> dict[str, Any]:
+    """Write the output of a part's slices, in order, as one Parquet file (a row group per
+    ``ROW_GROUP_BYTES`` of rows); what the journal records of it (each backend adds where it went)."""
+    import pyarrow.parquet as pq
+
+    entry: dict[str, Any] = {"part": part.index, "input_rows": part.rows, "rows": 0, "tokens": 0, "truncated": 0,
+                             "repeats": 0, "bad": []}  # fmt: skip
+    held: list[pa.Table] = []  # rows not yet written, and their bytes
+    size = 0
+    with pq.ParquetWriter(f, schema) as writer:
+        for result in results:
+            table = conform(result.table, schema, plan, part)
+            entry["rows"] += table.num_rows
+            entry["tokens"] += result.tokens
+            entry["truncated"] += result.truncated
+            entry["repeats"] += result.repeats
+            entry["bad"] += [b.to_dict() for b in result.bad]
+            held.append(table)
+            size += table.nbytes
+            if size >= ROW_GROUP_BYTES:
+                writer.write_table(pa.concat_tables(held), row_group_size=sum(t.num_rows for t in held))
+                held, size = [], 0
+        if held or not entry["rows"]:
+            rows = pa.concat_tables(held) if held else schema.empty_table()
+            writer.write_table(rows, row_group_size=max(rows.num_rows, 1))
+    return entry
+
+
 class _Tracker:
     """Finished parts: journals them, counts them, shows progress."""
 
@@ -411,10 +451,11 @@ class _Tracker:
         if self.bar is not None:
             self.bar.close()
 
-    def write(self, part: PartSpec, table: pa.Table, result: BatchResult) -> None:
-        """Local backend: write the part whole, then journal it."""
-        entry = {**journal_entry(part, table, result), "part_key": self.plan.part_key(part)}
-        self._count(self.folder.write_part(part.name, functools.partial(_write_parquet, table), entry))
+    def write(self, part: PartSpec, schema: pa.Schema, results: Iterable[BatchResult]) -> None:
+        """Local backend: write the part whole from its slices' results, then journal it."""
+        entry: dict[str, Any] = {}
+        size = self.folder.write_file(part.name, lambda f: entry.update(write_part(f, results, schema, self.plan, part)))
+        self._count(self.folder.record({**entry, "file": part.name, "bytes": size, "part_key": self.plan.part_key(part)}))
 
     def record(self, entry: dict[str, Any]) -> None:
         """Ray backend: an actor wrote the part; journal it."""
@@ -454,12 +495,6 @@ class _Tracker:
             truncated=sum(int(e.get("truncated", 0)) for e in self.entries.values()), chunked=chunked,
             repeats=sum(int(e.get("repeats", 0)) for e in self.entries.values()),
         )  # fmt: skip
-
-
-def journal_entry(part: PartSpec, table: pa.Table, result: BatchResult) -> dict[str, Any]:
-    """What the journal records of a finished part (each backend adds where it went)."""
-    return {"part": part.index, "input_rows": part.rows, "rows": table.num_rows, "tokens": result.tokens,
-            "truncated": result.truncated, "repeats": result.repeats, "bad": [b.to_dict() for b in result.bad]}  # fmt: skip
 
 
 def _final_manifest(

@@ -1,19 +1,22 @@
 """The local backend: parts read and tokenized on one thread, embedded on the caller's, written on a
-third, with at most two parts waiting at each hand-over, so memory does not grow with the corpus."""
+third, a slice at a time (``SLICE_CHARS`` of text, the whole part for most), with at most two slices
+waiting at each hand-over, so memory grows neither with the corpus nor with its documents' length."""
 
 from __future__ import annotations
 
 import functools
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ._batch import BatchResult, EmbedBatch, Prepared
+from ._batch import BatchResult, EmbedBatch
 from ._sources import PartSpec
 
 T = TypeVar("T")
 _DONE = object()
+_END = object()  # after a part's last slice
 
 
 class _Worker(threading.Thread):
@@ -58,38 +61,56 @@ class _Failure:
 
 def run_local(
     parts: list[PartSpec],
-    read: Callable[[PartSpec], Any],
+    slices: Callable[[PartSpec], Iterable[Any]],
     batch: EmbedBatch,
-    write: Callable[[PartSpec, BatchResult], None],
+    write: Callable[[PartSpec, Iterator[BatchResult]], None],
     on_rows: Callable[[PartSpec, int], None] | None = None,
 ) -> None:
-    """Embed ``parts`` in order: read+prepare ahead on one thread, write behind on another;
-    ``on_rows(part, n)`` as each model batch of ``n`` of its rows is done."""
+    """Embed ``parts`` in order, each a slice at a time: slices read and prepared ahead on one thread,
+    embedded on this one, written behind on another (``write(part, results)`` takes the part's
+    slices' results as they come, and writes the part whole); ``on_rows(part, n)`` as each model
+    batch of ``n`` of its rows is done."""
 
     def produce(put: Callable[[Any], bool]) -> None:
         for part in parts:
-            if not put((part, batch.prepare(read(part)))):
+            for table in slices(part):
+                if not put((part, batch.prepare(table))):
+                    return
+            if not put((part, _END)):
                 return
 
     reader = _Worker(produce, depth=2)
     written: queue.Queue[Any] = queue.Queue(maxsize=2)
     write_error: list[BaseException] = []
 
+    def results(part: PartSpec) -> Iterator[BatchResult]:
+        """The part's results, up to its end; a stop before it abandons the part (its file is not kept)."""
+        while (item := written.get()) is not _DONE:
+            if item[1] is _END:
+                return
+            yield item[1]
+        raise _Abandoned(part.name)
+
     def drain() -> None:
         while (item := written.get()) is not _DONE:
-            if not write_error:
-                try:
-                    write(*item)
-                except BaseException as e:
-                    write_error.append(e)
+            if write_error:
+                continue  # the queue is emptied until the job stops
+            try:
+                write(item[0], itertools.chain([item[1]] if item[1] is not _END else [], results(item[0])))
+            except _Abandoned:
+                return  # the job stopped mid-part
+            except BaseException as e:
+                write_error.append(e)
 
     writer = threading.Thread(target=drain, daemon=True)
     reader.start()
     writer.start()
     try:
         for part, prepared in _checked(reader.items(), write_error):
-            result = batch.run(prepared, None if on_rows is None else functools.partial(on_rows, part))
-            written.put((part, result))
+            if prepared is _END:
+                written.put((part, _END))
+            else:
+                written.put((part, batch.run(prepared, None if on_rows is None else functools.partial(on_rows, part))))
     finally:
         reader.stop.set()
         written.put(_DONE)
@@ -99,7 +120,11 @@ def run_local(
         raise write_error[0]
 
 
-def _checked(items: Iterable[tuple[PartSpec, Prepared]], errors: list[BaseException]) -> Iterator[tuple[PartSpec, Prepared]]:
+class _Abandoned(Exception):
+    """The job stopped before a part's last slice: its file is discarded, not written."""
+
+
+def _checked(items: Iterable[tuple[PartSpec, Any]], errors: list[BaseException]) -> Iterator[tuple[PartSpec, Any]]:
     for item in items:
         if errors:
             raise errors[0]

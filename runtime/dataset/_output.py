@@ -150,10 +150,6 @@ class OutputFolder:
         """Write ``name`` whole (``write`` fills it); its size in bytes."""
         return self.store.write(name, write)
 
-    def write_part(self, name: str, write: Callable[[IO[bytes]], Any], entry: dict[str, Any]) -> dict[str, Any]:
-        """Write one part whole, then record it in the journal."""
-        return self.record({**entry, "file": name, "bytes": self.write_file(name, write)})
-
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Record a finished part (already written whole) in the journal, durably."""
         self.store.append(JOURNAL, entry_line(entry), int(entry["part"]))

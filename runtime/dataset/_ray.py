@@ -17,7 +17,6 @@ the bundle itself; see ``_storage``). Every node needs ``embedrt[ray]`` installe
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import threading
@@ -147,7 +146,8 @@ class _Reporter:
 
 
 class _PartWorker:
-    """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``."""
+    """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``. A part is
+read, embedded and written a slice at a time, as the local backend does."""
 
     def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings,
                  model_options: dict[str, Any], threads: int, counter: Any = None,
@@ -157,16 +157,18 @@ class _PartWorker:
         self.counter, self.report_s = counter, report_s  # a _RowCounter actor, or None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ._job import _write_parquet, conform, journal_entry
+        from ._job import write_part
 
         entries = []
         for index in batch["part"].tolist():
             part: PartSpec = self.plan.parts[index]
+            on_rows = None if self.counter is None else _Reporter(self.counter, index, self.report_s)
+            results = (self.batch.run(self.batch.prepare(t), on_rows) for t in self.job.slices(self.plan, part))
+            entry: dict[str, Any] = {}
             try:
-                on_rows = None if self.counter is None else _Reporter(self.counter, index, self.report_s)
-                result = self.batch.run(self.batch.prepare(self.job.read(self.plan, part)), on_rows)
-                table = conform(result.table, self.schema, self.plan, part)
-                size = self.output.write_file(part.name, functools.partial(_write_parquet, table))
+                size = self.output.write_file(
+                    part.name, lambda f: entry.update(write_part(f, results, self.schema, self.plan, part))  # noqa: B023
+                )
             except BadRowError as e:
                 entries.append(json.dumps({"part": index, "bad_row": e.row.to_dict() | {"position": e.row.position}},
                                           default=str))  # fmt: skip
@@ -174,8 +176,7 @@ class _PartWorker:
             except (EmbedrtError, ValueError, TypeError, OSError) as e:  # told to the driver, not as a Ray traceback
                 entries.append(json.dumps({"part": index, "error": f"{e} ({type(e).__name__})"}))
                 continue
-            entries.append(json.dumps({**journal_entry(part, table, result), "file": part.name, "bytes": size},
-                                      default=str))  # fmt: skip
+            entries.append(json.dumps({**entry, "file": part.name, "bytes": size}, default=str))
         return {"entry": np.array(entries, dtype=object)}
 
 

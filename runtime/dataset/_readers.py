@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _storage as storage
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit
@@ -25,47 +28,85 @@ POSITION_KEY = b"embedrt.position"  # "line" (1-based, text formats) or "row" (0
 
 _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(), "string": pa.string(), "json": pa.string()}
 
+# A part is read (then embedded and written) in slices of about this many characters of text (a
+# slice holds at least one row), so that a job's memory does not grow with its documents' length.
+SLICE_CHARS = 4_000_000
+_PARQUET_ROWS = 256  # rows per record batch read from a Parquet row group
+
 
 class _Rows:
-    """Columns of a part being read, row by row."""
+    """Columns of a slice of a part being read, row by row."""
 
     def __init__(self, columns: tuple[str, ...]) -> None:
+        self.columns = columns
         self.text: list[str | None] = []
         self.bad: list[str | None] = []
         self.line: list[int] = []
         self.cols: dict[str, list[Any]] = {c: [] for c in columns}
+        self.chars = 0
 
     def add(self, line: int, text: str | None, bad: str | None, values: dict[str, Any]) -> None:
         self.line.append(line)
         self.text.append(None if bad else text)
         self.bad.append(bad)
+        self.chars += len(text) if text is not None and not bad else 0
         for c, col in self.cols.items():
             col.append(values.get(c))
+
+
+class _Slicer:
+    """Hands out ``_Rows`` of at least one row and about ``chars`` characters of text each."""
+
+    def __init__(self, columns: tuple[str, ...], chars: int | None) -> None:
+        self.columns, self.limit = columns, chars
+        self.rows = _Rows(columns)
+
+    def full(self) -> bool:
+        return self.limit is not None and self.rows.chars >= self.limit
+
+    def take(self) -> _Rows:
+        out, self.rows = self.rows, _Rows(self.columns)
+        return out
 
 
 def read_part(
     plan: Plan, part: PartSpec, text_column: str, id_column: str | None, keep_columns: tuple[str, ...]
 ) -> pa.Table:
+    """The part's rows, all of them in one table."""
+    return pa.concat_tables(read_slices(plan, part, text_column, id_column, keep_columns, None))
+
+
+def read_slices(
+    plan: Plan, part: PartSpec, text_column: str, id_column: str | None, keep_columns: tuple[str, ...],
+    chars: int | None = SLICE_CHARS,
+) -> Iterator[pa.Table]:
+    """The part's rows, in order, as tables of about ``chars`` characters of text each (at least one
+    row; None: one table); a part of no rows gives one empty table."""
     shard = plan.shards[part.shard]
     columns = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
+    meta = {FILE_KEY: shard.path.encode(), POSITION_KEY: b"row" if plan.format is InputFormat.PARQUET else b"line"}
+    first = shard.first_row + part.start
+
+    def finish(table: pa.Table) -> pa.Table:
+        nonlocal first
+        ids = table.column(id_column) if id_column else pa.array(range(first, first + table.num_rows), pa.int64())
+        first += table.num_rows
+        out = {"id": ids, **{c: table.column(c) for c in keep_columns}, **{c: table.column(c) for c in INTERNAL}}
+        return pa.table(out).replace_schema_metadata(meta)
+
     if plan.format is InputFormat.PARQUET:
-        table = _read_parquet(shard, part, text_column, columns)
-        position = b"row"
+        tables: Iterator[pa.Table] = _read_parquet(shard, part, text_column, columns, chars)
     else:
         if plan.format is InputFormat.TXT:
-            rows = _read_txt(shard, part)
+            slices = _read_txt(shard, part, chars)
         elif plan.format is InputFormat.JSONL:
-            rows = _read_jsonl(shard, part, text_column, columns)
+            slices = _read_jsonl(shard, part, text_column, columns, chars)
         else:
-            rows = _read_csv(shard, part, text_column, columns, "\t" if plan.format is InputFormat.TSV else ",")
-        arrays = {c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()}
-        table = _assemble(arrays, rows.text, rows.bad, rows.line)
-        position = b"line"
-    ids = table.column(id_column) if id_column else pa.array(
-        range(shard.first_row + part.start, shard.first_row + part.stop), pa.int64()
-    )
-    out = {"id": ids, **{c: table.column(c) for c in keep_columns}, **{c: table.column(c) for c in INTERNAL}}
-    return pa.table(out).replace_schema_metadata({FILE_KEY: shard.path.encode(), POSITION_KEY: position})
+            slices = _read_csv(shard, part, text_column, columns, "\t" if plan.format is InputFormat.TSV else ",", chars)
+        tables = (_assemble({c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()},
+                            rows.text, rows.bad, rows.line) for rows in slices)  # fmt: skip
+    for table in tables:
+        yield finish(table)
 
 
 def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str | None], line: list[int]) -> pa.Table:
@@ -108,17 +149,24 @@ def _decode(raw: bytes) -> tuple[str | None, str | None]:
         return None, f"undecodable bytes: invalid UTF-8 at byte {e.start} ({raw[e.start:e.start + 4]!r})"
 
 
-def _read_txt(shard: Shard, part: PartSpec) -> _Rows:
-    rows = _Rows(())
+def _read_txt(shard: Shard, part: PartSpec, chars: int | None) -> Iterator[_Rows]:
+    out = _Slicer((), chars)
     for line, raw in _lines(shard, part, skip_empty=False):
+        if out.full():
+            yield out.take()
         text, bad = _decode(raw)
-        rows.add(line, text, bad, {})
-    return rows
+        out.rows.add(line, text, bad, {})
+    yield out.take()
 
 
-def _read_jsonl(shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...]) -> _Rows:
-    rows = _Rows(columns)
+def _read_jsonl(
+    shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...], chars: int | None
+) -> Iterator[_Rows]:
+    out = _Slicer(columns, chars)
     for line, raw in _lines(shard, part, skip_empty=True):
+        if out.full():
+            yield out.take()
+        rows = out.rows
         obj: Any = None
         try:
             obj = json.loads(raw)
@@ -144,7 +192,7 @@ def _read_jsonl(shard: Shard, part: PartSpec, text_column: str, columns: tuple[s
             rows.add(line, None, f"missing column {text_column!r} (keys: {sorted(obj)[:8]})", values)
         else:
             rows.add(line, *_text_value(obj[text_column]), values)
-    return rows
+    yield out.take()
 
 
 def _salvage(raw: bytes) -> Any:
@@ -170,9 +218,9 @@ def _text_value(v: object) -> tuple[str | None, str | None]:
 
 
 def _read_csv(
-    shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...], delimiter: str
-) -> _Rows:
-    rows = _Rows(columns)
+    shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...], delimiter: str, chars: int | None
+) -> Iterator[_Rows]:
+    out = _Slicer(columns, chars)
     header = shard.columns
     where = {c: header.index(c) for c in (text_column, *columns)}
     with storage.reading(shard.path) as f, csv_field_limit():
@@ -181,6 +229,9 @@ def _read_csv(
         reader = csv.reader(lines, delimiter=delimiter)
         taken = 0
         while taken < part.rows:
+            if out.full():
+                yield out.take()
+            rows = out.rows
             line = part.first_line + lines.line
             try:
                 record = next(reader)
@@ -204,7 +255,7 @@ def _read_csv(
                 rows.add(line, None, _decode(raw)[1], {} if bad_field else values)
             else:
                 rows.add(line, text, None, values)
-    return rows
+    yield out.take()
 
 
 def _has_surrogate(s: str) -> bool:
@@ -215,22 +266,69 @@ def _has_surrogate(s: str) -> bool:
     return False
 
 
-def _read_parquet(shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...]) -> pa.Table:
+def _read_parquet(
+    shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...], chars: int | None
+) -> Iterator[pa.Table]:
     wanted = list(dict.fromkeys((text_column, *columns)))
-    pieces, first = [], 0
+    at = part.start  # the file row of the next slice's first row
+
+    def assemble(pieces: list[pa.Table]) -> pa.Table:
+        nonlocal at
+        table = pa.concat_tables(pieces)
+        text, bad = arrow_texts(table.column(text_column))
+        lines = list(range(at, at + table.num_rows))
+        at += table.num_rows
+        return _assemble({c: table.column(c) for c in columns}, text, bad, lines)
+
+    pieces: list[pa.Table] = []
+    held = 0  # characters in ``pieces``
     with storage.parquet_file(shard.path) as pf:
-        for g in range(pf.metadata.num_row_groups):
-            n = pf.metadata.row_group(g).num_rows
-            lo, hi = max(part.start, first), min(part.stop, first + n)
-            if lo < hi:
-                pieces.append(pf.read_row_group(g, columns=wanted).slice(lo - first, hi - lo))
-            first += n
-            if first >= part.stop:
-                break
-        table = pa.concat_tables(pieces) if pieces else pf.schema_arrow.empty_table().select(wanted)
-    text, bad = arrow_texts(table.column(text_column))
-    lines = list(range(part.start, part.stop))
-    return _assemble({c: table.column(c) for c in columns}, text, bad, lines)
+        for batch in _row_range(pf, part.start, part.stop, wanted):
+            sizes = np.cumsum(_text_sizes(batch.column(text_column)))
+            while batch.num_rows:
+                if chars is None or held + int(sizes[-1]) < chars:
+                    pieces.append(batch)
+                    held += int(sizes[-1])
+                    break
+                n = max(int(np.searchsorted(sizes, chars - held, side="right")), 0 if pieces else 1)
+                if n:
+                    pieces.append(batch.slice(0, n))
+                yield assemble(pieces)
+                pieces, held = [], 0
+                batch, sizes = batch.slice(n), sizes[n:] - (sizes[n - 1] if n else 0)
+        if pieces or at == part.start:
+            yield assemble(pieces or [pf.schema_arrow.empty_table().select(wanted)])
+
+
+def _row_range(pf: Any, start: int, stop: int, wanted: list[str]) -> Iterator[pa.Table]:
+    """Rows ``[start, stop)`` of a Parquet file, a few hundred at a time (a row group is not held whole)."""
+    first = 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        lo, hi = max(start, first), min(stop, first + n)
+        if lo < hi:
+            at = first
+            for rb in pf.iter_batches(batch_size=_PARQUET_ROWS, row_groups=[g], columns=wanted, use_threads=False):
+                a, b = max(lo, at), min(hi, at + rb.num_rows)
+                if a < b:
+                    yield pa.Table.from_batches([rb]).slice(a - at, b - a)
+                at += rb.num_rows
+                if at >= hi:
+                    break
+        first += n
+        if first >= stop:
+            break
+
+
+def _text_sizes(col: pa.ChunkedArray) -> np.ndarray:
+    """Each row's text size for slicing: its UTF-8 bytes (0 for a null, or a value that is no text)."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    try:
+        sizes = pc.binary_length(col)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return np.zeros(len(col), np.int64)  # not text: every row is a bad row, read in one slice
+    return np.asarray(sizes.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _is_view(t: pa.DataType, name: str) -> bool:

@@ -1,0 +1,137 @@
+"""A part read, embedded and written a slice at a time: the slices join to the part in every format,
+a job in slices writes what a job in whole parts writes, and a job stopped mid-part leaves no file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from embedrt.dataset import BadRowError, EmbedBatch, embed_dataset  # noqa: E402
+from embedrt.dataset import _job as job  # noqa: E402
+from embedrt.dataset import _readers as readers  # noqa: E402
+from embedrt.dataset._readers import read_part, read_slices  # noqa: E402
+from embedrt.dataset._sources import plan_input  # noqa: E402
+
+TEXTS = [f"text {i}: " + "a few words more " * (i % 9) + ("한국어 문장" if i % 4 else "") for i in range(300)]
+
+
+def _rows(n: int = 300) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = [{"key": f"k{i}", "text": TEXTS[i % len(TEXTS)], "n": i} for i in range(n)]
+    for i in (5, 140, 141):
+        rows[i]["text"] = None
+    for i in range(200, 220):
+        rows[i]["text"] = TEXTS[7]  # repeats, some in another slice than their first
+    return rows
+
+
+def _write(path: Path, fmt: str, rows: list[dict[str, object]]) -> Path:
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    elif fmt == "txt":
+        path.write_text("".join(f"{r['text'] or ''}\n" for r in rows), encoding="utf-8")
+    elif fmt == "csv":
+        with path.open("w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["key", "text", "n"])
+            w.writeheader()
+            w.writerows([{**r, "text": r["text"] or ""} for r in rows])
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=37)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet"])
+def test_the_slices_of_a_part_join_to_it(fmt: str, tmp_path: Path) -> None:
+    src = _write(tmp_path / f"in.{fmt}", fmt, _rows())
+    cols = {"id_column": None, "keep_columns": ()} if fmt == "txt" else {"id_column": "key", "keep_columns": ("n",)}
+    plan = plan_input(src, 120, text_column="text", **cols)  # type: ignore[arg-type]
+    limit = 500
+    for part in plan.parts:
+        whole = read_part(plan, part, "text", **cols)  # type: ignore[arg-type]
+        slices = list(read_slices(plan, part, "text", chars=limit, **cols))  # type: ignore[arg-type]
+        assert len(slices) > 3 and all(s.num_rows for s in slices)
+        assert pa.concat_tables(slices).equals(whole) and slices[0].schema.metadata == whole.schema.metadata
+        for s in slices:
+            sizes = [len(t or "") for t in s.column(readers.TEXT).to_pylist()]
+            assert sum(sizes[:-1]) < limit  # a slice ends once it holds the limit
+        assert slices[0].column("id").to_pylist() == whole.column("id").to_pylist()[: slices[0].num_rows]
+    one = list(read_slices(plan, plan.parts[0], "text", chars=None, **cols))  # type: ignore[arg-type]
+    assert len(one) == 1 and one[0].equals(read_part(plan, plan.parts[0], "text", **cols))  # type: ignore[arg-type]
+
+
+def _embedded(out: Path) -> tuple[pa.Table, np.ndarray]:
+    table = pq.read_table(out)
+    values = table.column("embedding").to_pylist()
+    dim = len(next(v for v in values if v is not None))
+    vectors = np.stack([np.zeros(dim, np.float32) if v is None else np.asarray(v, np.float32) for v in values])
+    return table.drop_columns(["embedding"]), vectors
+
+
+@pytest.mark.parametrize("chunks", [{}, {"chunk_tokens": 12, "chunk_overlap": 3, "chunk_text": True}])
+def test_a_job_in_slices_writes_what_a_job_in_whole_parts_writes(
+    chunks: dict[str, object], tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _write(tmp_path / "in.jsonl", "jsonl", _rows())
+    common = {"id_column": "key", "keep_columns": ["n"], "rows_per_part": 120, "on_error": "null", "progress": False,
+              **chunks}  # fmt: skip
+    whole = embed_dataset(src, tmp_path / "whole", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    prepared: list[int] = []
+    prepare = EmbedBatch.prepare
+    monkeypatch.setattr(EmbedBatch, "prepare", lambda self, t: prepared.append(t.num_rows) or prepare(self, t))
+    monkeypatch.setattr(readers, "SLICE_CHARS", 600)
+    sliced = embed_dataset(src, tmp_path / "sliced", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    assert len(prepared) > 4 * sliced.parts and max(prepared) < 60  # no part was read whole
+    assert (sliced.written, sliced.bad_rows) == (whole.written, whole.bad_rows)
+    # repeats are found within a slice: a text first met in an earlier slice is embedded again
+    assert 0 < sliced.repeats < whole.repeats and sliced.tokens > whole.tokens
+    a, va = _embedded(tmp_path / "whole")
+    b, vb = _embedded(tmp_path / "sliced")
+    assert a.equals(b)
+    np.testing.assert_allclose(va, vb, atol=2e-6)
+    assert json.loads((tmp_path / "sliced" / "_manifest.json").read_text())["bad_rows"]["count"] == 3
+
+
+def test_a_job_stopped_in_a_later_slice_keeps_no_part_of_it(
+    tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readers, "SLICE_CHARS", 600)
+    rows = [{**r, "text": TEXTS[i]} for i, r in enumerate(_rows())]
+    rows[230]["text"] = None  # in the second part's seventh slice or so
+    src = _write(tmp_path / "in.jsonl", "jsonl", rows)
+    ref = tmp_path / "ref"
+    common = {"id_column": "key", "rows_per_part": 120, "progress": False}
+    embed_dataset(src, ref, tiny_bert_bundle, on_error="null", **common)  # type: ignore[arg-type]
+    out = tmp_path / "out"
+    with pytest.raises(BadRowError, match=r"line 231 \(id 'k230'\): text is null"):
+        embed_dataset(src, out, tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    journal = [json.loads(x)["file"] for x in (out / "_parts.jsonl").read_text().splitlines()]
+    assert journal == ["part-000000.parquet"]  # the first part, whole; nothing of the second
+    assert sorted(p.name for p in out.iterdir()) == ["_manifest.json", "_parts.jsonl", "part-000000.parquet"]
+    done = embed_dataset(src, out, tiny_bert_bundle, on_error="null", **common)  # type: ignore[arg-type]
+    assert done.parts == 3 and done.parts_resumed == 1
+    a, va = _embedded(ref)
+    b, vb = _embedded(out)
+    assert a.equals(b)
+    np.testing.assert_array_equal(va, vb)
+
+
+def test_a_part_of_many_bytes_is_written_in_row_groups(
+    tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _write(tmp_path / "in.jsonl", "jsonl", [r for r in _rows() if r["text"] is not None])
+    embed_dataset(src, tmp_path / "one", tiny_bert_bundle, progress=False)
+    monkeypatch.setattr(readers, "SLICE_CHARS", 600)
+    monkeypatch.setattr(job, "ROW_GROUP_BYTES", 2000)
+    embed_dataset(src, tmp_path / "many", tiny_bert_bundle, progress=False)
+    one, many = pq.ParquetFile(tmp_path / "one" / "part-000000.parquet"), pq.ParquetFile(tmp_path / "many" / "part-000000.parquet")
+    assert one.metadata.num_row_groups == 1 and many.metadata.num_row_groups > 5
+    a, va = _embedded(tmp_path / "one")
+    b, vb = _embedded(tmp_path / "many")
+    assert a.equals(b) and one.schema_arrow == many.schema_arrow
+    np.testing.assert_allclose(va, vb, atol=2e-6)
