@@ -117,6 +117,22 @@ def test_sparse_server(tiny_sparse: tuple[Path, Path]) -> None:
             assert [x["index"] for x in row] == vec.indices.tolist()
             np.testing.assert_allclose([x["value"] for x in row], vec.values, atol=1e-6)
         assert len(_post(f"{s.url}/embed_sparse", {"inputs": "one"}).json()) == 1
+        texts = [LONG, "one"]
+        r = _post(f"{s.url}/embed_chunks", {"inputs": texts, "chunk_tokens": 16, "chunk_overlap": 2, "return_text": True,
+                                            "prompt_name": "query"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        want = model.encode_chunks(texts, chunk_tokens=16, chunk_overlap=2, prompt_name="query")
+        flat = [w for windows in r.json() for w in windows]
+        assert len(r.json()[0]) > 3 and len(r.json()[1]) == 1 and [w["text"] for w in flat] == want.texts(texts)
+        assert [(w["start"], w["end"]) for w in flat] == list(zip(want.start.tolist(), want.end.tolist(), strict=True))
+        for w, vec in zip(flat, want.embeddings, strict=True):
+            assert [x["index"] for x in w["embedding"]] == vec.indices.tolist()
+            np.testing.assert_allclose([x["value"] for x in w["embedding"]], vec.values, atol=1e-6)
+        for body, words in [({"inputs": "a", "dimensions": 8}, "'dimensions' applies to dense vectors"),
+                            ({"inputs": "a", "normalize": False}, "'normalize' applies to dense vectors"),
+                            ({"inputs": "a", "chunk_tokens": 0}, "chunk_tokens must be an integer")]:  # fmt: skip
+            r = _post(f"{s.url}/embed_chunks", body)
+            assert r.status_code == 400 and words in r.json()["error"], r.text
         for body, status in [({"inputs": []}, 400), ({"input": "x"}, 422), ({"inputs": "x", "prompt_name": "nope"}, 400),
                              ({"inputs": "x", "truncation_direction": "left"}, 400)]:  # fmt: skip
             r = _post(f"{s.url}/embed_sparse", body)

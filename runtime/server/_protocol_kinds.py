@@ -8,7 +8,9 @@
 - ``POST /embed_sparse`` (TEI): ``inputs`` -> ``[[{"index", "value"}]]``.
 - ``POST /embed_chunks`` (embedrt): ``inputs``, ``chunk_tokens`` (an integer or ``"max"``, the
   default), ``chunk_overlap``, ``normalize``, ``dimensions``, ``prompt_name``, ``return_text`` ->
-  ``[[{"start", "end", "embedding"[, "text"]}]]``: each input's windows (``Embedder.encode_chunks``).
+  ``[[{"start", "end", "embedding"[, "text"]}]]``: each input's windows (``Embedder.encode_chunks``;
+  a sparse bundle's ``embedding`` is ``[{"index", "value"}]`` as /embed_sparse gives it, and
+  ``normalize`` and ``dimensions`` are refused for it).
 - ``POST /similarity`` (TEI): ``inputs: {source_sentence, sentences}``, ``parameters`` -> ``[score]``.
 - ``POST /tokenize`` (TEI): ``inputs``, ``add_special_tokens`` -> ``[[{"id", "text", "special",
   "start", "stop"}]]``.
@@ -172,9 +174,14 @@ class ChunksRequest:
     return_text: bool
 
 
-def parse_embed_chunks(data: dict[str, Any], *, dimension: int, max_inputs: int, auto_truncate: bool) -> ChunksRequest:
+def parse_embed_chunks(data: dict[str, Any], *, dimension: int, max_inputs: int, auto_truncate: bool,
+                       sparse: bool = False) -> ChunksRequest:  # fmt: skip
     if "inputs" not in data:
         raise ApiError(422, "'inputs' is required: a string or a list of strings, each cut into windows", param="inputs")
+    for name in ("normalize", "dimensions") if sparse else ():
+        if data.get(name) is not None:
+            raise ApiError(400, f"'{name}' applies to dense vectors; this server's sparse bundle gives token weights",
+                           param=name)  # fmt: skip
     embed = EmbedRequest(
         texts=_texts(data["inputs"], "inputs", max_inputs),
         truncate=True,
@@ -187,12 +194,13 @@ def parse_embed_chunks(data: dict[str, Any], *, dimension: int, max_inputs: int,
                          _bool(data, "return_text", False))  # fmt: skip
 
 
-def chunks_body(texts: list[str], text: np.ndarray, start: np.ndarray, end: np.ndarray, vectors: np.ndarray,
+def chunks_body(texts: list[str], text: np.ndarray, start: np.ndarray, end: np.ndarray, vectors: list[Any],
                 return_text: bool) -> list[list[dict[str, Any]]]:  # fmt: skip
-    """Each input's windows, in order: their characters (``text[start:end]``) and vectors."""
+    """Each input's windows, in order: their characters (``text[start:end]``) and vectors (each
+    window's, as JSON values)."""
     out: list[list[dict[str, Any]]] = [[] for _ in texts]
     for k, (t, a, b) in enumerate(zip(text.tolist(), start.tolist(), end.tolist(), strict=True)):
-        item: dict[str, Any] = {"start": a, "end": b, "embedding": vectors[k].tolist()}
+        item: dict[str, Any] = {"start": a, "end": b, "embedding": vectors[k]}
         if return_text:
             item["text"] = texts[t][a:b]
         out[t].append(item)

@@ -4,7 +4,7 @@
     embedding, static    /v1/embeddings, /embeddings, /embed, POST /, /similarity; /embed_chunks (not static:
                          a static bundle has no window)
     reranker             /rerank (TEI), /v1/rerank and /v2/rerank (Cohere / Jina)
-    sparse               /embed_sparse (TEI)
+    sparse               /embed_sparse (TEI), /embed_chunks
 
 A route of another kind answers 424 naming this server's kind and the routes it does serve, as
 text-embeddings-inference answers a model of the wrong type.
@@ -58,7 +58,7 @@ KIND_ROUTES: list[tuple[str, str, str, tuple[BundleKind, ...], bool]] = [
     ("/embed", "POST", "embed", EMBEDDING_KINDS, True),
     ("/", "POST", "embed", EMBEDDING_KINDS, True),  # TEI answers POST / too; huggingface_hub's InferenceClient uses it
     ("/similarity", "POST", "similarity", EMBEDDING_KINDS, True),
-    ("/embed_chunks", "POST", "embed_chunks", (BundleKind.EMBEDDING,), True),
+    ("/embed_chunks", "POST", "embed_chunks", (BundleKind.EMBEDDING, BundleKind.SPARSE), True),
     ("/rerank", "POST", "rerank", (BundleKind.RERANKER,), True),
     ("/v1/rerank", "POST", "rerank_v1", (BundleKind.RERANKER,), False),
     ("/v2/rerank", "POST", "rerank_v1", (BundleKind.RERANKER,), False),
@@ -167,9 +167,10 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
             raise ApiError(400, words, param=param) from e
 
     async def embed_chunks(request: Request) -> Response:
-        assert isinstance(model, Embedder)
+        assert isinstance(model, Embedder | SparseEncoder)
+        sparse = isinstance(model, SparseEncoder)
         with state.batcher.arriving():
-            req = parse_embed_chunks(await read_json(request), dimension=model.dimension, **limits)
+            req = parse_embed_chunks(await read_json(request), dimension=model.dimension, sparse=sparse, **limits)
             texts = req.embed.texts
             cut = chunker(req.chunk_tokens, req.chunk_overlap, req.embed.prompt_name)
             bad = next((i for i, t in enumerate(texts) if not _encodable(t)), None)
@@ -180,9 +181,15 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
             except ValueError as e:  # a prompt that leaves a text no room
                 raise ApiError(400, str(e), param="chunk_tokens") from e
             tok = await state.prepare(req.embed, lambda: windows.tokens)
-        vectors = postprocess(await state.run_model(tok, request), req.embed, model.manifest.normalize)
-        body = chunks_body(texts, windows.text, windows.start, windows.end, vectors, req.return_text)
-        return await respond(body, vectors.size)
+        out = await state.run_model(tok, request)
+        if sparse:
+            rows = out[:, 0]
+            vectors: list[Any] = sparse_body([(v.indices, v.values) for v in rows])
+            size = sum(v.nnz for v in rows)
+        else:
+            dense = postprocess(out, req.embed, model.manifest.normalize)
+            vectors, size = dense.tolist(), dense.size
+        return await respond(chunks_body(texts, windows.text, windows.start, windows.end, vectors, req.return_text), size)
 
     async def tokenize(request: Request) -> Response:
         req: TextsRequest = parse_tokenize(await read_json(request), max_inputs=config.max_inputs)
