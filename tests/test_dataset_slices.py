@@ -135,3 +135,13 @@ def test_a_part_of_many_bytes_is_written_in_row_groups(
     b, vb = _embedded(tmp_path / "many")
     assert a.equals(b) and one.schema_arrow == many.schema_arrow
     np.testing.assert_allclose(va, vb, atol=2e-6)
+
+
+def test_text_sizes_in_every_arrow_layout() -> None:
+    from embedrt.dataset._readers import _text_sizes
+
+    values = ["ab", None, "한국"]
+    for arr in (pa.array(values), pa.array(values, pa.large_string()), pa.array(values).dictionary_encode(),
+                pa.array(values, pa.string_view()), pa.array([b"ab", None, "한국".encode()], pa.binary_view())):  # fmt: skip
+        assert _text_sizes(pa.chunked_array([arr])).tolist() == [2, 0, 6], arr.type
+    assert _text_sizes(pa.chunked_array([pa.array([1, None])])).tolist() == [0, 0]  # no text: bad rows, one slice

@@ -324,6 +324,8 @@ def _text_sizes(col: pa.ChunkedArray) -> np.ndarray:
     """Each row's text size for slicing: its UTF-8 bytes (0 for a null, or a value that is no text)."""
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
+    if _is_view(col.type, "string") or _is_view(col.type, "binary"):
+        col = col.cast(pa.large_string() if _is_view(col.type, "string") else pa.large_binary())
     try:
         sizes = pc.binary_length(col)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
