@@ -170,15 +170,16 @@ def truncated_encodings(
     the prefix already fills the window (it overflows), the window is the text's. A text whose
     prefix does not (tokens of many characters), or that has no such space in the prefix's second
     half, is tokenized whole. A 100,000-character document costs what its window costs, not 25,000
-    tokens' encodings. Pairs (rerankers) are tokenized whole."""
+    tokens' encodings. For a pair (rerankers) see ``_pair_prefixes``."""
     limit = _prefix_chars(tokenizer)
     long = [] if limit is None else [i for i, t in enumerate(texts) if isinstance(t, str) and len(t) > limit]
-    if not long:
-        return list(encoded(encode, texts, given))
-    assert limit is not None
     cut: list[Any] = list(texts)
+    if limit is not None and texts and isinstance(texts[0], tuple):
+        _pair_prefixes(tokenizer, encode, cut, limit)
+    if not long:
+        return list(encoded(encode, cut, given))
     for i in long:
-        cut[i] = _prefix(cut[i], limit)
+        cut[i] = _prefix(cut[i], limit)  # type: ignore[arg-type]
     out = list(encoded(encode, cut, given))
     redo = [i for i in long if cut[i] is not texts[i] and not out[i].overflowing]
     if redo:
@@ -187,6 +188,40 @@ def truncated_encodings(
         for i, e in zip(redo, whole, strict=True):
             out[i] = e
     return out
+
+
+def _pair_prefixes(tokenizer: Tokenizer, encode: Any, pairs: list[Any], limit: int) -> None:
+    """Put a prefix in place of the long side of each pair of which one side is long, where that
+    gives the whole pair's encoding. Longest-first truncation keeps, of each side, a number of tokens
+    that depends on the shorter side's length and on which side is longer: so the short side must
+    fit the pair's budget (then it is the shorter either way) and the prefix must overflow it alone.
+    Both are checked by encoding the short side and the prefix alone. A pair of two long sides, or
+    any pair under another truncation strategy, is tokenized whole."""
+    t = tokenizer.truncation
+    if not t or t.get("strategy", "longest_first") != "longest_first":
+        return
+    post = tokenizer.post_processor
+    budget = int(t["max_length"]) - (post.num_special_tokens_to_add(True) if post is not None else 0)
+    single = post.num_special_tokens_to_add(False) if post is not None else 0
+    which, shorts, prefixes = [], [], []
+    for i, pair in enumerate(pairs):
+        if isinstance(pair, tuple) and len(pair) == 2 and (len(pair[0]) > limit) != (len(pair[1]) > limit):
+            side = int(len(pair[1]) > limit)
+            prefix = _prefix(pair[side], limit)
+            if prefix is not pair[side]:
+                which.append((i, side, prefix))
+                shorts.append(pair[1 - side])
+                prefixes.append(prefix)
+    if not which:
+        return
+    try:
+        alone = encoded(encode, shorts + prefixes, None)
+    except ValueError:  # a text it cannot take: the whole call names it
+        return
+    for k, (i, side, prefix) in enumerate(which):
+        short, long = alone[k], alone[len(which) + k]
+        if not short.overflowing and len(short.ids) - single <= budget and long.overflowing:
+            pairs[i] = (pairs[i][0], prefix) if side else (prefix, pairs[i][1])
 
 
 def _prefix_chars(tokenizer: Tokenizer) -> int | None:

@@ -109,3 +109,29 @@ def test_no_truncation_or_left_truncation_tokenizes_whole() -> None:
         seen.clear()
         truncated_encodings(tok, encode, [text], None)
         assert seen == [text]
+
+
+def _pairs(seed: int = 1) -> list[tuple[str, str]]:
+    """Pairs of a short and a long side (either way round), both short, both long, and a short side
+    too long for the pair's budget."""
+    texts = _texts(seed)
+    rng = random.Random(seed)
+    short = ["a query", "what is it?", "word " * (WINDOW // 2), "word " * (2 * WINDOW), ""]
+    pairs = [(rng.choice(short), t) for t in texts] + [(t, rng.choice(short)) for t in texts[::3]]
+    return [*pairs, (texts[0], texts[1]), ("q", "d"), ("word " * (WINDOW - 4), "word " * LIMIT)]
+
+
+def test_pairs_keep_the_whole_pairs_tokens(tokenizer: Tokenizer) -> None:
+    pairs = _pairs()
+    seen: list[object] = []
+
+    def encode(texts: list, add_special_tokens: bool) -> list:  # type: ignore[type-arg]
+        seen.extend(texts)
+        return tokenizer.encode_batch(texts, add_special_tokens=add_special_tokens)
+
+    tok = tokenize(tokenizer, pairs)
+    assert list(zip(tok.ids, tok.type_ids, tok.truncated.tolist(), strict=True)) == _whole(tokenizer, pairs)  # type: ignore[arg-type]
+    out = truncated_encodings(tokenizer, encode, pairs, None)
+    cut = [p for p in seen if isinstance(p, tuple) and p not in pairs]
+    assert len(cut) > 20 and all(max(map(len, p)) <= LIMIT for p in cut)  # the long sides' prefixes were encoded
+    assert [e.ids for e in out] == [e.ids for e in tokenizer.encode_batch(pairs)]
