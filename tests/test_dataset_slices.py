@@ -138,10 +138,30 @@ def test_a_part_of_many_bytes_is_written_in_row_groups(
 
 
 def test_text_sizes_in_every_arrow_layout() -> None:
-    from embedrt.dataset._readers import _text_sizes
+    from embedrt.dataset._readers import text_sizes as _text_sizes
 
     values = ["ab", None, "한국"]
     for arr in (pa.array(values), pa.array(values, pa.large_string()), pa.array(values).dictionary_encode(),
                 pa.array(values, pa.string_view()), pa.array([b"ab", None, "한국".encode()], pa.binary_view())):  # fmt: skip
         assert _text_sizes(pa.chunked_array([arr])).tolist() == [2, 0, 6], arr.type
     assert _text_sizes(pa.chunked_array([pa.array([1, None])])).tolist() == [0, 0]  # no text: bad rows, one slice
+
+
+def test_a_large_table_is_embedded_a_slice_at_a_time(tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [r["text"] for r in _rows()]
+    texts[5] = texts[140] = texts[141] = "fine"
+    table = pa.table({"key": [f"k{i}" for i in range(len(texts))], "text": texts})
+    batch = EmbedBatch(tiny_bert_bundle, chunk_tokens=12, chunk_overlap=3)
+    whole = batch(table)
+    prepared: list[int] = []
+    prepare = EmbedBatch.prepare
+    monkeypatch.setattr(EmbedBatch, "prepare", lambda self, t, first=0: prepared.append(t.num_rows) or prepare(self, t, first))
+    monkeypatch.setattr(readers, "SLICE_CHARS", 600)
+    sliced = batch(table)
+    assert len(prepared) > 10 and max(prepared) < 60 and sum(prepared) == table.num_rows
+    assert sliced.drop_columns(["embedding"]).equals(whole.drop_columns(["embedding"]))
+    np.testing.assert_allclose(np.stack(sliced.column("embedding").to_numpy(zero_copy_only=False)),
+                               np.stack(whole.column("embedding").to_numpy(zero_copy_only=False)), atol=2e-6)  # fmt: skip
+    texts[250] = None
+    with pytest.raises(BadRowError, match=r"bad row in row \(id 250\): text is null"):  # numbered in the table
+        batch(pa.table({"text": texts}))

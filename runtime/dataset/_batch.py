@@ -7,6 +7,7 @@ as ``table -> table``. The model is built once per instance.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -26,6 +27,7 @@ from .._sparse import SparseEmbeddings
 from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized, load_tokenizer
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
+from . import _readers
 from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT, arrow_texts
 
 
@@ -114,7 +116,8 @@ def check_embeds_texts(bundle: str | Path, kind: BundleKind) -> None:
 
 
 class EmbedBatch:
-    """``table -> table`` with an embedding column, as Ray Data's ``map_batches`` takes it.
+    """``table -> table`` with an embedding column, as Ray Data's ``map_batches`` takes it (a table
+    of many long texts a slice of rows at a time).
 
     Args:
         model: an ``Embedder``, a ``SparseEncoder`` or a bundle folder (then built here, with
@@ -184,10 +187,20 @@ class EmbedBatch:
         self.chunk_text = bool(chunk_text)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        return self.run(self.prepare(table)).table
+        """``table`` with the embedding column; a table of more than ``SLICE_CHARS`` characters of
+        text is embedded a slice of rows at a time (as the corpus job reads its parts), so that its
+        tokens and windows are never all held at once."""
+        if self.text_column not in table.column_names:
+            return self.run(self.prepare(table)).table  # prepare names the missing column
+        cuts = _readers.slice_rows(_readers.text_sizes(table.column(self.text_column)), _readers.SLICE_CHARS)
+        if len(cuts) <= 2:
+            return self.run(self.prepare(table)).table
+        out = [self.run(self.prepare(table.slice(a, b - a), a)).table for a, b in itertools.pairwise(cuts)]
+        return pa.concat_tables(out)
 
-    def prepare(self, table: pa.Table) -> Prepared:
-        """Check every row and tokenize the good ones (raises ``BadRowError`` under ``fail``)."""
+    def prepare(self, table: pa.Table, first: int = 0) -> Prepared:
+        """Check every row and tokenize the good ones (raises ``BadRowError`` under ``fail``);
+        ``first``: the number of the table's first row, which names a bad row without an id."""
         if self.text_column not in table.column_names:
             raise ValueError(f"the batch has no column {self.text_column!r}; its columns are {table.column_names}")
         if self.output_column in table.column_names:
@@ -198,7 +211,7 @@ class EmbedBatch:
                 raise ValueError(f"the batch already has the column(s) {taken} that chunking adds; rename them")
         texts, reasons = _texts(table, self.text_column)
         bad_idx = [i for i, r in enumerate(reasons) if r is not None]
-        bad = [bad_row(table, i, reasons[i], self.id_column) for i in bad_idx]  # type: ignore[arg-type]
+        bad = [bad_row(table, i, reasons[i], self.id_column, first) for i in bad_idx]  # type: ignore[arg-type]
         if bad and self.on_error is OnError.FAIL:
             raise BadRowError(bad[0])
         good = np.array([i for i, r in enumerate(reasons) if r is None], dtype=np.int64)
@@ -370,16 +383,17 @@ def _with_chunk_columns(table: pa.Table, prep: Prepared, has_vector: np.ndarray)
     return table
 
 
-def bad_row(table: pa.Table, i: int, reason: str, id_column: str | None) -> BadRow:
-    """Row ``i`` of ``table`` as a ``BadRow``: its file and line from the readers' metadata, its id."""
+def bad_row(table: pa.Table, i: int, reason: str, id_column: str | None, first: int = 0) -> BadRow:
+    """Row ``i`` of ``table`` as a ``BadRow``: its file and line from the readers' metadata, its id
+    (``first``: the row number of the table's first row, where rows are named by number)."""
     meta = table.schema.metadata or {}
     file = meta.get(FILE_KEY, b"").decode() or None
     position = meta.get(POSITION_KEY, b"line").decode()
     line = table.column(LINE)[i].as_py() if LINE in table.column_names else None
     id_col = id_column or ("id" if BAD in table.column_names else None)
-    ident = table.column(id_col)[i].as_py() if id_col and id_col in table.column_names else i
+    ident = table.column(id_col)[i].as_py() if id_col and id_col in table.column_names else first + i
     if file is None:
-        position, line = "row", i
+        position, line = "row", first + i
     return BadRow(ident, reason, file, line, position)
 
 

@@ -284,7 +284,7 @@ def _read_parquet(
     held = 0  # characters in ``pieces``
     with storage.parquet_file(shard.path) as pf:
         for batch in _row_range(pf, part.start, part.stop, wanted):
-            sizes = np.cumsum(_text_sizes(batch.column(text_column)))
+            sizes = np.cumsum(text_sizes(batch.column(text_column)))
             while batch.num_rows:
                 if chars is None or held + int(sizes[-1]) < chars:
                     pieces.append(batch)
@@ -320,7 +320,7 @@ def _row_range(pf: Any, start: int, stop: int, wanted: list[str]) -> Iterator[pa
             break
 
 
-def _text_sizes(col: pa.ChunkedArray) -> np.ndarray:
+def text_sizes(col: pa.ChunkedArray) -> np.ndarray:
     """Each row's text size for slicing: its UTF-8 bytes (0 for a null, or a value that is no text)."""
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
@@ -331,6 +331,20 @@ def _text_sizes(col: pa.ChunkedArray) -> np.ndarray:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return np.zeros(len(col), np.int64)  # not text: every row is a bad row, read in one slice
     return np.asarray(sizes.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def slice_rows(sizes: np.ndarray, chars: int) -> list[int]:
+    """Row boundaries ``[0, ..., len(sizes)]`` cutting rows of these text sizes into consecutive
+    slices of at most ``chars`` characters (a longer row alone)."""
+    cuts, held = [0], 0
+    for i, n in enumerate(sizes.tolist()):
+        if held and held + n > chars:
+            cuts.append(i)
+            held = 0
+        held += n
+    if cuts[-1] != len(sizes) or len(cuts) == 1:
+        cuts.append(len(sizes))
+    return cuts
 
 
 def _is_view(t: pa.DataType, name: str) -> bool:
