@@ -146,8 +146,8 @@ class _Reporter:
 
 
 class _PartWorker:
-    """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``. A part is
-read, embedded and written a slice at a time, as the local backend does."""
+    """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``. A part
+    is read, embedded and written a slice at a time, as the local backend does."""
 
     def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings,
                  model_options: dict[str, Any], threads: int, counter: Any = None,

@@ -38,7 +38,6 @@ class _Rows:
     """Columns of a slice of a part being read, row by row."""
 
     def __init__(self, columns: tuple[str, ...]) -> None:
-        self.columns = columns
         self.text: list[str | None] = []
         self.bad: list[str | None] = []
         self.line: list[int] = []
@@ -280,24 +279,19 @@ def _read_parquet(
         at += table.num_rows
         return _assemble({c: table.column(c) for c in columns}, text, bad, lines)
 
-    pieces: list[pa.Table] = []
-    held = 0  # characters in ``pieces``
+    pieces: list[pa.Table] = []  # the next slice's rows, and their characters
+    held = 0
     with storage.parquet_file(shard.path) as pf:
         for batch in _row_range(pf, part.start, part.stop, wanted):
-            sizes = np.cumsum(text_sizes(batch.column(text_column)))
-            while batch.num_rows:
-                if chars is None or held + int(sizes[-1]) < chars:
-                    pieces.append(batch)
-                    held += int(sizes[-1])
-                    break
-                n = max(int(np.searchsorted(sizes, chars - held, side="right")), 0 if pieces else 1)
-                if n:
-                    pieces.append(batch.slice(0, n))
-                yield assemble(pieces)
-                pieces, held = [], 0
-                batch, sizes = batch.slice(n), sizes[n:] - (sizes[n - 1] if n else 0)
-        if pieces or at == part.start:
-            yield assemble(pieces or [pf.schema_arrow.empty_table().select(wanted)])
+            start = 0
+            for i, n in enumerate(text_sizes(batch.column(text_column)).tolist()):
+                if chars is not None and held and held + n > chars:  # as ``slice_rows`` cuts
+                    pieces.append(batch.slice(start, i - start))
+                    yield assemble(pieces)
+                    pieces, held, start = [], 0, i
+                held += n
+            pieces.append(batch.slice(start))
+        yield assemble(pieces or [pf.schema_arrow.empty_table().select(wanted)])
 
 
 def _row_range(pf: Any, start: int, stop: int, wanted: list[str]) -> Iterator[pa.Table]:
