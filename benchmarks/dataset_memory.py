@@ -38,20 +38,21 @@ from benchmarks.results_file import write_json
 
 HERE = Path(__file__).resolve().parent
 
+_PEAK_MB = 'int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024'  # this process's
 _RUN = """
 import json, sys
 from embedrt.dataset import embed_dataset
 s = embed_dataset(sys.argv[1], sys.argv[2], sys.argv[3], id_column="id", progress=False, **json.loads(sys.argv[4]))
 print(json.dumps({"seconds": s.seconds, "rows": s.rows, "written": s.written, "tokens": s.tokens,
-                  "truncated": s.truncated, "peak_rss_mb": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024}))
-"""
+                  "truncated": s.truncated, "peak_rss_mb": PEAK}))
+""".replace("PEAK", _PEAK_MB)
 
 _MODEL_ONLY = """
 import json, sys
 from embedrt import Embedder
 Embedder(sys.argv[1]).encode(["one text"])
-print(json.dumps({"peak_rss_mb": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024}))
-"""
+print(json.dumps({"peak_rss_mb": PEAK}))
+""".replace("PEAK", _PEAK_MB)
 
 
 def documents(docs: int, words: int) -> Path:

@@ -51,6 +51,10 @@ class Chunks:
     def __len__(self) -> int:
         return len(self.index)
 
+    def embedded(self, vectors: V) -> EmbeddedChunks[V]:
+        """These windows with their vectors (``encode_chunks``' result)."""
+        return EmbeddedChunks(vectors, self.text, self.index, self.start, self.end)
+
     def of_texts(self, texts: np.ndarray) -> tuple[Chunks, np.ndarray]:
         """The windows of texts ``texts`` (indices into the texts split), in that order, and each
         one's place among these windows: for texts that repeat, split once."""

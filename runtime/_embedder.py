@@ -211,7 +211,7 @@ class Embedder(BundleModel):
         assert isinstance(vectors, np.ndarray)  # sentence embeddings
         if prec is not EmbeddingPrecision.FLOAT32:
             vectors = quantize_embeddings(vectors, prec, ranges=ranges)
-        return EmbeddedChunks(vectors, windows.text, windows.index, windows.start, windows.end)
+        return windows.embedded(vectors)
 
     def encode_query(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
         """``encode`` with the bundle's ``query`` prompt (none if it has none); takes ``encode``'s arguments."""

@@ -113,7 +113,7 @@ class SparseEncoder(BundleModel):
         windows of ``Embedder.encode_chunks`` and the corpus job. The other arguments are ``encode``'s."""
         windows = self._split_windows(texts, chunk_tokens, chunk_overlap, prompt_name, prompt)
         vectors = self.encode_tokenized(windows.tokens, batch_size, show_progress_bar, max_active_dims)
-        return EmbeddedChunks(vectors, windows.text, windows.index, windows.start, windows.end)
+        return windows.embedded(vectors)
 
     def encode_query(self, texts: str | Sequence[str], **kwargs: Any) -> SparseEmbeddings | SparseVector:
         """``encode`` with the bundle's ``query`` prompt (none if it has none)."""

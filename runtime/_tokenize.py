@@ -171,15 +171,19 @@ def truncated_encodings(
     prefix does not (tokens of many characters), or that has no such space in the prefix's second
     half, is tokenized whole. A 100,000-character document costs what its window costs, not 25,000
     tokens' encodings. For a pair (rerankers) see ``_pair_prefixes``."""
-    limit = _prefix_chars(tokenizer)
-    long = [] if limit is None else [i for i, t in enumerate(texts) if isinstance(t, str) and len(t) > limit]
-    cut: list[Any] = list(texts)
-    if limit is not None and texts and isinstance(texts[0], tuple):
-        _pair_prefixes(tokenizer, encode, cut, limit)
+    trunc = tokenizer.truncation
+    limit = _prefix_chars(trunc)
+    if limit is None or not texts:
+        return list(encoded(encode, texts, given))
+    if isinstance(texts[0], tuple):
+        assert trunc is not None  # a limit comes from it
+        return list(encoded(encode, _pair_prefixes(tokenizer, trunc, encode, texts, limit), given))
+    long = [i for i, t in enumerate(texts) if len(t) > limit]
     if not long:
-        return list(encoded(encode, cut, given))
+        return list(encoded(encode, texts, given))
+    cut: list[Any] = list(texts)
     for i in long:
-        cut[i] = _prefix(cut[i], limit)  # type: ignore[arg-type]
+        cut[i] = _prefix(cut[i], limit)
     out = list(encoded(encode, cut, given))
     redo = [i for i in long if cut[i] is not texts[i] and not out[i].overflowing]
     if redo:
@@ -190,22 +194,19 @@ def truncated_encodings(
     return out
 
 
-def _pair_prefixes(tokenizer: Tokenizer, encode: Any, pairs: list[Any], limit: int) -> None:
-    """Put a prefix in place of the long side of each pair of which one side is long, where that
-    gives the whole pair's encoding. Longest-first truncation keeps, of each side, a number of tokens
-    that depends on the shorter side's length and on which side is longer: so the short side must
-    fit the pair's budget (then it is the shorter either way) and the prefix must overflow it alone.
-    Both are checked by encoding the short side and the prefix alone. A pair of two long sides, or
-    any pair under another truncation strategy, is tokenized whole."""
-    t = tokenizer.truncation
-    if not t or t.get("strategy", "longest_first") != "longest_first":
-        return
-    post = tokenizer.post_processor
-    budget = int(t["max_length"]) - (post.num_special_tokens_to_add(True) if post is not None else 0)
-    single = post.num_special_tokens_to_add(False) if post is not None else 0
+def _pair_prefixes(tokenizer: Tokenizer, trunc: dict[str, Any], encode: Any, pairs: Sequence[Any],
+                   limit: int) -> Sequence[Any]:  # fmt: skip
+    """``pairs`` with a prefix in place of the long side of each pair of which one side is long, where
+    that gives the whole pair's encoding. Longest-first truncation keeps, of each side, a number of
+    tokens that depends on the shorter side's length and on which side is longer: so the short side
+    must fit the pair's budget (then it is the shorter either way) and the prefix must overflow it
+    alone. Both are checked by encoding the short side and the prefix alone. A pair of two long
+    sides, or any pair under another truncation strategy, is tokenized whole."""
+    if trunc.get("strategy", "longest_first") != "longest_first":
+        return pairs
     which, shorts, prefixes = [], [], []
     for i, pair in enumerate(pairs):
-        if isinstance(pair, tuple) and len(pair) == 2 and (len(pair[0]) > limit) != (len(pair[1]) > limit):
+        if (len(pair[0]) > limit) != (len(pair[1]) > limit):
             side = int(len(pair[1]) > limit)
             prefix = _prefix(pair[side], limit)
             if prefix is not pair[side]:
@@ -213,20 +214,25 @@ def _pair_prefixes(tokenizer: Tokenizer, encode: Any, pairs: list[Any], limit: i
                 shorts.append(pair[1 - side])
                 prefixes.append(prefix)
     if not which:
-        return
+        return pairs
     try:
         alone = encoded(encode, shorts + prefixes, None)
     except ValueError:  # a text it cannot take: the whole call names it
-        return
+        return pairs
+    post = tokenizer.post_processor
+    budget = int(trunc["max_length"]) - (post.num_special_tokens_to_add(True) if post is not None else 0)
+    single = post.num_special_tokens_to_add(False) if post is not None else 0
+    out = list(pairs)
     for k, (i, side, prefix) in enumerate(which):
         short, long = alone[k], alone[len(which) + k]
         if not short.overflowing and len(short.ids) - single <= budget and long.overflowing:
-            pairs[i] = (pairs[i][0], prefix) if side else (prefix, pairs[i][1])
+            out[i] = (out[i][0], prefix) if side else (prefix, out[i][1])
+    return out
 
 
-def _prefix_chars(tokenizer: Tokenizer) -> int | None:
-    """The length past which a text is tokenized from a prefix (None: no right truncation to go by)."""
-    t = tokenizer.truncation
+def _prefix_chars(t: dict[str, Any] | None) -> int | None:
+    """The length past which a text is tokenized from a prefix, under truncation ``t`` (a
+    tokenizer's ``truncation``; None: no right truncation to go by)."""
     if not t or t.get("direction", "right") != "right" or not t.get("max_length"):
         return None
     return int(t["max_length"]) * PREFIX_CHARS_PER_TOKEN

@@ -190,13 +190,11 @@ class EmbedBatch:
         """``table`` with the embedding column; a table of more than ``SLICE_CHARS`` characters of
         text is embedded a slice of rows at a time (as the corpus job reads its parts), so that its
         tokens and windows are never all held at once."""
-        if self.text_column not in table.column_names:
-            return self.run(self.prepare(table)).table  # prepare names the missing column
-        cuts = _readers.slice_rows(_readers.text_sizes(table.column(self.text_column)), _readers.SLICE_CHARS)
-        if len(cuts) <= 2:
-            return self.run(self.prepare(table)).table
+        cuts = [0, table.num_rows]  # without the column, prepare names it
+        if self.text_column in table.column_names:
+            cuts = _readers.slice_rows(_readers.text_sizes(table.column(self.text_column)), _readers.SLICE_CHARS)
         out = [self.run(self.prepare(table.slice(a, b - a), a)).table for a, b in itertools.pairwise(cuts)]
-        return pa.concat_tables(out)
+        return out[0] if len(out) == 1 else pa.concat_tables(out)
 
     def prepare(self, table: pa.Table, first: int = 0) -> Prepared:
         """Check every row and tokenize the good ones (raises ``BadRowError`` under ``fail``);

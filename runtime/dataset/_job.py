@@ -403,10 +403,20 @@ ROW_GROUP_BYTES = 64 << 20
 
 
 def write_part(
+    folder: OutputFolder, results: Iterable[BatchResult], schema: pa.Schema, plan: Plan, part: PartSpec
+) -> dict[str, Any]:
+    """Write the part's file whole (``OutputFolder.write_file``) from its slices' results, in order;
+    its journal entry, but for the ``part_key`` the driver adds (both backends)."""
+    entry: dict[str, Any] = {}
+    size = folder.write_file(part.name, lambda f: entry.update(_write_slices(f, results, schema, plan, part)))
+    return {**entry, "file": part.name, "bytes": size}
+
+
+def _write_slices(
     f: IO[bytes], results: Iterable[BatchResult], schema: pa.Schema, plan: Plan, part: PartSpec
 ) -> dict[str, Any]:
-    """Write the output of a part's slices, in order, as one Parquet file (a row group per
-    ``ROW_GROUP_BYTES`` of rows); what the journal records of it (each backend adds where it went)."""
+    """The output of a part's slices as one Parquet file (a row group per ``ROW_GROUP_BYTES`` of
+    rows); what the journal records of it."""
     import pyarrow.parquet as pq
 
     entry: dict[str, Any] = {"part": part.index, "input_rows": part.rows, "rows": 0, "tokens": 0, "truncated": 0,
@@ -454,9 +464,8 @@ class _Tracker:
 
     def write(self, part: PartSpec, schema: pa.Schema, results: Iterable[BatchResult]) -> None:
         """Local backend: write the part whole from its slices' results, then journal it."""
-        entry: dict[str, Any] = {}
-        size = self.folder.write_file(part.name, lambda f: entry.update(write_part(f, results, schema, self.plan, part)))
-        self._count(self.folder.record({**entry, "file": part.name, "bytes": size, "part_key": self.plan.part_key(part)}))
+        entry = write_part(self.folder, results, schema, self.plan, part)
+        self._count(self.folder.record({**entry, "part_key": self.plan.part_key(part)}))
 
     def record(self, entry: dict[str, Any]) -> None:
         """Ray backend: an actor wrote the part; journal it."""

@@ -5,7 +5,6 @@ waiting at each hand-over, so memory grows neither with the corpus nor with its 
 from __future__ import annotations
 
 import functools
-import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -83,20 +82,22 @@ def run_local(
     written: queue.Queue[Any] = queue.Queue(maxsize=2)
     write_error: list[BaseException] = []
 
-    def results(part: PartSpec) -> Iterator[BatchResult]:
-        """The part's results, up to its end; a stop before it abandons the part (its file is not kept)."""
-        while (item := written.get()) is not _DONE:
+    def results(item: tuple[PartSpec, Any]) -> Iterator[BatchResult]:
+        """A part's results from its first (``item``) up to its end; a stop before it abandons the
+        part (its file is not kept)."""
+        while item is not _DONE:
             if item[1] is _END:
                 return
             yield item[1]
-        raise _Abandoned(part.name)
+            item = written.get()
+        raise _Abandoned()
 
     def drain() -> None:
         while (item := written.get()) is not _DONE:
             if write_error:
                 continue  # the queue is emptied until the job stops
             try:
-                write(item[0], itertools.chain([item[1]] if item[1] is not _END else [], results(item[0])))
+                write(item[0], results(item))
             except _Abandoned:
                 return  # the job stopped mid-part
             except BaseException as e:

@@ -164,11 +164,8 @@ class _PartWorker:
             part: PartSpec = self.plan.parts[index]
             on_rows = None if self.counter is None else _Reporter(self.counter, index, self.report_s)
             results = (self.batch.run(self.batch.prepare(t), on_rows) for t in self.job.slices(self.plan, part))
-            entry: dict[str, Any] = {}
             try:
-                size = self.output.write_file(
-                    part.name, lambda f: entry.update(write_part(f, results, self.schema, self.plan, part))  # noqa: B023
-                )
+                entry = write_part(self.output, results, self.schema, self.plan, part)
             except BadRowError as e:
                 entries.append(json.dumps({"part": index, "bad_row": e.row.to_dict() | {"position": e.row.position}},
                                           default=str))  # fmt: skip
@@ -176,7 +173,7 @@ class _PartWorker:
             except (EmbedrtError, ValueError, TypeError, OSError) as e:  # told to the driver, not as a Ray traceback
                 entries.append(json.dumps({"part": index, "error": f"{e} ({type(e).__name__})"}))
                 continue
-            entries.append(json.dumps({**entry, "file": part.name, "bytes": size}, default=str))
+            entries.append(json.dumps(entry, default=str))
         return {"entry": np.array(entries, dtype=object)}
 
 

@@ -146,8 +146,7 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
         with state.batcher.arriving():
             req = parse_embed_sparse(await read_json(request), **limits)
             tok = await state.prepare(req)
-        rows = (await state.run_model(tok, request))[:, 0]
-        return await respond(sparse_body([(v.indices, v.values) for v in rows]), sum(v.nnz for v in rows))
+        return await respond(*_sparse(await state.run_model(tok, request)))
 
     async def similarity(request: Request) -> Response:
         assert isinstance(model, Embedder)
@@ -183,9 +182,7 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
             tok = await state.prepare(req.embed, lambda: windows.tokens)
         out = await state.run_model(tok, request)
         if sparse:
-            rows = out[:, 0]
-            vectors: list[Any] = sparse_body([(v.indices, v.values) for v in rows])
-            size = sum(v.nnz for v in rows)
+            vectors, size = _sparse(out)
         else:
             dense = postprocess(out, req.embed, model.manifest.normalize)
             vectors, size = dense.tolist(), dense.size
@@ -209,6 +206,12 @@ def kind_handlers(state: ServerState, read_json: ReadJson, respond: Respond) -> 
 
     return {"rerank": rerank, "rerank_v1": rerank_v1, "embed_sparse": embed_sparse, "similarity": similarity,
             "embed_chunks": embed_chunks, "tokenize": tokenize}  # fmt: skip
+
+
+def _sparse(out: np.ndarray) -> tuple[list[Any], int]:
+    """A sparse model's run (a column of ``SparseVector``) as /embed_sparse's body, and its nonzeros."""
+    rows = out[:, 0]
+    return sparse_body([(v.indices, v.values) for v in rows]), sum(v.nnz for v in rows)
 
 
 def _encodable(text: str) -> bool:
