@@ -175,8 +175,8 @@ def test_repeated_texts_are_embedded_once(tmp_path: Path, tiny_bert_bundle: Path
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     distinct = list(dict.fromkeys(texts[:20]))
     summary = embed_dataset(path, tmp_path / "out", tiny_bert_bundle, id_column="doc", on_error="null",
-                            rows_per_part=30, progress=False)  # fmt: skip
-    # parts of 30 rows: each holds the 20 texts once and 10 of them again
+                            rows_per_part=30, progress=False, repeat_cache_mb=0)  # fmt: skip
+    # parts of 30 rows: each holds the 20 texts once and 10 of them again (no cache: each part embeds its own)
     assert summary.repeats == 60 - 2 * len(distinct) and summary.written == 61
     assert f"; {summary.repeats} repeated texts embedded once" in str(summary)
     assert summary.tokens == 2 * sum(min(n, model.max_seq_length) for n in _lengths(tiny_bert_bundle, distinct))

@@ -8,6 +8,8 @@ as ``table -> table``. The model is built once per instance.
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,6 +30,7 @@ from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized, load_tokenizer
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
 from . import _readers
+from ._cache import VectorCache, Vectors, text_keys
 from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT, arrow_texts
 
 
@@ -77,6 +80,7 @@ class Prepared:
     chunk_texts: list[str] | None = None  # each window's text, where asked for
     vector_of: np.ndarray | None = None  # the vector (of ``tokens``) of each row (window); None: one each
     repeats: int = 0  # good rows whose text an earlier row had (embedded once for both)
+    keys: list[bytes] | None = None  # each distinct text's key in the batch function's cache (None: no cache)
 
 
 # the columns a chunked output adds (before the embedding), and the one with each chunk's text
@@ -90,7 +94,7 @@ class BatchResult:
     bad: list[BadRow] = field(default_factory=list)
     tokens: int = 0
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
-    repeats: int = 0  # rows whose text an earlier row of the batch had, embedded once
+    repeats: int = 0  # rows whose text an earlier row of the batch had, or the cache held: not embedded again
 
 
 # a sparse bundle's embedding column: each row's dimensions (token ids, ascending) and their weights
@@ -141,6 +145,9 @@ class EmbedBatch:
             and, with ``chunk_text``, that text. A window ends at the best break in its second half (a
             paragraph, else a sentence's end, a line break, a word start); consecutive windows share
             ``chunk_overlap`` tokens. See ``embedrt._chunking``.
+        repeat_cache_mb: megabytes of the output rows of the texts embedded last, kept so that a text
+            met again in a later call (slice, part) is not embedded again (least recently used out
+            first; 0: none). Repeats within one call are always embedded once. Not with chunking.
     """
 
     def __init__(
@@ -165,6 +172,7 @@ class EmbedBatch:
         chunk_overlap: int = 0,
         chunk_text: bool = False,
         max_active_dims: int | None = None,
+        repeat_cache_mb: float = 64,
     ) -> None:
         self.model = (
             model if isinstance(model, Embedder | SparseEncoder)
@@ -185,6 +193,8 @@ class EmbedBatch:
         )
         self.chunker = chunker(self.model, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
         self.chunk_text = bool(chunk_text)
+        size = check_cache_mb(repeat_cache_mb)
+        self.cache = VectorCache(int(size * 2**20)) if size and self.chunker is None else None
 
     def __call__(self, table: pa.Table) -> pa.Table:
         """``table`` with the embedding column; a table of more than ``SLICE_CHARS`` characters of
@@ -218,7 +228,8 @@ class EmbedBatch:
         distinct, of = _distinct([texts[i] for i in good])  # a text repeated in the batch is embedded once
         if self.chunker is None:
             tokens = self.model.tokenize(distinct, self.prompt_name, self.prompt)
-            return Prepared(public, good, tokens, bad, keep, vector_of=of, repeats=len(good) - len(distinct))
+            keys = None if self.cache is None else text_keys(distinct)
+            return Prepared(public, good, tokens, bad, keep, vector_of=of, repeats=len(good) - len(distinct), keys=keys)
         windows = self.chunker.split(distinct)
         chunks, vector_of = (windows, None) if of is None else windows.of_texts(of)
         pieces = None
@@ -231,9 +242,14 @@ class EmbedBatch:
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` rows is done."""
-        if on_rows is not None and len(prep.tokens) != len(prep.rows):  # the caller counts rows, not windows
-            on_rows = _RowsDone(len(prep.rows), len(prep.tokens), on_rows)
-        vectors = self._vectors(prep.tokens, on_rows)
+        tokens, repeats, cache, found = prep.tokens, prep.repeats, self.cache, None
+        if cache is not None and prep.keys is not None:  # the texts it holds are not embedded again
+            found = cache.lookup(prep.keys)
+            tokens = tokens if len(found.missing) == len(tokens) else tokens.select(found.missing.tolist())
+            repeats += len(found.held)
+        vectors = self._vectors(tokens, _rows_done(prep, len(tokens), on_rows))
+        if cache is not None and found is not None:
+            vectors = cache.complete(found, vectors)
         if prep.vector_of is not None:
             vectors = vectors[prep.vector_of]
         take, has_vector = _output_rows(prep)
@@ -244,10 +260,10 @@ class EmbedBatch:
         emb = self._column(vectors, has_vector, table.num_rows)
         cut = prep.tokens.truncated if prep.vector_of is None else prep.tokens.truncated[prep.vector_of]
         truncated = 0 if prep.chunks is not None else int(cut.sum())
-        return BatchResult(table.append_column(self.output_column, emb), prep.bad, int(prep.tokens.lengths.sum()),
-                           truncated, prep.repeats)  # fmt: skip
+        return BatchResult(table.append_column(self.output_column, emb), prep.bad, int(tokens.lengths.sum()),
+                           truncated, repeats)  # fmt: skip
 
-    def _vectors(self, tokens: Tokenized, on_rows: Callable[[int], None] | None) -> np.ndarray | SparseEmbeddings:
+    def _vectors(self, tokens: Tokenized, on_rows: Callable[[int], None] | None) -> Vectors:
         """The model's vectors of ``tokens``, in the output's precision."""
         if isinstance(self.model, SparseEncoder):
             return self.model.encode_tokenized(tokens, self.batch_size, max_active_dims=self.max_active_dims,
@@ -260,7 +276,7 @@ class EmbedBatch:
             vectors = quantize_embeddings(vectors, self.precision, ranges=self.ranges)
         return vectors
 
-    def _column(self, vectors: np.ndarray | SparseEmbeddings, has_vector: np.ndarray | None, n: int) -> pa.Array:
+    def _column(self, vectors: Vectors, has_vector: np.ndarray | None, n: int) -> pa.Array:
         """The embedding column of ``n`` output rows: ``vectors`` at the rows ``has_vector`` marks, the others null."""
         if isinstance(vectors, SparseEmbeddings):
             return _sparse_column(vectors, has_vector, n)
@@ -345,6 +361,25 @@ def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray | None]:
     if len(place) == len(texts):
         return texts, None
     return list(place), of
+
+
+def check_cache_mb(value: object) -> float:
+    """``repeat_cache_mb`` checked: a number of megabytes, 0 or more."""
+    size = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    if not (math.isfinite(size) and size >= 0):
+        raise ValueError(f"repeat_cache_mb must be a number of megabytes >= 0 (0: no cache), got {value!r}")
+    return size
+
+
+def _rows_done(prep: Prepared, work: int, on_rows: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """``on_rows`` for a model run of ``work`` inputs (windows, distinct texts) on behalf of
+    ``prep``'s rows, which the caller counts."""
+    if on_rows is None or work == len(prep.rows):
+        return on_rows
+    if work == 0:  # nothing to run: the rows are done now
+        on_rows(len(prep.rows))
+        return None
+    return _RowsDone(len(prep.rows), work, on_rows)
 
 
 class _RowsDone:

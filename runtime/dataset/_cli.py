@@ -64,6 +64,10 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--chunk-text", action="store_true", help="also write each window's text (column chunk_text)")
     p.add_argument("--max-active-dims", type=int, metavar="N",
                    help="sparse (SPLADE) bundles: keep each vector's N largest weights")  # fmt: skip
+    p.add_argument("--repeat-cache-mb", type=float, default=64, metavar="MB",
+                   help="keep the vectors of the texts embedded last, up to MB megabytes, so that a text met again "
+                   "in a later part is not embedded again (default 64; 0: none; repeats within a part are always "
+                   "embedded once)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
     add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)", streams_default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -92,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
             **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,
             precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
             chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
+            repeat_cache_mb=args.repeat_cache_mb,
         )  # fmt: skip
     except KeyboardInterrupt:
         _log(f"interrupted: the parts finished so far are kept in {args.output}; run the same command to continue")

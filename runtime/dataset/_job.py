@@ -34,6 +34,7 @@ from ._batch import (
     EmbedBatch,
     Model,
     OnError,
+    check_cache_mb,
     check_embeds_texts,
     chunker,
     output_settings,
@@ -79,7 +80,7 @@ class DatasetSummary:
     bad_examples: list[dict[str, Any]] = field(default_factory=list)
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
     chunked: bool = False  # a row per window of each text (chunk_tokens)
-    repeats: int = 0  # rows whose text an earlier row of their slice of a part had: embedded once
+    repeats: int = 0  # rows whose text was embedded already (earlier in their slice, or held by the cache)
 
     @property
     def texts_per_second(self) -> float:
@@ -131,6 +132,7 @@ def embed_dataset(
     chunk_overlap: int = 0,
     chunk_text: bool = False,
     max_active_dims: int | None = None,
+    repeat_cache_mb: float = 64,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -167,6 +169,11 @@ def embed_dataset(
     window with ``chunk`` (its place in the text, from 0), ``chunk_start`` and ``chunk_end``
     (``text[chunk_start:chunk_end]`` is what it covers) and, with ``chunk_text``, that text.
 
+    A text repeated in a slice is embedded once. ``repeat_cache_mb`` (default 64; 0: none) keeps the
+    output rows of the texts embedded last, so that a text met again in a later slice or part is not
+    embedded again (least recently used out first; per actor on Ray; not with chunking). The summary
+    and the manifest count both kinds of repeats.
+
     ``device``, ``threads``, ``precision_hint`` and ``streams`` load the model as ``Embedder`` takes
     them (per actor on Ray). ``streams="auto"`` (the default) runs one batch per thread at once on
     the CPU provider, each on one thread (a job's batches always queue; each holds its own run's
@@ -180,7 +187,7 @@ def embed_dataset(
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
-                              max_active_dims=max_active_dims)  # fmt: skip
+                              max_active_dims=max_active_dims, repeat_cache_mb=repeat_cache_mb)  # fmt: skip
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
         from ._ray import check_options, ray_module
@@ -264,6 +271,9 @@ class JobSettings:
     chunk_overlap: int = 0
     chunk_text: bool = False
     max_active_dims: int | None = None  # sparse bundles: the largest weights kept per vector
+    # megabytes of the rows of texts embedded last, not embedded again (not part of the identity: a
+    # held row is the row the model gives)
+    repeat_cache_mb: float = 64
     # characters of text a part is read, embedded and written in at a time (not part of the
     # identity: slices change how a part is made, not what it holds)
     slice_chars: int = field(default_factory=lambda: _readers.SLICE_CHARS)
@@ -274,7 +284,8 @@ class JobSettings:
                 prompt: str | None, *, precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
                 truncate_dim: int | None = None, ranges: np.ndarray | None = None,
                 chunk_tokens: int | str | None = None, chunk_overlap: int = 0,
-                chunk_text: bool = False, max_active_dims: int | None = None) -> JobSettings:  # fmt: skip
+                chunk_text: bool = False, max_active_dims: int | None = None,
+                repeat_cache_mb: float = 64) -> JobSettings:  # fmt: skip
         keep = tuple(keep_columns)
         if chunk_tokens is not None and chunk_tokens != "max":
             chunk_tokens = check_int(chunk_tokens, "chunk_tokens", also=" or 'max'")
@@ -290,7 +301,8 @@ class JobSettings:
                    parse(EmbeddingPrecision, precision, "precision"), truncate_dim,
                    None if ranges is None else np.asarray(ranges, dtype=np.float32), chunk_tokens,
                    check_int(chunk_overlap, "chunk_overlap", 0), bool(chunk_text),
-                   None if max_active_dims is None else check_int(max_active_dims, "max_active_dims"))  # fmt: skip
+                   None if max_active_dims is None else check_int(max_active_dims, "max_active_dims"),
+                   repeat_cache_mb=check_cache_mb(repeat_cache_mb))  # fmt: skip
 
     def with_window(self, max_seq_length: int) -> JobSettings:
         """``chunk_tokens="max"`` as the model's window (so that the job's identity holds the number)."""
@@ -336,7 +348,7 @@ class JobSettings:
                 "normalize": self.normalize, "prompt_name": self.prompt_name, "prompt": self.prompt,
                 "precision": self.precision, "truncate_dim": self.truncate_dim, "ranges": self.ranges,
                 "chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap, "chunk_text": self.chunk_text,
-                "max_active_dims": self.max_active_dims}  # fmt: skip
+                "max_active_dims": self.max_active_dims, "repeat_cache_mb": self.repeat_cache_mb}  # fmt: skip
 
     def slices(self, plan: Plan, part: PartSpec) -> Iterator[pa.Table]:
         """The part's rows, in tables of about ``SLICE_CHARS`` characters of text each (one for most

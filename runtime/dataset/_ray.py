@@ -37,6 +37,7 @@ from ._batch import (
     BadRowError,
     EmbedBatch,
     OnError,
+    check_cache_mb,
     chunker,
     load_embedding_model,
     output_settings,
@@ -298,6 +299,7 @@ def embed_ray_dataset(
     chunk_overlap: int = 0,
     chunk_text: bool = False,
     max_active_dims: int | None = None,
+    repeat_cache_mb: float = 64,
 ) -> Any:
     """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors added.
 
@@ -315,13 +317,15 @@ def embed_ray_dataset(
     per thread on the CPU provider, as the corpus job does). ``chunk_tokens``, ``chunk_overlap``,
     ``chunk_text``: a row per window of each text instead of truncating it, as ``EmbedBatch`` takes them.
     A sparse (SPLADE) bundle gives a struct of ``indices`` and ``values`` (``max_active_dims``: the
-    largest weights kept per vector).
+    largest weights kept per vector). ``repeat_cache_mb``: each actor keeps the vectors of the texts
+    it embedded last, up to that many megabytes, and does not embed them again (0: none).
     """
     ray = ray_module()
     threads = _check_cpus(cpus_per_actor)
     restarts = _check_restarts(max_restarts)
     parse_on_error = parse(OnError, on_error, "on_error")
     _check_actors(num_actors)
+    check_cache_mb(repeat_cache_mb)
     check_streams(parse(Device, device, "device"), streams)
     checking = load_embedding_model(model, verify=True)
     checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
@@ -337,7 +341,7 @@ def embed_ray_dataset(
                                "device": device, "threads": threads, "precision": precision,
                                "truncate_dim": truncate_dim, "ranges": ranges, "streams": streams,
                                "chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap, "chunk_text": chunk_text,
-                               "max_active_dims": max_active_dims},
+                               "max_active_dims": max_active_dims, "repeat_cache_mb": repeat_cache_mb},
         batch_size=rows_per_batch, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None, max_restarts=restarts,
     )  # fmt: skip
