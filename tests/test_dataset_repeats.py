@@ -16,7 +16,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from embedrt import Embedder, SparseEncoder  # noqa: E402
 from embedrt._sparse import SparseEmbeddings, SparseVector  # noqa: E402
-from embedrt.dataset import EmbedBatch, embed_dataset  # noqa: E402
+from embedrt.dataset import BadRowError, EmbedBatch, embed_dataset  # noqa: E402
 from embedrt.dataset._cache import ENTRY_OVERHEAD, VectorCache, text_keys  # noqa: E402
 
 DISTINCT = [f"query {i}: " + "how to embed a corpus " * (i % 5) + ("한국어" if i % 3 == 0 else "") for i in range(40)]
@@ -87,6 +87,24 @@ def test_a_text_repeated_across_parts_is_embedded_once_per_job(
                           **common)  # type: ignore[arg-type]  # fmt: skip
     assert distinct < counted.texts < per_part and off.repeats < small.repeats < on.repeats
     np.testing.assert_allclose(_vectors(tmp_path / "small")[1], want, atol=1e-6)
+
+
+def test_a_resumed_job_starts_with_an_empty_cache_and_writes_the_same_vectors(
+    tmp_path: Path, log: tuple[Path, list[str]], tiny_bert_bundle: Path
+) -> None:
+    """The run stops at the bad row (part 2) and the next goes on from there, its cache empty: the
+    texts it held are embedded again, in other batches, so the vectors agree to float rounding."""
+    path, texts = log
+    common = {"id_column": "q", "rows_per_part": 50, "progress": False}
+    with pytest.raises(BadRowError, match=r"line 78 \(id 'bad'\)"):
+        embed_dataset(path, tmp_path / "out", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    resumed = embed_dataset(path, tmp_path / "out", tiny_bert_bundle, on_error="null", **common)  # type: ignore[arg-type]
+    whole = embed_dataset(path, tmp_path / "whole", tiny_bert_bundle, on_error="null", **common)  # type: ignore[arg-type]
+    assert resumed.parts_resumed == 1 and resumed.rows_embedded == len(texts) + 1 - 50
+    ids, got = _vectors(tmp_path / "out")
+    assert ids == _vectors(tmp_path / "whole")[0]
+    np.testing.assert_allclose(got, _vectors(tmp_path / "whole")[1], rtol=0, atol=1e-6)
+    assert resumed.repeats < whole.repeats  # the kept part's texts were embedded again where later parts met them
 
 
 def test_the_cache_holds_output_rows_in_the_output_precision(
