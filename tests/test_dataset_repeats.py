@@ -15,9 +15,9 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 from embedrt import Embedder, SparseEncoder  # noqa: E402
+from embedrt._cache import ENTRY_OVERHEAD, VectorCache, text_keys  # noqa: E402
 from embedrt._sparse import SparseEmbeddings, SparseVector  # noqa: E402
 from embedrt.dataset import BadRowError, EmbedBatch, embed_dataset  # noqa: E402
-from embedrt.dataset._cache import ENTRY_OVERHEAD, VectorCache, text_keys  # noqa: E402
 
 DISTINCT = [f"query {i}: " + "how to embed a corpus " * (i % 5) + ("한국어" if i % 3 == 0 else "") for i in range(40)]
 
@@ -175,6 +175,9 @@ def test_the_cache_drops_the_least_recently_used_within_its_bytes() -> None:
     merged = cache.complete(look, (row + 9)[None])
     np.testing.assert_array_equal(merged, np.stack([row, row + 9, row + 2, row + 3]))
     assert isinstance(merged, np.ndarray)
+    assert all(held.base is None for held, _size in cache._rows.values())  # copies: no batch kept alive by a row
+    empty = cache.complete(cache.lookup([]), np.zeros((0, 8), np.float32))  # a slice of bad rows only
+    assert empty.shape == (0, 8)
     tiny = VectorCache(size - 1)  # a row over the budget is not held
     tiny.complete(tiny.lookup(keys[:1]), row[None])
     assert len(tiny) == 0 and tiny.bytes == 0

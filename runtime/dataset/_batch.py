@@ -8,8 +8,6 @@ as ``table -> table``. The model is built once per instance.
 from __future__ import annotations
 
 import itertools
-import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -21,6 +19,7 @@ import pyarrow as pa
 
 from .._base import BundleModel
 from .._bundle import TOKENIZER_NAME, load_manifest
+from .._cache import VectorCache, Vectors, check_cache_mb, text_keys
 from .._chunking import Chunker, Chunks, window_chunker
 from .._embedder import Embedder
 from .._errors import BundleError, EmbedrtError
@@ -30,7 +29,6 @@ from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized, load_tokenizer
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
 from . import _readers
-from ._cache import VectorCache, Vectors, text_keys
 from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT, arrow_texts
 
 
@@ -193,7 +191,7 @@ class EmbedBatch:
         )
         self.chunker = chunker(self.model, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
         self.chunk_text = bool(chunk_text)
-        size = check_cache_mb(repeat_cache_mb)
+        size = check_cache_mb(repeat_cache_mb, "repeat_cache_mb")
         self.cache = VectorCache(int(size * 2**20)) if size and self.chunker is None else None
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -361,14 +359,6 @@ def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray | None]:
     if len(place) == len(texts):
         return texts, None
     return list(place), of
-
-
-def check_cache_mb(value: object) -> float:
-    """``repeat_cache_mb`` checked: a number of megabytes, 0 or more."""
-    size = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
-    if not (math.isfinite(size) and size >= 0):
-        raise ValueError(f"repeat_cache_mb must be a number of megabytes >= 0 (0: no cache), got {value!r}")
-    return size
 
 
 def _rows_done(prep: Prepared, work: int, on_rows: Callable[[int], None] | None) -> Callable[[int], None] | None:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from .. import __version__
 from .._bundle import MANIFEST_NAME
+from .._cache import check_cache_mb
 from .._chunking import CUTS
 from .._embedder import Embedder
 from .._objects import is_uri, local_bundle
@@ -34,7 +35,6 @@ from ._batch import (
     EmbedBatch,
     Model,
     OnError,
-    check_cache_mb,
     check_embeds_texts,
     chunker,
     output_settings,
@@ -302,7 +302,7 @@ class JobSettings:
                    None if ranges is None else np.asarray(ranges, dtype=np.float32), chunk_tokens,
                    check_int(chunk_overlap, "chunk_overlap", 0), bool(chunk_text),
                    None if max_active_dims is None else check_int(max_active_dims, "max_active_dims"),
-                   repeat_cache_mb=check_cache_mb(repeat_cache_mb))  # fmt: skip
+                   repeat_cache_mb=check_cache_mb(repeat_cache_mb, "repeat_cache_mb"))  # fmt: skip
 
     def with_window(self, max_seq_length: int) -> JobSettings:
         """``chunk_tokens="max"`` as the model's window (so that the job's identity holds the number)."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from .._cache import check_cache_mb
 from .._errors import EmbedrtError
 from .._session import check_streams
 from .._sparse_encoder import SparseEncoder
@@ -37,7 +38,6 @@ from ._batch import (
     BadRowError,
     EmbedBatch,
     OnError,
-    check_cache_mb,
     chunker,
     load_embedding_model,
     output_settings,
@@ -325,7 +325,7 @@ def embed_ray_dataset(
     restarts = _check_restarts(max_restarts)
     parse_on_error = parse(OnError, on_error, "on_error")
     _check_actors(num_actors)
-    check_cache_mb(repeat_cache_mb)
+    check_cache_mb(repeat_cache_mb, "repeat_cache_mb")
     check_streams(parse(Device, device, "device"), streams)
     checking = load_embedding_model(model, verify=True)
     checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker

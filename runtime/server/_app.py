@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
+from .._cache import VectorCache, token_keys
 from .._embedder import Embedder
 from .._reranker import Reranker
 from .._sparse_encoder import SparseEncoder
@@ -71,6 +72,7 @@ class ServerState:
             streams=model.streams,  # the model's concurrent runs: each batch's pieces, that many at once
             solo=model.lone_runs_take_all_threads,  # CPU streams: a lone request on all the threads
         )
+        self.cache = VectorCache(int(config.cache_mb * 2**20)) if config.cache_mb else None
         self.ready = False
         self.draining = False
 
@@ -127,9 +129,20 @@ class ServerState:
         return postprocess(await self.run_model(tok, request), req, self.model.manifest.normalize)
 
     async def run_model(self, tok: Tokenized, request: Request | None) -> np.ndarray:
-        """The model's rows for ``tok`` (see ``_routes.model_call``), through the batcher. If the
-        client of ``request`` disconnects while it waits, its rows are not run (nobody would read
-        them); a small request to an idle server runs at once, unwatched."""
+        """The model's rows for ``tok`` (see ``_routes.model_call``): those the cache holds (if the
+        server keeps one), the others through the batcher. If the client of ``request`` disconnects
+        while it waits, its rows are not run (nobody would read them); a small request to an idle
+        server runs at once, unwatched."""
+        if self.cache is None:
+            return await self._run_model(tok, request)
+        found = self.cache.lookup(token_keys(tok))
+        self.metrics.cache_hits.inc(len(found.held))
+        if not len(found.missing):
+            return self.cache.complete(found, None)  # type: ignore[return-value]
+        fresh = tok if not len(found.held) else tok.select(found.missing.tolist())
+        return self.cache.complete(found, await self._run_model(fresh, request))  # type: ignore[return-value]
+
+    async def _run_model(self, tok: Tokenized, request: Request | None) -> np.ndarray:
         try:
             raw = await asyncio.wait_for(self._submit(tok, request), self.config.request_timeout_s)
         except QueueFullError as e:

@@ -93,6 +93,15 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         default=d.max_wait_ms,
         help="how long an idle server waits for more requests to merge (default: %(default)s)",
     )
+    g.add_argument(
+        "--cache-mb",
+        type=float,
+        default=d.cache_mb,
+        metavar="MB",
+        help="keep the model's rows for the inputs run last, up to MB megabytes, and answer an input sent "
+        "again (the same tokens) from them without a model run; least recently used out first "
+        "(default: %(default)s, no cache)",
+    )
     g = p.add_argument_group("limits")
     g.add_argument(
         "--max-queue",
@@ -139,6 +148,7 @@ def config_from_args(args: argparse.Namespace, source: dict[str, Any]) -> Server
         request_timeout_s=args.request_timeout,
         auto_truncate=args.auto_truncate,
         api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        cache_mb=args.cache_mb,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .._cache import check_cache_mb
 from .._types import check_int
 
 API_KEY_ENV = "EMBEDRT_API_KEY"
@@ -37,6 +38,9 @@ class ServerConfig:
     auto_truncate: bool = True  # default of `truncate`; `truncate: false` turns long inputs into 413
     api_key: str | None = None
     warmup: bool = True
+    # megabytes of the model's rows for the inputs run last, kept so that an input sent again (the
+    # same tokens: text, prompt and truncation) is answered without a model run; 0: no cache
+    cache_mb: float = 0.0
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -56,6 +60,7 @@ class ServerConfig:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
         if not self.request_timeout_s > 0:
             raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s!r}")
+        check_cache_mb(self.cache_mb, "cache_mb")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must be a non-empty string or None")
         if not all(isinstance(a, str) and a for a in self.aliases):

@@ -39,6 +39,9 @@ class Metrics:
         # counted once tokenized: a request refused afterwards (queue full, timeout) is included
         self.inputs = Counter("embedrt_inputs", "Texts accepted and tokenized", registry=r)
         self.tokens = Counter("embedrt_tokens", "Tokens accepted (after truncation)", registry=r)
+        self.cache_hits = Counter(
+            "embedrt_cache_hits", "Inputs answered from the cache (--cache-mb), without a model run", registry=r
+        )
         self.abandoned = Counter(
             "embedrt_abandoned_inputs",
             "Texts not run because their request timed out or its client left before their turn",

@@ -1,27 +1,31 @@
-"""The vectors of the texts a job embedded last, so that a text met again (in a later slice, part
-or Ray batch) is not embedded again.
+"""The vectors of the inputs embedded last, so that an input met again is not embedded again.
 
 Corpora of queries, titles or scraped paragraphs repeat their frequent texts all through the file,
-far beyond one part; repeats inside a slice are already embedded once (``EmbedBatch.prepare``). The
-cache holds the output rows (in the output's precision and width) of the texts embedded most
-recently, up to a number of bytes, and drops the least recently used first. Texts are keyed by a
-128-bit BLAKE2b digest of their UTF-8 bytes, so a long text costs 16 bytes of key.
+far beyond one part of a corpus job (repeats inside a slice are embedded once by
+``EmbedBatch.prepare``), and a server meets its popular queries again and again. The cache holds
+output rows (the job's, in its output precision and width; the server's, the model's rows) of the
+inputs embedded most recently, up to a number of bytes, and drops the least recently used first.
+Inputs are keyed by a 128-bit BLAKE2b digest (of a text's UTF-8 bytes, or of a row's token ids), so
+a long text costs 16 bytes of key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._sparse import SparseEmbeddings, SparseVector, assemble
+from ._sparse import SparseEmbeddings, SparseVector, assemble
+from ._tokenize import Tokenized
 
 # Python's own cost of an entry beside the vector's bytes (the key, the dict's node, the array's
-# header), about: 1,898 bytes of RSS an entry measured for 384 float32s. Counted so that a budget
-# holds for small vectors (binary precision) too
+# header), about: RSS per entry measured 1,640-1,900 bytes for 384 float32s, 444 for 32. Counted so
+# that a budget holds for small vectors (binary precision) too
 ENTRY_OVERHEAD = 360
 Vectors = np.ndarray | SparseEmbeddings
 Row = np.ndarray | SparseVector
@@ -38,6 +42,25 @@ class Lookup:
 def text_keys(texts: list[str]) -> list[bytes]:
     """Each text's cache key."""
     return [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in texts]
+
+
+def token_keys(tok: Tokenized) -> list[bytes]:
+    """Each row's cache key, from its token ids and type ids (the prompt, the truncation and a
+    pair's two sides are in them)."""
+    out = []
+    for ids, types in zip(tok.ids, tok.type_ids, strict=True):
+        h = hashlib.blake2b(np.asarray(ids, np.int32).tobytes(), digest_size=16)
+        h.update(np.asarray(types, np.int8).tobytes())
+        out.append(h.digest())
+    return out
+
+
+def check_cache_mb(value: object, name: str) -> float:
+    """A cache size in megabytes, checked: a number, 0 (no cache) or more."""
+    size = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    if not (math.isfinite(size) and size >= 0):
+        raise ValueError(f"{name} must be a number of megabytes >= 0 (0: no cache), got {value!r}")
+    return size
 
 
 class VectorCache:
@@ -60,9 +83,11 @@ class VectorCache:
         missing = np.array([i for i, row in enumerate(found) if row is None], np.int64)
         return Lookup(keys, missing, np.array(held, np.int64), [found[i] for i in held])  # type: ignore[misc]
 
-    def complete(self, lookup: Lookup, new: Vectors) -> Vectors:
-        """The rows of ``lookup.keys``: those it held and ``new`` (the missing ones', in order),
-        which it now holds too."""
+    def complete(self, lookup: Lookup, new: Vectors | None) -> Vectors:
+        """The rows of ``lookup.keys``: those it held and ``new`` (the missing ones', in order; None
+        if none is missing), which it now holds too."""
+        if new is None or not len(lookup.missing):
+            return new if new is not None and not len(lookup.held) else _stacked(lookup.rows)
         with self._lock:
             for k, i in enumerate(lookup.missing.tolist()):
                 self._put(lookup.keys[i], new[k])
@@ -81,6 +106,9 @@ class VectorCache:
         if isinstance(row, SparseVector):  # copies: a view would keep the whole batch's arrays alive
             row = SparseVector(row.indices.copy(), row.values.copy(), row.dim)
             size = row.indices.nbytes + row.values.nbytes + 2 * ENTRY_OVERHEAD
+        elif row.dtype == object:  # the server's sparse rows: a SparseVector in each
+            row = row.copy()
+            size = sum(v.indices.nbytes + v.values.nbytes + ENTRY_OVERHEAD for v in row.tolist()) + ENTRY_OVERHEAD
         else:
             row = row.copy()
             size = row.nbytes + ENTRY_OVERHEAD
@@ -93,6 +121,13 @@ class VectorCache:
         self.bytes += size
         while self.bytes > self.max_bytes:
             self.bytes -= self._rows.popitem(last=False)[1][1]
+
+
+def _stacked(rows: list[Row]) -> Vectors:
+    """The held ``rows`` of a lookup that missed none."""
+    if rows and isinstance(rows[0], SparseVector):
+        return SparseEmbeddings.stack(rows, rows[0].dim)  # type: ignore[arg-type]
+    return np.stack(rows)  # type: ignore[arg-type]
 
 
 def _merged(new: Vectors, missing: np.ndarray, rows: list[Row], held: np.ndarray, n: int) -> Vectors:
