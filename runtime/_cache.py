@@ -33,6 +33,8 @@ Row = np.ndarray | SparseVector
 
 @dataclass
 class Lookup:
+    """What ``VectorCache.lookup`` found of its keys."""
+
     keys: list[bytes]
     missing: np.ndarray  # places in ``keys`` of the texts to embed, rising
     held: np.ndarray  # places of the others
@@ -64,7 +66,7 @@ def check_cache_mb(value: object, name: str) -> float:
 
 
 class VectorCache:
-    """Output rows by text key, least recently used out first, within ``max_bytes`` (thread-safe)."""
+    """Output rows by key, least recently used out first, within ``max_bytes`` (thread-safe)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -86,13 +88,17 @@ class VectorCache:
     def complete(self, lookup: Lookup, new: Vectors | None) -> Vectors:
         """The rows of ``lookup.keys``: those it held and ``new`` (the missing ones', in order; None
         if none is missing), which it now holds too."""
-        if new is None or not len(lookup.missing):
-            return new if new is not None and not len(lookup.held) else _stacked(lookup.rows)
-        with self._lock:
-            for k, i in enumerate(lookup.missing.tolist()):
-                self._put(lookup.keys[i], new[k])
+        if len(lookup.missing):
+            assert new is not None
+            with self._lock:
+                for k, i in enumerate(lookup.missing.tolist()):
+                    self._put(lookup.keys[i], new[k])
         if not len(lookup.held):
+            assert new is not None
             return new
+        if not len(lookup.missing):
+            return _stacked(lookup.rows)
+        assert new is not None
         return _merged(new, lookup.missing, lookup.rows, lookup.held, len(lookup.keys))
 
     def _get(self, key: bytes) -> Row | None:

@@ -145,7 +145,8 @@ class EmbedBatch:
             ``chunk_overlap`` tokens. See ``embedrt._chunking``.
         repeat_cache_mb: megabytes of the output rows of the texts embedded last, kept so that a text
             met again in a later call (slice, part) is not embedded again (least recently used out
-            first; 0: none). Repeats within one call are always embedded once. Not with chunking.
+            first; 0: none). Repeats within a slice of rows (a call's, unless it is big) are always
+            embedded once. Not with chunking.
     """
 
     def __init__(

@@ -66,8 +66,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    help="sparse (SPLADE) bundles: keep each vector's N largest weights")  # fmt: skip
     p.add_argument("--repeat-cache-mb", type=float, default=64, metavar="MB",
                    help="keep the vectors of the texts embedded last, up to MB megabytes, so that a text met again "
-                   "in a later part is not embedded again (default 64; 0: none; repeats within a part are always "
-                   "embedded once)")  # fmt: skip
+                   "in a later part is not embedded again (default 64; 0: none; repeats within a slice of a part are "
+                   "always embedded once)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
     add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)", streams_default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
