@@ -3,7 +3,9 @@
     python -m benchmarks.dataset_memory --tiny-from MODEL_DIR --docs 2000 --words 4000 --rounds 2
 
 - Corpus: ``--docs`` documents of ``--words`` words each, drawn at random (seed 0) from the
-  standard library's ``typing.py``, JSONL, written once into ``benchmarks/.cache``.
+  standard library's ``typing.py``, JSONL, written once into ``benchmarks/.cache``. With
+  ``--parquet`` the same documents as one Parquet file of one row group (pyarrow's writer puts up
+  to a million rows in a row group by default), no dictionary encoding, snappy pages.
 - Model: a bundle (``--bundle``), or with ``--tiny-from MODEL_DIR`` a one-layer, 32-wide BERT with
   random weights and MODEL_DIR's tokenizer, window and pooling, exported once into
   ``benchmarks/.cache``. Its vectors mean nothing; it makes the model's time small beside the job's
@@ -70,6 +72,20 @@ def documents(docs: int, words: int) -> Path:
     return out
 
 
+def as_parquet(src: Path) -> Path:
+    """``src`` (JSONL) as one Parquet file of one row group, written once."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    out = src.with_suffix(".parquet")
+    if not out.is_file():
+        table = pj.read_json(src)
+        tmp = out.with_name(out.name + ".tmp")
+        pq.write_table(table, tmp, row_group_size=table.num_rows, use_dictionary=False)
+        os.replace(tmp, out)
+    return out
+
+
 def tiny_bundle(model_dir: str) -> Path:
     """MODEL_DIR's sentence-transformers folder with a one-layer, 32-wide random BERT, exported (fp32)."""
     bundle = CACHE / "tiny-window-bundle"
@@ -107,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=int, default=2000)
     p.add_argument("--words", type=int, default=4000)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--parquet", action="store_true", help="read the documents from one Parquet row group")
     p.add_argument("--machine", default=platform.node())
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     bundle = str(args.bundle or tiny_bundle(args.tiny_from))
     src = documents(args.docs, args.words)
+    src = as_parquet(src) if args.parquet else src
     settings: dict[str, dict[str, Any]] = {"truncated": {}, "chunked": {"chunk_tokens": "max", "chunk_overlap": 32}}
     work = CACHE / "dataset-memory"
     work.mkdir(parents=True, exist_ok=True)

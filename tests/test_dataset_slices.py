@@ -169,3 +169,41 @@ def test_a_large_table_is_embedded_a_slice_at_a_time(tiny_bert_bundle: Path, mon
     texts[250] = None
     with pytest.raises(BadRowError, match=r"bad row in row \(id 250\): text is null"):  # numbered in the table
         batch(pa.table({"text": texts}))
+
+
+def test_a_parquet_row_group_is_read_a_buffer_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow reads a row group's whole column chunk at once unless told to buffer: a row group of
+    long documents would be held whole, however small the slices. Buffered, it reads a page at a
+    time (pyarrow's writer ends a page after at most 1,024 rows)."""
+    import random
+
+    from embedrt.dataset import _storage as storage
+
+    rng = random.Random(0)
+    texts = ["".join(rng.choice("abcdefghij ") for _ in range(12_000)) for _ in range(500)]  # 6 MB, one group
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": texts}), src, row_group_size=len(texts), use_dictionary=False, compression="none",
+                   write_batch_size=16)  # pages of 16 rows: a page is read whole, buffer or not  # fmt: skip
+    monkeypatch.setattr(storage, "PARQUET_BUFFER", 1 << 20)
+    reads: list[int] = []
+    real = pq.ParquetFile
+
+    class Counting:  # the file, its reads recorded
+        def __init__(self, path: str) -> None:
+            self.f = open(path, "rb")  # noqa: SIM115
+            self.closed = False
+
+        def read(self, n: int = -1) -> bytes:
+            data = self.f.read(n)
+            reads.append(len(data))
+            return data
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(pq, "ParquetFile", lambda source, **kw: real(Counting(str(source)), **kw))
+    plan = plan_input(src, 10_000, text_column="text", id_column=None, keep_columns=())
+    reads.clear()
+    got = [t for s in read_slices(plan, plan.parts[0], "text", None, (), 2_000_000) for t in s.column(readers.TEXT).to_pylist()]
+    assert got == texts
+    assert sum(reads) > 6_000_000 and max(reads) <= 1 << 20  # the 6 MB column chunk in reads of the buffer's size

@@ -225,14 +225,22 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
+# bytes a Parquet column is read ahead in: its pages are read through a buffer of this size (a
+# bigger page whole), not a row group's whole column chunk at once, as pyarrow does by default,
+# which holds as much memory as the writer put in a row group: hundreds of MB for long documents
+PARQUET_BUFFER = 8 << 20
+
+
 def parquet_file(where: str) -> Any:
-    """``pyarrow.parquet.ParquetFile`` of a local or object-store file (close it when done)."""
+    """``pyarrow.parquet.ParquetFile`` of a local or object-store file (close it when done), its
+    columns read through ``PARQUET_BUFFER``."""
     import pyarrow.parquet as pq
 
-    if not is_uri(where):
-        return pq.ParquetFile(where)
-    fs, path = split_uri(where)
-    return pq.ParquetFile(fs.open_input_file(path))
+    source: Any = where
+    if is_uri(where):
+        fs, path = split_uri(where)
+        source = fs.open_input_file(path)
+    return pq.ParquetFile(source, buffer_size=PARQUET_BUFFER, pre_buffer=False)
 
 
 # -- the output folder -------------------------------------------------------------------------------
