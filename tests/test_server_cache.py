@@ -63,11 +63,15 @@ def test_an_input_sent_again_is_answered_without_a_model_run(tiny_bert_bundle: P
         assert runs.rows == 3 and len(short) == 8
         np.testing.assert_allclose(raw, model.encode([TEXTS[0]], normalize_embeddings=False)[0], atol=1e-5)
         assert _post(f"{s.url}/v1/embeddings", {"input": TEXTS[0]}).json()["data"][0]["embedding"] == first[0]["embedding"]
+        # an input twice in one request runs once
+        twice = _post(f"{s.url}/embed", {"inputs": [TEXTS[3], "new words", TEXTS[3], TEXTS[0]]}).json()
+        assert runs.rows == 5 and twice[0] == twice[2] and _hits(s.url) == 2 + 3 + 1
+        np.testing.assert_allclose(twice[1], model.encode(["new words"], normalize_embeddings=True)[0], atol=1e-5)
         # rows are keyed by their tokens: two texts cut to the same window are one row
         long = " ".join(["word"] * 2000)
         _post(f"{s.url}/embed", {"inputs": [long]})
         _post(f"{s.url}/embed", {"inputs": [long + " more"]})
-        assert runs.rows == 4 and _hits(s.url) == 2 + 3 + 1
+        assert runs.rows == 6 and _hits(s.url) == 2 + 3 + 1 + 1
         sim = _post(f"{s.url}/similarity", {"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:3]}}).json()
         np.testing.assert_allclose(sim, model.similarity(model.encode(TEXTS[:1]), model.encode(TEXTS[1:3]))[0], atol=1e-5)
 
