@@ -27,6 +27,8 @@ from ._tokenize import Tokenized
 # header), about: RSS per entry measured 1,640-1,900 bytes for 384 float32s, 444 for 32. Counted so
 # that a budget holds for small vectors (binary precision) too
 ENTRY_OVERHEAD = 360
+# the corpus job's cache (its rows are its output's), in megabytes: about 35,000 384-float vectors
+JOB_CACHE_MB = 64.0
 Vectors = np.ndarray | SparseEmbeddings
 Row = np.ndarray | SparseVector
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .._base import BundleModel
 from .._bundle import TOKENIZER_NAME, load_manifest
-from .._cache import VectorCache, Vectors, check_cache_mb, text_keys
+from .._cache import JOB_CACHE_MB, VectorCache, Vectors, check_cache_mb, text_keys
 from .._chunking import Chunker, Chunks, window_chunker
 from .._embedder import Embedder
 from .._errors import BundleError, EmbedrtError
@@ -171,7 +171,7 @@ class EmbedBatch:
         chunk_overlap: int = 0,
         chunk_text: bool = False,
         max_active_dims: int | None = None,
-        repeat_cache_mb: float = 64,
+        repeat_cache_mb: float = JOB_CACHE_MB,
     ) -> None:
         self.model = (
             model if isinstance(model, Embedder | SparseEncoder)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from .._cache import JOB_CACHE_MB
 from .._model_args import add_model_arguments, model_options
 from ._batch import OnError
 from ._job import Backend, RayOptions, embed_dataset
@@ -64,9 +65,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--chunk-text", action="store_true", help="also write each window's text (column chunk_text)")
     p.add_argument("--max-active-dims", type=int, metavar="N",
                    help="sparse (SPLADE) bundles: keep each vector's N largest weights")  # fmt: skip
-    p.add_argument("--repeat-cache-mb", type=float, default=64, metavar="MB",
+    p.add_argument("--repeat-cache-mb", type=float, default=JOB_CACHE_MB, metavar="MB",
                    help="keep the vectors of the texts embedded last, up to MB megabytes, so that a text met again "
-                   "in a later part is not embedded again (default 64; 0: none; repeats within a slice of a part are "
+                   "in a later part is not embedded again (default %(default)g; 0: none; repeats within a slice of a part are "
                    "always embedded once)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
     add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)", streams_default="auto")

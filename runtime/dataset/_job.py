@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .. import __version__
 from .._bundle import MANIFEST_NAME
-from .._cache import check_cache_mb
+from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._chunking import CUTS
 from .._embedder import Embedder
 from .._objects import is_uri, local_bundle
@@ -132,7 +132,7 @@ def embed_dataset(
     chunk_overlap: int = 0,
     chunk_text: bool = False,
     max_active_dims: int | None = None,
-    repeat_cache_mb: float = 64,
+    repeat_cache_mb: float = JOB_CACHE_MB,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -273,7 +273,7 @@ class JobSettings:
     max_active_dims: int | None = None  # sparse bundles: the largest weights kept per vector
     # megabytes of the rows of texts embedded last, not embedded again (not part of the identity: a
     # held row is the row the model gives)
-    repeat_cache_mb: float = 64
+    repeat_cache_mb: float = JOB_CACHE_MB
     # characters of text a part is read, embedded and written in at a time (not part of the
     # identity: slices change how a part is made, not what it holds)
     slice_chars: int = field(default_factory=lambda: _readers.SLICE_CHARS)
@@ -285,7 +285,7 @@ class JobSettings:
                 truncate_dim: int | None = None, ranges: np.ndarray | None = None,
                 chunk_tokens: int | str | None = None, chunk_overlap: int = 0,
                 chunk_text: bool = False, max_active_dims: int | None = None,
-                repeat_cache_mb: float = 64) -> JobSettings:  # fmt: skip
+                repeat_cache_mb: float = JOB_CACHE_MB) -> JobSettings:  # fmt: skip
         keep = tuple(keep_columns)
         if chunk_tokens is not None and chunk_tokens != "max":
             chunk_tokens = check_int(chunk_tokens, "chunk_tokens", also=" or 'max'")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .._cache import check_cache_mb
+from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._errors import EmbedrtError
 from .._session import check_streams
 from .._sparse_encoder import SparseEncoder
@@ -299,7 +299,7 @@ def embed_ray_dataset(
     chunk_overlap: int = 0,
     chunk_text: bool = False,
     max_active_dims: int | None = None,
-    repeat_cache_mb: float = 64,
+    repeat_cache_mb: float = JOB_CACHE_MB,
 ) -> Any:
     """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors added.
 
