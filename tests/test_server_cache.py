@@ -72,6 +72,10 @@ def test_an_input_sent_again_is_answered_without_a_model_run(tiny_bert_bundle: P
         _post(f"{s.url}/embed", {"inputs": [long]})
         _post(f"{s.url}/embed", {"inputs": [long + " more"]})
         assert runs.rows == 6 and _hits(s.url) == 2 + 3 + 1 + 1
+        metrics = httpx.get(f"{s.url}/metrics", timeout=10).text
+        assert f"embedrt_cache_entries {float(len(s.state.cache))}" in metrics and len(s.state.cache) == 6  # type: ignore[arg-type]
+        assert f"embedrt_cache_bytes {float(s.state.cache.bytes)}" in metrics  # type: ignore[union-attr]
+        assert httpx.get(f"{s.url}/info", timeout=10).json()["cache_mb"] == 1
         sim = _post(f"{s.url}/similarity", {"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:3]}}).json()
         np.testing.assert_allclose(sim, model.similarity(model.encode(TEXTS[:1]), model.encode(TEXTS[1:3]))[0], atol=1e-5)
 

@@ -73,6 +73,10 @@ class ServerState:
             solo=model.lone_runs_take_all_threads,  # CPU streams: a lone request on all the threads
         )
         self.cache = VectorCache(int(config.cache_mb * 2**20)) if config.cache_mb else None
+        if self.cache is not None:
+            cache = self.cache
+            self.metrics.cache_bytes.set_function(lambda: cache.bytes)
+            self.metrics.cache_entries.set_function(lambda: len(cache))
         self.ready = False
         self.draining = False
 
@@ -237,6 +241,7 @@ class ServerState:
             "streams": e.streams,
             "prompts": e.prompts,
             "max_client_batch_size": self.config.max_inputs,
+            "cache_mb": self.config.cache_mb,
             "limits": self.config.limits(),
         }
 

@@ -42,6 +42,8 @@ class Metrics:
         self.cache_hits = Counter(
             "embedrt_cache_hits", "Inputs answered from the cache (--cache-mb), without a model run", registry=r
         )
+        self.cache_bytes = Gauge("embedrt_cache_bytes", "Bytes the cache holds (--cache-mb), as it counts them", registry=r)
+        self.cache_entries = Gauge("embedrt_cache_entries", "Inputs the cache holds (--cache-mb)", registry=r)
         self.abandoned = Counter(
             "embedrt_abandoned_inputs",
             "Texts not run because their request timed out or its client left before their turn",
