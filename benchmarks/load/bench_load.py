@@ -137,6 +137,17 @@ async def drive(
     }
 
 
+def summary_row(head: dict[str, Any], runs: list[dict[str, Any]], keys: tuple[str, ...], digits: int = 1) -> dict[str, Any]:
+    """``head`` with the median of each of ``keys`` over ``runs``, their errors and the runs, printed."""
+    row = dict(head)
+    for key in keys:
+        row[key] = round(float(np.median([r[key] for r in runs])), digits)
+    row["errors"] = sum(r["errors"] for r in runs)
+    row["runs"] = runs
+    print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
+    return row
+
+
 def measure(
     urls: dict[bool, str],
     pids: dict[bool, int],

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -28,7 +27,7 @@ import httpx
 import numpy as np
 
 from benchmarks.corpus import load_sentences
-from benchmarks.load.bench_load import _free_port, drive, start_server, write_result
+from benchmarks.load.bench_load import _free_port, drive, start_server, summary_row, write_result
 
 
 def _metric(url: str, name: str) -> float:
@@ -76,13 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                     reps[name].append(run)
                 offset += 5_000
             for name, runs in reps.items():
-                row: dict[str, Any] = {"server": name, "concurrency": c}
-                for key in ("texts_per_s", "p50_ms", "p99_ms", "cache_hit_share"):
-                    row[key] = round(float(np.median([r[key] for r in runs])), 3)
-                row["errors"] = sum(r["errors"] for r in runs)
-                row["runs"] = runs
-                print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
-                rows.append(row)
+                keys = ("texts_per_s", "p50_ms", "p99_ms", "cache_hit_share")
+                rows.append(summary_row({"server": name, "concurrency": c}, runs, keys, digits=3))
     finally:
         for proc in procs:
             proc.terminate()

@@ -24,10 +24,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.corpus import load_sentences
-from benchmarks.load.bench_load import _free_port, drive, start_server, write_result
+from benchmarks.load.bench_load import _free_port, drive, start_server, summary_row, write_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,13 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                     run["load_avg_1m"] = round(os.getloadavg()[0], 2)
                     runs[streams].append(run)
             for streams, rs in runs.items():
-                row = {"workload": name, "concurrency": c, "streams": streams}
-                for key in ("requests_per_s", "texts_per_s", "p50_ms", "p99_ms"):
-                    row[key] = round(float(np.median([r[key] for r in rs])), 1)
-                row["errors"] = sum(r["errors"] for r in rs)
-                row["runs"] = rs
-                print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
-                rows.append(row)
+                head = {"workload": name, "concurrency": c, "streams": streams}
+                rows.append(summary_row(head, rs, ("requests_per_s", "texts_per_s", "p50_ms", "p99_ms")))
     finally:
         for proc in procs:
             proc.terminate()
