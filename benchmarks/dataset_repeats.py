@@ -10,7 +10,9 @@ repeat cache at each size asked for and without it.
   ``benchmarks/.cache``.
 - Each run is ``embed_dataset`` with its defaults (parts of 10,000 rows, two streams on two threads)
   but ``repeat_cache_mb``, in a fresh process (peak RSS from ``VmHWM``), the sizes alternating,
-  ``--rounds`` times: seconds, rows/s, repeated rows (not embedded), tokens embedded.
+  ``--rounds`` times: seconds, rows/s, repeated rows (not embedded), tokens embedded. With
+  ``--ray N`` the job runs on a local Ray with N actors of one CPU each, a cache each (their RSS is
+  not in the driver's).
 - Also written: how many texts the model would embed with repeats found within a part only (the
   sum of each part's distinct texts) and how many distinct texts the corpus has (the least any
   cache can do).
@@ -66,13 +68,14 @@ def generate(rows: int, distinct: int, zipf: float) -> tuple[Path, dict[str, int
     return path, counts
 
 
-def _child(bundle: str, corpus: str, cache_mb: float) -> dict[str, Any]:
-    from embedrt.dataset import embed_dataset
+def _child(bundle: str, corpus: str, cache_mb: float, actors: int) -> dict[str, Any]:
+    from embedrt.dataset import RayOptions, embed_dataset
 
     out = CACHE / f"out-repeats-{os.getpid()}"
     shutil.rmtree(out, ignore_errors=True)
+    ray = {"backend": "ray", "ray": RayOptions(num_actors=actors, cpus_per_actor=1)} if actors else {}
     t0 = time.perf_counter()
-    s = embed_dataset(corpus, out, bundle, id_column="id", progress=False, repeat_cache_mb=cache_mb)
+    s = embed_dataset(corpus, out, bundle, id_column="id", progress=False, repeat_cache_mb=cache_mb, **ray)  # type: ignore[arg-type]
     seconds = time.perf_counter() - t0
     shutil.rmtree(out, ignore_errors=True)
     return {"cache_mb": cache_mb, "seconds": round(seconds, 2), "rows": s.written, "rows_per_s": round(s.written / seconds, 1),
@@ -83,7 +86,7 @@ def _child(bundle: str, corpus: str, cache_mb: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
-        print(json.dumps(_child(argv[1], argv[2], float(argv[3]))))
+        print(json.dumps(_child(argv[1], argv[2], float(argv[3]), int(argv[4]))))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zipf", type=float, default=1.0)
     p.add_argument("--cache-mb", type=float, nargs="+", default=[0, 16, 64])
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--ray", type=int, default=0, metavar="N", help="run on a local Ray with N actors of one CPU")
     p.add_argument("--machine", default=platform.node())
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
@@ -102,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for mb in args.cache_mb:
             load = os.getloadavg()[0]
-            cmd = [sys.executable, "-m", "benchmarks.dataset_repeats", "_child", args.bundle, str(corpus), str(mb)]
+            cmd = [sys.executable, "-m", "benchmarks.dataset_repeats", "_child", args.bundle, str(corpus), str(mb),
+                   str(args.ray)]  # fmt: skip
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent, check=False)
             if done.returncode != 0:
                 raise RuntimeError(done.stderr[-3000:])
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": "python -m benchmarks.dataset_repeats " + " ".join(argv),
         "machine": args.machine, "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cpus": os.cpu_count(),
-        "bundle": args.bundle, "rows": args.rows, "distinct": args.distinct, "zipf": args.zipf, **counts,
+        "bundle": args.bundle, "ray_actors": args.ray, "rows": args.rows, "distinct": args.distinct, "zipf": args.zipf, **counts,
         "runs": runs, "best_seconds": best, "speedup_over_first": {mb: round(base / s, 3) for mb, s in best.items()},
     }  # fmt: skip
     out = args.out or HERE / "results" / f"dataset-repeats-{args.machine}-{time.strftime('%Y%m%d')}.json"
