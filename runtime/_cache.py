@@ -17,6 +17,7 @@ import numbers
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,6 +32,7 @@ ENTRY_OVERHEAD = 360
 JOB_CACHE_MB = 64.0
 Vectors = np.ndarray | SparseEmbeddings
 Row = np.ndarray | SparseVector
+T = TypeVar("T")
 
 
 @dataclass
@@ -57,6 +59,16 @@ def token_keys(tok: Tokenized) -> list[bytes]:
         h.update(np.asarray(types, np.int8).tobytes())
         out.append(h.digest())
     return out
+
+
+def distinct_items(items: list[T]) -> tuple[list[T], np.ndarray | None]:
+    """The distinct items in order of first appearance, and each item's place among them (None if
+    every item is distinct)."""
+    place: dict[T, int] = {}
+    of = np.fromiter((place.setdefault(t, len(place)) for t in items), dtype=np.int64, count=len(items))
+    if len(place) == len(items):
+        return items, None
+    return list(place), of
 
 
 def check_cache_mb(value: object, name: str) -> float:

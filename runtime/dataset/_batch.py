@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .._base import BundleModel
 from .._bundle import TOKENIZER_NAME, load_manifest
-from .._cache import JOB_CACHE_MB, VectorCache, Vectors, check_cache_mb, text_keys
+from .._cache import JOB_CACHE_MB, VectorCache, Vectors, check_cache_mb, distinct_items, text_keys
 from .._chunking import Chunker, Chunks, window_chunker
 from .._embedder import Embedder
 from .._errors import BundleError, EmbedrtError
@@ -224,7 +224,7 @@ class EmbedBatch:
         good = np.array([i for i, r in enumerate(reasons) if r is None], dtype=np.int64)
         keep = good if self.on_error is OnError.SKIP else np.arange(len(texts), dtype=np.int64)
         public = table.drop_columns([c for c in INTERNAL if c in table.column_names])
-        distinct, of = _distinct([texts[i] for i in good])  # a text repeated in the batch is embedded once
+        distinct, of = distinct_items([texts[i] for i in good])  # a text repeated in the batch is embedded once
         if self.chunker is None:
             tokens = self.model.tokenize(distinct, self.prompt_name, self.prompt)
             keys = None if self.cache is None else text_keys(distinct)
@@ -350,16 +350,6 @@ def chunker(model: BundleModel | Path, tokens: int | str | None, overlap: int, t
     manifest = load_manifest(model, verify=False)
     return window_chunker(manifest, load_tokenizer(model / TOKENIZER_NAME, manifest.max_seq_length), tokens, overlap,
                           prompt_name, prompt)  # fmt: skip
-
-
-def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray | None]:
-    """The distinct texts in order of first appearance, and each text's place among them (None if
-    every text is distinct)."""
-    place: dict[str, int] = {}
-    of = np.fromiter((place.setdefault(t, len(place)) for t in texts), dtype=np.int64, count=len(texts))
-    if len(place) == len(texts):
-        return texts, None
-    return list(place), of
 
 
 def _rows_done(prep: Prepared, work: int, on_rows: Callable[[int], None] | None) -> Callable[[int], None] | None:

@@ -147,8 +147,9 @@ def embed_dataset(
     written whole. A part is read, embedded and written a slice of about 4 million characters at a
     time (most parts: one slice), so memory grows neither with the corpus nor with its texts'
     length. Running the same call again after a crash or a kill continues where it stopped: finished
-    parts are kept, and the result equals an uninterrupted run. An ``output`` made from another
-    input, model or options is refused unless ``overwrite``.
+    parts are kept, and the result equals an uninterrupted run (where texts repeat across parts, to
+    float rounding: the resumed run's ``repeat_cache_mb`` cache starts empty). An ``output`` made
+    from another input, model or options is refused unless ``overwrite``.
 
     ``id_column``: the column whose values name each row (default: the row number across the input's
     files in sorted order, from 0). ``on_error``: ``"fail"`` (stop at the first bad row, naming it),

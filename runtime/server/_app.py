@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
-from .._cache import VectorCache, token_keys
+from .._cache import VectorCache, distinct_items, token_keys
 from .._embedder import Embedder
 from .._reranker import Reranker
 from .._sparse_encoder import SparseEncoder
@@ -143,13 +143,11 @@ class ServerState:
         self.metrics.cache_hits.inc(len(found.held))
         if not len(found.missing):
             return self.cache.complete(found, None)  # type: ignore[return-value]
-        keys = [found.keys[i] for i in found.missing.tolist()]
-        first: dict[bytes, int] = {}  # an input the request holds twice runs once
-        of = np.fromiter((first.setdefault(k, len(first)) for k in keys), np.int64, len(keys))
-        rows = found.missing[np.unique(of, return_index=True)[1]] if len(first) < len(keys) else found.missing
+        _, of = distinct_items([found.keys[i] for i in found.missing.tolist()])  # an input twice runs once
+        rows = found.missing if of is None else found.missing[np.unique(of, return_index=True)[1]]
         fresh = tok if len(rows) == len(tok) else tok.select(rows.tolist())
         raw = await self._run_model(fresh, request)
-        return self.cache.complete(found, raw if len(rows) == len(keys) else raw[of])  # type: ignore[return-value]
+        return self.cache.complete(found, raw if of is None else raw[of])  # type: ignore[return-value]
 
     async def _run_model(self, tok: Tokenized, request: Request | None) -> np.ndarray:
         try:
