@@ -60,7 +60,7 @@ def measure(path: Path, rows_per_part: int) -> dict[str, Any]:
     from embedrt.dataset._storage import release
 
     t0 = time.perf_counter()
-    plan = plan_input(str(path), rows_per_part, text_column="text", id_column="id", keep_columns=())
+    plan = plan_input(str(path), rows_per_part, text="text", id_column="id", keep_columns=())
     t1 = time.perf_counter()
     rows = sum(read_part(plan, p, "text", "id", ()).num_rows for p in plan.parts)
     t2 = time.perf_counter()

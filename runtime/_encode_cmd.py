@@ -38,8 +38,14 @@ def add_encode_parser(sub: Any) -> None:
     p.add_argument("input", nargs="?", default=STDIN, help="text file, one text per line; - reads stdin")
     p.add_argument("-o", "--output", required=True, help="OUT.npy, OUT.parquet or OUT.jsonl")
     p.add_argument(
-        "--text-column", default="text",
+        "--text-column",
         help="the column holding the texts in .jsonl, .csv, .tsv and .parquet inputs (default: text)",
+    )  # fmt: skip
+    p.add_argument(
+        "--text-template", metavar="TEMPLATE",
+        help="each row's text made from several columns of those inputs, as in '{title} {text}' or 'title: "
+        "{title|none} | text: {text}' (after |: the text for a null, missing or empty value), as embed-dataset "
+        "takes it; instead of --text-column",
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
@@ -132,7 +138,10 @@ def _encode(args: argparse.Namespace, run: _Run) -> None:
     say(f"reading {name}")
     t0 = time.perf_counter()
     if _structured(args.input):
-        texts = _read_column(args.input, args.text_column)
+        texts = _read_column(args.input, args.text_column, args.text_template)
+    elif args.text_template is not None:
+        raise ValueError(f"--text-template ({args.text_template!r}) needs a .jsonl, .csv, .tsv or .parquet input, "
+                         f"whose rows have columns; {name} is read one text a line")  # fmt: skip
     else:
         texts = read_lines(args.input, keep_blank=True, errors=args.errors, log=_log)
     run.total = len(texts)
@@ -182,7 +191,7 @@ def _structured(path: str) -> bool:
     return path != STDIN and Path(path).suffix.lower() in (*STRUCTURED, *COMPRESSED)
 
 
-def _read_column(path: str, column: str) -> list[str]:
+def _read_column(path: str, column: str | None, template: str | None) -> list[str]:
     """The texts of a file with columns, read by the corpus job's readers (pyarrow)."""
     try:
         from .dataset._texts import read_texts
@@ -190,7 +199,10 @@ def _read_column(path: str, column: str) -> list[str]:
         raise ImportError(
             f'reading {path} needs pyarrow: pip install "embedrt[dataset]" (from a clone: pip install ".[dataset]")'
         ) from e
-    return read_texts(path, column)
+    if column is not None and template is not None:
+        raise ValueError(f"give --text-column ({column!r}) or --text-template ({template!r}), not both: a template "
+                         "names its columns itself")  # fmt: skip
+    return read_texts(path, column or "text", template)
 
 
 def _tokenize(model: Any, texts: list[str], prompt_name: str | None, run: _Run, show: bool) -> Any:

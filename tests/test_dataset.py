@@ -208,7 +208,7 @@ def test_the_planning_scan_shows_the_rows_it_finds(fmt: str, tmp_path: Path, mon
     for i in range(2):
         _write(tmp_path / "in" / f"{i}.{fmt}", fmt, [{"text": t} for t in TEXTS[:150]])
     found: list[int] = []
-    plan = _sources.plan_input(str(tmp_path / "in"), 40, text_column="text", id_column=None, keep_columns=(),
+    plan = _sources.plan_input(str(tmp_path / "in"), 40, text="text", id_column=None, keep_columns=(),
                                scanned=found.append)  # fmt: skip
     assert sum(found) == plan.rows == 300
     assert len([n for n in found if n]) >= (2 if fmt == "parquet" else 10)
@@ -497,7 +497,7 @@ def test_the_planning_scan_hashes_each_part_s_bytes(block: int, tmp_path: Path, 
     for name, body, kw in [("a.jsonl", jsonl, {}), ("a.csv", csv_text, {}), ("a.txt", txt, {})]:
         path = tmp_path / name
         path.write_bytes(body.encode())
-        plan = _sources.plan_input(str(path), 5, text_column="text", id_column=None, keep_columns=(), **kw)
+        plan = _sources.plan_input(str(path), 5, text="text", id_column=None, keep_columns=(), **kw)
         data = path.read_bytes()
         bounds = [p.byte_offset for p in plan.parts] + [len(data)]
         assert [p.sha256 for p in plan.parts] == [
@@ -513,7 +513,7 @@ def test_a_journal_from_before_part_hashes_still_resumes_an_edited_input(tmp_pat
     src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS[:100]])
     out = tmp_path / "out"
     embed_dataset(src, out, tiny_bert_bundle, rows_per_part=25, progress=False)
-    plan = plan_input(str(src), 25, text_column="text", id_column=None, keep_columns=())
+    plan = plan_input(str(src), 25, text="text", id_column=None, keep_columns=())
     entries = [json.loads(x) for x in (out / "_parts.jsonl").read_text().splitlines()]
     for e in entries:
         assert e.pop("part_key") == plan.part_key(plan.parts[e["part"]])

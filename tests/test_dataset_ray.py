@@ -222,6 +222,28 @@ def test_embed_ray_dataset_adds_a_column(local_ray: None, tiny_bert_bundle: Path
         embed_ray_dataset(ds, tiny_bert_bundle, streams=0)
 
 
+def test_ray_composes_a_text_template_as_the_local_backend(local_ray: None, tmp_path: Path,
+                                                          tiny_bert_bundle: Path) -> None:
+    template = "title: {title|none} | text: {text}"
+    rows = [{"key": f"k{i}", "title": None if i % 4 else f"t{i}", "text": t} for i, t in enumerate(TEXTS[:300])]
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src)
+    common = {"id_column": "key", "rows_per_part": 100, "progress": False, "text_template": template}
+    embed_dataset(src, tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=2),
+                  **common)  # type: ignore[arg-type]  # fmt: skip
+    np.testing.assert_array_equal(_vectors(pq.read_table(tmp_path / "local")), _vectors(pq.read_table(tmp_path / "ray")))
+    ds = ray.data.from_items(rows, override_num_blocks=3)
+    out = embed_ray_dataset(ds, tiny_bert_bundle, id_column="key", num_actors=2, rows_per_batch=64,
+                            text_template=template)  # fmt: skip
+    table = pa.concat_tables(list(out.iter_batches(batch_format="pyarrow")))
+    order = np.argsort([int(k[1:]) for k in table.column("key").to_pylist()])
+    composed = [f"title: {r['title'] or 'none'} | text: {r['text']}" for r in rows]
+    np.testing.assert_allclose(_vectors(table)[order], Embedder(tiny_bert_bundle).encode(composed), atol=2e-6)
+    with pytest.raises(ValueError, match="lone '}'"):
+        embed_ray_dataset(ds, tiny_bert_bundle, text_template="{title}}")
+
+
 def test_ray_actors_on_openvino_equal_the_cpu_provider(
     local_ray: None, tmp_path: Path, tiny_factory, tmp_path_factory: pytest.TempPathFactory  # type: ignore[no-untyped-def]
 ) -> None:

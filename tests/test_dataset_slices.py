@@ -54,7 +54,7 @@ def test_the_slices_of_a_part_join_to_it(fmt: str, tmp_path: Path) -> None:
                 for i, r in enumerate(rows)]  # fmt: skip
     src = _write(tmp_path / f"in.{fmt}", fmt, rows)
     cols = {"id_column": None, "keep_columns": ()} if fmt == "txt" else {"id_column": "key", "keep_columns": ("n",)}
-    plan = plan_input(src, 120, text_column="text", **cols)  # type: ignore[arg-type]
+    plan = plan_input(src, 120, text="text", **cols)  # type: ignore[arg-type]
     limit = 500
     for part in plan.parts:
         whole = read_part(plan, part, "text", **cols)  # type: ignore[arg-type]
@@ -202,7 +202,7 @@ def test_a_parquet_row_group_is_read_a_buffer_at_a_time(tmp_path: Path, monkeypa
             return getattr(self.f, name)
 
     monkeypatch.setattr(pq, "ParquetFile", lambda source, **kw: real(Counting(str(source)), **kw))
-    plan = plan_input(src, 10_000, text_column="text", id_column=None, keep_columns=())
+    plan = plan_input(src, 10_000, text="text", id_column=None, keep_columns=())
     reads.clear()
     got = [t for s in read_slices(plan, plan.parts[0], "text", None, (), 2_000_000) for t in s.column(readers.TEXT).to_pylist()]
     assert got == texts

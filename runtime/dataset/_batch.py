@@ -29,7 +29,8 @@ from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized, load_tokenizer
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
 from . import _readers
-from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT, arrow_texts
+from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT
+from ._template import TextSource
 
 
 class OnError(str, Enum):
@@ -128,6 +129,9 @@ class EmbedBatch:
             ids, ascending) and their ``values``, as ``SparseEncoder.encode`` gives them;
             ``max_active_dims`` keeps each vector's largest weights only.
         text_column: the column holding the texts.
+        text_template: each row's text made from several columns instead, as in ``"{title}\n{text}"``
+            or ``"title: {title|none} | text: {text}"`` (after ``|``: the text for a null, missing or
+            empty value; without one a null value makes a bad row). ``{{``/``}}``: literal braces.
         id_column: the column naming rows in error messages and bad-row records (row index if none).
         on_error: ``"fail"``, ``"skip"`` or ``"null"``.
         output_column: name of the embedding column (a fixed-size list of float32, or of the
@@ -172,12 +176,13 @@ class EmbedBatch:
         chunk_text: bool = False,
         max_active_dims: int | None = None,
         repeat_cache_mb: float = JOB_CACHE_MB,
+        text_template: str | None = None,
     ) -> None:
+        self.text = text_source(text_column, text_template)
         self.model = (
             model if isinstance(model, Embedder | SparseEncoder)
             else load_embedding_model(model, device=device, threads=threads, streams=streams)
         )  # fmt: skip
-        self.text_column = text_column
         self.id_column = id_column
         self.on_error = parse(OnError, on_error, "on_error")
         self.batch_size = check_int(batch_size, "batch_size")
@@ -199,24 +204,25 @@ class EmbedBatch:
         """``table`` with the embedding column; a table of more than ``SLICE_CHARS`` characters of
         text is embedded a slice of rows at a time (as the corpus job reads its parts), so that its
         tokens and windows are never all held at once."""
-        cuts = [0, table.num_rows]  # without the column, prepare names it
-        if self.text_column in table.column_names:
-            cuts = _readers.slice_rows(_readers.text_sizes(table.column(self.text_column)), _readers.SLICE_CHARS)
+        cuts = [0, table.num_rows]  # without the columns, prepare names them
+        if not self.text.missing(table.column_names):
+            cuts = _readers.slice_rows(self.text.sizes(table), _readers.SLICE_CHARS)
         out = [self.run(self.prepare(table.slice(a, b - a), a)).table for a, b in itertools.pairwise(cuts)]
         return out[0] if len(out) == 1 else pa.concat_tables(out)
 
     def prepare(self, table: pa.Table, first: int = 0) -> Prepared:
         """Check every row and tokenize the good ones (raises ``BadRowError`` under ``fail``);
         ``first``: the number of the table's first row, which names a bad row without an id."""
-        if self.text_column not in table.column_names:
-            raise ValueError(f"the batch has no column {self.text_column!r}; its columns are {table.column_names}")
+        missing = self.text.missing(table.column_names)
+        if missing:
+            raise ValueError(f"the batch has no column {missing[0]!r}; its columns are {table.column_names}")
         if self.output_column in table.column_names:
             raise ValueError(f"the batch already has a column {self.output_column!r}; choose another output_column")
         if self.chunker is not None:
             taken = [c for c in (*CHUNK_COLUMNS, *((CHUNK_TEXT,) if self.chunk_text else ())) if c in table.column_names]
             if taken:
                 raise ValueError(f"the batch already has the column(s) {taken} that chunking adds; rename them")
-        texts, reasons = _texts(table, self.text_column)
+        texts, reasons = _texts(table, self.text)
         bad_idx = [i for i, r in enumerate(reasons) if r is not None]
         bad = [bad_row(table, i, reasons[i], self.id_column, first) for i in bad_idx]  # type: ignore[arg-type]
         if bad and self.on_error is OnError.FAIL:
@@ -437,12 +443,19 @@ def output_settings(
     return prec, truncate_dim, ranges, pa.list_(pa.from_numpy_dtype(dtype), width)
 
 
-def _texts(table: pa.Table, column: str) -> tuple[list[Any], list[str | None]]:
+def _texts(table: pa.Table, source: TextSource) -> tuple[list[Any], list[str | None]]:
     """The texts and, per row, why it cannot be embedded (None where it can)."""
-    col = table.column(column)
     if BAD in table.column_names:  # read by embedrt's readers: problems are already named
-        return col.to_pylist(), table.column(BAD).to_pylist()
-    return arrow_texts(col)
+        return table.column(TEXT).to_pylist(), table.column(BAD).to_pylist()
+    return source.from_table(table)
+
+
+def text_source(text_column: str, text_template: str | None) -> TextSource:
+    """Where rows' texts come from; a column and a template at once are refused."""
+    if text_template is not None and text_column != "text":
+        raise ValueError(f"give text_column ({text_column!r}) or text_template ({text_template!r}), not both: "
+                         "a template names its columns itself")  # fmt: skip
+    return TextSource.of(text_column, text_template)
 
 
 TEXT_COLUMN = TEXT  # the column embedrt's readers put texts in

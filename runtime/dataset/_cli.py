@@ -14,6 +14,7 @@ from ._job import Backend, RayOptions, embed_dataset
 _EXAMPLES = """examples:
   embedrt embed-dataset corpus.jsonl vectors/ --model bundles/minilm --id-column doc_id
   embedrt embed-dataset 'shards/*.parquet' vectors/ --model bundles/minilm --keep-columns title,url
+  embedrt embed-dataset beir/corpus.jsonl vectors/ --model bundles/minilm --id-column _id --text-template '{title} {text}'
   embedrt embed-dataset corpus.txt vectors/ --model bundles/minilm --on-error skip
   embedrt embed-dataset corpus/ vectors/ --model bundles/minilm --backend ray --num-actors 8
   embedrt embed-dataset s3://bucket/docs/ s3://bucket/vectors/ --model s3://bucket/bundles/minilm
@@ -40,7 +41,11 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "local, or an s3:// or gs:// URI")  # fmt: skip
     p.add_argument("output", help="the output folder (Parquet parts, _manifest.json); local, or an s3:// or gs:// URI")
     p.add_argument("-m", "--model", required=True, metavar="BUNDLE", help="a bundle folder written by embedrt export (an s3:// or gs:// URI is fetched into a local cache)")
-    p.add_argument("--text-column", default="text", help="column holding the texts (default: text; not for .txt)")
+    p.add_argument("--text-column", help="column holding the texts (default: text; not for .txt)")
+    p.add_argument("--text-template", metavar="TEMPLATE",
+                   help="each row's text made from several columns, as in '{title}\\n{text}' or 'title: {title|none} | "
+                   "text: {text}' (after |: the text for a null, missing or empty value; without one a null makes a bad "
+                   "row); instead of --text-column")  # fmt: skip
     p.add_argument("--id-column", help="column whose values name the rows (default: the row number from 0)")
     p.add_argument("--keep-columns", default="", metavar="A,B", help="comma-separated columns copied to the output")
     p.add_argument("--on-error", default="fail", choices=[m.value for m in OnError],
@@ -88,10 +93,13 @@ def _run(args: argparse.Namespace) -> int:
 
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     ranges = np.load(args.ranges, allow_pickle=False) if args.ranges else None
+    if args.text_column is not None and args.text_template is not None:
+        raise ValueError(f"give --text-column ({args.text_column!r}) or --text-template ({args.text_template!r}), "
+                         "not both: a template names its columns itself")  # fmt: skip
     ray = RayOptions(args.address, args.num_actors, args.cpus_per_actor, args.num_gpus_per_actor, args.max_actor_restarts)
     try:
         summary = embed_dataset(
-            args.input, args.output, args.model, text_column=args.text_column, id_column=args.id_column,
+            args.input, args.output, args.model, text_column=args.text_column or "text", text_template=args.text_template, id_column=args.id_column,
             keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
             normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite,
             **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,

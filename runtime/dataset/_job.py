@@ -39,9 +39,11 @@ from ._batch import (
     chunker,
     output_settings,
     sparse_settings,
+    text_source,
 )
 from ._output import OutputFolder
 from ._sources import InputError, InputFormat, PartSpec, Plan, plan_input
+from ._template import TextSource
 
 Log = Callable[[str], None]
 
@@ -133,6 +135,7 @@ def embed_dataset(
     chunk_text: bool = False,
     max_active_dims: int | None = None,
     repeat_cache_mb: float = JOB_CACHE_MB,
+    text_template: str | None = None,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -150,6 +153,12 @@ def embed_dataset(
     parts are kept, and the result equals an uninterrupted run (where texts repeat across parts, to
     float rounding: the resumed run's ``repeat_cache_mb`` cache starts empty). An ``output`` made
     from another input, model or options is refused unless ``overwrite``.
+
+    ``text_column``: the column holding the texts (not for ``.txt``). ``text_template`` makes each
+    row's text from several columns instead: ``"{title}\n{text}"``, or ``"title: {title|none} |
+    text: {text}"`` where after ``|`` comes the text for a null, missing or empty value (without one,
+    a null or missing value makes the row bad; an empty one stays empty); ``{{`` and ``}}`` are
+    literal braces. Windows' ``chunk_start`` and ``chunk_end`` count in the composed text.
 
     ``id_column``: the column whose values name each row (default: the row number across the input's
     files in sorted order, from 0). ``on_error``: ``"fail"`` (stop at the first bad row, naming it),
@@ -188,7 +197,8 @@ def embed_dataset(
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
-                              max_active_dims=max_active_dims, repeat_cache_mb=repeat_cache_mb)  # fmt: skip
+                              max_active_dims=max_active_dims, repeat_cache_mb=repeat_cache_mb,
+                              text_template=text_template)  # fmt: skip
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
         from ._ray import check_options, ray_module
@@ -216,7 +226,7 @@ def embed_dataset(
     else:
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
     with _scan_progress(progress) as scanned:
-        plan = plan_input(input, rows_per_part, text_column=text_column, id_column=id_column,
+        plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column,
                           keep_columns=job.keep_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
     schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns())
     folder = OutputFolder(output)
@@ -278,6 +288,11 @@ class JobSettings:
     # characters of text a part is read, embedded and written in at a time (not part of the
     # identity: slices change how a part is made, not what it holds)
     slice_chars: int = field(default_factory=lambda: _readers.SLICE_CHARS)
+    text_template: str | None = None  # each row's text composed from several columns
+
+    @property
+    def text(self) -> TextSource:
+        return TextSource.of(self.text_column, self.text_template)
 
     @classmethod
     def checked(cls, text_column: str, id_column: str | None, keep_columns: Any, on_error: str | OnError,
@@ -286,7 +301,8 @@ class JobSettings:
                 truncate_dim: int | None = None, ranges: np.ndarray | None = None,
                 chunk_tokens: int | str | None = None, chunk_overlap: int = 0,
                 chunk_text: bool = False, max_active_dims: int | None = None,
-                repeat_cache_mb: float = JOB_CACHE_MB) -> JobSettings:  # fmt: skip
+                repeat_cache_mb: float = JOB_CACHE_MB, text_template: str | None = None) -> JobSettings:  # fmt: skip
+        text_source(text_column, text_template)  # a bad template fails here, before any work
         keep = tuple(keep_columns)
         if chunk_tokens is not None and chunk_tokens != "max":
             chunk_tokens = check_int(chunk_tokens, "chunk_tokens", also=" or 'max'")
@@ -303,7 +319,8 @@ class JobSettings:
                    None if ranges is None else np.asarray(ranges, dtype=np.float32), chunk_tokens,
                    check_int(chunk_overlap, "chunk_overlap", 0), bool(chunk_text),
                    None if max_active_dims is None else check_int(max_active_dims, "max_active_dims"),
-                   repeat_cache_mb=check_cache_mb(repeat_cache_mb, "repeat_cache_mb"))  # fmt: skip
+                   repeat_cache_mb=check_cache_mb(repeat_cache_mb, "repeat_cache_mb"),
+                   text_template=text_template)  # fmt: skip
 
     def with_window(self, max_seq_length: int) -> JobSettings:
         """``chunk_tokens="max"`` as the model's window (so that the job's identity holds the number)."""
@@ -324,6 +341,7 @@ class JobSettings:
             "rows_per_part": self.rows_per_part, "text_column": self.text_column, "id_column": self.id_column,
             "keep_columns": list(self.keep_columns), "on_error": self.on_error.value, "normalize": self.normalize,
             "prompt_name": self.prompt_name, "prompt": self.prompt, **self._output_identity(),
+            **({"text_column": None, "text_template": self.text_template} if self.text_template is not None else {}),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:
@@ -354,7 +372,7 @@ class JobSettings:
     def slices(self, plan: Plan, part: PartSpec) -> Iterator[pa.Table]:
         """The part's rows, in tables of about ``SLICE_CHARS`` characters of text each (one for most
         parts: a slice bounds the memory of a part of long documents)."""
-        return _readers.read_slices(plan, part, self.text_column, self.id_column, self.keep_columns, self.slice_chars)
+        return _readers.read_slices(plan, part, self.text, self.id_column, self.keep_columns, self.slice_chars)
 
 
 def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) -> tuple[str, int, int, bool]:

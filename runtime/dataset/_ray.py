@@ -42,6 +42,7 @@ from ._batch import (
     load_embedding_model,
     output_settings,
     sparse_settings,
+    text_source,
 )
 from ._output import OutputFolder
 from ._sources import PartSpec, Plan
@@ -300,6 +301,7 @@ def embed_ray_dataset(
     chunk_text: bool = False,
     max_active_dims: int | None = None,
     repeat_cache_mb: float = JOB_CACHE_MB,
+    text_template: str | None = None,
 ) -> Any:
     """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors added.
 
@@ -319,6 +321,8 @@ def embed_ray_dataset(
     A sparse (SPLADE) bundle gives a struct of ``indices`` and ``values`` (``max_active_dims``: the
     largest weights kept per vector). ``repeat_cache_mb``: each actor keeps the vectors of the texts
     it embedded last, up to that many megabytes, and does not embed them again (0: none).
+    ``text_template``: each row's text made from several columns (``"{title}\n{text}"``), as
+    ``EmbedBatch`` takes it.
     """
     ray = ray_module()
     threads = _check_cpus(cpus_per_actor)
@@ -326,6 +330,7 @@ def embed_ray_dataset(
     parse_on_error = parse(OnError, on_error, "on_error")
     _check_actors(num_actors)
     check_cache_mb(repeat_cache_mb, "repeat_cache_mb")
+    text_source(text_column, text_template)
     check_streams(parse(Device, device, "device"), streams)
     checking = load_embedding_model(model, verify=True)
     checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
@@ -341,7 +346,8 @@ def embed_ray_dataset(
                                "device": device, "threads": threads, "precision": precision,
                                "truncate_dim": truncate_dim, "ranges": ranges, "streams": streams,
                                "chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap, "chunk_text": chunk_text,
-                               "max_active_dims": max_active_dims, "repeat_cache_mb": repeat_cache_mb},
+                               "max_active_dims": max_active_dims, "repeat_cache_mb": repeat_cache_mb,
+                               "text_template": text_template},
         batch_size=rows_per_batch, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None, max_restarts=restarts,
     )  # fmt: skip

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from . import _storage as storage
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit
+from ._template import TextSource
 
 TEXT, BAD, LINE = "__text", "__bad", "__line"
 INTERNAL = (TEXT, BAD, LINE)
@@ -69,18 +70,20 @@ class _Slicer:
 
 
 def read_part(
-    plan: Plan, part: PartSpec, text_column: str, id_column: str | None, keep_columns: tuple[str, ...]
+    plan: Plan, part: PartSpec, text: str | TextSource, id_column: str | None, keep_columns: tuple[str, ...]
 ) -> pa.Table:
     """The part's rows, all of them in one table."""
-    return pa.concat_tables(read_slices(plan, part, text_column, id_column, keep_columns, None))
+    return pa.concat_tables(read_slices(plan, part, text, id_column, keep_columns, None))
 
 
 def read_slices(
-    plan: Plan, part: PartSpec, text_column: str, id_column: str | None, keep_columns: tuple[str, ...],
+    plan: Plan, part: PartSpec, text: str | TextSource, id_column: str | None, keep_columns: tuple[str, ...],
     chars: int | None = SLICE_CHARS,
 ) -> Iterator[pa.Table]:
     """The part's rows, in order, as tables of about ``chars`` characters of text each (at least one
-    row; None: one table); a part of no rows gives one empty table."""
+    row; None: one table); a part of no rows gives one empty table. ``text``: the column holding
+    the texts, or a ``TextSource``."""
+    source = TextSource.of(text)
     shard = plan.shards[part.shard]
     columns = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
     meta = {FILE_KEY: shard.path.encode(), POSITION_KEY: b"row" if plan.format is InputFormat.PARQUET else b"line"}
@@ -94,14 +97,14 @@ def read_slices(
         return pa.table(out).replace_schema_metadata(meta)
 
     if plan.format is InputFormat.PARQUET:
-        tables: Iterator[pa.Table] = _read_parquet(shard, part, text_column, columns, chars)
+        tables: Iterator[pa.Table] = _read_parquet(shard, part, source, columns, chars)
     else:
         if plan.format is InputFormat.TXT:
             slices = _read_txt(shard, part, chars)
         elif plan.format is InputFormat.JSONL:
-            slices = _read_jsonl(shard, part, text_column, columns, chars)
+            slices = _read_jsonl(shard, part, source, columns, chars)
         else:
-            slices = _read_csv(shard, part, text_column, columns, "\t" if plan.format is InputFormat.TSV else ",", chars)
+            slices = _read_csv(shard, part, source, columns, "\t" if plan.format is InputFormat.TSV else ",", chars)
         tables = (_assemble({c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()},
                             rows.text, rows.bad, rows.line) for rows in slices)  # fmt: skip
     for table in tables:
@@ -159,7 +162,7 @@ def _read_txt(shard: Shard, part: PartSpec, chars: int | None) -> Iterator[_Rows
 
 
 def _read_jsonl(
-    shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...], chars: int | None
+    shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], chars: int | None
 ) -> Iterator[_Rows]:
     out = _Slicer(columns, chars)
     for line, raw in _lines(shard, part, skip_empty=True):
@@ -181,16 +184,15 @@ def _read_jsonl(
             values[c] = None  # Arrow strings are UTF-8: a lone surrogate cannot be stored
         if bad:
             rows.add(line, None, bad, values)
-        elif broken or (isinstance(obj.get(text_column), str) and _has_surrogate(obj[text_column])):
-            c = broken[0] if broken else text_column
-            s = obj[c]
+            continue
+        text, bad = source.from_mapping(obj)
+        if broken or (text is not None and _has_surrogate(text)):
+            s: str = obj[broken[0]] if broken else text or ""
             at = next(i for i, ch in enumerate(s) if "\ud800" <= ch <= "\udfff")
-            rows.add(line, None, f"{'text' if c == text_column else c} holds a lone surrogate {s[at]!r} at "
+            rows.add(line, None, f"{broken[0] if broken else 'text'} holds a lone surrogate {s[at]!r} at "
                      f"character {at}", values)  # fmt: skip
-        elif text_column not in obj:
-            rows.add(line, None, f"missing column {text_column!r} (keys: {sorted(obj)[:8]})", values)
         else:
-            rows.add(line, *_text_value(obj[text_column]), values)
+            rows.add(line, text, bad, values)
     yield out.take()
 
 
@@ -208,20 +210,12 @@ def _json_name(v: object) -> str:
     )
 
 
-def _text_value(v: object) -> tuple[str | None, str | None]:
-    if v is None:
-        return None, "text is null"
-    if not isinstance(v, str):
-        return None, f"text is {type(v).__name__} ({v!r:.40}), expected a string"
-    return v, None
-
-
 def _read_csv(
-    shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...], delimiter: str, chars: int | None
+    shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], delimiter: str, chars: int | None
 ) -> Iterator[_Rows]:
     out = _Slicer(columns, chars)
     header = shard.columns
-    where = {c: header.index(c) for c in (text_column, *columns)}
+    where = {c: header.index(c) for c in (*source.columns, *columns)}
     with storage.reading(shard.path) as f, csv_field_limit():
         f.seek(part.byte_offset)
         lines = _TrackedLines(f)
@@ -248,7 +242,7 @@ def _read_csv(
                 continue
             values = {c: record[where[c]] for c in columns}
             bad_field = next((c for c, v in values.items() if _has_surrogate(v)), None)
-            text = record[where[text_column]]
+            text = source.from_mapping({c: record[where[c]] for c in source.columns})[0] or ""  # CSV has no nulls
             if _has_surrogate(text) or bad_field:
                 raw = (text if bad_field is None else values[bad_field]).encode("utf-8", "surrogateescape")
                 rows.add(line, None, _decode(raw)[1], {} if bad_field else values)
@@ -266,15 +260,15 @@ def _has_surrogate(s: str) -> bool:
 
 
 def _read_parquet(
-    shard: Shard, part: PartSpec, text_column: str, columns: tuple[str, ...], chars: int | None
+    shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], chars: int | None
 ) -> Iterator[pa.Table]:
-    wanted = list(dict.fromkeys((text_column, *columns)))
+    wanted = list(dict.fromkeys((*source.columns, *columns)))
     at = part.start  # the file row of the next slice's first row
 
     def assemble(pieces: list[pa.Table]) -> pa.Table:
         nonlocal at
         table = pa.concat_tables(pieces)
-        text, bad = arrow_texts(table.column(text_column))
+        text, bad = source.from_table(table)
         lines = list(range(at, at + table.num_rows))
         at += table.num_rows
         return _assemble({c: table.column(c) for c in columns}, text, bad, lines)
@@ -284,7 +278,7 @@ def _read_parquet(
     with storage.parquet_file(shard.path) as pf:
         for batch in _row_range(pf, part.start, part.stop, wanted):
             start = 0
-            for i, n in enumerate(text_sizes(batch.column(text_column)).tolist()):
+            for i, n in enumerate(source.sizes(batch).tolist()):
                 if chars is not None and held and held + n > chars:  # as ``slice_rows`` cuts
                     pieces.append(batch.slice(start, i - start))
                     yield assemble(pieces)
@@ -346,11 +340,12 @@ def _is_view(t: pa.DataType, name: str) -> bool:
     return bool(check and check(t))
 
 
-def arrow_texts(col: pa.ChunkedArray) -> tuple[list[str | None], list[str | None]]:
+def arrow_texts(col: pa.ChunkedArray, label: str = "text") -> tuple[list[str | None], list[str | None]]:
     """The texts of an Arrow column and, per row, why it cannot be embedded (None where it can).
 
     Strings in any Arrow layout (plain, large, dictionary-encoded, view) are texts; binary columns
-    are decoded as UTF-8, a row that is not UTF-8 being bad; any other type is a bad row."""
+    are decoded as UTF-8, a row that is not UTF-8 being bad; any other type is a bad row. ``label``
+    names the value in the reasons."""
     t = col.type
     if pa.types.is_dictionary(t):
         col, t = col.cast(t.value_type), t.value_type
@@ -365,14 +360,14 @@ def arrow_texts(col: pa.ChunkedArray) -> tuple[list[str | None], list[str | None
             col = col.cast(pa.binary() if pa.types.is_string(t) else pa.large_binary())
             t = col.type
         else:
-            return values, ["text is null" if v is None else None for v in values]
+            return values, [f"{label} is null" if v is None else None for v in values]
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         texts: list[str | None] = []
         bad: list[str | None] = []
         for raw in col.to_pylist():
-            text, why = (None, "text is null") if raw is None else _decode(raw)
+            text, why = (None, f"{label} is null") if raw is None else _decode(raw)
             texts.append(text)
             bad.append(why)
         return texts, bad
     nulls = col.is_null().to_pylist()
-    return [None] * len(col), ["text is null" if n else f"text is {t}, expected a string" for n in nulls]
+    return [None] * len(col), [f"{label} is null" if n else f"{label} is {t}, expected a string" for n in nulls]

@@ -26,6 +26,7 @@ from .._errors import EmbedrtError
 from .._objects import is_uri
 from .._types import check_int
 from . import _storage as storage
+from ._template import TextSource
 
 _BLOCK = 8 << 20
 
@@ -266,7 +267,7 @@ def plan_input(
     spec: str | Path | list[str | Path],
     rows_per_part: int,
     *,
-    text_column: str,
+    text: str | TextSource,
     id_column: str | None,
     keep_columns: tuple[str, ...],
     log: Any = None,
@@ -274,12 +275,17 @@ def plan_input(
     scanned: Callable[[int], None] | None = None,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
-    ``scanned(n)``: n more rows found (a progress bar for a long scan)."""
+    ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
+    (a progress bar for a long scan)."""
+    source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     fmt, files = find_inputs(spec, exclude)
     if fmt is InputFormat.TXT and (id_column or keep_columns):
         raise InputError(".txt input has no columns: --id-column and --keep-columns need .jsonl, .csv or .parquet")
+    if fmt is InputFormat.TXT and source.template is not None:
+        raise InputError(f".txt input has no columns: --text-template ({source.template!r}) needs .jsonl, .csv or "
+                         ".parquet")  # fmt: skip
     wanted = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
     shards: list[Shard] = []
     parts: list[PartSpec] = []
@@ -297,7 +303,7 @@ def plan_input(
         else:
             shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL,
                                                 kinds=kinds, tell=tell)  # fmt: skip
-        _check_columns(shard, fmt, text_column, wanted)
+        _check_columns(shard, fmt, source, wanted)
         for k, (start, offset, line) in enumerate(starts):
             stop = min(start + rows_per_part, shard.rows)
             parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line, hashes[k] if hashes else ""))
@@ -328,14 +334,15 @@ def _first_keys(files: list[str]) -> list[str]:
     return []
 
 
-def _check_columns(shard: Shard, fmt: InputFormat, text_column: str, wanted: tuple[str, ...]) -> None:
+def _check_columns(shard: Shard, fmt: InputFormat, source: TextSource, wanted: tuple[str, ...]) -> None:
     if fmt in (InputFormat.TXT, InputFormat.JSONL):
-        return  # txt has none; a jsonl row without a column is a bad row, not a bad file
-    missing = [c for c in (text_column, *wanted) if c not in shard.columns]
+        return  # txt has none; a jsonl row without a column is a bad row (or takes its default), not a bad file
+    missing = [c for c in (*source.columns, *wanted) if c not in shard.columns]
     if missing:
+        text = "--text-template" if source.template is not None else "--text-column"
         raise InputError(
             f"{shard.path} has no column {missing[0]!r}; its columns are {list(shard.columns)} "
-            "(set --text-column / --id-column / --keep-columns)"
+            f"(set {text} / --id-column / --keep-columns)"
         )
 
 
