@@ -13,7 +13,9 @@ window records the characters of the text it covers (``text[start:end]``, the pr
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -35,6 +37,12 @@ BREAKS = (
 )
 # a cut rule's name, part of a corpus job's identity: other rules give other windows
 CUTS = "paragraph, sentence, line, word"
+# A text longer than this is tokenized a piece at a time, each piece but the first beginning with
+# a space that follows a word (so that its tokens are those of the whole text: WordPiece drops the
+# space, byte-level BPE and Metaspace give the word after it its own mark either way), so that a
+# huge text's encodings are never all held at once.
+PIECE_CHARS = 1 << 18
+_RUN = re.compile(r"(?<=\S) ")  # a space after a word: where pieces start
 V = TypeVar("V")  # the vectors: a numpy array (``Embedder``) or ``SparseEmbeddings`` (``SparseEncoder``)
 
 
@@ -132,61 +140,55 @@ class Chunker:
     def split(self, texts: Sequence[str]) -> Chunks:
         """The windows of every text (at least one each: an empty text gives one window of no text).
 
-        Texts are tokenized a group at a time (the tokenizer's encodings take tens of bytes a token)
-        and each window's ids are kept as a small array, so memory follows the windows' tokens."""
-        ids: list[np.ndarray] = []
-        types: list[np.ndarray] = []
-        text_of: list[int] = []
-        index: list[int] = []
-        starts: list[int] = []
-        ends: list[int] = []
+        Texts are tokenized a group at a time (the tokenizer's encodings take hundreds of bytes a
+        token), a text of more than ``PIECE_CHARS`` characters a piece at a time, and each window's
+        ids are kept as a small array, so memory follows the windows' tokens."""
+        out = _Collected()
         skip = len(self.prompt)
-        prefix, suffix = np.asarray(self._prefix, np.int32), np.asarray(self._suffix, np.int32)
-        for first, group in _groups(texts):
-            full = [self.prompt + t for t in group] if self.prompt else list(group)
-            for i, e in enumerate(encoded(self._tok.encode_batch, full, group, special=False), start=first):
-                all_ids = np.asarray(e.ids, dtype=np.int32)
-                p = 0
-                if skip:  # the prompt's tokens: those that end within it
-                    while p < len(all_ids) and e.token_to_chars(p)[1] <= skip:
-                        p += 1
-                room = self.tokens - len(prefix) - p - len(suffix)
-                if room <= self.overlap:
-                    raise ValueError(f"texts[{i}]: chunk_tokens={self.tokens} leaves {room} tokens for the text after "
-                                     f"the special tokens and the prompt's {p}, not more than chunk_overlap={self.overlap}")  # fmt: skip
-                head = np.concatenate([prefix, all_ids[:p]])
-                breaks = _breaks(full[i - first], skip, e) if len(all_ids) - p > room else ()  # only to cut it
-                for k, (a, b) in enumerate(self._windows(e.token_to_word, p, len(all_ids), room, breaks)):
-                    window = np.concatenate([head, all_ids[a:b], suffix])
-                    kinds = np.full(len(window), self._type, dtype=np.int8)
-                    kinds[: len(prefix)] = self._prefix_types
-                    kinds[len(window) - len(suffix) :] = self._suffix_types
-                    ids.append(window)
-                    types.append(kinds)
-                    text_of.append(i)
-                    index.append(k)
-                    starts.append(max(e.token_to_chars(a)[0] - skip, 0) if b > a else 0)
-                    ends.append(max(e.token_to_chars(b - 1)[1] - skip, 0) if b > a else 0)
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        return Chunks(
-            # each window an int32 array (a tenth of a list's memory), which the padding takes as it takes lists
-            tokens=Tokenized(ids, types, lengths, np.zeros(len(ids), dtype=bool)),  # type: ignore[arg-type]
-            text=np.asarray(text_of, dtype=np.int64),
-            index=np.asarray(index, dtype=np.int32),
-            start=np.asarray(starts, dtype=np.int64),
-            end=np.asarray(ends, dtype=np.int64),
-        )
+        held: list[_Piece] = []  # the pieces of a long text read so far
+        pieces, owner, offset, last = _pieces(texts)
+        for first, group in _groups(pieces):
+            full = [self.prompt + t if self.prompt and offset[k] == 0 else t
+                    for k, t in enumerate(group, start=first)]  # fmt: skip
+            for k, e in enumerate(encoded(self._tok.encode_batch, full, group, special=False), start=first):
+                shift = offset[k] - skip if offset[k] == 0 else offset[k]
+                if last[k] and not held:  # a whole text: the encoding's own look-ups
+                    self._cut(owner[k], texts[owner[k]], _Encoded(e, shift), out)
+                    continue
+                held.append(_Piece.of(e, shift))
+                if last[k]:
+                    self._cut(owner[k], texts[owner[k]], _Piece.joined(held), out)
+                    held = []
+        return out.chunks()
+
+    def _cut(self, i: int, text: str, tok: _Encoded | _Piece, out: _Collected) -> None:
+        """Text ``i``'s windows (its tokens ``tok``, the prompt's in front) into ``out``."""
+        n = len(tok.ids)
+        p = 0  # the prompt's tokens: those that end within it
+        while p < n and tok.end(p) <= 0:
+            p += 1
+        prefix, suffix = self._prefix, self._suffix
+        room = self.tokens - len(prefix) - p - len(suffix)
+        if room <= self.overlap:
+            raise ValueError(f"texts[{i}]: chunk_tokens={self.tokens} leaves {room} tokens for the text after "
+                             f"the special tokens and the prompt's {p}, not more than chunk_overlap={self.overlap}")  # fmt: skip
+        head = np.concatenate([np.asarray(prefix, np.int32), tok.ids[:p]])
+        tail = np.asarray(suffix, np.int32)
+        breaks = _breaks(text, tok) if n - p > room else ()  # only to cut it
+        for k, (a, b) in enumerate(self._windows(tok.word_starts, p, n, room, breaks)):
+            window = np.concatenate([head, tok.ids[a:b], tail])
+            kinds = np.full(len(window), self._type, dtype=np.int8)
+            kinds[: len(prefix)] = self._prefix_types
+            kinds[len(window) - len(suffix) :] = self._suffix_types
+            out.add(window, kinds, i, k, max(tok.start(a), 0) if b > a else 0, max(tok.end(b - 1), 0) if b > a else 0)
 
     def _windows(
-        self, word: Callable[[int], int | None], first: int, n: int, room: int, breaks: Sequence[np.ndarray],
+        self, word_starts: Callable[[int], bool], first: int, n: int, room: int, breaks: Sequence[np.ndarray],
     ) -> list[tuple[int, int]]:  # fmt: skip
         """Token ranges ``[a, b)`` over ``first..n`` of at most ``room`` tokens, ``overlap`` shared;
-        ``word(j)``: the word of token ``j``; ``breaks``: ascending tokens that begin a paragraph, a
-        sentence, a line (``_breaks``), where a window ends in preference to any other word start."""
-
-        def word_starts(j: int) -> bool:
-            return j >= n or word(j) is None or word(j) != word(j - 1)
-
+        ``word_starts(j)``: token ``j`` begins a word (or is ``n``); ``breaks``: ascending tokens that
+        begin a paragraph, a sentence, a line (``_breaks``), where a window ends in preference to
+        any other word start."""
         out: list[tuple[int, int]] = []
         s = first
         while True:
@@ -209,27 +211,163 @@ class Chunker:
                 s += 1
 
 
-def _breaks(text: str, skip: int, enc: Encoding) -> list[np.ndarray]:
-    """For each of ``BREAKS``, the ascending tokens of ``text`` (encoded as ``enc``, the text's own
-    characters from ``skip`` on: after the prompt) that begin a paragraph, a sentence, a line: the
-    first token that starts after the last character before the break (a space or line break that
-    the tokenizer keeps goes with what follows); none where one token spans the break."""
+class _Encoded:
+    """A whole text's tokens through its encoding's own look-ups, characters counted in the text
+    (the prompt's at or below 0)."""
+
+    def __init__(self, e: Encoding, shift: int) -> None:
+        self.e, self.shift = e, shift
+        self.ids = np.asarray(e.ids, dtype=np.int32)
+
+    def start(self, j: int) -> int:
+        return int((self.e.token_to_chars(j) or (-1, -1))[0]) + self.shift
+
+    def end(self, j: int) -> int:
+        return int((self.e.token_to_chars(j) or (-1, -1))[1]) + self.shift
+
+    def word_starts(self, j: int) -> bool:
+        word = self.e.token_to_word
+        return j >= len(self.ids) or word(j) is None or word(j) != word(j - 1)
+
+    def char_to_token(self, c: int) -> int | None:
+        t = self.e.char_to_token(c - self.shift)
+        return None if t is None else int(t)
+
+
+class _Piece:
+    """A long text's tokens, or a piece's, as arrays: ids, the characters each covers (counted in
+    the text) and whether each begins a word; 13 bytes a token against an encoding's hundreds."""
+
+    FIELDS = ("ids", "starts", "ends", "word")
+
+    def __init__(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, word: np.ndarray) -> None:
+        self.ids = ids  # int32
+        self.starts, self.ends = starts, ends  # int32 (int64 past 2**31 characters)
+        self.word = word  # bool: begins a word
+
+    @classmethod
+    def of(cls, e: Encoding, shift: int) -> _Piece:
+        """An encoding's tokens, its characters moved by ``shift`` (a piece's first token begins a
+        word: pieces start with a space)."""
+        spans = np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2) + shift
+        spans = spans.astype(np.int32) if spans.size and spans.max() < 2**31 - 1 else spans
+        words = np.fromiter((-1 if w is None else w for w in e.word_ids), dtype=np.int64, count=len(e.ids))
+        word = np.ones(len(words), dtype=bool)
+        word[1:] = (words[1:] == -1) | (words[1:] != words[:-1])
+        return cls(np.asarray(e.ids, dtype=np.int32), spans[:, 0].copy(), spans[:, 1].copy(), word)
+
+    @classmethod
+    def joined(cls, parts: list[_Piece]) -> _Piece:
+        """The pieces as one, each field's parts let go once joined (so a text's tokens are held
+        about once, not twice)."""
+        out = []
+        for f in cls.FIELDS:
+            out.append(np.concatenate([getattr(t, f) for t in parts]))
+            for t in parts:
+                setattr(t, f, None)
+        return cls(*out)
+
+    def start(self, j: int) -> int:
+        return int(self.starts[j])
+
+    def end(self, j: int) -> int:
+        return int(self.ends[j])
+
+    def word_starts(self, j: int) -> bool:
+        return j >= len(self.ids) or bool(self.word[j])
+
+    def char_to_token(self, c: int) -> int | None:
+        """The first token covering character ``c``, as ``Encoding.char_to_token``."""
+        t = int(np.searchsorted(self.ends, self.ends.dtype.type(c), "right"))  # in its type: no copy of it
+        return t if t < len(self.ends) and self.starts[t] <= c else None
+
+
+class _Collected:
+    """Windows as they are cut, in text order and then window order."""
+
+    def __init__(self) -> None:
+        self.ids: list[np.ndarray] = []
+        self.types: list[np.ndarray] = []
+        self.text: list[int] = []
+        self.index: list[int] = []
+        self.start: list[int] = []
+        self.end: list[int] = []
+
+    def add(self, ids: np.ndarray, types: np.ndarray, text: int, index: int, start: int, end: int) -> None:
+        self.ids.append(ids)
+        self.types.append(types)
+        self.text.append(text)
+        self.index.append(index)
+        self.start.append(start)
+        self.end.append(end)
+
+    def chunks(self) -> Chunks:
+        lengths = np.fromiter(map(len, self.ids), dtype=np.int64, count=len(self.ids))
+        return Chunks(
+            # each window an int32 array (a tenth of a list's memory), which the padding takes as it takes lists
+            tokens=Tokenized(self.ids, self.types, lengths, np.zeros(len(self.ids), dtype=bool)),  # type: ignore[arg-type]
+            text=np.asarray(self.text, dtype=np.int64),
+            index=np.asarray(self.index, dtype=np.int32),
+            start=np.asarray(self.start, dtype=np.int64),
+            end=np.asarray(self.end, dtype=np.int64),
+        )
+
+
+def _breaks(text: str, tok: _Encoded | _Piece) -> list[np.ndarray]:
+    """For each of ``BREAKS``, the ascending tokens of ``text`` (``tok``) that begin a paragraph, a
+    sentence, a line: the first token that starts after the last character before the break (a
+    space or line break that the tokenizer keeps goes with what follows); none where one token
+    spans the break."""
     out = []
     for rule in BREAKS:
         found = []
-        for m in rule.finditer(text, skip):
+        for m in rule.finditer(text):
             after = m.start() + len(m.group().rstrip())  # past the sentence's mark and closers
             for c in range(after, m.end() + 1):
-                t = enc.char_to_token(c)
+                t = tok.char_to_token(c)
                 if t is not None:
-                    if (enc.token_to_chars(t) or (-1, -1))[0] >= after:
+                    if tok.start(t) >= after:
                         found.append(t)
                     break
         out.append(np.unique(np.asarray(found, dtype=np.int64)))
     return out
 
 
-def _groups(texts: Sequence[str], chars: int = 1 << 21) -> Iterator[tuple[int, Sequence[str]]]:
+def _pieces(texts: Sequence[str], chars: int | None = None) -> tuple[list[str], list[int], list[int], list[bool]]:
+    """The texts as pieces to tokenize: a text of more than ``chars`` characters (``PIECE_CHARS``)
+    cut before spaces that follow a word (none: whole), others whole; each piece's text, its first
+    character in that text, and whether it is the text's last piece."""
+    limit = PIECE_CHARS if chars is None else chars
+    pieces: list[str] = []
+    owner: list[int] = []
+    offset: list[int] = []
+    last: list[bool] = []
+    for i, t in enumerate(texts):
+        cuts = _cuts(t, limit) if len(t) > limit else [0, len(t)]
+        for a, b in itertools.pairwise(cuts):
+            pieces.append(t if b - a == len(t) else t[a:b])
+            owner.append(i)
+            offset.append(a)
+            last.append(b == len(t))
+    return pieces, owner, offset, last
+
+
+def _cuts(text: str, chars: int) -> list[int]:
+    """``[0, ..., len(text)]``: pieces of at most about ``chars`` characters, each after the first
+    beginning with a space after a word (the last in the piece's second half, else the next one)."""
+    cuts = [0]
+    while len(text) - cuts[-1] > chars:
+        s = cuts[-1]
+        latest = deque(_RUN.finditer(text, s + chars // 2, s + chars), maxlen=1)
+        m = latest[0] if latest else _RUN.search(text, s + chars)
+        if m is None:
+            break
+        cuts.append(m.start())
+    cuts.append(len(text))
+    return cuts
+
+
+def _groups(texts: Sequence[str], chars: int = 1 << 19) -> Iterator[tuple[int, Sequence[str]]]:
     """``texts`` in consecutive groups of about ``chars`` characters (a longer text alone), with the
     index of each group's first text."""
     start, size = 0, 0

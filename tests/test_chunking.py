@@ -4,6 +4,7 @@ byte-level BPE and Unigram tokenizers, with and without overlap and prompts."""
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import re
 
@@ -149,13 +150,74 @@ def test_texts_are_tokenized_a_group_at_a_time(tokenizer: Tokenizer, monkeypatch
         np.testing.assert_array_equal(getattr(grouped, name), getattr(whole, name))
 
 
+def test_a_long_text_is_tokenized_in_pieces_with_the_whole_texts_windows(
+    tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from embedrt import _chunking
+
+    rng = random.Random(6)
+    words = " ".join(CORPUS).split()
+    spaces = [" ", " ", " ", "  ", "\n", "\n\n", "\t", " \n ", "\u00a0"]
+    texts = ["".join(rng.choice(words) + rng.choice(spaces) for _ in range(n)) for n in (3, 200, 900, 2500)]
+    texts += ["서울은 한국의 수도이다. 부산은 항구 도시이다!\n\n" * 40, "nospaces" * 300]
+    settings = [(48, 0, None), (20, 5, "query: "), (12, 2, None)]
+    whole = [Chunker(tokenizer, 48, *s[:2], prompt=s[2]).split(texts) for s in settings]
+    calls: list[int] = []
+    inner = _chunking.encoded
+
+    def spy(encode, texts, given, special=True):  # type: ignore[no-untyped-def]
+        calls.append(sum(map(len, texts)))
+        return inner(encode, texts, given, special)
+
+    monkeypatch.setattr(_chunking, "PIECE_CHARS", 300)
+    monkeypatch.setattr(_chunking, "_groups", functools.partial(_chunking._groups, chars=600))
+    monkeypatch.setattr(_chunking, "encoded", spy)
+    for s, want in zip(settings, whole, strict=True):
+        got = Chunker(tokenizer, 48, *s[:2], prompt=s[2]).split(texts)
+        assert [a.tolist() for a in got.tokens.ids] == [a.tolist() for a in want.tokens.ids]
+        assert [a.tolist() for a in got.tokens.type_ids] == [a.tolist() for a in want.tokens.type_ids]
+        for name in ("text", "index", "start", "end"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    # no call took a whole long text: pieces of about 300 characters, a few to a call (the text
+    # without spaces is the one taken whole)
+    alone = {len(texts[-1]), len("query: " + texts[-1])}
+    assert all(n <= 600 + 300 + len("query: ") or n in alone for n in calls) and len(texts[3]) > 10_000
+
+
+def test_a_pieces_arrays_answer_as_its_encoding(tokenizer: Tokenizer) -> None:
+    from embedrt._chunking import _Encoded, _Piece
+
+    text = "Tabs\tand  spaces. 서울은 한국의 수도이다!\n\nnew paragraph " + " ".join(" ".join(CORPUS).split()[:40])
+    enc = Tokenizer.from_str(tokenizer.to_str()).encode(text, add_special_tokens=False)
+    arrays, direct = _Piece.of(enc, 0), _Encoded(enc, 0)
+    assert [arrays.char_to_token(c) for c in range(len(text) + 1)] == [direct.char_to_token(c) for c in range(len(text) + 1)]
+    n = len(enc.ids)
+    assert [arrays.word_starts(j) for j in range(1, n + 1)] == [direct.word_starts(j) for j in range(1, n + 1)]
+    assert [(arrays.start(j), arrays.end(j)) for j in range(n)] == [(direct.start(j), direct.end(j)) for j in range(n)]
+
+
+def test_pieces_begin_with_a_space_after_a_word() -> None:
+    from embedrt._chunking import _cuts
+
+    text = "alpha beta  gamma\ndelta " * 50
+    cuts = _cuts(text, 40)
+    assert cuts[0] == 0 and cuts[-1] == len(text) and len(cuts) > 20
+    for a, b in itertools.pairwise(cuts):
+        assert 0 < b - a <= 40 or b == len(text)
+        if a:
+            assert text[a] == " " and not text[a - 1].isspace()
+    assert _cuts("x" * 100, 40) == [0, 100]  # nowhere to cut: whole
+    assert _cuts("x" * 100 + " y", 40) == [0, 100, 102]  # past the size, at the next space
+    assert _cuts("short", 40) == [0, 5]
+
+
 def test_the_breaks_are_paragraphs_sentences_and_lines() -> None:
-    from embedrt._chunking import _breaks
+    from embedrt._chunking import _breaks, _Encoded
 
     tok = _train_tokenizer("bpe")[0]
     text = 'One two. Three "four." Five\nsix\n\n  Seven? 八九。十一！ x'
     enc = Tokenizer.from_str(tok.to_str()).encode(text, add_special_tokens=False)
-    para, sentence, line = (b.tolist() for b in _breaks(text, 0, enc))
+    para, sentence, line = (b.tolist() for b in _breaks(text, _Encoded(enc, 0)))
 
     def after(tokens: list[int]) -> list[str]:  # what follows each break: its token's first character, spaces skipped
         return [text[enc.offsets[t][0] :].lstrip()[:1] for t in tokens]
@@ -164,7 +226,8 @@ def test_the_breaks_are_paragraphs_sentences_and_lines() -> None:
     assert after(sentence) == ["T", "F", "八", "十", "x"]
     assert after(line) == ["s", "S"]
     assert all(enc.offsets[t - 1][1] <= text.index(w) for t, w in zip(line, ["six", "Seven"], strict=True))
-    assert after(_breaks(text, text.index("Five"), enc)[1].tolist()) == ["八", "十", "x"]
+    k = text.index("Five")  # as behind a prompt of the characters before it
+    assert after(_breaks(text[k:], _Encoded(enc, -k))[1].tolist()) == ["八", "十", "x"]
 
 
 def _begins(text: str, c: int) -> int:
