@@ -184,6 +184,23 @@ def test_a_long_text_is_tokenized_in_pieces_with_the_whole_texts_windows(
     assert all(n <= 600 + 300 + len("query: ") or n in alone for n in calls) and len(texts[3]) > 10_000
 
 
+def test_a_tokenizer_that_marks_each_call_takes_long_texts_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenizers import normalizers
+
+    from embedrt import _chunking
+
+    tok = _train_tokenizer("unigram")[0]  # as Llama's: a mark put in front of every call's text
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.pre_tokenizer = None
+    text = " ".join(" ".join(CORPUS).split()[:400])
+    whole = Chunker(tok, 48, 20, 4).split([text])
+    monkeypatch.setattr(_chunking, "PIECE_CHARS", 200)
+    chunker = Chunker(tok, 48, 20, 4)
+    assert not chunker._pieces
+    assert [a.tolist() for a in chunker.split([text]).tokens.ids] == [a.tolist() for a in whole.tokens.ids]
+    assert Chunker(_train_tokenizer("unigram")[0], 48, 20)._pieces
+
+
 def test_a_pieces_arrays_answer_as_its_encoding(tokenizer: Tokenizer) -> None:
     from embedrt._chunking import _Encoded, _Piece
 
