@@ -1,7 +1,7 @@
 """Texts longer than a model's window, cut into windows of tokens instead of truncated.
 
-Each text is tokenized once, whole (the prompt in front, as ``tokenize`` does it), and its tokens
-are cut into windows of at most ``tokens`` model inputs: the tokenizer's special tokens and the
+Each text is tokenized once (the prompt in front, as ``tokenize`` does it; a huge text a piece at a
+time, with the whole text's tokens: ``PIECE_CHARS``), and its tokens are cut into windows of at most ``tokens`` model inputs: the tokenizer's special tokens and the
 prompt's tokens in every window, the text's tokens in between, consecutive windows sharing
 ``overlap`` of them. A window ends at the last paragraph break in its second half; without one, at
 the last sentence end there, then the last line break, then the last word start (so a word is not
@@ -153,7 +153,7 @@ class Chunker:
         out = _Collected()
         skip = len(self.prompt)
         held: list[_Piece] = []  # the pieces of a long text read so far
-        pieces, owner, offset, last = _pieces(texts, None if self._pieces else max(map(len, texts), default=0))
+        pieces, owner, offset, last = _pieces(texts, PIECE_CHARS if self._pieces else None)
         for first, group in _groups(pieces):
             full = [self.prompt + t if self.prompt and offset[k] == 0 else t
                     for k, t in enumerate(group, start=first)]  # fmt: skip
@@ -339,12 +339,12 @@ def _breaks(text: str, tok: _Encoded | _Piece) -> list[np.ndarray]:
     return out
 
 
-def _pieces(texts: Sequence[str], chars: int | None = None) -> tuple[list[str], list[int], list[int], list[bool]]:
-    """The texts as pieces to tokenize: a text of more than ``chars`` characters (``PIECE_CHARS``)
-    cut before spaces that follow a word (none: whole), others whole; each piece's text, its first
-    character in that text, and whether it is the text's last piece."""
-    limit = PIECE_CHARS if chars is None else chars
-    if all(len(t) <= limit for t in texts):  # most calls: every text whole
+def _pieces(texts: Sequence[str], limit: int | None) -> tuple[list[str], list[int], list[int], list[bool]]:
+    """The texts as pieces to tokenize: a text of more than ``limit`` characters cut before spaces
+    that follow a word (none there: whole), others whole (all of them where ``limit`` is None);
+    each piece's text, the text it is of, its first character in that text, and whether it is the
+    text's last piece."""
+    if limit is None or all(len(t) <= limit for t in texts):  # most calls: every text whole
         return list(texts), list(range(len(texts))), [0] * len(texts), [True] * len(texts)
     pieces: list[str] = []
     owner: list[int] = []

@@ -8,6 +8,7 @@ is null or missing a bad row (an empty value stays empty). ``{{`` and ``}}`` are
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,13 +45,13 @@ class TextSource:
             raise ValueError(f"text_template must be a string such as '{{title}}\\n{{text}}', got {text_template!r}")
         return cls(_parse(text_template), text_template)
 
-    @property
+    @functools.cached_property
     def _column(self) -> str:
         first = self.pieces[0]
         assert isinstance(first, _Field)
         return first.column
 
-    @property
+    @functools.cached_property
     def columns(self) -> tuple[str, ...]:
         """The columns read, each once, in the order the text names them."""
         return tuple(dict.fromkeys(p.column for p in self.pieces if isinstance(p, _Field)))
