@@ -8,6 +8,7 @@ its rows times its longest input: that is what the bar counts, with the texts do
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -45,3 +46,63 @@ class EncodeProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def interactive() -> bool:
+    """Whether a bar can be drawn: stderr is a terminal, or a notebook shows tqdm's widget."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules
+
+
+class LineProgress:
+    """Progress as a plain line every ``every`` seconds and one at the end, for a log file or a
+    batch system, where a bar's carriage returns make one ever-growing line. Takes the calls the
+    corpus job makes to a tqdm bar (``update``, ``set_postfix``, ``close``)."""
+
+    def __init__(self, desc: str, unit: str, total: int | None = None, initial: int = 0, every: float = 60.0,
+                 write: Any = None) -> None:  # fmt: skip
+        self.desc, self.unit, self.total, self.every = desc, unit, total, every
+        self.n = self.initial = initial
+        self.postfix = ""
+        self._write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._t0 = self._last = time.monotonic()
+        self._closed = False
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self._write(self.line(now))
+
+    def set_postfix(self, refresh: bool = False, **values: Any) -> None:
+        self.postfix = ", ".join(f"{v} {k[:-6]}/s" if k.endswith("_per_s") else f"{k.replace('_', ' ')} {v}"
+                                 for k, v in values.items())  # fmt: skip
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._write(self.line(time.monotonic()))
+
+    def line(self, now: float) -> str:
+        took = now - self._t0
+        done = self.n - self.initial
+        rate = done / took if took > 0 else 0.0
+        head = f"{self.n:,}"
+        if self.total:
+            head += f"/{self.total:,} {self.unit}s ({100 * self.n / self.total:.1f}%)"
+        else:
+            head += f" {self.unit}s"
+        parts = [head, f"{rate:,.0f} {self.unit}s/s", f"elapsed {_clock(took)}"]
+        if self.total and rate > 0 and self.n < self.total:
+            parts.append(f"ETA {_clock((self.total - self.n) / rate)}")
+        if self.postfix:
+            parts.append(self.postfix)
+        return f"[embedrt] {self.desc}: " + ", ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    h, m = divmod(s, 3600)
+    m, s = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"

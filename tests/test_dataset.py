@@ -9,6 +9,7 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,7 +179,7 @@ def test_the_progress_bar_moves_within_a_part_and_counts_every_row(tmp_path: Pat
     import embedrt.dataset._job as job
 
     class Bar:
-        def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        def __init__(self, total: int, initial: int, enabled: bool, every: float) -> None:
             self.total, self.updates = total, [initial]
 
         def update(self, n: int) -> None:
@@ -443,8 +444,14 @@ def test_cli_summary_and_progress(tmp_path: Path, tiny_bert_bundle: Path) -> Non
     r = subprocess.run(_cli(str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle), "--id-column", "key"),
                        capture_output=True, text=True, check=True)  # fmt: skip
     assert "50 rows written" in r.stdout and "texts/s" in r.stdout and "tokens/s" in r.stdout
-    assert "embed-dataset" in r.stderr and "row" in r.stderr  # the progress bar
-    assert "planning" in r.stderr  # and the planning scan's, before it
+    # stderr is no terminal here: no bar, whose carriage returns would make one growing line, but
+    # plain lines (every 60 s by default) and one at the end
+    assert "\r" not in r.stderr and "planning" not in r.stderr
+    assert re.search(r"^\[embedrt\] embed-dataset: 50/50 rows \(100\.0%\), [\d,]+ rows/s, elapsed 0m\d\ds, "
+                     r"[\d,]+ tokens/s$", r.stderr, re.M)  # fmt: skip
+    r = subprocess.run(_cli(str(src), str(tmp_path / "o3"), "-m", str(tiny_bert_bundle), "--progress-every", "0"),
+                       capture_output=True, text=True, check=True)  # fmt: skip
+    assert "[embedrt] planning: " in r.stderr and r.stderr.count("[embedrt] embed-dataset: ") >= 2
     r = subprocess.run(_cli(str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle)), capture_output=True,
                        text=True)  # fmt: skip
     assert r.returncode == 2 and "option 'id_column'" in r.stderr
@@ -585,3 +592,34 @@ def test_output_inside_the_input_folder_and_mismatched_parquet_types(tmp_path: P
     with pytest.raises(InputError, match="b.parquet: its columns"):
         embed_dataset(str(tmp_path / "data" / "*.parquet"), tmp_path / "o2", tiny_bert_bundle, id_column="k",
                       progress=False)  # fmt: skip
+
+
+def test_progress_lines_come_every_so_often_and_at_the_end() -> None:
+    from embedrt._progress import LineProgress
+
+    lines: list[str] = []
+    quiet = LineProgress("embed-dataset", "row", total=1_000, initial=200, every=3600, write=lines.append)
+    for _ in range(8):
+        quiet.update(100)
+    assert lines == []  # none within the hour
+    quiet.set_postfix(tokens_per_s="1234")
+    quiet.close()
+    quiet.close()
+    (line,) = lines
+    assert line.startswith("[embedrt] embed-dataset: 1,000/1,000 rows (100.0%), ") and line.endswith(", 1234 tokens/s")
+    assert "ETA" not in line
+    lines.clear()
+    chatty = LineProgress("planning", "row", every=0, write=lines.append)
+    chatty.update(5)
+    chatty.update(7)
+    assert [s.split(",")[0] for s in lines] == ["[embedrt] planning: 5 rows", "[embedrt] planning: 12 rows"]
+    lines.clear()
+    half = LineProgress("embed-dataset", "row", total=100, every=0, write=lines.append)
+    half.update(50)
+    assert "50/100 rows (50.0%)" in lines[0] and "ETA " in lines[0]
+
+
+def test_a_bad_progress_interval_is_named(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS[:5]])
+    with pytest.raises(ValueError, match="progress_every must be a number of seconds >= 0, got -1"):
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, progress_every=-1)

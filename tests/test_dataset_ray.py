@@ -168,7 +168,7 @@ def test_ray_progress_moves_within_a_part_and_counts_every_row(local_ray: None, 
     updates: list[int] = []
 
     class Bar:
-        def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        def __init__(self, total: int, initial: int, enabled: bool, every: float) -> None:
             self.total = total
 
         def update(self, n: int) -> None:

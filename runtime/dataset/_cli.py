@@ -77,6 +77,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
     add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)", streams_default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
+                   help="where stderr is no terminal (a log file, a batch system): a progress line every SECONDS "
+                   "instead of a bar (default %(default)g)")  # fmt: skip
     g = p.add_argument_group("Ray backend (pip install 'embedrt[ray]')")
     g.add_argument("--backend", default="local", choices=[b.value for b in Backend])
     g.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
@@ -102,7 +105,8 @@ def _run(args: argparse.Namespace) -> int:
             args.input, args.output, args.model, text_column=args.text_column or "text", text_template=args.text_template, id_column=args.id_column,
             keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
             normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite,
-            **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress, log=_log,
+            **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress,
+            progress_every=args.progress_every, log=_log,
             precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
             chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
             repeat_cache_mb=args.repeat_cache_mb,

@@ -23,6 +23,7 @@ from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._chunking import CUTS
 from .._embedder import Embedder
 from .._objects import is_uri, local_bundle
+from .._progress import LineProgress, interactive
 from .._session import check_precision_hint, check_streams
 from .._sparse_encoder import SparseEncoder
 from .._types import BundleKind, Device, EmbeddingPrecision, check_int, parse
@@ -126,6 +127,7 @@ def embed_dataset(
     backend: str | Backend = Backend.LOCAL,
     ray: RayOptions | None = None,
     progress: bool = True,
+    progress_every: float = 60.0,
     log: Log | None = None,
     precision: str = "float32",
     truncate_dim: int | None = None,
@@ -184,6 +186,9 @@ def embed_dataset(
     embedded again (least recently used out first; per actor on Ray; not with chunking). The summary
     and the manifest count both kinds of repeats.
 
+    ``progress``: a bar of the rows on stderr, or, where stderr is no terminal (a log file, a
+    batch system), a line every ``progress_every`` seconds (rows, rate, ETA) and one at the end.
+
     ``device``, ``threads``, ``precision_hint`` and ``streams`` load the model as ``Embedder`` takes
     them (per actor on Ray). ``streams="auto"`` (the default) runs one batch per thread at once on
     the CPU provider, each on one thread (a job's batches always queue; each holds its own run's
@@ -194,6 +199,8 @@ def embed_dataset(
     """
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
+    if isinstance(progress_every, bool) or not isinstance(progress_every, int | float) or not progress_every >= 0:
+        raise ValueError(f"progress_every must be a number of seconds >= 0, got {progress_every!r}")
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
@@ -225,7 +232,7 @@ def embed_dataset(
         batch = EmbedBatch(embedder, **job.batch_kwargs())  # bad chunking options fail here, before the scan
     else:
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
-    with _scan_progress(progress) as scanned:
+    with _scan_progress(progress, progress_every) as scanned:
         plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column,
                           keep_columns=job.keep_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
     schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns())
@@ -240,7 +247,7 @@ def embed_dataset(
             "(or moved) are computed again")
     say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of up to {rows_per_part} rows; "
         f"{len(done)} finished by an earlier run, {len(todo)} to do")
-    with _Tracker(plan, done, folder, progress, t0) as tracker:
+    with _Tracker(plan, done, folder, progress, t0, progress_every) as tracker:
         on_rows = tracker.embedded if tracker.bar is not None else None  # the bar's only use of the batches
         if embedder is not None:
             from ._local import run_local
@@ -477,12 +484,12 @@ class _Tracker:
     """Finished parts: journals them, counts them, shows progress."""
 
     def __init__(self, plan: Plan, done: dict[int, dict[str, Any]], folder: OutputFolder, progress: bool,
-                 t0: float) -> None:  # fmt: skip
+                 t0: float, every: float = 60.0) -> None:  # fmt: skip
         self.plan, self.folder, self.t0 = plan, folder, t0
         self.entries = dict(done)
         self.resumed = len(done)
         self.rows = self.tokens = 0
-        self.bar = _progress(plan.rows, sum(plan.parts[i].rows for i in done), progress)
+        self.bar = _progress(plan.rows, sum(plan.parts[i].rows for i in done), progress, every)
         self._shown: dict[int, int] = {}  # rows of a part not yet journaled the bar already shows
         self._lock = threading.Lock()  # the model's (or Ray's progress) thread and the writer's
 
@@ -560,10 +567,14 @@ def _final_manifest(
 
 
 @contextlib.contextmanager
-def _scan_progress(enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A bar of the rows the planning scan found (a corpus of many GB takes minutes to scan)."""
+def _scan_progress(enabled: bool, every: float) -> Iterator[Callable[[int], None] | None]:
+    """A bar of the rows the planning scan found (a corpus of many GB takes minutes to scan); a line
+    every ``every`` seconds where stderr is no terminal."""
     if not enabled:
         yield None
+        return
+    if not interactive():  # no closing line: the job's next message says what the scan found
+        yield LineProgress("planning", "row", every=every).update
         return
     from tqdm.auto import tqdm
 
@@ -571,9 +582,12 @@ def _scan_progress(enabled: bool) -> Iterator[Callable[[int], None] | None]:
         yield bar.update
 
 
-def _progress(total: int, initial: int, enabled: bool) -> Any:
+def _progress(total: int, initial: int, enabled: bool, every: float) -> Any:
+    """The job's bar, in rows; plain lines every ``every`` seconds where stderr is no terminal."""
     if not enabled:
         return None
+    if not interactive():
+        return LineProgress("embed-dataset", "row", total, initial, every)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="embed-dataset", unit="row", unit_scale=True, smoothing=0.1)
