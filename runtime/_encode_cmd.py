@@ -28,7 +28,7 @@ def add_encode_parser(sub: Any) -> None:
         "encode",
         help="embed texts (one per line) to .npy, .parquet or .jsonl",
         description="Embed one text per line from FILE (or - for stdin), read as UTF-8, or the --text-column "
-        "of a .jsonl, .csv, .tsv or .parquet file (needs embedrt[dataset]; text files also .gz, .bz2, .xz, .zst). "
+        "of a .jsonl, .csv, .tsv, .parquet or .arrow file (needs embedrt[dataset]; text files also .gz, .bz2, .xz, .zst). "
         "The output format "
         "follows the extension of -o: .npy (float32 [n, dim]), .parquet (columns text, embedding) or "
         ".jsonl; sparse bundles write .jsonl rows of text, indices, values. For a whole corpus (ids, "
@@ -39,7 +39,7 @@ def add_encode_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="OUT.npy, OUT.parquet or OUT.jsonl")
     p.add_argument(
         "--text-column",
-        help="the column holding the texts in .jsonl, .csv, .tsv and .parquet inputs (default: text)",
+        help="the column holding the texts in .jsonl, .csv, .tsv, .parquet and .arrow inputs (default: text)",
     )  # fmt: skip
     p.add_argument(
         "--text-template", metavar="TEMPLATE",
@@ -140,7 +140,7 @@ def _encode(args: argparse.Namespace, run: _Run) -> None:
     if _structured(args.input):
         texts = _read_column(args.input, args.text_column, args.text_template)
     elif args.text_template is not None:
-        raise ValueError(f"--text-template ({args.text_template!r}) needs a .jsonl, .csv, .tsv or .parquet input, "
+        raise ValueError(f"--text-template ({args.text_template!r}) needs a .jsonl, .csv, .tsv, .parquet or .arrow input, "
                          f"whose rows have columns; {name} is read one text a line")  # fmt: skip
     else:
         texts = read_lines(args.input, keep_blank=True, errors=args.errors, log=_log)

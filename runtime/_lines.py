@@ -24,6 +24,11 @@ STRUCTURED = {
     ".csv": "CSV",
     ".tsv": "TSV",
     ".parquet": "Parquet",
+    ".pq": "Parquet",
+    ".arrow": "Arrow IPC",
+    ".arrows": "Arrow IPC",
+    ".feather": "Arrow IPC",
+    ".ipc": "Arrow IPC",
 }
 # Compressed files: read by the corpus job's readers too, decompressed (``.txt.gz`` as lines).
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")

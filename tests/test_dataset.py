@@ -61,12 +61,22 @@ def _write(path: Path, fmt: str, rows: list[dict[str, object]]) -> Path:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
+    elif fmt in ("arrow", "feather"):
+        _write_arrow(path, pa.Table.from_pylist(rows), stream=fmt == "arrow")
     else:
         pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=37)
     return path
 
 
-@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet"])
+def _write_arrow(path: Path, table: pa.Table, stream: bool) -> None:
+    """Arrow IPC in batches of 37 rows: the stream format (as Hugging Face datasets writes its .arrow
+    files) or the file format (.feather v2)."""
+    with pa.OSFile(str(path), "wb") as f, (pa.ipc.new_stream if stream else pa.ipc.new_file)(f, table.schema) as w:
+        for b in table.to_batches(max_chunksize=37):
+            w.write_batch(b)
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet", "arrow", "feather"])
 def test_every_format_gives_the_in_memory_vectors(fmt: str, tmp_path: Path, tiny_bert_bundle: Path,
                                                   expected: np.ndarray) -> None:  # fmt: skip
     rows = [{"doc": f"d{i}", "text": t, "n": i} for i, t in enumerate(TEXTS)]
@@ -91,7 +101,34 @@ def test_every_format_gives_the_in_memory_vectors(fmt: str, tmp_path: Path, tiny
     np.testing.assert_allclose(_vectors(table), want, atol=2e-6)
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert manifest["complete"] and manifest["rows"] == n and manifest["dimension"] == 32
-    assert manifest["identity"]["format"] == fmt and len(manifest["parts"]) == -(-n // 50)
+    assert manifest["identity"]["format"] == {"feather": "arrow"}.get(fmt, fmt) and len(manifest["parts"]) == -(-n // 50)
+
+
+def test_a_saved_hugging_face_dataset_folder(tmp_path: Path, tiny_bert_bundle: Path, expected: np.ndarray) -> None:
+    """``datasets.Dataset.save_to_disk``'s layout: Arrow stream shards beside JSON metadata."""
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    rows = [{"doc": f"d{i}", "text": t, "n": i} for i, t in enumerate(TEXTS)]
+    for k, lo in enumerate(range(0, len(rows), 150)):
+        _write(folder / f"data-{k:05d}-of-00002.arrow", "arrow", rows[lo : lo + 150])
+    (folder / "dataset_info.json").write_text("{}")
+    (folder / "state.json").write_text("{}")
+    out = tmp_path / "out"
+    common = {"id_column": "doc", "keep_columns": ["n"], "rows_per_part": 64, "progress": False}
+    summary = embed_dataset(folder, out, tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    table = pq.read_table(out)
+    assert summary.rows == len(rows) and table.column("id").to_pylist() == [r["doc"] for r in rows]
+    assert table.schema.field("n").type == pa.int64()  # the file's own types
+    np.testing.assert_allclose(_vectors(table), expected, atol=2e-6)
+    again = embed_dataset(folder, out, tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    assert again.rows_embedded == 0
+    edited = [{**r, "text": r["text"].upper()} for r in rows[150:]]
+    _write(folder / "data-00001-of-00002.arrow", "arrow", edited)  # the second shard's parts computed again
+    third = embed_dataset(folder, out, tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    assert third.parts_resumed == 3 and third.rows_embedded == len(rows) - 150  # 3 parts of 150 rows, 2 of 82
+    (folder / "data-00000-of-00002.arrow").write_bytes(b"not arrow")
+    with pytest.raises(InputError, match=r"data-00000-of-00002.arrow is not a readable Arrow IPC file"):
+        embed_dataset(folder, tmp_path / "o2", tiny_bert_bundle, **common)  # type: ignore[arg-type]
 
 
 def test_folder_and_glob_of_shards_number_rows_across_files(tmp_path: Path, tiny_bert_bundle: Path,

@@ -128,6 +128,15 @@ def test_s3_parquet_glob_and_csv(s3: None, tmp_path: Path, tiny_bert_bundle: Pat
     put("s3://corpus/d2/in.csv.gz", gzip.compress(csv.encode()))  # compressed on S3: read as one stream
     s = embed_dataset("s3://corpus/d2/in.csv.gz", tmp_path / "gz-out", tiny_bert_bundle, **kw)
     assert pq.read_table(tmp_path / "gz-out").equals(pq.read_table(tmp_path / "local-out"))
+    for stream in (True, False):  # Arrow IPC on S3, the stream format (Hugging Face datasets') and the file format
+        t = pa.table({"key": [f"k{i}" for i in range(12)], "text": TEXTS[:12]})
+        sink = pa.BufferOutputStream()
+        with (pa.ipc.new_stream if stream else pa.ipc.new_file)(sink, t.schema) as w:
+            for b in t.to_batches(max_chunksize=5):
+                w.write_batch(b)
+        put(f"s3://corpus/a{int(stream)}/data-00000-of-00001.arrow", sink.getvalue().to_pybytes())
+        s = embed_dataset(f"s3://corpus/a{int(stream)}/", tmp_path / f"arrow-out-{stream}", tiny_bert_bundle, **kw)
+        assert pq.read_table(tmp_path / f"arrow-out-{stream}").equals(pq.read_table(tmp_path / "local-out"))
 
 
 def test_a_failed_upload_leaves_no_object_under_the_real_name(s3: None) -> None:

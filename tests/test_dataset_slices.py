@@ -41,15 +41,20 @@ def _write(path: Path, fmt: str, rows: list[dict[str, object]]) -> Path:
             w = csv.DictWriter(f, fieldnames=["key", "text", "n"])
             w.writeheader()
             w.writerows([{**r, "text": r["text"] or ""} for r in rows])
+    elif fmt == "arrow":  # the stream format, in batches of 37 rows
+        table = pa.Table.from_pylist(rows)
+        with pa.OSFile(str(path), "wb") as f, pa.ipc.new_stream(f, table.schema) as w:
+            for b in table.to_batches(max_chunksize=37):
+                w.write_batch(b)
     else:
         pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=37)
     return path
 
 
-@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet", "arrow"])
 def test_the_slices_of_a_part_join_to_it(fmt: str, tmp_path: Path) -> None:
     rows = _rows()
-    if fmt in ("csv", "parquet"):  # a record over several lines (csv: quoted)
+    if fmt in ("csv", "parquet", "arrow"):  # a record over several lines (csv: quoted)
         rows = [{**r, "text": f"{r['text']}\nits second line"} if i % 7 == 3 and r["text"] else r
                 for i, r in enumerate(rows)]  # fmt: skip
     src = _write(tmp_path / f"in.{fmt}", fmt, rows)

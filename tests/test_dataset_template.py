@@ -48,6 +48,9 @@ def _write(folder: Path, fmt: str, rows: list[dict[str, object]]) -> Path:
             w = csv.writer(f)
             w.writerow(["_id", "title", "text"])
             w.writerows([[r["_id"], r["title"] or "", r["text"]] for r in rows])  # CSV has no nulls: empty
+    elif fmt == "arrow":
+        with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, pa.Table.from_pylist(rows).schema) as w:
+            w.write_table(pa.Table.from_pylist(rows))
     else:
         pq.write_table(pa.Table.from_pylist(rows), path)
     return path
@@ -84,7 +87,7 @@ def test_a_bad_template_is_named(template: object, match: str) -> None:
         TextSource.of(text_template=template)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "arrow"])
 def test_every_format_embeds_the_composed_text(tmp_path: Path, tiny_bert_bundle: Path, fmt: str) -> None:
     path = _write(tmp_path, fmt, ROWS)
     summary = embed_dataset(path, tmp_path / "out", tiny_bert_bundle, text_template=GEMMA, id_column="_id",
@@ -209,6 +212,6 @@ def test_encode_takes_a_template_for_files_with_columns(
     txt = tmp_path / "lines.txt"
     txt.write_text("one\n")
     assert main([*base, str(txt), *opts]) == 2
-    assert "needs a .jsonl, .csv, .tsv or .parquet input, whose rows have columns" in capsys.readouterr().err
+    assert "needs a .jsonl, .csv, .tsv, .parquet or .arrow input, whose rows have columns" in capsys.readouterr().err
     assert main([*base, str(src), *opts, "--text-column", "text"]) == 2
     assert "give --text-column ('text') or --text-template" in capsys.readouterr().err

@@ -146,7 +146,8 @@ def embed_dataset(
     ascending) and ``values`` (their weights); ``max_active_dims`` keeps each vector's largest
     weights only, and the dense vectors' options (``normalize``, ``precision``, ``truncate_dim``)
     are refused.
-    ``input``: a ``.txt`` (one text a line), ``.jsonl``, ``.csv``/``.tsv`` or ``.parquet`` file, a
+    ``input``: a ``.txt`` (one text a line), ``.jsonl``, ``.csv``/``.tsv``, ``.parquet`` or Arrow IPC
+    (``.arrow``, ``.feather``: a saved Hugging Face dataset's shards) file, a
     folder of them, or a glob. Rows are cut into parts of ``rows_per_part``; each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
     written whole. A part is read, embedded and written a slice of about 4 million characters at a
@@ -406,6 +407,9 @@ def output_schema(
         if plan.format is InputFormat.PARQUET:
             with storage.parquet_file(plan.shards[0].path) as pf:
                 return pf.schema_arrow.field(name).type
+        if plan.format is InputFormat.ARROW:
+            with storage.arrow_batches(plan.shards[0].path) as (schema, _batches):
+                return schema.field(name).type
         if plan.format is InputFormat.JSONL:
             return _ARROW[plan.json_types.get(name, "string")]
         return pa.string()  # csv / tsv: text as written

@@ -86,7 +86,7 @@ def read_slices(
     source = TextSource.of(text)
     shard = plan.shards[part.shard]
     columns = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
-    meta = {FILE_KEY: shard.path.encode(), POSITION_KEY: b"row" if plan.format is InputFormat.PARQUET else b"line"}
+    meta = {FILE_KEY: shard.path.encode(), POSITION_KEY: b"row" if plan.format.columnar else b"line"}
     first = shard.first_row + part.start
 
     def finish(table: pa.Table) -> pa.Table:
@@ -98,6 +98,8 @@ def read_slices(
 
     if plan.format is InputFormat.PARQUET:
         tables: Iterator[pa.Table] = _read_parquet(shard, part, source, columns, chars)
+    elif plan.format is InputFormat.ARROW:
+        tables = _read_arrow(shard, part, source, columns, chars)
     else:
         if plan.format is InputFormat.TXT:
             slices = _read_txt(shard, part, chars)
@@ -263,6 +265,41 @@ def _read_parquet(
     shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], chars: int | None
 ) -> Iterator[pa.Table]:
     wanted = list(dict.fromkeys((*source.columns, *columns)))
+    with storage.parquet_file(shard.path) as pf:
+        rows = _row_range(pf, part.start, part.stop, wanted)
+        yield from _columnar_slices(rows, part, source, columns, chars, pf.schema_arrow.empty_table().select(wanted))
+
+
+def _read_arrow(
+    shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], chars: int | None
+) -> Iterator[pa.Table]:
+    wanted = list(dict.fromkeys((*source.columns, *columns)))
+    with storage.arrow_batches(shard.path) as (schema, batches):
+        rows = _batch_range(batches, part.start, part.stop, wanted)
+        yield from _columnar_slices(rows, part, source, columns, chars, schema.empty_table().select(wanted))
+
+
+def _batch_range(batches: Iterator[pa.RecordBatch], start: int, stop: int, wanted: list[str]) -> Iterator[pa.Table]:
+    """Rows ``[start, stop)`` of an Arrow file's record batches, ``_PARQUET_ROWS`` at a time (a
+    memory-mapped batch is sliced where it lies)."""
+    at = 0
+    for rb in batches:
+        a, b = max(start, at), min(stop, at + rb.num_rows)
+        if a < b:
+            table = pa.Table.from_batches([rb]).select(wanted)
+            for lo in range(a, b, _PARQUET_ROWS):
+                yield table.slice(lo - at, min(_PARQUET_ROWS, b - lo))
+        at += rb.num_rows
+        if at >= stop:
+            return
+
+
+def _columnar_slices(
+    rows: Iterator[pa.Table], part: PartSpec, source: TextSource, columns: tuple[str, ...], chars: int | None,
+    empty: pa.Table,
+) -> Iterator[pa.Table]:
+    """The part's ``rows`` (tables of the wanted columns, in order) as slices of about ``chars``
+    characters of text, with the texts composed and the rows numbered."""
     at = part.start  # the file row of the next slice's first row
 
     def assemble(pieces: list[pa.Table]) -> pa.Table:
@@ -275,17 +312,16 @@ def _read_parquet(
 
     pieces: list[pa.Table] = []  # the next slice's rows, and their characters
     held = 0
-    with storage.parquet_file(shard.path) as pf:
-        for batch in _row_range(pf, part.start, part.stop, wanted):
-            start = 0
-            for i, n in enumerate(source.sizes(batch).tolist()):
-                if chars is not None and held and held + n > chars:  # as ``slice_rows`` cuts
-                    pieces.append(batch.slice(start, i - start))
-                    yield assemble(pieces)
-                    pieces, held, start = [], 0, i
-                held += n
-            pieces.append(batch.slice(start))
-        yield assemble(pieces or [pf.schema_arrow.empty_table().select(wanted)])
+    for batch in rows:
+        start = 0
+        for i, n in enumerate(source.sizes(batch).tolist()):
+            if chars is not None and held and held + n > chars:  # as ``slice_rows`` cuts
+                pieces.append(batch.slice(start, i - start))
+                yield assemble(pieces)
+                pieces, held, start = [], 0, i
+            held += n
+        pieces.append(batch.slice(start))
+    yield assemble(pieces or [empty])
 
 
 def _row_range(pf: Any, start: int, stop: int, wanted: list[str]) -> Iterator[pa.Table]:

@@ -37,12 +37,19 @@ class InputFormat(str, Enum):
     CSV = "csv"  # a header line, then one record a row (quoted newlines allowed)
     TSV = "tsv"
     PARQUET = "parquet"
+    ARROW = "arrow"  # Arrow IPC, file or stream format (Hugging Face datasets' .arrow files)
+
+    @property
+    def columnar(self) -> bool:
+        """Rows in column chunks, found by their number (a file's fingerprint stands for its parts)."""
+        return self in (InputFormat.PARQUET, InputFormat.ARROW)
 
 
 SUFFIXES = {
     ".txt": InputFormat.TXT, ".text": InputFormat.TXT, ".jsonl": InputFormat.JSONL,
     ".ndjson": InputFormat.JSONL, ".csv": InputFormat.CSV, ".tsv": InputFormat.TSV,
-    ".parquet": InputFormat.PARQUET, ".pq": InputFormat.PARQUET,
+    ".parquet": InputFormat.PARQUET, ".pq": InputFormat.PARQUET, ".arrow": InputFormat.ARROW,
+    ".arrows": InputFormat.ARROW, ".feather": InputFormat.ARROW, ".ipc": InputFormat.ARROW,
 }  # fmt: skip
 _REFUSED = {".json": "a JSON document (one object a line is .jsonl)"}
 
@@ -104,10 +111,10 @@ class Plan:
 
     def part_key(self, part: PartSpec) -> str:
         """What a finished part was made from: its place (file name, rows, first line) and its input
-        (text formats: the bytes of its rows, hashed by the planning scan; Parquet: its file's
-        fingerprint). A resume after an edit of the input keeps a part only if this is unchanged."""
+        (text formats: the bytes of its rows, hashed by the planning scan; Parquet and Arrow: its
+        file's fingerprint). A resume after an edit of the input keeps a part only if this is unchanged."""
         h = hashlib.sha256(self._place(part))
-        h.update((part.sha256 if self.format is not InputFormat.PARQUET else self.shards[part.shard].sha256).encode())
+        h.update((self.shards[part.shard].sha256 if self.format.columnar else part.sha256).encode())
         return h.hexdigest()
 
     def still_valid(self, index: int, entry: dict[str, Any]) -> bool:
@@ -127,7 +134,7 @@ class Plan:
         the place, then the part's bytes themselves, read again here."""
         h = hashlib.sha256(self._place(part))
         shard = self.shards[part.shard]
-        if self.format is InputFormat.PARQUET:
+        if self.format.columnar:
             h.update(shard.sha256.encode())
             return h.hexdigest()
         nxt = self.parts[part.index + 1] if part.index + 1 < len(self.parts) else None
@@ -251,9 +258,10 @@ def _suffixes(path: str) -> tuple[str, str | None]:
 def _format_of(path: str) -> InputFormat:
     suffix, codec = _suffixes(path)
     if suffix in SUFFIXES:
-        if codec is not None and SUFFIXES[suffix] is InputFormat.PARQUET:
-            raise InputError(f"input file {path!r} is a compressed Parquet file; Parquet compresses its own "
-                             "columns: decompress it (its pages stay compressed)")  # fmt: skip
+        if codec is not None and SUFFIXES[suffix].columnar:
+            kind = "Parquet" if SUFFIXES[suffix] is InputFormat.PARQUET else "Arrow"
+            raise InputError(f"input file {path!r} is a compressed {kind} file; {kind} compresses its own "
+                             "columns where asked to: decompress it")  # fmt: skip
         return SUFFIXES[suffix]
     why = _REFUSED.get(suffix)
     hint = f" ({why})" if why else ""
@@ -296,6 +304,9 @@ def plan_input(
             log(f"scanning {path} ({storage.size(path) / 1e6:.1f} MB)")
         if fmt is InputFormat.PARQUET:
             shard, starts, hashes = _scan_parquet(path, first_row, rows_per_part)
+            tell(shard.rows)
+        elif fmt is InputFormat.ARROW:
+            shard, starts, hashes = _scan_arrow(path, first_row, rows_per_part)
             tell(shard.rows)
         elif fmt in (InputFormat.CSV, InputFormat.TSV):
             shard, starts, hashes = _scan_csv(path, first_row, rows_per_part, "\t" if fmt is InputFormat.TSV else ",",
@@ -556,16 +567,31 @@ def _scan_parquet(path: str, first_row: int, rows_per_part: int) -> tuple[Shard,
             schema = meta.schema.to_arrow_schema()
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...: name the file either way
         raise InputError(f"{path} is not a readable Parquet file ({e})") from e
+    stamp = f"{meta.num_rows}\0{meta.serialized_size}\0{meta.to_dict()}"
+    return _columnar_shard(path, first_row, rows_per_part, meta.num_rows, tuple(schema.names), stamp)
+
+
+def _scan_arrow(path: str, first_row: int, rows_per_part: int) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
+    try:
+        with storage.arrow_batches(path) as (schema, batches):
+            rows = sum(b.num_rows for b in batches)
+    except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...: name the file either way
+        raise InputError(f"{path} is not a readable Arrow IPC file ({e})") from e
+    return _columnar_shard(path, first_row, rows_per_part, rows, tuple(schema.names), f"{rows}\0{schema}")
+
+
+def _columnar_shard(path: str, first_row: int, rows_per_part: int, rows: int, columns: tuple[str, ...],
+                    stamp: str) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
+    """A Parquet or Arrow file's shard, fingerprinted whole, and its parts' first rows."""
     h = hashlib.sha256()
     if is_uri(path):  # an object is never changed in place: a new one has another time stamp
-        size, stamp = storage.size_and_mtime(path)
-        h.update(f"{size}\0{stamp}\0{meta.num_rows}\0{meta.serialized_size}\0{meta.to_dict()}".encode())
+        size, mtime = storage.size_and_mtime(path)
+        h.update(f"{size}\0{mtime}\0{stamp}".encode())
     else:  # every byte: an edit in place keeps the size and may keep the footer
         size = 0
         with storage.open_input(path) as f:
             while block := f.read(_BLOCK):
                 h.update(block)
                 size += len(block)
-    rows = meta.num_rows
     starts = [(r, 0, 0) for r in range(0, rows, rows_per_part)]
-    return Shard(path, rows, first_row, size, h.hexdigest(), tuple(schema.names)), starts, []
+    return Shard(path, rows, first_row, size, h.hexdigest(), columns), starts, []

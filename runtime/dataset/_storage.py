@@ -243,6 +243,31 @@ def parquet_file(where: str) -> Any:
     return pq.ParquetFile(source, buffer_size=PARQUET_BUFFER, pre_buffer=False)
 
 
+@contextlib.contextmanager
+def arrow_batches(where: str) -> Iterator[tuple[Any, Iterator[Any]]]:
+    """The schema and the record batches of an Arrow IPC file, in the file format (``.arrow``,
+    ``.feather`` v2) or the stream format (as Hugging Face ``datasets`` writes its ``.arrow`` files);
+    a local file memory-mapped, so that its batches are read where they lie."""
+    import pyarrow as pa
+
+    if is_uri(where):
+        fs, path = split_uri(where)
+        source = fs.open_input_file(path)
+    else:
+        source = pa.memory_map(where)
+    try:
+        try:
+            reader: Any = pa.ipc.open_file(source)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:  # not the file format: the stream format, read from its start
+            source.seek(0)
+            reader = pa.ipc.open_stream(source)
+            batches = iter(reader)
+        yield reader.schema, batches
+    finally:
+        source.close()
+
+
 # -- the output folder -------------------------------------------------------------------------------
 
 
