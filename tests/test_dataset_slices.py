@@ -212,3 +212,33 @@ def test_a_parquet_row_group_is_read_a_buffer_at_a_time(tmp_path: Path, monkeypa
     got = [t for s in read_slices(plan, plan.parts[0], "text", None, (), 2_000_000) for t in s.column(readers.TEXT).to_pylist()]
     assert got == texts
     assert sum(reads) > 6_000_000 and max(reads) <= 1 << 20  # the 6 MB column chunk in reads of the buffer's size
+
+
+def test_an_arrow_stream_on_object_storage_is_read_once_across_its_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.fs as pafs
+
+    from embedrt.dataset import _storage as storage
+
+    rows = [{"key": f"k{i}", "text": f"text {i}"} for i in range(100)]
+    src = _write(tmp_path / "in.arrow", "arrow", rows)  # batches of 37 rows; parts of 10 end inside them
+    plan = plan_input(src, 10, text="text", id_column="key", keep_columns=())
+    opened: list[str] = []
+    real = storage._ArrowStream.__init__
+
+    def counting(self, where, source):  # type: ignore[no-untyped-def]
+        opened.append(where)
+        real(self, where, source)
+
+    monkeypatch.setattr(storage, "is_uri", lambda where: True)  # as an object store's file: no memory map
+    monkeypatch.setattr(storage, "split_uri", lambda where: (pafs.LocalFileSystem(), where))
+    monkeypatch.setattr(storage._ArrowStream, "__init__", counting)
+    storage.release()
+    parts = [read_part(plan, p, "text", "key", ()) for p in plan.parts]
+    assert [k for t in parts for k in t.column("id").to_pylist()] == [r["key"] for r in rows]
+    assert [t for t in parts[3].column(readers.TEXT).to_pylist()] == [f"text {i}" for i in range(30, 40)]
+    assert len(opened) == 1  # read forward once, not from the start for each of the 10 parts
+    assert read_part(plan, plan.parts[1], "text", "key", ()).equals(parts[1])  # going back opens it again
+    assert len(opened) == 2
+    storage.release()

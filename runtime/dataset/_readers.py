@@ -32,7 +32,7 @@ _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(), "str
 # A part is read (then embedded and written) in slices of about this many characters of text (a
 # slice holds at least one row), so that a job's memory does not grow with its documents' length.
 SLICE_CHARS = 4_000_000
-_PARQUET_ROWS = 256  # rows per record batch read from a Parquet row group
+_BATCH_ROWS = 256  # rows per table read from a Parquet row group or an Arrow record batch
 
 
 class _Rows:
@@ -274,23 +274,23 @@ def _read_arrow(
     shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], chars: int | None
 ) -> Iterator[pa.Table]:
     wanted = list(dict.fromkeys((*source.columns, *columns)))
-    with storage.arrow_batches(shard.path) as (schema, batches):
+    with storage.arrow_batches(shard.path, part.start) as (schema, batches):
         rows = _batch_range(batches, part.start, part.stop, wanted)
         yield from _columnar_slices(rows, part, source, columns, chars, schema.empty_table().select(wanted))
 
 
-def _batch_range(batches: Iterator[pa.RecordBatch], start: int, stop: int, wanted: list[str]) -> Iterator[pa.Table]:
-    """Rows ``[start, stop)`` of an Arrow file's record batches, ``_PARQUET_ROWS`` at a time (a
-    memory-mapped batch is sliced where it lies)."""
-    at = 0
-    for rb in batches:
+def _batch_range(
+    batches: Iterator[tuple[int, pa.RecordBatch]], start: int, stop: int, wanted: list[str]
+) -> Iterator[pa.Table]:
+    """Rows ``[start, stop)`` of an Arrow file's record batches (each with its first row),
+    ``_BATCH_ROWS`` at a time (a memory-mapped batch is sliced where it lies)."""
+    for at, rb in batches:
         a, b = max(start, at), min(stop, at + rb.num_rows)
         if a < b:
             table = pa.Table.from_batches([rb]).select(wanted)
-            for lo in range(a, b, _PARQUET_ROWS):
-                yield table.slice(lo - at, min(_PARQUET_ROWS, b - lo))
-        at += rb.num_rows
-        if at >= stop:
+            for lo in range(a, b, _BATCH_ROWS):
+                yield table.slice(lo - at, min(_BATCH_ROWS, b - lo))
+        if at + rb.num_rows >= stop:
             return
 
 
@@ -332,7 +332,7 @@ def _row_range(pf: Any, start: int, stop: int, wanted: list[str]) -> Iterator[pa
         lo, hi = max(start, first), min(stop, first + n)
         if lo < hi:
             at = first
-            for rb in pf.iter_batches(batch_size=_PARQUET_ROWS, row_groups=[g], columns=wanted, use_threads=False):
+            for rb in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g], columns=wanted, use_threads=False):
                 a, b = max(lo, at), min(hi, at + rb.num_rows)
                 if a < b:
                     yield pa.Table.from_batches([rb]).slice(a - at, b - a)

@@ -574,7 +574,8 @@ def _scan_parquet(path: str, first_row: int, rows_per_part: int) -> tuple[Shard,
 def _scan_arrow(path: str, first_row: int, rows_per_part: int) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     try:
         with storage.arrow_batches(path) as (schema, batches):
-            rows = sum(b.num_rows for b in batches)
+            rows = sum(b.num_rows for _first, b in batches)
+        storage.release()  # a stream read to its end: no part starts there
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...: name the file either way
         raise InputError(f"{path} is not a readable Arrow IPC file ({e})") from e
     return _columnar_shard(path, first_row, rows_per_part, rows, tuple(schema.names), f"{rows}\0{schema}")

@@ -128,7 +128,7 @@ def open_input(where: str) -> IO[bytes]:
     return io.BufferedReader(_Decompressed(raw, codec), BUFFER)  # type: ignore[return-value]
 
 
-_kept = threading.local()  # per thread: (path, reader) of the compressed file it read last
+_kept = threading.local()  # per thread: (path, reader) of the compressed file it read last, and its Arrow stream
 
 
 @contextlib.contextmanager
@@ -154,10 +154,14 @@ def reading(where: str) -> Iterator[IO[bytes]]:
 
 
 def release() -> None:
-    """Close the compressed reader this thread keeps (the end of a read that is not a thread's last)."""
+    """Close the compressed reader (and the Arrow stream) this thread keeps (the end of a read that
+    is not a thread's last)."""
     kept, _kept.file = getattr(_kept, "file", None), None
     if kept is not None:
         kept[1].close()
+    stream, _kept.arrow = getattr(_kept, "arrow", None), None
+    if stream is not None:
+        stream.close()
 
 
 def _zstd(f: Any) -> Any:
@@ -244,28 +248,87 @@ def parquet_file(where: str) -> Any:
 
 
 @contextlib.contextmanager
-def arrow_batches(where: str) -> Iterator[tuple[Any, Iterator[Any]]]:
-    """The schema and the record batches of an Arrow IPC file, in the file format (``.arrow``,
-    ``.feather`` v2) or the stream format (as Hugging Face ``datasets`` writes its ``.arrow`` files);
-    a local file memory-mapped, so that its batches are read where they lie."""
+def arrow_batches(where: str, start: int = 0) -> Iterator[tuple[Any, Iterator[tuple[int, Any]]]]:
+    """The schema of an Arrow IPC file, in the file format (``.arrow``, ``.feather`` v2) or the
+    stream format (as Hugging Face ``datasets`` writes its ``.arrow`` files), and its record batches
+    from the one holding row ``start`` on, each with its first row. A local file is memory-mapped,
+    so that its batches are read where they lie. A stream on object storage, which has no index of
+    its batches, is kept open for this thread's next part of it: parts come in rising order (each
+    Ray actor's too), so it is read once, not from its start for every part."""
     import pyarrow as pa
 
     if is_uri(where):
-        fs, path = split_uri(where)
-        source = fs.open_input_file(path)
+        kept = getattr(_kept, "arrow", None)
+        if kept is not None and (kept.where != where or start < kept.first):
+            kept.close()
+            kept = _kept.arrow = None
+        if kept is None:
+            fs, path = split_uri(where)
+            source = fs.open_input_file(path)
+            if not _is_arrow_file(source):
+                kept = _kept.arrow = _ArrowStream(where, source)
+        if kept is not None:
+            try:
+                yield kept.schema, kept.batches(start)
+            except BaseException:
+                kept.close()  # its position is unknown now
+                _kept.arrow = None
+                raise
+            return
     else:
         source = pa.memory_map(where)
     try:
-        try:
+        if _is_arrow_file(source):
             reader: Any = pa.ipc.open_file(source)
-            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-        except pa.ArrowInvalid:  # not the file format: the stream format, read from its start
-            source.seek(0)
+            yield reader.schema, _numbered(reader.get_batch(i) for i in range(reader.num_record_batches))
+        else:
             reader = pa.ipc.open_stream(source)
-            batches = iter(reader)
-        yield reader.schema, batches
+            yield reader.schema, _numbered(reader)
     finally:
         source.close()
+
+
+def _is_arrow_file(source: Any) -> bool:
+    """Whether ``source`` holds the IPC file format (its magic bytes), not the stream format."""
+    head = source.read(6)
+    source.seek(0)
+    return bool(head == b"ARROW1")
+
+
+def _numbered(batches: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    first = 0
+    for b in batches:
+        yield first, b
+        first += b.num_rows
+
+
+class _ArrowStream:
+    """An Arrow stream on object storage, read forward across a thread's parts of it."""
+
+    def __init__(self, where: str, source: Any) -> None:
+        import pyarrow as pa
+
+        self.where, self.source = where, source
+        self.reader = pa.ipc.open_stream(source)
+        self.schema = self.reader.schema
+        self.batch: Any = None  # the batch read last, and its first row
+        self.first = 0
+        self.after = 0  # the first row of the next batch
+
+    def batches(self, start: int) -> Iterator[tuple[int, Any]]:
+        if self.batch is not None and start < self.after:  # the part begins in the batch read last
+            yield self.first, self.batch
+        while True:
+            try:
+                b = self.reader.read_next_batch()
+            except StopIteration:
+                return
+            self.batch, self.first, self.after = b, self.after, self.after + b.num_rows
+            if self.after > start:
+                yield self.first, b
+
+    def close(self) -> None:
+        self.source.close()
 
 
 # -- the output folder -------------------------------------------------------------------------------
