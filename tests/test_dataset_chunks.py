@@ -187,11 +187,15 @@ def test_repeated_texts_are_embedded_once(tmp_path: Path, tiny_bert_bundle: Path
     assert got["bad"] is None
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert manifest["repeated_rows"] == summary.repeats
-    # windows too: a repeated text gets the same windows, cut once
+    # windows too: a repeated text gets the same windows, cut once (counted in windows)
     chunked = embed_dataset(path, tmp_path / "chunked", tiny_bert_bundle, id_column="doc", on_error="skip",
-                            rows_per_part=30, progress=False, chunk_tokens=16, chunk_text=True)  # fmt: skip
-    assert chunked.repeats == summary.repeats
+                            rows_per_part=30, progress=False, chunk_tokens=16, chunk_text=True,
+                            repeat_cache_mb=0)  # fmt: skip
     windows = pq.read_table(tmp_path / "chunked").to_pylist()
+    count = {i: sum(1 for w in windows if w["id"] == f"d{i}") for i in range(60)}
+    again = [i for lo in (0, 30) for i in range(lo, lo + 30) if rows[i]["text"] in [r["text"] for r in rows[lo:i]]]
+    assert chunked.repeats == sum(count[i] for i in again) > summary.repeats == len(again)
+    assert f"; {chunked.repeats} repeated windows embedded once" in str(chunked)
     of: dict[str, list[tuple[object, ...]]] = {}
     for r in windows:
         of.setdefault(str(r["id"]), []).append((r["chunk"], r["chunk_start"], r["chunk_end"], r["chunk_text"],

@@ -15,7 +15,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 from embedrt import Embedder, SparseEncoder  # noqa: E402
-from embedrt._cache import ENTRY_OVERHEAD, VectorCache, text_keys  # noqa: E402
+from embedrt._cache import ENTRY_OVERHEAD, VectorCache, text_keys, token_keys  # noqa: E402
 from embedrt._sparse import SparseEmbeddings, SparseVector  # noqa: E402
 from embedrt.dataset import BadRowError, EmbedBatch, embed_dataset  # noqa: E402
 
@@ -155,7 +155,7 @@ def test_the_batch_function_keeps_its_cache_between_calls(tiny_bert_bundle: Path
     want = Embedder(tiny_bert_bundle).encode(DISTINCT[5:15])
     np.testing.assert_allclose(np.array(mixed.table.column("embedding").to_pylist()), want, atol=2e-6)
     assert EmbedBatch(tiny_bert_bundle, repeat_cache_mb=0).cache is None
-    assert EmbedBatch(tiny_bert_bundle, chunk_tokens=16).cache is None  # windows: repeats within a call only
+    assert EmbedBatch(tiny_bert_bundle, chunk_tokens=16, repeat_cache_mb=0).cache is None
 
 
 def test_the_cache_drops_the_least_recently_used_within_its_bytes() -> None:
@@ -219,3 +219,36 @@ def test_the_cli_takes_the_cache_size(tmp_path: Path, log: tuple[Path, list[str]
     bad = subprocess.run([*base, str(tmp_path / "bad"), *opts, "--repeat-cache-mb", "-5"], capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "repeat_cache_mb must be a number of megabytes >= 0 (0: no cache), got -5.0" in bad.stderr
+
+
+def test_windows_of_a_document_met_again_come_from_the_cache(
+    tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With chunking the cache holds windows by their tokens: a document met again in a later part
+    takes its windows' vectors, and one that begins as an earlier one, those of that beginning."""
+    rng = np.random.default_rng(1)
+    words = " ".join(DISTINCT).split()
+    docs = [" ".join(rng.choice(words, 60)) + "." for _ in range(12)]
+    order = [i % 12 for i in range(40)]  # each document over and over, in parts of 10 rows
+    texts = [docs[i] for i in order]
+    texts[25] = docs[0] + " " + " ".join(rng.choice(words, 30))  # begins as the first document
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"d": f"r{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    common = {"id_column": "d", "rows_per_part": 10, "chunk_tokens": 16, "progress": False}
+    counted = _Counting(monkeypatch, Embedder)
+    off = embed_dataset(path, tmp_path / "off", tiny_bert_bundle, repeat_cache_mb=0, **common)  # type: ignore[arg-type]
+    per_part = counted.texts
+    counted.texts = 0
+    on = embed_dataset(path, tmp_path / "on", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    windows = EmbedBatch(tiny_bert_bundle, chunk_tokens=16).chunker.split(list(dict.fromkeys(texts)))
+    assert counted.texts == len(set(token_keys(windows.tokens))) < per_part  # each distinct window once in the job
+    assert on.repeats == on.written - counted.texts and off.repeats == off.written - per_part
+    assert f"; {on.repeats} repeated windows embedded once" in str(on)
+    a, b = pq.read_table(tmp_path / "on"), pq.read_table(tmp_path / "off")
+    assert a.drop_columns(["embedding"]).equals(b.drop_columns(["embedding"]))
+    np.testing.assert_allclose(_vectors(tmp_path / "on")[1], _vectors(tmp_path / "off")[1], atol=1e-6)
+    rows = a.to_pylist()
+    first = [r for r in rows if r["id"] == "r0"]
+    shared = [r for r in rows if r["id"] == "r25"][: len(first) - 1]  # its windows before the first one's end
+    assert shared and all(x["chunk_end"] == y["chunk_end"] for x, y in zip(shared, first, strict=False))
+    np.testing.assert_array_equal([r["embedding"] for r in shared], [r["embedding"] for r in first[: len(shared)]])

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .._base import BundleModel
 from .._bundle import TOKENIZER_NAME, load_manifest
-from .._cache import JOB_CACHE_MB, VectorCache, Vectors, check_cache_mb, distinct_items, text_keys
+from .._cache import JOB_CACHE_MB, VectorCache, Vectors, check_cache_mb, distinct_items, text_keys, token_keys
 from .._chunking import Chunker, Chunks, window_chunker
 from .._embedder import Embedder
 from .._errors import BundleError, EmbedrtError
@@ -78,8 +78,10 @@ class Prepared:
     chunks: Chunks | None = None  # with chunking: the windows of ``rows``, a text's in order, texts in order
     chunk_texts: list[str] | None = None  # each window's text, where asked for
     vector_of: np.ndarray | None = None  # the vector (of ``tokens``) of each row (window); None: one each
-    repeats: int = 0  # good rows whose text an earlier row had (embedded once for both)
-    keys: list[bytes] | None = None  # each distinct text's key in the batch function's cache (None: no cache)
+    repeats: int = 0  # good rows whose text an earlier row had (with chunking: their windows), embedded once
+    # each distinct text's key in the batch function's cache (with chunking: each window's, by its
+    # tokens); None: no cache
+    keys: list[bytes] | None = None
 
 
 # the columns a chunked output adds (before the embedding), and the one with each chunk's text
@@ -93,7 +95,7 @@ class BatchResult:
     bad: list[BadRow] = field(default_factory=list)
     tokens: int = 0
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
-    repeats: int = 0  # rows whose text an earlier row of the batch had, or the cache held: not embedded again
+    repeats: int = 0  # output rows (texts, or windows) an earlier row of the batch had, or the cache held
 
 
 # a sparse bundle's embedding column: each row's dimensions (token ids, ascending) and their weights
@@ -150,7 +152,9 @@ class EmbedBatch:
         repeat_cache_mb: megabytes of the output rows of the texts embedded last, kept so that a text
             met again in a later call (slice, part) is not embedded again (least recently used out
             first; 0: none). Repeats within a slice of rows (a call's, unless it is big) are always
-            embedded once. Not with chunking.
+            embedded once. With chunking the cache holds windows, keyed by their tokens, so that a
+            document met again (or one that begins as an earlier one did) takes the vectors of
+            the windows it shares with it.
     """
 
     def __init__(
@@ -198,7 +202,7 @@ class EmbedBatch:
         self.chunker = chunker(self.model, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
         self.chunk_text = bool(chunk_text)
         size = check_cache_mb(repeat_cache_mb, "repeat_cache_mb")
-        self.cache = VectorCache(int(size * 2**20)) if size and self.chunker is None else None
+        self.cache = VectorCache(int(size * 2**20)) if size else None
 
     def __call__(self, table: pa.Table) -> pa.Table:
         """``table`` with the embedding column; a table of more than ``SLICE_CHARS`` characters of
@@ -242,7 +246,14 @@ class EmbedBatch:
             spans = zip(windows.text.tolist(), windows.start.tolist(), windows.end.tolist(), strict=True)
             pieces = [distinct[t][a:b] for t, a, b in spans]
             pieces = pieces if vector_of is None else [pieces[k] for k in vector_of.tolist()]
-        return Prepared(public, good, windows.tokens, bad, keep, chunks, pieces, vector_of, len(good) - len(distinct))
+        tokens, keys = windows.tokens, None
+        if self.cache is not None:  # windows by their tokens: those alike (of other texts too) run once
+            keys, same = distinct_items(token_keys(tokens))
+            if same is not None:
+                tokens = tokens.select(np.unique(same, return_index=True)[1].tolist())
+                vector_of = same if vector_of is None else same[vector_of]
+        repeats = 0 if vector_of is None else len(vector_of) - len(tokens)  # windows embedded once for several
+        return Prepared(public, good, tokens, bad, keep, chunks, pieces, vector_of, repeats, keys)
 
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each

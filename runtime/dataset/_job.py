@@ -83,7 +83,7 @@ class DatasetSummary:
     bad_examples: list[dict[str, Any]] = field(default_factory=list)
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
     chunked: bool = False  # a row per window of each text (chunk_tokens)
-    repeats: int = 0  # rows whose text was embedded already (earlier in their slice, or held by the cache)
+    repeats: int = 0  # output rows (texts, or windows) embedded already: earlier in their slice, or held by the cache
 
     @property
     def texts_per_second(self) -> float:
@@ -97,7 +97,7 @@ class DatasetSummary:
         resumed = f" ({self.parts_resumed} of {self.parts} parts kept from an earlier run)" if self.parts_resumed else ""
         written = f"{self.written} chunks of {self.rows} rows" if self.chunked else f"{self.written} rows"
         cut = f"; {self.truncated} texts longer than the model's window cut to it" if self.truncated else ""
-        cut += f"; {self.repeats} repeated texts embedded once" if self.repeats else ""
+        cut += f"; {self.repeats} repeated {'windows' if self.chunked else 'texts'} embedded once" if self.repeats else ""
         return (
             f"{written} written to {self.output}{resumed}; bad rows {self.bad_rows}{cut}; "
             f"this run: {self.rows_embedded} texts in {self.seconds:.1f} s, "
@@ -184,8 +184,9 @@ def embed_dataset(
 
     A text repeated in a slice is embedded once. ``repeat_cache_mb`` (default 64; 0: none) keeps the
     output rows of the texts embedded last, so that a text met again in a later slice or part is not
-    embedded again (least recently used out first; per actor on Ray; not with chunking). The summary
-    and the manifest count both kinds of repeats.
+    embedded again (least recently used out first; per actor on Ray); with chunking it holds windows,
+    keyed by their tokens, so that a document met again takes its windows' vectors. The summary
+    and the manifest count both kinds of repeats (with chunking, in windows).
 
     ``progress``: a bar of the rows on stderr, or, where stderr is no terminal (a log file, a
     batch system), a line every ``progress_every`` seconds (rows, rate, ETA) and one at the end.
