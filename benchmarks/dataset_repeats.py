@@ -8,8 +8,8 @@ repeat cache at each size asked for and without it.
   1.0); the texts are the frozen benchmark sentences (``benchmarks/corpus.py``), made distinct by a
   numbered suffix, in a shuffled order of ranks. JSONL with a string id, written once into
   ``benchmarks/.cache``.
-- ``--sentences K`` makes each distinct text a document of K consecutive benchmark sentences (a
-  document dump whose files recur), and ``--chunk-tokens N`` embeds rows in windows (the cache then
+- ``--sentences K`` makes each distinct text a document of K benchmark sentences drawn at random
+  (seeded by its number: documents share no run of sentences; a document dump whose files recur), and ``--chunk-tokens N`` embeds rows in windows (the cache then
   holds windows; "texts embedded" counts windows then).
 - Each run is ``embed_dataset`` with its defaults (parts of 10,000 rows, two streams on two threads)
   but ``repeat_cache_mb``, in a fresh process (peak RSS from ``VmHWM``), the sizes alternating,
@@ -65,7 +65,8 @@ def generate(rows: int, distinct: int, zipf: float, sentences: int = 1) -> tuple
     with tmp.open("w", encoding="utf-8") as f:
         for i, r in enumerate(ranks.tolist()):
             k = int(text_of[r])
-            body = " ".join(pool[(k * sentences + j) % len(pool)] for j in range(sentences))
+            body = pool[k % len(pool)] if sentences == 1 else " ".join(
+                pool[j] for j in np.random.default_rng(k).choice(len(pool), sentences, replace=False))
             f.write(json.dumps({"id": f"row-{i}", "text": f"{body} (#{k})"}, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return path, counts
