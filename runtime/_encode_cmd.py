@@ -9,6 +9,7 @@ the output file is written whole, once every text is embedded, or not at all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -212,8 +213,12 @@ def _tokenize(model: Any, texts: list[str], prompt_name: str | None, run: _Run, 
         return model.tokenize(texts, prompt_name=prompt_name)
     from tqdm.auto import tqdm
 
+    from ._progress import LineProgress, interactive
+
     parts = []
-    with tqdm(total=len(texts), desc="tokenize", unit="text", unit_scale=True, file=sys.stderr) as bar:
+    bar: Any = (tqdm(total=len(texts), desc="tokenize", unit="text", unit_scale=True, file=sys.stderr)
+                if interactive() else LineProgress("tokenize", "text", len(texts)))  # fmt: skip
+    with contextlib.closing(bar):
         for start in range(0, len(texts), _TOKENIZE_CHUNK):
             chunk = texts[start : start + _TOKENIZE_CHUNK]
             parts.append(model.tokenize(chunk, prompt_name=prompt_name))
@@ -227,7 +232,7 @@ def _embed(model: Any, tok: Any, batch_size: int, normalize: bool | None, run: _
     whole input, so the vectors are those of one ``encode`` call), counting progress in padded tokens
     after each. One batch per call with one stream; with several, ``8 x streams`` batches per call, so
     that every stream has a batch of its own until near the call's end."""
-    from ._progress import EncodeProgress, batch_tokens
+    from ._progress import EncodeProgress, batch_tokens, interactive
     from ._tokenize import token_batches
 
     order = np.argsort(-tok.lengths, kind="stable")
@@ -236,7 +241,7 @@ def _embed(model: Any, tok: Any, batch_size: int, normalize: bool | None, run: _
     cost = batch_tokens(lengths, pieces)
     per_call = 1 if model.streams == 1 else 8 * model.streams
     out = np.empty((len(tok), model.dimension), dtype=np.float32)
-    bar = EncodeProgress(sum(cost), len(tok), show)
+    bar = EncodeProgress(sum(cost), len(tok), show, lines=not interactive())  # a log gets lines, not a bar
     try:
         for b in range(0, len(pieces), per_call):
             run_pieces = pieces[b : b + per_call]

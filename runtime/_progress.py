@@ -22,13 +22,18 @@ def batch_tokens(sorted_lengths: np.ndarray, pieces: list[slice]) -> list[int]:
 
 class EncodeProgress:
     """A tqdm bar in padded tokens with ``texts done / total`` beside it; ``enabled=False`` draws nothing
-    but still counts (``texts_done``), so an interrupted run can say how far it got."""
+    but still counts (``texts_done``), so an interrupted run can say how far it got; ``lines``: plain
+    lines every minute instead (``LineProgress``, for a log)."""
 
-    def __init__(self, total_tokens: int, total_texts: int, enabled: bool, desc: str = "encode") -> None:
+    def __init__(self, total_tokens: int, total_texts: int, enabled: bool, desc: str = "encode",
+                 lines: bool = False) -> None:  # fmt: skip
         self.total_texts = total_texts
         self.texts_done = 0
         self._bar: Any = None
-        if enabled:
+        if enabled and lines:
+            self._bar = LineProgress(desc, "token", int(total_tokens))
+            self._bar.set_postfix_str(f"0/{total_texts} texts")
+        elif enabled:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
@@ -56,8 +61,8 @@ def interactive() -> bool:
 
 class LineProgress:
     """Progress as a plain line every ``every`` seconds and one at the end, for a log file or a
-    batch system, where a bar's carriage returns make one ever-growing line. Takes the calls the
-    corpus job makes to a tqdm bar (``update``, ``set_postfix``, ``close``)."""
+    batch system, where a bar's carriage returns make one ever-growing line. Takes the calls made
+    to a tqdm bar here (``update``, ``set_postfix``, ``set_postfix_str``, ``close``)."""
 
     def __init__(self, desc: str, unit: str, total: int | None = None, initial: int = 0, every: float = 60.0,
                  write: Any = None) -> None:  # fmt: skip
@@ -74,6 +79,9 @@ class LineProgress:
         if now - self._last >= self.every:
             self._last = now
             self._write(self.line(now))
+
+    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        self.postfix = text
 
     def set_postfix(self, refresh: bool = False, **values: Any) -> None:
         self.postfix = ", ".join(f"{v} {k[:-6]}/s" if k.endswith("_per_s") else f"{k.replace('_', ' ')} {v}"

@@ -204,9 +204,12 @@ def test_encode_shows_progress_from_the_start_in_tokens(tiny_bert_bundle: Path, 
     out = tmp_path / "o.npy"
     assert main(["encode", str(tiny_bert_bundle), str(tmp_path / "in.txt"), "-o", str(out), "--batch-size", "8"]) == 0
     err = capsys.readouterr().err
-    steps = ["[embedrt] reading", "read 50 texts", "tokenize:", "tokenized:", "tok/s", "50/50 texts", "wrote 50"]
+    # stderr is no terminal here: plain lines (every minute, and at the end), not a bar
+    steps = ["[embedrt] reading", "read 50 texts", "[embedrt] tokenize: 50/50 texts", "tokenized:",
+             "[embedrt] encode: ", "tokens/s, elapsed", ", 50/50 texts", "wrote 50"]
     positions = [err.find(s) for s in steps]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), err
+    assert "\r" not in err
     np.testing.assert_allclose(np.load(out), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
 
 
