@@ -71,6 +71,11 @@ def distinct_items(items: list[T]) -> tuple[list[T], np.ndarray | None]:
     return list(place), of
 
 
+def first_places(of: np.ndarray) -> list[int]:
+    """Where each distinct item first appears (``of``: ``distinct_items``' places), in their order."""
+    return np.unique(of, return_index=True)[1].tolist()  # type: ignore[no-any-return]
+
+
 def check_cache_mb(value: object, name: str) -> float:
     """A cache size in megabytes, checked: a number, 0 (no cache) or more."""
     size = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan

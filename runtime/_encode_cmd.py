@@ -195,14 +195,13 @@ def _structured(path: str) -> bool:
 def _read_column(path: str, column: str | None, template: str | None) -> list[str]:
     """The texts of a file with columns, read by the corpus job's readers (pyarrow)."""
     try:
+        from .dataset._template import one_of_flags
         from .dataset._texts import read_texts
     except ImportError as e:
         raise ImportError(
             f'reading {path} needs pyarrow: pip install "embedrt[dataset]" (from a clone: pip install ".[dataset]")'
         ) from e
-    if column is not None and template is not None:
-        raise ValueError(f"give --text-column ({column!r}) or --text-template ({template!r}), not both: a template "
-                         "names its columns itself")  # fmt: skip
+    one_of_flags(column, template)
     return read_texts(path, column or "text", template)
 
 
@@ -211,14 +210,10 @@ def _tokenize(model: Any, texts: list[str], prompt_name: str | None, run: _Run, 
 
     if not show or len(texts) <= _TOKENIZE_CHUNK:
         return model.tokenize(texts, prompt_name=prompt_name)
-    from tqdm.auto import tqdm
-
-    from ._progress import LineProgress, interactive
+    from ._progress import progress_bar
 
     parts = []
-    bar: Any = (tqdm(total=len(texts), desc="tokenize", unit="text", unit_scale=True, file=sys.stderr)
-                if interactive() else LineProgress("tokenize", "text", len(texts)))  # fmt: skip
-    with contextlib.closing(bar):
+    with contextlib.closing(progress_bar("tokenize", "text", len(texts), unit_scale=True)) as bar:
         for start in range(0, len(texts), _TOKENIZE_CHUNK):
             chunk = texts[start : start + _TOKENIZE_CHUNK]
             parts.append(model.tokenize(chunk, prompt_name=prompt_name))

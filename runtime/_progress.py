@@ -59,19 +59,30 @@ def interactive() -> bool:
     return bool(isatty and isatty()) or "ipykernel" in sys.modules
 
 
+def progress_bar(desc: str, unit: str, total: int | None = None, initial: int = 0, *, every: float = 60.0,
+                 closing_line: bool = True, **tqdm_options: Any) -> Any:
+    """A tqdm bar where one can be drawn (``interactive``), else a ``LineProgress`` (a line every
+    ``every`` seconds and, with ``closing_line``, one at the end); both are closed when done."""
+    if not interactive():
+        return LineProgress(desc, unit, total, initial, every, closing_line=closing_line)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, **tqdm_options)
+
+
 class LineProgress:
     """Progress as a plain line every ``every`` seconds and one at the end, for a log file or a
     batch system, where a bar's carriage returns make one ever-growing line. Takes the calls made
     to a tqdm bar here (``update``, ``set_postfix``, ``set_postfix_str``, ``close``)."""
 
     def __init__(self, desc: str, unit: str, total: int | None = None, initial: int = 0, every: float = 60.0,
-                 write: Any = None) -> None:  # fmt: skip
+                 write: Any = None, closing_line: bool = True) -> None:  # fmt: skip
         self.desc, self.unit, self.total, self.every = desc, unit, total, every
         self.n = self.initial = initial
         self.postfix = ""
         self._write = write or (lambda line: print(line, file=sys.stderr, flush=True))
         self._t0 = self._last = time.monotonic()
-        self._closed = False
+        self._closed = not closing_line
 
     def update(self, n: int = 1) -> None:
         self.n += n

@@ -19,7 +19,16 @@ import pyarrow as pa
 
 from .._base import BundleModel
 from .._bundle import TOKENIZER_NAME, load_manifest
-from .._cache import JOB_CACHE_MB, VectorCache, Vectors, check_cache_mb, distinct_items, text_keys, token_keys
+from .._cache import (
+    JOB_CACHE_MB,
+    VectorCache,
+    Vectors,
+    check_cache_mb,
+    distinct_items,
+    first_places,
+    text_keys,
+    token_keys,
+)
 from .._chunking import Chunker, Chunks, window_chunker
 from .._embedder import Embedder
 from .._errors import BundleError, EmbedrtError
@@ -250,7 +259,7 @@ class EmbedBatch:
         if self.cache is not None:  # windows by their tokens: those alike (of other texts too) run once
             keys, same = distinct_items(token_keys(tokens))
             if same is not None:
-                tokens = tokens.select(np.unique(same, return_index=True)[1].tolist())
+                tokens = tokens.select(first_places(same))
                 vector_of = same if vector_of is None else same[vector_of]
         repeats = 0 if vector_of is None else len(vector_of) - len(tokens)  # windows embedded once for several
         return Prepared(public, good, tokens, bad, keep, chunks, pieces, vector_of, repeats, keys)

@@ -10,6 +10,7 @@ from .._cache import JOB_CACHE_MB
 from .._model_args import add_model_arguments, model_options
 from ._batch import OnError
 from ._job import Backend, RayOptions, embed_dataset
+from ._template import one_of_flags
 
 _EXAMPLES = """examples:
   embedrt embed-dataset corpus.jsonl vectors/ --model bundles/minilm --id-column doc_id
@@ -97,9 +98,7 @@ def _run(args: argparse.Namespace) -> int:
 
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     ranges = np.load(args.ranges, allow_pickle=False) if args.ranges else None
-    if args.text_column is not None and args.text_template is not None:
-        raise ValueError(f"give --text-column ({args.text_column!r}) or --text-template ({args.text_template!r}), "
-                         "not both: a template names its columns itself")  # fmt: skip
+    one_of_flags(args.text_column, args.text_template)
     ray = RayOptions(args.address, args.num_actors, args.cpus_per_actor, args.num_gpus_per_actor, args.max_actor_restarts)
     try:
         summary = embed_dataset(

@@ -23,7 +23,7 @@ from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._chunking import CUTS
 from .._embedder import Embedder
 from .._objects import is_uri, local_bundle
-from .._progress import LineProgress, interactive
+from .._progress import progress_bar
 from .._session import check_precision_hint, check_streams
 from .._sparse_encoder import SparseEncoder
 from .._types import BundleKind, Device, EmbeddingPrecision, check_int, parse
@@ -299,7 +299,7 @@ class JobSettings:
     slice_chars: int = field(default_factory=lambda: _readers.SLICE_CHARS)
     text_template: str | None = None  # each row's text composed from several columns
 
-    @property
+    @functools.cached_property
     def text(self) -> TextSource:
         return TextSource.of(self.text_column, self.text_template)
 
@@ -404,13 +404,18 @@ def output_schema(
     """The output's columns and types, fixed before any row is read."""
     from ._readers import _ARROW
 
+    wanted = [c for c in (id_column, *keep) if c]
+    first: pa.Schema | None = None  # Parquet and Arrow: the first file's own types
+    if wanted and plan.format is InputFormat.PARQUET:
+        with storage.parquet_file(plan.shards[0].path) as pf:
+            first = pf.schema_arrow
+    elif wanted and plan.format is InputFormat.ARROW:
+        with storage.arrow_batches(plan.shards[0].path) as (first, _batches):
+            pass
+
     def column_type(name: str) -> pa.DataType:
-        if plan.format is InputFormat.PARQUET:
-            with storage.parquet_file(plan.shards[0].path) as pf:
-                return pf.schema_arrow.field(name).type
-        if plan.format is InputFormat.ARROW:
-            with storage.arrow_batches(plan.shards[0].path) as (schema, _batches):
-                return schema.field(name).type
+        if first is not None:
+            return first.field(name).type
         if plan.format is InputFormat.JSONL:
             return _ARROW[plan.json_types.get(name, "string")]
         return pa.string()  # csv / tsv: text as written
@@ -578,12 +583,9 @@ def _scan_progress(enabled: bool, every: float) -> Iterator[Callable[[int], None
     if not enabled:
         yield None
         return
-    if not interactive():  # no closing line: the job's next message says what the scan found
-        yield LineProgress("planning", "row", every=every).update
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(desc="planning", unit="row", unit_scale=True, leave=False) as bar:
+    # no closing line: the job's next message says what the scan found
+    with contextlib.closing(progress_bar("planning", "row", every=every, closing_line=False, unit_scale=True,
+                                         leave=False)) as bar:  # fmt: skip
         yield bar.update
 
 
@@ -591,8 +593,4 @@ def _progress(total: int, initial: int, enabled: bool, every: float) -> Any:
     """The job's bar, in rows; plain lines every ``every`` seconds where stderr is no terminal."""
     if not enabled:
         return None
-    if not interactive():
-        return LineProgress("embed-dataset", "row", total, initial, every)
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="embed-dataset", unit="row", unit_scale=True, smoothing=0.1)
+    return progress_bar("embed-dataset", "row", total, initial, every=every, unit_scale=True, smoothing=0.1)

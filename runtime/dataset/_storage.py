@@ -275,10 +275,12 @@ def arrow_batches(where: str, start: int = 0) -> Iterator[tuple[Any, Iterator[tu
                 _kept.arrow = None
                 raise
             return
+        file_format = True  # a stream is kept above
     else:
         source = pa.memory_map(where)
+        file_format = _is_arrow_file(source)
     try:
-        if _is_arrow_file(source):
+        if file_format:
             reader: Any = pa.ipc.open_file(source)
             yield reader.schema, _numbered(reader.get_batch(i) for i in range(reader.num_record_batches))
         else:

@@ -131,6 +131,14 @@ class TextSource:
         return [c for c in self.columns if c not in names]
 
 
+def one_of_flags(text_column: str | None, text_template: str | None) -> None:
+    """The command line's ``--text-column`` and ``--text-template``: at most one given (the
+    default column cannot be told from one given, so the commands check what was typed)."""
+    if text_column is not None and text_template is not None:
+        raise ValueError(f"give --text-column ({text_column!r}) or --text-template ({text_template!r}), not both: a "
+                         "template names its columns itself")  # fmt: skip
+
+
 def _parse(template: str) -> tuple[str | _Field, ...]:
     pieces: list[str | _Field] = []
     literal: list[str] = []

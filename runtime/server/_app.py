@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
-from .._cache import VectorCache, distinct_items, token_keys
+from .._cache import VectorCache, distinct_items, first_places, token_keys
 from .._embedder import Embedder
 from .._reranker import Reranker
 from .._sparse_encoder import SparseEncoder
@@ -144,7 +144,7 @@ class ServerState:
         if not len(found.missing):
             return self.cache.complete(found, None)  # type: ignore[return-value]
         _, of = distinct_items([found.keys[i] for i in found.missing.tolist()])  # an input twice runs once
-        rows = found.missing if of is None else found.missing[np.unique(of, return_index=True)[1]]
+        rows = found.missing if of is None else found.missing[first_places(of)]
         fresh = tok if len(rows) == len(tok) else tok.select(rows.tolist())
         raw = await self._run_model(fresh, request)
         return self.cache.complete(found, raw if of is None else raw[of])  # type: ignore[return-value]
