@@ -52,6 +52,23 @@ def live_server(embedder: Embedder, config: ServerConfig | None = None) -> Itera
         sock.close()
 
 
+@contextlib.contextmanager
+def nan_model(state: ServerState) -> Iterator[None]:
+    """While inside: the model's rows come out with a NaN in their first component."""
+    real = state.batcher._encode
+
+    def broken(tok: Tokenized, alone: bool) -> np.ndarray:
+        out: np.ndarray = real(tok, alone)
+        out[:, 0] = np.nan
+        return out
+
+    state.batcher._encode = broken  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        state.batcher._encode = real  # type: ignore[method-assign]
+
+
 def gate_model(state: ServerState) -> tuple[threading.Event, threading.Event]:
     """Make the model wait for ``release`` before each batch; ``entered`` is set when one is waiting."""
     entered, release = threading.Event(), threading.Event()

@@ -23,7 +23,7 @@ httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
 from run_threads import count_concurrent_runs  # noqa: E402
-from server_helpers import gate_model, live_server, post_concurrently  # noqa: E402
+from server_helpers import gate_model, live_server, nan_model, post_concurrently  # noqa: E402
 
 from embedrt import Embedder  # noqa: E402
 from embedrt.server import ServerConfig  # noqa: E402
@@ -145,19 +145,11 @@ def test_float_json_reads_back_to_the_exact_float32_vectors(live) -> None:
 
 def test_non_finite_model_output_is_a_500_and_the_server_goes_on(embedder: Embedder) -> None:
     with live_server(embedder, ServerConfig(warmup=False)) as s:
-        real = s.state.batcher._encode
-
-        def broken(tok, alone):  # type: ignore[no-untyped-def]
-            out = real(tok, alone)
-            out[:, 0] = np.nan
-            return out
-
-        s.state.batcher._encode = broken
-        r = httpx.post(f"{s.url}/v1/embeddings", json={"input": "x"}, timeout=30)
-        assert r.status_code == 500 and r.json()["error"]["code"] == "non_finite_output", r.text
-        r = httpx.post(f"{s.url}/embed", json={"inputs": ["x"]}, timeout=30)
-        assert r.status_code == 500 and "NaN" in r.json()["error"], r.text
-        s.state.batcher._encode = real
+        with nan_model(s.state):
+            r = httpx.post(f"{s.url}/v1/embeddings", json={"input": "x"}, timeout=30)
+            assert r.status_code == 500 and r.json()["error"]["code"] == "non_finite_output", r.text
+            r = httpx.post(f"{s.url}/embed", json={"inputs": ["x"]}, timeout=30)
+            assert r.status_code == 500 and "NaN" in r.json()["error"], r.text
         assert httpx.post(f"{s.url}/v1/embeddings", json={"input": "x"}, timeout=30).status_code == 200
 
 

@@ -12,7 +12,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from server_helpers import live_server  # noqa: E402
+from server_helpers import live_server, nan_model  # noqa: E402
 
 from embedrt import Embedder, Reranker, SparseEncoder  # noqa: E402
 from embedrt.server import ServerConfig  # noqa: E402
@@ -82,16 +82,8 @@ def test_an_input_sent_again_is_answered_without_a_model_run(tiny_bert_bundle: P
 
 def test_non_finite_rows_are_not_kept(tiny_bert_bundle: Path) -> None:
     with live_server(Embedder(tiny_bert_bundle), ServerConfig(cache_mb=1, warmup=False)) as s:
-        real = s.state.batcher._encode
-
-        def broken(tok, alone):  # type: ignore[no-untyped-def]
-            out = real(tok, alone)
-            out[:, 0] = np.nan
-            return out
-
-        s.state.batcher._encode = broken
-        assert httpx.post(f"{s.url}/embed", json={"inputs": [TEXTS[0]]}, timeout=30).status_code == 500
-        s.state.batcher._encode = real
+        with nan_model(s.state):
+            assert httpx.post(f"{s.url}/embed", json={"inputs": [TEXTS[0]]}, timeout=30).status_code == 500
         runs = _Runs(s.state)
         vec = _post(f"{s.url}/embed", {"inputs": [TEXTS[0]]}).json()[0]
         assert runs.rows == 1 and np.isfinite(vec).all() and len(s.state.cache) == 1  # type: ignore[arg-type]
