@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +240,7 @@ class Embedder(BundleModel):
         if self._static:
             if what is not OutputValue.SENTENCE_EMBEDDING:
                 raise ValueError("a static-embedding bundle gives sentence_embedding only (its graph has no token states)")
-            flat = np.fromiter((t for ids in tok.ids for t in ids), dtype=np.int64, count=int(tok.lengths.sum()))
+            flat = np.fromiter(chain.from_iterable(tok.ids), dtype=np.int64, count=int(tok.lengths.sum()))
             vectors = self._encode_flat(flat, tok.lengths, batch_size, normalize, show_progress_bar, truncate_dim)
             if on_rows is not None:
                 on_rows(len(tok))

@@ -104,6 +104,18 @@ def test_every_format_gives_the_in_memory_vectors(fmt: str, tmp_path: Path, tiny
     assert manifest["identity"]["format"] == {"feather": "arrow"}.get(fmt, fmt) and len(manifest["parts"]) == -(-n // 50)
 
 
+def test_vectors_are_written_without_dictionary_or_statistics(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    # a vector's values are all but distinct: no dictionary page, no min/max; other columns keep pyarrow's defaults
+    rows = [{"doc": f"d{i}", "text": t, "n": i % 7} for i, t in enumerate(TEXTS)]
+    src = _write(tmp_path / "in.jsonl", "jsonl", rows)
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="doc", keep_columns=["n"], progress=False)
+    group = pq.ParquetFile(tmp_path / "out" / "part-000000.parquet").metadata.row_group(0)
+    cols = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert set(cols) == {"id", "n", "embedding.list.element"}
+    assert not cols["embedding.list.element"].has_dictionary_page and not cols["embedding.list.element"].is_stats_set
+    assert all(cols[c].has_dictionary_page and cols[c].is_stats_set for c in ("id", "n"))
+
+
 def test_a_saved_hugging_face_dataset_folder(tmp_path: Path, tiny_bert_bundle: Path, expected: np.ndarray) -> None:
     """``datasets.Dataset.save_to_disk``'s layout: Arrow stream shards beside JSON metadata."""
     folder = tmp_path / "saved"

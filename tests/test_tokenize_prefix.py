@@ -135,3 +135,14 @@ def test_pairs_keep_the_whole_pairs_tokens(tokenizer: Tokenizer) -> None:
     cut = [p for p in seen if isinstance(p, tuple) and p not in pairs]
     assert len(cut) > 20 and all(max(map(len, p)) <= LIMIT for p in cut)  # the long sides' prefixes were encoded
     assert [e.ids for e in out] == [e.ids for e in tokenizer.encode_batch(pairs)]
+
+
+def test_pairs_keep_their_type_ids_without_a_post_processor() -> None:
+    # tokenizers' call without offsets (single texts take it) gives a pair's second text type id 0
+    # where no post-processor sets it; pairs must keep the full call's
+    tok = _kind("wordpiece")
+    tok.post_processor = None
+    pairs = [("a query", "a document of words"), ("q", "d")]
+    assert [e.type_ids for e in tok.encode_batch_fast(pairs)] != [e.type_ids for e in tok.encode_batch(pairs)]
+    got = tokenize(tok, pairs)
+    assert list(zip(got.ids, got.type_ids, strict=True)) == [(e.ids, e.type_ids) for e in tok.encode_batch(pairs)]

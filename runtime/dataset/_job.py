@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import io
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -471,7 +472,7 @@ def _write_slices(
                              "repeats": 0, "bad": []}  # fmt: skip
     held: list[pa.Table] = []  # rows not yet written, and their bytes
     size = 0
-    with pq.ParquetWriter(f, schema) as writer:
+    with pq.ParquetWriter(f, schema, **writer_options(schema)) as writer:
         for result in results:
             table = conform(result.table, schema, plan, part)
             entry["rows"] += table.num_rows
@@ -488,6 +489,25 @@ def _write_slices(
             rows = pa.concat_tables(held) if held else schema.empty_table()
             writer.write_table(rows, row_group_size=max(rows.num_rows, 1))
     return entry
+
+
+@functools.lru_cache(maxsize=8)
+def writer_options(schema: pa.Schema) -> dict[str, Any]:
+    """Parquet writer options for an output of ``schema``: a dense ``embedding`` column (vectors of
+    floats or quantized bytes, their values all but distinct) without dictionary encoding, which
+    pyarrow tries on every column and gives up on after a page, and without min/max statistics,
+    which no reader filters vectors by: together about half the time of writing a part of
+    all-MiniLM-L6-v2 vectors (a one-off: 10,000 rows 50 -> 23 ms). The other columns as pyarrow's
+    defaults. Options name a column's Parquet leaves, read from an empty file of the schema."""
+    import pyarrow.parquet as pq
+
+    if not pa.types.is_fixed_size_list(schema.field("embedding").type):
+        return {}
+    empty = io.BytesIO()
+    pq.write_table(schema.empty_table(), empty)
+    leaves = pq.ParquetFile(io.BytesIO(empty.getvalue())).schema
+    others = [p for p in (leaves.column(i).path for i in range(len(leaves))) if p.split(".", 1)[0] != "embedding"]
+    return {"use_dictionary": others, "write_statistics": others}
 
 
 class _Tracker:
