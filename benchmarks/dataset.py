@@ -19,7 +19,8 @@ grows, and the Ray backend with 1 and 2 actors.
   of ``--streams`` against encode on one stream, and with several ``--streams`` each count's best
   against the first's. With ``--sentence-transformers MODEL_DIR`` also sentence-transformers'
   ``encode`` (PyTorch, ``--threads`` threads) of the same texts in memory, in the same alternation:
-  the job end to end against the PyTorch call alone.
+  the job end to end against the PyTorch call alone. With ``--model2vec MODEL_DIR`` (a static bundle's
+  source folder) model2vec's ``StaticModel.encode`` (its own batches) likewise.
 - rss: the job at each size of ``--rss-rows`` and each of ``--streams``, and in-memory encode at the
   smallest (reading every text, tokenizing, holding every vector, as ``embedrt encode`` does).
 - s3: the job reading its JSONL from and writing its parts to S3 (moto's server, started here as a
@@ -75,12 +76,12 @@ def _child(kind: str, bundle: str, corpus: str, threads: int, batch_size: int, a
     out = CACHE / f"out-{kind}-{os.getpid()}"
     shutil.rmtree(out, ignore_errors=True)
     result: dict[str, Any] = {"kind": kind, "streams": streams}
-    if kind in ("st", "encode"):  # in memory: only the encode call is timed
+    if kind in ("st", "m2v", "encode"):  # in memory: only the encode call is timed
         with open(corpus, encoding="utf-8") as f:
             texts = [json.loads(line)["text"] for line in f]
         encode, result["tokens"] = _in_memory(kind, bundle, threads, streams, texts)
         t0 = time.perf_counter()
-        vectors = encode(texts, batch_size=batch_size)
+        vectors = encode(texts) if kind == "m2v" else encode(texts, batch_size=batch_size)  # model2vec: its own batches
         result["seconds"] = time.perf_counter() - t0
         result["rows"] = len(vectors)
     else:
@@ -154,7 +155,13 @@ def s3_endpoint() -> subprocess.Popen[bytes]:
 
 
 def _in_memory(kind: str, model_dir: str, threads: int, streams: int, texts: list[str]) -> tuple[Any, int]:
-    """``(encode, tokens of texts)``: sentence-transformers' (``st``, PyTorch) or ``Embedder``'s."""
+    """``(encode, tokens of texts)``: sentence-transformers' (``st``, PyTorch), model2vec's (``m2v``) or
+    ``Embedder``'s."""
+    if kind == "m2v":
+        from model2vec import StaticModel
+
+        m2v = StaticModel.from_pretrained(model_dir)
+        return m2v.encode, int(sum(len(e.ids) for e in m2v.tokenizer.encode_batch(texts, add_special_tokens=False)))
     if kind == "st":
         import torch
         from sentence_transformers import SentenceTransformer, SparseEncoder
@@ -217,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--sentence-transformers", type=Path, metavar="MODEL_DIR",
                    help="also time sentence-transformers' encode of this model in the throughput runs")  # fmt: skip
+    p.add_argument("--model2vec", type=Path, metavar="MODEL_DIR",
+                   help="also time model2vec's StaticModel.encode of this folder in the throughput runs")  # fmt: skip
     p.add_argument("--streams", type=int, nargs="+", default=[1],
                    help="the job with each of these stream counts (throughput, rss; encode keeps 1)")  # fmt: skip
     args = p.parse_args(argv)
@@ -232,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         kinds = [("job", s) for s in args.streams] + [("encode", 1)]
         if args.sentence_transformers:
             kinds.append(("st", 1))
-        model_of = {"st": str(args.sentence_transformers)}
+        if args.model2vec:
+            kinds.append(("m2v", 1))
+        model_of = {"st": str(args.sentence_transformers), "m2v": str(args.model2vec)}
         runs = [measure(k, model_of.get(k, bundle), corpus, args.threads, args.batch_size, streams=s)
                 for r in range(args.rounds) for k, s in (kinds if r % 2 == 0 else kinds[::-1])]  # fmt: skip
         report["throughput"] = {"runs": runs, **_ratio(runs, args.streams[0])}
@@ -243,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
             report["throughput"]["sentence_transformers"] = {
                 "model": str(args.sentence_transformers), "texts_per_s": st_best, "job_over_st": job_best / st_best}
             print(f"  job (best stream count) / sentence-transformers encode: {job_best / st_best:.3f}", flush=True)
+        if args.model2vec:
+            job_best = max(v["texts_per_s"] for v in _streams(runs, args.streams).values())
+            m2v_best = max(r["texts_per_s"] for r in runs if r["kind"] == "m2v")
+            report["throughput"]["model2vec"] = {
+                "model": str(args.model2vec), "texts_per_s": m2v_best, "job_over_model2vec": job_best / m2v_best}
+            print(f"  job (best stream count) / model2vec encode: {job_best / m2v_best:.3f}", flush=True)
         if len(args.streams) > 1:
             report["throughput"]["streams"] = _streams(runs, args.streams)
             for s, v in report["throughput"]["streams"].items():
