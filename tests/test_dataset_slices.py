@@ -242,3 +242,32 @@ def test_an_arrow_stream_on_object_storage_is_read_once_across_its_parts(
     assert read_part(plan, plan.parts[1], "text", "key", ()).equals(parts[1])  # going back opens it again
     assert len(opened) == 2
     storage.release()
+
+
+def test_a_parquet_row_group_is_read_once_across_its_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader skips to a row group, not to a row inside one: each part is read on from where the
+    previous one stopped, not its row group decoded from the start again."""
+    from embedrt.dataset import _storage as storage
+
+    rows = [{"key": f"k{i}", "text": f"text {i}"} for i in range(3000)]
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src, row_group_size=2000)  # row groups of 2,000 and 1,000 rows
+    plan = plan_input(src, 300, text="text", id_column="key", keep_columns=())  # parts end inside batches
+    decoded: list[int] = []
+    real = pq.ParquetFile.iter_batches
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for b in real(self, *args, **kwargs):
+            decoded.append(b.num_rows)
+            yield b
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counting)
+    storage.release()
+    parts = [read_part(plan, p, "text", "key", ()) for p in plan.parts]
+    assert [k for t in parts for k in t.column("id").to_pylist()] == [r["key"] for r in rows]
+    assert sum(decoded) == 3000  # every row once (from each row group's start for every part: 11,656)
+    decoded.clear()
+    assert read_part(plan, plan.parts[8], "text", "key", ()).equals(parts[8])  # rows 2,400-2,700: going back
+    assert sum(decoded) == 3 * 256  # the second row group from its start; the first skipped
+    assert read_part(plan, plan.parts[1], "text", "key", ()).equals(parts[1])
+    storage.release()

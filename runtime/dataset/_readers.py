@@ -265,9 +265,9 @@ def _read_parquet(
     shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], chars: int | None
 ) -> Iterator[pa.Table]:
     wanted = list(dict.fromkeys((*source.columns, *columns)))
-    with storage.parquet_file(shard.path) as pf:
-        rows = _row_range(pf, part.start, part.stop, wanted)
-        yield from _columnar_slices(rows, part, source, columns, chars, pf.schema_arrow.empty_table().select(wanted))
+    with storage.parquet_batches(shard.path, part.start, wanted, _BATCH_ROWS) as (schema, batches):
+        rows = _batch_range(batches, part.start, part.stop, wanted)
+        yield from _columnar_slices(rows, part, source, columns, chars, schema.empty_table().select(wanted))
 
 
 def _read_arrow(
@@ -282,8 +282,9 @@ def _read_arrow(
 def _batch_range(
     batches: Iterator[tuple[int, pa.RecordBatch]], start: int, stop: int, wanted: list[str]
 ) -> Iterator[pa.Table]:
-    """Rows ``[start, stop)`` of an Arrow file's record batches (each with its first row),
-    ``_BATCH_ROWS`` at a time (a memory-mapped batch is sliced where it lies)."""
+    """Rows ``[start, stop)`` of a file's record batches (each with its first row: an Arrow file's,
+    or a Parquet file's of ``_BATCH_ROWS`` rows), ``_BATCH_ROWS`` at a time (a memory-mapped batch is
+    sliced where it lies)."""
     for at, rb in batches:
         a, b = max(start, at), min(stop, at + rb.num_rows)
         if a < b:
@@ -322,26 +323,6 @@ def _columnar_slices(
             held += n
         pieces.append(batch.slice(start))
     yield assemble(pieces or [empty])
-
-
-def _row_range(pf: Any, start: int, stop: int, wanted: list[str]) -> Iterator[pa.Table]:
-    """Rows ``[start, stop)`` of a Parquet file, a few hundred at a time (a row group is not held whole)."""
-    first = 0
-    for g in range(pf.metadata.num_row_groups):
-        n = pf.metadata.row_group(g).num_rows
-        lo, hi = max(start, first), min(stop, first + n)
-        if lo < hi:
-            at = first
-            for rb in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g], columns=wanted, use_threads=False):
-                a, b = max(lo, at), min(hi, at + rb.num_rows)
-                if a < b:
-                    yield pa.Table.from_batches([rb]).slice(a - at, b - a)
-                at += rb.num_rows
-                if at >= hi:
-                    break
-        first += n
-        if first >= stop:
-            break
 
 
 def text_sizes(col: pa.ChunkedArray) -> np.ndarray:

@@ -11,6 +11,7 @@ instead of lines appended to ``_parts.jsonl``.
 
 from __future__ import annotations
 
+import bisect
 import bz2
 import contextlib
 import fnmatch
@@ -128,7 +129,7 @@ def open_input(where: str) -> IO[bytes]:
     return io.BufferedReader(_Decompressed(raw, codec), BUFFER)  # type: ignore[return-value]
 
 
-_kept = threading.local()  # per thread: (path, reader) of the compressed file it read last, and its Arrow stream
+_kept = threading.local()  # per thread: (path, reader) of the compressed file it read last, its Arrow stream, its Parquet rows
 
 
 @contextlib.contextmanager
@@ -154,14 +155,16 @@ def reading(where: str) -> Iterator[IO[bytes]]:
 
 
 def release() -> None:
-    """Close the compressed reader (and the Arrow stream) this thread keeps (the end of a read that
-    is not a thread's last)."""
+    """Close the compressed reader (and the Arrow stream, the Parquet rows) this thread keeps (the end
+    of a read that is not a thread's last)."""
     kept, _kept.file = getattr(_kept, "file", None), None
     if kept is not None:
         kept[1].close()
-    stream, _kept.arrow = getattr(_kept, "arrow", None), None
-    if stream is not None:
-        stream.close()
+    for name in ("arrow", "parquet"):
+        stream = getattr(_kept, name, None)
+        setattr(_kept, name, None)
+        if stream is not None:
+            stream.close()
 
 
 def _zstd(f: Any) -> Any:
@@ -245,6 +248,66 @@ def parquet_file(where: str) -> Any:
         fs, path = split_uri(where)
         source = fs.open_input_file(path)
     return pq.ParquetFile(source, buffer_size=PARQUET_BUFFER, pre_buffer=False)
+
+
+@contextlib.contextmanager
+def parquet_batches(
+    where: str, start: int, columns: list[str], batch_rows: int
+) -> Iterator[tuple[Any, Iterator[tuple[int, Any]]]]:
+    """The Arrow schema of a Parquet file, and its ``columns`` as record batches of ``batch_rows``
+    rows from the one holding row ``start`` on, each with its first row. Kept open for this thread's
+    next part of the file: parts come in rising order (each Ray actor's too), and a reader can only
+    skip to a row group, not to a row inside one, so a part is read on from where the previous one
+    stopped instead of decoding its row group from the start again (a pyarrow writer's row group
+    holds up to 1,048,576 rows: 105 parts of 10,000 rows)."""
+    kept = getattr(_kept, "parquet", None)
+    if kept is not None and (kept.where != where or kept.columns != columns or start < kept.first):
+        kept.close()
+        kept = _kept.parquet = None
+    if kept is None:
+        kept = _kept.parquet = _ParquetRows(where, columns, batch_rows)
+    try:
+        yield kept.schema, kept.batches(start)
+    except BaseException:
+        kept.close()  # its position is unknown now
+        _kept.parquet = None
+        raise
+
+
+class _ParquetRows:
+    """A Parquet file's columns read forward in record batches across a thread's parts of it."""
+
+    def __init__(self, where: str, columns: list[str], batch_rows: int) -> None:
+        self.where, self.columns, self.batch_rows = where, columns, batch_rows
+        self.file = parquet_file(where)
+        self.schema = self.file.schema_arrow
+        meta = self.file.metadata
+        self.group_first = [0]  # each row group's first row, and the file's rows
+        for g in range(meta.num_row_groups):
+            self.group_first.append(self.group_first[-1] + meta.row_group(g).num_rows)
+        self.reader: Iterator[Any] | None = None  # the batches of row group ``group``, read on
+        self.group = -1
+        self.batch: Any = None  # the batch read last, and its first row
+        self.first = 0
+        self.after = 0  # the first row after it
+
+    def batches(self, start: int) -> Iterator[tuple[int, Any]]:
+        if self.batch is not None and self.first <= start < self.after:  # the part begins in the batch read last
+            yield self.first, self.batch
+        g = bisect.bisect_right(self.group_first, max(start, self.after)) - 1
+        while g < len(self.group_first) - 1:
+            if self.reader is None or self.group != g:  # a later row group: skip to it
+                self.reader = self.file.iter_batches(batch_size=self.batch_rows, row_groups=[g], columns=self.columns,
+                                                     use_threads=False)  # fmt: skip
+                self.group, self.after = g, self.group_first[g]
+            for b in self.reader:
+                self.batch, self.first, self.after = b, self.after, self.after + b.num_rows
+                if self.after > start:
+                    yield self.first, b
+            g += 1
+
+    def close(self) -> None:
+        self.file.close()
 
 
 @contextlib.contextmanager
