@@ -2,9 +2,13 @@
 part, for the plain JSONL benchmark corpus and the same file compressed.
 
     python -m benchmarks.dataset_read --rows 1000000 --codecs none .gz .zst --rounds 3
+    python -m benchmarks.dataset_read --rows 500000 --codecs none .parquet .arrow --rounds 3
 
 - Corpus: ``benchmarks.dataset.generate(rows)`` (unique texts from the frozen benchmark sentences,
-  JSONL with a string id), compressed once per codec next to it (gzip level 9, zstd level 3).
+  JSONL with a string id), compressed once per codec next to it (gzip level 9, zstd level 3), or
+  converted: ``.parquet`` as pyarrow writes it by default (row groups of up to 1,048,576 rows, as
+  pandas' ``to_parquet`` does), ``.arrow`` an Arrow stream of batches of 1,000 rows (as Hugging Face
+  ``datasets`` writes its shards).
 - Each round times, per codec in turn, ``plan_input`` (the scan that counts the rows and hashes every
   part) and then ``read_part`` of every part in order, as the local backend's reader thread does;
   the best round is kept. One process, one thread: no model runs, so this is what reading costs the
@@ -40,6 +44,20 @@ def compressed(plain: Path, codec: str) -> Path:
     if out.is_file():
         return out
     tmp = out.with_name(out.name + ".tmp")
+    if codec in (".parquet", ".arrow"):
+        import pyarrow as pa
+        import pyarrow.json
+        import pyarrow.parquet as pq
+
+        table = pyarrow.json.read_json(plain)
+        if codec == ".parquet":
+            pq.write_table(table, tmp)
+        else:
+            with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_stream(f, table.schema) as w:
+                for b in table.to_batches(max_chunksize=1000):
+                    w.write_batch(b)
+        os.replace(tmp, out)
+        return out
     with plain.open("rb") as src:
         if codec == ".zst":
             import zstandard
@@ -72,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--rows-per-part", type=int, default=10_000)
-    p.add_argument("--codecs", nargs="+", default=["none", ".gz", ".zst"], choices=["none", ".gz", ".bz2", ".xz", ".zst"])
+    p.add_argument("--codecs", nargs="+", default=["none", ".gz", ".zst"], choices=["none", ".gz", ".bz2", ".xz", ".zst", ".parquet", ".arrow"])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--machine", default=platform.node())
     argv = sys.argv[1:] if argv is None else argv
