@@ -116,6 +116,21 @@ def test_vectors_are_written_without_dictionary_or_statistics(tmp_path: Path, ti
     assert all(cols[c].has_dictionary_page and cols[c].is_stats_set for c in ("id", "n"))
 
 
+@pytest.mark.parametrize("raw", [b'{"a": 1}', b'{"a": 1} ', b'{"a":\t2}\r', b'{"a": 1} x', b'{"a":1}{"b":2}',
+                                 b'{"a": "\xed\xa0\x80"}', b'{"a": "\xff"}', b'\xef\xbb\xbf{"a": 1}', b'{"a": NaN}',
+                                 b'[1, 2]', b'{"a": "caf\xc3\xa9"}', b'{"a"'])  # fmt: skip
+def test_a_json_row_parses_as_json_loads_does(raw: bytes) -> None:
+    from embedrt.dataset._sources import json_row
+
+    def outcome(parse: Any) -> tuple[str, str]:
+        try:
+            return "ok", repr(parse(raw))
+        except ValueError as e:  # UnicodeDecodeError and JSONDecodeError, with their messages
+            return type(e).__name__, str(e)
+
+    assert outcome(json_row) == outcome(json.loads)
+
+
 def test_a_saved_hugging_face_dataset_folder(tmp_path: Path, tiny_bert_bundle: Path, expected: np.ndarray) -> None:
     """``datasets.Dataset.save_to_disk``'s layout: Arrow stream shards beside JSON metadata."""
     folder = tmp_path / "saved"

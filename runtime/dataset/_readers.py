@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _storage as storage
-from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit
+from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row
 from ._template import TextSource
 
 TEXT, BAD, LINE = "__text", "__bad", "__line"
@@ -173,7 +173,7 @@ def _read_jsonl(
         rows = out.rows
         obj: Any = None
         try:
-            obj = json.loads(raw)
+            obj = json_row(raw)
             bad = None if isinstance(obj, dict) else f"expected a JSON object, got {_json_name(obj)}"
         except UnicodeDecodeError as e:
             bad = f"undecodable bytes: invalid UTF-8 at byte {e.start} ({raw[e.start:e.start + 4]!r})"

@@ -420,11 +420,24 @@ def _mark_starts(
         hashes.start(int(begins[k]))
 
 
+_DECODER = json.JSONDecoder()
+
+
+def json_row(raw: bytes) -> Any:
+    """``json.loads(raw)``, a third faster for a row that opens an object (``{"``): ``json.loads``
+    finds UTF-8 for such bytes, decodes them with ``surrogatepass`` and hands them to its default
+    decoder, as this does without looking for the encoding first (500,000 benchmark rows 1.03 ->
+    0.69 s, a one-off; the same values and errors)."""
+    if raw.startswith(b'{"'):
+        return _DECODER.decode(raw.decode("utf-8", "surrogatepass"))
+    return json.loads(raw)
+
+
 def _sample_kinds(data: bytes, begins: np.ndarray, ends: np.ndarray, kinds: dict[str, set[str]]) -> None:
     """The JSON kinds of the id/kept columns over every row, so the output schema is fixed up front."""
     for b, e in zip(begins.tolist(), ends.tolist(), strict=True):
         try:
-            obj = json.loads(data[b:e])
+            obj = json_row(data[b:e])
         except UnicodeDecodeError:  # a bad row, whose other fields the reader keeps: they count too
             try:
                 obj = json.loads(data[b:e].decode("utf-8", "replace"))
