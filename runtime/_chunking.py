@@ -25,7 +25,7 @@ from tokenizers import Encoding, Tokenizer
 
 from ._base import prompt_text
 from ._bundle import Manifest
-from ._tokenize import Tokenized, encoded
+from ._tokenize import MARK_CUT, Tokenized, encoded, splits_at_marks
 from ._types import BundleKind, check_int
 
 # Where a window may end, best first: the first character after a blank line, after a sentence's end
@@ -39,10 +39,17 @@ BREAKS = (
 CUTS = "paragraph, sentence, line, word"
 # A text longer than this is tokenized a piece at a time, each piece but the first beginning with
 # a space that follows a word (so that its tokens are those of the whole text: WordPiece drops the
-# space, byte-level BPE and Metaspace give the word after it its own mark either way), so that a
-# huge text's encodings are never all held at once.
-PIECE_CHARS = 1 << 18
+# space, byte-level BPE and Metaspace give the word after it its own mark either way), or, for a
+# tokenizer that passes ``splits_at_marks``, with a CJK mark after a letter (text without spaces),
+# so that a huge text's encodings are never all held at once. Pieces and ``_groups`` are sized for
+# text of a token a character (Chinese, Japanese; encodings take about 480 bytes a token): one
+# document of 1.3 million such characters peaked at 553 MB in windows with pieces of 262,144
+# characters in groups of 524,288, at 341-356 MB with 65,536 in groups of 262,144, in the same time;
+# one of 16 MB of English 526 -> 437-438 MB (a one-off, the tiny bundle of the corpus job's memory
+# benchmark).
+PIECE_CHARS = 1 << 16
 _RUN = re.compile(r"(?<=\S) ")  # a space after a word: where pieces start
+_RUN_OR_MARK = re.compile(f"{_RUN.pattern}|{MARK_CUT.pattern}")
 # A text of more tokens is looked up in arrays: the encoding's look-ups scan its tokens, so that
 # cutting a text into windows through them grows with the square of its length (a one-off timing on
 # all-MiniLM-L6-v2's tokenizer: even at about 16,000 tokens, 13 against 12 ms on prose, 5 against 9
@@ -133,7 +140,8 @@ class Chunker:
         self._tok = tok
         self._prefix, self._suffix, self._prefix_types, self._suffix_types, self._type = _template(tok)
         self._head, self._tail = np.asarray(self._prefix, np.int32), np.asarray(self._suffix, np.int32)
-        self._pieces = _splits_at_spaces(tok)  # else a long text is tokenized whole
+        # where a long text's pieces may start (None: it is tokenized whole)
+        self._piece_starts = (_RUN_OR_MARK if splits_at_marks(tok) else _RUN) if _splits_at_spaces(tok) else None
         # the text's room in one window, the prompt's tokens taken out (as tokenized alone: in front of
         # a text they may differ by a token, which ``split`` checks for each text)
         alone = len(tok.encode(self.prompt, add_special_tokens=False).ids) if self.prompt else 0
@@ -153,7 +161,7 @@ class Chunker:
         out = _Collected()
         skip = len(self.prompt)
         held: list[_Piece] = []  # the pieces of a long text read so far
-        pieces, owner, offset, last = _pieces(texts, PIECE_CHARS if self._pieces else None)
+        pieces, owner, offset, last = _pieces(texts, PIECE_CHARS, self._piece_starts)
         for first, group in _groups(pieces):
             full = [self.prompt + t if self.prompt and offset[k] == 0 else t
                     for k, t in enumerate(group, start=first)]  # fmt: skip
@@ -339,19 +347,21 @@ def _breaks(text: str, tok: _Encoded | _Piece) -> list[np.ndarray]:
     return out
 
 
-def _pieces(texts: Sequence[str], limit: int | None) -> tuple[list[str], list[int], list[int], list[bool]]:
-    """The texts as pieces to tokenize: a text of more than ``limit`` characters cut before spaces
-    that follow a word (none there: whole), others whole (all of them where ``limit`` is None);
-    each piece's text, the text it is of, its first character in that text, and whether it is the
-    text's last piece."""
-    if limit is None or all(len(t) <= limit for t in texts):  # most calls: every text whole
+def _pieces(
+    texts: Sequence[str], limit: int, cut: re.Pattern[str] | None
+) -> tuple[list[str], list[int], list[int], list[bool]]:
+    """The texts as pieces to tokenize: a text of more than ``limit`` characters cut where ``cut``
+    matches (none there: whole), others whole (all of them where ``cut`` is None); each piece's
+    text, the text it is of, its first character in that text, and whether it is the text's last
+    piece."""
+    if cut is None or all(len(t) <= limit for t in texts):  # most calls: every text whole
         return list(texts), list(range(len(texts))), [0] * len(texts), [True] * len(texts)
     pieces: list[str] = []
     owner: list[int] = []
     offset: list[int] = []
     last: list[bool] = []
     for i, t in enumerate(texts):
-        cuts = _cuts(t, limit) if len(t) > limit else [0, len(t)]
+        cuts = _cuts(t, limit, cut) if len(t) > limit else [0, len(t)]
         for a, b in itertools.pairwise(cuts):
             pieces.append(t if b - a == len(t) else t[a:b])
             owner.append(i)
@@ -369,14 +379,14 @@ def _splits_at_spaces(tok: Tokenizer) -> bool:
     return all(whole.ids == left.ids + right.ids for whole, left, right in ids)
 
 
-def _cuts(text: str, chars: int) -> list[int]:
+def _cuts(text: str, chars: int, cut: re.Pattern[str] = _RUN) -> list[int]:
     """``[0, ..., len(text)]``: pieces of at most about ``chars`` characters, each after the first
-    beginning with a space after a word (the last in the piece's second half, else the next one)."""
+    beginning where ``cut`` matches (the last match in the piece's second half, else the next one)."""
     cuts = [0]
     while len(text) - cuts[-1] > chars:
         s = cuts[-1]
-        latest = deque(_RUN.finditer(text, s + chars // 2, s + chars), maxlen=1)
-        m = latest[0] if latest else _RUN.search(text, s + chars)
+        latest = deque(cut.finditer(text, s + chars // 2, s + chars), maxlen=1)
+        m = latest[0] if latest else cut.search(text, s + chars)
         if m is None:
             break
         cuts.append(m.start())
@@ -384,7 +394,7 @@ def _cuts(text: str, chars: int) -> list[int]:
     return cuts
 
 
-def _groups(texts: Sequence[str], chars: int = 1 << 19) -> Iterator[tuple[int, Sequence[str]]]:
+def _groups(texts: Sequence[str], chars: int = 1 << 18) -> Iterator[tuple[int, Sequence[str]]]:
     """``texts`` in consecutive groups of about ``chars`` characters (a longer text alone), with the
     index of each group's first text."""
     start, size = 0, 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -189,8 +191,9 @@ def truncated_encodings(
     if not long:
         return list(encoded(encode, texts, given))
     cut: list[Any] = list(texts)
+    marks = splits_at_marks(tokenizer)
     for i in long:
-        cut[i] = _prefix(cut[i], limit)
+        cut[i] = _prefix(cut[i], limit, marks)
     out = list(encoded(encode, cut, given))
     redo = [i for i in long if cut[i] is not texts[i] and not out[i].overflowing]
     if redo:
@@ -215,7 +218,7 @@ def _pair_prefixes(tokenizer: Tokenizer, trunc: dict[str, Any], encode: Any, pai
     for i, pair in enumerate(pairs):
         if (len(pair[0]) > limit) != (len(pair[1]) > limit):
             side = int(len(pair[1]) > limit)
-            prefix = _prefix(pair[side], limit)
+            prefix = _prefix(pair[side], limit, splits_at_marks(tokenizer))
             if prefix is not pair[side]:
                 which.append((i, side, prefix))
                 shorts.append(pair[1 - side])
@@ -245,13 +248,57 @@ def _prefix_chars(t: dict[str, Any] | None) -> int | None:
     return int(t["max_length"]) * PREFIX_CHARS_PER_TOKEN
 
 
-def _prefix(text: str, limit: int) -> str:
+def _prefix(text: str, limit: int, marks: bool) -> str:
     """``text`` up to its last space in ``[limit / 2, limit]`` that follows a character that is not
-    whitespace; ``text`` itself where there is none."""
+    whitespace, else (with ``marks``) up to its last ``MARK_CUT`` there; ``text`` itself where there
+    is none."""
     at = text.rfind(" ", limit // 2, limit + 1)
     while at > limit // 2 and text[at - 1].isspace():
         at = text.rfind(" ", limit // 2, at)
-    return text[:at] if at > limit // 2 else text
+    if at > limit // 2:
+        return text[:at]
+    if marks:
+        for m in _last(MARK_CUT, text, limit // 2 + 1, limit + 1):
+            return text[: m.start()]
+    return text
+
+
+# Text without spaces (Chinese, Japanese) may also be cut before a CJK sentence or clause mark
+# (。！？，、；：) that follows a letter or a digit: there a pre-tokenizer ends a piece and starts the
+# next one for BERT (each mark and each ideograph its own word) and for GPT-2's and GPT-4's
+# byte-level splits (a run of letters or digits ends there; the mark begins the next piece, alone or
+# with the letters after it). Not so for Metaspace (a text without spaces is one word) or where each
+# call's text gets a mark in front (``add_prefix_space``, ``Prepend``): a probe decides per tokenizer.
+MARK_CUT = re.compile(r"(?<=[^\W_])(?=[\u3002\uff01\uff1f\uff0c\u3001\uff1b\uff1a])")
+_MARK_PROBES = [("東京は日本の首都です", "。大阪は大きい町です"), ("我们今天去北京", "，明天回上海。"),
+                ("价格是100元", "！太贵了"), ("abc", "；def")]  # fmt: skip
+_marks_cut: weakref.WeakKeyDictionary[Tokenizer, bool] = weakref.WeakKeyDictionary()
+
+
+def splits_at_marks(tok: Tokenizer) -> bool:
+    """Whether the tokenizer gives a text the tokens and offsets of its two pieces where the second
+    begins at a ``MARK_CUT`` (probed once per tokenizer, on a copy of it)."""
+    known = _marks_cut.get(tok)
+    if known is None:
+        bare = Tokenizer.from_str(tok.to_str())  # a copy, neither truncated nor padded
+        bare.no_truncation()
+        bare.no_padding()
+        known = _marks_cut[tok] = all(_splits(bare, a, b) for a, b in _MARK_PROBES)
+    return known
+
+
+def _splits(tok: Tokenizer, left: str, right: str) -> bool:
+    whole, a, b = tok.encode_batch([left + right, left, right], add_special_tokens=False)
+    shifted = [(s + len(left), e + len(left)) for s, e in b.offsets]
+    return bool(whole.ids == a.ids + b.ids and whole.offsets == a.offsets + shifted)
+
+
+def _last(pattern: re.Pattern[str], text: str, start: int, end: int) -> list[re.Match[str]]:
+    """The last match of ``pattern`` in ``text[start:end]`` (a list of it, or empty)."""
+    last = None
+    for last in pattern.finditer(text, start, end):  # noqa: B007 (the loop keeps the last)
+        pass
+    return [] if last is None else [last]
 
 
 def encoded(

@@ -14,6 +14,7 @@ from tiny_models import CORPUS, _train_tokenizer
 from tokenizers import Tokenizer, processors
 
 from embedrt._chunking import Chunker
+from embedrt._tokenize import splits_at_marks
 
 KINDS = ["wordpiece", "bpe", "unigram"]
 
@@ -160,6 +161,9 @@ def test_a_long_text_is_tokenized_in_pieces_with_the_whole_texts_windows(
     spaces = [" ", " ", " ", "  ", "\n", "\n\n", "\t", " \n ", "\u00a0"]
     texts = ["".join(rng.choice(words) + rng.choice(spaces) for _ in range(n)) for n in (3, 200, 900, 2500)]
     texts += ["서울은 한국의 수도이다. 부산은 항구 도시이다!\n\n" * 40, "nospaces" * 300]
+    # no spaces, but CJK marks after letters: pieces where the tokenizer passes its probe
+    cjk = ["東京は日本の首都です。大阪は大きい町です！「本当？」と聞いた。" * 30, "我们今天去北京，明天回上海；价格是100元。" * 40]
+    texts += cjk
     settings = [(48, 0, None), (20, 5, "query: "), (12, 2, None)]
     whole = [Chunker(tokenizer, 48, *s[:2], prompt=s[2]).split(texts) for s in settings]
     calls: list[int] = []
@@ -179,8 +183,10 @@ def test_a_long_text_is_tokenized_in_pieces_with_the_whole_texts_windows(
         for name in ("text", "index", "start", "end"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
     # no call took a whole long text: pieces of about 300 characters, a few to a call (the text
-    # without spaces is the one taken whole)
-    alone = {len(texts[-1]), len("query: " + texts[-1])}
+    # without spaces, and the CJK texts where marks are no cut for the tokenizer, are taken whole)
+    whole_texts = ["nospaces" * 300, *(() if splits_at_marks(tokenizer) else cjk)]
+    alone = {len(p + t) for t in whole_texts for p in ("", "query: ")}
+    assert splits_at_marks(tokenizer) == (tokenizer.pre_tokenizer.__class__.__name__ != "Metaspace")
     assert all(n <= 600 + 300 + len("query: ") or n in alone for n in calls) and len(texts[3]) > 10_000
 
 
@@ -196,9 +202,9 @@ def test_a_tokenizer_that_marks_each_call_takes_long_texts_whole(monkeypatch: py
     whole = Chunker(tok, 48, 20, 4).split([text])
     monkeypatch.setattr(_chunking, "PIECE_CHARS", 200)
     chunker = Chunker(tok, 48, 20, 4)
-    assert not chunker._pieces
+    assert chunker._piece_starts is None
     assert [a.tolist() for a in chunker.split([text]).tokens.ids] == [a.tolist() for a in whole.tokens.ids]
-    assert Chunker(_train_tokenizer("unigram")[0], 48, 20)._pieces
+    assert Chunker(_train_tokenizer("unigram")[0], 48, 20)._piece_starts is not None
 
 
 def test_a_pieces_arrays_answer_as_its_encoding(tokenizer: Tokenizer) -> None:
@@ -226,6 +232,17 @@ def test_pieces_begin_with_a_space_after_a_word() -> None:
     assert _cuts("x" * 100, 40) == [0, 100]  # nowhere to cut: whole
     assert _cuts("x" * 100 + " y", 40) == [0, 100, 102]  # past the size, at the next space
     assert _cuts("short", 40) == [0, 5]
+
+
+def test_pieces_of_text_without_spaces_begin_at_a_cjk_mark_after_a_letter() -> None:
+    from embedrt._chunking import _RUN_OR_MARK, _cuts
+
+    text = "東京は日本の首都です。大阪は「大きい」。町_。100元！" * 20
+    cuts = _cuts(text, 40, _RUN_OR_MARK)
+    assert len(cuts) > 10 and cuts[-1] == len(text)
+    for a in cuts[1:-1]:
+        assert text[a] in "。！" and (text[a - 1].isalnum() and text[a - 1] != "_")  # not after 」 or _
+    assert _cuts(text, 40) == [0, len(text)]  # spaces alone: whole
 
 
 def test_the_breaks_are_paragraphs_sentences_and_lines() -> None:

@@ -9,7 +9,7 @@ import pytest
 from tiny_models import CORPUS, _train_tokenizer
 from tokenizers import Regex, Tokenizer, pre_tokenizers
 
-from embedrt._tokenize import PREFIX_CHARS_PER_TOKEN, flat_ids, tokenize, truncated_encodings
+from embedrt._tokenize import PREFIX_CHARS_PER_TOKEN, flat_ids, splits_at_marks, tokenize, truncated_encodings
 
 WINDOW = 24
 LIMIT = WINDOW * PREFIX_CHARS_PER_TOKEN
@@ -49,7 +49,11 @@ def _texts(seed: int = 0) -> list[str]:
         n = rng.choice([LIMIT // 20, LIMIT // 6, LIMIT // 3, LIMIT])
         out.append("".join(rng.choice(words) + rng.choice(seps) for _ in range(n)))
     out += ["日本語" * LIMIT, "y" * (3 * LIMIT), ("z" * 200 + " ") * (LIMIT // 50), "a" * (LIMIT - 1) + " b " * LIMIT]
+    out += [CJK * (LIMIT // 10), "東京_。「大阪」。" * LIMIT]  # cut at a mark where the tokenizer allows; never
     return out
+
+
+CJK = "東京は日本の首都です。大阪は大きい町です！我们今天去北京，明天回上海；价格是100元。"
 
 
 def _whole(tok: Tokenizer, texts: list[str]) -> list[tuple[list[int], list[int], bool]]:
@@ -74,10 +78,16 @@ def test_a_long_text_is_tokenized_from_its_prefix(tokenizer: Tokenizer) -> None:
 
     text = "word " * LIMIT  # 5 characters a token: the prefix fills the window
     spaceless = "y" * (3 * LIMIT)  # no space to cut at: tokenized whole
-    out = truncated_encodings(tokenizer, encode, [text, "short", spaceless], None)
+    cjk = CJK * (LIMIT // 10)  # no space either: cut before a mark where the tokenizer allows it
+    out = truncated_encodings(tokenizer, encode, [text, "short", spaceless, cjk], None)
     assert seen[0] == text[: len(seen[0])] and LIMIT // 2 < len(seen[0]) <= LIMIT and seen[0].endswith("word")
-    assert seen[1:] == ["short", spaceless]
-    assert [e.ids for e in out] == [e.ids for e in tokenizer.encode_batch([text, "short", spaceless])]
+    assert seen[1:3] == ["short", spaceless]
+    if splits_at_marks(tokenizer):
+        assert cjk.startswith(seen[3]) and LIMIT // 2 < len(seen[3]) <= LIMIT and cjk[len(seen[3])] in "。！，；"
+    else:
+        assert seen[3] == cjk
+    assert [e.ids for e in out] == [e.ids for e in tokenizer.encode_batch([text, "short", spaceless, cjk])]
+    assert splits_at_marks(tokenizer) == ("Metaspace" not in str(tokenizer.pre_tokenizer))
 
 
 def test_a_prefix_short_of_the_window_is_tokenized_again_whole() -> None:
