@@ -3,7 +3,9 @@
     python -m benchmarks.dataset_memory --tiny-from MODEL_DIR --docs 2000 --words 4000 --rounds 2
 
 - Corpus: ``--docs`` documents of ``--words`` words each, drawn at random (seed 0) from the
-  standard library's ``typing.py``, JSONL, written once into ``benchmarks/.cache``. With
+  standard library's ``typing.py``, JSONL, written once into ``benchmarks/.cache``. With ``--cjk``
+  each "word" is one of 15 Chinese and Japanese sentences (with their marks, digits, quotes and
+  brackets), joined without spaces, as such text is written. With
   ``--parquet`` the same documents as one Parquet file of one row group (pyarrow's writer puts up
   to a million rows in a row group by default), no dictionary encoding, snappy pages.
 - Model: a bundle (``--bundle``), or with ``--tiny-from MODEL_DIR`` a one-layer, 32-wide BERT with
@@ -57,17 +59,27 @@ print(json.dumps({"peak_rss_mb": PEAK}))
 """.replace("PEAK", _PEAK_MB)
 
 
-def documents(docs: int, words: int) -> Path:
-    out = CACHE / f"long-docs-{docs}x{words}.jsonl"
+# sentences of Chinese and Japanese, as they are written: no spaces between words or sentences
+CJK_SENTENCES = [
+    "东京是日本的首都，也是最大的城市。", "我们今天去北京，明天回上海！", "价格是100元？太贵了。", "他说：「这是真的吗？」",
+    "東京は日本の首都です。", "大阪は大きい町です！", "明日は雨が降るでしょう？", "彼は「本当ですか」と聞いた。",
+    "第3章数据处理；包括清洗、转换和加载。", "Python是一种编程语言，广泛用于数据科学。", "（注：本文仅供参考）。",
+    "人工智能的发展速度非常快…", "这个问题很难回答。", "二〇二六年十二月四日，天气晴。", "服务器返回了错误代码500！",
+]  # fmt: skip
+
+
+def documents(docs: int, words: int, cjk: bool = False) -> Path:
+    out = CACHE / f"long-docs-{'cjk-' if cjk else ''}{docs}x{words}.jsonl"
     if out.is_file():
         return out
-    vocab = " ".join((Path(sysconfig.get_paths()["stdlib"]) / "typing.py").read_text().split()).split()
+    vocab = CJK_SENTENCES if cjk else " ".join((Path(sysconfig.get_paths()["stdlib"]) / "typing.py").read_text().split()).split()
     rng = random.Random(0)
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for i in range(docs):
-            f.write(json.dumps({"id": i, "text": " ".join(rng.choice(vocab) for _ in range(words))}) + "\n")
+            text = ("" if cjk else " ").join(rng.choice(vocab) for _ in range(words))
+            f.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
     os.replace(tmp, out)
     return out
 
@@ -124,11 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--words", type=int, default=4000)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--parquet", action="store_true", help="read the documents from one Parquet row group")
+    p.add_argument("--cjk", action="store_true", help="documents of Chinese and Japanese sentences, without spaces")
     p.add_argument("--machine", default=platform.node())
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     bundle = str(args.bundle or tiny_bundle(args.tiny_from))
-    src = documents(args.docs, args.words)
+    src = documents(args.docs, args.words, args.cjk)
     src = as_parquet(src) if args.parquet else src
     settings: dict[str, dict[str, Any]] = {"truncated": {}, "chunked": {"chunk_tokens": "max", "chunk_overlap": 32}}
     work = CACHE / "dataset-memory"
