@@ -175,11 +175,13 @@ def truncated_encodings(
     """``encoded(encode, texts, given)`` under the tokenizer's truncation, without tokenizing the whole
     of a long text: such a text is tokenized from its prefix up to the last space before
     ``PREFIX_CHARS_PER_TOKEN`` characters per token of the window, after a character that is not a
-    space. Pre-tokenizers split at a space, so the prefix's tokens are the text's first tokens; where
-    the prefix already fills the window (it overflows), the window is the text's. A text whose
-    prefix does not (tokens of many characters), or that has no such space in the prefix's second
-    half, is tokenized whole. A 100,000-character document costs what its window costs, not 25,000
-    tokens' encodings. For a pair (rerankers) see ``_pair_prefixes``."""
+    space (text without spaces: before a ``MARK_CUT``, first within ``MARK_CHARS_PER_TOKEN``
+    characters per token). Pre-tokenizers split there, so the prefix's tokens are the text's first
+    tokens; where the prefix already fills the window (it overflows), the window is the text's. A
+    text whose prefix does not (tokens of many characters) is tokenized from its next prefix, then
+    whole; one with no such place in a prefix's second half, whole. A 100,000-character document
+    costs what its window costs, not 25,000 tokens' encodings. For a pair (rerankers) see
+    ``_pair_prefixes``."""
     trunc = tokenizer.truncation
     limit = _prefix_chars(trunc)
     if limit is None or not texts:
@@ -187,20 +189,49 @@ def truncated_encodings(
     if isinstance(texts[0], tuple):
         assert trunc is not None  # a limit comes from it
         return list(encoded(encode, _pair_prefixes(tokenizer, trunc, encode, texts, limit), given))
-    long = [i for i, t in enumerate(texts) if len(t) > limit]
-    if not long:
+    short = limit // PREFIX_CHARS_PER_TOKEN * MARK_CHARS_PER_TOKEN
+    prefixes: dict[int, list[str]] = {}  # each long text's prefixes, shortest first
+    for i, t in enumerate(texts):
+        if isinstance(t, str) and len(t) > short:
+            found = _prefixes(t, limit, short, tokenizer)
+            if found:
+                prefixes[i] = found
+    if not prefixes:
         return list(encoded(encode, texts, given))
     cut: list[Any] = list(texts)
-    marks = splits_at_marks(tokenizer)
-    for i in long:
-        cut[i] = _prefix(cut[i], limit, marks)
+    for i, found in prefixes.items():
+        cut[i] = found[0]
     out = list(encoded(encode, cut, given))
-    redo = [i for i in long if cut[i] is not texts[i] and not out[i].overflowing]
-    if redo:
-        again: list[Any] = [texts[i] for i in redo]
-        whole = encoded(encode, again, None if given is None else [given[i] for i in redo])
-        for i, e in zip(redo, whole, strict=True):
+    tried = dict.fromkeys(prefixes, 0)  # the prefix each text was last tokenized from
+    while redo := [i for i, k in tried.items() if not out[i].overflowing]:  # short of the window: the next
+        again: list[Any] = []
+        for i in redo:
+            tried[i] += 1
+            if tried[i] < len(prefixes[i]):
+                again.append(prefixes[i][tried[i]])
+            else:
+                again.append(texts[i])
+                del tried[i]
+        for i, e in zip(redo, encoded(encode, again, None if given is None else [given[i] for i in redo]), strict=True):
             out[i] = e
+    return out
+
+
+# a text without spaces is first tokenized from this many characters per token of the window (cut
+# at a ``MARK_CUT``): about one token a character in Chinese and Japanese
+MARK_CHARS_PER_TOKEN = 2
+
+
+def _prefixes(text: str, limit: int, short: int, tokenizer: Tokenizer) -> list[str]:
+    """``text``'s prefixes to tokenize it from, shortest first (``_prefix`` at ``short`` characters
+    with marks alone, then at ``limit``); none where it has no place to cut."""
+    out = [text[: m.start()] for m in _last(MARK_CUT, text, short // 2 + 1, short + 1)]
+    if out and not splits_at_marks(tokenizer):  # probed only where text without spaces needs it
+        out = []
+    if len(text) > limit:
+        at = _prefix(text, limit, splits_at_marks(tokenizer))
+        if at is not text and (not out or len(at) > len(out[0])):
+            out.append(at)
     return out
 
 

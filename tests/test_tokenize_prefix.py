@@ -82,12 +82,29 @@ def test_a_long_text_is_tokenized_from_its_prefix(tokenizer: Tokenizer) -> None:
     out = truncated_encodings(tokenizer, encode, [text, "short", spaceless, cjk], None)
     assert seen[0] == text[: len(seen[0])] and LIMIT // 2 < len(seen[0]) <= LIMIT and seen[0].endswith("word")
     assert seen[1:3] == ["short", spaceless]
-    if splits_at_marks(tokenizer):
-        assert cjk.startswith(seen[3]) and LIMIT // 2 < len(seen[3]) <= LIMIT and cjk[len(seen[3])] in "。！，；"
+    if splits_at_marks(tokenizer):  # first from a prefix of 2 characters a token of the window, then it filled it
+        assert cjk.startswith(seen[3]) and WINDOW < len(seen[3]) <= 2 * WINDOW and cjk[len(seen[3])] in "。！，；"
+        assert len(seen) == 4
     else:
         assert seen[3] == cjk
     assert [e.ids for e in out] == [e.ids for e in tokenizer.encode_batch([text, "short", spaceless, cjk])]
     assert splits_at_marks(tokenizer) == ("Metaspace" not in str(tokenizer.pre_tokenizer))
+
+
+def test_a_prefix_short_of_the_window_is_tokenized_from_the_next_prefix_then_whole() -> None:
+    tok = _kind("wordpiece")
+    tok.enable_truncation(max_length=100)  # prefixes of up to 200 characters, then up to 1,600
+    seen: list[str] = []
+
+    def encode(texts: list[str], add_special_tokens: bool) -> list:  # type: ignore[type-arg]
+        seen.extend(texts)
+        return tok.encode_batch(texts, add_special_tokens=add_special_tokens)
+
+    # a word of over 100 characters is one [UNK] token: neither prefix fills the window of 100
+    text = "東京。" + "y" * 150 + "。" + ("y" * 150 + "。") * 20 + "大阪。" * 200
+    out = truncated_encodings(tok, encode, [text], None)
+    assert [len(s) for s in seen] == [153, 153 + 151 * 9, len(text)] and all(text.startswith(s) for s in seen)
+    assert out[0].ids == tok.encode(text).ids and out[0].overflowing
 
 
 def test_a_prefix_short_of_the_window_is_tokenized_again_whole() -> None:
