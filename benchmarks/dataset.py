@@ -248,18 +248,14 @@ def main(argv: list[str] | None = None) -> int:
                 for r in range(args.rounds) for k, s in (kinds if r % 2 == 0 else kinds[::-1])]  # fmt: skip
         report["throughput"] = {"runs": runs, **_ratio(runs, args.streams[0])}
         print(f"  job / encode: {report['throughput']['ratio']:.3f}", flush=True)
-        if args.sentence_transformers:
-            job_best = max(v["texts_per_s"] for v in _streams(runs, args.streams).values())
-            st_best = max(r["texts_per_s"] for r in runs if r["kind"] == "st")
-            report["throughput"]["sentence_transformers"] = {
-                "model": str(args.sentence_transformers), "texts_per_s": st_best, "job_over_st": job_best / st_best}
-            print(f"  job (best stream count) / sentence-transformers encode: {job_best / st_best:.3f}", flush=True)
-        if args.model2vec:
-            job_best = max(v["texts_per_s"] for v in _streams(runs, args.streams).values())
-            m2v_best = max(r["texts_per_s"] for r in runs if r["kind"] == "m2v")
-            report["throughput"]["model2vec"] = {
-                "model": str(args.model2vec), "texts_per_s": m2v_best, "job_over_model2vec": job_best / m2v_best}
-            print(f"  job (best stream count) / model2vec encode: {job_best / m2v_best:.3f}", flush=True)
+        peers = (("st", "sentence-transformers", "sentence_transformers", "job_over_st", args.sentence_transformers),
+                 ("m2v", "model2vec", "model2vec", "job_over_model2vec", args.model2vec))  # fmt: skip
+        for kind, name, key, ratio, model in peers:
+            if model:
+                job_best = max(v["texts_per_s"] for v in _streams(runs, args.streams).values())
+                peer = max(r["texts_per_s"] for r in runs if r["kind"] == kind)
+                report["throughput"][key] = {"model": str(model), "texts_per_s": peer, ratio: job_best / peer}
+                print(f"  job (best stream count) / {name} encode: {job_best / peer:.3f}", flush=True)
         if len(args.streams) > 1:
             report["throughput"]["streams"] = _streams(runs, args.streams)
             for s, v in report["throughput"]["streams"].items():

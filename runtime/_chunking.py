@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -25,7 +24,7 @@ from tokenizers import Encoding, Tokenizer
 
 from ._base import prompt_text
 from ._bundle import Manifest
-from ._tokenize import MARK_CUT, Tokenized, encoded, splits_at_marks
+from ._tokenize import MARK_CUT, Tokenized, encoded, last_match, splits_at_marks
 from ._types import BundleKind, check_int
 
 # Where a window may end, best first: the first character after a blank line, after a sentence's end
@@ -385,8 +384,7 @@ def _cuts(text: str, chars: int, cut: re.Pattern[str] = _RUN) -> list[int]:
     cuts = [0]
     while len(text) - cuts[-1] > chars:
         s = cuts[-1]
-        latest = deque(cut.finditer(text, s + chars // 2, s + chars), maxlen=1)
-        m = latest[0] if latest else cut.search(text, s + chars)
+        m = last_match(cut, text, s + chars // 2, s + chars) or cut.search(text, s + chars)
         if m is None:
             break
         cuts.append(m.start())

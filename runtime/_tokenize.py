@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -225,9 +226,9 @@ MARK_CHARS_PER_TOKEN = 2
 def _prefixes(text: str, limit: int, short: int, tokenizer: Tokenizer) -> list[str]:
     """``text``'s prefixes to tokenize it from, shortest first (``_prefix`` at ``short`` characters
     with marks alone, then at ``limit``); none where it has no place to cut."""
-    out = [text[: m.start()] for m in _last(MARK_CUT, text, short // 2 + 1, short + 1)]
-    if out and not splits_at_marks(tokenizer):  # probed only where text without spaces needs it
-        out = []
+    first = last_match(MARK_CUT, text, short // 2 + 1, short + 1)
+    # the tokenizer is probed only where text without spaces needs it
+    out = [text[: first.start()]] if first is not None and splits_at_marks(tokenizer) else []
     if len(text) > limit:
         at = _prefix(text, limit, splits_at_marks(tokenizer))
         if at is not text and (not out or len(at) > len(out[0])):
@@ -288,10 +289,8 @@ def _prefix(text: str, limit: int, marks: bool) -> str:
         at = text.rfind(" ", limit // 2, at)
     if at > limit // 2:
         return text[:at]
-    if marks:
-        for m in _last(MARK_CUT, text, limit // 2 + 1, limit + 1):
-            return text[: m.start()]
-    return text
+    m = last_match(MARK_CUT, text, limit // 2 + 1, limit + 1) if marks else None
+    return text if m is None else text[: m.start()]
 
 
 # Text without spaces (Chinese, Japanese) may also be cut before a CJK sentence or clause mark
@@ -324,12 +323,10 @@ def _splits(tok: Tokenizer, left: str, right: str) -> bool:
     return bool(whole.ids == a.ids + b.ids and whole.offsets == a.offsets + shifted)
 
 
-def _last(pattern: re.Pattern[str], text: str, start: int, end: int) -> list[re.Match[str]]:
-    """The last match of ``pattern`` in ``text[start:end]`` (a list of it, or empty)."""
-    last = None
-    for last in pattern.finditer(text, start, end):  # noqa: B007 (the loop keeps the last)
-        pass
-    return [] if last is None else [last]
+def last_match(pattern: re.Pattern[str], text: str, start: int, end: int) -> re.Match[str] | None:
+    """The last match of ``pattern`` in ``text`` between ``start`` and ``end``, or None."""
+    latest = deque(pattern.finditer(text, start, end), maxlen=1)
+    return latest[0] if latest else None
 
 
 def encoded(

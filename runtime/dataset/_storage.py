@@ -260,17 +260,31 @@ def parquet_batches(
     skip to a row group, not to a row inside one, so a part is read on from where the previous one
     stopped instead of decoding its row group from the start again (a pyarrow writer's row group
     holds up to 1,048,576 rows: 105 parts of 10,000 rows)."""
-    kept = getattr(_kept, "parquet", None)
-    if kept is not None and (kept.where != where or kept.columns != columns or start < kept.first):
-        kept.close()
-        kept = _kept.parquet = None
+    kept = _kept_reader("parquet", lambda k: k.where == where and k.columns == columns and start >= k.first)
     if kept is None:
         kept = _kept.parquet = _ParquetRows(where, columns, batch_rows)
+    with _read_on("parquet", kept, start) as read:
+        yield read
+
+
+def _kept_reader(name: str, fits: Callable[[Any], bool]) -> Any:
+    """This thread's kept reader ``name`` where it ``fits`` the read (else None, one that does not closed)."""
+    kept = getattr(_kept, name, None)
+    if kept is not None and not fits(kept):
+        kept.close()
+        kept = None
+        setattr(_kept, name, None)
+    return kept
+
+
+@contextlib.contextmanager
+def _read_on(name: str, kept: Any, start: int) -> Iterator[tuple[Any, Iterator[tuple[int, Any]]]]:
+    """A kept reader's schema and batches from row ``start``; closed and forgotten if the read fails."""
     try:
         yield kept.schema, kept.batches(start)
     except BaseException:
         kept.close()  # its position is unknown now
-        _kept.parquet = None
+        setattr(_kept, name, None)
         raise
 
 
@@ -321,22 +335,15 @@ def arrow_batches(where: str, start: int = 0) -> Iterator[tuple[Any, Iterator[tu
     import pyarrow as pa
 
     if is_uri(where):
-        kept = getattr(_kept, "arrow", None)
-        if kept is not None and (kept.where != where or start < kept.first):
-            kept.close()
-            kept = _kept.arrow = None
+        kept = _kept_reader("arrow", lambda k: k.where == where and start >= k.first)
         if kept is None:
             fs, path = split_uri(where)
             source = fs.open_input_file(path)
             if not _is_arrow_file(source):
                 kept = _kept.arrow = _ArrowStream(where, source)
         if kept is not None:
-            try:
-                yield kept.schema, kept.batches(start)
-            except BaseException:
-                kept.close()  # its position is unknown now
-                _kept.arrow = None
-                raise
+            with _read_on("arrow", kept, start) as read:
+                yield read
             return
         file_format = True  # a stream is kept above
     else:
