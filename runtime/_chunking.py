@@ -24,7 +24,7 @@ from tokenizers import Encoding, Tokenizer
 
 from ._base import prompt_text
 from ._bundle import Manifest
-from ._tokenize import MARK_CUT, Tokenized, encoded, last_match, splits_at_marks
+from ._tokenize import MARK_CUT, Tokenized, encoded, last_match, marks_probe, pieces_agree
 from ._types import BundleKind, check_int
 
 # Where a window may end, best first: the first character after a blank line, after a sentence's end
@@ -39,7 +39,7 @@ CUTS = "paragraph, sentence, line, word"
 # A text longer than this is tokenized a piece at a time, each piece but the first beginning with
 # a space that follows a word (so that its tokens are those of the whole text: WordPiece drops the
 # space, byte-level BPE and Metaspace give the word after it its own mark either way), or, for a
-# tokenizer that passes ``splits_at_marks``, with a CJK mark after a letter (text without spaces),
+# tokenizer that passes ``marks_probe``, with a CJK mark after a letter (text without spaces),
 # so that a huge text's encodings are never all held at once. Pieces and ``_groups`` are sized for
 # text of a token a character (Chinese, Japanese; encodings take about 480 bytes a token): one
 # document of 1.3 million such characters peaked at 553 MB in windows with pieces of 262,144
@@ -140,7 +140,7 @@ class Chunker:
         self._prefix, self._suffix, self._prefix_types, self._suffix_types, self._type = _template(tok)
         self._head, self._tail = np.asarray(self._prefix, np.int32), np.asarray(self._suffix, np.int32)
         # where a long text's pieces may start (None: it is tokenized whole)
-        self._piece_starts = (_RUN_OR_MARK if splits_at_marks(tok) else _RUN) if _splits_at_spaces(tok) else None
+        self._piece_starts = (_RUN_OR_MARK if marks_probe(tok) else _RUN) if _splits_at_spaces(tok) else None
         # the text's room in one window, the prompt's tokens taken out (as tokenized alone: in front of
         # a text they may differ by a token, which ``split`` checks for each text)
         alone = len(tok.encode(self.prompt, add_special_tokens=False).ids) if self.prompt else 0
@@ -261,7 +261,7 @@ class _Piece:
     @classmethod
     def of(cls, e: Encoding, shift: int) -> _Piece:
         """An encoding's tokens, its characters moved by ``shift`` (a piece's first token begins a
-        word: pieces start with a space)."""
+        word: pieces start with a space or a CJK mark)."""
         spans = np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2) + shift
         spans = spans.astype(np.int32) if spans.size and spans.max() < 2**31 - 1 else spans
         words = np.fromiter((-1 if w is None else w for w in e.word_ids), dtype=np.int64, count=len(e.ids))
@@ -374,8 +374,7 @@ def _splits_at_spaces(tok: Tokenizer) -> bool:
     a space after a word (not so where each call puts a mark in front, as a ``Prepend`` normalizer does)."""
     probes = [("hello world", " again"), ("One two.", " Three four"), ("x", "  y"), ("서울은", " 한국의"),
               ("line\n", " next")]  # fmt: skip
-    ids = [tok.encode_batch([a + b, a, b], add_special_tokens=False) for a, b in probes]
-    return all(whole.ids == left.ids + right.ids for whole, left, right in ids)
+    return pieces_agree(tok, probes, offsets=False)
 
 
 def _cuts(text: str, chars: int, cut: re.Pattern[str] = _RUN) -> list[int]:

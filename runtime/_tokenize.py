@@ -230,7 +230,7 @@ def _prefixes(text: str, limit: int, short: int, tokenizer: Tokenizer) -> list[s
     # the tokenizer is probed only where text without spaces needs it
     out = [text[: first.start()]] if first is not None and splits_at_marks(tokenizer) else []
     if len(text) > limit:
-        at = _prefix(text, limit, splits_at_marks(tokenizer))
+        at = _prefix(text, limit, tokenizer)
         if at is not text and (not out or len(at) > len(out[0])):
             out.append(at)
     return out
@@ -250,7 +250,7 @@ def _pair_prefixes(tokenizer: Tokenizer, trunc: dict[str, Any], encode: Any, pai
     for i, pair in enumerate(pairs):
         if (len(pair[0]) > limit) != (len(pair[1]) > limit):
             side = int(len(pair[1]) > limit)
-            prefix = _prefix(pair[side], limit, splits_at_marks(tokenizer))
+            prefix = _prefix(pair[side], limit, tokenizer)
             if prefix is not pair[side]:
                 which.append((i, side, prefix))
                 shorts.append(pair[1 - side])
@@ -280,17 +280,17 @@ def _prefix_chars(t: dict[str, Any] | None) -> int | None:
     return int(t["max_length"]) * PREFIX_CHARS_PER_TOKEN
 
 
-def _prefix(text: str, limit: int, marks: bool) -> str:
+def _prefix(text: str, limit: int, tokenizer: Tokenizer) -> str:
     """``text`` up to its last space in ``[limit / 2, limit]`` that follows a character that is not
-    whitespace, else (with ``marks``) up to its last ``MARK_CUT`` there; ``text`` itself where there
-    is none."""
+    whitespace, else up to its last ``MARK_CUT`` there where the tokenizer ``splits_at_marks`` (probed
+    only then); ``text`` itself where there is none."""
     at = text.rfind(" ", limit // 2, limit + 1)
     while at > limit // 2 and text[at - 1].isspace():
         at = text.rfind(" ", limit // 2, at)
     if at > limit // 2:
         return text[:at]
-    m = last_match(MARK_CUT, text, limit // 2 + 1, limit + 1) if marks else None
-    return text if m is None else text[: m.start()]
+    m = last_match(MARK_CUT, text, limit // 2 + 1, limit + 1)
+    return text if m is None or not splits_at_marks(tokenizer) else text[: m.start()]
 
 
 # Text without spaces (Chinese, Japanese) may also be cut before a CJK sentence or clause mark
@@ -307,20 +307,31 @@ _marks_cut: weakref.WeakKeyDictionary[Tokenizer, bool] = weakref.WeakKeyDictiona
 
 def splits_at_marks(tok: Tokenizer) -> bool:
     """Whether the tokenizer gives a text the tokens and offsets of its two pieces where the second
-    begins at a ``MARK_CUT`` (probed once per tokenizer, on a copy of it)."""
+    begins at a ``MARK_CUT`` (probed once per tokenizer, on a copy of it: ``marks_probe``)."""
     known = _marks_cut.get(tok)
     if known is None:
         bare = Tokenizer.from_str(tok.to_str())  # a copy, neither truncated nor padded
         bare.no_truncation()
         bare.no_padding()
-        known = _marks_cut[tok] = all(_splits(bare, a, b) for a, b in _MARK_PROBES)
+        known = _marks_cut[tok] = marks_probe(bare)
     return known
 
 
-def _splits(tok: Tokenizer, left: str, right: str) -> bool:
-    whole, a, b = tok.encode_batch([left + right, left, right], add_special_tokens=False)
-    shifted = [(s + len(left), e + len(left)) for s, e in b.offsets]
-    return bool(whole.ids == a.ids + b.ids and whole.offsets == a.offsets + shifted)
+def marks_probe(bare: Tokenizer) -> bool:
+    """``splits_at_marks`` of a tokenizer that neither truncates nor pads."""
+    return pieces_agree(bare, _MARK_PROBES, offsets=True)
+
+
+def pieces_agree(tok: Tokenizer, probes: Sequence[tuple[str, str]], offsets: bool) -> bool:
+    """Whether ``tok`` (neither truncating nor padding) gives each probe's two pieces, tokenized
+    apart, the whole's tokens (and, with ``offsets``, its characters)."""
+    for left, right in probes:
+        whole, a, b = tok.encode_batch([left + right, left, right], add_special_tokens=False)
+        if whole.ids != a.ids + b.ids:
+            return False
+        if offsets and whole.offsets != a.offsets + [(s + len(left), e + len(left)) for s, e in b.offsets]:
+            return False
+    return True
 
 
 def last_match(pattern: re.Pattern[str], text: str, start: int, end: int) -> re.Match[str] | None:

@@ -288,7 +288,27 @@ def _read_on(name: str, kept: Any, start: int) -> Iterator[tuple[Any, Iterator[t
         raise
 
 
-class _ParquetRows:
+class _ReadOn:
+    """Record batches read forward across a thread's parts of a file, each with its first row; the
+    batch read last is kept, so that a part beginning in it (parts start at or after it) starts there."""
+
+    batch: Any = None  # the batch read last, and its first row
+    first = 0
+    after = 0  # the first row after it
+
+    def _kept(self, start: int) -> Iterator[tuple[int, Any]]:
+        if self.batch is not None and start < self.after:
+            yield self.first, self.batch
+
+    def _on(self, batches: Iterable[Any], start: int) -> Iterator[tuple[int, Any]]:
+        """``batches`` (the next ones of the file), numbered, from the one holding row ``start``."""
+        for b in batches:
+            self.batch, self.first, self.after = b, self.after, self.after + b.num_rows
+            if self.after > start:
+                yield self.first, b
+
+
+class _ParquetRows(_ReadOn):
     """A Parquet file's columns read forward in record batches across a thread's parts of it."""
 
     def __init__(self, where: str, columns: list[str], batch_rows: int) -> None:
@@ -301,23 +321,16 @@ class _ParquetRows:
             self.group_first.append(self.group_first[-1] + meta.row_group(g).num_rows)
         self.reader: Iterator[Any] | None = None  # the batches of row group ``group``, read on
         self.group = -1
-        self.batch: Any = None  # the batch read last, and its first row
-        self.first = 0
-        self.after = 0  # the first row after it
 
     def batches(self, start: int) -> Iterator[tuple[int, Any]]:
-        if self.batch is not None and self.first <= start < self.after:  # the part begins in the batch read last
-            yield self.first, self.batch
+        yield from self._kept(start)
         g = bisect.bisect_right(self.group_first, max(start, self.after)) - 1
         while g < len(self.group_first) - 1:
             if self.reader is None or self.group != g:  # a later row group: skip to it
                 self.reader = self.file.iter_batches(batch_size=self.batch_rows, row_groups=[g], columns=self.columns,
                                                      use_threads=False)  # fmt: skip
                 self.group, self.after = g, self.group_first[g]
-            for b in self.reader:
-                self.batch, self.first, self.after = b, self.after, self.after + b.num_rows
-                if self.after > start:
-                    yield self.first, b
+            yield from self._on(self.reader, start)
             g += 1
 
     def close(self) -> None:
@@ -374,7 +387,7 @@ def _numbered(batches: Iterable[Any]) -> Iterator[tuple[int, Any]]:
         first += b.num_rows
 
 
-class _ArrowStream:
+class _ArrowStream(_ReadOn):
     """An Arrow stream on object storage, read forward across a thread's parts of it."""
 
     def __init__(self, where: str, source: Any) -> None:
@@ -383,21 +396,10 @@ class _ArrowStream:
         self.where, self.source = where, source
         self.reader = pa.ipc.open_stream(source)
         self.schema = self.reader.schema
-        self.batch: Any = None  # the batch read last, and its first row
-        self.first = 0
-        self.after = 0  # the first row of the next batch
 
     def batches(self, start: int) -> Iterator[tuple[int, Any]]:
-        if self.batch is not None and start < self.after:  # the part begins in the batch read last
-            yield self.first, self.batch
-        while True:
-            try:
-                b = self.reader.read_next_batch()
-            except StopIteration:
-                return
-            self.batch, self.first, self.after = b, self.after, self.after + b.num_rows
-            if self.after > start:
-                yield self.first, b
+        yield from self._kept(start)
+        yield from self._on(self.reader, start)  # the stream's reader goes on from where it stopped
 
     def close(self) -> None:
         self.source.close()
