@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,16 @@ pytest.importorskip("moto.server")
 
 from s3_store import listing, put, put_folder, s3_server  # noqa: E402
 
+import embedrt.dataset._claim as _claim  # noqa: E402
 from embedrt import Embedder  # noqa: E402
-from embedrt.dataset import BadRowError, InputError, OutputError, StorageError, embed_dataset  # noqa: E402
+from embedrt.dataset import (  # noqa: E402
+    BadRowError,
+    InputError,
+    OutputError,
+    OutputInUseError,
+    StorageError,
+    embed_dataset,
+)
 from embedrt.dataset._storage import ObjectFolder  # noqa: E402
 
 TEXTS = [f"row {i}: " + "word " * (i % 7) + ("한국어 문장" if i % 3 else "") for i in range(60)]
@@ -33,6 +42,11 @@ TEXTS = [f"row {i}: " + "word " * (i % 7) + ("한국어 문장" if i % 3 else ""
 def s3() -> Iterator[None]:
     with s3_server("corpus", "vectors", "bundles"):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _quick_leases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_claim, "SETTLE_SECONDS", 0.1)
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -64,7 +78,7 @@ def test_s3_input_and_output_equal_a_local_run_and_resume(s3: None, tmp_path: Pa
     objects = listing("s3://vectors/run1")
     assert sorted(n for n in objects if n.startswith("part-")) == [f"part-{i:06d}.parquet" for i in range(9)]
     assert sorted(n for n in objects if n.startswith("_journal/")) == [f"_journal/part-{i:06d}.json" for i in range(9)]
-    assert not [n for n in objects if ".tmp-" in n]
+    assert not [n for n in objects if ".tmp-" in n] and "_lock.json" not in objects  # the lease let go
     manifest = json.loads(_get("s3://vectors/run1/_manifest.json"))
     assert manifest["complete"] and manifest["rows"] == 60
     assert [f["path"] for f in manifest["input"]["files"]] == ["s3://corpus/a/part-1.jsonl",
@@ -218,6 +232,8 @@ def test_cli_killed_mid_run_on_s3_then_resumed(s3: None, tmp_path: Path, tiny_be
     proc.wait()
     journaled = [n for n in listing("s3://vectors/k") if n.startswith("_journal/part-")]
     assert 3 <= len(journaled) < 20, "the kill should land mid-run"
+    assert "_lock.json" in listing("s3://vectors/k")  # the killed run's lease: a resume would wait for it to
+    ObjectFolder("s3://vectors/k").delete("_lock.json")  # expire (test_dataset_claim), here it has
     resumed = subprocess.run(cli("s3://corpus/k/in.jsonl", "s3://vectors/k"), env=env, capture_output=True,
                              text=True, check=True)  # fmt: skip
     kept = int(resumed.stderr.split(" finished by an earlier run")[0].rsplit(" ", 1)[1])
@@ -253,3 +269,30 @@ def test_s3_parquet_is_fingerprinted_by_its_object_not_its_bytes(s3: None, tiny_
     assert got.num_rows == 24
     np.testing.assert_allclose(np.stack(got.column("embedding").to_numpy(zero_copy_only=False))[12:],
                                Embedder(tiny_bert_bundle).encode([f"dog {r:02d}" for r in range(12)]), atol=1e-5)
+
+
+def test_s3_a_run_is_refused_while_another_renews_its_lease_and_stops_when_it_loses_it(
+        s3: None, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr(_claim, "REFRESH_SECONDS", 0.1)
+    put("s3://corpus/l/in.jsonl", _jsonl([{"text": t} for t in TEXTS]))
+    kw: dict[str, Any] = {"rows_per_part": 3, "progress": False}
+    put("s3://vectors/l/.part-000000.parquet.tmp-1234abcd", b"PAR1 half")  # another run's upload in flight
+    other = ObjectFolder("s3://vectors/l")
+    with _claim.claim_object(other, "s3://vectors/l", print):
+        with pytest.raises(OutputInUseError, match="which renewed its lease"):
+            embed_dataset("s3://corpus/l/in.jsonl", "s3://vectors/l", tiny_bert_bundle, **kw)
+        assert sorted(listing("s3://vectors/l")) == [".part-000000.parquet.tmp-1234abcd", "_lock.json"]
+    assert listing("s3://vectors/l") == {".part-000000.parquet.tmp-1234abcd": 9}
+
+    def take_over() -> None:  # another run takes the lease once this one has journaled a part
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [n for n in listing("s3://vectors/l") if n.startswith("_journal/")]:
+            time.sleep(0.02)
+        put("s3://vectors/l/_lock.json", b'{"pid": 7, "host": "other", "since": "now"}')
+
+    thread = threading.Thread(target=take_over)
+    thread.start()
+    with pytest.raises(OutputInUseError, match="pid 7 on host other, since now, which took over this run's lease"):
+        embed_dataset("s3://corpus/l/in.jsonl", "s3://vectors/l", tiny_bert_bundle, **kw)
+    thread.join()
+    assert len([n for n in listing("s3://vectors/l") if n.startswith("_journal/")]) < len(TEXTS) // 3

@@ -18,6 +18,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError('corpus jobs need pyarrow: pip install "embedrt[dataset]"') from e
 
 from ._batch import BadRow, BadRowError, EmbedBatch, OnError
+from ._claim import OutputInUseError
 from ._job import Backend, DatasetSummary, RayOptions, embed_dataset
 from ._output import OutputError
 from ._ray import ActorLostError, PartFailedError, embed_ray_dataset
@@ -35,6 +36,7 @@ __all__ = [
     "InputFormat",
     "OnError",
     "OutputError",
+    "OutputInUseError",
     "PartFailedError",
     "RayOptions",
     "StorageError",

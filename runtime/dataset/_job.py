@@ -235,40 +235,41 @@ def embed_dataset(
         batch = EmbedBatch(embedder, **job.batch_kwargs())  # bad chunking options fail here, before the scan
     else:
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
-    with _scan_progress(progress, progress_every) as scanned:
-        plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column,
-                          keep_columns=job.keep_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
-    schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns())
     folder = OutputFolder(output)
-    identity = job.identity(bundle_hash, plan)
-    if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
-        identity["precision_hint"] = hint.value
-    done = folder.open(identity, overwrite, plan.still_valid)
-    todo = [p for p in plan.parts if p.index not in done]
-    if folder.changed:
-        say(f"the input changed since the last run: {folder.changed} finished part(s) made from rows that changed "
-            "(or moved) are computed again")
-    say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of up to {rows_per_part} rows; "
-        f"{len(done)} finished by an earlier run, {len(todo)} to do")
-    with _Tracker(plan, done, folder, progress, t0, progress_every) as tracker:
-        on_rows = tracker.embedded if tracker.bar is not None else None  # the bar's only use of the batches
-        if embedder is not None:
-            from ._local import run_local
+    with folder.claimed(say):  # a second run on OUTPUT is refused until this one ends
+        with _scan_progress(progress, progress_every) as scanned:
+            plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column,
+                              keep_columns=job.keep_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
+        schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns())
+        identity = job.identity(bundle_hash, plan)
+        if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
+            identity["precision_hint"] = hint.value
+        done = folder.open(identity, overwrite, plan.still_valid)
+        todo = [p for p in plan.parts if p.index not in done]
+        if folder.changed:
+            say(f"the input changed since the last run: {folder.changed} finished part(s) made from rows that changed "
+                "(or moved) are computed again")
+        say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of up to {rows_per_part} rows; "
+            f"{len(done)} finished by an earlier run, {len(todo)} to do")
+        with _Tracker(plan, done, folder, progress, t0, progress_every) as tracker:
+            on_rows = tracker.embedded if tracker.bar is not None else None  # the bar's only use of the batches
+            if embedder is not None:
+                from ._local import run_local
 
-            run_local(todo, lambda p: job.slices(plan, p), batch,
-                      lambda p, results: tracker.write(p, schema, results), on_rows)
-        else:
-            from ._ray import run_ray
+                run_local(todo, lambda p: job.slices(plan, p), batch,
+                          lambda p, results: tracker.write(p, schema, results), on_rows)
+            else:
+                from ._ray import run_ray
 
-            options = {"device": device, "precision_hint": precision_hint, "streams": streams}
-            shared = model if is_uri(model) else bundle  # a URI: each node fetches it
-            run_ray(plan, todo, shared, storage.absolute(output), schema, job, ray or RayOptions(), options, tracker.record, say,
-                    on_rows)
-    if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
-        folder.write_file("part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
-    summary = tracker.summary(str(output), time.perf_counter() - t0, job.chunk_tokens is not None)
-    folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
-                  tracker.bad_rows())  # fmt: skip
+                options = {"device": device, "precision_hint": precision_hint, "streams": streams}
+                shared = model if is_uri(model) else bundle  # a URI: each node fetches it
+                run_ray(plan, todo, shared, storage.absolute(output), schema, job, ray or RayOptions(), options, tracker.record, say,
+                        on_rows)
+        if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
+            folder.write_file("part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
+        summary = tracker.summary(str(output), time.perf_counter() - t0, job.chunk_tokens is not None)
+        folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
+                      tracker.bad_rows())  # fmt: skip
     return summary
 
 

@@ -8,6 +8,8 @@
       _parts.jsonl            one line appended (and fsynced) per finished part: the journal a
                               resume trusts; a torn last line is ignored
       _bad_rows.jsonl         every bad row (skip / null), written at the end
+      _lock.json              while a run writes the folder: its claim, which refuses a second run
+                              (``_claim``)
 
 On an object store (``s3://``, ``gs://``) the journal is ``_journal/part-000001.json``, ... (one
 object per finished part) and each file is moved into place whole (see ``_storage``).
@@ -18,13 +20,15 @@ so ``pyarrow.parquet.read_table(OUTPUT)`` reads the parts alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from .._errors import EmbedrtError
+from ._claim import LOCK, Claim
 from ._storage import JOURNAL_DIR, entry_line, output_folder
 
 MANIFEST = "_manifest.json"
@@ -33,7 +37,7 @@ BAD_ROWS = "_bad_rows.jsonl"
 FORMAT = "embedrt-dataset"
 VERSION = 1
 _OURS = re.compile(
-    rf"^(part-\d{{6}}\.parquet|_manifest\.json|_parts\.jsonl|_bad_rows\.jsonl|{JOURNAL_DIR}|\..*\.tmp-\w+)$"
+    rf"^(part-\d{{6}}\.parquet|_manifest\.json|_parts\.jsonl|_bad_rows\.jsonl|_lock\.json|{JOURNAL_DIR}|\..*\.tmp-\w+)$"
 )
 
 
@@ -55,6 +59,27 @@ class OutputFolder:
     def __init__(self, where: str | Path) -> None:
         self.where = str(where)
         self.store = output_folder(self.where)
+        self.claim = Claim()
+
+    @contextlib.contextmanager
+    def claimed(self, say: Callable[[str], None]) -> Iterator[None]:
+        """Hold this run's claim on the folder for the block (``_claim``), making the folder; a folder
+        the block leaves empty is removed again if the claim made it."""
+        made = self._check_kind() is None
+        self.store.make()
+        try:
+            with self.store.claim(say) as self.claim:
+                yield
+        finally:
+            if made:
+                self.store.remove_if_empty()
+
+    def _check_kind(self) -> str | None:
+        """The folder's kind (None: not there yet); an error for a file."""
+        kind = self.store.kind()
+        if kind == "file":
+            raise OutputError(f"output {self.where!r} is a file; expected a folder for the Parquet parts")
+        return kind
 
     def open(
         self, identity: dict[str, Any], overwrite: bool, still_valid: Callable[[int, dict[str, Any]], bool]
@@ -63,8 +88,7 @@ class OutputFolder:
 
         If only the input changed (an edited file), the finished parts for which ``still_valid`` holds
         are kept and the others deleted; if none holds, the folder is another input's and is refused."""
-        if self.store.kind() == "file":
-            raise OutputError(f"output {self.where!r} is a file; expected a folder for the Parquet parts")
+        self._check_kind()
         self.store.make()
         foreign = sorted(n for n in self.store.names() if not _OURS.match(n))
         if foreign:
@@ -95,14 +119,15 @@ class OutputFolder:
             for name in self.store.names():  # written by a run killed before its journal entry: its part may
                 if _PART.match(name) and name not in journaled:  # be gone from this plan, readers would find it
                     self.store.delete(name)
-        elif old is None and self.store.names() and not overwrite:
+        elif old is None and set(self.store.names()) - {LOCK} and not overwrite:
             raise OutputError(
                 f"output folder {self.where!r} holds parts but no {MANIFEST}; pass overwrite=True "
                 "(--overwrite) to replace them"
             )
         else:
             for name in self.store.names():
-                self.store.delete(name)
+                if name != LOCK:
+                    self.store.delete(name)
             done = {}
         manifest = {"format": FORMAT, "version": VERSION, "complete": False, "identity": identity}
         if old is not None and not overwrite:
@@ -148,14 +173,18 @@ class OutputFolder:
 
     def write_file(self, name: str, write: Callable[[IO[bytes]], Any]) -> int:
         """Write ``name`` whole (``write`` fills it); its size in bytes."""
+        self.claim.check()
         return self.store.write(name, write)
 
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """Record a finished part (already written whole) in the journal, durably."""
+        """Record a finished part (already written whole) in the journal, durably; refused once this
+        run's claim on the folder was lost."""
+        self.claim.check()
         self.store.append(JOURNAL, entry_line(entry), int(entry["part"]))
         return entry
 
     def finish(self, manifest_update: dict[str, Any], bad_rows: list[dict[str, Any]]) -> None:
+        self.claim.check()
         if bad_rows:
             data = "".join(entry_line(b) + "\n" for b in bad_rows).encode()
             self.store.write(BAD_ROWS, lambda f: f.write(data))

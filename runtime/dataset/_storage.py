@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from .._files import TMP_GLOB, written_whole
 from .._objects import _URI, StorageError, is_uri, split_uri
+from ._claim import Claim, claim_local, claim_object
 
 BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per line
 JOURNAL_DIR = "_journal"
@@ -420,6 +421,14 @@ class LocalFolder:
     def make(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
 
+    def claim(self, say: Callable[[str], None]) -> contextlib.AbstractContextManager[Claim]:
+        """This run's claim on the folder (``_claim``): a lock."""
+        return claim_local(self.path, self.where, say)
+
+    def remove_if_empty(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
     def names(self) -> dict[str, int | None]:
         """Its entries: name -> size (None for a folder)."""
         return {p.name: (p.stat().st_size if p.is_file() else None) for p in self.path.iterdir()}
@@ -474,6 +483,20 @@ class ObjectFolder:
 
     def make(self) -> None:
         pass  # an object store has no folders: writing a name makes it
+
+    def claim(self, say: Callable[[str], None]) -> contextlib.AbstractContextManager[Claim]:
+        """This run's claim on the folder (``_claim``): a lease."""
+        return claim_object(self, self.where, say)
+
+    def remove_if_empty(self) -> None:
+        pass
+
+    def mtime(self, name: str) -> float | None:
+        """When ``name`` was last written (seconds since the epoch, by the store's clock), or None if absent."""
+        import pyarrow.fs
+
+        info = self.fs.get_file_info(f"{self.path}/{name}")
+        return None if info.type != pyarrow.fs.FileType.File else info.mtime_ns / 1e9
 
     def names(self) -> dict[str, int | None]:
         import pyarrow.fs
