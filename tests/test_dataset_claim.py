@@ -211,3 +211,28 @@ def test_two_runs_claiming_at_once_one_is_refused(quick: None, monkeypatch: pyte
     for t in threads:
         t.join()
     assert sorted(results) == ["ran", "refused"]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "embedrt.cli", "embed-dataset", *args]
+
+
+def test_sigterm_stops_the_cli_as_ctrl_c_does(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """A batch system or Kubernetes stops a job with SIGTERM: the part in flight is dropped, the claim
+    let go, and the same command goes on."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out"
+    src.write_text("".join(json.dumps({"text": f"{TEXTS[i % len(TEXTS)]} #{i}"}) + "\n" for i in range(12_000)))
+    args = [str(src), str(out), "-m", str(tiny_bert_bundle), "--rows-per-part", "400", "--no-progress", "--threads", "1"]
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    journal = out / "_parts.jsonl"
+    while time.monotonic() < deadline and (not journal.is_file() or journal.read_text().count("\n") < 3):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated (SIGTERM): the parts finished so far are kept" in err
+    files = sorted(p.name for p in out.iterdir())
+    parts = [json.loads(line)["file"] for line in journal.read_text().splitlines()]
+    assert 3 <= len(parts) < 30 and files == sorted(["_manifest.json", "_parts.jsonl", *parts])  # no lock, no temporary
+    r = subprocess.run(_cli(*args), capture_output=True, text=True, check=True)
+    assert f"{len(parts)} finished by an earlier run" in r.stderr and "12000 rows written" in r.stdout

@@ -244,6 +244,16 @@ def test_cli_killed_mid_run_on_s3_then_resumed(s3: None, tmp_path: Path, tiny_be
     np.testing.assert_array_equal(np.stack(a.column("embedding").to_numpy(zero_copy_only=False)),
                                   np.stack(b.column("embedding").to_numpy(zero_copy_only=False)))  # fmt: skip
     assert not [n for n in listing("s3://vectors/k") if ".tmp-" in n]
+    # SIGTERM (a batch system, Kubernetes) lets the lease go: the next run need not wait for it
+    proc = subprocess.Popen(cli("s3://corpus/k/in.jsonl", "s3://vectors/k2"), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not [n for n in listing("s3://vectors/k2") if n.startswith("_journal/p")]:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    left = listing("s3://vectors/k2")
+    assert "_lock.json" not in left and not [n for n in left if ".tmp-" in n] and "_manifest.json" in left
 
 
 def test_s3_parquet_is_fingerprinted_by_its_object_not_its_bytes(s3: None, tiny_bert_bundle: Path) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .._cache import JOB_CACHE_MB
@@ -101,19 +105,21 @@ def _run(args: argparse.Namespace) -> int:
     one_of_flags(args.text_column, args.text_template)
     ray = RayOptions(args.address, args.num_actors, args.cpus_per_actor, args.num_gpus_per_actor, args.max_actor_restarts)
     try:
-        summary = embed_dataset(
-            args.input, args.output, args.model, text_column=args.text_column or "text", text_template=args.text_template, id_column=args.id_column,
-            keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
-            normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite,
-            **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress,
-            progress_every=args.progress_every, log=_log,
-            precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
-            chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
-            repeat_cache_mb=args.repeat_cache_mb,
-        )  # fmt: skip
-    except KeyboardInterrupt:
-        _log(f"interrupted: the parts finished so far are kept in {args.output}; run the same command to continue")
-        return 130
+        with _sigterm_interrupts():
+            summary = embed_dataset(
+                args.input, args.output, args.model, text_column=args.text_column or "text", text_template=args.text_template, id_column=args.id_column,
+                keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
+                normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite,
+                **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress,
+                progress_every=args.progress_every, log=_log,
+                precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
+                chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
+                repeat_cache_mb=args.repeat_cache_mb,
+            )  # fmt: skip
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
+        _log(f"{how}: the parts finished so far are kept in {args.output}; run the same command to continue")
+        return 143 if isinstance(e, _Terminated) else 130
     print(summary)
     if summary.bad_rows:
         _log(f"{summary.bad_rows} bad row(s) ({args.on_error}), listed in {args.output}/_bad_rows.jsonl; first: "
@@ -122,6 +128,29 @@ def _run(args: argparse.Namespace) -> int:
         _log(f"{summary.truncated} text(s) had more tokens than the model's window and were cut to it (counted in "
              f"{args.output}/_manifest.json); --chunk-tokens max embeds them whole, a row per window")  # fmt: skip
     return 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, as a batch system, Kubernetes or ``kill`` stops a job."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the job as Ctrl-C does: the part in flight is dropped (its temporary file
+    deleted) and the claim on OUTPUT let go (an object store's lease deleted, so that a job
+    rescheduled at once need not wait for it to expire), instead of the process ending on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _tokens(value: str) -> int | str:
