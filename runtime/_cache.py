@@ -43,6 +43,7 @@ class Lookup:
     missing: np.ndarray  # places in ``keys`` of the texts to embed, rising
     held: np.ndarray  # places of the others
     rows: list[Row]  # their rows
+    flags: np.ndarray  # their flags (``complete``'s), bool
 
 
 def text_keys(texts: list[str]) -> list[bytes]:
@@ -90,7 +91,7 @@ class VectorCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._rows: OrderedDict[bytes, tuple[Row, int]] = OrderedDict()
+        self._rows: OrderedDict[bytes, tuple[Row, int, bool]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -100,34 +101,31 @@ class VectorCache:
         """Which of ``keys`` it holds (their rows, now the most recently used) and which it lacks."""
         with self._lock:
             found = [self._get(k) for k in keys]
-        held = [i for i, row in enumerate(found) if row is not None]
-        missing = np.array([i for i, row in enumerate(found) if row is None], np.int64)
-        return Lookup(keys, missing, np.array(held, np.int64), [found[i] for i in held])  # type: ignore[misc]
+        held = [(i, entry) for i, entry in enumerate(found) if entry is not None]
+        missing = np.array([i for i, entry in enumerate(found) if entry is None], np.int64)
+        return Lookup(keys, missing, np.array([i for i, _ in held], np.int64), [e[0] for _, e in held],
+                      np.array([e[2] for _, e in held], bool))  # fmt: skip
 
-    def complete(self, lookup: Lookup, new: Vectors | None) -> Vectors:
+    def complete(self, lookup: Lookup, new: Vectors | None, flags: np.ndarray | None = None) -> Vectors:
         """The rows of ``lookup.keys``: those it held and ``new`` (the missing ones', in order; None
-        if none is missing), which it now holds too."""
+        if none is missing), which it now holds too, each with its flag in ``flags`` (a bool the
+        caller keeps with a row, such as "cut to the window"; default False)."""
         if len(lookup.missing):
             assert new is not None
+            marks = [False] * len(lookup.missing) if flags is None else flags.tolist()
             with self._lock:
                 for k, i in enumerate(lookup.missing.tolist()):
-                    self._put(lookup.keys[i], new[k])
-        if not len(lookup.held):
-            assert new is not None
-            return new
-        if not len(lookup.missing):
-            return _stacked(lookup.rows)
-        assert new is not None
-        return _merged(new, lookup.missing, lookup.rows, lookup.held, len(lookup.keys))
+                    self._put(lookup.keys[i], new[k], marks[k])
+        return merged(lookup, new)
 
-    def _get(self, key: bytes) -> Row | None:
+    def _get(self, key: bytes) -> tuple[Row, int, bool] | None:
         entry = self._rows.get(key)
         if entry is None:
             return None
         self._rows.move_to_end(key)
-        return entry[0]
+        return entry
 
-    def _put(self, key: bytes, row: Row) -> None:
+    def _put(self, key: bytes, row: Row, flag: bool) -> None:
         if isinstance(row, SparseVector):  # copies: a view would keep the whole batch's arrays alive
             row = SparseVector(row.indices.copy(), row.values.copy(), row.dim)
             size = row.indices.nbytes + row.values.nbytes + 2 * ENTRY_OVERHEAD
@@ -142,10 +140,21 @@ class VectorCache:
         old = self._rows.pop(key, None)
         if old is not None:
             self.bytes -= old[1]
-        self._rows[key] = (row, size)
+        self._rows[key] = (row, size, flag)
         self.bytes += size
         while self.bytes > self.max_bytes:
             self.bytes -= self._rows.popitem(last=False)[1][1]
+
+
+def merged(lookup: Lookup, new: Vectors | None) -> Vectors:
+    """The rows of ``lookup.keys``: those it found, and ``new`` at the missing places (None if none)."""
+    if not len(lookup.held):
+        assert new is not None
+        return new
+    if not len(lookup.missing):
+        return _stacked(lookup.rows)
+    assert new is not None
+    return _merged(new, lookup.missing, lookup.rows, lookup.held, len(lookup.keys))
 
 
 def _stacked(rows: list[Row]) -> Vectors:

@@ -158,6 +158,39 @@ def test_the_batch_function_keeps_its_cache_between_calls(tiny_bert_bundle: Path
     assert EmbedBatch(tiny_bert_bundle, chunk_tokens=16, repeat_cache_mb=0).cache is None
 
 
+def test_texts_the_cache_holds_are_not_tokenized_again_and_their_cut_still_counts(
+    tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch, counted, tokenized = EmbedBatch(tiny_bert_bundle), _Counting(monkeypatch, Embedder), []
+    inner = Embedder.tokenize
+
+    def spy(model, texts, *a, **k):  # type: ignore[no-untyped-def]
+        tokenized.extend(texts)
+        return inner(model, texts, *a, **k)
+
+    monkeypatch.setattr(Embedder, "tokenize", spy)
+    long = "word " * 2000  # cut to the window
+    first = batch.run(batch.prepare(pa.table({"text": [long, "a", "b"]})))
+    assert first.truncated == 1 and tokenized == [long, "a", "b"]
+    tokenized.clear()
+    second = batch.run(batch.prepare(pa.table({"text": ["c", long, "a", long]})))
+    assert tokenized == ["c"] and counted.texts == 4  # the cache's texts: neither tokenized nor embedded
+    assert second.truncated == 2 and second.repeats == 3  # the long text's cut, kept with its row, counts
+    model = Embedder(tiny_bert_bundle)
+    np.testing.assert_allclose(np.array(second.table.column("embedding").to_pylist()),
+                               model.encode(["c", long, "a", long]), atol=2e-6)  # fmt: skip
+    # a slice prepared before the cache held its text (the job prepares a slice ahead): tokenized,
+    # then found by the model's thread, not embedded again
+    tokenized.clear()
+    counted.texts = 0
+    ahead, behind = batch.prepare(pa.table({"text": ["d", long]})), batch.prepare(pa.table({"text": ["d", "e"]}))
+    assert tokenized == ["d", "d", "e"]
+    batch.run(ahead)
+    last = batch.run(behind)
+    assert counted.texts == 2 and last.repeats == 1 and last.truncated == 0  # "d" embedded once, and "e"
+    np.testing.assert_allclose(np.array(last.table.column("embedding").to_pylist()), model.encode(["d", "e"]), atol=2e-6)
+
+
 def test_the_cache_drops_the_least_recently_used_within_its_bytes() -> None:
     row = np.arange(8, dtype=np.float32)
     size = row.nbytes + ENTRY_OVERHEAD
@@ -166,8 +199,9 @@ def test_the_cache_drops_the_least_recently_used_within_its_bytes() -> None:
     assert len(set(keys)) == 4 and all(len(k) == 16 for k in keys)
     look = cache.lookup(keys[:3])
     assert look.missing.tolist() == [0, 1, 2]
-    cache.complete(look, np.stack([row, row + 1, row + 2]))
+    cache.complete(look, np.stack([row, row + 1, row + 2]), np.array([False, True, False]))
     assert len(cache) == 3 and cache.bytes == 3 * size
+    assert cache.lookup(keys[:3]).flags.tolist() == [False, True, False]  # each row's flag kept with it
     cache.lookup(keys[:1])  # "a" now the most recently used
     cache.complete(cache.lookup(keys[3:]), (row + 3)[None])
     look = cache.lookup(keys)
@@ -175,7 +209,7 @@ def test_the_cache_drops_the_least_recently_used_within_its_bytes() -> None:
     merged = cache.complete(look, (row + 9)[None])
     np.testing.assert_array_equal(merged, np.stack([row, row + 9, row + 2, row + 3]))
     assert isinstance(merged, np.ndarray)
-    assert all(held.base is None for held, _size in cache._rows.values())  # copies: no batch kept alive by a row
+    assert all(held.base is None for held, *_ in cache._rows.values())  # copies: no batch kept alive by a row
     empty = cache.complete(cache.lookup([]), np.zeros((0, 8), np.float32))  # a slice of bad rows only
     assert empty.shape == (0, 8)
     tiny = VectorCache(size - 1)  # a row over the budget is not held

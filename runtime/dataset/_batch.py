@@ -21,11 +21,13 @@ from .._base import BundleModel
 from .._bundle import TOKENIZER_NAME, load_manifest
 from .._cache import (
     JOB_CACHE_MB,
+    Lookup,
     VectorCache,
     Vectors,
     check_cache_mb,
     distinct_items,
     first_places,
+    merged,
     text_keys,
     token_keys,
 )
@@ -91,6 +93,9 @@ class Prepared:
     # each distinct text's key in the batch function's cache (with chunking: each window's, by its
     # tokens); None: no cache
     keys: list[bytes] | None = None
+    # without chunking, what the cache held of ``keys`` when they were prepared: those texts are not
+    # tokenized (``tokens`` holds the missing ones alone)
+    held: Lookup | None = None
 
 
 # the columns a chunked output adds (before the embedding), and the one with each chunk's text
@@ -245,9 +250,15 @@ class EmbedBatch:
         public = table.drop_columns([c for c in INTERNAL if c in table.column_names])
         distinct, of = distinct_items([texts[i] for i in good])  # a text repeated in the batch is embedded once
         if self.chunker is None:
-            tokens = self.model.tokenize(distinct, self.prompt_name, self.prompt)
-            keys = None if self.cache is None else text_keys(distinct)
-            return Prepared(public, good, tokens, bad, keep, vector_of=of, repeats=len(good) - len(distinct), keys=keys)
+            keys = held = None
+            todo = distinct
+            if self.cache is not None:  # the texts it holds are neither tokenized nor embedded again
+                keys = text_keys(distinct)
+                held = self.cache.lookup(keys)
+                todo = distinct if not len(held.held) else [distinct[i] for i in held.missing.tolist()]
+            tokens = self.model.tokenize(todo, self.prompt_name, self.prompt)
+            return Prepared(public, good, tokens, bad, keep, vector_of=of, repeats=len(good) - len(distinct), keys=keys,
+                            held=held)  # fmt: skip
         windows = self.chunker.split(distinct)
         chunks, vector_of = (windows, None) if of is None else windows.of_texts(of)
         pieces = None
@@ -267,23 +278,30 @@ class EmbedBatch:
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` rows is done."""
-        tokens, repeats, cache, found = prep.tokens, prep.repeats, self.cache, None
-        if cache is not None and prep.keys is not None:  # the texts it holds are not embedded again
-            found = cache.lookup(prep.keys)
+        tokens, repeats, cache, found, early = prep.tokens, prep.repeats, self.cache, None, prep.held
+        cut = prep.tokens.truncated  # each of ``prep.tokens``' texts: cut to the window
+        if cache is not None and prep.keys is not None:  # the texts it holds now (since the slice was
+            keys = prep.keys if early is None or not len(early.held) else [prep.keys[i] for i in early.missing.tolist()]
+            found = cache.lookup(keys)  # prepared, a slice ago) are not embedded again
             tokens = tokens if len(found.missing) == len(tokens) else tokens.select(found.missing.tolist())
-            repeats += len(found.held)
+            repeats += len(found.held) + (0 if early is None else len(early.held))
         vectors = self._vectors(tokens, _rows_done(prep, len(tokens), on_rows))
         if cache is not None and found is not None:
-            vectors = cache.complete(found, vectors)
+            vectors = cache.complete(found, vectors, None if prep.chunks is not None else cut[found.missing])
+        if early is not None and len(early.held):  # and the texts it held a slice ago
+            vectors = merged(early, vectors)
+            flags = np.empty(len(early.keys), bool)
+            flags[early.missing], flags[early.held] = cut, early.flags
+            cut = flags
         if prep.vector_of is not None:
             vectors = vectors[prep.vector_of]
+            cut = cut[prep.vector_of]
         take, has_vector = _output_rows(prep)
         table = prep.table if take is None else prep.table.take(pa.array(take))
         if prep.chunks is not None:
             assert has_vector is not None
             table = _with_chunk_columns(table, prep, has_vector)
         emb = self._column(vectors, has_vector, table.num_rows)
-        cut = prep.tokens.truncated if prep.vector_of is None else prep.tokens.truncated[prep.vector_of]
         truncated = 0 if prep.chunks is not None else int(cut.sum())
         return BatchResult(table.append_column(self.output_column, emb), prep.bad, int(tokens.lengths.sum()),
                            truncated, repeats)  # fmt: skip
