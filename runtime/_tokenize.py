@@ -226,9 +226,8 @@ MARK_CHARS_PER_TOKEN = 2
 def _prefixes(text: str, limit: int, short: int, tokenizer: Tokenizer) -> list[str]:
     """``text``'s prefixes to tokenize it from, shortest first (``_prefix`` at ``short`` characters
     with marks alone, then at ``limit``); none where it has no place to cut."""
-    first = last_match(MARK_CUT, text, short // 2 + 1, short + 1)
-    # the tokenizer is probed only where text without spaces needs it
-    out = [text[: first.start()]] if first is not None and splits_at_marks(tokenizer) else []
+    first = _last_mark_cut(text, short // 2 + 1, short + 1, tokenizer)
+    out = [text[:first]] if first is not None else []
     if len(text) > limit:
         at = _prefix(text, limit, tokenizer)
         if at is not text and (not out or len(at) > len(out[0])):
@@ -282,15 +281,36 @@ def _prefix_chars(t: dict[str, Any] | None) -> int | None:
 
 def _prefix(text: str, limit: int, tokenizer: Tokenizer) -> str:
     """``text`` up to its last space in ``[limit / 2, limit]`` that follows a character that is not
-    whitespace, else up to its last ``MARK_CUT`` there where the tokenizer ``splits_at_marks`` (probed
-    only then); ``text`` itself where there is none."""
+    whitespace, else up to its last ``MARK_CUT`` there that the tokenizer allows (``prefix_mark_cuts``,
+    probed only then); ``text`` itself where there is none."""
     at = text.rfind(" ", limit // 2, limit + 1)
     while at > limit // 2 and text[at - 1].isspace():
         at = text.rfind(" ", limit // 2, at)
     if at > limit // 2:
         return text[:at]
-    m = last_match(MARK_CUT, text, limit // 2 + 1, limit + 1)
-    return text if m is None or not splits_at_marks(tokenizer) else text[: m.start()]
+    cut = _last_mark_cut(text, limit // 2 + 1, limit + 1, tokenizer)
+    return text if cut is None else text[:cut]
+
+
+def _last_mark_cut(text: str, start: int, end: int, tokenizer: Tokenizer) -> int | None:
+    """The last place in ``text[start:end]`` where a prefix may end before a ``MARK_CUT`` for this
+    tokenizer (``prefix_mark_cuts``, probed only where a text without spaces needs it), or None."""
+    if not MARK_CUT.search(text, start, end):
+        return None
+    cuts = prefix_mark_cuts(tokenizer)
+    if cuts is None:
+        return None
+    if cuts.anywhere:
+        m = last_match(MARK_CUT, text, start, end)
+        return None if m is None else m.start()
+    norm = tokenizer.normalizer
+    for m in reversed(list(MARK_CUT.finditer(text, start, end))):
+        if text[m.start()] not in cuts.marks:
+            continue
+        before = text[max(m.start() - 4, 0) : m.start()]  # in context: a character composed with the one before
+        if (norm.normalize_str(before) if norm is not None else before)[-1:] not in cuts.refused:
+            return m.start()
+    return None
 
 
 # Text without spaces (Chinese, Japanese) may also be cut before a CJK sentence or clause mark
@@ -298,8 +318,12 @@ def _prefix(text: str, limit: int, tokenizer: Tokenizer) -> str:
 # next one for BERT (each mark and each ideograph its own word) and for GPT-2's and GPT-4's
 # byte-level splits (a run of letters or digits ends there; the mark begins the next piece, alone or
 # with the letters after it). Not so for Metaspace (a text without spaces is one word) or where each
-# call's text gets a mark in front (``add_prefix_space``, ``Prepend``): a probe decides per tokenizer.
-MARK_CUT = re.compile(r"(?<=[^\W_])(?=[\u3002\uff01\uff1f\uff0c\u3001\uff1b\uff1a])")
+# call's text gets a mark in front (``add_prefix_space``, ``Prepend``): a probe decides per tokenizer
+# (``splits_at_marks``). A prefix (truncation) asks less than pieces do: only that the text's first
+# tokens be the prefix's, which ``prefix_mark_cuts`` also finds for SentencePiece's Unigram and BPE
+# models over a whole word (XLM-R's, Llama's) from their vocabularies.
+MARKS = "\u3002\uff01\uff1f\uff0c\u3001\uff1b\uff1a"
+MARK_CUT = re.compile(f"(?<=[^\\W_])(?=[{MARKS}])")
 _MARK_PROBES = [("東京は日本の首都です", "。大阪は大きい町です"), ("我们今天去北京", "，明天回上海。"),
                 ("价格是100元", "！太贵了"), ("abc", "；def")]  # fmt: skip
 _marks_cut: weakref.WeakKeyDictionary[Tokenizer, bool] = weakref.WeakKeyDictionary()
@@ -310,11 +334,101 @@ def splits_at_marks(tok: Tokenizer) -> bool:
     begins at a ``MARK_CUT`` (probed once per tokenizer, on a copy of it: ``marks_probe``)."""
     known = _marks_cut.get(tok)
     if known is None:
-        bare = Tokenizer.from_str(tok.to_str())  # a copy, neither truncated nor padded
-        bare.no_truncation()
-        bare.no_padding()
-        known = _marks_cut[tok] = marks_probe(bare)
+        known = _marks_cut[tok] = marks_probe(_bare(tok))
     return known
+
+
+def _bare(tok: Tokenizer) -> Tokenizer:
+    """A copy of ``tok`` that neither truncates nor pads, for probes."""
+    bare = Tokenizer.from_str(tok.to_str())
+    bare.no_truncation()
+    bare.no_padding()
+    return bare
+
+
+_prefix_cuts: weakref.WeakKeyDictionary[Tokenizer, MarkCuts | None] = weakref.WeakKeyDictionary()
+_WORD_MODELS = {"Unigram", "BPE"}  # a word's tokens: the best path (Unigram) or merges (BPE) of its pieces
+_WORD_SPLITS = {"Metaspace", "WhitespaceSplit"}  # pre-tokenizers that split at spaces alone
+_NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD", "Precompiled", "Replace", "Prepend", "Lowercase", "Strip", "StripAccents"}
+
+
+@dataclass(frozen=True)
+class MarkCuts:
+    """Where a prefix may end before a ``MARK_CUT``: before the ``marks`` given, after a character
+    whose normalized form does not end in one of ``refused``."""
+
+    marks: frozenset[str]
+    refused: frozenset[str]
+
+    @property
+    def anywhere(self) -> bool:
+        return len(self.marks) == len(MARKS) and not self.refused
+
+
+def prefix_mark_cuts(tok: Tokenizer) -> MarkCuts | None:
+    """Where a text without spaces may be tokenized from a prefix that ends before a ``MARK_CUT``
+    (None: nowhere).
+
+    Anywhere for a tokenizer that ``splits_at_marks``. For a Unigram or BPE model over whole words
+    (Metaspace, no pre-tokenizer), where a text without spaces is one word: before a mark that is a
+    vocabulary piece (an unknown one could fuse with an unknown character before it), unless a piece
+    holds that mark after the character before it. No piece then spans the cut, so every
+    segmentation of the text has a boundary there, and Unigram's best path and BPE's merges up to
+    it are the prefix's own (the same arithmetic in the same order: equal, ties too). A probe
+    checks the prefixes' tokens and offsets."""
+    if tok in _prefix_cuts:
+        return _prefix_cuts[tok]
+    found: MarkCuts | None = MarkCuts(frozenset(MARKS), frozenset())
+    split = _marks_cut.get(tok)
+    if split is not True:
+        bare = _bare(tok)  # one copy for both probes: a large vocabulary's takes a while
+        if split is None:
+            split = _marks_cut[tok] = marks_probe(bare)
+        if not split:
+            found = _vocab_mark_cuts(tok, bare)
+    _prefix_cuts[tok] = found
+    return found
+
+
+def _vocab_mark_cuts(tok: Tokenizer, bare: Tokenizer) -> MarkCuts | None:
+    """``prefix_mark_cuts`` for a tokenizer that does not ``splits_at_marks`` (``bare``: its copy
+    that neither truncates nor pads)."""
+    if type(tok.model).__name__ not in _WORD_MODELS:
+        return None
+    if not all(p.get("type") in _WORD_SPLITS for p in _steps(tok.pre_tokenizer)):
+        return None
+    if not all(n.get("type") in _NORMALIZERS for n in _steps(tok.normalizer)):
+        return None
+    norm = tok.normalizer
+    vocab = tok.get_vocab()
+    pieces = {m: norm.normalize_str(m) if norm is not None else m for m in MARKS}
+    pieces = {m: p for m, p in pieces.items() if p and p in vocab}
+    if not pieces:
+        return None
+    inside = re.compile(f"(.)(?={'|'.join(map(re.escape, pieces.values()))})")  # "." matches no line break:
+    refused = frozenset(m.group(1) for m in inside.finditer("\n".join(vocab)))  # not at a piece's start
+    cuts = MarkCuts(frozenset(pieces), refused)
+    for left, right in _MARK_PROBES:
+        last = (norm.normalize_str(left) if norm is not None else left)[-1:]
+        if right[0] not in cuts.marks or last in refused:
+            continue
+        whole, alone = bare.encode_batch([left + right, left], add_special_tokens=False)
+        if whole.ids[: len(alone.ids)] != alone.ids or whole.offsets[: len(alone.ids)] != alone.offsets:
+            return None
+    return cuts
+
+
+def _steps(step: Any) -> list[dict[str, Any]]:
+    """A normalizer's or pre-tokenizer's steps (a Sequence's members, flattened), as their JSON."""
+    import json
+
+    return [] if step is None else _flat(json.loads(step.__getstate__()))
+
+
+def _flat(step: dict[str, Any]) -> list[dict[str, Any]]:
+    if step.get("type") == "Sequence":
+        return [s for member in step.get("normalizers", step.get("pretokenizers", [])) for s in _flat(member)]
+    return [step]
 
 
 def marks_probe(bare: Tokenizer) -> bool:

@@ -7,9 +7,17 @@ import random
 
 import pytest
 from tiny_models import CORPUS, _train_tokenizer
-from tokenizers import Regex, Tokenizer, pre_tokenizers
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
-from embedrt._tokenize import PREFIX_CHARS_PER_TOKEN, flat_ids, splits_at_marks, tokenize, truncated_encodings
+from embedrt._tokenize import (
+    MARK_CUT,
+    PREFIX_CHARS_PER_TOKEN,
+    flat_ids,
+    prefix_mark_cuts,
+    splits_at_marks,
+    tokenize,
+    truncated_encodings,
+)
 
 WINDOW = 24
 LIMIT = WINDOW * PREFIX_CHARS_PER_TOKEN
@@ -82,13 +90,12 @@ def test_a_long_text_is_tokenized_from_its_prefix(tokenizer: Tokenizer) -> None:
     out = truncated_encodings(tokenizer, encode, [text, "short", spaceless, cjk], None)
     assert seen[0] == text[: len(seen[0])] and LIMIT // 2 < len(seen[0]) <= LIMIT and seen[0].endswith("word")
     assert seen[1:3] == ["short", spaceless]
-    if splits_at_marks(tokenizer):  # first from a prefix of 2 characters a token of the window, then it filled it
-        assert cjk.startswith(seen[3]) and WINDOW < len(seen[3]) <= 2 * WINDOW and cjk[len(seen[3])] in "。！，；"
-        assert len(seen) == 4
-    else:
-        assert seen[3] == cjk
+    cuts = prefix_mark_cuts(tokenizer)  # first from a prefix of 2 characters a token of the window, then it filled it
+    assert cuts is not None  # each kind here: pre-tokenizers that split at marks, or Metaspace's whole words
+    assert cjk.startswith(seen[3]) and WINDOW < len(seen[3]) <= 2 * WINDOW and cjk[len(seen[3])] in cuts.marks
+    assert len(seen) == 4 and seen[3][-1] not in cuts.refused
     assert [e.ids for e in out] == [e.ids for e in tokenizer.encode_batch([text, "short", spaceless, cjk])]
-    assert splits_at_marks(tokenizer) == ("Metaspace" not in str(tokenizer.pre_tokenizer))
+    assert splits_at_marks(tokenizer) == ("Metaspace" not in str(tokenizer.pre_tokenizer))  # pieces need more
 
 
 def test_a_prefix_short_of_the_window_is_tokenized_from_the_next_prefix_then_whole() -> None:
@@ -173,3 +180,48 @@ def test_pairs_keep_their_type_ids_without_a_post_processor() -> None:
     assert [e.type_ids for e in tok.encode_batch_fast(pairs)] != [e.type_ids for e in tok.encode_batch(pairs)]
     got = tokenize(tok, pairs)
     assert list(zip(got.ids, got.type_ids, strict=True)) == [(e.ids, e.type_ids) for e in tok.encode_batch(pairs)]
+
+
+def _unigram(pieces: dict[str, float], normalizer: object = None) -> Tokenizer:
+    """A SentencePiece-style Unigram over whole words (Metaspace), with the given pieces and every
+    character of ``CJK`` (each at a low score)."""
+    chars = {c: -10.0 for c in sorted(set(CJK + "▁"))}
+    tok = Tokenizer(models.Unigram([("<unk>", 0.0), *{**chars, **pieces}.items()], unk_id=0))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    if normalizer is not None:
+        tok.normalizer = normalizer
+    return tok
+
+
+def test_a_whole_word_model_is_cut_at_a_mark_unless_a_piece_spans_it() -> None:
+    """No piece spans a cut: the prefix's tokens are the text's first. A piece holding a mark after a
+    character ("す。") spans the cuts after that character: the prefix would end in other tokens there."""
+    tok = _unigram({"す。": -1.0, "上海；": -1.0})
+    cuts = prefix_mark_cuts(tok)
+    assert cuts is not None and cuts.refused == {"す", "海"} and cuts.marks == set("。！，；")  # the marks in the vocabulary
+    text = CJK * 3
+    whole = tok.encode(text, add_special_tokens=False)
+    exact = []
+    for m in MARK_CUT.finditer(text):
+        alone = tok.encode(text[: m.start()], add_special_tokens=False)
+        exact.append(whole.ids[: len(alone.ids)] == alone.ids and whole.offsets[: len(alone.ids)] == alone.offsets)
+        assert exact[-1] or text[m.start() - 1] in cuts.refused
+    assert not all(exact) and sum(exact) > len(exact) // 2  # the refusals matter, most cuts stay
+    for window in (8, 12, 20, 31):
+        tok.enable_truncation(max_length=window)
+        texts = [text, CJK[3:] * 4, "東京は日本の首都です。" * 40]
+        got = truncated_encodings(tok, tok.encode_batch, texts, None)
+        assert [e.ids for e in got] == [e.ids for e in tok.encode_batch(texts)]
+
+
+def test_a_mark_the_model_lacks_or_another_model_is_never_cut() -> None:
+    no_comma = _unigram({})
+    cuts = prefix_mark_cuts(no_comma)
+    assert cuts is not None and "，" in cuts.marks
+    lacking = Tokenizer.from_str(no_comma.to_str().replace('["，",', '["x，",'))  # the comma no piece of its own
+    cuts = prefix_mark_cuts(lacking)
+    assert cuts is not None and "，" not in cuts.marks and "。" in cuts.marks
+    nfkc = _unigram({",": -10.0}, normalizers.NFKC())  # the comma is ","  once normalized: a piece
+    assert (cut := prefix_mark_cuts(nfkc)) is not None and "，" in cut.marks
+    level = Tokenizer(models.WordLevel({c: i for i, c in enumerate(CJK)}, unk_token="東"))
+    assert prefix_mark_cuts(level) is None  # a word's tokens not from pieces that cannot span a cut
