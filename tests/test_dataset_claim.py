@@ -236,3 +236,27 @@ def test_sigterm_stops_the_cli_as_ctrl_c_does(tmp_path: Path, tiny_bert_bundle: 
     assert 3 <= len(parts) < 30 and files == sorted(["_manifest.json", "_parts.jsonl", *parts])  # no lock, no temporary
     r = subprocess.run(_cli(*args), capture_output=True, text=True, check=True)
     assert f"{len(parts)} finished by an earlier run" in r.stderr and "12000 rows written" in r.stdout
+
+
+def test_the_cli_s_sigterm_handler_outlives_ray_s() -> None:
+    """``ray.init`` installs a SIGTERM handler that ends the process with status 15: the Ray backend
+    puts the caller's own back (the CLI's, which stops the job as Ctrl-C does), and keeps Ray's where
+    the caller had none."""
+    from embedrt.dataset._ray import _callers_sigterm
+
+    def mine(signum: int, frame: object) -> None: ...
+
+    def rays(signum: int, frame: object) -> None:
+        sys.exit(signum)
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with _callers_sigterm():
+            signal.signal(signal.SIGTERM, rays)  # as ray.init does
+        assert signal.getsignal(signal.SIGTERM) is mine
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with _callers_sigterm():
+            signal.signal(signal.SIGTERM, rays)
+        assert signal.getsignal(signal.SIGTERM) is rays
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -190,7 +191,8 @@ def run_ray(
     ray = ray_module()
     threads = _check_cpus(options.cpus_per_actor)  # the options were checked by embed_dataset: this converts
     restarts = options.max_restarts
-    started = _connect(ray, options.address, say)
+    with _callers_sigterm():
+        started = _connect(ray, options.address, say)
     finished: set[int] = set()
     try:
         if not todo:
@@ -234,6 +236,19 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _callers_sigterm() -> Iterator[None]:
+    """Keep a SIGTERM handler of the caller's own (the CLI's, which stops the job as Ctrl-C does)
+    over the one ``ray.init`` installs, which ends the process with status 15 instead."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(previous):
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
