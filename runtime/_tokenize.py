@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import weakref
 from collections import deque
@@ -420,8 +421,6 @@ def _vocab_mark_cuts(tok: Tokenizer, bare: Tokenizer) -> MarkCuts | None:
 
 def _steps(step: Any) -> list[dict[str, Any]]:
     """A normalizer's or pre-tokenizer's steps (a Sequence's members, flattened), as their JSON."""
-    import json
-
     return [] if step is None else _flat(json.loads(step.__getstate__()))
 
 

@@ -280,15 +280,17 @@ class EmbedBatch:
         model batch of ``n`` rows is done."""
         tokens, repeats, cache, found, early = prep.tokens, prep.repeats, self.cache, None, prep.held
         cut = prep.tokens.truncated  # each of ``prep.tokens``' texts: cut to the window
-        if cache is not None and prep.keys is not None:  # the texts it holds now (since the slice was
+        if cache is not None and prep.keys is not None:
+            # the texts it holds now are not embedded again: those of the slice before this one too,
+            # which was being embedded while this one was prepared
             keys = prep.keys if early is None or not len(early.held) else [prep.keys[i] for i in early.missing.tolist()]
-            found = cache.lookup(keys)  # prepared, a slice ago) are not embedded again
+            found = cache.lookup(keys)
             tokens = tokens if len(found.missing) == len(tokens) else tokens.select(found.missing.tolist())
             repeats += len(found.held) + (0 if early is None else len(early.held))
         vectors = self._vectors(tokens, _rows_done(prep, len(tokens), on_rows))
         if cache is not None and found is not None:
             vectors = cache.complete(found, vectors, None if prep.chunks is not None else cut[found.missing])
-        if early is not None and len(early.held):  # and the texts it held a slice ago
+        if early is not None and len(early.held):  # and those it held when this slice was prepared
             vectors = merged(early, vectors)
             flags = np.empty(len(early.keys), bool)
             flags[early.missing], flags[early.held] = cut, early.flags
