@@ -260,3 +260,19 @@ def test_the_cli_s_sigterm_handler_outlives_ray_s() -> None:
         assert signal.getsignal(signal.SIGTERM) is rays
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_file_system_without_locks_runs_unclaimed_and_says_so(tmp_path: Path, tiny_bert_bundle: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    said: list[str] = []
+    s = embed_dataset(_input(tmp_path), tmp_path / "out", tiny_bert_bundle, rows_per_part=40, progress=False,
+                      log=said.append)  # fmt: skip
+    assert s.written == len(TEXTS) and not (tmp_path / "out" / LOCK).exists()
+    assert any("takes no locks (No locks available)" in m for m in said)

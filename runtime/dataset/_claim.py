@@ -80,13 +80,29 @@ def _in_use(where: str, who: str) -> str:
 @contextlib.contextmanager
 def claim_local(folder: Path, where: str, say: Callable[[str], None]) -> Iterator[Claim]:
     """Hold ``folder/LOCK`` locked for the block (see the module's docstring)."""
+    fd = _locked(folder / LOCK, where, say)
+    if fd is None:
+        yield Claim()
+        return
+    try:
+        data = json.dumps(_holder()).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        yield Claim()
+    finally:
+        with contextlib.suppress(OSError):  # removed while locked: a run that opened it meanwhile sees the change
+            (folder / LOCK).unlink()
+        os.close(fd)
+
+
+def _locked(path: Path, where: str, say: Callable[[str], None]) -> int | None:
+    """A descriptor of ``path`` holding an exclusive ``flock``; None where the platform or the file
+    system takes no locks (said); refused where another process holds one."""
     try:
         import fcntl
     except ImportError:  # not a POSIX system
         say(f"no lock on {where!r} on this platform: do not start a second run on it while this one runs")
-        yield Claim()
-        return
-    path = folder / LOCK
+        return None
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -100,23 +116,13 @@ def claim_local(folder: Path, where: str, say: Callable[[str], None]) -> Iterato
                 "while this one runs")
             with contextlib.suppress(OSError):
                 path.unlink()
-            yield Claim()
-            return
+            return None
         try:  # the path may have been a holder's that removed it as we opened it: lock the file there now
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
             same = False
         if same:
-            break
-        os.close(fd)
-    try:
-        data = json.dumps(_holder()).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
-        yield Claim()
-    finally:
-        with contextlib.suppress(OSError):  # removed while locked: a run waiting to open it sees the change
-            path.unlink()
+            return fd
         os.close(fd)
 
 
