@@ -28,7 +28,9 @@ INPUT, OUTPUT and BUNDLE may be s3:// or gs:// URIs (credentials, region and end
 environment: AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS, ...).
 
 Run the same command again after a crash, a kill or a bad row (once fixed): finished parts are kept
-and the job continues where it stopped. Read the result with pyarrow.parquet.read_table(OUTPUT).
+and the job continues where it stopped. A run holds OUTPUT while it works: a second one started on it
+meanwhile is refused, naming the first. SIGTERM stops a run as Ctrl-C does (exit status 143).
+Read the result with pyarrow.parquet.read_table(OUTPUT).
 """
 
 

@@ -156,7 +156,9 @@ def embed_dataset(
     length. Running the same call again after a crash or a kill continues where it stopped: finished
     parts are kept, and the result equals an uninterrupted run (where texts repeat across parts, to
     float rounding: the resumed run's ``repeat_cache_mb`` cache starts empty). An ``output`` made
-    from another input, model or options is refused unless ``overwrite``.
+    from another input, model or options is refused unless ``overwrite``. A run claims ``output``
+    while it works (a lock; a lease on object storage): another run on it meanwhile is refused with
+    ``OutputInUseError``, naming this one.
 
     ``text_column``: the column holding the texts (not for ``.txt``). ``text_template`` makes each
     row's text from several columns instead: ``"{title}\n{text}"``, or ``"title: {title|none} |
