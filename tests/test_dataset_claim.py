@@ -199,8 +199,9 @@ def test_two_runs_claiming_at_once_one_is_refused(quick: None, monkeypatch: pyte
     def run() -> None:
         gate.wait()
         try:
-            with _claim.claim_object(store, "s3://b/out", print):
+            with _claim.claim_object(store, "s3://b/out", print) as held:
                 time.sleep(0.5)
+                held.check()  # one delayed past the other's read-back: overwritten, found by a renewal
             results.append("ran")
         except OutputInUseError:
             results.append("refused")

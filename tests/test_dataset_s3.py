@@ -294,15 +294,21 @@ def test_s3_a_run_is_refused_while_another_renews_its_lease_and_stops_when_it_lo
         assert sorted(listing("s3://vectors/l")) == [".part-000000.parquet.tmp-1234abcd", "_lock.json"]
     assert listing("s3://vectors/l") == {".part-000000.parquet.tmp-1234abcd": 9}
 
-    def take_over() -> None:  # another run takes the lease once this one has journaled a part
+    done = threading.Event()
+
+    def take_over() -> None:  # another run takes the lease once this one has journaled a part, and renews it
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not [n for n in listing("s3://vectors/l") if n.startswith("_journal/")]:
             time.sleep(0.02)
-        put("s3://vectors/l/_lock.json", b'{"pid": 7, "host": "other", "since": "now"}')
+        while not done.wait(0.05):  # more often than this run's renewals, which may land on a write of ours
+            put("s3://vectors/l/_lock.json", b'{"pid": 7, "host": "other", "since": "now"}')
 
     thread = threading.Thread(target=take_over)
     thread.start()
-    with pytest.raises(OutputInUseError, match="pid 7 on host other, since now, which took over this run's lease"):
-        embed_dataset("s3://corpus/l/in.jsonl", "s3://vectors/l", tiny_bert_bundle, **kw)
-    thread.join()
+    try:
+        with pytest.raises(OutputInUseError, match="pid 7 on host other, since now, which took over this run's lease"):
+            embed_dataset("s3://corpus/l/in.jsonl", "s3://vectors/l", tiny_bert_bundle, **kw)
+    finally:
+        done.set()
+        thread.join()
     assert len([n for n in listing("s3://vectors/l") if n.startswith("_journal/")]) < len(TEXTS) // 3
