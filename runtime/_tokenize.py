@@ -301,17 +301,18 @@ def _last_mark_cut(text: str, start: int, end: int, tokenizer: Tokenizer) -> int
     cuts = prefix_mark_cuts(tokenizer)
     if cuts is None:
         return None
-    if cuts.anywhere:
-        m = last_match(MARK_CUT, text, start, end)
-        return None if m is None else m.start()
-    norm = tokenizer.normalizer
     for m in reversed(list(MARK_CUT.finditer(text, start, end))):
-        if text[m.start()] not in cuts.marks:
+        at = m.start()
+        if text[at] not in cuts.marks:
             continue
-        before = text[max(m.start() - 4, 0) : m.start()]  # in context: a character composed with the one before
-        if (norm.normalize_str(before) if norm is not None else before)[-1:] not in cuts.refused:
-            return m.start()
+        # the character before, normalized in context (where it composes with those before it)
+        if not cuts.refused or _normalized(tokenizer, text[max(at - 4, 0) : at])[-1:] not in cuts.refused:
+            return at
     return None
+
+
+def _normalized(tok: Tokenizer, text: str) -> str:
+    return tok.normalizer.normalize_str(text) if tok.normalizer is not None else text
 
 
 # Text without spaces (Chinese, Japanese) may also be cut before a CJK sentence or clause mark
@@ -327,16 +328,12 @@ MARKS = "\u3002\uff01\uff1f\uff0c\u3001\uff1b\uff1a"
 MARK_CUT = re.compile(f"(?<=[^\\W_])(?=[{MARKS}])")
 _MARK_PROBES = [("東京は日本の首都です", "。大阪は大きい町です"), ("我们今天去北京", "，明天回上海。"),
                 ("价格是100元", "！太贵了"), ("abc", "；def")]  # fmt: skip
-_marks_cut: weakref.WeakKeyDictionary[Tokenizer, bool] = weakref.WeakKeyDictionary()
 
 
 def splits_at_marks(tok: Tokenizer) -> bool:
     """Whether the tokenizer gives a text the tokens and offsets of its two pieces where the second
-    begins at a ``MARK_CUT`` (probed once per tokenizer, on a copy of it: ``marks_probe``)."""
-    known = _marks_cut.get(tok)
-    if known is None:
-        known = _marks_cut[tok] = marks_probe(_bare(tok))
-    return known
+    begins at a ``MARK_CUT`` (``marks_probe`` on a copy of it)."""
+    return marks_probe(_bare(tok))
 
 
 def _bare(tok: Tokenizer) -> Tokenizer:
@@ -361,10 +358,6 @@ class MarkCuts:
     marks: frozenset[str]
     refused: frozenset[str]
 
-    @property
-    def anywhere(self) -> bool:
-        return len(self.marks) == len(MARKS) and not self.refused
-
 
 def prefix_mark_cuts(tok: Tokenizer) -> MarkCuts | None:
     """Where a text without spaces may be tokenized from a prefix that ends before a ``MARK_CUT``
@@ -379,14 +372,8 @@ def prefix_mark_cuts(tok: Tokenizer) -> MarkCuts | None:
     checks the prefixes' tokens and offsets."""
     if tok in _prefix_cuts:
         return _prefix_cuts[tok]
-    found: MarkCuts | None = MarkCuts(frozenset(MARKS), frozenset())
-    split = _marks_cut.get(tok)
-    if split is not True:
-        bare = _bare(tok)  # one copy for both probes: a large vocabulary's takes a while
-        if split is None:
-            split = _marks_cut[tok] = marks_probe(bare)
-        if not split:
-            found = _vocab_mark_cuts(tok, bare)
+    bare = _bare(tok)  # one copy for both probes: a large vocabulary's takes a while
+    found = MarkCuts(frozenset(MARKS), frozenset()) if marks_probe(bare) else _vocab_mark_cuts(tok, bare)
     _prefix_cuts[tok] = found
     return found
 
@@ -400,18 +387,15 @@ def _vocab_mark_cuts(tok: Tokenizer, bare: Tokenizer) -> MarkCuts | None:
         return None
     if not all(n.get("type") in _NORMALIZERS for n in _steps(tok.normalizer)):
         return None
-    norm = tok.normalizer
     vocab = tok.get_vocab()
-    pieces = {m: norm.normalize_str(m) if norm is not None else m for m in MARKS}
-    pieces = {m: p for m, p in pieces.items() if p and p in vocab}
+    pieces = {m: p for m in MARKS if (p := _normalized(tok, m)) and p in vocab}
     if not pieces:
         return None
     inside = re.compile(f"(.)(?={'|'.join(map(re.escape, pieces.values()))})")  # "." matches no line break:
     refused = frozenset(m.group(1) for m in inside.finditer("\n".join(vocab)))  # not at a piece's start
     cuts = MarkCuts(frozenset(pieces), refused)
     for left, right in _MARK_PROBES:
-        last = (norm.normalize_str(left) if norm is not None else left)[-1:]
-        if right[0] not in cuts.marks or last in refused:
+        if right[0] not in cuts.marks or _normalized(tok, left)[-1:] in refused:
             continue
         whole, alone = bare.encode_batch([left + right, left], add_special_tokens=False)
         if whole.ids[: len(alone.ids)] != alone.ids or whole.offsets[: len(alone.ids)] != alone.offsets:

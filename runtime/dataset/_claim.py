@@ -130,8 +130,7 @@ def _locked(path: Path, where: str, say: Callable[[str], None]) -> int | None:
 def claim_object(store: Any, where: str, say: Callable[[str], None]) -> Iterator[Claim]:
     """Hold a lease on ``store`` (an ``ObjectFolder``) for the block (see the module's docstring)."""
     _wait_for_lease(store, where, say)
-    me = _holder()
-    data = json.dumps(me).encode()
+    data = json.dumps(_holder()).encode()
     store.write(LOCK, lambda f: f.write(data))
     time.sleep(SETTLE_SECONDS)
     if store.read(LOCK) != data:  # another run wrote its lease at the same moment, after ours

@@ -65,31 +65,24 @@ class OutputFolder:
     def claimed(self, say: Callable[[str], None]) -> Iterator[None]:
         """Hold this run's claim on the folder for the block (``_claim``), making the folder; a folder
         the block leaves empty is removed again if the claim made it."""
-        made = self._check_kind() is None
+        kind = self.store.kind()
+        if kind == "file":
+            raise OutputError(f"output {self.where!r} is a file; expected a folder for the Parquet parts")
         self.store.make()
         try:
             with self.store.claim(say) as self.claim:
                 yield
         finally:
-            if made:
+            if kind is None:  # made here
                 self.store.remove_if_empty()
-
-    def _check_kind(self) -> str | None:
-        """The folder's kind (None: not there yet); an error for a file."""
-        kind = self.store.kind()
-        if kind == "file":
-            raise OutputError(f"output {self.where!r} is a file; expected a folder for the Parquet parts")
-        return kind
 
     def open(
         self, identity: dict[str, Any], overwrite: bool, still_valid: Callable[[int, dict[str, Any]], bool]
     ) -> dict[int, dict[str, Any]]:
-        """Prepare the folder; returns the finished parts ({index: journal entry}) a resume may keep.
+        """Prepare the folder (made and claimed by ``claimed``); returns the finished parts ({index: journal entry}) a resume may keep.
 
         If only the input changed (an edited file), the finished parts for which ``still_valid`` holds
         are kept and the others deleted; if none holds, the folder is another input's and is refused."""
-        self._check_kind()
-        self.store.make()
         foreign = sorted(n for n in self.store.names() if not _OURS.match(n))
         if foreign:
             raise OutputError(
