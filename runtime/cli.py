@@ -22,7 +22,7 @@ from typing import Any
 
 from . import __version__
 from ._encode_cmd import add_encode_parser
-from ._errors import EmbedrtError, ProviderWarning
+from ._errors import BundleError, EmbedrtError, ProviderWarning
 from ._lines import read_lines
 from ._objects import is_uri, local_bundle
 from ._report import format_validation
@@ -270,9 +270,13 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 
 def _add_info(sub: Any) -> None:
-    p = sub.add_parser("info", help="describe a bundle", description="What a bundle is, from its manifest.")
-    p.add_argument("bundle")
-    p.add_argument("--json", action="store_true", help="print the whole manifest")
+    p = sub.add_parser(
+        "info", help="describe a bundle, or how far an embed-dataset OUTPUT is",
+        description="What a bundle is, from its manifest; or, given the OUTPUT folder of embed-dataset, whether "
+        "it is complete, being written (by which run, how fast, how long still) or stopped before its end.",
+    )  # fmt: skip
+    p.add_argument("path", metavar="BUNDLE|OUTPUT")
+    p.add_argument("--json", action="store_true", help="print the whole manifest (an OUTPUT: its status)")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the bundle's files")
     p.set_defaults(run=_run_info)
 
@@ -281,15 +285,38 @@ def _run_info(args: argparse.Namespace) -> int:
     from ._bundle import load_manifest
     from ._info import describe
 
-    manifest = load_manifest(args.bundle, verify=not args.no_verify)
-    if args.json:
-        print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
-        return 0
-    rows = describe(manifest, Path(args.bundle))
+    if _is_dataset_output(args.path):
+        from .dataset._status import output_status
+
+        status = output_status(args.path)
+        if args.json:
+            print(json.dumps(status.to_dict(), indent=2, ensure_ascii=False, default=str))
+            return 0
+        rows = status.lines()
+    else:
+        if not is_uri(args.path) and Path(args.path).is_dir() and not (Path(args.path) / "manifest.json").is_file():
+            raise BundleError(f"{args.path!r} is neither a bundle (no manifest.json: a folder written by `embedrt "
+                              "export`) nor the OUTPUT of `embedrt embed-dataset` (no _manifest.json)")  # fmt: skip
+        bundle = local_bundle(args.path) if is_uri(args.path) else Path(args.path)
+        manifest = load_manifest(bundle, verify=not args.no_verify)
+        if args.json:
+            print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
+            return 0
+        rows = describe(manifest, bundle)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _is_dataset_output(where: str) -> bool:
+    """Whether ``where`` is an output folder of embed-dataset (it holds ``_manifest.json``; a bundle's is
+    ``manifest.json``)."""
+    if not is_uri(where):
+        return (Path(where) / "_manifest.json").is_file()
+    from .dataset._storage import output_folder
+
+    return output_folder(where).read("_manifest.json") is not None
 
 
 if __name__ == "__main__":  # pragma: no cover

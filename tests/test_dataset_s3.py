@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from s3_store import listing, put, put_folder, s3_server  # noqa: E402
 
 import embedrt.dataset._claim as _claim  # noqa: E402
 from embedrt import Embedder  # noqa: E402
+from embedrt.cli import main  # noqa: E402
 from embedrt.dataset import (  # noqa: E402
     BadRowError,
     InputError,
@@ -32,6 +34,7 @@ from embedrt.dataset import (  # noqa: E402
     OutputInUseError,
     StorageError,
     embed_dataset,
+    output_status,
 )
 from embedrt.dataset._storage import ObjectFolder  # noqa: E402
 
@@ -312,3 +315,29 @@ def test_s3_a_run_is_refused_while_another_renews_its_lease_and_stops_when_it_lo
         done.set()
         thread.join()
     assert len([n for n in listing("s3://vectors/l") if n.startswith("_journal/")]) < len(TEXTS) // 3
+
+
+def test_s3_status_complete_leased_and_expired(s3: None, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    put("s3://corpus/st/in.jsonl", _jsonl([{"text": t} for t in TEXTS]))
+    embed_dataset("s3://corpus/st/in.jsonl", "s3://vectors/st", tiny_bert_bundle, rows_per_part=25, progress=False)
+    s = output_status("s3://vectors/st")
+    assert (s.state, s.parts_done, s.parts, s.rows_done, s.rows, s.rows_written) == ("complete", 3, 3, 60, 60, 60)
+    assert main(["info", "s3://vectors/st"]) == 0
+    assert "3 of 3 parts, 60 of 60 input rows (100.0%)" in capsys.readouterr().out
+    monkeypatch.setattr(_claim, "REFRESH_SECONDS", 0.1)
+    with _claim.claim_object(ObjectFolder("s3://vectors/st"), "s3://vectors/st", print):  # a run holding the lease
+        s = output_status("s3://vectors/st")
+        assert s.state == "running" and s.holder is not None and s.holder["pid"] == os.getpid()
+        assert re.search(r" \(lease renewed \d s ago\)$", dict(s.lines())["state"])
+    put("s3://corpus/st/bad.jsonl", _jsonl([{"text": t if i != 40 else None} for i, t in enumerate(TEXTS)]))
+    with pytest.raises(BadRowError):
+        embed_dataset("s3://corpus/st/bad.jsonl", "s3://vectors/st2", tiny_bert_bundle, rows_per_part=25, progress=False)
+    s = output_status("s3://vectors/st2")
+    assert (s.state, s.holder, s.parts_done, s.parts) == ("stopped", None, 1, 3)
+    put("s3://vectors/st2/_lock.json", b'{"pid": 7, "host": "other", "since": "2026-01-01T00:00:00+00:00"}')
+    assert output_status("s3://vectors/st2").state == "running"
+    monkeypatch.setattr(_claim, "LEASE_SECONDS", 0.5)
+    time.sleep(1.1)  # a lease no longer renewed: its run was killed
+    s = output_status("s3://vectors/st2")
+    assert s.state == "stopped" and "its last run (pid 7 on host other, since 2026-01-01" in dict(s.lines())["state"]

@@ -23,6 +23,7 @@ from ._job import Backend, DatasetSummary, RayOptions, embed_dataset
 from ._output import OutputError
 from ._ray import ActorLostError, PartFailedError, embed_ray_dataset
 from ._sources import InputError, InputFormat
+from ._status import OutputStatus, output_status
 from ._storage import StorageError
 
 __all__ = [
@@ -37,9 +38,11 @@ __all__ = [
     "OnError",
     "OutputError",
     "OutputInUseError",
+    "OutputStatus",
     "PartFailedError",
     "RayOptions",
     "StorageError",
     "embed_dataset",
     "embed_ray_dataset",
+    "output_status",
 ]

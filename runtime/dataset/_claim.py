@@ -41,6 +41,7 @@ LOCK = "_lock.json"
 LEASE_SECONDS = 60.0  # an object-store lease not renewed for this long is a killed run's
 REFRESH_SECONDS = 10.0
 SETTLE_SECONDS = 2.0  # between writing a lease and reading it back
+PROBE_GRACE_SECONDS = 1.0  # a lock found held is tried again this long: ``holder_local`` holds it for an instant
 
 
 class OutputInUseError(EmbedrtError, RuntimeError):
@@ -59,17 +60,32 @@ class Claim:
 
 
 def _holder() -> dict[str, Any]:
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return {"host": socket.gethostname(), "pid": os.getpid(), "since": now, "token": secrets.token_hex(8)}
+    """What a claim says of its run: where, since when (for people; ``began``: seconds since the
+    epoch, as the journal's ``finished``), and a token of its own."""
+    now = time.time()
+    since = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"host": socket.gethostname(), "pid": os.getpid(), "since": since, "began": round(now, 3),
+            "token": secrets.token_hex(8)}
+
+
+def holder_of(raw: bytes | None) -> dict[str, Any] | None:
+    """The holder a lock's content names (host, pid, since), if it names one."""
+    try:
+        h = json.loads(raw or b"")
+        return h if isinstance(h, dict) and {"host", "pid", "since"} <= h.keys() else None
+    except ValueError:
+        return None
+
+
+def named(holder: dict[str, Any] | None) -> str:
+    """A holder, for a message."""
+    if holder is None or not {"host", "pid", "since"} <= holder.keys():
+        return "a run that has not yet named itself"
+    return f"pid {holder['pid']} on host {holder['host']}, since {holder['since']}"
 
 
 def _named(raw: bytes | None) -> str:
-    """The holder a lock's content names, for a message."""
-    try:
-        h = json.loads(raw or b"")
-        return f"pid {h['pid']} on host {h['host']}, since {h['since']}"
-    except (ValueError, KeyError, TypeError):
-        return "a run that has not yet named itself"
+    return named(holder_of(raw))
 
 
 def _in_use(where: str, who: str) -> str:
@@ -103,6 +119,7 @@ def _locked(path: Path, where: str, say: Callable[[str], None]) -> int | None:
     except ImportError:  # not a POSIX system
         say(f"no lock on {where!r} on this platform: do not start a second run on it while this one runs")
         return None
+    patience = time.monotonic() + PROBE_GRACE_SECONDS
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -110,7 +127,10 @@ def _locked(path: Path, where: str, say: Callable[[str], None]) -> int | None:
         except OSError as e:
             raw = os.pread(fd, 4096, 0)
             os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            if e.errno in _BUSY:
+                if time.monotonic() < patience:  # perhaps a status probe's instant
+                    time.sleep(0.05)
+                    continue
                 raise OutputInUseError(_in_use(where, _named(raw))) from None
             say(f"the file system of {where!r} takes no locks ({e.strerror}): do not start a second run on it "
                 "while this one runs")
@@ -124,6 +144,43 @@ def _locked(path: Path, where: str, say: Callable[[str], None]) -> int | None:
         if same:
             return fd
         os.close(fd)
+
+
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def holder_local(folder: Path) -> tuple[bool | None, dict[str, Any] | None]:
+    """Whether a run holds the claim on ``folder`` now (None: the file system takes no locks), and
+    the holder its lock file names (``holder_of``; also a killed run's, whose file stays). Probed
+    with a shared lock held for an instant, which a run starting at that instant waits out."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        return None, None
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False, None
+    try:
+        raw = os.pread(fd, 4096, 0)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            return (True if e.errno in _BUSY else None), holder_of(raw)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False, holder_of(raw)
+    finally:
+        os.close(fd)
+
+
+def holder_object(store: Any) -> tuple[bool, dict[str, Any] | None]:
+    """Whether a run holds the lease on ``store`` (an ``ObjectFolder``) now, that is renewed within
+    ``LEASE_SECONDS``, and its holder (``holder_of``, with ``renewed``: seconds since the renewal)."""
+    seen = store.mtime(LOCK)
+    if seen is None:
+        return False, None
+    age = time.time() - seen
+    return age < LEASE_SECONDS, {**(holder_of(store.read(LOCK)) or {}), "renewed": age}
 
 
 @contextlib.contextmanager

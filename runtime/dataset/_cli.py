@@ -30,6 +30,7 @@ environment: AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL, GOOGLE_APPLICATION
 Run the same command again after a crash, a kill or a bad row (once fixed): finished parts are kept
 and the job continues where it stopped. A run holds OUTPUT while it works: a second one started on it
 meanwhile is refused, naming the first. SIGTERM stops a run as Ctrl-C does (exit status 143).
+`embedrt info OUTPUT` tells from anywhere how far a job is (complete, running, stopped).
 Read the result with pyarrow.parquet.read_table(OUTPUT).
 """
 

@@ -246,7 +246,9 @@ def embed_dataset(
         identity = job.identity(bundle_hash, plan)
         if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
             identity["precision_hint"] = hint.value
-        done = folder.open(identity, overwrite, plan.still_valid)
+        model_name = str(model) if isinstance(model, str | Path) else str(bundle)
+        done = folder.open(identity, overwrite, plan.still_valid,
+                           {"model": model_name, "input": _input_record(plan), "parts_planned": len(plan.parts)})
         todo = [p for p in plan.parts if p.index not in done]
         if folder.changed:
             say(f"the input changed since the last run: {folder.changed} finished part(s) made from rows that changed "
@@ -586,8 +588,7 @@ def _final_manifest(
     return {
         "created_by": f"embedrt {__version__}",
         "rows": summary.written,
-        "input": {"format": plan.format.value, "rows": plan.rows, "fingerprint": plan.fingerprint(),
-                  "files": [{"path": s.path, "rows": s.rows, "sha256": s.sha256} for s in plan.shards]},
+        "input": _input_record(plan),
         "dimension": dimension,
         "schema": {f.name: str(f.type) for f in schema},
         "parts": [{"file": stats.entries[i]["file"], "rows": stats.entries[i]["rows"]} for i in sorted(stats.entries)],
@@ -597,6 +598,11 @@ def _final_manifest(
         "repeated_rows": summary.repeats,
         "last_run": {**asdict(summary), "batch_size": batch_size, "bad_examples": None},
     }  # fmt: skip
+
+
+def _input_record(plan: Plan) -> dict[str, Any]:
+    return {"format": plan.format.value, "rows": plan.rows, "fingerprint": plan.fingerprint(),
+            "files": [{"path": s.path, "rows": s.rows, "sha256": s.sha256} for s in plan.shards]}
 
 
 @contextlib.contextmanager

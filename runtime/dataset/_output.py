@@ -3,10 +3,11 @@
     OUTPUT/
       part-000000.parquet     one per input part, written whole (temporary name, fsync, rename)
       part-000001.parquet
-      _manifest.json          what produced the folder (bundle, input fingerprint, options), and at
-                              the end the totals; rewritten whole
-      _parts.jsonl            one line appended (and fsynced) per finished part: the journal a
-                              resume trusts; a torn last line is ignored
+      _manifest.json          what produced the folder (bundle, input fingerprint, options) and what
+                              the run plans (input rows, parts), and at the end the totals;
+                              rewritten whole
+      _parts.jsonl            one line appended (and fsynced) per finished part, with when: the
+                              journal a resume trusts; a torn last line is ignored
       _bad_rows.jsonl         every bad row (skip / null), written at the end
       _lock.json              while a run writes the folder: its claim, which refuses a second run
                               (``_claim``)
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -77,9 +79,12 @@ class OutputFolder:
                 self.store.remove_if_empty()
 
     def open(
-        self, identity: dict[str, Any], overwrite: bool, still_valid: Callable[[int, dict[str, Any]], bool]
+        self, identity: dict[str, Any], overwrite: bool, still_valid: Callable[[int, dict[str, Any]], bool],
+        planned: dict[str, Any] | None = None,
     ) -> dict[int, dict[str, Any]]:
         """Prepare the folder (made and claimed by ``claimed``); returns the finished parts ({index: journal entry}) a resume may keep.
+        ``planned`` (what this run will make: the input, the number of parts) goes into the manifest
+        now, so that ``output_status`` can tell how far a run is.
 
         If only the input changed (an edited file), the finished parts for which ``still_valid`` holds
         are kept and the others deleted; if none holds, the folder is another input's and is refused."""
@@ -90,7 +95,7 @@ class OutputFolder:
                 "choose an empty or new folder"
             )
         self.store.clean_temporaries()
-        old = self._read_manifest()
+        old = self.read_manifest()
         self.changed = 0
         if old is not None and not overwrite:
             mismatch = _mismatch(old.get("identity", {}), identity)
@@ -122,13 +127,13 @@ class OutputFolder:
                 if name != LOCK:
                     self.store.delete(name)
             done = {}
-        manifest = {"format": FORMAT, "version": VERSION, "complete": False, "identity": identity}
+        manifest = {"format": FORMAT, "version": VERSION}
         if old is not None and not overwrite:
-            manifest = {**old, "identity": identity, "complete": False}
-        self._write_manifest(manifest)
+            manifest = old
+        self._write_manifest({**manifest, **(planned or {}), "complete": False, "identity": identity})
         return done
 
-    def _read_manifest(self) -> dict[str, Any] | None:
+    def read_manifest(self) -> dict[str, Any] | None:
         raw = self.store.read(MANIFEST)
         if raw is None:
             return None
@@ -148,16 +153,8 @@ class OutputFolder:
         self.store.write(MANIFEST, lambda f: f.write(data))
 
     def _finished_parts(self) -> dict[int, dict[str, Any]]:
-        """Journal entries whose part file is present with the recorded size (the journal is the truth)."""
-        done: dict[int, dict[str, Any]] = {}
-        sizes = self.store.names()
-        for line in self.store.journal(JOURNAL):
-            try:
-                entry = json.loads(line)
-                if sizes.get(entry["file"]) == entry["bytes"]:
-                    done[int(entry["part"])] = entry
-            except (ValueError, KeyError, TypeError):
-                continue  # a line torn by a kill
+        """``finished_parts``, with the journal rewritten to them."""
+        done = finished_parts(self.store)
         self._rewrite_journal(done)  # the good lines only, so the next append does not land on a torn one
         return done
 
@@ -173,6 +170,7 @@ class OutputFolder:
         """Record a finished part (already written whole) in the journal, durably; refused once this
         run's claim on the folder was lost."""
         self.claim.check()
+        entry = {**entry, "finished": round(time.time(), 3)}
         self.store.append(JOURNAL, entry_line(entry), int(entry["part"]))
         return entry
 
@@ -183,8 +181,23 @@ class OutputFolder:
             self.store.write(BAD_ROWS, lambda f: f.write(data))
         else:
             self.store.delete(BAD_ROWS)
-        old = self._read_manifest() or {}
+        old = self.read_manifest() or {}
         self._write_manifest({**old, **manifest_update, "complete": True})
+
+
+def finished_parts(store: Any) -> dict[int, dict[str, Any]]:
+    """The journal entries of ``store`` (an output folder's storage) whose part file is present
+    with the recorded size (the journal is the truth): {part index: entry}."""
+    done: dict[int, dict[str, Any]] = {}
+    sizes = store.names()
+    for line in store.journal(JOURNAL):
+        try:
+            entry = json.loads(line)
+            if sizes.get(entry["file"]) == entry["bytes"]:
+                done[int(entry["part"])] = entry
+        except (ValueError, KeyError, TypeError):
+            continue  # a line torn by a kill
+    return done
 
 
 _LABELS = {"bundle": "model bundle", "input": "input (none of its finished parts matches this input)"}

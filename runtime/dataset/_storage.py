@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from .._files import TMP_GLOB, written_whole
 from .._objects import _URI, StorageError, is_uri, split_uri
-from ._claim import Claim, claim_local, claim_object
+from ._claim import Claim, claim_local, claim_object, holder_local, holder_object
 
 BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per line
 JOURNAL_DIR = "_journal"
@@ -425,6 +425,10 @@ class LocalFolder:
         """This run's claim on the folder (``_claim``): a lock."""
         return claim_local(self.path, self.where, say)
 
+    def holder(self) -> tuple[bool | None, dict[str, Any] | None]:
+        """Whether a run holds the claim now (None: unknown), and who (``_claim.holder_local``)."""
+        return holder_local(self.path)
+
     def remove_if_empty(self) -> None:
         with contextlib.suppress(OSError):
             self.path.rmdir()
@@ -487,6 +491,10 @@ class ObjectFolder:
     def claim(self, say: Callable[[str], None]) -> contextlib.AbstractContextManager[Claim]:
         """This run's claim on the folder (``_claim``): a lease."""
         return claim_object(self, self.where, say)
+
+    def holder(self) -> tuple[bool | None, dict[str, Any] | None]:
+        """Whether a run holds the lease now, and who (``_claim.holder_object``)."""
+        return holder_object(self)
 
     def remove_if_empty(self) -> None:
         pass
