@@ -687,3 +687,56 @@ def test_a_bad_progress_interval_is_named(tmp_path: Path, tiny_bert_bundle: Path
     src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS[:5]])
     with pytest.raises(ValueError, match="progress_every must be a number of seconds >= 0, got -1"):
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, progress_every=-1)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "arrow"])
+def test_keep_every_column(fmt: str, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    rows: list[dict[str, object]] = [{"doc": f"d{i}", "text": t, "n": i, "title": f"T{i}"} for i, t in enumerate(TEXTS[:30])]
+    src = _write(tmp_path / f"in.{fmt}", fmt, rows)
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="doc", keep_columns=["*"], rows_per_part=12,
+                      progress=False)  # fmt: skip
+    got = pq.read_table(tmp_path / "out")  # in the input's order
+    assert got.column_names == ["id", "text", "n", "title", "embedding"] and s.written == 30
+    want = {k: [str(r[k]) if fmt == "csv" else r[k] for r in rows] for k in ("doc", "text", "n", "title")}
+    assert got.column("id").to_pylist() == want["doc"] and got.column("n").to_pylist() == want["n"]
+    assert got.column("title").to_pylist() == want["title"] and got.column("text").to_pylist() == want["text"]
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["identity"]["keep_columns"] == ["text", "n", "title"]  # the columns it found
+    for keep in (["*"], ["text", "n", "title"], "text, n,title"):  # the same job: every part kept
+        s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="doc", keep_columns=keep, rows_per_part=12,
+                          progress=False)  # fmt: skip
+        assert s.parts_resumed == 3 and s.rows_embedded == 0
+
+
+def test_keep_every_column_of_jsonl_rows_with_other_keys(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    rows: list[dict[str, object]] = [{"text": "a", "x": 1}, {"y": [1, 2], "text": "b"}, {"text": "c", "x": 2.5, "z": None}]
+    src = _write(tmp_path / "in.jsonl", "jsonl", rows)
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, keep_columns="*", progress=False)
+    got = pq.read_table(tmp_path / "out")
+    assert got.column_names == ["id", "text", "x", "y", "z", "embedding"]  # every key, first met first
+    assert got.drop(["embedding"]).to_pylist() == [
+        {"id": 0, "text": "a", "x": 1.0, "y": None, "z": None},
+        {"id": 1, "text": "b", "x": None, "y": "[1, 2]", "z": None},
+        {"id": 2, "text": "c", "x": 2.5, "y": None, "z": None},
+    ]
+
+
+def test_keep_every_column_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    rows: list[dict[str, object]] = [{"id": f"d{i}", "text": t} for i, t in enumerate(TEXTS[:5])]
+    src = _write(tmp_path / "in.parquet", "parquet", rows)
+    with pytest.raises(InputError, match=r"keep_columns '\*' \(every column\): the input has a column the output "
+                                         r"names too: .*'id'.*pass it as --id-column"):  # fmt: skip
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, keep_columns=["*"], progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match=r"keep_columns \['\*', 'text'\]: '\*' \(every column\) stands alone"):
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, keep_columns=["*", "text"], progress=False)
+    folder = tmp_path / "folder"  # a later file without a column of the first
+    _write(folder / "a.parquet", "parquet", [{"doc": 1, "text": "a", "title": "t"}])
+    _write(folder / "b.parquet", "parquet", [{"doc": 2, "text": "b"}])
+    with pytest.raises(InputError, match=r"b.parquet has no column 'title'.*every file needs the first's columns"):
+        embed_dataset(folder, tmp_path / "out", tiny_bert_bundle, id_column="doc", keep_columns=["*"], progress=False)
+    r = subprocess.run([sys.executable, "-m", "embedrt.cli", "embed-dataset", str(folder / "a.parquet"),
+                        str(tmp_path / "cli"), "-m", str(tiny_bert_bundle), "--keep-columns", "*", "--id-column", "doc",
+                        "--no-progress"], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0 and "keeping every column of the input: text, title" in r.stderr, r.stderr
+    assert _read(tmp_path / "cli").column_names == ["id", "text", "title", "embedding"]

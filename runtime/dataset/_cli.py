@@ -56,7 +56,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "text: {text}' (after |: the text for a null, missing or empty value; without one a null makes a bad "
                    "row); instead of --text-column")  # fmt: skip
     p.add_argument("--id-column", help="column whose values name the rows (default: the row number from 0)")
-    p.add_argument("--keep-columns", default="", metavar="A,B", help="comma-separated columns copied to the output")
+    p.add_argument("--keep-columns", default="", metavar="A,B|'*'",
+                   help="comma-separated columns copied to the output; '*' (quoted): every column of the input "
+                   "but --id-column, the text too (JSONL: every key of any row)")  # fmt: skip
     p.add_argument("--on-error", default="fail", choices=[m.value for m in OnError],
                    help="bad rows (null, not a string, undecodable, missing column): fail (default) names the "
                    "row and stops; skip leaves it out; null keeps it with a null embedding")  # fmt: skip

@@ -44,7 +44,7 @@ from ._batch import (
     text_source,
 )
 from ._output import OutputFolder
-from ._sources import InputError, InputFormat, PartSpec, Plan, plan_input
+from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, plan_input
 from ._template import TextSource
 
 Log = Callable[[str], None]
@@ -242,6 +242,9 @@ def embed_dataset(
         with _scan_progress(progress, progress_every) as scanned:
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column,
                               keep_columns=job.keep_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
+        if job.keep_columns == (ALL_COLUMNS,):
+            job = job.keeping(plan)
+            say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
         schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns())
         identity = job.identity(bundle_hash, plan)
         if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
@@ -275,6 +278,15 @@ def embed_dataset(
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip
     return summary
+
+
+def _check_kept(keep: tuple[str, ...], id_column: str | None, chunks: bool, chunk_text: bool) -> None:
+    ours = ("id", "embedding", *(CHUNK_COLUMNS if chunks else ()), *((CHUNK_TEXT,) if chunk_text else ()))
+    for c in keep:
+        if c in ours:
+            raise ValueError(f"keep_columns may not hold {c!r}: the output has its own {c!r} column")
+    if id_column is not None and id_column in keep:
+        raise ValueError(f"id_column {id_column!r} is also in keep_columns; it is written as 'id' already")
 
 
 @dataclass(frozen=True)
@@ -318,15 +330,12 @@ class JobSettings:
                 chunk_text: bool = False, max_active_dims: int | None = None,
                 repeat_cache_mb: float = JOB_CACHE_MB, text_template: str | None = None) -> JobSettings:  # fmt: skip
         text_source(text_column, text_template)  # a bad template fails here, before any work
-        keep = tuple(keep_columns)
+        keep = tuple(c.strip() for c in keep_columns.split(",") if c.strip()) if isinstance(keep_columns, str) else tuple(keep_columns)
         if chunk_tokens is not None and chunk_tokens != "max":
             chunk_tokens = check_int(chunk_tokens, "chunk_tokens", also=" or 'max'")
-        ours = ("id", "embedding", *(CHUNK_COLUMNS if chunk_tokens is not None else ()), *((CHUNK_TEXT,) if chunk_text else ()))
-        for c in keep:
-            if c in ours:
-                raise ValueError(f"keep_columns may not hold {c!r}: the output has its own {c!r} column")
-        if id_column is not None and id_column in keep:
-            raise ValueError(f"id_column {id_column!r} is also in keep_columns; it is written as 'id' already")
+        if ALL_COLUMNS in keep and keep != (ALL_COLUMNS,):
+            raise ValueError(f"keep_columns {list(keep)}: {ALL_COLUMNS!r} (every column) stands alone")
+        _check_kept(keep, id_column, chunk_tokens is not None, chunk_text)
         batch_size = check_int(batch_size, "batch_size")
         policy = parse(OnError, on_error, "on_error")
         return cls(text_column, id_column, keep, policy, batch_size, rows_per_part, bool(normalize), prompt_name, prompt,
@@ -336,6 +345,18 @@ class JobSettings:
                    None if max_active_dims is None else check_int(max_active_dims, "max_active_dims"),
                    repeat_cache_mb=check_cache_mb(repeat_cache_mb, "repeat_cache_mb"),
                    text_template=text_template)  # fmt: skip
+
+    def keeping(self, plan: Plan) -> JobSettings:
+        """``keep_columns=("*",)`` as the columns the input has (``Plan.every_column``), so that the
+        job's identity and the output's schema name them."""
+        if self.keep_columns != (ALL_COLUMNS,):
+            return self
+        try:
+            _check_kept(plan.every_column, None, self.chunk_tokens is not None, self.chunk_text)
+        except ValueError as e:
+            raise InputError(f"keep_columns '*' (every column): the input has a column the output names too: {e}; "
+                             "pass it as --id-column if it names the rows, or list the columns to keep") from None
+        return dataclasses.replace(self, keep_columns=plan.every_column)
 
     def with_window(self, max_seq_length: int) -> JobSettings:
         """``chunk_tokens="max"`` as the model's window (so that the job's identity holds the number)."""

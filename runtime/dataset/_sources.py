@@ -29,6 +29,7 @@ from . import _storage as storage
 from ._template import TextSource
 
 _BLOCK = 8 << 20
+ALL_COLUMNS = "*"  # keep_columns=("*",): every column of the input (``Plan.every_column``)
 
 
 class InputFormat(str, Enum):
@@ -98,6 +99,8 @@ class Plan:
     parts: list[PartSpec]
     rows_per_part: int
     json_types: dict[str, str] = field(default_factory=dict)  # jsonl: column -> inferred arrow type name
+    # keep_columns=("*",): every column the input has but the id column (JSONL: every key, first seen first)
+    every_column: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -294,7 +297,8 @@ def plan_input(
     if fmt is InputFormat.TXT and source.template is not None:
         raise InputError(f".txt input has no columns: --text-template ({source.template!r}) needs .jsonl, .csv or "
                          ".parquet")  # fmt: skip
-    wanted = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
+    every = keep_columns == (ALL_COLUMNS,)
+    wanted = tuple(dict.fromkeys(c for c in (id_column, *(() if every else keep_columns)) if c))
     shards: list[Shard] = []
     parts: list[PartSpec] = []
     kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
@@ -313,7 +317,7 @@ def plan_input(
                                               tell)  # fmt: skip
         else:
             shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL,
-                                                kinds=kinds, tell=tell)  # fmt: skip
+                                                kinds=kinds, every_key=every, tell=tell)  # fmt: skip
         _check_columns(shard, fmt, source, wanted)
         for k, (start, offset, line) in enumerate(starts):
             stop = min(start + rows_per_part, shard.rows)
@@ -329,6 +333,11 @@ def plan_input(
         )
     if fmt is InputFormat.JSONL:
         plan.json_types = {c: _json_type(k) for c, k in kinds.items()}
+    if every:
+        names = kinds if fmt is InputFormat.JSONL else shards[0].columns if shards else ()
+        plan.every_column = tuple(c for c in names if c != id_column)
+        for shard in shards:  # the first file's columns, in every file
+            _check_columns(shard, fmt, source, plan.every_column)
     return plan
 
 
@@ -353,7 +362,7 @@ def _check_columns(shard: Shard, fmt: InputFormat, source: TextSource, wanted: t
         text = "--text-template" if source.template is not None else "--text-column"
         raise InputError(
             f"{shard.path} has no column {missing[0]!r}; its columns are {list(shard.columns)} "
-            f"(set {text} / --id-column / --keep-columns)"
+            f"(set {text} / --id-column / --keep-columns; with --keep-columns '*' every file needs the first's columns)"
         )
 
 
@@ -362,10 +371,12 @@ def _check_columns(shard: Shard, fmt: InputFormat, source: TextSource, wanted: t
 
 def _scan_lines(
     path: str, first_row: int, rows_per_part: int, *, skip_empty: bool, kinds: dict[str, set[str]],
-    tell: Callable[[int], None],
+    tell: Callable[[int], None], every_key: bool = False,
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     """Rows = lines (jsonl: non-empty lines). Returns the shard, (row, byte offset, line) per part
-    start, and each part's sha256."""
+    start, and each part's sha256. ``kinds``: the JSON kinds of these keys over every row
+    (``_sample_kinds``); of every key with ``every_key``."""
+    sample = bool(kinds) or every_key
     h = hashlib.sha256()
     ph = _PartHashes()
     starts: list[tuple[int, int, int]] = []
@@ -380,8 +391,8 @@ def _scan_lines(
             if not block:
                 if data and (not skip_empty or data.strip(b"\r")):  # a last line without a newline
                     _mark_starts(starts, np.array([base]), np.array([lines + 1]), rows, rows_per_part, ph)
-                    if kinds:
-                        _sample_kinds(data, np.array([0]), np.array([len(data)]), kinds)
+                    if sample:
+                        _sample_kinds(data, np.array([0]), np.array([len(data)]), kinds, every_key)
                     rows += 1
                     tell(1)
                 break
@@ -398,8 +409,8 @@ def _scan_lines(
                 cr[length > 0] = arr[ends[length > 0] - 1] == 13
                 is_row = length - cr > 0
             _mark_starts(starts, base + begins[is_row], lines + 1 + np.flatnonzero(is_row), rows, rows_per_part, ph)
-            if kinds:
-                _sample_kinds(data, begins[is_row], ends[is_row], kinds)
+            if sample:
+                _sample_kinds(data, begins[is_row], ends[is_row], kinds, every_key)
             rows += int(is_row.sum())
             tell(int(is_row.sum()))
             lines += len(ends)
@@ -433,8 +444,11 @@ def json_row(raw: bytes) -> Any:
     return json.loads(raw)
 
 
-def _sample_kinds(data: bytes, begins: np.ndarray, ends: np.ndarray, kinds: dict[str, set[str]]) -> None:
-    """The JSON kinds of the id/kept columns over every row, so the output schema is fixed up front."""
+def _sample_kinds(
+    data: bytes, begins: np.ndarray, ends: np.ndarray, kinds: dict[str, set[str]], every_key: bool = False
+) -> None:
+    """The JSON kinds of the id/kept columns over every row, so the output schema is fixed up front;
+    ``every_key``: of every key a row has too, added as first met (absent from the rows before)."""
     for b, e in zip(begins.tolist(), ends.tolist(), strict=True):
         try:
             obj = json_row(data[b:e])
@@ -446,6 +460,10 @@ def _sample_kinds(data: bytes, begins: np.ndarray, ends: np.ndarray, kinds: dict
         except ValueError:
             continue  # a bad row; the reader reports it
         if isinstance(obj, dict):
+            if every_key:
+                for c in obj:
+                    if c not in kinds:
+                        kinds[c] = {"missing"}
             for c, k in kinds.items():
                 k.add(_kind(obj[c]) if c in obj else "missing")
 
