@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import errno
 import gzip
 import hashlib
 import json
@@ -740,3 +741,31 @@ def test_keep_every_column_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> N
                         "--no-progress"], capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0 and "keeping every column of the input: text, title" in r.stderr, r.stderr
     assert _read(tmp_path / "cli").column_names == ["id", "text", "title", "embedding"]
+
+
+def test_a_full_disk_is_named_and_the_same_command_continues(tmp_path: Path, tiny_bert_bundle: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from embedrt.dataset._storage import LocalFolder
+
+    src, out = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS]), tmp_path / "out"
+    write = LocalFolder.write
+
+    def full_at_part_1(self: LocalFolder, name: str, fill: Any) -> int:
+        def half(f: Any) -> None:  # the disk fills up while the part is written
+            fill(f)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        return write(self, name, half if name == "part-000001.parquet" else fill)
+
+    monkeypatch.setattr(LocalFolder, "write", full_at_part_1)
+    with pytest.raises(OutputError, match=r"could not write part-000001.parquet in '.*out': No space left on device; "
+                                          r"the parts finished so far are kept: make room"):  # fmt: skip
+        embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["_manifest.json", "_parts.jsonl", "part-000000.parquet"]
+    monkeypatch.setattr(LocalFolder, "write", lambda self, name, fill: (_ for _ in ()).throw(
+        OSError(errno.EIO, "Input/output error")))  # fmt: skip
+    with pytest.raises(OSError, match="Input/output error"):  # other errors as they are
+        embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, progress=False)
+    monkeypatch.undo()
+    s = embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, progress=False)
+    assert s.parts_resumed == 1 and s.written == len(TEXTS)

@@ -22,6 +22,7 @@ so ``pyarrow.parquet.read_table(OUTPUT)`` reads the parts alone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import re
 import time
@@ -150,7 +151,8 @@ class OutputFolder:
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         data = _json_bytes(manifest)
-        self.store.write(MANIFEST, lambda f: f.write(data))
+        with self._room(MANIFEST):
+            self.store.write(MANIFEST, lambda f: f.write(data))
 
     def _finished_parts(self) -> dict[int, dict[str, Any]]:
         """``finished_parts``, with the journal rewritten to them."""
@@ -164,14 +166,30 @@ class OutputFolder:
     def write_file(self, name: str, write: Callable[[IO[bytes]], Any]) -> int:
         """Write ``name`` whole (``write`` fills it); its size in bytes."""
         self.claim.check()
-        return self.store.write(name, write)
+        with self._room(name):
+            return self.store.write(name, write)
+
+    @contextlib.contextmanager
+    def _room(self, name: str) -> Iterator[None]:
+        """A full disk, a quota or a read-only mount named as such, with what was kept and what to do
+        (the temporary file is gone, the journal is whole: the same command continues)."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            raise OutputError(
+                f"could not write {name} in {self.where!r}: {e.strerror}; the parts finished so far are kept: "
+                "make room (or fix the mount) and run the same command to continue"
+            ) from e
 
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Record a finished part (already written whole) in the journal, durably; refused once this
         run's claim on the folder was lost."""
         self.claim.check()
         entry = {**entry, "finished": round(time.time(), 3)}
-        self.store.append(JOURNAL, entry_line(entry), int(entry["part"]))
+        with self._room(JOURNAL):
+            self.store.append(JOURNAL, entry_line(entry), int(entry["part"]))
         return entry
 
     def finish(self, manifest_update: dict[str, Any], bad_rows: list[dict[str, Any]]) -> None:
