@@ -769,3 +769,35 @@ def test_a_full_disk_is_named_and_the_same_command_continues(tmp_path: Path, tin
     monkeypatch.undo()
     s = embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, progress=False)
     assert s.parts_resumed == 1 and s.written == len(TEXTS)
+
+
+def test_an_input_changed_while_the_job_runs_stops_it(tmp_path: Path, tiny_bert_bundle: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from embedrt.dataset import _storage
+    from embedrt.dataset._output import OutputFolder
+
+    rows = [{"text": t} for t in TEXTS]
+    src, out = _write(tmp_path / "in.jsonl", "jsonl", rows), tmp_path / "out"
+    edited = rows[:16] + [{"text": "edited " + str(r["text"])} for r in rows[16:]]  # parts 2 on, of 8 rows
+    record = OutputFolder.record
+
+    def edit_after_the_first_part(self: OutputFolder, entry: dict[str, Any]) -> dict[str, Any]:
+        done = record(self, entry)
+        if entry["part"] == 0:
+            _write(src, "jsonl", edited)  # other offsets for every later row: the plan's no longer hold
+        return done
+
+    monkeypatch.setattr(OutputFolder, "record", edit_after_the_first_part)
+    with pytest.raises(InputError, match=r"in.jsonl changed while the job ran .* so part \d+ would not hold the rows "
+                                         r"planned; run the same command again"):  # fmt: skip
+        embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, progress=False)
+    monkeypatch.undo()
+    s = embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, progress=False)  # planned anew
+    assert s.parts_resumed >= 1 and s.written == len(TEXTS)
+    embed_dataset(src, tmp_path / "fresh", tiny_bert_bundle, rows_per_part=8, progress=False)
+    assert _read(out).equals(_read(tmp_path / "fresh"))
+
+    stamps = iter([(1, 1), (2, 2)])  # changed between the start and the end of its scan
+    monkeypatch.setattr(_storage, "stamp", lambda where: next(stamps))
+    with pytest.raises(InputError, match="in.jsonl changed while it was being scanned"):
+        embed_dataset(src, tmp_path / "o2", tiny_bert_bundle, progress=False)

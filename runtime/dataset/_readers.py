@@ -109,8 +109,10 @@ def read_slices(
             slices = _read_csv(shard, part, source, columns, "\t" if plan.format is InputFormat.TSV else ",", chars)
         tables = (_assemble({c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()},
                             rows.text, rows.bad, rows.line) for rows in slices)  # fmt: skip
+    shard.check_unchanged(part)
     for table in tables:
         yield finish(table)
+    shard.check_unchanged(part)  # after its last slice and before the part is written whole: not kept
 
 
 def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str | None], line: list[int]) -> pa.Table:

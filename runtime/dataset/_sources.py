@@ -10,6 +10,7 @@ several machines share the work.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import hashlib
 import json
@@ -69,6 +70,17 @@ class Shard:
     size: int
     sha256: str  # of the content
     columns: tuple[str, ...] = ()
+    stamp: tuple[int, int] | None = None  # its size and modification time when planned (``storage.stamp``)
+
+    def check_unchanged(self, part: PartSpec) -> None:
+        """Refuse to go on with ``part`` if the file changed since it was planned (a part's rows are
+        found by the offsets the plan holds, so another file under the name would give other rows)."""
+        if self.stamp is not None and storage.stamp(self.path) != self.stamp:
+            raise InputError(
+                f"{self.path} changed while the job ran (its size or modification time is not what it was when "
+                f"planned), so part {part.index} would not hold the rows planned; run the same command again once "
+                "the input stays as it is: it plans the input anew and keeps the finished parts whose rows are unchanged"
+            )
 
 
 @dataclass(frozen=True)
@@ -304,6 +316,7 @@ def plan_input(
     kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
     first_row = 0
     for path in files:
+        stamp = storage.stamp(path)
         if log is not None:
             log(f"scanning {path} ({storage.size(path) / 1e6:.1f} MB)")
         if fmt is InputFormat.PARQUET:
@@ -318,6 +331,9 @@ def plan_input(
         else:
             shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL,
                                                 kinds=kinds, every_key=every, tell=tell)  # fmt: skip
+        if storage.stamp(path) != stamp:
+            raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
+        shard = dataclasses.replace(shard, stamp=stamp)
         _check_columns(shard, fmt, source, wanted)
         for k, (start, offset, line) in enumerate(starts):
             stop = min(start + rows_per_part, shard.rows)

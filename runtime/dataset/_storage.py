@@ -109,6 +109,14 @@ def size(where: str) -> int:
     return Path(where).stat().st_size if not is_uri(where) else size_and_mtime(where)[0]
 
 
+def stamp(where: str) -> tuple[int, int]:
+    """A file's size and modification time (ns), or an object's: what changes when it is rewritten."""
+    if is_uri(where):
+        return size_and_mtime(where)
+    st = os.stat(where)
+    return st.st_size, st.st_mtime_ns
+
+
 def size_and_mtime(uri: str) -> tuple[int, int]:
     """An object's size and last-modified time (ns): a new upload under the same name changes the time."""
     fs, path = split_uri(uri)
