@@ -260,3 +260,19 @@ def test_ray_actors_on_openvino_equal_the_cpu_provider(
     assert summary.written == 300
     got = _vectors(pq.read_table(tmp_path / "out").sort_by("id"))
     np.testing.assert_allclose(got, Embedder(plain).encode(TEXTS[:300]), atol=1e-5)
+
+
+def test_ray_actors_refuse_a_bundle_other_than_the_planned_one(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import embedrt.dataset._job as job
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[:40]))
+    # the driver planned with another bundle under that path (a node's own copy, or one re-exported since)
+    monkeypatch.setattr(job, "bundle_digest", lambda bundle: "f" * 64)
+    with pytest.raises(PartFailedError, match=r"the bundle at '.*' on node .* is not the one the job was planned "
+                                              r"with \(its manifest's sha256 [0-9a-f]{16}\.\.\., the job's "
+                                              r"ffffffffffffffff\.\.\.\): every node must read the same bundle"):  # fmt: skip
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=1),
+                      rows_per_part=20, progress=False)  # fmt: skip
+    assert not list((tmp_path / "out").glob("part-*"))

@@ -7,6 +7,7 @@ as ``table -> table``. The model is built once per instance.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +126,13 @@ def load_embedding_model(bundle: str | Path, **options: Any) -> Model:
     check_embeds_texts(bundle, model.kind)
     assert isinstance(model, Embedder | SparseEncoder)
     return model
+
+
+def bundle_digest(bundle: str | Path) -> str:
+    """The sha256 of a local bundle's manifest, which names every file's sha256: the bundle's identity."""
+    from .._bundle import MANIFEST_NAME
+
+    return hashlib.sha256((Path(bundle) / MANIFEST_NAME).read_bytes()).hexdigest()
 
 
 def check_embeds_texts(bundle: str | Path, kind: BundleKind) -> None:

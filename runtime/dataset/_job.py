@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 
 from .. import __version__
-from .._bundle import MANIFEST_NAME
 from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._chunking import CUTS
 from .._embedder import Embedder
@@ -37,6 +36,7 @@ from ._batch import (
     EmbedBatch,
     Model,
     OnError,
+    bundle_digest,
     check_embeds_texts,
     chunker,
     output_settings,
@@ -271,7 +271,7 @@ def embed_dataset(
                 options = {"device": device, "precision_hint": precision_hint, "streams": streams}
                 shared = model if is_uri(model) else bundle  # a URI: each node fetches it
                 run_ray(plan, todo, shared, storage.absolute(output), schema, job, ray or RayOptions(), options, tracker.record, say,
-                        on_rows)
+                        on_rows, bundle_hash=bundle_hash)
         if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
             folder.write_file("part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
         summary = tracker.summary(str(output), time.perf_counter() - t0, job.chunk_tokens is not None)
@@ -420,8 +420,7 @@ def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) 
     manifest = load_manifest(bundle, verify=False)  # the Embedder verified it (local) or the actors will
     prompt_text(manifest, prompt_name, prompt)
     check_embeds_texts(bundle, manifest.kind)
-    digest = hashlib.sha256((bundle / MANIFEST_NAME).read_bytes()).hexdigest()
-    return digest, manifest.dimension, manifest.max_seq_length, manifest.kind is BundleKind.SPARSE
+    return bundle_digest(bundle), manifest.dimension, manifest.max_seq_length, manifest.kind is BundleKind.SPARSE
 
 
 def output_schema(

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ from ._batch import (
     BadRowError,
     EmbedBatch,
     OnError,
+    bundle_digest,
     chunker,
     load_embedding_model,
     output_settings,
@@ -154,16 +156,26 @@ class _PartWorker:
 
     def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings,
                  model_options: dict[str, Any], threads: int, counter: Any = None,
-                 report_s: float = _POLL_S) -> None:  # fmt: skip
+                 report_s: float = _POLL_S, bundle_hash: str | None = None) -> None:  # fmt: skip
         self.plan, self.output, self.schema, self.job = plan, OutputFolder(output), schema, job
-        self.batch = EmbedBatch(load_embedding_model(bundle, threads=threads, **model_options), **job.batch_kwargs())
+        model = load_embedding_model(bundle, threads=threads, **model_options)
+        self.batch = EmbedBatch(model, **job.batch_kwargs())
         self.counter, self.report_s = counter, report_s  # a _RowCounter actor, or None
+        found = bundle_digest(model.path)
+        self.wrong_bundle = None if bundle_hash in (None, found) else (  # a node's copy, or one re-exported since
+            f"the bundle at {bundle!r} on node {socket.gethostname()} is not the one the job was planned with "
+            f"(its manifest's sha256 {found[:16]}..., the job's {str(bundle_hash)[:16]}...): every node must read "
+            "the same bundle, unchanged while the job runs"
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ._job import write_part
 
         entries = []
         for index in batch["part"].tolist():
+            if self.wrong_bundle is not None:  # its vectors would not be the job's
+                entries.append(json.dumps({"part": index, "error": self.wrong_bundle}))
+                continue
             part: PartSpec = self.plan.parts[index]
             on_rows = None if self.counter is None else _Reporter(self.counter, index, self.report_s)
             results = (self.batch.run(self.batch.prepare(t), on_rows) for t in self.job.slices(self.plan, part))
@@ -183,9 +195,10 @@ class _PartWorker:
 def run_ray(
     plan: Plan, todo: list[PartSpec], bundle: str | Path, output: str, schema: pa.Schema, job: JobSettings,
     options: RayOptions, model_options: dict[str, Any], record: Callable[[dict[str, Any]], None],
-    say: Callable[[str], None], on_rows: Callable[[PartSpec, int], None] | None = None,
+    say: Callable[[str], None], on_rows: Callable[[PartSpec, int], None] | None = None, bundle_hash: str | None = None,
 ) -> None:  # fmt: skip
-    """Embed the parts ``todo`` on Ray actors, each loading the bundle's model with ``model_options``;
+    """Embed the parts ``todo`` on Ray actors, each loading the bundle's model with ``model_options``
+    and refusing its parts if that bundle is not ``bundle_hash`` (``bundle_digest``);
     ``record`` each finished part (driver side); ``on_rows(part, n)`` (from another thread of the
     driver) as the actors' model batches finish rows of a part, reported every ``_POLL_S`` seconds."""
     ray = ray_module()
@@ -207,7 +220,7 @@ def run_ray(
             _PartWorker,
             fn_constructor_kwargs={"plan": plan, "bundle": absolute(bundle), "output": output,
                                    "schema": schema, "job": job, "model_options": model_options, "threads": threads,
-                                   "counter": counter, "report_s": _POLL_S},
+                                   "counter": counter, "report_s": _POLL_S, "bundle_hash": bundle_hash},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=options.cpus_per_actor, num_gpus=options.num_gpus_per_actor or None,
             max_restarts=restarts,  # Ray's default (no limit) retries a part that kills its actor forever
