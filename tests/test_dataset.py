@@ -27,7 +27,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 from run_threads import count_concurrent_runs  # noqa: E402
 
 from embedrt import Embedder  # noqa: E402
-from embedrt.dataset import BadRowError, InputError, OutputError, embed_dataset  # noqa: E402
+from embedrt.dataset import BadRowError, InputError, OutputError, StorageError, embed_dataset  # noqa: E402
 
 TEXTS = [f"row {i}: " + " ".join(["word", "longer words", "한국어 문장", "🙂"][: i % 4 + 1]) * (i % 5 + 1)
          for i in range(230)] + ["", "   "]  # fmt: skip
@@ -645,6 +645,19 @@ def test_a_compressed_input_seeks_both_ways(codec: str, tmp_path: Path) -> None:
             assert f.tell() == offset and f.read(300) == data[offset:offset + 300]
         f.seek(1234)
         assert f.readline() == data[1234:data.index(b"\n", 1234) + 1]
+
+
+@pytest.mark.parametrize("codec", [".gz", ".bz2", ".xz", ".zst"])
+def test_a_truncated_or_corrupt_compressed_input_is_named(codec: str, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """Not a shorter corpus: zstandard's own reader ended a truncated frame without a word."""
+    data = "".join(json.dumps({"text": t}) + "\n" for t in TEXTS * 40).encode()
+    packed = _compress(data, codec)
+    for name, blob in (("cut", packed[: len(packed) * 3 // 4]), ("bad", packed[:60] + b"\xff" * 200 + packed[260:])):
+        path = tmp_path / f"{name}.jsonl{codec}"
+        path.write_bytes(blob)
+        with pytest.raises(StorageError, match=rf"{name}.jsonl\{codec}: its compressed data is truncated or corrupt "
+                                               r"after [\d,]+ decompressed bytes \(.+\); fetch or compress the file again"):  # fmt: skip
+            embed_dataset(path, tmp_path / f"out-{name}", tiny_bert_bundle, progress=False)
 
 
 def test_output_inside_the_input_folder_and_mismatched_parquet_types(tmp_path: Path, tiny_bert_bundle: Path) -> None:

@@ -135,7 +135,7 @@ def open_input(where: str) -> IO[bytes]:
     codec = CODECS.get(PurePosixPath(where).suffix.lower())
     if codec is None:
         return raw  # type: ignore[no-any-return]
-    return io.BufferedReader(_Decompressed(raw, codec), BUFFER)  # type: ignore[return-value]
+    return io.BufferedReader(_Decompressed(raw, codec, where), BUFFER)  # type: ignore[return-value]
 
 
 _kept = threading.local()  # per thread: (path, reader) of the compressed file it read last, its Arrow stream, its Parquet rows
@@ -181,7 +181,59 @@ def _zstd(f: Any) -> Any:
         import zstandard
     except ImportError as e:
         raise ImportError('reading .zst files needs zstandard: pip install "embedrt[dataset]"') from e
-    return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=False)
+    return _ZstdFrames(f, zstandard)
+
+
+class _ZstdFrames(io.RawIOBase):
+    """A zstd file's frames one after another, decompressed; a file that ends inside a frame raises
+    ``EOFError``, as gzip, bz2 and xz do (zstandard's own stream reader ends there without a word,
+    so a truncated file would have been a shorter corpus)."""
+
+    _READ = 1 << 16  # compressed bytes a step (text compresses up to ~100x: a few MB out)
+
+    def __init__(self, raw: Any, zstandard: Any) -> None:
+        self._raw, self._zstd = raw, zstandard
+        self._frame = zstandard.ZstdDecompressor().decompressobj()
+        self._fed = False  # bytes of the current frame went in
+        self._out, self._at = b"", 0  # decompressed bytes not yet handed out
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while self._at >= len(self._out):
+            chunk = self._raw.read(self._READ)
+            if not chunk:
+                if self._fed and not self._frame.eof:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+                return 0
+            self._out, self._at = self._decompress(chunk), 0
+        n = min(len(b), len(self._out) - self._at)
+        b[:n] = self._out[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        out = []
+        while chunk:
+            out.append(self._frame.decompress(chunk))
+            self._fed = True
+            if not self._frame.eof:
+                break
+            chunk = self._frame.unused_data  # the next frame's first bytes
+            self._frame, self._fed = self._zstd.ZstdDecompressor().decompressobj(), False
+        return b"".join(out)
+
+
+def _corrupt(error: BaseException) -> bool:
+    """Whether a decompressor's error says its data is truncated or corrupt (not that reading failed)."""
+    import zlib
+
+    if isinstance(error, EOFError | zlib.error | lzma.LZMAError | gzip.BadGzipFile):
+        return True
+    if type(error) is OSError and error.errno is None and str(error) == "Invalid data stream":  # bz2
+        return True
+    return type(error).__module__.startswith("zstandard")
 
 
 CODECS: dict[str, Callable[[Any], Any]] = {
@@ -196,8 +248,8 @@ class _Decompressed(io.RawIOBase):
     """A compressed file's decompressed bytes, seekable: forward by reading on, backward by starting
     again from the file's first byte (a part's reader seeks to where its rows begin)."""
 
-    def __init__(self, raw: Any, codec: Callable[[Any], Any]) -> None:
-        self._raw, self._codec = raw, codec
+    def __init__(self, raw: Any, codec: Callable[[Any], Any], where: str = "") -> None:
+        self._raw, self._codec, self._where = raw, codec, where
         self._restart()
 
     def _restart(self) -> None:
@@ -212,7 +264,13 @@ class _Decompressed(io.RawIOBase):
         return True
 
     def readinto(self, b: Any) -> int:
-        n = self._stream.readinto(b)
+        try:
+            n = self._stream.readinto(b)
+        except Exception as e:
+            if not _corrupt(e):
+                raise
+            raise StorageError(f"{self._where}: its compressed data is truncated or corrupt after {self._pos:,} "
+                               f"decompressed bytes ({e}); fetch or compress the file again") from e
         self._pos += n
         return int(n)
 
