@@ -814,3 +814,17 @@ def test_an_input_changed_while_the_job_runs_stops_it(tmp_path: Path, tiny_bert_
     monkeypatch.setattr(_storage, "stamp", lambda where: next(stamps))
     with pytest.raises(InputError, match="in.jsonl changed while it was being scanned"):
         embed_dataset(src, tmp_path / "o2", tiny_bert_bundle, progress=False)
+
+
+@pytest.mark.parametrize(("fmt", "encoding", "name"), [("txt", "utf-16", "UTF-16"), ("csv", "utf-16-be", "UTF-16"),
+                                                       ("jsonl", "utf-32", "UTF-32")])  # fmt: skip
+def test_a_utf16_or_utf32_text_input_is_refused_with_what_to_do(fmt: str, encoding: str, name: str, tmp_path: Path,
+                                                               tiny_bert_bundle: Path) -> None:  # fmt: skip
+    text = {"txt": "hello\nworld\n", "csv": "text\nhello\n", "jsonl": '{"text": "hello"}\n'}[fmt]
+    path = tmp_path / f"in.{fmt}"
+    path.write_bytes(("\ufeff" if encoding == "utf-16-be" else "").encode(encoding) + text.encode(encoding))
+    with pytest.raises(InputError, match=rf"in.{fmt} is {name} text \(it begins with a {name} byte order mark\); "
+                                         rf"text inputs are read as UTF-8: convert it first \(iconv -f {name} -t UTF-8\)"):  # fmt: skip
+        embed_dataset(path, tmp_path / "out", tiny_bert_bundle, progress=False)
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # UTF-8's own mark is read past
+    assert embed_dataset(path, tmp_path / "ok", tiny_bert_bundle, progress=False).written == text.count("\n") - (fmt == "csv")

@@ -399,6 +399,7 @@ def _scan_lines(
     rows = lines = 0
     carry, base = b"", 0  # the unfinished last line of the previous block, and its offset
     with storage.open_input(path) as f:
+        _check_utf8(path, f)
         while True:
             block = f.read(_BLOCK)
             h.update(block)
@@ -434,6 +435,21 @@ def _scan_lines(
             carry, base = data[cut:], base + cut
             ph.settled(base)  # every part starting before the unfinished last line is known
     return Shard(path, rows, first_row, base + len(carry), h.hexdigest()), starts, ph.finish()
+
+
+# byte order marks of text that is not UTF-8 (UTF-32 LE's first: it begins as UTF-16 LE's does)
+_WIDE_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
+
+
+def _check_utf8(path: str, f: Any) -> None:
+    """A text file (``f``, buffered, at its start) in UTF-16 or UTF-32, as Windows tools save "Unicode"
+    text, is refused as a whole, with what to do, instead of every row being a bad row (or a CSV
+    header no column matches)."""
+    head = f.peek(4)[:4]
+    for bom, name in _WIDE_BOMS.items():
+        if head.startswith(bom):
+            raise InputError(f"{path} is {name} text (it begins with a {name} byte order mark); text inputs are read "
+                             f"as UTF-8: convert it first (iconv -f {name} -t UTF-8)")
 
 
 def _mark_starts(
@@ -521,6 +537,7 @@ def _scan_csv(
     ph = _PartHashes()
     starts: list[tuple[int, int, int]] = []
     with storage.open_input(path) as f, csv_field_limit():
+        _check_utf8(path, f)
         lines = _TrackedLines(f, h, ph)
         reader = csv.reader(lines, delimiter=delimiter)
         try:
