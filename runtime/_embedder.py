@@ -138,7 +138,7 @@ class Embedder(BundleModel):
         sentence-transformers). ``prompt_name`` picks a prompt from the manifest; ``prompt`` gives one.
 
         ``truncate_dim`` keeps the first dimensions (before ``normalize``, as sentence-transformers
-        does); ``precision`` (``float32``, ``int8``, ``uint8``, ``binary``, ``ubinary``) quantizes the
+        does); ``precision`` (``float32``, ``float16``, ``int8``, ``uint8``, ``binary``, ``ubinary``) quantizes the
         result as ``embedrt.quantize_embeddings`` does, int8/uint8 with ``ranges`` (shape
         ``(2, dim)``) or, without them, ranges from these embeddings.
 

@@ -76,7 +76,8 @@ def add_output_precision(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", default="float32", choices=[m.value for m in EmbeddingPrecision],
         help="output precision, as sentence-transformers' quantize_embeddings: int8/uint8 (256 buckets per "
-        "dimension between the --ranges, default: this input's min/max), binary/ubinary (1 bit per dimension, packed)",
+        "dimension between the --ranges, default: this input's min/max), binary/ubinary (1 bit per dimension, packed); "
+        "float16: half floats, half the bytes",
     )  # fmt: skip
     p.add_argument("--truncate-dim", type=int, default=None, help="keep the first N dimensions (Matryoshka models)")
     p.add_argument(

@@ -86,6 +86,7 @@ class EmbeddingPrecision(str, Enum):
     """Output precision of embeddings, as sentence-transformers' ``quantize_embeddings`` names it."""
 
     FLOAT32 = "float32"
+    FLOAT16 = "float16"  # half floats: half the bytes, 11 significant bits (not one of sentence-transformers')
     INT8 = "int8"  # per-dimension calibration ranges, 256 buckets, shifted to -128..127
     UINT8 = "uint8"  # the same buckets, 0..255
     BINARY = "binary"  # one bit per dimension (> 0), packed into bytes, shifted to int8

@@ -67,3 +67,19 @@ def test_int8_with_ranges_and_refusals(corpus: Path, tiny_bert_bundle: Path, tmp
         embed_dataset(corpus, tmp_path / "x", tiny_bert_bundle, precision="int4", progress=False)
     with pytest.raises(OutputError, match="precision"):
         embed_dataset(corpus, tmp_path / "q", tiny_bert_bundle, id_column="id", on_error="skip", progress=False)
+
+
+def test_float16_column(corpus: Path, tiny_bert_bundle: Path, tmp_path: Path) -> None:
+    floats = Embedder(tiny_bert_bundle, streams="auto").encode(TEXTS)
+    embed_dataset(corpus, tmp_path / "half", tiny_bert_bundle, id_column="id", on_error="skip", rows_per_part=25,
+                  precision="float16", progress=False)  # fmt: skip
+    table = pq.read_table(tmp_path / "half")
+    assert table.schema.field("embedding").type == pa.list_(pa.float16(), floats.shape[1])
+    got = table["embedding"].combine_chunks().flatten().to_numpy().reshape(len(table), -1)
+    np.testing.assert_array_equal(got, floats.astype(np.float16))  # rows in the input's order
+    with pytest.raises(OutputError, match=r"option 'precision' \('float16' there, None now\)"):
+        embed_dataset(corpus, tmp_path / "half", tiny_bert_bundle, id_column="id", on_error="skip", rows_per_part=25,
+                      progress=False)  # fmt: skip
+    assert main(["embed-dataset", str(corpus), str(tmp_path / "cli"), "-m", str(tiny_bert_bundle), "--id-column", "id",
+                 "--on-error", "skip", "--precision", "float16", "--no-progress"]) == 0  # fmt: skip
+    assert pq.read_table(tmp_path / "cli").equals(table)

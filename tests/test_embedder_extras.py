@@ -58,7 +58,7 @@ def test_quantize_embeddings_is_sentence_transformers(vectors: np.ndarray, preci
 
 
 def test_quantize_bad_input(vectors: np.ndarray) -> None:
-    with pytest.raises(ValueError, match=r"invalid precision 'int4': expected one of 'float32', 'int8', 'uint8', 'binary', 'ubinary'"):
+    with pytest.raises(ValueError, match=r"invalid precision 'int4': expected one of 'float32', 'float16', 'int8', 'uint8', 'binary', 'ubinary'"):
         quantize_embeddings(vectors, "int4")
     with pytest.raises(ValueError, match="from a single embedding: pass ranges="):
         quantize_embeddings(vectors[:1], "int8")
@@ -67,6 +67,19 @@ def test_quantize_bad_input(vectors: np.ndarray) -> None:
     with pytest.raises(ValueError, match=r"ranges must have shape \(2, 384\)"):
         quantize_embeddings(vectors, "int8", ranges=np.zeros((2, 3)))
     assert quantize_embeddings(vectors[:0], "binary").shape == (0, 48)
+
+
+def test_float16_halves_the_bytes_within_its_rounding(vectors: np.ndarray) -> None:
+    half = quantize_embeddings(vectors, "float16")
+    assert half.dtype == np.float16 and half.shape == vectors.shape
+    np.testing.assert_array_equal(half, vectors.astype(np.float16))  # the nearest half float
+    big = np.abs(vectors) >= 6.1e-5
+    rel = np.abs(half.astype(np.float32) - vectors)[big] / np.abs(vectors[big])
+    assert rel.max() <= 2**-11 and np.abs(half.astype(np.float32) - vectors)[~big].max(initial=0) <= 3e-8
+    assert quantize_embeddings(vectors[:0], "float16").dtype == np.float16
+    with pytest.raises(ValueError, match=r"precision 'float16' holds values up to 65504; these vectors reach 70000: "
+                                         r"normalize them or keep float32"):  # fmt: skip
+        quantize_embeddings(np.array([[1.0, -70000.0]], np.float32), "float16")
 
 
 def test_encode_precision_matches_sentence_transformers(minilm: Embedder, minilm_st) -> None:  # type: ignore[no-untyped-def]
@@ -85,8 +98,9 @@ def test_encode_precision_matches_sentence_transformers(minilm: Embedder, minilm
         minilm.encode("one text", precision="int8")
     ranges = quantization_ranges(floats)
     assert minilm.encode("one text", precision="uint8", ranges=ranges).shape == (384,)
-    with pytest.raises(ValueError, match="invalid precision 'float16'"):
-        minilm.encode(TEXTS, precision="float16")
+    np.testing.assert_array_equal(minilm.encode(TEXTS, precision="float16"), floats.astype(np.float16))
+    with pytest.raises(ValueError, match="invalid precision 'int4'"):
+        minilm.encode(TEXTS, precision="int4")
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)

@@ -160,7 +160,7 @@ class EmbedBatch:
         on_error: ``"fail"``, ``"skip"`` or ``"null"``.
         output_column: name of the embedding column (a fixed-size list of float32, or of the
             ``precision``'s integers).
-        precision: ``float32``, ``int8``, ``uint8``, ``binary`` or ``ubinary``, as
+        precision: ``float32``, ``float16``, ``int8``, ``uint8``, ``binary`` or ``ubinary``, as
             ``embedrt.quantize_embeddings``; int8/uint8 need ``ranges`` (shape ``(2, dim)``), the same
             for every batch of a corpus (``embedrt.quantization_ranges`` on a sample).
         truncate_dim: keep the first dimensions of every vector (Matryoshka models).

@@ -67,9 +67,10 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
     p.add_argument("--prompt", help="a prompt of your own, prepended to each text")
-    p.add_argument("--precision", default="float32", choices=["float32", "int8", "uint8", "binary", "ubinary"],
+    p.add_argument("--precision", default="float32", choices=["float32", "float16", "int8", "uint8", "binary", "ubinary"],
                    help="the embedding column's precision, as sentence-transformers' quantize_embeddings: int8/uint8 "
-                   "need --ranges; binary/ubinary pack one bit per dimension")  # fmt: skip
+                   "need --ranges; binary/ubinary pack one bit per dimension; float16: half floats, half the bytes "
+                   "(Parquet's FLOAT16 type: pyarrow, DuckDB, Polars read it)")  # fmt: skip
     p.add_argument("--truncate-dim", type=int, help="keep the first N dimensions (Matryoshka models)")
     p.add_argument("--ranges", metavar="FILE.npy", help="int8/uint8 calibration ranges, shape (2, dim): mins, maxes "
                    "(embedrt.quantization_ranges on a sample), the same for the whole corpus")  # fmt: skip

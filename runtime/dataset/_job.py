@@ -171,7 +171,7 @@ def embed_dataset(
     ``"skip"`` (leave it out) or ``"null"`` (keep it with a null embedding); bad rows are listed in
     ``output/_bad_rows.jsonl`` and counted in ``output/_manifest.json``.
 
-    ``precision`` (``float32``, ``int8``, ``uint8``, ``binary``, ``ubinary``) and ``truncate_dim``
+    ``precision`` (``float32``, ``float16``, ``int8``, ``uint8``, ``binary``, ``ubinary``) and ``truncate_dim``
     shape the ``embedding`` column as ``embedrt.quantize_embeddings`` does; int8/uint8 need
     ``ranges`` (shape ``(2, dim)``, from ``embedrt.quantization_ranges`` on a sample), so that every
     part is on one scale.
