@@ -99,11 +99,17 @@ class Reranker(BundleModel):
             scores = activate(ScoreActivation.SOFTMAX, scores)
         return scores[0] if single else scores  # type: ignore[no-any-return]
 
-    def predict_tokenized(self, tok: Tokenized, batch_size: int = 32, show_progress_bar: bool = False) -> np.ndarray:
-        """Raw logits ``(n, num_labels)`` float32 of already tokenized pairs (see ``tokenize_pairs``)."""
+    def predict_tokenized(
+        self, tok: Tokenized, batch_size: int = 32, show_progress_bar: bool = False, *,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """Raw logits ``(n, num_labels)`` float32 of already tokenized pairs (see ``tokenize_pairs``).
+        ``on_rows(n)``: called as each batch of ``n`` pairs is done (a caller's own progress)."""
         logits = np.empty((len(tok), self.num_labels), dtype=np.float32)
         for rows, (out,) in self._run_batches(["logits"], self._batches(tok, batch_size, show_progress_bar, desc="rerank")):
             logits[rows] = out
+            if on_rows is not None:
+                on_rows(len(rows))
         return logits
 
     def scores(self, logits: np.ndarray, activation_fn: ActivationArg = None) -> np.ndarray:

@@ -6,6 +6,7 @@ import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -276,3 +277,14 @@ def test_ray_actors_refuse_a_bundle_other_than_the_planned_one(local_ray: None, 
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=1),
                       rows_per_part=20, progress=False)  # fmt: skip
     assert not list((tmp_path / "out").glob("part-*"))
+
+
+def test_ray_backend_scores_pairs_as_the_local_backend(local_ray: None, tmp_path: Path,
+                                                       tiny_reranker: tuple[Path, Path]) -> None:  # fmt: skip
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps({"q": f"query {i % 5}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:200])))
+    common: dict[str, Any] = {"query_column": "q", "keep_columns": ["q"], "rows_per_part": 50, "progress": False}
+    local = embed_dataset(src, tmp_path / "local", tiny_reranker[1], **common)
+    rayed = embed_dataset(src, tmp_path / "ray", tiny_reranker[1], backend="ray", ray=RayOptions(num_actors=2), **common)
+    assert rayed.written == local.written == 200
+    assert pq.read_table(tmp_path / "ray").equals(pq.read_table(tmp_path / "local"))

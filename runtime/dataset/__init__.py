@@ -22,6 +22,7 @@ from ._claim import OutputInUseError
 from ._job import Backend, DatasetSummary, RayOptions, embed_dataset
 from ._output import OutputError
 from ._ray import ActorLostError, PartFailedError, embed_ray_dataset
+from ._score import ScoreBatch
 from ._sources import InputError, InputFormat
 from ._status import OutputStatus, output_status
 from ._storage import StorageError
@@ -41,6 +42,7 @@ __all__ = [
     "OutputStatus",
     "PartFailedError",
     "RayOptions",
+    "ScoreBatch",
     "StorageError",
     "embed_dataset",
     "embed_ray_dataset",

@@ -21,6 +21,7 @@ _EXAMPLES = """examples:
   embedrt embed-dataset 'shards/*.parquet' vectors/ --model bundles/minilm --keep-columns title,url
   embedrt embed-dataset beir/corpus.jsonl vectors/ --model bundles/minilm --id-column _id --text-template '{title} {text}'
   embedrt embed-dataset corpus.txt vectors/ --model bundles/minilm --on-error skip
+  embedrt embed-dataset pairs.jsonl scores/ --model bundles/reranker --query-column query
   embedrt embed-dataset corpus/ vectors/ --model bundles/minilm --backend ray --num-actors 8
   embedrt embed-dataset s3://bucket/docs/ s3://bucket/vectors/ --model s3://bucket/bundles/minilm
 
@@ -56,6 +57,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "text: {text}' (after |: the text for a null, missing or empty value; without one a null makes a bad "
                    "row); instead of --text-column")  # fmt: skip
     p.add_argument("--id-column", help="column whose values name the rows (default: the row number from 0)")
+    p.add_argument("--query-column", metavar="COLUMN",
+                   help="with a reranker bundle: score each row's (query, text) pair, COLUMN holding the query, into "
+                   "a column 'score' instead of embedding the text")  # fmt: skip
     p.add_argument("--keep-columns", default="", metavar="A,B|'*'",
                    help="comma-separated columns copied to the output; '*' (quoted): every column of the input "
                    "but --id-column, the text too (JSONL: every key of any row)")  # fmt: skip
@@ -120,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
                 progress_every=args.progress_every, log=_log,
                 precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
-                repeat_cache_mb=args.repeat_cache_mb,
+                repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"

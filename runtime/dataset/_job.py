@@ -24,6 +24,7 @@ from .._chunking import CUTS
 from .._embedder import Embedder
 from .._objects import is_uri, local_bundle
 from .._progress import progress_bar
+from .._reranker import Reranker
 from .._session import check_precision_hint, check_streams
 from .._sparse_encoder import SparseEncoder
 from .._types import BundleKind, Device, EmbeddingPrecision, check_int, parse
@@ -37,13 +38,13 @@ from ._batch import (
     Model,
     OnError,
     bundle_digest,
-    check_embeds_texts,
     chunker,
     output_settings,
     sparse_settings,
     text_source,
 )
 from ._output import OutputFolder
+from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
 from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, plan_input
 from ._template import TextSource
 
@@ -139,11 +140,15 @@ def embed_dataset(
     max_active_dims: int | None = None,
     repeat_cache_mb: float = JOB_CACHE_MB,
     text_template: str | None = None,
+    query_column: str | None = None,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
-    ``model``: a bundle folder, or an ``Embedder`` or ``SparseEncoder`` already loaded (local
-    backend). A sparse (SPLADE) bundle's ``embedding`` column is a struct of ``indices`` (token ids,
+    ``model``: a bundle folder, or an ``Embedder``, ``SparseEncoder`` or ``Reranker`` already loaded
+    (local backend). A reranker bundle scores each row's pair instead, ``query_column`` its first
+    text and the row's text its second, into a ``score`` column where an embedding job writes its
+    vectors (float32; a fixed-size list for a model of several labels), after the model's own
+    activation, as ``CrossEncoder.predict`` gives it (``_score``). A sparse (SPLADE) bundle's ``embedding`` column is a struct of ``indices`` (token ids,
     ascending) and ``values`` (their weights); ``max_active_dims`` keeps each vector's largest
     weights only, and the dense vectors' options (``normalize``, ``precision``, ``truncate_dim``)
     are refused.
@@ -210,42 +215,54 @@ def embed_dataset(
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
                               max_active_dims=max_active_dims, repeat_cache_mb=repeat_cache_mb,
-                              text_template=text_template)  # fmt: skip
+                              text_template=text_template, query_column=query_column)  # fmt: skip
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
         from ._ray import check_options, ray_module
 
         ray_module()  # a missing extra or a bad option fails before the input is scanned
         check_options(ray or RayOptions())
-    if isinstance(model, Embedder | SparseEncoder):
+    if isinstance(model, Embedder | SparseEncoder | Reranker):
         bundle, hint = model.path, model.precision_hint
     else:  # bad model options fail before the input is scanned, on either backend
         where = parse(Device, device, "device")
         check_streams(where, streams)
         bundle, hint = local_bundle(model), check_precision_hint(where, precision_hint)
-    bundle_hash, dim, window, sparse = _bundle_identity(bundle, prompt_name, prompt)
+    bundle_hash, dim, window, kind = _bundle_identity(bundle, prompt_name, prompt, job.query_column)
     job = job.with_window(window)
-    sparse_settings(sparse, job.normalize, job.precision, job.truncate_dim, job.ranges, job.max_active_dims)
+    sparse, pairs = kind is BundleKind.SPARSE, kind is BundleKind.RERANKER
+    if pairs:
+        pair_settings(job.normalize, job.precision, job.truncate_dim, job.ranges, job.chunk_tokens, job.max_active_dims)
+    else:
+        sparse_settings(sparse, job.normalize, job.precision, job.truncate_dim, job.ranges, job.max_active_dims)
     embedder = None
     if which is Backend.LOCAL:
-        embedder = model if isinstance(model, Embedder | SparseEncoder) else (SparseEncoder if sparse else Embedder)(
+        kind_of = Reranker if pairs else SparseEncoder if sparse else Embedder
+        embedder = model if isinstance(model, Embedder | SparseEncoder | Reranker) else kind_of(
             bundle, device=device, threads=threads, precision_hint=precision_hint, streams=streams
         )
-    dim = embedder.dimension if embedder is not None else dim
-    embedding = output_settings(dim, job.precision, job.truncate_dim, job.ranges, sparse)[3]  # bad settings fail here
-    if embedder is not None:
-        batch = EmbedBatch(embedder, **job.batch_kwargs())  # bad chunking options fail here, before the scan
+    if pairs:
+        embedding = score_type(dim)
     else:
+        dim = embedder.dimension if isinstance(embedder, Embedder | SparseEncoder) else dim
+        embedding = output_settings(dim, job.precision, job.truncate_dim, job.ranges, sparse)[3]  # bad settings fail here
+    batch: EmbedBatch | ScoreBatch
+    if isinstance(embedder, Embedder | SparseEncoder):
+        batch = EmbedBatch(embedder, **job.batch_kwargs())  # bad chunking options fail here, before the scan
+    elif not pairs:
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
     folder = OutputFolder(output)
     with folder.claimed(say):  # a second run on OUTPUT is refused until this one ends
         with _scan_progress(progress, progress_every) as scanned:
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column,
-                              keep_columns=job.keep_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
+                              keep_columns=job.read_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
-        schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns())
+        if isinstance(embedder, Reranker):  # the query column read for the pairs is dropped unless kept
+            batch = ScoreBatch(embedder, **job.score_kwargs())
+        schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns(),
+                               SCORE if pairs else "embedding")  # fmt: skip
         identity = job.identity(bundle_hash, plan)
         if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
             identity["precision_hint"] = hint.value
@@ -278,6 +295,17 @@ def embed_dataset(
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip
     return summary
+
+
+def _query_column(query_column: object, id_column: str | None) -> str | None:
+    if query_column is None:
+        return None
+    if not isinstance(query_column, str) or not query_column:
+        raise ValueError(f"query_column must be a column name, got {query_column!r}")
+    if query_column in ("id", SCORE) or query_column == id_column:
+        raise ValueError(f"query_column {query_column!r} names a column the output has (id, score) or the id column; "
+                         "a pair's query is a text column of its own")  # fmt: skip
+    return query_column
 
 
 def _check_kept(keep: tuple[str, ...], id_column: str | None, chunks: bool, chunk_text: bool) -> None:
@@ -316,6 +344,7 @@ class JobSettings:
     # identity: slices change how a part is made, not what it holds)
     slice_chars: int = field(default_factory=lambda: _readers.SLICE_CHARS)
     text_template: str | None = None  # each row's text composed from several columns
+    query_column: str | None = None  # a reranker's job: each pair's first text (``_score``)
 
     @functools.cached_property
     def text(self) -> TextSource:
@@ -328,7 +357,8 @@ class JobSettings:
                 truncate_dim: int | None = None, ranges: np.ndarray | None = None,
                 chunk_tokens: int | str | None = None, chunk_overlap: int = 0,
                 chunk_text: bool = False, max_active_dims: int | None = None,
-                repeat_cache_mb: float = JOB_CACHE_MB, text_template: str | None = None) -> JobSettings:  # fmt: skip
+                repeat_cache_mb: float = JOB_CACHE_MB, text_template: str | None = None,
+                query_column: str | None = None) -> JobSettings:  # fmt: skip
         text_source(text_column, text_template)  # a bad template fails here, before any work
         keep = tuple(c.strip() for c in keep_columns.split(",") if c.strip()) if isinstance(keep_columns, str) else tuple(keep_columns)
         if chunk_tokens is not None and chunk_tokens != "max":
@@ -344,7 +374,7 @@ class JobSettings:
                    check_int(chunk_overlap, "chunk_overlap", 0), bool(chunk_text),
                    None if max_active_dims is None else check_int(max_active_dims, "max_active_dims"),
                    repeat_cache_mb=check_cache_mb(repeat_cache_mb, "repeat_cache_mb"),
-                   text_template=text_template)  # fmt: skip
+                   text_template=text_template, query_column=_query_column(query_column, id_column))  # fmt: skip
 
     def keeping(self, plan: Plan) -> JobSettings:
         """``keep_columns=("*",)`` as the columns the input has (``Plan.every_column``), so that the
@@ -378,6 +408,7 @@ class JobSettings:
             "keep_columns": list(self.keep_columns), "on_error": self.on_error.value, "normalize": self.normalize,
             "prompt_name": self.prompt_name, "prompt": self.prompt, **self._output_identity(),
             **({"text_column": None, "text_template": self.text_template} if self.text_template is not None else {}),
+            **({"query_column": self.query_column} if self.query_column is not None else {}),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:
@@ -405,29 +436,50 @@ class JobSettings:
                 "chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap, "chunk_text": self.chunk_text,
                 "max_active_dims": self.max_active_dims, "repeat_cache_mb": self.repeat_cache_mb}  # fmt: skip
 
+    @property
+    def read_columns(self) -> tuple[str, ...]:
+        """The columns read beside the text: the kept ones, and a reranker's query column."""
+        if self.query_column is None or self.query_column in self.keep_columns or self.keep_columns == (ALL_COLUMNS,):
+            return self.keep_columns
+        return (*self.keep_columns, self.query_column)
+
+    def score_kwargs(self) -> dict[str, Any]:
+        """``ScoreBatch``'s arguments, once ``keep_columns`` names columns (``keeping``)."""
+        from ._readers import TEXT
+
+        assert self.query_column is not None
+        return {"query_column": self.query_column, "text_column": TEXT, "keep_query": self.query_column in self.keep_columns,
+                "id_column": "id", "on_error": self.on_error, "batch_size": self.batch_size,
+                "prompt_name": self.prompt_name, "prompt": self.prompt}  # fmt: skip
+
     def slices(self, plan: Plan, part: PartSpec) -> Iterator[pa.Table]:
         """The part's rows, in tables of about ``SLICE_CHARS`` characters of text each (one for most
         parts: a slice bounds the memory of a part of long documents)."""
-        return _readers.read_slices(plan, part, self.text, self.id_column, self.keep_columns, self.slice_chars)
+        return _readers.read_slices(plan, part, self.text, self.id_column, self.read_columns, self.slice_chars)
 
 
-def _bundle_identity(bundle: Path, prompt_name: str | None, prompt: str | None) -> tuple[str, int, int, bool]:
-    """The bundle's hash, dimension, max_seq_length and whether it is sparse; a bad prompt or a
-    bundle of another kind fails here, before any work (or any Ray actor)."""
+def _bundle_identity(
+    bundle: Path, prompt_name: str | None, prompt: str | None, query_column: str | None
+) -> tuple[str, int, int, BundleKind]:
+    """The bundle's hash, dimension (a reranker's: its labels), max_seq_length and kind; a bad
+    prompt or a bundle of a kind the job cannot use (a reranker without ``query_column``, or the
+    other way round) fails here, before any work (or any Ray actor)."""
     from .._base import prompt_text
     from .._bundle import load_manifest
 
     manifest = load_manifest(bundle, verify=False)  # the Embedder verified it (local) or the actors will
     prompt_text(manifest, prompt_name, prompt)
-    check_embeds_texts(bundle, manifest.kind)
-    return bundle_digest(bundle), manifest.dimension, manifest.max_seq_length, manifest.kind is BundleKind.SPARSE
+    check_job_kind(bundle, manifest.kind, query_column)
+    dim = manifest.reranker.num_labels if manifest.reranker is not None else manifest.dimension
+    return bundle_digest(bundle), dim, manifest.max_seq_length, manifest.kind
 
 
 def output_schema(
     plan: Plan, id_column: str | None, keep: tuple[str, ...], dim: int, embedding: pa.DataType | None = None,
-    chunks: dict[str, pa.DataType] | None = None,
+    chunks: dict[str, pa.DataType] | None = None, column: str = "embedding",
 ) -> pa.Schema:
-    """The output's columns and types, fixed before any row is read."""
+    """The output's columns and types, fixed before any row is read; ``column``: the model's
+    (``embedding``, or a reranker's ``score``)."""
     from ._readers import _ARROW
 
     wanted = [c for c in (id_column, *keep) if c]
@@ -449,7 +501,7 @@ def output_schema(
     fields = [pa.field("id", column_type(id_column) if id_column else pa.int64())]
     fields += [pa.field(c, column_type(c)) for c in keep]
     fields += [pa.field(name, kind) for name, kind in (chunks or {}).items()]
-    fields.append(pa.field("embedding", embedding or pa.list_(pa.float32(), dim)))
+    fields.append(pa.field(column, embedding or pa.list_(pa.float32(), dim)))
     return pa.schema(fields)
 
 
@@ -526,7 +578,7 @@ def writer_options(schema: pa.Schema) -> dict[str, Any]:
     options name a column's Parquet leaves, read from an empty file of the schema."""
     import pyarrow.parquet as pq
 
-    if not pa.types.is_fixed_size_list(schema.field("embedding").type):
+    if "embedding" not in schema.names or not pa.types.is_fixed_size_list(schema.field("embedding").type):
         return {}
     empty = io.BytesIO()
     pq.write_table(schema.empty_table(), empty)

@@ -8,10 +8,13 @@ import functools
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._batch import BatchResult, EmbedBatch
 from ._sources import PartSpec
+
+if TYPE_CHECKING:
+    from ._score import ScoreBatch
 
 T = TypeVar("T")
 _DONE = object()
@@ -61,7 +64,7 @@ class _Failure:
 def run_local(
     parts: list[PartSpec],
     slices: Callable[[PartSpec], Iterable[Any]],
-    batch: EmbedBatch,
+    batch: EmbedBatch | ScoreBatch,
     write: Callable[[PartSpec, Iterator[BatchResult]], None],
     on_rows: Callable[[PartSpec, int], None] | None = None,
 ) -> None:

@@ -48,6 +48,7 @@ from ._batch import (
     text_source,
 )
 from ._output import OutputFolder
+from ._score import ScoreBatch
 from ._sources import PartSpec, Plan
 from ._storage import absolute
 
@@ -158,8 +159,15 @@ class _PartWorker:
                  model_options: dict[str, Any], threads: int, counter: Any = None,
                  report_s: float = _POLL_S, bundle_hash: str | None = None) -> None:  # fmt: skip
         self.plan, self.output, self.schema, self.job = plan, OutputFolder(output), schema, job
-        model = load_embedding_model(bundle, threads=threads, **model_options)
-        self.batch = EmbedBatch(model, **job.batch_kwargs())
+        self.batch: EmbedBatch | ScoreBatch
+        if job.query_column is not None:  # a reranker's pairs
+            from .._load import load_model
+
+            model: Any = load_model(bundle, threads=threads, **model_options)
+            self.batch = ScoreBatch(model, **job.score_kwargs())
+        else:
+            model = load_embedding_model(bundle, threads=threads, **model_options)
+            self.batch = EmbedBatch(model, **job.batch_kwargs())
         self.counter, self.report_s = counter, report_s  # a _RowCounter actor, or None
         found = bundle_digest(model.path)
         self.wrong_bundle = None if bundle_hash in (None, found) else (  # a node's copy, or one re-exported since
