@@ -288,3 +288,17 @@ def test_ray_backend_scores_pairs_as_the_local_backend(local_ray: None, tmp_path
     rayed = embed_dataset(src, tmp_path / "ray", tiny_reranker[1], backend="ray", ray=RayOptions(num_actors=2), **common)
     assert rayed.written == local.written == 200
     assert pq.read_table(tmp_path / "ray").equals(pq.read_table(tmp_path / "local"))
+
+
+def test_score_batch_in_ones_own_ray_pipeline(local_ray: None, tiny_reranker: tuple[Path, Path]) -> None:
+    from embedrt import Reranker
+    from embedrt.dataset import ScoreBatch
+
+    rows = [{"k": i, "q": f"query {i % 3}", "text": t} for i, t in enumerate(TEXTS[:60])]
+    ds = ray.data.from_items(rows).map_batches(
+        ScoreBatch, fn_constructor_kwargs={"model": str(tiny_reranker[1]), "query_column": "q", "threads": 1},
+        batch_size=25, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=1),
+    )  # fmt: skip
+    got = sorted(ds.take_all(), key=lambda r: r["k"])
+    want = Reranker(tiny_reranker[1]).predict([(r["q"], r["text"]) for r in rows])
+    np.testing.assert_allclose([r["score"] for r in got], want, atol=1e-6)
