@@ -14,7 +14,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 from embedrt import BundleError, SparseEncoder  # noqa: E402
-from embedrt.dataset import embed_dataset  # noqa: E402
+from embedrt.dataset import EmbedBatch, embed_dataset  # noqa: E402
 
 TEXTS = [f"document {i}: " + " ".join(["a cat sat", "on the mat", "dogs run fast", "한국어 문장"][: i % 4 + 1]) * (i % 3 + 1)
          for i in range(90)] + [""]  # fmt: skip
@@ -87,8 +87,11 @@ def test_settings_of_the_other_kind_are_refused(tmp_path: Path, corpus: Path, ti
         embed_dataset(corpus, tmp_path / "out", tiny_bert_bundle, progress=False, max_active_dims=4)
     with pytest.raises(ValueError, match="max_active_dims must be a positive integer, got 0"):
         embed_dataset(corpus, tmp_path / "out", bundle, progress=False, max_active_dims=0)
-    with pytest.raises(BundleError, match="is a reranker .* a corpus job embeds texts: give an embedding or sparse"):
+    with pytest.raises(BundleError, match=r"is a reranker \(it scores text pairs\): give the column of each pair's query"):
         embed_dataset(corpus, tmp_path / "out", tiny_reranker[1], progress=False)
+    with pytest.raises(BundleError, match=r"is a reranker \(it scores text pairs\); embedding texts needs an embedding "
+                                          r"or sparse bundle \(a reranker's pairs: ScoreBatch"):  # fmt: skip
+        EmbedBatch(tiny_reranker[1])
     assert not (tmp_path / "out").exists()
 
 

@@ -138,8 +138,9 @@ def bundle_digest(bundle: str | Path) -> str:
 def check_embeds_texts(bundle: str | Path, kind: BundleKind) -> None:
     """A bundle of a kind that does not embed single texts (a reranker) is refused, naming it."""
     if kind not in (BundleKind.EMBEDDING, BundleKind.STATIC, BundleKind.SPARSE):
-        raise BundleError(f"bundle {str(bundle)!r} is a {kind.value} (it scores text pairs); a corpus job "
-                          "embeds texts: give an embedding or sparse bundle")  # fmt: skip
+        raise BundleError(f"bundle {str(bundle)!r} is a {kind.value} (it scores text pairs); embedding texts needs "
+                          "an embedding or sparse bundle (a reranker's pairs: ScoreBatch, or query_column= in the "
+                          "corpus job)")  # fmt: skip
 
 
 class EmbedBatch:
