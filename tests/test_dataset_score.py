@@ -117,3 +117,21 @@ def test_score_batch_from_a_bundle_folder(tiny_reranker: tuple[Path, Path]) -> N
     assert out.column_names == ["qid", "query", "text", "n", "score"]  # the query kept by default
     np.testing.assert_allclose(out.column("score").to_numpy(), Reranker(tiny_reranker[1]).predict(_pairs(ROWS[:5])),
                                atol=1e-6)  # fmt: skip
+
+
+def test_several_labels_give_a_list_per_row(tmp_path: Path) -> None:
+    from tiny_models import make_cross_encoder
+
+    from embedrt.export import export_model
+
+    bundle = export_model(make_cross_encoder("bert", tmp_path / "src", num_labels=3), tmp_path / "bundle")
+    model = Reranker(bundle)
+    rows: list[dict[str, object]] = [dict(r) for r in ROWS[:9]]
+    rows[4]["query"] = None  # kept with a null score
+    out = ScoreBatch(model, query_column="query", on_error="null")(pa.Table.from_pylist(rows))
+    assert out.schema.field("score").type == pa.list_(pa.float32(), 3)
+    scores = out.column("score").to_pylist()
+    assert scores[4] is None
+    good = [i for i in range(9) if i != 4]
+    np.testing.assert_allclose(np.array([scores[i] for i in good]), model.predict([(str(rows[i]["query"]), str(rows[i]["text"])) for i in good]),
+                               atol=1e-6)  # fmt: skip
