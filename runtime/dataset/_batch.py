@@ -334,13 +334,18 @@ class EmbedBatch:
         """The embedding column of ``n`` output rows: ``vectors`` at the rows ``has_vector`` marks, the others null."""
         if isinstance(vectors, SparseEmbeddings):
             return _sparse_column(vectors, has_vector, n)
-        dim = self.type.list_size
-        if has_vector is None:  # every output row has a vector
-            return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), self.type.value_type), dim)
-        full = np.zeros((n, dim), vectors.dtype)
-        full[has_vector] = vectors
-        return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1), self.type.value_type), dim,
-                                                 mask=pa.array(~has_vector))  # fmt: skip
+        return fixed_size_column(vectors, has_vector, n, self.type.value_type)
+
+
+def fixed_size_column(rows: np.ndarray, has_row: np.ndarray | None, n: int, value_type: pa.DataType) -> pa.Array:
+    """``n`` output rows of fixed-size lists: ``rows`` (``[k, width]``) at the rows ``has_row`` marks,
+    the others null (None: every output row has one)."""
+    width = rows.shape[1]
+    if has_row is None:
+        return pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1), value_type), width)
+    full = np.zeros((n, width), rows.dtype)
+    full[has_row] = rows
+    return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1), value_type), width, mask=pa.array(~has_row))
 
 
 def _output_rows(prep: Prepared) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -383,13 +388,22 @@ def sparse_settings(sparse: bool, normalize: bool, precision: str | EmbeddingPre
         if max_active_dims is not None:
             raise ValueError("max_active_dims applies to sparse (SPLADE) bundles; this bundle gives dense vectors")
         return None
-    given = {"normalize": normalize or None, "truncate_dim": truncate_dim, "ranges": ranges,
-             "precision": None if parse(EmbeddingPrecision, precision, "precision") is EmbeddingPrecision.FLOAT32 else precision}  # fmt: skip
-    for name, value in given.items():
-        if value is not None:
-            raise ValueError(f"{name} applies to dense vectors; a sparse (SPLADE) bundle's are token weights "
-                             "(max_active_dims keeps the largest of them)")  # fmt: skip
+    refuse_options("applies to dense vectors; a sparse (SPLADE) bundle's are token weights (max_active_dims keeps "
+                   "the largest of them)", normalize=normalize, truncate_dim=truncate_dim, ranges=ranges,
+                   precision=precision)  # fmt: skip
     return None if max_active_dims is None else check_int(max_active_dims, "max_active_dims")
+
+
+def refuse_options(why: str, *, normalize: bool = False, precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
+                   **given: object) -> None:  # fmt: skip
+    """Refuse the first of these options that is set (``normalize`` true, ``precision`` other than
+    float32, any other not None): ``"{name} {why}"``."""
+    set_ = {"normalize": normalize or None,
+            "precision": None if parse(EmbeddingPrecision, precision, "precision") is EmbeddingPrecision.FLOAT32 else precision,
+            **given}  # fmt: skip
+    for name, value in set_.items():
+        if value is not None:
+            raise ValueError(f"{name} {why}")
 
 
 def chunker(model: BundleModel | Path, tokens: int | str | None, overlap: int, text: bool, prompt_name: str | None,

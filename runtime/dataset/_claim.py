@@ -42,6 +42,7 @@ LEASE_SECONDS = 60.0  # an object-store lease not renewed for this long is a kil
 REFRESH_SECONDS = 10.0
 SETTLE_SECONDS = 2.0  # between writing a lease and reading it back
 PROBE_GRACE_SECONDS = 1.0  # a lock found held is tried again this long: ``holder_local`` holds it for an instant
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)  # flock's "another holds it"
 
 
 class OutputInUseError(EmbedrtError, RuntimeError):
@@ -79,7 +80,7 @@ def holder_of(raw: bytes | None) -> dict[str, Any] | None:
 
 def named(holder: dict[str, Any] | None) -> str:
     """A holder, for a message."""
-    if holder is None or not {"host", "pid", "since"} <= holder.keys():
+    if holder is None:
         return "a run that has not yet named itself"
     return f"pid {holder['pid']} on host {holder['host']}, since {holder['since']}"
 
@@ -146,9 +147,6 @@ def _locked(path: Path, where: str, say: Callable[[str], None]) -> int | None:
         os.close(fd)
 
 
-_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-
-
 def holder_local(folder: Path) -> tuple[bool | None, dict[str, Any] | None]:
     """Whether a run holds the claim on ``folder`` now (None: the file system takes no locks), and
     the holder its lock file names (``holder_of``; also a killed run's, whose file stays). Probed
@@ -179,8 +177,8 @@ def holder_object(store: Any) -> tuple[bool, dict[str, Any] | None]:
     seen = store.mtime(LOCK)
     if seen is None:
         return False, None
-    age = time.time() - seen
-    return age < LEASE_SECONDS, {**(holder_of(store.read(LOCK)) or {}), "renewed": age}
+    age, holder = time.time() - seen, holder_of(store.read(LOCK))
+    return age < LEASE_SECONDS, None if holder is None else {**holder, "renewed": age}
 
 
 @contextlib.contextmanager

@@ -110,7 +110,6 @@ def add_embed_dataset_parser(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     ranges = np.load(args.ranges, allow_pickle=False) if args.ranges else None
     one_of_flags(args.text_column, args.text_template)
     ray = RayOptions(args.address, args.num_actors, args.cpus_per_actor, args.num_gpus_per_actor, args.max_actor_restarts)
@@ -118,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         with _sigterm_interrupts():
             summary = embed_dataset(
                 args.input, args.output, args.model, text_column=args.text_column or "text", text_template=args.text_template, id_column=args.id_column,
-                keep_columns=keep, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
+                keep_columns=args.keep_columns, on_error=args.on_error, batch_size=args.batch_size, rows_per_part=args.rows_per_part,
                 normalize=args.normalize, prompt_name=args.prompt_name, prompt=args.prompt, overwrite=args.overwrite,
                 **model_options(args), backend=args.backend, ray=ray, progress=not args.no_progress,
                 progress_every=args.progress_every, log=_log,

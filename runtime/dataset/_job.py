@@ -114,7 +114,7 @@ def embed_dataset(
     *,
     text_column: str = "text",
     id_column: str | None = None,
-    keep_columns: list[str] | tuple[str, ...] = (),
+    keep_columns: str | list[str] | tuple[str, ...] = (),
     on_error: str | OnError = OnError.FAIL,
     batch_size: int = 32,
     rows_per_part: int = 10_000,

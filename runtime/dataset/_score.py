@@ -21,7 +21,18 @@ from .._cache import distinct_items
 from .._errors import BundleError
 from .._reranker import Reranker
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
-from ._batch import BadRowError, BatchResult, OnError, Prepared, _output_rows, _texts, bad_row, text_source
+from ._batch import (
+    BadRowError,
+    BatchResult,
+    OnError,
+    Prepared,
+    _output_rows,
+    _texts,
+    bad_row,
+    fixed_size_column,
+    refuse_options,
+    text_source,
+)
 from ._readers import INTERNAL
 
 SCORE = "score"
@@ -43,12 +54,9 @@ def check_job_kind(bundle: object, kind: BundleKind, query_column: str | None) -
 def pair_settings(normalize: bool, precision: str | EmbeddingPrecision, truncate_dim: int | None, ranges: object,
                   chunk_tokens: object, max_active_dims: int | None) -> None:  # fmt: skip
     """The embedding options refused for a reranker, whose output is a score per pair."""
-    given = {"normalize": normalize or None, "truncate_dim": truncate_dim, "ranges": ranges, "chunk_tokens": chunk_tokens,
-             "max_active_dims": max_active_dims,
-             "precision": None if parse(EmbeddingPrecision, precision, "precision") is EmbeddingPrecision.FLOAT32 else precision}  # fmt: skip
-    for name, value in given.items():
-        if value is not None:
-            raise ValueError(f"{name} applies to embeddings; a reranker's output is a score per pair")
+    refuse_options("applies to embeddings; a reranker's output is a score per pair", normalize=normalize,
+                   precision=precision, truncate_dim=truncate_dim, ranges=ranges, chunk_tokens=chunk_tokens,
+                   max_active_dims=max_active_dims)  # fmt: skip
 
 
 def score_type(num_labels: int) -> pa.DataType:
@@ -140,16 +148,13 @@ class ScoreBatch:
 
     def _column(self, scores: np.ndarray, has_score: np.ndarray | None, n: int) -> pa.Array:
         """``n`` output rows' scores: ``scores`` at the rows ``has_score`` marks, the others null."""
-        labels = self.model.num_labels
-        full, missing = scores.reshape(-1, labels), None
-        if has_score is not None:
-            full = np.zeros((n, labels), np.float32)
-            full[has_score] = scores.reshape(-1, labels)
-            missing = ~has_score
-        if labels == 1:
-            return pa.array(full[:, 0], pa.float32(), mask=missing)
-        return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1), pa.float32()), labels,
-                                                 mask=None if missing is None else pa.array(missing))  # fmt: skip
+        if self.model.num_labels > 1:
+            return fixed_size_column(scores, has_score, n, pa.float32())
+        if has_score is None:
+            return pa.array(scores, pa.float32())
+        full = np.zeros(n, np.float32)
+        full[has_score] = scores
+        return pa.array(full, pa.float32(), mask=~has_score)
 
 
 def _query_problem(column: str, value: Any) -> str | None:

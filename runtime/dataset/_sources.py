@@ -318,7 +318,7 @@ def plan_input(
     for path in files:
         stamp = storage.stamp(path)
         if log is not None:
-            log(f"scanning {path} ({storage.size(path) / 1e6:.1f} MB)")
+            log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB)")
         if fmt is InputFormat.PARQUET:
             shard, starts, hashes = _scan_parquet(path, first_row, rows_per_part)
             tell(shard.rows)

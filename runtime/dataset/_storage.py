@@ -105,10 +105,6 @@ def _matches(pattern: list[str], parts: list[str]) -> bool:
     return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(pattern[1:], parts[1:])
 
 
-def size(where: str) -> int:
-    return Path(where).stat().st_size if not is_uri(where) else size_and_mtime(where)[0]
-
-
 def stamp(where: str) -> tuple[int, int]:
     """A file's size and modification time (ns), or an object's: what changes when it is rewritten."""
     if is_uri(where):
