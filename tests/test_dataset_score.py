@@ -15,7 +15,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from embedrt import BundleError, Reranker  # noqa: E402
 from embedrt.cli import main  # noqa: E402
-from embedrt.dataset import BadRowError, OutputError, embed_dataset  # noqa: E402
+from embedrt.dataset import BadRowError, InputError, OutputError, embed_dataset  # noqa: E402
 from embedrt.dataset._score import ScoreBatch  # noqa: E402
 
 QUERIES = ["what is a lock", "how do parts resume", "한국어 질문"]
@@ -100,6 +100,14 @@ def test_bad_pairs_and_refusals(tiny_reranker: tuple[Path, Path], tiny_bert_bund
         embed_dataset(src, tmp_path / "o", bundle, query_column="id", progress=False)
     with pytest.raises(ValueError, match="no row of the input has the key 'question'"):
         embed_dataset(src, tmp_path / "o", bundle, query_column="question", progress=False)
+    with pytest.raises(ValueError, match="keep_columns may not hold 'score': the output has its own 'score' column"):
+        embed_dataset(src, tmp_path / "o", bundle, query_column="query", keep_columns=["score"], progress=False)
+    scored = _write_jsonl(tmp_path / "scored.jsonl", [{**r, "score": 0.5} for r in ROWS[:4]])  # e.g. a first-stage score
+    with pytest.raises(InputError, match=r"keep_columns '\*' \(every column\): the input has a column the output names "
+                                         r"too: keep_columns may not hold 'score'"):  # fmt: skip
+        embed_dataset(scored, tmp_path / "o", bundle, query_column="query", keep_columns=["*"], progress=False)
+    s = embed_dataset(scored, tmp_path / "emb", tiny_bert_bundle, keep_columns=["score"], progress=False)
+    assert s.written == 4  # an embedding job keeps a column named score
     assert not (tmp_path / "o").exists()
 
 

@@ -261,8 +261,7 @@ def embed_dataset(
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
         if isinstance(embedder, Reranker):  # the query column read for the pairs is dropped unless kept
             batch = ScoreBatch(embedder, **job.score_kwargs())
-        schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns(),
-                               SCORE if pairs else "embedding")  # fmt: skip
+        schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns(), job.output_column)
         identity = job.identity(bundle_hash, plan)
         if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
             identity["precision_hint"] = hint.value
@@ -308,8 +307,9 @@ def _query_column(query_column: object, id_column: str | None) -> str | None:
     return query_column
 
 
-def _check_kept(keep: tuple[str, ...], id_column: str | None, chunks: bool, chunk_text: bool) -> None:
-    ours = ("id", "embedding", *(CHUNK_COLUMNS if chunks else ()), *((CHUNK_TEXT,) if chunk_text else ()))
+def _check_kept(keep: tuple[str, ...], id_column: str | None, chunks: bool, chunk_text: bool, column: str) -> None:
+    """Kept columns must not be named as the output's own (``column``: the model's, ``embedding`` or ``score``)."""
+    ours = ("id", column, *(CHUNK_COLUMNS if chunks else ()), *((CHUNK_TEXT,) if chunk_text else ()))
     for c in keep:
         if c in ours:
             raise ValueError(f"keep_columns may not hold {c!r}: the output has its own {c!r} column")
@@ -365,7 +365,7 @@ class JobSettings:
             chunk_tokens = check_int(chunk_tokens, "chunk_tokens", also=" or 'max'")
         if ALL_COLUMNS in keep and keep != (ALL_COLUMNS,):
             raise ValueError(f"keep_columns {list(keep)}: {ALL_COLUMNS!r} (every column) stands alone")
-        _check_kept(keep, id_column, chunk_tokens is not None, chunk_text)
+        _check_kept(keep, id_column, chunk_tokens is not None, chunk_text, SCORE if query_column is not None else "embedding")
         batch_size = check_int(batch_size, "batch_size")
         policy = parse(OnError, on_error, "on_error")
         return cls(text_column, id_column, keep, policy, batch_size, rows_per_part, bool(normalize), prompt_name, prompt,
@@ -382,7 +382,7 @@ class JobSettings:
         if self.keep_columns != (ALL_COLUMNS,):
             return self
         try:
-            _check_kept(plan.every_column, None, self.chunk_tokens is not None, self.chunk_text)
+            _check_kept(plan.every_column, None, self.chunk_tokens is not None, self.chunk_text, self.output_column)
         except ValueError as e:
             raise InputError(f"keep_columns '*' (every column): the input has a column the output names too: {e}; "
                              "pass it as --id-column if it names the rows, or list the columns to keep") from None
@@ -435,6 +435,11 @@ class JobSettings:
                 "precision": self.precision, "truncate_dim": self.truncate_dim, "ranges": self.ranges,
                 "chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap, "chunk_text": self.chunk_text,
                 "max_active_dims": self.max_active_dims, "repeat_cache_mb": self.repeat_cache_mb}  # fmt: skip
+
+    @property
+    def output_column(self) -> str:
+        """The model's column: a reranker's ``score``, else the ``embedding``."""
+        return SCORE if self.query_column is not None else "embedding"
 
     @property
     def read_columns(self) -> tuple[str, ...]:
