@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +56,26 @@ CACHE = HERE / ".cache" / "dataset"
 
 def generate(rows: int) -> Path:
     """``rows`` unique texts as JSONL (``{"id": "doc-N", "text": ...}``), made once and cached."""
-    path = CACHE / f"corpus-{rows}.jsonl"
+
+    def corpus() -> Iterator[dict[str, Any]]:
+        from benchmarks.corpus import load_sentences
+
+        sentences = load_sentences(2000, seed=0)
+        for i in range(rows):
+            yield {"id": f"doc-{i}", "text": f"{sentences[(i * 7919) % len(sentences)]} (#{i})"}
+
+    return cached_jsonl(CACHE / f"corpus-{rows}.jsonl", corpus)
+
+
+def cached_jsonl(path: Path, rows: Callable[[], Iterable[dict[str, Any]]]) -> Path:
+    """``path``, written once from ``rows()`` as JSONL (whole: a temporary name, then renamed)."""
     if path.is_file():
         return path
-    from benchmarks.corpus import load_sentences
-
-    sentences = load_sentences(2000, seed=0)
-    CACHE.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        for i in range(rows):
-            text = f"{sentences[(i * 7919) % len(sentences)]} (#{i})"
-            f.write(json.dumps({"id": f"doc-{i}", "text": text}, ensure_ascii=False) + "\n")
+        for row in rows():
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return path
 

@@ -23,10 +23,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate
+from benchmarks.dataset import CACHE, cached_jsonl, cpu_flags, cpu_model, generate
 from benchmarks.results_file import write_json
 from benchmarks.worker import peak_rss_mb
 
@@ -36,20 +37,16 @@ KINDS = HERE / ".cache" / "kinds"
 
 def pairs_corpus(rows: int) -> Path:
     """``rows`` (query, text) rows as JSONL, made once and cached."""
-    path = CACHE / f"pairs-{rows}.jsonl"
-    if path.is_file():
-        return path
-    from benchmarks.corpus import load_sentences
 
-    queries = [" ".join(s.split()[:12]) for s in load_sentences(500, seed=1)]
-    tmp = path.with_suffix(".tmp")
-    with generate(rows).open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8") as out:
-        for i, line in enumerate(src):
-            row = json.loads(line)
-            out.write(json.dumps({"id": row["id"], "query": queries[(i * 31) % len(queries)], "text": row["text"]},
-                                 ensure_ascii=False) + "\n")  # fmt: skip
-    os.replace(tmp, path)
-    return path
+    def pairs() -> Iterator[dict[str, Any]]:
+        from benchmarks.corpus import load_sentences
+
+        queries = [" ".join(s.split()[:12]) for s in load_sentences(500, seed=1)]
+        with generate(rows).open(encoding="utf-8") as src:
+            for i, row in enumerate(map(json.loads, src)):
+                yield {"id": row["id"], "query": queries[(i * 31) % len(queries)], "text": row["text"]}
+
+    return cached_jsonl(CACHE / f"pairs-{rows}.jsonl", pairs)
 
 
 def _child(kind: str, model: str, corpus: str, threads: int) -> dict[str, Any]:
