@@ -43,6 +43,12 @@ def write_text_whole(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def move_durably(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` (replacing it), the folder fsynced so the rename survives a power cut."""
+    os.replace(source, target)
+    _fsync_folder(target.parent)
+
+
 def _new_file(path: Path) -> Path:
     while True:
         tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")

@@ -92,6 +92,30 @@ def test_s3_input_and_output_equal_a_local_run_and_resume(s3: None, tmp_path: Pa
     assert _read("s3://vectors/run1").equals(want)
 
 
+def test_s3_parts_move_when_a_file_lands_before_theirs(s3: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """A shard added among the others (as UUID-named shards land): the later files' parts are kept,
+    moved under their new numbers with their row-number ids shifted (copies on the store)."""
+    rows = [{"text": t} for t in TEXTS]
+    put("s3://corpus/m/m.jsonl", _jsonl(rows[:30]))
+    put("s3://corpus/m/t.jsonl", _jsonl(rows[30:]))
+    kw: dict[str, Any] = {"rows_per_part": 10, "progress": False}
+    embed_dataset("s3://corpus/m/", "s3://vectors/m", tiny_bert_bundle, **kw)
+    added = [{"text": f"added {t}"} for t in TEXTS[:12]]
+    put("s3://corpus/m/a.jsonl", _jsonl(added))  # two parts before the six finished ones
+    s = embed_dataset("s3://corpus/m/", "s3://vectors/m", tiny_bert_bundle, **kw)
+    assert s.parts_resumed == 6 and s.rows_embedded == 12
+    local = tmp_path / "in"
+    local.mkdir()
+    for name, part in (("a", added), ("m", rows[:30]), ("t", rows[30:])):
+        (local / f"{name}.jsonl").write_bytes(_jsonl(part))
+    embed_dataset(local, tmp_path / "out", tiny_bert_bundle, **kw)
+    assert _read("s3://vectors/m").equals(_read(str(tmp_path / "out")))
+    objects = listing("s3://vectors/m")
+    assert sorted(n for n in objects if n.startswith("part-")) == [f"part-{i:06d}.parquet" for i in range(8)]
+    assert sorted(n for n in objects if n.startswith("_journal/")) == [f"_journal/part-{i:06d}.json" for i in range(8)]
+    assert not [n for n in objects if ".tmp-" in n]
+
+
 def _get(uri: str) -> bytes:
     import pyarrow.fs
 

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import io
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -43,7 +42,7 @@ from ._batch import (
     sparse_settings,
     text_source,
 )
-from ._output import OutputFolder
+from ._output import OutputFolder, writer_options
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
 from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, plan_input
 from ._template import TextSource
@@ -267,11 +266,15 @@ def embed_dataset(
             identity["precision_hint"] = hint.value
         model_name = str(model) if isinstance(model, str | Path) else str(bundle)
         done = folder.open(identity, overwrite, plan.still_valid,
-                           {"model": model_name, "input": _input_record(plan), "parts_planned": len(plan.parts)})
+                           {"model": model_name, "input": _input_record(plan), "parts_planned": len(plan.parts)},
+                           functools.partial(plan.moves, shift_ids=id_column is None))  # fmt: skip
         todo = [p for p in plan.parts if p.index not in done]
+        if folder.moved:
+            say(f"the input changed since the last run: {folder.moved} finished part(s) whose file now lies elsewhere "
+                "among the input's (a file added or removed before it) kept under their new number")
         if folder.changed:
             say(f"the input changed since the last run: {folder.changed} finished part(s) made from rows that changed "
-                "(or moved) are computed again")
+                "(or moved within their file) are computed again")
         say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of up to {rows_per_part} rows; "
             f"{len(done)} finished by an earlier run, {len(todo)} to do")
         with _Tracker(plan, done, folder, progress, t0, progress_every) as tracker:
@@ -537,7 +540,7 @@ def write_part(
     folder: OutputFolder, results: Iterable[BatchResult], schema: pa.Schema, plan: Plan, part: PartSpec
 ) -> dict[str, Any]:
     """Write the part's file whole (``OutputFolder.write_file``) from its slices' results, in order;
-    its journal entry, but for the ``part_key`` the driver adds (both backends)."""
+    its journal entry, but for the keys of its input the driver adds (``_Tracker.record``, both backends)."""
     entry: dict[str, Any] = {}
     size = folder.write_file(part.name, lambda f: entry.update(_write_slices(f, results, schema, plan, part)))
     return {**entry, "file": part.name, "bytes": size}
@@ -573,25 +576,6 @@ def _write_slices(
     return entry
 
 
-@functools.lru_cache(maxsize=8)
-def writer_options(schema: pa.Schema) -> dict[str, Any]:
-    """Parquet writer options for an output of ``schema``: a dense ``embedding`` column (floats all but
-    distinct, or quantized bytes that a dictionary cannot make smaller) without dictionary encoding,
-    which pyarrow tries on every column and gives up on after a page, and without min/max statistics,
-    which no reader filters vectors by: about half the time of writing a part of all-MiniLM-L6-v2-sized
-    vectors (a one-off: 10,000 rows 50.7 -> 23.9 ms). The other columns as pyarrow's defaults. The
-    options name a column's Parquet leaves, read from an empty file of the schema."""
-    import pyarrow.parquet as pq
-
-    if "embedding" not in schema.names or not pa.types.is_fixed_size_list(schema.field("embedding").type):
-        return {}
-    empty = io.BytesIO()
-    pq.write_table(schema.empty_table(), empty)
-    leaves = pq.ParquetFile(io.BytesIO(empty.getvalue())).schema
-    others = [p for p in (leaves.column(i).path for i in range(len(leaves))) if p.split(".", 1)[0] != "embedding"]
-    return {"use_dictionary": others, "write_statistics": others}
-
-
 class _Tracker:
     """Finished parts: journals them, counts them, shows progress."""
 
@@ -614,13 +598,15 @@ class _Tracker:
 
     def write(self, part: PartSpec, schema: pa.Schema, results: Iterable[BatchResult]) -> None:
         """Local backend: write the part whole from its slices' results, then journal it."""
-        entry = write_part(self.folder, results, schema, self.plan, part)
-        self._count(self.folder.record({**entry, "part_key": self.plan.part_key(part)}))
+        self.record(write_part(self.folder, results, schema, self.plan, part))
 
     def record(self, entry: dict[str, Any]) -> None:
-        """Ray backend: an actor wrote the part; journal it."""
-        entry["part_key"] = self.plan.part_key(self.plan.parts[int(entry["part"])])
-        self._count(self.folder.record(entry))
+        """Journal a part written whole (by the local backend's writer or a Ray actor), with what it
+        was made from: what a resume checks it against (``Plan.still_valid``, ``Plan.moves``)."""
+        part = self.plan.parts[int(entry["part"])]
+        keys = {"part_key": self.plan.part_key(part), "rows_key": self.plan.rows_key(part),
+                "first_row": self.plan.first_row(part)}  # fmt: skip
+        self._count(self.folder.record({**entry, **keys}))
 
     def embedded(self, part: PartSpec, rows: int) -> None:
         """A model batch of ``rows`` of ``part`` is done (the bar moves within a part). On Ray this may

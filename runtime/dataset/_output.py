@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import io
 import json
 import re
 import time
@@ -30,8 +32,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import pyarrow as pa
+
 from .._errors import EmbedrtError
 from ._claim import LOCK, Claim
+from ._sources import Moved
 from ._storage import JOURNAL_DIR, entry_line, output_folder
 
 MANIFEST = "_manifest.json"
@@ -82,13 +87,16 @@ class OutputFolder:
     def open(
         self, identity: dict[str, Any], overwrite: bool, still_valid: Callable[[int, dict[str, Any]], bool],
         planned: dict[str, Any] | None = None,
+        moves: Callable[[dict[int, dict[str, Any]], set[int]], dict[int, Moved]] | None = None,
     ) -> dict[int, dict[str, Any]]:
         """Prepare the folder (made and claimed by ``claimed``); returns the finished parts ({index: journal entry}) a resume may keep.
         ``planned`` (what this run will make: the input, the number of parts) goes into the manifest
         now, so that ``output_status`` can tell how far a run is.
 
         If only the input changed (an edited file), the finished parts for which ``still_valid`` holds
-        are kept and the others deleted; if none holds, the folder is another input's and is refused."""
+        are kept; those that ``moves`` (given the entries and the indexes kept) finds elsewhere in the
+        plan now are moved there (``_move``); the others are deleted. If none is kept or moved, the
+        folder is another input's and is refused."""
         foreign = sorted(n for n in self.store.names() if not _OURS.match(n))
         if foreign:
             raise OutputError(
@@ -97,17 +105,19 @@ class OutputFolder:
             )
         self.store.clean_temporaries()
         old = self.read_manifest()
-        self.changed = 0
+        self.changed = self.moved = 0
         if old is not None and not overwrite:
             mismatch = _mismatch(old.get("identity", {}), identity)
             done = self._finished_parts() if mismatch in (None, "input") else {}
             if mismatch == "input":
                 kept = {i: e for i, e in done.items() if still_valid(i, e)}
-                if kept or not done:
-                    self.changed = len(done) - len(kept)
-                    for i in sorted(set(done) - set(kept)):
+                moved = moves(done, set(kept)) if moves is not None else {}
+                if kept or moved or not done:
+                    self.changed, self.moved = len(done) - len(kept) - len(moved), len(moved)
+                    for i in sorted(set(done) - set(kept) - set(moved)):
                         self.store.delete(done[i]["file"])
-                    self._rewrite_journal(kept)
+                    self._rewrite_journal({**kept, **{i: done[i] for i in moved}})
+                    kept.update(self._move(kept, {done[i]["file"]: m for i, m in moved.items()}))
                     done, mismatch = kept, None
             if mismatch:
                 raise OutputError(
@@ -133,6 +143,56 @@ class OutputFolder:
             manifest = old
         self._write_manifest({**manifest, **(planned or {}), "complete": False, "identity": identity})
         return done
+
+    def _move(self, kept: dict[int, dict[str, Any]], moved: dict[str, Moved]) -> dict[int, dict[str, Any]]:
+        """Put each finished part of ``moved`` ({its file: where it goes}) under its new name, its ids
+        shifted where they are row numbers; their journal entries. Every step leaves a folder that a
+        killed run's successor reads right: each part goes first to a temporary name (which the next
+        run deletes; a part renamed there has lost its file, so its entry no longer counts), then the
+        journal is rewritten to the ``kept`` parts alone, the old files deleted, the new ones renamed
+        into place and only then journaled (a file in place without its entry is deleted by the next
+        run). The worst a kill does is lose the moved parts, computed again then."""
+        staged: dict[str, tuple[dict[str, Any], int]] = {}
+        for old, move in moved.items():
+            tmp = f".{move.entry['file']}.tmp-moved"
+            if move.shift:
+                staged[tmp] = (move.entry, self._shifted(old, tmp, move.shift))
+            else:
+                self.store.move(old, tmp)
+                staged[tmp] = (move.entry, int(move.entry["bytes"]))
+        self._rewrite_journal(kept)
+        for old, move in moved.items():
+            if move.shift:
+                self.store.delete(old)
+        done: dict[int, dict[str, Any]] = {}
+        for tmp, (entry, size) in staged.items():
+            self.store.move(tmp, entry["file"])
+            entry = {**entry, "bytes": size}
+            with self._room(JOURNAL):
+                self.store.append(JOURNAL, entry_line(entry), int(entry["part"]))
+            done[int(entry["part"])] = entry
+        return done
+
+    def _shifted(self, name: str, to: str, shift: int) -> int:
+        """Write the part file ``name`` again as ``to`` with ``shift`` added to its ``id`` column, a row
+        group at a time (the same groups); its size."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        with self.store.open_file(name) as f:
+            source = pq.ParquetFile(f)
+            schema = source.schema_arrow
+
+            def write(out: IO[bytes]) -> None:
+                with pq.ParquetWriter(out, schema, **writer_options(schema)) as writer:
+                    for group in range(source.num_row_groups):
+                        table = source.read_row_group(group)
+                        ids = pc.add(table.column("id"), pa.scalar(shift, table.schema.field("id").type))
+                        table = table.set_column(table.schema.get_field_index("id"), "id", ids)
+                        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+
+            with self._room(to):
+                return self.store.write(to, write)
 
     def read_manifest(self) -> dict[str, Any] | None:
         raw = self.store.read(MANIFEST)
@@ -231,3 +291,22 @@ def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
         if old.get(key) != new.get(key):
             return key if key in _LABELS else f"option {key!r} ({old.get(key)!r} there, {new.get(key)!r} now)"
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def writer_options(schema: pa.Schema) -> dict[str, Any]:
+    """Parquet writer options for an output of ``schema``: a dense ``embedding`` column (floats all but
+    distinct, or quantized bytes that a dictionary cannot make smaller) without dictionary encoding,
+    which pyarrow tries on every column and gives up on after a page, and without min/max statistics,
+    which no reader filters vectors by: about half the time of writing a part of all-MiniLM-L6-v2-sized
+    vectors (a one-off: 10,000 rows 50.7 -> 23.9 ms). The other columns as pyarrow's defaults. The
+    options name a column's Parquet leaves, read from an empty file of the schema."""
+    import pyarrow.parquet as pq
+
+    if "embedding" not in schema.names or not pa.types.is_fixed_size_list(schema.field("embedding").type):
+        return {}
+    empty = io.BytesIO()
+    pq.write_table(schema.empty_table(), empty)
+    leaves = pq.ParquetFile(io.BytesIO(empty.getvalue())).schema
+    others = [p for p in (leaves.column(i).path for i in range(len(leaves))) if p.split(".", 1)[0] != "embedding"]
+    return {"use_dictionary": others, "write_statistics": others}

@@ -14,7 +14,7 @@ import dataclasses
 import glob
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -104,6 +104,14 @@ class PartSpec:
         return f"part-{self.index:06d}.parquet"
 
 
+@dataclass(frozen=True)
+class Moved:
+    """A finished part whose rows are another part's of the plan now (``Plan.moves``)."""
+
+    entry: dict[str, Any]  # its journal entry at the new place, but for the new file's size
+    shift: int  # what to add to the ids in its file (row numbers as ids: the rows before it changed)
+
+
 @dataclass
 class Plan:
     format: InputFormat
@@ -131,6 +139,38 @@ class Plan:
         h = hashlib.sha256(self._place(part))
         h.update((self.shards[part.shard].sha256 if self.format.columnar else part.sha256).encode())
         return h.hexdigest()
+
+    def rows_key(self, part: PartSpec) -> str:
+        """What a finished part holds wherever its file lies among the others: ``part_key`` without the
+        part's global row. A journal entry whose ``part_key`` no longer matches but whose ``rows_key``
+        matches another part of this plan moved with its whole file (a file added or removed before
+        its own, as new shards named by a hash or a UUID land among the old ones): ``moves``."""
+        shard = self.shards[part.shard]
+        h = hashlib.sha256(f"{_name(shard.path)}\0{part.start}\0{part.rows}\0{part.first_line}\n".encode())
+        h.update((shard.sha256 if self.format.columnar else part.sha256).encode())
+        return h.hexdigest()
+
+    def first_row(self, part: PartSpec) -> int:
+        """The global row number of the part's first row (the default id)."""
+        return self.shards[part.shard].first_row + part.start
+
+    def moves(self, entries: dict[int, dict[str, Any]], kept: Collection[int], shift_ids: bool) -> dict[int, Moved]:
+        """The journal entries (not ``kept`` where they are) that hold another part of this plan:
+        {old index: ``Moved``}. ``shift_ids``: the ids are row numbers, which move with the part (its
+        file's ids and its bad rows' ids); else they are the input's own and the part moves as it is."""
+        free = {self.rows_key(p): p for p in self.parts if p.index not in kept}
+        found: dict[int, Moved] = {}
+        for index, entry in sorted(entries.items()):
+            part = None if index in kept else free.pop(entry.get("rows_key", ""), None)
+            if part is None or (shift_ids and not isinstance(entry.get("first_row"), int)):
+                continue
+            shift = self.first_row(part) - entry["first_row"] if shift_ids else 0
+            bad = [{**b, "id": b["id"] + shift} if shift and isinstance(b.get("id"), int) else b
+                   for b in entry.get("bad", [])]  # fmt: skip
+            moved = {**entry, "part": part.index, "file": part.name, "part_key": self.part_key(part),
+                     "first_row": self.first_row(part), "bad": bad}  # fmt: skip
+            found[index] = Moved(moved, shift)
+        return found
 
     def still_valid(self, index: int, entry: dict[str, Any]) -> bool:
         """Whether a journal entry's part may be kept by a run over this (edited) input."""

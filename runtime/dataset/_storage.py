@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from .._files import TMP_GLOB, written_whole
+from .._files import TMP_GLOB, move_durably, written_whole
 from .._objects import _URI, StorageError, is_uri, split_uri
 from ._claim import Claim, claim_local, claim_object, holder_local, holder_object
 
@@ -510,6 +510,14 @@ class LocalFolder:
             write(f)
         return path.stat().st_size
 
+    def open_file(self, name: str) -> IO[bytes]:
+        """``name`` opened to read, with random access."""
+        return (self.path / name).open("rb")
+
+    def move(self, name: str, to: str) -> None:
+        """Rename ``name`` to ``to`` (replacing it), durably."""
+        move_durably(self.path / name, self.path / to)
+
     def delete(self, name: str) -> None:
         (self.path / name).unlink(missing_ok=True)
 
@@ -595,6 +603,14 @@ class ObjectFolder:
             self._delete(tmp)
             raise
         return int(written)
+
+    def open_file(self, name: str) -> Any:
+        """``name`` opened to read, with random access (ranged requests)."""
+        return self.fs.open_input_file(f"{self.path}/{name}")
+
+    def move(self, name: str, to: str) -> None:
+        """Move ``name`` to ``to`` (replacing it): a copy on the store, then a delete."""
+        self.fs.move(f"{self.path}/{name}", f"{self.path}/{to}")
 
     def delete(self, name: str) -> None:
         self._delete(f"{self.path}/{name}")
