@@ -159,7 +159,9 @@ def embed_dataset(
     time (most parts: one slice), so memory grows neither with the corpus nor with its texts'
     length. Running the same call again after a crash or a kill continues where it stopped: finished
     parts are kept, and the result equals an uninterrupted run (where texts repeat across parts, to
-    float rounding: the resumed run's ``repeat_cache_mb`` cache starts empty). An ``output`` made
+    float rounding: the resumed run's ``repeat_cache_mb`` cache starts empty). An edited input keeps
+    the parts whose rows are unchanged; a file added or removed among the others moves the later
+    files' finished parts to their new numbers (their row-number ids shifted). An ``output`` made
     from another input, model or options is refused unless ``overwrite``. A run claims ``output``
     while it works (a lock; a lease on object storage): another run on it meanwhile is refused with
     ``OutputInUseError``, naming this one.
