@@ -302,3 +302,25 @@ def test_score_batch_in_ones_own_ray_pipeline(local_ray: None, tiny_reranker: tu
     got = sorted(ds.take_all(), key=lambda r: r["k"])
     want = Reranker(tiny_reranker[1]).predict([(r["q"], r["text"]) for r in rows])
     np.testing.assert_allclose([r["score"] for r in got], want, atol=1e-6)
+
+
+def test_embed_ray_dataset_scores_pairs_with_a_reranker(local_ray: None, tiny_reranker: tuple[Path, Path],
+                                                        tiny_bert_bundle: Path) -> None:  # fmt: skip
+    from embedrt import BundleError, Reranker
+
+    rows: list[dict[str, Any]] = [{"k": i, "q": f"query {i % 3}", "body": t} for i, t in enumerate(TEXTS[:60])]
+    rows[7]["q"] = None  # a bad pair, kept with a null score
+    ds = embed_ray_dataset(ray.data.from_items(rows), tiny_reranker[1], query_column="q", text_column="body",
+                           id_column="k", on_error="null", num_actors=1, rows_per_batch=25)  # fmt: skip
+    got = sorted(ds.take_all(), key=lambda r: r["k"])
+    assert [r["k"] for r in got] == list(range(60)) and got[7]["score"] is None and got[0]["q"] == "query 0"
+    good = [r for r in rows if r["q"] is not None]
+    want = Reranker(tiny_reranker[1]).predict([(r["q"], r["body"]) for r in good])
+    np.testing.assert_allclose([r["score"] for r in got if r["k"] != 7], want, atol=1e-6)
+    plain = ray.data.from_items(rows)
+    with pytest.raises(BundleError, match="query_column="):  # a reranker needs the pairs' queries
+        embed_ray_dataset(plain, tiny_reranker[1])
+    with pytest.raises(ValueError, match="for a reranker bundle"):
+        embed_ray_dataset(plain, tiny_bert_bundle, query_column="q")
+    with pytest.raises(ValueError, match="normalize"):
+        embed_ray_dataset(plain, tiny_reranker[1], query_column="q", normalize=True)

@@ -32,6 +32,8 @@ import pyarrow as pa
 
 from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._errors import EmbedrtError
+from .._load import load_model
+from .._reranker import Reranker
 from .._session import check_streams
 from .._sparse_encoder import SparseEncoder
 from .._types import Device, check_int, parse
@@ -48,7 +50,7 @@ from ._batch import (
     text_source,
 )
 from ._output import OutputFolder
-from ._score import ScoreBatch
+from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings
 from ._sources import PartSpec, Plan
 from ._storage import absolute
 
@@ -161,8 +163,6 @@ class _PartWorker:
         self.plan, self.output, self.schema, self.job = plan, OutputFolder(output), schema, job
         self.batch: EmbedBatch | ScoreBatch
         if job.query_column is not None:  # a reranker's pairs
-            from .._load import load_model
-
             model: Any = load_model(bundle, threads=threads, **model_options)
             self.batch = ScoreBatch(model, **job.score_kwargs())
         else:
@@ -322,7 +322,7 @@ def embed_ray_dataset(
     normalize: bool = False,
     prompt_name: str | None = None,
     prompt: str | None = None,
-    output_column: str = "embedding",
+    output_column: str | None = None,
     precision: str = "float32",
     truncate_dim: int | None = None,
     ranges: np.ndarray | None = None,
@@ -338,8 +338,12 @@ def embed_ray_dataset(
     max_active_dims: int | None = None,
     repeat_cache_mb: float = JOB_CACHE_MB,
     text_template: str | None = None,
+    query_column: str | None = None,
 ) -> Any:
-    """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors added.
+    """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors
+    added (default ``embedding``); with a reranker bundle, of each row's score of its
+    (``query_column``, text) pair (default ``score``, as ``ScoreBatch`` gives it; the embedding
+    options and the repeat cache are not for pairs).
 
     Lazy, as Ray datasets are: nothing runs until you consume or write the result. Each of
     ``num_actors`` actors builds the model once (onnxruntime threads = ``cpus_per_actor``) and embeds
@@ -368,22 +372,31 @@ def embed_ray_dataset(
     check_cache_mb(repeat_cache_mb, "repeat_cache_mb")
     text_source(text_column, text_template)
     check_streams(parse(Device, device, "device"), streams)
-    checking = load_embedding_model(model, verify=True)
-    checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
-    sparse = isinstance(checking, SparseEncoder)
-    sparse_settings(sparse, normalize, precision, truncate_dim, ranges, max_active_dims)
-    output_settings(checking.dimension, precision, truncate_dim, ranges, sparse)
-    chunker(checking, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
+    checking = load_model(model, verify=True)
+    check_job_kind(model, checking.kind, query_column)
+    shared: dict[str, Any] = {"model": absolute(model), "text_column": text_column, "text_template": text_template,
+              "id_column": id_column, "on_error": parse_on_error, "batch_size": batch_size, "prompt_name": prompt_name,
+              "prompt": prompt, "device": device, "threads": threads, "streams": streams}  # fmt: skip
+    batch: type[EmbedBatch] | type[ScoreBatch]
+    if isinstance(checking, Reranker):
+        assert query_column is not None  # check_job_kind
+        pair_settings(normalize, precision, truncate_dim, ranges, chunk_tokens, max_active_dims)
+        kwargs: dict[str, Any] = {**shared, "query_column": query_column, "output_column": output_column or SCORE}
+        ScoreBatch(checking, **{k: v for k, v in kwargs.items() if k not in ("model", "device", "threads", "streams")})
+        batch = ScoreBatch  # a bad column name, prompt or option fails above, not on a worker
+    else:
+        checking.tokenize([], prompt_name, prompt)  # a bad bundle, prompt or output setting fails here, not on a worker
+        sparse = isinstance(checking, SparseEncoder)
+        sparse_settings(sparse, normalize, precision, truncate_dim, ranges, max_active_dims)
+        output_settings(checking.dimension, precision, truncate_dim, ranges, sparse)
+        chunker(checking, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
+        kwargs = {**shared, "normalize": normalize, "output_column": output_column or "embedding",
+                  "precision": precision, "truncate_dim": truncate_dim, "ranges": ranges, "chunk_tokens": chunk_tokens,
+                  "chunk_overlap": chunk_overlap, "chunk_text": chunk_text, "max_active_dims": max_active_dims,
+                  "repeat_cache_mb": repeat_cache_mb}  # fmt: skip
+        batch = EmbedBatch
     return ds.map_batches(
-        EmbedBatch,
-        fn_constructor_kwargs={"model": absolute(model), "text_column": text_column, "id_column": id_column,
-                               "on_error": parse_on_error, "batch_size": batch_size, "normalize": normalize,
-                               "prompt_name": prompt_name, "prompt": prompt, "output_column": output_column,
-                               "device": device, "threads": threads, "precision": precision,
-                               "truncate_dim": truncate_dim, "ranges": ranges, "streams": streams,
-                               "chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap, "chunk_text": chunk_text,
-                               "max_active_dims": max_active_dims, "repeat_cache_mb": repeat_cache_mb,
-                               "text_template": text_template},
+        batch, fn_constructor_kwargs=kwargs,
         batch_size=rows_per_batch, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor or None, max_restarts=restarts,
     )  # fmt: skip
