@@ -828,3 +828,45 @@ def test_a_utf16_or_utf32_text_input_is_refused_with_what_to_do(fmt: str, encodi
         embed_dataset(path, tmp_path / "out", tiny_bert_bundle, progress=False)
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # UTF-8's own mark is read past
     assert embed_dataset(path, tmp_path / "ok", tiny_bert_bundle, progress=False).written == text.count("\n") - (fmt == "csv")
+
+
+def test_a_csv_of_another_delimiter(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """';' as spreadsheets save CSV where the comma is the decimal mark: read with csv_delimiter, and
+    named in the error where the header reads as one column."""
+    rows = [{"id": f"r{i}", "text": t.replace("\n", " "), "n": f"{i},5"} for i, t in enumerate(TEXTS[:40])]
+    rows[3]["text"] = 'quoted; with "the delimiter"; inside'
+    semi = tmp_path / "semi.csv"
+    with semi.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "text", "n"], delimiter=";")
+        w.writeheader()
+        w.writerows(rows)
+    kw: dict[str, Any] = {"id_column": "id", "keep_columns": ["n"], "rows_per_part": 16, "progress": False}
+    with pytest.raises(InputError, match=r"its header looks separated by ';': pass --csv-delimiter ';'"):
+        embed_dataset(semi, tmp_path / "o", tiny_bert_bundle, **kw)
+    embed_dataset(semi, tmp_path / "out", tiny_bert_bundle, csv_delimiter=";", **kw)
+    plain = _write(tmp_path / "plain.csv", "csv", rows)
+    embed_dataset(plain, tmp_path / "want", tiny_bert_bundle, **kw)
+    assert _read(tmp_path / "out").equals(_read(tmp_path / "want"))
+    s = embed_dataset(plain, tmp_path / "want", tiny_bert_bundle, csv_delimiter=",", **kw)  # the format's own: the same job
+    assert s.parts_resumed == 3
+    one = _write(tmp_path / "one.csv", "csv", [{"text": f"text {i}"} for i in range(5)])  # read alike either way
+    embed_dataset(one, tmp_path / "one", tiny_bert_bundle, progress=False)
+    with pytest.raises(OutputError, match="option 'csv_delimiter'"):  # but another delimiter is another job
+        embed_dataset(one, tmp_path / "one", tiny_bert_bundle, csv_delimiter="|", progress=False)
+    for bad in ("ab", '"', "\n", 1):
+        with pytest.raises(ValueError, match="csv_delimiter must be one character"):
+            embed_dataset(semi, tmp_path / "o", tiny_bert_bundle, csv_delimiter=bad, **kw)  # type: ignore[arg-type]
+    tabbed = tmp_path / "tabbed.csv"  # a .csv of tabs, named on the command line as a shell passes it
+    with tabbed.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "text", "n"], delimiter="\t")
+        w.writeheader()
+        w.writerows(rows)
+    from embedrt.cli import main
+
+    for name in ("tab", "\\t"):
+        assert main(["embed-dataset", str(tabbed), str(tmp_path / f"cli-{len(name)}"), "-m", str(tiny_bert_bundle),
+                     "--id-column", "id", "--keep-columns", "n", "--rows-per-part", "16", "--csv-delimiter", name,
+                     "--no-progress"]) == 0  # fmt: skip
+        assert _read(tmp_path / f"cli-{len(name)}").equals(_read(tmp_path / "want"))
+    with pytest.raises(InputError, match=r"csv_delimiter \(--csv-delimiter\) ';' is for .csv and .tsv input"):
+        embed_dataset(_write(tmp_path / "x.jsonl", "jsonl", rows), tmp_path / "o", tiny_bert_bundle, csv_delimiter=";")

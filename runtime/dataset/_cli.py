@@ -57,6 +57,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "text: {text}' (after |: the text for a null, missing or empty value; without one a null makes a bad "
                    "row); instead of --text-column")  # fmt: skip
     p.add_argument("--id-column", help="column whose values name the rows (default: the row number from 0)")
+    p.add_argument("--csv-delimiter", metavar="CHAR", type=_delimiter,
+                   help="the field delimiter of .csv/.tsv input (default: ',' and tab); e.g. ';' as spreadsheets "
+                   "save CSV where the comma is the decimal mark, '\\t' or tab for a tab")  # fmt: skip
     p.add_argument("--query-column", metavar="COLUMN",
                    help="with a reranker bundle: score each row's (query, text) pair, COLUMN holding the query, into "
                    "a column 'score' instead of embedding the text")  # fmt: skip
@@ -107,6 +110,11 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.set_defaults(run=_run)
 
 
+def _delimiter(value: str) -> str:
+    """``--csv-delimiter``: one character; ``\\t`` and ``tab`` name the tab, which a shell passes badly."""
+    return "\t" if value in ("\\t", "tab") else value
+
+
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -123,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
                 progress_every=args.progress_every, log=_log,
                 precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
-                repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column,
+                repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"

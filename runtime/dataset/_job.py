@@ -140,6 +140,7 @@ def embed_dataset(
     repeat_cache_mb: float = JOB_CACHE_MB,
     text_template: str | None = None,
     query_column: str | None = None,
+    csv_delimiter: str | None = None,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -171,6 +172,9 @@ def embed_dataset(
     text: {text}"`` where after ``|`` comes the text for a null, missing or empty value (without one,
     a null or missing value makes the row bad; an empty one stays empty); ``{{`` and ``}}`` are
     literal braces. Windows' ``chunk_start`` and ``chunk_end`` count in the composed text.
+
+    ``csv_delimiter``: the field delimiter of ``.csv`` / ``.tsv`` input (default ``,`` and tab), one
+    character: ``";"`` as spreadsheets save CSV in locales whose decimal mark is the comma.
 
     ``id_column``: the column whose values name each row (default: the row number across the input's
     files in sorted order, from 0). ``on_error``: ``"fail"`` (stop at the first bad row, naming it),
@@ -217,6 +221,7 @@ def embed_dataset(
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
                               max_active_dims=max_active_dims, repeat_cache_mb=repeat_cache_mb,
                               text_template=text_template, query_column=query_column)  # fmt: skip
+    _check_delimiter(csv_delimiter)
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
         from ._ray import check_options, ray_module
@@ -255,8 +260,8 @@ def embed_dataset(
     folder = OutputFolder(output)
     with folder.claimed(say):  # a second run on OUTPUT is refused until this one ends
         with _scan_progress(progress, progress_every) as scanned:
-            plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column,
-                              keep_columns=job.read_columns, log=say, exclude=str(output), scanned=scanned)  # fmt: skip
+            plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
+                              log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -299,6 +304,11 @@ def embed_dataset(
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip
     return summary
+
+
+def _check_delimiter(delimiter: object) -> None:
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise ValueError(f"csv_delimiter must be one character other than a quote or a line break, got {delimiter!r}")
 
 
 def _query_column(query_column: object, id_column: str | None) -> str | None:
@@ -414,6 +424,7 @@ class JobSettings:
             "prompt_name": self.prompt_name, "prompt": self.prompt, **self._output_identity(),
             **({"text_column": None, "text_template": self.text_template} if self.text_template is not None else {}),
             **({"query_column": self.query_column} if self.query_column is not None else {}),
+            **({"csv_delimiter": plan.delimiter} if plan.delimiter is not None else {}),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def read_slices(
         elif plan.format is InputFormat.JSONL:
             slices = _read_jsonl(shard, part, source, columns, chars)
         else:
-            slices = _read_csv(shard, part, source, columns, "\t" if plan.format is InputFormat.TSV else ",", chars)
+            slices = _read_csv(shard, part, source, columns, plan.csv_delimiter, chars)
         tables = (_assemble({c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()},
                             rows.text, rows.bad, rows.line) for rows in slices)  # fmt: skip
     shard.check_unchanged(part)

@@ -56,6 +56,9 @@ SUFFIXES = {
 _REFUSED = {".json": "a JSON document (one object a line is .jsonl)"}
 
 
+_DELIMITERS = {InputFormat.CSV: ",", InputFormat.TSV: "\t"}  # the formats' own field delimiters
+
+
 class InputError(EmbedrtError, ValueError):
     """The input cannot be read as a corpus (no files, unknown format, missing column)."""
 
@@ -121,6 +124,12 @@ class Plan:
     json_types: dict[str, str] = field(default_factory=dict)  # jsonl: column -> inferred arrow type name
     # keep_columns=("*",): every column the input has but the id column (JSONL: every key, first seen first)
     every_column: tuple[str, ...] = ()
+    delimiter: str | None = None  # CSV/TSV: a field delimiter other than the format's own (``csv_delimiter``)
+
+    @property
+    def csv_delimiter(self) -> str:
+        """The CSV/TSV field delimiter the input is read with."""
+        return self.delimiter or _DELIMITERS.get(self.format, ",")
 
     @property
     def rows(self) -> int:
@@ -336,14 +345,19 @@ def plan_input(
     log: Any = None,
     exclude: str | None = None,
     scanned: Callable[[int], None] | None = None,
+    delimiter: str | None = None,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
-    (a progress bar for a long scan)."""
+    (a progress bar for a long scan). ``delimiter``: CSV/TSV fields' (default ``,`` and tab)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     fmt, files = find_inputs(spec, exclude)
+    if delimiter is not None and fmt not in _DELIMITERS:
+        raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
+                         f"{fmt.value}")  # fmt: skip
+    delimiter = None if delimiter == _DELIMITERS.get(fmt) else delimiter
     if fmt is InputFormat.TXT and (id_column or keep_columns):
         raise InputError(".txt input has no columns: --id-column and --keep-columns need .jsonl, .csv or .parquet")
     if fmt is InputFormat.TXT and source.template is not None:
@@ -366,21 +380,20 @@ def plan_input(
             shard, starts, hashes = _scan_arrow(path, first_row, rows_per_part)
             tell(shard.rows)
         elif fmt in (InputFormat.CSV, InputFormat.TSV):
-            shard, starts, hashes = _scan_csv(path, first_row, rows_per_part, "\t" if fmt is InputFormat.TSV else ",",
-                                              tell)  # fmt: skip
+            shard, starts, hashes = _scan_csv(path, first_row, rows_per_part, delimiter or _DELIMITERS[fmt], tell)
         else:
             shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL,
                                                 kinds=kinds, every_key=every, tell=tell)  # fmt: skip
         if storage.stamp(path) != stamp:
             raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
         shard = dataclasses.replace(shard, stamp=stamp)
-        _check_columns(shard, fmt, source, wanted)
+        _check_columns(shard, fmt, source, wanted, delimiter)
         for k, (start, offset, line) in enumerate(starts):
             stop = min(start + rows_per_part, shard.rows)
             parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line, hashes[k] if hashes else ""))
         shards.append(shard)
         first_row += shard.rows
-    plan = Plan(fmt, shards, parts, rows_per_part)
+    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter)
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(
@@ -393,7 +406,7 @@ def plan_input(
         names = kinds if fmt is InputFormat.JSONL else shards[0].columns if shards else ()
         plan.every_column = tuple(c for c in names if c != id_column)
         for shard in shards:  # the first file's columns, in every file
-            _check_columns(shard, fmt, source, plan.every_column)
+            _check_columns(shard, fmt, source, plan.every_column, delimiter)
     return plan
 
 
@@ -410,7 +423,8 @@ def _first_keys(files: list[str]) -> list[str]:
     return []
 
 
-def _check_columns(shard: Shard, fmt: InputFormat, source: TextSource, wanted: tuple[str, ...]) -> None:
+def _check_columns(shard: Shard, fmt: InputFormat, source: TextSource, wanted: tuple[str, ...],
+                   delimiter: str | None = None) -> None:  # fmt: skip
     if fmt in (InputFormat.TXT, InputFormat.JSONL):
         return  # txt has none; a jsonl row without a column is a bad row (or takes its default), not a bad file
     missing = [c for c in (*source.columns, *wanted) if c not in shard.columns]
@@ -419,7 +433,21 @@ def _check_columns(shard: Shard, fmt: InputFormat, source: TextSource, wanted: t
         raise InputError(
             f"{shard.path} has no column {missing[0]!r}; its columns are {list(shard.columns)} "
             f"(set {text} / --id-column / --keep-columns; with --keep-columns '*' every file needs the first's columns)"
+            + _other_delimiter(shard.columns, fmt, delimiter)
         )
+
+
+def _other_delimiter(header: tuple[str, ...], fmt: InputFormat, delimiter: str | None) -> str:
+    """A hint where a CSV header reads as one column that another delimiter would split (a CSV saved
+    by a spreadsheet in a locale whose decimal mark is the comma uses ``;``)."""
+    if fmt not in _DELIMITERS or len(header) != 1:
+        return ""
+    used = delimiter or _DELIMITERS[fmt]
+    for other in (";", "\t", "|", ","):
+        if other != used and other in header[0]:
+            shown = "'\\t'" if other == "\t" else repr(other)
+            return f"; its header looks separated by {shown}: pass --csv-delimiter {shown} (csv_delimiter=)"
+    return ""
 
 
 # -- text formats ------------------------------------------------------------------------------------
