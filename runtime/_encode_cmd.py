@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._lines import COMPRESSED, DECODE_ERRORS, STDIN, STRUCTURED, read_lines
+from ._lines import COMPRESSED, DECODE_ERRORS, STDIN, STRUCTURED, csv_delimiter_arg, read_lines
 from ._model_args import add_model_arguments, model_options, positive_or_auto
 from ._types import AUTO
 
@@ -48,6 +48,8 @@ def add_encode_parser(sub: Any) -> None:
         "{title|none} | text: {text}' (after |: the text for a null, missing or empty value), as embed-dataset "
         "takes it; instead of --text-column",
     )  # fmt: skip
+    p.add_argument("--csv-delimiter", metavar="CHAR", type=csv_delimiter_arg,
+                   help="the field delimiter of a .csv/.tsv input (default: ',' and tab), as embed-dataset takes it")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--max-batch-tokens", type=positive_or_auto, default=AUTO,
@@ -140,8 +142,11 @@ def _encode(args: argparse.Namespace, run: _Run) -> None:
     say(f"reading {name}")
     t0 = time.perf_counter()
     if _structured(args.input):
-        texts = _read_column(args.input, args.text_column, args.text_template)
-    elif args.text_template is not None:
+        texts = _read_column(args.input, args.text_column, args.text_template, args.csv_delimiter)
+    elif args.text_template is not None or args.csv_delimiter is not None:
+        if args.csv_delimiter is not None:
+            raise ValueError(f"--csv-delimiter ({args.csv_delimiter!r}) is for a .csv or .tsv input; {name} is read "
+                             "one text a line")  # fmt: skip
         raise ValueError(f"--text-template ({args.text_template!r}) needs a .jsonl, .csv, .tsv, .parquet or .arrow input, "
                          f"whose rows have columns; {name} is read one text a line")  # fmt: skip
     else:
@@ -193,7 +198,7 @@ def _structured(path: str) -> bool:
     return path != STDIN and Path(path).suffix.lower() in (*STRUCTURED, *COMPRESSED)
 
 
-def _read_column(path: str, column: str | None, template: str | None) -> list[str]:
+def _read_column(path: str, column: str | None, template: str | None, delimiter: str | None) -> list[str]:
     """The texts of a file with columns, read by the corpus job's readers (pyarrow)."""
     try:
         from .dataset._template import one_of_flags
@@ -203,7 +208,7 @@ def _read_column(path: str, column: str | None, template: str | None) -> list[st
             f'reading {path} needs pyarrow: pip install "embedrt[dataset]" (from a clone: pip install ".[dataset]")'
         ) from e
     one_of_flags(column, template)
-    return read_texts(path, column or "text", template)
+    return read_texts(path, column or "text", template, delimiter)
 
 
 def _tokenize(model: Any, texts: list[str], prompt_name: str | None, run: _Run, show: bool) -> Any:

@@ -8,6 +8,7 @@ read here: line by line they would embed raw JSON, CSV rows or Parquet bytes as 
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import sys
 from collections.abc import Callable
@@ -94,3 +95,11 @@ def _lines_with_bad_bytes(raw: bytes) -> list[int]:
         except UnicodeDecodeError:
             out.append(number)
     return out
+
+
+def csv_delimiter_arg(value: str) -> str:
+    """``--csv-delimiter``: one character; ``\\t`` and ``tab`` name the tab, which a shell passes badly."""
+    value = "\t" if value in ("\\t", "tab") else value
+    if len(value) != 1 or value in '"\r\n':
+        raise argparse.ArgumentTypeError(f"one character other than a quote or a line break, got {value!r}")
+    return value

@@ -868,5 +868,7 @@ def test_a_csv_of_another_delimiter(tmp_path: Path, tiny_bert_bundle: Path) -> N
                      "--id-column", "id", "--keep-columns", "n", "--rows-per-part", "16", "--csv-delimiter", name,
                      "--no-progress"]) == 0  # fmt: skip
         assert _read(tmp_path / f"cli-{len(name)}").equals(_read(tmp_path / "want"))
+    assert main(["encode", str(tiny_bert_bundle), str(semi), "-o", str(tmp_path / "e.npy"), "--csv-delimiter", ";"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), _vectors(pq.read_table(tmp_path / "want")), atol=1e-6)
     with pytest.raises(InputError, match=r"csv_delimiter \(--csv-delimiter\) ';' is for .csv and .tsv input"):
         embed_dataset(_write(tmp_path / "x.jsonl", "jsonl", rows), tmp_path / "o", tiny_bert_bundle, csv_delimiter=";")

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._cache import JOB_CACHE_MB
+from .._lines import csv_delimiter_arg
 from .._model_args import add_model_arguments, model_options
 from ._batch import OnError
 from ._job import Backend, RayOptions, embed_dataset
@@ -57,7 +58,7 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "text: {text}' (after |: the text for a null, missing or empty value; without one a null makes a bad "
                    "row); instead of --text-column")  # fmt: skip
     p.add_argument("--id-column", help="column whose values name the rows (default: the row number from 0)")
-    p.add_argument("--csv-delimiter", metavar="CHAR", type=_delimiter,
+    p.add_argument("--csv-delimiter", metavar="CHAR", type=csv_delimiter_arg,
                    help="the field delimiter of .csv/.tsv input (default: ',' and tab); e.g. ';' as spreadsheets "
                    "save CSV where the comma is the decimal mark, '\\t' or tab for a tab")  # fmt: skip
     p.add_argument("--query-column", metavar="COLUMN",
@@ -108,11 +109,6 @@ def add_embed_dataset_parser(sub: Any) -> None:
     g.add_argument("--max-actor-restarts", type=int, default=3, help="restarts of an actor whose process "
                    "died (its part runs again); a part that kills its actor more often fails the job")  # fmt: skip
     p.set_defaults(run=_run)
-
-
-def _delimiter(value: str) -> str:
-    """``--csv-delimiter``: one character; ``\\t`` and ``tab`` name the tab, which a shell passes badly."""
-    return "\t" if value in ("\\t", "tab") else value
 
 
 def _run(args: argparse.Namespace) -> int:

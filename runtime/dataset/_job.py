@@ -44,7 +44,7 @@ from ._batch import (
 )
 from ._output import OutputFolder, writer_options
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
-from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, plan_input
+from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, check_delimiter, plan_input
 from ._template import TextSource
 
 Log = Callable[[str], None]
@@ -221,7 +221,7 @@ def embed_dataset(
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
                               max_active_dims=max_active_dims, repeat_cache_mb=repeat_cache_mb,
                               text_template=text_template, query_column=query_column)  # fmt: skip
-    _check_delimiter(csv_delimiter)
+    check_delimiter(csv_delimiter)
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
         from ._ray import check_options, ray_module
@@ -304,11 +304,6 @@ def embed_dataset(
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip
     return summary
-
-
-def _check_delimiter(delimiter: object) -> None:
-    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
-        raise ValueError(f"csv_delimiter must be one character other than a quote or a line break, got {delimiter!r}")
 
 
 def _query_column(query_column: object, id_column: str | None) -> str | None:

@@ -353,6 +353,7 @@ def plan_input(
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
+    check_delimiter(delimiter)
     fmt, files = find_inputs(spec, exclude)
     if delimiter is not None and fmt not in _DELIMITERS:
         raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
@@ -408,6 +409,12 @@ def plan_input(
         for shard in shards:  # the first file's columns, in every file
             _check_columns(shard, fmt, source, plan.every_column, delimiter)
     return plan
+
+
+def check_delimiter(delimiter: object) -> None:
+    """A CSV field delimiter: one character other than the quote and the line breaks (None: the format's)."""
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise ValueError(f"csv_delimiter must be one character other than a quote or a line break, got {delimiter!r}")
 
 
 def _first_keys(files: list[str]) -> list[str]:

@@ -15,11 +15,12 @@ from ._template import TextSource
 _ROWS_PER_PART = 65536
 
 
-def read_texts(path: str | Path, text_column: str = "text", text_template: str | None = None) -> list[str]:
+def read_texts(path: str | Path, text_column: str = "text", text_template: str | None = None,
+               csv_delimiter: str | None = None) -> list[str]:  # fmt: skip
     """The ``text_column`` of a .jsonl / .csv / .tsv / .parquet file (or .txt lines), or each row's
     ``text_template`` (as ``embed_dataset`` takes it), every row, in order."""
     source = text_source(text_column, text_template)
-    plan = plan_input(path, _ROWS_PER_PART, text=source, id_column=None, keep_columns=())
+    plan = plan_input(path, _ROWS_PER_PART, text=source, id_column=None, keep_columns=(), delimiter=csv_delimiter)
     try:
         return _texts(plan, source)
     finally:
