@@ -146,8 +146,12 @@ class Plan:
         (text formats: the bytes of its rows, hashed by the planning scan; Parquet and Arrow: its
         file's fingerprint). A resume after an edit of the input keeps a part only if this is unchanged."""
         h = hashlib.sha256(self._place(part))
-        h.update((self.shards[part.shard].sha256 if self.format.columnar else part.sha256).encode())
+        h.update(self._content(part))
         return h.hexdigest()
+
+    def _content(self, part: PartSpec) -> bytes:
+        """The hash of a part's input: its bytes' (text formats), its file's (Parquet, Arrow)."""
+        return (self.shards[part.shard].sha256 if self.format.columnar else part.sha256).encode()
 
     def rows_key(self, part: PartSpec) -> str:
         """What a finished part holds wherever its file lies among the others: ``part_key`` without the
@@ -156,7 +160,7 @@ class Plan:
         its own, as new shards named by a hash or a UUID land among the old ones): ``moves``."""
         shard = self.shards[part.shard]
         h = hashlib.sha256(f"{_name(shard.path)}\0{part.start}\0{part.rows}\0{part.first_line}\n".encode())
-        h.update((shard.sha256 if self.format.columnar else part.sha256).encode())
+        h.update(self._content(part))
         return h.hexdigest()
 
     def first_row(self, part: PartSpec) -> int:
