@@ -159,3 +159,53 @@ def test_a_run_killed_while_moving_parts_loses_at_most_them(id_column: str | Non
     assert s.rows_embedded == 20 + again
     embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, **kw)
     assert pq.read_table(tmp_path / "out").equals(pq.read_table(tmp_path / "clean"))
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes()[:64]) for p in sorted(folder.iterdir())}
+
+
+def test_a_dry_run_says_what_a_run_would_do_and_changes_nothing(tmp_path: Path, tiny_bert_bundle: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    from embedrt.cli import main
+    from embedrt.dataset import OutputError, _job
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    _write(src / "m.jsonl", "jsonl", _rows("m", 50))  # parts 0-2
+    _write(src / "t.jsonl", "jsonl", _rows("t", 45))  # parts 3-5
+    kw: dict[str, Any] = {"rows_per_part": 20, "on_error": "null", "progress": False}
+    real = _job.Embedder
+
+    class Unloadable(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *a: Any, **k: Any) -> None:
+            pytest.fail("a dry run loads no model")
+
+    monkeypatch.setattr(_job, "Embedder", Unloadable)
+    s = embed_dataset(src, out, tiny_bert_bundle, dry_run=True, **kw)
+    assert (s.dry_run, s.rows, s.parts, s.parts_resumed, s.rows_to_embed, s.rows_embedded) == (True, 95, 6, 0, 95, 0)
+    assert not out.exists()  # not even the folder
+    monkeypatch.setattr(_job, "Embedder", real)
+    embed_dataset(src, out, tiny_bert_bundle, **kw)
+    _write(src / "a.jsonl", "jsonl", _rows("a", 30))  # two parts before the six finished ones
+    lines = (src / "t.jsonl").read_text().splitlines()
+    lines[30] = json.dumps({"doc": "t30", "text": "edited"})  # and the last file's second part edited
+    (src / "t.jsonl").write_text("\n".join(lines) + "\n")
+    before = _snapshot(out)
+    monkeypatch.setattr(_job, "Embedder", Unloadable)
+    s = embed_dataset(src, out, tiny_bert_bundle, dry_run=True, **kw)
+    assert (s.parts, s.parts_resumed, s.parts_moved, s.parts_changed, s.rows_to_embed) == (8, 5, 5, 1, 30 + 20)
+    assert s.written == 75 and s.bad_rows == 2 and "a run would embed 50 rows in 3 parts" in str(s)
+    assert main(["embed-dataset", str(src), str(out), "-m", str(tiny_bert_bundle), "--rows-per-part", "20",
+                 "--on-error", "null", "--dry-run", "--no-progress"]) == 0  # fmt: skip
+    assert "dry run: 125 input rows in 8 parts; 5 parts finished by an earlier run kept" in capsys.readouterr().out
+    with pytest.raises(OutputError, match="option 'rows_per_part'"):  # refused as the run would be
+        embed_dataset(src, out, tiny_bert_bundle, dry_run=True, **{**kw, "rows_per_part": 10})
+    from embedrt.dataset._output import OutputFolder
+
+    with OutputFolder(out).claimed(lambda _m: None):  # a run holds OUTPUT: a dry run reads it all the same
+        assert embed_dataset(src, out, tiny_bert_bundle, dry_run=True, **kw).parts_resumed == 5
+    assert _snapshot(out) == before
+    monkeypatch.setattr(_job, "Embedder", real)
+    done = embed_dataset(src, out, tiny_bert_bundle, **kw)
+    assert (done.parts_resumed, done.rows_embedded) == (5, 50)  # as the dry run said

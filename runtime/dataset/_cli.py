@@ -70,6 +70,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--on-error", default="fail", choices=[m.value for m in OnError],
                    help="bad rows (null, not a string, undecodable, missing column): fail (default) names the "
                    "row and stops; skip leaves it out; null keeps it with a null embedding")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true",
+                   help="plan the input and read OUTPUT as a run would (same refusals), print what it would keep, "
+                   "move and compute, and stop: no model loaded, nothing written")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rows-per-part", type=int, default=10_000, help="rows per output file (default 10000)")
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
@@ -128,12 +131,15 @@ def _run(args: argparse.Namespace) -> int:
                 precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
+                dry_run=args.dry_run,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
         _log(f"{how}: the parts finished so far are kept in {args.output}; run the same command to continue")
         return 143 if isinstance(e, _Terminated) else 130
     print(summary)
+    if summary.dry_run:
+        return 0
     if summary.bad_rows:
         _log(f"{summary.bad_rows} bad row(s) ({args.on_error}), listed in {args.output}/_bad_rows.jsonl; first: "
              f"{summary.bad_examples[0]}")  # fmt: skip

@@ -85,6 +85,11 @@ class DatasetSummary:
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
     chunked: bool = False  # a row per window of each text (chunk_tokens)
     repeats: int = 0  # output rows (texts, or windows) embedded already: earlier in their slice, or held by the cache
+    # a dry run (``dry_run=True``): what a run would do, with nothing embedded or written
+    dry_run: bool = False
+    parts_moved: int = 0  # of ``parts_resumed``: kept under another number (a file added or removed before theirs)
+    parts_changed: int = 0  # finished by an earlier run, made from rows that changed: computed again
+    rows_to_embed: int = 0  # input rows of the parts left to do
 
     @property
     def texts_per_second(self) -> float:
@@ -95,6 +100,15 @@ class DatasetSummary:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
+        if self.dry_run:
+            moved = f", {self.parts_moved} of them moved to new numbers" if self.parts_moved else ""
+            n = self.parts_changed
+            changed = f"; {n} finished part{'s' * (n != 1)} made from rows that changed, computed again" if n else ""
+            return (
+                f"dry run: {self.rows} input rows in {self.parts} parts; {self.parts_resumed} parts finished by an "
+                f"earlier run kept ({self.written} rows){moved}{changed}; a run would embed {self.rows_to_embed} rows "
+                f"in {self.parts - self.parts_resumed} parts into {self.output}; nothing was written"
+            )
         resumed = f" ({self.parts_resumed} of {self.parts} parts kept from an earlier run)" if self.parts_resumed else ""
         written = f"{self.written} chunks of {self.rows} rows" if self.chunked else f"{self.written} rows"
         cut = f"; {self.truncated} texts longer than the model's window cut to it" if self.truncated else ""
@@ -141,6 +155,7 @@ def embed_dataset(
     text_template: str | None = None,
     query_column: str | None = None,
     csv_delimiter: str | None = None,
+    dry_run: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -201,6 +216,10 @@ def embed_dataset(
     keyed by their tokens, so that a document met again takes its windows' vectors. The summary
     and the manifest count both kinds of repeats (with chunking, in windows).
 
+    ``dry_run``: plan the input and read ``output`` as a run would, with its refusals, and return
+    what it would do (``DatasetSummary.dry_run``: the parts it would keep, move and compute, the rows
+    to embed) without loading the model, writing, moving or deleting anything, or claiming ``output``.
+
     ``progress``: a bar of the rows on stderr, or, where stderr is no terminal (a log file, a
     batch system), a line every ``progress_every`` seconds (rows, rate, ETA) and one at the end.
 
@@ -242,7 +261,7 @@ def embed_dataset(
     else:
         sparse_settings(sparse, job.normalize, job.precision, job.truncate_dim, job.ranges, job.max_active_dims)
     embedder = None
-    if which is Backend.LOCAL:
+    if which is Backend.LOCAL and not dry_run:
         kind_of = Reranker if pairs else SparseEncoder if sparse else Embedder
         embedder = model if isinstance(model, Embedder | SparseEncoder | Reranker) else kind_of(
             bundle, device=device, threads=threads, precision_hint=precision_hint, streams=streams
@@ -258,7 +277,7 @@ def embed_dataset(
     elif not pairs:
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
     folder = OutputFolder(output)
-    with folder.claimed(say):  # a second run on OUTPUT is refused until this one ends
+    with folder.claimed(say, dry_run):  # a second run on OUTPUT is refused until this one ends
         with _scan_progress(progress, progress_every) as scanned:
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter)  # fmt: skip
@@ -274,8 +293,16 @@ def embed_dataset(
         model_name = str(model) if isinstance(model, str | Path) else str(bundle)
         done = folder.open(identity, overwrite, plan.still_valid,
                            {"model": model_name, "input": _input_record(plan), "parts_planned": len(plan.parts)},
-                           functools.partial(plan.moves, shift_ids=id_column is None))  # fmt: skip
+                           functools.partial(plan.moves, shift_ids=id_column is None), dry_run)  # fmt: skip
         todo = [p for p in plan.parts if p.index not in done]
+        if dry_run:
+            return DatasetSummary(
+                output=str(output), rows=plan.rows, written=sum(int(e["rows"]) for e in done.values()),
+                bad_rows=sum(len(e.get("bad", [])) for e in done.values()), parts=len(plan.parts),
+                parts_resumed=len(done), seconds=time.perf_counter() - t0, rows_embedded=0, tokens=0,
+                chunked=job.chunk_tokens is not None, dry_run=True, parts_moved=folder.moved,
+                parts_changed=folder.changed, rows_to_embed=sum(p.rows for p in todo),
+            )  # fmt: skip
         if folder.moved:
             say(f"the input changed since the last run: {folder.moved} finished part(s) whose file now lies elsewhere "
                 "among the input's (a file added or removed before it) kept under their new number")

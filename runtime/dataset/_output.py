@@ -70,12 +70,17 @@ class OutputFolder:
         self.claim = Claim()
 
     @contextlib.contextmanager
-    def claimed(self, say: Callable[[str], None]) -> Iterator[None]:
+    def claimed(self, say: Callable[[str], None], dry_run: bool = False) -> Iterator[None]:
         """Hold this run's claim on the folder for the block (``_claim``), making the folder; a folder
-        the block leaves empty is removed again if the claim made it."""
+        the block leaves empty is removed again if the claim made it. ``dry_run``: neither (a dry
+        run reads the folder only)."""
         kind = self.store.kind()
         if kind == "file":
             raise OutputError(f"output {self.where!r} is a file; expected a folder for the Parquet parts")
+        self.absent = kind is None
+        if dry_run:
+            yield
+            return
         self.store.make()
         try:
             with self.store.claim(say) as self.claim:
@@ -88,6 +93,7 @@ class OutputFolder:
         self, identity: dict[str, Any], overwrite: bool, still_valid: Callable[[int, dict[str, Any]], bool],
         planned: dict[str, Any] | None = None,
         moves: Callable[[dict[int, dict[str, Any]], set[int]], dict[int, Moved]] | None = None,
+        dry_run: bool = False,
     ) -> dict[int, dict[str, Any]]:
         """Prepare the folder (made and claimed by ``claimed``); returns the finished parts ({index: journal entry}) a resume may keep.
         ``planned`` (what this run will make: the input, the number of parts) goes into the manifest
@@ -96,24 +102,32 @@ class OutputFolder:
         If only the input changed (an edited file), the finished parts for which ``still_valid`` holds
         are kept; those that ``moves`` (given the entries and the indexes kept) finds elsewhere in the
         plan now are moved there (``_move``); the others are deleted. If none is kept or moved, the
-        folder is another input's and is refused."""
+        folder is another input's and is refused.
+
+        ``dry_run``: the same decisions and refusals, and the parts a run would keep (moved ones under
+        their new numbers), with nothing written, moved or deleted."""
+        self.changed = self.moved = 0
+        if dry_run and self.absent:
+            return {}
         foreign = sorted(n for n in self.store.names() if not _OURS.match(n))
         if foreign:
             raise OutputError(
                 f"output folder {self.where!r} holds files embedrt did not write ({', '.join(foreign[:5])}); "
                 "choose an empty or new folder"
             )
-        self.store.clean_temporaries()
+        if not dry_run:
+            self.store.clean_temporaries()
         old = self.read_manifest()
-        self.changed = self.moved = 0
         if old is not None and not overwrite:
             mismatch = _mismatch(old.get("identity", {}), identity)
-            done = self._finished_parts() if mismatch in (None, "input") else {}
+            done = {} if mismatch not in (None, "input") else finished_parts(self.store) if dry_run else self._finished_parts()
             if mismatch == "input":
                 kept = {i: e for i, e in done.items() if still_valid(i, e)}
                 moved = moves(done, set(kept)) if moves is not None else {}
                 if kept or moved or not done:
                     self.changed, self.moved = len(done) - len(kept) - len(moved), len(moved)
+                    if dry_run:
+                        return {**kept, **{int(m.entry["part"]): m.entry for m in moved.values()}}
                     for i in sorted(set(done) - set(kept) - set(moved)):
                         self.store.delete(done[i]["file"])
                     self._rewrite_journal({**kept, **{i: done[i] for i in moved}})
@@ -124,6 +138,8 @@ class OutputFolder:
                     f"output folder {self.where!r} was made from another {_LABELS.get(mismatch, mismatch)}; "
                     "pass overwrite=True (--overwrite) to replace it, or choose another folder"
                 )
+            if dry_run:
+                return done
             journaled = {e["file"] for e in done.values()}
             for name in self.store.names():  # written by a run killed before its journal entry: its part may
                 if _PART.match(name) and name not in journaled:  # be gone from this plan, readers would find it
@@ -134,6 +150,8 @@ class OutputFolder:
                 "(--overwrite) to replace them"
             )
         else:
+            if dry_run:
+                return {}
             for name in self.store.names():
                 if name != LOCK:
                     self.store.delete(name)

@@ -30,6 +30,7 @@ from . import _storage as storage
 from ._template import TextSource
 
 _BLOCK = 8 << 20
+_NAMED_FILES = 5  # the planning scan names its first files, then counts the others
 ALL_COLUMNS = "*"  # keep_columns=("*",): every column of the input (``Plan.every_column``)
 
 
@@ -374,10 +375,12 @@ def plan_input(
     parts: list[PartSpec] = []
     kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
     first_row = 0
-    for path in files:
+    for k, path in enumerate(files):
         stamp = storage.stamp(path)
-        if log is not None:
+        if log is not None and k < _NAMED_FILES:
             log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB)")
+        elif log is not None and k == _NAMED_FILES:  # a folder of thousands of shards: not a line each
+            log(f"scanning {len(files) - k} more file(s)")
         if fmt is InputFormat.PARQUET:
             shard, starts, hashes = _scan_parquet(path, first_row, rows_per_part)
             tell(shard.rows)
