@@ -102,6 +102,9 @@ def test_s3_parts_move_when_a_file_lands_before_theirs(s3: None, tmp_path: Path,
     embed_dataset("s3://corpus/m/", "s3://vectors/m", tiny_bert_bundle, **kw)
     added = [{"text": f"added {t}"} for t in TEXTS[:12]]
     put("s3://corpus/m/a.jsonl", _jsonl(added))  # two parts before the six finished ones
+    before = listing("s3://vectors/m")
+    s = embed_dataset("s3://corpus/m/", "s3://vectors/m", tiny_bert_bundle, dry_run=True, **kw)
+    assert (s.parts_resumed, s.parts_moved, s.rows_to_embed) == (6, 6, 12) and listing("s3://vectors/m") == before
     s = embed_dataset("s3://corpus/m/", "s3://vectors/m", tiny_bert_bundle, **kw)
     assert s.parts_resumed == 6 and s.rows_embedded == 12
     local = tmp_path / "in"
