@@ -816,6 +816,29 @@ def test_an_input_changed_while_the_job_runs_stops_it(tmp_path: Path, tiny_bert_
         embed_dataset(src, tmp_path / "o2", tiny_bert_bundle, progress=False)
 
 
+def test_an_input_file_removed_while_the_job_runs_is_named(tmp_path: Path, tiny_bert_bundle: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from embedrt.dataset._output import OutputFolder
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name in ("a", "b"):
+        _write(src / f"{name}.jsonl", "jsonl", [{"text": f"{name} {t}"} for t in TEXTS[:40]])
+    record = OutputFolder.record
+
+    def remove_after_the_first_part(self: OutputFolder, entry: dict[str, Any]) -> dict[str, Any]:
+        done = record(self, entry)
+        (src / "b.jsonl").unlink(missing_ok=True)
+        return done
+
+    monkeypatch.setattr(OutputFolder, "record", remove_after_the_first_part)
+    with pytest.raises(InputError, match=r"b.jsonl was removed while the job ran, so part \d+ cannot be read; the "
+                                         r"finished parts are kept: run the same command again"):  # fmt: skip
+        embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, streams=1, progress=False)
+    monkeypatch.undo()
+    s = embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, progress=False)  # a.jsonl's parts kept
+    assert s.parts_resumed >= 1 and s.rows == 40
+
+
 @pytest.mark.parametrize(("fmt", "encoding", "name"), [("txt", "utf-16", "UTF-16"), ("csv", "utf-16-be", "UTF-16"),
                                                        ("jsonl", "utf-32", "UTF-32")])  # fmt: skip
 def test_a_utf16_or_utf32_text_input_is_refused_with_what_to_do(fmt: str, encoding: str, name: str, tmp_path: Path,

@@ -79,7 +79,15 @@ class Shard:
     def check_unchanged(self, part: PartSpec) -> None:
         """Refuse to go on with ``part`` if the file changed since it was planned (a part's rows are
         found by the offsets the plan holds, so another file under the name would give other rows)."""
-        if self.stamp is not None and storage.stamp(self.path) != self.stamp:
+        try:
+            now = storage.stamp(self.path) if self.stamp is not None else None
+        except FileNotFoundError:
+            raise InputError(
+                f"{self.path} was removed while the job ran, so part {part.index} cannot be read; the finished parts "
+                "are kept: run the same command again (it plans the input as it is then, and keeps the parts of "
+                "the other files)"
+            ) from None
+        if now != self.stamp:
             raise InputError(
                 f"{self.path} changed while the job ran (its size or modification time is not what it was when "
                 f"planned), so part {part.index} would not hold the rows planned; run the same command again once "

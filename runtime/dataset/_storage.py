@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import bz2
 import contextlib
+import errno
 import fnmatch
 import glob
 import gzip
@@ -115,8 +116,12 @@ def stamp(where: str) -> tuple[int, int]:
 
 def size_and_mtime(uri: str) -> tuple[int, int]:
     """An object's size and last-modified time (ns): a new upload under the same name changes the time."""
+    import pyarrow.fs
+
     fs, path = split_uri(uri)
     info = fs.get_file_info(path)
+    if info.type == pyarrow.fs.FileType.NotFound:
+        raise FileNotFoundError(errno.ENOENT, "no such object", uri)
     return int(info.size), int(info.mtime_ns or 0)
 
 
