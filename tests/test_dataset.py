@@ -895,3 +895,25 @@ def test_a_csv_of_another_delimiter(tmp_path: Path, tiny_bert_bundle: Path) -> N
     np.testing.assert_allclose(np.load(tmp_path / "e.npy"), _vectors(pq.read_table(tmp_path / "want")), atol=1e-6)
     with pytest.raises(InputError, match=r"csv_delimiter \(--csv-delimiter\) ';' is for .csv and .tsv input"):
         embed_dataset(_write(tmp_path / "x.jsonl", "jsonl", rows), tmp_path / "o", tiny_bert_bundle, csv_delimiter=";")
+
+
+def test_a_resume_that_would_change_a_column_s_type_is_refused(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """JSONL types come from the values: a file added whose values of a kept column are floats, where
+    the finished parts hold integers, would leave parts of two schemas (a dataset no reader takes)."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    _write(src / "a.jsonl", "jsonl", [{"text": t, "n": i} for i, t in enumerate(TEXTS[:30])])
+    kw: dict[str, Any] = {"keep_columns": ["n"], "rows_per_part": 10, "progress": False}
+    embed_dataset(src, out, tiny_bert_bundle, **kw)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["identity"]["schema"]["n"] == "int64"
+    _write(src / "b.jsonl", "jsonl", [{"text": t, "n": i + 0.5} for i, t in enumerate(TEXTS[30:40])])
+    with pytest.raises(OutputError, match=r"another schema \(n: int64 there, double now: the input's values of the "
+                                          r"column changed type"):  # fmt: skip
+        embed_dataset(src, out, tiny_bert_bundle, **kw)
+    s = embed_dataset(src, out, tiny_bert_bundle, overwrite=True, **kw)
+    assert s.parts_resumed == 0 and pq.read_table(out).schema.field("n").type == pa.float64()
+    # an OUTPUT whose identity has no schema (an older embedrt's) resumes as before
+    manifest = json.loads((out / "_manifest.json").read_text())
+    del manifest["identity"]["schema"]
+    (out / "_manifest.json").write_text(json.dumps(manifest))
+    assert embed_dataset(src, out, tiny_bert_bundle, **kw).parts_resumed == 4

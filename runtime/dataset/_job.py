@@ -42,7 +42,7 @@ from ._batch import (
     sparse_settings,
     text_source,
 )
-from ._output import OutputFolder, writer_options
+from ._output import SCHEMA, OutputFolder, writer_options
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
 from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, check_delimiter, plan_input
 from ._template import TextSource
@@ -288,6 +288,9 @@ def embed_dataset(
             batch = ScoreBatch(embedder, **job.score_kwargs())
         schema = output_schema(plan, id_column, job.keep_columns, dim, embedding, job.chunk_columns(), job.output_column)
         identity = job.identity(bundle_hash, plan)
+        # the columns' types: a grown or edited JSONL whose values changed type (or a Parquet file of
+        # other types sorting first) would leave parts of two schemas, which no reader takes as one
+        identity[SCHEMA] = {f.name: str(f.type) for f in schema}
         if hint is not None:  # OpenVINO's compute precision changes the vectors; absent by default (older OUTPUTs stay valid)
             identity["precision_hint"] = hint.value
         model_name = str(model) if isinstance(model, str | Path) else str(bundle)

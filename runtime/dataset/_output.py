@@ -40,6 +40,7 @@ from ._sources import Moved
 from ._storage import JOURNAL_DIR, entry_line, output_folder
 
 MANIFEST = "_manifest.json"
+SCHEMA = "schema"  # the output's columns and types, in a job's identity
 JOURNAL = "_parts.jsonl"
 BAD_ROWS = "_bad_rows.jsonl"
 FORMAT = "embedrt-dataset"
@@ -306,9 +307,21 @@ def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     for key in sorted(set(old) | set(new), key=lambda k: (k in _LABELS, k)):
         if key == "on_error" and old.get(key) == "fail":
             continue  # a run that stopped at a bad row wrote no bad rows: any policy may go on from it
+        if key == SCHEMA and key not in old:
+            continue  # written by an embedrt that did not record it
+        if key == SCHEMA and old[key] != new.get(key):
+            return _schema_change(old[key], new.get(key) or {})
         if old.get(key) != new.get(key):
             return key if key in _LABELS else f"option {key!r} ({old.get(key)!r} there, {new.get(key)!r} now)"
     return None
+
+
+def _schema_change(old: dict[str, str], new: dict[str, str]) -> str:
+    """How the output's columns would change (a column's type, as the input's values changed type)."""
+    changes = [f"{c}: {old.get(c, 'absent')} there, {new.get(c, 'absent')} now" for c in dict.fromkeys([*old, *new])
+               if old.get(c) != new.get(c)]  # fmt: skip
+    return (f"schema ({'; '.join(changes)}: the input's values of the column changed type, and parts of two schemas "
+            "make a dataset no reader takes as one)")
 
 
 @functools.lru_cache(maxsize=8)
