@@ -143,3 +143,28 @@ def test_several_labels_give_a_list_per_row(tmp_path: Path) -> None:
     good = [i for i in range(9) if i != 4]
     np.testing.assert_allclose(np.array([scores[i] for i in good]), model.predict([(str(rows[i]["query"]), str(rows[i]["text"])) for i in good]),
                                atol=1e-6)  # fmt: skip
+    batch = ScoreBatch(model, query_column="query", on_error="null")  # several labels through the repeat cache
+    batch(pa.Table.from_pylist(rows))
+    again = batch.run(batch.prepare(pa.Table.from_pylist(rows)))
+    assert again.repeats == 8 and again.tokens == 0 and again.table.column("score").to_pylist() == scores
+
+
+def test_pairs_met_again_in_later_batches_are_not_scored_again(tiny_reranker: tuple[Path, Path], tmp_path: Path) -> None:
+    model = Reranker(tiny_reranker[1])
+    batch = ScoreBatch(model, query_column="query")
+    first = batch.run(batch.prepare(pa.Table.from_pylist(ROWS[:20])))
+    later = batch.run(batch.prepare(pa.Table.from_pylist(ROWS[10:30])))  # ten pairs held, ten new
+    assert (first.repeats, later.repeats) == (0, 10) and 0 < later.tokens < first.tokens
+    np.testing.assert_allclose(later.table.column("score").to_numpy(), model.predict(_pairs(ROWS[10:30])), atol=1e-6)
+    plain = ScoreBatch(model, query_column="query", repeat_cache_mb=0)
+    plain(pa.Table.from_pylist(ROWS[:20]))
+    assert plain.run(plain.prepare(pa.Table.from_pylist(ROWS[10:30]))).repeats == 0
+    # the job: a corpus whose pairs come back in later parts, one stream so that parts run in order
+    src = _write_jsonl(tmp_path / "pairs.jsonl", [*ROWS, *ROWS[:20]])
+    kw: dict[str, object] = {"query_column": "query", "rows_per_part": 10, "streams": 1, "progress": False}
+    cached = embed_dataset(src, tmp_path / "cached", tiny_reranker[1], **kw)  # type: ignore[arg-type]
+    none = embed_dataset(src, tmp_path / "none", tiny_reranker[1], repeat_cache_mb=0, **kw)  # type: ignore[arg-type]
+    assert (cached.repeats, none.repeats) == (20, 0) and cached.tokens < none.tokens
+    np.testing.assert_allclose(pq.read_table(tmp_path / "cached").column("score").to_numpy(),
+                               pq.read_table(tmp_path / "none").column("score").to_numpy(), atol=1e-6)  # fmt: skip
+    assert json.loads((tmp_path / "cached" / "_manifest.json").read_text())["repeated_rows"] == 20

@@ -94,9 +94,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--max-active-dims", type=int, metavar="N",
                    help="sparse (SPLADE) bundles: keep each vector's N largest weights")  # fmt: skip
     p.add_argument("--repeat-cache-mb", type=float, default=JOB_CACHE_MB, metavar="MB",
-                   help="keep the vectors of the texts embedded last, up to MB megabytes, so that a text met again "
-                   "in a later part is not embedded again (default %(default)g; 0: none; repeats within a slice of a part are "
-                   "always embedded once)")  # fmt: skip
+                   help="keep the vectors of the texts embedded last (a reranker's scores of the pairs scored last), "
+                   "up to MB megabytes, so that one met again in a later part is not embedded again (default "
+                   "%(default)g; 0: none; repeats within a slice of a part are always embedded once)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an OUTPUT made from another input/model/options")
     add_model_arguments(p, "onnxruntime threads (local backend; default: available CPUs)", streams_default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

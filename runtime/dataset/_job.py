@@ -213,8 +213,9 @@ def embed_dataset(
     A text repeated in a slice is embedded once. ``repeat_cache_mb`` (default 64; 0: none) keeps the
     output rows of the texts embedded last, so that a text met again in a later slice or part is not
     embedded again (least recently used out first; per actor on Ray); with chunking it holds windows,
-    keyed by their tokens, so that a document met again takes its windows' vectors. The summary
-    and the manifest count both kinds of repeats (with chunking, in windows).
+    keyed by their tokens, so that a document met again takes its windows' vectors; with a reranker
+    it holds the scores of pairs. The summary and the manifest count both kinds of repeats (with
+    chunking, in windows).
 
     ``dry_run``: plan the input and read ``output`` as a run would, with its refusals, and return
     what it would do (``DatasetSummary.dry_run``: the parts it would keep, move and compute, the rows
@@ -496,7 +497,7 @@ class JobSettings:
         assert self.query_column is not None
         return {"query_column": self.query_column, "text_column": TEXT, "keep_query": self.query_column in self.keep_columns,
                 "id_column": "id", "on_error": self.on_error, "batch_size": self.batch_size,
-                "prompt_name": self.prompt_name, "prompt": self.prompt}  # fmt: skip
+                "prompt_name": self.prompt_name, "prompt": self.prompt, "repeat_cache_mb": self.repeat_cache_mb}  # fmt: skip
 
     def slices(self, plan: Plan, part: PartSpec) -> Iterator[pa.Table]:
         """The part's rows, in tables of about ``SLICE_CHARS`` characters of text each (one for most

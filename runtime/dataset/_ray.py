@@ -343,7 +343,7 @@ def embed_ray_dataset(
     """``ds`` (a ``ray.data.Dataset`` with a ``text_column``) with an ``output_column`` of vectors
     added (default ``embedding``); with a reranker bundle, of each row's score of its
     (``query_column``, text) pair (default ``score``, as ``ScoreBatch`` gives it; the embedding
-    options and the repeat cache are not for pairs).
+    options are not for pairs).
 
     Lazy, as Ray datasets are: nothing runs until you consume or write the result. Each of
     ``num_actors`` actors builds the model once (onnxruntime threads = ``cpus_per_actor``) and embeds
@@ -381,7 +381,8 @@ def embed_ray_dataset(
     if isinstance(checking, Reranker):
         assert query_column is not None  # check_job_kind
         pair_settings(normalize, precision, truncate_dim, ranges, chunk_tokens, max_active_dims)
-        kwargs: dict[str, Any] = {**shared, "query_column": query_column, "output_column": output_column or SCORE}
+        kwargs: dict[str, Any] = {**shared, "query_column": query_column, "output_column": output_column or SCORE,
+                                  "repeat_cache_mb": repeat_cache_mb}  # fmt: skip
         ScoreBatch(checking, **{k: v for k, v in kwargs.items() if k not in ("model", "device", "threads", "streams")})
         batch = ScoreBatch  # a bad column name, prompt or option fails above, not on a worker
     else:

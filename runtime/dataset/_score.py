@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .._cache import distinct_items
+from .._cache import JOB_CACHE_MB, VectorCache, check_cache_mb, distinct_items, text_keys
 from .._errors import BundleError
 from .._reranker import Reranker
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
@@ -76,6 +76,9 @@ class ScoreBatch:
         keep_query: keep the query column in the output (the corpus job reads it for the pairs and
             drops it unless it is a kept column).
         on_error, id_column, batch_size, prompt_name, prompt, output_column: as ``EmbedBatch``.
+        repeat_cache_mb: megabytes of the scores of the pairs scored last, kept so that a pair met
+            again in a later batch (or slice of a part) is neither tokenized nor scored again (0:
+            none); a pair repeated within a batch is scored once either way.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class ScoreBatch:
         device: str = "cpu",
         threads: int | None = None,
         streams: int | str = "auto",
+        repeat_cache_mb: float = JOB_CACHE_MB,
     ) -> None:
         if not isinstance(query_column, str) or not query_column:
             raise ValueError(f"query_column must be a column name, got {query_column!r}")
@@ -108,6 +112,8 @@ class ScoreBatch:
         self.model.tokenize_pairs([], prompt_name, prompt)  # a bad prompt name fails here, not mid-job
         self.output_column = output_column
         self.type = score_type(self.model.num_labels)
+        size = check_cache_mb(repeat_cache_mb, "repeat_cache_mb")
+        self.cache = VectorCache(int(size * 2**20)) if size else None
 
     def __call__(self, table: pa.Table) -> pa.Table:
         return self.run(self.prepare(table)).table
@@ -130,20 +136,36 @@ class ScoreBatch:
         dropped = [*INTERNAL, *(() if self.keep_query else (self.query,))]
         public = table.drop_columns([c for c in dropped if c in table.column_names])
         pairs, of = distinct_items([(queries[i], texts[i]) for i in good.tolist()])  # a pair repeated: once
-        tokens = self.model.tokenize_pairs(pairs, self.prompt_name, self.prompt)
-        return Prepared(public, good, tokens, bad, keep, vector_of=of, repeats=len(good) - len(pairs))
+        keys = held = None
+        todo = pairs
+        if self.cache is not None:  # the pairs it holds are neither tokenized nor scored again
+            keys = text_keys([f"{len(q)}:{q}{t}" for q, t in pairs])
+            held = self.cache.lookup(keys)
+            todo = pairs if not len(held.held) else [pairs[i] for i in held.missing.tolist()]
+        tokens = self.model.tokenize_pairs(todo, self.prompt_name, self.prompt)
+        repeats = len(good) - len(pairs) + (0 if held is None else len(held.held))
+        return Prepared(public, good, tokens, bad, keep, vector_of=of, repeats=repeats, keys=keys, held=held)
 
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Score the prepared pairs; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` pairs is done."""
-        scores = self.model.scores(self.model.predict_tokenized(prep.tokens, self.batch_size, on_rows=on_rows))
-        cut = prep.tokens.truncated
+        tokens = prep.tokens
+        scores = np.empty((0, self.model.num_labels), np.float32)
+        if tokens.lengths.size:  # (pairs, labels): a row per pair, as the cache keeps it
+            scores = np.asarray(self.model.scores(self.model.predict_tokenized(tokens, self.batch_size, on_rows=on_rows)),
+                                np.float32).reshape(len(tokens.lengths), -1)  # fmt: skip
+        cut = tokens.truncated
+        if prep.held is not None and self.cache is not None:
+            scores = self.cache.complete(prep.held, scores, cut)  # type: ignore[assignment]
+            flags = np.empty(len(prep.held.keys), bool)
+            flags[prep.held.missing], flags[prep.held.held] = cut, prep.held.flags
+            cut = flags
         if prep.vector_of is not None:
             scores, cut = scores[prep.vector_of], cut[prep.vector_of]
         take, has_score = _output_rows(prep)
         table = prep.table if take is None else prep.table.take(pa.array(take))
-        column = self._column(np.asarray(scores, np.float32), has_score, table.num_rows)
-        return BatchResult(table.append_column(self.output_column, column), prep.bad, int(prep.tokens.lengths.sum()),
+        column = self._column(scores if self.model.num_labels > 1 else scores.reshape(-1), has_score, table.num_rows)
+        return BatchResult(table.append_column(self.output_column, column), prep.bad, int(tokens.lengths.sum()),
                            int(cut.sum()), prep.repeats)  # fmt: skip
 
     def _column(self, scores: np.ndarray, has_score: np.ndarray | None, n: int) -> pa.Array:
