@@ -45,6 +45,12 @@ class Lookup:
     rows: list[Row]  # their rows
     flags: np.ndarray  # their flags (``complete``'s), bool
 
+    def every_flag(self, missing: np.ndarray) -> np.ndarray:
+        """The flags of all ``keys``: ``missing`` for those it lacked, in order, and the held ones'."""
+        out = np.empty(len(self.keys), bool)
+        out[self.missing], out[self.held] = missing, self.flags
+        return out
+
 
 def text_keys(texts: list[str]) -> list[bytes]:
     """Each text's cache key."""

@@ -301,9 +301,7 @@ class EmbedBatch:
             vectors = cache.complete(found, vectors, None if prep.chunks is not None else cut[found.missing])
         if early is not None and len(early.held):  # and those it held when this slice was prepared
             vectors = merged(early, vectors)
-            flags = np.empty(len(early.keys), bool)
-            flags[early.missing], flags[early.held] = cut, early.flags
-            cut = flags
+            cut = early.every_flag(cut)
         if prep.vector_of is not None:
             vectors = vectors[prep.vector_of]
             cut = cut[prep.vector_of]

@@ -157,9 +157,7 @@ class ScoreBatch:
         cut = tokens.truncated
         if prep.held is not None and self.cache is not None:
             scores = self.cache.complete(prep.held, scores, cut)  # type: ignore[assignment]
-            flags = np.empty(len(prep.held.keys), bool)
-            flags[prep.held.missing], flags[prep.held.held] = cut, prep.held.flags
-            cut = flags
+            cut = prep.held.every_flag(cut)
         if prep.vector_of is not None:
             scores, cut = scores[prep.vector_of], cut[prep.vector_of]
         take, has_score = _output_rows(prep)
