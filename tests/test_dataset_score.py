@@ -156,6 +156,13 @@ def test_pairs_met_again_in_later_batches_are_not_scored_again(tiny_reranker: tu
     later = batch.run(batch.prepare(pa.Table.from_pylist(ROWS[10:30])))  # ten pairs held, ten new
     assert (first.repeats, later.repeats) == (0, 10) and 0 < later.tokens < first.tokens
     np.testing.assert_allclose(later.table.column("score").to_numpy(), model.predict(_pairs(ROWS[10:30])), atol=1e-6)
+    # a slice prepared while the one before was being scored (as the job reads ahead): looked up again
+    fresh = ScoreBatch(model, query_column="query")
+    ahead, behind = fresh.prepare(pa.Table.from_pylist(ROWS[:20])), fresh.prepare(pa.Table.from_pylist(ROWS[10:30]))
+    fresh.run(ahead)
+    late = fresh.run(behind)
+    assert late.repeats == 10 and late.tokens == later.tokens
+    np.testing.assert_allclose(late.table.column("score").to_numpy(), later.table.column("score").to_numpy(), atol=1e-6)
     plain = ScoreBatch(model, query_column="query", repeat_cache_mb=0)
     plain(pa.Table.from_pylist(ROWS[:20]))
     assert plain.run(plain.prepare(pa.Table.from_pylist(ROWS[10:30]))).repeats == 0

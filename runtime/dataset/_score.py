@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .._cache import JOB_CACHE_MB, VectorCache, check_cache_mb, distinct_items, text_keys
+from .._cache import JOB_CACHE_MB, VectorCache, check_cache_mb, distinct_items, merged, text_keys
 from .._errors import BundleError
 from .._reranker import Reranker
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
@@ -149,22 +149,31 @@ class ScoreBatch:
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Score the prepared pairs; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` pairs is done."""
-        tokens = prep.tokens
+        tokens, held, repeats, late = prep.tokens, prep.held, prep.repeats, None
+        if held is not None and self.cache is not None and len(held.missing):
+            # the pairs it holds now: those of the slice before too, scored while this one was prepared
+            late = self.cache.lookup([held.keys[i] for i in held.missing.tolist()])
+            if len(late.held):
+                tokens = tokens.select(late.missing.tolist())
+                repeats += len(late.held)
         scores = np.empty((0, self.model.num_labels), np.float32)
         if tokens.lengths.size:  # (pairs, labels): a row per pair, as the cache keeps it
             scores = np.asarray(self.model.scores(self.model.predict_tokenized(tokens, self.batch_size, on_rows=on_rows)),
                                 np.float32).reshape(len(tokens.lengths), -1)  # fmt: skip
         cut = tokens.truncated
-        if prep.held is not None and self.cache is not None:
-            scores = self.cache.complete(prep.held, scores, cut)  # type: ignore[assignment]
-            cut = prep.held.every_flag(cut)
+        if late is not None and self.cache is not None:
+            scores = self.cache.complete(late, scores, cut)  # type: ignore[assignment]
+            cut = late.every_flag(cut)
+        if held is not None:  # and those it held when this slice was prepared
+            scores = merged(held, scores if len(held.missing) else None)  # type: ignore[assignment]
+            cut = held.every_flag(cut)
         if prep.vector_of is not None:
             scores, cut = scores[prep.vector_of], cut[prep.vector_of]
         take, has_score = _output_rows(prep)
         table = prep.table if take is None else prep.table.take(pa.array(take))
         column = self._column(scores if self.model.num_labels > 1 else scores.reshape(-1), has_score, table.num_rows)
         return BatchResult(table.append_column(self.output_column, column), prep.bad, int(tokens.lengths.sum()),
-                           int(cut.sum()), prep.repeats)  # fmt: skip
+                           int(cut.sum()), repeats)  # fmt: skip
 
     def _column(self, scores: np.ndarray, has_score: np.ndarray | None, n: int) -> pa.Array:
         """``n`` output rows' scores: ``scores`` at the rows ``has_score`` marks, the others null."""
