@@ -199,6 +199,11 @@ def test_a_dry_run_says_what_a_run_would_do_and_changes_nothing(tmp_path: Path, 
     assert main(["embed-dataset", str(src), str(out), "-m", str(tiny_bert_bundle), "--rows-per-part", "20",
                  "--on-error", "null", "--dry-run", "--no-progress"]) == 0  # fmt: skip
     assert "dry run: 125 input rows in 8 parts; 5 parts finished by an earlier run kept" in capsys.readouterr().out
+    assert main(["embed-dataset", str(src), str(out), "-m", str(tiny_bert_bundle), "--rows-per-part", "20",
+                 "--on-error", "null", "--dry-run", "--json", "--no-progress"]) == 0  # fmt: skip
+    printed = json.loads(capsys.readouterr().out)
+    assert {k: printed[k] for k in ("dry_run", "parts_moved", "parts_changed", "rows_to_embed")} == {
+        "dry_run": True, "parts_moved": 5, "parts_changed": 1, "rows_to_embed": 50}
     with pytest.raises(OutputError, match="option 'rows_per_part'"):  # refused as the run would be
         embed_dataset(src, out, tiny_bert_bundle, dry_run=True, **{**kw, "rows_per_part": 10})
     from embedrt.dataset._output import OutputFolder
@@ -208,4 +213,5 @@ def test_a_dry_run_says_what_a_run_would_do_and_changes_nothing(tmp_path: Path, 
     assert _snapshot(out) == before
     monkeypatch.setattr(_job, "Embedder", real)
     done = embed_dataset(src, out, tiny_bert_bundle, **kw)
-    assert (done.parts_resumed, done.rows_embedded) == (5, 50)  # as the dry run said
+    assert (done.parts_resumed, done.parts_moved, done.parts_changed, done.rows_to_embed, done.rows_embedded) == (
+        5, 5, 1, 50, 50)  # as the dry run said

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import sys
 import threading
@@ -70,6 +71,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--on-error", default="fail", choices=[m.value for m in OnError],
                    help="bad rows (null, not a string, undecodable, missing column): fail (default) names the "
                    "row and stops; skip leaves it out; null keeps it with a null embedding")  # fmt: skip
+    p.add_argument("--json", action="store_true",
+                   help="print the summary (or the dry run's) as one JSON object on stdout, for scripts")
     p.add_argument("--dry-run", action="store_true",
                    help="plan the input and read OUTPUT as a run would (same refusals), print what it would keep, "
                    "move and compute, and stop: no model loaded, nothing written")  # fmt: skip
@@ -137,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
         _log(f"{how}: the parts finished so far are kept in {args.output}; run the same command to continue")
         return 143 if isinstance(e, _Terminated) else 130
-    print(summary)
+    print(json.dumps(summary.as_dict()) if args.json else summary)
     if summary.dry_run:
         return 0
     if summary.bad_rows:

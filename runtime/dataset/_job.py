@@ -85,15 +85,18 @@ class DatasetSummary:
     truncated: int = 0  # texts cut to the model's max_seq_length (none with chunking)
     chunked: bool = False  # a row per window of each text (chunk_tokens)
     repeats: int = 0  # output rows (texts, or windows) embedded already: earlier in their slice, or held by the cache
-    # a dry run (``dry_run=True``): what a run would do, with nothing embedded or written
-    dry_run: bool = False
+    dry_run: bool = False  # ``dry_run=True``: what a run would do, with nothing embedded or written
     parts_moved: int = 0  # of ``parts_resumed``: kept under another number (a file added or removed before theirs)
     parts_changed: int = 0  # finished by an earlier run, made from rows that changed: computed again
-    rows_to_embed: int = 0  # input rows of the parts left to do
+    rows_to_embed: int = 0  # input rows of the parts this run had (a dry run: would have) to do
 
     @property
     def texts_per_second(self) -> float:
         return self.rows_embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field and the rates, as ``--json`` prints them."""
+        return {**asdict(self), "texts_per_second": self.texts_per_second, "tokens_per_second": self.tokens_per_second}
 
     @property
     def tokens_per_second(self) -> float:
@@ -331,7 +334,10 @@ def embed_dataset(
                         on_rows, bundle_hash=bundle_hash)
         if not plan.parts:  # an empty input still makes a dataset with the output's columns, which readers need
             folder.write_file("part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
-        summary = tracker.summary(str(output), time.perf_counter() - t0, job.chunk_tokens is not None)
+        summary = dataclasses.replace(
+            tracker.summary(str(output), time.perf_counter() - t0, job.chunk_tokens is not None),
+            parts_moved=folder.moved, parts_changed=folder.changed, rows_to_embed=sum(p.rows for p in todo),
+        )
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip
     return summary
