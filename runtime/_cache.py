@@ -52,6 +52,15 @@ class Lookup:
         return out
 
 
+def look_up_again(cache: VectorCache | None, keys: list[bytes] | None, early: Lookup | None) -> Lookup | None:
+    """When a prepared slice runs: its ``keys`` that ``early`` (the look-up when it was prepared, if
+    any) did not find, looked up again, for those the slice before added meanwhile (None without a
+    cache)."""
+    if cache is None or keys is None:
+        return None
+    return cache.lookup(keys if early is None or not len(early.held) else [keys[i] for i in early.missing.tolist()])
+
+
 def text_keys(texts: list[str]) -> list[bytes]:
     """Each text's cache key."""
     return [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in texts]

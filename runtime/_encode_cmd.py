@@ -143,10 +143,10 @@ def _encode(args: argparse.Namespace, run: _Run) -> None:
     t0 = time.perf_counter()
     if _structured(args.input):
         texts = _read_column(args.input, args.text_column, args.text_template, args.csv_delimiter)
-    elif args.text_template is not None or args.csv_delimiter is not None:
-        if args.csv_delimiter is not None:
-            raise ValueError(f"--csv-delimiter ({args.csv_delimiter!r}) is for a .csv or .tsv input; {name} is read "
-                             "one text a line")  # fmt: skip
+    elif args.csv_delimiter is not None:
+        raise ValueError(f"--csv-delimiter ({args.csv_delimiter!r}) is for a .csv or .tsv input; {name} is read one "
+                         "text a line")  # fmt: skip
+    elif args.text_template is not None:
         raise ValueError(f"--text-template ({args.text_template!r}) needs a .jsonl, .csv, .tsv, .parquet or .arrow input, "
                          f"whose rows have columns; {name} is read one text a line")  # fmt: skip
     else:

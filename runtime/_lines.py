@@ -97,9 +97,18 @@ def _lines_with_bad_bytes(raw: bytes) -> list[int]:
     return out
 
 
+def check_delimiter(delimiter: object) -> None:
+    """A CSV field delimiter: one character other than the quote and the line breaks (None: the format's)."""
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise ValueError(f"csv_delimiter must be one character other than a quote or a line break, got {delimiter!r}")
+
+
 def csv_delimiter_arg(value: str) -> str:
-    """``--csv-delimiter``: one character; ``\\t`` and ``tab`` name the tab, which a shell passes badly."""
+    """``--csv-delimiter``: as ``check_delimiter`` takes it; ``\\t`` and ``tab`` name the tab, which a
+    shell passes badly."""
     value = "\t" if value in ("\\t", "tab") else value
-    if len(value) != 1 or value in '"\r\n':
-        raise argparse.ArgumentTypeError(f"one character other than a quote or a line break, got {value!r}")
+    try:
+        check_delimiter(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"one character other than a quote or a line break, got {value!r}") from None
     return value

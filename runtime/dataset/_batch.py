@@ -28,6 +28,7 @@ from .._cache import (
     check_cache_mb,
     distinct_items,
     first_places,
+    look_up_again,
     merged,
     text_keys,
     token_keys,
@@ -135,9 +136,12 @@ def bundle_digest(bundle: str | Path) -> str:
     return hashlib.sha256((Path(bundle) / MANIFEST_NAME).read_bytes()).hexdigest()
 
 
+TEXT_KINDS = (BundleKind.EMBEDDING, BundleKind.STATIC, BundleKind.SPARSE)  # the bundles that embed single texts
+
+
 def check_embeds_texts(bundle: str | Path, kind: BundleKind) -> None:
     """A bundle of a kind that does not embed single texts (a reranker) is refused, naming it."""
-    if kind not in (BundleKind.EMBEDDING, BundleKind.STATIC, BundleKind.SPARSE):
+    if kind not in TEXT_KINDS:
         raise BundleError(f"bundle {str(bundle)!r} is a {kind.value} (it scores text pairs); embedding texts needs "
                           "an embedding or sparse bundle (a reranker's pairs: ScoreBatch, or query_column= in the "
                           "corpus job)")  # fmt: skip
@@ -287,13 +291,12 @@ class EmbedBatch:
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` rows is done."""
-        tokens, repeats, cache, found, early = prep.tokens, prep.repeats, self.cache, None, prep.held
+        tokens, repeats, cache, early = prep.tokens, prep.repeats, self.cache, prep.held
         cut = prep.tokens.truncated  # each of ``prep.tokens``' texts: cut to the window
-        if cache is not None and prep.keys is not None:
-            # the texts it holds now are not embedded again: those of the slice before this one too,
-            # which was being embedded while this one was prepared
-            keys = prep.keys if early is None or not len(early.held) else [prep.keys[i] for i in early.missing.tolist()]
-            found = cache.lookup(keys)
+        # the texts it holds now are not embedded again: those of the slice before this one too,
+        # which was being embedded while this one was prepared
+        found = look_up_again(cache, prep.keys, early)
+        if found is not None:
             tokens = tokens if len(found.missing) == len(tokens) else tokens.select(found.missing.tolist())
             repeats += len(found.held) + (0 if early is None else len(early.held))
         vectors = self._vectors(tokens, _rows_done(prep, len(tokens), on_rows))

@@ -21,6 +21,7 @@ from .. import __version__
 from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._chunking import CUTS
 from .._embedder import Embedder
+from .._lines import check_delimiter
 from .._objects import is_uri, local_bundle
 from .._progress import progress_bar
 from .._reranker import Reranker
@@ -44,7 +45,7 @@ from ._batch import (
 )
 from ._output import SCHEMA, OutputFolder, writer_options
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
-from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, check_delimiter, plan_input
+from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, plan_input
 from ._template import TextSource
 
 Log = Callable[[str], None]
@@ -302,13 +303,14 @@ def embed_dataset(
                            {"model": model_name, "input": _input_record(plan), "parts_planned": len(plan.parts)},
                            functools.partial(plan.moves, shift_ids=id_column is None), dry_run)  # fmt: skip
         todo = [p for p in plan.parts if p.index not in done]
+        to_embed = sum(p.rows for p in todo)
         if dry_run:
             return DatasetSummary(
                 output=str(output), rows=plan.rows, written=sum(int(e["rows"]) for e in done.values()),
                 bad_rows=sum(len(e.get("bad", [])) for e in done.values()), parts=len(plan.parts),
                 parts_resumed=len(done), seconds=time.perf_counter() - t0, rows_embedded=0, tokens=0,
                 chunked=job.chunk_tokens is not None, dry_run=True, parts_moved=folder.moved,
-                parts_changed=folder.changed, rows_to_embed=sum(p.rows for p in todo),
+                parts_changed=folder.changed, rows_to_embed=to_embed,
             )  # fmt: skip
         if folder.moved:
             say(f"the input changed since the last run: {folder.moved} finished part(s) whose file now lies elsewhere "
@@ -336,7 +338,7 @@ def embed_dataset(
             folder.write_file("part-000000.parquet", functools.partial(_write_parquet, schema.empty_table()))
         summary = dataclasses.replace(
             tracker.summary(str(output), time.perf_counter() - t0, job.chunk_tokens is not None),
-            parts_moved=folder.moved, parts_changed=folder.changed, rows_to_embed=sum(p.rows for p in todo),
+            parts_moved=folder.moved, parts_changed=folder.changed, rows_to_embed=to_embed,
         )
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip

@@ -17,11 +17,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .._cache import JOB_CACHE_MB, VectorCache, check_cache_mb, distinct_items, merged, text_keys
+from .._cache import (
+    JOB_CACHE_MB,
+    VectorCache,
+    check_cache_mb,
+    distinct_items,
+    look_up_again,
+    merged,
+    text_keys,
+)
 from .._errors import BundleError
 from .._reranker import Reranker
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
 from ._batch import (
+    TEXT_KINDS,
     BadRowError,
     BatchResult,
     OnError,
@@ -44,7 +53,7 @@ def check_job_kind(bundle: object, kind: BundleKind, query_column: str | None) -
         if query_column is None:
             raise BundleError(f"bundle {str(bundle)!r} is a reranker (it scores text pairs): give the column of each "
                               "pair's query, query_column= (--query-column), to score each row's (query, text) pair")  # fmt: skip
-    elif kind not in (BundleKind.EMBEDDING, BundleKind.STATIC, BundleKind.SPARSE):
+    elif kind not in TEXT_KINDS:
         raise BundleError(f"bundle {str(bundle)!r} is a {kind.value}; a corpus job embeds texts or scores pairs")
     elif query_column is not None:
         raise ValueError(f"query_column {query_column!r} is for a reranker bundle, which scores pairs; bundle "
@@ -143,30 +152,28 @@ class ScoreBatch:
             held = self.cache.lookup(keys)
             todo = pairs if not len(held.held) else [pairs[i] for i in held.missing.tolist()]
         tokens = self.model.tokenize_pairs(todo, self.prompt_name, self.prompt)
-        repeats = len(good) - len(pairs) + (0 if held is None else len(held.held))
-        return Prepared(public, good, tokens, bad, keep, vector_of=of, repeats=repeats, keys=keys, held=held)
+        return Prepared(public, good, tokens, bad, keep, vector_of=of, repeats=len(good) - len(pairs), keys=keys,
+                        held=held)  # fmt: skip
 
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Score the prepared pairs; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` pairs is done."""
-        tokens, held, repeats, late = prep.tokens, prep.held, prep.repeats, None
-        if held is not None and self.cache is not None and len(held.missing):
-            # the pairs it holds now: those of the slice before too, scored while this one was prepared
-            late = self.cache.lookup([held.keys[i] for i in held.missing.tolist()])
-            if len(late.held):
-                tokens = tokens.select(late.missing.tolist())
-                repeats += len(late.held)
+        tokens, cut, repeats, early = prep.tokens, prep.tokens.truncated, prep.repeats, prep.held
+        # the pairs it holds now are not scored again: those of the slice before this one too, which
+        # was being scored while this one was prepared (as ``EmbedBatch.run``)
+        found = look_up_again(self.cache, prep.keys, early)
+        if found is not None:
+            tokens = tokens if len(found.missing) == len(tokens) else tokens.select(found.missing.tolist())
+            repeats += len(found.held) + (0 if early is None else len(early.held))
         scores = np.empty((0, self.model.num_labels), np.float32)
         if tokens.lengths.size:  # (pairs, labels): a row per pair, as the cache keeps it
             scores = np.asarray(self.model.scores(self.model.predict_tokenized(tokens, self.batch_size, on_rows=on_rows)),
                                 np.float32).reshape(len(tokens.lengths), -1)  # fmt: skip
-        cut = tokens.truncated
-        if late is not None and self.cache is not None:
-            scores = self.cache.complete(late, scores, cut)  # type: ignore[assignment]
-            cut = late.every_flag(cut)
-        if held is not None:  # and those it held when this slice was prepared
-            scores = merged(held, scores if len(held.missing) else None)  # type: ignore[assignment]
-            cut = held.every_flag(cut)
+        if self.cache is not None and found is not None:
+            scores = self.cache.complete(found, scores, cut[found.missing])  # type: ignore[assignment]
+        if early is not None and len(early.held):  # and those it held when this slice was prepared
+            scores = merged(early, scores)  # type: ignore[assignment]
+            cut = early.every_flag(cut)
         if prep.vector_of is not None:
             scores, cut = scores[prep.vector_of], cut[prep.vector_of]
         take, has_score = _output_rows(prep)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import EmbedrtError
+from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
 from . import _storage as storage
@@ -424,12 +425,6 @@ def plan_input(
         for shard in shards:  # the first file's columns, in every file
             _check_columns(shard, fmt, source, plan.every_column, delimiter)
     return plan
-
-
-def check_delimiter(delimiter: object) -> None:
-    """A CSV field delimiter: one character other than the quote and the line breaks (None: the format's)."""
-    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
-        raise ValueError(f"csv_delimiter must be one character other than a quote or a line break, got {delimiter!r}")
 
 
 def _first_keys(files: list[str]) -> list[str]:
