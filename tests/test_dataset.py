@@ -774,7 +774,7 @@ def test_a_full_disk_is_named_and_the_same_command_continues(tmp_path: Path, tin
     with pytest.raises(OutputError, match=r"could not write part-000001.parquet in '.*out': No space left on device; "
                                           r"the parts finished so far are kept: make room"):  # fmt: skip
         embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["_manifest.json", "_parts.jsonl", "part-000000.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["_input_scan.json", "_manifest.json", "_parts.jsonl", "part-000000.parquet"]
     monkeypatch.setattr(LocalFolder, "write", lambda self, name, fill: (_ for _ in ()).throw(
         OSError(errno.EIO, "Input/output error")))  # fmt: skip
     with pytest.raises(OSError, match="Input/output error"):  # other errors as they are
@@ -786,7 +786,7 @@ def test_a_full_disk_is_named_and_the_same_command_continues(tmp_path: Path, tin
 
 def test_an_input_changed_while_the_job_runs_stops_it(tmp_path: Path, tiny_bert_bundle: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from embedrt.dataset import _storage
+    from embedrt.dataset import _sources
     from embedrt.dataset._output import OutputFolder
 
     rows = [{"text": t} for t in TEXTS]
@@ -810,8 +810,15 @@ def test_an_input_changed_while_the_job_runs_stops_it(tmp_path: Path, tiny_bert_
     embed_dataset(src, tmp_path / "fresh", tiny_bert_bundle, rows_per_part=8, progress=False)
     assert _read(out).equals(_read(tmp_path / "fresh"))
 
-    stamps = iter([(1, 1), (2, 2)])  # changed between the start and the end of its scan
-    monkeypatch.setattr(_storage, "stamp", lambda where: next(stamps))
+    scan = _sources._scan_lines
+
+    def written_to_while_scanned(path: str, *args: Any, **kwargs: Any) -> Any:
+        found = scan(path, *args, **kwargs)
+        with open(path, "a") as f:  # a writer appends while the scan reads
+            f.write(json.dumps({"text": "late"}) + "\n")
+        return found
+
+    monkeypatch.setattr(_sources, "_scan_lines", written_to_while_scanned)
     with pytest.raises(InputError, match="in.jsonl changed while it was being scanned"):
         embed_dataset(src, tmp_path / "o2", tiny_bert_bundle, progress=False)
 

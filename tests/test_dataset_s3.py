@@ -368,3 +368,28 @@ def test_s3_status_complete_leased_and_expired(s3: None, tiny_bert_bundle: Path,
     time.sleep(1.1)  # a lease no longer renewed: its run was killed
     s = output_status("s3://vectors/st2")
     assert s.state == "stopped" and "its last run (pid 7 on host other, since 2026-01-01" in dict(s.lines())["state"]
+
+
+def test_s3_a_resume_downloads_only_the_objects_that_changed(s3: None, tiny_bert_bundle: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The planning scan's findings kept in OUTPUT: an object of the same size and time stamp is not
+    downloaded again; a new upload under a name is."""
+    from embedrt.dataset import _scan_record, _sources
+
+    monkeypatch.setattr(_scan_record, "SETTLED_S", 0.0)
+    read: list[str] = []
+    scan = _sources._scan_file
+    monkeypatch.setattr(_sources, "_scan_file", lambda path, *a: read.append(path) or scan(path, *a))
+    rows = [{"text": t} for t in TEXTS]
+    put("s3://corpus/r/a.jsonl", _jsonl(rows[:30]))
+    put("s3://corpus/r/b.jsonl", _jsonl(rows[30:]))
+    kw: dict[str, Any] = {"rows_per_part": 10, "progress": False}
+    embed_dataset("s3://corpus/r/", "s3://vectors/r", tiny_bert_bundle, **kw)
+    assert read == ["s3://corpus/r/a.jsonl", "s3://corpus/r/b.jsonl"] and "_input_scan.json" in listing("s3://vectors/r")
+    read.clear()
+    time.sleep(1.1)  # S3 time stamps are whole seconds
+    put("s3://corpus/r/b.jsonl", _jsonl([{"text": t.upper()} for t in TEXTS[30:]]))  # the same size
+    s = embed_dataset("s3://corpus/r/", "s3://vectors/r", tiny_bert_bundle, **kw)
+    assert read == ["s3://corpus/r/b.jsonl"] and s.parts_resumed == 3 and s.rows_embedded == 30
+    np.testing.assert_allclose(np.stack(_read("s3://vectors/r").column("embedding").to_numpy(zero_copy_only=False))[30:],
+                               Embedder(tiny_bert_bundle).encode([t.upper() for t in TEXTS[30:]]), atol=1e-5)  # fmt: skip

@@ -76,6 +76,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="plan the input and read OUTPUT as a run would (same refusals), print what it would keep, "
                    "move and compute, and stop: no model loaded, nothing written")  # fmt: skip
+    p.add_argument("--rescan", action="store_true",
+                   help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
+                   "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rows-per-part", type=int, default=10_000, help="rows per output file (default 10000)")
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
@@ -134,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
                 precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
-                dry_run=args.dry_run,
+                dry_run=args.dry_run, rescan=args.rescan,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"

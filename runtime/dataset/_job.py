@@ -44,6 +44,8 @@ from ._batch import (
     text_source,
 )
 from ._output import SCHEMA, OutputFolder, writer_options
+from ._scan_record import NAME as SCAN_RECORD
+from ._scan_record import ScanRecord
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
 from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, plan_input
 from ._template import TextSource
@@ -160,6 +162,7 @@ def embed_dataset(
     query_column: str | None = None,
     csv_delimiter: str | None = None,
     dry_run: bool = False,
+    rescan: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -225,6 +228,12 @@ def embed_dataset(
     what it would do (``DatasetSummary.dry_run``: the parts it would keep, move and compute, the rows
     to embed) without loading the model, writing, moving or deleting anything, or claiming ``output``.
 
+    ``rescan``: read and hash every input file again. By default planning keeps what it found in each
+    file in ``output/_input_scan.json`` and does not read a file again whose size and time stamps
+    are unchanged since (locally: size, modification and inode change time, inode; on object
+    storage: size and time stamp), so that a resume or a run over a grown corpus reads only the new
+    or changed files.
+
     ``progress``: a bar of the rows on stderr, or, where stderr is no terminal (a log file, a
     batch system), a line every ``progress_every`` seconds (rows, rate, ETA) and one at the end.
 
@@ -283,9 +292,13 @@ def embed_dataset(
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
     folder = OutputFolder(output)
     with folder.claimed(say, dry_run):  # a second run on OUTPUT is refused until this one ends
+        record = ScanRecord(None if rescan else folder.store.read(SCAN_RECORD))
+        if record.unreadable:
+            say(f"{SCAN_RECORD} in the output folder is unreadable: every input file is read again")
         with _scan_progress(progress, progress_every) as scanned:
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
-                              log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter)  # fmt: skip
+                              log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
+                              record=record)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -312,6 +325,8 @@ def embed_dataset(
                 chunked=job.chunk_tokens is not None, dry_run=True, parts_moved=folder.moved,
                 parts_changed=folder.changed, rows_to_embed=to_embed,
             )  # fmt: skip
+        if record.changed:  # the folder is this job's now (``open``): the next run reads only what changes
+            folder.write_file(SCAN_RECORD, lambda f: f.write(record.data()))
         if folder.moved:
             say(f"the input changed since the last run: {folder.moved} finished part(s) whose file now lies elsewhere "
                 "among the input's (a file added or removed before it) kept under their new number")

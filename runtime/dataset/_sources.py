@@ -14,12 +14,13 @@ import dataclasses
 import glob
 import hashlib
 import json
+import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePath, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from .._objects import is_uri
 from .._types import check_int
 from . import _storage as storage
 from ._template import TextSource
+
+if TYPE_CHECKING:
+    from ._scan_record import ScanRecord
 
 _BLOCK = 8 << 20
 _NAMED_FILES = 5  # the planning scan names its first files, then counts the others
@@ -360,10 +364,13 @@ def plan_input(
     exclude: str | None = None,
     scanned: Callable[[int], None] | None = None,
     delimiter: str | None = None,
+    record: ScanRecord | None = None,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
-    (a progress bar for a long scan). ``delimiter``: CSV/TSV fields' (default ``,`` and tab)."""
+    (a progress bar for a long scan). ``delimiter``: CSV/TSV fields' (default ``,`` and tab).
+    ``record``: an earlier scan's findings (``_scan_record``): a file unchanged since is not read
+    again; this scan's findings go into it."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -382,28 +389,28 @@ def plan_input(
     wanted = tuple(dict.fromkeys(c for c in (id_column, *(() if every else keep_columns)) if c))
     shards: list[Shard] = []
     parts: list[PartSpec] = []
-    kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
-    first_row = 0
-    for k, path in enumerate(files):
-        stamp = storage.stamp(path)
-        if log is not None and k < _NAMED_FILES:
-            log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB)")
-        elif log is not None and k == _NAMED_FILES:  # a folder of thousands of shards: not a line each
-            log(f"scanning {len(files) - k} more file(s)")
-        if fmt is InputFormat.PARQUET:
-            shard, starts, hashes = _scan_parquet(path, first_row, rows_per_part)
+    jsonl = fmt is InputFormat.JSONL
+    kinds: dict[str, set[str]] = {c: set() for c in wanted} if jsonl else {}
+    if record is not None:  # what the findings depend on beside each file's bytes
+        record.start({"format": fmt.value, "rows_per_part": rows_per_part, "delimiter": delimiter,
+                      "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl})  # fmt: skip
+    stamps = [storage.scan_stamp(path) for path in files] if record is not None else [None] * len(files)
+    known = [_known(record, path, stamp) for path, stamp in zip(files, stamps, strict=True)]
+    reused = sum(k is not None for k in known)
+    if log is not None and reused:
+        log(f"{reused} of {len(files)} input file(s) unchanged since the scan recorded in the output folder: "
+            "not read again (--rescan reads every file)")  # fmt: skip
+    first_row = named = 0
+    for path, found in zip(files, known, strict=True):
+        if found is not None:
+            shard, starts, hashes, found_kinds = found
+            shard = dataclasses.replace(shard, first_row=first_row)
             tell(shard.rows)
-        elif fmt is InputFormat.ARROW:
-            shard, starts, hashes = _scan_arrow(path, first_row, rows_per_part)
-            tell(shard.rows)
-        elif fmt in (InputFormat.CSV, InputFormat.TSV):
-            shard, starts, hashes = _scan_csv(path, first_row, rows_per_part, delimiter or _DELIMITERS[fmt], tell)
         else:
-            shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL,
-                                                kinds=kinds, every_key=every, tell=tell)  # fmt: skip
-        if storage.stamp(path) != stamp:
-            raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
-        shard = dataclasses.replace(shard, stamp=stamp)
+            shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, rows_per_part, delimiter, wanted,
+                                                            every, tell, record, log, named, len(files) - reused)  # fmt: skip
+            named += 1
+        _merge_kinds(kinds, found_kinds)
         _check_columns(shard, fmt, source, wanted, delimiter)
         for k, (start, offset, line) in enumerate(starts):
             stop = min(start + rows_per_part, shard.rows)
@@ -425,6 +432,72 @@ def plan_input(
         for shard in shards:  # the first file's columns, in every file
             _check_columns(shard, fmt, source, plan.every_column, delimiter)
     return plan
+
+
+_Found = tuple[Shard, list[tuple[int, int, int]], list[str], dict[str, set[str]]]
+
+
+def _scan_file(
+    path: str, fmt: InputFormat, first_row: int, rows_per_part: int, delimiter: str | None, wanted: tuple[str, ...],
+    every: bool, tell: Callable[[int], None], record: ScanRecord | None, log: Any, named: int, to_scan: int,
+) -> _Found:
+    """Read one file: its shard (stamped), its parts' (row, offset, line) and hashes, and (JSONL) the
+    JSON kinds of the ``wanted`` keys (of every key with ``every``) over its rows; kept in ``record``."""
+    scanned_at, stamp = time.time(), storage.scan_stamp(path)
+    if log is not None and named < _NAMED_FILES:
+        log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB)")
+    elif log is not None and named == _NAMED_FILES:  # a folder of thousands of shards: not a line each
+        log(f"scanning {to_scan - named} more file(s)")
+    kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
+    if fmt is InputFormat.PARQUET:
+        shard, starts, hashes = _scan_parquet(path, first_row, rows_per_part)
+        tell(shard.rows)
+    elif fmt is InputFormat.ARROW:
+        shard, starts, hashes = _scan_arrow(path, first_row, rows_per_part)
+        tell(shard.rows)
+    elif fmt in (InputFormat.CSV, InputFormat.TSV):
+        shard, starts, hashes = _scan_csv(path, first_row, rows_per_part, delimiter or _DELIMITERS[fmt], tell)
+    else:
+        shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL,
+                                            kinds=kinds, every_key=every, tell=tell)  # fmt: skip
+    if storage.scan_stamp(path) != stamp:
+        raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
+    shard = dataclasses.replace(shard, stamp=(stamp[0], stamp[1]))
+    if record is not None:
+        record.add(path, stamp, scanned_at, {
+            "rows": shard.rows, "size": shard.size, "sha256": shard.sha256, "columns": list(shard.columns),
+            "starts": [list(s) for s in starts], "hashes": hashes, "kinds": {c: sorted(k) for c, k in kinds.items()},
+        })  # fmt: skip
+    return shard, starts, hashes, kinds
+
+
+def _known(record: ScanRecord | None, path: str, stamp: tuple[int, ...] | None) -> _Found | None:
+    """An unchanged file's findings from ``record`` (first row 0), or None: not recorded, changed, or
+    recorded in a shape this version does not read (then it is scanned again)."""
+    if record is None or stamp is None:
+        return None
+    entry = record.lookup(path, stamp)
+    if entry is None:
+        return None
+    try:
+        shard = Shard(path, int(entry["rows"]), 0, int(entry["size"]), str(entry["sha256"]),
+                      tuple(str(c) for c in entry["columns"]), stamp=(stamp[0], stamp[1]))  # fmt: skip
+        starts = [(int(r), int(o), int(n)) for r, o, n in entry["starts"]]
+        hashes = [str(h) for h in entry["hashes"]]
+        kinds = {str(c): {str(k) for k in v} for c, v in entry["kinds"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if hashes and len(hashes) != len(starts):
+        return None
+    record.keep(path, entry)
+    return shard, starts, hashes, kinds
+
+
+def _merge_kinds(kinds: dict[str, set[str]], found: dict[str, set[str]]) -> None:
+    """Add one file's JSON kinds (``_sample_kinds`` over its rows alone) to those of the files before
+    (a key first met in a file, every key sampled, is marked missing from the rows before)."""
+    for c, k in found.items():
+        kinds.setdefault(c, {"missing"}).update(k)
 
 
 def _first_keys(files: list[str]) -> list[str]:

@@ -114,6 +114,16 @@ def stamp(where: str) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+def scan_stamp(where: str) -> tuple[int, ...]:
+    """``stamp`` and, for a local file, its inode change time (ns), inode and device: what a planning
+    scan's findings are trusted by (``_scan_record``). An edit in place that restores the size and the
+    modification time still changes the change time, which no user call sets."""
+    if is_uri(where):
+        return size_and_mtime(where)
+    st = os.stat(where)
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+
 def size_and_mtime(uri: str) -> tuple[int, int]:
     """An object's size and last-modified time (ns): a new upload under the same name changes the time."""
     import pyarrow.fs
