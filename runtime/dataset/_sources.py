@@ -394,7 +394,7 @@ def plan_input(
     if record is not None:  # what the findings depend on beside each file's bytes
         record.start({"format": fmt.value, "rows_per_part": rows_per_part, "delimiter": delimiter,
                       "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl})  # fmt: skip
-    stamps = [storage.scan_stamp(path) for path in files] if record is not None else [None] * len(files)
+    stamps: list[Any] = storage.scan_stamps(files) if record is not None else [None] * len(files)
     known = [_known(record, path, stamp) for path, stamp in zip(files, stamps, strict=True)]
     reused = sum(k is not None for k in known)
     if log is not None and reused:

@@ -35,6 +35,7 @@ from ._claim import Claim, claim_local, claim_object, holder_local, holder_objec
 
 BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per line
 JOURNAL_DIR = "_journal"
+_REQUESTS = 8  # object-store requests in flight at once where a run makes one per object (journal, stamps)
 
 
 def _uri(like: str, path: str) -> str:
@@ -122,6 +123,15 @@ def scan_stamp(where: str) -> tuple[int, ...]:
         return size_and_mtime(where)
     st = os.stat(where)
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+
+def scan_stamps(files: list[str]) -> list[tuple[int, ...]]:
+    """``scan_stamp`` of each file; objects' a few at a time (a request each: thousands of shards on
+    object storage are thousands of round trips)."""
+    if not any(is_uri(f) for f in files):
+        return [scan_stamp(f) for f in files]
+    with ThreadPoolExecutor(_REQUESTS) as pool:
+        return list(pool.map(scan_stamp, files))
 
 
 def size_and_mtime(uri: str) -> tuple[int, int]:
@@ -654,7 +664,7 @@ class ObjectFolder:
             with self.fs.open_input_stream(f"{folder}/{n}", compression=None) as f:
                 return bytes(f.read()).decode("utf-8", "replace")
 
-        with ThreadPoolExecutor(8) as pool:
+        with ThreadPoolExecutor(_REQUESTS) as pool:
             return list(pool.map(read, sorted(names)))
 
     def append(self, name: str, line: str, part: int) -> None:
