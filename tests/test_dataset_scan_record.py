@@ -68,6 +68,8 @@ def _inputs(root: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
     for name, n in (("a", 14), ("b", 7)):
         (c / f"{name}.csv").write_text("id;text\n" + "".join(f'{name}{i};"{_text(i)}; quoted"\n' for i in range(n)))
     made["csv"] = (c, {"text": "text", "id_column": "id", "keep_columns": (), "delimiter": ";"})
+    made["csv-content"] = (c, {**made["csv"][1], "content_cuts": True})
+    made["jsonl-content"] = (j, {**made["jsonl"][1], "content_cuts": True})
     t = root / "txt"
     t.mkdir()
     (t / "a.txt").write_text("".join(_text(i) + "\n" for i in range(17)) + "\n")
@@ -86,7 +88,7 @@ def _inputs(root: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
     return made
 
 
-@pytest.mark.parametrize("case", ["jsonl", "jsonl-every", "csv", "txt", "parquet", "arrow"])
+@pytest.mark.parametrize("case", ["jsonl", "jsonl-every", "csv", "txt", "parquet", "arrow", "csv-content", "jsonl-content"])
 def test_a_plan_from_the_record_equals_a_full_scan(case: str, tmp_path: Path, settled_now: None,
                                                   scans: list[str]) -> None:  # fmt: skip
     where, kw = _inputs(tmp_path)[case]
@@ -102,11 +104,15 @@ def test_a_plan_from_the_record_equals_a_full_scan(case: str, tmp_path: Path, se
         assert second.json_types == {"id": "string", "n": "float64"}
     if case == "jsonl-every":
         assert second.every_column == ("text", "n", "extra")
-    # other settings (the parts' size): the record's findings do not apply
-    third = ScanRecord(record.data())
-    scans.clear()
-    assert plan_input(where, 4, record=third, **kw) == plan_input(where, 4, **kw)
-    assert len(scans) == 2 * len(first.shards) and third.changed
+    # other settings (the parts' size, how they are cut): the record's findings do not apply
+    for other in ({**kw, "rows_per_part": 4}, {**kw, "content_cuts": not kw.get("content_cuts", False)}):
+        if other.get("content_cuts") and where.name in ("parquet", "arrow"):
+            continue
+        other.setdefault("rows_per_part", 5)
+        third = ScanRecord(record.data())
+        scans.clear()
+        assert plan_input(where, record=third, **other) == plan_input(where, **other)
+        assert len(scans) == 2 * len(first.shards) and third.changed
 
 
 def test_a_grown_corpus_reads_only_its_new_file(tmp_path: Path, settled_now: None, scans: list[str],

@@ -76,6 +76,10 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="plan the input and read OUTPUT as a run would (same refusals), print what it would keep, "
                    "move and compute, and stop: no model loaded, nothing written")  # fmt: skip
+    p.add_argument("--content-defined-parts", action="store_true",
+                   help="end a text file's parts after rows chosen by their content (--rows-per-part on average) "
+                   "instead of every --rows-per-part rows, so that rows deleted or inserted inside a file change "
+                   "only the parts around them: a later run moves the others instead of computing them again")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
@@ -137,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
                 precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
-                dry_run=args.dry_run, rescan=args.rescan,
+                dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"

@@ -163,6 +163,7 @@ def embed_dataset(
     csv_delimiter: str | None = None,
     dry_run: bool = False,
     rescan: bool = False,
+    content_defined_parts: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -227,6 +228,14 @@ def embed_dataset(
     ``dry_run``: plan the input and read ``output`` as a run would, with its refusals, and return
     what it would do (``DatasetSummary.dry_run``: the parts it would keep, move and compute, the rows
     to embed) without loading the model, writing, moving or deleting anything, or claiming ``output``.
+
+    ``content_defined_parts``: a text file's parts (JSONL, CSV, TSV, txt) end after rows chosen by
+    their content, ``rows_per_part`` rows on average (at least a quarter, at most four times that),
+    instead of every ``rows_per_part`` rows, so that rows deleted or inserted inside a file change
+    the parts around them only: the parts after them hold the same rows, at other row numbers, and a
+    resume moves them (as for a file added before others) instead of computing them again. For an
+    export rewritten in place whose rows come and go anywhere; part of what a continued run must
+    match.
 
     ``rescan``: read and hash every input file again. By default planning keeps what it found in each
     file in ``output/_input_scan.json`` and does not read a file again whose size and time stamps
@@ -298,7 +307,7 @@ def embed_dataset(
         with _scan_progress(progress, progress_every) as scanned:
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
-                              record=record)  # fmt: skip
+                              record=record, content_cuts=content_defined_parts)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -474,6 +483,7 @@ class JobSettings:
             **({"text_column": None, "text_template": self.text_template} if self.text_template is not None else {}),
             **({"query_column": self.query_column} if self.query_column is not None else {}),
             **({"csv_delimiter": plan.delimiter} if plan.delimiter is not None else {}),
+            **({"part_cuts": "content"} if plan.content_cuts else {}),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:
@@ -667,7 +677,7 @@ class _Tracker:
         was made from: what a resume checks it against (``Plan.still_valid``, ``Plan.moves``)."""
         part = self.plan.parts[int(entry["part"])]
         keys = {"part_key": self.plan.part_key(part), "rows_key": self.plan.rows_key(part),
-                "first_row": self.plan.first_row(part)}  # fmt: skip
+                "first_row": self.plan.first_row(part), "first_line": part.first_line}  # fmt: skip
         self._count(self.folder.record({**entry, **keys}))
 
     def embedded(self, part: PartSpec, rows: int) -> None:

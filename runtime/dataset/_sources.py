@@ -15,6 +15,7 @@ import glob
 import hashlib
 import json
 import time
+import zlib
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,6 +140,7 @@ class Plan:
     # keep_columns=("*",): every column the input has but the id column (JSONL: every key, first seen first)
     every_column: tuple[str, ...] = ()
     delimiter: str | None = None  # CSV/TSV: a field delimiter other than the format's own (``csv_delimiter``)
+    content_cuts: bool = False  # text files' parts end after rows chosen by their content (``_Cuts``)
 
     @property
     def csv_delimiter(self) -> str:
@@ -173,7 +175,10 @@ class Plan:
         matches another part of this plan moved with its whole file (a file added or removed before
         its own, as new shards named by a hash or a UUID land among the old ones): ``moves``."""
         shard = self.shards[part.shard]
-        h = hashlib.sha256(f"{_name(shard.path)}\0{part.start}\0{part.rows}\0{part.first_line}\n".encode())
+        if self.content_cuts:  # nor its place in the file: rows deleted or inserted before it move it there too
+            h = hashlib.sha256(f"{_name(shard.path)}\0{part.rows}\0{shard.columns}\n".encode())
+        else:
+            h = hashlib.sha256(f"{_name(shard.path)}\0{part.start}\0{part.rows}\0{part.first_line}\n".encode())
         h.update(self._content(part))
         return h.hexdigest()
 
@@ -184,18 +189,28 @@ class Plan:
     def moves(self, entries: dict[int, dict[str, Any]], kept: Collection[int], shift_ids: bool) -> dict[int, Moved]:
         """The journal entries (not ``kept`` where they are) that hold another part of this plan:
         {old index: ``Moved``}. ``shift_ids``: the ids are row numbers, which move with the part (its
-        file's ids and its bad rows' ids); else they are the input's own and the part moves as it is."""
-        free = {self.rows_key(p): p for p in self.parts if p.index not in kept}
+        file's ids and its bad rows' ids); else they are the input's own and the part moves as it is.
+        A part moved within its file (content-defined parts) has its bad rows' lines moved too."""
+        free: dict[str, list[PartSpec]] = {}
+        for p in self.parts:
+            if p.index not in kept:
+                free.setdefault(self.rows_key(p), []).append(p)
         found: dict[int, Moved] = {}
         for index, entry in sorted(entries.items()):
-            part = None if index in kept else free.pop(entry.get("rows_key", ""), None)
-            if part is None or (shift_ids and not isinstance(entry.get("first_row"), int)):
+            places = [] if index in kept else free.get(entry.get("rows_key", ""), [])
+            if not places or (shift_ids and not isinstance(entry.get("first_row"), int)):
                 continue
+            if self.content_cuts and not isinstance(entry.get("first_line"), int):
+                continue
+            part = places.pop(0)
             shift = self.first_row(part) - entry["first_row"] if shift_ids else 0
-            bad = [{**b, "id": b["id"] + shift} if shift and isinstance(b.get("id"), int) else b
-                   for b in entry.get("bad", [])]  # fmt: skip
+            lines = part.first_line - entry["first_line"] if self.content_cuts else 0
+            path = self.shards[part.shard].path
+            bad = [_moved_bad_row(b, shift, lines, path) for b in entry.get("bad", [])]
             moved = {**entry, "part": part.index, "file": part.name, "part_key": self.part_key(part),
                      "first_row": self.first_row(part), "bad": bad}  # fmt: skip
+            if self.content_cuts:
+                moved["first_line"] = part.first_line
             found[index] = Moved(moved, shift)
         return found
 
@@ -231,6 +246,20 @@ class Plan:
                 h.update(block)
                 left -= len(block)
         return h.hexdigest()
+
+
+def _moved_bad_row(bad: dict[str, Any], shift: int, lines: int, path: str) -> dict[str, Any]:
+    """A bad row of a moved part, as the part's run at its new place would list it: its row-number id
+    shifted by ``shift``, its line by ``lines``, its file named as now (a file moved to another
+    folder keeps its parts)."""
+    out = dict(bad)
+    if shift and isinstance(bad.get("id"), int):
+        out["id"] = bad["id"] + shift
+    if lines and isinstance(bad.get("line"), int):
+        out["line"] = bad["line"] + lines
+    if bad.get("file") is not None:
+        out["file"] = path
+    return out
 
 
 class _PartHashes:
@@ -365,12 +394,14 @@ def plan_input(
     scanned: Callable[[int], None] | None = None,
     delimiter: str | None = None,
     record: ScanRecord | None = None,
+    content_cuts: bool = False,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
     (a progress bar for a long scan). ``delimiter``: CSV/TSV fields' (default ``,`` and tab).
     ``record``: an earlier scan's findings (``_scan_record``): a file unchanged since is not read
-    again; this scan's findings go into it."""
+    again; this scan's findings go into it. ``content_cuts``: text files' parts end after rows
+    chosen by their content, ``rows_per_part`` rows on average (``_Cuts``)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -380,6 +411,10 @@ def plan_input(
         raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
                          f"{fmt.value}")  # fmt: skip
     delimiter = None if delimiter == _DELIMITERS.get(fmt) else delimiter
+    if content_cuts and fmt.columnar:
+        raise InputError(f"content-defined parts (--content-defined-parts) are for text input (.jsonl, .csv, .tsv, "
+                         f".txt), whose parts are checked row span by row span; this input is {fmt.value}, whose "
+                         "files' parts are kept only while the whole file is unchanged")  # fmt: skip
     if fmt is InputFormat.TXT and (id_column or keep_columns):
         raise InputError(".txt input has no columns: --id-column and --keep-columns need .jsonl, .csv or .parquet")
     if fmt is InputFormat.TXT and source.template is not None:
@@ -393,7 +428,8 @@ def plan_input(
     kinds: dict[str, set[str]] = {c: set() for c in wanted} if jsonl else {}
     if record is not None:  # what the findings depend on beside each file's bytes
         record.start({"format": fmt.value, "rows_per_part": rows_per_part, "delimiter": delimiter,
-                      "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl})  # fmt: skip
+                      "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl,
+                      "cuts": "content" if content_cuts else "rows"})  # fmt: skip
     stamps: list[Any] = storage.scan_stamps(files) if record is not None else [None] * len(files)
     known = [_known(record, path, stamp) for path, stamp in zip(files, stamps, strict=True)]
     reused = sum(k is not None for k in known)
@@ -407,17 +443,18 @@ def plan_input(
             shard = dataclasses.replace(shard, first_row=first_row)
             tell(shard.rows)
         else:
-            shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, rows_per_part, delimiter, wanted,
-                                                            every, tell, record, log, named, len(files) - reused)  # fmt: skip
+            shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, _Cuts(rows_per_part, content_cuts),
+                                                            delimiter, wanted, every, tell, record, log, named,
+                                                            len(files) - reused)  # fmt: skip
             named += 1
         _merge_kinds(kinds, found_kinds)
         _check_columns(shard, fmt, source, wanted, delimiter)
         for k, (start, offset, line) in enumerate(starts):
-            stop = min(start + rows_per_part, shard.rows)
+            stop = starts[k + 1][0] if k + 1 < len(starts) else shard.rows
             parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line, hashes[k] if hashes else ""))
         shards.append(shard)
         first_row += shard.rows
-    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter)
+    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts)
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(
@@ -438,7 +475,7 @@ _Found = tuple[Shard, list[tuple[int, int, int]], list[str], dict[str, set[str]]
 
 
 def _scan_file(
-    path: str, fmt: InputFormat, first_row: int, rows_per_part: int, delimiter: str | None, wanted: tuple[str, ...],
+    path: str, fmt: InputFormat, first_row: int, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...],
     every: bool, tell: Callable[[int], None], record: ScanRecord | None, log: Any, named: int, to_scan: int,
 ) -> _Found:
     """Read one file: its shard (stamped), its parts' (row, offset, line) and hashes, and (JSONL) the
@@ -450,15 +487,15 @@ def _scan_file(
         log(f"scanning {to_scan - named} more file(s)")
     kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
     if fmt is InputFormat.PARQUET:
-        shard, starts, hashes = _scan_parquet(path, first_row, rows_per_part)
+        shard, starts, hashes = _scan_parquet(path, first_row, cuts.per)
         tell(shard.rows)
     elif fmt is InputFormat.ARROW:
-        shard, starts, hashes = _scan_arrow(path, first_row, rows_per_part)
+        shard, starts, hashes = _scan_arrow(path, first_row, cuts.per)
         tell(shard.rows)
     elif fmt in (InputFormat.CSV, InputFormat.TSV):
-        shard, starts, hashes = _scan_csv(path, first_row, rows_per_part, delimiter or _DELIMITERS[fmt], tell)
+        shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell)
     else:
-        shard, starts, hashes = _scan_lines(path, first_row, rows_per_part, skip_empty=fmt is InputFormat.JSONL,
+        shard, starts, hashes = _scan_lines(path, first_row, cuts, skip_empty=fmt is InputFormat.JSONL,
                                             kinds=kinds, every_key=every, tell=tell)  # fmt: skip
     if storage.scan_stamp(path) != stamp:
         raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
@@ -543,13 +580,67 @@ def _other_delimiter(header: tuple[str, ...], fmt: InputFormat, delimiter: str |
 # -- text formats ------------------------------------------------------------------------------------
 
 
+class _Cuts:
+    """Which rows of one text file open a part: every ``per``-th, or (``content``) the row after one
+    whose content hash hits (one row in ``per - min`` on average), at least ``per // 4`` rows and at
+    most ``4 * per`` after the part's first: content-defined chunking, as backup tools cut files,
+    with rows for bytes. Rows deleted or inserted then change the cuts around them only, and the
+    parts after them hold the same rows as before (at other row numbers), which a resume moves."""
+
+    def __init__(self, per: int, content: bool) -> None:
+        self.per, self.content = per, content
+        self.min = max(1, per // 4)
+        self.max = 4 * per
+        self.divisor = max(1, per - self.min)
+        self.start = 0  # the row that opened the current part
+        self.deferred: int | None = None  # a part opened by the row after the last one seen
+
+    def hashes(self, data: bytes, begins: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+        """The content hashes of rows ``data[begins[k]:ends[k]]`` (None: rows are cut by number)."""
+        if not self.content:
+            return None
+        with memoryview(data) as m:
+            return np.array([zlib.crc32(m[b:e], _SEED) for b, e in zip(begins.tolist(), ends.tolist(), strict=True)],
+                            np.uint64)  # fmt: skip
+
+    def opening(self, first: int, count: int, hashes: np.ndarray | None) -> list[int]:
+        """Of the file's rows ``first .. first + count - 1`` (each call the rows after the last),
+        those that open a part (the file's first row does); ``hashes`` theirs (``hashes``)."""
+        if hashes is None:
+            return list(range(-(-first // self.per) * self.per, first + count, self.per))
+        opened: list[int] = [0] if first == 0 and count else []
+        if self.deferred is not None and self.deferred == first and count:
+            opened.append(first)
+        self.deferred = None
+        end = first + count  # the row after the last one here
+        for row in (np.flatnonzero(hashes % self.divisor == 0) + first + 1).tolist():
+            self._forced(row - 1, opened)
+            if row - self.start >= self.min:
+                self.start = row
+                if row < end:
+                    opened.append(row)
+                else:
+                    self.deferred = row
+        self._forced(end - 1, opened)
+        return opened
+
+    def _forced(self, last: int, opened: list[int]) -> None:
+        """Open parts at ``max`` rows where no hit did, up to the row ``last``."""
+        while last - self.start >= self.max:
+            self.start += self.max
+            opened.append(self.start)
+
+
+_SEED = 0x5BD1E995  # so that an empty row's hash is not 0, a hit for every divisor
+
+
 def _scan_lines(
-    path: str, first_row: int, rows_per_part: int, *, skip_empty: bool, kinds: dict[str, set[str]],
+    path: str, first_row: int, cuts: _Cuts, *, skip_empty: bool, kinds: dict[str, set[str]],
     tell: Callable[[int], None], every_key: bool = False,
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
-    """Rows = lines (jsonl: non-empty lines). Returns the shard, (row, byte offset, line) per part
-    start, and each part's sha256. ``kinds``: the JSON kinds of these keys over every row
-    (``_sample_kinds``); of every key with ``every_key``."""
+    """Rows = lines (jsonl: non-empty lines), cut into parts by ``cuts``. Returns the shard, (row,
+    byte offset, line) per part start, and each part's sha256. ``kinds``: the JSON kinds of these
+    keys over every row (``_sample_kinds``); of every key with ``every_key``."""
     sample = bool(kinds) or every_key
     h = hashlib.sha256()
     ph = _PartHashes()
@@ -565,7 +656,8 @@ def _scan_lines(
             data = carry + block if carry else block
             if not block:
                 if data and (not skip_empty or data.strip(b"\r")):  # a last line without a newline
-                    _mark_starts(starts, np.array([base]), np.array([lines + 1]), rows, rows_per_part, ph)
+                    last = cuts.hashes(data, np.array([0]), np.array([len(data)]))
+                    _mark_starts(starts, np.array([base]), np.array([lines + 1]), rows, cuts, last, ph)
                     if sample:
                         _sample_kinds(data, np.array([0]), np.array([len(data)]), kinds, every_key)
                     rows += 1
@@ -583,7 +675,8 @@ def _scan_lines(
                 cr = np.zeros(len(ends), np.int64)
                 cr[length > 0] = arr[ends[length > 0] - 1] == 13
                 is_row = length - cr > 0
-            _mark_starts(starts, base + begins[is_row], lines + 1 + np.flatnonzero(is_row), rows, rows_per_part, ph)
+            row_hashes = cuts.hashes(data, begins[is_row], ends[is_row])
+            _mark_starts(starts, base + begins[is_row], lines + 1 + np.flatnonzero(is_row), rows, cuts, row_hashes, ph)
             if sample:
                 _sample_kinds(data, begins[is_row], ends[is_row], kinds, every_key)
             rows += int(is_row.sum())
@@ -611,13 +704,13 @@ def _check_utf8(path: str, f: Any) -> None:
 
 
 def _mark_starts(
-    starts: list[tuple[int, int, int]], begins: np.ndarray, lines: np.ndarray, rows_before: int, per: int,
-    hashes: _PartHashes,
+    starts: list[tuple[int, int, int]], begins: np.ndarray, lines: np.ndarray, rows_before: int, cuts: _Cuts,
+    row_hashes: np.ndarray | None, hashes: _PartHashes,
 ) -> None:
-    """Append (row, offset, line) for rows among these that open a part."""
-    idx = np.arange(rows_before, rows_before + len(begins))
-    for k in np.flatnonzero(idx % per == 0):
-        starts.append((int(idx[k]), int(begins[k]), int(lines[k])))
+    """Append (row, offset, line) for the rows among these (rows ``rows_before`` on) that open a part."""
+    for row in cuts.opening(rows_before, len(begins), row_hashes):
+        k = row - rows_before
+        starts.append((row, int(begins[k]), int(lines[k])))
         hashes.start(int(begins[k]))
 
 
@@ -689,14 +782,15 @@ def _json_type(kinds: set[str]) -> str:
 
 
 def _scan_csv(
-    path: str, first_row: int, rows_per_part: int, delimiter: str, tell: Callable[[int], None]
+    path: str, first_row: int, cuts: _Cuts, delimiter: str, tell: Callable[[int], None]
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     h = hashlib.sha256()
     ph = _PartHashes()
+    record_hash = _Crc()
     starts: list[tuple[int, int, int]] = []
     with storage.open_input(path) as f, csv_field_limit():
         _check_utf8(path, f)
-        lines = _TrackedLines(f, h, ph)
+        lines = _TrackedLines(f, h, ph, *((record_hash,) if cuts.content else ()))
         reader = csv.reader(lines, delimiter=delimiter)
         try:
             header = next(reader)
@@ -706,13 +800,16 @@ def _scan_csv(
         offset, line = lines.offset, lines.line + 1
         last = offset, line
         try:
+            record_hash.value = _SEED
             for record in reader:
                 if record:  # a blank line is no row (as pandas reads it)
-                    if rows % rows_per_part == 0:
+                    raw = np.array([record_hash.value], np.uint64) if cuts.content else None  # its lines' bytes
+                    if cuts.opening(rows, 1, raw):
                         starts.append((rows, offset, line))
                         ph.start(offset)
                     rows += 1
                     last = offset, line
+                record_hash.value = _SEED
                 offset, line = lines.offset, lines.line + 1
                 if ph.pending > _BLOCK:
                     ph.settled(offset)  # every part starting before this record is known
@@ -750,6 +847,16 @@ def csv_field_limit() -> Iterator[None]:
         yield
     finally:
         csv.field_size_limit(old)
+
+
+class _Crc:
+    """A CRC-32 of what it is fed (a sink of ``_TrackedLines``): a CSV record's content hash."""
+
+    def __init__(self) -> None:
+        self.value = _SEED
+
+    def update(self, data: bytes) -> None:
+        self.value = zlib.crc32(data, self.value)
 
 
 class _TrackedLines:
