@@ -211,6 +211,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def same_table(a: Path, b: Path) -> bool:
+    """Whether two output folders hold the same table (read in a child process: the caller's own
+    memory stays what it measures)."""
+    check = ("import sys, pyarrow.parquet as pq; "
+             "sys.exit(0 if pq.read_table(sys.argv[1]).equals(pq.read_table(sys.argv[2])) else 1)")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", check, str(a), str(b)], check=False).returncode == 0
+
+
 def cpu_flags() -> list[str]:
     flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
     return sorted(f for f in flags if f.startswith(("avx", "amx")) or "vnni" in f)

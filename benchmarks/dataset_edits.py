@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate
+from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate, same_table
 from benchmarks.results_file import write_json
 from benchmarks.worker import peak_rss_mb
 
@@ -57,12 +57,6 @@ def _run(args: argparse.Namespace, corpus: Path, out: Path, content: bool, overw
     if done.returncode != 0:
         raise RuntimeError(f"the job failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def _same(a: Path, b: Path) -> bool:
-    check = ("import sys, pyarrow.parquet as pq; "
-             "sys.exit(0 if pq.read_table(sys.argv[1]).equals(pq.read_table(sys.argv[2])) else 1)")  # fmt: skip
-    return subprocess.run([sys.executable, "-c", check, str(a), str(b)], check=False).returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.check:
                 continue
             results[name]["clean_run"] = _run(args, corpus, work / f"{name}-clean", content)
-            results[name]["same_table_as_clean_run"] = _same(work / name, work / f"{name}-clean")
+            results[name]["same_table_as_clean_run"] = same_table(work / name, work / f"{name}-clean")
             print(f"  {name}: the same table as a clean run: {results[name]['same_table_as_clean_run']}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

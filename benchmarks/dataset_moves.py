@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate
+from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate, same_table
 from benchmarks.results_file import write_json
 from benchmarks.worker import peak_rss_mb
 
@@ -102,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             if "refused" in before:  # what that embedrt leaves to do: the whole corpus again
                 before["overwrite"] = _run(args, shards, work / "out-before", args.before, overwrite=True)
                 print(f"  and with overwrite=True: {before['overwrite']}", flush=True)
-            same = subprocess.run([sys.executable, "-c", (
-                "import sys, pyarrow.parquet as pq; "
-                "sys.exit(0 if pq.read_table(sys.argv[1]).equals(pq.read_table(sys.argv[2])) else 1)"
-            ), str(out), str(work / "out-before")], check=False).returncode == 0  # fmt: skip
+            same = same_table(out, work / "out-before")
             print(f"  both folders hold the same table: {same}")
             before["same_table"] = same
     finally:
