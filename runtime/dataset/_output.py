@@ -297,7 +297,12 @@ def finished_parts(store: Any) -> dict[int, dict[str, Any]]:
     return done
 
 
-_LABELS = {"bundle": "model bundle", "input": "input (none of its finished parts matches this input)"}
+_LABELS = {
+    "bundle": "model bundle",
+    "input": "input (none of its finished parts matches this input: another corpus, or a text file edited in its "
+             "first part, which moves every later row; with --content-defined-parts from a job's first run on, the "
+             "parts after an edit are kept)",
+}  # fmt: skip
 
 
 def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
