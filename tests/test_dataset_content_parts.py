@@ -119,3 +119,24 @@ def test_the_cuts_do_not_depend_on_how_the_file_is_read(fmt: str, content: bool,
         monkeypatch.setattr(_sources, "_BLOCK", block)
         assert plan_input(tmp_path / f"a.{fmt}", 12, **kw) == whole
     assert whole.rows == 3001 and len(whole.parts) > 150
+
+
+def test_cuts_asked_row_by_row_are_the_cuts_asked_by_blocks() -> None:
+    """A CSV scan asks record by record (``opens``), a line scan block by block (``opening``)."""
+    import numpy as np
+
+    from embedrt.dataset._sources import _Cuts
+
+    rng = np.random.default_rng(0)
+    for per in (1, 2, 12, 50):
+        hashes = rng.integers(0, 2**32, 5000, dtype=np.uint64)
+        hashes[1000:1400] = per  # a run without hits: cuts forced at the most rows
+        one, blocks = _Cuts(per, True), _Cuts(per, True)
+        by_row = [r for r in range(len(hashes)) if one.opens(r, int(hashes[r]))]
+        by_block: list[int] = []
+        first = 0
+        while first < len(hashes):
+            count = int(rng.integers(1, 300))
+            by_block += blocks.opening(first, min(count, len(hashes) - first), hashes[first:first + count])
+            first += count
+        assert by_row == by_block and by_row[0] == 0 and len(by_row) > len(hashes) / (4 * per)

@@ -624,6 +624,19 @@ class _Cuts:
         self._forced(end - 1, opened)
         return opened
 
+    def opens(self, row: int, crc: int) -> bool:
+        """``opening`` for one row (``crc`` its hash), as a CSV scan asks record by record."""
+        if not self.content:
+            return row % self.per == 0
+        opened = row == 0 or self.deferred == row
+        self.deferred = None
+        if row - self.start >= self.max:  # forced
+            self.start += self.max
+            opened = True
+        if crc % self.divisor == 0 and row + 1 - self.start >= self.min:
+            self.start = self.deferred = row + 1
+        return opened
+
     def _forced(self, last: int, opened: list[int]) -> None:
         """Open parts at ``max`` rows where no hit did, up to the row ``last``."""
         while last - self.start >= self.max:
@@ -803,13 +816,13 @@ def _scan_csv(
             record_hash.value = _SEED
             for record in reader:
                 if record:  # a blank line is no row (as pandas reads it)
-                    raw = np.array([record_hash.value], np.uint64) if cuts.content else None  # its lines' bytes
-                    if cuts.opening(rows, 1, raw):
+                    if cuts.opens(rows, record_hash.value):  # the hash of its lines' bytes
                         starts.append((rows, offset, line))
                         ph.start(offset)
                     rows += 1
                     last = offset, line
-                record_hash.value = _SEED
+                if cuts.content:
+                    record_hash.value = _SEED
                 offset, line = lines.offset, lines.line + 1
                 if ph.pending > _BLOCK:
                     ph.settled(offset)  # every part starting before this record is known
