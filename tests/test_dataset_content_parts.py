@@ -140,3 +140,20 @@ def test_cuts_asked_row_by_row_are_the_cuts_asked_by_blocks() -> None:
             by_block += blocks.opening(first, min(count, len(hashes) - first), hashes[first:first + count])
             first += count
         assert by_row == by_block and by_row[0] == 0 and len(by_row) > len(hashes) / (4 * per)
+
+
+def test_a_renamed_file_keeps_its_parts(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    _write(src / "2026-12-04.jsonl", "jsonl", [_row(i) for i in range(120)])
+    _write(src / "b.jsonl", "jsonl", [_row(i, "b") for i in range(60)])
+    kw: dict[str, Any] = {"rows_per_part": 20, "on_error": "null", "progress": False, "content_defined_parts": True}
+    first = embed_dataset(src, out, tiny_bert_bundle, **kw)
+    (src / "zarchive").mkdir()
+    (src / "2026-12-04.jsonl").rename(src / "zarchive" / "day-2026-12-04.jsonl")  # renamed, and now sorts last
+    logged: list[str] = []
+    s = embed_dataset(src, out, tiny_bert_bundle, log=logged.append, **kw)
+    assert s.rows_embedded == 0 and s.parts_resumed == first.parts and s.parts_moved == first.parts
+    assert any(f"{first.parts} finished part(s) whose rows now lie elsewhere in the input (a file added, removed or "
+               "renamed before them" in m for m in logged), logged
+    embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, **kw)
+    _same(out, tmp_path / "clean")

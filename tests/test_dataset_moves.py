@@ -56,7 +56,8 @@ def test_a_file_added_or_removed_before_others_keeps_their_parts(fmt: str, id_co
     logged: list[str] = []
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, log=logged.append, **kw)
     assert s.parts_resumed == 6 and s.rows_embedded == 30 and s.rows == 125 and s.bad_rows == 3
-    assert any("6 finished part(s) whose file now lies elsewhere" in m for m in logged), logged
+    assert any("6 finished part(s) whose rows now lie elsewhere in the input (a file added or removed before theirs)"
+               in m for m in logged), logged
     embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, **kw)
     _same(tmp_path / "out", tmp_path / "clean")
     if id_column is None:  # the row numbers moved with the rows: t's first row is row 80 now

@@ -337,8 +337,10 @@ def embed_dataset(
         if record.changed:  # the folder is this job's now (``open``): the next run reads only what changes
             folder.write_file(SCAN_RECORD, lambda f: f.write(record.data()))
         if folder.moved:
-            say(f"the input changed since the last run: {folder.moved} finished part(s) whose file now lies elsewhere "
-                "among the input's (a file added or removed before it) kept under their new number")
+            why = ("a file added, removed or renamed before them, or rows deleted or inserted before them in their file"
+                   if plan.content_cuts else "a file added or removed before theirs")  # fmt: skip
+            say(f"the input changed since the last run: {folder.moved} finished part(s) whose rows now lie elsewhere "
+                f"in the input ({why}) kept under their new number")
         if folder.changed:
             say(f"the input changed since the last run: {folder.changed} finished part(s) made from rows that changed "
                 "(or moved within their file) are computed again")

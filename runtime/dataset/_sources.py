@@ -173,10 +173,12 @@ class Plan:
         """What a finished part holds wherever its file lies among the others: ``part_key`` without the
         part's global row. A journal entry whose ``part_key`` no longer matches but whose ``rows_key``
         matches another part of this plan moved with its whole file (a file added or removed before
-        its own, as new shards named by a hash or a UUID land among the old ones): ``moves``."""
+        its own, as new shards named by a hash or a UUID land among the old ones): ``moves``. With
+        content-defined parts, its rows alone (and a CSV file's columns): a part moved within its file
+        (rows deleted or inserted before it) or with its file renamed is found too."""
         shard = self.shards[part.shard]
-        if self.content_cuts:  # nor its place in the file: rows deleted or inserted before it move it there too
-            h = hashlib.sha256(f"{_name(shard.path)}\0{part.rows}\0{shard.columns}\n".encode())
+        if self.content_cuts:
+            h = hashlib.sha256(f"{part.rows}\0{shard.columns}\n".encode())
         else:
             h = hashlib.sha256(f"{_name(shard.path)}\0{part.start}\0{part.rows}\0{part.first_line}\n".encode())
         h.update(self._content(part))
