@@ -211,6 +211,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def run_child(module: str, args: list[str], pythonpath: str | None = None) -> dict[str, Any]:
+    """``python -m MODULE _child ARGS`` in a fresh process (``pythonpath`` first on its path: an older
+    embedrt), from the repository root; the JSON object its last line prints."""
+    env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
+    cmd = [sys.executable, "-m", module, "_child", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, env=env,
+                          check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the job failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def same_table(a: Path, b: Path) -> bool:
     """Whether two output folders hold the same table (read in a child process: the caller's own
     memory stays what it measures)."""

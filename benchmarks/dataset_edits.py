@@ -22,13 +22,12 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate, same_table
+from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate, run_child, same_table
 from benchmarks.results_file import write_json
 from benchmarks.worker import peak_rss_mb
 
@@ -51,12 +50,8 @@ def _child(bundle: str, corpus: str, out: str, rows_per_part: int, id_column: st
 
 
 def _run(args: argparse.Namespace, corpus: Path, out: Path, content: bool, overwrite: bool = False) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.dataset_edits", "_child", args.bundle, str(corpus), str(out),
-           str(args.rows_per_part), args.id_column, str(int(content)), str(int(overwrite))]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the job failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_child("benchmarks.dataset_edits", [args.bundle, str(corpus), str(out), str(args.rows_per_part),
+                                                  args.id_column, str(int(content)), str(int(overwrite))])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,8 @@ Writes ``--shards`` JSONL shards of ``--rows`` rows of the benchmark corpus (``b
 named ``part-NNNNN-<hex>.jsonl``, embeds them into a folder (a fresh process), adds one shard of
 ``--rows`` other rows whose name sorts first, and runs the job again on that folder (a fresh
 process): the seconds, rows embedded and parts kept of that second run. ``--before PYTHONPATH``
-runs the second run a second time, on a copy of the first run's folder, with an older embedrt on
-the path (``PYTHONPATH=DIR`` holding an ``embedrt`` package); where that one refuses the folder (no
+runs the second run a second time, on a copy of the first run's folder (without
+``_input_scan.json``, which it does not know), with an older embedrt on the path (``PYTHONPATH=DIR`` holding an ``embedrt`` package); where that one refuses the folder (no
 finished part matches), it is run with ``overwrite=True`` too, and both tables are compared. Ids are row numbers unless
 ``--id-column id`` (the corpus's ``doc-N``). Writes
 ``benchmarks/results/dataset-moves-<machine>-<date>.json``.
@@ -23,13 +23,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate, same_table
+from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate, run_child, same_table
 from benchmarks.results_file import write_json
 from benchmarks.worker import peak_rss_mb
 
@@ -51,13 +50,8 @@ def _child(bundle: str, corpus: str, out: str, rows_per_part: int, id_column: st
 
 def _run(args: argparse.Namespace, corpus: Path, out: Path, pythonpath: str | None = None,
          overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
-    env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
-    cmd = [sys.executable, "-m", "benchmarks.dataset_moves", "_child", args.bundle, str(corpus), str(out),
-           str(args.rows_per_part), args.id_column, str(int(overwrite))]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the job failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_child("benchmarks.dataset_moves", [args.bundle, str(corpus), str(out), str(args.rows_per_part),
+                                                  args.id_column, str(int(overwrite))], pythonpath)  # fmt: skip
 
 
 def _shard_name(i: int, batch: str) -> str:
@@ -94,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         before = None
         if args.before:
             shutil.copytree(out, work / "out-before")
+            (work / "out-before" / "_input_scan.json").unlink(missing_ok=True)  # an older embedrt refuses it
         again = _run(args, shards, out)
         print(f"  after a shard landed first: {again}", flush=True)
         if args.before:

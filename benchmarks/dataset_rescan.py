@@ -33,13 +33,12 @@ import datetime
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataset import _BUCKET, CACHE, cpu_flags, cpu_model, generate, s3_endpoint
+from benchmarks.dataset import _BUCKET, CACHE, cpu_flags, cpu_model, generate, run_child, s3_endpoint
 from benchmarks.dataset_memory import tiny_bundle
 from benchmarks.results_file import write_json
 from benchmarks.worker import peak_rss_mb
@@ -61,13 +60,8 @@ def _child(bundle: str, corpus: str, out: str, rows_per_part: int, rescan: bool,
 
 def _run(bundle: str, corpus: str, out: Path, rows_per_part: int, id_column: str, rescan: bool = False,
          pythonpath: str | None = None) -> dict[str, Any]:  # fmt: skip
-    env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
-    cmd = [sys.executable, "-m", "benchmarks.dataset_rescan", "_child", bundle, str(corpus), str(out),
-           str(rows_per_part), str(int(rescan)), id_column]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the job failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_child("benchmarks.dataset_rescan", [bundle, str(corpus), str(out), str(rows_per_part),
+                                                   str(int(rescan)), id_column], pythonpath)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
