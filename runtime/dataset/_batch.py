@@ -291,20 +291,9 @@ class EmbedBatch:
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` rows is done."""
-        tokens, repeats, cache, early = prep.tokens, prep.repeats, self.cache, prep.held
-        cut = prep.tokens.truncated  # each of ``prep.tokens``' texts: cut to the window
-        # the texts it holds now are not embedded again: those of the slice before this one too,
-        # which was being embedded while this one was prepared
-        found = look_up_again(cache, prep.keys, early)
-        if found is not None:
-            tokens = tokens if len(found.missing) == len(tokens) else tokens.select(found.missing.tolist())
-            repeats += len(found.held) + (0 if early is None else len(early.held))
+        found, tokens, repeats = cached_tokens(prep, self.cache)
         vectors = self._vectors(tokens, _rows_done(prep, len(tokens), on_rows))
-        if cache is not None and found is not None:
-            vectors = cache.complete(found, vectors, None if prep.chunks is not None else cut[found.missing])
-        if early is not None and len(early.held):  # and those it held when this slice was prepared
-            vectors = merged(early, vectors)
-            cut = early.every_flag(cut)
+        vectors, cut = with_cached(prep, self.cache, found, vectors, complete_flags=prep.chunks is None)
         if prep.vector_of is not None:
             vectors = vectors[prep.vector_of]
             cut = cut[prep.vector_of]
@@ -347,6 +336,33 @@ def fixed_size_column(rows: np.ndarray, has_row: np.ndarray | None, n: int, valu
     full = np.zeros((n, width), rows.dtype)
     full[has_row] = rows
     return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1), value_type), width, mask=pa.array(~has_row))
+
+
+def cached_tokens(prep: Prepared, cache: VectorCache | None) -> tuple[Lookup | None, Tokenized, int]:
+    """What of a prepared slice runs through the model: the cache is asked again for the keys it did
+    not hold when the slice was prepared (the slice before, run meanwhile, may have added them:
+    ``look_up_again``); (that look-up, the tokens left, the slice's repeats in all)."""
+    found = look_up_again(cache, prep.keys, prep.held)
+    if found is None:
+        return None, prep.tokens, prep.repeats
+    tokens = prep.tokens if len(found.missing) == len(prep.tokens) else prep.tokens.select(found.missing.tolist())
+    return found, tokens, prep.repeats + len(found.held) + (0 if prep.held is None else len(prep.held.held))
+
+
+def with_cached(
+    prep: Prepared, cache: VectorCache | None, found: Lookup | None, values: Any, complete_flags: bool = True
+) -> tuple[Any, np.ndarray]:
+    """The model's ``values`` for the tokens ``cached_tokens`` left, completed with those the cache
+    held at either look-up, in the prepared tokens' order; and each of those tokens' truncation flag
+    (``complete_flags``: the cache keeps them too)."""
+    cut = prep.tokens.truncated
+    if cache is not None and found is not None:
+        values = cache.complete(found, values, cut[found.missing] if complete_flags else None)
+    early = prep.held
+    if early is not None and len(early.held):  # and those it held when this slice was prepared
+        values = merged(early, values)
+        cut = early.every_flag(cut)
+    return values, cut
 
 
 def _output_rows(prep: Prepared) -> tuple[np.ndarray | None, np.ndarray | None]:

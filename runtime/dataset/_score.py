@@ -22,8 +22,6 @@ from .._cache import (
     VectorCache,
     check_cache_mb,
     distinct_items,
-    look_up_again,
-    merged,
     text_keys,
 )
 from .._errors import BundleError
@@ -38,9 +36,11 @@ from ._batch import (
     _output_rows,
     _texts,
     bad_row,
+    cached_tokens,
     fixed_size_column,
     refuse_options,
     text_source,
+    with_cached,
 )
 from ._readers import INTERNAL
 
@@ -158,22 +158,12 @@ class ScoreBatch:
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Score the prepared pairs; the output keeps the input's row order. ``on_rows(n)`` as each
         model batch of ``n`` pairs is done."""
-        tokens, cut, repeats, early = prep.tokens, prep.tokens.truncated, prep.repeats, prep.held
-        # the pairs it holds now are not scored again: those of the slice before this one too, which
-        # was being scored while this one was prepared (as ``EmbedBatch.run``)
-        found = look_up_again(self.cache, prep.keys, early)
-        if found is not None:
-            tokens = tokens if len(found.missing) == len(tokens) else tokens.select(found.missing.tolist())
-            repeats += len(found.held) + (0 if early is None else len(early.held))
+        found, tokens, repeats = cached_tokens(prep, self.cache)
         scores = np.empty((0, self.model.num_labels), np.float32)
         if tokens.lengths.size:  # (pairs, labels): a row per pair, as the cache keeps it
             scores = np.asarray(self.model.scores(self.model.predict_tokenized(tokens, self.batch_size, on_rows=on_rows)),
                                 np.float32).reshape(len(tokens.lengths), -1)  # fmt: skip
-        if self.cache is not None and found is not None:
-            scores = self.cache.complete(found, scores, cut[found.missing])  # type: ignore[assignment]
-        if early is not None and len(early.held):  # and those it held when this slice was prepared
-            scores = merged(early, scores)  # type: ignore[assignment]
-            cut = early.every_flag(cut)
+        scores, cut = with_cached(prep, self.cache, found, scores)
         if prep.vector_of is not None:
             scores, cut = scores[prep.vector_of], cut[prep.vector_of]
         take, has_score = _output_rows(prep)

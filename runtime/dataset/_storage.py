@@ -109,10 +109,8 @@ def _matches(pattern: list[str], parts: list[str]) -> bool:
 
 def stamp(where: str) -> tuple[int, int]:
     """A file's size and modification time (ns), or an object's: what changes when it is rewritten."""
-    if is_uri(where):
-        return size_and_mtime(where)
-    st = os.stat(where)
-    return st.st_size, st.st_mtime_ns
+    size, mtime, *_local = scan_stamp(where)
+    return size, mtime
 
 
 def scan_stamp(where: str) -> tuple[int, ...]:
