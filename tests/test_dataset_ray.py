@@ -324,3 +324,24 @@ def test_embed_ray_dataset_scores_pairs_with_a_reranker(local_ray: None, tiny_re
         embed_ray_dataset(plain, tiny_bert_bundle, query_column="q")
     with pytest.raises(ValueError, match="normalize"):
         embed_ray_dataset(plain, tiny_reranker[1], query_column="q", normalize=True)
+
+
+def test_ray_backend_embeds_documents_as_the_local_backend(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = tmp_path / "docs"
+    for i, t in enumerate(TEXTS[:60]):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"{i:02d}.md").write_text(t * (1 + i % 5))
+    (src / "d1" / "30.md").write_bytes(b"\xc3(")  # not UTF-8: a bad row, named by its file
+    common = {"documents": True, "rows_per_part": 10, "on_error": "null", "chunk_tokens": "max", "progress": False,
+              "repeat_cache_mb": 0}  # repeats within a slice only: the same on both backends
+    local = embed_dataset(src, tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    rayed = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray",
+                          ray=RayOptions(num_actors=2), **common)  # type: ignore[arg-type]  # fmt: skip
+    assert rayed.written == local.written > 60 and rayed.bad_rows == local.bad_rows == 1 and rayed.parts > 2
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    assert a.drop_columns(["embedding"]).equals(b.drop_columns(["embedding"]))
+    assert a.column("embedding").null_count == b.column("embedding").null_count == 1
+    # to float rounding: the actors run one thread each, the local run two
+    np.testing.assert_allclose(*(_vectors(t.filter(t.column("embedding").is_valid())) for t in (a, b)), atol=1e-6)
+    assert (tmp_path / "ray" / "_bad_rows.jsonl").read_text() == (tmp_path / "local" / "_bad_rows.jsonl").read_text()
+    assert json.loads((tmp_path / "ray" / "_bad_rows.jsonl").read_text())["file"] == str(src / "d1" / "30.md")

@@ -119,6 +119,24 @@ def test_s3_parts_move_when_a_file_lands_before_theirs(s3: None, tmp_path: Path,
     assert not [n for n in objects if ".tmp-" in n]
 
 
+def test_s3_documents_under_a_glob_equal_a_local_run(s3: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    local = tmp_path / "docs"
+    for i, t in enumerate(TEXTS[:24]):
+        name = f"notes/{i % 4}/{i:02d}.md"
+        put(f"s3://corpus/docs/{name}", t.encode())
+        (local / name).parent.mkdir(parents=True, exist_ok=True)
+        (local / name).write_text(t)
+    put("s3://corpus/docs/notes/logo.png", b"\x89PNG")  # left out by the glob
+    kw: dict[str, Any] = {"documents": True, "rows_per_part": 6, "progress": False}
+    s = embed_dataset("s3://corpus/docs/**/*.md", "s3://vectors/docs", tiny_bert_bundle, **kw)
+    embed_dataset(str(local / "**" / "*.md"), tmp_path / "out", tiny_bert_bundle, **kw)
+    assert s.written == 24 and _read("s3://vectors/docs").equals(_read(str(tmp_path / "out")))
+    assert _read("s3://vectors/docs").column("id").to_pylist()[:2] == ["notes/0/00.md", "notes/0/04.md"]
+    put("s3://corpus/docs/notes/1/05.md", b"rewritten")  # another upload: its part only is computed again
+    again = embed_dataset("s3://corpus/docs/**/*.md", "s3://vectors/docs", tiny_bert_bundle, **kw)
+    assert 1 <= again.rows_embedded <= 4 * 6 and again.parts_resumed >= again.parts - 1
+
+
 def _get(uri: str) -> bytes:
     import pyarrow.fs
 

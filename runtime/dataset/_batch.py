@@ -42,7 +42,7 @@ from .._sparse_encoder import SparseEncoder
 from .._tokenize import Tokenized, load_tokenizer
 from .._types import BundleKind, EmbeddingPrecision, check_int, parse
 from . import _readers
-from ._readers import BAD, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT
+from ._readers import BAD, FILE, FILE_KEY, INTERNAL, LINE, POSITION_KEY, TEXT
 from ._template import TextSource
 
 
@@ -63,7 +63,7 @@ class BadRow:
     position: str = "line"  # "line" (1-based line of a text file) or "row" (0-based row of a Parquet file)
 
     def describe(self) -> str:
-        where = f"{self.file} {self.position} {self.line}" if self.file else "row"
+        where = f"{self.file} {self.position} {self.line}" if self.file and self.line is not None else self.file or "row"
         return f"{where} (id {self.id!r}): {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -487,7 +487,8 @@ def bad_row(table: pa.Table, i: int, reason: str, id_column: str | None, first: 
     """Row ``i`` of ``table`` as a ``BadRow``: its file and line from the readers' metadata, its id
     (``first``: the row number of the table's first row, where rows are named by number)."""
     meta = table.schema.metadata or {}
-    file = meta.get(FILE_KEY, b"").decode() or None
+    own = table.column(FILE)[i].as_py() if FILE in table.column_names else None  # a document's
+    file = own or meta.get(FILE_KEY, b"").decode() or None
     position = meta.get(POSITION_KEY, b"line").decode()
     line = table.column(LINE)[i].as_py() if LINE in table.column_names else None
     id_col = id_column or ("id" if BAD in table.column_names else None)

@@ -24,6 +24,7 @@ _EXAMPLES = """examples:
   embedrt embed-dataset beir/corpus.jsonl vectors/ --model bundles/minilm --id-column _id --text-template '{title} {text}'
   embedrt embed-dataset corpus.txt vectors/ --model bundles/minilm --on-error skip
   embedrt embed-dataset pairs.jsonl scores/ --model bundles/reranker --query-column query
+  embedrt embed-dataset 'docs/**/*.md' chunks/ --model bundles/minilm --documents --chunk-tokens max
   embedrt embed-dataset corpus/ vectors/ --model bundles/minilm --backend ray --num-actors 8
   embedrt embed-dataset s3://bucket/docs/ s3://bucket/vectors/ --model s3://bucket/bundles/minilm
 
@@ -80,11 +81,16 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    help="end a text file's parts after rows chosen by their content (--rows-per-part on average) "
                    "instead of every --rows-per-part rows, so that rows deleted or inserted inside a file change "
                    "only the parts around them: a later run moves the others instead of computing them again")  # fmt: skip
+    p.add_argument("--documents", action="store_true",
+                   help="each input file is one text (a folder of Markdown, HTML or text documents; every file but "
+                   "hidden ones, or a glob's matches): rows of the columns path (the file's path under INPUT, the "
+                   "default --id-column) and text; with --chunk-tokens max each is embedded whole in windows")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--rows-per-part", type=int, default=10_000, help="rows per output file (default 10000)")
+    p.add_argument("--rows-per-part", type=int, help="rows per output file (default 10000; with --documents 1000 "
+                   "documents on average)")  # fmt: skip
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
     p.add_argument("--prompt", help="a prompt of your own, prepended to each text")
@@ -142,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
                 dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
+                documents=args.documents,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"

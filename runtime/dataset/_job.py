@@ -47,7 +47,7 @@ from ._output import SCHEMA, OutputFolder, writer_options
 from ._scan_record import NAME as SCAN_RECORD
 from ._scan_record import ScanRecord
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
-from ._sources import ALL_COLUMNS, InputError, InputFormat, PartSpec, Plan, plan_input
+from ._sources import ALL_COLUMNS, DOCUMENTS_PER_PART, InputError, InputFormat, PartSpec, Plan, plan_input
 from ._template import TextSource
 
 Log = Callable[[str], None]
@@ -136,7 +136,7 @@ def embed_dataset(
     keep_columns: str | list[str] | tuple[str, ...] = (),
     on_error: str | OnError = OnError.FAIL,
     batch_size: int = 32,
-    rows_per_part: int = 10_000,
+    rows_per_part: int | None = None,
     normalize: bool = False,
     prompt_name: str | None = None,
     prompt: str | None = None,
@@ -164,6 +164,7 @@ def embed_dataset(
     dry_run: bool = False,
     rescan: bool = False,
     content_defined_parts: bool = False,
+    documents: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -177,7 +178,13 @@ def embed_dataset(
     are refused.
     ``input``: a ``.txt`` (one text a line), ``.jsonl``, ``.csv``/``.tsv``, ``.parquet`` or Arrow IPC
     (``.arrow``, ``.feather``: a saved Hugging Face dataset's shards) file, a
-    folder of them, or a glob. Rows are cut into parts of ``rows_per_part``; each part becomes one
+    folder of them, or a glob. ``documents``: each file of ``input`` (a folder's files, whatever their
+    names, but hidden ones; a glob's matches) is one text instead, a row of the columns ``path`` (its
+    path under the input folder, or under a glob's folder) and ``text`` (its content, UTF-8), named
+    by its path (the default ``id_column``): a folder of Markdown, HTML or text documents, with
+    ``chunk_tokens`` to embed them whole in windows; a file that is not UTF-8 text is a bad row.
+    Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 1,000 on average, cut
+    by their paths' hashes, so that a document added or removed recomputes its part only); each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
     written whole. A part is read, embedded and written a slice of about 4 million characters at a
     time (most parts: one slice), so memory grows neither with the corpus nor with its texts'
@@ -256,6 +263,10 @@ def embed_dataset(
     """
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
+    if rows_per_part is None:
+        rows_per_part = DOCUMENTS_PER_PART if documents else 10_000
+    if documents and id_column is None:
+        id_column = "path"
     if isinstance(progress_every, bool) or not isinstance(progress_every, int | float) or not progress_every >= 0:
         raise ValueError(f"progress_every must be a number of seconds >= 0, got {progress_every!r}")
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
@@ -307,7 +318,7 @@ def embed_dataset(
         with _scan_progress(progress, progress_every) as scanned:
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
-                              record=record, content_cuts=content_defined_parts)  # fmt: skip
+                              record=record, content_cuts=content_defined_parts, documents=documents)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -344,7 +355,8 @@ def embed_dataset(
         if folder.changed:
             say(f"the input changed since the last run: {folder.changed} finished part(s) made from rows that changed "
                 "(or moved within their file) are computed again")
-        say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of up to {rows_per_part} rows; "
+        size = f"about {rows_per_part} rows on average" if plan.content_cuts else f"up to {rows_per_part} rows"
+        say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of {size}; "
             f"{len(done)} finished by an earlier run, {len(todo)} to do")
         with _Tracker(plan, done, folder, progress, t0, progress_every) as tracker:
             on_rows = tracker.embedded if tracker.bar is not None else None  # the bar's only use of the batches

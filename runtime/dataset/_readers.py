@@ -2,28 +2,30 @@
 
 The table has the columns ``id``, the kept columns, and three internal ones: ``__text`` (the text,
 null where the row is bad), ``__bad`` (why a row is bad, null where it is fine) and ``__line``
-(the 1-based line of the row in its file; for Parquet the 0-based row). Problems found while
+(the 1-based line of the row in its file; for Parquet the 0-based row; null for a document) and
+``__file`` (a document's file; null where the table's metadata names the file). Problems found while
 reading (undecodable bytes, a line that is not a JSON object, a missing field, a null or a
 non-string text) become ``__bad`` reasons here; what to do with them is the batch function's job.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _storage as storage
-from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row
+from ._sources import _WIDE_BOMS, InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row
 from ._template import TextSource
 
-TEXT, BAD, LINE = "__text", "__bad", "__line"
-INTERNAL = (TEXT, BAD, LINE)
+TEXT, BAD, LINE, FILE = "__text", "__bad", "__line", "__file"
+INTERNAL = (TEXT, BAD, LINE, FILE)  # FILE: a row's own file (documents; null where the table's metadata names it)
 FILE_KEY = b"embedrt.file"
 POSITION_KEY = b"embedrt.position"  # "line" (1-based, text formats) or "row" (0-based, Parquet)
 
@@ -38,14 +40,18 @@ _BATCH_ROWS = 256  # rows per table read from a Parquet row group or an Arrow re
 class _Rows:
     """Columns of a slice of a part being read, row by row."""
 
-    def __init__(self, columns: tuple[str, ...]) -> None:
+    def __init__(self, columns: tuple[str, ...], files: bool = False) -> None:
         self.text: list[str | None] = []
         self.bad: list[str | None] = []
-        self.line: list[int] = []
+        self.line: list[int | None] = []
+        self.file: list[str] | None = [] if files else None  # documents: each row's file
         self.cols: dict[str, list[Any]] = {c: [] for c in columns}
         self.chars = 0
 
-    def add(self, line: int, text: str | None, bad: str | None, values: dict[str, Any]) -> None:
+    def add(self, line: int | None, text: str | None, bad: str | None, values: dict[str, Any],
+            file: str | None = None) -> None:  # fmt: skip
+        if self.file is not None:
+            self.file.append(file or "")
         self.line.append(line)
         self.text.append(None if bad else text)
         self.bad.append(bad)
@@ -57,15 +63,15 @@ class _Rows:
 class _Slicer:
     """Hands out ``_Rows`` of at least one row and about ``chars`` characters of text each."""
 
-    def __init__(self, columns: tuple[str, ...], chars: int | None) -> None:
-        self.columns, self.limit = columns, chars
-        self.rows = _Rows(columns)
+    def __init__(self, columns: tuple[str, ...], chars: int | None, files: bool = False) -> None:
+        self.columns, self.limit, self.files = columns, chars, files
+        self.rows = _Rows(columns, files)
 
     def full(self) -> bool:
         return self.limit is not None and self.rows.chars >= self.limit
 
     def take(self) -> _Rows:
-        out, self.rows = self.rows, _Rows(self.columns)
+        out, self.rows = self.rows, _Rows(self.columns, self.files)
         return out
 
 
@@ -86,13 +92,16 @@ def read_slices(
     source = TextSource.of(text)
     shard = plan.shards[part.shard]
     columns = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
-    meta = {FILE_KEY: shard.path.encode(), POSITION_KEY: b"row" if plan.format.columnar else b"line"}
+    documents = plan.format is InputFormat.DOCUMENTS
+    meta = {FILE_KEY: b"" if documents else shard.path.encode(), POSITION_KEY: b"row" if plan.format.columnar else b"line"}
     first = shard.first_row + part.start
 
     def finish(table: pa.Table) -> pa.Table:
         nonlocal first
         ids = table.column(id_column) if id_column else pa.array(range(first, first + table.num_rows), pa.int64())
         first += table.num_rows
+        if FILE not in table.column_names:
+            table = table.append_column(FILE, pa.nulls(table.num_rows, pa.string()))
         out = {"id": ids, **{c: table.column(c) for c in keep_columns}, **{c: table.column(c) for c in INTERNAL}}
         return pa.table(out).replace_schema_metadata(meta)
 
@@ -101,25 +110,70 @@ def read_slices(
     elif plan.format is InputFormat.ARROW:
         tables = _read_arrow(shard, part, source, columns, chars)
     else:
-        if plan.format is InputFormat.TXT:
+        if documents:
+            slices = _read_documents(plan.documents(part), source, columns, chars)
+        elif plan.format is InputFormat.TXT:
             slices = _read_txt(shard, part, chars)
         elif plan.format is InputFormat.JSONL:
             slices = _read_jsonl(shard, part, source, columns, chars)
         else:
             slices = _read_csv(shard, part, source, columns, plan.csv_delimiter, chars)
         tables = (_assemble({c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()},
-                            rows.text, rows.bad, rows.line) for rows in slices)  # fmt: skip
-    shard.check_unchanged(part)
+                            rows.text, rows.bad, rows.line, rows.file) for rows in slices)  # fmt: skip
+    plan.check_unchanged(part)
     for table in tables:
         yield finish(table)
-    shard.check_unchanged(part)  # after its last slice and before the part is written whole: not kept
+    plan.check_unchanged(part)  # after its last slice and before the part is written whole: not kept
 
 
-def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str | None], line: list[int]) -> pa.Table:
+def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str | None], line: Sequence[int | None],
+              file: list[str] | None = None) -> pa.Table:  # fmt: skip
     return pa.table({
         **arrays,
         TEXT: pa.array(text, pa.string()), BAD: pa.array(bad, pa.string()), LINE: pa.array(line, pa.int64()),
+        **({FILE: pa.array(file, pa.string())} if file is not None else {}),
     })  # fmt: skip
+
+
+def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None) -> Iterator[_Rows]:
+    """A row per document: ``path`` (its path under the input) and ``text`` (its content)."""
+    out = _Slicer(columns, chars, files=True)
+    for doc in docs:
+        if out.full():
+            yield out.take()
+        content, bad = _document_text(doc.path)
+        values = {"path": doc.name, "text": content}
+        text, why = (None, bad) if bad else source.from_mapping(values)
+        out.rows.add(None, text, why, values, doc.path)
+    yield out.take()
+
+
+_DOC_BLOCK = 1 << 20
+
+
+def _document_text(path: str) -> tuple[str | None, str | None]:
+    """A document's text (UTF-8; a byte order mark read past), or why it has none. A file that is not
+    UTF-8 (an image, a PDF) is read no further than its first bad byte."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    pieces, at = [], 0
+    with storage.open_input(path) as f:
+        head = cast(Any, f).peek(4)[:4]
+        for bom, name in _WIDE_BOMS.items():
+            if head.startswith(bom):
+                return None, f"{name} text (a {name} byte order mark): documents are read as UTF-8; convert it first " \
+                             f"(iconv -f {name} -t UTF-8)"
+        while True:
+            block = f.read(_DOC_BLOCK)
+            held = len(decoder.getstate()[0])
+            try:
+                pieces.append(decoder.decode(block, final=not block))
+            except UnicodeDecodeError as e:
+                where = at - held + e.start
+                return None, (f"not UTF-8 text (a binary file?): invalid byte {e.object[e.start:e.start + 1]!r} at byte "
+                              f"{where}; give the documents' names as a glob ('docs/**/*.md') or --on-error skip")  # fmt: skip
+            if not block:
+                return "".join(pieces), None
+            at += len(block)
 
 
 def _to_arrow(values: list[Any], kind: str) -> pa.Array:

@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import glob
 import hashlib
+import itertools
 import json
 import time
 import zlib
@@ -47,6 +48,7 @@ class InputFormat(str, Enum):
     TSV = "tsv"
     PARQUET = "parquet"
     ARROW = "arrow"  # Arrow IPC, file or stream format (Hugging Face datasets' .arrow files)
+    DOCUMENTS = "documents"  # each file one text, whatever its name: rows of ``DOCUMENT_COLUMNS``
 
     @property
     def columnar(self) -> bool:
@@ -61,6 +63,8 @@ SUFFIXES = {
     ".arrows": InputFormat.ARROW, ".feather": InputFormat.ARROW, ".ipc": InputFormat.ARROW,
 }  # fmt: skip
 _REFUSED = {".json": "a JSON document (one object a line is .jsonl)"}
+DOCUMENT_COLUMNS = ("path", "text")  # a document's row: its path under the input, its content
+DOCUMENTS_PER_PART = 1_000  # documents are longer than rows: parts of fewer of them, for a resume's sake
 
 
 _DELIMITERS = {InputFormat.CSV: ",", InputFormat.TSV: "\t"}  # the formats' own field delimiters
@@ -81,6 +85,7 @@ class Shard:
     sha256: str  # of the content
     columns: tuple[str, ...] = ()
     stamp: tuple[int, int] | None = None  # its size and modification time when planned (``storage.stamp``)
+    name: str = ""  # a document's path under its input (``InputFormat.DOCUMENTS``: the row's ``path``)
 
     def check_unchanged(self, part: PartSpec) -> None:
         """Refuse to go on with ``part`` if the file changed since it was planned (a part's rows are
@@ -188,6 +193,25 @@ class Plan:
         """The global row number of the part's first row (the default id)."""
         return self.shards[part.shard].first_row + part.start
 
+    def documents(self, part: PartSpec) -> list[Shard]:
+        """The files of a part of documents (``InputFormat.DOCUMENTS``), a row each."""
+        return self.shards[part.shard:part.shard + part.rows]
+
+    def check_unchanged(self, part: PartSpec) -> None:
+        """Refuse to go on with ``part`` if a file it reads changed since it was planned."""
+        if self.format is not InputFormat.DOCUMENTS:
+            self.shards[part.shard].check_unchanged(part)
+            return
+        docs = self.documents(part)
+        now: list[tuple[int, ...] | None]
+        try:
+            now = list(storage.scan_stamps([d.path for d in docs]))
+        except FileNotFoundError:
+            now = [None] * len(docs)  # each file's own check names the one removed
+        for d, stamp in zip(docs, now, strict=True):
+            if stamp is None or (stamp[0], stamp[1]) != d.stamp:
+                d.check_unchanged(part)
+
     def moves(self, entries: dict[int, dict[str, Any]], kept: Collection[int], shift_ids: bool) -> dict[int, Moved]:
         """The journal entries (not ``kept`` where they are) that hold another part of this plan:
         {old index: ``Moved``}. ``shift_ids``: the ids are row numbers, which move with the part (its
@@ -207,7 +231,7 @@ class Plan:
             part = places.pop(0)
             shift = self.first_row(part) - entry["first_row"] if shift_ids else 0
             lines = part.first_line - entry["first_line"] if self.content_cuts else 0
-            path = self.shards[part.shard].path
+            path = None if self.format is InputFormat.DOCUMENTS else self.shards[part.shard].path
             bad = [_moved_bad_row(b, shift, lines, path) for b in entry.get("bad", [])]
             moved = {**entry, "part": part.index, "file": part.name, "part_key": self.part_key(part),
                      "first_row": self.first_row(part), "bad": bad}  # fmt: skip
@@ -250,16 +274,16 @@ class Plan:
         return h.hexdigest()
 
 
-def _moved_bad_row(bad: dict[str, Any], shift: int, lines: int, path: str) -> dict[str, Any]:
+def _moved_bad_row(bad: dict[str, Any], shift: int, lines: int, path: str | None) -> dict[str, Any]:
     """A bad row of a moved part, as the part's run at its new place would list it: its row-number id
     shifted by ``shift``, its line by ``lines``, its file named as now (a file moved to another
-    folder keeps its parts)."""
+    folder keeps its parts; ``path`` None: documents, each its own file, which a move keeps)."""
     out = dict(bad)
     if shift and isinstance(bad.get("id"), int):
         out["id"] = bad["id"] + shift
     if lines and isinstance(bad.get("line"), int):
         out["line"] = bad["line"] + lines
-    if bad.get("file") is not None:
+    if bad.get("file") is not None and path is not None:
         out["file"] = path
     return out
 
@@ -330,6 +354,38 @@ def find_inputs(
     return formats.pop(), sorted(set(files), key=lambda f: PurePath(f).parts)
 
 
+def find_documents(spec: str | Path | list[str | Path], exclude: str | None = None) -> list[tuple[str, str]]:
+    """The files of ``spec`` as documents (``InputFormat.DOCUMENTS``), whatever their names: (file,
+    its path under its input: a folder's files relative to the folder, a glob's to the folder before
+    its first wildcard, a file by its name), sorted by that path. A folder's hidden files and folders
+    (a name starting with ``.``) are left out; ``_`` starts the names of documents too (``_index.md``,
+    ``_posts/``)."""
+    specs = spec if isinstance(spec, list) else [spec]
+    found: list[tuple[str, str]] = []
+    for s in map(str, specs):
+        what = storage.kind(s)
+        if what == "dir":
+            found += [(f, rel) for f, rel in storage.walk(s) if not any(p.startswith(".") for p in PurePosixPath(rel).parts)]
+        elif what == "file":
+            found.append((s if is_uri(s) else str(Path(s)), _name(s)))
+        elif glob.has_magic(s):
+            base = s[:s.rfind("/", 0, min(s.find(c) for c in "*?[" if c in s)) + 1]
+            found += [(f, f[len(base):] if is_uri(f) else Path(f).relative_to(base or ".").as_posix())
+                      for f in storage.glob_files(s)]  # fmt: skip
+        else:
+            raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
+    if exclude is not None:
+        found = [(f, n) for f, n in found if not storage.inside(f, exclude)]
+    if not found:
+        raise InputError(f"no input files found at {specs!r}")
+    found = sorted(dict(found).items(), key=lambda fn: PurePosixPath(fn[1]).parts)
+    for (f1, n1), (f2, n2) in itertools.pairwise(found):
+        if n1 == n2:
+            raise InputError(f"two documents have the path {n1!r} under their inputs ({f1}, {f2}): a document's path "
+                             "names its row; give their common folder as the input instead")  # fmt: skip
+    return found
+
+
 def _expand(s: str) -> list[str]:
     what = storage.kind(s)
     if what == "dir":
@@ -340,7 +396,8 @@ def _expand(s: str) -> list[str]:
                 _format_of(f)  # a compressed Parquet file is refused, not left out
                 known.append(f)
         if not known and found:
-            raise InputError(f"folder {s!r} holds no file ending in {sorted(SUFFIXES)}")
+            raise InputError(f"folder {s!r} holds no file ending in {sorted(SUFFIXES)}; --documents "
+                             "(documents=True) reads each file as one text")  # fmt: skip
         return known
     if what == "file":
         _format_of(s)
@@ -380,7 +437,8 @@ def _format_of(path: str) -> InputFormat:
     hint = f" ({why})" if why else ""
     raise InputError(
         f"input file {path!r} has extension {suffix!r}{hint}; expected one of {sorted(SUFFIXES)}, text formats "
-        f"also compressed ({', '.join(sorted(storage.CODECS))})"
+        f"also compressed ({', '.join(sorted(storage.CODECS))}), or --documents (documents=True) to read each file "
+        "as one text"
     )
 
 
@@ -397,18 +455,28 @@ def plan_input(
     delimiter: str | None = None,
     record: ScanRecord | None = None,
     content_cuts: bool = False,
+    documents: bool = False,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
     (a progress bar for a long scan). ``delimiter``: CSV/TSV fields' (default ``,`` and tab).
     ``record``: an earlier scan's findings (``_scan_record``): a file unchanged since is not read
     again; this scan's findings go into it. ``content_cuts``: text files' parts end after rows
-    chosen by their content, ``rows_per_part`` rows on average (``_Cuts``)."""
+    chosen by their content, ``rows_per_part`` rows on average (``_Cuts``). ``documents``: each file
+    is a row (``find_documents``), its columns ``DOCUMENT_COLUMNS``; a part holds ``rows_per_part``
+    documents on average, ending after one whose path's hash hits, so that a document added or
+    removed changes the part it lies in only."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     check_delimiter(delimiter)
-    fmt, files = find_inputs(spec, exclude)
+    if documents:
+        fmt, content_cuts = InputFormat.DOCUMENTS, True
+        found_docs = find_documents(spec, exclude)
+        files, doc_names = [f for f, _n in found_docs], [n for _f, n in found_docs]
+    else:
+        fmt, files = find_inputs(spec, exclude)
+        doc_names = [""] * len(files)
     if delimiter is not None and fmt not in _DELIMITERS:
         raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
                          f"{fmt.value}")  # fmt: skip
@@ -439,23 +507,26 @@ def plan_input(
         log(f"{reused} of {len(files)} input file(s) unchanged since the scan recorded in the output folder: "
             "not read again (--rescan reads every file)")  # fmt: skip
     first_row = named = 0
-    for path, found in zip(files, known, strict=True):
+    for path, name, found in zip(files, doc_names, known, strict=True):
         if found is not None:
             shard, starts, hashes, found_kinds = found
-            shard = dataclasses.replace(shard, first_row=first_row)
+            shard = dataclasses.replace(shard, first_row=first_row, name=name)
             tell(shard.rows)
         else:
             shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, _Cuts(rows_per_part, content_cuts),
                                                             delimiter, wanted, every, tell, record, log, named,
                                                             len(files) - reused)  # fmt: skip
+            shard = dataclasses.replace(shard, name=name)
             named += 1
         _merge_kinds(kinds, found_kinds)
         _check_columns(shard, fmt, source, wanted, delimiter)
-        for k, (start, offset, line) in enumerate(starts):
+        for k, (start, offset, line) in enumerate(starts if not documents else ()):
             stop = starts[k + 1][0] if k + 1 < len(starts) else shard.rows
             parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line, hashes[k] if hashes else ""))
         shards.append(shard)
         first_row += shard.rows
+    if documents:
+        parts = _document_parts(shards, _Cuts(rows_per_part, True))
     plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts)
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
@@ -496,6 +567,9 @@ def _scan_file(
         tell(shard.rows)
     elif fmt in (InputFormat.CSV, InputFormat.TSV):
         shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell)
+    elif fmt is InputFormat.DOCUMENTS:
+        shard, starts, hashes = _scan_document(path, first_row)
+        tell(1)
     else:
         shard, starts, hashes = _scan_lines(path, first_row, cuts, skip_empty=fmt is InputFormat.JSONL,
                                             kinds=kinds, every_key=every, tell=tell)  # fmt: skip
@@ -557,6 +631,9 @@ def _check_columns(shard: Shard, fmt: InputFormat, source: TextSource, wanted: t
     if fmt in (InputFormat.TXT, InputFormat.JSONL):
         return  # txt has none; a jsonl row without a column is a bad row (or takes its default), not a bad file
     missing = [c for c in (*source.columns, *wanted) if c not in shard.columns]
+    if missing and fmt is InputFormat.DOCUMENTS:
+        raise InputError(f"documents have no column {missing[0]!r}: each file is a row of the columns "
+                         f"{list(DOCUMENT_COLUMNS)} (its path under the input, its content)")  # fmt: skip
     if missing:
         text = "--text-template" if source.template is not None else "--text-column"
         raise InputError(
@@ -899,6 +976,34 @@ class _TrackedLines:
     def drain(self) -> None:
         for _ in self:
             pass
+
+
+# -- documents ----------------------------------------------------------------------------------------
+
+
+def _scan_document(path: str, first_row: int) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
+    """A document's shard: one row, its bytes hashed (decompressed, as they are read)."""
+    h, size = hashlib.sha256(), 0
+    with storage.open_input(path) as f:
+        while block := f.read(_BLOCK):
+            h.update(block)
+            size += len(block)
+    return Shard(path, 1, first_row, size, h.hexdigest(), DOCUMENT_COLUMNS), [(0, 0, 1)], []
+
+
+def _document_parts(docs: list[Shard], cuts: _Cuts) -> list[PartSpec]:
+    """Documents (sorted by path) cut into parts by their paths' hashes (``_Cuts``): a document added
+    or removed changes its own part only, and the parts after it hold the same documents (their
+    rows' ids are their paths), which a resume moves instead of computing them again."""
+    opened = [k for k, d in enumerate(docs) if cuts.opens(k, zlib.crc32(d.name.encode(), _SEED))]
+    parts: list[PartSpec] = []
+    for k, first in enumerate(opened):
+        stop = opened[k + 1] if k + 1 < len(opened) else len(docs)
+        h = hashlib.sha256()
+        for d in docs[first:stop]:
+            h.update(f"{d.name}\0{d.size}\0{d.sha256}\n".encode())
+        parts.append(PartSpec(k, first, 0, stop - first, sha256=h.hexdigest()))
+    return parts
 
 
 # -- parquet ------------------------------------------------------------------------------------------

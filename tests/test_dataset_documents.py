@@ -1,0 +1,173 @@
+"""Documents as input: each file of a folder (or a glob's match) is one text, named by its path."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+import embedrt.dataset._scan_record as _scan_record  # noqa: E402
+from embedrt import Embedder  # noqa: E402
+from embedrt.cli import main  # noqa: E402
+from embedrt.dataset import BadRowError, InputError, embed_dataset  # noqa: E402
+from embedrt.dataset._readers import read_slices  # noqa: E402
+from embedrt.dataset._sources import plan_input  # noqa: E402
+
+WORDS = ["river", "stone", "quiet", "engine", "paper", "한국어", "light", "music", "north", "glass"]
+
+
+def _doc(i: int, tag: str = "") -> str:
+    lines = [" ".join(WORDS[(i * 3 + k * 7) % len(WORDS)] for k in range(i % 9 + 2)) + f" {tag}{i}." for _ in range(i % 4 + 1)]
+    return "# Note " + str(i) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _folder(root: Path, docs: dict[str, bytes | str]) -> Path:
+    for name, content in docs.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root
+
+
+def _vectors(table: pa.Table) -> np.ndarray:
+    return np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+
+
+def test_each_file_is_a_row_named_by_its_path(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    docs: dict[str, bytes | str] = {
+        "README.md": "# Title\n\nSome text.\n", "guide/intro.md": "\ufeffa byte order mark first\r\nthen CRLF\r\n",
+        "guide/deep/ko.txt": "한국어 문서입니다. 두 번째 문장.", "_posts/2024-01-01-x.md": "a post", "empty.md": "",
+        "page.html": "<p>markup is text too</p>", ".git/config": "[core]", "guide/.draft.md": "hidden",
+    }  # fmt: skip
+    src = _folder(tmp_path / "docs", docs)
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, keep_columns="*", progress=False)
+    table = pq.read_table(tmp_path / "out")
+    names = ["README.md", "_posts/2024-01-01-x.md", "empty.md", "guide/deep/ko.txt", "guide/intro.md", "page.html"]
+    assert table.column("id").to_pylist() == names and s.written == 6 and s.bad_rows == 0
+    assert table.schema.names == ["id", "text", "embedding"]  # '*': every column but the id (path)
+    texts = [str(docs[n]).removeprefix("\ufeff") for n in names]  # the byte order mark is read past
+    assert table.column("text").to_pylist() == texts
+    np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["identity"]["rows_per_part"] == 1000 and manifest["identity"]["id_column"] == "path"
+    assert [f["path"] for f in manifest["input"]["files"]] == [str(src / n) for n in names]
+
+
+def test_files_that_are_no_utf8_text_are_bad_rows_named_by_their_file(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4000  # read no further than its first bad byte
+    src = _folder(tmp_path / "docs", {"a.md": "fine", "b.png": png, "c.md": "caf\xe9".encode("latin-1") + b" ok",
+                                      "d.txt": "wide".encode("utf-16"), "e.md": "also fine"})  # fmt: skip
+    with pytest.raises(BadRowError, match=r"b.png \(id 'b.png'\): not UTF-8 text .*byte 0.*--on-error skip"):
+        embed_dataset(src, tmp_path / "fail", tiny_bert_bundle, documents=True, progress=False)
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, on_error="null", progress=False)
+    assert s.written == 5 and s.bad_rows == 3
+    bad = [json.loads(line) for line in (tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines()]
+    assert [(b["id"], b["file"]) for b in bad] == [(n, str(src / n)) for n in ("b.png", "c.md", "d.txt")]
+    assert "at byte 3" in bad[1]["reason"] and "UTF-16" in bad[2]["reason"] and "iconv" in bad[2]["reason"]
+    table = pq.read_table(tmp_path / "out")
+    assert table.column("embedding").null_count == 3
+    skipped = embed_dataset(src, tmp_path / "skip", tiny_bert_bundle, documents=True, on_error="skip", progress=False)
+    assert skipped.written == 2
+
+
+def test_globs_single_files_templates_and_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _folder(tmp_path / "docs", {"a/x.md": "first", "a/y.png": b"\x89", "b/z.md": "second", "top.md": "third"})
+    s = embed_dataset(str(src / "**" / "*.md"), tmp_path / "glob", tiny_bert_bundle, documents=True,
+                      text_template="{path}\n{text}", progress=False)  # fmt: skip
+    table = pq.read_table(tmp_path / "glob")
+    assert table.column("id").to_pylist() == ["a/x.md", "b/z.md", "top.md"] and s.bad_rows == 0
+    composed = ["a/x.md\nfirst", "b/z.md\nsecond", "top.md\nthird"]
+    np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(composed), atol=1e-6)
+    one = embed_dataset(src / "top.md", tmp_path / "one", tiny_bert_bundle, documents=True, progress=False)
+    assert one.written == 1 and pq.read_table(tmp_path / "one").column("id").to_pylist() == ["top.md"]
+    with pytest.raises(InputError, match=r"two documents have the path 'x.md'"):
+        other = _folder(tmp_path / "other", {"x.md": "another"})
+        embed_dataset([str(src / "a" / "*.md"), other], tmp_path / "two", tiny_bert_bundle, documents=True,
+                      progress=False)  # fmt: skip
+    with pytest.raises(InputError, match=r"documents have no column 'title'.*\['path', 'text'\]"):
+        embed_dataset(src, tmp_path / "t", tiny_bert_bundle, documents=True, text_template="{title}", progress=False)
+    with pytest.raises(InputError, match=r"csv_delimiter .* this input is documents"):
+        embed_dataset(src, tmp_path / "d", tiny_bert_bundle, documents=True, csv_delimiter=";", progress=False)
+    with pytest.raises(InputError, match=r"no input files found"):
+        embed_dataset(str(src / "*.txt"), tmp_path / "n", tiny_bert_bundle, documents=True, progress=False)
+    with pytest.raises(InputError, match=r"has extension '.md'.*--documents"):  # without the option: named
+        embed_dataset(src / "top.md", tmp_path / "m", tiny_bert_bundle, progress=False)
+    with pytest.raises(InputError, match=r"holds no file ending in.*--documents"):
+        embed_dataset(src / "b", tmp_path / "m", tiny_bert_bundle, progress=False)
+
+
+def test_windows_of_documents_on_the_command_line(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    docs = {f"n{i:02d}.md": _doc(i) * (1 + 12 * (i % 3 == 0)) for i in range(12)}
+    src = _folder(tmp_path / "docs", docs)
+    assert main(["embed-dataset", str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle), "--documents",
+                 "--chunk-tokens", "max", "--chunk-text", "--no-progress"]) == 0  # fmt: skip
+    table = pq.read_table(tmp_path / "out")
+    chunks = Embedder(tiny_bert_bundle).encode_chunks(list(docs.values()))
+    assert table.num_rows == len(chunks.embeddings) > len(docs)
+    rows = range(len(chunks.embeddings))
+    assert table.column("id").to_pylist() == [name for k, name in enumerate(docs) for _ in rows[chunks.of(k)]]
+    assert table.column("chunk_text").to_pylist() == chunks.texts(list(docs.values()))
+    np.testing.assert_allclose(_vectors(table), chunks.embeddings, atol=1e-6)
+
+
+def test_parts_hold_the_same_documents_when_others_come_and_go(tmp_path: Path) -> None:
+    src = _folder(tmp_path / "docs", {f"d/{i:05d}.md": f"doc {i}" for i in range(3000)})
+    kw: dict[str, Any] = {"text": "text", "id_column": "path", "keep_columns": (), "documents": True}
+    plan = plan_input(src, 100, **kw)
+    sizes = [p.rows for p in plan.parts]
+    assert sum(sizes) == 3000 and 0.7 * 100 < 3000 / len(sizes) < 1.4 * 100
+    assert min(sizes[:-1]) >= 25 and max(sizes) <= 400
+    assert [p.shard for p in plan.parts] == [sum(sizes[:k]) for k in range(len(sizes))]
+    (src / "d" / "01234.md").unlink()
+    (src / "d" / "02000x.md").write_text("a new one")
+    (src / "d" / "00500.md").write_text("doc 500, edited")
+    edited = plan_input(src, 100, **kw)
+    before, after = {p.sha256 for p in plan.parts}, {p.sha256 for p in edited.parts}
+    assert len(after - before) <= 5, (len(after - before), len(after))  # the three parts touched, and a neighbour's cut
+    assert len(after & before) >= len(after) - 5
+
+
+def test_a_resume_keeps_the_parts_of_unchanged_documents(tmp_path: Path, tiny_bert_bundle: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr(_scan_record, "SETTLED_S", 0.0)  # files written just now are recorded
+    docs = {f"notes/{i:03d}.md": _doc(i) for i in range(120)}
+    docs["notes/085x.bin"] = b"\xff\xfe\x00binary"  # a bad row in a part that moves
+    src, out, clean = _folder(tmp_path / "docs", docs), tmp_path / "out", tmp_path / "clean"
+    kw: dict[str, Any] = {"documents": True, "rows_per_part": 12, "on_error": "null", "progress": False}
+    first = embed_dataset(src, out, tiny_bert_bundle, **kw)
+    assert first.written == 121 and first.bad_rows == 1
+    (src / "notes" / "050.md").unlink()
+    (src / "notes" / "007.md").write_text("rewritten")
+    (src / "notes" / "100a.md").write_text("a note added between two others")
+    logs: list[str] = []
+    dry = embed_dataset(src, out, tiny_bert_bundle, dry_run=True, log=logs.append, **kw)
+    assert dry.rows_to_embed <= 3 * 4 * 12, dry  # at most the parts around the three edits
+    assert dry.parts_resumed >= dry.parts - 6 and dry.parts_moved >= 1
+    assert any("119 of 121 input file(s) unchanged" in m for m in logs), logs  # the scan record
+    again = embed_dataset(src, out, tiny_bert_bundle, **kw)
+    assert again.rows_embedded == dry.rows_to_embed < again.written
+    embed_dataset(src, clean, tiny_bert_bundle, **{**kw, "rescan": True})
+    assert pq.read_table(out).equals(pq.read_table(clean))
+    assert (out / "_bad_rows.jsonl").read_text() == (clean / "_bad_rows.jsonl").read_text()
+    shutil.move(src / "notes" / "085x.bin", src / "085x.bin")  # a file moved: another path, another row
+    assert embed_dataset(src, out, tiny_bert_bundle, **kw).rows_embedded >= 1
+
+
+def test_a_document_changed_or_removed_while_its_part_is_read_stops_the_part(tmp_path: Path) -> None:
+    src = _folder(tmp_path / "docs", {f"{i}.md": f"doc {i}" for i in range(5)})
+    plan = plan_input(src, 1000, text="text", id_column="path", keep_columns=(), documents=True)
+    (src / "3.md").write_text("doc 3, longer now")
+    with pytest.raises(InputError, match=r"3.md changed while the job ran"):
+        list(read_slices(plan, plan.parts[0], "text", "path", ()))
+    plan = plan_input(src, 1000, text="text", id_column="path", keep_columns=(), documents=True)
+    os.remove(src / "1.md")
+    with pytest.raises(InputError, match=r"1.md was removed while the job ran"):
+        list(read_slices(plan, plan.parts[0], "text", "path", ()))
