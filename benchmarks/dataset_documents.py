@@ -7,7 +7,8 @@ again.
         [--per-file-docs 2000] [--added 50] [--edited 50] [--removed 50] [--check] [--machine NAME]
 
 Documents are ``--sentences`` consecutive texts of the benchmark corpus (``benchmarks.dataset``),
-written as ``docs/NNN/NNNNNN.md`` (a thousand a folder). Each job runs in a fresh process, the
+written as ``docs/NNN/NNNNNN.md`` (a thousand a folder). Each job runs with its defaults (parts
+of 100 documents on average; of 10,000 JSONL rows) in a fresh process, the
 inputs alternating within a round: its seconds, rows per second and peak RSS, and its planning
 alone (a dry run, which reads every file but loads no model). The per-file JSONL case takes the
 first ``--per-file-docs`` documents only (it writes a part per file) and is compared with the
@@ -40,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 def _child(bundle: str, src: str, out: str, kind: str, dry: bool) -> dict[str, Any]:
     from embedrt.dataset import embed_dataset
 
-    kw: dict[str, Any] = {"progress": False, "rows_per_part": 1000, "dry_run": dry}
+    kw: dict[str, Any] = {"progress": False, "dry_run": dry}  # the job's defaults: parts of 100 documents, of 10,000 rows
     if kind == "documents":
         kw["documents"] = True
     else:

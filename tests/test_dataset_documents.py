@@ -17,7 +17,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
 from embedrt import Embedder  # noqa: E402
 from embedrt.cli import main  # noqa: E402
-from embedrt.dataset import BadRowError, InputError, embed_dataset  # noqa: E402
+from embedrt.dataset import BadRowError, InputError, OutputError, embed_dataset  # noqa: E402
 from embedrt.dataset._readers import read_slices  # noqa: E402
 from embedrt.dataset._sources import plan_input  # noqa: E402
 
@@ -57,7 +57,7 @@ def test_each_file_is_a_row_named_by_its_path(tmp_path: Path, tiny_bert_bundle: 
     assert table.column("text").to_pylist() == texts
     np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
-    assert manifest["identity"]["rows_per_part"] == 1000 and manifest["identity"]["id_column"] == "path"
+    assert manifest["identity"]["rows_per_part"] == 100 and manifest["identity"]["id_column"] == "path"
     assert [f["path"] for f in manifest["input"]["files"]] == [str(src / n) for n in names]
 
 
@@ -171,3 +171,15 @@ def test_a_document_changed_or_removed_while_its_part_is_read_stops_the_part(tmp
     os.remove(src / "1.md")
     with pytest.raises(InputError, match=r"1.md was removed while the job ran"):
         list(read_slices(plan, plan.parts[0], "text", "path", ()))
+
+
+def test_a_folder_whose_every_part_changed_is_still_the_jobs(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _folder(tmp_path / "docs", {f"{i}.md": f"doc {i}" for i in range(6)})
+    kw: dict[str, Any] = {"documents": True, "progress": False}
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    (src / "2.md").write_text("doc 2, edited: the only part is made again")
+    again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    assert (again.parts, again.parts_resumed, again.parts_changed, again.rows_embedded) == (1, 0, 1, 6)
+    other = _folder(tmp_path / "other", {f"x{i}.md": f"other {i}" for i in range(6)})
+    with pytest.raises(OutputError, match="made from another input"):  # no document of the same path
+        embed_dataset(other, tmp_path / "out", tiny_bert_bundle, **kw)

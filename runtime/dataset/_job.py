@@ -183,7 +183,7 @@ def embed_dataset(
     path under the input folder, or under a glob's folder) and ``text`` (its content, UTF-8), named
     by its path (the default ``id_column``): a folder of Markdown, HTML or text documents, with
     ``chunk_tokens`` to embed them whole in windows; a file that is not UTF-8 text is a bad row.
-    Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 1,000 on average, cut
+    Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only); each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
     written whole. A part is read, embedded and written a slice of about 4 million characters at a
@@ -334,7 +334,8 @@ def embed_dataset(
         model_name = str(model) if isinstance(model, str | Path) else str(bundle)
         done = folder.open(identity, overwrite, plan.still_valid,
                            {"model": model_name, "input": _input_record(plan), "parts_planned": len(plan.parts)},
-                           functools.partial(plan.moves, shift_ids=id_column is None), dry_run)  # fmt: skip
+                           functools.partial(plan.moves, shift_ids=id_column is None), dry_run,
+                           plan.edited_from)  # fmt: skip
         todo = [p for p in plan.parts if p.index not in done]
         to_embed = sum(p.rows for p in todo)
         if dry_run:
@@ -751,7 +752,8 @@ def _final_manifest(
 
 def _input_record(plan: Plan) -> dict[str, Any]:
     return {"format": plan.format.value, "rows": plan.rows, "fingerprint": plan.fingerprint(),
-            "files": [{"path": s.path, "rows": s.rows, "sha256": s.sha256} for s in plan.shards]}
+            "files": [{"path": s.path, "rows": s.rows, "sha256": s.sha256, **({"name": s.name} if s.name else {})}
+                      for s in plan.shards]}  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -95,6 +95,7 @@ class OutputFolder:
         planned: dict[str, Any] | None = None,
         moves: Callable[[dict[int, dict[str, Any]], set[int]], dict[int, Moved]] | None = None,
         dry_run: bool = False,
+        edited: Callable[[Any], bool] | None = None,
     ) -> dict[int, dict[str, Any]]:
         """Prepare the folder (made and claimed by ``claimed``); returns the finished parts ({index: journal entry}) a resume may keep.
         ``planned`` (what this run will make: the input, the number of parts) goes into the manifest
@@ -103,7 +104,8 @@ class OutputFolder:
         If only the input changed (an edited file), the finished parts for which ``still_valid`` holds
         are kept; those that ``moves`` (given the entries and the indexes kept) finds elsewhere in the
         plan now are moved there (``_move``); the others are deleted. If none is kept or moved, the
-        folder is another input's and is refused.
+        folder is another input's and is refused, unless ``edited`` (given the manifest's ``input``
+        record) says this input is that one edited (a folder of documents, every part touched).
 
         ``dry_run``: the same decisions and refusals, and the parts a run would keep (moved ones under
         their new numbers), with nothing written, moved or deleted."""
@@ -125,7 +127,7 @@ class OutputFolder:
             if mismatch == "input":
                 kept = {i: e for i, e in done.items() if still_valid(i, e)}
                 moved = moves(done, set(kept)) if moves is not None else {}
-                if kept or moved or not done:
+                if kept or moved or not done or (edited is not None and edited(old.get("input"))):
                     self.changed, self.moved = len(done) - len(kept) - len(moved), len(moved)
                     if dry_run:
                         return {**kept, **{int(m.entry["part"]): m.entry for m in moved.values()}}

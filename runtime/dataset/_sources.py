@@ -64,7 +64,7 @@ SUFFIXES = {
 }  # fmt: skip
 _REFUSED = {".json": "a JSON document (one object a line is .jsonl)"}
 DOCUMENT_COLUMNS = ("path", "text")  # a document's row: its path under the input, its content
-DOCUMENTS_PER_PART = 1_000  # documents are longer than rows: parts of fewer of them, for a resume's sake
+DOCUMENTS_PER_PART = 100  # documents are longer than rows, and edited one by one: parts of fewer of them
 
 
 _DELIMITERS = {InputFormat.CSV: ",", InputFormat.TSV: "\t"}  # the formats' own field delimiters
@@ -239,6 +239,17 @@ class Plan:
                 moved["first_line"] = part.first_line
             found[index] = Moved(moved, shift)
         return found
+
+    def edited_from(self, record: Any) -> bool:
+        """Whether an output made from the input ``record`` (its manifest's ``input``) was made from an
+        earlier version of this folder of documents: one of them has a path under the input it had
+        then. Every part may have changed (edits all over a small folder), and the folder is still this
+        job's (other formats: none of its parts kept is another input's)."""
+        if self.format is not InputFormat.DOCUMENTS or not isinstance(record, dict):
+            return False
+        names = {s.name for s in self.shards}
+        files = record.get("files")
+        return isinstance(files, list) and any(isinstance(f, dict) and f.get("name") in names for f in files)
 
     def still_valid(self, index: int, entry: dict[str, Any]) -> bool:
         """Whether a journal entry's part may be kept by a run over this (edited) input."""
