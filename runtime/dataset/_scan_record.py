@@ -48,6 +48,7 @@ class ScanRecord:
                 self.unreadable, self._settings, self._old = True, None, {}
         self.settings: dict[str, Any] = {}
         self.files: dict[str, dict[str, Any]] = {}
+        self._key = storage.Resolved()  # a file's name in the record
 
     def start(self, settings: dict[str, Any]) -> None:
         """Begin a scan with ``settings`` (JSON values); findings made under others are not used."""
@@ -59,19 +60,19 @@ class ScanRecord:
     def lookup(self, path: str, stamp: tuple[int, ...]) -> dict[str, Any] | None:
         """The recorded findings of the file ``path`` if its ``stamp`` (``storage.scan_stamp``) is
         unchanged, else None."""
-        entry = self._old.get(storage.absolute(path))
+        entry = self._old.get(self._key(path))
         return entry if isinstance(entry, dict) and entry.get("stamp") == list(stamp) else None
 
     def keep(self, path: str, entry: dict[str, Any]) -> None:
         """Take the findings ``lookup`` gave into this scan's."""
-        self.files[storage.absolute(path)] = entry
+        self.files[self._key(path)] = entry
 
     def add(self, path: str, stamp: tuple[int, ...], scanned_at: float, findings: dict[str, Any]) -> None:
         """Keep what a scan (begun at ``scanned_at``, wall-clock seconds) found in ``path``, unless the
         file changed too shortly before."""
         newest = max(stamp[1:3]) if len(stamp) > 2 else stamp[1]  # local: modification or inode change
         if newest <= (scanned_at - SETTLED_S) * 1e9:
-            self.files[storage.absolute(path)] = {"stamp": list(stamp), **findings}
+            self.files[self._key(path)] = {"stamp": list(stamp), **findings}
 
     @property
     def changed(self) -> bool:

@@ -352,8 +352,7 @@ def find_inputs(
     files: list[str] = []
     for s in specs:
         files.extend(_expand(str(s)))
-    if exclude is not None:
-        files = [f for f in files if not storage.inside(f, exclude)]
+    files = storage.outside(files, exclude)
     if not files:
         raise InputError(f"no input files found at {specs!r}: expected files ending in {sorted(SUFFIXES)}")
     formats = {_format_of(f) for f in files}
@@ -376,7 +375,7 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
     for s in map(str, specs):
         what = storage.kind(s)
         if what == "dir":
-            found += [(f, rel) for f, rel in storage.walk(s) if not any(p.startswith(".") for p in PurePosixPath(rel).parts)]
+            found += [(f, rel) for f, rel in storage.walk(s) if not any(p.startswith(".") for p in rel.split("/"))]
         elif what == "file":
             found.append((s if is_uri(s) else str(Path(s)), _name(s)))
         elif glob.has_magic(s):
@@ -385,11 +384,11 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
                       for f in storage.glob_files(s)]  # fmt: skip
         else:
             raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
-    if exclude is not None:
-        found = [(f, n) for f, n in found if not storage.inside(f, exclude)]
+    kept = set(storage.outside([f for f, _n in found], exclude))
+    found = [(f, n) for f, n in found if f in kept]
     if not found:
         raise InputError(f"no input files found at {specs!r}")
-    found = sorted(dict(found).items(), key=lambda fn: PurePosixPath(fn[1]).parts)
+    found = sorted(dict(found).items(), key=lambda fn: fn[1].split("/"))
     for (f1, n1), (f2, n2) in itertools.pairwise(found):
         if n1 == n2:
             raise InputError(f"two documents have the path {n1!r} under their inputs ({f1}, {f2}): a document's path "
@@ -420,7 +419,7 @@ def _expand(s: str) -> list[str]:
 
 def _name(path: str) -> str:
     """A file's name (its last path component), local or URI."""
-    return PurePath(path).name
+    return path[path.rfind("/") + 1:]
 
 
 def _hidden(rel: PurePath) -> bool:
@@ -521,14 +520,13 @@ def plan_input(
     for path, name, found in zip(files, doc_names, known, strict=True):
         if found is not None:
             shard, starts, hashes, found_kinds = found
-            shard = dataclasses.replace(shard, first_row=first_row, name=name)
             tell(shard.rows)
         else:
             shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, _Cuts(rows_per_part, content_cuts),
                                                             delimiter, wanted, every, tell, record, log, named,
                                                             len(files) - reused)  # fmt: skip
-            shard = dataclasses.replace(shard, name=name)
             named += 1
+        shard = dataclasses.replace(shard, first_row=first_row, name=name)
         _merge_kinds(kinds, found_kinds)
         _check_columns(shard, fmt, source, wanted, delimiter)
         for k, (start, offset, line) in enumerate(starts if not documents else ()):

@@ -48,13 +48,33 @@ def absolute(where: str | Path) -> str:
     return str(where) if is_uri(str(where)) else str(Path(where).resolve())
 
 
-def inside(path: str, folder: str) -> bool:
-    """Whether the file ``path`` lies under ``folder`` (a job's own output inside its input folder)."""
-    if is_uri(path) != is_uri(folder):
-        return False
-    if is_uri(path):
-        return path.startswith(folder.rstrip("/") + "/")
-    return Path(folder).resolve() in Path(path).resolve().parents
+class Resolved:
+    """Local files' absolute names with their folders' links resolved, each folder once (thousands
+    of files lie in a few folders: ``Path.resolve`` of each took a third of planning a folder of
+    documents); a URI as it is. A link to a file keeps its own name."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        if is_uri(path):
+            return path
+        folder, name = os.path.split(os.path.abspath(path))
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder)
+        return os.path.join(real, name)
+
+
+def outside(files: list[str], folder: str | None) -> list[str]:
+    """The ``files`` that do not lie under ``folder`` (a job's own output inside its input folder)."""
+    if folder is None:
+        return files
+    if is_uri(folder):
+        return [f for f in files if not f.startswith(folder.rstrip("/") + "/")]
+    under = os.path.join(os.path.realpath(folder), "")
+    resolved = Resolved()
+    return [f for f in files if is_uri(f) or not resolved(f).startswith(under)]
 
 
 # -- reading the input -------------------------------------------------------------------------------
@@ -151,7 +171,7 @@ def open_input(where: str) -> IO[bytes]:
         raw: Any = io.BufferedReader(fs.open_input_file(path), BUFFER)
     else:
         raw = open(where, "rb")  # noqa: SIM115 (the caller closes what this returns)
-    codec = CODECS.get(PurePosixPath(where).suffix.lower())
+    codec = CODECS.get(os.path.splitext(where)[1].lower())
     if codec is None:
         return raw  # type: ignore[no-any-return]
     return io.BufferedReader(_Decompressed(raw, codec, where), BUFFER)  # type: ignore[return-value]
