@@ -138,14 +138,18 @@ def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str
 def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None) -> Iterator[_Rows]:
     """A row per document: ``path`` (its path under the input) and ``text`` (its content)."""
     out = _Slicer(columns, chars, files=True)
-    for doc in docs:
-        if out.full():
-            yield out.take()
-        content, bad = _document_text(doc.path)
-        values = {"path": doc.name, "text": content}
-        text, why = (None, bad) if bad else source.from_mapping(values)
-        out.rows.add(None, text, why, values, doc.path)
+    for at in range(0, len(docs), _DOCS_AT_ONCE):  # objects a few at a time, each a request or two
+        window = docs[at:at + _DOCS_AT_ONCE]
+        for doc, (content, bad) in zip(window, storage.each(_document_text, [d.path for d in window]), strict=True):
+            if out.full():
+                yield out.take()
+            values = {"path": doc.name, "text": content}
+            text, why = (None, bad) if bad else source.from_mapping(values)
+            out.rows.add(None, text, why, values, doc.path)
     yield out.take()
+
+
+_DOCS_AT_ONCE = 8
 
 
 _DOC_BLOCK = 1 << 20

@@ -15,6 +15,7 @@ import glob
 import hashlib
 import itertools
 import json
+import threading
 import time
 import zlib
 from collections.abc import Callable, Collection, Iterator
@@ -516,11 +517,14 @@ def plan_input(
     if log is not None and reused:
         log(f"{reused} of {len(files)} input file(s) unchanged since the scan recorded in the output folder: "
             "not read again (--rescan reads every file)")  # fmt: skip
+    scans = _scan_documents([f for f, k in zip(files, known, strict=True) if k is None], tell, log) if documents else {}
     first_row = named = 0
     for path, name, found in zip(files, doc_names, known, strict=True):
         if found is not None:
             shard, starts, hashes, found_kinds = found
             tell(shard.rows)
+        elif documents:
+            shard, starts, hashes, found_kinds = _document_found(path, scans[path], record)
         else:
             shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, _Cuts(rows_per_part, content_cuts),
                                                             delimiter, wanted, every, tell, record, log, named,
@@ -576,9 +580,6 @@ def _scan_file(
         tell(shard.rows)
     elif fmt in (InputFormat.CSV, InputFormat.TSV):
         shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell)
-    elif fmt is InputFormat.DOCUMENTS:
-        shard, starts, hashes = _scan_document(path, first_row)
-        tell(1)
     else:
         shard, starts, hashes = _scan_lines(path, first_row, cuts, skip_empty=fmt is InputFormat.JSONL,
                                             kinds=kinds, every_key=every, tell=tell)  # fmt: skip
@@ -586,11 +587,15 @@ def _scan_file(
         raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
     shard = dataclasses.replace(shard, stamp=(stamp[0], stamp[1]))
     if record is not None:
-        record.add(path, stamp, scanned_at, {
-            "rows": shard.rows, "size": shard.size, "sha256": shard.sha256, "columns": list(shard.columns),
-            "starts": [list(s) for s in starts], "hashes": hashes, "kinds": {c: sorted(k) for c, k in kinds.items()},
-        })  # fmt: skip
+        record.add(path, stamp, scanned_at, _findings(shard, starts, hashes, kinds))
     return shard, starts, hashes, kinds
+
+
+def _findings(shard: Shard, starts: list[tuple[int, int, int]], hashes: list[str],
+              kinds: dict[str, set[str]]) -> dict[str, Any]:  # fmt: skip
+    """What a scan found in a file, as the scan record keeps it (``_known`` reads it back)."""
+    return {"rows": shard.rows, "size": shard.size, "sha256": shard.sha256, "columns": list(shard.columns),
+            "starts": [list(s) for s in starts], "hashes": hashes, "kinds": {c: sorted(k) for c, k in kinds.items()}}
 
 
 def _known(record: ScanRecord | None, path: str, stamp: tuple[int, ...] | None) -> _Found | None:
@@ -990,14 +995,40 @@ class _TrackedLines:
 # -- documents ----------------------------------------------------------------------------------------
 
 
-def _scan_document(path: str, first_row: int) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
-    """A document's shard: one row, its bytes hashed (decompressed, as they are read)."""
-    h, size = hashlib.sha256(), 0
-    with storage.open_input(path) as f:
-        while block := f.read(_BLOCK):
-            h.update(block)
-            size += len(block)
-    return Shard(path, 1, first_row, size, h.hexdigest(), DOCUMENT_COLUMNS), [(0, 0, 1)], []
+_Scanned = tuple[float, tuple[int, ...], int, str]  # when a scan began, the file's stamp, size and sha256
+
+
+def _scan_documents(paths: list[str], tell: Callable[[int], None], log: Any) -> dict[str, _Scanned]:
+    """Each document's size and hash (its bytes decompressed, as they are read) and stamp; on object
+    storage a few at a time (a folder of documents is thousands of objects: a request or two each)."""
+    if log is not None and paths:
+        log(f"scanning {len(paths)} document(s)")
+    lock = threading.Lock()
+
+    def scan(path: str) -> _Scanned:
+        scanned_at, stamp = time.time(), storage.scan_stamp(path)
+        h, size = hashlib.sha256(), 0
+        with storage.open_input(path) as f:
+            while block := f.read(_BLOCK):
+                h.update(block)
+                size += len(block)
+        if storage.scan_stamp(path) != stamp:
+            raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
+        with lock:
+            tell(1)
+        return scanned_at, stamp, size, h.hexdigest()
+
+    return dict(zip(paths, storage.each(scan, paths), strict=True))
+
+
+def _document_found(path: str, scanned: _Scanned, record: ScanRecord | None) -> _Found:
+    """A scanned document as ``_scan_file`` gives a file: its shard (one row), its part's start; kept in ``record``."""
+    scanned_at, stamp, size, sha256 = scanned
+    shard = Shard(path, 1, 0, size, sha256, DOCUMENT_COLUMNS, stamp=(stamp[0], stamp[1]))
+    starts = [(0, 0, 1)]
+    if record is not None:
+        record.add(path, stamp, scanned_at, _findings(shard, starts, [], {}))
+    return shard, starts, [], {}
 
 
 def _document_parts(docs: list[Shard], cuts: _Cuts) -> list[PartSpec]:

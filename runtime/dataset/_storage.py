@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .._files import TMP_GLOB, move_durably, written_whole
 from .._objects import _URI, StorageError, is_uri, split_uri
@@ -35,6 +35,7 @@ from ._claim import Claim, claim_local, claim_object, holder_local, holder_objec
 
 BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per line
 JOURNAL_DIR = "_journal"
+T = TypeVar("T")
 _REQUESTS = 8  # object-store requests in flight at once where a run makes one per object (journal, stamps)
 
 
@@ -146,10 +147,16 @@ def scan_stamp(where: str) -> tuple[int, ...]:
 def scan_stamps(files: list[str]) -> list[tuple[int, ...]]:
     """``scan_stamp`` of each file; objects' a few at a time (a request each: thousands of shards on
     object storage are thousands of round trips)."""
+    return each(scan_stamp, files)
+
+
+def each(fn: Callable[[str], T], files: list[str]) -> list[T]:
+    """``fn`` of each file, in order; of objects ``_REQUESTS`` at a time (each a round trip or more:
+    a folder of documents on object storage is thousands of them), of local files one by one."""
     if not any(is_uri(f) for f in files):
-        return [scan_stamp(f) for f in files]
+        return [fn(f) for f in files]
     with ThreadPoolExecutor(_REQUESTS) as pool:
-        return list(pool.map(scan_stamp, files))
+        return list(pool.map(fn, files))
 
 
 def size_and_mtime(uri: str) -> tuple[int, int]:
