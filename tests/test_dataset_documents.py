@@ -64,16 +64,18 @@ def test_each_file_is_a_row_named_by_its_path(tmp_path: Path, tiny_bert_bundle: 
 def test_files_that_are_no_utf8_text_are_bad_rows_named_by_their_file(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4000  # read no further than its first bad byte
     src = _folder(tmp_path / "docs", {"a.md": "fine", "b.png": png, "c.md": "caf\xe9".encode("latin-1") + b" ok",
-                                      "d.txt": "wide".encode("utf-16"), "e.md": "also fine"})  # fmt: skip
+                                      "d.txt": "wide".encode("utf-16"), "e.md": "also fine",
+                                      "f.md": b"\xef\xbb\xbfbom, then \xff"})  # fmt: skip
     with pytest.raises(BadRowError, match=r"b.png \(id 'b.png'\): not UTF-8 text .*byte 0.*--on-error skip"):
         embed_dataset(src, tmp_path / "fail", tiny_bert_bundle, documents=True, progress=False)
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, on_error="null", progress=False)
-    assert s.written == 5 and s.bad_rows == 3
+    assert s.written == 6 and s.bad_rows == 4
     bad = [json.loads(line) for line in (tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines()]
-    assert [(b["id"], b["file"]) for b in bad] == [(n, str(src / n)) for n in ("b.png", "c.md", "d.txt")]
+    assert [(b["id"], b["file"]) for b in bad] == [(n, str(src / n)) for n in ("b.png", "c.md", "d.txt", "f.md")]
     assert "at byte 3" in bad[1]["reason"] and "UTF-16" in bad[2]["reason"] and "iconv" in bad[2]["reason"]
+    assert "at byte 13" in bad[3]["reason"]  # counted from the file's start, its byte order mark too
     table = pq.read_table(tmp_path / "out")
-    assert table.column("embedding").null_count == 3
+    assert table.column("embedding").null_count == 4
     skipped = embed_dataset(src, tmp_path / "skip", tiny_bert_bundle, documents=True, on_error="skip", progress=False)
     assert skipped.written == 2
 
@@ -183,3 +185,14 @@ def test_a_folder_whose_every_part_changed_is_still_the_jobs(tmp_path: Path, tin
     other = _folder(tmp_path / "other", {f"x{i}.md": f"other {i}" for i in range(6)})
     with pytest.raises(OutputError, match="made from another input"):  # no document of the same path
         embed_dataset(other, tmp_path / "out", tiny_bert_bundle, **kw)
+
+
+def test_a_document_is_decoded_across_read_blocks(tmp_path: Path) -> None:
+    from embedrt.dataset._readers import _DOC_BLOCK, _document_text
+
+    text = "a" * (_DOC_BLOCK - 1) + "é한" + "b" * 10  # a character cut by the end of a block
+    (tmp_path / "ok.md").write_text(text, encoding="utf-8")
+    assert _document_text(str(tmp_path / "ok.md")) == (text, None)
+    (tmp_path / "bad.md").write_bytes(text.encode() + b"\xff")
+    reason = _document_text(str(tmp_path / "bad.md"))[1]
+    assert reason is not None and f"at byte {len(text.encode())};" in reason

@@ -158,7 +158,7 @@ _DOC_BLOCK = 1 << 20
 def _document_text(path: str) -> tuple[str | None, str | None]:
     """A document's text (UTF-8; a byte order mark read past), or why it has none. A file that is not
     UTF-8 (an image, a PDF) is read no further than its first bad byte."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
         head = cast(Any, f).peek(4)[:4]
@@ -176,7 +176,7 @@ def _document_text(path: str) -> tuple[str | None, str | None]:
                 return None, (f"not UTF-8 text (a binary file?): invalid byte {e.object[e.start:e.start + 1]!r} at byte "
                               f"{where}; give the documents' names as a glob ('docs/**/*.md') or --on-error skip")  # fmt: skip
             if not block:
-                return "".join(pieces), None
+                return "".join(pieces).removeprefix("\ufeff"), None
             at += len(block)
 
 
