@@ -196,3 +196,50 @@ def test_a_document_is_decoded_across_read_blocks(tmp_path: Path) -> None:
     (tmp_path / "bad.md").write_bytes(text.encode() + b"\xff")
     reason = _document_text(str(tmp_path / "bad.md"))[1]
     assert reason is not None and f"at byte {len(text.encode())};" in reason
+
+
+PAGE = """<!DOCTYPE html><html><head><title>The  Guide &amp; More</title><meta charset="utf-8">
+<style>body{color:red}</style><script>var x = "<p>not text</p>";</script></head>
+<body><nav><a href="/">Home</a> | <a href="/b">Book</a></nav>
+<h1>Installing</h1><p>Run   the
+installer,<br>then restart. &lt;done&gt; caf&eacute;</p>
+<!-- a comment -->
+<ul><li>one</li><li>two <b>bold</b></li></ul>
+<pre><code>fn main() {
+    println!("hi");
+
+}</code></pre>
+<table><tr><th>Name</th><th>Value</th></tr><tr><td>a</td><td>1</td></tr></table>
+<div>last<noscript>enable js</noscript></div><svg><text>chart</text></svg>
+</body></html>"""
+PAGE_TEXT = ('The Guide & More\n\nHome | Book\n\nInstalling\n\nRun the installer,\nthen restart. <done> café\n\none\n'
+             'two bold\n\nfn main() {\n    println!("hi");\n\n}\n\nName\tValue\na\t1\n\nlast')  # fmt: skip
+
+
+def test_html_text_is_what_a_browser_shows() -> None:
+    from embedrt.dataset._html import html_text, is_html
+
+    assert html_text(PAGE) == PAGE_TEXT
+    assert html_text("<p>no head <i>at all</i></p><p>second</p>") == "no head at all\n\nsecond"
+    assert html_text("<html><head><title>T</title><body>b<br/>c") == "T\n\nb\nc"  # no </head>
+    assert html_text("<html><head><title>T</title></head><h1>T</h1>body") == "T\n\nbody"  # the title once
+    assert html_text("plain text, <unclosed <p>and <b>misnested</p></b> tags").startswith("plain text,")
+    assert [is_html(n) for n in ("a.html", "B.HTM", "c.xhtml", "d.html.gz", "e.md", "html")] == [True] * 4 + [False] * 2
+
+
+def test_html_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    import gzip
+
+    src = _folder(tmp_path / "docs", {"page.html": PAGE, "notes.md": "<b>markdown keeps its markup</b>",
+                                      "old.htm.gz": gzip.compress(b"<p>zipped <i>page</i></p>")})  # fmt: skip
+    kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "progress": False}
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, html_text=True, **kw)
+    table = pq.read_table(tmp_path / "out")
+    texts = ["<b>markdown keeps its markup</b>", "zipped page", PAGE_TEXT]
+    assert table.column("id").to_pylist() == ["notes.md", "old.htm.gz", "page.html"] and s.written == 3
+    assert table.column("text").to_pylist() == texts
+    np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
+    with pytest.raises(OutputError, match=r"option 'html' \('text' there, None now\)"):  # part of the identity
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    with pytest.raises(InputError, match=r"html_text \(--html-text\) .* needs documents=True"):
+        embed_dataset(src, tmp_path / "x", tiny_bert_bundle, html_text=True, progress=False)

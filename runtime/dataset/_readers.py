@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _storage as storage
+from ._html import html_text, is_html
 from ._sources import _WIDE_BOMS, InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row
 from ._template import TextSource
 
@@ -111,7 +112,7 @@ def read_slices(
         tables = _read_arrow(shard, part, source, columns, chars)
     else:
         if documents:
-            slices = _read_documents(plan.documents(part), source, columns, chars)
+            slices = _read_documents(plan.documents(part), source, columns, chars, plan.html_text)
         elif plan.format is InputFormat.TXT:
             slices = _read_txt(shard, part, chars)
         elif plan.format is InputFormat.JSONL:
@@ -135,14 +136,18 @@ def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str
     })  # fmt: skip
 
 
-def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None) -> Iterator[_Rows]:
-    """A row per document: ``path`` (its path under the input) and ``text`` (its content)."""
+def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None,
+                    html: bool = False) -> Iterator[_Rows]:  # fmt: skip
+    """A row per document: ``path`` (its path under the input) and ``text`` (its content; ``html``:
+    an HTML page's visible text)."""
     out = _Slicer(columns, chars, files=True)
     for at in range(0, len(docs), _DOCS_AT_ONCE):  # objects a few at a time, each a request or two
         window = docs[at:at + _DOCS_AT_ONCE]
         for doc, (content, bad) in zip(window, storage.each(_document_text, [d.path for d in window]), strict=True):
             if out.full():
                 yield out.take()
+            if html and content is not None and is_html(doc.path):
+                content = html_text(content)
             values = {"path": doc.name, "text": content}
             text, why = (None, bad) if bad else source.from_mapping(values)
             out.rows.add(None, text, why, values, doc.path)

@@ -147,6 +147,7 @@ class Plan:
     every_column: tuple[str, ...] = ()
     delimiter: str | None = None  # CSV/TSV: a field delimiter other than the format's own (``csv_delimiter``)
     content_cuts: bool = False  # text files' parts end after rows chosen by their content (``_Cuts``)
+    html_text: bool = False  # documents: HTML pages read as their visible text (``_html``)
 
     @property
     def csv_delimiter(self) -> str:
@@ -467,6 +468,7 @@ def plan_input(
     record: ScanRecord | None = None,
     content_cuts: bool = False,
     documents: bool = False,
+    html_text: bool = False,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
@@ -476,11 +478,15 @@ def plan_input(
     chosen by their content, ``rows_per_part`` rows on average (``_Cuts``). ``documents``: each file
     is a row (``find_documents``), its columns ``DOCUMENT_COLUMNS``; a part holds ``rows_per_part``
     documents on average, ending after one whose path's hash hits, so that a document added or
-    removed changes the part it lies in only."""
+    removed changes the part it lies in only; ``html_text``: their HTML pages are read as their visible
+    text (``_html``)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     check_delimiter(delimiter)
+    if html_text and not documents:
+        raise InputError("html_text (--html-text) reads HTML documents as their text: it needs documents=True "
+                         "(--documents)")  # fmt: skip
     if documents:
         fmt, content_cuts = InputFormat.DOCUMENTS, True
         found_docs = find_documents(spec, exclude)
@@ -540,7 +546,7 @@ def plan_input(
         first_row += shard.rows
     if documents:
         parts = _document_parts(shards, _Cuts(rows_per_part, True))
-    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts)
+    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, html_text=html_text)
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(

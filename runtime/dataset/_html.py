@@ -1,0 +1,116 @@
+"""The visible text of an HTML page, for documents read with ``html_text``: markup is text to a
+model, and on a documentation site it is most of a page's bytes and tokens.
+
+Kept: the text of the body (and the title, first), character references decoded, whitespace
+collapsed as a browser lays it out (``<pre>`` kept as it is), a line break at the end of a line-level
+element (``<br>``, ``<li>``, ``<tr>``, ``<dt>`` ...) and a blank line after a paragraph-level one
+(``<p>``, headings, lists, tables ...), so that the windows of ``chunk_tokens`` end at paragraphs
+as they do in plain text. Left out: scripts, styles, ``<head>`` (but its title), ``<template>``,
+``<noscript>``, SVG and MathML, comments. Table cells are separated by a tab. A page is parsed with
+the standard library's tolerant parser: unclosed or misnested tags do not fail.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+SUFFIXES = (".html", ".htm", ".xhtml")  # documents read as HTML (a compression suffix after them too)
+
+_HIDDEN = frozenset({"script", "style", "head", "template", "noscript", "svg", "math", "iframe", "object"})
+_PARAGRAPH = frozenset({
+    "p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "ul", "ol", "dl", "table", "section",
+    "article", "aside", "header", "footer", "nav", "main", "figure", "form", "fieldset", "details", "address",
+    "hr", "hgroup", "menu",
+})  # fmt: skip
+_LINE = frozenset({"br", "li", "tr", "dt", "dd", "div", "caption", "figcaption", "summary", "legend", "option"})
+_CELL = frozenset({"td", "th"})
+_SPACES = re.compile(r"[ \t\n\r\f]+")
+_PARA, _LINE_BREAK = "\ue003", "\ue004"  # where the layout breaks; a run of them is one break, a paragraph's if any is
+_BREAKS = re.compile(f"[ \t]*[{_PARA}{_LINE_BREAK}][ \t{_PARA}{_LINE_BREAK}]*")
+# a <pre>'s line breaks, spaces and tabs, kept out of the layout's whitespace rules until the end
+_KEPT = str.maketrans({"\n": "\ue000", " ": "\ue001", "\t": "\ue002"})
+_RESTORED = str.maketrans({"\ue000": "\n", "\ue001": " ", "\ue002": "\t"})
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.title: list[str] = []
+        self.hidden: list[str] = []  # the hidden elements open around the parser
+        self.pre = 0
+        self.in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self.in_title = True
+        if tag in _HIDDEN:
+            if tag != "head" or not self.hidden:  # a <head> inside anything hidden changes nothing
+                self.hidden.append(tag)
+            return
+        if tag == "pre":
+            self.pre += 1
+        self._break(tag, True)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _HIDDEN:
+            self._break(tag, True)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self.in_title = False
+        if tag in _HIDDEN:
+            if tag in self.hidden:  # close it and whatever was left open inside it
+                del self.hidden[len(self.hidden) - 1 - self.hidden[::-1].index(tag):]
+            return
+        if tag == "body" and "head" in self.hidden:  # a page without </head>
+            self.hidden.clear()
+        if tag == "pre" and self.pre:
+            self.pre -= 1
+        self._break(tag, False)
+
+    def handle_data(self, data: str) -> None:
+        if self.in_title:
+            self.title.append(data)
+        if self.hidden:
+            if self.hidden == ["head"] and not self.in_title and data.strip():
+                self.hidden.clear()  # text after the head without </head> or <body>: the body began
+            else:
+                return
+        self.out.append(data.translate(_KEPT) if self.pre else _SPACES.sub(" ", data))
+
+    def _break(self, tag: str, start: bool) -> None:
+        if self.hidden:
+            if tag == "body":
+                self.hidden.clear()
+            return
+        if tag in _PARAGRAPH:
+            self.out.append(_PARA)
+        elif tag in _LINE:
+            self.out.append(_LINE_BREAK)
+        elif tag in _CELL and start:  # between a row's cells (the row's first is stripped)
+            self.out.append("\t")
+
+
+def html_text(page: str) -> str:
+    """The visible text of ``page``: its title, a blank line, then its body's text."""
+    parser = _Text()
+    parser.feed(page)
+    parser.close()
+    body = _BREAKS.sub(lambda m: "\n\n" if _PARA in m.group() else "\n", "".join(parser.out))
+    lines = [line.strip(" ").lstrip("\t").rstrip(" \t") for line in body.split("\n")]
+    body = "\n".join(lines).strip("\n").translate(_RESTORED)
+    title = " ".join("".join(parser.title).split())
+    if title and not body.startswith(title):
+        return f"{title}\n\n{body}" if body else title
+    return body
+
+
+def is_html(path: str) -> bool:
+    """Whether a document is read as HTML with ``html_text``: its name ends in ``SUFFIXES`` (before a
+    compression suffix, as ``page.html.gz``)."""
+    name = path.lower()
+    for codec in (".gz", ".bz2", ".xz", ".zst"):
+        name = name.removesuffix(codec)
+    return name.endswith(SUFFIXES)
