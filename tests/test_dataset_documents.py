@@ -223,6 +223,8 @@ def test_html_text_is_what_a_browser_shows() -> None:
     assert html_text("<p>no head <i>at all</i></p><p>second</p>") == "no head at all\n\nsecond"
     assert html_text("<html><head><title>T</title><body>b<br/>c") == "T\n\nb\nc"  # no </head>
     assert html_text("<html><head><title>T</title></head><h1>T</h1>body") == "T\n\nbody"  # the title once
+    assert html_text("<title>T</title><p>a <svg><title>icon</title></svg>b</p>") == "T\n\na b"  # an image's title
+    assert html_text("<p>x\ufdd3y\ufdd0z</p>") == "xyz"  # the parser's own marks are no page's text
     assert html_text("plain text, <unclosed <p>and <b>misnested</p></b> tags").startswith("plain text,")
     assert [is_html(n) for n in ("a.html", "B.HTM", "c.xhtml", "d.html.gz", "e.md", "html")] == [True] * 4 + [False] * 2
 

@@ -26,11 +26,13 @@ _PARAGRAPH = frozenset({
 _LINE = frozenset({"br", "li", "tr", "dt", "dd", "div", "caption", "figcaption", "summary", "legend", "option"})
 _CELL = frozenset({"td", "th"})
 _SPACES = re.compile(r"[ \t\n\r\f]+")
-_PARA, _LINE_BREAK = "\ue003", "\ue004"  # where the layout breaks; a run of them is one break, a paragraph's if any is
+# Unicode noncharacters (never assigned, dropped from a page's text) mark the layout until the end:
+_PARA, _LINE_BREAK = "\ufdd3", "\ufdd4"  # where it breaks; a run of them is one break, a paragraph's if any is
 _BREAKS = re.compile(f"[ \t]*[{_PARA}{_LINE_BREAK}][ \t{_PARA}{_LINE_BREAK}]*")
-# a <pre>'s line breaks, spaces and tabs, kept out of the layout's whitespace rules until the end
-_KEPT = str.maketrans({"\n": "\ue000", " ": "\ue001", "\t": "\ue002"})
-_RESTORED = str.maketrans({"\ue000": "\n", "\ue001": " ", "\ue002": "\t"})
+# and a <pre>'s line breaks, spaces and tabs, kept out of the layout's whitespace rules
+_KEPT = str.maketrans({"\n": "\ufdd0", " ": "\ufdd1", "\t": "\ufdd2"})
+_RESTORED = str.maketrans({"\ufdd0": "\n", "\ufdd1": " ", "\ufdd2": "\t"})
+_MARKS = str.maketrans(dict.fromkeys(map(ord, "\ufdd0\ufdd1\ufdd2\ufdd3\ufdd4")))  # removed from the page's own text
 
 
 class _Text(HTMLParser):
@@ -43,7 +45,7 @@ class _Text(HTMLParser):
         self.in_title = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title":
+        if tag == "title" and not {"svg", "math"} & set(self.hidden):  # not an SVG image's title
             self.in_title = True
         if tag in _HIDDEN:
             if tag != "head" or not self.hidden:  # a <head> inside anything hidden changes nothing
@@ -71,6 +73,7 @@ class _Text(HTMLParser):
         self._break(tag, False)
 
     def handle_data(self, data: str) -> None:
+        data = data.translate(_MARKS)
         if self.in_title:
             self.title.append(data)
         if self.hidden:
