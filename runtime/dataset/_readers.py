@@ -1,9 +1,9 @@
 """Reading one part of the input into an Arrow table, whatever the format.
 
-The table has the columns ``id``, the kept columns, and three internal ones: ``__text`` (the text,
-null where the row is bad), ``__bad`` (why a row is bad, null where it is fine) and ``__line``
+The table has the columns ``id``, the kept columns, and internal ones: ``__text`` (the text,
+null where the row is bad), ``__bad`` (why a row is bad, null where it is fine), ``__line``
 (the 1-based line of the row in its file; for Parquet the 0-based row; null for a document) and
-``__file`` (a document's file; null where the table's metadata names the file). Problems found while
+``__file`` (a document's file, in documents' tables only: elsewhere the metadata names the file). Problems found while
 reading (undecodable bytes, a line that is not a JSON object, a missing field, a null or a
 non-string text) become ``__bad`` reasons here; what to do with them is the batch function's job.
 """
@@ -14,7 +14,7 @@ import codecs
 import csv
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,11 +22,11 @@ import pyarrow.compute as pc
 
 from . import _storage as storage
 from ._html import html_text, is_html
-from ._sources import _WIDE_BOMS, InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row
+from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row, wide_text
 from ._template import TextSource
 
 TEXT, BAD, LINE, FILE = "__text", "__bad", "__line", "__file"
-INTERNAL = (TEXT, BAD, LINE, FILE)  # FILE: a row's own file (documents; null where the table's metadata names it)
+INTERNAL = (TEXT, BAD, LINE, FILE)  # FILE: a row's own file, in documents' tables only (others: the metadata names it)
 FILE_KEY = b"embedrt.file"
 POSITION_KEY = b"embedrt.position"  # "line" (1-based, text formats) or "row" (0-based, Parquet)
 
@@ -101,9 +101,8 @@ def read_slices(
         nonlocal first
         ids = table.column(id_column) if id_column else pa.array(range(first, first + table.num_rows), pa.int64())
         first += table.num_rows
-        if FILE not in table.column_names:
-            table = table.append_column(FILE, pa.nulls(table.num_rows, pa.string()))
-        out = {"id": ids, **{c: table.column(c) for c in keep_columns}, **{c: table.column(c) for c in INTERNAL}}
+        out = {"id": ids, **{c: table.column(c) for c in keep_columns},
+               **{c: table.column(c) for c in INTERNAL if c in table.column_names}}  # FILE: documents only
         return pa.table(out).replace_schema_metadata(meta)
 
     if plan.format is InputFormat.PARQUET:
@@ -166,11 +165,10 @@ def _document_text(path: str) -> tuple[str | None, str | None]:
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
-        head = cast(Any, f).peek(4)[:4]
-        for bom, name in _WIDE_BOMS.items():
-            if head.startswith(bom):
-                return None, f"{name} text (a {name} byte order mark): documents are read as UTF-8; convert it first " \
-                             f"(iconv -f {name} -t UTF-8)"
+        wide = wide_text(f)
+        if wide is not None:
+            return None, f"{wide} text (a {wide} byte order mark): documents are read as UTF-8; convert it first " \
+                         f"(iconv -f {wide} -t UTF-8)"
         while True:
             block = f.read(_DOC_BLOCK)
             held = len(decoder.getstate()[0])

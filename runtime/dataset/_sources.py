@@ -808,11 +808,17 @@ def _check_utf8(path: str, f: Any) -> None:
     """A text file (``f``, buffered, at its start) in UTF-16 or UTF-32, as Windows tools save "Unicode"
     text, is refused as a whole, with what to do, instead of every row being a bad row (or a CSV
     header no column matches)."""
+    name = wide_text(f)
+    if name is not None:
+        raise InputError(f"{path} is {name} text (it begins with a {name} byte order mark); text inputs are read "
+                         f"as UTF-8: convert it first (iconv -f {name} -t UTF-8)")
+
+
+def wide_text(f: Any) -> str | None:
+    """"UTF-16" or "UTF-32" where the buffered file ``f`` (at its start) begins with that byte order
+    mark, else None."""
     head = f.peek(4)[:4]
-    for bom, name in _WIDE_BOMS.items():
-        if head.startswith(bom):
-            raise InputError(f"{path} is {name} text (it begins with a {name} byte order mark); text inputs are read "
-                             f"as UTF-8: convert it first (iconv -f {name} -t UTF-8)")
+    return next((name for bom, name in _WIDE_BOMS.items() if head.startswith(bom)), None)
 
 
 def _mark_starts(
@@ -1013,16 +1019,12 @@ def _scan_documents(paths: list[str], tell: Callable[[int], None], log: Any) -> 
 
     def scan(path: str) -> _Scanned:
         scanned_at, stamp = time.time(), storage.scan_stamp(path)
-        h, size = hashlib.sha256(), 0
-        with storage.open_input(path) as f:
-            while block := f.read(_BLOCK):
-                h.update(block)
-                size += len(block)
+        size, sha256 = _hash_file(path)
         if storage.scan_stamp(path) != stamp:
             raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
         with lock:
             tell(1)
-        return scanned_at, stamp, size, h.hexdigest()
+        return scanned_at, stamp, size, sha256
 
     return dict(zip(paths, storage.each(scan, paths), strict=True))
 
@@ -1079,15 +1081,20 @@ def _scan_arrow(path: str, first_row: int, rows_per_part: int) -> tuple[Shard, l
 def _columnar_shard(path: str, first_row: int, rows_per_part: int, rows: int, columns: tuple[str, ...],
                     stamp: str) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
     """A Parquet or Arrow file's shard, fingerprinted whole, and its parts' first rows."""
-    h = hashlib.sha256()
     if is_uri(path):  # an object is never changed in place: a new one has another time stamp
         size, mtime = storage.size_and_mtime(path)
-        h.update(f"{size}\0{mtime}\0{stamp}".encode())
+        digest = hashlib.sha256(f"{size}\0{mtime}\0{stamp}".encode()).hexdigest()
     else:  # every byte: an edit in place keeps the size and may keep the footer
-        size = 0
-        with storage.open_input(path) as f:
-            while block := f.read(_BLOCK):
-                h.update(block)
-                size += len(block)
+        size, digest = _hash_file(path)
     starts = [(r, 0, 0) for r in range(0, rows, rows_per_part)]
-    return Shard(path, rows, first_row, size, h.hexdigest(), columns), starts, []
+    return Shard(path, rows, first_row, size, digest, columns), starts, []
+
+
+def _hash_file(path: str) -> tuple[int, str]:
+    """A file's size and sha256, read as the readers read it (decompressed)."""
+    h, size = hashlib.sha256(), 0
+    with storage.open_input(path) as f:
+        while block := f.read(_BLOCK):
+            h.update(block)
+            size += len(block)
+    return size, h.hexdigest()
