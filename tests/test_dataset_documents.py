@@ -14,6 +14,8 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from pdf_files import make_pdf  # noqa: E402
+
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
 from embedrt import Embedder  # noqa: E402
 from embedrt.cli import main  # noqa: E402
@@ -245,3 +247,83 @@ def test_html_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bun
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
     with pytest.raises(InputError, match=r"html_text \(--html-text\) .* needs documents=True"):
         embed_dataset(src, tmp_path / "x", tiny_bert_bundle, html_text=True, progress=False)
+
+
+REPORT = [["Quarterly report (draft)", "The river engine is manip-", "ulated by quiet stone."], [],
+          ["Music of the north glass.", "Second line of page three."]]  # fmt: skip
+REPORT_TEXT = ("Quarterly report (draft)\nThe river engine is manipulated by quiet stone.\n\f\n\n\f\n"
+               "Music of the north glass.\nSecond line of page three.")  # fmt: skip
+
+
+def test_pdf_text_is_its_pages_text() -> None:
+    pytest.importorskip("pypdfium2")
+    from embedrt.dataset._pdf import is_pdf, pdf_text
+
+    assert pdf_text(make_pdf(REPORT)) == (REPORT_TEXT, None)  # the hyphenated word joined, an empty page kept
+    text = REPORT_TEXT
+    assert [text.count("\f", 0, text.index(w)) + 1 for w in ("Quarterly", "manipulated", "Music")] == [1, 1, 3]
+    assert pdf_text(make_pdf([["a line with a form\ffeed"]]))[0] == "a line with a form\nfeed"  # the pages' mark only
+    no_text, why = pdf_text(make_pdf([[], []]))
+    assert no_text is None and why == "no text in its 2 pages (scanned pages? they need OCR first, e.g. ocrmypdf)"
+    assert pdf_text(make_pdf([["secret"]], password=True))[1] == (
+        "a PDF that needs a password: decrypt it first (qpdf --decrypt --password=...)")
+    assert pdf_text(make_pdf(REPORT)[:200])[1] == "not a PDF that PDFium reads (Data format error): a damaged or truncated file?"
+    assert [is_pdf(n) for n in ("a.pdf", "B.PDF", "c.pdf.zst", "d.pdfx", "pdf")] == [True] * 3 + [False] * 2
+
+
+def test_pdf_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    import gzip
+
+    pytest.importorskip("pypdfium2")
+    src = _folder(tmp_path / "docs", {"report.pdf": make_pdf(REPORT), "old.pdf.gz": gzip.compress(make_pdf([["zipped paper"]])),
+                                      "scan.pdf": make_pdf([[]]), "locked.pdf": make_pdf([["x"]], password=True),
+                                      "notes.md": "plain notes"})  # fmt: skip
+    kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "on_error": "null", "progress": False}
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, pdf_text=True, **kw)
+    assert s.written == 5 and s.bad_rows == 2
+    table = pq.read_table(tmp_path / "out")
+    assert table.column("id").to_pylist() == ["locked.pdf", "notes.md", "old.pdf.gz", "report.pdf", "scan.pdf"]
+    texts = ["plain notes", "zipped paper", REPORT_TEXT]
+    assert table.column("text").to_pylist() == [None, *texts, None]
+    np.testing.assert_allclose(_vectors(table.slice(1, 3)), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
+    bad = [json.loads(line) for line in (tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines()]
+    assert [(b["id"], b["reason"].split(":")[0]) for b in bad] == [("locked.pdf", "a PDF that needs a password"),
+                                                                  ("scan.pdf", "no text in its 1 page (scanned pages? they need OCR first, e.g. ocrmypdf)")]  # fmt: skip
+    with pytest.raises(OutputError, match=r"option 'pdf' \('text' there, None now\)"):  # part of the identity
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    with pytest.raises(InputError, match=r"pdf_text \(--pdf-text\) reads PDF documents .* needs documents=True"):
+        embed_dataset(src, tmp_path / "x", tiny_bert_bundle, pdf_text=True, progress=False)
+    with pytest.raises(BadRowError, match=r"locked.pdf \(id 'locked.pdf'\): a PDF \(invalid UTF-8 at byte 10\): pass --pdf-text"):  # fmt: skip
+        embed_dataset(src, tmp_path / "y", tiny_bert_bundle, documents=True, progress=False)
+
+
+def test_pdf_windows_tell_their_page(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    pytest.importorskip("pypdfium2")
+    ascii_words = [w for w in WORDS if w.isascii()]  # Helvetica's
+    pages = [[" ".join(ascii_words[(i * 7 + k * 3 + j) % 9] for j in range(12)) + "." for k in range(3)] for i in range(6)]
+    src = _folder(tmp_path / "docs", {"long.pdf": make_pdf(pages)})
+    assert main(["embed-dataset", str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle), "--documents",
+                 "--pdf-text", "--keep-columns", "text", "--chunk-tokens", "24", "--chunk-text", "--no-progress"]) == 0  # fmt: skip
+    table = pq.read_table(tmp_path / "out").to_pylist()
+    text = table[0]["text"]
+    assert len(table) > len(pages) and text.count("\f") == len(pages) - 1
+    page_texts = text.split("\n\f\n")
+    assert page_texts == ["\n".join(p) for p in pages]
+    within = 0
+    for row in table:  # the page a window begins on: the form feeds before it
+        page = text.count("\f", 0, row["chunk_start"]) + 1
+        assert row["chunk_text"] == text[row["chunk_start"]:row["chunk_end"]]
+        head = row["chunk_text"].split("\f")[0].rstrip("\n")
+        assert head and head in page_texts[page - 1]
+        within += "\f" not in row["chunk_text"]
+    assert within > len(table) / 2  # a page break is a paragraph break: windows end there where they can
+
+
+def test_pdf_text_needs_pypdfium2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pypdfium2", None)  # as if not installed
+    src = _folder(tmp_path / "docs", {"a.pdf": b"%PDF-1.4"})
+    with pytest.raises(InputError, match=r"pdf_text \(--pdf-text\) reads PDFs with pypdfium2, which is not "
+                       r"installed: pip install 'embedrt\[pdf\]'"):  # fmt: skip
+        plan_input(str(src), 100, text="text", id_column="path", keep_columns=(), documents=True, pdf_text=True)

@@ -88,6 +88,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--html-text", action="store_true",
                    help="with --documents: read .html/.htm/.xhtml documents as their visible text (title, then body; "
                    "no scripts, styles or markup; paragraphs as blank lines) instead of their markup")  # fmt: skip
+    p.add_argument("--pdf-text", action="store_true",
+                   help="with --documents: read .pdf documents as their text (PDFium: pip install 'embedrt[pdf]'), "
+                   "pages separated by a form feed on a line of its own; a scanned PDF (no text) is a bad row")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
@@ -151,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
                 dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
-                documents=args.documents, html_text=args.html_text,
+                documents=args.documents, html_text=args.html_text, pdf_text=args.pdf_text,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"

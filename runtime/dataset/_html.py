@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from ._storage import uncompressed_name
+
 SUFFIXES = (".html", ".htm", ".xhtml")  # documents read as HTML (a compression suffix after them too)
 
 _HIDDEN = frozenset({"script", "style", "head", "template", "noscript", "svg", "math", "iframe", "object"})
@@ -113,7 +115,4 @@ def html_text(page: str) -> str:
 def is_html(path: str) -> bool:
     """Whether a document is read as HTML with ``html_text``: its name ends in ``SUFFIXES`` (before a
     compression suffix, as ``page.html.gz``)."""
-    name = path.lower()
-    for codec in (".gz", ".bz2", ".xz", ".zst"):
-        name = name.removesuffix(codec)
-    return name.endswith(SUFFIXES)
+    return uncompressed_name(path).endswith(SUFFIXES)

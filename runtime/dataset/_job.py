@@ -166,6 +166,7 @@ def embed_dataset(
     content_defined_parts: bool = False,
     documents: bool = False,
     html_text: bool = False,
+    pdf_text: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -185,7 +186,10 @@ def embed_dataset(
     by its path (the default ``id_column``): a folder of Markdown, HTML or text documents, with
     ``chunk_tokens`` to embed them whole in windows; a file that is not UTF-8 text is a bad row.
     ``html_text``: documents named ``*.html``, ``*.htm`` or ``*.xhtml`` are read as their visible
-    text (title, then body; no scripts, styles or markup; paragraphs as blank lines).
+    text (title, then body; no scripts, styles or markup; paragraphs as blank lines). ``pdf_text``:
+    documents named ``*.pdf`` are read as their text (PDFium, the ``pdf`` extra), pages separated by
+    a form feed on a line of its own (a window's page: ``text.count("\f", 0, chunk_start) + 1``); a
+    PDF without a text layer (scanned) or that needs a password is a bad row.
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only); each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
@@ -322,7 +326,7 @@ def embed_dataset(
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
                               record=record, content_cuts=content_defined_parts, documents=documents,
-                              html_text=html_text)  # fmt: skip
+                              html_text=html_text, pdf_text=pdf_text)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -504,6 +508,7 @@ class JobSettings:
             **({"csv_delimiter": plan.delimiter} if plan.delimiter is not None else {}),
             **({"part_cuts": "content"} if plan.content_cuts else {}),
             **({"html": "text"} if plan.html_text else {}),
+            **({"pdf": "text"} if plan.pdf_text else {}),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 
 from . import _storage as storage
 from ._html import html_text, is_html
+from ._pdf import is_pdf, pdf_text
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row, wide_text
 from ._template import TextSource
 
@@ -111,7 +113,7 @@ def read_slices(
         tables = _read_arrow(shard, part, source, columns, chars)
     else:
         if documents:
-            slices = _read_documents(plan.documents(part), source, columns, chars, plan.html_text)
+            slices = _read_documents(plan.documents(part), source, columns, chars, plan.html_text, plan.pdf_text)
         elif plan.format is InputFormat.TXT:
             slices = _read_txt(shard, part, chars)
         elif plan.format is InputFormat.JSONL:
@@ -136,13 +138,14 @@ def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str
 
 
 def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None,
-                    html: bool = False) -> Iterator[_Rows]:  # fmt: skip
+                    html: bool = False, pdf: bool = False) -> Iterator[_Rows]:  # fmt: skip
     """A row per document: ``path`` (its path under the input) and ``text`` (its content; ``html``:
-    an HTML page's visible text)."""
+    an HTML page's visible text; ``pdf``: a PDF's text)."""
     out = _Slicer(columns, chars, files=True)
+    read = functools.partial(_document_text, pdf=pdf)
     for at in range(0, len(docs), _DOCS_AT_ONCE):  # objects a few at a time, each a request or two
         window = docs[at:at + _DOCS_AT_ONCE]
-        for doc, (content, bad) in zip(window, storage.each(_document_text, [d.path for d in window]), strict=True):
+        for doc, (content, bad) in zip(window, storage.each(read, [d.path for d in window]), strict=True):
             if out.full():
                 yield out.take()
             if html and content is not None and is_html(doc.path):
@@ -159,9 +162,12 @@ _DOCS_AT_ONCE = 8
 _DOC_BLOCK = 1 << 20
 
 
-def _document_text(path: str) -> tuple[str | None, str | None]:
-    """A document's text (UTF-8; a byte order mark read past), or why it has none. A file that is not
-    UTF-8 (an image, a PDF) is read no further than its first bad byte."""
+def _document_text(path: str, pdf: bool = False) -> tuple[str | None, str | None]:
+    """A document's text (UTF-8; a byte order mark read past; ``pdf``: a PDF's text), or why it has
+    none. A file that is not UTF-8 (an image, a PDF) is read no further than its first bad byte."""
+    if pdf and is_pdf(path):
+        with storage.open_input(path) as f:
+            return pdf_text(f.read())
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
@@ -176,6 +182,8 @@ def _document_text(path: str) -> tuple[str | None, str | None]:
                 pieces.append(decoder.decode(block, final=not block))
             except UnicodeDecodeError as e:
                 where = at - held + e.start
+                if is_pdf(path):
+                    return None, f"a PDF (invalid UTF-8 at byte {where}): pass --pdf-text (pdf_text=True) to read its text"
                 return None, (f"not UTF-8 text (a binary file?): invalid byte {e.object[e.start:e.start + 1]!r} at byte "
                               f"{where}; give the documents' names as a glob ('docs/**/*.md') or --on-error skip")  # fmt: skip
             if not block:

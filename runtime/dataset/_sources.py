@@ -32,6 +32,7 @@ from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
 from . import _storage as storage
+from ._pdf import pdfium
 from ._template import TextSource
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ class Plan:
     delimiter: str | None = None  # CSV/TSV: a field delimiter other than the format's own (``csv_delimiter``)
     content_cuts: bool = False  # text files' parts end after rows chosen by their content (``_Cuts``)
     html_text: bool = False  # documents: HTML pages read as their visible text (``_html``)
+    pdf_text: bool = False  # documents: PDFs read as their text (``_pdf``)
 
     @property
     def csv_delimiter(self) -> str:
@@ -469,6 +471,7 @@ def plan_input(
     content_cuts: bool = False,
     documents: bool = False,
     html_text: bool = False,
+    pdf_text: bool = False,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
@@ -479,14 +482,17 @@ def plan_input(
     is a row (``find_documents``), its columns ``DOCUMENT_COLUMNS``; a part holds ``rows_per_part``
     documents on average, ending after one whose path's hash hits, so that a document added or
     removed changes the part it lies in only; ``html_text``: their HTML pages are read as their visible
-    text (``_html``)."""
+    text (``_html``); ``pdf_text``: their PDFs as their text (``_pdf``)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     check_delimiter(delimiter)
-    if html_text and not documents:
-        raise InputError("html_text (--html-text) reads HTML documents as their text: it needs documents=True "
-                         "(--documents)")  # fmt: skip
+    for option, flag, kind in (("html_text", html_text, "HTML"), ("pdf_text", pdf_text, "PDF")):
+        if flag and not documents:
+            raise InputError(f"{option} (--{option.replace('_', '-')}) reads {kind} documents as their text: it needs "
+                             f"documents=True (--documents)")  # fmt: skip
+    if pdf_text:
+        pdfium()  # installed, before the scan
     if documents:
         fmt, content_cuts = InputFormat.DOCUMENTS, True
         found_docs = find_documents(spec, exclude)
@@ -546,7 +552,8 @@ def plan_input(
         first_row += shard.rows
     if documents:
         parts = _document_parts(shards, _Cuts(rows_per_part, True))
-    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, html_text=html_text)
+    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, html_text=html_text,
+                pdf_text=pdf_text)
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(

@@ -290,6 +290,13 @@ CODECS: dict[str, Callable[[Any], Any]] = {
 }  # a text input compressed whole: read as one stream (several gzip members or zstd frames are one file)
 
 
+def uncompressed_name(path: str) -> str:
+    """``path`` lowercased, without its compression suffix (``CODECS``): ``Page.HTML.gz`` -> ``page.html``."""
+    name = path.lower()
+    root, ext = os.path.splitext(name)
+    return root if ext in CODECS else name
+
+
 class _Decompressed(io.RawIOBase):
     """A compressed file's decompressed bytes, seekable: forward by reading on, backward by starting
     again from the file's first byte (a part's reader seeks to where its rows begin)."""
