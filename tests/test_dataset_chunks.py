@@ -130,8 +130,8 @@ def test_bad_chunking_settings_fail_before_any_work(tmp_path: Path, corpus: tupl
                                                     tiny_bert_bundle: Path) -> None:  # fmt: skip
     path, _texts = corpus
     cases = [
-        ({"chunk_overlap": 4}, "chunk_overlap and chunk_text apply to chunking: give chunk_tokens too"),
-        ({"chunk_text": True}, "chunk_overlap and chunk_text apply to chunking"),
+        ({"chunk_overlap": 4}, "chunk_overlap applies to chunking: give chunk_tokens too"),
+        ({"chunk_text": True, "chunk_overlap": 4}, "chunk_overlap and chunk_text apply to chunking"),
         ({"chunk_tokens": 49}, r"chunk_tokens must be an integer from 1 to 48 \(the model's max_seq_length\) or .max., got 49"),
         ({"chunk_tokens": "all"}, "chunk_tokens must be a positive integer or 'max', got 'all'"),
         ({"chunk_tokens": 10, "chunk_overlap": 8}, "chunk_tokens=10 leaves 8 tokens of text per chunk"),
@@ -206,3 +206,18 @@ def test_repeated_texts_are_embedded_once(tmp_path: Path, tiny_bert_bundle: Path
         np.testing.assert_allclose(np.array([w[4] for w in a]), np.array([w[4] for w in b]), atol=1e-5)
     for w in windows:  # each row's windows are of its own text
         assert texts[int(str(w["id"])[1:]) % 20][w["chunk_start"] : w["chunk_end"]] == w["chunk_text"]
+
+
+def test_windows_name_the_page_they_begin_on(model: Embedder) -> None:
+    pa = pytest.importorskip("pyarrow")
+    from embedrt.dataset import EmbedBatch
+
+    paged = "\n\f\n".join(" ".join(f"page{p} word{w}." for w in range(30)) for p in range(1, 5))
+    table = pa.table({"text": [paged, "no form feed at all " * 20, paged]})
+    out = EmbedBatch(model, chunk_tokens=16, chunk_pages=True, chunk_text=True)(table)
+    assert out.column_names == ["text", "chunk", "chunk_start", "chunk_end", "chunk_page", "chunk_text", "embedding"]
+    for row in out.to_pylist():
+        assert row["chunk_page"] == row["text"].count("\f", 0, row["chunk_start"]) + 1
+        assert row["chunk_text"].split()[0].startswith(f"page{row['chunk_page']}") or "\f" not in row["text"]
+    assert {r["chunk_page"] for r in out.to_pylist() if r["text"] == paged} == {1, 2, 3, 4}
+    assert "chunk_page" not in EmbedBatch(model, chunk_tokens=16)(table).column_names

@@ -283,6 +283,7 @@ def test_pdf_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bund
     assert s.written == 5 and s.bad_rows == 2
     table = pq.read_table(tmp_path / "out")
     assert table.column("id").to_pylist() == ["locked.pdf", "notes.md", "old.pdf.gz", "report.pdf", "scan.pdf"]
+    assert "chunk_page" not in table.column_names  # windows' only
     texts = ["plain notes", "zipped paper", REPORT_TEXT]
     assert table.column("text").to_pylist() == [None, *texts, None]
     np.testing.assert_allclose(_vectors(table.slice(1, 3)), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
@@ -297,26 +298,30 @@ def test_pdf_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bund
         embed_dataset(src, tmp_path / "y", tiny_bert_bundle, documents=True, progress=False)
 
 
-def test_pdf_windows_tell_their_page(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+def test_pdf_windows_name_their_page(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     pytest.importorskip("pypdfium2")
     ascii_words = [w for w in WORDS if w.isascii()]  # Helvetica's
     pages = [[" ".join(ascii_words[(i * 7 + k * 3 + j) % 9] for j in range(12)) + "." for k in range(3)] for i in range(6)]
     src = _folder(tmp_path / "docs", {"long.pdf": make_pdf(pages)})
     assert main(["embed-dataset", str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle), "--documents",
                  "--pdf-text", "--keep-columns", "text", "--chunk-tokens", "24", "--chunk-text", "--no-progress"]) == 0  # fmt: skip
-    table = pq.read_table(tmp_path / "out").to_pylist()
+    read = pq.read_table(tmp_path / "out")
+    assert read.column_names == ["id", "text", "chunk", "chunk_start", "chunk_end", "chunk_page", "chunk_text", "embedding"]
+    table = read.to_pylist()
     text = table[0]["text"]
     assert len(table) > len(pages) and text.count("\f") == len(pages) - 1
     page_texts = text.split("\n\f\n")
     assert page_texts == ["\n".join(p) for p in pages]
     within = 0
     for row in table:  # the page a window begins on: the form feeds before it
-        page = text.count("\f", 0, row["chunk_start"]) + 1
+        page = row["chunk_page"]
+        assert page == text.count("\f", 0, row["chunk_start"]) + 1
         assert row["chunk_text"] == text[row["chunk_start"]:row["chunk_end"]]
         head = row["chunk_text"].split("\f")[0].rstrip("\n")
         assert head and head in page_texts[page - 1]
         within += "\f" not in row["chunk_text"]
     assert within > len(table) / 2  # a page break is a paragraph break: windows end there where they can
+    assert sorted({row["chunk_page"] for row in table}) == list(range(1, len(pages) + 1))
 
 
 def test_pdf_text_needs_pypdfium2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

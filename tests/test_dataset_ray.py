@@ -96,7 +96,7 @@ def test_ray_backend_chunks_as_the_local_backend(local_ray: None, tmp_path: Path
     ordered = a.sort_by([("id", "ascending"), ("chunk", "ascending")])
     assert mine.column("chunk_end").equals(ordered.column("chunk_end"))
     np.testing.assert_allclose(_vectors(mine), _vectors(ordered), atol=2e-6)
-    with pytest.raises(ValueError, match="chunk_overlap and chunk_text apply to chunking"):
+    with pytest.raises(ValueError, match="chunk_overlap applies to chunking"):
         embed_ray_dataset(ds, tiny_bert_bundle, chunk_overlap=3)
 
 

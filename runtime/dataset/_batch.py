@@ -7,6 +7,7 @@ as ``table -> table``. The model is built once per instance.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 from collections.abc import Callable
@@ -98,11 +99,13 @@ class Prepared:
     # without chunking, what the cache held of ``keys`` when they were prepared: those texts are not
     # tokenized (``tokens`` holds the missing ones alone)
     held: Lookup | None = None
+    chunk_pages: np.ndarray | None = None  # with chunking: the page each window begins on, where asked for
 
 
 # the columns a chunked output adds (before the embedding), and the one with each chunk's text
 CHUNK_COLUMNS = {"chunk": pa.int32(), "chunk_start": pa.int64(), "chunk_end": pa.int64()}
 CHUNK_TEXT = "chunk_text"
+CHUNK_PAGE = "chunk_page"  # the page a window begins on: the form feeds before it, plus one (``chunk_pages``)
 
 
 @dataclass
@@ -176,6 +179,9 @@ class EmbedBatch:
             and, with ``chunk_text``, that text. A window ends at the best break in its second half (a
             paragraph, else a sentence's end, a line break, a word start); consecutive windows share
             ``chunk_overlap`` tokens. See ``embedrt._chunking``.
+        chunk_pages: with chunking, also ``chunk_page`` (int32, from 1), the page a window begins
+            on: the form feeds (``\f``) before its first character, plus one (a PDF's text as the
+            corpus job reads it, or a plain text paged by form feeds).
         repeat_cache_mb: megabytes of the output rows of the texts embedded last, kept so that a text
             met again in a later call (slice, part) is not embedded again (least recently used out
             first; 0: none). Repeats within a slice of rows (a call's, unless it is big) are always
@@ -208,6 +214,7 @@ class EmbedBatch:
         max_active_dims: int | None = None,
         repeat_cache_mb: float = JOB_CACHE_MB,
         text_template: str | None = None,
+        chunk_pages: bool = False,
     ) -> None:
         self.text = text_source(text_column, text_template)
         self.model = (
@@ -226,8 +233,8 @@ class EmbedBatch:
         self.precision, self.truncate_dim, self.ranges, self.type = output_settings(
             self.model.dimension, precision, truncate_dim, ranges, self.sparse
         )
-        self.chunker = chunker(self.model, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt)
-        self.chunk_text = bool(chunk_text)
+        self.chunker = chunker(self.model, chunk_tokens, chunk_overlap, chunk_text, prompt_name, prompt, chunk_pages)
+        self.chunk_text, self.chunk_pages = bool(chunk_text), bool(chunk_pages)
         size = check_cache_mb(repeat_cache_mb, "repeat_cache_mb")
         self.cache = VectorCache(int(size * 2**20)) if size else None
 
@@ -250,7 +257,8 @@ class EmbedBatch:
         if self.output_column in table.column_names:
             raise ValueError(f"the batch already has a column {self.output_column!r}; choose another output_column")
         if self.chunker is not None:
-            taken = [c for c in (*CHUNK_COLUMNS, *((CHUNK_TEXT,) if self.chunk_text else ())) if c in table.column_names]
+            added = (*CHUNK_COLUMNS, *((CHUNK_PAGE,) if self.chunk_pages else ()), *((CHUNK_TEXT,) if self.chunk_text else ()))
+            taken = [c for c in added if c in table.column_names]
             if taken:
                 raise ValueError(f"the batch already has the column(s) {taken} that chunking adds; rename them")
         texts, reasons = _texts(table, self.text)
@@ -279,6 +287,10 @@ class EmbedBatch:
             spans = zip(windows.text.tolist(), windows.start.tolist(), windows.end.tolist(), strict=True)
             pieces = [distinct[t][a:b] for t, a, b in spans]
             pieces = pieces if vector_of is None else [pieces[k] for k in vector_of.tolist()]
+        pages = None
+        if self.chunk_pages:
+            pages = _pages(distinct, windows)
+            pages = pages if vector_of is None else pages[vector_of]
         tokens, keys = windows.tokens, None
         if self.cache is not None:  # windows by their tokens: those alike (of other texts too) run once
             keys, same = distinct_items(token_keys(tokens))
@@ -286,7 +298,7 @@ class EmbedBatch:
                 tokens = tokens.select(first_places(same))
                 vector_of = same if vector_of is None else same[vector_of]
         repeats = 0 if vector_of is None else len(vector_of) - len(tokens)  # windows embedded once for several
-        return Prepared(public, good, tokens, bad, keep, chunks, pieces, vector_of, repeats, keys)
+        return Prepared(public, good, tokens, bad, keep, chunks, pieces, vector_of, repeats, keys, chunk_pages=pages)
 
     def run(self, prep: Prepared, on_rows: Callable[[int], None] | None = None) -> BatchResult:
         """Embed the prepared rows; the output keeps the input's row order. ``on_rows(n)`` as each
@@ -424,12 +436,14 @@ def refuse_options(why: str, *, normalize: bool = False, precision: str | Embedd
 
 
 def chunker(model: BundleModel | Path, tokens: int | str | None, overlap: int, text: bool, prompt_name: str | None,
-            prompt: str | None) -> Chunker | None:  # fmt: skip
+            prompt: str | None, pages: bool = False) -> Chunker | None:  # fmt: skip
     """The chunker for ``chunk_tokens=tokens`` (None: texts are truncated, as sentence-transformers
     does); ``model``: an ``Embedder``, or a bundle folder (its manifest and tokenizer alone are read)."""
     if tokens is None:
-        if overlap or text:
-            raise ValueError("chunk_overlap and chunk_text apply to chunking: give chunk_tokens too (--chunk-tokens)")
+        given = [name for name, v in (("chunk_overlap", overlap), ("chunk_text", text), ("chunk_pages", pages)) if v]
+        if given:
+            raise ValueError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to chunking: give "
+                             f"chunk_tokens too (--chunk-tokens)")  # fmt: skip
         return None
     if isinstance(model, BundleModel):
         return model._chunker(tokens, overlap, prompt_name, prompt)
@@ -475,12 +489,31 @@ def _with_chunk_columns(table: pa.Table, prep: Prepared, has_vector: np.ndarray)
         full = np.zeros(n, values.dtype)
         full[has_vector] = values
         table = table.append_column(name, pa.array(full, CHUNK_COLUMNS[name], mask=mask if name != "chunk" else None))
+    if prep.chunk_pages is not None:
+        pages = np.zeros(n, np.int32)
+        pages[has_vector] = prep.chunk_pages
+        table = table.append_column(CHUNK_PAGE, pa.array(pages, pa.int32(), mask=mask))
     if prep.chunk_texts is not None:
         pieces: list[str | None] = [None] * n
         for k, at in enumerate(np.flatnonzero(has_vector).tolist()):
             pieces[at] = prep.chunk_texts[k]
         table = table.append_column(CHUNK_TEXT, pa.array(pieces, pa.string()))
     return table
+
+
+def _pages(texts: list[str], windows: Chunks) -> np.ndarray:
+    """The page each window begins on: the form feeds in its text before its first character, plus one."""
+    feeds: dict[int, list[int]] = {}
+    out = np.ones(len(windows.start), np.int32)
+    for k, (t, a) in enumerate(zip(windows.text.tolist(), windows.start.tolist(), strict=True)):
+        if t not in feeds:
+            found, at = [], texts[t].find("\f")
+            while at >= 0:
+                found.append(at)
+                at = texts[t].find("\f", at + 1)
+            feeds[t] = found
+        out[k] += bisect.bisect_left(feeds[t], a)
+    return out
 
 
 def bad_row(table: pa.Table, i: int, reason: str, id_column: str | None, first: int = 0) -> BadRow:

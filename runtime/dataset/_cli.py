@@ -90,7 +90,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "no scripts, styles or markup; paragraphs as blank lines) instead of their markup")  # fmt: skip
     p.add_argument("--pdf-text", action="store_true",
                    help="with --documents: read .pdf documents as their text (PDFium: pip install 'embedrt[pdf]'), "
-                   "pages separated by a form feed on a line of its own; a scanned PDF (no text) is a bad row")  # fmt: skip
+                   "pages separated by a form feed on a line of its own (windows name theirs: chunk_page); a scanned PDF "
+                   "(no text) is a bad row")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip

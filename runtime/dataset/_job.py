@@ -32,6 +32,7 @@ from . import _readers
 from . import _storage as storage
 from ._batch import (
     CHUNK_COLUMNS,
+    CHUNK_PAGE,
     CHUNK_TEXT,
     BatchResult,
     EmbedBatch,
@@ -188,8 +189,8 @@ def embed_dataset(
     ``html_text``: documents named ``*.html``, ``*.htm`` or ``*.xhtml`` are read as their visible
     text (title, then body; no scripts, styles or markup; paragraphs as blank lines). ``pdf_text``:
     documents named ``*.pdf`` are read as their text (PDFium, the ``pdf`` extra), pages separated by
-    a form feed on a line of its own (a window's page: ``text.count("\f", 0, chunk_start) + 1``); a
-    PDF without a text layer (scanned) or that needs a password is a bad row.
+    a form feed on a line of its own (a window's page is its ``chunk_page``); a PDF without a text
+    layer (scanned) or that needs a password is a bad row.
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only); each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
@@ -230,7 +231,8 @@ def embed_dataset(
     ``chunk_overlap`` tokens and ending at a paragraph, a sentence, a line or a word where they can
     (the best break in their second half), and the output holds a row per
     window with ``chunk`` (its place in the text, from 0), ``chunk_start`` and ``chunk_end``
-    (``text[chunk_start:chunk_end]`` is what it covers) and, with ``chunk_text``, that text.
+    (``text[chunk_start:chunk_end]`` is what it covers), with ``pdf_text`` ``chunk_page`` (the page
+    the window begins on, from 1) and, with ``chunk_text``, that text.
 
     A text repeated in a slice is embedded once. ``repeat_cache_mb`` (default 64; 0: none) keeps the
     output rows of the texts embedded last, so that a text met again in a later slice or part is not
@@ -280,7 +282,8 @@ def embed_dataset(
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
                               max_active_dims=max_active_dims, repeat_cache_mb=repeat_cache_mb,
-                              text_template=text_template, query_column=query_column)  # fmt: skip
+                              text_template=text_template, query_column=query_column,
+                              chunk_pages=bool(pdf_text) and chunk_tokens is not None)  # fmt: skip
     check_delimiter(csv_delimiter)
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
@@ -441,6 +444,7 @@ class JobSettings:
     slice_chars: int = field(default_factory=lambda: _readers.SLICE_CHARS)
     text_template: str | None = None  # each row's text composed from several columns
     query_column: str | None = None  # a reranker's job: each pair's first text (``_score``)
+    chunk_pages: bool = False  # windows' pages (``CHUNK_PAGE``): PDF documents' windows
 
     @functools.cached_property
     def text(self) -> TextSource:
@@ -454,7 +458,7 @@ class JobSettings:
                 chunk_tokens: int | str | None = None, chunk_overlap: int = 0,
                 chunk_text: bool = False, max_active_dims: int | None = None,
                 repeat_cache_mb: float = JOB_CACHE_MB, text_template: str | None = None,
-                query_column: str | None = None) -> JobSettings:  # fmt: skip
+                query_column: str | None = None, chunk_pages: bool = False) -> JobSettings:  # fmt: skip
         text_source(text_column, text_template)  # a bad template fails here, before any work
         keep = tuple(c.strip() for c in keep_columns.split(",") if c.strip()) if isinstance(keep_columns, str) else tuple(keep_columns)
         if chunk_tokens is not None and chunk_tokens != "max":
@@ -470,7 +474,8 @@ class JobSettings:
                    check_int(chunk_overlap, "chunk_overlap", 0), bool(chunk_text),
                    None if max_active_dims is None else check_int(max_active_dims, "max_active_dims"),
                    repeat_cache_mb=check_cache_mb(repeat_cache_mb, "repeat_cache_mb"),
-                   text_template=text_template, query_column=_query_column(query_column, id_column))  # fmt: skip
+                   text_template=text_template, query_column=_query_column(query_column, id_column),
+                   chunk_pages=chunk_pages)  # fmt: skip
 
     def keeping(self, plan: Plan) -> JobSettings:
         """``keep_columns=("*",)`` as the columns the input has (``Plan.every_column``), so that the
@@ -494,7 +499,8 @@ class JobSettings:
         """The columns chunking adds to the output, before the embedding (none without it)."""
         if self.chunk_tokens is None:
             return {}
-        return {**CHUNK_COLUMNS, **({CHUNK_TEXT: pa.string()} if self.chunk_text else {})}
+        return {**CHUNK_COLUMNS, **({CHUNK_PAGE: pa.int32()} if self.chunk_pages else {}),
+                **({CHUNK_TEXT: pa.string()} if self.chunk_text else {})}  # fmt: skip
 
     def identity(self, bundle_hash: str, plan: Plan) -> dict[str, Any]:
         """What must match for a run to continue an OUTPUT (batch size, threads, backend may change)."""
@@ -534,7 +540,8 @@ class JobSettings:
                 "normalize": self.normalize, "prompt_name": self.prompt_name, "prompt": self.prompt,
                 "precision": self.precision, "truncate_dim": self.truncate_dim, "ranges": self.ranges,
                 "chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap, "chunk_text": self.chunk_text,
-                "max_active_dims": self.max_active_dims, "repeat_cache_mb": self.repeat_cache_mb}  # fmt: skip
+                "max_active_dims": self.max_active_dims, "repeat_cache_mb": self.repeat_cache_mb,
+                "chunk_pages": self.chunk_pages}  # fmt: skip
 
     @property
     def output_column(self) -> str:

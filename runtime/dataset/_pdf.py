@@ -3,8 +3,8 @@
 Read with PDFium (``pypdfium2``, the ``pdf`` extra), the engine of Chrome's viewer: each page's
 text in its reading order, its lines a line each; a word hyphenated at a line's end is joined again
 (PDFium marks the hyphen it finds there). Pages are separated by ``PAGE_BREAK``, a form feed on a
-line of its own: whitespace to a tokenizer and a paragraph break to ``chunk_tokens`` windows, so a
-window's ``chunk_start`` tells its page (``text.count("\\f", 0, chunk_start) + 1``). A PDF without a
+line of its own: whitespace to a tokenizer and a paragraph break to ``chunk_tokens`` windows, whose
+``chunk_page`` counts them (``_batch.CHUNK_PAGE``). A PDF without a
 text layer (scanned pages), one that needs a password or one PDFium cannot read has no text: a bad
 row saying which.
 
