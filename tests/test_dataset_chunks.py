@@ -221,3 +221,5 @@ def test_windows_name_the_page_they_begin_on(model: Embedder) -> None:
         assert row["chunk_text"].split()[0].startswith(f"page{row['chunk_page']}") or "\f" not in row["text"]
     assert {r["chunk_page"] for r in out.to_pylist() if r["text"] == paged} == {1, 2, 3, 4}
     assert "chunk_page" not in EmbedBatch(model, chunk_tokens=16)(table).column_names
+    with_bad = EmbedBatch(model, chunk_tokens=16, chunk_pages=True, on_error="null")(pa.table({"text": [None, paged]}))
+    assert with_bad.column("chunk_page").to_pylist()[:2] == [None, 1]  # a bad row's page is null, as its vector

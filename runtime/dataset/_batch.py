@@ -484,15 +484,13 @@ def _with_chunk_columns(table: pa.Table, prep: Prepared, has_vector: np.ndarray)
     """``table`` (a row per window) with each window's place in its text and the characters it covers."""
     assert prep.chunks is not None
     n, mask = len(has_vector), ~has_vector if not has_vector.all() else None
-    columns = {"chunk": prep.chunks.index, "chunk_start": prep.chunks.start, "chunk_end": prep.chunks.end}
+    columns = {"chunk": prep.chunks.index, "chunk_start": prep.chunks.start, "chunk_end": prep.chunks.end,
+               **({CHUNK_PAGE: prep.chunk_pages} if prep.chunk_pages is not None else {})}  # fmt: skip
     for name, values in columns.items():
         full = np.zeros(n, values.dtype)
         full[has_vector] = values
-        table = table.append_column(name, pa.array(full, CHUNK_COLUMNS[name], mask=mask if name != "chunk" else None))
-    if prep.chunk_pages is not None:
-        pages = np.zeros(n, np.int32)
-        pages[has_vector] = prep.chunk_pages
-        table = table.append_column(CHUNK_PAGE, pa.array(pages, pa.int32(), mask=mask))
+        kind = CHUNK_COLUMNS.get(name, pa.int32())  # the page: int32
+        table = table.append_column(name, pa.array(full, kind, mask=mask if name != "chunk" else None))
     if prep.chunk_texts is not None:
         pieces: list[str | None] = [None] * n
         for k, at in enumerate(np.flatnonzero(has_vector).tolist()):
