@@ -2,8 +2,9 @@
 
     python -m benchmarks.dataset_pdf BUNDLE PDF-FOLDER [--job-glob 'sub/**/*.pdf'] [--rounds 2] [--machine NAME]
 
-1. Text extraction over every ``**/*.pdf`` under PDF-FOLDER, in this process with the job's own
-   reader (``_pdf.pdf_text``, PDFium): files, megabytes, pages, characters, seconds, bad rows by
+1. Text extraction over every ``**/*.pdf`` under PDF-FOLDER: in this process, one at a time
+   (``_pdf_worker.pdf_text``, PDFium), and as the job reads them (``_pdf.pdf_texts``: worker
+   processes, eight PDFs at a time): files, megabytes, pages, characters, seconds, bad rows by
    reason; on the job's PDFs also pypdf's ``extract_text`` where pypdf is importable (the
    pure-Python reader; not a dependency), for its speed beside PDFium's.
 2. The job on ``--job-glob`` (default: every PDF), ``chunk_tokens="max"``, in fresh processes:
@@ -42,20 +43,21 @@ def _child(bundle: str, spec: str, out: str, pdf: bool) -> dict[str, Any]:
             "bad_rows": s.bad_rows, "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
-def _extract(files: list[Path]) -> tuple[dict[str, Any], dict[Path, str]]:
-    from embedrt.dataset._pdf import pdf_text
+def _extract(files: list[Path], workers: bool = False) -> tuple[dict[str, Any], dict[Path, str]]:
+    from embedrt.dataset._pdf import pdf_texts
+    from embedrt.dataset._pdf_worker import pdf_text
 
     texts, why = {}, collections.Counter[str]()
     size = 0
     t0 = time.perf_counter()
-    for f in files:
-        data = f.read_bytes()
-        size += len(data)
-        text, bad = pdf_text(data)
-        if text is None:
-            why[str(bad)] += 1
-        else:
-            texts[f] = text
+    for at in range(0, len(files), 8):
+        datas = [f.read_bytes() for f in files[at:at + 8]]
+        size += sum(map(len, datas))
+        for f, (text, bad) in zip(files[at:at + 8], pdf_texts(datas) if workers else map(pdf_text, datas), strict=True):
+            if text is None:
+                why[str(bad)] += 1
+            else:
+                texts[f] = text
     seconds = time.perf_counter() - t0
     pages = sum(t.count("\f") + 1 for t in texts.values())
     chars = sum(len(t) for t in texts.values())
@@ -94,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import pypdfium2
 
+    from embedrt.dataset._pdf import WORKERS
+
     folder = Path(args.pdfs).resolve()
     every, chosen = sorted(folder.glob("**/*.pdf")), sorted(folder.glob(args.job_glob))
     extraction, _ = _extract(every)
     print(f"  extraction, every PDF: {extraction}", flush=True)
+    in_workers, _ = _extract(every, workers=True)
+    print(f"  extraction, every PDF, {WORKERS} worker processes: {in_workers}", flush=True)
     job_extraction, texts = _extract(chosen)
     print(f"  extraction, the job's PDFs: {job_extraction}", flush=True)
     pypdf = _pypdf(chosen)
@@ -123,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(HERE / "results" / f"dataset-pdf-{args.machine}-{date}.json", {
         "command": "python -m benchmarks.dataset_pdf " + " ".join(argv), "cpu": cpu_model(), "flags": cpu_flags(),
         "pypdfium2": str(pypdfium2.version.PYPDFIUM_INFO.version), "pdfium": str(pypdfium2.version.PDFIUM_INFO.version),
-        "pdfs": str(folder), "extraction": extraction, "job_extraction": job_extraction, "pypdf": pypdf,
+        "pdfs": str(folder), "extraction": extraction, "workers": WORKERS, "extraction_in_workers": in_workers,
+        "job_extraction": job_extraction, "pypdf": pypdf,
         "runs": runs, "best_seconds": best, "pdf_over_extracted": best["pdf"] / best["extracted"],
     })  # fmt: skip
     print(f"  best seconds {best}", flush=True)

@@ -257,7 +257,8 @@ REPORT_TEXT = ("Quarterly report (draft)\nThe river engine is manipulated by qui
 
 def test_pdf_text_is_its_pages_text() -> None:
     pytest.importorskip("pypdfium2")
-    from embedrt.dataset._pdf import is_pdf, pdf_text
+    from embedrt.dataset._pdf import is_pdf
+    from embedrt.dataset._pdf_worker import pdf_text
 
     assert pdf_text(make_pdf(REPORT)) == (REPORT_TEXT, None)  # the hyphenated word joined, an empty page kept
     text = REPORT_TEXT
@@ -332,3 +333,45 @@ def test_pdf_text_needs_pypdfium2(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(InputError, match=r"pdf_text \(--pdf-text\) reads PDFs with pypdfium2, which is not "
                        r"installed: pip install 'embedrt\[pdf\]'"):  # fmt: skip
         plan_input(str(src), 100, text="text", id_column="path", keep_columns=(), documents=True, pdf_text=True)
+
+
+def test_pdfs_are_read_in_worker_processes_that_survive_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pypdfium2")
+    from embedrt.dataset import _pdf
+
+    good = make_pdf(REPORT)
+    pool = _pdf._Pool(1)
+    try:
+        assert [pool.text(d) for d in (good, b"junk")] == [(REPORT_TEXT, None), (None, (
+            "not a PDF that PDFium reads (Data format error): a damaged or truncated file?"))]  # fmt: skip
+        assert pool.started == 1  # one worker, reused
+        worker = pool.idle.get()
+        worker.proc.kill()  # it dies as it would if PDFium crashed on the next PDF
+        worker.proc.wait()
+        pool.idle.put(worker)
+        assert pool.text(good) == (None, "PDFium crashed reading it (its worker ended with code -9): a malformed PDF?")
+        assert pool.started == 0
+        monkeypatch.setattr(_pdf, "_START", "import time; time.sleep(60)")  # a worker that never answers
+        monkeypatch.setattr(_pdf, "PDF_SECONDS", 0.5)
+        assert pool.text(good) == (None, "PDFium read it for over 0.5 s: stopped (a malformed PDF?)")
+        monkeypatch.undo()
+        assert list(pool.threads.map(pool.text, [good] * 3)) == [(REPORT_TEXT, None)] * 3  # replaced: the job goes on
+        assert pool.started == 1
+    finally:
+        pool.close()
+
+
+def test_the_workers_protocol() -> None:
+    import io
+
+    pytest.importorskip("pypdfium2")
+    from embedrt.dataset._pdf_worker import HEADER, read_exact, serve
+
+    requests = io.BytesIO(b"".join(HEADER.pack(len(d)) + d for d in (make_pdf(REPORT), b"%PDF-1.4 cut")))
+    replies = io.BytesIO()
+    serve(requests, replies)  # until its input ends
+    replies.seek(0)
+    answers = []
+    while (header := read_exact(replies, HEADER.size)) is not None:
+        answers.append(json.loads(read_exact(replies, HEADER.unpack(header)[0]) or b""))
+    assert answers == [[REPORT_TEXT, None], [None, "not a PDF that PDFium reads (Data format error): a damaged or truncated file?"]]

@@ -1,30 +1,40 @@
-"""The text of a PDF, for documents read with ``pdf_text``: a PDF's bytes are no text to a model.
+"""PDF documents for the corpus job's ``pdf_text``: a PDF's bytes are no text to a model.
 
-Read with PDFium (``pypdfium2``, the ``pdf`` extra), the engine of Chrome's viewer: each page's
-text in its reading order, its lines a line each; a word hyphenated at a line's end is joined again
-(PDFium marks the hyphen it finds there). Pages are separated by ``PAGE_BREAK``, a form feed on a
-line of its own: whitespace to a tokenizer and a paragraph break to ``chunk_tokens`` windows, whose
-``chunk_page`` counts them (``_batch.CHUNK_PAGE``). A PDF without a
-text layer (scanned pages), one that needs a password or one PDFium cannot read has no text: a bad
-row saying which.
+The text is PDFium's (``pypdfium2``, the ``pdf`` extra; ``_pdf_worker.pdf_text``): each page's
+text, pages separated by ``PAGE_BREAK``, a form feed on a line of its own: whitespace to a tokenizer
+and a paragraph break to ``chunk_tokens`` windows, whose ``chunk_page`` counts them
+(``_batch.CHUNK_PAGE``). A PDF without a text layer (scanned pages), one that needs a password or
+one PDFium cannot read is a bad row saying which.
 
-PDFium is not thread-safe: one document is read at a time in a process.
+PDFium is not thread-safe, so the job reads PDFs in worker processes (``WORKERS`` at most, started
+when the first PDF comes and kept for the next), several at once; a PDF that crashes PDFium or
+keeps it busy past ``PDF_SECONDS`` costs its worker, which is replaced, and is a bad row: the job
+goes on.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import queue
+import subprocess
+import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+from ._pdf_worker import HEADER, PAGE_BREAK, read_exact
 from ._storage import uncompressed_name
 
-SUFFIXES = (".pdf",)  # documents read as PDF (a compression suffix after them too)
-PAGE_BREAK = "\n\f\n"
+__all__ = ["PAGE_BREAK", "PDF_SECONDS", "WORKERS", "is_pdf", "pdf_texts", "pdfium"]
 
-_PDFIUM = threading.Lock()
-# PDFium's text: CR LF between lines (a lone CR at times), U+FFFE where it took a line's last
-# hyphen for a word broken there (the word's halves are joined)
-_TEXT = str.maketrans({"\r": "\n", "\ufffe": None, "\f": "\n"})  # a form feed of its own: the pages' mark only
+SUFFIXES = (".pdf",)  # documents read as PDF (a compression suffix after them too)
+WORKERS = min(8, os.cpu_count() or 1)
+PDF_SECONDS = 600.0  # one PDF's longest reading: a worker still busy then is stopped
+
+# runs the worker's file as a script, with neither the working folder nor the package's folder on its path
+_START = "import runpy, sys; sys.path.pop(0); runpy.run_path(sys.argv.pop(1), run_name='__main__')"
 
 
 def is_pdf(path: str) -> bool:
@@ -45,35 +55,95 @@ def pdfium() -> Any:
     return pypdfium2
 
 
-def pdf_text(data: bytes) -> tuple[str | None, str | None]:
-    """The text of the PDF ``data``, its pages separated by ``PAGE_BREAK``; or why it has none."""
-    pdf = pdfium()
-    with _PDFIUM:
+class _Worker:
+    """A worker process (``_pdf_worker``) and its pipes."""
+
+    def __init__(self) -> None:
+        path = str(Path(__file__).with_name("_pdf_worker.py"))
+        self.proc = subprocess.Popen([sys.executable, "-c", _START, path], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, bufsize=0)  # fmt: skip
+        self.stopped = False  # past its time
+
+    def _stop(self) -> None:
+        self.stopped = True
+        self.proc.kill()
+
+    def text(self, data: bytes, seconds: float) -> tuple[str | None, str | None] | None:
+        """The PDF's (text, reason); None if the worker ended or was stopped past ``seconds``."""
+        proc = self.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        timer = threading.Timer(seconds, self._stop)
+        timer.start()
         try:
-            doc = pdf.PdfDocument(data)
-        except pdf.PdfiumError as e:
-            why = str(e).partition("PDFium: ")[2].rstrip(".)") or str(e)  # "Failed to load document (PDFium: ...)."
-            if "password" in why.lower():
-                return None, "a PDF that needs a password: decrypt it first (qpdf --decrypt --password=...)"
-            return None, f"not a PDF that PDFium reads ({why}): a damaged or truncated file?"
-        try:
-            pages = [_page_text(doc, i) for i in range(len(doc))]
+            proc.stdin.write(HEADER.pack(len(data)) + data)
+            header = read_exact(proc.stdout, HEADER.size)
+            body = None if header is None else read_exact(proc.stdout, HEADER.unpack(header)[0])
+        except OSError:  # its input closed: it ended
+            body = None
         finally:
-            doc.close()
-    if not any(p.strip() for p in pages):
-        return None, (f"no text in its {len(pages)} page{'s' * (len(pages) != 1)} (scanned pages? they need OCR "
-                      f"first, e.g. ocrmypdf)")  # fmt: skip
-    return PAGE_BREAK.join(pages), None
+            timer.cancel()
+        if body is None:
+            return None
+        text, reason = json.loads(body.decode("utf-8", "surrogatepass"))
+        return text, reason
+
+    def close(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
-def _page_text(doc: Any, index: int) -> str:
-    page = doc[index]
-    try:
-        text = page.get_textpage()
-        try:
-            got: str = text.get_text_range()
-        finally:
-            text.close()
-    finally:
-        page.close()
-    return got.replace("\r\n", "\n").translate(_TEXT).strip()
+class _Pool:
+    """Up to ``WORKERS`` workers, each reading one PDF at a time."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self.started = 0
+        self.lock = threading.Lock()
+        self.threads = ThreadPoolExecutor(size, thread_name_prefix="embedrt-pdf")
+
+    def _take(self) -> _Worker:
+        with self.lock:
+            if self.started < self.size and self.idle.empty():
+                self.started += 1
+                return _Worker()
+        return self.idle.get()
+
+    def text(self, data: bytes) -> tuple[str | None, str | None]:
+        worker = self._take()
+        got = worker.text(data, PDF_SECONDS)
+        if got is not None:
+            self.idle.put(worker)
+            return got
+        worker.close()
+        with self.lock:
+            self.started -= 1  # a new one in its place, when next needed
+        if worker.stopped:
+            return None, f"PDFium read it for over {PDF_SECONDS:g} s: stopped (a malformed PDF?)"
+        return None, f"PDFium crashed reading it (its worker ended with code {worker.proc.returncode}): a malformed PDF?"
+
+    def close(self) -> None:
+        self.threads.shutdown()
+        while not self.idle.empty():
+            self.idle.get().close()
+
+
+_pool: _Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def pdf_texts(datas: list[bytes]) -> list[tuple[str | None, str | None]]:
+    """Each PDF's (text, reason), read in worker processes, several at once."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            pdfium()  # installed: the workers import it
+            _pool = _Pool(WORKERS)
+        pool = _pool
+    return list(pool.threads.map(pool.text, datas))

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from . import _storage as storage
 from ._html import html_text, is_html
-from ._pdf import is_pdf, pdf_text
+from ._pdf import is_pdf, pdf_texts
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row, wide_text
 from ._template import TextSource
 
@@ -145,7 +145,8 @@ def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, .
     read = functools.partial(_document_text, pdf=pdf)
     for at in range(0, len(docs), _DOCS_AT_ONCE):  # objects a few at a time, each a request or two
         window = docs[at:at + _DOCS_AT_ONCE]
-        for doc, (content, bad) in zip(window, storage.each(read, [d.path for d in window]), strict=True):
+        got = storage.each(read, [d.path for d in window])
+        for doc, (content, bad) in zip(window, _with_pdf_texts(got) if pdf else got, strict=True):
             if out.full():
                 yield out.take()
             if html and content is not None and is_html(doc.path):
@@ -162,12 +163,22 @@ _DOCS_AT_ONCE = 8
 _DOC_BLOCK = 1 << 20
 
 
-def _document_text(path: str, pdf: bool = False) -> tuple[str | None, str | None]:
-    """A document's text (UTF-8; a byte order mark read past; ``pdf``: a PDF's text), or why it has
-    none. A file that is not UTF-8 (an image, a PDF) is read no further than its first bad byte."""
+def _with_pdf_texts(got: list[tuple[Any, str | None]]) -> list[tuple[str | None, str | None]]:
+    """``got`` with each PDF's bytes replaced by its text (``_pdf.pdf_texts``: read together)."""
+    pdfs = [i for i, (content, _bad) in enumerate(got) if isinstance(content, bytes)]
+    out = list(got)
+    for i, answer in zip(pdfs, pdf_texts([got[i][0] for i in pdfs]), strict=True):
+        out[i] = answer
+    return out
+
+
+def _document_text(path: str, pdf: bool = False) -> tuple[Any, str | None]:
+    """A document's text (UTF-8; a byte order mark read past; ``pdf``: a PDF's bytes, for
+    ``_with_pdf_texts``), or why it has none. A file that is not UTF-8 (an image, a PDF) is read no
+    further than its first bad byte."""
     if pdf and is_pdf(path):
         with storage.open_input(path) as f:
-            return pdf_text(f.read())
+            return f.read(), None
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
