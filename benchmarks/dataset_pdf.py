@@ -3,9 +3,9 @@
     python -m benchmarks.dataset_pdf BUNDLE PDF-FOLDER [--job-glob 'sub/**/*.pdf'] [--rounds 2] [--machine NAME]
 
 1. Text extraction over every ``**/*.pdf`` under PDF-FOLDER: in this process, one at a time
-   (``_pdf_worker.pdf_text``, PDFium), and as the job reads them (``_pdf.pdf_texts``: worker
-   processes, eight PDFs at a time): files, megabytes, pages, characters, seconds, bad rows by
-   reason; on the job's PDFs also pypdf's ``extract_text`` where pypdf is importable (the
+   (``_pdf_worker.pdf_text``, PDFium), and by the job's reader (``plan_input`` and ``read_slices``
+   of every part: worker processes, PDFs read ahead): files, megabytes, pages, characters,
+   seconds, bad rows by reason; on the job's PDFs also pypdf's ``extract_text`` where pypdf is importable (the
    pure-Python reader; not a dependency), for its speed beside PDFium's.
 2. The job on ``--job-glob`` (default: every PDF), ``chunk_tokens="max"``, in fresh processes:
    the PDFs, against the same texts already extracted as ``.txt`` documents (what a user who
@@ -43,27 +43,46 @@ def _child(bundle: str, spec: str, out: str, pdf: bool) -> dict[str, Any]:
             "bad_rows": s.bad_rows, "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
-def _extract(files: list[Path], workers: bool = False) -> tuple[dict[str, Any], dict[Path, str]]:
-    from embedrt.dataset._pdf import pdf_texts
+def _extract(files: list[Path]) -> tuple[dict[str, Any], dict[Path, str]]:
     from embedrt.dataset._pdf_worker import pdf_text
 
     texts, why = {}, collections.Counter[str]()
     size = 0
     t0 = time.perf_counter()
-    for at in range(0, len(files), 8):
-        datas = [f.read_bytes() for f in files[at:at + 8]]
-        size += sum(map(len, datas))
-        for f, (text, bad) in zip(files[at:at + 8], pdf_texts(datas) if workers else map(pdf_text, datas), strict=True):
-            if text is None:
-                why[str(bad)] += 1
-            else:
-                texts[f] = text
+    for f in files:
+        data = f.read_bytes()
+        size += len(data)
+        text, bad = pdf_text(data)
+        if text is None:
+            why[str(bad)] += 1
+        else:
+            texts[f] = text
     seconds = time.perf_counter() - t0
     pages = sum(t.count("\f") + 1 for t in texts.values())
     chars = sum(len(t) for t in texts.values())
     return {"files": len(files), "megabytes": size / 1e6, "pages": pages, "characters": chars, "seconds": seconds,
             "pages_per_second": pages / seconds, "characters_per_second": chars / seconds,
             "bad_rows": dict(why)}, texts  # fmt: skip
+
+
+def _reader(folder: Path) -> dict[str, Any]:
+    """Every PDF under ``folder`` read as the job reads them: planned, then each part's slices."""
+    from embedrt.dataset._readers import read_slices
+    from embedrt.dataset._sources import plan_input
+
+    t0 = time.perf_counter()
+    plan = plan_input(f"{folder}/**/*.pdf", 100, text="text", id_column="path", keep_columns=("text",),
+                      documents=True, pdf_text=True)  # fmt: skip
+    documents = pages = chars = 0
+    for part in plan.parts:
+        for table in read_slices(plan, part, "text", "path", ("text",)):
+            texts = [t for t in table.column("text").to_pylist() if t is not None]
+            documents += table.num_rows
+            pages += sum(t.count("\f") + 1 for t in texts)
+            chars += sum(map(len, texts))
+    seconds = time.perf_counter() - t0
+    return {"documents": documents, "pages": pages, "characters": chars, "parts": len(plan.parts),
+            "seconds": seconds, "pages_per_second": pages / seconds}  # fmt: skip
 
 
 def _pypdf(files: list[Path]) -> dict[str, Any] | None:
@@ -102,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     every, chosen = sorted(folder.glob("**/*.pdf")), sorted(folder.glob(args.job_glob))
     extraction, _ = _extract(every)
     print(f"  extraction, every PDF: {extraction}", flush=True)
-    in_workers, _ = _extract(every, workers=True)
-    print(f"  extraction, every PDF, {WORKERS} worker processes: {in_workers}", flush=True)
+    in_workers = _reader(folder)
+    print(f"  extraction, every PDF, the job's reader ({WORKERS} worker processes): {in_workers}", flush=True)
     job_extraction, texts = _extract(chosen)
     print(f"  extraction, the job's PDFs: {job_extraction}", flush=True)
     pypdf = _pypdf(chosen)

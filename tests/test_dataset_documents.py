@@ -375,3 +375,19 @@ def test_the_workers_protocol() -> None:
     while (header := read_exact(replies, HEADER.size)) is not None:
         answers.append(json.loads(read_exact(replies, HEADER.unpack(header)[0]) or b""))
     assert answers == [[REPORT_TEXT, None], [None, "not a PDF that PDFium reads (Data format error): a damaged or truncated file?"]]
+
+
+@pytest.mark.parametrize("bytes_ahead", [1, 256 << 20])
+def test_pdfs_read_ahead_come_back_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bytes_ahead: int) -> None:
+    pytest.importorskip("pypdfium2")
+    from embedrt.dataset import _readers
+
+    monkeypatch.setattr(_readers, "_PDF_BYTES_AHEAD", bytes_ahead)  # one window ahead at most, or four
+    docs: dict[str, bytes | str] = {f"d{i:02d}.pdf" if i % 3 else f"d{i:02d}.md": make_pdf([[f"pdf {i}"], [f"page two of {i}"]])
+                                    if i % 3 else f"markdown {i}" for i in range(45)}  # fmt: skip
+    docs["d07.pdf"] = make_pdf([[]])  # a bad row among them
+    src = _folder(tmp_path / "docs", docs)
+    plan = plan_input(src, 1000, text="text", id_column="path", keep_columns=("text",), documents=True, pdf_text=True)
+    table = pa.concat_tables(read_slices(plan, plan.parts[0], "text", "path", ("text",)))
+    expected = [None if i == 7 else f"pdf {i}\n\f\npage two of {i}" if i % 3 else f"markdown {i}" for i in range(45)]
+    assert table.column("id").to_pylist() == sorted(docs) and table.column("text").to_pylist() == expected

@@ -20,14 +20,14 @@ import queue
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ._pdf_worker import HEADER, PAGE_BREAK, read_exact
 from ._storage import uncompressed_name
 
-__all__ = ["PAGE_BREAK", "PDF_SECONDS", "WORKERS", "is_pdf", "pdf_texts", "pdfium"]
+__all__ = ["PAGE_BREAK", "PDF_SECONDS", "WORKERS", "is_pdf", "pdf_text_later", "pdf_texts", "pdfium"]
 
 SUFFIXES = (".pdf",)  # documents read as PDF (a compression suffix after them too)
 WORKERS = min(8, os.cpu_count() or 1)
@@ -138,12 +138,17 @@ _pool: _Pool | None = None
 _pool_lock = threading.Lock()
 
 
-def pdf_texts(datas: list[bytes]) -> list[tuple[str | None, str | None]]:
-    """Each PDF's (text, reason), read in worker processes, several at once."""
+def pdf_text_later(data: bytes) -> Future[tuple[str | None, str | None]]:
+    """The PDF's (text, reason), to come: read in a worker process while the caller goes on."""
     global _pool
     with _pool_lock:
         if _pool is None:
             pdfium()  # installed: the workers import it
             _pool = _Pool(WORKERS)
         pool = _pool
-    return list(pool.threads.map(pool.text, datas))
+    return pool.threads.submit(pool.text, data)
+
+
+def pdf_texts(datas: list[bytes]) -> list[tuple[str | None, str | None]]:
+    """Each PDF's (text, reason), read in worker processes, several at once."""
+    return [f.result() for f in [pdf_text_later(d) for d in datas]]

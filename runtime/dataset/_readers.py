@@ -11,10 +11,12 @@ non-string text) become ``__bad`` reasons here; what to do with them is the batc
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import functools
 import json
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ import pyarrow.compute as pc
 
 from . import _storage as storage
 from ._html import html_text, is_html
-from ._pdf import is_pdf, pdf_texts
+from ._pdf import is_pdf, pdf_text_later
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row, wide_text
 from ._template import TextSource
 
@@ -142,11 +144,8 @@ def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, .
     """A row per document: ``path`` (its path under the input) and ``text`` (its content; ``html``:
     an HTML page's visible text; ``pdf``: a PDF's text)."""
     out = _Slicer(columns, chars, files=True)
-    read = functools.partial(_document_text, pdf=pdf)
-    for at in range(0, len(docs), _DOCS_AT_ONCE):  # objects a few at a time, each a request or two
-        window = docs[at:at + _DOCS_AT_ONCE]
-        got = storage.each(read, [d.path for d in window])
-        for doc, (content, bad) in zip(window, _with_pdf_texts(got) if pdf else got, strict=True):
+    for window, got in _fetched(docs, pdf):
+        for doc, (content, bad) in zip(window, got, strict=True):
             if out.full():
                 yield out.take()
             if html and content is not None and is_html(doc.path):
@@ -158,23 +157,44 @@ def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, .
 
 
 _DOCS_AT_ONCE = 8
+_PDF_WINDOWS_AHEAD, _PDF_BYTES_AHEAD = 4, 256 << 20  # PDFs read ahead of the rows made: at most so many
+
+
+def _fetched(docs: list[Shard], pdf: bool) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:
+    """The documents a window at a time (objects a few at a time, each a request or two), each with
+    its text or why it has none. ``pdf``: PDFs' texts are read in worker processes (``_pdf``) up to
+    ``_PDF_WINDOWS_AHEAD`` windows (and ``_PDF_BYTES_AHEAD`` bytes of PDF) ahead of the window given,
+    so that a long PDF keeps one worker busy while the others read the next ones."""
+    read = functools.partial(_document_text, pdf=pdf)
+    ahead: collections.deque[tuple[list[Shard], list[Any], int]] = collections.deque()
+    held = 0
+    for at in range(0, len(docs), _DOCS_AT_ONCE):
+        window = docs[at:at + _DOCS_AT_ONCE]
+        got = storage.each(read, [d.path for d in window])
+        if not pdf:
+            yield window, got
+            continue
+        size = sum(len(c) for c, _bad in got if isinstance(c, bytes))
+        ahead.append((window, [(pdf_text_later(c), None) if isinstance(c, bytes) else (c, b) for c, b in got], size))
+        held += size
+        while len(ahead) > _PDF_WINDOWS_AHEAD or (len(ahead) > 1 and held > _PDF_BYTES_AHEAD):
+            held -= ahead[0][2]
+            yield _texts_of(ahead.popleft())
+    while ahead:
+        yield _texts_of(ahead.popleft())
+
+
+def _texts_of(entry: tuple[list[Shard], list[Any], int]) -> tuple[list[Shard], list[tuple[str | None, str | None]]]:
+    window, got, _size = entry
+    return window, [c.result() if isinstance(c, Future) else (c, b) for c, b in got]
 
 
 _DOC_BLOCK = 1 << 20
 
 
-def _with_pdf_texts(got: list[tuple[Any, str | None]]) -> list[tuple[str | None, str | None]]:
-    """``got`` with each PDF's bytes replaced by its text (``_pdf.pdf_texts``: read together)."""
-    pdfs = [i for i, (content, _bad) in enumerate(got) if isinstance(content, bytes)]
-    out = list(got)
-    for i, answer in zip(pdfs, pdf_texts([got[i][0] for i in pdfs]), strict=True):
-        out[i] = answer
-    return out
-
-
 def _document_text(path: str, pdf: bool = False) -> tuple[Any, str | None]:
     """A document's text (UTF-8; a byte order mark read past; ``pdf``: a PDF's bytes, for
-    ``_with_pdf_texts``), or why it has none. A file that is not UTF-8 (an image, a PDF) is read no
+    ``_pdf.pdf_text_later``), or why it has none. A file that is not UTF-8 (an image, a PDF) is read no
     further than its first bad byte."""
     if pdf and is_pdf(path):
         with storage.open_input(path) as f:
