@@ -346,6 +346,7 @@ def test_pdfs_are_read_in_worker_processes_that_survive_a_crash(monkeypatch: pyt
             "not a PDF that PDFium reads (Data format error): a damaged or truncated file?"))]  # fmt: skip
         assert pool.started == 1  # one worker, reused
         worker = pool.idle.get()
+        assert os.getsid(worker.proc.pid) != os.getsid(0)  # a terminal's Ctrl-C stops the job, not its workers
         worker.proc.kill()  # it dies as it would if PDFium crashed on the next PDF
         worker.proc.wait()
         pool.idle.put(worker)
@@ -391,3 +392,27 @@ def test_pdfs_read_ahead_come_back_in_order(tmp_path: Path, monkeypatch: pytest.
     table = pa.concat_tables(read_slices(plan, plan.parts[0], "text", "path", ("text",)))
     expected = [None if i == 7 else f"pdf {i}\n\f\npage two of {i}" if i % 3 else f"markdown {i}" for i in range(45)]
     assert table.column("id").to_pylist() == sorted(docs) and table.column("text").to_pylist() == expected
+
+
+def test_a_part_stopped_early_leaves_the_pdfs_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import Future
+
+    from embedrt.dataset import _readers
+
+    futures: list[Future[tuple[str | None, str | None]]] = []
+
+    def later(data: bytes) -> Future[tuple[str | None, str | None]]:
+        future: Future[tuple[str | None, str | None]] = Future()
+        if len(futures) < 8:
+            future.set_result(("read", None))  # the first window's; the others never start
+        futures.append(future)
+        return future
+
+    monkeypatch.setattr(_readers, "pdf_text_later", later)
+    src = _folder(tmp_path / "docs", {f"d{i:02d}.pdf": b"%PDF" for i in range(48)})
+    plan = plan_input(src, 1000, text="text", id_column="path", keep_columns=(), documents=True, pdf_text=True)
+    windows = _readers._fetched(plan.documents(plan.parts[0]), pdf=True)
+    window, got = next(windows)  # the first window, four read ahead of it
+    assert len(window) == 8 and got == [("read", None)] * 8 and len(futures) == 40
+    windows.close()  # the part stops here
+    assert all(f.cancelled() for f in futures[8:])

@@ -9,7 +9,9 @@ one PDFium cannot read is a bad row saying which.
 PDFium is not thread-safe, so the job reads PDFs in worker processes (``WORKERS`` at most, started
 when the first PDF comes and kept for the next), several at once; a PDF that crashes PDFium or
 keeps it busy past ``PDF_SECONDS`` costs its worker, which is replaced, and is a bad row: the job
-goes on.
+goes on. Subprocesses, not ``multiprocessing``: its spawn and forkserver import the caller's main
+module again (a script without a ``__main__`` guard would run in every worker), and fork copies a
+process whose threads may hold locks.
 """
 
 from __future__ import annotations
@@ -60,8 +62,10 @@ class _Worker:
 
     def __init__(self) -> None:
         path = str(Path(__file__).with_name("_pdf_worker.py"))
+        # a session of its own: a terminal's Ctrl-C interrupts the job, not its workers (which end
+        # when the job closes their input, or ends)
         self.proc = subprocess.Popen([sys.executable, "-c", _START, path], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, bufsize=0)  # fmt: skip
+                                     stdout=subprocess.PIPE, bufsize=0, start_new_session=True)  # fmt: skip
         self.stopped = False  # past its time
 
     def _stop(self) -> None:
@@ -111,8 +115,9 @@ class _Pool:
     def _take(self) -> _Worker:
         with self.lock:
             if self.started < self.size and self.idle.empty():
+                worker = _Worker()
                 self.started += 1
-                return _Worker()
+                return worker
         return self.idle.get()
 
     def text(self, data: bytes) -> tuple[str | None, str | None]:

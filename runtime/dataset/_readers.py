@@ -168,20 +168,26 @@ def _fetched(docs: list[Shard], pdf: bool) -> Iterator[tuple[list[Shard], list[t
     read = functools.partial(_document_text, pdf=pdf)
     ahead: collections.deque[tuple[list[Shard], list[Any], int]] = collections.deque()
     held = 0
-    for at in range(0, len(docs), _DOCS_AT_ONCE):
-        window = docs[at:at + _DOCS_AT_ONCE]
-        got = storage.each(read, [d.path for d in window])
-        if not pdf:
-            yield window, got
-            continue
-        size = sum(len(c) for c, _bad in got if isinstance(c, bytes))
-        ahead.append((window, [(pdf_text_later(c), None) if isinstance(c, bytes) else (c, b) for c, b in got], size))
-        held += size
-        while len(ahead) > _PDF_WINDOWS_AHEAD or (len(ahead) > 1 and held > _PDF_BYTES_AHEAD):
-            held -= ahead[0][2]
+    try:
+        for at in range(0, len(docs), _DOCS_AT_ONCE):
+            window = docs[at:at + _DOCS_AT_ONCE]
+            got = storage.each(read, [d.path for d in window])
+            if not pdf:
+                yield window, got
+                continue
+            size = sum(len(c) for c, _bad in got if isinstance(c, bytes))
+            ahead.append((window, [(pdf_text_later(c), None) if isinstance(c, bytes) else (c, b) for c, b in got], size))
+            held += size
+            while len(ahead) > _PDF_WINDOWS_AHEAD or (len(ahead) > 1 and held > _PDF_BYTES_AHEAD):
+                held -= ahead[0][2]
+                yield _texts_of(ahead.popleft())
+        while ahead:
             yield _texts_of(ahead.popleft())
-    while ahead:
-        yield _texts_of(ahead.popleft())
+    finally:  # a part stopped (a bad row, an interrupt): the PDFs read ahead are not waited for
+        for _window, got, _size in ahead:
+            for c, _b in got:
+                if isinstance(c, Future):
+                    c.cancel()
 
 
 def _texts_of(entry: tuple[list[Shard], list[Any], int]) -> tuple[list[Shard], list[tuple[str | None, str | None]]]:
