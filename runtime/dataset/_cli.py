@@ -82,7 +82,7 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "instead of every --rows-per-part rows, so that rows deleted or inserted inside a file change "
                    "only the parts around them: a later run moves the others instead of computing them again")  # fmt: skip
     p.add_argument("--documents", action="store_true",
-                   help="each input file is one text (a folder of Markdown, HTML or text documents; every file but "
+                   help="each input file is one text (a folder of Markdown, HTML, text or, with --pdf-text, PDF documents; every file but "
                    "hidden ones, or a glob's matches): rows of the columns path (the file's path under INPUT, the "
                    "default --id-column) and text; with --chunk-tokens max each is embedded whole in windows")  # fmt: skip
     p.add_argument("--html-text", action="store_true",
