@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from pdf_files import make_pdf  # noqa: E402
+from document_files import make_docx, make_pdf  # noqa: E402
 
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
 from embedrt import Embedder  # noqa: E402
@@ -416,3 +417,71 @@ def test_a_part_stopped_early_leaves_the_pdfs_read_ahead(tmp_path: Path, monkeyp
     assert len(window) == 8 and got == [("read", None)] * 8 and len(futures) == 40
     windows.close()  # the part stops here
     assert all(f.cancelled() for f in futures[8:])
+
+
+def _r(text: str) -> str:
+    return f'<w:r><w:rPr><w:b/></w:rPr><w:t xml:space="preserve">{text}</w:t></w:r>'
+
+
+MEMO = (
+    f'<w:p><w:pPr><w:pStyle w:val="Heading1"/><w:tabs><w:tab w:val="left" w:pos="720"/></w:tabs></w:pPr>{_r("Memo")}</w:p>'
+    f'<w:p>{_r("First ")}<w:hyperlink><w:r><w:t>linked</w:t></w:r></w:hyperlink>{_r(" line")}<w:r><w:br/></w:r>'
+    f'{_r("second")}<w:r><w:tab/></w:r>{_r("tabbed, e")}<w:r><w:noBreakHyphen/></w:r>{_r("mail")}</w:p>'
+    f'<w:p><w:del><w:r><w:delText>deleted words</w:delText></w:r></w:del><w:ins>{_r("inserted")}</w:ins>'
+    f'<w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText> PAGE </w:instrText></w:r>'
+    f'<w:r><w:fldChar w:fldCharType="separate"/></w:r>{_r(" 7")}<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>'
+    f'<w:p/>'
+    f'<w:tbl><w:tblPr/><w:tr><w:tc><w:p>{_r("a1")}</w:p></w:tc><w:tc><w:p>{_r("b1")}</w:p><w:p>{_r("more")}</w:p></w:tc></w:tr>'
+    f'<w:tr><w:tc><w:p>{_r("a2")}</w:p></w:tc><w:tc><w:p/></w:tc></w:tr></w:tbl>'
+    f'<w:sdt><w:sdtContent><w:p>{_r("In a content control")}</w:p></w:sdtContent></w:sdt>'
+    f'<w:p>{_r("Before the box ")}<w:r><mc:AlternateContent><mc:Choice><w:drawing><w:txbxContent><w:p>{_r("boxed")}'
+    f'</w:p></w:txbxContent></w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p>{_r("boxed")}</w:p>'
+    f'</w:txbxContent></w:pict></mc:Fallback></mc:AlternateContent></w:r>{_r("after")}</w:p>'
+)  # fmt: skip
+MEMO_TEXT = ("Memo\n\nFirst linked line\nsecond\ttabbed, e-mail\n\ninserted 7\n\na1\tb1 more\na2\t\n\n"
+             "In a content control\n\nBefore the box \nboxed\nafter")  # fmt: skip
+
+
+def test_docx_text_is_its_paragraphs_and_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedrt.dataset import _docx
+    from embedrt.dataset._docx import docx_text, is_docx
+
+    assert docx_text(make_docx(MEMO)) == (MEMO_TEXT, None)
+    assert docx_text(make_docx("")) == ("", None)  # an empty document: an empty text, as an empty file
+    assert docx_text(b"\xd0\xcf\x11\xe0 an OLE file")[1] == (  # an older .doc, or a password-protected .docx
+        "not a .docx (not a zip): an older .doc, or a password-protected document? save it as .docx without a "
+        "password (libreoffice --convert-to docx)")  # fmt: skip
+    import io
+    import zipfile
+
+    other = io.BytesIO()
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("content.xml", "<office/>")
+    assert docx_text(other.getvalue())[1] == "a zip without word/document.xml: not a Word document"
+    broken = io.BytesIO()
+    with zipfile.ZipFile(broken, "w") as z:
+        z.writestr("word/document.xml", "<w:document")
+    assert docx_text(broken.getvalue())[1].startswith("word/document.xml is not XML (")
+    assert [is_docx(n) for n in ("a.docx", "B.DOCX", "c.docx.gz", "d.doc", "e.docm")] == [True] * 3 + [False] * 2
+    monkeypatch.setattr(_docx, "MOST_XML", 1000)  # a zip bomb's body is not read
+    why = docx_text(make_docx(MEMO))[1] or ""
+    assert re.fullmatch(r"word/document.xml is \d,\d{3} bytes uncompressed, over the 1,000 read", why)
+
+
+def test_docx_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _folder(tmp_path / "docs", {"memo.docx": make_docx(MEMO), "old.doc": b"\xd0\xcf\x11\xe0\xa1\xb1",
+                                      "notes.md": "plain notes"})  # fmt: skip
+    kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "on_error": "null", "progress": False}
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, docx_text=True, **kw)
+    table = pq.read_table(tmp_path / "out")
+    assert table.column("id").to_pylist() == ["memo.docx", "notes.md", "old.doc"] and s.bad_rows == 1
+    assert table.column("text").to_pylist() == [MEMO_TEXT, "plain notes", None]
+    np.testing.assert_allclose(_vectors(table.slice(0, 2)), Embedder(tiny_bert_bundle).encode([MEMO_TEXT, "plain notes"]),
+                               atol=1e-6)  # fmt: skip
+    with pytest.raises(OutputError, match=r"option 'docx' \('text' there, None now\)"):  # part of the identity
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    with pytest.raises(InputError, match=r"docx_text \(--docx-text\) reads Word documents .* needs documents=True"):
+        embed_dataset(src, tmp_path / "x", tiny_bert_bundle, docx_text=True, progress=False)
+    with pytest.raises(BadRowError, match=r"memo.docx \(id 'memo.docx'\): a Word document \(invalid UTF-8 at byte \d+\): "
+                       r"pass --docx-text"):  # fmt: skip
+        embed_dataset(src, tmp_path / "y", tiny_bert_bundle, documents=True, progress=False)

@@ -16,7 +16,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 pc = pytest.importorskip("pyarrow.compute")
 
-from pdf_files import make_pdf  # noqa: E402
+from document_files import make_pdf  # noqa: E402
 from s3_store import put, put_folder, s3_server  # noqa: E402
 
 from embedrt import Embedder  # noqa: E402

@@ -168,6 +168,7 @@ def embed_dataset(
     documents: bool = False,
     html_text: bool = False,
     pdf_text: bool = False,
+    docx_text: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -190,7 +191,9 @@ def embed_dataset(
     text (title, then body; no scripts, styles or markup; paragraphs as blank lines). ``pdf_text``:
     documents named ``*.pdf`` are read as their text (PDFium, the ``pdf`` extra), pages separated by
     a form feed on a line of its own (a window's page is its ``chunk_page``); a PDF without a text
-    layer (scanned) or that needs a password is a bad row.
+    layer (scanned) or that needs a password is a bad row. ``docx_text``: documents named ``*.docx``
+    are read as their text (paragraphs a blank line apart, table cells a tab apart; no headers,
+    footers, footnotes or deleted revisions).
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only); each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
@@ -329,7 +332,7 @@ def embed_dataset(
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
                               record=record, content_cuts=content_defined_parts, documents=documents,
-                              html_text=html_text, pdf_text=pdf_text)  # fmt: skip
+                              html_text=html_text, pdf_text=pdf_text, docx_text=docx_text)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -515,6 +518,7 @@ class JobSettings:
             **({"part_cuts": "content"} if plan.content_cuts else {}),
             **({"html": "text"} if plan.html_text else {}),
             **({"pdf": "text"} if plan.pdf_text else {}),
+            **({"docx": "text"} if plan.docx_text else {}),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _storage as storage
+from ._docx import docx_text, is_docx
 from ._html import html_text, is_html
 from ._pdf import is_pdf, pdf_text_later
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row, wide_text
@@ -115,7 +116,8 @@ def read_slices(
         tables = _read_arrow(shard, part, source, columns, chars)
     else:
         if documents:
-            slices = _read_documents(plan.documents(part), source, columns, chars, plan.html_text, plan.pdf_text)
+            slices = _read_documents(plan.documents(part), source, columns, chars, plan.html_text, plan.pdf_text,
+                                     plan.docx_text)
         elif plan.format is InputFormat.TXT:
             slices = _read_txt(shard, part, chars)
         elif plan.format is InputFormat.JSONL:
@@ -140,11 +142,11 @@ def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str
 
 
 def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None,
-                    html: bool = False, pdf: bool = False) -> Iterator[_Rows]:  # fmt: skip
+                    html: bool = False, pdf: bool = False, docx: bool = False) -> Iterator[_Rows]:  # fmt: skip
     """A row per document: ``path`` (its path under the input) and ``text`` (its content; ``html``:
-    an HTML page's visible text; ``pdf``: a PDF's text)."""
+    an HTML page's visible text; ``pdf``: a PDF's text; ``docx``: a Word document's)."""
     out = _Slicer(columns, chars, files=True)
-    for window, got in _fetched(docs, pdf):
+    for window, got in _fetched(docs, pdf, docx):
         for doc, (content, bad) in zip(window, got, strict=True):
             if out.full():
                 yield out.take()
@@ -160,12 +162,12 @@ _DOCS_AT_ONCE = 8
 _PDF_WINDOWS_AHEAD, _PDF_BYTES_AHEAD = 4, 256 << 20  # PDFs read ahead of the rows made: at most so many
 
 
-def _fetched(docs: list[Shard], pdf: bool) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:
+def _fetched(docs: list[Shard], pdf: bool, docx: bool = False) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:
     """The documents a window at a time (objects a few at a time, each a request or two), each with
     its text or why it has none. ``pdf``: PDFs' texts are read in worker processes (``_pdf``) up to
     ``_PDF_WINDOWS_AHEAD`` windows (and ``_PDF_BYTES_AHEAD`` bytes of PDF) ahead of the window given,
     so that a long PDF keeps one worker busy while the others read the next ones."""
-    read = functools.partial(_document_text, pdf=pdf)
+    read = functools.partial(_document_text, pdf=pdf, docx=docx)
     ahead: collections.deque[tuple[list[Shard], list[Any], int]] = collections.deque()
     held = 0
     try:
@@ -198,13 +200,16 @@ def _texts_of(entry: tuple[list[Shard], list[Any], int]) -> tuple[list[Shard], l
 _DOC_BLOCK = 1 << 20
 
 
-def _document_text(path: str, pdf: bool = False) -> tuple[Any, str | None]:
+def _document_text(path: str, pdf: bool = False, docx: bool = False) -> tuple[Any, str | None]:
     """A document's text (UTF-8; a byte order mark read past; ``pdf``: a PDF's bytes, for
-    ``_pdf.pdf_text_later``), or why it has none. A file that is not UTF-8 (an image, a PDF) is read no
-    further than its first bad byte."""
+    ``_pdf.pdf_text_later``; ``docx``: a Word document's text), or why it has none. A file that is
+    not UTF-8 (an image, a PDF) is read no further than its first bad byte."""
     if pdf and is_pdf(path):
         with storage.open_input(path) as f:
             return f.read(), None
+    if docx and is_docx(path):
+        with storage.open_input(path) as f:
+            return docx_text(f.read())
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
@@ -219,8 +224,10 @@ def _document_text(path: str, pdf: bool = False) -> tuple[Any, str | None]:
                 pieces.append(decoder.decode(block, final=not block))
             except UnicodeDecodeError as e:
                 where = at - held + e.start
-                if is_pdf(path):
-                    return None, f"a PDF (invalid UTF-8 at byte {where}): pass --pdf-text (pdf_text=True) to read its text"
+                for kind, option, test in (("a PDF", "pdf", is_pdf), ("a Word document", "docx", is_docx)):
+                    if test(path):
+                        return None, (f"{kind} (invalid UTF-8 at byte {where}): pass --{option}-text ({option}_text=True) "
+                                      f"to read its text")  # fmt: skip
                 return None, (f"not UTF-8 text (a binary file?): invalid byte {e.object[e.start:e.start + 1]!r} at byte "
                               f"{where}; give the documents' names as a glob ('docs/**/*.md') or --on-error skip")  # fmt: skip
             if not block:

@@ -150,6 +150,7 @@ class Plan:
     content_cuts: bool = False  # text files' parts end after rows chosen by their content (``_Cuts``)
     html_text: bool = False  # documents: HTML pages read as their visible text (``_html``)
     pdf_text: bool = False  # documents: PDFs read as their text (``_pdf``)
+    docx_text: bool = False  # documents: Word documents read as their text (``_docx``)
 
     @property
     def csv_delimiter(self) -> str:
@@ -472,6 +473,7 @@ def plan_input(
     documents: bool = False,
     html_text: bool = False,
     pdf_text: bool = False,
+    docx_text: bool = False,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
@@ -482,12 +484,13 @@ def plan_input(
     is a row (``find_documents``), its columns ``DOCUMENT_COLUMNS``; a part holds ``rows_per_part``
     documents on average, ending after one whose path's hash hits, so that a document added or
     removed changes the part it lies in only; ``html_text``: their HTML pages are read as their visible
-    text (``_html``); ``pdf_text``: their PDFs as their text (``_pdf``)."""
+    text (``_html``); ``pdf_text``: their PDFs as their text (``_pdf``); ``docx_text``: their Word
+    documents (``_docx``)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     check_delimiter(delimiter)
-    for option, flag, kind in (("html_text", html_text, "HTML"), ("pdf_text", pdf_text, "PDF")):
+    for option, flag, kind in (("html_text", html_text, "HTML"), ("pdf_text", pdf_text, "PDF"), ("docx_text", docx_text, "Word")):
         if flag and not documents:
             raise InputError(f"{option} (--{option.replace('_', '-')}) reads {kind} documents as their text: it needs "
                              f"documents=True (--documents)")  # fmt: skip
@@ -553,7 +556,7 @@ def plan_input(
     if documents:
         parts = _document_parts(shards, _Cuts(rows_per_part, True))
     plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, html_text=html_text,
-                pdf_text=pdf_text)
+                pdf_text=pdf_text, docx_text=docx_text)
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(

@@ -1,4 +1,5 @@
-"""PDFs for the tests, written as PDF writers lay them out (no PDF library needed to make them)."""
+"""PDF and Word documents for the tests, written as their writers lay them out (no library needed
+to make them)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,25 @@ def make_pdf(pages: list[list[str]], password: bool = False) -> bytes:
     out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode() + "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
     return out + f"trailer\n<< {trailer} >>\nstartxref\n{xref}\n%%EOF\n".encode()
 
+
+
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def make_docx(body: str) -> bytes:
+    """A ``.docx`` whose ``word/document.xml`` has ``body`` (WordprocessingML, prefix ``w``; ``mc``
+    for markup compatibility) for its body."""
+    import io
+    import zipfile
+
+    document = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<w:document xmlns:w="{_W}" '
+                f'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006"><w:body>{body}'
+                f'<w:sectPr><w:pgSz w:w="12240" w:h="15840"/></w:sectPr></w:body></w:document>')  # fmt: skip
+    types = ('<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+             'content-types"><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-'
+             'officedocument.wordprocessingml.document.main+xml"/></Types>')  # fmt: skip
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", types)
+        z.writestr("word/document.xml", document)
+    return out.getvalue()

@@ -1,0 +1,96 @@
+"""The text of a Word document (``.docx``), for documents read with ``docx_text``: a ``.docx`` is a
+zip of XML, no text to a model. Read with the standard library (``zipfile``, ``ElementTree``).
+
+Kept, in the body's order: each paragraph's text (a blank line after it, so that ``chunk_tokens``
+windows end at paragraphs), tabs and line breaks as they are, a non-breaking hyphen as ``-``;
+tables a row a line, their cells a tab apart; text boxes and content controls where they stand;
+inserted revisions. Left out: deleted revisions, field codes (their results are kept), headers,
+footers, footnotes and comments, and the fallback copy Word keeps of a text box for old readers.
+An older ``.doc``, a password-protected file (not a zip) or a zip without ``word/document.xml`` has
+no text: a bad row saying which.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from xml.etree import ElementTree
+
+from ._storage import uncompressed_name
+
+SUFFIXES = (".docx",)  # documents read as Word documents (a compression suffix after them too)
+MOST_XML = 1 << 29  # the body's XML read at most (uncompressed): a zip bomb is a bad row, not the job's memory
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
+_TEXT = {_W + "t": None, _W + "tab": "\t", _W + "ptab": "\t", _W + "br": "\n", _W + "cr": "\n",
+         _W + "noBreakHyphen": "-"}  # fmt: skip
+# properties (a paragraph's tab stops are w:tab too), deleted text, field codes, a text box's copy
+_SKIP = frozenset({_W + "pPr", _W + "rPr", _W + "tblPr", _W + "trPr", _W + "tcPr", _W + "sectPr", _W + "del",
+                   _W + "delText", _W + "instrText", _W + "moveFrom", _MC + "Fallback"})  # fmt: skip
+
+
+def is_docx(path: str) -> bool:
+    """Whether a document is read as a Word document with ``docx_text``: its name ends in ``.docx``
+    (before a compression suffix)."""
+    return uncompressed_name(path).endswith(SUFFIXES)
+
+
+def docx_text(data: bytes) -> tuple[str | None, str | None]:
+    """The text of the ``.docx`` ``data``, paragraphs a blank line apart; or why it has none."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            size = z.getinfo("word/document.xml").file_size
+            if size > MOST_XML:
+                return None, f"word/document.xml is {size:,} bytes uncompressed, over the {MOST_XML:,} read"
+            xml = z.read("word/document.xml")
+    except zipfile.BadZipFile:
+        return None, ("not a .docx (not a zip): an older .doc, or a password-protected document? save it as "
+                      ".docx without a password (libreoffice --convert-to docx)")  # fmt: skip
+    except KeyError:
+        return None, "a zip without word/document.xml: not a Word document"
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError as e:
+        return None, f"word/document.xml is not XML ({e}): a damaged document?"
+    body = root.find(_W + "body")
+    blocks: list[str] = []
+    _blocks(body if body is not None else root, blocks)
+    return "\n\n".join(b for b in blocks if b.strip()), None
+
+
+def _blocks(parent: ElementTree.Element, out: list[str]) -> None:
+    """The paragraphs and tables under ``parent``, each a block of text."""
+    for el in parent:
+        if el.tag == _W + "p":
+            out.append(_inline(el).strip())
+        elif el.tag == _W + "tbl":
+            rows = ["\t".join(" ".join(_cell(tc)) for tc in tr.findall(_W + "tc")) for tr in el.findall(_W + "tr")]
+            out.append("\n".join(r for r in rows if r.strip()))
+        elif el.tag not in _SKIP:  # content controls, inserted revisions, custom XML around paragraphs
+            _blocks(el, out)
+
+
+def _cell(tc: ElementTree.Element) -> list[str]:
+    found: list[str] = []
+    _blocks(tc, found)
+    return [b for b in found if b]
+
+
+def _inline(el: ElementTree.Element) -> str:
+    out: list[str] = []
+    _runs(el, out)
+    return "".join(out)
+
+
+def _runs(el: ElementTree.Element, out: list[str]) -> None:
+    for child in el:
+        tag = child.tag
+        if tag in _TEXT:
+            out.append(_TEXT[tag] or child.text or "")
+        elif tag == _W + "p":  # a paragraph of a text box, inside a run
+            out.append("\n")
+            _runs(child, out)
+            out.append("\n")
+        elif tag not in _SKIP:
+            _runs(child, out)
