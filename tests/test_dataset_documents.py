@@ -412,7 +412,7 @@ def test_a_part_stopped_early_leaves_the_pdfs_read_ahead(tmp_path: Path, monkeyp
     monkeypatch.setattr(_readers, "pdf_text_later", later)
     src = _folder(tmp_path / "docs", {f"d{i:02d}.pdf": b"%PDF" for i in range(48)})
     plan = plan_input(src, 1000, text="text", id_column="path", keep_columns=(), documents=True, pdf_text=True)
-    windows = _readers._fetched(plan.documents(plan.parts[0]), pdf=True)
+    windows = _readers._fetched(plan.documents(plan.parts[0]), ("pdf",))
     window, got = next(windows)  # the first window, four read ahead of it
     assert len(window) == 8 and got == [("read", None)] * 8 and len(futures) == 40
     windows.close()  # the part stops here

@@ -516,9 +516,7 @@ class JobSettings:
             **({"query_column": self.query_column} if self.query_column is not None else {}),
             **({"csv_delimiter": plan.delimiter} if plan.delimiter is not None else {}),
             **({"part_cuts": "content"} if plan.content_cuts else {}),
-            **({"html": "text"} if plan.html_text else {}),
-            **({"pdf": "text"} if plan.pdf_text else {}),
-            **({"docx": "text"} if plan.docx_text else {}),
+            **dict.fromkeys(plan.as_text, "text"),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:

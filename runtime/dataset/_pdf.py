@@ -1,7 +1,7 @@
 """PDF documents for the corpus job's ``pdf_text``: a PDF's bytes are no text to a model.
 
 The text is PDFium's (``pypdfium2``, the ``pdf`` extra; ``_pdf_worker.pdf_text``): each page's
-text, pages separated by ``PAGE_BREAK``, a form feed on a line of its own: whitespace to a tokenizer
+text, pages separated by ``_pdf_worker.PAGE_BREAK``, a form feed on a line of its own: whitespace to a tokenizer
 and a paragraph break to ``chunk_tokens`` windows, whose ``chunk_page`` counts them
 (``_batch.CHUNK_PAGE``). A PDF without a text layer (scanned pages), one that needs a password or
 one PDFium cannot read is a bad row saying which.
@@ -16,6 +16,7 @@ process whose threads may hold locks.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -24,12 +25,11 @@ import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from ._pdf_worker import HEADER, PAGE_BREAK, read_exact
+from ._pdf_worker import HEADER, read_exact
 from ._storage import uncompressed_name
 
-__all__ = ["PAGE_BREAK", "PDF_SECONDS", "WORKERS", "is_pdf", "pdf_text_later", "pdf_texts", "pdfium"]
+__all__ = ["PDF_SECONDS", "WORKERS", "check_pdfium", "is_pdf", "pdf_text_later"]
 
 SUFFIXES = (".pdf",)  # documents read as PDF (a compression suffix after them too)
 WORKERS = min(8, os.cpu_count() or 1)
@@ -45,16 +45,14 @@ def is_pdf(path: str) -> bool:
     return uncompressed_name(path).endswith(SUFFIXES)
 
 
-def pdfium() -> Any:
-    """The ``pypdfium2`` module, or an error saying how to install it."""
-    try:
-        import pypdfium2
-    except ImportError as e:
+def check_pdfium() -> None:
+    """An error saying how to install ``pypdfium2`` where it is not (the workers import it: this
+    process need not load PDFium)."""
+    if importlib.util.find_spec("pypdfium2") is None:
         from ._sources import InputError
 
         raise InputError("pdf_text (--pdf-text) reads PDFs with pypdfium2, which is not installed: "
-                         "pip install 'embedrt[pdf]'") from e  # fmt: skip
-    return pypdfium2
+                         "pip install 'embedrt[pdf]'")  # fmt: skip
 
 
 class _Worker:
@@ -148,12 +146,7 @@ def pdf_text_later(data: bytes) -> Future[tuple[str | None, str | None]]:
     global _pool
     with _pool_lock:
         if _pool is None:
-            pdfium()  # installed: the workers import it
+            check_pdfium()  # the workers import it
             _pool = _Pool(WORKERS)
         pool = _pool
     return pool.threads.submit(pool.text, data)
-
-
-def pdf_texts(datas: list[bytes]) -> list[tuple[str | None, str | None]]:
-    """Each PDF's (text, reason), read in worker processes, several at once."""
-    return [f.result() for f in [pdf_text_later(d) for d in datas]]

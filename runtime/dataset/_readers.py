@@ -24,9 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _storage as storage
-from ._docx import docx_text, is_docx
-from ._html import html_text, is_html
-from ._pdf import is_pdf, pdf_text_later
+from ._as_text import binary_kind, kind_of
+from ._docx import docx_text
+from ._html import html_text
+from ._pdf import pdf_text_later
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row, wide_text
 from ._template import TextSource
 
@@ -116,8 +117,7 @@ def read_slices(
         tables = _read_arrow(shard, part, source, columns, chars)
     else:
         if documents:
-            slices = _read_documents(plan.documents(part), source, columns, chars, plan.html_text, plan.pdf_text,
-                                     plan.docx_text)
+            slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text)
         elif plan.format is InputFormat.TXT:
             slices = _read_txt(shard, part, chars)
         elif plan.format is InputFormat.JSONL:
@@ -142,16 +142,14 @@ def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str
 
 
 def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None,
-                    html: bool = False, pdf: bool = False, docx: bool = False) -> Iterator[_Rows]:  # fmt: skip
-    """A row per document: ``path`` (its path under the input) and ``text`` (its content; ``html``:
-    an HTML page's visible text; ``pdf``: a PDF's text; ``docx``: a Word document's)."""
+                    as_text: tuple[str, ...] = ()) -> Iterator[_Rows]:  # fmt: skip
+    """A row per document: ``path`` (its path under the input) and ``text`` (its content; of the
+    kinds ``as_text``, its text: ``_as_text``)."""
     out = _Slicer(columns, chars, files=True)
-    for window, got in _fetched(docs, pdf, docx):
+    for window, got in _fetched(docs, as_text):
         for doc, (content, bad) in zip(window, got, strict=True):
             if out.full():
                 yield out.take()
-            if html and content is not None and is_html(doc.path):
-                content = html_text(content)
             values = {"path": doc.name, "text": content}
             text, why = (None, bad) if bad else source.from_mapping(values)
             out.rows.add(None, text, why, values, doc.path)
@@ -162,12 +160,13 @@ _DOCS_AT_ONCE = 8
 _PDF_WINDOWS_AHEAD, _PDF_BYTES_AHEAD = 4, 256 << 20  # PDFs read ahead of the rows made: at most so many
 
 
-def _fetched(docs: list[Shard], pdf: bool, docx: bool = False) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:
+def _fetched(docs: list[Shard], as_text: tuple[str, ...]) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:
     """The documents a window at a time (objects a few at a time, each a request or two), each with
-    its text or why it has none. ``pdf``: PDFs' texts are read in worker processes (``_pdf``) up to
+    its text or why it has none. PDFs' texts (``"pdf" in as_text``) are read in worker processes (``_pdf``) up to
     ``_PDF_WINDOWS_AHEAD`` windows (and ``_PDF_BYTES_AHEAD`` bytes of PDF) ahead of the window given,
     so that a long PDF keeps one worker busy while the others read the next ones."""
-    read = functools.partial(_document_text, pdf=pdf, docx=docx)
+    read = functools.partial(_document_text, as_text=as_text)
+    pdf = "pdf" in as_text
     ahead: collections.deque[tuple[list[Shard], list[Any], int]] = collections.deque()
     held = 0
     try:
@@ -200,16 +199,15 @@ def _texts_of(entry: tuple[list[Shard], list[Any], int]) -> tuple[list[Shard], l
 _DOC_BLOCK = 1 << 20
 
 
-def _document_text(path: str, pdf: bool = False, docx: bool = False) -> tuple[Any, str | None]:
-    """A document's text (UTF-8; a byte order mark read past; ``pdf``: a PDF's bytes, for
-    ``_pdf.pdf_text_later``; ``docx``: a Word document's text), or why it has none. A file that is
-    not UTF-8 (an image, a PDF) is read no further than its first bad byte."""
-    if pdf and is_pdf(path):
+def _document_text(path: str, as_text: tuple[str, ...] = ()) -> tuple[Any, str | None]:
+    """A document's text (UTF-8; a byte order mark read past; of a kind in ``as_text``, its text, but
+    a PDF's bytes, for ``_pdf.pdf_text_later``), or why it has none. A file that is not UTF-8 (an
+    image, a PDF) is read no further than its first bad byte."""
+    kind = kind_of(path, as_text)
+    if kind in ("pdf", "docx"):
         with storage.open_input(path) as f:
-            return f.read(), None
-    if docx and is_docx(path):
-        with storage.open_input(path) as f:
-            return docx_text(f.read())
+            data = f.read()
+        return (data, None) if kind == "pdf" else docx_text(data)
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
@@ -224,14 +222,15 @@ def _document_text(path: str, pdf: bool = False, docx: bool = False) -> tuple[An
                 pieces.append(decoder.decode(block, final=not block))
             except UnicodeDecodeError as e:
                 where = at - held + e.start
-                for kind, option, test in (("a PDF", "pdf", is_pdf), ("a Word document", "docx", is_docx)):
-                    if test(path):
-                        return None, (f"{kind} (invalid UTF-8 at byte {where}): pass --{option}-text ({option}_text=True) "
-                                      f"to read its text")  # fmt: skip
+                binary = binary_kind(path)
+                if binary is not None:
+                    return None, (f"{binary.one} (invalid UTF-8 at byte {where}): pass --{binary.name}-text "
+                                  f"({binary.name}_text=True) to read its text")  # fmt: skip
                 return None, (f"not UTF-8 text (a binary file?): invalid byte {e.object[e.start:e.start + 1]!r} at byte "
                               f"{where}; give the documents' names as a glob ('docs/**/*.md') or --on-error skip")  # fmt: skip
             if not block:
-                return "".join(pieces).removeprefix("\ufeff"), None
+                text = "".join(pieces).removeprefix("\ufeff")
+                return (html_text(text) if kind == "html" else text), None
             at += len(block)
 
 

@@ -32,7 +32,8 @@ from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
 from . import _storage as storage
-from ._pdf import pdfium
+from ._as_text import KINDS, asked
+from ._pdf import check_pdfium
 from ._template import TextSource
 
 if TYPE_CHECKING:
@@ -148,9 +149,7 @@ class Plan:
     every_column: tuple[str, ...] = ()
     delimiter: str | None = None  # CSV/TSV: a field delimiter other than the format's own (``csv_delimiter``)
     content_cuts: bool = False  # text files' parts end after rows chosen by their content (``_Cuts``)
-    html_text: bool = False  # documents: HTML pages read as their visible text (``_html``)
-    pdf_text: bool = False  # documents: PDFs read as their text (``_pdf``)
-    docx_text: bool = False  # documents: Word documents read as their text (``_docx``)
+    as_text: tuple[str, ...] = ()  # documents: the kinds read as their text, "html", "pdf", "docx" (``_as_text``)
 
     @property
     def csv_delimiter(self) -> str:
@@ -490,12 +489,13 @@ def plan_input(
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     check_delimiter(delimiter)
-    for option, flag, kind in (("html_text", html_text, "HTML"), ("pdf_text", pdf_text, "PDF"), ("docx_text", docx_text, "Word")):
-        if flag and not documents:
-            raise InputError(f"{option} (--{option.replace('_', '-')}) reads {kind} documents as their text: it needs "
-                             f"documents=True (--documents)")  # fmt: skip
+    as_text = asked(html_text, pdf_text, docx_text)
+    for kind in KINDS:
+        if kind.name in as_text and not documents:
+            raise InputError(f"{kind.name}_text (--{kind.name}-text) reads {kind.documents} documents as their text: it "
+                             f"needs documents=True (--documents)")  # fmt: skip
     if pdf_text:
-        pdfium()  # installed, before the scan
+        check_pdfium()  # installed, before the scan
     if documents:
         fmt, content_cuts = InputFormat.DOCUMENTS, True
         found_docs = find_documents(spec, exclude)
@@ -555,8 +555,7 @@ def plan_input(
         first_row += shard.rows
     if documents:
         parts = _document_parts(shards, _Cuts(rows_per_part, True))
-    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, html_text=html_text,
-                pdf_text=pdf_text, docx_text=docx_text)
+    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text)
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(
