@@ -72,7 +72,7 @@ def _reader(folder: Path) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     plan = plan_input(f"{folder}/**/*.pdf", 100, text="text", id_column="path", keep_columns=("text",),
-                      documents=True, pdf_text=True)  # fmt: skip
+                      documents=True, as_text=("pdf",))  # fmt: skip
     documents = pages = chars = 0
     for part in plan.parts:
         for table in read_slices(plan, part, "text", "path", ("text",)):

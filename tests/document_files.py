@@ -1,4 +1,4 @@
-"""PDF and Word documents for the tests, written as their writers lay them out (no library needed
+"""PDF, Word, PowerPoint and EPUB documents for the tests, written as their writers lay them out (no library needed
 to make them)."""
 
 from __future__ import annotations
@@ -51,4 +51,100 @@ def make_docx(body: str) -> bytes:
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("[Content_Types].xml", types)
         z.writestr("word/document.xml", document)
+    return out.getvalue()
+
+
+_A = "http://schemas.openxmlformats.org/drawingml/2006/main"
+_P = "http://schemas.openxmlformats.org/presentationml/2006/main"
+_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_PKG = "http://schemas.openxmlformats.org/package/2006/relationships"
+
+
+def pptx_shape(paragraphs: list[str], placeholder: str | None = None) -> str:
+    """A PresentationML shape (prefixes ``p``, ``a``) holding ``paragraphs`` (a ``\\n`` in one is a
+    line break), as a placeholder of the type ``placeholder`` ("title", "body", "sldNum" ...)."""
+    ph = "" if placeholder is None else f'<p:ph type="{placeholder}"/>'
+    paras = "".join(
+        "<a:p><a:pPr lvl=\"0\"/>" + '<a:br><a:rPr lang="en-US"/></a:br>'.join(
+            f'<a:r><a:rPr lang="en-US" dirty="0"/><a:t>{line}</a:t></a:r>' for line in p.split("\n"))
+        + '<a:endParaRPr lang="en-US"/></a:p>' for p in paragraphs)  # fmt: skip
+    return (f'<p:sp><p:nvSpPr><p:cNvPr id="2" name="Shape"/><p:cNvSpPr/><p:nvPr>{ph}</p:nvPr></p:nvSpPr><p:spPr/>'
+            f'<p:txBody><a:bodyPr/><a:lstStyle/>{paras}</p:txBody></p:sp>')  # fmt: skip
+
+
+def make_pptx(slides: list[tuple[str, str | None]], order: list[int] | None = None) -> bytes:
+    """A ``.pptx`` of ``slides``, each (its shapes' XML, its speaker notes' text or None), in the
+    deck's order ``order`` (indices of ``slides``; default as given), laid out as PowerPoint does:
+    the deck's slide list through its relationships, notes in a notes slide of their own."""
+    import io
+    import zipfile
+
+    def rels(items: list[tuple[str, str, str]]) -> str:
+        return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships xmlns="{_PKG}">'
+                + "".join(f'<Relationship Id="{i}" Type="{_R}/{t}" Target="{target}"/>' for i, t, target in items)
+                + "</Relationships>")  # fmt: skip
+
+    ns = f'xmlns:a="{_A}" xmlns:r="{_R}" xmlns:p="{_P}"'
+    tree = '<p:nvGrpSpPr><p:cNvPr id="1" name=""/><p:cNvGrpSpPr/><p:nvPr/></p:nvGrpSpPr><p:grpSpPr/>'
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/'
+                   'package/2006/content-types"/>')  # fmt: skip
+        order = list(range(len(slides))) if order is None else order
+        ids = "".join(f'<p:sldId id="{256 + k}" r:id="rId{k + 2}"/>' for k in order)
+        z.writestr("ppt/presentation.xml", f'<?xml version="1.0"?><p:presentation {ns}><p:sldMasterIdLst>'
+                   f'<p:sldMasterId id="2147483648" r:id="rId1"/></p:sldMasterIdLst><p:sldIdLst>{ids}</p:sldIdLst>'
+                   '<p:sldSz cx="9144000" cy="6858000"/></p:presentation>')  # fmt: skip
+        z.writestr("ppt/_rels/presentation.xml.rels", rels([("rId1", "slideMaster", "slideMasters/slideMaster1.xml")]
+                   + [(f"rId{k + 2}", "slide", f"slides/slide{k + 1}.xml") for k in range(len(slides))]))  # fmt: skip
+        z.writestr("ppt/slideMasters/slideMaster1.xml", f'<p:sldMaster {ns}><p:cSld><p:spTree>{tree}'
+                   f'{pptx_shape(["Master title style"], "title")}</p:spTree></p:cSld></p:sldMaster>')  # fmt: skip
+        for k, (shapes, notes) in enumerate(slides, 1):
+            z.writestr(f"ppt/slides/slide{k}.xml", f'<?xml version="1.0"?><p:sld {ns}><p:cSld><p:spTree>{tree}'
+                       f"{shapes}</p:spTree></p:cSld></p:sld>")  # fmt: skip
+            links = [("rId1", "slideLayout", "../slideLayouts/slideLayout1.xml")]
+            if notes is not None:
+                links.append(("rId2", "notesSlide", f"../notesSlides/notesSlide{k}.xml"))
+                z.writestr(f"ppt/notesSlides/notesSlide{k}.xml", f'<p:notes {ns}><p:cSld><p:spTree>{tree}'
+                           f'{pptx_shape([], "sldImg")}{pptx_shape(notes.split(chr(10)), "body")}'
+                           f'{pptx_shape([str(k)], "sldNum")}</p:spTree></p:cSld></p:notes>')  # fmt: skip
+            z.writestr(f"ppt/slides/_rels/slide{k}.xml.rels", rels(links))
+    return out.getvalue()
+
+
+def make_epub(chapters: list[tuple[str, str]], title: str = "A Book", encrypted: tuple[str, ...] = (),
+              spine: list[int] | None = None) -> bytes:  # fmt: skip
+    """An EPUB 3 of ``chapters``, each (its file name under ``OEBPS/text/``, its XHTML body), read in
+    the order ``spine`` (indices; default as given), as EPUB writers lay it out: ``mimetype`` first
+    and stored, the container naming the package, a navigation document outside the spine;
+    ``encrypted``: chapters that ``META-INF/encryption.xml`` lists (DRM)."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/epub+zip", zipfile.ZIP_STORED)
+        z.writestr("META-INF/container.xml", '<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:'
+                   'opendocument:xmlns:container"><rootfiles><rootfile full-path="OEBPS/content.opf" media-type='
+                   '"application/oebps-package+xml"/></rootfiles></container>')  # fmt: skip
+        items = "".join(f'<item id="c{k}" href="text/{name.replace(" ", "%20")}" media-type="application/xhtml+xml"/>'
+                        for k, (name, _body) in enumerate(chapters))  # fmt: skip
+        order = list(range(len(chapters))) if spine is None else spine
+        refs = "".join(f'<itemref idref="c{k}"/>' for k in order)
+        z.writestr("OEBPS/content.opf", f'<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" '
+                   f'version="3.0" unique-identifier="id"><metadata xmlns:dc="http://purl.org/dc/elements/1.1/">'
+                   f'<dc:identifier id="id">urn:uuid:1</dc:identifier><dc:title>{title}</dc:title></metadata>'
+                   f'<manifest><item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>'
+                   f'<item id="css" href="style.css" media-type="text/css"/>{items}</manifest>'
+                   f"<spine>{refs}</spine></package>")  # fmt: skip
+        z.writestr("OEBPS/nav.xhtml", "<html><body><nav><ol><li>Contents</li></ol></nav></body></html>")
+        z.writestr("OEBPS/style.css", "p { margin: 0 }")
+        for name, body in chapters:
+            z.writestr(f"OEBPS/text/{name}", '<?xml version="1.0" encoding="UTF-8"?><html xmlns="http://www.w3.org/'
+                       f'1999/xhtml"><head><title>{title}</title></head><body>{body}</body></html>')  # fmt: skip
+        if encrypted:
+            refs = "".join(f'<EncryptedData xmlns="http://www.w3.org/2001/04/xmlenc#"><CipherData><CipherReference '
+                           f'URI="OEBPS/text/{n}"/></CipherData></EncryptedData>' for n in encrypted)  # fmt: skip
+            z.writestr("META-INF/encryption.xml", f'<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:'
+                       f'container">{refs}</encryption>')  # fmt: skip
     return out.getvalue()

@@ -15,7 +15,7 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from document_files import make_docx, make_pdf  # noqa: E402
+from document_files import make_docx, make_epub, make_pdf, make_pptx, pptx_shape  # noqa: E402
 
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
 from embedrt import Embedder  # noqa: E402
@@ -333,7 +333,7 @@ def test_pdf_text_needs_pypdfium2(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     src = _folder(tmp_path / "docs", {"a.pdf": b"%PDF-1.4"})
     with pytest.raises(InputError, match=r"pdf_text \(--pdf-text\) reads PDFs with pypdfium2, which is not "
                        r"installed: pip install 'embedrt\[pdf\]'"):  # fmt: skip
-        plan_input(str(src), 100, text="text", id_column="path", keep_columns=(), documents=True, pdf_text=True)
+        plan_input(str(src), 100, text="text", id_column="path", keep_columns=(), documents=True, as_text=("pdf",))
 
 
 def test_pdfs_are_read_in_worker_processes_that_survive_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -389,7 +389,7 @@ def test_pdfs_read_ahead_come_back_in_order(tmp_path: Path, monkeypatch: pytest.
                                     if i % 3 else f"markdown {i}" for i in range(45)}  # fmt: skip
     docs["d07.pdf"] = make_pdf([[]])  # a bad row among them
     src = _folder(tmp_path / "docs", docs)
-    plan = plan_input(src, 1000, text="text", id_column="path", keep_columns=("text",), documents=True, pdf_text=True)
+    plan = plan_input(src, 1000, text="text", id_column="path", keep_columns=("text",), documents=True, as_text=("pdf",))
     table = pa.concat_tables(read_slices(plan, plan.parts[0], "text", "path", ("text",)))
     expected = [None if i == 7 else f"pdf {i}\n\f\npage two of {i}" if i % 3 else f"markdown {i}" for i in range(45)]
     assert table.column("id").to_pylist() == sorted(docs) and table.column("text").to_pylist() == expected
@@ -411,7 +411,7 @@ def test_a_part_stopped_early_leaves_the_pdfs_read_ahead(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(_readers, "pdf_text_later", later)
     src = _folder(tmp_path / "docs", {f"d{i:02d}.pdf": b"%PDF" for i in range(48)})
-    plan = plan_input(src, 1000, text="text", id_column="path", keep_columns=(), documents=True, pdf_text=True)
+    plan = plan_input(src, 1000, text="text", id_column="path", keep_columns=(), documents=True, as_text=("pdf",))
     windows = _readers._fetched(plan.documents(plan.parts[0]), ("pdf",))
     window, got = next(windows)  # the first window, four read ahead of it
     assert len(window) == 8 and got == [("read", None)] * 8 and len(futures) == 40
@@ -443,7 +443,7 @@ MEMO_TEXT = ("Memo\n\nFirst linked line\nsecond\ttabbed, e-mail\n\ninserted 7\n\
 
 
 def test_docx_text_is_its_paragraphs_and_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    from embedrt.dataset import _docx
+    from embedrt.dataset import _zipped
     from embedrt.dataset._docx import docx_text, is_docx
 
     assert docx_text(make_docx(MEMO)) == (MEMO_TEXT, None)
@@ -463,9 +463,9 @@ def test_docx_text_is_its_paragraphs_and_tables(monkeypatch: pytest.MonkeyPatch)
         z.writestr("word/document.xml", "<w:document")
     assert docx_text(broken.getvalue())[1].startswith("word/document.xml is not XML (")
     assert [is_docx(n) for n in ("a.docx", "B.DOCX", "c.docx.gz", "d.doc", "e.docm")] == [True] * 3 + [False] * 2
-    monkeypatch.setattr(_docx, "MOST_XML", 1000)  # a zip bomb's body is not read
+    monkeypatch.setattr(_zipped, "MOST_XML", 1000)  # a zip bomb's body is not read
     why = docx_text(make_docx(MEMO))[1] or ""
-    assert re.fullmatch(r"word/document.xml is \d,\d{3} bytes uncompressed, over the 1,000 read", why)
+    assert re.fullmatch(r"word/document.xml is \d,\d{3} bytes uncompressed, over the 1,000 read of a document", why)
 
 
 def test_docx_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
@@ -485,3 +485,123 @@ def test_docx_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bun
     with pytest.raises(BadRowError, match=r"memo.docx \(id 'memo.docx'\): a Word document \(invalid UTF-8 at byte \d+\): "
                        r"pass --docx-text"):  # fmt: skip
         embed_dataset(src, tmp_path / "y", tiny_bert_bundle, documents=True, progress=False)
+
+
+_MC = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+TABLE = ('<p:graphicFrame><p:nvGraphicFramePr><p:cNvPr id="5" name="Table"/><p:cNvGraphicFramePr/><p:nvPr/>'
+         '</p:nvGraphicFramePr><a:graphic><a:graphicData><a:tbl><a:tblPr/><a:tblGrid/>'
+         + "".join("<a:tr>" + "".join(f'<a:tc><a:txBody><a:bodyPr/><a:p><a:r><a:t>{c}</a:t></a:r></a:p></a:txBody>'
+                                      f"<a:tcPr/></a:tc>" for c in row) + "</a:tr>" for row in (("Q1", "Q2"), ("10", "")))
+         + "</a:tbl></a:graphicData></a:graphic></p:graphicFrame>")  # fmt: skip
+SLIDES = [
+    (pptx_shape(["Quarterly review"], "title") + pptx_shape(["Revenue up", "Costs down\nsharply"], "body")
+     + pptx_shape(["7"], "sldNum") + pptx_shape(["Confidential"], "ftr") + pptx_shape(["1/2/2026"], "dt"),
+     "Mention the new office.\nThen questions."),
+    ("", None),  # a blank slide: a page of its own, so that the later slides keep their numbers
+    (f'<p:grpSp><p:nvGrpSpPr><p:cNvPr id="3" name="Group"/><p:cNvGrpSpPr/><p:nvPr/></p:nvGrpSpPr><p:grpSpPr/>'
+     f'{pptx_shape(["Grouped box"])}</p:grpSp>{TABLE}<mc:AlternateContent xmlns:mc="{_MC}"><mc:Choice Requires="p14">'
+     f'{pptx_shape(["New content"])}</mc:Choice><mc:Fallback>{pptx_shape(["Old copy"])}</mc:Fallback>'
+     f"</mc:AlternateContent>", ""),
+]  # fmt: skip
+DECK_TEXT = ("Quarterly review\n\nRevenue up\nCosts down\nsharply\n\nMention the new office.\nThen questions.\n\f\n"
+             "\n\f\nGrouped box\n\nQ1\tQ2\n10\t\n\nNew content")  # fmt: skip
+
+
+def test_pptx_text_is_its_slides_and_notes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedrt.dataset import _zipped
+    from embedrt.dataset._pptx import is_pptx, pptx_text
+
+    assert pptx_text(make_pptx(SLIDES)) == (DECK_TEXT, None)  # the master's title style is not the deck's text
+    moved, why = pptx_text(make_pptx(SLIDES, order=[2, 0, 1]))  # the deck's order, not the files' names
+    assert why is None and (moved or "").split("\n\f\n") == [DECK_TEXT.split("\n\f\n")[k] for k in (2, 0, 1)]
+    assert pptx_text(make_pptx([])) == ("", None)  # no slides: an empty text, as an empty file
+    assert pptx_text(make_pptx([("", None), (pptx_shape(["3"], "sldNum"), "")])) == (
+        None, "no text on any slide (pictures only?)")  # fmt: skip
+    assert pptx_text(b"\xd0\xcf\x11\xe0 an OLE file")[1] == (  # an older .ppt, or a password-protected deck
+        "not a .pptx (not a zip): an older .ppt, or a password-protected deck? save it as .pptx without a password "
+        "(libreoffice --convert-to pptx)")  # fmt: skip
+    assert pptx_text(make_docx("<w:p/>"))[1] == "a zip without ppt/presentation.xml: not a PowerPoint deck"
+    broken = make_pptx([(pptx_shape(["x"]) + "<p:sp>", None)])
+    assert (pptx_text(broken)[1] or "").startswith("ppt/slides/slide1.xml is not XML (")
+    assert [is_pptx(n) for n in ("a.pptx", "B.PPTX", "c.pptx.zst", "d.ppt", "e.pptm")] == [True] * 3 + [False] * 2
+    monkeypatch.setattr(_zipped, "MOST_XML", 3000)  # a zip bomb is not read: every part counts
+    why = pptx_text(make_pptx(SLIDES))[1] or ""
+    assert re.fullmatch(r"ppt/\S+ is \d,\d{3} bytes uncompressed, over the 3,000 read of a document", why)
+
+
+BOOK = [("ch 1.xhtml", "<h1>One</h1><p>First &amp; chapter.</p><script>skip()</script>"),
+        ("ch2.xhtml", "<section><h1>Two</h1><p>Second<br/>line.</p></section>")]  # fmt: skip
+
+
+def test_epub_text_is_its_chapters_in_reading_order() -> None:
+    from embedrt.dataset._epub import epub_text, is_epub
+
+    text = "A Book\n\nOne\n\nFirst & chapter.\n\nTwo\n\nSecond\nline."
+    assert epub_text(make_epub(BOOK)) == (text, None)  # the navigation document and styles are not chapters
+    assert epub_text(make_epub(BOOK, spine=[1, 0])) == ("A Book\n\nTwo\n\nSecond\nline.\n\nOne\n\nFirst & chapter.", None)
+    assert epub_text(make_epub(BOOK, title="One"))[0] == text.replace("A Book", "One").removeprefix("One\n\n")
+    assert epub_text(make_epub(BOOK, encrypted=("ch2.xhtml",)))[1] == (
+        "its chapters are encrypted (DRM: 1 of 2, e.g. OEBPS/text/ch2.xhtml): only a book without DRM can be read")
+    assert epub_text(make_epub(BOOK, encrypted=("fonts/a.otf",))) == (text, None)  # an obfuscated font is no text
+    assert epub_text(make_epub([]))[1] == "the spine of OEBPS/content.opf names no document: not a book of text"
+    assert epub_text(b"PK\x03\x04 cut")[1] == "not an EPUB (not a zip): a damaged or cut file?"
+    assert epub_text(make_docx("<w:p/>"))[1] == "a zip without META-INF/container.xml: not an EPUB"
+    import io
+    import zipfile
+
+    lost = io.BytesIO()
+    with zipfile.ZipFile(lost, "w") as z:
+        z.writestr("META-INF/container.xml", '<container xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+                   '<rootfiles><rootfile full-path="book.opf"/></rootfiles></container>')  # fmt: skip
+    assert epub_text(lost.getvalue())[1] == "the EPUB's package file 'book.opf', named by META-INF/container.xml, is not in the zip"
+    assert [is_epub(n) for n in ("a.epub", "B.EPUB", "c.epub.gz", "d.mobi")] == [True] * 3 + [False]
+
+
+def test_pptx_and_epub_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _folder(tmp_path / "docs", {"deck.pptx": make_pptx(SLIDES), "book.epub": make_epub(BOOK),
+                                      "old.ppt": b"\xd0\xcf\x11\xe0\xa1\xb1", "notes.md": "plain notes"})  # fmt: skip
+    kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "on_error": "null", "progress": False}
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, pptx_text=True, epub_text=True, **kw)
+    table = pq.read_table(tmp_path / "out")
+    book = epub_text_of(BOOK)
+    assert table.column("id").to_pylist() == ["book.epub", "deck.pptx", "notes.md", "old.ppt"] and s.bad_rows == 1
+    assert table.column("text").to_pylist() == [book, DECK_TEXT, "plain notes", None]
+    np.testing.assert_allclose(_vectors(table.slice(0, 3)), Embedder(tiny_bert_bundle).encode([book, DECK_TEXT, "plain notes"]),
+                               atol=1e-6)  # fmt: skip
+    with pytest.raises(OutputError, match=r"option 'epub' \('text' there, None now\)"):  # part of the identity
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, pptx_text=True, **kw)
+    for option, kind in (("pptx_text", "PowerPoint"), ("epub_text", "EPUB")):
+        with pytest.raises(InputError, match=rf"{option} \(--{option[:4]}-text\) reads {kind} documents .* needs documents=True"):
+            embed_dataset(src, tmp_path / "x", tiny_bert_bundle, progress=False, **{option: True})
+    with pytest.raises(BadRowError, match=r"book.epub \(id 'book.epub'\): an EPUB book \(invalid UTF-8 at byte \d+\): "
+                       r"pass --epub-text"):  # fmt: skip
+        embed_dataset(src, tmp_path / "y", tiny_bert_bundle, documents=True, progress=False)
+    with pytest.raises(BadRowError, match=r"deck.pptx \(id 'deck.pptx'\): a PowerPoint deck \(invalid UTF-8 at byte \d+\): "
+                       r"pass --pptx-text"):  # fmt: skip
+        embed_dataset(src, tmp_path / "z", tiny_bert_bundle, documents=True, epub_text=True, progress=False)
+
+
+def epub_text_of(chapters: list[tuple[str, str]]) -> str:
+    from embedrt.dataset._epub import epub_text
+
+    return epub_text(make_epub(chapters))[0] or ""
+
+
+def test_pptx_windows_name_their_slide(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    slides = [(pptx_shape([f"Slide {i}"], "title") + pptx_shape([" ".join(WORDS[(i + k) % 10] for k in range(14)) + "."
+               for _ in range(3)]), f"note {i}" if i % 2 else None) for i in range(5)]  # fmt: skip
+    src = _folder(tmp_path / "docs", {"talk.pptx": make_pptx(slides), "book.epub": make_epub(BOOK)})
+    assert main(["embed-dataset", str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle), "--documents", "--pptx-text",
+                 "--epub-text", "--keep-columns", "text", "--chunk-tokens", "32", "--chunk-text", "--no-progress"]) == 0  # fmt: skip
+    table = pq.read_table(tmp_path / "out")
+    assert "chunk_page" in table.column_names
+    rows = table.to_pylist()
+    deck = [r for r in rows if r["id"] == "talk.pptx"]
+    text = deck[0]["text"]
+    assert text.count("\f") == len(slides) - 1 and len(deck) > len(slides)
+    for row in deck:  # the slide a window begins on
+        assert row["chunk_page"] == text.count("\f", 0, row["chunk_start"]) + 1
+        head = row["chunk_text"].split("\f")[0].strip()
+        assert head in text.split("\n\f\n")[row["chunk_page"] - 1]
+    assert sorted({r["chunk_page"] for r in deck}) == list(range(1, len(slides) + 1))
+    assert {r["chunk_page"] for r in rows if r["id"] == "book.epub"} == {1}  # a book has no form feeds: one page

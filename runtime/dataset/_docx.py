@@ -12,14 +12,12 @@ no text: a bad row saying which.
 
 from __future__ import annotations
 
-import io
-import zipfile
 from xml.etree import ElementTree
 
 from ._storage import uncompressed_name
+from ._zipped import Parts, Unreadable
 
 SUFFIXES = (".docx",)  # documents read as Word documents (a compression suffix after them too)
-MOST_XML = 1 << 29  # the body's XML read at most (uncompressed): a zip bomb is a bad row, not the job's memory
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
@@ -39,20 +37,13 @@ def is_docx(path: str) -> bool:
 def docx_text(data: bytes) -> tuple[str | None, str | None]:
     """The text of the ``.docx`` ``data``, paragraphs a blank line apart; or why it has none."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            size = z.getinfo("word/document.xml").file_size
-            if size > MOST_XML:
-                return None, f"word/document.xml is {size:,} bytes uncompressed, over the {MOST_XML:,} read"
-            xml = z.read("word/document.xml")
-    except zipfile.BadZipFile:
-        return None, ("not a .docx (not a zip): an older .doc, or a password-protected document? save it as "
-                      ".docx without a password (libreoffice --convert-to docx)")  # fmt: skip
-    except KeyError:
-        return None, "a zip without word/document.xml: not a Word document"
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError as e:
-        return None, f"word/document.xml is not XML ({e}): a damaged document?"
+        parts = Parts(data, "not a .docx (not a zip): an older .doc, or a password-protected document? save it as "
+                            ".docx without a password (libreoffice --convert-to docx)")  # fmt: skip
+        if not parts.has("word/document.xml"):
+            return None, "a zip without word/document.xml: not a Word document"
+        root = parts.xml("word/document.xml")
+    except Unreadable as e:
+        return None, str(e)
     body = root.find(_W + "body")
     blocks: list[str] = []
     _blocks(body if body is not None else root, blocks)

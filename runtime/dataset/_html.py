@@ -98,17 +98,18 @@ class _Text(HTMLParser):
             self.out.append("\t")
 
 
-def html_text(page: str) -> str:
-    """The visible text of ``page``: its title, a blank line, then its body's text."""
+def html_text(page: str, title: bool = True) -> str:
+    """The visible text of ``page``: its title (unless ``title`` is false), a blank line, then its
+    body's text."""
     parser = _Text()
     parser.feed(page)
     parser.close()
     body = _BREAKS.sub(lambda m: "\n\n" if _PARA in m.group() else "\n", "".join(parser.out))
     lines = [line.strip(" ").lstrip("\t").rstrip(" \t") for line in body.split("\n")]
     body = "\n".join(lines).strip("\n").translate(_RESTORED)
-    title = " ".join("".join(parser.title).split())
-    if title and not body.startswith(title):
-        return f"{title}\n\n{body}" if body else title
+    heading = " ".join("".join(parser.title).split()) if title else ""
+    if heading and not body.startswith(heading):
+        return f"{heading}\n\n{body}" if body else heading
     return body
 
 

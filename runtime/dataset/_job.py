@@ -30,6 +30,7 @@ from .._sparse_encoder import SparseEncoder
 from .._types import BundleKind, Device, EmbeddingPrecision, check_int, parse
 from . import _readers
 from . import _storage as storage
+from ._as_text import asked, paged
 from ._batch import (
     CHUNK_COLUMNS,
     CHUNK_PAGE,
@@ -169,6 +170,8 @@ def embed_dataset(
     html_text: bool = False,
     pdf_text: bool = False,
     docx_text: bool = False,
+    pptx_text: bool = False,
+    epub_text: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -193,7 +196,10 @@ def embed_dataset(
     a form feed on a line of its own (a window's page is its ``chunk_page``); a PDF without a text
     layer (scanned) or that needs a password is a bad row. ``docx_text``: documents named ``*.docx``
     are read as their text (paragraphs a blank line apart, table cells a tab apart; no headers,
-    footers, footnotes or deleted revisions).
+    footers, footnotes or deleted revisions). ``pptx_text``: documents named ``*.pptx`` are read as
+    their slides' text and speaker notes, slides separated as a PDF's pages are (a window's slide is
+    its ``chunk_page``). ``epub_text``: documents named ``*.epub`` are read as their title and
+    chapters' visible text, in reading order; a book with DRM is a bad row.
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only); each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
@@ -234,8 +240,8 @@ def embed_dataset(
     ``chunk_overlap`` tokens and ending at a paragraph, a sentence, a line or a word where they can
     (the best break in their second half), and the output holds a row per
     window with ``chunk`` (its place in the text, from 0), ``chunk_start`` and ``chunk_end``
-    (``text[chunk_start:chunk_end]`` is what it covers), with ``pdf_text`` ``chunk_page`` (the page
-    the window begins on, from 1) and, with ``chunk_text``, that text.
+    (``text[chunk_start:chunk_end]`` is what it covers), with ``pdf_text`` or ``pptx_text``
+    ``chunk_page`` (the page or slide the window begins on, from 1) and, with ``chunk_text``, that text.
 
     A text repeated in a slice is embedded once. ``repeat_cache_mb`` (default 64; 0: none) keeps the
     output rows of the texts embedded last, so that a text met again in a later slice or part is not
@@ -281,12 +287,13 @@ def embed_dataset(
         id_column = "path"
     if isinstance(progress_every, bool) or not isinstance(progress_every, int | float) or not progress_every >= 0:
         raise ValueError(f"progress_every must be a number of seconds >= 0, got {progress_every!r}")
+    as_text = asked(html_text, pdf_text, docx_text, pptx_text, epub_text)
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
                               max_active_dims=max_active_dims, repeat_cache_mb=repeat_cache_mb,
                               text_template=text_template, query_column=query_column,
-                              chunk_pages=bool(pdf_text) and chunk_tokens is not None)  # fmt: skip
+                              chunk_pages=paged(as_text) and chunk_tokens is not None)  # fmt: skip
     check_delimiter(csv_delimiter)
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
@@ -332,7 +339,7 @@ def embed_dataset(
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
                               record=record, content_cuts=content_defined_parts, documents=documents,
-                              html_text=html_text, pdf_text=pdf_text, docx_text=docx_text)  # fmt: skip
+                              as_text=as_text)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")

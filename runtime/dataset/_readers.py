@@ -24,8 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _storage as storage
-from ._as_text import binary_kind, kind_of
-from ._docx import docx_text
+from ._as_text import BY_NAME, binary_kind, kind_of
 from ._html import html_text
 from ._pdf import pdf_text_later
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row, wide_text
@@ -204,10 +203,11 @@ def _document_text(path: str, as_text: tuple[str, ...] = ()) -> tuple[Any, str |
     a PDF's bytes, for ``_pdf.pdf_text_later``), or why it has none. A file that is not UTF-8 (an
     image, a PDF) is read no further than its first bad byte."""
     kind = kind_of(path, as_text)
-    if kind in ("pdf", "docx"):
+    if kind is not None and BY_NAME[kind].binary:
         with storage.open_input(path) as f:
             data = f.read()
-        return (data, None) if kind == "pdf" else docx_text(data)
+        reads = BY_NAME[kind].reads
+        return (data, None) if reads is None else reads(data)
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:

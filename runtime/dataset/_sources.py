@@ -32,7 +32,7 @@ from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
 from . import _storage as storage
-from ._as_text import KINDS, asked
+from ._as_text import KINDS
 from ._pdf import check_pdfium
 from ._template import TextSource
 
@@ -470,9 +470,7 @@ def plan_input(
     record: ScanRecord | None = None,
     content_cuts: bool = False,
     documents: bool = False,
-    html_text: bool = False,
-    pdf_text: bool = False,
-    docx_text: bool = False,
+    as_text: tuple[str, ...] = (),
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
@@ -482,19 +480,17 @@ def plan_input(
     chosen by their content, ``rows_per_part`` rows on average (``_Cuts``). ``documents``: each file
     is a row (``find_documents``), its columns ``DOCUMENT_COLUMNS``; a part holds ``rows_per_part``
     documents on average, ending after one whose path's hash hits, so that a document added or
-    removed changes the part it lies in only; ``html_text``: their HTML pages are read as their visible
-    text (``_html``); ``pdf_text``: their PDFs as their text (``_pdf``); ``docx_text``: their Word
-    documents (``_docx``)."""
+    removed changes the part it lies in only; ``as_text``: the kinds of documents read as their text
+    (``_as_text.asked``: HTML pages, PDFs, Word documents, PowerPoint decks, EPUB books)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     check_delimiter(delimiter)
-    as_text = asked(html_text, pdf_text, docx_text)
     for kind in KINDS:
         if kind.name in as_text and not documents:
             raise InputError(f"{kind.name}_text (--{kind.name}-text) reads {kind.documents} documents as their text: it "
                              f"needs documents=True (--documents)")  # fmt: skip
-    if pdf_text:
+    if "pdf" in as_text:
         check_pdfium()  # installed, before the scan
     if documents:
         fmt, content_cuts = InputFormat.DOCUMENTS, True

@@ -1,0 +1,138 @@
+"""The text of a PowerPoint deck (``.pptx``), for documents read with ``pptx_text``: a zip of XML,
+no text to a model. Read with the standard library (``zipfile``, ``ElementTree``).
+
+Kept, slide by slide in the deck's order (hidden slides too, as they are numbered): each shape's text
+(its paragraphs a line each, the shapes a blank line apart, so that ``chunk_tokens`` windows end at
+them), grouped shapes, tables a row a line with their cells a tab apart, then the slide's speaker
+notes. Slides are separated by a form feed on a line of its own, as a PDF's pages are, so that a
+window's ``chunk_page`` is the slide it begins on. Left out: the slide number, date and footer
+placeholders, the layouts' and masters' text, charts, diagrams (SmartArt), pictures, and the copy
+PowerPoint keeps of newer content for old readers.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from xml.etree import ElementTree
+
+from ._pdf_worker import PAGE_BREAK
+from ._storage import uncompressed_name
+from ._zipped import Parts, Unreadable
+
+SUFFIXES = (".pptx",)  # documents read as PowerPoint decks (a compression suffix after them too)
+
+_P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
+_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
+_MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
+_NOTES = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/notesSlide"
+_RUNS = {_A + "t": None, _A + "br": "\n", _A + "tab": "\t"}
+_FURNITURE = frozenset({"sldNum", "dt", "ftr", "hdr", "sldImg"})  # placeholders of every slide, not its content
+_SKIP = frozenset({_MC + "Fallback", _P + "nvSpPr", _P + "nvGrpSpPr", _P + "spPr", _P + "grpSpPr", _A + "bodyPr",
+                   _A + "lstStyle", _A + "pPr", _A + "rPr", _A + "endParaRPr", _A + "tcPr", _A + "tblPr"})  # fmt: skip
+
+
+def is_pptx(path: str) -> bool:
+    """Whether a document is read as a PowerPoint deck with ``pptx_text``: its name ends in ``.pptx``
+    (before a compression suffix)."""
+    return uncompressed_name(path).endswith(SUFFIXES)
+
+
+def pptx_text(data: bytes) -> tuple[str | None, str | None]:
+    """The text of the ``.pptx`` ``data``, its slides separated by ``PAGE_BREAK``; or why it has none."""
+    try:
+        parts = Parts(data, "not a .pptx (not a zip): an older .ppt, or a password-protected deck? save it as .pptx "
+                            "without a password (libreoffice --convert-to pptx)")  # fmt: skip
+        if not parts.has("ppt/presentation.xml"):
+            return None, "a zip without ppt/presentation.xml: not a PowerPoint deck"
+        slides = []
+        for name in _slides(parts):
+            text = _shapes_text(parts.xml(name))
+            notes = _related(parts, name, _NOTES)
+            if notes is not None:  # a notes page: the slide's picture, its notes, its number
+                text = "\n\n".join(t for t in (text, _shapes_text(parts.xml(notes))) if t)
+            slides.append(text)
+    except Unreadable as e:
+        return None, str(e)
+    if not slides:
+        return "", None  # a deck without slides: an empty text, as an empty file
+    if not any(slides):
+        return None, "no text on any slide (pictures only?)"
+    return PAGE_BREAK.join(slides), None
+
+
+def _rels(parts: Parts, name: str) -> dict[str, tuple[str, str]]:
+    """The relationships of the part ``name``: id -> (type, the target's part name)."""
+    folder, base = posixpath.split(name)
+    rels = posixpath.join(folder, "_rels", base + ".rels")
+    if not parts.has(rels):
+        return {}
+    out = {}
+    for rel in parts.xml(rels).iter(_REL):
+        if rel.get("TargetMode") == "External":
+            continue
+        target = rel.get("Target", "")
+        target = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
+        out[rel.get("Id", "")] = (rel.get("Type", ""), target)
+    return out
+
+
+def _slides(parts: Parts) -> list[str]:
+    """The slides' part names in the deck's order."""
+    rels = _rels(parts, "ppt/presentation.xml")
+    order = parts.xml("ppt/presentation.xml").find(f"{_P}sldIdLst")
+    names = [rels[s.get(_R + "id", "")][1] for s in (order if order is not None else ()) if s.get(_R + "id") in rels]
+    return [n for n in names if parts.has(n)]
+
+
+def _related(parts: Parts, name: str, kind: str) -> str | None:
+    return next((target for t, target in _rels(parts, name).values() if t == kind and parts.has(target)), None)
+
+
+def _shapes_text(root: ElementTree.Element) -> str:
+    """A slide's (or notes page's) shapes' text, a blank line between shapes."""
+    tree = root.find(f"{_P}cSld/{_P}spTree")
+    blocks: list[str] = []
+    if tree is not None:
+        _shapes(tree, blocks)
+    return "\n\n".join(b for b in blocks if b)
+
+
+def _shapes(parent: ElementTree.Element, out: list[str]) -> None:
+    for el in parent:
+        tag = el.tag
+        if tag == _P + "sp":
+            ph = el.find(f"{_P}nvSpPr/{_P}nvPr/{_P}ph")
+            if ph is not None and ph.get("type") in _FURNITURE:
+                continue
+            body = el.find(_P + "txBody")
+            if body is not None:
+                out.append(_paragraphs(body))
+        elif tag == _A + "tbl":
+            rows = ["\t".join(_paragraphs(tc.find(_A + "txBody")).replace("\n", " ") for tc in tr.findall(_A + "tc"))
+                    for tr in el.findall(_A + "tr")]  # fmt: skip
+            out.append("\n".join(r for r in rows if r.strip()))
+        elif tag not in _SKIP:  # groups, frames, alternate content
+            _shapes(el, out)
+
+
+def _paragraphs(body: ElementTree.Element | None) -> str:
+    """A text body's paragraphs, a line each."""
+    if body is None:
+        return ""
+    lines = []
+    for p in body.iter(_A + "p"):
+        out: list[str] = []
+        _runs(p, out)
+        lines.append("".join(out).strip())
+    return "\n".join(lines).strip("\n")
+
+
+def _runs(el: ElementTree.Element, out: list[str]) -> None:
+    for child in el:
+        tag = child.tag
+        if tag in _RUNS:
+            out.append(_RUNS[tag] or child.text or "")
+        elif tag not in _SKIP:  # runs, fields (their text is kept), text in alternate content
+            _runs(child, out)

@@ -1,0 +1,56 @@
+"""Documents that are zips of XML (Word, PowerPoint, EPUB), read with the standard library: their
+parts' XML within a budget of uncompressed bytes, so that a zip bomb is a bad row, not the job's
+memory."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from xml.etree import ElementTree
+
+MOST_XML = 1 << 29  # a document's parts read at most, uncompressed, all together
+
+
+class Unreadable(Exception):
+    """A document has no text: the message says why (a bad row's reason)."""
+
+
+class Parts:
+    """The parts of the zip ``data``, each read once, within ``MOST_XML`` bytes in all. ``not_zip``:
+    the reason a file that is not a zip has no text."""
+
+    def __init__(self, data: bytes, not_zip: str) -> None:
+        try:
+            self.zip = zipfile.ZipFile(io.BytesIO(data))
+        except zipfile.BadZipFile:
+            raise Unreadable(not_zip) from None
+        self.left = MOST_XML
+
+    def has(self, name: str) -> bool:
+        try:
+            self.zip.getinfo(name)
+        except KeyError:
+            return False
+        return True
+
+    def read(self, name: str) -> bytes:
+        """The part ``name``'s bytes (``Unreadable`` if missing, over the budget or damaged)."""
+        try:
+            size = self.zip.getinfo(name).file_size
+        except KeyError:
+            raise Unreadable(f"no part {name} in the zip") from None
+        if size > self.left:
+            raise Unreadable(f"{name} is {size:,} bytes uncompressed, over the {MOST_XML:,} read of a document")
+        self.left -= size
+        try:
+            return self.zip.read(name)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # a bad CRC, a cut stream
+            raise Unreadable(f"{name} does not unzip ({e}): a damaged file?") from None
+
+    def xml(self, name: str) -> ElementTree.Element:
+        """The part ``name`` parsed (``Unreadable`` if it is not XML)."""
+        data = self.read(name)
+        try:
+            return ElementTree.fromstring(data)
+        except ElementTree.ParseError as e:
+            raise Unreadable(f"{name} is not XML ({e}): a damaged document?") from None
