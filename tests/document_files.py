@@ -116,7 +116,7 @@ def make_epub(chapters: list[tuple[str, str]], title: str = "A Book", encrypted:
               spine: list[int] | None = None) -> bytes:  # fmt: skip
     """An EPUB 3 of ``chapters``, each (its file name under ``OEBPS/text/``, its XHTML body), read in
     the order ``spine`` (indices; default as given), as EPUB writers lay it out: ``mimetype`` first
-    and stored, the container naming the package, a navigation document outside the spine;
+    and stored, the container naming the package, the navigation document first in the spine;
     ``encrypted``: chapters that ``META-INF/encryption.xml`` lists (DRM)."""
     import io
     import zipfile
@@ -130,7 +130,7 @@ def make_epub(chapters: list[tuple[str, str]], title: str = "A Book", encrypted:
         items = "".join(f'<item id="c{k}" href="text/{name.replace(" ", "%20")}" media-type="application/xhtml+xml"/>'
                         for k, (name, _body) in enumerate(chapters))  # fmt: skip
         order = list(range(len(chapters))) if spine is None else spine
-        refs = "".join(f'<itemref idref="c{k}"/>' for k in order)
+        refs = '<itemref idref="nav"/>' + "".join(f'<itemref idref="c{k}"/>' for k in order)
         z.writestr("OEBPS/content.opf", f'<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" '
                    f'version="3.0" unique-identifier="id"><metadata xmlns:dc="http://purl.org/dc/elements/1.1/">'
                    f'<dc:identifier id="id">urn:uuid:1</dc:identifier><dc:title>{title}</dc:title></metadata>'

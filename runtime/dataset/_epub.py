@@ -4,7 +4,8 @@ chapters. Read with the standard library (``zipfile``, ``ElementTree``) and the 
 
 Kept: the book's title (its metadata's), then each document of the reading order (the package's
 spine, non-linear ones too: notes, answers) as its visible text, a blank line apart; a chapter's
-``<title>`` is left out (most books repeat their own title there). An EPUB without its container
+``<title>`` is left out (most books repeat their own title there), and so is the navigation
+document (a table of contents) where a book lists it in its reading order. An EPUB without its container
 or package file, a spine naming no document, or encrypted chapters (DRM) is a bad row saying which;
 fonts obfuscated as the EPUB specification allows are not text, and do not matter.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import urllib.parse
+from xml.etree import ElementTree
 
 from ._html import html_text
 from ._storage import uncompressed_name
@@ -50,7 +52,7 @@ def epub_text(data: bytes) -> tuple[str | None, str | None]:
         for ref in package.iter(_OPF + "itemref"):
             item = items.get(ref.get("idref"))
             href = None if item is None else item.get("href")
-            if item is not None and href and "html" in item.get("media-type", "html"):
+            if item is not None and href and "html" in item.get("media-type", "html") and not _is_nav(item):
                 chapters.append(posixpath.normpath(posixpath.join(folder, urllib.parse.unquote(href.split("#")[0]))))
         if not chapters:
             return None, f"the spine of {opf} names no document: not a book of text"
@@ -67,6 +69,11 @@ def epub_text(data: bytes) -> tuple[str | None, str | None]:
     if heading and not body.startswith(heading):
         body = f"{heading}\n\n{body}" if body else heading
     return body, None
+
+
+def _is_nav(item: ElementTree.Element) -> bool:
+    """Whether a manifest item is EPUB 3's navigation document (a table of contents, not the book's text)."""
+    return "nav" in (item.get("properties") or "").split()
 
 
 def _encrypted(parts: Parts) -> set[str]:
