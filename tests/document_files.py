@@ -4,17 +4,18 @@ to make them)."""
 from __future__ import annotations
 
 
-def make_pdf(pages: list[list[str]], password: bool = False) -> bytes:
+def make_pdf(pages: list[list[str]], password: bool = False, size: tuple[int, int] = (612, 792)) -> bytes:
     """A PDF of ``pages`` (each a list of lines, in Helvetica), laid out as a PDF writer does; with
-    ``password``, the standard security handler's dictionary for a user password that is not empty."""
+    ``password``, the standard security handler's dictionary for a user password that is not empty;
+    ``size``: the pages' width and height in points (US Letter)."""
     objs = ["<< /Type /Catalog /Pages 2 0 R >>", "", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
     kids = []
     for lines in pages:
         escaped = [line.replace("(", "\\(").replace(")", "\\)") for line in lines]
         shown = "".join(f"({line}) Tj 0 -14 Td " for line in escaped)
-        stream = f"BT /F1 12 Tf 72 720 Td {shown}ET"
+        stream = f"BT /F1 12 Tf 36 {size[1] - 36} Td {shown}ET"
         objs.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
-        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {size[0]} {size[1]}] /Resources << /Font << /F1 3 0 R >> >> "
                     f"/Contents {len(objs)} 0 R >>")  # fmt: skip
         kids.append(f"{len(objs)} 0 R")
     objs[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
@@ -30,6 +31,27 @@ def make_pdf(pages: list[list[str]], password: bool = False) -> bytes:
     out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode() + "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
     return out + f"trailer\n<< {trailer} >>\nstartxref\n{xref}\n%%EOF\n".encode()
 
+
+
+def make_scanned_pdf(pdf: bytes, text_pages: tuple[int, ...] = ()) -> bytes:
+    """The PDF ``pdf`` as a scanner makes it: each page a picture of it at 150 dpi, without text,
+    but the pages ``text_pages`` (indices), kept as they are. Needs pypdfium2 and Pillow."""
+    import io
+
+    import pypdfium2
+
+    from_doc, out = pypdfium2.PdfDocument(pdf), pypdfium2.PdfDocument.new()
+    for i in range(len(from_doc)):
+        if i in text_pages:
+            out.import_pages(from_doc, [i])
+            continue
+        picture = from_doc[i].render(scale=150 / 72).to_pil().convert("L")
+        scanned = io.BytesIO()
+        picture.save(scanned, "PDF", resolution=150)
+        out.import_pages(pypdfium2.PdfDocument(scanned.getvalue()))
+    saved = io.BytesIO()
+    out.save(saved)
+    return saved.getvalue()
 
 
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"

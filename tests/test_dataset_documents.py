@@ -15,7 +15,7 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from document_files import make_docx, make_epub, make_pdf, make_pptx, pptx_shape  # noqa: E402
+from document_files import make_docx, make_epub, make_pdf, make_pptx, make_scanned_pdf, pptx_shape  # noqa: E402
 
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
 from embedrt import Embedder  # noqa: E402
@@ -266,7 +266,7 @@ def test_pdf_text_is_its_pages_text() -> None:
     assert [text.count("\f", 0, text.index(w)) + 1 for w in ("Quarterly", "manipulated", "Music")] == [1, 1, 3]
     assert pdf_text(make_pdf([["a line with a form\ffeed"]]))[0] == "a line with a form\nfeed"  # the pages' mark only
     no_text, why = pdf_text(make_pdf([[], []]))
-    assert no_text is None and why == "no text in its 2 pages (scanned pages? they need OCR first, e.g. ocrmypdf)"
+    assert no_text is None and why == "no text in its 2 pages (scanned pages? pass --ocr, or OCR them first with ocrmypdf)"
     assert pdf_text(make_pdf([["secret"]], password=True))[1] == (
         "a PDF that needs a password: decrypt it first (qpdf --decrypt --password=...)")
     assert pdf_text(make_pdf(REPORT)[:200])[1] == "not a PDF that PDFium reads (Data format error): a damaged or truncated file?"
@@ -291,7 +291,7 @@ def test_pdf_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bund
     np.testing.assert_allclose(_vectors(table.slice(1, 3)), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
     bad = [json.loads(line) for line in (tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines()]
     assert [(b["id"], b["reason"].split(":")[0]) for b in bad] == [("locked.pdf", "a PDF that needs a password"),
-                                                                  ("scan.pdf", "no text in its 1 page (scanned pages? they need OCR first, e.g. ocrmypdf)")]  # fmt: skip
+                                                                  ("scan.pdf", "no text in its 1 page (scanned pages? pass --ocr, or OCR them first with ocrmypdf)")]  # fmt: skip
     with pytest.raises(OutputError, match=r"option 'pdf' \('text' there, None now\)"):  # part of the identity
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
     with pytest.raises(InputError, match=r"pdf_text \(--pdf-text\) reads PDF documents .* needs documents=True"):
@@ -402,7 +402,7 @@ def test_a_part_stopped_early_leaves_the_pdfs_read_ahead(tmp_path: Path, monkeyp
 
     futures: list[Future[tuple[str | None, str | None]]] = []
 
-    def later(data: bytes) -> Future[tuple[str | None, str | None]]:
+    def later(data: bytes, ocr: bool = False) -> Future[tuple[str | None, str | None]]:
         future: Future[tuple[str | None, str | None]] = Future()
         if len(futures) < 8:
             future.set_result(("read", None))  # the first window's; the others never start
@@ -605,3 +605,87 @@ def test_pptx_windows_name_their_slide(tmp_path: Path, tiny_bert_bundle: Path) -
         assert head in text.split("\n\f\n")[row["chunk_page"] - 1]
     assert sorted({r["chunk_page"] for r in deck}) == list(range(1, len(slides) + 1))
     assert {r["chunk_page"] for r in rows if r["id"] == "book.epub"} == {1}  # a book has no form feeds: one page
+
+
+def test_ocr_lines_are_top_to_bottom_and_left_to_right() -> None:
+    from embedrt.dataset._pdf_worker import ocr_lines
+
+    # (top, bottom, left): two pieces of the first line, found out of order; a taller piece on it;
+    # a second line below, touching the first by less than half its height
+    boxes = [(10.0, 30.0, 200.0), (11.0, 29.0, 20.0), (5.0, 34.0, 400.0), (26.0, 46.0, 20.0)]
+    assert ocr_lines(boxes, ["two", "one", " three ", "next"]) == "one two three\nnext"
+    assert ocr_lines([], []) == ""
+
+
+SCANNED = [["river stone quiet engine paper", "light music north glass river."], ["second page words here", "and one more line"]]
+
+
+def test_scanned_pdfs_are_read_by_ocr(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    pytest.importorskip("pypdfium2")
+    pytest.importorskip("rapidocr")
+    pdf = make_pdf(SCANNED, size=(300, 200))
+    src = _folder(tmp_path / "docs", {"scan.pdf": make_scanned_pdf(pdf), "mixed.pdf": make_scanned_pdf(pdf, text_pages=(1,)),
+                                      "blank.pdf": make_scanned_pdf(make_pdf([[]], size=(300, 200)))})  # fmt: skip
+    kw: dict[str, Any] = {"documents": True, "pdf_text": True, "keep_columns": "text", "on_error": "null", "progress": False}
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, ocr=True, **kw)
+    table = pq.read_table(tmp_path / "out")
+    text = "\n\f\n".join("\n".join(p) for p in SCANNED)  # a picture of Helvetica at 150 dpi reads back word for word
+    assert table.column("id").to_pylist() == ["blank.pdf", "mixed.pdf", "scan.pdf"] and s.bad_rows == 1
+    assert table.column("text").to_pylist() == [None, text, text]
+    bad = json.loads((tmp_path / "out" / "_bad_rows.jsonl").read_text())
+    assert bad["reason"] == "no text in its 1 page, by OCR either (blank pages, or pictures without words?)"
+    with pytest.raises(OutputError, match=r"option 'pdf' \('text and OCR' there, 'text' now\)"):  # part of the identity
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    s = embed_dataset(src, tmp_path / "plain", tiny_bert_bundle, **kw)  # without OCR: the scanned pages are empty
+    assert pq.read_table(tmp_path / "plain").column("text").to_pylist() == [None, "\n\f\n" + text.split("\n\f\n")[1], None]
+    with pytest.raises(InputError, match=r"ocr \(--ocr\) reads the scanned pages of PDFs: it needs pdf_text=True"):
+        embed_dataset(src, tmp_path / "x", tiny_bert_bundle, documents=True, ocr=True, progress=False)
+
+
+def test_ocr_needs_rapidocr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "rapidocr" else found(name, *a))
+    src = _folder(tmp_path / "docs", {"a.pdf": b"%PDF"})
+    with pytest.raises(InputError, match=r"RapidOCR, which is not installed: pip install 'embedrt\[ocr\]'"):
+        plan_input(str(src), 100, text="text", id_column="path", keep_columns=(), documents=True, as_text=("pdf",), ocr=True)
+
+
+def test_an_ocr_worker_says_each_page_it_read() -> None:
+    import io
+    import struct
+
+    pytest.importorskip("rapidocr")
+    from embedrt.dataset._pdf_worker import serve
+
+    pdf = make_scanned_pdf(make_pdf(SCANNED, size=(300, 200)))
+    replies = io.BytesIO()
+    serve(io.BytesIO(struct.pack(">Q", len(pdf)) + pdf), replies, ocr=True)
+    out = replies.getvalue()
+    assert out[:16] == struct.pack(">QQ", 0, 0)  # a page, a page: the job's clock starts again after each
+    size = struct.unpack(">Q", out[16:24])[0]
+    assert json.loads(out[24:24 + size]) == ["\n\f\n".join("\n".join(p) for p in SCANNED), None] and len(out) == 24 + size
+
+
+_TICKING = """import json, struct, sys, time
+n = struct.unpack(">Q", sys.stdin.buffer.read(8))[0]; sys.stdin.buffer.read(n)
+for pause in {pauses}:
+    time.sleep(pause); sys.stdout.buffer.write(struct.pack(">Q", 0)); sys.stdout.buffer.flush()
+body = json.dumps(["read", None]).encode(); sys.stdout.buffer.write(struct.pack(">Q", len(body)) + body)
+sys.stdout.buffer.flush(); sys.stdin.buffer.read()"""
+
+
+def test_an_ocr_worker_is_stopped_after_a_page_too_long_not_a_pdf_too_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedrt.dataset import _pdf
+
+    monkeypatch.setattr(_pdf, "PDF_SECONDS", 1.0)
+    for pauses, answer in (([0.3] * 6, ("read", None)),  # 1.8 s in all, each page within the second
+                           ([0.3, 1.6], (None, "PDFium or OCR read it for over 1 s without a page done: stopped "
+                                               "(a malformed PDF?)"))):  # fmt: skip
+        monkeypatch.setattr(_pdf, "_START", _TICKING.format(pauses=pauses))
+        pool = _pdf._Pool(1, ocr=True)
+        try:
+            assert pool.text(b"%PDF") == answer
+        finally:
+            pool.close()

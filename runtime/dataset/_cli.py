@@ -93,6 +93,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    help="with --documents: read .pdf documents as their text (PDFium: pip install 'embedrt[pdf]'), "
                    "pages separated by a form feed on a line of its own (windows name theirs: chunk_page); a scanned PDF "
                    "(no text) is a bad row")  # fmt: skip
+    p.add_argument("--ocr", action="store_true",
+                   help="with --pdf-text: read a PDF's pages without text (scanned) by OCR (RapidOCR: pip install "
+                   "'embedrt[ocr]'; seconds a page)")  # fmt: skip
     p.add_argument("--docx-text", action="store_true",
                    help="with --documents: read .docx (Word) documents as their text (paragraphs a blank line apart, "
                    "table cells a tab apart; no headers, footers or deleted revisions)")  # fmt: skip
@@ -166,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
                 dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
                 documents=args.documents, html_text=args.html_text, pdf_text=args.pdf_text,
-                docx_text=args.docx_text, pptx_text=args.pptx_text, epub_text=args.epub_text,
+                docx_text=args.docx_text, pptx_text=args.pptx_text, epub_text=args.epub_text, ocr=args.ocr,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"

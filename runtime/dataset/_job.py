@@ -172,6 +172,7 @@ def embed_dataset(
     docx_text: bool = False,
     pptx_text: bool = False,
     epub_text: bool = False,
+    ocr: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -199,7 +200,8 @@ def embed_dataset(
     footers, footnotes or deleted revisions). ``pptx_text``: documents named ``*.pptx`` are read as
     their slides' text and speaker notes, slides separated as a PDF's pages are (a window's slide is
     its ``chunk_page``). ``epub_text``: documents named ``*.epub`` are read as their title and
-    chapters' visible text, in reading order; a book with DRM is a bad row.
+    chapters' visible text, in reading order; a book with DRM is a bad row. ``ocr`` (with
+    ``pdf_text``): a PDF's pages without text (scanned) are read by OCR (RapidOCR, the ``ocr`` extra).
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only); each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
@@ -339,7 +341,7 @@ def embed_dataset(
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
                               record=record, content_cuts=content_defined_parts, documents=documents,
-                              as_text=as_text)  # fmt: skip
+                              as_text=as_text, ocr=ocr)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -523,7 +525,7 @@ class JobSettings:
             **({"query_column": self.query_column} if self.query_column is not None else {}),
             **({"csv_delimiter": plan.delimiter} if plan.delimiter is not None else {}),
             **({"part_cuts": "content"} if plan.content_cuts else {}),
-            **dict.fromkeys(plan.as_text, "text"),
+            **{kind: "text and OCR" if kind == "pdf" and plan.ocr else "text" for kind in plan.as_text},
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:

@@ -29,11 +29,11 @@ from pathlib import Path
 from ._pdf_worker import HEADER, read_exact
 from ._storage import uncompressed_name
 
-__all__ = ["PDF_SECONDS", "WORKERS", "check_pdfium", "is_pdf", "pdf_text_later"]
+__all__ = ["PDF_SECONDS", "WORKERS", "check_ocr", "check_pdfium", "is_pdf", "pdf_text_later"]
 
 SUFFIXES = (".pdf",)  # documents read as PDF (a compression suffix after them too)
 WORKERS = min(8, os.cpu_count() or 1)
-PDF_SECONDS = 600.0  # one PDF's longest reading: a worker still busy then is stopped
+PDF_SECONDS = 600.0  # one PDF's longest reading (with OCR, one page's): a worker still busy then is stopped
 
 # runs the worker's file as a script, with neither the working folder nor the package's folder on its path
 _START = "import runpy, sys; sys.path.pop(0); runpy.run_path(sys.argv.pop(1), run_name='__main__')"
@@ -55,15 +55,25 @@ def check_pdfium() -> None:
                          "pip install 'embedrt[pdf]'")  # fmt: skip
 
 
-class _Worker:
-    """A worker process (``_pdf_worker``) and its pipes."""
+def check_ocr() -> None:
+    """An error saying how to install RapidOCR where it is not (the workers import it)."""
+    if importlib.util.find_spec("rapidocr") is None:
+        from ._sources import InputError
 
-    def __init__(self) -> None:
+        raise InputError("ocr (--ocr) reads scanned pages with RapidOCR, which is not installed: "
+                         "pip install 'embedrt[ocr]'")  # fmt: skip
+
+
+class _Worker:
+    """A worker process (``_pdf_worker``) and its pipes; ``ocr``: it reads pages without text by OCR."""
+
+    def __init__(self, ocr: bool = False) -> None:
         path = str(Path(__file__).with_name("_pdf_worker.py"))
         # a session of its own: a terminal's Ctrl-C interrupts the job, not its workers (which end
         # when the job closes their input, or ends)
-        self.proc = subprocess.Popen([sys.executable, "-c", _START, path], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, bufsize=0, start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen([sys.executable, "-c", _START, path, *(["--ocr"] if ocr else [])],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+                                     start_new_session=True)  # fmt: skip
         self.stopped = False  # past its time
 
     def _stop(self) -> None:
@@ -71,15 +81,23 @@ class _Worker:
         self.proc.kill()
 
     def text(self, data: bytes, seconds: float) -> tuple[str | None, str | None] | None:
-        """The PDF's (text, reason); None if the worker ended or was stopped past ``seconds``."""
+        """The PDF's (text, reason); None if the worker ended or was stopped, silent for ``seconds``
+        (a page read by OCR starts the clock again)."""
         proc = self.proc
         assert proc.stdin is not None and proc.stdout is not None
         timer = threading.Timer(seconds, self._stop)
         timer.start()
         try:
             proc.stdin.write(HEADER.pack(len(data)) + data)
-            header = read_exact(proc.stdout, HEADER.size)
-            body = None if header is None else read_exact(proc.stdout, HEADER.unpack(header)[0])
+            while True:
+                header = read_exact(proc.stdout, HEADER.size)
+                size = None if header is None else HEADER.unpack(header)[0]
+                if size != 0:
+                    break
+                timer.cancel()
+                timer = threading.Timer(seconds, self._stop)
+                timer.start()
+            body = None if size is None else read_exact(proc.stdout, size)
         except OSError:  # its input closed: it ended
             body = None
         finally:
@@ -101,10 +119,10 @@ class _Worker:
 
 
 class _Pool:
-    """Up to ``WORKERS`` workers, each reading one PDF at a time."""
+    """Up to ``WORKERS`` workers, each reading one PDF at a time; ``ocr``: pages without text by OCR."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, ocr: bool = False) -> None:
+        self.size, self.ocr = size, ocr
         self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self.started = 0
         self.lock = threading.Lock()
@@ -113,7 +131,7 @@ class _Pool:
     def _take(self) -> _Worker:
         with self.lock:
             if self.started < self.size and self.idle.empty():
-                worker = _Worker()
+                worker = _Worker(self.ocr)
                 self.started += 1
                 return worker
         return self.idle.get()
@@ -128,6 +146,8 @@ class _Pool:
         with self.lock:
             self.started -= 1  # a new one in its place, when next needed
         if worker.stopped:
+            if self.ocr:
+                return None, f"PDFium or OCR read it for over {PDF_SECONDS:g} s without a page done: stopped (a malformed PDF?)"
             return None, f"PDFium read it for over {PDF_SECONDS:g} s: stopped (a malformed PDF?)"
         return None, f"PDFium crashed reading it (its worker ended with code {worker.proc.returncode}): a malformed PDF?"
 
@@ -137,16 +157,18 @@ class _Pool:
             self.idle.get().close()
 
 
-_pool: _Pool | None = None
+_pools: dict[bool, _Pool] = {}  # without OCR, with it
 _pool_lock = threading.Lock()
 
 
-def pdf_text_later(data: bytes) -> Future[tuple[str | None, str | None]]:
-    """The PDF's (text, reason), to come: read in a worker process while the caller goes on."""
-    global _pool
+def pdf_text_later(data: bytes, ocr: bool = False) -> Future[tuple[str | None, str | None]]:
+    """The PDF's (text, reason), to come: read in a worker process while the caller goes on; ``ocr``:
+    its pages without text read by OCR."""
     with _pool_lock:
-        if _pool is None:
+        if ocr not in _pools:
             check_pdfium()  # the workers import it
-            _pool = _Pool(WORKERS)
-        pool = _pool
+            if ocr:
+                check_ocr()
+            _pools[ocr] = _Pool(WORKERS, ocr)
+        pool = _pools[ocr]
     return pool.threads.submit(pool.text, data)

@@ -1,15 +1,18 @@
 """A PDF's text with PDFium (``pypdfium2``), and the loop of the worker process that reads PDFs for
-the corpus job (``_pdf``). Standalone: the standard library and pypdfium2, so that a worker starts
-in a fraction of a second without the package's imports.
+the corpus job (``_pdf``). Standalone: the standard library and pypdfium2 (and, to OCR scanned
+pages, RapidOCR), so that a worker starts in a fraction of a second without the package's imports.
 
 Each page's text in its reading order, its lines a line each; a word hyphenated at a line's end is
 joined again (PDFium marks the hyphen it finds there with U+FFFE). Pages are separated by
 ``PAGE_BREAK``, a form feed on a line of its own. A PDF without a text layer (scanned pages), one
-that needs a password or one PDFium cannot read has no text, and a reason instead.
+that needs a password or one PDFium cannot read has no text, and a reason instead. With OCR, a page
+without text is rendered (``OCR_DPI``) and read by RapidOCR (PP-OCR's detection and recognition
+models on ONNX Runtime, one thread a worker), its lines top to bottom, a line's pieces left to right.
 
 The worker's protocol, on its standard input and output: a request is a PDF's bytes after their
 length (8 bytes, big-endian); the reply is the JSON ``[text, reason]`` (one of them null) after its
-length. The worker ends at the end of its input (the job closed it, or ended).
+length. With OCR, a length of 0 before the reply says that a page was read (the job's clock for the
+PDF starts again). The worker ends at the end of its input (the job closed it, or ended).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 PAGE_BREAK = "\n\f\n"
@@ -30,8 +34,12 @@ _PDFIUM = threading.Lock()  # PDFium is not thread-safe: one document at a time 
 _TEXT = str.maketrans({"\r": "\n", "\ufffe": None, "\f": "\n"})
 
 
-def pdf_text(data: bytes) -> tuple[str | None, str | None]:
-    """The text of the PDF ``data``, its pages separated by ``PAGE_BREAK``; or why it has none."""
+OCR_DPI = 150  # a scanned page rendered for OCR: PP-OCR read more of LaTeX manuals' words at 150 than at 200
+
+
+def pdf_text(data: bytes, ocr: Callable[[Any], str] | None = None) -> tuple[str | None, str | None]:
+    """The text of the PDF ``data``, its pages separated by ``PAGE_BREAK``; or why it has none.
+    ``ocr``: reads a page without text (``Ocr``)."""
     import pypdfium2 as pdf
 
     with _PDFIUM:
@@ -43,16 +51,18 @@ def pdf_text(data: bytes) -> tuple[str | None, str | None]:
                 return None, "a PDF that needs a password: decrypt it first (qpdf --decrypt --password=...)"
             return None, f"not a PDF that PDFium reads ({why}): a damaged or truncated file?"
         try:
-            pages = [_page_text(doc, i) for i in range(len(doc))]
+            pages = [_page_text(doc, i, ocr) for i in range(len(doc))]
         finally:
             doc.close()
     if not any(p.strip() for p in pages):
-        return None, (f"no text in its {len(pages)} page{'s' * (len(pages) != 1)} (scanned pages? they need OCR "
-                      f"first, e.g. ocrmypdf)")  # fmt: skip
+        many = f"{len(pages)} page{'s' * (len(pages) != 1)}"
+        if ocr is not None:
+            return None, f"no text in its {many}, by OCR either (blank pages, or pictures without words?)"
+        return None, f"no text in its {many} (scanned pages? pass --ocr, or OCR them first with ocrmypdf)"
     return PAGE_BREAK.join(pages), None
 
 
-def _page_text(doc: Any, index: int) -> str:
+def _page_text(doc: Any, index: int, ocr: Callable[[Any], str] | None) -> str:
     page = doc[index]
     try:
         text = page.get_textpage()
@@ -60,9 +70,54 @@ def _page_text(doc: Any, index: int) -> str:
             got: str = text.get_text_range()
         finally:
             text.close()
+        got = got.replace("\r\n", "\n").translate(_TEXT).strip()
+        if not got and ocr is not None:
+            got = ocr(page)
     finally:
         page.close()
-    return got.replace("\r\n", "\n").translate(_TEXT).strip()
+    return got
+
+
+class Ocr:
+    """Reads a page's text from its picture: RapidOCR, loaded at the first page that needs it.
+    ``tick``: called after each page."""
+
+    def __init__(self, tick: Callable[[], None] = lambda: None) -> None:
+        self.tick = tick
+        self.engine: Any = None
+
+    def __call__(self, page: Any) -> str:
+        if self.engine is None:
+            from rapidocr import RapidOCR
+
+            self.engine = RapidOCR(params={"Global.log_level": "error",
+                                           "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+                                           "EngineConfig.onnxruntime.inter_op_num_threads": 1})  # fmt: skip
+        bitmap = page.render(scale=OCR_DPI / 72)
+        try:
+            found = self.engine(bitmap.to_numpy())
+        finally:
+            bitmap.close()
+        self.tick()
+        if found.boxes is None or not found.txts:
+            return ""
+        return ocr_lines([(float(b[:, 1].min()), float(b[:, 1].max()), float(b[:, 0].min())) for b in found.boxes],
+                         list(found.txts))  # fmt: skip
+
+
+def ocr_lines(boxes: list[tuple[float, float, float]], texts: list[str]) -> str:
+    """The pieces of text OCR found, each with its box's (top, bottom, left), as lines: pieces whose
+    boxes overlap by half the lower one's height are a line, left to right; lines top to bottom."""
+    lines: list[tuple[float, float, list[tuple[float, str]]]] = []
+    for (top, bottom, left), text in sorted(zip(boxes, texts, strict=True)):
+        if lines:
+            line_top, line_bottom, pieces = lines[-1]
+            if min(bottom, line_bottom) - max(top, line_top) >= 0.5 * min(bottom - top, line_bottom - line_top):
+                pieces.append((left, text))
+                lines[-1] = (line_top, max(bottom, line_bottom), pieces)
+                continue
+        lines.append((top, bottom, [(left, text)]))
+    return "\n".join(" ".join(t.strip() for _, t in sorted(pieces)) for _, _, pieces in lines).strip()
 
 
 def read_exact(f: IO[bytes], n: int) -> bytes | None:
@@ -77,15 +132,22 @@ def read_exact(f: IO[bytes], n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
-    """Answer each PDF of ``requests`` with its text on ``replies``, until ``requests`` ends."""
+def serve(requests: IO[bytes], replies: IO[bytes], ocr: bool = False) -> None:
+    """Answer each PDF of ``requests`` with its text on ``replies``, until ``requests`` ends; ``ocr``:
+    reading pages without text by OCR, each followed by a length of 0."""
+
+    def tick() -> None:
+        replies.write(HEADER.pack(0))
+        replies.flush()
+
+    reader = Ocr(tick) if ocr else None
     while True:
         header = read_exact(requests, HEADER.size)
         data = None if header is None else read_exact(requests, HEADER.unpack(header)[0])
         if data is None:
             return
         try:
-            answer = pdf_text(data)
+            answer = pdf_text(data, reader)
         except Exception as e:  # anything else PDFium's binding raises: the document's, not the worker's
             answer = (None, f"PDFium failed on it ({type(e).__name__}: {e})")
         body = json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -94,4 +156,4 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    serve(sys.stdin.buffer, sys.stdout.buffer, ocr="--ocr" in sys.argv)

@@ -116,7 +116,7 @@ def read_slices(
         tables = _read_arrow(shard, part, source, columns, chars)
     else:
         if documents:
-            slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text)
+            slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text, plan.ocr)
         elif plan.format is InputFormat.TXT:
             slices = _read_txt(shard, part, chars)
         elif plan.format is InputFormat.JSONL:
@@ -141,11 +141,11 @@ def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str
 
 
 def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None,
-                    as_text: tuple[str, ...] = ()) -> Iterator[_Rows]:  # fmt: skip
+                    as_text: tuple[str, ...] = (), ocr: bool = False) -> Iterator[_Rows]:  # fmt: skip
     """A row per document: ``path`` (its path under the input) and ``text`` (its content; of the
-    kinds ``as_text``, its text: ``_as_text``)."""
+    kinds ``as_text``, its text: ``_as_text``; ``ocr``: PDFs' pages without text read by OCR)."""
     out = _Slicer(columns, chars, files=True)
-    for window, got in _fetched(docs, as_text):
+    for window, got in _fetched(docs, as_text, ocr):
         for doc, (content, bad) in zip(window, got, strict=True):
             if out.full():
                 yield out.take()
@@ -159,7 +159,8 @@ _DOCS_AT_ONCE = 8
 _PDF_WINDOWS_AHEAD, _PDF_BYTES_AHEAD = 4, 256 << 20  # PDFs read ahead of the rows made: at most so many
 
 
-def _fetched(docs: list[Shard], as_text: tuple[str, ...]) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:
+def _fetched(docs: list[Shard], as_text: tuple[str, ...],
+             ocr: bool = False) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:  # fmt: skip
     """The documents a window at a time (objects a few at a time, each a request or two), each with
     its text or why it has none. PDFs' texts (``"pdf" in as_text``) are read in worker processes (``_pdf``) up to
     ``_PDF_WINDOWS_AHEAD`` windows (and ``_PDF_BYTES_AHEAD`` bytes of PDF) ahead of the window given,
@@ -176,7 +177,7 @@ def _fetched(docs: list[Shard], as_text: tuple[str, ...]) -> Iterator[tuple[list
                 yield window, got
                 continue
             size = sum(len(c) for c, _bad in got if isinstance(c, bytes))
-            ahead.append((window, [(pdf_text_later(c), None) if isinstance(c, bytes) else (c, b) for c, b in got], size))
+            ahead.append((window, [(pdf_text_later(c, ocr), None) if isinstance(c, bytes) else (c, b) for c, b in got], size))
             held += size
             while len(ahead) > _PDF_WINDOWS_AHEAD or (len(ahead) > 1 and held > _PDF_BYTES_AHEAD):
                 held -= ahead[0][2]

@@ -33,7 +33,7 @@ from .._objects import is_uri
 from .._types import check_int
 from . import _storage as storage
 from ._as_text import KINDS
-from ._pdf import check_pdfium
+from ._pdf import check_ocr, check_pdfium
 from ._template import TextSource
 
 if TYPE_CHECKING:
@@ -149,7 +149,8 @@ class Plan:
     every_column: tuple[str, ...] = ()
     delimiter: str | None = None  # CSV/TSV: a field delimiter other than the format's own (``csv_delimiter``)
     content_cuts: bool = False  # text files' parts end after rows chosen by their content (``_Cuts``)
-    as_text: tuple[str, ...] = ()  # documents: the kinds read as their text, "html", "pdf", "docx" (``_as_text``)
+    as_text: tuple[str, ...] = ()  # documents: the kinds read as their text, "html", "pdf", "docx" ... (``_as_text``)
+    ocr: bool = False  # documents: PDFs' pages without text read by OCR (``_pdf_worker.Ocr``)
 
     @property
     def csv_delimiter(self) -> str:
@@ -471,6 +472,7 @@ def plan_input(
     content_cuts: bool = False,
     documents: bool = False,
     as_text: tuple[str, ...] = (),
+    ocr: bool = False,
 ) -> Plan:
     """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
@@ -481,7 +483,8 @@ def plan_input(
     is a row (``find_documents``), its columns ``DOCUMENT_COLUMNS``; a part holds ``rows_per_part``
     documents on average, ending after one whose path's hash hits, so that a document added or
     removed changes the part it lies in only; ``as_text``: the kinds of documents read as their text
-    (``_as_text.asked``: HTML pages, PDFs, Word documents, PowerPoint decks, EPUB books)."""
+    (``_as_text.asked``: HTML pages, PDFs, Word documents, PowerPoint decks, EPUB books); ``ocr``:
+    PDFs' pages without text are read by OCR."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -490,8 +493,12 @@ def plan_input(
         if kind.name in as_text and not documents:
             raise InputError(f"{kind.name}_text (--{kind.name}-text) reads {kind.documents} documents as their text: it "
                              f"needs documents=True (--documents)")  # fmt: skip
+    if ocr and "pdf" not in as_text:
+        raise InputError("ocr (--ocr) reads the scanned pages of PDFs: it needs pdf_text=True (--pdf-text)")
     if "pdf" in as_text:
-        check_pdfium()  # installed, before the scan
+        check_pdfium()
+    if ocr:
+        check_ocr()  # installed, before the scan
     if documents:
         fmt, content_cuts = InputFormat.DOCUMENTS, True
         found_docs = find_documents(spec, exclude)
@@ -551,7 +558,8 @@ def plan_input(
         first_row += shard.rows
     if documents:
         parts = _document_parts(shards, _Cuts(rows_per_part, True))
-    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text)
+    plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text,
+                ocr=ocr)  # fmt: skip
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(
