@@ -617,6 +617,24 @@ def test_ocr_lines_are_top_to_bottom_and_left_to_right() -> None:
     assert ocr_lines([], []) == ""
 
 
+def test_ocr_text_reads_columns_one_after_the_other() -> None:
+    from embedrt.dataset._pdf_worker import ocr_text
+
+    # (top, bottom, left, right): a title across the page; two columns, their lines level; a
+    # footer across the page; and a numbered line whose number stands apart (one line still)
+    title, footer = (10.0, 30.0, 50.0, 550.0, "Title"), (400.0, 420.0, 50.0, 550.0, "Footer across")
+    left = [(50.0 + 25 * k, 70.0 + 25 * k, 50.0, 280.0, f"left {k}") for k in range(4)]
+    right = [(50.0 + 25 * k, 70.0 + 25 * k, 320.0, 550.0, f"right {k}") for k in range(4)]
+    numbered = [(440.0, 460.0, 50.0, 60.0, "1"), (440.0, 460.0, 100.0, 300.0, "code")]
+    pieces = [footer, *right, *numbered, title, *left]
+    assert ocr_text(pieces) == "\n".join(["Title", *(p[4] for p in left), *(p[4] for p in right), "Footer across", "1 code"])
+    assert ocr_text([]) == "" and ocr_text([title]) == "Title"
+    # lines touching, their pieces a word's space apart (less than a line's height): lines, not columns
+    tight = [(0.0, 20.0, 0.0, 100.0, "a"), (0.0, 20.0, 110.0, 200.0, "b"), (20.0, 40.0, 0.0, 100.0, "c"),
+             (20.0, 40.0, 110.0, 200.0, "d")]  # fmt: skip
+    assert ocr_text(tight) == "a b\nc d"
+
+
 SCANNED = [["river stone quiet engine paper", "light music north glass river."], ["second page words here", "and one more line"]]
 
 
