@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 pc = pytest.importorskip("pyarrow.compute")
 
-from document_files import make_docx, make_epub, make_pdf, make_pptx, pptx_shape  # noqa: E402
+from document_files import make_docx, make_epub, make_pdf, make_pptx, make_scanned_pdf, pptx_shape  # noqa: E402
 from s3_store import put, put_folder, s3_server  # noqa: E402
 
 from embedrt import Embedder  # noqa: E402
@@ -339,7 +340,10 @@ def test_ray_backend_embeds_documents_as_the_local_backend(local_ray: None, tmp_
     (src / "d0" / "memo.docx").write_bytes(make_docx("".join(f"<w:p><w:r><w:t>{t}</w:t></w:r></w:p>" for t in lines)))
     (src / "d1" / "talk.pptx").write_bytes(make_pptx([(pptx_shape(lines[:2]), lines[2]), (pptx_shape(lines[3:]), None)]))
     (src / "d2" / "book.epub").write_bytes(make_epub([("c1.xhtml", f"<p>{lines[0]}</p>"), ("c2.xhtml", f"<p>{lines[1]}</p>")]))
-    common = {"documents": True, "pdf_text": True, "docx_text": True, "pptx_text": True, "epub_text": True, "rows_per_part": 10, "on_error": "null", "chunk_tokens": "max", "progress": False,
+    ocr = importlib.util.find_spec("rapidocr") is not None
+    if ocr:  # a scanned page, read by OCR on the actors as in the local run
+        (src / "d0" / "scan.pdf").write_bytes(make_scanned_pdf(make_pdf([lines[:2]], size=(300, 200))))
+    common = {"documents": True, "pdf_text": True, "docx_text": True, "pptx_text": True, "epub_text": True, "ocr": ocr, "rows_per_part": 10, "on_error": "null", "chunk_tokens": "max", "progress": False,
               "repeat_cache_mb": 0}  # repeats within a slice only: the same on both backends
     local = embed_dataset(src, tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
     rayed = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray",
@@ -352,6 +356,6 @@ def test_ray_backend_embeds_documents_as_the_local_backend(local_ray: None, tmp_
     np.testing.assert_allclose(*(_vectors(t.filter(t.column("embedding").is_valid())) for t in (a, b)), atol=1e-6)
     assert (tmp_path / "ray" / "_bad_rows.jsonl").read_text() == (tmp_path / "local" / "_bad_rows.jsonl").read_text()
     assert json.loads((tmp_path / "ray" / "_bad_rows.jsonl").read_text())["file"] == str(src / "d1" / "30.md")
-    for name in ("d2/paper.pdf", "d0/memo.docx", "d1/talk.pptx", "d2/book.epub"):
+    for name in ("d2/paper.pdf", "d0/memo.docx", "d1/talk.pptx", "d2/book.epub", *(["d0/scan.pdf"] if ocr else [])):
         read = b.filter(pc.equal(b.column("id"), name))
         assert read.num_rows > 0 and read.column("embedding").null_count == 0
