@@ -94,10 +94,13 @@ def pptx_shape(paragraphs: list[str], placeholder: str | None = None) -> str:
             f'<p:txBody><a:bodyPr/><a:lstStyle/>{paras}</p:txBody></p:sp>')  # fmt: skip
 
 
-def make_pptx(slides: list[tuple[str, str | None]], order: list[int] | None = None) -> bytes:
+def make_pptx(slides: list[tuple[str, str | None]], order: list[int] | None = None,
+              diagrams: dict[int, list[str]] | None = None) -> bytes:  # fmt: skip
     """A ``.pptx`` of ``slides``, each (its shapes' XML, its speaker notes' text or None), in the
     deck's order ``order`` (indices of ``slides``; default as given), laid out as PowerPoint does:
-    the deck's slide list through its relationships, notes in a notes slide of their own."""
+    the deck's slide list through its relationships, notes in a notes slide of their own;
+    ``diagrams``: a SmartArt diagram after a slide's shapes (by index), its items' texts in a data
+    part of its own, between its connection and presentation points as PowerPoint writes them."""
     import io
     import zipfile
 
@@ -122,9 +125,24 @@ def make_pptx(slides: list[tuple[str, str | None]], order: list[int] | None = No
         z.writestr("ppt/slideMasters/slideMaster1.xml", f'<p:sldMaster {ns}><p:cSld><p:spTree>{tree}'
                    f'{pptx_shape(["Master title style"], "title")}</p:spTree></p:cSld></p:sldMaster>')  # fmt: skip
         for k, (shapes, notes) in enumerate(slides, 1):
+            links = [("rId1", "slideLayout", "../slideLayouts/slideLayout1.xml")]
+            items = (diagrams or {}).get(k - 1)
+            if items is not None:
+                dgm = "http://schemas.openxmlformats.org/drawingml/2006/diagram"
+                shapes += (f'<p:graphicFrame><p:nvGraphicFramePr><p:cNvPr id="9" name="Diagram"/><p:cNvGraphicFramePr/>'
+                           f'<p:nvPr/></p:nvGraphicFramePr><a:graphic><a:graphicData uri="{dgm}"><dgm:relIds '
+                           f'xmlns:dgm="{dgm}" r:dm="rId3" r:lo="rId4" r:qs="rId5" r:cs="rId6"/></a:graphicData>'
+                           f"</a:graphic></p:graphicFrame>")  # fmt: skip
+                points = "".join(f'<dgm:pt modelId="{{{i}}}"><dgm:prSet/><dgm:spPr/><dgm:t><a:bodyPr/><a:p><a:r>'
+                                 f'<a:t>{item}</a:t></a:r></a:p></dgm:t></dgm:pt><dgm:pt modelId="{{s{i}}}" '
+                                 f'type="sibTrans"><dgm:t><a:p><a:r><a:t>between</a:t></a:r></a:p></dgm:t></dgm:pt>'
+                                 for i, item in enumerate(items))  # fmt: skip
+                z.writestr(f"ppt/diagrams/data{k}.xml", f'<dgm:dataModel xmlns:dgm="{dgm}" xmlns:a="{_A}"><dgm:ptLst>'
+                           f'<dgm:pt modelId="{{doc}}" type="doc"><dgm:t><a:p><a:r><a:t>whole</a:t></a:r></a:p></dgm:t>'
+                           f'</dgm:pt>{points}<dgm:pt modelId="{{p}}" type="pres"/></dgm:ptLst></dgm:dataModel>')  # fmt: skip
+                links.append(("rId3", "diagramData", f"../diagrams/data{k}.xml"))
             z.writestr(f"ppt/slides/slide{k}.xml", f'<?xml version="1.0"?><p:sld {ns}><p:cSld><p:spTree>{tree}'
                        f"{shapes}</p:spTree></p:cSld></p:sld>")  # fmt: skip
-            links = [("rId1", "slideLayout", "../slideLayouts/slideLayout1.xml")]
             if notes is not None:
                 links.append(("rId2", "notesSlide", f"../notesSlides/notesSlide{k}.xml"))
                 z.writestr(f"ppt/notesSlides/notesSlide{k}.xml", f'<p:notes {ns}><p:cSld><p:spTree>{tree}'

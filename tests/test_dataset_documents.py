@@ -512,6 +512,8 @@ def test_pptx_text_is_its_slides_and_notes(monkeypatch: pytest.MonkeyPatch) -> N
     from embedrt.dataset._pptx import is_pptx, pptx_text
 
     assert pptx_text(make_pptx(SLIDES)) == (DECK_TEXT, None)  # the master's title style is not the deck's text
+    with_diagram = make_pptx(SLIDES, diagrams={1: ["Plan", "Build it", "Ship"]})  # SmartArt: its items, a line each
+    assert pptx_text(with_diagram) == (DECK_TEXT.replace("\n\f\n\n\f\n", "\n\f\nPlan\nBuild it\nShip\n\f\n"), None)
     moved, why = pptx_text(make_pptx(SLIDES, order=[2, 0, 1]))  # the deck's order, not the files' names
     assert why is None and (moved or "").split("\n\f\n") == [DECK_TEXT.split("\n\f\n")[k] for k in (2, 0, 1)]
     assert pptx_text(make_pptx([])) == ("", None)  # no slides: an empty text, as an empty file

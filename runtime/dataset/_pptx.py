@@ -3,16 +3,17 @@ no text to a model. Read with the standard library (``zipfile``, ``ElementTree``
 
 Kept, slide by slide in the deck's order (hidden slides too, as they are numbered): each shape's text
 (its paragraphs a line each, the shapes a blank line apart, so that ``chunk_tokens`` windows end at
-them), grouped shapes, tables a row a line with their cells a tab apart, then the slide's speaker
-notes. Slides are separated by a form feed on a line of its own, as a PDF's pages are, so that a
-window's ``chunk_page`` is the slide it begins on. Left out: the slide number, date and footer
-placeholders, the layouts' and masters' text, charts, diagrams (SmartArt), pictures, and the copy
-PowerPoint keeps of newer content for old readers.
+them), grouped shapes, tables a row a line with their cells a tab apart, SmartArt diagrams' items a
+line each, then the slide's speaker notes. Slides are separated by a form feed on a line of its own,
+as a PDF's pages are, so that a window's ``chunk_page`` is the slide it begins on. Left out: the
+slide number, date and footer placeholders, the layouts' and masters' text, charts, pictures, and
+the copy PowerPoint keeps of newer content for old readers.
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from xml.etree import ElementTree
 
 from ._pdf_worker import PAGE_BREAK
@@ -26,6 +27,7 @@ _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
 _R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 _REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
+_DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
 _NOTES = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/notesSlide"
 _RUNS = {_A + "t": None, _A + "br": "\n", _A + "tab": "\t"}
 _FURNITURE = frozenset({"sldNum", "dt", "ftr", "hdr", "sldImg"})  # placeholders of every slide, not its content
@@ -48,10 +50,10 @@ def pptx_text(data: bytes) -> tuple[str | None, str | None]:
             return None, "a zip without ppt/presentation.xml: not a PowerPoint deck"
         slides = []
         for name in _slides(parts):
-            text = _shapes_text(parts.xml(name))
+            text = _shapes_text(parts, name)
             notes = _related(parts, name, _NOTES)
             if notes is not None:  # a notes page: the slide's picture, its notes, its number
-                text = "\n\n".join(t for t in (text, _shapes_text(parts.xml(notes))) if t)
+                text = "\n\n".join(t for t in (text, _shapes_text(parts, notes)) if t)
             slides.append(text)
     except Unreadable as e:
         return None, str(e)
@@ -90,16 +92,17 @@ def _related(parts: Parts, name: str, kind: str) -> str | None:
     return next((target for t, target in _rels(parts, name).values() if t == kind and parts.has(target)), None)
 
 
-def _shapes_text(root: ElementTree.Element) -> str:
-    """A slide's (or notes page's) shapes' text, a blank line between shapes."""
-    tree = root.find(f"{_P}cSld/{_P}spTree")
+def _shapes_text(parts: Parts, name: str) -> str:
+    """The text of the shapes of a slide (or notes page) ``name``, a blank line between shapes."""
+    tree = parts.xml(name).find(f"{_P}cSld/{_P}spTree")
     blocks: list[str] = []
     if tree is not None:
-        _shapes(tree, blocks)
+        rels = _rels(parts, name)
+        _shapes(tree, blocks, lambda rid: rels.get(rid, ("", ""))[1], parts)
     return "\n\n".join(b for b in blocks if b)
 
 
-def _shapes(parent: ElementTree.Element, out: list[str]) -> None:
+def _shapes(parent: ElementTree.Element, out: list[str], target: Callable[[str], str], parts: Parts) -> None:
     for el in parent:
         tag = el.tag
         if tag == _P + "sp":
@@ -113,8 +116,18 @@ def _shapes(parent: ElementTree.Element, out: list[str]) -> None:
             rows = ["\t".join(_paragraphs(tc.find(_A + "txBody")).replace("\n", " ") for tc in tr.findall(_A + "tc"))
                     for tr in el.findall(_A + "tr")]  # fmt: skip
             out.append("\n".join(r for r in rows if r.strip()))
+        elif tag == _DGM + "relIds":  # a SmartArt diagram: its items are in a part of their own
+            data = target(el.get(_R + "dm", ""))
+            if data and parts.has(data):
+                out.append(_diagram_text(parts.xml(data)))
         elif tag not in _SKIP:  # groups, frames, alternate content
-            _shapes(el, out)
+            _shapes(el, out, target, parts)
+
+
+def _diagram_text(model: ElementTree.Element) -> str:
+    """A SmartArt diagram's items (its data model's points of the type "node"), a line each."""
+    items = (p.find(_DGM + "t") for p in model.iter(_DGM + "pt") if p.get("type", "node") == "node")
+    return "\n".join(t for t in (_paragraphs(i).replace("\n", " ").strip() for i in items) if t)
 
 
 def _paragraphs(body: ElementTree.Element | None) -> str:

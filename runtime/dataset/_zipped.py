@@ -16,7 +16,7 @@ class Unreadable(Exception):
 
 
 class Parts:
-    """The parts of the zip ``data``, each read once, within ``MOST_XML`` bytes in all. ``not_zip``:
+    """The parts of the zip ``data``, within ``MOST_XML`` bytes in all (each parsed once). ``not_zip``:
     the reason a file that is not a zip has no text."""
 
     def __init__(self, data: bytes, not_zip: str) -> None:
@@ -25,6 +25,7 @@ class Parts:
         except zipfile.BadZipFile:
             raise Unreadable(not_zip) from None
         self.left = MOST_XML
+        self.parsed: dict[str, ElementTree.Element] = {}
 
     def has(self, name: str) -> bool:
         try:
@@ -48,9 +49,10 @@ class Parts:
             raise Unreadable(f"{name} does not unzip ({e}): a damaged file?") from None
 
     def xml(self, name: str) -> ElementTree.Element:
-        """The part ``name`` parsed (``Unreadable`` if it is not XML)."""
-        data = self.read(name)
-        try:
-            return ElementTree.fromstring(data)
-        except ElementTree.ParseError as e:
-            raise Unreadable(f"{name} is not XML ({e}): a damaged document?") from None
+        """The part ``name`` parsed, once (``Unreadable`` if it is not XML)."""
+        if name not in self.parsed:
+            try:
+                self.parsed[name] = ElementTree.fromstring(self.read(name))
+            except ElementTree.ParseError as e:
+                raise Unreadable(f"{name} is not XML ({e}): a damaged document?") from None
+        return self.parsed[name]
