@@ -57,9 +57,10 @@ def make_scanned_pdf(pdf: bytes, text_pages: tuple[int, ...] = ()) -> bytes:
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 
 
-def make_docx(body: str) -> bytes:
+def make_docx(body: str, footnotes: tuple[str, ...] = ()) -> bytes:
     """A ``.docx`` whose ``word/document.xml`` has ``body`` (WordprocessingML, prefix ``w``; ``mc``
-    for markup compatibility) for its body."""
+    for markup compatibility) for its body; ``footnotes``: the notes' texts, in
+    ``word/footnotes.xml`` after Word's two separators."""
     import io
     import zipfile
 
@@ -73,6 +74,13 @@ def make_docx(body: str) -> bytes:
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("[Content_Types].xml", types)
         z.writestr("word/document.xml", document)
+        if footnotes:
+            notes = "".join(f'<w:footnote w:id="{i}"><w:p><w:r><w:footnoteRef/></w:r><w:r><w:t xml:space="preserve"> '
+                            f"{text}</w:t></w:r></w:p></w:footnote>" for i, text in enumerate(footnotes, 1))  # fmt: skip
+            z.writestr("word/footnotes.xml", f'<w:footnotes xmlns:w="{_W}"><w:footnote w:type="separator" w:id="-1">'
+                       '<w:p><w:r><w:separator/><w:t>sep</w:t></w:r></w:p></w:footnote><w:footnote w:type='
+                       '"continuationSeparator" w:id="0"><w:p><w:r><w:continuationSeparator/></w:r></w:p></w:footnote>'
+                       f"{notes}</w:footnotes>")  # fmt: skip
     return out.getvalue()
 
 

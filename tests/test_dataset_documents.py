@@ -447,6 +447,9 @@ def test_docx_text_is_its_paragraphs_and_tables(monkeypatch: pytest.MonkeyPatch)
     from embedrt.dataset._docx import docx_text, is_docx
 
     assert docx_text(make_docx(MEMO)) == (MEMO_TEXT, None)
+    noted = make_docx(MEMO.replace(_r("Memo"), _r("Memo") + '<w:r><w:footnoteReference w:id="1"/></w:r>'),
+                      footnotes=("A note.", "Another."))  # fmt: skip
+    assert docx_text(noted) == (MEMO_TEXT + "\n\nA note.\n\nAnother.", None)  # after the body, not the separators
     assert docx_text(make_docx("")) == ("", None)  # an empty document: an empty text, as an empty file
     assert docx_text(b"\xd0\xcf\x11\xe0 an OLE file")[1] == (  # an older .doc, or a password-protected .docx
         "not a .docx (not a zip): an older .doc, or a password-protected document? save it as .docx without a "

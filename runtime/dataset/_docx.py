@@ -4,8 +4,9 @@ zip of XML, no text to a model. Read with the standard library (``zipfile``, ``E
 Kept, in the body's order: each paragraph's text (a blank line after it, so that ``chunk_tokens``
 windows end at paragraphs), tabs and line breaks as they are, a non-breaking hyphen as ``-``;
 tables a row a line, their cells a tab apart; text boxes and content controls where they stand;
-inserted revisions. Left out: deleted revisions, field codes (their results are kept), headers,
-footers, footnotes and comments, and the fallback copy Word keeps of a text box for old readers.
+inserted revisions; then the footnotes and endnotes, each a paragraph. Left out: deleted
+revisions, field codes (their results are kept), headers, footers and comments, and the fallback
+copy Word keeps of a text box for old readers.
 An older ``.doc``, a password-protected file (not a zip) or a zip without ``word/document.xml`` has
 no text: a bad row saying which.
 """
@@ -42,11 +43,16 @@ def docx_text(data: bytes) -> tuple[str | None, str | None]:
         if not parts.has("word/document.xml"):
             return None, "a zip without word/document.xml: not a Word document"
         root = parts.xml("word/document.xml")
+        body = root.find(_W + "body")
+        blocks: list[str] = []
+        _blocks(body if body is not None else root, blocks)
+        for name, tag in (("word/footnotes.xml", "footnote"), ("word/endnotes.xml", "endnote")):
+            if parts.has(name):  # after the body, as a printed document's notes end it
+                for note in parts.xml(name).iter(_W + tag):
+                    if note.get(_W + "type", "normal") == "normal":  # not the separator lines
+                        _blocks(note, blocks)
     except Unreadable as e:
         return None, str(e)
-    body = root.find(_W + "body")
-    blocks: list[str] = []
-    _blocks(body if body is not None else root, blocks)
     return "\n\n".join(b for b in blocks if b.strip()), None
 
 
