@@ -40,6 +40,12 @@ def _folder(root: Path, docs: dict[str, bytes | str]) -> Path:
     return root
 
 
+def _takes(kind: str, name: str) -> bool:
+    from embedrt.dataset._as_text import BY_NAME
+
+    return BY_NAME[kind].takes(name)
+
+
 def _vectors(table: pa.Table) -> np.ndarray:
     return np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
 
@@ -220,7 +226,7 @@ PAGE_TEXT = ('The Guide & More\n\nHome | Book\n\nInstalling\n\nRun the installer
 
 
 def test_html_text_is_what_a_browser_shows() -> None:
-    from embedrt.dataset._html import html_text, is_html
+    from embedrt.dataset._html import html_text
 
     assert html_text(PAGE) == PAGE_TEXT
     assert html_text("<p>no head <i>at all</i></p><p>second</p>") == "no head at all\n\nsecond"
@@ -229,7 +235,7 @@ def test_html_text_is_what_a_browser_shows() -> None:
     assert html_text("<title>T</title><p>a <svg><title>icon</title></svg>b</p>") == "T\n\na b"  # an image's title
     assert html_text("<p>x\ufdd3y\ufdd0z</p>") == "xyz"  # the parser's own marks are no page's text
     assert html_text("plain text, <unclosed <p>and <b>misnested</p></b> tags").startswith("plain text,")
-    assert [is_html(n) for n in ("a.html", "B.HTM", "c.xhtml", "d.html.gz", "e.md", "html")] == [True] * 4 + [False] * 2
+    assert [_takes("html", n) for n in ("a.html", "B.HTM", "c.xhtml", "d.html.gz", "e.md", "html")] == [True] * 4 + [False] * 2
 
 
 def test_html_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
@@ -258,7 +264,6 @@ REPORT_TEXT = ("Quarterly report (draft)\nThe river engine is manipulated by qui
 
 def test_pdf_text_is_its_pages_text() -> None:
     pytest.importorskip("pypdfium2")
-    from embedrt.dataset._pdf import is_pdf
     from embedrt.dataset._pdf_worker import pdf_text
 
     assert pdf_text(make_pdf(REPORT)) == (REPORT_TEXT, None)  # the hyphenated word joined, an empty page kept
@@ -270,7 +275,7 @@ def test_pdf_text_is_its_pages_text() -> None:
     assert pdf_text(make_pdf([["secret"]], password=True))[1] == (
         "a PDF that needs a password: decrypt it first (qpdf --decrypt --password=...)")
     assert pdf_text(make_pdf(REPORT)[:200])[1] == "not a PDF that PDFium reads (Data format error): a damaged or truncated file?"
-    assert [is_pdf(n) for n in ("a.pdf", "B.PDF", "c.pdf.zst", "d.pdfx", "pdf")] == [True] * 3 + [False] * 2
+    assert [_takes("pdf", n) for n in ("a.pdf", "B.PDF", "c.pdf.zst", "d.pdfx", "pdf")] == [True] * 3 + [False] * 2
 
 
 def test_pdf_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
@@ -444,7 +449,7 @@ MEMO_TEXT = ("Memo\n\nFirst linked line\nsecond\ttabbed, e-mail\n\ninserted 7\n\
 
 def test_docx_text_is_its_paragraphs_and_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     from embedrt.dataset import _zipped
-    from embedrt.dataset._docx import docx_text, is_docx
+    from embedrt.dataset._docx import docx_text
 
     assert docx_text(make_docx(MEMO)) == (MEMO_TEXT, None)
     noted = make_docx(MEMO.replace(_r("Memo"), _r("Memo") + '<w:r><w:footnoteReference w:id="1"/></w:r>'),
@@ -465,7 +470,7 @@ def test_docx_text_is_its_paragraphs_and_tables(monkeypatch: pytest.MonkeyPatch)
     with zipfile.ZipFile(broken, "w") as z:
         z.writestr("word/document.xml", "<w:document")
     assert docx_text(broken.getvalue())[1].startswith("word/document.xml is not XML (")
-    assert [is_docx(n) for n in ("a.docx", "B.DOCX", "c.docx.gz", "d.doc", "e.docm")] == [True] * 3 + [False] * 2
+    assert [_takes("docx", n) for n in ("a.docx", "B.DOCX", "c.docx.gz", "d.doc", "e.docm")] == [True] * 3 + [False] * 2
     monkeypatch.setattr(_zipped, "MOST_XML", 1000)  # a zip bomb's body is not read
     why = docx_text(make_docx(MEMO))[1] or ""
     assert re.fullmatch(r"word/document.xml is \d,\d{3} bytes uncompressed, over the 1,000 read of a document", why)
@@ -512,7 +517,7 @@ DECK_TEXT = ("Quarterly review\n\nRevenue up\nCosts down\nsharply\n\nMention the
 
 def test_pptx_text_is_its_slides_and_notes(monkeypatch: pytest.MonkeyPatch) -> None:
     from embedrt.dataset import _zipped
-    from embedrt.dataset._pptx import is_pptx, pptx_text
+    from embedrt.dataset._pptx import pptx_text
 
     assert pptx_text(make_pptx(SLIDES)) == (DECK_TEXT, None)  # the master's title style is not the deck's text
     with_diagram = make_pptx(SLIDES, diagrams={1: ["Plan", "Build it", "Ship"]})  # SmartArt: its items, a line each
@@ -528,7 +533,7 @@ def test_pptx_text_is_its_slides_and_notes(monkeypatch: pytest.MonkeyPatch) -> N
     assert pptx_text(make_docx("<w:p/>"))[1] == "a zip without ppt/presentation.xml: not a PowerPoint deck"
     broken = make_pptx([(pptx_shape(["x"]) + "<p:sp>", None)])
     assert (pptx_text(broken)[1] or "").startswith("ppt/slides/slide1.xml is not XML (")
-    assert [is_pptx(n) for n in ("a.pptx", "B.PPTX", "c.pptx.zst", "d.ppt", "e.pptm")] == [True] * 3 + [False] * 2
+    assert [_takes("pptx", n) for n in ("a.pptx", "B.PPTX", "c.pptx.zst", "d.ppt", "e.pptm")] == [True] * 3 + [False] * 2
     monkeypatch.setattr(_zipped, "MOST_XML", 3000)  # a zip bomb is not read: every part counts
     why = pptx_text(make_pptx(SLIDES))[1] or ""
     assert re.fullmatch(r"ppt/\S+ is \d,\d{3} bytes uncompressed, over the 3,000 read of a document", why)
@@ -539,7 +544,7 @@ BOOK = [("ch 1.xhtml", "<h1>One</h1><p>First &amp; chapter.</p><script>skip()</s
 
 
 def test_epub_text_is_its_chapters_in_reading_order() -> None:
-    from embedrt.dataset._epub import epub_text, is_epub
+    from embedrt.dataset._epub import epub_text
 
     text = "A Book\n\nOne\n\nFirst & chapter.\n\nTwo\n\nSecond\nline."
     assert epub_text(make_epub(BOOK)) == (text, None)  # the navigation document and styles are not chapters
@@ -559,7 +564,7 @@ def test_epub_text_is_its_chapters_in_reading_order() -> None:
         z.writestr("META-INF/container.xml", '<container xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
                    '<rootfiles><rootfile full-path="book.opf"/></rootfiles></container>')  # fmt: skip
     assert epub_text(lost.getvalue())[1] == "the EPUB's package file 'book.opf', named by META-INF/container.xml, is not in the zip"
-    assert [is_epub(n) for n in ("a.epub", "B.EPUB", "c.epub.gz", "d.mobi")] == [True] * 3 + [False]
+    assert [_takes("epub", n) for n in ("a.epub", "B.EPUB", "c.epub.gz", "d.mobi")] == [True] * 3 + [False]
 
 
 def test_pptx_and_epub_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:

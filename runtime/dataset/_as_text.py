@@ -8,11 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._docx import docx_text, is_docx
-from ._epub import epub_text, is_epub
-from ._html import is_html
-from ._pdf import is_pdf
-from ._pptx import is_pptx, pptx_text
+from . import _docx, _epub, _html, _pdf, _pptx
+from ._storage import uncompressed_name
 
 Reader = Callable[[bytes], tuple[str | None, str | None]]  # a file's bytes -> its text, or why it has none
 
@@ -23,17 +20,21 @@ class Kind:
     documents: str  # what the option reads: "PDF" documents
     one: str  # one such file, in a bad row's reason: "a PDF"
     binary: bool  # not text at all: a file of its names read as UTF-8 fails, naming the option
-    takes: Callable[[str], bool]  # whether a document's name is of this kind
+    suffixes: tuple[str, ...]  # the documents' names of this kind end so (before a compression suffix)
     reads: Reader | None = None  # a binary kind's reader in the job's process (PDFs are read in workers: ``_pdf``)
     paged: bool = False  # its text's pages (slides) separated by form feeds: windows carry ``chunk_page``
 
+    def takes(self, path: str) -> bool:
+        """Whether the document ``path`` is of this kind, by its name (``page.html.gz`` too)."""
+        return uncompressed_name(path).endswith(self.suffixes)
+
 
 KINDS = (
-    Kind("html", "HTML", "an HTML page", False, is_html),
-    Kind("pdf", "PDF", "a PDF", True, is_pdf, paged=True),
-    Kind("docx", "Word", "a Word document", True, is_docx, docx_text),
-    Kind("pptx", "PowerPoint", "a PowerPoint deck", True, is_pptx, pptx_text, paged=True),
-    Kind("epub", "EPUB", "an EPUB book", True, is_epub, epub_text),
+    Kind("html", "HTML", "an HTML page", False, _html.SUFFIXES),
+    Kind("pdf", "PDF", "a PDF", True, _pdf.SUFFIXES, paged=True),
+    Kind("docx", "Word", "a Word document", True, _docx.SUFFIXES, _docx.docx_text),
+    Kind("pptx", "PowerPoint", "a PowerPoint deck", True, _pptx.SUFFIXES, _pptx.pptx_text, paged=True),
+    Kind("epub", "EPUB", "an EPUB book", True, _epub.SUFFIXES, _epub.epub_text),
 )
 BY_NAME = {k.name: k for k in KINDS}
 

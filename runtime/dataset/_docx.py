@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
-from ._storage import uncompressed_name
 from ._zipped import Parts, Unreadable
 
 SUFFIXES = (".docx",)  # documents read as Word documents (a compression suffix after them too)
@@ -28,11 +27,6 @@ _TEXT = {_W + "t": None, _W + "tab": "\t", _W + "ptab": "\t", _W + "br": "\n", _
 _SKIP = frozenset({_W + "pPr", _W + "rPr", _W + "tblPr", _W + "trPr", _W + "tcPr", _W + "sectPr", _W + "del",
                    _W + "delText", _W + "instrText", _W + "moveFrom", _MC + "Fallback"})  # fmt: skip
 
-
-def is_docx(path: str) -> bool:
-    """Whether a document is read as a Word document with ``docx_text``: its name ends in ``.docx``
-    (before a compression suffix)."""
-    return uncompressed_name(path).endswith(SUFFIXES)
 
 
 def docx_text(data: bytes) -> tuple[str | None, str | None]:

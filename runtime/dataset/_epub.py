@@ -17,7 +17,6 @@ import urllib.parse
 from xml.etree import ElementTree
 
 from ._html import html_text
-from ._storage import uncompressed_name
 from ._zipped import Parts, Unreadable
 
 SUFFIXES = (".epub",)  # documents read as EPUB books (a compression suffix after them too)
@@ -27,11 +26,6 @@ _OPF = "{http://www.idpf.org/2007/opf}"
 _DC = "{http://purl.org/dc/elements/1.1/}"
 _ENC = "{http://www.w3.org/2001/04/xmlenc#}"
 
-
-def is_epub(path: str) -> bool:
-    """Whether a document is read as an EPUB book with ``epub_text``: its name ends in ``.epub``
-    (before a compression suffix)."""
-    return uncompressed_name(path).endswith(SUFFIXES)
 
 
 def epub_text(data: bytes) -> tuple[str | None, str | None]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from ._storage import uncompressed_name
-
 SUFFIXES = (".html", ".htm", ".xhtml")  # documents read as HTML (a compression suffix after them too)
 
 _HIDDEN = frozenset({"script", "style", "head", "template", "noscript", "svg", "math", "iframe", "object"})
@@ -112,8 +110,3 @@ def html_text(page: str, title: bool = True) -> str:
         return f"{heading}\n\n{body}" if body else heading
     return body
 
-
-def is_html(path: str) -> bool:
-    """Whether a document is read as HTML with ``html_text``: its name ends in ``SUFFIXES`` (before a
-    compression suffix, as ``page.html.gz``)."""
-    return uncompressed_name(path).endswith(SUFFIXES)

@@ -27,9 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ._pdf_worker import HEADER, read_exact
-from ._storage import uncompressed_name
 
-__all__ = ["PDF_SECONDS", "WORKERS", "check_ocr", "check_pdfium", "is_pdf", "pdf_text_later"]
+__all__ = ["PDF_SECONDS", "WORKERS", "check_ocr", "check_pdfium", "pdf_text_later"]
 
 SUFFIXES = (".pdf",)  # documents read as PDF (a compression suffix after them too)
 WORKERS = min(8, os.cpu_count() or 1)
@@ -38,11 +37,6 @@ PDF_SECONDS = 600.0  # one PDF's longest reading (with OCR, one page's): a worke
 # runs the worker's file as a script, with neither the working folder nor the package's folder on its path
 _START = "import runpy, sys; sys.path.pop(0); runpy.run_path(sys.argv.pop(1), run_name='__main__')"
 
-
-def is_pdf(path: str) -> bool:
-    """Whether a document is read as a PDF with ``pdf_text``: its name ends in ``.pdf`` (before a
-    compression suffix, as ``paper.pdf.gz``)."""
-    return uncompressed_name(path).endswith(SUFFIXES)
 
 
 def check_pdfium() -> None:

@@ -193,7 +193,7 @@ def serve(requests: IO[bytes], replies: IO[bytes], ocr: bool = False) -> None:
         try:
             answer = pdf_text(data, reader)
         except Exception as e:  # anything else PDFium's binding raises: the document's, not the worker's
-            answer = (None, f"PDFium failed on it ({type(e).__name__}: {e})")
+            answer = (None, f"{'PDFium or OCR' if ocr else 'PDFium'} failed on it ({type(e).__name__}: {e})")
         body = json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogatepass")
         replies.write(HEADER.pack(len(body)) + body)
         replies.flush()

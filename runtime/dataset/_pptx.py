@@ -17,7 +17,6 @@ from collections.abc import Callable
 from xml.etree import ElementTree
 
 from ._pdf_worker import PAGE_BREAK
-from ._storage import uncompressed_name
 from ._zipped import Parts, Unreadable
 
 SUFFIXES = (".pptx",)  # documents read as PowerPoint decks (a compression suffix after them too)
@@ -34,11 +33,6 @@ _FURNITURE = frozenset({"sldNum", "dt", "ftr", "hdr", "sldImg"})  # placeholders
 _SKIP = frozenset({_MC + "Fallback", _P + "nvSpPr", _P + "nvGrpSpPr", _P + "spPr", _P + "grpSpPr", _A + "bodyPr",
                    _A + "lstStyle", _A + "pPr", _A + "rPr", _A + "endParaRPr", _A + "tcPr", _A + "tblPr"})  # fmt: skip
 
-
-def is_pptx(path: str) -> bool:
-    """Whether a document is read as a PowerPoint deck with ``pptx_text``: its name ends in ``.pptx``
-    (before a compression suffix)."""
-    return uncompressed_name(path).endswith(SUFFIXES)
 
 
 def pptx_text(data: bytes) -> tuple[str | None, str | None]:
