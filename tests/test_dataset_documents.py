@@ -717,3 +717,27 @@ def test_an_ocr_worker_is_stopped_after_a_page_too_long_not_a_pdf_too_long(monke
             assert pool.text(b"%PDF") == answer
         finally:
             pool.close()
+
+
+def test_a_damaged_or_pathological_office_file_is_a_bad_row(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    import io
+    import zipfile
+
+    from embedrt.dataset._docx import docx_text
+
+    lines = "".join(f"<w:p><w:r><w:t>paragraph {i} with some words</w:t></w:r></w:p>" for i in range(300))
+    damaged = bytearray(make_docx(lines))
+    info = zipfile.ZipFile(io.BytesIO(bytes(damaged))).getinfo("word/document.xml")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for k in range(40, 60):  # bits flipped inside the compressed body
+        damaged[start + k] ^= 0x55
+    why = docx_text(bytes(damaged))[1] or ""
+    assert why.startswith("word/document.xml does not unzip (") and why.endswith("): a damaged file?")
+    deep = "<w:sdt><w:sdtContent>" * 3000 + "<w:p><w:r><w:t>deep</w:t></w:r></w:p>" + "</w:sdtContent></w:sdt>" * 3000
+    src = _folder(tmp_path / "docs", {"damaged.docx": bytes(damaged), "deep.docx": make_docx(deep), "fine.docx": make_docx(lines)})
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, docx_text=True, on_error="skip", progress=False)
+    assert s.written == 1 and s.bad_rows == 2  # the job goes on
+    bad = [json.loads(line) for line in (tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines()]
+    assert bad[0]["id"] == "damaged.docx" and bad[0]["reason"] == why
+    assert bad[1]["id"] == "deep.docx" and bad[1]["reason"].startswith("a Word document that its reader failed on "
+                                                                       "(RecursionError: maximum recursion depth")  # fmt: skip

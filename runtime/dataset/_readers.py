@@ -208,7 +208,12 @@ def _document_text(path: str, as_text: tuple[str, ...] = ()) -> tuple[Any, str |
         with storage.open_input(path) as f:
             data = f.read()
         reads = BY_NAME[kind].reads
-        return (data, None) if reads is None else reads(data)
+        if reads is None:
+            return data, None
+        try:
+            return reads(data)
+        except Exception as e:  # the reader's fault or the file's (XML nested past Python's recursion): the document's
+            return None, f"{BY_NAME[kind].one} that its reader failed on ({type(e).__name__}: {e})"
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:

@@ -5,7 +5,9 @@ memory."""
 from __future__ import annotations
 
 import io
+import lzma
 import zipfile
+import zlib
 from xml.etree import ElementTree
 
 MOST_XML = 1 << 29  # a document's parts read at most, uncompressed, all together
@@ -45,8 +47,10 @@ class Parts:
         self.left -= size
         try:
             return self.zip.read(name)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # a bad CRC, a cut stream
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:  # a bad CRC, a cut stream
             raise Unreadable(f"{name} does not unzip ({e}): a damaged file?") from None
+        except (NotImplementedError, RuntimeError) as e:  # a compression method zipfile lacks; encrypted
+            raise Unreadable(f"{name} cannot be unzipped ({e})") from None
 
     def xml(self, name: str) -> ElementTree.Element:
         """The part ``name`` parsed, once (``Unreadable`` if it is not XML)."""
