@@ -196,3 +196,32 @@ def make_epub(chapters: list[tuple[str, str]], title: str = "A Book", encrypted:
             z.writestr("META-INF/encryption.xml", f'<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:'
                        f'container">{refs}</encryption>')  # fmt: skip
     return out.getvalue()
+
+
+_ODF_NS = {"office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0", "text": "urn:oasis:names:tc:opendocument:xmlns:text:1.0",
+           "table": "urn:oasis:names:tc:opendocument:xmlns:table:1.0", "draw": "urn:oasis:names:tc:opendocument:xmlns:drawing:1.0",
+           "presentation": "urn:oasis:names:tc:opendocument:xmlns:presentation:1.0"}  # fmt: skip
+
+
+def make_odf(body: str, presentation: bool = False, encrypted: bool = False) -> bytes:
+    """An OpenDocument text (or, with ``presentation``, presentation) whose ``content.xml`` body is
+    ``body`` (prefixes ``office``, ``text``, ``table``, ``draw``, ``presentation``), laid out as
+    LibreOffice writes it; ``encrypted``: its manifest says ``content.xml`` is encrypted."""
+    import io
+    import zipfile
+
+    kind = "presentation" if presentation else "text"
+    ns = " ".join(f'xmlns:{k}="{v}"' for k, v in _ODF_NS.items())
+    manifest = "urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"
+    secret = '<manifest:encryption-data manifest:checksum-type="SHA1/1K"/>' if encrypted else ""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), f"application/vnd.oasis.opendocument.{kind}", zipfile.ZIP_STORED)
+        z.writestr("content.xml", f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns} office:version="1.3">'
+                   f"<office:automatic-styles/><office:body><office:{kind}>{body}</office:{kind}></office:body>"
+                   "</office:document-content>")  # fmt: skip
+        z.writestr("META-INF/manifest.xml", f'<manifest:manifest xmlns:manifest="{manifest}"><manifest:file-entry '
+                   f'manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.{kind}"/>'
+                   f'<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">{secret}'
+                   "</manifest:file-entry></manifest:manifest>")  # fmt: skip
+    return out.getvalue()

@@ -15,7 +15,7 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from document_files import make_docx, make_epub, make_pdf, make_pptx, make_scanned_pdf, pptx_shape  # noqa: E402
+from document_files import make_docx, make_epub, make_odf, make_pdf, make_pptx, make_scanned_pdf, pptx_shape  # noqa: E402
 
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
 from embedrt import Embedder  # noqa: E402
@@ -741,3 +741,68 @@ def test_a_damaged_or_pathological_office_file_is_a_bad_row(tmp_path: Path, tiny
     assert bad[0]["id"] == "damaged.docx" and bad[0]["reason"] == why
     assert bad[1]["id"] == "deep.docx" and bad[1]["reason"].startswith("a Word document that its reader failed on "
                                                                        "(RecursionError: maximum recursion depth")  # fmt: skip
+
+
+REPORT_ODT = (
+    '<text:sequence-decls><text:sequence-decl text:name="Table"/></text:sequence-decls>'
+    '<text:h text:outline-level="1">Annual <text:span>report</text:span></text:h>'
+    '<text:p>Two  spaces,<text:s text:c="3"/>three more<text:tab/>a tab<text:line-break/>a new line'
+    '<text:note text:note-class="footnote"><text:note-citation>1</text:note-citation><text:note-body><text:p>The footnote.'
+    '</text:p></text:note-body></text:note><office:annotation><text:p>a reviewer</text:p></office:annotation>.</text:p>'
+    '<text:tracked-changes><text:changed-region><text:deletion><text:p>deleted words</text:p></text:deletion>'
+    '</text:changed-region></text:tracked-changes>'
+    '<text:list><text:list-item><text:p>item one</text:p></text:list-item><text:list-item><text:p>item two</text:p>'
+    '</text:list-item></text:list>'
+    '<text:p>Before the frame <draw:frame><draw:text-box><text:p>framed</text:p></draw:text-box></draw:frame>after</text:p>'
+    '<text:soft-page-break/>'
+    '<table:table><table:table-column table:number-columns-repeated="2"/><table:table-header-rows><table:table-row>'
+    '<table:table-cell><text:p>Q</text:p></table:table-cell><table:table-cell><text:p>A</text:p></table:table-cell>'
+    '</table:table-row></table:table-header-rows><table:table-row><table:table-cell><text:p>a1</text:p></table:table-cell>'
+    '<table:table-cell><text:p>b1</text:p><text:p>more</text:p></table:table-cell></table:table-row><text:soft-page-break/>'
+    '<table:table-row><table:table-cell table:number-columns-spanned="2"><text:p>a2</text:p></table:table-cell>'
+    '<table:covered-table-cell/></table:table-row></table:table>'
+    '<text:p/><text:p>Last page, <text:soft-page-break/>then a fourth.</text:p>'
+)  # fmt: skip
+REPORT_ODT_TEXT = ("Annual report\n\nTwo  spaces,   three more\ta tab\na new line.\n\nitem one\n\nitem two\n\n"
+                   "Before the frame \nframed\nafter\n\f\nQ\tA\na1\tb1 more\n\f\na2\t\n\nLast page,\n\f\nthen a fourth."
+                   "\n\nThe footnote.")  # fmt: skip
+SLIDES_ODP = (
+    '<draw:page draw:name="p1"><draw:frame presentation:class="title"><draw:text-box><text:p>Quarterly review</text:p>'
+    '</draw:text-box></draw:frame><draw:frame presentation:class="outline"><draw:text-box><text:list><text:list-item>'
+    '<text:p>Revenue up</text:p></text:list-item><text:list-item><text:p>Costs down</text:p></text:list-item></text:list>'
+    '</draw:text-box></draw:frame><draw:frame presentation:class="page-number"><draw:text-box><text:p>1</text:p>'
+    '</draw:text-box></draw:frame><draw:g><draw:custom-shape><text:p>In a group</text:p></draw:custom-shape></draw:g>'
+    '<presentation:notes><draw:page-thumbnail/><draw:frame presentation:class="notes"><draw:text-box><text:p>Mention the '
+    'office.</text:p></draw:text-box></draw:frame></presentation:notes></draw:page>'
+    '<draw:page draw:name="p2"/>'
+    '<draw:page draw:name="p3"><draw:frame><table:table><table:table-row><table:table-cell><text:p>x</text:p>'
+    '</table:table-cell><table:table-cell><text:p>y</text:p></table:table-cell></table:table-row></table:table></draw:frame>'
+    '</draw:page>'
+)  # fmt: skip
+
+
+def test_odf_text_is_its_pages_and_slides() -> None:
+    from embedrt.dataset._odf import odf_text
+
+    assert odf_text(make_odf(REPORT_ODT)) == (REPORT_ODT_TEXT, None)  # LibreOffice's last layout: four pages
+    assert odf_text(make_odf(SLIDES_ODP, presentation=True)) == (
+        "Quarterly review\n\nRevenue up\nCosts down\n\nIn a group\n\nMention the office.\n\f\n\n\f\nx\ty", None)
+    assert odf_text(make_odf("")) == ("", None)
+    assert odf_text(make_odf(REPORT_ODT, encrypted=True))[1] == "a password-protected document: save it without a password first"
+    assert odf_text(b"\xd0\xcf\x11\xe0 an OLE file")[1] == (
+        "not an OpenDocument file (not a zip): an older StarOffice or .doc file? save it as .odt")
+    assert odf_text(make_docx("<w:p/>"))[1] == "a zip without content.xml: not an OpenDocument file"
+    assert [_takes("odf", n) for n in ("a.odt", "b.ODP", "c.odt.gz", "d.ods", "e.odg")] == [True] * 3 + [False] * 2
+
+
+def test_odf_documents_are_embedded_and_paged(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _folder(tmp_path / "docs", {"report.odt": make_odf(REPORT_ODT), "deck.odp": make_odf(SLIDES_ODP, presentation=True)})
+    assert main(["embed-dataset", str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle), "--documents", "--odf-text",
+                 "--keep-columns", "text", "--chunk-tokens", "12", "--no-progress"]) == 0  # fmt: skip
+    rows = pq.read_table(tmp_path / "out").to_pylist()
+    assert {r["id"] for r in rows} == {"deck.odp", "report.odt"}
+    for r in rows:  # the page (slide) a window begins on
+        assert r["chunk_page"] == r["text"].count("\f", 0, r["chunk_start"]) + 1
+    assert {r["chunk_page"] for r in rows if r["id"] == "report.odt"} == {1, 2, 3, 4}
+    with pytest.raises(BadRowError, match=r"an OpenDocument file \(invalid UTF-8 at byte \d+\): pass --odf-text"):
+        embed_dataset(src, tmp_path / "y", tiny_bert_bundle, documents=True, progress=False)

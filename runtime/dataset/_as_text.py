@@ -1,14 +1,15 @@
 """Documents read as their text rather than as UTF-8: HTML pages (``_html``), PDFs (``_pdf``), Word
-documents (``_docx``), PowerPoint decks (``_pptx``) and EPUB books (``_epub``), each kind by its
-file names, as a job asks for it (``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``,
-``epub_text``). A job's kinds are part of its identity (``{kind: "text"}``)."""
+documents (``_docx``), PowerPoint decks (``_pptx``), EPUB books (``_epub``) and OpenDocument files
+(``_odf``), each kind by its file names, as a job asks for it (``html_text``, ``pdf_text``,
+``docx_text``, ``pptx_text``, ``epub_text``, ``odf_text``). A job's kinds are part of its identity
+(``{kind: "text"}``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _docx, _epub, _html, _pdf, _pptx
+from . import _docx, _epub, _html, _odf, _pdf, _pptx
 from ._storage import uncompressed_name
 
 Reader = Callable[[bytes], tuple[str | None, str | None]]  # a file's bytes -> its text, or why it has none
@@ -35,13 +36,15 @@ KINDS = (
     Kind("docx", "Word", "a Word document", True, _docx.SUFFIXES, _docx.docx_text),
     Kind("pptx", "PowerPoint", "a PowerPoint deck", True, _pptx.SUFFIXES, _pptx.pptx_text, paged=True),
     Kind("epub", "EPUB", "an EPUB book", True, _epub.SUFFIXES, _epub.epub_text),
+    Kind("odf", "OpenDocument", "an OpenDocument file", True, _odf.SUFFIXES, _odf.odf_text, paged=True),
 )
 BY_NAME = {k.name: k for k in KINDS}
 
 
-def asked(html_text: bool, pdf_text: bool, docx_text: bool, pptx_text: bool, epub_text: bool) -> tuple[str, ...]:
+def asked(html_text: bool, pdf_text: bool, docx_text: bool, pptx_text: bool, epub_text: bool,
+          odf_text: bool) -> tuple[str, ...]:  # fmt: skip
     """The kinds a job's options ask for, in ``KINDS`` order."""
-    on = (html_text, pdf_text, docx_text, pptx_text, epub_text)
+    on = (html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text)
     return tuple(k.name for k, yes in zip(KINDS, on, strict=True) if yes)
 
 

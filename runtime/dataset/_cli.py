@@ -83,7 +83,7 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "only the parts around them: a later run moves the others instead of computing them again")  # fmt: skip
     p.add_argument("--documents", action="store_true",
                    help="each input file is one text (a folder of Markdown, HTML, text or, with --pdf-text, --docx-text, "
-                   "--pptx-text and --epub-text, PDF, Word, PowerPoint and EPUB documents; every file but "
+                   "--pptx-text, --epub-text and --odf-text, PDF, Word, PowerPoint, EPUB and OpenDocument documents; every file but "
                    "hidden ones, or a glob's matches): rows of the columns path (the file's path under INPUT, the "
                    "default --id-column) and text; with --chunk-tokens max each is embedded whole in windows")  # fmt: skip
     p.add_argument("--html-text", action="store_true",
@@ -105,6 +105,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--epub-text", action="store_true",
                    help="with --documents: read .epub books as their title and chapters' text in reading order; "
                    "a book with DRM is a bad row")  # fmt: skip
+    p.add_argument("--odf-text", action="store_true",
+                   help="with --documents: read .odt and .odp (OpenDocument, LibreOffice) documents as their text, "
+                   "pages (as last laid out) or slides separated as PDF pages are (windows name theirs: chunk_page)")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
@@ -169,7 +172,8 @@ def _run(args: argparse.Namespace) -> int:
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
                 dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
                 documents=args.documents, html_text=args.html_text, pdf_text=args.pdf_text,
-                docx_text=args.docx_text, pptx_text=args.pptx_text, epub_text=args.epub_text, ocr=args.ocr,
+                docx_text=args.docx_text, pptx_text=args.pptx_text, epub_text=args.epub_text, odf_text=args.odf_text,
+                ocr=args.ocr,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
