@@ -24,6 +24,8 @@ class Kind:
     suffixes: tuple[str, ...]  # the documents' names of this kind end so (before a compression suffix)
     reads: Reader | None = None  # a binary kind's reader in the job's process (PDFs are read in workers: ``_pdf``)
     paged: bool = False  # its text's pages (slides) separated by form feeds: windows carry ``chunk_page``
+    help: str = ""  # what its CLI option reads, and how
+
 
     def takes(self, path: str) -> bool:
         """Whether the document ``path`` is of this kind, by its name (``page.html.gz`` too)."""
@@ -31,13 +33,24 @@ class Kind:
 
 
 KINDS = (
-    Kind("html", "HTML", "an HTML page", False, _html.SUFFIXES),
-    Kind("pdf", "PDF", "a PDF", True, _pdf.SUFFIXES, paged=True),
-    Kind("docx", "Word", "a Word document", True, _docx.SUFFIXES, _docx.docx_text),
-    Kind("pptx", "PowerPoint", "a PowerPoint deck", True, _pptx.SUFFIXES, _pptx.pptx_text, paged=True),
-    Kind("epub", "EPUB", "an EPUB book", True, _epub.SUFFIXES, _epub.epub_text),
-    Kind("odf", "OpenDocument", "an OpenDocument file", True, _odf.SUFFIXES, _odf.odf_text, paged=True),
-)
+    Kind("html", "HTML", "an HTML page", False, _html.SUFFIXES, help=(
+        ".html/.htm/.xhtml documents as their visible text (title, then body; no scripts, styles or markup; "
+        "paragraphs as blank lines) instead of their markup")),
+    Kind("pdf", "PDF", "a PDF", True, _pdf.SUFFIXES, paged=True, help=(
+        ".pdf documents as their text (PDFium: pip install 'embedrt[pdf]'), pages separated by a form feed on a "
+        "line of its own (windows name theirs: chunk_page); a scanned PDF (no text) is a bad row but with --ocr")),
+    Kind("docx", "Word", "a Word document", True, _docx.SUFFIXES, _docx.docx_text, help=(
+        ".docx (Word) documents as their text (paragraphs a blank line apart, table cells a tab apart, footnotes "
+        "after the body; no headers, footers, comments or deleted revisions)")),
+    Kind("pptx", "PowerPoint", "a PowerPoint deck", True, _pptx.SUFFIXES, _pptx.pptx_text, paged=True, help=(
+        ".pptx (PowerPoint) decks as their slides' text and speaker notes, slides separated as PDF pages are "
+        "(windows name theirs: chunk_page)")),
+    Kind("epub", "EPUB", "an EPUB book", True, _epub.SUFFIXES, _epub.epub_text, help=(
+        ".epub books as their title and chapters' text in reading order; a book with DRM is a bad row")),
+    Kind("odf", "OpenDocument", "an OpenDocument file", True, _odf.SUFFIXES, _odf.odf_text, paged=True, help=(
+        ".odt and .odp (OpenDocument, LibreOffice) documents as their text, pages (as last laid out) or slides "
+        "separated as PDF pages are (windows name theirs: chunk_page)")),
+)  # fmt: skip
 BY_NAME = {k.name: k for k in KINDS}
 
 

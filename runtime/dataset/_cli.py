@@ -14,6 +14,7 @@ from typing import Any
 from .._cache import JOB_CACHE_MB
 from .._lines import csv_delimiter_arg
 from .._model_args import add_model_arguments, model_options
+from ._as_text import KINDS
 from ._batch import OnError
 from ._job import Backend, RayOptions, embed_dataset
 from ._template import one_of_flags
@@ -86,28 +87,11 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "--pptx-text, --epub-text and --odf-text, PDF, Word, PowerPoint, EPUB and OpenDocument documents; every file but "
                    "hidden ones, or a glob's matches): rows of the columns path (the file's path under INPUT, the "
                    "default --id-column) and text; with --chunk-tokens max each is embedded whole in windows")  # fmt: skip
-    p.add_argument("--html-text", action="store_true",
-                   help="with --documents: read .html/.htm/.xhtml documents as their visible text (title, then body; "
-                   "no scripts, styles or markup; paragraphs as blank lines) instead of their markup")  # fmt: skip
-    p.add_argument("--pdf-text", action="store_true",
-                   help="with --documents: read .pdf documents as their text (PDFium: pip install 'embedrt[pdf]'), "
-                   "pages separated by a form feed on a line of its own (windows name theirs: chunk_page); a scanned PDF "
-                   "(no text) is a bad row")  # fmt: skip
+    for kind in KINDS:  # --html-text, --pdf-text ...
+        p.add_argument(f"--{kind.name}-text", action="store_true", help=f"with --documents: read {kind.help}")
     p.add_argument("--ocr", action="store_true",
                    help="with --pdf-text: read a PDF's pages without text (scanned) by OCR (RapidOCR: pip install "
                    "'embedrt[ocr]'; seconds a page)")  # fmt: skip
-    p.add_argument("--docx-text", action="store_true",
-                   help="with --documents: read .docx (Word) documents as their text (paragraphs a blank line apart, "
-                   "table cells a tab apart; no headers, footers or deleted revisions)")  # fmt: skip
-    p.add_argument("--pptx-text", action="store_true",
-                   help="with --documents: read .pptx (PowerPoint) decks as their slides' text and speaker notes, "
-                   "slides separated as PDF pages are (windows name theirs: chunk_page)")  # fmt: skip
-    p.add_argument("--epub-text", action="store_true",
-                   help="with --documents: read .epub books as their title and chapters' text in reading order; "
-                   "a book with DRM is a bad row")  # fmt: skip
-    p.add_argument("--odf-text", action="store_true",
-                   help="with --documents: read .odt and .odp (OpenDocument, LibreOffice) documents as their text, "
-                   "pages (as last laid out) or slides separated as PDF pages are (windows name theirs: chunk_page)")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
@@ -171,9 +155,8 @@ def _run(args: argparse.Namespace) -> int:
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
                 dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
-                documents=args.documents, html_text=args.html_text, pdf_text=args.pdf_text,
-                docx_text=args.docx_text, pptx_text=args.pptx_text, epub_text=args.epub_text, odf_text=args.odf_text,
-                ocr=args.ocr,
+                documents=args.documents, ocr=args.ocr,
+                **{f"{kind.name}_text": getattr(args, f"{kind.name}_text") for kind in KINDS},
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
