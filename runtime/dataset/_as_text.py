@@ -66,9 +66,9 @@ def paged(names: tuple[str, ...]) -> bool:
     return any(BY_NAME[n].paged for n in names)
 
 
-def kind_of(path: str, names: tuple[str, ...]) -> str | None:
+def kind_of(path: str, names: tuple[str, ...]) -> Kind | None:
     """Which of the kinds ``names`` the document ``path`` is read as (None: as UTF-8 text)."""
-    return next((k.name for k in KINDS if k.name in names and k.takes(path)), None)
+    return next((k for k in KINDS if k.name in names and k.takes(path)), None)
 
 
 def binary_kind(path: str) -> Kind | None:

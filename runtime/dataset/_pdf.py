@@ -38,24 +38,23 @@ PDF_SECONDS = 600.0  # one PDF's longest reading (with OCR, one page's): a worke
 _START = "import runpy, sys; sys.path.pop(0); runpy.run_path(sys.argv.pop(1), run_name='__main__')"
 
 
-
 def check_pdfium() -> None:
     """An error saying how to install ``pypdfium2`` where it is not (the workers import it: this
     process need not load PDFium)."""
-    if importlib.util.find_spec("pypdfium2") is None:
-        from ._sources import InputError
-
-        raise InputError("pdf_text (--pdf-text) reads PDFs with pypdfium2, which is not installed: "
-                         "pip install 'embedrt[pdf]'")  # fmt: skip
+    _installed("pypdfium2", "pdf_text (--pdf-text) reads PDFs with pypdfium2", "pdf")
 
 
 def check_ocr() -> None:
     """An error saying how to install RapidOCR where it is not (the workers import it)."""
-    if importlib.util.find_spec("rapidocr") is None:
+    _installed("rapidocr", "ocr (--ocr) reads scanned pages with RapidOCR", "ocr")
+
+
+def _installed(module: str, what: str, extra: str) -> None:
+    """An ``InputError`` where ``module`` is not installed: ``what`` needs it, the ``extra`` has it."""
+    if importlib.util.find_spec(module) is None:
         from ._sources import InputError
 
-        raise InputError("ocr (--ocr) reads scanned pages with RapidOCR, which is not installed: "
-                         "pip install 'embedrt[ocr]'")  # fmt: skip
+        raise InputError(f"{what}, which is not installed: pip install 'embedrt[{extra}]'")
 
 
 class _Worker:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _storage as storage
-from ._as_text import BY_NAME, binary_kind, kind_of
+from ._as_text import binary_kind, kind_of
 from ._html import html_text
 from ._pdf import pdf_text_later
 from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row, wide_text
@@ -204,16 +204,15 @@ def _document_text(path: str, as_text: tuple[str, ...] = ()) -> tuple[Any, str |
     a PDF's bytes, for ``_pdf.pdf_text_later``), or why it has none. A file that is not UTF-8 (an
     image, a PDF) is read no further than its first bad byte."""
     kind = kind_of(path, as_text)
-    if kind is not None and BY_NAME[kind].binary:
+    if kind is not None and kind.binary:
         with storage.open_input(path) as f:
             data = f.read()
-        reads = BY_NAME[kind].reads
-        if reads is None:
+        if kind.reads is None:
             return data, None
         try:
-            return reads(data)
+            return kind.reads(data)
         except Exception as e:  # the reader's fault or the file's (XML nested past Python's recursion): the document's
-            return None, f"{BY_NAME[kind].one} that its reader failed on ({type(e).__name__}: {e})"
+            return None, f"{kind.one} that its reader failed on ({type(e).__name__}: {e})"
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
@@ -236,7 +235,7 @@ def _document_text(path: str, as_text: tuple[str, ...] = ()) -> tuple[Any, str |
                               f"{where}; give the documents' names as a glob ('docs/**/*.md') or --on-error skip")  # fmt: skip
             if not block:
                 text = "".join(pieces).removeprefix("\ufeff")
-                return (html_text(text) if kind == "html" else text), None
+                return (html_text(text) if kind is not None and kind.name == "html" else text), None
             at += len(block)
 
 
