@@ -196,6 +196,41 @@ def test_a_folder_whose_every_part_changed_is_still_the_jobs(tmp_path: Path, tin
         embed_dataset(other, tmp_path / "out", tiny_bert_bundle, **kw)
 
 
+def test_a_large_folders_records_stay_small_and_links_are_taken_as_rsync_takes_them(
+    tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import embedrt.dataset._job as _job
+    from embedrt.dataset import output_status
+
+    monkeypatch.setattr(_scan_record, "SETTLED_S", 0.0)  # files written just now are recorded
+    monkeypatch.setattr(_job, "MANIFEST_FILES", 3)
+    src = _folder(tmp_path / "docs", {f"d/{i:02d}.md": _doc(i) for i in range(9)})
+    _folder(tmp_path / "elsewhere", {"x.md": "a file linked from the folder", "sub/y.md": "in a folder linked"})
+    os.symlink(tmp_path / "elsewhere" / "x.md", src / "link.md")  # a link to a file is that file
+    os.symlink(tmp_path / "elsewhere" / "sub", src / "linked")  # a link to a folder is not followed
+    os.mkdir(src / ".cache")
+    os.symlink(tmp_path / "elsewhere" / "x.md", src / ".cache" / "x.md")  # hidden: not looked into
+    out, kw = tmp_path / "out", {"documents": True, "rows_per_part": 3, "progress": False}
+    s = embed_dataset(src, out, tiny_bert_bundle, **kw)
+    names = [*(f"d/{i:02d}.md" for i in range(9)), "link.md"]
+    assert pq.read_table(out).column("id").to_pylist() == names and s.written == 10
+    put = json.loads((out / "_manifest.json").read_text())["input"]
+    assert put["file_count"] == 10 and [f["name"] for f in put["files"]] == names[:3]  # the first named
+    assert ("input", f"documents, 10 file(s), first {src / 'd' / '00.md'}") in output_status(out).lines()
+    record = json.loads((out / "_input_scan.json").read_text())
+    assert {tuple(e) for e in record["files"].values()} == {("stamp", "size", "sha256")}  # a document's: 3 values
+    full = {k: {**e, "rows": 1, "columns": ["path", "text"], "starts": [[0, 0, 1]], "hashes": [], "kinds": {}}
+            for k, e in record["files"].items()}  # the shape a text file's findings have, as older runs wrote them
+    (out / "_input_scan.json").write_text(json.dumps({**record, "files": full}))
+    logs: list[str] = []
+    again = embed_dataset(src, out, tiny_bert_bundle, log=logs.append, **kw)
+    assert again.rows_embedded == 0 and any("10 of 10 input file(s) unchanged" in m for m in logs), logs
+    assert json.loads((out / "_input_scan.json").read_text())["files"] == record["files"]  # rewritten: 3 values
+    for i in range(9):  # every part changed: a folder still the job's by the documents the manifest names
+        (src / "d" / f"{i:02d}.md").write_text(_doc(i, "edited "))
+    assert embed_dataset(src, out, tiny_bert_bundle, **kw).rows_embedded == 10
+
+
 def test_a_document_is_decoded_across_read_blocks(tmp_path: Path) -> None:
     from embedrt.dataset._readers import _DOC_BLOCK, _document_text
 

@@ -53,6 +53,7 @@ from ._sources import ALL_COLUMNS, DOCUMENTS_PER_PART, InputError, InputFormat, 
 from ._template import TextSource
 
 Log = Callable[[str], None]
+MANIFEST_FILES = 1000  # the input files the manifest names (``_input_record``)
 
 
 class Backend(str, Enum):
@@ -373,7 +374,8 @@ def embed_dataset(
                 parts_changed=folder.changed, rows_to_embed=to_embed,
             )  # fmt: skip
         if record.changed:  # the folder is this job's now (``open``): the next run reads only what changes
-            folder.write_file(SCAN_RECORD, lambda f: f.write(record.data()))
+            folder.write_file(SCAN_RECORD, functools.partial(_write_bytes, record.data()))
+        del record  # a file's findings each: hundreds of MB for a million documents
         if folder.moved:
             why = ("a file added, removed or renamed before them, or rows deleted or inserted before them in their file"
                    if plan.content_cuts else "a file added or removed before theirs")  # fmt: skip
@@ -408,6 +410,10 @@ def embed_dataset(
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip
     return summary
+
+
+def _write_bytes(data: bytes, f: Any) -> None:
+    f.write(data)
 
 
 def _query_column(query_column: object, id_column: str | None) -> str | None:
@@ -782,9 +788,13 @@ def _final_manifest(
 
 
 def _input_record(plan: Plan) -> dict[str, Any]:
+    """The manifest's record of the input: its fingerprint, and its files, the first ``MANIFEST_FILES``
+    named (a folder of a million documents would make the manifest, read and written by every run,
+    hundreds of MB; ``_input_scan.json`` names every file)."""
     return {"format": plan.format.value, "rows": plan.rows, "fingerprint": plan.fingerprint(),
+            "file_count": len(plan.shards),
             "files": [{"path": s.path, "rows": s.rows, "sha256": s.sha256, **({"name": s.name} if s.name else {})}
-                      for s in plan.shards]}  # fmt: skip
+                      for s in plan.shards[:MANIFEST_FILES]]}  # fmt: skip
 
 
 @contextlib.contextmanager

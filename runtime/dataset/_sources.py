@@ -77,7 +77,7 @@ class InputError(EmbedrtError, ValueError):
     """The input cannot be read as a corpus (no files, unknown format, missing column)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shard:
     """One input file."""
 
@@ -109,7 +109,7 @@ class Shard:
             )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PartSpec:
     """Rows ``[start, stop)`` of one shard: the unit of work, written as one output file."""
 
@@ -380,7 +380,7 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
     for s in map(str, specs):
         what = storage.kind(s)
         if what == "dir":
-            found += [(f, rel) for f, rel in storage.walk(s) if not any(p.startswith(".") for p in rel.split("/"))]
+            found += storage.walk(s, hidden=(".",))
         elif what == "file":
             found.append((s if is_uri(s) else str(Path(s)), _name(s)))
         elif glob.has_magic(s):
@@ -404,7 +404,7 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
 def _expand(s: str) -> list[str]:
     what = storage.kind(s)
     if what == "dir":
-        found = [f for f, rel in storage.walk(s) if not _hidden(PurePosixPath(rel))]
+        found = [f for f, _rel in storage.walk(s, hidden=(".", "_"))]
         known = []
         for f in found:
             if _suffixes(f)[0] in SUFFIXES:
@@ -425,10 +425,6 @@ def _expand(s: str) -> list[str]:
 def _name(path: str) -> str:
     """A file's name (its last path component), local or URI."""
     return path[path.rfind("/") + 1:]
-
-
-def _hidden(rel: PurePath) -> bool:
-    return any(part.startswith((".", "_")) for part in rel.parts)
 
 
 def _suffixes(path: str) -> tuple[str, str | None]:
@@ -530,34 +526,32 @@ def plan_input(
                       "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl,
                       "cuts": "content" if content_cuts else "rows"})  # fmt: skip
     stamps: list[Any] = storage.scan_stamps(files) if record is not None else [None] * len(files)
-    known = [_known(record, path, stamp) for path, stamp in zip(files, stamps, strict=True)]
+    if documents:
+        shards = _document_shards(files, doc_names, stamps, record, tell, log)
+        parts = _document_parts(shards, _Cuts(rows_per_part, True))
+        _check_columns(shards[0], fmt, source, wanted, delimiter)
+    known = [] if documents else [_known(record, path, stamp) for path, stamp in zip(files, stamps, strict=True)]
     reused = sum(k is not None for k in known)
     if log is not None and reused:
-        log(f"{reused} of {len(files)} input file(s) unchanged since the scan recorded in the output folder: "
-            "not read again (--rescan reads every file)")  # fmt: skip
-    scans = _scan_documents([f for f, k in zip(files, known, strict=True) if k is None], tell, log) if documents else {}
+        log(_reused(reused, len(files)))
     first_row = named = 0
-    for path, name, found in zip(files, doc_names, known, strict=True):
+    for path, found in zip(files if not documents else (), known, strict=True):
         if found is not None:
             shard, starts, hashes, found_kinds = found
             tell(shard.rows)
-        elif documents:
-            shard, starts, hashes, found_kinds = _document_found(path, scans[path], record)
         else:
             shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, _Cuts(rows_per_part, content_cuts),
                                                             delimiter, wanted, every, tell, record, log, named,
                                                             len(files) - reused)  # fmt: skip
             named += 1
-        shard = dataclasses.replace(shard, first_row=first_row, name=name)
+        shard = dataclasses.replace(shard, first_row=first_row)
         _merge_kinds(kinds, found_kinds)
         _check_columns(shard, fmt, source, wanted, delimiter)
-        for k, (start, offset, line) in enumerate(starts if not documents else ()):
+        for k, (start, offset, line) in enumerate(starts):
             stop = starts[k + 1][0] if k + 1 < len(starts) else shard.rows
             parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line, hashes[k] if hashes else ""))
         shards.append(shard)
         first_row += shard.rows
-    if documents:
-        parts = _document_parts(shards, _Cuts(rows_per_part, True))
     plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text,
                 ocr=ocr)  # fmt: skip
     absent = [c for c, k in kinds.items() if k == {"missing"}]
@@ -1023,15 +1017,16 @@ class _TrackedLines:
 _Scanned = tuple[float, tuple[int, ...], int, str]  # when a scan began, the file's stamp, size and sha256
 
 
-def _scan_documents(paths: list[str], tell: Callable[[int], None], log: Any) -> dict[str, _Scanned]:
-    """Each document's size and hash (its bytes decompressed, as they are read) and stamp; on object
-    storage a few at a time (a folder of documents is thousands of objects: a request or two each)."""
+def _scan_documents(paths: list[str], stamps: dict[str, Any], tell: Callable[[int], None], log: Any) -> dict[str, _Scanned]:
+    """Each document's size and hash (its bytes decompressed, as they are read) and stamp (``stamps``'
+    where it has one, taken before); on object storage a few at a time (a folder of documents is
+    thousands of objects: a request or two each)."""
     if log is not None and paths:
         log(f"scanning {len(paths)} document(s)")
     lock = threading.Lock()
 
     def scan(path: str) -> _Scanned:
-        scanned_at, stamp = time.time(), storage.scan_stamp(path)
+        scanned_at, stamp = time.time(), stamps.get(path) or storage.scan_stamp(path)
         size, sha256 = _hash_file(path)
         if storage.scan_stamp(path) != stamp:
             raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
@@ -1042,14 +1037,40 @@ def _scan_documents(paths: list[str], tell: Callable[[int], None], log: Any) -> 
     return dict(zip(paths, storage.each(scan, paths), strict=True))
 
 
-def _document_found(path: str, scanned: _Scanned, record: ScanRecord | None) -> _Found:
-    """A scanned document as ``_scan_file`` gives a file: its shard (one row), its part's start; kept in ``record``."""
-    scanned_at, stamp, size, sha256 = scanned
-    shard = Shard(path, 1, 0, size, sha256, DOCUMENT_COLUMNS, stamp=(stamp[0], stamp[1]))
-    starts = [(0, 0, 1)]
+def _document_shards(files: list[str], names: list[str], stamps: list[Any], record: ScanRecord | None,
+                     tell: Callable[[int], None], log: Any) -> list[Shard]:  # fmt: skip
+    """Each document's shard (a row), row ``k`` the ``k``-th: its size and hash from ``record`` where it
+    is unchanged, else from a scan (kept in ``record``: its stamp, size and hash)."""
+    known: list[tuple[int, str] | None] = [None] * len(files)
     if record is not None:
-        record.add(path, stamp, scanned_at, _findings(shard, starts, [], {}))
-    return shard, starts, [], {}
+        for k, (path, stamp) in enumerate(zip(files, stamps, strict=True)):
+            entry = record.lookup(path, stamp)
+            if entry is not None and isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str):
+                known[k] = entry["size"], entry["sha256"]
+                compact = entry if len(entry) == 3 else {"stamp": entry["stamp"], "size": entry["size"],
+                                                         "sha256": entry["sha256"]}  # fmt: skip
+                record.keep(path, compact)
+        reused = sum(k is not None for k in known)
+        if log is not None and reused:
+            log(_reused(reused, len(files)))
+        tell(reused)
+    unknown = [k for k, found in enumerate(known) if found is None]
+    scans = _scan_documents([files[k] for k in unknown], {files[k]: stamps[k] for k in unknown}, tell, log)
+    shards = []
+    for k, (path, name, found) in enumerate(zip(files, names, known, strict=True)):
+        if found is None:
+            scanned_at, stamp, size, sha256 = scans[path]
+            if record is not None:
+                record.add(path, stamp, scanned_at, {"size": size, "sha256": sha256})
+        else:
+            (size, sha256), stamp = found, stamps[k]
+        shards.append(Shard(path, 1, k, size, sha256, DOCUMENT_COLUMNS, stamp=(stamp[0], stamp[1]), name=name))
+    return shards
+
+
+def _reused(reused: int, files: int) -> str:
+    return (f"{reused} of {files} input file(s) unchanged since the scan recorded in the output folder: not read "
+            "again (--rescan reads every file)")  # fmt: skip
 
 
 def _document_parts(docs: list[Shard], cuts: _Cuts) -> list[PartSpec]:

@@ -66,7 +66,7 @@ class OutputStatus:
         put = self.manifest.get("input") or {}
         if put:
             files = put.get("files") or []
-            rows.append(("input", f"{put.get('format')}, {len(files)} file(s)"
+            rows.append(("input", f"{put.get('format')}, {put.get('file_count', len(files))} file(s)"
                                   + (f", first {files[0].get('path')}" if files else "")))  # fmt: skip
         options = {k: v for k, v in identity.items() if k not in ("bundle", "input", "format") and v not in (None, [], False)}
         rows.append(("options", ", ".join(f"{k}={v}" for k, v in options.items())))

@@ -58,13 +58,12 @@ class Resolved:
         self._folders: dict[str, str] = {}
 
     def __call__(self, path: str) -> str:
-        if is_uri(path):
-            return path
-        folder, name = os.path.split(os.path.abspath(path))
+        cut = path.rfind("/")
+        folder = path[:cut] if cut > 0 else "/" if cut == 0 else "."  # as written: no call per file
         real = self._folders.get(folder)
         if real is None:
-            real = self._folders[folder] = os.path.realpath(folder)
-        return os.path.join(real, name)
+            real = self._folders[folder] = "" if is_uri(path) else os.path.realpath(folder)
+        return path if not real else f"{real}/{path[cut + 1:]}" if real != "/" else path[cut:]
 
 
 def outside(files: list[str], folder: str | None) -> list[str]:
@@ -93,16 +92,34 @@ def kind(where: str) -> str | None:
     return {pyarrow.fs.FileType.File: "file", pyarrow.fs.FileType.Directory: "dir"}.get(t)
 
 
-def walk(folder: str) -> list[tuple[str, str]]:
-    """Every file under ``folder``: (name to open, path relative to ``folder``)."""
-    if not is_uri(folder):
-        root = Path(folder)
-        return [(str(f), f.relative_to(root).as_posix()) for f in root.rglob("*") if f.is_file()]
-    import pyarrow.fs
+def walk(folder: str, hidden: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Every file under ``folder``: (name to open, path relative to ``folder``), none in a folder or
+    of a name that starts with one of ``hidden`` (locally not even looked into). Links to files are
+    files; links to folders are not followed, nor are folders that cannot be read."""
+    if is_uri(folder):
+        import pyarrow.fs
 
-    fs, path = split_uri(folder)
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True))
-    return [(_uri(folder, i.path), i.path[len(path) + 1:]) for i in infos if i.type == pyarrow.fs.FileType.File]
+        fs, path = split_uri(folder)
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True))
+        found = [(_uri(folder, i.path), i.path[len(path) + 1:]) for i in infos if i.type == pyarrow.fs.FileType.File]
+        return [(f, rel) for f, rel in found if not any(p.startswith(hidden) for p in rel.split("/"))] if hidden else found
+    files: list[tuple[str, str]] = []
+    folders = [(str(Path(folder)), "")]
+    while folders:  # os.scandir: a folder's entries with their types, a stat call only for links
+        where, rel = folders.pop()
+        try:
+            with os.scandir(where) as entries:
+                for e in entries:
+                    if e.name.startswith(hidden):
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        folders.append((e.path, f"{rel}{e.name}/"))
+                    elif e.is_file():
+                        files.append((e.path, rel + e.name))
+        except PermissionError:
+            if not rel:  # the input itself: say so
+                raise
+    return files
 
 
 def glob_files(pattern: str) -> list[str]:
