@@ -231,6 +231,31 @@ def test_a_large_folders_records_stay_small_and_links_are_taken_as_rsync_takes_t
     assert embed_dataset(src, out, tiny_bert_bundle, **kw).rows_embedded == 10
 
 
+@pytest.mark.parametrize("kind", ["documents", "jsonl", "parquet"])
+def test_a_part_alone_reads_what_it_reads_in_the_whole_plan(tmp_path: Path, kind: str) -> None:
+    """What a Ray actor is sent with a part (``Plan.alone``): its files only, the same rows and ids."""
+    import pickle
+
+    src = tmp_path / "in"
+    if kind == "documents":
+        _folder(src, {f"{i:03d}.md": _doc(i) for i in range(40)})
+    for f in range(3 if kind != "documents" else 0):
+        rows = [{"text": _doc(f * 10 + i), "n": i} for i in range(7 + f)]
+        if kind == "jsonl":
+            _folder(src, {f"f{f}.jsonl": "".join(json.dumps(r) + "\n" for r in rows)})
+        else:
+            src.mkdir(exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(rows), src / f"f{f}.parquet")
+    plan = plan_input(src, 4, text="text", id_column=None, keep_columns=("n",) if kind != "documents" else (),
+                      documents=kind == "documents")  # fmt: skip
+    assert len(plan.parts) > 3
+    for part in plan.parts:
+        alone, moved = pickle.loads(pickle.dumps(plan.alone(part)))
+        assert len(alone.shards) == (part.rows if kind == "documents" else 1) and moved.name == part.name
+        whole = pa.concat_tables(read_slices(plan, part, "text", None, ()))
+        assert pa.concat_tables(read_slices(alone, moved, "text", None, ())).equals(whole) and whole.num_rows
+
+
 def test_a_document_is_decoded_across_read_blocks(tmp_path: Path) -> None:
     from embedrt.dataset._readers import _DOC_BLOCK, _document_text
 

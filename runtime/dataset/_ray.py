@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 import signal
 import socket
 import threading
@@ -154,13 +155,14 @@ class _Reporter:
 
 
 class _PartWorker:
-    """One model per actor; ``{"part": [i, ...]} -> {"entry": [journal entry JSON, ...]}``. A part
-    is read, embedded and written a slice at a time, as the local backend does."""
+    """One model per actor; ``{"part": [i, ...], "plan": [part i with the plan of its files
+    (``Plan.alone``), pickled, ...]} -> {"entry": [journal entry JSON, ...]}``. A part is read,
+    embedded and written a slice at a time, as the local backend does."""
 
-    def __init__(self, plan: Plan, bundle: str, output: str, schema: pa.Schema, job: JobSettings,
+    def __init__(self, bundle: str, output: str, schema: pa.Schema, job: JobSettings,
                  model_options: dict[str, Any], threads: int, counter: Any = None,
                  report_s: float = _POLL_S, bundle_hash: str | None = None) -> None:  # fmt: skip
-        self.plan, self.output, self.schema, self.job = plan, OutputFolder(output), schema, job
+        self.output, self.schema, self.job = OutputFolder(output), schema, job
         self.batch: EmbedBatch | ScoreBatch
         if job.query_column is not None:  # a reranker's pairs
             model: Any = load_model(bundle, threads=threads, **model_options)
@@ -180,15 +182,15 @@ class _PartWorker:
         from ._job import write_part
 
         entries = []
-        for index in batch["part"].tolist():
+        for index, sent in zip(batch["part"].tolist(), batch["plan"].tolist(), strict=True):
             if self.wrong_bundle is not None:  # its vectors would not be the job's
                 entries.append(json.dumps({"part": index, "error": self.wrong_bundle}))
                 continue
-            part: PartSpec = self.plan.parts[index]
+            plan, part = pickle.loads(sent)
             on_rows = None if self.counter is None else _Reporter(self.counter, index, self.report_s)
-            results = (self.batch.run(self.batch.prepare(t), on_rows) for t in self.job.slices(self.plan, part))
+            results = (self.batch.run(self.batch.prepare(t), on_rows) for t in self.job.slices(plan, part))
             try:
-                entry = write_part(self.output, results, self.schema, self.plan, part)
+                entry = write_part(self.output, results, self.schema, plan, part)
             except BadRowError as e:
                 entries.append(json.dumps({"part": index, "bad_row": e.row.to_dict() | {"position": e.row.position}},
                                           default=str))  # fmt: skip
@@ -223,10 +225,10 @@ def run_ray(
         actors = min(_pool(ray, options.num_actors, options.cpus_per_actor), len(todo))
         say(f"Ray: {actors} actor(s) x {options.cpus_per_actor} CPU, {options.num_gpus_per_actor} GPU each")
         counter = None if on_rows is None else ray.remote(num_cpus=0)(_RowCounter).remote()
-        ds = ray.data.from_items([{"part": p.index} for p in todo], override_num_blocks=len(todo))
+        ds = ray.data.from_items([{"part": p.index, "plan": pickle.dumps(plan.alone(p))} for p in todo], override_num_blocks=len(todo))
         out = ds.map_batches(
             _PartWorker,
-            fn_constructor_kwargs={"plan": plan, "bundle": absolute(bundle), "output": output,
+            fn_constructor_kwargs={"bundle": absolute(bundle), "output": output,
                                    "schema": schema, "job": job, "model_options": model_options, "threads": threads,
                                    "counter": counter, "report_s": _POLL_S, "bundle_hash": bundle_hash},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),

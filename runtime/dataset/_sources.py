@@ -151,6 +151,7 @@ class Plan:
     content_cuts: bool = False  # text files' parts end after rows chosen by their content (``_Cuts``)
     as_text: tuple[str, ...] = ()  # documents: the kinds read as their text, "html", "pdf", "docx" ... (``_as_text``)
     ocr: bool = False  # documents: PDFs' pages without text read by OCR (``_pdf_worker.Ocr``)
+    _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def csv_delimiter(self) -> str:
@@ -162,10 +163,12 @@ class Plan:
         return sum(s.rows for s in self.shards)
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for s in self.shards:
-            h.update(f"{_name(s.path)}\0{s.rows}\0{s.sha256}\n".encode())
-        return h.hexdigest()
+        if self._fingerprint is None:  # of every file: a million documents' takes a second
+            h = hashlib.sha256()
+            for s in self.shards:
+                h.update(f"{_name(s.path)}\0{s.rows}\0{s.sha256}\n".encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     def part_key(self, part: PartSpec) -> str:
         """What a finished part was made from: its place (file name, rows, first line) and its input
@@ -197,6 +200,14 @@ class Plan:
     def first_row(self, part: PartSpec) -> int:
         """The global row number of the part's first row (the default id)."""
         return self.shards[part.shard].first_row + part.start
+
+    def alone(self, part: PartSpec) -> tuple[Plan, PartSpec]:
+        """``part`` with a plan of the files it reads only (its first the plan's ``shards[0]``): what a
+        Ray actor is sent with a part instead of the whole plan (a million documents' is hundreds of
+        MB); its rows, ids and file name are the part's in the whole plan."""
+        files = self.shards[part.shard:part.shard + (part.rows if self.format is InputFormat.DOCUMENTS else 1)]
+        return (dataclasses.replace(self, shards=files, parts=[], _fingerprint=self.fingerprint()),
+                dataclasses.replace(part, shard=0))  # fmt: skip
 
     def documents(self, part: PartSpec) -> list[Shard]:
         """The files of a part of documents (``InputFormat.DOCUMENTS``), a row each."""
