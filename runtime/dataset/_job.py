@@ -374,7 +374,7 @@ def embed_dataset(
                 parts_changed=folder.changed, rows_to_embed=to_embed,
             )  # fmt: skip
         if record.changed:  # the folder is this job's now (``open``): the next run reads only what changes
-            folder.write_file(SCAN_RECORD, functools.partial(_write_bytes, record.data()))
+            folder.write_file(SCAN_RECORD, record.write)
         del record  # a file's findings each: hundreds of MB for a million documents
         if folder.moved:
             why = ("a file added, removed or renamed before them, or rows deleted or inserted before them in their file"
@@ -410,10 +410,6 @@ def embed_dataset(
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip
     return summary
-
-
-def _write_bytes(data: bytes, f: Any) -> None:
-    f.write(data)
 
 
 def _query_column(query_column: object, id_column: str | None) -> str | None:

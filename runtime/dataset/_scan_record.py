@@ -15,15 +15,18 @@ resolution would look unchanged). ``rescan`` (``--rescan``) reads every file aga
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import time
-from typing import Any
+from typing import IO, Any
 
 from . import _storage as storage
 
 NAME = "_input_scan.json"
 FORMAT = "embedrt-input-scan"
 VERSION = 1
+_WRITTEN_AT_ONCE = 4096  # entries encoded into one string (``ScanRecord.write``)
 SETTLED_S = 3.0  # time stamps coarser than this (FAT's 2 s) could hide a second write
 
 
@@ -78,7 +81,22 @@ class ScanRecord:
     def changed(self) -> bool:
         return self.files != self._old or self._settings != self.settings
 
+    def write(self, f: IO[bytes]) -> None:
+        """The record as JSON into ``f``, its files a few thousand at a time (a million documents'
+        findings are hundreds of MB as one string)."""
+        head = {"format": FORMAT, "version": VERSION, "written": round(time.time(), 3), "settings": self.settings}
+        f.write(_json(head)[:-1].encode() + b',"files":{')
+        items, sep = iter(self.files.items()), b""
+        while chunk := dict(itertools.islice(items, _WRITTEN_AT_ONCE)):
+            f.write(sep + _json(chunk)[1:-1].encode())
+            sep = b","
+        f.write(b"}}")
+
     def data(self) -> bytes:
-        record = {"format": FORMAT, "version": VERSION, "written": round(time.time(), 3),
-                  "settings": self.settings, "files": self.files}  # fmt: skip
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+        buf = io.BytesIO()
+        self.write(buf)
+        return buf.getvalue()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
