@@ -15,7 +15,16 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from document_files import make_docx, make_epub, make_odf, make_pdf, make_pptx, make_scanned_pdf, pptx_shape  # noqa: E402
+from document_files import (  # noqa: E402
+    make_docx,
+    make_epub,
+    make_odf,
+    make_pdf,
+    make_pptx,
+    make_scanned_pdf,
+    make_xlsx,
+    pptx_shape,
+)
 
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
 from embedrt import Embedder  # noqa: E402
@@ -677,6 +686,56 @@ def test_pptx_windows_name_their_slide(tmp_path: Path, tiny_bert_bundle: Path) -
     assert {r["chunk_page"] for r in rows if r["id"] == "book.epub"} == {1}  # a book has no form feeds: one page
 
 
+SHEET = (  # shared and inline strings, numbers, dates and times, a currency, a boolean, an error, formulas, gaps
+    '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="D1" t="inlineStr"><is><t>Note</t></is>'
+    '</c></row><row r="2" spans="1:6"><c r="A2"><v>42</v></c><c r="B2"><v>0.30000000000000004</v></c><c r="C2" s="1">'
+    '<v>45306</v></c><c r="D2" s="2"><v>45306.5625</v></c></row><row r="3"><c r="A3" s="3"><v>0.75</v></c><c r="B3" '
+    's="4"><v>1234.5</v></c><c r="C3" t="b"><v>1</v></c><c r="D3" t="e"><v>#N/A</v></c><c r="E3"><f>A2*2</f><v>84</v>'
+    '</c><c r="F3" t="str"><f>A1</f><v>a\tformula\'s text</v></c></row><row r="4"/><row r="6"><c r="A6" s="5"><v>1</v>'
+    '</c><c r="R6"><v>7</v></c><c r="AJ6"><v>8</v></c><c r="AK6"><f>X</f></c></row>'
+)  # fmt: skip
+SHEET_TEXT = ("Item name\tCost\t\tNote\n42\t0.3\t2024-01-15\t2024-01-15 13:30:00\n18:00:00\t1234.5\tTRUE\t\t84\t"
+              "a formula's text\n\n1900-01-01 00:00:00" + "\t" * 17 + "7\t\t8")  # fmt: skip
+WORKBOOK = [("Budget", SHEET), ("Lookups", '<row r="1"><c r="B1"><v>5</v></c></row>'), ("Chart", None)]
+
+
+def test_xlsx_text_is_its_sheets_rows() -> None:
+    from embedrt.dataset._xlsx import xlsx_text
+
+    book = make_xlsx(WORKBOOK, strings=("Item name", "Cost"))
+    assert xlsx_text(book) == ("Budget\n" + SHEET_TEXT + "\n\f\nLookups\n\t5\n\f\nChart", None)  # hidden sheet too
+    epoch = make_xlsx([("S", '<row r="1"><c r="A1" s="1"><v>0</v></c><c r="B1" s="3"><v>0.5</v></c></row>')], date1904=True)
+    assert xlsx_text(epoch) == ("S\n1904-01-01\t12:00:00", None)
+    assert xlsx_text(make_xlsx([("Empty", ""), ("Chart", None)]))[1] == "no value in any cell (charts or pictures only?)"
+    assert xlsx_text(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")[1].startswith("not a .xlsx (not a zip): an older .xls")
+    damaged = make_xlsx([("S", '<row r="1"><c r="A1"><v>1</v></c></row><row>')])
+    assert "xl/worksheets/sheet1.xml is not XML" in str(xlsx_text(damaged)[1])
+
+
+def test_xlsx_documents_are_embedded_and_paged_by_sheet(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    from embedrt.dataset._xlsx import xlsx_text
+
+    rows = "".join(f'<row r="{r + 1}"><c r="A{r + 1}" t="inlineStr"><is><t>{" ".join(WORDS[(r + k) % 10] for k in range(9))}'
+                   f'</t></is></c><c r="B{r + 1}"><v>{r}</v></c></row>' for r in range(30))  # fmt: skip
+    book = make_xlsx([("First", rows), ("Second", rows), ("Third", rows)])
+    src = _folder(tmp_path / "docs", {"sheets.xlsx": book, "locked.xlsx": b"\xd0\xcf\x11\xe0\xa1\xb1", "a.md": "plain"})
+    args = ["embed-dataset", str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle), "--documents", "--xlsx-text",
+            "--keep-columns", "text", "--chunk-tokens", "32", "--on-error", "null", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    table = pq.read_table(tmp_path / "out")
+    windows = [r for r in table.to_pylist() if r["id"] == "sheets.xlsx"]
+    text = xlsx_text(book)[0] or ""
+    assert windows[0]["text"] == text and text.count("\f") == 2 and len(windows) > 3
+    assert [r["chunk_page"] for r in windows] == [text.count("\f", 0, r["chunk_start"]) + 1 for r in windows]
+    assert {r["chunk_page"] for r in windows} == {1, 2, 3}
+    bad = json.loads((tmp_path / "out" / "_bad_rows.jsonl").read_text())
+    assert bad["id"] == "locked.xlsx" and "password-protected workbook" in bad["reason"]  # encrypted: not a zip
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["identity"]["xlsx"] == "text"  # part of the identity
+    with pytest.raises(BadRowError, match=r"locked.xlsx \(id 'locked.xlsx'\): an Excel workbook .*: pass --xlsx-text"):
+        embed_dataset(src, tmp_path / "y", tiny_bert_bundle, documents=True, progress=False)
+
+
 def test_ocr_lines_are_top_to_bottom_and_left_to_right() -> None:
     from embedrt.dataset._pdf_worker import ocr_lines
 
@@ -852,7 +911,39 @@ def test_odf_text_is_its_pages_and_slides() -> None:
     assert odf_text(b"\xd0\xcf\x11\xe0 an OLE file")[1] == (
         "not an OpenDocument file (not a zip): an older StarOffice or .doc file? save it as .odt")
     assert odf_text(make_docx("<w:p/>"))[1] == "a zip without content.xml: not an OpenDocument file"
-    assert [_takes("odf", n) for n in ("a.odt", "b.ODP", "c.odt.gz", "d.ods", "e.odg")] == [True] * 3 + [False] * 2
+    assert [_takes("odf", n) for n in ("a.odt", "b.ODP", "c.odt.gz", "d.ods", "e.odg")] == [True] * 4 + [False]
+
+
+SHEETS_ODS = (  # as LibreOffice writes a sheet: shown values, repeated rows and cells, a sheet's last empty rows
+    '<table:table table:name="Sales"><table:table-column table:number-columns-repeated="3"/><table:table-header-rows>'
+    '<table:table-row><table:table-cell office:value-type="string"><text:p>Region</text:p></table:table-cell>'
+    '<table:table-cell office:value-type="string"><text:p>Amount</text:p></table:table-cell></table:table-row>'
+    '</table:table-header-rows><table:table-row><table:table-cell office:value-type="string"><text:p>North '
+    '<text:span>side</text:span></text:p><office:annotation><text:p>a comment</text:p></office:annotation>'
+    '</table:table-cell><table:table-cell office:value-type="currency" office:value="1234.5"><text:p>$1,234.50</text:p>'
+    '</table:table-cell><table:table-cell office:value-type="date" office:date-value="2024-01-15T13:30:00"><text:p>'
+    '01/15/24</text:p></table:table-cell></table:table-row><table:table-row table:number-rows-repeated="2">'
+    '<table:table-cell table:number-columns-repeated="2" office:value-type="float" office:value="1"><text:p>1</text:p>'
+    '</table:table-cell></table:table-row><table:table-row table:number-rows-repeated="3"><table:table-cell '
+    'table:number-columns-repeated="1024"/></table:table-row><table:table-row><table:table-cell table:number-columns-'
+    'repeated="40"/><table:table-cell office:value-type="time" office:time-value="PT08H05M00S"><text:p>08:05</text:p>'
+    '</table:table-cell><table:covered-table-cell/><table:table-cell office:value-type="boolean" office:boolean-value='
+    '"true"><text:p>TRUE</text:p></table:table-cell></table:table-row><table:table-row table:number-rows-repeated='
+    '"1048570"><table:table-cell table:number-columns-repeated="1024"/></table:table-row></table:table>'
+    '<table:table table:name="Notes"><table:table-row><table:table-cell/></table:table-row></table:table>'
+)  # fmt: skip
+
+
+def test_ods_text_is_its_sheets_rows() -> None:
+    from embedrt.dataset._odf import odf_text
+
+    assert odf_text(make_odf(SHEETS_ODS, spreadsheet=True)) == (
+        "Sales\nRegion\tAmount\nNorth side\t$1,234.50\t2024-01-15 13:30:00\n1\t1\n1\t1\n\n\t08:05:00\t\tTRUE\n\f\nNotes",
+        None)  # fmt: skip
+    empty = make_odf('<table:table table:name="S"><table:table-row><table:table-cell/></table:table-row></table:table>',
+                     spreadsheet=True)  # fmt: skip
+    assert odf_text(empty)[1] == "no value in any cell (charts or pictures only?)"
+    assert "content.xml is not XML" in str(odf_text(make_odf("<table:table>", spreadsheet=True))[1])
 
 
 def test_odf_documents_are_embedded_and_paged(tmp_path: Path, tiny_bert_bundle: Path) -> None:

@@ -1,7 +1,7 @@
 """Documents read as their text rather than as UTF-8: HTML pages (``_html``), PDFs (``_pdf``), Word
-documents (``_docx``), PowerPoint decks (``_pptx``), EPUB books (``_epub``) and OpenDocument files
-(``_odf``), each kind by its file names, as a job asks for it (``html_text``, ``pdf_text``,
-``docx_text``, ``pptx_text``, ``epub_text``, ``odf_text``). A job's kinds are part of its identity
+documents (``_docx``), PowerPoint decks (``_pptx``), EPUB books (``_epub``), OpenDocument files
+(``_odf``) and Excel workbooks (``_xlsx``), each kind by its file names, as a job asks for it
+(``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``, ``epub_text``, ``odf_text``, ``xlsx_text``). A job's kinds are part of its identity
 (``{kind: "text"}``)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _docx, _epub, _html, _odf, _pdf, _pptx
+from . import _docx, _epub, _html, _odf, _pdf, _pptx, _xlsx
 from ._storage import uncompressed_name
 
 Reader = Callable[[bytes], tuple[str | None, str | None]]  # a file's bytes -> its text, or why it has none
@@ -48,16 +48,19 @@ KINDS = (
     Kind("epub", "EPUB", "an EPUB book", True, _epub.SUFFIXES, _epub.epub_text, help=(
         ".epub books as their title and chapters' text in reading order; a book with DRM is a bad row")),
     Kind("odf", "OpenDocument", "an OpenDocument file", True, _odf.SUFFIXES, _odf.odf_text, paged=True, help=(
-        ".odt and .odp (OpenDocument, LibreOffice) documents as their text, pages (as last laid out) or slides "
-        "separated as PDF pages are (windows name theirs: chunk_page)")),
+        ".odt, .odp and .ods (OpenDocument, LibreOffice) documents as their text, pages (as last laid out), slides "
+        "or sheets separated as PDF pages are (windows name theirs: chunk_page)")),
+    Kind("xlsx", "Excel", "an Excel workbook", True, _xlsx.SUFFIXES, _xlsx.xlsx_text, paged=True, help=(
+        ".xlsx (Excel) workbooks as their sheets' text (a sheet's name, then a row a line, its cells a tab apart, "
+        "dates in ISO 8601), sheets separated as PDF pages are (windows name theirs: chunk_page)")),
 )  # fmt: skip
 BY_NAME = {k.name: k for k in KINDS}
 
 
 def asked(html_text: bool, pdf_text: bool, docx_text: bool, pptx_text: bool, epub_text: bool,
-          odf_text: bool) -> tuple[str, ...]:  # fmt: skip
+          odf_text: bool, xlsx_text: bool) -> tuple[str, ...]:  # fmt: skip
     """The kinds a job's options ask for, in ``KINDS`` order."""
-    on = (html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text)
+    on = (html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text, xlsx_text)
     return tuple(k.name for k, yes in zip(KINDS, on, strict=True) if yes)
 
 

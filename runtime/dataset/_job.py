@@ -174,6 +174,7 @@ def embed_dataset(
     pptx_text: bool = False,
     epub_text: bool = False,
     odf_text: bool = False,
+    xlsx_text: bool = False,
     ocr: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
@@ -203,8 +204,11 @@ def embed_dataset(
     their slides' text and speaker notes, slides separated as a PDF's pages are (a window's slide is
     its ``chunk_page``). ``epub_text``: documents named ``*.epub`` are read as their title and
     chapters' visible text, in reading order; a book with DRM is a bad row. ``odf_text``: documents
-    named ``*.odt`` or ``*.odp`` (OpenDocument text and presentations) are read as their text, pages
-    (as last laid out) or slides separated as a PDF's pages are. ``ocr`` (with
+    named ``*.odt``, ``*.odp`` or ``*.ods`` (OpenDocument text, presentations and spreadsheets) are
+    read as their text, pages (as last laid out), slides or sheets separated as a PDF's pages are.
+    ``xlsx_text``: documents named ``*.xlsx`` or ``*.xlsm`` (Excel workbooks) are read as their
+    sheets' text (each sheet's name, then its rows a line each, cells a tab apart, values as Excel
+    shows them, dates and times in ISO 8601), sheets separated as a PDF's pages are. ``ocr`` (with
     ``pdf_text``): a PDF's pages without text (scanned) are read by OCR (RapidOCR, the ``ocr`` extra).
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only); each part becomes one
@@ -246,8 +250,8 @@ def embed_dataset(
     ``chunk_overlap`` tokens and ending at a paragraph, a sentence, a line or a word where they can
     (the best break in their second half), and the output holds a row per
     window with ``chunk`` (its place in the text, from 0), ``chunk_start`` and ``chunk_end``
-    (``text[chunk_start:chunk_end]`` is what it covers), with ``pdf_text``, ``pptx_text`` or
-    ``odf_text`` ``chunk_page`` (the page or slide the window begins on, from 1) and, with ``chunk_text``, that text.
+    (``text[chunk_start:chunk_end]`` is what it covers), with ``pdf_text``, ``pptx_text``,
+    ``odf_text`` or ``xlsx_text`` ``chunk_page`` (the page, slide or sheet the window begins on, from 1) and, with ``chunk_text``, that text.
 
     A text repeated in a slice is embedded once. ``repeat_cache_mb`` (default 64; 0: none) keeps the
     output rows of the texts embedded last, so that a text met again in a later slice or part is not
@@ -293,7 +297,7 @@ def embed_dataset(
         id_column = "path"
     if isinstance(progress_every, bool) or not isinstance(progress_every, int | float) or not progress_every >= 0:
         raise ValueError(f"progress_every must be a number of seconds >= 0, got {progress_every!r}")
-    as_text = asked(html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text)
+    as_text = asked(html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text, xlsx_text)
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,

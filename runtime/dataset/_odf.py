@@ -1,5 +1,5 @@
-"""The text of an OpenDocument text (``.odt``) or presentation (``.odp``), for documents read with
-``odf_text``: LibreOffice's formats, zips of XML. Read with the standard library.
+"""The text of an OpenDocument text (``.odt``), presentation (``.odp``) or spreadsheet (``.ods``), for
+documents read with ``odf_text``: LibreOffice's formats, zips of XML. Read with the standard library.
 
 A text document: its headings and paragraphs in order (a blank line after each, so that
 ``chunk_tokens`` windows end at them), lists, sections, tables a row a line with their cells a tab
@@ -7,19 +7,28 @@ apart, text frames where they stand, spaces, tabs and line breaks as written, th
 and endnotes; the pages as LibreOffice last laid them out (its soft page breaks) separated by a form
 feed on a line of its own, as a PDF's pages are, so that a window's ``chunk_page`` is the page it
 begins on. A presentation: slide by slide, each shape's paragraphs a line each, shapes a blank line
-apart, then the slide's notes; slides separated as pages are. Left out: comments, deleted changes,
-the slide number, date and footer placeholders. A password-protected document, an older
+apart, then the slide's notes; slides separated as pages are. A spreadsheet: sheet by sheet, as an
+Excel workbook is read (``_xlsx.workbook_text``: its name, then a row a line, cells a tab apart),
+each cell as LibreOffice shows it but dates and times in ISO 8601, a row or cell stored once with a
+repeat count written as often (at most ``REPEATS`` times), read as a stream of rows. Left out:
+comments, deleted changes, the slide number, date and footer placeholders. A password-protected document, an older
 StarOffice file or a zip without ``content.xml`` is a bad row saying which.
 """
 
 from __future__ import annotations
 
+import io
+import re
+from collections.abc import Iterator
 from xml.etree import ElementTree
 
 from ._pdf_worker import PAGE_BREAK
+from ._xlsx import Rows, workbook_text
 from ._zipped import Parts, Unreadable
 
-SUFFIXES = (".odt", ".odp")  # documents read as OpenDocument (a compression suffix after them too)
+SUFFIXES = (".odt", ".odp", ".ods")  # documents read as OpenDocument (a compression suffix after them too)
+REPEATS = 1000  # a row (a cell) LibreOffice stores once with a repeat count: written at most this many times
+_SPREADSHEET = b"application/vnd.oasis.opendocument.spreadsheet"
 
 _OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
 _TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
@@ -48,6 +57,8 @@ def odf_text(data: bytes) -> tuple[str | None, str | None]:
             for entry in parts.xml("META-INF/manifest.xml").iter(_MANIFEST + "file-entry"):
                 if entry.get(_MANIFEST + "full-path") == "content.xml" and entry.find(_MANIFEST + "encryption-data") is not None:
                     return None, "a password-protected document: save it without a password first"
+        if parts.has("mimetype") and parts.read("mimetype").strip() == _SPREADSHEET:
+            return workbook_text(_sheets(parts.read("content.xml")))  # rows streamed: a sheet is never a tree
         body = parts.xml("content.xml").find(_OFFICE + "body")
     except Unreadable as e:
         return None, str(e)
@@ -63,6 +74,59 @@ def odf_text(data: bytes) -> tuple[str | None, str | None]:
     text = "\n\n".join(b for b in (*blocks, *notes) if b.strip(" \t\n") or b == _PAGE)
     pages = [page.strip("\n") for page in text.split(_PAGE)]
     return PAGE_BREAK.join(pages), None
+
+
+def _sheets(content: bytes) -> Iterator[tuple[str, Rows]]:
+    """A spreadsheet's sheets from its ``content.xml``, each (its name, its rows), as one stream."""
+    events = _events(content)
+    for event, el in events:
+        if event == "start" and el.tag == _TABLE + "table":
+            yield el.get(_TABLE + "name", ""), _sheet_rows(events, el)
+
+
+def _events(content: bytes) -> Iterator[tuple[str, ElementTree.Element]]:
+    try:
+        yield from ElementTree.iterparse(io.BytesIO(content), events=("start", "end"))
+    except ElementTree.ParseError as e:
+        raise Unreadable(f"content.xml is not XML ({e}): a damaged document?") from None
+
+
+def _sheet_rows(events: Iterator[tuple[str, ElementTree.Element]], table: ElementTree.Element) -> Rows:
+    """The rows of the sheet ``table`` (its start just read from ``events``), up to its end."""
+    number = 0
+    for event, el in events:
+        if event == "end" and el is table:
+            return
+        if event != "end" or el.tag != _TABLE + "table-row":
+            continue
+        repeats = int(el.get(_TABLE + "number-rows-repeated", "1") or 1)
+        cells, column = [], 0
+        for tc in el:
+            if tc.tag not in (_TABLE + "table-cell", _TABLE + "covered-table-cell"):
+                continue
+            spread = int(tc.get(_TABLE + "number-columns-repeated", "1") or 1)
+            value = _cell_value(tc)
+            cells += [(column + k + 1, value) for k in range(min(spread, REPEATS) if value else 0)]
+            column += spread
+        el.clear()
+        table.clear()  # the rows read (and their attributes, the name taken): never a tree in memory
+        for k in range(min(repeats, REPEATS) if any(v for _c, v in cells) else 0):
+            yield number + k + 1, cells
+        number += repeats
+
+
+def _cell_value(tc: ElementTree.Element) -> str:
+    """A cell's value as shown (its paragraphs), but dates and times in ISO 8601."""
+    kind = tc.get(_OFFICE + "value-type")
+    if kind == "date":
+        return (tc.get(_OFFICE + "date-value") or "").split(".")[0].replace("T", " ")
+    if kind == "time":
+        found = re.fullmatch(r"PT(\d+)H(\d+)M(\d+)(?:\.\d+)?S", tc.get(_OFFICE + "time-value") or "")
+        if found:
+            return ":".join(f"{int(n):02d}" for n in found.groups())
+    if kind == "boolean":
+        return "TRUE" if tc.get(_OFFICE + "boolean-value") == "true" else "FALSE"
+    return " ".join(_inline(p, []).strip() for p in tc if p.tag in _BLOCKS)
 
 
 def _blocks(parent: ElementTree.Element, out: list[str], notes: list[str]) -> None:
