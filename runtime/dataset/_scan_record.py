@@ -75,7 +75,7 @@ class ScanRecord:
         file changed too shortly before."""
         newest = max(stamp[1:3]) if len(stamp) > 2 else stamp[1]  # local: modification or inode change
         if newest <= (scanned_at - SETTLED_S) * 1e9:
-            self.files[self._key(path)] = {"stamp": list(stamp), **findings}
+            self.files[self._key(path)] = {"stamp": stamp, **findings}  # a tuple, written as a list
 
     @property
     def changed(self) -> bool:

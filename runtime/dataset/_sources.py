@@ -404,7 +404,7 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
     found = [(f, n) for f, n in found if f in kept]
     if not found:
         raise InputError(f"no input files found at {specs!r}")
-    found = sorted(dict(found).items(), key=lambda fn: fn[1].split("/"))
+    found = sorted(dict(found).items(), key=lambda fn: fn[1].replace("/", "\0"))  # by folder, then name
     for (f1, n1), (f2, n2) in itertools.pairwise(found):
         if n1 == n2:
             raise InputError(f"two documents have the path {n1!r} under their inputs ({f1}, {f2}): a document's path "
@@ -1028,16 +1028,17 @@ class _TrackedLines:
 _Scanned = tuple[float, tuple[int, ...], int, str]  # when a scan began, the file's stamp, size and sha256
 
 
-def _scan_documents(paths: list[str], stamps: dict[str, Any], tell: Callable[[int], None], log: Any) -> dict[str, _Scanned]:
-    """Each document's size and hash (its bytes decompressed, as they are read) and stamp (``stamps``'
-    where it has one, taken before); on object storage a few at a time (a folder of documents is
-    thousands of objects: a request or two each)."""
+def _scan_documents(paths: list[str], stamps: list[Any], tell: Callable[[int], None], log: Any) -> list[_Scanned]:
+    """Each document's size and hash (its bytes decompressed, as they are read) and stamp (its
+    ``stamps``' where it has one, taken before), in order; on object storage a few at a time (a
+    folder of documents is thousands of objects: a request or two each)."""
     if log is not None and paths:
         log(f"scanning {len(paths)} document(s)")
     lock = threading.Lock()
 
-    def scan(path: str) -> _Scanned:
-        scanned_at, stamp = time.time(), stamps.get(path) or storage.scan_stamp(path)
+    def scan(k: int) -> _Scanned:
+        path = paths[k]
+        scanned_at, stamp = time.time(), stamps[k] or storage.scan_stamp(path)
         size, sha256 = _hash_file(path)
         if storage.scan_stamp(path) != stamp:
             raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
@@ -1045,7 +1046,7 @@ def _scan_documents(paths: list[str], stamps: dict[str, Any], tell: Callable[[in
             tell(1)
         return scanned_at, stamp, size, sha256
 
-    return dict(zip(paths, storage.each(scan, paths), strict=True))
+    return storage.each(scan, range(len(paths)), remote=any(map(is_uri, paths)))
 
 
 def _document_shards(files: list[str], names: list[str], stamps: list[Any], record: ScanRecord | None,
@@ -1066,11 +1067,12 @@ def _document_shards(files: list[str], names: list[str], stamps: list[Any], reco
             log(_reused(reused, len(files)))
         tell(reused)
     unknown = [k for k, found in enumerate(known) if found is None]
-    scans = _scan_documents([files[k] for k in unknown], {files[k]: stamps[k] for k in unknown}, tell, log)
+    scans = iter(_scan_documents([files[k] for k in unknown], [stamps[k] for k in unknown], tell, log))
+    del unknown
     shards = []
     for k, (path, name, found) in enumerate(zip(files, names, known, strict=True)):
         if found is None:
-            scanned_at, stamp, size, sha256 = scans[path]
+            scanned_at, stamp, size, sha256 = next(scans)
             if record is not None:
                 record.add(path, stamp, scanned_at, {"size": size, "sha256": sha256})
         else:

@@ -24,7 +24,7 @@ import lzma
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypeVar
@@ -35,6 +35,7 @@ from ._claim import Claim, claim_local, claim_object, holder_local, holder_objec
 
 BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per line
 JOURNAL_DIR = "_journal"
+S = TypeVar("S")
 T = TypeVar("T")
 _REQUESTS = 8  # object-store requests in flight at once where a run makes one per object (journal, stamps)
 
@@ -63,7 +64,10 @@ class Resolved:
         real = self._folders.get(folder)
         if real is None:
             real = self._folders[folder] = "" if is_uri(path) else os.path.realpath(folder)
-        return path if not real else f"{real}/{path[cut + 1:]}" if real != "/" else path[cut:]
+        if not real:
+            return path
+        resolved = f"{real}/{path[cut + 1:]}" if real != "/" else path[cut:]
+        return path if resolved == path else resolved  # the string at hand: a million documents' names once
 
 
 def outside(files: list[str], folder: str | None) -> list[str]:
@@ -167,13 +171,14 @@ def scan_stamps(files: list[str]) -> list[tuple[int, ...]]:
     return each(scan_stamp, files)
 
 
-def each(fn: Callable[[str], T], files: list[str]) -> list[T]:
-    """``fn`` of each file, in order; of objects ``_REQUESTS`` at a time (each a round trip or more:
-    a folder of documents on object storage is thousands of them), of local files one by one."""
-    if not any(is_uri(f) for f in files):
-        return [fn(f) for f in files]
+def each(fn: Callable[[S], T], items: Sequence[S], remote: bool | None = None) -> list[T]:
+    """``fn`` of each item, in order; of objects ``_REQUESTS`` at a time (each a round trip or more:
+    a folder of documents on object storage is thousands of them), of local files one by one.
+    ``remote``: whether the items stand for objects (default: whether any, a file's name, is a URI)."""
+    if not (any(map(is_uri, items)) if remote is None else remote):
+        return [fn(f) for f in items]
     with ThreadPoolExecutor(_REQUESTS) as pool:
-        return list(pool.map(fn, files))
+        return list(pool.map(fn, items))
 
 
 def size_and_mtime(uri: str) -> tuple[int, int]:
