@@ -225,7 +225,8 @@ def run_ray(
         actors = min(_pool(ray, options.num_actors, options.cpus_per_actor), len(todo))
         say(f"Ray: {actors} actor(s) x {options.cpus_per_actor} CPU, {options.num_gpus_per_actor} GPU each")
         counter = None if on_rows is None else ray.remote(num_cpus=0)(_RowCounter).remote()
-        ds = ray.data.from_items([{"part": p.index, "plan": pickle.dumps(plan.alone(p))} for p in todo], override_num_blocks=len(todo))
+        items = [{"part": p.index, "plan": pickle.dumps(plan.alone(p))} for p in todo]  # a part's own files each
+        ds = ray.data.from_items(items, override_num_blocks=len(todo))
         out = ds.map_batches(
             _PartWorker,
             fn_constructor_kwargs={"bundle": absolute(bundle), "output": output,

@@ -490,7 +490,7 @@ def plan_input(
     is a row (``find_documents``), its columns ``DOCUMENT_COLUMNS``; a part holds ``rows_per_part``
     documents on average, ending after one whose path's hash hits, so that a document added or
     removed changes the part it lies in only; ``as_text``: the kinds of documents read as their text
-    (``_as_text.asked``: HTML pages, PDFs, Word documents, PowerPoint decks, EPUB books); ``ocr``:
+    (``_as_text.asked``: HTML pages, PDFs, Office and OpenDocument files, EPUB books); ``ocr``:
     PDFs' pages without text are read by OCR."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
@@ -541,28 +541,29 @@ def plan_input(
         shards = _document_shards(files, doc_names, stamps, record, tell, log)
         parts = _document_parts(shards, _Cuts(rows_per_part, True))
         _check_columns(shards[0], fmt, source, wanted, delimiter)
-    known = [] if documents else [_known(record, path, stamp) for path, stamp in zip(files, stamps, strict=True)]
-    reused = sum(k is not None for k in known)
-    if log is not None and reused:
-        log(_reused(reused, len(files)))
-    first_row = named = 0
-    for path, found in zip(files if not documents else (), known, strict=True):
-        if found is not None:
-            shard, starts, hashes, found_kinds = found
-            tell(shard.rows)
-        else:
-            shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, _Cuts(rows_per_part, content_cuts),
-                                                            delimiter, wanted, every, tell, record, log, named,
-                                                            len(files) - reused)  # fmt: skip
-            named += 1
-        shard = dataclasses.replace(shard, first_row=first_row)
-        _merge_kinds(kinds, found_kinds)
-        _check_columns(shard, fmt, source, wanted, delimiter)
-        for k, (start, offset, line) in enumerate(starts):
-            stop = starts[k + 1][0] if k + 1 < len(starts) else shard.rows
-            parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line, hashes[k] if hashes else ""))
-        shards.append(shard)
-        first_row += shard.rows
+    else:
+        known = [_known(record, path, stamp) for path, stamp in zip(files, stamps, strict=True)]
+        reused = sum(k is not None for k in known)
+        if log is not None and reused:
+            log(_reused(reused, len(files)))
+        first_row = named = 0
+        for path, found in zip(files, known, strict=True):
+            if found is not None:
+                shard, starts, hashes, found_kinds = found
+                tell(shard.rows)
+            else:
+                shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, _Cuts(rows_per_part, content_cuts),
+                                                                delimiter, wanted, every, tell, record, log, named,
+                                                                len(files) - reused)  # fmt: skip
+                named += 1
+            shard = dataclasses.replace(shard, first_row=first_row)
+            _merge_kinds(kinds, found_kinds)
+            _check_columns(shard, fmt, source, wanted, delimiter)
+            for k, (start, offset, line) in enumerate(starts):
+                stop = starts[k + 1][0] if k + 1 < len(starts) else shard.rows
+                parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line, hashes[k] if hashes else ""))
+            shards.append(shard)
+            first_row += shard.rows
     plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text,
                 ocr=ocr)  # fmt: skip
     absent = [c for c, k in kinds.items() if k == {"missing"}]
