@@ -205,7 +205,7 @@ def test_a_folder_whose_every_part_changed_is_still_the_jobs(tmp_path: Path, tin
         embed_dataset(other, tmp_path / "out", tiny_bert_bundle, **kw)
 
 
-def test_a_large_folders_records_stay_small_and_links_are_taken_as_rsync_takes_them(
+def test_a_large_folders_records_stay_small_and_links_to_folders_are_not_followed(
     tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import embedrt.dataset._job as _job
