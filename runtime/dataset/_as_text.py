@@ -1,8 +1,8 @@
 """Documents read as their text rather than as UTF-8: HTML pages (``_html``), PDFs (``_pdf``), Word
 documents (``_docx``), PowerPoint decks (``_pptx``), EPUB books (``_epub``), OpenDocument files
 (``_odf``) and Excel workbooks (``_xlsx``), each kind by its file names, as a job asks for it
-(``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``, ``epub_text``, ``odf_text``, ``xlsx_text``). A job's kinds are part of its identity
-(``{kind: "text"}``)."""
+(``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``, ``epub_text``, ``odf_text``,
+``xlsx_text``). A job's kinds are part of its identity (``{kind: "text"}``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ class Kind:
     reads: Reader | None = None  # a binary kind's reader in the job's process (PDFs are read in workers: ``_pdf``)
     paged: bool = False  # its text's pages (slides) separated by form feeds: windows carry ``chunk_page``
     help: str = ""  # what its CLI option reads, and how
-
 
     def takes(self, path: str) -> bool:
         """Whether the document ``path`` is of this kind, by its name (``page.html.gz`` too)."""

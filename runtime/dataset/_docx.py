@@ -28,7 +28,6 @@ _SKIP = frozenset({_W + "pPr", _W + "rPr", _W + "tblPr", _W + "trPr", _W + "tcPr
                    _W + "delText", _W + "instrText", _W + "moveFrom", _MC + "Fallback"})  # fmt: skip
 
 
-
 def docx_text(data: bytes) -> tuple[str | None, str | None]:
     """The text of the ``.docx`` ``data``, paragraphs a blank line apart; or why it has none."""
     try:

@@ -27,7 +27,6 @@ _DC = "{http://purl.org/dc/elements/1.1/}"
 _ENC = "{http://www.w3.org/2001/04/xmlenc#}"
 
 
-
 def epub_text(data: bytes) -> tuple[str | None, str | None]:
     """The text of the EPUB ``data``: its title, then its reading order's documents, a blank line
     apart; or why it has none."""

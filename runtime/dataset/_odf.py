@@ -17,7 +17,6 @@ StarOffice file or a zip without ``content.xml`` is a bad row saying which.
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 from xml.etree import ElementTree
@@ -58,7 +57,7 @@ def odf_text(data: bytes) -> tuple[str | None, str | None]:
                 if entry.get(_MANIFEST + "full-path") == "content.xml" and entry.find(_MANIFEST + "encryption-data") is not None:
                     return None, "a password-protected document: save it without a password first"
         if parts.has("mimetype") and parts.read("mimetype").strip() == _SPREADSHEET:
-            return workbook_text(_sheets(parts.read("content.xml")))  # rows streamed: a sheet is never a tree
+            return workbook_text(_sheets(parts))  # rows streamed: a sheet is never a tree
         body = parts.xml("content.xml").find(_OFFICE + "body")
     except Unreadable as e:
         return None, str(e)
@@ -76,19 +75,12 @@ def odf_text(data: bytes) -> tuple[str | None, str | None]:
     return PAGE_BREAK.join(pages), None
 
 
-def _sheets(content: bytes) -> Iterator[tuple[str, Rows]]:
+def _sheets(parts: Parts) -> Iterator[tuple[str, Rows]]:
     """A spreadsheet's sheets from its ``content.xml``, each (its name, its rows), as one stream."""
-    events = _events(content)
+    events = parts.events("content.xml")
     for event, el in events:
         if event == "start" and el.tag == _TABLE + "table":
             yield el.get(_TABLE + "name", ""), _sheet_rows(events, el)
-
-
-def _events(content: bytes) -> Iterator[tuple[str, ElementTree.Element]]:
-    try:
-        yield from ElementTree.iterparse(io.BytesIO(content), events=("start", "end"))
-    except ElementTree.ParseError as e:
-        raise Unreadable(f"content.xml is not XML ({e}): a damaged document?") from None
 
 
 def _sheet_rows(events: Iterator[tuple[str, ElementTree.Element]], table: ElementTree.Element) -> Rows:

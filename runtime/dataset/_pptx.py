@@ -12,7 +12,6 @@ the copy PowerPoint keeps of newer content for old readers.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable
 from xml.etree import ElementTree
 
@@ -24,7 +23,6 @@ SUFFIXES = (".pptx",)  # documents read as PowerPoint decks (a compression suffi
 _P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
 _R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
-_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
 _DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
 _NOTES = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/notesSlide"
@@ -32,7 +30,6 @@ _RUNS = {_A + "t": None, _A + "br": "\n", _A + "tab": "\t"}
 _FURNITURE = frozenset({"sldNum", "dt", "ftr", "hdr", "sldImg"})  # placeholders of every slide, not its content
 _SKIP = frozenset({_MC + "Fallback", _P + "nvSpPr", _P + "nvGrpSpPr", _P + "spPr", _P + "grpSpPr", _A + "bodyPr",
                    _A + "lstStyle", _A + "pPr", _A + "rPr", _A + "endParaRPr", _A + "tcPr", _A + "tblPr"})  # fmt: skip
-
 
 
 def pptx_text(data: bytes) -> tuple[str | None, str | None]:
@@ -58,32 +55,16 @@ def pptx_text(data: bytes) -> tuple[str | None, str | None]:
     return PAGE_BREAK.join(slides), None
 
 
-def _rels(parts: Parts, name: str) -> dict[str, tuple[str, str]]:
-    """The relationships of the part ``name``: id -> (type, the target's part name)."""
-    folder, base = posixpath.split(name)
-    rels = posixpath.join(folder, "_rels", base + ".rels")
-    if not parts.has(rels):
-        return {}
-    out = {}
-    for rel in parts.xml(rels).iter(_REL):
-        if rel.get("TargetMode") == "External":
-            continue
-        target = rel.get("Target", "")
-        target = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
-        out[rel.get("Id", "")] = (rel.get("Type", ""), target)
-    return out
-
-
 def _slides(parts: Parts) -> list[str]:
     """The slides' part names in the deck's order."""
-    rels = _rels(parts, "ppt/presentation.xml")
+    rels = parts.rels("ppt/presentation.xml")
     order = parts.xml("ppt/presentation.xml").find(f"{_P}sldIdLst")
     names = [rels[s.get(_R + "id", "")][1] for s in (order if order is not None else ()) if s.get(_R + "id") in rels]
     return [n for n in names if parts.has(n)]
 
 
 def _related(parts: Parts, name: str, kind: str) -> str | None:
-    return next((target for t, target in _rels(parts, name).values() if t == kind and parts.has(target)), None)
+    return next((target for t, target in parts.rels(name).values() if t == kind and parts.has(target)), None)
 
 
 def _shapes_text(parts: Parts, name: str) -> str:
@@ -91,7 +72,7 @@ def _shapes_text(parts: Parts, name: str) -> str:
     tree = parts.xml(name).find(f"{_P}cSld/{_P}spTree")
     blocks: list[str] = []
     if tree is not None:
-        rels = _rels(parts, name)
+        rels = parts.rels(name)
         _shapes(tree, blocks, lambda rid: rels.get(rid, ("", ""))[1], parts)
     return "\n\n".join(b for b in blocks if b)
 

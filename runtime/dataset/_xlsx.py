@@ -19,8 +19,6 @@ saying so.
 from __future__ import annotations
 
 import datetime
-import io
-import posixpath
 import re
 from collections.abc import Iterable, Iterator
 from xml.etree import ElementTree
@@ -33,7 +31,6 @@ GAP = 16  # empty columns kept as empty fields between two values; a wider gap i
 
 _S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
-_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
 _BOOK = "xl/workbook.xml"
 # built-in number formats that show a date, a time, or both (ECMA-376 18.8.30; 27-36 and 50-58: East Asian dates)
 _DATES = frozenset({14, 15, 16, 17, 27, 28, 29, 30, 31, 34, 35, 36, 50, 51, 52, 53, 54, 57, 58})
@@ -103,14 +100,7 @@ def cells_line(cells: list[tuple[int, str]]) -> str:
 
 def _sheets(parts: Parts, book: ElementTree.Element) -> list[tuple[str, str | None]]:
     """(name, worksheet part or None: a chart sheet) of each sheet, in tab order."""
-    rels = {}
-    rels_name = "xl/_rels/workbook.xml.rels"
-    if parts.has(rels_name):
-        for rel in parts.xml(rels_name).iter(_REL):
-            target = rel.get("Target", "")
-            target = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join("xl", target))
-            if rel.get("Type", "").endswith("/worksheet") and rel.get("TargetMode") != "External":
-                rels[rel.get("Id", "")] = target
+    rels = {i: target for i, (kind, target) in parts.rels(_BOOK).items() if kind.endswith("/worksheet")}
     listed = book.find(f"{_S}sheets")
     return [(s.get("name", ""), rels.get(s.get(f"{_R}id", ""))) for s in (listed if listed is not None else ())]
 
@@ -160,25 +150,22 @@ def _rows(parts: Parts, part: str, strings: list[str], kinds: list[str],
     """A worksheet's rows as a stream: (row number, its cells' (column, value))."""
     data = None
     last = 0
-    events = ElementTree.iterparse(io.BytesIO(parts.read(part)), events=("start", "end"))
-    try:
-        for event, el in events:
-            if event == "start":
-                if el.tag == f"{_S}sheetData":
-                    data = el
-                continue
-            if el.tag != f"{_S}row":
-                continue
-            last = int(el.get("r")) if (el.get("r") or "").isdigit() else last + 1
-            cells, column = [], 0
-            for c in el.iter(f"{_S}c"):
-                column = _column(c.get("r", "")) or column + 1
-                cells.append((column, _value(c, strings, kinds, epoch)))
-            if data is not None:
-                data.clear()  # the rows read: a sheet is never a tree in memory
-            yield last, cells
-    except ElementTree.ParseError as e:
-        raise Unreadable(f"{part} is not XML ({e}): a damaged workbook?") from None
+    for event, el in parts.events(part):
+        if event == "start":
+            if el.tag == f"{_S}sheetData":
+                data = el
+            continue
+        if el.tag != f"{_S}row":
+            continue
+        number = el.get("r") or ""
+        last = int(number) if number.isdigit() else last + 1
+        cells, column = [], 0
+        for c in el.iter(f"{_S}c"):
+            column = _column(c.get("r", "")) or column + 1
+            cells.append((column, _value(c, strings, kinds, epoch)))
+        if data is not None:
+            data.clear()  # the rows read: a sheet is never a tree in memory
+        yield last, cells
 
 
 def _column(ref: str) -> int:

@@ -1,4 +1,4 @@
-"""Documents that are zips of XML (Word, PowerPoint, EPUB), read with the standard library: their
+"""Documents that are zips of XML (Word, PowerPoint, Excel, EPUB, OpenDocument), read with the standard library: their
 parts' XML within a budget of uncompressed bytes, so that a zip bomb is a bad row, not the job's
 memory."""
 
@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import io
 import lzma
+import posixpath
 import zipfile
 import zlib
+from collections.abc import Iterator
 from xml.etree import ElementTree
 
 MOST_XML = 1 << 29  # a document's parts read at most, uncompressed, all together
+_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
 
 
 class Unreadable(Exception):
@@ -60,3 +63,27 @@ class Parts:
             except ElementTree.ParseError as e:
                 raise Unreadable(f"{name} is not XML ({e}): a damaged document?") from None
         return self.parsed[name]
+
+    def events(self, name: str) -> Iterator[tuple[str, ElementTree.Element]]:
+        """The part ``name`` as a stream of ("start"/"end", element) (``Unreadable`` if it is not XML):
+        a worksheet of a million rows need never be a tree in memory (the reader clears what it read)."""
+        try:
+            yield from ElementTree.iterparse(io.BytesIO(self.read(name)), events=("start", "end"))
+        except ElementTree.ParseError as e:
+            raise Unreadable(f"{name} is not XML ({e}): a damaged document?") from None
+
+    def rels(self, name: str) -> dict[str, tuple[str, str]]:
+        """An Office (OOXML) part's relationships: id -> (type, the target's part name); external
+        targets (links, files elsewhere) left out."""
+        folder, base = posixpath.split(name)
+        rels = posixpath.join(folder, "_rels", base + ".rels")
+        if not self.has(rels):
+            return {}
+        out = {}
+        for rel in self.xml(rels).iter(_REL):
+            if rel.get("TargetMode") == "External":
+                continue
+            target = rel.get("Target", "")
+            target = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
+            out[rel.get("Id", "")] = (rel.get("Type", ""), target)
+        return out
