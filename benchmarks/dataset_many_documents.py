@@ -35,7 +35,7 @@ from benchmarks.results_file import write_json
 from benchmarks.worker import peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
-_RECORDS = ("_manifest.json", "_input_scan.json", "_parts.jsonl")
+_RECORDS = ("_manifest.json", "_input_scan.arrow", "_input_scan.json", "_parts.jsonl")
 
 
 def _child(bundle: str, src: str, out: str, dry: bool) -> dict[str, Any]:

@@ -774,7 +774,7 @@ def test_a_full_disk_is_named_and_the_same_command_continues(tmp_path: Path, tin
     with pytest.raises(OutputError, match=r"could not write part-000001.parquet in '.*out': No space left on device; "
                                           r"the parts finished so far are kept: make room"):  # fmt: skip
         embed_dataset(src, out, tiny_bert_bundle, rows_per_part=8, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["_input_scan.json", "_manifest.json", "_parts.jsonl", "part-000000.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["_input_scan.arrow", "_manifest.json", "_parts.jsonl", "part-000000.parquet"]
     monkeypatch.setattr(LocalFolder, "write", lambda self, name, fill: (_ for _ in ()).throw(
         OSError(errno.EIO, "Input/output error")))  # fmt: skip
     with pytest.raises(OSError, match="Input/output error"):  # other errors as they are

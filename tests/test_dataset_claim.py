@@ -66,7 +66,7 @@ def test_a_second_run_is_refused_and_touches_nothing(tmp_path: Path, tiny_bert_b
     assert (out / LOCK).is_file()  # left by the killed holder, unlocked
     s = embed_dataset(src, out, tiny_bert_bundle, rows_per_part=40, progress=False)
     assert s.parts_resumed == 1 and s.written == len(TEXTS)
-    assert sorted(p.name for p in out.iterdir()) == ["_input_scan.json", "_manifest.json", "_parts.jsonl"] + [
+    assert sorted(p.name for p in out.iterdir()) == ["_input_scan.arrow", "_manifest.json", "_parts.jsonl"] + [
         f"part-{i:06d}.parquet" for i in range(3)]  # fmt: skip
 
 
@@ -234,7 +234,7 @@ def test_sigterm_stops_the_cli_as_ctrl_c_does(tmp_path: Path, tiny_bert_bundle: 
     assert proc.returncode == 143 and "terminated (SIGTERM): the parts finished so far are kept" in err
     files = sorted(p.name for p in out.iterdir())
     parts = [json.loads(line)["file"] for line in journal.read_text().splitlines()]
-    assert 3 <= len(parts) < 30 and files == sorted(["_input_scan.json", "_manifest.json", "_parts.jsonl", *parts])  # no lock, no temporary
+    assert 3 <= len(parts) < 30 and files == sorted(["_input_scan.arrow", "_manifest.json", "_parts.jsonl", *parts])  # no lock, no temporary
     r = subprocess.run(_cli(*args), capture_output=True, text=True, check=True)
     assert f"{len(parts)} finished by an earlier run" in r.stderr and "12000 rows written" in r.stdout
 

@@ -25,6 +25,7 @@ from document_files import (  # noqa: E402
     make_xlsx,
     pptx_shape,
 )
+from scan_records import as_older, recorded  # noqa: E402
 
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
 from embedrt import Embedder  # noqa: E402
@@ -226,15 +227,18 @@ def test_a_large_folders_records_stay_small_and_links_to_folders_are_not_followe
     put = json.loads((out / "_manifest.json").read_text())["input"]
     assert put["file_count"] == 10 and [f["name"] for f in put["files"]] == names[:3]  # the first named
     assert ("input", f"documents, 10 file(s), first {src / 'd' / '00.md'}") in output_status(out).lines()
-    record = json.loads((out / "_input_scan.json").read_text())
+    record = recorded(out / "_input_scan.arrow")
     assert {tuple(e) for e in record["files"].values()} == {("stamp", "size", "sha256")}  # a document's: 3 values
+    assert sorted(record["files"]) == sorted(str(src / n) for n in names)
     full = {k: {**e, "rows": 1, "columns": ["path", "text"], "starts": [[0, 0, 1]], "hashes": [], "kinds": {}}
             for k, e in record["files"].items()}  # the shape a text file's findings have, as older runs wrote them
-    (out / "_input_scan.json").write_text(json.dumps({**record, "files": full}))
+    (out / "_input_scan.arrow").unlink()
+    (out / "_input_scan.json").write_bytes(as_older({**record, "files": full}))
     logs: list[str] = []
     again = embed_dataset(src, out, tiny_bert_bundle, log=logs.append, **kw)
     assert again.rows_embedded == 0 and any("10 of 10 input file(s) unchanged" in m for m in logs), logs
-    assert json.loads((out / "_input_scan.json").read_text())["files"] == record["files"]  # rewritten: 3 values
+    assert not (out / "_input_scan.json").exists()  # replaced by the record this version writes
+    assert recorded(out / "_input_scan.arrow")["files"] == record["files"]
     for i in range(9):  # every part changed: a folder still the job's by the documents the manifest names
         (src / "d" / f"{i:02d}.md").write_text(_doc(i, "edited "))
     assert embed_dataset(src, out, tiny_bert_bundle, **kw).rows_embedded == 10

@@ -403,7 +403,7 @@ def test_s3_a_resume_downloads_only_the_objects_that_changed(s3: None, tiny_bert
     put("s3://corpus/r/b.jsonl", _jsonl(rows[30:]))
     kw: dict[str, Any] = {"rows_per_part": 10, "progress": False}
     embed_dataset("s3://corpus/r/", "s3://vectors/r", tiny_bert_bundle, **kw)
-    assert read == ["s3://corpus/r/a.jsonl", "s3://corpus/r/b.jsonl"] and "_input_scan.json" in listing("s3://vectors/r")
+    assert read == ["s3://corpus/r/a.jsonl", "s3://corpus/r/b.jsonl"] and "_input_scan.arrow" in listing("s3://vectors/r")
     read.clear()
     time.sleep(1.1)  # S3 time stamps are whole seconds
     put("s3://corpus/r/b.jsonl", _jsonl([{"text": t.upper()} for t in TEXTS[30:]]))  # the same size

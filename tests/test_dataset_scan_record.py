@@ -15,6 +15,8 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from scan_records import as_older, recorded  # noqa: E402
+
 from embedrt.dataset import _scan_record, _sources, embed_dataset  # noqa: E402
 from embedrt.dataset._scan_record import ScanRecord  # noqa: E402
 from embedrt.dataset._sources import plan_input  # noqa: E402
@@ -94,7 +96,7 @@ def test_a_plan_from_the_record_equals_a_full_scan(case: str, tmp_path: Path, se
     where, kw = _inputs(tmp_path)[case]
     record = ScanRecord()
     first = plan_input(where, 5, record=record, **kw)
-    assert record.changed and len(record.files) == len(first.shards)
+    assert record.changed and len(recorded(record.data())["files"]) == len(first.shards)
     scans.clear()
     again = ScanRecord(record.data())
     second = plan_input(where, 5, record=again, **kw)
@@ -122,7 +124,7 @@ def test_a_grown_corpus_reads_only_its_new_file(tmp_path: Path, settled_now: Non
     _jsonl(src / "c.jsonl", [{"text": _text(i, "c")} for i in range(25)])
     kw: dict[str, Any] = {"rows_per_part": 10, "progress": False}
     embed_dataset(src, out, tiny_bert_bundle, **kw)
-    assert scans == ["b.jsonl", "c.jsonl"] and (out / "_input_scan.json").is_file()
+    assert scans == ["b.jsonl", "c.jsonl"] and (out / "_input_scan.arrow").is_file()
     scans.clear()
     _jsonl(src / "a.jsonl", [{"text": _text(i, "a")} for i in range(12)])  # sorts first: the others' parts move
     logged: list[str] = []
@@ -133,14 +135,14 @@ def test_a_grown_corpus_reads_only_its_new_file(tmp_path: Path, settled_now: Non
     assert pq.read_table(out).equals(pq.read_table(tmp_path / "clean"))
     # a dry run reads the record and writes nothing
     scans.clear()
-    before = (out / "_input_scan.json").read_bytes()
+    before = (out / "_input_scan.arrow").read_bytes()
     (src / "c.jsonl").unlink()
     s = embed_dataset(src, out, tiny_bert_bundle, dry_run=True, **kw)
-    assert scans == [] and s.rows_to_embed == 0 and (out / "_input_scan.json").read_bytes() == before
+    assert scans == [] and s.rows_to_embed == 0 and (out / "_input_scan.arrow").read_bytes() == before
     # rescan: every file read again
     s = embed_dataset(src, out, tiny_bert_bundle, rescan=True, **kw)
     assert scans == ["a.jsonl", "b.jsonl"] and s.rows_embedded == 0
-    assert sorted(json.loads((out / "_input_scan.json").read_text())["files"]) == [
+    assert sorted(recorded(out / "_input_scan.arrow")["files"]) == [
         str((src / n).resolve()) for n in ("a.jsonl", "b.jsonl")
     ]
 
@@ -175,7 +177,7 @@ def test_a_file_written_just_before_its_scan_is_not_recorded(tmp_path: Path, sca
     _jsonl(src / "new.jsonl", [{"text": _text(i, "n")} for i in range(8)])
     kw: dict[str, Any] = {"rows_per_part": 10, "progress": False}
     embed_dataset(src, out, tiny_bert_bundle, **kw)  # scanned at once: neither is settled
-    assert json.loads((out / "_input_scan.json").read_text())["files"] == {}
+    assert recorded(out / "_input_scan.arrow")["files"] == {}
     scans.clear()
     embed_dataset(src, out, tiny_bert_bundle, **kw)
     assert scans == ["new.jsonl", "old.jsonl"]
@@ -184,7 +186,7 @@ def test_a_file_written_just_before_its_scan_is_not_recorded(tmp_path: Path, sca
     monkeypatch.setattr(_scan_record, "SETTLED_S", 0.5)  # old.jsonl settled, new.jsonl not
     record = ScanRecord()
     plan_input(src, 10, text="text", id_column=None, keep_columns=(), record=record)
-    assert [Path(p).name for p in record.files] == ["old.jsonl"]
+    assert [Path(p).name for p in recorded(record.data())["files"]] == ["old.jsonl"]
 
 
 def test_an_unreadable_record_is_named_and_every_file_read(tmp_path: Path, settled_now: None, scans: list[str],
@@ -193,15 +195,49 @@ def test_an_unreadable_record_is_named_and_every_file_read(tmp_path: Path, settl
     _jsonl(src / "a.jsonl", [{"text": _text(i)} for i in range(12)])
     kw: dict[str, Any] = {"rows_per_part": 5, "progress": False}
     embed_dataset(src, out, tiny_bert_bundle, **kw)
-    record = json.loads((out / "_input_scan.json").read_text())
+    data = (out / "_input_scan.arrow").read_bytes()
+    record = recorded(data)
     assert len(record["files"]) == 1
-    torn_entries = {k: {**v, "starts": "x"} for k, v in record["files"].items()}
-    for bad, named in ((b"{torn", True), (json.dumps({**record, "version": 99}).encode(), True),
-                       (json.dumps({**record, "files": torn_entries}).encode(), False)):  # fmt: skip
-        (out / "_input_scan.json").write_bytes(bad)
+    table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+    meta = json.loads(table.schema.metadata[b"embedrt"])
+    torn = table.set_column(5, "findings", pa.array(['{"starts": "x"}'], pa.string()))
+    for bad, named in ((data[:len(data) // 2], True), (_ipc(table, {**meta, "version": 99}), True),
+                       (_ipc(table.drop_columns(["key_hash"]), meta), True), (_ipc(torn, meta), False),
+                       (b"{torn", True), (as_older(record, version=99), True)):  # fmt: skip
+        (out / "_input_scan.arrow").write_bytes(bad)
         scans.clear()
         logged: list[str] = []
         s = embed_dataset(src, out, tiny_bert_bundle, log=logged.append, **kw)
         assert scans == ["a.jsonl"] and s.parts_resumed == 3 and s.rows_embedded == 0
-        assert any("_input_scan.json in the output folder is unreadable" in m for m in logged) == named, logged
-        assert json.loads((out / "_input_scan.json").read_text())["files"] == record["files"]
+        assert any("_input_scan.arrow in the output folder is unreadable" in m for m in logged) == named, logged
+        assert recorded(out / "_input_scan.arrow")["files"] == record["files"]
+
+
+def test_an_older_versions_record_is_read_and_replaced(tmp_path: Path, settled_now: None, scans: list[str],
+                                                       tiny_bert_bundle: Path) -> None:  # fmt: skip
+    src, out = tmp_path / "in", tmp_path / "out"
+    _jsonl(src / "a.jsonl", [{"text": _text(i)} for i in range(12)])
+    kw: dict[str, Any] = {"rows_per_part": 5, "progress": False}
+    embed_dataset(src / "a.jsonl", out, tiny_bert_bundle, **kw)
+    record = recorded(out / "_input_scan.arrow")
+    (out / "_input_scan.arrow").unlink()
+    (out / "_input_scan.json").write_bytes(as_older(record))  # as older versions wrote it
+    scans.clear()
+    s = embed_dataset(src / "a.jsonl", out, tiny_bert_bundle, **kw)
+    assert scans == [] and s.parts_resumed == 3 and s.rows_embedded == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("_input")) == ["_input_scan.arrow"]
+    assert recorded(out / "_input_scan.arrow")["files"] == record["files"]
+    for bad in (b"{torn", as_older(record, version=99)):  # named as the file read
+        (out / "_input_scan.arrow").unlink()
+        (out / "_input_scan.json").write_bytes(bad)
+        logged: list[str] = []
+        embed_dataset(src / "a.jsonl", out, tiny_bert_bundle, log=logged.append, **kw)
+        assert any("_input_scan.json in the output folder is unreadable" in m for m in logged), logged
+        assert not (out / "_input_scan.json").exists()
+
+
+def _ipc(table: pa.Table, meta: dict[str, Any]) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema.with_metadata({b"embedrt": json.dumps(meta).encode()})) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()

@@ -121,7 +121,7 @@ def test_a_job_stopped_in_a_later_slice_keeps_no_part_of_it(
         embed_dataset(src, out, tiny_bert_bundle, **common)  # type: ignore[arg-type]
     journal = [json.loads(x)["file"] for x in (out / "_parts.jsonl").read_text().splitlines()]
     assert journal == ["part-000000.parquet"]  # the first part, whole; nothing of the second
-    assert sorted(p.name for p in out.iterdir()) == ["_input_scan.json", "_manifest.json", "_parts.jsonl", "part-000000.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["_input_scan.arrow", "_manifest.json", "_parts.jsonl", "part-000000.parquet"]
     done = embed_dataset(src, out, tiny_bert_bundle, on_error="null", **common)  # type: ignore[arg-type]
     assert done.parts == 3 and done.parts_resumed == 1
     a, va = _embedded(ref)

@@ -29,6 +29,7 @@ from .._session import check_precision_hint, check_streams
 from .._sparse_encoder import SparseEncoder
 from .._types import BundleKind, Device, EmbeddingPrecision, check_int, parse
 from . import _readers
+from . import _scan_record as scan_record
 from . import _storage as storage
 from ._as_text import asked, paged
 from ._batch import (
@@ -46,7 +47,6 @@ from ._batch import (
     text_source,
 )
 from ._output import SCHEMA, OutputFolder, writer_options
-from ._scan_record import NAME as SCAN_RECORD
 from ._scan_record import ScanRecord
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
 from ._sources import ALL_COLUMNS, DOCUMENTS_PER_PART, InputError, InputFormat, PartSpec, Plan, plan_input
@@ -273,7 +273,7 @@ def embed_dataset(
     match.
 
     ``rescan``: read and hash every input file again. By default planning keeps what it found in each
-    file in ``output/_input_scan.json`` and does not read a file again whose size and time stamps
+    file in ``output/_input_scan.arrow`` and does not read a file again whose size and time stamps
     are unchanged since (locally: size, modification and inode change time, inode; on object
     storage: size and time stamp), so that a resume or a run over a grown corpus reads only the new
     or changed files.
@@ -342,9 +342,11 @@ def embed_dataset(
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
     folder = OutputFolder(output)
     with folder.claimed(say, dry_run):  # a second run on OUTPUT is refused until this one ends
-        record = ScanRecord(None if rescan else folder.store.read(SCAN_RECORD))
-        if record.unreadable:
-            say(f"{SCAN_RECORD} in the output folder is unreadable: every input file is read again")
+        found = None if rescan else scan_record.read(folder.store)
+        record = ScanRecord(found[1] if found is not None else None)
+        if record.unreadable and found is not None:
+            say(f"{found[0]} in the output folder is unreadable: every input file is read again")
+        del found
         with _scan_progress(progress, progress_every) as scanned:
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
@@ -378,7 +380,8 @@ def embed_dataset(
                 parts_changed=folder.changed, rows_to_embed=to_embed,
             )  # fmt: skip
         if record.changed:  # the folder is this job's now (``open``): the next run reads only what changes
-            folder.write_file(SCAN_RECORD, record.write)
+            folder.write_file(scan_record.NAME, record.write)
+            folder.store.delete(scan_record.OLD_NAME)  # an older version's, read above
         del record  # a file's findings each: hundreds of MB for a million documents
         if folder.moved:
             why = ("a file added, removed or renamed before them, or rows deleted or inserted before them in their file"
@@ -790,7 +793,7 @@ def _final_manifest(
 def _input_record(plan: Plan) -> dict[str, Any]:
     """The manifest's record of the input: its fingerprint, and its files, the first ``MANIFEST_FILES``
     named (a folder of a million documents would make the manifest, read and written by every run,
-    hundreds of MB; ``_input_scan.json`` names every file)."""
+    hundreds of MB; ``_input_scan.arrow`` names every file)."""
     return {"format": plan.format.value, "rows": plan.rows, "fingerprint": plan.fingerprint(),
             "file_count": len(plan.shards),
             "files": [{"path": s.path, "rows": s.rows, "sha256": s.sha256, **({"name": s.name} if s.name else {})}

@@ -46,7 +46,7 @@ BAD_ROWS = "_bad_rows.jsonl"
 FORMAT = "embedrt-dataset"
 VERSION = 1
 _OURS = re.compile(
-    rf"^(part-\d{{6}}\.parquet|_manifest\.json|_parts\.jsonl|_bad_rows\.jsonl|_input_scan\.json|_lock\.json|{JOURNAL_DIR}|\..*\.tmp-\w+)$"
+    rf"^(part-\d{{6}}\.parquet|_manifest\.json|_parts\.jsonl|_bad_rows\.jsonl|_input_scan\.(json|arrow)|_lock\.json|{JOURNAL_DIR}|\..*\.tmp-\w+)$"
 )
 
 

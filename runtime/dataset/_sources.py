@@ -18,12 +18,12 @@ import json
 import threading
 import time
 import zlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePath, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -109,6 +109,48 @@ class Shard:
             )
 
 
+class Documents(Sequence[Shard]):
+    """A folder of documents as the plan's shards (a row each, the ``k``-th's first row ``k``), held as
+    lists and arrays: a million ``Shard`` objects would be hundreds of MB. An index gives a ``Shard``,
+    a slice a list of them."""
+
+    __slots__ = ("digests", "names", "paths", "sizes", "stamps")
+    ROWS = 1  # a document's
+
+    def __init__(self, paths: list[str], names: list[str], sizes: np.ndarray, digests: np.ndarray,
+                 stamps: np.ndarray) -> None:  # fmt: skip
+        self.paths, self.names = paths, names  # the files, their paths under the input
+        self.sizes, self.digests = sizes, digests  # int64 content sizes; SHA-256 digests, rows of 32 uint8
+        self.stamps = stamps  # int64 rows of (size, modification time) when planned (``storage.stamp``)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, k: int) -> Shard: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[Shard]: ...
+
+    def __getitem__(self, k: int | slice) -> Shard | list[Shard]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        k = range(len(self))[k]  # negative indexes; IndexError past the end
+        return Shard(self.paths[k], self.ROWS, k, int(self.sizes[k]), self.sha256(k), DOCUMENT_COLUMNS,
+                     stamp=(int(self.stamps[k, 0]), int(self.stamps[k, 1])), name=self.names[k])  # fmt: skip
+
+    def sha256(self, k: int) -> str:
+        return self.digests[k].tobytes().hex()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Documents):
+            return NotImplemented
+        return (self.paths == other.paths and self.names == other.names and np.array_equal(self.sizes, other.sizes)
+                and np.array_equal(self.digests, other.digests) and np.array_equal(self.stamps, other.stamps))  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(frozen=True, slots=True)
 class PartSpec:
     """Rows ``[start, stop)`` of one shard: the unit of work, written as one output file."""
@@ -141,7 +183,7 @@ class Moved:
 @dataclass
 class Plan:
     format: InputFormat
-    shards: list[Shard]
+    shards: Sequence[Shard]  # a list; a folder of documents' ``Documents``
     parts: list[PartSpec]
     rows_per_part: int
     json_types: dict[str, str] = field(default_factory=dict)  # jsonl: column -> inferred arrow type name
@@ -160,13 +202,17 @@ class Plan:
 
     @property
     def rows(self) -> int:
-        return sum(s.rows for s in self.shards)
+        return len(self.shards) if self.format is InputFormat.DOCUMENTS else sum(s.rows for s in self.shards)
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:  # of every file: a million documents' takes a second
             h = hashlib.sha256()
-            for s in self.shards:
-                h.update(f"{_name(s.path)}\0{s.rows}\0{s.sha256}\n".encode())
+            if isinstance(self.shards, Documents):
+                for k, path in enumerate(self.shards.paths):  # a row each
+                    h.update(f"{_name(path)}\0{Documents.ROWS}\0{self.shards.sha256(k)}\n".encode())
+            else:
+                for s in self.shards:
+                    h.update(f"{_name(s.path)}\0{s.rows}\0{s.sha256}\n".encode())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
@@ -205,13 +251,13 @@ class Plan:
         """``part`` with a plan of the files it reads only (its first the plan's ``shards[0]``): what a
         Ray actor is sent with a part instead of the whole plan (a million documents' is hundreds of
         MB); its rows, ids and file name are the part's in the whole plan."""
-        files = self.shards[part.shard:part.shard + (part.rows if self.format is InputFormat.DOCUMENTS else 1)]
+        files = list(self.shards[part.shard:part.shard + (part.rows if self.format is InputFormat.DOCUMENTS else 1)])
         return (dataclasses.replace(self, shards=files, parts=[], _fingerprint=self.fingerprint()),
                 dataclasses.replace(part, shard=0))  # fmt: skip
 
     def documents(self, part: PartSpec) -> list[Shard]:
         """The files of a part of documents (``InputFormat.DOCUMENTS``), a row each."""
-        return self.shards[part.shard:part.shard + part.rows]
+        return list(self.shards[part.shard:part.shard + part.rows])
 
     def check_unchanged(self, part: PartSpec) -> None:
         """Refuse to go on with ``part`` if a file it reads changed since it was planned."""
@@ -263,7 +309,7 @@ class Plan:
         job's (other formats: none of its parts kept is another input's)."""
         if self.format is not InputFormat.DOCUMENTS or not isinstance(record, dict):
             return False
-        names = {s.name for s in self.shards}
+        names = set(self.shards.names) if isinstance(self.shards, Documents) else {s.name for s in self.shards}
         files = record.get("files")
         return isinstance(files, list) and any(isinstance(f, dict) and f.get("name") in names for f in files)
 
@@ -510,6 +556,7 @@ def plan_input(
         fmt, content_cuts = InputFormat.DOCUMENTS, True
         found_docs = find_documents(spec, exclude)
         files, doc_names = [f for f, _n in found_docs], [n for _f, n in found_docs]
+        del found_docs
     else:
         fmt, files = find_inputs(spec, exclude)
         doc_names = [""] * len(files)
@@ -528,7 +575,7 @@ def plan_input(
                          ".parquet")  # fmt: skip
     every = keep_columns == (ALL_COLUMNS,)
     wanted = tuple(dict.fromkeys(c for c in (id_column, *(() if every else keep_columns)) if c))
-    shards: list[Shard] = []
+    shards: Sequence[Shard] = []
     parts: list[PartSpec] = []
     jsonl = fmt is InputFormat.JSONL
     kinds: dict[str, set[str]] = {c: set() for c in wanted} if jsonl else {}
@@ -536,13 +583,16 @@ def plan_input(
         record.start({"format": fmt.value, "rows_per_part": rows_per_part, "delimiter": delimiter,
                       "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl,
                       "cuts": "content" if content_cuts else "rows"})  # fmt: skip
-    stamps: list[Any] = storage.scan_stamps(files) if record is not None else [None] * len(files)
+    stamps = storage.scan_stamp_rows(files) if record is not None else None
+    rows = record.rows(files, stamps) if record is not None and stamps is not None else np.full(len(files), -1)
     if documents:
-        shards = _document_shards(files, doc_names, stamps, record, tell, log)
-        parts = _document_parts(shards, _Cuts(rows_per_part, True))
-        _check_columns(shards[0], fmt, source, wanted, delimiter)
+        shards = docs = _document_shards(files, doc_names, stamps, rows, record, tell, log)
+        parts = _document_parts(docs, _Cuts(rows_per_part, True))
+        _check_columns(docs[0], fmt, source, wanted, delimiter)
     else:
-        known = [_known(record, path, stamp) for path, stamp in zip(files, stamps, strict=True)]
+        files_shards: list[Shard] = []
+        known = [_known(record, int(row), path, stamps[k] if stamps is not None else None)
+                 for k, (path, row) in enumerate(zip(files, rows, strict=True))]  # fmt: skip
         reused = sum(k is not None for k in known)
         if log is not None and reused:
             log(_reused(reused, len(files)))
@@ -561,9 +611,11 @@ def plan_input(
             _check_columns(shard, fmt, source, wanted, delimiter)
             for k, (start, offset, line) in enumerate(starts):
                 stop = starts[k + 1][0] if k + 1 < len(starts) else shard.rows
-                parts.append(PartSpec(len(parts), len(shards), start, stop, offset, line, hashes[k] if hashes else ""))
-            shards.append(shard)
+                parts.append(PartSpec(len(parts), len(files_shards), start, stop, offset, line,
+                                      hashes[k] if hashes else ""))  # fmt: skip
+            files_shards.append(shard)
             first_row += shard.rows
+        shards = files_shards
     plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text,
                 ocr=ocr)  # fmt: skip
     absent = [c for c, k in kinds.items() if k == {"missing"}]
@@ -623,17 +675,18 @@ def _findings(shard: Shard, starts: list[tuple[int, int, int]], hashes: list[str
             "starts": [list(s) for s in starts], "hashes": hashes, "kinds": {c: sorted(k) for c, k in kinds.items()}}
 
 
-def _known(record: ScanRecord | None, path: str, stamp: tuple[int, ...] | None) -> _Found | None:
-    """An unchanged file's findings from ``record`` (first row 0), or None: not recorded, changed, or
-    recorded in a shape this version does not read (then it is scanned again)."""
-    if record is None or stamp is None:
+def _known(record: ScanRecord | None, row: int, path: str, stamp: np.ndarray | None) -> _Found | None:
+    """An unchanged file's findings from ``record`` (first row 0; ``row`` its row there, ``record.rows``),
+    or None: not recorded, changed, or recorded in a shape this version does not read (then it is
+    scanned again)."""
+    if record is None or stamp is None or row < 0:
         return None
-    entry = record.lookup(path, stamp)
+    entry = record.findings(row)
     if entry is None:
         return None
     try:
         shard = Shard(path, int(entry["rows"]), 0, int(entry["size"]), str(entry["sha256"]),
-                      tuple(str(c) for c in entry["columns"]), stamp=(stamp[0], stamp[1]))  # fmt: skip
+                      tuple(str(c) for c in entry["columns"]), stamp=(int(stamp[0]), int(stamp[1])))  # fmt: skip
         starts = [(int(r), int(o), int(n)) for r, o, n in entry["starts"]]
         hashes = [str(h) for h in entry["hashes"]]
         kinds = {str(c): {str(k) for k in v} for c, v in entry["kinds"].items()}
@@ -641,7 +694,7 @@ def _known(record: ScanRecord | None, path: str, stamp: tuple[int, ...] | None) 
         return None
     if hashes and len(hashes) != len(starts):
         return None
-    record.keep(path, entry)
+    record.keep(row)
     return shard, starts, hashes, kinds
 
 
@@ -1026,22 +1079,27 @@ class _TrackedLines:
 # -- documents ----------------------------------------------------------------------------------------
 
 
-_Scanned = tuple[float, tuple[int, ...], int, str]  # when a scan began, the file's stamp, size and sha256
+_Scanned = tuple[float, np.ndarray, int, str]  # when a scan began, the file's stamp row, size and sha256
 
 
-def _scan_documents(paths: list[str], stamps: list[Any], tell: Callable[[int], None], log: Any) -> list[_Scanned]:
-    """Each document's size and hash (its bytes decompressed, as they are read) and stamp (its
-    ``stamps``' where it has one, taken before), in order; on object storage a few at a time (a
-    folder of documents is thousands of objects: a request or two each)."""
+def _scan_documents(paths: list[str], before: np.ndarray | None, tell: Callable[[int], None],
+                    log: Any) -> list[_Scanned]:  # fmt: skip
+    """Each document's stamp (its row of ``before`` where given, taken before, else one taken now;
+    ``storage.stamp_rows``), size and hash (its bytes decompressed, as they are read), in order; on
+    object storage a few at a time (a folder of documents is thousands of objects: a request or two
+    each)."""
     if log is not None and paths:
         log(f"scanning {len(paths)} document(s)")
     lock = threading.Lock()
 
+    def stamp_row(path: str) -> np.ndarray:
+        return storage.stamp_rows([storage.scan_stamp(path)])[0]
+
     def scan(k: int) -> _Scanned:
         path = paths[k]
-        scanned_at, stamp = time.time(), stamps[k] or storage.scan_stamp(path)
+        scanned_at, stamp = time.time(), before[k] if before is not None else stamp_row(paths[k])
         size, sha256 = _hash_file(path)
-        if storage.scan_stamp(path) != stamp:
+        if not np.array_equal(stamp_row(path), stamp):
             raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
         with lock:
             tell(1)
@@ -1050,36 +1108,31 @@ def _scan_documents(paths: list[str], stamps: list[Any], tell: Callable[[int], N
     return storage.each(scan, range(len(paths)), remote=any(map(is_uri, paths)))
 
 
-def _document_shards(files: list[str], names: list[str], stamps: list[Any], record: ScanRecord | None,
-                     tell: Callable[[int], None], log: Any) -> list[Shard]:  # fmt: skip
-    """Each document's shard (a row), row ``k`` the ``k``-th: its size and hash from ``record`` where it
-    is unchanged, else from a scan (kept in ``record``: its stamp, size and hash)."""
-    known: list[tuple[int, str] | None] = [None] * len(files)
+def _document_shards(files: list[str], names: list[str], stamps: np.ndarray | None, rows: np.ndarray,
+                     record: ScanRecord | None, tell: Callable[[int], None], log: Any) -> Documents:  # fmt: skip
+    """The documents as shards (a row each, row ``k`` the ``k``-th): a document's size and hash from
+    ``record`` where it is unchanged (``rows``: its row there, else -1), else from a scan (kept in
+    ``record``: its stamp, size and hash). ``stamps``: each file's, taken before (with a record)."""
+    n = len(files)
+    sizes, digests = np.zeros(n, np.int64), np.zeros((n, 32), np.uint8)
+    known = rows >= 0
+    if record is not None and known.any():
+        sizes[known], digests[known] = record.documents(rows[known])
+        record.keep(rows[known])
+        if log is not None:
+            log(_reused(int(known.sum()), n))
+        tell(int(known.sum()))
+    unknown = np.flatnonzero(~known)
+    scans = _scan_documents([files[k] for k in unknown], stamps[unknown] if stamps is not None else None, tell, log)
+    stamps = stamps if stamps is not None else np.zeros((n, storage.STAMP_FIELDS), np.int64)
+    scanned_at = np.zeros(len(unknown))
+    for i, (k, (at, stamp, size, sha256)) in enumerate(zip(unknown, scans, strict=True)):
+        scanned_at[i], stamps[k], sizes[k], digests[k] = at, stamp, size, np.frombuffer(bytes.fromhex(sha256), np.uint8)
+    del scans
     if record is not None:
-        for k, (path, stamp) in enumerate(zip(files, stamps, strict=True)):
-            entry = record.lookup(path, stamp)
-            if entry is not None and isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str):
-                known[k] = entry["size"], entry["sha256"]
-                compact = entry if len(entry) == 3 else {"stamp": entry["stamp"], "size": entry["size"],
-                                                         "sha256": entry["sha256"]}  # fmt: skip
-                record.keep(path, compact)
-        reused = sum(k is not None for k in known)
-        if log is not None and reused:
-            log(_reused(reused, len(files)))
-        tell(reused)
-    unknown = [k for k, found in enumerate(known) if found is None]
-    scans = iter(_scan_documents([files[k] for k in unknown], [stamps[k] for k in unknown], tell, log))
-    del unknown
-    shards = []
-    for k, (path, name, found) in enumerate(zip(files, names, known, strict=True)):
-        if found is None:
-            scanned_at, stamp, size, sha256 = next(scans)
-            if record is not None:
-                record.add(path, stamp, scanned_at, {"size": size, "sha256": sha256})
-        else:
-            (size, sha256), stamp = found, stamps[k]
-        shards.append(Shard(path, 1, k, size, sha256, DOCUMENT_COLUMNS, stamp=(stamp[0], stamp[1]), name=name))
-    return shards
+        record.add_documents([files[k] for k in unknown], stamps[unknown], scanned_at, sizes[unknown],
+                             digests[unknown])  # fmt: skip
+    return Documents(files, names, sizes, digests, np.ascontiguousarray(stamps[:, :2]))
 
 
 def _reused(reused: int, files: int) -> str:
@@ -1087,17 +1140,17 @@ def _reused(reused: int, files: int) -> str:
             "again (--rescan reads every file)")  # fmt: skip
 
 
-def _document_parts(docs: list[Shard], cuts: _Cuts) -> list[PartSpec]:
+def _document_parts(docs: Documents, cuts: _Cuts) -> list[PartSpec]:
     """Documents (sorted by path) cut into parts by their paths' hashes (``_Cuts``): a document added
     or removed changes its own part only, and the parts after it hold the same documents (their
     rows' ids are their paths), which a resume moves instead of computing them again."""
-    opened = [k for k, d in enumerate(docs) if cuts.opens(k, zlib.crc32(d.name.encode(), _SEED))]
+    opened = [k for k, name in enumerate(docs.names) if cuts.opens(k, zlib.crc32(name.encode(), _SEED))]
     parts: list[PartSpec] = []
     for k, first in enumerate(opened):
         stop = opened[k + 1] if k + 1 < len(opened) else len(docs)
         h = hashlib.sha256()
-        for d in docs[first:stop]:
-            h.update(f"{d.name}\0{d.size}\0{d.sha256}\n".encode())
+        for d in range(first, stop):
+            h.update(f"{docs.names[d]}\0{docs.sizes[d]}\0{docs.sha256(d)}\n".encode())
         parts.append(PartSpec(k, first, 0, stop - first, sha256=h.hexdigest()))
     return parts
 

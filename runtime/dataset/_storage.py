@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypeVar
 
+import numpy as np
+
 from .._files import TMP_GLOB, move_durably, written_whole
 from .._objects import _URI, StorageError, is_uri, split_uri
 from ._claim import Claim, claim_local, claim_object, holder_local, holder_object
@@ -37,6 +39,7 @@ BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per li
 JOURNAL_DIR = "_journal"
 S = TypeVar("S")
 T = TypeVar("T")
+STAMP_FIELDS = 5  # ``scan_stamp``'s, locally (``stamp_rows``)
 _REQUESTS = 8  # object-store requests in flight at once where a run makes one per object (journal, stamps)
 
 
@@ -169,6 +172,26 @@ def scan_stamps(files: list[str]) -> list[tuple[int, ...]]:
     """``scan_stamp`` of each file; objects' a few at a time (a request each: thousands of shards on
     object storage are thousands of round trips)."""
     return each(scan_stamp, files)
+
+
+def stamp_rows(stamps: Sequence[tuple[int, ...]]) -> np.ndarray:
+    """``scan_stamp``s as rows of ``STAMP_FIELDS`` int64 (an object's two padded with -1)."""
+    rows = np.full((len(stamps), STAMP_FIELDS), -1, np.int64)
+    for k, stamp in enumerate(stamps):
+        rows[k, :len(stamp)] = stamp
+    return rows
+
+
+def scan_stamp_rows(files: Sequence[str]) -> np.ndarray:
+    """``scan_stamps`` as ``stamp_rows``; a local file's written in place (a million files' stamps as
+    tuples of ints are hundreds of MB)."""
+    if any(map(is_uri, files)):
+        return stamp_rows(scan_stamps(list(files)))
+    rows = np.empty((len(files), STAMP_FIELDS), np.int64)
+    for k, where in enumerate(files):
+        st = os.stat(where)
+        rows[k] = st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+    return rows
 
 
 def each(fn: Callable[[S], T], items: Sequence[S], remote: bool | None = None) -> list[T]:
