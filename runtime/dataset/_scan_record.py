@@ -78,7 +78,7 @@ class ScanRecord:
         self.settings: dict[str, Any] = {}
         self._key = storage.Resolved()  # a file's name in the record
         self._kept: list[np.ndarray] = []  # rows of the old record taken into this scan's
-        self._added: list[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]] = []  # documents' (``add_documents``)
+        self._added: list[tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # ``add_documents``
         self._pending: list[tuple[str, np.ndarray, int, bytes, str | None]] = []  # ``add``s not yet batched
 
     def start(self, settings: dict[str, Any]) -> None:
@@ -131,13 +131,15 @@ class ScanRecord:
             self._pending.append((self._key(path), row[0], int(findings["size"]), bytes.fromhex(findings["sha256"]),
                                   json.dumps(rest, separators=(",", ":"), ensure_ascii=False)))  # fmt: skip
 
-    def add_documents(self, paths: Sequence[str], stamps: np.ndarray, scanned_at: np.ndarray, sizes: np.ndarray,
-                      digests: np.ndarray) -> None:  # fmt: skip
-        """Keep what a scan found in documents: their sizes and digests (rows of 32 uint8), but for
-        those changed too shortly before their scan."""
-        ok = np.flatnonzero(_settled(stamps, scanned_at))
+    def add_documents(self, paths: Sequence[str], which: np.ndarray, stamps: np.ndarray, began: np.ndarray,
+                      sizes: np.ndarray, digests: np.ndarray) -> None:  # fmt: skip
+        """Keep what a scan (begun at ``began``) found in the documents ``which`` (indexes into
+        ``paths`` and the arrays, which are kept, not copied: a million documents' are tens of MB):
+        their stamps, sizes and digests (rows of 32 uint8), but for those changed too shortly before
+        their scan."""
+        ok = which[_settled(stamps[which], began)]
         if len(ok):
-            self._added.append(([paths[k] for k in ok.tolist()], stamps[ok], sizes[ok], digests[ok]))
+            self._added.append((paths, ok, stamps, sizes, digests))
 
     def _kept_rows(self) -> np.ndarray:
         return np.concatenate(self._kept) if self._kept else np.zeros(0, np.int64)
@@ -147,10 +149,10 @@ class ScanRecord:
         kept = self._kept_rows()
         for at in range(0, len(kept), _BATCH):
             yield from self._old.take(_int64(kept[at:at + _BATCH])).to_batches()
-        for paths, stamps, sizes, digests in self._added:  # made into batches as written: a million documents'
-            for at in range(0, len(paths), _BATCH):  # keys are a million strings more
-                end = at + _BATCH
-                yield _batch([self._key(p) for p in paths[at:end]], stamps[at:end], sizes[at:end], digests[at:end], None)
+        for paths, which, stamps, sizes, digests in self._added:  # made into batches as written: a million
+            for at in range(0, len(which), _BATCH):  # documents' keys are a million strings more
+                k = which[at:at + _BATCH]
+                yield _batch([self._key(paths[i]) for i in k.tolist()], stamps[k], sizes[k], digests[k], None)
         if self._pending:
             keys, stamps, sizes, digests, findings = zip(*self._pending, strict=True)
             yield _batch(list(keys), np.stack(stamps), np.array(sizes, np.int64),

@@ -1079,33 +1079,36 @@ class _TrackedLines:
 # -- documents ----------------------------------------------------------------------------------------
 
 
-_Scanned = tuple[float, np.ndarray, int, str]  # when a scan began, the file's stamp row, size and sha256
-
-
-def _scan_documents(paths: list[str], before: np.ndarray | None, tell: Callable[[int], None],
-                    log: Any) -> list[_Scanned]:  # fmt: skip
-    """Each document's stamp (its row of ``before`` where given, taken before, else one taken now;
-    ``storage.stamp_rows``), size and hash (its bytes decompressed, as they are read), in order; on
-    object storage a few at a time (a folder of documents is thousands of objects: a request or two
-    each)."""
-    if log is not None and paths:
-        log(f"scanning {len(paths)} document(s)")
+def _scan_documents(files: list[str], which: np.ndarray, docs: Documents, stamps: np.ndarray, with_stamps: bool,
+                    tell: Callable[[int], None], log: Any) -> np.ndarray:  # fmt: skip
+    """Scan the documents ``which`` (indexes into ``files``): each one's size and hash (its bytes
+    decompressed, as they are read) into ``docs``, its stamp (``storage.stamp_rows``; its row of
+    ``stamps`` where ``with_stamps``, taken before) into ``stamps``; on object storage a few at a
+    time (a folder of documents is thousands of objects: a request or two each). When each scan
+    began (wall-clock seconds)."""
+    if log is not None and len(which):
+        log(f"scanning {len(which)} document(s)")
     lock = threading.Lock()
+    began = np.zeros(len(which))
 
     def stamp_row(path: str) -> np.ndarray:
         return storage.stamp_rows([storage.scan_stamp(path)])[0]
 
-    def scan(k: int) -> _Scanned:
-        path = paths[k]
-        scanned_at, stamp = time.time(), before[k] if before is not None else stamp_row(paths[k])
-        size, sha256 = _hash_file(path)
-        if not np.array_equal(stamp_row(path), stamp):
+    def scan(i: int) -> None:
+        k = int(which[i])
+        path = files[k]
+        began[i] = time.time()
+        if not with_stamps:
+            stamps[k] = stamp_row(path)
+        docs.sizes[k], sha256 = _hash_file(path)
+        if not np.array_equal(stamp_row(path), stamps[k]):
             raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
+        docs.digests[k] = np.frombuffer(bytes.fromhex(sha256), np.uint8)
         with lock:
             tell(1)
-        return scanned_at, stamp, size, sha256
 
-    return storage.each(scan, range(len(paths)), remote=any(map(is_uri, paths)))
+    storage.each(scan, range(len(which)), remote=any(is_uri(files[k]) for k in which.tolist()))
+    return began
 
 
 def _document_shards(files: list[str], names: list[str], stamps: np.ndarray | None, rows: np.ndarray,
@@ -1114,25 +1117,22 @@ def _document_shards(files: list[str], names: list[str], stamps: np.ndarray | No
     ``record`` where it is unchanged (``rows``: its row there, else -1), else from a scan (kept in
     ``record``: its stamp, size and hash). ``stamps``: each file's, taken before (with a record)."""
     n = len(files)
-    sizes, digests = np.zeros(n, np.int64), np.zeros((n, 32), np.uint8)
+    docs = Documents(files, names, np.zeros(n, np.int64), np.zeros((n, 32), np.uint8), np.zeros((0, 2), np.int64))
     known = rows >= 0
     if record is not None and known.any():
-        sizes[known], digests[known] = record.documents(rows[known])
+        docs.sizes[known], docs.digests[known] = record.documents(rows[known])
         record.keep(rows[known])
         if log is not None:
             log(_reused(int(known.sum()), n))
         tell(int(known.sum()))
     unknown = np.flatnonzero(~known)
-    scans = _scan_documents([files[k] for k in unknown], stamps[unknown] if stamps is not None else None, tell, log)
+    with_stamps = stamps is not None
     stamps = stamps if stamps is not None else np.zeros((n, storage.STAMP_FIELDS), np.int64)
-    scanned_at = np.zeros(len(unknown))
-    for i, (k, (at, stamp, size, sha256)) in enumerate(zip(unknown, scans, strict=True)):
-        scanned_at[i], stamps[k], sizes[k], digests[k] = at, stamp, size, np.frombuffer(bytes.fromhex(sha256), np.uint8)
-    del scans
+    began = _scan_documents(files, unknown, docs, stamps, with_stamps, tell, log)
     if record is not None:
-        record.add_documents([files[k] for k in unknown], stamps[unknown], scanned_at, sizes[unknown],
-                             digests[unknown])  # fmt: skip
-    return Documents(files, names, sizes, digests, np.ascontiguousarray(stamps[:, :2]))
+        record.add_documents(files, unknown, stamps, began, docs.sizes, docs.digests)
+    docs.stamps = np.ascontiguousarray(stamps[:, :2])
+    return docs
 
 
 def _reused(reused: int, files: int) -> str:
