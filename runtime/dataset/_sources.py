@@ -66,6 +66,7 @@ SUFFIXES = {
     ".arrows": InputFormat.ARROW, ".feather": InputFormat.ARROW, ".ipc": InputFormat.ARROW,
 }  # fmt: skip
 _REFUSED = {".json": "a JSON document (one object a line is .jsonl)"}
+_HASHED = 4096  # documents' hashes made hex at once (``Documents.hashed``)
 DOCUMENT_COLUMNS = ("path", "text")  # a document's row: its path under the input, its content
 DOCUMENTS_PER_PART = 100  # documents are longer than rows, and edited one by one: parts of fewer of them
 
@@ -142,6 +143,14 @@ class Documents(Sequence[Shard]):
     def sha256(self, k: int) -> str:
         return self.digests[k].tobytes().hex()
 
+    def hashed(self, start: int, stop: int) -> Iterator[tuple[int, str, str]]:
+        """(k, path, sha256 as hex) of documents ``start`` to ``stop``, a few thousand hashes at a time."""
+        for at in range(start, stop, _HASHED):
+            end = min(at + _HASHED, stop)
+            hexes = self.digests[at:end].tobytes().hex()
+            for k in range(at, end):
+                yield k, self.paths[k], hexes[(k - at) * 64:(k - at + 1) * 64]
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Documents):
             return NotImplemented
@@ -208,8 +217,8 @@ class Plan:
         if self._fingerprint is None:  # of every file: a million documents' takes a second
             h = hashlib.sha256()
             if isinstance(self.shards, Documents):
-                for k, path in enumerate(self.shards.paths):  # a row each
-                    h.update(f"{_name(path)}\0{Documents.ROWS}\0{self.shards.sha256(k)}\n".encode())
+                for _k, path, sha256 in self.shards.hashed(0, len(self.shards)):  # a row each
+                    h.update(f"{_name(path)}\0{Documents.ROWS}\0{sha256}\n".encode())
             else:
                 for s in self.shards:
                     h.update(f"{_name(s.path)}\0{s.rows}\0{s.sha256}\n".encode())
@@ -1090,20 +1099,17 @@ def _scan_documents(files: list[str], which: np.ndarray, docs: Documents, stamps
         log(f"scanning {len(which)} document(s)")
     lock = threading.Lock()
     began = np.zeros(len(which))
-
-    def stamp_row(path: str) -> np.ndarray:
-        return storage.stamp_rows([storage.scan_stamp(path)])[0]
+    digests = docs.digests.reshape(-1).data  # a digest's 32 bytes written in place
 
     def scan(i: int) -> None:
         k = int(which[i])
         path = files[k]
         began[i] = time.time()
-        if not with_stamps:
-            stamps[k] = stamp_row(path)
-        docs.sizes[k], sha256 = _hash_file(path)
-        if not np.array_equal(stamp_row(path), stamps[k]):
+        stamp = tuple(stamps[k].tolist()) if with_stamps else storage.padded(storage.scan_stamp(path))
+        size, sha256 = _hash_file(path)
+        if storage.padded(storage.scan_stamp(path)) != stamp:
             raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
-        docs.digests[k] = np.frombuffer(bytes.fromhex(sha256), np.uint8)
+        stamps[k], docs.sizes[k], digests[k * 32:(k + 1) * 32] = stamp, size, bytes.fromhex(sha256)
         with lock:
             tell(1)
 
@@ -1148,9 +1154,9 @@ def _document_parts(docs: Documents, cuts: _Cuts) -> list[PartSpec]:
     parts: list[PartSpec] = []
     for k, first in enumerate(opened):
         stop = opened[k + 1] if k + 1 < len(opened) else len(docs)
-        h = hashlib.sha256()
-        for d in range(first, stop):
-            h.update(f"{docs.names[d]}\0{docs.sizes[d]}\0{docs.sha256(d)}\n".encode())
+        h, sizes = hashlib.sha256(), docs.sizes[first:stop].tolist()
+        for d, _path, sha256 in docs.hashed(first, stop):
+            h.update(f"{docs.names[d]}\0{sizes[d - first]}\0{sha256}\n".encode())
         parts.append(PartSpec(k, first, 0, stop - first, sha256=h.hexdigest()))
     return parts
 

@@ -174,11 +174,16 @@ def scan_stamps(files: list[str]) -> list[tuple[int, ...]]:
     return each(scan_stamp, files)
 
 
+def padded(stamp: tuple[int, ...]) -> tuple[int, ...]:
+    """A ``scan_stamp`` of ``STAMP_FIELDS`` values (an object's two, then -1s)."""
+    return stamp + (-1,) * (STAMP_FIELDS - len(stamp))
+
+
 def stamp_rows(stamps: Sequence[tuple[int, ...]]) -> np.ndarray:
-    """``scan_stamp``s as rows of ``STAMP_FIELDS`` int64 (an object's two padded with -1)."""
-    rows = np.full((len(stamps), STAMP_FIELDS), -1, np.int64)
+    """``scan_stamp``s as rows of ``STAMP_FIELDS`` int64 (``padded``)."""
+    rows = np.empty((len(stamps), STAMP_FIELDS), np.int64)
     for k, stamp in enumerate(stamps):
-        rows[k, :len(stamp)] = stamp
+        rows[k] = padded(stamp)
     return rows
 
 
