@@ -28,11 +28,12 @@ from document_files import (  # noqa: E402
 from scan_records import as_older, recorded  # noqa: E402
 
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
+import embedrt.dataset._storage as storage  # noqa: E402
 from embedrt import Embedder  # noqa: E402
 from embedrt.cli import main  # noqa: E402
 from embedrt.dataset import BadRowError, InputError, OutputError, embed_dataset  # noqa: E402
 from embedrt.dataset._readers import read_slices  # noqa: E402
-from embedrt.dataset._sources import plan_input  # noqa: E402
+from embedrt.dataset._sources import find_documents, plan_input  # noqa: E402
 
 WORDS = ["river", "stone", "quiet", "engine", "paper", "한국어", "light", "music", "north", "glass"]
 
@@ -180,6 +181,23 @@ def test_a_resume_keeps_the_parts_of_unchanged_documents(tmp_path: Path, tiny_be
     assert (out / "_bad_rows.jsonl").read_text() == (clean / "_bad_rows.jsonl").read_text()
     shutil.move(src / "notes" / "085x.bin", src / "085x.bin")  # a file moved: another path, another row
     assert embed_dataset(src, out, tiny_bert_bundle, **kw).rows_embedded >= 1
+
+
+def test_a_folder_is_walked_in_the_order_of_its_documents_paths(tmp_path: Path) -> None:
+    """Each folder's entries by name, a folder's documents where its name sorts: the order of the
+    paths with ``/`` sorting first, which two inputs (sorted as a whole) give too."""
+    names = ["a/x.md", "a-b.md", "a.md", "ab/c.md", "a b/x.md", "a/b/c.md", "a/b.md", "Z.md", "é.md", "_i.md", "a0"]
+    src = _folder(tmp_path / "docs", {n: n for n in names})
+    files, found = find_documents(src)
+    assert found == sorted(names, key=lambda n: n.replace("/", "\0")) and files == [str(src / n) for n in found]
+    assert storage.walk(str(src)) == (files, found)  # in that order as walked: no sort of a million paths
+    _folder(tmp_path / "more", {"a/y.md": "y"})
+    more = tmp_path / "more"  # a file under two inputs is one document
+    assert find_documents([more, more / "a"]) == ([str(more / "a" / "y.md")], ["y.md"])
+    both = find_documents([src, tmp_path / "more"])  # two inputs: sorted as a whole
+    assert both[1] == sorted([*names, "a/y.md"], key=lambda n: n.replace("/", "\0"))
+    with pytest.raises(InputError, match="two documents have the path 'a/y.md'"):
+        find_documents([tmp_path / "more", tmp_path / "more" / "a" / "..", tmp_path / "more"])
 
 
 def test_a_document_changed_or_removed_while_its_part_is_read_stops_the_part(tmp_path: Path) -> None:

@@ -435,42 +435,53 @@ def find_inputs(
     return formats.pop(), sorted(set(files), key=lambda f: PurePath(f).parts)
 
 
-def find_documents(spec: str | Path | list[str | Path], exclude: str | None = None) -> list[tuple[str, str]]:
-    """The files of ``spec`` as documents (``InputFormat.DOCUMENTS``), whatever their names: (file,
-    its path under its input: a folder's files relative to the folder, a glob's to the folder before
-    its first wildcard, a file by its name), sorted by that path. A folder's hidden files and folders
-    (a name starting with ``.``) are left out; ``_`` starts the names of documents too (``_index.md``,
-    ``_posts/``)."""
+def find_documents(spec: str | Path | list[str | Path], exclude: str | None = None) -> tuple[list[str], list[str]]:
+    """The files of ``spec`` as documents (``InputFormat.DOCUMENTS``), whatever their names: (files,
+    their paths under their input: a folder's files relative to the folder, a glob's to the folder
+    before its first wildcard, a file by its name), sorted by that path (``storage.walk_key``). A
+    folder's hidden files and folders (a name starting with ``.``) are left out; ``_`` starts the
+    names of documents too (``_index.md``, ``_posts/``)."""
     specs = spec if isinstance(spec, list) else [spec]
-    found: list[tuple[str, str]] = []
+    files: list[str] = []
+    names: list[str] = []
     for s in map(str, specs):
         what = storage.kind(s)
         if what == "dir":
-            found += storage.walk(s, hidden=(".",))
+            walked, rels = storage.walk(s, hidden=(".",))
+            files += walked
+            names += rels
         elif what == "file":
-            found.append((s if is_uri(s) else str(Path(s)), _name(s)))
+            files.append(s if is_uri(s) else str(Path(s)))
+            names.append(_name(s))
         elif glob.has_magic(s):
             base = s[:s.rfind("/", 0, min(s.find(c) for c in "*?[" if c in s)) + 1]
-            found += [(f, f[len(base):] if is_uri(f) else Path(f).relative_to(base or ".").as_posix())
-                      for f in storage.glob_files(s)]  # fmt: skip
+            for f in storage.glob_files(s):
+                files.append(f)
+                names.append(f[len(base):] if is_uri(f) else Path(f).relative_to(base or ".").as_posix())
         else:
             raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
-    kept = set(storage.outside([f for f, _n in found], exclude))
-    found = [(f, n) for f, n in found if f in kept]
-    if not found:
+    kept = storage.outside(files, exclude)
+    if len(kept) < len(files):
+        inside = set(files) - set(kept)
+        names = [n for f, n in zip(files, names, strict=True) if f not in inside]
+        files = [f for f in files if f not in inside]
+    del kept
+    if not files:
         raise InputError(f"no input files found at {specs!r}")
-    found = sorted(dict(found).items(), key=lambda fn: fn[1].replace("/", "\0"))  # by folder, then name
+    if len(specs) == 1 and all(storage.walk_key(a) < storage.walk_key(b) for a, b in itertools.pairwise(names)):
+        return files, names  # a folder walked in order (a million documents: no second list of them)
+    found = sorted(dict(zip(files, names, strict=True)).items(), key=lambda fn: storage.walk_key(fn[1]))
     for (f1, n1), (f2, n2) in itertools.pairwise(found):
         if n1 == n2:
             raise InputError(f"two documents have the path {n1!r} under their inputs ({f1}, {f2}): a document's path "
                              "names its row; give their common folder as the input instead")  # fmt: skip
-    return found
+    return [f for f, _n in found], [n for _f, n in found]
 
 
 def _expand(s: str) -> list[str]:
     what = storage.kind(s)
     if what == "dir":
-        found = [f for f, _rel in storage.walk(s, hidden=(".", "_"))]
+        found = storage.walk(s, hidden=(".", "_"))[0]
         known = []
         for f in found:
             if _suffixes(f)[0] in SUFFIXES:
@@ -563,9 +574,7 @@ def plan_input(
         check_ocr()  # installed, before the scan
     if documents:
         fmt, content_cuts = InputFormat.DOCUMENTS, True
-        found_docs = find_documents(spec, exclude)
-        files, doc_names = [f for f, _n in found_docs], [n for _f, n in found_docs]
-        del found_docs
+        files, doc_names = find_documents(spec, exclude)
     else:
         fmt, files = find_inputs(spec, exclude)
         doc_names = [""] * len(files)

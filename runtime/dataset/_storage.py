@@ -99,34 +99,59 @@ def kind(where: str) -> str | None:
     return {pyarrow.fs.FileType.File: "file", pyarrow.fs.FileType.Directory: "dir"}.get(t)
 
 
-def walk(folder: str, hidden: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """Every file under ``folder``: (name to open, path relative to ``folder``), none in a folder or
+def walk(folder: str, hidden: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """Every file under ``folder``: (names to open, paths relative to ``folder``), none in a folder or
     of a name that starts with one of ``hidden`` (locally not even looked into). Links to files are
-    files; links to folders are not followed, nor are folders that cannot be read."""
+    files; links to folders are not followed, nor are folders that cannot be read. Locally in the
+    order of their relative paths with ``/`` sorting first (``walk_key``): each folder's entries
+    sorted by name, a folder's files where its name sorts."""
     if is_uri(folder):
         import pyarrow.fs
 
         fs, path = split_uri(folder)
         infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True))
         found = [(_uri(folder, i.path), i.path[len(path) + 1:]) for i in infos if i.type == pyarrow.fs.FileType.File]
-        return [(f, rel) for f, rel in found if not any(p.startswith(hidden) for p in rel.split("/"))] if hidden else found
-    files: list[tuple[str, str]] = []
-    folders = [(str(Path(folder)), "")]
-    while folders:  # os.scandir: a folder's entries with their types, a stat call only for links
-        where, rel = folders.pop()
-        try:
-            with os.scandir(where) as entries:
-                for e in entries:
-                    if e.name.startswith(hidden):
-                        continue
-                    if e.is_dir(follow_symlinks=False):
-                        folders.append((e.path, f"{rel}{e.name}/"))
-                    elif e.is_file():
-                        files.append((e.path, rel + e.name))
-        except PermissionError:
-            if not rel:  # the input itself: say so
-                raise
-    return files
+        kept = [(f, rel) for f, rel in found if not hidden or not any(p.startswith(hidden) for p in rel.split("/"))]
+        return [f for f, _rel in kept], [rel for _f, rel in kept]
+    files: list[str] = []
+    rels: list[str] = []
+    stack = [iter(_entries(str(Path(folder)), "", hidden, top=True))]
+    while stack:  # depth first: a folder's files come where its name sorts among its siblings
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+        elif entry[2]:
+            stack.append(iter(_entries(entry[0], entry[1] + "/", hidden)))
+        else:
+            files.append(entry[0])
+            rels.append(entry[1])
+    return files, rels
+
+
+def walk_key(rel: str) -> str:
+    """The order of ``walk``'s relative paths: by folder, then name (``/`` sorts before any character)."""
+    return rel.replace("/", "\0")
+
+
+def _entries(where: str, rel: str, hidden: tuple[str, ...], top: bool = False) -> list[tuple[str, str, bool]]:
+    """A folder's files and folders (os.scandir: their types without a stat call but for links), by
+    name: (name to open, relative path, whether a folder)."""
+    found = []
+    try:
+        with os.scandir(where) as entries:
+            for e in entries:
+                if e.name.startswith(hidden):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    found.append((e.path, rel + e.name, True))
+                elif e.is_file():
+                    found.append((e.path, rel + e.name, False))
+    except PermissionError:
+        if top:  # the input itself: say so
+            raise
+        return []
+    found.sort(key=lambda e: e[1])
+    return found
 
 
 def glob_files(pattern: str) -> list[str]:
