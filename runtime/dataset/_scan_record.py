@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -48,10 +48,11 @@ SCHEMA = pa.schema([
 _BATCH = 65_536  # rows a record batch
 
 
-def read(store: Any) -> tuple[str, bytes] | None:
-    """The record in an output folder's ``store``: (its name, its bytes), or None."""
+def read(store: Any) -> tuple[str, pa.Buffer] | None:
+    """The record in an output folder's ``store``: (its name, its bytes), or None. A local record is
+    mapped, not read: a lookup reads the pages of the names' hashes, stamps, sizes and digests only."""
     for name in (NAME, OLD_NAME):
-        data = store.read(name)
+        data = store.buffer(name)
         if data is not None:
             return name, data
     return None
@@ -65,7 +66,7 @@ class ScanRecord:
     (documents' sizes and hashes) give and ``keep`` keeps; ``add`` and ``add_documents`` keep what
     the scan found. ``write`` writes the record where ``changed``."""
 
-    def __init__(self, old: bytes | None = None) -> None:
+    def __init__(self, old: bytes | pa.Buffer | None = None) -> None:
         self.unreadable = False
         self._settings: Any = None
         self._old = _empty()
@@ -95,7 +96,7 @@ class ScanRecord:
         files of one stamp (size, times, inode and device; an object's size and time) do not occur."""
         if self._old.num_rows == 0 or not paths:
             return np.full(len(paths), -1, np.int64)
-        found = pc.index_in(_key_hashes([self._key(p) for p in paths]), value_set=_column(self._old, "key_hash"))
+        found = pc.index_in(_key_hashes(map(self._key, paths), len(paths)), value_set=_column(self._old, "key_hash"))
         rows = _values(found, np.int32).astype(np.int64)
         if found.null_count:
             rows[_values(pc.is_null(found), np.bool_)] = -1
@@ -204,10 +205,12 @@ def _shown(keys: list[str]) -> pa.Array:
         return pa.array([k.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for k in keys], pa.string())
 
 
-def _key_hashes(keys: list[str]) -> pa.Array:
-    """Each key's 128-bit BLAKE2b, a ``binary(16)`` array."""
-    data = b"".join(hashlib.blake2b(k.encode("utf-8", "surrogateescape"), digest_size=16).digest() for k in keys)
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(keys), [None, pa.py_buffer(data)])
+def _key_hashes(keys: Iterable[str], count: int) -> pa.Array:
+    """Each of the ``count`` keys' 128-bit BLAKE2b, a ``binary(16)`` array (the keys are not kept)."""
+    data = bytearray()
+    for k in keys:
+        data += hashlib.blake2b(k.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), count, [None, pa.py_buffer(data)])
 
 
 def _values(array: pa.Array, dtype: Any) -> np.ndarray:
@@ -233,14 +236,14 @@ def _batch(keys: list[str], stamps: np.ndarray, sizes: np.ndarray, digests: np.n
     stamp = pa.FixedSizeListArray.from_arrays(_int64(stamps.reshape(-1)), STAMP)
     sha = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), n, [None, pa.py_buffer(np.ascontiguousarray(digests).tobytes())])
     found = pa.array(findings if findings is not None else [None] * n, pa.string())
-    return pa.record_batch([_shown(keys), _key_hashes(keys), stamp, _int64(sizes), sha, found], schema=SCHEMA)
+    return pa.record_batch([_shown(keys), _key_hashes(keys, n), stamp, _int64(sizes), sha, found], schema=SCHEMA)
 
 
-def _parse(data: bytes) -> tuple[Any, pa.Table, bool]:
+def _parse(data: bytes | pa.Buffer) -> tuple[Any, pa.Table, bool]:
     """A record's (settings, table, whether an older version's)."""
-    if data[:1] == b"{":
-        return _parse_json(data)
-    table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+    if bytes(data[:1]) == b"{":
+        return _parse_json(bytes(data))
+    table = pa.ipc.open_file(pa.BufferReader(data)).read_all()  # its buffers the record's bytes
     meta = json.loads(table.schema.metadata[b"embedrt"])
     if meta["format"] != FORMAT or meta["version"] != VERSION or not table.schema.equals(SCHEMA):
         raise ValueError(f"format {meta['format']!r} version {meta['version']!r}")

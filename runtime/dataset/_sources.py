@@ -118,7 +118,7 @@ class Documents(Sequence[Shard]):
     __slots__ = ("digests", "names", "paths", "sizes", "stamps")
     ROWS = 1  # a document's
 
-    def __init__(self, paths: list[str], names: list[str], sizes: np.ndarray, digests: np.ndarray,
+    def __init__(self, paths: Sequence[str], names: list[str], sizes: np.ndarray, digests: np.ndarray,
                  stamps: np.ndarray) -> None:  # fmt: skip
         self.paths, self.names = paths, names  # the files, their paths under the input
         self.sizes, self.digests = sizes, digests  # int64 content sizes; SHA-256 digests, rows of 32 uint8
@@ -435,53 +435,50 @@ def find_inputs(
     return formats.pop(), sorted(set(files), key=lambda f: PurePath(f).parts)
 
 
-def find_documents(spec: str | Path | list[str | Path], exclude: str | None = None) -> tuple[list[str], list[str]]:
+def find_documents(spec: str | Path | list[str | Path],
+                   exclude: str | None = None) -> tuple[Sequence[str], list[str]]:  # fmt: skip
     """The files of ``spec`` as documents (``InputFormat.DOCUMENTS``), whatever their names: (files,
     their paths under their input: a folder's files relative to the folder, a glob's to the folder
     before its first wildcard, a file by its name), sorted by that path (``storage.walk_key``). A
     folder's hidden files and folders (a name starting with ``.``) are left out; ``_`` starts the
     names of documents too (``_index.md``, ``_posts/``)."""
     specs = spec if isinstance(spec, list) else [spec]
-    files: list[str] = []
-    names: list[str] = []
+    found: list[tuple[Sequence[str], list[str]]] = []
     for s in map(str, specs):
         what = storage.kind(s)
         if what == "dir":
-            walked, rels = storage.walk(s, hidden=(".",))
-            files += walked
-            names += rels
+            found.append(storage.walk(s, hidden=(".",)))
         elif what == "file":
-            files.append(s if is_uri(s) else str(Path(s)))
-            names.append(_name(s))
+            found.append(([s if is_uri(s) else str(Path(s))], [_name(s)]))
         elif glob.has_magic(s):
             base = s[:s.rfind("/", 0, min(s.find(c) for c in "*?[" if c in s)) + 1]
-            for f in storage.glob_files(s):
-                files.append(f)
-                names.append(f[len(base):] if is_uri(f) else Path(f).relative_to(base or ".").as_posix())
+            matched = storage.glob_files(s)
+            found.append((matched, [f[len(base):] if is_uri(f) else Path(f).relative_to(base or ".").as_posix()
+                                    for f in matched]))  # fmt: skip
         else:
             raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
-    kept = storage.outside(files, exclude)
-    if len(kept) < len(files):
-        inside = set(files) - set(kept)
-        names = [n for f, n in zip(files, names, strict=True) if f not in inside]
-        files = [f for f in files if f not in inside]
-    del kept
+    files, names = found[0] if len(found) == 1 else ([f for fs, _ns in found for f in fs], [n for _fs, ns in found for n in ns])
+    del found
+    inner = set(storage.inside(files, exclude))
+    if inner:
+        files = [f for k, f in enumerate(files) if k not in inner]
+        names = [n for k, n in enumerate(names) if k not in inner]
     if not files:
         raise InputError(f"no input files found at {specs!r}")
     if len(specs) == 1 and all(storage.walk_key(a) < storage.walk_key(b) for a, b in itertools.pairwise(names)):
         return files, names  # a folder walked in order (a million documents: no second list of them)
-    found = sorted(dict(zip(files, names, strict=True)).items(), key=lambda fn: storage.walk_key(fn[1]))
-    for (f1, n1), (f2, n2) in itertools.pairwise(found):
+    pairs = sorted(dict(zip(files, names, strict=True)).items(), key=lambda fn: storage.walk_key(fn[1]))
+    for (f1, n1), (f2, n2) in itertools.pairwise(pairs):
         if n1 == n2:
             raise InputError(f"two documents have the path {n1!r} under their inputs ({f1}, {f2}): a document's path "
                              "names its row; give their common folder as the input instead")  # fmt: skip
-    return [f for f, _n in found], [n for _f, n in found]
+    return [f for f, _n in pairs], [n for _f, n in pairs]
 
 
 def _expand(s: str) -> list[str]:
     what = storage.kind(s)
     if what == "dir":
-        found = storage.walk(s, hidden=(".", "_"))[0]
+        found = list(storage.walk(s, hidden=(".", "_"))[0])
         known = []
         for f in found:
             if _suffixes(f)[0] in SUFFIXES:
@@ -723,7 +720,7 @@ def _merge_kinds(kinds: dict[str, set[str]], found: dict[str, set[str]]) -> None
         kinds.setdefault(c, {"missing"}).update(k)
 
 
-def _first_keys(files: list[str]) -> list[str]:
+def _first_keys(files: Sequence[str]) -> list[str]:
     for path in files:
         with storage.open_input(path) as f:
             for line in f:
@@ -1097,7 +1094,7 @@ class _TrackedLines:
 # -- documents ----------------------------------------------------------------------------------------
 
 
-def _scan_documents(files: list[str], which: np.ndarray, docs: Documents, stamps: np.ndarray, with_stamps: bool,
+def _scan_documents(files: Sequence[str], which: np.ndarray, docs: Documents, stamps: np.ndarray, with_stamps: bool,
                     tell: Callable[[int], None], log: Any) -> np.ndarray:  # fmt: skip
     """Scan the documents ``which`` (indexes into ``files``): each one's size and hash (its bytes
     decompressed, as they are read) into ``docs``, its stamp (``storage.stamp_rows``; its row of
@@ -1126,7 +1123,7 @@ def _scan_documents(files: list[str], which: np.ndarray, docs: Documents, stamps
     return began
 
 
-def _document_shards(files: list[str], names: list[str], stamps: np.ndarray | None, rows: np.ndarray,
+def _document_shards(files: Sequence[str], names: list[str], stamps: np.ndarray | None, rows: np.ndarray,
                      record: ScanRecord | None, tell: Callable[[int], None], log: Any) -> Documents:  # fmt: skip
     """The documents as shards (a row each, row ``k`` the ``k``-th): a document's size and hash from
     ``record`` where it is unchanged (``rows``: its row there, else -1), else from a scan (kept in

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, overload
 
 import numpy as np
 
@@ -75,13 +75,53 @@ class Resolved:
 
 def outside(files: list[str], folder: str | None) -> list[str]:
     """The ``files`` that do not lie under ``folder`` (a job's own output inside its input folder)."""
+    inner = set(inside(files, folder))
+    return [f for k, f in enumerate(files) if k not in inner] if inner else files
+
+
+def inside(files: Sequence[str], folder: str | None) -> list[int]:
+    """The indexes of the ``files`` that lie under ``folder`` (none, mostly)."""
     if folder is None:
-        return files
+        return []
     if is_uri(folder):
-        return [f for f in files if not f.startswith(folder.rstrip("/") + "/")]
+        return [k for k, f in enumerate(files) if f.startswith(folder.rstrip("/") + "/")]
     under = os.path.join(os.path.realpath(folder), "")
     resolved = Resolved()
-    return [f for f in files if is_uri(f) or not resolved(f).startswith(under)]
+    return [k for k, f in enumerate(files) if not is_uri(f) and resolved(f).startswith(under)]
+
+
+class Joined(Sequence[str]):
+    """Files named by one folder and their paths under it (``prefix + names[k]``): a walked folder's
+    million files without a million strings more."""
+
+    __slots__ = ("names", "prefix")
+
+    def __init__(self, prefix: str, names: list[str]) -> None:
+        self.prefix, self.names = prefix, names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @overload
+    def __getitem__(self, k: int) -> str: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[str]: ...
+
+    def __getitem__(self, k: int | slice) -> str | list[str]:
+        if isinstance(k, slice):
+            return [self.prefix + n for n in self.names[k]]
+        return self.prefix + self.names[k]
+
+    def __iter__(self) -> Iterator[str]:
+        return (self.prefix + n for n in self.names)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Joined):
+            return self.prefix == other.prefix and self.names == other.names
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 # -- reading the input -------------------------------------------------------------------------------
@@ -99,7 +139,7 @@ def kind(where: str) -> str | None:
     return {pyarrow.fs.FileType.File: "file", pyarrow.fs.FileType.Directory: "dir"}.get(t)
 
 
-def walk(folder: str, hidden: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+def walk(folder: str, hidden: tuple[str, ...] = ()) -> tuple[Sequence[str], list[str]]:
     """Every file under ``folder``: (names to open, paths relative to ``folder``), none in a folder or
     of a name that starts with one of ``hidden`` (locally not even looked into). Links to files are
     files; links to folders are not followed, nor are folders that cannot be read. Locally in the
@@ -113,9 +153,9 @@ def walk(folder: str, hidden: tuple[str, ...] = ()) -> tuple[list[str], list[str
         found = [(_uri(folder, i.path), i.path[len(path) + 1:]) for i in infos if i.type == pyarrow.fs.FileType.File]
         kept = [(f, rel) for f, rel in found if not hidden or not any(p.startswith(hidden) for p in rel.split("/"))]
         return [f for f, _rel in kept], [rel for _f, rel in kept]
-    files: list[str] = []
+    top = str(Path(folder))
     rels: list[str] = []
-    stack = [iter(_entries(str(Path(folder)), "", hidden, top=True))]
+    stack = [iter(_entries(top, "", hidden, top=True))]
     while stack:  # depth first: a folder's files come where its name sorts among its siblings
         entry = next(stack[-1], None)
         if entry is None:
@@ -123,9 +163,8 @@ def walk(folder: str, hidden: tuple[str, ...] = ()) -> tuple[list[str], list[str
         elif entry[2]:
             stack.append(iter(_entries(entry[0], entry[1] + "/", hidden)))
         else:
-            files.append(entry[0])
             rels.append(entry[1])
-    return files, rels
+    return Joined(os.path.join(top, ""), rels), rels  # os.scandir's names: the folder's, "/", the entry's
 
 
 def walk_key(rel: str) -> str:
@@ -635,6 +674,17 @@ class LocalFolder:
         p = self.path / name
         return p.read_bytes() if p.is_file() else None
 
+    def buffer(self, name: str) -> Any:
+        """``name`` as an Arrow buffer, or None: mapped, not read (its pages are read as they are used,
+        and held as the file's, which the system may drop and read again)."""
+        import pyarrow as pa
+
+        p = self.path / name
+        if not p.is_file():
+            return None
+        with pa.memory_map(str(p)) as f:
+            return f.read_buffer()
+
     def write(self, name: str, write: Callable[[IO[bytes]], Any]) -> int:
         """Write ``name`` whole and durably (temporary file, fsync, rename, folder fsync); its size."""
         path = self.path / name
@@ -720,6 +770,13 @@ class ObjectFolder:
                 return bytes(f.read())
         except FileNotFoundError:
             return None
+
+    def buffer(self, name: str) -> Any:
+        """``name`` as an Arrow buffer (downloaded), or None."""
+        import pyarrow as pa
+
+        data = self.read(name)
+        return None if data is None else pa.py_buffer(data)
 
     def write(self, name: str, write: Callable[[IO[bytes]], Any]) -> int:
         """Write ``name`` under a hidden temporary name, then move it into place; its size."""
