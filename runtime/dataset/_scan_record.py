@@ -130,7 +130,7 @@ class ScanRecord:
         if _settled(row, np.array([scanned_at])).all():
             rest = {k: v for k, v in findings.items() if k not in ("size", "sha256")}
             self._pending.append((self._key(path), row[0], int(findings["size"]), bytes.fromhex(findings["sha256"]),
-                                  json.dumps(rest, separators=(",", ":"), ensure_ascii=False)))  # fmt: skip
+                                  json.dumps(rest, separators=(",", ":"))))  # fmt: skip
 
     def add_documents(self, paths: Sequence[str], which: np.ndarray, stamps: np.ndarray, began: np.ndarray,
                       sizes: np.ndarray, digests: np.ndarray) -> None:  # fmt: skip
@@ -265,7 +265,7 @@ def _parse_json(data: bytes) -> tuple[Any, pa.Table, bool]:
         stamps.append(tuple(int(v) for v in entry["stamp"]))
         sizes.append(int(entry["size"]))
         digests.append(bytes.fromhex(entry["sha256"]))
-        findings.append(json.dumps(rest, separators=(",", ":"), ensure_ascii=False) if rest else None)
+        findings.append(json.dumps(rest, separators=(",", ":")) if rest else None)
     del old
     digest_rows = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)
     batch = _batch(keys, storage.stamp_rows(stamps), np.array(sizes, np.int64), digest_rows, findings)

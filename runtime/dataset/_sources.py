@@ -457,7 +457,9 @@ def find_documents(spec: str | Path | list[str | Path],
                                     for f in matched]))  # fmt: skip
         else:
             raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
-    files, names = found[0] if len(found) == 1 else ([f for fs, _ns in found for f in fs], [n for _fs, ns in found for n in ns])
+    files, names = found[0]
+    if len(found) > 1:
+        files, names = [f for fs, _ns in found for f in fs], [n for _fs, ns in found for n in ns]
     del found
     inner = set(storage.inside(files, exclude))
     if inner:
