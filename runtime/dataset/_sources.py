@@ -135,7 +135,13 @@ class Documents(Sequence[Shard]):
 
     def __getitem__(self, k: int | slice) -> Shard | list[Shard]:
         if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
+            start, stop, step = k.indices(len(self))
+            if step != 1 or stop <= start:
+                return [self[i] for i in range(start, stop, step)]
+            paths, names, sizes = self.paths[start:stop], self.names[start:stop], self.sizes[start:stop].tolist()
+            hexes, stamps = self.digests[start:stop].tobytes().hex(), self.stamps[start:stop].tolist()
+            return [Shard(paths[i], self.ROWS, start + i, sizes[i], hexes[i * 64:(i + 1) * 64], DOCUMENT_COLUMNS,
+                          stamp=(stamps[i][0], stamps[i][1]), name=names[i]) for i in range(stop - start)]  # fmt: skip
         k = range(len(self))[k]  # negative indexes; IndexError past the end
         return Shard(self.paths[k], self.ROWS, k, int(self.sizes[k]), self.sha256(k), DOCUMENT_COLUMNS,
                      stamp=(int(self.stamps[k, 0]), int(self.stamps[k, 1])), name=self.names[k])  # fmt: skip
@@ -273,15 +279,22 @@ class Plan:
         if self.format is not InputFormat.DOCUMENTS:
             self.shards[part.shard].check_unchanged(part)
             return
-        docs = self.documents(part)
+        start, stop = part.shard, part.shard + part.rows
+        planned: list[tuple[int, int] | None]
+        if isinstance(self.shards, Documents):  # a part's every read: no Shard made unless one changed
+            paths = list(self.shards.paths[start:stop])
+            planned = [(size, mtime) for size, mtime in self.shards.stamps[start:stop].tolist()]
+        else:
+            docs = self.shards[start:stop]
+            paths, planned = [d.path for d in docs], [d.stamp for d in docs]
         now: list[tuple[int, ...] | None]
         try:
-            now = list(storage.scan_stamps([d.path for d in docs]))
+            now = list(storage.scan_stamps(paths))
         except FileNotFoundError:
-            now = [None] * len(docs)  # each file's own check names the one removed
-        for d, stamp in zip(docs, now, strict=True):
-            if stamp is None or (stamp[0], stamp[1]) != d.stamp:
-                d.check_unchanged(part)
+            now = [None] * len(paths)  # each file's own check names the one removed
+        for k, (stamp, want) in enumerate(zip(now, planned, strict=True)):
+            if stamp is None or (stamp[0], stamp[1]) != want:
+                self.shards[start + k].check_unchanged(part)
 
     def moves(self, entries: dict[int, dict[str, Any]], kept: Collection[int], shift_ids: bool) -> dict[int, Moved]:
         """The journal entries (not ``kept`` where they are) that hold another part of this plan:
