@@ -97,8 +97,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--rows-per-part", type=int, help="rows per output file (default 10000; with --documents 100 "
-                   "documents on average)")  # fmt: skip
+    p.add_argument("--rows-per-part", type=int, help="rows per output file (default 10000; small files share "
+                   "one; with --documents 100 documents on average)")  # fmt: skip
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")
     p.add_argument("--prompt-name", help="a prompt from the bundle's manifest, prepended to each text")
     p.add_argument("--prompt", help="a prompt of your own, prepended to each text")

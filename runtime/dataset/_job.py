@@ -211,7 +211,11 @@ def embed_dataset(
     shows them, dates and times in ISO 8601), sheets separated as a PDF's pages are. ``ocr`` (with
     ``pdf_text``): a PDF's pages without text (scanned) are read by OCR (RapidOCR, the ``ocr`` extra).
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
-    by their paths' hashes, so that a document added or removed recomputes its part only); each part becomes one
+    by their paths' hashes, so that a document added or removed recomputes its part only). Files of
+    fewer rows share parts: a run of them is cut after a file whose name and content hash hits, up
+    to ``rows_per_part`` rows a part, so that a folder of thousands of small files makes parts of
+    several files each and a file added, removed or edited recomputes its own part only (an
+    ``output`` begun by an embedrt that made a part of each file goes on so). Each part becomes one
     Parquet file (``id``, the ``keep_columns``, ``embedding`` as a fixed-size list of float32),
     written whole. A part is read, embedded and written a slice of about 4 million characters at a
     time (most parts: one slice), so memory grows neither with the corpus nor with its texts'
@@ -351,7 +355,7 @@ def embed_dataset(
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
                               record=record, content_cuts=content_defined_parts, documents=documents,
-                              as_text=as_text, ocr=ocr)  # fmt: skip
+                              as_text=as_text, ocr=ocr, group_files=_groups_files(folder, overwrite))  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -392,7 +396,9 @@ def embed_dataset(
             say(f"the input changed since the last run: {folder.changed} finished part(s) made from rows that changed "
                 "(or moved within their file) are computed again")
         size = f"about {rows_per_part} rows on average" if plan.content_cuts else f"up to {rows_per_part} rows"
-        say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of {size}; "
+        several = [p.files for p in plan.parts if p.files > 1]
+        grouped = f" ({sum(several)} small files in {len(several)} of them)" if several else ""
+        say(f"{plan.rows} rows in {len(plan.shards)} file(s), {len(plan.parts)} parts of {size}{grouped}; "
             f"{len(done)} finished by an earlier run, {len(todo)} to do")
         with _Tracker(plan, done, folder, progress, t0, progress_every) as tracker:
             on_rows = tracker.embedded if tracker.bar is not None else None  # the bar's only use of the batches
@@ -417,6 +423,13 @@ def embed_dataset(
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip
     return summary
+
+
+def _groups_files(folder: OutputFolder, overwrite: bool) -> bool:
+    """Whether the plan makes parts of several small files: unless OUTPUT was begun by an embedrt
+    that made a part of each file, which a run continues as it began."""
+    old = None if overwrite else folder.read_manifest()
+    return old is None or "small_files" in old.get("identity", {})
 
 
 def _query_column(query_column: object, id_column: str | None) -> str | None:
@@ -537,6 +550,7 @@ class JobSettings:
             **({"query_column": self.query_column} if self.query_column is not None else {}),
             **({"csv_delimiter": plan.delimiter} if plan.delimiter is not None else {}),
             **({"part_cuts": "content"} if plan.content_cuts else {}),
+            **({"small_files": "grouped"} if plan.grouped else {}),
             **{kind: "text and OCR" if kind == "pdf" and plan.ocr else "text" for kind in plan.as_text},
         }  # fmt: skip
 
@@ -647,8 +661,10 @@ def conform(table: pa.Table, schema: pa.Schema, plan: Plan, part: PartSpec) -> p
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
         differ = [f"{f.name}: {f.type} there, {schema.field(f.name).type} in the output"
                   for f in table.schema if f.name in schema.names and f.type != schema.field(f.name).type]  # fmt: skip
+        files = plan.shards[part.shard:part.shard + part.files]
+        where = files[0].path if len(files) == 1 else f"one of {files[0].path} ... {files[-1].path} (part {part.index})"
         raise InputError(
-            f"{plan.shards[part.shard].path}: its columns do not match the output's, whose types come from the "
+            f"{where}: its columns do not match the output's, whose types come from the "
             f"first input file ({'; '.join(differ) or table.schema.remove_metadata()}): {e}"
         ) from e
 

@@ -27,11 +27,23 @@ from . import _storage as storage
 from ._as_text import binary_kind, kind_of
 from ._html import html_text
 from ._pdf import pdf_text_later
-from ._sources import InputFormat, PartSpec, Plan, Shard, _TrackedLines, csv_field_limit, json_row, wide_text
+from ._sources import (
+    InputError,
+    InputFormat,
+    PartSpec,
+    Plan,
+    Shard,
+    _TrackedLines,
+    csv_field_limit,
+    json_row,
+    wide_text,
+)
 from ._template import TextSource
 
 TEXT, BAD, LINE, FILE = "__text", "__bad", "__line", "__file"
-INTERNAL = (TEXT, BAD, LINE, FILE)  # FILE: a row's own file, in documents' tables only (others: the metadata names it)
+# FILE: a row's own file, in the tables of parts of several files (documents, small files) only: the
+# metadata names a part's one file
+INTERNAL = (TEXT, BAD, LINE, FILE)
 FILE_KEY = b"embedrt.file"
 POSITION_KEY = b"embedrt.position"  # "line" (1-based, text formats) or "row" (0-based, Parquet)
 
@@ -99,7 +111,8 @@ def read_slices(
     shard = plan.shards[part.shard]
     columns = tuple(dict.fromkeys(c for c in (id_column, *keep_columns) if c))
     documents = plan.format is InputFormat.DOCUMENTS
-    meta = {FILE_KEY: b"" if documents else shard.path.encode(), POSITION_KEY: b"row" if plan.format.columnar else b"line"}
+    own = b"" if documents or part.files > 1 else shard.path.encode()  # else each row names its file (``FILE``)
+    meta = {FILE_KEY: own, POSITION_KEY: b"row" if plan.format.columnar else b"line"}
     first = shard.first_row + part.start
 
     def finish(table: pa.Table) -> pa.Table:
@@ -107,28 +120,78 @@ def read_slices(
         ids = table.column(id_column) if id_column else pa.array(range(first, first + table.num_rows), pa.int64())
         first += table.num_rows
         out = {"id": ids, **{c: table.column(c) for c in keep_columns},
-               **{c: table.column(c) for c in INTERNAL if c in table.column_names}}  # FILE: documents only
+               **{c: table.column(c) for c in INTERNAL if c in table.column_names}}  # FILE: rows of several files
         return pa.table(out).replace_schema_metadata(meta)
 
-    if plan.format is InputFormat.PARQUET:
-        tables: Iterator[pa.Table] = _read_parquet(shard, part, source, columns, chars)
-    elif plan.format is InputFormat.ARROW:
-        tables = _read_arrow(shard, part, source, columns, chars)
+    tables: Iterator[pa.Table]
+    if documents:
+        slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text, plan.ocr)
+        tables = (_assemble({c: _to_arrow(v, "string") for c, v in rows.cols.items()}, rows.text, rows.bad, rows.line,
+                            rows.file) for rows in slices)  # fmt: skip
+    elif part.files > 1:
+        tables = _read_files(plan, part, source, columns, chars)
     else:
-        if documents:
-            slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text, plan.ocr)
-        elif plan.format is InputFormat.TXT:
-            slices = _read_txt(shard, part, chars)
-        elif plan.format is InputFormat.JSONL:
-            slices = _read_jsonl(shard, part, source, columns, chars)
-        else:
-            slices = _read_csv(shard, part, source, columns, plan.csv_delimiter, chars)
-        tables = (_assemble({c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()},
-                            rows.text, rows.bad, rows.line, rows.file) for rows in slices)  # fmt: skip
+        tables = _read_file(plan, shard, part, source, columns, chars)
     plan.check_unchanged(part)
     for table in tables:
         yield finish(table)
     plan.check_unchanged(part)  # after its last slice and before the part is written whole: not kept
+
+
+def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...],
+               chars: int | None) -> Iterator[pa.Table]:  # fmt: skip
+    """The rows of one file's ``part`` (not documents), as tables of about ``chars`` characters."""
+    if plan.format is InputFormat.PARQUET:
+        yield from _read_parquet(shard, part, source, columns, chars)
+        return
+    if plan.format is InputFormat.ARROW:
+        yield from _read_arrow(shard, part, source, columns, chars)
+        return
+    if plan.format is InputFormat.TXT:
+        slices = _read_txt(shard, part, chars)
+    elif plan.format is InputFormat.JSONL:
+        slices = _read_jsonl(shard, part, source, columns, chars)
+    else:
+        slices = _read_csv(shard, part, source, columns, plan.csv_delimiter, chars)
+    for rows in slices:
+        yield _assemble({c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()},
+                        rows.text, rows.bad, rows.line)  # fmt: skip
+
+
+def _read_files(plan: Plan, part: PartSpec, source: TextSource, columns: tuple[str, ...],
+                chars: int | None) -> Iterator[pa.Table]:  # fmt: skip
+    """The rows of a part of several small files read whole (``_sources._grouped``), each row with
+    its file (``FILE``), in tables of about ``chars`` characters: a file's rows join the next
+    file's in one table, so that files of a few rows still make batches of many."""
+    held: list[pa.Table] = []
+    size = 0
+    for k in range(part.shard, part.shard + part.files):
+        shard = plan.shards[k]
+        for table in _read_file(plan, shard, shard.whole(part.index, k), source, columns, chars):
+            held.append(table.append_column(FILE, pa.array([shard.path] * table.num_rows, pa.string())))
+            size += int(text_sizes(table.column(TEXT)).sum())
+            if chars is not None and size >= chars:
+                yield _joined(plan, part, held)
+                held, size = [], 0
+    if held:
+        yield _joined(plan, part, held)
+
+
+def _joined(plan: Plan, part: PartSpec, tables: list[pa.Table]) -> pa.Table:
+    """The tables of several files' rows as one; Parquet or Arrow files whose columns' types differ
+    (beyond what widens, as int32 to int64) are named."""
+    try:
+        return pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        first = tables[0]
+        other = next((t for t in tables if t.schema.remove_metadata() != first.schema.remove_metadata()), first)
+        files = [t.column(FILE)[0].as_py() for t in (first, other)]
+        raise InputError(f"{files[1]}: its columns' types ({_types(other)}) differ from those of {files[0]} "
+                         f"({_types(first)}), read with it in part {part.index}: {e}") from e
+
+
+def _types(table: pa.Table) -> str:
+    return ", ".join(f"{f.name}: {f.type}" for f in table.schema if f.name not in INTERNAL)
 
 
 def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str | None], line: Sequence[int | None],

@@ -90,6 +90,13 @@ class Shard:
     columns: tuple[str, ...] = ()
     stamp: tuple[int, int] | None = None  # its size and modification time when planned (``storage.stamp``)
     name: str = ""  # a document's path under its input (``InputFormat.DOCUMENTS``: the row's ``path``)
+    # a text file read whole in a part of several files (``_grouped``): where its first row begins
+    offset: int = 0
+    line: int = 1
+
+    def whole(self, index: int, k: int) -> PartSpec:
+        """This file, the plan's ``k``-th, as one part of its own (a file of a part of several files)."""
+        return PartSpec(index, k, 0, self.rows, self.offset, self.line, self.sha256)
 
     def check_unchanged(self, part: PartSpec) -> None:
         """Refuse to go on with ``part`` if the file changed since it was planned (a part's rows are
@@ -176,7 +183,8 @@ class PartSpec:
     stop: int
     byte_offset: int = 0  # text formats: where row ``start`` begins
     first_line: int = 1  # text formats: the 1-based line number of row ``start``
-    sha256: str = ""  # text formats: of its bytes, up to the next part's start (or the file's end)
+    sha256: str = ""  # text formats: of its bytes, up to the next part's start (or the file's end); of several files: ``_grouped``
+    files: int = 1  # 1: rows of file ``shard``; more: files ``shard`` on read whole, small files in one part (``_grouped``)
 
     @property
     def rows(self) -> int:
@@ -208,6 +216,7 @@ class Plan:
     content_cuts: bool = False  # text files' parts end after rows chosen by their content (``_Cuts``)
     as_text: tuple[str, ...] = ()  # documents: the kinds read as their text, "html", "pdf", "docx" ... (``_as_text``)
     ocr: bool = False  # documents: PDFs' pages without text read by OCR (``_pdf_worker.Ocr``)
+    grouped: bool = False  # files: runs of small files make parts of several files (``_grouped``)
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -240,8 +249,9 @@ class Plan:
         return h.hexdigest()
 
     def _content(self, part: PartSpec) -> bytes:
-        """The hash of a part's input: its bytes' (text formats), its file's (Parquet, Arrow)."""
-        return (self.shards[part.shard].sha256 if self.format.columnar else part.sha256).encode()
+        """The hash of a part's input: its bytes' (text formats), its file's (Parquet, Arrow), its
+        files' (a part of several files)."""
+        return (self.shards[part.shard].sha256 if self.format.columnar and part.files == 1 else part.sha256).encode()
 
     def rows_key(self, part: PartSpec) -> str:
         """What a finished part holds wherever its file lies among the others: ``part_key`` without the
@@ -266,9 +276,13 @@ class Plan:
         """``part`` with a plan of the files it reads only (its first the plan's ``shards[0]``): what a
         Ray actor is sent with a part instead of the whole plan (a million documents' is hundreds of
         MB); its rows, ids and file name are the part's in the whole plan."""
-        files = list(self.shards[part.shard:part.shard + (part.rows if self.format is InputFormat.DOCUMENTS else 1)])
+        files = list(self.shards[part.shard:part.shard + self._files(part)])
         return (dataclasses.replace(self, shards=files, parts=[], _fingerprint=self.fingerprint()),
                 dataclasses.replace(part, shard=0))  # fmt: skip
+
+    def _files(self, part: PartSpec) -> int:
+        """How many of the plan's files, from ``part.shard`` on, the part reads."""
+        return part.rows if self.format is InputFormat.DOCUMENTS else part.files
 
     def documents(self, part: PartSpec) -> list[Shard]:
         """The files of a part of documents (``InputFormat.DOCUMENTS``), a row each."""
@@ -276,10 +290,10 @@ class Plan:
 
     def check_unchanged(self, part: PartSpec) -> None:
         """Refuse to go on with ``part`` if a file it reads changed since it was planned."""
-        if self.format is not InputFormat.DOCUMENTS:
+        if self._files(part) == 1:
             self.shards[part.shard].check_unchanged(part)
             return
-        start, stop = part.shard, part.shard + part.rows
+        start, stop = part.shard, part.shard + self._files(part)
         planned: list[tuple[int, int] | None]
         if isinstance(self.shards, Documents):  # a part's every read: no Shard made unless one changed
             paths = list(self.shards.paths[start:stop])
@@ -315,7 +329,8 @@ class Plan:
             part = places.pop(0)
             shift = self.first_row(part) - entry["first_row"] if shift_ids else 0
             lines = part.first_line - entry["first_line"] if self.content_cuts else 0
-            path = None if self.format is InputFormat.DOCUMENTS else self.shards[part.shard].path
+            whole = self.format is InputFormat.DOCUMENTS or part.files != 1  # its rows name their own files
+            path = None if whole else self.shards[part.shard].path
             bad = [_moved_bad_row(b, shift, lines, path) for b in entry.get("bad", [])]
             moved = {**entry, "part": part.index, "file": part.name, "part_key": self.part_key(part),
                      "first_row": self.first_row(part), "bad": bad}  # fmt: skip
@@ -350,6 +365,8 @@ class Plan:
     def _first_part_key(self, part: PartSpec) -> str:
         """The key of journals written before the planning scan hashed each part (``input_sha256``):
         the place, then the part's bytes themselves, read again here."""
+        if part.files != 1:
+            return ""  # parts of several files are younger than such journals
         h = hashlib.sha256(self._place(part))
         shard = self.shards[part.shard]
         if self.format.columnar:
@@ -372,7 +389,8 @@ class Plan:
 def _moved_bad_row(bad: dict[str, Any], shift: int, lines: int, path: str | None) -> dict[str, Any]:
     """A bad row of a moved part, as the part's run at its new place would list it: its row-number id
     shifted by ``shift``, its line by ``lines``, its file named as now (a file moved to another
-    folder keeps its parts; ``path`` None: documents, each its own file, which a move keeps)."""
+    folder keeps its parts; ``path`` None: documents and parts of several files, whose rows' files a
+    move keeps)."""
     out = dict(bad)
     if shift and isinstance(bad.get("id"), int):
         out["id"] = bad["id"] + shift
@@ -558,8 +576,10 @@ def plan_input(
     documents: bool = False,
     as_text: tuple[str, ...] = (),
     ocr: bool = False,
+    group_files: bool = True,
 ) -> Plan:
-    """Scan the input once and cut it into parts of ``rows_per_part`` rows (parts never span files).
+    """Scan the input once and cut it into parts of up to ``rows_per_part`` rows: a file's rows, or
+    (``group_files``, files but documents) several small files whole (``_grouped``).
     ``text``: the column holding the texts, or a ``TextSource``. ``scanned(n)``: n more rows found
     (a progress bar for a long scan). ``delimiter``: CSV/TSV fields' (default ``,`` and tab).
     ``record``: an earlier scan's findings (``_scan_record``): a file unchanged since is not read
@@ -645,9 +665,9 @@ def plan_input(
                                       hashes[k] if hashes else ""))  # fmt: skip
             files_shards.append(shard)
             first_row += shard.rows
-        shards = files_shards
+        shards, parts = _grouped(files_shards, parts, rows_per_part) if group_files else (files_shards, parts)
     plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text,
-                ocr=ocr)  # fmt: skip
+                ocr=ocr, grouped=group_files and not documents)  # fmt: skip
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(
@@ -1160,6 +1180,57 @@ def _document_shards(files: Sequence[str], names: list[str], stamps: np.ndarray 
         record.add_documents(files, unknown, stamps, began, docs.sizes, docs.digests)
     docs.stamps = np.ascontiguousarray(stamps[:, :2])
     return docs
+
+
+def _grouped(shards: list[Shard], parts: list[PartSpec], per: int) -> tuple[list[Shard], list[PartSpec]]:
+    """The plan's parts with runs of small files (fewer than ``per`` rows, one part each) made parts
+    of several whole files: a folder of thousands of small JSONL or CSV files would otherwise be as
+    many output files, each a write, a journal entry and a file for every reader to open. A run of
+    small files is cut after a file whose hash (of its name and content) hits, one in ``per / rows``,
+    so a part holds ``per`` rows on average and a file added, removed or edited changes its own part
+    only (the parts after it hold the same files, which a resume moves); and before a file that would
+    take a part past ``per`` rows. Files without rows between two small files join their part. The
+    files of such parts are given their first row's offset and line (``Shard.whole``)."""
+    own: list[list[PartSpec]] = [[] for _ in shards]
+    for p in parts:
+        own[p.shard].append(p)
+    out: list[PartSpec] = []
+    group: list[int] = []  # the files of the part being filled, and their rows
+    rows = 0
+
+    def close() -> None:
+        nonlocal rows
+        while group and not own[group[-1]]:
+            group.pop()  # files without rows after the last with rows: in no part
+        if len(group) == 1:
+            out.append(own[group[0]][0])
+        elif group:
+            h = hashlib.sha256()
+            for k in group:
+                part = own[k][0] if own[k] else None
+                if part is not None:
+                    shards[k] = dataclasses.replace(shards[k], offset=part.byte_offset, line=part.first_line)
+                h.update(f"{_name(shards[k].path)}\0{shards[k].rows}\0{shards[k].sha256}\n".encode())
+            out.append(PartSpec(0, group[0], 0, rows, sha256=h.hexdigest(), files=len(group)))
+        group.clear()
+        rows = 0
+
+    for k, shard in enumerate(shards):
+        if len(own[k]) > 1 or shard.rows >= per:
+            close()
+            out.extend(own[k])
+            continue
+        if not own[k] and not group:
+            continue  # no rows, in no part
+        if rows + shard.rows > per:
+            close()
+        group.append(k)
+        rows += shard.rows
+        hit = zlib.crc32(f"{_name(shard.path)}\0{shard.sha256}".encode(), _SEED)
+        if hit < (shard.rows << 32) // per:
+            close()
+    close()
+    return shards, [dataclasses.replace(p, index=i) for i, p in enumerate(out)]
 
 
 def _reused(reused: int, files: int) -> str:
