@@ -58,18 +58,19 @@ _BATCH_ROWS = 256  # rows per table read from a Parquet row group or an Arrow re
 class _Rows:
     """Columns of a slice of a part being read, row by row."""
 
-    def __init__(self, columns: tuple[str, ...], files: bool = False) -> None:
+    def __init__(self, columns: tuple[str, ...], files: bool = False, at: str = "") -> None:
         self.text: list[str | None] = []
         self.bad: list[str | None] = []
         self.line: list[int | None] = []
-        self.file: list[str] | None = [] if files else None  # documents: each row's file
+        self.file: list[str] | None = [] if files else None  # parts of several files: each row's file
+        self.at = at  # the file being read (a row's file unless ``add`` names it)
         self.cols: dict[str, list[Any]] = {c: [] for c in columns}
         self.chars = 0
 
     def add(self, line: int | None, text: str | None, bad: str | None, values: dict[str, Any],
             file: str | None = None) -> None:  # fmt: skip
         if self.file is not None:
-            self.file.append(file or "")
+            self.file.append(file or self.at)
         self.line.append(line)
         self.text.append(None if bad else text)
         self.bad.append(bad)
@@ -85,11 +86,15 @@ class _Slicer:
         self.columns, self.limit, self.files = columns, chars, files
         self.rows = _Rows(columns, files)
 
+    def reading(self, path: str) -> None:
+        """The rows added from now on are ``path``'s (with ``files``)."""
+        self.rows.at = path
+
     def full(self) -> bool:
         return self.limit is not None and self.rows.chars >= self.limit
 
     def take(self) -> _Rows:
-        out, self.rows = self.rows, _Rows(self.columns, self.files)
+        out, self.rows = self.rows, _Rows(self.columns, self.files, self.rows.at)
         return out
 
 
@@ -128,7 +133,7 @@ def read_slices(
         slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text, plan.ocr)
         tables = (_assemble({c: _to_arrow(v, "string") for c, v in rows.cols.items()}, rows.text, rows.bad, rows.line,
                             rows.file) for rows in slices)  # fmt: skip
-    elif part.files > 1:
+    elif part.files > 1 and plan.format.columnar:
         tables = _read_files(plan, part, source, columns, chars)
     else:
         tables = _read_file(plan, shard, part, source, columns, chars)
@@ -140,29 +145,39 @@ def read_slices(
 
 def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...],
                chars: int | None) -> Iterator[pa.Table]:  # fmt: skip
-    """The rows of one file's ``part`` (not documents), as tables of about ``chars`` characters."""
+    """The rows of a ``part`` of one file (not documents), as tables of about ``chars`` characters;
+    of several text files (``part.files``), each row with its file (``FILE``)."""
     if plan.format is InputFormat.PARQUET:
         yield from _read_parquet(shard, part, source, columns, chars)
         return
     if plan.format is InputFormat.ARROW:
         yield from _read_arrow(shard, part, source, columns, chars)
         return
-    if plan.format is InputFormat.TXT:
-        slices = _read_txt(shard, part, chars)
-    elif plan.format is InputFormat.JSONL:
-        slices = _read_jsonl(shard, part, source, columns, chars)
-    else:
-        slices = _read_csv(shard, part, source, columns, plan.csv_delimiter, chars)
-    for rows in slices:
-        yield _assemble({c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()},
-                        rows.text, rows.bad, rows.line)  # fmt: skip
+    out = _Slicer(columns, chars, files=part.files > 1)
+    files = [(shard, part)] if part.files == 1 else [
+        (plan.shards[k], plan.shards[k].whole(part.index, k)) for k in range(part.shard, part.shard + part.files)]
+    for one, rows in files:
+        out.reading(one.path)
+        if plan.format is InputFormat.TXT:
+            slices = _read_txt(one, rows, out)
+        elif plan.format is InputFormat.JSONL:
+            slices = _read_jsonl(one, rows, source, columns, out)
+        else:
+            slices = _read_csv(one, rows, source, columns, plan.csv_delimiter, out)
+        yield from (_assembled(plan, full) for full in slices)
+    yield _assembled(plan, out.take())
+
+
+def _assembled(plan: Plan, rows: _Rows) -> pa.Table:
+    return _assemble({c: _to_arrow(v, plan.json_types.get(c, "string")) for c, v in rows.cols.items()},
+                     rows.text, rows.bad, rows.line, rows.file)  # fmt: skip
 
 
 def _read_files(plan: Plan, part: PartSpec, source: TextSource, columns: tuple[str, ...],
                 chars: int | None) -> Iterator[pa.Table]:  # fmt: skip
-    """The rows of a part of several small files read whole (``_sources._grouped``), each row with
-    its file (``FILE``), in tables of about ``chars`` characters: a file's rows join the next
-    file's in one table, so that files of a few rows still make batches of many."""
+    """The rows of a part of several small Parquet or Arrow files read whole (``_sources._grouped``),
+    each row with its file (``FILE``), in tables of about ``chars`` characters: a file's rows join
+    the next file's in one table, so that files of a few rows still make batches of many."""
     held: list[pa.Table] = []
     size = 0
     for k in range(part.shard, part.shard + part.files):
@@ -335,20 +350,15 @@ def _decode(raw: bytes) -> tuple[str | None, str | None]:
         return None, f"undecodable bytes: invalid UTF-8 at byte {e.start} ({raw[e.start:e.start + 4]!r})"
 
 
-def _read_txt(shard: Shard, part: PartSpec, chars: int | None) -> Iterator[_Rows]:
-    out = _Slicer((), chars)
+def _read_txt(shard: Shard, part: PartSpec, out: _Slicer) -> Iterator[_Rows]:
     for line, raw in _lines(shard, part, skip_empty=False):
         if out.full():
             yield out.take()
         text, bad = _decode(raw)
         out.rows.add(line, text, bad, {})
-    yield out.take()
 
 
-def _read_jsonl(
-    shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], chars: int | None
-) -> Iterator[_Rows]:
-    out = _Slicer(columns, chars)
+def _read_jsonl(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer) -> Iterator[_Rows]:
     for line, raw in _lines(shard, part, skip_empty=True):
         if out.full():
             yield out.take()
@@ -377,7 +387,6 @@ def _read_jsonl(
                      f"character {at}", values)  # fmt: skip
         else:
             rows.add(line, text, bad, values)
-    yield out.take()
 
 
 def _salvage(raw: bytes) -> Any:
@@ -395,9 +404,8 @@ def _json_name(v: object) -> str:
 
 
 def _read_csv(
-    shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], delimiter: str, chars: int | None
+    shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], delimiter: str, out: _Slicer
 ) -> Iterator[_Rows]:
-    out = _Slicer(columns, chars)
     header = shard.columns
     where = {c: header.index(c) for c in (*source.columns, *columns)}
     with storage.reading(shard.path) as f, csv_field_limit():
@@ -432,7 +440,6 @@ def _read_csv(
                 rows.add(line, None, _decode(raw)[1], {} if bad_field else values)
             else:
                 rows.add(line, text, None, values)
-    yield out.take()
 
 
 def _has_surrogate(s: str) -> bool:

@@ -1208,7 +1208,7 @@ def _grouped(shards: list[Shard], parts: list[PartSpec], per: int) -> tuple[list
             h = hashlib.sha256()
             for k in group:
                 part = own[k][0] if own[k] else None
-                if part is not None:
+                if part is not None and (part.byte_offset, part.first_line) != (0, 1):  # a header, a BOM, blank lines
                     shards[k] = dataclasses.replace(shards[k], offset=part.byte_offset, line=part.first_line)
                 h.update(f"{_name(shards[k].path)}\0{shards[k].rows}\0{shards[k].sha256}\n".encode())
             out.append(PartSpec(0, group[0], 0, rows, sha256=h.hexdigest(), files=len(group)))
