@@ -2,7 +2,7 @@
 through the corpus job: what the files cost beside the same rows in one file.
 
     python -m benchmarks.dataset_small_files BUNDLE [--files 10000] [--rows 10] [--rounds 2]
-        [--before PYTHONPATH] [--machine NAME]
+        [--before PYTHONPATH] [--s3-latency-ms MS] [--machine NAME]
 
 The folder holds ``--files`` JSONL files of ``--rows`` consecutive rows of the benchmark corpus
 (``benchmarks.dataset``), a thousand a folder, made once in the benchmarks' cache with the same
@@ -11,12 +11,16 @@ this embedrt on the folder, on the one file, and with ``--before PYTHONPATH`` (a
 older ``embedrt`` package) that version on the folder, each in a fresh process with the job's
 defaults into a new output: the job (seconds, peak RSS, parts), the output's files and bytes,
 the seconds pyarrow takes to read the output back (``pyarrow.dataset``, every column), and the job
-again with nothing to do. Writes ``benchmarks/results/dataset-small-files-<machine>-<date>.json``.
+again with nothing to do. With ``--s3-latency-ms`` the inputs are objects on S3 instead: moto's
+server in this process, each request held ``MS`` milliseconds before it is answered (a region's
+round trip), the outputs local folders. Writes
+``benchmarks/results/dataset-small-files-<machine>-<date>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -65,6 +69,52 @@ def _inputs(files: int, rows: int) -> tuple[Path, Path]:
     return folder, one
 
 
+@contextlib.contextmanager
+def _s3(latency_ms: float) -> Any:
+    """moto's S3 server on localhost, each request answered ``latency_ms`` late; the env pointing at it."""
+    from moto.server import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        ThreadedMotoServer,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class Slow(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+
+            def late(environ: Any, start_response: Any) -> Any:
+                time.sleep(latency_ms / 1000)
+                return app(environ, start_response)
+
+            self._server = make_server(self._ip_address, self._port, late, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = Slow(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                       "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": f"http://{host}:{port}"})  # fmt: skip
+    try:
+        yield
+    finally:
+        server.stop()
+
+
+def _upload(folder: Path, uri: str) -> None:
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    for f in sorted(folder.rglob("*.jsonl")):
+        with fs.open_output_stream(f"{root}/{f.relative_to(folder).as_posix()}", compression=None) as out:
+            out.write(f.read_bytes())
+
+
 def _read_back(out: Path) -> float:
     import pyarrow.dataset as ds
 
@@ -84,14 +134,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=10, help="rows per file")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--before", default=None, help="PYTHONPATH of an older embedrt, run alternating with this one")
+    p.add_argument("--s3-latency-ms", type=float, default=None, help="read the inputs from S3 (moto) this late a request")
     p.add_argument("--machine", default="this-machine")
     args = p.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        if args.s3_latency_ms is not None:
+            stack.enter_context(_s3(args.s3_latency_ms))
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     folder, one = _inputs(args.files, args.rows)
     for f in [*folder.rglob("*.jsonl"), *one.rglob("*.jsonl")]:  # in the page cache before the first step
         f.read_bytes()
-    variants = {"now": (folder, None), "one_file": (one, None)}
+    sources: tuple[str | Path, str | Path] = (folder, one)
+    if args.s3_latency_ms is not None:
+        import pyarrow.fs
+
+        pyarrow.fs.FileSystem.from_uri("s3://corpus?allow_bucket_creation=true")[0].create_dir("corpus")
+        _upload(folder, "s3://corpus/small")
+        _upload(one, "s3://corpus/one")
+        sources = ("s3://corpus/small/", "s3://corpus/one/")
+    variants = {"now": (sources[0], None), "one_file": (sources[1], None)}
     if args.before:
-        variants["before"] = (folder, args.before)
+        variants["before"] = (sources[0], args.before)
     work = CACHE / f"small-files-out-{os.getpid()}"
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     try:
@@ -113,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     date = datetime.date.today().strftime("%Y%m%d")
     write_json(HERE / "results" / f"dataset-small-files-{args.machine}-{date}.json", {
         "command": "python -m benchmarks.dataset_small_files " + " ".join(argv), "cpu": cpu_model(),
-        "flags": cpu_flags(), "files": args.files, "rows_per_file": args.rows, "rounds": results, "best": best,
+        "flags": cpu_flags(), "files": args.files, "rows_per_file": args.rows, "s3_latency_ms": args.s3_latency_ms,
+        "rounds": results, "best": best,
     })  # fmt: skip
     print(json.dumps(best, indent=1))
     return 0

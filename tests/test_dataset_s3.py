@@ -36,6 +36,7 @@ from embedrt.dataset import (  # noqa: E402
     embed_dataset,
     output_status,
 )
+from embedrt.dataset._sources import plan_input  # noqa: E402
 from embedrt.dataset._storage import ObjectFolder  # noqa: E402
 
 TEXTS = [f"row {i}: " + "word " * (i % 7) + ("한국어 문장" if i % 3 else "") for i in range(60)]
@@ -199,6 +200,55 @@ def test_s3_parquet_glob_and_csv(s3: None, tmp_path: Path, tiny_bert_bundle: Pat
         put(f"s3://corpus/a{int(stream)}/data-00000-of-00001.arrow", sink.getvalue().to_pybytes())
         s = embed_dataset(f"s3://corpus/a{int(stream)}/", tmp_path / f"arrow-out-{stream}", tiny_bert_bundle, **kw)
         assert pq.read_table(tmp_path / f"arrow-out-{stream}").equals(pq.read_table(tmp_path / "local-out"))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.gz", "csv", "parquet", "arrow"])
+def test_s3_small_objects_share_parts_and_are_read_ahead(fmt: str, s3: None, tmp_path: Path, tiny_bert_bundle: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Many small objects: parts of several objects, each object's bytes read ahead with the next
+    ones' (one request each, a few at once), the result a local run's; a bad row names its object."""
+    from embedrt.dataset import _storage
+
+    local = tmp_path / "in"
+    local.mkdir()
+    for k in range(20):
+        rows = [{"key": f"f{k}-{r}", "text": TEXTS[(k * 3 + r) % len(TEXTS)]} for r in range(k % 4 + 1)]
+        if k == 13:
+            rows[0]["text"] = None if fmt != "csv" else rows[0]["text"]
+        if fmt.startswith("jsonl"):
+            data = _jsonl(rows)
+            data = gzip.compress(data) if fmt.endswith(".gz") else data
+        elif fmt == "csv":
+            data = ("key,text\n" + "".join(f'{r["key"]},"{r["text"]}"\n' for r in rows)
+                    + (",,extra\n" if k == 13 else "")).encode()  # fmt: skip
+        else:
+            t, sink = pa.Table.from_pylist(rows, pa.schema([("key", pa.string()), ("text", pa.string())])), pa.BufferOutputStream()
+            if fmt == "parquet":
+                pq.write_table(t, sink)
+            else:
+                with pa.ipc.new_file(sink, t.schema) as w:
+                    w.write_table(t)
+            data = sink.getvalue().to_pybytes()
+        put(f"s3://corpus/small-{fmt}/{k:03d}.{fmt}", data)
+        (local / f"{k:03d}.{fmt}").write_bytes(data)
+    fetched: list[str] = []
+    whole = _storage._object_bytes
+    monkeypatch.setattr(_storage, "_object_bytes", lambda uri: fetched.append(uri) or whole(uri))
+    kw: dict[str, Any] = {"id_column": "key", "rows_per_part": 100, "on_error": "skip", "progress": False}
+    s = embed_dataset(f"s3://corpus/small-{fmt}/", tmp_path / "out", tiny_bert_bundle, **kw)
+    assert s.parts < 5 and s.bad_rows == 1  # 20 objects
+    plan = plan_input(f"s3://corpus/small-{fmt}/", 100, text="text", id_column="key", keep_columns=())
+    shared = [plan.shards[k].path for p in plan.parts if p.files > 1 for k in range(p.shard, p.shard + p.files)]
+    assert len(shared) > 10 and sorted(fetched) == shared  # each object of a shared part once, read ahead
+    assert not _storage._ahead  # nothing held after the part
+    embed_dataset(local, tmp_path / "local-out", tiny_bert_bundle, **kw)
+    got, want = pq.read_table(tmp_path / "out"), pq.read_table(tmp_path / "local-out")
+    assert got.column("id").equals(want.column("id"))
+    np.testing.assert_allclose(np.stack(got.column("embedding").to_numpy(zero_copy_only=False)),
+                               np.stack(want.column("embedding").to_numpy(zero_copy_only=False)), atol=1e-6)  # fmt: skip
+    bad = json.loads((tmp_path / "out" / "_bad_rows.jsonl").read_text())
+    where = {"csv": ("line", 4), "parquet": ("row", 0), "arrow": ("row", 0)}.get(fmt, ("line", 1))
+    assert bad["file"] == f"s3://corpus/small-{fmt}/013.{fmt}" and bad[where[0]] == where[1], bad
 
 
 def test_a_failed_upload_leaves_no_object_under_the_real_name(s3: None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import collections
+import contextlib
 import csv
 import functools
 import json
@@ -156,7 +157,7 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
     out = _Slicer(columns, chars, files=part.files > 1)
     files = [(shard, part)] if part.files == 1 else [
         (plan.shards[k], plan.shards[k].whole(part.index, k)) for k in range(part.shard, part.shard + part.files)]
-    for one, rows in files:
+    for one, rows in _ahead(files):
         out.reading(one.path)
         if plan.format is InputFormat.TXT:
             slices = _read_txt(one, rows, out)
@@ -166,6 +167,17 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
             slices = _read_csv(one, rows, source, columns, plan.csv_delimiter, out)
         yield from (_assembled(plan, full) for full in slices)
     yield _assembled(plan, out.take())
+
+
+def _ahead(files: list[tuple[Shard, PartSpec]]) -> Iterator[tuple[Shard, PartSpec]]:
+    """``files`` in order, several small objects read ahead at once (``storage.read_ahead``)."""
+    if len(files) == 1:
+        yield from files
+        return
+    sizes = [shard.stamp[0] if shard.stamp is not None else shard.size for shard, _part in files]
+    with contextlib.closing(storage.read_ahead([shard.path for shard, _part in files], sizes)) as paths:
+        for (shard, part), _path in zip(files, paths, strict=True):
+            yield shard, part
 
 
 def _assembled(plan: Plan, rows: _Rows) -> pa.Table:
@@ -180,9 +192,9 @@ def _read_files(plan: Plan, part: PartSpec, source: TextSource, columns: tuple[s
     the next file's in one table, so that files of a few rows still make batches of many."""
     held: list[pa.Table] = []
     size = 0
-    for k in range(part.shard, part.shard + part.files):
-        shard = plan.shards[k]
-        for table in _read_file(plan, shard, shard.whole(part.index, k), source, columns, chars):
+    files = [(plan.shards[k], plan.shards[k].whole(part.index, k)) for k in range(part.shard, part.shard + part.files)]
+    for shard, whole in _ahead(files):
+        for table in _read_file(plan, shard, whole, source, columns, chars):
             held.append(table.append_column(FILE, pa.array([shard.path] * table.num_rows, pa.string())))
             size += int(text_sizes(table.column(TEXT)).sum())
             if chars is not None and size >= chars:

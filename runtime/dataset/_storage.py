@@ -24,7 +24,7 @@ import lzma
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypeVar, overload
@@ -41,6 +41,7 @@ S = TypeVar("S")
 T = TypeVar("T")
 STAMP_FIELDS = 5  # ``scan_stamp``'s, locally (``stamp_rows``)
 _REQUESTS = 8  # object-store requests in flight at once where a run makes one per object (journal, stamps)
+_AHEAD_BYTES = 32 << 20  # small objects read ahead (``read_ahead``): at most so many bytes at once
 
 
 def _uri(like: str, path: str) -> str:
@@ -284,12 +285,63 @@ def size_and_mtime(uri: str) -> tuple[int, int]:
     return int(info.size), int(info.mtime_ns or 0)
 
 
+def read_ahead(files: Sequence[str], sizes: Sequence[int]) -> Generator[str, None, None]:
+    """``files`` in order, for reading one after another; objects (of ``sizes`` bytes) are read whole
+    ahead of their turn, ``_REQUESTS`` at a time and up to ``_AHEAD_BYTES`` at once, and each reader
+    below takes its object's bytes instead of asking for them: a part of a thousand small objects
+    is a hundred or so round trips, not thousands. A larger object, and a local file, is read as usual."""
+    k = 0
+    while k < len(files):
+        window: list[str] = []
+        held = 0
+        while k + len(window) < len(files) and len(window) < _REQUESTS:
+            at = k + len(window)
+            if not is_uri(files[at]) or held + sizes[at] > _AHEAD_BYTES:
+                break
+            window.append(files[at])
+            held += sizes[at]
+        if not window:
+            yield files[k]
+            k += 1
+            continue
+        with _ahead_lock:
+            _ahead.update(zip(window, each(_object_bytes, window, remote=True), strict=True))
+        try:
+            yield from window
+        finally:
+            with _ahead_lock:  # a read stopped (a bad row, a change): the bytes not taken go
+                for f in window:
+                    _ahead.pop(f, None)
+        k += len(window)
+
+
+_ahead: dict[str, bytes] = {}  # objects' bytes read ahead (``read_ahead``), each taken by its reader
+_ahead_lock = threading.Lock()
+
+
+def _object_bytes(uri: str) -> bytes:
+    fs, path = split_uri(uri)
+    with fs.open_input_file(path) as f:
+        return f.read()  # type: ignore[no-any-return]
+
+
+def _object_input(uri: str) -> Any:
+    """An object opened to read: its bytes read ahead (``read_ahead``), else the object store's file."""
+    with _ahead_lock:
+        data = _ahead.pop(uri, None)
+    if data is not None:
+        import pyarrow as pa
+
+        return pa.BufferReader(data)
+    fs, path = split_uri(uri)
+    return fs.open_input_file(path)
+
+
 def open_input(where: str) -> IO[bytes]:
     """A buffered, seekable binary reader (on an object store: ranged reads of ``BUFFER`` bytes); a
     compressed file (``CODECS``) is read decompressed, its offsets those of the decompressed bytes."""
     if is_uri(where):
-        fs, path = split_uri(where)
-        raw: Any = io.BufferedReader(fs.open_input_file(path), BUFFER)
+        raw: Any = io.BufferedReader(_object_input(where), BUFFER)
     else:
         raw = open(where, "rb")  # noqa: SIM115 (the caller closes what this returns)
     codec = CODECS.get(os.path.splitext(where)[1].lower())
@@ -477,10 +529,7 @@ def parquet_file(where: str) -> Any:
     columns read through ``PARQUET_BUFFER``."""
     import pyarrow.parquet as pq
 
-    source: Any = where
-    if is_uri(where):
-        fs, path = split_uri(where)
-        source = fs.open_input_file(path)
+    source: Any = _object_input(where) if is_uri(where) else where
     return pq.ParquetFile(source, buffer_size=PARQUET_BUFFER, pre_buffer=False)
 
 
@@ -584,8 +633,7 @@ def arrow_batches(where: str, start: int = 0) -> Iterator[tuple[Any, Iterator[tu
     if is_uri(where):
         kept = _kept_reader("arrow", lambda k: k.where == where and start >= k.first)
         if kept is None:
-            fs, path = split_uri(where)
-            source = fs.open_input_file(path)
+            source = _object_input(where)
             if not _is_arrow_file(source):
                 kept = _kept.arrow = _ArrowStream(where, source)
         if kept is not None:
