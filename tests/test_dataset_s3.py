@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -33,6 +34,7 @@ from embedrt.dataset import (  # noqa: E402
     OutputError,
     OutputInUseError,
     StorageError,
+    _scan_record,
     embed_dataset,
     output_status,
 )
@@ -251,6 +253,46 @@ def test_s3_small_objects_share_parts_and_are_read_ahead(fmt: str, s3: None, tmp
     assert bad["file"] == f"s3://corpus/small-{fmt}/013.{fmt}" and bad[where[0]] == where[1], bad
 
 
+def test_s3_objects_are_scanned_several_at_once(s3: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planning scan reads several objects at once (each mostly round trips); the plan is the one
+    of the same files on disk, scanned one by one, and the scan record keeps every object's findings."""
+    from embedrt.dataset import _sources
+
+    local = tmp_path / "in"
+    local.mkdir()
+    for k in range(30):
+        data = _jsonl([{"text": TEXTS[(k + r) % len(TEXTS)], "n": k} for r in range(k % 5 + 2)])
+        put(f"s3://corpus/scan/{k:03d}.jsonl", data)
+        (local / f"{k:03d}.jsonl").write_bytes(data)
+    running, most = [0], [0]
+    lock = threading.Lock()
+    scan = _sources._scan_file
+
+    def spy(path: str, *args: Any) -> Any:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.02)
+            return scan(path, *args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(_sources, "_scan_file", spy)
+    monkeypatch.setattr(_scan_record, "SETTLED_S", 0.0)  # just uploaded
+    record = _scan_record.ScanRecord(None)
+    plan = plan_input("s3://corpus/scan/", 20, text="text", id_column=None, keep_columns=("n",), record=record)
+    assert most[0] > 1
+    most[0] = 0
+    alone = plan_input(local, 20, text="text", id_column=None, keep_columns=("n",))
+    assert most[0] == 1  # local files: one by one
+    assert [(s.rows, s.first_row, s.sha256) for s in plan.shards] == [(s.rows, s.first_row, s.sha256) for s in alone.shards]
+    assert [dataclasses.replace(p, sha256="") for p in plan.parts] == [dataclasses.replace(p, sha256="") for p in alone.parts]
+    assert plan.fingerprint() == alone.fingerprint() and plan.json_types == alone.json_types
+    assert len(record._pending) == 30
+
+
 def test_a_failed_upload_leaves_no_object_under_the_real_name(s3: None) -> None:
     folder = ObjectFolder("s3://vectors/e")
 
@@ -453,7 +495,7 @@ def test_s3_a_resume_downloads_only_the_objects_that_changed(s3: None, tiny_bert
     put("s3://corpus/r/b.jsonl", _jsonl(rows[30:]))
     kw: dict[str, Any] = {"rows_per_part": 10, "progress": False}
     embed_dataset("s3://corpus/r/", "s3://vectors/r", tiny_bert_bundle, **kw)
-    assert read == ["s3://corpus/r/a.jsonl", "s3://corpus/r/b.jsonl"] and "_input_scan.arrow" in listing("s3://vectors/r")
+    assert sorted(read) == ["s3://corpus/r/a.jsonl", "s3://corpus/r/b.jsonl"] and "_input_scan.arrow" in listing("s3://vectors/r")
     read.clear()
     time.sleep(1.1)  # S3 time stamps are whole seconds
     put("s3://corpus/r/b.jsonl", _jsonl([{"text": t.upper()} for t in TEXTS[30:]]))  # the same size

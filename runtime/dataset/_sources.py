@@ -646,16 +646,21 @@ def plan_input(
         reused = sum(k is not None for k in known)
         if log is not None and reused:
             log(_reused(reused, len(files)))
-        first_row = named = 0
-        for path, found in zip(files, known, strict=True):
+        unknown = [path for path, found in zip(files, known, strict=True) if found is None]
+        told = threading.Lock()
+
+        def scan(named: int) -> _Found:  # objects are scanned several at once: tell from one thread at a time
+            return _scan_file(unknown[named], fmt, 0, _Cuts(rows_per_part, content_cuts), delimiter, wanted, every,
+                              lambda n: _locked(told, tell, n), record, log, named, len(unknown))  # fmt: skip
+
+        scans = storage.each_ahead(scan, range(len(unknown)), [is_uri(u) for u in unknown])
+        first_row = 0
+        for found in known:
             if found is not None:
                 shard, starts, hashes, found_kinds = found
                 tell(shard.rows)
             else:
-                shard, starts, hashes, found_kinds = _scan_file(path, fmt, first_row, _Cuts(rows_per_part, content_cuts),
-                                                                delimiter, wanted, every, tell, record, log, named,
-                                                                len(files) - reused)  # fmt: skip
-                named += 1
+                shard, starts, hashes, found_kinds = next(scans)
             shard = dataclasses.replace(shard, first_row=first_row)
             _merge_kinds(kinds, found_kinds)
             _check_columns(shard, fmt, source, wanted, delimiter)
@@ -685,6 +690,11 @@ def plan_input(
 
 
 _Found = tuple[Shard, list[tuple[int, int, int]], list[str], dict[str, set[str]]]
+
+
+def _locked(lock: threading.Lock, fn: Callable[[int], None], n: int) -> None:
+    with lock:
+        fn(n)
 
 
 def _scan_file(

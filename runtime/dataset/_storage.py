@@ -274,6 +274,18 @@ def each(fn: Callable[[S], T], items: Sequence[S], remote: bool | None = None) -
         return list(pool.map(fn, items))
 
 
+def each_ahead(fn: Callable[[S], T], items: Sequence[S], remote: Sequence[bool]) -> Iterator[T]:
+    """``fn`` of each item, in order, as they are asked for; of consecutive items that stand for
+    objects (``remote``), ``_REQUESTS`` at once (a scan of a small object is mostly round trips)."""
+    k = 0
+    while k < len(items):
+        n = 1
+        while n < _REQUESTS and k + n < len(items) and remote[k] and remote[k + n]:
+            n += 1
+        yield from each(fn, items[k:k + n], remote=remote[k])
+        k += n
+
+
 def size_and_mtime(uri: str) -> tuple[int, int]:
     """An object's size and last-modified time (ns): a new upload under the same name changes the time."""
     import pyarrow.fs
