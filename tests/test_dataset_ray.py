@@ -101,6 +101,27 @@ def test_ray_backend_chunks_as_the_local_backend(local_ray: None, tmp_path: Path
         embed_ray_dataset(ds, tiny_bert_bundle, chunk_overlap=3)
 
 
+def test_ray_backend_reads_parts_of_small_files_as_the_local_backend(local_ray: None, tmp_path: Path,
+                                                                       tiny_bert_bundle: Path) -> None:  # fmt: skip
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(40):  # 1-8 rows a file: parts of several files
+        rows = [{"key": f"f{k}-{r}", "text": TEXTS[(k * 7 + r) % len(TEXTS)]} for r in range(k % 8 + 1)]
+        if k == 21:
+            rows[1]["text"] = None
+        (src / f"{k:03d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = {"id_column": "key", "rows_per_part": 40, "progress": False, "on_error": "skip"}
+    local = embed_dataset(src, tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    rayed = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=2),
+                          **common)  # type: ignore[arg-type]  # fmt: skip
+    assert rayed.parts == local.parts < 20 and rayed.written == local.written and rayed.bad_rows == 1
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    assert a.column("id").equals(b.column("id"))
+    np.testing.assert_allclose(_vectors(a), _vectors(b), atol=1e-6)
+    bad = json.loads((tmp_path / "ray" / "_bad_rows.jsonl").read_text())
+    assert bad["file"] == str(src / "021.jsonl") and bad["line"] == 2 and bad["id"] == "f21-1"
+
+
 def test_ray_backend_with_a_sparse_bundle(local_ray: None, tmp_path: Path, tiny_sparse: tuple[Path, Path]) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"key": f"k{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:200])))
