@@ -206,7 +206,8 @@ def make_xlsx(sheets: list[tuple[str, str | None]], strings: tuple[str, ...] = (
     ``<sheetData>`` rows' XML, or None: a chart sheet), the second sheet hidden; ``strings`` its
     shared strings (the first one rich text, with a phonetic guide). Cell styles: 0 General,
     1 built-in date (14), 2 "yyyy-mm-dd hh:mm", 3 "h:mm AM/PM", 4 a currency, 5 built-in date and
-    time (22)."""
+    time (22), 6 built-in percent (10), 7 millions with negatives in parentheses, 8 built-in
+    scientific (11)."""
     import io
     import zipfile
 
@@ -229,11 +230,13 @@ def make_xlsx(sheets: list[tuple[str, str | None]], strings: tuple[str, ...] = (
                       f'<rPh sb="0" eb="1"><t>ふりがな</t></rPh></si>' if k == 0 else f"<si><t>{t}</t></si>"
                       for k, t in enumerate(strings))  # fmt: skip
         z.writestr("xl/sharedStrings.xml", f'<?xml version="1.0"?><sst xmlns="{_X}" count="{len(strings)}">{sis}</sst>')
-        z.writestr("xl/styles.xml", f'<?xml version="1.0"?><styleSheet xmlns="{_X}"><numFmts count="3">'
+        z.writestr("xl/styles.xml", f'<?xml version="1.0"?><styleSheet xmlns="{_X}"><numFmts count="4">'
                    '<numFmt numFmtId="164" formatCode="yyyy\\-mm\\-dd\\ hh:mm"/><numFmt numFmtId="165" '
                    'formatCode="[$-409]h:mm\\ AM/PM;@"/><numFmt numFmtId="166" formatCode="&quot;$&quot;#,##0.00"/>'
-                   '</numFmts><cellXfs count="6"><xf numFmtId="0"/><xf numFmtId="14" applyNumberFormat="1"/><xf '
-                   'numFmtId="164"/><xf numFmtId="165"/><xf numFmtId="166"/><xf numFmtId="22"/></cellXfs></styleSheet>')  # fmt: skip
+                   '<numFmt numFmtId="167" formatCode="#,##0.0,,&quot;M&quot;;[Red]\\(#,##0.0,,&quot;M&quot;\\)"/>'
+                   '</numFmts><cellXfs count="9"><xf numFmtId="0"/><xf numFmtId="14" applyNumberFormat="1"/><xf '
+                   'numFmtId="164"/><xf numFmtId="165"/><xf numFmtId="166"/><xf numFmtId="22"/><xf numFmtId="10"/>'
+                   '<xf numFmtId="167"/><xf numFmtId="11"/></cellXfs></styleSheet>')  # fmt: skip
         for k, (_n, rows) in enumerate(sheets):
             if rows is None:
                 z.writestr(f"xl/chartsheets/sheet{k + 1}.xml", f'<?xml version="1.0"?><chartsheet xmlns="{_X}"/>')

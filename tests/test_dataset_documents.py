@@ -716,7 +716,7 @@ SHEET = (  # shared and inline strings, numbers, dates and times, a currency, a 
     '</c><c r="F3" t="str"><f>A1</f><v>a\tformula\'s text</v></c></row><row r="4"/><row r="6"><c r="A6" s="5"><v>1</v>'
     '</c><c r="R6"><v>7</v></c><c r="AJ6"><v>8</v></c><c r="AK6"><f>X</f></c></row>'
 )  # fmt: skip
-SHEET_TEXT = ("Item name\tCost\t\tNote\n42\t0.3\t2024-01-15\t2024-01-15 13:30:00\n18:00:00\t1234.5\tTRUE\t\t84\t"
+SHEET_TEXT = ("Item name\tCost\t\tNote\n42\t0.3\t2024-01-15\t2024-01-15 13:30:00\n18:00:00\t$1,234.50\tTRUE\t\t84\t"
               "a formula's text\n\n1900-01-01 00:00:00" + "\t" * 17 + "7\t\t8")  # fmt: skip
 WORKBOOK = [("Budget", SHEET), ("Lookups", '<row r="1"><c r="B1"><v>5</v></c></row>'), ("Chart", None)]
 
@@ -732,6 +732,35 @@ def test_xlsx_text_is_its_sheets_rows() -> None:
     assert xlsx_text(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")[1].startswith("not a .xlsx (not a zip): an older .xls")
     damaged = make_xlsx([("S", '<row r="1"><c r="A1"><v>1</v></c></row><row>')])
     assert "xl/worksheets/sheet1.xml is not XML" in str(xlsx_text(damaged)[1])
+
+
+@pytest.mark.parametrize(("code", "value", "shown"), [
+    ("0", 1234.5, "1235"), ("0.00", 1234.5, "1234.50"), ("#,##0", 1234567.4, "1,234,567"),
+    ("#,##0.00", -1234.5, "-1,234.50"), ("0%", 0.125, "13%"), ("0.00%", 0.125, "12.50%"),
+    ("0.00E+00", 12345.678, "1.23E+04"), ("0.00E+00", 0.000123, "1.23E-04"), ("0.00E+00", 9.999, "1.00E+01"),
+    ("##0.0E+0", 12345, "1.2E+4"), ("#,##0 ;(#,##0)", -1234, "(1,234)"), ("#,##0.00;[Red](#,##0.00)", -5.5, "(5.50)"),
+    ('"$"#,##0.00', 1234.5, "$1,234.50"), ("[$€-407]#,##0.00", 99.999, "€100.00"), ("#,##0.00 [$€-407]", 2.5, "2.50 €"),
+    ("0.0#", 1.5, "1.5"), ("0.0#", 1.567, "1.57"), ("0.0#", 2, "2.0"), ("#.##", 5, "5."), ('#,##0,"K"', 1234567, "1,235K"),
+    ('0.00;-0.00;"zero"', 0, "zero"), ("0.00;;", -2, ""), ("0.00_);(0.00)", 3, "3.00"), ("0.0", 2.25, "2.3"),
+    ("0.0", -2.25, "-2.3"), ("0", -0.4, "0"),
+    ("# ?/?", 1.5, None), ("[>100]0;0.0", 5, None), ("@", 1, None), ('"N/A"', 3, None),  # shown as General
+])  # fmt: skip
+def test_xlsx_number_formats_show_numbers_as_excel_does(code: str, value: float, shown: str | None) -> None:
+    """Digits, decimals, thousands, percents, scientific, literal text and currencies, sections, halves
+    rounded away from zero; fractions, conditions and text formats are left to General."""
+    from embedrt.dataset._xlsx import NumberFormat
+
+    fmt = NumberFormat.parse(code)
+    assert (fmt.show(value) if fmt is not None else None) == shown
+
+
+def test_xlsx_cells_show_their_styles_number_format() -> None:
+    from embedrt.dataset._xlsx import xlsx_text
+
+    cells = [("6", "0.0425"), ("7", "-2500000"), ("7", "1500000"), ("8", "3"), ("0", "0.1")]
+    row = "".join(f'<c r="{chr(65 + k)}1" s="{s}"><v>{v}</v></c>' for k, (s, v) in enumerate(cells))
+    book = make_xlsx([("Rates", f'<row r="1">{row}</row>')])
+    assert xlsx_text(book) == ("Rates\n4.25%\t(2.5M)\t1.5M\t3.00E+00\t0.1", None)  # built-in 10 and 11; custom
 
 
 def test_xlsx_documents_are_embedded_and_paged_by_sheet(tmp_path: Path, tiny_bert_bundle: Path) -> None:

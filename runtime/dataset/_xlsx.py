@@ -6,21 +6,24 @@ Kept, sheet by sheet in the workbook's tab order (hidden sheets too): the sheet'
 its own, then each row a line of its cells a tab apart, as a tab-separated export has them (an
 empty cell an empty field, so that columns stay aligned; a gap of more than ``GAP`` empty columns
 one field), a run of empty rows a blank line (tables on one sheet are paragraphs of their own, so
-that ``chunk_tokens`` windows end between them). Values as Excel shows them in its General format:
-shared and inline strings, numbers to 15 significant digits, cells formatted as dates or times in
-ISO 8601, TRUE and FALSE, formulas by the value Excel saved with them. Sheets are separated by a
-form feed on a line of its own, as a PDF's pages are, so that a window's ``chunk_page`` is the
-sheet it begins on. Left out: error values (``#N/A``), formulas saved without a value, number
-formats other than dates and times (a currency shows its number), comments, charts, pictures,
-headers and footers. A password-protected workbook (not a zip) or an older ``.xls`` is a bad row
+that ``chunk_tokens`` windows end between them). Values as Excel shows them: shared and inline
+strings, numbers in their cell's number format (``NumberFormat``; else as Excel's General format
+shows them, to 15 significant digits), cells formatted as dates or times in ISO 8601, TRUE and
+FALSE, formulas by the value Excel saved with them. Sheets are separated by a form feed on a line
+of its own, as a PDF's pages are, so that a window's ``chunk_page`` is the sheet it begins on. Left
+out: error values (``#N/A``), formulas saved without a value, comments, charts, pictures, headers
+and footers. A password-protected workbook (not a zip) or an older ``.xls`` is a bad row
 saying so.
 """
 
 from __future__ import annotations
 
 import datetime
+import decimal
+import math
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from xml.etree import ElementTree
 
 from ._pdf_worker import PAGE_BREAK
@@ -118,8 +121,9 @@ def _shared_strings(parts: Parts) -> list[str]:
     return out
 
 
-def _style_kinds(parts: Parts) -> list[str]:
-    """Each cell style's kind of number format: "date", "time", "datetime" or "" (shown as a number)."""
+def _style_kinds(parts: Parts) -> list[str | NumberFormat]:
+    """Each cell style's kind of number format: "date", "time", "datetime", a ``NumberFormat``, or ""
+    (shown as Excel's General format shows a number)."""
     name = "xl/styles.xml"
     if not parts.has(name):
         return []
@@ -127,25 +131,188 @@ def _style_kinds(parts: Parts) -> list[str]:
     codes = {int(f.get("numFmtId", "0")): f.get("formatCode", "") for f in styles.iter(f"{_S}numFmt")
              if (f.get("numFmtId") or "").isdigit()}  # fmt: skip
     xfs = styles.find(f"{_S}cellXfs")
-    out = []
+    out: list[str | NumberFormat] = []
     for xf in xfs if xfs is not None else ():
         fmt = int(xf.get("numFmtId", "0")) if (xf.get("numFmtId") or "0").isdigit() else 0
         out.append(_format_kind(fmt, codes.get(fmt)))
     return out
 
 
-def _format_kind(fmt: int, code: str | None) -> str:
+def _format_kind(fmt: int, code: str | None) -> str | NumberFormat:
+    """A style's kind of number format: "date", "time", "datetime", a ``NumberFormat``, or "" (General)."""
     if code is None:
+        if fmt in _BUILT_IN_NUMBERS:
+            return NumberFormat.parse(_BUILT_IN_NUMBERS[fmt]) or ""
         return "date" if fmt in _DATES else "time" if fmt in _TIMES else "datetime" if fmt in _DATE_TIMES else ""
     bare = _LITERALS.sub("", code.split(";")[0]).lower()  # the format of positive numbers, its literal text out
     if "general" in bare or not bare:
         return ""
     time = "h" in bare or "s" in bare
     date = "y" in bare or "d" in bare or ("m" in bare and not time)
-    return "datetime" if date and time else "date" if date else "time" if time else ""
+    if date or time:
+        return "datetime" if date and time else "date" if date else "time"
+    return NumberFormat.parse(code) or ""
 
 
-def _rows(parts: Parts, part: str, strings: list[str], kinds: list[str],
+# built-in number formats that are the same in every locale (ECMA-376 18.8.30; 5-8, the currencies, are not)
+_BUILT_IN_NUMBERS = {1: "0", 2: "0.00", 3: "#,##0", 4: "#,##0.00", 9: "0%", 10: "0.00%", 11: "0.00E+00",
+                     37: "#,##0 ;(#,##0)", 38: "#,##0 ;[Red](#,##0)", 39: "#,##0.00;(#,##0.00)",
+                     40: "#,##0.00;[Red](#,##0.00)", 48: "##0.0E+0"}  # fmt: skip
+_TOKENS = re.compile(r'"(?P<quoted>[^"]*)"|\\(?P<escaped>.)|\[\$(?P<currency>[^\]-]*)[^\]]*\]|(?P<bracket>\[[^\]]*\])'
+                     r"|_.|\*.|(?P<exponent>[eE][+-][0#?]+)|(?P<char>.)")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Section:
+    """One section of a number format: the text before and after its digits, how they are shown."""
+
+    before: str
+    after: str
+    integers: int  # "0"s before the decimal point: digits always shown
+    grouped: bool  # thousands separated by commas
+    decimals: int  # placeholders after the point
+    fixed: int  # of those, "0"s: decimals always shown
+    scale: float  # 100 per "%", 1/1000 per comma after the last digit
+    exponent: str | None  # scientific notation: "+00" or "-0" (the sign shown always or when negative)
+    digits: bool = True  # False: text alone (a zero section's "-", a negative one's "n/a")
+
+    def show(self, x: float) -> str:
+        if not self.digits:
+            return self.before
+        x *= self.scale
+        if self.exponent is not None:
+            power = math.floor(math.log10(abs(x))) if x else 0
+            mantissa = _fixed(abs(x) / 10**power, self.decimals)
+            if mantissa.startswith("10"):  # 9.996 rounded up to 10.00
+                power += 1
+                mantissa = _fixed(abs(x) / 10**power, self.decimals)
+            sign = "-" if power < 0 else "+" if self.exponent[0] == "+" else ""
+            body = f"{self._digits(mantissa)}E{sign}{abs(power):0{len(self.exponent) - 1}d}"
+        else:
+            body = self._digits(_fixed(abs(x), self.decimals))
+        return f"{self.before}{body}{self.after}"
+
+    def _digits(self, fixed: str) -> str:
+        whole, _, frac = fixed.partition(".")
+        whole = whole.lstrip("0").rjust(self.integers, "0")
+        if self.grouped and len(whole) > 3:
+            whole = f"{int(whole):,}"
+        frac = frac.rstrip("0").ljust(self.fixed, "0")  # "#" and "?" places: no trailing zeros
+        return whole + ("." + frac if self.decimals else "")  # Excel keeps the point: "0.##" shows 5 as "5."
+
+
+def _fixed(x: float, decimals: int) -> str:
+    """``x`` (not negative) with ``decimals`` places, its shortest decimal form's halves rounded away
+    from zero, as Excel rounds (Python's formatting rounds the binary value: 2.25 to "2.2")."""
+    shortest = repr(x)
+    point = shortest.find(".")
+    if "e" not in shortest and (point < 0 or len(shortest) - point - 1 <= decimals):
+        return f"{x:.{decimals}f}"  # nothing to round
+    exact = decimal.Decimal(shortest).quantize(decimal.Decimal(1).scaleb(-decimals), rounding=decimal.ROUND_HALF_UP)
+    return f"{exact:.{decimals}f}"
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """An Excel number format of digits (``0``, ``#``, ``?``, ``.``, ``,``, ``%``, ``E+00``) and literal
+    text (quoted, escaped, a currency's ``[$€-407]``), in up to three sections (positive; negative;
+    zero). Formats it cannot show as Excel would (fractions, conditions, text) are not parsed."""
+
+    positive: _Section
+    negative: _Section | None  # None: the positive section with a minus sign
+    zero: _Section | None
+
+    @classmethod
+    def parse(cls, code: str) -> NumberFormat | None:
+        sections = []
+        for text in _split(code)[:3]:
+            section = _section(text)
+            if section is None:
+                return None
+            sections.append(section)
+        if not sections or not sections[0].digits:
+            return None
+        return cls(sections[0], sections[1] if len(sections) > 1 else None, sections[2] if len(sections) > 2 else None)
+
+    def show(self, x: float) -> str:
+        if x == 0 and self.zero is not None:
+            return self.zero.show(0.0)
+        if x < 0 and self.negative is not None:
+            return self.negative.show(-x)
+        shown = self.positive.show(abs(x))
+        return "-" + shown if x < 0 and any(ch in "123456789" for ch in shown) else shown
+
+
+def _split(code: str) -> list[str]:
+    """A format's sections: split at ``;`` outside quotes, escapes and brackets."""
+    out, at, quoted, bracket, k = [], 0, False, False, 0
+    while k < len(code):
+        ch = code[k]
+        if ch == "\\" and not quoted:
+            k += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "[]":
+            bracket = ch == "["
+        elif ch == ";" and not quoted and not bracket:
+            out.append(code[at:k])
+            at = k + 1
+        k += 1
+    out.append(code[at:])
+    return out
+
+
+def _section(text: str) -> _Section | None:
+    """One section parsed, or None where it holds what ``NumberFormat`` does not show (a fraction, a
+    condition, a date part, text, no digit at all)."""
+    before: list[str] = []
+    after: list[str] = []
+    pattern: list[str] = []
+    exponent = None
+    percent = 0
+    for m in _TOKENS.finditer(text):
+        literal = m.group("quoted") if m.group("quoted") is not None else m.group("escaped") or m.group("currency")
+        if m.group("bracket") is not None:
+            if not re.fullmatch(r"\[(black|blue|cyan|green|magenta|red|white|yellow|color ?\d+)\]", m.group("bracket"), re.I):
+                return None  # a condition ([>100]) or an elapsed time ([h])
+            continue
+        ch = m.group("char")
+        if m.group("exponent") is not None:
+            if not pattern or exponent is not None:
+                return None
+            exponent = m.group("exponent")[1:]
+            continue
+        if literal is None and ch is None:
+            continue  # a padding (_x) or a fill (*x)
+        if ch is not None and ch in "0#?.,":
+            if after and ch != ",":
+                return None  # digits after text that followed digits
+            if not pattern and ch == ",":
+                before.append(ch)
+                continue
+            pattern.append(ch)
+            continue
+        if ch is not None and (ch.isalpha() or ch in "/@"):
+            return None  # a fraction, a date part, text
+        if ch == "%":
+            percent += 1
+        (after if pattern else before).append(literal if literal is not None else ch or "")
+    if not pattern:
+        return _Section("".join(before), "", 0, False, 0, 0, 1.0, None, digits=False)  # "0;;": zero shows nothing
+    if not any(c in "0#?" for c in pattern):
+        return None
+    body = "".join(pattern).rstrip(",")
+    thousands = len("".join(pattern)) - len(body)  # commas after the last digit: thousands scaled away
+    whole, _, frac = body.partition(".")
+    if "." in frac or "," in frac:
+        return None
+    fixed = len(frac) - len(frac.lstrip("0")) if frac.startswith("0") else 0
+    return _Section("".join(before), "".join(after), whole.count("0"), "," in whole, len(frac), fixed,
+                    100.0**percent / 1000.0**thousands, exponent)
+
+
+def _rows(parts: Parts, part: str, strings: list[str], kinds: list[str | NumberFormat],
           epoch: datetime.datetime | None) -> Rows:  # fmt: skip
     """A worksheet's rows as a stream: (row number, its cells' (column, value))."""
     data = None
@@ -179,7 +346,7 @@ def _column(ref: str) -> int:
     return n
 
 
-def _value(c: ElementTree.Element, strings: list[str], kinds: list[str], epoch: datetime.datetime | None) -> str:
+def _value(c: ElementTree.Element, strings: list[str], kinds: list[str | NumberFormat], epoch: datetime.datetime | None) -> str:
     t = c.get("t", "n")
     if t == "inlineStr":
         inline = c.find(f"{_S}is")
@@ -199,7 +366,9 @@ def _value(c: ElementTree.Element, strings: list[str], kinds: list[str], epoch: 
         return v
     style = int(c.get("s", "0")) if (c.get("s") or "0").isdigit() else 0
     kind = kinds[style] if style < len(kinds) else ""
-    if kind and 0 <= number <= _LAST_SERIAL:
+    if isinstance(kind, NumberFormat) and math.isfinite(number):
+        return kind.show(number)
+    if isinstance(kind, str) and kind and 0 <= number <= _LAST_SERIAL:
         return _when(number, kind, epoch)
     if number.is_integer() and abs(number) < 1e15:
         return str(int(number))
