@@ -179,7 +179,8 @@ class _Section:
     def show(self, x: float) -> str:
         if not self.digits:
             return self.before
-        x *= self.scale
+        if self.scale != 1.0:  # to Excel's 15 digits: 0.145 as a percent is 14.5, not 14.499999999999998
+            x = float(f"{x * self.scale:.15g}")
         if self.exponent is not None:
             power = math.floor(math.log10(abs(x))) if x else 0
             mantissa = _fixed(abs(x) / 10**power, self.decimals)
@@ -189,27 +190,30 @@ class _Section:
             sign = "-" if power < 0 else "+" if self.exponent[0] == "+" else ""
             body = f"{self._digits(mantissa)}E{sign}{abs(power):0{len(self.exponent) - 1}d}"
         else:
-            body = self._digits(_fixed(abs(x), self.decimals))
+            body = _fixed(abs(x), self.decimals, self.grouped)
+            if self.integers != 1 or self.fixed != self.decimals:  # else "0", "#,##0.00": as formatted
+                body = self._digits(body)
         return f"{self.before}{body}{self.after}"
 
     def _digits(self, fixed: str) -> str:
         whole, _, frac = fixed.partition(".")
-        whole = whole.lstrip("0").rjust(self.integers, "0")
-        if self.grouped and len(whole) > 3:
-            whole = f"{int(whole):,}"
-        frac = frac.rstrip("0").ljust(self.fixed, "0")  # "#" and "?" places: no trailing zeros
+        if len(whole) < self.integers or whole == "0":
+            whole = whole.lstrip("0").rjust(self.integers, "0")  # "00000" shows 501 as "00501", "#" 0 as ""
+        if self.fixed < self.decimals:
+            frac = frac.rstrip("0").ljust(self.fixed, "0")  # "#" and "?" places: no trailing zeros
         return whole + ("." + frac if self.decimals else "")  # Excel keeps the point: "0.##" shows 5 as "5."
 
 
-def _fixed(x: float, decimals: int) -> str:
-    """``x`` (not negative) with ``decimals`` places, its shortest decimal form's halves rounded away
-    from zero, as Excel rounds (Python's formatting rounds the binary value: 2.25 to "2.2")."""
+def _fixed(x: float, decimals: int, grouped: bool = False) -> str:
+    """``x`` (not negative) with ``decimals`` places (thousands grouped), its shortest decimal form's
+    halves rounded away from zero, as Excel rounds. Python's formatting rounds the binary value,
+    which differs only where that form ends in a 5 just past the last place (2.25 to "2.2")."""
     shortest = repr(x)
     point = shortest.find(".")
-    if "e" not in shortest and (point < 0 or len(shortest) - point - 1 <= decimals):
-        return f"{x:.{decimals}f}"  # nothing to round
+    if "e" not in shortest and (point < 0 or len(shortest) - point - 2 != decimals or shortest[-1] != "5"):
+        return f"{x:,.{decimals}f}" if grouped else f"{x:.{decimals}f}"
     exact = decimal.Decimal(shortest).quantize(decimal.Decimal(1).scaleb(-decimals), rounding=decimal.ROUND_HALF_UP)
-    return f"{exact:.{decimals}f}"
+    return f"{exact:,.{decimals}f}" if grouped else f"{exact:.{decimals}f}"
 
 
 @dataclass(frozen=True)
