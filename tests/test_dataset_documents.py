@@ -742,7 +742,8 @@ def test_xlsx_text_is_its_sheets_rows() -> None:
     ('"$"#,##0.00', 1234.5, "$1,234.50"), ("[$€-407]#,##0.00", 99.999, "€100.00"), ("#,##0.00 [$€-407]", 2.5, "2.50 €"),
     ("0.0#", 1.5, "1.5"), ("0.0#", 1.567, "1.57"), ("0.0#", 2, "2.0"), ("#.##", 5, "5."), ('#,##0,"K"', 1234567, "1,235K"),
     ('0.00;-0.00;"zero"', 0, "zero"), ("0.00;;", -2, ""), ("0.00_);(0.00)", 3, "3.00"), ("0.0", 2.25, "2.3"),
-    ("0.0", -2.25, "-2.3"), ("0", -0.4, "0"),
+    ("0.0", -2.25, "-2.3"), ("0", -0.4, "0"), ("#,##0", 1e20, "100,000,000,000,000,000,000"),
+    ("0.00", 5e-324, "0.00"), ("0.0", 1.25e20, "125000000000000000000.0"),
     ("# ?/?", 1.5, None), ("[>100]0;0.0", 5, None), ("@", 1, None), ('"N/A"', 3, None),  # shown as General
 ])  # fmt: skip
 def test_xlsx_number_formats_show_numbers_as_excel_does(code: str, value: float, shown: str | None) -> None:
@@ -757,10 +758,11 @@ def test_xlsx_number_formats_show_numbers_as_excel_does(code: str, value: float,
 def test_xlsx_cells_show_their_styles_number_format() -> None:
     from embedrt.dataset._xlsx import xlsx_text
 
-    cells = [("6", "0.0425"), ("7", "-2500000"), ("7", "1500000"), ("8", "3"), ("0", "0.1")]
+    cells = [("6", "0.0425"), ("7", "-2500000"), ("7", "1500000"), ("8", "3"), ("0", "0.1"), ("6", "1e307")]
     row = "".join(f'<c r="{chr(65 + k)}1" s="{s}"><v>{v}</v></c>' for k, (s, v) in enumerate(cells))
     book = make_xlsx([("Rates", f'<row r="1">{row}</row>')])
-    assert xlsx_text(book) == ("Rates\n4.25%\t(2.5M)\t1.5M\t3.00E+00\t0.1", None)  # built-in 10 and 11; custom
+    # built-in 10 and 11, a custom format; a percent past a float's range as General
+    assert xlsx_text(book) == ("Rates\n4.25%\t(2.5M)\t1.5M\t3.00E+00\t0.1\t1e+307", None)
 
 
 def test_xlsx_documents_are_embedded_and_paged_by_sheet(tmp_path: Path, tiny_bert_bundle: Path) -> None:

@@ -181,6 +181,8 @@ class _Section:
             return self.before
         if self.scale != 1.0:  # to Excel's 15 digits: 0.145 as a percent is 14.5, not 14.499999999999998
             x = float(f"{x * self.scale:.15g}")
+            if not math.isfinite(x):
+                raise OverflowError(f"{x} once scaled")
         if self.exponent is not None:
             power = math.floor(math.log10(abs(x))) if x else 0
             mantissa = _fixed(abs(x) / 10**power, self.decimals)
@@ -204,6 +206,9 @@ class _Section:
         return whole + ("." + frac if self.decimals else "")  # Excel keeps the point: "0.##" shows 5 as "5."
 
 
+_WIDE = decimal.Context(prec=400)  # every float's digits and decimals: 1e300 with two places is 303 digits
+
+
 def _fixed(x: float, decimals: int, grouped: bool = False) -> str:
     """``x`` (not negative) with ``decimals`` places (thousands grouped), its shortest decimal form's
     halves rounded away from zero, as Excel rounds. Python's formatting rounds the binary value,
@@ -212,7 +217,8 @@ def _fixed(x: float, decimals: int, grouped: bool = False) -> str:
     point = shortest.find(".")
     if "e" not in shortest and (point < 0 or len(shortest) - point - 2 != decimals or shortest[-1] != "5"):
         return f"{x:,.{decimals}f}" if grouped else f"{x:.{decimals}f}"
-    exact = decimal.Decimal(shortest).quantize(decimal.Decimal(1).scaleb(-decimals), rounding=decimal.ROUND_HALF_UP)
+    exact = decimal.Decimal(shortest).quantize(decimal.Decimal(1).scaleb(-decimals), rounding=decimal.ROUND_HALF_UP,
+                                               context=_WIDE)  # fmt: skip
     return f"{exact:,.{decimals}f}" if grouped else f"{exact:.{decimals}f}"
 
 
@@ -371,7 +377,10 @@ def _value(c: ElementTree.Element, strings: list[str], kinds: list[str | NumberF
     style = int(c.get("s", "0")) if (c.get("s") or "0").isdigit() else 0
     kind = kinds[style] if style < len(kinds) else ""
     if isinstance(kind, NumberFormat) and math.isfinite(number):
-        return kind.show(number)
+        try:
+            return kind.show(number)
+        except (OverflowError, ValueError, decimal.InvalidOperation):
+            pass  # past a float's range once scaled (1e307 as a percent): as General
     if isinstance(kind, str) and kind and 0 <= number <= _LAST_SERIAL:
         return _when(number, kind, epoch)
     if number.is_integer() and abs(number) < 1e15:
