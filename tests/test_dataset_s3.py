@@ -503,3 +503,46 @@ def test_s3_a_resume_downloads_only_the_objects_that_changed(s3: None, tiny_bert
     assert read == ["s3://corpus/r/b.jsonl"] and s.parts_resumed == 3 and s.rows_embedded == 30
     np.testing.assert_allclose(np.stack(_read("s3://vectors/r").column("embedding").to_numpy(zero_copy_only=False))[30:],
                                Embedder(tiny_bert_bundle).encode([t.upper() for t in TEXTS[30:]]), atol=1e-5)  # fmt: skip
+
+
+def test_s3_planning_takes_the_objects_stamps_from_their_listing(s3: None, tiny_bert_bundle: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A listed object's size and time come with its listing: a resume with nothing to do asks no
+    object, a first run asks each only to check it (after its scan, before and after its part). A
+    store that gives a listing's time to the millisecond and an object's to the second, or the other
+    way round, agrees with itself (whole seconds)."""
+    from collections import Counter
+
+    from embedrt.dataset import _storage
+
+    monkeypatch.setattr(_scan_record, "SETTLED_S", 0.0)
+    asked: list[str] = []
+    info, keep = _storage.object_info, _storage._keep_listed
+
+    def head(uri: str) -> tuple[int, int]:  # an object's own time to the millisecond
+        asked.append(uri)
+        size, mtime = info(uri)
+        return size, mtime + 456_000_000
+
+    def listed(like: str, infos: Any) -> None:  # a listing's another millisecond of the same second
+        keep(like, [pa.fs.FileInfo(i.path, i.type, size=i.size, mtime_ns=(i.mtime_ns or 0) + 789_000_000)
+                    for i in infos])  # fmt: skip
+
+    monkeypatch.setattr(_storage, "object_info", head)
+    monkeypatch.setattr(_storage, "_keep_listed", listed)
+    objects = [f"s3://corpus/listed/{k}.jsonl" for k in range(6)]
+    for k, uri in enumerate(objects):
+        put(uri, _jsonl([{"text": t} for t in TEXTS[k * 5:(k + 1) * 5]]))
+    kw: dict[str, Any] = {"rows_per_part": 10, "progress": False}
+    for where, out in (("s3://corpus/listed/", "s3://vectors/listed"), ("s3://corpus/listed/*.jsonl", "s3://vectors/listed-glob")):
+        asked.clear()
+        first = embed_dataset(where, out, tiny_bert_bundle, **kw)
+        assert Counter(asked) == dict.fromkeys(objects, 3) and first.rows_embedded == 30
+        asked.clear()
+        again = embed_dataset(where, out, tiny_bert_bundle, **kw)
+        assert asked == [] and again.parts_resumed == first.parts == 3
+        assert _storage._listing.stamps is None  # a listing's stamps serve its plan only
+    time.sleep(1.1)  # S3 time stamps are whole seconds
+    put(objects[4], _jsonl([{"text": t.upper()} for t in TEXTS[20:25]]))  # the same size
+    s = embed_dataset("s3://corpus/listed/", "s3://vectors/listed", tiny_bert_bundle, **kw)
+    assert s.parts_resumed == 2 and s.rows_embedded == 10

@@ -604,36 +604,37 @@ def plan_input(
         check_pdfium()
     if ocr:
         check_ocr()  # installed, before the scan
-    if documents:
-        fmt, content_cuts = InputFormat.DOCUMENTS, True
-        files, doc_names = find_documents(spec, exclude)
-    else:
-        fmt, files = find_inputs(spec, exclude)
-        doc_names = [""] * len(files)
-    if delimiter is not None and fmt not in _DELIMITERS:
-        raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
-                         f"{fmt.value}")  # fmt: skip
-    delimiter = None if delimiter == _DELIMITERS.get(fmt) else delimiter
-    if content_cuts and fmt.columnar:
-        raise InputError(f"content-defined parts (--content-defined-parts) are for text input (.jsonl, .csv, .tsv, "
-                         f".txt), whose parts are checked row span by row span; this input is {fmt.value}, whose "
-                         "files' parts are kept only while the whole file is unchanged")  # fmt: skip
-    if fmt is InputFormat.TXT and (id_column or keep_columns):
-        raise InputError(".txt input has no columns: --id-column and --keep-columns need .jsonl, .csv or .parquet")
-    if fmt is InputFormat.TXT and source.template is not None:
-        raise InputError(f".txt input has no columns: --text-template ({source.template!r}) needs .jsonl, .csv or "
-                         ".parquet")  # fmt: skip
-    every = keep_columns == (ALL_COLUMNS,)
-    wanted = tuple(dict.fromkeys(c for c in (id_column, *(() if every else keep_columns)) if c))
-    shards: Sequence[Shard] = []
-    parts: list[PartSpec] = []
-    jsonl = fmt is InputFormat.JSONL
-    kinds: dict[str, set[str]] = {c: set() for c in wanted} if jsonl else {}
-    if record is not None:  # what the findings depend on beside each file's bytes
-        record.start({"format": fmt.value, "rows_per_part": rows_per_part, "delimiter": delimiter,
-                      "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl,
-                      "cuts": "content" if content_cuts else "rows"})  # fmt: skip
-    stamps = storage.scan_stamp_rows(files) if record is not None else None
+    with storage.listing():  # the objects listed keep their listing's stamps, taken below: no request each
+        if documents:
+            fmt, content_cuts = InputFormat.DOCUMENTS, True
+            files, doc_names = find_documents(spec, exclude)
+        else:
+            fmt, files = find_inputs(spec, exclude)
+            doc_names = [""] * len(files)
+        if delimiter is not None and fmt not in _DELIMITERS:
+            raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
+                             f"{fmt.value}")  # fmt: skip
+        delimiter = None if delimiter == _DELIMITERS.get(fmt) else delimiter
+        if content_cuts and fmt.columnar:
+            raise InputError(f"content-defined parts (--content-defined-parts) are for text input (.jsonl, .csv, .tsv, "
+                             f".txt), whose parts are checked row span by row span; this input is {fmt.value}, whose "
+                             "files' parts are kept only while the whole file is unchanged")  # fmt: skip
+        if fmt is InputFormat.TXT and (id_column or keep_columns):
+            raise InputError(".txt input has no columns: --id-column and --keep-columns need .jsonl, .csv or .parquet")
+        if fmt is InputFormat.TXT and source.template is not None:
+            raise InputError(f".txt input has no columns: --text-template ({source.template!r}) needs .jsonl, .csv or "
+                             ".parquet")  # fmt: skip
+        every = keep_columns == (ALL_COLUMNS,)
+        wanted = tuple(dict.fromkeys(c for c in (id_column, *(() if every else keep_columns)) if c))
+        shards: Sequence[Shard] = []
+        parts: list[PartSpec] = []
+        jsonl = fmt is InputFormat.JSONL
+        kinds: dict[str, set[str]] = {c: set() for c in wanted} if jsonl else {}
+        if record is not None:  # what the findings depend on beside each file's bytes
+            record.start({"format": fmt.value, "rows_per_part": rows_per_part, "delimiter": delimiter,
+                          "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl,
+                          "cuts": "content" if content_cuts else "rows"})  # fmt: skip
+        stamps = storage.scan_stamp_rows(files) if record is not None else None
     rows = record.rows(files, stamps) if record is not None and stamps is not None else np.full(len(files), -1)
     if documents:
         shards = docs = _document_shards(files, doc_names, stamps, rows, record, tell, log)
@@ -646,12 +647,14 @@ def plan_input(
         reused = sum(k is not None for k in known)
         if log is not None and reused:
             log(_reused(reused, len(files)))
-        unknown = [path for path, found in zip(files, known, strict=True) if found is None]
+        at = [k for k, found in enumerate(known) if found is None]
+        unknown = [files[k] for k in at]
         told = threading.Lock()
 
         def scan(named: int) -> _Found:  # objects are scanned several at once: tell from one thread at a time
             return _scan_file(unknown[named], fmt, 0, _Cuts(rows_per_part, content_cuts), delimiter, wanted, every,
-                              lambda n: _locked(told, tell, n), record, log, named, len(unknown))  # fmt: skip
+                              lambda n: _locked(told, tell, n), record, log, named, len(unknown),
+                              tuple(stamps[at[named]].tolist()) if stamps is not None else None)  # fmt: skip
 
         scans = storage.each_ahead(scan, range(len(unknown)), [is_uri(u) for u in unknown])
         first_row = 0
@@ -700,10 +703,13 @@ def _locked(lock: threading.Lock, fn: Callable[[int], None], n: int) -> None:
 def _scan_file(
     path: str, fmt: InputFormat, first_row: int, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...],
     every: bool, tell: Callable[[int], None], record: ScanRecord | None, log: Any, named: int, to_scan: int,
+    planned: tuple[int, ...] | None = None,
 ) -> _Found:
     """Read one file: its shard (stamped), its parts' (row, offset, line) and hashes, and (JSONL) the
-    JSON kinds of the ``wanted`` keys (of every key with ``every``) over its rows; kept in ``record``."""
-    scanned_at, stamp = time.time(), storage.scan_stamp(path)
+    JSON kinds of the ``wanted`` keys (of every key with ``every``) over its rows; kept in ``record``.
+    ``planned``: its stamp taken by the plan (``storage.scan_stamp_rows``), else taken here."""
+    scanned_at = time.time()
+    stamp = storage.unpadded(planned) if planned is not None else storage.scan_stamp(path)
     if log is not None and named < _NAMED_FILES:
         log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB)")
     elif log is not None and named == _NAMED_FILES:  # a folder of thousands of shards: not a line each
@@ -1291,7 +1297,7 @@ def _columnar_shard(path: str, first_row: int, rows_per_part: int, rows: int, co
                     stamp: str) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
     """A Parquet or Arrow file's shard, fingerprinted whole, and its parts' first rows."""
     if is_uri(path):  # an object is never changed in place: a new one has another time stamp
-        size, mtime = storage.size_and_mtime(path)
+        size, mtime = storage.object_info(path)  # as recorded before stamps took whole seconds
         digest = hashlib.sha256(f"{size}\0{mtime}\0{stamp}".encode()).hexdigest()
     else:  # every byte: an edit in place keeps the size and may keep the footer
         size, digest = _hash_file(path)

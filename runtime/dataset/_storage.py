@@ -152,6 +152,7 @@ def walk(folder: str, hidden: tuple[str, ...] = ()) -> tuple[Sequence[str], list
         fs, path = split_uri(folder)
         infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True))
         found = [(_uri(folder, i.path), i.path[len(path) + 1:]) for i in infos if i.type == pyarrow.fs.FileType.File]
+        _keep_listed(folder, infos)
         kept = [(f, rel) for f, rel in found if not hidden or not any(p.startswith(hidden) for p in rel.split("/"))]
         return [f for f, _rel in kept], [rel for _f, rel in kept]
     top = str(Path(folder))
@@ -205,6 +206,7 @@ def glob_files(pattern: str) -> list[str]:
     fixed = next(i for i, p in enumerate(parts) if glob.has_magic(p))
     base = "/".join(parts[:fixed])
     infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
+    _keep_listed(pattern, infos)
     return [_uri(pattern, i.path) for i in infos
             if i.type == pyarrow.fs.FileType.File and _matches(parts[fixed:], i.path.split("/")[fixed:])]  # fmt: skip
 
@@ -244,6 +246,11 @@ def padded(stamp: tuple[int, ...]) -> tuple[int, ...]:
     return stamp + (-1,) * (STAMP_FIELDS - len(stamp))
 
 
+def unpadded(row: tuple[int, ...]) -> tuple[int, ...]:
+    """A ``padded`` stamp as ``scan_stamp`` gave it (an object's two values)."""
+    return row[:2] if row[2:] == (-1,) * (len(row) - 2) else row
+
+
 def stamp_rows(stamps: Sequence[tuple[int, ...]]) -> np.ndarray:
     """``scan_stamp``s as rows of ``STAMP_FIELDS`` int64 (``padded``)."""
     rows = np.empty((len(stamps), STAMP_FIELDS), np.int64)
@@ -254,9 +261,12 @@ def stamp_rows(stamps: Sequence[tuple[int, ...]]) -> np.ndarray:
 
 def scan_stamp_rows(files: Sequence[str]) -> np.ndarray:
     """``scan_stamps`` as ``stamp_rows``; a local file's written in place (a million files' stamps as
-    tuples of ints are hundreds of MB)."""
+    tuples of ints are hundreds of MB); an object's from its listing where ``listing`` kept it."""
     if any(map(is_uri, files)):
-        return stamp_rows(scan_stamps(list(files)))
+        listed = getattr(_listing, "stamps", None) or {}
+        asked = [f for f in files if f not in listed]
+        listed.update(zip(asked, scan_stamps(asked), strict=True))
+        return stamp_rows([listed[f] for f in files])
     rows = np.empty((len(files), STAMP_FIELDS), np.int64)
     for k, where in enumerate(files):
         st = os.stat(where)
@@ -287,7 +297,14 @@ def each_ahead(fn: Callable[[S], T], items: Sequence[S], remote: Sequence[bool])
 
 
 def size_and_mtime(uri: str) -> tuple[int, int]:
-    """An object's size and last-modified time (ns): a new upload under the same name changes the time."""
+    """An object's size and last-modified time (ns, in whole seconds): a new upload under the same name
+    changes the time."""
+    size, mtime = object_info(uri)
+    return size, _whole_seconds(mtime)
+
+
+def object_info(uri: str) -> tuple[int, int]:
+    """An object's size and last-modified time (ns) as its store gives them (a request)."""
     import pyarrow.fs
 
     fs, path = split_uri(uri)
@@ -295,6 +312,39 @@ def size_and_mtime(uri: str) -> tuple[int, int]:
     if info.type == pyarrow.fs.FileType.NotFound:
         raise FileNotFoundError(errno.ENOENT, "no such object", uri)
     return int(info.size), int(info.mtime_ns or 0)
+
+
+def _whole_seconds(ns: int) -> int:
+    """An object's time in whole seconds: an S3 store gives a listing's to the millisecond (MinIO, R2)
+    and an object's own to the second (its ``Last-Modified`` header), so a stamp is what both agree on."""
+    return ns - ns % 1_000_000_000
+
+
+_listing = threading.local()  # ``listing``'s stamps of listed objects, {URI: (size, mtime)}, else None
+
+
+@contextlib.contextmanager
+def listing() -> Iterator[None]:
+    """Within: the objects that ``walk`` and ``glob_files`` list keep their listing's size and time,
+    which ``scan_stamp_rows`` takes instead of asking each object (a request each: a folder of
+    thousands of small objects is thousands of round trips on every run). Every other stamp is
+    asked for: one checked against the plan's is always fresh."""
+    _listing.stamps = {}
+    try:
+        yield
+    finally:
+        _listing.stamps = None
+
+
+def _keep_listed(like: str, infos: Iterable[Any]) -> None:
+    kept = getattr(_listing, "stamps", None)
+    if kept is None:
+        return
+    import pyarrow.fs
+
+    for i in infos:
+        if i.type == pyarrow.fs.FileType.File:
+            kept[_uri(like, i.path)] = (int(i.size), _whole_seconds(int(i.mtime_ns or 0)))
 
 
 def read_ahead(files: Sequence[str], sizes: Sequence[int]) -> Generator[str, None, None]:
