@@ -2,7 +2,7 @@
 through the corpus job: what the files cost beside the same rows in one file.
 
     python -m benchmarks.dataset_small_files BUNDLE [--files 10000] [--rows 10] [--rounds 2]
-        [--before PYTHONPATH] [--s3-latency-ms MS] [--machine NAME]
+        [--before PYTHONPATH] [--s3-latency-ms MS] [--ray-actors N] [--machine NAME]
 
 The folder holds ``--files`` JSONL files of ``--rows`` consecutive rows of the benchmark corpus
 (``benchmarks.dataset``), a thousand a folder, made once in the benchmarks' cache with the same
@@ -13,7 +13,9 @@ defaults into a new output: the job (seconds, peak RSS, parts), the output's fil
 the seconds pyarrow takes to read the output back (``pyarrow.dataset``, every column), and the job
 again with nothing to do. With ``--s3-latency-ms`` the inputs are objects on S3 instead: moto's
 server in this process, each request held ``MS`` milliseconds before it is answered (a region's
-round trip), the outputs local folders. Writes
+round trip), the outputs local folders. With ``--ray-actors N`` each job runs on a local Ray
+(``backend="ray"``, N actors of one CPU; its start counted in the job's seconds, the peak RSS the
+driver's). Writes
 ``benchmarks/results/dataset-small-files-<machine>-<date>.json``.
 """
 
@@ -37,11 +39,12 @@ from benchmarks.worker import peak_rss_mb
 HERE = Path(__file__).resolve().parent
 
 
-def _child(bundle: str, src: str, out: str) -> dict[str, Any]:
-    from embedrt.dataset import embed_dataset
+def _child(bundle: str, src: str, out: str, actors: int = 0) -> dict[str, Any]:
+    from embedrt.dataset import RayOptions, embed_dataset
 
+    more: dict[str, Any] = {"backend": "ray", "ray": RayOptions(num_actors=actors, cpus_per_actor=1)} if actors else {}
     t0 = time.perf_counter()
-    s = embed_dataset(src, out, bundle, progress=False)
+    s = embed_dataset(src, out, bundle, progress=False, **more)
     return {"seconds": time.perf_counter() - t0, "rows": s.rows, "rows_embedded": s.rows_embedded, "parts": s.parts,
             "parts_resumed": s.parts_resumed, "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
@@ -126,7 +129,7 @@ def _read_back(out: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
-        print(json.dumps(_child(argv[1], argv[2], argv[3])))
+        print(json.dumps(_child(argv[1], argv[2], argv[3], *map(int, argv[4:]))))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--before", default=None, help="PYTHONPATH of an older embedrt, run alternating with this one")
     p.add_argument("--s3-latency-ms", type=float, default=None, help="read the inputs from S3 (moto) this late a request")
+    p.add_argument("--ray-actors", type=int, default=0, help="run each job on a local Ray with this many actors")
     p.add_argument("--machine", default="this-machine")
     args = p.parse_args(argv)
     with contextlib.ExitStack() as stack:
@@ -164,11 +168,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         for r in range(args.rounds):
             for v, (src, pythonpath) in variants.items():
                 out = work / f"{v}-{r}"
-                run = run_child("benchmarks.dataset_small_files", [args.bundle, str(src), str(out)], pythonpath)
+                child = [args.bundle, str(src), str(out), *([str(args.ray_actors)] if args.ray_actors else [])]
+                run = run_child("benchmarks.dataset_small_files", child, pythonpath)
                 parts = sorted(out.glob("part-*.parquet"))
                 run["output_files"], run["output_bytes"] = len(parts), sum(f.stat().st_size for f in parts)
                 run["read_back_seconds"] = _read_back(out)
-                run["again"] = run_child("benchmarks.dataset_small_files", [args.bundle, str(src), str(out)], pythonpath)
+                run["again"] = run_child("benchmarks.dataset_small_files", child, pythonpath)
                 results[v].append(run)
                 print(f"  round {r} {v}: {run}", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
@@ -180,7 +185,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     write_json(HERE / "results" / f"dataset-small-files-{args.machine}-{date}.json", {
         "command": "python -m benchmarks.dataset_small_files " + " ".join(argv), "cpu": cpu_model(),
         "flags": cpu_flags(), "files": args.files, "rows_per_file": args.rows, "s3_latency_ms": args.s3_latency_ms,
-        "rounds": results, "best": best,
+        "ray_actors": args.ray_actors, "rounds": results, "best": best,
     })  # fmt: skip
     print(json.dumps(best, indent=1))
     return 0
