@@ -72,6 +72,28 @@ def test_ray_backend_equals_local_backend(local_ray: None, tmp_path: Path, tiny_
     assert again.parts_resumed == 9 and again.rows_embedded == 0
 
 
+def test_a_finished_job_run_again_on_ray_starts_no_cluster(tmp_path: Path, tiny_bert_bundle: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Nothing to do: the job says so without starting or joining Ray (a local Ray takes seconds)."""
+    from embedrt.dataset import _ray
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[:50]))
+    first = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=20, progress=False)
+
+    def refused(*_a: Any) -> bool:
+        raise AssertionError("Ray was started for a job with nothing to do")
+
+    monkeypatch.setattr(_ray, "_connect", refused)
+    again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=20, progress=False, backend="ray",
+                          ray=RayOptions(num_actors=2))  # fmt: skip
+    assert again.parts_resumed == first.parts == 3 and again.rows_embedded == 0
+    (tmp_path / "more.jsonl").write_text(json.dumps({"text": "one more"}) + "\n")
+    with pytest.raises(AssertionError, match="nothing to do"):  # a part to do: Ray is asked for
+        embed_dataset([src, tmp_path / "more.jsonl"], tmp_path / "out", tiny_bert_bundle, rows_per_part=20,
+                      progress=False, backend="ray", ray=RayOptions(num_actors=2))  # fmt: skip
+
+
 def test_ray_backend_chunks_as_the_local_backend(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     src = tmp_path / "in.jsonl"

@@ -214,12 +214,12 @@ def run_ray(
     ray = ray_module()
     threads = _check_cpus(options.cpus_per_actor)  # the options were checked by embed_dataset: this converts
     restarts = options.max_restarts
+    if not todo:  # a finished job run again: no cluster to start or join (a local Ray takes seconds)
+        return
     with _callers_sigterm():
         started = _connect(ray, options.address, say)
     finished: set[int] = set()
     try:
-        if not todo:
-            return
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         actors = min(_pool(ray, options.num_actors, options.cpus_per_actor), len(todo))
