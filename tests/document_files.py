@@ -1,7 +1,9 @@
 """PDF, Word, PowerPoint and EPUB documents for the tests, written as their writers lay them out (no library needed
-to make them)."""
+to make them); Excel 97-2003 workbooks written with xlwt."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 def make_pdf(pages: list[list[str]], password: bool = False, size: tuple[int, int] = (612, 792)) -> bytes:
@@ -272,4 +274,25 @@ def make_odf(body: str, presentation: bool = False, encrypted: bool = False, spr
                    f'manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.{kind}"/>'
                    f'<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">{secret}'
                    "</manifest:file-entry></manifest:manifest>")  # fmt: skip
+    return out.getvalue()
+
+
+def make_xls(sheets: list[tuple[str, list[tuple[int, int, Any, str | None]]]], date1904: bool = False) -> bytes:
+    """An Excel 97-2003 workbook (xlwt): each sheet's name and its cells (row and column from 0, value,
+    number format or None)."""
+    import io
+
+    import xlwt
+
+    book = xlwt.Workbook()
+    book.dates_1904 = date1904
+    for name, cells in sheets:
+        sheet = book.add_sheet(name)
+        for row, column, value, fmt in cells:
+            if fmt is None:
+                sheet.write(row, column, value)
+            else:
+                sheet.write(row, column, value, xlwt.easyxf(num_format_str=fmt))
+    out = io.BytesIO()
+    book.save(out)
     return out.getvalue()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from document_files import (  # noqa: E402
     make_pdf,
     make_pptx,
     make_scanned_pdf,
+    make_xls,
     make_xlsx,
     pptx_shape,
 )
@@ -729,9 +732,53 @@ def test_xlsx_text_is_its_sheets_rows() -> None:
     epoch = make_xlsx([("S", '<row r="1"><c r="A1" s="1"><v>0</v></c><c r="B1" s="3"><v>0.5</v></c></row>')], date1904=True)
     assert xlsx_text(epoch) == ("S\n1904-01-01\t12:00:00", None)
     assert xlsx_text(make_xlsx([("Empty", ""), ("Chart", None)]))[1] == "no value in any cell (charts or pictures only?)"
-    assert xlsx_text(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")[1].startswith("not a .xlsx (not a zip): an older .xls")
+    assert xlsx_text(b"<html><table>")[1].startswith("not an Excel workbook: neither a zip")
     damaged = make_xlsx([("S", '<row r="1"><c r="A1"><v>1</v></c></row><row>')])
     assert "xl/worksheets/sheet1.xml is not XML" in str(xlsx_text(damaged)[1])
+
+
+XLS_CELLS = [  # the cells of SHEET that an Excel 97-2003 workbook can hold as xlwt writes them (no error value, no
+    # formula's saved value: xlwt saves none, and such a formula is left out as in .xlsx)
+    (0, 0, "Item name", None), (0, 1, "Cost", None), (0, 3, "Note", None), (1, 0, 42, None),
+    (1, 1, 0.30000000000000004, None), (1, 2, datetime.date(2024, 1, 15), "yyyy-mm-dd"),
+    (1, 3, datetime.datetime(2024, 1, 15, 13, 30), "yyyy-mm-dd hh:mm:ss"), (2, 0, 0.75, "hh:mm:ss"),
+    (2, 1, 1234.5, '"$"#,##0.00'), (2, 2, True, None), (2, 4, 84, None), (2, 5, "a\tformula's text", None),
+    (5, 0, 1, "yyyy-mm-dd hh:mm:ss"), (5, 17, 7, None), (5, 35, 8, None),
+]  # fmt: skip
+
+
+def test_xls_text_is_read_as_an_xlsx_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """An Excel 97-2003 workbook's text is the one a .xlsx of the same cells gives: formats (custom and
+    built-in), dates in both date systems, gaps, sheets as pages; what cannot be read is named."""
+    from embedrt.dataset import _xls
+    from embedrt.dataset._xlsx import xlsx_text
+
+    book = make_xls([("Budget", XLS_CELLS), ("Lookups", [(0, 1, 5, None)]), ("Empty", [])])
+    assert xlsx_text(book) == ("Budget\n" + SHEET_TEXT + "\n\f\nLookups\n\t5\n\f\nEmpty", None)
+    rates = make_xls([("Rates", [(0, 0, 0.0425, "0.00%"), (0, 1, -2500000, '#,##0.0,,"M";(#,##0.0,,"M")'),
+                                 (0, 2, 3, "0.00E+00"), (0, 3, 0.1, None)])])  # fmt: skip
+    assert xlsx_text(rates) == ("Rates\n4.25%\t(2.5M)\t3.00E+00\t0.1", None)  # built-in 10 and 11, a custom format
+    epoch = make_xls([("S", [(0, 0, datetime.date(1904, 1, 1), "yyyy-mm-dd"), (0, 1, 0.5, "hh:mm:ss")])], date1904=True)
+    assert xlsx_text(epoch) == ("S\n1904-01-01\t12:00:00", None)
+    assert xlsx_text(make_xls([("Empty", [])]))[1] == "no value in any cell (charts or pictures only?)"
+    assert xlsx_text(book[:3000])[1].startswith("not a readable Excel 97-2003 workbook (")  # cut short
+    assert capsys.readouterr().out == ""  # xlrd's warnings kept off stdout (a job's --json summary goes there)
+    assert xlsx_text(_ole2_header())[1].startswith("not a readable Excel 97-2003 workbook (CompDocError")
+    xlrd = pytest.importorskip("xlrd")
+    assert "password-protected .xls" in _xls._unreadable(xlrd.XLRDError("Workbook is encrypted"))
+    assert "a password-protected .xlsx?" in _xls._unreadable(xlrd.XLRDError("Can't find workbook in OLE2 compound document"))
+
+
+def _ole2_header() -> bytes:
+    return b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)
+
+
+def test_xls_without_xlrd_is_a_bad_row_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedrt.dataset._xlsx import xlsx_text
+
+    book = make_xls([("S", [(0, 0, "x", None)])])
+    monkeypatch.setitem(sys.modules, "xlrd", None)
+    assert xlsx_text(book) == (None, "an Excel 97-2003 workbook (.xls) is read with xlrd: pip install 'embedrt[dataset]'")
 
 
 @pytest.mark.parametrize(("code", "value", "shown"), [
@@ -771,7 +818,10 @@ def test_xlsx_documents_are_embedded_and_paged_by_sheet(tmp_path: Path, tiny_ber
     rows = "".join(f'<row r="{r + 1}"><c r="A{r + 1}" t="inlineStr"><is><t>{" ".join(WORDS[(r + k) % 10] for k in range(9))}'
                    f'</t></is></c><c r="B{r + 1}"><v>{r}</v></c></row>' for r in range(30))  # fmt: skip
     book = make_xlsx([("First", rows), ("Second", rows), ("Third", rows)])
-    src = _folder(tmp_path / "docs", {"sheets.xlsx": book, "locked.xlsx": b"\xd0\xcf\x11\xe0\xa1\xb1", "a.md": "plain"})
+    cells = [(r, k, v, None) for r in range(30) for k, v in enumerate((" ".join(WORDS[(r + k) % 10] for k in range(9)), r))]
+    old = make_xls([("First", cells), ("Second", cells), ("Third", cells)])
+    src = _folder(tmp_path / "docs", {"sheets.xlsx": book, "old.xls": old, "page.xls": "<html><table>",
+                                      "a.md": "plain"})  # fmt: skip
     args = ["embed-dataset", str(src), str(tmp_path / "out"), "-m", str(tiny_bert_bundle), "--documents", "--xlsx-text",
             "--keep-columns", "text", "--chunk-tokens", "32", "--on-error", "null", "--no-progress"]  # fmt: skip
     assert main(args) == 0
@@ -781,11 +831,13 @@ def test_xlsx_documents_are_embedded_and_paged_by_sheet(tmp_path: Path, tiny_ber
     assert windows[0]["text"] == text and text.count("\f") == 2 and len(windows) > 3
     assert [r["chunk_page"] for r in windows] == [text.count("\f", 0, r["chunk_start"]) + 1 for r in windows]
     assert {r["chunk_page"] for r in windows} == {1, 2, 3}
+    assert [(r["text"], r["chunk_page"]) for r in table.to_pylist() if r["id"] == "old.xls"] == [
+        (r["text"], r["chunk_page"]) for r in windows]  # the same cells in a .xls: the same text and windows
     bad = json.loads((tmp_path / "out" / "_bad_rows.jsonl").read_text())
-    assert bad["id"] == "locked.xlsx" and "password-protected workbook" in bad["reason"]  # encrypted: not a zip
+    assert bad["id"] == "page.xls" and "a web page or XML saved under an Excel name?" in bad["reason"]
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert manifest["identity"]["xlsx"] == "text"  # part of the identity
-    with pytest.raises(BadRowError, match=r"locked.xlsx \(id 'locked.xlsx'\): an Excel workbook .*: pass --xlsx-text"):
+    with pytest.raises(BadRowError, match=r"old.xls \(id 'old.xls'\): an Excel workbook .*: pass --xlsx-text"):
         embed_dataset(src, tmp_path / "y", tiny_bert_bundle, documents=True, progress=False)
 
 

@@ -50,7 +50,7 @@ KINDS = (
         ".odt, .odp and .ods (OpenDocument, LibreOffice) documents as their text, pages (as last laid out), slides "
         "or sheets separated as PDF pages are (windows name theirs: chunk_page)")),
     Kind("xlsx", "Excel", "an Excel workbook", True, _xlsx.SUFFIXES, _xlsx.xlsx_text, paged=True, help=(
-        ".xlsx (Excel) workbooks as their sheets' text (a sheet's name, then a row a line, its cells a tab apart, "
+        ".xlsx and .xls (Excel) workbooks as their sheets' text (a sheet's name, then a row a line, its cells a tab apart, "
         "dates in ISO 8601), sheets separated as PDF pages are (windows name theirs: chunk_page)")),
 )  # fmt: skip
 BY_NAME = {k.name: k for k in KINDS}

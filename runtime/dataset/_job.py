@@ -206,7 +206,8 @@ def embed_dataset(
     chapters' visible text, in reading order; a book with DRM is a bad row. ``odf_text``: documents
     named ``*.odt``, ``*.odp`` or ``*.ods`` (OpenDocument text, presentations and spreadsheets) are
     read as their text, pages (as last laid out), slides or sheets separated as a PDF's pages are.
-    ``xlsx_text``: documents named ``*.xlsx`` or ``*.xlsm`` (Excel workbooks) are read as their
+    ``xlsx_text``: documents named ``*.xlsx``, ``*.xlsm`` or ``*.xls`` (Excel workbooks; Excel
+    97-2003's through xlrd) are read as their
     sheets' text (each sheet's name, then its rows a line each, cells a tab apart, values as Excel
     shows them, dates and times in ISO 8601), sheets separated as a PDF's pages are. ``ocr`` (with
     ``pdf_text``): a PDF's pages without text (scanned) are read by OCR (RapidOCR, the ``ocr`` extra).

@@ -1,5 +1,5 @@
-"""The text of an Excel workbook (``.xlsx``, ``.xlsm``), for documents read with ``xlsx_text``: a zip
-of XML, no text to a model. Read with the standard library (``zipfile``, ``ElementTree``), each sheet
+"""The text of an Excel workbook (``.xlsx``, ``.xlsm``; an older ``.xls`` is read by ``_xls``), for
+documents read with ``xlsx_text``: a zip of XML, no text to a model. Read with the standard library (``zipfile``, ``ElementTree``), each sheet
 as a stream of rows (a sheet of a million rows is never a tree in memory).
 
 Kept, sheet by sheet in the workbook's tab order (hidden sheets too): the sheet's name on a line of
@@ -12,8 +12,8 @@ shows them, to 15 significant digits), cells formatted as dates or times in ISO 
 FALSE, formulas by the value Excel saved with them. Sheets are separated by a form feed on a line
 of its own, as a PDF's pages are, so that a window's ``chunk_page`` is the sheet it begins on. Left
 out: error values (``#N/A``), formulas saved without a value, comments, charts, pictures, headers
-and footers. A password-protected workbook (not a zip) or an older ``.xls`` is a bad row
-saying so.
+and footers. A password-protected workbook (an OLE2 file: ``_xls`` says so), or a file that only
+bears the name, is a bad row.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from xml.etree import ElementTree
 from ._pdf_worker import PAGE_BREAK
 from ._zipped import Parts, Unreadable
 
-SUFFIXES = (".xlsx", ".xlsm")  # documents read as Excel workbooks (a compression suffix after them too)
+SUFFIXES = (".xlsx", ".xlsm", ".xls")  # documents read as Excel workbooks (a compression suffix after them too)
+OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file's first bytes: a .xls, or an encrypted .xlsx
 GAP = 16  # empty columns kept as empty fields between two values; a wider gap is one field
 
 _S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -44,10 +45,16 @@ _LAST_SERIAL = 2958465  # 9999-12-31
 
 
 def xlsx_text(data: bytes) -> tuple[str | None, str | None]:
-    """The text of the ``.xlsx`` ``data``, its sheets separated by ``PAGE_BREAK``; or why it has none."""
+    """The text of the ``.xlsx`` ``data``, its sheets separated by ``PAGE_BREAK``; or why it has none.
+    An Excel 97-2003 workbook (an OLE2 file, as a ``.xls`` is) is read by ``_xls``."""
+    if data.startswith(OLE2):
+        from ._xls import xls_text
+
+        return xls_text(data)
     try:
-        parts = Parts(data, "not a .xlsx (not a zip): an older .xls, or a password-protected workbook? save it "
-                            "as .xlsx without a password (libreoffice --convert-to xlsx)")  # fmt: skip
+        parts = Parts(data, "not an Excel workbook: neither a zip, as a .xlsx is, nor an OLE2 file, as a .xls (or "
+                            "a password-protected .xlsx) is; a web page or XML saved under an Excel name? save it "
+                            "as .xlsx")  # fmt: skip
         if not parts.has(_BOOK):
             return None, f"a zip without {_BOOK}: not an Excel workbook"
         book = parts.xml(_BOOK)
@@ -134,11 +141,11 @@ def _style_kinds(parts: Parts) -> list[str | NumberFormat]:
     out: list[str | NumberFormat] = []
     for xf in xfs if xfs is not None else ():
         fmt = int(xf.get("numFmtId", "0")) if (xf.get("numFmtId") or "0").isdigit() else 0
-        out.append(_format_kind(fmt, codes.get(fmt)))
+        out.append(format_kind(fmt, codes.get(fmt)))
     return out
 
 
-def _format_kind(fmt: int, code: str | None) -> str | NumberFormat:
+def format_kind(fmt: int, code: str | None) -> str | NumberFormat:
     """A style's kind of number format: "date", "time", "datetime", a ``NumberFormat``, or "" (General)."""
     if code is None:
         if fmt in _BUILT_IN_NUMBERS:
@@ -375,7 +382,11 @@ def _value(c: ElementTree.Element, strings: list[str], kinds: list[str | NumberF
     except ValueError:
         return v
     style = int(c.get("s", "0")) if (c.get("s") or "0").isdigit() else 0
-    kind = kinds[style] if style < len(kinds) else ""
+    return number_text(number, kinds[style] if style < len(kinds) else "", epoch)
+
+
+def number_text(number: float, kind: str | NumberFormat, epoch: datetime.datetime | None) -> str:
+    """A number as Excel shows it in a cell whose number format is of ``kind`` (``format_kind``)."""
     if isinstance(kind, NumberFormat) and math.isfinite(number):
         try:
             return kind.show(number)
