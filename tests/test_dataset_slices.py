@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,7 @@ def test_an_arrow_stream_on_object_storage_is_read_once_across_its_parts(
 
     rows = [{"key": f"k{i}", "text": f"text {i}"} for i in range(100)]
     src = _write(tmp_path / "in.arrow", "arrow", rows)  # batches of 37 rows; parts of 10 end inside them
+    os.utime(src, ns=(1_700_000_000 * 10**9,) * 2)  # whole seconds, as an object's time stamp is
     plan = plan_input(src, 10, text="text", id_column="key", keep_columns=())
     opened: list[str] = []
     real = storage._ArrowStream.__init__
