@@ -1,6 +1,7 @@
 """The text of an Excel workbook (``.xlsx``, ``.xlsm``; an older ``.xls`` is read by ``_xls``), for
-documents read with ``xlsx_text``: a zip of XML, no text to a model. Read with the standard library (``zipfile``, ``ElementTree``), each sheet
-as a stream of rows (a sheet of a million rows is never a tree in memory).
+documents read with ``xlsx_text``: a zip of XML, no text to a model. Read with the standard library
+(``zipfile``, ``ElementTree``), each sheet as a stream of rows (a sheet of a million rows is never a
+tree in memory).
 
 Kept, sheet by sheet in the workbook's tab order (hidden sheets too): the sheet's name on a line of
 its own, then each row a line of its cells a tab apart, as a tab-separated export has them (an
