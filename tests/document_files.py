@@ -105,12 +105,14 @@ def pptx_shape(paragraphs: list[str], placeholder: str | None = None) -> str:
 
 
 def make_pptx(slides: list[tuple[str, str | None]], order: list[int] | None = None,
-              diagrams: dict[int, list[str]] | None = None) -> bytes:  # fmt: skip
+              diagrams: dict[int, list[str]] | None = None, charts: dict[int, str] | None = None) -> bytes:  # fmt: skip
     """A ``.pptx`` of ``slides``, each (its shapes' XML, its speaker notes' text or None), in the
     deck's order ``order`` (indices of ``slides``; default as given), laid out as PowerPoint does:
     the deck's slide list through its relationships, notes in a notes slide of their own;
     ``diagrams``: a SmartArt diagram after a slide's shapes (by index), its items' texts in a data
-    part of its own, between its connection and presentation points as PowerPoint writes them."""
+    part of its own, between its connection and presentation points as PowerPoint writes them;
+    ``charts``: a chart after a slide's shapes (by index), its ``c:chart`` element's XML (prefixes
+    ``c``, ``a``) in a chart part of its own, in a graphic frame as PowerPoint places one."""
     import io
     import zipfile
 
@@ -151,6 +153,15 @@ def make_pptx(slides: list[tuple[str, str | None]], order: list[int] | None = No
                            f'<dgm:pt modelId="{{doc}}" type="doc"><dgm:t><a:p><a:r><a:t>whole</a:t></a:r></a:p></dgm:t>'
                            f'</dgm:pt>{points}<dgm:pt modelId="{{p}}" type="pres"/></dgm:ptLst></dgm:dataModel>')  # fmt: skip
                 links.append(("rId3", "diagramData", f"../diagrams/data{k}.xml"))
+            chart = (charts or {}).get(k - 1)
+            if chart is not None:
+                c = "http://schemas.openxmlformats.org/drawingml/2006/chart"
+                shapes += (f'<p:graphicFrame><p:nvGraphicFramePr><p:cNvPr id="8" name="Chart"/><p:cNvGraphicFramePr/>'
+                           f'<p:nvPr/></p:nvGraphicFramePr><p:xfrm/><a:graphic><a:graphicData uri="{c}"><c:chart '
+                           f'xmlns:c="{c}" r:id="rId7"/></a:graphicData></a:graphic></p:graphicFrame>')  # fmt: skip
+                z.writestr(f"ppt/charts/chart{k}.xml", f'<?xml version="1.0"?><c:chartSpace xmlns:c="{c}" '
+                           f'xmlns:a="{_A}" xmlns:r="{_R}"><c:date1904 val="0"/>{chart}</c:chartSpace>')  # fmt: skip
+                links.append(("rId7", "chart", f"../charts/chart{k}.xml"))
             z.writestr(f"ppt/slides/slide{k}.xml", f'<?xml version="1.0"?><p:sld {ns}><p:cSld><p:spTree>{tree}'
                        f"{shapes}</p:spTree></p:cSld></p:sld>")  # fmt: skip
             if notes is not None:

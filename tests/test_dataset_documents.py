@@ -637,6 +637,37 @@ BOOK = [("ch 1.xhtml", "<h1>One</h1><p>First &amp; chapter.</p><script>skip()</s
         ("ch2.xhtml", "<section><h1>Two</h1><p>Second<br/>line.</p></section>")]  # fmt: skip
 
 
+CHART = (  # a column chart as PowerPoint writes one: a title, an axis title, two series (a name from a cell and a
+    # name given as it is), categories from cells, a currency format, a point left out
+    '<c:chart><c:title><c:tx><c:rich><a:bodyPr/><a:p><a:r><a:t>Revenue by quarter</a:t></a:r></a:p></c:rich></c:tx>'
+    '</c:title><c:autoTitleDeleted val="0"/><c:plotArea><c:layout/><c:barChart><c:barDir val="col"/><c:ser><c:idx '
+    'val="0"/><c:tx><c:strRef><c:f>Sheet1!$B$1</c:f><c:strCache><c:ptCount val="1"/><c:pt idx="0"><c:v>2023</c:v>'
+    '</c:pt></c:strCache></c:strRef></c:tx><c:cat><c:strRef><c:f>Sheet1!$A$2:$A$4</c:f><c:strCache><c:ptCount val="3"/>'
+    '<c:pt idx="0"><c:v>Q1</c:v></c:pt><c:pt idx="1"><c:v>Q2</c:v></c:pt><c:pt idx="2"><c:v>Q3</c:v></c:pt>'
+    '</c:strCache></c:strRef></c:cat><c:val><c:numRef><c:f>Sheet1!$B$2:$B$4</c:f><c:numCache><c:formatCode>"$"#,##0'
+    '</c:formatCode><c:ptCount val="3"/><c:pt idx="0"><c:v>1200.4</c:v></c:pt><c:pt idx="2"><c:v>1500</c:v></c:pt>'
+    '</c:numCache></c:numRef></c:val></c:ser><c:ser><c:idx val="1"/><c:tx><c:v>Plan</c:v></c:tx><c:val><c:numLit>'
+    '<c:formatCode>General</c:formatCode><c:ptCount val="3"/><c:pt idx="0"><c:v>1000</c:v></c:pt><c:pt idx="1">'
+    '<c:v>1100.5</c:v></c:pt><c:pt idx="2"><c:v>1400</c:v></c:pt></c:numLit></c:val></c:ser></c:barChart><c:catAx>'
+    '<c:axId val="1"/><c:title><c:tx><c:rich><a:p><a:r><a:t>Quarter</a:t></a:r></a:p></c:rich></c:tx></c:title>'
+    '</c:catAx><c:valAx><c:axId val="2"/></c:valAx></c:plotArea></c:chart>'
+)  # fmt: skip
+
+
+def test_pptx_charts_are_their_titles_and_data() -> None:
+    """A chart's title and axis titles, then its data as a table: categories on the first line, a
+    series a line (its name, its values in their number format, a point left out empty)."""
+    from embedrt.dataset._pptx import pptx_text
+
+    deck = make_pptx([(pptx_shape(["Results"], "title"), None)], charts={0: CHART})
+    assert pptx_text(deck) == ("Results\n\nRevenue by quarter\nQuarter\n\tQ1\tQ2\tQ3\n2023\t$1,200\t\t$1,500\n"
+                               "Plan\t1000\t1100.5\t1400", None)  # fmt: skip
+    untitled = CHART.replace("<c:title><c:tx><c:rich><a:bodyPr/><a:p><a:r><a:t>Revenue by quarter</a:t></a:r></a:p>"
+                             "</c:rich></c:tx></c:title>", "")  # fmt: skip
+    assert pptx_text(make_pptx([("", None)], charts={0: untitled}))[0] == (
+        "Quarter\n\tQ1\tQ2\tQ3\n2023\t$1,200\t\t$1,500\nPlan\t1000\t1100.5\t1400")
+
+
 def test_epub_text_is_its_chapters_in_reading_order() -> None:
     from embedrt.dataset._epub import epub_text
 

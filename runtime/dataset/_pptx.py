@@ -4,10 +4,11 @@ no text to a model. Read with the standard library (``zipfile``, ``ElementTree``
 Kept, slide by slide in the deck's order (hidden slides too, as they are numbered): each shape's text
 (its paragraphs a line each, the shapes a blank line apart, so that ``chunk_tokens`` windows end at
 them), grouped shapes, tables a row a line with their cells a tab apart, SmartArt diagrams' items a
-line each, then the slide's speaker notes. Slides are separated by a form feed on a line of its own,
+line each, charts as their title, axis titles and data (``_chart_text``), then the slide's speaker
+notes. Slides are separated by a form feed on a line of its own,
 as a PDF's pages are, so that a window's ``chunk_page`` is the slide it begins on. Left out: the
-slide number, date and footer placeholders, the layouts' and masters' text, charts, pictures, and
-the copy PowerPoint keeps of newer content for old readers.
+slide number, date and footer placeholders, the layouts' and masters' text, pictures, and the copy
+PowerPoint keeps of newer content for old readers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from xml.etree import ElementTree
 
 from ._pdf_worker import PAGE_BREAK
+from ._xlsx import NumberFormat, format_kind, number_text
 from ._zipped import Parts, Unreadable
 
 SUFFIXES = (".pptx",)  # documents read as PowerPoint decks (a compression suffix after them too)
@@ -25,6 +27,7 @@ _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
 _R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
 _DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
+_C = "{http://schemas.openxmlformats.org/drawingml/2006/chart}"
 _NOTES = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/notesSlide"
 _RUNS = {_A + "t": None, _A + "br": "\n", _A + "tab": "\t"}
 _FURNITURE = frozenset({"sldNum", "dt", "ftr", "hdr", "sldImg"})  # placeholders of every slide, not its content
@@ -95,6 +98,10 @@ def _shapes(parent: ElementTree.Element, out: list[str], target: Callable[[str],
             data = target(el.get(_R + "dm", ""))
             if data and parts.has(data):
                 out.append(_diagram_text(parts.xml(data)))
+        elif tag == _C + "chart":  # a chart: its title, labels and data are in a part of their own
+            chart = target(el.get(_R + "id", ""))
+            if chart and parts.has(chart):
+                out.append(_chart_text(parts.xml(chart)))
         elif tag not in _SKIP:  # groups, frames, alternate content
             _shapes(el, out, target, parts)
 
@@ -103,6 +110,76 @@ def _diagram_text(model: ElementTree.Element) -> str:
     """A SmartArt diagram's items (its data model's points of the type "node"), a line each."""
     items = (p.find(_DGM + "t") for p in model.iter(_DGM + "pt") if p.get("type", "node") == "node")
     return "\n".join(t for t in (_paragraphs(i).replace("\n", " ").strip() for i in items) if t)
+
+
+def _chart_text(space: ElementTree.Element) -> str:
+    """A chart's text as its reader sees it: its title, its axes' titles, a line each, then its data
+    as a table, the categories a tab apart on the first line and each series a line of its name and
+    values (as the chart's cache holds them, in their number format), as a spreadsheet of the data
+    would show them. Several plots of one chart (a bar and a line) are a table each."""
+    chart = space.find(_C + "chart")
+    if chart is None:
+        return ""
+    lines = [_title(chart.find(_C + "title"))]
+    plot = chart.find(_C + "plotArea")
+    for el in plot if plot is not None else ():
+        if el.tag in (_C + "catAx", _C + "valAx", _C + "dateAx", _C + "serAx"):
+            lines.append(_title(el.find(_C + "title")))
+    for el in plot if plot is not None else ():
+        series = el.findall(_C + "ser")
+        if not series:
+            continue
+        table: list[list[str]] = []
+        for ser in series:
+            cats = _cached(ser.find(_C + "cat")) or _cached(ser.find(_C + "xVal"))
+            if cats and not table:
+                table.append(["", *cats])
+            table.append([" ".join(_cached(ser.find(_C + "tx"))), *(_cached(ser.find(_C + "val"))
+                                                                     or _cached(ser.find(_C + "yVal")))])  # fmt: skip
+        lines += ["\t".join(row).rstrip("\t") for row in table]
+    return "\n".join(line for line in lines if line.strip())
+
+
+def _title(title: ElementTree.Element | None) -> str:
+    """A chart's or an axis's title: its rich text, or the cell text it refers to."""
+    if title is None:
+        return ""
+    rich = title.find(f"{_C}tx/{_C}rich")
+    return _paragraphs(rich).replace("\n", " ") if rich is not None else " ".join(_cached(title.find(_C + "tx")))
+
+
+def _cached(ref: ElementTree.Element | None) -> list[str]:
+    """The values a chart's reference (``c:tx``, ``c:cat``, ``c:val`` ...) holds in its cache, by
+    index (a point left out is empty): strings as they are, numbers in the cache's number format; of
+    categories on several levels, the innermost."""
+    if ref is None:
+        return []
+    cache = next((c for c in ref.iter() if c.tag in (_C + "strCache", _C + "numCache", _C + "strLit", _C + "numLit",
+                                                     _C + "lvl")), None)  # fmt: skip
+    if cache is None:
+        value = ref.findtext(_C + "v")  # a series name given as it is
+        return [value] if value else []
+    code = cache.findtext(_C + "formatCode") if cache.tag in (_C + "numCache", _C + "numLit") else None
+    kind = format_kind(0, code) if code is not None else None
+    count = cache.find(_C + "ptCount")
+    points = cache.findall(_C + "pt")
+    n = int(count.get("val", "0")) if count is not None and (count.get("val") or "").isdigit() else len(points)
+    out = [""] * max(n, len(points))
+    for k, pt in enumerate(points):
+        at = int(pt.get("idx", k)) if (pt.get("idx") or "").isdigit() else k
+        if at < len(out):
+            out[at] = _shown(pt.findtext(_C + "v") or "", kind)
+    return out
+
+
+def _shown(value: str, kind: str | NumberFormat | None) -> str:
+    """A cached point: a string as it is (on one line), a number in its format (``kind``)."""
+    if kind is None:
+        return value.replace("\t", " ").replace("\n", " ")
+    try:
+        return number_text(float(value), kind, None)
+    except ValueError:
+        return value
 
 
 def _paragraphs(body: ElementTree.Element | None) -> str:
