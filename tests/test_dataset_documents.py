@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -550,9 +551,9 @@ def test_docx_text_is_its_paragraphs_and_tables(monkeypatch: pytest.MonkeyPatch)
                       footnotes=("A note.", "Another."))  # fmt: skip
     assert docx_text(noted) == (MEMO_TEXT + "\n\nA note.\n\nAnother.", None)  # after the body, not the separators
     assert docx_text(make_docx("")) == ("", None)  # an empty document: an empty text, as an empty file
-    assert docx_text(b"\xd0\xcf\x11\xe0 an OLE file")[1] == (  # an older .doc, or a password-protected .docx
-        "not a .docx (not a zip): an older .doc, or a password-protected document? save it as .docx without a "
-        "password (libreoffice --convert-to docx)")  # fmt: skip
+    assert docx_text(b"<html><p>a page") == (None, "not a Word document: neither a zip, as a .docx is, nor an OLE2 "
+                                                  "file, as a .doc is (libreoffice --convert-to docx converts other "
+                                                  "formats)")  # fmt: skip
     import io
     import zipfile
 
@@ -564,29 +565,119 @@ def test_docx_text_is_its_paragraphs_and_tables(monkeypatch: pytest.MonkeyPatch)
     with zipfile.ZipFile(broken, "w") as z:
         z.writestr("word/document.xml", "<w:document")
     assert docx_text(broken.getvalue())[1].startswith("word/document.xml is not XML (")
-    assert [_takes("docx", n) for n in ("a.docx", "B.DOCX", "c.docx.gz", "d.doc", "e.docm")] == [True] * 3 + [False] * 2
+    assert [_takes("docx", n) for n in ("a.docx", "B.DOCX", "c.docx.gz", "d.rtf", "e.docm")] == [True] * 3 + [False] * 2
     monkeypatch.setattr(_zipped, "MOST_XML", 1000)  # a zip bomb's body is not read
     why = docx_text(make_docx(MEMO))[1] or ""
     assert re.fullmatch(r"word/document.xml is \d,\d{3} bytes uncompressed, over the 1,000 read of a document", why)
 
 
 def test_docx_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
-    src = _folder(tmp_path / "docs", {"memo.docx": make_docx(MEMO), "old.doc": b"\xd0\xcf\x11\xe0\xa1\xb1",
-                                      "notes.md": "plain notes"})  # fmt: skip
+    src = _folder(tmp_path / "docs", {"memo.docx": make_docx(MEMO), "old.doc": (WORD97 / "plan.doc").read_bytes(),
+                                      "cut.doc": b"\xd0\xcf\x11\xe0\xa1\xb1", "notes.md": "plain notes"})  # fmt: skip
     kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "on_error": "null", "progress": False}
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, docx_text=True, **kw)
     table = pq.read_table(tmp_path / "out")
-    assert table.column("id").to_pylist() == ["memo.docx", "notes.md", "old.doc"] and s.bad_rows == 1
-    assert table.column("text").to_pylist() == [MEMO_TEXT, "plain notes", None]
-    np.testing.assert_allclose(_vectors(table.slice(0, 2)), Embedder(tiny_bert_bundle).encode([MEMO_TEXT, "plain notes"]),
-                               atol=1e-6)  # fmt: skip
+    assert table.column("id").to_pylist() == ["cut.doc", "memo.docx", "notes.md", "old.doc"] and s.bad_rows == 1
+    assert table.column("text").to_pylist() == [None, MEMO_TEXT, "plain notes", PLAN_DOC_TEXT]
+    np.testing.assert_allclose(_vectors(table.slice(1, 3)), Embedder(tiny_bert_bundle).encode(
+        [MEMO_TEXT, "plain notes", PLAN_DOC_TEXT]), atol=1e-6)  # fmt: skip
     with pytest.raises(OutputError, match=r"option 'docx' \('text' there, None now\)"):  # part of the identity
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
     with pytest.raises(InputError, match=r"docx_text \(--docx-text\) reads Word documents .* needs documents=True"):
         embed_dataset(src, tmp_path / "x", tiny_bert_bundle, docx_text=True, progress=False)
-    with pytest.raises(BadRowError, match=r"memo.docx \(id 'memo.docx'\): a Word document \(invalid UTF-8 at byte \d+\): "
-                       r"pass --docx-text"):  # fmt: skip
+    with pytest.raises(BadRowError, match=r"cut.doc \(id 'cut.doc'\): a Word document \(invalid UTF-8 at byte \d+\): "
+                       r"pass --docx-text"):  # fmt: skip  (a .doc is a Word document too)
         embed_dataset(src, tmp_path / "y", tiny_bert_bundle, documents=True, progress=False)
+
+
+WORD97 = Path(__file__).parent / "data" / "word97"  # .doc files saved by LibreOffice from the .docx beside them
+PLAN_DOC_TEXT = (
+    "Annual plan\n\nFirst paragraph of the plan with a comment on these words.\n\nSee the plan online for details.\n\n"
+    "Goal two lines\tOwner\nGrow inner a\tinner b\ninner c\tinner d after inner\tKim\n\nBefore the break.\n\n"
+    "After the break.\n\nA shape holds  and the text goes on.\n\nΕλληνικά και русский текст.\n\nLast paragraph.\n\n"
+    "text in a box\n\nThe endnote text.")  # fmt: skip
+
+
+def test_doc_text_is_the_text_of_the_docx_it_was_saved_from() -> None:
+    """A Word 97-2003 document reads as the .docx it was saved from: tracked deletions left out,
+    insertions kept, a table (an empty cell too), a field's result, a footnote after the body, text
+    in UTF-16 (Korean) and cp1252 (€); nested tables and cells of several paragraphs; the header,
+    footer and comment left out. A text box's text follows the body (a .doc keeps it in a story of
+    its own), and LibreOffice saves a page break inside a paragraph as two paragraphs."""
+    from embedrt.dataset._docx import docx_text
+
+    report = docx_text((WORD97 / "report.docx").read_bytes())
+    assert report[0] and "removed" not in report[0] and "€ 1,200" in report[0] and report[0].endswith("The note text.")
+    assert docx_text((WORD97 / "report.doc").read_bytes()) == report
+    assert docx_text((WORD97 / "plan.doc").read_bytes()) == (PLAN_DOC_TEXT, None)
+    plan = docx_text((WORD97 / "plan.docx").read_bytes())[0] or ""
+    assert plan.replace("\ntext in a box\n", "").replace("break.\nAfter", "break.\n\nAfter") == PLAN_DOC_TEXT.replace(
+        "\n\ntext in a box", "")  # fmt: skip
+    assert [_takes("docx", n) for n in ("a.doc", "B.DOC", "c.doc.gz")] == [True] * 3
+
+
+def _word97(pieces: list[tuple[bytes, bool]], deleted: list[tuple[int, int]]) -> tuple[bytes, bytes]:
+    """A WordDocument and a table stream as [MS-DOC] lays them out: ``pieces`` of text (bytes, 8-bit or
+    not) at 0x400 on, in a piece table; ``deleted``: byte spans marked as deleted revisions, in one
+    page of character properties at 0xC00."""
+    word = bytearray(0xE00)
+    struct.pack_into("<6H", word, 0, 0xA5EC, 0xC1, 0, 0, 0, 0x0200)
+    at, cps, pcds = 0x400, [0], b""
+    for text, compressed in pieces:
+        word[at : at + len(text)] = text
+        cps.append(cps[-1] + (len(text) if compressed else len(text) // 2))
+        pcds += struct.pack("<HIH", 0, (at * 2) | 0x40000000 if compressed else at, 0)
+        at += 0x100
+    plc = struct.pack(f"<{len(cps)}I", *cps) + pcds
+    clx = b"\x02" + struct.pack("<I", len(plc)) + plc
+    bounds = sorted({0x400, at, *(b for span in deleted for b in span)})
+    page = bytearray(512)
+    struct.pack_into(f"<{len(bounds)}I", page, 0, *bounds)
+    for r, start in enumerate(bounds[:-1]):  # a run's properties: none, or a deleted revision at 0x100
+        page[4 * len(bounds) + r] = 0x80 if any(a <= start < b for a, b in deleted) else 0
+    page[0x100 : 0x104] = b"\x03\x00\x08\x01"  # cb 3: sprmCFRMarkDel, on
+    page[511] = len(bounds) - 1
+    word[0xC00 : 0xE00] = page
+    bte = struct.pack("<3I", 0x400, at, 0xC00 // 512)
+    table = clx + bte
+    struct.pack_into("<II", word, 0x01A2, 0, len(clx))
+    struct.pack_into("<II", word, 0x00FA, len(clx), len(bte))
+    return bytes(word), table
+
+
+def test_doc_pieces_are_read_as_their_table_says() -> None:
+    """8-bit pieces (cp1252, at half their offset) and UTF-16 ones, in the piece table's order, with
+    the character runs marked deleted left out, in either kind of piece."""
+    from embedrt.dataset._doc import _Document
+
+    text = b"Kept gone more \x80 5\r"
+    word, table = _word97([(text, True), ("X한국\r".encode("utf-16-le"), False)],
+                          [(0x405, 0x40A), (0x500, 0x502)])  # fmt: skip
+    assert _Document(word, table).blocks(0, len(text) + 4) == ["Kept more € 5", "한국"]
+    word, table = _word97([("Ünïcode\r".encode("utf-16-le"), False), (b"caf\xe9\r", True)], [])
+    assert _Document(word, table).blocks(0, 13) == ["Ünïcode", "café"]
+
+
+def test_doc_files_it_cannot_read_are_bad_rows_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedrt.dataset._docx import docx_text
+
+    doc = (WORD97 / "report.doc").read_bytes()
+    fib = doc.index(b"\xec\xa5")  # the WordDocument stream's first bytes: wIdent, nFib, ..., flags at 0x0A
+    locked = bytearray(doc)
+    locked[fib + 11] |= 0x01  # fEncrypted: 0x0100 of the flags (little-endian)
+    assert docx_text(bytes(locked)) == (None, "a password-protected .doc document: save it without a password to embed it")
+    old = bytearray(doc)
+    old[fib + 2 : fib + 4] = (0x68).to_bytes(2, "little")  # Word 6.0/95
+    assert docx_text(bytes(old)) == (None, "a Word 6.0/95 document (nFib 0x68), an older format than Word 97: save it "
+                                           "as .docx")  # fmt: skip
+    book = make_xls([("S", [(0, 0, "x", None)])])  # an OLE2 file holding another kind of document
+    assert docx_text(book) == (None, "an OLE2 file without a Word document (no WordDocument stream)")
+    why = docx_text(doc[: len(doc) // 3])[1] or ""  # cut short
+    assert why.startswith("not a readable Word 97-2003 document (")
+    assert docx_text(b"{\\rtf1\\ansi Hello}") == (
+        None, "an RTF document, not a Word document: save it as .docx (libreoffice --convert-to docx)")
+    monkeypatch.setitem(sys.modules, "olefile", None)
+    assert docx_text(doc) == (None, "a Word 97-2003 document (.doc) is read with olefile: pip install 'embedrt[dataset]'")
 
 
 _MC = "http://schemas.openxmlformats.org/markup-compatibility/2006"

@@ -1,5 +1,6 @@
-"""The text of a Word document (``.docx``), for documents read with ``docx_text``: a ``.docx`` is a
-zip of XML, no text to a model. Read with the standard library (``zipfile``, ``ElementTree``).
+"""The text of a Word document (``.docx``, and Word 97-2003's ``.doc`` through ``_doc``), for
+documents read with ``docx_text``: a ``.docx`` is a zip of XML, no text to a model. Read with the
+standard library (``zipfile``, ``ElementTree``).
 
 Kept, in the body's order: each paragraph's text (a blank line after it, so that ``chunk_tokens``
 windows end at paragraphs), tabs and line breaks as they are, a non-breaking hyphen as ``-``;
@@ -7,17 +8,19 @@ tables a row a line, their cells a tab apart; text boxes and content controls wh
 inserted revisions; then the footnotes and endnotes, each a paragraph. Left out: deleted
 revisions, field codes (their results are kept), headers, footers and comments, and the fallback
 copy Word keeps of a text box for old readers.
-An older ``.doc``, a password-protected file (not a zip) or a zip without ``word/document.xml`` has
-no text: a bad row saying which.
+A file that is neither a zip nor an OLE2 file (an RTF document under a Word name, say) or a zip
+without ``word/document.xml`` has no text: a bad row saying which.
 """
 
 from __future__ import annotations
 
 from xml.etree import ElementTree
 
+from ._doc import doc_text
+from ._xlsx import OLE2
 from ._zipped import Parts, Unreadable
 
-SUFFIXES = (".docx",)  # documents read as Word documents (a compression suffix after them too)
+SUFFIXES = (".docx", ".doc")  # documents read as Word documents (a compression suffix after them too)
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
@@ -29,10 +32,15 @@ _SKIP = frozenset({_W + "pPr", _W + "rPr", _W + "tblPr", _W + "trPr", _W + "tcPr
 
 
 def docx_text(data: bytes) -> tuple[str | None, str | None]:
-    """The text of the ``.docx`` ``data``, paragraphs a blank line apart; or why it has none."""
+    """The text of the ``.docx`` ``data``, paragraphs a blank line apart; or why it has none. A Word
+    97-2003 document (an OLE2 file, as a ``.doc`` is; an encrypted ``.docx`` is one too) is read by ``_doc``."""
+    if data.startswith(OLE2):
+        return doc_text(data)
+    if data.lstrip()[:5] == b"{\\rtf":
+        return None, "an RTF document, not a Word document: save it as .docx (libreoffice --convert-to docx)"
     try:
-        parts = Parts(data, "not a .docx (not a zip): an older .doc, or a password-protected document? save it as "
-                            ".docx without a password (libreoffice --convert-to docx)")  # fmt: skip
+        parts = Parts(data, "not a Word document: neither a zip, as a .docx is, nor an OLE2 file, as a .doc is "
+                            "(libreoffice --convert-to docx converts other formats)")  # fmt: skip
         if not parts.has("word/document.xml"):
             return None, "a zip without word/document.xml: not a Word document"
         root = parts.xml("word/document.xml")
