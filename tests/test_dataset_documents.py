@@ -712,16 +712,101 @@ def test_pptx_text_is_its_slides_and_notes(monkeypatch: pytest.MonkeyPatch) -> N
     assert pptx_text(make_pptx([])) == ("", None)  # no slides: an empty text, as an empty file
     assert pptx_text(make_pptx([("", None), (pptx_shape(["3"], "sldNum"), "")])) == (
         None, "no text on any slide (pictures only?)")  # fmt: skip
-    assert pptx_text(b"\xd0\xcf\x11\xe0 an OLE file")[1] == (  # an older .ppt, or a password-protected deck
-        "not a .pptx (not a zip): an older .ppt, or a password-protected deck? save it as .pptx without a password "
-        "(libreoffice --convert-to pptx)")  # fmt: skip
+    assert pptx_text(b"<html><p>a page")[1] == (
+        "not a PowerPoint deck: neither a zip, as a .pptx is, nor an OLE2 file, as a .ppt is (libreoffice --convert-to "
+        "pptx converts other formats)")  # fmt: skip
     assert pptx_text(make_docx("<w:p/>"))[1] == "a zip without ppt/presentation.xml: not a PowerPoint deck"
     broken = make_pptx([(pptx_shape(["x"]) + "<p:sp>", None)])
     assert (pptx_text(broken)[1] or "").startswith("ppt/slides/slide1.xml is not XML (")
-    assert [_takes("pptx", n) for n in ("a.pptx", "B.PPTX", "c.pptx.zst", "d.ppt", "e.pptm")] == [True] * 3 + [False] * 2
+    assert [_takes("pptx", n) for n in ("a.pptx", "B.PPTX", "c.pptx.zst", "d.ppt", "e.pptm")] == [True] * 4 + [False]
     monkeypatch.setattr(_zipped, "MOST_XML", 3000)  # a zip bomb is not read: every part counts
     why = pptx_text(make_pptx(SLIDES))[1] or ""
     assert re.fullmatch(r"ppt/\S+ is \d,\d{3} bytes uncompressed, over the 3,000 read of a document", why)
+
+
+PPT97 = Path(__file__).parent / "data" / "ppt97"  # a .ppt LibreOffice saved from the .pptx beside it
+
+
+def test_ppt_text_is_the_text_of_the_pptx_it_was_saved_from() -> None:
+    """A PowerPoint 97-2003 deck reads as the .pptx it was saved from: slides in order (a hidden one
+    too), titles, bodies with a line break, a text box, Korean and €, the notes after the slide, a
+    table (an empty cell too), a group's text box."""
+    from embedrt.dataset._pptx import pptx_text
+
+    deck = pptx_text((PPT97 / "deck.pptx").read_bytes())
+    assert deck[0] and "A hidden slide" in deck[0] and "Q1\tQ2\tQ3\n10\t\t30" in deck[0]
+    assert pptx_text((PPT97 / "deck.ppt").read_bytes()) == deck
+
+
+def _record(kind: int, body: bytes = b"", instance: int = 0, children: tuple[bytes, ...] = ()) -> bytes:
+    """A PowerPoint record: a container (``children``) or an atom (``body``)."""
+    data = b"".join(children) if children else body
+    return struct.pack("<HHI", (instance << 4) | (0xF if children else 0), kind, len(data)) + data
+
+
+def _text_box(*atoms: bytes, placeholder: int | None = None) -> bytes:
+    data = () if placeholder is None else (_record(0xF011, children=(_record(0x0BC3, struct.pack("<iBBH", 0, placeholder,
+                                                                                              0, 0)),)),)  # fmt: skip
+    return _record(0xF004, children=(*data, _record(0xF00D, children=atoms)))
+
+
+def test_ppt_records_are_read_as_powerpoint_saves_them() -> None:
+    """A deck as PowerPoint saves one: placeholders' text kept in the slide list and pointed to from
+    their shapes, 8-bit text, a slide number placeholder and a field's character left out, and an
+    incremental save whose newer edit replaces a slide of the older one."""
+    from embedrt.dataset._ppt import _Deck
+
+    header = _record(0x0F9F, struct.pack("<I", 0))
+    chars = _record(0x0FA0, "Title from the list\rits second line".encode("utf-16-le"))
+    slide_list = _record(0x0FF0, instance=0, children=(_record(0x03F3, struct.pack("<5I", 1, 0, 1, 256, 0)), header, chars))
+    document = _record(0x03E8, children=(slide_list,))
+
+    def slide(*shapes: bytes) -> bytes:
+        drawing = _record(0x040C, children=(_record(0xF002, children=(_record(0xF003, children=(
+            _record(0xF004, children=(_record(0xF00A, bytes(8)),)), *shapes)),)),))  # fmt: skip
+        return _record(0x03EE, children=(_record(0x03EF, bytes(24)), drawing))
+
+    old = slide(_text_box(header, _record(0x0FA0, "an older slide".encode("utf-16-le"))))
+    new = slide(_text_box(_record(0x0F9E, struct.pack("<I", 0))),  # the slide list's first text
+                _text_box(header, _record(0x0FA8, b"caf\xe9 8-bit")),
+                _text_box(header, _record(0x0FA0, "*".encode("utf-16-le")), placeholder=0x08),  # the slide number
+                _text_box(header, _record(0x0FA0, "Page * of the deck".encode("utf-16-le")),
+                          _record(0x0FD8, struct.pack("<I", 5))))  # fmt: skip
+    stream = bytearray(document)
+    at = {"old": len(stream)}
+    stream += old
+    at["new"] = len(stream)
+    stream += new
+
+    def edit(last: int, directory: bytes) -> int:
+        nonlocal stream
+        where = len(stream)
+        stream += _record(0x1772, directory)
+        here = len(stream)
+        stream += _record(0x0FF5, struct.pack("<IHBBIIIIHH", 256, 0, 0, 3, last, where, 0, 2, 1, 0))
+        return here
+
+    first = edit(0, struct.pack("<III", 0 | (2 << 20), 0, at["old"]))  # ids 0 and 1: the document, a slide
+    current = edit(first, struct.pack("<II", 1 | (1 << 20), at["new"]))  # id 1 again: the slide saved anew
+    deck = _Deck(bytes(stream), current)
+    assert [deck.slide_text(s) for s in deck.slides] == [
+        "Title from the list\nits second line\n\ncafé 8-bit\n\nPage  of the deck"]
+    assert [_Deck(bytes(stream), first).slide_text(s) for s in _Deck(bytes(stream), first).slides] == ["an older slide"]
+
+
+def test_ppt_files_it_cannot_read_are_bad_rows_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedrt.dataset._pptx import pptx_text
+
+    deck = (PPT97 / "deck.ppt").read_bytes()
+    token = struct.pack("<I", 0xE391C05F)  # the current user's header token of a deck without a password
+    assert deck.count(token) == 1
+    locked = deck.replace(token, struct.pack("<I", 0xF3D1C4DF))
+    assert pptx_text(locked) == (None, "a password-protected .ppt deck: save it without a password to embed it")
+    book = make_xls([("S", [(0, 0, "x", None)])])  # an OLE2 file holding another kind of document
+    assert pptx_text(book) == (None, "an OLE2 file without a PowerPoint deck (no PowerPoint Document stream)")
+    assert (pptx_text(deck[: len(deck) // 2])[1] or "").startswith("not a readable PowerPoint 97-2003 deck (")
+    monkeypatch.setitem(sys.modules, "olefile", None)
+    assert pptx_text(deck) == (None, "a PowerPoint 97-2003 deck (.ppt) is read with olefile: pip install 'embedrt[dataset]'")
 
 
 BOOK = [("ch 1.xhtml", "<h1>One</h1><p>First &amp; chapter.</p><script>skip()</script>"),
@@ -784,14 +869,18 @@ def test_epub_text_is_its_chapters_in_reading_order() -> None:
 
 
 def test_pptx_and_epub_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    from embedrt.dataset._pptx import pptx_text
+
     src = _folder(tmp_path / "docs", {"deck.pptx": make_pptx(SLIDES), "book.epub": make_epub(BOOK),
-                                      "old.ppt": b"\xd0\xcf\x11\xe0\xa1\xb1", "notes.md": "plain notes"})  # fmt: skip
+                                      "old.ppt": b"\xd0\xcf\x11\xe0\xa1\xb1", "notes.md": "plain notes",
+                                      "slides.ppt": (PPT97 / "deck.ppt").read_bytes()})  # fmt: skip
     kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "on_error": "null", "progress": False}
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, pptx_text=True, epub_text=True, **kw)
     table = pq.read_table(tmp_path / "out")
     book = epub_text_of(BOOK)
-    assert table.column("id").to_pylist() == ["book.epub", "deck.pptx", "notes.md", "old.ppt"] and s.bad_rows == 1
-    assert table.column("text").to_pylist() == [book, DECK_TEXT, "plain notes", None]
+    slides = pptx_text((PPT97 / "deck.pptx").read_bytes())[0]
+    assert table.column("id").to_pylist() == ["book.epub", "deck.pptx", "notes.md", "old.ppt", "slides.ppt"]
+    assert table.column("text").to_pylist() == [book, DECK_TEXT, "plain notes", None, slides] and s.bad_rows == 1
     np.testing.assert_allclose(_vectors(table.slice(0, 3)), Embedder(tiny_bert_bundle).encode([book, DECK_TEXT, "plain notes"]),
                                atol=1e-6)  # fmt: skip
     with pytest.raises(OutputError, match=r"option 'epub' \('text' there, None now\)"):  # part of the identity

@@ -1,5 +1,6 @@
-"""The text of a PowerPoint deck (``.pptx``), for documents read with ``pptx_text``: a zip of XML,
-no text to a model. Read with the standard library (``zipfile``, ``ElementTree``).
+"""The text of a PowerPoint deck (``.pptx``, and PowerPoint 97-2003's ``.ppt`` through ``_ppt``), for
+documents read with ``pptx_text``: a zip of XML, no text to a model. Read with the standard library
+(``zipfile``, ``ElementTree``).
 
 Kept, slide by slide in the deck's order (hidden slides too, as they are numbered): each shape's text
 (its paragraphs a line each, the shapes a blank line apart, so that ``chunk_tokens`` windows end at
@@ -17,10 +18,11 @@ from collections.abc import Callable
 from xml.etree import ElementTree
 
 from ._pdf_worker import PAGE_BREAK
-from ._xlsx import NumberFormat, format_kind, number_text
+from ._ppt import ppt_text
+from ._xlsx import OLE2, NumberFormat, format_kind, number_text
 from ._zipped import Parts, Unreadable
 
-SUFFIXES = (".pptx",)  # documents read as PowerPoint decks (a compression suffix after them too)
+SUFFIXES = (".pptx", ".ppt")  # documents read as PowerPoint decks (a compression suffix after them too)
 
 _P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
@@ -36,10 +38,13 @@ _SKIP = frozenset({_MC + "Fallback", _P + "nvSpPr", _P + "nvGrpSpPr", _P + "spPr
 
 
 def pptx_text(data: bytes) -> tuple[str | None, str | None]:
-    """The text of the ``.pptx`` ``data``, its slides separated by ``PAGE_BREAK``; or why it has none."""
+    """The text of the ``.pptx`` ``data``, its slides separated by ``PAGE_BREAK``; or why it has none. A
+    PowerPoint 97-2003 deck (an OLE2 file, as a ``.ppt`` is; an encrypted ``.pptx`` is one too) is read by ``_ppt``."""
+    if data.startswith(OLE2):
+        return ppt_text(data)
     try:
-        parts = Parts(data, "not a .pptx (not a zip): an older .ppt, or a password-protected deck? save it as .pptx "
-                            "without a password (libreoffice --convert-to pptx)")  # fmt: skip
+        parts = Parts(data, "not a PowerPoint deck: neither a zip, as a .pptx is, nor an OLE2 file, as a .ppt is "
+                            "(libreoffice --convert-to pptx converts other formats)")  # fmt: skip
         if not parts.has("ppt/presentation.xml"):
             return None, "a zip without ppt/presentation.xml: not a PowerPoint deck"
         slides = []
