@@ -984,6 +984,65 @@ def _ole2_header() -> bytes:
     return b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)
 
 
+MAIL = (  # as a mail client sends one: an encoded subject, a body in two forms, an attachment, a forwarded message
+    b"Received: from mx.example.com by mail.example.org; Tue, 2 Jan 2024 10:30:05 +0100\r\n"
+    b"Subject: =?utf-8?q?Budget_f=C3=BCr_Q3?= =?utf-8?q?_=E2=80=94_draft?=\r\n"
+    b"From: =?iso-8859-1?q?Ana_P=E9rez?= <ana@example.com>\r\n"
+    b"To: team@example.com,\r\n bob@example.com\r\nCc: cfo@example.com\r\n"
+    b"Date: Tue, 2 Jan 2024 10:30:00 +0100\r\nMessage-ID: <1@example.com>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\nThis is a multi-part message.\r\n'
+    b'--outer\r\nContent-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+    b"--alt\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"Hello team,\r\n\r\nthe budget is attached. Caf=E9 at 10?=\r\n Yes.\r\n"
+    b"--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hello <b>team</b> (HTML)</p>\r\n--alt--\r\n"
+    b"--outer\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename*=utf-8''budget%20Q3%20%E2%82%AC.pdf\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n"
+    b"--outer\r\nContent-Type: message/rfc822\r\n\r\nSubject: Original\r\nFrom: b@example.com\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nVGhlIGZpcnN0IG5vdGUg4pyTLg==\r\n"
+    b"--outer--\r\n"
+)  # fmt: skip
+MAIL_TEXT = ("Subject: Budget für Q3 — draft\nFrom: Ana Pérez <ana@example.com>\nTo: team@example.com, bob@example.com\n"
+             "Cc: cfo@example.com\nDate: 2024-01-02T10:30:00+01:00\n\nHello team,\n\nthe budget is attached. Café at "
+             "10? Yes.\n\nAttachments: budget Q3 €.pdf\n\nSubject: Original\nFrom: b@example.com\n\nThe first note ✓.")  # fmt: skip
+
+
+def test_eml_text_is_the_message_as_its_reader_sees_it() -> None:
+    """Encoded headers decoded, the plain body chosen over its HTML form, quoted-printable and base64
+    undone in the body's charset, the date in ISO 8601, attachments by name, a forwarded message
+    read too; a message of HTML only as its visible text; an unknown charset as Latin-1."""
+    from embedrt.dataset._eml import eml_text
+
+    assert eml_text(MAIL) == (MAIL_TEXT, None)
+    html = (b"Subject: Only HTML\nDate: someday\nContent-Type: text/html; charset=utf-8\n\n<html><head><title>T</title>"
+            b"<style>p {}</style></head><body><p>Just <i>HTML</i></p><p>second</p></body></html>\n")  # fmt: skip
+    assert eml_text(html) == ("Subject: Only HTML\nDate: someday\n\nJust HTML\n\nsecond", None)
+    odd = b"From: x@example.com\nContent-Type: text/plain; charset=x-unknown-charset\n\ncaf\xe9\n"
+    assert eml_text(odd) == ("From: x@example.com\n\ncafé", None)
+    assert eml_text(b"Subject: nothing else\n\n") == ("Subject: nothing else", None)
+    assert eml_text(b"Subject: caf\xc3\xa9 \xe2\x82\xac\n\nraw UTF-8 in a header\n")[0] == (
+        "Subject: café €\n\nraw UTF-8 in a header")
+    assert eml_text(b"# A note\n\nNot a message: no headers.\n") == (
+        None, "not an e-mail message: no Subject, From, To, Date, Message-ID, Received or Content-Type header at its "
+              "start")  # fmt: skip
+    assert [_takes("eml", n) for n in ("a.eml", "B.EML", "c.eml.gz", "d.msg", "e.mbox")] == [True] * 3 + [False] * 2
+
+
+def test_eml_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = _folder(tmp_path / "mail", {"budget.eml": MAIL, "latin.eml": b"Subject: caf\xe9\n\nbody\n", "notes.md": "plain"})
+    kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "progress": False}
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, eml_text=True, **kw)
+    table = pq.read_table(tmp_path / "out")
+    assert table.column("id").to_pylist() == ["budget.eml", "latin.eml", "notes.md"]
+    assert table.column("text").to_pylist() == [MAIL_TEXT, "Subject: café\n\nbody", "plain"]
+    np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode([MAIL_TEXT, "Subject: café\n\nbody",
+                                                                                   "plain"]), atol=1e-6)  # fmt: skip
+    with pytest.raises(OutputError, match=r"option 'eml' \('text' there, None now\)"):  # part of the identity
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    with pytest.raises(BadRowError, match=r"latin.eml \(id 'latin.eml'\): an e-mail message \(invalid UTF-8 at byte 12\): "
+                       r"pass --eml-text"):  # fmt: skip  (without the option: its source, if it is UTF-8)
+        embed_dataset(src, tmp_path / "raw", tiny_bert_bundle, **kw)
+
+
 def test_xls_without_xlrd_is_a_bad_row_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from embedrt.dataset._xlsx import xlsx_text
 
