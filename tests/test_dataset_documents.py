@@ -616,6 +616,63 @@ def test_doc_text_is_the_text_of_the_docx_it_was_saved_from() -> None:
     assert [_takes("docx", n) for n in ("a.doc", "B.DOC", "c.doc.gz")] == [True] * 3
 
 
+def test_rtf_text_is_the_text_of_the_docx_it_was_saved_from() -> None:
+    """An RTF document reads as the .docx LibreOffice saved it from, as its .doc does: footnotes and
+    endnotes after the body (LibreOffice writes them as optional destinations), tables, nested ones,
+    a field's result, a tracked deletion left out, a header, footer and comment left out, Korean,
+    Greek and Russian as Unicode control words. (LibreOffice's RTF keeps no text box: its text is missing.)"""
+    from embedrt.dataset._docx import docx_text
+    from embedrt.dataset._rtf import rtf_text
+
+    assert rtf_text((WORD97 / "report.rtf").read_bytes()) == docx_text((WORD97 / "report.docx").read_bytes())
+    assert rtf_text((WORD97 / "plan.rtf").read_bytes()) == (PLAN_DOC_TEXT.replace("\n\ntext in a box", ""), None)
+    assert [_takes("rtf", n) for n in ("a.rtf", "B.RTF", "c.rtf.gz", "d.rtfd")] == [True] * 3 + [False]
+
+
+RTF = (rb"{\rtf1\ansi\ansicpg1251\deff0{\fonttbl{\f0 Times;}}{\colortbl;\red0\green0\blue0;}{\info{\title A title}}"
+       rb"{\header \pard Page header\par}{\footer \pard Page footer\par}{\*\generator Some writer;}"
+       rb"\pard First{\footnote\ftnalt \pard An endnote.\par}\tab tabbed\line next line\par"
+       rb"\pard Unicode \u8364? euro, \uc0\u20320\u22909  and \uc2\u8212\'3f\'3fdash, emoji \u-10179?\u-8704?.\par"
+       rb"\pard Cyrillic \'cf\'f0\'e8\'e2\'e5\'f2, nbsp\~here, hyphen\_ok, soft\-ly, \emdash  dash\par"
+       rb"\pard Kept {\deleted removed }words, {\field{\*\fldinst HYPERLINK \"https://x\"}{\fldrslt the link}}.\par"
+       rb"{\*\unknowndest skipped text}{\*\atnid A}{\*\annotation \pard a comment\par}"
+       rb"\pard A box {\shp{\*\shpinst{\sp{\sn shapeType}{\sv 202}}{\shptxt box text\par}}{\shprslt fallback copy}} here"
+       rb"\page after{\footnote \pard {\super\chftn} A note.\par}\par"
+       rb"\trowd\cellx1000\cellx2000\pard\intbl a1\cell\pard\intbl b1\par more\cell\row"
+       rb"\trowd\cellx1000\cellx2000\pard\intbl a2\cell\cell\row\pard After the table.\par}")  # fmt: skip
+
+
+def test_rtf_text_reads_control_words_as_the_specification_defines_them() -> None:
+    """Unicode characters and their fallbacks (as many as uc says), surrogate pairs, the ANSI code page's bytes
+    (a double-byte one's too), special characters, deleted text, a field's result, a text box's
+    text, tables (a cell of two paragraphs, an empty cell), a footnote after the body; the font,
+    colour and information tables, headers, footers, comments and unknown destinations left out."""
+    from embedrt.dataset._rtf import rtf_text
+
+    assert rtf_text(RTF) == (
+        "First\ttabbed\nnext line\n\nUnicode € euro, 你好 and —dash, emoji 😀\n\nCyrillic Привет, nbsp\xa0here, "
+        "hyphen-ok, softly, — dash\n\nKept words, the link.\n\nA box box text\n\nhere\nafter\n\na1\tb1 more\na2\t\n\n"
+        "After the table.\n\nA note.\n\nAn endnote.", None)  # fmt: skip  (footnotes, then endnotes)
+    assert rtf_text(rb"{\rtf1\ansi\ansicpg932 \'82\'a0\'82\'a2 kana\par}") == ("\u3042\u3044 kana", None)
+    assert rtf_text(b"plain text, not RTF") == (None, "not an RTF document: it does not begin with {\\rtf")
+    assert rtf_text(rb"{\rtf1 cut short {\b bold") == ("cut short bold", None)  # what there is of it
+
+
+def test_rtf_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    from embedrt.dataset._rtf import rtf_text
+
+    src = _folder(tmp_path / "docs", {"report.rtf": (WORD97 / "report.rtf").read_bytes(), "notes.md": "plain"})
+    kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "progress": False}
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rtf_text=True, **kw)
+    table = pq.read_table(tmp_path / "out")
+    report = rtf_text((WORD97 / "report.rtf").read_bytes())[0]
+    assert table.column("text").to_pylist() == ["plain", report]
+    with pytest.raises(OutputError, match=r"option 'rtf' \('text' there, None now\)"):  # part of the identity
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    embed_dataset(src, tmp_path / "source", tiny_bert_bundle, **kw)  # without the option: its source, which is ASCII
+    assert pq.read_table(tmp_path / "source").column("text").to_pylist()[1].startswith("{\\rtf1")
+
+
 def _word97(pieces: list[tuple[bytes, bool]], deleted: list[tuple[int, int]]) -> tuple[bytes, bytes]:
     """A WordDocument and a table stream as [MS-DOC] lays them out: ``pieces`` of text (bytes, 8-bit or
     not) at 0x400 on, in a piece table; ``deleted``: byte spans marked as deleted revisions, in one
@@ -675,7 +732,7 @@ def test_doc_files_it_cannot_read_are_bad_rows_saying_why(monkeypatch: pytest.Mo
     why = docx_text(doc[: len(doc) // 3])[1] or ""  # cut short
     assert why.startswith("not a readable Word 97-2003 document (")
     assert docx_text(b"{\\rtf1\\ansi Hello}") == (
-        None, "an RTF document, not a Word document: save it as .docx (libreoffice --convert-to docx)")
+        None, "an RTF document under a Word name: rename it .rtf and pass --rtf-text (rtf_text=True)")
     monkeypatch.setitem(sys.modules, "olefile", None)
     assert docx_text(doc) == (None, "a Word 97-2003 document (.doc) is read with olefile: pip install 'embedrt[dataset]'")
 

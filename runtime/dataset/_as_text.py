@@ -1,8 +1,8 @@
 """Documents read as their text rather than as UTF-8: HTML pages (``_html``), PDFs (``_pdf``), Word
 documents (``_docx``), PowerPoint decks (``_pptx``), EPUB books (``_epub``), OpenDocument files
-(``_odf``), Excel workbooks (``_xlsx``) and e-mail messages (``_eml``), each kind by its file names,
-as a job asks for it (``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``, ``epub_text``,
-``odf_text``, ``xlsx_text``, ``eml_text``). A job's kinds are part of its identity
+(``_odf``), Excel workbooks (``_xlsx``), e-mail messages (``_eml``) and RTF documents (``_rtf``), each
+kind by its file names, as a job asks for it (``html_text``, ``pdf_text``, ``docx_text``,
+``pptx_text``, ``epub_text``, ``odf_text``, ``xlsx_text``, ``eml_text``, ``rtf_text``). A job's kinds are part of its identity
 (``{kind: "text"}``)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _docx, _eml, _epub, _html, _odf, _pdf, _pptx, _xlsx
+from . import _docx, _eml, _epub, _html, _odf, _pdf, _pptx, _rtf, _xlsx
 from ._storage import uncompressed_name
 
 Reader = Callable[[bytes], tuple[str | None, str | None]]  # a file's bytes -> its text, or why it has none
@@ -56,14 +56,17 @@ KINDS = (
     Kind("eml", "e-mail", "an e-mail message", True, _eml.SUFFIXES, _eml.eml_text, help=(
         ".eml (e-mail) messages as their subject, sender, recipients and date, then their body's text (a message "
         "of HTML only: its visible text), their attachments' names and the messages forwarded in them")),
+    Kind("rtf", "RTF", "an RTF document", True, _rtf.SUFFIXES, _rtf.rtf_text, help=(
+        ".rtf (rich text: Word, WordPad, TextEdit) documents as their text (paragraphs a blank line apart, table cells "
+        "a tab apart, footnotes after the body; no headers, footers, comments or deleted revisions)")),
 )  # fmt: skip
 BY_NAME = {k.name: k for k in KINDS}
 
 
 def asked(html_text: bool, pdf_text: bool, docx_text: bool, pptx_text: bool, epub_text: bool,
-          odf_text: bool, xlsx_text: bool, eml_text: bool = False) -> tuple[str, ...]:  # fmt: skip
+          odf_text: bool, xlsx_text: bool, eml_text: bool = False, rtf_text: bool = False) -> tuple[str, ...]:  # fmt: skip
     """The kinds a job's options ask for, in ``KINDS`` order."""
-    on = (html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text, xlsx_text, eml_text)
+    on = (html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text, xlsx_text, eml_text, rtf_text)
     return tuple(k.name for k, yes in zip(KINDS, on, strict=True) if yes)
 
 

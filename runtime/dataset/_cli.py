@@ -84,8 +84,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "only the parts around them: a later run moves the others instead of computing them again")  # fmt: skip
     p.add_argument("--documents", action="store_true",
                    help="each input file is one text (a folder of Markdown, HTML, text or, with --pdf-text, --docx-text, "
-                   "--pptx-text, --epub-text, --odf-text, --xlsx-text and --eml-text, PDF, Word, PowerPoint, EPUB, "
-                   "OpenDocument and Excel documents and e-mail messages; every file but "
+                   "--pptx-text, --epub-text, --odf-text, --xlsx-text, --eml-text and --rtf-text, PDF, Word, PowerPoint, "
+                   "EPUB, OpenDocument, Excel and RTF documents and e-mail messages; every file but "
                    "hidden ones, or a glob's matches): rows of the columns path (the file's path under INPUT, the "
                    "default --id-column) and text; with --chunk-tokens max each is embedded whole in windows")  # fmt: skip
     for kind in KINDS:  # --html-text, --pdf-text ...

@@ -35,9 +35,10 @@ _TABLE_DEFINITION = 0xD608  # sprmTDefTable: its variable operand's size takes t
 
 # characters of the text stream: a paragraph's end, a cell's (or a row's) end, and what stands for
 # no text (a picture, a drawing, a note's reference, a comment's mark); field marks handled apart
-_PARAGRAPH, _CELL, _ROW = "\r", "\x07", "\x1c"  # _ROW: a row's end, told apart by its paragraph
-_IN_CELL = "\u2029"  # a paragraph's end inside a table cell: the cell's paragraphs are joined by a space
-_INNER_CELL, _INNER_ROW = "\ue000", "\ue001"  # a nested table's cell and row ends (paragraph marks in .doc)
+# the marks of a text whose paragraphs and tables ``marked_blocks`` makes blocks of (the RTF reader's too)
+PARAGRAPH, CELL, ROW = "\r", "\x07", "\x1c"  # ROW: a row's end, told apart by its paragraph
+IN_CELL = "\u2029"  # a paragraph's end inside a table cell: the cell's paragraphs are joined by a space
+INNER_CELL, INNER_ROW = "\ue000", "\ue001"  # a nested table's cell and row ends (paragraph marks in .doc)
 _SHOWN = str.maketrans({"\x0b": "\n", "\x0c": "\n", "\x0e": "\n", "\x1e": "-", "\x1f": None, "\xad": None,
                         **{chr(c): None for c in (1, 2, 3, 4, 5, 6, 8, 0x0f, 0x10, 0x11, 0x12, 0x16, 0x17,
                                                   0x18, 0x19, 0x1a, 0x1b, 0x1d)}})  # fmt: skip
@@ -116,11 +117,11 @@ class _Document:
         """The paragraphs and tables of the characters ``[start, end)``, each a block of text."""
         if end <= start:
             return []
-        return list(_blocks(_fields(self._marked(start, end))))
+        return list(marked_blocks(_fields(self._marked(start, end))))
 
     def _marked(self, start: int, end: int) -> str:
-        """The characters ``[start, end)`` without deleted text, a row's end mark as ``_ROW`` and
-        a paragraph mark inside a table cell as ``_IN_CELL``."""
+        """The characters ``[start, end)`` without deleted text, a row's end mark as ``ROW`` and
+        a paragraph mark inside a table cell as ``IN_CELL``."""
         out: list[str] = []
         for cp0, cp1, pos, width in self.pieces:
             lo, hi = max(cp0, start), min(cp1, end)
@@ -155,7 +156,7 @@ class _Document:
                 i = stop
 
     def _ends(self, chars: str, at: int, width: int) -> str:
-        """``chars`` with its cell ends told from row ends, and paragraph marks in cells as ``_IN_CELL``."""
+        """``chars`` with its cell ends told from row ends, and paragraph marks in cells as ``IN_CELL``."""
         if "\x07" not in chars and "\r" not in chars:
             return chars
         starts, ends, kinds = self.papx
@@ -164,10 +165,10 @@ class _Document:
             k = bisect.bisect_right(starts, at + m.start() * width) - 1
             kind = kinds[k] if k >= 0 and ends[k] > at + m.start() * width else 0
             if m.group() == "\x07":
-                return _ROW if kind & 2 else _CELL
+                return ROW if kind & 2 else CELL
             if kind & 4:
-                return _INNER_ROW
-            return _INNER_CELL if kind & 8 else _IN_CELL if kind & 1 else _PARAGRAPH
+                return INNER_ROW
+            return INNER_CELL if kind & 8 else IN_CELL if kind & 1 else PARAGRAPH
 
         return _MARKS.sub(mark, chars)
 
@@ -292,25 +293,25 @@ def _fields(text: str) -> str:
 def _nested(cell: str) -> str:
     """A cell's text with each nested table as one of its paragraphs: the nested cells a tab apart,
     its rows a line each."""
-    if _INNER_ROW not in cell:
-        return cell.replace(_INNER_CELL, "\t")
+    if INNER_ROW not in cell:
+        return cell.replace(INNER_CELL, "\t")
     blocks: list[str] = []
     rows: list[str] = []
-    *ended, rest = cell.split(_INNER_ROW)
+    *ended, rest = cell.split(INNER_ROW)
     for segment in ended:  # paragraphs, then the row this mark ends
-        *paragraphs, row = segment.split(_IN_CELL)
+        *paragraphs, row = segment.split(IN_CELL)
         if paragraphs:  # the paragraphs before this row end the table before them
             if rows:
                 blocks.append("\n".join(rows))
             blocks += paragraphs
             rows = []
-        rows.append("\t".join(c.strip() for c in row.rstrip(_INNER_CELL).split(_INNER_CELL)))
+        rows.append("\t".join(c.strip() for c in row.rstrip(INNER_CELL).split(INNER_CELL)))
     blocks.append("\n".join(rows))
-    blocks += rest.split(_IN_CELL)
-    return _IN_CELL.join(blocks)
+    blocks += rest.split(IN_CELL)
+    return IN_CELL.join(blocks)
 
 
-def _blocks(text: str) -> Iterator[str]:
+def marked_blocks(text: str) -> Iterator[str]:
     """The paragraphs (a block each) and tables (a block each: a row a line, cells a tab apart) of
     ``text`` as ``_Document._marked`` gives it."""
     rows: list[str] = []
@@ -319,9 +320,9 @@ def _blocks(text: str) -> Iterator[str]:
     for m in _MARKS.finditer(text):
         piece = text[last : m.start()].translate(_SHOWN)
         last = m.end()
-        if m.group() == _CELL:
-            cells.append(" ".join(p.strip() for p in _nested(piece).split(_IN_CELL) if p.strip()))
-        elif m.group() == _ROW:
+        if m.group() == CELL:
+            cells.append(" ".join(p.strip() for p in _nested(piece).split(IN_CELL) if p.strip()))
+        elif m.group() == ROW:
             if any(c for c in cells):
                 rows.append("\t".join(cells))
             cells = []

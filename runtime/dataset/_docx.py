@@ -37,7 +37,7 @@ def docx_text(data: bytes) -> tuple[str | None, str | None]:
     if data.startswith(OLE2):
         return doc_text(data)
     if data.lstrip()[:5] == b"{\\rtf":
-        return None, "an RTF document, not a Word document: save it as .docx (libreoffice --convert-to docx)"
+        return None, "an RTF document under a Word name: rename it .rtf and pass --rtf-text (rtf_text=True)"
     try:
         parts = Parts(data, "not a Word document: neither a zip, as a .docx is, nor an OLE2 file, as a .doc is "
                             "(libreoffice --convert-to docx converts other formats)")  # fmt: skip

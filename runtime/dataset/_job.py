@@ -176,6 +176,7 @@ def embed_dataset(
     odf_text: bool = False,
     xlsx_text: bool = False,
     eml_text: bool = False,
+    rtf_text: bool = False,
     ocr: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
@@ -213,7 +214,8 @@ def embed_dataset(
     shows them, dates and times in ISO 8601), sheets separated as a PDF's pages are. ``eml_text``:
     documents named ``*.eml`` (e-mail messages) are read as their subject, sender, recipients and
     date a line each, then their body's text (a message of HTML only: its visible text), their
-    attachments' names and the messages forwarded in them. ``ocr`` (with
+    attachments' names and the messages forwarded in them. ``rtf_text``: documents named ``*.rtf``
+    are read as their text, as ``docx_text`` reads a Word document. ``ocr`` (with
     ``pdf_text``): a PDF's pages without text (scanned) are read by OCR (RapidOCR, the ``ocr`` extra).
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only). Files of
@@ -306,7 +308,7 @@ def embed_dataset(
         id_column = "path"
     if isinstance(progress_every, bool) or not isinstance(progress_every, int | float) or not progress_every >= 0:
         raise ValueError(f"progress_every must be a number of seconds >= 0, got {progress_every!r}")
-    as_text = asked(html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text, xlsx_text, eml_text)
+    as_text = asked(html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text, xlsx_text, eml_text, rtf_text)
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,

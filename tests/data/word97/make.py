@@ -1,11 +1,13 @@
-"""Makes this folder's Word 97-2003 test documents: each ``.docx`` written here, then saved as
-``.doc`` by LibreOffice (the Word 97 filter), so the binary files come from a program other than
-embedrt. Run from the repository root when they need remaking (LibreOffice installed):
+"""Makes this folder's Word 97-2003 and RTF test documents: each ``.docx`` written here, then saved
+as ``.doc`` (the Word 97 filter) and ``.rtf`` by LibreOffice, so that those files come from a
+program other than embedrt. Run from the repository root when they need remaking (LibreOffice
+installed):
 
-    python tests/data/word97/make.py && soffice --headless --convert-to doc tests/data/word97/*.docx \\
-        --outdir tests/data/word97
+    python tests/data/word97/make.py && for to in doc rtf; do soffice --headless --convert-to $to \\
+        tests/data/word97/*.docx --outdir tests/data/word97; done
 
-The committed ``.doc`` files were made by LibreOffice 7.4.7 (Debian 12's ``libreoffice-writer-nogui``).
+The committed ``.doc`` and ``.rtf`` files were made by LibreOffice 7.4.7 (Debian 12's
+``libreoffice-writer-nogui``).
 """
 
 import io

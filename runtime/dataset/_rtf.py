@@ -1,0 +1,197 @@
+"""The text of an RTF document (``.rtf``: Word's, WordPad's and TextEdit's rich text format), for
+documents read with ``rtf_text``, shown as ``_docx`` shows a Word document: each paragraph, then a
+blank line; tabs and line breaks as they are; tables a row a line, their cells a tab apart (nested
+tables too); a field's result without its code; deleted revisions left out; then the footnotes and
+endnotes, each a paragraph. Left out: headers, footers, comments, pictures, the fonts', colours',
+styles' and document information's tables, and every destination a reader may skip (``{\\*...}``).
+Read with the standard library: the control words as the RTF 1.9.1 specification defines them,
+characters from ``\\uN`` (Unicode) and ``\\'hh`` (the document's ANSI code page).
+A file that does not begin as RTF does (``{\\rtf``) is a bad row saying so.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass, replace
+
+from ._doc import CELL, IN_CELL, INNER_CELL, INNER_ROW, PARAGRAPH, ROW, marked_blocks
+
+SUFFIXES = (".rtf",)  # documents read as RTF (a compression suffix after them too)
+
+_TOKEN = re.compile(rb"\\([a-zA-Z]{1,32})(-?\d{1,10})? ?|\\'([0-9a-fA-F]{2})|\\(.)|([{}])|([\r\n]+)|([^\\{}\r\n]+)", re.S)
+# destinations whose text is no text of the document (a group that begins with one is skipped)
+_SKIPPED = frozenset(b"""fonttbl colortbl stylesheet info pict object header headerl headerr headerf footer footerl
+    footerr footerf annotation atnid atnauthor atndate atnref atrfstart atrfend listtable listoverridetable revtbl
+    rsidtbl xmlnstbl themedata colorschememapping datastore latentstyles generator pgdsctbl fldinst bkmkstart
+    bkmkend txe xe tc tcn nonesttables shppict nonshppict sp shprslt userprops docvar ftnsep ftnsepc ftncn aftnsep
+    aftnsepc aftncn template filetbl mmathPr""".split())
+# optional destinations ({\*\name ...}) that hold the document's text: notes (as LibreOffice writes
+# them), a shape's instructions (a text box's text, \shptxt, among its properties)
+_KEPT = frozenset({b"footnote", b"shpinst"})
+# control words that are text
+_CHARACTERS = {b"par": PARAGRAPH, b"sect": PARAGRAPH, b"line": "\n", b"page": "\n", b"column": "\n", b"tab": "\t",
+               b"emdash": "\u2014", b"endash": "\u2013", b"emspace": " ", b"enspace": " ", b"qmspace": " ",
+               b"bullet": "\u2022", b"lquote": "\u2018", b"rquote": "\u2019", b"ldblquote": "\u201c",
+               b"rdblquote": "\u201d", b"zwj": "\u200d", b"zwnj": "\u200c"}  # fmt: skip
+_SYMBOLS = {b"~": "\xa0", b"_": "-", b"-": "", b"\\": "\\", b"{": "{", b"}": "}", b"\n": PARAGRAPH, b"\r": PARAGRAPH}
+
+
+@dataclass(frozen=True)
+class _Group:
+    skip: bool = False  # text here is not the document's
+    uc: int = 1  # characters that stand in for a \uN character (its ANSI fallback), skipped after it
+    deleted: bool = False  # a deleted revision's text
+    notes: bool = False  # a footnote's or endnote's text
+    nested_props: bool = False  # a nested table's row properties (which end its row)
+
+
+def rtf_text(data: bytes) -> tuple[str | None, str | None]:
+    """The text of the RTF ``data``, paragraphs a blank line apart; or why it has none."""
+    if data.lstrip()[:5] != b"{\\rtf":
+        return None, "not an RTF document: it does not begin with {\\rtf"
+    body: list[str] = []
+    notes: list[list[str]] = []  # each note's text
+    endnotes: list[bool] = []  # whether each note is an endnote (\ftnalt): they follow the footnotes
+    stack = [_Group()]
+    in_table = False  # the paragraph is in a table (\intbl, \itapN)
+    declared = cells = 0  # the cells the table's row defines (\cellx), and those ended so far (\cell)
+    codepage = "cp1252"
+    pending: list[int] = []  # \'hh bytes, decoded together (a double-byte code page's characters)
+    skip_fallback = 0  # ANSI characters still to skip after a \uN
+    high: int | None = None  # a \uN high surrogate, waiting for its low one
+    first_in_group = False  # the next token is the group's first (a destination's name)
+
+    def emit(text: str) -> None:
+        group = stack[-1]
+        if not group.skip and not group.deleted:
+            (notes[-1] if group.notes and notes else body).append(text)
+
+    def flush() -> None:
+        if pending:
+            emit(bytes(pending).decode(codepage, "replace"))
+            pending.clear()
+
+    for m in _TOKEN.finditer(data):
+        word, arg, hex_byte, symbol, brace, newline, text = m.groups()
+        if hex_byte is not None:
+            if skip_fallback:
+                skip_fallback -= 1
+            else:
+                pending.append(int(hex_byte, 16))
+            first_in_group = False
+            continue
+        flush()
+        if newline is not None:
+            continue
+        if brace == b"{":
+            stack.append(stack[-1])
+            first_in_group = True
+            continue
+        if brace == b"}":
+            if len(stack) > 1:
+                stack.pop()
+            skip_fallback = 0
+            first_in_group = False
+            continue
+        starts = first_in_group
+        first_in_group = False
+        group = stack[-1]
+        if text is not None:
+            if skip_fallback:
+                cut = min(skip_fallback, len(text))
+                skip_fallback -= cut
+                text = text[cut:]
+            if text:
+                emit(text.decode(codepage, "replace"))
+            continue
+        if symbol is not None:
+            if symbol == b"*":  # an optional destination: skipped, but for _KEPT ones and nested tables' row ends
+                stack[-1] = replace(group, skip=True)
+                first_in_group = True
+            elif symbol in _SYMBOLS:
+                emit(_mark(_SYMBOLS[symbol], in_table))
+            continue
+        name = word
+        value = int(arg) if arg is not None else None
+        if name == b"nesttableprops":
+            stack[-1] = replace(group, skip=True, nested_props=True)
+        elif name == b"nestrow" and group.nested_props:
+            stack[-1] = replace(group, nested_props=False)
+            _append(body, notes, group, INNER_ROW)
+        elif starts and name in _SKIPPED:
+            stack[-1] = replace(group, skip=True)
+        elif starts and name in _KEPT:  # {\footnote ...}, or {\*\footnote ...} as LibreOffice writes it
+            outer = stack[-2] if len(stack) > 1 else _Group()
+            stack[-1] = replace(group, skip=outer.skip, notes=group.notes or name == b"footnote")
+            if name == b"footnote" and not outer.skip:
+                notes.append([])
+                endnotes.append(False)
+        elif name == b"ftnalt" and group.notes and endnotes:
+            endnotes[-1] = True
+        elif name == b"u" and value is not None:
+            code = value + 65536 if value < 0 else value
+            if 0xD800 <= code < 0xDC00:
+                high = code
+            elif 0xDC00 <= code < 0xE000 and high is not None:
+                emit(chr(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00)))
+                high = None
+            else:
+                emit(chr(code))
+            skip_fallback = group.uc
+        elif name == b"uc" and value is not None:
+            stack[-1] = replace(group, uc=max(value, 0))
+        elif name == b"ansicpg" and value is not None:
+            codepage = _codepage(value, codepage)
+        elif name == b"deleted":
+            stack[-1] = replace(group, deleted=value != 0)
+        elif name == b"plain":
+            stack[-1] = replace(group, deleted=False)
+        elif name == b"pard":
+            in_table = False
+        elif name == b"intbl":
+            in_table = True
+        elif name == b"itap" and value is not None:
+            in_table = value > 0
+        elif name == b"trowd" and not group.nested_props:
+            declared = 0
+        elif name == b"cellx" and not group.nested_props:
+            declared += 1
+        elif name == b"cell":
+            if not declared or cells < declared:  # a cell the row defines (LibreOffice may end a row with one more)
+                emit(CELL)
+            cells += 1
+        elif name == b"nestcell":
+            emit(INNER_CELL)
+        elif name == b"row":
+            emit(ROW)
+            cells = 0
+        elif name in _CHARACTERS:
+            emit(_mark(_CHARACTERS[name], in_table))
+    flush()
+    blocks = list(marked_blocks("".join(body)))  # a field's code is a skipped destination, its result text
+    for last in (False, True):  # the footnotes, then the endnotes
+        for note, endnote in zip(notes, endnotes, strict=True):
+            if endnote is last:
+                blocks += marked_blocks("".join(note).lstrip())
+    return "\n\n".join(b for b in blocks if b.strip()), None
+
+
+def _mark(text: str, in_table: bool) -> str:
+    """A paragraph's end inside a table cell is the cell's own, not the document's."""
+    if text == PARAGRAPH and in_table:
+        return IN_CELL
+    return text
+
+
+def _append(body: list[str], notes: list[list[str]], group: _Group, text: str) -> None:
+    (notes[-1] if group.notes and notes else body).append(text)
+
+
+def _codepage(number: int, current: str) -> str:
+    name = f"cp{number}"
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return current
+    return name
