@@ -328,6 +328,7 @@ def test_html_text_is_what_a_browser_shows() -> None:
     assert html_text("<html><head><title>T</title><body>b<br/>c") == "T\n\nb\nc"  # no </head>
     assert html_text("<html><head><title>T</title></head><h1>T</h1>body") == "T\n\nbody"  # the title once
     assert html_text("<title>T</title><p>a <svg><title>icon</title></svg>b</p>") == "T\n\na b"  # an image's title
+    assert html_text("<html><title>T</title><body><p>text</p>", title=False) == "text"  # a title outside a head
     assert html_text("<p>x\ufdd3y\ufdd0z</p>") == "xyz"  # the parser's own marks are no page's text
     assert html_text("plain text, <unclosed <p>and <b>misnested</p></b> tags").startswith("plain text,")
     assert [_takes("html", n) for n in ("a.html", "B.HTM", "c.xhtml", "d.html.gz", "e.md", "html")] == [True] * 4 + [False] * 2
@@ -1081,18 +1082,90 @@ def test_eml_text_is_the_message_as_its_reader_sees_it() -> None:
     assert eml_text(b"# A note\n\nNot a message: no headers.\n") == (
         None, "not an e-mail message: no Subject, From, To, Date, Message-ID, Received or Content-Type header at its "
               "start")  # fmt: skip
-    assert [_takes("eml", n) for n in ("a.eml", "B.EML", "c.eml.gz", "d.msg", "e.mbox")] == [True] * 3 + [False] * 2
+    assert [_takes("eml", n) for n in ("a.eml", "B.EML", "c.eml.gz", "d.msg", "e.mbox")] == [True] * 4 + [False]
+
+
+MSG = Path(__file__).parent / "data" / "msg"  # an Outlook message from msg_parser's tests (NOTICE there)
+
+
+def test_msg_text_is_the_outlook_message_and_the_one_it_holds() -> None:
+    """A message Outlook saved, read as an .eml is: its subject, recipients, date and body, then the
+    message attached to it (as extract-msg 0.57 reads them: subjects, recipients, bodies)."""
+    from embedrt.dataset._eml import eml_text
+
+    assert eml_text((MSG / "outer.msg").read_bytes()) == (
+        "Subject: outer subject\nTo: outer@foo.bar\nDate: 2016-11-15T23:29:05.816000+00:00\n\nOuter body\n\n"
+        "Subject: test\nTo: test@foobar.com\nDate: 2016-11-15T23:28:26.319000+00:00\n\nbody", None)  # fmt: skip
+    assert [_takes("eml", n) for n in ("a.msg", "B.MSG", "c.msg.gz")] == [True] * 3
+    assert eml_text(make_xls([("S", [(0, 0, "x", None)])])) == (
+        None, "an OLE2 file without an Outlook message (no message properties)")  # fmt: skip
+
+
+def test_msg_without_olefile_is_a_bad_row_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedrt.dataset._eml import eml_text
+
+    monkeypatch.setitem(sys.modules, "olefile", None)
+    assert eml_text((MSG / "outer.msg").read_bytes()) == (
+        None, "an Outlook message (.msg) is read with olefile: pip install 'embedrt[dataset]'")
+
+
+class _Ole:
+    """An OLE2 file's streams by path, as much of olefile.OleFileIO as ``_msg`` asks of it."""
+
+    def __init__(self, streams: dict[str, bytes]) -> None:
+        self.streams = streams
+
+    def exists(self, path: str) -> bool:
+        return path in self.streams
+
+    def openstream(self, path: str) -> Any:
+        import io
+
+        return io.BytesIO(self.streams[path])
+
+    def listdir(self) -> list[list[str]]:
+        return [p.split("/") for p in self.streams]
+
+
+def test_msg_properties_are_read_as_outlook_stores_them() -> None:
+    """8-bit strings in the message's code page, the sender's name and address, the sent time from
+    the fixed-size properties, a body of HTML only as its visible text, attachments by their long
+    names (else short ones), in their storages' order."""
+    from embedrt.dataset._msg import _Message
+
+    def prop(pid: int, kind: int, value: int) -> bytes:
+        return struct.pack("<IIq", (pid << 16) | kind, 0, value)
+
+    sent = 133_485_000_000_000_000  # FILETIME: 100 ns since 1601
+    ole = _Ole({
+        "__properties_version1.0": bytes(32) + prop(0x0039, 0x0040, sent) + prop(0x3FFD, 0x0003, 1251),
+        "__substg1.0_0037001E": "Отчёт за квартал\x00".encode("cp1251"),
+        "__substg1.0_0C1A001F": "Ana Pérez".encode("utf-16-le"),
+        "__substg1.0_5D01001F": "ana@example.com".encode("utf-16-le"),
+        "__substg1.0_0E04001F": "Bob; Kim\x00".encode("utf-16-le"),
+        "__substg1.0_10130102": "<html><title>t</title><body><p>Только <b>HTML</b></p><p>вторая</p></body></html>".encode(),
+        "__attach_version1.0_#00000001/__substg1.0_3704001F": "SHORT~1.PDF".encode("utf-16-le"),
+        "__attach_version1.0_#00000000/__substg1.0_3707001F": "Long name.xlsx".encode("utf-16-le"),
+        "__attach_version1.0_#00000000/__substg1.0_3704001F": "LONGNA~1.XLS".encode("utf-16-le"),
+    })  # fmt: skip
+    assert _Message(ole, "", 32).text(8) == (
+        "Subject: Отчёт за квартал\nFrom: Ana Pérez <ana@example.com>\nTo: Bob; Kim\nDate: 2023-12-31T12:40:00+00:00"
+        "\n\nТолько HTML\n\nвторая\n\nAttachments: Long name.xlsx, SHORT~1.PDF")  # fmt: skip (Unix time 1,704,026,400)
 
 
 def test_eml_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
-    src = _folder(tmp_path / "mail", {"budget.eml": MAIL, "latin.eml": b"Subject: caf\xe9\n\nbody\n", "notes.md": "plain"})
+    from embedrt.dataset._eml import eml_text
+
+    outlook = (MSG / "outer.msg").read_bytes()
+    src = _folder(tmp_path / "mail", {"budget.eml": MAIL, "latin.eml": b"Subject: caf\xe9\n\nbody\n", "notes.md": "plain",
+                                      "outlook.msg": outlook})  # fmt: skip
     kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "progress": False}
     embed_dataset(src, tmp_path / "out", tiny_bert_bundle, eml_text=True, **kw)
     table = pq.read_table(tmp_path / "out")
-    assert table.column("id").to_pylist() == ["budget.eml", "latin.eml", "notes.md"]
-    assert table.column("text").to_pylist() == [MAIL_TEXT, "Subject: café\n\nbody", "plain"]
-    np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode([MAIL_TEXT, "Subject: café\n\nbody",
-                                                                                   "plain"]), atol=1e-6)  # fmt: skip
+    texts = [MAIL_TEXT, "Subject: café\n\nbody", "plain", eml_text(outlook)[0]]
+    assert table.column("id").to_pylist() == ["budget.eml", "latin.eml", "notes.md", "outlook.msg"]
+    assert table.column("text").to_pylist() == texts
+    np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
     with pytest.raises(OutputError, match=r"option 'eml' \('text' there, None now\)"):  # part of the identity
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
     with pytest.raises(BadRowError, match=r"latin.eml \(id 'latin.eml'\): an e-mail message \(invalid UTF-8 at byte 12\): "

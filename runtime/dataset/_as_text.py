@@ -54,7 +54,7 @@ KINDS = (
         ".xlsx and .xls (Excel) workbooks as their sheets' text (a sheet's name, then a row a line, its cells a tab apart, "
         "dates in ISO 8601), sheets separated as PDF pages are (windows name theirs: chunk_page)")),
     Kind("eml", "e-mail", "an e-mail message", True, _eml.SUFFIXES, _eml.eml_text, help=(
-        ".eml (e-mail) messages as their subject, sender, recipients and date, then their body's text (a message "
+        ".eml and .msg (e-mail, Outlook) messages as their subject, sender, recipients and date, then their body's text (a message "
         "of HTML only: its visible text), their attachments' names and the messages forwarded in them")),
     Kind("rtf", "RTF", "an RTF document", True, _rtf.SUFFIXES, _rtf.rtf_text, help=(
         ".rtf (rich text: Word, WordPad, TextEdit) documents as their text (paragraphs a blank line apart, table cells "

@@ -1,5 +1,5 @@
-"""The text of an e-mail message (``.eml``: RFC 5322 with MIME parts), for documents read with
-``eml_text``: a message as its reader sees it, not its raw source (encoded headers, base64 and
+"""The text of an e-mail message (``.eml``: RFC 5322 with MIME parts; Outlook's ``.msg`` through
+``_msg``), for documents read with ``eml_text``: a message as its reader sees it, not its raw source (encoded headers, base64 and
 quoted-printable bodies, attachments' data). Read with the standard library (``email``).
 
 Kept: the ``Subject``, ``From``, ``To``, ``Cc`` and ``Date`` headers a line each (``Subject: ...``;
@@ -18,15 +18,20 @@ import email.utils
 from email.message import EmailMessage, MIMEPart
 
 from ._html import html_text
+from ._msg import msg_text
+from ._xlsx import OLE2
 
-SUFFIXES = (".eml",)  # documents read as e-mail messages (a compression suffix after them too)
+SUFFIXES = (".eml", ".msg")  # documents read as e-mail messages (a compression suffix after them too)
 
 _HEADERS = ("Subject", "From", "To", "Cc", "Date")
 _DEPTH = 8  # forwarded messages read inside one another, at most
 
 
 def eml_text(data: bytes) -> tuple[str | None, str | None]:
-    """The text of the message ``data``, or why it has none."""
+    """The text of the message ``data``, or why it has none. An Outlook message (an OLE2 file, as a
+    ``.msg`` is) is read by ``_msg``."""
+    if data.startswith(OLE2):
+        return msg_text(data)
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)  # the default policy's message class
     if not any(name in message for name in (*_HEADERS, "Message-ID", "Received", "MIME-Version", "Content-Type")):

@@ -74,8 +74,9 @@ class _Text(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         data = data.translate(_MARKS)
-        if self.in_title:
+        if self.in_title:  # a title is the page's name, not its text, wherever it stands
             self.title.append(data)
+            return
         if self.hidden:
             if self.hidden == ["head"] and not self.in_title and data.strip():
                 self.hidden.clear()  # text after the head without </head> or <body>: the body began

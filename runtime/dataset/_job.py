@@ -212,7 +212,7 @@ def embed_dataset(
     97-2003's through xlrd) are read as their
     sheets' text (each sheet's name, then its rows a line each, cells a tab apart, values as Excel
     shows them, dates and times in ISO 8601), sheets separated as a PDF's pages are. ``eml_text``:
-    documents named ``*.eml`` (e-mail messages) are read as their subject, sender, recipients and
+    documents named ``*.eml`` or ``*.msg`` (e-mail messages; Outlook's through olefile) are read as their subject, sender, recipients and
     date a line each, then their body's text (a message of HTML only: its visible text), their
     attachments' names and the messages forwarded in them. ``rtf_text``: documents named ``*.rtf``
     are read as their text, as ``docx_text`` reads a Word document. ``ocr`` (with
