@@ -776,7 +776,8 @@ def test_pptx_text_is_its_slides_and_notes(monkeypatch: pytest.MonkeyPatch) -> N
     assert pptx_text(make_docx("<w:p/>"))[1] == "a zip without ppt/presentation.xml: not a PowerPoint deck"
     broken = make_pptx([(pptx_shape(["x"]) + "<p:sp>", None)])
     assert (pptx_text(broken)[1] or "").startswith("ppt/slides/slide1.xml is not XML (")
-    assert [_takes("pptx", n) for n in ("a.pptx", "B.PPTX", "c.pptx.zst", "d.ppt", "e.pptm")] == [True] * 4 + [False]
+    assert [_takes("pptx", n) for n in ("a.pptx", "B.PPTX", "c.pptx.zst", "d.ppt", "e.ppsx", "f.pps", "g.pptm")] == (
+        [True] * 6 + [False])  # fmt: skip
     monkeypatch.setattr(_zipped, "MOST_XML", 3000)  # a zip bomb is not read: every part counts
     why = pptx_text(make_pptx(SLIDES))[1] or ""
     assert re.fullmatch(r"ppt/\S+ is \d,\d{3} bytes uncompressed, over the 3,000 read of a document", why)

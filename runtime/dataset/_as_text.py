@@ -43,7 +43,7 @@ KINDS = (
         ".docx and .doc (Word) documents as their text (paragraphs a blank line apart, table cells a tab apart, "
         "footnotes after the body; no headers, footers, comments or deleted revisions)")),
     Kind("pptx", "PowerPoint", "a PowerPoint deck", True, _pptx.SUFFIXES, _pptx.pptx_text, paged=True, help=(
-        ".pptx and .ppt (PowerPoint) decks as their slides' text (charts as their titles and data) and speaker notes, slides separated as PDF pages are "
+        ".pptx and .ppt (PowerPoint) decks and .ppsx/.pps shows as their slides' text (charts as their titles and data) and speaker notes, slides separated as PDF pages are "
         "(windows name theirs: chunk_page)")),
     Kind("epub", "EPUB", "an EPUB book", True, _epub.SUFFIXES, _epub.epub_text, help=(
         ".epub books as their title and chapters' text in reading order; a book with DRM is a bad row")),

@@ -22,7 +22,8 @@ from ._ppt import ppt_text
 from ._xlsx import OLE2, NumberFormat, format_kind, number_text
 from ._zipped import Parts, Unreadable
 
-SUFFIXES = (".pptx", ".ppt")  # documents read as PowerPoint decks (a compression suffix after them too)
+# documents read as PowerPoint decks (a compression suffix after them too): decks and shows (.ppsx, .pps)
+SUFFIXES = (".pptx", ".ppt", ".ppsx", ".pps")
 
 _P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
