@@ -730,6 +730,9 @@ def test_doc_files_it_cannot_read_are_bad_rows_saying_why(monkeypatch: pytest.Mo
                                            "as .docx")  # fmt: skip
     book = make_xls([("S", [(0, 0, "x", None)])])  # an OLE2 file holding another kind of document
     assert docx_text(book) == (None, "an OLE2 file without a Word document (no WordDocument stream)")
+    locked_docx = (WORD97 / "locked.docx").read_bytes()  # a .docx with a password: an OLE2 file
+    assert docx_text(locked_docx) == (None, "a password-protected Word document (.docx in an encrypted OLE2 file): "
+                                            "save it without a password to embed it")  # fmt: skip
     why = docx_text(doc[: len(doc) // 3])[1] or ""  # cut short
     assert why.startswith("not a readable Word 97-2003 document (")
     assert docx_text(b"{\\rtf1\\ansi Hello}") == (
@@ -863,6 +866,9 @@ def test_ppt_files_it_cannot_read_are_bad_rows_saying_why(monkeypatch: pytest.Mo
     assert pptx_text(locked) == (None, "a password-protected .ppt deck: save it without a password to embed it")
     book = make_xls([("S", [(0, 0, "x", None)])])  # an OLE2 file holding another kind of document
     assert pptx_text(book) == (None, "an OLE2 file without a PowerPoint deck (no PowerPoint Document stream)")
+    assert pptx_text((WORD97 / "locked.docx").read_bytes()) == (  # an encrypted Office Open XML file, named .pptx
+        None, "a password-protected PowerPoint deck (.pptx in an encrypted OLE2 file): save it without a password to "
+              "embed it")  # fmt: skip
     assert (pptx_text(deck[: len(deck) // 2])[1] or "").startswith("not a readable PowerPoint 97-2003 deck (")
     monkeypatch.setitem(sys.modules, "olefile", None)
     assert pptx_text(deck) == (None, "a PowerPoint 97-2003 deck (.ppt) is read with olefile: pip install 'embedrt[dataset]'")

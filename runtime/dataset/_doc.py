@@ -22,7 +22,8 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
-_INSTALL = "a Word 97-2003 document (.doc) is read with olefile: pip install 'embedrt[dataset]'"
+from ._ole import Unreadable, ole_text, streams_of
+
 _WORD97 = 0x00C1  # nFib of Word 97; Word 6.0/95 files have lower ones and another layout
 _ENCRYPTED, _OBFUSCATED = 0x0100, 0x8000  # FibBase flags
 _FC_CLX, _FC_CHPX, _FC_PAPX = 0x01A2, 0x00FA, 0x0102  # (fc, lcb) pairs of FibRgFcLcb97
@@ -46,53 +47,24 @@ _MARKS = re.compile("[\r\x07\x1c]")
 _FIELDS = re.compile("[\x13\x14\x15]")
 
 
-class _Bad(Exception):
-    """A file this reader cannot take, with the reason a bad row gives."""
-
-
 def doc_text(data: bytes) -> tuple[str | None, str | None]:
     """The text of the ``.doc`` ``data``, paragraphs a blank line apart; or why it has none."""
-    try:
-        import olefile
-    except ImportError:
-        return None, _INSTALL
-    try:
-        ole = olefile.OleFileIO(data)
-    except Exception as e:  # olefile's own errors, struct.error, ...: a compound file cut short
-        return None, _unreadable(e)
-    try:
-        return _text(ole), None
-    except _Bad as e:
-        return None, str(e)
-    except Exception as e:  # a table or record cut short, an offset out of the file
-        return None, _unreadable(e)
-    finally:
-        ole.close()
-
-
-def _unreadable(e: Exception) -> str:
-    said = " ".join(str(e).split())[:200]
-    return f"not a readable Word 97-2003 document ({type(e).__name__}: {said})"
+    return ole_text(data, "a Word 97-2003 document (.doc)", "Word 97-2003 document", _text)
 
 
 def _text(ole: Any) -> str:  # an olefile.OleFileIO
-    streams = {"/".join(path) for path in ole.listdir()}
-    if "WordDocument" not in streams:
-        if "EncryptedPackage" in streams:
-            raise _Bad("a password-protected Word document (.docx in an encrypted OLE2 file): save it without a "
-                       "password to embed it")  # fmt: skip
-        raise _Bad("an OLE2 file without a Word document (no WordDocument stream)")
+    streams = streams_of(ole, "WordDocument", "Word document", ".docx")
     word = ole.openstream("WordDocument").read()
     ident, fib, _, _, _, flags = struct.unpack_from("<6H", word, 0)  # wIdent, nFib, ..., the flags at 0x0A
     if ident != 0xA5EC:
-        raise _Bad(f"not a Word document (its WordDocument stream starts with {ident:#06x}, not 0xa5ec)")
+        raise Unreadable(f"not a Word document (its WordDocument stream starts with {ident:#06x}, not 0xa5ec)")
     if flags & (_ENCRYPTED | _OBFUSCATED):
-        raise _Bad("a password-protected .doc document: save it without a password to embed it")
+        raise Unreadable("a password-protected .doc document: save it without a password to embed it")
     if fib < _WORD97:
-        raise _Bad(f"a Word 6.0/95 document (nFib {fib:#x}), an older format than Word 97: save it as .docx")
+        raise Unreadable(f"a Word 6.0/95 document (nFib {fib:#x}), an older format than Word 97: save it as .docx")
     table_name = "1Table" if flags & 0x0200 else "0Table"
     if table_name not in streams:
-        raise _Bad(f"a Word document without its {table_name} stream")
+        raise Unreadable(f"a Word document without its {table_name} stream")
     table = ole.openstream(table_name).read()
     doc = _Document(word, table)
     # the stories, one after the other: body, footnotes, headers and footers, macros, comments, endnotes, text boxes
@@ -130,7 +102,7 @@ class _Document:
             at = pos + (lo - cp0) * width  # the first character's byte in WordDocument
             raw = self.word[at : at + (hi - lo) * width]
             if len(raw) != (hi - lo) * width:
-                raise _Bad("a Word document whose text runs past its WordDocument stream")
+                raise Unreadable("a Word document whose text runs past its WordDocument stream")
             chars = raw.decode("cp1252", "replace") if width == 1 else raw.decode("utf-16-le", "replace")
             for i, j in self._kept(at, len(chars), width):
                 out.append(self._ends(chars[i:j], at + i * width, width))
@@ -178,12 +150,12 @@ def _pieces(word: bytes, table: bytes) -> list[tuple[int, int, int, int]]:
     fc, lcb = struct.unpack_from("<II", word, _FC_CLX)
     clx = table[fc : fc + lcb]
     if lcb == 0 or len(clx) != lcb:
-        raise _Bad("a Word document without its piece table")
+        raise Unreadable("a Word document without its piece table")
     i = 0
     while i < len(clx) and clx[i] == 1:  # Prc: property changes of a fast-saved file, skipped
         i += 3 + struct.unpack_from("<h", clx, i + 1)[0]
     if i >= len(clx) or clx[i] != 2:
-        raise _Bad("a Word document whose piece table is not where its header says")
+        raise Unreadable("a Word document whose piece table is not where its header says")
     size = struct.unpack_from("<I", clx, i + 1)[0]
     n = (size - 4) // 12
     cps = struct.unpack_from(f"<{n + 1}I", clx, i + 5)
@@ -208,7 +180,7 @@ def _runs(word: bytes, table: bytes, at: int, read: Callable[[bytes, int, int], 
     for pn in pages:
         page = word[(pn & 0x3FFFFF) * 512 : (pn & 0x3FFFFF) * 512 + 512]
         if len(page) != 512:
-            raise _Bad("a Word document whose formatting runs past its WordDocument stream")
+            raise Unreadable("a Word document whose formatting runs past its WordDocument stream")
         count = page[511]
         fcs = struct.unpack_from(f"<{count + 1}I", page, 0)
         for r in range(count):

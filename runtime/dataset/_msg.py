@@ -19,8 +19,8 @@ import struct
 from typing import Any
 
 from ._html import html_text
+from ._ole import Unreadable, ole_text
 
-_INSTALL = "an Outlook message (.msg) is read with olefile: pip install 'embedrt[dataset]'"
 _SUBJECT, _SENDER_NAME, _SENDER_ADDRESS, _SENDER_SMTP, _TO, _CC = 0x0037, 0x0C1A, 0x0C1F, 0x5D01, 0x0E04, 0x0E03
 _BODY, _HTML, _SENT, _DELIVERED, _CODEPAGE, _INTERNET_CODEPAGE = 0x1000, 0x1013, 0x0039, 0x0E06, 0x3FFD, 0x3FDE
 _LONG_NAME, _NAME, _DISPLAY_NAME = 0x3707, 0x3704, 0x3001
@@ -29,33 +29,15 @@ _PROPERTIES = "__properties_version1.0"
 _DEPTH = 8  # attached messages read inside one another, at most
 
 
-class _Bad(Exception):
-    """A file this reader cannot take, with the reason a bad row gives."""
-
-
 def msg_text(data: bytes) -> tuple[str | None, str | None]:
     """The text of the Outlook message ``data``, or why it has none."""
-    try:
-        import olefile
-    except ImportError:
-        return None, _INSTALL
-    try:
-        ole = olefile.OleFileIO(data)
-    except Exception as e:  # olefile's own errors: a compound file cut short
-        return None, _unreadable(e)
-    try:
-        if not ole.exists(_PROPERTIES) or not any(p[0].startswith("__substg1.0_") for p in ole.listdir()):
-            return None, "an OLE2 file without an Outlook message (no message properties)"
-        return _Message(ole, "", 32).text(_DEPTH), None
-    except Exception as e:  # struct.error, ...: a property stream cut short
-        return None, _unreadable(e)
-    finally:
-        ole.close()
+    return ole_text(data, "an Outlook message (.msg)", "Outlook message", _message_text)
 
 
-def _unreadable(e: Exception) -> str:
-    said = " ".join(str(e).split())[:200]
-    return f"not a readable Outlook message ({type(e).__name__}: {said})"
+def _message_text(ole: Any) -> str:  # an olefile.OleFileIO
+    if not ole.exists(_PROPERTIES) or not any(p[0].startswith("__substg1.0_") for p in ole.listdir()):
+        raise Unreadable("an OLE2 file without an Outlook message (no message properties)")
+    return _Message(ole, "", 32).text(_DEPTH)
 
 
 class _Message:

@@ -20,9 +20,9 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from ._ole import Unreadable, ole_text, streams_of
 from ._pdf_worker import PAGE_BREAK
 
-_INSTALL = "a PowerPoint 97-2003 deck (.ppt) is read with olefile: pip install 'embedrt[dataset]'"
 _PLAIN, _ENCRYPTED = 0xE391C05F, 0xF3D1C4DF  # the current user's header token
 # record types
 _DOCUMENT, _SLIDE, _SLIDE_ATOM, _NOTES, _SLIDE_LIST, _SLIDE_PERSIST = 0x03E8, 0x03EE, 0x03EF, 0x03F0, 0x0FF0, 0x03F3
@@ -38,56 +38,29 @@ _FURNITURE = frozenset({0x05, 0x07, 0x08, 0x09, 0x0A, 0x0B})
 _SHOWN = str.maketrans({"\r": "\n", "\x0b": "\n"})  # paragraphs and line breaks a line each
 
 
-class _Bad(Exception):
-    """A file this reader cannot take, with the reason a bad row gives."""
-
-
 def ppt_text(data: bytes) -> tuple[str | None, str | None]:
     """The text of the ``.ppt`` ``data``, its slides separated by ``PAGE_BREAK``; or why it has none."""
-    try:
-        import olefile
-    except ImportError:
-        return None, _INSTALL
-    try:
-        ole = olefile.OleFileIO(data)
-    except Exception as e:  # olefile's own errors: a compound file cut short
-        return None, _unreadable(e)
-    try:
-        slides = _slides(ole)
-    except _Bad as e:
-        return None, str(e)
-    except Exception as e:  # struct.error, KeyError, ...: a record cut short, an offset out of the stream
-        return None, _unreadable(e)
-    finally:
-        ole.close()
-    if not slides:
-        return "", None  # a deck without slides: an empty text, as an empty file
-    if not any(slides):
-        return None, "no text on any slide (pictures only?)"
-    return PAGE_BREAK.join(slides), None
+    return ole_text(data, "a PowerPoint 97-2003 deck (.ppt)", "PowerPoint 97-2003 deck", _deck_text)
 
 
-def _unreadable(e: Exception) -> str:
-    said = " ".join(str(e).split())[:200]
-    return f"not a readable PowerPoint 97-2003 deck ({type(e).__name__}: {said})"
+def _deck_text(ole: Any) -> str:  # an olefile.OleFileIO
+    slides = _slides(ole)
+    if slides and not any(slides):
+        raise Unreadable("no text on any slide (pictures only?)")
+    return PAGE_BREAK.join(slides)  # a deck without slides: an empty text, as an empty file
 
 
 def _slides(ole: Any) -> list[str]:  # an olefile.OleFileIO
     """Each slide's text, then its notes', in the deck's order."""
-    streams = {"/".join(path) for path in ole.listdir()}
-    if "PowerPoint Document" not in streams:
-        if "EncryptedPackage" in streams:
-            raise _Bad("a password-protected PowerPoint deck (.pptx in an encrypted OLE2 file): save it without a "
-                       "password to embed it")  # fmt: skip
-        raise _Bad("an OLE2 file without a PowerPoint deck (no PowerPoint Document stream)")
+    streams = streams_of(ole, "PowerPoint Document", "PowerPoint deck", ".pptx")
     if "Current User" not in streams:
-        raise _Bad("a PowerPoint deck without its Current User stream: PowerPoint 95 or older? save it as .pptx")
+        raise Unreadable("a PowerPoint deck without its Current User stream: PowerPoint 95 or older? save it as .pptx")
     user = ole.openstream("Current User").read()
     token, edit = struct.unpack_from("<II", user, 12)
     if token == _ENCRYPTED:
-        raise _Bad("a password-protected .ppt deck: save it without a password to embed it")
+        raise Unreadable("a password-protected .ppt deck: save it without a password to embed it")
     if token != _PLAIN:
-        raise _Bad(f"not a PowerPoint 97-2003 deck (its current user's token is {token:#010x})")
+        raise Unreadable(f"not a PowerPoint 97-2003 deck (its current user's token is {token:#010x})")
     deck = _Deck(ole.openstream("PowerPoint Document").read(), edit)
     return [deck.slide_text(slide) for slide in deck.slides]
 
@@ -107,7 +80,7 @@ class _Deck:
 
     def _at(self, ref: int) -> int:
         if ref not in self.persist:
-            raise _Bad(f"a PowerPoint deck whose record {ref} is missing from its persist directory")
+            raise Unreadable(f"a PowerPoint deck whose record {ref} is missing from its persist directory")
         return self.persist[ref]
 
     def _slide_list_ids(self, rec: _Record) -> Iterator[tuple[int, int, list[str]]]:
@@ -231,7 +204,7 @@ class _Record:
         self.version, self.instance = head & 0xF, head >> 4
         self.at, self.body, self.end = at, at + 8, at + 8 + size
         if self.end > len(stream):
-            raise _Bad(f"a PowerPoint deck whose record at byte {at} runs past its stream")
+            raise Unreadable(f"a PowerPoint deck whose record at byte {at} runs past its stream")
 
 
 def _children(stream: bytes, at: int) -> Iterator[_Record]:
@@ -262,12 +235,12 @@ def _persist_directory(stream: bytes, edit: int) -> tuple[dict[int, int], int]:
         seen.add(edit)
         rec = _Record(stream, edit)
         if rec.type != _USER_EDIT:
-            raise _Bad(f"a PowerPoint deck whose edit at byte {edit} is not where its header says")
+            raise Unreadable(f"a PowerPoint deck whose edit at byte {edit} is not where its header says")
         last, directory, document = struct.unpack_from("<3I", stream, rec.body + 8)
         edits.append((directory, document))
         edit = last
     if not edits:
-        raise _Bad("a PowerPoint deck without an edit record")
+        raise Unreadable("a PowerPoint deck without an edit record")
     persist: dict[int, int] = {}
     for directory, _ in reversed(edits):  # the oldest first: later edits replace what they changed
         rec = _Record(stream, directory)

@@ -7,7 +7,8 @@ installed):
         tests/data/word97/*.docx --outdir tests/data/word97; done
 
 The committed ``.doc`` and ``.rtf`` files were made by LibreOffice 7.4.7 (Debian 12's
-``libreoffice-writer-nogui``).
+``libreoffice-writer-nogui``); ``locked.docx`` is ``report.docx`` encrypted with the password
+"secret" by msoffcrypto-tool 6.1.0 (``OOXMLFile(source).encrypt("secret", out)``): an OLE2 file.
 """
 
 import io
