@@ -566,7 +566,8 @@ def test_docx_text_is_its_paragraphs_and_tables(monkeypatch: pytest.MonkeyPatch)
     with zipfile.ZipFile(broken, "w") as z:
         z.writestr("word/document.xml", "<w:document")
     assert docx_text(broken.getvalue())[1].startswith("word/document.xml is not XML (")
-    assert [_takes("docx", n) for n in ("a.docx", "B.DOCX", "c.docx.gz", "d.rtf", "e.docm")] == [True] * 3 + [False] * 2
+    assert [_takes("docx", n) for n in ("a.docx", "B.DOCX", "c.docx.gz", "d.docm", "e.dotx", "f.dot", "g.rtf", "h.odt")] == (
+        [True] * 6 + [False] * 2)  # fmt: skip
     monkeypatch.setattr(_zipped, "MOST_XML", 1000)  # a zip bomb's body is not read
     why = docx_text(make_docx(MEMO))[1] or ""
     assert re.fullmatch(r"word/document.xml is \d,\d{3} bytes uncompressed, over the 1,000 read of a document", why)
@@ -779,8 +780,8 @@ def test_pptx_text_is_its_slides_and_notes(monkeypatch: pytest.MonkeyPatch) -> N
     assert pptx_text(make_docx("<w:p/>"))[1] == "a zip without ppt/presentation.xml: not a PowerPoint deck"
     broken = make_pptx([(pptx_shape(["x"]) + "<p:sp>", None)])
     assert (pptx_text(broken)[1] or "").startswith("ppt/slides/slide1.xml is not XML (")
-    assert [_takes("pptx", n) for n in ("a.pptx", "B.PPTX", "c.pptx.zst", "d.ppt", "e.ppsx", "f.pps", "g.pptm")] == (
-        [True] * 6 + [False])  # fmt: skip
+    assert [_takes("pptx", n) for n in ("a.pptx", "B.PPTX", "c.pptx.zst", "d.ppt", "e.ppsx", "f.pps", "g.pptm", "h.potx")] == (
+        [True] * 7 + [False])  # fmt: skip
     monkeypatch.setattr(_zipped, "MOST_XML", 3000)  # a zip bomb is not read: every part counts
     why = pptx_text(make_pptx(SLIDES))[1] or ""
     assert re.fullmatch(r"ppt/\S+ is \d,\d{3} bytes uncompressed, over the 3,000 read of a document", why)

@@ -40,10 +40,10 @@ KINDS = (
         ".pdf documents as their text (PDFium: pip install 'embedrt[pdf]'), pages separated by a form feed on a "
         "line of its own (windows name theirs: chunk_page); a scanned PDF (no text) is a bad row but with --ocr")),
     Kind("docx", "Word", "a Word document", True, _docx.SUFFIXES, _docx.docx_text, help=(
-        ".docx and .doc (Word) documents as their text (paragraphs a blank line apart, table cells a tab apart, "
+        ".docx and .doc (Word; .docm and templates too) documents as their text (paragraphs a blank line apart, table cells a tab apart, "
         "footnotes after the body; no headers, footers, comments or deleted revisions)")),
     Kind("pptx", "PowerPoint", "a PowerPoint deck", True, _pptx.SUFFIXES, _pptx.pptx_text, paged=True, help=(
-        ".pptx and .ppt (PowerPoint) decks and .ppsx/.pps shows as their slides' text (charts as their titles and data) and speaker notes, slides separated as PDF pages are "
+        ".pptx and .ppt (PowerPoint; .pptm and shows too) decks as their slides' text (charts as their titles and data) and speaker notes, slides separated as PDF pages are "
         "(windows name theirs: chunk_page)")),
     Kind("epub", "EPUB", "an EPUB book", True, _epub.SUFFIXES, _epub.epub_text, help=(
         ".epub books as their title and chapters' text in reading order; a book with DRM is a bad row")),

@@ -20,7 +20,9 @@ from ._doc import doc_text
 from ._xlsx import OLE2
 from ._zipped import Parts, Unreadable
 
-SUFFIXES = (".docx", ".doc")  # documents read as Word documents (a compression suffix after them too)
+# documents read as Word documents (a compression suffix after them too): documents, macro-enabled ones
+# and templates, of Word 2007 on and of Word 97-2003 (the same formats)
+SUFFIXES = (".docx", ".docm", ".dotx", ".dotm", ".doc", ".dot")
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"

@@ -201,8 +201,8 @@ def embed_dataset(
     documents named ``*.pdf`` are read as their text (PDFium, the ``pdf`` extra), pages separated by
     a form feed on a line of its own (a window's page is its ``chunk_page``); a PDF without a text
     layer (scanned) or that needs a password is a bad row. ``docx_text``: documents named ``*.docx``
-    or ``*.doc`` (Word 97-2003's, through olefile) are read as their text (paragraphs a blank line apart, table cells a tab apart; no headers,
-    footers, comments or deleted revisions; footnotes and endnotes after the body). ``pptx_text``: documents named ``*.pptx``, ``*.ppt``, ``*.ppsx`` or ``*.pps``
+    or ``*.doc`` (Word 97-2003's, through olefile; ``*.docm`` and the templates too) are read as their text (paragraphs a blank line apart, table cells a tab apart; no headers,
+    footers, comments or deleted revisions; footnotes and endnotes after the body). ``pptx_text``: documents named ``*.pptx`` or ``*.ppt`` (``*.pptm`` and shows too)
     (PowerPoint 97-2003's, through olefile) are read as their slides' text (charts as their titles and data) and speaker notes, slides separated as a PDF's pages are (a window's slide is
     its ``chunk_page``). ``epub_text``: documents named ``*.epub`` are read as their title and
     chapters' visible text, in reading order; a book with DRM is a bad row. ``odf_text``: documents

@@ -22,8 +22,9 @@ from ._ppt import ppt_text
 from ._xlsx import OLE2, NumberFormat, format_kind, number_text
 from ._zipped import Parts, Unreadable
 
-# documents read as PowerPoint decks (a compression suffix after them too): decks and shows (.ppsx, .pps)
-SUFFIXES = (".pptx", ".ppt", ".ppsx", ".pps")
+# documents read as PowerPoint decks (a compression suffix after them too): decks, macro-enabled ones and
+# shows, of PowerPoint 2007 on and of PowerPoint 97-2003 (the same formats)
+SUFFIXES = (".pptx", ".pptm", ".ppsx", ".ppsm", ".ppt", ".pps")
 
 _P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
