@@ -63,11 +63,12 @@ KINDS = (
 BY_NAME = {k.name: k for k in KINDS}
 
 
-def asked(html_text: bool, pdf_text: bool, docx_text: bool, pptx_text: bool, epub_text: bool,
-          odf_text: bool, xlsx_text: bool, eml_text: bool = False, rtf_text: bool = False) -> tuple[str, ...]:  # fmt: skip
-    """The kinds a job's options ask for, in ``KINDS`` order."""
-    on = (html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text, xlsx_text, eml_text, rtf_text)
-    return tuple(k.name for k, yes in zip(KINDS, on, strict=True) if yes)
+def asked(**options: bool) -> tuple[str, ...]:
+    """The kinds a job's options (``html_text=True`` ...: one per kind) ask for, in ``KINDS`` order."""
+    names = {f"{k.name}_text" for k in KINDS}
+    if set(options) != names:  # every kind's option, and no other: a kind added is a kind passed
+        raise TypeError(f"asked() takes {sorted(names)}, got {sorted(options)}")
+    return tuple(k.name for k in KINDS if options[f"{k.name}_text"])
 
 
 def paged(names: tuple[str, ...]) -> bool:

@@ -31,6 +31,7 @@ _CCP = 0x004C  # FibRgLw97's character counts: text, footnotes, headers, macros,
 _DELETED = 0x0800  # sprmCFRMarkDel
 # sprmPFInTable, sprmPFTtp (a row's end), sprmPFInnerTableCell and sprmPFInnerTtp (a nested table's cell and row ends)
 _IN_TABLE, _ROW_END, _INNER_CELL_END, _INNER_ROW_END = 0x2416, 0x2417, 0x244B, 0x244C
+_IN_A_TABLE, _ENDS_ROW, _ENDS_INNER_ROW, _ENDS_INNER_CELL = 1, 2, 4, 8  # a paragraph's kind, from those
 _OPERAND = {0: 1, 1: 1, 2: 2, 3: 4, 4: 2, 5: 2, 7: 3}  # a sprm's operand bytes by its spra (6: variable)
 _TABLE_DEFINITION = 0xD608  # sprmTDefTable: its variable operand's size takes two bytes
 
@@ -137,10 +138,10 @@ class _Document:
             k = bisect.bisect_right(starts, at + m.start() * width) - 1
             kind = kinds[k] if k >= 0 and ends[k] > at + m.start() * width else 0
             if m.group() == "\x07":
-                return ROW if kind & 2 else CELL
-            if kind & 4:
+                return ROW if kind & _ENDS_ROW else CELL
+            if kind & _ENDS_INNER_ROW:
                 return INNER_ROW
-            return INNER_CELL if kind & 8 else IN_CELL if kind & 1 else PARAGRAPH
+            return INNER_CELL if kind & _ENDS_INNER_CELL else IN_CELL if kind & _IN_A_TABLE else PARAGRAPH
 
         return _MARKS.sub(mark, chars)
 
@@ -199,8 +200,8 @@ def _chpx_deleted(page: bytes, count: int, r: int) -> int:
 
 
 def _papx_kind(page: bytes, count: int, r: int) -> int:
-    """A paragraph-properties run's kind: 1 inside a table, 2 a table row's end (its mark ends a row),
-    4 a nested table's row end, 8 a nested table's cell end."""
+    """A paragraph-properties run's kind: the flags ``_IN_A_TABLE``, ``_ENDS_ROW`` (its mark ends a
+    row), ``_ENDS_INNER_ROW`` and ``_ENDS_INNER_CELL`` (a nested table's)."""
     offset = page[4 * (count + 1) + 13 * r] * 2
     if offset == 0:
         return 0
@@ -209,13 +210,13 @@ def _papx_kind(page: bytes, count: int, r: int) -> int:
     kind = 0
     for sprm, value in _sprms(page[start + 2 : start + size]):  # after the style's index
         if sprm == _IN_TABLE and value:
-            kind |= 1
+            kind |= _IN_A_TABLE
         elif sprm == _ROW_END and value:
-            kind |= 2
+            kind |= _ENDS_ROW
         elif sprm == _INNER_ROW_END and value:
-            kind |= 4
+            kind |= _ENDS_INNER_ROW
         elif sprm == _INNER_CELL_END and value:
-            kind |= 8
+            kind |= _ENDS_INNER_CELL
     return kind
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 from xml.etree import ElementTree
 
 from ._doc import doc_text
-from ._xlsx import OLE2
+from ._ole import OLE2
+from ._rtf import is_rtf
 from ._zipped import Parts, Unreadable
 
 # documents read as Word documents (a compression suffix after them too): documents, macro-enabled ones
@@ -38,7 +39,7 @@ def docx_text(data: bytes) -> tuple[str | None, str | None]:
     97-2003 document (an OLE2 file, as a ``.doc`` is; an encrypted ``.docx`` is one too) is read by ``_doc``."""
     if data.startswith(OLE2):
         return doc_text(data)
-    if data.lstrip()[:5] == b"{\\rtf":
+    if is_rtf(data):
         return None, "an RTF document under a Word name: rename it .rtf and pass --rtf-text (rtf_text=True)"
     try:
         parts = Parts(data, "not a Word document: neither a zip, as a .docx is, nor an OLE2 file, as a .doc is "

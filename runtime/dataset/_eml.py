@@ -19,7 +19,7 @@ from email.message import EmailMessage, MIMEPart
 
 from ._html import html_text
 from ._msg import msg_text
-from ._xlsx import OLE2
+from ._ole import OLE2
 
 SUFFIXES = (".eml", ".msg")  # documents read as e-mail messages (a compression suffix after them too)
 

@@ -308,7 +308,8 @@ def embed_dataset(
         id_column = "path"
     if isinstance(progress_every, bool) or not isinstance(progress_every, int | float) or not progress_every >= 0:
         raise ValueError(f"progress_every must be a number of seconds >= 0, got {progress_every!r}")
-    as_text = asked(html_text, pdf_text, docx_text, pptx_text, epub_text, odf_text, xlsx_text, eml_text, rtf_text)
+    as_text = asked(html_text=html_text, pdf_text=pdf_text, docx_text=docx_text, pptx_text=pptx_text,
+                    epub_text=epub_text, odf_text=odf_text, xlsx_text=xlsx_text, eml_text=eml_text, rtf_text=rtf_text)
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,

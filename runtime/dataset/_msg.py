@@ -19,7 +19,7 @@ import struct
 from typing import Any
 
 from ._html import html_text
-from ._ole import Unreadable, ole_text
+from ._ole import Unreadable, code_page, ole_text
 
 _SUBJECT, _SENDER_NAME, _SENDER_ADDRESS, _SENDER_SMTP, _TO, _CC = 0x0037, 0x0C1A, 0x0C1F, 0x5D01, 0x0E04, 0x0E03
 _BODY, _HTML, _SENT, _DELIVERED, _CODEPAGE, _INTERNET_CODEPAGE = 0x1000, 0x1013, 0x0039, 0x0E06, 0x3FFD, 0x3FDE
@@ -45,7 +45,7 @@ class _Message:
         self.ole, self.prefix = ole, prefix
         self.fixed = self._fixed(header)
         code = self.fixed.get(_CODEPAGE) or self.fixed.get(_INTERNET_CODEPAGE)
-        self.codepage = _codec(code) if isinstance(code, int) else "cp1252"
+        self.codepage = code_page(code) if isinstance(code, int) else "cp1252"
 
     def _stream(self, name: str) -> bytes | None:
         path = self.prefix + name
@@ -99,8 +99,8 @@ class _Message:
     def _attachments(self) -> list[str]:
         """The message's attachments' storages (``__attach_version1.0_#...``), in order."""
         depth = self.prefix.count("/")
-        found = {"/".join(path[depth : depth + 1]) + "/" for path in self.ole.listdir()
-                 if "/".join(path).startswith(self.prefix) and len(path) > depth + 1
+        found = {path[depth] + "/" for path in self.ole.listdir()
+                 if len(path) > depth + 1 and "/".join(path).startswith(self.prefix)
                  and path[depth].startswith("__attach_version1.0_#")}  # fmt: skip
         return sorted(found)
 
@@ -109,15 +109,6 @@ def _filetime(value: int) -> str:
     """A FILETIME (100 ns since 1601, UTC) in ISO 8601."""
     when = datetime.datetime(1601, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(microseconds=value // 10)
     return when.isoformat()
-
-
-def _codec(codepage: int) -> str:
-    name = "utf-8" if codepage == 65001 else f"cp{codepage}"
-    try:
-        "".encode(name)
-    except LookupError:
-        return "cp1252"
-    return name
 
 
 def _decoded(html: bytes, codepage: str) -> str:

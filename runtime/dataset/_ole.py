@@ -1,11 +1,15 @@
 """Reading an OLE2 compound file (Word 97-2003 ``.doc``, PowerPoint 97-2003 ``.ppt``, Outlook
-``.msg``) with olefile (the ``dataset`` extra): one way to open it, to close it, and to say why a
-file gives no text, for the readers of those formats."""
+``.msg``) with olefile (the ``dataset`` extra): one way to know it, open it, close it, and to say why a
+file gives no text, for the readers of those formats; and the Windows code pages that their 8-bit
+text (and RTF's) is in."""
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable
 from typing import Any
+
+OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file's first bytes: .doc, .ppt, .xls, .msg, an encrypted .docx
 
 
 class Unreadable(Exception):
@@ -46,6 +50,14 @@ def streams_of(ole: Any, stream: str, kind: str, ooxml: str) -> set[str]:
         raise Unreadable(f"a password-protected {kind} ({ooxml} in an encrypted OLE2 file): save it without a "
                          "password to embed it")  # fmt: skip
     raise Unreadable(f"an OLE2 file without a {kind} (no {stream} stream)")
+
+
+def code_page(number: int, fallback: str = "cp1252") -> str:
+    """The Python codec of the Windows code page ``number`` (65001 is UTF-8), or ``fallback``."""
+    try:
+        return codecs.lookup(f"cp{number}").name
+    except LookupError:
+        return fallback
 
 
 def _unreadable(kind: str, e: Exception) -> str:

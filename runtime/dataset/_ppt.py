@@ -73,7 +73,7 @@ class _Deck:
         notes: dict[int, int] = {}  # a notes page's id -> its persist id
         for rec in _children(stream, self._at(document)):
             if rec.type == _SLIDE_LIST and rec.instance == 0:
-                self.slides = list(self._slide_list(rec))
+                self.slides = [(ref, texts) for ref, _, texts in self._slide_list_ids(rec)]
             elif rec.type == _SLIDE_LIST and rec.instance == 2:
                 notes = {slide_id: ref for ref, slide_id, _ in self._slide_list_ids(rec)}
         self.notes = notes
@@ -98,10 +98,6 @@ class _Deck:
                 current[2][-1] = self._chars(child)
         if current is not None:
             yield current
-
-    def _slide_list(self, rec: _Record) -> Iterator[tuple[int, list[str]]]:
-        for ref, _, texts in self._slide_list_ids(rec):
-            yield ref, texts
 
     def _chars(self, rec: _Record) -> str:
         raw = self.stream[rec.body : rec.end]

@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from xml.etree import ElementTree
 
+from ._ole import OLE2
 from ._pdf_worker import PAGE_BREAK
 from ._ppt import ppt_text
-from ._xlsx import OLE2, NumberFormat, format_kind, number_text
+from ._xlsx import NumberFormat, format_kind, number_text
 from ._zipped import Parts, Unreadable
 
 # documents read as PowerPoint decks (a compression suffix after them too): decks, macro-enabled ones and

@@ -11,11 +11,11 @@ A file that does not begin as RTF does (``{\\rtf``) is a bad row saying so.
 
 from __future__ import annotations
 
-import codecs
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ._doc import CELL, IN_CELL, INNER_CELL, INNER_ROW, PARAGRAPH, ROW, marked_blocks
+from ._ole import code_page
 
 SUFFIXES = (".rtf",)  # documents read as RTF (a compression suffix after them too)
 
@@ -46,13 +46,23 @@ class _Group:
     nested_props: bool = False  # a nested table's row properties (which end its row)
 
 
+@dataclass
+class _Note:
+    text: list[str] = field(default_factory=list)
+    endnote: bool = False  # \ftnalt: endnotes follow the footnotes
+
+
+def is_rtf(data: bytes) -> bool:
+    """Whether ``data`` begins as an RTF document does (``{\\rtf``, after any white space)."""
+    return data[:64].lstrip()[:5] == b"{\\rtf"
+
+
 def rtf_text(data: bytes) -> tuple[str | None, str | None]:
     """The text of the RTF ``data``, paragraphs a blank line apart; or why it has none."""
-    if data.lstrip()[:5] != b"{\\rtf":
+    if not is_rtf(data):
         return None, "not an RTF document: it does not begin with {\\rtf"
     body: list[str] = []
-    notes: list[list[str]] = []  # each note's text
-    endnotes: list[bool] = []  # whether each note is an endnote (\ftnalt): they follow the footnotes
+    notes: list[_Note] = []
     stack = [_Group()]
     in_table = False  # the paragraph is in a table (\intbl, \itapN)
     declared = cells = 0  # the cells the table's row defines (\cellx), and those ended so far (\cell)
@@ -62,10 +72,10 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
     high: int | None = None  # a \uN high surrogate, waiting for its low one
     first_in_group = False  # the next token is the group's first (a destination's name)
 
-    def emit(text: str) -> None:
+    def emit(text: str, hidden_too: bool = False) -> None:
         group = stack[-1]
-        if not group.skip and not group.deleted:
-            (notes[-1] if group.notes and notes else body).append(text)
+        if hidden_too or (not group.skip and not group.deleted):
+            (notes[-1].text if group.notes and notes else body).append(text)
 
     def flush() -> None:
         if pending:
@@ -118,17 +128,16 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
             stack[-1] = replace(group, skip=True, nested_props=True)
         elif name == b"nestrow" and group.nested_props:
             stack[-1] = replace(group, nested_props=False)
-            _append(body, notes, group, INNER_ROW)
+            emit(INNER_ROW, hidden_too=True)  # in a skipped group, which holds nothing else of the text
         elif starts and name in _SKIPPED:
             stack[-1] = replace(group, skip=True)
         elif starts and name in _KEPT:  # {\footnote ...}, or {\*\footnote ...} as LibreOffice writes it
             outer = stack[-2] if len(stack) > 1 else _Group()
             stack[-1] = replace(group, skip=outer.skip, notes=group.notes or name == b"footnote")
             if name == b"footnote" and not outer.skip:
-                notes.append([])
-                endnotes.append(False)
-        elif name == b"ftnalt" and group.notes and endnotes:
-            endnotes[-1] = True
+                notes.append(_Note())
+        elif name == b"ftnalt" and group.notes and notes:
+            notes[-1].endnote = True
         elif name == b"u" and value is not None:
             code = value + 65536 if value < 0 else value
             if 0xD800 <= code < 0xDC00:
@@ -142,7 +151,7 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
         elif name == b"uc" and value is not None:
             stack[-1] = replace(group, uc=max(value, 0))
         elif name == b"ansicpg" and value is not None:
-            codepage = _codepage(value, codepage)
+            codepage = code_page(value, codepage)
         elif name == b"deleted":
             stack[-1] = replace(group, deleted=value != 0)
         elif name == b"plain":
@@ -170,10 +179,8 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
             emit(_mark(_CHARACTERS[name], in_table))
     flush()
     blocks = list(marked_blocks("".join(body)))  # a field's code is a skipped destination, its result text
-    for last in (False, True):  # the footnotes, then the endnotes
-        for note, endnote in zip(notes, endnotes, strict=True):
-            if endnote is last:
-                blocks += marked_blocks("".join(note).lstrip())
+    for note in sorted(notes, key=lambda n: n.endnote):  # the footnotes, then the endnotes, each in order
+        blocks += marked_blocks("".join(note.text).lstrip())
     return "\n\n".join(b for b in blocks if b.strip()), None
 
 
@@ -184,14 +191,3 @@ def _mark(text: str, in_table: bool) -> str:
     return text
 
 
-def _append(body: list[str], notes: list[list[str]], group: _Group, text: str) -> None:
-    (notes[-1] if group.notes and notes else body).append(text)
-
-
-def _codepage(number: int, current: str) -> str:
-    name = f"cp{number}"
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        return current
-    return name

@@ -27,11 +27,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from xml.etree import ElementTree
 
+from ._ole import OLE2
 from ._pdf_worker import PAGE_BREAK
 from ._zipped import Parts, Unreadable
 
 SUFFIXES = (".xlsx", ".xlsm", ".xls")  # documents read as Excel workbooks (a compression suffix after them too)
-OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file's first bytes: a .xls, or an encrypted .xlsx
 GAP = 16  # empty columns kept as empty fields between two values; a wider gap is one field
 
 _S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
