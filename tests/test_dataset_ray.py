@@ -208,6 +208,22 @@ def test_ray_backend_reads_a_compressed_input(local_ray: None, tmp_path: Path, t
     np.testing.assert_array_equal(_vectors(a), _vectors(b))
 
 
+def test_ray_backend_reads_an_mbox_as_the_local_backend(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """Each actor reads its parts of a mailbox from the From line they begin at."""
+    rows = b"".join(b"From a@example.com Mon Jan  1 00:00:00 2024\nSubject: note %d\nMessage-ID: <%d@x>\n\n%s\n\n"
+                    % (i, i, t.encode()) for i, t in enumerate(TEXTS[:120]))  # fmt: skip
+    (tmp_path / "box.mbox").write_bytes(rows)
+    common = {"id_column": "message_id", "keep_columns": ["subject"], "rows_per_part": 25, "progress": False}
+    rayed = embed_dataset(tmp_path / "box.mbox", tmp_path / "ray", tiny_bert_bundle, backend="ray",
+                          ray=RayOptions(num_actors=2), **common)  # type: ignore[arg-type]  # fmt: skip
+    embed_dataset(tmp_path / "box.mbox", tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    assert rayed.written == 120 and rayed.parts == 5
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    assert b.column("id").to_pylist() == a.column("id").to_pylist() == [f"<{i}@x>" for i in range(120)]
+    assert b.column("subject").to_pylist() == [f"note {i}" for i in range(120)]
+    np.testing.assert_array_equal(_vectors(a), _vectors(b))
+
+
 def test_ray_progress_moves_within_a_part_and_counts_every_row(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     import embedrt.dataset._job as job

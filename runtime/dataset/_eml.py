@@ -8,6 +8,10 @@ text as ``_html`` reads a page), then the names of its attachments on a line (``
 b.xlsx``), then each forwarded message attached whole (``message/rfc822``), read so, a blank line
 apart. Left out: the other headers, the attachments' contents.
 A file without a message's header lines is a bad row saying so.
+
+Parsed with the ``compat32`` policy, whose headers are strings decoded here when read: the default
+policy parses every header it is asked for into objects, each time (``Content-Type`` a dozen times
+a message while its body and attachments are found), which made reading 8x slower.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.message import EmailMessage, MIMEPart
 
 from ._html import html_text
@@ -24,6 +30,7 @@ from ._ole import OLE2
 SUFFIXES = (".eml", ".msg")  # documents read as e-mail messages (a compression suffix after them too)
 
 _HEADERS = ("Subject", "From", "To", "Cc", "Date")
+_ADDRESSES = ("From", "To", "Cc")
 _DEPTH = 8  # forwarded messages read inside one another, at most
 
 
@@ -32,23 +39,41 @@ def eml_text(data: bytes) -> tuple[str | None, str | None]:
     ``.msg`` is) is read by ``_msg``."""
     if data.startswith(OLE2):
         return msg_text(data)
-    message = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)  # the default policy's message class
+    message, why = parsed(data)
+    return (None, why) if message is None else (message_text(message), None)
+
+
+def parsed(data: bytes) -> tuple[EmailMessage | None, str | None]:
+    """The RFC 5322 message ``data``, or why it is none (no header a message has)."""
+    message = email.message_from_bytes(data, _Message, policy=email.policy.compat32)
+    assert isinstance(message, EmailMessage)
     if not any(name in message for name in (*_HEADERS, "Message-ID", "Received", "MIME-Version", "Content-Type")):
         return None, ("not an e-mail message: no Subject, From, To, Date, Message-ID, Received or Content-Type header "
                       "at its start")  # fmt: skip
-    return _message_text(message, _DEPTH), None
+    return message, None
 
 
-def _message_text(message: EmailMessage, depth: int) -> str:
-    lines = [f"{name}: {value}" for name in _HEADERS if (value := _header(message, name))]
-    blocks = ["\n".join(lines)] if lines else []
+def message_text(message: EmailMessage, headers: dict[str, str] | None = None) -> str:
+    """A message's text as ``eml_text`` gives it; ``headers``: its ``header`` values already read."""
+    return _message_text(message, _DEPTH, headers)
+
+
+def body_text(message: EmailMessage) -> str:
+    """A message's body: its plain text, else its HTML's visible text ("" for neither)."""
     body = message.get_body(preferencelist=("plain", "html"))
-    if body is not None:
-        text = _content(body).replace("\r\n", "\n").replace("\r", "\n")  # lines as sent over the wire: CRLF
-        if body.get_content_subtype() == "html":
-            text = html_text(text, title=False)  # a page's title in a message is no text of it
-        blocks.append(text.strip("\n"))
+    if body is None:
+        return ""
+    text = _content(body).replace("\r\n", "\n").replace("\r", "\n")  # lines as sent over the wire: CRLF
+    if body.get_content_subtype() == "html":
+        text = html_text(text, title=False)  # a page's title in a message is no text of it
+    return text.strip("\n")
+
+
+def _message_text(message: EmailMessage, depth: int, headers: dict[str, str] | None = None) -> str:
+    read = headers or {}
+    lines = [f"{name}: {value}" for name in _HEADERS if (value := read[name] if name in read else header(message, name))]
+    blocks = ["\n".join(lines)] if lines else []
+    blocks.append(body_text(message))
     names: list[str] = []
     forwarded: list[str] = []
     for part in message.iter_attachments():
@@ -60,32 +85,50 @@ def _message_text(message: EmailMessage, depth: int) -> str:
                 continue
         name = part.get_filename()
         if name:
-            names.append(" ".join(name.split()))
+            names.append(" ".join(_decoded(name).split()))
     if names:
         blocks.append("Attachments: " + ", ".join(names))
     return "\n\n".join(b for b in (*blocks, *forwarded) if b)
 
 
-def _header(message: EmailMessage, name: str) -> str:
+def header(message: EmailMessage, name: str) -> str:
     """A header's value as its reader sees it (encoded words decoded, folded lines joined); a date
     in ISO 8601 where it parses."""
-    try:
-        value = message.get(name)
-    except Exception:  # a header the policy cannot parse: its raw value
-        value = message.get_all(name, failobj=[None])[0]
-    if value is None:
+    raw = next((v for k, v in message.raw_items() if k.lower() == name.lower()), None)
+    if raw is None:
         return ""
-    text = str(value)
-    if "\ufffd" in text:  # raw 8-bit bytes in the header, which the parser replaced: read them as sent
-        raw = next((str(v) for k, v in message.raw_items() if k.lower() == name.lower()), text)
-        text = _unescaped(raw)
-    text = " ".join(text.split())
+    text = " ".join(_unescaped(str(raw)).split())
+    if name in _ADDRESSES:
+        return _addresses(text)
+    text = _decoded(text)
     if name == "Date":
         try:
             return email.utils.parsedate_to_datetime(text).isoformat()
         except (TypeError, ValueError, IndexError):
             return text
     return text
+
+
+def _addresses(text: str) -> str:
+    """An address header as a mail client shows it: ``Name <address>`` or ``address``, a comma
+    apart (a name in a comment, ``a@b (Name)``, or in quotes, shown so too); as written where it
+    does not parse."""
+    pairs = email.utils.getaddresses([text])
+    if not any(address for _name, address in pairs):
+        return _decoded(text)
+    return ", ".join(f"{_decoded(name)} <{address}>" if name and address else address or _decoded(name)
+                     for name, address in pairs)  # fmt: skip
+
+
+def _decoded(text: str) -> str:
+    """``text`` with its RFC 2047 encoded words (``=?utf-8?q?...?=``) decoded; as it is where one
+    cannot be (a charset Python does not know, broken base64)."""
+    if "=?" not in text:
+        return text
+    try:
+        return str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return text
 
 
 def _unescaped(text: str) -> str:
@@ -100,11 +143,25 @@ def _unescaped(text: str) -> str:
 
 
 def _content(part: MIMEPart) -> str:
-    """A text part's content, decoded from its transfer encoding and its charset (an unknown charset
-    as Latin-1, so that nothing fails)."""
+    """A text part's content, decoded from its transfer encoding and its charset (none given: UTF-8,
+    else Latin-1; an unknown one as Latin-1, so that nothing fails)."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return str(payload or "")
+    charset = part.get_content_charset()
+    if charset is None:
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return payload.decode("latin-1")
     try:
-        content = part.get_content()
-    except (LookupError, UnicodeError):  # a charset Python does not know, or bytes that are not in it
-        payload = part.get_payload(decode=True)
-        return payload.decode("latin-1") if isinstance(payload, bytes) else str(payload or "")
-    return content if isinstance(content, str) else content.decode("latin-1")
+        return payload.decode(charset, "replace")
+    except LookupError:  # a charset Python does not know
+        return payload.decode("latin-1")
+
+
+class _Message(EmailMessage):
+    """``EmailMessage``'s ways of finding a body and attachments, on ``compat32``'s string headers."""
+
+    def is_attachment(self) -> bool:
+        return self.get_content_disposition() == "attachment"

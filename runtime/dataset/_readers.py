@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from . import _storage as storage
 from ._as_text import binary_kind, kind_of
 from ._html import html_text
+from ._mbox import OPENS, message_row
 from ._pdf import pdf_text_later
 from ._sources import (
     InputError,
@@ -163,6 +164,8 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
             slices = _read_txt(one, rows, out)
         elif plan.format is InputFormat.JSONL:
             slices = _read_jsonl(one, rows, source, columns, out)
+        elif plan.format is InputFormat.MBOX:
+            slices = _read_mbox(one, rows, source, columns, out)
         else:
             slices = _read_csv(one, rows, source, columns, plan.csv_delimiter, out)
         yield from (_assembled(plan, full) for full in slices)
@@ -399,6 +402,37 @@ def _read_jsonl(shard: Shard, part: PartSpec, source: TextSource, columns: tuple
                      f"character {at}", values)  # fmt: skip
         else:
             rows.add(line, text, bad, values)
+
+
+def _read_mbox(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer) -> Iterator[_Rows]:
+    for line, raw in _messages(shard, part):
+        if out.full():
+            yield out.take()
+        values, bad = message_row(raw)
+        text, bad = source.from_mapping(values) if bad is None else (None, bad)
+        out.rows.add(line, text, bad, {c: values.get(c) for c in columns})
+
+
+def _messages(shard: Shard, part: PartSpec) -> Iterator[tuple[int, bytes]]:
+    """(line of its ``From `` line, its lines after that one) for each message of an mbox part."""
+    with storage.reading(shard.path) as f:
+        f.seek(part.byte_offset)
+        line, left = part.first_line, part.rows
+        held: list[bytes] | None = None  # the lines of the message being read
+        at = line
+        for raw in f:
+            if raw.startswith(OPENS):
+                if held is not None:
+                    yield at, b"".join(held)
+                    left -= 1
+                    if not left:
+                        return
+                held, at = [], line
+            elif held is not None:
+                held.append(raw)
+            line += 1
+        if held is not None and left:
+            yield at, b"".join(held)
 
 
 def _salvage(raw: bytes) -> Any:

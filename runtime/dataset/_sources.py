@@ -31,6 +31,7 @@ from .._errors import EmbedrtError
 from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
+from . import _mbox
 from . import _storage as storage
 from ._as_text import KINDS
 from ._pdf import check_ocr, check_pdfium
@@ -51,6 +52,7 @@ class InputFormat(str, Enum):
     TSV = "tsv"
     PARQUET = "parquet"
     ARROW = "arrow"  # Arrow IPC, file or stream format (Hugging Face datasets' .arrow files)
+    MBOX = "mbox"  # e-mail messages, each opened by a line beginning "From ": rows of ``_mbox.COLUMNS``
     DOCUMENTS = "documents"  # each file one text, whatever its name: rows of ``DOCUMENT_COLUMNS``
 
     @property
@@ -64,6 +66,7 @@ SUFFIXES = {
     ".ndjson": InputFormat.JSONL, ".csv": InputFormat.CSV, ".tsv": InputFormat.TSV,
     ".parquet": InputFormat.PARQUET, ".pq": InputFormat.PARQUET, ".arrow": InputFormat.ARROW,
     ".arrows": InputFormat.ARROW, ".feather": InputFormat.ARROW, ".ipc": InputFormat.ARROW,
+    **dict.fromkeys(_mbox.SUFFIXES, InputFormat.MBOX),
 }  # fmt: skip
 _REFUSED = {".json": "a JSON document (one object a line is .jsonl)"}
 _HASHED = 4096  # documents' hashes made hex at once (``Documents.hashed``)
@@ -723,6 +726,8 @@ def _scan_file(
         tell(shard.rows)
     elif fmt in (InputFormat.CSV, InputFormat.TSV):
         shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell)
+    elif fmt is InputFormat.MBOX:
+        shard, starts, hashes = _scan_mbox(path, first_row, cuts, tell)
     else:
         shard, starts, hashes = _scan_lines(path, first_row, cuts, skip_empty=fmt is InputFormat.JSONL,
                                             kinds=kinds, every_key=every, tell=tell)  # fmt: skip
@@ -936,6 +941,92 @@ def _scan_lines(
             carry, base = data[cut:], base + cut
             ph.settled(base)  # every part starting before the unfinished last line is known
     return Shard(path, rows, first_row, base + len(carry), h.hexdigest()), starts, ph.finish()
+
+
+_MESSAGE_KEY = 64 << 10  # a message's content hash (content-defined parts) is of its first so many bytes
+
+
+def _scan_mbox(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
+               ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
+    """Rows = an mbox's messages (``_mbox``: each opened by a line beginning ``From ``), cut into
+    parts by ``cuts``, as ``_scan_lines`` cuts lines. A message's content hash is of its first
+    ``_MESSAGE_KEY`` bytes, its headers (Message-ID, Date) among them: the ``From `` lines alone
+    repeat (a mail client writes one date for a whole folder it saves), which would leave every cut
+    to the forced ones and make an edit move no part."""
+    h = hashlib.sha256()
+    ph = _PartHashes()
+    starts: list[tuple[int, int, int]] = []
+    rows = lines = 0
+    carry, base = b"", 0  # the unfinished last line of the previous block, and its offset
+    opened: tuple[int, int] | None = None  # the last message's offset and line, while its hash is not known
+    key = bytearray()  # its first bytes read so far
+
+    def emit(found: list[tuple[int, int, int]]) -> None:  # messages whose hashes are known: (offset, line, hash)
+        nonlocal rows
+        if found:
+            got = np.array(found, np.int64).reshape(-1, 3)
+            _mark_starts(starts, got[:, 0], got[:, 1], rows, cuts, got[:, 2].astype(np.uint64) if cuts.content else None,
+                         ph)  # fmt: skip
+            rows += len(found)
+            tell(len(found))
+
+    with storage.open_input(path) as f:
+        _check_utf8(path, f)
+        _check_mbox(path, f)
+        while True:
+            block = f.read(_BLOCK)
+            h.update(block)
+            ph.update(block)
+            data = carry + block if carry else block
+            complete = len(data) if not block else data.rfind(b"\n") + 1  # the lines known whole
+            begins = _line_starts(data, complete)
+            found: list[tuple[int, int, int]] = []
+            fed = 0  # the bytes of ``data`` given to the open message's key
+            for k in np.flatnonzero(_opening(data, begins)).tolist():
+                at = int(begins[k])
+                if opened is not None:
+                    key += data[fed:min(at, fed + _MESSAGE_KEY - len(key))]
+                    found.append((*opened, zlib.crc32(key, _SEED)))
+                opened, key, fed = (base + at, lines + 1 + k), bytearray(), at
+            if opened is not None:
+                key += data[fed:min(complete, fed + max(0, _MESSAGE_KEY - len(key)))]
+                if len(key) >= _MESSAGE_KEY or not block:  # known now: marked, so its bytes need not be held
+                    found.append((*opened, zlib.crc32(key, _SEED)))
+                    opened = None
+            emit(found)
+            lines += len(begins)
+            carry, base = data[complete:], base + complete
+            ph.settled(base if opened is None else opened[0])
+            if not block:
+                break
+    return Shard(path, rows, first_row, base, h.hexdigest(), columns=_mbox.COLUMNS), starts, ph.finish()
+
+
+def _line_starts(data: bytes, complete: int) -> np.ndarray:
+    """The offsets of the lines of ``data[:complete]``."""
+    if not complete:
+        return np.zeros(0, np.int64)
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8, complete) == 10)
+    return np.concatenate(([0], ends[ends + 1 < complete] + 1))
+
+
+def _opening(data: bytes, begins: np.ndarray) -> np.ndarray:
+    """Which of the lines of ``data`` beginning at ``begins`` open a message (``_mbox.OPENS``)."""
+    is_row = np.zeros(len(begins), bool)
+    if len(begins):
+        for k in np.flatnonzero(np.frombuffer(data, np.uint8)[begins] == _mbox.OPENS[0]).tolist():
+            is_row[k] = data.startswith(_mbox.OPENS, int(begins[k]))
+    return is_row
+
+
+def _check_mbox(path: str, f: Any) -> None:
+    """An mbox file (``f``, buffered, at its start) begins with its first message's ``From `` line,
+    after blank lines at most; else it is refused as a whole, not read as one message."""
+    text = f.peek(1 << 16)[:1 << 16].lstrip(b"\r\n")
+    if text and not text.startswith(_mbox.OPENS):
+        first = text.split(b"\n", 1)[0][:60]
+        raise InputError(f"{path} is not an mbox file: it begins with {first!r}, where an mbox begins with the line "
+                         f"'From ...' of its first message (a message a file is read with --documents --eml-text)")
 
 
 # byte order marks of text that is not UTF-8 (UTF-32 LE's first: it begins as UTF-16 LE's does)

@@ -1,0 +1,54 @@
+"""Mailboxes (``.mbox``): one e-mail message a row.
+
+An mbox file holds messages one after another, each opened by a line beginning ``From `` (the
+envelope's sender and date, as the delivering program wrote them); a line of a message that began
+so was written ``>From ``, and mboxrd writers quote ``>From `` lines once more (``>>From ``).
+Thunderbird's local folders, Gmail's Takeout export, Apple Mail's export, mutt and Mailman's
+archives are such files. As Python's ``mailbox`` does, every line beginning ``From `` opens a
+message; each message is read as ``_eml`` reads an ``.eml`` file, one quoting ``>`` taken off its
+``From `` lines first.
+
+A row's columns (``COLUMNS``): ``text`` (the message as ``eml_text`` reads it: the Subject, From,
+To, Cc and Date lines, the body, the attachments' names, forwarded messages), ``body`` (the body
+alone), the headers ``subject``, ``from``, ``to``, ``cc`` and ``date`` (ISO 8601 where it parses)
+as a reader sees them, and ``message_id`` (as written, ``<...>``); a header the message lacks is
+null.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ._eml import body_text, header, message_text, parsed
+
+OPENS = b"From "  # a line beginning so opens a message
+SUFFIXES = (".mbox", ".mbx")
+COLUMNS = ("text", "body", "subject", "from", "to", "cc", "date", "message_id")
+_HEADERS = {"subject": "Subject", "from": "From", "to": "To", "cc": "Cc", "date": "Date", "message_id": "Message-ID"}
+_QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
+
+
+def message_row(raw: bytes) -> tuple[dict[str, Any], str | None]:
+    """The columns of one message (``raw``: its lines after its ``From `` line), or why it is not a
+    message (then no columns)."""
+    message, why = parsed(_QUOTED.sub(rb"\1", raw))
+    if message is None:
+        return {}, why
+    headers = {name: header(message, name) for name in _HEADERS.values()}
+    row: dict[str, Any] = {c: _clean(headers[name]) or None for c, name in _HEADERS.items()}
+    row["text"] = _clean(message_text(message, headers))
+    row["body"] = _clean(body_text(message))
+    return row, None
+
+
+def _clean(text: str) -> str:
+    """``text`` as UTF-8 can hold it: a lone surrogate (a raw byte the parser kept) as U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")

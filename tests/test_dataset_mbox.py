@@ -1,0 +1,210 @@
+"""Mailboxes (.mbox) as the corpus job's input: a row per message, read as an .eml file is."""
+
+from __future__ import annotations
+
+import email.message
+import gzip
+import hashlib
+import json
+import mailbox
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from test_dataset_documents import MAIL, MAIL_TEXT  # noqa: E402
+
+from embedrt import Embedder  # noqa: E402
+from embedrt.dataset import BadRowError, InputError, embed_dataset  # noqa: E402
+from embedrt.dataset._eml import eml_text  # noqa: E402
+from embedrt.dataset._mbox import COLUMNS, message_row  # noqa: E402
+from embedrt.dataset._texts import read_texts  # noqa: E402
+
+
+def _message(i: int, body: str) -> email.message.EmailMessage:
+    m = email.message.EmailMessage()
+    m["Subject"] = f"Note {i} — café"
+    m["From"] = f"Ana Pérez <ana{i % 3}@example.com>"
+    m["To"] = "team@example.com"
+    m["Date"] = f"Tue, 2 Jan 2024 10:{i % 60:02d}:00 +0100"
+    if i % 5:
+        m["Message-ID"] = f"<{i}@example.com>"
+    m.set_content(body)
+    return m
+
+
+def _bodies(n: int) -> list[str]:
+    return [f"Message {i}.\n" + "From now on, " * (i % 4) + "한국어 " * (i % 3) + "\nFrom the minutes.\n" for i in range(n)]
+
+
+def _mailbox(path: Path, n: int) -> list[bytes]:
+    """An mbox of ``n`` messages as Python's ``mailbox`` writes one (a body's lines beginning ``From ``
+    quoted ``>From ``), and each message's own bytes."""
+    box = mailbox.mbox(str(path), create=True)
+    messages = [_message(i, body) for i, body in enumerate(_bodies(n))]
+    raws = [m.as_bytes() for m in messages]  # before ``add``, which quotes a body's From lines in the message too
+    for m in messages:
+        box.add(m)
+    box.flush()
+    box.close()
+    return raws
+
+
+def _read(out: Path) -> Any:
+    return pq.read_table(out).sort_by("id")
+
+
+def _vectors(table: Any) -> np.ndarray:
+    return np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
+
+
+def test_message_row_reads_a_message_as_an_eml_file_is() -> None:
+    """The columns of a message; its quoted From lines unquoted once (mboxrd); no headers: a bad row."""
+    row, bad = message_row(MAIL)
+    assert bad is None and set(row) == set(COLUMNS)
+    assert row["text"] == MAIL_TEXT == eml_text(MAIL)[0]
+    assert row["body"] == "Hello team,\n\nthe budget is attached. Café at 10? Yes."
+    assert (row["subject"], row["from"], row["to"], row["cc"]) == (
+        "Budget für Q3 — draft", "Ana Pérez <ana@example.com>", "team@example.com, bob@example.com", "cfo@example.com")
+    assert (row["date"], row["message_id"]) == ("2024-01-02T10:30:00+01:00", "<1@example.com>")
+    quoted = b"Subject: q\nFrom: a@example.com (Ana)\n\n>From here.\n>>From there.\n> From a reply.\nFrom x\n"
+    row, bad = message_row(quoted)
+    assert bad is None and row["body"] == "From here.\n>From there.\n> From a reply.\nFrom x"
+    assert (row["from"], row["to"], row["message_id"]) == ("Ana <a@example.com>", None, None)
+    assert message_row(b"no headers, only words\n") == (
+        {}, "not an e-mail message: no Subject, From, To, Date, Message-ID, Received or Content-Type header at its "
+            "start")  # fmt: skip
+    raw = message_row(b"Subject: caf\xe9 \xff\n\nbody\n")[0]["subject"]  # 8-bit bytes, not UTF-8: Latin-1
+    assert raw == "café ÿ"
+
+
+def test_an_mbox_is_a_row_per_message(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """Each message a row (its line the From line's), parts of a few messages, every column kept; the
+    vectors are those of the messages' texts; a resumed run equals a whole one."""
+    src = tmp_path / "in" / "inbox.mbox"
+    src.parent.mkdir()
+    raws = _mailbox(src, 23)
+    texts = [eml_text(r)[0] for r in raws]
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=5, keep_columns="*", progress=False)
+    assert (s.rows, s.written, s.parts, s.bad_rows) == (23, 23, 5, 0)
+    table = _read(tmp_path / "out")
+    assert table.column_names == ["id", *COLUMNS, "embedding"]
+    assert table.column("id").to_pylist() == list(range(23))
+    assert table.column("text").to_pylist() == texts
+    assert table.column("body").to_pylist() == [b.rstrip("\n") for b in _bodies(23)]
+    assert table.column("message_id").to_pylist() == [f"<{i}@example.com>" if i % 5 else None for i in range(23)]
+    assert table.column("from").to_pylist()[:3] == [f"Ana Pérez <ana{i}@example.com>" for i in range(3)]
+    np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
+    assert read_texts(src) == texts  # ``embedrt encode``'s reading
+    lines = (tmp_path / "out" / "_parts.jsonl").read_text().splitlines()  # killed after two parts: resume
+    (tmp_path / "out" / "_parts.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=5, keep_columns="*", progress=False)
+    assert s.parts_resumed == 2 and _read(tmp_path / "out").equals(table)
+
+
+def test_messages_added_at_the_front_move_the_parts_after(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """With content-defined parts, a message added at the front changes the parts around it only; the
+    others are moved, not embedded again."""
+    src = tmp_path / "box.mbox"
+    _mailbox(src, 60)
+    kw: dict[str, Any] = {"rows_per_part": 6, "content_defined_parts": True, "id_column": "message_id", "progress": False}
+    first = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    data = src.read_bytes()
+    extra = b"From someone@example.com Mon Jan  1 00:00:00 2024\n" + _message(61, "An added note.\n").as_bytes() + b"\n"
+    src.write_bytes(extra + data)
+    again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    assert again.rows == 61 and again.parts_moved >= first.parts - 3 and again.rows_embedded <= 3 * 4 * 6
+    embed_dataset(src, tmp_path / "clean", tiny_bert_bundle, **kw)
+    assert _read(tmp_path / "out").equals(_read(tmp_path / "clean"))
+
+
+def test_a_compressed_mbox_and_columns_by_name(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """A gzip mbox reads as the plain one; ids from Message-ID, kept columns, a text template; CRLF
+    line ends; a message without headers is a bad row at its From line."""
+    src = tmp_path / "a.mbox"
+    raws = _mailbox(src, 9)
+    bad = b"From nobody Mon Jan  1 00:00:00 2024\r\nno headers at all\r\n\r\n"
+    src.write_bytes(src.read_bytes() + bad)
+    (tmp_path / "gz").mkdir()
+    (tmp_path / "gz" / "a.mbox.gz").write_bytes(gzip.compress(src.read_bytes()))
+    kw: dict[str, Any] = {"id_column": "message_id", "keep_columns": "subject,date", "on_error": "null",
+                          "text_template": "{subject}\n\n{body}", "rows_per_part": 4, "progress": False}  # fmt: skip
+    s = embed_dataset(tmp_path / "gz", tmp_path / "out", tiny_bert_bundle, **kw)
+    embed_dataset(src, tmp_path / "plain", tiny_bert_bundle, **kw)
+    assert (s.rows, s.bad_rows) == (10, 1)
+    table = pq.read_table(tmp_path / "out")
+    assert table.equals(pq.read_table(tmp_path / "plain"))
+    assert table.column_names == ["id", "subject", "date", "embedding"]
+    assert table.column("date").to_pylist()[:2] == ["2024-01-02T10:00:00+01:00", "2024-01-02T10:01:00+01:00"]
+    texts = [f"Note {i} — café\n\n" + b.rstrip("\n") for i, b in enumerate(_bodies(9))]
+    np.testing.assert_allclose(_vectors(table.slice(0, 9)), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
+    assert table.column("embedding").to_pylist()[9] is None
+    lines = src.read_bytes().count(b"\n") - bad.count(b"\n") + 1
+    reason = json.loads((tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines()[0])
+    assert (reason["line"], reason["reason"][:28]) == (lines, "not an e-mail message: no Su")
+    with pytest.raises(BadRowError, match=rf"a.mbox line {lines} \(id 9\): not an e-mail message"):
+        embed_dataset(src, tmp_path / "fail", tiny_bert_bundle, progress=False)
+    raws = [r.replace(b"\n", b"\r\n") for r in raws]
+    crlf = b"".join(b"From x@example.com Mon Jan  1 00:00:00 2024\r\n" + r.replace(b"\nFrom ", b"\n>From ") + b"\r\n"
+                    for r in raws)  # fmt: skip
+    (tmp_path / "crlf.mbox").write_bytes(crlf)
+    assert read_texts(tmp_path / "crlf.mbox") == [eml_text(r)[0] for r in raws]
+
+
+def test_an_mbox_is_refused_where_it_is_not_one(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    (tmp_path / "notes.mbox").write_text("\n\nSubject: a message without its From line\n\nbody\n")
+    with pytest.raises(InputError, match=r"notes.mbox is not an mbox file: it begins with b'Subject: a message "
+                       r"without its From line', where an mbox begins with the line 'From \.\.\.'"):  # fmt: skip
+        embed_dataset(tmp_path / "notes.mbox", tmp_path / "o", tiny_bert_bundle, progress=False)
+    _mailbox(tmp_path / "box.mbox", 2)
+    with pytest.raises(InputError, match=r"box.mbox has no column 'sender'; its columns are \['text', 'body', "):
+        embed_dataset(tmp_path / "box.mbox", tmp_path / "o", tiny_bert_bundle, keep_columns="sender", progress=False)
+    empty = tmp_path / "empty" / "e.mbox"
+    empty.parent.mkdir()
+    empty.write_bytes(b"")
+    assert embed_dataset(empty, tmp_path / "o2", tiny_bert_bundle, progress=False).rows == 0
+
+
+def test_cli_embeds_an_mbox(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    _mailbox(tmp_path / "box.mbox", 4)
+    out = subprocess.run([sys.executable, "-m", "embedrt.cli", "embed-dataset", str(tmp_path / "box.mbox"),
+                          str(tmp_path / "o"), "-m", str(tiny_bert_bundle), "--id-column", "message_id",
+                          "--keep-columns", "from", "--no-progress"], capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    table = pq.read_table(tmp_path / "o")
+    assert table.column("id").to_pylist() == [None, "<1@example.com>", "<2@example.com>", "<3@example.com>"]
+    assert table.column("from").to_pylist()[1] == "Ana Pérez <ana1@example.com>"
+
+
+@pytest.mark.parametrize("content", [False, True])
+def test_the_scan_finds_the_same_messages_however_the_blocks_fall(content: bool, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Parts start at From lines, with their lines and the hashes of their bytes, the same for blocks
+    of 7 bytes to 8 MiB and for content hashes known before a message ends (``_MESSAGE_KEY``): blank
+    lines before the first message, a long one, CRLF, no final newline."""
+    from embedrt.dataset import _sources
+
+    raws = [_message(i, "short\n" if i % 4 else "long line of the body\r\n" * (i + 20)).as_bytes() for i in range(40)]
+    data = b"\n\r\n" + b"".join(b"From x Mon Jan  1 00:00:00 2024\n" + r + b"\n" for r in raws).rstrip(b"\n")
+    path = tmp_path / "a.mbox"
+    path.write_bytes(data)
+    monkeypatch.setattr(_sources, "_MESSAGE_KEY", 300)
+    plans = []
+    for block in (7, 64, 1000, 8 << 20):
+        monkeypatch.setattr(_sources, "_BLOCK", block)
+        plan = _sources.plan_input(str(path), 4, text="text", id_column=None, keep_columns=(), content_cuts=content)
+        plans.append([(p.start, p.stop, p.byte_offset, p.first_line, p.sha256) for p in plan.parts])
+    assert all(p == plans[0] for p in plans)
+    bounds = [p[2] for p in plans[0]] + [len(data)]
+    assert [p[4] for p in plans[0]] == [hashlib.sha256(data[bounds[i]:bounds[i + 1]]).hexdigest()
+                                        for i in range(len(bounds) - 1)]  # fmt: skip
+    assert all(data.startswith(b"From x", b) for b in bounds[:-1])
+    assert [p[3] for p in plans[0]] == [data[:b].count(b"\n") + 1 for b in bounds[:-1]]
+    assert plans[0][-1][1] == 40 and (len(plans[0]) == 10 if not content else 3 <= len(plans[0]) <= 20)
+    assert read_texts(path) == [eml_text(r)[0] for r in raws]
