@@ -204,7 +204,7 @@ def test_s3_parquet_glob_and_csv(s3: None, tmp_path: Path, tiny_bert_bundle: Pat
         assert pq.read_table(tmp_path / f"arrow-out-{stream}").equals(pq.read_table(tmp_path / "local-out"))
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.gz", "csv", "parquet", "arrow"])
+@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.gz", "csv", "parquet", "arrow", "mbox"])
 def test_s3_small_objects_share_parts_and_are_read_ahead(fmt: str, s3: None, tmp_path: Path, tiny_bert_bundle: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """Many small objects: parts of several objects, each object's bytes read ahead with the next
@@ -220,6 +220,10 @@ def test_s3_small_objects_share_parts_and_are_read_ahead(fmt: str, s3: None, tmp
         if fmt.startswith("jsonl"):
             data = _jsonl(rows)
             data = gzip.compress(data) if fmt.endswith(".gz") else data
+        elif fmt == "mbox":  # a message without headers is the bad row
+            data = b"".join(b"From a@example.com Mon Jan  1 00:00:00 2024\n" + (
+                f"Message-ID: {r['key']}\n\n{r['text']}\n" if r["text"] is not None else "no headers\n").encode()
+                for r in rows)  # fmt: skip
         elif fmt == "csv":
             data = ("key,text\n" + "".join(f'{r["key"]},"{r["text"]}"\n' for r in rows)
                     + (",,extra\n" if k == 13 else "")).encode()  # fmt: skip
@@ -236,10 +240,11 @@ def test_s3_small_objects_share_parts_and_are_read_ahead(fmt: str, s3: None, tmp
     fetched: list[str] = []
     whole = _storage._object_bytes
     monkeypatch.setattr(_storage, "_object_bytes", lambda uri: fetched.append(uri) or whole(uri))
-    kw: dict[str, Any] = {"id_column": "key", "rows_per_part": 100, "on_error": "skip", "progress": False}
+    key = "message_id" if fmt == "mbox" else "key"
+    kw: dict[str, Any] = {"id_column": key, "rows_per_part": 100, "on_error": "skip", "progress": False}
     s = embed_dataset(f"s3://corpus/small-{fmt}/", tmp_path / "out", tiny_bert_bundle, **kw)
     assert s.parts < 5 and s.bad_rows == 1  # 20 objects
-    plan = plan_input(f"s3://corpus/small-{fmt}/", 100, text="text", id_column="key", keep_columns=())
+    plan = plan_input(f"s3://corpus/small-{fmt}/", 100, text="text", id_column=key, keep_columns=())
     shared = [plan.shards[k].path for p in plan.parts if p.files > 1 for k in range(p.shard, p.shard + p.files)]
     assert len(shared) > 10 and sorted(fetched) == shared  # each object of a shared part once, read ahead
     assert not _storage._ahead  # nothing held after the part

@@ -43,14 +43,15 @@ Read the result with pyarrow.parquet.read_table(OUTPUT).
 def add_embed_dataset_parser(sub: Any) -> None:
     p = sub.add_parser(
         "embed-dataset",
-        help="embed a whole corpus (txt/jsonl/csv/parquet/arrow, or a folder of documents) into a Parquet dataset, resumable",
+        help="embed a whole corpus (txt/jsonl/csv/parquet/arrow/mbox, or a folder of documents) into a Parquet dataset, resumable",
         description="Embed every row of INPUT into the Parquet dataset folder OUTPUT (columns id, the kept "
         "columns, embedding), streaming with bounded memory, one part file per --rows-per-part rows, each "
         "written whole. Re-running the same command continues a killed job.",
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet/.arrow file, a folder of them (a saved Hugging "
+    p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet/.arrow file or an .mbox mailbox (a row per message: "
+                   "columns text, body, subject, from, to, cc, date, message_id), a folder of them (a saved Hugging "
                    "Face dataset), or a quoted glob (with --documents: files of any name, each one text); "
                    "local, or an s3:// or gs:// URI")  # fmt: skip
     p.add_argument("output", help="the output folder (Parquet parts, _manifest.json); local, or an s3:// or gs:// URI")

@@ -190,7 +190,9 @@ def embed_dataset(
     weights only, and the dense vectors' options (``normalize``, ``precision``, ``truncate_dim``)
     are refused.
     ``input``: a ``.txt`` (one text a line), ``.jsonl``, ``.csv``/``.tsv``, ``.parquet`` or Arrow IPC
-    (``.arrow``, ``.feather``: a saved Hugging Face dataset's shards) file, a
+    (``.arrow``, ``.feather``: a saved Hugging Face dataset's shards) file, or an ``.mbox`` mailbox
+    (a row per message, read as ``eml_text`` reads one, into the columns ``text``, ``body``,
+    ``subject``, ``from``, ``to``, ``cc``, ``date`` and ``message_id``: ``_mbox``), a
     folder of them, or a glob. ``documents``: each file of ``input`` (a folder's files, whatever their
     names, but hidden ones; a glob's matches) is one text instead, a row of the columns ``path`` (its
     path under the input folder, or under a glob's folder) and ``text`` (its content, UTF-8), named
