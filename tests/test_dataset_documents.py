@@ -1161,6 +1161,44 @@ def test_msg_properties_are_read_as_outlook_stores_them() -> None:
         "\n\nТолько HTML\n\nвторая\n\nAttachments: Long name.xlsx, SHORT~1.PDF")  # fmt: skip (Unix time 1,704,026,400)
 
 
+ENCAPSULATED = (rb"{\rtf1\ansi\ansicpg1252\fromhtml1 \deff0{\fonttbl{\f0\fswiss Arial;}}{\*\htmltag19 <html>}"
+                rb"{\*\htmltag41 <title>T</title>}{\*\htmltag50 <body>}{\*\htmltag64 <p>}\htmlrtf {\htmlrtf0 Hello "
+                rb"\htmlrtf\b\htmlrtf0 team{\*\htmltag84 </b>}\htmlrtf}\htmlrtf0 , caf\'e9 &amp; tea \u-10179?\u-8697?."
+                rb"{\*\htmltag72 </p>}\htmlrtf\par RTF only\htmlrtf0{\*\htmltag64 <p>}Second{\*\htmltag244 <br>}"
+                rb"\htmlrtf\line\htmlrtf0 third{\*\htmltag72 </p>}{\*\mhtmltag84 <img src=cid:x>}{\*\htmltag84 <div>}"
+                rb"One{\*\htmltag84 </div>}{\*\htmltag84 <div>}Two{\*\htmltag84 </div>}}")  # fmt: skip
+# HTML as Outlook wraps it in RTF ([MS-OXRTFEX]): tags in \htmltag destinations, RTF-only text in \htmlrtf
+
+
+def test_msg_body_kept_only_as_compressed_rtf_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body Outlook kept only as compressed RTF (LZFu, or stored uncompressed) is read as the RTF
+    reader reads it, HTML wrapped in RTF as Outlook shows it; a stream that does not decompress
+    leaves the headers; without compressed-rtf the message is a bad row saying what to install."""
+    compressed_rtf = pytest.importorskip("compressed_rtf")
+    from embedrt.dataset._msg import _Message
+
+    def message(packed: bytes) -> _Message:
+        return _Message(_Ole({"__properties_version1.0": bytes(32), "__substg1.0_0037001F": "Notes".encode("utf-16-le"),
+                              "__substg1.0_10090102": packed}), "", 32)  # fmt: skip
+
+    plain = rb"{\rtf1\ansi{\fonttbl{\f0 Arial;}}\f0 First paragraph.\par Second, caf\'e9.\par}"
+    assert message(compressed_rtf.compress(plain)).text(8) == "Subject: Notes\n\nFirst paragraph.\n\nSecond, café."
+    assert message(compressed_rtf.compress(plain, compressed=False)).text(8).endswith("\n\nSecond, café.")
+    assert message(compressed_rtf.compress(ENCAPSULATED)).text(8) == (
+        "Subject: Notes\n\nHello team, café & tea 😇.\n\nSecond\nthird\n\nOne\nTwo")  # as the HTML shows, not the RTF
+    from embedrt.dataset._rtf import encapsulated_html
+
+    assert encapsulated_html(plain) is None  # RTF of its own: read by the RTF reader
+    broken = bytearray(compressed_rtf.compress(plain))
+    broken[20] ^= 0xFF  # its CRC no longer holds
+    assert message(bytes(broken)).text(8) == "Subject: Notes"
+    monkeypatch.setitem(sys.modules, "compressed_rtf", None)
+    from embedrt.dataset._ole import Unreadable
+
+    with pytest.raises(Unreadable, match=r"compressed RTF is read with compressed-rtf: pip install 'embedrt\[dataset\]'"):
+        message(compressed_rtf.compress(plain)).text(8)
+
+
 def test_eml_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     from embedrt.dataset._eml import eml_text
 

@@ -7,8 +7,10 @@ item in the message), read so, a blank line apart.
 The compound file is read with olefile (the ``dataset`` extra); the properties as [MS-OXMSG] stores
 them: strings in streams of their own (``__substg1.0_<id><type>``, UTF-16 or the message's code
 page), times in the fixed-size property stream (``__properties_version1.0``), attachments and
-their embedded messages in storages of their own. A message whose body is kept only as compressed
-RTF (no plain text, no HTML) gives its headers alone.
+their embedded messages in storages of their own. A body kept only as compressed RTF (no plain
+text, no HTML: [MS-OXRTFCP], decompressed by compressed-rtf, the ``dataset`` extra) is read as
+``_rtf`` reads an RTF document, or, where it wraps an HTML body ([MS-OXRTFEX]), as that HTML's
+visible text; one that does not decompress is left out.
 An OLE2 file that holds no Outlook message is a bad row saying so.
 """
 
@@ -20,9 +22,11 @@ from typing import Any
 
 from ._html import html_text
 from ._ole import Unreadable, code_page, ole_text
+from ._rtf import encapsulated_html, rtf_text
 
 _SUBJECT, _SENDER_NAME, _SENDER_ADDRESS, _SENDER_SMTP, _TO, _CC = 0x0037, 0x0C1A, 0x0C1F, 0x5D01, 0x0E04, 0x0E03
 _BODY, _HTML, _SENT, _DELIVERED, _CODEPAGE, _INTERNET_CODEPAGE = 0x1000, 0x1013, 0x0039, 0x0E06, 0x3FFD, 0x3FDE
+_RTF = 0x1009  # PR_RTF_COMPRESSED
 _LONG_NAME, _NAME, _DISPLAY_NAME = 0x3707, 0x3704, 0x3001
 _EMBEDDED = "__substg1.0_3701000D"  # an attachment that is a message of its own
 _PROPERTIES = "__properties_version1.0"
@@ -81,7 +85,7 @@ class _Message:
         body = self.string(_BODY)
         if not body.strip():
             html = self._stream(f"__substg1.0_{_HTML:04X}0102")
-            body = html_text(_decoded(html, self.codepage), title=False) if html else ""
+            body = html_text(_decoded(html, self.codepage), title=False) if html else self._rtf_body()
         blocks.append(body.replace("\r\n", "\n").replace("\r", "\n").strip("\n"))
         names: list[str] = []
         attached: list[str] = []
@@ -95,6 +99,23 @@ class _Message:
         if names:
             blocks.append("Attachments: " + ", ".join(names))
         return "\n\n".join(b for b in (*blocks, *attached) if b)
+
+    def _rtf_body(self) -> str:
+        """The body as its compressed RTF gives it; "" where there is none, or it does not decompress."""
+        packed = self._stream(f"__substg1.0_{_RTF:04X}0102")
+        if not packed:
+            return ""
+        try:
+            import compressed_rtf
+        except ImportError:
+            raise Unreadable("an Outlook message whose body is kept as compressed RTF is read with compressed-rtf: "
+                             "pip install 'embedrt[dataset]'") from None  # fmt: skip
+        try:
+            rtf = compressed_rtf.decompress(packed)
+        except Exception:  # compressed-rtf raises Exception itself for a bad header, size or CRC
+            return ""
+        html = encapsulated_html(rtf)
+        return html_text(html, title=False) if html is not None else rtf_text(rtf)[0] or ""
 
     def _attachments(self) -> list[str]:
         """The message's attachments' storages (``__attach_version1.0_#...``), in order."""

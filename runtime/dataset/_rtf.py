@@ -184,6 +184,97 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
     return "\n\n".join(b for b in blocks if b.strip()), None
 
 
+def encapsulated_html(data: bytes) -> str | None:
+    """The HTML that the RTF ``data`` wraps (``\\fromhtml1``: [MS-OXRTFEX], as Outlook keeps an HTML
+    message's body), or None where it wraps none. The ``{\\*\\htmltagN ...}`` destinations hold
+    the HTML's markup and the text outside them its text, but for ``\\htmlrtf`` ... ``\\htmlrtf0``
+    (RTF for RTF readers alone); the other destinations are skipped."""
+    if b"\\fromhtml" not in data[:1024]:
+        return None
+    out: list[str] = []
+    stack = [_Html()]
+    codepage = "cp1252"
+    pending: list[int] = []  # \'hh bytes, decoded together
+    skip_fallback = 0  # ANSI characters still to skip after a \uN
+    high: int | None = None  # a high surrogate's \\uN, waiting for its low one
+    first_in_group = False
+
+    def emit(text: str) -> None:
+        group = stack[-1]
+        if not group.skip and (group.tag or not group.rtf_only):
+            out.append(text)
+
+    for m in _TOKEN.finditer(data):
+        word, arg, hex_byte, symbol, brace, newline, text = m.groups()
+        if hex_byte is not None:
+            if skip_fallback:
+                skip_fallback -= 1
+            else:
+                pending.append(int(hex_byte, 16))
+            continue
+        if pending:
+            emit(bytes(pending).decode(codepage, "replace"))
+            pending.clear()
+        if newline is not None:  # line ends in the RTF source are no text
+            continue
+        starts, first_in_group = first_in_group, False
+        group = stack[-1]
+        if brace is not None:
+            if brace == b"{":
+                stack.append(group)
+                first_in_group = True
+            elif len(stack) > 1:
+                stack.pop()
+            skip_fallback = 0
+        elif text is not None:
+            cut = min(skip_fallback, len(text))
+            skip_fallback -= cut
+            if text[cut:]:
+                emit(text[cut:].decode(codepage, "replace"))
+        elif symbol is not None:
+            if symbol == b"*":  # an optional destination: skipped unless it is an HTML tag's
+                stack[-1] = replace(group, skip=True)
+                first_in_group = starts
+            elif symbol in (b"\\", b"{", b"}"):
+                emit(symbol.decode())
+        elif word is not None:
+            value = int(arg) if arg is not None else None
+            outer = stack[-2] if len(stack) > 1 else _Html()
+            if starts and word == b"htmltag":
+                stack[-1] = replace(group, skip=outer.skip, tag=True)
+            elif starts and word in _SKIPPED:
+                stack[-1] = replace(group, skip=True)
+            elif word == b"htmlrtf":
+                stack[-1] = replace(group, rtf_only=value != 0)
+            elif word == b"u" and value is not None:
+                code = value + 65536 if value < 0 else value
+                if 0xD800 <= code < 0xDC00:
+                    high = code
+                elif 0xDC00 <= code < 0xE000 and high is not None:
+                    emit(chr(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00)))
+                    high = None
+                elif not 0xD800 <= code < 0xE000:
+                    emit(chr(code))
+                skip_fallback = group.uc
+            elif word == b"uc" and value is not None:
+                stack[-1] = replace(group, uc=max(value, 0))
+            elif word == b"ansicpg" and value is not None:
+                codepage = code_page(value, codepage)
+            elif word in (b"par", b"line"):
+                emit("\n")
+            elif word == b"tab":
+                emit("\t")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Html:
+    skip: bool = False  # a destination that holds none of the HTML
+    tag: bool = False  # an \htmltag destination: the HTML's markup
+    rtf_only: bool = False  # within \htmlrtf: RTF for RTF readers only
+    uc: int = 1
+
+
 def _mark(text: str, in_table: bool) -> str:
     """A paragraph's end inside a table cell is the cell's own, not the document's."""
     if text == PARAGRAPH and in_table:
