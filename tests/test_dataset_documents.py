@@ -1189,6 +1189,9 @@ def test_msg_body_kept_only_as_compressed_rtf_is_read(monkeypatch: pytest.Monkey
     from embedrt.dataset._rtf import encapsulated_html
 
     assert encapsulated_html(plain) is None  # RTF of its own: read by the RTF reader
+    from embedrt.dataset._rtf import rtf_text
+
+    assert rtf_text(ENCAPSULATED) == ("Hello team, café & tea 😇.\n\nSecond\nthird\n\nOne\nTwo", None)  # an .rtf file too
     broken = bytearray(compressed_rtf.compress(plain))
     broken[20] ^= 0xFF  # its CRC no longer holds
     assert message(bytes(broken)).text(8) == "Subject: Notes"

@@ -9,8 +9,8 @@ them: strings in streams of their own (``__substg1.0_<id><type>``, UTF-16 or the
 page), times in the fixed-size property stream (``__properties_version1.0``), attachments and
 their embedded messages in storages of their own. A body kept only as compressed RTF (no plain
 text, no HTML: [MS-OXRTFCP], decompressed by compressed-rtf, the ``dataset`` extra) is read as
-``_rtf`` reads an RTF document, or, where it wraps an HTML body ([MS-OXRTFEX]), as that HTML's
-visible text; one that does not decompress is left out.
+``_rtf`` reads an RTF document (one that wraps an HTML body, [MS-OXRTFEX], as that HTML's visible
+text); one that does not decompress is left out.
 An OLE2 file that holds no Outlook message is a bad row saying so.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from ._html import html_text
 from ._ole import Unreadable, code_page, ole_text
-from ._rtf import encapsulated_html, rtf_text
+from ._rtf import rtf_text
 
 _SUBJECT, _SENDER_NAME, _SENDER_ADDRESS, _SENDER_SMTP, _TO, _CC = 0x0037, 0x0C1A, 0x0C1F, 0x5D01, 0x0E04, 0x0E03
 _BODY, _HTML, _SENT, _DELIVERED, _CODEPAGE, _INTERNET_CODEPAGE = 0x1000, 0x1013, 0x0039, 0x0E06, 0x3FFD, 0x3FDE
@@ -114,8 +114,7 @@ class _Message:
             rtf = compressed_rtf.decompress(packed)
         except Exception:  # compressed-rtf raises Exception itself for a bad header, size or CRC
             return ""
-        html = encapsulated_html(rtf)
-        return html_text(html, title=False) if html is not None else rtf_text(rtf)[0] or ""
+        return rtf_text(rtf)[0] or ""
 
     def _attachments(self) -> list[str]:
         """The message's attachments' storages (``__attach_version1.0_#...``), in order."""

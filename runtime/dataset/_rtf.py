@@ -6,7 +6,9 @@ endnotes, each a paragraph. Left out: headers, footers, comments, pictures, the 
 styles' and document information's tables, and every destination a reader may skip (``{\\*...}``).
 Read with the standard library: the control words as the RTF 1.9.1 specification defines them,
 characters from ``\\uN`` (Unicode) and ``\\'hh`` (the document's ANSI code page).
-A file that does not begin as RTF does (``{\\rtf``) is a bad row saying so.
+RTF that wraps an HTML document (``\\fromhtml1``, as Outlook keeps HTML mail) is read as that
+HTML's visible text (``_html``). A file that does not begin as RTF does (``{\\rtf``) is a bad row
+saying so.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from ._doc import CELL, IN_CELL, INNER_CELL, INNER_ROW, PARAGRAPH, ROW, marked_blocks
+from ._html import html_text
 from ._ole import code_page
 
 SUFFIXES = (".rtf",)  # documents read as RTF (a compression suffix after them too)
@@ -58,9 +61,13 @@ def is_rtf(data: bytes) -> bool:
 
 
 def rtf_text(data: bytes) -> tuple[str | None, str | None]:
-    """The text of the RTF ``data``, paragraphs a blank line apart; or why it has none."""
+    """The text of the RTF ``data``, paragraphs a blank line apart; or why it has none. RTF that wraps
+    HTML (``encapsulated_html``) is that HTML's visible text."""
     if not is_rtf(data):
         return None, "not an RTF document: it does not begin with {\\rtf"
+    html = encapsulated_html(data)
+    if html is not None:
+        return html_text(html, title=False), None
     body: list[str] = []
     notes: list[_Note] = []
     stack = [_Group()]
