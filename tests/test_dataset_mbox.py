@@ -82,6 +82,11 @@ def test_message_row_reads_a_message_as_an_eml_file_is() -> None:
             "start")  # fmt: skip
     raw = message_row(b"Subject: caf\xe9 \xff\n\nbody\n")[0]["subject"]  # 8-bit bytes, not UTF-8: Latin-1
     assert raw == "café ÿ"
+    takeout = (b"X-GM-THRID: 1794382239405869181\nX-Gmail-Labels: Inbox,Important,=?UTF-8?Q?R=C3=A9sum=C3=A9s?=\n"
+               b"In-Reply-To: <0@example.com>\nReferences: <p@example.com>\n <0@example.com>\nSubject: Re: x\n\nok\n")
+    row = message_row(takeout)[0]
+    assert (row["thread_id"], row["labels"], row["in_reply_to"], row["references"]) == (
+        "1794382239405869181", "Inbox,Important,Résumés", "<0@example.com>", "<p@example.com> <0@example.com>")
 
 
 def test_an_mbox_is_a_row_per_message(tmp_path: Path, tiny_bert_bundle: Path) -> None:
@@ -169,6 +174,31 @@ def test_an_mbox_is_refused_where_it_is_not_one(tmp_path: Path, tiny_bert_bundle
     empty.parent.mkdir()
     empty.write_bytes(b"")
     assert embed_dataset(empty, tmp_path / "o2", tiny_bert_bundle, progress=False).rows == 0
+
+
+def test_mailboxes_without_a_suffix_as_a_mail_client_keeps_them(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """A Thunderbird folder: its mailboxes are named as the folders (no suffix) beside their .msf
+    indexes, subfolders' under ``NAME.sbd``; a file named alone without a suffix is read as one too."""
+    folder = tmp_path / "Local Folders"
+    (folder / "Inbox.sbd").mkdir(parents=True)
+    inbox = _mailbox(folder / "Inbox", 3)
+    work = _mailbox(folder / "Inbox.sbd" / "Work", 2)
+    (folder / "Inbox.msf").write_text("// <!-- <mdb:mork:z v=\"1.4\"/> -->")
+    (folder / "Trash").write_bytes(b"")  # an empty folder's mailbox
+    (folder / "filterRules.dat").write_text('version="9"')
+    s = embed_dataset(folder, tmp_path / "out", tiny_bert_bundle, keep_columns="text", progress=False)
+    assert s.rows == 5
+    assert pq.read_table(tmp_path / "out").column("text").to_pylist() == [eml_text(r)[0] for r in inbox + work]
+    s = embed_dataset(folder / "Inbox", tmp_path / "one", tiny_bert_bundle, progress=False)
+    assert s.rows == 3
+    with pytest.raises(InputError, match=r"has extension '.msf' \(a Thunderbird folder's index: its mailbox is the file"):
+        embed_dataset(folder / "Inbox.msf", tmp_path / "o", tiny_bert_bundle, progress=False)
+    with pytest.raises(InputError, match=r"filterRules.dat' has extension '.dat'"):
+        embed_dataset(folder / "filterRules.dat", tmp_path / "o", tiny_bert_bundle, progress=False)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README").write_text("not a mailbox\n")
+    with pytest.raises(InputError, match=r"holds no file ending in .*, nor a mailbox without a suffix"):
+        embed_dataset(tmp_path / "notes", tmp_path / "o", tiny_bert_bundle, progress=False)
 
 
 def test_cli_embeds_an_mbox(tmp_path: Path, tiny_bert_bundle: Path) -> None:

@@ -91,13 +91,15 @@ def _message_text(message: EmailMessage, depth: int, headers: dict[str, str] | N
     return "\n\n".join(b for b in (*blocks, *forwarded) if b)
 
 
-def header(message: EmailMessage, name: str) -> str:
+def header(message: EmailMessage, name: str, raw: bool = False) -> str:
     """A header's value as its reader sees it (encoded words decoded, folded lines joined); a date
-    in ISO 8601 where it parses."""
-    raw = next((v for k, v in message.raw_items() if k.lower() == name.lower()), None)
-    if raw is None:
+    in ISO 8601 where it parses; ``raw``: folded lines joined only."""
+    value = next((v for k, v in message.raw_items() if k.lower() == name.lower()), None)
+    if value is None:
         return ""
-    text = " ".join(_unescaped(str(raw)).split())
+    text = " ".join(_unescaped(str(value)).split())
+    if raw:
+        return text
     if name in _ADDRESSES:
         return _addresses(text)
     text = _decoded(text)
@@ -118,6 +120,11 @@ def _addresses(text: str) -> str:
         return _decoded(text)
     return ", ".join(f"{_decoded(name)} <{address}>" if name and address else address or _decoded(name)
                      for name, address in pairs)  # fmt: skip
+
+
+def header_value(text: str) -> str:
+    """A header's text (``header(raw=True)``, or a piece of it) with its encoded words decoded."""
+    return _decoded(text.strip())
 
 
 def _decoded(text: str) -> str:

@@ -191,8 +191,8 @@ def embed_dataset(
     are refused.
     ``input``: a ``.txt`` (one text a line), ``.jsonl``, ``.csv``/``.tsv``, ``.parquet`` or Arrow IPC
     (``.arrow``, ``.feather``: a saved Hugging Face dataset's shards) file, or an ``.mbox`` mailbox
-    (a row per message, read as ``eml_text`` reads one, into the columns ``text``, ``body``,
-    ``subject``, ``from``, ``to``, ``cc``, ``date`` and ``message_id``: ``_mbox``), a
+    (a row per message, read as ``eml_text`` reads one, into the columns ``_mbox.COLUMNS``; a file
+    without a suffix that begins as a mailbox does too, as a mail client's folders are named), a
     folder of them, or a glob. ``documents``: each file of ``input`` (a folder's files, whatever their
     names, but hidden ones; a glob's matches) is one text instead, a row of the columns ``path`` (its
     path under the input folder, or under a glob's folder) and ``text`` (its content, UTF-8), named

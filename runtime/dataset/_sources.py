@@ -68,7 +68,8 @@ SUFFIXES = {
     ".arrows": InputFormat.ARROW, ".feather": InputFormat.ARROW, ".ipc": InputFormat.ARROW,
     **dict.fromkeys(_mbox.SUFFIXES, InputFormat.MBOX),
 }  # fmt: skip
-_REFUSED = {".json": "a JSON document (one object a line is .jsonl)"}
+_REFUSED = {".json": "a JSON document (one object a line is .jsonl)",
+            ".msf": "a Thunderbird folder's index: its mailbox is the file of the same name without .msf"}
 _HASHED = 4096  # documents' hashes made hex at once (``Documents.hashed``)
 DOCUMENT_COLUMNS = ("path", "text")  # a document's row: its path under the input, its content
 DOCUMENTS_PER_PART = 100  # documents are longer than rows, and edited one by one: parts of fewer of them
@@ -520,9 +521,12 @@ def _expand(s: str) -> list[str]:
             if _suffixes(f)[0] in SUFFIXES:
                 _format_of(f)  # a compressed Parquet file is refused, not left out
                 known.append(f)
-        if not known and found:
-            raise InputError(f"folder {s!r} holds no file ending in {sorted(SUFFIXES)}; --documents "
-                             "(documents=True) reads each file as one text")  # fmt: skip
+        if not known and found:  # a mail client's folder: mailboxes named as their folders, no suffix
+            boxes = [f for f in found if _suffixes(f) == ("", None) and _is_mailbox(f)]
+            if boxes:
+                return boxes
+            raise InputError(f"folder {s!r} holds no file ending in {sorted(SUFFIXES)}, nor a mailbox without a "
+                             "suffix; --documents (documents=True) reads each file as one text")  # fmt: skip
         return known
     if what == "file":
         _format_of(s)
@@ -546,8 +550,19 @@ def _suffixes(path: str) -> tuple[str, str | None]:
     return suffix, None
 
 
+def _is_mailbox(path: str) -> bool:
+    """Whether a file begins as an mbox does (``From ``): a mail client's folder (Thunderbird's
+    ``Inbox``) or an archive (Mailman's) is one without an ``.mbox`` suffix."""
+    try:
+        return storage.head(path, len(_mbox.OPENS)) == _mbox.OPENS
+    except OSError:
+        return False
+
+
 def _format_of(path: str) -> InputFormat:
     suffix, codec = _suffixes(path)
+    if not suffix and codec is None and _is_mailbox(path):
+        return InputFormat.MBOX
     if suffix in SUFFIXES:
         if codec is not None and SUFFIXES[suffix].columnar:
             kind = "Parquet" if SUFFIXES[suffix] is InputFormat.PARQUET else "Arrow"

@@ -381,6 +381,16 @@ _ahead: dict[str, bytes] = {}  # objects' bytes read ahead (``read_ahead``), eac
 _ahead_lock = threading.Lock()
 
 
+def head(where: str, n: int) -> bytes:
+    """A file's first ``n`` bytes (of an object: a ranged request)."""
+    if is_uri(where):
+        fs, path = split_uri(where)
+        with fs.open_input_file(path) as f:
+            return f.read(n)  # type: ignore[no-any-return]
+    with open(where, "rb") as f:
+        return f.read(n)
+
+
 def _object_bytes(uri: str) -> bytes:
     fs, path = split_uri(uri)
     with fs.open_input_file(path) as f:
