@@ -238,3 +238,43 @@ def test_the_scan_finds_the_same_messages_however_the_blocks_fall(content: bool,
     assert [p[3] for p in plans[0]] == [data[:b].count(b"\n") + 1 for b in bounds[:-1]]
     assert plans[0][-1][1] == 40 and (len(plans[0]) == 10 if not content else 3 <= len(plans[0]) <= 20)
     assert read_texts(path) == [eml_text(r)[0] for r in raws]
+
+
+def test_messages_named_as_maildir_and_the_enron_corpus_name_them(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """With --eml-text, a document without a suffix, or in a Maildir's cur/ or new/ folder, that begins
+    with a message's header lines is read as a message; other such files as text; a name with a
+    suffix as its suffix says."""
+    from embedrt.dataset._eml import HEAD, looks_like_message, unnamed_message
+
+    enron = (b"Message-ID: <1.JavaMail.evans@thyme>\r\nDate: Mon, 14 May 2001 16:39:00 -0700 (PDT)\r\n"
+             b"From: phillip.allen@enron.com\r\nTo: tim.belden@enron.com\r\nSubject: \r\nX-Folder: \\Phillip_Allen\r\n"
+             b"X-FileName: pallen (Non-Privileged).pst\r\n\r\nHere is our forecast\r\n\r\n ")  # fmt: skip
+    maildir = b"Return-Path: <a@example.com>\nDelivered-To: b@example.com\n" + MAIL
+    notes = b"Subject: notes that look like a message\n\nbody\n"
+    assert all(looks_like_message(m) for m in (enron, maildir, MAIL, notes, b"From x Mon Jan  1 00:00:00 2024\n" + MAIL))
+    assert not any(looks_like_message(m) for m in (b"# README\n\ntext\n", b"Title: post\nTags: a\n\nbody\n", b"",
+                                                   b"Return-Path: <a@b>\nX-Other: 1\n\nonly fields no message has\n"))  # fmt: skip
+    long = b"Received: from a by b;\n\tMon, 1 Jan 2024\n" * (HEAD // 30) + b"Subject: late\n\n"
+    cut = (b"Subject: s\n" + b"X-Abcdefgh: 1\n" * 1000)[:HEAD]
+    assert cut.endswith(b"\nX-Abc")  # a field's name cut short: the last line is left out, not taken for text
+    assert looks_like_message(long[:HEAD]) and looks_like_message(cut) and not looks_like_message(b"x" * HEAD)
+    assert [unnamed_message(p) for p in ("maildir/allen-p/inbox/1.", "Inbox", "m/cur/1700000000.M1P2.host:2,S",
+                                         "m/new/1700000001.M2P2.host", "notes.md", "a/b/c.eml")] == [True] * 4 + [False] * 2
+    src = tmp_path / "mail"
+    for name, data in {"allen-p/inbox/1.": enron, "box/cur/1700000000.M1P2.host:2,S": maildir,
+                       "box/new/1700000001.M2P2.host": notes, "README": b"# README\n\ntext\n",
+                       "notes.md": notes}.items():  # fmt: skip
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, eml_text=True, keep_columns="text",
+                  progress=False)  # fmt: skip
+    got = dict(zip(*pq.read_table(tmp_path / "out").select(["id", "text"]).to_pydict().values(), strict=True))
+    assert got == {
+        "README": "# README\n\ntext\n", "notes.md": notes.decode(),
+        "allen-p/inbox/1.": "From: phillip.allen@enron.com\nTo: tim.belden@enron.com\nDate: 2001-05-14T16:39:00-07:00"
+                            "\n\nHere is our forecast",
+        "box/cur/1700000000.M1P2.host:2,S": MAIL_TEXT, "box/new/1700000001.M2P2.host": "Subject: notes that look like a "
+        "message\n\nbody"}  # fmt: skip
+    embed_dataset(src, tmp_path / "raw", tiny_bert_bundle, documents=True, keep_columns="text", progress=False)
+    assert pq.read_table(tmp_path / "raw").column("text").to_pylist()[0] == "# README\n\ntext\n"
+    assert pq.read_table(tmp_path / "raw").column("text").to_pylist()[1] == enron.decode()  # without the option: its source

@@ -19,9 +19,11 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
+import re
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import EmailMessage, MIMEPart
+from pathlib import PurePosixPath
 
 from ._html import html_text
 from ._msg import msg_text
@@ -31,6 +33,9 @@ SUFFIXES = (".eml", ".msg")  # documents read as e-mail messages (a compression 
 
 _HEADERS = ("Subject", "From", "To", "Cc", "Date")
 _ADDRESSES = ("From", "To", "Cc")
+_MESSAGE_FIELDS = (*_HEADERS, "Message-ID", "Received", "MIME-Version", "Content-Type")  # one makes a message
+_FIELD = re.compile(rb"([!-9;-~]+):")  # a header line's field name (printable ASCII but ':') and colon
+HEAD = 8192  # the bytes ``looks_like_message`` is given
 _DEPTH = 8  # forwarded messages read inside one another, at most
 
 
@@ -43,11 +48,39 @@ def eml_text(data: bytes) -> tuple[str | None, str | None]:
     return (None, why) if message is None else (message_text(message), None)
 
 
+def unnamed_message(path: str) -> bool:
+    """Whether a document may be a message whose name does not say so: a file without a suffix (the
+    Enron corpus' ``1.``), or one in a Maildir's ``cur`` or ``new`` folder (``1700000000.M1P2.host:2,S``)."""
+    parts = PurePosixPath(path).parts
+    return not PurePosixPath(parts[-1]).suffix or (len(parts) > 1 and parts[-2] in ("cur", "new"))
+
+
+def looks_like_message(head: bytes) -> bool:
+    """Whether ``head`` (a file's first ``HEAD`` bytes, or all of them) begins with a message's header
+    lines, up to a blank line or the end, one of them a field a message has (``parsed``'s)."""
+    lines = head.split(b"\n")
+    if len(head) >= HEAD:
+        lines.pop()  # cut short: not known whole
+    known = {name.lower().encode() for name in _MESSAGE_FIELDS}
+    seen = False
+    for k, line in enumerate(lines):
+        line = line.rstrip(b"\r")
+        if not line:
+            return seen
+        if (k == 0 and line.startswith(b"From ")) or (k and line[:1] in (b" ", b"\t")):
+            continue  # an mbox's envelope line; a folded line
+        field = _FIELD.match(line)
+        if field is None:
+            return False
+        seen = seen or field.group(1).lower() in known
+    return seen
+
+
 def parsed(data: bytes) -> tuple[EmailMessage | None, str | None]:
     """The RFC 5322 message ``data``, or why it is none (no header a message has)."""
     message = email.message_from_bytes(data, _Message, policy=email.policy.compat32)
     assert isinstance(message, EmailMessage)
-    if not any(name in message for name in (*_HEADERS, "Message-ID", "Received", "MIME-Version", "Content-Type")):
+    if not any(name in message for name in _MESSAGE_FIELDS):
         return None, ("not an e-mail message: no Subject, From, To, Date, Message-ID, Received or Content-Type header "
                       "at its start")  # fmt: skip
     return message, None
@@ -66,7 +99,7 @@ def body_text(message: EmailMessage) -> str:
     text = _content(body).replace("\r\n", "\n").replace("\r", "\n")  # lines as sent over the wire: CRLF
     if body.get_content_subtype() == "html":
         text = html_text(text, title=False)  # a page's title in a message is no text of it
-    return text.strip("\n")
+    return text.lstrip("\n").rstrip()  # a body's trailing blank or white-space lines are none of its text
 
 
 def _message_text(message: EmailMessage, depth: int, headers: dict[str, str] | None = None) -> str:

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _storage as storage
-from ._as_text import binary_kind, kind_of
+from ._as_text import BY_NAME, binary_kind, kind_of
+from ._eml import HEAD, looks_like_message, unnamed_message
 from ._html import html_text
 from ._mbox import OPENS, message_row
 from ._pdf import pdf_text_later
@@ -297,6 +298,8 @@ def _document_text(path: str, as_text: tuple[str, ...] = ()) -> tuple[Any, str |
     a PDF's bytes, for ``_pdf.pdf_text_later``), or why it has none. A file that is not UTF-8 (an
     image, a PDF) is read no further than its first bad byte."""
     kind = kind_of(path, as_text)
+    if kind is None and "eml" in as_text and unnamed_message(path) and looks_like_message(storage.head(path, HEAD)):
+        kind = BY_NAME["eml"]  # a message its name does not call one (Maildir's, the Enron corpus')
     if kind is not None and kind.binary:
         with storage.open_input(path) as f:
             data = f.read()
