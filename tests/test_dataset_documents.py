@@ -1343,6 +1343,52 @@ def test_scanned_pdfs_are_read_by_ocr(tmp_path: Path, tiny_bert_bundle: Path) ->
         embed_dataset(src, tmp_path / "x", tiny_bert_bundle, documents=True, ocr=True, progress=False)
 
 
+def test_images_are_read_by_ocr(tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PNG, JPEG and a TIFF of two pages (a scanner's) read by OCR, the TIFF's pages as a PDF's; a
+    blank image and a damaged one are bad rows saying so; without the option, a bad row naming it."""
+    pdfium = pytest.importorskip("pypdfium2")
+    pytest.importorskip("rapidocr")
+    import importlib.util
+    import io
+
+    import pyarrow.compute as pc
+
+    doc = pdfium.PdfDocument(make_pdf(SCANNED, size=(300, 200)))
+    pages = [doc[i].render(scale=150 / 72).to_pil().convert("L") for i in range(len(doc))]
+    doc.close()
+
+    def saved(kind: str, *more: Any, **kw: Any) -> bytes:
+        out = io.BytesIO()
+        pages[0].save(out, kind, **kw) if not more else pages[0].save(out, kind, save_all=True, append_images=list(more))
+        return out.getvalue()
+
+    from PIL import Image
+
+    blank = io.BytesIO()
+    Image.new("L", pages[0].size, 255).save(blank, "PNG")
+    src = _folder(tmp_path / "scans", {"page.png": saved("PNG"), "photo.jpg": saved("JPEG", quality=95),
+                                       "both.tiff": saved("TIFF", pages[1]), "blank.png": blank.getvalue(),
+                                       "cut.png": saved("PNG")[:60]})  # fmt: skip
+    kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "on_error": "null", "progress": False}
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, image_text=True, chunk_tokens=8, **kw)
+    table = pq.read_table(tmp_path / "out")
+    first, both = "\n".join(SCANNED[0]), "\n\f\n".join("\n".join(p) for p in SCANNED)
+    texts = {i: t for i, t in zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True)}
+    assert texts == {"blank.png": None, "both.tiff": both, "cut.png": None, "page.png": first, "photo.jpg": first}
+    pages_of = table.filter(pc.equal(table.column("id"), "both.tiff")).column("chunk_page").to_pylist()
+    assert pages_of[0] == 1 and pages_of[-1] == 2 and s.bad_rows == 2  # windows name their page
+    bad = {b["file"].rsplit("/", 1)[1]: b["reason"] for b in map(json.loads, (tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines())}
+    assert bad == {"blank.png": "no text found by OCR (a picture without words?)",
+                   "cut.png": "not an image OpenCV reads (a damaged or truncated file?)"}  # fmt: skip
+    with pytest.raises(BadRowError, match=r"an image \(invalid UTF-8 at byte 0\): pass --image-text"):
+        embed_dataset(src, tmp_path / "raw", tiny_bert_bundle, documents=True, progress=False)
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "rapidocr" else found(name, *a))
+    with pytest.raises(InputError, match=r"image_text \(--image-text\) reads images' text with RapidOCR, which is not "
+                       r"installed: pip install 'embedrt\[ocr\]'"):  # fmt: skip
+        embed_dataset(src, tmp_path / "x", tiny_bert_bundle, image_text=True, **kw)
+
+
 def test_ocr_needs_rapidocr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 

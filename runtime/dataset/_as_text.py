@@ -59,6 +59,10 @@ KINDS = (
     Kind("rtf", "RTF", "an RTF document", True, _rtf.SUFFIXES, _rtf.rtf_text, help=(
         ".rtf (rich text: Word, WordPad, TextEdit) documents as their text (paragraphs a blank line apart, table cells "
         "a tab apart, footnotes after the body; no headers, footers, comments or deleted revisions)")),
+    Kind("image", "image", "an image", True, _pdf.IMAGE_SUFFIXES, paged=True, help=(
+        ".png, .jpg, .tif, .bmp, .webp and .gif images (scans, screenshots, photographed pages) as the text OCR reads "
+        "in them (RapidOCR: pip install 'embedrt[ocr]'), a TIFF's pages separated as PDF pages are (windows name "
+        "theirs: chunk_page)")),
 )  # fmt: skip
 BY_NAME = {k.name: k for k in KINDS}
 

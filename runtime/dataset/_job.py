@@ -177,6 +177,7 @@ def embed_dataset(
     xlsx_text: bool = False,
     eml_text: bool = False,
     rtf_text: bool = False,
+    image_text: bool = False,
     ocr: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
@@ -217,7 +218,9 @@ def embed_dataset(
     documents named ``*.eml`` or ``*.msg`` (e-mail messages; Outlook's through olefile) are read as their subject, sender, recipients and
     date a line each, then their body's text (a message of HTML only: its visible text), their
     attachments' names and the messages forwarded in them. ``rtf_text``: documents named ``*.rtf``
-    are read as their text, as ``docx_text`` reads a Word document. ``ocr`` (with
+    are read as their text, as ``docx_text`` reads a Word document. ``image_text``: documents named
+    ``*.png``, ``*.jpg``/``*.jpeg``, ``*.tif``/``*.tiff``, ``*.bmp``, ``*.webp`` or ``*.gif`` are read
+    by OCR (RapidOCR, the ``ocr`` extra), a TIFF's pages separated as a PDF's are. ``ocr`` (with
     ``pdf_text``): a PDF's pages without text (scanned) are read by OCR (RapidOCR, the ``ocr`` extra).
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only). Files of
@@ -311,7 +314,8 @@ def embed_dataset(
     if isinstance(progress_every, bool) or not isinstance(progress_every, int | float) or not progress_every >= 0:
         raise ValueError(f"progress_every must be a number of seconds >= 0, got {progress_every!r}")
     as_text = asked(html_text=html_text, pdf_text=pdf_text, docx_text=docx_text, pptx_text=pptx_text,
-                    epub_text=epub_text, odf_text=odf_text, xlsx_text=xlsx_text, eml_text=eml_text, rtf_text=rtf_text)
+                    epub_text=epub_text, odf_text=odf_text, xlsx_text=xlsx_text, eml_text=eml_text, rtf_text=rtf_text,
+                    image_text=image_text)
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,

@@ -31,6 +31,8 @@ from ._pdf_worker import HEADER, read_exact
 __all__ = ["PDF_SECONDS", "WORKERS", "check_ocr", "check_pdfium", "pdf_text_later"]
 
 SUFFIXES = (".pdf",)  # documents read as PDF (a compression suffix after them too)
+# documents read as images, by OCR in the same workers
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 WORKERS = min(8, os.cpu_count() or 1)
 PDF_SECONDS = 600.0  # one PDF's longest reading (with OCR, one page's): a worker still busy then is stopped
 
@@ -44,9 +46,9 @@ def check_pdfium() -> None:
     _installed("pypdfium2", "pdf_text (--pdf-text) reads PDFs with pypdfium2", "pdf")
 
 
-def check_ocr() -> None:
+def check_ocr(what: str = "ocr (--ocr) reads scanned pages") -> None:
     """An error saying how to install RapidOCR where it is not (the workers import it)."""
-    _installed("rapidocr", "ocr (--ocr) reads scanned pages with RapidOCR", "ocr")
+    _installed("rapidocr", f"{what} with RapidOCR", "ocr")
 
 
 def _installed(module: str, what: str, extra: str) -> None:
@@ -156,7 +158,7 @@ _pool_lock = threading.Lock()
 
 def pdf_text_later(data: bytes, ocr: bool = False) -> Future[tuple[str | None, str | None]]:
     """The PDF's (text, reason), to come: read in a worker process while the caller goes on; ``ocr``:
-    its pages without text read by OCR."""
+    its pages without text read by OCR, and ``data`` may be an image's (read by OCR)."""
     with _pool_lock:
         if ocr not in _pools:
             check_pdfium()  # the workers import it

@@ -1,6 +1,7 @@
-"""A PDF's text with PDFium (``pypdfium2``), and the loop of the worker process that reads PDFs for
-the corpus job (``_pdf``). Standalone: the standard library and pypdfium2 (and, to OCR scanned
-pages, RapidOCR), so that a worker starts in a fraction of a second without the package's imports.
+"""A PDF's text with PDFium (``pypdfium2``), an image's by OCR, and the loop of the worker process
+that reads them for the corpus job (``_pdf``). Standalone: the standard library and pypdfium2 (and,
+to OCR scanned pages and images, RapidOCR and the OpenCV it brings), so that a worker starts in a
+fraction of a second without the package's imports.
 
 Each page's text in its reading order, its lines a line each; a word hyphenated at a line's end is
 joined again (PDFium marks the hyphen it finds there with U+FFFE). Pages are separated by
@@ -8,9 +9,11 @@ joined again (PDFium marks the hyphen it finds there with U+FFFE). Pages are sep
 that needs a password or one PDFium cannot read has no text, and a reason instead. With OCR, a page
 without text is rendered (``OCR_DPI``) and read by RapidOCR (PP-OCR's detection and recognition
 models on ONNX Runtime, one thread a worker), in reading order (``ocr_text``: columns one after
-the other, lines top to bottom, a line's pieces left to right).
+the other, lines top to bottom, a line's pieces left to right). An image (PNG, JPEG, TIFF, BMP,
+WebP, GIF: told by its first bytes) is read by OCR as such a page, each page of a TIFF (a scanner's
+multi-page file) one after the other, separated as a PDF's pages are.
 
-The worker's protocol, on its standard input and output: a request is a PDF's bytes after their
+The worker's protocol, on its standard input and output: a request is a PDF's (or an image's) bytes after their
 length (8 bytes, big-endian); the reply is the JSON ``[text, reason]`` (one of them null) after its
 length. With OCR, a length of 0 before the reply says that a page was read (the job's clock for the
 PDF starts again). The worker ends at the end of its input (the job closed it, or ended).
@@ -63,6 +66,33 @@ def pdf_text(data: bytes, ocr: Callable[[Any], str] | None = None) -> tuple[str 
     return PAGE_BREAK.join(pages), None
 
 
+_IMAGES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF87a", b"GIF89a")
+
+
+def is_image(data: bytes) -> bool:
+    """Whether ``data`` begins as an image file does (PNG, JPEG, TIFF, BMP, GIF, WebP)."""
+    return data.startswith(_IMAGES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def image_text(data: bytes, ocr: Ocr) -> tuple[str | None, str | None]:
+    """The text OCR reads in the image ``data``, a TIFF's pages separated by ``PAGE_BREAK``; or why
+    it has none."""
+    import cv2
+    import numpy as np
+
+    try:
+        ok, pages = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        ok, pages = False, []
+    if not ok or not pages:
+        return None, "not an image OpenCV reads (a damaged or truncated file?)"
+    texts = [ocr.read(page) for page in pages]
+    if not any(t.strip() for t in texts):
+        many = f" in its {len(pages)} pages" if len(pages) > 1 else ""
+        return None, f"no text found by OCR{many} (a picture without words?)"
+    return PAGE_BREAK.join(texts), None
+
+
 def _page_text(doc: Any, index: int, ocr: Callable[[Any], str] | None) -> str:
     page = doc[index]
     try:
@@ -88,6 +118,15 @@ class Ocr:
         self.engine: Any = None
 
     def __call__(self, page: Any) -> str:
+        """A PDF page's text, from its picture at ``OCR_DPI``."""
+        bitmap = page.render(scale=OCR_DPI / 72)
+        try:
+            return self.read(bitmap.to_numpy())
+        finally:
+            bitmap.close()
+
+    def read(self, picture: Any) -> str:
+        """The text of a picture (an array of rows of BGR pixels), in reading order (``ocr_text``)."""
         if self.engine is None:
             from rapidocr import RapidOCR
 
@@ -99,11 +138,7 @@ class Ocr:
                                            "Det.limit_type": "max", "Det.limit_side_len": 1280,
                                            "EngineConfig.onnxruntime.intra_op_num_threads": 1,
                                            "EngineConfig.onnxruntime.inter_op_num_threads": 1})  # fmt: skip
-        bitmap = page.render(scale=OCR_DPI / 72)
-        try:
-            found = self.engine(bitmap.to_numpy())
-        finally:
-            bitmap.close()
+        found = self.engine(picture)
         self.tick()
         if found.boxes is None or not found.txts:
             return ""
@@ -191,7 +226,7 @@ def serve(requests: IO[bytes], replies: IO[bytes], ocr: bool = False) -> None:
         if data is None:
             return
         try:
-            answer = pdf_text(data, reader)
+            answer = image_text(data, reader) if reader is not None and is_image(data) else pdf_text(data, reader)
         except Exception as e:  # anything else PDFium's binding raises: the document's, not the worker's
             answer = (None, f"{'PDFium or OCR' if ocr else 'PDFium'} failed on it ({type(e).__name__}: {e})")
         body = json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogatepass")

@@ -260,7 +260,7 @@ def _fetched(docs: list[Shard], as_text: tuple[str, ...],
     ``_PDF_WINDOWS_AHEAD`` windows (and ``_PDF_BYTES_AHEAD`` bytes of PDF) ahead of the window given,
     so that a long PDF keeps one worker busy while the others read the next ones."""
     read = functools.partial(_document_text, as_text=as_text)
-    pdf = "pdf" in as_text
+    pdf = "pdf" in as_text or "image" in as_text  # bytes, read in workers (an image by OCR)
     ahead: collections.deque[tuple[list[Shard], list[Any], int]] = collections.deque()
     held = 0
     try:
@@ -271,7 +271,8 @@ def _fetched(docs: list[Shard], as_text: tuple[str, ...],
                 yield window, got
                 continue
             size = sum(len(c) for c, _bad in got if isinstance(c, bytes))
-            ahead.append((window, [(pdf_text_later(c, ocr), None) if isinstance(c, bytes) else (c, b) for c, b in got], size))
+            ahead.append((window, [(pdf_text_later(c, ocr or BY_NAME["image"].takes(d.path)), None)
+                                   if isinstance(c, bytes) else (c, b) for d, (c, b) in zip(window, got, strict=True)], size))
             held += size
             while len(ahead) > _PDF_WINDOWS_AHEAD or (len(ahead) > 1 and held > _PDF_BYTES_AHEAD):
                 held -= ahead[0][2]

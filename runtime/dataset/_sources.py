@@ -622,6 +622,8 @@ def plan_input(
         check_pdfium()
     if ocr:
         check_ocr()  # installed, before the scan
+    if "image" in as_text:
+        check_ocr("image_text (--image-text) reads images' text")
     with storage.listing():  # the objects listed keep their listing's stamps, taken below: no request each
         if documents:
             fmt, content_cuts = InputFormat.DOCUMENTS, True
