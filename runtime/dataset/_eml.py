@@ -34,6 +34,7 @@ SUFFIXES = (".eml", ".msg")  # documents read as e-mail messages (a compression 
 _HEADERS = ("Subject", "From", "To", "Cc", "Date")
 _ADDRESSES = ("From", "To", "Cc")
 _MESSAGE_FIELDS = (*_HEADERS, "Message-ID", "Received", "MIME-Version", "Content-Type")  # one makes a message
+_FIELD_NAMES = frozenset(name.lower().encode() for name in _MESSAGE_FIELDS)
 _FIELD = re.compile(rb"([!-9;-~]+):")  # a header line's field name (printable ASCII but ':') and colon
 HEAD = 8192  # the bytes ``looks_like_message`` is given
 _DEPTH = 8  # forwarded messages read inside one another, at most
@@ -61,7 +62,6 @@ def looks_like_message(head: bytes) -> bool:
     lines = head.split(b"\n")
     if len(head) >= HEAD:
         lines.pop()  # cut short: not known whole
-    known = {name.lower().encode() for name in _MESSAGE_FIELDS}
     seen = False
     for k, line in enumerate(lines):
         line = line.rstrip(b"\r")
@@ -72,7 +72,7 @@ def looks_like_message(head: bytes) -> bool:
         field = _FIELD.match(line)
         if field is None:
             return False
-        seen = seen or field.group(1).lower() in known
+        seen = seen or field.group(1).lower() in _FIELD_NAMES
     return seen
 
 
