@@ -86,16 +86,16 @@ def test_each_file_is_a_row_named_by_its_path(tmp_path: Path, tiny_bert_bundle: 
 
 
 def test_files_that_are_no_utf8_text_are_bad_rows_named_by_their_file(tmp_path: Path, tiny_bert_bundle: Path) -> None:
-    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4000  # read no further than its first bad byte
-    src = _folder(tmp_path / "docs", {"a.md": "fine", "b.png": png, "c.md": "caf\xe9".encode("latin-1") + b" ok",
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4000  # read no further than its first bad byte; a name no kind takes
+    src = _folder(tmp_path / "docs", {"a.md": "fine", "b.bin": png, "c.md": "caf\xe9".encode("latin-1") + b" ok",
                                       "d.txt": "wide".encode("utf-16"), "e.md": "also fine",
                                       "f.md": b"\xef\xbb\xbfbom, then \xff"})  # fmt: skip
-    with pytest.raises(BadRowError, match=r"b.png \(id 'b.png'\): not UTF-8 text .*byte 0.*--on-error skip"):
+    with pytest.raises(BadRowError, match=r"b.bin \(id 'b.bin'\): not UTF-8 text .*byte 0.*--on-error skip"):
         embed_dataset(src, tmp_path / "fail", tiny_bert_bundle, documents=True, progress=False)
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, on_error="null", progress=False)
     assert s.written == 6 and s.bad_rows == 4
     bad = [json.loads(line) for line in (tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines()]
-    assert [(b["id"], b["file"]) for b in bad] == [(n, str(src / n)) for n in ("b.png", "c.md", "d.txt", "f.md")]
+    assert [(b["id"], b["file"]) for b in bad] == [(n, str(src / n)) for n in ("b.bin", "c.md", "d.txt", "f.md")]
     assert "at byte 3" in bad[1]["reason"] and "UTF-16" in bad[2]["reason"] and "iconv" in bad[2]["reason"]
     assert "at byte 13" in bad[3]["reason"]  # counted from the file's start, its byte order mark too
     table = pq.read_table(tmp_path / "out")

@@ -14,6 +14,7 @@ saying so.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ._doc import CELL, IN_CELL, INNER_CELL, INNER_ROW, PARAGRAPH, ROW, marked_blocks
@@ -73,10 +74,6 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
     stack = [_Group()]
     in_table = False  # the paragraph is in a table (\intbl, \itapN)
     declared = cells = 0  # the cells the table's row defines (\cellx), and those ended so far (\cell)
-    codepage = "cp1252"
-    pending: list[int] = []  # \'hh bytes, decoded together (a double-byte code page's characters)
-    skip_fallback = 0  # ANSI characters still to skip after a \uN
-    high: int | None = None  # a \uN high surrogate, waiting for its low one
     first_in_group = False  # the next token is the group's first (a destination's name)
 
     def emit(text: str, hidden_too: bool = False) -> None:
@@ -84,21 +81,14 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
         if hidden_too or (not group.skip and not group.deleted):
             (notes[-1].text if group.notes and notes else body).append(text)
 
-    def flush() -> None:
-        if pending:
-            emit(bytes(pending).decode(codepage, "replace"))
-            pending.clear()
-
+    chars = _Characters(emit)
     for m in _TOKEN.finditer(data):
         word, arg, hex_byte, symbol, brace, newline, text = m.groups()
         if hex_byte is not None:
-            if skip_fallback:
-                skip_fallback -= 1
-            else:
-                pending.append(int(hex_byte, 16))
+            chars.byte(hex_byte)
             first_in_group = False
             continue
-        flush()
+        chars.flush()
         if newline is not None:
             continue
         if brace == b"{":
@@ -108,19 +98,14 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
         if brace == b"}":
             if len(stack) > 1:
                 stack.pop()
-            skip_fallback = 0
+            chars.skip = 0
             first_in_group = False
             continue
         starts = first_in_group
         first_in_group = False
         group = stack[-1]
         if text is not None:
-            if skip_fallback:
-                cut = min(skip_fallback, len(text))
-                skip_fallback -= cut
-                text = text[cut:]
-            if text:
-                emit(text.decode(codepage, "replace"))
+            chars.text(text)
             continue
         if symbol is not None:
             if symbol == b"*":  # an optional destination: skipped, but for _KEPT ones and nested tables' row ends
@@ -146,19 +131,11 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
         elif name == b"ftnalt" and group.notes and notes:
             notes[-1].endnote = True
         elif name == b"u" and value is not None:
-            code = value + 65536 if value < 0 else value
-            if 0xD800 <= code < 0xDC00:
-                high = code
-            elif 0xDC00 <= code < 0xE000 and high is not None:
-                emit(chr(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00)))
-                high = None
-            else:
-                emit(chr(code))
-            skip_fallback = group.uc
+            chars.unicode(value, group.uc)
         elif name == b"uc" and value is not None:
             stack[-1] = replace(group, uc=max(value, 0))
         elif name == b"ansicpg" and value is not None:
-            codepage = code_page(value, codepage)
+            chars.codepage = code_page(value, chars.codepage)
         elif name == b"deleted":
             stack[-1] = replace(group, deleted=value != 0)
         elif name == b"plain":
@@ -184,7 +161,7 @@ def rtf_text(data: bytes) -> tuple[str | None, str | None]:
             cells = 0
         elif name in _CHARACTERS:
             emit(_mark(_CHARACTERS[name], in_table))
-    flush()
+    chars.flush()
     blocks = list(marked_blocks("".join(body)))  # a field's code is a skipped destination, its result text
     for note in sorted(notes, key=lambda n: n.endnote):  # the footnotes, then the endnotes, each in order
         blocks += marked_blocks("".join(note.text).lstrip())
@@ -200,10 +177,6 @@ def encapsulated_html(data: bytes) -> str | None:
         return None
     out: list[str] = []
     stack = [_Html()]
-    codepage = "cp1252"
-    pending: list[int] = []  # \'hh bytes, decoded together
-    skip_fallback = 0  # ANSI characters still to skip after a \uN
-    high: int | None = None  # a high surrogate's \\uN, waiting for its low one
     first_in_group = False
 
     def emit(text: str) -> None:
@@ -211,17 +184,13 @@ def encapsulated_html(data: bytes) -> str | None:
         if not group.skip and (group.tag or not group.rtf_only):
             out.append(text)
 
+    chars = _Characters(emit)
     for m in _TOKEN.finditer(data):
         word, arg, hex_byte, symbol, brace, newline, text = m.groups()
         if hex_byte is not None:
-            if skip_fallback:
-                skip_fallback -= 1
-            else:
-                pending.append(int(hex_byte, 16))
+            chars.byte(hex_byte)
             continue
-        if pending:
-            emit(bytes(pending).decode(codepage, "replace"))
-            pending.clear()
+        chars.flush()
         if newline is not None:  # line ends in the RTF source are no text
             continue
         starts, first_in_group = first_in_group, False
@@ -232,12 +201,9 @@ def encapsulated_html(data: bytes) -> str | None:
                 first_in_group = True
             elif len(stack) > 1:
                 stack.pop()
-            skip_fallback = 0
+            chars.skip = 0
         elif text is not None:
-            cut = min(skip_fallback, len(text))
-            skip_fallback -= cut
-            if text[cut:]:
-                emit(text[cut:].decode(codepage, "replace"))
+            chars.text(text)
         elif symbol is not None:
             if symbol == b"*":  # an optional destination: skipped unless it is an HTML tag's
                 stack[-1] = replace(group, skip=True)
@@ -254,24 +220,59 @@ def encapsulated_html(data: bytes) -> str | None:
             elif word == b"htmlrtf":
                 stack[-1] = replace(group, rtf_only=value != 0)
             elif word == b"u" and value is not None:
-                code = value + 65536 if value < 0 else value
-                if 0xD800 <= code < 0xDC00:
-                    high = code
-                elif 0xDC00 <= code < 0xE000 and high is not None:
-                    emit(chr(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00)))
-                    high = None
-                elif not 0xD800 <= code < 0xE000:
-                    emit(chr(code))
-                skip_fallback = group.uc
+                chars.unicode(value, group.uc)
             elif word == b"uc" and value is not None:
                 stack[-1] = replace(group, uc=max(value, 0))
             elif word == b"ansicpg" and value is not None:
-                codepage = code_page(value, codepage)
+                chars.codepage = code_page(value, chars.codepage)
             elif word in (b"par", b"line"):
                 emit("\n")
             elif word == b"tab":
                 emit("\t")
+    chars.flush()
     return "".join(out)
+
+
+class _Characters:
+    """The characters of RTF's text: ``\\'hh`` bytes in the document's code page (decoded together:
+    a double-byte code page's characters), ``\\uN`` (a surrogate pair joined, a lone one left out)
+    and, after it, its ANSI fallback skipped; each run handed to ``emit``."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.codepage = "cp1252"  # \\ansicpgN's
+        self.pending: list[int] = []  # \\'hh bytes not yet decoded
+        self.skip = 0  # fallback characters still to skip after a \\uN
+        self.high: int | None = None  # a high surrogate's \\uN, waiting for its low one
+
+    def byte(self, hex_byte: bytes) -> None:
+        if self.skip:
+            self.skip -= 1
+        else:
+            self.pending.append(int(hex_byte, 16))
+
+    def flush(self) -> None:
+        if self.pending:
+            self.emit(bytes(self.pending).decode(self.codepage, "replace"))
+            self.pending.clear()
+
+    def text(self, raw: bytes) -> None:
+        cut = min(self.skip, len(raw))
+        self.skip -= cut
+        if raw[cut:]:
+            self.emit(raw[cut:].decode(self.codepage, "replace"))
+
+    def unicode(self, value: int, fallback: int) -> None:
+        """``\\uN`` (N signed 16-bit), then ``fallback`` characters (``\\ucN``) to skip."""
+        code = value + 65536 if value < 0 else value
+        if 0xD800 <= code < 0xDC00:
+            self.high = code
+        elif 0xDC00 <= code < 0xE000 and self.high is not None:
+            self.emit(chr(0x10000 + ((self.high - 0xD800) << 10) + (code - 0xDC00)))
+            self.high = None
+        elif not 0xD800 <= code < 0xE000:
+            self.emit(chr(code))
+        self.skip = fallback
 
 
 @dataclass(frozen=True)
