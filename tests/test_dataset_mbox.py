@@ -278,3 +278,81 @@ def test_messages_named_as_maildir_and_the_enron_corpus_name_them(tmp_path: Path
     embed_dataset(src, tmp_path / "raw", tiny_bert_bundle, documents=True, keep_columns="text", progress=False)
     assert pq.read_table(tmp_path / "raw").column("text").to_pylist()[0] == "# README\n\ntext\n"
     assert pq.read_table(tmp_path / "raw").column("text").to_pylist()[1] == enron.decode()  # without the option: its source
+
+
+def _with_attachments() -> tuple[bytes, str, str]:
+    """A message with a Word document, a PDF of two pages and a workbook attached; the Word
+    document's and the PDF's text as their readers give them."""
+    pytest.importorskip("pypdfium2")
+    from document_files import make_docx, make_pdf
+
+    from embedrt.dataset._docx import docx_text
+
+    docx = make_docx("<w:p><w:r><w:t>The contract's terms</w:t></w:r></w:p><w:p><w:r><w:t>Signed in May</w:t></w:r></w:p>")
+    pdf = make_pdf([["Invoice 42", "Total due"], ["Page two"]])
+    m = _message(7, "See the attached files.\n")
+    m.add_attachment(docx, maintype="application", subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
+                     filename="terms.docx")  # fmt: skip
+    m.add_attachment(pdf, maintype="application", subtype="pdf", filename="invoice.pdf")
+    m.add_attachment(b"PK\x03\x04 not read", maintype="application", subtype="octet-stream", filename="book.xlsx")
+    return m.as_bytes(), docx_text(docx)[0] or "", "Invoice 42\nTotal due\n\nPage two"
+
+
+def test_attachments_of_the_kinds_asked_for_are_read_into_the_message(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """With --attachment-text, a message's attachments of the kinds asked for follow its text, each
+    under its name (a PDF's pages as paragraphs); others are named only; an .eml document, a
+    mailbox's message and an Outlook message alike; refused where there are no messages or kinds."""
+    raw, docx, pdf = _with_attachments()
+    plain = eml_text(raw)[0]
+    assert plain is not None and plain.endswith("Attachments: terms.docx, invoice.pdf, book.xlsx")
+    want = f"{plain}\n\nAttachment: terms.docx\n\n{docx}\n\nAttachment: invoice.pdf\n\n{pdf}"
+    assert docx == "The contract's terms\n\nSigned in May"
+    src = tmp_path / "docs"
+    src.mkdir()
+    (src / "mail.eml").write_bytes(raw)
+    kw: dict[str, Any] = {"documents": True, "eml_text": True, "docx_text": True, "pdf_text": True, "keep_columns": "text",
+                          "progress": False}  # fmt: skip
+    embed_dataset(src, tmp_path / "out", tiny_bert_bundle, attachment_text=True, **kw)
+    assert pq.read_table(tmp_path / "out").column("text").to_pylist() == [want]
+    embed_dataset(src, tmp_path / "names", tiny_bert_bundle, **kw)
+    assert pq.read_table(tmp_path / "names").column("text").to_pylist() == [plain]  # without the option
+    box = tmp_path / "box.mbox"
+    box.write_bytes(b"From a@example.com Mon Jan  1 00:00:00 2024\n" + raw + b"\n")
+    embed_dataset(box, tmp_path / "mbox", tiny_bert_bundle, attachment_text=True, docx_text=True, pdf_text=True,
+                  keep_columns="text", progress=False)  # fmt: skip
+    assert pq.read_table(tmp_path / "mbox").column("text").to_pylist() == [want]
+    with pytest.raises(InputError, match=r"docx_text \(--docx-text\) reads Word documents as their text: it needs "
+                       r"documents=True"):  # fmt: skip  (kinds without --documents: for attachments only)
+        embed_dataset(box, tmp_path / "x", tiny_bert_bundle, docx_text=True, progress=False)
+    with pytest.raises(InputError, match=r"attachment_text \(--attachment-text\) reads e-mail attachments of the kinds "
+                       r"asked for: it needs one of them"):  # fmt: skip
+        embed_dataset(box, tmp_path / "x", tiny_bert_bundle, attachment_text=True, progress=False)
+    with pytest.raises(InputError, match=r"it needs one of them .* and messages"):
+        embed_dataset(src, tmp_path / "x", tiny_bert_bundle, documents=True, docx_text=True, attachment_text=True,
+                      progress=False)  # fmt: skip
+    (tmp_path / "rows.jsonl").write_text('{"text": "a"}\n')
+    with pytest.raises(InputError, match=r"it needs messages \(--documents --eml-text, or a mailbox\); this input is jsonl"):
+        embed_dataset(tmp_path / "rows.jsonl", tmp_path / "x", tiny_bert_bundle, attachment_text=True, docx_text=True,
+                      progress=False)  # fmt: skip
+
+
+def test_outlook_attachments_are_read_as_mime_ones() -> None:
+    from test_dataset_documents import _Ole
+
+    from embedrt.dataset._msg import _Message
+
+    read: list[tuple[str, bytes]] = []
+
+    def attachment(name: str, data: bytes) -> str | None:
+        read.append((name, data))
+        return "the sheet's text\f\nnext page" if name.endswith(".xlsx") else None
+
+    ole = _Ole({"__properties_version1.0": bytes(32), "__substg1.0_0037001F": "Q3".encode("utf-16-le"),
+                "__substg1.0_1000001F": "Body".encode("utf-16-le"),
+                "__attach_version1.0_#00000000/__substg1.0_3707001F": "plan.xlsx".encode("utf-16-le"),
+                "__attach_version1.0_#00000000/__substg1.0_37010102": b"xlsx bytes",
+                "__attach_version1.0_#00000001/__substg1.0_3707001F": "photo.jpg".encode("utf-16-le"),
+                "__attach_version1.0_#00000001/__substg1.0_37010102": b"jpeg bytes"})  # fmt: skip
+    assert _Message(ole, "", 32, attachment).text(8) == (
+        "Subject: Q3\n\nBody\n\nAttachments: plan.xlsx, photo.jpg\n\nAttachment: plan.xlsx\n\nthe sheet's text\nnext page")
+    assert read == [("plan.xlsx", b"xlsx bytes"), ("photo.jpg", b"jpeg bytes")]

@@ -1,9 +1,10 @@
 """Documents read as their text rather than as UTF-8: HTML pages (``_html``), PDFs (``_pdf``), Word
 documents (``_docx``), PowerPoint decks (``_pptx``), EPUB books (``_epub``), OpenDocument files
-(``_odf``), Excel workbooks (``_xlsx``), e-mail messages (``_eml``) and RTF documents (``_rtf``), each
-kind by its file names, as a job asks for it (``html_text``, ``pdf_text``, ``docx_text``,
-``pptx_text``, ``epub_text``, ``odf_text``, ``xlsx_text``, ``eml_text``, ``rtf_text``). A job's kinds are part of its identity
-(``{kind: "text"}``)."""
+(``_odf``), Excel workbooks (``_xlsx``), e-mail messages (``_eml``), RTF documents (``_rtf``) and
+images (by OCR, in ``_pdf``'s workers), each kind by its file names, as a job asks for it
+(``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``, ``epub_text``, ``odf_text``,
+``xlsx_text``, ``eml_text``, ``rtf_text``, ``image_text``); e-mail attachments of those kinds too,
+where asked for (``attachment_reader``). A job's kinds are part of its identity (``{kind: "text"}``)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,27 @@ def paged(names: tuple[str, ...]) -> bool:
 def kind_of(path: str, names: tuple[str, ...]) -> Kind | None:
     """Which of the kinds ``names`` the document ``path`` is read as (None: as UTF-8 text)."""
     return next((k for k in KINDS if k.name in names and k.takes(path)), None)
+
+
+def attachment_reader(names: tuple[str, ...], ocr: bool = False) -> Callable[[str, bytes], str | None]:
+    """Reads an e-mail attachment (its file name, its bytes) of the kinds ``names`` as a document of
+    its name is read (a PDF or an image in the workers, waited for; ``ocr``: a PDF's scanned pages
+    too); None for an attachment of another kind, or without text."""
+
+    def read(name: str, data: bytes) -> str | None:
+        kind = kind_of(name, names)
+        if kind is None or kind.name == "eml":  # attached messages are read as forwarded ones, or not at all
+            return None
+        if not kind.binary:  # HTML
+            return _html.html_text(data.decode("utf-8", "replace"))
+        if kind.reads is None:  # PDFs and images: their workers' reading, waited for
+            return _pdf.pdf_text_later(data, ocr or kind.name == "image").result()[0]
+        try:
+            return kind.reads(data)[0]
+        except Exception:  # the reader's fault or the file's: the attachment has no text, the message still does
+            return None
+
+    return read
 
 
 def binary_kind(path: str) -> Kind | None:

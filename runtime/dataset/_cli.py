@@ -86,8 +86,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "only the parts around them: a later run moves the others instead of computing them again")  # fmt: skip
     p.add_argument("--documents", action="store_true",
                    help="each input file is one text (a folder of Markdown, HTML, text or, with --pdf-text, --docx-text, "
-                   "--pptx-text, --epub-text, --odf-text, --xlsx-text, --eml-text and --rtf-text, PDF, Word, PowerPoint, "
-                   "EPUB, OpenDocument, Excel and RTF documents and e-mail messages; every file but "
+                   "--pptx-text, --epub-text, --odf-text, --xlsx-text, --eml-text, --rtf-text and --image-text, PDF, "
+                   "Word, PowerPoint, EPUB, OpenDocument, Excel and RTF documents, e-mail messages and images; every file but "
                    "hidden ones, or a glob's matches): rows of the columns path (the file's path under INPUT, the "
                    "default --id-column) and text; with --chunk-tokens max each is embedded whole in windows")  # fmt: skip
     for kind in KINDS:  # --html-text, --pdf-text ...
@@ -95,6 +95,10 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--ocr", action="store_true",
                    help="with --pdf-text: read a PDF's pages without text (scanned) by OCR (RapidOCR: pip install "
                    "'embedrt[ocr]'; seconds a page)")  # fmt: skip
+    p.add_argument("--attachment-text", action="store_true",
+                   help="with e-mail (--documents --eml-text, or a mailbox): read each message's attachments of the kinds "
+                   "asked for (--pdf-text, --docx-text, ...) and put their text after the message's, an 'Attachment: NAME' "
+                   "line before each")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
@@ -158,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
                 dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
-                documents=args.documents, ocr=args.ocr,
+                documents=args.documents, ocr=args.ocr, attachment_text=args.attachment_text,
                 **{f"{kind.name}_text": getattr(args, f"{kind.name}_text") for kind in KINDS},
             )  # fmt: skip
     except KeyboardInterrupt as e:

@@ -20,13 +20,14 @@ import email
 import email.policy
 import email.utils
 import re
+from collections.abc import Callable
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import EmailMessage, MIMEPart
 from pathlib import PurePosixPath
 
 from ._html import html_text
-from ._msg import msg_text
+from ._msg import attached, msg_text
 from ._ole import OLE2
 
 SUFFIXES = (".eml", ".msg")  # documents read as e-mail messages (a compression suffix after them too)
@@ -40,13 +41,17 @@ HEAD = 8192  # the bytes ``looks_like_message`` is given
 _DEPTH = 8  # forwarded messages read inside one another, at most
 
 
-def eml_text(data: bytes) -> tuple[str | None, str | None]:
+Attachment = Callable[[str, bytes], "str | None"]  # an attachment's (file name, bytes) -> its text, or None
+
+
+def eml_text(data: bytes, attachment: Attachment | None = None) -> tuple[str | None, str | None]:
     """The text of the message ``data``, or why it has none. An Outlook message (an OLE2 file, as a
-    ``.msg`` is) is read by ``_msg``."""
+    ``.msg`` is) is read by ``_msg``. ``attachment``: reads an attachment, whose text (where it
+    gives one) follows the attachments' names."""
     if data.startswith(OLE2):
-        return msg_text(data)
+        return msg_text(data, attachment)
     message, why = parsed(data)
-    return (None, why) if message is None else (message_text(message), None)
+    return (None, why) if message is None else (message_text(message, attachment=attachment), None)
 
 
 def unnamed_message(path: str) -> bool:
@@ -86,9 +91,10 @@ def parsed(data: bytes) -> tuple[EmailMessage | None, str | None]:
     return message, None
 
 
-def message_text(message: EmailMessage, headers: dict[str, str] | None = None) -> str:
+def message_text(message: EmailMessage, headers: dict[str, str] | None = None,
+                 attachment: Attachment | None = None) -> str:  # fmt: skip
     """A message's text as ``eml_text`` gives it; ``headers``: its ``header`` values already read."""
-    return _message_text(message, _DEPTH, headers)
+    return _message_text(message, _DEPTH, headers, attachment)
 
 
 def body_text(message: EmailMessage) -> str:
@@ -102,26 +108,32 @@ def body_text(message: EmailMessage) -> str:
     return text.lstrip("\n").rstrip()  # a body's trailing blank or white-space lines are none of its text
 
 
-def _message_text(message: EmailMessage, depth: int, headers: dict[str, str] | None = None) -> str:
+def _message_text(message: EmailMessage, depth: int, headers: dict[str, str] | None = None,
+                  attachment: Attachment | None = None) -> str:  # fmt: skip
     read = headers or {}
     lines = [f"{name}: {value}" for name in _HEADERS if (value := read[name] if name in read else header(message, name))]
     blocks = ["\n".join(lines)] if lines else []
     blocks.append(body_text(message))
     names: list[str] = []
+    texts: list[str] = []  # the attachments' read
     forwarded: list[str] = []
     for part in message.iter_attachments():
         assert isinstance(part, EmailMessage)
         if part.get_content_type() == "message/rfc822" and depth > 1:
             inner = part.get_payload(0) if part.is_multipart() else None
             if isinstance(inner, EmailMessage):
-                forwarded.append(_message_text(inner, depth - 1))
+                forwarded.append(_message_text(inner, depth - 1, attachment=attachment))
                 continue
         name = part.get_filename()
         if name:
             names.append(" ".join(_decoded(name).split()))
+            data = part.get_payload(decode=True) if attachment is not None else None
+            text = attachment(names[-1], data) if attachment is not None and isinstance(data, bytes) else None
+            if text and text.strip():
+                texts.append(attached(names[-1], text))
     if names:
         blocks.append("Attachments: " + ", ".join(names))
-    return "\n\n".join(b for b in (*blocks, *forwarded) if b)
+    return "\n\n".join(b for b in (*blocks, *texts, *forwarded) if b)
 
 
 def header(message: EmailMessage, name: str, raw: bool = False) -> str:

@@ -179,6 +179,7 @@ def embed_dataset(
     rtf_text: bool = False,
     image_text: bool = False,
     ocr: bool = False,
+    attachment_text: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -222,6 +223,9 @@ def embed_dataset(
     ``*.png``, ``*.jpg``/``*.jpeg``, ``*.tif``/``*.tiff``, ``*.bmp``, ``*.webp`` or ``*.gif`` are read
     by OCR (RapidOCR, the ``ocr`` extra), a TIFF's pages separated as a PDF's are. ``ocr`` (with
     ``pdf_text``): a PDF's pages without text (scanned) are read by OCR (RapidOCR, the ``ocr`` extra).
+    ``attachment_text`` (with e-mail: ``eml_text`` documents, or a mailbox): each message's
+    attachments of the kinds asked for (``pdf_text``, ``docx_text`` ...) are read, their text after
+    the message's, each under a line ``Attachment: NAME``.
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only). Files of
     fewer rows share parts: a run of them is cut after a file whose name and content hash hits, up
@@ -369,7 +373,8 @@ def embed_dataset(
             plan = plan_input(input, rows_per_part, text=job.text, id_column=id_column, keep_columns=job.read_columns,
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
                               record=record, content_cuts=content_defined_parts, documents=documents,
-                              as_text=as_text, ocr=ocr, group_files=_groups_files(folder, overwrite))  # fmt: skip
+                              as_text=as_text, ocr=ocr, attachments=attachment_text,
+                              group_files=_groups_files(folder, overwrite))  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -566,6 +571,7 @@ class JobSettings:
             **({"part_cuts": "content"} if plan.content_cuts else {}),
             **({"small_files": "grouped"} if plan.grouped else {}),
             **{kind: "text and OCR" if kind == "pdf" and plan.ocr else "text" for kind in plan.as_text},
+            **({"attachments": "text"} if plan.attachments else {}),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:

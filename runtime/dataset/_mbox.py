@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._eml import body_text, header, header_value, message_text, parsed
+from ._eml import Attachment, body_text, header, header_value, message_text, parsed
 
 OPENS = b"From "  # a line beginning so opens a message
 SUFFIXES = (".mbox", ".mbx")
@@ -34,16 +34,16 @@ _LABELS = "X-Gmail-Labels"  # names a comma apart, each its own encoded word whe
 _QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
 
 
-def message_row(raw: bytes) -> tuple[dict[str, Any], str | None]:
+def message_row(raw: bytes, attachment: Attachment | None = None) -> tuple[dict[str, Any], str | None]:
     """The columns of one message (``raw``: its lines after its ``From `` line), or why it is not a
-    message (then no columns)."""
+    message (then no columns); ``attachment``: reads its attachments into its text (``eml_text``)."""
     message, why = parsed(_QUOTED.sub(rb"\1", raw))
     if message is None:
         return {}, why
     headers = {name: header(message, name) for name in _HEADERS.values() if name != _LABELS}
     headers[_LABELS] = ",".join(header_value(label) for label in header(message, _LABELS, raw=True).split(","))
     row: dict[str, Any] = {c: _clean(headers[name]) or None for c, name in _HEADERS.items()}
-    row["text"] = _clean(message_text(message, headers))
+    row["text"] = _clean(message_text(message, headers, attachment))
     row["body"] = _clean(body_text(message))
     return row, None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from ._html import html_text
@@ -27,26 +28,29 @@ from ._rtf import rtf_text
 _SUBJECT, _SENDER_NAME, _SENDER_ADDRESS, _SENDER_SMTP, _TO, _CC = 0x0037, 0x0C1A, 0x0C1F, 0x5D01, 0x0E04, 0x0E03
 _BODY, _HTML, _SENT, _DELIVERED, _CODEPAGE, _INTERNET_CODEPAGE = 0x1000, 0x1013, 0x0039, 0x0E06, 0x3FFD, 0x3FDE
 _RTF = 0x1009  # PR_RTF_COMPRESSED
+_DATA = 0x3701  # PR_ATTACH_DATA_BIN: an attached file's bytes
 _LONG_NAME, _NAME, _DISPLAY_NAME = 0x3707, 0x3704, 0x3001
 _EMBEDDED = "__substg1.0_3701000D"  # an attachment that is a message of its own
 _PROPERTIES = "__properties_version1.0"
 _DEPTH = 8  # attached messages read inside one another, at most
 
 
-def msg_text(data: bytes) -> tuple[str | None, str | None]:
-    """The text of the Outlook message ``data``, or why it has none."""
-    return ole_text(data, "an Outlook message (.msg)", "Outlook message", _message_text)
+def msg_text(data: bytes, attachment: Callable[[str, bytes], str | None] | None = None) -> tuple[str | None, str | None]:
+    """The text of the Outlook message ``data``, or why it has none; ``attachment``: reads an
+    attachment (its name, its bytes), whose text follows the attachments' names (as ``_eml``'s)."""
 
+    def message_text(ole: Any) -> str:  # an olefile.OleFileIO
+        if not ole.exists(_PROPERTIES) or not any(p[0].startswith("__substg1.0_") for p in ole.listdir()):
+            raise Unreadable("an OLE2 file without an Outlook message (no message properties)")
+        return _Message(ole, "", 32, attachment).text(_DEPTH)
 
-def _message_text(ole: Any) -> str:  # an olefile.OleFileIO
-    if not ole.exists(_PROPERTIES) or not any(p[0].startswith("__substg1.0_") for p in ole.listdir()):
-        raise Unreadable("an OLE2 file without an Outlook message (no message properties)")
-    return _Message(ole, "", 32).text(_DEPTH)
+    return ole_text(data, "an Outlook message (.msg)", "Outlook message", message_text)
 
 
 class _Message:
-    def __init__(self, ole: Any, prefix: str, header: int) -> None:  # ole: an olefile.OleFileIO
-        self.ole, self.prefix = ole, prefix
+    def __init__(self, ole: Any, prefix: str, header: int,
+                 attachment: Callable[[str, bytes], str | None] | None = None) -> None:  # fmt: skip
+        self.ole, self.prefix, self.attachment = ole, prefix, attachment  # ole: an olefile.OleFileIO
         self.fixed = self._fixed(header)
         code = self.fixed.get(_CODEPAGE) or self.fixed.get(_INTERNET_CODEPAGE)
         self.codepage = code_page(code) if isinstance(code, int) else "cp1252"
@@ -88,17 +92,23 @@ class _Message:
             body = html_text(_decoded(html, self.codepage), title=False) if html else self._rtf_body()
         blocks.append(body.replace("\r\n", "\n").replace("\r", "\n").strip("\n"))
         names: list[str] = []
-        attached: list[str] = []
+        texts: list[str] = []  # the attachments' read
+        inner: list[str] = []  # the messages attached
         for storage in self._attachments():
             if self.ole.exists(self.prefix + storage + _EMBEDDED) and depth > 1:
-                attached.append(_Message(self.ole, f"{self.prefix}{storage}{_EMBEDDED}/", 24).text(depth - 1))
+                message = _Message(self.ole, f"{self.prefix}{storage}{_EMBEDDED}/", 24, self.attachment)
+                inner.append(message.text(depth - 1))
                 continue
             name = next((n for p in (_LONG_NAME, _NAME, _DISPLAY_NAME) if (n := self.string(p, storage))), "")
             if name.strip():
                 names.append(" ".join(name.split()))
+                data = self._stream(f"{storage}__substg1.0_{_DATA:04X}0102") if self.attachment is not None else None
+                text = self.attachment(names[-1], data) if self.attachment is not None and data else None
+                if text and text.strip():
+                    texts.append(attached(names[-1], text))
         if names:
             blocks.append("Attachments: " + ", ".join(names))
-        return "\n\n".join(b for b in (*blocks, *attached) if b)
+        return "\n\n".join(b for b in (*blocks, *texts, *inner) if b)
 
     def _rtf_body(self) -> str:
         """The body as its compressed RTF gives it; "" where there is none, or it does not decompress."""
@@ -123,6 +133,12 @@ class _Message:
                  if len(path) > depth + 1 and "/".join(path).startswith(self.prefix)
                  and path[depth].startswith("__attach_version1.0_#")}  # fmt: skip
         return sorted(found)
+
+
+def attached(name: str, text: str) -> str:
+    """An attachment's text as it follows a message's: its name on a line, a blank line, its text
+    (its pages' form feeds taken out: they are not the message's pages)."""
+    return f"Attachment: {name}\n\n{text.replace(chr(12), '').strip()}"
 
 
 def _filetime(value: int) -> str:

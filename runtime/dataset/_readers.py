@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _storage as storage
-from ._as_text import BY_NAME, binary_kind, kind_of
-from ._eml import HEAD, looks_like_message, unnamed_message
+from ._as_text import BY_NAME, attachment_reader, binary_kind, kind_of
+from ._eml import HEAD, Attachment, eml_text, looks_like_message, unnamed_message
 from ._html import html_text
 from ._mbox import OPENS, message_row
 from ._pdf import pdf_text_later
@@ -133,7 +133,7 @@ def read_slices(
 
     tables: Iterator[pa.Table]
     if documents:
-        slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text, plan.ocr)
+        slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text, plan.ocr, plan.attachments)
         tables = (_assemble({c: _to_arrow(v, "string") for c, v in rows.cols.items()}, rows.text, rows.bad, rows.line,
                             rows.file) for rows in slices)  # fmt: skip
     elif part.files > 1 and plan.format.columnar:
@@ -166,7 +166,8 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
         elif plan.format is InputFormat.JSONL:
             slices = _read_jsonl(one, rows, source, columns, out)
         elif plan.format is InputFormat.MBOX:
-            slices = _read_mbox(one, rows, source, columns, out)
+            slices = _read_mbox(one, rows, source, columns, out,
+                                attachment_reader(plan.as_text, plan.ocr) if plan.attachments else None)
         else:
             slices = _read_csv(one, rows, source, columns, plan.csv_delimiter, out)
         yield from (_assembled(plan, full) for full in slices)
@@ -235,11 +236,11 @@ def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str
 
 
 def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None,
-                    as_text: tuple[str, ...] = (), ocr: bool = False) -> Iterator[_Rows]:  # fmt: skip
+                    as_text: tuple[str, ...] = (), ocr: bool = False, attachments: bool = False) -> Iterator[_Rows]:  # fmt: skip
     """A row per document: ``path`` (its path under the input) and ``text`` (its content; of the
     kinds ``as_text``, its text: ``_as_text``; ``ocr``: PDFs' pages without text read by OCR)."""
     out = _Slicer(columns, chars, files=True)
-    for window, got in _fetched(docs, as_text, ocr):
+    for window, got in _fetched(docs, as_text, ocr, attachments):
         for doc, (content, bad) in zip(window, got, strict=True):
             if out.full():
                 yield out.take()
@@ -253,13 +254,15 @@ _DOCS_AT_ONCE = 8
 _PDF_WINDOWS_AHEAD, _PDF_BYTES_AHEAD = 4, 256 << 20  # PDFs read ahead of the rows made: at most so many
 
 
-def _fetched(docs: list[Shard], as_text: tuple[str, ...],
-             ocr: bool = False) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:  # fmt: skip
+def _fetched(docs: list[Shard], as_text: tuple[str, ...], ocr: bool = False,
+             attachments: bool = False) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:  # fmt: skip
     """The documents a window at a time (objects a few at a time, each a request or two), each with
-    its text or why it has none. PDFs' texts (``"pdf" in as_text``) are read in worker processes (``_pdf``) up to
+    its text or why it has none (``attachments``: e-mail attachments of the kinds ``as_text`` read
+    into their message's). PDFs' texts (``"pdf" in as_text``) are read in worker processes (``_pdf``) up to
     ``_PDF_WINDOWS_AHEAD`` windows (and ``_PDF_BYTES_AHEAD`` bytes of PDF) ahead of the window given,
     so that a long PDF keeps one worker busy while the others read the next ones."""
-    read = functools.partial(_document_text, as_text=as_text)
+    read = functools.partial(_document_text, as_text=as_text,
+                             attachment=attachment_reader(as_text, ocr) if attachments else None)  # fmt: skip
     pdf = "pdf" in as_text or "image" in as_text  # bytes, read in workers (an image by OCR)
     ahead: collections.deque[tuple[list[Shard], list[Any], int]] = collections.deque()
     held = 0
@@ -294,7 +297,7 @@ def _texts_of(entry: tuple[list[Shard], list[Any], int]) -> tuple[list[Shard], l
 _DOC_BLOCK = 1 << 20
 
 
-def _document_text(path: str, as_text: tuple[str, ...] = ()) -> tuple[Any, str | None]:
+def _document_text(path: str, as_text: tuple[str, ...] = (), attachment: Attachment | None = None) -> tuple[Any, str | None]:
     """A document's text (UTF-8; a byte order mark read past; of a kind in ``as_text``, its text, but
     a PDF's bytes, for ``_pdf.pdf_text_later``), or why it has none. A file that is not UTF-8 (an
     image, a PDF) is read no further than its first bad byte."""
@@ -307,6 +310,8 @@ def _document_text(path: str, as_text: tuple[str, ...] = ()) -> tuple[Any, str |
         if kind.reads is None:
             return data, None
         try:
+            if attachment is not None and kind.name == "eml":
+                return eml_text(data, attachment)  # its attachments read too
             return kind.reads(data)
         except Exception as e:  # the reader's fault or the file's (XML nested past Python's recursion): the document's
             return None, f"{kind.one} that its reader failed on ({type(e).__name__}: {e})"
@@ -408,11 +413,12 @@ def _read_jsonl(shard: Shard, part: PartSpec, source: TextSource, columns: tuple
             rows.add(line, text, bad, values)
 
 
-def _read_mbox(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer) -> Iterator[_Rows]:
+def _read_mbox(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,
+               attachment: Attachment | None = None) -> Iterator[_Rows]:  # fmt: skip
     for line, raw in _messages(shard, part):
         if out.full():
             yield out.take()
-        values, bad = message_row(raw)
+        values, bad = message_row(raw, attachment)
         text, bad = source.from_mapping(values) if bad is None else (None, bad)
         out.rows.add(line, text, bad, {c: values.get(c) for c in columns})
 

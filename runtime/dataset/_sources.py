@@ -220,6 +220,7 @@ class Plan:
     content_cuts: bool = False  # text files' parts end after rows chosen by their content (``_Cuts``)
     as_text: tuple[str, ...] = ()  # documents: the kinds read as their text, "html", "pdf", "docx" ... (``_as_text``)
     ocr: bool = False  # documents: PDFs' pages without text read by OCR (``_pdf_worker.Ocr``)
+    attachments: bool = False  # e-mail: attachments of the kinds ``as_text`` read into their message's text
     grouped: bool = False  # files: runs of small files make parts of several files (``_grouped``)
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
@@ -594,6 +595,7 @@ def plan_input(
     documents: bool = False,
     as_text: tuple[str, ...] = (),
     ocr: bool = False,
+    attachments: bool = False,
     group_files: bool = True,
 ) -> Plan:
     """Scan the input once and cut it into parts of up to ``rows_per_part`` rows: a file's rows, or
@@ -607,15 +609,19 @@ def plan_input(
     documents on average, ending after one whose path's hash hits, so that a document added or
     removed changes the part it lies in only; ``as_text``: the kinds of documents read as their text
     (``_as_text.asked``: HTML pages, PDFs, Office and OpenDocument files, EPUB books); ``ocr``:
-    PDFs' pages without text are read by OCR."""
+    PDFs' pages without text are read by OCR; ``attachments``: e-mail messages' attachments of those
+    kinds are read into their message's text (documents with ``eml`` among the kinds, or mailboxes)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     check_delimiter(delimiter)
     for kind in KINDS:
-        if kind.name in as_text and not documents:
+        if kind.name in as_text and not documents and not attachments:
             raise InputError(f"{kind.name}_text (--{kind.name}-text) reads {kind.documents} documents as their text: it "
                              f"needs documents=True (--documents)")  # fmt: skip
+    if attachments and ((documents and "eml" not in as_text) or len(set(as_text) - {"eml"}) == 0):
+        raise InputError("attachment_text (--attachment-text) reads e-mail attachments of the kinds asked for: it needs "
+                         "one of them (--pdf-text, --docx-text, ...) and messages (--documents --eml-text, or a mailbox)")
     if ocr and "pdf" not in as_text:
         raise InputError("ocr (--ocr) reads the scanned pages of PDFs: it needs pdf_text=True (--pdf-text)")
     if "pdf" in as_text:
@@ -694,8 +700,11 @@ def plan_input(
             files_shards.append(shard)
             first_row += shard.rows
         shards, parts = _grouped(files_shards, parts, rows_per_part) if group_files else (files_shards, parts)
+    if attachments and not documents and fmt is not InputFormat.MBOX:
+        raise InputError(f"attachment_text (--attachment-text) reads e-mail attachments: it needs messages (--documents "
+                         f"--eml-text, or a mailbox); this input is {fmt.value}")  # fmt: skip
     plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text,
-                ocr=ocr, grouped=group_files and not documents)  # fmt: skip
+                ocr=ocr, attachments=attachments, grouped=group_files and not documents)  # fmt: skip
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(
