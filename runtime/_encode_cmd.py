@@ -29,7 +29,8 @@ def add_encode_parser(sub: Any) -> None:
         "encode",
         help="embed texts (one per line) to .npy, .parquet or .jsonl",
         description="Embed one text per line from FILE (or - for stdin), read as UTF-8, or the --text-column "
-        "of a .jsonl, .csv, .tsv, .parquet or .arrow file (needs embedrt[dataset]; text files also .gz, .bz2, .xz, .zst). "
+        "of a .jsonl, .csv, .tsv, .parquet or .arrow file, or the messages of an .mbox mailbox (needs embedrt[dataset]; "
+        "text files also .gz, .bz2, .xz, .zst). "
         "The output format "
         "follows the extension of -o: .npy (float32 [n, dim]), .parquet (columns text, embedding) or "
         ".jsonl; sparse bundles write .jsonl rows of text, indices, values. For a whole corpus (ids, "

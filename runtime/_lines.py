@@ -30,6 +30,8 @@ STRUCTURED = {
     ".arrows": "Arrow IPC",
     ".feather": "Arrow IPC",
     ".ipc": "Arrow IPC",
+    ".mbox": "mbox",  # a message a text (``dataset._mbox``)
+    ".mbx": "mbox",
 }
 # Compressed files: read by the corpus job's readers too, decompressed (``.txt.gz`` as lines).
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")

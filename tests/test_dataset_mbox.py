@@ -202,7 +202,13 @@ def test_mailboxes_without_a_suffix_as_a_mail_client_keeps_them(tmp_path: Path, 
 
 
 def test_cli_embeds_an_mbox(tmp_path: Path, tiny_bert_bundle: Path) -> None:
-    _mailbox(tmp_path / "box.mbox", 4)
+    raws = _mailbox(tmp_path / "box.mbox", 4)
+    from embedrt.cli import main
+
+    assert main(["encode", str(tiny_bert_bundle), str(tmp_path / "box.mbox"), "-o", str(tmp_path / "v.npy"),
+                 "--no-progress"]) == 0  # fmt: skip  (a message a text, not a line)
+    np.testing.assert_allclose(np.load(tmp_path / "v.npy"), Embedder(tiny_bert_bundle).encode([eml_text(r)[0] for r in raws]),
+                               atol=1e-6)  # fmt: skip
     out = subprocess.run([sys.executable, "-m", "embedrt.cli", "embed-dataset", str(tmp_path / "box.mbox"),
                           str(tmp_path / "o"), "-m", str(tiny_bert_bundle), "--id-column", "message_id",
                           "--keep-columns", "from", "--no-progress"], capture_output=True, text=True)  # fmt: skip
