@@ -1345,7 +1345,8 @@ def test_scanned_pdfs_are_read_by_ocr(tmp_path: Path, tiny_bert_bundle: Path) ->
 
 def test_images_are_read_by_ocr(tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """PNG, JPEG and a TIFF of two pages (a scanner's) read by OCR, the TIFF's pages as a PDF's; a
-    blank image and a damaged one are bad rows saying so; without the option, a bad row naming it."""
+    page scanned upside down or on either side as the upright one; a blank image and a damaged one
+    are bad rows saying so; without the option, a bad row naming it."""
     pdfium = pytest.importorskip("pypdfium2")
     pytest.importorskip("rapidocr")
     import importlib.util
@@ -1357,9 +1358,10 @@ def test_images_are_read_by_ocr(tmp_path: Path, tiny_bert_bundle: Path, monkeypa
     pages = [doc[i].render(scale=150 / 72).to_pil().convert("L") for i in range(len(doc))]
     doc.close()
 
-    def saved(kind: str, *more: Any, **kw: Any) -> bytes:
+    def saved(kind: str, *more: Any, turned: int = 0, **kw: Any) -> bytes:
         out = io.BytesIO()
-        pages[0].save(out, kind, **kw) if not more else pages[0].save(out, kind, save_all=True, append_images=list(more))
+        first = pages[0].rotate(turned, expand=True)
+        first.save(out, kind, **kw) if not more else first.save(out, kind, save_all=True, append_images=list(more))
         return out.getvalue()
 
     from PIL import Image
@@ -1368,13 +1370,15 @@ def test_images_are_read_by_ocr(tmp_path: Path, tiny_bert_bundle: Path, monkeypa
     Image.new("L", pages[0].size, 255).save(blank, "PNG")
     src = _folder(tmp_path / "scans", {"page.png": saved("PNG"), "photo.jpg": saved("JPEG", quality=95),
                                        "both.tiff": saved("TIFF", pages[1]), "blank.png": blank.getvalue(),
-                                       "cut.png": saved("PNG")[:60]})  # fmt: skip
+                                       "cut.png": saved("PNG")[:60], "over.png": saved("PNG", turned=180),
+                                       "left.png": saved("PNG", turned=90), "right.png": saved("PNG", turned=270)})  # fmt: skip
     kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "on_error": "null", "progress": False}
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, image_text=True, chunk_tokens=8, **kw)
     table = pq.read_table(tmp_path / "out")
     first, both = "\n".join(SCANNED[0]), "\n\f\n".join("\n".join(p) for p in SCANNED)
     texts = {i: t for i, t in zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True)}
-    assert texts == {"blank.png": None, "both.tiff": both, "cut.png": None, "page.png": first, "photo.jpg": first}
+    assert texts == {"blank.png": None, "both.tiff": both, "cut.png": None, "page.png": first, "photo.jpg": first,
+                     "over.png": first, "left.png": first, "right.png": first}  # fmt: skip
     pages_of = table.filter(pc.equal(table.column("id"), "both.tiff")).column("chunk_page").to_pylist()
     assert pages_of[0] == 1 and pages_of[-1] == 2 and s.bad_rows == 2  # windows name their page
     bad = {b["file"].rsplit("/", 1)[1]: b["reason"] for b in map(json.loads, (tmp_path / "out" / "_bad_rows.jsonl").read_text().splitlines())}

@@ -133,17 +133,54 @@ class Ocr:
             # a thread a worker (the job runs a worker a core); lines recognized one at a time, not
             # padded to the widest of a batch (a fifth faster on LaTeX manuals' pages); text found on
             # the page at most 1280 pixels a side (the lines are read from the page as rendered):
-            # the same words on those pages, a quarter faster, 200 MB less at its peak
-            self.engine = RapidOCR(params={"Global.log_level": "error", "Rec.rec_batch_num": 1,
+            # the same words on those pages, a quarter faster, 200 MB less at its peak; no angle
+            # classifier: it turned upright lines over (92.0% of those pages' words against 90.8%,
+            # 91.5% against 81.6% on Helvetica pages) and read no upside-down page either way
+            self.engine = RapidOCR(params={"Global.log_level": "error", "Global.use_cls": False, "Rec.rec_batch_num": 1,
                                            "Det.limit_type": "max", "Det.limit_side_len": 1280,
                                            "EngineConfig.onnxruntime.intra_op_num_threads": 1,
                                            "EngineConfig.onnxruntime.inter_op_num_threads": 1})  # fmt: skip
+        import numpy as np
+
         found = self.engine(picture)
+        if _sideways(found):  # lines running up or down the page: read it turned a quarter to the left
+            picture = np.ascontiguousarray(np.rot90(picture))
+            found = self.engine(picture)
+        confidence = _confidence(found)
+        if confidence is not None and confidence < UPRIGHT:  # upside down: read it turned over too
+            turned = self.engine(np.ascontiguousarray(picture[::-1, ::-1]))
+            if (_confidence(turned) or 0.0) > confidence:
+                found = turned
         self.tick()
         if found.boxes is None or not found.txts:
             return ""
         return ocr_text([(float(b[:, 1].min()), float(b[:, 1].max()), float(b[:, 0].min()), float(b[:, 0].max()), t)
                          for b, t in zip(found.boxes, found.txts, strict=True)])  # fmt: skip
+
+
+# a page whose lines OCR reads with less confidence than this (their scores' mean, by characters) is
+# read turned over too, and the reading more confident kept: upright pages of README words at 150 dpi
+# score 0.99, the same upside down 0.64-0.65, read as noise
+UPRIGHT = 0.8
+
+
+def _sideways(found: Any) -> bool:
+    """Whether most of the text OCR found (by characters) is in boxes taller than wide: a page turned
+    on its side."""
+    import numpy as np
+
+    if found.boxes is None or not found.txts:
+        return False
+    tall = sum(len(t) for b, t in zip(found.boxes, found.txts, strict=True) if np.ptp(b[:, 1]) > np.ptp(b[:, 0]))
+    return 2 * tall > sum(len(t) for t in found.txts)
+
+
+def _confidence(found: Any) -> float | None:
+    """The mean of OCR's scores for the lines it read, each by its characters; None where it read none."""
+    if found.boxes is None or not found.txts:
+        return None
+    sizes = [max(len(t), 1) for t in found.txts]
+    return sum(float(s) * n for s, n in zip(found.scores, sizes, strict=True)) / sum(sizes)
 
 
 Piece = tuple[float, float, float, float, str]  # a piece of text OCR found: its box's top, bottom, left, right
