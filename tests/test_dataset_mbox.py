@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import mailbox
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -362,3 +363,50 @@ def test_outlook_attachments_are_read_as_mime_ones() -> None:
     assert _Message(ole, "", 32, attachment).text(8) == (
         "Subject: Q3\n\nBody\n\nAttachments: plan.xlsx, photo.jpg\n\nAttachment: plan.xlsx\n\nthe sheet's text\nnext page")
     assert read == [("plan.xlsx", b"xlsx bytes"), ("photo.jpg", b"jpeg bytes")]
+
+
+def _tnef(attachments: list[tuple[str, bytes, bytes | None]]) -> bytes:
+    """A TNEF stream ([MS-OXTNEF]) of attachments (title, MAPI property list, data attribute)."""
+
+    def attribute(level: int, attr: int, data: bytes) -> bytes:
+        return struct.pack("<BII", level, attr, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+    out = b"\x78\x9f\x3e\x22\x01\x00" + attribute(1, 0x00089006, b"\x00\x00\x01\x00")  # a message attribute first
+    for title, props, data in attachments:
+        out += attribute(2, 0x00069002, bytes(14)) + attribute(2, 0x00018010, title.encode() + b"\0")
+        out += attribute(2, 0x0006800F, data) if data is not None else b""
+        out += attribute(2, 0x00069005, props) if props else b""
+    return out + b"\x02\x00"  # cut short at its end
+
+
+def _value(kind: int, pid: int, value: bytes) -> bytes:
+    return struct.pack("<HHII", kind, pid, 1, len(value)) + value + bytes(-len(value) % 4)
+
+
+def test_outlook_winmail_dat_stands_for_the_files_it_holds() -> None:
+    """A TNEF attachment (winmail.dat) is named by the files it holds (their long names, among MAPI
+    properties after named, fixed and multi-valued ones) and, with an attachment reader, they are read."""
+    pytest.importorskip("pypdfium2")
+    from document_files import make_docx, make_pdf
+
+    from embedrt.dataset._tnef import tnef_files
+
+    pdf, docx = make_pdf([["Quarterly figures"]]), make_docx("<w:p><w:r><w:t>Meeting notes</w:t></w:r></w:p>")
+    name = "Kind".encode("utf-16-le") + b"\0\0"
+    long_name = struct.pack("<I", 4) + struct.pack("<HH", 0x001F, 0x8001) + bytes(range(16)) + struct.pack("<II", 1, len(name)) \
+        + name + bytes(-len(name) % 4) + struct.pack("<II", 1, 8) + "abcd".encode("utf-16-le") \
+        + struct.pack("<HHi", 0x0003, 0x0E20, 1234) + struct.pack("<HHIii", 0x1003, 0x6000, 2, 5, 6) \
+        + _value(0x001F, 0x3707, "Quarterly report.pdf".encode("utf-16-le") + b"\0\0")  # fmt: skip
+    stored = struct.pack("<I", 1) + _value(0x000D, 0x3701, bytes(16) + docx)  # an object: its interface id, then it
+    winmail = _tnef([("QUARTE~1.PDF", long_name, pdf), ("notes.docx", stored, None), ("EMPTY", b"", None)])
+    assert tnef_files(winmail) == [("Quarterly report.pdf", pdf), ("notes.docx", docx), ("EMPTY", b"")]
+    m = _message(3, "Outlook's rich text.\n")
+    m.add_attachment(winmail, maintype="application", subtype="ms-tnef", filename="winmail.dat")
+    raw = m.as_bytes()
+    assert eml_text(raw)[0].endswith("Attachments: Quarterly report.pdf, notes.docx, EMPTY")  # type: ignore[union-attr]
+    from embedrt.dataset._as_text import attachment_reader
+
+    text = eml_text(raw, attachment_reader(("pdf", "docx")))[0]
+    assert text is not None and text.endswith("Attachments: Quarterly report.pdf, notes.docx, EMPTY\n\nAttachment: "
+                                              "Quarterly report.pdf\n\nQuarterly figures\n\nAttachment: notes.docx\n\n"
+                                              "Meeting notes")  # fmt: skip

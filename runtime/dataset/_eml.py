@@ -6,7 +6,8 @@ Kept: the ``Subject``, ``From``, ``To``, ``Cc`` and ``Date`` headers a line each
 the date in ISO 8601), a blank line, the body (its plain text; a message with only HTML, its visible
 text as ``_html`` reads a page), then the names of its attachments on a line (``Attachments: a.pdf,
 b.xlsx``), then each forwarded message attached whole (``message/rfc822``), read so, a blank line
-apart. Left out: the other headers, the attachments' contents.
+apart. Left out: the other headers, the attachments' contents. The files in Outlook's TNEF attachment
+(``winmail.dat``: ``_tnef``) stand for it, as Outlook shows them.
 A file without a message's header lines is a bad row saying so.
 
 Parsed with the ``compat32`` policy, whose headers are strings decoded here when read: the default
@@ -29,6 +30,7 @@ from pathlib import PurePosixPath
 from ._html import html_text
 from ._msg import attached, msg_text
 from ._ole import OLE2
+from ._tnef import is_tnef, tnef_files
 
 SUFFIXES = (".eml", ".msg")  # documents read as e-mail messages (a compression suffix after them too)
 
@@ -125,12 +127,16 @@ def _message_text(message: EmailMessage, depth: int, headers: dict[str, str] | N
                 forwarded.append(_message_text(inner, depth - 1, attachment=attachment))
                 continue
         name = part.get_filename()
-        if name:
-            names.append(" ".join(_decoded(name).split()))
-            data = part.get_payload(decode=True) if attachment is not None else None
-            text = attachment(names[-1], data) if attachment is not None and isinstance(data, bytes) else None
+        if not name:
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        files = tnef_files(data) if is_tnef(data) else []  # Outlook's winmail.dat: the files it holds
+        for inner, content in files or [(" ".join(_decoded(name).split()), data)]:
+            names.append(inner)
+            text = attachment(inner, content) if attachment is not None and content else None
             if text and text.strip():
-                texts.append(attached(names[-1], text))
+                texts.append(attached(inner, text))
     if names:
         blocks.append("Attachments: " + ", ".join(names))
     return "\n\n".join(b for b in (*blocks, *texts, *forwarded) if b)
