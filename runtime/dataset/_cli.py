@@ -17,6 +17,7 @@ from .._model_args import add_model_arguments, model_options
 from ._as_text import KINDS
 from ._batch import OnError
 from ._job import Backend, RayOptions, embed_dataset
+from ._mbox import COLUMNS
 from ._template import one_of_flags
 
 _EXAMPLES = """examples:
@@ -51,8 +52,7 @@ def add_embed_dataset_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet/.arrow file or an .mbox mailbox (a row per message: "
-                   "columns text, body, subject, from, to, cc, date, message_id, in_reply_to, references, labels, "
-                   "thread_id; a file without a suffix that begins 'From ' too), a folder of them (a saved Hugging "
+                   f"columns {', '.join(COLUMNS)}; a file without a suffix that begins 'From ' too), a folder of them (a saved Hugging "
                    "Face dataset), or a quoted glob (with --documents: files of any name, each one text); "
                    "local, or an s3:// or gs:// URI")  # fmt: skip
     p.add_argument("output", help="the output folder (Parquet parts, _manifest.json); local, or an s3:// or gs:// URI")

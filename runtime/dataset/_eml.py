@@ -134,9 +134,8 @@ def _message_text(message: EmailMessage, depth: int, headers: dict[str, str] | N
         files = tnef_files(data) if is_tnef(data) else []  # Outlook's winmail.dat: the files it holds
         for inner, content in files or [(" ".join(_decoded(name).split()), data)]:
             names.append(inner)
-            text = attachment(inner, content) if attachment is not None and content else None
-            if text and text.strip():
-                texts.append(attached(inner, text))
+            if attachment is not None and (block := attached(attachment, inner, content)):
+                texts.append(block)
     if names:
         blocks.append("Attachments: " + ", ".join(names))
     return "\n\n".join(b for b in (*blocks, *texts, *forwarded) if b)

@@ -102,10 +102,9 @@ class _Message:
             name = next((n for p in (_LONG_NAME, _NAME, _DISPLAY_NAME) if (n := self.string(p, storage))), "")
             if name.strip():
                 names.append(" ".join(name.split()))
-                data = self._stream(f"{storage}__substg1.0_{_DATA:04X}0102") if self.attachment is not None else None
-                text = self.attachment(names[-1], data) if self.attachment is not None and data else None
-                if text and text.strip():
-                    texts.append(attached(names[-1], text))
+                if self.attachment is not None and (block := attached(
+                        self.attachment, names[-1], self._stream(f"{storage}__substg1.0_{_DATA:04X}0102"))):
+                    texts.append(block)
         if names:
             blocks.append("Attachments: " + ", ".join(names))
         return "\n\n".join(b for b in (*blocks, *texts, *inner) if b)
@@ -135,10 +134,11 @@ class _Message:
         return sorted(found)
 
 
-def attached(name: str, text: str) -> str:
-    """An attachment's text as it follows a message's: its name on a line, a blank line, its text
-    (its pages' form feeds taken out: they are not the message's pages)."""
-    return f"Attachment: {name}\n\n{text.replace(chr(12), '').strip()}"
+def attached(read: Callable[[str, bytes], str | None], name: str, data: bytes | None) -> str | None:
+    """An attachment's text as it follows a message's, where ``read`` gives it some: its name on a
+    line, a blank line, its text (its pages' form feeds taken out: they are not the message's pages)."""
+    text = read(name, data) if data else None
+    return f"Attachment: {name}\n\n{text.replace(chr(12), '').strip()}" if text and text.strip() else None
 
 
 def _filetime(value: int) -> str:
