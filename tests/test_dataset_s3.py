@@ -551,3 +551,41 @@ def test_s3_planning_takes_the_objects_stamps_from_their_listing(s3: None, tiny_
     put(objects[4], _jsonl([{"text": t.upper()} for t in TEXTS[20:25]]))  # the same size
     s = embed_dataset("s3://corpus/listed/", "s3://vectors/listed", tiny_bert_bundle, **kw)
     assert s.parts_resumed == 2 and s.rows_embedded == 10
+
+
+def test_s3_zip_archive_is_read_as_a_folder_of_documents(s3: None, tiny_bert_bundle: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """An archive's members on object storage: the archive's stamp serves all of them (asked once
+    per check, not once per member), its directory is read once, a resume asks nothing."""
+    import zipfile
+
+    from embedrt.dataset import _archives, _storage
+
+    monkeypatch.setattr(_scan_record, "SETTLED_S", 0.0)
+    asked: list[str] = []
+    info = _storage.object_info
+    monkeypatch.setattr(_storage, "object_info", lambda uri: asked.append(uri) or info(uri))
+    opened: list[str] = []
+    directory = _archives._read_directory
+    monkeypatch.setattr(_archives, "_read_directory", lambda a: opened.append(a) or directory(a))
+    local = tmp_path / "docs"
+    local.mkdir()
+    with zipfile.ZipFile(local / "export.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        for k, text in enumerate(TEXTS[:40]):
+            z.writestr(f"notes/{k:02d}.md", text)
+    (local / "top.md").write_text("beside the archive")
+    put_folder(local, "s3://corpus/zipped")
+    kw: dict[str, Any] = {"documents": True, "unzip": True, "rows_per_part": 10, "progress": False}
+    first = embed_dataset("s3://corpus/zipped/", "s3://vectors/zipped", tiny_bert_bundle, **kw)
+    assert first.written == 41 and first.parts >= 3
+    archive = "s3://corpus/zipped/export.zip"
+    assert 0 < asked.count(archive) <= 2 * first.parts + 2 and opened == [archive], (asked, opened)
+    embed_dataset(local, tmp_path / "out", tiny_bert_bundle, **kw)
+    remote, here = _read("s3://vectors/zipped"), pq.read_table(tmp_path / "out").sort_by("id")
+    assert remote.column("id").to_pylist() == here.column("id").to_pylist()
+    assert remote.column("id").to_pylist()[0] == "export.zip/notes/00.md"
+    np.testing.assert_allclose(np.stack(remote.column("embedding").to_numpy(zero_copy_only=False)),
+                               np.stack(here.column("embedding").to_numpy(zero_copy_only=False)), atol=1e-6)  # fmt: skip
+    asked.clear()
+    again = embed_dataset("s3://corpus/zipped/", "s3://vectors/zipped", tiny_bert_bundle, **kw)
+    assert asked == [] and again.parts_resumed == first.parts

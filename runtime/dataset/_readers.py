@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import _archives
 from . import _storage as storage
 from ._as_text import BY_NAME, attachment_reader, binary_kind, kind_of
 from ._eml import HEAD, Attachment, eml_text, looks_like_message, unnamed_message
@@ -300,7 +301,33 @@ _DOC_BLOCK = 1 << 20
 def _document_text(path: str, as_text: tuple[str, ...] = (), attachment: Attachment | None = None) -> tuple[Any, str | None]:
     """A document's text (UTF-8; a byte order mark read past; of a kind in ``as_text``, its text, but
     a PDF's bytes, for ``_pdf.pdf_text_later``), or why it has none. A file that is not UTF-8 (an
-    image, a PDF) is read no further than its first bad byte."""
+    image, a PDF) is read no further than its first bad byte. A zip archive, and a file in one that
+    cannot be read (``_archives``), are bad rows that say why."""
+    if _archives.is_archive(path):
+        return None, _archive_reason(path)
+    try:
+        return _text_of(path, as_text, attachment)
+    except _archives.UnreadableMember as e:
+        return None, str(e)
+    except _archives.DAMAGED as e:
+        if _archives.split(path) is None:
+            raise
+        return None, _archives.damaged(e)
+
+
+def _archive_reason(path: str) -> str:
+    if _archives.split(path) is not None:
+        return "a zip archive in a zip archive: its files are not read (unzip the outer one first)"
+    try:
+        _archives.members(path)
+    except _archives.ArchiveError as e:
+        return str(e)
+    except OSError as e:
+        return f"a zip archive that cannot be read ({e})"
+    return "a zip archive: pass --unzip (unzip=True) to read the files in it as documents"
+
+
+def _text_of(path: str, as_text: tuple[str, ...], attachment: Attachment | None) -> tuple[Any, str | None]:
     kind = kind_of(path, as_text)
     if kind is None and "eml" in as_text and unnamed_message(path) and looks_like_message(storage.head(path, HEAD)):
         kind = BY_NAME["eml"]  # a message its name does not call one (Maildir's, the Enron corpus')

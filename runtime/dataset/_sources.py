@@ -31,7 +31,7 @@ from .._errors import EmbedrtError
 from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
-from . import _mbox
+from . import _archives, _mbox
 from . import _storage as storage
 from ._as_text import KINDS
 from ._pdf import check_ocr, check_pdfium
@@ -471,19 +471,28 @@ def find_inputs(
     return formats.pop(), sorted(set(files), key=lambda f: PurePath(f).parts)
 
 
-def find_documents(spec: str | Path | list[str | Path],
-                   exclude: str | None = None) -> tuple[Sequence[str], list[str]]:  # fmt: skip
+def find_documents(spec: str | Path | list[str | Path], exclude: str | None = None,
+                   unzip: bool = False) -> tuple[Sequence[str], list[str]]:  # fmt: skip
     """The files of ``spec`` as documents (``InputFormat.DOCUMENTS``), whatever their names: (files,
     their paths under their input: a folder's files relative to the folder, a glob's to the folder
     before its first wildcard, a file by its name), sorted by that path (``storage.walk_key``). A
     folder's hidden files and folders (a name starting with ``.``) are left out; ``_`` starts the
-    names of documents too (``_index.md``, ``_posts/``)."""
+    names of documents too (``_index.md``, ``_posts/``). ``unzip``: a zip archive's files are
+    documents (``_archives``), their paths the archive's path, then theirs in it (an archive given
+    as the input: theirs in it)."""
     specs = spec if isinstance(spec, list) else [spec]
     found: list[tuple[Sequence[str], list[str]]] = []
+    if unzip:
+        _archives.forget()  # what the archives hold now
     for s in map(str, specs):
         what = storage.kind(s)
         if what == "dir":
             found.append(storage.walk(s, hidden=(".",)))
+        elif what == "file" and unzip and _archives.is_archive(s):
+            try:
+                found.append(_unzipped([s if is_uri(s) else str(Path(s))], [""]))
+            except _archives.ArchiveError as e:
+                raise InputError(f"input {s!r} is {e}") from None
         elif what == "file":
             found.append(([s if is_uri(s) else str(Path(s))], [_name(s)]))
         elif glob.has_magic(s):
@@ -493,6 +502,8 @@ def find_documents(spec: str | Path | list[str | Path],
                                     for f in matched]))  # fmt: skip
         else:
             raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
+    if unzip:
+        found = [(fs, ns) if not any(map(_archives.is_archive, ns)) else _unzipped(fs, ns) for fs, ns in found]
     files, names = found[0]
     if len(found) > 1:
         files, names = [f for fs, _ns in found for f in fs], [n for _fs, ns in found for n in ns]
@@ -511,6 +522,30 @@ def find_documents(spec: str | Path | list[str | Path],
             raise InputError(f"two documents have the path {n1!r} under their inputs ({f1}, {f2}): a document's path "
                              "names its row; give their common folder as the input instead")  # fmt: skip
     return [f for f, _n in pairs], [n for _f, n in pairs]
+
+
+def _unzipped(files: Sequence[str], names: list[str]) -> tuple[list[str], list[str]]:
+    """``files`` (named ``names``) with each zip archive replaced by its files (``_archives.members``),
+    named by the archive's name, ``/``, their path in it (an archive named "": their path); one that
+    cannot be read stays, a document (a bad row that says why)."""
+    out_files: list[str] = []
+    out_names: list[str] = []
+    for f, n in zip(files, names, strict=True):
+        if n and not _archives.is_archive(n):
+            out_files.append(f)
+            out_names.append(n)
+            continue
+        try:
+            inside = _archives.members(f)
+        except _archives.ArchiveError:
+            if not n:
+                raise
+            out_files.append(f)
+            out_names.append(n)
+            continue
+        out_files += [_archives.locator(f, m) for m in inside]
+        out_names += [f"{n}/{m}" if n else m for m in inside]
+    return out_files, out_names
 
 
 def _expand(s: str) -> list[str]:
@@ -596,6 +631,7 @@ def plan_input(
     as_text: tuple[str, ...] = (),
     ocr: bool = False,
     attachments: bool = False,
+    unzip: bool = False,
     group_files: bool = True,
 ) -> Plan:
     """Scan the input once and cut it into parts of up to ``rows_per_part`` rows: a file's rows, or
@@ -610,7 +646,8 @@ def plan_input(
     removed changes the part it lies in only; ``as_text``: the kinds of documents read as their text
     (``_as_text.asked``: HTML pages, PDFs, Office and OpenDocument files, EPUB books); ``ocr``:
     PDFs' pages without text are read by OCR; ``attachments``: e-mail messages' attachments of those
-    kinds are read into their message's text (documents with ``eml`` among the kinds, or mailboxes)."""
+    kinds are read into their message's text (documents with ``eml`` among the kinds, or mailboxes);
+    ``unzip``: zip archives among the documents are read as folders of them (``find_documents``)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -622,6 +659,9 @@ def plan_input(
     if attachments and ((documents and "eml" not in as_text) or len(set(as_text) - {"eml"}) == 0):
         raise InputError("attachment_text (--attachment-text) reads e-mail attachments of the kinds asked for: it needs "
                          "one of them (--pdf-text, --docx-text, ...) and messages (--documents --eml-text, or a mailbox)")
+    if unzip and not documents:
+        raise InputError("unzip (--unzip) reads the files in zip archives as documents: it needs documents=True "
+                         "(--documents)")
     if ocr and "pdf" not in as_text:
         raise InputError("ocr (--ocr) reads the scanned pages of PDFs: it needs pdf_text=True (--pdf-text)")
     if "pdf" in as_text:
@@ -633,7 +673,7 @@ def plan_input(
     with storage.listing():  # the objects listed keep their listing's stamps, taken below: no request each
         if documents:
             fmt, content_cuts = InputFormat.DOCUMENTS, True
-            files, doc_names = find_documents(spec, exclude)
+            files, doc_names = find_documents(spec, exclude, unzip)
         else:
             fmt, files = find_inputs(spec, exclude)
             doc_names = [""] * len(files)
@@ -1274,6 +1314,7 @@ def _scan_documents(files: Sequence[str], which: np.ndarray, docs: Documents, st
     lock = threading.Lock()
     began = np.zeros(len(which))
     digests = docs.digests.reshape(-1).data  # a digest's 32 bytes written in place
+    archives: dict[str, tuple[int, ...]] = {}  # members' archives, checked once when all are scanned
 
     def scan(i: int) -> None:
         k = int(which[i])
@@ -1281,14 +1322,25 @@ def _scan_documents(files: Sequence[str], which: np.ndarray, docs: Documents, st
         began[i] = time.time()
         stamp = tuple(stamps[k].tolist()) if with_stamps else storage.padded(storage.scan_stamp(path))
         size, sha256 = _hash_file(path)
-        if storage.padded(storage.scan_stamp(path)) != stamp:
-            raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
+        member = _archives.split(path)
+        if member is not None:
+            with lock:
+                archives[member[0]] = stamp
+        elif storage.padded(storage.scan_stamp(path)) != stamp:
+            _changed_in_scan(path)
         stamps[k], docs.sizes[k], digests[k * 32:(k + 1) * 32] = stamp, size, bytes.fromhex(sha256)
         with lock:
             tell(1)
 
     storage.each(scan, range(len(which)), remote=any(is_uri(files[k]) for k in which.tolist()))
+    for archive, stamp in archives.items():
+        if storage.padded(storage.scan_stamp(archive)) != stamp:
+            _changed_in_scan(archive)
     return began
+
+
+def _changed_in_scan(path: str) -> None:
+    raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
 
 
 def _document_shards(files: Sequence[str], names: list[str], stamps: np.ndarray | None, rows: np.ndarray,
@@ -1423,10 +1475,16 @@ def _columnar_shard(path: str, first_row: int, rows_per_part: int, rows: int, co
 
 
 def _hash_file(path: str) -> tuple[int, str]:
-    """A file's size and sha256, read as the readers read it (decompressed)."""
+    """A file's size and sha256, read as the readers read it (decompressed). A member of a zip archive
+    that cannot be read: size 0, the hash of what its archive says of it (``_archives.digest_input``)."""
     h, size = hashlib.sha256(), 0
-    with storage.open_input(path) as f:
-        while block := f.read(_BLOCK):
-            h.update(block)
-            size += len(block)
+    try:
+        with storage.open_input(path) as f:
+            while block := f.read(_BLOCK):
+                h.update(block)
+                size += len(block)
+    except (_archives.UnreadableMember, *_archives.DAMAGED):
+        if _archives.split(path) is None:
+            raise
+        return 0, hashlib.sha256(_archives.digest_input(path).encode()).hexdigest()
     return size, h.hexdigest()

@@ -33,6 +33,7 @@ import numpy as np
 
 from .._files import TMP_GLOB, move_durably, written_whole
 from .._objects import _URI, StorageError, is_uri, split_uri
+from . import _archives
 from ._claim import Claim, claim_local, claim_object, holder_local, holder_object
 
 BUFFER = 8 << 20  # object-store reads: ranged requests of 8 MiB, not one per line
@@ -228,7 +229,11 @@ def stamp(where: str) -> tuple[int, int]:
 def scan_stamp(where: str) -> tuple[int, ...]:
     """``stamp`` and, for a local file, its inode change time (ns), inode and device: what a planning
     scan's findings are trusted by (``_scan_record``). An edit in place that restores the size and the
-    modification time still changes the change time, which no user call sets."""
+    modification time still changes the change time, which no user call sets. A member of a zip
+    archive (``_archives``) has its archive's."""
+    member = _archives.split(where)
+    if member is not None:
+        return _archives.seen(member[0], scan_stamp(member[0]))
     if is_uri(where):
         return size_and_mtime(where)
     st = os.stat(where)
@@ -237,8 +242,24 @@ def scan_stamp(where: str) -> tuple[int, ...]:
 
 def scan_stamps(files: list[str]) -> list[tuple[int, ...]]:
     """``scan_stamp`` of each file; objects' a few at a time (a request each: thousands of shards on
-    object storage are thousands of round trips)."""
-    return each(scan_stamp, files)
+    object storage are thousands of round trips); an archive's once for all its members."""
+    keys = _stamped_as(files)
+    if keys is files:
+        return each(scan_stamp, files)
+    unique = list(dict.fromkeys(keys))
+    got = dict(zip(unique, each(scan_stamp, unique), strict=True))
+    for archive in unique:
+        if _archives.is_archive(archive):
+            _archives.seen(archive, got[archive])
+    return [got[k] for k in keys]
+
+
+def _stamped_as(files: Sequence[str]) -> Sequence[str]:
+    """Each file, or a member's archive (whose stamp it has): ``files`` itself where none is a member."""
+    split = [_archives.split(f) for f in files]
+    if not any(split):
+        return files
+    return [f if s is None else s[0] for f, s in zip(files, split, strict=True)]
 
 
 def padded(stamp: tuple[int, ...]) -> tuple[int, ...]:
@@ -262,11 +283,16 @@ def stamp_rows(stamps: Sequence[tuple[int, ...]]) -> np.ndarray:
 def scan_stamp_rows(files: Sequence[str]) -> np.ndarray:
     """``scan_stamps`` as ``stamp_rows``; a local file's written in place (a million files' stamps as
     tuples of ints are hundreds of MB); an object's from its listing where ``listing`` kept it."""
-    if any(map(is_uri, files)):
+    keys = _stamped_as(files)
+    if any(map(is_uri, keys)):
         listed = getattr(_listing, "stamps", None) or {}
-        asked = [f for f in files if f not in listed]
+        asked = list(dict.fromkeys(f for f in keys if f not in listed))
         listed.update(zip(asked, scan_stamps(asked), strict=True))
-        return stamp_rows([listed[f] for f in files])
+        if keys is not files:  # members: their archives' stamps, for reading them
+            for archive in dict.fromkeys(keys):
+                _archives.seen(archive, listed[archive])
+        return stamp_rows([listed[f] for f in keys])
+    files = keys
     rows = np.empty((len(files), STAMP_FIELDS), np.int64)
     for k, where in enumerate(files):
         st = os.stat(where)
@@ -383,6 +409,9 @@ _ahead_lock = threading.Lock()
 
 def head(where: str, n: int) -> bytes:
     """A file's first ``n`` bytes (of an object: a ranged request)."""
+    if _archives.split(where) is not None:
+        with _archives.open_member(where) as f:
+            return f.read(n)
     if is_uri(where):
         fs, path = split_uri(where)
         with fs.open_input_file(path) as f:
@@ -411,9 +440,12 @@ def _object_input(uri: str) -> Any:
 
 def open_input(where: str) -> IO[bytes]:
     """A buffered, seekable binary reader (on an object store: ranged reads of ``BUFFER`` bytes); a
-    compressed file (``CODECS``) is read decompressed, its offsets those of the decompressed bytes."""
-    if is_uri(where):
-        raw: Any = io.BufferedReader(_object_input(where), BUFFER)
+    compressed file (``CODECS``) is read decompressed, its offsets those of the decompressed bytes. A
+    member of a zip archive (``_archives``) is its bytes, decompressed."""
+    if _archives.split(where) is not None:
+        raw: Any = _archives.open_member(where)
+    elif is_uri(where):
+        raw = io.BufferedReader(_object_input(where), BUFFER)
     else:
         raw = open(where, "rb")  # noqa: SIM115 (the caller closes what this returns)
     codec = CODECS.get(os.path.splitext(where)[1].lower())

@@ -1,0 +1,184 @@
+"""Zip archives as folders of documents (``unzip``): each file in an archive is a row."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from document_files import make_docx  # noqa: E402
+from scan_records import recorded  # noqa: E402
+
+import embedrt.dataset._scan_record as _scan_record  # noqa: E402
+from embedrt import Embedder  # noqa: E402
+from embedrt.cli import main  # noqa: E402
+from embedrt.dataset import InputError, embed_dataset  # noqa: E402
+from embedrt.dataset import _archives  # noqa: E402
+
+
+def _zip(path: Path, members: dict[str, bytes | str], method: int = zipfile.ZIP_DEFLATED) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", method) as z:
+        for name, content in members.items():
+            z.writestr(name, content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def _vectors(table: pa.Table) -> np.ndarray:
+    return np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+
+
+def _bad(out: Path) -> dict[str, str]:
+    return {b["id"]: b["reason"] for b in map(json.loads, (out / "_bad_rows.jsonl").read_text().splitlines())}
+
+
+def test_a_zip_archive_is_a_folder_of_its_documents(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    src = tmp_path / "docs"
+    members: dict[str, bytes | str] = {
+        "guide/intro.md": "# Intro\n\nfirst words", "guide/": "", "notes.txt.gz": gzip.compress("compressed note".encode()),
+        "ko.txt": "한국어 문서입니다.", "__MACOSX/guide/._intro.md": b"\x00\x05\x16\x07", ".DS_Store": b"\x00\x00",
+        "guide/.draft.md": "hidden", "report.docx": make_docx("<w:p><w:r><w:t>Report</w:t></w:r></w:p><w:p><w:r><w:t>the report's text</w:t></w:r></w:p>"),
+    }  # fmt: skip
+    _zip(src / "export.zip", members)
+    (src / "top.md").write_text("a document beside the archive")
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, unzip=True, docx_text=True,
+                      keep_columns="*", progress=False)  # fmt: skip
+    table = pq.read_table(tmp_path / "out")
+    names = ["export.zip/guide/intro.md", "export.zip/ko.txt", "export.zip/notes.txt.gz", "export.zip/report.docx", "top.md"]
+    assert table.column("id").to_pylist() == names and s.written == 5 and s.bad_rows == 0
+    texts = table.column("text").to_pylist()
+    assert texts[:3] == ["# Intro\n\nfirst words", "한국어 문서입니다.", "compressed note"]
+    assert texts[3] == "Report\n\nthe report's text" and texts[4] == "a document beside the archive"
+    np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["input"]["files"][0]["path"] == f"{src / 'export.zip'}!/guide/intro.md"
+
+    alone = embed_dataset(src / "export.zip", tmp_path / "alone", tiny_bert_bundle, documents=True, unzip=True,
+                          keep_columns="*", on_error="null", progress=False)  # fmt: skip
+    table = pq.read_table(tmp_path / "alone")  # the archive as the input: the paths in it
+    assert table.column("id").to_pylist() == ["guide/intro.md", "ko.txt", "notes.txt.gz", "report.docx"]
+    assert alone.bad_rows == 1 and "docx" in _bad(tmp_path / "alone")["report.docx"]  # no --docx-text: not UTF-8
+
+    plain = embed_dataset(src, tmp_path / "plain", tiny_bert_bundle, documents=True, on_error="null", progress=False)
+    assert plain.written == 2 and "--unzip" in _bad(tmp_path / "plain")["export.zip"]
+    with pytest.raises(InputError, match=r"unzip \(--unzip\) .* needs documents=True"):
+        embed_dataset(src, tmp_path / "no", tiny_bert_bundle, unzip=True, progress=False)
+
+
+def _patched(data: bytes, name: str, field: str, value: int) -> bytes:
+    """A zip whose member ``name`` has ``value`` for its ``field`` ("flags" or "method") in its local
+    header and in the central directory."""
+    local, central = {"flags": (6, 8), "method": (8, 10)}[field]
+    out = bytearray(data)
+    struct.pack_into("<H", out, zipfile.ZipFile(io.BytesIO(data)).getinfo(name).header_offset + local, value)
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46:at + 46 + length] == name.encode():
+            struct.pack_into("<H", out, at + central, value)
+        at = data.find(b"PK\x01\x02", at + 46)
+    return bytes(out)
+
+
+def test_files_in_an_archive_that_cannot_be_read_are_bad_rows_saying_why(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.md", "fine")
+        z.writestr("b.md", "not really encrypted")
+        z.writestr("c.md", "deflate64 " * 50)
+        z.writestr("d.md", "damaged " * 50)
+        z.writestr("inner.zip", _zip_bytes({"x.md": "nested"}))
+        z.writestr("e.md", "also fine")
+    data = _patched(buf.getvalue(), "b.md", "flags", 0x1)  # encrypted, as the archive says
+    data = _patched(data, "c.md", "method", 9)  # Deflate64, which Python does not decompress
+    d = zipfile.ZipFile(io.BytesIO(data)).getinfo("d.md")
+    start = d.header_offset + 30 + len("d.md") + 4
+    data = data[:start] + bytes(b ^ 0x5A for b in data[start:start + 8]) + data[start + 8:]  # its bytes altered
+    src = tmp_path / "docs"
+    src.mkdir()
+    (src / "box.zip").write_bytes(data)
+    (src / "broken.zip").write_bytes(b"PK\x03\x04 not a whole archive")
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, unzip=True, on_error="null",
+                      keep_columns="*", progress=False)  # fmt: skip
+    assert s.written == 7 and s.bad_rows == 5
+    bad = _bad(tmp_path / "out")
+    assert set(bad) == {"box.zip/b.md", "box.zip/c.md", "box.zip/d.md", "box.zip/inner.zip", "broken.zip"}
+    assert "encrypted" in bad["box.zip/b.md"] and "cannot be decompressed" in bad["box.zip/c.md"]
+    assert "damaged" in bad["box.zip/d.md"] and "zip archive in a zip archive" in bad["box.zip/inner.zip"]
+    assert "zip archive that cannot be read" in bad["broken.zip"]
+    assert pq.read_table(tmp_path / "out").column("text").to_pylist()[0] == "fine"
+    with pytest.raises(InputError, match=r"broken.zip' is a zip archive that cannot be read"):
+        embed_dataset(src / "broken.zip", tmp_path / "no", tiny_bert_bundle, documents=True, unzip=True, progress=False)
+
+
+def _zip_bytes(members: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, content in members.items():
+            z.writestr(name, content)
+    return buf.getvalue()
+
+
+def test_an_archive_rewritten_recomputes_the_parts_of_the_files_that_changed(
+    tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_scan_record, "SETTLED_S", 0.0)  # files written just now are recorded
+    docs = {f"notes/{i:03d}.md": f"note {i}: " + "word " * (i % 9) for i in range(90)}
+    src, out, clean = tmp_path / "docs", tmp_path / "out", tmp_path / "clean"
+    _zip(src / "a.zip", docs)
+    kw: dict[str, Any] = {"documents": True, "unzip": True, "rows_per_part": 10, "progress": False}
+    first = embed_dataset(src, out, tiny_bert_bundle, **kw)
+    assert first.written == 90 and first.parts >= 5
+    assert f"{src / 'a.zip'}!/notes/000.md" in recorded(out / "_input_scan.arrow")["files"]
+    logs: list[str] = []
+    again = embed_dataset(src, out, tiny_bert_bundle, log=logs.append, **kw)
+    assert again.rows_embedded == 0 and any("90 of 90 input file(s) unchanged" in m for m in logs), logs
+
+    docs["notes/007.md"] = "rewritten"
+    docs["notes/050a.md"] = "a note added"
+    del docs["notes/080.md"]
+    _zip(src / "a.zip", docs)  # the same process: the archive read again, not the one kept from before
+    dry = embed_dataset(src, out, tiny_bert_bundle, dry_run=True, **kw)
+    assert 0 < dry.rows_to_embed <= 3 * 3 * 10 and dry.parts_resumed >= dry.parts - 6, dry
+    done = embed_dataset(src, out, tiny_bert_bundle, **kw)
+    assert done.rows_embedded == dry.rows_to_embed and done.written == 90
+    embed_dataset(src, clean, tiny_bert_bundle, **kw)
+    assert pq.read_table(out).equals(pq.read_table(clean))
+
+
+def test_a_member_read_alone_is_checked_against_its_archive(tmp_path: Path) -> None:
+    from embedrt.dataset import _storage as storage
+
+    archive = _zip(tmp_path / "a.zip", {"x.md": "first", "y.md": "second"})
+    where = _archives.locator(str(archive), "x.md")
+    assert storage.scan_stamp(where) == storage.scan_stamp(str(archive))
+    with storage.open_input(where) as f:
+        assert f.read() == b"first"
+    assert storage.head(_archives.locator(str(archive), "y.md"), 3) == b"sec"
+    assert storage.scan_stamps([where, _archives.locator(str(archive), "y.md")]) == [storage.scan_stamp(str(archive))] * 2
+    _zip(archive, {"x.md": "changed"})
+    with storage.open_input(where) as f:
+        assert f.read() == b"changed"  # a local archive's stamp taken at each open
+    with pytest.raises(FileNotFoundError, match="no file 'y.md'"):
+        storage.open_input(_archives.locator(str(archive), "y.md"))
+
+
+def test_unzip_on_the_command_line(tmp_path: Path, tiny_bert_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _zip(tmp_path / "export.zip", {"a.md": "one", "b/c.md": "two"})
+    assert main(["embed-dataset", "-m", str(tiny_bert_bundle), "--documents", "--unzip", str(src),
+                 str(tmp_path / "out"), "--no-progress", "--json"]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["written"] == 2
+    assert pq.read_table(tmp_path / "out").column("id").to_pylist() == ["a.md", "b/c.md"]
+    assert main(["embed-dataset", "-m", str(tiny_bert_bundle), "--unzip", str(src), str(tmp_path / "no")]) != 0
+    assert "--unzip" in capsys.readouterr().err
