@@ -22,8 +22,11 @@ from scan_records import recorded  # noqa: E402
 import embedrt.dataset._scan_record as _scan_record  # noqa: E402
 from embedrt import Embedder  # noqa: E402
 from embedrt.cli import main  # noqa: E402
-from embedrt.dataset import InputError, embed_dataset  # noqa: E402
-from embedrt.dataset import _archives  # noqa: E402
+from embedrt.dataset import (  # noqa: E402
+    InputError,
+    _archives,
+    embed_dataset,
+)
 
 
 def _zip(path: Path, members: dict[str, bytes | str], method: int = zipfile.ZIP_DEFLATED) -> Path:
@@ -45,7 +48,7 @@ def _bad(out: Path) -> dict[str, str]:
 def test_a_zip_archive_is_a_folder_of_its_documents(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     src = tmp_path / "docs"
     members: dict[str, bytes | str] = {
-        "guide/intro.md": "# Intro\n\nfirst words", "guide/": "", "notes.txt.gz": gzip.compress("compressed note".encode()),
+        "guide/intro.md": "# Intro\n\nfirst words", "guide/": "", "notes.txt.gz": gzip.compress(b"compressed note"),
         "ko.txt": "한국어 문서입니다.", "__MACOSX/guide/._intro.md": b"\x00\x05\x16\x07", ".DS_Store": b"\x00\x00",
         "guide/.draft.md": "hidden", "report.docx": make_docx("<w:p><w:r><w:t>Report</w:t></w:r></w:p><w:p><w:r><w:t>the report's text</w:t></w:r></w:p>"),
     }  # fmt: skip
@@ -182,3 +185,20 @@ def test_unzip_on_the_command_line(tmp_path: Path, tiny_bert_bundle: Path, capsy
     assert pq.read_table(tmp_path / "out").column("id").to_pylist() == ["a.md", "b/c.md"]
     assert main(["embed-dataset", "-m", str(tiny_bert_bundle), "--unzip", str(src), str(tmp_path / "no")]) != 0
     assert "--unzip" in capsys.readouterr().err
+
+
+def test_an_archive_rewritten_while_its_files_are_scanned_stops_the_plan(tmp_path: Path, tiny_bert_bundle: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from embedrt.dataset import _sources
+
+    archive = _zip(tmp_path / "docs" / "a.zip", {f"{k}.md": f"text {k}" for k in range(5)})
+    hashed = _sources._hash_file
+
+    def rewriting(path: str) -> tuple[int, str]:
+        if path.endswith("!/3.md"):
+            _zip(archive, {f"{k}.md": f"new text {k}" for k in range(5)})
+        return hashed(path)
+
+    monkeypatch.setattr(_sources, "_hash_file", rewriting)
+    with pytest.raises(InputError, match=r"a.zip changed while it was being scanned"):
+        embed_dataset(tmp_path / "docs", tmp_path / "out", tiny_bert_bundle, documents=True, unzip=True, progress=False)

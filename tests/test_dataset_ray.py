@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -400,15 +401,19 @@ def test_ray_backend_embeds_documents_as_the_local_backend(local_ray: None, tmp_
     (src / "d0" / "memo.docx").write_bytes(make_docx("".join(f"<w:p><w:r><w:t>{t}</w:t></w:r></w:p>" for t in lines)))
     (src / "d1" / "talk.pptx").write_bytes(make_pptx([(pptx_shape(lines[:2]), lines[2]), (pptx_shape(lines[3:]), None)]))
     (src / "d2" / "book.epub").write_bytes(make_epub([("c1.xhtml", f"<p>{lines[0]}</p>"), ("c2.xhtml", f"<p>{lines[1]}</p>")]))
+    with zipfile.ZipFile(src / "d1" / "more.zip", "w", zipfile.ZIP_DEFLATED) as z:  # its files read on the actors
+        for i, t in enumerate(TEXTS[60:75]):
+            z.writestr(f"z/{i:02d}.md", t)
+        z.writestr("z/memo.docx", make_docx(f"<w:p><w:r><w:t>{lines[4]}</w:t></w:r></w:p>"))
     ocr = importlib.util.find_spec("rapidocr") is not None
     if ocr:  # a scanned page, read by OCR on the actors as in the local run
         (src / "d0" / "scan.pdf").write_bytes(make_scanned_pdf(make_pdf([lines[:2]], size=(300, 200))))
-    common = {"documents": True, "pdf_text": True, "docx_text": True, "pptx_text": True, "epub_text": True, "ocr": ocr, "rows_per_part": 10, "on_error": "null", "chunk_tokens": "max", "progress": False,
+    common = {"documents": True, "pdf_text": True, "docx_text": True, "pptx_text": True, "epub_text": True, "ocr": ocr, "unzip": True, "rows_per_part": 10, "on_error": "null", "chunk_tokens": "max", "progress": False,
               "repeat_cache_mb": 0}  # repeats within a slice only: the same on both backends
     local = embed_dataset(src, tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
     rayed = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray",
                           ray=RayOptions(num_actors=2), **common)  # type: ignore[arg-type]  # fmt: skip
-    assert rayed.written == local.written > 60 and rayed.bad_rows == local.bad_rows == 1 and rayed.parts > 2
+    assert rayed.written == local.written > 76 and rayed.bad_rows == local.bad_rows == 1 and rayed.parts > 2
     a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
     assert a.drop_columns(["embedding"]).equals(b.drop_columns(["embedding"]))
     assert a.column("embedding").null_count == b.column("embedding").null_count == 1
@@ -416,6 +421,6 @@ def test_ray_backend_embeds_documents_as_the_local_backend(local_ray: None, tmp_
     np.testing.assert_allclose(*(_vectors(t.filter(t.column("embedding").is_valid())) for t in (a, b)), atol=1e-6)
     assert (tmp_path / "ray" / "_bad_rows.jsonl").read_text() == (tmp_path / "local" / "_bad_rows.jsonl").read_text()
     assert json.loads((tmp_path / "ray" / "_bad_rows.jsonl").read_text())["file"] == str(src / "d1" / "30.md")
-    for name in ("d2/paper.pdf", "d0/memo.docx", "d1/talk.pptx", "d2/book.epub", *(["d0/scan.pdf"] if ocr else [])):
+    for name in ("d1/more.zip/z/00.md", "d1/more.zip/z/memo.docx", "d2/paper.pdf", "d0/memo.docx", "d1/talk.pptx", "d2/book.epub", *(["d0/scan.pdf"] if ocr else [])):
         read = b.filter(pc.equal(b.column("id"), name))
         assert read.num_rows > 0 and read.column("embedding").null_count == 0

@@ -54,10 +54,10 @@ def locator(archive: str, member: str) -> str:
 
 def members(archive: str) -> list[str]:
     """The documents of an archive: its files, not its folders, nor hidden files (a name in their
-    path that starts with ``.``), nor the resource forks macOS adds under ``__MACOSX/``; a name
-    stored twice once."""
+    path that starts with ``.``, as the ``._`` resource forks macOS adds under ``__MACOSX/``); a
+    name stored twice once."""
     names = (i.filename for i in _open(archive).infolist() if not i.is_dir())
-    return list(dict.fromkeys(n for n in names if not any(p.startswith(".") or p == "__MACOSX" for p in n.split("/"))))
+    return list(dict.fromkeys(n for n in names if not any(p.startswith(".") for p in n.split("/"))))
 
 
 def open_member(where: str) -> IO[bytes]:
