@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,9 @@ def _inputs(files: int, rows: int) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def _s3(latency_ms: float) -> Any:
-    """moto's S3 server on localhost, each request answered ``latency_ms`` late; the env pointing at it."""
+def s3_server(latency_ms: float, counts: Counter[str] | None = None) -> Any:
+    """moto's S3 server on localhost, each request answered ``latency_ms`` late (and counted by its
+    method into ``counts``); the env pointing at it."""
     from moto.server import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -88,6 +90,8 @@ def _s3(latency_ms: float) -> Any:
             app = DomainDispatcherApplication(create_backend_app)
 
             def late(environ: Any, start_response: Any) -> Any:
+                if counts is not None:
+                    counts[environ["REQUEST_METHOD"]] += 1
                 time.sleep(latency_ms / 1000)
                 return app(environ, start_response)
 
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     with contextlib.ExitStack() as stack:
         if args.s3_latency_ms is not None:
-            stack.enter_context(_s3(args.s3_latency_ms))
+            stack.enter_context(s3_server(args.s3_latency_ms))
         return _run(args, argv)
 
 
