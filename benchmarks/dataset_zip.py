@@ -1,4 +1,4 @@
-"""A zip archive of documents through the corpus job (``unzip``), beside the same documents as a
+"""A zip archive of documents through the corpus job (``archives``), beside the same documents as a
 folder of files: what reading them from the archive costs, locally and on object storage.
 
     python -m benchmarks.dataset_zip BUNDLE [--docs 2000] [--rounds 2] [--s3-latency-ms MS]
@@ -7,7 +7,7 @@ folder of files: what reading them from the archive costs, locally and on object
 The documents are ``--docs`` Markdown files of two benchmark sentences each (``benchmarks.dataset``),
 a hundred a folder, made once in the benchmarks' cache with the archive of them (deflated) beside.
 Each round runs, alternating, the job on the folder (``documents``) and on the archive
-(``documents``, ``unzip``), each in a fresh process with the job's defaults into a new output,
+(``documents``, ``archives``), each in a fresh process with the job's defaults into a new output,
 then again with nothing to do: seconds, peak RSS, rows and parts; the two outputs' rows and
 vectors are compared. With ``--s3-latency-ms`` both are objects on S3 instead (moto's server in
 this process, each request held ``MS`` milliseconds, a region's round trip, and counted by its
@@ -38,11 +38,11 @@ from benchmarks.worker import peak_rss_mb
 HERE = Path(__file__).resolve().parent
 
 
-def _child(bundle: str, src: str, out: str, unzip: str) -> dict[str, Any]:
+def _child(bundle: str, src: str, out: str, archives: str) -> dict[str, Any]:
     from embedrt.dataset import embed_dataset
 
     t0 = time.perf_counter()
-    s = embed_dataset(src, out, bundle, documents=True, unzip=unzip == "1", progress=False)
+    s = embed_dataset(src, out, bundle, documents=True, archives=archives == "1", progress=False)
     return {"seconds": time.perf_counter() - t0, "rows": s.rows, "rows_embedded": s.rows_embedded, "parts": s.parts,
             "bad_rows": s.bad_rows, "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 

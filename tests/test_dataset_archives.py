@@ -1,4 +1,4 @@
-"""Zip archives as folders of documents (``unzip``): each file in an archive is a row."""
+"""Zip and tar archives as folders of documents (``archives``): each file in an archive is a row."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import gzip
 import io
 import json
 import struct
+import tarfile
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from embedrt import Embedder  # noqa: E402
 from embedrt.cli import main  # noqa: E402
 from embedrt.dataset import (  # noqa: E402
     InputError,
+    StorageError,
     _archives,
     embed_dataset,
 )
@@ -54,7 +57,7 @@ def test_a_zip_archive_is_a_folder_of_its_documents(tmp_path: Path, tiny_bert_bu
     }  # fmt: skip
     _zip(src / "export.zip", members)
     (src / "top.md").write_text("a document beside the archive")
-    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, unzip=True, docx_text=True,
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, archives=True, docx_text=True,
                       keep_columns="*", progress=False)  # fmt: skip
     table = pq.read_table(tmp_path / "out")
     names = ["export.zip/guide/intro.md", "export.zip/ko.txt", "export.zip/notes.txt.gz", "export.zip/report.docx", "top.md"]
@@ -66,16 +69,16 @@ def test_a_zip_archive_is_a_folder_of_its_documents(tmp_path: Path, tiny_bert_bu
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert manifest["input"]["files"][0]["path"] == f"{src / 'export.zip'}!/guide/intro.md"
 
-    alone = embed_dataset(src / "export.zip", tmp_path / "alone", tiny_bert_bundle, documents=True, unzip=True,
+    alone = embed_dataset(src / "export.zip", tmp_path / "alone", tiny_bert_bundle, documents=True, archives=True,
                           keep_columns="*", on_error="null", progress=False)  # fmt: skip
     table = pq.read_table(tmp_path / "alone")  # the archive as the input: the paths in it
     assert table.column("id").to_pylist() == ["guide/intro.md", "ko.txt", "notes.txt.gz", "report.docx"]
     assert alone.bad_rows == 1 and "docx" in _bad(tmp_path / "alone")["report.docx"]  # no --docx-text: not UTF-8
 
     plain = embed_dataset(src, tmp_path / "plain", tiny_bert_bundle, documents=True, on_error="null", progress=False)
-    assert plain.written == 2 and "--unzip" in _bad(tmp_path / "plain")["export.zip"]
-    with pytest.raises(InputError, match=r"unzip \(--unzip\) .* needs documents=True"):
-        embed_dataset(src, tmp_path / "no", tiny_bert_bundle, unzip=True, progress=False)
+    assert plain.written == 2 and "--archives" in _bad(tmp_path / "plain")["export.zip"]
+    with pytest.raises(InputError, match=r"archives \(--archives\) .* needs documents=True"):
+        embed_dataset(src, tmp_path / "no", tiny_bert_bundle, archives=True, progress=False)
 
 
 def _patched(data: bytes, name: str, field: str, value: int) -> bytes:
@@ -111,17 +114,17 @@ def test_files_in_an_archive_that_cannot_be_read_are_bad_rows_saying_why(tmp_pat
     src.mkdir()
     (src / "box.zip").write_bytes(data)
     (src / "broken.zip").write_bytes(b"PK\x03\x04 not a whole archive")
-    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, unzip=True, on_error="null",
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, archives=True, on_error="null",
                       keep_columns="*", progress=False)  # fmt: skip
     assert s.written == 7 and s.bad_rows == 5
     bad = _bad(tmp_path / "out")
     assert set(bad) == {"box.zip/b.md", "box.zip/c.md", "box.zip/d.md", "box.zip/inner.zip", "broken.zip"}
     assert "encrypted" in bad["box.zip/b.md"] and "cannot be decompressed" in bad["box.zip/c.md"]
-    assert "damaged" in bad["box.zip/d.md"] and "zip archive in a zip archive" in bad["box.zip/inner.zip"]
+    assert "damaged" in bad["box.zip/d.md"] and "an archive in an archive" in bad["box.zip/inner.zip"]
     assert "zip archive that cannot be read" in bad["broken.zip"]
     assert pq.read_table(tmp_path / "out").column("text").to_pylist()[0] == "fine"
     with pytest.raises(InputError, match=r"broken.zip' is a zip archive that cannot be read"):
-        embed_dataset(src / "broken.zip", tmp_path / "no", tiny_bert_bundle, documents=True, unzip=True, progress=False)
+        embed_dataset(src / "broken.zip", tmp_path / "no", tiny_bert_bundle, documents=True, archives=True, progress=False)
 
 
 def _zip_bytes(members: dict[str, str]) -> bytes:
@@ -139,7 +142,7 @@ def test_an_archive_rewritten_recomputes_the_parts_of_the_files_that_changed(
     docs = {f"notes/{i:03d}.md": f"note {i}: " + "word " * (i % 9) for i in range(90)}
     src, out, clean = tmp_path / "docs", tmp_path / "out", tmp_path / "clean"
     _zip(src / "a.zip", docs)
-    kw: dict[str, Any] = {"documents": True, "unzip": True, "rows_per_part": 10, "progress": False}
+    kw: dict[str, Any] = {"documents": True, "archives": True, "rows_per_part": 10, "progress": False}
     first = embed_dataset(src, out, tiny_bert_bundle, **kw)
     assert first.written == 90 and first.parts >= 5
     assert f"{src / 'a.zip'}!/notes/000.md" in recorded(out / "_input_scan.arrow")["files"]
@@ -174,17 +177,21 @@ def test_a_member_read_alone_is_checked_against_its_archive(tmp_path: Path) -> N
         assert f.read() == b"changed"  # a local archive's stamp taken at each open
     with pytest.raises(FileNotFoundError, match="no file 'y.md'"):
         storage.open_input(_archives.locator(str(archive), "y.md"))
+    threads: dict[str, set[int]] = {"s3://b/x.tgz": set(), "s3://b/x.zip": set()}
+    for where, seen in threads.items():  # a compressed tar's members in order, by this thread; a zip's at once
+        storage.each(lambda p, seen=seen: seen.add(threading.get_ident()), [f"{where}!/{k}.md" for k in range(16)])
+    assert threads["s3://b/x.tgz"] == {threading.get_ident()} and threading.get_ident() not in threads["s3://b/x.zip"]
 
 
-def test_unzip_on_the_command_line(tmp_path: Path, tiny_bert_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_archives_on_the_command_line(tmp_path: Path, tiny_bert_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = _zip(tmp_path / "export.zip", {"a.md": "one", "b/c.md": "two"})
-    assert main(["embed-dataset", "-m", str(tiny_bert_bundle), "--documents", "--unzip", str(src),
+    assert main(["embed-dataset", "-m", str(tiny_bert_bundle), "--documents", "--archives", str(src),
                  str(tmp_path / "out"), "--no-progress", "--json"]) == 0  # fmt: skip
     summary = json.loads(capsys.readouterr().out)
     assert summary["written"] == 2
     assert pq.read_table(tmp_path / "out").column("id").to_pylist() == ["a.md", "b/c.md"]
-    assert main(["embed-dataset", "-m", str(tiny_bert_bundle), "--unzip", str(src), str(tmp_path / "no")]) != 0
-    assert "--unzip" in capsys.readouterr().err
+    assert main(["embed-dataset", "-m", str(tiny_bert_bundle), "--archives", str(src), str(tmp_path / "no")]) != 0
+    assert "--archives" in capsys.readouterr().err
 
 
 def test_an_archive_rewritten_while_its_files_are_scanned_stops_the_plan(tmp_path: Path, tiny_bert_bundle: Path,
@@ -201,4 +208,63 @@ def test_an_archive_rewritten_while_its_files_are_scanned_stops_the_plan(tmp_pat
 
     monkeypatch.setattr(_sources, "_hash_file", rewriting)
     with pytest.raises(InputError, match=r"a.zip changed while it was being scanned"):
-        embed_dataset(tmp_path / "docs", tmp_path / "out", tiny_bert_bundle, documents=True, unzip=True, progress=False)
+        embed_dataset(tmp_path / "docs", tmp_path / "out", tiny_bert_bundle, documents=True, archives=True, progress=False)
+
+
+def _tar(path: Path, members: dict[str, bytes | str], mode: str = "w:gz", link: tuple[str, str] | None = None) -> Path:
+    """A tar archive of ``members`` (a name ending in ``/``: a folder), as ``tar -czf x.tgz .`` names
+    them (``./`` first); ``link``: (name, target) of a hard link."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, mode) as t:
+        for name, content in members.items():
+            info = tarfile.TarInfo(f"./{name.rstrip('/')}")
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+                t.addfile(info)
+                continue
+            data = content if isinstance(content, bytes) else content.encode()
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        if link is not None:
+            info = tarfile.TarInfo(f"./{link[0]}")
+            info.type, info.linkname = tarfile.LNKTYPE, f"./{link[1]}"
+            t.addfile(info)
+    return path
+
+
+def test_a_tar_archive_is_a_folder_of_its_documents_read_in_one_pass(tmp_path: Path, tiny_bert_bundle: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A compressed tar's members are read in order through readers that move forward: a job over
+    it decompresses it a few times (its listing, its scan, its parts), not once a member."""
+    docs = {f"maildir/{k // 10}/{k}.": f"Subject: note {k}\n\nbody {k} " + "word " * (k % 7) for k in range(60)}
+    src = tmp_path / "docs"
+    _tar(src / "mail.tar.gz", {"maildir/": b"", **docs, "maildir/.hidden": "h"}, link=("maildir/copy.", "maildir/3/30."))
+    _tar(src / "plain.tar", {"a.md": "plain tar", "b/c.md": "second"}, mode="w")
+    readers: list[str] = []
+    reader = _archives._Tar._reader
+    monkeypatch.setattr(_archives._Tar, "_reader", lambda self: readers.append(self.archive) or reader(self))
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, documents=True, archives=True, rows_per_part=10,
+                      keep_columns="*", progress=False)  # fmt: skip
+    table = pq.read_table(tmp_path / "out")
+    ids = table.column("id").to_pylist()
+    assert s.written == 63 and s.parts >= 5 and ids[:2] == ["mail.tar.gz/maildir/0/0.", "mail.tar.gz/maildir/0/1."]
+    assert "mail.tar.gz/maildir/copy." in ids and "plain.tar/b/c.md" in ids and not any(".hidden" in i for i in ids)
+    texts = dict(zip(ids, table.column("text").to_pylist(), strict=True))
+    assert texts["mail.tar.gz/maildir/copy."] == docs["maildir/3/30."] and texts["plain.tar/a.md"] == "plain tar"
+    assert all(texts[f"mail.tar.gz/{k}"] == v for k, v in docs.items())
+    np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(list(texts.values())), atol=1e-6)
+    assert readers.count(str(src / "mail.tar.gz")) <= 6, readers  # a member each would be 61
+    assert readers.count(str(src / "plain.tar")) == 1  # seeks anywhere: one reader
+
+    alone = embed_dataset(src / "mail.tar.gz", tmp_path / "alone", tiny_bert_bundle, documents=True, archives=True,
+                          progress=False)  # fmt: skip
+    assert alone.written == 61 and pq.read_table(tmp_path / "alone").column("id")[0].as_py() == "maildir/0/0."
+    data = (src / "plain.tar").read_bytes()
+    (src / "plain.tar").write_bytes(data[:700])  # cut short in its second file: a bad row
+    cut = embed_dataset(src, tmp_path / "cut", tiny_bert_bundle, documents=True, archives=True, on_error="null",
+                        progress=False)  # fmt: skip
+    assert cut.written == 62 and "tar archive that cannot be read" in _bad(tmp_path / "cut")["plain.tar"]
+    data = (src / "mail.tar.gz").read_bytes()
+    (src / "mail.tar.gz").write_bytes(data[:len(data) // 2])  # its compressed stream cut: as a cut .gz document
+    with pytest.raises(StorageError, match=r"mail.tar.gz: its compressed data is truncated"):
+        embed_dataset(src, tmp_path / "gz", tiny_bert_bundle, documents=True, archives=True, progress=False)

@@ -408,7 +408,7 @@ def test_ray_backend_embeds_documents_as_the_local_backend(local_ray: None, tmp_
     ocr = importlib.util.find_spec("rapidocr") is not None
     if ocr:  # a scanned page, read by OCR on the actors as in the local run
         (src / "d0" / "scan.pdf").write_bytes(make_scanned_pdf(make_pdf([lines[:2]], size=(300, 200))))
-    common = {"documents": True, "pdf_text": True, "docx_text": True, "pptx_text": True, "epub_text": True, "ocr": ocr, "unzip": True, "rows_per_part": 10, "on_error": "null", "chunk_tokens": "max", "progress": False,
+    common = {"documents": True, "pdf_text": True, "docx_text": True, "pptx_text": True, "epub_text": True, "ocr": ocr, "archives": True, "rows_per_part": 10, "on_error": "null", "chunk_tokens": "max", "progress": False,
               "repeat_cache_mb": 0}  # repeats within a slice only: the same on both backends
     local = embed_dataset(src, tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
     rayed = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray",

@@ -556,7 +556,10 @@ def test_s3_planning_takes_the_objects_stamps_from_their_listing(s3: None, tiny_
 def test_s3_zip_archive_is_read_as_a_folder_of_documents(s3: None, tiny_bert_bundle: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """An archive's members on object storage: the archive's stamp serves all of them (asked once
-    per check, not once per member), its directory is read once, a resume asks nothing."""
+    per check, not once per member), a zip's directory is read once, a compressed tar is read in
+    order (a few times, not once a member), a resume asks nothing."""
+    import io
+    import tarfile
     import zipfile
 
     from embedrt.dataset import _archives, _storage
@@ -566,18 +569,26 @@ def test_s3_zip_archive_is_read_as_a_folder_of_documents(s3: None, tiny_bert_bun
     info = _storage.object_info
     monkeypatch.setattr(_storage, "object_info", lambda uri: asked.append(uri) or info(uri))
     opened: list[str] = []
-    directory = _archives._read_directory
-    monkeypatch.setattr(_archives, "_read_directory", lambda a: opened.append(a) or directory(a))
+    directory = _archives._Zip
+    monkeypatch.setattr(_archives, "_Zip", lambda a: opened.append(a) or directory(a))
     local = tmp_path / "docs"
     local.mkdir()
     with zipfile.ZipFile(local / "export.zip", "w", zipfile.ZIP_DEFLATED) as z:
         for k, text in enumerate(TEXTS[:40]):
             z.writestr(f"notes/{k:02d}.md", text)
     (local / "top.md").write_text("beside the archive")
+    with tarfile.open(local / "more.tgz", "w:gz") as t:  # read in order, not eight members at once
+        for k, text in enumerate(TEXTS[40:60]):
+            member = tarfile.TarInfo(f"more/{k:02d}.md")
+            member.size = len(text.encode())
+            t.addfile(member, io.BytesIO(text.encode()))
+    readers: list[str] = []
+    reader = _archives._Tar._reader
+    monkeypatch.setattr(_archives._Tar, "_reader", lambda self: readers.append(self.archive) or reader(self))
     put_folder(local, "s3://corpus/zipped")
-    kw: dict[str, Any] = {"documents": True, "unzip": True, "rows_per_part": 10, "progress": False}
+    kw: dict[str, Any] = {"documents": True, "archives": True, "rows_per_part": 10, "progress": False}
     first = embed_dataset("s3://corpus/zipped/", "s3://vectors/zipped", tiny_bert_bundle, **kw)
-    assert first.written == 41 and first.parts >= 3
+    assert first.written == 61 and first.parts >= 3 and 0 < len(readers) <= 6, readers
     archive = "s3://corpus/zipped/export.zip"
     assert 0 < asked.count(archive) <= 2 * first.parts + 2 and opened == [archive], (asked, opened)
     embed_dataset(local, tmp_path / "out", tiny_bert_bundle, **kw)

@@ -1,33 +1,44 @@
-"""Zip archives read as folders of documents: each file in an archive is a document of its own.
+"""Archives read as folders of documents: each file in a zip or tar archive is a document of its own.
 
 A member is named by a locator, ``ARCHIVE!/MEMBER`` (``/data/export.zip!/docs/a.pdf``,
-``s3://bucket/export.zip!/docs/a.pdf``), which the storage functions open, stamp and read as they
-do a file: its stamp is its archive's (an archive rewritten is every member changed), its bytes are
-the member's, decompressed. An archive's central directory is read once per process and kept
-(``_open``) while the archive is unchanged: a part of a hundred members does not read it a hundred
-times, and on object storage a member is then one or two ranged reads.
+``s3://bucket/mail.tar.gz!/maildir/a/1.``), which the storage functions open, stamp and read as
+they do a file: its stamp is its archive's (an archive rewritten is every member changed), its
+bytes are the member's, decompressed. An archive's index (a zip's central directory; a tar's
+headers, read through the whole archive) is read once per process and kept (``_open``) while the
+archive is unchanged: a part of a hundred members does not read it a hundred times, and on object
+storage a zip member is then one or two ranged reads.
+
+A tar archive has no index of its own and a compressed one (``.tar.gz``, ``.tgz`` ...) no random
+access: its members are read in order (``sequential``), each through one of a few decompressing
+readers kept at the archive's last places (``_Tar``), so that reading a part's members in order
+decompresses the archive once, not once a member.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import tarfile
 import threading
 import zipfile
 import zlib
 from collections import OrderedDict
 from typing import IO, Any
 
-from .._objects import is_uri, split_uri
+from .._objects import StorageError, is_uri, split_uri
 
 SEP = "!/"  # between an archive and a member in a locator
-_LOCATOR = re.compile(r"\.zip!/", re.IGNORECASE)  # where a locator's archive ends
+_TAR_CODECS = {".tar": None, ".tar.gz": ".gz", ".tgz": ".gz", ".tar.bz2": ".bz2", ".tbz2": ".bz2", ".tbz": ".bz2",
+               ".tar.xz": ".xz", ".txz": ".xz", ".tar.zst": ".zst"}  # fmt: skip
+_SUFFIXES = (".zip", *_TAR_CODECS)
+_LOCATOR = re.compile("(?:" + "|".join(re.escape(s) for s in _SUFFIXES) + ")" + re.escape(SEP), re.IGNORECASE)
 MOST_BYTES = 1 << 30  # a member is read whole: one declared larger is a bad row, not the job's memory
-_KEPT = 4  # archives kept open at once (their central directories parsed)
+_KEPT = 4  # archives kept open at once (their indexes read)
+_CURSORS = 4  # a compressed tar's readers kept at once (parts read at the same time)
 
 
 class ArchiveError(ValueError):
-    """An archive whose files cannot be listed (not a zip, cut short): the message says so."""
+    """An archive whose files cannot be listed (not a zip or tar, cut short): the message says so."""
 
 
 class UnreadableMember(OSError):
@@ -36,8 +47,9 @@ class UnreadableMember(OSError):
 
 
 def is_archive(name: str) -> bool:
-    """Whether a file is read as an archive of documents (its name ends in ``.zip``)."""
-    return name.lower().endswith(".zip")
+    """Whether a file is read as an archive of documents: its name ends in ``.zip``, ``.tar`` or a
+    compressed tar's suffix (``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``, ``.tar.zst`` ...)."""
+    return name.lower().endswith(_SUFFIXES)
 
 
 def split(where: str) -> tuple[str, str] | None:
@@ -52,48 +64,163 @@ def locator(archive: str, member: str) -> str:
     return f"{archive}{SEP}{member}"
 
 
+def sequential(where: str) -> bool:
+    """Whether ``where`` is a member of a compressed tar archive: read in order, by one thread."""
+    member = split(where)
+    return member is not None and _tar_codec(member[0]) is not None
+
+
 def members(archive: str) -> list[str]:
-    """The documents of an archive: its files, not its folders, nor hidden files (a name in their
-    path that starts with ``.``, as the ``._`` resource forks macOS adds under ``__MACOSX/``); a
-    name stored twice once."""
-    names = (i.filename for i in _open(archive).infolist() if not i.is_dir())
+    """The documents of an archive: its files, not its folders or links, nor hidden files (a name in
+    their path that starts with ``.``, as the ``._`` resource forks macOS adds under ``__MACOSX/``);
+    a name stored twice once (its last copy read)."""
+    names = _open(archive).names()
     return list(dict.fromkeys(n for n in names if not any(p.startswith(".") for p in n.split("/"))))
 
 
 def open_member(where: str) -> IO[bytes]:
     """A member's bytes, decompressed: a buffered reader (``peek``, ``seek``)."""
     archive, name = split(where)  # type: ignore[misc]
-    z = _open(archive)
-    try:
-        info = z.getinfo(name)
-    except KeyError:
-        raise FileNotFoundError(f"{where}: no file {name!r} in the archive") from None
-    if info.flag_bits & 0x1:
-        raise UnreadableMember("a file encrypted in its zip archive (a password is needed)")
-    if info.file_size > MOST_BYTES:
-        raise UnreadableMember(f"a file of {info.file_size:,} bytes in its zip archive (at most {MOST_BYTES:,} are read)")
-    try:
-        return z.open(info)
-    except NotImplementedError as e:  # a compression method this Python lacks (Deflate64, PPMd, ...)
-        raise UnreadableMember(f"a file in its zip archive that cannot be decompressed ({e})") from None
+    return _open(archive).open(name, where)
 
 
 DAMAGED = (zipfile.BadZipFile, EOFError, zlib.error)  # a member's bytes not what its archive says (CRC, length)
 
 
 def damaged(e: BaseException) -> str:
-    return f"a file in its zip archive that is damaged or cut short ({type(e).__name__}: {e})"
+    return f"a file in its archive that is damaged or cut short ({type(e).__name__}: {e})"
 
 
 def digest_input(where: str) -> str:
-    """What a member that cannot be read is known by instead of its bytes: its CRC and sizes as the
-    archive records them (they change when it does)."""
+    """What a member that cannot be read is known by instead of its bytes: what its archive records
+    of it (they change when it does)."""
     archive, name = split(where)  # type: ignore[misc]
-    i = _open(archive).getinfo(name)
-    return f"{i.CRC:08x}:{i.compress_size}:{i.file_size}:{i.compress_type}:{i.flag_bits}"
+    return _open(archive).recorded(name)
 
 
-_kept: OrderedDict[str, tuple[tuple[int, ...], zipfile.ZipFile]] = OrderedDict()
+class _Zip:
+    """A zip archive: its central directory, members read from several threads at once through one
+    ``ZipFile`` (it seeks and reads under a lock of its own)."""
+
+    def __init__(self, archive: str) -> None:
+        f: Any
+        if is_uri(archive):
+            fs, path = split_uri(archive)
+            f = io.BufferedReader(fs.open_input_file(path), 1 << 16)  # ranged reads: the directory, each member
+        else:
+            f = open(archive, "rb")  # noqa: SIM115 (kept open with its ZipFile)
+        try:
+            self.zip = zipfile.ZipFile(f)
+        except zipfile.BadZipFile as e:
+            f.close()
+            raise ArchiveError(f"a zip archive that cannot be read ({e})") from None
+
+    def names(self) -> list[str]:
+        return [i.filename for i in self.zip.infolist() if not i.is_dir()]
+
+    def open(self, name: str, where: str) -> IO[bytes]:
+        try:
+            info = self.zip.getinfo(name)
+        except KeyError:
+            raise FileNotFoundError(f"{where}: no file {name!r} in the archive") from None
+        if info.flag_bits & 0x1:
+            raise UnreadableMember("a file encrypted in its zip archive (a password is needed)")
+        _check_size(info.file_size)
+        try:
+            return self.zip.open(info)
+        except NotImplementedError as e:  # a compression method this Python lacks (Deflate64, PPMd, ...)
+            raise UnreadableMember(f"a file in its zip archive that cannot be decompressed ({e})") from None
+
+    def recorded(self, name: str) -> str:
+        i = self.zip.getinfo(name)
+        return f"{i.CRC:08x}:{i.compress_size}:{i.file_size}:{i.compress_type}:{i.flag_bits}"
+
+
+class _Tar:
+    """A tar archive: its regular files' places ({name: (offset, size)}), read by going through its
+    headers once; a member's bytes read at its place, through one of ``_CURSORS`` readers of the
+    (decompressed) archive, the one furthest behind it, so that members read in order move each
+    reader forward only."""
+
+    def __init__(self, archive: str) -> None:
+        self.archive, self.lock = archive, threading.Lock()
+        self.cursors: list[Any] = []  # readers of the archive, each at the end of the member it read last
+        f = self._reader()
+        places: dict[str, tuple[int, int]] = {}
+        try:
+            with tarfile.open(fileobj=f, mode="r:") as t:
+                for m in t:
+                    name = m.name.lstrip("/")
+                    while name.startswith("./"):  # an archive of "." (tar -czf x.tgz .)
+                        name = name[2:]
+                    if m.isfile():
+                        places[name] = (m.offset_data, m.size)
+                    elif m.islnk() and m.linkname.lstrip("/").removeprefix("./") in places:  # a hard link: its file's bytes
+                        places[name] = places[m.linkname.lstrip("/").removeprefix("./")]
+        except (tarfile.TarError, EOFError, StorageError) as e:
+            f.close()
+            raise ArchiveError(f"a tar archive that cannot be read ({type(e).__name__}: {e})") from None
+        self.places = places
+        if _tar_codec(archive) is None:
+            self.cursors.append(f)  # uncompressed: one reader seeks anywhere
+        else:
+            f.close()
+
+    def _reader(self) -> Any:
+        from ._storage import open_input
+
+        return open_input(self.archive, codec=_tar_codec(self.archive))
+
+    def names(self) -> list[str]:
+        return list(self.places)
+
+    def open(self, name: str, where: str) -> IO[bytes]:
+        place = self.places.get(name)
+        if place is None:
+            raise FileNotFoundError(f"{where}: no file {name!r} in the archive")
+        offset, size = place
+        _check_size(size)
+        with self.lock:
+            if _tar_codec(self.archive) is None:  # seeks anywhere
+                usable = self.cursors
+            else:  # the reader furthest on that is not past the member yet, else one from the start
+                usable = [c for c in self.cursors if c.tell() <= offset]
+            f = max(usable, key=lambda c: c.tell()) if usable else self._reader()
+            if usable:
+                self.cursors.remove(f)
+            try:
+                f.seek(offset)
+                data = f.read(size)
+            except StorageError as e:  # the archive's compressed data is damaged there
+                f.close()
+                raise UnreadableMember(damaged(e)) from None
+            except BaseException:
+                f.close()
+                raise
+            self.cursors.append(f)
+            while len(self.cursors) > _CURSORS:
+                self.cursors.pop(0).close()
+        if len(data) != size:
+            raise EOFError(f"{len(data):,} of its {size:,} bytes")
+        return io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+
+    def recorded(self, name: str) -> str:
+        offset, size = self.places[name]
+        return f"{offset}:{size}"
+
+
+def _check_size(size: int) -> None:
+    if size > MOST_BYTES:
+        raise UnreadableMember(f"a file of {size:,} bytes in its archive (at most {MOST_BYTES:,} are read)")
+
+
+def _tar_codec(archive: str) -> str | None:
+    """The compression of a tar archive (``.gz`` ...; None: not compressed, or not a tar)."""
+    name = archive.lower()
+    return next((codec for suffix, codec in _TAR_CODECS.items() if name.endswith(suffix)), None)
+
+
+_kept: OrderedDict[str, tuple[tuple[int, ...], _Zip | _Tar]] = OrderedDict()
 _seen: dict[str, tuple[int, ...]] = {}  # an object archive's stamp as last taken (``seen``)
 _lock = threading.Lock()
 
@@ -107,24 +234,23 @@ def seen(archive: str, stamp: tuple[int, ...]) -> tuple[int, ...]:
     return stamp
 
 
-def _open(archive: str) -> zipfile.ZipFile:
-    """The archive opened (its central directory read), kept for the next member while its stamp is
-    the same: a local file's taken each time, an object's as last ``seen`` (every part's check takes
-    it), else asked. Members are read from several threads at once through one ``ZipFile`` (it
-    seeks and reads under a lock of its own)."""
+def _open(archive: str) -> _Zip | _Tar:
+    """The archive opened (its index read), kept for the next member while its stamp is the same: a
+    local file's taken each time, an object's as last ``seen`` (every part's check takes it), else
+    asked."""
     stamp = _stamp(archive)
     with _lock:
         kept = _kept.get(archive)
         if kept is not None and kept[0] == stamp:
             _kept.move_to_end(archive)
             return kept[1]
-    z = _read_directory(archive)
+    opened = _Zip(archive) if archive.lower().endswith(".zip") else _Tar(archive)
     with _lock:
-        _kept[archive] = (stamp, z)
+        _kept[archive] = (stamp, opened)
         _kept.move_to_end(archive)
         while len(_kept) > _KEPT:
             _kept.popitem(last=False)  # closed when its last reader is done with it
-    return z
+    return opened
 
 
 def forget() -> None:
@@ -142,17 +268,3 @@ def _stamp(archive: str) -> tuple[int, ...]:
     from ._storage import scan_stamp_rows, unpadded
 
     return seen(archive, unpadded(tuple(scan_stamp_rows([archive])[0].tolist())))  # a listing's where it has it
-
-
-def _read_directory(archive: str) -> zipfile.ZipFile:
-    f: Any
-    if is_uri(archive):
-        fs, path = split_uri(archive)
-        f = fs.open_input_file(path)  # seekable: ranged reads of the directory, then of each member
-    else:
-        f = open(archive, "rb")  # noqa: SIM115 (kept open with its ZipFile)
-    try:
-        return zipfile.ZipFile(io.BufferedReader(f, 1 << 16) if is_uri(archive) else f)
-    except zipfile.BadZipFile as e:
-        f.close()
-        raise ArchiveError(f"a zip archive that cannot be read ({e})") from None

@@ -99,10 +99,10 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    help="with e-mail (--documents --eml-text, or a mailbox): read each message's attachments of the kinds "
                    "asked for (--pdf-text, --docx-text, ...) and put their text after the message's, an 'Attachment: NAME' "
                    "line before each")  # fmt: skip
-    p.add_argument("--unzip", action="store_true",
-                   help="with --documents: read each .zip archive (INPUT itself, or one in its folder) as a folder "
-                   "of documents, a row per file in it, its path the archive's, then its own in the archive; "
-                   "without it an archive is a bad row")  # fmt: skip
+    p.add_argument("--archives", action="store_true",
+                   help="with --documents: read each zip or tar archive (.zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, "
+                   ".tar.zst; INPUT itself, or one in its folder) as a folder of documents, a row per file in it, its "
+                   "path the archive's, then its own in the archive; without it an archive is a bad row")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
                 dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
                 documents=args.documents, ocr=args.ocr, attachment_text=args.attachment_text,
-                unzip=args.unzip, **{f"{kind.name}_text": getattr(args, f"{kind.name}_text") for kind in KINDS},
+                archives=args.archives, **{f"{kind.name}_text": getattr(args, f"{kind.name}_text") for kind in KINDS},
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"

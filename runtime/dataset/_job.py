@@ -180,7 +180,7 @@ def embed_dataset(
     image_text: bool = False,
     ocr: bool = False,
     attachment_text: bool = False,
-    unzip: bool = False,
+    archives: bool = False,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -226,9 +226,10 @@ def embed_dataset(
     ``pdf_text``): a PDF's pages without text (scanned) are read by OCR (RapidOCR, the ``ocr`` extra).
     ``attachment_text`` (with e-mail: ``eml_text`` documents, or a mailbox): each message's
     attachments of the kinds asked for (``pdf_text``, ``docx_text`` ...) are read, their text after
-    the message's, each under a line ``Attachment: NAME``. ``unzip`` (with ``documents``): a zip
-    archive among the documents (or given as ``input``) is read as a folder of them, each file in it
-    a document whose path is the archive's, then its own in the archive (``export.zip/docs/a.pdf``;
+    the message's, each under a line ``Attachment: NAME``. ``archives`` (with ``documents``): a zip
+    or tar archive among the documents (or given as ``input``; ``.zip``, ``.tar``, ``.tar.gz``,
+    ``.tgz``, ``.tar.bz2``, ``.tar.xz``, ``.tar.zst``) is read as a folder of them, each file in it a
+    document whose path is the archive's, then its own in the archive (``export.zip/docs/a.pdf``;
     an archive given as ``input``: its own); without it an archive is a bad row.
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only). Files of
@@ -378,7 +379,7 @@ def embed_dataset(
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
                               record=record, content_cuts=content_defined_parts, documents=documents,
                               as_text=as_text, ocr=ocr, attachments=attachment_text,
-                              unzip=unzip, group_files=_groups_files(folder, overwrite))  # fmt: skip
+                              archives=archives, group_files=_groups_files(folder, overwrite))  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")

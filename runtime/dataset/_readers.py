@@ -301,7 +301,7 @@ _DOC_BLOCK = 1 << 20
 def _document_text(path: str, as_text: tuple[str, ...] = (), attachment: Attachment | None = None) -> tuple[Any, str | None]:
     """A document's text (UTF-8; a byte order mark read past; of a kind in ``as_text``, its text, but
     a PDF's bytes, for ``_pdf.pdf_text_later``), or why it has none. A file that is not UTF-8 (an
-    image, a PDF) is read no further than its first bad byte. A zip archive, and a file in one that
+    image, a PDF) is read no further than its first bad byte. An archive, and a file in one that
     cannot be read (``_archives``), are bad rows that say why."""
     if _archives.is_archive(path):
         return None, _archive_reason(path)
@@ -317,14 +317,14 @@ def _document_text(path: str, as_text: tuple[str, ...] = (), attachment: Attachm
 
 def _archive_reason(path: str) -> str:
     if _archives.split(path) is not None:
-        return "a zip archive in a zip archive: its files are not read (unzip the outer one first)"
+        return "an archive in an archive: its files are not read (unpack the outer one first)"
     try:
         _archives.members(path)
     except _archives.ArchiveError as e:
         return str(e)
     except OSError as e:
-        return f"a zip archive that cannot be read ({e})"
-    return "a zip archive: pass --unzip (unzip=True) to read the files in it as documents"
+        return f"an archive that cannot be read ({e})"
+    return "an archive: pass --archives (archives=True) to read the files in it as documents"
 
 
 def _text_of(path: str, as_text: tuple[str, ...], attachment: Attachment | None) -> tuple[Any, str | None]:

@@ -472,25 +472,25 @@ def find_inputs(
 
 
 def find_documents(spec: str | Path | list[str | Path], exclude: str | None = None,
-                   unzip: bool = False) -> tuple[Sequence[str], list[str]]:  # fmt: skip
+                   archives: bool = False) -> tuple[Sequence[str], list[str]]:  # fmt: skip
     """The files of ``spec`` as documents (``InputFormat.DOCUMENTS``), whatever their names: (files,
     their paths under their input: a folder's files relative to the folder, a glob's to the folder
     before its first wildcard, a file by its name), sorted by that path (``storage.walk_key``). A
     folder's hidden files and folders (a name starting with ``.``) are left out; ``_`` starts the
-    names of documents too (``_index.md``, ``_posts/``). ``unzip``: a zip archive's files are
+    names of documents too (``_index.md``, ``_posts/``). ``archives``: a zip or tar archive's files are
     documents (``_archives``), their paths the archive's path, then theirs in it (an archive given
     as the input: theirs in it)."""
     specs = spec if isinstance(spec, list) else [spec]
     found: list[tuple[Sequence[str], list[str]]] = []
-    if unzip:
+    if archives:
         _archives.forget()  # what the archives hold now
     for s in map(str, specs):
         what = storage.kind(s)
         if what == "dir":
             found.append(storage.walk(s, hidden=(".",)))
-        elif what == "file" and unzip and _archives.is_archive(s):
+        elif what == "file" and archives and _archives.is_archive(s):
             try:
-                found.append(_unzipped([s if is_uri(s) else str(Path(s))], [""]))
+                found.append(_unpacked([s if is_uri(s) else str(Path(s))], [""]))
             except _archives.ArchiveError as e:
                 raise InputError(f"input {s!r} is {e}") from None
         elif what == "file":
@@ -502,8 +502,8 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
                                     for f in matched]))  # fmt: skip
         else:
             raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
-    if unzip:
-        found = [(fs, ns) if not any(map(_archives.is_archive, ns)) else _unzipped(fs, ns) for fs, ns in found]
+    if archives:
+        found = [(fs, ns) if not any(map(_archives.is_archive, ns)) else _unpacked(fs, ns) for fs, ns in found]
     files, names = found[0]
     if len(found) > 1:
         files, names = [f for fs, _ns in found for f in fs], [n for _fs, ns in found for n in ns]
@@ -524,8 +524,8 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
     return [f for f, _n in pairs], [n for _f, n in pairs]
 
 
-def _unzipped(files: Sequence[str], names: list[str]) -> tuple[list[str], list[str]]:
-    """``files`` (named ``names``) with each zip archive replaced by its files (``_archives.members``),
+def _unpacked(files: Sequence[str], names: list[str]) -> tuple[list[str], list[str]]:
+    """``files`` (named ``names``) with each archive replaced by its files (``_archives.members``),
     named by the archive's name, ``/``, their path in it (an archive named "": their path); one that
     cannot be read stays, a document (a bad row that says why)."""
     out_files: list[str] = []
@@ -631,7 +631,7 @@ def plan_input(
     as_text: tuple[str, ...] = (),
     ocr: bool = False,
     attachments: bool = False,
-    unzip: bool = False,
+    archives: bool = False,
     group_files: bool = True,
 ) -> Plan:
     """Scan the input once and cut it into parts of up to ``rows_per_part`` rows: a file's rows, or
@@ -647,7 +647,7 @@ def plan_input(
     (``_as_text.asked``: HTML pages, PDFs, Office and OpenDocument files, EPUB books); ``ocr``:
     PDFs' pages without text are read by OCR; ``attachments``: e-mail messages' attachments of those
     kinds are read into their message's text (documents with ``eml`` among the kinds, or mailboxes);
-    ``unzip``: zip archives among the documents are read as folders of them (``find_documents``)."""
+    ``archives``: zip and tar archives among the documents are read as folders of them (``find_documents``)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -659,8 +659,8 @@ def plan_input(
     if attachments and ((documents and "eml" not in as_text) or len(set(as_text) - {"eml"}) == 0):
         raise InputError("attachment_text (--attachment-text) reads e-mail attachments of the kinds asked for: it needs "
                          "one of them (--pdf-text, --docx-text, ...) and messages (--documents --eml-text, or a mailbox)")
-    if unzip and not documents:
-        raise InputError("unzip (--unzip) reads the files in zip archives as documents: it needs documents=True "
+    if archives and not documents:
+        raise InputError("archives (--archives) reads the files in zip and tar archives as documents: it needs documents=True "
                          "(--documents)")
     if ocr and "pdf" not in as_text:
         raise InputError("ocr (--ocr) reads the scanned pages of PDFs: it needs pdf_text=True (--pdf-text)")
@@ -673,7 +673,7 @@ def plan_input(
     with storage.listing():  # the objects listed keep their listing's stamps, taken below: no request each
         if documents:
             fmt, content_cuts = InputFormat.DOCUMENTS, True
-            files, doc_names = find_documents(spec, exclude, unzip)
+            files, doc_names = find_documents(spec, exclude, archives)
         else:
             fmt, files = find_inputs(spec, exclude)
             doc_names = [""] * len(files)
@@ -1332,7 +1332,8 @@ def _scan_documents(files: Sequence[str], which: np.ndarray, docs: Documents, st
         with lock:
             tell(1)
 
-    storage.each(scan, range(len(which)), remote=any(is_uri(files[k]) for k in which.tolist()))
+    storage.each(scan, range(len(which)), remote=any(is_uri(files[k]) for k in which.tolist())
+                 and not any(_archives.sequential(files[k]) for k in which.tolist()))  # fmt: skip
     for archive, stamp in archives.items():
         if storage.padded(storage.scan_stamp(archive)) != stamp:
             _changed_in_scan(archive)
@@ -1475,7 +1476,7 @@ def _columnar_shard(path: str, first_row: int, rows_per_part: int, rows: int, co
 
 
 def _hash_file(path: str) -> tuple[int, str]:
-    """A file's size and sha256, read as the readers read it (decompressed). A member of a zip archive
+    """A file's size and sha256, read as the readers read it (decompressed). A member of an archive
     that cannot be read: size 0, the hash of what its archive says of it (``_archives.digest_input``)."""
     h, size = hashlib.sha256(), 0
     try:

@@ -303,8 +303,11 @@ def scan_stamp_rows(files: Sequence[str]) -> np.ndarray:
 def each(fn: Callable[[S], T], items: Sequence[S], remote: bool | None = None) -> list[T]:
     """``fn`` of each item, in order; of objects ``_REQUESTS`` at a time (each a round trip or more:
     a folder of documents on object storage is thousands of them), of local files one by one.
-    ``remote``: whether the items stand for objects (default: whether any, a file's name, is a URI)."""
-    if not (any(map(is_uri, items)) if remote is None else remote):
+    ``remote``: whether the items stand for objects (default: whether any, a file's name, is a URI, and
+    none a member of a compressed tar archive, read in order: ``_archives.sequential``)."""
+    if remote is None:
+        remote = any(map(is_uri, items)) and not any(isinstance(i, str) and _archives.sequential(i) for i in items)
+    if not remote:
         return [fn(f) for f in items]
     with ThreadPoolExecutor(_REQUESTS) as pool:
         return list(pool.map(fn, items))
@@ -438,20 +441,21 @@ def _object_input(uri: str) -> Any:
     return fs.open_input_file(path)
 
 
-def open_input(where: str) -> IO[bytes]:
+def open_input(where: str, codec: str | None = None) -> IO[bytes]:
     """A buffered, seekable binary reader (on an object store: ranged reads of ``BUFFER`` bytes); a
     compressed file (``CODECS``) is read decompressed, its offsets those of the decompressed bytes. A
-    member of a zip archive (``_archives``) is its bytes, decompressed."""
+    member of an archive (``_archives``) is its bytes, decompressed. ``codec``: the compression's suffix
+    (of ``CODECS``) of a file whose name does not end in it (``.tgz``)."""
     if _archives.split(where) is not None:
         raw: Any = _archives.open_member(where)
     elif is_uri(where):
         raw = io.BufferedReader(_object_input(where), BUFFER)
     else:
         raw = open(where, "rb")  # noqa: SIM115 (the caller closes what this returns)
-    codec = CODECS.get(os.path.splitext(where)[1].lower())
-    if codec is None:
+    decompress = CODECS.get(codec or os.path.splitext(where)[1].lower())
+    if decompress is None:
         return raw  # type: ignore[no-any-return]
-    return io.BufferedReader(_Decompressed(raw, codec, where), BUFFER)  # type: ignore[return-value]
+    return io.BufferedReader(_Decompressed(raw, decompress, where), BUFFER)  # type: ignore[return-value]
 
 
 _kept = threading.local()  # per thread: (path, reader) of the compressed file it read last, its Arrow stream, its Parquet rows
