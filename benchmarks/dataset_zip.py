@@ -1,15 +1,16 @@
-"""A zip archive of documents through the corpus job (``archives``), beside the same documents as a
-folder of files: what reading them from the archive costs, locally and on object storage.
+"""Archives of documents through the corpus job (``archives``), a zip and a ``.tar.gz``, beside the
+same documents as a folder of files: what reading them from an archive costs, locally and on object
+storage.
 
     python -m benchmarks.dataset_zip BUNDLE [--docs 2000] [--rounds 2] [--s3-latency-ms MS]
         [--machine NAME]
 
 The documents are ``--docs`` Markdown files of two benchmark sentences each (``benchmarks.dataset``),
-a hundred a folder, made once in the benchmarks' cache with the archive of them (deflated) beside.
-Each round runs, alternating, the job on the folder (``documents``) and on the archive
-(``documents``, ``archives``), each in a fresh process with the job's defaults into a new output,
-then again with nothing to do: seconds, peak RSS, rows and parts; the two outputs' rows and
-vectors are compared. With ``--s3-latency-ms`` both are objects on S3 instead (moto's server in
+a hundred a folder, made once in the benchmarks' cache with their archives (a deflated zip, a
+gzipped tar) beside. Each round runs, alternating, the job on the folder (``documents``) and on
+each archive (``documents``, ``archives``), each in a fresh process with the job's defaults into a new output,
+then again with nothing to do: seconds, peak RSS, rows and parts; each archive's output is compared
+with the folder's (rows and vectors). With ``--s3-latency-ms`` both are objects on S3 instead (moto's server in
 this process, each request held ``MS`` milliseconds, a region's round trip, and counted by its
 method: what each run asked the store for, the output's own requests included; the outputs are
 objects too). Writes ``benchmarks/results/dataset-zip-<machine>-<date>.json``.
@@ -20,10 +21,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import io
 import json
 import os
 import shutil
 import sys
+import tarfile
 import time
 import zipfile
 from collections import Counter
@@ -48,7 +51,7 @@ def _child(bundle: str, src: str, out: str, archives: str) -> dict[str, Any]:
 
 
 def _inputs(docs: int) -> tuple[Path, Path]:
-    """The folder of documents and the folder holding their archive, written once (each a temporary
+    """The folder of documents and the folder holding their archives, written once (each a temporary
     folder, then renamed: a folder that is there is whole)."""
     folder, zipped = CACHE / f"zip-docs-{docs}", CACHE / f"zip-docs-{docs}-zip"
     if folder.is_dir() and zipped.is_dir():
@@ -63,6 +66,12 @@ def _inputs(docs: int) -> tuple[Path, Path]:
             with zipfile.ZipFile(tmp / "docs.zip", "w", zipfile.ZIP_DEFLATED) as z:
                 for name, text in texts.items():
                     z.writestr(name, text)
+            with tarfile.open(tmp / "docs.tar.gz", "w:gz") as t:
+                for name, text in texts.items():
+                    data = text.encode()
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    t.addfile(info, io.BytesIO(data))
         else:
             for name, text in texts.items():
                 (tmp / name).parent.mkdir(exist_ok=True)
@@ -72,14 +81,14 @@ def _inputs(docs: int) -> tuple[Path, Path]:
     return folder, zipped
 
 
-def _same(a: str, b: str) -> bool:
-    """Whether two outputs hold the same vectors for the same documents (the archive's paths
-    without its name)."""
+def _same(a: str, b: str, archive: str) -> bool:
+    """Whether two outputs hold the same vectors for the same documents (``archive``'s paths without
+    its name)."""
     import numpy as np
     import pyarrow.parquet as pq
 
     x, y = (pq.read_table(o).sort_by("id") for o in (a, b))
-    ids = [i.removeprefix("docs.zip/") for i in y.column("id").to_pylist()]
+    ids = [i.removeprefix(f"{archive}/") for i in y.column("id").to_pylist()]
     vx, vy = (np.stack(t.column("embedding").to_numpy(zero_copy_only=False)) for t in (x, y))
     return ids == x.column("id").to_pylist() and bool(np.allclose(vx, vy, atol=1e-5))
 
@@ -105,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, argv: list[str], counts: Counter[str]) -> int:
     folder, zipped = _inputs(args.docs)
-    for f in [*folder.rglob("*.md"), *zipped.glob("*.zip")]:  # in the page cache before the first step
+    for f in [*folder.rglob("*.md"), *zipped.iterdir()]:  # in the page cache before the first step
         f.read_bytes()
     remote = args.s3_latency_ms is not None
-    sources = {"files": str(folder), "zip": str(zipped / "docs.zip")}
+    sources = {"files": str(folder), "zip": str(zipped / "docs.zip"), "tgz": str(zipped / "docs.tar.gz")}
     work = CACHE / f"zip-out-{os.getpid()}"
     if remote:
         import pyarrow.fs
@@ -119,9 +128,11 @@ def _run(args: argparse.Namespace, argv: list[str], counts: Counter[str]) -> int
         for f in sorted(folder.rglob("*.md")):
             with fs.open_output_stream(f"corpus/files/{f.relative_to(folder).as_posix()}", compression=None) as out:
                 out.write(f.read_bytes())
-        with fs.open_output_stream("corpus/zip/docs.zip", compression=None) as out:
-            out.write((zipped / "docs.zip").read_bytes())
-        sources = {"files": "s3://corpus/files/", "zip": "s3://corpus/zip/docs.zip"}
+        for name in ("docs.zip", "docs.tar.gz"):
+            with fs.open_output_stream(f"corpus/archives/{name}", compression=None) as out:
+                out.write((zipped / name).read_bytes())
+        sources = {"files": "s3://corpus/files/", "zip": "s3://corpus/archives/docs.zip",
+                   "tgz": "s3://corpus/archives/docs.tar.gz"}
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in sources}
     same = []
     try:
@@ -129,7 +140,7 @@ def _run(args: argparse.Namespace, argv: list[str], counts: Counter[str]) -> int
             outs = {}
             for v, src in sources.items():
                 out = outs[v] = f"s3://vectors/{v}-{r}" if remote else str(work / f"{v}-{r}")
-                child = [args.bundle, src, out, "1" if v == "zip" else "0"]
+                child = [args.bundle, src, out, "0" if v == "files" else "1"]
                 counts.clear()
                 run = run_child("benchmarks.dataset_zip", child)
                 run["requests"] = dict(counts)
@@ -138,7 +149,7 @@ def _run(args: argparse.Namespace, argv: list[str], counts: Counter[str]) -> int
                 run["again"]["requests"] = dict(counts)
                 results[v].append(run)
                 print(f"  round {r} {v}: {run}", flush=True)
-            same.append(_same(outs["files"], outs["zip"]))
+            same.append({v: _same(outs["files"], outs[v], Path(sources[v]).name) for v in ("zip", "tgz")})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     best = {v: {"seconds": min(run["seconds"] for run in runs), "again_seconds": min(run["again"]["seconds"] for run in runs),
