@@ -223,6 +223,7 @@ def _tar_codec(archive: str) -> str | None:
 _kept: OrderedDict[str, tuple[tuple[int, ...], _Zip | _Tar]] = OrderedDict()
 _seen: dict[str, tuple[int, ...]] = {}  # an object archive's stamp as last taken (``seen``)
 _lock = threading.Lock()
+_opening = threading.Lock()  # held while an archive's index is read
 
 
 def seen(archive: str, stamp: tuple[int, ...]) -> tuple[int, ...]:
@@ -239,17 +240,18 @@ def _open(archive: str) -> _Zip | _Tar:
     local file's taken each time, an object's as last ``seen`` (every part's check takes it), else
     asked."""
     stamp = _stamp(archive)
-    with _lock:
-        kept = _kept.get(archive)
-        if kept is not None and kept[0] == stamp:
+    with _opening:  # threads that all want it read it once
+        with _lock:
+            kept = _kept.get(archive)
+            if kept is not None and kept[0] == stamp:
+                _kept.move_to_end(archive)
+                return kept[1]
+        opened = _Zip(archive) if archive.lower().endswith(".zip") else _Tar(archive)
+        with _lock:
+            _kept[archive] = (stamp, opened)
             _kept.move_to_end(archive)
-            return kept[1]
-    opened = _Zip(archive) if archive.lower().endswith(".zip") else _Tar(archive)
-    with _lock:
-        _kept[archive] = (stamp, opened)
-        _kept.move_to_end(archive)
-        while len(_kept) > _KEPT:
-            _kept.popitem(last=False)  # closed when its last reader is done with it
+            while len(_kept) > _KEPT:
+                _kept.popitem(last=False)  # closed when its last reader is done with it
     return opened
 
 
