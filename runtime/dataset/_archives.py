@@ -54,6 +54,8 @@ def is_archive(name: str) -> bool:
 
 def split(where: str) -> tuple[str, str] | None:
     """(archive, member) of a member's locator, else None."""
+    if SEP not in where:  # most paths: no pattern search (a million documents' stamps)
+        return None
     m = _LOCATOR.search(where)
     if m is None:
         return None

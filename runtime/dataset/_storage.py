@@ -229,7 +229,7 @@ def stamp(where: str) -> tuple[int, int]:
 def scan_stamp(where: str) -> tuple[int, ...]:
     """``stamp`` and, for a local file, its inode change time (ns), inode and device: what a planning
     scan's findings are trusted by (``_scan_record``). An edit in place that restores the size and the
-    modification time still changes the change time, which no user call sets. A member of a zip
+    modification time still changes the change time, which no user call sets. A member of an
     archive (``_archives``) has its archive's."""
     member = _archives.split(where)
     if member is not None:
