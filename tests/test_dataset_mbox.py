@@ -22,7 +22,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 from test_dataset_documents import MAIL, MAIL_TEXT  # noqa: E402
 
 from embedrt import Embedder  # noqa: E402
-from embedrt.dataset import BadRowError, InputError, embed_dataset  # noqa: E402
+from embedrt.dataset import BadRowError, InputError, OutputError, embed_dataset  # noqa: E402
 from embedrt.dataset._eml import eml_text  # noqa: E402
 from embedrt.dataset._mbox import COLUMNS, message_row  # noqa: E402
 from embedrt.dataset._texts import read_texts  # noqa: E402
@@ -341,6 +341,56 @@ def test_attachments_of_the_kinds_asked_for_are_read_into_the_message(tmp_path: 
     with pytest.raises(InputError, match=r"it needs messages \(--documents --eml-text, or a mailbox\); this input is jsonl"):
         embed_dataset(tmp_path / "rows.jsonl", tmp_path / "x", tiny_bert_bundle, attachment_text=True, docx_text=True,
                       progress=False)  # fmt: skip
+
+
+def test_archives_attached_are_read_as_their_files_with_archives(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """With --attachment-text and --archives, an attached zip or tar archive is its files of the kinds
+    asked for, each under its name in the archive; hidden and other files are left out; without
+    --archives an archive is named only; a continued run must agree."""
+    import io
+    import tarfile
+    import zipfile
+
+    from document_files import make_docx
+
+    from embedrt.dataset._docx import docx_text
+
+    docx = make_docx("<w:p><w:r><w:t>Quarterly figures</w:t></w:r></w:p>")
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("reports/q3.docx", docx)
+        z.writestr("reports/.~lock.q3.docx", docx)  # hidden: left out
+        z.writestr("readme.txt", "not a kind asked for")
+    tarred = io.BytesIO()
+    with tarfile.open(fileobj=tarred, mode="w:gz") as t:
+        info = tarfile.TarInfo("./memo.docx")
+        info.size = len(docx)
+        t.addfile(info, io.BytesIO(docx))
+    m = _message(3, "Both archives attached.\n")
+    m.add_attachment(zipped.getvalue(), maintype="application", subtype="zip", filename="reports.zip")
+    m.add_attachment(tarred.getvalue(), maintype="application", subtype="gzip", filename="memo.tar.gz")
+    m.add_attachment(b"PK\x03\x04 cut", maintype="application", subtype="zip", filename="broken.zip")
+    raw = m.as_bytes()
+    plain = eml_text(raw)[0]
+    assert plain is not None and plain.endswith("Attachments: reports.zip, memo.tar.gz, broken.zip")
+    text = docx_text(docx)[0]
+    box = tmp_path / "box.mbox"
+    box.write_bytes(b"From a@example.com Mon Jan  1 00:00:00 2024\n" + raw + b"\n")
+    kw: dict[str, Any] = {"attachment_text": True, "docx_text": True, "keep_columns": "text", "progress": False}
+    embed_dataset(box, tmp_path / "out", tiny_bert_bundle, archives=True, **kw)
+    want = (f"{plain}\n\nAttachment: reports.zip\n\nFile: reports/q3.docx\n\n{text}"
+            f"\n\nAttachment: memo.tar.gz\n\nFile: memo.docx\n\n{text}")
+    assert pq.read_table(tmp_path / "out").column("text").to_pylist() == [want]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "mail.eml").write_bytes(raw)  # a message a file: the same
+    embed_dataset(tmp_path / "docs", tmp_path / "eml", tiny_bert_bundle, documents=True, eml_text=True, archives=True, **kw)
+    assert pq.read_table(tmp_path / "eml").column("text").to_pylist() == [want]
+    embed_dataset(box, tmp_path / "names", tiny_bert_bundle, **kw)
+    assert pq.read_table(tmp_path / "names").column("text").to_pylist() == [plain]
+    with pytest.raises(OutputError, match="attachments"):  # the same OUTPUT, the archives' files now read
+        embed_dataset(box, tmp_path / "names", tiny_bert_bundle, archives=True, **kw)
+    with pytest.raises(InputError, match=r"archives \(--archives\) .* or attachment_text"):
+        embed_dataset(box, tmp_path / "x", tiny_bert_bundle, archives=True, progress=False)
 
 
 def test_outlook_attachments_are_read_as_mime_ones() -> None:

@@ -23,6 +23,7 @@ import threading
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import IO, Any
 
 from .._objects import StorageError, is_uri, split_uri
@@ -76,14 +77,56 @@ def members(archive: str) -> list[str]:
     """The documents of an archive: its files, not its folders or links, nor hidden files (a name in
     their path that starts with ``.``, as the ``._`` resource forks macOS adds under ``__MACOSX/``);
     a name stored twice once (its last copy read)."""
-    names = _open(archive).names()
-    return list(dict.fromkeys(n for n in names if not any(p.startswith(".") for p in n.split("/"))))
+    return list(dict.fromkeys(n for n in _open(archive).names() if not _hidden(n)))
 
 
 def open_member(where: str) -> IO[bytes]:
     """A member's bytes, decompressed: a buffered reader (``peek``, ``seek``)."""
     archive, name = split(where)  # type: ignore[misc]
     return _open(archive).open(name, where)
+
+
+ATTACHED_BYTES = 256 << 20  # the files of an archive held in memory (an attachment) read at most, all together
+
+
+def files_in(name: str, data: bytes, most: int = ATTACHED_BYTES) -> Iterator[tuple[str, bytes]]:
+    """The files of an archive held in memory (named ``name``: an e-mail attachment), as ``members``
+    gives an archive's, with their bytes, up to ``most`` bytes in all; an encrypted file, one past
+    the budget or one that cannot be read is left out, and what a damaged archive holds before the
+    damage is given."""
+    left = most
+    try:
+        if name.lower().endswith(".zip"):
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                for i in z.infolist():
+                    if i.is_dir() or _hidden(i.filename) or i.flag_bits & 0x1 or i.file_size > left:
+                        continue
+                    left -= i.file_size
+                    yield i.filename, z.read(i)
+            return
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as t:  # gzip, bzip2 and xz; not zstd
+            for m in t:
+                member = _tar_name(m.name)
+                if not m.isfile() or _hidden(member) or m.size > left:
+                    continue
+                left -= m.size
+                f = t.extractfile(m)
+                if f is not None:
+                    yield member, f.read()
+    except (zipfile.BadZipFile, tarfile.TarError, NotImplementedError, *DAMAGED, OSError, ValueError):
+        return
+
+
+def _hidden(member: str) -> bool:
+    return any(p.startswith(".") for p in member.split("/"))
+
+
+def _tar_name(name: str) -> str:
+    """A tar member's name without a leading ``/`` or ``./`` (an archive of ``.``: ``tar -czf x.tgz .``)."""
+    name = name.lstrip("/")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
 
 
 DAMAGED = (zipfile.BadZipFile, EOFError, zlib.error)  # a member's bytes not what its archive says (CRC, length)
@@ -152,13 +195,11 @@ class _Tar:
         try:
             with tarfile.open(fileobj=f, mode="r:") as t:
                 for m in t:
-                    name = m.name.lstrip("/")
-                    while name.startswith("./"):  # an archive of "." (tar -czf x.tgz .)
-                        name = name[2:]
+                    name = _tar_name(m.name)
                     if m.isfile():
                         places[name] = (m.offset_data, m.size)
-                    elif m.islnk() and m.linkname.lstrip("/").removeprefix("./") in places:  # a hard link: its file's bytes
-                        places[name] = places[m.linkname.lstrip("/").removeprefix("./")]
+                    elif m.islnk() and _tar_name(m.linkname) in places:  # a hard link: its file's bytes
+                        places[name] = places[_tar_name(m.linkname)]
         except (tarfile.TarError, EOFError, StorageError) as e:
             f.close()
             raise ArchiveError(f"a tar archive that cannot be read ({type(e).__name__}: {e})") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _docx, _eml, _epub, _html, _odf, _pdf, _pptx, _rtf, _xlsx
+from . import _archives, _docx, _eml, _epub, _html, _odf, _pdf, _pptx, _rtf, _xlsx
 from ._storage import uncompressed_name
 
 Reader = Callable[[bytes], tuple[str | None, str | None]]  # a file's bytes -> its text, or why it has none
@@ -86,12 +86,20 @@ def kind_of(path: str, names: tuple[str, ...]) -> Kind | None:
     return next((k for k in KINDS if k.name in names and k.takes(path)), None)
 
 
-def attachment_reader(names: tuple[str, ...], ocr: bool = False) -> Callable[[str, bytes], str | None]:
+def attachment_reader(names: tuple[str, ...], ocr: bool = False,
+                      archives: bool = False) -> Callable[[str, bytes], str | None]:  # fmt: skip
     """Reads an e-mail attachment (its file name, its bytes) of the kinds ``names`` as a document of
     its name is read (a PDF or an image in the workers, waited for; ``ocr``: a PDF's scanned pages
-    too); None for an attachment of another kind, or without text."""
+    too); None for an attachment of another kind, or without text. ``archives``: an attached zip or
+    tar archive is its files of those kinds, each under a line ``File: NAME`` (``_archives.files_in``)."""
 
     def read(name: str, data: bytes) -> str | None:
+        if archives and _archives.is_archive(name):
+            texts = [(member, read_one(member, content)) for member, content in _archives.files_in(name, data)]
+            return "\n\n".join(f"File: {m}\n\n{t.strip()}" for m, t in texts if t and t.strip()) or None
+        return read_one(name, data)
+
+    def read_one(name: str, data: bytes) -> str | None:
         kind = kind_of(name, names)
         if kind is None or kind.name == "eml":  # attached messages are read as forwarded ones, or not at all
             return None

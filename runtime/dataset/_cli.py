@@ -102,7 +102,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--archives", action="store_true",
                    help="with --documents: read each zip or tar archive (.zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, "
                    ".tar.zst; INPUT itself, or one in its folder) as a folder of documents, a row per file in it, its "
-                   "path the archive's, then its own in the archive; without it an archive is a bad row")  # fmt: skip
+                   "path the archive's, then its own in the archive; without it an archive is a bad row. With "
+                   "--attachment-text: the files in archives attached to messages are read too")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip

@@ -230,7 +230,9 @@ def embed_dataset(
     or tar archive among the documents (or given as ``input``; ``.zip``, ``.tar``, ``.tar.gz``,
     ``.tgz``, ``.tar.bz2``, ``.tar.xz``, ``.tar.zst``) is read as a folder of them, each file in it a
     document whose path is the archive's, then its own in the archive (``export.zip/docs/a.pdf``;
-    an archive given as ``input``: its own); without it an archive is a bad row.
+    an archive given as ``input``: its own); without it an archive is a bad row. With
+    ``attachment_text``, the files in archives attached to messages are read too, each under a line
+    ``File: NAME`` after its archive's ``Attachment:`` line.
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only). Files of
     fewer rows share parts: a run of them is cut after a file whose name and content hash hits, up
@@ -576,7 +578,7 @@ class JobSettings:
             **({"part_cuts": "content"} if plan.content_cuts else {}),
             **({"small_files": "grouped"} if plan.grouped else {}),
             **{kind: "text and OCR" if kind == "pdf" and plan.ocr else "text" for kind in plan.as_text},
-            **({"attachments": "text"} if plan.attachments else {}),
+            **({"attachments": "text and archives" if plan.archives else "text"} if plan.attachments else {}),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:

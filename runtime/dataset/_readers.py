@@ -134,7 +134,7 @@ def read_slices(
 
     tables: Iterator[pa.Table]
     if documents:
-        slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text, plan.ocr, plan.attachments)
+        slices = _read_documents(plan.documents(part), source, columns, chars, plan.as_text, plan.ocr, _attachment(plan))
         tables = (_assemble({c: _to_arrow(v, "string") for c, v in rows.cols.items()}, rows.text, rows.bad, rows.line,
                             rows.file) for rows in slices)  # fmt: skip
     elif part.files > 1 and plan.format.columnar:
@@ -167,8 +167,7 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
         elif plan.format is InputFormat.JSONL:
             slices = _read_jsonl(one, rows, source, columns, out)
         elif plan.format is InputFormat.MBOX:
-            slices = _read_mbox(one, rows, source, columns, out,
-                                attachment_reader(plan.as_text, plan.ocr) if plan.attachments else None)
+            slices = _read_mbox(one, rows, source, columns, out, _attachment(plan))
         else:
             slices = _read_csv(one, rows, source, columns, plan.csv_delimiter, out)
         yield from (_assembled(plan, full) for full in slices)
@@ -236,12 +235,19 @@ def _assemble(arrays: dict[str, pa.Array], text: list[str | None], bad: list[str
     })  # fmt: skip
 
 
+def _attachment(plan: Plan) -> Attachment | None:
+    """The reader of e-mail attachments a plan asks for (``attachments``; ``archives``: the files in
+    archives attached too), else None."""
+    return attachment_reader(plan.as_text, plan.ocr, plan.archives) if plan.attachments else None
+
+
 def _read_documents(docs: list[Shard], source: TextSource, columns: tuple[str, ...], chars: int | None,
-                    as_text: tuple[str, ...] = (), ocr: bool = False, attachments: bool = False) -> Iterator[_Rows]:  # fmt: skip
+                    as_text: tuple[str, ...] = (), ocr: bool = False,
+                    attachment: Attachment | None = None) -> Iterator[_Rows]:  # fmt: skip
     """A row per document: ``path`` (its path under the input) and ``text`` (its content; of the
     kinds ``as_text``, its text: ``_as_text``; ``ocr``: PDFs' pages without text read by OCR)."""
     out = _Slicer(columns, chars, files=True)
-    for window, got in _fetched(docs, as_text, ocr, attachments):
+    for window, got in _fetched(docs, as_text, ocr, attachment):
         for doc, (content, bad) in zip(window, got, strict=True):
             if out.full():
                 yield out.take()
@@ -256,14 +262,12 @@ _PDF_WINDOWS_AHEAD, _PDF_BYTES_AHEAD = 4, 256 << 20  # PDFs read ahead of the ro
 
 
 def _fetched(docs: list[Shard], as_text: tuple[str, ...], ocr: bool = False,
-             attachments: bool = False) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:  # fmt: skip
+             attachment: Attachment | None = None) -> Iterator[tuple[list[Shard], list[tuple[str | None, str | None]]]]:  # fmt: skip
     """The documents a window at a time (objects a few at a time, each a request or two), each with
-    its text or why it has none (``attachments``: e-mail attachments of the kinds ``as_text`` read
-    into their message's). PDFs' texts (``"pdf" in as_text``) are read in worker processes (``_pdf``) up to
+    its text or why it has none (``attachment``: reads e-mail attachments into their message's). PDFs' texts (``"pdf" in as_text``) are read in worker processes (``_pdf``) up to
     ``_PDF_WINDOWS_AHEAD`` windows (and ``_PDF_BYTES_AHEAD`` bytes of PDF) ahead of the window given,
     so that a long PDF keeps one worker busy while the others read the next ones."""
-    read = functools.partial(_document_text, as_text=as_text,
-                             attachment=attachment_reader(as_text, ocr) if attachments else None)  # fmt: skip
+    read = functools.partial(_document_text, as_text=as_text, attachment=attachment)
     pdf = "pdf" in as_text or "image" in as_text  # bytes, read in workers (an image by OCR)
     ahead: collections.deque[tuple[list[Shard], list[Any], int]] = collections.deque()
     held = 0

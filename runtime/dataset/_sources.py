@@ -221,6 +221,7 @@ class Plan:
     as_text: tuple[str, ...] = ()  # documents: the kinds read as their text, "html", "pdf", "docx" ... (``_as_text``)
     ocr: bool = False  # documents: PDFs' pages without text read by OCR (``_pdf_worker.Ocr``)
     attachments: bool = False  # e-mail: attachments of the kinds ``as_text`` read into their message's text
+    archives: bool = False  # documents: archives read as folders of them; attachments: archives' files read
     grouped: bool = False  # files: runs of small files make parts of several files (``_grouped``)
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
@@ -647,7 +648,8 @@ def plan_input(
     (``_as_text.asked``: HTML pages, PDFs, Office and OpenDocument files, EPUB books); ``ocr``:
     PDFs' pages without text are read by OCR; ``attachments``: e-mail messages' attachments of those
     kinds are read into their message's text (documents with ``eml`` among the kinds, or mailboxes);
-    ``archives``: zip and tar archives among the documents are read as folders of them (``find_documents``)."""
+    ``archives``: zip and tar archives among the documents are read as folders of them (``find_documents``),
+    and with ``attachments`` the files of those attached to messages are read as attachments are."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -659,9 +661,9 @@ def plan_input(
     if attachments and ((documents and "eml" not in as_text) or len(set(as_text) - {"eml"}) == 0):
         raise InputError("attachment_text (--attachment-text) reads e-mail attachments of the kinds asked for: it needs "
                          "one of them (--pdf-text, --docx-text, ...) and messages (--documents --eml-text, or a mailbox)")
-    if archives and not documents:
+    if archives and not documents and not attachments:
         raise InputError("archives (--archives) reads the files in zip and tar archives as documents: it needs documents=True "
-                         "(--documents)")
+                         "(--documents), or attachment_text (--attachment-text) for archives attached to e-mail")
     if ocr and "pdf" not in as_text:
         raise InputError("ocr (--ocr) reads the scanned pages of PDFs: it needs pdf_text=True (--pdf-text)")
     if "pdf" in as_text:
@@ -744,7 +746,7 @@ def plan_input(
         raise InputError(f"attachment_text (--attachment-text) reads e-mail attachments: it needs messages (--documents "
                          f"--eml-text, or a mailbox); this input is {fmt.value}")  # fmt: skip
     plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text,
-                ocr=ocr, attachments=attachments, grouped=group_files and not documents)  # fmt: skip
+                ocr=ocr, attachments=attachments, archives=archives, grouped=group_files and not documents)  # fmt: skip
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(
