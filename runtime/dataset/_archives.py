@@ -73,6 +73,11 @@ def sequential(where: str) -> bool:
     return member is not None and _tar_codec(member[0]) is not None
 
 
+def in_order(archive: str) -> bool:
+    """Whether an archive's files are read in its own order (a tar's), not sorted by path (a zip's)."""
+    return not archive.lower().endswith(".zip")
+
+
 def members(archive: str) -> list[str]:
     """The documents of an archive: its files, not its folders or links, nor hidden files (a name in
     their path that starts with ``.``, as the ``._`` resource forks macOS adds under ``__MACOSX/``);
@@ -215,7 +220,8 @@ class _Tar:
         return open_input(self.archive, codec=_tar_codec(self.archive))
 
     def names(self) -> list[str]:
-        return list(self.places)
+        """In the order of their bytes in the archive (a name stored twice: its last copy's place)."""
+        return sorted(self.places, key=lambda n: self.places[n][0])
 
     def open(self, name: str, where: str) -> IO[bytes]:
         place = self.places.get(name)
@@ -282,6 +288,8 @@ def _open(archive: str) -> _Zip | _Tar:
     """The archive opened (its index read), kept for the next member while its stamp is the same: a
     local file's taken each time, an object's as last ``seen`` (every part's check takes it), else
     asked."""
+    if split(archive) is not None:
+        raise ArchiveError("an archive in an archive: its files are not read (unpack the outer one first)")
     stamp = _stamp(archive)
     with _opening:  # threads that all want it read it once
         with _lock:
@@ -289,7 +297,7 @@ def _open(archive: str) -> _Zip | _Tar:
             if kept is not None and kept[0] == stamp:
                 _kept.move_to_end(archive)
                 return kept[1]
-        opened = _Zip(archive) if archive.lower().endswith(".zip") else _Tar(archive)
+        opened = _Tar(archive) if in_order(archive) else _Zip(archive)
         with _lock:
             _kept[archive] = (stamp, opened)
             _kept.move_to_end(archive)

@@ -320,8 +320,6 @@ def _document_text(path: str, as_text: tuple[str, ...] = (), attachment: Attachm
 
 
 def _archive_reason(path: str) -> str:
-    if _archives.split(path) is not None:
-        return "an archive in an archive: its files are not read (unpack the outer one first)"
     try:
         _archives.members(path)
     except _archives.ArchiveError as e:

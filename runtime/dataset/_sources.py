@@ -480,9 +480,10 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
     folder's hidden files and folders (a name starting with ``.``) are left out; ``_`` starts the
     names of documents too (``_index.md``, ``_posts/``). ``archives``: a zip or tar archive's files are
     documents (``_archives``), their paths the archive's path, then theirs in it (an archive given
-    as the input: theirs in it)."""
+    as the input: theirs in it); a tar's in the archive's order, which its reader follows."""
     specs = spec if isinstance(spec, list) else [spec]
     found: list[tuple[Sequence[str], list[str]]] = []
+    order: dict[str, str] = {}  # a tar's files' sort keys (``_unpacked``)
     if archives:
         _archives.forget()  # what the archives hold now
     for s in map(str, specs):
@@ -491,7 +492,7 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
             found.append(storage.walk(s, hidden=(".",)))
         elif what == "file" and archives and _archives.is_archive(s):
             try:
-                found.append(_unpacked([s if is_uri(s) else str(Path(s))], [""]))
+                found.append(_unpacked([s if is_uri(s) else str(Path(s))], [""], order))
             except _archives.ArchiveError as e:
                 raise InputError(f"input {s!r} is {e}") from None
         elif what == "file":
@@ -504,7 +505,7 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
         else:
             raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
     if archives:
-        found = [(fs, ns) if not any(map(_archives.is_archive, ns)) else _unpacked(fs, ns) for fs, ns in found]
+        found = [(fs, ns) if not any(map(_archives.is_archive, ns)) else _unpacked(fs, ns, order) for fs, ns in found]
     files, names = found[0]
     if len(found) > 1:
         files, names = [f for fs, _ns in found for f in fs], [n for _fs, ns in found for n in ns]
@@ -515,9 +516,11 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
         names = [n for k, n in enumerate(names) if k not in inner]
     if not files:
         raise InputError(f"no input files found at {specs!r}")
-    if len(specs) == 1 and all(storage.walk_key(a) < storage.walk_key(b) for a, b in itertools.pairwise(names)):
+    if not order and len(specs) == 1 and all(storage.walk_key(a) < storage.walk_key(b)
+                                             for a, b in itertools.pairwise(names)):  # fmt: skip
         return files, names  # a folder walked in order (a million documents: no second list of them)
-    pairs = sorted(dict(zip(files, names, strict=True)).items(), key=lambda fn: storage.walk_key(fn[1]))
+    pairs = sorted(dict(zip(files, names, strict=True)).items(),
+                   key=lambda fn: order.get(fn[1]) or storage.walk_key(fn[1]))  # fmt: skip
     for (f1, n1), (f2, n2) in itertools.pairwise(pairs):
         if n1 == n2:
             raise InputError(f"two documents have the path {n1!r} under their inputs ({f1}, {f2}): a document's path "
@@ -525,14 +528,16 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
     return [f for f, _n in pairs], [n for _f, n in pairs]
 
 
-def _unpacked(files: Sequence[str], names: list[str]) -> tuple[list[str], list[str]]:
+def _unpacked(files: Sequence[str], names: list[str], order: dict[str, str]) -> tuple[list[str], list[str]]:
     """``files`` (named ``names``) with each archive replaced by its files (``_archives.members``),
     named by the archive's name, ``/``, their path in it (an archive named "": their path); one that
-    cannot be read stays, a document (a bad row that says why)."""
+    cannot be read stays, a document (a bad row that says why). A tar's files get sort keys in
+    ``order`` that keep them where the archive's name sorts, in the archive's order: a compressed
+    tar is read forward only, and ``tar`` writes a folder's files in the order it lists them."""
     out_files: list[str] = []
     out_names: list[str] = []
     for f, n in zip(files, names, strict=True):
-        if n and not _archives.is_archive(n):
+        if (n and not _archives.is_archive(n)) or _archives.split(f) is not None:  # an archive in one: a bad row
             out_files.append(f)
             out_names.append(n)
             continue
@@ -545,7 +550,11 @@ def _unpacked(files: Sequence[str], names: list[str]) -> tuple[list[str], list[s
             out_names.append(n)
             continue
         out_files += [_archives.locator(f, m) for m in inside]
-        out_names += [f"{n}/{m}" if n else m for m in inside]
+        named = [f"{n}/{m}" if n else m for m in inside]
+        out_names += named
+        if _archives.in_order(f):
+            start = storage.walk_key(f"{n}/") if n else "\0"
+            order.update((name, f"{start}{k:012d}") for k, name in enumerate(named))
     return out_files, out_names
 
 
