@@ -275,3 +275,22 @@ def test_a_tar_archive_is_a_folder_of_its_documents_read_in_one_pass(tmp_path: P
     (src / "mail.tar.gz").write_bytes(data[:len(data) // 2])  # its compressed stream cut: as a cut .gz document
     with pytest.raises(StorageError, match=r"mail.tar.gz: its compressed data is truncated"):
         embed_dataset(src, tmp_path / "gz", tiny_bert_bundle, documents=True, archives=True, progress=False)
+
+
+def test_an_archive_in_memory_gives_the_files_it_can_read() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in ("a.md", "b.md", "c/.hidden.md", "d.md"):
+            z.writestr(name, f"text of {name}")
+    data = _patched(buf.getvalue(), "b.md", "method", 9)  # Deflate64: left out, the files after it read
+    assert list(_archives.files_in("x.zip", data)) == [("a.md", b"text of a.md"), ("d.md", b"text of d.md")]
+    assert list(_archives.files_in("x.zip", data, most=15)) == [("a.md", b"text of a.md")]  # 12 + 12 > 15
+    tarred = io.BytesIO()
+    with tarfile.open(fileobj=tarred, mode="w:gz") as t:
+        for name in ("./a.md", "./b.md"):
+            info = tarfile.TarInfo(name)
+            info.size = len(b"tar text")
+            t.addfile(info, io.BytesIO(b"tar text"))
+    got = tarred.getvalue()
+    assert list(_archives.files_in("x.tgz", got)) == [("a.md", b"tar text"), ("b.md", b"tar text")]
+    assert list(_archives.files_in("x.tgz", got[:len(got) // 2])) in ([], [("a.md", b"tar text")])  # cut short

@@ -97,8 +97,8 @@ ATTACHED_BYTES = 256 << 20  # the files of an archive held in memory (an attachm
 def files_in(name: str, data: bytes, most: int = ATTACHED_BYTES) -> Iterator[tuple[str, bytes]]:
     """The files of an archive held in memory (named ``name``: an e-mail attachment), as ``members``
     gives an archive's, with their bytes, up to ``most`` bytes in all; an encrypted file, one past
-    the budget or one that cannot be read is left out, and what a damaged archive holds before the
-    damage is given."""
+    the budget or a zip's file that cannot be read is left out, and what a damaged archive (a tar
+    cut short) holds before the damage is given."""
     left = most
     try:
         if name.lower().endswith(".zip"):
@@ -106,8 +106,12 @@ def files_in(name: str, data: bytes, most: int = ATTACHED_BYTES) -> Iterator[tup
                 for i in z.infolist():
                     if i.is_dir() or _hidden(i.filename) or i.flag_bits & 0x1 or i.file_size > left:
                         continue
+                    try:
+                        content = z.read(i)
+                    except (NotImplementedError, *DAMAGED):  # this file's method or bytes: the next one
+                        continue
                     left -= i.file_size
-                    yield i.filename, z.read(i)
+                    yield i.filename, content
             return
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as t:  # gzip, bzip2 and xz; not zstd
             for m in t:
