@@ -113,11 +113,12 @@ def s3_server(latency_ms: float, counts: Counter[str] | None = None) -> Any:
         server.stop()
 
 
-def _upload(folder: Path, uri: str) -> None:
+def upload(folder: Path, uri: str, pattern: str = "*.jsonl") -> None:
+    """The files of ``folder`` matching ``pattern`` (at any depth) as objects under ``uri``."""
     import pyarrow.fs
 
     fs, root = pyarrow.fs.FileSystem.from_uri(uri)
-    for f in sorted(folder.rglob("*.jsonl")):
+    for f in sorted(folder.rglob(pattern)):
         with fs.open_output_stream(f"{root}/{f.relative_to(folder).as_posix()}", compression=None) as out:
             out.write(f.read_bytes())
 
@@ -160,8 +161,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         import pyarrow.fs
 
         pyarrow.fs.FileSystem.from_uri("s3://corpus?allow_bucket_creation=true")[0].create_dir("corpus")
-        _upload(folder, "s3://corpus/small")
-        _upload(one, "s3://corpus/one")
+        upload(folder, "s3://corpus/small")
+        upload(one, "s3://corpus/one")
         sources = ("s3://corpus/small/", "s3://corpus/one/")
     variants = {"now": (sources[0], None), "one_file": (sources[1], None)}
     if args.before:

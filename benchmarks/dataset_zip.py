@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.dataset import CACHE, cpu_flags, cpu_model, generate, run_child
-from benchmarks.dataset_small_files import s3_server
+from benchmarks.dataset_small_files import s3_server, upload
 from benchmarks.results_file import write_json
 from benchmarks.worker import peak_rss_mb
 
@@ -125,12 +125,8 @@ def _run(args: argparse.Namespace, argv: list[str], counts: Counter[str]) -> int
         fs = pyarrow.fs.FileSystem.from_uri("s3://corpus?allow_bucket_creation=true")[0]
         fs.create_dir("corpus")
         fs.create_dir("vectors")
-        for f in sorted(folder.rglob("*.md")):
-            with fs.open_output_stream(f"corpus/files/{f.relative_to(folder).as_posix()}", compression=None) as out:
-                out.write(f.read_bytes())
-        for name in ("docs.zip", "docs.tar.gz"):
-            with fs.open_output_stream(f"corpus/archives/{name}", compression=None) as out:
-                out.write((zipped / name).read_bytes())
+        upload(folder, "s3://corpus/files", "*.md")
+        upload(zipped, "s3://corpus/archives", "docs.*")
         sources = {"files": "s3://corpus/files/", "zip": "s3://corpus/archives/docs.zip",
                    "tgz": "s3://corpus/archives/docs.tar.gz"}
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in sources}

@@ -207,8 +207,8 @@ class _Tar:
                     name = _tar_name(m.name)
                     if m.isfile():
                         places[name] = (m.offset_data, m.size)
-                    elif m.islnk() and _tar_name(m.linkname) in places:  # a hard link: its file's bytes
-                        places[name] = places[_tar_name(m.linkname)]
+                    elif m.islnk() and (target := _tar_name(m.linkname)) in places:  # a hard link: its file's bytes
+                        places[name] = places[target]
         except (tarfile.TarError, EOFError, StorageError) as e:
             f.close()
             raise ArchiveError(f"a tar archive that cannot be read ({type(e).__name__}: {e})") from None
@@ -281,8 +281,9 @@ _opening = threading.Lock()  # held while an archive's index is read
 
 def seen(archive: str, stamp: tuple[int, ...]) -> tuple[int, ...]:
     """Note an archive's stamp just taken (a plan's, a part's check): an archive kept open under
-    another stamp is read again before its next member."""
-    if is_uri(archive):
+    another stamp is read again before its next member. Only objects' are kept (a local archive is
+    stamped at each open), and only archives'."""
+    if is_uri(archive) and is_archive(archive):
         with _lock:
             _seen[archive] = stamp
     return stamp

@@ -87,7 +87,7 @@ def kind_of(path: str, names: tuple[str, ...]) -> Kind | None:
 
 
 def attachment_reader(names: tuple[str, ...], ocr: bool = False,
-                      archives: bool = False) -> Callable[[str, bytes], str | None]:  # fmt: skip
+                      archives: bool = False) -> _eml.Attachment:  # fmt: skip
     """Reads an e-mail attachment (its file name, its bytes) of the kinds ``names`` as a document of
     its name is read (a PDF or an image in the workers, waited for; ``ocr``: a PDF's scanned pages
     too); None for an attachment of another kind, or without text. ``archives``: an attached zip or

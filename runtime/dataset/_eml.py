@@ -21,14 +21,13 @@ import email
 import email.policy
 import email.utils
 import re
-from collections.abc import Callable
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import EmailMessage, MIMEPart
 from pathlib import PurePosixPath
 
 from ._html import html_text
-from ._msg import attached, msg_text
+from ._msg import Attachment, attached, msg_text
 from ._ole import OLE2
 from ._tnef import is_tnef, tnef_files
 
@@ -41,9 +40,6 @@ _FIELD_NAMES = frozenset(name.lower().encode() for name in _MESSAGE_FIELDS)
 _FIELD = re.compile(rb"([!-9;-~]+):")  # a header line's field name (printable ASCII but ':') and colon
 HEAD = 8192  # the bytes ``looks_like_message`` is given
 _DEPTH = 8  # forwarded messages read inside one another, at most
-
-
-Attachment = Callable[[str, bytes], "str | None"]  # an attachment's (file name, bytes) -> its text, or None
 
 
 def eml_text(data: bytes, attachment: Attachment | None = None) -> tuple[str | None, str | None]:

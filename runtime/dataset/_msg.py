@@ -34,8 +34,10 @@ _EMBEDDED = "__substg1.0_3701000D"  # an attachment that is a message of its own
 _PROPERTIES = "__properties_version1.0"
 _DEPTH = 8  # attached messages read inside one another, at most
 
+Attachment = Callable[[str, bytes], "str | None"]  # an attachment's (file name, bytes) -> its text, or None
 
-def msg_text(data: bytes, attachment: Callable[[str, bytes], str | None] | None = None) -> tuple[str | None, str | None]:
+
+def msg_text(data: bytes, attachment: Attachment | None = None) -> tuple[str | None, str | None]:
     """The text of the Outlook message ``data``, or why it has none; ``attachment``: reads an
     attachment (its name, its bytes), whose text follows the attachments' names (as ``_eml``'s)."""
 
@@ -49,7 +51,7 @@ def msg_text(data: bytes, attachment: Callable[[str, bytes], str | None] | None 
 
 class _Message:
     def __init__(self, ole: Any, prefix: str, header: int,
-                 attachment: Callable[[str, bytes], str | None] | None = None) -> None:  # fmt: skip
+                 attachment: Attachment | None = None) -> None:  # fmt: skip
         self.ole, self.prefix, self.attachment = ole, prefix, attachment  # ole: an olefile.OleFileIO
         self.fixed = self._fixed(header)
         code = self.fixed.get(_CODEPAGE) or self.fixed.get(_INTERNET_CODEPAGE)
@@ -134,7 +136,7 @@ class _Message:
         return sorted(found)
 
 
-def attached(read: Callable[[str, bytes], str | None], name: str, data: bytes | None) -> str | None:
+def attached(read: Attachment, name: str, data: bytes | None) -> str | None:
     """An attachment's text as it follows a message's, where ``read`` gives it some: its name on a
     line, a blank line, its text (its pages' form feeds taken out: they are not the message's pages)."""
     text = read(name, data) if data else None

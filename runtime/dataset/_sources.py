@@ -491,10 +491,7 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
         if what == "dir":
             found.append(storage.walk(s, hidden=(".",)))
         elif what == "file" and archives and _archives.is_archive(s):
-            try:
-                found.append(_unpacked([s if is_uri(s) else str(Path(s))], [""], order))
-            except _archives.ArchiveError as e:
-                raise InputError(f"input {s!r} is {e}") from None
+            found.append(([s if is_uri(s) else str(Path(s))], [""]))  # the input: its files' paths their own
         elif what == "file":
             found.append(([s if is_uri(s) else str(Path(s))], [_name(s)]))
         elif glob.has_magic(s):
@@ -505,7 +502,8 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
         else:
             raise InputError(f"input {s!r} does not exist (expected a file, a folder or a glob pattern)")
     if archives:
-        found = [(fs, ns) if not any(map(_archives.is_archive, ns)) else _unpacked(fs, ns, order) for fs, ns in found]
+        found = [_unpacked(fs, ns, order) if any(not n or _archives.is_archive(n) for n in ns) else (fs, ns)
+                 for fs, ns in found]  # fmt: skip
     files, names = found[0]
     if len(found) > 1:
         files, names = [f for fs, _ns in found for f in fs], [n for _fs, ns in found for n in ns]
@@ -531,21 +529,21 @@ def find_documents(spec: str | Path | list[str | Path], exclude: str | None = No
 def _unpacked(files: Sequence[str], names: list[str], order: dict[str, str]) -> tuple[list[str], list[str]]:
     """``files`` (named ``names``) with each archive replaced by its files (``_archives.members``),
     named by the archive's name, ``/``, their path in it (an archive named "": their path); one that
-    cannot be read stays, a document (a bad row that says why). A tar's files get sort keys in
+    cannot be read stays, a document (a bad row that says why; the input itself: refused). A tar's files get sort keys in
     ``order`` that keep them where the archive's name sorts, in the archive's order: a compressed
     tar is read forward only, and ``tar`` writes a folder's files in the order it lists them."""
     out_files: list[str] = []
     out_names: list[str] = []
     for f, n in zip(files, names, strict=True):
-        if (n and not _archives.is_archive(n)) or _archives.split(f) is not None:  # an archive in one: a bad row
+        if n and not _archives.is_archive(n):
             out_files.append(f)
             out_names.append(n)
             continue
         try:
             inside = _archives.members(f)
-        except _archives.ArchiveError:
-            if not n:
-                raise
+        except _archives.ArchiveError as e:
+            if not n:  # the input itself
+                raise InputError(f"input {f!r} is {e}") from None
             out_files.append(f)
             out_names.append(n)
             continue
@@ -1343,8 +1341,7 @@ def _scan_documents(files: Sequence[str], which: np.ndarray, docs: Documents, st
         with lock:
             tell(1)
 
-    storage.each(scan, range(len(which)), remote=any(is_uri(files[k]) for k in which.tolist())
-                 and not any(_archives.sequential(files[k]) for k in which.tolist()))  # fmt: skip
+    storage.each(scan, range(len(which)), remote=storage.apart([files[k] for k in which.tolist()]))
     for archive, stamp in archives.items():
         if storage.padded(storage.scan_stamp(archive)) != stamp:
             _changed_in_scan(archive)

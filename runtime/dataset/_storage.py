@@ -233,9 +233,9 @@ def scan_stamp(where: str) -> tuple[int, ...]:
     archive (``_archives``) has its archive's."""
     member = _archives.split(where)
     if member is not None:
-        return _archives.seen(member[0], scan_stamp(member[0]))
+        return scan_stamp(member[0])
     if is_uri(where):
-        return size_and_mtime(where)
+        return _archives.seen(where, size_and_mtime(where))  # an archive kept open is read again if it changed
     st = os.stat(where)
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
 
@@ -248,9 +248,6 @@ def scan_stamps(files: list[str]) -> list[tuple[int, ...]]:
         return each(scan_stamp, files)
     unique = list(dict.fromkeys(keys))
     got = dict(zip(unique, each(scan_stamp, unique), strict=True))
-    for archive in unique:
-        if _archives.is_archive(archive):
-            _archives.seen(archive, got[archive])
     return [got[k] for k in keys]
 
 
@@ -303,14 +300,17 @@ def scan_stamp_rows(files: Sequence[str]) -> np.ndarray:
 def each(fn: Callable[[S], T], items: Sequence[S], remote: bool | None = None) -> list[T]:
     """``fn`` of each item, in order; of objects ``_REQUESTS`` at a time (each a round trip or more:
     a folder of documents on object storage is thousands of them), of local files one by one.
-    ``remote``: whether the items stand for objects (default: whether any, a file's name, is a URI, and
-    none a member of a compressed tar archive, read in order: ``_archives.sequential``)."""
-    if remote is None:
-        remote = any(map(is_uri, items)) and not any(isinstance(i, str) and _archives.sequential(i) for i in items)
-    if not remote:
+    ``remote``: whether the items stand for objects (default: ``apart`` of the items, files' names)."""
+    if not (apart(items) if remote is None else remote):
         return [fn(f) for f in items]
     with ThreadPoolExecutor(_REQUESTS) as pool:
         return list(pool.map(fn, items))
+
+
+def apart(files: Sequence[object]) -> bool:
+    """Whether ``files`` are read several at once (``each``): objects (a round trip each), but not
+    members of a compressed tar archive, which are read in order (``_archives.sequential``)."""
+    return any(map(is_uri, files)) and not any(isinstance(f, str) and _archives.sequential(f) for f in files)
 
 
 def each_ahead(fn: Callable[[S], T], items: Sequence[S], remote: Sequence[bool]) -> Iterator[T]:
