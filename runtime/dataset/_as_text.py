@@ -1,9 +1,9 @@
 """Documents read as their text rather than as UTF-8: HTML pages (``_html``), PDFs (``_pdf``), Word
 documents (``_docx``), PowerPoint decks (``_pptx``), EPUB books (``_epub``), OpenDocument files
-(``_odf``), Excel workbooks (``_xlsx``), e-mail messages (``_eml``), RTF documents (``_rtf``) and
-images (by OCR, in ``_pdf``'s workers), each kind by its file names, as a job asks for it
-(``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``, ``epub_text``, ``odf_text``,
-``xlsx_text``, ``eml_text``, ``rtf_text``, ``image_text``); e-mail attachments of those kinds too,
+(``_odf``), Excel workbooks (``_xlsx``), e-mail messages (``_eml``), RTF documents (``_rtf``),
+images (by OCR, in ``_pdf``'s workers) and XML documents (``_xml``), each kind by its file names, as
+a job asks for it (``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``, ``epub_text``,
+``odf_text``, ``xlsx_text``, ``eml_text``, ``rtf_text``, ``image_text``, ``xml_text``); e-mail attachments of those kinds too,
 where asked for (``attachment_reader``). A job's kinds are part of its identity (``{kind: "text"}``)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _archives, _docx, _eml, _epub, _html, _odf, _pdf, _pptx, _rtf, _xlsx
+from . import _archives, _docx, _eml, _epub, _html, _odf, _pdf, _pptx, _rtf, _xlsx, _xml
 from ._storage import uncompressed_name
 
 Reader = Callable[[bytes], tuple[str | None, str | None]]  # a file's bytes -> its text, or why it has none
@@ -22,7 +22,8 @@ class Kind:
     name: str  # "pdf": the option pdf_text (--pdf-text), the identity's key
     documents: str  # what the option reads: "PDF" documents
     one: str  # one such file, in a bad row's reason: "a PDF"
-    binary: bool  # not text at all: a file of its names read as UTF-8 fails, naming the option
+    binary: bool  # read from its bytes by its reader, not as UTF-8: one of its names that is not UTF-8, read without
+    # the option, fails naming the option
     suffixes: tuple[str, ...]  # the documents' names of this kind end so (before a compression suffix)
     reads: Reader | None = None  # a binary kind's reader in the job's process (PDFs are read in workers: ``_pdf``)
     paged: bool = False  # its text's pages (slides) separated by form feeds: windows carry ``chunk_page``
@@ -64,6 +65,10 @@ KINDS = (
         ".png, .jpg, .tif, .bmp, .webp and .gif images (scans, screenshots, photographed pages) as the text OCR reads "
         "in them (RapidOCR: pip install 'embedrt[ocr]'), a TIFF's pages separated as PDF pages are (windows name "
         "theirs: chunk_page)")),
+    Kind("xml", "XML", "an XML document", True, _xml.SUFFIXES, _xml.xml_text, help=(
+        ".xml, .nxml and .dbk documents as their text instead of their markup (paragraphs a blank line apart, table "
+        "cells a tab apart); of JATS articles (PubMed Central), TEI, DocBook and RSS/Atom feeds the text, not their "
+        "metadata: an article's title, abstract, keywords and body, no reference list")),
 )  # fmt: skip
 BY_NAME = {k.name: k for k in KINDS}
 

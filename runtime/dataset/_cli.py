@@ -86,8 +86,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "only the parts around them: a later run moves the others instead of computing them again")  # fmt: skip
     p.add_argument("--documents", action="store_true",
                    help="each input file is one text (a folder of Markdown, HTML, text or, with --pdf-text, --docx-text, "
-                   "--pptx-text, --epub-text, --odf-text, --xlsx-text, --eml-text, --rtf-text and --image-text, PDF, "
-                   "Word, PowerPoint, EPUB, OpenDocument, Excel and RTF documents, e-mail messages and images; every file but "
+                   "--pptx-text, --epub-text, --odf-text, --xlsx-text, --eml-text, --rtf-text, --image-text and --xml-text, "
+                   "PDF, Word, PowerPoint, EPUB, OpenDocument, Excel, RTF and XML documents, e-mail messages and images; "
+                   "every file but "
                    "hidden ones, or a glob's matches): rows of the columns path (the file's path under INPUT, the "
                    "default --id-column) and text; with --chunk-tokens max each is embedded whole in windows")  # fmt: skip
     for kind in KINDS:  # --html-text, --pdf-text ...

@@ -178,6 +178,7 @@ def embed_dataset(
     eml_text: bool = False,
     rtf_text: bool = False,
     image_text: bool = False,
+    xml_text: bool = False,
     ocr: bool = False,
     attachment_text: bool = False,
     archives: bool = False,
@@ -222,7 +223,11 @@ def embed_dataset(
     attachments' names and the messages forwarded in them. ``rtf_text``: documents named ``*.rtf``
     are read as their text, as ``docx_text`` reads a Word document. ``image_text``: documents named
     ``*.png``, ``*.jpg``/``*.jpeg``, ``*.tif``/``*.tiff``, ``*.bmp``, ``*.webp`` or ``*.gif`` are read
-    by OCR (RapidOCR, the ``ocr`` extra), a TIFF's pages separated as a PDF's are. ``ocr`` (with
+    by OCR (RapidOCR, the ``ocr`` extra), a TIFF's pages separated as a PDF's are. ``xml_text``:
+    documents named ``*.xml``, ``*.nxml`` or ``*.dbk`` are read as their text, not their markup
+    (paragraphs a blank line apart, table cells a tab apart), without what JATS articles (PubMed
+    Central's), TEI, DocBook and RSS/Atom feeds hold apart from it (an article's metadata but its
+    title, abstract and keywords; its reference list). ``ocr`` (with
     ``pdf_text``): a PDF's pages without text (scanned) are read by OCR (RapidOCR, the ``ocr`` extra).
     ``attachment_text`` (with e-mail: ``eml_text`` documents, or a mailbox): each message's
     attachments of the kinds asked for (``pdf_text``, ``docx_text`` ...) are read, their text after
@@ -326,7 +331,7 @@ def embed_dataset(
         raise ValueError(f"progress_every must be a number of seconds >= 0, got {progress_every!r}")
     as_text = asked(html_text=html_text, pdf_text=pdf_text, docx_text=docx_text, pptx_text=pptx_text,
                     epub_text=epub_text, odf_text=odf_text, xlsx_text=xlsx_text, eml_text=eml_text, rtf_text=rtf_text,
-                    image_text=image_text)
+                    image_text=image_text, xml_text=xml_text)
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
