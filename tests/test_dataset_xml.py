@@ -142,3 +142,106 @@ def test_xml_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bund
 
     assert _document_text(str(src / "e.xml"))[1] == (
         "an XML document (invalid UTF-8 at byte 49): pass --xml-text (xml_text=True) to read its text")
+
+
+def _pubmed(n: int, broken: int | None = None) -> bytes:
+    """A PubMed baseline file of ``n`` articles as NLM writes them (indented, a record's opening tag a
+    line), article ``broken`` cut short inside its abstract."""
+    out = ['<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, '
+           '1st January 2019//EN" "https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_190101.dtd">\n<PubmedArticleSet>\n']
+    for i in range(n):
+        abstract = (f'        <Abstract>\n          <AbstractText Label="BACKGROUND">Study {i} of &lt;rivers&gt;.</AbstractText>\n'
+                    f'          <AbstractText Label="RESULTS">Stones, {i % 7}.</AbstractText>\n'
+                    '          <CopyrightInformation>(c) 2020</CopyrightInformation>\n        </Abstract>\n')
+        if broken == i:
+            abstract = "        <Abstract>\n          <AbstractText>cut\n"
+        out.append(
+            f'  <PubmedArticle>\n    <MedlineCitation Status="MEDLINE" Owner="NLM">\n      <PMID Version="1">{1000 + i}</PMID>\n'
+            f'      <Article PubModel="Print">\n        <Journal>\n          <Title>Journal {i % 3}</Title>\n        </Journal>\n'
+            f"        <ArticleTitle>Article <i>{i}</i> on quiet engines.</ArticleTitle>\n{'' if i % 5 == 4 else abstract}"
+            '        <AuthorList>\n          <Author><LastName>Ng</LastName></Author>\n        </AuthorList>\n'
+            '      </Article>\n      <MeshHeadingList>\n        <MeshHeading><DescriptorName>Rivers</DescriptorName></MeshHeading>\n'
+            "      </MeshHeadingList>\n    </MedlineCitation>\n    <PubmedData>\n      <ArticleIdList>\n"
+            f'        <ArticleId IdType="pubmed">{1000 + i}</ArticleId>\n      </ArticleIdList>\n    </PubmedData>\n'
+            "  </PubmedArticle>\n")
+    return "".join([*out, "</PubmedArticleSet>\n"]).encode()
+
+
+def _pubmed_text(i: int) -> str:
+    title = f"Article {i} on quiet engines."
+    return title if i % 5 == 4 else f"{title}\n\nBACKGROUND: Study {i} of <rivers>.\n\nRESULTS: Stones, {i % 7}."
+
+
+def test_xml_records_are_rows(tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import embedrt.dataset._scan_record as _scan_record
+    from embedrt.dataset._xml import record_row
+
+    monkeypatch.setattr(_scan_record, "SETTLED_S", 0.0)  # its scan kept in OUTPUT at once
+
+    src = tmp_path / "pubmed26n0001.xml.gz"
+    src.write_bytes(gzip.compress(_pubmed(23, broken=11)))
+    kw: dict[str, Any] = {"xml_record": "PubmedArticle", "id_column": "PMID", "keep_columns": "text,Title,Status",
+                          "rows_per_part": 5, "progress": False, "on_error": "null"}  # fmt: skip
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    assert (s.rows, s.bad_rows, s.parts) == (23, 1, 5)
+    table = pq.read_table(tmp_path / "out")
+    assert table.column("id").to_pylist() == [str(1000 + i) for i in range(23)]
+    texts = table.column("text").to_pylist()
+    assert texts[:11] == [_pubmed_text(i) for i in range(11)] and texts[12:] == [_pubmed_text(i) for i in range(12, 23)]
+    assert texts[11] is None  # cut short: a bad row; the records after it are read
+    assert table.column("Title").to_pylist()[:4] == ["Journal 0", "Journal 1", "Journal 2", "Journal 0"]
+    assert set(table.column("Status").to_pylist()) == {None}  # an attribute of an element in it: not a column
+    assert record_row(_pubmed(1).split(b"  <PubmedArticle>")[1].join([b"  <PubmedArticle>", b""]),
+                      frozenset({"PMID", "Nope"}))[0] == {"PMID": "1000", "Nope": None, "text": _pubmed_text(0)}
+    again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    assert (again.parts_resumed, again.rows_embedded) == (5, 0)
+    with pytest.raises(OutputError, match="xml_records"):  # the records named are part of the identity
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **{**kw, "xml_record": "PubmedArticle,PubmedBookArticle"})
+    assert embed_dataset(src, tmp_path / "out", tiny_bert_bundle, overwrite=True, **{  # its scan not taken for this one's
+        **kw, "xml_record": "AbstractText", "id_column": None, "keep_columns": ()}).rows == 2 * (23 - 23 // 5) - 1
+    posts = tmp_path / "Posts.xml"  # a Stack Exchange dump: a row per element, its fields its attributes
+    posts.write_bytes(b'<?xml version="1.0" encoding="utf-8"?>\n<posts>\n  <row Id="1" Title="Why?" Body="&lt;p&gt;'
+                      b'Because.&lt;/p&gt;" />\n  <row Id="2" Body="No title" />\n</posts>\n')
+    embed_dataset(posts, tmp_path / "posts", tiny_bert_bundle, xml_record="row", id_column="Id",
+                  text_template="{Title|untitled}: {Body}", keep_columns="Body", progress=False)
+    table = pq.read_table(tmp_path / "posts")
+    assert table.column("id").to_pylist() == ["1", "2"]
+    assert table.column("Body").to_pylist() == ["<p>Because.</p>", "No title"]
+
+
+def test_xml_records_open_on_lines_their_name_begins_whole() -> None:
+    import numpy as np
+
+    from embedrt.dataset._sources import _opening_xml
+    from embedrt.dataset._xml import records_opening
+
+    data = b"<rows>\n  <row a='1'/>\n<rowset>\n\t<x:row>\n <row\n  <row>"  # the last line is not whole yet
+    begins = np.array([0, 7, 22, 31, 40], np.int64)
+    assert _opening_xml(records_opening(("row",)), data, begins).tolist() == [False, True, False, True, True]
+
+
+def test_xml_record_input_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    from embedrt.dataset import InputError
+
+    kw: dict[str, Any] = {"progress": False}
+    xml = tmp_path / "set.xml"
+    xml.write_bytes(_pubmed(2))
+    with pytest.raises(InputError, match=r"set.xml is XML: pass --xml-record NAME \(xml_record=\)"):
+        embed_dataset(xml, tmp_path / "a", tiny_bert_bundle, **kw)
+    for bad in ("", "Pubmed Article", ["PubmedArticle", 3]):
+        with pytest.raises(InputError, match="xml_record .--xml-record. takes XML element names"):
+            embed_dataset(xml, tmp_path / "a", tiny_bert_bundle, xml_record=bad, **kw)
+    with pytest.raises(InputError, match="has no line that opens a <Record> element"):
+        embed_dataset(xml, tmp_path / "a", tiny_bert_bundle, xml_record="Record", **kw)
+    one_line = tmp_path / "one.xml"
+    one_line.write_bytes(b"<set><PubmedArticle><PMID>1</PMID></PubmedArticle></set>")
+    with pytest.raises(InputError, match="has no line that opens a <PubmedArticle> element"):
+        embed_dataset(one_line, tmp_path / "a", tiny_bert_bundle, xml_record="PubmedArticle", **kw)
+    latin = tmp_path / "latin.xml"
+    latin.write_bytes(b'<?xml version="1.0" encoding="ISO-8859-1"?>\n<set>\n <r>caf\xe9</r>\n</set>\n')
+    with pytest.raises(InputError, match="declares the encoding 'ISO-8859-1'; an XML file read a record a row is read"):
+        embed_dataset(latin, tmp_path / "a", tiny_bert_bundle, xml_record="r", **kw)
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"text": "a"}\n')
+    with pytest.raises(InputError, match=r"xml_record \(--xml-record\) 'r' names the elements of an XML file"):
+        embed_dataset(jsonl, tmp_path / "a", tiny_bert_bundle, xml_record="r", **kw)

@@ -51,8 +51,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet/.arrow file or an .mbox mailbox (a row per message: "
-                   f"columns {', '.join(COLUMNS)}; a file without a suffix that begins 'From ' too), a folder of them (a saved Hugging "
+    p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet/.arrow file, an .mbox mailbox (a row per message: "
+                   f"columns {', '.join(COLUMNS)}; a file without a suffix that begins 'From ' too) or an .xml file of "
+                   "records (with --xml-record), a folder of them (a saved Hugging "
                    "Face dataset), or a quoted glob (with --documents: files of any name, each one text); "
                    "local, or an s3:// or gs:// URI")  # fmt: skip
     p.add_argument("output", help="the output folder (Parquet parts, _manifest.json); local, or an s3:// or gs:// URI")
@@ -105,6 +106,11 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    ".tar.zst; INPUT itself, or one in its folder) as a folder of documents, a row per file in it, its "
                    "path the archive's, then its own in the archive; without it an archive is a bad row. With "
                    "--attachment-text: the files in archives attached to messages are read too")  # fmt: skip
+    p.add_argument("--xml-record", metavar="NAME[,NAME]",
+                   help="an .xml INPUT is read a row per element NAME, each found where a line begins with its opening tag "
+                   "(PubMed's baseline files: PubmedArticle): column text is the record as --xml-text reads a document (a "
+                   "PubMed article: title, abstract, keywords); any other column named (--id-column PMID, --keep-columns, "
+                   "--text-template) is the record's attribute of that name, else the text of its first element of that name")  # fmt: skip
     p.add_argument("--rescan", action="store_true",
                    help="read and hash every input file again, trusting none of the scan recorded in OUTPUT (by "
                    "default a file whose size and time stamps are unchanged since that scan is not read again)")  # fmt: skip
@@ -169,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
                 repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
                 dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
                 documents=args.documents, ocr=args.ocr, attachment_text=args.attachment_text,
-                archives=args.archives, **{f"{kind.name}_text": getattr(args, f"{kind.name}_text") for kind in KINDS},
+                archives=args.archives, xml_record=args.xml_record, **{f"{kind.name}_text": getattr(args, f"{kind.name}_text") for kind in KINDS},
             )  # fmt: skip
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"

@@ -6,9 +6,10 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -182,6 +183,7 @@ def embed_dataset(
     ocr: bool = False,
     attachment_text: bool = False,
     archives: bool = False,
+    xml_record: str | Sequence[str] | None = None,
 ) -> DatasetSummary:
     """Embed every row of ``input`` into the Parquet dataset folder ``output``.
 
@@ -237,7 +239,13 @@ def embed_dataset(
     document whose path is the archive's, then its own in the archive (``export.zip/docs/a.pdf``;
     an archive given as ``input``: its own); without it an archive is a bad row. With
     ``attachment_text``, the files in archives attached to messages are read too, each under a line
-    ``File: NAME`` after its archive's ``Attachment:`` line.
+    ``File: NAME`` after its archive's ``Attachment:`` line. ``xml_record`` (an element's name, or several:
+    a list or a comma-separated string): an ``.xml`` ``input`` is read a row per such element, each
+    found where a line begins with its opening tag (PubMed's baseline files: ``"PubmedArticle"``);
+    the column ``text`` is the record read as ``xml_text`` reads a document (a PubMed article: its
+    title, abstract and keywords), and any other column named (``id_column``, ``keep_columns``,
+    ``text_template``) is the record element's attribute of that name, else the text of its first
+    element of that name (``"PMID"``), null where it has neither.
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only). Files of
     fewer rows share parts: a run of them is cut after a file whose name and content hash hits, up
@@ -386,7 +394,8 @@ def embed_dataset(
                               log=say, exclude=str(output), scanned=scanned, delimiter=csv_delimiter,
                               record=record, content_cuts=content_defined_parts, documents=documents,
                               as_text=as_text, ocr=ocr, attachments=attachment_text,
-                              archives=archives, group_files=_groups_files(folder, overwrite))  # fmt: skip
+                              archives=archives, group_files=_groups_files(folder, overwrite),
+                              xml_records=_xml_records(xml_record))  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -584,6 +593,7 @@ class JobSettings:
             **({"small_files": "grouped"} if plan.grouped else {}),
             **{kind: "text and OCR" if kind == "pdf" and plan.ocr else "text" for kind in plan.as_text},
             **({"attachments": "text and archives" if plan.archives else "text"} if plan.attachments else {}),
+            **({"xml_records": list(plan.xml_records)} if plan.xml_records else {}),
         }  # fmt: skip
 
     def _output_identity(self) -> dict[str, Any]:
@@ -637,6 +647,21 @@ class JobSettings:
         """The part's rows, in tables of about ``SLICE_CHARS`` characters of text each (one for most
         parts: a slice bounds the memory of a part of long documents)."""
         return _readers.read_slices(plan, part, self.text, self.id_column, self.read_columns, self.slice_chars)
+
+
+def _xml_records(xml_record: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``xml_record`` as element names, checked."""
+    if xml_record is None:
+        return ()
+    names = [n.strip() if isinstance(n, str) else n for n in (xml_record.split(",") if isinstance(xml_record, str)
+                                                              else xml_record)]  # fmt: skip
+    if not names or any(not isinstance(n, str) or not _XML_NAME.fullmatch(n) for n in names):
+        raise InputError(f"xml_record (--xml-record) takes XML element names, comma-separated (PubmedArticle); got "
+                         f"{xml_record!r}")  # fmt: skip
+    return tuple(dict.fromkeys(names))
+
+
+_XML_NAME = re.compile(r"[A-Za-z_][\w.-]*")
 
 
 def _bundle_identity(

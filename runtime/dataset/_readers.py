@@ -16,7 +16,7 @@ import contextlib
 import csv
 import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -43,6 +43,7 @@ from ._sources import (
     wide_text,
 )
 from ._template import TextSource
+from ._xml import record_row, records_opening
 
 TEXT, BAD, LINE, FILE = "__text", "__bad", "__line", "__file"
 # FILE: a row's own file, in the tables of parts of several files (documents, small files) only: the
@@ -168,6 +169,8 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
             slices = _read_jsonl(one, rows, source, columns, out)
         elif plan.format is InputFormat.MBOX:
             slices = _read_mbox(one, rows, source, columns, out, _attachment(plan))
+        elif plan.format is InputFormat.XML:
+            slices = _read_xml(one, rows, source, columns, out, plan.xml_records)
         else:
             slices = _read_csv(one, rows, source, columns, plan.csv_delimiter, out)
         yield from (_assembled(plan, full) for full in slices)
@@ -444,7 +447,7 @@ def _read_jsonl(shard: Shard, part: PartSpec, source: TextSource, columns: tuple
 
 def _read_mbox(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,
                attachment: Attachment | None = None) -> Iterator[_Rows]:  # fmt: skip
-    for line, raw in _messages(shard, part):
+    for line, raw in _records(shard, part, lambda raw: raw.startswith(OPENS), False):
         if out.full():
             yield out.take()
         values, bad = message_row(raw, attachment)
@@ -452,21 +455,36 @@ def _read_mbox(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[
         out.rows.add(line, text, bad, {c: values.get(c) for c in columns})
 
 
-def _messages(shard: Shard, part: PartSpec) -> Iterator[tuple[int, bytes]]:
-    """(line of its ``From `` line, its lines after that one) for each message of an mbox part."""
+def _read_xml(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,
+              tags: tuple[str, ...]) -> Iterator[_Rows]:  # fmt: skip
+    opens = records_opening(tags)
+    names = frozenset(c for c in (*columns, *source.columns) if c != "text")
+    for line, raw in _records(shard, part, lambda raw: opens.match(raw) is not None, True):
+        if out.full():
+            yield out.take()
+        values, bad = record_row(raw, names)
+        text, bad = source.from_mapping(values) if bad is None else (None, bad)
+        out.rows.add(line, text, bad, {c: values.get(c) for c in columns})
+
+
+def _records(shard: Shard, part: PartSpec, opens: Callable[[bytes], bool], with_opening: bool,
+             ) -> Iterator[tuple[int, bytes]]:  # fmt: skip
+    """(line of its opening line, its lines: after that one, or from it ``with_opening``) for each
+    record of a part of a file whose records each begin on a line that ``opens`` picks (an mbox's
+    ``From `` lines, an XML file's records' opening tags)."""
     with storage.reading(shard.path) as f:
         f.seek(part.byte_offset)
         line, left = part.first_line, part.rows
-        held: list[bytes] | None = None  # the lines of the message being read
+        held: list[bytes] | None = None  # the lines of the record being read
         at = line
         for raw in f:
-            if raw.startswith(OPENS):
+            if opens(raw):
                 if held is not None:
                     yield at, b"".join(held)
                     left -= 1
                     if not left:
                         return
-                held, at = [], line
+                held, at = [raw] if with_opening else [], line
             elif held is not None:
                 held.append(raw)
             line += 1

@@ -15,6 +15,7 @@ import glob
 import hashlib
 import itertools
 import json
+import re
 import threading
 import time
 import zlib
@@ -31,7 +32,7 @@ from .._errors import EmbedrtError
 from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
-from . import _archives, _mbox
+from . import _archives, _mbox, _xml
 from . import _storage as storage
 from ._as_text import KINDS
 from ._pdf import check_ocr, check_pdfium
@@ -53,6 +54,7 @@ class InputFormat(str, Enum):
     PARQUET = "parquet"
     ARROW = "arrow"  # Arrow IPC, file or stream format (Hugging Face datasets' .arrow files)
     MBOX = "mbox"  # e-mail messages, each opened by a line beginning "From ": rows of ``_mbox.COLUMNS``
+    XML = "xml"  # records, each an element opened on a line of its own (``Plan.xml_records``): ``_xml.record_row``
     DOCUMENTS = "documents"  # each file one text, whatever its name: rows of ``DOCUMENT_COLUMNS``
 
     @property
@@ -66,7 +68,7 @@ SUFFIXES = {
     ".ndjson": InputFormat.JSONL, ".csv": InputFormat.CSV, ".tsv": InputFormat.TSV,
     ".parquet": InputFormat.PARQUET, ".pq": InputFormat.PARQUET, ".arrow": InputFormat.ARROW,
     ".arrows": InputFormat.ARROW, ".feather": InputFormat.ARROW, ".ipc": InputFormat.ARROW,
-    **dict.fromkeys(_mbox.SUFFIXES, InputFormat.MBOX),
+    **dict.fromkeys(_mbox.SUFFIXES, InputFormat.MBOX), ".xml": InputFormat.XML,
 }  # fmt: skip
 _REFUSED = {".json": "a JSON document (one object a line is .jsonl)",
             ".msf": "a Thunderbird folder's index: its mailbox is the file of the same name without .msf"}
@@ -223,6 +225,7 @@ class Plan:
     attachments: bool = False  # e-mail: attachments of the kinds ``as_text`` read into their message's text
     archives: bool = False  # documents: archives read as folders of them; attachments: archives' files read
     grouped: bool = False  # files: runs of small files make parts of several files (``_grouped``)
+    xml_records: tuple[str, ...] = ()  # XML: the elements that are its rows (PubMed's "PubmedArticle")
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -641,6 +644,7 @@ def plan_input(
     attachments: bool = False,
     archives: bool = False,
     group_files: bool = True,
+    xml_records: tuple[str, ...] = (),
 ) -> Plan:
     """Scan the input once and cut it into parts of up to ``rows_per_part`` rows: a file's rows, or
     (``group_files``, files but documents) several small files whole (``_grouped``).
@@ -656,7 +660,9 @@ def plan_input(
     PDFs' pages without text are read by OCR; ``attachments``: e-mail messages' attachments of those
     kinds are read into their message's text (documents with ``eml`` among the kinds, or mailboxes);
     ``archives``: zip and tar archives among the documents are read as folders of them (``find_documents``),
-    and with ``attachments`` the files of those attached to messages are read as attachments are."""
+    and with ``attachments`` the files of those attached to messages are read as attachments are.
+    ``xml_records``: an XML file's rows are its elements of these names, each opened on a line of its
+    own (``_xml.record_row``)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -686,6 +692,12 @@ def plan_input(
         else:
             fmt, files = find_inputs(spec, exclude)
             doc_names = [""] * len(files)
+        if (fmt is InputFormat.XML) != bool(xml_records):
+            raise InputError(
+                f"xml_record (--xml-record) {','.join(xml_records)!r} names the elements of an XML file that are its rows; "
+                f"this input is {fmt.value}" if xml_records else
+                f"{files[0]} is XML: pass --xml-record NAME (xml_record=) to read a row per element NAME in it (a "
+                "PubMed baseline file's PubmedArticle), or --documents --xml-text to read each file as one text")  # fmt: skip
         if delimiter is not None and fmt not in _DELIMITERS:
             raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
                              f"{fmt.value}")  # fmt: skip
@@ -708,7 +720,8 @@ def plan_input(
         if record is not None:  # what the findings depend on beside each file's bytes
             record.start({"format": fmt.value, "rows_per_part": rows_per_part, "delimiter": delimiter,
                           "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl,
-                          "cuts": "content" if content_cuts else "rows"})  # fmt: skip
+                          "cuts": "content" if content_cuts else "rows",
+                          **({"xml_records": list(xml_records)} if xml_records else {})})  # fmt: skip
         stamps = storage.scan_stamp_rows(files) if record is not None else None
     rows = record.rows(files, stamps) if record is not None and stamps is not None else np.full(len(files), -1)
     if documents:
@@ -729,7 +742,7 @@ def plan_input(
         def scan(named: int) -> _Found:  # objects are scanned several at once: tell from one thread at a time
             return _scan_file(unknown[named], fmt, 0, _Cuts(rows_per_part, content_cuts), delimiter, wanted, every,
                               lambda n: _locked(told, tell, n), record, log, named, len(unknown),
-                              tuple(stamps[at[named]].tolist()) if stamps is not None else None)  # fmt: skip
+                              tuple(stamps[at[named]].tolist()) if stamps is not None else None, xml_records)  # fmt: skip
 
         scans = storage.each_ahead(scan, range(len(unknown)), [is_uri(u) for u in unknown])
         first_row = 0
@@ -753,7 +766,8 @@ def plan_input(
         raise InputError(f"attachment_text (--attachment-text) reads e-mail attachments: it needs messages (--documents "
                          f"--eml-text, or a mailbox); this input is {fmt.value}")  # fmt: skip
     plan = Plan(fmt, shards, parts, rows_per_part, delimiter=delimiter, content_cuts=content_cuts, as_text=as_text,
-                ocr=ocr, attachments=attachments, archives=archives, grouped=group_files and not documents)  # fmt: skip
+                ocr=ocr, attachments=attachments, archives=archives, grouped=group_files and not documents,
+                xml_records=xml_records)  # fmt: skip
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(
@@ -781,7 +795,7 @@ def _locked(lock: threading.Lock, fn: Callable[[int], None], n: int) -> None:
 def _scan_file(
     path: str, fmt: InputFormat, first_row: int, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...],
     every: bool, tell: Callable[[int], None], record: ScanRecord | None, log: Any, named: int, to_scan: int,
-    planned: tuple[int, ...] | None = None,
+    planned: tuple[int, ...] | None = None, xml_records: tuple[str, ...] = (),
 ) -> _Found:
     """Read one file: its shard (stamped), its parts' (row, offset, line) and hashes, and (JSONL) the
     JSON kinds of the ``wanted`` keys (of every key with ``every``) over its rows; kept in ``record``.
@@ -802,7 +816,15 @@ def _scan_file(
     elif fmt in (InputFormat.CSV, InputFormat.TSV):
         shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell)
     elif fmt is InputFormat.MBOX:
-        shard, starts, hashes = _scan_mbox(path, first_row, cuts, tell)
+        shard, starts, hashes = _scan_records(path, first_row, cuts, tell, _opening, _check_mbox, _mbox.COLUMNS)
+    elif fmt is InputFormat.XML:
+        opens = _xml.records_opening(xml_records)
+        shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_xml(opens, d, b),
+                                              _check_xml, ("text",))  # fmt: skip
+        if not shard.rows:
+            raise InputError(f"{path} has no line that opens a <{'>, <'.join(xml_records)}> element (--xml-record): "
+                             "each record is found where a line begins with its opening tag (after its indentation), "
+                             "as PubMed's files and other record dumps write them")  # fmt: skip
     else:
         shard, starts, hashes = _scan_lines(path, first_row, cuts, skip_empty=fmt is InputFormat.JSONL,
                                             kinds=kinds, every_key=every, tell=tell)  # fmt: skip
@@ -866,8 +888,8 @@ def _first_keys(files: Sequence[str]) -> list[str]:
 
 def _check_columns(shard: Shard, fmt: InputFormat, source: TextSource, wanted: tuple[str, ...],
                    delimiter: str | None = None) -> None:  # fmt: skip
-    if fmt in (InputFormat.TXT, InputFormat.JSONL):
-        return  # txt has none; a jsonl row without a column is a bad row (or takes its default), not a bad file
+    if fmt in (InputFormat.TXT, InputFormat.JSONL, InputFormat.XML):
+        return  # txt has none; a jsonl row without a column, an XML record without it: a bad row (or its default)
     missing = [c for c in (*source.columns, *wanted) if c not in shard.columns]
     if missing and fmt is InputFormat.DOCUMENTS:
         raise InputError(f"documents have no column {missing[0]!r}: each file is a row of the columns "
@@ -1021,13 +1043,15 @@ def _scan_lines(
 _MESSAGE_KEY = 64 << 10  # a message's content hash (content-defined parts) is of its first so many bytes
 
 
-def _scan_mbox(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
-               ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
-    """Rows = an mbox's messages (``_mbox``: each opened by a line beginning ``From ``), cut into
-    parts by ``cuts``, as ``_scan_lines`` cuts lines. A message's content hash is of its first
-    ``_MESSAGE_KEY`` bytes, its headers (Message-ID, Date) among them: the ``From `` lines alone
-    repeat (a mail client writes one date for a whole folder it saves), which would leave every cut
-    to the forced ones and make an edit move no part."""
+def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
+                  opening: Callable[[bytes, np.ndarray], np.ndarray], check: Callable[[str, Any], None],
+                  columns: tuple[str, ...]) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
+    """Rows = the records of a file whose records each begin on a line that ``opening`` picks (an
+    mbox's messages, ``_mbox``: a line beginning ``From ``; an XML file's records), cut into parts by
+    ``cuts``, as ``_scan_lines`` cuts lines; ``check`` refuses a file that is not of the kind. A
+    record's content hash is of its first ``_MESSAGE_KEY`` bytes, a message's headers (Message-ID,
+    Date) among them: the ``From `` lines alone repeat (a mail client writes one date for a whole
+    folder it saves), which would leave every cut to the forced ones and make an edit move no part."""
     h = hashlib.sha256()
     ph = _PartHashes()
     starts: list[tuple[int, int, int]] = []
@@ -1047,7 +1071,7 @@ def _scan_mbox(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], Non
 
     with storage.open_input(path) as f:
         _check_utf8(path, f)
-        _check_mbox(path, f)
+        check(path, f)
         while True:
             block = f.read(_BLOCK)
             h.update(block)
@@ -1057,7 +1081,7 @@ def _scan_mbox(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], Non
             begins = _line_starts(data, complete)
             found: list[tuple[int, int, int]] = []
             fed = 0  # the bytes of ``data`` given to the open message's key
-            for k in np.flatnonzero(_opening(data, begins)).tolist():
+            for k in np.flatnonzero(opening(data, begins)).tolist():
                 at = int(begins[k])
                 if opened is not None:
                     key += data[fed:min(at, fed + _MESSAGE_KEY - len(key))]
@@ -1074,7 +1098,7 @@ def _scan_mbox(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], Non
             ph.settled(base if opened is None else opened[0])
             if not block:
                 break
-    return Shard(path, rows, first_row, base, h.hexdigest(), columns=_mbox.COLUMNS), starts, ph.finish()
+    return Shard(path, rows, first_row, base, h.hexdigest(), columns=columns), starts, ph.finish()
 
 
 def _line_starts(data: bytes, complete: int) -> np.ndarray:
@@ -1092,6 +1116,31 @@ def _opening(data: bytes, begins: np.ndarray) -> np.ndarray:
         for k in np.flatnonzero(np.frombuffer(data, np.uint8)[begins] == _mbox.OPENS[0]).tolist():
             is_row[k] = data.startswith(_mbox.OPENS, int(begins[k]))
     return is_row
+
+
+def _opening_xml(opens: re.Pattern[bytes], data: bytes, begins: np.ndarray) -> np.ndarray:
+    """Which of the lines of ``data`` beginning at ``begins`` open an XML record (``opens``)."""
+    is_row = np.zeros(len(begins), bool)
+    if len(begins):
+        last = int(begins[-1])  # the lines after it are not whole yet
+        at = [m.start() for m in opens.finditer(data) if m.start() <= last]  # each at a line's start
+        is_row[np.searchsorted(begins, np.array(at, np.int64))] = True
+    return is_row
+
+
+_UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
+def _check_xml(path: str, f: Any) -> None:
+    """An XML file read a record a row (``f``, buffered, at its start) is UTF-8: its records are read
+    apart from its declaration."""
+    head = f.peek(1 << 12)[:1 << 12]
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        raise InputError(f"{path} is not XML: it begins with {head[:40]!r}")
+    declared = _xml.declared_encoding(head)
+    if declared is not None and declared.lower() not in _UTF8:
+        raise InputError(f"{path} declares the encoding {declared!r}; an XML file read a record a row is read as UTF-8: "
+                         f"convert it first (iconv -f {declared} -t UTF-8, and its declaration)")  # fmt: skip
 
 
 def _check_mbox(path: str, f: Any) -> None:

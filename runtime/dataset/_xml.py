@@ -16,6 +16,8 @@ formulas, and what each known vocabulary holds apart from the text (``_PROFILES`
 - TEI: of the header only the title; facsimiles; deletions, and of a ``choice`` only the corrected,
   regularised or expanded reading.
 - DocBook: of an ``info`` block only the title, subtitle and abstract; index terms and remarks.
+- PubMed's records (``PubmedArticle``, ``PubmedBookArticle``: rows of a baseline file, ``record_row``):
+  only the title, the abstract (each labelled section ``LABEL: text``) and the keywords.
 - RSS and Atom: links, ids and channel plumbing; content that is HTML (RSS ``description`` and
   ``content:encoded``, Atom's ``type="html"``) is read as an HTML page is (``_html``).
 
@@ -33,6 +35,7 @@ import codecs
 import re
 from dataclasses import dataclass, field
 from html.entities import html5
+from typing import Any
 from xml.parsers import expat
 
 from ._html import html_text
@@ -57,7 +60,7 @@ _INLINE = frozenset({  # elements that are running text wherever they are, whate
 })  # fmt: skip
 _SPACES = re.compile(r"[ \t\r\n]+")  # XML's whitespace (a no-break space is text)
 _WHITE = " \t\r\n"
-_DECLARED = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_DECLARED = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class _Profile:
     skip: frozenset[str] = frozenset()  # elements left out, with all they hold
     only: dict[str, frozenset[str]] = field(default_factory=dict)  # element -> the only children kept
     html: frozenset[str] = frozenset()  # elements whose text is an HTML page's source
+    labels: dict[str, str] = field(default_factory=dict)  # element -> its attribute put before its text ("LABEL: ")
 
 
 _INFO_KEPT = frozenset({"title", "subtitle", "abstract"})
@@ -86,6 +90,15 @@ _PROFILES = {
         skip=frozenset({"link", "guid", "comments", "docs", "generator", "image", "cloud", "ttl", "textInput",
                         "skipHours", "skipDays", "enclosure", "id", "icon", "logo", "source"}),
         html=frozenset({"description", "encoded"})),
+    "pubmed": _Profile(
+        skip=frozenset({"CopyrightInformation"}),
+        only={"PubmedArticle": frozenset({"MedlineCitation"}),
+              "MedlineCitation": frozenset({"Article", "OtherAbstract", "KeywordList"}),
+              "Article": frozenset({"ArticleTitle", "VernacularTitle", "Abstract"}),
+              "PubmedBookArticle": frozenset({"BookDocument"}),
+              "BookDocument": frozenset({"ArticleTitle", "VernacularTitle", "Book", "Abstract", "KeywordList"}),
+              "Book": frozenset({"BookTitle"})},
+        labels={"AbstractText": "Label"}),
     "generic": _Profile(),
 }  # fmt: skip
 
@@ -98,6 +111,8 @@ def _profile(ns: str, name: str) -> str:
         return "docbook"
     if ns in (_ATOM, _RDF) or (not ns and name == "rss"):
         return "rss"
+    if not ns and name in ("PubmedArticle", "PubmedBookArticle"):
+        return "pubmed"  # a record of PubMed's baseline files
     if not ns and name in ("article", "book", "sub-article", "book-part-wrapper"):
         return "jats"  # DocBook 4's article and book have no namespace either: none of JATS' names are DocBook's
     return "generic"
@@ -123,18 +138,26 @@ Block = tuple[str, bool]  # a paragraph's text, and whether it is a table's row 
 
 
 class _Reader:
-    def __init__(self) -> None:
+    def __init__(self, names: frozenset[str] = frozenset()) -> None:
         self.stack: list[_Element] = []
         self.skipping = 0  # depth inside an element left out
         self.profile: _Profile | None = None
         self.blocks: list[Block] = []
+        self.done = False  # the root element ended
+        self.names = names  # columns of a record (``record_row``): attributes of its root, else elements' text
+        self.found: dict[str, str] = {}
+        self.captures: list[tuple[str, int, list[str]]] = []  # (name, depth, text) of the elements read as columns
+        self.depth = 0
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
+        ns, _, name = tag.rpartition(_SEP)
+        name = name.rpartition(":")[2]  # read without namespaces: a prefixed name's local part
+        self.depth += 1
+        if self.names:
+            self._capture(name, attrs)
         if self.skipping:
             self.skipping += 1
             return
-        ns, _, name = tag.rpartition(_SEP)
-        name = name.rpartition(":")[2]  # read without namespaces: a prefixed name's local part
         if self.profile is None:
             self.profile = _PROFILES[_profile(ns, name)]
         parent = self.stack[-1] if self.stack else None
@@ -151,8 +174,24 @@ class _Reader:
                 else "inline" if name in _INLINE else "")  # fmt: skip
         pre = name in _PRE or bool(parent and parent.pre)
         self.stack.append(_Element(name, self.profile.only.get(name), pre, html, role))
+        label = attrs.get(self.profile.labels.get(name, ""), "").strip(_WHITE)
+        if label:
+            self.stack[-1].pending.append(f"{label}: ")
+
+    def _capture(self, name: str, attrs: dict[str, str]) -> None:
+        if self.depth == 1:  # the record's own attributes
+            for key, value in attrs.items():
+                column = key.rpartition(_SEP)[2].rpartition(":")[2]
+                if column in self.names:
+                    self.found.setdefault(column, value)
+        if name in self.names and name not in self.found and all(c[0] != name for c in self.captures):
+            self.captures.append((name, self.depth, []))
 
     def end(self, tag: str) -> None:
+        if self.captures and self.captures[-1][1] == self.depth:
+            name, _, pieces = self.captures.pop()
+            self.found[name] = _collapsed("".join(pieces))
+        self.depth -= 1
         if self.skipping:
             self.skipping -= 1
             return
@@ -162,9 +201,11 @@ class _Reader:
         if self.stack:
             self.stack[-1].items.append(result)
         else:
-            self.blocks = _as_blocks(result)
+            self.blocks, self.done = _as_blocks(result), True
 
     def text(self, data: str) -> None:
+        for capture in self.captures:
+            capture[2].append(data)
         if not self.skipping and self.stack:
             self.stack[-1].pending.append(data)
 
@@ -256,8 +297,8 @@ def _joined(blocks: list[Block]) -> str:
     return "".join(out)
 
 
-def _parse(data: bytes, encoding: str | None, namespaces: bool = True) -> _Reader:
-    reader = _Reader()
+def _parse(data: bytes, encoding: str | None, namespaces: bool = True, reader: _Reader | None = None) -> _Reader:
+    reader = reader if reader is not None else _Reader()
     parser = expat.ParserCreate(encoding, namespace_separator=_SEP if namespaces else None)
     parser.UseForeignDTD(True)  # an entity no DTD here declares is skipped (to ``entity``), not an error
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
@@ -268,6 +309,35 @@ def _parse(data: bytes, encoding: str | None, namespaces: bool = True) -> _Reade
     parser.SkippedEntityHandler = reader.entity
     parser.Parse(data, True)
     return reader
+
+
+def record_row(raw: bytes, names: frozenset[str] = frozenset()) -> tuple[dict[str, Any], str | None]:
+    """One record of an XML file read a row per record (``raw``: UTF-8, from the line that opens it up to the
+    next record's): ``text``, the record laid out as ``xml_text`` lays out a document (in its vocabulary's
+    profile: PubMed's ``PubmedArticle``, a JATS ``article`` ...), and the columns ``names``: each an
+    attribute of the record's element, else the text of the first element of that name in it
+    (whitespace collapsed), None where it has neither. What follows the record's element (the file's
+    closing tag after its last record) is not read. Or why it is not a record (then the columns read
+    before what made it so)."""
+    for namespaces in (True, False):
+        reader = _Reader(names)
+        try:
+            _parse(raw, "utf-8", namespaces, reader)
+        except expat.ExpatError as e:
+            if namespaces and _error(e, "XML_ERROR_UNBOUND_PREFIX"):
+                continue  # its prefixes were declared on the file's root, which a record is read without
+            if not reader.done:  # its columns read before the error (its id, mostly) kept
+                return {**dict.fromkeys(names), **reader.found}, (
+                    f"not well-formed XML ({expat.errors.messages[e.code]}: line {e.lineno}, column {e.offset + 1})")
+        break
+    return {**dict.fromkeys(names), **reader.found, "text": _joined(reader.blocks)}, None
+
+
+def records_opening(tags: tuple[str, ...]) -> re.Pattern[bytes]:
+    """Matches a line that opens one of the records ``tags`` (elements' names, a prefix allowed before
+    them), after its indentation: ``  <PubmedArticle>``."""
+    names = b"|".join(re.escape(t.encode()) for t in tags)
+    return re.compile(rb"^[ \t]*<(?:[A-Za-z_][\w.-]*:)?(?:" + names + rb")(?=[\s/>])", re.MULTILINE)
 
 
 def _error(e: expat.ExpatError, name: str) -> bool:
@@ -287,7 +357,7 @@ def xml_text(data: bytes) -> tuple[str | None, str | None]:
                 return None, f"not well-formed XML ({expat.errors.messages[e.code]}: line {e.lineno}, column {e.offset + 1})"
             if encoding is not None:
                 raise
-            name = _sniffed(data) or _declared(data)
+            name = _sniffed(data) or declared_encoding(data) or "?"
             try:
                 codec = codecs.lookup(name)
             except LookupError:
@@ -301,6 +371,7 @@ def _sniffed(data: bytes) -> str | None:
     return "utf-16-be" if data.startswith(b"\x00<\x00?") else "utf-16-le" if data.startswith(b"<\x00?\x00") else None
 
 
-def _declared(data: bytes) -> str:
+def declared_encoding(data: bytes) -> str | None:
+    """The encoding an XML document's declaration names (``data``: its first bytes), if it names one."""
     declared = _DECLARED.match(data[:1024])
-    return declared.group(1).decode("ascii") if declared else "?"
+    return declared.group(1).decode("ascii") if declared else None
