@@ -199,6 +199,8 @@ def test_xml_records_are_rows(tmp_path: Path, tiny_bert_bundle: Path, monkeypatc
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **{**kw, "xml_record": "PubmedArticle,PubmedBookArticle"})
     assert embed_dataset(src, tmp_path / "out", tiny_bert_bundle, overwrite=True, **{  # its scan not taken for this one's
         **kw, "xml_record": "AbstractText", "id_column": None, "keep_columns": ()}).rows == 2 * (23 - 23 // 5) - 1
+    cdc = embed_dataset(src, tmp_path / "cdc", tiny_bert_bundle, content_defined_parts=True, **kw)
+    assert cdc.rows == 23 and pq.read_table(tmp_path / "cdc").column("id").to_pylist() == [str(1000 + i) for i in range(23)]
     posts = tmp_path / "Posts.xml"  # a Stack Exchange dump: a row per element, its fields its attributes
     posts.write_bytes(b'<?xml version="1.0" encoding="utf-8"?>\n<posts>\n  <row Id="1" Title="Why?" Body="&lt;p&gt;'
                       b'Because.&lt;/p&gt;" />\n  <row Id="2" Body="No title" />\n</posts>\n')
