@@ -348,8 +348,33 @@ def test_html_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bun
     np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
     with pytest.raises(OutputError, match=r"option 'html' \('text' there, None now\)"):  # part of the identity
         embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
-    with pytest.raises(InputError, match=r"html_text \(--html-text\) .* needs documents=True"):
-        embed_dataset(src, tmp_path / "x", tiny_bert_bundle, html_text=True, progress=False)
+    with pytest.raises(InputError, match=r"holds no file ending in .*; --documents \(documents=True\) reads each file as"):
+        embed_dataset(src, tmp_path / "x", tiny_bert_bundle, html_text=True, progress=False)  # rows: of table files
+
+
+def test_rows_of_html_pages_are_embedded_as_their_visible_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    from embedrt.dataset._html import html_text
+
+    pages = ["<html><head><title>T</title><script>x()</script></head><body><p>One &amp; two</p><p>Three</p></body></html>",
+             "<div>plain <b>bold</b></div>", "no markup at all"]  # fmt: skip
+    rows = [{"url": f"u{i}", "html": p} for i, p in enumerate(pages)]
+    (tmp_path / "crawl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "crawl.parquet")
+    (tmp_path / "seen.jsonl").write_text("".join(json.dumps({"url": r["url"], "html": html_text(r["html"])}) + "\n"
+                                                 for r in rows))  # fmt: skip
+    kw: dict[str, Any] = {"id_column": "url", "text_column": "html", "progress": False}
+    want = pq.read_table(embed_dataset(tmp_path / "seen.jsonl", tmp_path / "seen", tiny_bert_bundle, **kw).output)
+    for name in ("crawl.jsonl", "crawl.parquet"):
+        out = tmp_path / f"out-{name}"
+        embed_dataset(tmp_path / name, out, tiny_bert_bundle, html_text=True, keep_columns="html", **kw)
+        got = pq.read_table(out)
+        assert got.column("embedding").equals(want.column("embedding")), name
+        assert got.column("html").to_pylist() == pages  # the kept column as it is in the input
+        with pytest.raises(OutputError, match=r"option 'html' \('text' there, None now\)"):
+            embed_dataset(tmp_path / name, out, tiny_bert_bundle, keep_columns="html", **kw)
+    (tmp_path / "box.mbox").write_bytes(b"From a@b Mon Jan  1 00:00:00 2024\nSubject: s\n\nbody\n")
+    with pytest.raises(InputError, match="html_text .--html-text. reads HTML pages .* this input is mbox"):
+        embed_dataset(tmp_path / "box.mbox", tmp_path / "x", tiny_bert_bundle, html_text=True, progress=False)
 
 
 REPORT = [["Quarterly report (draft)", "The river engine is manip-", "ulated by quiet stone."], [],

@@ -247,3 +247,4 @@ def test_xml_record_input_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> No
     jsonl.write_text('{"text": "a"}\n')
     with pytest.raises(InputError, match=r"xml_record \(--xml-record\) 'r' names the elements of an XML file"):
         embed_dataset(jsonl, tmp_path / "a", tiny_bert_bundle, xml_record="r", **kw)
+

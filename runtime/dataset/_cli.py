@@ -93,7 +93,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "hidden ones, or a glob's matches): rows of the columns path (the file's path under INPUT, the "
                    "default --id-column) and text; with --chunk-tokens max each is embedded whole in windows")  # fmt: skip
     for kind in KINDS:  # --html-text, --pdf-text ...
-        p.add_argument(f"--{kind.name}-text", action="store_true", help=f"with --documents: read {kind.help}")
+        rows = "; with rows (.jsonl, .csv, .parquet ...): each row's text is an HTML page, read so" if kind.name == "html" else ""
+        p.add_argument(f"--{kind.name}-text", action="store_true", help=f"with --documents: read {kind.help}{rows}")
     p.add_argument("--ocr", action="store_true",
                    help="with --pdf-text: read a PDF's pages without text (scanned) by OCR (RapidOCR: pip install "
                    "'embedrt[ocr]'; seconds a page)")  # fmt: skip

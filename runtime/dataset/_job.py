@@ -205,7 +205,10 @@ def embed_dataset(
     by its path (the default ``id_column``): a folder of Markdown, HTML or text documents, with
     ``chunk_tokens`` to embed them whole in windows; a file that is not UTF-8 text is a bad row.
     ``html_text``: documents named ``*.html``, ``*.htm`` or ``*.xhtml`` are read as their visible
-    text (title, then body; no scripts, styles or markup; paragraphs as blank lines). ``pdf_text``:
+    text (title, then body; no scripts, styles or markup; paragraphs as blank lines); with rows
+    (``.txt``, ``.jsonl``, ``.csv``/``.tsv``, ``.parquet``, Arrow: a crawl's pages), each row's text (its
+    column, or ``text_template``'s composition) is an HTML page, read so (a kept column stays as
+    it is in the input). ``pdf_text``:
     documents named ``*.pdf`` are read as their text (PDFium, the ``pdf`` extra), pages separated by
     a form feed on a line of its own (a window's page is its ``chunk_page``); a PDF without a text
     layer (scanned) or that needs a password is a bad row. ``docx_text``: documents named ``*.docx``

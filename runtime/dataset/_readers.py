@@ -127,6 +127,9 @@ def read_slices(
 
     def finish(table: pa.Table) -> pa.Table:
         nonlocal first
+        if plan.html_rows:  # rows of HTML pages: their visible text is what is embedded (a kept column stays as it is)
+            texts = [None if t is None else html_text(t) for t in table.column(TEXT).to_pylist()]
+            table = table.set_column(table.schema.get_field_index(TEXT), TEXT, pa.array(texts, pa.string()))
         ids = table.column(id_column) if id_column else pa.array(range(first, first + table.num_rows), pa.int64())
         first += table.num_rows
         out = {"id": ids, **{c: table.column(c) for c in keep_columns},

@@ -234,6 +234,11 @@ class Plan:
         return self.delimiter or _DELIMITERS.get(self.format, ",")
 
     @property
+    def html_rows(self) -> bool:
+        """Whether each row's text is HTML, read as its visible text (``html_text`` on a text or table file)."""
+        return "html" in self.as_text and self.format not in (InputFormat.DOCUMENTS, InputFormat.MBOX, InputFormat.XML)
+
+    @property
     def rows(self) -> int:
         return len(self.shards) if self.format is InputFormat.DOCUMENTS else sum(s.rows for s in self.shards)
 
@@ -668,7 +673,7 @@ def plan_input(
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     check_delimiter(delimiter)
     for kind in KINDS:
-        if kind.name in as_text and not documents and not attachments:
+        if kind.name in as_text and not documents and not attachments and kind.name != "html":  # rows of HTML: below
             raise InputError(f"{kind.name}_text (--{kind.name}-text) reads {kind.documents} documents as their text: it "
                              f"needs documents=True (--documents)")  # fmt: skip
     if attachments and ((documents and "eml" not in as_text) or len(set(as_text) - {"eml"}) == 0):
@@ -698,6 +703,10 @@ def plan_input(
                 f"this input is {fmt.value}" if xml_records else
                 f"{files[0]} is XML: pass --xml-record NAME (xml_record=) to read a row per element NAME in it (a "
                 "PubMed baseline file's PubmedArticle), or --documents --xml-text to read each file as one text")  # fmt: skip
+        if "html" in as_text and not documents and not attachments and fmt in (InputFormat.MBOX, InputFormat.XML):
+            raise InputError(f"html_text (--html-text) reads HTML pages as their visible text: documents (--documents), "
+                             f"rows of a text or table file, or e-mail attachments; this input is {fmt.value}, whose "
+                             "rows are read as text already")  # fmt: skip
         if delimiter is not None and fmt not in _DELIMITERS:
             raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
                              f"{fmt.value}")  # fmt: skip
