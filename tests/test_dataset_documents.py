@@ -373,7 +373,7 @@ def test_rows_of_html_pages_are_embedded_as_their_visible_text(tmp_path: Path, t
         with pytest.raises(OutputError, match=r"option 'html' \('text' there, None now\)"):
             embed_dataset(tmp_path / name, out, tiny_bert_bundle, keep_columns="html", **kw)
     (tmp_path / "box.mbox").write_bytes(b"From a@b Mon Jan  1 00:00:00 2024\nSubject: s\n\nbody\n")
-    with pytest.raises(InputError, match="html_text .--html-text. reads HTML pages .* this input is mbox"):
+    with pytest.raises(InputError, match="html_text .--html-text. reads HTML pages .* a mailbox's messages are read"):
         embed_dataset(tmp_path / "box.mbox", tmp_path / "x", tiny_bert_bundle, html_text=True, progress=False)
 
 

@@ -209,6 +209,10 @@ def test_xml_records_are_rows(tmp_path: Path, tiny_bert_bundle: Path, monkeypatc
     table = pq.read_table(tmp_path / "posts")
     assert table.column("id").to_pylist() == ["1", "2"]
     assert table.column("Body").to_pylist() == ["<p>Because.</p>", "No title"]
+    embed_dataset(posts, tmp_path / "posts-text", tiny_bert_bundle, xml_record="row", id_column="Id", html_text=True,
+                  text_template="{Title|untitled}: {Body}", chunk_tokens="max", chunk_text=True, progress=False)
+    assert pq.read_table(tmp_path / "posts-text").column("chunk_text").to_pylist() == ["Why?:\n\nBecause.",
+                                                                                     "untitled: No title"]
 
 
 def test_xml_records_open_on_lines_their_name_begins_whole() -> None:

@@ -206,7 +206,7 @@ def embed_dataset(
     ``chunk_tokens`` to embed them whole in windows; a file that is not UTF-8 text is a bad row.
     ``html_text``: documents named ``*.html``, ``*.htm`` or ``*.xhtml`` are read as their visible
     text (title, then body; no scripts, styles or markup; paragraphs as blank lines); with rows
-    (``.txt``, ``.jsonl``, ``.csv``/``.tsv``, ``.parquet``, Arrow: a crawl's pages), each row's text (its
+    (``.txt``, ``.jsonl``, ``.csv``/``.tsv``, ``.parquet``, Arrow: a crawl's pages; XML records), each row's text (its
     column, or ``text_template``'s composition) is an HTML page, read so (a kept column stays as
     it is in the input). ``pdf_text``:
     documents named ``*.pdf`` are read as their text (PDFium, the ``pdf`` extra), pages separated by

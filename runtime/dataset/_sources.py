@@ -236,7 +236,7 @@ class Plan:
     @property
     def html_rows(self) -> bool:
         """Whether each row's text is HTML, read as its visible text (``html_text`` on a text or table file)."""
-        return "html" in self.as_text and self.format not in (InputFormat.DOCUMENTS, InputFormat.MBOX, InputFormat.XML)
+        return "html" in self.as_text and self.format not in (InputFormat.DOCUMENTS, InputFormat.MBOX)
 
     @property
     def rows(self) -> int:
@@ -703,10 +703,10 @@ def plan_input(
                 f"this input is {fmt.value}" if xml_records else
                 f"{files[0]} is XML: pass --xml-record NAME (xml_record=) to read a row per element NAME in it (a "
                 "PubMed baseline file's PubmedArticle), or --documents --xml-text to read each file as one text")  # fmt: skip
-        if "html" in as_text and not documents and not attachments and fmt in (InputFormat.MBOX, InputFormat.XML):
-            raise InputError(f"html_text (--html-text) reads HTML pages as their visible text: documents (--documents), "
-                             f"rows of a text or table file, or e-mail attachments; this input is {fmt.value}, whose "
-                             "rows are read as text already")  # fmt: skip
+        if "html" in as_text and not documents and not attachments and fmt is InputFormat.MBOX:
+            raise InputError("html_text (--html-text) reads HTML pages as their visible text: documents (--documents), "
+                             "rows of a text, table or XML file, or e-mail attachments (--attachment-text); a mailbox's "
+                             "messages are read as their text already")  # fmt: skip
         if delimiter is not None and fmt not in _DELIMITERS:
             raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
                              f"{fmt.value}")  # fmt: skip
