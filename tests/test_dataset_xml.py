@@ -247,8 +247,11 @@ def test_xml_record_input_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> No
     latin.write_bytes(b'<?xml version="1.0" encoding="ISO-8859-1"?>\n<set>\n <r>caf\xe9</r>\n</set>\n')
     with pytest.raises(InputError, match="declares the encoding 'ISO-8859-1'; an XML file read a record a row is read"):
         embed_dataset(latin, tmp_path / "a", tiny_bert_bundle, xml_record="r", **kw)
-    jsonl = tmp_path / "rows.jsonl"
+    jsonl = tmp_path / "rows" / "rows.jsonl"
+    jsonl.parent.mkdir()
     jsonl.write_text('{"text": "a"}\n')
+    (jsonl.parent / "meta.xml").write_bytes(b"<meta/>")  # beside rows of another format: not an input
+    assert embed_dataset(jsonl.parent, tmp_path / "rows-out", tiny_bert_bundle, **kw).rows == 1
     with pytest.raises(InputError, match=r"xml_record \(--xml-record\) 'r' names the elements of an XML file"):
         embed_dataset(jsonl, tmp_path / "a", tiny_bert_bundle, xml_record="r", **kw)
 

@@ -573,6 +573,8 @@ def _expand(s: str) -> list[str]:
             if _suffixes(f)[0] in SUFFIXES:
                 _format_of(f)  # a compressed Parquet file is refused, not left out
                 known.append(f)
+        if any(_suffixes(f)[0] != ".xml" for f in known):  # XML beside rows of another format: metadata, left out
+            known = [f for f in known if _suffixes(f)[0] != ".xml"]
         if not known and found:  # a mail client's folder: mailboxes named as their folders, no suffix
             boxes = [f for f in found if _suffixes(f) == ("", None) and _is_mailbox(f)]
             if boxes:
