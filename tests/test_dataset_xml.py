@@ -105,6 +105,8 @@ def test_any_other_xml_is_laid_out_by_its_structure() -> None:
     # an encoding expat does not know, decoded by Python
     shift_jis = '<?xml version="1.0" encoding="Shift_JIS"?><d>日本語</d>'.encode("shift_jis")
     assert xml_text(shift_jis) == ("日本語", None)
+    both = '<?xml version="1.0" encoding="Shift_JIS"?><d><x:p>日本語</x:p></d>'.encode("shift_jis")  # and a prefix
+    assert xml_text(both) == ("日本語", None)  # declared nowhere
     utf16 = '<?xml version="1.0" encoding="utf16"?><d>été</d>'.encode("utf-16-be")  # no BOM, a name expat lacks
     assert xml_text(utf16) == ("été", None)
     assert xml_text(b"<rss><channel><itunes:subtitle>Foo</itunes:subtitle><link>x</link></channel></rss>") == (

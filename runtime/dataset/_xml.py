@@ -45,7 +45,6 @@ SUFFIXES = (".xml", ".nxml", ".dbk")  # documents read as XML (a compression suf
 _MATHML, _SVG = "http://www.w3.org/1998/Math/MathML", "http://www.w3.org/2000/svg"
 _TEI, _DOCBOOK = "http://www.tei-c.org/ns/1.0", "http://docbook.org/ns/docbook"
 _ATOM, _RDF = "http://www.w3.org/2005/Atom", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
-_RSS_CONTENT = "http://purl.org/rss/1.0/modules/content/"
 _SEP = "\x1f"  # between an element's namespace and its local name, as expat reports them
 _PRE = frozenset({"preformat", "programlisting", "screen", "literallayout", "synopsis", "codeblock", "pre", "eg"})
 _ROWS = frozenset({"tr", "row"})
@@ -324,11 +323,10 @@ def record_row(raw: bytes, names: frozenset[str] = frozenset()) -> tuple[dict[st
         try:
             _parse(raw, "utf-8", namespaces, reader)
         except expat.ExpatError as e:
-            if namespaces and _error(e, "XML_ERROR_UNBOUND_PREFIX"):
+            if namespaces and _error(e, expat.errors.XML_ERROR_UNBOUND_PREFIX):
                 continue  # its prefixes were declared on the file's root, which a record is read without
             if not reader.done:  # its columns read before the error (its id, mostly) kept
-                return {**dict.fromkeys(names), **reader.found}, (
-                    f"not well-formed XML ({expat.errors.messages[e.code]}: line {e.lineno}, column {e.offset + 1})")
+                return {**dict.fromkeys(names), **reader.found}, _malformed(e)
         break
     return {**dict.fromkeys(names), **reader.found, "text": _joined(reader.blocks)}, None
 
@@ -340,30 +338,36 @@ def records_opening(tags: tuple[str, ...]) -> re.Pattern[bytes]:
     return re.compile(rb"^[ \t]*<(?:[A-Za-z_][\w.-]*:)?(?:" + names + rb")(?=[\s/>])", re.MULTILINE)
 
 
-def _error(e: expat.ExpatError, name: str) -> bool:
-    return e.code == expat.errors.codes[getattr(expat.errors, name)]
+def _error(e: expat.ExpatError, message: str) -> bool:
+    return e.code == expat.errors.codes[message]
+
+
+def _malformed(e: expat.ExpatError) -> str:
+    return f"not well-formed XML ({expat.errors.messages[e.code]}: line {e.lineno}, column {e.offset + 1})"
 
 
 def xml_text(data: bytes) -> tuple[str | None, str | None]:
     """An XML document's text (as the module says), or why it has none."""
     encoding: str | None = None
-    for attempt in range(3):
+    namespaces = True
+    while True:
         try:
-            return _joined(_parse(data, encoding, attempt < 2 or encoding is not None).blocks), None
-        except (expat.ExpatError, ValueError, LookupError) as e:  # ValueError: a multi-byte encoding expat cannot take
-            if isinstance(e, expat.ExpatError) and _error(e, "XML_ERROR_UNBOUND_PREFIX") and attempt < 2:
-                continue  # a prefix no namespace was declared for: read without namespaces, by local names
-            if isinstance(e, expat.ExpatError) and not _error(e, "XML_ERROR_UNKNOWN_ENCODING"):
-                return None, f"not well-formed XML ({expat.errors.messages[e.code]}: line {e.lineno}, column {e.offset + 1})"
+            return _joined(_parse(data, encoding, namespaces).blocks), None
+        except expat.ExpatError as e:
+            if namespaces and _error(e, expat.errors.XML_ERROR_UNBOUND_PREFIX):
+                namespaces = False  # a prefix no namespace was declared for: read by local names
+                continue
+            if encoding is not None or not _error(e, expat.errors.XML_ERROR_UNKNOWN_ENCODING):
+                return None, _malformed(e)
+        except (ValueError, LookupError):  # a multi-byte encoding expat cannot take; a name Python lacks
             if encoding is not None:
                 raise
-            name = _sniffed(data) or declared_encoding(data) or "?"
-            try:
-                codec = codecs.lookup(name)
-            except LookupError:
-                return None, f"an XML document in an encoding Python does not know ({name!r})"
-            data, encoding = data.decode(codec.name, "replace").encode("utf-8"), "utf-8"
-    raise AssertionError("unreachable")
+        name = _sniffed(data) or declared_encoding(data) or "?"
+        try:
+            codec = codecs.lookup(name)
+        except LookupError:
+            return None, f"an XML document in an encoding Python does not know ({name!r})"
+        data, encoding = data.decode(codec.name, "replace").encode("utf-8"), "utf-8"  # then read as UTF-8
 
 
 def _sniffed(data: bytes) -> str | None:
