@@ -34,10 +34,12 @@ JATS = (
     b"<sub><italic>R</italic></sub>') acts [<xref ref-type=\"bibr\" rid=\"B1\">1</xref>], as"
     b'<inline-formula><alternatives><tex-math>\\documentclass{minimal}$x$</tex-math><mml:math><mml:mi>x</mml:mi>'
     b"</mml:math></alternatives></inline-formula> shows:<list><list-item><p>first,</p></list-item><list-item>"
-    b"<p>second.</p></list-item></list>Then more.</p></sec><sec><title>Results</title><table-wrap><label>Table 1"
+    b"<p>second.</p></list-item></list>Then more.</p><disp-formula><label>(1)</label><tex-math>x</tex-math>"
+    b"</disp-formula></sec><sec><title>Results</title><table-wrap><label>Table 1"
     b"</label><caption><p>Strains.</p></caption><table><thead><tr><th>Strain</th><th><bold><italic>n</italic>"
     b"</bold><sup>a</sup></th></tr></thead><tbody><tr><td>IN61</td><td>274</td></tr><tr><td>IN56 (WT)</td>"
-    b"<td>230</td></tr></tbody></table></table-wrap></sec></body><back><ack><p>Thanks.</p></ack><ref-list>"
+    b"<td>230</td></tr></tbody></table><table-wrap-foot><fn><label>a</label><p>Counted.</p></fn></table-wrap-foot>"
+    b"</table-wrap></sec></body><back><ack><p>Thanks.</p></ack><ref-list>"
     b"<ref><mixed-citation>Smith J (2001) A paper.</mixed-citation></ref></ref-list></back></article>"
 )
 
@@ -50,8 +52,9 @@ JATS_TEXT = (
     "first,\n\nsecond.\n\n"
     "Then more.\n\n"
     "Results\n\n"
-    "Table 1\n\nStrains.\n\n"
+    "Table 1 Strains.\n\n"  # a label before what it labels; a formula's, with nothing after it, left out
     "Strain\tna\nIN61\t274\nIN56 (WT)\t230\n\n"
+    "a Counted.\n\n"
     "Thanks."
 )
 

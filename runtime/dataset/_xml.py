@@ -7,7 +7,8 @@ own (a paragraph, a title) is read as running text, its child elements inline (`
 PPOX`` is ``MmPPOX``); an element holding only elements (a section, a list) is a sequence of
 paragraphs, a blank line apart. Whitespace is collapsed as in HTML, but in program listings and
 preformatted text. A table's row (``tr``, ``row``) is a line, its cells (``td``, ``th``, ``entry``,
-``cell``) a tab apart. Left out: comments, processing instructions, attributes, MathML, SVG and TeX
+``cell``) a tab apart. A ``label`` (``Figure 1``, ``2.1``) begins the paragraph it labels (one with
+nothing after it, a formula's ``(1)``, is left out). Left out: comments, processing instructions, attributes, MathML, SVG and TeX
 formulas, and what each known vocabulary holds apart from the text (``_PROFILES``):
 
 - JATS / NLM (an ``article``, ``book`` or ``sub-article`` root without a namespace): of the front
@@ -123,7 +124,7 @@ class _Element:
     only: frozenset[str] | None
     pre: bool
     html: bool
-    role: str  # "row" (a table's), "cell" (a row's), "inline" (running text wherever it is) or ""
+    role: str  # "row" (a table's), "cell" (a row's), "inline" (running text wherever it is), "label" or ""
     items: list[tuple[str, object]] = field(default_factory=list)  # ("text", str) | ("inline", str) | ("blocks", [...])
     pending: list[str] = field(default_factory=list)  # its text since its last item (expat gives it in pieces)
 
@@ -170,7 +171,7 @@ class _Reader:
             parent.flush()
         html = name in self.profile.html or attrs.get("type") in ("html", "text/html")
         role = ("row" if name in _ROWS else "cell" if name in _CELLS and parent is not None and parent.role == "row"
-                else "inline" if name in _INLINE else "")  # fmt: skip
+                else "inline" if name in _INLINE else "label" if name == "label" else "")  # fmt: skip
         pre = name in _PRE or bool(parent and parent.pre)
         self.stack.append(_Element(name, self.profile.only.get(name), pre, html, role))
         label = attrs.get(self.profile.labels.get(name, ""), "").strip(_WHITE)
@@ -260,6 +261,8 @@ def _laid_out(element: _Element) -> tuple[str, object]:
         return "blocks", [("\t".join(cells), True)] if any(cells) else []
     if element.role in ("cell", "inline"):  # running text, what it holds side by side
         return "inline", _flat(_structure(items, True))
+    if element.role == "label":  # "Figure 1", "2.1": put before the paragraph that follows it
+        return "label", _collapsed(_flat(_structure(items, True)))
     return _structure(items, _mixed(items))
 
 
@@ -274,7 +277,7 @@ def _structure(items: list[tuple[str, object]], running: bool) -> tuple[str, obj
                 blocks.extend(value)  # type: ignore[arg-type]
                 run = []
             elif kind != "blocks":
-                run.append(str(value))
+                run.append(f"{value} " if kind == "label" else str(value))
         if not blocks:
             return "inline", "".join(run)
         blocks.extend(_as_blocks(("inline", "".join(run))))
@@ -282,8 +285,16 @@ def _structure(items: list[tuple[str, object]], running: bool) -> tuple[str, obj
     if len(held) == 1 and held[0][0] == "inline":  # <sub><italic>R</italic></sub>: its one element's text
         return held[0]
     blocks = []
+    label = ""  # a label waiting for its paragraph (a label with none after it, a formula's "(1)", is left out)
     for item in held:
-        blocks.extend(_as_blocks(item))
+        if item[0] == "label":
+            label = f"{label} {item[1]}".strip(_WHITE)
+            continue
+        more = _as_blocks(item)
+        if label and more:
+            more = [(f"{label} {more[0][0]}", more[0][1]), *more[1:]]
+            label = ""
+        blocks.extend(more)
     return ("blocks", blocks) if blocks else ("inline", "")  # nothing: nothing to cut running text around
 
 
