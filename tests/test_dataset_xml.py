@@ -196,6 +196,8 @@ def test_xml_records_are_rows(tmp_path: Path, tiny_bert_bundle: Path, monkeypatc
     assert texts[11] is None  # cut short: a bad row; the records after it are read
     assert table.column("Title").to_pylist()[:4] == ["Journal 0", "Journal 1", "Journal 2", "Journal 0"]
     assert set(table.column("Status").to_pylist()) == {None}  # an attribute of an element in it: not a column
+    # PubMed's own XML export of a search (a PubmedArticleSet) read as one document: its articles' text
+    assert xml_text(_pubmed(5)) == ("\n\n".join(_pubmed_text(i) for i in range(5)), None)
     assert record_row(_pubmed(1).split(b"  <PubmedArticle>")[1].join([b"  <PubmedArticle>", b""]),
                       frozenset({"PMID", "Nope"}))[0] == {"PMID": "1000", "Nope": None, "text": _pubmed_text(0)}
     again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)

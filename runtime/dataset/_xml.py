@@ -17,8 +17,9 @@ formulas, and what each known vocabulary holds apart from the text (``_PROFILES`
 - TEI: of the header only the title; facsimiles; deletions, and of a ``choice`` only the corrected,
   regularised or expanded reading.
 - DocBook: of an ``info`` block only the title, subtitle and abstract; index terms and remarks.
-- PubMed's records (``PubmedArticle``, ``PubmedBookArticle``: rows of a baseline file, ``record_row``):
-  only the title, the abstract (each labelled section ``LABEL: text``) and the keywords.
+- PubMed's records (``PubmedArticle``, ``PubmedBookArticle``: rows of a baseline file, ``record_row``;
+  a ``PubmedArticleSet`` document, as PubMed saves a search's results): of each article only the
+  title, the abstract (each labelled section ``LABEL: text``) and the keywords.
 - RSS and Atom: links, ids and channel plumbing; content that is HTML (RSS ``description`` and
   ``content:encoded``, Atom's ``type="html"``) is read as an HTML page is (``_html``).
 
@@ -92,7 +93,8 @@ _PROFILES = {
         html=frozenset({"description", "encoded"})),
     "pubmed": _Profile(
         skip=frozenset({"CopyrightInformation"}),
-        only={"PubmedArticle": frozenset({"MedlineCitation"}),
+        only={"PubmedArticleSet": frozenset({"PubmedArticle", "PubmedBookArticle"}),
+              "PubmedArticle": frozenset({"MedlineCitation"}),
               "MedlineCitation": frozenset({"Article", "OtherAbstract", "KeywordList"}),
               "Article": frozenset({"ArticleTitle", "VernacularTitle", "Abstract"}),
               "PubmedBookArticle": frozenset({"BookDocument"}),
@@ -111,8 +113,8 @@ def _profile(ns: str, name: str) -> str:
         return "docbook"
     if ns in (_ATOM, _RDF) or (not ns and name == "rss"):
         return "rss"
-    if not ns and name in ("PubmedArticle", "PubmedBookArticle"):
-        return "pubmed"  # a record of PubMed's baseline files
+    if not ns and name in ("PubmedArticle", "PubmedBookArticle", "PubmedArticleSet"):
+        return "pubmed"  # a record of PubMed's baseline files, or PubMed's own XML export of a search
     if not ns and name in ("article", "book", "sub-article", "book-part-wrapper"):
         return "jats"  # DocBook 4's article and book have no namespace either: none of JATS' names are DocBook's
     return "generic"
