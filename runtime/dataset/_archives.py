@@ -197,7 +197,7 @@ class _Tar:
     reader forward only."""
 
     def __init__(self, archive: str) -> None:
-        self.archive, self.lock = archive, threading.Lock()
+        self.archive, self.lock, self.codec = archive, threading.Lock(), _tar_codec(archive)
         self.cursors: list[Any] = []  # readers of the archive, each at the end of the member it read last
         f = self._reader()
         places: dict[str, tuple[int, int]] = {}
@@ -213,7 +213,7 @@ class _Tar:
             f.close()
             raise ArchiveError(f"a tar archive that cannot be read ({type(e).__name__}: {e})") from None
         self.places = places
-        if _tar_codec(archive) is None:
+        if self.codec is None:
             self.cursors.append(f)  # uncompressed: one reader seeks anywhere
         else:
             f.close()
@@ -221,7 +221,7 @@ class _Tar:
     def _reader(self) -> Any:
         from ._storage import open_input
 
-        return open_input(self.archive, codec=_tar_codec(self.archive))
+        return open_input(self.archive, codec=self.codec)
 
     def names(self) -> list[str]:
         """In the order of their bytes in the archive (a name stored twice: its last copy's place)."""
@@ -234,10 +234,9 @@ class _Tar:
         offset, size = place
         _check_size(size)
         with self.lock:
-            if _tar_codec(self.archive) is None:  # seeks anywhere
-                usable = self.cursors
-            else:  # the reader furthest on that is not past the member yet, else one from the start
-                usable = [c for c in self.cursors if c.tell() <= offset]
+            # uncompressed: its reader seeks anywhere; else the reader furthest on that is not past the
+            # member yet, else one from the start
+            usable = self.cursors if self.codec is None else [c for c in self.cursors if c.tell() <= offset]
             f = max(usable, key=lambda c: c.tell()) if usable else self._reader()
             if usable:
                 self.cursors.remove(f)
@@ -276,7 +275,7 @@ def _tar_codec(archive: str) -> str | None:
 _kept: OrderedDict[str, tuple[tuple[int, ...], _Zip | _Tar]] = OrderedDict()
 _seen: dict[str, tuple[int, ...]] = {}  # an object archive's stamp as last taken (``seen``)
 _lock = threading.Lock()
-_opening = threading.Lock()  # held while an archive's index is read
+_opening: dict[str, threading.Lock] = {}  # an archive's, held while its index is read
 
 
 def seen(archive: str, stamp: tuple[int, ...]) -> tuple[int, ...]:
@@ -296,19 +295,32 @@ def _open(archive: str) -> _Zip | _Tar:
     if split(archive) is not None:
         raise ArchiveError("an archive in an archive: its files are not read (unpack the outer one first)")
     stamp = _stamp(archive)
-    with _opening:  # threads that all want it read it once
-        with _lock:
-            kept = _kept.get(archive)
-            if kept is not None and kept[0] == stamp:
-                _kept.move_to_end(archive)
-                return kept[1]
+    kept = _kept_open(archive, stamp)
+    if kept is not None:
+        return kept
+    with _lock:
+        opening = _opening.setdefault(archive, threading.Lock())
+    with opening:  # threads that all want it read it once; other archives' members are read meanwhile
+        kept = _kept_open(archive, stamp)
+        if kept is not None:
+            return kept
         opened = _Tar(archive) if in_order(archive) else _Zip(archive)
         with _lock:
             _kept[archive] = (stamp, opened)
             _kept.move_to_end(archive)
             while len(_kept) > _KEPT:
-                _kept.popitem(last=False)  # closed when its last reader is done with it
+                _opening.pop(_kept.popitem(last=False)[0], None)  # closed when its last reader is done with it
     return opened
+
+
+def _kept_open(archive: str, stamp: tuple[int, ...]) -> _Zip | _Tar | None:
+    """The archive as kept open under ``stamp``, else None."""
+    with _lock:
+        kept = _kept.get(archive)
+        if kept is None or kept[0] != stamp:
+            return None
+        _kept.move_to_end(archive)
+        return kept[1]
 
 
 def forget() -> None:

@@ -450,22 +450,27 @@ def _read_jsonl(shard: Shard, part: PartSpec, source: TextSource, columns: tuple
 
 def _read_mbox(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,
                attachment: Attachment | None = None) -> Iterator[_Rows]:  # fmt: skip
-    for line, raw in _records(shard, part, lambda raw: raw.startswith(OPENS), False):
-        if out.full():
-            yield out.take()
-        values, bad = message_row(raw, attachment)
-        text, bad = source.from_mapping(values) if bad is None else (None, bad)
-        out.rows.add(line, text, bad, {c: values.get(c) for c in columns})
+    yield from _read_records(shard, part, source, columns, out, lambda raw: raw.startswith(OPENS), False,
+                             lambda raw: message_row(raw, attachment))  # fmt: skip
 
 
 def _read_xml(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,
               tags: tuple[str, ...]) -> Iterator[_Rows]:  # fmt: skip
     opens = records_opening(tags)
     names = frozenset(c for c in (*columns, *source.columns) if c != "text")
-    for line, raw in _records(shard, part, lambda raw: opens.match(raw) is not None, True):
+    yield from _read_records(shard, part, source, columns, out, lambda raw: opens.match(raw) is not None, True,
+                             lambda raw: record_row(raw, names))  # fmt: skip
+
+
+def _read_records(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,
+                  opens: Callable[[bytes], bool], with_opening: bool,
+                  row: Callable[[bytes], tuple[dict[str, Any], str | None]]) -> Iterator[_Rows]:  # fmt: skip
+    """The rows of a part of a file of records (``_records``), each record's columns (or why it has
+    none) as ``row`` reads them."""
+    for line, raw in _records(shard, part, opens, with_opening):
         if out.full():
             yield out.take()
-        values, bad = record_row(raw, names)
+        values, bad = row(raw)
         text, bad = source.from_mapping(values) if bad is None else (None, bad)
         out.rows.add(line, text, bad, {c: values.get(c) for c in columns})
 
