@@ -1,9 +1,9 @@
 """Documents read as their text rather than as UTF-8: HTML pages (``_html``), PDFs (``_pdf``), Word
 documents (``_docx``), PowerPoint decks (``_pptx``), EPUB books (``_epub``), OpenDocument files
 (``_odf``), Excel workbooks (``_xlsx``), e-mail messages (``_eml``), RTF documents (``_rtf``),
-images (by OCR, in ``_pdf``'s workers) and XML documents (``_xml``), each kind by its file names, as
-a job asks for it (``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``, ``epub_text``,
-``odf_text``, ``xlsx_text``, ``eml_text``, ``rtf_text``, ``image_text``, ``xml_text``); e-mail attachments of those kinds too,
+images (by OCR, in ``_pdf``'s workers), XML documents (``_xml``) and wikitext pages (``_wiki``), each kind by
+its file names, as a job asks for it (``html_text``, ``pdf_text``, ``docx_text``, ``pptx_text``, ``epub_text``,
+``odf_text``, ``xlsx_text``, ``eml_text``, ``rtf_text``, ``image_text``, ``xml_text``, ``wiki_text``); e-mail attachments of those kinds too,
 where asked for (``attachment_reader``). A job's kinds are part of its identity (``{kind: "text"}``)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _archives, _docx, _eml, _epub, _html, _odf, _pdf, _pptx, _rtf, _xlsx, _xml
+from . import _archives, _docx, _eml, _epub, _html, _odf, _pdf, _pptx, _rtf, _wiki, _xlsx, _xml
 from ._storage import uncompressed_name
 
 Reader = Callable[[bytes], tuple[str | None, str | None]]  # a file's bytes -> its text, or why it has none
@@ -69,6 +69,10 @@ KINDS = (
         ".xml, .nxml and .dbk documents as their text instead of their markup (paragraphs a blank line apart, table "
         "cells a tab apart); of JATS articles (PubMed Central), TEI, DocBook and RSS/Atom feeds the text, not their "
         "metadata: an article's title, abstract, keywords and body, no reference list")),
+    Kind("wiki", "wikitext", "a wikitext page", False, _wiki.SUFFIXES, help=(
+        ".wiki, .mediawiki and .wikitext documents (MediaWiki's markup: Wikipedia, company wikis) as the text a reader "
+        "of the page sees: paragraphs, lists, headings, tables, links' text; no templates, references, files, "
+        "categories or reference sections (mwparserfromhell, in the dataset extra)")),
 )  # fmt: skip
 BY_NAME = {k.name: k for k in KINDS}
 
@@ -108,8 +112,8 @@ def attachment_reader(names: tuple[str, ...], ocr: bool = False,
         kind = kind_of(name, names)
         if kind is None or kind.name == "eml":  # attached messages are read as forwarded ones, or not at all
             return None
-        if not kind.binary:  # HTML
-            return _html.html_text(data.decode("utf-8", "replace"))
+        if not kind.binary:  # HTML, wikitext
+            return markup_text(kind.name, data.decode("utf-8", "replace"))
         if kind.reads is None:  # PDFs and images: their workers' reading, waited for
             return _pdf.pdf_text_later(data, ocr or kind.name == "image").result()[0]
         try:
@@ -118,6 +122,11 @@ def attachment_reader(names: tuple[str, ...], ocr: bool = False,
             return None
 
     return read
+
+
+def markup_text(name: str, text: str) -> str:
+    """The text of a document of the kind ``name`` that is text itself (HTML, wikitext)."""
+    return _wiki.wikitext_text(text) if name == "wiki" else _html.html_text(text)
 
 
 def binary_kind(path: str) -> Kind | None:

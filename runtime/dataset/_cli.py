@@ -87,13 +87,17 @@ def add_embed_dataset_parser(sub: Any) -> None:
                    "only the parts around them: a later run moves the others instead of computing them again")  # fmt: skip
     p.add_argument("--documents", action="store_true",
                    help="each input file is one text (a folder of Markdown, HTML, text or, with --pdf-text, --docx-text, "
-                   "--pptx-text, --epub-text, --odf-text, --xlsx-text, --eml-text, --rtf-text, --image-text and --xml-text, "
-                   "PDF, Word, PowerPoint, EPUB, OpenDocument, Excel, RTF and XML documents, e-mail messages and images; "
+                   "--pptx-text, --epub-text, --odf-text, --xlsx-text, --eml-text, --rtf-text, --image-text, --xml-text and "
+                   "--wiki-text, PDF, Word, PowerPoint, EPUB, OpenDocument, Excel, RTF, XML and wikitext documents, e-mail "
+                   "messages and images; "
                    "every file but "
                    "hidden ones, or a glob's matches): rows of the columns path (the file's path under INPUT, the "
                    "default --id-column) and text; with --chunk-tokens max each is embedded whole in windows")  # fmt: skip
     for kind in KINDS:  # --html-text, --pdf-text ...
-        rows = "; with rows (.jsonl, .csv, .parquet ...): each row's text is an HTML page, read so" if kind.name == "html" else ""
+        rows = {"html": "; with rows (.jsonl, .csv, .parquet ...): each row's text is an HTML page, read so",
+                "wiki": "; with rows (.jsonl, .csv, .parquet ...): each row's text is wikitext, read so; an .xml input "
+                        "is a MediaWiki export (Wikipedia's pages-articles dumps, .xml.bz2 too), read a row per article "
+                        "(pages of the main namespace, no redirects): its title and text, columns id, title, timestamp"}.get(kind.name, "")
         p.add_argument(f"--{kind.name}-text", action="store_true", help=f"with --documents: read {kind.help}{rows}")
     p.add_argument("--ocr", action="store_true",
                    help="with --pdf-text: read a PDF's pages without text (scanned) by OCR (RapidOCR: pip install "

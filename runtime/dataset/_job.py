@@ -180,6 +180,7 @@ def embed_dataset(
     rtf_text: bool = False,
     image_text: bool = False,
     xml_text: bool = False,
+    wiki_text: bool = False,
     ocr: bool = False,
     attachment_text: bool = False,
     archives: bool = False,
@@ -248,7 +249,14 @@ def embed_dataset(
     the column ``text`` is the record read as ``xml_text`` reads a document (a PubMed article: its
     title, abstract and keywords), and any other column named (``id_column``, ``keep_columns``,
     ``text_template``) is the record element's attribute of that name, else the text of its first
-    element of that name (``"PMID"``), null where it has neither.
+    element of that name (``"PMID"``), null where it has neither. ``wiki_text``: wikitext (MediaWiki's
+    markup) is read as the text a reader of the page sees (paragraphs, lists, headings, tables, links'
+    text; no templates, references, files, categories, or sections such as "References" and "External
+    links"): documents named ``*.wiki``, ``*.mediawiki`` or ``*.wikitext``; without ``documents``, each
+    row's text; an ``.xml`` ``input`` is a MediaWiki export (Wikipedia's ``pages-articles`` dumps,
+    ``Special:Export``), read a row per article (``xml_record`` ``"page"``, implied): the pages of the
+    main namespace that are not redirects, each row's ``text`` its title and its last revision's text,
+    its columns as ``xml_record`` reads them (``id``: the page's, ``title``, ``timestamp``).
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only). Files of
     fewer rows share parts: a run of them is cut after a file whose name and content hash hits, up
@@ -342,7 +350,7 @@ def embed_dataset(
         raise ValueError(f"progress_every must be a number of seconds >= 0, got {progress_every!r}")
     as_text = asked(html_text=html_text, pdf_text=pdf_text, docx_text=docx_text, pptx_text=pptx_text,
                     epub_text=epub_text, odf_text=odf_text, xlsx_text=xlsx_text, eml_text=eml_text, rtf_text=rtf_text,
-                    image_text=image_text, xml_text=xml_text)
+                    image_text=image_text, xml_text=xml_text, wiki_text=wiki_text)
     job = JobSettings.checked(text_column, id_column, keep_columns, on_error, batch_size, rows_per_part, normalize,
                               prompt_name, prompt, precision=precision, truncate_dim=truncate_dim, ranges=ranges,
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,

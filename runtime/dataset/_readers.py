@@ -24,11 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import _archives
+from . import _archives, _wiki
 from . import _storage as storage
-from ._as_text import BY_NAME, attachment_reader, binary_kind, kind_of
+from ._as_text import BY_NAME, attachment_reader, binary_kind, kind_of, markup_text
 from ._eml import HEAD, Attachment, eml_text, looks_like_message, unnamed_message
-from ._html import html_text
 from ._mbox import OPENS, message_row
 from ._pdf import pdf_text_later
 from ._sources import (
@@ -127,8 +126,8 @@ def read_slices(
 
     def finish(table: pa.Table) -> pa.Table:
         nonlocal first
-        if plan.html_rows:  # rows of HTML pages: their visible text is what is embedded (a kept column stays as it is)
-            texts = [None if t is None else html_text(t) for t in table.column(TEXT).to_pylist()]
+        if plan.rows_as:  # rows of HTML or wikitext: their text is what is embedded (a kept column stays as it is)
+            texts = [None if t is None else markup_text(plan.rows_as, t) for t in table.column(TEXT).to_pylist()]
             table = table.set_column(table.schema.get_field_index(TEXT), TEXT, pa.array(texts, pa.string()))
         ids = table.column(id_column) if id_column else pa.array(range(first, first + table.num_rows), pa.int64())
         first += table.num_rows
@@ -173,7 +172,7 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
         elif plan.format is InputFormat.MBOX:
             slices = _read_mbox(one, rows, source, columns, out, _attachment(plan))
         elif plan.format is InputFormat.XML:
-            slices = _read_xml(one, rows, source, columns, out, plan.xml_records)
+            slices = _read_xml(one, rows, source, columns, out, plan.xml_records, plan.wiki_pages)
         else:
             slices = _read_csv(one, rows, source, columns, plan.csv_delimiter, out)
         yield from (_assembled(plan, full) for full in slices)
@@ -372,7 +371,7 @@ def _text_of(path: str, as_text: tuple[str, ...], attachment: Attachment | None)
                               f"{where}; give the documents' names as a glob ('docs/**/*.md') or --on-error skip")  # fmt: skip
             if not block:
                 text = "".join(pieces).removeprefix("\ufeff")
-                return (html_text(text) if kind is not None and kind.name == "html" else text), None
+                return (markup_text(kind.name, text) if kind is not None else text), None
             at += len(block)
 
 
@@ -455,19 +454,28 @@ def _read_mbox(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[
 
 
 def _read_xml(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,
-              tags: tuple[str, ...]) -> Iterator[_Rows]:  # fmt: skip
+              tags: tuple[str, ...], wiki_pages: bool = False) -> Iterator[_Rows]:  # fmt: skip
+    """An XML file's records; ``wiki_pages``: a MediaWiki export's articles (``_wiki.page_row``), the
+    other pages passed over as the planning scan passed over them."""
     opens = records_opening(tags)
     names = frozenset(c for c in (*columns, *source.columns) if c != "text")
+    if wiki_pages:
+        with storage.reading(shard.path) as f:
+            namespaces = _wiki.Namespaces.of_site(f.read(_wiki.SITE_HEAD))  # the wiki's names of files, categories
+        yield from _read_records(shard, part, source, columns, out, lambda raw: opens.match(raw) is not None, True,
+                                 lambda raw: _wiki.page_row(raw, names, namespaces), _wiki.is_article)  # fmt: skip
+        return
     yield from _read_records(shard, part, source, columns, out, lambda raw: opens.match(raw) is not None, True,
                              lambda raw: record_row(raw, names))  # fmt: skip
 
 
 def _read_records(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,
                   opens: Callable[[bytes], bool], with_opening: bool,
-                  row: Callable[[bytes], tuple[dict[str, Any], str | None]]) -> Iterator[_Rows]:  # fmt: skip
+                  row: Callable[[bytes], tuple[dict[str, Any], str | None]],
+                  keep: Callable[[bytes], bool] | None = None) -> Iterator[_Rows]:  # fmt: skip
     """The rows of a part of a file of records (``_records``), each record's columns (or why it has
     none) as ``row`` reads them."""
-    for line, raw in _records(shard, part, opens, with_opening):
+    for line, raw in _records(shard, part, opens, with_opening, keep):
         if out.full():
             yield out.take()
         values, bad = row(raw)
@@ -476,10 +484,11 @@ def _read_records(shard: Shard, part: PartSpec, source: TextSource, columns: tup
 
 
 def _records(shard: Shard, part: PartSpec, opens: Callable[[bytes], bool], with_opening: bool,
-             ) -> Iterator[tuple[int, bytes]]:  # fmt: skip
+             keep: Callable[[bytes], bool] | None = None) -> Iterator[tuple[int, bytes]]:  # fmt: skip
     """(line of its opening line, its lines: after that one, or from it ``with_opening``) for each
     record of a part of a file whose records each begin on a line that ``opens`` picks (an mbox's
-    ``From `` lines, an XML file's records' opening tags)."""
+    ``From `` lines, an XML file's records' opening tags); ``keep``: only the records it takes (as the
+    planning scan took them)."""
     with storage.reading(shard.path) as f:
         f.seek(part.byte_offset)
         line, left = part.first_line, part.rows
@@ -488,15 +497,17 @@ def _records(shard: Shard, part: PartSpec, opens: Callable[[bytes], bool], with_
         for raw in f:
             if opens(raw):
                 if held is not None:
-                    yield at, b"".join(held)
-                    left -= 1
-                    if not left:
-                        return
+                    record = b"".join(held)
+                    if keep is None or keep(record):
+                        yield at, record
+                        left -= 1
+                        if not left:
+                            return
                 held, at = [raw] if with_opening else [], line
             elif held is not None:
                 held.append(raw)
             line += 1
-        if held is not None and left:
+        if held is not None and left and (keep is None or keep(b"".join(held))):
             yield at, b"".join(held)
 
 

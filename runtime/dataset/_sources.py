@@ -32,7 +32,7 @@ from .._errors import EmbedrtError
 from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
-from . import _archives, _mbox, _xml
+from . import _archives, _mbox, _wiki, _xml
 from . import _storage as storage
 from ._as_text import KINDS
 from ._pdf import check_ocr, check_pdfium
@@ -234,9 +234,17 @@ class Plan:
         return self.delimiter or _DELIMITERS.get(self.format, ",")
 
     @property
-    def html_rows(self) -> bool:
-        """Whether each row's text is HTML, read as its visible text (``html_text`` on a text or table file)."""
-        return "html" in self.as_text and self.format not in (InputFormat.DOCUMENTS, InputFormat.MBOX)
+    def rows_as(self) -> str | None:
+        """The markup each row's text is in, read as its text: "html" (``html_text`` on a text, table or XML
+        file), "wiki" (``wiki_text``, but on a MediaWiki export's pages, read so by their own reader); else None."""
+        if self.format in (InputFormat.DOCUMENTS, InputFormat.MBOX) or self.wiki_pages:
+            return None
+        return next((k for k in ("html", "wiki") if k in self.as_text), None)
+
+    @property
+    def wiki_pages(self) -> bool:
+        """Whether the rows are a MediaWiki export's articles, read as wikitext (``_wiki.page_row``)."""
+        return "wiki" in self.as_text and self.xml_records == (_wiki.PAGE,)
 
     @property
     def rows(self) -> int:
@@ -663,19 +671,22 @@ def plan_input(
     is a row (``find_documents``), its columns ``DOCUMENT_COLUMNS``; a part holds ``rows_per_part``
     documents on average, ending after one whose path's hash hits, so that a document added or
     removed changes the part it lies in only; ``as_text``: the kinds of documents read as their text
-    (``_as_text.asked``: HTML pages, PDFs, Office and OpenDocument files, EPUB books); ``ocr``:
+    (``_as_text.asked``: HTML pages, PDFs, Office and OpenDocument files, EPUB books ...; "html" or "wiki"
+    without documents: rows' text is read as that markup, ``Plan.rows_as``, a MediaWiki export's pages
+    as articles, ``Plan.wiki_pages``); ``ocr``:
     PDFs' pages without text are read by OCR; ``attachments``: e-mail messages' attachments of those
     kinds are read into their message's text (documents with ``eml`` among the kinds, or mailboxes);
     ``archives``: zip and tar archives among the documents are read as folders of them (``find_documents``),
     and with ``attachments`` the files of those attached to messages are read as attachments are.
     ``xml_records``: an XML file's rows are its elements of these names, each opened on a line of its
-    own (``_xml.record_row``)."""
+    own (``_xml.record_row``); with "wiki" and the records ``page``: a MediaWiki export's articles
+    (``_wiki.page_row``; other pages are not rows)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
     check_delimiter(delimiter)
     for kind in KINDS:
-        if kind.name in as_text and not documents and not attachments and kind.name != "html":  # rows of HTML: below
+        if kind.name in as_text and not documents and not attachments and kind.name not in ("html", "wiki"):  # rows: below
             raise InputError(f"{kind.name}_text (--{kind.name}-text) reads {kind.documents} documents as their text: it "
                              f"needs documents=True (--documents)")  # fmt: skip
     if attachments and ((documents and "eml" not in as_text) or len(set(as_text) - {"eml"}) == 0):
@@ -692,6 +703,8 @@ def plan_input(
         check_ocr()  # installed, before the scan
     if "image" in as_text:
         check_ocr("image_text (--image-text) reads images' text")
+    if "wiki" in as_text:
+        _wiki.check_installed()
     with storage.listing():  # the objects listed keep their listing's stamps, taken below: no request each
         if documents:
             fmt, content_cuts = InputFormat.DOCUMENTS, True
@@ -699,16 +712,23 @@ def plan_input(
         else:
             fmt, files = find_inputs(spec, exclude)
             doc_names = [""] * len(files)
+        if fmt is InputFormat.XML and "wiki" in as_text and not xml_records:
+            xml_records = (_wiki.PAGE,)  # wikitext in XML: a MediaWiki export's pages
         if (fmt is InputFormat.XML) != bool(xml_records):
             raise InputError(
                 f"xml_record (--xml-record) {','.join(xml_records)!r} names the elements of an XML file that are its rows; "
                 f"this input is {fmt.value}" if xml_records else
                 f"{files[0]} is XML: pass --xml-record NAME (xml_record=) to read a row per element NAME in it (a "
                 "PubMed baseline file's PubmedArticle), or --documents --xml-text to read each file as one text")  # fmt: skip
-        if "html" in as_text and not documents and not attachments and fmt is InputFormat.MBOX:
-            raise InputError("html_text (--html-text) reads HTML pages as their visible text: documents (--documents), "
-                             "rows of a text, table or XML file, or e-mail attachments (--attachment-text); a mailbox's "
-                             "messages are read as their text already")  # fmt: skip
+        for name, markup in (("html", "HTML pages as their visible text"), ("wiki", "wikitext as its text")):
+            if name in as_text and not documents and not attachments and fmt is InputFormat.MBOX:
+                raise InputError(f"{name}_text (--{name}-text) reads {markup}: documents (--documents), rows of a "
+                                 "text, table or XML file, or e-mail attachments (--attachment-text); a mailbox's "
+                                 "messages are read as their text already")  # fmt: skip
+        if {"html", "wiki"} <= set(as_text) and not documents and not attachments:
+            raise InputError("html_text (--html-text) and wiki_text (--wiki-text) each read rows' text as their markup: "
+                             "rows are in one of them; ask for the one they are in")  # fmt: skip
+        wiki_pages = "wiki" in as_text and fmt is InputFormat.XML and xml_records == (_wiki.PAGE,)
         if delimiter is not None and fmt not in _DELIMITERS:
             raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
                              f"{fmt.value}")  # fmt: skip
@@ -732,7 +752,8 @@ def plan_input(
             record.start({"format": fmt.value, "rows_per_part": rows_per_part, "delimiter": delimiter,
                           "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl,
                           "cuts": "content" if content_cuts else "rows",
-                          **({"xml_records": list(xml_records)} if xml_records else {})})  # fmt: skip
+                          **({"xml_records": list(xml_records)} if xml_records else {}),
+                          **({"records_kept": "wiki articles"} if wiki_pages else {})})  # fmt: skip
         stamps = storage.scan_stamp_rows(files) if record is not None else None
     rows = record.rows(files, stamps) if record is not None and stamps is not None else np.full(len(files), -1)
     if documents:
@@ -753,7 +774,8 @@ def plan_input(
         def scan(named: int) -> _Found:  # objects are scanned several at once: tell from one thread at a time
             return _scan_file(unknown[named], fmt, 0, _Cuts(rows_per_part, content_cuts), delimiter, wanted, every,
                               lambda n: _locked(told, tell, n), record, log, named, len(unknown),
-                              tuple(stamps[at[named]].tolist()) if stamps is not None else None, xml_records)  # fmt: skip
+                              tuple(stamps[at[named]].tolist()) if stamps is not None else None, xml_records,
+                              wiki_pages)  # fmt: skip
 
         scans = storage.each_ahead(scan, range(len(unknown)), [is_uri(u) for u in unknown])
         first_row = 0
@@ -806,7 +828,7 @@ def _locked(lock: threading.Lock, fn: Callable[[int], None], n: int) -> None:
 def _scan_file(
     path: str, fmt: InputFormat, first_row: int, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...],
     every: bool, tell: Callable[[int], None], record: ScanRecord | None, log: Any, named: int, to_scan: int,
-    planned: tuple[int, ...] | None = None, xml_records: tuple[str, ...] = (),
+    planned: tuple[int, ...] | None = None, xml_records: tuple[str, ...] = (), wiki_pages: bool = False,
 ) -> _Found:
     """Read one file: its shard (stamped), its parts' (row, offset, line) and hashes, and (JSONL) the
     JSON kinds of the ``wanted`` keys (of every key with ``every``) over its rows; kept in ``record``.
@@ -831,7 +853,11 @@ def _scan_file(
     elif fmt is InputFormat.XML:
         opens = _xml.records_opening(xml_records)
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_xml(opens, d, b),
-                                              _check_xml, ("text",))  # fmt: skip
+                                              _check_xml, ("text",), _wiki.is_article if wiki_pages else None)  # fmt: skip
+        if not shard.rows and wiki_pages:
+            raise InputError(f"{path} has no article: no <page> of the main namespace (<ns>0</ns>) that is not a redirect "
+                             "(--wiki-text reads a MediaWiki export's articles, each page's element opened on a line of "
+                             "its own, as Wikipedia's dumps and Special:Export write them)")  # fmt: skip
         if not shard.rows:
             raise InputError(f"{path} has no line that opens a <{'>, <'.join(xml_records)}> element (--xml-record): "
                              "each record is found where a line begins with its opening tag (after its indentation), "
@@ -1056,13 +1082,15 @@ _MESSAGE_KEY = 64 << 10  # a message's content hash (content-defined parts) is o
 
 def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
                   opening: Callable[[bytes, np.ndarray], np.ndarray], check: Callable[[str, Any], None],
-                  columns: tuple[str, ...]) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
+                  columns: tuple[str, ...], keep: Callable[[bytes], bool] | None = None,
+                  ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
     """Rows = the records of a file whose records each begin on a line that ``opening`` picks (an
     mbox's messages, ``_mbox``: a line beginning ``From ``; an XML file's records), cut into parts by
     ``cuts``, as ``_scan_lines`` cuts lines; ``check`` refuses a file that is not of the kind. A
     record's content hash is of its first ``_MESSAGE_KEY`` bytes, a message's headers (Message-ID,
     Date) among them: the ``From `` lines alone repeat (a mail client writes one date for a whole
-    folder it saves), which would leave every cut to the forced ones and make an edit move no part."""
+    folder it saves), which would leave every cut to the forced ones and make an edit move no part.
+    ``keep``: only the records it takes by those bytes are rows (a MediaWiki export's articles)."""
     h = hashlib.sha256()
     ph = _PartHashes()
     starts: list[tuple[int, int, int]] = []
@@ -1096,12 +1124,14 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
                 at = int(begins[k])
                 if opened is not None:
                     key += data[fed:min(at, fed + _MESSAGE_KEY - len(key))]
-                    found.append((*opened, zlib.crc32(key, _SEED)))
+                    if keep is None or keep(bytes(key)):
+                        found.append((*opened, zlib.crc32(key, _SEED)))
                 opened, key, fed = (base + at, lines + 1 + k), bytearray(), at
             if opened is not None:
                 key += data[fed:min(complete, fed + max(0, _MESSAGE_KEY - len(key)))]
                 if len(key) >= _MESSAGE_KEY or not block:  # known now: marked, so its bytes need not be held
-                    found.append((*opened, zlib.crc32(key, _SEED)))
+                    if keep is None or keep(bytes(key)):
+                        found.append((*opened, zlib.crc32(key, _SEED)))
                     opened = None
             emit(found)
             lines += len(begins)
