@@ -145,9 +145,13 @@ def test_a_mediawiki_dump_is_a_row_per_article(tmp_path: Path, tiny_bert_bundle:
     assert cdc.rows == len(want) and pq.read_table(tmp_path / "cdc").column("id").to_pylist() == [i for i, _ in want]
     every = embed_dataset(dump, tmp_path / "pages", tiny_bert_bundle, xml_record="page", **kw)  # without: every page
     assert every.rows == 40
-    raw = SITE.encode() + pages[0][0].encode()
-    assert page_row(raw[raw.index(b"  <page>"):], frozenset({"id", "ns"}))[0] == {
-        "id": "100", "ns": "0", "text": pages[0][1]}
+    raw = pages[0][0].encode()
+    assert page_row(raw, frozenset({"id", "ns"}))[0] == {"id": "100", "ns": "0", "text": pages[0][1]}
+    # a history dump's page: its revisions in order, the last one is the page's text now
+    old = b"    <revision>\n      <id>1</id>\n      <text>Old [[words]].</text>\n    </revision>\n"
+    at = raw.index(b"    <revision>")
+    assert page_row(raw[:at] + old + raw[at:])[0]["text"] == pages[0][1]
+    assert page_row(raw.replace(b"</revision>", b"</revision>\n" + old.strip(b" ")))[0]["text"] == "River 0\n\nOld words."
 
 
 def test_wikitext_documents_and_rows(tmp_path: Path, tiny_bert_bundle: Path) -> None:
