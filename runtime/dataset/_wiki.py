@@ -62,6 +62,12 @@ _MAGIC = re.compile(r"__[A-Z]+__")
 # end, a line's; a run of them is one break, a paragraph's if any is
 _PARA, _LINE = "\ufdd3", "\ufdd4"
 _BREAKS = re.compile(f"[ \t]*[{_PARA}{_LINE}][ \t{_PARA}{_LINE}\n]*")
+# references and comments, cut out before parsing (as MediaWiki's preprocessor does): they are a third
+# of an article's wikitext, and the parser's tree of their citation templates most of its time. A
+# comment alone on its line takes the line with it.
+_REFS = re.compile(r"<ref\b[^>]*?/>|<ref\b[^>]*>.*?</ref\s*>", re.S | re.I)
+_COMMENT_LINES = re.compile(r"\n[ \t]*<!--.*?-->[ \t]*(?=\n)", re.S)
+_COMMENTS = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _MARKS = str.maketrans(dict.fromkeys(map(ord, _PARA + _LINE)))
 _NEWLINES = re.compile(r"[ \t]*\n(?:[ \t]*\n)*[ \t]*")
 # an HTML tag the parser left as text (not closed, or closed without being opened): not shown
@@ -125,7 +131,8 @@ def wikitext_text(source: str, title: str | None = None, namespaces: Namespaces 
 
     # bold and italic quotes are left as text and dropped below: parsed as tags, one left open would
     # hold the rest of the page (its headings too) inside it
-    code = mwparserfromhell.parse(source.translate(_MARKS), skip_style_tags=True)
+    source = _COMMENTS.sub("", _REFS.sub("", _COMMENT_LINES.sub("", source.translate(_MARKS))))
+    code = mwparserfromhell.parse(source, skip_style_tags=True)
     walk = _Walk(namespaces)
     walk.nodes(code.nodes)
     body = _tidy(_BREAKS.sub(_break, "".join(walk.out)))
