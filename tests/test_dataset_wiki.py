@@ -187,3 +187,29 @@ def test_wikitext_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     only_redirects.write_text(SITE + _page(1)[0] + _page(3)[0] + "</mediawiki>\n")
     with pytest.raises(InputError, match=r"r.xml has no article: no <page> of the main namespace"):
         embed_dataset(only_redirects, tmp_path / "a", tiny_bert_bundle, **kw)
+
+
+def test_a_page_its_parser_fails_on_is_a_bad_row(tmp_path: Path, tiny_bert_bundle: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from embedrt.dataset import _wiki
+
+    real = _wiki.wikitext_text
+
+    def failing(source: str, *args: Any) -> str:
+        if "BOOM" in source:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(source, *args)
+
+    monkeypatch.setattr(_wiki, "wikitext_text", failing)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "a [[b]]"}\n{"text": "BOOM"}\n{"text": "c"}\n')
+    s = embed_dataset(rows, tmp_path / "rows", tiny_bert_bundle, wiki_text=True, on_error="null", progress=False)
+    assert (s.rows, s.bad_rows) == (3, 1)
+    assert s.bad_examples[0]["reason"] == "a wikitext page that its reader failed on (RecursionError: maximum recursion depth exceeded)"
+    assert pq.read_table(tmp_path / "rows").column("embedding").null_count == 1
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.wiki").write_text("BOOM")
+    (tmp_path / "docs" / "b.wiki").write_text("fine")
+    s = embed_dataset(tmp_path / "docs", tmp_path / "docs-out", tiny_bert_bundle, documents=True, wiki_text=True,
+                      on_error="skip", progress=False)  # fmt: skip
+    assert (s.rows, s.bad_rows, s.written) == (2, 1, 1)

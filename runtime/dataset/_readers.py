@@ -127,8 +127,7 @@ def read_slices(
     def finish(table: pa.Table) -> pa.Table:
         nonlocal first
         if plan.rows_as:  # rows of HTML or wikitext: their text is what is embedded (a kept column stays as it is)
-            texts = [None if t is None else markup_text(plan.rows_as, t) for t in table.column(TEXT).to_pylist()]
-            table = table.set_column(table.schema.get_field_index(TEXT), TEXT, pa.array(texts, pa.string()))
+            table = _as_markup(table, plan.rows_as)
         ids = table.column(id_column) if id_column else pa.array(range(first, first + table.num_rows), pa.int64())
         first += table.num_rows
         out = {"id": ids, **{c: table.column(c) for c in keep_columns},
@@ -148,6 +147,19 @@ def read_slices(
     for table in tables:
         yield finish(table)
     plan.check_unchanged(part)  # after its last slice and before the part is written whole: not kept
+
+
+def _as_markup(table: pa.Table, kind: str) -> pa.Table:
+    """The rows' texts read as the markup ``kind`` ("html", "wiki"); a text its reader fails on is a bad row."""
+    texts, bad = table.column(TEXT).to_pylist(), table.column(BAD).to_pylist()
+    for i, t in enumerate(texts):
+        if t is not None:
+            try:
+                texts[i] = markup_text(kind, t)
+            except Exception as e:  # the reader's fault or the text's: that row is a bad row, the others go on
+                texts[i], bad[i] = None, f"{BY_NAME[kind].one} that its reader failed on ({type(e).__name__}: {e})"
+    table = table.set_column(table.schema.get_field_index(TEXT), TEXT, pa.array(texts, pa.string()))
+    return table.set_column(table.schema.get_field_index(BAD), BAD, pa.array(bad, pa.string()))
 
 
 def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...],
@@ -371,7 +383,12 @@ def _text_of(path: str, as_text: tuple[str, ...], attachment: Attachment | None)
                               f"{where}; give the documents' names as a glob ('docs/**/*.md') or --on-error skip")  # fmt: skip
             if not block:
                 text = "".join(pieces).removeprefix("\ufeff")
-                return (markup_text(kind.name, text) if kind is not None else text), None
+                if kind is None:
+                    return text, None
+                try:
+                    return markup_text(kind.name, text), None
+                except Exception as e:  # the reader's fault or the document's: a bad row
+                    return None, f"{kind.one} that its reader failed on ({type(e).__name__}: {e})"
             at += len(block)
 
 

@@ -65,8 +65,9 @@ _BREAKS = re.compile(f"[ \t]*[{_PARA}{_LINE}][ \t{_PARA}{_LINE}\n]*")
 # references and comments, cut out before parsing (as MediaWiki's preprocessor does): they are a third
 # of an article's wikitext, and the parser's tree of their citation templates most of its time. A
 # comment alone on its line takes the line with it.
-_REFS = re.compile(r"<ref\b[^>]*?/>|<ref\b[^>]*>.*?</ref\s*>", re.S | re.I)
-_COMMENT_LINES = re.compile(r"\n[ \t]*<!--.*?-->[ \t]*(?=\n)", re.S)
+# (each match stops at the first place it could end, so that a page of unclosed tags costs linear time)
+_REFS = re.compile(r"<ref\b[^>/]*(?:/(?!>)[^>/]*)*/>|<ref\b[^>]*>[^<]*(?:<(?!/?ref\b)[^<]*)*</ref\s*>", re.I)
+_COMMENT_LINES = re.compile(r"\n[ \t]*<!--(?:[^-]|-(?!->))*-->[ \t]*(?=\n)")
 _COMMENTS = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _MARKS = str.maketrans(dict.fromkeys(map(ord, _PARA + _LINE)))
 _NEWLINES = re.compile(r"[ \t]*\n(?:[ \t]*\n)*[ \t]*")
