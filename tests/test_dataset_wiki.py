@@ -156,6 +156,26 @@ def test_a_mediawiki_dump_is_a_row_per_article(tmp_path: Path, tiny_bert_bundle:
     assert page_row(raw.replace(b"</revision>", b"</revision>\n" + old.strip(b" ")))[0]["text"] == "River 0\n\nOld words."
 
 
+def test_a_dumps_parts_read_on_one_stream_with_its_sites_names(tmp_path: Path, tiny_bert_bundle: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from embedrt.dataset import _storage
+
+    site = SITE.replace(">File<", ">Datei<").replace(">Category<", ">Kategorie<")
+    pages = "".join(_page(i)[0].replace("[[Category:Rivers]]", "[[Datei:F.jpg|mini|Bild]][[Kategorie:Fluss]]")
+                    for i in range(30))  # fmt: skip
+    dump = tmp_path / "dewiki-pages-articles.xml.bz2"
+    dump.write_bytes(bz2.compress((site + pages + "</mediawiki>\n").encode()))
+    restarts: list[int] = []  # the streams (decompressed from the file's start) each time one starts again
+    start = _storage._Decompressed._restart
+    monkeypatch.setattr(_storage._Decompressed, "_restart", lambda self: (restarts.append(id(self)), start(self))[1])
+    s = embed_dataset(dump, tmp_path / "out", tiny_bert_bundle, wiki_text=True, rows_per_part=3, keep_columns="text",
+                      progress=False)  # fmt: skip
+    want = [text for i in range(30) if (text := _page(i)[1]) is not None]
+    assert s.parts == 6 and pq.read_table(tmp_path / "out").column("text").to_pylist() == want
+    # the scan, the parts (forward on one stream), the site's names (once): no stream for each part, none gone back
+    assert len(restarts) == len(set(restarts)) == 3
+
+
 def test_wikitext_documents_and_rows(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     src = tmp_path / "wiki"
     src.mkdir()

@@ -1078,6 +1078,8 @@ def _scan_lines(
 
 
 _MESSAGE_KEY = 64 << 10  # a message's content hash (content-defined parts) is of its first so many bytes
+# a MediaWiki page is a row or not by its first bytes, which the scan holds (``_scan_records``' ``keep``)
+assert _wiki.RECORD_HEAD <= _MESSAGE_KEY
 
 
 def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
