@@ -76,6 +76,8 @@ def test_wikitext_is_the_text_a_reader_sees() -> None:
     assert wikitext_text("<div class='x'>Text.<br>More.</span>") == "Text.\nMore."
     assert wikitext_text("A ''b\n\n== See also ==\n* x") == "A b"  # an italic left open: no tag holds the rest
     assert wikitext_text("* one\nTwo.\n\nThree\nfour.") == "one\nTwo.\n\nThree four."
+    assert wikitext_text("Run:\n<syntaxhighlight lang=sh>\nmake\nmake install\n</syntaxhighlight>\n<poem>a\nb</poem>") == (
+        "Run:\n\nmake\nmake install\n\na\nb")
     # a comment alone on its line goes with its line (one paragraph); a reference's name may hold a slash
     assert wikitext_text("End.<ref name=\"a/b\">x</ref>\n<!-- why\n-->\nNext.<ref name=a/>") == "End. Next."
 

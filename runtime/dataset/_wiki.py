@@ -5,7 +5,8 @@ whose text is wikitext, and the pages of a MediaWiki XML export (Wikipedia's ``p
 
 Parsed with mwparserfromhell (the ``dataset`` extra). Kept: the text of paragraphs, lists (an item a
 line), headings (a paragraph each), table rows (a line each, cells a tab apart), links' shown text,
-bold and italic text, preformatted and ``nowiki`` text, HTML entities decoded. Left out: templates
+bold and italic text, preformatted text, poems and code a line a line, ``nowiki`` text, HTML entities
+decoded. Left out: templates
 (infoboxes, navboxes, citation templates, parser functions; their output is MediaWiki's to compute),
 references (``<ref>``) and the reference list, images and other files, categories, interlanguage
 links, comments, formulas (``<math>``), galleries, magic words, and the sections a reader of the text
@@ -37,7 +38,8 @@ _DROPPED_TAGS = frozenset({
 })  # fmt: skip
 _ROW_TAGS = frozenset({"tr"})
 _ITEM_TAGS = frozenset({"li", "dt", "dd"})
-_BLOCK_TAGS = frozenset({"p", "div", "blockquote", "pre", "poem", "center", "ul", "ol", "dl"})
+_LINES_KEPT = frozenset({"pre", "poem", "syntaxhighlight", "source"})  # each line of its text a line
+_BLOCK_TAGS = frozenset({"p", "div", "blockquote", "center", "ul", "ol", "dl", *_LINES_KEPT})
 _CELL_TAGS = frozenset({"td", "th"})
 _BREAK_TAGS = frozenset({"br", "hr"})
 # templates that show their first parameter as text, their second, or a quantity and its unit ({{convert|5|km}})
@@ -130,9 +132,9 @@ def wikitext_text(source: str, title: str | None = None, namespaces: Namespaces 
     """The text of a page of wikitext (as the module says), after its ``title`` where given."""
     import mwparserfromhell
 
-    # bold and italic quotes are left as text and dropped below: parsed as tags, one left open would
-    # hold the rest of the page (its headings too) inside it
     source = _COMMENTS.sub("", _REFS.sub("", _COMMENT_LINES.sub("", source.translate(_MARKS))))
+    # bold and italic quotes are left as text and dropped from it (``_QUOTES``): parsed as tags, one
+    # left open would hold the rest of the page (its headings too) inside it
     code = mwparserfromhell.parse(source, skip_style_tags=True)
     walk = _Walk(namespaces)
     walk.nodes(code.nodes)
@@ -148,6 +150,7 @@ class _Walk:
         self.out: list[str] = []
         self.skipping = 0  # the level of the apparatus section being left out, else 0
         self.item = False  # in a list item: its line ends at the next line break
+        self.lines = 0  # inside preformatted text, a poem, a code listing: its line breaks are kept
 
     def nodes(self, nodes: Any) -> None:
         from mwparserfromhell import nodes as n
@@ -201,7 +204,11 @@ class _Walk:
             self.nodes(node.get(str(k)).value.nodes)
 
     def text(self, value: str) -> None:
-        """Running text: a blank line ends a paragraph; a line break is a space, but at a list item's end."""
+        """Running text: a blank line ends a paragraph; a line break is a space, but at a list item's end
+        and in preformatted text."""
+        if self.lines:
+            self.out.append(value.replace("\n", _LINE))
+            return
         if self.item and "\n" in value:
             line, value = value.split("\n", 1)
             self.out.append(line + _LINE)
@@ -242,8 +249,11 @@ class _Walk:
             self.out.append(_LINE + (self.inline(node.contents) if node.contents is not None else "") + _LINE)
         elif tag in _BLOCK_TAGS:
             self.out.append(_PARA)
+            lines = tag in _LINES_KEPT
+            self.lines += lines
             if node.contents is not None:
                 self.nodes(node.contents.nodes)
+            self.lines -= lines
             self.out.append(_PARA)
         elif node.contents is not None:  # lists' content, spans, divs, nowiki, pre, blockquote ...
             self.nodes(node.contents.nodes)
