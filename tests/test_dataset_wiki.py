@@ -15,7 +15,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("mwparserfromhell")
 
 from embedrt.dataset import InputError, OutputError, embed_dataset  # noqa: E402
-from embedrt.dataset._wiki import Namespaces, is_article, page_row, wikitext_text  # noqa: E402
+from embedrt.dataset._wiki import Site, is_article, page_row, wikitext_text  # noqa: E402
 
 PAGE = """{{Infobox river
 | name = Vltava
@@ -87,7 +87,7 @@ def test_a_wikis_own_names_for_files_and_categories() -> None:
             b'Medium</namespace>\n      <namespace key="6" case="first-letter">Datei</namespace>\n      <namespace '
             b'key="14" case="first-letter">Kategorie</namespace>\n    </namespaces>\n  </siteinfo>\n')  # fmt: skip
     text = "Die [[Moldau]] [[Datei:M.jpg|mini|Bild]] fließt.[[Kategorie:Fluss]][[:Kategorie:Fluss|Flüsse]]"
-    assert wikitext_text(text, None, Namespaces.of_site(site)) == "Die Moldau fließt.Flüsse"
+    assert wikitext_text(text, None, Site.of_site(site)) == "Die Moldau fließt.Flüsse"
     assert wikitext_text("[[Image:M.jpg|thumb|x]][[Category:C]][[fr:Vltava]][[wikt:river|river]]") == "river"
     assert wikitext_text(text) == "Die Moldau mini|Bild fließt.Kategorie:FlussFlüsse"  # only the canonical names known
 
@@ -102,6 +102,7 @@ def test_a_page_is_an_article_by_its_namespace_and_redirect() -> None:
 SITE = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" version="0.11" xml:lang="en">
   <siteinfo>
     <sitename>Wikipedia</sitename>
+    <base>https://en.wikipedia.org/wiki/Main_Page</base>
     <namespaces>
       <namespace key="0" case="first-letter" />
       <namespace key="6" case="first-letter">File</namespace>
@@ -133,7 +134,7 @@ def test_a_mediawiki_dump_is_a_row_per_article(tmp_path: Path, tiny_bert_bundle:
     dump = tmp_path / "enwiki-20260101-pages-articles.xml.bz2"
     dump.write_bytes(bz2.compress((SITE + "".join(x for x, _ in pages) + "</mediawiki>\n").encode()))
     want = [(str(100 + i), text) for i, (_, text) in enumerate(pages) if text is not None]
-    kw: dict[str, Any] = {"id_column": "id", "keep_columns": "text,title,timestamp", "rows_per_part": 4,
+    kw: dict[str, Any] = {"id_column": "id", "keep_columns": "text,title,timestamp,url", "rows_per_part": 4,
                           "progress": False}  # fmt: skip
     s = embed_dataset(dump, tmp_path / "out", tiny_bert_bundle, wiki_text=True, **kw)  # xml_record "page" implied
     assert (s.rows, s.parts, s.bad_rows) == (len(want), -(-len(want) // 4), 0)
@@ -141,6 +142,8 @@ def test_a_mediawiki_dump_is_a_row_per_article(tmp_path: Path, tiny_bert_bundle:
     assert list(zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True)) == want
     assert table.column("title").to_pylist()[:2] == ["River 0", "River 2"]
     assert table.column("timestamp").to_pylist()[0] == "2024-01-01T00:00:00Z"  # the revision's
+    assert table.column("url").to_pylist()[:2] == ["https://en.wikipedia.org/wiki/River_0",
+                                                   "https://en.wikipedia.org/wiki/River_2"]
     again = embed_dataset(dump, tmp_path / "out", tiny_bert_bundle, wiki_text=True, xml_record="page", **kw)
     assert (again.parts_resumed, again.rows_embedded) == (s.parts, 0)
     with pytest.raises(OutputError, match="option 'wiki'"):  # part of the identity
@@ -150,7 +153,10 @@ def test_a_mediawiki_dump_is_a_row_per_article(tmp_path: Path, tiny_bert_bundle:
     every = embed_dataset(dump, tmp_path / "pages", tiny_bert_bundle, xml_record="page", **kw)  # without: every page
     assert every.rows == 40
     raw = pages[0][0].encode()
-    assert page_row(raw, frozenset({"id", "ns"}))[0] == {"id": "100", "ns": "0", "text": pages[0][1]}
+    assert page_row(raw, frozenset({"id", "ns", "url"}))[0] == {"id": "100", "ns": "0", "url": None,
+                                                                "text": pages[0][1]}  # no site: no address
+    site = Site.of_site(b"<base>https://wiki.example.org/index.php?title=Main_Page</base>")
+    assert site.url("Café au lait (drink)/Recipe?") == "https://wiki.example.org/index.php?title=Caf%C3%A9_au_lait_(drink)/Recipe%3F"
     # a history dump's page: its revisions in order, the last one is the page's text now
     old = b"    <revision>\n      <id>1</id>\n      <text>Old [[words]].</text>\n    </revision>\n"
     at = raw.index(b"    <revision>")

@@ -97,7 +97,7 @@ def add_embed_dataset_parser(sub: Any) -> None:
         rows = {"html": "; with rows (.jsonl, .csv, .parquet ...): each row's text is an HTML page, read so",
                 "wiki": "; with rows (.jsonl, .csv, .parquet ...): each row's text is wikitext, read so; an .xml input "
                         "is a MediaWiki export (Wikipedia's pages-articles dumps, .xml.bz2 too), read a row per article "
-                        "(pages of the main namespace, no redirects): its title and text, columns id, title, timestamp"}.get(kind.name, "")
+                        "(pages of the main namespace, no redirects): its title and text, columns id, title, timestamp, url"}.get(kind.name, "")
         p.add_argument(f"--{kind.name}-text", action="store_true", help=f"with --documents: read {kind.help}{rows}")
     p.add_argument("--ocr", action="store_true",
                    help="with --pdf-text: read a PDF's pages without text (scanned) by OCR (RapidOCR: pip install "

@@ -256,7 +256,8 @@ def embed_dataset(
     row's text; an ``.xml`` ``input`` is a MediaWiki export (Wikipedia's ``pages-articles`` dumps,
     ``Special:Export``), read a row per article (``xml_record`` ``"page"``, implied): the pages of the
     main namespace that are not redirects, each row's ``text`` its title and its last revision's text,
-    its columns as ``xml_record`` reads them (``id``: the page's, ``title``, ``timestamp``).
+    its columns as ``xml_record`` reads them (``id``: the page's, ``title``, ``timestamp``) and ``url``
+    (the page's address, from the dump's ``<base>``).
     Rows are cut into parts of ``rows_per_part`` (default 10,000; documents: 100 on average, cut
     by their paths' hashes, so that a document added or removed recomputes its part only). Files of
     fewer rows share parts: a run of them is cut after a file whose name and content hash hits, up

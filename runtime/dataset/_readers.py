@@ -477,21 +477,22 @@ def _read_xml(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[s
     opens = records_opening(tags)
     names = frozenset(c for c in (*columns, *source.columns) if c != "text")
     if wiki_pages:
-        namespaces = _site_namespaces(shard.path, shard.sha256)
+        site = _wiki_site(shard.path, shard.sha256)
         yield from _read_records(shard, part, source, columns, out, lambda raw: opens.match(raw) is not None, True,
-                                 lambda raw: _wiki.page_row(raw, names, namespaces), _wiki.is_article)  # fmt: skip
+                                 lambda raw: _wiki.page_row(raw, names, site), _wiki.is_article)  # fmt: skip
         return
     yield from _read_records(shard, part, source, columns, out, lambda raw: opens.match(raw) is not None, True,
                              lambda raw: record_row(raw, names))  # fmt: skip
 
 
 @functools.lru_cache(maxsize=16)
-def _site_namespaces(path: str, sha256: str) -> _wiki.Namespaces:
-    """A MediaWiki export's names for its file and category namespaces (``sha256``: the file's, as
-    planned), read once a process from the file's beginning by a stream of its own: the one kept for
-    the parts (``storage.reading``) goes on forward from where the last part stopped."""
+def _wiki_site(path: str, sha256: str) -> _wiki.Site:
+    """A MediaWiki export's site (its names for its file and category namespaces, its address;
+    ``sha256``: the file's, as planned), read once a process from the file's beginning by a stream of
+    its own: the one kept for the parts (``storage.reading``) goes on forward from where the last part
+    stopped."""
     with storage.open_input(path) as f:
-        return _wiki.Namespaces.of_site(f.read(_wiki.SITE_HEAD))
+        return _wiki.Site.of_site(f.read(_wiki.SITE_HEAD))
 
 
 def _read_records(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,

@@ -17,6 +17,7 @@ reading", "Notes" ...). A paragraph ends in a blank line, as ``chunk_tokens`` wi
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any
 from xml.parsers import expat
 
@@ -28,7 +29,7 @@ _NS = re.compile(rb"<ns>\s*(-?\d+)\s*</ns>")
 _REDIRECT = re.compile(rb"<redirect[\s/>]")
 _REVISION = b"<revision"
 RECORD_HEAD = 64 << 10  # a page is an article or not by its first so many bytes (its title, namespace, redirect)
-SITE_HEAD = 1 << 20  # a dump's <siteinfo> (its namespaces' names) is in its first so many bytes
+SITE_HEAD = 1 << 20  # a dump's <siteinfo> (its namespaces' names, its address) is in its first so many bytes
 
 # tags whose content is not the article's text
 _DROPPED_TAGS = frozenset({
@@ -86,6 +87,7 @@ _SPACE_PUNCT = re.compile(r"[ \t]+(?=[,.;:!?](?:\s|$))")
 _BLANKS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 # siteinfo's names of the file (6), media (-2) and category (14) namespaces
 _SITE_NS = re.compile(rb'<namespace key="(-2|6|14)"[^>]*>([^<]+)</namespace>')
+_SITE_BASE = re.compile(rb"<base>([^<]+)</base>")
 
 
 def check_installed() -> None:
@@ -95,23 +97,36 @@ def check_installed() -> None:
     _installed("mwparserfromhell", "wiki_text (--wiki-text) reads wikitext with mwparserfromhell", "dataset")
 
 
-class Namespaces:
-    """The prefixes of links that are not text on a wiki: its files' and categories' namespaces, by
-    their canonical English names and (from a dump's ``<siteinfo>``) the wiki's own."""
+class Site:
+    """What a wiki's pages are read with: the prefixes of links that are not text (its files' and
+    categories' namespaces, by their canonical English names and, from a dump's ``<siteinfo>``, the
+    wiki's own), and where its pages are on the web (``<base>``: its main page's address)."""
 
-    def __init__(self, files: tuple[str, ...] = (), categories: tuple[str, ...] = ()) -> None:
+    def __init__(self, files: tuple[str, ...] = (), categories: tuple[str, ...] = (), base: str | None = None) -> None:
         self.files = frozenset(n.casefold() for n in (*_FILE_NAMES, *files))
         self.categories = frozenset(n.casefold() for n in (*_CATEGORY_NAMES, *categories))
+        # a page's address is this and its title: https://en.wikipedia.org/wiki/ or .../index.php?title=
+        self.prefix = None if not base else base.split("?title=")[0] + "?title=" if "?title=" in base else (
+            base.rsplit("/", 1)[0] + "/")
 
     @classmethod
-    def of_site(cls, head: bytes) -> Namespaces:
-        """A dump's namespaces, from the beginning of its file (where ``<siteinfo>`` is)."""
+    def of_site(cls, head: bytes) -> Site:
+        """A dump's site, from the beginning of its file (where ``<siteinfo>`` is)."""
         files: list[str] = []
         categories: list[str] = []
         for key, name in _SITE_NS.findall(head):
             text = _unescaped(name.decode("utf-8", "replace")).strip()
             (categories if key == b"14" else files).append(text)
-        return cls(tuple(files), tuple(categories))
+        base = _SITE_BASE.search(head)
+        return cls(tuple(files), tuple(categories), _unescaped(base.group(1).decode("utf-8", "replace")).strip()
+                   if base else None)  # fmt: skip
+
+    def url(self, title: str) -> str | None:
+        """A page's address, as MediaWiki writes it (spaces as underscores, percent-encoded but the
+        characters it leaves), or None where the dump does not say where its wiki is."""
+        if self.prefix is None:
+            return None
+        return self.prefix + urllib.parse.quote(title.replace(" ", "_"), safe=";@$!*(),/~:")
 
     def hidden(self, target: str) -> bool:
         """Whether a link to ``target`` shows no text of its own in the page: a file shown as an image,
@@ -125,10 +140,10 @@ class Namespaces:
         return name in self.files or name in self.categories or _INTERLANGUAGE.fullmatch(prefix.strip()) is not None
 
 
-_DEFAULT = Namespaces()
+_DEFAULT = Site()
 
 
-def wikitext_text(source: str, title: str | None = None, namespaces: Namespaces = _DEFAULT) -> str:
+def wikitext_text(source: str, title: str | None = None, site: Site = _DEFAULT) -> str:
     """The text of a page of wikitext (as the module says), after its ``title`` where given."""
     import mwparserfromhell
 
@@ -136,7 +151,7 @@ def wikitext_text(source: str, title: str | None = None, namespaces: Namespaces 
     # bold and italic quotes are left as text and dropped from it (``_QUOTES``): parsed as tags, one
     # left open would hold the rest of the page (its headings too) inside it
     code = mwparserfromhell.parse(source, skip_style_tags=True)
-    walk = _Walk(namespaces)
+    walk = _Walk(site)
     walk.nodes(code.nodes)
     body = _tidy(_BREAKS.sub(_break, "".join(walk.out)))
     return f"{title}\n\n{body}".strip() if title else body
@@ -145,8 +160,8 @@ def wikitext_text(source: str, title: str | None = None, namespaces: Namespaces 
 class _Walk:
     """The text of parsed wikitext's nodes, in order, into ``out``."""
 
-    def __init__(self, ns: Namespaces) -> None:
-        self.ns = ns
+    def __init__(self, site: Site) -> None:
+        self.site = site
         self.out: list[str] = []
         self.skipping = 0  # the level of the apparatus section being left out, else 0
         self.item = False  # in a list item: its line ends at the next line break
@@ -164,7 +179,7 @@ class _Walk:
                 self.text(_STRAY_TAGS.sub("", _QUOTES.sub("", _MAGIC.sub("", node.value))))
             elif isinstance(node, n.Wikilink):
                 target = str(node.title).strip()
-                if self.ns.hidden(target):
+                if self.site.hidden(target):
                     continue
                 if node.text is not None:
                     self.nodes(node.text.nodes)
@@ -339,10 +354,10 @@ class _Page:
 
 
 def page_row(raw: bytes, names: frozenset[str] = frozenset(),
-             namespaces: Namespaces = _DEFAULT) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+             site: Site = _DEFAULT) -> tuple[dict[str, Any], str | None]:  # fmt: skip
     """A MediaWiki export's ``<page>`` record read as a row: ``text``, its title and the text of its last
     revision's wikitext (``wikitext_text``), and the columns ``names`` (``id``: the page's, ``title``,
-    ``ns``, ``timestamp`` ...); or why it is not a row."""
+    ``ns``, ``timestamp`` ...; ``url``: its address on ``site``); or why it is not a row."""
     from ._xml import _malformed
 
     page = _Page(names)
@@ -357,10 +372,12 @@ def page_row(raw: bytes, names: frozenset[str] = frozenset(),
         if page.path or page.text is None:  # the page's element not closed: the record is cut or broken
             return {**dict.fromkeys(names), **page.found}, _malformed(e)
     values = {**dict.fromkeys(names), **page.found}
+    if "url" in names and values["url"] is None and page.title:
+        values["url"] = site.url(page.title)
     if page.text is None:
         return values, "a page without the text of a revision (<revision><text>)"
     try:
-        values["text"] = wikitext_text(page.text, page.title, namespaces)
+        values["text"] = wikitext_text(page.text, page.title, site)
     except Exception as e:  # mwparserfromhell's own failure on a page: that page is a bad row
         return values, f"wikitext the parser could not read ({type(e).__name__}: {e})"
     return values, None
