@@ -225,12 +225,12 @@ def test_xml_records_are_rows(tmp_path: Path, tiny_bert_bundle: Path, monkeypatc
 def test_xml_records_open_on_lines_their_name_begins_whole() -> None:
     import numpy as np
 
-    from embedrt.dataset._sources import _opening_xml
+    from embedrt.dataset._sources import _opening_by
     from embedrt.dataset._xml import records_opening
 
     data = b"<rows>\n  <row a='1'/>\n<rowset>\n\t<x:row>\n <row\n  <row>"  # the last line is not whole yet
     begins = np.array([0, 7, 22, 31, 40], np.int64)
-    assert _opening_xml(records_opening(("row",)), data, begins).tolist() == [False, True, False, True, True]
+    assert _opening_by(records_opening(("row",)), data, begins).tolist() == [False, True, False, True, True]
 
 
 def test_xml_record_input_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> None:

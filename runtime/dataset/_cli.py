@@ -18,6 +18,7 @@ from ._as_text import KINDS
 from ._batch import OnError
 from ._job import Backend, RayOptions, embed_dataset
 from ._mbox import COLUMNS
+from ._warc import COLUMNS as WET_COLUMNS
 from ._template import one_of_flags
 
 _EXAMPLES = """examples:
@@ -44,7 +45,7 @@ Read the result with pyarrow.parquet.read_table(OUTPUT).
 def add_embed_dataset_parser(sub: Any) -> None:
     p = sub.add_parser(
         "embed-dataset",
-        help="embed a whole corpus (txt/jsonl/csv/parquet/arrow/mbox/xml records, or a folder of documents) into a Parquet dataset, resumable",
+        help="embed a whole corpus (txt/jsonl/csv/parquet/arrow/mbox/wet/xml records, or a folder of documents) into a Parquet dataset, resumable",
         description="Embed every row of INPUT into the Parquet dataset folder OUTPUT (columns id, the kept "
         "columns, embedding), streaming with bounded memory, one part file per --rows-per-part rows, each "
         "written whole. Re-running the same command continues a killed job.",
@@ -52,7 +53,8 @@ def add_embed_dataset_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet/.arrow file, an .mbox mailbox (a row per message: "
-                   f"columns {', '.join(COLUMNS)}; a file without a suffix that begins 'From ' too) or an .xml file of "
+                   f"columns {', '.join(COLUMNS)}; a file without a suffix that begins 'From ' too), a Common Crawl "
+                   f"WET file (.warc.wet.gz: a row per page, columns {', '.join(WET_COLUMNS)}), an .xml file of "
                    "records (with --xml-record), a folder of them (a saved Hugging "
                    "Face dataset), or a quoted glob (with --documents: files of any name, each one text); "
                    "local, or an s3:// or gs:// URI")  # fmt: skip

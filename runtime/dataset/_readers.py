@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import _archives, _wiki
+from . import _archives, _warc, _wiki
 from . import _storage as storage
 from ._as_text import BY_NAME, attachment_reader, binary_kind, kind_of, markup_text
 from ._eml import HEAD, Attachment, eml_text, looks_like_message, unnamed_message
@@ -183,6 +183,9 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
             slices = _read_jsonl(one, rows, source, columns, out)
         elif plan.format is InputFormat.MBOX:
             slices = _read_mbox(one, rows, source, columns, out, _attachment(plan))
+        elif plan.format is InputFormat.WET:
+            slices = _read_records(one, rows, source, columns, out, _warc.opens, True, _warc.record_row,
+                                   _warc.is_text_record)  # fmt: skip
         elif plan.format is InputFormat.XML:
             slices = _read_xml(one, rows, source, columns, out, plan.xml_records, plan.wiki_pages)
         else:

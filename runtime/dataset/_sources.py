@@ -32,7 +32,7 @@ from .._errors import EmbedrtError
 from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
-from . import _archives, _mbox, _wiki, _xml
+from . import _archives, _mbox, _warc, _wiki, _xml
 from . import _storage as storage
 from ._as_text import KINDS
 from ._pdf import check_ocr, check_pdfium
@@ -54,6 +54,7 @@ class InputFormat(str, Enum):
     PARQUET = "parquet"
     ARROW = "arrow"  # Arrow IPC, file or stream format (Hugging Face datasets' .arrow files)
     MBOX = "mbox"  # e-mail messages, each opened by a line beginning "From ": rows of ``_mbox.COLUMNS``
+    WET = "wet"  # Common Crawl's pages' text, WARC conversion records: rows of ``_warc.COLUMNS``
     XML = "xml"  # records, each an element opened on a line of its own (``Plan.xml_records``): ``_xml.record_row``
     DOCUMENTS = "documents"  # each file one text, whatever its name: rows of ``DOCUMENT_COLUMNS``
 
@@ -69,6 +70,7 @@ SUFFIXES = {
     ".parquet": InputFormat.PARQUET, ".pq": InputFormat.PARQUET, ".arrow": InputFormat.ARROW,
     ".arrows": InputFormat.ARROW, ".feather": InputFormat.ARROW, ".ipc": InputFormat.ARROW,
     **dict.fromkeys(_mbox.SUFFIXES, InputFormat.MBOX), ".xml": InputFormat.XML,
+    **dict.fromkeys(_warc.SUFFIXES, InputFormat.WET),
 }  # fmt: skip
 _REFUSED = {".json": "a JSON document (one object a line is .jsonl)",
             ".msf": "a Thunderbird folder's index: its mailbox is the file of the same name without .msf"}
@@ -850,9 +852,15 @@ def _scan_file(
         shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell)
     elif fmt is InputFormat.MBOX:
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, _opening, _check_mbox, _mbox.COLUMNS)
+    elif fmt is InputFormat.WET:
+        shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(_WARC_OPENS, d, b),
+                                              _check_wet, _warc.COLUMNS, _warc.is_text_record)  # fmt: skip
+        if not shard.rows:
+            raise InputError(f"{path} has no page's text: no WARC record of WARC-Type conversion (a WET file holds them; "
+                             "a WARC file of crawled responses is not read; a record begins with the line 'WARC/1.0' ended CRLF)")  # fmt: skip
     elif fmt is InputFormat.XML:
         opens = _xml.records_opening(xml_records)
-        shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_xml(opens, d, b),
+        shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(opens, d, b),
                                               _check_xml, ("text",), _wiki.is_article if wiki_pages else None)  # fmt: skip
         if not shard.rows and wiki_pages:
             raise InputError(f"{path} has no article: no <page> of the main namespace (<ns>0</ns>) that is not a redirect "
@@ -1161,8 +1169,9 @@ def _opening(data: bytes, begins: np.ndarray) -> np.ndarray:
     return is_row
 
 
-def _opening_xml(opens: re.Pattern[bytes], data: bytes, begins: np.ndarray) -> np.ndarray:
-    """Which of the lines of ``data`` beginning at ``begins`` open an XML record (``opens``)."""
+def _opening_by(opens: re.Pattern[bytes], data: bytes, begins: np.ndarray) -> np.ndarray:
+    """Which of the lines of ``data`` beginning at ``begins`` open a record: where ``opens`` (a multiline
+    pattern beginning at a line's start) matches, an XML record's opening tag, a WARC record's version line."""
     is_row = np.zeros(len(begins), bool)
     if len(begins):
         last = int(begins[-1])  # the lines after it are not whole yet
@@ -1184,6 +1193,17 @@ def _check_xml(path: str, f: Any) -> None:
     if declared is not None and declared.lower() not in _UTF8:
         raise InputError(f"{path} declares the encoding {declared!r}; an XML file read a record a row is read as UTF-8: "
                          f"convert it first (iconv -f {declared} -t UTF-8, and its declaration)")  # fmt: skip
+
+
+_WARC_OPENS = re.compile(rb"^WARC/1\.[01]\r$", re.MULTILINE)  # as ``_warc.opens`` reads a line
+
+
+def _check_wet(path: str, f: Any) -> None:
+    """A WET file (``f``, buffered, at its start) begins with a WARC record's version line."""
+    head = f.peek(64)[:64]
+    if not head.startswith(b"WARC/1."):
+        raise InputError(f"{path} is not a WARC file: it begins with {head[:40]!r}, where a WARC record begins with "
+                         "the line 'WARC/1.0'")  # fmt: skip
 
 
 def _check_mbox(path: str, f: Any) -> None:
