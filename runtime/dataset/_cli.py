@@ -18,8 +18,8 @@ from ._as_text import KINDS
 from ._batch import OnError
 from ._job import Backend, RayOptions, embed_dataset
 from ._mbox import COLUMNS
-from ._warc import COLUMNS as WET_COLUMNS
 from ._template import one_of_flags
+from ._warc import COLUMNS as WET_COLUMNS
 
 _EXAMPLES = """examples:
   embedrt embed-dataset corpus.jsonl vectors/ --model bundles/minilm --id-column doc_id
