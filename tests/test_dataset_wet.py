@@ -39,7 +39,8 @@ WARCINFO = _record([("WARC-Type", "warcinfo"), ("WARC-Date", "2024-02-21T00:00:0
 def test_a_wet_file_is_a_row_per_page(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     pages = [_page(i) for i in range(23)]
     src = tmp_path / "CC-MAIN-20240221-00000.warc.wet.gz"
-    src.write_bytes(b"".join(gzip.compress(r) for r in [WARCINFO, *(r for r, _ in pages)]))  # a member a record
+    records = [WARCINFO, *(r for r, _ in pages[:12]), WARCINFO, *(r for r, _ in pages[12:])]  # two files joined (cat)
+    src.write_bytes(b"".join(gzip.compress(r) for r in records))  # a gzip member a record
     kw: dict[str, Any] = {"id_column": "url", "keep_columns": "text,date,language,digest,record_id,refers_to",
                           "rows_per_part": 5, "progress": False}  # fmt: skip
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
