@@ -853,7 +853,7 @@ def _scan_file(
     elif fmt is InputFormat.MBOX:
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, _opening, _check_mbox, _mbox.COLUMNS)
     elif fmt is InputFormat.WET:
-        shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(_WARC_OPENS, d, b),
+        shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(_warc.OPENING, d, b),
                                               _check_wet, _warc.COLUMNS, _warc.is_text_record)  # fmt: skip
         if not shard.rows:
             raise InputError(f"{path} has no page's text: no WARC record of WARC-Type conversion (a WET file holds them; "
@@ -1193,9 +1193,6 @@ def _check_xml(path: str, f: Any) -> None:
     if declared is not None and declared.lower() not in _UTF8:
         raise InputError(f"{path} declares the encoding {declared!r}; an XML file read a record a row is read as UTF-8: "
                          f"convert it first (iconv -f {declared} -t UTF-8, and its declaration)")  # fmt: skip
-
-
-_WARC_OPENS = re.compile(rb"^WARC/1\.[01]\r$", re.MULTILINE)  # as ``_warc.opens`` reads a line
 
 
 def _check_wet(path: str, f: Any) -> None:

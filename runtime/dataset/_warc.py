@@ -24,14 +24,15 @@ COLUMNS = ("text", "url", "date", "record_id", "refers_to", "language", "digest"
 _FIELDS = {"url": b"warc-target-uri", "date": b"warc-date", "record_id": b"warc-record-id",
            "refers_to": b"warc-refers-to", "language": b"warc-identified-content-language",
            "digest": b"warc-block-digest"}  # fmt: skip
-_VERSION = re.compile(rb"WARC/1\.[01]\r\n\Z")  # CRLF, as the standard writes it: a text's own lines end LF
+# a record's first line: its version, ended CRLF as the standard writes it (a text's own lines end LF)
+OPENING = re.compile(rb"^WARC/1\.[01]\r$", re.MULTILINE)
 _TYPE = re.compile(rb"^WARC-Type:[ \t]*conversion[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 def opens(line: bytes) -> bool:
     """Whether a line (with its line break) is the version line that begins a WARC record."""
-    return line.startswith(b"WARC/1.") and _VERSION.match(line) is not None
+    return line.startswith(b"WARC/1.") and OPENING.match(line) is not None
 
 
 def is_text_record(record: bytes) -> bool:
