@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from . import _archives, _warc, _wiki
 from . import _storage as storage
-from ._as_text import BY_NAME, attachment_reader, binary_kind, kind_of, markup_text
+from ._as_text import BY_NAME, Kind, attachment_reader, binary_kind, kind_of, markup_text
 from ._eml import HEAD, Attachment, eml_text, looks_like_message, unnamed_message
 from ._mbox import OPENS, message_row
 from ._pdf import pdf_text_later
@@ -157,9 +157,14 @@ def _as_markup(table: pa.Table, kind: str) -> pa.Table:
             try:
                 texts[i] = markup_text(kind, t)
             except Exception as e:  # the reader's fault or the text's: that row is a bad row, the others go on
-                texts[i], bad[i] = None, f"{BY_NAME[kind].one} that its reader failed on ({type(e).__name__}: {e})"
+                texts[i], bad[i] = None, _failed(BY_NAME[kind], e)
     table = table.set_column(table.schema.get_field_index(TEXT), TEXT, pa.array(texts, pa.string()))
     return table.set_column(table.schema.get_field_index(BAD), BAD, pa.array(bad, pa.string()))
+
+
+def _failed(kind: Kind, error: Exception) -> str:
+    """Why a document (a row) of ``kind`` has no text: its reader failed on it."""
+    return f"{kind.one} that its reader failed on ({type(error).__name__}: {error})"
 
 
 def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...],
@@ -363,7 +368,7 @@ def _text_of(path: str, as_text: tuple[str, ...], attachment: Attachment | None)
                 return eml_text(data, attachment)  # its attachments read too
             return kind.reads(data)
         except Exception as e:  # the reader's fault or the file's (XML nested past Python's recursion): the document's
-            return None, f"{kind.one} that its reader failed on ({type(e).__name__}: {e})"
+            return None, _failed(kind, e)
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
@@ -391,7 +396,7 @@ def _text_of(path: str, as_text: tuple[str, ...], attachment: Attachment | None)
                 try:
                     return markup_text(kind.name, text), None
                 except Exception as e:  # the reader's fault or the document's: a bad row
-                    return None, f"{kind.one} that its reader failed on ({type(e).__name__}: {e})"
+                    return None, _failed(kind, e)
             at += len(block)
 
 
@@ -479,13 +484,12 @@ def _read_xml(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[s
     other pages passed over as the planning scan passed over them."""
     opens = records_opening(tags)
     names = frozenset(c for c in (*columns, *source.columns) if c != "text")
+    row: Callable[[bytes], tuple[dict[str, Any], str | None]] = lambda raw: record_row(raw, names)  # noqa: E731
     if wiki_pages:
         site = _wiki_site(shard.path, shard.sha256)
-        yield from _read_records(shard, part, source, columns, out, lambda raw: opens.match(raw) is not None, True,
-                                 lambda raw: _wiki.page_row(raw, names, site), _wiki.is_article)  # fmt: skip
-        return
-    yield from _read_records(shard, part, source, columns, out, lambda raw: opens.match(raw) is not None, True,
-                             lambda raw: record_row(raw, names))  # fmt: skip
+        row = lambda raw: _wiki.page_row(raw, names, site)  # noqa: E731
+    yield from _read_records(shard, part, source, columns, out, lambda raw: opens.match(raw) is not None, True, row,
+                             _wiki.is_article if wiki_pages else None)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=16)
@@ -536,8 +540,10 @@ def _records(shard: Shard, part: PartSpec, opens: Callable[[bytes], bool], with_
             elif held is not None:
                 held.append(raw)
             line += 1
-        if held is not None and left and (keep is None or keep(b"".join(held))):
-            yield at, b"".join(held)
+        if held is not None and left:
+            record = b"".join(held)
+            if keep is None or keep(record):
+                yield at, record
 
 
 def _salvage(raw: bytes) -> Any:

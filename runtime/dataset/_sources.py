@@ -246,7 +246,7 @@ class Plan:
     @property
     def wiki_pages(self) -> bool:
         """Whether the rows are a MediaWiki export's articles, read as wikitext (``_wiki.page_row``)."""
-        return "wiki" in self.as_text and self.xml_records == (_wiki.PAGE,)
+        return _wiki.reads_pages(self.as_text, self.xml_records)
 
     @property
     def rows(self) -> int:
@@ -730,7 +730,7 @@ def plan_input(
         if {"html", "wiki"} <= set(as_text) and not documents and not attachments:
             raise InputError("html_text (--html-text) and wiki_text (--wiki-text) each read rows' text as their markup: "
                              "rows are in one of them; ask for the one they are in")  # fmt: skip
-        wiki_pages = "wiki" in as_text and fmt is InputFormat.XML and xml_records == (_wiki.PAGE,)
+        wiki_pages = _wiki.reads_pages(as_text, xml_records)  # records named: an XML input (refused above else)
         if delimiter is not None and fmt not in _DELIMITERS:
             raise InputError(f"csv_delimiter (--csv-delimiter) {delimiter!r} is for .csv and .tsv input; this input is "
                              f"{fmt.value}")  # fmt: skip
@@ -1118,6 +1118,11 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
             rows += len(found)
             tell(len(found))
 
+    def known(found: list[tuple[int, int, int]], opened: tuple[int, int], key: bytearray) -> None:
+        """A record whose key is read: a row (its offset, line, hash) unless ``keep`` passes over it."""
+        if keep is None or keep(bytes(key)):
+            found.append((*opened, zlib.crc32(key, _SEED)))
+
     with storage.open_input(path) as f:
         _check_utf8(path, f)
         check(path, f)
@@ -1134,14 +1139,12 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
                 at = int(begins[k])
                 if opened is not None:
                     key += data[fed:min(at, fed + _MESSAGE_KEY - len(key))]
-                    if keep is None or keep(bytes(key)):
-                        found.append((*opened, zlib.crc32(key, _SEED)))
+                    known(found, opened, key)
                 opened, key, fed = (base + at, lines + 1 + k), bytearray(), at
             if opened is not None:
                 key += data[fed:min(complete, fed + max(0, _MESSAGE_KEY - len(key)))]
                 if len(key) >= _MESSAGE_KEY or not block:  # known now: marked, so its bytes need not be held
-                    if keep is None or keep(bytes(key)):
-                        found.append((*opened, zlib.crc32(key, _SEED)))
+                    known(found, opened, key)
                     opened = None
             emit(found)
             lines += len(begins)

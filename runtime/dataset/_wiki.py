@@ -16,6 +16,7 @@ reading", "Notes" ...). A paragraph ends in a blank line, as ``chunk_tokens`` wi
 
 from __future__ import annotations
 
+import html
 import re
 import urllib.parse
 from typing import Any
@@ -106,8 +107,11 @@ class Site:
         self.files = frozenset(n.casefold() for n in (*_FILE_NAMES, *files))
         self.categories = frozenset(n.casefold() for n in (*_CATEGORY_NAMES, *categories))
         # a page's address is this and its title: https://en.wikipedia.org/wiki/ or .../index.php?title=
-        self.prefix = None if not base else base.split("?title=")[0] + "?title=" if "?title=" in base else (
-            base.rsplit("/", 1)[0] + "/")
+        self.prefix: str | None = None
+        if base and "?title=" in base:
+            self.prefix = base.split("?title=")[0] + "?title="
+        elif base:
+            self.prefix = base.rsplit("/", 1)[0] + "/"
 
     @classmethod
     def of_site(cls, head: bytes) -> Site:
@@ -115,10 +119,10 @@ class Site:
         files: list[str] = []
         categories: list[str] = []
         for key, name in _SITE_NS.findall(head):
-            text = _unescaped(name.decode("utf-8", "replace")).strip()
+            text = html.unescape(name.decode("utf-8", "replace")).strip()
             (categories if key == b"14" else files).append(text)
         base = _SITE_BASE.search(head)
-        return cls(tuple(files), tuple(categories), _unescaped(base.group(1).decode("utf-8", "replace")).strip()
+        return cls(tuple(files), tuple(categories), html.unescape(base.group(1).decode("utf-8", "replace")).strip()
                    if base else None)  # fmt: skip
 
     def url(self, title: str) -> str | None:
@@ -161,6 +165,9 @@ class _Walk:
     """The text of parsed wikitext's nodes, in order, into ``out``."""
 
     def __init__(self, site: Site) -> None:
+        from mwparserfromhell import nodes  # the dataset extra's: imported where wikitext is read
+
+        self.n = nodes
         self.site = site
         self.out: list[str] = []
         self.skipping = 0  # the level of the apparatus section being left out, else 0
@@ -168,8 +175,7 @@ class _Walk:
         self.lines = 0  # inside preformatted text, a poem, a code listing: its line breaks are kept
 
     def nodes(self, nodes: Any) -> None:
-        from mwparserfromhell import nodes as n
-
+        n = self.n
         for node in nodes:
             if isinstance(node, n.Heading):  # at any depth: a tag left open holds what follows it
                 self.heading(node)
@@ -297,9 +303,10 @@ def _tidy(text: str) -> str:
     return _BLANKS.sub("\n\n", text).strip()
 
 
-def _unescaped(text: str) -> str:
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&#039;", "'").replace(
-        "&amp;", "&")
+def reads_pages(as_text: tuple[str, ...], xml_records: tuple[str, ...]) -> bool:
+    """Whether a job's rows are a MediaWiki export's articles (``page_row``): wikitext asked for, and
+    the records of an XML input its ``page`` elements."""
+    return "wiki" in as_text and xml_records == (PAGE,)
 
 
 def is_article(record: bytes) -> bool:
