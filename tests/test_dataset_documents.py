@@ -337,13 +337,15 @@ def test_html_text_is_what_a_browser_shows() -> None:
 def test_html_documents_are_embedded_by_their_text(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     import gzip
 
+    legacy = '<html><meta http-equiv="content-type" content="text/html; charset=koi8-r"><p>\u041c\u0438\u0440</p>'
     src = _folder(tmp_path / "docs", {"page.html": PAGE, "notes.md": "<b>markdown keeps its markup</b>",
-                                      "old.htm.gz": gzip.compress(b"<p>zipped <i>page</i></p>")})  # fmt: skip
+                                      "old.htm.gz": gzip.compress(b"<p>zipped <i>page</i></p>"),
+                                      "ru.html": legacy.encode("koi8-r")})  # fmt: skip
     kw: dict[str, Any] = {"documents": True, "keep_columns": "text", "progress": False}
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, html_text=True, **kw)
     table = pq.read_table(tmp_path / "out")
-    texts = ["<b>markdown keeps its markup</b>", "zipped page", PAGE_TEXT]
-    assert table.column("id").to_pylist() == ["notes.md", "old.htm.gz", "page.html"] and s.written == 3
+    texts = ["<b>markdown keeps its markup</b>", "zipped page", PAGE_TEXT, "\u041c\u0438\u0440"]  # in its declared encoding
+    assert table.column("id").to_pylist() == ["notes.md", "old.htm.gz", "page.html", "ru.html"] and s.written == 4
     assert table.column("text").to_pylist() == texts
     np.testing.assert_allclose(_vectors(table), Embedder(tiny_bert_bundle).encode(texts), atol=1e-6)
     with pytest.raises(OutputError, match=r"option 'html' \('text' there, None now\)"):  # part of the identity

@@ -113,7 +113,7 @@ def attachment_reader(names: tuple[str, ...], ocr: bool = False,
         if kind is None or kind.name == "eml":  # attached messages are read as forwarded ones, or not at all
             return None
         if not kind.binary:  # HTML, wikitext
-            return markup_text(kind.name, data.decode("utf-8", "replace"))
+            return markup_bytes(kind.name, data)
         if kind.reads is None:  # PDFs and images: their workers' reading, waited for
             return _pdf.pdf_text_later(data, ocr or kind.name == "image").result()[0]
         try:
@@ -127,6 +127,14 @@ def attachment_reader(names: tuple[str, ...], ocr: bool = False,
 def markup_text(name: str, text: str) -> str:
     """The text of a document of the kind ``name`` that is text itself (HTML, wikitext)."""
     return _wiki.wikitext_text(text) if name == "wiki" else _html.html_text(text)
+
+
+def markup_bytes(name: str, data: bytes) -> str:
+    """``markup_text`` of a document's bytes: an HTML page in the encoding a browser reads it in
+    (``_html.decoded``: its ``<meta>`` declaration ...), wikitext as UTF-8."""
+    if name == "html":
+        return _html.html_text(_html.decoded(data))
+    return markup_text(name, data.decode("utf-8", "replace").removeprefix("\ufeff"))
 
 
 def binary_kind(path: str) -> Kind | None:

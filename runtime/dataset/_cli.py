@@ -19,7 +19,7 @@ from ._batch import OnError
 from ._job import Backend, RayOptions, embed_dataset
 from ._mbox import COLUMNS
 from ._template import one_of_flags
-from ._warc import COLUMNS as WET_COLUMNS
+from ._warc import COLUMNS as WARC_COLUMNS
 
 _EXAMPLES = """examples:
   embedrt embed-dataset corpus.jsonl vectors/ --model bundles/minilm --id-column doc_id
@@ -53,8 +53,9 @@ def add_embed_dataset_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="a .txt/.jsonl/.csv/.tsv/.parquet/.arrow file, an .mbox mailbox (a row per message: "
-                   f"columns {', '.join(COLUMNS)}; a file without a suffix that begins 'From ' too), a Common Crawl "
-                   f"WET file (.warc.wet.gz: a row per page, columns {', '.join(WET_COLUMNS)}), an .xml file of "
+                   f"columns {', '.join(COLUMNS)}; a file without a suffix that begins 'From ' too), "
+                   f"a WARC web archive (.warc.gz, Common Crawl's WET files .warc.wet.gz: a row per page, HTML read as its "
+                   f"visible text; columns {', '.join(WARC_COLUMNS)}), an .xml file of "
                    "records (with --xml-record), a folder of them (a saved Hugging "
                    "Face dataset), or a quoted glob (with --documents: files of any name, each one text); "
                    "local, or an s3:// or gs:// URI")  # fmt: skip

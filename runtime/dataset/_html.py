@@ -12,6 +12,7 @@ the standard library's tolerant parser: unclosed or misnested tags do not fail.
 
 from __future__ import annotations
 
+import codecs
 import re
 from html.parser import HTMLParser
 
@@ -25,6 +26,15 @@ _PARAGRAPH = frozenset({
 })  # fmt: skip
 _LINE = frozenset({"br", "li", "tr", "dt", "dd", "div", "caption", "figcaption", "summary", "legend", "option"})
 _CELL = frozenset({"td", "th"})
+# a page's own declaration of its encoding, in its first 1,024 bytes as browsers prescan them:
+# <meta charset="..."> or <meta http-equiv="Content-Type" content="text/html; charset=...">
+_META_CHARSET = re.compile(rb"<meta\b[^>]*?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+# labels the WHATWG Encoding Standard reads as a superset (what browsers decode them as), by Python's codec names
+# (a page's declaration of UTF-16 is read as UTF-8: a page in UTF-16 begins with its byte order mark)
+_AS_BROWSERS = {"iso8859-1": "cp1252", "ascii": "cp1252", "iso8859-9": "cp1254", "iso8859-11": "cp874",
+                "tis-620": "cp874", "gb2312": "gb18030", "gbk": "gb18030", "shift_jis": "cp932", "x-sjis": "cp932",
+                "euc_kr": "cp949", "big5": "big5hkscs", "utf-16": "utf-8", "utf-16-le": "utf-8", "utf-16-be": "utf-8"}  # fmt: skip
 _SPACES = re.compile(r"[ \t\n\r\f]+")
 # Unicode noncharacters (never assigned, dropped from a page's text) mark the layout until the end:
 _PARA, _LINE_BREAK = "\ufdd3", "\ufdd4"  # where it breaks; a run of them is one break, a paragraph's if any is
@@ -95,6 +105,43 @@ class _Text(HTMLParser):
             self.out.append(_LINE_BREAK)
         elif tag in _CELL and start:  # between a row's cells (the row's first is stripped)
             self.out.append("\t")
+
+
+def encoding(label: str | bytes | None) -> str | None:
+    """The Python codec a declared charset label names (``"ISO-8859-1"`` -> ``"cp1252"``: read as
+    browsers read it), or None for a label that names no text encoding."""
+    if label is None:
+        return None
+    name = (label.decode("ascii", "replace") if isinstance(label, bytes) else label).strip().strip("\"'").lower()
+    if name in _AS_BROWSERS:  # a label Python does not know
+        return _AS_BROWSERS[name]
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return None
+    if not getattr(info, "_is_text_encoding", True):  # base64, rot13, zlib ...: not a page's encoding
+        return None
+    return _AS_BROWSERS.get(info.name, info.name)
+
+
+def decoded(data: bytes, charset: str | None = None, html: bool = True) -> str:
+    """A web page's (``html``) or text file's bytes as text, in the encoding a browser would read:
+    the one its byte order mark says, else ``charset`` (the HTTP ``Content-Type``'s), else (a page)
+    its ``<meta>`` declaration in its first 1,024 bytes, else UTF-8 where the bytes are UTF-8, else
+    windows-1252 (the web's legacy default). Bytes the encoding has no character for are U+FFFD."""
+    for bom, by_mark in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(by_mark, "replace")
+    name = encoding(charset)
+    if name is None and html:
+        declared = _META_CHARSET.search(data, 0, 1024)
+        name = encoding(declared.group(1)) if declared else None
+    if name is None:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            name = "cp1252"
+    return data.decode(name, "replace")
 
 
 def html_text(page: str, title: bool = True) -> str:

@@ -200,8 +200,9 @@ def embed_dataset(
     (``.arrow``, ``.feather``: a saved Hugging Face dataset's shards) file, or an ``.mbox`` mailbox
     (a row per message, read as ``eml_text`` reads one, into the columns ``_mbox.COLUMNS``; a file
     without a suffix that begins as a mailbox does too, as a mail client's folders are named), or a
-    Common Crawl WET file (``.warc.wet.gz``: a row per page's text, its WARC ``conversion`` records,
-    into the columns ``_warc.COLUMNS``: ``url``, ``date``, ``language`` ...), a folder of them, or a glob. ``documents``: each file of ``input`` (a folder's files, whatever their
+    WARC web archive (``.warc.gz``: a row per crawled page of HTML or plain text, HTML read as its
+    visible text; Common Crawl's WET files, ``.warc.wet.gz``, a row per page's text; into the columns
+    ``_warc.COLUMNS``: ``url``, ``date``, ``content_type`` ...), a folder of them, or a glob. ``documents``: each file of ``input`` (a folder's files, whatever their
     names, but hidden ones; a glob's matches) is one text instead, a row of the columns ``path`` (its
     path under the input folder, or under a glob's folder) and ``text`` (its content, UTF-8), named
     by its path (the default ``id_column``): a folder of Markdown, HTML or text documents, with

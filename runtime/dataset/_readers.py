@@ -26,11 +26,12 @@ import pyarrow.compute as pc
 
 from . import _archives, _warc, _wiki
 from . import _storage as storage
-from ._as_text import BY_NAME, Kind, attachment_reader, binary_kind, kind_of, markup_text
+from ._as_text import BY_NAME, Kind, attachment_reader, binary_kind, kind_of, markup_bytes, markup_text
 from ._eml import HEAD, Attachment, eml_text, looks_like_message, unnamed_message
 from ._mbox import OPENS, message_row
 from ._pdf import pdf_text_later
 from ._sources import (
+    RECORD_KEY,
     InputError,
     InputFormat,
     PartSpec,
@@ -188,9 +189,8 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
             slices = _read_jsonl(one, rows, source, columns, out)
         elif plan.format is InputFormat.MBOX:
             slices = _read_mbox(one, rows, source, columns, out, _attachment(plan))
-        elif plan.format is InputFormat.WET:
-            slices = _read_records(one, rows, source, columns, out, _warc.opens, True, _warc.record_row,
-                                   _warc.is_text_record)  # fmt: skip
+        elif plan.format is InputFormat.WARC:
+            slices = _read_records(one, rows, source, columns, out, _warc.opens, True, _warc.record_row, _warc.is_row)
         elif plan.format is InputFormat.XML:
             slices = _read_xml(one, rows, source, columns, out, plan.xml_records, plan.wiki_pages)
         else:
@@ -369,6 +369,13 @@ def _text_of(path: str, as_text: tuple[str, ...], attachment: Attachment | None)
             return kind.reads(data)
         except Exception as e:  # the reader's fault or the file's (XML nested past Python's recursion): the document's
             return None, _failed(kind, e)
+    if kind is not None and kind.name == "html":  # in the encoding its <meta> declares, as a browser reads it
+        with storage.open_input(path) as f:
+            data = f.read()
+        try:
+            return markup_bytes(kind.name, data), None
+        except Exception as e:  # the reader's fault or the document's: a bad row
+            return None, _failed(kind, e)
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
@@ -520,29 +527,38 @@ def _records(shard: Shard, part: PartSpec, opens: Callable[[bytes], bool], with_
              keep: Callable[[bytes], bool] | None = None) -> Iterator[tuple[int, bytes]]:  # fmt: skip
     """(line of its opening line, its lines: after that one, or from it ``with_opening``) for each
     record of a part of a file whose records each begin on a line that ``opens`` picks (an mbox's
-    ``From `` lines, an XML file's records' opening tags); ``keep``: only the records it takes (as the
-    planning scan took them)."""
+    ``From `` lines, an XML file's records' opening tags); ``keep``: only the records it takes by their
+    first ``RECORD_KEY`` bytes (as the planning scan took them): a record it passes over is not held
+    past them (a WARC file's videos)."""
     with storage.reading(shard.path) as f:
         f.seek(part.byte_offset)
         line, left = part.first_line, part.rows
-        held: list[bytes] | None = None  # the lines of the record being read
+        held: list[bytes] | None = None  # the lines of the record being read (None: before the first)
+        taken: bool | None
+        size, taken = 0, None  # its bytes held; whether it is a row (None: not known yet)
+        takes = keep or (lambda record: True)
         at = line
         for raw in f:
             if opens(raw):
-                if held is not None:
+                if held is not None and taken is not False:
                     record = b"".join(held)
-                    if keep is None or keep(record):
+                    if taken or takes(record):
                         yield at, record
                         left -= 1
                         if not left:
                             return
                 held, at = [raw] if with_opening else [], line
-            elif held is not None:
+                size, taken = len(raw), None
+            elif held is not None and taken is not False:
                 held.append(raw)
+                size += len(raw)
+                if taken is None and size >= RECORD_KEY:
+                    taken = takes(b"".join(held))
+                    held = held if taken else []
             line += 1
-        if held is not None and left:
+        if held is not None and left and taken is not False:
             record = b"".join(held)
-            if keep is None or keep(record):
+            if taken or takes(record):
                 yield at, record
 
 

@@ -54,7 +54,7 @@ class InputFormat(str, Enum):
     PARQUET = "parquet"
     ARROW = "arrow"  # Arrow IPC, file or stream format (Hugging Face datasets' .arrow files)
     MBOX = "mbox"  # e-mail messages, each opened by a line beginning "From ": rows of ``_mbox.COLUMNS``
-    WET = "wet"  # Common Crawl's pages' text, WARC conversion records: rows of ``_warc.COLUMNS``
+    WARC = "warc"  # web archives, a row per page (``_warc``): rows of ``_warc.COLUMNS``
     XML = "xml"  # records, each an element opened on a line of its own (``Plan.xml_records``): ``_xml.record_row``
     DOCUMENTS = "documents"  # each file one text, whatever its name: rows of ``DOCUMENT_COLUMNS``
 
@@ -70,7 +70,7 @@ SUFFIXES = {
     ".parquet": InputFormat.PARQUET, ".pq": InputFormat.PARQUET, ".arrow": InputFormat.ARROW,
     ".arrows": InputFormat.ARROW, ".feather": InputFormat.ARROW, ".ipc": InputFormat.ARROW,
     **dict.fromkeys(_mbox.SUFFIXES, InputFormat.MBOX), ".xml": InputFormat.XML,
-    **dict.fromkeys(_warc.SUFFIXES, InputFormat.WET),
+    **dict.fromkeys(_warc.SUFFIXES, InputFormat.WARC),
 }  # fmt: skip
 _REFUSED = {".json": "a JSON document (one object a line is .jsonl)",
             ".msf": "a Thunderbird folder's index: its mailbox is the file of the same name without .msf"}
@@ -852,12 +852,14 @@ def _scan_file(
         shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell)
     elif fmt is InputFormat.MBOX:
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, _opening, _check_mbox, _mbox.COLUMNS)
-    elif fmt is InputFormat.WET:
+    elif fmt is InputFormat.WARC:
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(_warc.OPENING, d, b),
-                                              _check_wet, _warc.COLUMNS, _warc.is_text_record)  # fmt: skip
+                                              _check_warc, _warc.COLUMNS, _warc.is_row)  # fmt: skip
         if not shard.rows:
-            raise InputError(f"{path} has no page's text: no WARC record of WARC-Type conversion (a WET file holds them; "
-                             "a WARC file of crawled responses is not read; a record begins with the line 'WARC/1.0' ended CRLF)")  # fmt: skip
+            raise InputError(f"{path} has no page: no WARC record of a page's text (WARC-Type conversion, as in a WET "
+                             "file), of an HTTP response of status 200 whose Content-Type is HTML or plain text "
+                             "(WARC-Type response), or of such a resource (a record begins with the line 'WARC/1.0' "
+                             "ended CRLF)")  # fmt: skip
     elif fmt is InputFormat.XML:
         opens = _xml.records_opening(xml_records)
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(opens, d, b),
@@ -1085,9 +1087,9 @@ def _scan_lines(
     return Shard(path, rows, first_row, base + len(carry), h.hexdigest()), starts, ph.finish()
 
 
-_MESSAGE_KEY = 64 << 10  # a message's content hash (content-defined parts) is of its first so many bytes
-# a MediaWiki page is a row or not by its first bytes, which the scan holds (``_scan_records``' ``keep``)
-assert _wiki.RECORD_HEAD <= _MESSAGE_KEY
+RECORD_KEY = 64 << 10  # a message's content hash (content-defined parts) is of its first so many bytes
+# a MediaWiki page, a WARC record is a row or not by its first bytes, which the scan holds (``_scan_records``' ``keep``)
+assert _wiki.RECORD_HEAD <= RECORD_KEY and _warc.HEAD <= RECORD_KEY
 
 
 def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
@@ -1097,7 +1099,7 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
     """Rows = the records of a file whose records each begin on a line that ``opening`` picks (an
     mbox's messages, ``_mbox``: a line beginning ``From ``; an XML file's records), cut into parts by
     ``cuts``, as ``_scan_lines`` cuts lines; ``check`` refuses a file that is not of the kind. A
-    record's content hash is of its first ``_MESSAGE_KEY`` bytes, a message's headers (Message-ID,
+    record's content hash is of its first ``RECORD_KEY`` bytes, a message's headers (Message-ID,
     Date) among them: the ``From `` lines alone repeat (a mail client writes one date for a whole
     folder it saves), which would leave every cut to the forced ones and make an edit move no part.
     ``keep``: only the records it takes by those bytes are rows (a MediaWiki export's articles)."""
@@ -1138,12 +1140,12 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
             for k in np.flatnonzero(opening(data, begins)).tolist():
                 at = int(begins[k])
                 if opened is not None:
-                    key += data[fed:min(at, fed + _MESSAGE_KEY - len(key))]
+                    key += data[fed:min(at, fed + RECORD_KEY - len(key))]
                     known(found, opened, key)
                 opened, key, fed = (base + at, lines + 1 + k), bytearray(), at
             if opened is not None:
-                key += data[fed:min(complete, fed + max(0, _MESSAGE_KEY - len(key)))]
-                if len(key) >= _MESSAGE_KEY or not block:  # known now: marked, so its bytes need not be held
+                key += data[fed:min(complete, fed + max(0, RECORD_KEY - len(key)))]
+                if len(key) >= RECORD_KEY or not block:  # known now: marked, so its bytes need not be held
                     known(found, opened, key)
                     opened = None
             emit(found)
@@ -1198,8 +1200,8 @@ def _check_xml(path: str, f: Any) -> None:
                          f"convert it first (iconv -f {declared} -t UTF-8, and its declaration)")  # fmt: skip
 
 
-def _check_wet(path: str, f: Any) -> None:
-    """A WET file (``f``, buffered, at its start) begins with a WARC record's version line."""
+def _check_warc(path: str, f: Any) -> None:
+    """A WARC file (``f``, buffered, at its start) begins with a record's version line."""
     head = f.peek(64)[:64]
     if not head.startswith(b"WARC/1."):
         raise InputError(f"{path} is not a WARC file: it begins with {head[:40]!r}, where a WARC record begins with "
