@@ -223,7 +223,7 @@ def test_cli_embeds_an_mbox(tmp_path: Path, tiny_bert_bundle: Path) -> None:
 def test_the_scan_finds_the_same_messages_however_the_blocks_fall(content: bool, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """Parts start at From lines, with their lines and the hashes of their bytes, the same for blocks
-    of 7 bytes to 8 MiB and for content hashes known before a message ends (``_MESSAGE_KEY``): blank
+    of 7 bytes to 8 MiB and for content hashes known before a message ends (``RECORD_KEY``): blank
     lines before the first message, a long one, CRLF, no final newline."""
     from embedrt.dataset import _sources
 
@@ -231,7 +231,7 @@ def test_the_scan_finds_the_same_messages_however_the_blocks_fall(content: bool,
     data = b"\n\r\n" + b"".join(b"From x Mon Jan  1 00:00:00 2024\n" + r + b"\n" for r in raws).rstrip(b"\n")
     path = tmp_path / "a.mbox"
     path.write_bytes(data)
-    monkeypatch.setattr(_sources, "_MESSAGE_KEY", 300)
+    monkeypatch.setattr(_sources, "RECORD_KEY", 300)
     plans = []
     for block in (7, 64, 1000, 8 << 20):
         monkeypatch.setattr(_sources, "_BLOCK", block)

@@ -1,0 +1,204 @@
+"""A WARC file embedded by the corpus job, a row per page, against the same pages' texts and urls as
+a JSONL file: what reading WARC records costs the job.
+
+    python -m benchmarks.dataset_warc BUNDLE [--records 30000] [--first 1000] [--rounds 3] [--machine NAME]
+    python -m benchmarks.dataset_warc BUNDLE --warc CRAWL.warc.gz [--copies 40] [--first 200] ...
+
+Without ``--warc``: a Common Crawl WET file, written as Common Crawl writes them (a ``warcinfo``
+record, then ``conversion`` records, a gzip member a record; in ``benchmarks/.cache/dataset``, made
+once per size), each page one to six of the README's paragraphs. With ``--warc``: a real crawl's
+WARC file (responses of HTML pages, with their requests, scripts, images, redirects and revisits),
+``--copies`` times over (each copy's urls made its own with a ``#k`` fragment). The crawl measured:
+pywb 2.10.0's ``sample_archive/warcs/iana.warc.gz`` (a crawl of www.iana.org: 343 records, 16 HTML
+pages of status 200, chunked), from its source distribution on PyPI::
+
+    pip download --no-deps --no-binary :all: pywb==2.10.0 && tar xzf pywb-2.10.0.tar.gz
+
+In this process: the planning scan of the whole file and the reading of every record alone (best
+of 3) and, where warcio is installed (``pip install warcio``, the Webrecorder project's WARC
+library), whether each page's text equals what its reading of the payload gives, decoded and read
+as HTML the same way. Then the job on the first ``--first`` pages and on the same texts and urls as
+JSONL, each in a fresh process, the two alternating: seconds, rows, tokens, peak RSS. Writes
+``benchmarks/results/dataset-{wet,warc}-<machine>-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dataset import CACHE, cpu_flags, cpu_model, run_child, same_table
+from benchmarks.results_file import write_json
+from benchmarks.worker import peak_rss_mb
+
+HERE = Path(__file__).resolve().parent
+
+
+def _record(fields: list[tuple[str, str]], content: bytes) -> bytes:
+    head = "".join(f"{k}: {v}\r\n" for k, v in fields)
+    return f"WARC/1.0\r\n{head}Content-Length: {len(content)}\r\n\r\n".encode() + content + b"\r\n\r\n"
+
+
+def make_wet(path: Path, n: int) -> None:
+    """``n`` pages as described above, the same for the same ``n``."""
+    paragraphs = [p for p in (HERE.parent / "README.md").read_text().split("\n\n") if len(p) > 200]
+    rnd = random.Random(0)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(gzip.compress(_record([("WARC-Type", "warcinfo")], b"Software-Info: benchmarks.dataset_wet\r\n")))
+        for i in range(n):
+            text = "\n".join(rnd.sample(paragraphs, rnd.randint(1, 6))).encode()
+            f.write(gzip.compress(_record([
+                ("WARC-Type", "conversion"), ("WARC-Target-URI", f"https://example.org/{i}"),
+                ("WARC-Date", "2024-02-21T10:00:00Z"), ("WARC-Record-ID", f"<urn:uuid:{i:012d}>"),
+                ("WARC-Identified-Content-Language", "eng"), ("Content-Type", "text/plain")], text), 6))  # fmt: skip
+    os.replace(tmp, path)
+
+
+def make_copies(path: Path, crawl: Path, copies: int) -> None:
+    """``crawl``'s records ``copies`` times over, each copy's urls made its own (``#k``), a gzip member a record."""
+    with gzip.open(crawl) as f:
+        data = f.read()
+    records = _split(data)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        for k in range(copies):
+            for r in records:
+                f.write(gzip.compress(re.sub(rb"^(WARC-Target-URI:[ \t]*<?[^\r\n>]*)", rb"\1#%d" % k, r, count=1,
+                                             flags=re.MULTILINE | re.IGNORECASE), 6))  # fmt: skip
+    os.replace(tmp, path)
+
+
+def _split(data: bytes) -> list[bytes]:
+    from embedrt.dataset import _warc
+
+    starts = [m.start() for m in _warc.OPENING.finditer(data)]
+    return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True)]
+
+
+def _child(bundle: str, src: str, out: str) -> dict[str, Any]:
+    from embedrt.dataset import embed_dataset
+
+    t0 = time.perf_counter()
+    s = embed_dataset(src, out, bundle, id_column="url", progress=False)
+    return {"seconds": time.perf_counter() - t0, "rows": s.rows, "tokens": s.tokens, "peak_rss_mb": peak_rss_mb()}
+
+
+def _reading(src: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[bytes]]:
+    from embedrt.dataset import _warc
+    from embedrt.dataset._sources import plan_input
+
+    with gzip.open(src) as f:
+        data = f.read()
+    records = _split(data)
+    scan, read = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        plan = plan_input(str(src), 10_000, text="text", id_column="url", keep_columns=())
+        scan.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        rows = [_warc.record_row(r)[0] for r in records if _warc.is_row(r)]
+        read.append(time.perf_counter() - t0)
+    mb = len(data) / 1e6
+    return {"records": len(records), "rows": plan.rows, "megabytes": mb, "gzip_megabytes": src.stat().st_size / 1e6,
+            "scan_seconds": min(scan), "scan_mb_per_s": mb / min(scan), "read_seconds": min(read),
+            "rows_per_s": len(rows) / min(read), "mb_per_s": mb / min(read),
+            "same_as_warcio": _against_warcio(src, rows)}, rows, records  # fmt: skip
+
+
+def _against_warcio(src: Path, rows: list[dict[str, Any]]) -> dict[str, int] | None:
+    """How many rows' texts equal what warcio's reading of the same records' payloads gives (de-chunked,
+    decompressed), decoded and read as HTML as the job does; None without warcio."""
+    try:
+        from warcio.archiveiterator import ArchiveIterator
+    except ImportError:
+        return None
+    from embedrt.dataset import _html, _warc
+
+    texts = []
+    with open(src, "rb") as f:
+        for r in ArchiveIterator(f):
+            if r.rec_type == "conversion":
+                texts.append(r.content_stream().read().decode("utf-8", "replace"))
+            elif r.rec_type == "response" and r.http_headers and r.http_headers.get_statuscode() == "200":
+                media, charset = _warc._media((r.http_headers.get_header("Content-Type") or "").encode("latin-1"))
+                if media in _warc.TEXT_TYPES:
+                    text = _html.decoded(r.content_stream().read(), charset, _warc.TEXT_TYPES[media])
+                    texts.append(_html.html_text(text) if _warc.TEXT_TYPES[media] else text)
+    same = sum(a == b["text"] for a, b in zip(texts, rows, strict=False))
+    return {"rows": len(rows), "warcio_pages": len(texts), "same_text": same}
+
+
+def _first(records: list[bytes], n: int) -> bytes:
+    """The records up to the ``n``-th row's end (the next record's start)."""
+    from embedrt.dataset import _warc
+
+    rows = [k for k, r in enumerate(records) if _warc.is_row(r)]
+    return b"".join(records[: rows[n] if n < len(rows) else len(records)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_child":
+        print(json.dumps(_child(argv[1], argv[2], argv[3])))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle")
+    p.add_argument("--records", type=int, default=30_000, help="the WET file's pages (without --warc)")
+    p.add_argument("--warc", type=Path, help="a crawl's WARC file (.warc.gz) instead of the WET file")
+    p.add_argument("--copies", type=int, default=40, help="the crawl this many times over")
+    p.add_argument("--first", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--machine", default="this-machine")
+    args = p.parse_args(argv)
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if args.warc is None:
+        kind, src = "wet", CACHE / f"crawl-{args.records}.warc.wet.gz"
+        if not src.exists():
+            make_wet(src, args.records)
+    else:
+        kind, src = "warc", CACHE / f"{args.warc.name.split('.')[0]}-x{args.copies}.warc.gz"
+        if not src.exists():
+            make_copies(src, args.warc, args.copies)
+    reading, rows, records = _reading(src)
+    print(f"  reading alone: {reading}", flush=True)
+    first = CACHE / f"{src.name.split('.')[0]}-first-{args.first}.{kind}.warc.gz"
+    first.write_bytes(b"".join(gzip.compress(r, 6) for r in _split(_first(records, args.first))))
+    jsonl = CACHE / f"{src.name.split('.')[0]}-first-{args.first}.jsonl"
+    jsonl.write_text("".join(json.dumps({"url": r["url"], "text": r["text"]}) + "\n" for r in rows[: args.first]))
+    work = CACHE / f"{kind}-{os.getpid()}"
+    runs: dict[str, list[dict[str, Any]]] = {kind: [], "jsonl": []}
+    try:
+        for r in range(args.rounds):
+            for name in (runs if r % 2 == 0 else list(runs)[::-1]):
+                run = run_child("benchmarks.dataset_warc", [args.bundle, str(first if name == kind else jsonl),
+                                                            str(work / f"{name}-{r}")])  # fmt: skip
+                runs[name].append(run)
+                print(f"  round {r}, {name}: {run}", flush=True)
+        same = same_table(work / f"{kind}-0", work / "jsonl-0")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    best = {name: min(r["seconds"] for r in rs) for name, rs in runs.items()}
+    date = datetime.date.today().strftime("%Y%m%d")
+    write_json(HERE / "results" / f"dataset-{kind}-{args.machine}-{date}.json", {
+        "command": "python -m benchmarks.dataset_warc " + " ".join(argv), "cpu": cpu_model(), "flags": cpu_flags(),
+        "input": src.name, "first": args.first, "reading_alone": reading, "runs": runs, "best_seconds": best,
+        f"{kind}_over_jsonl": best[kind] / best["jsonl"], "same_table": same,
+    })  # fmt: skip
+    print(f"  best seconds {best}; same table: {same}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
