@@ -2,23 +2,30 @@
 a JSONL file: what reading WARC records costs the job.
 
     python -m benchmarks.dataset_warc BUNDLE [--records 30000] [--first 1000] [--rounds 3] [--machine NAME]
-    python -m benchmarks.dataset_warc BUNDLE --warc CRAWL.warc.gz [--copies 40] [--first 200] ...
+    python -m benchmarks.dataset_warc BUNDLE --pages HTML-FOLDER [--records 1000] [--first 400] [--chunk-tokens max] ...
+    python -m benchmarks.dataset_warc BUNDLE --warc CRAWL.warc.gz [--copies 40] --rounds 0 ...
 
-Without ``--warc``: a Common Crawl WET file, written as Common Crawl writes them (a ``warcinfo``
-record, then ``conversion`` records, a gzip member a record; in ``benchmarks/.cache/dataset``, made
-once per size), each page one to six of the README's paragraphs. With ``--warc``: a real crawl's
-WARC file (responses of HTML pages, with their requests, scripts, images, redirects and revisits),
-``--copies`` times over (each copy's urls made its own with a ``#k`` fragment). The crawl measured:
-pywb 2.10.0's ``sample_archive/warcs/iana.warc.gz`` (a crawl of www.iana.org: 343 records, 16 HTML
-pages of status 200, chunked), from its source distribution on PyPI::
+Without ``--pages`` or ``--warc``: a Common Crawl WET file, written as Common Crawl writes them (a
+``warcinfo`` record, then ``conversion`` records, a gzip member a record; in
+``benchmarks/.cache/dataset``, made once per size), each page one to six of the README's
+paragraphs. With ``--pages``: a crawl of a folder's first ``--records`` HTML pages (sorted by path),
+written as a crawler writes it: a request and a response record a page, a third of the bodies
+chunked, a third gzip-compressed and chunked, and between every fourth page a redirect, an image
+and a revisit (no rows); the folder measured is the Rust book as rustup installs it
+(``share/doc/rust/html/book``, 195 pages). With ``--warc``: a real crawl's WARC file,
+``--copies`` times over (each copy's urls made its own with a ``#k`` fragment; its pages' texts
+repeat, and the job embeds a text met again once, so no job is run with ``--rounds 0``). The crawl
+measured: pywb 2.10.0's ``sample_archive/warcs/iana.warc.gz`` (a crawl of www.iana.org: 343
+records, 16 HTML pages of status 200, chunked, among scripts, images, redirects and revisits), from
+its source distribution on PyPI::
 
     pip download --no-deps --no-binary :all: pywb==2.10.0 && tar xzf pywb-2.10.0.tar.gz
 
 In this process: the planning scan of the whole file and the reading of every record alone (best
 of 3) and, where warcio is installed (``pip install warcio``, the Webrecorder project's WARC
 library), whether each page's text equals what its reading of the payload gives, decoded and read
-as HTML the same way. Then the job on the first ``--first`` pages and on the same texts and urls as
-JSONL, each in a fresh process, the two alternating: seconds, rows, tokens, peak RSS. Writes
+as HTML the same way. Then the job (``--chunk-tokens``) on the first ``--first`` pages and on the
+same texts and urls as JSONL, each in a fresh process, the two alternating: seconds, rows, tokens, peak RSS. Writes
 ``benchmarks/results/dataset-{wet,warc}-<machine>-<date>.json``.
 """
 
@@ -79,6 +86,42 @@ def make_copies(path: Path, crawl: Path, copies: int) -> None:
     os.replace(tmp, path)
 
 
+def make_crawl(path: Path, folder: Path, n: int) -> None:
+    """A crawl of ``folder``'s first ``n`` HTML pages, as described above, a gzip member a record."""
+    pages = sorted(folder.rglob("*.html"))[:n]
+    rnd = random.Random(0)
+
+    def chunked(body: bytes) -> bytes:
+        return b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 4096]), body[i : i + 4096])
+                        for i in range(0, len(body), 4096)) + b"0\r\n\r\n"  # fmt: skip
+
+    def record(kind: str, url: str, block: bytes, content_type: str) -> bytes:
+        return _record([("WARC-Type", kind), ("WARC-Target-URI", url), ("WARC-Date", "2025-03-01T12:00:00Z"),
+                        ("Content-Type", content_type)], block)  # fmt: skip
+
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(gzip.compress(_record([("WARC-Type", "warcinfo")], b"software: benchmarks.dataset_warc\r\n")))
+        for i, page in enumerate(pages):
+            url = f"https://doc.rust-lang.org/book/{page.relative_to(folder).as_posix()}"
+            body, head = page.read_bytes(), "Content-Type: text/html; charset=utf-8\r\n"
+            if i % 3 == 1:
+                body, head = chunked(body), head + "Transfer-Encoding: chunked\r\n"
+            elif i % 3 == 2:
+                body, head = chunked(gzip.compress(body, 6)), head + "Transfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n"
+            blocks = [record("request", url, f"GET {url} HTTP/1.1\r\n\r\n".encode(), "application/http; msgtype=request"),
+                      record("response", url, f"HTTP/1.1 200 OK\r\n{head}\r\n".encode() + body,
+                             "application/http; msgtype=response")]  # fmt: skip
+            if i % 4 == 3:
+                blocks += [record("response", url + "x", b"HTTP/1.1 302 Found\r\nLocation: /\r\n\r\n",
+                                  "application/http; msgtype=response"),
+                           record("response", url + ".png", b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n\r\n"
+                                  + rnd.randbytes(20_000), "application/http; msgtype=response"),
+                           record("revisit", url, b"HTTP/1.1 200 OK\r\n\r\n", "application/http; msgtype=response")]  # fmt: skip
+            f.write(b"".join(gzip.compress(b, 6) for b in blocks))
+    os.replace(tmp, path)
+
+
 def _split(data: bytes) -> list[bytes]:
     from embedrt.dataset import _warc
 
@@ -86,11 +129,12 @@ def _split(data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True)]
 
 
-def _child(bundle: str, src: str, out: str) -> dict[str, Any]:
+def _child(bundle: str, src: str, out: str, chunk: str) -> dict[str, Any]:
     from embedrt.dataset import embed_dataset
 
     t0 = time.perf_counter()
-    s = embed_dataset(src, out, bundle, id_column="url", progress=False)
+    chunk_tokens = None if chunk == "none" else chunk if chunk == "max" else int(chunk)
+    s = embed_dataset(src, out, bundle, id_column="url", chunk_tokens=chunk_tokens, progress=False)
     return {"seconds": time.perf_counter() - t0, "rows": s.rows, "tokens": s.tokens, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -150,20 +194,27 @@ def _first(records: list[bytes], n: int) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
-        print(json.dumps(_child(argv[1], argv[2], argv[3])))
+        print(json.dumps(_child(argv[1], argv[2], argv[3], argv[4])))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
-    p.add_argument("--records", type=int, default=30_000, help="the WET file's pages (without --warc)")
+    p.add_argument("--records", type=int, default=30_000, help="the WET file's pages; --pages: the pages crawled")
+    p.add_argument("--pages", type=Path, help="a folder of HTML pages, crawled into a WARC file")
     p.add_argument("--warc", type=Path, help="a crawl's WARC file (.warc.gz) instead of the WET file")
     p.add_argument("--copies", type=int, default=40, help="the crawl this many times over")
     p.add_argument("--first", type=int, default=1000)
+    p.add_argument("--chunk-tokens", default="none", help="the jobs' chunk_tokens: none (each text cut to the "
+                   "model's length), max or a number (each text whole, in windows)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--machine", default="this-machine")
     args = p.parse_args(argv)
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    if args.warc is None:
+    if args.pages is not None:
+        kind, src = "warc", CACHE / f"pages-{args.pages.name}-{args.records}.warc.gz"
+        if not src.exists():
+            make_crawl(src, args.pages, args.records)
+    elif args.warc is None:
         kind, src = "wet", CACHE / f"crawl-{args.records}.warc.wet.gz"
         if not src.exists():
             make_wet(src, args.records)
@@ -183,18 +234,20 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             for name in (runs if r % 2 == 0 else list(runs)[::-1]):
                 run = run_child("benchmarks.dataset_warc", [args.bundle, str(first if name == kind else jsonl),
-                                                            str(work / f"{name}-{r}")])  # fmt: skip
+                                                            str(work / f"{name}-{r}"), args.chunk_tokens])  # fmt: skip
                 runs[name].append(run)
                 print(f"  round {r}, {name}: {run}", flush=True)
-        same = same_table(work / f"{kind}-0", work / "jsonl-0")
+        same = same_table(work / f"{kind}-0", work / "jsonl-0") if args.rounds else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    best = {name: min(r["seconds"] for r in rs) for name, rs in runs.items()}
+    best = {name: min(r["seconds"] for r in rs) for name, rs in runs.items() if rs}
     date = datetime.date.today().strftime("%Y%m%d")
-    write_json(HERE / "results" / f"dataset-{kind}-{args.machine}-{date}.json", {
+    name = kind if args.warc is None else f"{kind}-{args.warc.name.split('.')[0]}"
+    name += "" if args.chunk_tokens == "none" else f"-chunks-{args.chunk_tokens}"
+    write_json(HERE / "results" / f"dataset-{name}-{args.machine}-{date}.json", {
         "command": "python -m benchmarks.dataset_warc " + " ".join(argv), "cpu": cpu_model(), "flags": cpu_flags(),
-        "input": src.name, "first": args.first, "reading_alone": reading, "runs": runs, "best_seconds": best,
-        f"{kind}_over_jsonl": best[kind] / best["jsonl"], "same_table": same,
+        "input": src.name, "first": args.first, "chunk_tokens": args.chunk_tokens, "reading_alone": reading, "runs": runs, "best_seconds": best,
+        f"{kind}_over_jsonl": best[kind] / best["jsonl"] if best else None, "same_table": same,
     })  # fmt: skip
     print(f"  best seconds {best}; same table: {same}", flush=True)
     return 0

@@ -45,7 +45,7 @@ Read the result with pyarrow.parquet.read_table(OUTPUT).
 def add_embed_dataset_parser(sub: Any) -> None:
     p = sub.add_parser(
         "embed-dataset",
-        help="embed a whole corpus (txt/jsonl/csv/parquet/arrow/mbox/wet/xml records, or a folder of documents) into a Parquet dataset, resumable",
+        help="embed a whole corpus (txt/jsonl/csv/parquet/arrow/mbox/warc/xml records, or a folder of documents) into a Parquet dataset, resumable",
         description="Embed every row of INPUT into the Parquet dataset folder OUTPUT (columns id, the kept "
         "columns, embedding), streaming with bounded memory, one part file per --rows-per-part rows, each "
         "written whole. Re-running the same command continues a killed job.",
