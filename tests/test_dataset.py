@@ -647,6 +647,61 @@ def test_a_compressed_input_seeks_both_ways(codec: str, tmp_path: Path) -> None:
         assert f.readline() == data[1234:data.index(b"\n", 1234) + 1]
 
 
+@pytest.mark.parametrize("codec", [".gz", ".bz2", ".zst"])
+def test_a_file_compressed_a_member_at_a_time_is_read_from_the_member_before_a_part(
+    codec: str, tmp_path: Path, tiny_bert_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wikipedia's multistream dumps (a bz2 stream every 100 pages), Common Crawl's WARC files (a gzip
+    member a record): the planning scan keeps where members begin, and a part's reader (a Ray actor's,
+    a resumed job's first) starts decompressing at the member before its first row."""
+    from scan_records import recorded
+
+    import embedrt.dataset._scan_record as _scan_record
+    from embedrt.dataset import _storage as storage
+    from embedrt.dataset._sources import plan_input
+
+    monkeypatch.setattr(_scan_record, "SETTLED_S", 0.0)  # files written just now are recorded
+    monkeypatch.setattr(storage, "SEEK_EVERY", 1)  # every member's start kept, not one a MB
+    lines = [json.dumps({"id": f"r{i}", "text": t}).encode() + b"\n" for i, t in enumerate(TEXTS * 3)]
+    one = {".gz": gzip.compress, ".bz2": bz2.compress}.get(codec) or pytest.importorskip("zstandard").compress
+    members = [one(b"".join(lines[i : i + 7])) for i in range(0, len(lines), 7)]
+    src, plain = tmp_path / "in" / f"rows.jsonl{codec}", tmp_path / "plain" / "rows.jsonl"
+    src.parent.mkdir()
+    plain.parent.mkdir()
+    src.write_bytes(b"".join(members))
+    plain.write_bytes(b"".join(lines))
+    kw: dict[str, Any] = {"id_column": "id", "rows_per_part": 10, "progress": False}
+    given: list[tuple[tuple[int, int], ...]] = []  # the seek points the readers give
+    reading = storage.reading
+    monkeypatch.setattr(storage, "reading", lambda where, seeks=(): given.append(tuple(seeks)) or reading(where, seeks))
+    s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
+    monkeypatch.setattr(storage, "reading", reading)
+    embed_dataset(plain, tmp_path / "plain-out", tiny_bert_bundle, **kw)
+    assert s.rows == len(lines) and _read(tmp_path / "out").equals(_read(tmp_path / "plain-out"))
+
+    plan = plan_input(str(src), 10, text="text", id_column="id", keep_columns=())
+    seeks, parts = plan.shards[0].seeks, plan.parts
+    sizes = np.cumsum([0] + [len(b"".join(lines[i : i + 7])) for i in range(0, len(lines), 7)])
+    packed = np.cumsum([0] + [len(m) for m in members])
+    assert seeks == tuple((int(sizes[(p.start // 7)]), int(packed[p.start // 7])) for p in parts[1:])
+    assert given and set(given) == {seeks}
+    assert recorded(tmp_path / "out" / "_input_scan.arrow")["files"][str(src)]["seeks"] == [list(x) for x in seeks]
+    damaged = tmp_path / f"damaged.jsonl{codec}"  # its first member unreadable: only a reader that starts
+    damaged.write_bytes(b"\xff" * len(members[0]) + b"".join(members[1:]))  # at a later member reads on
+    try:
+        for part in parts[1:]:
+            with storage.reading(str(damaged), seeks) as f:
+                f.seek(part.byte_offset)
+                assert f.readline() == lines[part.start]
+        storage.release()
+        with pytest.raises(StorageError, match="its compressed data is truncated or corrupt"), storage.reading(
+            str(damaged)
+        ) as f:
+            f.seek(parts[-1].byte_offset)
+    finally:
+        storage.release()
+
+
 @pytest.mark.parametrize("codec", [".gz", ".bz2", ".xz", ".zst"])
 def test_a_truncated_or_corrupt_compressed_input_is_named(codec: str, tmp_path: Path, tiny_bert_bundle: Path) -> None:
     """Not a shorter corpus: zstandard's own reader ended a truncated frame without a word."""

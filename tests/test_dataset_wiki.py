@@ -175,7 +175,7 @@ def test_a_dumps_parts_read_on_one_stream_with_its_sites_names(tmp_path: Path, t
     dump.write_bytes(bz2.compress((site + pages + "</mediawiki>\n").encode()))
     restarts: list[int] = []  # the streams (decompressed from the file's start) each time one starts again
     start = _storage._Decompressed._restart
-    monkeypatch.setattr(_storage._Decompressed, "_restart", lambda self: (restarts.append(id(self)), start(self))[1])
+    monkeypatch.setattr(_storage._Decompressed, "_restart", lambda self, at: (restarts.append(id(self)), start(self, at))[1])
     s = embed_dataset(dump, tmp_path / "out", tiny_bert_bundle, wiki_text=True, rows_per_part=3, keep_columns="text",
                       progress=False)  # fmt: skip
     want = [text for i in range(30) if (text := _page(i)[1]) is not None]

@@ -417,7 +417,7 @@ def _to_arrow(values: list[Any], kind: str) -> pa.Array:
 
 def _lines(shard: Shard, part: PartSpec, skip_empty: bool) -> Any:
     """(line number, raw bytes without the line ending) for the part's rows."""
-    with storage.reading(shard.path) as f:
+    with storage.reading(shard.path, shard.seeks) as f:
         f.seek(part.byte_offset)
         line, left = part.first_line, part.rows
         for raw in f:
@@ -530,7 +530,7 @@ def _records(shard: Shard, part: PartSpec, opens: Callable[[bytes], bool], with_
     ``From `` lines, an XML file's records' opening tags); ``keep``: only the records it takes by their
     first ``RECORD_KEY`` bytes (as the planning scan took them): a record it passes over is not held
     past them (a WARC file's videos)."""
-    with storage.reading(shard.path) as f:
+    with storage.reading(shard.path, shard.seeks) as f:
         f.seek(part.byte_offset)
         line, left = part.first_line, part.rows
         held: list[bytes] | None = None  # the lines of the record being read (None: before the first)
@@ -581,7 +581,7 @@ def _read_csv(
 ) -> Iterator[_Rows]:
     header = shard.columns
     where = {c: header.index(c) for c in (*source.columns, *columns)}
-    with storage.reading(shard.path) as f, csv_field_limit():
+    with storage.reading(shard.path, shard.seeks) as f, csv_field_limit():
         f.seek(part.byte_offset)
         lines = _TrackedLines(f)
         reader = csv.reader(lines, delimiter=delimiter)

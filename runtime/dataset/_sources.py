@@ -9,6 +9,7 @@ several machines share the work.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import dataclasses
 import glob
@@ -101,6 +102,9 @@ class Shard:
     # a text file read whole in a part of several files (``_grouped``): where its first row begins
     offset: int = 0
     line: int = 1
+    # a compressed file of several members: (decompressed, compressed offset) of the member start
+    # nearest before each part's first row, where its reader starts (``storage.reading``)
+    seeks: tuple[tuple[int, int], ...] = ()
 
     def whole(self, index: int, k: int) -> PartSpec:
         """This file, the plan's ``k``-th, as one part of its own (a file of a part of several files)."""
@@ -887,7 +891,8 @@ def _findings(shard: Shard, starts: list[tuple[int, int, int]], hashes: list[str
               kinds: dict[str, set[str]]) -> dict[str, Any]:  # fmt: skip
     """What a scan found in a file, as the scan record keeps it (``_known`` reads it back)."""
     return {"rows": shard.rows, "size": shard.size, "sha256": shard.sha256, "columns": list(shard.columns),
-            "starts": [list(s) for s in starts], "hashes": hashes, "kinds": {c: sorted(k) for c, k in kinds.items()}}
+            "starts": [list(s) for s in starts], "hashes": hashes, "kinds": {c: sorted(k) for c, k in kinds.items()},
+            "seeks": [list(s) for s in shard.seeks]}
 
 
 def _known(record: ScanRecord | None, row: int, path: str, stamp: np.ndarray | None) -> _Found | None:
@@ -901,7 +906,8 @@ def _known(record: ScanRecord | None, row: int, path: str, stamp: np.ndarray | N
         return None
     try:
         shard = Shard(path, int(entry["rows"]), 0, int(entry["size"]), str(entry["sha256"]),
-                      tuple(str(c) for c in entry["columns"]), stamp=(int(stamp[0]), int(stamp[1])))  # fmt: skip
+                      tuple(str(c) for c in entry["columns"]), stamp=(int(stamp[0]), int(stamp[1])),
+                      seeks=tuple((int(d), int(c)) for d, c in entry.get("seeks", ())))  # fmt: skip
         starts = [(int(r), int(o), int(n)) for r, o, n in entry["starts"]]
         hashes = [str(h) for h in entry["hashes"]]
         kinds = {str(c): {str(k) for k in v} for c, v in entry["kinds"].items()}
@@ -1084,7 +1090,8 @@ def _scan_lines(
             cut = int(ends[-1]) + 1
             carry, base = data[cut:], base + cut
             ph.settled(base)  # every part starting before the unfinished last line is known
-    return Shard(path, rows, first_row, base + len(carry), h.hexdigest()), starts, ph.finish()
+        seeks = _seek_points(storage.member_starts(f), starts)
+    return Shard(path, rows, first_row, base + len(carry), h.hexdigest(), seeks=seeks), starts, ph.finish()
 
 
 RECORD_KEY = 64 << 10  # a message's content hash (content-defined parts) is of its first so many bytes
@@ -1154,7 +1161,16 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
             ph.settled(base if opened is None else opened[0])
             if not block:
                 break
-    return Shard(path, rows, first_row, base, h.hexdigest(), columns=columns), starts, ph.finish()
+        seeks = _seek_points(storage.member_starts(f), starts)
+    return Shard(path, rows, first_row, base, h.hexdigest(), columns=columns, seeks=seeks), starts, ph.finish()
+
+
+def _seek_points(members: list[tuple[int, int]], starts: list[tuple[int, int, int]]) -> tuple[tuple[int, int], ...]:
+    """Of where a compressed file's members begin (``storage.member_starts``), the nearest at or
+    before each part's first row (past the file's start)."""
+    at = [m for m, _ in members]
+    points = (members[k] for k in (bisect.bisect_right(at, offset) - 1 for _, offset, _ in starts) if k >= 0)
+    return tuple(dict.fromkeys(points))
 
 
 def _line_starts(data: bytes, complete: int) -> np.ndarray:
@@ -1355,10 +1371,11 @@ def _scan_csv(
             raise InputError(f"{path} line {line}: not valid CSV ({e}); fix the file or convert it to Parquet") from e
         lines.drain()
         tell(rows - told)
+        seeks = _seek_points(storage.member_starts(f), starts)
         if rows:
             _check_last_record(f, *last, delimiter, path)
     cols = tuple(c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(header))
-    return Shard(path, rows, first_row, lines.offset, h.hexdigest(), cols), starts, ph.finish()
+    return Shard(path, rows, first_row, lines.offset, h.hexdigest(), cols, seeks=seeks), starts, ph.finish()
 
 
 def _check_last_record(f: Any, offset: int, line: int, delimiter: str, path: str) -> None:

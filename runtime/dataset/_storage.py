@@ -462,10 +462,13 @@ _kept = threading.local()  # per thread: (path, reader) of the compressed file i
 
 
 @contextlib.contextmanager
-def reading(where: str) -> Iterator[IO[bytes]]:
+def reading(where: str, seeks: Sequence[tuple[int, int]] = ()) -> Iterator[IO[bytes]]:
     """``open_input`` for a part's reader. A compressed file's reader is kept open for this thread's
     next part of the same file: parts are read in order (locally) or in rising order (each Ray actor),
-    so the next seek goes forward from where this one stopped instead of decompressing from the start."""
+    so the next seek goes forward from where this one stopped instead of decompressing from the start.
+    ``seeks``: where members of the file begin (``member_starts``, kept by the planning scan): a seek
+    past one starts decompressing there, not from where the reader stands (a resumed job's first
+    part, a Ray actor's parts far apart)."""
     if PurePosixPath(where).suffix.lower() not in CODECS:
         with open_input(where) as f:
             yield f
@@ -475,6 +478,9 @@ def reading(where: str) -> Iterator[IO[bytes]]:
         if kept is not None:
             kept[1].close()
         kept = _kept.file = (where, open_input(where))
+    raw = getattr(kept[1], "raw", None)
+    if isinstance(raw, _Decompressed):
+        raw.seeks = seeks
     try:
         yield kept[1]
     except BaseException:
@@ -501,32 +507,48 @@ def _zstd(f: Any) -> Any:
         import zstandard
     except ImportError as e:
         raise ImportError('reading .zst files needs zstandard: pip install "embedrt[dataset]"') from e
-    return _ZstdFrames(f, zstandard)
+    return _Members(f, lambda: zstandard.ZstdDecompressor().decompressobj())
 
 
-class _ZstdFrames(io.RawIOBase):
-    """A zstd file's frames one after another, decompressed; a file that ends inside a frame raises
-    ``EOFError``, as gzip, bz2 and xz do (zstandard's own stream reader ends there without a word,
-    so a truncated file would have been a shorter corpus)."""
+SEEK_EVERY = 1 << 20  # a member's start is kept (``_Members.starts``) this many decompressed bytes after the last
+
+
+class _Members(io.RawIOBase):
+    """A compressed file's members one after another, decompressed: gzip members, bz2 streams, zstd
+    frames (``new`` makes a member's decompressor). Where members begin is kept (``starts``: the
+    decompressed and the compressed offset, ``SEEK_EVERY`` apart at least), so that a reader can
+    start at one (``_Decompressed.seeks``): a file compressed a member at a time (Wikipedia's
+    multistream dumps, a bz2 stream every 100 pages; Common Crawl's WARC files, a gzip member a
+    record; pigz, pbzip2, zstd -T) is read from anywhere. A file that ends inside a member raises
+    ``EOFError``, as Python's own readers do (zstandard's own stream reader ends there without a
+    word, so a truncated file would have been a shorter corpus); zero bytes after a gzip member are
+    padding, and bytes after a bz2 stream that begin no stream are passed over, as ``gzip`` and
+    ``bz2`` do."""
 
     _READ = 1 << 16  # compressed bytes a step (text compresses up to ~100x: a few MB out)
 
-    def __init__(self, raw: Any, zstandard: Any) -> None:
-        self._raw, self._zstd = raw, zstandard
-        self._frame = zstandard.ZstdDecompressor().decompressobj()
-        self._fed = False  # bytes of the current frame went in
+    def __init__(self, raw: Any, new: Callable[[], Any], padding: bytes = b"", trailing: bool = False) -> None:
+        self._raw, self._new, self._padding, self._trailing = raw, new, padding, trailing
+        self._member = new()
+        self._fed = False  # bytes of the current member went in
+        self._done = 0  # members ended
+        self._ended = False  # the end of the data (a bz2 stream's trailing bytes) was met
         self._out, self._at = b"", 0  # decompressed bytes not yet handed out
+        self._read_to = raw.tell()  # the compressed offset read up to
+        self._made = 0  # decompressed bytes made so far
+        self.starts: list[tuple[int, int]] = []  # (decompressed, compressed offset) where a member begins
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
         while self._at >= len(self._out):
-            chunk = self._raw.read(self._READ)
+            chunk = b"" if self._ended else self._raw.read(self._READ)
             if not chunk:
-                if self._fed and not self._frame.eof:
+                if self._fed and not self._member.eof:
                     raise EOFError("Compressed file ended before the end-of-stream marker was reached")
                 return 0
+            self._read_to += len(chunk)
             self._out, self._at = self._decompress(chunk), 0
         n = min(len(b), len(self._out) - self._at)
         b[:n] = self._out[self._at : self._at + n]
@@ -536,13 +558,38 @@ class _ZstdFrames(io.RawIOBase):
     def _decompress(self, chunk: bytes) -> bytes:
         out = []
         while chunk:
-            out.append(self._frame.decompress(chunk))
-            self._fed = True
-            if not self._frame.eof:
+            if not self._fed and self._padding:
+                chunk = chunk.lstrip(self._padding)
+                if not chunk:
+                    break
+            try:
+                piece = self._member.decompress(chunk)
+            except OSError:
+                if self._fed or not self._trailing or not self._done:
+                    raise
+                self._ended = True  # bytes after the last stream that begin none: the data's end
                 break
-            chunk = self._frame.unused_data  # the next frame's first bytes
-            self._frame, self._fed = self._zstd.ZstdDecompressor().decompressobj(), False
+            out.append(piece)
+            self._made += len(piece)
+            self._fed = True
+            if not self._member.eof:
+                break
+            chunk = self._member.unused_data  # the next member's first bytes
+            self._member, self._fed = self._new(), False
+            self._done += 1
+            if not self.starts or self._made - self.starts[-1][0] >= SEEK_EVERY:
+                self.starts.append((self._made, self._read_to - len(chunk)))
         return b"".join(out)
+
+
+def _gzip(f: Any) -> Any:
+    import zlib
+
+    return _Members(f, lambda: zlib.decompressobj(31), padding=b"\0")
+
+
+def _bz2(f: Any) -> Any:
+    return _Members(f, bz2.BZ2Decompressor, trailing=True)
 
 
 def _corrupt(error: BaseException) -> bool:
@@ -557,11 +604,19 @@ def _corrupt(error: BaseException) -> bool:
 
 
 CODECS: dict[str, Callable[[Any], Any]] = {
-    ".gz": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
-    ".bz2": lambda f: bz2.BZ2File(f, mode="rb"),
+    ".gz": _gzip,
+    ".bz2": _bz2,
     ".xz": lambda f: lzma.LZMAFile(f, mode="rb"),  # noqa: SIM115 (closed by _Decompressed)
     ".zst": _zstd,
 }  # a text input compressed whole: read as one stream (several gzip members or zstd frames are one file)
+
+
+def member_starts(f: Any) -> list[tuple[int, int]]:
+    """Where the members of the compressed file ``f`` (``open_input``'s, read from its start) begin, as
+    far as it was read: (decompressed, compressed offset), ``SEEK_EVERY`` apart at least; none for a
+    file that is not compressed, or is one member."""
+    raw = getattr(f, "raw", None)
+    return raw.member_starts() if isinstance(raw, _Decompressed) else []
 
 
 def uncompressed_name(path: str) -> str:
@@ -573,16 +628,22 @@ def uncompressed_name(path: str) -> str:
 
 class _Decompressed(io.RawIOBase):
     """A compressed file's decompressed bytes, seekable: forward by reading on, backward by starting
-    again from the file's first byte (a part's reader seeks to where its rows begin)."""
+    again from the file's first byte (a part's reader seeks to where its rows begin), or from the
+    start of a member at or before the offset sought (``seeks``) where that is nearer."""
 
     def __init__(self, raw: Any, codec: Callable[[Any], Any], where: str = "") -> None:
         self._raw, self._codec, self._where = raw, codec, where
-        self._restart()
+        self.seeks: Sequence[tuple[int, int]] = ()  # (decompressed, compressed offset) where members begin
+        self._restart((0, 0))
 
-    def _restart(self) -> None:
-        self._raw.seek(0)
+    def _restart(self, at: tuple[int, int]) -> None:
+        self._raw.seek(at[1])
         self._stream = self._codec(self._raw)
-        self._pos = 0
+        self._base = self._pos = at[0]
+
+    def member_starts(self) -> list[tuple[int, int]]:
+        """Where members begin, as far as read (``_Members.starts``; none for xz)."""
+        return [(self._base + made, at) for made, at in getattr(self._stream, "starts", ())]
 
     def readable(self) -> bool:
         return True
@@ -609,9 +670,11 @@ class _Decompressed(io.RawIOBase):
             offset += self._pos
         elif whence != io.SEEK_SET:
             raise io.UnsupportedOperation("a compressed input is not seeked from its end")
-        if offset < self._pos:
+        k = bisect.bisect_right(self.seeks, (offset, float("inf"))) - 1  # the last member starting at or before it
+        at = self.seeks[k] if k >= 0 else (0, 0)
+        if offset < self._pos or at[0] > self._pos:
             self._stream.close()
-            self._restart()
+            self._restart(at)
         scratch = bytearray(min(BUFFER, max(offset - self._pos, 1)))
         while self._pos < offset:
             with memoryview(scratch) as m:
