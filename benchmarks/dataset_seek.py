@@ -74,7 +74,7 @@ def _read_parts(plan: Any, parts: list[Any], seeks: bool) -> int:
 
 def _measure(plan: Any, workers: int, rounds: int) -> dict[str, Any]:
     parts = plan.parts
-    out: dict[str, Any] = {"parts": len(parts), "seek_points": len(plan.shards[0].seeks)}
+    out: dict[str, Any] = {"parts": len(parts), "members_kept": len(plan.shards[0].seeks)}
     for how, seeks in (("seek_points", True), ("from_start", False)):
         actors, last = [], []
         for _ in range(rounds):
