@@ -702,6 +702,24 @@ def test_a_file_compressed_a_member_at_a_time_is_read_from_the_member_before_a_p
         storage.release()
 
 
+def test_what_follows_the_last_member_is_read_as_pythons_readers_read_it(tmp_path: Path) -> None:
+    """Zero bytes after a gzip member are padding, bytes after a bz2 stream that begin none are passed
+    over (as ``gzip`` and ``bz2`` do); other bytes after a gzip member are an error, after the
+    members before them."""
+    from embedrt.dataset._storage import open_input
+
+    data = b"a line\n" * 1000
+    for name, blob in (("padded.gz", gzip.compress(data) + b"\0" * 100), ("trailing.bz2", bz2.compress(data) + b"junk")):
+        (tmp_path / name).write_bytes(blob)
+        with open_input(str(tmp_path / name)) as f:
+            assert f.read() == data
+    (tmp_path / "junk.gz").write_bytes(gzip.compress(data) + b"junk")
+    with pytest.raises(StorageError, match="truncated or corrupt after 7,000 decompressed bytes"), open_input(
+        str(tmp_path / "junk.gz")
+    ) as f:
+        f.read()
+
+
 @pytest.mark.parametrize("codec", [".gz", ".bz2", ".xz", ".zst"])
 def test_a_truncated_or_corrupt_compressed_input_is_named(codec: str, tmp_path: Path, tiny_bert_bundle: Path) -> None:
     """Not a shorter corpus: zstandard's own reader ended a truncated frame without a word."""

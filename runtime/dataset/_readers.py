@@ -548,7 +548,7 @@ def _records(shard: Shard, part: PartSpec, opens: Callable[[bytes], bool], with_
                         if not left:
                             return
                 held, at = [raw] if with_opening else [], line
-                size, taken = len(raw), None
+                size, taken = len(raw), None if keep else True
             elif held is not None and taken is not False:
                 held.append(raw)
                 size += len(raw)

@@ -533,6 +533,7 @@ class _Members(io.RawIOBase):
         self._fed = False  # bytes of the current member went in
         self._done = 0  # members ended
         self._ended = False  # the end of the data (a bz2 stream's trailing bytes) was met
+        self._error: Exception | None = None  # met after the members before it were decompressed
         self._out, self._at = b"", 0  # decompressed bytes not yet handed out
         self._read_to = raw.tell()  # the compressed offset read up to
         self._made = 0  # decompressed bytes made so far
@@ -543,6 +544,8 @@ class _Members(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         while self._at >= len(self._out):
+            if self._error is not None:
+                raise self._error
             chunk = b"" if self._ended else self._raw.read(self._READ)
             if not chunk:
                 if self._fed and not self._member.eof:
@@ -556,7 +559,7 @@ class _Members(io.RawIOBase):
         return n
 
     def _decompress(self, chunk: bytes) -> bytes:
-        out = []
+        out: list[bytes] = []
         while chunk:
             if not self._fed and self._padding:
                 chunk = chunk.lstrip(self._padding)
@@ -564,10 +567,13 @@ class _Members(io.RawIOBase):
                     break
             try:
                 piece = self._member.decompress(chunk)
-            except OSError:
-                if self._fed or not self._trailing or not self._done:
+            except Exception as e:
+                if isinstance(e, OSError) and self._trailing and self._done and not self._fed:
+                    self._ended = True  # bytes after the last stream that begin none: the data's end
+                    break
+                if not out:
                     raise
-                self._ended = True  # bytes after the last stream that begin none: the data's end
+                self._error = e  # raised at the next read: the members before it are handed out first
                 break
             out.append(piece)
             self._made += len(piece)
