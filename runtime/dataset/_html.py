@@ -43,11 +43,15 @@ _BREAKS = re.compile(f"[ \t]*[{_PARA}{_LINE_BREAK}][ \t{_PARA}{_LINE_BREAK}]*")
 _KEPT = str.maketrans({"\n": "\ufdd0", " ": "\ufdd1", "\t": "\ufdd2"})
 _RESTORED = str.maketrans({"\ufdd0": "\n", "\ufdd1": " ", "\ufdd2": "\t"})
 _MARKS = str.maketrans(dict.fromkeys(map(ord, "\ufdd0\ufdd1\ufdd2\ufdd3\ufdd4")))  # removed from the page's own text
+# (a page that has none, nearly every one, is not translated; character references to them decode to
+# nothing: noncharacters, which html.unescape drops)
+_MARKED = re.compile("[\ufdd0-\ufdd4]")
 
 
 class _Text(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, marked: bool = True) -> None:
         super().__init__(convert_charrefs=True)
+        self.marked = marked  # the page holds characters of the marks
         self.out: list[str] = []
         self.title: list[str] = []
         self.hidden: list[str] = []  # the hidden elements open around the parser
@@ -83,7 +87,8 @@ class _Text(HTMLParser):
         self._break(tag, False)
 
     def handle_data(self, data: str) -> None:
-        data = data.translate(_MARKS)
+        if self.marked:
+            data = data.translate(_MARKS)
         if self.in_title:  # a title is the page's name, not its text, wherever it stands
             self.title.append(data)
             return
@@ -147,7 +152,7 @@ def decoded(data: bytes, charset: str | None = None, html: bool = True) -> str:
 def html_text(page: str, title: bool = True) -> str:
     """The visible text of ``page``: its title (unless ``title`` is false), a blank line, then its
     body's text."""
-    parser = _Text()
+    parser = _Text(_MARKED.search(page) is not None)
     parser.feed(page)
     parser.close()
     body = _BREAKS.sub(lambda m: "\n\n" if _PARA in m.group() else "\n", "".join(parser.out))
