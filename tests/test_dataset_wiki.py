@@ -75,6 +75,11 @@ def test_wikitext_is_the_text_a_reader_sees() -> None:
     assert wikitext_text("<div>Text.\n== Notes ==\nA note.\n== History ==\nOld.</div>") == "Text.\n\nHistory\n\nOld."
     assert wikitext_text("<div class='x'>Text.<br>More.</span>") == "Text.\nMore."
     assert wikitext_text("A ''b\n\n== See also ==\n* x") == "A b"  # an italic left open: no tag holds the rest
+    # the apparatus by the titles other Wikipedias give it, at level 2 only (a country's "Literatur" is text)
+    for title in ("Einzelnachweise", "Liens externes", "Véase también", "Примечания", "脚注", "Przypisy"):
+        assert wikitext_text(f"Text.\n== Geschichte ==\nAlt.\n== {title} ==\n* x\n=== Sub ===\ny") == (
+            "Text.\n\nGeschichte\n\nAlt."), title
+    assert wikitext_text("== Kultur ==\n=== Literatur ===\nGoethe.") == "Kultur\n\nLiteratur\n\nGoethe."
     assert wikitext_text("* one\nTwo.\n\nThree\nfour.") == "one\nTwo.\n\nThree four."
     assert wikitext_text("Run:\n<syntaxhighlight lang=sh>\nmake\nmake install\n</syntaxhighlight>\n<poem>a\nb</poem>") == (
         "Run:\n\nmake\nmake install\n\na\nb")

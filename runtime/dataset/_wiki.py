@@ -10,8 +10,8 @@ decoded. Left out: templates
 (infoboxes, navboxes, citation templates, parser functions; their output is MediaWiki's to compute),
 references (``<ref>``) and the reference list, images and other files, categories, interlanguage
 links, comments, formulas (``<math>``), galleries, magic words, and the sections a reader of the text
-does not read as the article (English titles: "References", "External links", "See also", "Further
-reading", "Notes" ...). A paragraph ends in a blank line, as ``chunk_tokens`` windows want.
+does not read as the article ("References", "External links", "See also", "Further reading", "Notes"
+..., by their titles on the largest Wikipedias: "Einzelnachweise", "Liens externes", "脚注" ...). A paragraph ends in a blank line, as ``chunk_tokens`` windows want.
 """
 
 from __future__ import annotations
@@ -52,10 +52,31 @@ _SHOWN = frozenset({
 _TRANSLITERATION = frozenset({"transl", "transliteration"})
 _QUANTITY = frozenset({"convert", "cvt"})
 _RANGE_WORDS = frozenset({"to", "-", "–", "and", "or", "x", "by", "+", "&"})
-# sections (level 2) that hold the article's apparatus, not its text: left out with their subsections
+# sections (level 2) that hold the article's apparatus, not its text: left out with their subsections;
+# by their titles on the largest Wikipedias (their manuals of style, the titles their articles use)
 _APPARATUS = frozenset({
+    # English
     "references", "external links", "see also", "further reading", "notes", "footnotes", "citations", "sources",
     "notes and references", "references and notes", "works cited", "reference list", "bibliography and references",
+    # German, French, Spanish, Italian, Portuguese, Dutch
+    "einzelnachweise", "weblinks", "literatur", "siehe auch", "anmerkungen", "belege", "quellen", "fußnoten",
+    "notes et références", "références", "liens externes", "voir aussi", "bibliographie", "articles connexes",
+    "referencias", "enlaces externos", "véase también", "bibliografía", "notas", "notas y referencias",
+    "note", "bibliografia", "voci correlate", "altri progetti", "collegamenti esterni",
+    "referências", "ligações externas", "ver também", "leitura adicional",
+    "referenties", "externe links", "zie ook", "bronnen", "noten", "literatuur", "bronvermelding",
+    # Polish, Czech, Swedish, Russian, Ukrainian, Turkish, Indonesian, Vietnamese
+    "przypisy", "linki zewnętrzne", "zobacz też", "uwagi", "reference", "externí odkazy", "související články",
+    "literatura", "poznámky", "referenser", "externa länkar", "se även", "källor", "noter", "vidare läsning",
+    "примечания", "литература", "ссылки", "см. также", "источники", "примітки", "джерела", "посилання",
+    "див. також", "література", "kaynakça", "dış bağlantılar", "ayrıca bakınız", "notlar", "referensi",
+    "pranala luar", "lihat pula", "lihat juga", "catatan", "bacaan lanjutan", "tham khảo", "liên kết ngoài",
+    "xem thêm", "chú thích",
+    # Japanese, Chinese (simplified and traditional), Korean, Arabic, Persian
+    "脚注", "参考文献", "外部リンク", "関連項目", "注釈", "出典", "參考文獻", "外部链接", "外部連結", "参见", "參見",
+    "注释", "註釋", "参考资料", "參考資料", "延伸阅读", "延伸閱讀", "각주", "참고 문헌", "참고문헌", "외부 링크",
+    "같이 보기", "مراجع", "المراجع", "وصلات خارجية", "انظر أيضا", "انظر أيضًا", "مصادر", "منابع", "پیوند به بیرون",
+    "جستارهای وابسته", "پانویس",
 })  # fmt: skip
 # the canonical names of the namespaces whose links are not text (every wiki takes them beside its own)
 _FILE_NAMES = ("file", "image", "media")
