@@ -126,6 +126,7 @@ def _crawl() -> tuple[list[bytes], list[tuple[str, str, str]]]:
         _response("http://a.example/000002", b"HTTP/1.1 200 OK\r\n\r\n", "revisit"),  # archived before: no body
         _response("<https://b.example/000009>", page, "resource", "text/html"),  # WARC 1.0's bracketed URI
         _response("metadata://gnu.org/wget.log", b"wget log\n", "resource", "text/plain"),
+        _response("http://a.example/robots.txt", _http(b"User-agent: *\nDisallow: /x\n", "Content-Type: text/plain")),
         _response("dns:a.example", b"20250301 a.example. 60 IN A 1.2.3.4\n", "response", "text/dns"),
         _response("http://a.example/000010", _http(b"\x1f\x8bnot gzip at all", "Content-Type: text/html",
                                                    "Content-Encoding: gzip")),

@@ -15,8 +15,8 @@ often gzip-compressed a record a member (``.warc.gz``). Rows are the records tha
   (``.warc.wet.gz``), read as they are.
 
 Records of other types (``warcinfo``, ``request``, ``metadata``, ``revisit``: a capture of content
-archived before, which has no body of its own), redirects and errors, and responses of other types
-(images, scripts, PDFs) are not rows. Whether a record is a row is decided by its first ``HEAD``
+archived before, which has no body of its own), redirects and errors, responses of other types
+(images, scripts, PDFs) and sites' ``robots.txt`` (a crawler's, not a page) are not rows. Whether a record is a row is decided by its first ``HEAD``
 bytes (its fields and the HTTP response's headers), alike in the planning scan and the readers.
 
 A row's columns (``COLUMNS``): ``text``, ``url`` (``WARC-Target-URI``), ``date`` (``WARC-Date``, the
@@ -45,6 +45,7 @@ HEAD = 1 << 16  # a record is a row or not by its first so many bytes
 OPENING = re.compile(rb"^WARC/1\.[01]\r$", re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _STATUS = re.compile(rb"HTTP/[0-9.]+[ \t]+([0-9]{3})\b")
+_ROBOTS = re.compile(rb"<?https?://[^/?#]+/robots\.txt(?:[?#>]|$)", re.IGNORECASE)  # a site's robots.txt
 # media types read (a page's text), and whether as HTML
 TEXT_TYPES = {"text/html": True, "application/xhtml+xml": True, "text/plain": False}
 
@@ -89,6 +90,8 @@ def _page(fields: dict[bytes, bytes], block: bytes, end: int | None = None) -> t
     kind = fields.get(b"warc-type", b"").lower()
     if kind == b"conversion":
         return "text", block, {}
+    if _ROBOTS.match(fields.get(b"warc-target-uri", b"")):
+        return None  # a crawler's request for a site's rules, not one of its pages
     if kind == b"resource":
         url = fields.get(b"warc-target-uri", b"").strip(b"<>").lower()
         ok = url.startswith((b"http:", b"https:")) and _media(fields.get(b"content-type"))[0] in TEXT_TYPES
