@@ -203,8 +203,8 @@ def test_a_page_decoded_as_a_browser_reads_it() -> None:
     assert decoded(b"<p>\xe9", "no-such-charset") == "<p>\u00e9"
     assert decoded(b"<meta charset=base64><p>x") == "<meta charset=base64><p>x"  # not a text encoding: ignored
     assert decoded("<p>\u00e9".encode("cp1252"), html=False) == "<p>\u00e9"
-    assert [encoding(x) for x in ("UTF8", "us-ascii", "Shift_JIS", "EUC-KR", "utf-16", "nonsense")] == [
-        "utf-8", "cp1252", "cp932", "cp949", "utf-8", None]
+    assert [encoding(x) for x in ("UTF8", "us-ascii", "Shift_JIS", "x-sjis", "EUC-KR", "utf-16", "nonsense")] == [
+        "utf-8", "cp1252", "cp932", "cp932", "cp949", "utf-8", None]
 
 
 def test_a_record_that_is_no_page_is_not_held(tmp_path: Path, tiny_bert_bundle: Path) -> None:
