@@ -80,6 +80,9 @@ def test_warc_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     not_warc.write_text("hello\n")
     with pytest.raises(InputError, match=r"a.wet is not a WARC file: it begins with b'hello\\n'"):
         embed_dataset(not_warc, tmp_path / "x", tiny_bert_bundle, **kw)
+    with pytest.raises(InputError, match=r"html_text \(--html-text\) reads HTML pages as their visible text: .* a WARC "
+                                         r"file's pages \(HTML too\) are read as their text already"):  # fmt: skip
+        embed_dataset(not_warc, tmp_path / "x", tiny_bert_bundle, html_text=True, **kw)
     info_only = tmp_path / "b.wet"
     info_only.write_bytes(WARCINFO)
     with pytest.raises(InputError, match=r"b.wet has no page: no WARC record of a page's text \(WARC-Type conversion"):

@@ -727,10 +727,11 @@ def plan_input(
                 f"{files[0]} is XML: pass --xml-record NAME (xml_record=) to read a row per element NAME in it (a "
                 "PubMed baseline file's PubmedArticle), or --documents --xml-text to read each file as one text")  # fmt: skip
         for name, markup in (("html", "HTML pages as their visible text"), ("wiki", "wikitext as its text")):
-            if name in as_text and not documents and not attachments and fmt is InputFormat.MBOX:
+            if name in as_text and not documents and not attachments and fmt in (InputFormat.MBOX, InputFormat.WARC):
+                what = "a mailbox's messages" if fmt is InputFormat.MBOX else "a WARC file's pages (HTML too)"
                 raise InputError(f"{name}_text (--{name}-text) reads {markup}: documents (--documents), rows of a "
-                                 "text, table or XML file, or e-mail attachments (--attachment-text); a mailbox's "
-                                 "messages are read as their text already")  # fmt: skip
+                                 f"text, table or XML file, or e-mail attachments (--attachment-text); {what} are "
+                                 "read as their text already")  # fmt: skip
         if {"html", "wiki"} <= set(as_text) and not documents and not attachments:
             raise InputError("html_text (--html-text) and wiki_text (--wiki-text) each read rows' text as their markup: "
                              "rows are in one of them; ask for the one they are in")  # fmt: skip
