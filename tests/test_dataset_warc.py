@@ -126,6 +126,9 @@ def _crawl() -> tuple[list[bytes], list[tuple[str, str, str]]]:
         _response("http://a.example/000005", _http(video, "Content-Type: video/mp4")),
         _response("http://a.example/000007", _http(japanese.encode("shift_jis"), "Content-Type: text/html; charset=Shift_JIS")),
         _response("http://a.example/000008", _http(b"plain <text>\nWARC/1.0\nstill it", "Content-Type: text/plain")),
+        _record([("WARC-Type", "response"), ("WARC-Target-URI", "http://c.example/00000c"),
+                 ("Content-Type", "application/http; msgtype=response"), ("WARC-Identified-Payload-Type", "text/html")],
+                _http(b"<p>typed by the crawler</p>")),  # no Content-Type of its own: Common Crawl's guess
         _response("http://a.example/000002", b"HTTP/1.1 200 OK\r\n\r\n", "revisit"),  # archived before: no body
         _response("<https://b.example/000009>", page, "resource", "text/html"),  # WARC 1.0's bracketed URI
         _response("metadata://gnu.org/wget.log", b"wget log\n", "resource", "text/plain"),
@@ -139,6 +142,7 @@ def _crawl() -> tuple[list[bytes], list[tuple[str, str, str]]]:
             ("http://a.example/000006", "text/html", "Caf\u00e9\n\n\u201cD\u00e9j\u00e0 vu\u201d"),
             ("http://a.example/000007", "text/html", "\u65e5\u672c\u8a9e\u306e\u30da\u30fc\u30b8"),
             ("http://a.example/000008", "text/plain", "plain <text>\nWARC/1.0\nstill it"),
+            ("http://c.example/00000c", "text/html", "typed by the crawler"),
             ("https://b.example/000009", "text/html", "Rivers\n\nThe Rhine flows north."),
             ("http://a.example/000010", "text/html", "")]  # fmt: skip
     return records, rows
@@ -151,7 +155,7 @@ def test_a_crawl_is_a_row_per_page(tmp_path: Path, tiny_bert_bundle: Path) -> No
     kw: dict[str, Any] = {"id_column": "url", "keep_columns": "text,content_type,digest,date,record_id",
                           "rows_per_part": 2, "on_error": "null", "progress": False}  # fmt: skip
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
-    assert (s.rows, s.parts, s.bad_rows) == (7, 4, 1)
+    assert (s.rows, s.parts, s.bad_rows) == (8, 4, 1)
     table = pq.read_table(tmp_path / "out")
     got = list(zip(table.column("id").to_pylist(), table.column("content_type").to_pylist(),
                    table.column("text").to_pylist(), strict=True))  # fmt: skip
@@ -166,7 +170,7 @@ def test_a_crawl_is_a_row_per_page(tmp_path: Path, tiny_bert_bundle: Path) -> No
     again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
     assert (again.parts_resumed, again.rows_embedded) == (4, 0)
     cdc = embed_dataset(src, tmp_path / "cdc", tiny_bert_bundle, content_defined_parts=True, **kw)
-    assert cdc.rows == 7 and pq.read_table(tmp_path / "cdc").column("id").to_pylist() == [u for u, _, _ in rows]
+    assert cdc.rows == 8 and pq.read_table(tmp_path / "cdc").column("id").to_pylist() == [u for u, _, _ in rows]
 
 
 def test_a_response_body_decoded_as_stored() -> None:

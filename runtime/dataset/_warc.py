@@ -83,19 +83,20 @@ def _media(value: bytes | None) -> tuple[str, str | None]:
     return kind.strip().lower(), charset.group(1) if charset else None
 
 
-def _page(fields: dict[bytes, bytes], block: bytes, end: int | None = None) -> tuple[str, bytes, dict[bytes, bytes]] | None:
+def _page(fields: dict[bytes, bytes], block: bytes, end: int | None = None) -> tuple[str, bytes, dict[bytes, bytes], bytes] | None:
     """(what the record is: "text" a WET text, "response" or "resource" a page's; its page's bytes;
-    the HTTP response's headers) for a record that is a row by its fields and its content ``block``
-    (its HTTP head found before ``end``), else None."""
+    the HTTP response's headers; the page's ``Content-Type``) for a record that is a row by its fields
+    and its content ``block`` (its HTTP head found before ``end``), else None."""
     kind = fields.get(b"warc-type", b"").lower()
     if kind == b"conversion":
-        return "text", block, {}
+        return "text", block, {}, fields.get(b"content-type", b"")
     if _ROBOTS.match(fields.get(b"warc-target-uri", b"")):
         return None  # a crawler's request for a site's rules, not one of its pages
     if kind == b"resource":
         url = fields.get(b"warc-target-uri", b"").strip(b"<>").lower()
-        ok = url.startswith((b"http:", b"https:")) and _media(fields.get(b"content-type"))[0] in TEXT_TYPES
-        return ("resource", block, {}) if ok else None
+        declared = fields.get(b"content-type", b"")
+        ok = url.startswith((b"http:", b"https:")) and _media(declared)[0] in TEXT_TYPES
+        return ("resource", block, {}, declared) if ok else None
     if kind != b"response" or not fields.get(b"content-type", b"").lower().startswith(b"application/http"):
         return None  # a dns: lookup's response, say
     http = _split(block, end)
@@ -103,8 +104,8 @@ def _page(fields: dict[bytes, bytes], block: bytes, end: int | None = None) -> t
     if http is None or status is None or status.group(1) != b"200":
         return None
     headers = _fields(http[0])
-    declared = headers.get(b"content-type") or fields.get(b"warc-identified-payload-type")
-    return ("response", http[1], headers) if _media(declared)[0] in TEXT_TYPES else None
+    declared = headers.get(b"content-type") or fields.get(b"warc-identified-payload-type", b"")
+    return ("response", http[1], headers, declared) if _media(declared)[0] in TEXT_TYPES else None
 
 
 def is_row(record: bytes) -> bool:
@@ -136,8 +137,8 @@ def record_row(raw: bytes) -> tuple[dict[str, Any], str | None]:
     page = _page(fields, content, HEAD)
     if page is None:  # the scan took it by its first bytes: only a record changed since is not a page now
         return row, "a WARC record that is not a page's text"
-    what, body, headers = page
-    media, charset = _media(headers.get(b"content-type") or fields.get(b"content-type"))
+    what, body, headers, declared = page
+    media, charset = _media(declared)
     row["content_type"] = media or None
     if what == "text":
         row["text"] = body.decode("utf-8", "replace")
@@ -146,7 +147,7 @@ def record_row(raw: bytes) -> tuple[dict[str, Any], str | None]:
         body = _payload(body, headers)
     except ValueError as e:
         return row, f"an HTTP response whose body cannot be read: {e}"
-    html = TEXT_TYPES.get(media, True)
+    html = TEXT_TYPES[media]
     text = _html.decoded(body, charset, html)
     row["text"] = _html.html_text(text) if html else text
     return row, None
