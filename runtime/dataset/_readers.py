@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import _archives, _warc, _wiki
+from . import _archives, _html, _warc, _wiki
 from . import _storage as storage
-from ._as_text import BY_NAME, Kind, attachment_reader, binary_kind, kind_of, markup_bytes, markup_text
+from ._as_text import BY_NAME, Kind, attachment_reader, binary_kind, kind_of, markup_text
 from ._eml import HEAD, Attachment, eml_text, looks_like_message, unnamed_message
 from ._mbox import OPENS, message_row
 from ._pdf import pdf_text_later
@@ -154,13 +154,18 @@ def _as_markup(table: pa.Table, kind: str) -> pa.Table:
     """The rows' texts read as the markup ``kind`` ("html", "wiki"); a text its reader fails on is a bad row."""
     texts, bad = table.column(TEXT).to_pylist(), table.column(BAD).to_pylist()
     for i, t in enumerate(texts):
-        if t is not None:
-            try:
-                texts[i] = markup_text(kind, t)
-            except Exception as e:  # the reader's fault or the text's: that row is a bad row, the others go on
-                texts[i], bad[i] = None, _failed(BY_NAME[kind], e)
+        if t is not None:  # a text its reader fails on is a bad row, the others go on
+            texts[i], bad[i] = _marked_up(BY_NAME[kind], t)
     table = table.set_column(table.schema.get_field_index(TEXT), TEXT, pa.array(texts, pa.string()))
     return table.set_column(table.schema.get_field_index(BAD), BAD, pa.array(bad, pa.string()))
+
+
+def _marked_up(kind: Kind, text: str) -> tuple[str | None, str | None]:
+    """(the text of ``text``, markup of ``kind``; why there is none: its reader failed on it)."""
+    try:
+        return markup_text(kind.name, text), None
+    except Exception as e:  # the reader's fault or the text's
+        return None, _failed(kind, e)
 
 
 def _failed(kind: Kind, error: Exception) -> str:
@@ -371,11 +376,7 @@ def _text_of(path: str, as_text: tuple[str, ...], attachment: Attachment | None)
             return None, _failed(kind, e)
     if kind is not None and kind.name == "html":  # in the encoding its <meta> declares, as a browser reads it
         with storage.open_input(path) as f:
-            data = f.read()
-        try:
-            return markup_bytes(kind.name, data), None
-        except Exception as e:  # the reader's fault or the document's: a bad row
-            return None, _failed(kind, e)
+            return _marked_up(kind, _html.decoded(f.read()))
     decoder = codecs.getincrementaldecoder("utf-8")()
     pieces, at = [], 0
     with storage.open_input(path) as f:
@@ -398,12 +399,7 @@ def _text_of(path: str, as_text: tuple[str, ...], attachment: Attachment | None)
                               f"{where}; give the documents' names as a glob ('docs/**/*.md') or --on-error skip")  # fmt: skip
             if not block:
                 text = "".join(pieces).removeprefix("\ufeff")
-                if kind is None:
-                    return text, None
-                try:
-                    return markup_text(kind.name, text), None
-                except Exception as e:  # the reader's fault or the document's: a bad row
-                    return None, _failed(kind, e)
+                return (text, None) if kind is None else _marked_up(kind, text)
             at += len(block)
 
 

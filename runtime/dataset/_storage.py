@@ -17,7 +17,6 @@ import contextlib
 import errno
 import fnmatch
 import glob
-import gzip
 import io
 import json
 import lzma
@@ -602,7 +601,7 @@ def _corrupt(error: BaseException) -> bool:
     """Whether a decompressor's error says its data is truncated or corrupt (not that reading failed)."""
     import zlib
 
-    if isinstance(error, EOFError | zlib.error | lzma.LZMAError | gzip.BadGzipFile):
+    if isinstance(error, EOFError | zlib.error | lzma.LZMAError):
         return True
     if type(error) is OSError and error.errno is None and str(error) == "Invalid data stream":  # bz2
         return True
