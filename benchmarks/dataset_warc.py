@@ -125,7 +125,11 @@ def make_crawl(path: Path, folder: Path, n: int) -> None:
 def _split(data: bytes) -> list[bytes]:
     from embedrt.dataset import _warc
 
-    starts = [m.start() for m in _warc.OPENING.finditer(data)]
+    starts, end = [], 0  # a version line inside a record's content (its Content-Length) is its own
+    for m in _warc.OPENING.finditer(data):
+        if m.start() >= end:
+            starts.append(m.start())
+            end = m.start() + (_warc.extent(data[m.start() : m.start() + (64 << 10)]) or 0)
     return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True)]
 
 

@@ -65,11 +65,14 @@ def test_a_wet_file_is_a_row_per_page(tmp_path: Path, tiny_bert_bundle: Path) ->
 def test_a_record_cut_short_is_a_bad_row(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     cut = _record([("WARC-Type", "conversion"), ("WARC-Target-URI", "https://example.org/cut")], b"only this", 900)
     src = tmp_path / "part.warc.wet"
-    src.write_bytes(WARCINFO + _page(0)[0] + cut[:-4])  # a download that stopped inside the last record
+    unsized = b"WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Target-URI: https://example.org/n\r\n\r\nno size\r\n\r\n"
+    src.write_bytes(WARCINFO + unsized + _page(0)[0] + cut[:-4])  # a download that stopped inside the last record
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="url", on_error="null", progress=False)
-    assert (s.rows, s.bad_rows) == (2, 1)
-    assert s.bad_examples[0]["id"] == "https://example.org/cut"
-    assert s.bad_examples[0]["reason"].startswith("a WARC record cut short: 9 bytes of the 900 its Content-Length says")
+    assert (s.rows, s.bad_rows) == (3, 2)
+    assert pq.read_table(tmp_path / "out").column("embedding").is_null().to_pylist() == [True, False, True]
+    assert [b["id"] for b in s.bad_examples] == ["https://example.org/n", "https://example.org/cut"]
+    assert s.bad_examples[0]["reason"] == "a WARC record without a Content-Length (its field reads b'')"
+    assert s.bad_examples[1]["reason"].startswith("a WARC record cut short: 9 bytes of the 900 its Content-Length says")
     assert record_row(b"WARC/1.0\r\nWARC-Type: conversion\r\n")[1] == (
         "a WARC record without the blank line that ends its fields")
 
@@ -104,6 +107,10 @@ def _chunked(body: bytes) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7)) + b"0\r\n\r\n"
 
 
+# a page about WARC files, its lines ended CRLF as a record's are: a record of its own among them
+ABOUT_WARC = b"A record begins so:\r\nWARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: 4\r\n\r\nfake\r\n\r\nand so on.\r\n"
+
+
 def _crawl() -> tuple[list[bytes], list[tuple[str, str, str]]]:
     """A crawl's records (wget's, Browsertrix's, Common Crawl's ways among them) and its rows: (url,
     content type, text)."""
@@ -126,6 +133,10 @@ def _crawl() -> tuple[list[bytes], list[tuple[str, str, str]]]:
         _response("http://a.example/000005", _http(video, "Content-Type: video/mp4")),
         _response("http://a.example/000007", _http(japanese.encode("shift_jis"), "Content-Type: text/html; charset=Shift_JIS")),
         _response("http://a.example/000008", _http(b"plain <text>\nWARC/1.0\nstill it", "Content-Type: text/plain")),
+        _response("http://a.example/00000a", _http(ABOUT_WARC, "Content-Type: text/plain")),  # lines of a record's own
+        _response("http://a.example/00000b.warc", _http(b"%d\r\n" * 20_000 % (*range(20_000),) + _record(
+            [("WARC-Type", "conversion")], b"not a page of the crawl"), "Content-Type: application/warc")),  # an archived
+        # WARC file: a record of its own past its first 64 KB
         _record([("WARC-Type", "response"), ("WARC-Target-URI", "http://c.example/00000c"),
                  ("Content-Type", "application/http; msgtype=response"), ("WARC-Identified-Payload-Type", "text/html")],
                 _http(b"<p>typed by the crawler</p>")),  # no Content-Type of its own: Common Crawl's guess
@@ -142,6 +153,7 @@ def _crawl() -> tuple[list[bytes], list[tuple[str, str, str]]]:
             ("http://a.example/000006", "text/html", "Caf\u00e9\n\n\u201cD\u00e9j\u00e0 vu\u201d"),
             ("http://a.example/000007", "text/html", "\u65e5\u672c\u8a9e\u306e\u30da\u30fc\u30b8"),
             ("http://a.example/000008", "text/plain", "plain <text>\nWARC/1.0\nstill it"),
+            ("http://a.example/00000a", "text/plain", ABOUT_WARC.decode()),
             ("http://c.example/00000c", "text/html", "typed by the crawler"),
             ("https://b.example/000009", "text/html", "Rivers\n\nThe Rhine flows north."),
             ("http://a.example/000010", "text/html", "")]  # fmt: skip
@@ -155,7 +167,7 @@ def test_a_crawl_is_a_row_per_page(tmp_path: Path, tiny_bert_bundle: Path) -> No
     kw: dict[str, Any] = {"id_column": "url", "keep_columns": "text,content_type,digest,date,record_id",
                           "rows_per_part": 2, "on_error": "null", "progress": False}  # fmt: skip
     s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
-    assert (s.rows, s.parts, s.bad_rows) == (8, 4, 1)
+    assert (s.rows, s.parts, s.bad_rows) == (9, 5, 1)
     table = pq.read_table(tmp_path / "out")
     got = list(zip(table.column("id").to_pylist(), table.column("content_type").to_pylist(),
                    table.column("text").to_pylist(), strict=True))  # fmt: skip
@@ -168,9 +180,9 @@ def test_a_crawl_is_a_row_per_page(tmp_path: Path, tiny_bert_bundle: Path) -> No
         "id": "http://a.example/000001", "content_type": "text/html", "digest": "sha1:P", "date": "2025-03-01T12:00:00Z",
         "record_id": "<urn:uuid:000001>", "text": None, "embedding": None}  # fmt: skip
     again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, **kw)
-    assert (again.parts_resumed, again.rows_embedded) == (4, 0)
+    assert (again.parts_resumed, again.rows_embedded) == (5, 0)
     cdc = embed_dataset(src, tmp_path / "cdc", tiny_bert_bundle, content_defined_parts=True, **kw)
-    assert cdc.rows == 8 and pq.read_table(tmp_path / "cdc").column("id").to_pylist() == [u for u, _, _ in rows]
+    assert cdc.rows == 9 and pq.read_table(tmp_path / "cdc").column("id").to_pylist() == [u for u, _, _ in rows]
 
 
 def test_a_response_body_decoded_as_stored() -> None:
@@ -218,11 +230,12 @@ def test_a_record_that_is_no_page_is_not_held(tmp_path: Path, tiny_bert_bundle: 
     import tracemalloc
 
     page = _http(b"<p>a page</p>", "Content-Type: text/html")
-    video = _http(random.Random(5).randbytes(64 << 20), "Content-Type: video/mp4")
+    noise = random.Random(5).randbytes(64 << 20)  # a record of a page among its bytes, past the scan's first block
+    video = _http(noise[: 10 << 20] + b"\r\n" + _page(1)[0] + noise[10 << 20 :], "Content-Type: video/mp4")
     src = tmp_path / "videos.warc"
     src.write_bytes(_response("http://a.example/000001", page) + _response("http://a.example/000002", video)
                     + _response("http://a.example/000003", page))  # fmt: skip
-    del video
+    del noise, video
     tracemalloc.start()
     try:
         s = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, id_column="url", progress=False)

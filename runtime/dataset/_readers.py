@@ -195,7 +195,8 @@ def _read_file(plan: Plan, shard: Shard, part: PartSpec, source: TextSource, col
         elif plan.format is InputFormat.MBOX:
             slices = _read_mbox(one, rows, source, columns, out, _attachment(plan))
         elif plan.format is InputFormat.WARC:
-            slices = _read_records(one, rows, source, columns, out, _warc.opens, True, _warc.record_row, _warc.is_row)
+            slices = _read_records(one, rows, source, columns, out, _warc.opens, True, _warc.record_row, _warc.is_row,
+                                    _warc.extent)  # fmt: skip
         elif plan.format is InputFormat.XML:
             slices = _read_xml(one, rows, source, columns, out, plan.xml_records, plan.wiki_pages)
         else:
@@ -508,10 +509,11 @@ def _wiki_site(path: str, sha256: str) -> _wiki.Site:
 def _read_records(shard: Shard, part: PartSpec, source: TextSource, columns: tuple[str, ...], out: _Slicer,
                   opens: Callable[[bytes], bool], with_opening: bool,
                   row: Callable[[bytes], tuple[dict[str, Any], str | None]],
-                  keep: Callable[[bytes], bool] | None = None) -> Iterator[_Rows]:  # fmt: skip
+                  keep: Callable[[bytes], bool] | None = None,
+                  extent: Callable[[bytes], int | None] | None = None) -> Iterator[_Rows]:  # fmt: skip
     """The rows of a part of a file of records (``_records``), each record's columns (or why it has
     none) as ``row`` reads them."""
-    for line, raw in _records(shard, part, opens, with_opening, keep):
+    for line, raw in _records(shard, part, opens, with_opening, keep, extent):
         if out.full():
             yield out.take()
         values, bad = row(raw)
@@ -520,22 +522,26 @@ def _read_records(shard: Shard, part: PartSpec, source: TextSource, columns: tup
 
 
 def _records(shard: Shard, part: PartSpec, opens: Callable[[bytes], bool], with_opening: bool,
-             keep: Callable[[bytes], bool] | None = None) -> Iterator[tuple[int, bytes]]:  # fmt: skip
+             keep: Callable[[bytes], bool] | None = None,
+             extent: Callable[[bytes], int | None] | None = None) -> Iterator[tuple[int, bytes]]:  # fmt: skip
     """(line of its opening line, its lines: after that one, or from it ``with_opening``) for each
     record of a part of a file whose records each begin on a line that ``opens`` picks (an mbox's
     ``From `` lines, an XML file's records' opening tags); ``keep``: only the records it takes by their
     first ``RECORD_KEY`` bytes (as the planning scan took them): a record it passes over is not held
-    past them (a WARC file's videos)."""
+    past them (a WARC file's videos); ``extent`` (``with_opening``): a record's size by those bytes,
+    read at the first blank line (a WARC record's header), within which no line opens a record."""
+    assert extent is None or with_opening
     with storage.reading(shard.path, shard.seeks) as f:
         f.seek(part.byte_offset)
         line, left = part.first_line, part.rows
         held: list[bytes] | None = None  # the lines of the record being read (None: before the first)
         taken: bool | None
-        size, taken = 0, None  # its bytes held; whether it is a row (None: not known yet)
+        size, taken = 0, None  # its bytes read; whether it is a row (None: not known yet)
+        end: int | None = None  # its size by its ``extent`` (None: its header not read yet; 0: not known)
         takes = keep or (lambda record: True)
         at = line
         for raw in f:
-            if opens(raw):
+            if opens(raw) and (end is None or size >= end):
                 if held is not None and taken is not False:
                     record = b"".join(held)
                     if taken or takes(record):
@@ -544,13 +550,16 @@ def _records(shard: Shard, part: PartSpec, opens: Callable[[bytes], bool], with_
                         if not left:
                             return
                 held, at = [raw] if with_opening else [], line
-                size, taken = len(raw), None if keep else True
-            elif held is not None and taken is not False:
-                held.append(raw)
+                size, taken, end = len(raw), None if keep else True, None
+            elif held is not None:
                 size += len(raw)
-                if taken is None and size >= RECORD_KEY:
-                    taken = takes(b"".join(held))
-                    held = held if taken else []
+                if taken is not False:
+                    held.append(raw)
+                    if extent is not None and end is None and size <= RECORD_KEY and raw in (b"\r\n", b"\n"):
+                        end = extent(b"".join(held)) or 0
+                    if taken is None and size >= RECORD_KEY:
+                        taken = takes(b"".join(held))
+                        held = held if taken else []
             line += 1
         if held is not None and left and taken is not False:
             record = b"".join(held)

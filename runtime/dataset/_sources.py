@@ -760,7 +760,8 @@ def plan_input(
                           "sampled": list(wanted) if jsonl else [], "every_key": every and jsonl,
                           "cuts": "content" if content_cuts else "rows",
                           **({"xml_records": list(xml_records)} if xml_records else {}),
-                          **({"records_kept": "wiki articles"} if wiki_pages else {})})  # fmt: skip
+                          **({"records_kept": "wiki articles"} if wiki_pages else {}),
+                          **({"records_end": "content length"} if fmt is InputFormat.WARC else {})})  # fmt: skip
         stamps = storage.scan_stamp_rows(files) if record is not None else None
     rows = record.rows(files, stamps) if record is not None and stamps is not None else np.full(len(files), -1)
     if documents:
@@ -859,7 +860,7 @@ def _scan_file(
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, _opening, _check_mbox, _mbox.COLUMNS)
     elif fmt is InputFormat.WARC:
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(_warc.OPENING, d, b),
-                                              _check_warc, _warc.COLUMNS, _warc.is_row)  # fmt: skip
+                                              _check_warc, _warc.COLUMNS, _warc.is_row, _warc.extent)  # fmt: skip
         if not shard.rows:
             raise InputError(f"{path} has no page: no WARC record of a page's text (WARC-Type conversion, as in a WET "
                              "file), of an HTTP response of status 200 whose Content-Type is HTML or plain text "
@@ -1103,6 +1104,7 @@ assert _wiki.RECORD_HEAD <= RECORD_KEY and _warc.HEAD <= RECORD_KEY
 def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
                   opening: Callable[[bytes, np.ndarray], np.ndarray], check: Callable[[str, Any], None],
                   columns: tuple[str, ...], keep: Callable[[bytes], bool] | None = None,
+                  extent: Callable[[bytearray], int | None] | None = None,
                   ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
     """Rows = the records of a file whose records each begin on a line that ``opening`` picks (an
     mbox's messages, ``_mbox``: a line beginning ``From ``; an XML file's records), cut into parts by
@@ -1110,7 +1112,9 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
     record's content hash is of its first ``RECORD_KEY`` bytes, a message's headers (Message-ID,
     Date) among them: the ``From `` lines alone repeat (a mail client writes one date for a whole
     folder it saves), which would leave every cut to the forced ones and make an edit move no part.
-    ``keep``: only the records it takes by those bytes are rows (a MediaWiki export's articles)."""
+    ``keep``: only the records it takes by those bytes are rows (a MediaWiki export's articles).
+    ``extent``: a record's size by those bytes (a WARC record's ``Content-Length``), within which a
+    line that ``opening`` picks is the record's own (None: not known, the record ends at the next)."""
     h = hashlib.sha256()
     ph = _PartHashes()
     starts: list[tuple[int, int, int]] = []
@@ -1118,6 +1122,7 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
     carry, base = b"", 0  # the unfinished last line of the previous block, and its offset
     opened: tuple[int, int] | None = None  # the last message's offset and line, while its hash is not known
     key = bytearray()  # its first bytes read so far
+    until = 0  # where the last record opened ends by its ``extent`` (0: not known)
 
     def emit(found: list[tuple[int, int, int]]) -> None:  # messages whose hashes are known: (offset, line, hash)
         nonlocal rows
@@ -1127,6 +1132,13 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
                          ph)  # fmt: skip
             rows += len(found)
             tell(len(found))
+
+    def ending(opened: tuple[int, int], key: bytearray) -> None:
+        """``until`` for a record whose first bytes ``key`` are read, where its ``extent`` is known."""
+        nonlocal until
+        if extent is not None and until <= opened[0]:
+            size = extent(key)
+            until = opened[0] + size if size is not None else until
 
     def known(found: list[tuple[int, int, int]], opened: tuple[int, int], key: bytearray) -> None:
         """A record whose key is read: a row (its offset, line, hash) unless ``keep`` passes over it."""
@@ -1147,13 +1159,20 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
             fed = 0  # the bytes of ``data`` given to the open message's key
             for k in np.flatnonzero(opening(data, begins)).tolist():
                 at = int(begins[k])
+                if base + at < until:
+                    continue  # a line of the last record's content
                 if opened is not None:
-                    key += data[fed:min(at, fed + RECORD_KEY - len(key))]
+                    key += data[fed:min(at, fed + max(0, RECORD_KEY - len(key)))]
+                    fed = at
+                    ending(opened, key)
+                    if base + at < until:
+                        continue
                     known(found, opened, key)
                 opened, key, fed = (base + at, lines + 1 + k), bytearray(), at
             if opened is not None:
                 key += data[fed:min(complete, fed + max(0, RECORD_KEY - len(key)))]
                 if len(key) >= RECORD_KEY or not block:  # known now: marked, so its bytes need not be held
+                    ending(opened, key)
                     known(found, opened, key)
                     opened = None
             emit(found)

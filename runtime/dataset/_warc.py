@@ -44,6 +44,7 @@ HEAD = 1 << 16  # a record is a row or not by its first so many bytes
 # a record's first line: its version, ended CRLF as the standard writes it (a text's own lines end LF)
 OPENING = re.compile(rb"^WARC/1\.[01]\r$", re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_LENGTH = re.compile(rb"[ \t]*([0-9]+)[ \t]*\r?\n")  # a Content-Length field's value
 _STATUS = re.compile(rb"HTTP/[0-9.]+[ \t]+([0-9]{3})\b")
 _ROBOTS = re.compile(rb"<?https?://[^/?#]+/robots\.txt(?:[?#>]|$)", re.IGNORECASE)  # a site's robots.txt
 # media types read (a page's text), and whether as HTML
@@ -53,6 +54,22 @@ TEXT_TYPES = {"text/html": True, "application/xhtml+xml": True, "text/plain": Fa
 def opens(line: bytes) -> bool:
     """Whether a line (with its line break) is the version line that begins a WARC record."""
     return line.startswith(b"WARC/1.") and OPENING.match(line) is not None
+
+
+def extent(head: bytes | bytearray) -> int | None:
+    """A record's size from its version line to its content's end (the line breaks that end it left
+    out), by its ``Content-Length``, or None where ``head`` (the record's first bytes) holds no whole
+    header or no length: a line of its content that reads as a version line (a page about WARC
+    files, an archived WARC file) is not the next record's."""
+    crlf = head.find(b"\n\r\n")  # the first blank line (``_HEADER_END``'s), found the fast way
+    lf = head.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(head))
+    if lf < 0 and crlf < 0:
+        return None
+    end = lf + 2 if lf >= 0 else crlf + 3
+    header = bytes(head[:end]).lower()
+    at = header.find(b"\ncontent-length:")
+    length = _LENGTH.match(header, at + 16) if at >= 0 else None
+    return end + int(length.group(1)) if length else None
 
 
 def _fields(head: bytes) -> dict[bytes, bytes]:
@@ -133,7 +150,7 @@ def record_row(raw: bytes) -> tuple[dict[str, Any], str | None]:
     content = split[1][: int(length)]
     if len(content) < int(length):
         return row, (f"a WARC record cut short: {len(content)} bytes of the {int(length)} its Content-Length says "
-                     "(the file ends there, or a line of its content is a record's version line, 'WARC/1.0' ended CRLF)")  # fmt: skip
+                     "(the file ends there)")  # fmt: skip
     page = _page(fields, content, HEAD)
     if page is None:  # the scan took it by its first bytes: only a record changed since is not a page now
         return row, "a WARC record that is not a page's text"
