@@ -288,6 +288,21 @@ def test_embed_ray_dataset_adds_a_column(local_ray: None, tiny_bert_bundle: Path
         embed_ray_dataset(ds, tiny_bert_bundle, streams=0)
 
 
+def test_ray_backend_keeps_the_rows_of_a_where_condition_as_the_local_backend(local_ray: None, tmp_path: Path,
+                                                                             tiny_bert_bundle: Path) -> None:  # fmt: skip
+    pytest.importorskip("duckdb")
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t, "n": i}) + "\n" for i, t in enumerate(TEXTS[:300])))
+    common = {"rows_per_part": 100, "progress": False, "where": "n % 3 = 0 AND text LIKE '%word%'"}
+    local = embed_dataset(src, tmp_path / "local", tiny_bert_bundle, **common)  # type: ignore[arg-type]
+    rayed = embed_dataset(src, tmp_path / "ray", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=2),
+                          **common)  # type: ignore[arg-type]  # fmt: skip
+    assert (rayed.written, rayed.left_out) == (local.written, local.left_out) == (92, 208)
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    assert a.column("id").to_pylist() == b.column("id").to_pylist() == [i for i in range(0, 300, 3) if i % 13]
+    np.testing.assert_array_equal(_vectors(a), _vectors(b))
+
+
 def test_ray_composes_a_text_template_as_the_local_backend(local_ray: None, tmp_path: Path,
                                                           tiny_bert_bundle: Path) -> None:
     template = "title: {title|none} | text: {text}"

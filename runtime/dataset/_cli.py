@@ -76,6 +76,11 @@ def add_embed_dataset_parser(sub: Any) -> None:
     p.add_argument("--keep-columns", default="", metavar="A,B|'*'",
                    help="comma-separated columns copied to the output; '*' (quoted): every column of the input "
                    "but --id-column, the text too (JSONL: every key of any row)")  # fmt: skip
+    p.add_argument("--where", metavar="CONDITION",
+                   help="embed only the rows where this SQL condition on their columns holds (DuckDB's SQL, as in a "
+                   "WHERE clause: \"language LIKE 'eng%%'\", \"length(text) > 200 AND lang = 'en'\", "
+                   "\"url IN (SELECT url FROM 'keep.parquet')\"); the others are left out of the output. The text "
+                   "column's name is the text embedded (a page's text), other columns are read for it")  # fmt: skip
     p.add_argument("--on-error", default="fail", choices=[m.value for m in OnError],
                    help="bad rows (null, not a string, undecodable, missing column): fail (default) names the "
                    "row and stops; skip leaves it out; null keeps it with a null embedding")  # fmt: skip
@@ -180,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
                 progress_every=args.progress_every, log=_log,
                 precision=args.precision, truncate_dim=args.truncate_dim, ranges=ranges, chunk_tokens=args.chunk_tokens,
                 chunk_overlap=args.chunk_overlap, chunk_text=args.chunk_text, max_active_dims=args.max_active_dims,
-                repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, csv_delimiter=args.csv_delimiter,
+                repeat_cache_mb=args.repeat_cache_mb, query_column=args.query_column, where=args.where, csv_delimiter=args.csv_delimiter,
                 dry_run=args.dry_run, rescan=args.rescan, content_defined_parts=args.content_defined_parts,
                 documents=args.documents, ocr=args.ocr, attachment_text=args.attachment_text,
                 archives=args.archives, xml_record=args.xml_record, **{f"{kind.name}_text": getattr(args, f"{kind.name}_text") for kind in KINDS},

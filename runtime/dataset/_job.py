@@ -48,10 +48,12 @@ from ._batch import (
     text_source,
 )
 from ._output import SCHEMA, OutputFolder, writer_options
+from ._readers import LEFT_OUT_KEY
 from ._scan_record import ScanRecord
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
 from ._sources import ALL_COLUMNS, DOCUMENTS_PER_PART, InputError, InputFormat, PartSpec, Plan, plan_input
 from ._template import TextSource
+from ._where import Condition
 
 Log = Callable[[str], None]
 MANIFEST_FILES = 1000  # the input files the manifest names (``_input_record``)
@@ -96,6 +98,7 @@ class DatasetSummary:
     parts_moved: int = 0  # of ``parts_resumed``: kept under another number (a file added or removed before theirs)
     parts_changed: int = 0  # finished by an earlier run, made from rows that changed: computed again
     rows_to_embed: int = 0  # input rows of the parts this run had (a dry run: would have) to do
+    left_out: int = 0  # input rows the ``where`` condition left out of the output
 
     @property
     def texts_per_second(self) -> float:
@@ -123,6 +126,7 @@ class DatasetSummary:
         written = f"{self.written} chunks of {self.rows} rows" if self.chunked else f"{self.written} rows"
         cut = f"; {self.truncated} texts longer than the model's window cut to it" if self.truncated else ""
         cut += f"; {self.repeats} repeated {'windows' if self.chunked else 'texts'} embedded once" if self.repeats else ""
+        cut += f"; {self.left_out} rows left out by the where condition" if self.left_out else ""
         return (
             f"{written} written to {self.output}{resumed}; bad rows {self.bad_rows}{cut}; "
             f"this run: {self.rows_embedded} texts in {self.seconds:.1f} s, "
@@ -164,6 +168,7 @@ def embed_dataset(
     repeat_cache_mb: float = JOB_CACHE_MB,
     text_template: str | None = None,
     query_column: str | None = None,
+    where: str | None = None,
     csv_delimiter: str | None = None,
     dry_run: bool = False,
     rescan: bool = False,
@@ -292,6 +297,13 @@ def embed_dataset(
     ``"skip"`` (leave it out) or ``"null"`` (keep it with a null embedding); bad rows are listed in
     ``output/_bad_rows.jsonl`` and counted in ``output/_manifest.json``.
 
+    ``where``: embed only the rows where this SQL condition on their columns holds (DuckDB's SQL, as
+    a ``WHERE`` clause holds it: ``"language LIKE 'eng%' AND length(text) > 200"``); the others are
+    left out of the output and counted (``left_out``). The text column's name is the text embedded
+    (a page's text, not its HTML), the id column's the row's id; other columns it names are read for
+    it and written only if kept. A bad row whose condition is null for want of its text stays a bad
+    row (``_where``).
+
     ``precision`` (``float32``, ``float16``, ``int8``, ``uint8``, ``binary``, ``ubinary``) and ``truncate_dim``
     shape the ``embedding`` column as ``embedrt.quantize_embeddings`` does; int8/uint8 need
     ``ranges`` (shape ``(2, dim)``, from ``embedrt.quantization_ranges`` on a sample), so that every
@@ -359,7 +371,7 @@ def embed_dataset(
                               chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, chunk_text=chunk_text,
                               max_active_dims=max_active_dims, repeat_cache_mb=repeat_cache_mb,
                               text_template=text_template, query_column=query_column,
-                              chunk_pages=paged(as_text) and chunk_tokens is not None)  # fmt: skip
+                              chunk_pages=paged(as_text) and chunk_tokens is not None, where=where)  # fmt: skip
     check_delimiter(csv_delimiter)
     which = parse(Backend, backend, "backend")
     if which is Backend.RAY:
@@ -536,6 +548,7 @@ class JobSettings:
     text_template: str | None = None  # each row's text composed from several columns
     query_column: str | None = None  # a reranker's job: each pair's first text (``_score``)
     chunk_pages: bool = False  # windows' pages (``CHUNK_PAGE``): PDF documents' windows
+    where: str | None = None  # the rows embedded: those where this SQL condition holds (``_where``)
 
     @functools.cached_property
     def text(self) -> TextSource:
@@ -549,7 +562,8 @@ class JobSettings:
                 chunk_tokens: int | str | None = None, chunk_overlap: int = 0,
                 chunk_text: bool = False, max_active_dims: int | None = None,
                 repeat_cache_mb: float = JOB_CACHE_MB, text_template: str | None = None,
-                query_column: str | None = None, chunk_pages: bool = False) -> JobSettings:  # fmt: skip
+                query_column: str | None = None, chunk_pages: bool = False, where: str | None = None,
+                ) -> JobSettings:  # fmt: skip
         text_source(text_column, text_template)  # a bad template fails here, before any work
         keep = tuple(c.strip() for c in keep_columns.split(",") if c.strip()) if isinstance(keep_columns, str) else tuple(keep_columns)
         if chunk_tokens is not None and chunk_tokens != "max":
@@ -566,7 +580,7 @@ class JobSettings:
                    None if max_active_dims is None else check_int(max_active_dims, "max_active_dims"),
                    repeat_cache_mb=check_cache_mb(repeat_cache_mb, "repeat_cache_mb"),
                    text_template=text_template, query_column=_query_column(query_column, id_column),
-                   chunk_pages=chunk_pages)  # fmt: skip
+                   chunk_pages=chunk_pages, where=None if where is None else Condition(where).sql)  # fmt: skip
 
     def keeping(self, plan: Plan) -> JobSettings:
         """``keep_columns=("*",)`` as the columns the input has (``Plan.every_column``), so that the
@@ -602,6 +616,7 @@ class JobSettings:
             "prompt_name": self.prompt_name, "prompt": self.prompt, **self._output_identity(),
             **({"text_column": None, "text_template": self.text_template} if self.text_template is not None else {}),
             **({"query_column": self.query_column} if self.query_column is not None else {}),
+            **({"where": self.where} if self.where is not None else {}),
             **({"csv_delimiter": plan.delimiter} if plan.delimiter is not None else {}),
             **({"part_cuts": "content"} if plan.content_cuts else {}),
             **({"small_files": "grouped"} if plan.grouped else {}),
@@ -643,10 +658,26 @@ class JobSettings:
 
     @property
     def read_columns(self) -> tuple[str, ...]:
-        """The columns read beside the text: the kept ones, and a reranker's query column."""
-        if self.query_column is None or self.query_column in self.keep_columns or self.keep_columns == (ALL_COLUMNS,):
+        """The columns read beside the text: the kept ones, a reranker's query column and the columns
+        the ``where`` condition names (but the text's and the id's, which it has as they are)."""
+        if self.keep_columns == (ALL_COLUMNS,):
             return self.keep_columns
-        return (*self.keep_columns, self.query_column)
+        extra = [] if self.query_column is None else [self.query_column]
+        extra += [c for c in self.condition.columns if c not in self._where_names] if self.condition else []
+        return tuple(dict.fromkeys((*self.keep_columns, *extra)))
+
+    @functools.cached_property
+    def condition(self) -> Condition | None:
+        return None if self.where is None else Condition(self.where)
+
+    @property
+    def _where_names(self) -> dict[str, str]:
+        """The condition's names for the columns the slices have under names of their own: the text
+        embedded (``TEXT``), the id."""
+        from ._readers import TEXT
+
+        names = {} if self.text_template is not None else {self.text_column: TEXT}
+        return {**names, **({self.id_column: "id"} if self.id_column is not None else {})}
 
     def score_kwargs(self) -> dict[str, Any]:
         """``ScoreBatch``'s arguments, once ``keep_columns`` names columns (``keeping``)."""
@@ -660,7 +691,22 @@ class JobSettings:
     def slices(self, plan: Plan, part: PartSpec) -> Iterator[pa.Table]:
         """The part's rows, in tables of about ``SLICE_CHARS`` characters of text each (one for most
         parts: a slice bounds the memory of a part of long documents)."""
-        return _readers.read_slices(plan, part, self.text, self.id_column, self.read_columns, self.slice_chars)
+        slices = _readers.read_slices(plan, part, self.text, self.id_column, self.read_columns, self.slice_chars)
+        return slices if self.condition is None else map(self._kept, slices)
+
+    def _kept(self, table: pa.Table) -> pa.Table:
+        """A slice's rows where the ``where`` condition holds, without the columns read for it alone;
+        how many it left out in its metadata (``LEFT_OUT_KEY``), for the part's journal entry."""
+        from ._readers import BAD
+
+        assert self.condition is not None
+        names = self._where_names
+        kept = self.condition.kept(table, names, table.column(BAD) if BAD in table.column_names else None)
+        read_for_it = [c for c in self.condition.columns if c not in names and c in table.column_names
+                       and c not in self.keep_columns and c != self.query_column]  # fmt: skip
+        out = table.filter(kept).drop_columns(read_for_it)
+        left_out = str(table.num_rows - out.num_rows).encode()
+        return out.replace_schema_metadata({**(table.schema.metadata or {}), LEFT_OUT_KEY: left_out})
 
 
 def _xml_records(xml_record: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -779,6 +825,9 @@ def _write_slices(
             entry["truncated"] += result.truncated
             entry["repeats"] += result.repeats
             entry["bad"] += [b.to_dict() for b in result.bad]
+            left_out = (result.table.schema.metadata or {}).get(LEFT_OUT_KEY)
+            if left_out is not None:
+                entry["left_out"] = entry.get("left_out", 0) + int(left_out)
             held.append(table)
             size += table.nbytes
             if size >= ROW_GROUP_BYTES:
@@ -836,7 +885,7 @@ class _Tracker:
     def _count(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self.entries[int(entry["part"])] = entry
-            self.rows += int(entry["input_rows"])
+            self.rows += int(entry["input_rows"]) - int(entry.get("left_out", 0))
             self.tokens += int(entry["tokens"])
             if self.bar is not None:  # the part's rows the batches did not show: its bad rows, or more
                 self.bar.update(int(entry["input_rows"]) - self._shown.pop(int(entry["part"]), 0))
@@ -854,6 +903,7 @@ class _Tracker:
             rows_embedded=self.rows, tokens=self.tokens, bad_examples=bad[:20],
             truncated=sum(int(e.get("truncated", 0)) for e in self.entries.values()), chunked=chunked,
             repeats=sum(int(e.get("repeats", 0)) for e in self.entries.values()),
+            left_out=sum(int(e.get("left_out", 0)) for e in self.entries.values()),
         )  # fmt: skip
 
 
@@ -873,6 +923,7 @@ def _final_manifest(
                      "file": "_bad_rows.jsonl" if bad else None},
         "truncated_rows": summary.truncated,
         "repeated_rows": summary.repeats,
+        **({"left_out_rows": summary.left_out} if summary.left_out else {}),
         "last_run": {**asdict(summary), "batch_size": batch_size, "bad_examples": None},
     }  # fmt: skip
 

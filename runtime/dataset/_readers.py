@@ -51,6 +51,7 @@ TEXT, BAD, LINE, FILE = "__text", "__bad", "__line", "__file"
 INTERNAL = (TEXT, BAD, LINE, FILE)
 FILE_KEY = b"embedrt.file"
 POSITION_KEY = b"embedrt.position"  # "line" (1-based, text formats) or "row" (0-based, Parquet)
+LEFT_OUT_KEY = b"embedrt.left_out"  # rows of a slice the job's ``where`` condition left out (a count)
 
 _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(), "string": pa.string(), "json": pa.string()}
 

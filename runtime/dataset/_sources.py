@@ -812,7 +812,7 @@ def plan_input(
     absent = [c for c, k in kinds.items() if k == {"missing"}]
     if absent:  # in no row at all: a misspelled name, not rows without a value
         raise InputError(
-            f"no row of the input has the key {absent[0]!r} (--id-column / --keep-columns); the first row's keys "
+            f"no row of the input has the key {absent[0]!r} (--id-column / --keep-columns / --where); the first row's keys "
             f"are {_first_keys(files)}"
         )
     if fmt is InputFormat.JSONL:
@@ -953,7 +953,7 @@ def _check_columns(shard: Shard, fmt: InputFormat, source: TextSource, wanted: t
         text = "--text-template" if source.template is not None else "--text-column"
         raise InputError(
             f"{shard.path} has no column {missing[0]!r}; its columns are {list(shard.columns)} "
-            f"(set {text} / --id-column / --keep-columns; with --keep-columns '*' every file needs the first's columns)"
+            f"(set {text} / --id-column / --keep-columns / --where; with --keep-columns '*' every file needs the first's columns)"
             + _other_delimiter(shard.columns, fmt, delimiter)
         )
 
