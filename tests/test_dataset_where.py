@@ -49,6 +49,10 @@ def test_rows_where_a_condition_holds(tmp_path: Path, tiny_bert_bundle: Path) ->
     table = pq.read_table(tmp_path / "kept")
     assert kept.written == 14 and set(table.column("lang").to_pylist()) == {"de"}
     assert table.column("n").to_pylist() == table.column("id").to_pylist() == list(range(0, 40, 3))
+    listed = tmp_path / "keep.parquet"  # the rows of a list: a subquery reads it
+    pq.write_table(pa.table({"n": [3, 5, 8]}), listed)
+    of_list = embed_dataset(src, tmp_path / "listed", tiny_bert_bundle, where=f"n IN (SELECT n FROM '{listed}')", **kw)
+    assert of_list.written == 3 and pq.read_table(tmp_path / "listed").column("id").to_pylist() == [3, 5, 8]
     none = embed_dataset(src, tmp_path / "none", tiny_bert_bundle, where="n > 1000", **kw)
     assert (none.written, none.left_out, pq.read_table(tmp_path / "none").num_rows) == (0, 40, 0)
 
