@@ -16,7 +16,7 @@ pytest.importorskip("duckdb")
 
 from embedrt import Embedder  # noqa: E402
 from embedrt.cli import main  # noqa: E402
-from embedrt.dataset import InputError, OutputError, embed_dataset  # noqa: E402
+from embedrt.dataset import InputError, OutputError, embed_dataset, output_status  # noqa: E402
 
 ROWS = [{"text": f"river {i} " + "flows " * (i % 5), "lang": "en" if i % 3 else "de", "n": i} for i in range(40)]
 
@@ -41,6 +41,9 @@ def test_rows_where_a_condition_holds(tmp_path: Path, tiny_bert_bundle: Path) ->
                                Embedder(tiny_bert_bundle).encode([ROWS[i]["text"] for i in want]), atol=2e-6)  # fmt: skip
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert manifest["left_out_rows"] == 40 - len(want) and manifest["identity"]["where"] == where
+    status = output_status(tmp_path / "out")
+    assert status.left_out == 40 - len(want)
+    assert f"; {40 - len(want)} rows left out by the where condition" in dict(status.lines())["written"]
     again = embed_dataset(src, tmp_path / "out", tiny_bert_bundle, where=where, **kw)
     assert (again.parts_resumed, again.rows_embedded, again.left_out) == (4, 0, 40 - len(want))
     with pytest.raises(OutputError, match="made from another option .where."):  # another condition is another job

@@ -41,6 +41,7 @@ class OutputStatus:
     rows_per_second: float | None  # running: input rows per second of the run holding the claim, since it began
     seconds_left: float | None  # running: the rows left at that rate
     manifest: dict[str, Any]
+    left_out: int = 0  # input rows the job's ``where`` condition left out of those parts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +60,8 @@ class OutputStatus:
             rows.append(("rate", f"{self.rows_per_second:,.1f} input rows/s since this run began{left}"))
         bad = f" ({self.bad_rows:,} bad rows listed in {BAD_ROWS})" if self.bad_rows else ""
         rows.append(("written", f"{self.rows_written:,} rows{bad}"
-                                + (f"; {self.truncated_rows:,} texts cut to the model's window" if self.truncated_rows else "")))  # fmt: skip
+                                + (f"; {self.truncated_rows:,} texts cut to the model's window" if self.truncated_rows else "")
+                                + (f"; {self.left_out:,} rows left out by the where condition" if self.left_out else "")))  # fmt: skip
         identity = self.manifest.get("identity", {})
         model = f"{self.model} " if self.model else ""
         rows.append(("model", f"{model}(bundle sha256 {str(identity.get('bundle', '?'))[:16]})"))
@@ -121,6 +123,7 @@ def output_status(output: str | Path) -> OutputStatus:
         bad_rows=sum(len(e.get("bad", [])) for e in done.values()),
         truncated_rows=sum(int(e.get("truncated", 0)) for e in done.values()),
         rows_per_second=rate, seconds_left=left, manifest=manifest,
+        left_out=sum(int(e.get("left_out", 0)) for e in done.values()),
     )  # fmt: skip
 
 
