@@ -112,3 +112,15 @@ def test_where_on_the_command_line(tmp_path: Path, tiny_bert_bundle: Path, capsy
     summary = json.loads(capsys.readouterr().out)
     assert (summary["written"], summary["left_out"]) == (4, 36)
     assert pq.read_table(tmp_path / "out").column("id").to_pylist() == [0, 3, 6, 9]
+
+
+def test_a_condition_on_nested_columns(tmp_path: Path, tiny_bert_bundle: Path) -> None:
+    """A struct's field (``meta.k``: the column ``meta``), a list's items, a name qualified by the rows'."""
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": ["a", "bb", "ccc"], "tags": [["x"], ["y", "x"], []],
+                             "meta": [{"k": 1}, {"k": 2}, {"k": 3}]}), src)  # fmt: skip
+    kw: dict[str, Any] = {"progress": False}
+    s = embed_dataset(src, tmp_path / "a", tiny_bert_bundle, where="list_contains(tags, 'x') AND meta.k > 1", **kw)
+    assert (s.written, pq.read_table(tmp_path / "a").column("id").to_pylist()) == (1, [1])
+    s = embed_dataset(src, tmp_path / "b", tiny_bert_bundle, where="rows.text = 'a' OR meta['k'] = 3", **kw)
+    assert (s.written, pq.read_table(tmp_path / "b").column("id").to_pylist()) == (2, [0, 2])

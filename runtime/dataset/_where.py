@@ -107,8 +107,9 @@ def _refs(node: Any) -> Iterator[str]:
     """The column names an expression's parse uses, outside its subqueries (``x IN (SELECT ...)``:
     ``x``, the subquery's ``child``)."""
     if isinstance(node, dict):
-        if node.get("class") == "COLUMN_REF":
-            yield node["column_names"][-1]
+        if node.get("class") == "COLUMN_REF":  # a.b: column b of the rows, or field b of a struct column a
+            names = node["column_names"]
+            yield names[1] if len(names) > 1 and names[0] == _VIEW else names[0]
         else:
             for key, value in node.items():
                 if not (node.get("class") == "SUBQUERY" and key == "subquery"):
