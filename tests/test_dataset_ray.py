@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -301,6 +302,42 @@ def test_ray_backend_keeps_the_rows_of_a_where_condition_as_the_local_backend(lo
     a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
     assert a.column("id").to_pylist() == b.column("id").to_pylist() == [i for i in range(0, 300, 3) if i % 13]
     np.testing.assert_array_equal(_vectors(a), _vectors(b))
+
+
+def test_ray_backend_scans_many_files_on_the_cluster_as_the_local_backend(local_ray: None, tmp_path: Path,
+                                                                          tiny_bert_bundle: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from embedrt.dataset import InputError, _sources
+
+    monkeypatch.setattr(_sources, "SCAN_ELSEWHERE_BYTES", 0)  # these small files too
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(3):  # compressed, a member each 50 rows: the readers start at the members the tasks found
+        with gzip.open(folder / f"f{k}.jsonl.gz", "wt") as f:
+            f.write("".join(json.dumps({"key": f"{k}-{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS[:130])))
+    common: dict[str, Any] = {"id_column": "key", "rows_per_part": 40, "progress": False}
+    said: list[str] = []
+    rayed = embed_dataset(folder, tmp_path / "ray", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=2),
+                          log=said.append, **common)  # fmt: skip
+    assert any(m.startswith("scanning 3 file(s) on the Ray cluster, ") for m in said)
+    local = embed_dataset(folder, tmp_path / "local", tiny_bert_bundle, **common)
+    assert rayed.written == local.written == 390 and rayed.parts == local.parts == 12
+    ray_scan = json.loads((tmp_path / "ray" / "_manifest.json").read_text())["input"]
+    assert ray_scan == json.loads((tmp_path / "local" / "_manifest.json").read_text())["input"]
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    assert a.column("id").to_pylist() == b.column("id").to_pylist()
+    np.testing.assert_array_equal(_vectors(a), _vectors(b))
+    (folder / "f1.jsonl.gz").write_bytes(b"not gzip at all")  # a task's error, as the driver's own scan raises it
+    with pytest.raises(Exception) as here:
+        embed_dataset(folder, tmp_path / "bad", tiny_bert_bundle, **common)
+    with pytest.raises(type(here.value), match=re.escape(str(here.value))):
+        embed_dataset(folder, tmp_path / "bad-ray", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=2), **common)
+    (folder / "f1.jsonl.gz").write_bytes(gzip.compress('{"key": "k", "text": "UTF-16"}\n'.encode("utf-16")))
+    with pytest.raises(InputError) as here:
+        embed_dataset(folder, tmp_path / "bad2", tiny_bert_bundle, **common)
+    with pytest.raises(InputError, match=re.escape(str(here.value))):
+        embed_dataset(folder, tmp_path / "bad2-ray", tiny_bert_bundle, backend="ray", ray=RayOptions(num_actors=2),
+                      **common)  # fmt: skip
 
 
 def test_ray_composes_a_text_template_as_the_local_backend(local_ray: None, tmp_path: Path,

@@ -409,7 +409,8 @@ def embed_dataset(
     elif not pairs:
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
     folder = OutputFolder(output)
-    with folder.claimed(say, dry_run):  # a second run on OUTPUT is refused until this one ends
+    # a second run on OUTPUT is refused until this one ends; on Ray, many large files are scanned on the cluster
+    with folder.claimed(say, dry_run), _cluster_scans(which, ray, say) as scans:
         found = None if rescan else scan_record.read(folder.store)
         record = ScanRecord(found[1] if found is not None else None)
         if record.unreadable and found is not None:
@@ -421,7 +422,7 @@ def embed_dataset(
                               record=record, content_cuts=content_defined_parts, documents=documents,
                               as_text=as_text, ocr=ocr, attachments=attachment_text,
                               archives=archives, group_files=_groups_files(folder, overwrite),
-                              xml_records=_xml_records(xml_record))  # fmt: skip
+                              xml_records=_xml_records(xml_record), scanner=scans)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -489,6 +490,22 @@ def embed_dataset(
         folder.finish(_final_manifest(plan, summary, schema, job.truncate_dim or dim, tracker, batch_size),
                       tracker.bad_rows())  # fmt: skip
     return summary
+
+
+@contextlib.contextmanager
+def _cluster_scans(which: Backend, ray: RayOptions | None, say: Log) -> Iterator[Any]:
+    """The Ray backend's ``ClusterScans`` (None on the local backend), its Ray stopped at the end
+    where it started one."""
+    if which is not Backend.RAY:
+        yield None
+        return
+    from ._ray import ClusterScans
+
+    scans = ClusterScans(ray or RayOptions(), say)
+    try:
+        yield scans
+    finally:
+        scans.close()
 
 
 def _groups_files(folder: OutputFolder, overwrite: bool) -> bool:

@@ -73,8 +73,9 @@ def ray_module() -> Any:
 
 
 def _connect(ray: Any, address: str | None, say: Callable[[str], None]) -> bool:
-    """Join the cluster at ``address`` (or RAY_ADDRESS, or the one this process already joined), else
-    start a local one. Returns True when this call started Ray (and so should stop it)."""
+    """Join the cluster at ``address`` (or RAY_ADDRESS, or the one this process already joined: the
+    planning scan's, ``ClusterScans``), else start a local one. Returns True when this call started
+    Ray (and so should stop it)."""
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # our progress bar and log lines say what it would
     if ray.is_initialized():
         return False
@@ -273,6 +274,52 @@ def _callers_sigterm() -> Iterator[None]:
     finally:
         if callable(previous):
             signal.signal(signal.SIGTERM, previous)
+
+
+class ClusterScans:
+    """The planning scan's files read by Ray tasks on the cluster, many at once, for an input of many
+    large files (a crawl's thousands of WET files would keep the driver alone scanning for hours):
+    ``_sources.scan_content`` in a task of one CPU a file, the driver keeping the rest (stamps, the
+    scan's record). The cluster is joined on the first ``start`` (a run with nothing to scan joins
+    none); ``close`` stops a Ray this started."""
+
+    def __init__(self, options: RayOptions, say: Callable[[str], None]) -> None:
+        self.options, self.say = options, say
+        self.started = False
+        self._task: Any = None
+
+    def start(self) -> int:
+        ray = ray_module()
+        if self._task is None:
+            with _callers_sigterm():
+                self.started = _connect(ray, self.options.address, self.say)
+            self._task = ray.remote(num_cpus=1)(_scan_task)
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def scan(self, path: str, *args: Any) -> Any:
+        import dataclasses
+
+        ray = ray_module()
+        found, error = ray.get(self._task.remote(absolute(path), *args))
+        if error is not None:
+            raise error  # the task's own error (a file that is not of its kind), as a scan here raises it
+        shard, *rest = found
+        return (dataclasses.replace(shard, path=path), *rest)
+
+    def close(self) -> None:
+        if self.started:
+            ray_module().shutdown()
+            self.started = False
+
+
+def _scan_task(*args: Any) -> tuple[Any, Exception | None]:
+    """A Ray task's scan of one file (``ClusterScans``): its findings, or the error it met."""
+    from ._sources import scan_content
+
+    try:
+        return scan_content(*args), None
+    except (OSError, ValueError, UnicodeError) as e:  # InputError among them: raised again by the driver
+        return None, e
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePath, PurePosixPath
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 import numpy as np
 
@@ -666,6 +666,7 @@ def plan_input(
     archives: bool = False,
     group_files: bool = True,
     xml_records: tuple[str, ...] = (),
+    scanner: Scanners | None = None,
 ) -> Plan:
     """Scan the input once and cut it into parts of up to ``rows_per_part`` rows: a file's rows, or
     (``group_files``, files but documents) several small files whole (``_grouped``).
@@ -686,7 +687,8 @@ def plan_input(
     and with ``attachments`` the files of those attached to messages are read as attachments are.
     ``xml_records``: an XML file's rows are its elements of these names, each opened on a line of its
     own (``_xml.record_row``); with "wiki" and the records ``page``: a MediaWiki export's articles
-    (``_wiki.page_row``; other pages are not rows)."""
+    (``_wiki.page_row``; other pages are not rows). ``scanner``: where several files of
+    ``SCAN_ELSEWHERE_BYTES`` in all are scanned (a Ray cluster), many at once."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -780,12 +782,14 @@ def plan_input(
         told = threading.Lock()
 
         def scan(named: int) -> _Found:  # objects are scanned several at once: tell from one thread at a time
-            return _scan_file(unknown[named], fmt, 0, _Cuts(rows_per_part, content_cuts), delimiter, wanted, every,
+            return _scan_file(unknown[named], fmt, _Cuts(rows_per_part, content_cuts), delimiter, wanted, every,
                               lambda n: _locked(told, tell, n), record, log, named, len(unknown),
                               tuple(stamps[at[named]].tolist()) if stamps is not None else None, xml_records,
-                              wiki_pages)  # fmt: skip
+                              wiki_pages, elsewhere)  # fmt: skip
 
-        scans = storage.each_ahead(scan, range(len(unknown)), [is_uri(u) for u in unknown])
+        elsewhere, at_once = _scanned_elsewhere(scanner, [stamps[k] for k in at] if stamps is not None else None, log)
+        remote = [elsewhere is not None or is_uri(u) for u in unknown]
+        scans = storage.each_ahead(scan, range(len(unknown)), remote, at_once)
         first_row = 0
         for found in known:
             if found is not None:
@@ -826,6 +830,30 @@ def plan_input(
 
 
 _Found = tuple[Shard, list[tuple[int, int, int]], list[str], dict[str, set[str]]]
+# files scanned elsewhere: ``scan_content``'s arguments but ``tell`` to its result (``_ray.ClusterScans``)
+Scanner = Callable[..., _Found]
+SCAN_ELSEWHERE_BYTES = 256 << 20  # files to scan that a scanner takes: more than one, of this many bytes in all
+
+
+class Scanners(Protocol):
+    """Where files are scanned besides this process (a Ray cluster): ``start`` joins it and says how
+    many scans it runs at once, ``scan`` is one file's (``Scanner``)."""
+
+    def start(self) -> int: ...
+
+    def scan(self, *args: Any) -> _Found: ...
+
+
+def _scanned_elsewhere(scanners: Scanners | None, stamps: list[np.ndarray] | None,
+                       log: Any) -> tuple[Scanner | None, int | None]:  # fmt: skip
+    """The scanner files to scan go to, and how many at once: ``scanners``' where there are several
+    of ``SCAN_ELSEWHERE_BYTES`` in all (their sizes in their ``stamps``), else None (here)."""
+    if scanners is None or stamps is None or len(stamps) < 2 or sum(int(s[0]) for s in stamps) < SCAN_ELSEWHERE_BYTES:
+        return None, None
+    at_once = scanners.start()
+    if log is not None:
+        log(f"scanning {len(stamps)} file(s) on the Ray cluster, {at_once} at once")
+    return scanners.scan, at_once
 
 
 def _locked(lock: threading.Lock, fn: Callable[[int], None], n: int) -> None:
@@ -834,19 +862,42 @@ def _locked(lock: threading.Lock, fn: Callable[[int], None], n: int) -> None:
 
 
 def _scan_file(
-    path: str, fmt: InputFormat, first_row: int, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...],
+    path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...],
     every: bool, tell: Callable[[int], None], record: ScanRecord | None, log: Any, named: int, to_scan: int,
     planned: tuple[int, ...] | None = None, xml_records: tuple[str, ...] = (), wiki_pages: bool = False,
+    scanner: Scanner | None = None,
 ) -> _Found:
-    """Read one file: its shard (stamped), its parts' (row, offset, line) and hashes, and (JSONL) the
-    JSON kinds of the ``wanted`` keys (of every key with ``every``) over its rows; kept in ``record``.
-    ``planned``: its stamp taken by the plan (``storage.scan_stamp_rows``), else taken here."""
+    """Read one file (``scan_content``; where ``scanner`` says, elsewhere): its shard (stamped), its
+    parts' (row, offset, line) and hashes, and (JSONL) the JSON kinds of the ``wanted`` keys (of
+    every key with ``every``) over its rows; kept in ``record``. ``planned``: its stamp taken by the
+    plan (``storage.scan_stamp_rows``), else taken here."""
     scanned_at = time.time()
     stamp = storage.unpadded(planned) if planned is not None else storage.scan_stamp(path)
     if log is not None and named < _NAMED_FILES:
         log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB)")
     elif log is not None and named == _NAMED_FILES:  # a folder of thousands of shards: not a line each
         log(f"scanning {to_scan - named} more file(s)")
+    if scanner is None:
+        shard, starts, hashes, kinds = scan_content(path, fmt, cuts, delimiter, wanted, every, xml_records, wiki_pages,
+                                                    tell)  # fmt: skip
+    else:  # elsewhere (a Ray cluster's task): its rows told once it is done
+        shard, starts, hashes, kinds = scanner(path, fmt, cuts, delimiter, wanted, every, xml_records, wiki_pages)
+        tell(shard.rows)
+    if storage.scan_stamp(path) != stamp:
+        raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
+    shard = dataclasses.replace(shard, stamp=(stamp[0], stamp[1]))
+    if record is not None:
+        record.add(path, stamp, scanned_at, _findings(shard, starts, hashes, kinds))
+    return shard, starts, hashes, kinds
+
+
+def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...], every: bool,
+                 xml_records: tuple[str, ...] = (), wiki_pages: bool = False,
+                 tell: Callable[[int], None] = lambda n: None) -> _Found:  # fmt: skip
+    """One file's rows, read: its shard (first row 0, not stamped), its parts' (row, offset, line) and
+    hashes, and (JSONL) the JSON kinds of the ``wanted`` keys (of every key with ``every``) over its
+    rows; ``tell`` the rows as they are found. In any process that reads the file (a Ray task)."""
+    first_row = 0
     kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
     if fmt is InputFormat.PARQUET:
         shard, starts, hashes = _scan_parquet(path, first_row, cuts.per)
@@ -881,11 +932,6 @@ def _scan_file(
     else:
         shard, starts, hashes = _scan_lines(path, first_row, cuts, skip_empty=fmt is InputFormat.JSONL,
                                             kinds=kinds, every_key=every, tell=tell)  # fmt: skip
-    if storage.scan_stamp(path) != stamp:
-        raise InputError(f"{path} changed while it was being scanned; run again once the input stays as it is")
-    shard = dataclasses.replace(shard, stamp=(stamp[0], stamp[1]))
-    if record is not None:
-        record.add(path, stamp, scanned_at, _findings(shard, starts, hashes, kinds))
     return shard, starts, hashes, kinds
 
 

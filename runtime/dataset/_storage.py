@@ -296,13 +296,13 @@ def scan_stamp_rows(files: Sequence[str]) -> np.ndarray:
     return rows
 
 
-def each(fn: Callable[[S], T], items: Sequence[S], remote: bool | None = None) -> list[T]:
-    """``fn`` of each item, in order; of objects ``_REQUESTS`` at a time (each a round trip or more:
+def each(fn: Callable[[S], T], items: Sequence[S], remote: bool | None = None, at_once: int | None = None) -> list[T]:
+    """``fn`` of each item, in order; of objects ``at_once`` (default ``_REQUESTS``) at a time (each a round trip or more:
     a folder of documents on object storage is thousands of them), of local files one by one.
     ``remote``: whether the items stand for objects (default: ``apart`` of the items, files' names)."""
     if not (apart(items) if remote is None else remote):
         return [fn(f) for f in items]
-    with ThreadPoolExecutor(_REQUESTS) as pool:
+    with ThreadPoolExecutor(at_once or _REQUESTS) as pool:
         return list(pool.map(fn, items))
 
 
@@ -312,15 +312,17 @@ def apart(files: Sequence[object]) -> bool:
     return any(map(is_uri, files)) and not any(isinstance(f, str) and _archives.sequential(f) for f in files)
 
 
-def each_ahead(fn: Callable[[S], T], items: Sequence[S], remote: Sequence[bool]) -> Iterator[T]:
+def each_ahead(fn: Callable[[S], T], items: Sequence[S], remote: Sequence[bool],
+               at_once: int | None = None) -> Iterator[T]:  # fmt: skip
     """``fn`` of each item, in order, as they are asked for; of consecutive items that stand for
-    objects (``remote``), ``_REQUESTS`` at once (a scan of a small object is mostly round trips)."""
-    k = 0
+    objects (``remote``: or work done elsewhere, a cluster's), ``at_once`` (default ``_REQUESTS``) at
+    once (a scan of a small object is mostly round trips)."""
+    k, at_once = 0, at_once or _REQUESTS
     while k < len(items):
         n = 1
-        while n < _REQUESTS and k + n < len(items) and remote[k] and remote[k + n]:
+        while n < at_once and k + n < len(items) and remote[k] and remote[k + n]:
             n += 1
-        yield from each(fn, items[k:k + n], remote=remote[k])
+        yield from each(fn, items[k:k + n], remote=remote[k], at_once=at_once)
         k += n
 
 
