@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("embedrt.dataset")
 _INSTALL = 'the Ray backend needs Ray Data: pip install "embedrt[ray]"'
+_SCANS_AT_ONCE = 128  # the planning scan's tasks in flight at most (a driver thread waits on each)
 _POLL_S = 0.5  # how often the driver asks for the rows the actors' model batches have done
 
 
@@ -279,7 +280,7 @@ def _callers_sigterm() -> Iterator[None]:
 class ClusterScans:
     """The planning scan's files read by Ray tasks on the cluster, many at once, for an input of many
     large files (a crawl's thousands of WET files would keep the driver alone scanning for hours):
-    ``_sources.scan_content`` in a task of one CPU a file, the driver keeping the rest (stamps, the
+    ``_sources.scan_content`` in a task of one CPU a file (up to ``_SCANS_AT_ONCE`` at once), the driver keeping the rest (stamps, the
     scan's record). The cluster is joined on the first ``start`` (a run with nothing to scan joins
     none); ``close`` stops a Ray this started."""
 
@@ -294,7 +295,7 @@ class ClusterScans:
             with _callers_sigterm():
                 self.started = _connect(ray, self.options.address, self.say)
             self._task = ray.remote(num_cpus=1)(_scan_task)
-        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return max(1, min(_SCANS_AT_ONCE, int(ray.cluster_resources().get("CPU", 1))))
 
     def scan(self, path: str, *args: Any) -> Any:
         import dataclasses
