@@ -124,3 +124,18 @@ def test_a_condition_on_nested_columns(tmp_path: Path, tiny_bert_bundle: Path) -
     assert (s.written, pq.read_table(tmp_path / "a").column("id").to_pylist()) == (1, [1])
     s = embed_dataset(src, tmp_path / "b", tiny_bert_bundle, where="rows.text = 'a' OR meta['k'] = 3", **kw)
     assert (s.written, pq.read_table(tmp_path / "b").column("id").to_pylist()) == (2, [0, 2])
+
+
+def test_pairs_of_a_reranker_where_a_condition_holds(tmp_path: Path, tiny_reranker: tuple[Path, Path]) -> None:
+    """The query column may be named by the condition; it is read for the pairs and dropped unless kept."""
+    from embedrt import Reranker
+
+    rows = [{"query": f"q{i % 3}", "text": f"passage {i} " + "word " * i, "n": i} for i in range(12)]
+    src = _jsonl(tmp_path / "pairs.jsonl", rows)
+    s = embed_dataset(src, tmp_path / "out", tiny_reranker[1], query_column="query", where="query <> 'q0' AND n < 10",
+                      progress=False)  # fmt: skip
+    kept = [r for r in rows if r["query"] != "q0" and r["n"] < 10]
+    table = pq.read_table(tmp_path / "out")
+    assert (s.written, s.left_out, table.column_names) == (len(kept), 12 - len(kept), ["id", "score"])
+    want = Reranker(tiny_reranker[1]).predict([(r["query"], r["text"]) for r in kept])
+    np.testing.assert_allclose(table.column("score").to_numpy(), want, atol=1e-6)
