@@ -101,6 +101,9 @@ def test_where_refusals(tmp_path: Path, tiny_bert_bundle: Path) -> None:
     assert not (tmp_path / "x").exists()  # refused before the output folder is made
     csv = tmp_path / "in.csv"
     csv.write_text("text,lang\na river,en\n")
+    with pytest.raises(InputError, match=r"VARCHAR .* \(a CSV file's columns, .* are text: cast them"):
+        embed_dataset(csv, tmp_path / "w", tiny_bert_bundle, where="lang > 3", **kw)
+    assert embed_dataset(csv, tmp_path / "v", tiny_bert_bundle, where="TRY_CAST(lang AS INTEGER) IS NULL", **kw).written == 1
     with pytest.raises(InputError, match=r"language"):  # a column the input lacks, named before any work
         embed_dataset(csv, tmp_path / "y", tiny_bert_bundle, where="language = 'en'", **kw)
 

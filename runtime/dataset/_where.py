@@ -78,7 +78,9 @@ class Condition:
         try:
             got = con.sql(f"SELECT ({self.sql}\n) FROM {_VIEW}").to_arrow_table()  # a line: a -- comment ends
         except Exception as e:  # duckdb.Error: a type that does not fit, a function that fails
-            raise InputError(f"where {self.sql!r}: {type(e).__name__}: {e}") from None
+            text = " (a CSV file's columns, and a JSONL key of values of several types, are text: cast them, as in " \
+                "TRY_CAST(n AS INTEGER) > 3)" if "VARCHAR" in str(e) else ""
+            raise InputError(f"where {self.sql!r}: {type(e).__name__}: {e}{text}") from None
         finally:
             con.unregister(_VIEW)
         holds = got.column(0)
