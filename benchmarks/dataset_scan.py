@@ -1,0 +1,101 @@
+"""The planning scan of an input of several large files, by the driver alone (the local backend) and
+as Ray tasks on the cluster (the Ray backend), and what a ``where`` condition costs the reading of
+the parts.
+
+    python -m benchmarks.dataset_scan [--wet WET.warc.wet.gz] [--copies 8] [--rounds 2] [--machine NAME]
+
+- Scan: a folder of ``--copies`` links to a Common Crawl WET file (the default is the one
+  ``benchmarks.dataset_warc`` writes, 30,000 pages, into ``benchmarks/.cache/dataset``), planned by
+  a dry run of the job in a fresh process, the local backend and the Ray backend alternating (the
+  Ray run starts a local Ray of this machine's CPUs: its start is counted, as a user's first run
+  pays it). The same rows either way.
+- Reading with a condition: the WET file's parts read as the job reads them (``JobSettings.slices``:
+  the rows' texts and columns, no model), with no condition, with one that keeps every row and with
+  one that keeps some (``language LIKE 'eng%' AND length(text) > 1500``), alternating.
+
+Best and worst of ``--rounds``, in seconds. Writes ``benchmarks/results/dataset-scan-<machine>-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dataset import CACHE, cpu_flags, cpu_model
+from benchmarks.results_file import write_json
+
+HERE = Path(__file__).resolve().parent
+CONDITIONS = {"none": None, "every row": "length(text) >= 0", "some rows": "language LIKE 'eng%' AND length(text) > 1500"}
+
+
+def _dry_run(folder: str, backend: str, bundle: str) -> tuple[float, int]:
+    """A dry run's seconds and rows, in a fresh process (Ray started and stopped by it)."""
+    code = ("import sys, time, tempfile; from embedrt.dataset import embed_dataset; t = time.perf_counter()\n"
+            "with tempfile.TemporaryDirectory() as out:\n"
+            "    s = embed_dataset(sys.argv[1], out + '/o', sys.argv[3], id_column='url', backend=sys.argv[2],"
+            " dry_run=True, progress=False)\n"
+            "print(time.perf_counter() - t, s.rows)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code, folder, backend, bundle], check=True, capture_output=True,
+                         text=True).stdout.split()  # fmt: skip
+    return float(out[-2]), int(out[-1])
+
+
+def _reading(wet: Path, rounds: int) -> dict[str, Any]:
+    from embedrt.dataset._job import JobSettings
+    from embedrt.dataset._sources import plan_input
+
+    plan = plan_input(str(wet), 10_000, text="text", id_column="url", keep_columns=("language",))
+    times: dict[str, list[float]] = {name: [] for name in CONDITIONS}
+    rows: dict[str, int] = {}
+    for _ in range(rounds):
+        for name, where in CONDITIONS.items():
+            job = JobSettings.checked("text", "url", "", "fail", 32, 10_000, False, None, None, where=where)
+            t0 = time.perf_counter()
+            rows[name] = sum(t.num_rows for p in plan.parts for t in job.slices(plan, p))
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"where": CONDITIONS[name], "rows": rows[name], "seconds": [min(t), max(t)]} for name, t in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--wet", type=Path, default=CACHE / "crawl-30000.warc.wet.gz")
+    p.add_argument("--copies", type=int, default=8)
+    p.add_argument("--bundle", default=str(HERE / ".cache" / "artifacts" / "bundle-int8"),
+                   help="any bundle (a dry run loads no model; the job checks it)")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--machine", default="this-machine")
+    args = p.parse_args(argv)
+    if not args.wet.exists():
+        raise SystemExit(f"{args.wet} is missing: python -m benchmarks.dataset_warc BUNDLE writes it")
+    scans: dict[str, list[float]] = {"local": [], "ray": []}
+    rows: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for k in range(args.copies):
+            (Path(folder) / f"c{k}.warc.wet.gz").symlink_to(args.wet.resolve())
+        for r in range(args.rounds):
+            for backend in scans:
+                seconds, rows[backend] = _dry_run(folder, backend, args.bundle)
+                scans[backend].append(seconds)
+                print(f"  round {r}: {backend} {seconds:.1f} s, {rows[backend]} rows", flush=True)
+    assert rows["local"] == rows["ray"]
+    reading = _reading(args.wet, args.rounds + 1)
+    print(f"  reading: {reading}", flush=True)
+    date = datetime.date.today().strftime("%Y%m%d")
+    write_json(HERE / "results" / f"dataset-scan-{args.machine}-{date}.json", {
+        "command": "python -m benchmarks.dataset_scan " + " ".join(argv), "cpu": cpu_model(), "flags": cpu_flags(),
+        "files": args.copies, "file_mb": args.wet.stat().st_size / 1e6, "rows": rows["local"],
+        "scan_seconds": {b: [min(t), max(t)] for b, t in scans.items()},
+        "scan_ratio_best": min(scans["local"]) / min(scans["ray"]), "reading": reading,
+    })  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
