@@ -50,6 +50,7 @@ from ._batch import (
 from ._output import SCHEMA, OutputFolder, writer_options
 from ._readers import LEFT_OUT_KEY
 from ._scan_record import ScanRecord
+from ._scan_workers import ProcessScans
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings, score_type
 from ._sources import ALL_COLUMNS, DOCUMENTS_PER_PART, InputError, InputFormat, PartSpec, Plan, plan_input
 from ._template import TextSource
@@ -409,8 +410,8 @@ def embed_dataset(
     elif not pairs:
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
     folder = OutputFolder(output)
-    # a second run on OUTPUT is refused until this one ends; on Ray, many large files are scanned on the cluster
-    with folder.claimed(say, dry_run), _cluster_scans(which, ray, say) as scans:
+    # a second run on OUTPUT is refused until this one ends; many large files are scanned several at once
+    with folder.claimed(say, dry_run), _scanners(which, ray, say) as scans:
         found = None if rescan else scan_record.read(folder.store)
         record = ScanRecord(found[1] if found is not None else None)
         if record.unreadable and found is not None:
@@ -493,15 +494,16 @@ def embed_dataset(
 
 
 @contextlib.contextmanager
-def _cluster_scans(which: Backend, ray: RayOptions | None, say: Log) -> Iterator[Any]:
-    """The Ray backend's ``ClusterScans`` (None on the local backend), its Ray stopped at the end
-    where it started one."""
-    if which is not Backend.RAY:
-        yield None
-        return
-    from ._ray import ClusterScans
+def _scanners(which: Backend, ray: RayOptions | None, say: Log) -> Iterator[Any]:
+    """Where the planning scan reads several large files at once: the local backend's worker
+    processes (``_scan_workers.ProcessScans``), the Ray backend's cluster (``ClusterScans``); each
+    ended (its Ray stopped where it started one) at the end."""
+    if which is Backend.RAY:
+        from ._ray import ClusterScans
 
-    scans = ClusterScans(ray or RayOptions(), say)
+        scans: Any = ClusterScans(ray or RayOptions(), say)
+    else:
+        scans = ProcessScans()
     try:
         yield scans
     finally:

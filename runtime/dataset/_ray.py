@@ -51,6 +51,7 @@ from ._batch import (
     text_source,
 )
 from ._output import OutputFolder
+from ._scan_workers import scan_answer
 from ._score import SCORE, ScoreBatch, check_job_kind, pair_settings
 from ._sources import PartSpec, Plan
 from ._storage import absolute
@@ -284,6 +285,8 @@ class ClusterScans:
     scan's record). The cluster is joined on the first ``start`` (a run with nothing to scan joins
     none); ``close`` stops a Ray this started."""
 
+    place, objects = "on the Ray cluster", True  # objects too: each task reads its own
+
     def __init__(self, options: RayOptions, say: Callable[[str], None]) -> None:
         self.options, self.say = options, say
         self.started = False
@@ -294,14 +297,14 @@ class ClusterScans:
         if self._task is None:
             with _callers_sigterm():
                 self.started = _connect(ray, self.options.address, self.say)
-            self._task = ray.remote(num_cpus=1)(_scan_task)
+            self._task = ray.remote(num_cpus=1)(scan_answer)
         return max(1, min(_SCANS_AT_ONCE, int(ray.cluster_resources().get("CPU", 1))))
 
     def scan(self, path: str, *args: Any) -> Any:
         import dataclasses
 
         ray = ray_module()
-        found, error = ray.get(self._task.remote(absolute(path), *args))
+        found, error = ray.get(self._task.remote((absolute(path), *args)))
         if error is not None:
             raise error  # the task's own error (a file that is not of its kind), as a scan here raises it
         shard, *rest = found
@@ -311,16 +314,6 @@ class ClusterScans:
         if self.started:
             ray_module().shutdown()
             self.started = False
-
-
-def _scan_task(*args: Any) -> tuple[Any, Exception | None]:
-    """A Ray task's scan of one file (``ClusterScans``): its findings, or the error it met."""
-    from ._sources import scan_content
-
-    try:
-        return scan_content(*args), None
-    except (OSError, ValueError, UnicodeError) as e:  # InputError among them: raised again by the driver
-        return None, e
 
 
 @contextlib.contextmanager

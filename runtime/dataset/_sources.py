@@ -688,7 +688,7 @@ def plan_input(
     ``xml_records``: an XML file's rows are its elements of these names, each opened on a line of its
     own (``_xml.record_row``); with "wiki" and the records ``page``: a MediaWiki export's articles
     (``_wiki.page_row``; other pages are not rows). ``scanner``: where several files of
-    ``SCAN_ELSEWHERE_BYTES`` in all are scanned (a Ray cluster), many at once."""
+    ``SCAN_ELSEWHERE_BYTES`` in all are scanned (worker processes, a Ray cluster), many at once."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -787,7 +787,8 @@ def plan_input(
                               tuple(stamps[at[named]].tolist()) if stamps is not None else None, xml_records,
                               wiki_pages, elsewhere)  # fmt: skip
 
-        elsewhere, at_once = _scanned_elsewhere(scanner, [stamps[k] for k in at] if stamps is not None else None, log)
+        elsewhere, at_once = _scanned_elsewhere(scanner, unknown, [stamps[k] for k in at] if stamps is not None else None,
+                                                log)  # fmt: skip
         remote = [elsewhere is not None or is_uri(u) for u in unknown]
         scans = storage.each_ahead(scan, range(len(unknown)), remote, at_once)
         first_row = 0
@@ -830,29 +831,36 @@ def plan_input(
 
 
 _Found = tuple[Shard, list[tuple[int, int, int]], list[str], dict[str, set[str]]]
-# files scanned elsewhere: ``scan_content``'s arguments but ``tell`` to its result (``_ray.ClusterScans``)
+# files scanned elsewhere: ``scan_content``'s arguments but ``tell`` to its result (``_scan_workers``)
 Scanner = Callable[..., _Found]
 SCAN_ELSEWHERE_BYTES = 256 << 20  # files to scan that a scanner takes: more than one, of this many bytes in all
 
 
 class Scanners(Protocol):
-    """Where files are scanned besides this process (a Ray cluster): ``start`` joins it and says how
-    many scans it runs at once, ``scan`` is one file's (``Scanner``)."""
+    """Where files are scanned besides this process (worker processes, a Ray cluster; ``place`` says
+    which, ``objects``: whether objects are scanned there too, else by this process's threads):
+    ``start`` readies it and says how many scans it runs at once, ``scan`` is one file's (``Scanner``)."""
+
+    place: str
+    objects: bool
 
     def start(self) -> int: ...
 
     def scan(self, *args: Any) -> _Found: ...
 
 
-def _scanned_elsewhere(scanners: Scanners | None, stamps: list[np.ndarray] | None,
+def _scanned_elsewhere(scanners: Scanners | None, files: Sequence[str], stamps: list[np.ndarray] | None,
                        log: Any) -> tuple[Scanner | None, int | None]:  # fmt: skip
-    """The scanner files to scan go to, and how many at once: ``scanners``' where there are several
-    of ``SCAN_ELSEWHERE_BYTES`` in all (their sizes in their ``stamps``), else None (here)."""
-    if scanners is None or stamps is None or len(stamps) < 2 or sum(int(s[0]) for s in stamps) < SCAN_ELSEWHERE_BYTES:
+    """The scanner ``files`` go to, and how many at once: ``scanners``' where there are several of
+    ``SCAN_ELSEWHERE_BYTES`` in all (their sizes in their ``stamps``), else None (here)."""
+    if (scanners is None or stamps is None or len(stamps) < 2 or sum(int(s[0]) for s in stamps) < SCAN_ELSEWHERE_BYTES
+            or (not scanners.objects and any(map(is_uri, files)))):  # fmt: skip
         return None, None
     at_once = scanners.start()
+    if at_once < 2 and not scanners.objects:  # one worker process: no faster than this one
+        return None, None
     if log is not None:
-        log(f"scanning {len(stamps)} file(s) on the Ray cluster, {at_once} at once")
+        log(f"scanning {len(stamps)} file(s) {scanners.place}, {at_once} at once")
     return scanners.scan, at_once
 
 

@@ -1,0 +1,108 @@
+"""The planning scan's files read by worker processes of this machine, several at once (the local
+backend's ``Scanners``; the Ray backend's are its cluster's tasks, ``_ray.ClusterScans``).
+
+A file's scan is Python holding the GIL for most of its time (its lines and records found, its
+parts cut), so threads do not run two at once; processes do. Workers are started as
+``python -c`` of this module's ``serve`` (not through ``multiprocessing``, whose workers run the
+caller's ``__main__`` script again: a script calling ``embed_dataset`` without the
+``if __name__ == "__main__"`` guard would start a job in each), in sessions of their own (a
+terminal's Ctrl-C stops the job, which ends them). The protocol, on a worker's standard input and
+output: a request is ``scan_content``'s arguments pickled, the reply ``(findings, error)`` pickled,
+each after its length (``_pdf_worker.HEADER``); a worker ends at the end of its input.
+"""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from typing import IO, Any
+
+from .._session import available_cpus
+from ._pdf_worker import HEADER, read_exact
+
+MOST = 16  # workers at most (each holds the package's imports: about 100 MB)
+_START = "from embedrt.dataset._scan_workers import serve; serve()"
+
+
+class ProcessScans:
+    """Up to ``MOST`` worker processes (no more than this process's CPUs), started on the first
+    ``start``; ``scan`` runs ``_sources.scan_content`` in an idle one. ``close`` ends them."""
+
+    place, objects = "in worker processes", False  # objects: by threads (round trips, not CPU)
+
+    def __init__(self) -> None:
+        self.size = min(MOST, available_cpus())
+        self._idle: queue.SimpleQueue[subprocess.Popen[bytes]] = queue.SimpleQueue()
+        self._all: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> int:
+        return self.size
+
+    def _take(self) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if len(self._all) < self.size and self._idle.empty():
+                proc = subprocess.Popen([sys.executable, "-c", _START], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        bufsize=0, start_new_session=True)  # fmt: skip
+                self._all.append(proc)
+                return proc
+        return self._idle.get()
+
+    def scan(self, *args: Any) -> Any:
+        proc = self._take()
+        assert proc.stdin is not None and proc.stdout is not None
+        request = pickle.dumps(args)
+        try:
+            proc.stdin.write(HEADER.pack(len(request)) + request)
+            header = read_exact(proc.stdout, HEADER.size)
+            body = None if header is None else read_exact(proc.stdout, HEADER.unpack(header)[0])
+        except OSError:  # its input closed: it ended
+            body = None
+        if body is None:
+            raise RuntimeError(f"a planning scan's worker process ended (code {proc.poll()}) while it read {args[0]}: "
+                               "out of memory?")  # fmt: skip
+        self._idle.put(proc)
+        found, error = pickle.loads(body)
+        if error is not None:
+            raise error  # the worker's own error (a file that is not of its kind), as a scan here raises it
+        return found
+
+    def close(self) -> None:
+        for proc in self._all:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+        for proc in self._all:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:  # still reading a large file: its findings are not wanted
+                proc.kill()
+                proc.wait()
+        self._all.clear()
+
+
+def scan_answer(args: tuple[Any, ...]) -> tuple[Any, BaseException | None]:
+    """``scan_content`` of ``args``: its findings, or the error it met (a worker's, a Ray task's)."""
+    from ._sources import scan_content
+
+    try:
+        return scan_content(*args), None
+    except (OSError, ValueError, UnicodeError) as e:  # InputError and StorageError among them: raised again
+        return None, e
+
+
+def serve(requests: IO[bytes] | None = None, replies: IO[bytes] | None = None) -> None:
+    """A worker's loop: each request's ``scan_answer``, until the end of its input."""
+    requests = requests or sys.stdin.buffer
+    replies = replies or sys.stdout.buffer
+    sys.stdout = sys.stderr  # a print would corrupt the replies
+    while (header := read_exact(requests, HEADER.size)) is not None:
+        body = read_exact(requests, HEADER.unpack(header)[0])
+        if body is None:
+            return
+        reply = pickle.dumps(scan_answer(pickle.loads(body)))
+        replies.write(HEADER.pack(len(reply)) + reply)
+        replies.flush()
