@@ -689,7 +689,14 @@ class JobSettings:
     def condition(self) -> Condition | None:
         return None if self.where is None else Condition(self.where)
 
-    @property
+    @functools.cached_property
+    def _read_for_where(self) -> list[str]:
+        """The columns read for the ``where`` condition alone (not kept, not the query): dropped once
+        it is tested."""
+        kept = (*self.keep_columns, *(() if self.query_column is None else (self.query_column,)))
+        return [c for c in self.read_columns if c not in kept]
+
+    @functools.cached_property
     def _where_names(self) -> dict[str, str]:
         """The condition's names for the columns the slices have under names of their own: the text
         embedded (``TEXT``), the id."""
@@ -719,11 +726,8 @@ class JobSettings:
         from ._readers import BAD
 
         assert self.condition is not None
-        names = self._where_names
-        kept = self.condition.kept(table, names, table.column(BAD) if BAD in table.column_names else None)
-        read_for_it = [c for c in self.condition.columns if c not in names and c in table.column_names
-                       and c not in self.keep_columns and c != self.query_column]  # fmt: skip
-        out = table.filter(kept).drop_columns(read_for_it)
+        kept = self.condition.kept(table, self._where_names, table.column(BAD) if BAD in table.column_names else None)
+        out = table.filter(kept).drop_columns(self._read_for_where)
         left_out = str(table.num_rows - out.num_rows).encode()
         return out.replace_schema_metadata({**(table.schema.metadata or {}), LEFT_OUT_KEY: left_out})
 

@@ -26,7 +26,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from ._pdf_worker import HEADER, read_exact
+from ._pdf_worker import HEADER, end_workers, read_exact
 
 __all__ = ["PDF_SECONDS", "WORKERS", "check_ocr", "check_pdfium", "pdf_text_later"]
 
@@ -103,14 +103,7 @@ class _Worker:
         return text, reason
 
     def close(self) -> None:
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                pipe.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_workers([self.proc])
 
 
 class _Pool:

@@ -25,8 +25,11 @@ import json
 import struct
 import sys
 import threading
-from collections.abc import Callable
-from typing import IO, Any
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 PAGE_BREAK = "\n\f\n"
 HEADER = struct.Struct(">Q")
@@ -234,6 +237,23 @@ def ocr_lines(boxes: list[tuple[float, float, float]], texts: list[str]) -> str:
                 continue
         lines.append((top, bottom, [(left, text)]))
     return "\n".join(" ".join(t.strip() for _, t in sorted(pieces)) for _, _, pieces in lines).strip()
+
+
+def end_workers(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """End worker processes (this module's, the planning scan's): their pipes closed (a worker ends at
+    the end of its input), then each waited for 5 s and killed if still busy."""
+    import subprocess
+
+    for proc in procs:
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+    for proc in procs:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def read_exact(f: IO[bytes], n: int) -> bytes | None:

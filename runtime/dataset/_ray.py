@@ -17,6 +17,7 @@ the bundle itself; see ``_storage``). Every node needs ``embedrt[ray]`` installe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import pickle
@@ -301,8 +302,6 @@ class ClusterScans:
         return max(1, min(_SCANS_AT_ONCE, int(ray.cluster_resources().get("CPU", 1))))
 
     def scan(self, path: str, *args: Any) -> Any:
-        import dataclasses
-
         ray = ray_module()
         found, error = ray.get(self._task.remote((absolute(path), *args)))
         if error is not None:

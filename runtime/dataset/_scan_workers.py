@@ -21,7 +21,7 @@ import threading
 from typing import IO, Any
 
 from .._session import available_cpus
-from ._pdf_worker import HEADER, read_exact
+from ._pdf_worker import HEADER, end_workers, read_exact
 
 MOST = 16  # workers at most (each holds the package's imports: about 100 MB)
 _START = "from embedrt.dataset._scan_workers import serve; serve()"
@@ -71,16 +71,7 @@ class ProcessScans:
         return found
 
     def close(self) -> None:
-        for proc in self._all:
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
-        for proc in self._all:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:  # still reading a large file: its findings are not wanted
-                proc.kill()
-                proc.wait()
+        end_workers(self._all)  # one still reading a large file is killed: its findings are not wanted
         self._all.clear()
 
 

@@ -53,7 +53,7 @@ class Condition:
         self.sql = sql
         self.columns = _columns(sql)
         try:  # its functions and its value's type, before any row is read: columns of no type yet
-            self._holds(pa.table({c: pa.nulls(0) for c in self.columns} or {"_": pa.nulls(0)}))
+            self._holds({c: pa.nulls(0) for c in self.columns}, 0)
         except InputError as e:
             raise ValueError(str(e)) from None
 
@@ -64,17 +64,17 @@ class Condition:
         """Which rows of ``table`` the condition keeps (a boolean array, no nulls); ``names``: the
         table's column for each name the condition uses that has another (the text's, the id's);
         ``bad``: the rows' reasons for being bad rows (null: good)."""
-        holds = self._holds(pa.table({c: table.column(names.get(c, c)) for c in self.columns}
-                                     or {"_": pa.nulls(table.num_rows)}))  # fmt: skip
+        holds = self._holds({c: table.column(names.get(c, c)) for c in self.columns}, table.num_rows)
         if bad is not None and bad.null_count < len(bad):  # a bad row whose condition wants its text stays one
             return pc.or_(pc.fill_null(holds, False), pc.and_(pc.is_valid(bad), pc.is_null(holds)))
         return pc.fill_null(holds, False)
 
 
-    def _holds(self, view: pa.Table) -> pa.Array:
-        """The condition's value for each row of ``view`` (its columns by the condition's names)."""
+    def _holds(self, columns: dict[str, Any], rows: int) -> pa.Array:
+        """The condition's value for each of ``rows`` rows, ``columns`` by the condition's names (a
+        condition that names none: a column of nulls, so that DuckDB counts the rows)."""
         con = _connection()
-        con.register(_VIEW, view)
+        con.register(_VIEW, pa.table(columns or {"_": pa.nulls(rows)}))
         try:
             got = con.sql(f"SELECT ({self.sql}\n) FROM {_VIEW}").to_arrow_table()  # a line: a -- comment ends
         except Exception as e:  # duckdb.Error: a type that does not fit, a function that fails
