@@ -411,7 +411,7 @@ def embed_dataset(
         chunker(bundle, job.chunk_tokens, job.chunk_overlap, job.chunk_text, prompt_name, prompt)
     folder = OutputFolder(output)
     # a second run on OUTPUT is refused until this one ends; many large files are scanned several at once
-    with folder.claimed(say, dry_run), _scanners(which, ray, say) as scans:
+    with folder.claimed(say, dry_run), _scanners(which, ray, say) as (scans, unpack):
         found = None if rescan else scan_record.read(folder.store)
         record = ScanRecord(found[1] if found is not None else None)
         if record.unreadable and found is not None:
@@ -423,7 +423,7 @@ def embed_dataset(
                               record=record, content_cuts=content_defined_parts, documents=documents,
                               as_text=as_text, ocr=ocr, attachments=attachment_text,
                               archives=archives, group_files=_groups_files(folder, overwrite),
-                              xml_records=_xml_records(xml_record), scanner=scans)  # fmt: skip
+                              xml_records=_xml_records(xml_record), scanner=scans, unpack=unpack)  # fmt: skip
         if job.keep_columns == (ALL_COLUMNS,):
             job = job.keeping(plan)
             say(f"keeping every column of the input: {', '.join(job.keep_columns) or 'none'}")
@@ -494,20 +494,25 @@ def embed_dataset(
 
 
 @contextlib.contextmanager
-def _scanners(which: Backend, ray: RayOptions | None, say: Log) -> Iterator[Any]:
+def _scanners(which: Backend, ray: RayOptions | None, say: Log) -> Iterator[tuple[Any, ProcessScans]]:
     """Where the planning scan reads several large files at once: the local backend's worker
-    processes (``_scan_workers.ProcessScans``), the Ray backend's cluster (``ClusterScans``); each
-    ended (its Ray stopped where it started one) at the end."""
-    if which is Backend.RAY:
-        from ._ray import ClusterScans
-
-        scans: Any = ClusterScans(ray or RayOptions(), say)
-    else:
-        scans = ProcessScans()
+    processes (``_scan_workers.ProcessScans``), the Ray backend's cluster (``ClusterScans``); and
+    the worker processes of this machine that decompress a large file scanned here (the local
+    backend's same ones). Each ended (its Ray stopped where it started one) at the end."""
+    unpack = ProcessScans()
+    scans: Any = unpack
     try:
-        yield scans
+        if which is Backend.RAY:
+            from ._ray import ClusterScans
+
+            scans = ClusterScans(ray or RayOptions(), say)
+        yield scans, unpack
     finally:
-        scans.close()
+        try:
+            if scans is not unpack:
+                scans.close()
+        finally:
+            unpack.close()
 
 
 def _groups_files(folder: OutputFolder, overwrite: bool) -> bool:

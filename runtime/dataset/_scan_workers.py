@@ -7,7 +7,8 @@ parts cut), so threads do not run two at once; processes do. Workers are started
 caller's ``__main__`` script again: a script calling ``embed_dataset`` without the
 ``if __name__ == "__main__"`` guard would start a job in each), in sessions of their own (a
 terminal's Ctrl-C stops the job, which ends them). The protocol, on a worker's standard input and
-output: a request is ``scan_content``'s arguments pickled, the reply ``(findings, error)`` pickled,
+output: a request is ``(kind, arguments)`` pickled (``scan``: ``scan_content``'s; ``unpack``:
+``_unpack.unpack_range``'s), the reply ``(answer, error)`` pickled,
 each after its length (``_pdf_worker.HEADER``); a worker ends at the end of its input.
 """
 
@@ -28,51 +29,79 @@ _START = "from embedrt.dataset._scan_workers import serve; serve()"
 
 
 class ProcessScans:
-    """Up to ``MOST`` worker processes (no more than this process's CPUs), started on the first
-    ``start``; ``scan`` runs ``_sources.scan_content`` in an idle one. ``close`` ends them."""
+    """Up to ``MOST`` worker processes (no more than this process's CPUs), started as needed;
+    ``scan`` runs ``_sources.scan_content`` in an idle one, ``unpack`` ``_unpack.unpack_range`` (a
+    range of a large compressed file decompressed for the scan of this process). ``close`` ends them."""
 
     place, objects = "in worker processes", False  # objects: by threads (round trips, not CPU)
 
     def __init__(self) -> None:
         self.size = min(MOST, available_cpus())
-        self._idle: queue.SimpleQueue[subprocess.Popen[bytes]] = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[subprocess.Popen[bytes] | None] = queue.SimpleQueue()
         self._all: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def start(self) -> int:
         return self.size
 
     def _take(self) -> subprocess.Popen[bytes]:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker processes were ended")
             if len(self._all) < self.size and self._idle.empty():
                 proc = subprocess.Popen([sys.executable, "-c", _START], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         bufsize=0, start_new_session=True)  # fmt: skip
                 self._all.append(proc)
+                _widen(proc.stdout)
                 return proc
-        return self._idle.get()
+        idle = self._idle.get()
+        if idle is None:  # ended: the next one waiting is told too
+            self._idle.put(None)
+            raise RuntimeError("the worker processes were ended")
+        return idle
 
-    def scan(self, *args: Any) -> Any:
+    def _ask(self, kind: str, args: tuple[Any, ...], what: str) -> Any:
         proc = self._take()
         assert proc.stdin is not None and proc.stdout is not None
-        request = pickle.dumps(args)
+        request = pickle.dumps((kind, args))
         try:
             proc.stdin.write(HEADER.pack(len(request)) + request)
             header = read_exact(proc.stdout, HEADER.size)
             body = None if header is None else read_exact(proc.stdout, HEADER.unpack(header)[0])
-        except OSError:  # its input closed: it ended
+        except (OSError, ValueError):  # its pipes closed: it ended
             body = None
         if body is None:
-            raise RuntimeError(f"a planning scan's worker process ended (code {proc.poll()}) while it read {args[0]}: "
+            raise RuntimeError(f"a planning scan's worker process ended (code {proc.poll()}) while it {what}: "
                                "out of memory?")  # fmt: skip
         self._idle.put(proc)
-        found, error = pickle.loads(body)
+        answer, error = pickle.loads(body)
         if error is not None:
             raise error  # the worker's own error (a file that is not of its kind), as a scan here raises it
-        return found
+        return answer
+
+    def scan(self, *args: Any) -> Any:
+        return self._ask("scan", args, f"read {args[0]}")
+
+    def unpack(self, path: str, suffix: str, begin: int, stop: int, most: int) -> Any:
+        return self._ask("unpack", (path, suffix, begin, stop, most), f"decompressed {path} from byte {begin:,}")
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._idle.put(None)  # a thread waiting for an idle worker is told
         end_workers(self._all)  # one still reading a large file is killed: its findings are not wanted
         self._all.clear()
+
+
+def _widen(pipe: Any) -> None:
+    """A pipe of 1 MB where Linux allows it (its 64 KB make a reply of tens of MB hundreds of turns)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
+    except (ImportError, OSError):
+        pass
 
 
 def scan_answer(args: tuple[Any, ...]) -> tuple[Any, BaseException | None]:
@@ -85,8 +114,19 @@ def scan_answer(args: tuple[Any, ...]) -> tuple[Any, BaseException | None]:
         return None, e
 
 
+def _answer(kind: str, args: tuple[Any, ...]) -> tuple[Any, BaseException | None]:
+    if kind == "scan":
+        return scan_answer(args)
+    from ._unpack import unpack_range
+
+    try:
+        return unpack_range(*args), None
+    except OSError as e:  # the file unreadable: the reader finds it so itself
+        return None, e
+
+
 def serve(requests: IO[bytes] | None = None, replies: IO[bytes] | None = None) -> None:
-    """A worker's loop: each request's ``scan_answer``, until the end of its input."""
+    """A worker's loop: each request's answer (``scan_answer``, ``unpack_range``), until the end of its input."""
     requests = requests or sys.stdin.buffer
     replies = replies or sys.stdout.buffer
     sys.stdout = sys.stderr  # a print would corrupt the replies
@@ -94,6 +134,6 @@ def serve(requests: IO[bytes] | None = None, replies: IO[bytes] | None = None) -
         body = read_exact(requests, HEADER.unpack(header)[0])
         if body is None:
             return
-        reply = pickle.dumps(scan_answer(pickle.loads(body)))
+        reply = pickle.dumps(_answer(*pickle.loads(body)))
         replies.write(HEADER.pack(len(reply)) + reply)
         replies.flush()

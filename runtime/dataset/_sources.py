@@ -33,11 +33,12 @@ from .._errors import EmbedrtError
 from .._lines import check_delimiter
 from .._objects import is_uri
 from .._types import check_int
-from . import _archives, _mbox, _warc, _wiki, _xml
+from . import _archives, _mbox, _unpack, _warc, _wiki, _xml
 from . import _storage as storage
 from ._as_text import KINDS
 from ._pdf import check_ocr, check_pdfium
 from ._template import TextSource
+from ._unpack import Unpacker
 
 if TYPE_CHECKING:
     from ._scan_record import ScanRecord
@@ -667,6 +668,7 @@ def plan_input(
     group_files: bool = True,
     xml_records: tuple[str, ...] = (),
     scanner: Scanners | None = None,
+    unpack: Unpacker | None = None,
 ) -> Plan:
     """Scan the input once and cut it into parts of up to ``rows_per_part`` rows: a file's rows, or
     (``group_files``, files but documents) several small files whole (``_grouped``).
@@ -688,7 +690,9 @@ def plan_input(
     ``xml_records``: an XML file's rows are its elements of these names, each opened on a line of its
     own (``_xml.record_row``); with "wiki" and the records ``page``: a MediaWiki export's articles
     (``_wiki.page_row``; other pages are not rows). ``scanner``: where several files of
-    ``SCAN_ELSEWHERE_BYTES`` in all are scanned (worker processes, a Ray cluster), many at once."""
+    ``SCAN_ELSEWHERE_BYTES`` in all are scanned (worker processes, a Ray cluster), many at once.
+    ``unpack``: worker processes that decompress a large compressed file scanned here ahead of its
+    scan, several ranges of it at once (``_unpack``)."""
     source = TextSource.of(text)
     tell = scanned or (lambda _n: None)
     rows_per_part = check_int(rows_per_part, "rows_per_part")
@@ -785,7 +789,7 @@ def plan_input(
             return _scan_file(unknown[named], fmt, _Cuts(rows_per_part, content_cuts), delimiter, wanted, every,
                               lambda n: _locked(told, tell, n), record, log, named, len(unknown),
                               tuple(stamps[at[named]].tolist()) if stamps is not None else None, xml_records,
-                              wiki_pages, elsewhere)  # fmt: skip
+                              wiki_pages, elsewhere, unpack)  # fmt: skip
 
         elsewhere, at_once = _scanned_elsewhere(scanner, unknown, [stamps[k] for k in at] if stamps is not None else None,
                                                 log)  # fmt: skip
@@ -873,21 +877,24 @@ def _scan_file(
     path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...],
     every: bool, tell: Callable[[int], None], record: ScanRecord | None, log: Any, named: int, to_scan: int,
     planned: tuple[int, ...] | None = None, xml_records: tuple[str, ...] = (), wiki_pages: bool = False,
-    scanner: Scanner | None = None,
+    scanner: Scanner | None = None, unpack: Unpacker | None = None,
 ) -> _Found:
     """Read one file (``scan_content``; where ``scanner`` says, elsewhere): its shard (stamped), its
     parts' (row, offset, line) and hashes, and (JSONL) the JSON kinds of the ``wanted`` keys (of
     every key with ``every``) over its rows; kept in ``record``. ``planned``: its stamp taken by the
-    plan (``storage.scan_stamp_rows``), else taken here."""
+    plan (``storage.scan_stamp_rows``), else taken here. ``unpack``: worker processes that
+    decompress it ahead of the scan here, where it is large and compressed (``_unpack.ahead_of``)."""
     scanned_at = time.time()
     stamp = storage.unpadded(planned) if planned is not None else storage.scan_stamp(path)
+    unpack = unpack if scanner is None and unpack is not None and _unpack.ahead_of(path, unpack) else None
     if log is not None and named < _NAMED_FILES:
-        log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB)")
+        how = f"; decompressed by {_unpack.at_once(unpack)} worker processes" if unpack is not None else ""
+        log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB{how})")
     elif log is not None and named == _NAMED_FILES:  # a folder of thousands of shards: not a line each
         log(f"scanning {to_scan - named} more file(s)")
     if scanner is None:
         shard, starts, hashes, kinds = scan_content(path, fmt, cuts, delimiter, wanted, every, xml_records, wiki_pages,
-                                                    tell)  # fmt: skip
+                                                    tell, unpack)  # fmt: skip
     else:  # elsewhere (a Ray cluster's task): its rows told once it is done
         shard, starts, hashes, kinds = scanner(path, fmt, cuts, delimiter, wanted, every, xml_records, wiki_pages)
         tell(shard.rows)
@@ -901,10 +908,11 @@ def _scan_file(
 
 def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...], every: bool,
                  xml_records: tuple[str, ...] = (), wiki_pages: bool = False,
-                 tell: Callable[[int], None] = lambda n: None) -> _Found:  # fmt: skip
+                 tell: Callable[[int], None] = lambda n: None, unpack: Unpacker | None = None) -> _Found:  # fmt: skip
     """One file's rows, read: its shard (first row 0, not stamped), its parts' (row, offset, line) and
     hashes, and (JSONL) the JSON kinds of the ``wanted`` keys (of every key with ``every``) over its
-    rows; ``tell`` the rows as they are found. In any process that reads the file (a Ray task)."""
+    rows; ``tell`` the rows as they are found. In any process that reads the file (a Ray task).
+    ``unpack``: decompressed ahead by these workers (``storage.open_input``)."""
     first_row = 0
     kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
     if fmt is InputFormat.PARQUET:
@@ -914,12 +922,13 @@ def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None
         shard, starts, hashes = _scan_arrow(path, first_row, cuts.per)
         tell(shard.rows)
     elif fmt in (InputFormat.CSV, InputFormat.TSV):
-        shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell)
+        shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell, unpack)
     elif fmt is InputFormat.MBOX:
-        shard, starts, hashes = _scan_records(path, first_row, cuts, tell, _opening, _check_mbox, _mbox.COLUMNS)
+        shard, starts, hashes = _scan_records(path, first_row, cuts, tell, _opening, _check_mbox, _mbox.COLUMNS,
+                                              unpack=unpack)  # fmt: skip
     elif fmt is InputFormat.WARC:
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(_warc.OPENING, d, b),
-                                              _check_warc, _warc.COLUMNS, _warc.is_row, _warc.extent)  # fmt: skip
+                                              _check_warc, _warc.COLUMNS, _warc.is_row, _warc.extent, unpack)  # fmt: skip
         if not shard.rows:
             raise InputError(f"{path} has no page: no WARC record of a page's text (WARC-Type conversion, as in a WET "
                              "file), of an HTTP response of status 200 whose Content-Type is HTML or plain text "
@@ -928,7 +937,8 @@ def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None
     elif fmt is InputFormat.XML:
         opens = _xml.records_opening(xml_records)
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(opens, d, b),
-                                              _check_xml, ("text",), _wiki.is_article if wiki_pages else None)  # fmt: skip
+                                              _check_xml, ("text",), _wiki.is_article if wiki_pages else None,
+                                              unpack=unpack)  # fmt: skip
         if not shard.rows and wiki_pages:
             raise InputError(f"{path} has no article: no <page> of the main namespace (<ns>0</ns>) that is not a redirect "
                              "(--wiki-text reads a MediaWiki export's articles, each page's element opened on a line of "
@@ -939,7 +949,7 @@ def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None
                              "as PubMed's files and other record dumps write them")  # fmt: skip
     else:
         shard, starts, hashes = _scan_lines(path, first_row, cuts, skip_empty=fmt is InputFormat.JSONL,
-                                            kinds=kinds, every_key=every, tell=tell)  # fmt: skip
+                                            kinds=kinds, every_key=every, tell=tell, unpack=unpack)  # fmt: skip
     return shard, starts, hashes, kinds
 
 
@@ -1097,7 +1107,7 @@ _SEED = 0x5BD1E995  # so that an empty row's hash is not 0, a hit for every divi
 
 def _scan_lines(
     path: str, first_row: int, cuts: _Cuts, *, skip_empty: bool, kinds: dict[str, set[str]],
-    tell: Callable[[int], None], every_key: bool = False,
+    tell: Callable[[int], None], every_key: bool = False, unpack: Unpacker | None = None,
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     """Rows = lines (jsonl: non-empty lines), cut into parts by ``cuts``. Returns the shard, (row,
     byte offset, line) per part start, and each part's sha256. ``kinds``: the JSON kinds of these
@@ -1108,7 +1118,7 @@ def _scan_lines(
     starts: list[tuple[int, int, int]] = []
     rows = lines = 0
     carry, base = b"", 0  # the unfinished last line of the previous block, and its offset
-    with storage.open_input(path) as f:
+    with storage.open_input(path, unpack=unpack) as f:
         _check_utf8(path, f)
         while True:
             block = f.read(_BLOCK)
@@ -1158,7 +1168,7 @@ assert _wiki.RECORD_HEAD <= RECORD_KEY and _warc.HEAD <= RECORD_KEY
 def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
                   opening: Callable[[bytes, np.ndarray], np.ndarray], check: Callable[[str, Any], None],
                   columns: tuple[str, ...], keep: Callable[[bytes], bool] | None = None,
-                  extent: Callable[[bytearray], int | None] | None = None,
+                  extent: Callable[[bytearray], int | None] | None = None, unpack: Unpacker | None = None,
                   ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
     """Rows = the records of a file whose records each begin on a line that ``opening`` picks (an
     mbox's messages, ``_mbox``: a line beginning ``From ``; an XML file's records), cut into parts by
@@ -1199,7 +1209,7 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
         if keep is None or keep(bytes(key)):
             found.append((*opened, zlib.crc32(key, _SEED)))
 
-    with storage.open_input(path) as f:
+    with storage.open_input(path, unpack=unpack) as f:
         _check_utf8(path, f)
         check(path, f)
         while True:
@@ -1408,13 +1418,13 @@ def _json_type(kinds: set[str]) -> str:
 
 
 def _scan_csv(
-    path: str, first_row: int, cuts: _Cuts, delimiter: str, tell: Callable[[int], None]
+    path: str, first_row: int, cuts: _Cuts, delimiter: str, tell: Callable[[int], None], unpack: Unpacker | None = None,
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     h = hashlib.sha256()
     ph = _PartHashes()
     record_hash = _Crc()
     starts: list[tuple[int, int, int]] = []
-    with storage.open_input(path) as f, csv_field_limit():
+    with storage.open_input(path, unpack=unpack) as f, csv_field_limit():
         _check_utf8(path, f)
         lines = _TrackedLines(f, h, ph, *((record_hash,) if cuts.content else ()))
         reader = csv.reader(lines, delimiter=delimiter)

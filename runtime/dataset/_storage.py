@@ -16,11 +16,13 @@ import bz2
 import contextlib
 import errno
 import fnmatch
+import functools
 import glob
 import io
 import json
 import lzma
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -442,21 +444,35 @@ def _object_input(uri: str) -> Any:
     return fs.open_input_file(path)
 
 
-def open_input(where: str, codec: str | None = None) -> IO[bytes]:
+def open_input(where: str, codec: str | None = None, unpack: Any = None) -> IO[bytes]:
     """A buffered, seekable binary reader (on an object store: ranged reads of ``BUFFER`` bytes); a
     compressed file (``CODECS``) is read decompressed, its offsets those of the decompressed bytes. A
     member of an archive (``_archives``) is its bytes, decompressed. ``codec``: the compression's suffix
-    (of ``CODECS``) of a file whose name does not end in it (``.tgz``)."""
-    if _archives.split(where) is not None:
-        raw: Any = _archives.open_member(where)
-    elif is_uri(where):
-        raw = io.BufferedReader(_object_input(where), BUFFER)
-    else:
-        raw = open(where, "rb")  # noqa: SIM115 (the caller closes what this returns)
-    decompress = CODECS.get(codec or os.path.splitext(where)[1].lower())
+    (of ``CODECS``) of a file whose name does not end in it (``.tgz``). ``unpack``: worker processes
+    that decompress a large file's members ahead of the reader, several at once (``_unpack.Ahead``,
+    where ``_unpack.ahead_of`` takes the file)."""
+    raw = open_raw(where)
+    suffix = codec or os.path.splitext(where)[1].lower()
+    decompress = CODECS.get(suffix)
     if decompress is None:
         return raw  # type: ignore[no-any-return]
+    if unpack is not None:
+        from . import _unpack
+
+        size = _unpack.ahead_of(where, unpack)
+        if size is not None:
+            decompress = functools.partial(_unpack.Ahead, where=where, suffix=suffix, size=size, unpack=unpack)
     return io.BufferedReader(_Decompressed(raw, decompress, where), BUFFER)  # type: ignore[return-value]
+
+
+def open_raw(where: str) -> Any:
+    """A file's own bytes (compressed or not), to read: a local file, an object (ranged reads of
+    ``BUFFER`` bytes), an archive's member (decompressed by its archive's format)."""
+    if _archives.split(where) is not None:
+        return _archives.open_member(where)
+    if is_uri(where):
+        return io.BufferedReader(_object_input(where), BUFFER)
+    return open(where, "rb")  # the caller closes it
 
 
 _kept = threading.local()  # per thread: (path, reader) of the compressed file it read last, its Arrow stream, its Parquet rows
@@ -517,28 +533,39 @@ SEEK_EVERY = 1 << 20  # a member's start is kept (``_Members.starts``) this many
 class _Members(io.RawIOBase):
     """A compressed file's members one after another, decompressed: gzip members, bz2 streams, zstd
     frames (``new`` makes a member's decompressor). Where members begin is kept (``starts``: the
-    decompressed and the compressed offset, ``SEEK_EVERY`` apart at least), so that a reader can
+    decompressed and the compressed offset, ``every`` decompressed bytes apart at least), so that a reader can
     start at one (``_Decompressed.seeks``): a file compressed a member at a time (Wikipedia's
     multistream dumps, a bz2 stream every 100 pages; Common Crawl's WARC files, a gzip member a
     record; pigz, pbzip2, zstd -T) is read from anywhere. A file that ends inside a member raises
     ``EOFError``, as Python's own readers do (zstandard's own stream reader ends there without a
     word, so a truncated file would have been a shorter corpus); zero bytes after a gzip member are
     padding, and bytes after a bz2 stream that begin no stream are passed over, as ``gzip`` and
-    ``bz2`` do."""
+    ``bz2`` do, but where a stream begins after them (a corrupt stream: its error; Python's ``bz2``
+    would end the data there, the rest of the file lost without a word). ``stop``: the data ends before the first member that begins at or after this
+    compressed offset (``end``: where that one begins; a range of a file decompressed on its own,
+    ``_unpack``)."""
 
     _READ = 1 << 16  # compressed bytes a step (text compresses up to ~100x: a few MB out)
 
-    def __init__(self, raw: Any, new: Callable[[], Any], padding: bytes = b"", trailing: bool = False) -> None:
+    def __init__(self, raw: Any, new: Callable[[], Any], padding: bytes = b"", trailing: bool = False,
+                 stop: int | None = None, every: int | None = None) -> None:  # fmt: skip
         self._raw, self._new, self._padding, self._trailing = raw, new, padding, trailing
+        self._stop, self._every = stop, SEEK_EVERY if every is None else every
         self._member = new()
         self._fed = False  # bytes of the current member went in
         self._done = 0  # members ended
-        self._ended = False  # the end of the data (a bz2 stream's trailing bytes) was met
+        self._ended = False  # the end of the data (a bz2 stream's trailing bytes, ``stop``) was met
         self._error: Exception | None = None  # met after the members before it were decompressed
         self._out, self._at = b"", 0  # decompressed bytes not yet handed out
-        self._read_to = raw.tell()  # the compressed offset read up to
+        self._read_to = self._began = raw.tell()  # the compressed offset read up to
         self._made = 0  # decompressed bytes made so far
         self.starts: list[tuple[int, int]] = []  # (decompressed, compressed offset) where a member begins
+        self.end: int | None = None  # at the data's end: where the next member begins (None: the file's end)
+
+    @property
+    def members(self) -> int:
+        """Members decompressed whole so far."""
+        return self._done
 
     def readable(self) -> bool:
         return True
@@ -547,7 +574,9 @@ class _Members(io.RawIOBase):
         while self._at >= len(self._out):
             if self._error is not None:
                 raise self._error
-            chunk = b"" if self._ended else self._raw.read(self._READ)
+            # reads end at multiples of ``_READ`` in the file: the bytes a corrupt member gives before its
+            # error (a bz2 block's are checked at its end) do not depend on where this reader began
+            chunk = b"" if self._ended else self._raw.read(self._READ - self._read_to % self._READ)
             if not chunk:
                 if self._fed and not self._member.eof:
                     raise EOFError("Compressed file ended before the end-of-stream marker was reached")
@@ -569,7 +598,7 @@ class _Members(io.RawIOBase):
             try:
                 piece = self._member.decompress(chunk)
             except Exception as e:
-                if isinstance(e, OSError) and self._trailing and self._done and not self._fed:
+                if isinstance(e, OSError) and self._trailing and (self._done or self._began) and self._passed_over(chunk):
                     self._ended = True  # bytes after the last stream that begin none: the data's end
                     break
                 if not out:
@@ -584,19 +613,52 @@ class _Members(io.RawIOBase):
             chunk = self._member.unused_data  # the next member's first bytes
             self._member, self._fed = self._new(), False
             self._done += 1
-            if not self.starts or self._made - self.starts[-1][0] >= SEEK_EVERY:
-                self.starts.append((self._made, self._read_to - len(chunk)))
+            at = self._read_to - len(chunk)
+            if not self.starts or self._made - self.starts[-1][0] >= self._every:
+                self.starts.append((self._made, at))
+            if self._stop is not None:
+                nxt = at + len(chunk) - len(chunk.lstrip(self._padding)) if self._padding else at
+                if nxt >= self._stop:
+                    self._ended, self.end = True, nxt
+                    break
         return b"".join(out)
 
 
-def _gzip(f: Any) -> Any:
-    import zlib
+    def _passed_over(self, chunk: bytes) -> bool:
+        """Whether ``chunk``, where a member failed to begin, and the file's bytes after it are
+        trailing bytes: no bz2 stream's header among them (read to the file's end: a few bytes, as
+        tools leave them, unless a stream is corrupt)."""
+        if self._fed:
+            return False
+        tail = b""
+        while chunk:
+            if BZ2_HEAD.search(tail + chunk):
+                return False
+            tail = chunk[-(BZ2_HEAD_BYTES - 1):]
+            chunk = self._raw.read(self._READ)
+        return True
 
-    return _Members(f, lambda: zlib.decompressobj(31), padding=b"\0")
+
+# a bz2 stream's header with its first block's magic (or the end-of-stream magic of an empty stream)
+BZ2_HEAD = re.compile(rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)")
+BZ2_HEAD_BYTES = 10
+
+
+def members(f: Any, suffix: str, stop: int | None = None, every: int | None = None) -> _Members:
+    """``f``'s members (a gzip or bz2 file, ``suffix``), decompressed from where it stands (``_Members``)."""
+    if suffix == ".gz":
+        import zlib
+
+        return _Members(f, lambda: zlib.decompressobj(31), padding=b"\0", stop=stop, every=every)
+    return _Members(f, bz2.BZ2Decompressor, trailing=True, stop=stop, every=every)
+
+
+def _gzip(f: Any) -> Any:
+    return members(f, ".gz")
 
 
 def _bz2(f: Any) -> Any:
-    return _Members(f, bz2.BZ2Decompressor, trailing=True)
+    return members(f, ".bz2")
 
 
 def _corrupt(error: BaseException) -> bool:
