@@ -4,19 +4,21 @@ the scan of one large compressed file, decompressed by the job's process or ahea
 processes; and what a ``where`` condition costs the reading of the parts.
 
     python -m benchmarks.dataset_scan [--wet WET.warc.wet.gz] [--copies 8] [--dump DUMP.xml.bz2]
-        [--dump-copies 80] [--rounds 2] [--machine NAME]
+        [--dump-copies 80] [--wet-copies 8] [--rounds 2] [--machine NAME]
 
 - Scan: a folder of ``--copies`` links to a Common Crawl WET file (the default is the one
   ``benchmarks.dataset_warc`` writes, 30,000 pages, into ``benchmarks/.cache/dataset``), planned by
   a dry run of the job in a fresh process: the local backend with its files scanned in the job's
-  process (``one process``: the threshold of ``_sources.SCAN_ELSEWHERE_BYTES`` raised past them) and
+  process (``one process``: the thresholds of ``_sources.SCAN_ELSEWHERE_BYTES`` and of
+  ``_unpack.SMALLEST`` raised past them, so that no worker decompresses them either) and
   in worker processes (``workers``), and the Ray backend (``ray``: a local Ray of this machine's
   CPUs started by the run, its start counted, as a user's first run pays it), alternating. The
   same rows each way.
 - One large file: a dry run of the job (local backend, a fresh process) on a Wikipedia dump
   written as a multistream dump (``benchmarks.dataset_seek``'s ``make_multistream``: ``DUMP``'s
-  pages ``--dump-copies`` times over, a bz2 stream every 100 pages; ``--wiki-text``) and on the WET
-  file (a gzip member a page), decompressed by the job's process alone (``one process``: the
+  pages ``--dump-copies`` times over, a bz2 stream every 100 pages; ``--wiki-text``) and on one WET
+  file of the WET file's records ``--wet-copies`` times over (its copies one after another: a gzip
+  member a record), decompressed by the job's process alone (``one process``: the
   threshold of ``_unpack.SMALLEST`` raised past them) and ahead of its scan by worker processes
   (``ahead``), alternating. ``DUMP``: the shortened English Wikipedia dump in gensim 4.4.0's wheel
   (``benchmarks.dataset_wiki`` says how to get it); without it, a multistream dump made by an
@@ -54,8 +56,8 @@ ONE_FILE = {"one process": "_unpack.SMALLEST = {'.bz2': 1 << 60, '.gz': 1 << 60}
 def _dry_run(folder: str, how: str, bundle: str) -> tuple[float, int]:
     """A dry run's seconds and rows, in a fresh process (Ray started and stopped by it)."""
     backend, alone = HOW[how]
-    return _timed_dry_run(folder, bundle, "_sources.SCAN_ELSEWHERE_BYTES = 1 << 60\n" if alone else "",
-                          f"id_column='url', backend={backend!r}")  # fmt: skip
+    return _timed_dry_run(folder, bundle, "_sources.SCAN_ELSEWHERE_BYTES = 1 << 60\n" + ONE_FILE["one process"] if alone
+                          else "", f"id_column='url', backend={backend!r}")  # fmt: skip
 
 
 def _timed_dry_run(src: str, bundle: str, setup: str, options: str) -> tuple[float, int]:
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--copies", type=int, default=8)
     p.add_argument("--dump", type=Path, help="a MediaWiki export (.xml.bz2) made into one large multistream dump")
     p.add_argument("--dump-copies", type=int, default=80)
+    p.add_argument("--wet-copies", type=int, default=8)
     p.add_argument("--bundle", default=str(HERE / ".cache" / "artifacts" / "bundle-int8"),
                    help="any bundle (a dry run loads no model; the job checks it)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=2)
@@ -133,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         make_multistream(wiki, args.dump, args.dump_copies)
     if wiki.exists():
         one["wikipedia_multistream"] = (wiki, "wiki_text=True")
-    one["wet"] = (args.wet, "id_column='url'")
+    wet = CACHE / f"{args.wet.name.split('.')[0]}-x{args.wet_copies}.warc.wet.gz"
+    if not wet.exists():
+        with open(wet.with_suffix(".tmp"), "wb") as f:
+            for _ in range(args.wet_copies):
+                f.write(args.wet.read_bytes())
+        wet.with_suffix(".tmp").replace(wet)
+    one["wet"] = (wet, "id_column='url'")
     one_file = _one_file(one, args.bundle, args.rounds)
     reading = _reading(args.wet, args.rounds + 1)
     print(f"  reading: {reading}", flush=True)

@@ -600,3 +600,35 @@ def test_s3_zip_archive_is_read_as_a_folder_of_documents(s3: None, tiny_bert_bun
     asked.clear()
     again = embed_dataset("s3://corpus/zipped/", "s3://vectors/zipped", tiny_bert_bundle, **kw)
     assert asked == [] and again.parts_resumed == first.parts
+
+
+def test_s3_a_large_compressed_object_is_decompressed_ahead_by_workers(s3: None, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Worker processes read their ranges of the object themselves (ranged reads): the plan of the
+    same file on disk, scanned without them."""
+    import bz2
+
+    from embedrt.dataset import _storage as storage
+    from embedrt.dataset import _unpack
+    from embedrt.dataset._scan_workers import ProcessScans
+
+    monkeypatch.setattr(_unpack, "RANGE", 2048)
+    monkeypatch.setattr(_unpack, "SMALLEST", {".bz2": 1, ".gz": 1})
+    monkeypatch.setattr(storage, "SEEK_EVERY", 1)
+    rows = [{"id": f"r{i}", "text": TEXTS[i % len(TEXTS)] + f" {i}"} for i in range(1500)]
+    data = b"".join(bz2.compress(_jsonl(rows[i:i + 25])) for i in range(0, len(rows), 25))
+    put("s3://corpus/ahead/rows.jsonl.bz2", data)
+    (tmp_path / "rows.jsonl.bz2").write_bytes(data)
+    workers = ProcessScans()
+    monkeypatch.setattr(workers, "size", 2)
+    asked: list[int] = []
+    unpack = workers.unpack
+    monkeypatch.setattr(workers, "unpack", lambda path, suffix, begin, *a: asked.append(begin) or unpack(path, suffix, begin, *a))
+    try:
+        kw: dict[str, Any] = {"text": "text", "id_column": "id", "keep_columns": ()}
+        plan = plan_input("s3://corpus/ahead/rows.jsonl.bz2", 300, unpack=workers, **kw)
+    finally:
+        workers.close()
+    alone = plan_input(str(tmp_path / "rows.jsonl.bz2"), 300, **kw)
+    assert sorted(asked) == list(range(0, len(data), 2048)) and plan.parts == alone.parts and len(plan.parts) == 5
+    assert [(s.rows, s.sha256, s.seeks) for s in plan.shards] == [(s.rows, s.sha256, s.seeks) for s in alone.shards]

@@ -98,7 +98,7 @@ def _members(path: Path, pieces: list[bytes], pack: Callable[[bytes], bytes], be
     return at
 
 
-def test_bz2_streams_and_trailing_bytes(tmp_path: Path, small_ranges: None) -> None:
+def test_bz2_streams_and_trailing_bytes(tmp_path: Path, small_ranges: None, monkeypatch: pytest.MonkeyPatch) -> None:
     lines = _lines(3000)
     path = tmp_path / "rows.jsonl.bz2"
     at = _members(path, [b"".join(lines[i:i + 23]) for i in range(0, len(lines), 23)], bz2.compress,
@@ -107,6 +107,12 @@ def test_bz2_streams_and_trailing_bytes(tmp_path: Path, small_ranges: None) -> N
     assert data == b"".join(lines) and not error
     trailing = path.stat().st_size - len(b"\0\0 trailing garbage")  # where a member would begin after the last
     assert [c for _, c in starts] == [*at[1:], trailing]  # every member's start (SEEK_EVERY 1), each range's first too
+    monkeypatch.setattr(storage, "SEEK_EVERY", 20_000)  # a member's start kept 20,000 bytes after the last kept
+    kept: list[tuple[int, int]] = []
+    for start in starts:
+        if not kept or start[0] - kept[-1][0] >= 20_000:
+            kept.append(start)
+    assert _same(path)[1] == kept and 10 < len(kept) < len(starts) / 3
     assert path.stat().st_size > 10 * _unpack.RANGE
 
 
@@ -123,6 +129,24 @@ def test_gzip_members_padding_and_false_headers(tmp_path: Path, small_ranges: No
     assert data.count(HEAD_GZ) == len(pieces) and not error
 
 
+def test_a_gzip_file_inside_a_member_is_not_taken_for_members(tmp_path: Path, small_ranges: None) -> None:
+    """A WARC file that archives a .gz download: deflate stores the incompressible inner file's bytes
+    as they are, so its members decompress without an error from inside the outer member. A worker
+    may take them for the file's own; the reader does not, since its range does not begin where the
+    range before ended."""
+    inner = b"".join(gzip.compress(b"".join(_lines(40, seed=k))) for k in range(30))
+    pieces = [b"record %d\n" % k + (inner if k in (2, 5) else b"".join(_lines(30, seed=100 + k))) for k in range(9)]
+    path = tmp_path / "archive.warc.gz"
+    _members(path, pieces, lambda b: gzip.compress(b, compresslevel=0 if inner in b else 6))  # stored, as deflate stores them
+    workers = InThreads()
+    data, _starts, error = _same(path, workers)
+    assert data == b"".join(pieces) and not error
+    inner_at = path.read_bytes().index(inner[:64])
+    taken = [_unpack.unpack_range(str(path), ".gz", k * _unpack.RANGE, (k + 1) * _unpack.RANGE, _unpack.MOST)
+             for k in range(path.stat().st_size // _unpack.RANGE + 1)]  # fmt: skip
+    assert any(t.whole and t.start is not None and t.start > inner_at and t.start < inner_at + len(inner) for t in taken)
+
+
 def test_long_members_one_member_and_too_many_bytes(tmp_path: Path, small_ranges: None,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     lines = _lines(6000, seed=2)
@@ -134,9 +158,10 @@ def test_long_members_one_member_and_too_many_bytes(tmp_path: Path, small_ranges
     one.write_bytes(gzip.compress(b"".join(lines)))
     workers = InThreads()
     assert _same(one, workers)[0] == b"".join(lines)
-    assert len(workers.asked) <= _unpack.AHEAD  # the first range is not whole: no more asked
+    assert len(workers.asked) <= _unpack.AHEAD  # the first range is the whole file: no more asked
     monkeypatch.setattr(_unpack, "MOST", 3000)  # every range's bytes too many: each decompressed by the reader
     assert _same(path)[0] == b"".join(lines)
+    assert _same(one)[0] == b"".join(lines)
 
 
 def test_corrupt_and_truncated_files_fail_as_without_workers(tmp_path: Path, small_ranges: None) -> None:
@@ -151,8 +176,12 @@ def test_corrupt_and_truncated_files_fail_as_without_workers(tmp_path: Path, sma
         "header": whole[:head] + b"XZh" + whole[head + 3:],
         "truncated": whole[:-100],
     }
+    # stored gzip members of 150 KB (their bytes handed out as they come), the third's checksum wrong:
+    # the bytes before the error depend on where the reads of the member ended
+    stored = [gzip.compress(b"".join(lines[i:i + 500]), compresslevel=0) for i in range(0, len(lines), 500)]
+    cases["checksum"] = b"".join(stored[:2]) + stored[2][:-8] + bytes(4) + stored[2][-4:] + b"".join(stored[3:])
     for name, damaged in cases.items():
-        path = tmp_path / f"{name}.jsonl.bz2"
+        path = tmp_path / f"{name}.jsonl.{'gz' if name == 'checksum' else 'bz2'}"
         path.write_bytes(damaged)
         data, _starts, error = _same(path)
         assert re.search(r"its compressed data is truncated or corrupt after [\d,]+ decompressed bytes", error), name
@@ -223,7 +252,7 @@ def test_process_scans_closed_tell_a_waiting_thread(tmp_path: Path) -> None:
         except RuntimeError as e:
             errors.append(e)
 
-    thread = threading.Thread(target=ask)
+    thread = threading.Thread(target=ask, daemon=True)
     thread.start()
     assert busy in workers._all
     workers.close()

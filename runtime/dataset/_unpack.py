@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 RANGE = 4 << 20  # compressed bytes a worker decompresses at once (bz2: ~1 s, ~20 MB of text)
 MOST = 64 << 20  # decompressed bytes of one range at most (more: the reader decompresses it itself)
 AHEAD = 8  # ranges decompressed ahead of the reader at most (memory: AHEAD replies of up to MOST bytes)
-# compressed sizes from which a file is decompressed ahead: about 2 s of one core's decompression
-SMALLEST = {".bz2": 32 << 20, ".gz": 64 << 20}
+# compressed sizes from which a file is decompressed ahead: bz2 from 7 s of one core's decompression;
+# gzip from about 4 s (a 104 MB WET file's scan on 2 cores: 3.4-3.6 s alone, 3.8-4.2 s with workers
+# started for it; a 312 MB one 10.4-12.6 s against 8.4-12.3 s)
+SMALLEST = {".bz2": 32 << 20, ".gz": 256 << 20}
 # where a member may begin: a bz2 stream's header; a gzip member's header with its method (deflate)
 # and no reserved flag (most hits inside deflate data are passed over: decompressing there fails at once)
 _HEADS = {".bz2": storage.BZ2_HEAD, ".gz": re.compile(rb"\x1f\x8b\x08[\x00-\x1f]")}
@@ -120,7 +122,6 @@ class Ahead:
         self._own: storage._Members | None = None  # members decompressed here (a range no worker's is taken of)
         self._own_seen = 0  # of its ``starts``
         self._own_base = 0  # decompressed bytes before its first
-        self._alone = False  # every member from here on decompressed here (the first range was not whole)
         self.starts: list[tuple[int, int]] = []
 
     def readinto(self, b: Any) -> int:
@@ -142,7 +143,7 @@ class Ahead:
             if piece:
                 self._ready(piece)
                 return True
-            self._next, self._own = (None if self._alone else self._own.end), None
+            self._next, self._own = self._own.end, None
             return self._more()
         if self._next is None or self._next >= self._size:
             return False
@@ -163,11 +164,8 @@ class Ahead:
             self._next = got.end
             self._ready(got.data)
             return True
-        self._alone = k == 0  # the first range's members are not a worker's to decompress: none are
-        if self._alone:
-            self.close_workers()
-        self._raw.seek(self._next)
-        self._own = storage.members(self._raw, self._suffix, stop=None if self._alone else (k + 1) * RANGE, every=0)
+        self._raw.seek(self._next)  # to the first member that begins in the next range (one member alone: the end)
+        self._own = storage.members(self._raw, self._suffix, stop=(k + 1) * RANGE, every=0)
         self._own_seen, self._own_base = 0, self._made
         return self._more()
 
@@ -187,12 +185,8 @@ class Ahead:
         if not self.starts or made - self.starts[-1][0] >= storage.SEEK_EVERY:
             self.starts.append((made, at))
 
-    def close_workers(self) -> None:
+    def close(self) -> None:
         for _, future in self._pending:
             future.cancel()
         self._pending.clear()
-        self._asked = 1 << 62
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def close(self) -> None:
-        self.close_workers()
