@@ -158,7 +158,7 @@ def test_long_members_one_member_and_too_many_bytes(tmp_path: Path, small_ranges
     one.write_bytes(gzip.compress(b"".join(lines)))
     workers = InThreads()
     assert _same(one, workers)[0] == b"".join(lines)
-    assert len(workers.asked) <= _unpack.AHEAD  # the first range is the whole file: no more asked
+    assert len(workers.asked) <= workers.start() + _unpack.AHEAD  # the first range is the whole file: no more asked
     monkeypatch.setattr(_unpack, "MOST", 3000)  # every range's bytes too many: each decompressed by the reader
     assert _same(path)[0] == b"".join(lines)
     assert _same(one)[0] == b"".join(lines)

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 RANGE = 4 << 20  # compressed bytes a worker decompresses at once (bz2: ~1 s, ~20 MB of text)
 MOST = 64 << 20  # decompressed bytes of one range at most (more: the reader decompresses it itself)
-AHEAD = 8  # ranges decompressed ahead of the reader at most (memory: AHEAD replies of up to MOST bytes)
+WORKERS = 8  # workers decompressing a file's ranges at once at most (a bz2 file: ~130 MB/s of text, past the scan's pace)
+# ranges asked for ahead of the one read: one a worker, and two waiting (memory: their replies, up to MOST bytes each)
+AHEAD = 2
 # compressed sizes from which a file is decompressed ahead: bz2 from 7 s of one core's decompression;
 # gzip from about 4 s (a 104 MB WET file's scan on 2 cores: 3.4-3.6 s alone, 3.8-4.2 s with workers
 # started for it; a 312 MB one 10.4-12.6 s against 8.4-12.3 s)
@@ -64,7 +66,7 @@ class Unpacked(NamedTuple):
 
 def at_once(unpack: Unpacker) -> int:
     """How many of ``unpack``'s workers decompress a file's ranges at once."""
-    return min(AHEAD, unpack.start())
+    return min(WORKERS, unpack.start())
 
 
 def ahead_of(where: str, unpack: Unpacker) -> int | None:
@@ -108,12 +110,13 @@ def unpack_range(path: str, suffix: str, begin: int, stop: int, most: int) -> Un
 
 class Ahead:
     """A compressed file's decompressed bytes in order (the ``_Members`` a reader of it holds, for
-    ``storage._Decompressed``), its ranges decompressed by ``unpack``'s workers, ``AHEAD`` ahead of
-    the one read; ``starts`` kept as ``_Members`` keeps them (``SEEK_EVERY`` apart), the same."""
+    ``storage._Decompressed``), its ranges decompressed by ``unpack``'s workers, ``at_once`` and
+    ``AHEAD`` more ahead of the one read; ``starts`` kept as ``_Members`` keeps them (``SEEK_EVERY`` apart), the same."""
 
     def __init__(self, raw: Any, *, where: str, suffix: str, size: int, unpack: Unpacker) -> None:
         self._raw, self._where, self._suffix, self._size, self._unpack = raw, where, suffix, size, unpack
         self._pool = ThreadPoolExecutor(at_once(unpack), thread_name_prefix="embedrt-unpack")
+        self._ahead = at_once(unpack) + AHEAD
         self._pending: collections.deque[tuple[int, Future[Unpacked]]] = collections.deque()
         self._asked = 0  # the next range to ask a worker for
         self._next: int | None = 0  # the compressed offset where the next member begins (None: the file's end)
@@ -150,7 +153,7 @@ class Ahead:
         k = self._next // RANGE
         while self._pending and self._pending[0][0] < k:  # ranges passed over by a long member
             self._pending.popleft()[1].cancel()
-        while self._asked < k + AHEAD and self._asked * RANGE < self._size:
+        while self._asked < k + self._ahead and self._asked * RANGE < self._size:
             if self._asked >= k:
                 begin, stop = self._asked * RANGE, (self._asked + 1) * RANGE
                 future = self._pool.submit(self._unpack.unpack, self._where, self._suffix, begin, stop, MOST)
