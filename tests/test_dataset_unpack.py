@@ -59,7 +59,9 @@ def _read(path: Path, unpack: Any) -> tuple[bytes, list[tuple[int, int]], str]:
     """The decompressed bytes, the member starts kept, and the error met ('' for none)."""
     out = bytearray()
     error = ""
-    with storage.open_input(str(path), unpack=unpack) as f:
+    ahead = _unpack.reader(str(path), path.stat().st_size, unpack) if unpack is not None else None
+    assert (ahead is None) == (unpack is None)
+    with storage.open_input(str(path), ahead=ahead) as f:
         try:
             while piece := f.read(5000):
                 out += piece

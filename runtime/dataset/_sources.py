@@ -40,6 +40,8 @@ from ._pdf import check_ocr, check_pdfium
 from ._template import TextSource
 from ._unpack import Unpacker
 
+Ahead = Callable[[Any], Any]  # a compressed file's reader decompressed ahead (``_unpack.reader``)
+
 if TYPE_CHECKING:
     from ._scan_record import ScanRecord
 
@@ -883,18 +885,18 @@ def _scan_file(
     parts' (row, offset, line) and hashes, and (JSONL) the JSON kinds of the ``wanted`` keys (of
     every key with ``every``) over its rows; kept in ``record``. ``planned``: its stamp taken by the
     plan (``storage.scan_stamp_rows``), else taken here. ``unpack``: worker processes that
-    decompress it ahead of the scan here, where it is large and compressed (``_unpack.ahead_of``)."""
+    decompress it ahead of the scan here, where it is large and compressed (``_unpack.reader``)."""
     scanned_at = time.time()
     stamp = storage.unpadded(planned) if planned is not None else storage.scan_stamp(path)
-    unpack = unpack if scanner is None and unpack is not None and _unpack.ahead_of(path, unpack) else None
+    ahead = _unpack.reader(path, stamp[0], unpack) if scanner is None and unpack is not None else None
     if log is not None and named < _NAMED_FILES:
-        how = f"; decompressed by {_unpack.at_once(unpack)} worker processes" if unpack is not None else ""
+        how = f"; decompressed by {_unpack.at_once(unpack)} worker processes" if ahead and unpack else ""
         log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB{how})")
     elif log is not None and named == _NAMED_FILES:  # a folder of thousands of shards: not a line each
         log(f"scanning {to_scan - named} more file(s)")
     if scanner is None:
         shard, starts, hashes, kinds = scan_content(path, fmt, cuts, delimiter, wanted, every, xml_records, wiki_pages,
-                                                    tell, unpack)  # fmt: skip
+                                                    tell, ahead)  # fmt: skip
     else:  # elsewhere (a Ray cluster's task): its rows told once it is done
         shard, starts, hashes, kinds = scanner(path, fmt, cuts, delimiter, wanted, every, xml_records, wiki_pages)
         tell(shard.rows)
@@ -908,11 +910,11 @@ def _scan_file(
 
 def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...], every: bool,
                  xml_records: tuple[str, ...] = (), wiki_pages: bool = False,
-                 tell: Callable[[int], None] = lambda n: None, unpack: Unpacker | None = None) -> _Found:  # fmt: skip
+                 tell: Callable[[int], None] = lambda n: None, ahead: Ahead | None = None) -> _Found:  # fmt: skip
     """One file's rows, read: its shard (first row 0, not stamped), its parts' (row, offset, line) and
     hashes, and (JSONL) the JSON kinds of the ``wanted`` keys (of every key with ``every``) over its
     rows; ``tell`` the rows as they are found. In any process that reads the file (a Ray task).
-    ``unpack``: decompressed ahead by these workers (``storage.open_input``)."""
+    ``ahead``: its reader, decompressed ahead by worker processes (``_unpack.reader``)."""
     first_row = 0
     kinds: dict[str, set[str]] = {c: set() for c in wanted} if fmt is InputFormat.JSONL else {}
     if fmt is InputFormat.PARQUET:
@@ -922,13 +924,13 @@ def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None
         shard, starts, hashes = _scan_arrow(path, first_row, cuts.per)
         tell(shard.rows)
     elif fmt in (InputFormat.CSV, InputFormat.TSV):
-        shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell, unpack)
+        shard, starts, hashes = _scan_csv(path, first_row, cuts, delimiter or _DELIMITERS[fmt], tell, ahead)
     elif fmt is InputFormat.MBOX:
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, _opening, _check_mbox, _mbox.COLUMNS,
-                                              unpack=unpack)  # fmt: skip
+                                              ahead=ahead)  # fmt: skip
     elif fmt is InputFormat.WARC:
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(_warc.OPENING, d, b),
-                                              _check_warc, _warc.COLUMNS, _warc.is_row, _warc.extent, unpack)  # fmt: skip
+                                              _check_warc, _warc.COLUMNS, _warc.is_row, _warc.extent, ahead)  # fmt: skip
         if not shard.rows:
             raise InputError(f"{path} has no page: no WARC record of a page's text (WARC-Type conversion, as in a WET "
                              "file), of an HTTP response of status 200 whose Content-Type is HTML or plain text "
@@ -938,7 +940,7 @@ def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None
         opens = _xml.records_opening(xml_records)
         shard, starts, hashes = _scan_records(path, first_row, cuts, tell, lambda d, b: _opening_by(opens, d, b),
                                               _check_xml, ("text",), _wiki.is_article if wiki_pages else None,
-                                              unpack=unpack)  # fmt: skip
+                                              ahead=ahead)  # fmt: skip
         if not shard.rows and wiki_pages:
             raise InputError(f"{path} has no article: no <page> of the main namespace (<ns>0</ns>) that is not a redirect "
                              "(--wiki-text reads a MediaWiki export's articles, each page's element opened on a line of "
@@ -949,7 +951,7 @@ def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None
                              "as PubMed's files and other record dumps write them")  # fmt: skip
     else:
         shard, starts, hashes = _scan_lines(path, first_row, cuts, skip_empty=fmt is InputFormat.JSONL,
-                                            kinds=kinds, every_key=every, tell=tell, unpack=unpack)  # fmt: skip
+                                            kinds=kinds, every_key=every, tell=tell, ahead=ahead)  # fmt: skip
     return shard, starts, hashes, kinds
 
 
@@ -1107,7 +1109,7 @@ _SEED = 0x5BD1E995  # so that an empty row's hash is not 0, a hit for every divi
 
 def _scan_lines(
     path: str, first_row: int, cuts: _Cuts, *, skip_empty: bool, kinds: dict[str, set[str]],
-    tell: Callable[[int], None], every_key: bool = False, unpack: Unpacker | None = None,
+    tell: Callable[[int], None], every_key: bool = False, ahead: Ahead | None = None,
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     """Rows = lines (jsonl: non-empty lines), cut into parts by ``cuts``. Returns the shard, (row,
     byte offset, line) per part start, and each part's sha256. ``kinds``: the JSON kinds of these
@@ -1118,7 +1120,7 @@ def _scan_lines(
     starts: list[tuple[int, int, int]] = []
     rows = lines = 0
     carry, base = b"", 0  # the unfinished last line of the previous block, and its offset
-    with storage.open_input(path, unpack=unpack) as f:
+    with storage.open_input(path, ahead=ahead) as f:
         _check_utf8(path, f)
         while True:
             block = f.read(_BLOCK)
@@ -1168,7 +1170,7 @@ assert _wiki.RECORD_HEAD <= RECORD_KEY and _warc.HEAD <= RECORD_KEY
 def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
                   opening: Callable[[bytes, np.ndarray], np.ndarray], check: Callable[[str, Any], None],
                   columns: tuple[str, ...], keep: Callable[[bytes], bool] | None = None,
-                  extent: Callable[[bytearray], int | None] | None = None, unpack: Unpacker | None = None,
+                  extent: Callable[[bytearray], int | None] | None = None, ahead: Ahead | None = None,
                   ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
     """Rows = the records of a file whose records each begin on a line that ``opening`` picks (an
     mbox's messages, ``_mbox``: a line beginning ``From ``; an XML file's records), cut into parts by
@@ -1209,7 +1211,7 @@ def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], 
         if keep is None or keep(bytes(key)):
             found.append((*opened, zlib.crc32(key, _SEED)))
 
-    with storage.open_input(path, unpack=unpack) as f:
+    with storage.open_input(path, ahead=ahead) as f:
         _check_utf8(path, f)
         check(path, f)
         while True:
@@ -1418,13 +1420,13 @@ def _json_type(kinds: set[str]) -> str:
 
 
 def _scan_csv(
-    path: str, first_row: int, cuts: _Cuts, delimiter: str, tell: Callable[[int], None], unpack: Unpacker | None = None,
+    path: str, first_row: int, cuts: _Cuts, delimiter: str, tell: Callable[[int], None], ahead: Ahead | None = None,
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     h = hashlib.sha256()
     ph = _PartHashes()
     record_hash = _Crc()
     starts: list[tuple[int, int, int]] = []
-    with storage.open_input(path, unpack=unpack) as f, csv_field_limit():
+    with storage.open_input(path, ahead=ahead) as f, csv_field_limit():
         _check_utf8(path, f)
         lines = _TrackedLines(f, h, ph, *((record_hash,) if cuts.content else ()))
         reader = csv.reader(lines, delimiter=delimiter)

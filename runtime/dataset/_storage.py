@@ -16,7 +16,6 @@ import bz2
 import contextlib
 import errno
 import fnmatch
-import functools
 import glob
 import io
 import json
@@ -444,25 +443,17 @@ def _object_input(uri: str) -> Any:
     return fs.open_input_file(path)
 
 
-def open_input(where: str, codec: str | None = None, unpack: Any = None) -> IO[bytes]:
+def open_input(where: str, codec: str | None = None, ahead: Callable[[Any], Any] | None = None) -> IO[bytes]:
     """A buffered, seekable binary reader (on an object store: ranged reads of ``BUFFER`` bytes); a
     compressed file (``CODECS``) is read decompressed, its offsets those of the decompressed bytes. A
     member of an archive (``_archives``) is its bytes, decompressed. ``codec``: the compression's suffix
-    (of ``CODECS``) of a file whose name does not end in it (``.tgz``). ``unpack``: worker processes
-    that decompress a large file's members ahead of the reader, several at once (``_unpack.Ahead``,
-    where ``_unpack.ahead_of`` takes the file)."""
+    (of ``CODECS``) of a file whose name does not end in it (``.tgz``). ``ahead``: the compressed
+    file's members decompressed by worker processes ahead of the reader (``_unpack.reader``)."""
     raw = open_raw(where)
-    suffix = codec or os.path.splitext(where)[1].lower()
-    decompress = CODECS.get(suffix)
+    decompress = CODECS.get(codec or os.path.splitext(where)[1].lower())
     if decompress is None:
         return raw  # type: ignore[no-any-return]
-    if unpack is not None:
-        from . import _unpack
-
-        size = _unpack.ahead_of(where, unpack)
-        if size is not None:
-            decompress = functools.partial(_unpack.Ahead, where=where, suffix=suffix, size=size, unpack=unpack)
-    return io.BufferedReader(_Decompressed(raw, decompress, where), BUFFER)  # type: ignore[return-value]
+    return io.BufferedReader(_Decompressed(raw, ahead or decompress, where), BUFFER)  # type: ignore[return-value]
 
 
 def open_raw(where: str) -> Any:
@@ -541,9 +532,9 @@ class _Members(io.RawIOBase):
     word, so a truncated file would have been a shorter corpus); zero bytes after a gzip member are
     padding, and bytes after a bz2 stream that begin no stream are passed over, as ``gzip`` and
     ``bz2`` do, but where a stream begins after them (a corrupt stream: its error; Python's ``bz2``
-    would end the data there, the rest of the file lost without a word). ``stop``: the data ends before the first member that begins at or after this
-    compressed offset (``end``: where that one begins; a range of a file decompressed on its own,
-    ``_unpack``)."""
+    would end the data there, the rest of the file lost without a word). ``stop``: the data ends
+    before the first member that begins at or after this compressed offset (``end``: where that one
+    begins; a range of a file decompressed on its own, ``_unpack``)."""
 
     _READ = 1 << 16  # compressed bytes a step (text compresses up to ~100x: a few MB out)
 
@@ -622,7 +613,6 @@ class _Members(io.RawIOBase):
                     self._ended, self.end = True, nxt
                     break
         return b"".join(out)
-
 
     def _passed_over(self, chunk: bytes) -> bool:
         """Whether ``chunk``, where a member failed to begin, and the file's bytes after it are

@@ -17,14 +17,14 @@ same bytes, the same member starts, the same errors at the same place, always.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
-import os
 import re
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple, Protocol
 
-from .._objects import is_uri
 from . import _archives
 from . import _storage as storage
 
@@ -69,14 +69,14 @@ def at_once(unpack: Unpacker) -> int:
     return min(WORKERS, unpack.start())
 
 
-def ahead_of(where: str, unpack: Unpacker) -> int | None:
-    """The size of the file ``where`` if it is decompressed ahead by ``unpack`` (a large gzip or bz2
-    file, not an archive's member, and two workers at least), else None."""
+def reader(where: str, size: int, unpack: Unpacker) -> Callable[[Any], Ahead] | None:
+    """What reads the file ``where`` of ``size`` bytes decompressed ahead by ``unpack``'s workers (a
+    codec of ``storage.open_input``): a large gzip or bz2 file, not an archive's member, with two
+    workers at least; else None."""
     suffix = PurePosixPath(where).suffix.lower()
-    if suffix not in SMALLEST or _archives.split(where) is not None:
+    if suffix not in SMALLEST or size < SMALLEST[suffix] or _archives.split(where) is not None or at_once(unpack) < 2:
         return None
-    size = storage.size_and_mtime(where)[0] if is_uri(where) else os.path.getsize(where)
-    return size if size >= SMALLEST[suffix] and at_once(unpack) >= 2 else None
+    return functools.partial(Ahead, where=where, suffix=suffix, size=size, unpack=unpack)
 
 
 def unpack_range(path: str, suffix: str, begin: int, stop: int, most: int) -> Unpacked:
