@@ -896,6 +896,27 @@ def test_an_input_changed_while_the_job_runs_stops_it(tmp_path: Path, tiny_bert_
         embed_dataset(src, tmp_path / "o2", tiny_bert_bundle, progress=False)
 
 
+def test_an_input_changed_while_a_part_is_read_is_named_not_its_bad_rows(tmp_path: Path, tiny_bert_bundle: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A change after a part's first check, while its rows are read: the bytes at the planned offsets
+    are not the rows' (here undecodable), and the job names the change, not a bad row to fix."""
+    from embedrt.dataset import _readers
+
+    src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS])
+    read_file = _readers._read_file
+
+    def changed_as_read(plan: Any, shard: Any, part: Any, *args: Any) -> Any:
+        if part.index == 2:
+            size, stat = src.stat().st_size, src.stat()
+            src.write_bytes(b"\xff" * (size - 1) + b"\n")  # the same size, another modification time
+            os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+        return read_file(plan, shard, part, *args)
+
+    monkeypatch.setattr(_readers, "_read_file", changed_as_read)
+    with pytest.raises(InputError, match=r"in.jsonl changed while the job ran .* so part 2 would not hold the rows"):
+        embed_dataset(src, tmp_path / "out", tiny_bert_bundle, rows_per_part=8, progress=False)
+
+
 def test_an_input_file_removed_while_the_job_runs_is_named(tmp_path: Path, tiny_bert_bundle: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     from embedrt.dataset._output import OutputFolder

@@ -147,6 +147,8 @@ def read_slices(
         tables = _read_file(plan, shard, part, source, columns, chars)
     plan.check_unchanged(part)
     for table in tables:
+        if BAD in table.column_names and table.column(BAD).null_count < table.num_rows:
+            plan.check_unchanged(part)  # bad rows read after a change are the change's: it is named, not them
         yield finish(table)
     plan.check_unchanged(part)  # after its last slice and before the part is written whole: not kept
 
