@@ -905,12 +905,12 @@ def test_an_input_changed_while_a_part_is_read_is_named_not_its_bad_rows(tmp_pat
     src = _write(tmp_path / "in.jsonl", "jsonl", [{"text": t} for t in TEXTS])
     read_file = _readers._read_file
 
-    def changed_as_read(plan: Any, shard: Any, part: Any, *args: Any) -> Any:
+    def changed_as_read(plan: Any, shard: Any, part: Any, *args: Any) -> Any:  # run at the first slice's read
         if part.index == 2:
             size, stat = src.stat().st_size, src.stat()
             src.write_bytes(b"\xff" * (size - 1) + b"\n")  # the same size, another modification time
             os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
-        return read_file(plan, shard, part, *args)
+        yield from read_file(plan, shard, part, *args)
 
     monkeypatch.setattr(_readers, "_read_file", changed_as_read)
     with pytest.raises(InputError, match=r"in.jsonl changed while the job ran .* so part 2 would not hold the rows"):
