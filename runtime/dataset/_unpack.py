@@ -1,8 +1,8 @@
 """A large compressed file's members decompressed by worker processes, several ranges of it at once,
 ahead of the one reader that needs its bytes in order: the planning scan.
 
-bz2 decompresses at about 17 MB/s a core, a third of what the scan of its text takes (a Wikipedia
-dump of 100 GB of XML: hours in one process); gzip at about 150 MB/s. A file compressed a member at a
+Python's bz2 decompresses 22-26 MB/s of text a core, a quarter of the scan's own pace on that text
+(a Wikipedia dump of 100 GB of XML: over an hour in one process); gzip about 150 MB/s. A file compressed a member at a
 time (Wikipedia's multistream dumps, a bz2 stream every 100 pages; WARC files, a gzip member a record;
 pbzip2, pigz) can be decompressed from any member's start. So the file is cut into ranges of
 ``RANGE`` compressed bytes; a worker decompresses one (``unpack_range``): from the first member that
@@ -32,10 +32,10 @@ log = logging.getLogger(__name__)
 
 RANGE = 4 << 20  # compressed bytes a worker decompresses at once (bz2: ~1 s, ~20 MB of text)
 MOST = 64 << 20  # decompressed bytes of one range at most (more: the reader decompresses it itself)
-WORKERS = 8  # workers decompressing a file's ranges at once at most (a bz2 file: ~130 MB/s of text, past the scan's pace)
+WORKERS = 8  # workers decompressing a file's ranges at once at most (a bz2 file: ~200 MB/s of text, past the scan's pace)
 # ranges asked for ahead of the one read: one a worker, and two waiting (memory: their replies, up to MOST bytes each)
 AHEAD = 2
-# compressed sizes from which a file is decompressed ahead: bz2 from 7 s of one core's decompression;
+# compressed sizes from which a file is decompressed ahead: bz2 from about 5 s of one core's decompression;
 # gzip from about 4 s (a 104 MB WET file's scan on 2 cores: 3.4-3.6 s alone, 3.8-4.2 s with workers
 # started for it; a 312 MB one 10.4-12.6 s against 8.4-12.3 s)
 SMALLEST = {".bz2": 32 << 20, ".gz": 256 << 20}
