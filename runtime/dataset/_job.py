@@ -499,20 +499,16 @@ def _scanners(which: Backend, ray: RayOptions | None, say: Log) -> Iterator[tupl
     processes (``_scan_workers.ProcessScans``), the Ray backend's cluster (``ClusterScans``); and
     the worker processes of this machine that decompress a large file scanned here (the local
     backend's same ones). Each ended (its Ray stopped where it started one) at the end."""
-    unpack = ProcessScans()
-    scans: Any = unpack
-    try:
+    with contextlib.ExitStack() as ending:
+        unpack = ProcessScans()
+        ending.callback(unpack.close)
+        scans: Any = unpack
         if which is Backend.RAY:
             from ._ray import ClusterScans
 
             scans = ClusterScans(ray or RayOptions(), say)
+            ending.callback(scans.close)
         yield scans, unpack
-    finally:
-        try:
-            if scans is not unpack:
-                scans.close()
-        finally:
-            unpack.close()
 
 
 def _groups_files(folder: OutputFolder, overwrite: bool) -> bool:

@@ -38,9 +38,7 @@ from . import _storage as storage
 from ._as_text import KINDS
 from ._pdf import check_ocr, check_pdfium
 from ._template import TextSource
-from ._unpack import Unpacker
-
-Ahead = Callable[[Any], Any]  # a compressed file's reader decompressed ahead (``_unpack.reader``)
+from ._unpack import Reader, Unpacker
 
 if TYPE_CHECKING:
     from ._scan_record import ScanRecord
@@ -890,7 +888,7 @@ def _scan_file(
     stamp = storage.unpadded(planned) if planned is not None else storage.scan_stamp(path)
     ahead = _unpack.reader(path, stamp[0], unpack) if scanner is None and unpack is not None else None
     if log is not None and named < _NAMED_FILES:
-        how = f"; decompressed by {_unpack.at_once(unpack)} worker processes" if ahead and unpack else ""
+        how = f"; decompressed by {_unpack.at_once(unpack)} worker processes" if ahead is not None and unpack else ""
         log(f"scanning {path} ({stamp[0] / 1e6:.1f} MB{how})")
     elif log is not None and named == _NAMED_FILES:  # a folder of thousands of shards: not a line each
         log(f"scanning {to_scan - named} more file(s)")
@@ -910,7 +908,7 @@ def _scan_file(
 
 def scan_content(path: str, fmt: InputFormat, cuts: _Cuts, delimiter: str | None, wanted: tuple[str, ...], every: bool,
                  xml_records: tuple[str, ...] = (), wiki_pages: bool = False,
-                 tell: Callable[[int], None] = lambda n: None, ahead: Ahead | None = None) -> _Found:  # fmt: skip
+                 tell: Callable[[int], None] = lambda n: None, ahead: Reader | None = None) -> _Found:  # fmt: skip
     """One file's rows, read: its shard (first row 0, not stamped), its parts' (row, offset, line) and
     hashes, and (JSONL) the JSON kinds of the ``wanted`` keys (of every key with ``every``) over its
     rows; ``tell`` the rows as they are found. In any process that reads the file (a Ray task).
@@ -1109,7 +1107,7 @@ _SEED = 0x5BD1E995  # so that an empty row's hash is not 0, a hit for every divi
 
 def _scan_lines(
     path: str, first_row: int, cuts: _Cuts, *, skip_empty: bool, kinds: dict[str, set[str]],
-    tell: Callable[[int], None], every_key: bool = False, ahead: Ahead | None = None,
+    tell: Callable[[int], None], every_key: bool = False, ahead: Reader | None = None,
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     """Rows = lines (jsonl: non-empty lines), cut into parts by ``cuts``. Returns the shard, (row,
     byte offset, line) per part start, and each part's sha256. ``kinds``: the JSON kinds of these
@@ -1170,7 +1168,7 @@ assert _wiki.RECORD_HEAD <= RECORD_KEY and _warc.HEAD <= RECORD_KEY
 def _scan_records(path: str, first_row: int, cuts: _Cuts, tell: Callable[[int], None],
                   opening: Callable[[bytes, np.ndarray], np.ndarray], check: Callable[[str, Any], None],
                   columns: tuple[str, ...], keep: Callable[[bytes], bool] | None = None,
-                  extent: Callable[[bytearray], int | None] | None = None, ahead: Ahead | None = None,
+                  extent: Callable[[bytearray], int | None] | None = None, ahead: Reader | None = None,
                   ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:  # fmt: skip
     """Rows = the records of a file whose records each begin on a line that ``opening`` picks (an
     mbox's messages, ``_mbox``: a line beginning ``From ``; an XML file's records), cut into parts by
@@ -1420,7 +1418,7 @@ def _json_type(kinds: set[str]) -> str:
 
 
 def _scan_csv(
-    path: str, first_row: int, cuts: _Cuts, delimiter: str, tell: Callable[[int], None], ahead: Ahead | None = None,
+    path: str, first_row: int, cuts: _Cuts, delimiter: str, tell: Callable[[int], None], ahead: Reader | None = None,
 ) -> tuple[Shard, list[tuple[int, int, int]], list[str]]:
     h = hashlib.sha256()
     ph = _PartHashes()

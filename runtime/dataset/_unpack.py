@@ -54,6 +54,9 @@ class Unpacker(Protocol):
     def unpack(self, path: str, suffix: str, begin: int, stop: int, most: int) -> Unpacked: ...
 
 
+Reader = Callable[[Any], "Ahead"]  # a compressed file's reader from its raw bytes (a codec of ``storage.open_input``)
+
+
 class Unpacked(NamedTuple):
     """A range's members, decompressed (``unpack_range``)."""
 
@@ -69,7 +72,7 @@ def at_once(unpack: Unpacker) -> int:
     return min(WORKERS, unpack.start())
 
 
-def reader(where: str, size: int, unpack: Unpacker) -> Callable[[Any], Ahead] | None:
+def reader(where: str, size: int, unpack: Unpacker) -> Reader | None:
     """What reads the file ``where`` of ``size`` bytes decompressed ahead by ``unpack``'s workers (a
     codec of ``storage.open_input``): a large gzip or bz2 file, not an archive's member, with two
     workers at least; else None."""
