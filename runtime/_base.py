@@ -89,7 +89,8 @@ class BundleModel:
         provider_options: passed to the execution provider; for ``device="openvino"``, properties of
             OpenVINO's CPU plugin (its names, e.g. ``{"NUM_STREAMS": "4"}``), over embedrt's own.
         precision_hint: ``"bf16"`` / ``"fp32"``: the compute precision OpenVINO uses for the graph
-            (``device="openvino"`` only; needs ``embedrt[openvino]``).
+            (``device="openvino"`` only; needs ``embedrt[openvino]``). None: fp32 (OpenVINO's own
+            default is bf16 on AMX CPUs).
         memory_arena: keep onnxruntime's CPU memory arena. Off by default: it keeps the largest
             batch's memory for good (RSS 1240 vs 508 MB measured); on, long inputs run ~5-18% faster.
         max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on

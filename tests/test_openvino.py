@@ -80,6 +80,17 @@ def test_threads_are_not_pinned_unless_asked(plain_bert: Path) -> None:
     assert asked.session.get_property("ENABLE_CPU_PINNING") is True
 
 
+def test_no_precision_hint_is_fp32_not_openvinos_own_default(plain_bert: Path) -> None:
+    # OpenVINO's CPU plugin runs bf16 by default on AMX CPUs: an fp32 bundle must not turn bf16 unasked
+    assert openvino_config(2, None, None)["INFERENCE_PRECISION_HINT"] == "f32"
+    assert openvino_config(2, {"INFERENCE_PRECISION_HINT": "bf16"}, None)["INFERENCE_PRECISION_HINT"] == "bf16"
+    ov = Embedder(plain_bert, device="openvino", threads=1)
+    import openvino
+
+    assert ov.session.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+    np.testing.assert_allclose(ov.encode(TEXTS), Embedder(plain_bert).encode(TEXTS), atol=1e-5)
+
+
 def test_streams_never_outnumber_threads(plain_bert: Path) -> None:
     assert "NUM_STREAMS" not in openvino_config(1, None, None, streams=2)
     assert openvino_config(2, None, None, streams=4)["NUM_STREAMS"] == "2"
