@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._files import write_text_whole
+from ._model_args import add_model_arguments, model_options
 from ._tokenize import Tokenized
 
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256, 512)
@@ -37,8 +38,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         "lengths and real text. Prints a table; --json writes the numbers.",
     )
     p.add_argument("bundle", help="bundle folder written by `embedrt export`")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: CPUs available)")
+    add_model_arguments(p)  # --device, --threads, --precision-hint, --streams: as the bundle will be served
     p.add_argument(
         "--batch-size", type=int, default=32, help="batch size of the throughput runs (default: 32)"
     )
@@ -72,7 +72,7 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     load_before = _load_average()
     t0 = time.perf_counter()
-    model = Embedder(args.bundle, args.device, threads=args.threads, verify=not args.no_verify)
+    model = Embedder(args.bundle, verify=not args.no_verify, **model_options(args))
     load_s = time.perf_counter() - t0
     max_len = model.max_seq_length
     lengths = sorted({min(n, max_len) for n in (args.lengths or DEFAULT_LENGTHS) if n >= 3})
@@ -106,7 +106,9 @@ def run_bench(args: argparse.Namespace) -> int:
         "manifest": {k: getattr(model.manifest, k) for k in ("source", "dimension", "max_seq_length")}
         | {"precision": model.manifest.precision.value, "optimizations": model.manifest.optimizations},
         "providers": model.providers,
+        "precision_hint": model.precision_hint.value if model.precision_hint else None,
         "threads": model.threads,
+        "streams": model.streams,
         "onnxruntime": onnxruntime_build(),
         "machine": _machine(load_before),
         "load_s": load_s,
@@ -242,7 +244,9 @@ def _row(inputs: str, mode: str, tok: Tokenized, length: int | None, m: dict[str
 def format_table(result: dict[str, Any]) -> str:
     head = (
         f"{result['bundle']}  precision={result['manifest']['precision']}  providers={result['providers']}  "
-        f"threads={result['threads']}  load={result['load_s']:.2f}s  peak RSS={result['peak_rss_mb']:.0f} MB"
+        + (f"precision hint={result['precision_hint']}  " if result.get("precision_hint") else "")
+        + f"threads={result['threads']}  streams={result.get('streams', 1)}  load={result['load_s']:.2f}s  "
+        f"peak RSS={result['peak_rss_mb']:.0f} MB"
     )
     lines = [
         head,

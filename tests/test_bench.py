@@ -11,7 +11,7 @@ import pytest
 from embedrt import _bench
 
 
-def _args(bundle: Path, out: Path) -> argparse.Namespace:
+def _args(bundle: Path, out: Path, *more: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     _bench.add_bench_parser(parser.add_subparsers())
     argv = [
@@ -29,6 +29,7 @@ def _args(bundle: Path, out: Path) -> argparse.Namespace:
         "--no-progress",
         "--json",
         str(out),
+        *more,
     ]
     return parser.parse_args(argv)
 
@@ -61,6 +62,22 @@ def test_bench_writes_table_and_json(
     assert ("avx2" in machine["cpu_flags"]) == (" avx2 " in cpuinfo.replace("\n", " "))
     assert all(f.startswith(("avx2", "avx512", "avx_vnni", "amx")) or "vnni" in f for f in machine["cpu_flags"])
     assert "load average (1/5/15 min) before" in table and "flags" in table
+
+
+def test_bench_runs_the_bundle_as_it_will_be_served(
+    minilm_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the model options of encode, serve and embed-dataset: the figures are those of that setting
+    args = _args(minilm_bundle, tmp_path / "bench.json", "--threads", "2", "--streams", "2")
+    assert args.run(args) == 0
+    assert "threads=2  streams=2" in capsys.readouterr().out
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert (result["threads"], result["streams"], result["precision_hint"]) == (2, 2, None)
+    hinted = _args(minilm_bundle, tmp_path / "no.json", "--precision-hint", "bf16")
+    with pytest.raises(ValueError, match="OpenVINO option; device is 'cpu'"):
+        hinted.run(hinted)
+    with pytest.raises(SystemExit):  # argparse names the choices
+        _args(minilm_bundle, tmp_path / "no.json", "--device", "tpu")
 
 
 def test_cpu_flags_keep_only_the_ones_that_decide_kernel_speed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
