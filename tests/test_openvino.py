@@ -89,6 +89,16 @@ def test_no_precision_hint_is_fp32_not_openvinos_own_default(plain_bert: Path) -
     np.testing.assert_allclose(ov.encode(TEXTS), Embedder(plain_bert).encode(TEXTS), atol=1e-5)
 
 
+def test_server_info_names_openvinos_compute_precision(plain_bert: Path) -> None:
+    from embedrt.server._app import ServerState
+    from embedrt.server._config import ServerConfig
+
+    hint = "bf16" if HAS_BF16 else "fp32"
+    model = Embedder(plain_bert, device="openvino", precision_hint=hint, threads=1)
+    info = ServerState(model, ServerConfig()).info()
+    assert (info["device"], info["precision"], info["precision_hint"]) == ("openvino", "fp32", hint)
+
+
 def test_streams_never_outnumber_threads(plain_bert: Path) -> None:
     assert "NUM_STREAMS" not in openvino_config(1, None, None, streams=2)
     assert openvino_config(2, None, None, streams=4)["NUM_STREAMS"] == "2"

@@ -310,7 +310,7 @@ def test_info_and_models(live, embedder: Embedder) -> None:
     info = httpx.get(f"{live.url}/info").json()
     assert info["model"] == "test-model" and info["dimension"] == embedder.dimension
     assert info["precision"] == "fp32" and info["providers"] == ["CPUExecutionProvider"]
-    assert info["int8_on_this_cpu"] is None
+    assert info["int8_on_this_cpu"] is None and info["precision_hint"] is None
     assert info["max_input_length"] == embedder.max_seq_length and info["limits"]["max_inputs"] == 64
     assert info["streams"] == 1
     assert httpx.get(f"{live.url}/v1/models").json()["data"][0]["id"] == "test-model"
