@@ -32,8 +32,9 @@ from benchmarks.int8_cpu import cpu_info
 from benchmarks.results_file import write_json
 
 
-def batches_of(tok: Any, texts: list[str], size: int = 32) -> list[np.ndarray]:
-    """Token ids of ``texts`` in length order, ``size`` texts a batch, zero-padded."""
+def batches_of(tok: Any, texts: list[str], size: int = 32) -> tuple[list[int], list[np.ndarray]]:
+    """The texts' indices in length order, and their token ids in that order, ``size`` texts a batch,
+    zero-padded."""
     enc = tok.encode_batch(texts)
     order = sorted(range(len(enc)), key=lambda i: len(enc[i].ids))
     batches = []
@@ -43,7 +44,7 @@ def batches_of(tok: Any, texts: list[str], size: int = 32) -> list[np.ndarray]:
         for j, i in enumerate(rows):
             ids[j, : len(enc[i].ids)] = enc[i].ids
         batches.append(ids)
-    return batches
+    return order, batches
 
 
 def nncf_static(model: Any, calibration: list[dict[str, np.ndarray]]) -> Any:
@@ -117,9 +118,7 @@ def main() -> None:
     tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
     tok.no_padding()
     tok.enable_truncation(max_length=256)
-    lengths = [len(e.ids) for e in tok.encode_batch(texts)]
-    order = sorted(range(len(texts)), key=lambda i: lengths[i])
-    batches = batches_of(tok, texts)
+    order, batches = batches_of(tok, texts)
 
     core = ov.Core()
     base = {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY"}
@@ -148,7 +147,7 @@ def main() -> None:
             seen = set(texts)  # calibrated on other sentences than those measured
             calibration = [t for t in load_sentences(1024, seed=7) if t not in seen][:512]
             models["nncf"] = nncf_static(
-                core.read_model(plain), [feed(ids) for ids in batches_of(tok, calibration)]
+                core.read_model(plain), [feed(ids) for ids in batches_of(tok, calibration)[1]]
             )
             settings["int8 static activations (NNCF)"] = ("nncf", {})
             settings["int8 static activations (NNCF), 2 streams"] = (
