@@ -10,7 +10,10 @@ precision or for ``auto``:
   and no other setting is left.
 - ``auto``: int8 (smooth) and fp32, each fused and unfused, are all built and gated, then timed on
   this machine, alternating, and the fastest that passed is the bundle. Its manifest records every
-  candidate's gate and speed and why it won (``optimizations["auto"]``).
+  candidate's gate and speed and why it won (``optimizations["auto"]``). Where OpenVINO is installed
+  and the CPU computes bf16 natively, the unfused fp32 graph on ``device="openvino"`` in bf16 is gated
+  and timed too: a bundle runs on onnxruntime's CPU provider unless told otherwise, so it is not
+  chosen, but where it is the fastest the record says so and how to run it (``faster_here``).
 
 The PyTorch reference of the gate texts is computed once per export, whatever the number of
 settings (the gate's costliest part on a CPU).
@@ -30,7 +33,7 @@ import numpy as np
 
 from embedrt import Embedder
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
-from embedrt._errors import BundleError, ParityError, ProviderWarning, UnsupportedModelError
+from embedrt._errors import BundleError, ParityError, ProviderError, ProviderWarning, UnsupportedModelError
 from embedrt._types import MADE_FOR, Device, Precision
 
 from ._archs import ArchSpec, Variant
@@ -198,8 +201,40 @@ def _validation_embedder(bundle: Path, precision: Precision, say: Callable[[str]
         return Embedder(bundle)
 
 
+# The candidate run on OpenVINO's bf16 (``auto`` records it, never picks it: see the module doc)
+OPENVINO_BF16 = "fp32, unfused, device openvino bf16"
+_OPENVINO_BF16 = {"device": "openvino", "precision_hint": "bf16"}
+_PLAIN_FP32 = "fp32, unfused"
+
+
+def _openvino_bf16(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]]) -> dict[str, Any] | None:
+    """The gate of the unfused fp32 bundle on OpenVINO's bf16, where OpenVINO is installed and the CPU
+    has bf16 (None elsewhere); a ``GateError`` where it misses."""
+    from embedrt._openvino import openvino_version
+    from embedrt._session import cpu_precision_hints
+    from embedrt._types import InferencePrecision
+
+    if _PLAIN_FP32 not in passed or openvino_version() is None or InferencePrecision.BF16 not in cpu_precision_hints():
+        return None
+    job.say(f"quality gate ({OPENVINO_BF16}) on {len(job.gate_texts)} texts")
+    embedder = Embedder(passed[_PLAIN_FP32][0], verify=False, **_OPENVINO_BF16)
+    return quality_gate(embedder, job.model, job.hf_tok, job.gate_texts, job.thresholds, log=job.say,
+                        reference=job.reference())  # fmt: skip
+
+
 def _fastest(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]], misses: list[dict[str, Any]]) -> Path:
-    speed = measure_speed({k: b for k, (b, _) in passed.items()}, job.gate_texts[:SPEED_TEXTS])
+    try:
+        ov_gate = _openvino_bf16(job, passed)
+    except (ParityError, BundleError, ProviderError) as e:  # a miss, or a graph OpenVINO refuses: recorded
+        ov_gate = None
+        report = getattr(e, "report", {}) or {}
+        misses.append({"setting": OPENVINO_BF16, "failed": str(e).splitlines()[0][:300],
+                       **{k: report[k] for k in ("mean_cos", "min_cos", "topk") if k in report}})  # fmt: skip
+    timed: dict[str, tuple[Path, dict[str, Any]]] = {k: (b, {}) for k, (b, _) in passed.items()}
+    if ov_gate is not None:
+        timed[OPENVINO_BF16] = (passed[_PLAIN_FP32][0], _OPENVINO_BF16)
+    all_speeds = measure_speed(timed, job.gate_texts[:SPEED_TEXTS])
+    speed = {k: v for k, v in all_speeds.items() if k != OPENVINO_BF16}
     winner, tied = pick_fastest(speed)
     job.say("speed (texts per CPU-second, one thread): " + ", ".join(f"{k} {v:.1f}" for k, v in speed.items())
             + f" -> {winner}")  # fmt: skip
@@ -208,6 +243,19 @@ def _fastest(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]], misses: l
          **{m: r["gate"][m] for m in ("mean_cos", "min_cos", "topk")}}
         for k, (_, r) in passed.items()
     ] + [{**m, "passed": False} for m in misses]  # fmt: skip
+    record: dict[str, Any] = {}
+    if ov_gate is not None:
+        ov_speed = all_speeds[OPENVINO_BF16]
+        candidates.append({"setting": OPENVINO_BF16, "passed": True, "texts_per_cpu_second": round(ov_speed, 2),
+                           **{m: ov_gate[m] for m in ("mean_cos", "min_cos", "topk")}})  # fmt: skip
+        if pick_fastest({winner: speed[winner], OPENVINO_BF16: ov_speed})[0] == OPENVINO_BF16:
+            record["faster_here"] = {
+                "setting": OPENVINO_BF16, "times_the_chosen": round(ov_speed / speed[winner], 2),
+                "how": "export with --precision fp32 --no-optimize and load the bundle with device='openvino', "
+                       "precision_hint='bf16' (CLI: --device openvino --precision-hint bf16)",
+            }  # fmt: skip
+            job.say(f"faster here: {OPENVINO_BF16} ({ov_speed:.1f} texts per CPU-second, "
+                    f"{ov_speed / speed[winner]:.2f}x {winner}): {record['faster_here']['how']}")  # fmt: skip
     if tied:
         why = (f"within {SPEED_TIE:.0%} of the fastest of the settings that passed their gates on this machine, "
                f"tied with {', '.join(tied)}: the first in the export's order of preference wins "
@@ -217,7 +265,7 @@ def _fastest(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]], misses: l
         why = (f"fastest of the settings that passed their gates on this machine ({speed[winner]:.1f} texts "
                f"per CPU-second" + (f", next {runner_up:.1f}" if runner_up else "") + ")")  # fmt: skip
     bundle, _ = passed[winner]
-    _record_auto(bundle, {"chosen": winner, "why": why, "candidates": candidates, "measured": _how()})
+    _record_auto(bundle, {"chosen": winner, "why": why, "candidates": candidates, "measured": _how(), **record})
     return bundle
 
 
@@ -244,9 +292,12 @@ def _record_auto(bundle: Path, record: dict[str, Any]) -> None:
     write_manifest(bundle, manifest)
 
 
-def measure_speed(bundles: dict[str, Path], texts: list[str], rounds: int = SPEED_ROUNDS) -> dict[str, float]:
-    """Texts per CPU-second of each bundle on ``texts`` (one thread, best of ``rounds``, alternating)."""
-    models = {k: Embedder(b, threads=1, verify=False) for k, b in bundles.items()}
+def measure_speed(
+    bundles: dict[str, tuple[Path, dict[str, Any]]], texts: list[str], rounds: int = SPEED_ROUNDS
+) -> dict[str, float]:
+    """Texts per CPU-second of each (bundle, ``Embedder`` options) on ``texts`` (one thread, best of
+    ``rounds``, alternating)."""
+    models = {k: Embedder(b, threads=1, verify=False, **options) for k, (b, options) in bundles.items()}
     best = dict.fromkeys(models, float("inf"))
     for model in models.values():
         model.encode(texts[:32], batch_size=32)  # warm-up

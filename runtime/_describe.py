@@ -36,6 +36,9 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
     auto = opt.get("auto")
     if auto:
         rows.append(("chosen by auto", f"{auto.get('chosen')}: {auto.get('why')}"))
+        faster = auto.get("faster_here")
+        if faster:  # a setting the bundle does not run by default was faster where it was exported
+            rows.append(("faster here", f"{faster.get('setting')}, {faster.get('times_the_chosen')}x: {faster.get('how')}"))
     q = opt.get("quantization")
     if q:
         rows.append(("quantization", f"{q.get('method')} ({q.get('operator')}): weights {q.get('weights')}"))

@@ -11,6 +11,9 @@ import pytest
 
 from embedrt import Embedder
 from embedrt._bundle import load_manifest
+from embedrt._openvino import openvino_version
+from embedrt._session import cpu_precision_hints
+from embedrt._types import InferencePrecision
 from embedrt.export import export_model
 
 
@@ -32,13 +35,43 @@ def test_auto_gates_every_candidate_once_and_keeps_the_fastest(
     opt = load_manifest(bundle).optimizations
     auto = opt["auto"]
     labels = {c["setting"] for c in auto["candidates"]}
-    assert labels == {"int8 smooth, fused where it fuses", "int8 smooth, unfused",
-                      "fp32, fused where it fuses", "fp32, unfused"}  # fmt: skip
-    speeds = {c["setting"]: c["texts_per_cpu_second"] for c in auto["candidates"] if c["passed"]}
+    onnxruntime_settings = {"int8 smooth, fused where it fuses", "int8 smooth, unfused", "fp32, fused where it fuses",
+                            "fp32, unfused"}  # fmt: skip
+    openvino_bf16 = openvino_version() is not None and InferencePrecision.BF16 in cpu_precision_hints()
+    assert labels == onnxruntime_settings | ({attempts.OPENVINO_BF16} if openvino_bf16 else set())
+    speeds = {c["setting"]: c["texts_per_cpu_second"] for c in auto["candidates"]
+              if c["passed"] and c["setting"] != attempts.OPENVINO_BF16}  # fmt: skip
     assert auto["chosen"] == attempts.pick_fastest(speeds)[0] and "fastest" in auto["why"]
     assert speeds[auto["chosen"]] >= max(speeds.values()) * (1 - attempts.SPEED_TIE)
     assert auto["chosen"].startswith(opt["precision"]) and "CPU time" in auto["measured"]
     assert Embedder(bundle).encode(["a text"]).shape == (1, 32)
+
+
+def test_auto_says_where_openvinos_bf16_is_faster_but_keeps_a_bundle_that_runs_as_chosen(
+    tiny_factory: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenVINO's bf16 timed fastest: recorded with how to run it; the bundle stays the fastest setting
+    # of onnxruntime's CPU provider, which is what loading it runs
+    import embedrt.export._attempts as attempts
+
+    monkeypatch.setattr(attempts, "_openvino_bf16", lambda job, passed: {"mean_cos": 0.99999, "min_cos": 0.9999,
+                                                                        "topk": 0.99})  # fmt: skip
+    real = attempts.measure_speed
+
+    def timed(bundles: dict[str, Any], texts: list[str]) -> dict[str, float]:
+        ov = attempts.OPENVINO_BF16
+        assert bundles[ov] == (bundles["fp32, unfused"][0], attempts._OPENVINO_BF16)  # the plain graph
+        speeds = real({k: b for k, b in bundles.items() if k != ov}, texts)
+        return {**speeds, ov: 10 * max(speeds.values())}
+
+    monkeypatch.setattr(attempts, "measure_speed", timed)
+    bundle = export_model(tiny_factory("bert"), tmp_path / "b", precision="auto")
+    auto = load_manifest(bundle).optimizations["auto"]
+    assert auto["chosen"] != attempts.OPENVINO_BF16 and auto["faster_here"]["setting"] == attempts.OPENVINO_BF16
+    assert auto["faster_here"]["times_the_chosen"] > 1 and "device='openvino'" in auto["faster_here"]["how"]
+    from embedrt._describe import describe_variant
+
+    assert any(name == "faster here" for name, _ in describe_variant(load_manifest(bundle), bundle))
 
 
 def test_auto_keeps_the_preferred_setting_in_a_tie_and_the_fastest_otherwise() -> None:
