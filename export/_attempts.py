@@ -34,7 +34,9 @@ import numpy as np
 from embedrt import Embedder
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
 from embedrt._errors import BundleError, ParityError, ProviderError, ProviderWarning, UnsupportedModelError
-from embedrt._types import MADE_FOR, Device, Precision
+from embedrt._openvino import openvino_version
+from embedrt._session import cpu_precision_hints
+from embedrt._types import MADE_FOR, Device, InferencePrecision, Precision
 
 from ._archs import ArchSpec, Variant
 from ._onnx import save_model
@@ -204,16 +206,12 @@ def _validation_embedder(bundle: Path, precision: Precision, say: Callable[[str]
 # The candidate run on OpenVINO's bf16 (``auto`` records it, never picks it: see the module doc)
 OPENVINO_BF16 = "fp32, unfused, device openvino bf16"
 _OPENVINO_BF16 = {"device": "openvino", "precision_hint": "bf16"}
-_PLAIN_FP32 = "fp32, unfused"
+_PLAIN_FP32 = Setting(Precision.FP32, False).label  # the graph OpenVINO takes (no onnxruntime fusions)
 
 
 def _openvino_bf16(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]]) -> dict[str, Any] | None:
     """The gate of the unfused fp32 bundle on OpenVINO's bf16, where OpenVINO is installed and the CPU
     has bf16 (None elsewhere); a ``GateError`` where it misses."""
-    from embedrt._openvino import openvino_version
-    from embedrt._session import cpu_precision_hints
-    from embedrt._types import InferencePrecision
-
     if _PLAIN_FP32 not in passed or openvino_version() is None or InferencePrecision.BF16 not in cpu_precision_hints():
         return None
     job.say(f"quality gate ({OPENVINO_BF16}) on {len(job.gate_texts)} texts")
