@@ -12,8 +12,11 @@ precision or for ``auto``:
   this machine, alternating, and the fastest that passed is the bundle. Its manifest records every
   candidate's gate and speed and why it won (``optimizations["auto"]``). Where OpenVINO is installed
   and the CPU computes bf16 natively, the unfused fp32 graph on ``device="openvino"`` in bf16 is gated
-  and timed too: a bundle runs on onnxruntime's CPU provider unless told otherwise, so it is not
-  chosen, but where it is the fastest the record says so and how to run it (``faster_here``).
+  and timed too. It does not replace the bundle's graph, which must run on every CPU the bundle goes
+  to: where it is the fastest, the bundle also holds it, as its *preferred* setting (the plain fp32
+  bundle in ``preferred/``, pinned by its manifest's sha256; ``embedrt._preferred``), which
+  ``device="auto"`` runs wherever OpenVINO is installed and the CPU has the bf16 units it was
+  measured with; the record says by how much (``faster_here``).
 
 The PyTorch reference of the gate texts is computed once per export, whatever the number of
 settings (the gate's costliest part on a CPU).
@@ -21,6 +24,7 @@ settings (the gate's costliest part on a CPU).
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import warnings
@@ -32,9 +36,11 @@ from typing import Any
 import numpy as np
 
 from embedrt import Embedder
-from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
+from embedrt._bundle import MANIFEST_NAME, MODEL_NAME, SELF_HASH_KEY, Manifest, write_manifest
 from embedrt._errors import BundleError, ParityError, ProviderError, ProviderWarning, UnsupportedModelError
+from embedrt._int8_cpu import cpu_flags
 from embedrt._openvino import openvino_version
+from embedrt._preferred import PREFERRED_FOLDER
 from embedrt._session import cpu_precision_hints
 from embedrt._types import MADE_FOR, Device, InferencePrecision, Precision
 
@@ -242,18 +248,22 @@ def _fastest(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]], misses: l
         for k, (_, r) in passed.items()
     ] + [{**m, "passed": False} for m in misses]  # fmt: skip
     record: dict[str, Any] = {}
+    preferred = None
     if ov_gate is not None:
         ov_speed = all_speeds[OPENVINO_BF16]
         candidates.append({"setting": OPENVINO_BF16, "passed": True, "texts_per_cpu_second": round(ov_speed, 2),
                            **{m: ov_gate[m] for m in ("mean_cos", "min_cos", "topk")}})  # fmt: skip
         if pick_fastest({winner: speed[winner], OPENVINO_BF16: ov_speed})[0] == OPENVINO_BF16:
+            times = round(ov_speed / speed[winner], 2)
+            preferred = _preferred_setting(passed[winner][0], passed[_PLAIN_FP32][0], times)
             record["faster_here"] = {
-                "setting": OPENVINO_BF16, "times_the_chosen": round(ov_speed / speed[winner], 2),
-                "how": "export with --precision fp32 --no-optimize and load the bundle with device='openvino', "
-                       "precision_hint='bf16' (CLI: --device openvino --precision-hint bf16)",
+                "setting": OPENVINO_BF16, "times_the_chosen": times,
+                "how": f"the bundle holds it ({PREFERRED_FOLDER}/) and runs it by default (device 'auto') where "
+                       f"OpenVINO is installed and the CPU has {', '.join(preferred['cpu_flags'])}; "
+                       "device 'cpu' runs the bundle's own graph",
             }  # fmt: skip
             job.say(f"faster here: {OPENVINO_BF16} ({ov_speed:.1f} texts per CPU-second, "
-                    f"{ov_speed / speed[winner]:.2f}x {winner}): {record['faster_here']['how']}")  # fmt: skip
+                    f"{times:.2f}x {winner}): {record['faster_here']['how']}")  # fmt: skip
     if tied:
         why = (f"within {SPEED_TIE:.0%} of the fastest of the settings that passed their gates on this machine, "
                f"tied with {', '.join(tied)}: the first in the export's order of preference wins "
@@ -263,8 +273,22 @@ def _fastest(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]], misses: l
         why = (f"fastest of the settings that passed their gates on this machine ({speed[winner]:.1f} texts "
                f"per CPU-second" + (f", next {runner_up:.1f}" if runner_up else "") + ")")  # fmt: skip
     bundle, _ = passed[winner]
-    _record_auto(bundle, {"chosen": winner, "why": why, "candidates": candidates, "measured": _how(), **record})
+    _record_auto(bundle, {"chosen": winner, "why": why, "candidates": candidates, "measured": _how(), **record},
+                 preferred)  # fmt: skip
     return bundle
+
+
+def _preferred_setting(bundle: Path, plain_fp32: Path, times: float) -> dict[str, Any]:
+    """Copy the plain fp32 bundle into ``bundle``'s ``preferred/`` and return the manifest's
+    ``preferred`` record: OpenVINO's bf16, needing the CPU units it was measured with here."""
+    flags, _ = cpu_flags()
+    needs = ["amx_bf16"] if flags and "amx_bf16" in flags else ["avx512_bf16"]
+    target = bundle / PREFERRED_FOLDER
+    shutil.copytree(plain_fp32, target)
+    pinned = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))[SELF_HASH_KEY]
+    return {"bundle": PREFERRED_FOLDER, "device": _OPENVINO_BF16["device"],
+            "precision_hint": _OPENVINO_BF16["precision_hint"], "cpu_flags": needs, "times_the_bundle": times,
+            "measured": _how(), "manifest_sha256": pinned}  # fmt: skip
 
 
 def pick_fastest(speed: dict[str, float], tie: float = SPEED_TIE) -> tuple[str, list[str]]:
@@ -282,11 +306,12 @@ def _how() -> str:
     )
 
 
-def _record_auto(bundle: Path, record: dict[str, Any]) -> None:
+def _record_auto(bundle: Path, record: dict[str, Any], preferred: dict[str, Any] | None) -> None:
     from embedrt._bundle import load_manifest
 
     manifest = load_manifest(bundle, verify=False)
     manifest.optimizations["auto"] = record
+    manifest.preferred = preferred
     write_manifest(bundle, manifest)
 
 

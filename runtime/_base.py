@@ -27,6 +27,7 @@ from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, check_graph, load_man
 from ._errors import BundleError, EmbedrtError, ProviderWarning
 from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
 from ._objects import local_bundle
+from ._preferred import check_device, choose_device, runnable_device
 from ._progress import EncodeProgress, batch_tokens
 from ._session import (
     available_cpus,
@@ -38,7 +39,7 @@ from ._session import (
     split_threads,
 )
 from ._tokenize import Tokenized, load_tokenizer, pad_batch, share_batches, token_batches
-from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, check_int, parse
+from ._types import AUTO, MADE_FOR, BundleKind, Device, PaddingSide, Precision, check_int
 
 if TYPE_CHECKING:
     from ._chunking import Chunker, Chunks
@@ -84,6 +85,9 @@ class BundleModel:
         bundle: folder written by ``embedrt export``.
         device: ``"cpu"``, ``"cuda"`` (needs onnxruntime-gpu and a GPU) or ``"openvino"`` (OpenVINO's own
             runtime on the CPU; needs ``embedrt[openvino]`` and a plain graph, ``export --no-optimize``).
+            ``"auto"`` (default): the bundle's preferred setting where this machine can run it (a
+            bundle of ``export --precision auto`` that measured OpenVINO's bf16 faster; ``_preferred``),
+            else ``"cpu"``. ``device_choice`` says which and why.
         threads: intra-op threads; default: the CPUs this process may use (affinity, cgroup quota).
         verify: check the sha256 of every bundle file against the manifest.
         provider_options: passed to the execution provider; for ``device="openvino"``, properties of
@@ -114,7 +118,7 @@ class BundleModel:
     def __init__(
         self,
         bundle: str | Path,
-        device: str | Device = "cpu",
+        device: str | Device = AUTO,
         *,
         threads: int | None = None,
         verify: bool = True,
@@ -125,13 +129,17 @@ class BundleModel:
         streams: int | str = 1,
     ) -> None:
         self.path = local_bundle(bundle)  # an s3:// or gs:// bundle: its copy in the local cache
-        self.device = parse(Device, device, "device")
-        asked = check_streams(self.device, streams)
+        asked_device = check_device(device)
+        asked = check_streams(runnable_device(asked_device), streams)
         self.threads = available_cpus() if threads is None else check_int(threads, "threads")
+        self.manifest: Manifest = load_manifest(self.path, verify=verify)
+        choice = choose_device(self.path, self.manifest, asked_device, precision_hint, provider_options, verify)
+        self.device, self.device_choice, precision_hint = choice.device, choice.why, choice.precision_hint
+        if choice.path != self.path:  # the bundle's preferred setting: a bundle of its own, in a subfolder
+            self.path, self.manifest = choice.path, load_manifest(choice.path, verify=verify)
         self.streams = resolve_streams(self.device, asked, self.threads)
         run_threads = max(split_threads(self.threads, self.streams))
         self.max_batch_tokens = run_tokens(max_batch_tokens, self.device, run_threads)
-        self.manifest: Manifest = load_manifest(self.path, verify=verify)
         if self.manifest.kind not in self.KINDS:
             raise BundleError(
                 f"bundle {str(self.path)!r} is of kind {self.manifest.kind.value!r}; {type(self).__name__} serves "

@@ -96,6 +96,9 @@ class Manifest:
     sparse: SparseSpec | None = None  # kind sparse only
     # Tokens the graph's absolute position embeddings cover (None: no such limit, or not recorded).
     max_positions: int | None = None
+    # A faster setting measured where the bundle was exported, held as a bundle in a subfolder (its
+    # device, precision hint, needs and manifest sha256: ``_preferred``); None: the graph above only.
+    preferred: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

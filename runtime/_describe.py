@@ -9,6 +9,7 @@ from typing import Any
 
 from ._bundle import Manifest
 from ._int8_cpu import detect_cpu, plan_int8
+from ._preferred import missing_here
 from ._types import MADE_FOR, Device
 
 
@@ -39,6 +40,8 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
         faster = auto.get("faster_here")
         if faster:  # a setting the bundle does not run by default was faster where it was exported
             rows.append(("faster here", f"{faster.get('setting')}, {faster.get('times_the_chosen')}x: {faster.get('how')}"))
+    if manifest.preferred:
+        rows.append(("preferred setting", _preferred_row(manifest.preferred)))
     q = opt.get("quantization")
     if q:
         rows.append(("quantization", f"{q.get('method')} ({q.get('operator')}): weights {q.get('weights')}"))
@@ -92,6 +95,16 @@ def _fallback_row(attempt: dict[str, Any], q: dict[str, Any] | None) -> str:
     return f"{attempt.get('setting') or attempt.get('method')} missed the checks ({why}{'; ' + numbers if numbers else ''}); used {used} instead"
 
 
+def _preferred_row(preferred: dict[str, Any]) -> str:
+    """The bundle's preferred setting, what it needs and whether ``device="auto"`` runs it here."""
+    lacking = missing_here(preferred)
+    here = ("runs here by default (device 'auto')" if lacking is None
+            else f"not run here ({lacking}): the bundle's own graph runs on cpu")  # fmt: skip
+    return (f"{preferred.get('device')} {preferred.get('precision_hint') or ''} on the graph in "
+            f"{preferred.get('bundle')}/ ({preferred.get('times_the_bundle')}x the bundle's own where it was exported; "
+            f"needs {', '.join(preferred.get('cpu_flags') or []) or 'nothing more'}): {here}")  # fmt: skip
+
+
 def _provider(precision: str) -> str:
     return {
         "int8": "cpu (int8 kernels of the CPU provider)",
@@ -101,7 +114,11 @@ def _provider(precision: str) -> str:
 
 def _size(root: Path, manifest: Manifest) -> str:
     total = sum((root / name).stat().st_size for name in manifest.files if (root / name).is_file())
-    return f"{total / 1e6:.1f} MB ({len(manifest.files)} files)"
+    text = f"{total / 1e6:.1f} MB ({len(manifest.files)} files)"
+    held = root / str((manifest.preferred or {}).get("bundle", ""))
+    if manifest.preferred and held.is_dir():
+        text += f", and the preferred setting's {held.name}/ {sum(p.stat().st_size for p in held.iterdir() if p.is_file()) / 1e6:.1f} MB"
+    return text
 
 
 def _gates(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:

@@ -35,7 +35,9 @@ class Embedder(BundleModel):
 
     Args:
         bundle: folder written by ``embedrt export``.
-        device: ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu and a GPU).
+        device: ``"cpu"``, ``"cuda"`` (needs onnxruntime-gpu and a GPU), ``"openvino"`` (needs
+            ``embedrt[openvino]``) or ``"auto"`` (default): the bundle's preferred setting where this
+            machine can run it, else ``"cpu"`` (``device_choice`` says which and why).
         threads: intra-op threads; default: the CPUs this process may use (affinity, cgroup quota).
         verify: check the sha256 of every bundle file against the manifest.
         provider_options: passed to the execution provider.
@@ -61,7 +63,7 @@ class Embedder(BundleModel):
     def __init__(
         self,
         bundle: str | Path,
-        device: str | Device = "cpu",
+        device: str | Device = AUTO,
         *,
         threads: int | None = None,
         verify: bool = True,

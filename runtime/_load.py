@@ -10,7 +10,7 @@ from ._embedder import Embedder
 from ._objects import local_bundle
 from ._reranker import Reranker
 from ._sparse_encoder import SparseEncoder
-from ._types import BundleKind, Device
+from ._types import AUTO, BundleKind, Device
 
 CLASSES: dict[BundleKind, type[Embedder | Reranker | SparseEncoder]] = {
     BundleKind.EMBEDDING: Embedder,
@@ -20,7 +20,7 @@ CLASSES: dict[BundleKind, type[Embedder | Reranker | SparseEncoder]] = {
 }
 
 
-def load_model(bundle: str | Path, device: str | Device = "cpu", **kwargs: Any) -> Embedder | Reranker | SparseEncoder:
+def load_model(bundle: str | Path, device: str | Device = AUTO, **kwargs: Any) -> Embedder | Reranker | SparseEncoder:
     """An ``Embedder``, ``Reranker`` or ``SparseEncoder``, as the bundle's manifest ``kind`` says.
 
     ``kwargs`` go to that class (``threads``, ``verify``, ...).

@@ -27,7 +27,9 @@ def add_model_arguments(
     threads_help: str = "intra-op threads (default: available CPUs)",
     streams_default: int | str = 1,
 ) -> None:
-    p.add_argument("--device", default="cpu", choices=[d.value for d in Device])
+    p.add_argument("--device", default=AUTO, choices=[AUTO, *(d.value for d in Device)],
+                   help="where the graph runs; 'auto' (default): the bundle's preferred setting where this "
+                        "machine can run it (a bundle of export --precision auto may hold one), else cpu")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help=threads_help)
     p.add_argument("--precision-hint", choices=[h.value for h in InferencePrecision],
                    help="OpenVINO's compute precision (--device openvino; bf16 needs AVX512_BF16 or AMX)")  # fmt: skip

@@ -28,7 +28,7 @@ def add_rerank_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--raw-scores", action="store_true", help="logits instead of the model's activation (e.g. sigmoid)")
     p.add_argument("--no-text", action="store_true", help="leave the document text out of the output")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: available CPUs)")
     p.set_defaults(run=run_rerank)
     return p

@@ -13,7 +13,7 @@ from ._base import BundleModel, check_texts
 from ._bundle import RerankerSpec
 from ._errors import BundleError
 from ._tokenize import Tokenized, tokenize
-from ._types import BundleKind, Device, ScoreActivation, check_int, parse
+from ._types import AUTO, BundleKind, Device, ScoreActivation, check_int, parse
 
 Pair = tuple[str, str]
 ActivationArg = str | ScoreActivation | Callable[[np.ndarray], np.ndarray] | None
@@ -43,7 +43,7 @@ class Reranker(BundleModel):
 
     KINDS = (BundleKind.RERANKER,)
 
-    def __init__(self, bundle: str | Path, device: str | Device = "cpu", **kwargs: Any) -> None:
+    def __init__(self, bundle: str | Path, device: str | Device = AUTO, **kwargs: Any) -> None:
         super().__init__(bundle, device, **kwargs)
         if self.manifest.reranker is None:
             raise BundleError(f"{self.path}: the manifest of this reranker bundle has no 'reranker' section; export it again")

@@ -28,7 +28,7 @@ from ._sparse import (
     sparse_similarity_pairwise,
 )
 from ._tokenize import Tokenized, tokenize
-from ._types import BundleKind, Device, SimilarityFunction, check_int, parse
+from ._types import AUTO, BundleKind, Device, SimilarityFunction, check_int, parse
 
 MAX_ACTIVE_INPUT = "max_active_dims"  # the graph input that caps the active dimensions per row
 OUTPUTS = ["sparse_indices", "sparse_values"]
@@ -48,7 +48,7 @@ class SparseEncoder(BundleModel):
     def __init__(
         self,
         bundle: str | Path,
-        device: str | Device = "cpu",
+        device: str | Device = AUTO,
         *,
         max_active_dims: int | None = None,
         similarity_fn_name: str | SimilarityFunction | None = None,

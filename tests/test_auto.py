@@ -3,6 +3,7 @@ is the bundle, and its manifest says what was measured and why it won."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,11 @@ def test_auto_gates_every_candidate_once_and_keeps_the_fastest(
     assert Embedder(bundle).encode(["a text"]).shape == (1, 32)
 
 
-def test_auto_says_where_openvinos_bf16_is_faster_but_keeps_a_bundle_that_runs_as_chosen(
+def test_auto_holds_openvinos_bf16_as_the_preferred_setting_where_it_is_faster(
     tiny_factory: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # OpenVINO's bf16 timed fastest: recorded with how to run it; the bundle stays the fastest setting
-    # of onnxruntime's CPU provider, which is what loading it runs
+    # OpenVINO's bf16 timed fastest: the bundle's own graph stays the CPU provider's fastest (it runs on
+    # every CPU), and the bundle holds the plain graph as its preferred setting, pinned by its manifest
     import embedrt.export._attempts as attempts
 
     monkeypatch.setattr(attempts, "_openvino_bf16", lambda job, passed: {"mean_cos": 0.99999, "min_cos": 0.9999,
@@ -66,12 +67,22 @@ def test_auto_says_where_openvinos_bf16_is_faster_but_keeps_a_bundle_that_runs_a
 
     monkeypatch.setattr(attempts, "measure_speed", timed)
     bundle = export_model(tiny_factory("bert"), tmp_path / "b", precision="auto")
-    auto = load_manifest(bundle).optimizations["auto"]
+    manifest = load_manifest(bundle)
+    auto = manifest.optimizations["auto"]
     assert auto["chosen"] != attempts.OPENVINO_BF16 and auto["faster_here"]["setting"] == attempts.OPENVINO_BF16
-    assert auto["faster_here"]["times_the_chosen"] > 1 and "device='openvino'" in auto["faster_here"]["how"]
+    assert auto["faster_here"]["times_the_chosen"] > 1 and "device 'auto'" in auto["faster_here"]["how"]
+    preferred, held = manifest.preferred, load_manifest(bundle / "preferred")
+    assert preferred is not None and (preferred["device"], preferred["precision_hint"]) == ("openvino", "bf16")
+    assert preferred["times_the_bundle"] == auto["faster_here"]["times_the_chosen"]
+    assert preferred["cpu_flags"] in (["amx_bf16"], ["avx512_bf16"])
+    assert (held.precision.value, held.optimizations.get("optimize")) == ("fp32", False)  # the plain graph
+    pinned = json.loads((bundle / "preferred" / "manifest.json").read_text())["manifest_sha256"]
+    assert preferred["manifest_sha256"] == pinned
+    assert Embedder(bundle, device="cpu").path == bundle  # its own graph, the chosen one
     from embedrt._describe import describe_variant
 
-    assert any(name == "faster here" for name, _ in describe_variant(load_manifest(bundle), bundle))
+    rows = dict(describe_variant(manifest, bundle))
+    assert "faster here" in rows and "preferred/" in rows["preferred setting"] and "preferred/" in rows["size"]
 
 
 def test_auto_keeps_the_preferred_setting_in_a_tie_and_the_fastest_otherwise() -> None:

@@ -592,7 +592,7 @@ def test_serve_parser_defaults_to_loopback() -> None:
     add_serve_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "some/bundle"])
     defaults = (args.host, args.port, args.device, args.batching, args.run)
-    assert defaults == ("127.0.0.1", 8080, "cpu", True, run_serve)
+    assert defaults == ("127.0.0.1", 8080, "auto", True, run_serve)
     config = config_from_args(args, {"name": "all-MiniLM-L6-v2"})
     assert config == ServerConfig(model_name="all-MiniLM-L6-v2", api_key=config.api_key)
     args = parser.parse_args(["serve", "b", "--no-batching", "--max-run-tokens", "512", "--no-auto-truncate"])

@@ -156,8 +156,8 @@ class EmbedBatch:
 
     Args:
         model: an ``Embedder``, a ``SparseEncoder`` or a bundle folder (then built here, with
-            ``device``/``threads``/``streams``; ``streams="auto"``: one batch per thread at once on
-            the CPU provider). A sparse (SPLADE) bundle's column is a struct of ``indices`` (token
+            ``device``/``threads``/``streams``/``precision_hint``; ``streams="auto"``: one batch per
+            thread at once on the CPU provider). A sparse (SPLADE) bundle's column is a struct of ``indices`` (token
             ids, ascending) and their ``values``, as ``SparseEncoder.encode`` gives them;
             ``max_active_dims`` keeps each vector's largest weights only.
         text_column: the column holding the texts.
@@ -202,7 +202,7 @@ class EmbedBatch:
         prompt_name: str | None = None,
         prompt: str | None = None,
         output_column: str = "embedding",
-        device: str = "cpu",
+        device: str = "auto",
         threads: int | None = None,
         precision: str | EmbeddingPrecision = EmbeddingPrecision.FLOAT32,
         truncate_dim: int | None = None,
@@ -215,11 +215,13 @@ class EmbedBatch:
         repeat_cache_mb: float = JOB_CACHE_MB,
         text_template: str | None = None,
         chunk_pages: bool = False,
+        precision_hint: str | None = None,
     ) -> None:
         self.text = text_source(text_column, text_template)
         self.model = (
             model if isinstance(model, Embedder | SparseEncoder)
-            else load_embedding_model(model, device=device, threads=threads, streams=streams)
+            else load_embedding_model(model, device=device, threads=threads, streams=streams,
+                                      precision_hint=precision_hint)
         )  # fmt: skip
         self.id_column = id_column
         self.on_error = parse(OnError, on_error, "on_error")

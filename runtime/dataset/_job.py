@@ -19,16 +19,18 @@ import numpy as np
 import pyarrow as pa
 
 from .. import __version__
+from .._bundle import load_manifest
 from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._chunking import CUTS
 from .._embedder import Embedder
 from .._lines import check_delimiter
-from .._objects import is_uri, local_bundle
+from .._objects import is_uri
+from .._preferred import check_device, pin_setting, runnable_device
 from .._progress import progress_bar
 from .._reranker import Reranker
 from .._session import check_precision_hint, check_streams
 from .._sparse_encoder import SparseEncoder
-from .._types import BundleKind, Device, EmbeddingPrecision, check_int, parse
+from .._types import AUTO, BundleKind, EmbeddingPrecision, check_int, parse
 from . import _readers
 from . import _scan_record as scan_record
 from . import _storage as storage
@@ -150,7 +152,7 @@ def embed_dataset(
     prompt_name: str | None = None,
     prompt: str | None = None,
     overwrite: bool = False,
-    device: str = "cpu",
+    device: str = "auto",
     threads: int | None = None,
     precision_hint: str | None = None,
     streams: int | str = "auto",
@@ -383,9 +385,13 @@ def embed_dataset(
     if isinstance(model, Embedder | SparseEncoder | Reranker):
         bundle, hint = model.path, model.precision_hint
     else:  # bad model options fail before the input is scanned, on either backend
-        where = parse(Device, device, "device")
-        check_streams(where, streams)
-        bundle, hint = local_bundle(model), check_precision_hint(where, precision_hint)
+        where = check_device(device)
+        check_streams(runnable_device(where), streams)
+        model, choice = pin_setting(model, where, precision_hint)  # every part (every Ray actor) runs one setting
+        bundle, device, precision_hint = choice.path, choice.device.value, choice.precision_hint
+        hint = check_precision_hint(choice.device, precision_hint)
+        if where == AUTO:
+            say(f"model: {choice.why}")
     bundle_hash, dim, window, kind = _bundle_identity(bundle, prompt_name, prompt, job.query_column)
     job = job.with_window(window)
     sparse, pairs = kind is BundleKind.SPARSE, kind is BundleKind.RERANKER
@@ -755,7 +761,6 @@ def _bundle_identity(
     prompt or a bundle of a kind the job cannot use (a reranker without ``query_column``, or the
     other way round) fails here, before any work (or any Ray actor)."""
     from .._base import prompt_text
-    from .._bundle import load_manifest
 
     manifest = load_manifest(bundle, verify=False)  # the Embedder verified it (local) or the actors will
     prompt_text(manifest, prompt_name, prompt)

@@ -35,6 +35,7 @@ import pyarrow as pa
 from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._errors import EmbedrtError
 from .._load import load_model
+from .._preferred import check_device, pin_setting, runnable_device
 from .._reranker import Reranker
 from .._session import check_streams
 from .._sparse_encoder import SparseEncoder
@@ -372,7 +373,7 @@ def embed_ray_dataset(
     num_actors: int = 1,
     cpus_per_actor: int = 1,
     num_gpus_per_actor: float = 0.0,
-    device: str = "cpu",
+    device: str = "auto",
     max_restarts: int = 3,
     streams: int | str = "auto",
     chunk_tokens: int | str | None = None,
@@ -414,12 +415,17 @@ def embed_ray_dataset(
     _check_actors(num_actors)
     check_cache_mb(repeat_cache_mb, "repeat_cache_mb")
     text_source(text_column, text_template)
-    check_streams(parse(Device, device, "device"), streams)
-    checking = load_model(model, verify=True)
+    where = check_device(device)
+    check_streams(runnable_device(where), streams)
+    model, choice = pin_setting(model, where, None)  # "auto" resolved once: every actor runs the same setting
+    device = choice.device.value
+    checking = load_model(model, device=Device.CPU, verify=True)
     check_job_kind(model, checking.kind, query_column)
     shared: dict[str, Any] = {"model": absolute(model), "text_column": text_column, "text_template": text_template,
               "id_column": id_column, "on_error": parse_on_error, "batch_size": batch_size, "prompt_name": prompt_name,
               "prompt": prompt, "device": device, "threads": threads, "streams": streams}  # fmt: skip
+    if choice.precision_hint is not None:  # the bundle's preferred setting (embeddings only)
+        shared["precision_hint"] = choice.precision_hint
     batch: type[EmbedBatch] | type[ScoreBatch]
     if isinstance(checking, Reranker):
         assert query_column is not None  # check_job_kind

@@ -104,7 +104,7 @@ class ScoreBatch:
         prompt_name: str | None = None,
         prompt: str | None = None,
         output_column: str = SCORE,
-        device: str = "cpu",
+        device: str = "auto",
         threads: int | None = None,
         streams: int | str = "auto",
         repeat_cache_mb: float = JOB_CACHE_MB,

@@ -234,6 +234,7 @@ class ServerState:
             "precision": m.precision.value,
             "int8_on_this_cpu": e.int8_plan.text if e.int8_plan else None,  # how the u8s8 products run here
             "device": e.device.value,
+            "device_choice": e.device_choice,  # why this device ("auto": the bundle's preferred setting or cpu)
             "precision_hint": e.precision_hint.value if e.precision_hint else None,  # OpenVINO's compute precision
             "providers": e.providers,
             "threads": e.threads,
