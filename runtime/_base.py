@@ -109,8 +109,8 @@ class BundleModel:
             its batches whole), and one row runs on one stream's threads (on ``device="cpu"``,
             ``all_threads`` runs a lone batch on all of them, at the cost of a second copy of the
             weights). At most ``threads``: the model's ``streams`` is the number it
-            runs. ``"auto"``: one stream per thread on ``device="cpu"``, one elsewhere (the corpus
-            job's default).
+            runs. ``"auto"``: one stream per thread on ``device="cpu"`` and on ``"openvino"`` in
+            bf16, one elsewhere (the corpus job's default).
     """
 
     KINDS: ClassVar[tuple[BundleKind, ...]] = ()
@@ -137,7 +137,8 @@ class BundleModel:
         self.device, self.device_choice, precision_hint = choice.device, choice.why, choice.precision_hint
         if choice.path != self.path:  # the bundle's preferred setting: a bundle of its own, in a subfolder
             self.path, self.manifest = choice.path, load_manifest(choice.path, verify=verify)
-        self.streams = resolve_streams(self.device, asked, self.threads)
+        self.precision_hint = check_precision_hint(self.device, precision_hint)
+        self.streams = resolve_streams(self.device, asked, self.threads, self.precision_hint)
         run_threads = max(split_threads(self.threads, self.streams))
         self.max_batch_tokens = run_tokens(max_batch_tokens, self.device, run_threads)
         if self.manifest.kind not in self.KINDS:
@@ -146,7 +147,6 @@ class BundleModel:
                 f"kinds {', '.join(repr(k.value) for k in self.KINDS)} ({kind_hint(self.manifest.kind)})"
             )
         self.tokenizer = load_tokenizer(self.path / TOKENIZER_NAME, self.manifest.max_seq_length)
-        self.precision_hint = check_precision_hint(self.device, precision_hint)
         if self.device is Device.OPENVINO and self.manifest.optimizations.get("optimize") and provider_available(self.device):
             # fused graphs hold onnxruntime contrib ops OpenVINO lacks: the graph would be split
             raise BundleError(

@@ -106,6 +106,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "manifest": {k: getattr(model.manifest, k) for k in ("source", "dimension", "max_seq_length")}
         | {"precision": model.manifest.precision.value, "optimizations": model.manifest.optimizations},
         "providers": model.providers,
+        "device_choice": model.device_choice,
         "precision_hint": model.precision_hint.value if model.precision_hint else None,
         "threads": model.threads,
         "streams": model.streams,
@@ -243,7 +244,8 @@ def _row(inputs: str, mode: str, tok: Tokenized, length: int | None, m: dict[str
 
 def format_table(result: dict[str, Any]) -> str:
     head = (
-        f"{result['bundle']}  precision={result['manifest']['precision']}  providers={result['providers']}  "
+        f"{result['bundle']}  device={result.get('device_choice', '')}  precision={result['manifest']['precision']}  "
+        f"providers={result['providers']}  "
         + (f"precision hint={result['precision_hint']}  " if result.get("precision_hint") else "")
         + f"threads={result['threads']}  streams={result.get('streams', 1)}  load={result['load_s']:.2f}s  "
         f"peak RSS={result['peak_rss_mb']:.0f} MB"

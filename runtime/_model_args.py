@@ -35,8 +35,8 @@ def add_model_arguments(
                    help="OpenVINO's compute precision (--device openvino; bf16 needs AVX512_BF16 or AMX)")  # fmt: skip
     p.add_argument("--streams", type=positive_or_auto, default=streams_default,
                    help="batches run at once, each on its share of --threads (cpu or openvino; OpenVINO's "
-                        "throughput mode); for busy servers and large jobs; 'auto': one per thread on cpu, "
-                        f"one elsewhere; default {streams_default}")  # fmt: skip
+                        "throughput mode); for busy servers and large jobs; 'auto': one per thread on cpu "
+                        f"and on openvino in bf16, one elsewhere; default {streams_default}")  # fmt: skip
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -73,6 +73,7 @@ def test_bench_runs_the_bundle_as_it_will_be_served(
     assert "threads=2  streams=2" in capsys.readouterr().out
     result = json.loads((tmp_path / "bench.json").read_text())
     assert (result["threads"], result["streams"], result["precision_hint"]) == (2, 2, None)
+    assert result["device_choice"] == "cpu (auto: the bundle has no preferred setting)"
     hinted = _args(minilm_bundle, tmp_path / "no.json", "--precision-hint", "bf16")
     with pytest.raises(ValueError, match="OpenVINO option; device is 'cpu'"):
         hinted.run(hinted)

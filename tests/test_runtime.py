@@ -15,7 +15,7 @@ from run_threads import count_concurrent_runs, record_run_threads
 
 from embedrt import BundleError, Embedder, ProviderError, available_cpus
 from embedrt._session import SessionStreams, check_streams, resolve_streams, split_threads
-from embedrt._types import Device
+from embedrt._types import Device, InferencePrecision
 
 TEXTS = ["short", "a much longer sentence with many more tokens in it than the others", "", "mid length text",
          "대한민국은 민주공화국이다.", "🙂🚀"] * 5
@@ -210,7 +210,8 @@ def test_auto_streams_are_one_per_thread_on_the_cpu_only(tiny_bert_bundle: Path)
     assert Embedder(tiny_bert_bundle, threads=1, streams="auto").streams == 1
     assert resolve_streams(Device.CPU, "auto", 4) == 4
     assert resolve_streams(Device.CUDA, "auto", 4) == 1  # one batch at a time there: no refusal
-    assert resolve_streams(Device.OPENVINO, "auto", 4) == 1
+    assert resolve_streams(Device.OPENVINO, "auto", 4) == 1  # fp32 on OpenVINO: level with one, for more memory
+    assert resolve_streams(Device.OPENVINO, "auto", 4, InferencePrecision.BF16) == 4  # its throughput mode pays in bf16
     assert resolve_streams(Device.CPU, 3, 2) == 2  # a stream needs a thread of its own
     assert check_streams(Device.CUDA, "auto") == "auto"
 

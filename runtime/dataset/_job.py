@@ -353,9 +353,8 @@ def embed_dataset(
     ``device``, ``threads``, ``precision_hint`` and ``streams`` load the model as ``Embedder`` takes
     them (per actor on Ray). ``streams="auto"`` (the default) runs one batch per thread at once on
     the CPU provider, each on one thread (a job's batches always queue; each holds its own run's
-    buffers, so peak memory grows with the threads), and one batch elsewhere;
-    ``streams=1`` runs each batch on every thread; ``device="openvino", precision_hint="bf16",
-    streams=2`` runs OpenVINO's bf16 in its throughput mode. A ``precision_hint`` is part of what a
+    buffers, so peak memory grows with the threads), and on OpenVINO in bf16 (its throughput
+    mode), one batch elsewhere; ``streams=1`` runs each batch on every thread. A ``precision_hint`` is part of what a
     continued run must match (it changes the vectors); the others may change between runs.
     """
     say = log or (lambda _m: None)
