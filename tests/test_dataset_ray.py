@@ -20,6 +20,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 pc = pytest.importorskip("pyarrow.compute")
 
 from document_files import make_docx, make_epub, make_pdf, make_pptx, make_scanned_pdf, pptx_shape  # noqa: E402
+from preferred_bundles import hold_preferred  # noqa: E402
 from s3_store import put, put_folder, s3_server  # noqa: E402
 
 from embedrt import Embedder  # noqa: E402
@@ -363,7 +364,8 @@ def test_ray_composes_a_text_template_as_the_local_backend(local_ray: None, tmp_
 
 
 def test_ray_actors_on_openvino_equal_the_cpu_provider(
-    local_ray: None, tmp_path: Path, tiny_factory, tmp_path_factory: pytest.TempPathFactory  # type: ignore[no-untyped-def]
+    local_ray: None, tmp_path: Path, tiny_factory, tmp_path_factory: pytest.TempPathFactory,  # type: ignore[no-untyped-def]
+    tiny_bert_bundle: Path,
 ) -> None:
     pytest.importorskip("openvino")
     from embedrt.export import export_model
@@ -377,6 +379,21 @@ def test_ray_actors_on_openvino_equal_the_cpu_provider(
     assert summary.written == 300
     got = _vectors(pq.read_table(tmp_path / "out").sort_by("id"))
     np.testing.assert_allclose(got, Embedder(plain).encode(TEXTS[:300]), atol=1e-5)
+    # a bundle's preferred setting (the plain graph on OpenVINO, in bf16 where the CPU has it): the default
+    # device, resolved where the job starts, reaches every actor with its hint; so in embed_ray_dataset
+    from embedrt._session import cpu_precision_hints
+    from embedrt._types import InferencePrecision
+
+    hint = "bf16" if InferencePrecision.BF16 in cpu_precision_hints() else "fp32"
+    held = hold_preferred(tiny_bert_bundle, plain, tmp_path, precision_hint=hint)
+    want = Embedder(plain, device="openvino", precision_hint=hint).encode(TEXTS[:300])
+    embed_dataset(src, tmp_path / "held", held, backend="ray", ray=RayOptions(num_actors=2), rows_per_part=100,
+                  progress=False)  # fmt: skip
+    np.testing.assert_allclose(_vectors(pq.read_table(tmp_path / "held").sort_by("id")), want, atol=1e-5)
+    rows = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(TEXTS[:100])], override_num_blocks=2)
+    table = pa.concat_tables(list(embed_ray_dataset(rows, held, id_column="id", num_actors=1)
+                                  .iter_batches(batch_format="pyarrow"))).sort_by("id")  # fmt: skip
+    np.testing.assert_allclose(_vectors(table), want[:100], atol=1e-5)
 
 
 def test_ray_actors_refuse_a_bundle_other_than_the_planned_one(local_ray: None, tmp_path: Path, tiny_bert_bundle: Path,

@@ -17,8 +17,10 @@ import pytest
 
 pytest.importorskip("openvino")
 
+from preferred_bundles import hold_preferred
+
 from embedrt import BundleError, Embedder
-from embedrt._bundle import MANIFEST_NAME, SELF_HASH_KEY, load_manifest, write_manifest
+from embedrt._bundle import load_manifest, write_manifest
 from embedrt._describe import describe_variant
 from embedrt._types import Device
 
@@ -36,17 +38,7 @@ def exports(tiny_factory: Callable[..., Path], tmp_path_factory: pytest.TempPath
 
 
 def with_preferred(exports: tuple[Path, Path], where: Path, **preferred: object) -> Path:
-    """A copy of the fused bundle holding the plain one as its preferred setting (OpenVINO fp32)."""
-    fused, plain = exports
-    bundle = where / "bundle"
-    shutil.copytree(fused, bundle)
-    shutil.copytree(plain, bundle / "preferred")
-    pinned = json.loads((plain / MANIFEST_NAME).read_text())[SELF_HASH_KEY]
-    manifest = load_manifest(bundle)
-    manifest.preferred = {"bundle": "preferred", "device": "openvino", "precision_hint": "fp32", "cpu_flags": [],
-                          "times_the_bundle": 1.2, "manifest_sha256": pinned, **preferred}  # fmt: skip
-    write_manifest(bundle, manifest)
-    return bundle
+    return hold_preferred(*exports, where, **preferred)
 
 
 def test_auto_runs_the_preferred_setting_where_the_machine_can(exports: tuple[Path, Path], tmp_path: Path) -> None:
