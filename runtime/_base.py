@@ -52,10 +52,13 @@ if TYPE_CHECKING:
 # benchmarks/results/run-tokens-*.json). A run on one thread (streams of one thread each, or a
 # one-thread model) has one core's caches: runs of half as many tokens are its fastest (Zen 5 EPYC,
 # 2 streams, runs of 512 tokens against 1024, paired medians of 5 rounds: int8 1.06x sentences,
-# 1.08x passages; fp32 1.04x, 0.99x; benchmarks/results/streams-run-tokens-*.json). Other devices
-# (a GPU wants big runs) keep 16384.
+# 1.08x passages; fp32 1.04x, 0.99x; benchmarks/results/streams-run-tokens-*.json). On OpenVINO, runs
+# of 2048 tokens hold 85-211 MB less at their peak than 16384 at the same speed within the rounds'
+# noise (AMX Xeon, MiniLM, bf16 on 1 and 2 streams and fp32: 0.95-1.06x best against best;
+# benchmarks/results/openvino-run-tokens-*.json). Other devices (a GPU wants big runs) keep 16384.
 CPU_RUN_TOKENS = 1024
 CPU_THREAD_RUN_TOKENS = 512  # a run on one thread
+OPENVINO_RUN_TOKENS = 2048
 DEFAULT_MAX_BATCH_TOKENS = 16384
 
 
@@ -63,6 +66,8 @@ def run_tokens(max_batch_tokens: int | str | None, device: Device, run_threads: 
     """The token budget per model run: ``max_batch_tokens`` checked, ``"auto"`` resolved for ``device``
     and the threads each run has (``run_threads``)."""
     if max_batch_tokens == AUTO:
+        if device is Device.OPENVINO:
+            return OPENVINO_RUN_TOKENS
         if device is not Device.CPU:
             return DEFAULT_MAX_BATCH_TOKENS
         return CPU_THREAD_RUN_TOKENS if run_threads == 1 else CPU_RUN_TOKENS
@@ -100,7 +105,7 @@ class BundleModel:
         max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on
             top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
             ``"auto"``: 1024 on the CPU provider (the fastest there), 512 where each run has one
-            thread (streams of one thread, ``threads=1``), 16384 on other devices.
+            thread (streams of one thread, ``threads=1``), 2048 on OpenVINO, 16384 on CUDA.
         streams: batches run at once, each on its share of ``threads`` (``device="cpu"``: one
             onnxruntime session shared by streams of one thread each, else a session per stream;
             ``device="openvino"``: OpenVINO's throughput mode), and ``encode`` keeps each busy with its

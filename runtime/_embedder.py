@@ -48,7 +48,7 @@ class Embedder(BundleModel):
         max_batch_tokens: the most padded tokens one model run may hold (rows x longest row), on
             top of ``batch_size``; ``None`` lifts it. Bounds memory on models with long windows.
             ``"auto"``: 1024 on the CPU provider (the fastest there), 512 where each run has one
-            thread (streams of one thread, ``threads=1``), 16384 on other devices.
+            thread (streams of one thread, ``threads=1``), 2048 on OpenVINO, 16384 on CUDA.
         truncate_dim: keep only the first ``truncate_dim`` dimensions of every embedding
             (Matryoshka models); ``encode(truncate_dim=...)`` overrides it per call.
         similarity_fn_name: ``"cosine"``, ``"dot"``, ``"euclidean"`` or ``"manhattan"`` for

@@ -56,7 +56,7 @@ def add_encode_parser(sub: Any) -> None:
         "--max-batch-tokens", type=positive_or_auto, default=AUTO,
         help="most padded tokens per model run (rows x longest row), so long documents run in small batches "
         "(default: auto, 1024 on the CPU, the fastest there, 512 with one thread per run as under the "
-        "default streams; 16384 on a GPU)",
+        "default streams; 2048 on OpenVINO; 16384 on a GPU)",
     )  # fmt: skip
     add_model_arguments(p, streams_default="auto")  # a batch job: its batches queue
     p.add_argument("--normalize", action="store_true", help="L2-normalize the embeddings")

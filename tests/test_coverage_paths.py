@@ -234,7 +234,13 @@ def test_budget_does_not_change_vectors(tiny_bert_bundle: Path) -> None:
 def test_the_default_budget_follows_the_device_and_the_threads_per_run(tiny_bert_bundle: Path) -> None:
     """On the CPU a run on one thread (streams of one thread each, or one thread) gets half the tokens
     of a run on several: one core's caches."""
-    from embedrt._base import CPU_RUN_TOKENS, CPU_THREAD_RUN_TOKENS, DEFAULT_MAX_BATCH_TOKENS, run_tokens
+    from embedrt._base import (
+        CPU_RUN_TOKENS,
+        CPU_THREAD_RUN_TOKENS,
+        DEFAULT_MAX_BATCH_TOKENS,
+        OPENVINO_RUN_TOKENS,
+        run_tokens,
+    )
     from embedrt._types import Device
 
     assert Embedder(tiny_bert_bundle, threads=2).max_batch_tokens == CPU_RUN_TOKENS == 1024
@@ -243,7 +249,9 @@ def test_the_default_budget_follows_the_device_and_the_threads_per_run(tiny_bert
     assert Embedder(tiny_bert_bundle, threads=1).max_batch_tokens == 512
     assert Embedder(tiny_bert_bundle, threads=4, streams=2).max_batch_tokens == 1024  # two threads per run
     assert Embedder(tiny_bert_bundle, threads=2, streams=2, max_batch_tokens=2048).max_batch_tokens == 2048
-    assert run_tokens("auto", Device.CUDA, 1) == run_tokens("auto", Device.OPENVINO, 1) == DEFAULT_MAX_BATCH_TOKENS
+    assert run_tokens("auto", Device.CUDA, 1) == DEFAULT_MAX_BATCH_TOKENS == 16384  # a GPU wants big runs
+    # OpenVINO: 2048, as fast as bigger runs and lighter, on one thread per run too
+    assert run_tokens("auto", Device.OPENVINO, 1) == run_tokens("auto", Device.OPENVINO, 2) == OPENVINO_RUN_TOKENS == 2048
     assert run_tokens(None, Device.CPU, 1) is None and run_tokens(300, Device.CUDA, 2) == 300
 
 

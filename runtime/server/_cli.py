@@ -85,7 +85,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=d.max_run_tokens,
         help="padded tokens (rows x longest) per ONNX Runtime run (default: the model's, 1024 on the CPU, "
-        "the fastest there, 512 with one thread per run; 16384 on a GPU)",
+        "the fastest there, 512 with one thread per run; 2048 on OpenVINO; 16384 on a GPU)",
     )
     g.add_argument(
         "--max-wait-ms",
