@@ -400,7 +400,9 @@ def embed_ray_dataset(
     ``max_restarts`` times and its batch runs again; past that the dataset fails with Ray's
     ``ActorDiedError`` (Ray's own default, no limit, would retry a batch that kills it forever).
     ``streams``: batches an actor runs at once, each on its share of its threads (``"auto"``: one
-    per thread on the CPU provider, as the corpus job does). ``chunk_tokens``, ``chunk_overlap``,
+    per thread on the CPU provider, as the corpus job does). ``device="auto"`` is resolved here, once
+    (the bundle's preferred setting where this machine can run it, else ``cpu``), and every actor
+    runs that setting. ``chunk_tokens``, ``chunk_overlap``,
     ``chunk_text``: a row per window of each text instead of truncating it, as ``EmbedBatch`` takes them.
     A sparse (SPLADE) bundle gives a struct of ``indices`` and ``values`` (``max_active_dims``: the
     largest weights kept per vector). ``repeat_cache_mb``: each actor keeps the vectors of the texts
