@@ -27,12 +27,11 @@ from ._bundle import MODEL_NAME, TOKENIZER_NAME, Manifest, check_graph, load_man
 from ._errors import BundleError, EmbedrtError, ProviderWarning
 from ._int8_cpu import Int8Plan, detect_cpu, plan_int8
 from ._objects import local_bundle
-from ._preferred import check_device, choose_device, runnable_device
+from ._preferred import check_device_streams, choose_device
 from ._progress import EncodeProgress, batch_tokens
 from ._session import (
     available_cpus,
     check_precision_hint,
-    check_streams,
     create_session,
     provider_available,
     resolve_streams,
@@ -134,8 +133,7 @@ class BundleModel:
         streams: int | str = 1,
     ) -> None:
         self.path = local_bundle(bundle)  # an s3:// or gs:// bundle: its copy in the local cache
-        asked_device = check_device(device)
-        asked = check_streams(runnable_device(asked_device), streams)
+        asked_device, asked = check_device_streams(device, streams)
         self.threads = available_cpus() if threads is None else check_int(threads, "threads")
         self.manifest: Manifest = load_manifest(self.path, verify=verify)
         choice = choose_device(self.path, self.manifest, asked_device, precision_hint, provider_options, verify)

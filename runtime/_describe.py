@@ -9,7 +9,7 @@ from typing import Any
 
 from ._bundle import Manifest
 from ._int8_cpu import detect_cpu, plan_int8
-from ._preferred import missing_here
+from ._preferred import held_bundle, missing_here
 from ._types import MADE_FOR, Device
 
 
@@ -115,8 +115,8 @@ def _provider(precision: str) -> str:
 def _size(root: Path, manifest: Manifest) -> str:
     total = sum((root / name).stat().st_size for name in manifest.files if (root / name).is_file())
     text = f"{total / 1e6:.1f} MB ({len(manifest.files)} files)"
-    held = root / str((manifest.preferred or {}).get("bundle", ""))
-    if manifest.preferred and held.is_dir():
+    held = held_bundle(root, manifest.preferred) if manifest.preferred else None
+    if held is not None and held.is_dir():
         text += f", and the preferred setting's {held.name}/ {sum(p.stat().st_size for p in held.iterdir() if p.is_file()) / 1e6:.1f} MB"
     return text
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from ._bundle import MANIFEST_NAME, SELF_HASH_KEY, Manifest, load_manifest
 from ._errors import BundleError
+from ._int8_cpu import cpu_flags
+from ._session import check_streams, provider_available
 from ._types import AUTO, Device, parse
 
 PREFERRED_FOLDER = "preferred"
@@ -46,17 +48,20 @@ def check_device(device: object) -> Device | str:
         raise ValueError(f"{e} (or 'auto': the bundle's preferred setting where this machine can run it)") from None
 
 
-def runnable_device(device: Device | str) -> Device:
-    """The device whose options (streams) a setting is checked against before the bundle is read:
-    ``"auto"`` resolves to the CPU provider or OpenVINO, which take the same ones."""
-    return device if isinstance(device, Device) else Device.CPU
+def check_device_streams(device: object, streams: object) -> tuple[Device | str, int | str]:
+    """``device`` (``check_device``) and ``streams`` (``check_streams``) checked before the bundle is
+    read: ``"auto"`` resolves to the CPU provider or OpenVINO, which take the same streams."""
+    where = check_device(device)
+    return where, check_streams(where if isinstance(where, Device) else Device.CPU, streams)
+
+
+def held_bundle(bundle: Path, preferred: dict[str, Any]) -> Path:
+    """The folder of ``bundle``'s preferred setting."""
+    return bundle / str(preferred.get("bundle") or PREFERRED_FOLDER)
 
 
 def missing_here(preferred: dict[str, Any]) -> str | None:
     """What this machine lacks to run a ``preferred`` setting (None: nothing)."""
-    from ._int8_cpu import cpu_flags
-    from ._session import provider_available
-
     device = parse(Device, preferred.get("device"), "preferred device")
     if not provider_available(device):
         return f"{device.value} is not installed" + (" (pip install 'embedrt[openvino]')" if device is Device.OPENVINO else "")
@@ -91,7 +96,7 @@ def choose_device(
     lacking = missing_here(preferred)
     if lacking is not None:
         return DeviceChoice(bundle, Device.CPU, None, f"cpu (auto: the preferred {setting} not run: {lacking})")
-    path = bundle / str(preferred.get("bundle") or PREFERRED_FOLDER)
+    path = held_bundle(bundle, preferred)
     _check_pinned(path, preferred, verify)
     times = preferred.get("times_the_bundle")
     return DeviceChoice(path, parse(Device, preferred["device"], "preferred device"), preferred.get("precision_hint"),

@@ -25,10 +25,10 @@ from .._chunking import CUTS
 from .._embedder import Embedder
 from .._lines import check_delimiter
 from .._objects import is_uri
-from .._preferred import check_device, pin_setting, runnable_device
+from .._preferred import check_device_streams, pin_setting
 from .._progress import progress_bar
 from .._reranker import Reranker
-from .._session import check_precision_hint, check_streams
+from .._session import check_precision_hint
 from .._sparse_encoder import SparseEncoder
 from .._types import AUTO, BundleKind, EmbeddingPrecision, check_int, parse
 from . import _readers
@@ -384,8 +384,7 @@ def embed_dataset(
     if isinstance(model, Embedder | SparseEncoder | Reranker):
         bundle, hint = model.path, model.precision_hint
     else:  # bad model options fail before the input is scanned, on either backend
-        where = check_device(device)
-        check_streams(runnable_device(where), streams)
+        where, _ = check_device_streams(device, streams)
         model, choice = pin_setting(model, where, precision_hint)  # every part (every Ray actor) runs one setting
         bundle, device, precision_hint = choice.path, choice.device.value, choice.precision_hint
         hint = check_precision_hint(choice.device, precision_hint)

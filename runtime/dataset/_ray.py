@@ -35,9 +35,8 @@ import pyarrow as pa
 from .._cache import JOB_CACHE_MB, check_cache_mb
 from .._errors import EmbedrtError
 from .._load import load_model
-from .._preferred import check_device, pin_setting, runnable_device
+from .._preferred import check_device_streams, pin_setting
 from .._reranker import Reranker
-from .._session import check_streams
 from .._sparse_encoder import SparseEncoder
 from .._types import Device, check_int, parse
 from ._batch import (
@@ -417,8 +416,7 @@ def embed_ray_dataset(
     _check_actors(num_actors)
     check_cache_mb(repeat_cache_mb, "repeat_cache_mb")
     text_source(text_column, text_template)
-    where = check_device(device)
-    check_streams(runnable_device(where), streams)
+    where, _ = check_device_streams(device, streams)
     model, choice = pin_setting(model, where, None)  # "auto" resolved once: every actor runs the same setting
     device = choice.device.value
     checking = load_model(model, device=Device.CPU, verify=True)
