@@ -12,11 +12,16 @@ trained locally (``tests/tiny_families.py``); its speed is that of the real mode
 keeps Qwen3-Embedding-0.6B's layer shape with 8 of its 28 layers (the ratio per layer is what is
 measured; fewer layers keep the export's time and memory small).
 
-Each is exported once per ``--precisions`` entry with ``export``'s defaults otherwise (fp32, and
-int8 with its default recipe; cached in ``--work``), then each embedrt bundle (``Embedder``,
-``--threads``) and sentence-transformers fp32 (``SentenceTransformer.encode``, the same
-threads) alternate on the same texts of exactly 16, 128 and 512 tokens, ``--rounds`` times. Reported:
-the median time of each and the median of the per-round ratios (PyTorch time / embedrt time).
+Each is exported once per ``--precisions`` entry with ``export``'s defaults otherwise (fp32, int8
+with its default recipe, or ``auto``: the fastest setting that passes its gates here, which on an
+AMX CPU with OpenVINO installed can be OpenVINO's bf16, held as the bundle's preferred setting;
+cached in ``--work``), then each embedrt bundle (``Embedder`` with its default device, ``--threads``;
+a bundle with a preferred setting also with ``device="cpu"``, its own graph: ``auto (cpu)``)
+and sentence-transformers fp32 (``SentenceTransformer.encode``, the same threads; with
+``--pytorch-bf16`` also the model cast to bf16, the reference of bf16 settings) alternate on the
+same texts of exactly 16, 128 and 512 tokens, ``--rounds`` times. Reported: the median time of each
+and the median of the per-round ratios (PyTorch time / embedrt time), against fp32 PyTorch and, with
+``--pytorch-bf16``, against bf16 PyTorch (``ratio_bf16``); each bundle's ``device_choice`` says what ran.
 """
 
 from __future__ import annotations
@@ -108,8 +113,11 @@ def prepare(name: str, family: Any, work: Path, precisions: list[str]) -> tuple[
     return source, bundles, seconds
 
 
-def measure(source: Path, bundles: dict[str, Path], shapes: list[str], rounds: int, threads: int) -> dict[str, Any]:
-    """Per shape: PyTorch's median time, and per precision embedrt's, the ratio and the least cosine."""
+def measure(
+    source: Path, bundles: dict[str, Path], shapes: list[str], rounds: int, threads: int, bf16: bool = False
+) -> dict[str, Any]:
+    """What each bundle ran (``device_choice``) and per shape PyTorch's median time (fp32, and bf16
+    where asked) and per precision embedrt's, the ratios and the least cosine (against PyTorch fp32)."""
     import numpy as np
     import torch
     from sentence_transformers import SentenceTransformer
@@ -124,7 +132,13 @@ def measure(source: Path, bundles: dict[str, Path], shapes: list[str], rounds: i
     tok.no_truncation()
     words = [w for p in corpus.load_corpus()["en_passages"] for w in p.split()]
     ours = {precision: Embedder(str(b), threads=threads) for precision, b in bundles.items()}
+    for precision, b in bundles.items():  # a bundle with a preferred setting: its own graph too
+        if json.loads((b / "manifest.json").read_text()).get("preferred"):
+            ours[f"{precision} (cpu)"] = Embedder(str(b), threads=threads, device="cpu")
     theirs = SentenceTransformer(str(source), device="cpu")
+    refs = {"pytorch": theirs}
+    if bf16:
+        refs["pytorch_bf16"] = SentenceTransformer(str(source), device="cpu").to(torch.bfloat16)
     rows: dict[str, Any] = {}
     for shape in shapes:
         batch, length = (int(x) for x in shape.split("x"))
@@ -134,29 +148,31 @@ def measure(source: Path, bundles: dict[str, Path], shapes: list[str], rounds: i
         for precision, emb in ours.items():
             a = emb.encode(texts, batch_size=batch)
             cos[precision] = float(((a * ref).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(ref, axis=1))).min())
-        times: dict[str, list[float]] = {"pytorch": [], **{p: [] for p in ours}}
+        times: dict[str, list[float]] = {**{r: [] for r in refs}, **{p: [] for p in ours}}
         for _ in range(rounds):
             for precision, emb in ours.items():
                 t0 = time.perf_counter()
                 emb.encode(texts, batch_size=batch)
                 times[precision].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            theirs.encode(texts, batch_size=batch)
-            times["pytorch"].append(time.perf_counter() - t0)
-        row: dict[str, Any] = {"pytorch_s": round(statistics.median(times["pytorch"]), 4)}
+            for ref_name, model in refs.items():
+                t0 = time.perf_counter()
+                model.encode(texts, batch_size=batch)
+                times[ref_name].append(time.perf_counter() - t0)
+        row: dict[str, Any] = {f"{r}_s": round(statistics.median(times[r]), 4) for r in refs}
         for precision in ours:
-            ratios = [t / o for o, t in zip(times[precision], times["pytorch"], strict=True)]
-            row[precision] = {
-                "embedrt_s": round(statistics.median(times[precision]), 4),
-                "ratio": round(statistics.median(ratios), 2),
-                "ratios": [round(r, 2) for r in ratios],
-                "min_cosine": round(cos[precision], 6),
-            }
-            print(f"  {shape} {precision}: embedrt {row[precision]['embedrt_s']:.3f} s, PyTorch {row['pytorch_s']:.3f} s, "
-                  f"x{row[precision]['ratio']:.2f} (rounds {row[precision]['ratios']}), min cosine {cos[precision]:.5f}",
-                  flush=True)  # fmt: skip
+            entry: dict[str, Any] = {"embedrt_s": round(statistics.median(times[precision]), 4)}
+            for ref_name, key in (("pytorch", "ratio"), ("pytorch_bf16", "ratio_bf16")):
+                if ref_name in refs:
+                    ratios = [t / o for o, t in zip(times[precision], times[ref_name], strict=True)]
+                    entry[key] = round(statistics.median(ratios), 2)
+                    entry[key + "s"] = [round(r, 2) for r in ratios]
+            entry["min_cosine"] = round(cos[precision], 6)
+            row[precision] = entry
+            versus = ", ".join(f"x{entry[k]:.2f} {k} (rounds {entry[k + 's']})" for k in ("ratio", "ratio_bf16") if k in entry)
+            print(f"  {shape} {precision}: embedrt {entry['embedrt_s']:.3f} s, PyTorch {row['pytorch_s']:.3f} s, "
+                  f"{versus}, min cosine {cos[precision]:.5f}", flush=True)  # fmt: skip
         rows[shape] = row
-    return rows
+    return {"device_choice": {precision: emb.device_choice for precision, emb in ours.items()}, "shapes": rows}
 
 
 def main() -> None:
@@ -165,7 +181,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", nargs="+", default=["bert", "mpnet", "modernbert", "qwen3"])
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), help="batch x tokens")
-    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "int8"])
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "int8", "auto"])
+    p.add_argument("--pytorch-bf16", action="store_true", help="also time sentence-transformers cast to bf16")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=HERE / ".cache" / "arch-speed")
@@ -186,7 +203,7 @@ def main() -> None:
             "optimizations": {p: m["optimizations"] for p, m in manifests.items()},
             "gate": {p: {k: m["parity"]["gate"].get(k) for k in ("mean_cos", "min_cos", "topk")}
                      for p, m in manifests.items() if m["parity"].get("gate")},
-            "shapes": measure(source, bundles, args.shapes, args.rounds, args.threads),
+            **measure(source, bundles, args.shapes, args.rounds, args.threads, args.pytorch_bf16),
         }
         write_json(args.out, result, default=str)
 
