@@ -38,7 +38,7 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
     if auto:
         rows.append(("chosen by auto", f"{auto.get('chosen')}: {auto.get('why')}"))
         faster = auto.get("faster_here")
-        if faster:  # a setting the bundle does not run by default was faster where it was exported
+        if faster and not manifest.preferred:  # a bundle that holds it says so in its "preferred setting" row
             rows.append(("faster here", f"{faster.get('setting')}, {faster.get('times_the_chosen')}x: {faster.get('how')}"))
     if manifest.preferred:
         rows.append(("preferred setting", _preferred_row(manifest.preferred)))
