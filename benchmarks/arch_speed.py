@@ -114,7 +114,8 @@ def prepare(name: str, family: Any, work: Path, precisions: list[str]) -> tuple[
 
 
 def measure(
-    source: Path, bundles: dict[str, Path], shapes: list[str], rounds: int, threads: int, bf16: bool = False
+    source: Path, bundles: dict[str, Path], manifests: dict[str, dict[str, Any]], shapes: list[str], rounds: int,
+    threads: int, bf16: bool = False,
 ) -> dict[str, Any]:
     """What each bundle ran (``device_choice``) and per shape PyTorch's median time (fp32, and bf16
     where asked) and per precision embedrt's, the ratios and the least cosine (against PyTorch fp32)."""
@@ -133,7 +134,7 @@ def measure(
     words = [w for p in corpus.load_corpus()["en_passages"] for w in p.split()]
     ours = {precision: Embedder(str(b), threads=threads) for precision, b in bundles.items()}
     for precision, b in bundles.items():  # a bundle with a preferred setting: its own graph too
-        if json.loads((b / "manifest.json").read_text()).get("preferred"):
+        if manifests[precision].get("preferred"):
             ours[f"{precision} (cpu)"] = Embedder(str(b), threads=threads, device="cpu")
     theirs = SentenceTransformer(str(source), device="cpu")
     refs = {"pytorch": theirs}
@@ -203,7 +204,7 @@ def main() -> None:
             "optimizations": {p: m["optimizations"] for p, m in manifests.items()},
             "gate": {p: {k: m["parity"]["gate"].get(k) for k in ("mean_cos", "min_cos", "topk")}
                      for p, m in manifests.items() if m["parity"].get("gate")},
-            **measure(source, bundles, args.shapes, args.rounds, args.threads, args.pytorch_bf16),
+            **measure(source, bundles, manifests, args.shapes, args.rounds, args.threads, args.pytorch_bf16),
         }
         write_json(args.out, result, default=str)
 
