@@ -43,6 +43,8 @@ class ArchSpec:
     fusion: str | None = None  # onnxruntime.transformers optimizer model_type; None: --optimize refused
     refused: Mapping[Variant, str] = field(default_factory=lambda: MappingProxyType({}))
     decoder: bool = False  # a causal-LM backbone (last-token pooling, often left padding)
+    # local layers see |i - j| <= config.sliding_window (config.layer_types): computed in blocks (_window)
+    windowed: bool = False
 
     def check_variant(self, variant: Variant) -> None:
         """Raise ``UnsupportedModelError`` naming the architecture and the reason if ``variant`` is refused."""
@@ -87,7 +89,7 @@ for _t in ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra
 # The optimizer fuses their residual layer norms and GELUs but not their attention (relative-position /
 # rotary with local windows); the manifest lists Attention under not_fused. Outputs measured equal.
 register(ArchSpec("deberta-v2", fusion="bert"))
-register(ArchSpec("modernbert", fusion="bert"))
+register(ArchSpec("modernbert", fusion="bert", windowed=True))
 # Encoder-decoder checkpoints: the encoder alone, as sentence-transformers loads sentence-t5 / GTR.
 for _t, _cls in (("t5", "T5EncoderModel"), ("mt5", "MT5EncoderModel"), ("umt5", "UMT5EncoderModel")):
     register(ArchSpec(_t, encoder_class=_cls))

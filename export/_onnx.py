@@ -33,6 +33,7 @@ from embedrt._errors import UnsupportedModelError
 
 from ._archs import ArchSpec, Exporter
 from ._graph import EXTERNAL_DATA_BYTES, needs_external, static_reshapes
+from ._window import Window, window_blocks
 
 Log = Callable[[str], None]
 DATA_SUFFIX = ".data"
@@ -47,6 +48,7 @@ class Written:
     static_reshapes: int
     fallback_from: str | None = None  # why the first exporter failed, when AUTO fell back
     inputs: tuple[str, ...] = ()  # what the graph takes (an exporter drops inputs the model ignores)
+    local_attention: dict[str, Any] | None = None  # the local layers in blocks (``_window``), where taken
 
 
 def export_graph(
@@ -60,8 +62,10 @@ def export_graph(
     arch: ArchSpec,
     say: Log,
     external_data_bytes: int = EXTERNAL_DATA_BYTES,
+    window: Window | None = None,
 ) -> Written:
-    """Export ``model`` fed ``sample`` (one tensor per name in ``inputs``) to ``path``."""
+    """Export ``model`` fed ``sample`` (one tensor per name in ``inputs``) to ``path``; with ``window``,
+    its local attention layers are computed in blocks (``_window``)."""
     if exporter is Exporter.AUTO:
         first = arch.exporter
         order = [first, Exporter.DYNAMO if first is Exporter.TORCHSCRIPT else Exporter.TORCHSCRIPT]
@@ -80,11 +84,11 @@ def export_graph(
                 if used is not order[-1]:
                     say(f"{used.value} export failed ({str(e)[:160]}...); trying the {order[-1].value} exporter")
                 continue
-            written_opset, external, n, taken = _finalize(raw_path, path, external_data_bytes)
+            written_opset, external, n, taken, local = _finalize(raw_path, path, external_data_bytes, window)
         note = failures[0][:300] if failures else None
         if note:
             say(f"exported with {used.value} after {order[0].value} failed; the manifest records why")
-        return Written(used, written_opset, external, n, note, taken)
+        return Written(used, written_opset, external, n, note, taken, local)
     raise UnsupportedModelError(" / ".join(failures))
 
 
@@ -125,11 +129,13 @@ def _torch_export(
         ) from e
 
 
-def _finalize(raw: Path, path: Path, external_data_bytes: int) -> tuple[int, bool, int, tuple[str, ...]]:
+def _finalize(
+    raw: Path, path: Path, external_data_bytes: int, window: Window | None
+) -> tuple[int, bool, int, tuple[str, ...], dict[str, Any] | None]:
     """Save ``raw`` (and whatever weight files the exporter wrote) as ``path`` (+ one data file).
 
     Returns the graph's opset, whether its weights are external, how many Reshapes got static shapes,
-    and the graph's input names.
+    the graph's input names and the record of its local attention blocks (``None`` without ``window``).
     """
     model = onnx.load(str(raw), load_external_data=False)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -137,6 +143,7 @@ def _finalize(raw: Path, path: Path, external_data_bytes: int) -> tuple[int, boo
     weights = sum(t.ByteSize() for t in model.graph.initializer) + sum(_external_length(t, raw.parent) for t in outside)
     external = weights > external_data_bytes
     n = static_reshapes(model)  # reads the small tensors only (shape constants), inline in every raw graph
+    local = window_blocks(model, window) if window is not None else None  # nodes and small constants only
     data = path.with_name(path.name + DATA_SUFFIX)
     files = {ExternalDataInfo(t).location for t in outside}
     if external and files == {data.name} and not needs_external(model, _INLINE_LIMIT):
@@ -148,7 +155,7 @@ def _finalize(raw: Path, path: Path, external_data_bytes: int) -> tuple[int, boo
         save_model(model, path, True)
     else:
         _save_inline(model, path, raw.parent)
-    return opset, external, n, tuple(i.name for i in model.graph.input)
+    return opset, external, n, tuple(i.name for i in model.graph.input), local
 
 
 def _save_inline(model: onnx.ModelProto, path: Path, folder: Path | None = None) -> None:

@@ -57,7 +57,7 @@ def apply_variant(
         fuse = False
         record.update(optimize=False, fusion={"skipped": f"architecture {config.get('model_type')!r}: "
                                               "onnxruntime's optimizer has no fusion patterns for its layers"})  # fmt: skip
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".variant.") as tmp:
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".variant.") as tmp, without_tool_notices():
         src = Path(fp32_path)
         if fuse:
             fused = Path(tmp) / "fused.onnx"
@@ -74,10 +74,9 @@ def apply_variant(
                     record["attention"] = record["fusion"].pop("rewrite")
                 src = fused
         if prec is Precision.INT8:
-            with without_preprocess_notice():
-                record["quantization"] = quantize_int8(
-                    src, out_path, int8_recipe or RECIPE, fused=bool(record["optimize"]), calibration=calibration
-                )
+            record["quantization"] = quantize_int8(
+                src, out_path, int8_recipe or RECIPE, fused=bool(record["optimize"]), calibration=calibration
+            )
         elif prec is Precision.FP16:
             record["fp16"] = convert_fp16(src, out_path)
         else:
@@ -96,16 +95,33 @@ class _DropPreprocessNotice(logging.Filter):
         return "pre-processing before quantization" not in record.getMessage()
 
 
+class _DropSliceBoundNotice(logging.Filter):
+    """onnxruntime's symbolic shape inference (run by its optimizer and the fp16 converter) warns
+    "Unable to determine if S <= P, treat as equal" for every ``Slice`` whose end it cannot compare
+    with the dimension sliced. The local attention blocks (``_window``) trim their padded queries so:
+    the end is the token count, the dimension the blocks' length, never shorter by construction."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unable to determine if ")
+
+
+# onnxruntime.transformers imports the shape inference as a top-level module when it can
+_SHAPE_LOGGERS = ("onnxruntime.tools.symbolic_shape_infer", "symbolic_shape_infer")
+
+
 @contextmanager
-def without_preprocess_notice() -> Iterator[None]:
-    """That one notice dropped from the root logger; every other message passes."""
-    root = logging.getLogger()
-    notice = _DropPreprocessNotice()
+def without_tool_notices() -> Iterator[None]:
+    """Those two notices dropped from the loggers that write them; every other message passes."""
+    root, notice, bound = logging.getLogger(), _DropPreprocessNotice(), _DropSliceBoundNotice()
     root.addFilter(notice)
+    for name in _SHAPE_LOGGERS:
+        logging.getLogger(name).addFilter(bound)
     try:
         yield
     finally:
         root.removeFilter(notice)
+        for name in _SHAPE_LOGGERS:
+            logging.getLogger(name).removeFilter(bound)
 
 
 def _config(info: dict[str, Any]) -> dict[str, Any]:

@@ -132,3 +132,13 @@ def test_remote_code_with_the_flag_matches(remote_source: Path, tmp_path: Path) 
     assert m.source["trust_remote_code"] is True and m.source["model_class"] == "TinyRemoteModel"
     # the bundle holds no Python code: the runtime never executes the folder's files
     assert not any(f.suffix == ".py" for f in bundle.iterdir())
+
+
+def test_modernbert_runs_its_local_layers_in_blocks(family: Callable[..., tuple[Path, Path, list[str]]]) -> None:
+    """The family test above compares these blocks with sentence-transformers: texts longer than
+    where they start are among its texts."""
+    _, bundle, log = family("modernbert")
+    record = json.loads((bundle / "manifest.json").read_text())["optimizations"]["local_attention"]
+    assert record == {"local_attention_blocks": 1, "window": 4, "block": 4, "from_tokens": 17}
+    assert any("1 local attention layer computed in blocks of 4 tokens from 17 tokens on" in line for line in log)
+    assert max(len(ids) for ids in Embedder(bundle).tokenize(TEXTS).ids) > record["from_tokens"]

@@ -1,0 +1,287 @@
+"""Sliding-window attention in blocks: a local layer's cost grows with the length, not its square.
+
+ModernBERT's local layers let token ``i`` see token ``j`` when ``|i - j| <= w`` (``w`` = 64 in the
+released models). Exported as written, such a layer computes the scores of every pair of tokens,
+adds a ``[batch, 1, seq, seq]`` mask that removes all but ``2w + 1`` of each row, and normalises
+the whole row: at 512 tokens three quarters of that work is thrown away, at 8192 almost all of it,
+and the scores of one sequence alone take ``heads * seq * seq`` floats (3 GB at 8192 tokens and 12
+heads). Past ``from_tokens`` tokens the rewritten layer cuts the queries into blocks of ``block``
+and gives each block the keys it can see, ``w`` either side of it::
+
+    q [B, H, S, d] ─ Pad to n*b ─ Reshape [B, H, n, b, d] ─┐
+    k [B, H, S, d] ─ Gather(windows) ─ Transpose ─────────── MatMul ─ Mul(scale) ─ Add(bias) ─ Softmax ─┐
+    v [B, H, S, d] ─ Gather(windows): [B, H, n, b + 2w, d] ───────────────────────────────────────── MatMul
+                                                  ─ Reshape [B, H, n * b, d] ─ Slice :S ─ y [B, H, S, d]
+    bias [B, 1, n, b, b + 2w]: 0 where the key is in the query's window, a real token and inside the
+    sequence, float32's lowest value elsewhere, as in the exported mask (once per graph, from
+    attention_mask; an Add, where a Where per layer would cost ten times as much on the CPU)
+
+Up to ``from_tokens`` tokens, where blocks would cost more than they save, the same nodes run with
+one block of ``S`` queries and no extra keys: the plain layer's work. The result is the plain
+layer's to rounding: every key that gets weight is the same key with the same score, and a masked
+one gets none either way.
+
+The rewrite is taken only where the graph is what the architecture's config says: one attention
+chain (``MatMul``, scale, ``Add`` of a mask, ``Softmax``, ``MatMul``) per layer, the local layers
+all reading one mask tensor that no global layer reads. Otherwise the graph is left as it was and
+the record says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+@dataclass(frozen=True)
+class Window:
+    """Local attention as an architecture's config describes it: which layers are local and how far
+    they see (token ``i`` sees ``j`` when ``|i - j| <= half``)."""
+
+    local: tuple[bool, ...]
+    half: int
+
+    @property
+    def block(self) -> int:
+        return self.half
+
+    @property
+    def from_tokens(self) -> int:
+        """Longest input still computed as one block (blocks pay from about 4 half windows: NOTES.md)."""
+        return 4 * self.half
+
+
+def local_window(config: Any) -> Window | None:
+    """The local attention of a transformers config whose local layers are bidirectional windows
+    (``layer_types`` naming them ``sliding_attention``, ``sliding_window`` the half width, as
+    ModernBERT's config has them); ``None`` when it has no local layer."""
+    types = list(getattr(config, "layer_types", None) or [])
+    half = getattr(config, "sliding_window", None)
+    if "sliding_attention" not in types or not isinstance(half, int) or half < 1:
+        return None
+    return Window(tuple(t == "sliding_attention" for t in types), half)
+
+
+@dataclass
+class _Chain:
+    first: onnx.NodeProto  # MatMul(q, k^T)
+    last: onnx.NodeProto  # MatMul(p, v)
+    q: str
+    k: str  # before its transpose
+    v: str
+    scale: onnx.NodeProto | None  # Mul or Div by a constant
+    mask: str
+    nodes: list[onnx.NodeProto]
+
+
+def window_blocks(model: onnx.ModelProto, window: Window, mask_input: str = "attention_mask") -> dict[str, Any]:
+    """Rewrite ``model``'s local attention layers (in place) as above; return the manifest's record."""
+    chains = _chains(model)
+    why = _mismatch(model, chains, window, mask_input)
+    if why:
+        return {"local_attention_blocks": 0, "skipped": why}
+    local = [c for c, is_local in zip(chains, window.local, strict=True) if is_local]
+    shared = _shared(window, mask_input)
+    per_layer: dict[str, list[onnx.NodeProto]] = {}
+    for i, c in enumerate(local):
+        per_layer[c.last.name] = _layer(c, f"window_block_{i}")
+    drop = {id(n) for c in local for n in c.nodes}
+    nodes: list[onnx.NodeProto] = list(shared)
+    for n in model.graph.node:
+        if n.name in per_layer:
+            nodes.extend(per_layer[n.name])
+        elif id(n) not in drop:
+            nodes.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(_constants(window))
+    _drop_dead(model)
+    return {"local_attention_blocks": len(local), "window": window.half, "block": window.block,
+            "from_tokens": window.from_tokens + 1}  # fmt: skip
+
+
+def _chains(model: onnx.ModelProto) -> list[_Chain]:
+    producer = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    consts = {t.name for t in model.graph.initializer} | {
+        n.output[0] for n in model.graph.node if n.op_type == "Constant"
+    }
+    chains = []
+    for sm in model.graph.node:
+        if sm.op_type != "Softmax" or _attr(sm, "axis", -1) not in (-1, 3):
+            continue
+        add = producer.get(sm.input[0])
+        if add is None or add.op_type != "Add":
+            continue
+        scores, mask = add.input
+        scale = producer.get(scores)
+        if scale is not None and scale.op_type in ("Mul", "Div") and scale.input[1] in consts:
+            scores = scale.input[0]
+        else:
+            scale = None
+        first = producer.get(scores)
+        kt = producer.get(first.input[1]) if first is not None and first.op_type == "MatMul" else None
+        if first is None or kt is None or kt.op_type != "Transpose" or list(_attr(kt, "perm", [])) != [0, 1, 3, 2]:
+            continue
+        chain = [first, *([scale] if scale else []), add, sm]
+        out = sm.output[0]
+        while len(readers.get(out, [])) == 1 and readers[out][0].op_type == "Cast" and _attr(readers[out][0], "to", 0) == TensorProto.FLOAT:
+            chain.append(readers[out][0])
+            out = readers[out][0].output[0]
+        last = readers.get(out, [])
+        if len(last) != 1 or last[0].op_type != "MatMul" or last[0].input[0] != out:
+            continue
+        inner = [n.output[0] for n in chain]
+        if any(len(readers.get(t, [])) != 1 for t in inner) or len(readers.get(kt.output[0], [])) != 1:
+            continue
+        chains.append(_Chain(first, last[0], first.input[0], kt.input[0], last[0].input[1], scale, mask,
+                             [kt, *chain, last[0]]))  # fmt: skip
+    return chains
+
+
+def _mismatch(model: onnx.ModelProto, chains: list[_Chain], window: Window, mask_input: str) -> str | None:
+    if mask_input not in {i.name for i in model.graph.input}:
+        return f"the graph has no {mask_input!r} input"
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        return f"opset {opset} (the blocks need 13 or later)"
+    if len(chains) != len(window.local):
+        return f"found {len(chains)} attention chains, the config has {len(window.local)} layers"
+    local = {c.mask for c, is_local in zip(chains, window.local, strict=True) if is_local}
+    other = {c.mask for c, is_local in zip(chains, window.local, strict=True) if not is_local}
+    if len(local) != 1 or local & other:
+        return "the local layers do not read one mask of their own"
+    return None
+
+
+def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _i64(name: str, values: list[int]) -> TensorProto:
+    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+
+def _constants(window: Window) -> list[TensorProto]:
+    return [
+        _i64("window_half", [window.half]), _i64("window_block", [window.block]),
+        _i64("window_from", [window.from_tokens]), _i64("window_zero", [0]), _i64("window_one", [1]),
+        _i64("window_two", [2]), _i64("window_axes_0", [0]), _i64("window_axes_1", [1]), _i64("window_axes_13", [1, 3]),
+        _i64("window_axis_2", [2]), _i64("window_keep2", [0, 0]), _i64("window_minus1", [-1]),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "window_f0"),
+        numpy_helper.from_array(np.array(np.finfo(np.float32).min, dtype=np.float32), "window_min"),
+    ]  # fmt: skip
+
+
+def _shared(window: Window, mask: str) -> list[onnx.NodeProto]:
+    """Nodes computed once per graph: block size, windows' key positions, the bias, pads, shapes."""
+
+    def n(op: str, inputs: list[str], outputs: list[str], **attrs: Any) -> onnx.NodeProto:
+        return helper.make_node(op, inputs, outputs, name=f"{outputs[0]}_{op}", **attrs)
+
+    return [
+        n("Shape", [mask], ["window_shape"]),
+        n("Gather", ["window_shape", "window_axes_1"], ["window_S"], axis=0),  # [1]: tokens
+        n("Greater", ["window_S", "window_from"], ["window_long"]),
+        n("Where", ["window_long", "window_block", "window_S"], ["window_b"]),
+        n("Where", ["window_long", "window_half", "window_zero"], ["window_p"]),
+        n("Add", ["window_S", "window_b"], ["window_Sb"]),
+        n("Sub", ["window_Sb", "window_one"], ["window_Sb1"]),
+        n("Div", ["window_Sb1", "window_b"], ["window_n"]),  # ceil(S / b)
+        n("Mul", ["window_n", "window_b"], ["window_P"]),
+        n("Sub", ["window_P", "window_S"], ["window_right"]),
+        n("Mul", ["window_p", "window_two"], ["window_2p"]),
+        n("Add", ["window_b", "window_2p"], ["window_kw"]),  # keys per block
+        n("Add", ["window_right", "window_p"], ["window_rp"]),
+        # key positions of each block in the padded sequence: [n, kw]
+        n("Squeeze", ["window_n", "window_axes_0"], ["window_n0"]),
+        n("Squeeze", ["window_kw", "window_axes_0"], ["window_kw0"]),
+        n("Squeeze", ["window_b", "window_axes_0"], ["window_b0"]),
+        n("Squeeze", ["window_zero", "window_axes_0"], ["window_zero0"]),
+        n("Squeeze", ["window_one", "window_axes_0"], ["window_one0"]),
+        n("Range", ["window_zero0", "window_n0", "window_one0"], ["window_blocks"]),
+        n("Mul", ["window_blocks", "window_b"], ["window_starts"]),
+        n("Unsqueeze", ["window_starts", "window_axes_1"], ["window_starts1"]),
+        n("Range", ["window_zero0", "window_kw0", "window_one0"], ["window_cols"]),
+        n("Unsqueeze", ["window_cols", "window_axes_0"], ["window_cols0"]),
+        n("Add", ["window_starts1", "window_cols0"], ["window_idx"]),  # in the padded mask
+        # the same keys in the unpadded k and v: those past either end read the first or last token,
+        # which the bias masks (one gather of k and v instead of a pad and a gather)
+        n("Sub", ["window_idx", "window_p"], ["window_kpos"]),
+        n("Sub", ["window_S", "window_one"], ["window_last"]),
+        n("Squeeze", ["window_last", "window_axes_0"], ["window_last0"]),
+        n("Clip", ["window_kpos", "window_zero0", "window_last0"], ["window_kidx"]),
+        # the window: query r of a block sees column c when |r - (c - p)| <= half
+        n("Range", ["window_zero0", "window_b0", "window_one0"], ["window_rows"]),
+        n("Unsqueeze", ["window_rows", "window_axes_1"], ["window_rows1"]),
+        n("Sub", ["window_cols0", "window_p"], ["window_rel"]),
+        n("Sub", ["window_rows1", "window_rel"], ["window_dist"]),
+        n("Abs", ["window_dist"], ["window_adist"]),
+        n("Greater", ["window_adist", "window_half"], ["window_far"]),
+        n("Not", ["window_far"], ["window_near"]),  # [b, kw]
+        # real keys (not padding, not past either end): [B, 1, n, 1, kw]
+        n("Concat", ["window_zero", "window_p", "window_zero", "window_rp"], ["window_mpads"], axis=0),
+        n("Pad", [mask, "window_mpads"], ["window_maskp"]),
+        n("Gather", ["window_maskp", "window_idx"], ["window_keys"], axis=1),
+        n("Cast", ["window_keys"], ["window_real"], to=TensorProto.BOOL),
+        n("Unsqueeze", ["window_real", "window_axes_13"], ["window_real5"]),
+        n("And", ["window_real5", "window_near"], ["window_seen"]),  # [B, 1, n, b, kw]
+        n("Where", ["window_seen", "window_f0", "window_min"], ["window_bias"]),
+        # pads of q: [0, 0, 0, 0, 0, 0, right, 0]
+        n("Concat", ["window_keep2", "window_zero", "window_zero", "window_keep2", "window_right", "window_zero"],
+          ["window_qpads"], axis=0),
+        n("Concat", ["window_keep2", "window_n", "window_b", "window_minus1"], ["window_qshape"], axis=0),
+        n("Concat", ["window_keep2", "window_P", "window_minus1"], ["window_oshape"], axis=0),
+    ]  # fmt: skip
+
+
+def _layer(c: _Chain, name: str) -> list[onnx.NodeProto]:
+    n = helper.make_node
+    t = {k: f"{name}_{k}" for k in ("qp", "qb", "kb", "kbt", "vb", "s", "s2", "s3", "p", "y", "y2")}
+    scale = (
+        [n(c.scale.op_type, [t["s"], c.scale.input[1]], [t["s2"]], name=f"{name}_scale")] if c.scale is not None else []
+    )
+    scored = t["s2"] if c.scale is not None else t["s"]
+    return [
+        n("Pad", [c.q, "window_qpads"], [t["qp"]], name=f"{name}_qpad"),
+        n("Reshape", [t["qp"], "window_qshape"], [t["qb"]], name=f"{name}_qblocks"),
+        n("Gather", [c.k, "window_kidx"], [t["kb"]], axis=2, name=f"{name}_kwindows"),
+        n("Transpose", [t["kb"]], [t["kbt"]], perm=[0, 1, 2, 4, 3], name=f"{name}_kt"),
+        n("Gather", [c.v, "window_kidx"], [t["vb"]], axis=2, name=f"{name}_vwindows"),
+        n("MatMul", [t["qb"], t["kbt"]], [t["s"]], name=f"{name}_scores"),
+        *scale,
+        n("Add", [scored, "window_bias"], [t["s3"]], name=f"{name}_mask"),
+        n("Softmax", [t["s3"]], [t["p"]], axis=-1, name=f"{name}_softmax"),
+        n("MatMul", [t["p"], t["vb"]], [t["y"]], name=f"{name}_values"),
+        n("Reshape", [t["y"], "window_oshape"], [t["y2"]], name=f"{name}_unblock"),
+        n("Slice", [t["y2"], "window_zero", "window_S", "window_axis_2"], [c.last.output[0]], name=f"{name}_trim"),
+    ]
+
+
+def _drop_dead(model: onnx.ModelProto) -> None:
+    """Remove nodes none of whose outputs is read (the local layers' old mask, mostly)."""
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute):
+        return  # a subgraph may read any outer tensor: leave the graph whole
+    keep = {o.name for o in model.graph.output}
+    nodes = list(model.graph.node)
+    live: list[onnx.NodeProto] = []
+    for node in reversed(nodes):
+        if any(o in keep for o in node.output):
+            live.append(node)
+            keep.update(node.input)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(live))
+    used = {i for n in model.graph.node for i in n.input}
+    inits = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)
