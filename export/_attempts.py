@@ -49,6 +49,7 @@ from ._onnx import save_model
 from ._quantize import RECIPE, Int8Recipe
 from ._tokenizer import write_tokenizer
 from ._validate import quality_gate, reference_embeddings, validate
+from ._window import Window
 
 SPEED_TEXTS = 256  # gate texts timed per candidate (mixed lengths, batch 32)
 SPEED_ROUNDS = 3
@@ -89,6 +90,7 @@ class Job:
     thresholds: dict[str, float] | None
     say: Callable[[str], None]
     calibrate: Callable[[], Any]  # the int8 calibration batches, made on first use
+    window: Window | None = None  # the local attention the fp32 graph computes in blocks
     _reference: np.ndarray | None = field(default=None, init=False)
     _calibration: Any = field(default=None, init=False)
 
@@ -165,7 +167,8 @@ def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, An
     )
     optimizations = apply_variant(
         job.fp32, bundle / MODEL_NAME, setting.precision, setting.optimize,
-        {"spec": job.spec, "fusion": job.arch.fusion}, int8_recipe=setting.recipe, calibration=calibration,
+        {"spec": job.spec, "fusion": job.arch.fusion, "window": job.window}, int8_recipe=setting.recipe,
+        calibration=calibration,
     )  # fmt: skip
     if job.external and not (bundle / (MODEL_NAME + ".data")).exists():
         import onnx

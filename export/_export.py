@@ -25,7 +25,7 @@ from ._quantize import AUTO, METHODS, RECIPES, Int8Recipe
 from ._source import read_source
 from ._texts import calibration_extra, validation_texts
 from ._tokenizer import bundle_tokenizer
-from ._window import local_window
+from ._window import describe_window, local_window
 
 DEFAULT_OPSET = 17
 EXPORTERS = tuple(e.value for e in Exporter)
@@ -120,16 +120,17 @@ def export_model(
         inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.with_type_ids else [])
         sample = hf_tok(["a short text", "a somewhat longer text to pad the batch"], padding=True, return_tensors="pt")
         say(f"exporting with torch.onnx ({how.value}), inputs {inputs}")
+        window = local_window(model.encoder.config) if arch.windowed else None
         written = export_graph(
             model, tuple(sample[n] for n in inputs), inputs, fp32, opset=opset, exporter=how,
             arch=arch, say=say, external_data_bytes=external_data_bytes,
-            window=local_window(model.encoder.config) if arch.windowed else None,
+            window=window,
         )  # fmt: skip
         say(f"wrote opset {written.opset} with the {written.exporter.value} exporter"
             + (", weights in model.onnx.data (external data)" if written.external_data else "")
             + (f"; {written.static_reshapes} Reshapes given constant target shapes" if written.static_reshapes else ""))
         if written.local_attention:
-            say(_describe_window(written.local_attention))
+            say(describe_window(written.local_attention))
         inputs = _used_inputs(written.inputs, inputs, say)
         tok, pad_id = bundle_tokenizer(hf_tok, spec)
         padding_side = str(hf_tok.padding_side)
@@ -139,6 +140,7 @@ def export_model(
             tokenizer=tok, validate_texts=validate_texts or validation_texts(),
             gate_texts=gate_texts or default_gate_texts(), thresholds=gate_thresholds, say=say,
             calibrate=lambda: _calibration(hf_tok, inputs, spec.max_seq_length),
+            window=window if written.local_attention and written.local_attention["local_blocks"] else None,
         )  # fmt: skip
         settings = auto_settings(optimize, arch) if auto else _settings(prec, optimize, recipes)
         bundle = run_settings(job, settings, pick_fastest=auto)
@@ -146,14 +148,6 @@ def export_model(
             shutil.rmtree(out)
         bundle.rename(out)
     return out
-
-
-def _describe_window(record: dict[str, Any]) -> str:
-    if record.get("skipped"):
-        return f"local attention left as exported: {record['skipped']}"
-    n = record["local_attention_blocks"]
-    return (f"{n} local attention layer{'s' if n != 1 else ''} computed in blocks of {record['block']} "
-            f"tokens from {record['from_tokens']} tokens on (each token sees {record['window']} either side)")
 
 
 def _check_variants(arch: ArchSpec, prec: Precision, optimize: bool | None) -> None:

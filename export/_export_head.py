@@ -30,12 +30,14 @@ from embedrt._reranker import Reranker
 from embedrt._sparse_encoder import MAX_ACTIVE_INPUT, SparseEncoder
 from embedrt._types import BundleKind, Precision
 
+from ._archs import spec_for
 from ._graph import static_reshapes
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import HeadSource, read_head_source
 from ._manifest import tool_versions
 from ._tokenizer import bundle_tokenizer, write_tokenizer
 from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
+from ._window import describe_window, local_window, window_blocks
 
 Log = Callable[[str], None]
 
@@ -60,11 +62,15 @@ def export_head(
         bundle = Path(tmp) / "bundle"
         bundle.mkdir()
         log(f"exporting with torch.onnx ({exporter}, opset {opset}), inputs {inputs}")
-        outputs = _export_graph(model, hf_tok, inputs, bundle / MODEL_NAME, opset, exporter, head)
+        outputs, local = _export_graph(model, hf_tok, inputs, bundle / MODEL_NAME, opset, exporter, head)
+        if local:
+            log(describe_window(local))
         tok, pad_id = bundle_tokenizer(hf_tok, head.spec)
         write_tokenizer(tok, bundle)
         graph_inputs = [*inputs, MAX_ACTIVE_INPUT] if isinstance(model, SpladeModel) else inputs
         manifest = _manifest(head, model, graph_inputs, outputs, opset, exporter, pad_id)
+        if local:
+            manifest.optimizations["local_attention"] = local
         write_manifest(bundle, manifest)
         log("validating against PyTorch")
         if isinstance(model, ScoreModel):
@@ -87,7 +93,8 @@ def export_head(
 def _export_graph(
     model: ScoreModel | SpladeModel, hf_tok: Any, inputs: list[str], path: Path, opset: int, exporter: str,
     head: HeadSource,
-) -> list[str]:
+) -> tuple[list[str], dict[str, Any] | None]:
+    """The graph's outputs and, for an architecture with local attention, the record of its attention rewrite."""
     if isinstance(model, ScoreModel):
         sample = hf_tok(["a short query", "a somewhat longer query to pad"], ["a document", "another document"],
                         padding=True, return_tensors="pt")  # fmt: skip
@@ -122,9 +129,12 @@ def _export_graph(
     except onnx.checker.ValidationError as e:
         raise UnsupportedModelError(f"the graph exported for {head.architecture} is not valid ONNX: {str(e)[:500]}") from e
     graph = onnx.load(str(path))
-    if static_reshapes(graph):
+    window = local_window(model.model.config) if spec_for(head.spec.model_type).windowed else None
+    reshaped = static_reshapes(graph)
+    local = window_blocks(graph, window) if window is not None else None
+    if reshaped or (local and not local.get("skipped")):
         onnx.save(graph, str(path))
-    return outputs
+    return outputs, local
 
 
 def _append_top_k(path: Path) -> None:

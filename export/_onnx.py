@@ -48,7 +48,7 @@ class Written:
     static_reshapes: int
     fallback_from: str | None = None  # why the first exporter failed, when AUTO fell back
     inputs: tuple[str, ...] = ()  # what the graph takes (an exporter drops inputs the model ignores)
-    local_attention: dict[str, Any] | None = None  # the local layers in blocks (``_window``), where taken
+    local_attention: dict[str, Any] | None = None  # the local attention layers in blocks (``_window``)
 
 
 def export_graph(
@@ -84,11 +84,11 @@ def export_graph(
                 if used is not order[-1]:
                     say(f"{used.value} export failed ({str(e)[:160]}...); trying the {order[-1].value} exporter")
                 continue
-            written_opset, external, n, taken, local = _finalize(raw_path, path, external_data_bytes, window)
+            written_opset, external, n, taken, attention = _finalize(raw_path, path, external_data_bytes, window)
         note = failures[0][:300] if failures else None
         if note:
             say(f"exported with {used.value} after {order[0].value} failed; the manifest records why")
-        return Written(used, written_opset, external, n, note, taken, local)
+        return Written(used, written_opset, external, n, note, taken, attention)
     raise UnsupportedModelError(" / ".join(failures))
 
 
@@ -135,7 +135,7 @@ def _finalize(
     """Save ``raw`` (and whatever weight files the exporter wrote) as ``path`` (+ one data file).
 
     Returns the graph's opset, whether its weights are external, how many Reshapes got static shapes,
-    the graph's input names and the record of its local attention blocks (``None`` without ``window``).
+    the graph's input names and the record of its attention rewrite (``None`` without ``window``).
     """
     model = onnx.load(str(raw), load_external_data=False)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -143,7 +143,7 @@ def _finalize(
     weights = sum(t.ByteSize() for t in model.graph.initializer) + sum(_external_length(t, raw.parent) for t in outside)
     external = weights > external_data_bytes
     n = static_reshapes(model)  # reads the small tensors only (shape constants), inline in every raw graph
-    local = window_blocks(model, window) if window is not None else None  # nodes and small constants only
+    attention = window_blocks(model, window) if window is not None else None  # nodes and small constants
     data = path.with_name(path.name + DATA_SUFFIX)
     files = {ExternalDataInfo(t).location for t in outside}
     if external and files == {data.name} and not needs_external(model, _INLINE_LIMIT):
@@ -155,7 +155,7 @@ def _finalize(
         save_model(model, path, True)
     else:
         _save_inline(model, path, raw.parent)
-    return opset, external, n, tuple(i.name for i in model.graph.input), local
+    return opset, external, n, tuple(i.name for i in model.graph.input), attention
 
 
 def _save_inline(model: onnx.ModelProto, path: Path, folder: Path | None = None) -> None:

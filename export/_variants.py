@@ -22,9 +22,12 @@ from embedrt._types import Precision, parse
 
 from ._flash import flash_attention
 from ._fp16 import convert_fp16
+from ._graph import needs_external
+from ._onnx import save_model
 from ._optimize import fused_counts, optimize_graph
 from ._quantize import RECIPE, Int8Recipe, quantize_int8
 from ._smooth import Feeds
+from ._window import flash_globals
 
 
 def apply_variant(
@@ -44,7 +47,9 @@ def apply_variant(
     onnxruntime's optimizer has no patterns for it). ``optimize=None`` fuses attention where the
     architecture fuses (CPU precisions; fp16 stays unfused) and records why not where it does not;
     ``True`` applies every onnxruntime fusion and fails where nothing fuses. On the CPU precisions
-    fused attention is rewritten for the flash kernel (``_flash``).
+    fused attention is rewritten for the flash kernel (``_flash``); ``info["window"]`` (a
+    ``_window.Window``: the fp32 graph has its local layers in blocks) puts the plain global layers
+    on the flash kernel there too, unless ``optimize`` is False (a graph for OpenVINO).
     ``int8_recipe`` defaults to ``_quantize.RECIPE``; ``calibration``
     (batches of graph inputs) is what its ``smooth`` method calibrates on. Returns ``{"precision", "optimize", "fused_ops", "quantization" | "fp16"}``.
     """
@@ -73,6 +78,13 @@ def apply_variant(
                 if cpu:
                     record["attention"] = record["fusion"].pop("rewrite")
                 src = fused
+            window = info.get("window")
+            if cpu and window is not None:  # the plain global layers of a windowed graph, for the flash kernel
+                flashed = Path(tmp) / "flash.onnx"
+                flash = _flash_globals(src, flashed, window.heads)
+                if flash["global_flash"]:
+                    record.update(optimize=True, attention=flash)
+                    src = flashed
         if prec is Precision.INT8:
             record["quantization"] = quantize_int8(
                 src, out_path, int8_recipe or RECIPE, fused=bool(record["optimize"]), calibration=calibration
@@ -122,6 +134,16 @@ def without_tool_notices() -> Iterator[None]:
         root.removeFilter(notice)
         for name in _SHAPE_LOGGERS:
             logging.getLogger(name).removeFilter(bound)
+
+
+def _flash_globals(src: Path, out: Path, heads: int) -> dict[str, Any]:
+    import onnx
+
+    model = onnx.load(str(src))
+    record = flash_globals(model, heads)
+    if record["global_flash"]:
+        save_model(model, out, needs_external(model))
+    return record
 
 
 def _config(info: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,13 @@ one gets none either way.
 The rewrite is taken only where the graph is what the architecture's config says: one attention
 chain (``MatMul``, scale, ``Add`` of a mask, ``Softmax``, ``MatMul``) per layer, the local layers
 all reading one mask tensor that no global layer reads. Otherwise the graph is left as it was and
-the record says why.
+the record says why. The blocks are standard ONNX operators: every variant (and OpenVINO) gets them.
+
+The global layers still hold ``[batch, heads, seq, seq]`` scores. For onnxruntime's CPU provider
+(the variants made with fusion, the default) ``flash_globals`` rewrites them as
+``MultiHeadAttention``, whose flash kernel takes no mask, so the padding mask moves into one more
+column of each head's query and key as in ``_flash``. The blocks and the flash kernel together keep
+a long input's memory linear in its length (measured: NOTES.md).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+_MS = "com.microsoft"
+
 
 @dataclass(frozen=True)
 class Window:
@@ -44,6 +52,7 @@ class Window:
 
     local: tuple[bool, ...]
     half: int
+    heads: int
 
     @property
     def block(self) -> int:
@@ -61,9 +70,10 @@ def local_window(config: Any) -> Window | None:
     ModernBERT's config has them); ``None`` when it has no local layer."""
     types = list(getattr(config, "layer_types", None) or [])
     half = getattr(config, "sliding_window", None)
-    if "sliding_attention" not in types or not isinstance(half, int) or half < 1:
+    heads = getattr(config, "num_attention_heads", None)
+    if "sliding_attention" not in types or not isinstance(half, int) or half < 1 or not isinstance(heads, int):
         return None
-    return Window(tuple(t == "sliding_attention" for t in types), half)
+    return Window(tuple(t == "sliding_attention" for t in types), half, heads)
 
 
 @dataclass
@@ -74,23 +84,47 @@ class _Chain:
     k: str  # before its transpose
     v: str
     scale: onnx.NodeProto | None  # Mul or Div by a constant
+    factor: float  # what the scores are multiplied by
     mask: str
     nodes: list[onnx.NodeProto]
 
 
 def window_blocks(model: onnx.ModelProto, window: Window, mask_input: str = "attention_mask") -> dict[str, Any]:
-    """Rewrite ``model``'s local attention layers (in place) as above; return the manifest's record."""
+    """Rewrite ``model``'s local attention layers (in place) in blocks; return the manifest's record.
+    The global layers stay plain (``flash_globals`` rewrites them for onnxruntime's CPU provider)."""
     chains = _chains(model)
     why = _mismatch(model, chains, window, mask_input)
     if why:
-        return {"local_attention_blocks": 0, "skipped": why}
+        return {"local_blocks": 0, "skipped": why}
     local = [c for c, is_local in zip(chains, window.local, strict=True) if is_local]
-    shared = _shared(window, mask_input)
-    per_layer: dict[str, list[onnx.NodeProto]] = {}
-    for i, c in enumerate(local):
-        per_layer[c.last.name] = _layer(c, f"window_block_{i}")
-    drop = {id(n) for c in local for n in c.nodes}
-    nodes: list[onnx.NodeProto] = list(shared)
+    per_layer = {c.last.name: _layer(c, f"window_block_{i}") for i, c in enumerate(local)}
+    _splice(model, local, per_layer, _shared(window, mask_input), _constants(window))
+    return {"local_blocks": len(local), "window": window.half, "block": window.block,
+            "blocks_from_tokens": window.from_tokens + 1}  # fmt: skip
+
+
+def flash_globals(model: onnx.ModelProto, heads: int, mask_input: str = "attention_mask") -> dict[str, Any]:
+    """Rewrite the plain attention layers left in a graph whose local layers ``window_blocks`` took
+    (in place; ``heads`` per layer) as ``MultiHeadAttention`` on the flash kernel, an onnxruntime
+    contrib operator (so not in graphs meant for OpenVINO); return the record."""
+    chains = _chains(model)
+    if not chains or mask_input not in {i.name for i in model.graph.input}:
+        return {"global_flash": 0}
+    per_layer, inits = {}, []
+    for i, c in enumerate(chains):
+        per_layer[c.last.name], consts = _flash_layer(c, f"window_flash_{i}", heads)
+        inits += consts
+    _splice(model, chains, per_layer, _flash_shared(mask_input), inits + _flash_constants(heads))
+    if not any(o.domain == _MS for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(_MS, 1))
+    return {"global_flash": len(chains)}
+
+
+def _splice(model: onnx.ModelProto, chains: list[_Chain], per_layer: dict[str, list[onnx.NodeProto]],
+            shared: list[onnx.NodeProto], inits: list[TensorProto]) -> None:  # fmt: skip
+    """Each chain's nodes replaced by ``per_layer[its last node]``, ``shared`` first, dead nodes dropped."""
+    drop = {id(n) for c in chains for n in c.nodes}
+    nodes = list(shared)
     for n in model.graph.node:
         if n.name in per_layer:
             nodes.extend(per_layer[n.name])
@@ -98,10 +132,17 @@ def window_blocks(model: onnx.ModelProto, window: Window, mask_input: str = "att
             nodes.append(n)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    model.graph.initializer.extend(_constants(window))
+    model.graph.initializer.extend(inits)
     _drop_dead(model)
-    return {"local_attention_blocks": len(local), "window": window.half, "block": window.block,
-            "from_tokens": window.from_tokens + 1}  # fmt: skip
+
+
+def describe_window(record: dict[str, Any]) -> str:
+    """The export log's line for ``window_blocks``' record."""
+    if record.get("skipped"):
+        return f"local attention left as exported: {record['skipped']}"
+    n = record["local_blocks"]
+    return (f"{n} local attention layer{'s' if n != 1 else ''} computed in blocks of {record['block']} "
+            f"tokens from {record['blocks_from_tokens']} tokens on (each token sees {record['window']} either side)")
 
 
 def _chains(model: onnx.ModelProto) -> list[_Chain]:
@@ -110,9 +151,9 @@ def _chains(model: onnx.ModelProto) -> list[_Chain]:
     for n in model.graph.node:
         for i in n.input:
             readers.setdefault(i, []).append(n)
-    consts = {t.name for t in model.graph.initializer} | {
-        n.output[0] for n in model.graph.node if n.op_type == "Constant"
-    }
+    consts = {t.name: t for t in model.graph.initializer if t.data_location != TensorProto.EXTERNAL}
+    consts.update({n.output[0]: n.attribute[0].t for n in model.graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})  # fmt: skip
     chains = []
     for sm in model.graph.node:
         if sm.op_type != "Softmax" or _attr(sm, "axis", -1) not in (-1, 3):
@@ -122,8 +163,11 @@ def _chains(model: onnx.ModelProto) -> list[_Chain]:
             continue
         scores, mask = add.input
         scale = producer.get(scores)
+        factor = 1.0
         if scale is not None and scale.op_type in ("Mul", "Div") and scale.input[1] in consts:
             scores = scale.input[0]
+            value = float(numpy_helper.to_array(consts[scale.input[1]]).reshape(-1)[0])
+            factor = value if scale.op_type == "Mul" else 1.0 / value
         else:
             scale = None
         first = producer.get(scores)
@@ -141,7 +185,7 @@ def _chains(model: onnx.ModelProto) -> list[_Chain]:
         inner = [n.output[0] for n in chain]
         if any(len(readers.get(t, [])) != 1 for t in inner) or len(readers.get(kt.output[0], [])) != 1:
             continue
-        chains.append(_Chain(first, last[0], first.input[0], kt.input[0], last[0].input[1], scale, mask,
+        chains.append(_Chain(first, last[0], first.input[0], kt.input[0], last[0].input[1], scale, factor, mask,
                              [kt, *chain, last[0]]))  # fmt: skip
     return chains
 
@@ -266,6 +310,55 @@ def _layer(c: _Chain, name: str) -> list[onnx.NodeProto]:
         n("Reshape", [t["y"], "window_oshape"], [t["y2"]], name=f"{name}_unblock"),
         n("Slice", [t["y2"], "window_zero", "window_S", "window_axis_2"], [c.last.output[0]], name=f"{name}_trim"),
     ]
+
+
+def _flash_constants(heads: int) -> list[TensorProto]:
+    return [
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "flash_f1"), _i64("flash_axes_23", [2, 3]),
+        numpy_helper.from_array(np.ones((1, 1, heads, 1), dtype=np.float32), "flash_heads"),
+        _i64("flash_last_pad", [0, 0, 0, 0, 0, 0, 0, 1]), _i64("flash_flat", [0, 0, -1]),
+        _i64("flash_heads_shape", [0, 0, heads, -1]),
+    ]  # fmt: skip
+
+
+def _flash_shared(mask: str) -> list[onnx.NodeProto]:
+    """Once per graph: 1 for each padding token, [B, S, heads, 1]."""
+
+    def n(op: str, inputs: list[str], outputs: list[str], **attrs: Any) -> onnx.NodeProto:
+        return helper.make_node(op, inputs, outputs, name=f"{outputs[0]}_{op}", **attrs)
+
+    return [
+        n("Cast", [mask], ["flash_maskf"], to=TensorProto.FLOAT),
+        n("Sub", ["flash_f1", "flash_maskf"], ["flash_pad"]),
+        n("Unsqueeze", ["flash_pad", "flash_axes_23"], ["flash_pad4"]),
+        n("Mul", ["flash_pad4", "flash_heads"], ["flash_padh"]),
+    ]
+
+
+def _flash_layer(c: _Chain, name: str, heads: int) -> tuple[list[onnx.NodeProto], list[TensorProto]]:
+    """A global layer as ``MultiHeadAttention`` on the flash kernel: the padding mask moves into one
+    more column of each head's query (``e``) and key (``-e`` for a padding token, else 0), so that
+    ``factor * q'.k' = factor * q.k - 10000`` exactly where the mask was (``exp`` of it is 0)."""
+    n = helper.make_node
+    e = float(np.sqrt(10000.0 / abs(c.factor)))
+    t = {k: f"{name}_{k}" for k in ("qt", "q1", "q", "kcol", "kt", "k1", "k", "vt", "v", "y", "y4")}
+    consts = [numpy_helper.from_array(np.array(e, dtype=np.float32), f"{name}_e"),
+              numpy_helper.from_array(np.array(-e, dtype=np.float32), f"{name}_minus_e")]  # fmt: skip
+    return [
+        n("Transpose", [c.q], [t["qt"]], perm=[0, 2, 1, 3], name=f"{name}_qt"),
+        n("Pad", [t["qt"], "flash_last_pad", f"{name}_e"], [t["q1"]], name=f"{name}_qcol"),
+        n("Reshape", [t["q1"], "flash_flat"], [t["q"]], name=f"{name}_qflat"),
+        n("Transpose", [c.k], [t["kt"]], perm=[0, 2, 1, 3], name=f"{name}_kt"),
+        n("Mul", ["flash_padh", f"{name}_minus_e"], [t["kcol"]], name=f"{name}_kpad"),
+        n("Concat", [t["kt"], t["kcol"]], [t["k1"]], axis=3, name=f"{name}_kcol"),
+        n("Reshape", [t["k1"], "flash_flat"], [t["k"]], name=f"{name}_kflat"),
+        n("Transpose", [c.v], [t["vt"]], perm=[0, 2, 1, 3], name=f"{name}_vt"),
+        n("Reshape", [t["vt"], "flash_flat"], [t["v"]], name=f"{name}_vflat"),
+        n("MultiHeadAttention", [t["q"], t["k"], t["v"]], [t["y"]], domain=_MS, num_heads=heads,
+          scale=c.factor, name=f"{name}_attention"),
+        n("Reshape", [t["y"], "flash_heads_shape"], [t["y4"]], name=f"{name}_heads"),
+        n("Transpose", [t["y4"]], [c.last.output[0]], perm=[0, 2, 1, 3], name=f"{name}_out"),
+    ], consts
 
 
 def _drop_dead(model: onnx.ModelProto) -> None:

@@ -134,11 +134,14 @@ def test_remote_code_with_the_flag_matches(remote_source: Path, tmp_path: Path) 
     assert not any(f.suffix == ".py" for f in bundle.iterdir())
 
 
-def test_modernbert_runs_its_local_layers_in_blocks(family: Callable[..., tuple[Path, Path, list[str]]]) -> None:
-    """The family test above compares these blocks with sentence-transformers: texts longer than
-    where they start are among its texts."""
+def test_modernbert_runs_local_layers_in_blocks_and_global_ones_on_the_flash_kernel(
+    family: Callable[..., tuple[Path, Path, list[str]]],
+) -> None:
+    """The family test above compares this graph with sentence-transformers: texts longer than where
+    the blocks start are among its texts."""
     _, bundle, log = family("modernbert")
-    record = json.loads((bundle / "manifest.json").read_text())["optimizations"]["local_attention"]
-    assert record == {"local_attention_blocks": 1, "window": 4, "block": 4, "from_tokens": 17}
+    record = json.loads((bundle / "manifest.json").read_text())["optimizations"]
+    assert record["local_attention"] == {"local_blocks": 1, "window": 4, "block": 4, "blocks_from_tokens": 17}
+    assert record["attention"] == {"global_flash": 1} and record["optimize"] is True
     assert any("1 local attention layer computed in blocks of 4 tokens from 17 tokens on" in line for line in log)
-    assert max(len(ids) for ids in Embedder(bundle).tokenize(TEXTS).ids) > record["from_tokens"]
+    assert max(len(ids) for ids in Embedder(bundle).tokenize(TEXTS).ids) > 17

@@ -43,7 +43,7 @@ def modern(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Reranker]:
     from embedrt.export import export_model
 
     root = tmp_path_factory.mktemp("reranker-modernbert")
-    source = make_cross_encoder("modernbert", root, activation="Tanh", max_length=32)
+    source = make_cross_encoder("modernbert", root, activation="Tanh", max_length=48)
     return source, Reranker(export_model(source, root / "bundle"))
 
 
@@ -89,7 +89,10 @@ def test_several_labels_plain_folder(multi: tuple[Path, Reranker]) -> None:
 def test_modernbert_with_tanh(modern: tuple[Path, Reranker]) -> None:
     source, ours = modern
     theirs = st.CrossEncoder(str(source), device="cpu")
-    assert ours.activation.value == "tanh" and ours.max_seq_length == theirs.max_seq_length == 32
+    assert ours.activation.value == "tanh" and ours.max_seq_length == theirs.max_seq_length == 48
+    # its local layers (each token sees 8 either side) run in blocks from 33 tokens: pairs up to 48 cross that
+    assert ours.manifest.optimizations["local_attention"]["blocks_from_tokens"] == 33
+    assert max(len(ids) for ids in ours.tokenize_pairs(PAIRS).ids) == 48
     np.testing.assert_allclose(ours.predict(PAIRS), theirs.predict(PAIRS), atol=1e-5)
     np.testing.assert_allclose(ours.predict(PAIRS, activation_fn=np.exp),
                                theirs.predict(PAIRS, activation_fn=torch.exp), rtol=1e-4)

@@ -1,6 +1,7 @@
-"""Local attention in blocks: a graph of plain attention layers (local ones reading a window mask,
-global ones a padding mask) computes the same rows after the rewrite, padding included, below and
-above the length where the blocks start; a graph that is not what the config says is left as it was."""
+"""Windowed attention rewritten: a graph of plain attention layers (local ones reading a window
+mask, global ones a padding mask) computes the same rows with its local layers in blocks and its
+global ones on the flash kernel, padding included, below and above the length where the blocks
+start; a graph that is not what the config says is left as it was."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from embedrt.export._window import Window, local_window, window_blocks
+from embedrt.export._window import Window, flash_globals, local_window, window_blocks
 
 HEADS, HEAD, HALF = 2, 8, 3
 D = HEADS * HEAD
@@ -92,18 +93,30 @@ LOCAL = (False, True, True, False, True)
 
 
 @pytest.fixture(scope="module")
-def pair() -> tuple[onnx.ModelProto, onnx.ModelProto, dict[str, object]]:
-    plain = _graph(LOCAL)
+def graphs() -> dict[str, onnx.ModelProto]:
+    """The plain graph, its local layers in blocks, and the global layers on the flash kernel too."""
     blocked = _graph(LOCAL)
-    record = window_blocks(blocked, Window(LOCAL, HALF))
-    return plain, blocked, record
+    assert window_blocks(blocked, Window(LOCAL, HALF, HEADS)) == {
+        "local_blocks": 3, "window": HALF, "block": HALF, "blocks_from_tokens": 4 * HALF + 1}  # fmt: skip
+    flashed = onnx.ModelProto()
+    flashed.CopyFrom(blocked)
+    assert flash_globals(flashed, HEADS) == {"global_flash": 2}
+    return {"plain": _graph(LOCAL), "blocks": blocked, "flash": flashed}
 
 
-def test_the_local_layers_are_rewritten_and_their_window_mask_dropped(pair: tuple[onnx.ModelProto, onnx.ModelProto, dict[str, object]]) -> None:  # fmt: skip
-    _, blocked, record = pair
-    assert record == {"local_attention_blocks": 3, "window": HALF, "block": HALF, "from_tokens": 4 * HALF + 1}
-    assert "local_mask" not in {i for n in blocked.graph.node for i in n.input}
+def test_each_step_takes_its_layers_and_drops_their_mask(graphs: dict[str, onnx.ModelProto]) -> None:
+    blocked, flashed = graphs["blocks"], graphs["flash"]
+    read = {i for n in blocked.graph.node for i in n.input}
+    assert "local_mask" not in read and "global_mask" in read
     assert sum(n.op_type == "Softmax" for n in blocked.graph.node) == len(LOCAL)
+    assert not any(n.domain for n in blocked.graph.node)  # standard operators: OpenVINO runs them
+    read = {i for n in flashed.graph.node for i in n.input}
+    assert "global_mask" not in read
+    assert sum(n.op_type == "Softmax" for n in flashed.graph.node) == 3
+    assert sum(n.op_type == "MultiHeadAttention" for n in flashed.graph.node) == 2
+    assert flash_globals(flashed, HEADS) == {"global_flash": 0}  # nothing plain is left
+    for model in (blocked, flashed):
+        onnx.checker.check_model(model)
     onnx.checker.check_model(blocked)
 
 
@@ -112,11 +125,11 @@ def test_the_local_layers_are_rewritten_and_their_window_mask_dropped(pair: tupl
     [([1, 3], 3), ([7, 12], 12), ([12, 5, 9], 12), ([13, 13], 13), ([13, 2, 11], 13),
      ([31, 17, 4], 31), ([36, 36], 36), ([50, 1, 49, 38], 50)],
 )  # fmt: skip
-def test_blocks_compute_the_plain_layers_rows(pair: tuple[onnx.ModelProto, onnx.ModelProto, dict[str, object]],
-                                               lengths: list[int], seq: int) -> None:  # fmt: skip
-    plain, blocked, _ = pair
+@pytest.mark.parametrize("step", ["blocks", "flash"])
+def test_the_rewrites_compute_the_plain_layers_rows(graphs: dict[str, onnx.ModelProto], step: str, lengths: list[int],
+                                                    seq: int) -> None:  # fmt: skip
     feeds = _feeds(lengths, seq)
-    want, got = _run(plain, feeds), _run(blocked, feeds)
+    want, got = _run(graphs["plain"], feeds), _run(graphs[step], feeds)
     assert np.isfinite(got).all()  # padding queries with every key masked stay finite
     for row, n in enumerate(lengths):  # the real tokens' rows: what pooling reads
         np.testing.assert_allclose(got[row, :n], want[row, :n], rtol=1e-5, atol=1e-5)
@@ -125,15 +138,16 @@ def test_blocks_compute_the_plain_layers_rows(pair: tuple[onnx.ModelProto, onnx.
 def test_a_graph_unlike_its_config_is_left_as_it_was() -> None:
     model = _graph(LOCAL)
     before = model.SerializeToString()
-    record = window_blocks(model, Window(LOCAL[:-1], HALF))
-    assert record["local_attention_blocks"] == 0 and "found 5 attention chains" in str(record["skipped"])
-    record = window_blocks(model, Window((True, True, True, False, True), HALF))
+    record = window_blocks(model, Window(LOCAL[:-1], HALF, HEADS))
+    assert record["local_blocks"] == 0 and "found 5 attention chains" in str(record["skipped"])
+    record = window_blocks(model, Window((True, True, True, False, True), HALF, HEADS))
     assert "one mask of their own" in str(record["skipped"])
     assert model.SerializeToString() == before
 
 
 def test_the_window_is_read_from_the_config() -> None:
-    config = SimpleNamespace(layer_types=["full_attention", "sliding_attention"], sliding_window=64)
-    assert local_window(config) == Window((False, True), 64)
-    assert local_window(SimpleNamespace(layer_types=["full_attention"] * 2, sliding_window=64)) is None
+    config = SimpleNamespace(layer_types=["full_attention", "sliding_attention"], sliding_window=64, num_attention_heads=12)
+    assert local_window(config) == Window((False, True), 64, 12)
+    config.layer_types = ["full_attention"] * 2
+    assert local_window(config) is None
     assert local_window(SimpleNamespace(num_hidden_layers=2)) is None
