@@ -29,9 +29,17 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
     if skipped:
         rows.append(("fusion skipped", str(skipped)[:200]))
     attention = opt.get("attention")
-    if attention:
+    if attention and "global_flash" in attention:  # a windowed model's global layers
+        n = attention["global_flash"]
+        rows.append(("flash attention", f"{n} global layer{'s' if n != 1 else ''}"))
+    elif attention:
         kept = attention.get("kept_packed") or []
         rows.append(("flash attention", f"{attention.get('flash_attention')} layers" + (f", {len(kept)} kept packed" if kept else "")))
+    local = opt.get("local_attention")
+    if local:
+        rows.append(("local attention", f"left as exported: {local['skipped']}" if local.get("skipped") else
+                     f"{local['local_blocks']} layer{'s' if local['local_blocks'] != 1 else ''} in blocks of {local['block']} tokens from {local['blocks_from_tokens']} "
+                     f"tokens on (each token sees {local['window']} either side)"))  # fmt: skip
     for attempt in opt.get("fallback_from") or []:
         rows.append(("fallback" if attempt.get("setting") else "int8 fallback", _fallback_row(attempt, q=opt.get("quantization"))))
     auto = opt.get("auto")

@@ -13,6 +13,7 @@ import pytest
 from tiny_families import FAMILIES, make_family, make_remote_code
 
 from embedrt import Embedder, UnsupportedModelError
+from embedrt._describe import describe_variant
 from embedrt.export import export_model
 from embedrt.export._archs import SPECS, Variant, spec_for
 from embedrt.export._texts import validation_texts
@@ -145,3 +146,6 @@ def test_modernbert_runs_local_layers_in_blocks_and_global_ones_on_the_flash_ker
     assert record["attention"] == {"global_flash": 1} and record["optimize"] is True
     assert any("1 local attention layer computed in blocks of 4 tokens from 17 tokens on" in line for line in log)
     assert max(len(ids) for ids in Embedder(bundle).tokenize(TEXTS).ids) > 17
+    rows = dict(describe_variant(Embedder(bundle).manifest))
+    assert rows["flash attention"] == "1 global layer"
+    assert rows["local attention"] == "1 layer in blocks of 4 tokens from 17 tokens on (each token sees 4 either side)"
