@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from embedrt._bundle import MODEL_NAME
+from embedrt._describe import describe_local_attention
 from embedrt._errors import ExportError
 from embedrt._types import BundleKind, Pooling, Precision, parse
 
@@ -25,7 +26,7 @@ from ._quantize import AUTO, METHODS, RECIPES, Int8Recipe
 from ._source import read_source
 from ._texts import calibration_extra, validation_texts
 from ._tokenizer import bundle_tokenizer
-from ._window import describe_window, local_window
+from ._window import local_window
 
 DEFAULT_OPSET = 17
 EXPORTERS = tuple(e.value for e in Exporter)
@@ -130,7 +131,7 @@ def export_model(
             + (", weights in model.onnx.data (external data)" if written.external_data else "")
             + (f"; {written.static_reshapes} Reshapes given constant target shapes" if written.static_reshapes else ""))
         if written.local_attention:
-            say(describe_window(written.local_attention))
+            say(f"local attention: {describe_local_attention(written.local_attention)}")
         inputs = _used_inputs(written.inputs, inputs, say)
         tok, pad_id = bundle_tokenizer(hf_tok, spec)
         padding_side = str(hf_tok.padding_side)

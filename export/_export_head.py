@@ -25,6 +25,7 @@ import torch
 from onnx import TensorProto, helper
 
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
+from embedrt._describe import describe_local_attention
 from embedrt._errors import UnsupportedModelError
 from embedrt._reranker import Reranker
 from embedrt._sparse_encoder import MAX_ACTIVE_INPUT, SparseEncoder
@@ -37,7 +38,7 @@ from ._kinds import HeadSource, read_head_source
 from ._manifest import tool_versions
 from ._tokenizer import bundle_tokenizer, write_tokenizer
 from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
-from ._window import describe_window, local_window, window_blocks
+from ._window import local_window, window_blocks
 
 Log = Callable[[str], None]
 
@@ -64,7 +65,7 @@ def export_head(
         log(f"exporting with torch.onnx ({exporter}, opset {opset}), inputs {inputs}")
         outputs, local = _export_graph(model, hf_tok, inputs, bundle / MODEL_NAME, opset, exporter, head)
         if local:
-            log(describe_window(local))
+            log(f"local attention: {describe_local_attention(local)}")
         tok, pad_id = bundle_tokenizer(hf_tok, head.spec)
         write_tokenizer(tok, bundle)
         graph_inputs = [*inputs, MAX_ACTIVE_INPUT] if isinstance(model, SpladeModel) else inputs

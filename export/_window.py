@@ -136,15 +136,6 @@ def _splice(model: onnx.ModelProto, chains: list[_Chain], per_layer: dict[str, l
     _drop_dead(model)
 
 
-def describe_window(record: dict[str, Any]) -> str:
-    """The export log's line for ``window_blocks``' record."""
-    if record.get("skipped"):
-        return f"local attention left as exported: {record['skipped']}"
-    n = record["local_blocks"]
-    return (f"{n} local attention layer{'s' if n != 1 else ''} computed in blocks of {record['block']} "
-            f"tokens from {record['blocks_from_tokens']} tokens on (each token sees {record['window']} either side)")
-
-
 def _chains(model: onnx.ModelProto) -> list[_Chain]:
     producer = {o: n for n in model.graph.node for o in n.output}
     readers: dict[str, list[onnx.NodeProto]] = {}

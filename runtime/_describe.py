@@ -37,9 +37,7 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
         rows.append(("flash attention", f"{attention.get('flash_attention')} layers" + (f", {len(kept)} kept packed" if kept else "")))
     local = opt.get("local_attention")
     if local:
-        rows.append(("local attention", f"left as exported: {local['skipped']}" if local.get("skipped") else
-                     f"{local['local_blocks']} layer{'s' if local['local_blocks'] != 1 else ''} in blocks of {local['block']} tokens from {local['blocks_from_tokens']} "
-                     f"tokens on (each token sees {local['window']} either side)"))  # fmt: skip
+        rows.append(("local attention", describe_local_attention(local)))
     for attempt in opt.get("fallback_from") or []:
         rows.append(("fallback" if attempt.get("setting") else "int8 fallback", _fallback_row(attempt, q=opt.get("quantization"))))
     auto = opt.get("auto")
@@ -111,6 +109,15 @@ def _preferred_row(preferred: dict[str, Any]) -> str:
     return (f"{preferred.get('device')} {preferred.get('precision_hint') or ''} on the graph in "
             f"{preferred.get('bundle')}/ ({preferred.get('times_the_bundle')}x the bundle's own where it was exported; "
             f"needs {', '.join(preferred.get('cpu_flags') or []) or 'nothing more'}): {here}")  # fmt: skip
+
+
+def describe_local_attention(record: dict[str, Any]) -> str:
+    """What the export did with a windowed model's local attention layers (its manifest record)."""
+    if record.get("skipped"):
+        return f"left as exported: {record['skipped']}"
+    n = record["local_blocks"]
+    return (f"{n} layer{'s' if n != 1 else ''} in blocks of {record['block']} tokens from "
+            f"{record['blocks_from_tokens']} tokens on (each token sees {record['window']} either side)")
 
 
 def _provider(precision: str) -> str:
