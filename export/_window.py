@@ -97,7 +97,7 @@ def window_blocks(model: onnx.ModelProto, window: Window, mask_input: str = "att
     if why:
         return {"local_blocks": 0, "skipped": why}
     local = [c for c, is_local in zip(chains, window.local, strict=True) if is_local]
-    per_layer = {c.last.name: _layer(c, f"window_block_{i}") for i, c in enumerate(local)}
+    per_layer = {c.last.output[0]: _layer(c, f"window_block_{i}") for i, c in enumerate(local)}
     _splice(model, local, per_layer, _shared(window, mask_input), _constants(window))
     return {"local_blocks": len(local), "window": window.half, "block": window.block,
             "blocks_from_tokens": window.from_tokens + 1}  # fmt: skip
@@ -112,7 +112,7 @@ def flash_globals(model: onnx.ModelProto, heads: int, mask_input: str = "attenti
         return {"global_flash": 0}
     per_layer, inits = {}, []
     for i, c in enumerate(chains):
-        per_layer[c.last.name], consts = _flash_layer(c, f"window_flash_{i}", heads)
+        per_layer[c.last.output[0]], consts = _flash_layer(c, f"window_flash_{i}", heads)
         inits += consts
     _splice(model, chains, per_layer, _flash_shared(mask_input), inits + _flash_constants(heads))
     if not any(o.domain == _MS for o in model.opset_import):
@@ -122,13 +122,14 @@ def flash_globals(model: onnx.ModelProto, heads: int, mask_input: str = "attenti
 
 def _splice(model: onnx.ModelProto, chains: list[_Chain], per_layer: dict[str, list[onnx.NodeProto]],
             shared: list[onnx.NodeProto], inits: list[TensorProto]) -> None:  # fmt: skip
-    """Each chain's nodes replaced by ``per_layer[its last node]``, ``shared`` first, dead nodes dropped."""
-    drop = {id(n) for c in chains for n in c.nodes}
+    """Each chain's nodes replaced by ``per_layer[its output]``, ``shared`` first, dead nodes dropped
+    (nodes are told apart by their first output: names may be empty)."""
+    drop = {n.output[0] for c in chains for n in c.nodes}
     nodes = list(shared)
     for n in model.graph.node:
-        if n.name in per_layer:
-            nodes.extend(per_layer[n.name])
-        elif id(n) not in drop:
+        if n.output and n.output[0] in per_layer:
+            nodes.extend(per_layer[n.output[0]])
+        elif not n.output or n.output[0] not in drop:
             nodes.append(n)
     del model.graph.node[:]
     model.graph.node.extend(nodes)

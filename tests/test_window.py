@@ -151,3 +151,15 @@ def test_the_window_is_read_from_the_config() -> None:
     config.layer_types = ["full_attention"] * 2
     assert local_window(config) is None
     assert local_window(SimpleNamespace(num_hidden_layers=2)) is None
+
+
+def test_nodes_without_names_are_rewritten_alike() -> None:
+    model = _graph(LOCAL)
+    for node in model.graph.node:
+        node.name = ""
+    assert window_blocks(model, Window(LOCAL, HALF, HEADS))["local_blocks"] == 3
+    assert flash_globals(model, HEADS) == {"global_flash": 2}
+    feeds = _feeds([20, 9], 20)
+    want, got = _run(_graph(LOCAL), feeds), _run(model, feeds)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1, :9], want[1, :9], rtol=1e-5, atol=1e-5)
