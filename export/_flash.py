@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-_MS = "com.microsoft"
+from ._graph import MS_DOMAIN, attr, ensure_ms_opset
 
 
 def flash_attention(model: onnx.ModelProto) -> dict[str, Any]:
@@ -51,10 +51,10 @@ def flash_attention(model: onnx.ModelProto) -> dict[str, Any]:
     for node in model.graph.node:
         why = (
             _unsupported(node, inits, consumers)
-            if node.op_type == "Attention" and node.domain == _MS
+            if node.op_type == "Attention" and node.domain == MS_DOMAIN
             else None
         )
-        if node.op_type != "Attention" or node.domain != _MS:
+        if node.op_type != "Attention" or node.domain != MS_DOMAIN:
             new_nodes.append(node)
         elif why is not None:
             kept.append(f"{node.name}: {why}")
@@ -62,28 +62,21 @@ def flash_attention(model: onnx.ModelProto) -> dict[str, Any]:
         else:
             mask = node.input[3] if len(node.input) > 3 else ""
             if mask and mask not in pads:
-                pads[mask] = _pad_indicator(mask, new_nodes, model)
+                pads[mask] = pad_indicator(mask, new_nodes, model)
             new_nodes.extend(_rewrite(node, inits, mask or None, pads, model))
             converted += 1
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
     inits.clear()
     _drop_unused(model)
-    _ensure_opset(model)
+    ensure_ms_opset(model)
     return {"flash_attention": converted, "kept_packed": kept}
-
-
-def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def _unsupported(
     node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], consumers: dict[str, int]
 ) -> str | None:
-    if _attr(node, "unidirectional", 0):
+    if attr(node, "unidirectional", 0):
         return "causal (unidirectional)"
     if any(node.input[4:]):
         return "past state or attention bias"
@@ -95,18 +88,19 @@ def _unsupported(
         or (len(node.input) > 2 and node.input[2] and node.input[2] not in inits)
     ):
         return "weights are not constants"
-    sizes = list(_attr(node, "qkv_hidden_sizes", []) or [])
+    sizes = list(attr(node, "qkv_hidden_sizes", []) or [])
     if sizes and len(set(sizes)) != 1:
         return f"unequal Q/K/V sizes {sizes}"
     w = inits[node.input[1]]
-    if len(w.dims) != 2 or w.dims[1] % 3 or (w.dims[1] // 3) % int(_attr(node, "num_heads", 1)):
+    if len(w.dims) != 2 or w.dims[1] % 3 or (w.dims[1] // 3) % int(attr(node, "num_heads", 1)):
         return f"weight shape {list(w.dims)} is not [D, 3 * heads * head_size]"
     return None
 
 
-def _pad_indicator(mask: str, nodes: list[onnx.NodeProto], model: onnx.ModelProto) -> str:
-    """[B, S, 1] float: 1 where ``mask`` (0/1, [B, S]) marks padding, 0 on real tokens."""
-    base = f"EmbedrtFlash_pad_{len(nodes)}"
+def pad_indicator(mask: str, nodes: list[onnx.NodeProto], model: onnx.ModelProto, base: str = "") -> str:
+    """[B, S, 1] float: 1 where ``mask`` (0/1, [B, S]) marks padding, 0 on real tokens; its nodes are
+    appended to ``nodes``, named from ``base`` (default: by their place in ``nodes``)."""
+    base = base or f"EmbedrtFlash_pad_{len(nodes)}"
     one, axis = f"{base}_one", f"{base}_axis"
     model.graph.initializer.extend([
         numpy_helper.from_array(np.array(1.0, np.float32), one),
@@ -132,14 +126,14 @@ def _rewrite(
     node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], mask: str | None, shared: dict[Any, str],
     model: onnx.ModelProto,
 ) -> list[onnx.NodeProto]:  # fmt: skip
-    heads = int(_attr(node, "num_heads", 1))
+    heads = int(attr(node, "num_heads", 1))
     w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
     d = w.shape[1] // 3
     b = (numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
          if len(node.input) > 2 and node.input[2] else np.zeros(3 * d, np.float32))  # fmt: skip
     head = d // heads
-    scale = float(_attr(node, "scale", 0.0)) or 1.0 / float(np.sqrt(head))
-    filler = float(_attr(node, "mask_filter_value", -10000.0))
+    scale = float(attr(node, "scale", 0.0)) or 1.0 / float(np.sqrt(head))
+    filler = float(attr(node, "mask_filter_value", -10000.0))
     x, name = node.input[0], node.name or "Attention"
     tensors = {
         "wq": _widen(w[:, :d], heads, 0.0), "bq": _widen(b[:d], heads, 1.0),
@@ -175,7 +169,7 @@ def _rewrite(
         key = f"{name}_k"
     out.append(helper.make_node(
         "MultiHeadAttention", [f"{name}_q", key, f"{name}_v"], [node.output[0]], name=f"{name}_flash",
-        domain=_MS, num_heads=heads, scale=scale,
+        domain=MS_DOMAIN, num_heads=heads, scale=scale,
     ))  # fmt: skip
     return out
 
@@ -186,7 +180,3 @@ def _drop_unused(model: onnx.ModelProto) -> None:
     for i in reversed(gone):  # in place: rebuilding the list would copy every weight that stays
         del model.graph.initializer[i]
 
-
-def _ensure_opset(model: onnx.ModelProto) -> None:
-    if not any(o.domain == _MS for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(_MS, 1))

@@ -15,6 +15,23 @@ POOLING_OPS = {"ReduceSum", "ReduceMax", "ReduceMean", "ReduceL2"}
 EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
+MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib operators
+
+
+def attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
+    """``node``'s attribute ``name``, or ``default`` when it has none."""
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def ensure_ms_opset(model: onnx.ModelProto) -> None:
+    """Declare the contrib operators' domain in ``model`` (once)."""
+    if not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(MS_DOMAIN, 1))
+
+
 def index_graph(
     model: onnx.ModelProto,
 ) -> tuple[dict[str, onnx.NodeProto], dict[str, onnx.TensorProto], dict[str, int]]:

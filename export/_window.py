@@ -42,7 +42,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-_MS = "com.microsoft"
+from ._flash import pad_indicator
+from ._graph import MS_DOMAIN, attr, ensure_ms_opset, links
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,15 @@ def flash_globals(model: onnx.ModelProto, heads: int, mask_input: str = "attenti
     chains = _chains(model)
     if not chains or mask_input not in {i.name for i in model.graph.input}:
         return {"global_flash": 0}
+    shared: list[onnx.NodeProto] = []
+    pad = pad_indicator(mask_input, shared, model, base="window_flash_pad")  # [B, S, 1]
+    shared.append(helper.make_node("Unsqueeze", [pad, "flash_axis_3"], ["flash_pad"], name="flash_pad_Unsqueeze"))
     per_layer, inits = {}, []
     for i, c in enumerate(chains):
         per_layer[c.last.output[0]], consts = _flash_layer(c, f"window_flash_{i}", heads)
         inits += consts
-    _splice(model, chains, per_layer, _flash_shared(mask_input), inits + _flash_constants(heads))
-    if not any(o.domain == _MS for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(_MS, 1))
+    _splice(model, chains, per_layer, shared, inits + _flash_constants(heads))
+    ensure_ms_opset(model)
     return {"global_flash": len(chains)}
 
 
@@ -138,17 +141,13 @@ def _splice(model: onnx.ModelProto, chains: list[_Chain], per_layer: dict[str, l
 
 
 def _chains(model: onnx.ModelProto) -> list[_Chain]:
-    producer = {o: n for n in model.graph.node for o in n.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    readers, producer = links(model)
     consts = {t.name: t for t in model.graph.initializer if t.data_location != TensorProto.EXTERNAL}
     consts.update({n.output[0]: n.attribute[0].t for n in model.graph.node
                    if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})  # fmt: skip
     chains = []
     for sm in model.graph.node:
-        if sm.op_type != "Softmax" or _attr(sm, "axis", -1) not in (-1, 3):
+        if sm.op_type != "Softmax" or attr(sm, "axis", -1) not in (-1, 3):
             continue
         add = producer.get(sm.input[0])
         if add is None or add.op_type != "Add":
@@ -164,11 +163,11 @@ def _chains(model: onnx.ModelProto) -> list[_Chain]:
             scale = None
         first = producer.get(scores)
         kt = producer.get(first.input[1]) if first is not None and first.op_type == "MatMul" else None
-        if first is None or kt is None or kt.op_type != "Transpose" or list(_attr(kt, "perm", [])) != [0, 1, 3, 2]:
+        if first is None or kt is None or kt.op_type != "Transpose" or list(attr(kt, "perm", [])) != [0, 1, 3, 2]:
             continue
         chain = [first, *([scale] if scale else []), add, sm]
         out = sm.output[0]
-        while len(readers.get(out, [])) == 1 and readers[out][0].op_type == "Cast" and _attr(readers[out][0], "to", 0) == TensorProto.FLOAT:
+        while len(readers.get(out, [])) == 1 and readers[out][0].op_type == "Cast" and attr(readers[out][0], "to", 0) == TensorProto.FLOAT:
             chain.append(readers[out][0])
             out = readers[out][0].output[0]
         last = readers.get(out, [])
@@ -195,13 +194,6 @@ def _mismatch(model: onnx.ModelProto, chains: list[_Chain], window: Window, mask
     if len(local) != 1 or local & other:
         return "the local layers do not read one mask of their own"
     return None
-
-
-def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def _i64(name: str, values: list[int]) -> TensorProto:
@@ -305,26 +297,8 @@ def _layer(c: _Chain, name: str) -> list[onnx.NodeProto]:
 
 
 def _flash_constants(heads: int) -> list[TensorProto]:
-    return [
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "flash_f1"), _i64("flash_axes_23", [2, 3]),
-        numpy_helper.from_array(np.ones((1, 1, heads, 1), dtype=np.float32), "flash_heads"),
-        _i64("flash_last_pad", [0, 0, 0, 0, 0, 0, 0, 1]), _i64("flash_flat", [0, 0, -1]),
-        _i64("flash_heads_shape", [0, 0, heads, -1]),
-    ]  # fmt: skip
-
-
-def _flash_shared(mask: str) -> list[onnx.NodeProto]:
-    """Once per graph: 1 for each padding token, [B, S, heads, 1]."""
-
-    def n(op: str, inputs: list[str], outputs: list[str], **attrs: Any) -> onnx.NodeProto:
-        return helper.make_node(op, inputs, outputs, name=f"{outputs[0]}_{op}", **attrs)
-
-    return [
-        n("Cast", [mask], ["flash_maskf"], to=TensorProto.FLOAT),
-        n("Sub", ["flash_f1", "flash_maskf"], ["flash_pad"]),
-        n("Unsqueeze", ["flash_pad", "flash_axes_23"], ["flash_pad4"]),
-        n("Mul", ["flash_pad4", "flash_heads"], ["flash_padh"]),
-    ]
+    return [_i64("flash_axis_3", [3]), _i64("flash_last_pad", [0, 0, 0, 0, 0, 0, 0, 1]), _i64("flash_flat", [0, 0, -1]),
+            _i64("flash_heads_shape", [0, 0, heads, -1])]  # fmt: skip
 
 
 def _flash_layer(c: _Chain, name: str, heads: int) -> tuple[list[onnx.NodeProto], list[TensorProto]]:
@@ -335,18 +309,18 @@ def _flash_layer(c: _Chain, name: str, heads: int) -> tuple[list[onnx.NodeProto]
     e = float(np.sqrt(10000.0 / abs(c.factor)))
     t = {k: f"{name}_{k}" for k in ("qt", "q1", "q", "kcol", "kt", "k1", "k", "vt", "v", "y", "y4")}
     consts = [numpy_helper.from_array(np.array(e, dtype=np.float32), f"{name}_e"),
-              numpy_helper.from_array(np.array(-e, dtype=np.float32), f"{name}_minus_e")]  # fmt: skip
+              numpy_helper.from_array(np.full((1, 1, heads, 1), -e, dtype=np.float32), f"{name}_minus_e")]  # fmt: skip
     return [
         n("Transpose", [c.q], [t["qt"]], perm=[0, 2, 1, 3], name=f"{name}_qt"),
         n("Pad", [t["qt"], "flash_last_pad", f"{name}_e"], [t["q1"]], name=f"{name}_qcol"),
         n("Reshape", [t["q1"], "flash_flat"], [t["q"]], name=f"{name}_qflat"),
         n("Transpose", [c.k], [t["kt"]], perm=[0, 2, 1, 3], name=f"{name}_kt"),
-        n("Mul", ["flash_padh", f"{name}_minus_e"], [t["kcol"]], name=f"{name}_kpad"),
+        n("Mul", ["flash_pad", f"{name}_minus_e"], [t["kcol"]], name=f"{name}_kpad"),  # [B, S, heads, 1]
         n("Concat", [t["kt"], t["kcol"]], [t["k1"]], axis=3, name=f"{name}_kcol"),
         n("Reshape", [t["k1"], "flash_flat"], [t["k"]], name=f"{name}_kflat"),
         n("Transpose", [c.v], [t["vt"]], perm=[0, 2, 1, 3], name=f"{name}_vt"),
         n("Reshape", [t["vt"], "flash_flat"], [t["v"]], name=f"{name}_vflat"),
-        n("MultiHeadAttention", [t["q"], t["k"], t["v"]], [t["y"]], domain=_MS, num_heads=heads,
+        n("MultiHeadAttention", [t["q"], t["k"], t["v"]], [t["y"]], domain=MS_DOMAIN, num_heads=heads,
           scale=c.factor, name=f"{name}_attention"),
         n("Reshape", [t["y"], "flash_heads_shape"], [t["y4"]], name=f"{name}_heads"),
         n("Transpose", [t["y4"]], [c.last.output[0]], perm=[0, 2, 1, 3], name=f"{name}_out"),
