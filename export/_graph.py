@@ -100,17 +100,9 @@ def static_reshapes(model: onnx.ModelProto) -> int:
     inputs), that piece becomes ``0`` (Reshape's "copy this dim"), and a fully constant target shape
     replaces the subgraph. Returns how many Reshapes were rewritten; the dead nodes are dropped.
     """
-    from onnx import numpy_helper, shape_inference
+    from onnx import numpy_helper
 
-    inferred = shape_inference.infer_shapes(_skeleton(model))
-    dims: dict[str, list[str | int | None]] = {}
-    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
-        t = vi.type.tensor_type
-        if t.HasField("shape"):
-            dims[vi.name] = [
-                d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
-                for d in t.shape.dim
-            ]
+    dims = inferred_dims(model)
     producer = {o: n for n in model.graph.node for o in n.output}
     consts: dict[str, Any] = {  # shape pieces are small: the weights are neither read nor copied
         t.name: numpy_helper.to_array(t) for t in model.graph.initializer if _small_inline(t, 64 * 8)
@@ -154,10 +146,26 @@ def static_reshapes(model: onnx.ModelProto) -> int:
         model.graph.initializer.append(numpy_helper.from_array(np.array(values, dtype=np.int64), name))
         n.input[1] = name
         rewritten += 1
-    has_subgraphs = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute)
-    if rewritten and not has_subgraphs:  # names used inside subgraphs are not tracked here
-        _drop_dead(model)
+    if rewritten:
+        drop_dead(model)
     return rewritten
+
+
+def inferred_dims(model: onnx.ModelProto) -> dict[str, list[str | int | None]]:
+    """Each tensor's dims as ONNX shape inference finds them: a size, the symbolic name (``batch``,
+    ``sequence``) or None where unknown; tensors without a known rank are left out."""
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(_skeleton(model))
+    dims: dict[str, list[str | int | None]] = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            dims[vi.name] = [
+                d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
+                for d in t.shape.dim
+            ]
+    return dims
 
 
 def _small_inline(t: onnx.TensorProto, small: int) -> bool:
@@ -180,7 +188,11 @@ def _skeleton(model: onnx.ModelProto, small: int = 4096) -> onnx.ModelProto:
     return onnx.helper.make_model(skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version)
 
 
-def _drop_dead(model: onnx.ModelProto) -> None:
+def drop_dead(model: onnx.ModelProto) -> None:
+    """Remove the nodes none of whose outputs is read, and the initializers nothing reads; a graph
+    with subgraphs (which may read any outer tensor) is left whole."""
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute):
+        return
     live = {o.name for o in model.graph.output}
     keep: list[onnx.NodeProto] = []
     for node in reversed(model.graph.node):

@@ -12,7 +12,7 @@ import gc
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from ._graph import needs_external
 from ._onnx import save_model
 from ._optimize import fused_counts, optimize_graph
 from ._quantize import RECIPE, Int8Recipe, quantize_int8
+from ._rotary import fuse_rotary
 from ._smooth import Feeds
 from ._window import flash_globals
 
@@ -49,9 +50,13 @@ def apply_variant(
     ``True`` applies every onnxruntime fusion and fails where nothing fuses. On the CPU precisions
     fused attention is rewritten for the flash kernel (``_flash``); ``info["window"]`` (a
     ``_window.Window``: the fp32 graph has its local layers in blocks) puts the plain global layers
-    on the flash kernel there too, unless ``optimize`` is False (a graph for OpenVINO).
+    on the flash kernel there too, unless ``optimize`` is False (a graph for OpenVINO); so do rotary
+    embeddings go on onnxruntime's rotary kernel (``_rotary``; tables of the config's
+    ``max_position_embeddings`` or the spec's ``max_seq_length`` positions, the longer).
     ``int8_recipe`` defaults to ``_quantize.RECIPE``; ``calibration``
-    (batches of graph inputs) is what its ``smooth`` method calibrates on. Returns ``{"precision", "optimize", "fused_ops", "quantization" | "fp16"}``.
+    (batches of graph inputs) is what its ``smooth`` method calibrates on. Returns ``{"precision",
+    "optimize", "fused_ops", "quantization" | "fp16"}``, with ``"rotary"`` where the graph has rotary
+    embeddings.
     """
     prec = parse(Precision, precision, "precision")
     config = _config(info)
@@ -81,10 +86,19 @@ def apply_variant(
             window = info.get("window")
             if cpu and window is not None:  # the plain global layers of a windowed graph, for the flash kernel
                 flashed = Path(tmp) / "flash.onnx"
-                flash = _flash_globals(src, flashed, window.heads)
+                flash = _rewritten(src, flashed, lambda m: flash_globals(m, window.heads), "global_flash")
                 if flash["global_flash"]:
                     record.update(optimize=True, attention=flash)
                     src = flashed
+        positions = _positions(info, config)
+        if cpu and optimize is not False and positions:  # onnxruntime's rotary kernel, where the graph has rotary
+            rotated = Path(tmp) / "rotary.onnx"
+            rotary = _rewritten(src, rotated, lambda m: fuse_rotary(m, positions), "rotary")
+            if rotary:
+                record["rotary"] = rotary
+            if rotary.get("rotary"):
+                record["optimize"] = True
+                src = rotated
         if prec is Precision.INT8:
             record["quantization"] = quantize_int8(
                 src, out_path, int8_recipe or RECIPE, fused=bool(record["optimize"]), calibration=calibration
@@ -136,14 +150,22 @@ def without_tool_notices() -> Iterator[None]:
             logging.getLogger(name).removeFilter(bound)
 
 
-def _flash_globals(src: Path, out: Path, heads: int) -> dict[str, Any]:
+def _rewritten(src: Path, out: Path, rewrite: Callable[[Any], dict[str, Any]], count: str) -> dict[str, Any]:
+    """``rewrite`` applied to the graph at ``src``, saved to ``out`` where its record's ``count`` is
+    not zero; the record."""
     import onnx
 
     model = onnx.load(str(src))
-    record = flash_globals(model, heads)
-    if record["global_flash"]:
+    record = rewrite(model)
+    if record.get(count):
         save_model(model, out, needs_external(model))
     return record
+
+
+def _positions(info: dict[str, Any], config: dict[str, Any]) -> int:
+    """How many positions the rotary tables cover: the model's and the bundle's longest input."""
+    spec_length = getattr(info.get("spec"), "max_seq_length", None)
+    return max(int(config.get("max_position_embeddings") or 0), int(spec_length or 0))
 
 
 def _config(info: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ._flash import pad_indicator
-from ._graph import MS_DOMAIN, attr, ensure_ms_opset, links
+from ._graph import MS_DOMAIN, attr, drop_dead, ensure_ms_opset, links
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def _splice(model: onnx.ModelProto, chains: list[_Chain], per_layer: dict[str, l
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     model.graph.initializer.extend(inits)
-    _drop_dead(model)
+    drop_dead(model)
 
 
 def _chains(model: onnx.ModelProto) -> list[_Chain]:
@@ -325,22 +325,3 @@ def _flash_layer(c: _Chain, name: str, heads: int) -> tuple[list[onnx.NodeProto]
         n("Reshape", [t["y"], "flash_heads_shape"], [t["y4"]], name=f"{name}_heads"),
         n("Transpose", [t["y4"]], [c.last.output[0]], perm=[0, 2, 1, 3], name=f"{name}_out"),
     ], consts
-
-
-def _drop_dead(model: onnx.ModelProto) -> None:
-    """Remove nodes none of whose outputs is read (the local layers' old mask, mostly)."""
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute):
-        return  # a subgraph may read any outer tensor: leave the graph whole
-    keep = {o.name for o in model.graph.output}
-    nodes = list(model.graph.node)
-    live: list[onnx.NodeProto] = []
-    for node in reversed(nodes):
-        if any(o in keep for o in node.output):
-            live.append(node)
-            keep.update(node.input)
-    del model.graph.node[:]
-    model.graph.node.extend(reversed(live))
-    used = {i for n in model.graph.node for i in n.input}
-    inits = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(inits)

@@ -38,6 +38,9 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
     local = opt.get("local_attention")
     if local:
         rows.append(("local attention", describe_local_attention(local)))
+    rotary = opt.get("rotary")
+    if rotary:
+        rows.append(("rotary embeddings", _rotary_row(rotary)))
     for attempt in opt.get("fallback_from") or []:
         rows.append(("fallback" if attempt.get("setting") else "int8 fallback", _fallback_row(attempt, q=opt.get("quantization"))))
     auto = opt.get("auto")
@@ -118,6 +121,14 @@ def describe_local_attention(record: dict[str, Any]) -> str:
     n = record["local_blocks"]
     return (f"{n} layer{'s' if n != 1 else ''} in blocks of {record['block']} tokens from "
             f"{record['blocks_from_tokens']} tokens on (each token sees {record['window']} either side)")
+
+
+def _rotary_row(record: dict[str, Any]) -> str:
+    n = record.get("rotary") or 0
+    row = f"{n} on onnxruntime's RotaryEmbedding (positions up to {record['positions']})" if n else ""
+    if record.get("left"):
+        row += ("; " if row else "") + f"{record['left']} left as exported: {record.get('why')}"
+    return row
 
 
 def _provider(precision: str) -> str:

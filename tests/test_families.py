@@ -149,3 +149,26 @@ def test_modernbert_runs_local_layers_in_blocks_and_global_ones_on_the_flash_ker
     rows = dict(describe_variant(Embedder(bundle).manifest))
     assert rows["flash attention"] == "1 global layer"
     assert rows["local attention"] == "1 layer in blocks of 4 tokens from 17 tokens on (each token sees 4 either side)"
+
+
+ROTARY = ("modernbert", "qwen3", "qwen2", "mistral", "llama", "gemma3_text")
+
+
+@pytest.mark.parametrize("name", ROTARY)
+def test_rotary_embeddings_run_on_onnxruntimes_kernel(name: str, family: Callable[..., tuple[Path, Path, list[str]]]) -> None:
+    """Every query and key rotation of the default (CPU) graph is one ``RotaryEmbedding``; the family
+    test above compares that graph with sentence-transformers, texts at the longest length included."""
+    import onnx
+
+    source, bundle, _ = family(name)
+    m = Embedder(bundle).manifest
+    config = json.loads((source / "config.json").read_text())
+    layers = config["num_hidden_layers"]
+    want = max(config["max_position_embeddings"], m.max_seq_length)
+    assert m.optimizations["rotary"] == {"rotary": 2 * layers, "positions": want}
+    graph = onnx.load(str(bundle / "model.onnx")).graph
+    assert sum(n.op_type == "RotaryEmbedding" for n in graph.node) == 2 * layers
+    assert not any(n.op_type == "Neg" for n in graph.node)  # nothing of the rotations is left behind
+    assert m.optimizations["fused_ops"]["RotaryEmbedding"] == 2 * layers and m.optimizations["optimize"] is True
+    rows = dict(describe_variant(m))
+    assert rows["rotary embeddings"] == f"{2 * layers} on onnxruntime's RotaryEmbedding (positions up to {want})"
