@@ -54,7 +54,8 @@ def _rope_graph(positions: str = "shape", halves: str = "concat", cut: int = D /
     ]
     ints = {"zero": 0, "one": 1, "two": 2, "eight": 8, "start": [0], "cut": [cut], "big": [2**62], "axis1": [1],
             "axis_last": [-1], "axes01": [0, 1], "flat_shape": [0, -1]}  # fmt: skip
-    inits = [numpy_helper.from_array(np.array(v, dtype=np.int64), k) for k, v in ints.items()]
+    used = {i for node in nodes for i in node.input}
+    inits = [numpy_helper.from_array(np.array(v, dtype=np.int64), k) for k, v in ints.items() if k in used]
     inits.append(numpy_helper.from_array(inv.astype(np.float32), "inv_freq"))
     graph = helper.make_graph(
         nodes, "rope",
