@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 # The reductions that pool token embeddings into a sentence embedding: the graph after them (pooling,
 # Dense, Normalize) is kept in fp32 by every lossy pass.
@@ -100,8 +101,6 @@ def static_reshapes(model: onnx.ModelProto) -> int:
     inputs), that piece becomes ``0`` (Reshape's "copy this dim"), and a fully constant target shape
     replaces the subgraph. Returns how many Reshapes were rewritten; the dead nodes are dropped.
     """
-    from onnx import numpy_helper
-
     dims = inferred_dims(model)
     producer = {o: n for n in model.graph.node for o in n.output}
     consts: dict[str, Any] = {  # shape pieces are small: the weights are neither read nor copied
@@ -166,6 +165,84 @@ def inferred_dims(model: onnx.ModelProto) -> dict[str, list[str | int | None]]:
                 for d in t.shape.dim
             ]
     return dims
+
+
+# The symbolic dims of the exported graphs' inputs, and a key for every other unknown dim (shape
+# inference loses the names past some operators): each evaluation gives it a size of its own.
+BATCH, SEQUENCE, OTHER = "batch", "sequence", ""
+
+
+def shape_values(model: onnx.ModelProto, tensors: list[str], dims: dict[str, list[Any]],
+                  sizes: tuple[dict[str, int], dict[str, int]] = ({BATCH: 1, SEQUENCE: 5, OTHER: 3}, {BATCH: 2, SEQUENCE: 9, OTHER: 4}),
+                  ) -> dict[str, np.ndarray] | str:  # fmt: skip
+    """The values of ``tensors``, computed from constants and the shapes of other tensors only,
+    evaluated at both ``sizes`` of the symbolic dims and required to agree; or why not."""
+    first = evaluate_from_shapes(model, tensors, dims, sizes[0])
+    if isinstance(first, str):
+        return first
+    second = evaluate_from_shapes(model, tensors, dims, sizes[1])
+    if isinstance(second, str):
+        return second
+    for t in tensors:
+        if first[t].shape != second[t].shape or not np.array_equal(first[t], second[t]):
+            return f"{t!r} depends on the batch or the length"
+    return first
+
+
+def evaluate_from_shapes(model: onnx.ModelProto, tensors: list[str], dims: dict[str, list[Any]],
+              sizes: dict[str, int]) -> dict[str, np.ndarray] | str:  # fmt: skip
+    """Run the nodes ``tensors`` depend on, each ``Shape`` replaced by its value at ``sizes``;
+    why not where a tensor depends on more than constants and shapes."""
+    import onnxruntime as ort
+
+    _, producer = links(model)
+    inits = {t.name: t for t in model.graph.initializer}
+    given = {t: numpy_helper.to_array(inits[t]) for t in tensors if t in inits}
+    tensors = [t for t in tensors if t not in inits]
+    if not tensors:
+        return given
+    needed, nodes, seen, consts = list(tensors), set(), set(), []
+    while needed:
+        t = needed.pop()
+        if not t or t in seen:
+            continue
+        seen.add(t)
+        if t in inits:
+            consts.append(inits[t])
+            continue
+        n = producer.get(t)
+        if n is None:
+            return f"{tensors[0]!r} depends on the graph's input {t!r}, not only on its shape"
+        if id(n) in nodes:
+            continue
+        nodes.add(id(n))
+        if n.op_type != "Shape":
+            needed.extend(n.input)
+    order: list[onnx.NodeProto] = []
+    for n in model.graph.node:
+        if id(n) not in nodes:
+            continue
+        if n.op_type == "Shape":
+            shape = dims.get(n.input[0])
+            if shape is None or any(isinstance(v, int) and v <= 0 for v in shape):
+                return f"the rank of {n.input[0]!r} is not known"
+            value = [v if isinstance(v, int) else sizes.get(v or "", sizes[OTHER]) for v in shape]
+            start, end = attr(n, "start", 0), attr(n, "end", None)
+            arr = np.array(value, dtype=np.int64)[start:end]
+            order.append(helper.make_node("Constant", [], list(n.output), value=numpy_helper.from_array(arr)))
+        else:
+            order.append(n)
+    graph = helper.make_graph(order, "shape_values", [], [helper.make_empty_tensor_value_info(t) for t in tensors], consts)
+    sub = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 4  # a failure is returned as the reason, not logged
+    try:
+        session = ort.InferenceSession(sub.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return {**given, **dict(zip(tensors, session.run(tensors, {}), strict=True))}
+    except Exception as e:  # a subgraph onnxruntime cannot run alone: leave the graph as it is
+        return f"{tensors[0]!r} could not be computed at export ({str(e).splitlines()[0][:200]})"
 
 
 def _small_inline(t: onnx.TensorProto, small: int) -> bool:

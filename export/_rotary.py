@@ -33,11 +33,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ._graph import MS_DOMAIN, attr, drop_dead, ensure_ms_opset, inferred_dims, links
-
-# The symbolic dims of the exported graphs' inputs, and a key for every other unknown dim (shape
-# inference loses the names past some operators): each evaluation gives it a size of its own.
-_BATCH, _SEQUENCE, _OTHER = "batch", "sequence", ""
+from ._graph import (
+    BATCH,
+    MS_DOMAIN,
+    OTHER,
+    SEQUENCE,
+    attr,
+    drop_dead,
+    ensure_ms_opset,
+    evaluate_from_shapes,
+    inferred_dims,
+    links,
+    shape_values,
+)
 
 
 @dataclass
@@ -69,7 +77,7 @@ def fuse_rotary(model: onnx.ModelProto, positions: int) -> dict[str, Any]:
         else:
             heads[i] = d
     params = [t for i, r in enumerate(found) if i in heads for s in r.slices for t in s.input[1:] if t]
-    cut = _shape_values(model, sorted(set(params)), dims)
+    cut = shape_values(model, sorted(set(params)), dims)
     if isinstance(cut, str):
         return {"rotary": 0, "left": len(found), "why": cut}
     for i in list(heads):
@@ -152,29 +160,12 @@ def _bad_cut(r: _Rotary, values: dict[str, np.ndarray], d: int) -> str | None:
     return None
 
 
-def _shape_values(model: onnx.ModelProto, tensors: list[str], dims: dict[str, list[Any]],
-                  sizes: tuple[dict[str, int], dict[str, int]] = ({_BATCH: 1, _SEQUENCE: 5, _OTHER: 3}, {_BATCH: 2, _SEQUENCE: 9, _OTHER: 4}),
-                  ) -> dict[str, np.ndarray] | str:  # fmt: skip
-    """The values of ``tensors``, computed from constants and the shapes of other tensors only,
-    evaluated at both ``sizes`` of the symbolic dims and required to agree; or why not."""
-    first = _evaluate(model, tensors, dims, sizes[0])
-    if isinstance(first, str):
-        return first
-    second = _evaluate(model, tensors, dims, sizes[1])
-    if isinstance(second, str):
-        return second
-    for t in tensors:
-        if first[t].shape != second[t].shape or not np.array_equal(first[t], second[t]):
-            return f"{t!r} depends on the batch or the length"
-    return first
-
-
 def _tables(model: onnx.ModelProto, tensors: list[str], dims: dict[str, list[Any]], positions: int,
             heads: dict[int, int], found: list[_Rotary]) -> dict[str, np.ndarray] | str:  # fmt: skip
     """``[positions, h]`` tables of the ``cos`` / ``sin`` tensors that are rotate-half tables of
     positions ``0 .. S - 1`` (missing from the result where one is not), or why none can be read."""
     width = {t: heads[i] for i in heads for t in (found[i].cos, found[i].sin)}
-    short = _evaluate(model, tensors, dims, {_BATCH: 2, _SEQUENCE: 7, _OTHER: 3})
+    short = evaluate_from_shapes(model, tensors, dims, {BATCH: 2, SEQUENCE: 7, OTHER: 3})
     if isinstance(short, str):
         return short
     # one representative per distinct table (each layer reads its own copy of the same table)
@@ -185,7 +176,7 @@ def _tables(model: onnx.ModelProto, tensors: list[str], dims: dict[str, list[Any
         if same is None:
             reps.append(t)
         groups[t] = same or t
-    full = _evaluate(model, reps, dims, {_BATCH: 2, _SEQUENCE: positions, _OTHER: 3})
+    full = evaluate_from_shapes(model, reps, dims, {BATCH: 2, SEQUENCE: positions, OTHER: 3})
     if isinstance(full, str):
         return full
     out: dict[str, np.ndarray] = {}
@@ -210,62 +201,6 @@ def _rows(v: np.ndarray, length: int, d: int) -> np.ndarray | None:
     if not all(np.array_equal(lead[0], lead[k]) for k in range(1, lead.shape[0])):
         return None
     return lead[0]
-
-
-def _evaluate(model: onnx.ModelProto, tensors: list[str], dims: dict[str, list[Any]],
-              sizes: dict[str, int]) -> dict[str, np.ndarray] | str:  # fmt: skip
-    """Run the nodes ``tensors`` depend on, each ``Shape`` replaced by its value at ``sizes``;
-    why not where a tensor depends on more than constants and shapes."""
-    import onnxruntime as ort
-
-    _, producer = links(model)
-    inits = {t.name: t for t in model.graph.initializer}
-    given = {t: numpy_helper.to_array(inits[t]) for t in tensors if t in inits}
-    tensors = [t for t in tensors if t not in inits]
-    if not tensors:
-        return given
-    needed, nodes, seen, consts = list(tensors), set(), set(), []
-    while needed:
-        t = needed.pop()
-        if not t or t in seen:
-            continue
-        seen.add(t)
-        if t in inits:
-            consts.append(inits[t])
-            continue
-        n = producer.get(t)
-        if n is None:
-            return f"{tensors[0]!r} depends on the graph's input {t!r}, not only on its shape"
-        if id(n) in nodes:
-            continue
-        nodes.add(id(n))
-        if n.op_type != "Shape":
-            needed.extend(n.input)
-    order: list[onnx.NodeProto] = []
-    for n in model.graph.node:
-        if id(n) not in nodes:
-            continue
-        if n.op_type == "Shape":
-            shape = dims.get(n.input[0])
-            if shape is None or any(isinstance(v, int) and v <= 0 for v in shape):
-                return f"the rank of {n.input[0]!r} is not known"
-            value = [v if isinstance(v, int) else sizes.get(v or "", sizes[_OTHER]) for v in shape]
-            start, end = attr(n, "start", 0), attr(n, "end", None)
-            arr = np.array(value, dtype=np.int64)[start:end]
-            order.append(helper.make_node("Constant", [], list(n.output), value=numpy_helper.from_array(arr)))
-        else:
-            order.append(n)
-    graph = helper.make_graph(order, "shape_values", [], [helper.make_empty_tensor_value_info(t) for t in tensors], consts)
-    sub = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 4  # a failure is returned as the reason, not logged
-    try:
-        session = ort.InferenceSession(sub.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return {**given, **dict(zip(tensors, session.run(tensors, {}), strict=True))}
-    except Exception as e:  # a subgraph onnxruntime cannot run alone: leave the graph as it is
-        return f"the rotary tables could not be computed at export ({str(e).splitlines()[0][:200]})"
 
 
 def _splice(model: onnx.ModelProto, found: list[_Rotary], kept: list[int],

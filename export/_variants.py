@@ -25,6 +25,7 @@ from ._fp16 import convert_fp16
 from ._graph import needs_external
 from ._onnx import save_model
 from ._optimize import fused_counts, optimize_graph
+from ._products import split_products
 from ._quantize import RECIPE, Int8Recipe, quantize_int8
 from ._rotary import fuse_rotary
 from ._smooth import Feeds
@@ -52,11 +53,12 @@ def apply_variant(
     ``_window.Window``: the fp32 graph has its local layers in blocks) puts the plain global layers
     on the flash kernel there too, unless ``optimize`` is False (a graph for OpenVINO); so do rotary
     embeddings go on onnxruntime's rotary kernel (``_rotary``; tables of the config's
-    ``max_position_embeddings`` or the spec's ``max_seq_length`` positions, the longer).
+    ``max_position_embeddings`` or the spec's ``max_seq_length`` positions, the longer) and
+    products cut in slices become one product per slice (``_products``).
     ``int8_recipe`` defaults to ``_quantize.RECIPE``; ``calibration``
     (batches of graph inputs) is what its ``smooth`` method calibrates on. Returns ``{"precision",
-    "optimize", "fused_ops", "quantization" | "fp16"}``, with ``"rotary"`` where the graph has rotary
-    embeddings.
+    "optimize", "fused_ops", "quantization" | "fp16"}``, with ``"rotary"`` and ``"split_products"``
+    where the graph has them.
     """
     prec = parse(Precision, precision, "precision")
     config = _config(info)
@@ -86,19 +88,18 @@ def apply_variant(
             window = info.get("window")
             if cpu and window is not None:  # the plain global layers of a windowed graph, for the flash kernel
                 flashed = Path(tmp) / "flash.onnx"
-                flash = _rewritten(src, flashed, lambda m: flash_globals(m, window.heads), "global_flash")
+                flash = _rewritten(src, flashed, lambda m: flash_globals(m, window.heads), lambda r: bool(r["global_flash"]))
                 if flash["global_flash"]:
                     record.update(optimize=True, attention=flash)
                     src = flashed
-        positions = _positions(info, config)
-        if cpu and optimize is not False and positions:  # onnxruntime's rotary kernel, where the graph has rotary
-            rotated = Path(tmp) / "rotary.onnx"
-            rotary = _rewritten(src, rotated, lambda m: fuse_rotary(m, positions), "rotary")
-            if rotary:
-                record["rotary"] = rotary
-            if rotary.get("rotary"):
-                record["optimize"] = True
-                src = rotated
+        if cpu and optimize is not False:  # rotary kernel and split products, where the graph has them
+            rewritten = Path(tmp) / "cpu.onnx"
+            done = _rewritten(src, rewritten, lambda m: _cpu_rewrites(m, _positions(info, config)), _cpu_changed)
+            record.update({k: v for k, v in done.items() if v})
+            if done["rotary"].get("rotary"):
+                record["optimize"] = True  # a contrib operator: onnxruntime only
+            if _cpu_changed(done):
+                src = rewritten
         if prec is Precision.INT8:
             record["quantization"] = quantize_int8(
                 src, out_path, int8_recipe or RECIPE, fused=bool(record["optimize"]), calibration=calibration
@@ -150,16 +151,27 @@ def without_tool_notices() -> Iterator[None]:
             logging.getLogger(name).removeFilter(bound)
 
 
-def _rewritten(src: Path, out: Path, rewrite: Callable[[Any], dict[str, Any]], count: str) -> dict[str, Any]:
-    """``rewrite`` applied to the graph at ``src``, saved to ``out`` where its record's ``count`` is
-    not zero; the record."""
+def _rewritten(src: Path, out: Path, rewrite: Callable[[Any], dict[str, Any]],
+               changed: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:  # fmt: skip
+    """``rewrite`` applied to the graph at ``src`` (it returns its record), saved to ``out`` where
+    the record says ``changed``; the record."""
     import onnx
 
     model = onnx.load(str(src))
     record = rewrite(model)
-    if record.get(count):
+    if changed(record):
         save_model(model, out, needs_external(model))
     return record
+
+
+def _cpu_rewrites(model: Any, positions: int) -> dict[str, dict[str, Any]]:
+    """The rewrites for onnxruntime's CPU provider that need no fusion: rotary embeddings on its
+    kernel (tables of ``positions`` rows) and products cut in slices as one product per slice."""
+    return {"rotary": fuse_rotary(model, positions) if positions else {}, "split_products": split_products(model)}
+
+
+def _cpu_changed(record: dict[str, dict[str, Any]]) -> bool:
+    return bool(record["rotary"].get("rotary") or record["split_products"].get("split_products"))
 
 
 def _positions(info: dict[str, Any], config: dict[str, Any]) -> int:

@@ -144,6 +144,7 @@ def test_modernbert_runs_local_layers_in_blocks_and_global_ones_on_the_flash_ker
     record = json.loads((bundle / "manifest.json").read_text())["optimizations"]
     assert record["local_attention"] == {"local_blocks": 1, "window": 4, "block": 4, "blocks_from_tokens": 17}
     assert record["attention"] == {"global_flash": 1} and record["optimize"] is True
+    assert record["split_products"] == {"split_products": 2}  # each layer's GeGLU product, in two
     assert "local attention: 1 layer in blocks of 4 tokens from 17 tokens on (each token sees 4 either side)" in log
     assert max(len(ids) for ids in Embedder(bundle).tokenize(TEXTS).ids) > 17
     rows = dict(describe_variant(Embedder(bundle).manifest))
