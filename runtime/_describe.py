@@ -41,6 +41,9 @@ def describe_variant(manifest: Manifest, bundle: str | Path | None = None) -> li
     rotary = opt.get("rotary")
     if rotary:
         rows.append(("rotary embeddings", _rotary_row(rotary)))
+    split = (opt.get("split_products") or {}).get("split_products")
+    if split:
+        rows.append(("split products", f"{split} product{'s' if split != 1 else ''} computed slice by slice"))
     for attempt in opt.get("fallback_from") or []:
         rows.append(("fallback" if attempt.get("setting") else "int8 fallback", _fallback_row(attempt, q=opt.get("quantization"))))
     auto = opt.get("auto")

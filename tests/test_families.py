@@ -148,6 +148,7 @@ def test_modernbert_runs_local_layers_in_blocks_and_global_ones_on_the_flash_ker
     assert "local attention: 1 layer in blocks of 4 tokens from 17 tokens on (each token sees 4 either side)" in log
     assert max(len(ids) for ids in Embedder(bundle).tokenize(TEXTS).ids) > 17
     rows = dict(describe_variant(Embedder(bundle).manifest))
+    assert rows["split products"] == "2 products computed slice by slice"
     assert rows["flash attention"] == "1 global layer"
     assert rows["local attention"] == "1 layer in blocks of 4 tokens from 17 tokens on (each token sees 4 either side)"
 
