@@ -173,8 +173,8 @@ BATCH, SEQUENCE, OTHER = "batch", "sequence", ""
 
 
 def shape_values(model: onnx.ModelProto, tensors: list[str], dims: dict[str, list[Any]],
-                  sizes: tuple[dict[str, int], dict[str, int]] = ({BATCH: 1, SEQUENCE: 5, OTHER: 3}, {BATCH: 2, SEQUENCE: 9, OTHER: 4}),
-                  ) -> dict[str, np.ndarray] | str:  # fmt: skip
+                 sizes: tuple[dict[str, int], dict[str, int]] = ({BATCH: 1, SEQUENCE: 5, OTHER: 3}, {BATCH: 2, SEQUENCE: 9, OTHER: 4}),
+                 ) -> dict[str, np.ndarray] | str:  # fmt: skip
     """The values of ``tensors``, computed from constants and the shapes of other tensors only,
     evaluated at both ``sizes`` of the symbolic dims and required to agree; or why not."""
     first = evaluate_from_shapes(model, tensors, dims, sizes[0])
@@ -190,7 +190,7 @@ def shape_values(model: onnx.ModelProto, tensors: list[str], dims: dict[str, lis
 
 
 def evaluate_from_shapes(model: onnx.ModelProto, tensors: list[str], dims: dict[str, list[Any]],
-              sizes: dict[str, int]) -> dict[str, np.ndarray] | str:  # fmt: skip
+                         sizes: dict[str, int]) -> dict[str, np.ndarray] | str:  # fmt: skip
     """Run the nodes ``tensors`` depend on, each ``Shape`` replaced by its value at ``sizes``;
     why not where a tensor depends on more than constants and shapes."""
     import onnxruntime as ort

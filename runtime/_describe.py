@@ -128,7 +128,7 @@ def describe_local_attention(record: dict[str, Any]) -> str:
 
 def _rotary_row(record: dict[str, Any]) -> str:
     n = record.get("rotary") or 0
-    row = f"{n} on onnxruntime's RotaryEmbedding (positions up to {record['positions']})" if n else ""
+    row = f"{n} on onnxruntime's RotaryEmbedding (tables for {record['positions']} positions)" if n else ""
     if record.get("left"):
         row += ("; " if row else "") + f"{record['left']} left as exported: {record.get('why')}"
     return row

@@ -173,4 +173,4 @@ def test_rotary_embeddings_run_on_onnxruntimes_kernel(name: str, family: Callabl
     assert not any(n.op_type == "Neg" for n in graph.node)  # nothing of the rotations is left behind
     assert m.optimizations["fused_ops"]["RotaryEmbedding"] == 2 * layers and m.optimizations["optimize"] is True
     rows = dict(describe_variant(m))
-    assert rows["rotary embeddings"] == f"{2 * layers} on onnxruntime's RotaryEmbedding (positions up to {want})"
+    assert rows["rotary embeddings"] == f"{2 * layers} on onnxruntime's RotaryEmbedding (tables for {want} positions)"
