@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ._graph import MS_DOMAIN, attr, ensure_ms_opset
+from ._graph import MS_DOMAIN, attr, drop_unused_initializers, ensure_ms_opset
 
 
 def flash_attention(model: onnx.ModelProto) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def flash_attention(model: onnx.ModelProto) -> dict[str, Any]:
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
     inits.clear()
-    _drop_unused(model)
+    drop_unused_initializers(model)
     ensure_ms_opset(model)
     return {"flash_attention": converted, "kept_packed": kept}
 
@@ -172,11 +172,3 @@ def _rewrite(
         domain=MS_DOMAIN, num_heads=heads, scale=scale,
     ))  # fmt: skip
     return out
-
-
-def _drop_unused(model: onnx.ModelProto) -> None:
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    gone = [i for i, t in enumerate(model.graph.initializer) if t.name not in used]
-    for i in reversed(gone):  # in place: rebuilding the list would copy every weight that stays
-        del model.graph.initializer[i]
-

@@ -278,6 +278,12 @@ def drop_dead(model: onnx.ModelProto) -> None:
             live.update(node.input)
     del model.graph.node[:]
     model.graph.node.extend(reversed(keep))
-    kept = [t for t in model.graph.initializer if t.name in live]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
+    drop_unused_initializers(model)
+
+
+def drop_unused_initializers(model: onnx.ModelProto) -> None:
+    """Remove the initializers no node and no graph output reads."""
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    gone = [i for i, t in enumerate(model.graph.initializer) if t.name not in used]
+    for i in reversed(gone):  # in place: rebuilding the list would copy every weight that stays
+        del model.graph.initializer[i]

@@ -12,7 +12,7 @@ import gc
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,20 +85,15 @@ def apply_variant(
                 if cpu:
                     record["attention"] = record["fusion"].pop("rewrite")
                 src = fused
-            window = info.get("window")
-            if cpu and window is not None:  # the plain global layers of a windowed graph, for the flash kernel
-                flashed = Path(tmp) / "flash.onnx"
-                flash = _rewritten(src, flashed, lambda m: flash_globals(m, window.heads), lambda r: bool(r["global_flash"]))
-                if flash["global_flash"]:
-                    record.update(optimize=True, attention=flash)
-                    src = flashed
-        if cpu and optimize is not False:  # rotary kernel and split products, where the graph has them
+        if cpu and optimize is not False:  # global flash layers, rotary kernel, split products: where the graph has them
             rewritten = Path(tmp) / "cpu.onnx"
-            done = _rewritten(src, rewritten, lambda m: _cpu_rewrites(m, _positions(info, config)), _cpu_changed)
-            record.update({k: v for k, v in done.items() if v})
-            if done["rotary"].get("rotary"):
-                record["optimize"] = True  # a contrib operator: onnxruntime only
-            if _cpu_changed(done):
+            done = _cpu_rewrites(src, rewritten, info.get("window"), _positions(info, config))
+            if done["attention"].get("global_flash"):
+                record["attention"] = done["attention"]
+            record.update({k: v for k, v in done.items() if v and k != "attention"})
+            if done["attention"].get("global_flash") or done["rotary"].get("rotary"):
+                record["optimize"] = True  # contrib operators: onnxruntime only
+            if _changed(done):
                 src = rewritten
         if prec is Precision.INT8:
             record["quantization"] = quantize_int8(
@@ -151,27 +146,27 @@ def without_tool_notices() -> Iterator[None]:
             logging.getLogger(name).removeFilter(bound)
 
 
-def _rewritten(src: Path, out: Path, rewrite: Callable[[Any], dict[str, Any]],
-               changed: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:  # fmt: skip
-    """``rewrite`` applied to the graph at ``src`` (it returns its record), saved to ``out`` where
-    the record says ``changed``; the record."""
+def _cpu_rewrites(src: Path, out: Path, window: Any, positions: int) -> dict[str, dict[str, Any]]:
+    """The graph at ``src`` rewritten for onnxruntime's CPU provider, in one load: a windowed graph's
+    plain global layers on the flash kernel (``window``: a ``_window.Window``, or None), rotary
+    embeddings on the rotary kernel (tables of ``positions`` rows) and products cut in slices as one
+    product per slice; saved to ``out`` where anything was rewritten. The record of each."""
     import onnx
 
     model = onnx.load(str(src))
-    record = rewrite(model)
-    if changed(record):
+    done = {
+        "attention": flash_globals(model, window.heads) if window is not None else {},
+        "rotary": fuse_rotary(model, positions) if positions else {},
+        "split_products": split_products(model),
+    }
+    if _changed(done):
         save_model(model, out, needs_external(model))
-    return record
+    return done
 
 
-def _cpu_rewrites(model: Any, positions: int) -> dict[str, dict[str, Any]]:
-    """The rewrites for onnxruntime's CPU provider that need no fusion: rotary embeddings on its
-    kernel (tables of ``positions`` rows) and products cut in slices as one product per slice."""
-    return {"rotary": fuse_rotary(model, positions) if positions else {}, "split_products": split_products(model)}
-
-
-def _cpu_changed(record: dict[str, dict[str, Any]]) -> bool:
-    return bool(record["rotary"].get("rotary") or record["split_products"].get("split_products"))
+def _changed(done: dict[str, dict[str, Any]]) -> bool:
+    return bool(done["attention"].get("global_flash") or done["rotary"].get("rotary")
+                or done["split_products"].get("split_products"))  # fmt: skip
 
 
 def _positions(info: dict[str, Any], config: dict[str, Any]) -> int:
