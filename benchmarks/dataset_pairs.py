@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     KINDS.mkdir(parents=True, exist_ok=True)
     ce_dir = _build(KINDS)[0]
-    bundle = _export(ce_dir, KINDS / "ce-bundle")
+    bundle = _export(ce_dir, KINDS / "ce-bundle-minilm")
     corpus = pairs_corpus(args.rows)
     systems = {"job": str(bundle), "predict": str(bundle), "ce": str(ce_dir)}
     runs: list[dict[str, Any]] = []

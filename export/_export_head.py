@@ -31,14 +31,15 @@ from embedrt._reranker import Reranker
 from embedrt._sparse_encoder import MAX_ACTIVE_INPUT, SparseEncoder
 from embedrt._types import BundleKind, Precision
 
-from ._archs import spec_for
+from ._archs import Variant, spec_for
 from ._graph import static_reshapes
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import HeadSource, read_head_source
 from ._manifest import tool_versions
 from ._tokenizer import bundle_tokenizer, write_tokenizer
 from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
-from ._window import local_window, window_blocks
+from ._variants import apply_variant
+from ._window import Window, local_window, window_blocks
 
 Log = Callable[[str], None]
 
@@ -52,9 +53,19 @@ def export_head(
     exporter: str,
     validate_texts: list[str] | None,
     log: Log,
+    optimize: bool | None = None,
 ) -> Path:
-    """Write the reranker or sparse bundle of ``source`` to ``out`` (which must be absent or empty)."""
+    """Write the reranker or sparse bundle of ``source`` to ``out`` (which must be absent or empty).
+
+    ``optimize`` as for embedding bundles: ``None`` (default) the graph for onnxruntime's CPU provider
+    (attention fused where the architecture fuses, on the flash kernel; a windowed model's global
+    layers on it too, rotary embeddings on the rotary kernel, products cut in slices one per slice),
+    ``True`` every onnxruntime fusion, ``False`` the plain graph (for OpenVINO).
+    """
     head = read_head_source(source, kind)
+    arch = spec_for(head.spec.model_type)
+    if optimize:
+        arch.check_variant(Variant.FUSED)
     log(f"source: {head.spec.kind} {kind.value} folder, {head.architecture}, max_seq_length {head.spec.max_seq_length}")
     model, hf_tok = load_head_reference(head)
     inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.with_type_ids else [])
@@ -63,15 +74,20 @@ def export_head(
         bundle = Path(tmp) / "bundle"
         bundle.mkdir()
         log(f"exporting with torch.onnx ({exporter}, opset {opset}), inputs {inputs}")
-        outputs, local = _export_graph(model, hf_tok, inputs, bundle / MODEL_NAME, opset, exporter, head)
+        plain = Path(tmp) / "plain" / MODEL_NAME
+        plain.parent.mkdir()
+        outputs, local, window = _export_graph(model, hf_tok, inputs, plain, opset, exporter, head)
         if local:
             log(f"local attention: {describe_local_attention(local)}")
+        blocks = window if local and local.get("local_blocks") else None
+        optimizations = apply_variant(plain, bundle / MODEL_NAME, Precision.FP32, optimize,
+                                      {"spec": head.spec, "fusion": arch.fusion, "window": blocks})  # fmt: skip
+        log(f"graph: {_graph_line(optimizations)}")
         tok, pad_id = bundle_tokenizer(hf_tok, head.spec)
         write_tokenizer(tok, bundle)
         graph_inputs = [*inputs, MAX_ACTIVE_INPUT] if isinstance(model, SpladeModel) else inputs
         manifest = _manifest(head, model, graph_inputs, outputs, opset, exporter, pad_id)
-        if local:
-            manifest.optimizations["local_attention"] = local
+        manifest.optimizations = {**optimizations, **({"local_attention": local} if local else {})}
         write_manifest(bundle, manifest)
         log("validating against PyTorch")
         if isinstance(model, ScoreModel):
@@ -94,8 +110,9 @@ def export_head(
 def _export_graph(
     model: ScoreModel | SpladeModel, hf_tok: Any, inputs: list[str], path: Path, opset: int, exporter: str,
     head: HeadSource,
-) -> tuple[list[str], dict[str, Any] | None]:
-    """The graph's outputs and, for an architecture with local attention, the record of its attention rewrite."""
+) -> tuple[list[str], dict[str, Any] | None, Window | None]:
+    """The graph's outputs and, for an architecture with local attention, the record of its attention
+    rewrite and its window."""
     if isinstance(model, ScoreModel):
         sample = hf_tok(["a short query", "a somewhat longer query to pad"], ["a document", "another document"],
                         padding=True, return_tensors="pt")  # fmt: skip
@@ -135,7 +152,19 @@ def _export_graph(
     local = window_blocks(graph, window) if window is not None else None
     if reshaped or (local and not local.get("skipped")):
         onnx.save(graph, str(path))
-    return outputs, local
+    return outputs, local, window
+
+
+def _graph_line(record: dict[str, Any]) -> str:
+    """What ``apply_variant`` made of the graph, for the export's log."""
+    done = [f"{op} {n}" for op, n in sorted((record.get("fused_ops") or {}).items())]
+    split = (record.get("split_products") or {}).get("split_products")
+    if split:
+        done.append(f"{split} products computed slice by slice")
+    skipped = (record.get("fusion") or {}).get("skipped")
+    if not done:
+        return "plain" + (f" ({skipped})" if skipped else "")
+    return ", ".join(done)
 
 
 def _append_top_k(path: Path) -> None:

@@ -75,13 +75,10 @@ def detect_kind(source: str | Path, kind: str | BundleKind | None = None) -> Bun
     return BundleKind.EMBEDDING
 
 
-def check_head_options(kind: BundleKind, precision: Precision, optimize: bool, pooling: object) -> None:
-    """Reranker and sparse bundles are exported in fp32, unfused, with the pooling of their head."""
-    if precision is not Precision.FP32 or optimize:
-        raise ValueError(
-            f"a {kind.value} bundle is exported in fp32 without --optimize for now; "
-            f"got precision {precision.value!r}{' with --optimize' if optimize else ''}"
-        )
+def check_head_options(kind: BundleKind, precision: Precision, pooling: object) -> None:
+    """Reranker and sparse bundles are exported in fp32, with the pooling of their head."""
+    if precision is not Precision.FP32:
+        raise ValueError(f"a {kind.value} bundle is exported in fp32 for now; got precision {precision.value!r}")
     if pooling:
         raise ValueError(f"--pooling applies to embedding models; a {kind.value} bundle pools as its head says")
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from embedrt import Embedder, Reranker, SparseEncoder, quantization_ranges, quantize_embeddings
@@ -67,12 +68,15 @@ def test_sparse_encode_export_kind_validate_info(tiny_sparse: tuple[Path, Path],
     assert main(["encode", str(bundle), str(tmp_path / "in.txt"), "-o", str(tmp_path / "s.npy")]) == 2
     assert "sparse vectors are written as .jsonl" in capsys.readouterr().err
     plain = source.parent / "_mlm"  # the bare *ForMaskedLM folder: an embedding model unless told
-    assert main(["export", str(plain), "-o", str(tmp_path / "sp"), "--kind", "sparse"]) == 0
-    assert json.loads((tmp_path / "sp" / "manifest.json").read_text())["kind"] == "sparse"
+    assert main(["export", str(plain), "-o", str(tmp_path / "sp"), "--kind", "sparse", "--no-optimize"]) == 0
+    manifest = json.loads((tmp_path / "sp" / "manifest.json").read_text())
+    assert manifest["kind"] == "sparse" and manifest["optimizations"]["optimize"] is False
+    assert {n.domain for n in onnx.load(str(tmp_path / "sp" / "model.onnx")).graph.node} <= {"", "ai.onnx"}  # plain ONNX
+    assert json.loads((bundle / "manifest.json").read_text())["optimizations"]["fused_ops"]["MultiHeadAttention"] > 0
     ce_source, ce_bundle = tiny_reranker
     capsys.readouterr()
     assert main(["validate", str(ce_bundle), "--against", str(ce_source)]) == 0
     assert "PASSED" in capsys.readouterr().out
     assert main(["info", str(ce_bundle)]) == 0
     info = capsys.readouterr().out
-    assert "reranker" in info and "activation sigmoid" in info
+    assert "reranker" in info and "activation sigmoid" in info and "flash attention" in info

@@ -90,6 +90,11 @@ def test_modernbert_with_tanh(modern: tuple[Path, Reranker]) -> None:
     source, ours = modern
     theirs = st.CrossEncoder(str(source), device="cpu")
     assert ours.activation.value == "tanh" and ours.max_seq_length == theirs.max_seq_length == 48
+    opt = ours.manifest.optimizations  # the CPU graph: global layers on the flash kernel, rotary kernel, GeGLU in two
+    layers = json.loads((source / "config.json").read_text())["num_hidden_layers"]
+    assert opt["optimize"] is True
+    assert opt["attention"]["global_flash"] >= 1 and opt["split_products"]["split_products"] == layers
+    assert opt["rotary"]["rotary"] == 2 * layers and opt["fused_ops"]["RotaryEmbedding"] == 2 * layers
     # its local layers (each token sees 8 either side) run in blocks from 33 tokens: pairs up to 48 cross that
     assert ours.manifest.optimizations["local_attention"]["blocks_from_tokens"] == 33
     assert max(len(ids) for ids in ours.tokenize_pairs(PAIRS).ids) == 48
@@ -101,12 +106,17 @@ def test_modernbert_with_tanh(modern: tuple[Path, Reranker]) -> None:
 def test_manifest_and_graph(tiny_reranker: tuple[Path, Path]) -> None:
     import onnxruntime as ort
 
-    _, bundle = tiny_reranker
+    source, bundle = tiny_reranker
     m = json.loads((bundle / "manifest.json").read_text())
     assert m["kind"] == "reranker" and m["reranker"] == {"num_labels": 1, "activation": "sigmoid", "labels": ["LABEL_0"]}
     assert m["outputs"] == ["logits", "scores"] and m["parity"]["passed"] and m["parity"]["truncated_pairs"] > 0
     session = ort.InferenceSession(str(bundle / "model.onnx"))
     assert [o.name for o in session.get_outputs()] == ["logits", "scores"]
+    # the graph made for onnxruntime's CPU provider, as an embedding bundle's: attention on the flash kernel
+    layers = json.loads((source / "config.json").read_text())["num_hidden_layers"]
+    opt = m["optimizations"]
+    assert opt["optimize"] is True and opt["attention"]["flash_attention"] == layers
+    assert opt["fused_ops"] == {"MultiHeadAttention": layers}
 
 
 def test_bad_input(tiny_reranker: tuple[Path, Path]) -> None:
@@ -147,7 +157,7 @@ def test_export_options_and_folders(tiny_reranker: tuple[Path, Path], tiny_facto
     from embedrt.export._kinds import detect_kind
 
     source, _ = tiny_reranker
-    with pytest.raises(ValueError, match="a reranker bundle is exported in fp32 without --optimize for now"):
+    with pytest.raises(ValueError, match="a reranker bundle is exported in fp32 for now; got precision 'int8'"):
         export_model(source, tmp_path / "x", precision="int8")
     with pytest.raises(UnsupportedModelError, match=r"has modules \['Transformer', 'Pooling', 'Normalize'\]; a reranker bundle is exported from \['Transformer'\]"):
         export_model(tiny_factory("bert"), tmp_path / "y", kind="reranker")
