@@ -8,8 +8,8 @@ precision or for ``auto``:
   (``fallback_from``), e.g. int8 ``smooth`` then ``nbits``. A setting fused by default (``optimize``
   ``None``) is tried again unfused where onnxruntime refuses its graph, or where it misses a check
   and no other setting is left.
-- ``auto``: int8 (smooth) and fp32, each fused and unfused, are all built and gated, then timed on
-  this machine, alternating, and the fastest that passed is the bundle. Its manifest records every
+- ``auto``: int8 (smooth) and fp32, each as the default graph (fused, rewritten for the CPU) and
+  unfused (``auto_settings``), are all built and gated, then timed on this machine, alternating, and the fastest that passed is the bundle. Its manifest records every
   candidate's gate and speed and why it won (``optimizations["auto"]``). Where OpenVINO is installed
   and the CPU computes bf16 natively, the unfused fp32 graph on ``device="openvino"`` in bf16 is gated
   and timed too. It does not replace the bundle's graph, which must run on every CPU the bundle goes
@@ -29,7 +29,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +109,22 @@ class Job:
 
 
 def auto_settings(optimize: bool | None, arch: ArchSpec) -> list[Setting]:
-    """``auto``'s candidates: int8 (smooth) and fp32, fused where the architecture fuses and unfused;
-    int8 left out where the architecture refuses it."""
-    fusions = [optimize] if optimize is not None else ([None, False] if arch.fusion is not None else [False])
+    """``auto``'s candidates: int8 (smooth) and fp32, each as the default graph (fused where the
+    architecture fuses; rotary embeddings and the other CPU rewrites wherever the graph has them)
+    and unfused; int8 left out where the architecture refuses it. Where onnxruntime has no fusion
+    for the architecture, int8 is made as the default graph only (its rewrites are exact: the plain
+    int8 graph would be the same vectors, slower), fp32 both ways (the plain one is OpenVINO's). A
+    default graph in which nothing was fused or rewritten is the unfused one, gated once
+    (``run_settings``)."""
     precisions = [p for p in (Precision.INT8, Precision.FP32)
                   if p is Precision.FP32 or Variant.INT8 not in arch.refused]  # fmt: skip
-    return [Setting(p, f, RECIPE if p is Precision.INT8 else None) for p in precisions for f in fusions]
+    settings = []
+    for p in precisions:
+        fusions: list[bool | None] = [optimize] if optimize is not None else [None, False]
+        if optimize is None and arch.fusion is None and p is Precision.INT8:
+            fusions = [None]
+        settings += [Setting(p, f, RECIPE if p is Precision.INT8 else None) for f in fusions]
+    return settings
 
 
 def run_settings(job: Job, settings: list[Setting], pick_fastest: bool) -> Path:
@@ -128,7 +138,7 @@ def run_settings(job: Job, settings: list[Setting], pick_fastest: bool) -> Path:
         bundle = job.work / f"bundle-{i}"
         bundle.mkdir()
         try:
-            passed[setting.label] = (bundle, _attempt(job, setting, bundle, [] if pick_fastest else misses))
+            report, rewritten = _attempt(job, setting, bundle, [] if pick_fastest else misses)
         except (ParityError, UnsupportedModelError) as e:
             fused_by_default = setting.optimize is None and not pick_fastest  # auto has the unfused one
             if isinstance(e, UnsupportedModelError) and not (fused_by_default or pick_fastest):
@@ -150,6 +160,11 @@ def run_settings(job: Job, settings: list[Setting], pick_fastest: bool) -> Path:
             continue
         if not pick_fastest:
             return bundle
+        made = setting if setting.optimize is not None or rewritten else replace(setting, optimize=False)
+        if made != setting:  # nothing fused or rewritten: the unfused graph, not to be made again
+            job.say(f"{setting.label}: nothing in this graph was fused or rewritten; it is the {made.label} graph")
+            todo[i + 1 :] = [s for s in todo[i + 1 :] if s != made]
+        passed[made.label] = (bundle, report)
         i += 1
     if last_error is not None and not passed:
         raise last_error
@@ -158,7 +173,9 @@ def run_settings(job: Job, settings: list[Setting], pick_fastest: bool) -> Path:
     return _fastest(job, passed, misses)
 
 
-def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, Any]]) -> dict[str, Any]:
+def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """Make ``setting``'s bundle in ``bundle`` and check it: its parity report, and whether its graph
+    was fused or rewritten (contrib operators)."""
     from ._variants import apply_variant
 
     job.say(f"making {setting.label}")
@@ -198,7 +215,7 @@ def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, An
     manifest.parity = report
     write_manifest(bundle, manifest)
     del embedder
-    return report
+    return report, bool(optimizations["optimize"])
 
 
 def _validation_embedder(bundle: Path, precision: Precision, say: Callable[[str], None]) -> Embedder:

@@ -105,3 +105,34 @@ def test_auto_is_a_precision_the_cli_offers() -> None:
     args = build_parser().parse_args(["export", "src", "-o", "out", "--precision", "auto", "--no-optimize"])
     assert args.precision == "auto" and args.optimize is False
     assert build_parser().parse_args(["export", "src", "-o", "out"]).optimize is None
+
+
+def test_auto_on_a_decoder_weighs_its_default_graph_with_the_rotary_kernel(tmp_path: Path) -> None:
+    # onnxruntime fuses nothing in a decoder, but the default graph has its rotary embeddings on the
+    # rotary kernel: auto's candidates are that graph (int8 and fp32) and the plain fp32 one (OpenVINO's)
+    from tiny_families import make_family
+
+    import embedrt.export._attempts as attempts
+
+    bundle = export_model(make_family("qwen3", tmp_path / "src"), tmp_path / "b", precision="auto")
+    opt = load_manifest(bundle).optimizations
+    labels = {c["setting"] for c in opt["auto"]["candidates"]} - {attempts.OPENVINO_BF16}
+    assert labels == {"int8 smooth, fused where it fuses", "fp32, fused where it fuses", "fp32, unfused"}
+    if opt["auto"]["chosen"] != "fp32, unfused":
+        assert opt["rotary"]["rotary"] > 0 and opt["fused_ops"]["RotaryEmbedding"] == opt["rotary"]["rotary"]
+
+
+def test_auto_gates_a_graph_with_nothing_to_fuse_or_rewrite_once(tmp_path: Path) -> None:
+    # T5's encoder: no fusion, no rotary embeddings, no product in slices: its default graph is the
+    # plain one, made and gated once per precision
+    from tiny_families import make_family
+
+    import embedrt.export._attempts as attempts
+
+    said: list[str] = []
+    bundle = export_model(make_family("t5", tmp_path / "src"), tmp_path / "b", precision="auto", log=said.append)
+    auto = load_manifest(bundle).optimizations["auto"]
+    labels = [c["setting"] for c in auto["candidates"] if c["setting"] != attempts.OPENVINO_BF16]
+    assert sorted(labels) == ["fp32, unfused", "int8 smooth, unfused"]
+    assert sum("nothing in this graph was fused or rewritten" in line for line in said) == 2
+    assert sum(line.startswith("making ") for line in said) == 2
