@@ -95,9 +95,8 @@ def export_model(
         check_head_options(bundle_kind, Precision.FP32 if auto else prec, pooling)
         from ._export_head import export_head
 
-        head_exporter = "dynamo" if how is Exporter.DYNAMO else "torchscript"
-        return export_head(source, out, bundle_kind, opset=opset, exporter=head_exporter, optimize=optimize,
-                           validate_texts=validate_texts, log=say)  # fmt: skip
+        return export_head(source, out, bundle_kind, opset=opset, exporter=how, optimize=optimize,
+                           validate_texts=validate_texts, log=say, external_data_bytes=external_data_bytes)  # fmt: skip
 
     from ._static import export_static, is_static_folder
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,20 +25,20 @@ from onnx import TensorProto, helper
 
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
 from embedrt._describe import describe_local_attention
-from embedrt._errors import UnsupportedModelError
 from embedrt._reranker import Reranker
 from embedrt._sparse_encoder import MAX_ACTIVE_INPUT, SparseEncoder
 from embedrt._types import BundleKind, Precision
 
-from ._archs import Variant, spec_for
-from ._graph import static_reshapes
+from ._archs import ArchSpec, Exporter, Variant, spec_for
+from ._graph import EXTERNAL_DATA_BYTES
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import HeadSource, read_head_source
 from ._manifest import tool_versions
+from ._onnx import Written, export_graph, save_model
 from ._tokenizer import bundle_tokenizer, write_tokenizer
 from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
 from ._variants import apply_variant
-from ._window import Window, local_window, window_blocks
+from ._window import Window, local_window
 
 Log = Callable[[str], None]
 
@@ -50,10 +49,11 @@ def export_head(
     kind: BundleKind,
     *,
     opset: int,
-    exporter: str,
+    exporter: Exporter,
     validate_texts: list[str] | None,
     log: Log,
     optimize: bool | None = None,
+    external_data_bytes: int = EXTERNAL_DATA_BYTES,
 ) -> Path:
     """Write the reranker or sparse bundle of ``source`` to ``out`` (which must be absent or empty).
 
@@ -73,21 +73,28 @@ def export_head(
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         bundle = Path(tmp) / "bundle"
         bundle.mkdir()
-        log(f"exporting with torch.onnx ({exporter}, opset {opset}), inputs {inputs}")
+        log(f"exporting with torch.onnx ({exporter.value}, opset {opset}), inputs {inputs}")
         plain = Path(tmp) / "plain" / MODEL_NAME
         plain.parent.mkdir()
-        outputs, local, window = _export_graph(model, hf_tok, inputs, plain, opset, exporter, head)
+        outputs, written, window = _export_graph(model, hf_tok, inputs, plain, opset, exporter, head, arch, log,
+                                                 external_data_bytes)  # fmt: skip
+        log(f"wrote opset {written.opset} with the {written.exporter.value} exporter"
+            + (", weights in model.onnx.data (external data)" if written.external_data else ""))
+        local = written.local_attention
         if local:
             log(f"local attention: {describe_local_attention(local)}")
         blocks = window if local and local.get("local_blocks") else None
         optimizations = apply_variant(plain, bundle / MODEL_NAME, Precision.FP32, optimize,
                                       {"spec": head.spec, "fusion": arch.fusion, "window": blocks})  # fmt: skip
         log(f"graph: {_graph_line(optimizations)}")
+        if written.external_data and not (bundle / (MODEL_NAME + ".data")).exists():  # rewritten inline: as exported
+            save_model(onnx.load(str(bundle / MODEL_NAME)), bundle / MODEL_NAME, True)
         tok, pad_id = bundle_tokenizer(hf_tok, head.spec)
         write_tokenizer(tok, bundle)
         graph_inputs = [*inputs, MAX_ACTIVE_INPUT] if isinstance(model, SpladeModel) else inputs
-        manifest = _manifest(head, model, graph_inputs, outputs, opset, exporter, pad_id)
-        manifest.optimizations = {**optimizations, **({"local_attention": local} if local else {})}
+        manifest = _manifest(head, model, graph_inputs, outputs, written, pad_id)
+        manifest.optimizations = {**optimizations, "external_data": written.external_data,
+                                  **({"local_attention": local} if local else {})}  # fmt: skip
         write_manifest(bundle, manifest)
         log("validating against PyTorch")
         if isinstance(model, ScoreModel):
@@ -108,11 +115,12 @@ def export_head(
 
 
 def _export_graph(
-    model: ScoreModel | SpladeModel, hf_tok: Any, inputs: list[str], path: Path, opset: int, exporter: str,
-    head: HeadSource,
-) -> tuple[list[str], dict[str, Any] | None, Window | None]:
-    """The graph's outputs and, for an architecture with local attention, the record of its attention
-    rewrite and its window."""
+    model: ScoreModel | SpladeModel, hf_tok: Any, inputs: list[str], path: Path, opset: int, exporter: Exporter,
+    head: HeadSource, arch: ArchSpec, log: Log, external_data_bytes: int,
+) -> tuple[list[str], Written, Window | None]:
+    """The graph's outputs, how it was written (``export_graph``, as an embedding graph: exporter
+    fallback, weights over ``external_data_bytes`` in ``model.onnx.data``, local attention in
+    blocks) and, for an architecture with local attention, its window."""
     if isinstance(model, ScoreModel):
         sample = hf_tok(["a short query", "a somewhat longer query to pad"], ["a document", "another document"],
                         padding=True, return_tensors="pt")  # fmt: skip
@@ -120,39 +128,16 @@ def _export_graph(
     else:
         sample = hf_tok(["a short text", "a somewhat longer text to pad the batch"], padding=True, return_tensors="pt")
         outputs = ["sparse_embedding"]
-    args = tuple(sample[name] for name in inputs)
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")
-            if exporter == "dynamo":
-                batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-                torch.onnx.export(model, args, str(path), input_names=inputs, output_names=outputs,
-                                  opset_version=max(opset, 18), dynamo=True,
-                                  dynamic_shapes={n: {0: batch, 1: seq} for n in inputs}, verbose=False)  # fmt: skip
-            else:
-                axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in inputs}
-                axes.update({o: {0: "batch"} for o in outputs})
-                torch.onnx.export(model, args, str(path), input_names=inputs, output_names=outputs,
-                                  opset_version=opset, dynamo=False, dynamic_axes=axes, do_constant_folding=True)  # fmt: skip
-    except Exception as e:  # torch.onnx raises many types; all mean the same to the user
-        raise UnsupportedModelError(
-            f"torch.onnx.export ({exporter}) failed for {head.architecture} ({head.kind.value}): "
-            f"{type(e).__name__}: {str(e)[:500]}"
-        ) from e
+    window = local_window(model.model.config) if arch.windowed else None
+    written = export_graph(
+        model, tuple(sample[name] for name in inputs), inputs, path, opset=opset, exporter=exporter, arch=arch,
+        say=log, external_data_bytes=external_data_bytes, window=window,
+        outputs={name: {0: "batch"} for name in outputs},
+    )  # fmt: skip
     if isinstance(model, SpladeModel):
         _append_top_k(path)
         outputs = ["sparse_embedding", "sparse_indices", "sparse_values"]
-    try:
-        onnx.checker.check_model(str(path))
-    except onnx.checker.ValidationError as e:
-        raise UnsupportedModelError(f"the graph exported for {head.architecture} is not valid ONNX: {str(e)[:500]}") from e
-    graph = onnx.load(str(path))
-    window = local_window(model.model.config) if spec_for(head.spec.model_type).windowed else None
-    reshaped = static_reshapes(graph)
-    local = window_blocks(graph, window) if window is not None else None
-    if reshaped or (local and not local.get("skipped")):
-        onnx.save(graph, str(path))
-    return outputs, local, window
+    return outputs, written, window
 
 
 def _graph_line(record: dict[str, Any]) -> str:
@@ -174,7 +159,7 @@ def _append_top_k(path: Path) -> None:
         max_active_dims ─────────────────────────────────────────────────────► Min ─► Max(1) = k
         sparse_embedding ─► TopK(k, axis 1) ─► sparse_values, sparse_indices
     """
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)  # the weights stay in their data file
     g = model.graph
     g.input.append(helper.make_tensor_value_info(MAX_ACTIVE_INPUT, TensorProto.INT64, [1]))
     g.initializer.extend([
@@ -196,12 +181,12 @@ def _append_top_k(path: Path) -> None:
         helper.make_tensor_value_info("sparse_indices", TensorProto.INT64, ["batch", "k"]),
         helper.make_tensor_value_info("sparse_values", TensorProto.FLOAT, ["batch", "k"]),
     ])  # fmt: skip
-    onnx.save(model, str(path))
+    onnx.save_model(model, str(path))  # its tensors in a data file keep their place there
 
 
 def _manifest(
-    head: HeadSource, model: ScoreModel | SpladeModel, inputs: list[str], outputs: list[str], opset: int,
-    exporter: str, pad_id: int,
+    head: HeadSource, model: ScoreModel | SpladeModel, inputs: list[str], outputs: list[str], written: Written,
+    pad_id: int,
 ) -> Manifest:
     spec = head.spec
     ids = torch.ones((1, 3), dtype=torch.long)
@@ -214,7 +199,8 @@ def _manifest(
         source={
             "path": str(spec.path.resolve()), "name": spec.path.resolve().name,
             "base_model": spec.config.get("_name_or_path"), "kind": spec.kind, "architecture": spec.model_type,
-            "model_class": head.architecture, "exporter": exporter,
+            "model_class": head.architecture, "exporter": written.exporter.value,
+            **({"exporter_fallback_from": written.fallback_from} if written.fallback_from else {}),
         },
         pooling=[],
         dimension=width,
@@ -226,7 +212,7 @@ def _manifest(
         default_prompt_name=spec.default_prompt_name,
         similarity_fn_name=spec.similarity_fn_name,
         precision=Precision.FP32,
-        opset=opset if exporter == "torchscript" else max(opset, 18),
+        opset=written.opset,
         outputs=outputs,
         pad_token_id=pad_id,
         tools=tool_versions(),

@@ -37,7 +37,8 @@ from ._window import Window, window_blocks
 
 Log = Callable[[str], None]
 DATA_SUFFIX = ".data"
-_OUTPUTS = ["sentence_embedding", "token_embeddings"]
+# An embedding graph's outputs and their dynamic axes (other kinds name theirs: ``export_graph``)
+_OUTPUTS = {"sentence_embedding": {0: "batch"}, "token_embeddings": {0: "batch", 1: "sequence"}}
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,11 @@ def export_graph(
     say: Log,
     external_data_bytes: int = EXTERNAL_DATA_BYTES,
     window: Window | None = None,
+    outputs: dict[str, dict[int, str]] | None = None,
 ) -> Written:
     """Export ``model`` fed ``sample`` (one tensor per name in ``inputs``) to ``path``; with ``window``,
-    its local attention layers are computed in blocks (``_window``)."""
+    its local attention layers are computed in blocks (``_window``). ``outputs``: the graph's output
+    names and their dynamic axes (default an embedding graph's)."""
     if exporter is Exporter.AUTO:
         first = arch.exporter
         order = [first, Exporter.DYNAMO if first is Exporter.TORCHSCRIPT else Exporter.TORCHSCRIPT]
@@ -78,7 +81,7 @@ def export_graph(
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".raw.") as raw:
             raw_path = Path(raw) / path.name
             try:
-                _torch_export(model, sample, inputs, raw_path, opset, used, arch)
+                _torch_export(model, sample, inputs, raw_path, opset, used, arch, outputs or _OUTPUTS)
             except UnsupportedModelError as e:
                 failures.append(str(e))
                 if used is not order[-1]:
@@ -94,7 +97,7 @@ def export_graph(
 
 def _torch_export(
     model: torch.nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], path: Path, opset: int,
-    exporter: Exporter, arch: ArchSpec,
+    exporter: Exporter, arch: ArchSpec, outputs: dict[str, dict[int, str]],
 ) -> None:
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -102,21 +105,20 @@ def _torch_export(
             if exporter is Exporter.DYNAMO:
                 batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
                 torch.onnx.export(
-                    model, args, str(path), input_names=inputs, output_names=_OUTPUTS, opset_version=max(opset, 18),
+                    model, args, str(path), input_names=inputs, output_names=list(outputs), opset_version=max(opset, 18),
                     dynamo=True, dynamic_shapes={n: {0: batch, 1: seq} for n in inputs}, verbose=False,
                     external_data=True,
                 )  # fmt: skip
             else:
-                axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in [*inputs, "token_embeddings"]}
-                axes["sentence_embedding"] = {0: "batch"}
+                axes = {**{n: {0: "batch", 1: "sequence"} for n in inputs}, **outputs}
                 with _weights_beside(path) as written:
                     torch.onnx.export(
-                        model, args, str(path), input_names=inputs, output_names=_OUTPUTS, opset_version=opset,
+                        model, args, str(path), input_names=inputs, output_names=list(outputs), opset_version=opset,
                         dynamo=False, dynamic_axes=axes, do_constant_folding=True,
                     )  # fmt: skip
                 written()
     except Exception as e:  # torch.onnx raises many types; all mean the same to the user
-        encoder = getattr(model, "encoder", model)
+        encoder = getattr(model, "encoder", None) or getattr(model, "model", model)  # an embedding or a head wrapper
         raise UnsupportedModelError(
             f"torch.onnx.export ({exporter.value}) failed for architecture {arch.model_type!r} "
             f"({type(encoder).__name__}): {type(e).__name__}: {str(e)[:500]}"
@@ -289,7 +291,7 @@ def save_model(model: onnx.ModelProto, path: Path, external: bool) -> None:
     if external:
         onnx.save_model(
             model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name,
-            size_threshold=0,
+            size_threshold=_SMALL_TENSOR,  # shape constants inline: onnxruntime's shape inference reads them
         )  # fmt: skip
     else:
         _save_inline(model, path)

@@ -162,6 +162,37 @@ def test_external_data_forced_on_a_small_model(tiny_factory: Callable[..., Path]
         Embedder(bundle)
 
 
+@pytest.mark.parametrize("kind", ["reranker", "sparse"])
+def test_reranker_and_sparse_bundles_with_their_weights_in_a_data_file(
+    tiny_reranker: tuple[Path, Path], tiny_sparse: tuple[Path, Path], tmp_path: Path, kind: str
+) -> None:
+    """A model over 2 GB (bge-reranker-v2-m3, an XLM-R large, is 2.2 GB in fp32) keeps its weights
+    in model.onnx.data, as an embedding bundle does: forced here on the tiny models, default and plain graph."""
+    from embedrt import Reranker, SparseEncoder
+
+    source, inline = tiny_reranker if kind == "reranker" else tiny_sparse
+    cls = Reranker if kind == "reranker" else SparseEncoder
+    pairs = [("how many people live in Berlin?", "Berlin has 3.5 million inhabitants."), ("q", "")]
+    for optimize in (None, False):
+        lines: list[str] = []
+        bundle = export_model(source, tmp_path / f"b-{optimize}", external_data_bytes=0, optimize=optimize,
+                              log=lines.append)  # fmt: skip
+        model = cls(bundle)
+        assert sorted(p.name for p in bundle.glob("model.onnx*")) == ["model.onnx", "model.onnx.data"]
+        assert "model.onnx.data" in model.manifest.files and model.manifest.optimizations["external_data"] is True
+        assert any("external data" in line for line in lines)
+        assert model.manifest.optimizations["optimize"] is (optimize is None)
+        if optimize is None:  # the flash layers' shape constants stay inline, where onnxruntime reads them
+            assert model.manifest.optimizations["attention"]["flash_attention"] > 0
+            assert not model.manifest.optimizations.get("fallback_from")
+        if isinstance(model, Reranker):
+            np.testing.assert_allclose(model.predict(pairs), Reranker(inline).predict(pairs), atol=1e-6)
+        else:
+            texts = [p for pair in pairs for p in pair]
+            np.testing.assert_allclose(model.encode(texts).to_dense(), SparseEncoder(inline).encode(texts).to_dense(),
+                                       atol=1e-5)  # fmt: skip
+
+
 @pytest.mark.parametrize("threshold", [0, 1_800_000_000], ids=["external", "inline"])
 def test_weights_written_from_the_tensors_match_torchs_own_graph(tiny_factory: Callable[..., Path], tmp_path: Path,
                                                                  threshold: int) -> None:  # fmt: skip
