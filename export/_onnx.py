@@ -298,9 +298,18 @@ def save_model(model: onnx.ModelProto, path: Path, external: bool) -> None:
 
 
 def copy_graph(src: Path, dst: Path) -> None:
-    """Copy a graph and its external data file, if it has one."""
-    shutil.copyfile(src, dst)
-    data = src.with_name(src.name + DATA_SUFFIX)
-    if data.exists():  # a graph with external weights names its data file relative to itself
-        shutil.copyfile(data, dst.with_name(dst.name + DATA_SUFFIX))
+    """Copy a graph and its external data file, if it has one, as ``dst`` and ``dst.name + '.data'``:
+    a graph names its data file, so a copy under another name is given the new name."""
+    data, target = src.with_name(src.name + DATA_SUFFIX), dst.with_name(dst.name + DATA_SUFFIX)
+    if not data.exists() or data.name == target.name:
+        shutil.copyfile(src, dst)
+    else:
+        model = onnx.load(str(src), load_external_data=False)
+        for t in model.graph.initializer:
+            for entry in t.external_data if t.data_location == onnx.TensorProto.EXTERNAL else ():
+                if entry.key == "location":
+                    entry.value = target.name
+        onnx.save_model(model, str(dst))
+    if data.exists():
+        shutil.copyfile(data, target)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from embedrt._types import Precision, parse
 from ._flash import flash_attention
 from ._fp16 import convert_fp16
 from ._graph import needs_external
-from ._onnx import save_model
+from ._onnx import copy_graph, save_model
 from ._optimize import fused_counts, optimize_graph
 from ._products import split_products
 from ._quantize import RECIPE, Int8Recipe, quantize_int8
@@ -102,7 +101,7 @@ def apply_variant(
         elif prec is Precision.FP16:
             record["fp16"] = convert_fp16(src, out_path)
         else:
-            _copy_graph(src, out_path)
+            copy_graph(src, out_path)
     record["fused_ops"] = fused_counts(out_path) if record["optimize"] else {}
     gc.collect()  # onnxruntime's optimizer leaves graphs in reference cycles: free them before validation
     return record
@@ -182,10 +181,3 @@ def _config(info: dict[str, Any]) -> dict[str, Any]:
         cfg.setdefault("model_type", getattr(spec, "model_type", ""))
         return cfg
     return dict(info.get("config") or {})
-
-
-def _copy_graph(src: Path, dst: Path) -> None:
-    shutil.copyfile(src, dst)
-    data = src.with_name(src.name + ".data")
-    if data.exists():  # a graph with external weights names its data file relative to itself
-        shutil.copyfile(data, dst.with_name(data.name))

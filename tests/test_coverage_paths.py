@@ -162,6 +162,35 @@ def test_external_data_forced_on_a_small_model(tiny_factory: Callable[..., Path]
         Embedder(bundle)
 
 
+def test_a_graph_copied_under_another_name_takes_its_data_file_along(tmp_path: Path) -> None:
+    """A graph saved with a data file (the optimizer's ``fused.onnx`` + ``fused.onnx.data``) copied as a
+    bundle's ``model.onnx``: the copy names ``model.onnx.data``, and nothing else is left beside it."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from embedrt.export._onnx import copy_graph, save_model
+
+    weight = np.arange(32 * 16, dtype=np.float32).reshape(32, 16)  # 2 KB: past the size kept inline
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 16])], [numpy_helper.from_array(weight, "w")],
+    )  # fmt: skip
+    (tmp_path / "work").mkdir()
+    (tmp_path / "bundle").mkdir()
+    save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "work" / "fused.onnx",
+               external=True)  # fmt: skip
+    copy_graph(tmp_path / "work" / "fused.onnx", tmp_path / "bundle" / "model.onnx")
+    assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == ["model.onnx", "model.onnx.data"]
+    for p in (tmp_path / "work").iterdir():
+        p.unlink()
+    model = onnx.load(str(tmp_path / "bundle" / "model.onnx"), load_external_data=False)
+    assert [e.value for e in model.graph.initializer[0].external_data if e.key == "location"] == ["model.onnx.data"]
+    x = np.ones((2, 32), np.float32)
+    y = ort.InferenceSession(str(tmp_path / "bundle" / "model.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y, x @ weight)
+
+
 @pytest.mark.parametrize("kind", ["reranker", "sparse"])
 def test_reranker_and_sparse_bundles_with_their_weights_in_a_data_file(
     tiny_reranker: tuple[Path, Path], tiny_sparse: tuple[Path, Path], tmp_path: Path, kind: str
@@ -178,7 +207,7 @@ def test_reranker_and_sparse_bundles_with_their_weights_in_a_data_file(
         bundle = export_model(source, tmp_path / f"b-{optimize}", external_data_bytes=0, optimize=optimize,
                               log=lines.append)  # fmt: skip
         model = cls(bundle)
-        assert sorted(p.name for p in bundle.glob("model.onnx*")) == ["model.onnx", "model.onnx.data"]
+        assert sorted(p.name for p in bundle.glob("*.onnx*")) == ["model.onnx", "model.onnx.data"]
         assert "model.onnx.data" in model.manifest.files and model.manifest.optimizations["external_data"] is True
         assert any("external data" in line for line in lines)
         assert model.manifest.optimizations["optimize"] is (optimize is None)
