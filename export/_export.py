@@ -20,7 +20,7 @@ from ._graph import EXTERNAL_DATA_BYTES
 from ._kinds import check_head_options, detect_kind
 from ._manifest import build_manifest
 from ._model import load_reference
-from ._onnx import export_graph
+from ._onnx import export_graph, used_inputs
 from ._progress import quiet
 from ._quantize import AUTO, METHODS, RECIPES, Int8Recipe
 from ._source import read_source
@@ -131,7 +131,7 @@ def export_model(
             + (f"; {written.static_reshapes} Reshapes given constant target shapes" if written.static_reshapes else ""))
         if written.local_attention:
             say(f"local attention: {describe_local_attention(written.local_attention)}")
-        inputs = _used_inputs(written.inputs, inputs, say)
+        inputs = used_inputs(written.inputs, inputs, say)
         tok, pad_id = bundle_tokenizer(hf_tok, spec)
         padding_side = str(hf_tok.padding_side)
         job = Job(
@@ -163,15 +163,6 @@ def _settings(prec: Precision, optimize: bool | None, recipes: list[Int8Recipe])
     if prec is Precision.INT8:
         return [Setting(prec, fuse, r) for r in recipes]
     return [Setting(prec, fuse)]
-
-
-def _used_inputs(taken: tuple[str, ...], inputs: list[str], say: Log) -> list[str]:
-    """``inputs`` less those the exporter dropped from the graph (DeBERTa without token types takes no
-    ``token_type_ids``): the manifest lists what the graph takes."""
-    dropped = [n for n in inputs if n not in taken]
-    if dropped:
-        say(f"the model does not use {dropped}: the graph takes {[n for n in inputs if n in taken]}")
-    return [n for n in inputs if n in taken]
 
 
 def _calibration(hf_tok: Any, inputs: list[str], max_length: int) -> Any:

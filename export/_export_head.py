@@ -34,7 +34,7 @@ from ._graph import EXTERNAL_DATA_BYTES
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import HeadSource, read_head_source
 from ._manifest import tool_versions
-from ._onnx import Written, export_graph, save_model
+from ._onnx import Written, export_graph, save_model, used_inputs
 from ._tokenizer import bundle_tokenizer, write_tokenizer
 from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
 from ._variants import apply_variant
@@ -91,6 +91,7 @@ def export_head(
             save_model(onnx.load(str(bundle / MODEL_NAME)), bundle / MODEL_NAME, True)
         tok, pad_id = bundle_tokenizer(hf_tok, head.spec)
         write_tokenizer(tok, bundle)
+        inputs = used_inputs(written.inputs, inputs, log)  # DeBERTa-v3 takes no token types
         graph_inputs = [*inputs, MAX_ACTIVE_INPUT] if isinstance(model, SpladeModel) else inputs
         manifest = _manifest(head, model, graph_inputs, outputs, written, pad_id)
         manifest.optimizations = {**optimizations, "external_data": written.external_data,

@@ -313,3 +313,11 @@ def copy_graph(src: Path, dst: Path) -> None:
     if data.exists():
         shutil.copyfile(data, target)
 
+
+def used_inputs(taken: tuple[str, ...], inputs: list[str], say: Log) -> list[str]:
+    """``inputs`` less those the exporter dropped from the graph (DeBERTa without token types takes no
+    ``token_type_ids``): the manifest lists what the graph takes."""
+    dropped = [n for n in inputs if n not in taken]
+    if dropped:
+        say(f"the model does not use {dropped}: the graph takes {[n for n in inputs if n in taken]}")
+    return [n for n in inputs if n in taken]

@@ -103,6 +103,26 @@ def test_modernbert_with_tanh(modern: tuple[Path, Reranker]) -> None:
                                theirs.predict(PAIRS, activation_fn=torch.exp), rtol=1e-4)
 
 
+def test_deberta_v3_without_token_types(tmp_path: Path) -> None:
+    # mxbai-rerank's architecture: DeBERTa-v2 with no token types, whose graph takes no token_type_ids
+    from tiny_families import FAMILIES, make_encoder
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from embedrt.export import export_model
+
+    backbone = make_encoder(FAMILIES["deberta-v2"], tmp_path / "backbone")
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=1, initializer_range=0.3).save_pretrained(tmp_path / "raw")
+    AutoTokenizer.from_pretrained(backbone).save_pretrained(tmp_path / "raw")
+    st.CrossEncoder(str(tmp_path / "raw"), max_length=40, device="cpu").save(str(tmp_path / "ce"))
+    said: list[str] = []
+    ours = Reranker(export_model(tmp_path / "ce", tmp_path / "bundle", log=said.append))
+    assert ours.manifest.inputs == ["input_ids", "attention_mask"]
+    assert any("does not use ['token_type_ids']" in line for line in said)
+    theirs = st.CrossEncoder(str(tmp_path / "ce"), device="cpu")
+    np.testing.assert_allclose(ours.predict(PAIRS), theirs.predict(PAIRS), atol=1e-5)
+
+
 def test_manifest_and_graph(tiny_reranker: tuple[Path, Path]) -> None:
     import onnxruntime as ort
 
