@@ -9,8 +9,8 @@ precision or for ``auto``:
   ``None``) is tried again unfused where onnxruntime refuses its graph, or where it misses a check
   and no other setting is left.
 - ``auto``: int8 (smooth) and fp32, each as the default graph (fused, rewritten for the CPU) and
-  unfused (``auto_settings``), are all built and gated, then timed on this machine, alternating, and the fastest that passed is the bundle. Its manifest records every
-  candidate's gate and speed and why it won (``optimizations["auto"]``). Where OpenVINO is installed
+  unfused (``auto_settings``), are all built and gated, then timed on this machine, alternating,
+  and the fastest that passed is the bundle. Its manifest records every candidate's gate and speed and why it won (``optimizations["auto"]``). Where OpenVINO is installed
   and the CPU computes bf16 natively, the unfused fp32 graph on ``device="openvino"`` in bf16 is gated
   and timed too. It does not replace the bundle's graph, which must run on every CPU the bundle goes
   to: where it is the fastest, the bundle also holds it, as its *preferred* setting (the plain fp32
@@ -45,7 +45,7 @@ from embedrt._session import cpu_precision_hints
 from embedrt._types import MADE_FOR, Device, InferencePrecision, Precision
 
 from ._archs import ArchSpec, Variant
-from ._onnx import save_model
+from ._onnx import keep_data_file
 from ._quantize import RECIPE, Int8Recipe
 from ._tokenizer import write_tokenizer
 from ._validate import quality_gate, reference_embeddings, validate
@@ -187,10 +187,7 @@ def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, An
         {"spec": job.spec, "fusion": job.arch.fusion, "window": job.window}, int8_recipe=setting.recipe,
         calibration=calibration,
     )  # fmt: skip
-    if job.external and not (bundle / (MODEL_NAME + ".data")).exists():
-        import onnx
-
-        save_model(onnx.load(str(bundle / MODEL_NAME)), bundle / MODEL_NAME, True)
+    keep_data_file(bundle / MODEL_NAME, job.external)
     if misses:
         optimizations["fallback_from"] = list(misses)
     write_tokenizer(job.tokenizer, bundle)

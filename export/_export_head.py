@@ -34,7 +34,7 @@ from ._graph import EXTERNAL_DATA_BYTES
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import HeadSource, read_head_source
 from ._manifest import tool_versions
-from ._onnx import Written, export_graph, save_model, used_inputs
+from ._onnx import Written, export_graph, keep_data_file, used_inputs
 from ._tokenizer import bundle_tokenizer, write_tokenizer
 from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
 from ._variants import apply_variant
@@ -76,7 +76,7 @@ def export_head(
         log(f"exporting with torch.onnx ({exporter.value}, opset {opset}), inputs {inputs}")
         plain = Path(tmp) / "plain" / MODEL_NAME
         plain.parent.mkdir()
-        outputs, written, window = _export_graph(model, hf_tok, inputs, plain, opset, exporter, head, arch, log,
+        outputs, written, window = _export_graph(model, hf_tok, inputs, plain, opset, exporter, arch, log,
                                                  external_data_bytes)  # fmt: skip
         log(f"wrote opset {written.opset} with the {written.exporter.value} exporter"
             + (", weights in model.onnx.data (external data)" if written.external_data else ""))
@@ -87,8 +87,7 @@ def export_head(
         optimizations = apply_variant(plain, bundle / MODEL_NAME, Precision.FP32, optimize,
                                       {"spec": head.spec, "fusion": arch.fusion, "window": blocks})  # fmt: skip
         log(f"graph: {_graph_line(optimizations)}")
-        if written.external_data and not (bundle / (MODEL_NAME + ".data")).exists():  # rewritten inline: as exported
-            save_model(onnx.load(str(bundle / MODEL_NAME)), bundle / MODEL_NAME, True)
+        keep_data_file(bundle / MODEL_NAME, written.external_data)
         tok, pad_id = bundle_tokenizer(hf_tok, head.spec)
         write_tokenizer(tok, bundle)
         inputs = used_inputs(written.inputs, inputs, log)  # DeBERTa-v3 takes no token types
@@ -117,7 +116,7 @@ def export_head(
 
 def _export_graph(
     model: ScoreModel | SpladeModel, hf_tok: Any, inputs: list[str], path: Path, opset: int, exporter: Exporter,
-    head: HeadSource, arch: ArchSpec, log: Log, external_data_bytes: int,
+    arch: ArchSpec, log: Log, external_data_bytes: int,
 ) -> tuple[list[str], Written, Window | None]:
     """The graph's outputs, how it was written (``export_graph``, as an embedding graph: exporter
     fallback, weights over ``external_data_bytes`` in ``model.onnx.data``, local attention in

@@ -297,6 +297,13 @@ def save_model(model: onnx.ModelProto, path: Path, external: bool) -> None:
         _save_inline(model, path)
 
 
+def keep_data_file(path: Path, external: bool) -> None:
+    """Save the graph at ``path`` with a data file again where its export wrote one (``external``) and
+    a variant pass saved it inline (passes decide by size alone)."""
+    if external and not path.with_name(path.name + DATA_SUFFIX).exists():
+        save_model(onnx.load(str(path)), path, True)
+
+
 def copy_graph(src: Path, dst: Path) -> None:
     """Copy a graph and its external data file, if it has one, as ``dst`` and ``dst.name + '.data'``:
     a graph names its data file, so a copy under another name is given the new name."""
