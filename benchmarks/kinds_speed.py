@@ -163,6 +163,18 @@ def main() -> int:
     return 0
 
 
+def _three_ways(names: tuple[str, str], models: tuple[Any, Any, Any], run: Any, n: int, rounds: int) -> dict[str, Any]:
+    """sentence-transformers' model, the plain bundle and the default bundle (``models``) alternating on
+    ``run(model, n)`` after a warm-up of 32 inputs; ``names``: the PyTorch call's and embedrt's."""
+    labels = (f"{names[0]} (PyTorch)", f"{names[1]} (embedrt, plain graph)", f"{names[1]} (embedrt)")
+    for model in models:
+        run(model, 32)
+    rates = _alternate({label: (lambda m=model: run(m, n)) for label, model in zip(labels, models, strict=True)},
+                       n, rounds)  # fmt: skip
+    rates["default_to_plain"] = rates["median"][labels[2]] / rates["median"][labels[1]]
+    return rates
+
+
 def _rerankers(ce_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     from sentence_transformers import CrossEncoder
 
@@ -175,14 +187,8 @@ def _rerankers(ce_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     queries = load_sentences(args.pairs, seed=1)
     passages = load_passages(64)
     pairs = [(q, passages[i % len(passages)]) for i, q in enumerate(queries)]
-    for model in (ce, plain, default):
-        model.predict(pairs[:32])
-    systems = {"CrossEncoder.predict (PyTorch)": lambda: ce.predict(pairs, batch_size=32),
-               "Reranker.predict (embedrt, plain graph)": lambda: plain.predict(pairs, batch_size=32),
-               "Reranker.predict (embedrt)": lambda: default.predict(pairs, batch_size=32)}  # fmt: skip
-    rates = _alternate(systems, len(pairs), args.rounds)
-    rates["default_to_plain"] = rates["median"]["Reranker.predict (embedrt)"] / rates["median"][
-        "Reranker.predict (embedrt, plain graph)"]  # fmt: skip
+    names = ("CrossEncoder.predict", "Reranker.predict")
+    rates = _three_ways(names, (ce, plain, default), lambda m, n: m.predict(pairs[:n], batch_size=32), len(pairs), args.rounds)
     return {"rerank_pairs": rates, "pair_tokens_mean": float(default.tokenize_pairs(pairs).lengths.mean()),
             "reranker_graph": default.manifest.optimizations}  # fmt: skip
 
@@ -197,14 +203,9 @@ def _sparse(sp_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     plain = Sparse(_export(sp_dir, args.work / "splade-bundle-plain", optimize=False), threads=2)
     theirs = SparseEncoder(str(sp_dir), device="cpu")
     texts = load_sentences(args.texts, seed=2)
-    for model in (theirs, plain, default):
-        model.encode(texts[:32])
-    systems = {"SparseEncoder.encode (PyTorch)": lambda: theirs.encode(texts, batch_size=32),
-               "SparseEncoder.encode (embedrt, plain graph)": lambda: plain.encode(texts, batch_size=32),
-               "SparseEncoder.encode (embedrt)": lambda: default.encode(texts, batch_size=32)}  # fmt: skip
-    rates = _alternate(systems, len(texts), args.rounds)
-    rates["default_to_plain"] = rates["median"]["SparseEncoder.encode (embedrt)"] / rates["median"][
-        "SparseEncoder.encode (embedrt, plain graph)"]  # fmt: skip
+    names = ("SparseEncoder.encode", "SparseEncoder.encode")
+    rates = _three_ways(names, (theirs, plain, default), lambda m, n: m.encode(texts[:n], batch_size=32), len(texts),
+                        args.rounds)  # fmt: skip
     return {"splade_texts": rates, "splade_extraction": _extraction(default, texts, args.rounds),
             "text_tokens_mean": float(default.tokenize(texts).lengths.mean()),
             "splade_graph": default.manifest.optimizations}  # fmt: skip
