@@ -93,6 +93,8 @@ def export_model(
     bundle_kind = detect_kind(source, kind)
     if bundle_kind is not BundleKind.EMBEDDING:
         check_head_options(bundle_kind, Precision.FP32 if auto else prec, pooling)
+        if auto:
+            say(f"precision auto: a {bundle_kind.value} bundle is exported in fp32, its one precision for now")
         from ._export_head import export_head
 
         return export_head(source, out, bundle_kind, opset=opset, exporter=how, optimize=optimize,

@@ -103,24 +103,42 @@ def test_modernbert_with_tanh(modern: tuple[Path, Reranker]) -> None:
                                theirs.predict(PAIRS, activation_fn=torch.exp), rtol=1e-4)
 
 
-def test_deberta_v3_without_token_types(tmp_path: Path) -> None:
-    # mxbai-rerank's architecture: DeBERTa-v2 with no token types, whose graph takes no token_type_ids
+def _family_cross_encoder(name: str, folder: Path) -> Path:
+    """A CrossEncoder folder around ``tiny_families``' ``name`` backbone, a one-label random head."""
     from tiny_families import FAMILIES, make_encoder
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    backbone = make_encoder(FAMILIES[name], folder / "backbone")
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=1, initializer_range=0.3).save_pretrained(folder / "raw")
+    AutoTokenizer.from_pretrained(backbone).save_pretrained(folder / "raw")
+    st.CrossEncoder(str(folder / "raw"), max_length=40, device="cpu").save(str(folder / "ce"))
+    return folder / "ce"
+
+
+def test_deberta_v3_without_token_types(tmp_path: Path) -> None:
+    # mxbai-rerank's architecture: DeBERTa-v2 with no token types, whose graph takes no token_type_ids
     from embedrt.export import export_model
 
-    backbone = make_encoder(FAMILIES["deberta-v2"], tmp_path / "backbone")
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=1, initializer_range=0.3).save_pretrained(tmp_path / "raw")
-    AutoTokenizer.from_pretrained(backbone).save_pretrained(tmp_path / "raw")
-    st.CrossEncoder(str(tmp_path / "raw"), max_length=40, device="cpu").save(str(tmp_path / "ce"))
+    source = _family_cross_encoder("deberta-v2", tmp_path)
     said: list[str] = []
-    ours = Reranker(export_model(tmp_path / "ce", tmp_path / "bundle", log=said.append))
+    ours = Reranker(export_model(source, tmp_path / "bundle", log=said.append))
     assert ours.manifest.inputs == ["input_ids", "attention_mask"]
     assert any("does not use ['token_type_ids']" in line for line in said)
-    theirs = st.CrossEncoder(str(tmp_path / "ce"), device="cpu")
-    np.testing.assert_allclose(ours.predict(PAIRS), theirs.predict(PAIRS), atol=1e-5)
+    np.testing.assert_allclose(ours.predict(PAIRS), st.CrossEncoder(str(source), device="cpu").predict(PAIRS), atol=1e-5)
+
+
+def test_decoder_sequence_classifier_on_the_rotary_kernel(tmp_path: Path) -> None:
+    # a Qwen3 sequence classifier (the last token's score): its rotary embeddings on onnxruntime's kernel
+    from embedrt.export import export_model
+
+    source = _family_cross_encoder("qwen3", tmp_path)
+    said: list[str] = []
+    ours = Reranker(export_model(source, tmp_path / "bundle", precision="auto", log=said.append))
+    assert "precision auto: a reranker bundle is exported in fp32, its one precision for now" in said
+    opt = ours.manifest.optimizations
+    assert opt["rotary"]["rotary"] > 0 and opt["fused_ops"]["RotaryEmbedding"] == opt["rotary"]["rotary"]
+    np.testing.assert_allclose(ours.predict(PAIRS), st.CrossEncoder(str(source), device="cpu").predict(PAIRS), atol=1e-5)
 
 
 def test_manifest_and_graph(tiny_reranker: tuple[Path, Path]) -> None:
