@@ -15,8 +15,8 @@ Their scores mean nothing; their cost is that of the real models. Each is export
 (``optimize=False``, no fusion or rewrite: the graph before them); then sentence-transformers
 (PyTorch, 2 threads), the plain bundle and the default bundle (2 threads each) alternate on the
 same inputs from the benchmark corpus, batch 32, --rounds times; the median of each and its ratio
-to PyTorch's (and the default's to the plain one's) are reported. ``--bf16`` adds, for rerankers,
-PyTorch in bf16 and the plain bundle on OpenVINO's bf16 to the same rounds. For the sparse graph, the
+to PyTorch's (and the default's to the plain one's) are reported. ``--bf16`` adds PyTorch in bf16
+and the plain bundle on OpenVINO's bf16 to the same rounds. For the sparse graph, the
 in-graph top-k output is also timed against fetching the dense [batch, vocab] weights and
 extracting in numpy.
 """
@@ -139,7 +139,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--bf16", action="store_true",
-                    help="rerankers also as PyTorch's bf16 and the plain bundle on OpenVINO's bf16 (needs embedrt[openvino])")
+                    help="also PyTorch's bf16 and the plain bundle on OpenVINO's bf16 (needs embedrt[openvino])")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -181,6 +181,23 @@ def _three_ways(
     return rates
 
 
+def torch_identity() -> Any:
+    import torch
+
+    return torch.nn.Identity()
+
+
+def _dense(vectors: Any) -> np.ndarray:
+    """embedrt's or sentence-transformers' (torch) sparse vectors as a dense float array."""
+    d = vectors.to_dense()
+    return d.float().numpy() if hasattr(d, "float") else d
+
+
+def _unit(x: Any) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def _rerankers(ce_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     from sentence_transformers import CrossEncoder
 
@@ -204,6 +221,12 @@ def _rerankers(ce_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     names = ("CrossEncoder.predict", "Reranker.predict")
     rates = _three_ways(names, (ce, plain, default), lambda m, n: m.predict(pairs[:n], batch_size=32), len(pairs),
                         args.rounds, more)  # fmt: skip
+    ref = np.asarray(ce.predict(pairs[:64], activation_fn=torch_identity()), np.float64)
+    rates["max_logit_diff_to_pytorch_fp32"] = {  # on the first 64 pairs
+        label: float(np.abs(np.asarray(m.predict(pairs[:64], activation_fn=torch_identity() if label.startswith("Cross")
+                                                 else "identity"), np.float64) - ref).max())
+        for label, m in {"Reranker.predict (embedrt)": default, **more}.items()
+    }  # fmt: skip
     return {"rerank_pairs": rates, "pair_tokens_mean": float(default.tokenize_pairs(pairs).lengths.mean()),
             "reranker_graph": default.manifest.optimizations}  # fmt: skip
 
@@ -218,9 +241,22 @@ def _sparse(sp_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     plain = Sparse(_export(sp_dir, args.work / "splade-bundle-plain", optimize=False), threads=2)
     theirs = SparseEncoder(str(sp_dir), device="cpu")
     texts = load_sentences(args.texts, seed=2)
+    more = {}
+    if args.bf16:
+        import torch
+
+        more = {"SparseEncoder.encode (PyTorch bf16)": SparseEncoder(str(sp_dir), device="cpu",
+                                                                     model_kwargs={"torch_dtype": torch.bfloat16}),
+                "SparseEncoder.encode (embedrt, plain graph on OpenVINO bf16)": Sparse(
+                    plain.path, device="openvino", precision_hint="bf16", threads=2)}  # fmt: skip
     names = ("SparseEncoder.encode", "SparseEncoder.encode")
     rates = _three_ways(names, (theirs, plain, default), lambda m, n: m.encode(texts[:n], batch_size=32), len(texts),
-                        args.rounds)  # fmt: skip
+                        args.rounds, more)  # fmt: skip
+    ref = _unit(_dense(theirs.encode(texts[:64])))
+    rates["min_cosine_to_pytorch_fp32"] = {  # on the first 64 texts
+        label: float((_unit(_dense(m.encode(texts[:64]))) * ref).sum(axis=1).min())
+        for label, m in {"SparseEncoder.encode (embedrt)": default, **more}.items()
+    }
     return {"splade_texts": rates, "splade_extraction": _extraction(default, texts, args.rounds),
             "text_tokens_mean": float(default.tokenize(texts).lengths.mean()),
             "splade_graph": default.manifest.optimizations}  # fmt: skip
