@@ -181,10 +181,14 @@ def _three_ways(
     return rates
 
 
-def torch_identity() -> Any:
+def _bf16(theirs: Any, source: Path, ours: Any, plain: Path, names: tuple[str, str]) -> dict[str, Any]:
+    """``--bf16``'s systems: sentence-transformers' ``theirs`` class on ``source`` in bf16, and embedrt's
+    ``ours`` on the ``plain`` bundle on OpenVINO's bf16 (AVX512_BF16 or AMX)."""
     import torch
 
-    return torch.nn.Identity()
+    return {f"{names[0]} (PyTorch bf16)": theirs(str(source), device="cpu", model_kwargs={"torch_dtype": torch.bfloat16}),
+            f"{names[1]} (embedrt, plain graph on OpenVINO bf16)": ours(plain, device="openvino", precision_hint="bf16",
+                                                                        threads=2)}  # fmt: skip
 
 
 def _dense(vectors: Any) -> np.ndarray:
@@ -210,23 +214,18 @@ def _rerankers(ce_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     queries = load_sentences(args.pairs, seed=1)
     passages = load_passages(64)
     pairs = [(q, passages[i % len(passages)]) for i, q in enumerate(queries)]
-    more = {}
-    if args.bf16:  # PyTorch's bf16 and the plain graph on OpenVINO's bf16 (AVX512_BF16 or AMX)
-        import torch
-
-        more = {"CrossEncoder.predict (PyTorch bf16)": CrossEncoder(str(ce_dir), device="cpu",
-                                                                    model_kwargs={"torch_dtype": torch.bfloat16}),
-                "Reranker.predict (embedrt, plain graph on OpenVINO bf16)": Reranker(
-                    plain.path, device="openvino", precision_hint="bf16", threads=2)}  # fmt: skip
     names = ("CrossEncoder.predict", "Reranker.predict")
+    more = _bf16(CrossEncoder, ce_dir, Reranker, plain.path, names) if args.bf16 else {}
     rates = _three_ways(names, (ce, plain, default), lambda m, n: m.predict(pairs[:n], batch_size=32), len(pairs),
                         args.rounds, more)  # fmt: skip
-    ref = np.asarray(ce.predict(pairs[:64], activation_fn=torch_identity()), np.float64)
+
+    def logits(model: Any) -> np.ndarray:  # the identity of either library: a function of the logits
+        return np.asarray(model.predict(pairs[:64], activation_fn=lambda x: x), np.float64)
+
+    ref = logits(ce)
     rates["max_logit_diff_to_pytorch_fp32"] = {  # on the first 64 pairs
-        label: float(np.abs(np.asarray(m.predict(pairs[:64], activation_fn=torch_identity() if label.startswith("Cross")
-                                                 else "identity"), np.float64) - ref).max())
-        for label, m in {"Reranker.predict (embedrt)": default, **more}.items()
-    }  # fmt: skip
+        label: float(np.abs(logits(m) - ref).max()) for label, m in {"Reranker.predict (embedrt)": default, **more}.items()
+    }
     return {"rerank_pairs": rates, "pair_tokens_mean": float(default.tokenize_pairs(pairs).lengths.mean()),
             "reranker_graph": default.manifest.optimizations}  # fmt: skip
 
@@ -241,15 +240,8 @@ def _sparse(sp_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     plain = Sparse(_export(sp_dir, args.work / "splade-bundle-plain", optimize=False), threads=2)
     theirs = SparseEncoder(str(sp_dir), device="cpu")
     texts = load_sentences(args.texts, seed=2)
-    more = {}
-    if args.bf16:
-        import torch
-
-        more = {"SparseEncoder.encode (PyTorch bf16)": SparseEncoder(str(sp_dir), device="cpu",
-                                                                     model_kwargs={"torch_dtype": torch.bfloat16}),
-                "SparseEncoder.encode (embedrt, plain graph on OpenVINO bf16)": Sparse(
-                    plain.path, device="openvino", precision_hint="bf16", threads=2)}  # fmt: skip
     names = ("SparseEncoder.encode", "SparseEncoder.encode")
+    more = _bf16(SparseEncoder, sp_dir, Sparse, plain.path, names) if args.bf16 else {}
     rates = _three_ways(names, (theirs, plain, default), lambda m, n: m.encode(texts[:n], batch_size=32), len(texts),
                         args.rounds, more)  # fmt: skip
     ref = _unit(_dense(theirs.encode(texts[:64])))

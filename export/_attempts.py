@@ -45,7 +45,6 @@ from embedrt._session import cpu_precision_hints
 from embedrt._types import MADE_FOR, Device, InferencePrecision, Precision
 
 from ._archs import ArchSpec, Variant
-from ._onnx import keep_data_file
 from ._quantize import RECIPE, Int8Recipe
 from ._tokenizer import write_tokenizer
 from ._validate import quality_gate, reference_embeddings, validate
@@ -82,7 +81,6 @@ class Job:
     fp32: Path  # the exported fp32 graph every variant starts from
     work: Path
     arch: ArchSpec
-    external: bool  # the exported graph's weights are in model.onnx.data: so are every variant's
     manifest: Callable[[Precision, dict[str, Any]], Manifest]
     tokenizer: Any
     validate_texts: list[str]
@@ -187,7 +185,6 @@ def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, An
         {"spec": job.spec, "fusion": job.arch.fusion, "window": job.window}, int8_recipe=setting.recipe,
         calibration=calibration,
     )  # fmt: skip
-    keep_data_file(bundle / MODEL_NAME, job.external)
     if misses:
         optimizations["fallback_from"] = list(misses)
     write_tokenizer(job.tokenizer, bundle)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from embedrt._bundle import MODEL_NAME
-from embedrt._describe import describe_local_attention
 from embedrt._errors import ExportError
 from embedrt._types import BundleKind, Pooling, Precision, parse
 
@@ -128,16 +127,11 @@ def export_model(
             arch=arch, say=say, external_data_bytes=external_data_bytes,
             window=window,
         )  # fmt: skip
-        say(f"wrote opset {written.opset} with the {written.exporter.value} exporter"
-            + (", weights in model.onnx.data (external data)" if written.external_data else "")
-            + (f"; {written.static_reshapes} Reshapes given constant target shapes" if written.static_reshapes else ""))
-        if written.local_attention:
-            say(f"local attention: {describe_local_attention(written.local_attention)}")
         inputs = used_inputs(written.inputs, inputs, say)
         tok, pad_id = bundle_tokenizer(hf_tok, spec)
         padding_side = str(hf_tok.padding_side)
         job = Job(
-            spec=spec, model=model, hf_tok=hf_tok, fp32=fp32, work=work, arch=arch, external=written.external_data,
+            spec=spec, model=model, hf_tok=hf_tok, fp32=fp32, work=work, arch=arch,
             manifest=lambda p, o: build_manifest(spec, model, inputs, p, o, written, pad_id, padding_side),
             tokenizer=tok, validate_texts=validate_texts or validation_texts(),
             gate_texts=gate_texts or default_gate_texts(), thresholds=gate_thresholds, say=say,

@@ -24,7 +24,6 @@ import torch
 from onnx import TensorProto, helper
 
 from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
-from embedrt._describe import describe_local_attention
 from embedrt._reranker import Reranker
 from embedrt._sparse_encoder import MAX_ACTIVE_INPUT, SparseEncoder
 from embedrt._types import BundleKind, Precision
@@ -34,7 +33,7 @@ from ._graph import EXTERNAL_DATA_BYTES
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import HeadSource, read_head_source
 from ._manifest import tool_versions
-from ._onnx import Written, export_graph, keep_data_file, used_inputs
+from ._onnx import Written, export_graph, used_inputs
 from ._tokenizer import bundle_tokenizer, write_tokenizer
 from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
 from ._variants import apply_variant
@@ -78,16 +77,11 @@ def export_head(
         plain.parent.mkdir()
         outputs, written, window = _export_graph(model, hf_tok, inputs, plain, opset, exporter, arch, log,
                                                  external_data_bytes)  # fmt: skip
-        log(f"wrote opset {written.opset} with the {written.exporter.value} exporter"
-            + (", weights in model.onnx.data (external data)" if written.external_data else ""))
         local = written.local_attention
-        if local:
-            log(f"local attention: {describe_local_attention(local)}")
         blocks = window if local and local.get("local_blocks") else None
         optimizations = apply_variant(plain, bundle / MODEL_NAME, Precision.FP32, optimize,
                                       {"spec": head.spec, "fusion": arch.fusion, "window": blocks})  # fmt: skip
         log(f"graph: {_graph_line(optimizations)}")
-        keep_data_file(bundle / MODEL_NAME, written.external_data)
         tok, pad_id = bundle_tokenizer(hf_tok, head.spec)
         write_tokenizer(tok, bundle)
         inputs = used_inputs(written.inputs, inputs, log)  # DeBERTa-v3 takes no token types

@@ -29,6 +29,7 @@ import onnx
 import torch
 from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_tensor
 
+from embedrt._describe import describe_local_attention
 from embedrt._errors import UnsupportedModelError
 
 from ._archs import ArchSpec, Exporter
@@ -91,6 +92,11 @@ def export_graph(
         note = failures[0][:300] if failures else None
         if note:
             say(f"exported with {used.value} after {order[0].value} failed; the manifest records why")
+        say(f"wrote opset {written_opset} with the {used.value} exporter"
+            + (", weights in model.onnx.data (external data)" if external else "")
+            + (f"; {n} Reshapes given constant target shapes" if n else ""))
+        if attention:
+            say(f"local attention: {describe_local_attention(attention)}")
         return Written(used, written_opset, external, n, note, taken, attention)
     raise UnsupportedModelError(" / ".join(failures))
 
@@ -297,10 +303,14 @@ def save_model(model: onnx.ModelProto, path: Path, external: bool) -> None:
         _save_inline(model, path)
 
 
+def has_data_file(path: Path) -> bool:
+    return path.with_name(path.name + DATA_SUFFIX).exists()
+
+
 def keep_data_file(path: Path, external: bool) -> None:
-    """Save the graph at ``path`` with a data file again where its export wrote one (``external``) and
+    """Save the graph at ``path`` with a data file again where its source had one (``external``) and
     a variant pass saved it inline (passes decide by size alone)."""
-    if external and not path.with_name(path.name + DATA_SUFFIX).exists():
+    if external and not has_data_file(path):
         save_model(onnx.load(str(path)), path, True)
 
 

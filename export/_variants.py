@@ -22,7 +22,7 @@ from embedrt._types import Precision, parse
 from ._flash import flash_attention
 from ._fp16 import convert_fp16
 from ._graph import needs_external
-from ._onnx import copy_graph, save_model
+from ._onnx import copy_graph, has_data_file, keep_data_file, save_model
 from ._optimize import fused_counts, optimize_graph
 from ._products import split_products
 from ._quantize import RECIPE, Int8Recipe, quantize_int8
@@ -102,6 +102,7 @@ def apply_variant(
             record["fp16"] = convert_fp16(src, out_path)
         else:
             copy_graph(src, out_path)
+    keep_data_file(out_path, has_data_file(fp32_path))  # weights in a data file: so are every variant's
     record["fused_ops"] = fused_counts(out_path) if record["optimize"] else {}
     gc.collect()  # onnxruntime's optimizer leaves graphs in reference cycles: free them before validation
     return record
