@@ -83,11 +83,11 @@ def _encoder(work: Path, arch: str) -> str:
     return str(folder)
 
 
-def _export(source: Path, bundle: Path, optimize: bool | None = None) -> Path:
+def _export(source: Path, bundle: Path, optimize: bool | None = None, precision: str = "fp32") -> Path:
     from embedrt.export import export_model
 
     if not (bundle / "manifest.json").is_file():
-        export_model(source, bundle, overwrite=True, optimize=optimize,
+        export_model(source, bundle, overwrite=True, optimize=optimize, precision=precision,
                      log=lambda m: print(f"[export] {m}", file=sys.stderr))  # fmt: skip
     return bundle
 
@@ -140,6 +140,10 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--bf16", action="store_true",
                     help="also PyTorch's bf16 and the plain bundle on OpenVINO's bf16 (needs embedrt[openvino])")
+    ap.add_argument("--int8", action="store_true",
+                    help="rerankers: also the int8 bundle, and every system's reranker-gate numbers")
+    ap.add_argument("--trained-head", action="store_true",
+                    help="minilm rerankers: a head trained here (benchmarks.distilled_reranker) in place of a random one")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -148,6 +152,12 @@ def main() -> int:
     torch.set_num_threads(2)
     args.work.mkdir(parents=True, exist_ok=True)
     ce_dir, sp_dir = _build(args.work, args.arch)
+    if args.trained_head:
+        if args.arch != "minilm":
+            ap.error("--trained-head is made on minilm only")
+        from benchmarks.distilled_reranker import build
+
+        ce_dir = build(args.work / "ce-minilm-distilled")
     if "sparse" in args.kinds and sp_dir is None:
         ap.error(f"--kinds sparse is measured on minilm only, not {args.arch}")
     flags = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f.startswith(("avx", "amx"))})
@@ -208,14 +218,18 @@ def _rerankers(ce_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.corpus import load_passages, load_sentences
     from embedrt import Reranker
 
-    default = Reranker(_export(ce_dir, args.work / f"ce-bundle-{args.arch}"), threads=2)
-    plain = Reranker(_export(ce_dir, args.work / f"ce-bundle-{args.arch}-plain", optimize=False), threads=2)
+    name = ce_dir.name.replace("ce-", "ce-bundle-", 1)
+    default = Reranker(_export(ce_dir, args.work / name), threads=2)
+    plain = Reranker(_export(ce_dir, args.work / f"{name}-plain", optimize=False), threads=2)
     ce = CrossEncoder(str(ce_dir), device="cpu")
     queries = load_sentences(args.pairs, seed=1)
     passages = load_passages(64)
     pairs = [(q, passages[i % len(passages)]) for i, q in enumerate(queries)]
     names = ("CrossEncoder.predict", "Reranker.predict")
     more = _bf16(CrossEncoder, ce_dir, Reranker, plain.path, names) if args.bf16 else {}
+    if args.int8:
+        int8 = Reranker(_export(ce_dir, args.work / f"{name}-int8", precision="int8"), threads=2)
+        more = {"Reranker.predict (embedrt, int8)": int8, **more}
     rates = _three_ways(names, (ce, plain, default), lambda m, n: m.predict(pairs[:n], batch_size=32), len(pairs),
                         args.rounds, more)  # fmt: skip
 
@@ -226,8 +240,27 @@ def _rerankers(ce_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     rates["max_logit_diff_to_pytorch_fp32"] = {  # on the first 64 pairs
         label: float(np.abs(logits(m) - ref).max()) for label, m in {"Reranker.predict (embedrt)": default, **more}.items()
     }
-    return {"rerank_pairs": rates, "pair_tokens_mean": float(default.tokenize_pairs(pairs).lengths.mean()),
-            "reranker_graph": default.manifest.optimizations}  # fmt: skip
+    out = {"rerank_pairs": rates, "pair_tokens_mean": float(default.tokenize_pairs(pairs).lengths.mean()),
+           "reranker_graph": default.manifest.optimizations}  # fmt: skip
+    if args.int8:
+        out["int8_graph"] = int8.manifest.optimizations
+        out["reranker_gate_numbers"] = _gate_numbers(ce, {"Reranker.predict (embedrt)": default, **more})
+    return out
+
+
+def _gate_numbers(ce: Any, systems: dict[str, Any]) -> dict[str, Any]:
+    """The reranker gate's numbers (``export._gate_rerank``: 50 queries x 19 candidates of the built-in
+    gate texts) of each system's logits against the CrossEncoder's fp32 ones: how far each moves the
+    order of a query's candidates."""
+    from embedrt.export._gate_rerank import CANDIDATES, gate_pairs, rank_metrics
+
+    pairs = gate_pairs()
+
+    def logits(model: Any) -> np.ndarray:
+        return np.asarray(model.predict(pairs, batch_size=32, activation_fn=lambda x: x), np.float64).reshape(-1, CANDIDATES)
+
+    ref = logits(ce)
+    return {label: rank_metrics(ref, logits(m)) for label, m in systems.items()}
 
 
 def _sparse(sp_dir: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -56,6 +56,8 @@ SPEED_ROUNDS = 3
 # on a shared machine): the earliest in the settings' order wins, which is the export's own preference
 # (int8 before fp32; fused, whose attention does not hold the scores at long lengths, before unfused).
 SPEED_TIE = 0.05
+# A gate report's numbers that a missed setting's record keeps: an embedding's, then a reranker's
+GATE_NUMBERS = ("mean_cos", "min_cos", "topk", "rank_corr", "top_kept", "max_err")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,10 @@ class Job:
     say: Callable[[str], None]
     calibrate: Callable[[], Any]  # the int8 calibration batches, made on first use
     window: Window | None = None  # the local attention the fp32 graph computes in blocks
+    # A bundle's checks (parity, then the gate of its precision): its report with the gate's under
+    # "gate", a ParityError where it misses. Default: an embedding bundle's (``check_embedding``).
+    check: Callable[[Job, Path, Setting], dict[str, Any]] | None = None
+    gate_reference: np.ndarray | None = field(default=None, init=False)  # a head's gate: PyTorch's outputs
     _reference: np.ndarray | None = field(default=None, init=False)
     _calibration: Any = field(default=None, init=False)
 
@@ -150,7 +156,7 @@ def run_settings(job: Job, settings: list[Setting], pick_fastest: bool) -> Path:
             report = getattr(e, "report", {}) or {}
             misses.append({"setting": setting.label, "method": setting.recipe.method if setting.recipe else None,
                            "failed": str(e).splitlines()[0][:300],
-                           **{k: report[k] for k in ("mean_cos", "min_cos", "topk") if k in report}})  # fmt: skip
+                           **{k: report[k] for k in GATE_NUMBERS if k in report}})  # fmt: skip
             job.say(f"{setting.label} missed the checks ({str(e).splitlines()[0][:200]})"
                     + ("; trying it unfused" if retry else ""))  # fmt: skip
             shutil.rmtree(bundle)
@@ -190,6 +196,13 @@ def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, An
     write_tokenizer(job.tokenizer, bundle)
     manifest = job.manifest(setting.precision, optimizations)
     write_manifest(bundle, manifest)
+    manifest.parity = (job.check or check_embedding)(job, bundle, setting)
+    write_manifest(bundle, manifest)
+    return manifest.parity, bool(optimizations["optimize"])
+
+
+def check_embedding(job: Job, bundle: Path, setting: Setting) -> dict[str, Any]:
+    """An embedding bundle's parity on the validation grid, then its precision's quality gate."""
     job.say("validating against PyTorch")
     try:
         embedder = _validation_embedder(bundle, setting.precision, job.say)
@@ -206,10 +219,8 @@ def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, An
                                          log=job.say, reference=job.reference())  # fmt: skip
     job.say(f"gate: mean cosine {gate['mean_cos']:.6f}, min {gate['min_cos']:.6f}, "
             f"top-10 agreement {gate['topk']:.4f}: passed")  # fmt: skip
-    manifest.parity = report
-    write_manifest(bundle, manifest)
     del embedder
-    return report, bool(optimizations["optimize"])
+    return report
 
 
 def _validation_embedder(bundle: Path, precision: Precision, say: Callable[[str], None]) -> Embedder:

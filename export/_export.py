@@ -93,11 +93,15 @@ def export_model(
     if bundle_kind is not BundleKind.EMBEDDING:
         check_head_options(bundle_kind, Precision.FP32 if auto else prec, pooling)
         if auto:
-            say(f"precision auto: a {bundle_kind.value} bundle is exported in fp32, its one precision for now")
+            say(f"precision auto: a {bundle_kind.value} bundle is exported in fp32"
+                + (" (auto weighs precisions for embedding bundles; ask for int8 by name)"
+                   if bundle_kind is BundleKind.RERANKER else ", its one precision for now"))  # fmt: skip
         from ._export_head import export_head
 
         return export_head(source, out, bundle_kind, opset=opset, exporter=how, optimize=optimize,
-                           validate_texts=validate_texts, log=say, external_data_bytes=external_data_bytes)  # fmt: skip
+                           validate_texts=validate_texts, log=say, external_data_bytes=external_data_bytes,
+                           precision=Precision.FP32 if auto else prec, int8_recipes=recipes,
+                           gate_texts=gate_texts, gate_thresholds=gate_thresholds)  # fmt: skip
 
     from ._static import export_static, is_static_folder
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,24 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from embedrt._bundle import MODEL_NAME, Manifest, write_manifest
+from embedrt._bundle import MODEL_NAME, Manifest
 from embedrt._reranker import Reranker
 from embedrt._sparse_encoder import MAX_ACTIVE_INPUT, SparseEncoder
 from embedrt._types import BundleKind, Precision
 
 from ._archs import ArchSpec, Exporter, Variant, spec_for
+from ._attempts import Job, Setting, run_settings
+from ._export import calibration_texts
+from ._gate_rerank import gate_pairs, rerank_gate
 from ._graph import EXTERNAL_DATA_BYTES
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import HeadSource, read_head_source
 from ._manifest import tool_versions
 from ._onnx import Written, export_graph, used_inputs
-from ._tokenizer import bundle_tokenizer, write_tokenizer
-from ._validate_heads import pairs_from_texts, validate_reranker, validate_sparse
-from ._variants import apply_variant
+from ._quantize import RECIPE, Int8Recipe
+from ._smooth import Feeds, calibration_feeds
+from ._tokenizer import bundle_tokenizer
+from ._validate_heads import pairs_from_texts, reference_logits, validate_reranker, validate_sparse
 from ._window import Window, local_window
 
 Log = Callable[[str], None]
@@ -53,6 +58,10 @@ def export_head(
     log: Log,
     optimize: bool | None = None,
     external_data_bytes: int = EXTERNAL_DATA_BYTES,
+    precision: Precision = Precision.FP32,
+    int8_recipes: list[Int8Recipe] | None = None,
+    gate_texts: list[str] | None = None,
+    gate_thresholds: dict[str, float] | None = None,
 ) -> Path:
     """Write the reranker or sparse bundle of ``source`` to ``out`` (which must be absent or empty).
 
@@ -60,52 +69,87 @@ def export_head(
     (attention fused where the architecture fuses, on the flash kernel; a windowed model's global
     layers on it too, rotary embeddings on the rotary kernel, products cut in slices one per slice),
     ``True`` every onnxruntime fusion, ``False`` the plain graph (for OpenVINO).
+    ``precision`` ``int8`` (rerankers): the recipes ``int8_recipes`` are tried in order, calibrated on
+    (query, document) pairs, and the first whose bundle passes the reranker gate (``_gate_rerank``:
+    the order of 50 queries' candidates against PyTorch's, ``gate_texts`` the texts it pairs,
+    ``gate_thresholds`` its thresholds changed explicitly) is kept; the misses are recorded.
     """
     head = read_head_source(source, kind)
     arch = spec_for(head.spec.model_type)
     if optimize:
         arch.check_variant(Variant.FUSED)
+    if precision is not Precision.FP32:
+        arch.check_variant(Variant(precision.value))
     log(f"source: {head.spec.kind} {kind.value} folder, {head.architecture}, max_seq_length {head.spec.max_seq_length}")
     model, hf_tok = load_head_reference(head)
     inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.with_type_ids else [])
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        bundle = Path(tmp) / "bundle"
-        bundle.mkdir()
         log(f"exporting with torch.onnx ({exporter.value}, opset {opset}), inputs {inputs}")
         plain = Path(tmp) / "plain" / MODEL_NAME
         plain.parent.mkdir()
         outputs, written, window = _export_graph(model, hf_tok, inputs, plain, opset, exporter, arch, log,
                                                  external_data_bytes)  # fmt: skip
         local = written.local_attention
-        blocks = window if local and local.get("local_blocks") else None
-        optimizations = apply_variant(plain, bundle / MODEL_NAME, Precision.FP32, optimize,
-                                      {"spec": head.spec, "fusion": arch.fusion, "window": blocks})  # fmt: skip
-        log(f"graph: {_graph_line(optimizations)}")
         tok, pad_id = bundle_tokenizer(hf_tok, head.spec)
-        write_tokenizer(tok, bundle)
         inputs = used_inputs(written.inputs, inputs, log)  # DeBERTa-v3 takes no token types
         graph_inputs = [*inputs, MAX_ACTIVE_INPUT] if isinstance(model, SpladeModel) else inputs
-        manifest = _manifest(head, model, graph_inputs, outputs, written, pad_id)
-        manifest.optimizations = {**optimizations, "external_data": written.external_data,
-                                  **({"local_attention": local} if local else {})}  # fmt: skip
-        write_manifest(bundle, manifest)
-        log("validating against PyTorch")
-        if isinstance(model, ScoreModel):
-            pairs = pairs_from_texts(validate_texts) if validate_texts else None
-            report = validate_reranker(Reranker(bundle), model, hf_tok, pairs)
-            log(f"parity: max abs logit diff {report['max_abs_diff']:.2e} over {report['pairs']} pairs "
-                f"({report['truncated_pairs']} cut at max length)")
-        else:
-            report = validate_sparse(SparseEncoder(bundle), model, hf_tok, validate_texts)
-            log(f"parity: max abs diff {report['max_abs_diff']:.2e}, min cosine {report['min_cosine']:.7f} "
-                f"over {report['texts']} texts")
-        manifest.parity = report
-        write_manifest(bundle, manifest)
+        base = _manifest(head, model, graph_inputs, outputs, written, pad_id)
+        extra = {"external_data": written.external_data, **({"local_attention": local} if local else {})}
+
+        def manifest(prec: Precision, optimizations: dict[str, Any]) -> Manifest:
+            return replace(base, precision=prec, optimizations={**optimizations, **extra})
+
+        job = Job(
+            spec=head.spec, model=model, hf_tok=hf_tok, fp32=plain, work=Path(tmp), arch=arch, manifest=manifest,
+            tokenizer=tok, validate_texts=validate_texts or [], gate_texts=gate_texts or [],
+            thresholds=gate_thresholds, say=log,
+            calibrate=lambda: _pair_feeds(hf_tok, inputs, head.spec.max_seq_length),
+            window=window if local and local.get("local_blocks") else None, check=_check_head,
+        )  # fmt: skip
+        recipes = (int8_recipes or [RECIPE]) if precision is Precision.INT8 else [None]
+        bundle = run_settings(job, [Setting(precision, optimize, r) for r in recipes], pick_fastest=False)
         if out.exists():
             shutil.rmtree(out)
         bundle.rename(out)
     return out
+
+
+def _check_head(job: Job, bundle: Path, setting: Setting) -> dict[str, Any]:
+    """A head bundle's parity against PyTorch; for a lossy reranker, then its gate (``_gate_rerank``)."""
+    if not isinstance(job.model, ScoreModel):
+        encoder = SparseEncoder(bundle)
+        job.say(f"graph: {_graph_line(encoder.manifest.optimizations)}")
+        job.say("validating against PyTorch")
+        report = validate_sparse(encoder, job.model, job.hf_tok, job.validate_texts or None)
+        job.say(f"parity: max abs diff {report['max_abs_diff']:.2e}, min cosine {report['min_cosine']:.7f} "
+                f"over {report['texts']} texts")  # fmt: skip
+        return report
+    reranker = Reranker(bundle)
+    job.say(f"graph: {_graph_line(reranker.manifest.optimizations)}")
+    job.say("validating against PyTorch")
+    pairs = pairs_from_texts(job.validate_texts) if job.validate_texts else None
+    report = validate_reranker(reranker, job.model, job.hf_tok, pairs)
+    job.say(f"parity: max abs logit diff {report['max_abs_diff']:.2e} over {report['pairs']} pairs "
+            f"({report['truncated_pairs']} cut at max length)")  # fmt: skip
+    if setting.precision is Precision.FP32:
+        return report
+    gate = gate_pairs(job.gate_texts or None)
+    if job.gate_reference is None:  # computed once, whatever the number of recipes tried
+        job.say(f"PyTorch logits of the reranker gate's {len(gate)} pairs")
+        job.gate_reference, _ = reference_logits(job.model, job.hf_tok, gate, reranker.max_seq_length, batch_size=32)
+    job.say(f"reranker gate ({setting.precision.value}) on {len(gate)} pairs")
+    report["gate"] = g = rerank_gate(reranker, job.gate_reference, gate, job.thresholds)
+    job.say(f"gate: rank correlation {g['rank_corr']:.4f}, top-{g['top_k']} kept {g['top_kept']:.3f}, "
+            f"max score error {g['max_err']:.3f} spreads: passed")  # fmt: skip
+    return report
+
+
+def _pair_feeds(hf_tok: Any, inputs: list[str], max_length: int) -> list[Feeds]:
+    """The int8 calibration batches of a reranker: the embedding export's calibration texts, each
+    paired with the next (a short one meets a long one, other scripts, past the max length)."""
+    texts = calibration_texts()
+    return calibration_feeds(hf_tok, texts, inputs, max_length, second=texts[1:] + texts[:1])
 
 
 def _export_graph(

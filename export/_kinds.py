@@ -76,9 +76,11 @@ def detect_kind(source: str | Path, kind: str | BundleKind | None = None) -> Bun
 
 
 def check_head_options(kind: BundleKind, precision: Precision, pooling: object) -> None:
-    """Reranker and sparse bundles are exported in fp32, with the pooling of their head."""
-    if precision is not Precision.FP32:
-        raise ValueError(f"a {kind.value} bundle is exported in fp32 for now; got precision {precision.value!r}")
+    """Reranker bundles are exported in fp32 or int8, sparse bundles in fp32, with the pooling of their head."""
+    allowed = (Precision.FP32, Precision.INT8) if kind is BundleKind.RERANKER else (Precision.FP32,)
+    if precision not in allowed:
+        raise ValueError(f"a {kind.value} bundle is exported in {' or '.join(p.value for p in allowed)} for now; "
+                         f"got precision {precision.value!r}")  # fmt: skip
     if pooling:
         raise ValueError(f"--pooling applies to embedding models; a {kind.value} bundle pools as its head says")
 

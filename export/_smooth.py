@@ -71,15 +71,21 @@ class Smoothing:
 
 
 def calibration_feeds(
-    tokenizer: Any, texts: Sequence[str], input_names: Sequence[str], max_length: int, batch_size: int = 32
+    tokenizer: Any, texts: Sequence[str], input_names: Sequence[str], max_length: int, batch_size: int = 32,
+    second: Sequence[str] | None = None,
 ) -> list[Feeds]:
-    """Length-sorted, padded batches of ``texts`` as the graph's inputs (as the runtime feeds them)."""
-    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+    """Length-sorted, padded batches of ``texts`` as the graph's inputs (as the runtime feeds them);
+    with ``second``, of the pairs (``texts[i]``, ``second[i]``), cut longest first (a reranker's)."""
+
+    def encode(idx: Sequence[int], **kw: Any) -> Any:
+        seconds = [second[j] for j in idx] if second is not None else None
+        return tokenizer([texts[j] for j in idx], seconds, truncation="longest_first", max_length=max_length, **kw)
+
+    lengths = [len(ids) for ids in encode(range(len(texts)))["input_ids"]]
     order = np.argsort(lengths, kind="stable")
     feeds: list[Feeds] = []
     for i in range(0, len(order), batch_size):
-        chunk = [texts[j] for j in order[i : i + batch_size]]
-        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        enc = encode(order[i : i + batch_size].tolist(), padding=True, return_tensors="np")
         feed = {name: np.asarray(enc[name], dtype=np.int64) for name in input_names if name in enc}
         if "token_type_ids" in input_names and "token_type_ids" not in feed:
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])

@@ -100,7 +100,8 @@ def _smoothing_row(smoothing: dict[str, Any]) -> str:
 
 def _fallback_row(attempt: dict[str, Any], q: dict[str, Any] | None) -> str:
     """A setting (int8 method, fusion) the export tried first and dropped, why, and what it used instead."""
-    numbers = ", ".join(f"{k} {attempt[k]:.5f}" for k in ("mean_cos", "min_cos", "topk")
+    numbers = ", ".join(f"{k} {attempt[k]:.5f}" for k in ("mean_cos", "min_cos", "topk", "rank_corr", "top_kept",
+                                                         "max_err")
                         if isinstance(attempt.get(k), int | float))  # fmt: skip
     used = (q or {}).get("method", "the next setting")
     why = attempt.get("failed") or "missed the checks"
@@ -175,19 +176,25 @@ def measured_on(g: dict[str, Any], made_for: tuple[Device, ...] = ()) -> str:
     return text
 
 
+_AT_MOST = ("max_err",)  # gate thresholds that are upper bounds
+
+
 def _gate_row(g: dict[str, Any], made_for: tuple[Device, ...] = ()) -> str:
     parts = []
     for key, label in (("mean_cos", "mean cos"), ("mean_cosine", "mean cos"), ("min_cos", "min cos"),
-                       ("min_cosine", "min cos"), ("topk", "top-10 kept")):  # fmt: skip
+                       ("min_cosine", "min cos"), ("topk", "top-10 kept"), ("rank_corr", "rank correlation"),
+                       ("top_kept", f"top-{g.get('top_k')} kept"), ("max_err", "max score error (spreads)")):  # fmt: skip
         if isinstance(g.get(key), int | float):
             parts.append(f"{label} {g[key]:.5f}")
     if "n_texts" in g:
         parts.append(f"{g['n_texts']} texts / {g.get('n_queries', '?')} queries")
+    if "candidates" in g:  # a reranker's gate
+        parts.append(f"{g.get('queries', '?')} queries x {g['candidates']} candidates")
     if "passed" in g:
         parts.append("passed" if g["passed"] else "FAILED")
     if g.get("thresholds"):
-        lim = ", ".join(f"{k} >= {v}" for k, v in g["thresholds"].items())
-        parts.append(f"gate {lim}" + ("" if g.get("thresholds_default", True) else " (lowered by user)"))
+        lim = ", ".join(f"{k} {'<=' if k in _AT_MOST else '>='} {v}" for k, v in g["thresholds"].items())
+        parts.append(f"gate {lim}" + ("" if g.get("thresholds_default", True) else " (changed by user)"))
     if parts:
         parts.append(measured_on(g, made_for))
     return "; ".join(parts) or "-"

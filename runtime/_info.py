@@ -36,9 +36,13 @@ def describe(manifest: Manifest, bundle: Path) -> list[tuple[str, str]]:
     p = m.parity
     if p:
         against = "PyTorch fp32" if str(p.get("reference", "PyTorch")).startswith("PyTorch") else p["reference"]
-        rows.append(("parity (grid)", f"{p.get('texts')} texts vs {against}: min cosine {p.get('min_cosine', 0):.7f}, "
-                               f"mean {p.get('mean_cosine', 0):.7f}, max abs diff {p.get('max_abs_diff', 0):.2e}, "
-                               f"{'passed' if p.get('passed') else 'FAILED'}; "
-                               f"{measured_on(p, MADE_FOR.get(m.precision, ()))}"))
+        if "pairs" in p:  # a reranker's: logits
+            what = f"{p['pairs']} pairs vs {against} logits: max abs diff {p.get('max_abs_diff', 0):.2e}"
+        else:
+            what = (f"{p.get('texts')} texts vs {against}: min cosine {p.get('min_cosine', 0):.7f}"
+                    + (f", mean {p['mean_cosine']:.7f}" if "mean_cosine" in p else "")
+                    + f", max abs diff {p.get('max_abs_diff', 0):.2e}")  # fmt: skip
+        rows.append(("parity (grid)", f"{what}, {'passed' if p.get('passed') else 'FAILED'}; "
+                                      f"{measured_on(p, MADE_FOR.get(m.precision, ()))}"))
     rows.append(("exported with", ", ".join(f"{k} {v}" for k, v in m.tools.items())))
     return rows

@@ -135,7 +135,7 @@ def test_decoder_sequence_classifier_on_the_rotary_kernel(tmp_path: Path) -> Non
     source = _family_cross_encoder("qwen3", tmp_path)
     said: list[str] = []
     ours = Reranker(export_model(source, tmp_path / "bundle", precision="auto", log=said.append))
-    assert "precision auto: a reranker bundle is exported in fp32, its one precision for now" in said
+    assert "precision auto: a reranker bundle is exported in fp32 (auto weighs precisions for embedding bundles; ask for int8 by name)" in said
     opt = ours.manifest.optimizations
     assert opt["rotary"]["rotary"] > 0 and opt["fused_ops"]["RotaryEmbedding"] == opt["rotary"]["rotary"]
     np.testing.assert_allclose(ours.predict(PAIRS), st.CrossEncoder(str(source), device="cpu").predict(PAIRS), atol=1e-5)
@@ -195,8 +195,8 @@ def test_export_options_and_folders(tiny_reranker: tuple[Path, Path], tiny_facto
     from embedrt.export._kinds import detect_kind
 
     source, _ = tiny_reranker
-    with pytest.raises(ValueError, match="a reranker bundle is exported in fp32 for now; got precision 'int8'"):
-        export_model(source, tmp_path / "x", precision="int8")
+    with pytest.raises(ValueError, match="a reranker bundle is exported in fp32 or int8 for now; got precision 'fp16'"):
+        export_model(source, tmp_path / "x", precision="fp16")
     with pytest.raises(UnsupportedModelError, match=r"has modules \['Transformer', 'Pooling', 'Normalize'\]; a reranker bundle is exported from \['Transformer'\]"):
         export_model(tiny_factory("bert"), tmp_path / "y", kind="reranker")
     with pytest.raises(UnsupportedModelError, match=r"a reranker needs a \*ForSequenceClassification model, found 'BertModel'"):

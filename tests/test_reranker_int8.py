@@ -1,0 +1,114 @@
+"""int8 reranker bundles: the reranker gate (the order of each query's candidates against PyTorch's),
+the export that keeps the first recipe passing it, and what the manifest and ``embedrt info`` say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedrt import ParityError, Reranker
+
+st = pytest.importorskip("sentence_transformers")
+pytest.importorskip("torch")
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(x))
+
+
+@pytest.fixture(scope="module")
+def int8_reranker(tiny_reranker: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from embedrt.export import export_model
+
+    source, _ = tiny_reranker
+    return export_model(source, tmp_path_factory.mktemp("reranker-int8") / "bundle", precision="int8")
+
+
+def test_int8_reranker_keeps_the_order_of_pytorchs_scores(tiny_reranker: tuple[Path, Path], int8_reranker: Path) -> None:
+    from embedrt.export._gate import gate_texts
+
+    source, fp32 = tiny_reranker
+    ours = Reranker(int8_reranker)
+    m = ours.manifest
+    assert m.precision.value == "int8" and m.kind.value == "reranker"
+    q = m.optimizations["quantization"]
+    assert q["quantized_nodes"] >= 4 and q["method"] in ("smooth", "nbits")
+    gate = m.parity["gate"]
+    assert gate["passed"] and gate["thresholds_default"] and gate["provider"] == "cpu"
+    assert gate["queries"] == 50 and gate["candidates"] == 19 and gate["labels"] == 1
+    assert gate["rank_corr"] >= gate["thresholds"]["rank_corr"] == 0.98
+    assert gate["top_kept"] >= gate["thresholds"]["top_kept"] == 0.9
+    assert gate["max_err"] <= gate["thresholds"]["max_err"] == 0.5
+    for miss in m.optimizations.get("fallback_from") or []:  # a recipe before it missed: its numbers say why
+        assert "reranker gate (int8 on cpu) missed" in miss["failed"] and {"rank_corr", "top_kept", "max_err"} <= set(miss)
+    # on texts the gate never saw: the candidates' order is CrossEncoder's, near enough
+    texts = gate_texts(1200)[1000:]
+    theirs = st.CrossEncoder(str(source), device="cpu")
+    for start in range(0, 160, 20):
+        query, docs = texts[start], texts[start + 1 : start + 20]
+        ref = theirs.predict([(query, d) for d in docs])
+        got = ours.predict([(query, d) for d in docs])
+        assert np.corrcoef(_ranks(ref), _ranks(got))[0, 1] > 0.9
+        assert np.abs(got - ref).max() < 0.5 * max(ref.std(), 1e-3) + 0.05
+    fp32_scores = Reranker(fp32).predict([(texts[0], d) for d in texts[1:20]])
+    assert not np.array_equal(fp32_scores, ours.predict([(texts[0], d) for d in texts[1:20]]))  # int8 computed
+
+
+def test_info_shows_the_reranker_gate(int8_reranker: Path) -> None:
+    from embedrt._info import describe
+
+    rows = dict(describe(Reranker(int8_reranker).manifest, int8_reranker))
+    gate = rows["quality gate"]
+    assert "rank correlation 0.9" in gate and "top-5 kept" in gate and "50 queries x 19 candidates" in gate
+    assert "gate rank_corr >= 0.98, top_kept >= 0.9, max_err <= 0.5" in gate and "passed" in gate
+
+
+def test_a_missed_reranker_gate_keeps_nothing(tiny_reranker: tuple[Path, Path], tmp_path: Path) -> None:
+    from embedrt.export import export_model
+    from embedrt.export._gate import GateError
+
+    source, _ = tiny_reranker
+    with pytest.raises(GateError, match=r"reranker gate \(int8 on cpu\) missed: rank_corr 0\.9\d+ < 1\.01 .*worst query '"):
+        export_model(source, tmp_path / "b", precision="int8", int8_method="nbits", gate_thresholds={"rank_corr": 1.01})
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match=r"unknown reranker gate threshold 'topk': expected one of \('rank_corr', 'top_kept', 'max_err'\)"):
+        export_model(source, tmp_path / "c", precision="int8", int8_method="nbits", gate_thresholds={"topk": 0.5})
+
+
+def test_sparse_bundles_stay_fp32(tiny_sparse: tuple[Path, Path], tmp_path: Path) -> None:
+    from embedrt.export import export_model
+
+    with pytest.raises(ValueError, match="a sparse bundle is exported in fp32 for now; got precision 'int8'"):
+        export_model(tiny_sparse[0], tmp_path / "b", precision="int8")
+
+
+def test_the_gate_reads_orders_not_values() -> None:
+    from embedrt.export._gate import GateError
+    from embedrt.export._gate_rerank import CANDIDATES, QUERIES, run_rerank_gate
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(QUERIES * CANDIDATES, 1))
+    same = run_rerank_gate(ref, ref * 3 + 1, "int8", {"max_err": 100})  # a monotone map: the same order everywhere
+    assert same["rank_corr"] == pytest.approx(1.0) and same["top_kept"] == 1.0 and same["passed"]
+    assert not same["thresholds_default"] and same["max_err"] > 7
+    assert run_rerank_gate(ref, ref + 0.01 * ref.std(), "int8")["max_err"] == pytest.approx(0.01)
+    swapped = ref.copy().reshape(QUERIES, CANDIDATES)
+    top, bottom = swapped.argmax(1), swapped.argmin(1)
+    rows = np.arange(QUERIES)
+    swapped[rows, top], swapped[rows, bottom] = swapped[rows, bottom], swapped[rows, top]
+    with pytest.raises(GateError, match=r"rank_corr 0\.\d+ < 0\.98; top_kept 0\.8000 < 0\.9; max_err \d\.\d+ > 0\.5"):
+        run_rerank_gate(ref, swapped.reshape(-1, 1), "int8")
+    flat = np.zeros_like(ref)  # every candidate scored alike: no order at all
+    with pytest.raises(GateError, match=r"rank_corr 0\.0000 < 0\.98") as err:
+        run_rerank_gate(ref, flat, "int8")
+    assert err.value.report["rank_corr"] == 0.0
+    assert run_rerank_gate(flat, flat, "int8")["rank_corr"] == 1.0  # both constant: the same non-order
+    two = np.concatenate([ref, ref], axis=1)
+    bad = two.copy()
+    bad[:, 1] = swapped.reshape(-1)  # the second label's order is lost: the gate reads the worst label
+    with pytest.raises(GateError) as err:
+        run_rerank_gate(two, bad, "int8")
+    assert err.value.report["labels"] == 2 and err.value.report["top_kept"] == pytest.approx(0.8)
+    assert isinstance(err.value, ParityError)
