@@ -45,7 +45,7 @@ from embedrt._session import cpu_precision_hints
 from embedrt._types import MADE_FOR, Device, InferencePrecision, Precision
 
 from ._archs import ArchSpec, Variant
-from ._quantize import RECIPE, Int8Recipe
+from ._quantize import RECIPE, RECIPES, Int8Recipe
 from ._tokenizer import write_tokenizer
 from ._validate import quality_gate, reference_embeddings, validate
 from ._window import Window
@@ -69,7 +69,10 @@ class Setting:
     @property
     def label(self) -> str:
         fusion = {None: "fused where it fuses", True: "fused", False: "unfused"}[self.optimize]
-        method = f" {self.recipe.method}" if self.recipe is not None else ""
+        method = ""
+        if self.recipe is not None:  # the name a user asks for; the default's fallback told apart from it
+            named = [name for name, r in RECIPES.items() if r == self.recipe]
+            method = f" {named[0]}" if named else f" {self.recipe.method} (run-time scales)"
         return f"{self.precision.value}{method}, {fusion}"
 
 

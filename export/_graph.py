@@ -60,17 +60,35 @@ def downstream_of(model: onnx.ModelProto, op_types: set[str]) -> set[str]:
     """Names of nodes fed (transitively) by any node of ``op_types`` that is not part of the encoder.
 
     The encoder is what ``token_embeddings`` depends on: its own reductions (RMSNorm's ReduceMean in
-    T5, Qwen, Gemma, Llama layers) are not pooling, so they start nothing here.
+    T5, Qwen, Gemma, Llama layers) are not pooling, so they start nothing here. A graph without that
+    output (a reranker's, a sparse encoder's) has its norms told by their axis: a reduction over the
+    last axis alone is a norm's, never pooling (which reduces the tokens).
     """
     encoder = _ancestors(model, "token_embeddings")
+    has_encoder = bool(encoder)
+    consts = {t.name: t for t in model.graph.initializer} | {
+        n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute
+    }
     tainted: set[str] = set()
     names: set[str] = set()
     for node in model.graph.node:  # ONNX graphs are topologically sorted
         seed = node.op_type in op_types and node.name not in encoder
+        seed = seed and (has_encoder or not _over_last_axis(node, consts))
         if seed or any(i in tainted for i in node.input):
             tainted.update(node.output)
             names.add(node.name)
     return names
+
+
+def _over_last_axis(node: onnx.NodeProto, consts: dict[str, onnx.TensorProto]) -> bool:
+    """Whether a Reduce node reduces the last axis alone (axes ``[-1]``, as an attribute or a constant input)."""
+    axes: list[int] | None = None
+    for a in node.attribute:
+        if a.name == "axes":
+            axes = list(a.ints)
+    if axes is None and len(node.input) > 1 and node.input[1] in consts:
+        axes = [int(x) for x in numpy_helper.to_array(consts[node.input[1]]).reshape(-1)]
+    return axes == [-1]
 
 
 def _ancestors(model: onnx.ModelProto, output: str) -> set[str]:

@@ -68,6 +68,9 @@ from ._static_scales import static_tensor_scales
 
 # Pooling and what follows it (Dense, Normalize) stay fp32: few FLOPs, all of the output's precision.
 _QUANTIZABLE = ("MatMul", "Attention")
+# A product to fewer columns than this is a classifier's (a reranker's labels; a decoder's score
+# product runs on every token before the last one is taken): fp32, as a head. No layer's is so narrow.
+_HEAD_COLUMNS = 8
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,7 @@ def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
         if node.op_type not in _QUANTIZABLE or len(node.input) < 2 or node.input[1] not in weights:
             continue
         shape = weights[node.input[1]]
-        if node.name in after_pooling:
+        if node.name in after_pooling or (len(shape) == 2 and shape[1] < _HEAD_COLUMNS):
             kind = "head"
         elif node.op_type == "Attention":
             kind = "attn_qkv"

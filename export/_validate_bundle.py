@@ -46,7 +46,7 @@ def validate_bundle(
     if load_manifest(bundle, verify=False).kind in (BundleKind.RERANKER, BundleKind.SPARSE):
         from ._validate_heads import validate_head_bundle
 
-        return validate_head_bundle(bundle, source, texts, raise_on_failure, device)
+        return validate_head_bundle(bundle, source, texts, raise_on_failure, device, gate, gate_texts, gate_thresholds)
     embedder = Embedder(bundle, device=device, precision_hint=precision_hint)
     m = embedder.manifest
     if m.kind is BundleKind.STATIC:

@@ -163,9 +163,12 @@ def _finish(report: dict[str, Any], t0: float, raise_on_failure: bool) -> dict[s
 
 
 def validate_head_bundle(
-    bundle: str | Path, source: str | Path, texts: list[str] | None, raise_on_failure: bool, device: str
+    bundle: str | Path, source: str | Path, texts: list[str] | None, raise_on_failure: bool, device: str,
+    gate: bool = True, gate_texts: list[str] | None = None, gate_thresholds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """``embedrt validate`` for a reranker or sparse bundle: parity against ``source`` on ``device``.
+    """``embedrt validate`` for a reranker or sparse bundle: parity against ``source`` on ``device``;
+    with ``gate``, an int8 reranker's gate too (``_gate_rerank``, on the pairs of ``gate_texts``), as
+    its export ran it: on the CPU at hand, which may compute int8 otherwise than the exporting one.
 
     For a reranker, ``texts`` (if given) are paired (``pairs_from_texts``)."""
     from embedrt._bundle import load_manifest
@@ -179,7 +182,30 @@ def validate_head_bundle(
     if isinstance(model, Reranker):
         assert isinstance(reference, ScoreModel)
         pairs = pairs_from_texts(texts) if texts else None
-        return validate_reranker(model, reference, hf_tok, pairs, raise_on_failure)
+        report = validate_reranker(model, reference, hf_tok, pairs, raise_on_failure)
+        if gate and model.manifest.precision is Precision.INT8:
+            report["gate"] = _reranker_gate(model, reference, hf_tok, gate_texts, gate_thresholds, raise_on_failure)
+            if not report["gate"]["passed"]:
+                report["passed"] = False
+                report["failures"].append("reranker gate: " + "; ".join(report["gate"]["failures"]))
+        return report
     assert isinstance(reference, SpladeModel)
     return validate_sparse(model, reference, hf_tok, texts, raise_on_failure)
 
+
+
+def _reranker_gate(
+    reranker: Reranker, model: ScoreModel, hf_tok: Any, texts: list[str] | None,
+    thresholds: dict[str, float] | None, raise_on_failure: bool,
+) -> dict[str, Any]:
+    from ._gate import GateError
+    from ._gate_rerank import gate_pairs, rerank_gate
+
+    pairs = gate_pairs(texts)
+    ref, _ = reference_logits(model, hf_tok, pairs, reranker.max_seq_length, batch_size=32)
+    try:
+        return rerank_gate(reranker, ref, pairs, thresholds)
+    except GateError as e:
+        if raise_on_failure:
+            raise
+        return dict(e.report)

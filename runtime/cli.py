@@ -191,7 +191,8 @@ def _add_gate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gate", action="append", default=[], metavar="KEY=VALUE",
         help="lower (or raise) a gate threshold explicitly: mean_cos, min_cos or topk; repeatable. Defaults: "
-        "fp32 min_cos 0.99999; fp16/bf16 mean_cos 0.9999; int8 mean_cos 0.995 and topk 0.93",
+        "fp32 min_cos 0.99999; fp16/bf16 mean_cos 0.9999; int8 mean_cos 0.995 and topk 0.93. An int8 reranker's "
+        "gate: rank_corr 0.98, top_kept 0.9 (at least) and max_err 0.5 (at most)",
     )
 
 
@@ -260,6 +261,11 @@ def _run_validate(args: argparse.Namespace) -> int:
     elif "mean_cosine" not in report:  # a reranker or sparse bundle: raw scores / weights compared
         print(f"{report.get('pairs', report.get('texts'))} inputs  max abs diff {report['max_abs_diff']:.2e}  "
               f"token-id mismatches {report['token_id_mismatches']}  worst: {report['worst']['input']}")
+        g = report.get("gate")
+        if g:  # an int8 reranker's gate
+            print(f"reranker gate ({g['precision']} on {g['provider']}): rank correlation {g['rank_corr']:.4f}, "
+                  f"top-{g['top_k']} kept {g['top_kept']:.3f}, max score error {g['max_err']:.3f} spreads over "
+                  f"{g['queries']} queries x {g['candidates']} candidates: {'passed' if g['passed'] else 'FAILED'}")
         print("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["failures"]))
     else:
         print(format_validation(report))

@@ -65,6 +65,22 @@ def test_info_shows_the_reranker_gate(int8_reranker: Path) -> None:
     assert "gate rank_corr >= 0.98, top_kept >= 0.9, max_err <= 0.5" in gate and "passed" in gate
 
 
+def test_validate_runs_the_reranker_gate_on_the_cpu_at_hand(
+    tiny_reranker: tuple[Path, Path], int8_reranker: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from embedrt.cli import main
+
+    source, fp32 = tiny_reranker
+    assert main(["validate", str(int8_reranker), "--against", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert "reranker gate (int8 on cpu): rank correlation 0.9" in out and "50 queries x 19 candidates: passed" in out
+    assert main(["validate", str(int8_reranker), "--against", str(source), "--gate", "rank_corr=1.01"]) == 1
+    out = capsys.readouterr().out
+    assert "candidates: FAILED" in out and "FAILED: reranker gate: rank_corr 0.9" in out and "< 1.01" in out
+    assert main(["validate", str(fp32), "--against", str(source)]) == 0  # fp32: parity only
+    assert "reranker gate" not in capsys.readouterr().out
+
+
 def test_a_missed_reranker_gate_keeps_nothing(tiny_reranker: tuple[Path, Path], tmp_path: Path) -> None:
     from embedrt.export import export_model
     from embedrt.export._gate import GateError
@@ -75,6 +91,25 @@ def test_a_missed_reranker_gate_keeps_nothing(tiny_reranker: tuple[Path, Path], 
     assert not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match=r"unknown reranker gate threshold 'topk': expected one of \('rank_corr', 'top_kept', 'max_err'\)"):
         export_model(source, tmp_path / "c", precision="int8", int8_method="nbits", gate_thresholds={"topk": 0.5})
+
+
+def test_int8_decoder_reranker_keeps_its_norms_and_score_product_fp32(tmp_path: Path) -> None:
+    """A Qwen3 sequence classifier: RMSNorm's reductions are no pooling and its score product (one
+    column, on every token before the last is taken) is a head: the layers' products go int8."""
+    from test_reranker import _family_cross_encoder
+
+    from embedrt.export import export_model
+
+    source = _family_cross_encoder("qwen3", tmp_path)
+    bundle = export_model(source, tmp_path / "b", precision="int8")
+    m = Reranker(bundle).manifest
+    q = m.optimizations["quantization"]
+    assert q["quantized_nodes"] == 14 and q["quantized_kinds"]["ffn_in"] == 4  # 2 layers x (q, k, v, o, gate, up, down)
+    assert any("score" in name for name in q["excluded_nodes"])
+    assert m.parity["gate"]["passed"] and m.optimizations["rotary"]["rotary"] == 4  # Q and K in each layer
+    pairs = [("a query", "a document about something"), ("another query", "")]
+    theirs = st.CrossEncoder(str(source), device="cpu").predict(pairs)
+    assert np.abs(Reranker(bundle).predict(pairs) - theirs).max() < 0.05
 
 
 def test_sparse_bundles_stay_fp32(tiny_sparse: tuple[Path, Path], tmp_path: Path) -> None:
