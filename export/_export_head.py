@@ -32,7 +32,7 @@ from embedrt._types import BundleKind, Precision
 from ._archs import ArchSpec, Exporter, Variant, spec_for
 from ._attempts import Job, Setting, run_settings
 from ._export import calibration_texts
-from ._gate_rerank import gate_pairs, rerank_gate
+from ._gate_rerank import gate_pairs, rerank_gate, thresholds_for
 from ._graph import EXTERNAL_DATA_BYTES
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import HeadSource, read_head_source
@@ -80,6 +80,8 @@ def export_head(
         arch.check_variant(Variant.FUSED)
     if precision is not Precision.FP32:
         arch.check_variant(Variant(precision.value))
+        gate_pairs(gate_texts)  # too few gate texts, or a threshold it has not, fail before any work
+        thresholds_for(precision, gate_thresholds)
     log(f"source: {head.spec.kind} {kind.value} folder, {head.architecture}, max_seq_length {head.spec.max_seq_length}")
     model, hf_tok = load_head_reference(head)
     inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.with_type_ids else [])

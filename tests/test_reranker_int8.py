@@ -91,6 +91,8 @@ def test_a_missed_reranker_gate_keeps_nothing(tiny_reranker: tuple[Path, Path], 
     assert not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match=r"unknown reranker gate threshold 'topk': expected one of \('rank_corr', 'top_kept', 'max_err'\)"):
         export_model(source, tmp_path / "c", precision="int8", int8_method="nbits", gate_thresholds={"topk": 0.5})
+    with pytest.raises(ValueError, match=r"the reranker gate needs 1000 texts; got 3"):
+        export_model(source, tmp_path / "c", precision="int8", gate_texts=["a", "b", "c"])
 
 
 def test_int8_decoder_reranker_keeps_its_norms_and_score_product_fp32(tmp_path: Path) -> None:
