@@ -97,6 +97,13 @@ class Job:
     # A bundle's checks (parity, then the gate of its precision): its report with the gate's under
     # "gate", a ParityError where it misses. Default: an embedding bundle's (``check_embedding``).
     check: Callable[[Job, Path, Setting], dict[str, Any]] | None = None
+    # ``auto``: the candidates' speed (label -> (bundle, options) in, inputs per CPU-second out) and
+    # the gate of the plain fp32 bundle on OpenVINO's bf16 (a GateError where it misses); an
+    # embedding's by default (``measure_speed`` on the gate texts, ``quality_gate``). ``unit``: what
+    # an input is, for the log and the record.
+    time_settings: Callable[[dict[str, tuple[Path, dict[str, Any]]]], dict[str, float]] | None = None
+    bf16_gate: Callable[[Job, Path], dict[str, Any]] | None = None
+    unit: str = "texts"
     gate_reference: np.ndarray | None = field(default=None, init=False)  # a head's gate: PyTorch's outputs
     _reference: np.ndarray | None = field(default=None, init=False)
     _calibration: Any = field(default=None, init=False)
@@ -159,7 +166,7 @@ def run_settings(job: Job, settings: list[Setting], pick_fastest: bool) -> Path:
             report = getattr(e, "report", {}) or {}
             misses.append({"setting": setting.label, "method": setting.recipe.method if setting.recipe else None,
                            "failed": str(e).splitlines()[0][:300],
-                           **{k: report[k] for k in GATE_NUMBERS if k in report}})  # fmt: skip
+                           **_numbers(report)})  # fmt: skip
             job.say(f"{setting.label} missed the checks ({str(e).splitlines()[0][:200]})"
                     + ("; trying it unfused" if retry else ""))  # fmt: skip
             shutil.rmtree(bundle)
@@ -248,8 +255,12 @@ def _openvino_bf16(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]]) -> 
     has bf16 (None elsewhere); a ``GateError`` where it misses."""
     if _PLAIN_FP32 not in passed or openvino_version() is None or InferencePrecision.BF16 not in cpu_precision_hints():
         return None
+    return (job.bf16_gate or _embedding_bf16_gate)(job, passed[_PLAIN_FP32][0])
+
+
+def _embedding_bf16_gate(job: Job, plain: Path) -> dict[str, Any]:
     job.say(f"quality gate ({OPENVINO_BF16}) on {len(job.gate_texts)} texts")
-    embedder = Embedder(passed[_PLAIN_FP32][0], verify=False, **_OPENVINO_BF16)
+    embedder = Embedder(plain, verify=False, **_OPENVINO_BF16)
     return quality_gate(embedder, job.model, job.hf_tok, job.gate_texts, job.thresholds, log=job.say,
                         reference=job.reference())  # fmt: skip
 
@@ -261,18 +272,19 @@ def _fastest(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]], misses: l
         ov_gate = None
         report = getattr(e, "report", {}) or {}
         misses.append({"setting": OPENVINO_BF16, "failed": str(e).splitlines()[0][:300],
-                       **{k: report[k] for k in ("mean_cos", "min_cos", "topk") if k in report}})  # fmt: skip
+                       **_numbers(report)})  # fmt: skip
     timed: dict[str, tuple[Path, dict[str, Any]]] = {k: (b, {}) for k, (b, _) in passed.items()}
     if ov_gate is not None:
         timed[OPENVINO_BF16] = (passed[_PLAIN_FP32][0], _OPENVINO_BF16)
-    all_speeds = measure_speed(timed, job.gate_texts[:SPEED_TEXTS])
+    all_speeds = (job.time_settings or (lambda t: measure_speed(t, job.gate_texts[:SPEED_TEXTS])))(timed)
     speed = {k: v for k, v in all_speeds.items() if k != OPENVINO_BF16}
     winner, tied = pick_fastest(speed)
-    job.say("speed (texts per CPU-second, one thread): " + ", ".join(f"{k} {v:.1f}" for k, v in speed.items())
+    unit = job.unit
+    job.say(f"speed ({unit} per CPU-second, one thread): " + ", ".join(f"{k} {v:.1f}" for k, v in speed.items())
             + f" -> {winner}")  # fmt: skip
     candidates = [
         {"setting": k, "passed": True, "texts_per_cpu_second": round(speed[k], 2),
-         **{m: r["gate"][m] for m in ("mean_cos", "min_cos", "topk")}}
+         **_numbers(r.get("gate") or {})}
         for k, (_, r) in passed.items()
     ] + [{**m, "passed": False} for m in misses]  # fmt: skip
     record: dict[str, Any] = {}
@@ -280,33 +292,33 @@ def _fastest(job: Job, passed: dict[str, tuple[Path, dict[str, Any]]], misses: l
     if ov_gate is not None:
         ov_speed = all_speeds[OPENVINO_BF16]
         candidates.append({"setting": OPENVINO_BF16, "passed": True, "texts_per_cpu_second": round(ov_speed, 2),
-                           **{m: ov_gate[m] for m in ("mean_cos", "min_cos", "topk")}})  # fmt: skip
+                           **_numbers(ov_gate)})  # fmt: skip
         if pick_fastest({winner: speed[winner], OPENVINO_BF16: ov_speed})[0] == OPENVINO_BF16:
             times = round(ov_speed / speed[winner], 2)
-            preferred = _preferred_setting(passed[winner][0], passed[_PLAIN_FP32][0], times)
+            preferred = _preferred_setting(passed[winner][0], passed[_PLAIN_FP32][0], times, unit)
             record["faster_here"] = {
                 "setting": OPENVINO_BF16, "times_the_chosen": times,
                 "how": f"the bundle holds it ({PREFERRED_FOLDER}/) and runs it by default (device 'auto') where "
                        f"OpenVINO is installed and the CPU has {', '.join(preferred['cpu_flags'])}; "
                        "device 'cpu' runs the bundle's own graph",
             }  # fmt: skip
-            job.say(f"faster here: {OPENVINO_BF16} ({ov_speed:.1f} texts per CPU-second, "
+            job.say(f"faster here: {OPENVINO_BF16} ({ov_speed:.1f} {unit} per CPU-second, "
                     f"{times:.2f}x {winner}): {record['faster_here']['how']}")  # fmt: skip
     if tied:
         why = (f"within {SPEED_TIE:.0%} of the fastest of the settings that passed their gates on this machine, "
                f"tied with {', '.join(tied)}: the first in the export's order of preference wins "
-               f"({speed[winner]:.1f} texts per CPU-second, fastest {max(speed.values()):.1f})")  # fmt: skip
+               f"({speed[winner]:.1f} {unit} per CPU-second, fastest {max(speed.values()):.1f})")  # fmt: skip
     else:
         runner_up = sorted(speed.values())[-2] if len(speed) > 1 else None
-        why = (f"fastest of the settings that passed their gates on this machine ({speed[winner]:.1f} texts "
+        why = (f"fastest of the settings that passed their gates on this machine ({speed[winner]:.1f} {unit} "
                f"per CPU-second" + (f", next {runner_up:.1f}" if runner_up else "") + ")")  # fmt: skip
     bundle, _ = passed[winner]
-    _record_auto(bundle, {"chosen": winner, "why": why, "candidates": candidates, "measured": _how(), **record},
+    _record_auto(bundle, {"chosen": winner, "why": why, "candidates": candidates, "measured": _how(unit), **record},
                  preferred)  # fmt: skip
     return bundle
 
 
-def _preferred_setting(bundle: Path, plain_fp32: Path, times: float) -> dict[str, Any]:
+def _preferred_setting(bundle: Path, plain_fp32: Path, times: float, unit: str) -> dict[str, Any]:
     """Copy the plain fp32 bundle into ``bundle``'s ``preferred/`` and return the manifest's
     ``preferred`` record: OpenVINO's bf16, needing the CPU units it was measured with here."""
     flags, _ = cpu_flags()
@@ -316,7 +328,7 @@ def _preferred_setting(bundle: Path, plain_fp32: Path, times: float) -> dict[str
     pinned = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))[SELF_HASH_KEY]
     return {"bundle": PREFERRED_FOLDER, "device": _OPENVINO_BF16["device"],
             "precision_hint": _OPENVINO_BF16["precision_hint"], "cpu_flags": needs, "times_the_bundle": times,
-            "measured": _how(), "manifest_sha256": pinned}  # fmt: skip
+            "measured": _how(unit), "manifest_sha256": pinned}  # fmt: skip
 
 
 def pick_fastest(speed: dict[str, float], tie: float = SPEED_TIE) -> tuple[str, list[str]]:
@@ -327,9 +339,14 @@ def pick_fastest(speed: dict[str, float], tie: float = SPEED_TIE) -> tuple[str, 
     return within[0], within[1:]
 
 
-def _how() -> str:
+def _numbers(report: dict[str, Any]) -> dict[str, Any]:
+    """The gate numbers of a report (an embedding's or a reranker's), for a candidate's record."""
+    return {k: report[k] for k in GATE_NUMBERS if k in report}
+
+
+def _how(unit: str = "texts") -> str:
     return (
-        f"{SPEED_TEXTS} gate texts at batch 32, one intra-op thread, process CPU time, best of "
+        f"{SPEED_TEXTS} gate {unit} at batch 32, one intra-op thread, process CPU time, best of "
         f"{SPEED_ROUNDS} rounds alternating between candidates (CPU time is what a loaded machine least disturbs)"
     )
 
@@ -344,18 +361,19 @@ def _record_auto(bundle: Path, record: dict[str, Any], preferred: dict[str, Any]
 
 
 def measure_speed(
-    bundles: dict[str, tuple[Path, dict[str, Any]]], texts: list[str], rounds: int = SPEED_ROUNDS
+    bundles: dict[str, tuple[Path, dict[str, Any]]], texts: list[Any], rounds: int = SPEED_ROUNDS, *,
+    load: Callable[..., Any] = Embedder, run: Callable[[Any, list[Any]], Any] = lambda m, x: m.encode(x, batch_size=32),
 ) -> dict[str, float]:
-    """Texts per CPU-second of each (bundle, ``Embedder`` options) on ``texts`` (one thread, best of
-    ``rounds``, alternating)."""
-    models = {k: Embedder(b, threads=1, verify=False, **options) for k, (b, options) in bundles.items()}
+    """Inputs per CPU-second of each (bundle, options of ``load``) on ``texts`` (``run(model, texts)``;
+    default: ``Embedder.encode`` at batch 32; one thread, best of ``rounds``, alternating)."""
+    models = {k: load(b, threads=1, verify=False, **options) for k, (b, options) in bundles.items()}
     best = dict.fromkeys(models, float("inf"))
     for model in models.values():
-        model.encode(texts[:32], batch_size=32)  # warm-up
+        run(model, texts[:32])  # warm-up
     for r in range(rounds):
         order = list(models)[r % len(models) :] + list(models)[: r % len(models)]
         for k in order:
             t0 = time.process_time()
-            models[k].encode(texts, batch_size=32)
+            run(models[k], texts)
             best[k] = min(best[k], time.process_time() - t0)
     return {k: len(texts) / max(v, 1e-9) for k, v in best.items()}

@@ -61,7 +61,8 @@ def export_model(
     input, and leaves ``out_dir`` untouched.
 
     ``precision``: ``fp32``, ``int8`` (CPU), ``fp16`` (CUDA) or ``auto``: int8 and fp32, fused and
-    not, all gated and timed here; the fastest that passes is kept and the manifest says why.
+    not, all gated and timed here; the fastest that passes is kept and the manifest says why. A
+    reranker takes fp32, int8 (its own gate, ``_gate_rerank``) and auto; a sparse bundle fp32 (auto: fp32).
     ``optimize``: ``None`` (default) fuses attention for the CPU precisions wherever the
     architecture fuses (the flash-attention graph, ``_flash``), and exports the plain graph where it
     does not, saying why in the manifest; ``True`` requires every onnxruntime fusion; ``False``
@@ -92,16 +93,15 @@ def export_model(
     bundle_kind = detect_kind(source, kind)
     if bundle_kind is not BundleKind.EMBEDDING:
         check_head_options(bundle_kind, Precision.FP32 if auto else prec, pooling)
-        if auto:
-            say(f"precision auto: a {bundle_kind.value} bundle is exported in fp32"
-                + (" (auto weighs precisions for embedding bundles; ask for int8 by name)"
-                   if bundle_kind is BundleKind.RERANKER else ", its one precision for now"))  # fmt: skip
+        head_auto = auto and bundle_kind is BundleKind.RERANKER
+        if auto and not head_auto:
+            say(f"precision auto: a {bundle_kind.value} bundle is exported in fp32, its one precision for now")
         from ._export_head import export_head
 
         return export_head(source, out, bundle_kind, opset=opset, exporter=how, optimize=optimize,
                            validate_texts=validate_texts, log=say, external_data_bytes=external_data_bytes,
                            precision=Precision.FP32 if auto else prec, int8_recipes=recipes,
-                           gate_texts=gate_texts, gate_thresholds=gate_thresholds)  # fmt: skip
+                           gate_texts=gate_texts, gate_thresholds=gate_thresholds, auto=head_auto)  # fmt: skip
 
     from ._static import export_static, is_static_folder
 

@@ -30,7 +30,7 @@ from embedrt._sparse_encoder import MAX_ACTIVE_INPUT, SparseEncoder
 from embedrt._types import BundleKind, Precision
 
 from ._archs import ArchSpec, Exporter, Variant, spec_for
-from ._attempts import Job, Setting, run_settings
+from ._attempts import OPENVINO_BF16, SPEED_TEXTS, Job, Setting, auto_settings, measure_speed, run_settings
 from ._export import calibration_texts
 from ._gate_rerank import gate_pairs, rerank_gate, thresholds_for
 from ._graph import EXTERNAL_DATA_BYTES
@@ -62,6 +62,7 @@ def export_head(
     int8_recipes: list[Int8Recipe] | None = None,
     gate_texts: list[str] | None = None,
     gate_thresholds: dict[str, float] | None = None,
+    auto: bool = False,
 ) -> Path:
     """Write the reranker or sparse bundle of ``source`` to ``out`` (which must be absent or empty).
 
@@ -73,15 +74,22 @@ def export_head(
     (query, document) pairs, and the first whose bundle passes the reranker gate (``_gate_rerank``:
     the order of 50 queries' candidates against PyTorch's, ``gate_texts`` the texts it pairs,
     ``gate_thresholds`` its thresholds changed explicitly) is kept; the misses are recorded.
+    ``auto`` (rerankers): ``precision`` is ignored; int8 and fp32, as the default graph and unfused,
+    are gated and timed here as an embedding's ``auto`` does (``_attempts``: the fastest that passes
+    is the bundle; the plain fp32 graph on OpenVINO's bf16, where it passes its gate and is faster,
+    its preferred setting).
     """
     head = read_head_source(source, kind)
     arch = spec_for(head.spec.model_type)
     if optimize:
         arch.check_variant(Variant.FUSED)
-    if precision is not Precision.FP32:
-        arch.check_variant(Variant(precision.value))
+    if auto and kind is not BundleKind.RERANKER:
+        raise ValueError(f"precision auto is for embedding and reranker bundles; a {kind.value} bundle is fp32")
+    if auto or precision is not Precision.FP32:
+        if not auto:
+            arch.check_variant(Variant(precision.value))
         gate_pairs(gate_texts)  # too few gate texts, or a threshold it has not, fail before any work
-        thresholds_for(precision, gate_thresholds)
+        thresholds_for(Precision.INT8, gate_thresholds)
     log(f"source: {head.spec.kind} {kind.value} folder, {head.architecture}, max_seq_length {head.spec.max_seq_length}")
     model, hf_tok = load_head_reference(head)
     inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.with_type_ids else [])
@@ -108,9 +116,16 @@ def export_head(
             thresholds=gate_thresholds, say=log,
             calibrate=lambda: _pair_feeds(hf_tok, inputs, head.spec.max_seq_length),
             window=window if local and local.get("local_blocks") else None, check=_check_head,
+            bf16_gate=_bf16_gate, unit="pairs",
+            time_settings=lambda timed: measure_speed(timed, gate_pairs(gate_texts)[:SPEED_TEXTS], load=Reranker,
+                                                      run=lambda m, pairs: m.predict(pairs, batch_size=32)),
         )  # fmt: skip
-        recipes = (int8_recipes or [RECIPE]) if precision is Precision.INT8 else [None]
-        bundle = run_settings(job, [Setting(precision, optimize, r) for r in recipes], pick_fastest=False)
+        if auto:
+            settings = auto_settings(optimize, arch)
+        else:
+            recipes = (int8_recipes or [RECIPE]) if precision is Precision.INT8 else [None]
+            settings = [Setting(precision, optimize, r) for r in recipes]
+        bundle = run_settings(job, settings, pick_fastest=auto)
         if out.exists():
             shutil.rmtree(out)
         bundle.rename(out)
@@ -136,15 +151,26 @@ def _check_head(job: Job, bundle: Path, setting: Setting) -> dict[str, Any]:
             f"({report['truncated_pairs']} cut at max length)")  # fmt: skip
     if setting.precision is Precision.FP32:
         return report
+    report["gate"] = _gate(job, reranker, setting.precision.value)
+    return report
+
+
+def _bf16_gate(job: Job, plain: Path) -> dict[str, Any]:
+    """The reranker gate of the plain fp32 bundle on OpenVINO's bf16 (``auto``'s candidate)."""
+    return _gate(job, Reranker(plain, verify=False, device="openvino", precision_hint="bf16"), OPENVINO_BF16)
+
+
+def _gate(job: Job, reranker: Reranker, label: str) -> dict[str, Any]:
+    """``reranker``'s gate (``_gate_rerank``); PyTorch's logits computed once per export."""
     gate = gate_pairs(job.gate_texts or None)
-    if job.gate_reference is None:  # computed once, whatever the number of recipes tried
+    if job.gate_reference is None:
         job.say(f"PyTorch logits of the reranker gate's {len(gate)} pairs")
         job.gate_reference, _ = reference_logits(job.model, job.hf_tok, gate, reranker.max_seq_length, batch_size=32)
-    job.say(f"reranker gate ({setting.precision.value}) on {len(gate)} pairs")
-    report["gate"] = g = rerank_gate(reranker, job.gate_reference, gate, job.thresholds)
+    job.say(f"reranker gate ({label}) on {len(gate)} pairs")
+    g = rerank_gate(reranker, job.gate_reference, gate, job.thresholds)
     job.say(f"gate: rank correlation {g['rank_corr']:.4f}, top-{g['top_k']} kept {g['top_kept']:.3f}, "
             f"max score error {g['max_err']:.3f} spreads: passed")  # fmt: skip
-    return report
+    return g
 
 
 def _pair_feeds(hf_tok: Any, inputs: list[str], max_length: int) -> list[Feeds]:

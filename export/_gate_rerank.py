@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from embedrt._reranker import Reranker
-from embedrt._types import Precision, parse
+from embedrt._types import Precision
 
 from ._gate import GateError
 from ._gate import gate_texts as default_gate_texts
@@ -40,6 +40,7 @@ TOP_K = 5
 # A recipe that breaks (saturated products, a lost outlier channel) moves scores by whole spreads.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "int8": {"rank_corr": 0.98, "top_kept": 0.9, "max_err": 0.5},
+    "bf16": {"rank_corr": 0.99, "top_kept": 0.93, "max_err": 0.15},  # OpenVINO's, on a plain fp32 bundle
 }
 _KNOWN_KEYS = ("rank_corr", "top_kept", "max_err")
 _LOWER_IS_BETTER = ("max_err",)
@@ -56,8 +57,13 @@ def gate_pairs(texts: list[str] | None = None) -> list[tuple[str, str]]:
     return [(texts[i * step], texts[i * step + 1 + j]) for i in range(QUERIES) for j in range(CANDIDATES)]
 
 
+def _key(precision: Precision | str) -> str:
+    return (precision.value if isinstance(precision, Precision) else str(precision)).lower()
+
+
 def thresholds_for(precision: Precision | str, overrides: Mapping[str, float] | None = None) -> dict[str, float]:
-    key = parse(Precision, precision, "precision").value
+    """The thresholds of ``precision`` (a graph's, or ``"bf16"``: OpenVINO's hint), ``overrides`` applied."""
+    key = _key(precision)
     if key not in DEFAULT_THRESHOLDS:
         raise ValueError(f"no reranker gate for {key!r}: expected one of {sorted(DEFAULT_THRESHOLDS)}")
     out = dict(DEFAULT_THRESHOLDS[key])
@@ -110,7 +116,7 @@ def run_rerank_gate(
     """Gate ``cand`` logits [pairs, labels] against ``ref`` (pairs query by query, ``CANDIDATES`` each);
     every label is an order of its own and the worst label's numbers are kept."""
     limits = thresholds_for(precision, thresholds)
-    prec = parse(Precision, precision, "precision").value
+    prec = _key(precision)
     per_label = [
         rank_metrics(ref[:, j].reshape(-1, CANDIDATES).astype(np.float64), cand[:, j].reshape(-1, CANDIDATES))
         for j in range(ref.shape[1])
@@ -151,6 +157,8 @@ def rerank_gate(
     t0 = time.perf_counter()
     tok = reranker.tokenize_pairs(pairs, prompt="")
     cand = reranker.predict_tokenized(tok, batch_size=32)
-    report = run_rerank_gate(reference, cand, reranker.manifest.precision, thresholds, pairs, reranker.device.value)
+    hint = reranker.precision_hint  # OpenVINO's bf16 on an fp32 graph is gated as bf16
+    precision = hint.value if hint is not None else reranker.manifest.precision
+    report = run_rerank_gate(reference, cand, precision, thresholds, pairs, reranker.device.value)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report

@@ -4,11 +4,13 @@ the export that keeps the first recipe passing it, and what the manifest and ``e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from embedrt import ParityError, Reranker
+from embedrt._types import InferencePrecision
 
 st = pytest.importorskip("sentence_transformers")
 pytest.importorskip("torch")
@@ -112,6 +114,52 @@ def test_int8_decoder_reranker_keeps_its_norms_and_score_product_fp32(tmp_path: 
     pairs = [("a query", "a document about something"), ("another query", "")]
     theirs = st.CrossEncoder(str(source), device="cpu").predict(pairs)
     assert np.abs(Reranker(bundle).predict(pairs) - theirs).max() < 0.05
+
+
+def test_auto_weighs_int8_and_fp32_rerankers_and_openvinos_bf16(
+    tiny_reranker: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every candidate gated and timed on pairs; OpenVINO's bf16 timed fastest: the bundle holds it
+    import embedrt.export._attempts as attempts
+    from embedrt.export import export_model
+
+    source, _ = tiny_reranker
+    real = attempts.measure_speed
+    seen: list[Any] = []
+
+    def timed(bundles: dict[str, Any], pairs: list[Any], **kw: Any) -> dict[str, float]:
+        seen.append(pairs[0])
+        ov = attempts.OPENVINO_BF16
+        speeds = real({k: b for k, b in bundles.items() if k != ov}, pairs, **kw)
+        return {**speeds, **({ov: 10 * max(speeds.values())} if ov in bundles else {})}
+
+    monkeypatch.setattr("embedrt.export._export_head.measure_speed", timed)
+    monkeypatch.setattr(attempts, "openvino_version", lambda: "2026.test")  # the candidate, wherever the test runs
+    monkeypatch.setattr(attempts, "cpu_precision_hints", lambda: (InferencePrecision.FP32, InferencePrecision.BF16))
+    gated: list[Path] = []
+    monkeypatch.setattr("embedrt.export._export_head._bf16_gate", lambda job, plain: gated.append(plain) or {
+        "rank_corr": 0.997, "top_kept": 0.98, "max_err": 0.03, "passed": True})  # fmt: skip
+    bundle = export_model(source, tmp_path / "b", precision="auto")
+    m = Reranker(bundle, device="cpu").manifest
+    auto = m.optimizations["auto"]
+    labels = {c["setting"] for c in auto["candidates"]}
+    assert labels == {"int8 smooth, fused where it fuses", "int8 smooth, unfused", "fp32, fused where it fuses",
+                      "fp32, unfused", attempts.OPENVINO_BF16}  # fmt: skip
+    assert isinstance(seen[0], tuple) and len(seen[0]) == 2  # timed on (query, document) pairs
+    assert "pairs per CPU-second" in auto["why"] and "256 gate pairs" in auto["measured"]
+    for c in auto["candidates"]:
+        if c["setting"].startswith("int8"):  # passed or not: its reranker-gate numbers
+            assert {"rank_corr", "top_kept", "max_err"} <= set(c)
+    speeds = {c["setting"]: c["texts_per_cpu_second"] for c in auto["candidates"]
+              if c["passed"] and c["setting"] != attempts.OPENVINO_BF16}  # fmt: skip
+    assert auto["chosen"] == attempts.pick_fastest(speeds)[0] and auto["chosen"].startswith(m.precision.value)
+    assert auto["faster_here"]["setting"] == attempts.OPENVINO_BF16 and gated
+    held = Reranker(bundle / "preferred", device="cpu").manifest
+    assert (held.precision.value, held.optimizations.get("optimize")) == ("fp32", False)  # the plain graph
+    assert m.preferred is not None and (m.preferred["device"], m.preferred["precision_hint"]) == ("openvino", "bf16")
+    pairs = [("a query", "a document"), ("a query", "")]
+    np.testing.assert_allclose(Reranker(bundle / "preferred", device="cpu").predict(pairs),
+                               st.CrossEncoder(str(source), device="cpu").predict(pairs), atol=1e-5)  # fmt: skip
 
 
 def test_sparse_bundles_stay_fp32(tiny_sparse: tuple[Path, Path], tmp_path: Path) -> None:
