@@ -61,13 +61,20 @@ def thresholds_for(
     overrides: Mapping[str, float] | None = None,
     hint: str | None = None,
 ) -> dict[str, float]:
-    key = gate_key(precision, provider, hint)
-    if key not in DEFAULT_THRESHOLDS:
-        raise ValueError(f"no gate for {key!r}: expected one of {sorted(DEFAULT_THRESHOLDS)}")
-    out = dict(DEFAULT_THRESHOLDS[key])
+    return merge_thresholds(DEFAULT_THRESHOLDS, gate_key(precision, provider, hint), overrides, _KNOWN_KEYS)
+
+
+def merge_thresholds(
+    table: Mapping[str, Mapping[str, float]], key: str, overrides: Mapping[str, float] | None,
+    known: tuple[str, ...], what: str = "gate",
+) -> dict[str, float]:
+    """``table[key]`` with ``overrides`` applied key by key; an unknown row or key is a ValueError."""
+    if key not in table:
+        raise ValueError(f"no {what} for {key!r}: expected one of {sorted(table)}")
+    out = dict(table[key])
     for k, v in (overrides or {}).items():
-        if k not in _KNOWN_KEYS:
-            raise ValueError(f"unknown gate threshold {k!r}: expected one of {_KNOWN_KEYS}")
+        if k not in known:
+            raise ValueError(f"unknown {what} threshold {k!r}: expected one of {known}")
         out[k] = float(v)
     return out
 

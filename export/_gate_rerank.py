@@ -27,7 +27,7 @@ import numpy as np
 from embedrt._reranker import Reranker
 from embedrt._types import Precision
 
-from ._gate import GateError
+from ._gate import GateError, merge_thresholds
 from ._gate import gate_texts as default_gate_texts
 
 QUERIES = 50
@@ -63,15 +63,7 @@ def _key(precision: Precision | str) -> str:
 
 def thresholds_for(precision: Precision | str, overrides: Mapping[str, float] | None = None) -> dict[str, float]:
     """The thresholds of ``precision`` (a graph's, or ``"bf16"``: OpenVINO's hint), ``overrides`` applied."""
-    key = _key(precision)
-    if key not in DEFAULT_THRESHOLDS:
-        raise ValueError(f"no reranker gate for {key!r}: expected one of {sorted(DEFAULT_THRESHOLDS)}")
-    out = dict(DEFAULT_THRESHOLDS[key])
-    for k, v in (overrides or {}).items():
-        if k not in _KNOWN_KEYS:
-            raise ValueError(f"unknown reranker gate threshold {k!r}: expected one of {_KNOWN_KEYS}")
-        out[k] = float(v)
-    return out
+    return merge_thresholds(DEFAULT_THRESHOLDS, _key(precision), overrides, _KNOWN_KEYS, "reranker gate")
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
