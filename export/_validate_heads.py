@@ -26,10 +26,11 @@ from ._kinds import read_head_source
 from ._texts import validation_texts
 
 # fp32: differences are float rounding; scaled by the largest reference value (at least 1). int8
-# (rerankers): a coarse check on the grid's hard pairs; what holds int8 to account is its gate
-# (``_gate_rerank``), on the order of each query's candidates.
+# (rerankers): a coarse check on the grid's hard pairs (empty, cut at the max length), which catches
+# a broken graph (errors the size of the logits; a trained MiniLM reranker's int8: 0.04 of them);
+# what holds int8 to account is its gate (``_gate_rerank``), on the order of each query's candidates.
 MAX_REL_DIFF = 2e-4
-MAX_REL_DIFF_INT8 = 0.15
+MAX_REL_DIFF_INT8 = 0.5
 MIN_COSINE = 0.99999
 
 

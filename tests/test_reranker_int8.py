@@ -20,6 +20,13 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(x))
 
 
+def _says_why(miss: dict[str, Any]) -> bool:
+    """A missed int8 recipe's record: the gate's numbers, or the grid's parity it missed (a random
+    tiny model's int8 may miss either, by the rounding of the CPU at hand)."""
+    gate = "reranker gate (int8 on cpu) missed" in miss["failed"] and {"rank_corr", "top_kept", "max_err"} <= set(miss)
+    return gate or miss["failed"].startswith("the exported graph disagrees with PyTorch (max abs diff")
+
+
 @pytest.fixture(scope="module")
 def int8_reranker(tiny_reranker: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     from embedrt.export import export_model
@@ -43,8 +50,8 @@ def test_int8_reranker_keeps_the_order_of_pytorchs_scores(tiny_reranker: tuple[P
     assert gate["rank_corr"] >= gate["thresholds"]["rank_corr"] == 0.98
     assert gate["top_kept"] >= gate["thresholds"]["top_kept"] == 0.9
     assert gate["max_err"] <= gate["thresholds"]["max_err"] == 0.5
-    for miss in m.optimizations.get("fallback_from") or []:  # a recipe before it missed: its numbers say why
-        assert "reranker gate (int8 on cpu) missed" in miss["failed"] and {"rank_corr", "top_kept", "max_err"} <= set(miss)
+    for miss in m.optimizations.get("fallback_from") or []:  # a recipe before it missed: what it missed says why
+        assert _says_why(miss)
     # on texts the gate never saw: the candidates' order is CrossEncoder's, near enough
     texts = gate_texts(1200)[1000:]
     theirs = st.CrossEncoder(str(source), device="cpu")
@@ -148,8 +155,8 @@ def test_auto_weighs_int8_and_fp32_rerankers_and_openvinos_bf16(
     assert isinstance(seen[0], tuple) and len(seen[0]) == 2  # timed on (query, document) pairs
     assert "pairs per CPU-second" in auto["why"] and "256 gate pairs" in auto["measured"]
     for c in auto["candidates"]:
-        if c["setting"].startswith("int8"):  # passed or not: its reranker-gate numbers
-            assert {"rank_corr", "top_kept", "max_err"} <= set(c)
+        if c["setting"].startswith("int8"):  # its reranker-gate numbers, or the parity it missed
+            assert {"rank_corr", "top_kept", "max_err"} <= set(c) if c["passed"] else _says_why(c)
     speeds = {c["setting"]: c["texts_per_cpu_second"] for c in auto["candidates"]
               if c["passed"] and c["setting"] != attempts.OPENVINO_BF16}  # fmt: skip
     assert auto["chosen"] == attempts.pick_fastest(speeds)[0] and auto["chosen"].startswith(m.precision.value)
