@@ -55,12 +55,15 @@ def test_int8_reranker_keeps_the_order_of_pytorchs_scores(tiny_reranker: tuple[P
     # on texts the gate never saw: the candidates' order is CrossEncoder's, near enough
     texts = gate_texts(1200)[1000:]
     theirs = st.CrossEncoder(str(source), device="cpu")
+    corrs, errors, refs = [], [], []
     for start in range(0, 160, 20):
         query, docs = texts[start], texts[start + 1 : start + 20]
         ref = theirs.predict([(query, d) for d in docs])
         got = ours.predict([(query, d) for d in docs])
-        assert np.corrcoef(_ranks(ref), _ranks(got))[0, 1] > 0.9
-        assert np.abs(got - ref).max() < 0.5 * max(ref.std(), 1e-3) + 0.05
+        corrs.append(np.corrcoef(_ranks(ref), _ranks(got))[0, 1])
+        errors.append(np.abs(got - ref).max())
+        refs.append(ref)
+    assert np.mean(corrs) > 0.95 and max(errors) < 0.5 * np.concatenate(refs).std() + 0.05
     fp32_scores = Reranker(fp32).predict([(texts[0], d) for d in texts[1:20]])
     assert not np.array_equal(fp32_scores, ours.predict([(texts[0], d) for d in texts[1:20]]))  # int8 computed
 
@@ -95,7 +98,7 @@ def test_a_missed_reranker_gate_keeps_nothing(tiny_reranker: tuple[Path, Path], 
     from embedrt.export._gate import GateError
 
     source, _ = tiny_reranker
-    with pytest.raises(GateError, match=r"reranker gate \(int8 on cpu\) missed: rank_corr 0\.9\d+ < 1\.01 .*worst query '"):
+    with pytest.raises(GateError, match=r"reranker gate \(int8 on cpu\) missed: rank_corr 0\.9\d+ < 1\.01 .*worst query ['\"]"):
         export_model(source, tmp_path / "b", precision="int8", int8_method="nbits", gate_thresholds={"rank_corr": 1.01})
     assert not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match=r"unknown reranker gate threshold 'topk': expected one of \('rank_corr', 'top_kept', 'max_err'\)"):
