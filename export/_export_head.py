@@ -164,8 +164,8 @@ def _gate(job: Job, reranker: Reranker, label: str) -> dict[str, Any]:
     """``reranker``'s gate (``_gate_rerank``); PyTorch's logits computed once per export."""
     gate = gate_pairs(job.gate_texts or None)
     if job.gate_reference is None:
-        job.say(f"PyTorch logits of the reranker gate's {len(gate)} pairs")
-        job.gate_reference, _ = reference_logits(job.model, job.hf_tok, gate, reranker.max_seq_length, batch_size=32)
+        job.gate_reference, _ = reference_logits(job.model, job.hf_tok, gate, reranker.max_seq_length, batch_size=32,
+                                                 log=job.say)  # fmt: skip
     job.say(f"reranker gate ({label}) on {len(gate)} pairs")
     g = rerank_gate(reranker, job.gate_reference, gate, job.thresholds)
     job.say(f"gate: rank correlation {g['rank_corr']:.4f}, top-{g['top_k']} kept {g['top_kept']:.3f}, "

@@ -53,10 +53,9 @@ def reference_embeddings(
     hold texts of similar length, longest first, under the runtime's token budget (less padding, and
     a long-window model's reference never holds 32 full-window rows at once).
     """
-    if by_length:  # longest first, each batch bounded by a token budget as the runtime's are
-        lengths = np.array([len(x) for x in hf_tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"]])
-        order = np.argsort(-lengths, kind="stable")
-        pieces = token_batches(lengths[order], batch_size, DEFAULT_MAX_BATCH_TOKENS)
+    if by_length:
+        order, pieces = length_batches(hf_tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"],
+                                       batch_size)  # fmt: skip
     else:
         order = np.arange(len(texts))
         pieces = [slice(i, i + batch_size) for i in range(0, len(texts), batch_size)]
@@ -77,6 +76,15 @@ def reference_embeddings(
     progress.close()
     back = np.argsort(order, kind="stable")
     return np.concatenate(out)[back], [ids[i] for i in back]
+
+
+def length_batches(token_ids: list[list[int]], batch_size: int) -> tuple[np.ndarray, list[slice]]:
+    """Batches of a reference run as the runtime makes them: inputs (their ``token_ids``) longest
+    first, each batch bounded by the runtime's token budget. Returns the order (positions into the
+    inputs) and its slices; ``np.argsort(order)`` puts the outputs back."""
+    lengths = np.array([len(x) for x in token_ids], dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    return order, token_batches(lengths[order], batch_size, DEFAULT_MAX_BATCH_TOKENS)
 
 
 def compare(

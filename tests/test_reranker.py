@@ -202,3 +202,27 @@ def test_export_options_and_folders(tiny_reranker: tuple[Path, Path], tiny_facto
     assert detect_kind(tiny_factory("bert")).value == "embedding"
     assert detect_kind(source).value == "reranker"
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_pytorch_reference_batches_by_length(tiny_reranker: tuple[Path, Path]) -> None:
+    """The reference logits that parity and the reranker gate compare with: pairs of mixed lengths
+    run longest first (little padding), each logit back at its pair's place, as alone."""
+    from embedrt._types import BundleKind
+    from embedrt.export._heads import load_head_reference
+    from embedrt.export._kinds import read_head_source
+    from embedrt.export._validate_heads import reference_logits
+
+    source, _ = tiny_reranker
+    model, hf_tok = load_head_reference(read_head_source(source, BundleKind.RERANKER))
+    shapes: list[tuple[int, int]] = []
+
+    def recording(input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+        shapes.append(tuple(input_ids.shape))
+        return model(input_ids, attention_mask, token_type_ids)
+
+    pairs = [(LONG, LONG) if i % 2 else ("short", "pair") for i in range(16)]  # long and short in turn
+    logits, ids = reference_logits(recording, hf_tok, pairs, 40, batch_size=8)  # type: ignore[arg-type]
+    assert shapes == [(8, 40), (8, shapes[1][1])] and shapes[1][1] < 10  # long ones, then short (given order: 40 tokens twice)
+    alone = [reference_logits(model, hf_tok, [p], 40)[0][0] for p in pairs[:2]]
+    np.testing.assert_allclose(logits, np.array([alone[i % 2] for i in range(16)]), atol=1e-5)
+    assert [len(x) for x in ids] == [40 if i % 2 else len(ids[0]) for i in range(16)] and len(ids[0]) < 10
