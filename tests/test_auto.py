@@ -99,6 +99,27 @@ def test_auto_keeps_the_preferred_setting_in_a_tie_and_the_fastest_otherwise() -
     assert pick_fastest({"a": 9.4, "b": 10.0}, tie=0.05) == ("b", [])  # 6% slower than the fastest: out
 
 
+def test_auto_stops_timing_a_candidate_far_behind_the_fastest() -> None:
+    import time
+
+    from embedrt.export._attempts import SPEED_DROP, measure_speed
+
+    cost = {"int8": 0.02, "close": 0.022, "far": 0.02 * 3}  # CPU seconds a call
+    runs = dict.fromkeys(cost, 0)
+
+    def spin(name: str, _texts: list[str]) -> None:
+        runs[name] += 1
+        t0 = time.process_time()
+        while time.process_time() - t0 < cost[name]:
+            pass
+
+    bundles = {k: (Path(k), {}) for k in cost}
+    speed = measure_speed(bundles, ["t"] * 4, rounds=3, load=lambda b, **_: str(b), run=spin)  # type: ignore[arg-type]
+    assert runs == {"int8": 4, "close": 4, "far": 2}  # a warm-up and rounds; "far" after one round only
+    assert speed["far"] < speed["int8"] / SPEED_DROP < speed["close"]
+    assert speed["int8"] == pytest.approx(4 / 0.02, rel=0.5)
+
+
 def test_auto_is_a_precision_the_cli_offers() -> None:
     from embedrt.cli import build_parser
 
