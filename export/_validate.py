@@ -53,17 +53,19 @@ def reference_embeddings(
     hold texts of similar length, longest first, under the runtime's token budget (less padding, and
     a long-window model's reference never holds 32 full-window rows at once).
     """
+    padded: list[int] | None = None
     if by_length:
-        order, pieces = length_batches(hf_tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"],
-                                       batch_size)  # fmt: skip
+        order, pieces, padded = length_batches(
+            hf_tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"], batch_size
+        )
     else:
         order = np.arange(len(texts))
         pieces = [slice(i, i + batch_size) for i in range(0, len(texts), batch_size)]
     out: list[np.ndarray] = []
     ids: list[list[int]] = []
-    progress = Progress(log or quiet, "PyTorch reference", len(texts))
+    progress = Progress(log or quiet, "PyTorch reference", len(texts), work=sum(padded) if padded else None)
     with torch.inference_mode():
-        for piece in pieces:
+        for i, piece in enumerate(pieces):
             chunk = [texts[i] for i in order[piece]]
             enc = hf_tokenizer(
                 chunk, padding=True, truncation="longest_first", max_length=max_seq_length, return_tensors="pt"
@@ -72,19 +74,21 @@ def reference_embeddings(
             out.append(sentence.float().numpy())
             for row, mask in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), strict=True):
                 ids.append([t for t, m in zip(row, mask, strict=True) if m])
-            progress.update(len(chunk))
+            progress.update(len(chunk), padded[i] if padded else 0.0)
     progress.close()
     back = np.argsort(order, kind="stable")
     return np.concatenate(out)[back], [ids[i] for i in back]
 
 
-def length_batches(token_ids: list[list[int]], batch_size: int) -> tuple[np.ndarray, list[slice]]:
+def length_batches(token_ids: list[list[int]], batch_size: int) -> tuple[np.ndarray, list[slice], list[int]]:
     """Batches of a reference run as the runtime makes them: inputs (their ``token_ids``) longest
     first, each batch bounded by the runtime's token budget. Returns the order (positions into the
-    inputs) and its slices; ``np.argsort(order)`` puts the outputs back."""
+    inputs; ``np.argsort(order)`` puts the outputs back), its slices, and each slice's padded tokens
+    (what it costs, for progress: the first batches cost the most)."""
     lengths = np.array([len(x) for x in token_ids], dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
-    return order, token_batches(lengths[order], batch_size, DEFAULT_MAX_BATCH_TOKENS)
+    pieces = token_batches(lengths[order], batch_size, DEFAULT_MAX_BATCH_TOKENS)
+    return order, pieces, [(p.stop - p.start) * int(lengths[order[p.start]]) for p in pieces]
 
 
 def compare(

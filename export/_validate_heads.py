@@ -70,15 +70,16 @@ def _batched(
         second = [seconds[i] for i in idx] if seconds is not None else None
         return hf_tok([firsts[i] for i in idx], second, truncation="longest_first", max_length=max_length, **kw)
 
-    order, pieces = length_batches(encode(range(len(firsts)))["input_ids"], batch_size)
+    order, pieces, padded = length_batches(encode(range(len(firsts)))["input_ids"], batch_size)
     out, ids = [], []
-    progress = Progress(log or quiet, label, len(firsts), unit="texts" if seconds is None else "pairs")
+    progress = Progress(log or quiet, label, len(firsts), unit="texts" if seconds is None else "pairs",
+                        work=sum(padded))  # fmt: skip
     with torch.inference_mode():
-        for piece in pieces:
+        for piece, cost in zip(pieces, padded, strict=True):
             enc = encode(order[piece], padding=True, return_tensors="pt")
             out.append(run(enc).float().numpy())
             ids += _reference_ids(enc)
-            progress.update(piece.stop - piece.start)
+            progress.update(piece.stop - piece.start, cost)
     progress.close()
     back = np.argsort(order, kind="stable")
     return np.concatenate(out)[back], [ids[i] for i in back]

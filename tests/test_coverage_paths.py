@@ -347,6 +347,19 @@ def test_progress_reports_an_estimate() -> None:
     assert lines[-1].startswith("PyTorch reference: 100 texts in")
 
 
+def test_progress_estimates_from_the_work_where_the_first_inputs_cost_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    import embedrt.export._progress as progress
+
+    clock = iter([0.0, 30.0, 40.0])  # the start, then two updates
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    lines: list[str] = []
+    p = progress.Progress(lines.append, "PyTorch logits", 100, unit="pairs", every=0.0, work=1000)
+    p.update(25, 750)  # the longest quarter of the pairs: three quarters of the tokens, in 30 s
+    p.update(25, 125)
+    assert lines[1] == "PyTorch logits: 25/100 pairs, 30 s, ~10 s left"  # by count: ~90 s
+    assert lines[2] == "PyTorch logits: 50/100 pairs, 40 s, ~6 s left"
+
+
 def test_manifest_records_padding_side(tiny_bert_bundle: Path) -> None:
     manifest = json.loads((tiny_bert_bundle / "manifest.json").read_text())
     assert manifest["padding_side"] == "right" and manifest["max_chars"] is None
