@@ -53,19 +53,21 @@ def reference_embeddings(
     hold texts of similar length, longest first, under the runtime's token budget (less padding, and
     a long-window model's reference never holds 32 full-window rows at once).
     """
-    padded: list[int] | None = None
+    work: float | None = None
     if by_length:
         order, pieces, padded = length_batches(
             hf_tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"], batch_size
         )
+        work = sum(padded)
     else:
         order = np.arange(len(texts))
         pieces = [slice(i, i + batch_size) for i in range(0, len(texts), batch_size)]
+        padded = [0] * len(pieces)  # mixed lengths: the time left is estimated from the count
     out: list[np.ndarray] = []
     ids: list[list[int]] = []
-    progress = Progress(log or quiet, "PyTorch reference", len(texts), work=sum(padded) if padded else None)
+    progress = Progress(log or quiet, "PyTorch reference", len(texts), work=work)
     with torch.inference_mode():
-        for i, piece in enumerate(pieces):
+        for piece, cost in zip(pieces, padded, strict=True):
             chunk = [texts[i] for i in order[piece]]
             enc = hf_tokenizer(
                 chunk, padding=True, truncation="longest_first", max_length=max_seq_length, return_tensors="pt"
@@ -74,7 +76,7 @@ def reference_embeddings(
             out.append(sentence.float().numpy())
             for row, mask in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), strict=True):
                 ids.append([t for t, m in zip(row, mask, strict=True) if m])
-            progress.update(len(chunk), padded[i] if padded else 0.0)
+            progress.update(len(chunk), cost)
     progress.close()
     back = np.argsort(order, kind="stable")
     return np.concatenate(out)[back], [ids[i] for i in back]
