@@ -53,30 +53,44 @@ def reference_embeddings(
     hold texts of similar length, longest first, under the runtime's token budget (less padding, and
     a long-window model's reference never holds 32 full-window rows at once).
     """
+    return reference_outputs(
+        hf_tokenizer, texts, None, max_seq_length, batch_size, "PyTorch reference", log,
+        lambda enc: model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))[0], by_length=by_length,
+    )  # fmt: skip
+
+
+def reference_outputs(
+    hf_tok: Any, firsts: list[str], seconds: list[str] | None, max_length: int, batch_size: int, label: str,
+    log: Callable[[str], None] | None, run: Callable[[Any], torch.Tensor], by_length: bool = True,
+) -> tuple[np.ndarray, list[list[int]]]:
+    """``run(encoding)``'s outputs for texts (``seconds`` None) or pairs, in the given order, and the
+    token ids transformers gives (pairs cut longest first at ``max_length``). Batched longest first
+    under the runtime's token budget (``length_batches``: a reranker gate's pairs of mixed lengths
+    padded together cost 4x as much), or without ``by_length`` in the given order; with progress
+    for ``log``, its time left estimated from padded tokens where the longest run first."""
+
+    def encode(idx: Any, **kw: Any) -> Any:
+        second = [seconds[i] for i in idx] if seconds is not None else None
+        return hf_tok([firsts[i] for i in idx], second, truncation="longest_first", max_length=max_length, **kw)
+
     work: float | None = None
     if by_length:
-        order, pieces, padded = length_batches(
-            hf_tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"], batch_size
-        )
+        order, pieces, padded = length_batches(encode(range(len(firsts)))["input_ids"], batch_size)
         work = sum(padded)
     else:
-        order = np.arange(len(texts))
-        pieces = [slice(i, i + batch_size) for i in range(0, len(texts), batch_size)]
+        order = np.arange(len(firsts))
+        pieces = [slice(i, i + batch_size) for i in range(0, len(firsts), batch_size)]
         padded = [0] * len(pieces)  # mixed lengths: the time left is estimated from the count
     out: list[np.ndarray] = []
     ids: list[list[int]] = []
-    progress = Progress(log or quiet, "PyTorch reference", len(texts), work=work)
+    progress = Progress(log or quiet, label, len(firsts), unit="texts" if seconds is None else "pairs", work=work)
     with torch.inference_mode():
         for piece, cost in zip(pieces, padded, strict=True):
-            chunk = [texts[i] for i in order[piece]]
-            enc = hf_tokenizer(
-                chunk, padding=True, truncation="longest_first", max_length=max_seq_length, return_tensors="pt"
-            )
-            sentence, _ = model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
-            out.append(sentence.float().numpy())
+            enc = encode(order[piece], padding=True, return_tensors="pt")
+            out.append(run(enc).float().numpy())
             for row, mask in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), strict=True):
                 ids.append([t for t, m in zip(row, mask, strict=True) if m])
-            progress.update(len(chunk), cost)
+            progress.update(piece.stop - piece.start, cost)
     progress.close()
     back = np.argsort(order, kind="stable")
     return np.concatenate(out)[back], [ids[i] for i in back]

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from embedrt._errors import ParityError
 from embedrt._reranker import Reranker
@@ -23,9 +22,9 @@ from embedrt._types import Precision
 
 from ._heads import ScoreModel, SpladeModel, load_head_reference
 from ._kinds import read_head_source
-from ._progress import Log, Progress, quiet
+from ._progress import Log
 from ._texts import validation_texts
-from ._validate import length_batches
+from ._validate import reference_outputs
 
 # fp32: differences are float rounding; scaled by the largest reference value (at least 1). int8
 # (rerankers): a coarse check on the grid's hard pairs (empty, cut at the max length), which catches
@@ -52,55 +51,22 @@ def pairs_from_texts(texts: list[str]) -> list[tuple[str, str]]:
     return list(zip(texts, texts[1:] + texts[:1], strict=True)) + [(t, t) for t in texts]
 
 
-def _reference_ids(enc: Any) -> list[list[int]]:
-    return [
-        [t for t, m in zip(row, mask, strict=True) if m]
-        for row, mask in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), strict=True)
-    ]
-
-
-def _batched(
-    hf_tok: Any, firsts: list[str], seconds: list[str] | None, max_length: int, batch_size: int, label: str,
-    log: Log | None, run: Any,
-) -> tuple[np.ndarray, list[list[int]]]:
-    """``run(encoding)``'s outputs for texts or pairs, in the given order, and the token ids
-    transformers gives; batched longest first under the runtime's token budget (``length_batches``:
-    a gate's pairs of mixed lengths padded together cost 4x as much), with progress for ``log``."""
-    def encode(idx: Any, **kw: Any) -> Any:
-        second = [seconds[i] for i in idx] if seconds is not None else None
-        return hf_tok([firsts[i] for i in idx], second, truncation="longest_first", max_length=max_length, **kw)
-
-    order, pieces, padded = length_batches(encode(range(len(firsts)))["input_ids"], batch_size)
-    out, ids = [], []
-    progress = Progress(log or quiet, label, len(firsts), unit="texts" if seconds is None else "pairs",
-                        work=sum(padded))  # fmt: skip
-    with torch.inference_mode():
-        for piece, cost in zip(pieces, padded, strict=True):
-            enc = encode(order[piece], padding=True, return_tensors="pt")
-            out.append(run(enc).float().numpy())
-            ids += _reference_ids(enc)
-            progress.update(piece.stop - piece.start, cost)
-    progress.close()
-    back = np.argsort(order, kind="stable")
-    return np.concatenate(out)[back], [ids[i] for i in back]
-
-
 def reference_logits(
     model: ScoreModel, hf_tok: Any, pairs: list[tuple[str, str]], max_length: int, batch_size: int = 8,
     log: Log | None = None,
 ) -> tuple[np.ndarray, list[list[int]]]:
-    """PyTorch fp32 logits of ``pairs``, and their token ids (see ``_batched``)."""
-    return _batched(hf_tok, [a for a, _ in pairs], [b for _, b in pairs], max_length, batch_size,
-                    "PyTorch logits", log,
-                    lambda enc: model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))[0])  # fmt: skip
+    """PyTorch fp32 logits of ``pairs``, and their token ids (``_validate.reference_outputs``)."""
+    return reference_outputs(hf_tok, [a for a, _ in pairs], [b for _, b in pairs], max_length, batch_size,
+                             "PyTorch logits", log,
+                             lambda enc: model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))[0])  # fmt: skip
 
 
 def reference_sparse(
     model: SpladeModel, hf_tok: Any, texts: list[str], max_length: int, batch_size: int = 8
 ) -> tuple[np.ndarray, list[list[int]]]:
-    """PyTorch fp32 sparse vectors of ``texts`` as dense rows, and their token ids (see ``_batched``)."""
-    return _batched(hf_tok, texts, None, max_length, batch_size, "PyTorch reference", None,
-                    lambda enc: model.reference(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")))  # fmt: skip
+    """PyTorch fp32 sparse vectors of ``texts`` as dense rows, and their token ids (``_validate.reference_outputs``)."""
+    return reference_outputs(hf_tok, texts, None, max_length, batch_size, "PyTorch reference", None,
+                             lambda enc: model.reference(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")))  # fmt: skip
 
 
 def validate_reranker(
