@@ -19,7 +19,8 @@ precision or for ``auto``:
   measured with; the record says by how much (``faster_here``).
 
 The PyTorch reference of the gate texts is computed once per export, whatever the number of
-settings (the gate's costliest part on a CPU).
+settings (the gate's costliest part on a CPU), and so is the int8 smoothing's search for each group
+of weights the int8 graphs share (``Job.smoothing_choices``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from embedrt._types import MADE_FOR, Device, InferencePrecision, Precision
 
 from ._archs import ArchSpec, Variant
 from ._quantize import RECIPE, RECIPES, Int8Recipe
+from ._smooth import Choices
 from ._tokenizer import write_tokenizer
 from ._validate import quality_gate, reference_embeddings, validate
 from ._window import Window
@@ -109,6 +111,8 @@ class Job:
     bf16_gate: Callable[[Job, Path], dict[str, Any]] | None = None
     unit: str = "texts"
     gate_reference: np.ndarray | None = field(default=None, init=False)  # a head's gate: PyTorch's outputs
+    # the int8 smoothing's choices, shared by this export's int8 graphs (``_smooth.smooth_model``)
+    smoothing_choices: Choices = field(default_factory=dict, init=False)
     _reference: np.ndarray | None = field(default=None, init=False)
     _calibration: Any = field(default=None, init=False)
 
@@ -203,7 +207,7 @@ def _attempt(job: Job, setting: Setting, bundle: Path, misses: list[dict[str, An
     optimizations = apply_variant(
         job.fp32, bundle / MODEL_NAME, setting.precision, setting.optimize,
         {"spec": job.spec, "fusion": job.arch.fusion, "window": job.window}, int8_recipe=setting.recipe,
-        calibration=calibration,
+        calibration=calibration, smoothing_choices=job.smoothing_choices,
     )  # fmt: skip
     if misses:
         optimizations["fallback_from"] = list(misses)

@@ -63,7 +63,7 @@ from ._int8_weights import PAIR_LIMIT, WeightRange, max_pair_sum, quantize_colum
 from ._outliers import OUTLIER_RATIO, fold_masks, split_outliers
 from ._residual import second_pass
 from ._row_activations import ZERO_POINT, per_row_activations
-from ._smooth import Feeds, smooth_model
+from ._smooth import Choices, Feeds, smooth_model
 from ._static_scales import static_tensor_scales
 
 # Pooling and what follows it (Dense, Normalize) stay fp32: few FLOPs, all of the output's precision.
@@ -220,10 +220,13 @@ def quantize_int8(
     *,
     fused: bool = False,
     calibration: list[Feeds] | None = None,
+    choices: Choices | None = None,
 ) -> dict[str, Any]:
     """Write the int8 graph of ``fp32_path`` to ``out_path``; return what the manifest records.
 
-    ``calibration`` (batches of graph inputs) is needed by ``method="smooth"`` only. ``fused``: the
+    ``calibration`` (batches of graph inputs) is needed by ``method="smooth"`` only, and so is
+    ``choices``: the smoothing's memo over the graphs made from one model and calibration
+    (``smooth_model``). ``fused``: the
     graph holds onnxruntime contrib operators (no ONNX type inference through them); found out from
     the graph when not said.
     """
@@ -285,7 +288,7 @@ def quantize_int8(
         )
         smoothing = smooth_model(
             model, [s.name for s in quantized], calibration, recipe.weight_range,
-            feedback=recipe.rounding == "feedback", per_row=rows, two_pass=twice,
+            feedback=recipe.rounding == "feedback", per_row=rows, two_pass=twice, choices=choices,
         )  # fmt: skip
         fold_masks(model)
         settings = _dynamic(model, out_path, recipe, quantized, excluded, fused, smoothing.weights, rows,

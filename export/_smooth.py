@@ -30,6 +30,7 @@ the quality gate's texts from 0.9981 to 0.9986.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -102,6 +103,7 @@ def smooth_model(
     feedback: bool = True,
     per_row: Collection[str] = (),
     two_pass: Collection[str] = (),
+    choices: Choices | None = None,
 ) -> Smoothing:
     """Balance the inputs of the MatMul-like nodes ``node_names`` (weight = input 1) in place.
 
@@ -111,6 +113,9 @@ def smooth_model(
     will be quantized with one scale per token row (``_row_activations``; the others per tensor),
     which the search simulates; ``two_pass``: the nodes whose inputs will be quantized twice, the
     second time over the first's rounding residual (``_residual``), simulated so.
+    ``choices``: the groups' choices already made on these ``feeds`` by an earlier call (another
+    graph of the same model: fused, or with other run-time scales), by the group's weights and
+    simulation; a group found there is not searched again, and the new ones are added to it.
     Returns the record for the manifest (per group, the chosen ``alpha`` and the simulated relative
     output error with and without smoothing) and the int8 weights of every smoothed group's nodes.
     """
@@ -123,19 +128,29 @@ def smooth_model(
         if uses.get(node.input[1], 0) == 1:  # a weight shared with another node cannot be rescaled
             groups.setdefault(node.input[0], []).append(node)
     widths = {tensor: int(weights[group[0].input[1]].dims[0]) for tensor, group in groups.items()}
-    stats = _activation_stats(model, list(groups), feeds, _within_budget(widths) if feedback else set())
+    with_gram = _within_budget(widths) if feedback else set()
+    row_nodes, twice = set(per_row), set(two_pass)
+    wr = WeightRange(weight_range)
+
+    # every group's statistics, searched or not: a group's sample of calibration rows depends on the others'
+    stats = _activation_stats(model, list(groups), feeds, with_gram)
 
     record: list[dict[str, Any]] = []
     chosen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     zero_points: dict[str, int] = {}
     order = {id(n): i for i, n in enumerate(model.graph.node)}
-    row_nodes, twice = set(per_row), set(two_pass)
     for k, (tensor, group) in enumerate(groups.items()):
         rows = any(n.name in row_nodes for n in group)
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
         w = np.concatenate([m.reshape(m.shape[0], -1) for m in mats], axis=1)
         passes = 2 if any(n.name in twice for n in group) else 1
-        choice, err_plain = _choose(w, stats[tensor], WeightRange(weight_range), feedback, rows, passes)
+        key = (_digest(w), w.shape, wr, feedback, tensor in with_gram, rows, passes)
+        if choices is not None and key in choices:
+            choice, err_plain = choices[key]
+        else:
+            choice, err_plain = _choose(w, stats[tensor], wr, feedback, rows, passes)
+            if choices is not None:  # without the nearest levels: only the search used them
+                choices[key] = (replace(choice, nearest=np.empty(0, np.int8)), err_plain)
         alpha, scale, (q, qscale) = choice.alpha, choice.s, choice.q
         start = 0
         for node, mat in zip(group, mats, strict=True):
@@ -146,7 +161,7 @@ def smooth_model(
             "nodes": [n.name for n in group], "alpha": alpha,
             "rel_err": round(choice.err, 5), "rel_err_unsmoothed": round(err_plain, 5),
         })  # fmt: skip
-        if feedback and stats[tensor].gram is not None:
+        if tensor in with_gram:
             record[-1]["rows_rounded"] = "heaviest input first" if choice.in_pair_order else "in index order"
         if rows:
             record[-1]["row_zero_point"] = choice.zero
@@ -176,7 +191,7 @@ def smooth_model(
             "activations_simulated": _simulated(len(row_nodes), len(node_names))
             + (f"; two uint8 passes (the second over the residual) for {len(twice)} nodes" if twice else ""),
             "row_zero_points": list(ROW_ZERO_POINTS) if row_nodes else [],
-            "feedback_groups": sum(1 for t in groups if stats[t].gram is not None),
+            "feedback_groups": len(with_gram),
             "calibration_batches": len(feeds),
             "calibration_texts": int(sum(f["input_ids"].shape[0] for f in feeds)),
             "groups": record,
@@ -184,6 +199,10 @@ def smooth_model(
         chosen,
         zero_points,
     )
+
+
+def _digest(w: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(w).tobytes(), digest_size=16).digest()
 
 
 def _simulated(rows: int, nodes: int) -> str:
@@ -315,6 +334,11 @@ class _Choice:
     q: Quantized  # int8 levels [K, N] and column scales [N]
     nearest: np.ndarray  # the levels rounded to nearest (the feedback rounding's start)
     in_pair_order: bool = False  # rows rounded heaviest input first (``_round_in_pair_order``)
+
+
+# The groups' choices made on one model's calibration batches, by (weights' digest, shape, weight
+# range, feedback, with x.T @ x, inputs per token row, activation passes): ``smooth_model``'s memo.
+Choices = dict[tuple[Any, ...], tuple[_Choice, float]]
 
 
 def _choose(

@@ -27,7 +27,7 @@ from ._optimize import fused_counts, optimize_graph
 from ._products import split_products
 from ._quantize import RECIPE, Int8Recipe, quantize_int8
 from ._rotary import fuse_rotary
-from ._smooth import Feeds
+from ._smooth import Choices, Feeds
 from ._window import flash_globals
 
 
@@ -40,6 +40,7 @@ def apply_variant(
     *,
     int8_recipe: Int8Recipe | None = None,
     calibration: list[Feeds] | None = None,
+    smoothing_choices: Choices | None = None,
 ) -> dict[str, Any]:
     """Write the ``precision`` (and, with ``optimize``, fused) graph of ``fp32_path`` to ``out_path``.
 
@@ -55,7 +56,9 @@ def apply_variant(
     ``max_position_embeddings`` or the spec's ``max_seq_length`` positions, the longer) and
     products cut in slices become one product per slice (``_products``).
     ``int8_recipe`` defaults to ``_quantize.RECIPE``; ``calibration``
-    (batches of graph inputs) is what its ``smooth`` method calibrates on. Returns ``{"precision",
+    (batches of graph inputs) is what its ``smooth`` method calibrates on; ``smoothing_choices``, a
+    memo shared by the int8 graphs made from one model and calibration, spares each graph after the
+    first the smoothing's search where its weights are the same (``_smooth.smooth_model``). Returns ``{"precision",
     "optimize", "fused_ops", "quantization" | "fp16"}``, with ``"rotary"`` and ``"split_products"``
     where the graph has them.
     """
@@ -96,7 +99,8 @@ def apply_variant(
                 src = rewritten
         if prec is Precision.INT8:
             record["quantization"] = quantize_int8(
-                src, out_path, int8_recipe or RECIPE, fused=bool(record["optimize"]), calibration=calibration
+                src, out_path, int8_recipe or RECIPE, fused=bool(record["optimize"]), calibration=calibration,
+                choices=smoothing_choices,
             )
         elif prec is Precision.FP16:
             record["fp16"] = convert_fp16(src, out_path)

@@ -170,6 +170,55 @@ def test_smoothing_alone_changes_nothing_in_fp32(
         assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
 
 
+def test_int8_graphs_of_one_model_share_the_smoothing_search(
+    tiny_factory: Callable[..., Path], fp32_bundles: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export's int8 graphs (fused and plain, ``auto``'s two) search each group's smoothing once:
+    the second graph takes the first's choice for every group whose weights it shares, and is the
+    graph its own search would have made."""
+    from transformers import AutoTokenizer
+
+    import embedrt.export._smooth as smooth_module
+    from embedrt.export._export import calibration_texts
+    from embedrt.export._smooth import calibration_feeds
+
+    searched: list[tuple[int, ...]] = []
+    choose = smooth_module._choose
+    monkeypatch.setattr(smooth_module, "_choose", lambda w, *a: searched.append(w.shape) or choose(w, *a))
+    plain = fp32_bundles["bert"] / MODEL_NAME
+    tok = AutoTokenizer.from_pretrained(str(tiny_factory("bert")))
+    feeds = calibration_feeds(tok, calibration_texts(32), ["input_ids", "attention_mask", "token_type_ids"], 64)
+    cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}, "fusion": "bert"}
+
+    def make(name: str, optimize: bool | None, choices: dict | None) -> tuple[Path, list[dict]]:  # type: ignore[type-arg]
+        searched.clear()
+        out = tmp_path / name / MODEL_NAME
+        out.parent.mkdir()
+        rec = apply_variant(plain, out, "int8", optimize, cfg, calibration=feeds, smoothing_choices=choices)
+        return out, rec["quantization"]["smoothing"]["groups"]
+
+    choices: dict = {}  # type: ignore[type-arg]
+    make("fused", None, choices)
+    assert len(searched) == 8 and len(choices) == 8  # 2 layers: QKV input, attention output, FFN in, FFN out
+    shared, groups = make("plain", False, choices)
+    # only the Q/K/V groups are searched again: the fused graph's Q and K carry one more column per head
+    assert searched == [(32, 96)] * 2 and len(choices) == 10
+    alone, alone_groups = make("alone", False, None)
+    assert len(searched) == 8
+    assert [(g["alpha"], g.get("row_zero_point")) for g in groups] == [
+        (g["alpha"], g.get("row_zero_point")) for g in alone_groups
+    ]
+    import onnxruntime as ort
+
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (shared, alone))
+    for feed in feeds[:3]:
+        x, y = (s.run(["sentence_embedding"], feed)[0] for s in (a, b))
+        assert np.abs(x - y).max() <= 1e-5 * np.abs(y).max()
+    # a third graph with the same weights searches nothing and is the same graph
+    again, _ = make("again", False, choices)
+    assert searched == [] and again.read_bytes() == shared.read_bytes()
+
+
 def test_int8_falls_back_to_nbits_when_smooth_misses_the_gate(
     tiny_factory: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
