@@ -58,7 +58,7 @@ from onnx import numpy_helper
 
 from embedrt._errors import UnsupportedModelError
 
-from ._graph import POOLING_OPS, downstream_of, needs_external
+from ._graph import POOLING_OPS, downstream_of, links, needs_external
 from ._int8_weights import PAIR_LIMIT, WeightRange, max_pair_sum, quantize_columns
 from ._outliers import OUTLIER_RATIO, fold_masks, split_outliers
 from ._residual import second_pass
@@ -169,10 +169,12 @@ AUTO = (RECIPE, replace(RECIPE, tensor_scales="dynamic"), NBITS_RECIPE)
 
 
 def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
-    """Every quantizable node with a constant weight, classified, in topological order."""
+    """Every quantizable node with a constant weight, classified, in topological order: attention's
+    projections by the attention they feed or read (``_attention_products``), the others by shape
+    (an FFN widens, then narrows)."""
     weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
     after_pooling = downstream_of(model, POOLING_OPS)
-    attention_inputs = _attention_inputs(model)
+    attention = _attention_products(model, set(weights))
     sites: list[MatMulSite] = []
     layer = 0
     for node in model.graph.node:
@@ -183,8 +185,8 @@ def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
             kind = "head"
         elif node.op_type == "Attention":
             kind = "attn_qkv"
-        elif node.output[0] in attention_inputs:
-            kind = "attn_proj"  # Q/K/V of a MultiHeadAttention (Q and K one column wider per head)
+        elif node.name in attention:
+            kind = "attn_proj"  # Q/K/V (grouped-query K/V narrower, fused Q/K one column wider per head), output
         elif len(shape) == 2 and shape[0] < shape[1]:
             kind = "ffn_in"
         elif len(shape) == 2 and shape[0] > shape[1]:
@@ -197,20 +199,57 @@ def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
     return sites
 
 
-def _attention_inputs(model: onnx.ModelProto) -> set[str]:
-    """Tensors that reach a MultiHeadAttention's query, key or value through Adds only."""
-    produced = {o: n for n in model.graph.node for o in n.output}
-    out: set[str] = set()
-    todo = [i for n in model.graph.node if n.op_type == "MultiHeadAttention" for i in n.input[:3] if i]
-    while todo:
-        t = todo.pop()
-        if t in out:
-            continue
-        out.add(t)
-        node = produced.get(t)
-        if node is not None and node.op_type == "Add":
-            todo.extend(node.input)
-    return out
+# Operators that hold a whole attention (onnxruntime's), and those a walk between an attention and its
+# projections stops at: a product, the softmax, a shape (a tensor read only for its shape is no data).
+_ATTENTION_OPS = ("MultiHeadAttention", "GroupQueryAttention")
+_WALL_OPS = ("MatMul", "Gemm", "Softmax", "Attention", *_ATTENTION_OPS, "Shape", "Size")
+
+
+def _attention_products(model: onnx.ModelProto, weights: set[str]) -> set[str]:
+    """Names of the constant-weight MatMuls that make an attention's queries, keys or values, or read
+    its context. An attention is a ``Softmax`` between two products of activations (scores, then
+    context) or an onnxruntime attention operator; its projections are the constant-weight products
+    reached from it through anything but a product, a softmax or a shape: backward from the scores'
+    and the context's inputs (or the operator's query, key and value), forward from the context."""
+    readers, producer = links(model)
+
+    def walk(tensors: Iterable[str], backward: bool) -> list[onnx.NodeProto]:
+        """The wall nodes (``_WALL_OPS``) first reached from ``tensors``."""
+        seen: set[int] = set()
+        walls: list[onnx.NodeProto] = []
+        todo = [t for t in tensors if t and t not in weights]
+        while todo:
+            t = todo.pop()
+            nodes = ([producer[t]] if t in producer else []) if backward else readers.get(t, [])
+            for n in nodes:
+                if id(n) in seen:
+                    continue
+                seen.add(id(n))
+                if n.op_type in _WALL_OPS:
+                    walls.append(n)
+                else:
+                    todo.extend(i for i in (n.input if backward else n.output) if i and i not in weights)
+        return walls
+
+    def projections(walls: list[onnx.NodeProto]) -> set[str]:
+        return {n.name for n in walls if n.op_type == "MatMul" and n.input[1] in weights}
+
+    def activations_product(n: onnx.NodeProto) -> bool:
+        return n.op_type == "MatMul" and not any(i in weights for i in n.input)
+
+    found: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type == "Softmax":
+            for scores in filter(activations_product, walk(node.input[:1], backward=True)):
+                found |= projections(walk(scores.input, backward=True))
+            for context in filter(activations_product, walk(node.output, backward=False)):
+                found |= projections(walk(context.input, backward=True))
+                found |= projections(walk(context.output, backward=False))
+        elif node.op_type in _ATTENTION_OPS:
+            found |= projections(walk(node.input[:3], backward=True)) | projections(walk(node.output[:1], backward=False))
+        elif node.op_type == "Attention":  # packed: its Q/K/V product is itself (attn_qkv)
+            found |= projections(walk(node.output[:1], backward=False))
+    return found
 
 
 def quantize_int8(
@@ -336,7 +375,10 @@ def _residual_sites(model: onnx.ModelProto, recipe: Int8Recipe, quantized: list[
     names = {s.name for s in sites}
     inputs = {n.name: n.input[0] for n in model.graph.node if n.name in names}
     readers = _count(inputs[s.name] for s in sites)
-    return {s.name for s in sites if s.kind == "ffn_in" or readers[inputs[s.name]] > 1}
+    # a layer norm's output: read by several products (Q/K/V's), or by a widening one (an FFN's input
+    # projection, a packed Q/K/V)
+    widening = {s.name for s in sites if len(s.weight_shape) == 2 and s.weight_shape[0] < s.weight_shape[1]}
+    return {s.name for s in sites if s.name in widening or readers[inputs[s.name]] > 1}
 
 
 def _nbits(

@@ -5,6 +5,7 @@ own encode, token ids included, on the validation grid (Korean, emoji, empty and
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,6 +94,27 @@ def test_zero_vectors_are_compared_by_norm(family: Callable[..., tuple[Path, Pat
     parity = Embedder(bundle).manifest.parity
     assert parity["zero_reference_rows"] >= 1 and parity["passed"]
     assert np.linalg.norm(Embedder(bundle).encode("")) <= 1e-5
+
+
+@pytest.mark.parametrize("name", [*DECODERS, "gemma3_text", "modernbert"])
+def test_attention_projections_are_told_by_the_attention_they_feed(
+    name: str, family: Callable[..., tuple[Path, Path, list[str]]]
+) -> None:
+    """Grouped-query attention's K/V projections are narrower than the hidden state, a packed Q/K/V
+    is wider: the quantizer tells attention's products by the attention they feed or read, not by
+    shape, so that its per-kind choices (outlier channels, exclusions) and layer numbers hold."""
+    import onnx
+
+    from embedrt._bundle import MODEL_NAME
+    from embedrt.export._quantize import find_sites
+
+    _, bundle, _ = family(name)
+    sites = [s for s in find_sites(onnx.load(str(bundle / MODEL_NAME))) if s.kind != "head"]
+    # ModernBERT: Q/K/V packed, and its GeGLU input projection cut in two (``_products``)
+    per_layer = {"attn_proj": 2 if name == "modernbert" else 4, "ffn_in": 2, "ffn_out": 1}
+    assert Counter((s.kind, s.layer) for s in sites) == {
+        (kind, layer): n for layer in (0, 1) for kind, n in per_layer.items()
+    }
 
 
 @pytest.mark.parametrize("name", ["qwen3", "gemma3_text"])
