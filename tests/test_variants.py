@@ -180,7 +180,7 @@ def test_int8_graphs_of_one_model_share_the_smoothing_search(
 
     import embedrt.export._smooth as smooth_module
     from embedrt.export._export import calibration_texts
-    from embedrt.export._smooth import calibration_feeds
+    from embedrt.export._smooth import Choices, calibration_feeds
 
     searched: list[tuple[int, ...]] = []
     choose = smooth_module._choose
@@ -190,14 +190,14 @@ def test_int8_graphs_of_one_model_share_the_smoothing_search(
     feeds = calibration_feeds(tok, calibration_texts(32), ["input_ids", "attention_mask", "token_type_ids"], 64)
     cfg = {"config": {"model_type": "bert", "num_attention_heads": 2, "hidden_size": 32}, "fusion": "bert"}
 
-    def make(name: str, optimize: bool | None, choices: dict | None) -> tuple[Path, list[dict]]:  # type: ignore[type-arg]
+    def make(name: str, optimize: bool | None, choices: Choices | None) -> tuple[Path, list[dict[str, object]]]:
         searched.clear()
         out = tmp_path / name / MODEL_NAME
         out.parent.mkdir()
         rec = apply_variant(plain, out, "int8", optimize, cfg, calibration=feeds, smoothing_choices=choices)
         return out, rec["quantization"]["smoothing"]["groups"]
 
-    choices: dict = {}  # type: ignore[type-arg]
+    choices: Choices = {}
     make("fused", None, choices)
     assert len(searched) == 8 and len(choices) == 8  # 2 layers: QKV input, attention output, FFN in, FFN out
     shared, groups = make("plain", False, choices)
