@@ -187,7 +187,7 @@ def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
             kind = "attn_qkv"
         elif node.name in attention:
             kind = "attn_proj"  # Q/K/V (grouped-query K/V narrower, fused Q/K one column wider per head), output
-        elif len(shape) == 2 and shape[0] < shape[1]:
+        elif _widens(shape):
             kind = "ffn_in"
         elif len(shape) == 2 and shape[0] > shape[1]:
             kind = "ffn_out"
@@ -197,6 +197,11 @@ def find_sites(model: onnx.ModelProto) -> list[MatMulSite]:
         if kind == "ffn_out":
             layer += 1  # an FFN output projection closes a transformer layer
     return sites
+
+
+def _widens(shape: tuple[int, ...]) -> bool:
+    """A product to more columns than rows: an FFN's input projection (or a packed Q/K/V)."""
+    return len(shape) == 2 and shape[0] < shape[1]
 
 
 # Operators that hold a whole attention (onnxruntime's), and those a walk between an attention and its
@@ -377,8 +382,7 @@ def _residual_sites(model: onnx.ModelProto, recipe: Int8Recipe, quantized: list[
     readers = _count(inputs[s.name] for s in sites)
     # a layer norm's output: read by several products (Q/K/V's), or by a widening one (an FFN's input
     # projection, a packed Q/K/V)
-    widening = {s.name for s in sites if len(s.weight_shape) == 2 and s.weight_shape[0] < s.weight_shape[1]}
-    return {s.name for s in sites if s.name in widening or readers[inputs[s.name]] > 1}
+    return {s.name for s in sites if _widens(s.weight_shape) or readers[inputs[s.name]] > 1}
 
 
 def _nbits(

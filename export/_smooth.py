@@ -144,13 +144,14 @@ def smooth_model(
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in group]
         w = np.concatenate([m.reshape(m.shape[0], -1) for m in mats], axis=1)
         passes = 2 if any(n.name in twice for n in group) else 1
-        key = (_digest(w), w.shape, wr, feedback, tensor in with_gram, rows, passes)
-        if choices is not None and key in choices:
-            choice, err_plain = choices[key]
-        else:
+        if choices is None:
             choice, err_plain = _choose(w, stats[tensor], wr, feedback, rows, passes)
-            if choices is not None:  # without the nearest levels: only the search used them
-                choices[key] = (replace(choice, nearest=np.empty(0, np.int8)), err_plain)
+        else:
+            key = (_digest(w), w.shape, wr, feedback, tensor in with_gram, rows, passes)
+            if key not in choices:  # kept without the nearest levels: only the search uses them
+                found, plain = _choose(w, stats[tensor], wr, feedback, rows, passes)
+                choices[key] = (replace(found, nearest=np.empty(0, np.int8)), plain)
+            choice, err_plain = choices[key]
         alpha, scale, (q, qscale) = choice.alpha, choice.s, choice.q
         start = 0
         for node, mat in zip(group, mats, strict=True):
