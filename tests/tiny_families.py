@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tiny_models import CORPUS
+from tiny_models import CORPUS, kept
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 _TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
@@ -96,6 +96,13 @@ FAMILIES: dict[str, Family] = {
 
 def train_tokenizer(kind: str, specials: dict[str, str], template: tuple[str | None, str | None],
                     lowercase: bool = False, vocab: int = 400) -> Tokenizer:
+    """A ``kind`` tokenizer trained on ``CORPUS`` as the family's, kept after its first training (``kept``)."""
+    recipe = f"family-{kind} {json.dumps([specials, template, lowercase, vocab])}"
+    return kept(recipe, lambda: _trained(kind, specials, template, lowercase, vocab))
+
+
+def _trained(kind: str, specials: dict[str, str], template: tuple[str | None, str | None], lowercase: bool,
+             vocab: int) -> Tokenizer:
     names = list(dict.fromkeys(specials.values()))
     if kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=specials["unk"]))

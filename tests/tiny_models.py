@@ -1,4 +1,5 @@
-"""Tiny random models of several architectures, with tokenizers trained here; nothing downloads.
+"""Tiny random models of several architectures, with tokenizers trained here (and kept, ``kept``);
+nothing downloads.
 
 ``make_encoder(arch, folder)`` writes a plain Hugging Face encoder folder; ``make_st_folder`` wraps
 one into a sentence-transformers folder, saved either by the installed sentence-transformers (new
@@ -9,8 +10,10 @@ flags, ``sentence_transformers.models.*`` types, ``pytorch_model.bin`` Dense wei
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,27 +74,59 @@ ARCHS: dict[str, Arch] = {
 }
 
 
+KEPT = Path(__file__).parent / "data" / "tokenizers"
+
+
+def kept(recipe: str, train: Callable[[], Tokenizer]) -> Tokenizer:
+    """The tokenizer ``train()`` made when it was first trained on ``CORPUS``, from ``tests/data/tokenizers``.
+
+    tokenizers' WordPiece and Unigram trainers break ties in hash order, so two trainings on one
+    corpus differ (a few tokens, most ids); a random model fed other ids gives other numbers, and a
+    test on fine numbers (int8 errors) moves from run to run. Every run reads the kept file instead.
+    Its name holds a digest of ``recipe`` (every setting the training takes) and of ``CORPUS`` (partly
+    this Python's docstrings): where no file matches, the tokenizer is trained anew, and written there
+    when ``EMBEDRT_KEEP_TOKENIZERS=1`` (the way to refresh them after changing a recipe).
+    """
+    digest = hashlib.blake2b("\0".join([recipe, *CORPUS]).encode(), digest_size=8).hexdigest()
+    path = KEPT / f"{recipe.split(' ', 1)[0]}-{digest}.json"
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+    tok = train()
+    if os.environ.get("EMBEDRT_KEEP_TOKENIZERS") == "1":
+        KEPT.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(tok.to_str(pretty=True), encoding="utf-8")
+        tmp.replace(path)
+    return tok
+
+
 def _train_tokenizer(kind: str) -> tuple[Tokenizer, dict[str, str]]:
+    specials = _specials(kind)
+    return kept(f"{kind} {json.dumps(specials)}", lambda: _trained(kind, specials)), specials
+
+
+def _specials(kind: str) -> dict[str, str]:
+    if kind == "wordpiece":
+        return {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+    if kind == "mpnet":
+        return {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "[UNK]", "mask": "<mask>"}
+    return {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}
+
+
+def _trained(kind: str, specials: dict[str, str]) -> Tokenizer:
     if kind in ("wordpiece", "mpnet"):
-        specials = (
-            {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
-            if kind == "wordpiece"
-            else {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "[UNK]", "mask": "<mask>"}
-        )
         tok = Tokenizer(models.WordPiece(unk_token=specials["unk"]))
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=list(specials.values()))
         tok.decoder = decoders.WordPiece()
     elif kind == "bpe":
-        specials = {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}
         tok = Tokenizer(models.BPE(unk_token=None))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(specials.values()),
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     else:
-        specials = {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}
         tok = Tokenizer(models.Unigram())
         tok.normalizer = normalizers.NFKC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -104,7 +139,7 @@ def _train_tokenizer(kind: str) -> tuple[Tokenizer, dict[str, str]]:
         pair=f"{cls} $A {sep} $B:1 {sep}:1",
         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
-    return tok, specials
+    return tok
 
 
 def make_encoder(arch: str, folder: Path, seed: int = 0, head: str | None = None, num_labels: int = 1) -> Path:
