@@ -11,7 +11,6 @@ flags, ``sentence_transformers.models.*`` types, ``pytorch_model.bin`` Dense wei
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from collections.abc import Callable
@@ -21,17 +20,10 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-CORPUS = [
-    line.strip()
-    for obj in (str, dict, list, Path, json, inspect)
-    for line in (inspect.getdoc(obj) or "").splitlines()
-    if line.strip()
-] + [
-    "대한민국은 민주공화국이다. 모든 국민은 인간으로서의 존엄과 가치를 가진다.",
-    "東京は日本の首都です。机器学习是人工智能的一个分支。",
-    "Привет, как дела? القط يجلس على السجادة. Ça coûte 12,50 €.",
-    "🙂🚀🔥 emoji 👍🏽 1234567890 https://example.com/a?b=c",
-]
+# The tokenizers' training text (and the tests' text to cut): Python 3.11's docstrings of a few
+# builtins and modules, then some Korean, Japanese, Chinese, Cyrillic, Arabic, French and emoji;
+# kept as a file so that no Python version changes it.
+CORPUS = (Path(__file__).parent / "data" / "tiny_corpus.txt").read_text(encoding="utf-8").splitlines()
 
 
 @dataclass(frozen=True)
@@ -83,9 +75,9 @@ def kept(recipe: str, train: Callable[[], Tokenizer]) -> Tokenizer:
     tokenizers' WordPiece and Unigram trainers break ties in hash order, so two trainings on one
     corpus differ (a few tokens, most ids); a random model fed other ids gives other numbers, and a
     test on fine numbers (int8 errors) moves from run to run. Every run reads the kept file instead.
-    Its name holds a digest of ``recipe`` (every setting the training takes) and of ``CORPUS`` (partly
-    this Python's docstrings): where no file matches, the tokenizer is trained anew, and written there
-    when ``EMBEDRT_KEEP_TOKENIZERS=1`` (the way to refresh them after changing a recipe).
+    Its name holds a digest of ``recipe`` (every setting the training takes) and of ``CORPUS``: where
+    no file matches, the tokenizer is trained anew, and written there when ``EMBEDRT_KEEP_TOKENIZERS=1``
+    (the way to refresh them after changing a recipe or the corpus).
     """
     digest = hashlib.blake2b("\0".join([recipe, *CORPUS]).encode(), digest_size=8).hexdigest()
     path = KEPT / f"{recipe.split(' ', 1)[0]}-{digest}.json"
