@@ -193,9 +193,9 @@ def main() -> int:
                     if exact and cpu:  # the same CPU's u8s8 kernels against its exact u8u8 ones
                         run["against_its_u8s8_run"] = {k: compare(got[k], vectors[cpu][k]) for k in texts}
                     runs[name] = run
+                    result["runs"][label] = runs
                     print(label, name, json.dumps(run, ensure_ascii=False), flush=True)
-            result["runs"][label] = runs
-    write_json(args.out, result, ensure_ascii=False)
+                    write_json(args.out, result, ensure_ascii=False)  # after every run: a cut-off run keeps what it measured
     return 0
 
 
