@@ -163,6 +163,7 @@ def main() -> int:
     from benchmarks.int8_cpu import cpu_info
 
     texts, refs, fidelity = _reranker_inputs(args.reranker, args.queries) if args.reranker else _embedding_inputs(args.n)
+    compare = _against_logits(refs) if args.reranker else _against
     result: dict[str, Any] = {
         "command": "python -m benchmarks.emulated_cpus " + " ".join(f"--bundle {b}" for b in args.bundle)
         + f" --cpus {' '.join(args.cpus)}" + (f" --only {' '.join(args.only)}".rstrip() if args.only is not None else "")
@@ -187,7 +188,6 @@ def main() -> int:
                     run = _run(cpu, Path(path), texts_file, out, exact)
                     got = vectors[name] = dict(np.load(out))
                     run["fidelity"] = {k: fidelity(refs[k], got[k]) for k in texts}
-                    compare = _against_logits(refs) if args.reranker else _against
                     if name != "host":
                         run["against_host"] = {k: compare(got[k], vectors["host"][k]) for k in texts}
                     if exact and cpu:  # the same CPU's u8s8 kernels against its exact u8u8 ones

@@ -73,7 +73,7 @@ def kept(recipe: str, train: Callable[[], Tokenizer]) -> Tokenizer:
     """The tokenizer ``train()`` made when it was first trained on ``CORPUS``, from ``tests/data/tokenizers``.
 
     tokenizers' WordPiece and Unigram trainers break ties in hash order, so two trainings on one
-    corpus differ (a few tokens, most ids); a random model fed other ids gives other numbers, and a
+    corpus differ (a few tokens, a third of the ids); a random model fed other ids gives other numbers, and a
     test on fine numbers (int8 errors) moves from run to run. Every run reads the kept file instead.
     Its name holds a digest of ``recipe`` (every setting the training takes) and of ``CORPUS``: where
     no file matches, the tokenizer is trained anew, and written there when ``EMBEDRT_KEEP_TOKENIZERS=1``
